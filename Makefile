@@ -1,0 +1,37 @@
+# keyedstate: PGXS build
+MODULE_big = keyedstate
+OBJS = \
+	src/keyedstate.o \
+	src/settings.o \
+	src/shmem.o \
+	src/store.o \
+	src/serialize.o \
+	src/keytable.o \
+	src/aggcall.o \
+	src/definition.o \
+	src/input.o \
+	src/checkpoint.o \
+	src/worker.o \
+	src/launcher.o \
+	src/liveview.o \
+	src/sqlfuncs.o
+
+EXTENSION = keyedstate
+DATA = $(wildcard sql/keyedstate--*.sql)
+PGFILEDESC = "keyedstate - exact continuous keyed aggregation"
+
+# pg_regress tests run against a private, preloaded temporary instance
+REGRESS = $(patsubst sql/%.sql,%,$(filter-out sql/keyedstate--%,$(sort $(wildcard sql/*.sql))))
+REGRESS_OPTS = --temp-instance=./tmp_check_regress --temp-config=$(srcdir)/test/regress.conf
+
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+
+EXTRA_CLEAN = tmp_check tmp_check_regress results regression.diffs regression.out log
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
