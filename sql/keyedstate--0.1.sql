@@ -1,0 +1,222 @@
+/* keyedstate--0.1.sql: install script */
+
+\echo Use "CREATE EXTENSION keyedstate" to load this file. \quit
+
+/*
+ * Definitions, one row per aggregation.  The analysed query is kept as a
+ * node tree (like a view's rule), so renaming the source table or its
+ * columns does not break the aggregation.  checkpointed_offset changes
+ * only in the same transaction as the checkpointed keys in
+ * keyedstate.state: this is the one place that says which rows are
+ * consumed.
+ */
+CREATE TABLE keyedstate.aggregation (
+	id					serial PRIMARY KEY,
+	view_oid			oid NOT NULL UNIQUE,
+	live_oid			oid NOT NULL,
+	source_oid			oid NOT NULL,
+	offset_attnum		int2 NOT NULL,
+	sequence_oid		oid NOT NULL,
+	owner				oid NOT NULL,
+	query_text			text NOT NULL,
+	query_tree			text NOT NULL,
+	settings			text[] NOT NULL,
+	checkpoint_interval	interval NOT NULL,
+	paused				bool NOT NULL DEFAULT false,
+	resume_count		bigint NOT NULL DEFAULT 0,
+	checkpointed_offset	bigint NOT NULL,
+	last_checkpoint		timestamptz,
+	created				timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+/*
+ * Checkpointed keyed state: one row per key with its serialized key and
+ * transition states, and the key group (hash modulo max parallelism) so
+ * that state can later be split between parallel workers.
+ */
+CREATE TABLE keyedstate.state (
+	aggregation_id		int NOT NULL,
+	key_group			int2 NOT NULL,
+	key					bytea NOT NULL,
+	state				bytea NOT NULL,
+	PRIMARY KEY (aggregation_id, key)
+);
+
+REVOKE ALL ON keyedstate.aggregation, keyedstate.state FROM PUBLIC;
+GRANT USAGE ON SCHEMA keyedstate TO PUBLIC;
+
+/* The foreign data wrapper behind every live view. */
+CREATE FUNCTION keyedstate.fdw_handler()
+RETURNS fdw_handler
+AS 'MODULE_PATHNAME', 'keyedstate_fdw_handler'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION keyedstate.fdw_validator(text[], oid)
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_fdw_validator'
+LANGUAGE C STRICT;
+
+CREATE FOREIGN DATA WRAPPER keyedstate_fdw
+	HANDLER keyedstate.fdw_handler
+	VALIDATOR keyedstate.fdw_validator;
+
+CREATE SERVER keyedstate_server FOREIGN DATA WRAPPER keyedstate_fdw;
+
+/* Defining and controlling aggregations */
+CREATE FUNCTION keyedstate.create_aggregation(
+	name text,
+	query text,
+	start_from text DEFAULT 'beginning',
+	offset_column name DEFAULT NULL,
+	checkpoint_interval interval DEFAULT '1s')
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_create_aggregation'
+LANGUAGE C;
+
+CREATE FUNCTION keyedstate.drop_aggregation(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_drop_aggregation'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION keyedstate.sync(name text, timeout interval DEFAULT '1 min')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'keyedstate_sync'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION keyedstate.pause(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_pause'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION keyedstate.resume(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_resume'
+LANGUAGE C STRICT;
+
+CREATE FUNCTION keyedstate.checkpoint(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_checkpoint'
+LANGUAGE C STRICT;
+
+/* The query of an aggregation, deparsed from its stored tree. */
+CREATE FUNCTION keyedstate.query_definition(aggregation_id int)
+RETURNS text
+AS 'MODULE_PATHNAME', 'keyedstate_query_definition'
+LANGUAGE C STRICT STABLE;
+
+/* Progress of the aggregations of this database, from shared memory. */
+CREATE FUNCTION keyedstate.worker_status(
+	OUT aggregation_id int,
+	OUT state text,
+	OUT consumed_offset bigint,
+	OUT checkpointed_offset bigint,
+	OUT high_water bigint,
+	OUT failed_offset bigint,
+	OUT waiting_pid int,
+	OUT keys bigint,
+	OUT visible_keys bigint,
+	OUT memory_bytes bigint,
+	OUT shared_bytes bigint,
+	OUT rows_consumed bigint,
+	OUT rows_replayed bigint,
+	OUT rows_per_second float8,
+	OUT last_checkpoint timestamptz,
+	OUT error text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'keyedstate_worker_status'
+LANGUAGE C STRICT VOLATILE;
+
+/* Wakes the database worker when rows commit into a source table. */
+CREATE FUNCTION keyedstate.wake()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'keyedstate_wake'
+LANGUAGE C;
+
+/* Source tables are append-only for their aggregations. */
+CREATE FUNCTION keyedstate.refuse_truncate()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+BEGIN
+	RAISE EXCEPTION 'cannot truncate table "%" because keyedstate aggregations consume it',
+		TG_TABLE_NAME
+		USING ERRCODE = 'object_in_use',
+			  DETAIL = 'Truncating would silently leave the aggregations'' state without its input rows.',
+			  HINT = 'Drop the aggregations with keyedstate.drop_aggregation() first.';
+END;
+$$;
+
+/* Called by the sql_drop event trigger for a dropped live view. */
+CREATE FUNCTION keyedstate.forget_aggregation(aggregation_id int)
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_forget_aggregation'
+LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION keyedstate.forget_aggregation(int) FROM PUBLIC;
+
+/*
+ * When a live view goes away with DROP VIEW, or with DROP TABLE ... CASCADE
+ * of its source, forget the aggregation too.
+ */
+CREATE FUNCTION keyedstate.on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT a.id
+		  FROM pg_catalog.pg_event_trigger_dropped_objects() d
+		  JOIN keyedstate.aggregation a ON a.view_oid = d.objid
+		 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.objsubid = 0
+	LOOP
+		PERFORM keyedstate.forget_aggregation(r.id);
+	END LOOP;
+END;
+$$;
+
+CREATE EVENT TRIGGER keyedstate_sql_drop ON sql_drop
+	EXECUTE FUNCTION keyedstate.on_sql_drop();
+
+CREATE VIEW keyedstate.aggregations AS
+SELECT a.id,
+	   a.view_oid::pg_catalog.regclass::text AS name,
+	   a.source_oid::pg_catalog.regclass AS source_table,
+	   CASE WHEN pg_catalog.pg_has_role(a.owner, 'USAGE')
+			THEN keyedstate.query_definition(a.id) END AS query,
+	   att.attname AS offset_column,
+	   a.owner::pg_catalog.regrole AS owner,
+	   a.checkpoint_interval,
+	   a.paused,
+	   a.checkpointed_offset,
+	   a.last_checkpoint,
+	   a.created
+  FROM keyedstate.aggregation a
+  LEFT JOIN pg_catalog.pg_attribute att
+	ON att.attrelid = a.source_oid AND att.attnum = a.offset_attnum;
+
+CREATE VIEW keyedstate.status AS
+SELECT a.view_oid::pg_catalog.regclass::text AS name,
+	   COALESCE(w.state, CASE WHEN a.paused THEN 'paused' ELSE 'starting' END) AS state,
+	   w.consumed_offset,
+	   COALESCE(w.checkpointed_offset, a.checkpointed_offset) AS checkpointed_offset,
+	   GREATEST(w.high_water - w.consumed_offset, 0) AS lag_rows,
+	   w.keys,
+	   w.visible_keys,
+	   w.memory_bytes,
+	   w.shared_bytes,
+	   w.rows_per_second,
+	   w.rows_consumed,
+	   w.rows_replayed,
+	   COALESCE(w.last_checkpoint, a.last_checkpoint) AS last_checkpoint,
+	   w.error,
+	   NULLIF(w.failed_offset, 0) AS failed_offset,
+	   NULLIF(w.waiting_pid, 0) AS waiting_pid
+  FROM keyedstate.aggregation a
+  LEFT JOIN keyedstate.worker_status() w ON w.aggregation_id = a.id;
+
+GRANT SELECT ON keyedstate.aggregations, keyedstate.status TO PUBLIC;

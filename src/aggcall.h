@@ -1,0 +1,137 @@
+/*-------------------------------------------------------------------------
+ *
+ * aggcall.h
+ *	  Calling aggregate support functions from the worker, as nodeAgg does.
+ *
+ * For each aggregate call (Aggref) of an aggregation the worker looks up
+ * pg_aggregate once and then, per input row, calls the transition function
+ * with a reused FunctionCallInfo, re-implementing nodeAgg's semantics:
+ * strict transition functions skip rows with a NULL input, a NULL initial
+ * value takes the first non-NULL input, by-reference results are copied
+ * into the state context and the old value freed.  Transition functions
+ * get a private AggState as their call context, so AggCheckCallContext()
+ * reports an aggregate context (the state context) and functions with an
+ * `internal` state work; AggStateIsShared() then says true, which keeps
+ * final functions from scribbling on the state.  Polymorphic support
+ * functions get an fn_expr built with build_aggregate_*_expr().
+ *
+ * How a state is made durable (KsPersistKind):
+ *	VALUE	the transition value itself (any non-internal transtype)
+ *	SERIAL	internal transtype with serialfn/deserialfn: their bytea
+ *	REPLAY	internal transtype without them (array_agg, string_agg,
+ *			json(b)_agg... in 15): the key's inputs are logged and replayed
+ *			through the transition function on recovery
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_AGGCALL_H
+#define KS_AGGCALL_H
+
+#include "keytable.h"
+
+#include "nodes/execnodes.h"
+#include "nodes/primnodes.h"
+
+typedef enum KsPersistKind
+{
+	KS_PERSIST_VALUE,
+	KS_PERSIST_SERIAL,
+	KS_PERSIST_REPLAY
+} KsPersistKind;
+
+typedef struct KsAggCall
+{
+	Aggref	   *aggref;
+	Oid			aggfnoid;
+	int			numInputs;		/* aggregated arguments */
+	Oid			inputTypes[FUNC_MAX_ARGS];
+	int16		inputLens[FUNC_MAX_ARGS];
+	bool		inputByVals[FUNC_MAX_ARGS];
+	int			inputcol;		/* first input column in the input row */
+	int			filtercol;		/* bool FILTER column, or -1 */
+
+	Oid			transtype;
+	int16		transtypeLen;
+	bool		transtypeByVal;
+	Oid			transfn_oid;
+	Oid			finalfn_oid;	/* InvalidOid if none */
+	Oid			serialfn_oid;
+	Oid			deserialfn_oid;
+	FmgrInfo	transfn;
+	FmgrInfo	finalfn;
+	FmgrInfo	serialfn;
+	FmgrInfo	deserialfn;
+	bool		transfnStrict;
+	int			numFinalArgs;	/* 1, or 1 + numInputs with FINALFUNC_EXTRA */
+	char		finalModify;	/* aggfinalmodify */
+	Datum		initValue;		/* in the runtime's context */
+	bool		initValueIsNull;
+
+	Oid			resulttype;
+	int16		resultLen;
+	bool		resultByVal;
+
+	KsPersistKind persist;
+
+	FunctionCallInfo transfcinfo;	/* reused for every row */
+	FunctionCallInfo finalfcinfo;
+} KsAggCall;
+
+typedef struct KsAggRuntime
+{
+	int			ncalls;
+	KsAggCall  *calls;
+	bool		hasReplay;		/* some call is KS_PERSIST_REPLAY */
+	MemoryContext cxt;			/* this struct, FmgrInfos, init values */
+	MemoryContext statecxt;		/* every key's transition states */
+	AggState   *aggstate;		/* the private call context */
+	ExprContext *econtext;		/* its per-tuple memory is statecxt */
+} KsAggRuntime;
+
+/*
+ * Prepare the calls of a list of Aggrefs.  inputcols[i] is the input-row
+ * column (0-based) of the first argument of aggref i, filtercols[i] that of
+ * its FILTER, or -1.  Refuses (ERRCODE_FEATURE_NOT_SUPPORTED) aggregates it
+ * cannot run: non-normal aggregates, DISTINCT or ORDER BY inside, and a
+ * read-write final function over an internal state.
+ */
+extern KsAggRuntime *KsAggRuntimeCreate(List *aggrefs, const int *inputcols,
+										const int *filtercols,
+										MemoryContext parent);
+
+/* Check that `roleid` may execute each aggregate and its support functions. */
+extern void KsAggCheckPrivileges(List *aggrefs, Oid roleid);
+
+/* Give a new key its initial states. */
+extern void KsAggInitStates(KsAggRuntime *rt, KsTransState *states);
+
+/*
+ * Apply one input row (values/isnull indexed by input-row column) to a key's
+ * states.  When rt->hasReplay, the inputs of replay-persisted calls that
+ * pass their FILTER are appended to *replay (created in statecxt if NULL).
+ */
+extern void KsAggAdvance(KsAggRuntime *rt, KsTransState *states,
+						 StringInfo *replay, const Datum *values,
+						 const bool *isnull);
+
+/* Final values of a key, allocated in CurrentMemoryContext. */
+extern void KsAggFinalize(KsAggRuntime *rt, KsTransState *states,
+						  Datum *results, bool *resultnulls);
+
+/* Append the durable form of a key's states (and replay log) to buf. */
+extern void KsAggSerializeStates(KsAggRuntime *rt, KsTransState *states,
+								 StringInfo replay, StringInfo buf);
+
+/*
+ * Restore a key's states from KsAggSerializeStates output: values are
+ * copied into statecxt, SERIAL states deserialized, REPLAY logs replayed
+ * (and kept in *replay).
+ */
+extern void KsAggDeserializeStates(KsAggRuntime *rt, KsTransState *states,
+								   StringInfo *replay, const char *data,
+								   int len);
+
+/* Bytes of memory held by all transition states. */
+extern Size KsAggStateMemory(KsAggRuntime *rt);
+
+#endif							/* KS_AGGCALL_H */

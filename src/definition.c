@@ -1,0 +1,437 @@
+/*-------------------------------------------------------------------------
+ *
+ * definition.c
+ *	  Analysing an aggregation's query, and reading its catalog row.
+ *
+ * KsAnalyzeQuery is the single place that decides what an aggregation may
+ * contain.  create_aggregation runs it to refuse bad definitions with a
+ * clear error; the worker runs it again on the stored tree to get the keys,
+ * the aggregate calls and the view's projection.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_class.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "parser/parse_clause.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "definition.h"
+
+/* Settings that change what stable expressions compute. */
+static const char *const ks_captured_settings[] = {
+	"TimeZone",
+	"DateStyle",
+	"IntervalStyle",
+	"extra_float_digits",
+	"bytea_output",
+	"lc_monetary",
+	"lc_numeric",
+	"lc_time",
+	NULL
+};
+
+/* Raise the error for a construct that an aggregation cannot contain. */
+static void
+KsRefuse(int errcode_value, const char *what, const char *hint)
+{
+	ereport(ERROR,
+			(errcode(errcode_value),
+			 errmsg("keyedstate aggregations cannot contain %s", what),
+			 hint ? errhint("%s", hint) : 0));
+}
+
+/* Walker state for collecting aggregate calls and checking Vars. */
+typedef struct KsCollectContext
+{
+	List	   *aggrefs;
+} KsCollectContext;
+
+/*
+ * Collect the distinct Aggrefs of an expression and refuse what the worker
+ * cannot run: DISTINCT/ORDER BY inside an aggregate, ordered-set
+ * aggregates, GROUPING(), system columns.
+ */
+static bool
+KsCollectWalker(Node *node, KsCollectContext *ctx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Aggref))
+	{
+		Aggref	   *aggref = (Aggref *) node;
+
+		if (aggref->aggkind != AGGKIND_NORMAL)
+			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "ordered-set or hypothetical-set aggregates",
+					 "Only normal aggregates, built-in or made with CREATE AGGREGATE, can be maintained incrementally.");
+		if (aggref->aggdistinct != NIL)
+			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "DISTINCT inside an aggregate",
+					 "Incremental aggregation cannot know which inputs it has already seen.");
+		if (aggref->aggorder != NIL)
+			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "ORDER BY inside an aggregate",
+					 "Inputs are always aggregated in offset order.");
+		if (aggref->agglevelsup != 0)
+			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "outer-level aggregates", NULL);
+		if (!list_member(ctx->aggrefs, aggref))
+			ctx->aggrefs = lappend(ctx->aggrefs, aggref);
+		/* arguments are checked by the Var walk over the whole query */
+		return false;
+	}
+	if (IsA(node, GroupingFunc))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "GROUPING()", NULL);
+	return expression_tree_walker(node, KsCollectWalker, (void *) ctx);
+}
+
+/* Refuse system columns and whole-row references anywhere in the query. */
+static bool
+KsCheckVarsWalker(Node *node, void *ctx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var))
+	{
+		Var		   *var = (Var *) node;
+
+		if (var->varattno <= 0)
+			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "system columns or whole-row references",
+					 "Refer to the table's ordinary columns only.");
+		return false;
+	}
+	return expression_tree_walker(node, KsCheckVarsWalker, ctx);
+}
+
+/* Mutator state for rewriting the view's columns over the result tuple. */
+typedef struct KsRewriteContext
+{
+	KsQueryInfo *info;
+} KsRewriteContext;
+
+/*
+ * Replace grouping expressions and aggregate calls by Vars of the result
+ * tuple.  Whole grouping expressions are matched before descending, as the
+ * planner's setrefs does, so `date_trunc('minute', ts)` is one key and not
+ * an expression over the ungrouped column ts.
+ */
+static Node *
+KsRewriteMutator(Node *node, KsRewriteContext *ctx)
+{
+	KsQueryInfo *info = ctx->info;
+	ListCell   *lc;
+	int			i;
+
+	if (node == NULL)
+		return NULL;
+
+	i = 0;
+	foreach(lc, info->keyexprs)
+	{
+		if (equal(node, lfirst(lc)))
+			return (Node *) makeVar(1, i + 1, info->keytypes[i],
+									exprTypmod(node), info->keycolls[i], 0);
+		i++;
+	}
+	if (IsA(node, Aggref))
+	{
+		Aggref	   *aggref = (Aggref *) node;
+
+		i = 0;
+		foreach(lc, info->aggrefs)
+		{
+			if (equal(node, lfirst(lc)))
+				return (Node *) makeVar(1, info->nkeys + i + 1, aggref->aggtype,
+										-1, aggref->aggcollid, 0);
+			i++;
+		}
+		elog(ERROR, "aggregate call not collected");
+	}
+	if (IsA(node, Var))
+		ereport(ERROR,
+				(errcode(ERRCODE_GROUPING_ERROR),
+				 errmsg("column \"%s\" must appear in the GROUP BY clause or be used in an aggregate function",
+						get_attname(info->source_relid, ((Var *) node)->varattno, false)),
+				 errdetail("keyedstate does not use functional dependencies on a primary key.")));
+	return expression_tree_mutator(node, KsRewriteMutator, (void *) ctx);
+}
+
+/*
+ * Check that a query can be an aggregation and take it apart into keys,
+ * aggregate calls and the view's projection.
+ */
+void
+KsAnalyzeQuery(Query *query, KsQueryInfo *info)
+{
+	RangeTblEntry *rte;
+	KsCollectContext cctx;
+	KsRewriteContext rctx;
+	ListCell   *lc;
+	int			i;
+	int			nviewcols;
+	char		relkind;
+	char		persistence;
+
+	memset(info, 0, sizeof(KsQueryInfo));
+	info->query = query;
+
+	if (query->commandType != CMD_SELECT || query->utilityStmt != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("keyedstate aggregation query must be a SELECT statement")));
+	if (query->setOperations != NULL)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "UNION, INTERSECT or EXCEPT", NULL);
+	if (query->cteList != NIL)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "WITH queries", NULL);
+	if (query->hasSubLinks)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "subqueries", NULL);
+	if (query->hasWindowFuncs)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "window functions", NULL);
+	if (query->hasTargetSRFs)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "set-returning functions", NULL);
+	if (query->groupingSets != NIL)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "GROUPING SETS, ROLLUP or CUBE", NULL);
+	if (query->distinctClause != NIL)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "DISTINCT", NULL);
+	if (query->sortClause != NIL)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "ORDER BY",
+				 "Order the rows when you query the view.");
+	if (query->limitCount != NULL || query->limitOffset != NULL)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "LIMIT or OFFSET", NULL);
+	if (query->rowMarks != NIL)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "FOR UPDATE or FOR SHARE", NULL);
+	if (query->groupClause == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("keyedstate aggregation query must have a GROUP BY clause"),
+				 errhint("Group by at least one key column or expression.")));
+
+	/* exactly one plain table */
+	if (list_length(query->rtable) != 1 ||
+		list_length(query->jointree->fromlist) != 1 ||
+		!IsA(linitial(query->jointree->fromlist), RangeTblRef))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "joins or more than one table",
+				 "An aggregation reads exactly one table.");
+	rte = rt_fetch(1, query->rtable);
+	if (rte->rtekind == RTE_SUBQUERY)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "subqueries", NULL);
+	if (rte->rtekind == RTE_FUNCTION || rte->rtekind == RTE_TABLEFUNC)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "set-returning functions", NULL);
+	if (rte->rtekind != RTE_RELATION)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "this kind of FROM item",
+				 "An aggregation reads exactly one table.");
+	if (rte->tablesample != NULL)
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "TABLESAMPLE", NULL);
+
+	info->source_relid = rte->relid;
+	relkind = get_rel_relkind(rte->relid);
+	persistence = get_rel_persistence(rte->relid);
+	if (relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not an ordinary table", get_rel_name(rte->relid)),
+				 errdetail("keyedstate aggregations consume ordinary tables only, not views, materialized views, foreign or partitioned tables.")));
+	if (persistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot aggregate temporary table \"%s\"", get_rel_name(rte->relid)),
+				 errdetail("The background worker cannot see another session's temporary tables.")));
+	if (persistence == RELPERSISTENCE_UNLOGGED)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot aggregate unlogged table \"%s\"", get_rel_name(rte->relid)),
+				 errdetail("An unlogged table is emptied by a crash, which would leave the checkpointed state without its input rows.")));
+
+	if (contain_volatile_functions((Node *) query))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
+				 "A replay after a crash must compute the same values; use immutable or stable expressions.");
+	query_tree_walker(query, KsCheckVarsWalker, NULL, 0);
+
+	/* the grouping keys */
+	info->nkeys = list_length(query->groupClause);
+	info->keytypes = palloc(sizeof(Oid) * info->nkeys);
+	info->keycolls = palloc(sizeof(Oid) * info->nkeys);
+	info->keyeqops = palloc(sizeof(Oid) * info->nkeys);
+	info->keyattnums = palloc0(sizeof(AttrNumber) * info->nkeys);
+	i = 0;
+	foreach(lc, query->groupClause)
+	{
+		SortGroupClause *sgc = lfirst_node(SortGroupClause, lc);
+		TargetEntry *tle = get_sortgroupclause_tle(sgc, query->targetList);
+		Node	   *expr = (Node *) tle->expr;
+
+		if (!sgc->hashable)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("could not identify a hash function for type %s",
+							format_type_be(exprType(expr))),
+					 errdetail("keyedstate keys must be of a hashable type.")));
+		info->keyexprs = lappend(info->keyexprs, expr);
+		info->keytypes[i] = exprType(expr);
+		info->keycolls[i] = exprCollation(expr);
+		info->keyeqops[i] = sgc->eqop;
+		if (!tle->resjunk)
+			info->keyattnums[i] = tle->resno;
+		i++;
+	}
+
+	/* the aggregate calls */
+	memset(&cctx, 0, sizeof(cctx));
+	foreach(lc, query->targetList)
+		KsCollectWalker((Node *) ((TargetEntry *) lfirst(lc))->expr, &cctx);
+	KsCollectWalker(query->havingQual, &cctx);
+	info->aggrefs = cctx.aggrefs;
+	info->naggs = list_length(cctx.aggrefs);
+
+	/* the result tuple: keys, then aggregate results */
+	info->resultdesc = CreateTemplateTupleDesc(info->nkeys + info->naggs);
+	i = 0;
+	foreach(lc, info->keyexprs)
+	{
+		Node	   *expr = lfirst(lc);
+
+		TupleDescInitEntry(info->resultdesc, i + 1, NULL, exprType(expr), exprTypmod(expr), 0);
+		TupleDescInitEntryCollation(info->resultdesc, i + 1, exprCollation(expr));
+		i++;
+	}
+	foreach(lc, info->aggrefs)
+	{
+		Aggref	   *aggref = lfirst(lc);
+
+		TupleDescInitEntry(info->resultdesc, i + 1, NULL, aggref->aggtype, -1, 0);
+		TupleDescInitEntryCollation(info->resultdesc, i + 1, aggref->aggcollid);
+		i++;
+	}
+
+	/* the view's columns over the result tuple */
+	rctx.info = info;
+	nviewcols = 0;
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		TargetEntry *newtle;
+
+		if (tle->resjunk)
+			continue;
+		newtle = flatCopyTargetEntry(tle);
+		newtle->expr = (Expr *) KsRewriteMutator((Node *) tle->expr, &rctx);
+		newtle->resno = ++nviewcols;
+		newtle->ressortgroupref = 0;
+		info->resulttlist = lappend(info->resulttlist, newtle);
+	}
+	if (query->havingQual != NULL)
+		info->having = (Expr *) KsRewriteMutator(query->havingQual, &rctx);
+	info->viewdesc = ExecTypeFromTL(info->resulttlist);
+}
+
+/* Read every aggregation of this database; the list lives in cxt. */
+List *
+KsLoadDefinitions(MemoryContext cxt)
+{
+	List	   *result = NIL;
+	uint64		i;
+	int			ret;
+
+	ret = SPI_execute("SELECT id, view_oid, live_oid, source_oid, offset_attnum, sequence_oid, owner, "
+					  "query_tree, settings, "
+					  "(EXTRACT(EPOCH FROM checkpoint_interval) * 1000)::pg_catalog.int8, "
+					  "paused, resume_count, checkpointed_offset "
+					  "FROM keyedstate.aggregation ORDER BY id", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read keyedstate.aggregation: %s", SPI_result_code_string(ret));
+
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		MemoryContext oldcxt;
+		KsAggDef   *def;
+		bool		isnull;
+		Datum		settings;
+
+		oldcxt = MemoryContextSwitchTo(cxt);
+		def = palloc0(sizeof(KsAggDef));
+		def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		def->view_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+		def->live_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		def->source_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		def->offset_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
+		def->sequence_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
+		def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+		def->query_tree = SPI_getvalue(tup, desc, 8);
+		settings = SPI_getbinval(tup, desc, 9, &isnull);
+		if (!isnull)
+		{
+			Datum	   *elems;
+			int			nelems;
+			int			j;
+
+			deconstruct_array(DatumGetArrayTypeP(settings), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, NULL, &nelems);
+			for (j = 0; j < nelems; j++)
+				def->settings = lappend(def->settings, TextDatumGetCString(elems[j]));
+		}
+		def->checkpoint_interval_ms = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
+		def->paused = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+		def->resume_count = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
+		def->checkpointed_offset = DatumGetInt64(SPI_getbinval(tup, desc, 13, &isnull));
+		result = lappend(result, def);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	return result;
+}
+
+/* The qualified name of an aggregation's view, for messages. */
+char *
+KsAggName(Oid view_oid)
+{
+	char	   *relname = get_rel_name(view_oid);
+
+	if (relname == NULL)
+		return psprintf("aggregation with view %u", view_oid);
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(view_oid)), relname);
+}
+
+/* Capture the settings that stable expressions depend on, as name=value. */
+List *
+KsCaptureSettings(void)
+{
+	List	   *result = NIL;
+	int			i;
+
+	for (i = 0; ks_captured_settings[i] != NULL; i++)
+	{
+		const char *value = GetConfigOption(ks_captured_settings[i], true, false);
+
+		if (value != NULL)
+			result = lappend(result, psprintf("%s=%s", ks_captured_settings[i], value));
+	}
+	return result;
+}
+
+/* Apply captured settings for the rest of the current transaction. */
+void
+KsApplySettings(List *settings)
+{
+	ListCell   *lc;
+
+	foreach(lc, settings)
+	{
+		char	   *item = pstrdup(lfirst(lc));
+		char	   *eq = strchr(item, '=');
+
+		if (eq == NULL)
+			continue;
+		*eq = '\0';
+		(void) set_config_option(item, eq + 1, PGC_SUSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	}
+}

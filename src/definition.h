@@ -1,0 +1,80 @@
+/*-------------------------------------------------------------------------
+ *
+ * definition.h
+ *	  An aggregation's definition: analysing its query, and its catalog row.
+ *
+ * An aggregation is an ordinary `SELECT ... FROM one_table [WHERE]
+ * GROUP BY ... [HAVING]`.  Its analysed Query is stored as a node tree in
+ * keyedstate.aggregation (like a view's rule) and taken apart here into
+ * what the worker needs: the grouping key expressions with their equality
+ * operators, the aggregate calls, and the view's target list and HAVING
+ * rewritten to read from a "result tuple" laid out as
+ *	[key 1 .. key n, aggregate result 1 .. aggregate result m]
+ * so that each key's view row is computed by one projection.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_DEFINITION_H
+#define KS_DEFINITION_H
+
+#include "keyedstate.h"
+
+#include "access/tupdesc.h"
+#include "nodes/parsenodes.h"
+
+typedef struct KsQueryInfo
+{
+	Query	   *query;
+	Oid			source_relid;
+
+	int			nkeys;
+	List	   *keyexprs;		/* Expr, in GROUP BY order */
+	Oid		   *keytypes;
+	Oid		   *keycolls;
+	Oid		   *keyeqops;
+	AttrNumber *keyattnums;		/* view column holding each key, or 0 */
+
+	int			naggs;
+	List	   *aggrefs;		/* distinct Aggrefs */
+
+	List	   *resulttlist;	/* view columns over the result tuple */
+	Expr	   *having;			/* over the result tuple, or NULL */
+	TupleDesc	resultdesc;		/* the result tuple: keys, then aggregates */
+	TupleDesc	viewdesc;		/* the view's columns */
+} KsQueryInfo;
+
+/*
+ * Check that a query can be an aggregation and take it apart.  Raises an
+ * error with a specific errcode for every construct keyedstate refuses.
+ */
+extern void KsAnalyzeQuery(Query *query, KsQueryInfo *info);
+
+/* One row of keyedstate.aggregation, as the worker needs it. */
+typedef struct KsAggDef
+{
+	int32		id;
+	Oid			view_oid;
+	Oid			live_oid;
+	Oid			source_oid;
+	AttrNumber	offset_attnum;
+	Oid			sequence_oid;
+	Oid			owner;
+	char	   *query_tree;
+	List	   *settings;		/* "name=value" strings */
+	int64		checkpoint_interval_ms;
+	bool		paused;
+	int64		resume_count;
+	int64		checkpointed_offset;
+} KsAggDef;
+
+/* Read every aggregation of this database (inside a transaction, SPI connected); the list lives in cxt. */
+extern List *KsLoadDefinitions(MemoryContext cxt);
+
+/* Name of an aggregation for messages: its view's qualified name. */
+extern char *KsAggName(Oid view_oid);
+
+/* The settings captured at creation and applied when the worker runs it. */
+extern List *KsCaptureSettings(void);
+extern void KsApplySettings(List *settings);
+
+#endif							/* KS_DEFINITION_H */

@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyedstate.c
+ *	  Module entry point: _PG_init calls each part's init function.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+
+#include "launcher.h"
+#include "settings.h"
+#include "shmem.h"
+#include "sqlfuncs.h"
+
+PG_MODULE_MAGIC;
+
+/*
+ * Load the module.  Settings are always defined (so that they can be set
+ * per session and are reserved), but shared memory, the launcher and the
+ * utility hook exist only when loaded through shared_preload_libraries;
+ * without it, every function that needs the worker says so.
+ */
+void
+_PG_init(void)
+{
+	KsSettingsInit();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	KsShmemInit();
+	KsLauncherInit();
+	KsSqlFuncsInit();
+}

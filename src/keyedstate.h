@@ -1,0 +1,54 @@
+/*-------------------------------------------------------------------------
+ *
+ * keyedstate.h
+ *	  Definitions shared by every part of keyedstate.
+ *
+ * keyedstate keeps Flink-style keyed state inside PostgreSQL: a background
+ * worker consumes an append-only table in offset order, applies aggregate
+ * transition functions per key in C, publishes the finalized per-key rows
+ * to shared memory for any backend to read, and checkpoints the changed
+ * keys together with the consumed offset in one transaction.
+ *
+ * The source is split by concern; each part has its own header:
+ *	settings	GUCs (keyedstate.*)
+ *	shmem		fixed shared struct: aggregation and database slots, DSA
+ *	store		published per-key rows in DSA, read by the live view
+ *	serialize	portable byte form of Datums for checkpoints
+ *	keytable	worker-local hash table of keys and transition states
+ *	aggcall		calling aggregate transition/final/serial functions
+ *	definition	analysing an aggregation's query; its catalog row
+ *	input		the safe offset frontier and reading input batches
+ *	checkpoint	writing changed keys with the offset; recovery
+ *	worker		the per-database worker loop
+ *	launcher	the launcher that starts database workers
+ *	liveview	foreign data wrapper behind each live view
+ *	sqlfuncs	SQL-callable functions
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KEYEDSTATE_H
+#define KEYEDSTATE_H
+
+#include "postgres.h"
+
+#if PG_VERSION_NUM < 150000
+#error "keyedstate requires PostgreSQL 15 or later"
+#endif
+
+/* PG15's fmgr.h does not declare it */
+extern void _PG_init(void);
+
+/* Number of key groups: a key's group is its hash modulo this. */
+#define KS_MAX_PARALLELISM		128
+
+/* Length of the error text kept in shared memory per aggregation. */
+#define KS_ERROR_LEN			512
+
+/* Names used for the extension's own catalog objects. */
+#define KS_SCHEMA				"keyedstate"
+#define KS_SERVER				"keyedstate_server"
+
+/* Format version written at the start of every checkpointed state. */
+#define KS_STATE_FORMAT			1
+
+#endif							/* KEYEDSTATE_H */

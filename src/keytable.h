@@ -1,0 +1,138 @@
+/*-------------------------------------------------------------------------
+ *
+ * keytable.h
+ *	  The worker's own hash table of keys and their transition states.
+ *
+ * This is the authoritative keyed state (Flink's heap state backend): each
+ * entry holds the key's values, one transition state per aggregate call,
+ * and flags saying whether the key changed since the last publish and
+ * since the last checkpoint.  It lives in the worker's memory only, so
+ * transition functions can modify their states in place as they do inside
+ * nodeAgg; the shared store receives finalized rows (store.h) and the
+ * checkpoint relation receives serialized states (checkpoint.h).
+ *
+ * Keys are compared with each grouping column's equality operator and
+ * hashed with the hash function of that operator's hash opfamily, which is
+ * what GROUP BY itself does; NULL is a key of its own.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_KEYTABLE_H
+#define KS_KEYTABLE_H
+
+#include "keyedstate.h"
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/dsa.h"
+
+/* One aggregate call's transition state for one key (as nodeAgg keeps it) */
+typedef struct KsTransState
+{
+	Datum		value;
+	bool		isnull;
+	bool		noTransValue;	/* strict transfn and no input seen yet */
+} KsTransState;
+
+#define KS_KEY_DIRTY_PUBLISH		0x01
+#define KS_KEY_DIRTY_CHECKPOINT		0x02
+
+typedef struct KsKeyEntry
+{
+	struct KsKeyEntry *next;	/* hash chain */
+	uint32		hash;			/* KsHashKeyValues of the key */
+	uint32		flags;			/* KS_KEY_DIRTY_* */
+	dsa_pointer shared;			/* published KsStoreEntry, or Invalid */
+	Datum	   *keys;			/* nkeys values, in the table's context */
+	bool	   *keynulls;
+	StringInfo	replay;			/* inputs of replay-persisted aggregates */
+	KsTransState states[FLEXIBLE_ARRAY_MEMBER];	/* nstates */
+} KsKeyEntry;
+
+typedef struct KsKeyTable
+{
+	int			nkeys;
+	int			nstates;
+	Oid		   *keytypes;
+	Oid		   *keycolls;
+	int16	   *keylens;
+	bool	   *keybyvals;
+	FmgrInfo   *hashfns;		/* one per key column */
+	FmgrInfo   *eqfns;			/* one per key column */
+	MemoryContext cxt;			/* entries and key values */
+
+	uint32		nbuckets;		/* a power of two */
+	uint64		nentries;
+	KsKeyEntry **buckets;
+
+	/* keys changed since the last publish / checkpoint */
+	KsKeyEntry **publish;
+	int			npublish;
+	int			maxpublish;
+	KsKeyEntry **ckpt;
+	int			nckpt;
+	int			maxckpt;
+} KsKeyTable;
+
+typedef struct KsKeyIter
+{
+	KsKeyTable *kt;
+	uint32		bucket;
+	KsKeyEntry *next;
+} KsKeyIter;
+
+/*
+ * Create an empty table for keys of the given types, collations and
+ * equality operators (hash functions come from the operators' hash
+ * opfamilies; an operator without one is an error).  The table and its
+ * entries live in a new context under `parent`.
+ */
+extern KsKeyTable *KsKeyTableCreate(int nkeys, const Oid *keytypes,
+									const Oid *keycolls, const Oid *eqops,
+									int nstates, MemoryContext parent);
+
+/* The hash of a key, as KsHashKeyValues computes it. */
+extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);
+
+/*
+ * Find the entry of a key, inserting it if absent (*found = false): the
+ * key values are copied into the table's context and the states are zeroed
+ * for the caller to initialise.  The table grows as needed.
+ */
+extern KsKeyEntry *KsKeyTableLookup(KsKeyTable *kt, const Datum *keys,
+									const bool *nulls, uint32 hash,
+									bool *found);
+
+/* Flag a key as changed for both the next publish and the next checkpoint. */
+extern void KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *entry);
+
+/* Forget the publish (or checkpoint) dirty list, clearing the flags. */
+extern void KsKeyClearPublish(KsKeyTable *kt);
+extern void KsKeyClearCheckpoint(KsKeyTable *kt);
+
+/* Iterate over every entry. */
+extern void KsKeyIterInit(KsKeyIter *iter, KsKeyTable *kt);
+extern KsKeyEntry *KsKeyIterNext(KsKeyIter *iter);
+
+/* Append the key's values to buf (serialize.h form); the same key always
+ * gives the same bytes. */
+extern void KsKeySerialize(KsKeyTable *kt, KsKeyEntry *entry, StringInfo buf);
+
+/* Read key values written by KsKeySerialize into keys/nulls (palloc'd in
+ * CurrentMemoryContext). */
+extern void KsKeyDeserialize(KsKeyTable *kt, const char *data, int len,
+							 Datum *keys, bool *nulls);
+
+/*
+ * The hash of a key: starting from 0, for each column
+ *	h = hash_combine(h, isnull ? 0 : DatumGetUInt32(FunctionCall1Coll(hashfn, coll, value)))
+ * Shared with the live view, which hashes the constants of a point query
+ * the same way to find the key without a scan.
+ */
+extern uint32 KsHashKeyValues(int nkeys, FmgrInfo *hashfns, const Oid *colls,
+							  const Datum *keys, const bool *nulls);
+
+/* The key group of a hash (for future rescaling of parallel workers). */
+#define KsKeyGroup(hash)	((int) ((hash) % KS_MAX_PARALLELISM))
+
+#endif							/* KS_KEYTABLE_H */

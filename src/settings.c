@@ -1,0 +1,77 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.c
+ *	  keyedstate.* configuration parameters.
+ *
+ * Sizes of shared structures are fixed at server start (PGC_POSTMASTER);
+ * the knobs of the worker loop can be changed with a reload (PGC_SIGHUP)
+ * and are re-read by workers when they get SIGHUP.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include <limits.h>
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "settings.h"
+
+int			ks_max_aggregations = 64;
+int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
+int			ks_batch_size = 100000;
+int			ks_naptime = 1000;
+int			ks_checkpoint_chunk = 10000;
+bool		ks_preloaded = false;
+
+/* Define every keyedstate.* setting and reserve the prefix. */
+void
+KsSettingsInit(void)
+{
+	ks_preloaded = process_shared_preload_libraries_in_progress;
+
+	DefineCustomIntVariable("keyedstate.max_aggregations",
+							"Maximum number of aggregations running at once in the cluster.",
+							NULL,
+							&ks_max_aggregations,
+							64, 1, 10000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keyedstate.max_shared_memory",
+							"Maximum shared memory for the published state of all aggregations.",
+							"When it is exhausted, the aggregation that needs more fails with an error; "
+							"nothing consumed is lost.",
+							&ks_max_shared_memory,
+							1024 * 1024, 1024, INT_MAX,
+							PGC_POSTMASTER, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keyedstate.batch_size",
+							"Largest range of offsets a worker reads in one batch.",
+							NULL,
+							&ks_batch_size,
+							100000, 1, INT_MAX,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keyedstate.naptime",
+							"Longest time a worker sleeps before looking for new rows.",
+							"Workers are woken when rows commit; this only bounds the sleep "
+							"when no wake-up arrives.",
+							&ks_naptime,
+							1000, 1, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keyedstate.checkpoint_chunk",
+							"Number of keys written by one statement of a checkpoint.",
+							NULL,
+							&ks_checkpoint_chunk,
+							10000, 1, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("keyedstate");
+}

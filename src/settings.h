@@ -1,0 +1,31 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.h
+ *	  keyedstate.* configuration parameters.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_SETTINGS_H
+#define KS_SETTINGS_H
+
+/* PGC_POSTMASTER: number of aggregation slots in shared memory */
+extern int	ks_max_aggregations;
+
+/* PGC_POSTMASTER: cap on the DSA holding published state, in kB */
+extern int	ks_max_shared_memory;
+
+/* PGC_SIGHUP: largest offset range read in one batch */
+extern int	ks_batch_size;
+
+/* PGC_SIGHUP: longest sleep of a worker between checks, in ms */
+extern int	ks_naptime;
+
+/* PGC_SIGHUP: keys written per statement during a checkpoint */
+extern int	ks_checkpoint_chunk;
+
+/* true when loaded through shared_preload_libraries */
+extern bool ks_preloaded;
+
+extern void KsSettingsInit(void);
+
+#endif							/* KS_SETTINGS_H */

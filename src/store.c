@@ -1,0 +1,234 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *	  Published per-key rows in the shared DSA: a chained hash table keyed
+ *	  by key hash.  See store.h for the three-step publish protocol.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+
+#include "store.h"
+
+#define KS_STORE_INITIAL_BUCKETS	1024
+
+/* The bucket array of a store. */
+static inline dsa_pointer *
+KsStoreBuckets(dsa_area *dsa, KsStoreHeader *hdr)
+{
+	return (dsa_pointer *) dsa_get_address(dsa, hdr->buckets);
+}
+
+/* Create an empty store and return its header. */
+dsa_pointer
+KsStoreCreate(dsa_area *dsa)
+{
+	dsa_pointer hp;
+	dsa_pointer bp;
+	KsStoreHeader *hdr;
+
+	hp = dsa_allocate_extended(dsa, sizeof(KsStoreHeader), DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO);
+	bp = dsa_allocate_extended(dsa, sizeof(dsa_pointer) * KS_STORE_INITIAL_BUCKETS,
+							   DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO);
+	if (!DsaPointerIsValid(hp) || !DsaPointerIsValid(bp))
+	{
+		if (DsaPointerIsValid(hp))
+			dsa_free(dsa, hp);
+		if (DsaPointerIsValid(bp))
+			dsa_free(dsa, bp);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("keyedstate shared memory is exhausted"),
+				 errhint("Increase keyedstate.max_shared_memory and restart the server.")));
+	}
+	hdr = dsa_get_address(dsa, hp);
+	hdr->nbuckets = KS_STORE_INITIAL_BUCKETS;
+	hdr->nentries = 0;
+	hdr->buckets = bp;
+	return hp;
+}
+
+/* Free a store with all its entries and tuples. */
+void
+KsStoreDestroy(dsa_area *dsa, dsa_pointer header)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+	dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
+	uint32		i;
+
+	for (i = 0; i < hdr->nbuckets; i++)
+	{
+		dsa_pointer ep = buckets[i];
+
+		while (DsaPointerIsValid(ep))
+		{
+			KsStoreEntry *e = dsa_get_address(dsa, ep);
+			dsa_pointer next = e->next;
+
+			if (DsaPointerIsValid(e->tuple))
+				dsa_free(dsa, e->tuple);
+			dsa_free(dsa, ep);
+			ep = next;
+		}
+	}
+	dsa_free(dsa, hdr->buckets);
+	dsa_free(dsa, header);
+}
+
+/* Copy a tuple into the DSA; InvalidDsaPointer when the area is full. */
+dsa_pointer
+KsStoreAllocTuple(dsa_area *dsa, MinimalTuple tuple)
+{
+	dsa_pointer tp;
+
+	tp = dsa_allocate_extended(dsa, tuple->t_len, DSA_ALLOC_NO_OOM);
+	if (DsaPointerIsValid(tp))
+		memcpy(dsa_get_address(dsa, tp), tuple, tuple->t_len);
+	return tp;
+}
+
+/* A new, unlinked entry; InvalidDsaPointer when the area is full. */
+dsa_pointer
+KsStoreAllocEntry(dsa_area *dsa, uint32 hash)
+{
+	dsa_pointer ep;
+	KsStoreEntry *e;
+
+	ep = dsa_allocate_extended(dsa, sizeof(KsStoreEntry), DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(ep))
+		return ep;
+	e = dsa_get_address(dsa, ep);
+	e->next = InvalidDsaPointer;
+	e->tuple = InvalidDsaPointer;
+	e->hash = hash;
+	return ep;
+}
+
+/*
+ * Grow the bucket array so that `nentries` entries keep chains short.  The
+ * new array is allocated without the lock; only the rehash, which readers
+ * must not see half done, holds the slot lock exclusive.
+ */
+bool
+KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, slot->store);
+	uint32		newsize = hdr->nbuckets;
+	dsa_pointer newbp;
+	dsa_pointer *oldb;
+	dsa_pointer *newb;
+	dsa_pointer oldbp;
+	uint32		i;
+
+	while ((uint64) newsize < nentries && newsize < (UINT32_MAX / 2))
+		newsize *= 2;
+	if (newsize == hdr->nbuckets)
+		return true;
+
+	newbp = dsa_allocate_extended(dsa, sizeof(dsa_pointer) * (Size) newsize,
+								  DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
+	if (!DsaPointerIsValid(newbp))
+		return false;
+	newb = dsa_get_address(dsa, newbp);
+
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	oldbp = hdr->buckets;
+	oldb = dsa_get_address(dsa, oldbp);
+	for (i = 0; i < hdr->nbuckets; i++)
+	{
+		dsa_pointer ep = oldb[i];
+
+		while (DsaPointerIsValid(ep))
+		{
+			KsStoreEntry *e = dsa_get_address(dsa, ep);
+			dsa_pointer next = e->next;
+			uint32		b = e->hash & (newsize - 1);
+
+			e->next = newb[b];
+			newb[b] = ep;
+			ep = next;
+		}
+	}
+	hdr->buckets = newbp;
+	hdr->nbuckets = newsize;
+	LWLockRelease(&slot->lock);
+
+	dsa_free(dsa, oldbp);
+	return true;
+}
+
+/* Link a new entry into its bucket (slot lock held exclusive). */
+void
+KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+	dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
+	KsStoreEntry *e = dsa_get_address(dsa, entry);
+	uint32		b = e->hash & (hdr->nbuckets - 1);
+
+	e->next = buckets[b];
+	buckets[b] = entry;
+	hdr->nentries++;
+}
+
+/* Set an entry's tuple and return the one it replaces (slot lock exclusive). */
+dsa_pointer
+KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple)
+{
+	KsStoreEntry *e = dsa_get_address(dsa, entry);
+	dsa_pointer old = e->tuple;
+
+	e->tuple = tuple;
+	return old;
+}
+
+/* Bytes a tuple occupies in the DSA (for the memory figures of status). */
+Size
+KsStoreTupleBytes(MinimalTuple tuple)
+{
+	return MAXALIGN(tuple->t_len);
+}
+
+/* Call cb for every visible row (slot lock held shared). */
+void
+KsStoreScan(dsa_area *dsa, dsa_pointer header, KsStoreRowCallback cb, void *arg)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+	dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
+	uint32		i;
+
+	for (i = 0; i < hdr->nbuckets; i++)
+	{
+		dsa_pointer ep = buckets[i];
+
+		while (DsaPointerIsValid(ep))
+		{
+			KsStoreEntry *e = dsa_get_address(dsa, ep);
+
+			if (DsaPointerIsValid(e->tuple))
+				cb((MinimalTuple) dsa_get_address(dsa, e->tuple), arg);
+			ep = e->next;
+		}
+	}
+}
+
+/* Call cb for every visible row with the given key hash (lock shared). */
+void
+KsStoreLookup(dsa_area *dsa, dsa_pointer header, uint32 hash,
+			  KsStoreRowCallback cb, void *arg)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+	dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
+	dsa_pointer ep = buckets[hash & (hdr->nbuckets - 1)];
+
+	while (DsaPointerIsValid(ep))
+	{
+		KsStoreEntry *e = dsa_get_address(dsa, ep);
+
+		if (e->hash == hash && DsaPointerIsValid(e->tuple))
+			cb((MinimalTuple) dsa_get_address(dsa, e->tuple), arg);
+		ep = e->next;
+	}
+}
