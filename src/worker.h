@@ -1,0 +1,78 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.h
+ *	  The database worker: one process per database runs its aggregations.
+ *
+ * Each aggregation is a KsAggRun: its definition, the worker-local keyed
+ * state (keytable.h) with the aggregate calls (aggcall.h), the input
+ * frontier (input.h), the prepared input statement and the projection
+ * that turns a key's final values into its view row.  Every step of an
+ * aggregation is one transaction; an error fails that aggregation only
+ * (state 'failed', error text and offset in keyedstate.status), its
+ * published rows and checkpoint stay as of the last good batch, and the
+ * other aggregations go on.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_WORKER_H
+#define KS_WORKER_H
+
+#include "aggcall.h"
+#include "definition.h"
+#include "input.h"
+#include "keytable.h"
+#include "shmem.h"
+
+#include "executor/spi.h"
+#include "nodes/execnodes.h"
+
+typedef struct KsAggRun
+{
+	KsAggDef   *def;			/* catalog row, refreshed on reload */
+	char	   *name;
+	MemoryContext cxt;			/* the run itself */
+	KsAggSlot  *slot;
+
+	bool		loaded;			/* state recovered and published */
+	bool		failed;
+	int64		failed_resume_count;	/* resume() bumps the catalog's */
+
+	/* valid while loaded; all in loadcxt */
+	MemoryContext loadcxt;
+	KsQueryInfo info;
+	KsAggRuntime *rt;
+	KsKeyTable *kt;
+	KsFrontier	frontier;
+	int		   *inputcols;
+	int		   *filtercols;
+	SPIPlanPtr	plan;			/* input statement, kept across transactions */
+	bool		plan_stale;		/* source changed: deparse and prepare again */
+	SPIPlanPtr	ckpt_plan;		/* checkpoint upsert */
+	ExprContext *econtext;		/* projection of the view rows */
+	TupleTableSlot *resultslot;
+	TupleTableSlot *viewslot;
+	ProjectionInfo *proj;
+	ExprState  *having;
+	MemoryContext batchcxt;
+
+	int64		consumed;		/* rows with offsets <= consumed are applied */
+	int64		checkpointed;
+	int64		ckpt_offset;	/* offset written by the running checkpoint */
+	uint64		ckpt_request;	/* request number it satisfies */
+	TimestampTz last_checkpoint;
+	int64		cur_offset;		/* row being applied, for error reports */
+	int64		replay_until;	/* high water at recovery, for rows_replayed */
+
+	int64		rate_rows;
+	TimestampTz rate_since;
+} KsAggRun;
+
+/* Run user code of an aggregation (its owner, restricted, fixed settings). */
+extern void KsBecomeOwner(KsAggRun *run);
+
+/* Back to the worker's own identity for keyedstate's catalog tables. */
+extern void KsBecomeWorker(void);
+
+PGDLLEXPORT void KsDatabaseWorkerMain(Datum main_arg);
+
+#endif							/* KS_WORKER_H */
