@@ -217,6 +217,7 @@ KsAcquireAggSlot(Oid dboid, int32 aggid)
 	free_slot->last_checkpoint = 0;
 	free_slot->checkpoint_requests = 0;
 	free_slot->checkpoints_done = 0;
+	free_slot->resume_count = 0;
 	free_slot->error[0] = '\0';
 	free_slot->store = InvalidDsaPointer;
 	LWLockRelease(KsSharedState->lock);

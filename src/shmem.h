@@ -76,6 +76,7 @@ typedef struct KsAggSlot
 	TimestampTz last_checkpoint;
 	uint64		checkpoint_requests;	/* bumped by keyedstate.checkpoint() */
 	uint64		checkpoints_done;
+	int64		resume_count;	/* catalog resume_count the worker applied */
 	char		error[KS_ERROR_LEN];
 
 	/* root of the published rows (a KsStoreHeader), or InvalidDsaPointer */

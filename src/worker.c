@@ -745,6 +745,9 @@ KsReloadRuns(void)
 				run->def->settings = lappend(run->def->settings, pstrdup(lfirst(slc)));
 		}
 		MemoryContextSwitchTo(oldcxt);
+		LWLockAcquire(&run->slot->lock, LW_EXCLUSIVE);
+		run->slot->resume_count = def->resume_count;
+		LWLockRelease(&run->slot->lock);
 		keep = lappend(keep, run);
 	}
 	SPI_finish();
