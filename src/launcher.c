@@ -42,6 +42,9 @@
 /* Restart a database's worker at most this often. */
 #define KS_RESTART_DELAY_MS		1000
 
+/* ...and never more often than this. */
+#define KS_MIN_START_GAP_MS		100
+
 /* The launcher's handles of the workers it started, by database slot. */
 static BackgroundWorkerHandle *ks_handles[KS_MAX_DATABASES];
 
@@ -214,9 +217,12 @@ KsLauncherPass(void)
 
 		LWLockAcquire(KsSharedState->lock, LW_SHARED);
 		dboid = db->dboid;
+		/* new requests start at once, restarts after a failure are spaced */
 		wanted = OidIsValid(dboid) && db->worker_pid == 0 &&
-			(db->requested != db->seen || !db->idle_exit) &&
-			TimestampDifferenceExceeds(db->last_start, now, KS_RESTART_DELAY_MS);
+			((db->requested != db->seen &&
+			  TimestampDifferenceExceeds(db->last_start, now, KS_MIN_START_GAP_MS)) ||
+			 (!db->idle_exit &&
+			  TimestampDifferenceExceeds(db->last_start, now, KS_RESTART_DELAY_MS)));
 		LWLockRelease(KsSharedState->lock);
 		if (!wanted)
 			continue;

@@ -268,7 +268,7 @@ KsSetLatchOf(int procno)
  * then reloads its list of aggregations.
  */
 void
-KsRequestDatabaseWorker(Oid dboid)
+KsRequestDatabaseWorker(Oid dboid, bool bump)
 {
 	KsDbSlot   *db = NULL;
 	KsDbSlot   *free_db = NULL;
@@ -303,9 +303,12 @@ KsRequestDatabaseWorker(Oid dboid)
 		db->dboid = dboid;
 		db->worker_procno = -1;
 	}
-	db->requested++;
-	KsSetLatchOf(db->worker_procno);
-	KsSetLatchOf(KsSharedState->launcher_procno);
+	if (bump)
+	{
+		db->requested++;
+		KsSetLatchOf(db->worker_procno);
+		KsSetLatchOf(KsSharedState->launcher_procno);
+	}
 	LWLockRelease(KsSharedState->lock);
 }
 

@@ -130,8 +130,12 @@ extern KsAggSlot *KsAcquireAggSlot(Oid dboid, int32 aggid);
 /* Free a slot, releasing its published rows. */
 extern void KsReleaseAggSlot(KsAggSlot *slot);
 
-/* Ask the launcher for a worker in this database, or wake the running one. */
-extern void KsRequestDatabaseWorker(Oid dboid);
+/*
+ * Ask the launcher for a worker in this database, or make the running one
+ * reload its aggregations.  With bump = false only make sure the database
+ * has a slot (so that a later request cannot fail).
+ */
+extern void KsRequestDatabaseWorker(Oid dboid, bool bump);
 
 /* Wake the worker of a database, if one runs. */
 extern void KsWakeDatabaseWorker(Oid dboid);

@@ -108,7 +108,7 @@ KsXactCallback(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 	{
 		if (ks_request_pending && KsSharedState != NULL)
-			KsRequestDatabaseWorker(MyDatabaseId);
+			KsRequestDatabaseWorker(MyDatabaseId, true);
 		else if (ks_wake_pending)
 			KsWakeDatabaseWorker(MyDatabaseId);
 	}
@@ -138,7 +138,7 @@ KsEnsureXactCallback(void)
 static void
 KsRequestAtCommit(void)
 {
-	KsRequestDatabaseWorker(MyDatabaseId);
+	KsRequestDatabaseWorker(MyDatabaseId, false);
 	KsEnsureXactCallback();
 	ks_request_pending = true;
 }
