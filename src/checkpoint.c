@@ -42,7 +42,8 @@ KsPrepareCheckpointPlan(KsAggRun *run)
 	if (run->ckpt_plan != NULL)
 		return;
 	run->ckpt_plan = SPI_prepare("INSERT INTO keyedstate.state AS s (aggregation_id, key_group, key, state) "
-								 "SELECT $1, u.g, u.k, u.s FROM pg_catalog.unnest($2, $3, $4) AS u(g, k, s) "
+								 "SELECT $1, u.g, u.k, u.s FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), "
+								 "pg_catalog.unnest($4)) AS u(g, k, s) "
 								 "ON CONFLICT (aggregation_id, key) DO UPDATE "
 								 "SET state = excluded.state, key_group = excluded.key_group",
 								 4, argtypes);

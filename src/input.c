@@ -288,7 +288,8 @@ KsRunInputBatch(SPIPlanPtr plan, int64 lo, int64 hi, KsRowCallback cb, void *arg
 	options.dest = (DestReceiver *) &r;
 
 	ret = SPI_execute_plan_extended(plan, &options);
-	if (ret != SPI_OK_SELECT)
+	/* SPI says SPI_OK_UTILITY for a SELECT whose rows go to a DestNone receiver */
+	if (ret != SPI_OK_SELECT && ret != SPI_OK_UTILITY)
 		elog(ERROR, "keyedstate input query failed: %s", SPI_result_code_string(ret));
 	return r.count;
 }

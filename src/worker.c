@@ -694,6 +694,8 @@ KsReloadRuns(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("keyedstate", true)))
 		defs = KsLoadDefinitions(tmp);
+	/* SPI calls leave SPI's own context current; our lists outlive it */
+	MemoryContextSwitchTo(ks_worker_cxt);
 	foreach(lc, defs)
 	{
 		KsAggDef   *def = lfirst(lc);

@@ -1,0 +1,579 @@
+/*-------------------------------------------------------------------------
+ *
+ * aggcall.c
+ *	  Calling aggregate support functions from the worker, with nodeAgg's
+ *	  semantics.  See aggcall.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_agg.h"
+#include "parser/parse_coerce.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/expandeddatum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "aggcall.h"
+#include "serialize.h"
+
+/* Refuse an aggregate the worker cannot run. */
+static void
+KsRefuseAggregate(Oid aggfnoid, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("aggregate function %s is not supported by keyedstate",
+					format_procedure(aggfnoid)),
+			 errdetail("%s", detail)));
+}
+
+/* Look up one aggregate call and prepare its function calls. */
+static void
+KsPrepareCall(KsAggRuntime *rt, KsAggCall *c, Aggref *aggref)
+{
+	HeapTuple	tup;
+	Form_pg_aggregate agg;
+	Datum		initval;
+	bool		isnull;
+	Expr	   *transfnexpr;
+	Expr	   *finalfnexpr;
+	Expr	   *serialfnexpr;
+	Expr	   *deserialfnexpr;
+	int			i;
+
+	c->aggref = aggref;
+	c->aggfnoid = aggref->aggfnoid;
+	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggref->aggfnoid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for aggregate %u", aggref->aggfnoid);
+	agg = (Form_pg_aggregate) GETSTRUCT(tup);
+
+	if (agg->aggkind != AGGKIND_NORMAL)
+		KsRefuseAggregate(c->aggfnoid, "Ordered-set and hypothetical-set aggregates cannot be maintained incrementally.");
+	if (aggref->aggdistinct != NIL || aggref->aggorder != NIL)
+		KsRefuseAggregate(c->aggfnoid, "DISTINCT and ORDER BY inside an aggregate cannot be maintained incrementally.");
+
+	c->numInputs = get_aggregate_argtypes(aggref, c->inputTypes);
+	for (i = 0; i < c->numInputs; i++)
+		get_typlenbyval(c->inputTypes[i], &c->inputLens[i], &c->inputByVals[i]);
+
+	c->transfn_oid = agg->aggtransfn;
+	c->finalfn_oid = agg->aggfinalfn;
+	c->serialfn_oid = agg->aggserialfn;
+	c->deserialfn_oid = agg->aggdeserialfn;
+	c->finalModify = agg->aggfinalmodify;
+	c->transtype = resolve_aggregate_transtype(c->aggfnoid, agg->aggtranstype,
+											   c->inputTypes, c->numInputs);
+	get_typlenbyval(c->transtype, &c->transtypeLen, &c->transtypeByVal);
+
+	if (c->finalModify == AGGMODIFY_READ_WRITE && c->transtype == INTERNALOID)
+		KsRefuseAggregate(c->aggfnoid, "Its final function modifies an internal transition state, so the state could not be finalized more than once.");
+
+	initval = SysCacheGetAttr(AGGFNOID, tup, Anum_pg_aggregate_agginitval, &isnull);
+	c->initValueIsNull = isnull;
+	if (!isnull)
+	{
+		Oid			typinput;
+		Oid			typioparam;
+
+		getTypeInputInfo(c->transtype, &typinput, &typioparam);
+		c->initValue = OidInputFunctionCall(typinput, TextDatumGetCString(initval),
+											typioparam, -1);
+	}
+
+	c->transfnStrict = func_strict(c->transfn_oid);
+	if (c->transfnStrict && c->initValueIsNull &&
+		(c->numInputs < 1 || !IsBinaryCoercible(c->inputTypes[0], c->transtype)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("aggregate %s needs to have compatible input type and transition type",
+						format_procedure(c->aggfnoid))));
+
+	/* fn_expr lets polymorphic support functions learn their argument types */
+	build_aggregate_transfn_expr(c->inputTypes, c->numInputs, 0, aggref->aggvariadic,
+								 c->transtype, aggref->inputcollid, c->transfn_oid,
+								 InvalidOid, &transfnexpr, NULL);
+	fmgr_info_cxt(c->transfn_oid, &c->transfn, rt->cxt);
+	fmgr_info_set_expr((Node *) transfnexpr, &c->transfn);
+	c->transfcinfo = palloc0(SizeForFunctionCallInfo(c->numInputs + 1));
+	InitFunctionCallInfoData(*c->transfcinfo, &c->transfn, c->numInputs + 1,
+							 aggref->inputcollid, (Node *) rt->aggstate, NULL);
+
+	c->numFinalArgs = agg->aggfinalextra ? c->numInputs + 1 : 1;
+	if (OidIsValid(c->finalfn_oid))
+	{
+		build_aggregate_finalfn_expr(c->inputTypes, c->numFinalArgs, c->transtype,
+									 aggref->aggtype, aggref->inputcollid,
+									 c->finalfn_oid, &finalfnexpr);
+		fmgr_info_cxt(c->finalfn_oid, &c->finalfn, rt->cxt);
+		fmgr_info_set_expr((Node *) finalfnexpr, &c->finalfn);
+		c->finalfcinfo = palloc0(SizeForFunctionCallInfo(c->numFinalArgs));
+		InitFunctionCallInfoData(*c->finalfcinfo, &c->finalfn, c->numFinalArgs,
+								 aggref->inputcollid, (Node *) rt->aggstate, NULL);
+	}
+
+	if (c->transtype != INTERNALOID)
+		c->persist = KS_PERSIST_VALUE;
+	else if (OidIsValid(c->serialfn_oid) && OidIsValid(c->deserialfn_oid))
+	{
+		c->persist = KS_PERSIST_SERIAL;
+		build_aggregate_serialfn_expr(c->serialfn_oid, &serialfnexpr);
+		fmgr_info_cxt(c->serialfn_oid, &c->serialfn, rt->cxt);
+		fmgr_info_set_expr((Node *) serialfnexpr, &c->serialfn);
+		build_aggregate_deserialfn_expr(c->deserialfn_oid, &deserialfnexpr);
+		fmgr_info_cxt(c->deserialfn_oid, &c->deserialfn, rt->cxt);
+		fmgr_info_set_expr((Node *) deserialfnexpr, &c->deserialfn);
+	}
+	else
+	{
+		c->persist = KS_PERSIST_REPLAY;
+		rt->hasReplay = true;
+	}
+
+	c->resulttype = aggref->aggtype;
+	get_typlenbyval(c->resulttype, &c->resultLen, &c->resultByVal);
+	ReleaseSysCache(tup);
+}
+
+/* Prepare the calls of a list of Aggrefs (see aggcall.h). */
+KsAggRuntime *
+KsAggRuntimeCreate(List *aggrefs, const int *inputcols, const int *filtercols,
+				   MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "keyedstate aggregates",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	KsAggRuntime *rt = palloc0(sizeof(KsAggRuntime));
+	ExprContext *tmpcontext;
+	ListCell   *lc;
+	int			i;
+
+	rt->cxt = cxt;
+	rt->statecxt = AllocSetContextCreate(cxt, "keyedstate transition states",
+										 ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * The private AggState: AggCheckCallContext hands transition functions
+	 * curaggcontext's per-tuple memory as their aggregate context, so it
+	 * must be the long-lived state context, never reset.
+	 */
+	rt->econtext = CreateStandaloneExprContext();
+	MemoryContextDelete(rt->econtext->ecxt_per_tuple_memory);
+	rt->econtext->ecxt_per_tuple_memory = rt->statecxt;
+	tmpcontext = CreateStandaloneExprContext();
+	rt->aggstate = makeNode(AggState);
+	rt->aggstate->curaggcontext = rt->econtext;
+	rt->aggstate->tmpcontext = tmpcontext;
+
+	rt->ncalls = list_length(aggrefs);
+	rt->calls = palloc0(sizeof(KsAggCall) * Max(rt->ncalls, 1));
+	i = 0;
+	foreach(lc, aggrefs)
+	{
+		KsAggCall  *c = &rt->calls[i];
+
+		c->inputcol = inputcols[i];
+		c->filtercol = filtercols[i];
+		KsPrepareCall(rt, c, lfirst(lc));
+		i++;
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return rt;
+}
+
+/* Check one function's EXECUTE privilege. */
+static void
+KsCheckExecute(Oid fn, Oid roleid, ObjectType objtype)
+{
+	if (OidIsValid(fn) && pg_proc_aclcheck(fn, roleid, ACL_EXECUTE) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, objtype, get_func_name(fn));
+}
+
+/*
+ * Check privileges as the executor does: the caller must be able to execute
+ * the aggregate, and the aggregate's owner its support functions.
+ */
+void
+KsAggCheckPrivileges(List *aggrefs, Oid roleid)
+{
+	ListCell   *lc;
+
+	foreach(lc, aggrefs)
+	{
+		Aggref	   *aggref = lfirst(lc);
+		HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggref->aggfnoid));
+		HeapTuple	proctup;
+		Form_pg_aggregate agg;
+		Oid			aggowner;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for aggregate %u", aggref->aggfnoid);
+		agg = (Form_pg_aggregate) GETSTRUCT(tup);
+		proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(aggref->aggfnoid));
+		if (!HeapTupleIsValid(proctup))
+			elog(ERROR, "cache lookup failed for function %u", aggref->aggfnoid);
+		aggowner = ((Form_pg_proc) GETSTRUCT(proctup))->proowner;
+		ReleaseSysCache(proctup);
+
+		KsCheckExecute(aggref->aggfnoid, roleid, OBJECT_AGGREGATE);
+		KsCheckExecute(agg->aggtransfn, aggowner, OBJECT_FUNCTION);
+		KsCheckExecute(agg->aggfinalfn, aggowner, OBJECT_FUNCTION);
+		KsCheckExecute(agg->aggserialfn, aggowner, OBJECT_FUNCTION);
+		KsCheckExecute(agg->aggdeserialfn, aggowner, OBJECT_FUNCTION);
+		ReleaseSysCache(tup);
+	}
+}
+
+/* Give one call's state its initial value. */
+static void
+KsInitState(KsAggRuntime *rt, KsAggCall *c, KsTransState *st)
+{
+	st->noTransValue = c->initValueIsNull;
+	st->isnull = c->initValueIsNull;
+	st->value = (Datum) 0;
+	if (!c->initValueIsNull)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(rt->statecxt);
+
+		st->value = datumCopy(c->initValue, c->transtypeByVal, c->transtypeLen);
+		MemoryContextSwitchTo(oldcxt);
+	}
+}
+
+/* Give a new key its initial states. */
+void
+KsAggInitStates(KsAggRuntime *rt, KsTransState *states)
+{
+	int			i;
+
+	for (i = 0; i < rt->ncalls; i++)
+		KsInitState(rt, &rt->calls[i], &states[i]);
+}
+
+/*
+ * Apply one row's inputs to one state, as nodeAgg's
+ * advance_transition_function does.
+ */
+static void
+KsAdvanceOne(KsAggRuntime *rt, KsAggCall *c, KsTransState *st,
+			 const Datum *args, const bool *argnulls)
+{
+	FunctionCallInfo fcinfo = c->transfcinfo;
+	MemoryContext oldcxt;
+	Datum		newVal;
+	int			i;
+
+	if (c->transfnStrict)
+	{
+		for (i = 0; i < c->numInputs; i++)
+			if (argnulls[i])
+				return;
+		if (st->noTransValue)
+		{
+			/* the first non-NULL input becomes the state */
+			oldcxt = MemoryContextSwitchTo(rt->statecxt);
+			st->value = datumCopy(args[0], c->transtypeByVal, c->transtypeLen);
+			MemoryContextSwitchTo(oldcxt);
+			st->isnull = false;
+			st->noTransValue = false;
+			return;
+		}
+		if (st->isnull)
+			return;				/* a strict state that went NULL stays NULL */
+	}
+
+	fcinfo->args[0].value = st->value;
+	fcinfo->args[0].isnull = st->isnull;
+	for (i = 0; i < c->numInputs; i++)
+	{
+		fcinfo->args[i + 1].value = args[i];
+		fcinfo->args[i + 1].isnull = argnulls[i];
+	}
+	fcinfo->isnull = false;
+
+	oldcxt = MemoryContextSwitchTo(rt->aggstate->tmpcontext->ecxt_per_tuple_memory);
+	newVal = FunctionCallInvoke(fcinfo);
+	MemoryContextSwitchTo(oldcxt);
+
+	/* keep a by-reference result in the state context, free the old value */
+	if (!c->transtypeByVal && DatumGetPointer(newVal) != DatumGetPointer(st->value))
+	{
+		if (!fcinfo->isnull)
+		{
+			oldcxt = MemoryContextSwitchTo(rt->statecxt);
+			if (!(DatumIsReadWriteExpandedObject(newVal, false, c->transtypeLen) &&
+				  MemoryContextGetParent(DatumGetEOHP(newVal)->eoh_context) == rt->statecxt))
+				newVal = datumCopy(newVal, c->transtypeByVal, c->transtypeLen);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		if (!st->isnull)
+		{
+			if (DatumIsReadWriteExpandedObject(st->value, false, c->transtypeLen))
+				DeleteExpandedObject(st->value);
+			else
+				pfree(DatumGetPointer(st->value));
+		}
+	}
+	st->value = newVal;
+	st->isnull = fcinfo->isnull;
+	st->noTransValue = false;
+}
+
+/* Apply one input row to a key's states (see aggcall.h). */
+void
+KsAggAdvance(KsAggRuntime *rt, KsTransState *states, StringInfo *replay,
+			 const Datum *values, const bool *isnull)
+{
+	int			i;
+
+	ResetExprContext(rt->aggstate->tmpcontext);
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		KsAggCall  *c = &rt->calls[i];
+
+		if (c->filtercol >= 0 &&
+			(isnull[c->filtercol] || !DatumGetBool(values[c->filtercol])))
+			continue;
+		if (c->persist == KS_PERSIST_REPLAY)
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(rt->statecxt);
+			int			j;
+
+			if (*replay == NULL)
+				*replay = makeStringInfo();
+			KsWriteUint32(*replay, (uint32) i);
+			for (j = 0; j < c->numInputs; j++)
+				KsWriteDatum(*replay, values[c->inputcol + j], isnull[c->inputcol + j],
+							 c->inputLens[j], c->inputByVals[j]);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		KsAdvanceOne(rt, c, &states[i], values + c->inputcol, isnull + c->inputcol);
+	}
+}
+
+/* Final values of a key, as nodeAgg's finalize_aggregate computes them. */
+void
+KsAggFinalize(KsAggRuntime *rt, KsTransState *states, Datum *results, bool *resultnulls)
+{
+	int			i;
+
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		KsAggCall  *c = &rt->calls[i];
+		KsTransState *st = &states[i];
+
+		if (OidIsValid(c->finalfn_oid))
+		{
+			FunctionCallInfo fcinfo = c->finalfcinfo;
+			bool		anynull = st->isnull;
+			int			j;
+
+			if (c->finalModify == AGGMODIFY_READ_WRITE && !st->isnull)
+				fcinfo->args[0].value = datumCopy(st->value, c->transtypeByVal, c->transtypeLen);
+			else
+				fcinfo->args[0].value = MakeExpandedObjectReadOnly(st->value, st->isnull,
+																   c->transtypeLen);
+			fcinfo->args[0].isnull = st->isnull;
+			for (j = 1; j < c->numFinalArgs; j++)
+			{
+				fcinfo->args[j].value = (Datum) 0;
+				fcinfo->args[j].isnull = true;
+				anynull = true;
+			}
+			if (c->finalfn.fn_strict && anynull)
+			{
+				results[i] = (Datum) 0;
+				resultnulls[i] = true;
+			}
+			else
+			{
+				fcinfo->isnull = false;
+				results[i] = FunctionCallInvoke(fcinfo);
+				resultnulls[i] = fcinfo->isnull;
+			}
+		}
+		else
+		{
+			results[i] = MakeExpandedObjectReadOnly(st->value, st->isnull, c->transtypeLen);
+			resultnulls[i] = st->isnull;
+		}
+	}
+}
+
+/* Append the durable form of a key's states (see aggcall.h). */
+void
+KsAggSerializeStates(KsAggRuntime *rt, KsTransState *states, StringInfo replay, StringInfo buf)
+{
+	int			i;
+
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		KsAggCall  *c = &rt->calls[i];
+		KsTransState *st = &states[i];
+
+		if (c->persist == KS_PERSIST_VALUE)
+		{
+			appendStringInfoChar(buf, st->noTransValue ? 1 : 0);
+			KsWriteDatum(buf, st->value, st->isnull, c->transtypeLen, c->transtypeByVal);
+		}
+		else if (c->persist == KS_PERSIST_SERIAL)
+		{
+			if (st->isnull && c->serialfn.fn_strict)
+				appendStringInfoChar(buf, 0);
+			else
+			{
+				LOCAL_FCINFO(fcinfo, 1);
+				bytea	   *b;
+
+				InitFunctionCallInfoData(*fcinfo, &c->serialfn, 1, InvalidOid,
+										 (Node *) rt->aggstate, NULL);
+				fcinfo->args[0].value = st->value;
+				fcinfo->args[0].isnull = st->isnull;
+				b = DatumGetByteaPP(FunctionCallInvoke(fcinfo));
+				if (fcinfo->isnull)
+					appendStringInfoChar(buf, 0);
+				else
+				{
+					appendStringInfoChar(buf, 1);
+					KsWriteBytes(buf, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+				}
+			}
+		}
+	}
+	if (rt->hasReplay)
+	{
+		if (replay != NULL)
+			KsWriteBytes(buf, replay->data, replay->len);
+		else
+			KsWriteBytes(buf, "", 0);
+	}
+}
+
+/* Restore a key's states from KsAggSerializeStates output (see aggcall.h). */
+void
+KsAggDeserializeStates(KsAggRuntime *rt, KsTransState *states, StringInfo *replay,
+					   const char *data, int len)
+{
+	const char *pos = data;
+	const char *end = data + len;
+	MemoryContext oldcxt;
+	int			i;
+
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		KsAggCall  *c = &rt->calls[i];
+		KsTransState *st = &states[i];
+
+		if (c->persist == KS_PERSIST_VALUE)
+		{
+			if (pos >= end)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("corrupted keyedstate checkpoint data")));
+			st->noTransValue = (*pos++ != 0);
+			oldcxt = MemoryContextSwitchTo(rt->statecxt);
+			st->value = KsReadDatum(&pos, end, &st->isnull, c->transtypeLen, c->transtypeByVal);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		else if (c->persist == KS_PERSIST_SERIAL)
+		{
+			char		flag;
+
+			if (pos >= end)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("corrupted keyedstate checkpoint data")));
+			flag = *pos++;
+			st->noTransValue = false;
+			if (flag == 0)
+			{
+				st->value = (Datum) 0;
+				st->isnull = true;
+			}
+			else
+			{
+				LOCAL_FCINFO(fcinfo, 2);
+				uint32		blen;
+				const char *bytes = KsReadBytes(&pos, end, &blen);
+				bytea	   *b = palloc(VARHDRSZ + blen);
+
+				SET_VARSIZE(b, VARHDRSZ + blen);
+				memcpy(VARDATA(b), bytes, blen);
+				InitFunctionCallInfoData(*fcinfo, &c->deserialfn, 2, InvalidOid,
+										 (Node *) rt->aggstate, NULL);
+				fcinfo->args[0].value = PointerGetDatum(b);
+				fcinfo->args[0].isnull = false;
+				fcinfo->args[1].value = (Datum) 0;
+				fcinfo->args[1].isnull = false;
+				oldcxt = MemoryContextSwitchTo(rt->statecxt);
+				st->value = FunctionCallInvoke(fcinfo);
+				MemoryContextSwitchTo(oldcxt);
+				st->isnull = fcinfo->isnull;
+				pfree(b);
+			}
+		}
+		else
+			KsInitState(rt, c, st);
+	}
+
+	*replay = NULL;
+	if (rt->hasReplay)
+	{
+		uint32		rlen;
+		const char *rdata = KsReadBytes(&pos, end, &rlen);
+		const char *rpos = rdata;
+		const char *rend = rdata + rlen;
+		Datum		args[FUNC_MAX_ARGS];
+		bool		argnulls[FUNC_MAX_ARGS];
+
+		if (rlen > 0)
+		{
+			oldcxt = MemoryContextSwitchTo(rt->statecxt);
+			*replay = makeStringInfo();
+			appendBinaryStringInfo(*replay, rdata, rlen);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		while (rpos < rend)
+		{
+			uint32		idx = KsReadUint32(&rpos, rend);
+			KsAggCall  *c;
+			int			j;
+
+			if (idx >= (uint32) rt->ncalls || rt->calls[idx].persist != KS_PERSIST_REPLAY)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("corrupted keyedstate checkpoint data")));
+			c = &rt->calls[idx];
+			ResetExprContext(rt->aggstate->tmpcontext);
+			oldcxt = MemoryContextSwitchTo(rt->aggstate->tmpcontext->ecxt_per_tuple_memory);
+			for (j = 0; j < c->numInputs; j++)
+				args[j] = KsReadDatum(&rpos, rend, &argnulls[j], c->inputLens[j], c->inputByVals[j]);
+			MemoryContextSwitchTo(oldcxt);
+			KsAdvanceOne(rt, c, &states[idx], args, argnulls);
+		}
+	}
+	if (pos != end)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("corrupted keyedstate checkpoint data")));
+}
+
+/* Bytes of memory held by all transition states. */
+Size
+KsAggStateMemory(KsAggRuntime *rt)
+{
+	return MemoryContextMemAllocated(rt->statecxt, true);
+}

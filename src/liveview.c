@@ -1,0 +1,463 @@
+/*-------------------------------------------------------------------------
+ *
+ * liveview.c
+ *	  The foreign data wrapper behind every live view.
+ *
+ * Each aggregation's view is `SELECT ... FROM keyedstate.live_<id>`, a
+ * foreign table of this wrapper whose columns are the view's.  A scan
+ * copies the published rows of the aggregation out of the shared store
+ * (store.h) under one shared acquisition of the slot lock, so a query sees
+ * the state of exactly one consumed offset, never half a batch.
+ *
+ * Why a foreign table and not a set-returning function: the planner hands
+ * a foreign scan its restriction clauses.  When every grouping key is
+ * compared for equality with a constant or parameter (WHERE sensor_id =
+ * 42), the scan hashes those values as the worker does and visits one hash
+ * chain instead of every key.  All clauses stay as local quals, so hash
+ * collisions are filtered out by the executor's recheck.
+ *
+ * Options of the foreign table (written by create_aggregation):
+ *	aggregation_id	the aggregation's id
+ *	key_attnums		per grouping key, the column holding it, or 0
+ *	key_eqops		per grouping key, its equality operator
+ *	key_collations	per grouping key, its collation
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/reloptions.h"
+#include "catalog/pg_foreign_table.h"
+#include "commands/defrem.h"
+#include "commands/explain.h"
+#include "foreign/fdwapi.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "keytable.h"
+#include "settings.h"
+#include "shmem.h"
+#include "store.h"
+
+PG_FUNCTION_INFO_V1(keyedstate_fdw_handler);
+PG_FUNCTION_INFO_V1(keyedstate_fdw_validator);
+
+/* The options of a live foreign table. */
+typedef struct KsLiveOptions
+{
+	int32		aggid;
+	int			nkeys;
+	AttrNumber *attnums;
+	Oid		   *eqops;
+	Oid		   *colls;
+} KsLiveOptions;
+
+/* Planner state: the key expressions of a point lookup, or NIL. */
+typedef struct KsLivePlanState
+{
+	KsLiveOptions opts;
+	List	   *keyexprs;
+} KsLivePlanState;
+
+/* Executor state of one scan. */
+typedef struct KsLiveScanState
+{
+	KsLiveOptions opts;
+	bool		lookup;
+	List	   *keystates;		/* ExprState per key, for a lookup */
+	FmgrInfo   *hashfns;
+	MemoryContext rowcxt;		/* copied rows */
+	MinimalTuple *rows;
+	int			nrows;
+	int			maxrows;
+	int			next;
+	bool		fetched;
+} KsLiveScanState;
+
+/* Parse a comma-separated list of integers. */
+static int
+KsParseInts(const char *s, int64 **out)
+{
+	int			n = 0;
+	int			max = 8;
+	char	   *copy = pstrdup(s);
+	char	   *tok;
+	char	   *save;
+
+	*out = palloc(sizeof(int64) * max);
+	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save))
+	{
+		if (n >= max)
+		{
+			max *= 2;
+			*out = repalloc(*out, sizeof(int64) * max);
+		}
+		(*out)[n++] = strtoll(tok, NULL, 10);
+	}
+	return n;
+}
+
+/* Read the options of a live foreign table. */
+static void
+KsGetLiveOptions(Oid relid, KsLiveOptions *opts)
+{
+	ForeignTable *ft = GetForeignTable(relid);
+	ListCell   *lc;
+	int64	   *attnums = NULL;
+	int64	   *eqops = NULL;
+	int64	   *colls = NULL;
+	int			n1 = 0;
+	int			n2 = 0;
+	int			n3 = 0;
+	int			i;
+
+	memset(opts, 0, sizeof(KsLiveOptions));
+	foreach(lc, ft->options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (strcmp(def->defname, "aggregation_id") == 0)
+			opts->aggid = pg_strtoint32(defGetString(def));
+		else if (strcmp(def->defname, "key_attnums") == 0)
+			n1 = KsParseInts(defGetString(def), &attnums);
+		else if (strcmp(def->defname, "key_eqops") == 0)
+			n2 = KsParseInts(defGetString(def), &eqops);
+		else if (strcmp(def->defname, "key_collations") == 0)
+			n3 = KsParseInts(defGetString(def), &colls);
+	}
+	if (opts->aggid == 0 || n1 != n2 || n2 != n3)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("foreign table \"%s\" is not a keyedstate live table", get_rel_name(relid))));
+	opts->nkeys = n1;
+	opts->attnums = palloc(sizeof(AttrNumber) * Max(n1, 1));
+	opts->eqops = palloc(sizeof(Oid) * Max(n1, 1));
+	opts->colls = palloc(sizeof(Oid) * Max(n1, 1));
+	for (i = 0; i < n1; i++)
+	{
+		opts->attnums[i] = (AttrNumber) attnums[i];
+		opts->eqops[i] = (Oid) eqops[i];
+		opts->colls[i] = (Oid) colls[i];
+	}
+}
+
+/*
+ * If a clause is `key column = pseudo-constant` with the key's equality
+ * operator, return the pseudo-constant side.
+ */
+static Expr *
+KsMatchKeyClause(RestrictInfo *ri, Index relid, AttrNumber attnum, Oid eqop)
+{
+	OpExpr	   *op;
+	Node	   *left;
+	Node	   *right;
+
+	if (!IsA(ri->clause, OpExpr))
+		return NULL;
+	op = (OpExpr *) ri->clause;
+	if (list_length(op->args) != 2)
+		return NULL;
+	left = strip_implicit_coercions(linitial(op->args));
+	right = strip_implicit_coercions(lsecond(op->args));
+
+	if (op->opno == eqop && IsA(left, Var) &&
+		((Var *) left)->varno == relid && ((Var *) left)->varattno == attnum &&
+		((Var *) left)->varlevelsup == 0 &&
+		!contain_var_clause(right) && !contain_volatile_functions(right))
+		return (Expr *) lsecond(op->args);
+	if (get_commutator(op->opno) == eqop && IsA(right, Var) &&
+		((Var *) right)->varno == relid && ((Var *) right)->varattno == attnum &&
+		((Var *) right)->varlevelsup == 0 &&
+		!contain_var_clause(left) && !contain_volatile_functions(left))
+		return (Expr *) linitial(op->args);
+	return NULL;
+}
+
+/* GetForeignRelSize: decide between a point lookup and a full scan. */
+static void
+KsGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	KsLivePlanState *ps = palloc0(sizeof(KsLivePlanState));
+	int			i;
+
+	KsGetLiveOptions(foreigntableid, &ps->opts);
+	for (i = 0; i < ps->opts.nkeys; i++)
+	{
+		Expr	   *match = NULL;
+		ListCell   *lc;
+
+		if (ps->opts.attnums[i] <= 0)
+			break;
+		foreach(lc, baserel->baserestrictinfo)
+		{
+			match = KsMatchKeyClause(lfirst(lc), baserel->relid,
+									 ps->opts.attnums[i], ps->opts.eqops[i]);
+			if (match != NULL)
+				break;
+		}
+		if (match == NULL)
+			break;
+		ps->keyexprs = lappend(ps->keyexprs, match);
+	}
+	if (ps->opts.nkeys == 0 || list_length(ps->keyexprs) != ps->opts.nkeys)
+		ps->keyexprs = NIL;
+
+	if (ps->keyexprs != NIL)
+		baserel->rows = 1;
+	else
+	{
+		KsAggSlot  *slot = NULL;
+
+		if (ks_preloaded && KsSharedState != NULL)
+			slot = KsFindAggSlot(MyDatabaseId, ps->opts.aggid);
+		baserel->rows = (slot != NULL && slot->visible_keys > 0) ? slot->visible_keys : 1000;
+		baserel->rows = clamp_row_est(baserel->rows *
+									  clauselist_selectivity(root, baserel->baserestrictinfo,
+															 0, JOIN_INNER, NULL));
+	}
+	baserel->fdw_private = ps;
+}
+
+/* GetForeignPaths: one path, cheap for a lookup. */
+static void
+KsGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	KsLivePlanState *ps = baserel->fdw_private;
+	Cost		total;
+
+	if (ps->keyexprs != NIL)
+		total = 1.0;
+	else
+	{
+		KsAggSlot  *slot = NULL;
+		double		nkeys = 1000;
+
+		if (ks_preloaded && KsSharedState != NULL)
+			slot = KsFindAggSlot(MyDatabaseId, ps->opts.aggid);
+		if (slot != NULL && slot->visible_keys > 0)
+			nkeys = slot->visible_keys;
+		total = 10.0 + nkeys * cpu_tuple_cost * 2;
+	}
+	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
+													   1.0, total, NIL, NULL, NULL, NIL));
+}
+
+/* GetForeignPlan: key expressions to evaluate, every clause kept as a qual. */
+static ForeignScan *
+KsGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+				 ForeignPath *best_path, List *tlist, List *scan_clauses, Plan *outer_plan)
+{
+	KsLivePlanState *ps = baserel->fdw_private;
+
+	scan_clauses = extract_actual_clauses(scan_clauses, false);
+	return make_foreignscan(tlist, scan_clauses, baserel->relid,
+							ps->keyexprs,
+							list_make1(makeInteger(ps->keyexprs != NIL ? 1 : 0)),
+							NIL, NIL, outer_plan);
+}
+
+/* BeginForeignScan: find the aggregation and prepare the key expressions. */
+static void
+KsBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *plan = (ForeignScan *) node->ss.ps.plan;
+	KsLiveScanState *ss = palloc0(sizeof(KsLiveScanState));
+	int			i;
+
+	node->fdw_state = ss;
+	KsGetLiveOptions(RelationGetRelid(node->ss.ss_currentRelation), &ss->opts);
+	ss->lookup = intVal(linitial(plan->fdw_private)) != 0;
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+	KsRequirePreload();
+	if (ss->lookup)
+	{
+		ss->keystates = ExecInitExprList(plan->fdw_exprs, (PlanState *) node);
+		ss->hashfns = palloc0(sizeof(FmgrInfo) * ss->opts.nkeys);
+		for (i = 0; i < ss->opts.nkeys; i++)
+		{
+			Oid			lhs;
+			Oid			rhs;
+
+			if (!get_op_hash_functions(ss->opts.eqops[i], &lhs, &rhs))
+				elog(ERROR, "could not find hash function for operator %u", ss->opts.eqops[i]);
+			fmgr_info(lhs, &ss->hashfns[i]);
+		}
+	}
+	ss->rowcxt = AllocSetContextCreate(node->ss.ps.state->es_query_cxt,
+									   "keyedstate live rows", ALLOCSET_DEFAULT_SIZES);
+}
+
+/* Store callback: copy one published row. */
+static void
+KsCopyRow(MinimalTuple tuple, void *arg)
+{
+	KsLiveScanState *ss = arg;
+
+	if (ss->nrows >= ss->maxrows)
+	{
+		ss->maxrows = Max(ss->maxrows * 2, 64);
+		ss->rows = ss->rows == NULL ?
+			MemoryContextAllocHuge(ss->rowcxt, sizeof(MinimalTuple) * ss->maxrows) :
+			repalloc_huge(ss->rows, sizeof(MinimalTuple) * ss->maxrows);
+	}
+	ss->rows[ss->nrows++] = heap_copy_minimal_tuple(tuple);
+}
+
+/* Copy the rows of this scan out of the shared store. */
+static void
+KsFetchRows(ForeignScanState *node)
+{
+	KsLiveScanState *ss = node->fdw_state;
+	KsAggSlot  *slot;
+	dsa_area   *dsa;
+	uint32		hash = 0;
+	KsRunState	state;
+	MemoryContext oldcxt;
+
+	ss->fetched = true;
+	ss->next = 0;
+	ss->nrows = 0;
+
+	if (ss->lookup)
+	{
+		ExprContext *econtext = node->ss.ps.ps_ExprContext;
+		Datum	   *keys = palloc(sizeof(Datum) * ss->opts.nkeys);
+		bool	   *nulls = palloc(sizeof(bool) * ss->opts.nkeys);
+		ListCell   *lc;
+		int			i = 0;
+
+		foreach(lc, ss->keystates)
+		{
+			keys[i] = ExecEvalExpr(lfirst(lc), econtext, &nulls[i]);
+			/* `key = NULL` matches nothing */
+			if (nulls[i])
+				return;
+			i++;
+		}
+		hash = KsHashKeyValues(ss->opts.nkeys, ss->hashfns, ss->opts.colls, keys, nulls);
+	}
+
+	slot = KsFindAggSlot(MyDatabaseId, ss->opts.aggid);
+	state = KS_STARTING;
+	if (slot != NULL)
+	{
+		LWLockAcquire(&slot->lock, LW_SHARED);
+		state = slot->state;
+		LWLockRelease(&slot->lock);
+	}
+	if (slot == NULL || state == KS_STARTING)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("live state of aggregation \"%s\" is not loaded yet",
+						RelationGetRelationName(node->ss.ss_currentRelation)),
+				 errhint("Wait until keyedstate.status shows the aggregation as running.")));
+
+	dsa = KsGetDsa();
+	oldcxt = MemoryContextSwitchTo(ss->rowcxt);
+	LWLockAcquire(&slot->lock, LW_SHARED);
+	if (DsaPointerIsValid(slot->store))
+	{
+		if (ss->lookup)
+			KsStoreLookup(dsa, slot->store, hash, KsCopyRow, ss);
+		else
+			KsStoreScan(dsa, slot->store, KsCopyRow, ss);
+	}
+	LWLockRelease(&slot->lock);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* IterateForeignScan: the next copied row. */
+static TupleTableSlot *
+KsIterateForeignScan(ForeignScanState *node)
+{
+	KsLiveScanState *ss = node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+
+	if (!ss->fetched)
+		KsFetchRows(node);
+	if (ss->next >= ss->nrows)
+		return ExecClearTuple(slot);
+	ExecForceStoreMinimalTuple(ss->rows[ss->next++], slot, false);
+	return slot;
+}
+
+/* ReScanForeignScan: fetch again (parameters may have changed). */
+static void
+KsReScanForeignScan(ForeignScanState *node)
+{
+	KsLiveScanState *ss = node->fdw_state;
+
+	MemoryContextReset(ss->rowcxt);
+	ss->rows = NULL;
+	ss->maxrows = 0;
+	ss->nrows = 0;
+	ss->fetched = false;
+}
+
+/* EndForeignScan: nothing beyond the query's memory. */
+static void
+KsEndForeignScan(ForeignScanState *node)
+{
+}
+
+/* ExplainForeignScan: say which aggregation and whether it is a lookup. */
+static void
+KsExplainForeignScan(ForeignScanState *node, ExplainState *es)
+{
+	KsLiveScanState *ss = node->fdw_state;
+
+	ExplainPropertyInteger("Aggregation", NULL, ss->opts.aggid, es);
+	ExplainPropertyBool("Key Lookup", ss->lookup, es);
+}
+
+/* The FDW handler. */
+Datum
+keyedstate_fdw_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *routine = makeNode(FdwRoutine);
+
+	routine->GetForeignRelSize = KsGetForeignRelSize;
+	routine->GetForeignPaths = KsGetForeignPaths;
+	routine->GetForeignPlan = KsGetForeignPlan;
+	routine->BeginForeignScan = KsBeginForeignScan;
+	routine->IterateForeignScan = KsIterateForeignScan;
+	routine->ReScanForeignScan = KsReScanForeignScan;
+	routine->EndForeignScan = KsEndForeignScan;
+	routine->ExplainForeignScan = KsExplainForeignScan;
+	PG_RETURN_POINTER(routine);
+}
+
+/* The FDW validator: only our own options, only on foreign tables. */
+Datum
+keyedstate_fdw_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *def = lfirst(lc);
+
+		if (catalog != ForeignTableRelationId ||
+			(strcmp(def->defname, "aggregation_id") != 0 &&
+			 strcmp(def->defname, "key_attnums") != 0 &&
+			 strcmp(def->defname, "key_eqops") != 0 &&
+			 strcmp(def->defname, "key_collations") != 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+					 errmsg("invalid option \"%s\" for keyedstate_fdw", def->defname)));
+	}
+	PG_RETURN_VOID();
+}
