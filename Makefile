@@ -35,3 +35,6 @@ EXTRA_CLEAN = tmp_check tmp_check_regress results regression.diffs regression.ou
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: rebuild everything when a header changes
+$(OBJS): $(wildcard $(srcdir)/src/*.h)
