@@ -430,6 +430,27 @@ KsIntervalMs(Interval *iv)
 }
 
 /*
+ * Error context while analysing an aggregation's query: report a syntax or
+ * name error's position inside that query, not inside the calling statement
+ * (as SQL functions do).
+ */
+static void
+KsQueryErrorCallback(void *arg)
+{
+	const char *querytext = (const char *) arg;
+	int			pos = geterrposition();
+
+	if (pos > 0)
+	{
+		errposition(0);
+		internalerrposition(pos);
+		internalerrquery(querytext);
+	}
+	else
+		errcontext("keyedstate aggregation query");
+}
+
+/*
  * keyedstate.create_aggregation(name, query, start_from, offset_column,
  * checkpoint_interval): define an aggregation and its live view.
  */
@@ -469,6 +490,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	Oid			view_oid;
 	Oid			live_oid;
 	ObjectAddress ruleaddr;
+	ErrorContextCallback errcallback;
 	List	   *settings;
 	Datum	   *setdatums;
 	ListCell   *lc;
@@ -514,6 +536,10 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 				 errmsg("an aggregation's view cannot be temporary")));
 
 	/* analyse the query as the caller */
+	errcallback.callback = KsQueryErrorCallback;
+	errcallback.arg = querytext;
+	errcallback.previous = error_context_stack;
+	error_context_stack = &errcallback;
 	raw = pg_parse_query(querytext);
 	if (list_length(raw) != 1 || !IsA(((RawStmt *) linitial(raw))->stmt, SelectStmt))
 		ereport(ERROR,
@@ -521,6 +547,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 				 errmsg("keyedstate aggregation query must be a single SELECT statement")));
 	rawstmt = linitial(raw);
 	query = parse_analyze_fixedparams(rawstmt, querytext, NULL, 0, NULL);
+	error_context_stack = errcallback.previous;
 	KsAnalyzeQuery(query, &info);
 	(void) ExecCheckRTPerms(query->rtable, true);
 	KsAggCheckPrivileges(info.aggrefs, userid);

@@ -1,0 +1,80 @@
+-- Every definition keyedstate refuses gets a clear error, never a crash.
+CREATE EXTENSION IF NOT EXISTS keyedstate;
+CREATE TABLE src (id bigserial PRIMARY KEY, k int, v int, t text);
+CREATE TABLE other (id bigserial PRIMARY KEY, k int);
+INSERT INTO src (k, v, t) VALUES (1, 1, 'a'), (2, 2, 'b');
+
+-- unknown table and column, ungrouped column
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM nosuch GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT nosuch, count(*) FROM src GROUP BY nosuch');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, v, count(*) FROM src GROUP BY k');
+-- not one SELECT: injection attempts are refused, not run
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k; DROP TABLE other');
+SELECT keyedstate.create_aggregation('e1', 'DELETE FROM src');
+SELECT count(*) FROM other;
+-- joins, subqueries, set operations, CTEs
+SELECT keyedstate.create_aggregation('e1', 'SELECT src.k, count(*) FROM src JOIN other USING (id) GROUP BY src.k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE k IN (SELECT k FROM other) GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM (SELECT * FROM src) s GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k UNION SELECT 1, 1');
+SELECT keyedstate.create_aggregation('e1', 'WITH s AS (SELECT * FROM src) SELECT k, count(*) FROM s GROUP BY k');
+-- window functions, set-returning functions, volatile expressions
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*), rank() OVER () FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, generate_series(1, 2), count(*) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM generate_series(1, 3) k GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k + random(), count(*) FROM src GROUP BY k + random()');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum(v) FROM src WHERE random() > 0.5 GROUP BY k');
+-- DISTINCT or ORDER BY inside an aggregate, ordered-set aggregates, grouping sets
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(DISTINCT v) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(v ORDER BY v) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY ROLLUP (k)');
+-- no GROUP BY, DISTINCT, ORDER BY, LIMIT, system columns
+SELECT keyedstate.create_aggregation('e1', 'SELECT count(*) FROM src');
+SELECT keyedstate.create_aggregation('e1', 'SELECT DISTINCT k, count(*) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k ORDER BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k LIMIT 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, max(xmin::text) FROM src GROUP BY k');
+-- a key type without hashing
+SELECT keyedstate.create_aggregation('e1', 'SELECT k::money AS m, count(*) FROM src GROUP BY k::money');
+-- sources that are not ordinary, logged, permanent tables
+CREATE VIEW src_view AS SELECT * FROM src;
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src_view GROUP BY k');
+CREATE MATERIALIZED VIEW src_mv AS SELECT * FROM src;
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src_mv GROUP BY k');
+CREATE TEMPORARY TABLE tmp_src (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM tmp_src GROUP BY k');
+CREATE UNLOGGED TABLE unlogged_src (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM unlogged_src GROUP BY k');
+CREATE TABLE part_src (id bigserial, k int) PARTITION BY RANGE (id);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM part_src GROUP BY k');
+-- no usable offset column
+CREATE TABLE no_offset (k int, v int);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM no_offset GROUP BY k');
+CREATE TABLE two_offsets (a bigserial, b bigserial, k int);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM two_offsets GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM two_offsets GROUP BY k', offset_column => 'k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM two_offsets GROUP BY k', offset_column => 'nosuch');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM two_offsets GROUP BY k', offset_column => 'a');
+CREATE TABLE cached (id bigserial PRIMARY KEY, k int);
+ALTER SEQUENCE cached_id_seq CACHE 10;
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM cached GROUP BY k');
+-- bad arguments
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', start_from => 'yesterday');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '0');
+SELECT keyedstate.create_aggregation(NULL, 'SELECT k, count(*) FROM src GROUP BY k');
+-- duplicate names and clashes with existing relations
+SELECT keyedstate.create_aggregation('agg', 'SELECT k, count(*) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('agg', 'SELECT k, count(*) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('src', 'SELECT k, count(*) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('nosuchschema.agg', 'SELECT k, count(*) FROM src GROUP BY k');
+-- functions on names that are not aggregations
+SELECT keyedstate.sync('nosuch');
+SELECT keyedstate.sync('src');
+SELECT keyedstate.drop_aggregation('src_view');
+SELECT keyedstate.pause('nosuch');
+SELECT name FROM keyedstate.aggregations;
+SELECT keyedstate.drop_aggregation('agg');
+DROP VIEW src_view;
+DROP MATERIALIZED VIEW src_mv;
+DROP TABLE src, other, tmp_src, unlogged_src, part_src, no_offset, two_offsets, cached;

@@ -1,0 +1,38 @@
+#!/bin/bash
+# Every test of keyedstate: pg_regress (definitions, errors, behaviour) and
+# the TAP tests (crashes, restarts, concurrency), each against private
+# throw-away clusters with keyedstate preloaded.  Installs what it needs.
+#
+#   test/run-tests.sh                 all tests
+#   REGRESS="01_basic" test/run-tests.sh         some regress tests only
+#   PROVE_TESTS="test/t/001_crash_recovery.pl" test/run-tests.sh
+
+source "$(dirname "$0")/lib.sh"
+
+ks_install_deps
+ks_build_install
+
+tree=$(ks_private_tree)
+trap 'rm -rf "$tree"' EXIT
+
+status=0
+args=()
+[ -n "${REGRESS:-}" ] && args+=("REGRESS=$REGRESS")
+[ -n "${PROVE_TESTS:-}" ] && args+=("PROVE_TESTS=$PROVE_TESTS")
+ks_as_pg make -C "$tree" -s PG_CONFIG="$PG_BIN/pg_config" installcheck "${args[@]}" 2>&1 | tee "$tree/installcheck.out" || status=1
+
+# pg_regress prints "ok" / "FAILED" per test; prove prints "ok" or "Failed" per file
+passed=$(grep -cE '^(ok|test) .*\.\.\. ok|^ok [0-9]+ +[-+] |^test/t/.*\.pl \.+ ok' "$tree/installcheck.out" || true)
+failed=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+ +[-+] |^test/t/.*\.pl \.+ (Failed|Dubious)' "$tree/installcheck.out" || true)
+if grep -qE 'Result: FAIL|tests? failed' "$tree/installcheck.out"; then
+	status=1
+fi
+if [ $status -ne 0 ]; then
+	[ -f "$tree/regression.diffs" ] && cat "$tree/regression.diffs"
+	for f in "$tree"/tmp_check/log/*; do
+		[ -f "$f" ] && { echo "=== $f"; tail -n 50 "$f"; }
+	done
+	[ "$failed" -eq 0 ] && failed=1
+fi
+echo "$passed passed, $failed failed"
+exit $status
