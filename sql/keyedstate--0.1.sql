@@ -201,7 +201,7 @@ SELECT a.id,
 
 CREATE VIEW keyedstate.status AS
 SELECT a.view_oid::pg_catalog.regclass::text AS name,
-	   COALESCE(w.state, CASE WHEN a.paused THEN 'paused' ELSE 'starting' END) AS state,
+	   CASE WHEN a.paused THEN 'paused' ELSE COALESCE(w.state, 'starting') END AS state,
 	   w.consumed_offset,
 	   COALESCE(w.checkpointed_offset, a.checkpointed_offset) AS checkpointed_offset,
 	   GREATEST(w.high_water - w.consumed_offset, 0) AS lag_rows,

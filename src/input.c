@@ -148,11 +148,16 @@ KsFrontierAdvance(KsFrontier *f, Oid relid, Oid seqoid)
 	return f->safe;
 }
 
-/* Deparse an expression of the source table under the current search_path. */
+/*
+ * Deparse an expression of the source table under the current search_path,
+ * cast to its analysed type: the deparser leaves implicit casts out, and
+ * the input row must carry exactly the types the aggregate calls expect.
+ */
 static char *
 KsDeparse(Node *expr, List *dpcontext)
 {
-	return deparse_expression(expr, dpcontext, false, false);
+	return psprintf("(%s)::%s", deparse_expression(expr, dpcontext, false, false),
+					format_type_with_typemod(exprType(expr), exprTypmod(expr)));
 }
 
 /* Build the SQL that reads an aggregation's input for one batch. */
@@ -199,7 +204,7 @@ KsBuildInputQuery(KsQueryInfo *info, AttrNumber offset_attnum,
 		if (aggref->aggfilter != NULL)
 		{
 			filtercols[i] = col;
-			appendStringInfo(&sql, ", (%s)::pg_catalog.bool",
+			appendStringInfo(&sql, ", %s",
 							 KsDeparse((Node *) aggref->aggfilter, dpcontext));
 			col++;
 		}

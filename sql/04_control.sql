@@ -1,0 +1,63 @@
+-- sync, pause, resume, checkpoint, status, and an aggregation that fails.
+CREATE EXTENSION IF NOT EXISTS keyedstate;
+CREATE TABLE pay (id bigserial PRIMARY KEY, acct int, amount int);
+INSERT INTO pay (acct, amount) SELECT g % 4, g FROM generate_series(1, 40) g;
+
+SELECT keyedstate.create_aggregation('pay_totals', 'SELECT acct, sum(amount) AS total, count(*) AS n FROM pay GROUP BY acct',
+	checkpoint_interval => '1 hour');
+SELECT keyedstate.sync('pay_totals');
+SELECT * FROM pay_totals ORDER BY acct;
+
+-- checkpoint now: the offset and every key are written in one transaction
+SELECT keyedstate.checkpoint('pay_totals');
+SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'pay_totals';
+SELECT count(*) FROM keyedstate.state s JOIN keyedstate.aggregation a ON a.id = s.aggregation_id
+ WHERE a.view_oid = 'pay_totals'::regclass;
+
+-- pause: sync refuses at once, the view keeps its last state, resume catches up
+SELECT keyedstate.pause('pay_totals');
+INSERT INTO pay (acct, amount) VALUES (1, 1000), (2, 2000);
+SELECT keyedstate.sync('pay_totals');
+SELECT state FROM keyedstate.aggregations a JOIN keyedstate.status s USING (name) WHERE name = 'pay_totals';
+SELECT paused FROM keyedstate.aggregations WHERE name = 'pay_totals';
+SELECT keyedstate.resume('pay_totals');
+SELECT keyedstate.sync('pay_totals');
+SELECT * FROM pay_totals ORDER BY acct;
+SELECT name, state, consumed_offset, lag_rows, keys, visible_keys, error FROM keyedstate.status;
+
+-- a row that makes an aggregate fail: the aggregation stops at the last good
+-- batch with the error and the row's offset, others keep running
+CREATE FUNCTION picky_acc(state bigint, v int) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+	IF v = 13 THEN
+		RAISE EXCEPTION 'unlucky value %', v;
+	END IF;
+	RETURN state + v;
+END $$;
+CREATE AGGREGATE picky_sum(int) (sfunc = picky_acc, stype = bigint, initcond = '0');
+CREATE TABLE bad (id bigserial PRIMARY KEY, g int, v int);
+SELECT keyedstate.create_aggregation('picky', 'SELECT g, picky_sum(v) AS s FROM bad GROUP BY g');
+INSERT INTO bad (g, v) SELECT g % 2, g FROM generate_series(1, 12) g;
+SELECT keyedstate.sync('picky');
+SELECT * FROM picky ORDER BY g;
+INSERT INTO bad (g, v) SELECT g % 2, g FROM generate_series(13, 20) g;
+SELECT keyedstate.sync('picky');
+SELECT state, error, failed_offset, consumed_offset FROM keyedstate.status WHERE name = 'picky';
+-- the last good state is still readable
+SELECT * FROM picky ORDER BY g;
+-- the other aggregation is not affected
+INSERT INTO pay (acct, amount) VALUES (3, 5);
+SELECT keyedstate.sync('pay_totals');
+-- fix the input, resume: the result is exact
+DELETE FROM bad WHERE v = 13;
+SELECT keyedstate.resume('picky');
+SELECT keyedstate.sync('picky');
+SELECT state, error FROM keyedstate.status WHERE name = 'picky';
+SELECT * FROM picky ORDER BY g;
+SELECT g, sum(v) FROM bad GROUP BY g ORDER BY g;
+
+SELECT keyedstate.drop_aggregation('picky');
+SELECT keyedstate.drop_aggregation('pay_totals');
+DROP TABLE pay, bad;
+DROP AGGREGATE picky_sum(int);
+DROP FUNCTION picky_acc;
