@@ -1,5 +1,7 @@
 -- Every definition keyedstate refuses gets a clear error, never a crash.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS keyedstate;
+RESET client_min_messages;
 CREATE TABLE src (id bigserial PRIMARY KEY, k int, v int, t text);
 CREATE TABLE other (id bigserial PRIMARY KEY, k int);
 INSERT INTO src (k, v, t) VALUES (1, 1, 'a'), (2, 2, 'b');

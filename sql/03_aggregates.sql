@@ -1,6 +1,8 @@
 -- Aggregate coverage: by-value, by-reference and internal transition states,
 -- states without serialize functions (replayed), user-defined aggregates.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS keyedstate;
+RESET client_min_messages;
 CREATE TABLE ev (id bigserial PRIMARY KEY, k text, i int, b bigint, n numeric, f float8,
 				 flag bool, t text, d date);
 INSERT INTO ev (k, i, b, n, f, flag, t, d)

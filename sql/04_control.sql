@@ -1,5 +1,7 @@
 -- sync, pause, resume, checkpoint, status, and an aggregation that fails.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS keyedstate;
+RESET client_min_messages;
 CREATE TABLE pay (id bigserial PRIMARY KEY, acct int, amount int);
 INSERT INTO pay (acct, amount) SELECT g % 4, g FROM generate_series(1, 40) g;
 

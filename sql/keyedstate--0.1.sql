@@ -2,6 +2,9 @@
 
 \echo Use "CREATE EXTENSION keyedstate" to load this file. \quit
 
+-- the schema belongs to the extension, so DROP EXTENSION removes it
+CREATE SCHEMA keyedstate;
+
 /*
  * Definitions, one row per aggregation.  The analysed query is kept as a
  * node tree (like a view's rule), so renaming the source table or its

@@ -1,0 +1,70 @@
+-- Privileges: aggregations run as their owner, never as superuser.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS keyedstate;
+RESET client_min_messages;
+CREATE ROLE regress_ks_alice;
+CREATE ROLE regress_ks_bob;
+CREATE SCHEMA ks_alice AUTHORIZATION regress_ks_alice;
+CREATE TABLE secret (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO secret (k, v) SELECT g % 3, g FROM generate_series(1, 30) g;
+
+-- a transition function that records who runs it
+CREATE FUNCTION who_acc(state text, v int) RETURNS text LANGUAGE sql STABLE
+	AS 'SELECT current_user::text';
+CREATE AGGREGATE whoami(int) (sfunc = who_acc, stype = text);
+
+-- without SELECT on the table, a role cannot aggregate it
+SET ROLE regress_ks_alice;
+SELECT keyedstate.create_aggregation('ks_alice.stats', 'SELECT k, count(*) AS n, whoami(v) AS who FROM secret GROUP BY k');
+RESET ROLE;
+GRANT SELECT ON secret TO regress_ks_alice;
+SET ROLE regress_ks_alice;
+-- nor create the view where it may not create objects
+SELECT keyedstate.create_aggregation('public.stats', 'SELECT k, count(*) AS n, whoami(v) AS who FROM secret GROUP BY k');
+SELECT keyedstate.create_aggregation('ks_alice.stats', 'SELECT k, count(*) AS n, whoami(v) AS who FROM secret GROUP BY k');
+SELECT keyedstate.sync('ks_alice.stats');
+-- the worker ran the aggregate as its owner
+SELECT * FROM ks_alice.stats ORDER BY k;
+RESET ROLE;
+SELECT relname, pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'ks_alice.stats'::regclass;
+
+-- others need GRANT to read the view (and to sync it)
+SET ROLE regress_ks_bob;
+SELECT * FROM ks_alice.stats;
+SELECT keyedstate.sync('ks_alice.stats');
+-- and another owner's query text is hidden
+SELECT name, query IS NULL AS query_hidden, owner FROM keyedstate.aggregations;
+RESET ROLE;
+GRANT USAGE ON SCHEMA ks_alice TO regress_ks_bob;
+SET ROLE regress_ks_alice;
+GRANT SELECT ON ks_alice.stats TO regress_ks_bob;
+SELECT name, query FROM keyedstate.aggregations;
+SET ROLE regress_ks_bob;
+SELECT keyedstate.sync('ks_alice.stats');
+SELECT k, n FROM ks_alice.stats ORDER BY k;
+-- only the owner controls it
+SELECT keyedstate.pause('ks_alice.stats');
+SELECT keyedstate.checkpoint('ks_alice.stats');
+SELECT keyedstate.drop_aggregation('ks_alice.stats');
+-- the internal tables are not readable
+SELECT count(*) FROM keyedstate.state;
+SELECT count(*) FROM keyedstate.aggregation;
+RESET ROLE;
+
+-- losing SELECT on the source stops the aggregation with a clear error
+REVOKE SELECT ON secret FROM regress_ks_alice;
+INSERT INTO secret (k, v) VALUES (1, 100);
+SELECT keyedstate.sync('ks_alice.stats');
+GRANT SELECT ON secret TO regress_ks_alice;
+SET ROLE regress_ks_alice;
+SELECT keyedstate.resume('ks_alice.stats');
+SELECT keyedstate.sync('ks_alice.stats');
+SELECT k, n, who FROM ks_alice.stats ORDER BY k;
+SELECT keyedstate.drop_aggregation('ks_alice.stats');
+RESET ROLE;
+
+DROP TABLE secret;
+DROP AGGREGATE whoami(int);
+DROP FUNCTION who_acc;
+DROP SCHEMA ks_alice;
+DROP ROLE regress_ks_alice, regress_ks_bob;

@@ -1,0 +1,55 @@
+-- DDL on sources: tracked like a view's dependencies.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS keyedstate;
+RESET client_min_messages;
+CREATE TABLE clicks (id bigserial PRIMARY KEY, page text, ms int, extra int);
+INSERT INTO clicks (page, ms) SELECT 'p' || (g % 4), g FROM generate_series(1, 100) g;
+SELECT keyedstate.create_aggregation('click_stats', 'SELECT page, count(*) AS n, sum(ms) AS total FROM clicks GROUP BY page');
+SELECT keyedstate.sync('click_stats');
+
+-- dropping the source, or a used column, or changing its type is refused
+DROP TABLE clicks;
+ALTER TABLE clicks DROP COLUMN ms;
+ALTER TABLE clicks ALTER COLUMN ms TYPE bigint;
+-- an unused column may go
+ALTER TABLE clicks DROP COLUMN extra;
+-- TRUNCATE would leave the state without its input rows
+TRUNCATE clicks;
+
+-- renaming the table and its columns keeps the aggregation working
+ALTER TABLE clicks RENAME TO page_clicks;
+ALTER TABLE page_clicks RENAME COLUMN ms TO duration_ms;
+ALTER TABLE page_clicks RENAME COLUMN page TO url;
+INSERT INTO page_clicks (url, duration_ms) SELECT 'p' || (g % 5), g FROM generate_series(1, 50) g;
+SELECT keyedstate.sync('click_stats');
+SELECT * FROM click_stats ORDER BY page;
+SELECT url, count(*), sum(duration_ms) FROM page_clicks GROUP BY url ORDER BY url;
+SELECT query FROM keyedstate.aggregations WHERE name = 'click_stats';
+-- renaming the view is fine too
+ALTER VIEW click_stats RENAME TO page_stats;
+SELECT keyedstate.sync('page_stats');
+SELECT name FROM keyedstate.aggregations;
+
+-- DROP VIEW removes the aggregation
+DROP VIEW page_stats;
+SELECT count(*) FROM keyedstate.aggregations;
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'page_clicks'::regclass AND tgname LIKE 'keyedstate%';
+
+-- DROP TABLE ... CASCADE removes it cleanly
+SELECT keyedstate.create_aggregation('click_stats2', 'SELECT url, count(*) AS n FROM page_clicks GROUP BY url');
+SELECT keyedstate.sync('click_stats2');
+DROP TABLE page_clicks CASCADE;
+SELECT count(*) FROM keyedstate.aggregations;
+SELECT count(*) FROM pg_class WHERE relnamespace = 'keyedstate'::regnamespace AND relkind = 'f';
+
+-- DROP EXTENSION stops everything and leaves nothing behind
+CREATE TABLE t1 (id bigserial PRIMARY KEY, k int);
+INSERT INTO t1 (k) VALUES (1), (2), (2);
+SELECT keyedstate.create_aggregation('t1_stats', 'SELECT k, count(*) AS n FROM t1 GROUP BY k');
+SELECT keyedstate.sync('t1_stats');
+DROP EXTENSION keyedstate;
+SELECT count(*) FROM pg_class WHERE relname IN ('t1_stats');
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 't1'::regclass;
+SELECT count(*) FROM pg_namespace WHERE nspname = 'keyedstate';
+TRUNCATE t1;
+DROP TABLE t1;
