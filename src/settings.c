@@ -31,22 +31,26 @@ KsSettingsInit(void)
 {
 	ks_preloaded = process_shared_preload_libraries_in_progress;
 
-	DefineCustomIntVariable("keyedstate.max_aggregations",
-							"Maximum number of aggregations running at once in the cluster.",
-							NULL,
-							&ks_max_aggregations,
-							64, 1, 10000,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
+	/* sizes of shared memory can only be defined while preloading */
+	if (ks_preloaded)
+	{
+		DefineCustomIntVariable("keyedstate.max_aggregations",
+								"Maximum number of aggregations running at once in the cluster.",
+								NULL,
+								&ks_max_aggregations,
+								64, 1, 10000,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
 
-	DefineCustomIntVariable("keyedstate.max_shared_memory",
-							"Maximum shared memory for the published state of all aggregations.",
-							"When it is exhausted, the aggregation that needs more fails with an error; "
-							"nothing consumed is lost.",
-							&ks_max_shared_memory,
-							1024 * 1024, 1024, INT_MAX,
-							PGC_POSTMASTER, GUC_UNIT_KB,
-							NULL, NULL, NULL);
+		DefineCustomIntVariable("keyedstate.max_shared_memory",
+								"Maximum shared memory for the published state of all aggregations.",
+								"When it is exhausted, the aggregation that needs more fails with an error; "
+								"nothing consumed is lost.",
+								&ks_max_shared_memory,
+								1024 * 1024, 1024, INT_MAX,
+								PGC_POSTMASTER, GUC_UNIT_KB,
+								NULL, NULL, NULL);
+	}
 
 	DefineCustomIntVariable("keyedstate.batch_size",
 							"Largest range of offsets a worker reads in one batch.",

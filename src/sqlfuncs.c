@@ -1066,10 +1066,14 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				ListCell   *ilc;
 				uint64		i;
 
+				MemoryContext cxt = CurrentMemoryContext;
+
 				SPI_connect();
 				KsAsSuperuser(&save_userid, &save_sec);
 				if (SPI_execute("SELECT view_oid, id FROM keyedstate.aggregation", true, 0) == SPI_OK_SELECT)
 				{
+					/* the lists must outlive SPI's own context */
+					MemoryContextSwitchTo(cxt);
 					for (i = 0; i < SPI_processed; i++)
 					{
 						bool		isnull;

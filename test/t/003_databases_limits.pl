@@ -1,0 +1,90 @@
+# Runtime: every database with aggregations gets a worker, also after a
+# restart; without shared_preload_libraries the extension installs but its
+# functions say what is missing; running out of shared memory fails the
+# aggregation with a hint, keeps the server up and loses nothing.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('dbs');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'keyedstate'
+max_worker_processes = 16
+keyedstate.naptime = 100
+keyedstate.max_shared_memory = '2MB'
+});
+$node->start;
+
+# two databases, each with its own aggregation and worker
+for my $db ('db_a', 'db_b')
+{
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO ev (k, v) SELECT g % 10, g FROM generate_series(1, 1000) g;
+SELECT keyedstate.create_aggregation('ev_sum', 'SELECT k, sum(v) AS s FROM ev GROUP BY k');
+SELECT keyedstate.sync('ev_sum');
+});
+}
+is($node->safe_psql('postgres',
+	"SELECT count(DISTINCT datname) FROM pg_stat_activity WHERE backend_type = 'keyedstate worker'"),
+	'2', 'one worker per database');
+
+# a restart finds both databases again by itself
+$node->restart;
+for my $db ('db_a', 'db_b')
+{
+	$node->safe_psql($db, "INSERT INTO ev (k, v) VALUES (1, 1)");
+	is($node->safe_psql($db, "SELECT keyedstate.sync('ev_sum', '30s') > 0"), 't', "$db resumes after restart");
+	is($node->safe_psql($db, "SELECT s FROM ev_sum WHERE k = 1"),
+	   $node->safe_psql($db, "SELECT sum(v) FROM ev WHERE k = 1"), "$db is exact");
+}
+
+# a database without aggregations gets no worker, so it can be dropped
+$node->safe_psql('postgres', 'CREATE DATABASE db_plain');
+$node->safe_psql('postgres', 'DROP DATABASE db_plain');
+pass('a database without aggregations can be dropped');
+
+# shared memory runs out: the aggregation fails with a hint, the server stays up
+$node->safe_psql('db_a', q{
+CREATE TABLE wide (id bigserial PRIMARY KEY, k int, t text);
+SELECT keyedstate.create_aggregation('wide_keys', 'SELECT k, max(t) AS t FROM wide GROUP BY k');
+INSERT INTO wide (k, t) SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g;
+});
+my ($ret, $out, $err) = $node->psql('db_a', "SELECT keyedstate.sync('wide_keys', '1 min')");
+like($err, qr/has failed/, 'aggregation fails when shared memory runs out');
+like($node->safe_psql('db_a', "SELECT error FROM keyedstate.status WHERE name = 'wide_keys'"),
+	qr/shared memory is exhausted/, 'status shows the error');
+ok($node->log_contains('Increase keyedstate.max_shared_memory'), 'the log has the hint');
+is($node->safe_psql('db_a', "SELECT keyedstate.sync('ev_sum') > 0"), 't', 'other aggregations keep running');
+$node->safe_psql('db_a', "SELECT keyedstate.drop_aggregation('wide_keys')");
+is($node->safe_psql('db_a', "SELECT keyedstate.sync('ev_sum') > 0"), 't', 'memory is given back on drop');
+
+# DROP EXTENSION stops the worker of that database
+$node->safe_psql('db_b', 'DROP EXTENSION keyedstate');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'db_b'")
+  or die 'worker of db_b did not stop';
+$node->safe_psql('postgres', 'DROP DATABASE db_b');
+pass('the worker stops with DROP EXTENSION and the database can be dropped');
+$node->stop;
+
+# without shared_preload_libraries
+my $plain = PostgreSQL::Test::Cluster->new('plain');
+$plain->init;
+$plain->start;
+$plain->safe_psql('postgres', 'CREATE EXTENSION keyedstate');
+$plain->safe_psql('postgres', 'CREATE TABLE ev (id bigserial PRIMARY KEY, k int)');
+($ret, $out, $err) = $plain->psql('postgres',
+	"SELECT keyedstate.create_aggregation('x', 'SELECT k, count(*) FROM ev GROUP BY k')");
+like($err, qr/keyedstate is not loaded/, 'functions need the preload');
+like($err, qr/shared_preload_libraries/, 'and the hint names the setting');
+$plain->safe_psql('postgres', 'INSERT INTO ev (k) VALUES (1)');
+pass('inserts into tables work without the preload');
+$plain->stop;
+
+done_testing();
