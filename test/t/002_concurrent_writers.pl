@@ -52,7 +52,7 @@ my $open_pid = $open->query_safe('SELECT pg_backend_pid()');
 my ($out, $err) = ('', '');
 my @files = map { ('-f', "$dir/$_") } sort keys %scripts;
 my $h = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '16', '-j', '2', '-T', '20', @files,
+	[ 'pgbench', '-n', '-c', '16', '-j', '2', '-T', '30', @files,
 	  '-h', $node->host, '-p', $node->port, 'postgres' ],
 	'>', \$out, '2>', \$err);
 
@@ -62,7 +62,7 @@ $node->poll_query_until('postgres',
   or die "aggregation did not report the open writer";
 pass('an open writer shows as waiting with its pid');
 
-sleep(8);
+sleep(10);
 $open->query_safe('COMMIT');
 $open->quit;
 
