@@ -103,6 +103,7 @@ KsStoreAllocEntry(dsa_area *dsa, uint32 hash)
 	e->next = InvalidDsaPointer;
 	e->tuple = InvalidDsaPointer;
 	e->hash = hash;
+	e->tuple_bytes = 0;
 	return ep;
 }
 
@@ -175,12 +176,15 @@ KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)
 
 /* Set an entry's tuple and return the one it replaces (slot lock exclusive). */
 dsa_pointer
-KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple)
+KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,
+				 uint32 bytes, uint32 *oldbytes)
 {
 	KsStoreEntry *e = dsa_get_address(dsa, entry);
 	dsa_pointer old = e->tuple;
 
+	*oldbytes = e->tuple_bytes;
 	e->tuple = tuple;
+	e->tuple_bytes = DsaPointerIsValid(tuple) ? bytes : 0;
 	return old;
 }
 

@@ -47,6 +47,7 @@ typedef struct KsStoreEntry
 	dsa_pointer next;			/* next entry in the bucket chain */
 	dsa_pointer tuple;			/* MinimalTuple, or InvalidDsaPointer */
 	uint32		hash;			/* key hash, as KsHashKeyValues computes it */
+	uint32		tuple_bytes;	/* DSA bytes of tuple, so freeing needs no read */
 } KsStoreEntry;
 
 /* Called by a reader for each visible row; the tuple is only valid inside. */
@@ -76,8 +77,12 @@ extern bool KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries);
 /* Step 2 (slot lock exclusive): link a new entry. */
 extern void KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry);
 
-/* Step 2 (slot lock exclusive): set an entry's tuple; returns the old one. */
-extern dsa_pointer KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple);
+/*
+ * Step 2 (slot lock exclusive): set an entry's tuple (of `bytes` bytes);
+ * returns the old one and stores its size in *oldbytes.
+ */
+extern dsa_pointer KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,
+									uint32 bytes, uint32 *oldbytes);
 
 /* Bytes of DSA a tuple or entry allocation of this size really uses. */
 extern Size KsStoreTupleBytes(MinimalTuple tuple);

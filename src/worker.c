@@ -246,6 +246,7 @@ KsPublish(KsAggRun *run, int64 offset)
 	dsa_pointer *newtuples;
 	dsa_pointer *newentries;
 	dsa_pointer *oldtuples;
+	uint32	   *newbytes;
 	int64		nnew = 0;
 	int64		visible_delta = 0;
 	int64		bytes_delta = 0;
@@ -257,6 +258,7 @@ KsPublish(KsAggRun *run, int64 offset)
 	newtuples = palloc0(sizeof(dsa_pointer) * Max(n, 1));
 	newentries = palloc0(sizeof(dsa_pointer) * Max(n, 1));
 	oldtuples = palloc0(sizeof(dsa_pointer) * Max(n, 1));
+	newbytes = palloc0(sizeof(uint32) * Max(n, 1));
 
 	/* step 1: build and allocate the new rows without the lock */
 	KsBecomeOwner(run);
@@ -284,7 +286,10 @@ KsPublish(KsAggRun *run, int64 offset)
 			if (!DsaPointerIsValid(newtuples[i]))
 				oom = true;
 			else
-				bytes_delta += KsStoreTupleBytes(mt);
+			{
+				newbytes[i] = KsStoreTupleBytes(mt);
+				bytes_delta += newbytes[i];
+			}
 		}
 		if (!oom && !DsaPointerIsValid(e->shared))
 		{
@@ -327,13 +332,15 @@ KsPublish(KsAggRun *run, int64 offset)
 	for (i = 0; i < n; i++)
 	{
 		KsKeyEntry *e = kt->publish[i];
+		uint32		oldbytes;
 
 		if (DsaPointerIsValid(newentries[i]))
 		{
 			KsStoreLinkEntry(dsa, slot->store, newentries[i]);
 			e->shared = newentries[i];
 		}
-		oldtuples[i] = KsStoreSwapTuple(dsa, e->shared, newtuples[i]);
+		oldtuples[i] = KsStoreSwapTuple(dsa, e->shared, newtuples[i], newbytes[i], &oldbytes);
+		bytes_delta -= oldbytes;
 		if (DsaPointerIsValid(newtuples[i]) && !DsaPointerIsValid(oldtuples[i]))
 			visible_delta++;
 		else if (!DsaPointerIsValid(newtuples[i]) && DsaPointerIsValid(oldtuples[i]))
@@ -349,10 +356,7 @@ KsPublish(KsAggRun *run, int64 offset)
 	for (i = 0; i < n; i++)
 	{
 		if (DsaPointerIsValid(oldtuples[i]))
-		{
-			bytes_delta -= KsStoreTupleBytes((MinimalTuple) dsa_get_address(dsa, oldtuples[i]));
 			dsa_free(dsa, oldtuples[i]);
-		}
 	}
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	slot->shared_bytes += bytes_delta;
@@ -403,7 +407,11 @@ KsRowErrorContext(void *arg)
 		errcontext("keyedstate aggregation %s", run->name);
 }
 
-/* Read and apply the rows with offsets in (lo, hi], then publish them. */
+/*
+ * Read and apply the rows with offsets in (lo, hi].  They become visible
+ * with the next KsPublish, which the step calls once after its batches, so
+ * a backlog is published once per step and not once per batch.
+ */
 static void
 KsRunBatch(KsAggRun *run, int64 lo, int64 hi)
 {
@@ -416,8 +424,7 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi)
 	nrows = KsRunInputBatch(run->plan, lo, hi, KsApplyRow, run);
 	KsBecomeWorker();
 	run->cur_offset = 0;
-
-	KsPublish(run, hi);
+	run->applied = hi;
 
 	run->rate_rows += nrows;
 	LWLockAcquire(&run->slot->lock, LW_EXCLUSIVE);
@@ -602,15 +609,18 @@ KsStepRun(KsAggRun *run, long *timeout)
 		{
 			safe = KsFrontierAdvance(&run->frontier, run->def->source_oid,
 									 run->def->sequence_oid);
-			while (run->consumed < safe && batches < KS_BATCHES_PER_STEP && !got_sigterm)
+			run->applied = run->consumed;
+			while (run->applied < safe && batches < KS_BATCHES_PER_STEP && !got_sigterm)
 			{
 				int64		hi = safe;
 
-				if (safe - run->consumed > ks_batch_size)
-					hi = run->consumed + ks_batch_size;
-				KsRunBatch(run, run->consumed, hi);
+				if (safe - run->applied > ks_batch_size)
+					hi = run->applied + ks_batch_size;
+				KsRunBatch(run, run->applied, hi);
 				batches++;
 			}
+			if (batches > 0)
+				KsPublish(run, run->applied);
 			if (run->consumed < safe)
 				*timeout = 0;
 			else if (run->frontier.nwaits > 0)
@@ -677,6 +687,30 @@ KsFindRun(int32 id)
 }
 
 /*
+ * Claim a slot for an aggregation; on failure log why and return NULL.  Not
+ * inlined, so that its setjmp stays out of KsReloadRuns' frame.
+ */
+static pg_noinline KsAggSlot *
+KsTryAcquireSlot(int32 id)
+{
+	KsAggSlot  *volatile slot = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		slot = KsAcquireAggSlot(MyDatabaseId, id);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	return slot;
+}
+
+/*
  * Re-read the aggregations of this database: start runs for new ones,
  * release the runs of dropped ones, and pick up pause/resume.
  */
@@ -704,18 +738,8 @@ KsReloadRuns(void)
 
 		if (run == NULL)
 		{
-			KsAggSlot  *volatile slot = NULL;
+			KsAggSlot  *slot = KsTryAcquireSlot(def->id);
 
-			PG_TRY();
-			{
-				slot = KsAcquireAggSlot(MyDatabaseId, def->id);
-			}
-			PG_CATCH();
-			{
-				EmitErrorReport();
-				FlushErrorState();
-			}
-			PG_END_TRY();
 			if (slot == NULL)
 				continue;
 			run = MemoryContextAllocZero(ks_worker_cxt, sizeof(KsAggRun));

@@ -55,7 +55,8 @@ typedef struct KsAggRun
 	ExprState  *having;
 	MemoryContext batchcxt;
 
-	int64		consumed;		/* rows with offsets <= consumed are applied */
+	int64		consumed;		/* rows with offsets <= consumed are published */
+	int64		applied;		/* rows with offsets <= applied are in the states */
 	int64		checkpointed;
 	int64		ckpt_offset;	/* offset written by the running checkpoint */
 	uint64		ckpt_request;	/* request number it satisfies */
