@@ -48,6 +48,11 @@ CREATE TEMPORARY TABLE tmp_src (id bigserial PRIMARY KEY, k int);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM tmp_src GROUP BY k');
 CREATE UNLOGGED TABLE unlogged_src (id bigserial PRIMARY KEY, k int);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM unlogged_src GROUP BY k');
+CREATE EXTENSION file_fdw;
+CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+CREATE FOREIGN TABLE foreign_src (id bigint, k int) SERVER files OPTIONS (filename '/dev/null');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM foreign_src GROUP BY k');
+DROP EXTENSION file_fdw CASCADE;
 CREATE TABLE part_src (id bigserial, k int) PARTITION BY RANGE (id);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM part_src GROUP BY k');
 -- no usable offset column

@@ -49,6 +49,12 @@ $open->query_safe('BEGIN');
 $open->query_safe("INSERT INTO pay (acct, amount) VALUES (5, 1000)");
 my $open_pid = $open->query_safe('SELECT pg_backend_pid()');
 
+# and another that inserts, stays open, and rolls back
+my $aborting = $node->background_psql('postgres');
+$aborting->query_safe('BEGIN');
+$aborting->query_safe("INSERT INTO pay (acct, amount) VALUES (997, 1)");
+my $aborting_pid = $aborting->query_safe('SELECT pg_backend_pid()');
+
 my ($out, $err) = ('', '');
 my @files = map { ('-f', "$dir/$_") } sort keys %scripts;
 my $h = IPC::Run::start(
@@ -58,11 +64,16 @@ my $h = IPC::Run::start(
 
 # the open writer holds the frontier back: 'waiting', with its pid
 $node->poll_query_until('postgres',
-	"SELECT state = 'waiting' AND waiting_pid = $open_pid FROM keyedstate.status WHERE name = 'balances'")
+	"SELECT state = 'waiting' AND waiting_pid IN ($open_pid, $aborting_pid) FROM keyedstate.status WHERE name = 'balances'")
   or die "aggregation did not report the open writer";
 pass('an open writer shows as waiting with its pid');
 
-sleep(10);
+# the aborting writer rolls back, then the open one commits, both behind thousands of newer rows
+
+sleep(5);
+$aborting->query_safe('ROLLBACK');
+$aborting->quit;
+sleep(5);
 $open->query_safe('COMMIT');
 $open->quit;
 
@@ -74,7 +85,7 @@ my $oracle = 'SELECT acct, count(*), sum(amount), min(amount), max(amount) FROM 
 is($node->safe_psql('postgres',
 	"SELECT count(*) FROM ((SELECT * FROM balances EXCEPT $oracle) UNION ALL ($oracle EXCEPT SELECT * FROM balances)) d"),
 	'0', 'view equals the GROUP BY oracle');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM balances WHERE acct IN (998, 999)'), '0',
+is($node->safe_psql('postgres', 'SELECT count(*) FROM balances WHERE acct IN (997, 998, 999)'), '0',
 	'rolled back rows are not counted');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM pay WHERE amount = 1000'), '1',
 	'the long-open transaction committed');

@@ -64,6 +64,23 @@ is($node->safe_psql('db_a', "SELECT keyedstate.sync('ev_sum') > 0"), 't', 'other
 $node->safe_psql('db_a', "SELECT keyedstate.drop_aggregation('wide_keys')");
 is($node->safe_psql('db_a', "SELECT keyedstate.sync('ev_sum') > 0"), 't', 'memory is given back on drop');
 
+# a row that makes an aggregate fail logs one error, not a loop or a flood
+$node->safe_psql('db_a', q{
+CREATE FUNCTION fussy_acc(bigint, int) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN IF $2 = 7 THEN RAISE EXCEPTION 'fussy about %', $2; END IF; RETURN $1 + $2; END $$;
+CREATE AGGREGATE fussy_sum(int) (sfunc = fussy_acc, stype = bigint, initcond = '0');
+CREATE TABLE f (id bigserial PRIMARY KEY, v int);
+SELECT keyedstate.create_aggregation('fussy', 'SELECT v % 2 AS g, fussy_sum(v) AS s FROM f GROUP BY 1');
+INSERT INTO f (v) SELECT generate_series(1, 10);
+});
+$node->poll_query_until('db_a', "SELECT state = 'failed' FROM keyedstate.status WHERE name = 'fussy'")
+  or die 'aggregation did not fail';
+sleep(3);
+my $log = slurp_file($node->logfile);
+my $count = () = $log =~ /ERROR:  fussy about 7/g;
+is($count, 1, 'the failure is logged once');
+$node->safe_psql('db_a', "SELECT keyedstate.drop_aggregation('fussy')");
+
 # DROP EXTENSION stops the worker of that database
 $node->safe_psql('db_b', 'DROP EXTENSION keyedstate');
 $node->poll_query_until('postgres',
