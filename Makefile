@@ -8,6 +8,7 @@ OBJS = \
 	src/serialize.o \
 	src/keytable.o \
 	src/aggcall.o \
+	src/apply.o \
 	src/definition.o \
 	src/input.o \
 	src/checkpoint.o \

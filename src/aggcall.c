@@ -285,7 +285,7 @@ KsAdvanceOne(KsAggRuntime *rt, KsAggCall *c, KsTransState *st,
 		{
 			/* the first non-NULL input becomes the state */
 			oldcxt = MemoryContextSwitchTo(rt->statecxt);
-			st->value = datumCopy(args[0], c->transtypeByVal, c->transtypeLen);
+			st->value = KsDatumCopyOwned(args[0], c->transtypeByVal, c->transtypeLen);
 			MemoryContextSwitchTo(oldcxt);
 			st->isnull = false;
 			st->noTransValue = false;
@@ -316,7 +316,7 @@ KsAdvanceOne(KsAggRuntime *rt, KsAggCall *c, KsTransState *st,
 			oldcxt = MemoryContextSwitchTo(rt->statecxt);
 			if (!(DatumIsReadWriteExpandedObject(newVal, false, c->transtypeLen) &&
 				  MemoryContextGetParent(DatumGetEOHP(newVal)->eoh_context) == rt->statecxt))
-				newVal = datumCopy(newVal, c->transtypeByVal, c->transtypeLen);
+				newVal = KsDatumCopyOwned(newVal, c->transtypeByVal, c->transtypeLen);
 			MemoryContextSwitchTo(oldcxt);
 		}
 		if (!st->isnull)
@@ -361,6 +361,19 @@ KsAggAdvance(KsAggRuntime *rt, KsTransState *states, StringInfo *replay,
 			MemoryContextSwitchTo(oldcxt);
 		}
 		KsAdvanceOne(rt, c, &states[i], values + c->inputcol, isnull + c->inputcol);
+	}
+}
+
+/* Prefetch a key's by-reference transition states (see apply.h). */
+void
+KsAggPrefetchStates(KsAggRuntime *rt, KsTransState *states)
+{
+	int			i;
+
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		if (!rt->calls[i].transtypeByVal && !states[i].isnull)
+			KS_PREFETCH(DatumGetPointer(states[i].value));
 	}
 }
 

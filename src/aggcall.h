@@ -114,6 +114,9 @@ extern void KsAggAdvance(KsAggRuntime *rt, KsTransState *states,
 						 StringInfo *replay, const Datum *values,
 						 const bool *isnull);
 
+/* Prefetch the by-reference transition states of a key (see apply.h). */
+extern void KsAggPrefetchStates(KsAggRuntime *rt, KsTransState *states);
+
 /* Final values of a key, allocated in CurrentMemoryContext. */
 extern void KsAggFinalize(KsAggRuntime *rt, KsTransState *states,
 						  Datum *results, bool *resultnulls);

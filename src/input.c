@@ -163,7 +163,7 @@ KsDeparse(Node *expr, List *dpcontext)
 /* Build the SQL that reads an aggregation's input for one batch. */
 char *
 KsBuildInputQuery(KsQueryInfo *info, AttrNumber offset_attnum,
-				  int *inputcols, int *filtercols)
+				  int *inputcols, int *filtercols, int *ncols)
 {
 	StringInfoData sql;
 	Oid			relid = info->source_relid;
@@ -212,6 +212,7 @@ KsBuildInputQuery(KsQueryInfo *info, AttrNumber offset_attnum,
 			filtercols[i] = -1;
 		i++;
 	}
+	*ncols = col;
 	appendStringInfo(&sql, " FROM ONLY %s WHERE %s > $1 AND %s <= $2",
 					 qualrel, offcol, offcol);
 	if (info->query->jointree->quals != NULL)

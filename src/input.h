@@ -53,12 +53,12 @@ extern bool KsSequenceLastValue(Oid seqoid, int64 *value);
  * SQL text reading the input of an aggregation in offset order between two
  * int8 parameters ($1, $2]: column 0 is the offset, then the keys, then
  * each aggregate's arguments (inputcols[i] is the first of aggregate i) and
- * its FILTER (filtercols[i], or -1).  Deparsed from the stored tree under
+ * its FILTER (filtercols[i], or -1); *ncols is the number of columns.  Deparsed from the stored tree under
  * search_path = pg_catalog, so every name is schema-qualified and names of
  * renamed columns are current.
  */
 extern char *KsBuildInputQuery(KsQueryInfo *info, AttrNumber offset_attnum,
-							   int *inputcols, int *filtercols);
+							   int *inputcols, int *filtercols, int *ncols);
 
 /* Called for each input row; the slot's values are only valid inside. */
 typedef void (*KsRowCallback) (TupleTableSlot *slot, void *arg);

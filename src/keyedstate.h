@@ -48,6 +48,16 @@ extern void _PG_init(void);
 #define KS_SCHEMA				"keyedstate"
 #define KS_SERVER				"keyedstate_server"
 
+/*
+ * Hint the CPU to fetch a cache line we will read soon.  Only a hint: it
+ * never faults, whatever the address.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define KS_PREFETCH(addr)		__builtin_prefetch((addr), 0, 3)
+#else
+#define KS_PREFETCH(addr)		((void) (addr))
+#endif
+
 /* Format version written at the start of every checkpointed state. */
 #define KS_STATE_FORMAT			1
 

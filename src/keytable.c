@@ -8,6 +8,8 @@
  */
 #include "keyedstate.h"
 
+#include <sys/mman.h>
+
 #include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -18,7 +20,10 @@
 #include "keytable.h"
 #include "serialize.h"
 
-#define KS_KEYTABLE_INITIAL_BUCKETS		1024
+#define KS_KEYTABLE_INITIAL_SLOTS		1024
+
+/* Transparent huge page size, for the entry blocks. */
+#define KS_HUGE_PAGE					(2 * 1024 * 1024)
 
 /* Whether an equality function compares pass-by-value Datums bitwise. */
 static bool
@@ -59,6 +64,7 @@ KsKeyTableCreate(int nkeys, const Oid *keytypes, const Oid *keycolls,
 	kt->keybyvals = MemoryContextAlloc(cxt, sizeof(bool) * n);
 	kt->hashfns = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * n);
 	kt->eqfns = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * n);
+	kt->binaryeq = MemoryContextAllocZero(cxt, sizeof(bool) * n);
 	for (i = 0; i < nkeys; i++)
 	{
 		Oid			lhs;
@@ -74,9 +80,14 @@ KsKeyTableCreate(int nkeys, const Oid *keytypes, const Oid *keycolls,
 							format_type_be(keytypes[i]))));
 		fmgr_info_cxt(lhs, &kt->hashfns[i], cxt);
 		fmgr_info_cxt(get_opcode(eqops[i]), &kt->eqfns[i], cxt);
+		kt->binaryeq[i] = kt->keybyvals[i] && KsIsBinaryEq(kt->eqfns[i].fn_oid);
 	}
-	kt->nbuckets = KS_KEYTABLE_INITIAL_BUCKETS;
-	kt->buckets = MemoryContextAllocZero(cxt, sizeof(KsKeyEntry *) * kt->nbuckets);
+	kt->entrysize = MAXALIGN(offsetof(KsKeyEntry, states) + sizeof(KsTransState) * nstates) +
+		MAXALIGN(sizeof(Datum) * nkeys) + MAXALIGN(sizeof(bool) * n);
+	kt->maxblocks = 16;
+	kt->blocks = MemoryContextAllocZero(cxt, sizeof(char *) * kt->maxblocks);
+	kt->nslots = KS_KEYTABLE_INITIAL_SLOTS;
+	kt->slots = MemoryContextAllocZero(cxt, sizeof(KsKeySlot) * kt->nslots);
 	return kt;
 }
 
@@ -118,7 +129,7 @@ KsKeyEquals(KsKeyTable *kt, KsKeyEntry *e, const Datum *keys, const bool *nulls)
 			return false;
 		if (nulls[i])
 			continue;
-		if (kt->keybyvals[i] && KsIsBinaryEq(kt->eqfns[i].fn_oid))
+		if (kt->binaryeq[i])
 		{
 			if (e->keys[i] != keys[i])
 				return false;
@@ -130,31 +141,74 @@ KsKeyEquals(KsKeyTable *kt, KsKeyEntry *e, const Datum *keys, const bool *nulls)
 	return true;
 }
 
-/* Double the bucket array. */
+/* Double the index, re-placing every entry by its stored hash. */
 static void
 KsKeyTableGrow(KsKeyTable *kt)
 {
-	uint32		newsize = kt->nbuckets * 2;
-	KsKeyEntry **newb = MemoryContextAllocExtended(kt->cxt, sizeof(KsKeyEntry *) * (Size) newsize, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	uint32		newsize = kt->nslots * 2;
+	uint32		mask = newsize - 1;
+	KsKeySlot  *newslots = MemoryContextAllocExtended(kt->cxt, sizeof(KsKeySlot) * (Size) newsize,
+													  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	uint32		i;
 
-	for (i = 0; i < kt->nbuckets; i++)
+	for (i = 0; i < kt->nslots; i++)
 	{
-		KsKeyEntry *e = kt->buckets[i];
+		uint32		pos;
 
-		while (e != NULL)
-		{
-			KsKeyEntry *next = e->next;
-			uint32		b = e->hash & (newsize - 1);
-
-			e->next = newb[b];
-			newb[b] = e;
-			e = next;
-		}
+		if (kt->slots[i].entry == 0)
+			continue;
+		pos = kt->slots[i].hash & mask;
+		while (newslots[pos].entry != 0)
+			pos = (pos + 1) & mask;
+		newslots[pos] = kt->slots[i];
 	}
-	pfree(kt->buckets);
-	kt->buckets = newb;
-	kt->nbuckets = newsize;
+	pfree(kt->slots);
+	kt->slots = newslots;
+	kt->nslots = newsize;
+}
+
+/*
+ * A zeroed new entry, the next one of the current block.  Blocks are
+ * advised to be backed by huge pages: with many keys, lookups touch
+ * entries at random, and one TLB entry then covers thousands of them.
+ */
+static KsKeyEntry *
+KsKeyTableNewEntry(KsKeyTable *kt)
+{
+	uint64		i = kt->nentries;
+	KsKeyEntry *e;
+
+	if (i >= (uint64) UINT32_MAX - 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("keyedstate aggregation has too many keys")));
+	if ((i & (KS_KEY_BLOCK_ENTRIES - 1)) == 0)
+	{
+		Size		blocksize = kt->entrysize * KS_KEY_BLOCK_ENTRIES;
+		char	   *block;
+		int			b = (int) (i >> KS_KEY_BLOCK_SHIFT);
+
+		if (b >= kt->maxblocks)
+		{
+			kt->maxblocks *= 2;
+			kt->blocks = repalloc(kt->blocks, sizeof(char *) * kt->maxblocks);
+		}
+		block = MemoryContextAllocHuge(kt->cxt, blocksize);
+#ifdef MADV_HUGEPAGE
+		{
+			uintptr_t	lo = TYPEALIGN(KS_HUGE_PAGE, (uintptr_t) block);
+			uintptr_t	hi = TYPEALIGN_DOWN(KS_HUGE_PAGE, (uintptr_t) block + blocksize);
+
+			if (hi > lo)
+				(void) madvise((void *) lo, hi - lo, MADV_HUGEPAGE);
+		}
+#endif
+		kt->blocks[b] = block;
+		kt->nblocks = b + 1;
+	}
+	e = KsKeyTableEntry(kt, i);
+	memset(e, 0, kt->entrysize);
+	return e;
 }
 
 /* Find a key's entry, inserting it if absent (see keytable.h). */
@@ -162,26 +216,43 @@ KsKeyEntry *
 KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 				 uint32 hash, bool *found)
 {
+	uint32		mask = kt->nslots - 1;
+	uint32		pos = hash & mask;
 	KsKeyEntry *e;
 	Size		size;
 	int			i;
 
-	for (e = kt->buckets[hash & (kt->nbuckets - 1)]; e != NULL; e = e->next)
+	for (;;)
 	{
-		if (e->hash == hash && KsKeyEquals(kt, e, keys, nulls))
+		KsKeySlot  *s = &kt->slots[pos];
+
+		if (s->entry == 0)
+			break;
+		if (s->hash == hash)
 		{
-			*found = true;
-			return e;
+			e = KsKeyTableEntry(kt, s->entry - 1);
+			if (KsKeyEquals(kt, e, keys, nulls))
+			{
+				*found = true;
+				return e;
+			}
 		}
+		pos = (pos + 1) & mask;
 	}
 
+	/* not found: keep the index at most three quarters full */
 	*found = false;
-	if (kt->nentries >= kt->nbuckets)
+	if ((kt->nentries + 1) * 4 > (uint64) kt->nslots * 3)
+	{
 		KsKeyTableGrow(kt);
+		mask = kt->nslots - 1;
+		pos = hash & mask;
+		while (kt->slots[pos].entry != 0)
+			pos = (pos + 1) & mask;
+	}
 
 	size = MAXALIGN(offsetof(KsKeyEntry, states) + sizeof(KsTransState) * kt->nstates);
-	e = MemoryContextAllocZero(kt->cxt, size + MAXALIGN(sizeof(Datum) * kt->nkeys) +
-							   sizeof(bool) * Max(kt->nkeys, 1));
+	e = KsKeyTableNewEntry(kt);
 	e->hash = hash;
 	e->shared = InvalidDsaPointer;
 	e->keys = (Datum *) ((char *) e + size);
@@ -191,15 +262,16 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 		e->keynulls[i] = nulls[i];
 		if (!nulls[i])
 		{
+			/* a key must not depend on a source row that may be vacuumed away */
 			MemoryContext oldcxt = MemoryContextSwitchTo(kt->cxt);
 
-			e->keys[i] = datumCopy(keys[i], kt->keybyvals[i], kt->keylens[i]);
+			e->keys[i] = KsDatumCopyOwned(keys[i], kt->keybyvals[i], kt->keylens[i]);
 			MemoryContextSwitchTo(oldcxt);
 		}
 	}
-	e->next = kt->buckets[hash & (kt->nbuckets - 1)];
-	kt->buckets[hash & (kt->nbuckets - 1)] = e;
 	kt->nentries++;
+	kt->slots[pos].hash = hash;
+	kt->slots[pos].entry = (uint32) kt->nentries;
 	return e;
 }
 
@@ -258,29 +330,21 @@ KsKeyClearCheckpoint(KsKeyTable *kt)
 	kt->nckpt = 0;
 }
 
-/* Start iterating over every entry. */
+/* Start iterating over every entry, in the order keys first appeared. */
 void
 KsKeyIterInit(KsKeyIter *iter, KsKeyTable *kt)
 {
 	iter->kt = kt;
-	iter->bucket = 0;
-	iter->next = NULL;
+	iter->next = 0;
 }
 
 /* The next entry, or NULL at the end. */
 KsKeyEntry *
 KsKeyIterNext(KsKeyIter *iter)
 {
-	KsKeyEntry *e = iter->next;
-
-	while (e == NULL)
-	{
-		if (iter->bucket >= iter->kt->nbuckets)
-			return NULL;
-		e = iter->kt->buckets[iter->bucket++];
-	}
-	iter->next = e->next;
-	return e;
+	if (iter->next >= iter->kt->nentries)
+		return NULL;
+	return KsKeyTableEntry(iter->kt, iter->next++);
 }
 
 /* Append a key's values (canonical for a stored key). */

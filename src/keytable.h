@@ -39,7 +39,6 @@ typedef struct KsTransState
 
 typedef struct KsKeyEntry
 {
-	struct KsKeyEntry *next;	/* hash chain */
 	uint32		hash;			/* KsHashKeyValues of the key */
 	uint32		flags;			/* KS_KEY_DIRTY_* */
 	dsa_pointer shared;			/* published KsStoreEntry, or Invalid */
@@ -48,6 +47,27 @@ typedef struct KsKeyEntry
 	StringInfo	replay;			/* inputs of replay-persisted aggregates */
 	KsTransState states[FLEXIBLE_ARRAY_MEMBER];	/* nstates */
 } KsKeyEntry;
+
+/*
+ * A slot of the open-addressing index: the key's hash and the number of its
+ * entry plus one (0 = empty).  Keeping the hash in the slot lets a lookup
+ * skip entries of other keys without touching them, and lets the apply
+ * loop prefetch exactly the entry a row will need (apply.h).
+ */
+typedef struct KsKeySlot
+{
+	uint32		hash;
+	uint32		entry;
+} KsKeySlot;
+
+/*
+ * Entries are all of one size and carved from blocks of a power-of-two
+ * number of entries, so entry i is found by shifting and masking; they are
+ * not rounded up to a power of two by a memory allocator and lie densely in
+ * memory, in the order the keys first appeared.
+ */
+#define KS_KEY_BLOCK_SHIFT		14
+#define KS_KEY_BLOCK_ENTRIES	(1 << KS_KEY_BLOCK_SHIFT)
 
 typedef struct KsKeyTable
 {
@@ -59,11 +79,17 @@ typedef struct KsKeyTable
 	bool	   *keybyvals;
 	FmgrInfo   *hashfns;		/* one per key column */
 	FmgrInfo   *eqfns;			/* one per key column */
+	bool	   *binaryeq;		/* column compared as a bitwise Datum */
 	MemoryContext cxt;			/* entries and key values */
 
-	uint32		nbuckets;		/* a power of two */
+	Size		entrysize;
+	char	  **blocks;			/* blocks of KS_KEY_BLOCK_ENTRIES entries */
+	int			nblocks;
+	int			maxblocks;
+
+	uint32		nslots;			/* a power of two */
 	uint64		nentries;
-	KsKeyEntry **buckets;
+	KsKeySlot  *slots;
 
 	/* keys changed since the last publish / checkpoint */
 	KsKeyEntry **publish;
@@ -77,9 +103,16 @@ typedef struct KsKeyTable
 typedef struct KsKeyIter
 {
 	KsKeyTable *kt;
-	uint32		bucket;
-	KsKeyEntry *next;
+	uint64		next;
 } KsKeyIter;
+
+/* Entry number i (0-based) of a table. */
+static inline KsKeyEntry *
+KsKeyTableEntry(KsKeyTable *kt, uint64 i)
+{
+	return (KsKeyEntry *) (kt->blocks[i >> KS_KEY_BLOCK_SHIFT] +
+						   (i & (KS_KEY_BLOCK_ENTRIES - 1)) * kt->entrysize);
+}
 
 /*
  * Create an empty table for keys of the given types, collations and
@@ -102,6 +135,34 @@ extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);
 extern KsKeyEntry *KsKeyTableLookup(KsKeyTable *kt, const Datum *keys,
 									const bool *nulls, uint32 hash,
 									bool *found);
+
+/* Prefetch the index slot a key hash starts probing at (see apply.h). */
+static inline void
+KsKeyTablePrefetchSlot(KsKeyTable *kt, uint32 hash)
+{
+	KS_PREFETCH(&kt->slots[hash & (kt->nslots - 1)]);
+}
+
+/*
+ * Prefetch every line of the entry a key hash probably finds: the first
+ * one along its probe sequence with the same hash.
+ */
+static inline void
+KsKeyTablePrefetchEntry(KsKeyTable *kt, uint32 hash)
+{
+	uint32		mask = kt->nslots - 1;
+	uint32		pos = hash & mask;
+	char	   *e;
+	Size		off;
+
+	while (kt->slots[pos].entry != 0 && kt->slots[pos].hash != hash)
+		pos = (pos + 1) & mask;
+	if (kt->slots[pos].entry == 0)
+		return;
+	e = (char *) KsKeyTableEntry(kt, kt->slots[pos].entry - 1);
+	for (off = 0; off < kt->entrysize; off += PG_CACHE_LINE_SIZE)
+		KS_PREFETCH(e + off);
+}
 
 /* Flag a key as changed for both the next publish and the next checkpoint. */
 extern void KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *entry);

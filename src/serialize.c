@@ -7,6 +7,7 @@
  */
 #include "keyedstate.h"
 
+#include "access/detoast.h"
 #include "fmgr.h"
 #include "utils/datum.h"
 #include "utils/expandeddatum.h"
@@ -20,6 +21,17 @@ KsCorrupted(void)
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("corrupted keyedstate checkpoint data")));
+}
+
+/* A self-contained copy of a value (see serialize.h). */
+Datum
+KsDatumCopyOwned(Datum value, bool typbyval, int16 typlen)
+{
+	if (typbyval)
+		return value;
+	if (typlen == -1 && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(value)))
+		return PointerGetDatum(detoast_external_attr((struct varlena *) DatumGetPointer(value)));
+	return datumCopy(value, false, typlen);
 }
 
 /* Append a 4-byte unsigned integer. */

@@ -36,6 +36,14 @@ extern void KsWriteDatum(StringInfo buf, Datum value, bool isnull,
 extern Datum KsReadDatum(const char **pos, const char *end, bool *isnull,
 						 int16 typlen, bool typbyval);
 
+/*
+ * A copy of a value in CurrentMemoryContext that refers to nothing outside
+ * itself: a value stored out of line in a table's TOAST relation is
+ * fetched, an expanded object flattened.  Keys and states outlive the
+ * input rows they came from, which may be deleted and vacuumed away.
+ */
+extern Datum KsDatumCopyOwned(Datum value, bool typbyval, int16 typlen);
+
 /* Fixed-size helpers with the same error behaviour. */
 extern void KsWriteUint32(StringInfo buf, uint32 value);
 extern uint32 KsReadUint32(const char **pos, const char *end);

@@ -558,8 +558,9 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 		MemoryContext oldcxt = MemoryContextSwitchTo(tmp);
 		int		   *inputcols = palloc0(sizeof(int) * Max(info.naggs, 1));
 		int		   *filtercols = palloc0(sizeof(int) * Max(info.naggs, 1));
+		int			ncols;
 
-		(void) KsBuildInputQuery(&info, 1, inputcols, filtercols);
+		(void) KsBuildInputQuery(&info, 1, inputcols, filtercols, &ncols);
 		(void) KsAggRuntimeCreate(info.aggrefs, inputcols, filtercols, tmp);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextDelete(tmp);

@@ -46,6 +46,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "apply.h"
 #include "checkpoint.h"
 #include "settings.h"
 #include "store.h"
@@ -161,6 +162,7 @@ KsUnloadRun(KsAggRun *run)
 	run->loadcxt = NULL;
 	run->rt = NULL;
 	run->kt = NULL;
+	run->applybuf = NULL;
 	run->loaded = false;
 }
 
@@ -182,6 +184,7 @@ KsPrepareInput(KsAggRun *run)
 	char	   *sql;
 	Oid			argtypes[2] = {INT8OID, INT8OID};
 	SPIPlanPtr	plan;
+	int			ncols;
 
 	if (run->plan != NULL)
 	{
@@ -189,7 +192,7 @@ KsPrepareInput(KsAggRun *run)
 		run->plan = NULL;
 	}
 	sql = KsBuildInputQuery(&run->info, run->def->offset_attnum,
-							run->inputcols, run->filtercols);
+							run->inputcols, run->filtercols, &ncols);
 	MemoryContextSwitchTo(oldcxt);
 
 	plan = SPI_prepare(sql, 2, argtypes);
@@ -369,29 +372,13 @@ KsPublish(KsAggRun *run, int64 offset)
 	ConditionVariableBroadcast(&slot->cv);
 }
 
-/* Apply one input row to its key's states (the per-row hot path). */
+/* DestReceiver callback: buffer one input row (the per-row hot path). */
 static void
 KsApplyRow(TupleTableSlot *slot, void *arg)
 {
 	KsAggRun   *run = (KsAggRun *) arg;
-	KsKeyTable *kt = run->kt;
-	Datum	   *values;
-	bool	   *isnull;
-	KsKeyEntry *e;
-	uint32		hash;
-	bool		found;
 
-	slot_getallattrs(slot);
-	values = slot->tts_values;
-	isnull = slot->tts_isnull;
-	run->cur_offset = DatumGetInt64(values[0]);
-
-	hash = KsKeyHash(kt, values + 1, isnull + 1);
-	e = KsKeyTableLookup(kt, values + 1, isnull + 1, hash, &found);
-	if (!found)
-		KsAggInitStates(run->rt, e->states);
-	KsAggAdvance(run->rt, e->states, &e->replay, values, isnull);
-	KsKeyMarkDirty(kt, e);
+	KsApplyBufferAdd(run->applybuf, slot);
 }
 
 /* Error context: which aggregation and which input row. */
@@ -422,6 +409,7 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi)
 
 	KsBecomeOwner(run);
 	nrows = KsRunInputBatch(run->plan, lo, hi, KsApplyRow, run);
+	KsApplyBufferFlush(run->applybuf);
 	KsBecomeWorker();
 	run->cur_offset = 0;
 	run->applied = hi;
@@ -445,6 +433,7 @@ KsLoadRun(KsAggRun *run)
 	Query	   *query;
 	dsa_area   *dsa = KsGetDsa();
 	int64		hw;
+	int			ncols;
 
 	KsUnloadRun(run);
 	run->loadcxt = AllocSetContextCreate(run->cxt, "keyedstate aggregation state",
@@ -458,11 +447,13 @@ KsLoadRun(KsAggRun *run)
 	run->filtercols = palloc0(sizeof(int) * Max(run->info.naggs, 1));
 	/* fills inputcols and filtercols, which the aggregate calls need */
 	pfree(KsBuildInputQuery(&run->info, run->def->offset_attnum,
-							run->inputcols, run->filtercols));
+							run->inputcols, run->filtercols, &ncols));
 	run->rt = KsAggRuntimeCreate(run->info.aggrefs, run->inputcols, run->filtercols,
 								 run->loadcxt);
 	run->kt = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
 							   run->info.keyeqops, run->info.naggs, run->loadcxt);
+	run->applybuf = KsApplyBufferCreate(run->kt, run->rt, ncols, &run->cur_offset,
+										run->loadcxt);
 	KsPrepareProjection(run);
 	run->batchcxt = AllocSetContextCreate(run->loadcxt, "keyedstate batch",
 										  ALLOCSET_DEFAULT_SIZES);

@@ -42,6 +42,7 @@ typedef struct KsAggRun
 	KsQueryInfo info;
 	KsAggRuntime *rt;
 	KsKeyTable *kt;
+	struct KsApplyBuffer *applybuf;	/* input rows waiting to be applied */
 	KsFrontier	frontier;
 	int		   *inputcols;
 	int		   *filtercols;

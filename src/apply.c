@@ -1,0 +1,170 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply.c
+ *	  Applying input rows to the keyed state in prefetching chunks.
+ *	  See apply.h for why rows are applied a chunk at a time.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "apply.h"
+
+/*
+ * Rows per chunk: enough that the prefetches of one pass have landed when
+ * the next pass reaches them, few enough that a chunk's entries and states
+ * stay in the L1/L2 caches between passes.
+ */
+#define KS_APPLY_CHUNK		256
+
+/* A buffer for rows of ncols columns (see apply.h). */
+KsApplyBuffer *
+KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
+					int64 *cur_offset, MemoryContext parent)
+{
+	KsApplyBuffer *buf = MemoryContextAllocZero(parent, sizeof(KsApplyBuffer));
+
+	buf->kt = kt;
+	buf->rt = rt;
+	buf->cur_offset = cur_offset;
+	buf->ncols = ncols;
+	buf->maxrows = KS_APPLY_CHUNK;
+	buf->typlens = MemoryContextAllocZero(parent, sizeof(int16) * ncols);
+	buf->typbyvals = MemoryContextAllocZero(parent, sizeof(bool) * ncols);
+	buf->values = MemoryContextAllocZero(parent, sizeof(Datum) * ncols * buf->maxrows);
+	buf->isnull = MemoryContextAllocZero(parent, sizeof(bool) * ncols * buf->maxrows);
+	buf->hashes = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
+	buf->entries = MemoryContextAllocZero(parent, sizeof(KsKeyEntry *) * buf->maxrows);
+	buf->rowcxt = AllocSetContextCreate(parent, "keyedstate input chunk",
+										ALLOCSET_DEFAULT_SIZES);
+	return buf;
+}
+
+/* Learn the input columns' storage from the first row's descriptor. */
+static void
+KsApplyLearnTypes(KsApplyBuffer *buf, TupleDesc desc)
+{
+	int			i;
+
+	if (desc->natts != buf->ncols)
+		elog(ERROR, "keyedstate input row has %d columns, expected %d",
+			 desc->natts, buf->ncols);
+	buf->anybyref = false;
+	for (i = 0; i < buf->ncols; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		buf->typlens[i] = att->attlen;
+		buf->typbyvals[i] = att->attbyval;
+		if (!att->attbyval)
+			buf->anybyref = true;
+	}
+	buf->typesknown = true;
+}
+
+/*
+ * Add one input row.  The slot's by-reference values live in the
+ * executor's per-tuple memory or in a pinned buffer, both gone at the next
+ * row, so they are copied into the chunk's own context.
+ */
+void
+KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot)
+{
+	int			ncols = buf->ncols;
+	Datum	   *values;
+	bool	   *isnull;
+
+	if (!buf->typesknown)
+		KsApplyLearnTypes(buf, slot->tts_tupleDescriptor);
+
+	slot_getallattrs(slot);
+	values = buf->values + buf->nrows * ncols;
+	isnull = buf->isnull + buf->nrows * ncols;
+	memcpy(values, slot->tts_values, sizeof(Datum) * ncols);
+	memcpy(isnull, slot->tts_isnull, sizeof(bool) * ncols);
+	if (buf->anybyref)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(buf->rowcxt);
+		int			i;
+
+		for (i = 0; i < ncols; i++)
+		{
+			if (!buf->typbyvals[i] && !isnull[i])
+				values[i] = datumCopy(values[i], false, buf->typlens[i]);
+		}
+		MemoryContextSwitchTo(oldcxt);
+	}
+	if (++buf->nrows >= buf->maxrows)
+		KsApplyBufferFlush(buf);
+}
+
+/* Apply every buffered row, in order, in the passes described in apply.h. */
+void
+KsApplyBufferFlush(KsApplyBuffer *buf)
+{
+	KsKeyTable *kt = buf->kt;
+	KsAggRuntime *rt = buf->rt;
+	int			ncols = buf->ncols;
+	int			n = buf->nrows;
+	int			i;
+
+	if (n == 0)
+		return;
+
+	/* pass 1: hash the keys (columns 1 .. nkeys), prefetch their index slots */
+	for (i = 0; i < n; i++)
+	{
+		*buf->cur_offset = DatumGetInt64(buf->values[i * ncols]);
+		buf->hashes[i] = KsKeyHash(kt, buf->values + i * ncols + 1,
+								   buf->isnull + i * ncols + 1);
+		KsKeyTablePrefetchSlot(kt, buf->hashes[i]);
+	}
+
+	/* pass 2: prefetch the entry each key probably has */
+	for (i = 0; i < n; i++)
+		KsKeyTablePrefetchEntry(kt, buf->hashes[i]);
+
+	/* pass 3: find or create the entries, prefetch by-reference states */
+	for (i = 0; i < n; i++)
+	{
+		KsKeyEntry *e;
+		bool		found;
+
+		*buf->cur_offset = DatumGetInt64(buf->values[i * ncols]);
+		e = KsKeyTableLookup(kt, buf->values + i * ncols + 1,
+							 buf->isnull + i * ncols + 1, buf->hashes[i], &found);
+		if (!found)
+			KsAggInitStates(rt, e->states);
+		else
+			KsAggPrefetchStates(rt, e->states);
+		buf->entries[i] = e;
+	}
+
+	/* pass 4: advance the states in input order */
+	for (i = 0; i < n; i++)
+	{
+		KsKeyEntry *e = buf->entries[i];
+		Datum	   *values = buf->values + i * ncols;
+		bool	   *isnull = buf->isnull + i * ncols;
+
+		*buf->cur_offset = DatumGetInt64(values[0]);
+		KsAggAdvance(rt, e->states, &e->replay, values, isnull);
+		KsKeyMarkDirty(kt, e);
+	}
+
+	buf->nrows = 0;
+	if (buf->anybyref)
+		MemoryContextReset(buf->rowcxt);
+}
+
+/* Forget the buffered rows without applying them. */
+void
+KsApplyBufferDiscard(KsApplyBuffer *buf)
+{
+	buf->nrows = 0;
+	MemoryContextReset(buf->rowcxt);
+}

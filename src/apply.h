@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply.h
+ *	  Applying input rows to the keyed state, in chunks, with prefetching.
+ *
+ * Per input row the worker hashes the key, finds the key's entry and calls
+ * each aggregate's transition function.  With many keys the entries do not
+ * fit in the CPU caches, and a row-at-a-time loop spends most of its time
+ * waiting for memory: the index slot, then the entry, then a by-reference
+ * transition state, each a cache miss that depends on the one before.
+ *
+ * So rows are collected into a chunk (by-reference values copied out of
+ * the executor's per-tuple memory) and applied in passes over the chunk:
+ *	1. hash every key and prefetch its index slot;
+ *	2. prefetch the entry whose slot holds the same hash;
+ *	3. find or create each row's entry (now in cache) and prefetch its
+ *	   by-reference transition states;
+ *	4. advance the states, row by row, in input order.
+ * The misses of a whole chunk overlap instead of following one another.
+ * Passes 1 and 2 are only hints: pass 3 does the real lookup, so a key
+ * created by an earlier row of the same chunk is found, and the result is
+ * exactly that of applying the rows one by one in offset order.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_APPLY_H
+#define KS_APPLY_H
+
+#include "aggcall.h"
+#include "keytable.h"
+
+#include "executor/tuptable.h"
+
+typedef struct KsApplyBuffer
+{
+	KsKeyTable *kt;
+	KsAggRuntime *rt;
+	int64	   *cur_offset;		/* where to say which row is applied */
+
+	int			ncols;			/* input columns: offset, keys, arguments */
+	int16	   *typlens;		/* per column, set from the first row */
+	bool	   *typbyvals;
+	bool		anybyref;		/* some column needs copying */
+	bool		typesknown;
+
+	int			nrows;
+	int			maxrows;
+	Datum	   *values;			/* maxrows x ncols */
+	bool	   *isnull;
+	uint32	   *hashes;
+	KsKeyEntry **entries;
+	MemoryContext rowcxt;		/* copies of by-reference values; reset per chunk */
+} KsApplyBuffer;
+
+/*
+ * A buffer applying rows of `ncols` columns to a key table and runtime;
+ * *cur_offset is set to the offset of the row being applied, for error
+ * reports.
+ */
+extern KsApplyBuffer *KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
+										  int64 *cur_offset, MemoryContext parent);
+
+/* Add one input row (column 0 is its offset); applies a full chunk. */
+extern void KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot);
+
+/* Apply every row added so far. */
+extern void KsApplyBufferFlush(KsApplyBuffer *buf);
+
+/* Forget rows added but not applied (after an error). */
+extern void KsApplyBufferDiscard(KsApplyBuffer *buf);
+
+#endif							/* KS_APPLY_H */
