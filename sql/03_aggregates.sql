@@ -74,6 +74,21 @@ UNION ALL
  EXCEPT SELECT k, n_rows, n_t, sum_i, sum_b, sum_n, avg_i, avg_b, avg_n, min_t, max_d, all_flag, any_flag,
 		bits, sd_n, var_i, ts, "is", j, ja::text FROM ev_stats);
 
+-- keys and states stored out of line (TOAST) stay readable after their
+-- source rows are deleted and vacuumed away
+CREATE TABLE docs (id bigserial PRIMARY KEY, k text, body text);
+ALTER TABLE docs ALTER COLUMN k SET STORAGE EXTERNAL, ALTER COLUMN body SET STORAGE EXTERNAL;
+INSERT INTO docs (k, body) SELECT repeat('k' || (g % 2), 1500), repeat(md5(g::text), 100) FROM generate_series(1, 4) g;
+SELECT keyedstate.create_aggregation('doc_stats', 'SELECT k, count(*) AS n, max(body) AS longest FROM docs GROUP BY k');
+SELECT keyedstate.sync('doc_stats') > 0;
+CREATE TABLE docs_expected AS SELECT k, count(*) AS n, max(body) AS longest FROM docs GROUP BY k;
+DELETE FROM docs;
+VACUUM docs;
+SELECT count(*) AS keys, sum(n) AS rows FROM doc_stats;
+SELECT count(*) AS mismatches FROM (SELECT * FROM doc_stats EXCEPT SELECT * FROM docs_expected) d;
+SELECT keyedstate.drop_aggregation('doc_stats');
+DROP TABLE docs, docs_expected;
+
 SELECT keyedstate.drop_aggregation('ev_stats');
 SELECT keyedstate.drop_aggregation('ev_custom');
 DROP VIEW ev_oracle;
