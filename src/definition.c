@@ -417,7 +417,11 @@ KsCaptureSettings(void)
 	return result;
 }
 
-/* Apply captured settings for the rest of the current transaction. */
+/*
+ * Apply captured settings for the rest of the session.  The worker applies
+ * them again when it moves to another aggregation, and after an abort,
+ * which undoes what the aborted transaction set.
+ */
 void
 KsApplySettings(List *settings)
 {
@@ -432,6 +436,6 @@ KsApplySettings(List *settings)
 			continue;
 		*eq = '\0';
 		(void) set_config_option(item, eq + 1, PGC_SUSET, PGC_S_SESSION,
-								 GUC_ACTION_LOCAL, true, 0, false);
+								 GUC_ACTION_SET, true, 0, false);
 	}
 }

@@ -73,7 +73,7 @@ extern List *KsLoadDefinitions(MemoryContext cxt);
 /* Name of an aggregation for messages: its view's qualified name. */
 extern char *KsAggName(Oid view_oid);
 
-/* The settings captured at creation and applied when the worker runs it. */
+/* The settings captured at creation, and applying them for the session. */
 extern List *KsCaptureSettings(void);
 extern void KsApplySettings(List *settings);
 
