@@ -33,17 +33,29 @@ CREATE TABLE keyedstate.aggregation (
 );
 
 /*
- * Checkpointed keyed state: one row per key with its serialized key and
- * transition states, and the key group (hash modulo max parallelism) so
- * that state can later be split between parallel workers.
+ * Checkpointed keyed state, written incrementally.  Each checkpoint adds
+ * rows holding the keys that changed since the previous one (or, for a
+ * full checkpoint, every key); a row is a chunk of serialized keys and
+ * their transition states, in key-group order, with the range of key
+ * groups (hash of the key modulo the maximum parallelism) it covers, so
+ * that state can later be split between parallel workers.  Recovery reads
+ * the rows newest first and keeps the first version of each key it meets.
+ * A full checkpoint deletes the rows before it in the same transaction,
+ * which bounds what recovery reads to about twice the live state.
  */
 CREATE TABLE keyedstate.state (
 	aggregation_id		int NOT NULL,
-	key_group			int2 NOT NULL,
-	key					bytea NOT NULL,
-	state				bytea NOT NULL,
-	PRIMARY KEY (aggregation_id, key)
+	checkpoint_id		bigint NOT NULL,
+	chunk				int NOT NULL,
+	is_full				bool NOT NULL,
+	first_key_group		int2 NOT NULL,
+	last_key_group		int2 NOT NULL,
+	nkeys				int NOT NULL,
+	data				bytea NOT NULL,
+	PRIMARY KEY (aggregation_id, checkpoint_id, chunk)
 );
+-- chunks are mostly incompressible and large: store them out of line as they are
+ALTER TABLE keyedstate.state ALTER COLUMN data SET STORAGE EXTERNAL;
 
 REVOKE ALL ON keyedstate.aggregation, keyedstate.state FROM PUBLIC;
 GRANT USAGE ON SCHEMA keyedstate TO PUBLIC;

@@ -4,130 +4,245 @@
  *	  Writing changed keys with the consumed offset, and recovery.
  *	  See checkpoint.h for the guarantees.
  *
- * The checkpoint is not on the per-row path: it writes keys in chunks of
- * keyedstate.checkpoint_chunk through one prepared upsert over unnest()ed
- * arrays, so a checkpoint of N changed keys costs N / chunk statements.
+ * Checkpoints are incremental.  A checkpoint serializes the keys changed
+ * since the previous one, in key-group order, into chunks of about
+ * KS_CHUNK_BYTES, and inserts one keyedstate.state row per chunk: a few
+ * large out-of-line values instead of one upserted row per key, so its
+ * cost is that of serializing the keys and writing their bytes once.
+ * When the deltas written since the last full checkpoint outgrow it, the
+ * next checkpoint is full: it writes every key and deletes the older rows
+ * in the same transaction.  Recovery reads the rows newest first and keeps
+ * the first version of each key it meets, so it reads at most about twice
+ * the live state.
+ *
+ * Layout of a chunk's data:
+ *	1 byte			KS_STATE_FORMAT
+ *	then per key:
+ *	  2 bytes		key group (KsKeyGroup of the key's hash)
+ *	  4 + n bytes	length and serialized key values (KsKeySerialize)
+ *	  4 + n bytes	length and serialized states (KsAggSerializeStates)
  *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
 
 #include "catalog/pg_type.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "checkpoint.h"
-#include "settings.h"
+#include "serialize.h"
 #include "store.h"
 
-/* Turn a StringInfo's bytes into a bytea Datum. */
-static Datum
-KsBytea(StringInfo buf)
+/* Serialized bytes after which a chunk is written out. */
+#define KS_CHUNK_BYTES			(4 * 1024 * 1024)
+
+/* Building the chunks of one checkpoint. */
+typedef struct KsChunkWriter
 {
-	bytea	   *b = palloc(VARHDRSZ + buf->len);
+	KsAggRun   *run;
+	int64		checkpoint_id;
+	bool		full;
+	int32		chunk;			/* number of the chunk being built */
+	StringInfoData buf;
+	int32		nkeys;
+	int			first_group;
+	int			last_group;
+	int64		bytes;			/* bytes written so far */
+	MemoryContext tmp;			/* serialization garbage, reset per chunk */
+} KsChunkWriter;
 
-	SET_VARSIZE(b, VARHDRSZ + buf->len);
-	memcpy(VARDATA(b), buf->data, buf->len);
-	return PointerGetDatum(b);
-}
-
-/* Prepare the upsert of checkpointed keys once per load of a run. */
+/* Prepare the insert of one chunk, once per load of a run. */
 static void
 KsPrepareCheckpointPlan(KsAggRun *run)
 {
-	Oid			argtypes[4] = {INT4OID, INT2ARRAYOID, BYTEAARRAYOID, BYTEAARRAYOID};
+	Oid			argtypes[8] = {INT4OID, INT8OID, INT4OID, BOOLOID, INT2OID, INT2OID,
+	INT4OID, BYTEAOID};
 
 	if (run->ckpt_plan != NULL)
 		return;
-	run->ckpt_plan = SPI_prepare("INSERT INTO keyedstate.state AS s (aggregation_id, key_group, key, state) "
-								 "SELECT $1, u.g, u.k, u.s FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), "
-								 "pg_catalog.unnest($4)) AS u(g, k, s) "
-								 "ON CONFLICT (aggregation_id, key) DO UPDATE "
-								 "SET state = excluded.state, key_group = excluded.key_group",
-								 4, argtypes);
+	run->ckpt_plan = SPI_prepare("INSERT INTO keyedstate.state (aggregation_id, checkpoint_id, chunk, "
+								 "is_full, first_key_group, last_key_group, nkeys, data) "
+								 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+								 8, argtypes);
 	if (run->ckpt_plan == NULL)
 		elog(ERROR, "could not prepare keyedstate checkpoint: %s",
 			 SPI_result_code_string(SPI_result));
 	SPI_keepplan(run->ckpt_plan);
 }
 
-/* Write one chunk of changed keys. */
+/* Start the next chunk: just the format byte. */
 static void
-KsWriteChunk(KsAggRun *run, int from, int to)
+KsChunkReset(KsChunkWriter *w)
 {
-	KsKeyTable *kt = run->kt;
-	int			n = to - from;
-	Datum	   *groups = palloc(sizeof(Datum) * n);
-	Datum	   *keys = palloc(sizeof(Datum) * n);
-	Datum	   *states = palloc(sizeof(Datum) * n);
-	Datum		args[4];
-	StringInfoData buf;
-	int			i;
+	resetStringInfo(&w->buf);
+	appendStringInfoChar(&w->buf, (char) KS_STATE_FORMAT);
+	w->nkeys = 0;
+}
+
+/* Insert the chunk built so far, if it holds any key. */
+static void
+KsChunkFlush(KsChunkWriter *w)
+{
+	Datum		args[8];
+	bytea	   *data;
 	int			ret;
 
-	initStringInfo(&buf);
-	/* serial functions are user code: run them as the owner */
-	KsBecomeOwner(run);
-	for (i = 0; i < n; i++)
-	{
-		KsKeyEntry *e = kt->ckpt[from + i];
+	if (w->nkeys == 0)
+		return;
+	data = palloc(VARHDRSZ + w->buf.len);
+	SET_VARSIZE(data, VARHDRSZ + w->buf.len);
+	memcpy(VARDATA(data), w->buf.data, w->buf.len);
 
-		groups[i] = Int16GetDatum((int16) KsKeyGroup(e->hash));
-		resetStringInfo(&buf);
-		KsKeySerialize(kt, e, &buf);
-		keys[i] = KsBytea(&buf);
-		resetStringInfo(&buf);
-		appendStringInfoChar(&buf, (char) KS_STATE_FORMAT);
-		KsAggSerializeStates(run->rt, e->states, e->replay, &buf);
-		states[i] = KsBytea(&buf);
-	}
+	args[0] = Int32GetDatum(w->run->def->id);
+	args[1] = Int64GetDatum(w->checkpoint_id);
+	args[2] = Int32GetDatum(w->chunk);
+	args[3] = BoolGetDatum(w->full);
+	args[4] = Int16GetDatum((int16) w->first_group);
+	args[5] = Int16GetDatum((int16) w->last_group);
+	args[6] = Int32GetDatum(w->nkeys);
+	args[7] = PointerGetDatum(data);
 	KsBecomeWorker();
-
-	args[0] = Int32GetDatum(run->def->id);
-	args[1] = PointerGetDatum(construct_array(groups, n, INT2OID, 2, true, TYPALIGN_SHORT));
-	args[2] = PointerGetDatum(construct_array(keys, n, BYTEAOID, -1, false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_array(states, n, BYTEAOID, -1, false, TYPALIGN_INT));
-	ret = SPI_execute_plan(run->ckpt_plan, args, NULL, false, 0);
+	ret = SPI_execute_plan(w->run->ckpt_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+	KsBecomeOwner(w->run);
+
+	w->bytes += w->buf.len;
+	w->chunk++;
+	pfree(data);
+	MemoryContextReset(w->tmp);
+	KsChunkReset(w);
+}
+
+/* Append a length-prefixed run whose bytes `fill` writes, patching the length. */
+#define KS_BEGIN_LENGTH(buf, at) \
+	do { (at) = (buf)->len; KsWriteUint32((buf), 0); } while (0)
+#define KS_END_LENGTH(buf, at) \
+	do { uint32 len_ = (buf)->len - (at) - sizeof(uint32); \
+		 memcpy((buf)->data + (at), &len_, sizeof(uint32)); } while (0)
+
+/* Append one key and its states to the chunk, writing the chunk out when full. */
+static void
+KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
+{
+	KsAggRun   *run = w->run;
+	int			group = KsKeyGroup(e->hash);
+	uint16		g = (uint16) group;
+	MemoryContext oldcxt;
+	int			at;
+
+	if (w->buf.len >= KS_CHUNK_BYTES)
+		KsChunkFlush(w);
+	if (w->nkeys == 0)
+		w->first_group = group;
+	w->last_group = group;
+
+	appendBinaryStringInfo(&w->buf, (const char *) &g, sizeof(uint16));
+	KS_BEGIN_LENGTH(&w->buf, at);
+	KsKeySerialize(run->kt, e, &w->buf);
+	KS_END_LENGTH(&w->buf, at);
+	KS_BEGIN_LENGTH(&w->buf, at);
+	/* serial functions allocate their results: keep them out of the buffer's context */
+	oldcxt = MemoryContextSwitchTo(w->tmp);
+	KsAggSerializeStates(run->rt, e->states, e->replay, &w->buf);
+	MemoryContextSwitchTo(oldcxt);
+	KS_END_LENGTH(&w->buf, at);
+	w->nkeys++;
 }
 
 /*
- * Write every changed key and the consumed offset.  Runs inside the
- * caller's transaction, so both commit together or not at all.
+ * The entries to write, in key-group order (a counting sort: groups are
+ * few), so that each chunk covers a narrow range of key groups.
+ */
+static KsKeyEntry **
+KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
+{
+	KsKeyTable *kt = run->kt;
+	int64		count = full ? (int64) kt->nentries : kt->nckpt;
+	int64		starts[KS_MAX_PARALLELISM + 1];
+	KsKeyEntry **sorted;
+	int64		i;
+	int			g;
+
+	memset(starts, 0, sizeof(starts));
+	for (i = 0; i < count; i++)
+	{
+		KsKeyEntry *e = full ? KsKeyTableEntry(kt, i) : kt->ckpt[i];
+
+		starts[KsKeyGroup(e->hash) + 1]++;
+	}
+	for (g = 0; g < KS_MAX_PARALLELISM; g++)
+		starts[g + 1] += starts[g];
+	sorted = palloc_extended(sizeof(KsKeyEntry *) * Max(count, 1), MCXT_ALLOC_HUGE);
+	for (i = 0; i < count; i++)
+	{
+		KsKeyEntry *e = full ? KsKeyTableEntry(kt, i) : kt->ckpt[i];
+
+		sorted[starts[KsKeyGroup(e->hash)]++] = e;
+	}
+	*n = count;
+	return sorted;
+}
+
+/*
+ * Write the changed keys (or all of them) and the consumed offset.  Runs
+ * inside the caller's transaction, so everything commits together or not
+ * at all.
  */
 void
 KsCheckpoint(KsAggRun *run)
 {
-	KsKeyTable *kt = run->kt;
-	MemoryContext tmp;
+	KsChunkWriter w;
+	KsKeyEntry **sorted;
+	MemoryContext cxt;
 	MemoryContext oldcxt;
-	Datum		args[2];
-	Oid			argtypes[2] = {INT4OID, INT8OID};
-	int			from;
+	Datum		args[3];
+	Oid			argtypes[3] = {INT4OID, INT8OID, INT8OID};
+	int64		n;
+	int64		i;
 	int			ret;
 
 	run->ckpt_request = run->slot->checkpoint_requests;
 	KsBecomeWorker();
 	KsPrepareCheckpointPlan(run);
 
-	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate checkpoint",
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate checkpoint",
 								ALLOCSET_DEFAULT_SIZES);
-	for (from = 0; from < kt->nckpt; from += ks_checkpoint_chunk)
-	{
-		int			to = Min(kt->nckpt, from + ks_checkpoint_chunk);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	memset(&w, 0, sizeof(w));
+	w.run = run;
+	w.checkpoint_id = run->ckpt_last_id + 1;
+	/* full when there is none yet, or when the deltas since it outgrew it */
+	w.full = !run->ckpt_have_full || run->ckpt_delta_bytes >= run->ckpt_full_bytes;
+	w.tmp = AllocSetContextCreate(cxt, "keyedstate checkpoint chunk",
+								  ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&w.buf);
+	KsChunkReset(&w);
 
-		oldcxt = MemoryContextSwitchTo(tmp);
-		KsWriteChunk(run, from, to);
-		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(tmp);
-	}
-	MemoryContextDelete(tmp);
+	sorted = KsSortByKeyGroup(run, w.full, &n);
+	/* serial functions are user code: run them as the owner */
+	KsBecomeOwner(run);
+	for (i = 0; i < n; i++)
+		KsChunkAddKey(&w, sorted[i]);
+	KsChunkFlush(&w);
+	KsBecomeWorker();
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
 
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->consumed);
+	args[2] = Int64GetDatum(w.checkpoint_id);
+	if (w.full)
+	{
+		/* the full checkpoint makes every older row obsolete */
+		ret = SPI_execute_with_args("DELETE FROM keyedstate.state "
+									"WHERE aggregation_id = $1 AND checkpoint_id < $3",
+									3, argtypes, args, NULL, false, 0);
+		if (ret != SPI_OK_DELETE)
+			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+	}
 	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
 								"SET checkpointed_offset = $2, last_checkpoint = pg_catalog.now() "
 								"WHERE id = $1",
@@ -135,6 +250,9 @@ KsCheckpoint(KsAggRun *run)
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	run->ckpt_offset = run->consumed;
+	run->ckpt_new_id = w.checkpoint_id;
+	run->ckpt_new_full = w.full;
+	run->ckpt_new_bytes = w.bytes;
 }
 
 /* After commit: the written keys are clean and the offset is durable. */
@@ -146,6 +264,15 @@ KsCheckpointDone(KsAggRun *run)
 	KsKeyClearCheckpoint(run->kt);
 	run->checkpointed = run->ckpt_offset;
 	run->last_checkpoint = GetCurrentTimestamp();
+	run->ckpt_last_id = run->ckpt_new_id;
+	if (run->ckpt_new_full)
+	{
+		run->ckpt_have_full = true;
+		run->ckpt_full_bytes = run->ckpt_new_bytes;
+		run->ckpt_delta_bytes = 0;
+	}
+	else
+		run->ckpt_delta_bytes += run->ckpt_new_bytes;
 
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	slot->checkpointed_offset = run->checkpointed;
@@ -156,9 +283,66 @@ KsCheckpointDone(KsAggRun *run)
 	ConditionVariableBroadcast(&slot->cv);
 }
 
+/* Error for checkpoint data that does not hold what it should. */
+static void
+KsCheckpointCorrupted(KsAggRun *run, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("checkpoint of aggregation %s is corrupted", run->name),
+			 errdetail_internal("%s", detail)));
+}
+
 /*
- * Load the checkpointed offset and every checkpointed key.  Recovered keys
- * are marked for publishing but not for the next checkpoint.
+ * Load the keys of one chunk that no newer chunk already gave us.
+ * Recovered keys are marked for publishing.
+ */
+static void
+KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *nulls,
+			   MemoryContext tmp)
+{
+	KsKeyTable *kt = run->kt;
+	const char *pos = data;
+	const char *end = data + len;
+
+	if (len < 1 || (unsigned char) *pos != KS_STATE_FORMAT)
+		KsCheckpointCorrupted(run, "A chunk has an unknown format.");
+	pos++;
+	while (pos < end)
+	{
+		uint32		klen;
+		uint32		slen;
+		const char *k;
+		const char *st;
+		KsKeyEntry *e;
+		uint32		hash;
+		bool		found;
+		MemoryContext oldcxt;
+
+		if (end - pos < (ptrdiff_t) sizeof(uint16))
+			KsCheckpointCorrupted(run, "A chunk ends inside a key.");
+		pos += sizeof(uint16);	/* the key group: for readers of part of the state */
+		k = KsReadBytes(&pos, end, &klen);
+		st = KsReadBytes(&pos, end, &slen);
+
+		oldcxt = MemoryContextSwitchTo(tmp);
+		KsKeyDeserialize(kt, k, klen, keys, nulls);
+		hash = KsKeyHash(kt, keys, nulls);
+		MemoryContextSwitchTo(oldcxt);
+		e = KsKeyTableLookup(kt, keys, nulls, hash, &found);
+		if (!found)
+		{
+			/* newest first: the first version met is the checkpointed one */
+			KsAggDeserializeStates(run->rt, e->states, &e->replay, st, slen);
+			KsKeyMarkDirty(kt, e);
+		}
+		MemoryContextReset(tmp);
+	}
+}
+
+/*
+ * Load the checkpointed offset and every checkpointed key: the rows of
+ * keyedstate.state newest first, back to the latest full checkpoint.
  */
 void
 KsRecover(KsAggRun *run)
@@ -168,11 +352,14 @@ KsRecover(KsAggRun *run)
 	Datum		arg;
 	Oid			argtype = INT4OID;
 	MemoryContext tmp;
+	MemoryContext rowcxt;
 	MemoryContext oldcxt;
 	Datum	   *keys;
 	bool	   *nulls;
 	int			ret;
 	bool		isnull;
+	int64		full_id = -1;
+	bool		done = false;
 
 	KsBecomeWorker();
 	arg = Int32GetDatum(run->def->id);
@@ -185,57 +372,71 @@ KsRecover(KsAggRun *run)
 	run->checkpointed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull));
 	run->consumed = run->checkpointed;
+	run->ckpt_last_id = 0;
+	run->ckpt_have_full = false;
+	run->ckpt_full_bytes = 0;
+	run->ckpt_delta_bytes = 0;
 
 	keys = MemoryContextAlloc(run->loadcxt, sizeof(Datum) * Max(kt->nkeys, 1));
 	nulls = MemoryContextAlloc(run->loadcxt, sizeof(bool) * Max(kt->nkeys, 1));
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate recovery",
 								ALLOCSET_DEFAULT_SIZES);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate recovery chunk",
+								   ALLOCSET_DEFAULT_SIZES);
 
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT key, state FROM keyedstate.state WHERE aggregation_id = $1",
+									   "SELECT checkpoint_id, is_full, data FROM keyedstate.state "
+									   "WHERE aggregation_id = $1 ORDER BY checkpoint_id DESC, chunk DESC",
 									   1, &argtype, &arg, NULL, true, 0);
-	for (;;)
+	while (!done)
 	{
 		uint64		i;
 
-		SPI_cursor_fetch(portal, true, 10000);
+		/* chunks are megabytes each: fetch a few at a time */
+		SPI_cursor_fetch(portal, true, 4);
 		if (SPI_processed == 0)
 			break;
-		KsBecomeOwner(run);
 		for (i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
-			bytea	   *k;
-			bytea	   *s;
-			KsKeyEntry *e;
-			uint32		hash;
-			bool		found;
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			bool		full = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+			bytea	   *data;
 
-			oldcxt = MemoryContextSwitchTo(tmp);
-			k = DatumGetByteaPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-			s = DatumGetByteaPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-			KsKeyDeserialize(kt, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k), keys, nulls);
-			hash = KsKeyHash(kt, keys, nulls);
-			e = KsKeyTableLookup(kt, keys, nulls, hash, &found);
-			if (found)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("checkpoint of aggregation %s holds a key twice", run->name)));
-			if (VARSIZE_ANY_EXHDR(s) < 1 || VARDATA_ANY(s)[0] != KS_STATE_FORMAT)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("checkpoint of aggregation %s has an unknown state format", run->name)));
+			/* rows older than the latest full checkpoint are obsolete */
+			if (full_id >= 0 && id < full_id)
+			{
+				done = true;
+				break;
+			}
+			if (full)
+				full_id = id;
+			run->ckpt_last_id = Max(run->ckpt_last_id, id);
+
+			oldcxt = MemoryContextSwitchTo(rowcxt);
+			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
 			MemoryContextSwitchTo(oldcxt);
-			KsAggDeserializeStates(run->rt, e->states, &e->replay,
-								   VARDATA_ANY(s) + 1, VARSIZE_ANY_EXHDR(s) - 1);
-			KsKeyMarkDirty(kt, e);
-			MemoryContextReset(tmp);
+			if (full)
+				run->ckpt_full_bytes += VARSIZE_ANY_EXHDR(data);
+			else
+				run->ckpt_delta_bytes += VARSIZE_ANY_EXHDR(data);
+
+			/* deserialize functions are user code: run them as the owner */
+			KsBecomeOwner(run);
+			KsRecoverChunk(run, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), keys, nulls, tmp);
+			KsBecomeWorker();
+			MemoryContextReset(rowcxt);
 		}
-		KsBecomeWorker();
 		SPI_freetuptable(SPI_tuptable);
 	}
 	SPI_cursor_close(portal);
+	MemoryContextDelete(rowcxt);
 	MemoryContextDelete(tmp);
+
+	if (run->ckpt_last_id > 0 && full_id < 0)
+		KsCheckpointCorrupted(run, "No full checkpoint was found.");
+	run->ckpt_have_full = (full_id >= 0);
 
 	/* recovered keys are already in the checkpoint */
 	KsKeyClearCheckpoint(kt);

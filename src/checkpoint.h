@@ -4,12 +4,13 @@
  *	  Checkpoints and recovery of an aggregation's keyed state.
  *
  * A checkpoint writes, in one transaction, every key changed since the
- * last checkpoint (its serialized key and states, upserted into
- * keyedstate.state) and the consumed offset (keyedstate.aggregation).  The
- * state and the offset therefore only ever change together.  Recovery
- * loads every key of the aggregation and sets the consumed offset to the
- * checkpointed one; the worker then re-reads the rows after it, so a crash
- * never loses or double-counts a row.
+ * last checkpoint (serialized keys and states, in chunks appended to
+ * keyedstate.state; see checkpoint.c for the format) and the consumed
+ * offset (keyedstate.aggregation).  The state and the offset therefore only
+ * ever change together.  Recovery loads every key of the aggregation and
+ * sets the consumed offset to the checkpointed one; the worker then
+ * re-reads the rows after it, so a crash never loses or double-counts a
+ * row.
  *
  *-------------------------------------------------------------------------
  */

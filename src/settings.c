@@ -22,7 +22,6 @@ int			ks_max_aggregations = 64;
 int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
 int			ks_batch_size = 100000;
 int			ks_naptime = 1000;
-int			ks_checkpoint_chunk = 10000;
 bool		ks_preloaded = false;
 
 /* Define every keyedstate.* setting and reserve the prefix. */
@@ -67,14 +66,6 @@ KsSettingsInit(void)
 							&ks_naptime,
 							1000, 1, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("keyedstate.checkpoint_chunk",
-							"Number of keys written by one statement of a checkpoint.",
-							NULL,
-							&ks_checkpoint_chunk,
-							10000, 1, 1000000,
-							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("keyedstate");

@@ -20,9 +20,6 @@ extern int	ks_batch_size;
 /* PGC_SIGHUP: longest sleep of a worker between checks, in ms */
 extern int	ks_naptime;
 
-/* PGC_SIGHUP: keys written per statement during a checkpoint */
-extern int	ks_checkpoint_chunk;
-
 /* true when loaded through shared_preload_libraries */
 extern bool ks_preloaded;
 

@@ -48,7 +48,7 @@ typedef struct KsAggRun
 	int		   *filtercols;
 	SPIPlanPtr	plan;			/* input statement, kept across transactions */
 	bool		plan_stale;		/* source changed: deparse and prepare again */
-	SPIPlanPtr	ckpt_plan;		/* checkpoint upsert */
+	SPIPlanPtr	ckpt_plan;		/* insert of a checkpoint chunk */
 	ExprContext *econtext;		/* projection of the view rows */
 	TupleTableSlot *resultslot;
 	TupleTableSlot *viewslot;
@@ -61,6 +61,13 @@ typedef struct KsAggRun
 	int64		checkpointed;
 	int64		ckpt_offset;	/* offset written by the running checkpoint */
 	uint64		ckpt_request;	/* request number it satisfies */
+	int64		ckpt_new_id;	/* its checkpoint id, */
+	bool		ckpt_new_full;	/* whether it is full, */
+	int64		ckpt_new_bytes; /* and the bytes it wrote */
+	int64		ckpt_last_id;	/* last committed checkpoint (0: none) */
+	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
+	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
+	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
 	TimestampTz last_checkpoint;
 	int64		cur_offset;		/* row being applied, for error reports */
 	int64		replay_until;	/* high water at recovery, for rows_replayed */

@@ -1,0 +1,88 @@
+# Incremental checkpoints: a checkpoint writes only the keys that changed,
+# a full checkpoint replaces the deltas once they outgrow it, and recovery
+# from a full checkpoint plus deltas (newest version of each key wins) is
+# exact, for every way a state is made durable (value, serialize function,
+# replayed inputs).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('ckpt');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'keyedstate'
+max_worker_processes = 16
+keyedstate.naptime = 100
+});
+$node->start;
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, n numeric NOT NULL);
+INSERT INTO ev (k, v, n) SELECT g % 2000, g, g / 7.0 FROM generate_series(1, 20000) g;
+SELECT keyedstate.create_aggregation('ev_stats',
+	'SELECT k, count(*) AS c, sum(v) AS s, avg(n) AS an, string_agg(v::text, '','') AS vs
+	   FROM ev GROUP BY k',
+	checkpoint_interval => '1 hour');
+SELECT keyedstate.sync('ev_stats');
+SELECT keyedstate.checkpoint('ev_stats');
+});
+
+my $oracle = q{SELECT k, count(*), sum(v), avg(n), string_agg(v::text, ',' ORDER BY id) FROM ev GROUP BY k};
+my $mismatch_sql = "SELECT count(*) FROM ((SELECT * FROM ev_stats EXCEPT $oracle)
+					UNION ALL ($oracle EXCEPT SELECT * FROM ev_stats)) d";
+my $rows_sql = q{SELECT count(DISTINCT checkpoint_id) || ' ' || bool_or(is_full)::int || ' ' || sum(nkeys)
+				   FROM keyedstate.state};
+
+is($node->safe_psql('postgres', $rows_sql), '1 1 2000', 'the first checkpoint is full and holds every key');
+
+# 5% of the keys change between checkpoints: each checkpoint adds a delta of 100 keys
+my $deltas_seen = 0;
+my $full_again = 0;
+for my $round (1 .. 40)
+{
+	my $first = ($round * 100) % 2000;
+	$node->safe_psql('postgres', qq{
+INSERT INTO ev (k, v, n) SELECT $first + g, $round, $round FROM generate_series(0, 99) g;
+SELECT keyedstate.sync('ev_stats');
+SELECT keyedstate.checkpoint('ev_stats');
+});
+	my $last = $node->safe_psql('postgres',
+		'SELECT nkeys || \' \' || is_full::int FROM keyedstate.state ORDER BY checkpoint_id DESC LIMIT 1');
+	$deltas_seen++ if $last eq '100 0';
+	$full_again++ if $last eq '2000 1';
+}
+ok($deltas_seen >= 30, "checkpoints write only the changed keys ($deltas_seen deltas of 100 keys)");
+ok($full_again >= 1, "deltas that outgrow the full checkpoint are replaced by a new one ($full_again times)");
+my ($ids) = split(/ /, $node->safe_psql('postgres', $rows_sql));
+ok($ids < 41 - $full_again, "older checkpoints are deleted ($ids checkpoints kept of 41)");
+
+# rows after the last checkpoint are replayed; the recovered view is exact
+$node->safe_psql('postgres', q{INSERT INTO ev (k, v, n) SELECT g, 7, 7 FROM generate_series(0, 99) g;
+SELECT keyedstate.sync('ev_stats');});
+$node->stop('immediate');
+$node->start;
+$node->poll_query_until('postgres',
+	"SELECT state = 'running' FROM keyedstate.status WHERE name = 'ev_stats'")
+  or die "aggregation did not resume";
+$node->safe_psql('postgres', "SELECT keyedstate.sync('ev_stats')");
+is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery from a full checkpoint and deltas is exact');
+is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status"), '100',
+	'only the rows after the last checkpoint are replayed');
+
+# a clean stop checkpoints; recovering that is exact too, with nothing replayed
+$node->safe_psql('postgres', q{INSERT INTO ev (k, v, n) SELECT g, 8, 8 FROM generate_series(0, 1999, 3) g;
+SELECT keyedstate.sync('ev_stats');});
+$node->restart;
+$node->poll_query_until('postgres',
+	"SELECT state = 'running' FROM keyedstate.status WHERE name = 'ev_stats'")
+  or die "aggregation did not resume";
+$node->safe_psql('postgres', "SELECT keyedstate.sync('ev_stats')");
+is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery after a clean stop is exact');
+is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status"), '0',
+	'nothing is replayed after a clean stop');
+
+$node->stop;
+done_testing();
