@@ -35,6 +35,9 @@
 #include "serialize.h"
 #include "store.h"
 
+/* How far ahead of the serialization entries are prefetched. */
+#define KS_CKPT_PREFETCH		16
+
 /* Serialized bytes after which a chunk is written out. */
 #define KS_CHUNK_BYTES			(4 * 1024 * 1024)
 
@@ -45,13 +48,24 @@ typedef struct KsChunkWriter
 	int64		checkpoint_id;
 	bool		full;
 	int32		chunk;			/* number of the chunk being built */
-	StringInfoData buf;
+	StringInfo	buf;			/* the run's chunk buffer: a bytea being built */
 	int32		nkeys;
 	int			first_group;
 	int			last_group;
 	int64		bytes;			/* bytes written so far */
 	MemoryContext tmp;			/* serialization garbage, reset per chunk */
 } KsChunkWriter;
+
+/* An empty StringInfo allocated in a given context. */
+static StringInfo
+KsMakeStringInfoIn(MemoryContext cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	StringInfo	buf = makeStringInfo();
+
+	MemoryContextSwitchTo(oldcxt);
+	return buf;
+}
 
 /* Prepare the insert of one chunk, once per load of a run. */
 static void
@@ -72,12 +86,18 @@ KsPrepareCheckpointPlan(KsAggRun *run)
 	SPI_keepplan(run->ckpt_plan);
 }
 
-/* Start the next chunk: just the format byte. */
+/*
+ * Start the next chunk: room for the bytea header, then the format byte.
+ * The buffer is built as the bytea itself, so writing it copies nothing.
+ */
 static void
 KsChunkReset(KsChunkWriter *w)
 {
-	resetStringInfo(&w->buf);
-	appendStringInfoChar(&w->buf, (char) KS_STATE_FORMAT);
+	static const char header[VARHDRSZ] = {0};
+
+	resetStringInfo(w->buf);
+	appendBinaryStringInfo(w->buf, header, VARHDRSZ);
+	appendStringInfoChar(w->buf, (char) KS_STATE_FORMAT);
 	w->nkeys = 0;
 }
 
@@ -91,9 +111,8 @@ KsChunkFlush(KsChunkWriter *w)
 
 	if (w->nkeys == 0)
 		return;
-	data = palloc(VARHDRSZ + w->buf.len);
-	SET_VARSIZE(data, VARHDRSZ + w->buf.len);
-	memcpy(VARDATA(data), w->buf.data, w->buf.len);
+	data = (bytea *) w->buf->data;
+	SET_VARSIZE(data, w->buf->len);
 
 	args[0] = Int32GetDatum(w->run->def->id);
 	args[1] = Int64GetDatum(w->checkpoint_id);
@@ -109,9 +128,8 @@ KsChunkFlush(KsChunkWriter *w)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	KsBecomeOwner(w->run);
 
-	w->bytes += w->buf.len;
+	w->bytes += w->buf->len - VARHDRSZ;
 	w->chunk++;
-	pfree(data);
 	MemoryContextReset(w->tmp);
 	KsChunkReset(w);
 }
@@ -133,28 +151,29 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 	MemoryContext oldcxt;
 	int			at;
 
-	if (w->buf.len >= KS_CHUNK_BYTES)
+	if (w->buf->len >= KS_CHUNK_BYTES)
 		KsChunkFlush(w);
 	if (w->nkeys == 0)
 		w->first_group = group;
 	w->last_group = group;
 
-	appendBinaryStringInfo(&w->buf, (const char *) &g, sizeof(uint16));
-	KS_BEGIN_LENGTH(&w->buf, at);
-	KsKeySerialize(run->kt, e, &w->buf);
-	KS_END_LENGTH(&w->buf, at);
-	KS_BEGIN_LENGTH(&w->buf, at);
+	appendBinaryStringInfo(w->buf, (const char *) &g, sizeof(uint16));
+	KS_BEGIN_LENGTH(w->buf, at);
+	KsKeySerialize(run->kt, e, w->buf);
+	KS_END_LENGTH(w->buf, at);
+	KS_BEGIN_LENGTH(w->buf, at);
 	/* serial functions allocate their results: keep them out of the buffer's context */
 	oldcxt = MemoryContextSwitchTo(w->tmp);
-	KsAggSerializeStates(run->rt, e->states, e->replay, &w->buf);
+	KsAggSerializeStates(run->rt, e->states, e->replay, w->buf);
 	MemoryContextSwitchTo(oldcxt);
-	KS_END_LENGTH(&w->buf, at);
+	KS_END_LENGTH(w->buf, at);
 	w->nkeys++;
 }
 
 /*
  * The entries to write, in key-group order (a counting sort: groups are
- * few), so that each chunk covers a narrow range of key groups.
+ * few), so that each chunk covers a narrow range of key groups.  The
+ * array is the run's, kept from one checkpoint to the next.
  */
 static KsKeyEntry **
 KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
@@ -166,6 +185,18 @@ KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
 	int64		i;
 	int			g;
 
+	if (count > run->ckpt_maxsorted)
+	{
+		int64		newmax = Max(count, run->ckpt_maxsorted * 2);
+
+		if (run->ckpt_sorted != NULL)
+			pfree(run->ckpt_sorted);
+		run->ckpt_sorted = MemoryContextAllocHuge(run->loadcxt,
+												  sizeof(KsKeyEntry *) * Max(newmax, 1));
+		run->ckpt_maxsorted = newmax;
+	}
+	sorted = run->ckpt_sorted;
+
 	memset(starts, 0, sizeof(starts));
 	for (i = 0; i < count; i++)
 	{
@@ -175,7 +206,6 @@ KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
 	}
 	for (g = 0; g < KS_MAX_PARALLELISM; g++)
 		starts[g + 1] += starts[g];
-	sorted = palloc_extended(sizeof(KsKeyEntry *) * Max(count, 1), MCXT_ALLOC_HUGE);
 	for (i = 0; i < count; i++)
 	{
 		KsKeyEntry *e = full ? KsKeyTableEntry(kt, i) : kt->ckpt[i];
@@ -208,6 +238,25 @@ KsCheckpoint(KsAggRun *run)
 	KsBecomeWorker();
 	KsPrepareCheckpointPlan(run);
 
+	/*
+	 * The offset first: updating the definition's row locks it, so a
+	 * concurrent drop_aggregation() either waits for this checkpoint and
+	 * then deletes its rows too, or has deleted the row already, and then
+	 * nothing of this checkpoint may stay behind.
+	 */
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = Int64GetDatum(run->consumed);
+	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
+								"SET checkpointed_offset = $2, last_checkpoint = pg_catalog.now() "
+								"WHERE id = $1",
+								2, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("aggregation %s no longer exists", run->name)));
+
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate checkpoint",
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
@@ -218,21 +267,28 @@ KsCheckpoint(KsAggRun *run)
 	w.full = !run->ckpt_have_full || run->ckpt_delta_bytes >= run->ckpt_full_bytes;
 	w.tmp = AllocSetContextCreate(cxt, "keyedstate checkpoint chunk",
 								  ALLOCSET_DEFAULT_SIZES);
-	initStringInfo(&w.buf);
+	if (run->ckpt_buf == NULL)
+		run->ckpt_buf = KsMakeStringInfoIn(run->loadcxt);
+	w.buf = run->ckpt_buf;
 	KsChunkReset(&w);
 
 	sorted = KsSortByKeyGroup(run, w.full, &n);
 	/* serial functions are user code: run them as the owner */
 	KsBecomeOwner(run);
 	for (i = 0; i < n; i++)
+	{
+		/* in key-group order the entries are met at random: fetch ahead */
+		if (i + KS_CKPT_PREFETCH < n)
+			KsKeyTablePrefetchLines(run->kt, sorted[i + KS_CKPT_PREFETCH]);
+		if (i + KS_CKPT_PREFETCH / 2 < n)
+			KsAggPrefetchStates(run->rt, sorted[i + KS_CKPT_PREFETCH / 2]->states);
 		KsChunkAddKey(&w, sorted[i]);
+	}
 	KsChunkFlush(&w);
 	KsBecomeWorker();
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);
 
-	args[0] = Int32GetDatum(run->def->id);
-	args[1] = Int64GetDatum(run->consumed);
 	args[2] = Int64GetDatum(w.checkpoint_id);
 	if (w.full)
 	{
@@ -243,12 +299,6 @@ KsCheckpoint(KsAggRun *run)
 		if (ret != SPI_OK_DELETE)
 			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	}
-	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
-								"SET checkpointed_offset = $2, last_checkpoint = pg_catalog.now() "
-								"WHERE id = $1",
-								2, argtypes, args, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	run->ckpt_offset = run->consumed;
 	run->ckpt_new_id = w.checkpoint_id;
 	run->ckpt_new_full = w.full;
@@ -293,9 +343,14 @@ KsCheckpointCorrupted(KsAggRun *run, const char *detail)
 			 errdetail_internal("%s", detail)));
 }
 
+/* Keys recovered together, so that their index slots are prefetched. */
+#define KS_RECOVER_BATCH		64
+
 /*
  * Load the keys of one chunk that no newer chunk already gave us.
- * Recovered keys are marked for publishing.
+ * Recovered keys are marked for publishing.  Keys are taken a batch at a
+ * time: hash them all and prefetch their index slots, then insert them.
+ * keys/nulls have room for KS_RECOVER_BATCH keys.
  */
 static void
 KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *nulls,
@@ -304,37 +359,50 @@ KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *n
 	KsKeyTable *kt = run->kt;
 	const char *pos = data;
 	const char *end = data + len;
+	int			nk = kt->nkeys;
+	const char *states[KS_RECOVER_BATCH];
+	uint32		statelens[KS_RECOVER_BATCH];
+	uint32		hashes[KS_RECOVER_BATCH];
 
 	if (len < 1 || (unsigned char) *pos != KS_STATE_FORMAT)
 		KsCheckpointCorrupted(run, "A chunk has an unknown format.");
 	pos++;
 	while (pos < end)
 	{
-		uint32		klen;
-		uint32		slen;
-		const char *k;
-		const char *st;
-		KsKeyEntry *e;
-		uint32		hash;
-		bool		found;
 		MemoryContext oldcxt;
-
-		if (end - pos < (ptrdiff_t) sizeof(uint16))
-			KsCheckpointCorrupted(run, "A chunk ends inside a key.");
-		pos += sizeof(uint16);	/* the key group: for readers of part of the state */
-		k = KsReadBytes(&pos, end, &klen);
-		st = KsReadBytes(&pos, end, &slen);
+		int			n = 0;
+		int			i;
 
 		oldcxt = MemoryContextSwitchTo(tmp);
-		KsKeyDeserialize(kt, k, klen, keys, nulls);
-		hash = KsKeyHash(kt, keys, nulls);
-		MemoryContextSwitchTo(oldcxt);
-		e = KsKeyTableLookup(kt, keys, nulls, hash, &found);
-		if (!found)
+		while (pos < end && n < KS_RECOVER_BATCH)
 		{
-			/* newest first: the first version met is the checkpointed one */
-			KsAggDeserializeStates(run->rt, e->states, &e->replay, st, slen);
-			KsKeyMarkDirty(kt, e);
+			uint32		klen;
+			const char *k;
+
+			if (end - pos < (ptrdiff_t) sizeof(uint16))
+				KsCheckpointCorrupted(run, "A chunk ends inside a key.");
+			pos += sizeof(uint16);	/* the key group: for readers of part of the state */
+			k = KsReadBytes(&pos, end, &klen);
+			states[n] = KsReadBytes(&pos, end, &statelens[n]);
+			KsKeyDeserialize(kt, k, klen, keys + n * nk, nulls + n * nk);
+			hashes[n] = KsKeyHash(kt, keys + n * nk, nulls + n * nk);
+			KsKeyTablePrefetchSlot(kt, hashes[n]);
+			n++;
+		}
+		MemoryContextSwitchTo(oldcxt);
+
+		for (i = 0; i < n; i++)
+		{
+			KsKeyEntry *e;
+			bool		found;
+
+			e = KsKeyTableLookup(kt, keys + i * nk, nulls + i * nk, hashes[i], &found);
+			if (!found)
+			{
+				/* newest first: the first version met is the checkpointed one */
+				KsAggDeserializeStates(run->rt, e->states, &e->replay, states[i], statelens[i]);
+				KsKeyMarkDirty(kt, e);
+			}
 		}
 		MemoryContextReset(tmp);
 	}
@@ -377,15 +445,15 @@ KsRecover(KsAggRun *run)
 	run->ckpt_full_bytes = 0;
 	run->ckpt_delta_bytes = 0;
 
-	keys = MemoryContextAlloc(run->loadcxt, sizeof(Datum) * Max(kt->nkeys, 1));
-	nulls = MemoryContextAlloc(run->loadcxt, sizeof(bool) * Max(kt->nkeys, 1));
+	keys = MemoryContextAlloc(run->loadcxt, sizeof(Datum) * Max(kt->nkeys, 1) * KS_RECOVER_BATCH);
+	nulls = MemoryContextAlloc(run->loadcxt, sizeof(bool) * Max(kt->nkeys, 1) * KS_RECOVER_BATCH);
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate recovery",
 								ALLOCSET_DEFAULT_SIZES);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate recovery chunk",
 								   ALLOCSET_DEFAULT_SIZES);
 
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT checkpoint_id, is_full, data FROM keyedstate.state "
+									   "SELECT checkpoint_id, is_full, nkeys, data FROM keyedstate.state "
 									   "WHERE aggregation_id = $1 ORDER BY checkpoint_id DESC, chunk DESC",
 									   1, &argtype, &arg, NULL, true, 0);
 	while (!done)
@@ -402,6 +470,7 @@ KsRecover(KsAggRun *run)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 			bool		full = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
+			int32		nkeys = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 			bytea	   *data;
 
 			/* rows older than the latest full checkpoint are obsolete */
@@ -415,13 +484,15 @@ KsRecover(KsAggRun *run)
 			run->ckpt_last_id = Max(run->ckpt_last_id, id);
 
 			oldcxt = MemoryContextSwitchTo(rowcxt);
-			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 3, &isnull));
+			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 4, &isnull));
 			MemoryContextSwitchTo(oldcxt);
 			if (full)
 				run->ckpt_full_bytes += VARSIZE_ANY_EXHDR(data);
 			else
 				run->ckpt_delta_bytes += VARSIZE_ANY_EXHDR(data);
 
+			/* size the index once for the keys to come, not by doublings */
+			KsKeyTableReserve(kt, kt->nentries + Max(nkeys, 0));
 			/* deserialize functions are user code: run them as the owner */
 			KsBecomeOwner(run);
 			KsRecoverChunk(run, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), keys, nulls, tmp);

@@ -141,11 +141,10 @@ KsKeyEquals(KsKeyTable *kt, KsKeyEntry *e, const Datum *keys, const bool *nulls)
 	return true;
 }
 
-/* Double the index, re-placing every entry by its stored hash. */
+/* Resize the index to `newsize` slots, re-placing every entry by its stored hash. */
 static void
-KsKeyTableGrow(KsKeyTable *kt)
+KsKeyTableResize(KsKeyTable *kt, uint32 newsize)
 {
-	uint32		newsize = kt->nslots * 2;
 	uint32		mask = newsize - 1;
 	KsKeySlot  *newslots = MemoryContextAllocExtended(kt->cxt, sizeof(KsKeySlot) * (Size) newsize,
 													  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
@@ -165,6 +164,25 @@ KsKeyTableGrow(KsKeyTable *kt)
 	pfree(kt->slots);
 	kt->slots = newslots;
 	kt->nslots = newsize;
+}
+
+/* Whether an index of `nslots` slots is too full for `nentries` keys (3/4). */
+static inline bool
+KsKeyTableTooFull(uint64 nentries, uint64 nslots)
+{
+	return nentries * 4 > nslots * 3;
+}
+
+/* Grow the index for `nentries` keys (see keytable.h). */
+void
+KsKeyTableReserve(KsKeyTable *kt, uint64 nentries)
+{
+	uint64		size = kt->nslots;
+
+	while (KsKeyTableTooFull(nentries, size) && size < ((uint64) 1 << 31))
+		size *= 2;
+	if (size != kt->nslots)
+		KsKeyTableResize(kt, (uint32) size);
 }
 
 /*
@@ -242,9 +260,9 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 
 	/* not found: keep the index at most three quarters full */
 	*found = false;
-	if ((kt->nentries + 1) * 4 > (uint64) kt->nslots * 3)
+	if (KsKeyTableTooFull(kt->nentries + 1, kt->nslots))
 	{
-		KsKeyTableGrow(kt);
+		KsKeyTableResize(kt, kt->nslots * 2);
 		mask = kt->nslots - 1;
 		pos = hash & mask;
 		while (kt->slots[pos].entry != 0)

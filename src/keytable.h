@@ -136,6 +136,16 @@ extern KsKeyEntry *KsKeyTableLookup(KsKeyTable *kt, const Datum *keys,
 									const bool *nulls, uint32 hash,
 									bool *found);
 
+/* Prefetch every line of an entry. */
+static inline void
+KsKeyTablePrefetchLines(KsKeyTable *kt, KsKeyEntry *entry)
+{
+	Size		off;
+
+	for (off = 0; off < kt->entrysize; off += PG_CACHE_LINE_SIZE)
+		KS_PREFETCH((char *) entry + off);
+}
+
 /* Prefetch the index slot a key hash starts probing at (see apply.h). */
 static inline void
 KsKeyTablePrefetchSlot(KsKeyTable *kt, uint32 hash)
@@ -152,17 +162,15 @@ KsKeyTablePrefetchEntry(KsKeyTable *kt, uint32 hash)
 {
 	uint32		mask = kt->nslots - 1;
 	uint32		pos = hash & mask;
-	char	   *e;
-	Size		off;
 
 	while (kt->slots[pos].entry != 0 && kt->slots[pos].hash != hash)
 		pos = (pos + 1) & mask;
-	if (kt->slots[pos].entry == 0)
-		return;
-	e = (char *) KsKeyTableEntry(kt, kt->slots[pos].entry - 1);
-	for (off = 0; off < kt->entrysize; off += PG_CACHE_LINE_SIZE)
-		KS_PREFETCH(e + off);
+	if (kt->slots[pos].entry != 0)
+		KsKeyTablePrefetchLines(kt, KsKeyTableEntry(kt, kt->slots[pos].entry - 1));
 }
+
+/* Grow the index, if needed, so that `nentries` keys fit without growing. */
+extern void KsKeyTableReserve(KsKeyTable *kt, uint64 nentries);
 
 /* Flag a key as changed for both the next publish and the next checkpoint. */
 extern void KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *entry);

@@ -166,6 +166,9 @@ KsUnloadRun(KsAggRun *run)
 	run->rt = NULL;
 	run->kt = NULL;
 	run->applybuf = NULL;
+	run->ckpt_buf = NULL;
+	run->ckpt_sorted = NULL;
+	run->ckpt_maxsorted = 0;
 	run->loaded = false;
 }
 

@@ -68,6 +68,9 @@ typedef struct KsAggRun
 	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
 	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
+	StringInfo	ckpt_buf;		/* chunk buffer, kept across checkpoints */
+	struct KsKeyEntry **ckpt_sorted;	/* scratch for the key-group sort */
+	int64		ckpt_maxsorted;
 	TimestampTz last_checkpoint;
 	int64		cur_offset;		/* row being applied, for error reports */
 	int64		replay_until;	/* high water at recovery, for rows_replayed */
