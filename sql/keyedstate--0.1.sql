@@ -147,7 +147,10 @@ CREATE FUNCTION keyedstate.worker_status(
 	OUT rows_replayed bigint,
 	OUT rows_per_second float8,
 	OUT last_checkpoint timestamptz,
-	OUT error text)
+	OUT error text,
+	OUT checkpoint_ms float8,
+	OUT checkpoint_keys bigint,
+	OUT checkpoint_bytes bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'keyedstate_worker_status'
 LANGUAGE C STRICT VOLATILE;
@@ -239,6 +242,9 @@ SELECT a.view_oid::pg_catalog.regclass::text AS name,
 	   w.rows_consumed,
 	   w.rows_replayed,
 	   COALESCE(w.last_checkpoint, a.last_checkpoint) AS last_checkpoint,
+	   w.checkpoint_ms AS last_checkpoint_ms,
+	   w.checkpoint_keys AS last_checkpoint_keys,
+	   w.checkpoint_bytes AS last_checkpoint_bytes,
 	   w.error,
 	   NULLIF(w.failed_offset, 0) AS failed_offset,
 	   NULLIF(w.waiting_pid, 0) AS waiting_pid

@@ -38,8 +38,11 @@
 /* How far ahead of the serialization entries are prefetched. */
 #define KS_CKPT_PREFETCH		16
 
-/* Serialized bytes after which a chunk is written out. */
-#define KS_CHUNK_BYTES			(4 * 1024 * 1024)
+/*
+ * Serialized bytes after which a chunk is written out: a little under a
+ * power of two, so that the key that crosses it rarely doubles the buffer.
+ */
+#define KS_CHUNK_BYTES			(4 * 1024 * 1024 - 64 * 1024)
 
 /* Building the chunks of one checkpoint. */
 typedef struct KsChunkWriter
@@ -235,6 +238,7 @@ KsCheckpoint(KsAggRun *run)
 	int			ret;
 
 	run->ckpt_request = run->slot->checkpoint_requests;
+	run->ckpt_started = GetCurrentTimestamp();
 	KsBecomeWorker();
 	KsPrepareCheckpointPlan(run);
 
@@ -303,6 +307,7 @@ KsCheckpoint(KsAggRun *run)
 	run->ckpt_new_id = w.checkpoint_id;
 	run->ckpt_new_full = w.full;
 	run->ckpt_new_bytes = w.bytes;
+	run->ckpt_new_keys = n;
 }
 
 /* After commit: the written keys are clean and the offset is durable. */
@@ -327,6 +332,9 @@ KsCheckpointDone(KsAggRun *run)
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	slot->checkpointed_offset = run->checkpointed;
 	slot->last_checkpoint = run->last_checkpoint;
+	slot->checkpoint_ms = (run->last_checkpoint - run->ckpt_started) / 1000.0;
+	slot->checkpoint_keys = run->ckpt_new_keys;
+	slot->checkpoint_bytes = run->ckpt_new_bytes;
 	if (slot->checkpoints_done < run->ckpt_request)
 		slot->checkpoints_done = run->ckpt_request;
 	LWLockRelease(&slot->lock);

@@ -74,6 +74,9 @@ typedef struct KsAggSlot
 	int64		rows_replayed;	/* rows re-read after the last recovery */
 	double		rows_per_second;
 	TimestampTz last_checkpoint;
+	double		checkpoint_ms;	/* duration of the last checkpoint, to its commit */
+	int64		checkpoint_keys;	/* keys it wrote */
+	int64		checkpoint_bytes;	/* bytes of serialized state it wrote */
 	uint64		checkpoint_requests;	/* bumped by keyedstate.checkpoint() */
 	uint64		checkpoints_done;
 	int64		resume_count;	/* catalog resume_count the worker applied */

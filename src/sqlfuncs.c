@@ -978,8 +978,8 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
-		Datum		values[16];
-		bool		nulls[16];
+		Datum		values[19];
+		bool		nulls[19];
 		KsAggSlot	copy;
 
 		LWLockAcquire(KsSharedState->lock, LW_SHARED);
@@ -1012,6 +1012,10 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		nulls[14] = copy.last_checkpoint == 0;
 		values[15] = CStringGetTextDatum(copy.error);
 		nulls[15] = copy.error[0] == '\0';
+		values[16] = Float8GetDatum(copy.checkpoint_ms);
+		values[17] = Int64GetDatum(copy.checkpoint_keys);
+		values[18] = Int64GetDatum(copy.checkpoint_bytes);
+		nulls[16] = nulls[17] = nulls[18] = copy.last_checkpoint == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -63,7 +63,9 @@ typedef struct KsAggRun
 	uint64		ckpt_request;	/* request number it satisfies */
 	int64		ckpt_new_id;	/* its checkpoint id, */
 	bool		ckpt_new_full;	/* whether it is full, */
-	int64		ckpt_new_bytes; /* and the bytes it wrote */
+	int64		ckpt_new_bytes; /* the bytes it wrote, */
+	int64		ckpt_new_keys;	/* the keys it wrote, */
+	TimestampTz ckpt_started;	/* and when it started */
 	int64		ckpt_last_id;	/* last committed checkpoint (0: none) */
 	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
