@@ -48,11 +48,12 @@ ORDER=()
 row() { RATE["$1"]=$2; ORDER+=("$1"); }
 AGG_OF() { echo "SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, min(v) AS mn, max(v) AS mx FROM $1 GROUP BY k"; }
 
-# Generate N rows over K keys into a server-side CSV file.
+# Generate N rows over K keys into a server-side CSV file: the first K rows
+# name every key once, so that all K exist, then keys are uniformly random.
 gen_data() {
 	local file=$1 n=$2 k=$3
-	# keys g * 7919 mod k: every key appears once k rows have gone by, in no useful order
-	q "COPY (SELECT (g * 7919 % $k)::int, (random() * 1000)::int FROM generate_series(1::bigint, $n) g) TO '$file'" >/dev/null
+	q "COPY (SELECT CASE WHEN g <= $k THEN g - 1 ELSE (random() * ($k - 1))::int END, (random() * 1000)::int
+			   FROM generate_series(1, $n) g) TO '$file'" >/dev/null
 }
 
 # A fresh source table, loaded from a CSV file and vacuumed.
@@ -185,14 +186,15 @@ memory() {
 
 # Restart (clean stop, start) until every aggregation serves exact state again.
 restart() {
-	local t0 t1
+	local t0 t1 ts
 	ks_as_pg pg_ctl -D "$KS_PGDATA" -m fast -w stop >/dev/null
 	t0=$(now)
 	ks_cluster_restart
+	ts=$(now)
 	until [ "$(q "SELECT count(*) FROM keyedstate.status WHERE state <> 'running'")" = 0 ]; do sleep 0.02; done
 	q "SELECT keyedstate.sync(name) FROM keyedstate.aggregations" >/dev/null
 	t1=$(now)
-	echo "restart to serving state with $(q "SELECT string_agg(name || ' ' || keys || ' keys', ', ') FROM keyedstate.status"): $(ms "$t0" "$t1") ms (target: at most 2000 ms with 1M keys)"
+	echo "restart to serving state with $(q "SELECT string_agg(name || ' ' || keys || ' keys', ', ') FROM keyedstate.status"): $(ms "$t0" "$t1") ms, of which $(ms "$t0" "$ts") ms until pg_ctl start returned (target: at most 2000 ms with 1M keys)"
 }
 
 # Rows of aggregation $1's view that differ from the plain GROUP BY of table $2.
