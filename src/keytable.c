@@ -273,6 +273,7 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 	e = KsKeyTableNewEntry(kt);
 	e->hash = hash;
 	e->shared = InvalidDsaPointer;
+	e->shared_tuple = InvalidDsaPointer;
 	e->keys = (Datum *) ((char *) e + size);
 	e->keynulls = (bool *) ((char *) e->keys + MAXALIGN(sizeof(Datum) * kt->nkeys));
 	for (i = 0; i < kt->nkeys; i++)

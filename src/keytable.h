@@ -42,6 +42,8 @@ typedef struct KsKeyEntry
 	uint32		hash;			/* KsHashKeyValues of the key */
 	uint32		flags;			/* KS_KEY_DIRTY_* */
 	dsa_pointer shared;			/* published KsStoreEntry, or Invalid */
+	dsa_pointer shared_tuple;	/* its tuple, as the worker last set it */
+	uint32		shared_bytes;	/* and that tuple's size (KsStoreTupleBytes) */
 	Datum	   *keys;			/* nkeys values, in the table's context */
 	bool	   *keynulls;
 	StringInfo	replay;			/* inputs of replay-persisted aggregates */

@@ -188,6 +188,13 @@ KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,
 	return old;
 }
 
+/* Copy a tuple over a published one of the same size (slot lock exclusive). */
+void
+KsStoreOverwriteTuple(dsa_area *dsa, dsa_pointer old, MinimalTuple tuple)
+{
+	memcpy(dsa_get_address(dsa, old), tuple, tuple->t_len);
+}
+
 /* Bytes a tuple occupies in the DSA (for the memory figures of status). */
 Size
 KsStoreTupleBytes(MinimalTuple tuple)

@@ -21,7 +21,9 @@
  *	   (KsStoreAllocTuple / KsStoreAllocEntry; InvalidDsaPointer means the
  *	   DSA is full, and the caller frees what it allocated and fails);
  *	2. holding the slot lock exclusive, link the new entries, swap the
- *	   tuples (KsStoreLinkEntry / KsStoreSwapTuple) and advance the offset;
+ *	   tuples (KsStoreLinkEntry / KsStoreSwapTuple), or copy a tuple over
+ *	   the key's current one when it has the same size
+ *	   (KsStoreOverwriteTuple), and advance the offset;
  *	3. after releasing the lock, free the replaced tuples.
  * Readers hold the slot lock shared while they copy rows out.
  *
@@ -83,6 +85,14 @@ extern void KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entr
  */
 extern dsa_pointer KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,
 									uint32 bytes, uint32 *oldbytes);
+
+/*
+ * Step 2 (slot lock exclusive): copy a tuple over a published one of the
+ * same allocated size (KsStoreTupleBytes), which the writer remembers.
+ * Saves allocating and freeing DSA for the common case of a key whose row
+ * keeps its size.
+ */
+extern void KsStoreOverwriteTuple(dsa_area *dsa, dsa_pointer old, MinimalTuple tuple);
 
 /* Bytes of DSA a tuple or entry allocation of this size really uses. */
 extern Size KsStoreTupleBytes(MinimalTuple tuple);

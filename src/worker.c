@@ -52,6 +52,9 @@
 #include "store.h"
 #include "worker.h"
 
+/* How far ahead of the publishing loops keys and rows are prefetched. */
+#define KS_PUBLISH_PREFETCH		16
+
 /* Rows applied per aggregation before the loop looks at the others. */
 #define KS_BATCHES_PER_STEP		8
 
@@ -256,6 +259,7 @@ KsPublish(KsAggRun *run, int64 offset)
 	dsa_pointer *newtuples;
 	dsa_pointer *newentries;
 	dsa_pointer *oldtuples;
+	MinimalTuple *inplace;
 	uint32	   *newbytes;
 	int64		nnew = 0;
 	int64		visible_delta = 0;
@@ -269,14 +273,25 @@ KsPublish(KsAggRun *run, int64 offset)
 	newentries = palloc0(sizeof(dsa_pointer) * Max(n, 1));
 	oldtuples = palloc0(sizeof(dsa_pointer) * Max(n, 1));
 	newbytes = palloc0(sizeof(uint32) * Max(n, 1));
+	inplace = palloc0(sizeof(MinimalTuple) * Max(n, 1));
 
-	/* step 1: build and allocate the new rows without the lock */
+	/*
+	 * step 1: build the new rows without the lock, and allocate DSA for
+	 * those that cannot overwrite the key's current row (new keys, and rows
+	 * whose size changed)
+	 */
 	KsBecomeOwner(run);
 	for (i = 0; i < n && !oom; i++)
 	{
 		KsKeyEntry *e = kt->publish[i];
 		TupleTableSlot *rs = run->resultslot;
 		bool		visible = true;
+
+		/* the keys to publish lie anywhere in memory: fetch ahead */
+		if (i + KS_PUBLISH_PREFETCH < n)
+			KsKeyTablePrefetchLines(kt, kt->publish[i + KS_PUBLISH_PREFETCH]);
+		if (i + KS_PUBLISH_PREFETCH / 2 < n)
+			KsAggPrefetchStates(run->rt, kt->publish[i + KS_PUBLISH_PREFETCH / 2]->states);
 
 		ExecClearTuple(rs);
 		memcpy(rs->tts_values, e->keys, sizeof(Datum) * nkeys);
@@ -292,13 +307,19 @@ KsPublish(KsAggRun *run, int64 offset)
 			TupleTableSlot *vs = ExecProject(run->proj);
 			MinimalTuple mt = ExecCopySlotMinimalTuple(vs);
 
-			newtuples[i] = KsStoreAllocTuple(dsa, mt);
-			if (!DsaPointerIsValid(newtuples[i]))
-				oom = true;
+			if (DsaPointerIsValid(e->shared_tuple) &&
+				e->shared_bytes == KsStoreTupleBytes(mt))
+				inplace[i] = mt;
 			else
 			{
-				newbytes[i] = KsStoreTupleBytes(mt);
-				bytes_delta += newbytes[i];
+				newtuples[i] = KsStoreAllocTuple(dsa, mt);
+				if (!DsaPointerIsValid(newtuples[i]))
+					oom = true;
+				else
+				{
+					newbytes[i] = KsStoreTupleBytes(mt);
+					bytes_delta += newbytes[i];
+				}
 			}
 		}
 		if (!oom && !DsaPointerIsValid(e->shared))
@@ -337,12 +358,28 @@ KsPublish(KsAggRun *run, int64 offset)
 				 errhint("Increase keyedstate.max_shared_memory and restart the server, then call keyedstate.resume().")));
 	}
 
-	/* step 2: swap them in with the offset, atomically for readers */
+	/* step 2: swap or copy them in with the offset, atomically for readers */
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	for (i = 0; i < n; i++)
 	{
 		KsKeyEntry *e = kt->publish[i];
 		uint32		oldbytes;
+
+		if (i + KS_PUBLISH_PREFETCH < n)
+		{
+			KsKeyEntry *ahead = kt->publish[i + KS_PUBLISH_PREFETCH];
+
+			if (inplace[i + KS_PUBLISH_PREFETCH] != NULL)
+				KS_PREFETCH(dsa_get_address(dsa, ahead->shared_tuple));
+			else if (DsaPointerIsValid(ahead->shared))
+				KS_PREFETCH(dsa_get_address(dsa, ahead->shared));
+		}
+		if (inplace[i] != NULL)
+		{
+			KsStoreOverwriteTuple(dsa, e->shared_tuple, inplace[i]);
+			oldtuples[i] = InvalidDsaPointer;
+			continue;
+		}
 
 		if (DsaPointerIsValid(newentries[i]))
 		{
@@ -350,6 +387,8 @@ KsPublish(KsAggRun *run, int64 offset)
 			e->shared = newentries[i];
 		}
 		oldtuples[i] = KsStoreSwapTuple(dsa, e->shared, newtuples[i], newbytes[i], &oldbytes);
+		e->shared_tuple = newtuples[i];
+		e->shared_bytes = DsaPointerIsValid(newtuples[i]) ? newbytes[i] : 0;
 		bytes_delta -= oldbytes;
 		if (DsaPointerIsValid(newtuples[i]) && !DsaPointerIsValid(oldtuples[i]))
 			visible_delta++;

@@ -84,5 +84,22 @@ is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery after a clean sto
 is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status"), '0',
 	'nothing is replayed after a clean stop');
 
+# dropping an aggregation while its worker checkpoints every few
+# milliseconds under inserts leaves no checkpoint rows behind
+my $writer = $node->background_psql('postgres');
+for my $i (1 .. 20)
+{
+	$node->safe_psql('postgres', q{SELECT keyedstate.create_aggregation('churn',
+		'SELECT k, count(*) AS c FROM ev GROUP BY k', checkpoint_interval => '5ms')});
+	$writer->query_safe(q{INSERT INTO ev (k, v, n) SELECT g % 2000, g, g FROM generate_series(1, 2000) g});
+	$node->safe_psql('postgres', q{SELECT keyedstate.sync('churn')});
+	$writer->query_safe(q{INSERT INTO ev (k, v, n) SELECT g % 2000, g, g FROM generate_series(1, 2000) g});
+	$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('churn')});
+}
+$writer->quit;
+is($node->safe_psql('postgres',
+	'SELECT count(*) FROM keyedstate.state WHERE aggregation_id NOT IN (SELECT id FROM keyedstate.aggregation)'),
+	'0', 'no checkpoint rows outlive their aggregation');
+
 $node->stop;
 done_testing();
