@@ -49,6 +49,12 @@ extern void _PG_init(void);
 #define KS_SERVER				"keyedstate_server"
 
 /*
+ * The CPU's cache line, for prefetching (PG_CACHE_LINE_SIZE is 128, an
+ * upper bound meant for padding, and would skip every other line).
+ */
+#define KS_CACHE_LINE			64
+
+/*
  * Hint the CPU to fetch a cache line we will read soon.  Only a hint: it
  * never faults, whatever the address.
  */

@@ -138,14 +138,15 @@ extern KsKeyEntry *KsKeyTableLookup(KsKeyTable *kt, const Datum *keys,
 									const bool *nulls, uint32 hash,
 									bool *found);
 
-/* Prefetch every line of an entry. */
+/* Prefetch every cache line an entry touches. */
 static inline void
 KsKeyTablePrefetchLines(KsKeyTable *kt, KsKeyEntry *entry)
 {
-	Size		off;
+	uintptr_t	line = TYPEALIGN_DOWN(KS_CACHE_LINE, (uintptr_t) entry);
+	uintptr_t	end = (uintptr_t) entry + kt->entrysize;
 
-	for (off = 0; off < kt->entrysize; off += PG_CACHE_LINE_SIZE)
-		KS_PREFETCH((char *) entry + off);
+	for (; line < end; line += KS_CACHE_LINE)
+		KS_PREFETCH((const void *) line);
 }
 
 /* Prefetch the index slot a key hash starts probing at (see apply.h). */

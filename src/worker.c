@@ -260,6 +260,7 @@ KsPublish(KsAggRun *run, int64 offset)
 	dsa_pointer *newentries;
 	dsa_pointer *oldtuples;
 	MinimalTuple *inplace;
+	dsa_pointer *inplace_at;
 	uint32	   *newbytes;
 	int64		nnew = 0;
 	int64		visible_delta = 0;
@@ -274,6 +275,7 @@ KsPublish(KsAggRun *run, int64 offset)
 	oldtuples = palloc0(sizeof(dsa_pointer) * Max(n, 1));
 	newbytes = palloc0(sizeof(uint32) * Max(n, 1));
 	inplace = palloc0(sizeof(MinimalTuple) * Max(n, 1));
+	inplace_at = palloc0(sizeof(dsa_pointer) * Max(n, 1));
 
 	/*
 	 * step 1: build the new rows without the lock, and allocate DSA for
@@ -309,7 +311,10 @@ KsPublish(KsAggRun *run, int64 offset)
 
 			if (DsaPointerIsValid(e->shared_tuple) &&
 				e->shared_bytes == KsStoreTupleBytes(mt))
+			{
 				inplace[i] = mt;
+				inplace_at[i] = e->shared_tuple;
+			}
 			else
 			{
 				newtuples[i] = KsStoreAllocTuple(dsa, mt);
@@ -362,24 +367,19 @@ KsPublish(KsAggRun *run, int64 offset)
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	for (i = 0; i < n; i++)
 	{
-		KsKeyEntry *e = kt->publish[i];
+		KsKeyEntry *e;
 		uint32		oldbytes;
 
-		if (i + KS_PUBLISH_PREFETCH < n)
-		{
-			KsKeyEntry *ahead = kt->publish[i + KS_PUBLISH_PREFETCH];
-
-			if (inplace[i + KS_PUBLISH_PREFETCH] != NULL)
-				KS_PREFETCH(dsa_get_address(dsa, ahead->shared_tuple));
-			else if (DsaPointerIsValid(ahead->shared))
-				KS_PREFETCH(dsa_get_address(dsa, ahead->shared));
-		}
+		/* overwrites touch only the published row, known from step 1 */
+		if (i + KS_PUBLISH_PREFETCH < n && inplace[i + KS_PUBLISH_PREFETCH] != NULL)
+			KS_PREFETCH(dsa_get_address(dsa, inplace_at[i + KS_PUBLISH_PREFETCH]));
 		if (inplace[i] != NULL)
 		{
-			KsStoreOverwriteTuple(dsa, e->shared_tuple, inplace[i]);
+			KsStoreOverwriteTuple(dsa, inplace_at[i], inplace[i]);
 			oldtuples[i] = InvalidDsaPointer;
 			continue;
 		}
+		e = kt->publish[i];
 
 		if (DsaPointerIsValid(newentries[i]))
 		{

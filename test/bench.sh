@@ -273,8 +273,14 @@ copy_into() {
 	q "SELECT keyedstate.sync('w_stats', '1 hour')" >/dev/null
 	rate "$ROWS" "$t0" "$t1"
 }
-COPY_PLAIN=$(med copy_into w_plain)
-COPY_AGG=$(med copy_into w_agg)
+# interleaved, so that both see the same state of the machine
+cp=(); ca=()
+for i in $(seq 1 "$REPEAT"); do
+	cp+=("$(copy_into w_plain)")
+	ca+=("$(copy_into w_agg)")
+done
+COPY_PLAIN=$(median "${cp[@]}")
+COPY_AGG=$(median "${ca[@]}")
 row "COPY, no aggregation on the table" "$COPY_PLAIN"
 row "COPY while keyedstate consumes the table" "$COPY_AGG"
 
@@ -321,12 +327,13 @@ clients_agg() {
 	echo "$r $(rate $((after - before)) "$t0" "$t2")"
 }
 batch_script w_plain; batch_script w_agg
-CL_PLAIN=$(med clients w_plain)
-cl=(); steady=()
+clp=(); cl=(); steady=()
 for i in $(seq 1 "$REPEAT"); do
+	clp+=("$(clients w_plain)")
 	read -r a b <<<"$(clients_agg)"
 	cl+=("$a"); steady+=("$b")
 done
+CL_PLAIN=$(median "${clp[@]}")
 CL_AGG=$(median "${cl[@]}")
 row "8 clients inserting 1000-row batches, no aggregation" "$CL_PLAIN"
 row "8 clients inserting 1000-row batches, keyedstate consuming" "$CL_AGG"
