@@ -185,11 +185,69 @@ KsKeyTableReserve(KsKeyTable *kt, uint64 nentries)
 		KsKeyTableResize(kt, (uint32) size);
 }
 
+#ifdef MADV_HUGEPAGE
+/* Reset callback of the table's context: unmap the entry blocks. */
+static void
+KsKeyTableUnmap(void *arg)
+{
+	KsKeyTable *kt = (KsKeyTable *) arg;
+	int			b;
+
+	for (b = 0; b < kt->nblocks; b++)
+		(void) munmap(kt->blocks[b], kt->blocksize);
+	kt->nblocks = 0;
+	kt->mapped_bytes = 0;
+}
+#endif
+
 /*
- * A zeroed new entry, the next one of the current block.  Blocks are
- * advised to be backed by huge pages: with many keys, lookups touch
- * entries at random, and one TLB entry then covers thousands of them.
+ * A new block of entries.  Where the kernel has transparent huge pages, the
+ * block is mapped by itself, aligned to and sized in huge pages, and
+ * advised to use them before it is touched: with many keys, lookups touch
+ * entries at random, and one TLB entry then covers thousands of them; a
+ * new block also faults in 2 MB at a time.  The blocks are unmapped when
+ * the table's context goes away.
  */
+static char *
+KsKeyTableNewBlock(KsKeyTable *kt)
+{
+#ifdef MADV_HUGEPAGE
+	Size		mapsize;
+	char	   *map;
+	char	   *block;
+
+	if (kt->blocksize == 0)
+	{
+		MemoryContextCallback *cb = MemoryContextAlloc(kt->cxt, sizeof(MemoryContextCallback));
+
+		kt->blocksize = TYPEALIGN(KS_HUGE_PAGE, kt->entrysize * KS_KEY_BLOCK_ENTRIES);
+		cb->func = KsKeyTableUnmap;
+		cb->arg = kt;
+		MemoryContextRegisterResetCallback(kt->cxt, cb);
+	}
+	/* map one huge page more, then trim to an aligned block */
+	mapsize = kt->blocksize + KS_HUGE_PAGE;
+	map = mmap(NULL, mapsize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed on a request of size %zu for the keys of a keyedstate aggregation.",
+						   kt->blocksize)));
+	block = (char *) TYPEALIGN(KS_HUGE_PAGE, (uintptr_t) map);
+	if (block > map)
+		(void) munmap(map, block - map);
+	if (map + mapsize > block + kt->blocksize)
+		(void) munmap(block + kt->blocksize, (map + mapsize) - (block + kt->blocksize));
+	(void) madvise(block, kt->blocksize, MADV_HUGEPAGE);
+	kt->mapped_bytes += kt->blocksize;
+	return block;
+#else
+	return MemoryContextAllocHuge(kt->cxt, kt->entrysize * KS_KEY_BLOCK_ENTRIES);
+#endif
+}
+
+/* A zeroed new entry, the next one of the current block. */
 static KsKeyEntry *
 KsKeyTableNewEntry(KsKeyTable *kt)
 {
@@ -202,8 +260,6 @@ KsKeyTableNewEntry(KsKeyTable *kt)
 				 errmsg("keyedstate aggregation has too many keys")));
 	if ((i & (KS_KEY_BLOCK_ENTRIES - 1)) == 0)
 	{
-		Size		blocksize = kt->entrysize * KS_KEY_BLOCK_ENTRIES;
-		char	   *block;
 		int			b = (int) (i >> KS_KEY_BLOCK_SHIFT);
 
 		if (b >= kt->maxblocks)
@@ -211,17 +267,7 @@ KsKeyTableNewEntry(KsKeyTable *kt)
 			kt->maxblocks *= 2;
 			kt->blocks = repalloc(kt->blocks, sizeof(char *) * kt->maxblocks);
 		}
-		block = MemoryContextAllocHuge(kt->cxt, blocksize);
-#ifdef MADV_HUGEPAGE
-		{
-			uintptr_t	lo = TYPEALIGN(KS_HUGE_PAGE, (uintptr_t) block);
-			uintptr_t	hi = TYPEALIGN_DOWN(KS_HUGE_PAGE, (uintptr_t) block + blocksize);
-
-			if (hi > lo)
-				(void) madvise((void *) lo, hi - lo, MADV_HUGEPAGE);
-		}
-#endif
-		kt->blocks[b] = block;
+		kt->blocks[b] = KsKeyTableNewBlock(kt);
 		kt->nblocks = b + 1;
 	}
 	e = KsKeyTableEntry(kt, i);

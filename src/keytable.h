@@ -88,6 +88,8 @@ typedef struct KsKeyTable
 	char	  **blocks;			/* blocks of KS_KEY_BLOCK_ENTRIES entries */
 	int			nblocks;
 	int			maxblocks;
+	Size		blocksize;		/* bytes mapped per block, when mapped */
+	Size		mapped_bytes;	/* memory of blocks mapped outside cxt */
 
 	uint32		nslots;			/* a power of two */
 	uint64		nentries;

@@ -398,7 +398,7 @@ KsPublish(KsAggRun *run, int64 offset)
 	slot->consumed_offset = offset;
 	slot->keys = kt->nentries;
 	slot->visible_keys += visible_delta;
-	slot->memory_bytes = MemoryContextMemAllocated(run->loadcxt, true);
+	slot->memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + kt->mapped_bytes;
 	LWLockRelease(&slot->lock);
 
 	/* step 3: free what was replaced */

@@ -6,6 +6,7 @@
 #   test/run-tests.sh                 all tests
 #   REGRESS="01_basic" test/run-tests.sh         some regress tests only
 #   PROVE_TESTS="test/t/001_crash_recovery.pl" test/run-tests.sh
+#   PROVE_FLAGS=-v ...               also print each TAP test's notes (figures)
 
 source "$(dirname "$0")/lib.sh"
 
@@ -19,6 +20,7 @@ status=0
 args=()
 [ -n "${REGRESS:-}" ] && args+=("REGRESS=$REGRESS")
 [ -n "${PROVE_TESTS:-}" ] && args+=("PROVE_TESTS=$PROVE_TESTS")
+[ -n "${PROVE_FLAGS:-}" ] && args+=("PROVE_FLAGS=$PROVE_FLAGS")
 ks_as_pg make -C "$tree" -s PG_CONFIG="$PG_BIN/pg_config" installcheck "${args[@]}" 2>&1 | tee "$tree/installcheck.out" || status=1
 
 # pg_regress prints "ok" / "FAILED" per test; prove prints "ok" or "Failed" per file
