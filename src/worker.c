@@ -480,6 +480,7 @@ KsLoadRun(KsAggRun *run)
 	dsa_area   *dsa = KsGetDsa();
 	int64		hw;
 	int			ncols;
+	TimestampTz started = GetCurrentTimestamp();
 
 	KsUnloadRun(run);
 	run->loadcxt = AllocSetContextCreate(run->cxt, "keyedstate aggregation state",
@@ -535,6 +536,10 @@ KsLoadRun(KsAggRun *run)
 
 	KsPublish(run, run->consumed);
 	run->loaded = true;
+	ereport(LOG,
+			(errmsg("keyedstate aggregation %s recovered " UINT64_FORMAT " keys at offset " INT64_FORMAT " in %ld ms",
+					run->name, run->kt->nentries, run->consumed,
+					TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()))));
 }
 
 /*
