@@ -160,6 +160,15 @@ KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries)
 	return true;
 }
 
+/* Prefetch the bucket of a key hash (see store.h). */
+void
+KsStorePrefetchBucket(dsa_area *dsa, dsa_pointer header, uint32 hash)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+
+	KS_PREFETCH(&KsStoreBuckets(dsa, hdr)[hash & (hdr->nbuckets - 1)]);
+}
+
 /* Link a new entry into its bucket (slot lock held exclusive). */
 void
 KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)

@@ -76,6 +76,9 @@ extern dsa_pointer KsStoreAllocEntry(dsa_area *dsa, uint32 hash);
  */
 extern bool KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries);
 
+/* Prefetch the bucket a key hash links into (the writer, before step 2). */
+extern void KsStorePrefetchBucket(dsa_area *dsa, dsa_pointer header, uint32 hash);
+
 /* Step 2 (slot lock exclusive): link a new entry. */
 extern void KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry);
 

@@ -371,8 +371,15 @@ KsPublish(KsAggRun *run, int64 offset)
 		uint32		oldbytes;
 
 		/* overwrites touch only the published row, known from step 1 */
-		if (i + KS_PUBLISH_PREFETCH < n && inplace[i + KS_PUBLISH_PREFETCH] != NULL)
-			KS_PREFETCH(dsa_get_address(dsa, inplace_at[i + KS_PUBLISH_PREFETCH]));
+		if (i + KS_PUBLISH_PREFETCH < n)
+		{
+			int			j = i + KS_PUBLISH_PREFETCH;
+
+			if (inplace[j] != NULL)
+				KS_PREFETCH(dsa_get_address(dsa, inplace_at[j]));
+			else if (DsaPointerIsValid(newentries[j]))
+				KsStorePrefetchBucket(dsa, slot->store, kt->publish[j]->hash);
+		}
 		if (inplace[i] != NULL)
 		{
 			KsStoreOverwriteTuple(dsa, inplace_at[i], inplace[i]);

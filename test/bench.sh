@@ -194,6 +194,7 @@ restart() {
 	until [ "$(q "SELECT count(*) FROM keyedstate.status WHERE state <> 'running'")" = 0 ]; do sleep 0.02; done
 	q "SELECT keyedstate.sync(name) FROM keyedstate.aggregations" >/dev/null
 	t1=$(now)
+	grep "recovered" "$KS_CLUSTER/log" | tail -n "$(q "SELECT count(*) FROM keyedstate.status")" | sed 's/^.*LOG:  /  worker: /'
 	echo "restart to serving state with $(q "SELECT string_agg(name || ' ' || keys || ' keys', ', ') FROM keyedstate.status"): $(ms "$t0" "$t1") ms, of which $(ms "$t0" "$ts") ms until pg_ctl start returned (target: at most 2000 ms with 1M keys)"
 }
 
