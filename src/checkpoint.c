@@ -21,6 +21,12 @@
  *	  2 bytes		key group (KsKeyGroup of the key's hash)
  *	  4 + n bytes	length and serialized key values (KsKeySerialize)
  *	  4 + n bytes	length and serialized states (KsAggSerializeStates)
+ *	  4 + n bytes	length and the key's published view row (a MinimalTuple),
+ *					or 0 when HAVING hides the key
+ *
+ * Storing the published row costs a few dozen bytes per key (before
+ * compression) and saves recovery from finalizing and projecting every
+ * key again: the rows go straight into a new shared store.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,6 +38,7 @@
 #include "utils/timestamp.h"
 
 #include "checkpoint.h"
+#include "settings.h"
 #include "serialize.h"
 #include "store.h"
 
@@ -57,6 +64,7 @@ typedef struct KsChunkWriter
 	int			last_group;
 	int64		bytes;			/* bytes written so far */
 	MemoryContext tmp;			/* serialization garbage, reset per chunk */
+	dsa_area   *dsa;			/* where the published rows are */
 } KsChunkWriter;
 
 /* An empty StringInfo allocated in a given context. */
@@ -170,6 +178,15 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 	KsAggSerializeStates(run->rt, e->states, e->replay, w->buf);
 	MemoryContextSwitchTo(oldcxt);
 	KS_END_LENGTH(w->buf, at);
+	/* the published row is that of the checkpointed states: publish precedes checkpoints */
+	if (DsaPointerIsValid(e->shared_tuple))
+	{
+		MinimalTuple mt = KsStoreTupleAddress(w->dsa, e->shared_tuple);
+
+		KsWriteBytes(w->buf, mt, mt->t_len);
+	}
+	else
+		KsWriteUint32(w->buf, 0);
 	w->nkeys++;
 }
 
@@ -266,6 +283,7 @@ KsCheckpoint(KsAggRun *run)
 	oldcxt = MemoryContextSwitchTo(cxt);
 	memset(&w, 0, sizeof(w));
 	w.run = run;
+	w.dsa = KsGetDsa();
 	w.checkpoint_id = run->ckpt_last_id + 1;
 	/* full when there is none yet, or when the deltas since it outgrew it */
 	w.full = !run->ckpt_have_full || run->ckpt_delta_bytes >= run->ckpt_full_bytes;
@@ -285,7 +303,13 @@ KsCheckpoint(KsAggRun *run)
 		if (i + KS_CKPT_PREFETCH < n)
 			KsKeyTablePrefetchLines(run->kt, sorted[i + KS_CKPT_PREFETCH]);
 		if (i + KS_CKPT_PREFETCH / 2 < n)
-			KsAggPrefetchStates(run->rt, sorted[i + KS_CKPT_PREFETCH / 2]->states);
+		{
+			KsKeyEntry *ahead = sorted[i + KS_CKPT_PREFETCH / 2];
+
+			KsAggPrefetchStates(run->rt, ahead->states);
+			if (DsaPointerIsValid(ahead->shared_tuple))
+				KS_PREFETCH(KsStoreTupleAddress(w.dsa, ahead->shared_tuple));
+		}
 		KsChunkAddKey(&w, sorted[i]);
 	}
 	KsChunkFlush(&w);
@@ -354,22 +378,73 @@ KsCheckpointCorrupted(KsAggRun *run, const char *detail)
 /* Keys recovered together, so that their index slots are prefetched. */
 #define KS_RECOVER_BATCH		64
 
+/* Error for a full shared store during recovery. */
+static void
+KsRecoverOutOfMemory(KsAggRun *run)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("keyedstate shared memory is exhausted"),
+			 errdetail("Aggregation %s needs more than keyedstate.max_shared_memory (%d kB) allows.",
+					   run->name, ks_max_shared_memory),
+			 errhint("Increase keyedstate.max_shared_memory and restart the server, then call keyedstate.resume().")));
+}
+
 /*
- * Load the keys of one chunk that no newer chunk already gave us.
- * Recovered keys are marked for publishing.  Keys are taken a batch at a
- * time: hash them all and prefetch their index slots, then insert them.
- * keys/nulls have room for KS_RECOVER_BATCH keys.
+ * Put a recovered key's checkpointed view row into the store being built
+ * (run->building, which no reader sees yet).  The entry is linked before
+ * the tuple is allocated, so that whatever was allocated is freed with the
+ * store if this fails.
+ */
+static void
+KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint32 rowlen)
+{
+	dsa_pointer entry = KsStoreAllocEntry(dsa, e->hash);
+	dsa_pointer tuple;
+	uint32		oldbytes;
+	uint32		t_len;
+
+	if (!DsaPointerIsValid(entry))
+		KsRecoverOutOfMemory(run);
+	KsStoreLinkEntry(dsa, run->building, entry);
+	e->shared = entry;
+	run->building_bytes += sizeof(KsStoreEntry);
+	if (rowlen == 0)
+		return;					/* HAVING hides the key */
+
+	memcpy(&t_len, row, Min(rowlen, sizeof(uint32)));
+	if (rowlen < SizeofMinimalTupleHeader || t_len != rowlen)
+		KsCheckpointCorrupted(run, "A published row has a wrong length.");
+	tuple = KsStoreAllocTupleBytes(dsa, row, rowlen);
+	if (!DsaPointerIsValid(tuple))
+		KsRecoverOutOfMemory(run);
+	(void) KsStoreSwapTuple(dsa, entry, tuple,
+							KsStoreTupleBytes(KsStoreTupleAddress(dsa, tuple)), &oldbytes);
+	e->shared_tuple = tuple;
+	e->shared_bytes = KsStoreTupleBytes(KsStoreTupleAddress(dsa, tuple));
+	run->building_bytes += e->shared_bytes;
+	run->building_visible++;
+}
+
+/*
+ * Load the keys of one chunk that no newer chunk already gave us, with
+ * their published rows into the store being built.  Keys are taken a batch
+ * at a time: hash them all and prefetch their index slots, then insert
+ * them.  keys/nulls have room for KS_RECOVER_BATCH keys.
  */
 static void
 KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *nulls,
 			   MemoryContext tmp)
 {
 	KsKeyTable *kt = run->kt;
+	dsa_area   *dsa = KsGetDsa();
 	const char *pos = data;
 	const char *end = data + len;
 	int			nk = kt->nkeys;
 	const char *states[KS_RECOVER_BATCH];
 	uint32		statelens[KS_RECOVER_BATCH];
+	const char *rows[KS_RECOVER_BATCH];
+	uint32		rowlens[KS_RECOVER_BATCH];
 	uint32		hashes[KS_RECOVER_BATCH];
 
 	if (len < 1 || (unsigned char) *pos != KS_STATE_FORMAT)
@@ -392,13 +467,20 @@ KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *n
 			pos += sizeof(uint16);	/* the key group: for readers of part of the state */
 			k = KsReadBytes(&pos, end, &klen);
 			states[n] = KsReadBytes(&pos, end, &statelens[n]);
+			rows[n] = KsReadBytes(&pos, end, &rowlens[n]);
 			KsKeyDeserialize(kt, k, klen, keys + n * nk, nulls + n * nk);
 			hashes[n] = KsKeyHash(kt, keys + n * nk, nulls + n * nk);
-			KsKeyTablePrefetchSlot(kt, hashes[n]);
 			n++;
 		}
 		MemoryContextSwitchTo(oldcxt);
 
+		if (!KsStoreReservePrivate(dsa, run->building, kt->nentries + n))
+			KsRecoverOutOfMemory(run);
+		for (i = 0; i < n; i++)
+		{
+			KsKeyTablePrefetchSlot(kt, hashes[i]);
+			KsStorePrefetchBucket(dsa, run->building, hashes[i]);
+		}
 		for (i = 0; i < n; i++)
 		{
 			KsKeyEntry *e;
@@ -409,7 +491,7 @@ KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *n
 			{
 				/* newest first: the first version met is the checkpointed one */
 				KsAggDeserializeStates(run->rt, e->states, &e->replay, states[i], statelens[i]);
-				KsKeyMarkDirty(kt, e);
+				KsRecoverRow(run, dsa, e, rows[i], rowlens[i]);
 			}
 		}
 		MemoryContextReset(tmp);
@@ -452,6 +534,30 @@ KsRecover(KsAggRun *run)
 	run->ckpt_have_full = false;
 	run->ckpt_full_bytes = 0;
 	run->ckpt_delta_bytes = 0;
+
+	/*
+	 * Size the key index and the new store once for the keys to come (an
+	 * upper bound: deltas repeat keys), instead of growing them by
+	 * doublings, each a rehash of everything loaded so far.
+	 */
+	ret = SPI_execute_with_args("SELECT pg_catalog.sum(nkeys) FROM keyedstate.state "
+								"WHERE aggregation_id = $1 AND checkpoint_id >= "
+								"(SELECT pg_catalog.max(checkpoint_id) FROM keyedstate.state "
+								" WHERE aggregation_id = $1 AND is_full)",
+								1, &argtype, &arg, NULL, true, 1);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+		{
+			int64		expected = DatumGetInt64(d);
+
+			KsKeyTableReserve(kt, expected);
+			if (!KsStoreReservePrivate(KsGetDsa(), run->building, expected))
+				KsRecoverOutOfMemory(run);
+		}
+	}
 
 	keys = MemoryContextAlloc(run->loadcxt, sizeof(Datum) * Max(kt->nkeys, 1) * KS_RECOVER_BATCH);
 	nulls = MemoryContextAlloc(run->loadcxt, sizeof(bool) * Max(kt->nkeys, 1) * KS_RECOVER_BATCH);
@@ -517,6 +623,6 @@ KsRecover(KsAggRun *run)
 		KsCheckpointCorrupted(run, "No full checkpoint was found.");
 	run->ckpt_have_full = (full_id >= 0);
 
-	/* recovered keys are already in the checkpoint */
+	/* recovered keys are already in the checkpoint, and their rows in run->building */
 	KsKeyClearCheckpoint(kt);
 }

@@ -65,6 +65,6 @@ extern void _PG_init(void);
 #endif
 
 /* Format version written at the start of every checkpointed state. */
-#define KS_STATE_FORMAT			1
+#define KS_STATE_FORMAT			2
 
 #endif							/* KEYEDSTATE_H */

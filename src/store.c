@@ -108,14 +108,15 @@ KsStoreAllocEntry(dsa_area *dsa, uint32 hash)
 }
 
 /*
- * Grow the bucket array so that `nentries` entries keep chains short.  The
- * new array is allocated without the lock; only the rehash, which readers
- * must not see half done, holds the slot lock exclusive.
+ * Grow a store's bucket array so that `nentries` entries keep chains short.
+ * The new array is allocated without the lock; only the rehash, which
+ * readers must not see half done, holds the slot lock exclusive.  A store
+ * no reader sees yet (lock NULL) needs none.
  */
-bool
-KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries)
+static bool
+KsStoreGrow(dsa_area *dsa, dsa_pointer header, LWLock *lock, uint64 nentries)
 {
-	KsStoreHeader *hdr = dsa_get_address(dsa, slot->store);
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
 	uint32		newsize = hdr->nbuckets;
 	dsa_pointer newbp;
 	dsa_pointer *oldb;
@@ -134,7 +135,8 @@ KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries)
 		return false;
 	newb = dsa_get_address(dsa, newbp);
 
-	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	if (lock != NULL)
+		LWLockAcquire(lock, LW_EXCLUSIVE);
 	oldbp = hdr->buckets;
 	oldb = dsa_get_address(dsa, oldbp);
 	for (i = 0; i < hdr->nbuckets; i++)
@@ -154,10 +156,44 @@ KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries)
 	}
 	hdr->buckets = newbp;
 	hdr->nbuckets = newsize;
-	LWLockRelease(&slot->lock);
+	if (lock != NULL)
+		LWLockRelease(lock);
 
 	dsa_free(dsa, oldbp);
 	return true;
+}
+
+/* Grow the slot's published store for `nentries` entries (see store.h). */
+bool
+KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries)
+{
+	return KsStoreGrow(dsa, slot->store, &slot->lock, nentries);
+}
+
+/* Grow a store that no reader sees yet (see store.h). */
+bool
+KsStoreReservePrivate(dsa_area *dsa, dsa_pointer header, uint64 nentries)
+{
+	return KsStoreGrow(dsa, header, NULL, nentries);
+}
+
+/* Copy a tuple given as bytes into the DSA; InvalidDsaPointer when full. */
+dsa_pointer
+KsStoreAllocTupleBytes(dsa_area *dsa, const char *data, uint32 len)
+{
+	dsa_pointer tp;
+
+	tp = dsa_allocate_extended(dsa, len, DSA_ALLOC_NO_OOM);
+	if (DsaPointerIsValid(tp))
+		memcpy(dsa_get_address(dsa, tp), data, len);
+	return tp;
+}
+
+/* The published tuple of an entry, for the writer only. */
+MinimalTuple
+KsStoreTupleAddress(dsa_area *dsa, dsa_pointer tuple)
+{
+	return (MinimalTuple) dsa_get_address(dsa, tuple);
 }
 
 /* Prefetch the bucket of a key hash (see store.h). */

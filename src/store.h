@@ -79,6 +79,18 @@ extern bool KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries);
 /* Prefetch the bucket a key hash links into (the writer, before step 2). */
 extern void KsStorePrefetchBucket(dsa_area *dsa, dsa_pointer header, uint32 hash);
 
+/*
+ * A store that no reader sees yet (recovery builds one, then publishes it
+ * with KsStorePublish): grow it without a lock.
+ */
+extern bool KsStoreReservePrivate(dsa_area *dsa, dsa_pointer header, uint64 nentries);
+
+/* Copy a tuple given as bytes (a checkpointed row) into the DSA; Invalid if full. */
+extern dsa_pointer KsStoreAllocTupleBytes(dsa_area *dsa, const char *data, uint32 len);
+
+/* The address of a published tuple, for the writer (which needs no lock). */
+extern MinimalTuple KsStoreTupleAddress(dsa_area *dsa, dsa_pointer tuple);
+
 /* Step 2 (slot lock exclusive): link a new entry. */
 extern void KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry);
 

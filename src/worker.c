@@ -163,6 +163,12 @@ KsUnloadRun(KsAggRun *run)
 		SPI_freeplan(run->ckpt_plan);
 	run->plan = NULL;
 	run->ckpt_plan = NULL;
+	/* a recovery that failed leaves its unpublished store behind */
+	if (DsaPointerIsValid(run->building))
+	{
+		KsStoreDestroy(KsGetDsa(), run->building);
+		run->building = InvalidDsaPointer;
+	}
 	if (run->loadcxt != NULL)
 		MemoryContextDelete(run->loadcxt);
 	run->loadcxt = NULL;
@@ -513,24 +519,31 @@ KsLoadRun(KsAggRun *run)
 										  ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(oldcxt);
 
-	/* start from an empty published store */
-	LWLockAcquire(&run->slot->lock, LW_EXCLUSIVE);
-	if (DsaPointerIsValid(run->slot->store))
-	{
-		dsa_pointer old = run->slot->store;
-
-		run->slot->store = InvalidDsaPointer;
-		LWLockRelease(&run->slot->lock);
-		KsStoreDestroy(dsa, old);
-		LWLockAcquire(&run->slot->lock, LW_EXCLUSIVE);
-	}
-	run->slot->store = KsStoreCreate(dsa);
-	run->slot->visible_keys = 0;
-	run->slot->shared_bytes = 0;
-	run->slot->rows_replayed = 0;
-	LWLockRelease(&run->slot->lock);
-
+	/*
+	 * Recover into a new store that readers do not see; until it replaces
+	 * the published one, the view keeps showing the last good state (after
+	 * a failure) or nothing (after a crash).
+	 */
+	run->building = KsStoreCreate(dsa);
+	run->building_bytes = 0;
+	run->building_visible = 0;
 	KsRecover(run);
+	{
+		dsa_pointer old;
+
+		LWLockAcquire(&run->slot->lock, LW_EXCLUSIVE);
+		old = run->slot->store;
+		run->slot->store = run->building;
+		run->slot->consumed_offset = run->consumed;
+		run->slot->keys = run->kt->nentries;
+		run->slot->visible_keys = run->building_visible;
+		run->slot->shared_bytes = run->building_bytes;
+		run->slot->rows_replayed = 0;
+		LWLockRelease(&run->slot->lock);
+		run->building = InvalidDsaPointer;
+		if (DsaPointerIsValid(old))
+			KsStoreDestroy(dsa, old);
+	}
 	KsFrontierInit(&run->frontier, run->consumed, run->loadcxt);
 	run->replay_until = KsSequenceLastValue(run->def->sequence_oid, &hw) ? hw : 0;
 	run->last_checkpoint = GetCurrentTimestamp();

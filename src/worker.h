@@ -71,6 +71,9 @@ typedef struct KsAggRun
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
 	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
 	StringInfo	ckpt_buf;		/* chunk buffer, kept across checkpoints */
+	dsa_pointer building;		/* store that recovery fills, not yet published */
+	int64		building_bytes; /* its DSA bytes */
+	int64		building_visible;	/* its visible rows */
 	struct KsKeyEntry **ckpt_sorted;	/* scratch for the key-group sort */
 	int64		ckpt_maxsorted;
 	TimestampTz last_checkpoint;

@@ -59,30 +59,48 @@ ok($full_again >= 1, "deltas that outgrow the full checkpoint are replaced by a 
 my ($ids) = split(/ /, $node->safe_psql('postgres', $rows_sql));
 ok($ids < 41 - $full_again, "older checkpoints are deleted ($ids checkpoints kept of 41)");
 
+# an aggregation whose HAVING hides keys: hidden keys are checkpointed
+# without a published row, and stay hidden (or appear) correctly after recovery
+$node->safe_psql('postgres', q{SELECT keyedstate.create_aggregation('ev_having',
+	'SELECT k, count(*) AS c, max(v) AS hi FROM ev GROUP BY k HAVING sum(v) % 3 = 0');
+SELECT keyedstate.sync('ev_having');
+SELECT keyedstate.checkpoint('ev_having');});
+my $having_oracle = q{SELECT k, count(*), max(v) FROM ev GROUP BY k HAVING sum(v) % 3 = 0};
+my $having_sql = "SELECT count(*) FROM ((SELECT * FROM ev_having EXCEPT $having_oracle)
+				  UNION ALL ($having_oracle EXCEPT SELECT * FROM ev_having)) d";
+my $hidden = $node->safe_psql('postgres',
+	"SELECT 2000 - count(*) FROM ev_having");
+ok($hidden > 0 && $hidden < 2000, "HAVING hides some keys ($hidden of 2000)");
+
 # rows after the last checkpoint are replayed; the recovered view is exact
 $node->safe_psql('postgres', q{INSERT INTO ev (k, v, n) SELECT g, 7, 7 FROM generate_series(0, 99) g;
 SELECT keyedstate.sync('ev_stats');});
 $node->stop('immediate');
 $node->start;
 $node->poll_query_until('postgres',
-	"SELECT state = 'running' FROM keyedstate.status WHERE name = 'ev_stats'")
-  or die "aggregation did not resume";
+	"SELECT bool_and(state = 'running') FROM keyedstate.status")
+  or die "aggregations did not resume";
 $node->safe_psql('postgres', "SELECT keyedstate.sync('ev_stats')");
 is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery from a full checkpoint and deltas is exact');
-is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status"), '100',
+is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status WHERE name = 'ev_stats'"), '100',
 	'only the rows after the last checkpoint are replayed');
+$node->safe_psql('postgres', "SELECT keyedstate.sync('ev_having')");
+is($node->safe_psql('postgres', $having_sql), '0', 'recovered keys hidden by HAVING stay hidden, the others visible');
 
 # a clean stop checkpoints; recovering that is exact too, with nothing replayed
 $node->safe_psql('postgres', q{INSERT INTO ev (k, v, n) SELECT g, 8, 8 FROM generate_series(0, 1999, 3) g;
 SELECT keyedstate.sync('ev_stats');});
 $node->restart;
 $node->poll_query_until('postgres',
-	"SELECT state = 'running' FROM keyedstate.status WHERE name = 'ev_stats'")
-  or die "aggregation did not resume";
+	"SELECT bool_and(state = 'running') FROM keyedstate.status")
+  or die "aggregations did not resume";
 $node->safe_psql('postgres', "SELECT keyedstate.sync('ev_stats')");
 is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery after a clean stop is exact');
-is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status"), '0',
+is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status WHERE name = 'ev_stats'"), '0',
 	'nothing is replayed after a clean stop');
+$node->safe_psql('postgres', "SELECT keyedstate.sync('ev_having')");
+is($node->safe_psql('postgres', $having_sql), '0', 'HAVING is exact after a clean restart');
+$node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('ev_having')");
 
 # dropping an aggregation while its worker checkpoints every few
 # milliseconds under inserts leaves no checkpoint rows behind
