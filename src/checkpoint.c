@@ -38,7 +38,6 @@
 #include "utils/timestamp.h"
 
 #include "checkpoint.h"
-#include "settings.h"
 #include "serialize.h"
 #include "store.h"
 
@@ -378,18 +377,6 @@ KsCheckpointCorrupted(KsAggRun *run, const char *detail)
 /* Keys recovered together, so that their index slots are prefetched. */
 #define KS_RECOVER_BATCH		64
 
-/* Error for a full shared store during recovery. */
-static void
-KsRecoverOutOfMemory(KsAggRun *run)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_OUT_OF_MEMORY),
-			 errmsg("keyedstate shared memory is exhausted"),
-			 errdetail("Aggregation %s needs more than keyedstate.max_shared_memory (%d kB) allows.",
-					   run->name, ks_max_shared_memory),
-			 errhint("Increase keyedstate.max_shared_memory and restart the server, then call keyedstate.resume().")));
-}
-
 /*
  * Put a recovered key's checkpointed view row into the store being built
  * (run->building, which no reader sees yet).  The entry is linked before
@@ -405,7 +392,7 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 	uint32		t_len;
 
 	if (!DsaPointerIsValid(entry))
-		KsRecoverOutOfMemory(run);
+		KsStoreExhausted(run->name);
 	KsStoreLinkEntry(dsa, run->building, entry);
 	e->shared = entry;
 	run->building_bytes += sizeof(KsStoreEntry);
@@ -417,7 +404,7 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 		KsCheckpointCorrupted(run, "A published row has a wrong length.");
 	tuple = KsStoreAllocTupleBytes(dsa, row, rowlen);
 	if (!DsaPointerIsValid(tuple))
-		KsRecoverOutOfMemory(run);
+		KsStoreExhausted(run->name);
 	(void) KsStoreSwapTuple(dsa, entry, tuple,
 							KsStoreTupleBytes(KsStoreTupleAddress(dsa, tuple)), &oldbytes);
 	e->shared_tuple = tuple;
@@ -475,7 +462,7 @@ KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *n
 		MemoryContextSwitchTo(oldcxt);
 
 		if (!KsStoreReservePrivate(dsa, run->building, kt->nentries + n))
-			KsRecoverOutOfMemory(run);
+			KsStoreExhausted(run->name);
 		for (i = 0; i < n; i++)
 		{
 			KsKeyTablePrefetchSlot(kt, hashes[i]);
@@ -555,7 +542,7 @@ KsRecover(KsAggRun *run)
 
 			KsKeyTableReserve(kt, expected);
 			if (!KsStoreReservePrivate(KsGetDsa(), run->building, expected))
-				KsRecoverOutOfMemory(run);
+				KsStoreExhausted(run->name);
 		}
 	}
 

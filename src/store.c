@@ -10,6 +10,7 @@
 
 #include "access/htup_details.h"
 
+#include "settings.h"
 #include "store.h"
 
 #define KS_STORE_INITIAL_BUCKETS	1024
@@ -238,6 +239,18 @@ void
 KsStoreOverwriteTuple(dsa_area *dsa, dsa_pointer old, MinimalTuple tuple)
 {
 	memcpy(dsa_get_address(dsa, old), tuple, tuple->t_len);
+}
+
+/* The error for a store that cannot grow (see store.h). */
+void
+KsStoreExhausted(const char *aggname)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("keyedstate shared memory is exhausted"),
+			 errdetail("Aggregation %s needs more than keyedstate.max_shared_memory (%d kB) allows.",
+					   aggname, ks_max_shared_memory),
+			 errhint("Increase keyedstate.max_shared_memory and restart the server, then call keyedstate.resume().")));
 }
 
 /* Bytes a tuple occupies in the DSA (for the memory figures of status). */

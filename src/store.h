@@ -109,6 +109,9 @@ extern dsa_pointer KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointe
  */
 extern void KsStoreOverwriteTuple(dsa_area *dsa, dsa_pointer old, MinimalTuple tuple);
 
+/* Raise the error for an aggregation that needs more shared memory than allowed. */
+extern void KsStoreExhausted(const char *aggname) pg_attribute_noreturn();
+
 /* Bytes of DSA a tuple or entry allocation of this size really uses. */
 extern Size KsStoreTupleBytes(MinimalTuple tuple);
 

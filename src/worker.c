@@ -361,12 +361,7 @@ KsPublish(KsAggRun *run, int64 offset)
 			if (DsaPointerIsValid(newentries[i]))
 				dsa_free(dsa, newentries[i]);
 		}
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("keyedstate shared memory is exhausted"),
-				 errdetail("Aggregation %s needs more than keyedstate.max_shared_memory (%d kB) allows.",
-						   run->name, ks_max_shared_memory),
-				 errhint("Increase keyedstate.max_shared_memory and restart the server, then call keyedstate.resume().")));
+		KsStoreExhausted(run->name);
 	}
 
 	/* step 2: swap or copy them in with the offset, atomically for readers */

@@ -31,6 +31,14 @@ SELECT keyedstate.checkpoint('ev_stats');
 });
 
 my $oracle = q{SELECT k, count(*), sum(v), avg(n), string_agg(v::text, ',' ORDER BY id) FROM ev GROUP BY k};
+
+# Wait until every aggregation runs again after a restart, then sync them.
+sub wait_synced
+{
+	$node->poll_query_until('postgres', "SELECT bool_and(state = 'running') FROM keyedstate.status")
+	  or die "aggregations did not resume";
+	$node->safe_psql('postgres', 'SELECT keyedstate.sync(name) FROM keyedstate.aggregations');
+}
 my $mismatch_sql = "SELECT count(*) FROM ((SELECT * FROM ev_stats EXCEPT $oracle)
 					UNION ALL ($oracle EXCEPT SELECT * FROM ev_stats)) d";
 my $rows_sql = q{SELECT count(DISTINCT checkpoint_id) || ' ' || bool_or(is_full)::int || ' ' || sum(nkeys)
@@ -77,28 +85,20 @@ $node->safe_psql('postgres', q{INSERT INTO ev (k, v, n) SELECT g, 7, 7 FROM gene
 SELECT keyedstate.sync('ev_stats');});
 $node->stop('immediate');
 $node->start;
-$node->poll_query_until('postgres',
-	"SELECT bool_and(state = 'running') FROM keyedstate.status")
-  or die "aggregations did not resume";
-$node->safe_psql('postgres', "SELECT keyedstate.sync('ev_stats')");
+wait_synced();
 is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery from a full checkpoint and deltas is exact');
 is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status WHERE name = 'ev_stats'"), '100',
 	'only the rows after the last checkpoint are replayed');
-$node->safe_psql('postgres', "SELECT keyedstate.sync('ev_having')");
 is($node->safe_psql('postgres', $having_sql), '0', 'recovered keys hidden by HAVING stay hidden, the others visible');
 
 # a clean stop checkpoints; recovering that is exact too, with nothing replayed
 $node->safe_psql('postgres', q{INSERT INTO ev (k, v, n) SELECT g, 8, 8 FROM generate_series(0, 1999, 3) g;
 SELECT keyedstate.sync('ev_stats');});
 $node->restart;
-$node->poll_query_until('postgres',
-	"SELECT bool_and(state = 'running') FROM keyedstate.status")
-  or die "aggregations did not resume";
-$node->safe_psql('postgres', "SELECT keyedstate.sync('ev_stats')");
+wait_synced();
 is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery after a clean stop is exact');
 is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status WHERE name = 'ev_stats'"), '0',
 	'nothing is replayed after a clean stop');
-$node->safe_psql('postgres', "SELECT keyedstate.sync('ev_having')");
 is($node->safe_psql('postgres', $having_sql), '0', 'HAVING is exact after a clean restart');
 $node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('ev_having')");
 
