@@ -160,11 +160,3 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 	if (buf->anybyref)
 		MemoryContextReset(buf->rowcxt);
 }
-
-/* Forget the buffered rows without applying them. */
-void
-KsApplyBufferDiscard(KsApplyBuffer *buf)
-{
-	buf->nrows = 0;
-	MemoryContextReset(buf->rowcxt);
-}

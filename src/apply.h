@@ -66,7 +66,4 @@ extern void KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot);
 /* Apply every row added so far. */
 extern void KsApplyBufferFlush(KsApplyBuffer *buf);
 
-/* Forget rows added but not applied (after an error). */
-extern void KsApplyBufferDiscard(KsApplyBuffer *buf);
-
 #endif							/* KS_APPLY_H */

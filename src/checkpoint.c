@@ -144,14 +144,7 @@ KsChunkFlush(KsChunkWriter *w)
 	KsChunkReset(w);
 }
 
-/* Append a length-prefixed run whose bytes `fill` writes, patching the length. */
-#define KS_BEGIN_LENGTH(buf, at) \
-	do { (at) = (buf)->len; KsWriteUint32((buf), 0); } while (0)
-#define KS_END_LENGTH(buf, at) \
-	do { uint32 len_ = (buf)->len - (at) - sizeof(uint32); \
-		 memcpy((buf)->data + (at), &len_, sizeof(uint32)); } while (0)
-
-/* Append one key and its states to the chunk, writing the chunk out when full. */
+/* Append one key, its states and its published row to the chunk, writing the chunk out when full. */
 static void
 KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 {
@@ -168,15 +161,15 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 	w->last_group = group;
 
 	appendBinaryStringInfo(w->buf, (const char *) &g, sizeof(uint16));
-	KS_BEGIN_LENGTH(w->buf, at);
+	at = KsBeginBytes(w->buf);
 	KsKeySerialize(run->kt, e, w->buf);
-	KS_END_LENGTH(w->buf, at);
-	KS_BEGIN_LENGTH(w->buf, at);
+	KsEndBytes(w->buf, at);
+	at = KsBeginBytes(w->buf);
 	/* serial functions allocate their results: keep them out of the buffer's context */
 	oldcxt = MemoryContextSwitchTo(w->tmp);
 	KsAggSerializeStates(run->rt, e->states, e->replay, w->buf);
 	MemoryContextSwitchTo(oldcxt);
-	KS_END_LENGTH(w->buf, at);
+	KsEndBytes(w->buf, at);
 	/* the published row is that of the checkpointed states: publish precedes checkpoints */
 	if (DsaPointerIsValid(e->shared_tuple))
 	{
@@ -390,6 +383,7 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 	dsa_pointer tuple;
 	uint32		oldbytes;
 	uint32		t_len;
+	uint32		bytes;
 
 	if (!DsaPointerIsValid(entry))
 		KsStoreExhausted(run->name);
@@ -399,17 +393,19 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 	if (rowlen == 0)
 		return;					/* HAVING hides the key */
 
-	memcpy(&t_len, row, Min(rowlen, sizeof(uint32)));
-	if (rowlen < SizeofMinimalTupleHeader || t_len != rowlen)
+	if (rowlen < SizeofMinimalTupleHeader)
+		KsCheckpointCorrupted(run, "A published row has a wrong length.");
+	memcpy(&t_len, row, sizeof(uint32));
+	if (t_len != rowlen)
 		KsCheckpointCorrupted(run, "A published row has a wrong length.");
 	tuple = KsStoreAllocTupleBytes(dsa, row, rowlen);
 	if (!DsaPointerIsValid(tuple))
 		KsStoreExhausted(run->name);
-	(void) KsStoreSwapTuple(dsa, entry, tuple,
-							KsStoreTupleBytes(KsStoreTupleAddress(dsa, tuple)), &oldbytes);
+	bytes = KsStoreTupleBytes(KsStoreTupleAddress(dsa, tuple));
+	(void) KsStoreSwapTuple(dsa, entry, tuple, bytes, &oldbytes);
 	e->shared_tuple = tuple;
-	e->shared_bytes = KsStoreTupleBytes(KsStoreTupleAddress(dsa, tuple));
-	run->building_bytes += e->shared_bytes;
+	e->shared_bytes = bytes;
+	run->building_bytes += bytes;
 	run->building_visible++;
 }
 

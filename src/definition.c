@@ -417,6 +417,14 @@ KsCaptureSettings(void)
 	return result;
 }
 
+/* Set one setting for the rest of the worker's session. */
+void
+KsSetSessionOption(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SET, true, 0, false);
+}
+
 /*
  * Apply captured settings for the rest of the session.  The worker applies
  * them again when it moves to another aggregation, and after an abort,
@@ -435,7 +443,6 @@ KsApplySettings(List *settings)
 		if (eq == NULL)
 			continue;
 		*eq = '\0';
-		(void) set_config_option(item, eq + 1, PGC_SUSET, PGC_S_SESSION,
-								 GUC_ACTION_SET, true, 0, false);
+		KsSetSessionOption(item, eq + 1);
 	}
 }

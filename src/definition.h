@@ -76,5 +76,6 @@ extern char *KsAggName(Oid view_oid);
 /* The settings captured at creation, and applying them for the session. */
 extern List *KsCaptureSettings(void);
 extern void KsApplySettings(List *settings);
+extern void KsSetSessionOption(const char *name, const char *value);
 
 #endif							/* KS_DEFINITION_H */

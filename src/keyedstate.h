@@ -64,7 +64,7 @@ extern void _PG_init(void);
 #define KS_PREFETCH(addr)		((void) (addr))
 #endif
 
-/* Format version written at the start of every checkpointed state. */
+/* Format version written at the start of every checkpoint chunk. */
 #define KS_STATE_FORMAT			2
 
 #endif							/* KEYEDSTATE_H */

@@ -62,6 +62,25 @@ KsWriteBytes(StringInfo buf, const void *data, uint32 len)
 	appendBinaryStringInfo(buf, (const char *) data, len);
 }
 
+/* Start a length-prefixed run appended in place (see serialize.h). */
+int
+KsBeginBytes(StringInfo buf)
+{
+	int			at = buf->len;
+
+	KsWriteUint32(buf, 0);
+	return at;
+}
+
+/* Fill in the length of a run started by KsBeginBytes. */
+void
+KsEndBytes(StringInfo buf, int at)
+{
+	uint32		len = buf->len - at - sizeof(uint32);
+
+	memcpy(buf->data + at, &len, sizeof(uint32));
+}
+
 /* Read a length-prefixed run of bytes, without copying. */
 const char *
 KsReadBytes(const char **pos, const char *end, uint32 *len)

@@ -49,6 +49,14 @@ extern void KsWriteUint32(StringInfo buf, uint32 value);
 extern uint32 KsReadUint32(const char **pos, const char *end);
 extern void KsWriteBytes(StringInfo buf, const void *data, uint32 len);
 
+/*
+ * Start a length-prefixed byte run whose bytes the caller appends next, in
+ * place (KsReadBytes reads it back); returns where its length goes, for
+ * KsEndBytes to fill in.
+ */
+extern int	KsBeginBytes(StringInfo buf);
+extern void KsEndBytes(StringInfo buf, int at);
+
 /* Reads a length-prefixed byte run written by KsWriteBytes; no copy. */
 extern const char *KsReadBytes(const char **pos, const char *end, uint32 *len);
 

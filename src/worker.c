@@ -588,14 +588,6 @@ KsFailRun(KsAggRun *run)
 	FreeErrorData(edata);
 }
 
-/* Set one setting for the rest of the worker's session. */
-static void
-KsSetSessionOption(const char *name, const char *value)
-{
-	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SET, true, 0, false);
-}
-
 /*
  * Start a transaction for a step, with the aggregation's fixed settings.
  * Settings are applied for the session and only when the worker moves to
