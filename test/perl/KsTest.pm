@@ -1,0 +1,119 @@
+# Shared helpers of keyedstate's TAP tests: a preloaded cluster, waits that
+# poll a condition until a deadline (never a fixed sleep), and the oracle
+# comparison of a live view with the same query run as a plain GROUP BY.
+#
+#	use FindBin;
+#	use lib "$FindBin::Bin/../perl";
+#	use KsTest;
+package KsTest;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our @EXPORT = qw(ks_node ks_wait_for ks_mismatches ks_sync ks_worker_pid
+  ks_kill_worker ks_restart_after_crash ks_state);
+
+# A started cluster with keyedstate preloaded; $conf is appended to
+# postgresql.conf after the defaults, so it can override them.
+sub ks_node
+{
+	my ($name, $conf) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'keyedstate'
+max_worker_processes = 16
+restart_after_crash = on
+keyedstate.naptime = 100
+} . ($conf // ''));
+	$node->start;
+	return $node;
+}
+
+# Poll $sql in database $db until it returns 't'; false after $seconds
+# (default 60).
+sub ks_wait_for
+{
+	my ($node, $db, $sql, $seconds) = @_;
+	my $deadline = time() + ($seconds // 60);
+	while (time() < $deadline)
+	{
+		my ($ret, $out, $err) = $node->psql($db, $sql);
+		return 1 if $ret == 0 && $out eq 't';
+		sleep(0.05);
+	}
+	return 0;
+}
+
+# Rows in which the result of $view_sql and $oracle_sql differ, counted
+# both ways with EXCEPT ALL (so duplicated keys count too).
+sub ks_mismatches
+{
+	my ($node, $db, $view_sql, $oracle_sql) = @_;
+	return $node->safe_psql($db, qq{
+SELECT count(*) FROM (($view_sql EXCEPT ALL $oracle_sql)
+		UNION ALL ($oracle_sql EXCEPT ALL $view_sql)) d});
+}
+
+# keyedstate.sync() of an aggregation; returns the consumed offset.
+sub ks_sync
+{
+	my ($node, $db, $name, $timeout) = @_;
+	$timeout //= '2 min';
+	return $node->safe_psql($db, "SELECT keyedstate.sync('$name', '$timeout')");
+}
+
+# The state of an aggregation as keyedstate.status shows it.
+sub ks_state
+{
+	my ($node, $db, $name) = @_;
+	return $node->safe_psql($db,
+		"SELECT state FROM keyedstate.status WHERE name = '$name'");
+}
+
+# The pid of the keyedstate worker of a database, or '' if none runs.
+sub ks_worker_pid
+{
+	my ($node, $db) = @_;
+	return $node->safe_psql('postgres', qq{
+SELECT pid FROM pg_stat_activity
+ WHERE backend_type = 'keyedstate worker' AND datname = '$db'});
+}
+
+# SIGKILL the worker of a database, then wait until the server accepts
+# connections again (restart_after_crash restarts everything).
+sub ks_kill_worker
+{
+	my ($node, $db) = @_;
+	my $pid = ks_worker_pid($node, $db);
+	die "no keyedstate worker in $db" unless $pid =~ /^\d+$/;
+	PostgreSQL::Test::Utils::system_log('pg_ctl', 'kill', 'KILL', $pid);
+	ks_restart_after_crash($node);
+	return $pid;
+}
+
+# Wait until a crashed server accepts connections again, or start it again
+# after a kill of the postmaster.
+sub ks_restart_after_crash
+{
+	my ($node, $start) = @_;
+	if ($start)
+	{
+		for (1 .. 100)
+		{
+			return if $node->start(fail_ok => 1);
+			# a failed start leaves the stale pid behind in the node object
+			$node->{_pid} = undef;
+			sleep(0.2);
+		}
+		die "server did not restart";
+	}
+	$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
+}
+
+1;
