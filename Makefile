@@ -10,12 +10,17 @@ OBJS = \
 	src/aggcall.o \
 	src/apply.o \
 	src/definition.o \
-	src/input.o \
+	src/catalog.o \
+	src/source.o \
+	src/publish.o \
 	src/checkpoint.o \
+	src/run.o \
 	src/worker.o \
 	src/launcher.o \
 	src/liveview.o \
-	src/sqlfuncs.o
+	src/create.o \
+	src/control.o \
+	src/hooks.o
 
 EXTENSION = keyedstate
 DATA = $(wildcard sql/keyedstate--*.sql)

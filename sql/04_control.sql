@@ -14,7 +14,7 @@ SELECT * FROM pay_totals ORDER BY acct;
 SELECT keyedstate.checkpoint('pay_totals');
 SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'pay_totals';
 SELECT sum(nkeys) FROM keyedstate.state s JOIN keyedstate.aggregation a ON a.id = s.aggregation_id
- WHERE a.view_oid = 'pay_totals'::regclass;
+ WHERE a.view = 'pay_totals'::regclass;
 
 -- pause: sync refuses at once, the view keeps its last state, resume catches up
 SELECT keyedstate.pause('pay_totals');
@@ -27,8 +27,8 @@ SELECT keyedstate.sync('pay_totals');
 SELECT * FROM pay_totals ORDER BY acct;
 SELECT name, state, consumed_offset, lag_rows, keys, visible_keys, error FROM keyedstate.status;
 
--- a row that makes an aggregate fail: the aggregation stops at the last good
--- batch with the error and the row's offset, others keep running
+-- a row that makes an aggregate fail: the aggregation stops with the error
+-- and the row's offset, others keep running
 CREATE FUNCTION picky_acc(state bigint, v int) RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
 	IF v = 13 THEN
@@ -45,8 +45,9 @@ SELECT * FROM picky ORDER BY g;
 INSERT INTO bad (g, v) SELECT g % 2, g FROM generate_series(13, 20) g;
 SELECT keyedstate.sync('picky');
 SELECT state, error, failed_offset, consumed_offset FROM keyedstate.status WHERE name = 'picky';
--- the last good state is still readable
+-- its view says so (and its shared memory is given back)
 SELECT * FROM picky ORDER BY g;
+SELECT shared_bytes, visible_keys FROM keyedstate.status WHERE name = 'picky';
 -- the other aggregation is not affected
 INSERT INTO pay (acct, amount) VALUES (3, 5);
 SELECT keyedstate.sync('pay_totals');

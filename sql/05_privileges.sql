@@ -18,6 +18,12 @@ SET ROLE regress_ks_alice;
 SELECT keyedstate.create_aggregation('ks_alice.stats', 'SELECT k, count(*) AS n, whoami(v) AS who FROM secret GROUP BY k');
 RESET ROLE;
 GRANT SELECT ON secret TO regress_ks_alice;
+-- nor with SELECT alone: the aggregation puts triggers on the table
+SET ROLE regress_ks_alice;
+SELECT keyedstate.create_aggregation('ks_alice.stats', 'SELECT k, count(*) AS n, whoami(v) AS who FROM secret GROUP BY k');
+RESET ROLE;
+SELECT count(*) FROM pg_trigger WHERE tgrelid = 'secret'::regclass;
+GRANT TRIGGER ON secret TO regress_ks_alice;
 SET ROLE regress_ks_alice;
 -- nor create the view where it may not create objects
 SELECT keyedstate.create_aggregation('public.stats', 'SELECT k, count(*) AS n, whoami(v) AS who FROM secret GROUP BY k');
@@ -46,9 +52,18 @@ SELECT k, n FROM ks_alice.stats ORDER BY k;
 SELECT keyedstate.pause('ks_alice.stats');
 SELECT keyedstate.checkpoint('ks_alice.stats');
 SELECT keyedstate.drop_aggregation('ks_alice.stats');
--- the internal tables are not readable
+-- the internal tables are not readable, nor the live table without a GRANT on the view
 SELECT count(*) FROM keyedstate.state;
 SELECT count(*) FROM keyedstate.aggregation;
+RESET ROLE;
+SET ROLE regress_ks_alice;
+REVOKE SELECT ON ks_alice.stats FROM regress_ks_bob;
+SET ROLE regress_ks_bob;
+SELECT 'keyedstate.live_' || id AS live FROM keyedstate.aggregations WHERE name = 'ks_alice.stats' \gset
+SELECT * FROM :live;
+-- and the live table cannot be re-pointed by its user
+SET ROLE regress_ks_alice;
+ALTER FOREIGN TABLE :live OPTIONS (SET aggregation_id '1');
 RESET ROLE;
 
 -- losing SELECT on the source stops the aggregation with a clear error

@@ -6,31 +6,36 @@
 CREATE SCHEMA keyedstate;
 
 /*
- * Definitions, one row per aggregation.  The analysed query is kept as a
- * node tree (like a view's rule), so renaming the source table or its
- * columns does not break the aggregation.  checkpointed_offset changes
- * only in the same transaction as the checkpointed keys in
- * keyedstate.state: this is the one place that says which rows are
- * consumed.
+ * Definitions, one row per aggregation.  Objects are named by regclass,
+ * so that pg_dump writes them by name and a restore binds them to the
+ * restored objects.  The analysed query is kept as a node tree (like a
+ * view's rule: renaming the source table or its columns does not break
+ * the aggregation) and, for a restore, as fully qualified text kept
+ * current by the event trigger below.  The aggregation's owner is its
+ * view's owner.  checkpointed_offset changes only in the same transaction
+ * as the checkpointed keys in keyedstate.state.
  */
 CREATE TABLE keyedstate.aggregation (
-	id					serial PRIMARY KEY,
-	view_oid			oid NOT NULL UNIQUE,
-	live_oid			oid NOT NULL,
-	source_oid			oid NOT NULL,
+	id					int PRIMARY KEY,
+	view				pg_catalog.regclass NOT NULL UNIQUE,
+	live				pg_catalog.regclass NOT NULL,
+	source				pg_catalog.regclass NOT NULL,
+	offset_column		name NOT NULL,
 	offset_attnum		int2 NOT NULL,
-	sequence_oid		oid NOT NULL,
-	owner				oid NOT NULL,
+	sequence			pg_catalog.regclass NOT NULL,
 	query_text			text NOT NULL,
+	definition			text NOT NULL,
 	query_tree			text NOT NULL,
 	settings			text[] NOT NULL,
 	checkpoint_interval	interval NOT NULL,
 	paused				bool NOT NULL DEFAULT false,
+	rebuilding			bool NOT NULL DEFAULT false,
 	resume_count		bigint NOT NULL DEFAULT 0,
 	checkpointed_offset	bigint NOT NULL,
 	last_checkpoint		timestamptz,
 	created				timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;
 
 /*
  * Checkpointed keyed state, written incrementally.  Each checkpoint adds
@@ -68,7 +73,7 @@ EXCEPTION WHEN feature_not_supported THEN
 END;
 $$;
 
-REVOKE ALL ON keyedstate.aggregation, keyedstate.state FROM PUBLIC;
+REVOKE ALL ON keyedstate.aggregation, keyedstate.state, keyedstate.aggregation_id_seq FROM PUBLIC;
 GRANT USAGE ON SCHEMA keyedstate TO PUBLIC;
 
 /* The foreign data wrapper behind every live view. */
@@ -85,6 +90,7 @@ LANGUAGE C STRICT;
 CREATE FOREIGN DATA WRAPPER keyedstate_fdw
 	HANDLER keyedstate.fdw_handler
 	VALIDATOR keyedstate.fdw_validator;
+REVOKE ALL ON FUNCTION keyedstate.fdw_handler(), keyedstate.fdw_validator(text[], oid) FROM PUBLIC;
 
 CREATE SERVER keyedstate_server FOREIGN DATA WRAPPER keyedstate_fdw;
 
@@ -119,18 +125,29 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_resume'
 LANGUAGE C STRICT;
 
+CREATE FUNCTION keyedstate.rebuild(name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_rebuild'
+LANGUAGE C STRICT;
+
 CREATE FUNCTION keyedstate.checkpoint(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_checkpoint'
 LANGUAGE C STRICT;
 
-/* The query of an aggregation, deparsed from its stored tree. */
+/*
+ * The query of an aggregation, deparsed from its stored tree; NULL unless
+ * the caller is a member of the owning role.
+ */
 CREATE FUNCTION keyedstate.query_definition(aggregation_id int)
 RETURNS text
 AS 'MODULE_PATHNAME', 'keyedstate_query_definition'
 LANGUAGE C STRICT STABLE;
 
-/* Progress of the aggregations of this database, from shared memory. */
+/*
+ * Progress of the aggregations of this database, from shared memory; the
+ * error and failing offset only for members of the owning role.
+ */
 CREATE FUNCTION keyedstate.worker_status(
 	OUT aggregation_id int,
 	OUT state text,
@@ -160,6 +177,7 @@ CREATE FUNCTION keyedstate.wake()
 RETURNS trigger
 AS 'MODULE_PATHNAME', 'keyedstate_wake'
 LANGUAGE C;
+REVOKE ALL ON FUNCTION keyedstate.wake() FROM PUBLIC;
 
 /* Source tables are append-only for their aggregations. */
 CREATE FUNCTION keyedstate.refuse_truncate()
@@ -175,6 +193,7 @@ BEGIN
 			  HINT = 'Drop the aggregations with keyedstate.drop_aggregation() first.';
 END;
 $$;
+REVOKE ALL ON FUNCTION keyedstate.refuse_truncate() FROM PUBLIC;
 
 /* Called by the sql_drop event trigger for a dropped live view. */
 CREATE FUNCTION keyedstate.forget_aggregation(aggregation_id int)
@@ -199,7 +218,7 @@ BEGIN
 	FOR r IN
 		SELECT a.id
 		  FROM pg_catalog.pg_event_trigger_dropped_objects() d
-		  JOIN keyedstate.aggregation a ON a.view_oid = d.objid
+		  JOIN keyedstate.aggregation a ON a.view::pg_catalog.oid = d.objid
 		 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
 		   AND d.objsubid = 0
 	LOOP
@@ -207,29 +226,30 @@ BEGIN
 	END LOOP;
 END;
 $$;
+REVOKE ALL ON FUNCTION keyedstate.on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER keyedstate_sql_drop ON sql_drop
 	EXECUTE FUNCTION keyedstate.on_sql_drop();
 
 CREATE VIEW keyedstate.aggregations AS
 SELECT a.id,
-	   a.view_oid::pg_catalog.regclass::text AS name,
-	   a.source_oid::pg_catalog.regclass AS source_table,
-	   CASE WHEN pg_catalog.pg_has_role(a.owner, 'USAGE')
-			THEN keyedstate.query_definition(a.id) END AS query,
+	   a.view::text AS name,
+	   a.source AS source_table,
+	   keyedstate.query_definition(a.id) AS query,
 	   att.attname AS offset_column,
-	   a.owner::pg_catalog.regrole AS owner,
+	   c.relowner::pg_catalog.regrole AS owner,
 	   a.checkpoint_interval,
 	   a.paused,
 	   a.checkpointed_offset,
 	   a.last_checkpoint,
 	   a.created
   FROM keyedstate.aggregation a
+  JOIN pg_catalog.pg_class c ON c.oid = a.view::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_attribute att
-	ON att.attrelid = a.source_oid AND att.attnum = a.offset_attnum;
+	ON att.attrelid = a.source::pg_catalog.oid AND att.attnum = a.offset_attnum;
 
 CREATE VIEW keyedstate.status AS
-SELECT a.view_oid::pg_catalog.regclass::text AS name,
+SELECT a.view::text AS name,
 	   CASE WHEN a.paused THEN 'paused' ELSE COALESCE(w.state, 'starting') END AS state,
 	   w.consumed_offset,
 	   COALESCE(w.checkpointed_offset, a.checkpointed_offset) AS checkpointed_offset,
@@ -238,15 +258,15 @@ SELECT a.view_oid::pg_catalog.regclass::text AS name,
 	   w.visible_keys,
 	   w.memory_bytes,
 	   w.shared_bytes,
-	   w.rows_per_second,
+	   pg_catalog.round(w.rows_per_second::numeric, 1) AS rows_per_second,
 	   w.rows_consumed,
 	   w.rows_replayed,
 	   COALESCE(w.last_checkpoint, a.last_checkpoint) AS last_checkpoint,
-	   w.checkpoint_ms AS last_checkpoint_ms,
+	   pg_catalog.round(w.checkpoint_ms::numeric, 3) AS last_checkpoint_ms,
 	   w.checkpoint_keys AS last_checkpoint_keys,
 	   w.checkpoint_bytes AS last_checkpoint_bytes,
 	   w.error,
-	   NULLIF(w.failed_offset, 0) AS failed_offset,
+	   w.failed_offset,
 	   NULLIF(w.waiting_pid, 0) AS waiting_pid
   FROM keyedstate.aggregation a
   LEFT JOIN keyedstate.worker_status() w ON w.aggregation_id = a.id;

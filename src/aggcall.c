@@ -27,6 +27,7 @@
 #include "utils/syscache.h"
 
 #include "aggcall.h"
+#include "definition.h"
 #include "serialize.h"
 
 /* Refuse an aggregate the worker cannot run. */
@@ -141,6 +142,21 @@ KsPrepareCall(KsAggRuntime *rt, KsAggCall *c, Aggref *aggref)
 	{
 		c->persist = KS_PERSIST_REPLAY;
 		rt->hasReplay = true;
+	}
+
+	/* what a checkpoint holds must mean the same in another process */
+	if (c->persist == KS_PERSIST_VALUE && KsTypeIsAnonymousRecord(c->transtype))
+		KsRefuseAggregate(c->aggfnoid, "Its transition state is an anonymous record, which could not be checkpointed and read back.");
+	if (c->persist == KS_PERSIST_REPLAY)
+	{
+		for (i = 0; i < c->numInputs; i++)
+			if (KsTypeIsAnonymousRecord(c->inputTypes[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("aggregate function %s cannot take an anonymous record argument in keyedstate",
+								format_procedure(c->aggfnoid)),
+						 errdetail("Its inputs are checkpointed and replayed, and an anonymous record could not be read back after a restart."),
+						 errhint("Cast the row to a composite type, for example ROW(a, b)::my_type.")));
 	}
 
 	c->resulttype = aggref->aggtype;

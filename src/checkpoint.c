@@ -233,7 +233,7 @@ KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
  * inside the caller's transaction, so everything commits together or not
  * at all.
  */
-void
+bool
 KsCheckpoint(KsAggRun *run)
 {
 	KsChunkWriter w;
@@ -246,7 +246,11 @@ KsCheckpoint(KsAggRun *run)
 	int64		i;
 	int			ret;
 
-	run->ckpt_request = run->slot->checkpoint_requests;
+	{
+		bool		pending;
+
+		run->ckpt_request = KsSlotCheckpointRequested(run->slot, &pending);
+	}
 	run->ckpt_started = GetCurrentTimestamp();
 	KsBecomeWorker();
 	KsPrepareCheckpointPlan(run);
@@ -259,10 +263,29 @@ KsCheckpoint(KsAggRun *run)
 	 */
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->consumed);
+	args[2] = BoolGetDatum(run->consumed < run->rebuild_until);
+	/*
+	 * Never wait for the row: a backend pausing or dropping the aggregation
+	 * in a transaction left open would otherwise stall the worker, and
+	 * every other aggregation with it.  Skip this checkpoint instead.
+	 */
+	ret = SPI_execute_with_args("SELECT 1 FROM keyedstate.aggregation WHERE id = $1 "
+								"FOR NO KEY UPDATE SKIP LOCKED",
+								1, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+	{
+		KsBecomeOwner(run);
+		return false;
+	}
+	argtypes[2] = BOOLOID;
 	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
-								"SET checkpointed_offset = $2, last_checkpoint = pg_catalog.now() "
+								"SET checkpointed_offset = $2, last_checkpoint = pg_catalog.now(), "
+								"rebuilding = $3 "
 								"WHERE id = $1",
-								2, argtypes, args, NULL, false, 0);
+								3, argtypes, args, NULL, false, 0);
+	argtypes[2] = INT8OID;
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed != 1)
@@ -324,14 +347,14 @@ KsCheckpoint(KsAggRun *run)
 	run->ckpt_new_full = w.full;
 	run->ckpt_new_bytes = w.bytes;
 	run->ckpt_new_keys = n;
+	KsBecomeOwner(run);
+	return true;
 }
 
 /* After commit: the written keys are clean and the offset is durable. */
 void
 KsCheckpointDone(KsAggRun *run)
 {
-	KsAggSlot  *slot = run->slot;
-
 	KsKeyClearCheckpoint(run->kt);
 	run->checkpointed = run->ckpt_offset;
 	run->last_checkpoint = GetCurrentTimestamp();
@@ -344,17 +367,9 @@ KsCheckpointDone(KsAggRun *run)
 	}
 	else
 		run->ckpt_delta_bytes += run->ckpt_new_bytes;
-
-	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
-	slot->checkpointed_offset = run->checkpointed;
-	slot->last_checkpoint = run->last_checkpoint;
-	slot->checkpoint_ms = (run->last_checkpoint - run->ckpt_started) / 1000.0;
-	slot->checkpoint_keys = run->ckpt_new_keys;
-	slot->checkpoint_bytes = run->ckpt_new_bytes;
-	if (slot->checkpoints_done < run->ckpt_request)
-		slot->checkpoints_done = run->ckpt_request;
-	LWLockRelease(&slot->lock);
-	ConditionVariableBroadcast(&slot->cv);
+	KsSlotCheckpointed(run->slot, run->checkpointed, run->last_checkpoint,
+					   (run->last_checkpoint - run->ckpt_started) / 1000.0,
+					   run->ckpt_new_keys, run->ckpt_new_bytes, run->ckpt_request);
 }
 
 /* Error for checkpoint data that does not hold what it should. */
@@ -608,4 +623,20 @@ KsRecover(KsAggRun *run)
 
 	/* recovered keys are already in the checkpoint, and their rows in run->building */
 	KsKeyClearCheckpoint(kt);
+}
+
+/*
+ * Delete every checkpoint of an aggregation that is dropped or rebuilt
+ * (inside the catalog bracket: SPI connected, as the superuser).  This file
+ * is the only writer of keyedstate.state.
+ */
+void
+KsCheckpointForget(int32 aggid)
+{
+	Datum		arg = Int32GetDatum(aggid);
+	Oid			argtype = INT4OID;
+
+	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1",
+							  1, &argtype, &arg, NULL, false, 0) < 0)
+		elog(ERROR, "could not delete the checkpoints of aggregation %d", aggid);
 }

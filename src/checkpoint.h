@@ -19,11 +19,17 @@
 
 #include "worker.h"
 
-/* Write the changed keys and the consumed offset (inside a transaction). */
-extern void KsCheckpoint(KsAggRun *run);
+/*
+ * Write the changed keys and the consumed offset (inside a transaction);
+ * false if it was skipped because a backend holds the definition locked.
+ */
+extern bool KsCheckpoint(KsAggRun *run);
 
 /* After the checkpoint's transaction committed: forget the dirty keys. */
 extern void KsCheckpointDone(KsAggRun *run);
+
+/* Delete every checkpoint of an aggregation (it is dropped or rebuilt). */
+extern void KsCheckpointForget(int32 aggid);
 
 /* Load the checkpointed keys and offset into a freshly loaded run. */
 extern void KsRecover(KsAggRun *run);

@@ -15,6 +15,8 @@
 #include "access/htup_details.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
@@ -23,22 +25,44 @@
 #include "parser/parse_clause.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
 #include "definition.h"
 
-/* Settings that change what stable expressions compute. */
+/*
+ * Settings that change what functions compute, captured at creation and
+ * applied whenever the worker runs the aggregation, so that a replay after
+ * a crash computes what the first run computed and the view equals the
+ * query run in the creating session.  Besides these, every custom setting
+ * (a name with a dot, such as myapp.tenant) set in the creating session is
+ * captured, since a stable function may read it with current_setting().
+ * Settings that only steer planning, logging or resources are not: they
+ * change how, not what, a query computes.  search_path is pinned to
+ * pg_catalog instead (names are bound by OID at creation).
+ */
 static const char *const ks_captured_settings[] = {
 	"TimeZone",
+	"timezone_abbreviations",
 	"DateStyle",
 	"IntervalStyle",
 	"extra_float_digits",
 	"bytea_output",
+	"xmlbinary",
+	"xmloption",
 	"lc_monetary",
 	"lc_numeric",
 	"lc_time",
+	"default_text_search_config",
+	"array_nulls",
+	"standard_conforming_strings",
+	"quote_all_identifiers",
+	"backslash_quote",
+	"transform_null_equals",
+	"gin_fuzzy_search_limit",
 	NULL
 };
 
@@ -51,6 +75,8 @@ KsRefuse(int errcode_value, const char *what, const char *hint)
 			 errmsg("keyedstate aggregations cannot contain %s", what),
 			 hint ? errhint("%s", hint) : 0));
 }
+
+static void KsLayOutInput(KsQueryInfo *info);
 
 /* Walker state for collecting aggregate calls and checking Vars. */
 typedef struct KsCollectContext
@@ -109,6 +135,92 @@ KsCheckVarsWalker(Node *node, void *ctx)
 		return false;
 	}
 	return expression_tree_walker(node, KsCheckVarsWalker, ctx);
+}
+
+/* Functions whose value depends on when or where the worker runs them. */
+static bool
+KsIsUnpinnedFunction(Oid funcid, void *context)
+{
+	switch (funcid)
+	{
+		case F_NOW:
+		case F_STATEMENT_TIMESTAMP:
+		case F_TRANSACTION_TIMESTAMP:
+		case F_CLOCK_TIMESTAMP:
+		case F_TIMEOFDAY:
+		case F_AGE_TIMESTAMP:
+		case F_AGE_TIMESTAMPTZ:
+		case F_PG_BACKEND_PID:
+		case F_PG_POSTMASTER_START_TIME:
+		case F_PG_CONF_LOAD_TIME:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Refuse what a replay would compute differently: the current time in any
+ * spelling (now(), current_timestamp, current_date, localtime, age() of
+ * one argument...), and values of the session (session_user, the backend's
+ * pid), which in the worker are not those of the creating session.
+ */
+static bool
+KsCheckPinnedWalker(Node *node, void *ctx)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, SQLValueFunction))
+	{
+		SQLValueFunction *svf = (SQLValueFunction *) node;
+
+		switch (svf->op)
+		{
+			case SVFOP_CURRENT_DATE:
+			case SVFOP_CURRENT_TIME:
+			case SVFOP_CURRENT_TIME_N:
+			case SVFOP_CURRENT_TIMESTAMP:
+			case SVFOP_CURRENT_TIMESTAMP_N:
+			case SVFOP_LOCALTIME:
+			case SVFOP_LOCALTIME_N:
+			case SVFOP_LOCALTIMESTAMP:
+			case SVFOP_LOCALTIMESTAMP_N:
+				KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "the current date or time",
+						 "A replay after a crash would see another time.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts).");
+				break;
+			case SVFOP_SESSION_USER:
+				KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "session_user",
+						 "The aggregation runs in a background worker, not in your session; current_user is its owner.");
+				break;
+			default:
+				break;
+		}
+		return false;
+	}
+	if (check_functions_in_node(node, KsIsUnpinnedFunction, NULL))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
+				 "functions that depend on the current time or session",
+				 "A replay after a crash would compute another value.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts).");
+	return expression_tree_walker(node, KsCheckPinnedWalker, ctx);
+}
+
+/*
+ * Whether values of a type may be an anonymous record: such a value names
+ * its row type by a number that only means something inside the process
+ * that made it, so it cannot be checkpointed or replayed.
+ */
+bool
+KsTypeIsAnonymousRecord(Oid typid)
+{
+	Oid			elem;
+
+	typid = getBaseType(typid);
+	if (typid == RECORDOID)
+		return true;
+	elem = get_element_type(typid);
+	if (OidIsValid(elem))
+		return KsTypeIsAnonymousRecord(elem);
+	return false;
 }
 
 /* Mutator state for rewriting the view's columns over the result tuple. */
@@ -250,9 +362,18 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 				 errmsg("cannot aggregate unlogged table \"%s\"", get_rel_name(rte->relid)),
 				 errdetail("An unlogged table is emptied by a crash, which would leave the checkpointed state without its input rows.")));
 
+	if (find_inheritance_children(rte->relid, NoLock) != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot aggregate table \"%s\" because it has inheritance children",
+						get_rel_name(rte->relid)),
+				 errdetail("Rows inserted into a child are not ordered with the parent's offsets, so keyedstate could not consume them exactly."),
+				 errhint("Aggregate each child table by itself.")));
+
 	if (contain_volatile_functions((Node *) query))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
 				 "A replay after a crash must compute the same values; use immutable or stable expressions.");
+	query_tree_walker(query, KsCheckPinnedWalker, NULL, 0);
 	query_tree_walker(query, KsCheckVarsWalker, NULL, 0);
 
 	/* the grouping keys */
@@ -274,6 +395,13 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 					 errmsg("could not identify a hash function for type %s",
 							format_type_be(exprType(expr))),
 					 errdetail("keyedstate keys must be of a hashable type.")));
+		if (KsTypeIsAnonymousRecord(exprType(expr)))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("keyedstate keys cannot be anonymous records"),
+					 errdetail("A key of type %s could not be checkpointed and read back.",
+							   format_type_be(exprType(expr))),
+					 errhint("Group by the columns themselves, or cast the row to a composite type.")));
 		info->keyexprs = lappend(info->keyexprs, expr);
 		info->keytypes[i] = exprType(expr);
 		info->keycolls[i] = exprCollation(expr);
@@ -330,81 +458,63 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 	if (query->havingQual != NULL)
 		info->having = (Expr *) KsRewriteMutator(query->havingQual, &rctx);
 	info->viewdesc = ExecTypeFromTL(info->resulttlist);
+
+	KsLayOutInput(info);
 }
 
-/* Read every aggregation of this database; the list lives in cxt. */
-List *
-KsLoadDefinitions(MemoryContext cxt)
+/*
+ * The input row layout (see KsQueryInfo): the offset, the keys, then each
+ * aggregate's arguments and FILTER.  Decided here, once, from the analysed
+ * query; the source reader builds rows in this layout and the aggregate
+ * calls read them by these column numbers.
+ */
+static void
+KsLayOutInput(KsQueryInfo *info)
 {
-	List	   *result = NIL;
-	uint64		i;
-	int			ret;
+	ListCell   *lc;
+	int			col;
+	int			i;
 
-	ret = SPI_execute("SELECT id, view_oid, live_oid, source_oid, offset_attnum, sequence_oid, owner, "
-					  "query_tree, settings, "
-					  "(EXTRACT(EPOCH FROM checkpoint_interval) * 1000)::pg_catalog.int8, "
-					  "paused, resume_count, checkpointed_offset "
-					  "FROM keyedstate.aggregation ORDER BY id", true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read keyedstate.aggregation: %s", SPI_result_code_string(ret));
-
-	for (i = 0; i < SPI_processed; i++)
+	info->inputexprs = list_copy(info->keyexprs);
+	info->inputcols = palloc0(sizeof(int) * Max(info->naggs, 1));
+	info->filtercols = palloc0(sizeof(int) * Max(info->naggs, 1));
+	col = 1 + info->nkeys;
+	i = 0;
+	foreach(lc, info->aggrefs)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		MemoryContext oldcxt;
-		KsAggDef   *def;
-		bool		isnull;
-		Datum		settings;
+		Aggref	   *aggref = lfirst(lc);
+		ListCell   *alc;
 
-		oldcxt = MemoryContextSwitchTo(cxt);
-		def = palloc0(sizeof(KsAggDef));
-		def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		def->view_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-		def->live_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
-		def->source_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
-		def->offset_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
-		def->sequence_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 6, &isnull));
-		def->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
-		def->query_tree = SPI_getvalue(tup, desc, 8);
-		settings = SPI_getbinval(tup, desc, 9, &isnull);
-		if (!isnull)
+		info->inputcols[i] = col;
+		foreach(alc, aggref->args)
 		{
-			Datum	   *elems;
-			int			nelems;
-			int			j;
-
-			deconstruct_array(DatumGetArrayTypeP(settings), TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, NULL, &nelems);
-			for (j = 0; j < nelems; j++)
-				def->settings = lappend(def->settings, TextDatumGetCString(elems[j]));
+			info->inputexprs = lappend(info->inputexprs, ((TargetEntry *) lfirst(alc))->expr);
+			col++;
 		}
-		def->checkpoint_interval_ms = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
-		def->paused = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
-		def->resume_count = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
-		def->checkpointed_offset = DatumGetInt64(SPI_getbinval(tup, desc, 13, &isnull));
-		result = lappend(result, def);
-		MemoryContextSwitchTo(oldcxt);
+		info->filtercols[i] = -1;
+		if (aggref->aggfilter != NULL)
+		{
+			info->filtercols[i] = col;
+			info->inputexprs = lappend(info->inputexprs, aggref->aggfilter);
+			col++;
+		}
+		i++;
 	}
-	return result;
+	info->ninputcols = col;
+	info->where = (Expr *) info->query->jointree->quals;
 }
 
-/* The qualified name of an aggregation's view, for messages. */
-char *
-KsAggName(Oid view_oid)
-{
-	char	   *relname = get_rel_name(view_oid);
-
-	if (relname == NULL)
-		return psprintf("aggregation with view %u", view_oid);
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(view_oid)), relname);
-}
-
-/* Capture the settings that stable expressions depend on, as name=value. */
+/*
+ * Capture the settings that functions' results depend on, as name=value:
+ * the list above, and every custom setting with a value other than its
+ * default (see ks_captured_settings).
+ */
 List *
 KsCaptureSettings(void)
 {
 	List	   *result = NIL;
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
 	int			i;
 
 	for (i = 0; ks_captured_settings[i] != NULL; i++)
@@ -413,6 +523,20 @@ KsCaptureSettings(void)
 
 		if (value != NULL)
 			result = lappend(result, psprintf("%s=%s", ks_captured_settings[i], value));
+	}
+	for (i = 0; i < nvars; i++)
+	{
+		struct config_generic *conf = vars[i];
+		const char *value;
+
+		if (strchr(conf->name, '.') == NULL ||
+			pg_strncasecmp(conf->name, "keyedstate.", 11) == 0 ||
+			conf->source <= PGC_S_DEFAULT ||
+			(conf->context != PGC_USERSET && conf->context != PGC_SUSET))
+			continue;
+		value = GetConfigOption(conf->name, true, false);
+		if (value != NULL)
+			result = lappend(result, psprintf("%s=%s", conf->name, value));
 	}
 	return result;
 }

@@ -41,6 +41,19 @@ typedef struct KsQueryInfo
 	Expr	   *having;			/* over the result tuple, or NULL */
 	TupleDesc	resultdesc;		/* the result tuple: keys, then aggregates */
 	TupleDesc	viewdesc;		/* the view's columns */
+
+	/*
+	 * The input row the source reader builds for each source row (see
+	 * source.h): column 0 is the offset, then the keys, then each
+	 * aggregate's arguments (the first at inputcols[i]) and its FILTER
+	 * (at filtercols[i], or -1).  inputexprs are columns 1 .. ninputcols-1,
+	 * over the source table (varno 1), as analysed.
+	 */
+	int			ninputcols;
+	List	   *inputexprs;
+	int		   *inputcols;
+	int		   *filtercols;
+	Expr	   *where;			/* the query's WHERE, or NULL */
 } KsQueryInfo;
 
 /*
@@ -49,29 +62,8 @@ typedef struct KsQueryInfo
  */
 extern void KsAnalyzeQuery(Query *query, KsQueryInfo *info);
 
-/* One row of keyedstate.aggregation, as the worker needs it. */
-typedef struct KsAggDef
-{
-	int32		id;
-	Oid			view_oid;
-	Oid			live_oid;
-	Oid			source_oid;
-	AttrNumber	offset_attnum;
-	Oid			sequence_oid;
-	Oid			owner;
-	char	   *query_tree;
-	List	   *settings;		/* "name=value" strings */
-	int64		checkpoint_interval_ms;
-	bool		paused;
-	int64		resume_count;
-	int64		checkpointed_offset;
-} KsAggDef;
-
-/* Read every aggregation of this database (inside a transaction, SPI connected); the list lives in cxt. */
-extern List *KsLoadDefinitions(MemoryContext cxt);
-
-/* Name of an aggregation for messages: its view's qualified name. */
-extern char *KsAggName(Oid view_oid);
+/* Whether values of a type may be anonymous records (not checkpointable). */
+extern bool KsTypeIsAnonymousRecord(Oid typid);
 
 /* The settings captured at creation, and applying them for the session. */
 extern List *KsCaptureSettings(void);

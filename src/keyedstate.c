@@ -13,7 +13,7 @@
 #include "launcher.h"
 #include "settings.h"
 #include "shmem.h"
-#include "sqlfuncs.h"
+#include "hooks.h"
 
 PG_MODULE_MAGIC;
 
@@ -33,5 +33,5 @@ _PG_init(void)
 
 	KsShmemInit();
 	KsLauncherInit();
-	KsSqlFuncsInit();
+	KsHooksInit();
 }

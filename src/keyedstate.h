@@ -31,6 +31,10 @@
 
 #include "postgres.h"
 
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/pmsignal.h"
+
 #if PG_VERSION_NUM < 150000
 #error "keyedstate requires PostgreSQL 15 or later"
 #endif
@@ -63,6 +67,18 @@ extern void _PG_init(void);
 #else
 #define KS_PREFETCH(addr)		((void) (addr))
 #endif
+
+/*
+ * The worker's interrupt check for its long loops: CHECK_FOR_INTERRUPTS,
+ * and leave at once if the postmaster died (a backlog must not keep a
+ * dead server's worker running).
+ */
+#define KsCheckInterrupts() \
+	do { \
+		CHECK_FOR_INTERRUPTS(); \
+		if (!PostmasterIsAlive()) \
+			proc_exit(1); \
+	} while (0)
 
 /* Format version written at the start of every checkpoint chunk. */
 #define KS_STATE_FORMAT			2

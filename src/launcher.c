@@ -114,7 +114,7 @@ KsRememberDatabase(Oid dboid)
 	int			n;
 	int			i;
 
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	KsLockDatabaseFile();
 	n = KsReadDatabases(oids, KS_MAX_DATABASES);
 	for (i = 0; i < n; i++)
 		if (oids[i] == dboid)
@@ -124,7 +124,7 @@ KsRememberDatabase(Oid dboid)
 		oids[n++] = dboid;
 		KsWriteDatabases(oids, n);
 	}
-	LWLockRelease(KsSharedState->lock);
+	KsUnlockDatabaseFile();
 }
 
 /* Forget a database that no longer exists. */
@@ -136,12 +136,14 @@ KsForgetDatabase(Oid dboid)
 	int			m = 0;
 	int			i;
 
+	KsLockDatabaseFile();
 	n = KsReadDatabases(oids, KS_MAX_DATABASES);
 	for (i = 0; i < n; i++)
 		if (oids[i] != dboid)
 			oids[m++] = oids[i];
 	if (m != n)
 		KsWriteDatabases(oids, m);
+	KsUnlockDatabaseFile();
 }
 
 /* Whether a database exists and accepts connections. */
@@ -166,9 +168,8 @@ KsDatabaseUsable(Oid dboid)
 
 /* Start the worker of a database slot. */
 static void
-KsStartDatabaseWorker(int i)
+KsStartDatabaseWorker(int i, Oid dboid)
 {
-	KsDbSlot   *db = &KsSharedState->dbs[i];
 	BackgroundWorker worker;
 
 	memset(&worker, 0, sizeof(worker));
@@ -177,9 +178,9 @@ KsStartDatabaseWorker(int i)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "keyedstate");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "KsDatabaseWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate worker for database %u", db->dboid);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate worker for database %u", dboid);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "keyedstate worker");
-	worker.bgw_main_arg = ObjectIdGetDatum(db->dboid);
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = MyProcPid;
 
 	if (ks_handles[i] != NULL)
@@ -188,20 +189,14 @@ KsStartDatabaseWorker(int i)
 	if (!RegisterDynamicBackgroundWorker(&worker, &ks_handles[i]))
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start keyedstate worker for database %u", db->dboid),
+				 errmsg("could not start keyedstate worker for database %u", dboid),
 				 errhint("Increase max_worker_processes.")));
 }
 
-/* before_shmem_exit: no launcher to wake any more. */
-static void
-KsLauncherDetach(int code, Datum arg)
-{
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	KsSharedState->launcher_procno = -1;
-	LWLockRelease(KsSharedState->lock);
-}
-
-/* One pass: start the workers that should run and do not. */
+/*
+ * One pass: start the workers that should run and do not; forget the
+ * databases that are gone, giving back their aggregations' shared memory.
+ */
 static void
 KsLauncherPass(void)
 {
@@ -210,21 +205,10 @@ KsLauncherPass(void)
 
 	for (i = 0; i < KS_MAX_DATABASES; i++)
 	{
-		KsDbSlot   *db = &KsSharedState->dbs[i];
 		Oid			dboid;
-		bool		wanted;
 		pid_t		pid;
 
-		LWLockAcquire(KsSharedState->lock, LW_SHARED);
-		dboid = db->dboid;
-		/* new requests start at once, restarts after a failure are spaced */
-		wanted = OidIsValid(dboid) && db->worker_pid == 0 &&
-			((db->requested != db->seen &&
-			  TimestampDifferenceExceeds(db->last_start, now, KS_MIN_START_GAP_MS)) ||
-			 (!db->idle_exit &&
-			  TimestampDifferenceExceeds(db->last_start, now, KS_RESTART_DELAY_MS)));
-		LWLockRelease(KsSharedState->lock);
-		if (!wanted)
+		if (!KsLauncherWantsWorker(i, now, KS_MIN_START_GAP_MS, KS_RESTART_DELAY_MS, &dboid))
 			continue;
 
 		/* a worker we started may not have claimed the slot yet */
@@ -234,16 +218,12 @@ KsLauncherPass(void)
 
 		if (!KsDatabaseUsable(dboid))
 		{
-			LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 			KsForgetDatabase(dboid);
-			db->dboid = InvalidOid;
-			LWLockRelease(KsSharedState->lock);
+			KsLauncherForgetDatabase(i, dboid);
 			continue;
 		}
-		LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-		db->last_start = now;
-		LWLockRelease(KsSharedState->lock);
-		KsStartDatabaseWorker(i);
+		KsLauncherStarted(i, now);
+		KsStartDatabaseWorker(i, dboid);
 	}
 }
 
@@ -253,7 +233,6 @@ KsLauncherMain(Datum main_arg)
 {
 	Oid			oids[KS_MAX_DATABASES];
 	int			n;
-	int			i;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -263,34 +242,11 @@ KsLauncherMain(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("keyedstate launcher");
 
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	KsSharedState->launcher_procno = MyProc->pgprocno;
 	/* every remembered database gets a worker, which leaves if idle */
+	KsLockDatabaseFile();
 	n = KsReadDatabases(oids, KS_MAX_DATABASES);
-	for (i = 0; i < n; i++)
-	{
-		int			j;
-		int			free_slot = -1;
-
-		for (j = 0; j < KS_MAX_DATABASES; j++)
-		{
-			if (KsSharedState->dbs[j].dboid == oids[i])
-				break;
-			if (free_slot < 0 && KsSharedState->dbs[j].dboid == InvalidOid)
-				free_slot = j;
-		}
-		if (j == KS_MAX_DATABASES && free_slot >= 0)
-		{
-			KsDbSlot   *db = &KsSharedState->dbs[free_slot];
-
-			memset(db, 0, sizeof(KsDbSlot));
-			db->dboid = oids[i];
-			db->worker_procno = -1;
-			db->requested = 1;
-		}
-	}
-	LWLockRelease(KsSharedState->lock);
-	before_shmem_exit(KsLauncherDetach, (Datum) 0);
+	KsUnlockDatabaseFile();
+	KsLauncherAttach(oids, n);
 
 	for (;;)
 	{

@@ -30,6 +30,7 @@
 #include "catalog/pg_foreign_table.h"
 #include "commands/defrem.h"
 #include "commands/explain.h"
+#include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "foreign/foreign.h"
 #include "miscadmin.h"
@@ -39,11 +40,16 @@
 #include "optimizer/pathnode.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
+#include "storage/latch.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
+#include "catalog.h"
 #include "keytable.h"
 #include "settings.h"
 #include "shmem.h"
@@ -78,10 +84,12 @@ typedef struct KsLiveScanState
 	FmgrInfo   *hashfns;
 	MemoryContext rowcxt;		/* copied rows */
 	MinimalTuple *rows;
-	int			nrows;
-	int			maxrows;
-	int			next;
+	int64		nrows;
+	int64		next;
 	bool		fetched;
+	Oid			relid;			/* the live table scanned */
+	Oid			userid;			/* whose privileges the scan checks */
+	uint32		rowtype;		/* hash of its row type (KsRowTypeHash) */
 } KsLiveScanState;
 
 /* Parse a comma-separated list of integers. */
@@ -183,6 +191,20 @@ KsMatchKeyClause(RestrictInfo *ri, Index relid, AttrNumber attnum, Oid eqop)
 	return NULL;
 }
 
+/* The number of rows an aggregation's view shows now, for estimates (1000 if unknown). */
+static double
+KsVisibleKeys(int32 aggid)
+{
+	KsSlotRef	ref;
+	KsAggSlot	copy;
+
+	if (ks_preloaded && KsSharedState != NULL &&
+		KsFindAggSlot(MyDatabaseId, aggid, &ref) && KsSlotSnapshot(&ref, &copy) &&
+		copy.visible_keys > 0)
+		return copy.visible_keys;
+	return 1000;
+}
+
 /* GetForeignRelSize: decide between a point lookup and a full scan. */
 static void
 KsGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
@@ -216,11 +238,7 @@ KsGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 		baserel->rows = 1;
 	else
 	{
-		KsAggSlot  *slot = NULL;
-
-		if (ks_preloaded && KsSharedState != NULL)
-			slot = KsFindAggSlot(MyDatabaseId, ps->opts.aggid);
-		baserel->rows = (slot != NULL && slot->visible_keys > 0) ? slot->visible_keys : 1000;
+		baserel->rows = KsVisibleKeys(ps->opts.aggid);
 		baserel->rows = clamp_row_est(baserel->rows *
 									  clauselist_selectivity(root, baserel->baserestrictinfo,
 															 0, JOIN_INNER, NULL));
@@ -238,16 +256,7 @@ KsGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	if (ps->keyexprs != NIL)
 		total = 1.0;
 	else
-	{
-		KsAggSlot  *slot = NULL;
-		double		nkeys = 1000;
-
-		if (ks_preloaded && KsSharedState != NULL)
-			slot = KsFindAggSlot(MyDatabaseId, ps->opts.aggid);
-		if (slot != NULL && slot->visible_keys > 0)
-			nkeys = slot->visible_keys;
-		total = 10.0 + nkeys * cpu_tuple_cost * 2;
-	}
+		total = 10.0 + KsVisibleKeys(ps->opts.aggid) * cpu_tuple_cost * 2;
 	add_path(baserel, (Path *) create_foreignscan_path(root, baserel, NULL, baserel->rows,
 													   1.0, total, NIL, NULL, NULL, NIL));
 }
@@ -296,22 +305,113 @@ KsBeginForeignScan(ForeignScanState *node, int eflags)
 	}
 	ss->rowcxt = AllocSetContextCreate(node->ss.ps.state->es_query_cxt,
 									   "keyedstate live rows", ALLOCSET_DEFAULT_SIZES);
+	/* through the view, the view's owner; read directly, the current user */
+	ss->relid = RelationGetRelid(node->ss.ss_currentRelation);
+	{
+		RangeTblEntry *rte = exec_rt_fetch(plan->scan.scanrelid, node->ss.ps.state);
+
+		ss->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+	}
+	ss->rowtype = KsRowTypeHash(RelationGetDescr(node->ss.ss_currentRelation));
 }
 
-/* Store callback: copy one published row. */
-static void
-KsCopyRow(MinimalTuple tuple, void *arg)
+/*
+ * Under the slot lock, before anything is copied: the slot must be the one
+ * this live table reads, with this row type.  (The live table's options
+ * cannot be changed but by a superuser; this is what makes a wrong one
+ * harmless.)
+ */
+static bool
+KsScanCheck(const KsReadResult *res, void *arg)
 {
 	KsLiveScanState *ss = arg;
 
-	if (ss->nrows >= ss->maxrows)
+	return res->live_oid == ss->relid && res->rowtype == ss->rowtype;
+}
+
+/* The view of an aggregation that has no slot yet, for messages. */
+static char *
+KsAggregationName(int32 aggid, Oid view_oid)
+{
+	KsCatalogAccess acc;
+	Oid			found = view_oid;
+	char	   *tree;
+
+	if (!OidIsValid(found))
 	{
-		ss->maxrows = Max(ss->maxrows * 2, 64);
-		ss->rows = ss->rows == NULL ?
-			MemoryContextAllocHuge(ss->rowcxt, sizeof(MinimalTuple) * ss->maxrows) :
-			repalloc_huge(ss->rows, sizeof(MinimalTuple) * ss->maxrows);
+		KsCatalogOpen(&acc);
+		tree = KsCatalogQueryTree(aggid, &found);
+		KsCatalogClose(&acc);
+		if (tree == NULL)
+			return psprintf("%d", aggid);
 	}
-	ss->rows[ss->nrows++] = heap_copy_minimal_tuple(tuple);
+	return KsAggName(found);
+}
+
+/*
+ * Find the aggregation's slot and check the scan may read it: the reader
+ * needs SELECT on the aggregation's view, and the slot must belong to this
+ * live table.  Waits up to keyedstate.load_wait for an aggregation that is
+ * still loading (just created, or recovering after a restart).
+ */
+static void
+KsFindReadableSlot(KsLiveScanState *ss, KsSlotRef *ref, KsAggSlot *copy, const char *relname)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ks_load_wait);
+
+	for (;;)
+	{
+		bool		have = KsFindAggSlot(MyDatabaseId, ss->opts.aggid, ref) &&
+			KsSlotSnapshot(ref, copy);
+
+		if (have)
+		{
+			if (copy->live_oid != ss->relid ||
+				(copy->state != KS_STARTING && copy->rowtype != ss->rowtype))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("foreign table \"%s\" does not belong to aggregation %s",
+								relname, KsAggName(copy->view_oid)),
+						 errdetail("Its options name another aggregation, or its columns differ from the aggregation's view.")));
+			if (pg_class_aclcheck(copy->view_oid, ss->userid, ACL_SELECT) != ACLCHECK_OK)
+				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(copy->view_oid));
+			if (copy->state != KS_STARTING)
+				return;
+		}
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("aggregation %s is still loading",
+							KsAggregationName(ss->opts.aggid, have ? copy->view_oid : InvalidOid)),
+					 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
+					 errhint("See keyedstate.status for its state.")));
+		if (have)
+		{
+			(void) ConditionVariableTimedSleep(&ref->slot->cv, 10, PG_WAIT_EXTENSION);
+			ConditionVariableCancelSleep();
+		}
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/* Raise the error of a failed aggregation: why, only to its owners. */
+static void
+KsReportFailedView(const KsAggSlot *copy)
+{
+	bool		inspect = has_privs_of_role(GetUserId(), copy->owner);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("aggregation %s has failed", KsAggName(copy->view_oid)),
+			 inspect ? errdetail("%s", copy->error) :
+			 errdetail("Its owner can see why in keyedstate.status."),
+			 errhint("Its owner can fix the cause and call keyedstate.resume().")));
 }
 
 /* Copy the rows of this scan out of the shared store. */
@@ -319,11 +419,10 @@ static void
 KsFetchRows(ForeignScanState *node)
 {
 	KsLiveScanState *ss = node->fdw_state;
-	KsAggSlot  *slot;
-	dsa_area   *dsa;
+	KsSlotRef	ref;
+	KsAggSlot	copy;
+	KsReadResult res;
 	uint32		hash = 0;
-	KsRunState	state;
-	MemoryContext oldcxt;
 
 	ss->fetched = true;
 	ss->next = 0;
@@ -348,33 +447,22 @@ KsFetchRows(ForeignScanState *node)
 		hash = KsHashKeyValues(ss->opts.nkeys, ss->hashfns, ss->opts.colls, keys, nulls);
 	}
 
-	slot = KsFindAggSlot(MyDatabaseId, ss->opts.aggid);
-	state = KS_STARTING;
-	if (slot != NULL)
+	for (;;)
 	{
-		LWLockAcquire(&slot->lock, LW_SHARED);
-		state = slot->state;
-		LWLockRelease(&slot->lock);
+		KsFindReadableSlot(ss, &ref, &copy, RelationGetRelationName(node->ss.ss_currentRelation));
+		if (copy.state == KS_FAILED)
+			KsReportFailedView(&copy);
+		KsStoreReadRows(&ref, &hash, ss->lookup ? 1 : -1, KsScanCheck, ss, ss->rowcxt,
+						&ss->rows, &ss->nrows, &res);
+		if (res.found && res.state == KS_FAILED)
+		{
+			memcpy(copy.error, res.error, KS_ERROR_LEN);
+			KsReportFailedView(&copy);
+		}
+		/* the slot was freed, or went back to loading: look again */
+		if (res.found && res.state != KS_STARTING)
+			break;
 	}
-	if (slot == NULL || state == KS_STARTING)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("live state of aggregation \"%s\" is not loaded yet",
-						RelationGetRelationName(node->ss.ss_currentRelation)),
-				 errhint("Wait until keyedstate.status shows the aggregation as running.")));
-
-	dsa = KsGetDsa();
-	oldcxt = MemoryContextSwitchTo(ss->rowcxt);
-	LWLockAcquire(&slot->lock, LW_SHARED);
-	if (DsaPointerIsValid(slot->store))
-	{
-		if (ss->lookup)
-			KsStoreLookup(dsa, slot->store, hash, KsCopyRow, ss);
-		else
-			KsStoreScan(dsa, slot->store, KsCopyRow, ss);
-	}
-	LWLockRelease(&slot->lock);
-	MemoryContextSwitchTo(oldcxt);
 }
 
 /* IterateForeignScan: the next copied row. */
@@ -400,7 +488,6 @@ KsReScanForeignScan(ForeignScanState *node)
 
 	MemoryContextReset(ss->rowcxt);
 	ss->rows = NULL;
-	ss->maxrows = 0;
 	ss->nrows = 0;
 	ss->fetched = false;
 }

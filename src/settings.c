@@ -22,6 +22,9 @@ int			ks_max_aggregations = 64;
 int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
 int			ks_batch_size = 100000;
 int			ks_naptime = 1000;
+int			ks_max_aggregations_per_owner = 0;
+int			ks_step_timeout = 60 * 1000;
+int			ks_load_wait = 10 * 1000;
 bool		ks_preloaded = false;
 
 /* Define every keyedstate.* setting and reserve the prefix. */
@@ -66,6 +69,34 @@ KsSettingsInit(void)
 							&ks_naptime,
 							1000, 1, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keyedstate.max_aggregations_per_owner",
+							"Maximum number of aggregations one role may own in the cluster.",
+							"0 means no limit other than keyedstate.max_aggregations.",
+							&ks_max_aggregations_per_owner,
+							0, 0, 10000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keyedstate.step_timeout",
+							"Longest time one step of an aggregation may take.",
+							"A step that takes longer, for example because a function it calls "
+							"loops, fails that aggregation; other aggregations go on.  The "
+							"owner's statement_timeout bounds a step too, when it is smaller.",
+							&ks_step_timeout,
+							60 * 1000, 100, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("keyedstate.load_wait",
+							"How long a read of an aggregation that is still loading waits.",
+							"Right after create_aggregation() commits, or while the worker recovers "
+							"after a restart, a query of the view waits this long for the state "
+							"before it fails.",
+							&ks_load_wait,
+							10 * 1000, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("keyedstate");

@@ -20,6 +20,15 @@ extern int	ks_batch_size;
 /* PGC_SIGHUP: longest sleep of a worker between checks, in ms */
 extern int	ks_naptime;
 
+/* PGC_SIGHUP: aggregations one role may own in the cluster, 0 = no limit */
+extern int	ks_max_aggregations_per_owner;
+
+/* PGC_SIGHUP: longest time one step of an aggregation may take, in ms */
+extern int	ks_step_timeout;
+
+/* PGC_SIGHUP: how long a read of a new aggregation waits for it to load, in ms */
+extern int	ks_load_wait;
+
 /* true when loaded through shared_preload_libraries */
 extern bool ks_preloaded;
 

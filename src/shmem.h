@@ -1,29 +1,48 @@
 /*-------------------------------------------------------------------------
  *
  * shmem.h
- *	  The fixed shared-memory struct of keyedstate.
+ *	  The fixed shared-memory struct of keyedstate, and every lock on it.
  *
  * PostgreSQL 15 has no named DSM registry, so everything shared hangs off
  * one struct allocated in the main shared memory segment at startup (hence
  * the need for shared_preload_libraries):
  *
- *	- one slot per running aggregation (keyedstate.max_aggregations), with
- *	  its progress counters, state, error text, a condition variable that
- *	  sync() sleeps on, and the root of its published rows in the DSA;
+ *	- one slot per aggregation (keyedstate.max_aggregations), with its
+ *	  identity, progress counters, state, error text, a condition variable
+ *	  that sync() sleeps on, and the root of its published rows in the DSA;
  *	- one slot per database that has (or may have) aggregations, used by
  *	  the launcher to start and restart database workers;
  *	- the handle of the one DSA area that holds published rows; it is
  *	  created lazily by the first process that needs it.
  *
- * Locking protocol:
- *	- KsShared->lock (exclusive) guards allocating and freeing aggregation
- *	  slots, the database slots and creating the DSA.  Shared mode is
- *	  enough to look a slot up.
+ * Slot life cycle.  create_aggregation() reserves a slot in its own
+ * transaction (so running out of slots is an error at creation, never an
+ * aggregation left 'starting'); the reservation names the creating
+ * transaction and is given back if it aborts.  The database worker claims
+ * the slot when it loads the aggregation and is the only process that
+ * publishes into it or frees it: when the aggregation is dropped, when its
+ * database is gone (the launcher, once no worker is left), or when a
+ * reservation's transaction ended without creating it.  A failed
+ * aggregation keeps its slot (status shows why) but gives its published
+ * rows back at once.
+ *
+ * Locking protocol (this file and store.c are the only ones that take
+ * these locks; everything else goes through the functions below):
+ *	- KsShared->lock guards allocating and freeing aggregation slots, the
+ *	  database slots and creating the DSA.  Shared mode is enough to look a
+ *	  slot up.
  *	- Each aggregation slot's `lock` guards its progress fields and its
- *	  published rows.  The worker takes it exclusive to publish a batch and
+ *	  published rows.  The worker takes it exclusive to publish a step and
  *	  to update progress; readers take it shared.  So a reader sees the
- *	  rows of exactly one published offset, never half a batch.
+ *	  rows of exactly one consumed offset, never half a step.
+ *	- A slot's identity (in_use, dboid, aggid, generation) changes only
+ *	  while both locks are held exclusive, so either lock makes it stable.
+ *	  A KsSlotRef remembers the generation it found; every function taking
+ *	  one rechecks it under the slot lock, so a slot that was freed and
+ *	  reused for another aggregation is never mistaken for the old one.
  *	- Never take KsShared->lock while holding a slot lock.
+ *	- KsShared->filelock serializes writing the file of databases, so that
+ *	  file I/O never holds the lock that lookups (and view plans) take.
  *
  * A crash of any backend resets all of this; the worker rebuilds it from
  * the checkpoint relation.
@@ -35,7 +54,9 @@
 
 #include "keyedstate.h"
 
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "utils/dsa.h"
@@ -43,23 +64,31 @@
 /* What an aggregation is doing, as shown by keyedstate.status */
 typedef enum KsRunState
 {
-	KS_STARTING = 0,			/* worker is loading its checkpoint */
+	KS_STARTING = 0,			/* created, or the worker is loading it */
 	KS_RUNNING,					/* consuming, or caught up */
 	KS_WAITING,					/* held back by an open writer */
 	KS_PAUSED,					/* paused by keyedstate.pause() */
-	KS_FAILED					/* stopped by an error; see error text */
+	KS_FAILED,					/* stopped by an error; see error text */
+	KS_REBUILDING				/* consuming its table again from the start */
 } KsRunState;
 
 /* Per-aggregation shared slot */
 typedef struct KsAggSlot
 {
-	/* identity; set under KsShared->lock */
+	/* identity: changed only under both KsShared->lock and `lock` */
 	bool		in_use;
 	Oid			dboid;
 	int32		aggid;
+	uint64		generation;		/* bumped at every claim of the slot */
 
 	/* everything below is guarded by `lock` */
 	LWLock		lock;
+	TransactionId reserved_xid; /* creating transaction, until committed */
+	Oid			owner;			/* the view's owner, for status and limits */
+	Oid			view_oid;		/* for messages and privilege checks */
+	Oid			live_oid;		/* the live table that may read this slot */
+	Oid			sequence_oid;	/* for the lag shown by status */
+	uint32		rowtype;		/* hash of the view's row type (KsRowTypeHash) */
 	KsRunState	state;
 	int64		consumed_offset;	/* published == consumed */
 	int64		checkpointed_offset;
@@ -80,14 +109,32 @@ typedef struct KsAggSlot
 	uint64		checkpoint_requests;	/* bumped by keyedstate.checkpoint() */
 	uint64		checkpoints_done;
 	int64		resume_count;	/* catalog resume_count the worker applied */
+	bool		in_step;		/* the worker is running a step of it */
+	int			interrupt_pid;	/* a backend pausing or dropping it, or 0 */
+	uint32		interrupt_lxid; /* ... in this local transaction */
 	char		error[KS_ERROR_LEN];
 
 	/* root of the published rows (a KsStoreHeader), or InvalidDsaPointer */
 	dsa_pointer store;
 
+	/*
+	 * Readers copying published rows without the lock (store.c): they
+	 * register in one of two epochs, and replaced rows are freed only once
+	 * no reader that could still see them is left.
+	 */
+	uint32		read_epoch;
+	pg_atomic_uint32 readers[2];
+
 	/* broadcast after every publish, checkpoint and state change */
 	ConditionVariable cv;
 } KsAggSlot;
+
+/* A slot as found at one moment: the generation tells if it is still the same. */
+typedef struct KsSlotRef
+{
+	KsAggSlot  *slot;
+	uint64		generation;
+} KsSlotRef;
 
 /* Per-database slot, for the launcher */
 typedef struct KsDbSlot
@@ -98,6 +145,7 @@ typedef struct KsDbSlot
 	uint32		requested;		/* bumped when a backend wants a worker */
 	uint32		seen;			/* value of requested the worker started with */
 	bool		idle_exit;		/* worker left because it had nothing to do */
+	int			dropping_pid;	/* a backend dropping the database, or 0 */
 	TimestampTz last_start;		/* when the launcher last started one */
 } KsDbSlot;
 
@@ -106,9 +154,11 @@ typedef struct KsDbSlot
 typedef struct KsShared
 {
 	LWLock	   *lock;			/* see the locking protocol above */
+	LWLock	   *filelock;		/* writing the file of databases */
 	int			tranche_id;		/* for the slot locks and the DSA */
 	dsa_handle	dsa;			/* DSM_HANDLE_INVALID until created */
 	int			launcher_procno;	/* -1 when no launcher runs */
+	uint64		next_generation;
 	KsDbSlot	dbs[KS_MAX_DATABASES];
 	int			max_aggs;
 	KsAggSlot	aggs[FLEXIBLE_ARRAY_MEMBER];
@@ -124,26 +174,175 @@ extern void KsRequirePreload(void);
 /* This process's mapping of the shared DSA, creating the area if needed. */
 extern dsa_area *KsGetDsa(void);
 
-/* Find the slot of an aggregation of this database; NULL if none. */
-extern KsAggSlot *KsFindAggSlot(Oid dboid, int32 aggid);
+/* Name of a run state for keyedstate.status. */
+extern const char *KsRunStateName(KsRunState state);
 
-/* Find or allocate the slot of an aggregation; errors when all are used. */
-extern KsAggSlot *KsAcquireAggSlot(Oid dboid, int32 aggid);
+/* --- finding slots (any process) --- */
 
-/* Free a slot, releasing its published rows. */
-extern void KsReleaseAggSlot(KsAggSlot *slot);
+/* Find the slot of an aggregation of this database; false if none. */
+extern bool KsFindAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref);
+
+/* The i-th slot, if in use (for listing them all). */
+extern bool KsSlotAt(int i, KsSlotRef *ref);
+
+/* Whether a slot is still the one found (caller holds its lock). */
+extern bool KsSlotRefValid(const KsSlotRef *ref);
 
 /*
- * Ask the launcher for a worker in this database, or make the running one
- * reload its aggregations.  With bump = false only make sure the database
- * has a slot (so that a later request cannot fail).
+ * A consistent copy of a slot, if it is still the one found; false if it
+ * was freed meanwhile.
+ */
+extern bool KsSlotSnapshot(const KsSlotRef *ref, KsAggSlot *copy);
+
+/* --- creating, controlling and waiting (backends) --- */
+
+/*
+ * Reserve a slot for an aggregation being created by this transaction
+ * (see the life cycle above); errors with ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
+ * when none is free or the owner has keyedstate.max_aggregations_per_owner.
+ */
+extern void KsReserveAggSlot(Oid dboid, int32 aggid, Oid owner, Oid view_oid,
+							 Oid live_oid, Oid sequence_oid);
+
+/* Give back the reservations of an aborted transaction of this backend. */
+extern void KsReleaseReservations(TransactionId xid);
+
+/*
+ * Ask the worker to stop running an aggregation's current step now: this
+ * backend is pausing, dropping or rebuilding it.  The worker leaves the
+ * aggregation alone until this transaction ends (see KsSlotInterrupted).
+ */
+extern void KsInterruptAggregation(Oid dboid, int32 aggid);
+
+/* Ask for a checkpoint; returns the request number to wait for. */
+extern uint64 KsRequestCheckpoint(const KsSlotRef *ref);
+
+/*
+ * Wait on an aggregation's slot until `done` says so (called with the slot
+ * lock held), the aggregation fails, or the deadline passes.  Returns the
+ * consumed offset; raises the aggregation's error if it failed, and an
+ * error on timeout.
+ */
+typedef bool (*KsWaitDone) (const KsAggSlot *slot, void *arg);
+extern int64 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname,
+								  int64 resume_count, TimestampTz deadline,
+								  KsWaitDone done, void *arg, const char *what);
+
+/*
+ * Ask for a database worker: bump the database's request counter (the
+ * launcher starts a worker when a request is newer than what the running
+ * worker has seen) and wake both the launcher and any running worker,
+ * which then reloads its list of aggregations.  With bump = false only
+ * make sure the database has a slot (so that a later request cannot fail).
  */
 extern void KsRequestDatabaseWorker(Oid dboid, bool bump);
 
 /* Wake the worker of a database, if one runs. */
 extern void KsWakeDatabaseWorker(Oid dboid);
 
-/* Name of a run state for keyedstate.status. */
-extern const char *KsRunStateName(KsRunState state);
+/*
+ * DROP DATABASE: make the database's worker leave, and keep the launcher
+ * from starting another until this backend's transaction ends (see
+ * KsDatabaseDropEnded).  Waits up to a few seconds for it to exit.
+ */
+extern void KsDatabaseDropping(Oid dboid);
+extern void KsDatabaseDropEnded(void);
+
+/* --- the worker --- */
+
+/* Claim this database's slot; false if another worker already runs here. */
+extern bool KsClaimDatabase(Oid dboid);
+
+/* Whether a backend asked this database's worker to leave (DROP DATABASE). */
+extern bool KsDatabaseLeaveRequested(void);
+
+/* The database's request counter, and recording the one the worker applied. */
+extern uint32 KsDatabaseRequests(void);
+extern void KsDatabaseRequestsSeen(uint32 seen);
+
+/* Leave if nothing was requested since `seen`; returns whether to leave. */
+extern bool KsDatabaseIdleExit(uint32 seen);
+
+/*
+ * Claim the slot of an aggregation: its reservation, the slot it had
+ * before in this server's life, or a free one (a restart).  Returns false,
+ * with a warning in the log, if none is free.
+ */
+extern bool KsClaimAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref);
+
+/* Free a slot, retiring its published rows once no reader needs them. */
+extern void KsReleaseAggSlot(KsAggSlot *slot);
+
+/*
+ * Free this database's slots that no aggregation needs any more: those of
+ * aggregations not in `keep` (ids of existing aggregations) whose creating
+ * transaction ended.
+ */
+extern void KsReleaseOrphanSlots(Oid dboid, int nkeep, const int32 *keep);
+
+/* Enter a step of an aggregation; false if a backend is interrupting it. */
+extern bool KsSlotEnterStep(KsAggSlot *slot);
+extern void KsSlotLeaveStep(KsAggSlot *slot);
+
+/* Whether some backend is interrupting a step of an aggregation of a database. */
+extern bool KsDatabaseInterruptPending(Oid dboid);
+
+/* Whether the interrupt of the current step was asked for this slot. */
+extern bool KsSlotInterrupted(KsAggSlot *slot);
+
+/* Set the state (and error text and failing offset, for KS_FAILED). */
+extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,
+						   int64 failed_offset);
+
+/* The definition's fields readers need: owner, view, live table, row type. */
+extern void KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
+								Oid sequence_oid, uint32 rowtype, int64 resume_count);
+
+/* Progress the worker reports after a step. */
+typedef struct KsSlotProgress
+{
+	int64		high_water;
+	int			waiting_pid;
+	int64		rows_consumed;	/* added */
+	int64		rows_replayed;	/* added */
+	double		rows_per_second;	/* < 0: unchanged */
+	int64		memory_bytes;
+	int64		keys;
+} KsSlotProgress;
+extern void KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p);
+
+/* A checkpoint committed. */
+extern void KsSlotCheckpointed(KsAggSlot *slot, int64 offset, TimestampTz when,
+							   double ms, int64 keys, int64 bytes, uint64 request);
+
+/* The checkpoint request the worker has to satisfy, if any newer than done. */
+extern uint64 KsSlotCheckpointRequested(KsAggSlot *slot, bool *pending);
+
+/* --- the launcher --- */
+
+/* The launcher is here; give the remembered databases their slots. */
+extern void KsLauncherAttach(const Oid *oids, int n);
+
+/*
+ * Whether database slot i wants a worker started now: a request newer than
+ * what the last worker saw (at most every min_gap_ms), or a worker that
+ * died without leaving on purpose (at most every restart_ms), and no
+ * DROP DATABASE of it under way.
+ */
+extern bool KsLauncherWantsWorker(int i, TimestampTz now, int min_gap_ms, int restart_ms,
+								  Oid *dboid);
+
+/* The launcher started a worker for slot i. */
+extern void KsLauncherStarted(int i, TimestampTz now);
+
+/* A database is gone: free its slot and every aggregation slot of it. */
+extern void KsLauncherForgetDatabase(int i, Oid dboid);
+
+/* Serialize writers of the file of databases (see the locking protocol). */
+extern void KsLockDatabaseFile(void);
+extern void KsUnlockDatabaseFile(void);
+
+/* Hash of a row type, to check that a live table reads the slot it should. */
+extern uint32 KsRowTypeHash(TupleDesc desc);
 
 #endif							/* KS_SHMEM_H */

@@ -4,7 +4,7 @@
  *	  Published per-key rows of an aggregation, in the shared DSA.
  *
  * The worker owns the authoritative transition states in its own memory
- * (keytable.h).  After each batch it finalizes the keys the batch changed
+ * (keytable.h).  After each step it finalizes the keys the step changed
  * and publishes their view rows here, so any backend can read the live
  * state without running aggregate code.  The store is a chained hash table
  * in DSA keyed by the key hash:
@@ -15,17 +15,29 @@
  * An entry whose tuple is InvalidDsaPointer is a key that HAVING hides.
  * Entries are never removed while the aggregation lives.
  *
- * Publishing a batch is done in three steps so that readers never see half
- * of it and running out of memory never leaves half of it applied:
- *	1. without the slot lock, allocate the new tuples and entries
- *	   (KsStoreAllocTuple / KsStoreAllocEntry; InvalidDsaPointer means the
- *	   DSA is full, and the caller frees what it allocated and fails);
- *	2. holding the slot lock exclusive, link the new entries, swap the
- *	   tuples (KsStoreLinkEntry / KsStoreSwapTuple), or copy a tuple over
- *	   the key's current one when it has the same size
- *	   (KsStoreOverwriteTuple), and advance the offset;
- *	3. after releasing the lock, free the replaced tuples.
- * Readers hold the slot lock shared while they copy rows out.
+ * The publish protocol (KsStorePublish, the only writer of a published
+ * store).  The caller first builds every new row in its own memory (user
+ * code: final functions, HAVING, the projection).  Then, with no user
+ * code left to fail:
+ *	1. without the slot lock, the new tuples and entries are allocated in
+ *	   the DSA; if it is full, everything allocated is freed again and the
+ *	   call returns false, so a failed publish leaks nothing;
+ *	2. holding the slot lock exclusive, the new entries are linked, the
+ *	   tuples swapped in (or copied over the key's current row when it has
+ *	   the same size and no reader can be copying it), and the consumed
+ *	   offset advanced: readers see the whole step or none of it;
+ *	3. the replaced tuples are freed once no reader can still copy them.
+ *
+ * Readers (KsStoreReadRows) hold the slot lock shared only while they
+ * collect pointers to the rows they want, after registering in the slot's
+ * current read epoch; they copy the rows after releasing the lock, so a
+ * full scan of millions of keys does not block publishing.  The writer
+ * never overwrites or frees a row a registered reader may still copy: a
+ * replaced row waits in the writer's garbage list, tagged with the epoch
+ * it was replaced in, until the readers of that epoch and the one before
+ * are gone (epochs advance whenever the older counter has drained).  A
+ * whole store (after recovery, or of a failed or dropped aggregation) is
+ * retired the same way.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,75 +64,132 @@ typedef struct KsStoreEntry
 	uint32		tuple_bytes;	/* DSA bytes of tuple, so freeing needs no read */
 } KsStoreEntry;
 
-/* Called by a reader for each visible row; the tuple is only valid inside. */
-typedef void (*KsStoreRowCallback) (MinimalTuple tuple, void *arg);
+/* Rows replaced while readers were copying, freed once they are gone. */
+typedef struct KsStoreWriter
+{
+	dsa_pointer *garbage;
+	uint32	   *garbage_epoch;
+	int64		ngarbage;
+	int64		maxgarbage;
+	MemoryContext cxt;
+} KsStoreWriter;
+
+/*
+ * One key to publish.  entry/tuple/tuple_bytes point at the worker's
+ * record of the key's published entry and row, and are updated.
+ */
+typedef struct KsPublishItem
+{
+	dsa_pointer *entry;			/* in/out: its store entry (Invalid: new key) */
+	dsa_pointer *tuple;			/* in/out: its published row */
+	uint32	   *tuple_bytes;	/* in/out: that row's DSA bytes */
+	uint32		hash;
+	MinimalTuple row;			/* the new row, or NULL when HAVING hides it */
+
+	/* private to KsStorePublish */
+	dsa_pointer new_entry;
+	dsa_pointer new_tuple;
+	uint32		new_bytes;
+} KsPublishItem;
+
+/* The slot's progress figures a publish sets along with the offset. */
+typedef struct KsPublishProgress
+{
+	int64		offset;			/* the new consumed offset */
+	int64		keys;
+	int64		memory_bytes;
+} KsPublishProgress;
 
 /* --- writer side (the worker) --- */
 
 /* Create an empty store; returns its header, or fails with an error. */
-extern dsa_pointer KsStoreCreate(dsa_area *dsa);
+extern dsa_pointer KsStoreCreate(dsa_area *dsa, const char *aggname);
 
-/* Free a store and everything in it (slot lock exclusive, or slot unused). */
+/* A writer's garbage list, in cxt. */
+extern void KsStoreWriterInit(KsStoreWriter *w, MemoryContext cxt);
+
+/*
+ * Publish a step's rows with the new offset (the protocol above); returns
+ * false, having published and leaked nothing, when the DSA is full.
+ */
+extern bool KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items,
+						   int64 n, const KsPublishProgress *progress);
+
+/*
+ * Free what the writer still holds back, waiting for readers to finish;
+ * before its memory goes away (the run is unloaded).
+ */
+extern void KsStoreWriterRelease(KsStoreWriter *w, KsAggSlot *slot);
+
+/*
+ * Make a store built privately (recovery) the slot's published one, with
+ * its offset and figures, and retire the store it replaces.
+ */
+extern void KsStoreInstall(KsAggSlot *slot, dsa_pointer store, int64 consumed,
+						   int64 keys, int64 visible, int64 bytes);
+
+/* Retire a slot's published store: detach it, free it once no reader is left. */
+extern void KsStoreRetire(KsAggSlot *slot);
+
+/* Free a store no reader can see (a private one, or one retired). */
 extern void KsStoreDestroy(dsa_area *dsa, dsa_pointer header);
 
-/* Step 1: copy a tuple into the DSA; InvalidDsaPointer if it is full. */
-extern dsa_pointer KsStoreAllocTuple(dsa_area *dsa, MinimalTuple tuple);
+/* Raise the error for an aggregation that needs more shared memory than allowed. */
+extern void KsStoreExhausted(const char *aggname) pg_attribute_noreturn();
 
-/* Step 1: a new, unlinked entry for a key hash; InvalidDsaPointer if full. */
+/* Bytes of DSA a tuple occupies. */
+extern Size KsStoreTupleBytes(MinimalTuple tuple);
+
+/* The address of a published tuple, for the writer (which needs no lock). */
+extern MinimalTuple KsStoreTupleAddress(dsa_area *dsa, dsa_pointer tuple);
+
+/* --- building a private store (recovery: no reader sees it yet) --- */
+
+/* A new, unlinked entry for a key hash; InvalidDsaPointer if full. */
 extern dsa_pointer KsStoreAllocEntry(dsa_area *dsa, uint32 hash);
 
-/*
- * Step 1: make sure the bucket array suits `nentries` entries, growing it
- * if needed.  Takes the slot lock exclusive itself for the rehash.  Returns
- * false if the DSA is full.
- */
-extern bool KsStoreReserve(dsa_area *dsa, KsAggSlot *slot, uint64 nentries);
-
-/* Prefetch the bucket a key hash links into (the writer, before step 2). */
-extern void KsStorePrefetchBucket(dsa_area *dsa, dsa_pointer header, uint32 hash);
-
-/*
- * A store that no reader sees yet (recovery builds one, then publishes it
- * with KsStorePublish): grow it without a lock.
- */
+/* Grow the bucket array for `nentries`; false if the DSA is full. */
 extern bool KsStoreReservePrivate(dsa_area *dsa, dsa_pointer header, uint64 nentries);
 
 /* Copy a tuple given as bytes (a checkpointed row) into the DSA; Invalid if full. */
 extern dsa_pointer KsStoreAllocTupleBytes(dsa_area *dsa, const char *data, uint32 len);
 
-/* The address of a published tuple, for the writer (which needs no lock). */
-extern MinimalTuple KsStoreTupleAddress(dsa_area *dsa, dsa_pointer tuple);
+/* Prefetch the bucket a key hash links into. */
+extern void KsStorePrefetchBucket(dsa_area *dsa, dsa_pointer header, uint32 hash);
 
-/* Step 2 (slot lock exclusive): link a new entry. */
+/* Link a new entry. */
 extern void KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry);
 
-/*
- * Step 2 (slot lock exclusive): set an entry's tuple (of `bytes` bytes);
- * returns the old one and stores its size in *oldbytes.
- */
+/* Set an entry's tuple; returns the old one and its size in *oldbytes. */
 extern dsa_pointer KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,
 									uint32 bytes, uint32 *oldbytes);
 
+/* --- reader side (any backend) --- */
+
+/* What a reader found besides the rows. */
+typedef struct KsReadResult
+{
+	bool		found;			/* the slot is (still) this aggregation's */
+	KsRunState	state;
+	Oid			live_oid;
+	Oid			view_oid;
+	uint32		rowtype;
+	char		error[KS_ERROR_LEN];
+	int64		failed_offset;
+} KsReadResult;
+
 /*
- * Step 2 (slot lock exclusive): copy a tuple over a published one of the
- * same allocated size (KsStoreTupleBytes), which the writer remembers.
- * Saves allocating and freeing DSA for the common case of a key whose row
- * keeps its size.
+ * Copy the published rows of a slot into cxt: every visible row, or (with
+ * nhashes >= 0) those whose key hash is one of hashes[].  Only when the
+ * slot is still the one found and its state allows reading (not starting,
+ * not failed); *res says what was found either way.  The caller checks
+ * the slot's live table and row type from *res before using the rows;
+ * `check` is called with the slot lock held before anything is copied and
+ * may veto the read by returning false.
  */
-extern void KsStoreOverwriteTuple(dsa_area *dsa, dsa_pointer old, MinimalTuple tuple);
-
-/* Raise the error for an aggregation that needs more shared memory than allowed. */
-extern void KsStoreExhausted(const char *aggname) pg_attribute_noreturn();
-
-/* Bytes of DSA a tuple or entry allocation of this size really uses. */
-extern Size KsStoreTupleBytes(MinimalTuple tuple);
-
-/* --- reader side (slot lock held shared by the caller) --- */
-
-/* Call `cb` for every visible row. */
-extern void KsStoreScan(dsa_area *dsa, dsa_pointer header, KsStoreRowCallback cb, void *arg);
-
-/* Call `cb` for every visible row whose key hash is `hash`. */
-extern void KsStoreLookup(dsa_area *dsa, dsa_pointer header, uint32 hash, KsStoreRowCallback cb, void *arg);
+typedef bool (*KsReadCheck) (const KsReadResult *res, void *arg);
+extern void KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
+							KsReadCheck check, void *checkarg, MemoryContext cxt,
+							MinimalTuple **rows, int64 *nrows, KsReadResult *res);
 
 #endif							/* KS_STORE_H */

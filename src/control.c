@@ -1,0 +1,396 @@
+/*-------------------------------------------------------------------------
+ *
+ * control.c
+ *	  Controlling aggregations and showing their status: drop, pause,
+ *	  resume, rebuild, sync, checkpoint, status, query_definition.
+ *
+ * Who may call what.  PUBLIC may execute these functions; each checks
+ * what PostgreSQL would ask for the same act on the view: drop, pause,
+ * resume, rebuild and checkpoint need ownership of the view (membership
+ * in its owning role), sync needs SELECT on it.  Status shows every
+ * aggregation of the database, but the error text, the failing offset and
+ * the query only to members of the owning role (and superusers).
+ *
+ * Pausing, dropping or rebuilding an aggregation whose step is running
+ * (perhaps stuck in a slow function) first stops that step (shmem.h), so
+ * these return promptly and never wait for the owner's own code.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/ruleutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "catalog.h"
+#include "checkpoint.h"
+#include "hooks.h"
+#include "shmem.h"
+#include "source.h"
+
+PG_FUNCTION_INFO_V1(keyedstate_drop_aggregation);
+PG_FUNCTION_INFO_V1(keyedstate_forget_aggregation);
+PG_FUNCTION_INFO_V1(keyedstate_sync);
+PG_FUNCTION_INFO_V1(keyedstate_pause);
+PG_FUNCTION_INFO_V1(keyedstate_resume);
+PG_FUNCTION_INFO_V1(keyedstate_rebuild);
+PG_FUNCTION_INFO_V1(keyedstate_checkpoint);
+PG_FUNCTION_INFO_V1(keyedstate_query_definition);
+PG_FUNCTION_INFO_V1(keyedstate_worker_status);
+
+/* An aggregation named by its view, and that name for messages. */
+typedef struct KsNamedAgg
+{
+	KsAggDef	def;
+	char	   *name;
+} KsNamedAgg;
+
+/* Resolve an aggregation by the name of its view; errors if it is none. */
+static KsNamedAgg
+KsLookupAggregation(text *nametext)
+{
+	char	   *name = text_to_cstring(nametext);
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	Oid			view_oid = RangeVarGetRelid(rv, NoLock, true);
+	KsNamedAgg	agg;
+	KsCatalogAccess acc;
+	bool		found;
+
+	memset(&agg, 0, sizeof(agg));
+	if (!OidIsValid(view_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("aggregation \"%s\" does not exist", name)));
+	KsCatalogOpen(&acc);
+	found = KsCatalogLookup(view_oid, &agg.def);
+	KsCatalogClose(&acc);
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("\"%s\" is not a keyedstate aggregation", name)));
+	agg.name = KsAggName(view_oid);
+	return agg;
+}
+
+/* Only the owner of an aggregation's view (or a superuser) may control it. */
+static void
+KsCheckOwner(KsNamedAgg *agg)
+{
+	if (!pg_class_ownercheck(agg->def.view_oid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(agg->def.view_oid));
+}
+
+/* Drop an object by address if it still exists. */
+static void
+KsDropObject(Oid classid, Oid objid)
+{
+	ObjectAddress addr;
+
+	ObjectAddressSet(addr, classid, objid);
+	performDeletion(&addr, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
+}
+
+/*
+ * Forget an aggregation whose view is gone (or is being dropped): its
+ * catalog row, checkpointed state, live foreign table and triggers.  Safe to
+ * call twice.
+ */
+void
+KsForgetAggregation(int32 id)
+{
+	KsCatalogAccess acc;
+	Oid			live_oid;
+	Oid			source_oid;
+
+	/* dropping its triggers locks the source: stop a step that reads it */
+	KsInterruptAtOnce(id);
+	KsCatalogOpen(&acc);
+	if (KsCatalogDelete(id, &live_oid, &source_oid))
+	{
+		KsCheckpointForget(id);
+		if (get_rel_name(source_oid) != NULL)
+		{
+			Oid			trig;
+
+			trig = get_trigger_oid(source_oid, psprintf("keyedstate_wake_%d", id), true);
+			if (OidIsValid(trig))
+				KsDropObject(TriggerRelationId, trig);
+			trig = get_trigger_oid(source_oid, psprintf("keyedstate_truncate_%d", id), true);
+			if (OidIsValid(trig))
+				KsDropObject(TriggerRelationId, trig);
+		}
+		if (get_rel_name(live_oid) != NULL)
+			KsDropObject(RelationRelationId, live_oid);
+		KsRequestAtCommit();
+	}
+	KsCatalogClose(&acc);
+}
+
+/* keyedstate.drop_aggregation(name): stop it, remove the view and the state. */
+Datum
+keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
+{
+	KsNamedAgg	agg;
+
+	KsRequirePreload();
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
+	KsCheckOwner(&agg);
+	KsInterruptAtOnce(agg.def.id);
+	KsDropObject(RelationRelationId, agg.def.view_oid);
+	KsForgetAggregation(agg.def.id);
+	PG_RETURN_VOID();
+}
+
+/* keyedstate.forget_aggregation(id): for the sql_drop event trigger. */
+Datum
+keyedstate_forget_aggregation(PG_FUNCTION_ARGS)
+{
+	KsForgetAggregation(PG_GETARG_INT32(0));
+	PG_RETURN_VOID();
+}
+
+/* Pause an aggregation, or resume it (which also retries a failure). */
+static void
+KsSetPaused(text *name, bool paused)
+{
+	KsNamedAgg	agg;
+	KsCatalogAccess acc;
+
+	KsRequirePreload();
+	agg = KsLookupAggregation(name);
+	KsCheckOwner(&agg);
+	if (paused)
+		KsInterruptAtOnce(agg.def.id);
+	KsCatalogOpen(&acc);
+	KsCatalogSetPaused(agg.def.id, paused);
+	KsCatalogClose(&acc);
+	KsRequestAtCommit();
+}
+
+/* keyedstate.pause(name) */
+Datum
+keyedstate_pause(PG_FUNCTION_ARGS)
+{
+	KsSetPaused(PG_GETARG_TEXT_PP(0), true);
+	PG_RETURN_VOID();
+}
+
+/* keyedstate.resume(name) */
+Datum
+keyedstate_resume(PG_FUNCTION_ARGS)
+{
+	KsSetPaused(PG_GETARG_TEXT_PP(0), false);
+	PG_RETURN_VOID();
+}
+
+/*
+ * keyedstate.rebuild(name): drop the state and consume the table again from
+ * the beginning, as a new aggregation would (after the sequence went
+ * backwards, for instance).  Status says 'rebuilding' until it caught up.
+ */
+Datum
+keyedstate_rebuild(PG_FUNCTION_ARGS)
+{
+	KsNamedAgg	agg;
+	KsCatalogAccess acc;
+	int64		start;
+
+	KsRequirePreload();
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
+	KsCheckOwner(&agg);
+	start = KsSourceStartOffset(agg.def.sequence_oid);
+	KsInterruptAtOnce(agg.def.id);
+	KsCatalogOpen(&acc);
+	KsCheckpointForget(agg.def.id);
+	KsCatalogRebuild(agg.def.id, start);
+	KsCatalogClose(&acc);
+	KsRequestAtCommit();
+	PG_RETURN_VOID();
+}
+
+/* sync's condition: consumed up to the target offset. */
+static bool
+KsSyncDone(const KsAggSlot *slot, void *arg)
+{
+	return slot->consumed_offset >= *(int64 *) arg;
+}
+
+/*
+ * keyedstate.sync(name, timeout): wait until every row committed before the
+ * call is in the live state; returns the consumed offset.
+ */
+Datum
+keyedstate_sync(PG_FUNCTION_ARGS)
+{
+	KsNamedAgg	agg;
+	int64		target = PG_INT64_MIN;
+	TimestampTz deadline;
+
+	KsRequirePreload();
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
+	if (pg_class_aclcheck(agg.def.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(agg.def.view_oid));
+	if (agg.def.paused)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s is paused", agg.name),
+				 errhint("Call keyedstate.resume() first.")));
+
+	/* every row committed before now has an offset up to this */
+	(void) KsSequenceLastValue(agg.def.sequence_oid, &target, false);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   Max(KsIntervalMs(PG_GETARG_INTERVAL_P(1)), 0));
+	KsWakeDatabaseWorker(MyDatabaseId);
+	PG_RETURN_INT64(KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name,
+										 agg.def.resume_count, deadline,
+										 KsSyncDone, &target, "sync"));
+}
+
+/* checkpoint's condition: the worker finished our request. */
+static bool
+KsCheckpointDoneCond(const KsAggSlot *slot, void *arg)
+{
+	return slot->checkpoints_done >= *(uint64 *) arg;
+}
+
+/* keyedstate.checkpoint(name): checkpoint now and wait for it. */
+Datum
+keyedstate_checkpoint(PG_FUNCTION_ARGS)
+{
+	KsNamedAgg	agg;
+	KsSlotRef	ref;
+	uint64		request = 0;
+	TimestampTz deadline;
+
+	KsRequirePreload();
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
+	KsCheckOwner(&agg);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
+	if (KsFindAggSlot(MyDatabaseId, agg.def.id, &ref))
+		request = KsRequestCheckpoint(&ref);
+	if (request == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s is not running", agg.name)));
+	KsWakeDatabaseWorker(MyDatabaseId);
+	(void) KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
+								deadline, KsCheckpointDoneCond, &request, "a checkpoint");
+	PG_RETURN_VOID();
+}
+
+/* The owner of a relation, or InvalidOid if it is gone. */
+static Oid
+KsRelOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* Whether the current user may see an owner's private details. */
+static bool
+KsMayInspect(Oid owner)
+{
+	return OidIsValid(owner) && has_privs_of_role(GetUserId(), owner);
+}
+
+/*
+ * keyedstate.query_definition(id): the stored query, deparsed with current
+ * names; NULL unless the caller is a member of the owning role.
+ */
+Datum
+keyedstate_query_definition(PG_FUNCTION_ARGS)
+{
+	KsCatalogAccess acc;
+	Oid			view_oid = InvalidOid;
+	char	   *tree;
+
+	KsCatalogOpen(&acc);
+	tree = KsCatalogQueryTree(PG_GETARG_INT32(0), &view_oid);
+	KsCatalogClose(&acc);
+	if (tree == NULL || !KsMayInspect(KsRelOwner(view_oid)))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(pg_get_querydef((Query *) stringToNode(tree), false)));
+}
+
+/*
+ * keyedstate.worker_status(): progress of this database's aggregations.
+ * The lag is measured against the sequence now, so it is true also while
+ * an aggregation is paused, failed or loading.
+ */
+Datum
+keyedstate_worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			i;
+
+	KsRequirePreload();
+	InitMaterializedSRF(fcinfo, 0);
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsSlotRef	ref;
+		KsAggSlot	copy;
+		Datum		values[19];
+		bool		nulls[19];
+		bool		inspect;
+		int64		high_water;
+
+		if (!KsSlotAt(i, &ref) || !KsSlotSnapshot(&ref, &copy) || copy.dboid != MyDatabaseId)
+			continue;
+
+		inspect = KsMayInspect(copy.owner);
+		high_water = copy.high_water;
+		if (OidIsValid(copy.sequence_oid))
+		{
+			int64		lastval;
+
+			if (KsSequenceLastValue(copy.sequence_oid, &lastval, true))
+				high_water = Max(high_water, lastval);
+		}
+
+		memset(nulls, 0, sizeof(nulls));
+		values[0] = Int32GetDatum(copy.aggid);
+		values[1] = CStringGetTextDatum(KsRunStateName(copy.state));
+		values[2] = Int64GetDatum(copy.consumed_offset);
+		values[3] = Int64GetDatum(copy.checkpointed_offset);
+		values[4] = Int64GetDatum(high_water);
+		values[5] = Int64GetDatum(copy.failed_offset);
+		nulls[5] = !inspect || copy.failed_offset == 0;
+		values[6] = Int32GetDatum(copy.waiting_pid);
+		values[7] = Int64GetDatum(copy.keys);
+		values[8] = Int64GetDatum(copy.visible_keys);
+		values[9] = Int64GetDatum(copy.memory_bytes + copy.shared_bytes);
+		values[10] = Int64GetDatum(copy.shared_bytes);
+		values[11] = Int64GetDatum(copy.rows_consumed);
+		values[12] = Int64GetDatum(copy.rows_replayed);
+		values[13] = Float8GetDatum(copy.rows_per_second);
+		values[14] = TimestampTzGetDatum(copy.last_checkpoint);
+		nulls[14] = copy.last_checkpoint == 0;
+		values[15] = CStringGetTextDatum(copy.error);
+		nulls[15] = !inspect || copy.error[0] == '\0';
+		values[16] = Float8GetDatum(copy.checkpoint_ms);
+		values[17] = Int64GetDatum(copy.checkpoint_keys);
+		values[18] = Int64GetDatum(copy.checkpoint_bytes);
+		nulls[16] = nulls[17] = nulls[18] = copy.last_checkpoint == 0;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * hooks.h
+ *	  How backends reach the worker, and the SQL API's shared pieces.
+ *
+ * Backends talk to the worker through shared memory only (shmem.h): a
+ * bump of the database slot's request counter at commit (reload the
+ * definitions), a latch (new rows), a checkpoint request counter, and the
+ * slot's condition variable to wait for progress.  hooks.c holds the
+ * commit callback, the wake-up trigger, and the utility hook (DROP
+ * EXTENSION, DROP DATABASE); create.c creates aggregations, control.c
+ * controls them and shows their status, restore.c binds restored ones.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_HOOKS_H
+#define KS_HOOKS_H
+
+#include "definition.h"
+
+#include "datatype/timestamp.h"
+
+/* Install the utility hook; called from _PG_init when preloaded. */
+extern void KsHooksInit(void);
+
+/* Ask the worker to reload at commit (and at abort, if it was interrupted). */
+extern void KsRequestAtCommit(void);
+
+/* Stop the worker's current step of an aggregation (pause, drop, rebuild). */
+extern void KsInterruptAtOnce(int32 aggid);
+
+/* Forget an aggregation whose view is gone (see control.c). */
+extern void KsForgetAggregation(int32 id);
+
+/* create.c: shared with control.c and restore.c */
+extern int64 KsIntervalMs(const Interval *iv);
+extern Query *KsParseAggregationQuery(const char *querytext, KsQueryInfo *info);
+extern char *KsDeparseForRestore(Query *query);
+extern void KsSetCanonicalSettings(void);
+extern char *KsLiveTableOptions(int32 id, const KsQueryInfo *info);
+
+#endif							/* KS_HOOKS_H */

@@ -1,0 +1,117 @@
+/*-------------------------------------------------------------------------
+ *
+ * publish.c
+ *	  Publishing the view rows of changed keys.  See publish.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/memutils.h"
+
+#include "publish.h"
+
+/* How far ahead of the publishing loop keys are prefetched. */
+#define KS_PUBLISH_PREFETCH		16
+
+/*
+ * Build the view-row projection: the view's target list and HAVING, already
+ * rewritten over the result tuple [keys, aggregate results].  Constant
+ * folding runs user code: called as the owner.
+ */
+void
+KsPublishCompile(KsAggRun *run, MemoryContext cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	List	   *tlist = NIL;
+	ListCell   *lc;
+
+	foreach(lc, run->info.resulttlist)
+	{
+		TargetEntry *tle = flatCopyTargetEntry(lfirst(lc));
+
+		tle->expr = expression_planner(copyObject(tle->expr));
+		tlist = lappend(tlist, tle);
+	}
+	run->econtext = CreateStandaloneExprContext();
+	run->resultslot = MakeSingleTupleTableSlot(run->info.resultdesc, &TTSOpsVirtual);
+	run->viewslot = MakeSingleTupleTableSlot(run->info.viewdesc, &TTSOpsVirtual);
+	run->proj = ExecBuildProjectionInfo(tlist, run->econtext, run->viewslot,
+										NULL, run->info.resultdesc);
+	run->having = NULL;
+	if (run->info.having != NULL)
+		run->having = ExecInitQual(make_ands_implicit(expression_planner(copyObject(run->info.having))),
+								   NULL);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * The view row of one key, in the batch context, or NULL when HAVING hides
+ * it.  User code: the final functions, HAVING, the projection.
+ */
+static MinimalTuple
+KsBuildRow(KsAggRun *run, KsKeyEntry *e)
+{
+	TupleTableSlot *rs = run->resultslot;
+	int			nkeys = run->kt->nkeys;
+	MinimalTuple row = NULL;
+
+	ExecClearTuple(rs);
+	memcpy(rs->tts_values, e->keys, sizeof(Datum) * nkeys);
+	memcpy(rs->tts_isnull, e->keynulls, sizeof(bool) * nkeys);
+	KsAggFinalize(run->rt, e->states, rs->tts_values + nkeys, rs->tts_isnull + nkeys);
+	ExecStoreVirtualTuple(rs);
+	run->econtext->ecxt_scantuple = rs;
+	if (run->having == NULL || ExecQual(run->having, run->econtext))
+		row = ExecCopySlotMinimalTuple(ExecProject(run->proj));
+	ResetExprContext(run->econtext);
+	return row;
+}
+
+/* Publish the changed keys with a new consumed offset (see publish.h). */
+void
+KsPublish(KsAggRun *run, int64 offset)
+{
+	KsKeyTable *kt = run->kt;
+	int64		n = kt->npublish;
+	KsPublishItem *items;
+	KsPublishProgress progress;
+	MemoryContext oldcxt;
+	int64		i;
+
+	oldcxt = MemoryContextSwitchTo(run->batchcxt);
+	items = palloc_extended(sizeof(KsPublishItem) * Max(n, 1), MCXT_ALLOC_HUGE);
+	for (i = 0; i < n; i++)
+	{
+		KsKeyEntry *e = kt->publish[i];
+		KsPublishItem *it = &items[i];
+
+		/* the keys to publish lie anywhere in memory: fetch ahead */
+		if (i + KS_PUBLISH_PREFETCH < n)
+			KsKeyTablePrefetchLines(kt, kt->publish[i + KS_PUBLISH_PREFETCH]);
+		if (i + KS_PUBLISH_PREFETCH / 2 < n)
+			KsAggPrefetchStates(run->rt, kt->publish[i + KS_PUBLISH_PREFETCH / 2]->states);
+		if ((i & 1023) == 0)
+			KsCheckInterrupts();
+
+		it->entry = &e->shared;
+		it->tuple = &e->shared_tuple;
+		it->tuple_bytes = &e->shared_bytes;
+		it->hash = e->hash;
+		it->row = KsBuildRow(run, e);
+	}
+	MemoryContextSwitchTo(oldcxt);
+
+	progress.offset = offset;
+	progress.keys = kt->nentries;
+	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + kt->mapped_bytes;
+	if (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
+		KsStoreExhausted(run->name);
+	run->consumed = offset;
+	KsKeyClearPublish(kt);
+	MemoryContextReset(run->batchcxt);
+}

@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * publish.h
+ *	  Publishing the view rows of the keys a step changed.
+ *
+ * After its batches, a step finalizes every key it changed (the
+ * aggregates' final functions), evaluates HAVING and the view's target
+ * list over the result tuple [keys, aggregate results] (definition.h), and
+ * hands the rows to the store's publish protocol (store.h) together with
+ * the new consumed offset.  All user code runs before anything is put in
+ * shared memory, so an error on one key leaves nothing half published and
+ * nothing allocated.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_PUBLISH_H
+#define KS_PUBLISH_H
+
+#include "run.h"
+
+/* Compile the view's projection and HAVING of a loaded run into cxt. */
+extern void KsPublishCompile(KsAggRun *run, MemoryContext cxt);
+
+/* Publish the keys changed since the last publish with a new consumed offset. */
+extern void KsPublish(KsAggRun *run, int64 offset);
+
+#endif							/* KS_PUBLISH_H */

@@ -1,0 +1,139 @@
+/*-------------------------------------------------------------------------
+ *
+ * run.h
+ *	  One aggregation's run in the database worker: load, step, fail.
+ *
+ * Each aggregation is a KsAggRun: its definition, the worker-local keyed
+ * state (keytable.h) with the aggregate calls (aggcall.h), the source
+ * reader (source.h) and the projection that turns a key's final values
+ * into its view row (publish.h).  Every step of an aggregation is one
+ * transaction; an error fails that aggregation only (state 'failed', error
+ * text and offset in keyedstate.status, its published rows given back),
+ * its checkpoint stays as of the last good checkpoint, and the other
+ * aggregations go on.
+ *
+ * Who runs what.  A step runs as the aggregation's owner (the owner of its
+ * view) with SECURITY_RESTRICTED_OPERATION, from the moment its
+ * transaction starts until it ends: analysis, constant folding, the
+ * initial values of transition states (type input functions, domain
+ * checks), recovery, the input expressions, transition and final
+ * functions, HAVING, the projection, serialization.  Only reading and
+ * writing keyedstate's own tables switches to the worker's identity, with
+ * KsBecomeWorker() and back with KsBecomeOwner().  Settings a function
+ * changes are rolled back at the end of its step (a GUC nest level, as for
+ * a function's SET clause), and the step is bounded in time by
+ * keyedstate.step_timeout and the owner's statement_timeout.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_RUN_H
+#define KS_RUN_H
+
+#include "aggcall.h"
+#include "catalog.h"
+#include "definition.h"
+#include "keytable.h"
+#include "shmem.h"
+#include "source.h"
+#include "store.h"
+
+#include "executor/spi.h"
+#include "nodes/execnodes.h"
+
+typedef struct KsAggRun
+{
+	KsAggDef   *def;			/* catalog row, in defcxt */
+	MemoryContext defcxt;		/* replaced at every reload */
+	char	   *name;			/* the view's name, for messages */
+	MemoryContext cxt;			/* the run itself */
+	KsAggSlot  *slot;
+	KsSlotRef	slotref;
+	Oid			owner;			/* the view's owner, as of this step */
+	Oid			loaded_owner;	/* the owner the run was loaded as */
+
+	bool		loaded;			/* state recovered and published */
+	bool		failed;
+	bool		interrupted;	/* stopped by a backend: wait for a reload */
+	int64		failed_resume_count;	/* resume() bumps the catalog's */
+
+	/* valid while loaded; all in loadcxt */
+	MemoryContext loadcxt;
+	KsQueryInfo info;
+	KsAggRuntime *rt;
+	KsKeyTable *kt;
+	struct KsApplyBuffer *applybuf;	/* input rows waiting to be applied */
+	KsSource	source;
+	bool		exprs_stale;	/* a function changed: compile again */
+	SPIPlanPtr	ckpt_plan;		/* insert of a checkpoint chunk */
+	ExprContext *econtext;		/* projection of the view rows */
+	TupleTableSlot *resultslot;
+	TupleTableSlot *viewslot;
+	ProjectionInfo *proj;
+	ExprState  *having;
+	MemoryContext batchcxt;
+	KsStoreWriter writer;		/* rows replaced while readers copy */
+	int			timeout_ms;		/* bound on one step */
+
+	int64		consumed;		/* rows with offsets <= consumed are published */
+	int64		applied;		/* rows with offsets <= applied are in the states */
+	int64		checkpointed;
+	int64		ckpt_offset;	/* offset written by the running checkpoint */
+	uint64		ckpt_request;	/* request number it satisfies */
+	int64		ckpt_new_id;	/* its checkpoint id, */
+	bool		ckpt_new_full;	/* whether it is full, */
+	int64		ckpt_new_bytes; /* the bytes it wrote, */
+	int64		ckpt_new_keys;	/* the keys it wrote, */
+	TimestampTz ckpt_started;	/* and when it started */
+	int64		ckpt_last_id;	/* last committed checkpoint (0: none) */
+	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
+	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
+	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
+	StringInfo	ckpt_buf;		/* chunk buffer, kept across checkpoints */
+	dsa_pointer building;		/* store that recovery fills, not yet published */
+	int64		building_bytes; /* its DSA bytes */
+	int64		building_visible;	/* its visible rows */
+	struct KsKeyEntry **ckpt_sorted;	/* scratch for the key-group sort */
+	int64		ckpt_maxsorted;
+	TimestampTz last_checkpoint;
+	int64		cur_offset;		/* row being applied, for error reports */
+	int64		replay_until;	/* offsets re-read after a recovery end here */
+	int64		rebuild_until;	/* a rebuild is over once consumed reaches it */
+
+	int64		rate_rows;
+	TimestampTz rate_since;
+	double		last_rate;
+} KsAggRun;
+
+/* Run user code of an aggregation (its owner, restricted). */
+extern void KsBecomeOwner(KsAggRun *run);
+
+/* Back to the worker's own identity for keyedstate's catalog tables. */
+extern void KsBecomeWorker(void);
+
+/* A new run for a definition; NULL (logged) if no slot is free. */
+extern KsAggRun *KsRunCreate(KsAggDef *def, MemoryContext parent);
+
+/* Give a run a new copy of its definition (a reload). */
+extern void KsRunSetDefinition(KsAggRun *run, KsAggDef *def);
+
+/* Forget a run whose aggregation is gone (or the worker is leaving). */
+extern void KsRunRelease(KsAggRun *run);
+
+/*
+ * One step of one aggregation: load it if needed, move the frontier, apply
+ * batches up to it, publish, checkpoint when due.  Lowers *timeout when
+ * more work is already waiting.  Errors fail the aggregation; never throws.
+ */
+extern void KsRunStep(KsAggRun *run, long *timeout);
+
+/* Final checkpoint of a healthy run (clean shutdown). */
+extern void KsRunShutdownCheckpoint(KsAggRun *run);
+
+/* Set up the worker's process-wide parts of running steps (once). */
+extern void KsRunInitProcess(void);
+
+/* Invalidation callbacks: a table, or some function, changed. */
+extern void KsRunRelationChanged(KsAggRun *run, Oid relid);
+extern void KsRunFunctionsChanged(KsAggRun *run);
+
+#endif							/* KS_RUN_H */
