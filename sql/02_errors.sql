@@ -37,6 +37,16 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT DISTINCT k, count(*) FROM src
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k ORDER BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k LIMIT 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, max(xmin::text) FROM src GROUP BY k');
+-- what a replay would compute differently: the time, the session
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE v < extract(epoch FROM now()) GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT date_trunc(''day'', current_timestamp) AS d, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FILTER (WHERE current_date > ''2000-01-01'') FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, max(age(timestamp ''2000-01-01'')) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k HAVING max(statement_timestamp()) IS NOT NULL');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, session_user AS who, count(*) FROM src GROUP BY k, session_user');
+-- anonymous records that could not be read back after a restart
+SELECT keyedstate.create_aggregation('e1', 'SELECT ROW(k, v) AS r, count(*) FROM src GROUP BY ROW(k, v)');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(ROW(v, t)) FROM src GROUP BY k');
 -- a key type without hashing
 SELECT keyedstate.create_aggregation('e1', 'SELECT k::money AS m, count(*) FROM src GROUP BY k::money');
 -- sources that are not ordinary, logged, permanent tables
@@ -55,6 +65,9 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM foreign_src 
 DROP EXTENSION file_fdw CASCADE;
 CREATE TABLE part_src (id bigserial, k int) PARTITION BY RANGE (id);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM part_src GROUP BY k');
+CREATE TABLE parent_src (id bigserial PRIMARY KEY, k int);
+CREATE TABLE child_src () INHERITS (parent_src);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM parent_src GROUP BY k');
 -- no usable offset column
 CREATE TABLE no_offset (k int, v int);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM no_offset GROUP BY k');
@@ -66,6 +79,11 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM two_offsets 
 CREATE TABLE cached (id bigserial PRIMARY KEY, k int);
 ALTER SEQUENCE cached_id_seq CACHE 10;
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM cached GROUP BY k');
+CREATE TABLE cycling (id bigserial PRIMARY KEY, k int);
+ALTER SEQUENCE cycling_id_seq CYCLE;
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM cycling GROUP BY k');
+CREATE TABLE lowest (id bigint GENERATED ALWAYS AS IDENTITY (MINVALUE -9223372036854775808 START WITH -9223372036854775808) PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM lowest GROUP BY k');
 -- bad arguments
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', start_from => 'yesterday');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '0');
@@ -84,4 +102,4 @@ SELECT name FROM keyedstate.aggregations;
 SELECT keyedstate.drop_aggregation('agg');
 DROP VIEW src_view;
 DROP MATERIALIZED VIEW src_mv;
-DROP TABLE src, other, tmp_src, unlogged_src, part_src, no_offset, two_offsets, cached;
+DROP TABLE src, other, tmp_src, unlogged_src, part_src, no_offset, two_offsets, cached, cycling, lowest, parent_src CASCADE;
