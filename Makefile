@@ -20,7 +20,8 @@ OBJS = \
 	src/liveview.o \
 	src/create.o \
 	src/control.o \
-	src/hooks.o
+	src/hooks.o \
+	src/restore.o
 
 EXTENSION = keyedstate
 DATA = $(wildcard sql/keyedstate--*.sql)

@@ -63,7 +63,9 @@ SELECT 'keyedstate.live_' || id AS live FROM keyedstate.aggregations WHERE name 
 SELECT * FROM :live;
 -- and the live table cannot be re-pointed by its user
 SET ROLE regress_ks_alice;
+\set VERBOSITY sqlstate
 ALTER FOREIGN TABLE :live OPTIONS (SET aggregation_id '1');
+\set VERBOSITY default
 RESET ROLE;
 
 -- losing SELECT on the source stops the aggregation with a clear error

@@ -73,6 +73,16 @@ EXCEPTION WHEN feature_not_supported THEN
 END;
 $$;
 
+/*
+ * pg_dump writes the definitions (and the id sequence) after CREATE
+ * EXTENSION; the trigger below binds each restored row to the restored
+ * objects, and the aggregation rebuilds its state from its restored source
+ * (the checkpointed state is not dumped: it names types and objects by
+ * OIDs of this database).
+ */
+SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation', '');
+SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation_id_seq', '');
+
 REVOKE ALL ON keyedstate.aggregation, keyedstate.state, keyedstate.aggregation_id_seq FROM PUBLIC;
 GRANT USAGE ON SCHEMA keyedstate TO PUBLIC;
 
@@ -230,6 +240,48 @@ REVOKE ALL ON FUNCTION keyedstate.on_sql_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER keyedstate_sql_drop ON sql_drop
 	EXECUTE FUNCTION keyedstate.on_sql_drop();
+
+/* Binds a definition that a restore inserts (see restore.c). */
+CREATE FUNCTION keyedstate.restore_definition()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'keyedstate_restore_definition'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION keyedstate.restore_definition() FROM PUBLIC;
+
+CREATE TRIGGER restore_definition BEFORE INSERT ON keyedstate.aggregation
+	FOR EACH ROW EXECUTE FUNCTION keyedstate.restore_definition();
+
+/*
+ * Keeps the definition text a dump writes current when something it names
+ * is renamed or moved.
+ */
+CREATE FUNCTION keyedstate.refresh_definitions()
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_refresh_definitions'
+LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION keyedstate.refresh_definitions() FROM PUBLIC;
+
+CREATE FUNCTION keyedstate.on_ddl_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM keyedstate.aggregation) THEN
+		PERFORM keyedstate.refresh_definitions();
+	END IF;
+END;
+$$;
+REVOKE ALL ON FUNCTION keyedstate.on_ddl_end() FROM PUBLIC;
+
+CREATE EVENT TRIGGER keyedstate_ddl_end ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE', 'ALTER FUNCTION', 'ALTER PROCEDURE', 'ALTER AGGREGATE',
+				 'ALTER SCHEMA', 'ALTER TYPE', 'ALTER DOMAIN', 'ALTER OPERATOR',
+				 'ALTER COLLATION', 'ALTER SEQUENCE', 'ALTER VIEW', 'ALTER FOREIGN TABLE',
+				 'ALTER TEXT SEARCH CONFIGURATION', 'ALTER TEXT SEARCH DICTIONARY',
+				 'ALTER CONVERSION', 'ALTER EXTENSION')
+	EXECUTE FUNCTION keyedstate.on_ddl_end();
 
 CREATE VIEW keyedstate.aggregations AS
 SELECT a.id,

@@ -175,6 +175,16 @@ KsCatalogNextId(void)
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* Set while KsCatalogInsert inserts a row (see KsCatalogInserting). */
+static bool ks_inserting = false;
+
+/* Whether KsCatalogInsert is inserting. */
+bool
+KsCatalogInserting(void)
+{
+	return ks_inserting;
+}
+
 /* Insert a new definition (inside the bracket). */
 void
 KsCatalogInsert(const KsNewAggregation *agg)
@@ -206,11 +216,20 @@ KsCatalogInsert(const KsNewAggregation *agg)
 	args[11] = agg->checkpoint_interval;
 	args[12] = DirectFunctionCall1(namein,
 								   CStringGetDatum(get_attname(agg->source_oid, agg->offset_attnum, false)));
-	ret = SPI_execute_with_args("INSERT INTO keyedstate.aggregation (id, view, live, source, "
-								"offset_attnum, sequence, query_text, definition, query_tree, settings, "
-								"checkpointed_offset, checkpoint_interval, offset_column) "
-								"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-								13, argtypes, args, NULL, false, 0);
+	ks_inserting = true;
+	PG_TRY();
+	{
+		ret = SPI_execute_with_args("INSERT INTO keyedstate.aggregation (id, view, live, source, "
+									"offset_attnum, sequence, query_text, definition, query_tree, settings, "
+									"checkpointed_offset, checkpoint_interval, offset_column) "
+									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+									13, argtypes, args, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		ks_inserting = false;
+	}
+	PG_END_TRY();
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not record aggregation: %s", SPI_result_code_string(ret));
 	KsCatalogChanged();

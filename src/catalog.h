@@ -101,6 +101,9 @@ typedef struct KsNewAggregation
 } KsNewAggregation;
 extern void KsCatalogInsert(const KsNewAggregation *agg);
 
+/* Whether KsCatalogInsert is inserting (so the restore trigger stands aside). */
+extern bool KsCatalogInserting(void);
+
 /* Delete a definition; false if it was gone.  Returns its live table and source. */
 extern bool KsCatalogDelete(int32 id, Oid *live_oid, Oid *source_oid);
 

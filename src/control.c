@@ -125,10 +125,10 @@ KsForgetAggregation(int32 id)
 		{
 			Oid			trig;
 
-			trig = get_trigger_oid(source_oid, psprintf("keyedstate_wake_%d", id), true);
+			trig = get_trigger_oid(source_oid, psprintf(KS_WAKE_TRIGGER_FMT, id), true);
 			if (OidIsValid(trig))
 				KsDropObject(TriggerRelationId, trig);
-			trig = get_trigger_oid(source_oid, psprintf("keyedstate_truncate_%d", id), true);
+			trig = get_trigger_oid(source_oid, psprintf(KS_TRUNCATE_TRIGGER_FMT, id), true);
 			if (OidIsValid(trig))
 				KsDropObject(TriggerRelationId, trig);
 		}

@@ -290,11 +290,13 @@ KsExecute(const char *sql)
 
 /*
  * The live table's options: the aggregation, and per key the view column
- * holding it, its equality operator and collation (for point lookups).
+ * holding it, its equality operator and collation (for point lookups);
+ * with `set`, as ALTER FOREIGN TABLE ... OPTIONS (SET ...) wants them.
  */
 char *
-KsLiveTableOptions(int32 id, const KsQueryInfo *info)
+KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set)
 {
+	const char *op = set ? "SET " : "";
 	int64	   *attnums = palloc(sizeof(int64) * Max(info->nkeys, 1));
 	int64	   *eqops = palloc(sizeof(int64) * Max(info->nkeys, 1));
 	int64	   *colls = palloc(sizeof(int64) * Max(info->nkeys, 1));
@@ -306,9 +308,9 @@ KsLiveTableOptions(int32 id, const KsQueryInfo *info)
 		eqops[i] = info->keyeqops[i];
 		colls[i] = info->keycolls[i];
 	}
-	return psprintf("aggregation_id '%d', key_attnums '%s', key_eqops '%s', key_collations '%s'",
-					id, KsJoinInts(attnums, info->nkeys), KsJoinInts(eqops, info->nkeys),
-					KsJoinInts(colls, info->nkeys));
+	return psprintf("%saggregation_id '%d', %skey_attnums '%s', %skey_eqops '%s', %skey_collations '%s'",
+					op, id, op, KsJoinInts(attnums, info->nkeys), op, KsJoinInts(eqops, info->nkeys),
+					op, KsJoinInts(colls, info->nkeys));
 }
 
 /* Stage 4 and 5: the objects, as the bootstrap superuser (catalog bracket held). */
@@ -321,14 +323,14 @@ KsCreateObjects(KsCreateState *cs)
 	ObjectAddress ruleaddr;
 
 	cs->id = KsCatalogNextId();
-	livename = psprintf("%s.%s", KS_SCHEMA, quote_identifier(psprintf("live_%d", cs->id)));
+	livename = psprintf("%s.%s", KS_SCHEMA, quote_identifier(psprintf(KS_LIVE_TABLE_FMT, cs->id)));
 	viewname = quote_qualified_identifier(get_namespace_name(cs->nspid), cs->viewrv->relname);
 	sourcename = quote_qualified_identifier(get_namespace_name(get_rel_namespace(cs->info.source_relid)),
 											get_rel_name(cs->info.source_relid));
 
 	KsExecute(psprintf("CREATE FOREIGN TABLE %s (%s) SERVER %s OPTIONS (%s)",
 					   livename, KsColumnDefs(cs->info.viewdesc), KS_SERVER,
-					   KsLiveTableOptions(cs->id, &cs->info)));
+					   KsLiveTableOptions(cs->id, &cs->info, false)));
 	/* anyone may scan it: the wrapper asks for SELECT on the view (liveview.c) */
 	KsExecute(psprintf("GRANT SELECT ON %s TO PUBLIC", livename));
 	KsExecute(psprintf("CREATE VIEW %s AS SELECT %s FROM %s",
@@ -337,14 +339,14 @@ KsCreateObjects(KsCreateState *cs)
 					   quote_identifier(GetUserNameFromId(cs->userid, false))));
 	KsExecute(psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
 					   "EXECUTE FUNCTION keyedstate.wake()",
-					   quote_identifier(psprintf("keyedstate_wake_%d", cs->id)), sourcename));
+					   quote_identifier(psprintf(KS_WAKE_TRIGGER_FMT, cs->id)), sourcename));
 	KsExecute(psprintf("CREATE TRIGGER %s BEFORE TRUNCATE ON %s FOR EACH STATEMENT "
 					   "EXECUTE FUNCTION keyedstate.refuse_truncate()",
-					   quote_identifier(psprintf("keyedstate_truncate_%d", cs->id)), sourcename));
+					   quote_identifier(psprintf(KS_TRUNCATE_TRIGGER_FMT, cs->id)), sourcename));
 	CommandCounterIncrement();
 
 	cs->view_oid = get_relname_relid(cs->viewrv->relname, cs->nspid);
-	cs->live_oid = get_relname_relid(psprintf("live_%d", cs->id), get_namespace_oid(KS_SCHEMA, false));
+	cs->live_oid = get_relname_relid(psprintf(KS_LIVE_TABLE_FMT, cs->id), get_namespace_oid(KS_SCHEMA, false));
 
 	/* the view's rule depends on what the query uses, as a plain view's would */
 	ObjectAddressSet(ruleaddr, RewriteRelationId, get_rewrite_oid(cs->view_oid, ViewSelectRuleName, false));

@@ -37,6 +37,6 @@ extern int64 KsIntervalMs(const Interval *iv);
 extern Query *KsParseAggregationQuery(const char *querytext, KsQueryInfo *info);
 extern char *KsDeparseForRestore(Query *query);
 extern void KsSetCanonicalSettings(void);
-extern char *KsLiveTableOptions(int32 id, const KsQueryInfo *info);
+extern char *KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set);
 
 #endif							/* KS_HOOKS_H */

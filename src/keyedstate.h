@@ -51,6 +51,9 @@ extern void _PG_init(void);
 /* Names used for the extension's own catalog objects. */
 #define KS_SCHEMA				"keyedstate"
 #define KS_SERVER				"keyedstate_server"
+#define KS_LIVE_TABLE_FMT		"live_%d"
+#define KS_WAKE_TRIGGER_FMT		"keyedstate_wake_%d"
+#define KS_TRUNCATE_TRIGGER_FMT "keyedstate_truncate_%d"
 
 /*
  * The CPU's cache line, for prefetching (PG_CACHE_LINE_SIZE is 128, an

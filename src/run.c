@@ -16,6 +16,7 @@
 #include "catalog/indexing.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_db_role_setting.h"
+#include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "optimizer/optimizer.h"
@@ -47,6 +48,7 @@
 #define KS_WAITING_AFTER_MS		1000
 
 static Oid	KsViewOwner(Oid view_oid);
+static void KsRunUnload(KsAggRun *run);
 
 /* The aggregation whose settings the session has, or -1 (KsStepBegin). */
 static int32 ks_settings_for = -1;
@@ -273,6 +275,9 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 	MemoryContext newcxt = AllocSetContextCreate(run->cxt, "keyedstate definition",
 												 ALLOCSET_SMALL_SIZES);
 
+	/* rebuild(): start over from the (now empty) checkpoint */
+	if (run->def != NULL && def->rebuilding && def->resume_count != run->def->resume_count)
+		KsRunUnload(run);
 	run->def = KsCopyDefinition(def, newcxt);
 	if (run->defcxt != NULL)
 		MemoryContextDelete(run->defcxt);
@@ -610,6 +615,20 @@ KsRunPrepare(KsAggRun *run)
 }
 
 /*
+ * Whether a rebuilding aggregation may start: a restore creates the
+ * source's triggers after its rows (see restore.c), so until the wake-up
+ * trigger exists the source may still be loading.
+ */
+static bool
+KsRunSourceReady(KsAggRun *run)
+{
+	if (run->loaded || !run->def->rebuilding)
+		return true;
+	return OidIsValid(get_trigger_oid(run->def->source_oid,
+									  psprintf(KS_WAKE_TRIGGER_FMT, run->def->id), true));
+}
+
+/*
  * Lock the source and its sequence for a step, without waiting: a long
  * ALTER TABLE or a TRUNCATE holding them would otherwise stall the worker.
  */
@@ -651,7 +670,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 		error_context_stack = &errcb;
 
 		/* a paused aggregation is loaded only to be checkpointed */
-		if (run->loaded || !run->def->paused)
+		if ((run->loaded || !run->def->paused) && KsRunSourceReady(run))
 		{
 			/* never wait for a lock on the source: skip the step instead */
 			locked = KsRunLockSource(run);

@@ -133,12 +133,7 @@ KsReloadRuns(void)
 			ks_runs = lappend(ks_runs, run);
 		}
 		else
-		{
-			/* a rebuild starts over from its new (empty) state */
-			if (def->rebuilding && !run->def->rebuilding)
-				run->loaded = false;
 			KsRunSetDefinition(run, def);
-		}
 		keep = lappend(keep, run);
 	}
 

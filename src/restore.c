@@ -1,0 +1,306 @@
+/*-------------------------------------------------------------------------
+ *
+ * restore.c
+ *	  Aggregations across pg_dump and restore.
+ *
+ * keyedstate.aggregation and its id sequence are extension configuration
+ * tables: pg_dump writes their rows after CREATE EXTENSION, naming the
+ * view, live table, source and sequence by regclass, so that a restore
+ * reads them back as the restored objects.  The live tables, views and
+ * triggers are ordinary objects and are dumped as such.  The checkpointed
+ * state is not dumped: its bytes are in-memory images that name types and
+ * other objects by OID, meaningless in another database.
+ *
+ * A restored row is bound to its new database by a BEFORE INSERT trigger
+ * on keyedstate.aggregation (rows create_aggregation() inserts itself are
+ * left alone):
+ *	- the definition text, which names everything fully qualified and
+ *	  writes constants in forms that read back exactly (create.c), is
+ *	  analysed again as the view's owner, under the settings it was
+ *	  deparsed with, like pg_dump's own views; the tree stored replaces the
+ *	  dumped one (whose OIDs belonged to the old database);
+ *	- the offset column is found again by name, the live table's options
+ *	  get the key operators' and collations' new OIDs, and the view's rule
+ *	  depends on what the query uses again;
+ *	- the aggregation starts over from the beginning of its source, and
+ *	  status shows it 'rebuilding' until it has caught up.  It starts only
+ *	  once its source's wake-up trigger exists: pg_dump restores triggers
+ *	  after the table data, so by then the source's rows are all there.
+ * Anything that cannot be bound (keyedstate not preloaded, a function the
+ * query used is missing) makes the restore fail with an error, never
+ * leaves a view that cannot be read.
+ *
+ * So that the definition text stays right when something it names is
+ * renamed, an event trigger at the end of ALTER commands deparses every
+ * stored tree again (keyedstate_refresh_definitions).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+#include "catalog/dependency.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "catalog/pg_rewrite.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "parser/analyze.h"
+#include "tcop/tcopprot.h"
+#include "rewrite/rewriteSupport.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "catalog.h"
+#include "definition.h"
+#include "hooks.h"
+#include "launcher.h"
+#include "shmem.h"
+#include "source.h"
+
+PG_FUNCTION_INFO_V1(keyedstate_restore_definition);
+PG_FUNCTION_INFO_V1(keyedstate_refresh_definitions);
+
+/* A column of keyedstate.aggregation in a trigger's tuple, by name. */
+static int
+KsColumn(TupleDesc desc, const char *name)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	if (attnum <= 0)
+		elog(ERROR, "keyedstate.aggregation has no column \"%s\"", name);
+	return attnum;
+}
+
+/* A non-null column value of the restored row. */
+static Datum
+KsGet(HeapTuple tup, TupleDesc desc, const char *name)
+{
+	bool		isnull;
+	Datum		d = heap_getattr(tup, KsColumn(desc, name), desc, &isnull);
+
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("restored keyedstate aggregation has no %s", name)));
+	return d;
+}
+
+/* The owner of a relation; errors if it does not exist. */
+static Oid
+KsOwnerOf(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Analyse a restored definition as the view's owner, restricted, under the
+ * aggregation's captured settings and the settings it was deparsed with.
+ * Privileges are not checked here: a restore grants them only after the
+ * data, and the worker checks them at every step.
+ */
+static Query *
+KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo *info)
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			nestlevel;
+	Query	   *query;
+	List	   *raw;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	nestlevel = NewGUCNestLevel();
+	KsApplySettings(settings);
+	KsSetCanonicalSettings();
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	raw = pg_parse_query(definition);
+	if (list_length(raw) != 1 || !IsA(((RawStmt *) linitial(raw))->stmt, SelectStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("restored keyedstate definition is not a single SELECT statement")));
+	query = parse_analyze_fixedparams(linitial(raw), definition, NULL, 0, NULL);
+	KsAnalyzeQuery(query, info);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	AtEOXact_GUC(false, nestlevel);
+	return query;
+}
+
+/*
+ * keyedstate.restore_definition(): BEFORE INSERT trigger on
+ * keyedstate.aggregation, binding a restored row (see the banner).
+ */
+Datum
+keyedstate_restore_definition(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	int32		id;
+	Oid			view_oid;
+	Oid			live_oid;
+	Oid			source_oid;
+	Oid			sequence_oid;
+	Oid			owner;
+	char	   *definition;
+	char	   *offset_column;
+	List	   *settings = NIL;
+	KsQueryInfo info;
+	Query	   *query;
+	AttrNumber	offset_attnum;
+	int64		start;
+	ObjectAddress ruleaddr;
+	int			cols[6];
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, true};
+	KsCatalogAccess acc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("keyedstate.restore_definition() must be called as a BEFORE INSERT row trigger")));
+	tup = trigdata->tg_trigtuple;
+	if (KsCatalogInserting())
+		return PointerGetDatum(tup);
+
+	/* a restore: the worker must exist to take it over */
+	KsRequirePreload();
+	desc = RelationGetDescr(trigdata->tg_relation);
+	id = DatumGetInt32(KsGet(tup, desc, "id"));
+	view_oid = DatumGetObjectId(KsGet(tup, desc, "view"));
+	live_oid = DatumGetObjectId(KsGet(tup, desc, "live"));
+	source_oid = DatumGetObjectId(KsGet(tup, desc, "source"));
+	sequence_oid = DatumGetObjectId(KsGet(tup, desc, "sequence"));
+	definition = TextDatumGetCString(KsGet(tup, desc, "definition"));
+	offset_column = pstrdup(NameStr(*DatumGetName(KsGet(tup, desc, "offset_column"))));
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, KsColumn(desc, "settings"), desc, &isnull);
+
+		if (!isnull)
+		{
+			Datum	   *elems;
+			int			nelems;
+			int			i;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+							  &elems, NULL, &nelems);
+			for (i = 0; i < nelems; i++)
+				settings = lappend(settings, TextDatumGetCString(elems[i]));
+		}
+	}
+	owner = KsOwnerOf(view_oid);
+
+	query = KsAnalyseRestored(definition, settings, owner, &info);
+	if (info.source_relid != source_oid)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("restored aggregation %s reads table \"%s\", not \"%s\"",
+						KsAggName(view_oid), get_rel_name(info.source_relid),
+						get_rel_name(source_oid))));
+	offset_attnum = get_attnum(source_oid, offset_column);
+	if (offset_attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("offset column \"%s\" of restored aggregation %s does not exist",
+						offset_column, KsAggName(view_oid))));
+	start = KsSourceStartOffset(sequence_oid);
+
+	/* the view's rule depends on what the query uses, as at creation */
+	ObjectAddressSet(ruleaddr, RewriteRelationId,
+					 get_rewrite_oid(view_oid, ViewSelectRuleName, false));
+	recordDependencyOnExpr(&ruleaddr, (Node *) query, NIL, DEPENDENCY_NORMAL);
+
+	/* the live table's key operators and collations, as OIDs of this database */
+	KsCatalogOpen(&acc);
+	if (SPI_execute(psprintf("ALTER FOREIGN TABLE %s OPTIONS (%s)",
+							 KsAggName(live_oid), KsLiveTableOptions(id, &info, true)),
+					false, 0) < 0)
+		elog(ERROR, "could not set the options of the live table of aggregation %s",
+			 KsAggName(view_oid));
+	KsCatalogClose(&acc);
+
+	cols[0] = KsColumn(desc, "query_tree");
+	values[0] = CStringGetTextDatum(nodeToString(query));
+	cols[1] = KsColumn(desc, "offset_attnum");
+	values[1] = Int16GetDatum(offset_attnum);
+	cols[2] = KsColumn(desc, "checkpointed_offset");
+	values[2] = Int64GetDatum(start);
+	cols[3] = KsColumn(desc, "rebuilding");
+	values[3] = BoolGetDatum(true);
+	cols[4] = KsColumn(desc, "resume_count");
+	values[4] = Int64GetDatum(0);
+	cols[5] = KsColumn(desc, "last_checkpoint");
+	values[5] = (Datum) 0;
+	tup = heap_modify_tuple_by_cols(tup, desc, 6, cols, values, nulls);
+
+	KsReserveAggSlot(MyDatabaseId, id, owner, view_oid, live_oid, sequence_oid);
+	KsRememberDatabase(MyDatabaseId);
+	KsRequestAtCommit();
+	KsCatalogChanged();
+	return PointerGetDatum(tup);
+}
+
+/*
+ * keyedstate.refresh_definitions(): deparse every stored tree again, so that
+ * the definition text and the offset column's name a dump writes are those
+ * of the objects now (called at the end of ALTER commands).
+ */
+Datum
+keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
+{
+	KsCatalogAccess acc;
+	uint64		i;
+	uint64		n;
+	SPITupleTable *rows;
+
+	KsCatalogOpen(&acc);
+	if (SPI_execute("SELECT id, query_tree, definition, source, offset_attnum, offset_column "
+					"FROM keyedstate.aggregation", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read keyedstate.aggregation");
+	rows = SPI_tuptable;
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		TupleDesc	desc = rows->tupdesc;
+		bool		isnull;
+		int32		id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		char	   *tree = SPI_getvalue(tup, desc, 2);
+		char	   *old = SPI_getvalue(tup, desc, 3);
+		Oid			source = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		AttrNumber	attnum = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
+		char	   *oldcol = SPI_getvalue(tup, desc, 6);
+		char	   *text = KsDeparseForRestore((Query *) stringToNode(tree));
+		char	   *col = get_attname(source, attnum, true);
+		Datum		args[3];
+		Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
+
+		if (col == NULL)
+			col = oldcol;
+		if (strcmp(text, old) == 0 && strcmp(col, oldcol) == 0)
+			continue;
+		args[0] = Int32GetDatum(id);
+		args[1] = CStringGetTextDatum(text);
+		args[2] = CStringGetTextDatum(col);
+		if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET definition = $2, "
+								  "offset_column = $3::pg_catalog.name WHERE id = $1",
+								  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update keyedstate.aggregation");
+	}
+	KsCatalogClose(&acc);
+	PG_RETURN_VOID();
+}
