@@ -1,0 +1,123 @@
+# pg_dump and restore: every aggregation comes back, bound to the restored
+# objects, rebuilds its state from the restored source, and equals the
+# GROUP BY oracle, restored into a fresh database of the same cluster
+# (plain dump through psql) and into a fresh cluster (custom format through
+# pg_restore).  Objects renamed after creation and constants written under
+# other settings survive the round trip.  A restore into a server without
+# keyedstate preloaded fails loudly.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = ks_node('dump');
+$node->safe_psql('postgres', 'CREATE DATABASE src_db');
+$node->safe_psql('src_db', q{
+CREATE EXTENSION keyedstate;
+CREATE ROLE regress_dump_owner;
+CREATE ROLE regress_dump_reader;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v numeric NOT NULL, t text, ts timestamptz NOT NULL);
+INSERT INTO ev (k, v, t, ts)
+SELECT g % 37, g / 7.0, 'x' || (g % 11), timestamptz '2024-01-01 00:00+00' + g * interval '17 minutes'
+  FROM generate_series(1, 5000) g;
+GRANT SELECT, TRIGGER ON ev TO regress_dump_owner;
+GRANT CREATE ON SCHEMA public TO regress_dump_owner;
+SET TimeZone = 'America/New_York';
+SET DateStyle = 'SQL, DMY';
+SET extra_float_digits = 0;
+SELECT keyedstate.create_aggregation('ev_stats',
+	'SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, string_agg(t, '','') AS ts
+	   FROM ev WHERE ts >= ''2024-01-02 12:00 EST'' AND v < 700.123456789012345 GROUP BY k HAVING count(*) > 10');
+RESET TimeZone;
+RESET DateStyle;
+RESET extra_float_digits;
+SET ROLE regress_dump_owner;
+SELECT keyedstate.create_aggregation('public.ev_hours',
+	'SELECT date_trunc(''hour'', ts) AS h, k % 3 AS g, count(*) AS n, max(t) AS m FROM ev GROUP BY 1, 2');
+RESET ROLE;
+GRANT SELECT ON ev_hours TO regress_dump_reader;
+-- renamed after creation: the dump must use the new names
+ALTER TABLE ev RENAME COLUMN t TO label;
+ALTER TABLE ev RENAME TO events;
+});
+ks_sync($node, 'src_db', 'ev_stats');
+ks_sync($node, 'src_db', 'ev_hours');
+
+my %oracle = (
+	ev_stats => q{SELECT k, count(*), sum(v), avg(v), string_agg(label, ',' ORDER BY id) FROM events
+	   WHERE ts >= '2024-01-02 17:00+00' AND v < 700.123456789012345 GROUP BY k HAVING count(*) > 10},
+	ev_hours => q{SELECT date_trunc('hour', ts), k % 3, count(*), max(label) FROM events GROUP BY 1, 2});
+
+for my $v (sort keys %oracle)
+{
+	is(ks_mismatches($node, 'src_db', "SELECT * FROM $v", $oracle{$v}), '0', "$v equals the oracle before the dump");
+}
+
+# Check a restored database: rebuilt, exact, and still consuming.
+sub check_restored
+{
+	my ($n, $db, $what) = @_;
+	for my $v (sort keys %oracle)
+	{
+		ks_sync($n, $db, $v);
+		is(ks_mismatches($n, $db, "SELECT * FROM $v", $oracle{$v}), '0', "$what: $v equals the oracle");
+	}
+	ok(ks_wait_for($n, $db, "SELECT bool_and(state = 'running') FROM keyedstate.status"),
+		"$what: status says running once rebuilt");
+	$n->safe_psql($db, q{INSERT INTO events (k, v, label, ts) SELECT g % 37, g, 'late', '2024-02-01' FROM generate_series(1, 500) g});
+	for my $v (sort keys %oracle)
+	{
+		ks_sync($n, $db, $v);
+		is(ks_mismatches($n, $db, "SELECT * FROM $v", $oracle{$v}), '0', "$what: $v exact after new rows");
+	}
+	is($n->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'keyedstate_%'}), '4',
+		"$what: the source has its triggers once");
+	# the restored privileges hold: the reader sees ev_hours, not ev_stats
+	my ($ret, $out, $err) = $n->psql($db, 'SET ROLE regress_dump_reader; SELECT count(*) > 0 FROM ev_hours');
+	is($out, 't', "$what: a granted reader reads the view");
+	($ret, $out, $err) = $n->psql($db, 'SET ROLE regress_dump_reader; SELECT count(*) FROM ev_stats');
+	like($err, qr/permission denied/, "$what: an ungranted one does not");
+	# DROP TABLE of the source is refused naming the view, as before the dump
+	($ret, $out, $err) = $n->psql($db, 'DROP TABLE events');
+	like($err, qr/depend/, "$what: the views depend on the source again");
+}
+
+# a plain dump restored with psql into a fresh database of the same cluster
+my $plain = $node->basedir . '/plain.sql';
+command_ok([ 'pg_dump', '-d', $node->connstr('src_db'), '-f', $plain ], 'pg_dump (plain)');
+$node->safe_psql('postgres', 'CREATE DATABASE copy_db');
+command_ok([ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-q', '-d', $node->connstr('copy_db'), '-f', $plain ],
+	'the plain dump restores without an error');
+check_restored($node, 'copy_db', 'same cluster');
+
+# the custom format restored with pg_restore into a fresh cluster
+my $custom = $node->basedir . '/custom.dump';
+command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('src_db'), '-f', $custom ], 'pg_dump (custom)');
+my $other = ks_node('restored');
+$other->safe_psql('postgres', 'CREATE ROLE regress_dump_owner; CREATE ROLE regress_dump_reader; CREATE DATABASE src_db');
+command_ok([ 'pg_restore', '--exit-on-error', '-d', $other->connstr('src_db'), $custom ],
+	'pg_restore into a fresh cluster');
+check_restored($other, 'src_db', 'fresh cluster');
+
+# a new aggregation after a restore gets an id of its own
+$other->safe_psql('src_db', q{SELECT keyedstate.create_aggregation('after', 'SELECT k, count(*) FROM events GROUP BY k')});
+ks_sync($other, 'src_db', 'after');
+pass('an aggregation created after the restore does not collide with restored ones');
+$other->stop;
+
+# a server without the preload: the restore fails loudly
+my $plainnode = PostgreSQL::Test::Cluster->new('nopreload');
+$plainnode->init;
+$plainnode->start;
+$plainnode->safe_psql('postgres', 'CREATE ROLE regress_dump_owner; CREATE ROLE regress_dump_reader');
+my ($ret, $out, $err) = $plainnode->psql('postgres', undef, extra_params => [ '-v', 'ON_ERROR_STOP=1', '-f', $plain ]);
+isnt($ret, 0, 'restoring into a server without keyedstate preloaded fails');
+like($err, qr/keyedstate is not loaded/, 'and says why');
+$plainnode->stop;
+
+$node->stop;
+done_testing();
