@@ -91,11 +91,15 @@ KsStepTimeoutHandler(void)
 	SetLatch(MyLatch);
 }
 
-/* Set up the process-wide parts of running steps. */
+/*
+ * Set up the process-wide parts of running steps: the step timeout, and
+ * cancels held back outside steps (see KsStepBegin).
+ */
 void
 KsRunInitProcess(void)
 {
 	ks_step_timeout_id = RegisterTimeout(USER_TIMEOUT, KsStepTimeoutHandler);
+	HOLD_CANCEL_INTERRUPTS();
 }
 
 /*
@@ -180,6 +184,12 @@ KsStepBegin(KsAggRun *run)
 {
 	int			nestlevel;
 
+	/*
+	 * Cancels (SIGINT, the step timeout) are for steps only: one that
+	 * arrived between steps was meant for a step that is over.
+	 */
+	QueryCancelPending = false;
+	RESUME_CANCEL_INTERRUPTS();
 	StartTransactionCommand();
 	GetUserIdAndSecContext(&ks_worker_userid, &ks_worker_sec_context);
 	SPI_connect();
@@ -215,6 +225,7 @@ KsStepEnd(int nestlevel)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	HOLD_CANCEL_INTERRUPTS();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -558,6 +569,10 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt)
 
 	disable_timeout(ks_step_timeout_id, false);
 	ks_step_timed_out = false;
+	/* out of the step: further cancels wait for the next one (KsStepBegin) */
+	QueryCancelHoldoffCount = 0;
+	HOLD_CANCEL_INTERRUPTS();
+	QueryCancelPending = false;
 	MemoryContextSwitchTo(cxt);
 	edata = CopyErrorData();
 	FlushErrorState();

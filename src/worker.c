@@ -145,6 +145,7 @@ KsReloadRuns(void)
 			KsRunRelease(run);
 	}
 	KsReleaseOrphanSlots(MyDatabaseId, nids, ids);
+	pfree(ids);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
