@@ -309,7 +309,7 @@ KsIsKeyVar(Node *node, Index relid, AttrNumber attnum)
 	while (node != NULL && IsA(node, RelabelType))
 		node = (Node *) ((RelabelType *) node)->arg;
 	return node != NULL && IsA(node, Var) &&
-		((Var *) node)->varno == relid &&
+		(Index) ((Var *) node)->varno == relid &&
 		((Var *) node)->varattno == attnum &&
 		((Var *) node)->varlevelsup == 0;
 }
