@@ -1007,9 +1007,12 @@ KsFetchRows(ForeignScanState *node)
 	{
 		int			nhashes = KsLookupHashes(ss->ls, node->ss.ps.ps_ExprContext);
 
-		/* no key can match (`key = NULL`) */
+		/* no key can match (`key = NULL`); still only for those who may read */
 		if (nhashes == 0)
+		{
+			KsFindReadableSlot(ss, &ref, &copy, RelationGetRelationName(node->ss.ss_currentRelation));
 			return;
+		}
 		/* too many keys to look up: read them all */
 		if (nhashes < 0)
 			lookup = false;

@@ -6,6 +6,7 @@
 #   test/run-tests.sh                 all tests
 #   REGRESS="01_basic" test/run-tests.sh         some regress tests only
 #   PROVE_TESTS="test/t/001_crash_recovery.pl" test/run-tests.sh
+#   REGRESS=" " / PROVE_TESTS=" "  skip the regress / the TAP tests
 #   PROVE_FLAGS=-v ...               also print each TAP test's notes (figures)
 
 source "$(dirname "$0")/lib.sh"
@@ -19,7 +20,11 @@ trap 'rm -rf "$tree"' EXIT
 status=0
 args=()
 [ -n "${REGRESS:-}" ] && args+=("REGRESS=$REGRESS")
-[ -n "${PROVE_TESTS:-}" ] && args+=("PROVE_TESTS=$PROVE_TESTS")
+if [ -n "${PROVE_TESTS+set}" ] && [ -z "${PROVE_TESTS// /}" ]; then
+	args+=("TAP_TESTS=0")			# PROVE_TESTS=" ": regress tests only
+elif [ -n "${PROVE_TESTS:-}" ]; then
+	args+=("PROVE_TESTS=$PROVE_TESTS")
+fi
 [ -n "${PROVE_FLAGS:-}" ] && args+=("PROVE_FLAGS=$PROVE_FLAGS")
 ks_as_pg make -C "$tree" -s PG_CONFIG="$PG_BIN/pg_config" installcheck "${args[@]}" 2>&1 | tee "$tree/installcheck.out" || status=1
 
