@@ -41,14 +41,24 @@
 #include "run.h"
 #include "settings.h"
 
-/* Rows a step reads in one batch, and batches per step. */
+/* Batches a step reads at most. */
 #define KS_BATCHES_PER_STEP		8
+
+/*
+ * The time a step may spend reading and publishing, so that one
+ * aggregation with slow functions gives the others their turn often; a
+ * step that would need longer ends early and the next one goes on.  (The
+ * step timeout is the hard bound on a step that cannot end: user code that
+ * loops or waits.)
+ */
+#define KS_STEP_BUDGET_MS		500
 
 /* How long an open writer holds the frontier before we say 'waiting'. */
 #define KS_WAITING_AFTER_MS		1000
 
 static Oid	KsViewOwner(Oid view_oid);
 static void KsRunUnload(KsAggRun *run);
+static void KsAcceptCancels(bool accept);
 
 /* The aggregation whose settings the session has, or -1 (KsStepBegin). */
 static int32 ks_settings_for = -1;
@@ -92,14 +102,25 @@ KsStepTimeoutHandler(void)
 }
 
 /*
- * Set up the process-wide parts of running steps: the step timeout, and
- * cancels held back outside steps (see KsStepBegin).
+ * Whether cancels (SIGINT from a backend pausing or dropping an
+ * aggregation, the step timeout) may end what the worker runs: only inside
+ * steps.  One that arrives between steps was meant for a step that is
+ * over, and is dropped.  The hold count is set, not counted: every error
+ * report resets it to 0.
  */
+static void
+KsAcceptCancels(bool accept)
+{
+	QueryCancelPending = false;
+	QueryCancelHoldoffCount = accept ? 0 : 1;
+}
+
+/* Set up the process-wide parts of running steps. */
 void
 KsRunInitProcess(void)
 {
 	ks_step_timeout_id = RegisterTimeout(USER_TIMEOUT, KsStepTimeoutHandler);
-	HOLD_CANCEL_INTERRUPTS();
+	KsAcceptCancels(false);
 }
 
 /*
@@ -184,12 +205,7 @@ KsStepBegin(KsAggRun *run)
 {
 	int			nestlevel;
 
-	/*
-	 * Cancels (SIGINT, the step timeout) are for steps only: one that
-	 * arrived between steps was meant for a step that is over.
-	 */
-	QueryCancelPending = false;
-	RESUME_CANCEL_INTERRUPTS();
+	KsAcceptCancels(true);
 	StartTransactionCommand();
 	GetUserIdAndSecContext(&ks_worker_userid, &ks_worker_sec_context);
 	SPI_connect();
@@ -215,6 +231,25 @@ KsStepBegin(KsAggRun *run)
 	return nestlevel;
 }
 
+/*
+ * Recovery and checkpoints run keyedstate's own code and C support
+ * functions only, and may take long for a large state: they are not
+ * bounded by the step timeout, which is armed again after them.
+ */
+static void
+KsStepTimeoutPause(void)
+{
+	disable_timeout(ks_step_timeout_id, false);
+}
+
+/* Arm the step timeout again, for a whole bound. */
+static void
+KsStepTimeoutResume(KsAggRun *run)
+{
+	if (!ks_step_timed_out)
+		enable_timeout_after(ks_step_timeout_id, run->timeout_ms);
+}
+
 /* Commit a step's transaction, rolling back settings its user code changed. */
 static void
 KsStepEnd(int nestlevel)
@@ -225,7 +260,7 @@ KsStepEnd(int nestlevel)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	HOLD_CANCEL_INTERRUPTS();
+	KsAcceptCancels(false);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -418,7 +453,9 @@ KsRunLoad(KsAggRun *run)
 	run->building = KsStoreCreate(KsGetDsa(), run->name);
 	run->building_bytes = 0;
 	run->building_visible = 0;
+	KsStepTimeoutPause();
 	KsRecover(run);
+	KsStepTimeoutResume(run);
 	KsBecomeOwner(run);
 	KsStoreInstall(run->slot, run->building, run->consumed, run->kt->nentries,
 				   run->building_visible, run->building_bytes);
@@ -462,6 +499,20 @@ KsApplyRow(TupleTableSlot *slot, void *arg)
 }
 
 /*
+ * Whether the step should stop reading: its budget is spent, counting
+ * what publishing the keys it changed will cost.
+ */
+static bool
+KsRunBudgetSpent(void *arg)
+{
+	KsAggRun   *run = (KsAggRun *) arg;
+	TimestampTz done = GetCurrentTimestamp() +
+		(TimestampTz) (run->kt->npublish * run->publish_us_per_key);
+
+	return done >= run->step_budget_end;
+}
+
+/*
  * Read and apply rows after `lo`, up to `hi` or about a batch of them;
  * returns the offset up to which they are applied.  They become visible
  * with the next KsPublish, which the step calls once after its batches.
@@ -472,8 +523,8 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
 	uint64		nrows;
 	int64		upto;
 
-	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsApplyRow, run,
-						&run->cur_offset, &nrows);
+	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsRunBudgetSpent,
+						KsApplyRow, run, &run->cur_offset, &nrows);
 	KsApplyBufferFlush(run->applybuf);
 	run->cur_offset = 0;
 	run->rate_rows += nrows;
@@ -561,7 +612,7 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
  * fails with a message saying so.
  */
 static void
-KsRunStepError(KsAggRun *run, MemoryContext cxt)
+KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 {
 	ErrorData  *edata;
 	int64		offset = run->cur_offset;
@@ -569,10 +620,8 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt)
 
 	disable_timeout(ks_step_timeout_id, false);
 	ks_step_timed_out = false;
-	/* out of the step: further cancels wait for the next one (KsStepBegin) */
-	QueryCancelHoldoffCount = 0;
-	HOLD_CANCEL_INTERRUPTS();
-	QueryCancelPending = false;
+	/* out of the step: further cancels wait for the next one */
+	KsAcceptCancels(false);
 	MemoryContextSwitchTo(cxt);
 	edata = CopyErrorData();
 	FlushErrorState();
@@ -583,7 +632,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt)
 
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out)
 	{
-		if (KsSlotInterrupted(run->slot))
+		if (KsSlotInterruptedSince(run->slot, mark))
 		{
 			/* paused, dropped or rebuilt meanwhile: the reload says which */
 			run->interrupted = true;
@@ -591,7 +640,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt)
 			FreeErrorData(edata);
 			return;
 		}
-		if (KsDatabaseInterruptPending(MyDatabaseId))
+		if (KsDatabaseInterruptedSince(MyDatabaseId, mark))
 		{
 			/* a cancel meant for another aggregation's step: just go on */
 			KsRunUnload(run);
@@ -608,6 +657,8 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt)
 		edata->sqlerrcode = ERRCODE_QUERY_CANCELED;
 	}
 	KsRunRecordFailure(run, edata, offset);
+	/* reporting it raised and caught the error again, which let cancels in */
+	KsAcceptCancels(false);
 }
 
 /* Load the run if needed; pick up changes of its owner and functions. */
@@ -661,10 +712,11 @@ KsRunStep(KsAggRun *run, long *timeout)
 	ErrorContextCallback errcb;
 	volatile bool did_checkpoint = false;
 	KsSlotProgress progress;
+	KsStepMark	mark;
 
 	if (run->failed || run->interrupted)
 		return;
-	if (!KsSlotEnterStep(run->slot))
+	if (!KsSlotEnterStep(run->slot, &mark))
 		return;
 	memset(&progress, 0, sizeof(progress));
 	progress.rows_per_second = -1;
@@ -700,14 +752,25 @@ KsRunStep(KsAggRun *run, long *timeout)
 				KsSourceCheck(&run->source);
 				safe = KsSourceAdvance(&run->source);
 				run->applied = run->consumed;
-				while (run->applied < safe && batches < KS_BATCHES_PER_STEP)
+				run->step_budget_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																   KS_STEP_BUDGET_MS);
+				while (run->applied < safe && batches < KS_BATCHES_PER_STEP &&
+					   (batches == 0 || !KsRunBudgetSpent(run)))
 				{
 					run->applied = KsRunBatch(run, run->applied, safe, &progress);
 					batches++;
 					KsCheckInterrupts();
 				}
 				if (batches > 0)
+				{
+					TimestampTz started = GetCurrentTimestamp();
+					int64		nkeys = run->kt->npublish;
+
 					KsPublish(run, run->applied);
+					if (nkeys > 0)
+						run->publish_us_per_key = (run->publish_us_per_key +
+												   (double) (GetCurrentTimestamp() - started) / nkeys) / 2;
+				}
 				if (run->consumed < safe)
 					*timeout = 0;
 				else if (run->source.frontier.nwaits > 0)
@@ -717,6 +780,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 			now = GetCurrentTimestamp();
 			if (KsCheckpointDue(run, now, timeout))
 			{
+				KsStepTimeoutPause();
 				did_checkpoint = KsCheckpoint(run);
 				if (!did_checkpoint)
 					*timeout = Min(*timeout, 100);
@@ -759,7 +823,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 	{
 		error_context_stack = errcb.previous;
 		KsSlotLeaveStep(run->slot);
-		KsRunStepError(run, cxt);
+		KsRunStepError(run, cxt, &mark);
 	}
 	PG_END_TRY();
 }
@@ -769,21 +833,29 @@ void
 KsRunShutdownCheckpoint(KsAggRun *run)
 {
 	MemoryContext cxt = CurrentMemoryContext;
+	KsStepMark	mark;
 
 	if (!run->loaded || run->failed || run->interrupted)
+		return;
+	if (!KsSlotEnterStep(run->slot, &mark))
 		return;
 	PG_TRY();
 	{
 		int			nestlevel = KsStepBegin(run);
-		bool		done = KsCheckpoint(run);
+		bool		done;
+
+		KsStepTimeoutPause();
+		done = KsCheckpoint(run);
 
 		KsStepEnd(nestlevel);
+		KsSlotLeaveStep(run->slot);
 		if (done)
 			KsCheckpointDone(run);
 	}
 	PG_CATCH();
 	{
-		KsRunStepError(run, cxt);
+		KsSlotLeaveStep(run->slot);
+		KsRunStepError(run, cxt, &mark);
 	}
 	PG_END_TRY();
 }

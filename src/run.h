@@ -73,6 +73,8 @@ typedef struct KsAggRun
 	MemoryContext batchcxt;
 	KsStoreWriter writer;		/* rows replaced while readers copy */
 	int			timeout_ms;		/* bound on one step */
+	TimestampTz step_budget_end;	/* when the step stops reading more rows */
+	double		publish_us_per_key; /* what publishing a key cost lately */
 
 	int64		consumed;		/* rows with offsets <= consumed are published */
 	int64		applied;		/* rows with offsets <= applied are in the states */

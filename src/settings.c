@@ -23,7 +23,7 @@ int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
 int			ks_batch_size = 100000;
 int			ks_naptime = 1000;
 int			ks_max_aggregations_per_owner = 0;
-int			ks_step_timeout = 60 * 1000;
+int			ks_step_timeout = 5 * 1000;
 int			ks_load_wait = 10 * 1000;
 bool		ks_preloaded = false;
 
@@ -81,11 +81,13 @@ KsSettingsInit(void)
 
 	DefineCustomIntVariable("keyedstate.step_timeout",
 							"Longest time one step of an aggregation may take.",
-							"A step that takes longer, for example because a function it calls "
-							"loops, fails that aggregation; other aggregations go on.  The "
-							"owner's statement_timeout bounds a step too, when it is smaller.",
+							"A step normally ends within half a second; one that cannot, because "
+							"a function it calls loops or waits, fails its aggregation after this "
+							"long, and the other aggregations of the database go on.  The owner's "
+							"statement_timeout bounds a step too, when it is smaller.  Recovery and "
+							"checkpoints are not counted.",
 							&ks_step_timeout,
-							60 * 1000, 100, INT_MAX,
+							5 * 1000, 100, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

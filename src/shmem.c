@@ -41,6 +41,8 @@ static dsa_area *ks_dsa = NULL;
 /* The database slot of this worker process (KsClaimDatabase). */
 static KsDbSlot *ks_mydb = NULL;
 
+static KsDbSlot *KsLookupDbLocked(Oid dboid);
+
 /* How long DROP DATABASE waits for the worker to leave. */
 #define KS_DROP_WAIT_MS			5000
 
@@ -420,42 +422,31 @@ KsReleaseReservations(TransactionId xid)
 	LWLockRelease(KsSharedState->lock);
 }
 
-/* The pid of the worker of a database, or 0. */
-static int
-KsDatabaseWorkerPid(Oid dboid)
-{
-	int			pid = 0;
-	int			i;
-
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
-	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		if (KsSharedState->dbs[i].dboid == dboid)
-		{
-			pid = KsSharedState->dbs[i].worker_pid;
-			break;
-		}
-	}
-	LWLockRelease(KsSharedState->lock);
-	return pid;
-}
-
 /* Stop the worker's current step of an aggregation (see shmem.h). */
 void
 KsInterruptAggregation(Oid dboid, int32 aggid)
 {
 	KsSlotRef	ref;
+	KsDbSlot   *db;
 	bool		in_step = false;
-	int			pid;
+	int			pid = 0;
 
 	if (KsSharedState == NULL || !KsFindAggSlot(dboid, aggid, &ref))
 		return;
-	pid = KsDatabaseWorkerPid(dboid);
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	db = KsLookupDbLocked(dboid);
+	if (db != NULL)
+	{
+		db->interrupt_requests++;
+		pid = db->worker_pid;
+	}
+	LWLockRelease(KsSharedState->lock);
 	LWLockAcquire(&ref.slot->lock, LW_EXCLUSIVE);
 	if (KsSlotRefValid(&ref))
 	{
 		ref.slot->interrupt_pid = MyProcPid;
 		ref.slot->interrupt_lxid = MyProc->lxid;
+		ref.slot->interrupt_requests++;
 		in_step = ref.slot->in_step;
 	}
 	LWLockRelease(&ref.slot->lock);
@@ -899,15 +890,17 @@ KsInterruptStillWanted(KsAggSlot *slot)
 	return false;
 }
 
-/* Enter a step of an aggregation; false if a backend is interrupting it. */
+/* Enter a step of an aggregation (see shmem.h). */
 bool
-KsSlotEnterStep(KsAggSlot *slot)
+KsSlotEnterStep(KsAggSlot *slot, KsStepMark *mark)
 {
 	bool		ok;
 
+	mark->db_requests = ks_mydb->interrupt_requests;
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	ok = !KsInterruptStillWanted(slot);
 	slot->in_step = ok;
+	mark->slot_requests = slot->interrupt_requests;
 	LWLockRelease(&slot->lock);
 	return ok;
 }
@@ -921,34 +914,24 @@ KsSlotLeaveStep(KsAggSlot *slot)
 	LWLockRelease(&slot->lock);
 }
 
-/* Whether some backend is interrupting a step of this database (see shmem.h). */
+/* Whether an interrupt was asked for this aggregation since the step began. */
 bool
-KsDatabaseInterruptPending(Oid dboid)
+KsSlotInterruptedSince(KsAggSlot *slot, const KsStepMark *mark)
 {
-	bool		pending = false;
-	int			i;
+	bool		asked;
 
-	for (i = 0; i < KsSharedState->max_aggs && !pending; i++)
-	{
-		KsAggSlot  *slot = &KsSharedState->aggs[i];
-
-		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
-		pending = slot->in_use && slot->dboid == dboid && KsInterruptStillWanted(slot);
-		LWLockRelease(&slot->lock);
-	}
-	return pending;
+	LWLockAcquire(&slot->lock, LW_SHARED);
+	asked = slot->interrupt_requests != mark->slot_requests;
+	LWLockRelease(&slot->lock);
+	return asked;
 }
 
-/* Whether the current step was interrupted on request (see shmem.h). */
+/* Whether one was asked for any aggregation of the database since then. */
 bool
-KsSlotInterrupted(KsAggSlot *slot)
+KsDatabaseInterruptedSince(Oid dboid, const KsStepMark *mark)
 {
-	bool		wanted;
-
-	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
-	wanted = KsInterruptStillWanted(slot);
-	LWLockRelease(&slot->lock);
-	return wanted;
+	return ks_mydb != NULL && ks_mydb->dboid == dboid &&
+		ks_mydb->interrupt_requests != mark->db_requests;
 }
 
 /* Set the state of a slot, with the error of a failure. */

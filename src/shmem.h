@@ -112,6 +112,7 @@ typedef struct KsAggSlot
 	bool		in_step;		/* the worker is running a step of it */
 	int			interrupt_pid;	/* a backend pausing or dropping it, or 0 */
 	uint32		interrupt_lxid; /* ... in this local transaction */
+	uint64		interrupt_requests; /* bumped by every such request */
 	char		error[KS_ERROR_LEN];
 
 	/* root of the published rows (a KsStoreHeader), or InvalidDsaPointer */
@@ -146,6 +147,7 @@ typedef struct KsDbSlot
 	uint32		seen;			/* value of requested the worker started with */
 	bool		idle_exit;		/* worker left because it had nothing to do */
 	int			dropping_pid;	/* a backend dropping the database, or 0 */
+	uint64		interrupt_requests; /* interrupts asked for its aggregations */
 	TimestampTz last_start;		/* when the launcher last started one */
 } KsDbSlot;
 
@@ -280,15 +282,25 @@ extern void KsReleaseAggSlot(KsAggSlot *slot);
  */
 extern void KsReleaseOrphanSlots(Oid dboid, int nkeep, const int32 *keep);
 
-/* Enter a step of an aggregation; false if a backend is interrupting it. */
-extern bool KsSlotEnterStep(KsAggSlot *slot);
+/* The interrupt requests seen when a step began (KsSlotEnterStep). */
+typedef struct KsStepMark
+{
+	uint64		slot_requests;
+	uint64		db_requests;
+} KsStepMark;
+
+/*
+ * Enter a step of an aggregation; false if a backend is interrupting it
+ * (its transaction still runs).  *mark remembers the requests so far.
+ */
+extern bool KsSlotEnterStep(KsAggSlot *slot, KsStepMark *mark);
 extern void KsSlotLeaveStep(KsAggSlot *slot);
 
-/* Whether some backend is interrupting a step of an aggregation of a database. */
-extern bool KsDatabaseInterruptPending(Oid dboid);
+/* Whether an interrupt was asked for this aggregation since the step began. */
+extern bool KsSlotInterruptedSince(KsAggSlot *slot, const KsStepMark *mark);
 
-/* Whether the interrupt of the current step was asked for this slot. */
-extern bool KsSlotInterrupted(KsAggSlot *slot);
+/* Whether one was asked for any aggregation of the database since then. */
+extern bool KsDatabaseInterruptedSince(Oid dboid, const KsStepMark *mark);
 
 /* Set the state (and error text and failing offset, for KS_FAILED). */
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,

@@ -46,8 +46,9 @@
 
 static void KsFindOffsetIndex(KsSource *src, Relation heap, bool running);
 
-/* Rows read between two checks for interrupts. */
+/* Rows read between two checks for interrupts, and for the end of the step. */
 #define KS_READ_CHECK_EVERY		1024
+#define KS_READ_STOP_EVERY		64
 
 /* What a sequence says now. */
 typedef struct KsSequenceState
@@ -597,7 +598,8 @@ KsRowOffset(KsSource *src, TupleTableSlot *slot)
 /* Read a batch of rows (see source.h). */
 int64
 KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
-			 KsRowCallback cb, void *arg, int64 *cur_offset, uint64 *nrows)
+			 KsReadStop stop, KsRowCallback cb, void *arg, int64 *cur_offset,
+			 uint64 *nrows)
 {
 	Relation	heap;
 	Relation	index;
@@ -634,6 +636,8 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 
 		if ((nread % KS_READ_CHECK_EVERY) == 0)
 			KsCheckInterrupts();
+		if ((nread % KS_READ_STOP_EVERY) == 0 && nread > 0 && stop(arg))
+			limit = nread;
 		/* stop only between two offsets, so equal offsets stay together */
 		if (nread >= limit && offset != last)
 		{

@@ -59,6 +59,9 @@ typedef struct KsFrontier
 /* Called for each input row; the slot's values are only valid inside. */
 typedef void (*KsRowCallback) (TupleTableSlot *slot, void *arg);
 
+/* Asked every few rows whether the batch should end early (time is up). */
+typedef bool (*KsReadStop) (void *arg);
+
 typedef struct KsSource
 {
 	Oid			relid;
@@ -116,14 +119,14 @@ extern int64 KsSourceAdvance(KsSource *src);
 
 /*
  * Read the rows with offsets in (lo, hi], stopping between two offsets
- * once about `limit` rows were read; *cur_offset is set to the offset of
- * the row being evaluated (for error reports) and *nrows to the number of
- * rows handed to cb.  Returns the offset up to which every row was read:
- * hi when the range was exhausted.
+ * once about `limit` rows were read or `stop` says so; *cur_offset is set
+ * to the offset of the row being evaluated (for error reports) and *nrows
+ * to the number of rows handed to cb.  Returns the offset up to which
+ * every row was read: hi when the range was exhausted.
  */
 extern int64 KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
-						  KsRowCallback cb, void *arg, int64 *cur_offset,
-						  uint64 *nrows);
+						  KsReadStop stop, KsRowCallback cb, void *arg,
+						  int64 *cur_offset, uint64 *nrows);
 
 /*
  * The offset before the first one a sequence can hand out: consumption

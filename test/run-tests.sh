@@ -15,7 +15,12 @@ ks_install_deps
 ks_build_install
 
 tree=$(ks_private_tree)
-trap 'rm -rf "$tree"' EXIT
+# KEEP_TREE=1 keeps the copy (logs in tmp_check/log) for a look afterwards
+if [ -n "${KEEP_TREE:-}" ]; then
+	echo "test tree: $tree"
+else
+	trap 'rm -rf "$tree"' EXIT
+fi
 
 status=0
 args=()
