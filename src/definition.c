@@ -41,10 +41,12 @@
  * (a name with a dot, such as myapp.tenant) set in the creating session is
  * captured, since a stable function may read it with current_setting().
  * Settings that only steer planning, logging or resources are not: they
- * change how, not what, a query computes.  search_path is pinned to
- * pg_catalog instead (names are bound by OID at creation).
+ * change how, not what, a query computes.  The query's own names are bound
+ * by OID at creation; search_path is captured for the names inside the
+ * functions it calls, which run as the owner (without one, pg_catalog).
  */
 static const char *const ks_captured_settings[] = {
+	"search_path",
 	"TimeZone",
 	"timezone_abbreviations",
 	"DateStyle",

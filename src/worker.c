@@ -36,6 +36,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -186,7 +187,8 @@ KsDatabaseWorkerMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname("keyedstate worker");
+	/* shown by pg_stat_activity and the log, and to user code that asks */
+	SetConfigOption("application_name", "keyedstate worker", PGC_USERSET, PGC_S_SESSION);
 
 	if (!KsClaimDatabase(dboid))
 		proc_exit(0);

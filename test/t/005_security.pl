@@ -181,9 +181,9 @@ sub steady_syncs
 # logs current_user and rolsuper with the current marker (the test moves the
 # marker before each event: creation, worker kill, resume after a failure,
 # clean restart, ALTER VIEW OWNER, REASSIGN OWNED + DROP ROLE).  Rows logged
-# by her own sessions are ignored (client is the backend type of the caller;
-# a custom setting would not do: the worker applies those the creating
-# session had, by design): only what the worker
+# by her own sessions are ignored (client is the caller's application_name,
+# 'keyedstate worker' in the worker; a custom setting would not do: the
+# worker applies those the creating session had, by design): only what the worker
 # ran counts.
 ###########################################################################
 $node->safe_psql($db, q{
@@ -221,7 +221,7 @@ BEGIN
 		   (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user),
 		   v_restricted,
 		   (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = 'regress_mallory'),
-		   (SELECT a.backend_type FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()),
+		   pg_catalog.current_setting('application_name'),
 		   pg_catalog.pg_backend_pid()
 	  FROM mallory.ctl c;
 	RETURN true;
@@ -554,6 +554,8 @@ INSERT INTO sleeper.ev2 (v) VALUES (1);
 
 # 3e. a fast shutdown finishes within ~15 s while a function sleeps
 {
+	# the step timeout (5 s) may have failed it meanwhile: let it sleep again
+	as_role($node, 'regress_sleeper', "SELECT keyedstate.resume('sleeper.naps2')");
 	ok(ks_wait_for($node, $db, $sleeping_sql, 20), '3: (precondition) a function sleeps before the fast shutdown');
 	local $ENV{PGCTLTIMEOUT} = 17;
 	my $t0 = time();
