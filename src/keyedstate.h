@@ -65,6 +65,6 @@ extern void _PG_init(void);
 #endif
 
 /* Format version written at the start of every checkpoint chunk. */
-#define KS_STATE_FORMAT			2
+#define KS_STATE_FORMAT			3
 
 #endif							/* KEYEDSTATE_H */
