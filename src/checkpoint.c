@@ -554,6 +554,9 @@ KsCheckChunkSequence(KsAggRun *run, KsChunkSequence *seq, const KsChunkRow *row,
 	seq->next_chunk = row->chunk - 1;
 }
 
+static void KsRowColumnOutside(KsAggRun *run, const char *column, uint32 rowlen)
+			pg_attribute_noreturn();
+
 /* The error for a published row column that runs past the row's end. */
 static void
 KsRowColumnOutside(KsAggRun *run, const char *column, uint32 rowlen)

@@ -375,9 +375,9 @@ KsAppendDirty(KsKeyTable *kt, KsKeyEntry ***list, int64 *n, int64 *max, KsKeyEnt
 			elog(ERROR, "keyedstate dirty list holds more entries than keys");
 
 		if (*list == NULL)
-			*list = MemoryContextAllocHuge(kt->cxt, sizeof(KsKeyEntry *) * newmax);
+			*list = MemoryContextAllocHuge(kt->cxt, sizeof(KsKeyEntry *) * (Size) newmax);
 		else
-			*list = repalloc_huge(*list, sizeof(KsKeyEntry *) * newmax);
+			*list = repalloc_huge(*list, sizeof(KsKeyEntry *) * (Size) newmax);
 		*max = newmax;
 	}
 	(*list)[(*n)++] = e;
