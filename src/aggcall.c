@@ -491,16 +491,22 @@ KsAggSerializeStates(KsAggRuntime *rt, KsTransState *states, StringInfo replay, 
 	}
 }
 
-/* Restore a key's states from KsAggSerializeStates output (see aggcall.h). */
+/*
+ * Restore a key's states from KsAggSerializeStates output (see aggcall.h).
+ * Every flag, length and index is checked before it is used; the logged
+ * inputs of replayed aggregates go through their transition functions
+ * again, which may take long for a hot key, so the loop can be cancelled.
+ */
 void
 KsAggDeserializeStates(KsAggRuntime *rt, KsTransState *states, StringInfo *replay,
-					   const char *data, int len)
+					   const char *data, uint32 len, const char *aggname)
 {
-	const char *pos = data;
-	const char *end = data + len;
+	KsReader	r;
 	MemoryContext oldcxt;
 	int			i;
 
+	*replay = NULL;
+	KsReaderInit(&r, data, len, aggname);
 	for (i = 0; i < rt->ncalls; i++)
 	{
 		KsAggCall  *c = &rt->calls[i];
@@ -508,36 +514,39 @@ KsAggDeserializeStates(KsAggRuntime *rt, KsTransState *states, StringInfo *repla
 
 		if (c->persist == KS_PERSIST_VALUE)
 		{
-			if (pos >= end)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("corrupted keyedstate checkpoint data")));
-			st->noTransValue = (*pos++ != 0);
+			uint8		notrans = KsReadUint8(&r, "a transition state");
+
+			if (notrans > 1)
+				KsCheckpointCorrupted(aggname,
+									  "The first-input flag of a transition state of aggregate %s is %d, not 0 or 1.",
+									  format_procedure(c->aggfnoid), notrans);
 			oldcxt = MemoryContextSwitchTo(rt->statecxt);
-			st->value = KsReadDatum(&pos, end, &st->isnull, c->transtypeLen, c->transtypeByVal);
+			st->value = KsReadDatum(&r, &st->isnull, c->transtypeLen, c->transtypeByVal,
+									"a transition state");
 			MemoryContextSwitchTo(oldcxt);
+			st->noTransValue = (notrans == 1);
+			/* only a state without an initial value waits for its first input */
+			if (st->noTransValue && (!st->isnull || !c->initValueIsNull))
+				KsCheckpointCorrupted(aggname,
+									  "A transition state of aggregate %s waits for its first input but cannot.",
+									  format_procedure(c->aggfnoid));
 		}
 		else if (c->persist == KS_PERSIST_SERIAL)
 		{
-			char		flag;
+			uint8		flag = KsReadUint8(&r, "a serialized transition state");
 
-			if (pos >= end)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("corrupted keyedstate checkpoint data")));
-			flag = *pos++;
 			st->noTransValue = false;
 			if (flag == 0)
 			{
 				st->value = (Datum) 0;
 				st->isnull = true;
 			}
-			else
+			else if (flag == 1)
 			{
 				LOCAL_FCINFO(fcinfo, 2);
 				uint32		blen;
-				const char *bytes = KsReadBytes(&pos, end, &blen);
-				bytea	   *b = palloc(VARHDRSZ + blen);
+				const char *bytes = KsReadBytes(&r, &blen, "a serialized transition state");
+				bytea	   *b = palloc(VARHDRSZ + (Size) blen);
 
 				SET_VARSIZE(b, VARHDRSZ + blen);
 				memcpy(VARDATA(b), bytes, blen);
@@ -553,21 +562,45 @@ KsAggDeserializeStates(KsAggRuntime *rt, KsTransState *states, StringInfo *repla
 				st->isnull = fcinfo->isnull;
 				pfree(b);
 			}
+			else
+				KsCheckpointCorrupted(aggname,
+									  "The null flag of a serialized transition state of aggregate %s is %d, not 0 or 1.",
+									  format_procedure(c->aggfnoid), flag);
 		}
 		else
 			KsInitState(rt, c, st);
 	}
 
-	*replay = NULL;
 	if (rt->hasReplay)
 	{
 		uint32		rlen;
-		const char *rdata = KsReadBytes(&pos, end, &rlen);
-		const char *rpos = rdata;
-		const char *rend = rdata + rlen;
+		const char *rdata = KsReadBytes(&r, &rlen, "the logged inputs");
+		KsReader	rr;
 		Datum		args[FUNC_MAX_ARGS];
 		bool		argnulls[FUNC_MAX_ARGS];
 
+		KsReaderInit(&rr, rdata, rlen, aggname);
+		while (KsReaderLeft(&rr) > 0)
+		{
+			uint32		idx = KsReadUint32(&rr, "a logged input");
+			KsAggCall  *c;
+			int			j;
+
+			CHECK_FOR_INTERRUPTS();
+			if (idx >= (uint32) rt->ncalls || rt->calls[idx].persist != KS_PERSIST_REPLAY)
+				KsCheckpointCorrupted(aggname,
+									  "A logged input is for aggregate call %u, which does not log its inputs.",
+									  idx);
+			c = &rt->calls[idx];
+			ResetExprContext(rt->aggstate->tmpcontext);
+			oldcxt = MemoryContextSwitchTo(rt->aggstate->tmpcontext->ecxt_per_tuple_memory);
+			for (j = 0; j < c->numInputs; j++)
+				args[j] = KsReadDatum(&rr, &argnulls[j], c->inputLens[j], c->inputByVals[j],
+									  "a logged input");
+			MemoryContextSwitchTo(oldcxt);
+			KsAdvanceOne(rt, c, &states[idx], args, argnulls);
+		}
+		/* keep the log only once it replayed whole */
 		if (rlen > 0)
 		{
 			oldcxt = MemoryContextSwitchTo(rt->statecxt);
@@ -575,29 +608,11 @@ KsAggDeserializeStates(KsAggRuntime *rt, KsTransState *states, StringInfo *repla
 			appendBinaryStringInfo(*replay, rdata, rlen);
 			MemoryContextSwitchTo(oldcxt);
 		}
-		while (rpos < rend)
-		{
-			uint32		idx = KsReadUint32(&rpos, rend);
-			KsAggCall  *c;
-			int			j;
-
-			if (idx >= (uint32) rt->ncalls || rt->calls[idx].persist != KS_PERSIST_REPLAY)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("corrupted keyedstate checkpoint data")));
-			c = &rt->calls[idx];
-			ResetExprContext(rt->aggstate->tmpcontext);
-			oldcxt = MemoryContextSwitchTo(rt->aggstate->tmpcontext->ecxt_per_tuple_memory);
-			for (j = 0; j < c->numInputs; j++)
-				args[j] = KsReadDatum(&rpos, rend, &argnulls[j], c->inputLens[j], c->inputByVals[j]);
-			MemoryContextSwitchTo(oldcxt);
-			KsAdvanceOne(rt, c, &states[idx], args, argnulls);
-		}
 	}
-	if (pos != end)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("corrupted keyedstate checkpoint data")));
+	if (KsReaderLeft(&r) != 0)
+		KsCheckpointCorrupted(aggname,
+							  "The transition states of a key are followed by %zu bytes more.",
+							  KsReaderLeft(&r));
 }
 
 /* Bytes of memory held by all transition states. */

@@ -126,13 +126,14 @@ extern void KsAggSerializeStates(KsAggRuntime *rt, KsTransState *states,
 								 StringInfo replay, StringInfo buf);
 
 /*
- * Restore a key's states from KsAggSerializeStates output: values are
- * copied into statecxt, SERIAL states deserialized, REPLAY logs replayed
- * (and kept in *replay).
+ * Restore a key's states from KsAggSerializeStates output (exactly `len`
+ * bytes): values are copied into statecxt, SERIAL states deserialized,
+ * REPLAY logs replayed (and kept in *replay).  Malformed bytes raise
+ * KsCheckpointCorrupted for aggregation `aggname`.
  */
 extern void KsAggDeserializeStates(KsAggRuntime *rt, KsTransState *states,
 								   StringInfo *replay, const char *data,
-								   int len);
+								   uint32 len, const char *aggname);
 
 /* Bytes of memory held by all transition states. */
 extern Size KsAggStateMemory(KsAggRuntime *rt);

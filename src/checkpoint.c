@@ -15,9 +15,12 @@
  * the first version of each key it meets, so it reads at most about twice
  * the live state.
  *
- * Layout of a chunk's data:
+ * Layout of a chunk's data (format KS_STATE_FORMAT):
  *	1 byte			KS_STATE_FORMAT
- *	then per key:
+ *	4 bytes			CRC-32C of the chunk's row (KsChunkCrc) and of every byte
+ *					after this field
+ *	1 byte			flags: KS_CHUNK_LAST on the last chunk of its checkpoint
+ *	then per key, in key-group order:
  *	  2 bytes		key group (KsKeyGroup of the key's hash)
  *	  4 + n bytes	length and serialized key values (KsKeySerialize)
  *	  4 + n bytes	length and serialized states (KsAggSerializeStates)
@@ -28,11 +31,27 @@
  * compression) and saves recovery from finalizing and projecting every
  * key again: the rows go straight into a new shared store.
  *
+ * Recovery never trusts these bytes.  The CRC is checked before anything
+ * of a chunk is parsed, and it covers the columns of the chunk's row too,
+ * so a chunk that lost bytes, gained some, or sits in another row's place
+ * is refused.  Independently of it, every length, count, key group, flag
+ * and offset is checked before it is used, each key's group against its
+ * hash, the chunks of each checkpoint against each other, and each
+ * published row is checked to be a MinimalTuple of the view's row type
+ * that readers can deform without reading outside it (KsCheckRow).
+ * Anything wrong fails the aggregation with KsCheckpointCorrupted, so
+ * damage is never a crash or a wrong answer.
+ *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
 
+#include "access/htup_details.h"
+#include "access/toast_compression.h"
+#include "access/tupmacs.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "port/pg_crc32c.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -50,6 +69,30 @@
  */
 #define KS_CHUNK_BYTES			(4 * 1024 * 1024 - 64 * 1024)
 
+/* Where the parts of a chunk's header are, and its flags. */
+#define KS_CHUNK_CRC_AT			1
+#define KS_CHUNK_FLAGS_AT		5
+#define KS_CHUNK_HEADER			6
+#define KS_CHUNK_LAST			0x01
+
+/* The fewest bytes a key takes: its group and three lengths. */
+#define KS_MIN_KEY_BYTES		(sizeof(uint16) + 3 * sizeof(uint32))
+
+/* Keys serialized between checks for interrupts. */
+#define KS_CKPT_INTERRUPT_EVERY	256
+
+/* The columns of a chunk's keyedstate.state row. */
+typedef struct KsChunkRow
+{
+	int32		aggregation_id;
+	int64		checkpoint_id;
+	int32		chunk;
+	bool		full;
+	int16		first_group;
+	int16		last_group;
+	int32		nkeys;
+} KsChunkRow;
+
 /* Building the chunks of one checkpoint. */
 typedef struct KsChunkWriter
 {
@@ -65,6 +108,42 @@ typedef struct KsChunkWriter
 	MemoryContext tmp;			/* serialization garbage, reset per chunk */
 	dsa_area   *dsa;			/* where the published rows are */
 } KsChunkWriter;
+
+/*
+ * The CRC-32C of a chunk: of its row's columns (in this order, native byte
+ * order, no padding: aggregation_id int4, checkpoint_id int8, chunk int4,
+ * is_full one byte 0/1, first_key_group int2, last_key_group int2, nkeys
+ * int4), then of the chunk's data from its flags on.
+ */
+static pg_crc32c
+KsChunkCrc(const KsChunkRow *row, const char *data, Size len)
+{
+	char		cols[sizeof(int32) + sizeof(int64) + sizeof(int32) + 1 +
+					 2 * sizeof(int16) + sizeof(int32)];
+	char	   *p = cols;
+	uint8		full = row->full ? 1 : 0;
+	pg_crc32c	crc;
+
+	memcpy(p, &row->aggregation_id, sizeof(int32));
+	p += sizeof(int32);
+	memcpy(p, &row->checkpoint_id, sizeof(int64));
+	p += sizeof(int64);
+	memcpy(p, &row->chunk, sizeof(int32));
+	p += sizeof(int32);
+	memcpy(p, &full, 1);
+	p += 1;
+	memcpy(p, &row->first_group, sizeof(int16));
+	p += sizeof(int16);
+	memcpy(p, &row->last_group, sizeof(int16));
+	p += sizeof(int16);
+	memcpy(p, &row->nkeys, sizeof(int32));
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, cols, sizeof(cols));
+	COMP_CRC32C(crc, data + KS_CHUNK_FLAGS_AT, len - KS_CHUNK_FLAGS_AT);
+	FIN_CRC32C(crc);
+	return crc;
+}
 
 /* An empty StringInfo allocated in a given context. */
 static StringInfo
@@ -97,32 +176,50 @@ KsPrepareCheckpointPlan(KsAggRun *run)
 }
 
 /*
- * Start the next chunk: room for the bytea header, then the format byte.
- * The buffer is built as the bytea itself, so writing it copies nothing.
+ * Start the next chunk: room for the bytea header, then the chunk's header
+ * (format, CRC and flags, the last two filled in by KsChunkFlush).  The
+ * buffer is built as the bytea itself, so writing it copies nothing.
  */
 static void
 KsChunkReset(KsChunkWriter *w)
 {
-	static const char header[VARHDRSZ] = {0};
+	static const char header[VARHDRSZ + KS_CHUNK_HEADER] = {0};
 
 	resetStringInfo(w->buf);
-	appendBinaryStringInfo(w->buf, header, VARHDRSZ);
-	appendStringInfoChar(w->buf, (char) KS_STATE_FORMAT);
+	appendBinaryStringInfo(w->buf, header, VARHDRSZ + KS_CHUNK_HEADER);
+	w->buf->data[VARHDRSZ] = (char) KS_STATE_FORMAT;
 	w->nkeys = 0;
 }
 
-/* Insert the chunk built so far, if it holds any key. */
+/*
+ * Insert the chunk built so far, if it holds any key; `last` when no key
+ * of this checkpoint follows.
+ */
 static void
-KsChunkFlush(KsChunkWriter *w)
+KsChunkFlush(KsChunkWriter *w, bool last)
 {
 	Datum		args[8];
 	bytea	   *data;
+	char	   *chunk;
+	KsChunkRow	row;
+	pg_crc32c	crc;
 	int			ret;
 
 	if (w->nkeys == 0)
 		return;
 	data = (bytea *) w->buf->data;
 	SET_VARSIZE(data, w->buf->len);
+	chunk = VARDATA(data);
+	chunk[KS_CHUNK_FLAGS_AT] = last ? KS_CHUNK_LAST : 0;
+	row.aggregation_id = w->run->def->id;
+	row.checkpoint_id = w->checkpoint_id;
+	row.chunk = w->chunk;
+	row.full = w->full;
+	row.first_group = (int16) w->first_group;
+	row.last_group = (int16) w->last_group;
+	row.nkeys = w->nkeys;
+	crc = KsChunkCrc(&row, chunk, w->buf->len - VARHDRSZ);
+	memcpy(chunk + KS_CHUNK_CRC_AT, &crc, sizeof(crc));
 
 	args[0] = Int32GetDatum(w->run->def->id);
 	args[1] = Int64GetDatum(w->checkpoint_id);
@@ -155,7 +252,7 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 	int			at;
 
 	if (w->buf->len >= KS_CHUNK_BYTES)
-		KsChunkFlush(w);
+		KsChunkFlush(w, false);
 	if (w->nkeys == 0)
 		w->first_group = group;
 	w->last_group = group;
@@ -314,6 +411,8 @@ KsCheckpoint(KsAggRun *run)
 	KsBecomeOwner(run);
 	for (i = 0; i < n; i++)
 	{
+		if (i % KS_CKPT_INTERRUPT_EVERY == 0)
+			CHECK_FOR_INTERRUPTS();
 		/* in key-group order the entries are met at random: fetch ahead */
 		if (i + KS_CKPT_PREFETCH < n)
 			KsKeyTablePrefetchLines(run->kt, sorted[i + KS_CKPT_PREFETCH]);
@@ -327,7 +426,7 @@ KsCheckpoint(KsAggRun *run)
 		}
 		KsChunkAddKey(&w, sorted[i]);
 	}
-	KsChunkFlush(&w);
+	KsChunkFlush(&w, true);
 	KsBecomeWorker();
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);
@@ -372,24 +471,271 @@ KsCheckpointDone(KsAggRun *run)
 					   run->ckpt_new_keys, run->ckpt_new_bytes, run->ckpt_request);
 }
 
-/* Error for checkpoint data that does not hold what it should. */
-static void
-KsCheckpointCorrupted(KsAggRun *run, const char *detail)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("checkpoint of aggregation %s is corrupted", run->name),
-			 errdetail_internal("%s", detail)));
-}
-
 /* Keys recovered together, so that their index slots are prefetched. */
 #define KS_RECOVER_BATCH		64
 
+/* Which chunks of a checkpoint recovery has met, newest first. */
+typedef struct KsChunkSequence
+{
+	int64		checkpoint_id;	/* whose chunks are being read, -1 before any */
+	bool		full;			/* whether that checkpoint is full */
+	int32		next_chunk;		/* the chunk expected next, -1 when complete */
+} KsChunkSequence;
+
+/* Error context: the chunk being recovered. */
+static void
+KsRecoverErrorContext(void *arg)
+{
+	const KsChunkRow *row = (const KsChunkRow *) arg;
+
+	errcontext("recovering chunk %d of checkpoint " INT64_FORMAT " from keyedstate.state",
+			   row->chunk, row->checkpoint_id);
+}
+
 /*
- * Put a recovered key's checkpointed view row into the store being built
- * (run->building, which no reader sees yet).  The entry is linked before
- * the tuple is allocated, so that whatever was allocated is freed with the
- * store if this fails.
+ * Check a chunk against its row before anything of it is parsed: its
+ * length, format and CRC first, then its flags, and the row's chunk number,
+ * key count and key groups.  Returns the flags.
+ */
+static uint8
+KsCheckChunkHeader(KsAggRun *run, const KsChunkRow *row, const char *data, uint32 len)
+{
+	pg_crc32c	stored;
+	pg_crc32c	computed;
+	uint8		flags;
+
+	if (len < KS_CHUNK_HEADER)
+		KsCheckpointCorrupted(run->name, "The chunk has %u bytes, fewer than its header.", len);
+	if ((uint8) data[0] != KS_STATE_FORMAT)
+		KsCheckpointCorrupted(run->name,
+							  "The chunk has format %d, but this version of keyedstate reads format %d.",
+							  (uint8) data[0], KS_STATE_FORMAT);
+	memcpy(&stored, data + KS_CHUNK_CRC_AT, sizeof(stored));
+	computed = KsChunkCrc(row, data, len);
+	if (!EQ_CRC32C(stored, computed))
+		KsCheckpointCorrupted(run->name,
+							  "The chunk's CRC-32C is %08X, but its row and data give %08X.",
+							  stored, computed);
+	flags = (uint8) data[KS_CHUNK_FLAGS_AT];
+	if ((flags & ~KS_CHUNK_LAST) != 0)
+		KsCheckpointCorrupted(run->name, "The chunk has unknown flags %02X.", flags);
+	if (row->chunk < 0)
+		KsCheckpointCorrupted(run->name, "The chunk has the negative number %d.", row->chunk);
+	if (row->nkeys < 1 || (uint32) row->nkeys > (len - KS_CHUNK_HEADER) / KS_MIN_KEY_BYTES)
+		KsCheckpointCorrupted(run->name, "The chunk's row says it holds %d keys, which its %u bytes cannot.",
+							  row->nkeys, len);
+	if (row->first_group < 0 || row->first_group > row->last_group ||
+		row->last_group >= KS_MAX_PARALLELISM)
+		KsCheckpointCorrupted(run->name,
+							  "The chunk's row gives key groups %d to %d, not a range within 0 to %d.",
+							  row->first_group, row->last_group, KS_MAX_PARALLELISM - 1);
+	return flags;
+}
+
+/*
+ * Check that the chunks of each checkpoint come whole, newest first: the
+ * first one met of a checkpoint is marked as its last, the others follow
+ * with numbers one lower down to 0, all equally full or not.
+ */
+static void
+KsCheckChunkSequence(KsAggRun *run, KsChunkSequence *seq, const KsChunkRow *row, uint8 flags)
+{
+	if (row->checkpoint_id != seq->checkpoint_id)
+	{
+		if (seq->next_chunk >= 0)
+			KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
+								  seq->checkpoint_id, seq->next_chunk);
+		if (!(flags & KS_CHUNK_LAST))
+			KsCheckpointCorrupted(run->name,
+								  "Checkpoint " INT64_FORMAT " lacks its chunks after chunk %d.",
+								  row->checkpoint_id, row->chunk);
+		seq->checkpoint_id = row->checkpoint_id;
+		seq->full = row->full;
+	}
+	else
+	{
+		if (row->chunk != seq->next_chunk)
+			KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
+								  seq->checkpoint_id, seq->next_chunk);
+		if (flags & KS_CHUNK_LAST)
+			KsCheckpointCorrupted(run->name,
+								  "Chunk %d of checkpoint " INT64_FORMAT " is marked as its last, but chunk %d follows it.",
+								  row->chunk, row->checkpoint_id, row->chunk + 1);
+		if (row->full != seq->full)
+			KsCheckpointCorrupted(run->name,
+								  "The chunks of checkpoint " INT64_FORMAT " disagree on whether it is full.",
+								  row->checkpoint_id);
+	}
+	seq->next_chunk = row->chunk - 1;
+}
+
+static void KsRowColumnOutside(KsAggRun *run, const char *column, uint32 rowlen)
+			pg_attribute_noreturn();
+
+/* The error for a published row column that runs past the row's end. */
+static void
+KsRowColumnOutside(KsAggRun *run, const char *column, uint32 rowlen)
+{
+	KsCheckpointCorrupted(run->name,
+						  "Column \"%s\" of a published row of %u bytes runs past the end of the row.",
+						  column, rowlen);
+}
+
+/*
+ * Check that a checkpointed view row is a MinimalTuple of the view's row
+ * type that readers can deform without reading outside it, walking it as
+ * slot_deform_heap_tuple does: the header and null bitmap within the row,
+ * then each non-null column at its alignment and inside the row (fixed
+ * length types take exactly their length; a varlena has a 1-byte header or
+ * an aligned 4-byte one, is no TOAST pointer, and if compressed has a sane
+ * compression header; a cstring ends inside the row), the last column
+ * ending the row.
+ */
+static void
+KsCheckRow(KsAggRun *run, const char *row, uint32 rowlen)
+{
+	TupleDesc	desc = run->info.viewdesc;
+	MinimalTupleData hdr;
+	const bits8 *bits;
+	const char *data;
+	bool		hasnulls;
+	int			natts;
+	uint32		hoff;
+	uint32		datalen;
+	uint32		off = 0;
+	int			i;
+
+	if (rowlen < SizeofMinimalTupleHeader)
+		KsCheckpointCorrupted(run->name, "A published row has %u bytes, fewer than a tuple header.",
+							  rowlen);
+	memcpy(&hdr, row, SizeofMinimalTupleHeader);
+	if (hdr.t_len != rowlen)
+		KsCheckpointCorrupted(run->name, "A published row of %u bytes says it has %u.",
+							  rowlen, hdr.t_len);
+	natts = HeapTupleHeaderGetNatts(&hdr);
+	if (natts != desc->natts)
+		KsCheckpointCorrupted(run->name, "A published row has %d columns, but the view has %d.",
+							  natts, desc->natts);
+	if (hdr.t_infomask & HEAP_HASEXTERNAL)
+		KsCheckpointCorrupted(run->name, "A published row says it refers to values stored outside it.");
+	hasnulls = (hdr.t_infomask & HEAP_HASNULL) != 0;
+	hoff = hdr.t_hoff;
+	if (hoff < MINIMAL_TUPLE_OFFSET ||
+		hoff - MINIMAL_TUPLE_OFFSET < SizeofMinimalTupleHeader + (hasnulls ? BITMAPLEN(natts) : 0) ||
+		hoff - MINIMAL_TUPLE_OFFSET > rowlen ||
+		hoff - MINIMAL_TUPLE_OFFSET != MAXALIGN(hoff - MINIMAL_TUPLE_OFFSET))
+		KsCheckpointCorrupted(run->name,
+							  "A published row of %u bytes has its data at offset %u, which does not fit its header.",
+							  rowlen, hoff);
+	hoff -= MINIMAL_TUPLE_OFFSET;
+	bits = (const bits8 *) row + offsetof(MinimalTupleData, t_bits);
+	data = row + hoff;
+	datalen = rowlen - hoff;
+
+	for (i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+
+		if (hasnulls && att_isnull(i, bits))
+			continue;
+		if (att->attlen > 0)
+		{
+			off = att_align_nominal(off, att->attalign);
+			if (off > datalen || datalen - off < (uint32) att->attlen)
+				KsRowColumnOutside(run, name, rowlen);
+			/* name functions run strlen over the value */
+			if (att->atttypid == NAMEOID && memchr(data + off, '\0', att->attlen) == NULL)
+				KsCheckpointCorrupted(run->name,
+									  "Column \"%s\" of a published row is a name without its NUL byte.",
+									  name);
+			off += att->attlen;
+		}
+		else if (att->attlen == -1)
+		{
+			union
+			{
+				uint32		word;
+				char		bytes[VARHDRSZ_COMPRESSED];
+			}			header;
+			uint32		size;
+
+			/* as att_align_pointer: a zero byte is padding before an aligned header */
+			if (off < datalen && data[off] == 0)
+				off = att_align_nominal(off, att->attalign);
+			if (off >= datalen)
+				KsRowColumnOutside(run, name, rowlen);
+			header.bytes[0] = data[off];
+			if (VARATT_IS_1B_E(header.bytes))
+				KsCheckpointCorrupted(run->name,
+									  "Column \"%s\" of a published row points to a value stored outside the row.",
+									  name);
+			if (VARATT_IS_1B(header.bytes))
+				size = VARSIZE_1B(header.bytes);
+			else
+			{
+				if (off != att_align_nominal(off, att->attalign))
+					KsCheckpointCorrupted(run->name,
+										  "Column \"%s\" of a published row has a 4-byte varlena header at an unaligned offset.",
+										  name);
+				if (datalen - off < VARHDRSZ)
+					KsRowColumnOutside(run, name, rowlen);
+				memcpy(header.bytes, data + off, VARHDRSZ);
+				size = VARSIZE_4B(header.bytes);
+				if (size < VARHDRSZ)
+					KsCheckpointCorrupted(run->name,
+										  "Column \"%s\" of a published row has a length of %u bytes, less than its header.",
+										  name, size);
+				if (VARATT_IS_4B_C(header.bytes))
+				{
+					uint32		extsize;
+					uint32		method;
+
+					if (size < VARHDRSZ_COMPRESSED || datalen - off < VARHDRSZ_COMPRESSED)
+						KsRowColumnOutside(run, name, rowlen);
+					memcpy(header.bytes, data + off, VARHDRSZ_COMPRESSED);
+					extsize = VARDATA_COMPRESSED_GET_EXTSIZE(header.bytes);
+					method = VARDATA_COMPRESSED_GET_COMPRESS_METHOD(header.bytes);
+					/* compression keeps a value only if it got smaller */
+					if ((method != TOAST_PGLZ_COMPRESSION_ID && method != TOAST_LZ4_COMPRESSION_ID) ||
+						extsize > MaxAllocSize - VARHDRSZ ||
+						extsize < size - VARHDRSZ_COMPRESSED)
+						KsCheckpointCorrupted(run->name,
+											  "Column \"%s\" of a published row is compressed with method %u to %u bytes from %u, which cannot be.",
+											  name, method, size, extsize);
+				}
+			}
+			if (size > datalen - off)
+				KsRowColumnOutside(run, name, rowlen);
+			off += size;
+		}
+		else if (att->attlen == -2)
+		{
+			const char *nul;
+
+			off = att_align_nominal(off, att->attalign);
+			if (off >= datalen)
+				KsRowColumnOutside(run, name, rowlen);
+			nul = memchr(data + off, '\0', datalen - off);
+			if (nul == NULL)
+				KsCheckpointCorrupted(run->name,
+									  "Column \"%s\" of a published row is a string without its NUL byte.",
+									  name);
+			off = (uint32) (nul - data) + 1;
+		}
+		else
+			elog(ERROR, "unexpected length %d of column \"%s\"", att->attlen, name);
+	}
+	if (off != datalen)
+		KsCheckpointCorrupted(run->name, "A published row has %u bytes after its last column.",
+							  datalen - off);
+}
+
+/*
+ * Put a recovered key's checkpointed view row (checked by KsCheckRow) into
+ * the store being built (run->building, which no reader sees yet).  The
+ * entry is linked before the tuple is allocated, so that whatever was
+ * allocated is freed with the store if this fails.
  */
 static void
 KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint32 rowlen)
@@ -397,7 +743,6 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 	dsa_pointer entry = KsStoreAllocEntry(dsa, e->hash);
 	dsa_pointer tuple;
 	uint32		oldbytes;
-	uint32		t_len;
 	uint32		bytes;
 
 	if (!DsaPointerIsValid(entry))
@@ -408,11 +753,6 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 	if (rowlen == 0)
 		return;					/* HAVING hides the key */
 
-	if (rowlen < SizeofMinimalTupleHeader)
-		KsCheckpointCorrupted(run, "A published row has a wrong length.");
-	memcpy(&t_len, row, sizeof(uint32));
-	if (t_len != rowlen)
-		KsCheckpointCorrupted(run, "A published row has a wrong length.");
 	tuple = KsStoreAllocTupleBytes(dsa, row, rowlen);
 	if (!DsaPointerIsValid(tuple))
 		KsStoreExhausted(run->name);
@@ -426,48 +766,73 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 
 /*
  * Load the keys of one chunk that no newer chunk already gave us, with
- * their published rows into the store being built.  Keys are taken a batch
+ * their published rows into the store being built.  The chunk is checked
+ * whole (KsCheckChunkHeader) and in sequence before its keys are parsed;
+ * each key's bytes are checked as they are read.  Keys are taken a batch
  * at a time: hash them all and prefetch their index slots, then insert
  * them.  keys/nulls have room for KS_RECOVER_BATCH keys.
  */
 static void
-KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *nulls,
-			   MemoryContext tmp)
+KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
+			   const char *data, uint32 len, Datum *keys, bool *nulls, MemoryContext tmp)
 {
 	KsKeyTable *kt = run->kt;
 	dsa_area   *dsa = KsGetDsa();
-	const char *pos = data;
-	const char *end = data + len;
+	KsReader	r;
 	int			nk = kt->nkeys;
 	const char *states[KS_RECOVER_BATCH];
 	uint32		statelens[KS_RECOVER_BATCH];
 	const char *rows[KS_RECOVER_BATCH];
 	uint32		rowlens[KS_RECOVER_BATCH];
 	uint32		hashes[KS_RECOVER_BATCH];
+	int32		count = 0;
+	int			prev_group;
+	uint8		flags;
 
-	if (len < 1 || (unsigned char) *pos != KS_STATE_FORMAT)
-		KsCheckpointCorrupted(run, "A chunk has an unknown format.");
-	pos++;
-	while (pos < end)
+	flags = KsCheckChunkHeader(run, crow, data, len);
+	KsCheckChunkSequence(run, seq, crow, flags);
+	/* size the index once for the keys to come, not by doublings */
+	KsKeyTableReserve(kt, kt->nentries + crow->nkeys);
+
+	prev_group = crow->first_group;
+	KsReaderInit(&r, data + KS_CHUNK_HEADER, len - KS_CHUNK_HEADER, run->name);
+	while (KsReaderLeft(&r) > 0)
 	{
 		MemoryContext oldcxt;
 		int			n = 0;
 		int			i;
 
+		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(tmp);
-		while (pos < end && n < KS_RECOVER_BATCH)
+		while (KsReaderLeft(&r) > 0 && n < KS_RECOVER_BATCH)
 		{
+			uint16		group;
 			uint32		klen;
 			const char *k;
 
-			if (end - pos < (ptrdiff_t) sizeof(uint16))
-				KsCheckpointCorrupted(run, "A chunk ends inside a key.");
-			pos += sizeof(uint16);	/* the key group: for readers of part of the state */
-			k = KsReadBytes(&pos, end, &klen);
-			states[n] = KsReadBytes(&pos, end, &statelens[n]);
-			rows[n] = KsReadBytes(&pos, end, &rowlens[n]);
-			KsKeyDeserialize(kt, k, klen, keys + n * nk, nulls + n * nk);
+			if (KsReaderLeft(&r) < sizeof(uint16))
+				KsCheckpointCorrupted(run->name, "The chunk ends inside a key group.");
+			memcpy(&group, r.pos, sizeof(uint16));
+			r.pos += sizeof(uint16);
+			if (group < prev_group || group > crow->last_group)
+				KsCheckpointCorrupted(run->name,
+									  "A key has key group %d, out of order in the chunk's groups %d to %d.",
+									  group, crow->first_group, crow->last_group);
+			prev_group = group;
+			if (++count > crow->nkeys)
+				KsCheckpointCorrupted(run->name, "The chunk holds more than the %d keys its row says.",
+									  crow->nkeys);
+			k = KsReadBytes(&r, &klen, "a key");
+			states[n] = KsReadBytes(&r, &statelens[n], "the transition states of a key");
+			rows[n] = KsReadBytes(&r, &rowlens[n], "a published row");
+			KsKeyDeserialize(kt, k, klen, run->name, keys + n * nk, nulls + n * nk);
 			hashes[n] = KsKeyHash(kt, keys + n * nk, nulls + n * nk);
+			if (KsKeyGroup(hashes[n]) != group)
+				KsCheckpointCorrupted(run->name,
+									  "A key stored in key group %d hashes to key group %d.",
+									  group, KsKeyGroup(hashes[n]));
+			if (rowlens[n] > 0)
+				KsCheckRow(run, rows[n], rowlens[n]);
 			n++;
 		}
 		MemoryContextSwitchTo(oldcxt);
@@ -488,12 +853,67 @@ KsRecoverChunk(KsAggRun *run, const char *data, uint32 len, Datum *keys, bool *n
 			if (!found)
 			{
 				/* newest first: the first version met is the checkpointed one */
-				KsAggDeserializeStates(run->rt, e->states, &e->replay, states[i], statelens[i]);
+				KsAggDeserializeStates(run->rt, e->states, &e->replay, states[i], statelens[i],
+									   run->name);
 				KsRecoverRow(run, dsa, e, rows[i], rowlens[i]);
 			}
 		}
 		MemoryContextReset(tmp);
 	}
+	if (count != crow->nkeys)
+		KsCheckpointCorrupted(run->name, "The chunk holds %d keys, but its row says %d.",
+							  count, crow->nkeys);
+}
+
+/*
+ * Whether an error raised by a function reading checkpointed values (a hash,
+ * equality, deserialization or transition function) says the values are
+ * malformed: a data exception, a malformed message or an internal error.
+ */
+static bool
+KsIsDamageError(int sqlerrcode)
+{
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+		sqlerrcode == ERRCODE_PROTOCOL_VIOLATION ||
+		sqlerrcode == ERRCODE_INTERNAL_ERROR;
+}
+
+/*
+ * Recover one chunk (KsRecoverChunk) under an error context naming it.  An
+ * error of a function that found a checkpointed value malformed
+ * (KsIsDamageError) is the corruption it reveals, and is reported as such
+ * with the function's message as the detail; other errors (out of memory,
+ * a cancel, our own corruption errors) pass through unchanged.
+ */
+static void
+KsRecoverChunkGuarded(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
+					  const char *data, uint32 len, Datum *keys, bool *nulls,
+					  MemoryContext tmp)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorContextCallback errcb;
+
+	errcb.callback = KsRecoverErrorContext;
+	errcb.arg = (void *) crow;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	PG_TRY();
+	{
+		KsRecoverChunk(run, crow, seq, data, len, keys, nulls, tmp);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (!KsIsDamageError(edata->sqlerrcode))
+			PG_RE_THROW();
+		FlushErrorState();
+		KsCheckpointCorrupted(run->name, "Restoring a key failed: %s.", edata->message);
+	}
+	PG_END_TRY();
+	error_context_stack = errcb.previous;
 }
 
 /*
@@ -516,6 +936,7 @@ KsRecover(KsAggRun *run)
 	bool		isnull;
 	int64		full_id = -1;
 	bool		done = false;
+	KsChunkSequence seq;
 
 	KsBecomeWorker();
 	arg = Int32GetDatum(run->def->id);
@@ -536,21 +957,27 @@ KsRecover(KsAggRun *run)
 	/*
 	 * Size the key index and the new store once for the keys to come (an
 	 * upper bound: deltas repeat keys), instead of growing them by
-	 * doublings, each a rehash of everything loaded so far.
+	 * doublings, each a rehash of everything loaded so far.  The key counts
+	 * are not trusted yet: no chunk holds more keys than its bytes allow.
 	 */
-	ret = SPI_execute_with_args("SELECT pg_catalog.sum(nkeys) FROM keyedstate.state "
+	ret = SPI_execute_with_args("SELECT pg_catalog.sum(nkeys), pg_catalog.sum(pg_catalog.octet_length(data)) "
+								"FROM keyedstate.state "
 								"WHERE aggregation_id = $1 AND checkpoint_id >= "
 								"(SELECT pg_catalog.max(checkpoint_id) FROM keyedstate.state "
 								" WHERE aggregation_id = $1 AND is_full)",
 								1, &argtype, &arg, NULL, true, 1);
 	if (ret == SPI_OK_SELECT && SPI_processed == 1)
 	{
+		bool		bytesnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		b = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &bytesnull);
 
-		if (!isnull)
+		if (!isnull && !bytesnull)
 		{
 			int64		expected = DatumGetInt64(d);
+			int64		fit = DatumGetInt64(b) / (int64) KS_MIN_KEY_BYTES;
 
+			expected = Max(Min(expected, fit), 0);
 			KsKeyTableReserve(kt, expected);
 			if (!KsStoreReservePrivate(KsGetDsa(), run->building, expected))
 				KsStoreExhausted(run->name);
@@ -563,9 +990,13 @@ KsRecover(KsAggRun *run)
 								ALLOCSET_DEFAULT_SIZES);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate recovery chunk",
 								   ALLOCSET_DEFAULT_SIZES);
+	seq.checkpoint_id = -1;
+	seq.full = false;
+	seq.next_chunk = -1;
 
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT checkpoint_id, is_full, nkeys, data FROM keyedstate.state "
+									   "SELECT checkpoint_id, chunk, is_full, first_key_group, last_key_group, "
+									   "nkeys, data FROM keyedstate.state "
 									   "WHERE aggregation_id = $1 ORDER BY checkpoint_id DESC, chunk DESC",
 									   1, &argtype, &arg, NULL, true, 0);
 	while (!done)
@@ -580,34 +1011,40 @@ KsRecover(KsAggRun *run)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
 			TupleDesc	desc = SPI_tuptable->tupdesc;
-			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-			bool		full = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
-			int32		nkeys = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+			KsChunkRow	crow;
 			bytea	   *data;
 
+			CHECK_FOR_INTERRUPTS();
+			crow.aggregation_id = run->def->id;
+			crow.checkpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			crow.chunk = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			crow.full = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+			crow.first_group = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+			crow.last_group = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
+			crow.nkeys = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+
 			/* rows older than the latest full checkpoint are obsolete */
-			if (full_id >= 0 && id < full_id)
+			if (full_id >= 0 && crow.checkpoint_id < full_id)
 			{
 				done = true;
 				break;
 			}
-			if (full)
-				full_id = id;
-			run->ckpt_last_id = Max(run->ckpt_last_id, id);
+			if (crow.full)
+				full_id = crow.checkpoint_id;
+			run->ckpt_last_id = Max(run->ckpt_last_id, crow.checkpoint_id);
 
 			oldcxt = MemoryContextSwitchTo(rowcxt);
-			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 4, &isnull));
+			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 7, &isnull));
 			MemoryContextSwitchTo(oldcxt);
-			if (full)
+			if (crow.full)
 				run->ckpt_full_bytes += VARSIZE_ANY_EXHDR(data);
 			else
 				run->ckpt_delta_bytes += VARSIZE_ANY_EXHDR(data);
 
-			/* size the index once for the keys to come, not by doublings */
-			KsKeyTableReserve(kt, kt->nentries + Max(nkeys, 0));
 			/* deserialize functions are user code: run them as the owner */
 			KsBecomeOwner(run);
-			KsRecoverChunk(run, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), keys, nulls, tmp);
+			KsRecoverChunkGuarded(run, &crow, &seq, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
+								  keys, nulls, tmp);
 			KsBecomeWorker();
 			MemoryContextReset(rowcxt);
 		}
@@ -617,8 +1054,11 @@ KsRecover(KsAggRun *run)
 	MemoryContextDelete(rowcxt);
 	MemoryContextDelete(tmp);
 
+	if (seq.next_chunk >= 0)
+		KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
+							  seq.checkpoint_id, seq.next_chunk);
 	if (run->ckpt_last_id > 0 && full_id < 0)
-		KsCheckpointCorrupted(run, "No full checkpoint was found.");
+		KsCheckpointCorrupted(run->name, "No full checkpoint was found.");
 	run->ckpt_have_full = (full_id >= 0);
 
 	/* recovered keys are already in the checkpoint, and their rows in run->building */

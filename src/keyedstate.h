@@ -84,6 +84,6 @@ extern void _PG_init(void);
 	} while (0)
 
 /* Format version written at the start of every checkpoint chunk. */
-#define KS_STATE_FORMAT			2
+#define KS_STATE_FORMAT			3
 
 #endif							/* KEYEDSTATE_H */

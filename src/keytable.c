@@ -10,6 +10,7 @@
 
 #include <sys/mman.h>
 
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -25,7 +26,12 @@
 /* Transparent huge page size, for the entry blocks. */
 #define KS_HUGE_PAGE					(2 * 1024 * 1024)
 
-/* Whether an equality function compares pass-by-value Datums bitwise. */
+/*
+ * Whether an equality function compares pass-by-value Datums by their bits:
+ * then two values are equal exactly when their canonical Datums
+ * (KsCanonicalByVal) are, as int4eq compares DatumGetInt32 of both, and a
+ * key is compared without a function call.
+ */
 static bool
 KsIsBinaryEq(Oid fnoid)
 {
@@ -131,7 +137,8 @@ KsKeyEquals(KsKeyTable *kt, KsKeyEntry *e, const Datum *keys, const bool *nulls)
 			continue;
 		if (kt->binaryeq[i])
 		{
-			if (e->keys[i] != keys[i])
+			/* stored keys are canonical; the other may come from any C function */
+			if (e->keys[i] != KsCanonicalByVal(keys[i], kt->keylens[i]))
 				return false;
 		}
 		else if (!DatumGetBool(FunctionCall2Coll(&kt->eqfns[i], kt->keycolls[i],
@@ -179,7 +186,7 @@ KsKeyTableReserve(KsKeyTable *kt, uint64 nentries)
 {
 	uint64		size = kt->nslots;
 
-	while (KsKeyTableTooFull(nentries, size) && size < ((uint64) 1 << 31))
+	while (KsKeyTableTooFull(nentries, size) && size < KS_KEYTABLE_MAX_SLOTS)
 		size *= 2;
 	if (size != kt->nslots)
 		KsKeyTableResize(kt, (uint32) size);
@@ -254,10 +261,13 @@ KsKeyTableNewEntry(KsKeyTable *kt)
 	uint64		i = kt->nentries;
 	KsKeyEntry *e;
 
-	if (i >= (uint64) UINT32_MAX - 1)
+	/* the index refuses keys first; entry numbers plus one must fit a slot */
+	if (i >= KS_KEYTABLE_MAX_KEYS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("keyedstate aggregation has too many keys")));
+				 errmsg("keyedstate aggregation has too many keys"),
+				 errdetail("An aggregation holds at most " UINT64_FORMAT " keys.",
+						   KS_KEYTABLE_MAX_KEYS)));
 	if ((i & (KS_KEY_BLOCK_ENTRIES - 1)) == 0)
 	{
 		int			b = (int) (i >> KS_KEY_BLOCK_SHIFT);
@@ -308,6 +318,12 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 	*found = false;
 	if (KsKeyTableTooFull(kt->nentries + 1, kt->nslots))
 	{
+		if (kt->nslots >= KS_KEYTABLE_MAX_SLOTS)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("keyedstate aggregation has too many keys"),
+					 errdetail("An aggregation holds at most " UINT64_FORMAT " keys.",
+							   KS_KEYTABLE_MAX_KEYS)));
 		KsKeyTableResize(kt, kt->nslots * 2);
 		mask = kt->nslots - 1;
 		pos = hash & mask;
@@ -330,7 +346,10 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 			/* a key must not depend on a source row that may be vacuumed away */
 			MemoryContext oldcxt = MemoryContextSwitchTo(kt->cxt);
 
-			e->keys[i] = KsDatumCopyOwned(keys[i], kt->keybyvals[i], kt->keylens[i]);
+			if (kt->keybyvals[i])
+				e->keys[i] = KsCanonicalByVal(keys[i], kt->keylens[i]);
+			else
+				e->keys[i] = KsDatumCopyOwned(keys[i], false, kt->keylens[i]);
 			MemoryContextSwitchTo(oldcxt);
 		}
 	}
@@ -340,18 +359,25 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 	return e;
 }
 
-/* Append an entry to a dirty list, growing it as needed. */
+/*
+ * Append an entry to a dirty list, growing it as needed.  A key is on a
+ * list at most once, so the list never needs more room than the table has
+ * keys; counts are 64-bit so that doubling never overflows.
+ */
 static void
-KsAppendDirty(KsKeyTable *kt, KsKeyEntry ***list, int *n, int *max, KsKeyEntry *e)
+KsAppendDirty(KsKeyTable *kt, KsKeyEntry ***list, int64 *n, int64 *max, KsKeyEntry *e)
 {
 	if (*n >= *max)
 	{
-		int			newmax = Max(*max * 2, 1024);
+		int64		newmax = Min(Max(*max * 2, 1024), (int64) KS_KEYTABLE_MAX_KEYS);
+
+		if (*n >= newmax)
+			elog(ERROR, "keyedstate dirty list holds more entries than keys");
 
 		if (*list == NULL)
-			*list = MemoryContextAllocHuge(kt->cxt, sizeof(KsKeyEntry *) * newmax);
+			*list = MemoryContextAllocHuge(kt->cxt, sizeof(KsKeyEntry *) * (Size) newmax);
 		else
-			*list = repalloc_huge(*list, sizeof(KsKeyEntry *) * newmax);
+			*list = repalloc_huge(*list, sizeof(KsKeyEntry *) * (Size) newmax);
 		*max = newmax;
 	}
 	(*list)[(*n)++] = e;
@@ -377,7 +403,7 @@ KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *e)
 void
 KsKeyClearPublish(KsKeyTable *kt)
 {
-	int			i;
+	int64		i;
 
 	for (i = 0; i < kt->npublish; i++)
 		kt->publish[i]->flags &= ~KS_KEY_DIRTY_PUBLISH;
@@ -388,7 +414,7 @@ KsKeyClearPublish(KsKeyTable *kt)
 void
 KsKeyClearCheckpoint(KsKeyTable *kt)
 {
-	int			i;
+	int64		i;
 
 	for (i = 0; i < kt->nckpt; i++)
 		kt->ckpt[i]->flags &= ~KS_KEY_DIRTY_CHECKPOINT;
@@ -422,18 +448,24 @@ KsKeySerialize(KsKeyTable *kt, KsKeyEntry *e, StringInfo buf)
 		KsWriteDatum(buf, e->keys[i], e->keynulls[i], kt->keylens[i], kt->keybyvals[i]);
 }
 
-/* Read key values written by KsKeySerialize. */
+/* Read key values written by KsKeySerialize (see keytable.h). */
 void
-KsKeyDeserialize(KsKeyTable *kt, const char *data, int len, Datum *keys, bool *nulls)
+KsKeyDeserialize(KsKeyTable *kt, const char *data, uint32 len, const char *aggname,
+				 Datum *keys, bool *nulls)
 {
-	const char *pos = data;
-	const char *end = data + len;
+	KsReader	r;
 	int			i;
 
+	KsReaderInit(&r, data, len, aggname);
 	for (i = 0; i < kt->nkeys; i++)
-		keys[i] = KsReadDatum(&pos, end, &nulls[i], kt->keylens[i], kt->keybyvals[i]);
-	if (pos != end)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("corrupted keyedstate checkpoint data")));
+	{
+		keys[i] = KsReadDatum(&r, &nulls[i], kt->keylens[i], kt->keybyvals[i], "a key");
+		/* name functions run strlen over the value */
+		if (!nulls[i] && kt->keytypes[i] == NAMEOID &&
+			memchr(DatumGetPointer(keys[i]), '\0', NAMEDATALEN) == NULL)
+			KsCheckpointCorrupted(aggname, "A key of type name is not NUL-terminated.");
+	}
+	if (KsReaderLeft(&r) != 0)
+		KsCheckpointCorrupted(aggname, "A key has %zu bytes more than its %d values.",
+							  KsReaderLeft(&r), kt->nkeys);
 }

@@ -81,7 +81,7 @@ typedef struct KsKeyTable
 	bool	   *keybyvals;
 	FmgrInfo   *hashfns;		/* one per key column */
 	FmgrInfo   *eqfns;			/* one per key column */
-	bool	   *binaryeq;		/* column compared as a bitwise Datum */
+	bool	   *binaryeq;		/* column compared as a canonical Datum */
 	MemoryContext cxt;			/* entries and key values */
 
 	Size		entrysize;
@@ -97,11 +97,11 @@ typedef struct KsKeyTable
 
 	/* keys changed since the last publish / checkpoint */
 	KsKeyEntry **publish;
-	int			npublish;
-	int			maxpublish;
+	int64		npublish;
+	int64		maxpublish;
 	KsKeyEntry **ckpt;
-	int			nckpt;
-	int			maxckpt;
+	int64		nckpt;
+	int64		maxckpt;
 } KsKeyTable;
 
 typedef struct KsKeyIter
@@ -132,9 +132,18 @@ extern KsKeyTable *KsKeyTableCreate(int nkeys, const Oid *keytypes,
 extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);
 
 /*
+ * The most slots the index can have (its size is a uint32 power of two),
+ * and so the most keys a table holds: three quarters of that.
+ */
+#define KS_KEYTABLE_MAX_SLOTS	((uint32) 1 << 31)
+#define KS_KEYTABLE_MAX_KEYS	((uint64) KS_KEYTABLE_MAX_SLOTS / 4 * 3)
+
+/*
  * Find the entry of a key, inserting it if absent (*found = false): the
- * key values are copied into the table's context and the states are zeroed
- * for the caller to initialise.  The table grows as needed.
+ * key values are copied into the table's context (pass-by-value ones in
+ * their canonical form, see KsCanonicalByVal) and the states are zeroed
+ * for the caller to initialise.  The table grows as needed, up to
+ * KS_KEYTABLE_MAX_KEYS keys (ERRCODE_PROGRAM_LIMIT_EXCEEDED beyond).
  */
 extern KsKeyEntry *KsKeyTableLookup(KsKeyTable *kt, const Datum *keys,
 									const bool *nulls, uint32 hash,
@@ -192,10 +201,13 @@ extern KsKeyEntry *KsKeyIterNext(KsKeyIter *iter);
  * gives the same bytes. */
 extern void KsKeySerialize(KsKeyTable *kt, KsKeyEntry *entry, StringInfo buf);
 
-/* Read key values written by KsKeySerialize into keys/nulls (palloc'd in
- * CurrentMemoryContext). */
-extern void KsKeyDeserialize(KsKeyTable *kt, const char *data, int len,
-							 Datum *keys, bool *nulls);
+/*
+ * Read key values written by KsKeySerialize into keys/nulls (palloc'd in
+ * CurrentMemoryContext); the `len` bytes at `data` must hold exactly them.
+ * Corruption raises KsCheckpointCorrupted for aggregation `aggname`.
+ */
+extern void KsKeyDeserialize(KsKeyTable *kt, const char *data, uint32 len,
+							 const char *aggname, Datum *keys, bool *nulls);
 
 /*
  * The hash of a key: starting from 0, for each column

@@ -8,19 +8,38 @@
 #include "keyedstate.h"
 
 #include "access/detoast.h"
+#include "access/tupmacs.h"
 #include "fmgr.h"
 #include "utils/datum.h"
 #include "utils/expandeddatum.h"
 
 #include "serialize.h"
 
-/* Error for input that does not hold what it should. */
-static void
-KsCorrupted(void)
+/* The error for corrupted checkpoint data (see serialize.h). */
+void
+KsCheckpointCorrupted(const char *aggname, const char *fmt,...)
 {
+	StringInfoData detail;
+
+	initStringInfo(&detail);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&detail, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&detail, needed);
+	}
 	ereport(ERROR,
 			(errcode(ERRCODE_DATA_CORRUPTED),
-			 errmsg("corrupted keyedstate checkpoint data")));
+			 errmsg("checkpoint of aggregation %s is corrupted", aggname),
+			 errdetail_internal("%s", detail.data),
+			 errhint("Restore keyedstate.state from a backup, or drop the aggregation and create it again to recompute it from its source table.")));
+	pg_unreachable();
 }
 
 /* A self-contained copy of a value (see serialize.h). */
@@ -43,14 +62,27 @@ KsWriteUint32(StringInfo buf, uint32 value)
 
 /* Read a 4-byte unsigned integer. */
 uint32
-KsReadUint32(const char **pos, const char *end)
+KsReadUint32(KsReader *r, const char *what)
 {
 	uint32		value;
 
-	if (end - *pos < (ptrdiff_t) sizeof(uint32))
-		KsCorrupted();
-	memcpy(&value, *pos, sizeof(uint32));
-	*pos += sizeof(uint32);
+	if (KsReaderLeft(r) < sizeof(uint32))
+		KsCheckpointCorrupted(r->aggname, "The chunk ends inside %s.", what);
+	memcpy(&value, r->pos, sizeof(uint32));
+	r->pos += sizeof(uint32);
+	return value;
+}
+
+/* Read one byte. */
+uint8
+KsReadUint8(KsReader *r, const char *what)
+{
+	uint8		value;
+
+	if (KsReaderLeft(r) < 1)
+		KsCheckpointCorrupted(r->aggname, "The chunk ends inside %s.", what);
+	value = (uint8) *r->pos;
+	r->pos++;
 	return value;
 }
 
@@ -83,15 +115,17 @@ KsEndBytes(StringInfo buf, int at)
 
 /* Read a length-prefixed run of bytes, without copying. */
 const char *
-KsReadBytes(const char **pos, const char *end, uint32 *len)
+KsReadBytes(KsReader *r, uint32 *len, const char *what)
 {
 	const char *data;
 
-	*len = KsReadUint32(pos, end);
-	if ((uint64) (end - *pos) < *len)
-		KsCorrupted();
-	data = *pos;
-	*pos += *len;
+	*len = KsReadUint32(r, what);
+	if (KsReaderLeft(r) < *len)
+		KsCheckpointCorrupted(r->aggname,
+							  "The length of %s (%u bytes) is more than the %zu bytes left in its chunk.",
+							  what, *len, KsReaderLeft(r));
+	data = r->pos;
+	r->pos += *len;
 	return data;
 }
 
@@ -103,7 +137,17 @@ KsWriteDatum(StringInfo buf, Datum value, bool isnull, int16 typlen, bool typbyv
 	if (isnull)
 		return;
 	if (typbyval)
-		appendBinaryStringInfo(buf, (const char *) &value, typlen);
+	{
+		/* as a heap tuple stores it: only the typlen-significant bits */
+		union
+		{
+			Datum		d;
+			char		bytes[sizeof(Datum)];
+		}			image;
+
+		store_att_byval(image.bytes, value, typlen);
+		appendBinaryStringInfo(buf, image.bytes, typlen);
+	}
 	else if (typlen > 0)
 		appendBinaryStringInfo(buf, DatumGetPointer(value), typlen);
 	else if (typlen == -1)
@@ -138,53 +182,99 @@ KsWriteDatum(StringInfo buf, Datum value, bool isnull, int16 typlen, bool typbyv
 
 /* Read one value written by KsWriteDatum. */
 Datum
-KsReadDatum(const char **pos, const char *end, bool *isnull, int16 typlen, bool typbyval)
+KsReadDatum(KsReader *r, bool *isnull, int16 typlen, bool typbyval, const char *what)
 {
-	char		flag;
+	uint8		flag = KsReadUint8(r, what);
 
-	if (*pos >= end)
-		KsCorrupted();
-	flag = **pos;
-	(*pos)++;
 	if (flag == 0)
 	{
 		*isnull = true;
 		return (Datum) 0;
 	}
 	if (flag != 1)
-		KsCorrupted();
+		KsCheckpointCorrupted(r->aggname, "The null flag of %s is %d, not 0 or 1.",
+							  what, flag);
 	*isnull = false;
 	if (typbyval)
 	{
-		Datum		value = 0;
+		Datum		value;
 
-		if (end - *pos < typlen)
-			KsCorrupted();
-		memcpy(&value, *pos, typlen);
-		*pos += typlen;
+		if (KsReaderLeft(r) < (Size) typlen)
+			KsCheckpointCorrupted(r->aggname, "The chunk ends inside %s.", what);
+		/* what fetch_att gives for the bytes store_att_byval wrote */
+		switch (typlen)
+		{
+			case 1:
+				value = CharGetDatum(*r->pos);
+				break;
+			case 2:
+				{
+					int16		v;
+
+					memcpy(&v, r->pos, sizeof(v));
+					value = Int16GetDatum(v);
+					break;
+				}
+			case 4:
+				{
+					int32		v;
+
+					memcpy(&v, r->pos, sizeof(v));
+					value = Int32GetDatum(v);
+					break;
+				}
+#if SIZEOF_DATUM == 8
+			case 8:
+				memcpy(&value, r->pos, sizeof(value));
+				break;
+#endif
+			default:
+				elog(ERROR, "unsupported length %d of a pass-by-value type", typlen);
+				value = (Datum) 0;	/* keep the compiler quiet */
+		}
+		r->pos += typlen;
 		return value;
 	}
 	if (typlen > 0)
 	{
 		char	   *copy;
 
-		if (end - *pos < typlen)
-			KsCorrupted();
+		if (KsReaderLeft(r) < (Size) typlen)
+			KsCheckpointCorrupted(r->aggname, "The chunk ends inside %s.", what);
 		copy = palloc(typlen);
-		memcpy(copy, *pos, typlen);
-		*pos += typlen;
+		memcpy(copy, r->pos, typlen);
+		r->pos += typlen;
 		return PointerGetDatum(copy);
 	}
 	else
 	{
 		uint32		len;
-		const char *data = KsReadBytes(pos, end, &len);
+		const char *data = KsReadBytes(r, &len, what);
 		char	   *copy;
 
-		if (typlen == -1 && (len < VARHDRSZ || VARSIZE(data) != len))
-			KsCorrupted();
-		if (typlen == -2 && (len == 0 || data[len - 1] != '\0'))
-			KsCorrupted();
+		if (typlen == -1)
+		{
+			union
+			{
+				uint32		word;
+				char		bytes[VARHDRSZ];
+			}			header;
+
+			/* written detoasted: a plain 4-byte header giving this very length */
+			if (len < VARHDRSZ)
+				KsCheckpointCorrupted(r->aggname,
+									  "The varlena value of %s has %u bytes, fewer than its header needs.",
+									  what, len);
+			memcpy(header.bytes, data, VARHDRSZ);
+			if (!VARATT_IS_4B_U(header.bytes) || VARSIZE_4B(header.bytes) != len)
+				KsCheckpointCorrupted(r->aggname,
+									  "The varlena value of %s has %u bytes, but its header does not say so.",
+									  what, len);
+		}
+		else if (len == 0 || memchr(data, '\0', len) != data + len - 1)
+			KsCheckpointCorrupted(r->aggname,
+								  "The string value of %s is not ended by its only NUL byte.",
+								  what);
 		copy = palloc(len);
 		memcpy(copy, data, len);
 		return PointerGetDatum(copy);

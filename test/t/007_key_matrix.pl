@@ -1,0 +1,186 @@
+# Recovered keys are the same keys as fresh ones, for every kind of key
+# type: by-value types of each length (including negative values, whose
+# Datums are sign-extended), fixed-length by-reference types, varlena and
+# container types, and NULL.  Rows are aggregated, checkpointed and
+# recovered (after an immediate shutdown, then after a SIGKILL of the
+# worker), and more rows for the same keys arrive after each recovery: the
+# view must equal the GROUP BY oracle and hold each key once, every time.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = ks_node('keys');
+
+# Key types and the values rows take (SQL expressions of that type).  Equal
+# values written differently ('1 day' and '24 hours', 1.0 and 1.00, 0 and
+# -0) must become one key.
+my @types = (
+	[ 'int2', 'int2', qw(-32768 -5 -1 0 1 32767 NULL) ],
+	[ 'int4', 'int4', qw(-2147483648 -123456 -1 0 7 2147483647 NULL) ],
+	[ 'int8', 'int8', qw(-9223372036854775808 -5000000000 -1 0 9223372036854775807 NULL) ],
+	[ 'date', 'date', q{'0044-03-15 BC'}, q{'1970-01-01'}, q{'1999-12-31'}, q{'2000-01-01'},
+		q{'2024-02-29'}, q{'-infinity'}, q{'infinity'}, 'NULL' ],
+	[ 'ts', 'timestamp', q{'1969-07-20 20:17:40'}, q{'1999-12-31 23:59:59.999999'},
+		q{'2000-01-01 00:00'}, q{'2038-01-19 03:14:08'}, q{'-infinity'}, 'NULL' ],
+	[ 'tstz', 'timestamptz', q{'1969-07-20 20:17:40+00'}, q{'1999-12-31 23:59:59.5-05'},
+		q{'2000-01-01 05:00+05'}, q{'2000-01-01 00:00+00'}, 'NULL' ],
+	[ 'time', 'time', q{'00:00'}, q{'12:34:56.789'}, q{'23:59:59.999999'}, 'NULL' ],
+	[ 'timetz', 'timetz', q{'00:00+00'}, q{'12:00-05'}, q{'17:00+00'}, q{'23:59:59.99+14'}, 'NULL' ],
+	[ 'f4', 'float4', q{'-0'}, '0', '-1.5', '1.5', q{'NaN'}, q{'Infinity'}, q{'-Infinity'},
+		'-3.4e38', 'NULL' ],
+	[ 'f8', 'float8', q{'-0'}, '0', '-1e308', '2.5', q{'NaN'}, q{'-Infinity'}, '-4.9e-324', 'NULL' ],
+	[ 'num', 'numeric', '1.0', '1.00', '1', '-0.5', '-0.50', q{'NaN'}, '1e100', '-1e-100', 'NULL' ],
+	[ 'txt', 'text', q{''}, q{'a'}, q{'Ünïcødé'}, q{repeat('long ', 1000)}, q{repeat(md5('x'), 4000)},
+		'NULL' ],
+	[ 'vc', 'varchar(20)', q{'b'}, q{'b '}, q{'-1'}, 'NULL' ],
+	[ 'bpc', 'char(4)', q{'a'}, q{'a  '}, q{'ab'}, 'NULL' ],
+	[ 'nm', 'name', q{'abc'}, q{'x'}, q{repeat('n', 63)}, 'NULL' ],
+	[ 'ch', '"char"', q{'a'}, q{'\377'}, q{'\200'}, q{'\001'}, 'NULL' ],
+	[ 'bo', 'bool', 'true', 'false', 'NULL' ],
+	[ 'oid', 'oid', '0', '1', '2147483648', '3000000000', '4294967295', 'NULL' ],
+	[ 'lsn', 'pg_lsn', q{'0/0'}, q{'FFFFFFFF/FFFFFFFF'}, q{'80000000/1'}, 'NULL' ],
+	[ 'tid', 'tid', q{'(0,1)'}, q{'(4294967295,65535)'}, q{'(2147483648,1)'}, 'NULL' ],
+	[ 'uuid', 'uuid', q{'00000000-0000-0000-0000-000000000000'},
+		q{'ffffffff-ffff-ffff-ffff-ffffffffffff'}, q{'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'}, 'NULL' ],
+	[ 'inet', 'inet', q{'10.0.0.1'}, q{'10.0.0.1/8'}, q{'::1'}, q{'255.255.255.255'}, 'NULL' ],
+	[ 'cidr', 'cidr', q{'10.0.0.0/8'}, q{'192.168.0.0/16'}, q{'::/0'}, 'NULL' ],
+	[ 'mac', 'macaddr', q{'08:00:2b:01:02:03'}, q{'ff:ff:ff:ff:ff:ff'}, 'NULL' ],
+	[ 'mac8', 'macaddr8', q{'08:00:2b:01:02:03:04:05'}, q{'00:00:00:00:00:00:00:00'}, 'NULL' ],
+	[ 'itv', 'interval', q{'1 day'}, q{'24 hours'}, q{'-1 mon'}, q{'30 days'}, q{'00:00:00.000001'},
+		'NULL' ],
+	[ 'bin', 'bytea', q{'\x'}, q{'\x00ff'}, q{'\xdeadbeef'}, q{decode(repeat('ab', 5000), 'hex')},
+		'NULL' ],
+	[ 'jb', 'jsonb', q{'{"a": 1}'}, q{'{"a":1.0}'}, q{'[1, 2, "x"]'}, q{'null'}, q{'-1'}, 'NULL' ],
+	[ 'ia', 'int4[]', q{'{1,2}'}, q{'{-1,-2}'}, q{'{}'}, q{'{NULL}'}, q{'[0:1]={1,2}'}, 'NULL' ],
+	[ 'ta', 'text[]', q{'{a,b}'}, q{'{"a,b"}'}, q{'{{x,y},{z,NULL}}'}, 'NULL' ],
+	[ 'rec', 'pair', q{ROW(1, 'x')}, q{ROW(-1, NULL)}, q{ROW(NULL, NULL)}, 'NULL' ],
+	[ 'en', 'mood', q{'sad'}, q{'ok'}, q{'happy'}, 'NULL' ],
+	[ 'rng', 'int4range', q{'[1,5)'}, q{'[1,4]'}, q{'empty'}, q{'(,)'}, q{'[-10,-5)'}, 'NULL' ],
+);
+
+$node->safe_psql('postgres', q{
+CREATE EXTENSION keyedstate;
+CREATE TYPE pair AS (a int, b text);
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+});
+my $cols = join(', ', map { "k_$_->[0] $_->[1]" } @types);
+$node->safe_psql('postgres', "CREATE TABLE kv (id bigserial PRIMARY KEY, v int NOT NULL, $cols)");
+
+# Insert $n rows; row g gets value (g + $shift) % (number of values) of each
+# type, so every batch hits every key again.
+sub insert_rows
+{
+	my ($n, $shift) = @_;
+	my @exprs;
+	for my $t (@types)
+	{
+		my ($name, $type, @values) = @$t;
+		my $nv = scalar(@values);
+		my $case = "CASE (g + $shift) % $nv "
+		  . join(' ', map { "WHEN $_ THEN ($values[$_])::$type" } 0 .. $nv - 1) . ' END';
+		push @exprs, $case;
+	}
+	my $names = join(', ', map { "k_$_->[0]" } @types);
+	$node->safe_psql('postgres',
+		"INSERT INTO kv (v, $names) SELECT g, " . join(', ', @exprs)
+		  . " FROM generate_series(1, $n) g");
+}
+
+# one aggregation per key type, and one with a key mixing several types
+my %aggs;
+for my $t (@types)
+{
+	my $name = "by_$t->[0]";
+	$aggs{$name} = {
+		keys => 'k',
+		view => "SELECT k, c, s FROM $name",
+		oracle => "SELECT k_$t->[0], count(*), sum(v) FROM kv GROUP BY k_$t->[0]",
+	};
+	$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('$name',
+		'SELECT k_$t->[0] AS k, count(*) AS c, sum(v) AS s FROM kv GROUP BY k_$t->[0]',
+		checkpoint_interval => '1 hour')});
+}
+my $mixed = 'k_int2, k_int4, k_date, k_ch, k_num, k_txt, k_itv, k_bo, k_f4, k_ia';
+$aggs{by_mixed} = {
+	keys => $mixed,
+	view => "SELECT $mixed, c, s FROM by_mixed",
+	oracle => "SELECT $mixed, count(*), sum(v) FROM kv GROUP BY $mixed",
+};
+$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('by_mixed',
+	'SELECT $mixed, count(*) AS c, sum(v) AS s FROM kv GROUP BY $mixed',
+	checkpoint_interval => '1 hour')});
+my $naggs = scalar(keys %aggs);
+
+# Sync every aggregation.
+sub sync_all
+{
+	$node->safe_psql('postgres',
+		'SELECT keyedstate.sync(name, \'2 min\') FROM keyedstate.aggregations');
+}
+
+# Wait until every aggregation runs (after a restart), then sync.
+sub wait_running
+{
+	ks_wait_for($node, 'postgres',
+		"SELECT count(*) = $naggs AND bool_and(state = 'running') FROM keyedstate.status", 120)
+	  or die 'aggregations did not resume: '
+	  . $node->safe_psql('postgres', "SELECT string_agg(name || ' ' || state || ' ' || coalesce(error, ''), '; ') FROM keyedstate.status WHERE state <> 'running'");
+	sync_all();
+}
+
+# Compare every aggregation with its oracle; no key may appear twice.
+sub check_all
+{
+	my ($when) = @_;
+	my @wrong;
+	my @dups;
+	for my $name (sort keys %aggs)
+	{
+		my $a = $aggs{$name};
+		my $m = ks_mismatches($node, 'postgres', $a->{view}, $a->{oracle});
+		push @wrong, "$name ($m rows)" if $m ne '0';
+		my $d = $node->safe_psql('postgres',
+			"SELECT count(*) FROM (SELECT 1 FROM $name GROUP BY $a->{keys} HAVING count(*) > 1) d");
+		push @dups, "$name ($d keys)" if $d ne '0';
+	}
+	is(join(', ', @wrong), '', "$when: every view equals its GROUP BY oracle");
+	is(join(', ', @dups), '', "$when: no key appears twice in any view");
+}
+
+insert_rows(600, 0);
+sync_all();
+check_all('fresh keys');
+my $nkeys = $node->safe_psql('postgres', 'SELECT sum(keys) FROM keyedstate.status');
+$node->safe_psql('postgres',
+	'SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations');
+
+# first recovery: after an immediate shutdown
+$node->stop('immediate');
+$node->start;
+wait_running();
+check_all('recovered after an immediate shutdown');
+insert_rows(400, 3);
+sync_all();
+check_all('recovered keys hit again after an immediate shutdown');
+
+# second recovery, of keys recovered once and hit again: after a SIGKILL
+# of the worker (restart_after_crash restarts the server)
+$node->safe_psql('postgres',
+	'SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations');
+ks_kill_worker($node, 'postgres');
+wait_running();
+check_all('recovered again after a worker kill');
+insert_rows(300, 5);
+sync_all();
+check_all('keys recovered twice hit again');
+
+is($node->safe_psql('postgres', 'SELECT sum(keys) FROM keyedstate.status'), $nkeys,
+	"the number of keys never changes ($nkeys keys in $naggs aggregations)");
+note scalar(@types) . " key types and one mixed key, $nkeys keys in $naggs aggregations";
+
+$node->stop;
+done_testing();
