@@ -139,7 +139,7 @@ $node->safe_psql('postgres', 'SELECT keyedstate.checkpoint(name) FROM keyedstate
 # the pristine rows, kept in a table and in Perl
 $node->safe_psql('postgres', 'CREATE TABLE pristine AS SELECT * FROM keyedstate.state');
 my %ids = map { split(/\|/) } split(/\n/, $node->safe_psql('postgres',
-	'SELECT a.id, a.view_oid::regclass::text FROM keyedstate.aggregation a'));
+	'SELECT a.id, a.view::text FROM keyedstate.aggregation a'));
 my %rows_of;
 for my $line (split(/\n/, $node->safe_psql('postgres', q{
 SELECT aggregation_id, checkpoint_id, chunk, is_full, first_key_group, last_key_group, nkeys,
