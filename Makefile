@@ -4,6 +4,8 @@ OBJS = \
 	src/keyedstate.o \
 	src/settings.o \
 	src/shmem.o \
+	src/dbslots.o \
+	src/progress.o \
 	src/store.o \
 	src/serialize.o \
 	src/keytable.o \
@@ -15,6 +17,7 @@ OBJS = \
 	src/publish.o \
 	src/checkpoint.o \
 	src/run.o \
+	src/step.o \
 	src/worker.o \
 	src/launcher.o \
 	src/liveview.o \

@@ -118,21 +118,32 @@ extern KsAggRun *KsRunCreate(KsAggDef *def, MemoryContext parent);
 /* Give a run a new copy of its definition (a reload). */
 extern void KsRunSetDefinition(KsAggRun *run, KsAggDef *def);
 
+/* Drop what a loaded run holds in memory (not its published rows). */
+extern void KsRunUnload(KsAggRun *run);
+
 /* Forget a run whose aggregation is gone (or the worker is leaving). */
 extern void KsRunRelease(KsAggRun *run);
 
-/*
- * One step of one aggregation: load it if needed, move the frontier, apply
- * batches up to it, publish, checkpoint when due.  Lowers *timeout when
- * more work is already waiting.  Errors fail the aggregation; never throws.
- */
-extern void KsRunStep(KsAggRun *run, long *timeout);
-
-/* Final checkpoint of a healthy run (clean shutdown). */
-extern void KsRunShutdownCheckpoint(KsAggRun *run);
-
 /* Set up the worker's process-wide parts of running steps (once). */
 extern void KsRunInitProcess(void);
+
+/*
+ * A step's transaction: started with the aggregation's settings, a GUC nest
+ * level, the time bound armed and the owner's identity (returns the nest
+ * level); ended rolling back what user code set.
+ */
+extern int	KsRunBegin(KsAggRun *run);
+extern void KsRunEnd(int nestlevel);
+
+/* Recovery and checkpoints are not bounded by the step timeout. */
+extern void KsRunTimeoutPause(void);
+extern void KsRunTimeoutResume(KsAggRun *run);
+
+/*
+ * A step ended with an error (caught in cxt): abort, and fail the
+ * aggregation, unless a backend interrupted it since `mark`.
+ */
+extern void KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark);
 
 /* Invalidation callbacks: a table, or some function, changed. */
 extern void KsRunRelationChanged(KsAggRun *run, Oid relid);

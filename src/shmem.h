@@ -26,8 +26,9 @@
  * aggregation keeps its slot (status shows why) but gives its published
  * rows back at once.
  *
- * Locking protocol (this file and store.c are the only ones that take
- * these locks; everything else goes through the functions below):
+ * Locking protocol (shmem.c and dbslots.c, for the slots, and store.c, for
+ * published rows, are the only files that take these locks; everything
+ * else goes through the functions below):
  *	- KsShared->lock guards allocating and freeing aggregation slots, the
  *	  database slots and creating the DSA.  Shared mode is enough to look a
  *	  slot up.
@@ -302,6 +303,9 @@ extern bool KsSlotInterruptedSince(KsAggSlot *slot, const KsStepMark *mark);
 /* Whether one was asked for any aggregation of the database since then. */
 extern bool KsDatabaseInterruptedSince(Oid dboid, const KsStepMark *mark);
 
+/* Interrupts asked for this worker's database so far. */
+extern uint64 KsDatabaseInterruptRequests(void);
+
 /* Set the state (and error text and failing offset, for KS_FAILED). */
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,
 						   int64 failed_offset);
@@ -349,6 +353,9 @@ extern void KsLauncherStarted(int i, TimestampTz now);
 
 /* A database is gone: free its slot and every aggregation slot of it. */
 extern void KsLauncherForgetDatabase(int i, Oid dboid);
+
+/* Free every aggregation slot of a database that no worker serves. */
+extern void KsReleaseDatabaseSlots(Oid dboid);
 
 /* Serialize writers of the file of databases (see the locking protocol). */
 extern void KsLockDatabaseFile(void);

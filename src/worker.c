@@ -44,6 +44,7 @@
 
 #include "catalog.h"
 #include "run.h"
+#include "step.h"
 #include "settings.h"
 #include "worker.h"
 

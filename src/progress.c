@@ -1,0 +1,245 @@
+/*-------------------------------------------------------------------------
+ *
+ * progress.c
+ *	  What an aggregation's slot says while it runs: the worker's steps
+ *	  and the interrupts that stop them, its state, progress and
+ *	  checkpoints; backends asking for a checkpoint and waiting for a
+ *	  condition on the slot.  See shmem.h for the locking protocol, which
+ *	  this file follows with shmem.c and dbslots.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "shmem.h"
+
+/* Ask for a checkpoint of a slot; returns the request number, 0 if gone. */
+uint64
+KsRequestCheckpoint(const KsSlotRef *ref)
+{
+	uint64		request = 0;
+
+	LWLockAcquire(&ref->slot->lock, LW_EXCLUSIVE);
+	if (KsSlotRefValid(ref))
+		request = ++ref->slot->checkpoint_requests;
+	LWLockRelease(&ref->slot->lock);
+	return request;
+}
+
+/* Raise the error of a failed aggregation. */
+static void
+KsReportFailed(const char *aggname, const char *error, int64 offset)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("aggregation %s has failed", aggname),
+			 offset != 0 ?
+			 errdetail("%s (input row with offset " INT64_FORMAT ")", error, offset) :
+			 errdetail("%s", error),
+			 errhint("Fix the cause, then call keyedstate.resume().")));
+}
+
+/* Wait for a condition on an aggregation's slot (see shmem.h). */
+int64
+KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_count,
+					 TimestampTz deadline, KsWaitDone done, void *arg, const char *what)
+{
+	int64		result = 0;
+
+	for (;;)
+	{
+		KsSlotRef	ref;
+		bool		have = KsFindAggSlot(dboid, aggid, &ref);
+		TimestampTz now = GetCurrentTimestamp();
+		long		remaining;
+
+		if (have)
+		{
+			bool		finished = false;
+			bool		failed = false;
+			char		error[KS_ERROR_LEN];
+			int64		offset = 0;
+
+			LWLockAcquire(&ref.slot->lock, LW_SHARED);
+			if (KsSlotRefValid(&ref))
+			{
+				failed = ref.slot->state == KS_FAILED &&
+					ref.slot->resume_count == resume_count;
+				finished = ref.slot->state != KS_STARTING && done(ref.slot, arg);
+				result = ref.slot->consumed_offset;
+				strlcpy(error, ref.slot->error, KS_ERROR_LEN);
+				offset = ref.slot->failed_offset;
+			}
+			else
+				have = false;
+			LWLockRelease(&ref.slot->lock);
+			if (failed)
+			{
+				ConditionVariableCancelSleep();
+				KsReportFailed(aggname, error, offset);
+			}
+			if (finished)
+				break;
+		}
+		if (now >= deadline)
+		{
+			ConditionVariableCancelSleep();
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
+					 errhint("See keyedstate.status for its state and lag.")));
+		}
+		remaining = Min(TimestampDifferenceMilliseconds(now, deadline), 100);
+		if (have)
+			(void) ConditionVariableTimedSleep(&ref.slot->cv, Max(remaining, 1), PG_WAIT_EXTENSION);
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(remaining, 10), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+	return result;
+}
+
+/* The backend interrupting a slot is still in the transaction that asked. */
+static bool
+KsInterruptStillWanted(KsAggSlot *slot)
+{
+	PGPROC	   *proc;
+
+	if (slot->interrupt_pid == 0)
+		return false;
+	proc = BackendPidGetProc(slot->interrupt_pid);
+	if (proc != NULL && proc->lxid == slot->interrupt_lxid)
+		return true;
+	slot->interrupt_pid = 0;
+	return false;
+}
+
+/* Enter a step of an aggregation (see shmem.h). */
+bool
+KsSlotEnterStep(KsAggSlot *slot, KsStepMark *mark)
+{
+	bool		ok;
+
+	mark->db_requests = KsDatabaseInterruptRequests();
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	ok = !KsInterruptStillWanted(slot);
+	slot->in_step = ok;
+	mark->slot_requests = slot->interrupt_requests;
+	LWLockRelease(&slot->lock);
+	return ok;
+}
+
+/* Leave the step of an aggregation. */
+void
+KsSlotLeaveStep(KsAggSlot *slot)
+{
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->in_step = false;
+	LWLockRelease(&slot->lock);
+}
+
+/* Whether an interrupt was asked for this aggregation since the step began. */
+bool
+KsSlotInterruptedSince(KsAggSlot *slot, const KsStepMark *mark)
+{
+	bool		asked;
+
+	LWLockAcquire(&slot->lock, LW_SHARED);
+	asked = slot->interrupt_requests != mark->slot_requests;
+	LWLockRelease(&slot->lock);
+	return asked;
+}
+
+/* Set the state of a slot, with the error of a failure. */
+void
+KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 failed_offset)
+{
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->state = state;
+	if (state == KS_FAILED)
+	{
+		strlcpy(slot->error, error ? error : "unknown error", KS_ERROR_LEN);
+		slot->failed_offset = failed_offset;
+	}
+	else
+	{
+		slot->error[0] = '\0';
+		slot->failed_offset = 0;
+	}
+	LWLockRelease(&slot->lock);
+	ConditionVariableBroadcast(&slot->cv);
+}
+
+/* Record the definition's fields that readers check. */
+void
+KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
+					Oid sequence_oid, uint32 rowtype, int64 resume_count)
+{
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->owner = owner;
+	slot->view_oid = view_oid;
+	slot->live_oid = live_oid;
+	slot->sequence_oid = sequence_oid;
+	if (rowtype != 0)
+		slot->rowtype = rowtype;
+	slot->resume_count = resume_count;
+	LWLockRelease(&slot->lock);
+}
+
+/* Progress the worker reports after a step. */
+void
+KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
+{
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->high_water = p->high_water;
+	slot->waiting_pid = p->waiting_pid;
+	slot->rows_consumed += p->rows_consumed;
+	slot->rows_replayed += p->rows_replayed;
+	if (p->rows_per_second >= 0)
+		slot->rows_per_second = p->rows_per_second;
+	slot->memory_bytes = p->memory_bytes;
+	slot->keys = p->keys;
+	LWLockRelease(&slot->lock);
+}
+
+/* A checkpoint committed: record it and wake those waiting for it. */
+void
+KsSlotCheckpointed(KsAggSlot *slot, int64 offset, TimestampTz when, double ms,
+				   int64 keys, int64 bytes, uint64 request)
+{
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->checkpointed_offset = offset;
+	slot->last_checkpoint = when;
+	slot->checkpoint_ms = ms;
+	slot->checkpoint_keys = keys;
+	slot->checkpoint_bytes = bytes;
+	if (slot->checkpoints_done < request)
+		slot->checkpoints_done = request;
+	LWLockRelease(&slot->lock);
+	ConditionVariableBroadcast(&slot->cv);
+}
+
+/* The newest checkpoint request, and whether it is not yet satisfied. */
+uint64
+KsSlotCheckpointRequested(KsAggSlot *slot, bool *pending)
+{
+	uint64		request;
+
+	LWLockAcquire(&slot->lock, LW_SHARED);
+	request = slot->checkpoint_requests;
+	*pending = slot->checkpoint_requests != slot->checkpoints_done;
+	LWLockRelease(&slot->lock);
+	return request;
+}

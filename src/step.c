@@ -1,0 +1,433 @@
+/*-------------------------------------------------------------------------
+ *
+ * step.c
+ *	  One step of one aggregation: load it if needed, move the frontier,
+ *	  read and apply batches, publish, checkpoint when due.  See step.h.
+ *
+ * A step is one transaction run as the aggregation's owner (run.h).  It
+ * spends at most a short budget reading and publishing, so that the
+ * other aggregations of the database get their turn often; a backlog is
+ * consumed over as many steps as it takes.  It never waits for a lock on
+ * the source: a step that cannot get one is skipped and tried again soon.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "apply.h"
+#include "checkpoint.h"
+#include "publish.h"
+#include "settings.h"
+#include "step.h"
+
+/* Batches a step reads at most. */
+#define KS_BATCHES_PER_STEP		8
+
+/*
+ * The time a step may spend reading and publishing, so that one
+ * aggregation with slow functions gives the others their turn often; a
+ * step that would need longer ends early and the next one goes on.  (The
+ * step timeout is the hard bound on a step that cannot end: user code that
+ * loops or waits.)
+ */
+#define KS_STEP_BUDGET_MS		500
+
+/* How long an open writer holds the frontier before we say 'waiting'. */
+#define KS_WAITING_AFTER_MS		1000
+
+/* Error context: which aggregation, and which input row. */
+static void
+KsRowErrorContext(void *arg)
+{
+	KsAggRun   *run = (KsAggRun *) arg;
+
+	if (run->cur_offset != 0)
+		errcontext("keyedstate aggregation %s, input row with offset " INT64_FORMAT,
+				   run->name, run->cur_offset);
+	else
+		errcontext("keyedstate aggregation %s", run->name);
+}
+
+/*
+ * Compile the expressions of a loaded run, as its owner: the source's
+ * WHERE and input row, the view's projection and HAVING.  Constant folding
+ * and inlining run user code.
+ */
+static void
+KsRunCompile(KsAggRun *run)
+{
+	MemoryContext cxt = AllocSetContextCreate(run->loadcxt, "keyedstate expressions",
+											  ALLOCSET_SMALL_SIZES);
+
+	KsSourceCompile(&run->source, &run->info, cxt);
+	KsPublishCompile(run, cxt);
+	run->exprs_stale = false;
+}
+
+/*
+ * Load a run: analyse its stored query, prepare the aggregate calls, the
+ * source and the projection, recover the checkpoint and publish every
+ * recovered key.  Runs as the owner inside a step.
+ */
+static void
+KsRunLoad(KsAggRun *run)
+{
+	MemoryContext oldcxt;
+	Query	   *query;
+	TimestampTz started = GetCurrentTimestamp();
+	int64		hw;
+
+	KsRunUnload(run);
+	run->loadcxt = AllocSetContextCreate(run->cxt, "keyedstate aggregation state",
+										 ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(run->loadcxt);
+
+	query = (Query *) stringToNode(run->def->query_tree);
+	KsAnalyzeQuery(query, &run->info);
+	KsAggCheckPrivileges(run->info.aggrefs, run->owner);
+	run->rt = KsAggRuntimeCreate(run->info.aggrefs, run->info.inputcols, run->info.filtercols,
+								 run->loadcxt);
+	run->kt = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
+							   run->info.keyeqops, run->info.naggs, run->loadcxt);
+	run->applybuf = KsApplyBufferCreate(run->kt, run->rt, run->info.ninputcols,
+										&run->cur_offset, run->loadcxt);
+	run->batchcxt = AllocSetContextCreate(run->loadcxt, "keyedstate batch",
+										  ALLOCSET_DEFAULT_SIZES);
+	KsStoreWriterInit(&run->writer, run->loadcxt);
+	MemoryContextSwitchTo(oldcxt);
+	KsSlotSetDefinition(run->slot, run->owner, run->def->view_oid, run->def->live_oid,
+						run->def->sequence_oid, KsRowTypeHash(run->info.viewdesc),
+						run->def->resume_count);
+
+	/*
+	 * Recover into a new store that readers do not see; until it replaces
+	 * the published one, the view keeps showing the last good state (after
+	 * a resume) or waits (after a crash).
+	 */
+	run->building = KsStoreCreate(KsGetDsa(), run->name);
+	run->building_bytes = 0;
+	run->building_visible = 0;
+	KsRunTimeoutPause();
+	KsRecover(run);
+	KsRunTimeoutResume(run);
+	KsBecomeOwner(run);
+	KsStoreInstall(run->slot, run->building, run->consumed, run->kt->nentries,
+				   run->building_visible, run->building_bytes);
+	run->building = InvalidDsaPointer;
+
+	KsSourceInit(&run->source, &run->info, run->def->offset_attnum, run->def->sequence_oid,
+				 run->name, run->consumed, run->loadcxt);
+	KsRunCompile(run);
+
+	/*
+	 * Rows up to the sequence's current value that a run before this one
+	 * had consumed are re-read: "replayed".  A fresh aggregation has none.
+	 */
+	run->replay_until = run->consumed;
+	if (run->def->has_checkpoint && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
+		run->replay_until = hw;
+	run->rebuild_until = PG_INT64_MIN;
+	if (run->def->rebuilding && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
+		run->rebuild_until = hw;
+	run->last_checkpoint = GetCurrentTimestamp();
+	run->rate_since = run->last_checkpoint;
+	run->rate_rows = 0;
+	run->last_rate = 0;
+	KsSlotCheckpointed(run->slot, run->checkpointed, 0, 0, 0, 0, 0);
+
+	KsPublish(run, run->consumed);
+	run->loaded = true;
+	ereport(LOG,
+			(errmsg("keyedstate aggregation %s recovered " UINT64_FORMAT " keys at offset " INT64_FORMAT " in %ld ms",
+					run->name, run->kt->nentries, run->consumed,
+					TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()))));
+}
+
+/* Callback of the source reader: one input row into the apply buffer. */
+static void
+KsApplyRow(TupleTableSlot *slot, void *arg)
+{
+	KsAggRun   *run = (KsAggRun *) arg;
+
+	KsApplyBufferAdd(run->applybuf, slot);
+}
+
+/*
+ * Whether the step should stop reading: its budget is spent, counting
+ * what publishing the keys it changed will cost.
+ */
+static bool
+KsRunBudgetSpent(void *arg)
+{
+	KsAggRun   *run = (KsAggRun *) arg;
+	TimestampTz done = GetCurrentTimestamp() +
+		(TimestampTz) (run->kt->npublish * run->publish_us_per_key);
+
+	return done >= run->step_budget_end;
+}
+
+/*
+ * Read and apply rows after `lo`, up to `hi` or about a batch of them;
+ * returns the offset up to which they are applied.  They become visible
+ * with the next KsPublish, which the step calls once after its batches.
+ */
+static int64
+KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
+{
+	uint64		nrows;
+	int64		upto;
+
+	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsRunBudgetSpent,
+						KsApplyRow, run, &run->cur_offset, &nrows);
+	KsApplyBufferFlush(run->applybuf);
+	run->cur_offset = 0;
+	run->rate_rows += nrows;
+	progress->rows_consumed += nrows;
+	if (lo < run->replay_until)
+		progress->rows_replayed += nrows;
+	return upto;
+}
+
+/* Whether a loaded run should checkpoint now; lowers *timeout to when it will. */
+static bool
+KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
+{
+	long		due_in;
+	bool		requested;
+
+	(void) KsSlotCheckpointRequested(run->slot, &requested);
+	if (requested)
+		return true;
+	if (run->kt->nckpt == 0 && run->consumed == run->checkpointed)
+		return false;
+	due_in = run->def->checkpoint_interval_ms -
+		TimestampDifferenceMilliseconds(run->last_checkpoint, now);
+	if (due_in <= 0)
+		return true;
+	*timeout = Min(*timeout, due_in);
+	return false;
+}
+
+/* The rows per second consumed lately: the last full second, or the current one. */
+static double
+KsRunRate(KsAggRun *run, TimestampTz now)
+{
+	long		ms = TimestampDifferenceMilliseconds(run->rate_since, now);
+
+	if (ms >= 1000)
+	{
+		run->last_rate = run->rate_rows * 1000.0 / ms;
+		run->rate_rows = 0;
+		run->rate_since = now;
+		return run->last_rate;
+	}
+	/* within the second: what was consumed so far in it, if more */
+	if (run->rate_rows > 0 && ms > 0)
+		return Max(run->last_rate, run->rate_rows * 1000.0 / Max(ms, 100));
+	return run->last_rate;
+}
+
+/* Load the run if needed; pick up changes of its owner and functions. */
+static void
+KsRunPrepare(KsAggRun *run)
+{
+	if (run->loaded && run->owner != run->loaded_owner)
+	{
+		/* ALTER VIEW ... OWNER TO, REASSIGN OWNED: run as the new owner */
+		KsRunUnload(run);
+	}
+	if (!run->loaded)
+	{
+		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
+		run->loaded_owner = run->owner;
+		KsRunLoad(run);
+	}
+	else if (run->exprs_stale)
+		KsRunCompile(run);
+}
+
+/*
+ * Whether a rebuilding aggregation may start: a restore creates the
+ * source's triggers after its rows (see restore.c), so until the wake-up
+ * trigger exists the source may still be loading.
+ */
+static bool
+KsRunSourceReady(KsAggRun *run)
+{
+	if (run->loaded || !run->def->rebuilding)
+		return true;
+	return OidIsValid(get_trigger_oid(run->def->source_oid,
+									  psprintf(KS_WAKE_TRIGGER_FMT, run->def->id), true));
+}
+
+/*
+ * Lock the source and its sequence for a step, without waiting: a long
+ * ALTER TABLE or a TRUNCATE holding them would otherwise stall the worker.
+ */
+static bool
+KsRunLockSource(KsAggRun *run)
+{
+	return KsSourceLock(run->def->source_oid, run->def->sequence_oid);
+}
+
+/* One step of one aggregation (see run.h). */
+void
+KsRunStep(KsAggRun *run, long *timeout)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorContextCallback errcb;
+	volatile bool did_checkpoint = false;
+	KsSlotProgress progress;
+	KsStepMark	mark;
+
+	if (run->failed || run->interrupted)
+		return;
+	if (!KsSlotEnterStep(run->slot, &mark))
+		return;
+	memset(&progress, 0, sizeof(progress));
+	progress.rows_per_second = -1;
+	errcb.previous = error_context_stack;
+
+	PG_TRY();
+	{
+		TimestampTz now;
+		int			batches = 0;
+		int			nestlevel;
+		KsRunState	state;
+		bool		locked = false;
+		int64		safe;
+
+		nestlevel = KsRunBegin(run);
+		errcb.callback = KsRowErrorContext;
+		errcb.arg = run;
+		error_context_stack = &errcb;
+
+		/* a paused aggregation is loaded only to be checkpointed */
+		if ((run->loaded || !run->def->paused) && KsRunSourceReady(run))
+		{
+			/* never wait for a lock on the source: skip the step instead */
+			locked = KsRunLockSource(run);
+			if (!locked)
+				*timeout = Min(*timeout, 100);
+		}
+		if (locked)
+		{
+			KsRunPrepare(run);
+			if (!run->def->paused)
+			{
+				KsSourceCheck(&run->source);
+				safe = KsSourceAdvance(&run->source);
+				run->applied = run->consumed;
+				run->step_budget_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																   KS_STEP_BUDGET_MS);
+				while (run->applied < safe && batches < KS_BATCHES_PER_STEP &&
+					   (batches == 0 || !KsRunBudgetSpent(run)))
+				{
+					run->applied = KsRunBatch(run, run->applied, safe, &progress);
+					batches++;
+					KsCheckInterrupts();
+				}
+				if (batches > 0)
+				{
+					TimestampTz started = GetCurrentTimestamp();
+					int64		nkeys = run->kt->npublish;
+
+					KsPublish(run, run->applied);
+					if (nkeys > 0)
+						run->publish_us_per_key = (run->publish_us_per_key +
+												   (double) (GetCurrentTimestamp() - started) / nkeys) / 2;
+				}
+				if (run->consumed < safe)
+					*timeout = 0;
+				else if (run->source.frontier.nwaits > 0)
+					*timeout = Min(*timeout, 10);
+			}
+
+			now = GetCurrentTimestamp();
+			if (KsCheckpointDue(run, now, timeout))
+			{
+				KsRunTimeoutPause();
+				did_checkpoint = KsCheckpoint(run);
+				if (!did_checkpoint)
+					*timeout = Min(*timeout, 100);
+			}
+		}
+
+		error_context_stack = errcb.previous;
+		KsRunEnd(nestlevel);
+		KsSlotLeaveStep(run->slot);
+
+		if (did_checkpoint)
+			KsCheckpointDone(run);
+
+		/* progress and state for keyedstate.status */
+		if (run->loaded)
+		{
+			now = GetCurrentTimestamp();
+			if (run->def->paused)
+				state = KS_PAUSED;
+			else if (run->source.frontier.nwaits > 0 && run->consumed >= run->source.frontier.safe &&
+					 TimestampDifferenceExceeds(run->source.frontier.blocked_since, now, KS_WAITING_AFTER_MS))
+				state = KS_WAITING;
+			else if (run->consumed < run->rebuild_until)
+				state = KS_REBUILDING;
+			else
+				state = KS_RUNNING;
+			progress.high_water = Max(run->source.frontier.target, run->consumed);
+			progress.waiting_pid = (state == KS_WAITING) ? run->source.frontier.blocking_pid : 0;
+			progress.rows_per_second = KsRunRate(run, now);
+			progress.keys = run->kt->nentries;
+			progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + run->kt->mapped_bytes;
+			KsSlotReportProgress(run->slot, &progress);
+			if (run->slot->state != state)
+				KsSlotSetState(run->slot, state, NULL, 0);
+		}
+		else if (run->def->paused && run->slot->state != KS_PAUSED)
+			KsSlotSetState(run->slot, KS_PAUSED, NULL, 0);
+	}
+	PG_CATCH();
+	{
+		error_context_stack = errcb.previous;
+		KsSlotLeaveStep(run->slot);
+		KsRunStepError(run, cxt, &mark);
+	}
+	PG_END_TRY();
+}
+
+/* Final checkpoint of a healthy run (clean shutdown). */
+void
+KsRunShutdownCheckpoint(KsAggRun *run)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	KsStepMark	mark;
+
+	if (!run->loaded || run->failed || run->interrupted)
+		return;
+	if (!KsSlotEnterStep(run->slot, &mark))
+		return;
+	PG_TRY();
+	{
+		int			nestlevel = KsRunBegin(run);
+		bool		done;
+
+		KsRunTimeoutPause();
+		done = KsCheckpoint(run);
+
+		KsRunEnd(nestlevel);
+		KsSlotLeaveStep(run->slot);
+		if (done)
+			KsCheckpointDone(run);
+	}
+	PG_CATCH();
+	{
+		KsSlotLeaveStep(run->slot);
+		KsRunStepError(run, cxt, &mark);
+	}
+	PG_END_TRY();
+}
