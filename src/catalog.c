@@ -7,7 +7,9 @@
  */
 #include "keyedstate.h"
 
+#include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -16,6 +18,7 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/syscache.h"
 
 #include "catalog.h"
 
@@ -58,6 +61,36 @@ KsCatalogRelid(void)
 	return OidIsValid(nsp) ? get_relname_relid("aggregation", nsp) : InvalidOid;
 }
 
+/* The owner of a relation; InvalidOid if it is gone. */
+Oid
+KsRelationOwner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* The strings of a text[] as a list of C strings. */
+List *
+KsTextArrayToList(Datum array)
+{
+	List	   *result = NIL;
+	Datum	   *elems;
+	int			nelems;
+	int			i;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, NULL, &nelems);
+	for (i = 0; i < nelems; i++)
+		result = lappend(result, TextDatumGetCString(elems[i]));
+	return result;
+}
+
 /* A definition from a row of KS_DEF_COLUMNS, in CurrentMemoryContext. */
 static KsAggDef *
 KsDefFromTuple(HeapTuple tup, TupleDesc desc)
@@ -75,16 +108,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->query_tree = TextDatumGetCString(SPI_getbinval(tup, desc, 7, &isnull));
 	settings = SPI_getbinval(tup, desc, 8, &isnull);
 	if (!isnull)
-	{
-		Datum	   *elems;
-		int			nelems;
-		int			j;
-
-		deconstruct_array(DatumGetArrayTypeP(settings), TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, NULL, &nelems);
-		for (j = 0; j < nelems; j++)
-			def->settings = lappend(def->settings, TextDatumGetCString(elems[j]));
-	}
+		def->settings = KsTextArrayToList(settings);
 	def->checkpoint_interval_ms = DatumGetInt64(SPI_getbinval(tup, desc, 9, &isnull));
 	def->paused = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
 	def->rebuilding = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));

@@ -68,6 +68,12 @@ extern List *KsLoadDefinitions(MemoryContext cxt);
 /* A deep copy of a definition in cxt. */
 extern KsAggDef *KsCopyDefinition(const KsAggDef *def, MemoryContext cxt);
 
+/* The owner of a relation (an aggregation's owner is its view's); InvalidOid if gone. */
+extern Oid	KsRelationOwner(Oid relid);
+
+/* The strings of a text[] as a list of C strings in CurrentMemoryContext. */
+extern List *KsTextArrayToList(Datum array);
+
 /* Name of an aggregation for messages: its view's qualified name. */
 extern char *KsAggName(Oid view_oid);
 

@@ -291,20 +291,6 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* The owner of a relation, or InvalidOid if it is gone. */
-static Oid
-KsRelOwner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		return InvalidOid;
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /* Whether the current user may see an owner's private details. */
 static bool
 KsMayInspect(Oid owner)
@@ -326,7 +312,7 @@ keyedstate_query_definition(PG_FUNCTION_ARGS)
 	KsCatalogOpen(&acc);
 	tree = KsCatalogQueryTree(PG_GETARG_INT32(0), &view_oid);
 	KsCatalogClose(&acc);
-	if (tree == NULL || !KsMayInspect(KsRelOwner(view_oid)))
+	if (tree == NULL || !KsMayInspect(KsRelationOwner(view_oid)))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(pg_get_querydef((Query *) stringToNode(tree), false)));
 }

@@ -160,27 +160,34 @@ KsQueryErrorCallback(void *arg)
 		errcontext("keyedstate aggregation query");
 }
 
+/* Parse and analyse a text that must be one SELECT statement. */
+Query *
+KsParseSelect(const char *querytext)
+{
+	List	   *raw = pg_parse_query(querytext);
+
+	if (list_length(raw) != 1 || !IsA(((RawStmt *) linitial(raw))->stmt, SelectStmt))
+		ereport(ERROR,
+				(errcode(ERRCODE_SYNTAX_ERROR),
+				 errmsg("keyedstate aggregation query must be a single SELECT statement")));
+	return parse_analyze_fixedparams(linitial(raw), querytext, NULL, 0, NULL);
+}
+
 /*
  * Parse and analyse an aggregation's query text as the current user, and
- * check it can be an aggregation.  Shared with a restore (restore.c).
+ * check it can be an aggregation.
  */
 Query *
 KsParseAggregationQuery(const char *querytext, KsQueryInfo *info)
 {
 	ErrorContextCallback errcallback;
-	List	   *raw;
 	Query	   *query;
 
 	errcallback.callback = KsQueryErrorCallback;
 	errcallback.arg = (void *) querytext;
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
-	raw = pg_parse_query(querytext);
-	if (list_length(raw) != 1 || !IsA(((RawStmt *) linitial(raw))->stmt, SelectStmt))
-		ereport(ERROR,
-				(errcode(ERRCODE_SYNTAX_ERROR),
-				 errmsg("keyedstate aggregation query must be a single SELECT statement")));
-	query = parse_analyze_fixedparams(linitial(raw), querytext, NULL, 0, NULL);
+	query = KsParseSelect(querytext);
 	error_context_stack = errcallback.previous;
 
 	KsAnalyzeQuery(query, info);

@@ -91,20 +91,6 @@ KsGet(HeapTuple tup, TupleDesc desc, const char *name)
 	return d;
 }
 
-/* The owner of a relation; errors if it does not exist. */
-static Oid
-KsOwnerOf(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /*
  * Analyse a restored definition as the view's owner, restricted, under the
  * aggregation's captured settings and the settings it was deparsed with.
@@ -118,7 +104,6 @@ KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo
 	int			save_sec;
 	int			nestlevel;
 	Query	   *query;
-	List	   *raw;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	nestlevel = NewGUCNestLevel();
@@ -126,12 +111,7 @@ KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo
 	KsSetCanonicalSettings();
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	raw = pg_parse_query(definition);
-	if (list_length(raw) != 1 || !IsA(((RawStmt *) linitial(raw))->stmt, SelectStmt))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("restored keyedstate definition is not a single SELECT statement")));
-	query = parse_analyze_fixedparams(linitial(raw), definition, NULL, 0, NULL);
+	query = KsParseSelect(definition);
 	KsAnalyzeQuery(query, info);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	AtEOXact_GUC(false, nestlevel);
@@ -191,18 +171,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 		Datum		d = heap_getattr(tup, KsColumn(desc, "settings"), desc, &isnull);
 
 		if (!isnull)
-		{
-			Datum	   *elems;
-			int			nelems;
-			int			i;
-
-			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-							  &elems, NULL, &nelems);
-			for (i = 0; i < nelems; i++)
-				settings = lappend(settings, TextDatumGetCString(elems[i]));
-		}
+			settings = KsTextArrayToList(d);
 	}
-	owner = KsOwnerOf(view_oid);
+	owner = KsRelationOwner(view_oid);
 
 	query = KsAnalyseRestored(definition, settings, owner, &info);
 	if (info.source_relid != source_oid)

@@ -39,7 +39,6 @@
 #include "run.h"
 #include "settings.h"
 
-static Oid	KsViewOwner(Oid view_oid);
 static void KsAcceptCancels(bool accept);
 
 /* The aggregation whose settings the session has, or -1 (KsStepBegin). */
@@ -140,15 +139,11 @@ KsOwnerStatementTimeout(Oid owner)
 
 			if (!isnull)
 			{
-				Datum	   *elems;
-				int			nelems;
-				int			j;
+				ListCell   *lc;
 
-				deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
-								  &elems, NULL, &nelems);
-				for (j = 0; j < nelems; j++)
+				foreach(lc, KsTextArrayToList(d))
 				{
-					char	   *item = TextDatumGetCString(elems[j]);
+					char	   *item = lfirst(lc);
 					int			ms;
 
 					if (pg_strncasecmp(item, "statement_timeout=", 18) == 0 &&
@@ -194,7 +189,7 @@ KsRunBegin(KsAggRun *run)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, run->name);
 
-	run->owner = KsViewOwner(run->def->view_oid);
+	run->owner = KsRelationOwner(run->def->view_oid);
 	if (!OidIsValid(run->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -247,20 +242,6 @@ KsRunEnd(int nestlevel)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
-/* The owner of a view (the aggregation's owner); InvalidOid if it is gone. */
-static Oid
-KsViewOwner(Oid view_oid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(view_oid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		return InvalidOid;
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /* A new run for a definition; NULL if no slot is free (logged). */
 KsAggRun *
 KsRunCreate(KsAggDef *def, MemoryContext parent)
@@ -304,7 +285,7 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
 	}
 	run->interrupted = false;
-	KsSlotSetDefinition(run->slot, KsViewOwner(def->view_oid), def->view_oid, def->live_oid,
+	KsSlotSetDefinition(run->slot, KsRelationOwner(def->view_oid), def->view_oid, def->live_oid,
 						def->sequence_oid, 0, def->resume_count);
 }
 
