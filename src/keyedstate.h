@@ -11,18 +11,28 @@
  *
  * The source is split by concern; each part has its own header:
  *	settings	GUCs (keyedstate.*)
- *	shmem		fixed shared struct: aggregation and database slots, DSA
- *	store		published per-key rows in DSA, read by the live view
- *	serialize	portable byte form of Datums for checkpoints
+ *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
+ *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
+ *	progress	a slot's state and progress, and waiting for them
+ *	store		published per-key rows in DSA: publish protocol, readers
+ *	serialize	byte form of Datums for checkpoints, checked on reading
  *	keytable	worker-local hash table of keys and transition states
  *	aggcall		calling aggregate transition/final/serial functions
- *	definition	analysing an aggregation's query; its catalog row
- *	input		the safe offset frontier and reading input batches
- *	checkpoint	writing changed keys with the offset; recovery
- *	worker		the per-database worker loop
+ *	apply		applying input rows to the keyed state in chunks
+ *	definition	analysing an aggregation's query: contents, layout, settings
+ *	catalog		keyedstate.aggregation and its access bracket
+ *	source		which rows are consumed: frontier, sequence, batches
+ *	run			an aggregation's run: life cycle, identity, time bound
+ *	step		one step of one aggregation
+ *	publish		finalizing and publishing changed keys
+ *	checkpoint	writing changed keys with the offset
+ *	worker		the per-database worker process
  *	launcher	the launcher that starts database workers
  *	liveview	foreign data wrapper behind each live view
- *	sqlfuncs	SQL-callable functions
+ *	create		create_aggregation()
+ *	control		drop, pause, resume, rebuild, sync, checkpoint, status
+ *	hooks		commit callback, wake-up trigger, utility hook
+ *	restore		binding definitions restored from a dump
  *
  *-------------------------------------------------------------------------
  */
