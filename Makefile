@@ -14,6 +14,7 @@ OBJS = \
 	src/source.o \
 	src/publish.o \
 	src/checkpoint.o \
+	src/recovery.o \
 	src/run.o \
 	src/worker.o \
 	src/launcher.o \

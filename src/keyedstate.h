@@ -18,7 +18,8 @@
  *	aggcall		calling aggregate transition/final/serial functions
  *	definition	analysing an aggregation's query; its catalog row
  *	input		the safe offset frontier and reading input batches
- *	checkpoint	writing changed keys with the offset; recovery
+ *	checkpoint	writing changed keys with the offset; the chunk format
+ *	recovery	loading the checkpointed keys and offset, checking every byte
  *	worker		the per-database worker loop
  *	launcher	the launcher that starts database workers
  *	liveview	foreign data wrapper behind each live view

@@ -38,6 +38,7 @@
 #include "catalog.h"
 #include "checkpoint.h"
 #include "publish.h"
+#include "recovery.h"
 #include "run.h"
 #include "settings.h"
 
