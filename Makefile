@@ -19,6 +19,7 @@ OBJS = \
 	src/worker.o \
 	src/launcher.o \
 	src/liveview.o \
+	src/lookup.o \
 	src/create.o \
 	src/control.o \
 	src/hooks.o \

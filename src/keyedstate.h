@@ -23,6 +23,7 @@
  *	worker		the per-database worker loop
  *	launcher	the launcher that starts database workers
  *	liveview	foreign data wrapper behind each live view
+ *	lookup		point lookups of grouping keys pushed down into a live view scan
  *	sqlfuncs	SQL-callable functions
  *
  *-------------------------------------------------------------------------
