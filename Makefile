@@ -16,11 +16,13 @@ OBJS = \
 	src/source.o \
 	src/publish.o \
 	src/checkpoint.o \
+	src/recovery.o \
 	src/run.o \
 	src/step.o \
 	src/worker.o \
 	src/launcher.o \
 	src/liveview.o \
+	src/lookup.o \
 	src/create.o \
 	src/control.o \
 	src/hooks.o \

@@ -1,16 +1,35 @@
 /*-------------------------------------------------------------------------
  *
  * checkpoint.h
- *	  Checkpoints and recovery of an aggregation's keyed state.
+ *	  Checkpoints of an aggregation's keyed state, and their byte format.
  *
  * A checkpoint writes, in one transaction, every key changed since the
  * last checkpoint (serialized keys and states, in chunks appended to
- * keyedstate.state; see checkpoint.c for the format) and the consumed
- * offset (keyedstate.aggregation).  The state and the offset therefore only
- * ever change together.  Recovery loads every key of the aggregation and
- * sets the consumed offset to the checkpointed one; the worker then
- * re-reads the rows after it, so a crash never loses or double-counts a
- * row.
+ * keyedstate.state, in the format below) and the consumed offset
+ * (keyedstate.aggregation).  The state and the offset therefore only
+ * ever change together.  Recovery (recovery.h) loads every key of the
+ * aggregation and sets the consumed offset to the checkpointed one; the
+ * worker then re-reads the rows after it, so a crash never loses or
+ * double-counts a row.
+ *
+ * checkpoint.c writes the chunks, recovery.c reads and checks them; this
+ * header is where their format is defined.
+ *
+ * Layout of a chunk's data (format KS_STATE_FORMAT):
+ *	1 byte			KS_STATE_FORMAT
+ *	4 bytes			CRC-32C of the chunk's row (KsChunkCrc) and of every byte
+ *					after this field
+ *	1 byte			flags: KS_CHUNK_LAST on the last chunk of its checkpoint
+ *	then per key, in key-group order:
+ *	  2 bytes		key group (KsKeyGroup of the key's hash)
+ *	  4 + n bytes	length and serialized key values (KsKeySerialize)
+ *	  4 + n bytes	length and serialized states (KsAggSerializeStates)
+ *	  4 + n bytes	length and the key's published view row (a MinimalTuple),
+ *					or 0 when HAVING hides the key
+ *
+ * Storing the published row costs a few dozen bytes per key (before
+ * compression) and saves recovery from finalizing and projecting every
+ * key again: the rows go straight into a new shared store.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +37,37 @@
 #define KS_CHECKPOINT_H
 
 #include "worker.h"
+
+#include "port/pg_crc32c.h"
+
+/* Where the parts of a chunk's header are, and its flags. */
+#define KS_CHUNK_CRC_AT			1
+#define KS_CHUNK_FLAGS_AT		5
+#define KS_CHUNK_HEADER			6
+#define KS_CHUNK_LAST			0x01
+
+/* The fewest bytes a key takes: its group and three lengths. */
+#define KS_MIN_KEY_BYTES		(sizeof(uint16) + 3 * sizeof(uint32))
+
+/* The columns of a chunk's keyedstate.state row. */
+typedef struct KsChunkRow
+{
+	int32		aggregation_id;
+	int64		checkpoint_id;
+	int32		chunk;
+	bool		full;
+	int16		first_group;
+	int16		last_group;
+	int32		nkeys;
+} KsChunkRow;
+
+/*
+ * The CRC-32C of a chunk: of its row's columns (in this order, native byte
+ * order, no padding: aggregation_id int4, checkpoint_id int8, chunk int4,
+ * is_full one byte 0/1, first_key_group int2, last_key_group int2, nkeys
+ * int4), then of the chunk's data from its flags on.
+ */
+extern pg_crc32c KsChunkCrc(const KsChunkRow *row, const char *data, Size len);
 
 /*
  * Write the changed keys and the consumed offset (inside a transaction);
@@ -30,8 +80,5 @@ extern void KsCheckpointDone(KsAggRun *run);
 
 /* Delete every checkpoint of an aggregation (it is dropped or rebuilt). */
 extern void KsCheckpointForget(int32 aggid);
-
-/* Load the checkpointed keys and offset into a freshly loaded run. */
-extern void KsRecover(KsAggRun *run);
 
 #endif							/* KS_CHECKPOINT_H */

@@ -9,7 +9,8 @@
  * to shared memory for any backend to read, and checkpoints the changed
  * keys together with the consumed offset in one transaction.
  *
- * The source is split by concern; each part has its own header:
+ * The source is split by concern; each part has its own header (the SQL
+ * API's parts share hooks.h):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
@@ -25,10 +26,12 @@
  *	run			an aggregation's run: life cycle, identity, time bound
  *	step		one step of one aggregation
  *	publish		finalizing and publishing changed keys
- *	checkpoint	writing changed keys with the offset
+ *	checkpoint	writing changed keys with the offset; the chunk format
+ *	recovery	loading the checkpointed keys and offset, checking every byte
  *	worker		the per-database worker process
  *	launcher	the launcher that starts database workers
  *	liveview	foreign data wrapper behind each live view
+ *	lookup		point lookups of grouping keys pushed down into a live view scan
  *	create		create_aggregation()
  *	control		drop, pause, resume, rebuild, sync, checkpoint, status
  *	hooks		commit callback, wake-up trigger, utility hook

@@ -22,6 +22,7 @@
 
 #include "apply.h"
 #include "checkpoint.h"
+#include "recovery.h"
 #include "publish.h"
 #include "settings.h"
 #include "step.h"

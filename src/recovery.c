@@ -1,0 +1,633 @@
+/*-------------------------------------------------------------------------
+ *
+ * recovery.c
+ *	  Loading an aggregation's checkpointed keys and offset: KsRecover.
+ *	  See checkpoint.h for the guarantees and the format of a chunk.
+ *
+ * Recovery reads the chunks newest first, back to the latest full
+ * checkpoint (checkpoint.c explains the incremental checkpoints it reads
+ * back), and loads each chunk's keys a batch at a time: the first version
+ * of a key met is the checkpointed one, and its published row goes
+ * straight into the store being built.
+ *
+ * Recovery never trusts the bytes of a chunk.  The CRC is checked before
+ * anything of a chunk is parsed, and it covers the columns of the chunk's
+ * row too, so a chunk that lost bytes, gained some, or sits in another
+ * row's place is refused.  Independently of it, every length, count, key
+ * group, flag and offset is checked before it is used, each key's group
+ * against its hash, the chunks of each checkpoint against each other, and
+ * each published row is checked to be a MinimalTuple of the view's row
+ * type that readers can deform without reading outside it (KsCheckRow).
+ * Anything wrong fails the aggregation with KsCheckpointCorrupted, so
+ * damage is never a crash or a wrong answer.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+#include "access/toast_compression.h"
+#include "access/tupmacs.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "port/pg_crc32c.h"
+#include "utils/memutils.h"
+
+#include "checkpoint.h"
+#include "recovery.h"
+#include "serialize.h"
+#include "store.h"
+
+/* Keys recovered together, so that their index slots are prefetched. */
+#define KS_RECOVER_BATCH		64
+
+/* Which chunks of a checkpoint recovery has met, newest first. */
+typedef struct KsChunkSequence
+{
+	int64		checkpoint_id;	/* whose chunks are being read, -1 before any */
+	bool		full;			/* whether that checkpoint is full */
+	int32		next_chunk;		/* the chunk expected next, -1 when complete */
+} KsChunkSequence;
+
+/* Error context: the chunk being recovered. */
+static void
+KsRecoverErrorContext(void *arg)
+{
+	const KsChunkRow *row = (const KsChunkRow *) arg;
+
+	errcontext("recovering chunk %d of checkpoint " INT64_FORMAT " from keyedstate.state",
+			   row->chunk, row->checkpoint_id);
+}
+
+/*
+ * Check a chunk against its row before anything of it is parsed: its
+ * length, format and CRC first, then its flags, and the row's chunk number,
+ * key count and key groups.  Returns the flags.
+ */
+static uint8
+KsCheckChunkHeader(KsAggRun *run, const KsChunkRow *row, const char *data, uint32 len)
+{
+	pg_crc32c	stored;
+	pg_crc32c	computed;
+	uint8		flags;
+
+	if (len < KS_CHUNK_HEADER)
+		KsCheckpointCorrupted(run->name, "The chunk has %u bytes, fewer than its header.", len);
+	if ((uint8) data[0] != KS_STATE_FORMAT)
+		KsCheckpointCorrupted(run->name,
+							  "The chunk has format %d, but this version of keyedstate reads format %d.",
+							  (uint8) data[0], KS_STATE_FORMAT);
+	memcpy(&stored, data + KS_CHUNK_CRC_AT, sizeof(stored));
+	computed = KsChunkCrc(row, data, len);
+	if (!EQ_CRC32C(stored, computed))
+		KsCheckpointCorrupted(run->name,
+							  "The chunk's CRC-32C is %08X, but its row and data give %08X.",
+							  stored, computed);
+	flags = (uint8) data[KS_CHUNK_FLAGS_AT];
+	if ((flags & ~KS_CHUNK_LAST) != 0)
+		KsCheckpointCorrupted(run->name, "The chunk has unknown flags %02X.", flags);
+	if (row->chunk < 0)
+		KsCheckpointCorrupted(run->name, "The chunk has the negative number %d.", row->chunk);
+	if (row->nkeys < 1 || (uint32) row->nkeys > (len - KS_CHUNK_HEADER) / KS_MIN_KEY_BYTES)
+		KsCheckpointCorrupted(run->name, "The chunk's row says it holds %d keys, which its %u bytes cannot.",
+							  row->nkeys, len);
+	if (row->first_group < 0 || row->first_group > row->last_group ||
+		row->last_group >= KS_MAX_PARALLELISM)
+		KsCheckpointCorrupted(run->name,
+							  "The chunk's row gives key groups %d to %d, not a range within 0 to %d.",
+							  row->first_group, row->last_group, KS_MAX_PARALLELISM - 1);
+	return flags;
+}
+
+/*
+ * Check that the chunks of each checkpoint come whole, newest first: the
+ * first one met of a checkpoint is marked as its last, the others follow
+ * with numbers one lower down to 0, all equally full or not.
+ */
+static void
+KsCheckChunkSequence(KsAggRun *run, KsChunkSequence *seq, const KsChunkRow *row, uint8 flags)
+{
+	if (row->checkpoint_id != seq->checkpoint_id)
+	{
+		if (seq->next_chunk >= 0)
+			KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
+								  seq->checkpoint_id, seq->next_chunk);
+		if (!(flags & KS_CHUNK_LAST))
+			KsCheckpointCorrupted(run->name,
+								  "Checkpoint " INT64_FORMAT " lacks its chunks after chunk %d.",
+								  row->checkpoint_id, row->chunk);
+		seq->checkpoint_id = row->checkpoint_id;
+		seq->full = row->full;
+	}
+	else
+	{
+		if (row->chunk != seq->next_chunk)
+			KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
+								  seq->checkpoint_id, seq->next_chunk);
+		if (flags & KS_CHUNK_LAST)
+			KsCheckpointCorrupted(run->name,
+								  "Chunk %d of checkpoint " INT64_FORMAT " is marked as its last, but chunk %d follows it.",
+								  row->chunk, row->checkpoint_id, row->chunk + 1);
+		if (row->full != seq->full)
+			KsCheckpointCorrupted(run->name,
+								  "The chunks of checkpoint " INT64_FORMAT " disagree on whether it is full.",
+								  row->checkpoint_id);
+	}
+	seq->next_chunk = row->chunk - 1;
+}
+
+static void KsRowColumnOutside(KsAggRun *run, const char *column, uint32 rowlen)
+			pg_attribute_noreturn();
+
+/* The error for a published row column that runs past the row's end. */
+static void
+KsRowColumnOutside(KsAggRun *run, const char *column, uint32 rowlen)
+{
+	KsCheckpointCorrupted(run->name,
+						  "Column \"%s\" of a published row of %u bytes runs past the end of the row.",
+						  column, rowlen);
+}
+
+/*
+ * Check that a checkpointed view row is a MinimalTuple of the view's row
+ * type that readers can deform without reading outside it, walking it as
+ * slot_deform_heap_tuple does: the header and null bitmap within the row,
+ * then each non-null column at its alignment and inside the row (fixed
+ * length types take exactly their length; a varlena has a 1-byte header or
+ * an aligned 4-byte one, is no TOAST pointer, and if compressed has a sane
+ * compression header; a cstring ends inside the row), the last column
+ * ending the row.
+ */
+static void
+KsCheckRow(KsAggRun *run, const char *row, uint32 rowlen)
+{
+	TupleDesc	desc = run->info.viewdesc;
+	MinimalTupleData hdr;
+	const bits8 *bits;
+	const char *data;
+	bool		hasnulls;
+	int			natts;
+	uint32		hoff;
+	uint32		datalen;
+	uint32		off = 0;
+	int			i;
+
+	if (rowlen < SizeofMinimalTupleHeader)
+		KsCheckpointCorrupted(run->name, "A published row has %u bytes, fewer than a tuple header.",
+							  rowlen);
+	memcpy(&hdr, row, SizeofMinimalTupleHeader);
+	if (hdr.t_len != rowlen)
+		KsCheckpointCorrupted(run->name, "A published row of %u bytes says it has %u.",
+							  rowlen, hdr.t_len);
+	natts = HeapTupleHeaderGetNatts(&hdr);
+	if (natts != desc->natts)
+		KsCheckpointCorrupted(run->name, "A published row has %d columns, but the view has %d.",
+							  natts, desc->natts);
+	if (hdr.t_infomask & HEAP_HASEXTERNAL)
+		KsCheckpointCorrupted(run->name, "A published row says it refers to values stored outside it.");
+	hasnulls = (hdr.t_infomask & HEAP_HASNULL) != 0;
+	hoff = hdr.t_hoff;
+	if (hoff < MINIMAL_TUPLE_OFFSET ||
+		hoff - MINIMAL_TUPLE_OFFSET < SizeofMinimalTupleHeader + (hasnulls ? BITMAPLEN(natts) : 0) ||
+		hoff - MINIMAL_TUPLE_OFFSET > rowlen ||
+		hoff - MINIMAL_TUPLE_OFFSET != MAXALIGN(hoff - MINIMAL_TUPLE_OFFSET))
+		KsCheckpointCorrupted(run->name,
+							  "A published row of %u bytes has its data at offset %u, which does not fit its header.",
+							  rowlen, hoff);
+	hoff -= MINIMAL_TUPLE_OFFSET;
+	bits = (const bits8 *) row + offsetof(MinimalTupleData, t_bits);
+	data = row + hoff;
+	datalen = rowlen - hoff;
+
+	for (i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+
+		if (hasnulls && att_isnull(i, bits))
+			continue;
+		if (att->attlen > 0)
+		{
+			off = att_align_nominal(off, att->attalign);
+			if (off > datalen || datalen - off < (uint32) att->attlen)
+				KsRowColumnOutside(run, name, rowlen);
+			/* name functions run strlen over the value */
+			if (att->atttypid == NAMEOID && memchr(data + off, '\0', att->attlen) == NULL)
+				KsCheckpointCorrupted(run->name,
+									  "Column \"%s\" of a published row is a name without its NUL byte.",
+									  name);
+			off += att->attlen;
+		}
+		else if (att->attlen == -1)
+		{
+			union
+			{
+				uint32		word;
+				char		bytes[VARHDRSZ_COMPRESSED];
+			}			header;
+			uint32		size;
+
+			/* as att_align_pointer: a zero byte is padding before an aligned header */
+			if (off < datalen && data[off] == 0)
+				off = att_align_nominal(off, att->attalign);
+			if (off >= datalen)
+				KsRowColumnOutside(run, name, rowlen);
+			header.bytes[0] = data[off];
+			if (VARATT_IS_1B_E(header.bytes))
+				KsCheckpointCorrupted(run->name,
+									  "Column \"%s\" of a published row points to a value stored outside the row.",
+									  name);
+			if (VARATT_IS_1B(header.bytes))
+				size = VARSIZE_1B(header.bytes);
+			else
+			{
+				if (off != att_align_nominal(off, att->attalign))
+					KsCheckpointCorrupted(run->name,
+										  "Column \"%s\" of a published row has a 4-byte varlena header at an unaligned offset.",
+										  name);
+				if (datalen - off < VARHDRSZ)
+					KsRowColumnOutside(run, name, rowlen);
+				memcpy(header.bytes, data + off, VARHDRSZ);
+				size = VARSIZE_4B(header.bytes);
+				if (size < VARHDRSZ)
+					KsCheckpointCorrupted(run->name,
+										  "Column \"%s\" of a published row has a length of %u bytes, less than its header.",
+										  name, size);
+				if (VARATT_IS_4B_C(header.bytes))
+				{
+					uint32		extsize;
+					uint32		method;
+
+					if (size < VARHDRSZ_COMPRESSED || datalen - off < VARHDRSZ_COMPRESSED)
+						KsRowColumnOutside(run, name, rowlen);
+					memcpy(header.bytes, data + off, VARHDRSZ_COMPRESSED);
+					extsize = VARDATA_COMPRESSED_GET_EXTSIZE(header.bytes);
+					method = VARDATA_COMPRESSED_GET_COMPRESS_METHOD(header.bytes);
+					/* compression keeps a value only if it got smaller */
+					if ((method != TOAST_PGLZ_COMPRESSION_ID && method != TOAST_LZ4_COMPRESSION_ID) ||
+						extsize > MaxAllocSize - VARHDRSZ ||
+						extsize < size - VARHDRSZ_COMPRESSED)
+						KsCheckpointCorrupted(run->name,
+											  "Column \"%s\" of a published row is compressed with method %u to %u bytes from %u, which cannot be.",
+											  name, method, size, extsize);
+				}
+			}
+			if (size > datalen - off)
+				KsRowColumnOutside(run, name, rowlen);
+			off += size;
+		}
+		else if (att->attlen == -2)
+		{
+			const char *nul;
+
+			off = att_align_nominal(off, att->attalign);
+			if (off >= datalen)
+				KsRowColumnOutside(run, name, rowlen);
+			nul = memchr(data + off, '\0', datalen - off);
+			if (nul == NULL)
+				KsCheckpointCorrupted(run->name,
+									  "Column \"%s\" of a published row is a string without its NUL byte.",
+									  name);
+			off = (uint32) (nul - data) + 1;
+		}
+		else
+			elog(ERROR, "unexpected length %d of column \"%s\"", att->attlen, name);
+	}
+	if (off != datalen)
+		KsCheckpointCorrupted(run->name, "A published row has %u bytes after its last column.",
+							  datalen - off);
+}
+
+/*
+ * Put a recovered key's checkpointed view row (checked by KsCheckRow) into
+ * the store being built (run->building, which no reader sees yet).  The
+ * entry is linked before the tuple is allocated, so that whatever was
+ * allocated is freed with the store if this fails.
+ */
+static void
+KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint32 rowlen)
+{
+	dsa_pointer entry = KsStoreAllocEntry(dsa, e->hash);
+	dsa_pointer tuple;
+	uint32		oldbytes;
+	uint32		bytes;
+
+	if (!DsaPointerIsValid(entry))
+		KsStoreExhausted(run->name);
+	KsStoreLinkEntry(dsa, run->building, entry);
+	e->shared = entry;
+	run->building_bytes += sizeof(KsStoreEntry);
+	if (rowlen == 0)
+		return;					/* HAVING hides the key */
+
+	tuple = KsStoreAllocTupleBytes(dsa, row, rowlen);
+	if (!DsaPointerIsValid(tuple))
+		KsStoreExhausted(run->name);
+	bytes = KsStoreTupleBytes(KsStoreTupleAddress(dsa, tuple));
+	(void) KsStoreSwapTuple(dsa, entry, tuple, bytes, &oldbytes);
+	e->shared_tuple = tuple;
+	e->shared_bytes = bytes;
+	run->building_bytes += bytes;
+	run->building_visible++;
+}
+
+/*
+ * Load the keys of one chunk that no newer chunk already gave us, with
+ * their published rows into the store being built.  The chunk is checked
+ * whole (KsCheckChunkHeader) and in sequence before its keys are parsed;
+ * each key's bytes are checked as they are read.  Keys are taken a batch
+ * at a time: hash them all and prefetch their index slots, then insert
+ * them.  keys/nulls have room for KS_RECOVER_BATCH keys.
+ */
+static void
+KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
+			   const char *data, uint32 len, Datum *keys, bool *nulls, MemoryContext tmp)
+{
+	KsKeyTable *kt = run->kt;
+	dsa_area   *dsa = KsGetDsa();
+	KsReader	r;
+	int			nk = kt->nkeys;
+	const char *states[KS_RECOVER_BATCH];
+	uint32		statelens[KS_RECOVER_BATCH];
+	const char *rows[KS_RECOVER_BATCH];
+	uint32		rowlens[KS_RECOVER_BATCH];
+	uint32		hashes[KS_RECOVER_BATCH];
+	int32		count = 0;
+	int			prev_group;
+	uint8		flags;
+
+	flags = KsCheckChunkHeader(run, crow, data, len);
+	KsCheckChunkSequence(run, seq, crow, flags);
+	/* size the index once for the keys to come, not by doublings */
+	KsKeyTableReserve(kt, kt->nentries + crow->nkeys);
+
+	prev_group = crow->first_group;
+	KsReaderInit(&r, data + KS_CHUNK_HEADER, len - KS_CHUNK_HEADER, run->name);
+	while (KsReaderLeft(&r) > 0)
+	{
+		MemoryContext oldcxt;
+		int			n = 0;
+		int			i;
+
+		CHECK_FOR_INTERRUPTS();
+		oldcxt = MemoryContextSwitchTo(tmp);
+		while (KsReaderLeft(&r) > 0 && n < KS_RECOVER_BATCH)
+		{
+			uint16		group;
+			uint32		klen;
+			const char *k;
+
+			if (KsReaderLeft(&r) < sizeof(uint16))
+				KsCheckpointCorrupted(run->name, "The chunk ends inside a key group.");
+			memcpy(&group, r.pos, sizeof(uint16));
+			r.pos += sizeof(uint16);
+			if (group < prev_group || group > crow->last_group)
+				KsCheckpointCorrupted(run->name,
+									  "A key has key group %d, out of order in the chunk's groups %d to %d.",
+									  group, crow->first_group, crow->last_group);
+			prev_group = group;
+			if (++count > crow->nkeys)
+				KsCheckpointCorrupted(run->name, "The chunk holds more than the %d keys its row says.",
+									  crow->nkeys);
+			k = KsReadBytes(&r, &klen, "a key");
+			states[n] = KsReadBytes(&r, &statelens[n], "the transition states of a key");
+			rows[n] = KsReadBytes(&r, &rowlens[n], "a published row");
+			KsKeyDeserialize(kt, k, klen, run->name, keys + n * nk, nulls + n * nk);
+			hashes[n] = KsKeyHash(kt, keys + n * nk, nulls + n * nk);
+			if (KsKeyGroup(hashes[n]) != group)
+				KsCheckpointCorrupted(run->name,
+									  "A key stored in key group %d hashes to key group %d.",
+									  group, KsKeyGroup(hashes[n]));
+			if (rowlens[n] > 0)
+				KsCheckRow(run, rows[n], rowlens[n]);
+			n++;
+		}
+		MemoryContextSwitchTo(oldcxt);
+
+		if (!KsStoreReservePrivate(dsa, run->building, kt->nentries + n))
+			KsStoreExhausted(run->name);
+		for (i = 0; i < n; i++)
+		{
+			KsKeyTablePrefetchSlot(kt, hashes[i]);
+			KsStorePrefetchBucket(dsa, run->building, hashes[i]);
+		}
+		for (i = 0; i < n; i++)
+		{
+			KsKeyEntry *e;
+			bool		found;
+
+			e = KsKeyTableLookup(kt, keys + i * nk, nulls + i * nk, hashes[i], &found);
+			if (!found)
+			{
+				/* newest first: the first version met is the checkpointed one */
+				KsAggDeserializeStates(run->rt, e->states, &e->replay, states[i], statelens[i],
+									   run->name);
+				KsRecoverRow(run, dsa, e, rows[i], rowlens[i]);
+			}
+		}
+		MemoryContextReset(tmp);
+	}
+	if (count != crow->nkeys)
+		KsCheckpointCorrupted(run->name, "The chunk holds %d keys, but its row says %d.",
+							  count, crow->nkeys);
+}
+
+/*
+ * Whether an error raised by a function reading checkpointed values (a hash,
+ * equality, deserialization or transition function) says the values are
+ * malformed: a data exception, a malformed message or an internal error.
+ */
+static bool
+KsIsDamageError(int sqlerrcode)
+{
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+		sqlerrcode == ERRCODE_PROTOCOL_VIOLATION ||
+		sqlerrcode == ERRCODE_INTERNAL_ERROR;
+}
+
+/*
+ * Recover one chunk (KsRecoverChunk) under an error context naming it.  An
+ * error of a function that found a checkpointed value malformed
+ * (KsIsDamageError) is the corruption it reveals, and is reported as such
+ * with the function's message as the detail; other errors (out of memory,
+ * a cancel, our own corruption errors) pass through unchanged.
+ */
+static void
+KsRecoverChunkGuarded(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
+					  const char *data, uint32 len, Datum *keys, bool *nulls,
+					  MemoryContext tmp)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorContextCallback errcb;
+
+	errcb.callback = KsRecoverErrorContext;
+	errcb.arg = (void *) crow;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
+	PG_TRY();
+	{
+		KsRecoverChunk(run, crow, seq, data, len, keys, nulls, tmp);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (!KsIsDamageError(edata->sqlerrcode))
+			PG_RE_THROW();
+		FlushErrorState();
+		KsCheckpointCorrupted(run->name, "Restoring a key failed: %s.", edata->message);
+	}
+	PG_END_TRY();
+	error_context_stack = errcb.previous;
+}
+
+/*
+ * Load the checkpointed offset and every checkpointed key: the rows of
+ * keyedstate.state newest first, back to the latest full checkpoint.
+ */
+void
+KsRecover(KsAggRun *run)
+{
+	KsKeyTable *kt = run->kt;
+	Portal		portal;
+	Datum		arg;
+	Oid			argtype = INT4OID;
+	MemoryContext tmp;
+	MemoryContext rowcxt;
+	MemoryContext oldcxt;
+	Datum	   *keys;
+	bool	   *nulls;
+	int			ret;
+	bool		isnull;
+	int64		full_id = -1;
+	bool		done = false;
+	KsChunkSequence seq;
+
+	KsBecomeWorker();
+	arg = Int32GetDatum(run->def->id);
+	ret = SPI_execute_with_args("SELECT checkpointed_offset FROM keyedstate.aggregation WHERE id = $1",
+								1, &argtype, &arg, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("aggregation %s no longer exists", run->name)));
+	run->checkpointed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
+	run->consumed = run->checkpointed;
+	run->ckpt_last_id = 0;
+	run->ckpt_have_full = false;
+	run->ckpt_full_bytes = 0;
+	run->ckpt_delta_bytes = 0;
+
+	/*
+	 * Size the key index and the new store once for the keys to come (an
+	 * upper bound: deltas repeat keys), instead of growing them by
+	 * doublings, each a rehash of everything loaded so far.  The key counts
+	 * are not trusted yet: no chunk holds more keys than its bytes allow.
+	 */
+	ret = SPI_execute_with_args("SELECT pg_catalog.sum(nkeys), pg_catalog.sum(pg_catalog.octet_length(data)) "
+								"FROM keyedstate.state "
+								"WHERE aggregation_id = $1 AND checkpoint_id >= "
+								"(SELECT pg_catalog.max(checkpoint_id) FROM keyedstate.state "
+								" WHERE aggregation_id = $1 AND is_full)",
+								1, &argtype, &arg, NULL, true, 1);
+	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		bytesnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		Datum		b = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &bytesnull);
+
+		if (!isnull && !bytesnull)
+		{
+			int64		expected = DatumGetInt64(d);
+			int64		fit = DatumGetInt64(b) / (int64) KS_MIN_KEY_BYTES;
+
+			expected = Max(Min(expected, fit), 0);
+			KsKeyTableReserve(kt, expected);
+			if (!KsStoreReservePrivate(KsGetDsa(), run->building, expected))
+				KsStoreExhausted(run->name);
+		}
+	}
+
+	keys = MemoryContextAlloc(run->loadcxt, sizeof(Datum) * Max(kt->nkeys, 1) * KS_RECOVER_BATCH);
+	nulls = MemoryContextAlloc(run->loadcxt, sizeof(bool) * Max(kt->nkeys, 1) * KS_RECOVER_BATCH);
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate recovery",
+								ALLOCSET_DEFAULT_SIZES);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate recovery chunk",
+								   ALLOCSET_DEFAULT_SIZES);
+	seq.checkpoint_id = -1;
+	seq.full = false;
+	seq.next_chunk = -1;
+
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT checkpoint_id, chunk, is_full, first_key_group, last_key_group, "
+									   "nkeys, data FROM keyedstate.state "
+									   "WHERE aggregation_id = $1 ORDER BY checkpoint_id DESC, chunk DESC",
+									   1, &argtype, &arg, NULL, true, 0);
+	while (!done)
+	{
+		uint64		i;
+
+		/* chunks are megabytes each: fetch a few at a time */
+		SPI_cursor_fetch(portal, true, 4);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			KsChunkRow	crow;
+			bytea	   *data;
+
+			CHECK_FOR_INTERRUPTS();
+			crow.aggregation_id = run->def->id;
+			crow.checkpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			crow.chunk = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+			crow.full = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+			crow.first_group = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+			crow.last_group = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
+			crow.nkeys = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+
+			/* rows older than the latest full checkpoint are obsolete */
+			if (full_id >= 0 && crow.checkpoint_id < full_id)
+			{
+				done = true;
+				break;
+			}
+			if (crow.full)
+				full_id = crow.checkpoint_id;
+			run->ckpt_last_id = Max(run->ckpt_last_id, crow.checkpoint_id);
+
+			oldcxt = MemoryContextSwitchTo(rowcxt);
+			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 7, &isnull));
+			MemoryContextSwitchTo(oldcxt);
+			if (crow.full)
+				run->ckpt_full_bytes += VARSIZE_ANY_EXHDR(data);
+			else
+				run->ckpt_delta_bytes += VARSIZE_ANY_EXHDR(data);
+
+			/* deserialize functions are user code: run them as the owner */
+			KsBecomeOwner(run);
+			KsRecoverChunkGuarded(run, &crow, &seq, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
+								  keys, nulls, tmp);
+			KsBecomeWorker();
+			MemoryContextReset(rowcxt);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	MemoryContextDelete(rowcxt);
+	MemoryContextDelete(tmp);
+
+	if (seq.next_chunk >= 0)
+		KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
+							  seq.checkpoint_id, seq.next_chunk);
+	if (run->ckpt_last_id > 0 && full_id < 0)
+		KsCheckpointCorrupted(run->name, "No full checkpoint was found.");
+	run->ckpt_have_full = (full_id >= 0);
+
+	/* recovered keys are already in the checkpoint, and their rows in run->building */
+	KsKeyClearCheckpoint(kt);
+}
