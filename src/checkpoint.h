@@ -36,7 +36,7 @@
 #ifndef KS_CHECKPOINT_H
 #define KS_CHECKPOINT_H
 
-#include "worker.h"
+#include "run.h"
 
 #include "port/pg_crc32c.h"
 

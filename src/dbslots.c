@@ -22,6 +22,7 @@
 #include "utils/wait_event.h"
 
 #include "shmem.h"
+#include "store.h"
 
 /* The database slot of this worker process (KsClaimDatabase). */
 static KsDbSlot *ks_mydb = NULL;

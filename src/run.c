@@ -324,7 +324,7 @@ void
 KsRunRelease(KsAggRun *run)
 {
 	KsRunUnload(run);
-	KsReleaseAggSlot(run->slot);
+	KsStoreReleaseSlot(run->slot);
 	MemoryContextDelete(run->cxt);
 }
 

@@ -28,7 +28,6 @@
 
 #include "settings.h"
 #include "shmem.h"
-#include "store.h"
 
 KsShared   *KsSharedState = NULL;
 
@@ -457,93 +456,14 @@ KsClaimAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref)
 	return true;
 }
 
-/* Free a slot, retiring its published rows (see shmem.h). */
+/* Free a slot whose published rows are retired already (see shmem.h). */
 void
-KsReleaseAggSlot(KsAggSlot *slot)
+KsFreeAggSlot(KsAggSlot *slot)
 {
-	KsStoreRetire(slot);
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	KsFreeSlotLocked(slot);
 	LWLockRelease(KsSharedState->lock);
 	ConditionVariableBroadcast(&slot->cv);
 }
 
-/* Whether an aggregation id is among those kept. */
-static bool
-KsIdKept(int32 aggid, int nkeep, const int32 *keep)
-{
-	int			i;
-
-	for (i = 0; i < nkeep; i++)
-		if (keep[i] == aggid)
-			return true;
-	return false;
-}
-
-/*
- * Free the slots of a database that no aggregation needs (see shmem.h).
- * A reservation whose transaction committed after our snapshot was taken
- * is kept: the aggregation exists, we just cannot see it yet.
- */
-void
-KsReleaseOrphanSlots(Oid dboid, int nkeep, const int32 *keep)
-{
-	Snapshot	snapshot = GetActiveSnapshot();
-	int			i;
-
-	for (i = 0; i < KsSharedState->max_aggs; i++)
-	{
-		KsAggSlot  *slot = &KsSharedState->aggs[i];
-		KsSlotRef	ref;
-		TransactionId xid;
-		bool		orphan;
-
-		LWLockAcquire(&slot->lock, LW_SHARED);
-		orphan = slot->in_use && slot->dboid == dboid && !KsIdKept(slot->aggid, nkeep, keep);
-		xid = slot->reserved_xid;
-		ref.slot = slot;
-		ref.generation = slot->generation;
-		LWLockRelease(&slot->lock);
-		if (!orphan)
-			continue;
-		if (TransactionIdIsValid(xid))
-		{
-			if (TransactionIdIsInProgress(xid))
-				continue;
-			if (TransactionIdDidCommit(xid) &&
-				(snapshot == NULL || XidInMVCCSnapshot(xid, snapshot)))
-				continue;
-		}
-		/* still the same slot? (a backend may have given it back meanwhile) */
-		LWLockAcquire(&slot->lock, LW_SHARED);
-		orphan = KsSlotRefValid(&ref);
-		LWLockRelease(&slot->lock);
-		if (orphan)
-			KsReleaseAggSlot(slot);
-	}
-}
-
-/* ---------------------------------------------------------------------
- * The launcher
- * ---------------------------------------------------------------------
- */
-
-/* Free every aggregation slot of a database no worker serves (see shmem.h). */
-void
-KsReleaseDatabaseSlots(Oid dboid)
-{
-	int			i;
-
-	for (i = 0; i < KsSharedState->max_aggs; i++)
-	{
-		KsAggSlot  *slot = &KsSharedState->aggs[i];
-		bool		mine;
-
-		LWLockAcquire(&slot->lock, LW_SHARED);
-		mine = slot->in_use && slot->dboid == dboid;
-		LWLockRelease(&slot->lock);
-		if (mine)
-			KsReleaseAggSlot(slot);
-	}
-}
 

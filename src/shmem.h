@@ -273,15 +273,8 @@ extern bool KsDatabaseIdleExit(uint32 seen);
  */
 extern bool KsClaimAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref);
 
-/* Free a slot, retiring its published rows once no reader needs them. */
-extern void KsReleaseAggSlot(KsAggSlot *slot);
-
-/*
- * Free this database's slots that no aggregation needs any more: those of
- * aggregations not in `keep` (ids of existing aggregations) whose creating
- * transaction ended.
- */
-extern void KsReleaseOrphanSlots(Oid dboid, int nkeep, const int32 *keep);
+/* Free a slot whose published rows are retired (store.h: KsStoreReleaseSlot). */
+extern void KsFreeAggSlot(KsAggSlot *slot);
 
 /* The interrupt requests seen when a step began (KsSlotEnterStep). */
 typedef struct KsStepMark
@@ -354,8 +347,6 @@ extern void KsLauncherStarted(int i, TimestampTz now);
 /* A database is gone: free its slot and every aggregation slot of it. */
 extern void KsLauncherForgetDatabase(int i, Oid dboid);
 
-/* Free every aggregation slot of a database that no worker serves. */
-extern void KsReleaseDatabaseSlots(Oid dboid);
 
 /* Serialize writers of the file of databases (see the locking protocol). */
 extern void KsLockDatabaseFile(void);

@@ -131,6 +131,19 @@ extern void KsStoreInstall(KsAggSlot *slot, dsa_pointer store, int64 consumed,
 /* Retire a slot's published store: detach it, free it once no reader is left. */
 extern void KsStoreRetire(KsAggSlot *slot);
 
+/* Free a slot, retiring its published rows once no reader needs them. */
+extern void KsStoreReleaseSlot(KsAggSlot *slot);
+
+/*
+ * Free this database's slots that no aggregation needs any more: those of
+ * aggregations not in `keep` (ids of existing aggregations) whose creating
+ * transaction ended.
+ */
+extern void KsReleaseOrphanSlots(Oid dboid, int nkeep, const int32 *keep);
+
+/* Free every aggregation slot of a database that no worker serves. */
+extern void KsReleaseDatabaseSlots(Oid dboid);
+
 /* Free a store no reader can see (a private one, or one retired). */
 extern void KsStoreDestroy(dsa_area *dsa, dsa_pointer header);
 

@@ -45,6 +45,7 @@
 #include "catalog.h"
 #include "run.h"
 #include "step.h"
+#include "store.h"
 #include "settings.h"
 #include "worker.h"
 
