@@ -7,6 +7,8 @@ OBJS = \
 	src/dbslots.o \
 	src/progress.o \
 	src/store.o \
+	src/storewrite.o \
+	src/storeread.o \
 	src/serialize.o \
 	src/keytable.o \
 	src/aggcall.o \

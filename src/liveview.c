@@ -350,8 +350,7 @@ KsFindReadableSlot(KsLiveScanState *ss, KsSlotRef *ref, KsAggSlot *copy, const c
 					 errhint("See keyedstate.status for its state.")));
 		if (have)
 		{
-			(void) ConditionVariableTimedSleep(&ref->slot->cv, 10, PG_WAIT_EXTENSION);
-			ConditionVariableCancelSleep();
+			KsSlotSleep(ref, 10);
 		}
 		else
 		{

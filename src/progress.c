@@ -243,3 +243,11 @@ KsSlotCheckpointRequested(KsAggSlot *slot, bool *pending)
 	LWLockRelease(&slot->lock);
 	return request;
 }
+
+/* Sleep until the slot changes (a publish, a state change) or ms pass. */
+void
+KsSlotSleep(const KsSlotRef *ref, long ms)
+{
+	(void) ConditionVariableTimedSleep(&ref->slot->cv, ms, PG_WAIT_EXTENSION);
+	ConditionVariableCancelSleep();
+}

@@ -217,6 +217,9 @@ extern void KsReleaseReservations(TransactionId xid);
  */
 extern void KsInterruptAggregation(Oid dboid, int32 aggid);
 
+/* Sleep until the slot changes (a publish, a state change) or ms pass. */
+extern void KsSlotSleep(const KsSlotRef *ref, long ms);
+
 /* Ask for a checkpoint; returns the request number to wait for. */
 extern uint64 KsRequestCheckpoint(const KsSlotRef *ref);
 

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * store.c
- *	  Published per-key rows in the shared DSA: a chained hash table keyed
- *	  by key hash, the publish protocol, readers and the retiring of rows
- *	  readers may still copy.  See store.h.
+ *	  Published per-key rows in the shared DSA: the chained hash table keyed
+ *	  by key hash, read epochs, retiring whole stores and giving slots back.
+ *	  The publish protocol is in storewrite.c, readers in storeread.c.  See
+ *	  store.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,15 +24,7 @@
 
 #define KS_STORE_INITIAL_BUCKETS	1024
 
-/* How far ahead of the swap loop rows and buckets are prefetched. */
-#define KS_STORE_PREFETCH			16
 
-/* The bucket array of a store. */
-static inline dsa_pointer *
-KsStoreBuckets(dsa_area *dsa, KsStoreHeader *hdr)
-{
-	return (dsa_pointer *) dsa_get_address(dsa, hdr->buckets);
-}
 
 /* The error for a store that cannot grow (see store.h). */
 void
@@ -99,7 +92,7 @@ KsStoreDestroy(dsa_area *dsa, dsa_pointer header)
 }
 
 /* Copy a tuple into the DSA; InvalidDsaPointer when the area is full. */
-static dsa_pointer
+dsa_pointer
 KsStoreAllocTuple(dsa_area *dsa, MinimalTuple tuple)
 {
 	dsa_pointer tp;
@@ -135,7 +128,7 @@ KsStoreAllocEntry(dsa_area *dsa, uint32 hash)
  * no reader sees yet (lock NULL) needs none.  Readers look at buckets only
  * under the lock, so the old array can be freed at once.
  */
-static bool
+bool
 KsStoreGrow(dsa_area *dsa, dsa_pointer header, LWLock *lock, uint64 nentries)
 {
 	KsStoreHeader *hdr = dsa_get_address(dsa, header);
@@ -261,14 +254,14 @@ KsStoreTupleBytes(MinimalTuple tuple)
  */
 
 /* Readers registered in either epoch. */
-static inline uint32
+uint32
 KsReadersActive(KsAggSlot *slot)
 {
 	return pg_atomic_read_u32(&slot->readers[0]) + pg_atomic_read_u32(&slot->readers[1]);
 }
 
 /* Move new readers to the next epoch once its counter has drained (lock exclusive). */
-static void
+void
 KsAdvanceEpoch(KsAggSlot *slot)
 {
 	uint32		e = slot->read_epoch;
@@ -282,7 +275,7 @@ KsAdvanceEpoch(KsAggSlot *slot)
  * reader that may have collected them registered in g or g - 1, and the
  * move to g + 1 happened only once g - 1 had drained.
  */
-static bool
+bool
 KsEpochDone(KsAggSlot *slot, uint32 g)
 {
 	uint32		e = slot->read_epoch;
@@ -295,7 +288,7 @@ KsEpochDone(KsAggSlot *slot, uint32 g)
 }
 
 /* Wait until the readers of epoch g are gone (lock not held). */
-static void
+void
 KsWaitEpoch(KsAggSlot *slot, uint32 g)
 {
 	bool		reset = false;
@@ -320,257 +313,6 @@ KsWaitEpoch(KsAggSlot *slot, uint32 g)
 	/* a wake-up consumed while waiting is not lost */
 	if (reset)
 		SetLatch(MyLatch);
-}
-
-/* A writer's garbage list (see store.h). */
-void
-KsStoreWriterInit(KsStoreWriter *w, MemoryContext cxt)
-{
-	memset(w, 0, sizeof(KsStoreWriter));
-	w->cxt = cxt;
-}
-
-/* Hold a replaced row back until its readers are gone. */
-static void
-KsStoreAddGarbage(KsStoreWriter *w, dsa_pointer dp, uint32 epoch)
-{
-	if (w->ngarbage >= w->maxgarbage)
-	{
-		int64		newmax = Max(w->maxgarbage * 2, 256);
-
-		if (w->garbage == NULL)
-		{
-			w->garbage = MemoryContextAllocHuge(w->cxt, sizeof(dsa_pointer) * newmax);
-			w->garbage_epoch = MemoryContextAllocHuge(w->cxt, sizeof(uint32) * newmax);
-		}
-		else
-		{
-			w->garbage = repalloc_huge(w->garbage, sizeof(dsa_pointer) * newmax);
-			w->garbage_epoch = repalloc_huge(w->garbage_epoch, sizeof(uint32) * newmax);
-		}
-		w->maxgarbage = newmax;
-	}
-	w->garbage[w->ngarbage] = dp;
-	w->garbage_epoch[w->ngarbage] = epoch;
-	w->ngarbage++;
-}
-
-/*
- * Free the garbage whose readers are gone, as judged under the lock with
- * epoch e and the counters then (a judgement that stays true: counters of
- * old epochs only go down).
- */
-static void
-KsStoreCollectGarbage(KsStoreWriter *w, dsa_area *dsa, bool all_done, uint32 e,
-					  bool prev_drained)
-{
-	int64		i;
-	int64		j = 0;
-
-	for (i = 0; i < w->ngarbage; i++)
-	{
-		uint32		g = w->garbage_epoch[i];
-
-		if (all_done || e - g >= 2 || (e - g == 1 && prev_drained))
-			dsa_free(dsa, w->garbage[i]);
-		else
-		{
-			w->garbage[j] = w->garbage[i];
-			w->garbage_epoch[j] = g;
-			j++;
-		}
-	}
-	w->ngarbage = j;
-}
-
-/* Free everything a writer holds back, waiting for its readers. */
-void
-KsStoreWriterRelease(KsStoreWriter *w, KsAggSlot *slot)
-{
-	dsa_area   *dsa;
-
-	if (w->ngarbage == 0)
-		return;
-	dsa = KsGetDsa();
-	while (w->ngarbage > 0)
-	{
-		uint32		newest = w->garbage_epoch[w->ngarbage - 1];
-
-		KsWaitEpoch(slot, newest);
-		KsStoreCollectGarbage(w, dsa, true, 0, true);
-	}
-}
-
-/* ---------------------------------------------------------------------
- * Publishing (the worker)
- * ---------------------------------------------------------------------
- */
-
-/* Free what step 1 of a publish allocated. */
-static void
-KsPublishUndo(dsa_area *dsa, KsPublishItem *items, int64 n)
-{
-	int64		i;
-
-	for (i = 0; i < n; i++)
-	{
-		if (DsaPointerIsValid(items[i].new_tuple))
-			dsa_free(dsa, items[i].new_tuple);
-		if (DsaPointerIsValid(items[i].new_entry))
-			dsa_free(dsa, items[i].new_entry);
-		items[i].new_tuple = InvalidDsaPointer;
-		items[i].new_entry = InvalidDsaPointer;
-	}
-}
-
-/*
- * Step 1 of a publish: allocate the new entries, and new tuples for rows
- * that cannot overwrite the key's current one (new keys, changed sizes,
- * or every row when `no_inplace`).  False when the DSA is full.
- */
-static bool
-KsPublishAllocate(dsa_area *dsa, KsPublishItem *items, int64 n, bool no_inplace,
-				  int64 *nnew)
-{
-	int64		i;
-
-	for (i = 0; i < n; i++)
-	{
-		KsPublishItem *it = &items[i];
-
-		if ((i & 1023) == 0)
-			CHECK_FOR_INTERRUPTS();
-		if (it->row != NULL && !DsaPointerIsValid(it->new_tuple))
-		{
-			uint32		bytes = KsStoreTupleBytes(it->row);
-
-			if (no_inplace || !DsaPointerIsValid(*it->tuple) || *it->tuple_bytes != bytes)
-			{
-				it->new_tuple = KsStoreAllocTuple(dsa, it->row);
-				if (!DsaPointerIsValid(it->new_tuple))
-					return false;
-				it->new_bytes = bytes;
-			}
-		}
-		if (!DsaPointerIsValid(*it->entry) && !DsaPointerIsValid(it->new_entry))
-		{
-			it->new_entry = KsStoreAllocEntry(dsa, it->hash);
-			if (!DsaPointerIsValid(it->new_entry))
-				return false;
-			(*nnew)++;
-		}
-	}
-	return true;
-}
-
-/* Publish a step's rows with the new offset (see store.h). */
-bool
-KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
-			   const KsPublishProgress *progress)
-{
-	dsa_area   *dsa = KsGetDsa();
-	KsStoreHeader *hdr = dsa_get_address(dsa, slot->store);
-	bool		no_inplace = false;
-	int64		nnew = 0;
-	int64		visible_delta = 0;
-	int64		bytes_delta = 0;
-	bool		readers;
-	uint32		epoch;
-	bool		all_done;
-	bool		prev_drained;
-	dsa_pointer *freed;
-	int64		nfreed = 0;
-	int64		i;
-
-	for (i = 0; i < n; i++)
-	{
-		items[i].new_tuple = InvalidDsaPointer;
-		items[i].new_entry = InvalidDsaPointer;
-	}
-
-	/* step 1, without the lock; readers copying now rule out overwrites */
-	for (;;)
-	{
-		if (!KsPublishAllocate(dsa, items, n, no_inplace || KsReadersActive(slot) > 0, &nnew) ||
-			!KsStoreGrow(dsa, slot->store, &slot->lock, hdr->nentries + nnew))
-		{
-			KsPublishUndo(dsa, items, n);
-			return false;
-		}
-		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
-		readers = KsReadersActive(slot) > 0;
-		if (!readers || no_inplace)
-			break;
-		/* a reader came between: every row needs a new tuple after all */
-		LWLockRelease(&slot->lock);
-		no_inplace = true;
-	}
-
-	/* step 2: swap or copy the rows in with the offset */
-	freed = palloc(sizeof(dsa_pointer) * Max(n, 1));
-	epoch = slot->read_epoch;
-	for (i = 0; i < n; i++)
-	{
-		KsPublishItem *it = &items[i];
-		dsa_pointer old;
-		uint32		oldbytes;
-
-		if (i + KS_STORE_PREFETCH < n)
-		{
-			KsPublishItem *ahead = &items[i + KS_STORE_PREFETCH];
-
-			if (DsaPointerIsValid(*ahead->tuple))
-				KS_PREFETCH(dsa_get_address(dsa, *ahead->tuple));
-			else if (DsaPointerIsValid(ahead->new_entry))
-				KsStorePrefetchBucket(dsa, slot->store, ahead->hash);
-		}
-		if (it->row != NULL && !DsaPointerIsValid(it->new_tuple))
-		{
-			/* same size, no reader: copy over the current row */
-			memcpy(dsa_get_address(dsa, *it->tuple), it->row, it->row->t_len);
-			continue;
-		}
-		if (DsaPointerIsValid(it->new_entry))
-		{
-			KsStoreLinkEntry(dsa, slot->store, it->new_entry);
-			*it->entry = it->new_entry;
-			bytes_delta += sizeof(KsStoreEntry);
-		}
-		old = KsStoreSwapTuple(dsa, *it->entry, it->new_tuple, it->new_bytes, &oldbytes);
-		*it->tuple = it->new_tuple;
-		*it->tuple_bytes = DsaPointerIsValid(it->new_tuple) ? it->new_bytes : 0;
-		bytes_delta += (int64) *it->tuple_bytes - (int64) oldbytes;
-		if (DsaPointerIsValid(it->new_tuple) && !DsaPointerIsValid(old))
-			visible_delta++;
-		else if (!DsaPointerIsValid(it->new_tuple) && DsaPointerIsValid(old))
-			visible_delta--;
-		if (DsaPointerIsValid(old))
-		{
-			if (readers)
-				KsStoreAddGarbage(w, old, epoch);
-			else
-				freed[nfreed++] = old;
-		}
-	}
-	slot->consumed_offset = progress->offset;
-	slot->keys = progress->keys;
-	slot->memory_bytes = progress->memory_bytes;
-	slot->visible_keys += visible_delta;
-	slot->shared_bytes += bytes_delta;
-	KsAdvanceEpoch(slot);
-	all_done = KsReadersActive(slot) == 0;
-	epoch = slot->read_epoch;
-	prev_drained = pg_atomic_read_u32(&slot->readers[(epoch - 1) & 1]) == 0;
-	LWLockRelease(&slot->lock);
-	ConditionVariableBroadcast(&slot->cv);
-
-	/* step 3: free what no reader can see any more */
-	for (i = 0; i < nfreed; i++)
-		dsa_free(dsa, freed[i]);
-	pfree(freed);
-	if (w->ngarbage > 0)
-		KsStoreCollectGarbage(w, dsa, all_done, epoch, prev_drained);
-	return true;
 }
 
 /* Swap a slot's store for another (or none), retiring the old one. */
@@ -709,128 +451,4 @@ KsReleaseDatabaseSlots(Oid dboid)
 		if (mine)
 			KsStoreReleaseSlot(slot);
 	}
-}
-
-/* ---------------------------------------------------------------------
- * Readers
- * ---------------------------------------------------------------------
- */
-
-/* Room for one more collected pointer. */
-static inline void
-KsCollect(dsa_pointer **ptrs, int64 *n, int64 *max, dsa_pointer tp)
-{
-	if (*n >= *max)
-	{
-		*max = Max(*max * 2, 64);
-		*ptrs = *ptrs == NULL ? palloc(sizeof(dsa_pointer) * *max) :
-			repalloc_huge(*ptrs, sizeof(dsa_pointer) * *max);
-	}
-	(*ptrs)[(*n)++] = tp;
-}
-
-/* Copy published rows out of a slot (see store.h). */
-void
-KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
-				KsReadCheck check, void *checkarg, MemoryContext cxt,
-				MinimalTuple **rows, int64 *nrows, KsReadResult *res)
-{
-	KsAggSlot  *slot = ref->slot;
-	dsa_area   *dsa = KsGetDsa();
-	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
-	dsa_pointer *ptrs = NULL;
-	int64		nptrs = 0;
-	int64		maxptrs = 0;
-	volatile int registered = -1;
-
-	memset(res, 0, sizeof(KsReadResult));
-	*rows = NULL;
-	*nrows = 0;
-
-	PG_TRY();
-	{
-		LWLockAcquire(&slot->lock, LW_SHARED);
-		if (KsSlotRefValid(ref))
-		{
-			res->found = true;
-			res->state = slot->state;
-			res->live_oid = slot->live_oid;
-			res->view_oid = slot->view_oid;
-			res->rowtype = slot->rowtype;
-			res->failed_offset = slot->failed_offset;
-			strlcpy(res->error, slot->error, KS_ERROR_LEN);
-		}
-		if (res->found && res->state != KS_STARTING && res->state != KS_FAILED &&
-			DsaPointerIsValid(slot->store) &&
-			(check == NULL || check(res, checkarg)))
-		{
-			KsStoreHeader *hdr = dsa_get_address(dsa, slot->store);
-			dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
-			uint32		e = slot->read_epoch;
-
-			pg_atomic_fetch_add_u32(&slot->readers[e & 1], 1);
-			registered = (int) (e & 1);
-			if (nhashes < 0)
-			{
-				uint32		b;
-
-				for (b = 0; b < hdr->nbuckets; b++)
-				{
-					dsa_pointer ep = buckets[b];
-
-					while (DsaPointerIsValid(ep))
-					{
-						KsStoreEntry *entry = dsa_get_address(dsa, ep);
-
-						if (DsaPointerIsValid(entry->tuple))
-							KsCollect(&ptrs, &nptrs, &maxptrs, entry->tuple);
-						ep = entry->next;
-					}
-				}
-			}
-			else
-			{
-				int			h;
-
-				for (h = 0; h < nhashes; h++)
-				{
-					dsa_pointer ep = buckets[hashes[h] & (hdr->nbuckets - 1)];
-
-					while (DsaPointerIsValid(ep))
-					{
-						KsStoreEntry *entry = dsa_get_address(dsa, ep);
-
-						if (entry->hash == hashes[h] && DsaPointerIsValid(entry->tuple))
-							KsCollect(&ptrs, &nptrs, &maxptrs, entry->tuple);
-						ep = entry->next;
-					}
-				}
-			}
-		}
-		LWLockRelease(&slot->lock);
-
-		/* copy without the lock: the writer keeps these rows until we are done */
-		if (nptrs > 0)
-		{
-			int64		i;
-
-			*rows = palloc(sizeof(MinimalTuple) * nptrs);
-			for (i = 0; i < nptrs; i++)
-				(*rows)[i] = heap_copy_minimal_tuple((MinimalTuple) dsa_get_address(dsa, ptrs[i]));
-			*nrows = nptrs;
-			pfree(ptrs);
-		}
-		if (registered >= 0)
-			pg_atomic_fetch_sub_u32(&slot->readers[registered], 1);
-	}
-	PG_CATCH();
-	{
-		if (LWLockHeldByMe(&slot->lock))
-			LWLockRelease(&slot->lock);
-		if (registered >= 0)
-			pg_atomic_fetch_sub_u32(&slot->readers[registered], 1);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(oldcxt);
 }

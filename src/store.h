@@ -205,4 +205,27 @@ extern void KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhas
 							KsReadCheck check, void *checkarg, MemoryContext cxt,
 							MinimalTuple **rows, int64 *nrows, KsReadResult *res);
 
+/*
+ * --- inside the store's own files (store.c, storewrite.c, storeread.c) ---
+ */
+
+/* The bucket array of a store. */
+static inline dsa_pointer *
+KsStoreBuckets(dsa_area *dsa, KsStoreHeader *hdr)
+{
+	return (dsa_pointer *) dsa_get_address(dsa, hdr->buckets);
+}
+
+/* Grow a store's buckets (the slot lock taken for the rehash, if given). */
+extern bool KsStoreGrow(dsa_area *dsa, dsa_pointer header, LWLock *lock, uint64 nentries);
+
+/* Copy a tuple into the DSA; InvalidDsaPointer when it is full. */
+extern dsa_pointer KsStoreAllocTuple(dsa_area *dsa, MinimalTuple tuple);
+
+/* Read epochs: readers registered, moving to the next epoch, waiting. */
+extern uint32 KsReadersActive(KsAggSlot *slot);
+extern void KsAdvanceEpoch(KsAggSlot *slot);
+extern bool KsEpochDone(KsAggSlot *slot, uint32 g);
+extern void KsWaitEpoch(KsAggSlot *slot, uint32 g);
+
 #endif							/* KS_STORE_H */

@@ -1,0 +1,140 @@
+/*-------------------------------------------------------------------------
+ *
+ * storeread.c
+ *	  Readers of the store (see store.h): pointers collected under the
+ *	  slot lock, rows copied after it, registered in a read epoch.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "store.h"
+
+/* ---------------------------------------------------------------------
+ * Readers
+ * ---------------------------------------------------------------------
+ */
+
+/* Room for one more collected pointer. */
+static inline void
+KsCollect(dsa_pointer **ptrs, int64 *n, int64 *max, dsa_pointer tp)
+{
+	if (*n >= *max)
+	{
+		*max = Max(*max * 2, 64);
+		*ptrs = *ptrs == NULL ? palloc(sizeof(dsa_pointer) * *max) :
+			repalloc_huge(*ptrs, sizeof(dsa_pointer) * *max);
+	}
+	(*ptrs)[(*n)++] = tp;
+}
+
+/* Copy published rows out of a slot (see store.h). */
+void
+KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
+				KsReadCheck check, void *checkarg, MemoryContext cxt,
+				MinimalTuple **rows, int64 *nrows, KsReadResult *res)
+{
+	KsAggSlot  *slot = ref->slot;
+	dsa_area   *dsa = KsGetDsa();
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	dsa_pointer *ptrs = NULL;
+	int64		nptrs = 0;
+	int64		maxptrs = 0;
+	volatile int registered = -1;
+
+	memset(res, 0, sizeof(KsReadResult));
+	*rows = NULL;
+	*nrows = 0;
+
+	PG_TRY();
+	{
+		LWLockAcquire(&slot->lock, LW_SHARED);
+		if (KsSlotRefValid(ref))
+		{
+			res->found = true;
+			res->state = slot->state;
+			res->live_oid = slot->live_oid;
+			res->view_oid = slot->view_oid;
+			res->rowtype = slot->rowtype;
+			res->failed_offset = slot->failed_offset;
+			strlcpy(res->error, slot->error, KS_ERROR_LEN);
+		}
+		if (res->found && res->state != KS_STARTING && res->state != KS_FAILED &&
+			DsaPointerIsValid(slot->store) &&
+			(check == NULL || check(res, checkarg)))
+		{
+			KsStoreHeader *hdr = dsa_get_address(dsa, slot->store);
+			dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
+			uint32		e = slot->read_epoch;
+
+			pg_atomic_fetch_add_u32(&slot->readers[e & 1], 1);
+			registered = (int) (e & 1);
+			if (nhashes < 0)
+			{
+				uint32		b;
+
+				for (b = 0; b < hdr->nbuckets; b++)
+				{
+					dsa_pointer ep = buckets[b];
+
+					while (DsaPointerIsValid(ep))
+					{
+						KsStoreEntry *entry = dsa_get_address(dsa, ep);
+
+						if (DsaPointerIsValid(entry->tuple))
+							KsCollect(&ptrs, &nptrs, &maxptrs, entry->tuple);
+						ep = entry->next;
+					}
+				}
+			}
+			else
+			{
+				int			h;
+
+				for (h = 0; h < nhashes; h++)
+				{
+					dsa_pointer ep = buckets[hashes[h] & (hdr->nbuckets - 1)];
+
+					while (DsaPointerIsValid(ep))
+					{
+						KsStoreEntry *entry = dsa_get_address(dsa, ep);
+
+						if (entry->hash == hashes[h] && DsaPointerIsValid(entry->tuple))
+							KsCollect(&ptrs, &nptrs, &maxptrs, entry->tuple);
+						ep = entry->next;
+					}
+				}
+			}
+		}
+		LWLockRelease(&slot->lock);
+
+		/* copy without the lock: the writer keeps these rows until we are done */
+		if (nptrs > 0)
+		{
+			int64		i;
+
+			*rows = palloc(sizeof(MinimalTuple) * nptrs);
+			for (i = 0; i < nptrs; i++)
+				(*rows)[i] = heap_copy_minimal_tuple((MinimalTuple) dsa_get_address(dsa, ptrs[i]));
+			*nrows = nptrs;
+			pfree(ptrs);
+		}
+		if (registered >= 0)
+			pg_atomic_fetch_sub_u32(&slot->readers[registered], 1);
+	}
+	PG_CATCH();
+	{
+		if (LWLockHeldByMe(&slot->lock))
+			LWLockRelease(&slot->lock);
+		if (registered >= 0)
+			pg_atomic_fetch_sub_u32(&slot->readers[registered], 1);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+}
+
