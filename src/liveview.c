@@ -399,6 +399,8 @@ KsFetchRows(ForeignScanState *node)
 		if (nhashes == 0)
 		{
 			KsFindReadableSlot(ss, &ref, &copy, RelationGetRelationName(node->ss.ss_currentRelation));
+			if (copy.state == KS_FAILED)
+				KsReportFailedView(&copy);
 			return;
 		}
 		/* too many keys to look up: read them all */
