@@ -9,6 +9,7 @@ use lib "$FindBin::Bin/../perl";
 use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(sleep);
 
 my $node = ks_node('crash');
 
