@@ -11,6 +11,11 @@
 #
 # Throughputs are medians of REPEAT runs.  Machines here are shared and
 # noisy: compare ratios measured in the same run, not absolute numbers.
+# Results go to stdout; progress (each timed step and its seconds, lines
+# starting with "  ..") goes to stderr as the run goes.
+#
+# Layout: the timing helpers, then one function per measurement (bench_*),
+# then the run itself at the end, which calls them in order.
 
 source "$(dirname "$0")/lib.sh"
 
@@ -25,62 +30,120 @@ SMALL_KEYS=${SMALL_KEYS:-100}		# the few-keys variant
 BIG_KEYS=${BIG_KEYS:-1000000}		# the many-keys variant
 VARIANT_ROWS=${VARIANT_ROWS:-3000000}	# rows of each variant
 
-ks_install_deps
-ks_build_install
-KS_PORT=${KS_PORT:-5486}
-KS_EXTRA_CONF="shared_buffers = '2GB'
-max_wal_size = '16GB'
-checkpoint_timeout = '30min'
-keyedstate.max_shared_memory = '4GB'
-synchronous_commit = on"
-ks_cluster_start
-trap 'ks_cluster_destroy' EXIT
+# --- timing and arithmetic ---------------------------------------------
 
-q() { ks_psql -At -c "$1"; }
-now() { date +%s.%N; }
-# rows/s of N rows in the seconds between two timestamps
-rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
-ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
-median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# Print a progress line on stderr.
+progress() { echo "  .. $*" >&2; }
+
+# The one timing helper: ks_time <label> <command...> runs the command
+# (its stdout discarded), prints its wall-clock seconds on stdout and the
+# label with them as progress.
+ks_time() {
+	local label=$1 t0 t1 secs
+	shift
+	t0=$(date +%s.%N)
+	"$@" >/dev/null
+	t1=$(date +%s.%N)
+	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
+	progress "$label: $(awk -v s="$secs" 'BEGIN { printf "%.3f", s }') s"
+	echo "$secs"
+}
+
+# The median of the numbers on stdin, one a line (the lower one of an even count).
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# ks_median_of <command...>: run the command REPEAT times; it prints one
+# line of numbers per run, and this prints the median of each column.
+ks_median_of() {
+	local runs cols c i medians=()
+	runs=$(for i in $(seq 1 "$REPEAT"); do echo "$("$@")"; done)
+	cols=$(head -1 <<<"$runs" | awk '{ print NF }')
+	for c in $(seq 1 "$cols"); do
+		medians+=("$(awk -v c="$c" '{ print $c }' <<<"$runs" | median)")
+	done
+	echo "${medians[*]}"
+}
+
+# rows/s of $1 rows in $2 seconds.
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", n / s }'; }
+# $1 seconds in milliseconds.
+ms() { awk -v s="$1" 'BEGIN { printf "%.0f", s * 1000 }'; }
+# The sum of two numbers of seconds.
+plus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", a + b }'; }
+# $1 / $2 with two decimals.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# The result table, in the order rows are recorded.
 declare -A RATE
 ORDER=()
-row() { RATE["$1"]=$2; ORDER+=("$1"); }
-AGG_OF() { echo "SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, min(v) AS mn, max(v) AS mx FROM $1 GROUP BY k"; }
+# Record a row of the result table: row <approach> <rows/s>.
+row() { RATE["$1"]=$2; ORDER+=("$1"); progress "$1: $2 rows/s"; }
+
+# --- data ----------------------------------------------------------------
+
+# The benchmark's query over table $1.
+agg_query() { echo "SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, min(v) AS mn, max(v) AS mx FROM $1 GROUP BY k"; }
 
 # Generate N rows over K keys into a server-side CSV file: the first K rows
 # name every key once, so that all K exist, then keys are uniformly random.
 gen_data() {
 	local file=$1 n=$2 k=$3
-	q "COPY (SELECT CASE WHEN g <= $k THEN g - 1 ELSE (random() * ($k - 1))::int END, (random() * 1000)::int
+	ks_query "COPY (SELECT CASE WHEN g <= $k THEN g - 1 ELSE (random() * ($k - 1))::int END, (random() * 1000)::int
 			   FROM generate_series(1, $n) g) TO '$file'" >/dev/null
+}
+
+# A fresh source table $1 (id, k, v), empty.
+new_table() {
+	ks_psql -c "DROP TABLE IF EXISTS $1 CASCADE" -c "CREATE TABLE $1 (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL)" >/dev/null 2>&1
 }
 
 # A fresh source table, loaded from a CSV file and vacuumed.
 load_table() {
 	local table=$1 file=$2
-	ks_psql -c "DROP TABLE IF EXISTS $table CASCADE" -c "CREATE TABLE $table (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL)" >/dev/null 2>&1
-	q "COPY $table (k, v) FROM '$file'" >/dev/null
-	q "VACUUM ANALYZE $table" >/dev/null
+	new_table "$table"
+	ks_query "COPY $table (k, v) FROM '$file'" >/dev/null
+	ks_query "VACUUM ANALYZE $table" >/dev/null
 }
 
-# keyedstate draining a backlog of N rows: create until sync returns; prints rows/s.
-drain() {
-	local table=$1 n=$2 name="${1}_stats" t0 t1
-	q "SELECT keyedstate.drop_aggregation('$name') FROM keyedstate.aggregations WHERE name = '$name'" >/dev/null
-	t0=$(now)
-	q "SELECT keyedstate.create_aggregation('$name', '$(AGG_OF "$table")', checkpoint_interval => '1 hour')" >/dev/null
-	q "SELECT keyedstate.sync('$name', '1 hour')" >/dev/null
-	t1=$(now)
-	rate "$n" "$t0" "$t1"
+# Insert one row for every $2-th key of $1 keys into table $3, then sync aggregation $4.
+touch_keys() {
+	local k=$1 step=$2 table=$3 name=$4
+	ks_query "INSERT INTO $table (k, v) SELECT g, 1 FROM generate_series(0, $k - 1, $step) g" >/dev/null
+	ks_sync "$name" '1 hour' >/dev/null
 }
 
-# The cron recipe: INSERT ... SELECT ... GROUP BY ... ON CONFLICT per id range; prints rows/s.
-rollup() {
-	local table=$1 n=$2 batch=$3 t0 t1
+# --- one run of each throughput measurement: prints rows/s ---------------
+
+# COPY of the main data set into a table with no aggregation.
+copy_ceiling_once() {
+	ks_query "TRUNCATE ev_copy" >/dev/null
+	rate "$ROWS" "$(ks_time "COPY of $ROWS rows, no aggregation" ks_query "COPY ev_copy (k, v) FROM '$DATA'")"
+}
+
+# Create aggregation $1 over table $2 from the beginning and wait until it has consumed every row.
+create_and_sync() {
+	ks_query "SELECT keyedstate.create_aggregation('$1', '$(agg_query "$2")', checkpoint_interval => '1 hour')" >/dev/null
+	ks_sync "$1" '1 hour'
+}
+
+# keyedstate draining a backlog of $2 rows of table $1: create until sync returns.
+drain_once() {
+	local table=$1 n=$2 name="${1}_stats"
+	ks_query "SELECT keyedstate.drop_aggregation('$name') FROM keyedstate.aggregations WHERE name = '$name'" >/dev/null
+	rate "$n" "$(ks_time "keyedstate drain of $n rows ($table)" create_and_sync "$name" "$table")"
+}
+
+# A plain GROUP BY over the $2 rows of table $1.
+groupby_once() {
+	rate "$2" "$(ks_time "GROUP BY over $2 rows ($1)" ks_query "SELECT count(*) FROM ($(agg_query "$1")) s")"
+}
+
+# The cron recipe over the $2 rows of table $1: INSERT ... SELECT ... GROUP BY
+# ... ON CONFLICT per id range of $3 rows, one transaction each.
+rollup_once() {
+	local table=$1 n=$2 batch=$3
 	ks_psql -c "DROP TABLE IF EXISTS rollup_$table" -c "CREATE TABLE rollup_$table (k int PRIMARY KEY, n bigint, s bigint, mn int, mx int)" >/dev/null 2>&1
-	t0=$(now)
-	ks_psql -c "DO \$\$
+	rate "$n" "$(ks_time "rollup of $n rows in $batch-row batches ($table)" ks_psql -c "DO \$\$
 DECLARE lo bigint := 0;
 BEGIN
 	WHILE lo < $n LOOP
@@ -91,54 +154,247 @@ BEGIN
 		COMMIT;
 		lo := lo + $batch;
 	END LOOP;
+END \$\$")"
+}
+
+# COPY of the main data set into table $1 (w_stats consumes w_agg; its
+# catch-up afterwards is not timed).
+copy_into() {
+	local r
+	r=$(rate "$ROWS" "$(ks_time "COPY of $ROWS rows into $1" ks_query "COPY $1 (k, v) FROM '$DATA'")")
+	ks_sync w_stats '1 hour' >/dev/null
+	echo "$r"
+}
+
+# COPY without and with an aggregation consuming, interleaved so that both
+# see the same state of the machine: prints "plain agg".
+copy_pair_once() {
+	echo "$(copy_into w_plain) $(copy_into w_agg)"
+}
+
+# 8 clients inserting 1,000-row batches into table $1 for CLIENT_SECONDS;
+# pgbench's report goes to $KS_CLUSTER/$1.out.
+run_clients() {
+	ks_pgbench -c 8 -j 2 -T "$CLIENT_SECONDS" -f "$KS_CLUSTER/$1.sql" > "$KS_CLUSTER/$1.out" 2>/dev/null
+}
+
+# rows/s of the last run_clients into table $1 (transactions/s x 1,000 rows).
+clients_rate() {
+	awk '/^tps/ { printf "%.0f", $3 * 1000 }' "$KS_CLUSTER/$1.out"
+}
+
+# 8 clients without, then with an aggregation consuming, and keyedstate's
+# steady rate (the rows they inserted, until sync returns): prints
+# "plain agg steady".
+clients_once() {
+	local before after clients catchup
+	ks_time "8 clients for $CLIENT_SECONDS s, no aggregation" run_clients w_plain >/dev/null
+	before=$(ks_query "SELECT count(*) FROM w_agg")
+	clients=$(ks_time "8 clients for $CLIENT_SECONDS s, keyedstate consuming" run_clients w_agg)
+	catchup=$(ks_time "keyedstate catching up with them" ks_sync w_stats '1 hour')
+	after=$(ks_query "SELECT count(*) FROM w_agg")
+	echo "$(clients_rate w_plain) $(clients_rate w_agg) $(rate $((after - before)) "$(plus "$clients" "$catchup")")"
+}
+
+# --- the measurements ----------------------------------------------------
+
+# 1. The ingest ceiling: COPY with no aggregation.
+bench_copy_ceiling() {
+	ks_psql -c "CREATE TABLE ev_copy (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL)" >/dev/null
+	row "COPY into the table, no aggregation (ingest ceiling)" "$(ks_median_of copy_ceiling_once)"
+}
+
+# 2. keyedstate draining the backlog of table ev with one worker; sets KS_DRAIN.
+bench_drain() {
+	load_table ev "$DATA"
+	KS_DRAIN=$(ks_median_of drain_once ev "$ROWS")
+	row "keyedstate backlog drain (start_from beginning until sync returns)" "$KS_DRAIN"
+}
+
+# 3. A plain GROUP BY over all rows.
+bench_groupby() {
+	row "plain SELECT ... GROUP BY over all rows (parallel, not incremental)" "$(ks_median_of groupby_once ev "$ROWS")"
+}
+
+# 4. Rollups in 100,000- and 1,000,000-row batches and in one transaction; sets R100K and RONE.
+bench_rollups() {
+	R100K=$(ks_median_of rollup_once ev "$ROWS" 100000)
+	row "INSERT ... ON CONFLICT rollup, 100,000-row batches" "$R100K"
+	row "INSERT ... ON CONFLICT rollup, 1,000,000-row batches" "$(ks_median_of rollup_once ev "$ROWS" 1000000)"
+	RONE=$(ks_median_of rollup_once ev "$ROWS" "$ROWS")
+	row "one rollup over the whole backlog in one transaction" "$RONE"
+}
+
+# 5. Triggers: COPY of TRIGGER_ROWS rows with a per-row and with a statement trigger upsert.
+bench_triggers() {
+	ks_psql >/dev/null <<'SQL'
+CREATE TABLE ev_rowtrig (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+CREATE TABLE ev_stmttrig (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+CREATE TABLE rollup_row (k int PRIMARY KEY, n bigint, s bigint, mn int, mx int);
+CREATE TABLE rollup_stmt (LIKE rollup_row INCLUDING ALL);
+CREATE FUNCTION row_upsert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO rollup_row VALUES (NEW.k, 1, NEW.v, NEW.v, NEW.v)
+	ON CONFLICT (k) DO UPDATE SET n = rollup_row.n + 1, s = rollup_row.s + excluded.s,
+		mn = least(rollup_row.mn, excluded.mn), mx = greatest(rollup_row.mx, excluded.mx);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER row_upsert AFTER INSERT ON ev_rowtrig FOR EACH ROW EXECUTE FUNCTION row_upsert();
+CREATE FUNCTION stmt_upsert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO rollup_stmt SELECT k, count(*), sum(v), min(v), max(v) FROM new_rows GROUP BY k
+	ON CONFLICT (k) DO UPDATE SET n = rollup_stmt.n + excluded.n, s = rollup_stmt.s + excluded.s,
+		mn = least(rollup_stmt.mn, excluded.mn), mx = greatest(rollup_stmt.mx, excluded.mx);
+	RETURN NULL;
+END $$;
+CREATE TRIGGER stmt_upsert AFTER INSERT ON ev_stmttrig REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION stmt_upsert();
+SQL
+	row "COPY with a per-row trigger upsert" \
+		"$(rate "$TRIGGER_ROWS" "$(ks_time "COPY of $TRIGGER_ROWS rows, per-row trigger" ks_query "COPY ev_rowtrig (k, v) FROM '$TDATA'")")"
+	row "COPY with a statement trigger (transition table)" \
+		"$(rate "$TRIGGER_ROWS" "$(ks_time "COPY of $TRIGGER_ROWS rows, statement trigger" ks_query "COPY ev_stmttrig (k, v) FROM '$TDATA'")")"
+}
+
+# 6. Writers slowed: COPY into a table with and without aggregation w_stats
+# consuming it; sets COPY_PLAIN and COPY_AGG.
+bench_copy_slowed() {
+	new_table w_plain
+	new_table w_agg
+	ks_query "SELECT keyedstate.create_aggregation('w_stats', '$(agg_query w_agg)')" >/dev/null
+	ks_sync w_stats >/dev/null
+	read -r COPY_PLAIN COPY_AGG <<<"$(ks_median_of copy_pair_once)"
+	row "COPY, no aggregation on the table" "$COPY_PLAIN"
+	row "COPY while keyedstate consumes the table" "$COPY_AGG"
+}
+
+# COPY the chunk files one transaction each, back to back, sampling
+# w_stats's lag every 0.2 s into $KS_CLUSTER/lags while they run.
+copy_chunks_sampling_lag() {
+	local copier
+	: > "$KS_CLUSTER/lags"
+	ks_psql -f "$KS_CLUSTER/chunks.sql" >/dev/null &
+	copier=$!
+	while kill -0 $copier 2>/dev/null; do
+		ks_query "SELECT coalesce(lag_rows, 0) FROM keyedstate.status WHERE name = 'w_stats'" >> "$KS_CLUSTER/lags"
+		sleep 0.2			# the sampling interval
+	done
+	wait $copier
+}
+
+# 7. Keeping up with COPY at full speed: COPY_CHUNK-row COPYs, each its own
+# transaction, back to back; the lag is sampled while they run.  Sets KEEPUP.
+bench_copy_keepup() {
+	local copying catchup maxlag medlag
+	split -l "$COPY_CHUNK" -d -a 4 "$DATA" "$KS_CLUSTER/chunk."
+	chmod a+r "$KS_CLUSTER"/chunk.*
+	for f in "$KS_CLUSTER"/chunk.*; do echo "COPY w_agg (k, v) FROM '$f';"; done | ks_script chunks.sql >/dev/null
+	ks_sync w_stats '1 hour' >/dev/null
+	copying=$(ks_time "COPY of $ROWS rows in $COPY_CHUNK-row transactions" copy_chunks_sampling_lag)
+	catchup=$(ks_time "keyedstate catching up with them" ks_sync w_stats '1 hour')
+	row "COPY in $COPY_CHUNK-row transactions while keyedstate consumes (writer speed)" "$(rate "$ROWS" "$copying")"
+	row "keyedstate keeping up with those COPYs (rows until sync returns)" "$(rate "$ROWS" "$(plus "$copying" "$catchup")")"
+	maxlag=$(sort -n "$KS_CLUSTER/lags" | tail -1)
+	medlag=$(median < "$KS_CLUSTER/lags")
+	KEEPUP="lag while COPYing $ROWS rows in $COPY_CHUNK-row transactions: max ${maxlag:-0} rows, median ${medlag:-0} rows; caught up $(ms "$catchup") ms after the last commit"
+}
+
+# 8. Writers slowed: 8 clients inserting 1,000-row batches, with and without
+# an aggregation consuming; sets CL_PLAIN and CL_AGG.
+bench_clients() {
+	local t steady
+	for t in w_plain w_agg; do
+		echo "INSERT INTO $t (k, v) SELECT (random() * ($KEYS - 1))::int, (random() * 1000)::int FROM generate_series(1, 1000);" |
+			ks_script "$t.sql" >/dev/null
+	done
+	read -r CL_PLAIN CL_AGG steady <<<"$(ks_median_of clients_once)"
+	row "8 clients inserting 1000-row batches, no aggregation" "$CL_PLAIN"
+	row "8 clients inserting 1000-row batches, keyedstate consuming" "$CL_AGG"
+	row "keyedstate steady state under those clients (rows until sync returns)" "$steady"
+}
+
+# The result table and the ratios against the targets of the performance issue.
+print_results() {
+	local k
+	echo
+	printf "%-80s %12s %8s\n" "approach ($KEYS keys)" "rows/s" "vs drain"
+	for k in "${ORDER[@]}"; do
+		printf "%-80s %12s %7sx\n" "$k" "${RATE[$k]}" "$(ratio "${RATE[$k]}" "$KS_DRAIN")"
+	done
+	echo
+	echo "== ratios against the targets of the performance issue ($KEYS keys)"
+	awk -v ks="$KS_DRAIN" -v r100k="$R100K" -v rone="$RONE" \
+		-v cp="$COPY_PLAIN" -v ca="$COPY_AGG" -v clp="$CL_PLAIN" -v cla="$CL_AGG" 'BEGIN {
+		printf "backlog drain / 100k-batch rollup       %5.2f (target >= 5)\n", ks / r100k;
+		printf "backlog drain / one-transaction rollup  %5.2f (target >= 1)\n", ks / rone;
+		printf "COPY slowed by an aggregation           %5.1f%% (target <= 10%%)\n", (1 - ca / cp) * 100;
+		printf "batched inserts slowed by an aggregation %4.1f%% (target <= 10%%)\n", (1 - cla / clp) * 100;
+	}'
+	echo "$KEEPUP"
+}
+
+# 9. Freshness: commit to visible in w_stats, FRESHNESS_SAMPLES times, under
+# a steady stream of single-row inserts at 2,000 rows/s.
+bench_freshness() {
+	local single stream
+	single=$(echo "INSERT INTO w_agg (k, v) VALUES ((random() * ($KEYS - 1))::int, 1);" | ks_script single.sql)
+	progress "freshness: $FRESHNESS_SAMPLES samples under 2,000 single-row inserts/s"
+	ks_pgbench -c 4 -j 2 -R 2000 -T 600 -f "$single" >/dev/null 2>&1 &
+	stream=$!
+	ks_wait_for 30 "SELECT count(*) >= 4 FROM pg_stat_activity WHERE application_name = 'pgbench'" ||
+		{ echo "the insert stream did not start" >&2; return 1; }
+	# pg_sleep(0.0002) polls for the row to be visible; pg_sleep(0.02) paces the samples
+	ks_psql -c "CREATE TABLE fresh (ms float8)" -c "DO \$\$
+DECLARE
+	t0 timestamptz;
+BEGIN
+	FOR i IN 1 .. $FRESHNESS_SAMPLES LOOP
+		INSERT INTO w_agg (k, v) VALUES (-1, i);
+		COMMIT;
+		t0 := clock_timestamp();
+		LOOP
+			EXIT WHEN (SELECT n FROM w_stats WHERE k = -1) >= i;
+			PERFORM pg_sleep(0.0002);
+		END LOOP;
+		INSERT INTO fresh VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
+		COMMIT;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
 END \$\$" >/dev/null
-	t1=$(now)
-	rate "$n" "$t0" "$t1"
-}
-
-# Plain GROUP BY over the whole table; prints rows/s.
-groupby() {
-	local table=$1 n=$2 t0 t1
-	t0=$(now); q "SELECT count(*) FROM ($(AGG_OF "$table")) s" >/dev/null; t1=$(now)
-	rate "$n" "$t0" "$t1"
-}
-
-# Median of REPEAT runs of a command printing one number.
-med() {
-	local vals=() i
-	for i in $(seq 1 "$REPEAT"); do vals+=("$("$@")"); done
-	median "${vals[@]}"
+	ks_pgbench_stop $stream
+	echo
+	echo "== freshness: commit to visible in the view, under 2,000 single-row inserts/s"
+	ks_query "SELECT format('p50 %s ms, p99 %s ms, max %s ms (target: p99 at most 50 ms)',
+		round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
+		round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2), round(max(ms)::numeric, 2)) FROM fresh"
 }
 
 # A checkpoint of aggregation $1 now; prints "ms keys bytes WAL" of it.
 ckpt() {
 	local lsn0 lsn1
-	lsn0=$(q "SELECT pg_current_wal_lsn()")
-	q "SELECT keyedstate.checkpoint('$1')" >/dev/null
-	lsn1=$(q "SELECT pg_current_wal_lsn()")
-	q "SELECT round(last_checkpoint_ms::numeric, 1) || ' ' || last_checkpoint_keys || ' ' ||
+	lsn0=$(ks_query "SELECT pg_current_wal_lsn()")
+	ks_query "SELECT keyedstate.checkpoint('$1')" >/dev/null
+	lsn1=$(ks_query "SELECT pg_current_wal_lsn()")
+	ks_query "SELECT round(last_checkpoint_ms::numeric, 1) || ' ' || last_checkpoint_keys || ' ' ||
 			  last_checkpoint_bytes || ' ' || pg_wal_lsn_diff('$lsn1', '$lsn0')
 		 FROM keyedstate.status WHERE name = '$1'"
 }
 
-# Checkpoints of an aggregation over table $1 with K keys: 1% and 100% dirty.
-checkpoints() {
-	local table=$1 k=$2 name="${1}_stats" one full i
+# 10. Checkpoints of the aggregation over table $1 with $2 keys: 1% and 100% dirty.
+bench_checkpoints() {
+	local table=$1 k=$2 name="${1}_stats" one=() full i
+	progress "checkpoints of $name: 1% and 100% of $k keys dirty"
 	# settle: after enough deltas a checkpoint is a full one (compaction);
 	# measure a 1% checkpoint that follows it, so that it is a delta
 	for i in 1 2 3; do
-		q "INSERT INTO $table (k, v) SELECT g, 1 FROM generate_series(0, $k - 1) g" >/dev/null
-		q "SELECT keyedstate.sync('$name', '1 hour')" >/dev/null
-		q "SELECT keyedstate.checkpoint('$name')" >/dev/null
+		touch_keys "$k" 1 "$table" "$name"
+		ks_query "SELECT keyedstate.checkpoint('$name')" >/dev/null
 	done
-	one=()
 	for i in 1 2 3; do
-		q "INSERT INTO $table (k, v) SELECT g, 1 FROM generate_series(0, $k - 1, 100) g" >/dev/null
-		q "SELECT keyedstate.sync('$name', '1 hour')" >/dev/null
+		touch_keys "$k" 100 "$table" "$name"
 		one+=("$(ckpt "$name")")
 	done
-	q "INSERT INTO $table (k, v) SELECT g, 1 FROM generate_series(0, $k - 1) g" >/dev/null
-	q "SELECT keyedstate.sync('$name', '1 hour')" >/dev/null
+	touch_keys "$k" 1 "$table" "$name"
 	full=$(ckpt "$name")
 	# the fastest of the 1% checkpoints that wrote 1% of the keys
 	one=$(printf '%s\n' "${one[@]}" | awk -v k="$k" '$2 <= k / 50' | sort -n | head -1)
@@ -151,10 +407,11 @@ checkpoints() {
 	}'
 }
 
-# Point lookups against full scans of the view of aggregation $1.
-lookups() {
+# 11. Point lookups against full scans of the view of aggregation $1 with $2 keys.
+bench_lookups() {
 	local name=$1 k=$2
-	ks_psql -At <<SQL
+	progress "lookups in $name"
+	ks_psql -At <<SQL 2>&1 | sed 's/^NOTICE:  //'
 DO \$\$
 DECLARE
 	t0 timestamptz;
@@ -178,243 +435,101 @@ END \$\$;
 SQL
 }
 
-# Memory of aggregation $1 per key.
-memory() {
-	q "SELECT format('memory per key: %s bytes shared, %s bytes in the worker (%s keys)',
+# 12. Memory of aggregation $1 per key.
+bench_memory() {
+	ks_query "SELECT format('memory per key: %s bytes shared, %s bytes in the worker (%s keys)',
 		shared_bytes / keys, (memory_bytes - shared_bytes) / keys, keys) FROM keyedstate.status WHERE name = '$1'"
 }
 
-# Restart (clean stop, start) until every aggregation serves exact state again.
-restart() {
-	local t0 t1 ts
-	ks_as_pg pg_ctl -D "$KS_PGDATA" -m fast -w stop >/dev/null
-	t0=$(now)
-	ks_cluster_restart
-	ts=$(now)
-	until [ "$(q "SELECT count(*) FROM keyedstate.status WHERE state <> 'running'")" = 0 ]; do sleep 0.02; done
-	q "SELECT keyedstate.sync(name) FROM keyedstate.aggregations" >/dev/null
-	t1=$(now)
-	grep "recovered" "$KS_CLUSTER/log" | tail -n "$(q "SELECT count(*) FROM keyedstate.status")" | sed 's/^.*LOG:  /  worker: /'
-	echo "restart to serving state with $(q "SELECT string_agg(name || ' ' || keys || ' keys', ', ') FROM keyedstate.status"): $(ms "$t0" "$t1") ms, of which $(ms "$t0" "$ts") ms until pg_ctl start returned (target: at most 2000 ms with 1M keys)"
+# Wait until every aggregation runs again, then sync them all.
+serving() {
+	ks_wait_running 3600 || { echo "the aggregations did not resume" >&2; return 1; }
+	ks_sync_all
 }
 
-# Rows of aggregation $1's view that differ from the plain GROUP BY of table $2.
-mismatches() {
-	q "SELECT count(*) FROM ((SELECT k, n, s, mn, mx FROM $1 EXCEPT SELECT k, count(*), sum(v), min(v), max(v) FROM $2 GROUP BY k)
-		UNION ALL (SELECT k, count(*), sum(v), min(v), max(v) FROM $2 GROUP BY k EXCEPT SELECT k, n, s, mn, mx FROM $1)) d"
+# 13. Restart (clean stop, start) until every aggregation serves exact
+# state again; then the mismatches of aggregation $1's view against the
+# plain GROUP BY of table $2.
+bench_restart() {
+	local start recovery
+	ks_cluster_stop fast
+	start=$(ks_time "pg_ctl start" ks_cluster_restart)
+	recovery=$(ks_time "recovery until every aggregation serves" serving)
+	grep "recovered" "$KS_CLUSTER/log" | tail -n "$(ks_query "SELECT count(*) FROM keyedstate.status")" | sed 's/^.*LOG:  /  worker: /'
+	echo "restart to serving state with $(ks_query "SELECT string_agg(name || ' ' || keys || ' keys', ', ') FROM keyedstate.status"): $(ms "$(plus "$start" "$recovery")") ms, of which $(ms "$start") ms until pg_ctl start returned (target: at most 2000 ms with 1M keys)"
+	echo "mismatches against GROUP BY after the restart: $(ks_mismatches "SELECT k, n, s, mn, mx FROM $1" \
+		"SELECT k, count(*), sum(v), min(v), max(v) FROM $2 GROUP BY k")"
 }
 
-DATA="$KS_CLUSTER/data.csv"
-TDATA="$KS_CLUSTER/trigger.csv"
-echo "== $ROWS rows, $KEYS keys, medians of $REPEAT; $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB; cluster $KS_PGDATA"
-q "CREATE EXTENSION keyedstate" >/dev/null
-gen_data "$DATA" "$ROWS" "$KEYS"
-gen_data "$TDATA" "$TRIGGER_ROWS" "$KEYS"
-ks_psql -c "CREATE TABLE ev_copy (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL)" >/dev/null
-
-# 1. the ingest ceiling: COPY with no aggregation
-copy_plain() {
-	local t0 t1
-	q "TRUNCATE ev_copy" >/dev/null
-	t0=$(now); q "COPY ev_copy (k, v) FROM '$DATA'" >/dev/null; t1=$(now)
-	rate "$ROWS" "$t0" "$t1"
-}
-row "COPY into the table, no aggregation (ingest ceiling)" "$(med copy_plain)"
-
-# 2. keyedstate draining the backlog with one worker, 3. plain GROUP BY, 4. rollups
-load_table ev "$DATA"
-KS_DRAIN=$(med drain ev "$ROWS")
-row "keyedstate backlog drain (start_from beginning until sync returns)" "$KS_DRAIN"
-row "plain SELECT ... GROUP BY over all rows (parallel, not incremental)" "$(med groupby ev "$ROWS")"
-R100K=$(med rollup ev "$ROWS" 100000)
-row "INSERT ... ON CONFLICT rollup, 100,000-row batches" "$R100K"
-row "INSERT ... ON CONFLICT rollup, 1,000,000-row batches" "$(med rollup ev "$ROWS" 1000000)"
-RONE=$(med rollup ev "$ROWS" "$ROWS")
-row "one rollup over the whole backlog in one transaction" "$RONE"
-
-# 5. triggers, on COPY of TRIGGER_ROWS rows
-ks_psql >/dev/null <<'SQL'
-CREATE TABLE ev_rowtrig (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
-CREATE TABLE ev_stmttrig (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
-CREATE TABLE rollup_row (k int PRIMARY KEY, n bigint, s bigint, mn int, mx int);
-CREATE TABLE rollup_stmt (LIKE rollup_row INCLUDING ALL);
-CREATE FUNCTION row_upsert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO rollup_row VALUES (NEW.k, 1, NEW.v, NEW.v, NEW.v)
-	ON CONFLICT (k) DO UPDATE SET n = rollup_row.n + 1, s = rollup_row.s + excluded.s,
-		mn = least(rollup_row.mn, excluded.mn), mx = greatest(rollup_row.mx, excluded.mx);
-	RETURN NULL;
-END $$;
-CREATE TRIGGER row_upsert AFTER INSERT ON ev_rowtrig FOR EACH ROW EXECUTE FUNCTION row_upsert();
-CREATE FUNCTION stmt_upsert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO rollup_stmt SELECT k, count(*), sum(v), min(v), max(v) FROM new_rows GROUP BY k
-	ON CONFLICT (k) DO UPDATE SET n = rollup_stmt.n + excluded.n, s = rollup_stmt.s + excluded.s,
-		mn = least(rollup_stmt.mn, excluded.mn), mx = greatest(rollup_stmt.mx, excluded.mx);
-	RETURN NULL;
-END $$;
-CREATE TRIGGER stmt_upsert AFTER INSERT ON ev_stmttrig REFERENCING NEW TABLE AS new_rows
-	FOR EACH STATEMENT EXECUTE FUNCTION stmt_upsert();
-SQL
-t0=$(now); q "COPY ev_rowtrig (k, v) FROM '$TDATA'" >/dev/null; t1=$(now)
-row "COPY with a per-row trigger upsert" "$(rate "$TRIGGER_ROWS" "$t0" "$t1")"
-t0=$(now); q "COPY ev_stmttrig (k, v) FROM '$TDATA'" >/dev/null; t1=$(now)
-row "COPY with a statement trigger (transition table)" "$(rate "$TRIGGER_ROWS" "$t0" "$t1")"
-
-# 6. writers with and without an aggregation consuming
-ks_psql >/dev/null <<SQL
-CREATE TABLE w_plain (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
-CREATE TABLE w_agg (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
-SELECT keyedstate.create_aggregation('w_stats', '$(AGG_OF w_agg)');
-SQL
-q "SELECT keyedstate.sync('w_stats')" >/dev/null
-copy_into() {
-	local t0 t1
-	t0=$(now); q "COPY $1 (k, v) FROM '$DATA'" >/dev/null; t1=$(now)
-	q "SELECT keyedstate.sync('w_stats', '1 hour')" >/dev/null
-	rate "$ROWS" "$t0" "$t1"
-}
-# interleaved, so that both see the same state of the machine
-cp=(); ca=()
-for i in $(seq 1 "$REPEAT"); do
-	cp+=("$(copy_into w_plain)")
-	ca+=("$(copy_into w_agg)")
-done
-COPY_PLAIN=$(median "${cp[@]}")
-COPY_AGG=$(median "${ca[@]}")
-row "COPY, no aggregation on the table" "$COPY_PLAIN"
-row "COPY while keyedstate consumes the table" "$COPY_AGG"
-
-# keeping up with COPY at full speed: COPY_CHUNK-row COPYs, each its own
-# transaction, back to back; the lag is sampled while they run
-split -l "$COPY_CHUNK" -d -a 4 "$DATA" "$KS_CLUSTER/chunk."
-chmod a+r "$KS_CLUSTER"/chunk.*
-for f in "$KS_CLUSTER"/chunk.*; do echo "COPY w_agg (k, v) FROM '$f';"; done > "$KS_CLUSTER/chunks.sql"
-chmod a+r "$KS_CLUSTER/chunks.sql"
-q "SELECT keyedstate.sync('w_stats', '1 hour')" >/dev/null
-t0=$(now)
-ks_psql -f "$KS_CLUSTER/chunks.sql" >/dev/null &
-copier=$!
-maxlag=0; lags=()
-while kill -0 $copier 2>/dev/null; do
-	lag=$(q "SELECT coalesce(lag_rows, 0) FROM keyedstate.status WHERE name = 'w_stats'")
-	lags+=("$lag")
-	[ "$lag" -gt "$maxlag" ] && maxlag=$lag
-	sleep 0.2
-done
-wait $copier
-t1=$(now)
-q "SELECT keyedstate.sync('w_stats', '1 hour')" >/dev/null
-t2=$(now)
-row "COPY in $COPY_CHUNK-row transactions while keyedstate consumes (writer speed)" "$(rate "$ROWS" "$t0" "$t1")"
-row "keyedstate keeping up with those COPYs (rows until sync returns)" "$(rate "$ROWS" "$t0" "$t2")"
-KEEPUP="lag while COPYing $ROWS rows in $COPY_CHUNK-row transactions: max $maxlag rows, median $(median "${lags[@]:-0}") rows; caught up $(ms "$t1" "$t2") ms after the last commit"
-
-# 8 clients inserting 1000-row batches, with and without an aggregation
-batch_script() {
-	echo "INSERT INTO $1 (k, v) SELECT (random() * ($KEYS - 1))::int, (random() * 1000)::int FROM generate_series(1, 1000);" > "$KS_CLUSTER/$1.sql"
-	chmod a+r "$KS_CLUSTER/$1.sql"
-}
-clients() {
-	ks_as_pg pgbench -n -c 8 -j 2 -T "$CLIENT_SECONDS" -f "$KS_CLUSTER/$1.sql" -h "$KS_SOCK" -p "$KS_PORT" postgres 2>/dev/null |
-		awk '/^tps/ { printf "%.0f", $3 * 1000 }'
-}
-clients_agg() {
-	local before after t0 t1 t2 r
-	before=$(q "SELECT count(*) FROM w_agg")
-	t0=$(now); r=$(clients w_agg); t1=$(now)
-	after=$(q "SELECT count(*) FROM w_agg")
-	q "SELECT keyedstate.sync('w_stats', '1 hour')" >/dev/null; t2=$(now)
-	echo "$r $(rate $((after - before)) "$t0" "$t2")"
-}
-batch_script w_plain; batch_script w_agg
-clp=(); cl=(); steady=()
-for i in $(seq 1 "$REPEAT"); do
-	clp+=("$(clients w_plain)")
-	read -r a b <<<"$(clients_agg)"
-	cl+=("$a"); steady+=("$b")
-done
-CL_PLAIN=$(median "${clp[@]}")
-CL_AGG=$(median "${cl[@]}")
-row "8 clients inserting 1000-row batches, no aggregation" "$CL_PLAIN"
-row "8 clients inserting 1000-row batches, keyedstate consuming" "$CL_AGG"
-row "keyedstate steady state under those clients (rows until sync returns)" "$(median "${steady[@]}")"
-
-echo
-printf "%-80s %12s %8s\n" "approach ($KEYS keys)" "rows/s" "vs drain"
-for k in "${ORDER[@]}"; do
-	printf "%-80s %12s %7sx\n" "$k" "${RATE[$k]}" "$(ratio "${RATE[$k]}" "$KS_DRAIN")"
-done
-echo
-echo "== ratios against the targets of the performance issue ($KEYS keys)"
-awk -v ks="$KS_DRAIN" -v r100k="$R100K" -v rone="$RONE" \
-	-v cp="$COPY_PLAIN" -v ca="$COPY_AGG" -v clp="$CL_PLAIN" -v cla="$CL_AGG" 'BEGIN {
-	printf "backlog drain / 100k-batch rollup       %5.2f (target >= 5)\n", ks / r100k;
-	printf "backlog drain / one-transaction rollup  %5.2f (target >= 1)\n", ks / rone;
-	printf "COPY slowed by an aggregation           %5.1f%% (target <= 10%%)\n", (1 - ca / cp) * 100;
-	printf "batched inserts slowed by an aggregation %4.1f%% (target <= 10%%)\n", (1 - cla / clp) * 100;
-}'
-echo "$KEEPUP"
-
-# 7. freshness: commit to visible, under a steady stream of single-row inserts at 2,000 rows/s
-echo "INSERT INTO w_agg (k, v) VALUES ((random() * ($KEYS - 1))::int, 1);" > "$KS_CLUSTER/single.sql"; chmod a+r "$KS_CLUSTER/single.sql"
-ks_as_pg pgbench -n -c 4 -j 2 -R 2000 -T 600 -f "$KS_CLUSTER/single.sql" -h "$KS_SOCK" -p "$KS_PORT" postgres >/dev/null 2>&1 &
-stream=$!
-sleep 1
-ks_psql -c "CREATE TABLE fresh (ms float8)" -c "DO \$\$
-DECLARE
-	t0 timestamptz;
-BEGIN
-	FOR i IN 1 .. $FRESHNESS_SAMPLES LOOP
-		INSERT INTO w_agg (k, v) VALUES (-1, i);
-		COMMIT;
-		t0 := clock_timestamp();
-		LOOP
-			EXIT WHEN (SELECT n FROM w_stats WHERE k = -1) >= i;
-			PERFORM pg_sleep(0.0002);
-		END LOOP;
-		INSERT INTO fresh VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
-		COMMIT;
-		PERFORM pg_sleep(0.02);
-	END LOOP;
-END \$\$" >/dev/null
-kill $stream 2>/dev/null; wait $stream 2>/dev/null || true
-echo
-echo "== freshness: commit to visible in the view, under 2,000 single-row inserts/s"
-q "SELECT format('p50 %s ms, p99 %s ms, max %s ms (target: p99 at most 50 ms)',
-	round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 2),
-	round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 2), round(max(ms)::numeric, 2)) FROM fresh"
-
-# 8. lookups, checkpoints, memory and restart at KEYS keys
-echo
-echo "== $KEYS keys: lookups, checkpoints, memory, restart"
-lookups ev_stats "$KEYS" 2>&1 | sed 's/^NOTICE:  //'
-checkpoints ev "$KEYS"
-memory ev_stats
-q "SELECT keyedstate.drop_aggregation('w_stats')" >/dev/null
-restart
-echo "mismatches against GROUP BY after the restart: $(mismatches ev_stats ev)"
-
-# 9. the same comparisons with few and with many keys
-variant() {
+# 14. The drain and the rollups again, over VARIANT_ROWS rows with $1 keys
+# (table ev_$1, aggregation ev_$1_stats).
+bench_variant() {
 	local k=$1 table="ev_$1" file="$KS_CLUSTER/data_$1.csv" d r100 rone
 	echo
 	echo "== $VARIANT_ROWS rows over $k keys"
 	gen_data "$file" "$VARIANT_ROWS" "$k"
 	load_table "$table" "$file"
-	d=$(med drain "$table" "$VARIANT_ROWS")
-	r100=$(med rollup "$table" "$VARIANT_ROWS" 100000)
-	rone=$(med rollup "$table" "$VARIANT_ROWS" "$VARIANT_ROWS")
+	d=$(ks_median_of drain_once "$table" "$VARIANT_ROWS")
+	r100=$(ks_median_of rollup_once "$table" "$VARIANT_ROWS" 100000)
+	rone=$(ks_median_of rollup_once "$table" "$VARIANT_ROWS" "$VARIANT_ROWS")
 	printf "%-60s %12s\n" "keyedstate backlog drain" "$d"
 	printf "%-60s %12s  (drain / it: %s, target >= 5)\n" "INSERT ... ON CONFLICT rollup, 100,000-row batches" "$r100" "$(ratio "$d" "$r100")"
 	printf "%-60s %12s  (drain / it: %s, target >= 1)\n" "one rollup over the whole backlog in one transaction" "$rone" "$(ratio "$d" "$rone")"
 }
-q "SELECT keyedstate.drop_aggregation('ev_stats')" >/dev/null
-variant "$SMALL_KEYS"
-q "SELECT keyedstate.drop_aggregation('ev_${SMALL_KEYS}_stats')" >/dev/null
-variant "$BIG_KEYS"
-lookups "ev_${BIG_KEYS}_stats" "$BIG_KEYS" 2>&1 | sed 's/^NOTICE:  //'
-checkpoints "ev_$BIG_KEYS" "$BIG_KEYS"
-memory "ev_${BIG_KEYS}_stats"
-restart
-echo "mismatches against GROUP BY after the restart: $(mismatches "ev_${BIG_KEYS}_stats" "ev_$BIG_KEYS")"
+
+# Drop aggregation $1.
+drop_aggregation() {
+	ks_query "SELECT keyedstate.drop_aggregation('$1')" >/dev/null
+}
+
+# --- the run -------------------------------------------------------------
+
+ks_install_deps
+ks_build_install
+KS_PORT=${KS_PORT:-5486}
+KS_EXTRA_CONF="shared_buffers = '2GB'
+max_wal_size = '16GB'
+checkpoint_timeout = '30min'
+keyedstate.max_shared_memory = '4GB'
+synchronous_commit = on"
+ks_cluster_start
+trap 'ks_cluster_destroy' EXIT
+
+DATA="$KS_CLUSTER/data.csv"
+TDATA="$KS_CLUSTER/trigger.csv"
+echo "== $ROWS rows, $KEYS keys, medians of $REPEAT; $(nproc) cores, $(free -g | awk '/Mem:/ { print $2 }') GiB; cluster $KS_PGDATA"
+ks_query "CREATE EXTENSION keyedstate" >/dev/null
+progress "generating $ROWS + $TRIGGER_ROWS rows over $KEYS keys"
+gen_data "$DATA" "$ROWS" "$KEYS"
+gen_data "$TDATA" "$TRIGGER_ROWS" "$KEYS"
+
+# the alternatives at KEYS keys, and writers with and without keyedstate
+bench_copy_ceiling
+bench_drain
+bench_groupby
+bench_rollups
+bench_triggers
+bench_copy_slowed
+bench_copy_keepup
+bench_clients
+print_results
+bench_freshness
+
+# lookups, checkpoints, memory and restart at KEYS keys
+echo
+echo "== $KEYS keys: lookups, checkpoints, memory, restart"
+bench_lookups ev_stats "$KEYS"
+bench_checkpoints ev "$KEYS"
+bench_memory ev_stats
+drop_aggregation w_stats
+bench_restart ev_stats ev
+
+# the same comparisons with few and with many keys
+drop_aggregation ev_stats
+bench_variant "$SMALL_KEYS"
+drop_aggregation "ev_${SMALL_KEYS}_stats"
+bench_variant "$BIG_KEYS"
+bench_lookups "ev_${BIG_KEYS}_stats" "$BIG_KEYS"
+bench_checkpoints "ev_$BIG_KEYS" "$BIG_KEYS"
+bench_memory "ev_${BIG_KEYS}_stats"
+bench_restart "ev_${BIG_KEYS}_stats" "ev_$BIG_KEYS"

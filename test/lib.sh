@@ -80,14 +80,96 @@ ks_cluster_restart() {
 	ks_as_pg pg_ctl -D "$KS_PGDATA" -l "$KS_CLUSTER/log" -w start >/dev/null
 }
 
+# Start the cluster again after a kill -9 of the postmaster: retry for up to
+# 10 s, until the killed server's orphaned processes have exited.
+ks_cluster_restart_after_crash() {
+	local i
+	for i in $(seq 1 50); do
+		ks_cluster_restart 2>/dev/null && return 0
+		sleep 0.2
+	done
+	echo "the server did not restart" >&2
+	return 1
+}
+
+# Stop the cluster: ks_cluster_stop [mode] (pg_ctl's -m, default fast).
+ks_cluster_stop() {
+	ks_as_pg pg_ctl -D "$KS_PGDATA" -m "${1:-fast}" -w stop >/dev/null
+}
+
+# SIGKILL the postmaster of the cluster.
+ks_cluster_kill9() {
+	kill -9 "$(head -1 "$KS_PGDATA/postmaster.pid")"
+}
+
 # Stop and remove the throw-away cluster.
 ks_cluster_destroy() {
 	[ -n "${KS_PGDATA:-}" ] || return 0
-	ks_as_pg pg_ctl -D "$KS_PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+	ks_cluster_stop immediate >/dev/null 2>&1 || true
 	rm -rf "$KS_CLUSTER"
 }
 
 # psql against the throw-away cluster.
 ks_psql() {
 	ks_as_pg psql -h "$KS_SOCK" -p "$KS_PORT" -X -v ON_ERROR_STOP=1 -q "$@"
+}
+
+# One SQL command against the cluster; prints its result unaligned, no header.
+ks_query() {
+	ks_psql -At -c "$1"
+}
+
+# pgbench against the cluster's postgres database: ks_pgbench <pgbench options...>.
+ks_pgbench() {
+	ks_as_pg pgbench -n "$@" -h "$KS_SOCK" -p "$KS_PORT" postgres
+}
+
+# Stop a pgbench started in the background (ks_pgbench ... &, job pid $1):
+# end its connections, since killing the job would leave pgbench running
+# under runuser, and wait for it.
+ks_pgbench_stop() {
+	ks_query "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pgbench'" >/dev/null
+	wait "$1" 2>/dev/null || true
+}
+
+# Write stdin to file $1 in the cluster's directory, readable by the server
+# and pgbench; prints its path.
+ks_script() {
+	local path="$KS_CLUSTER/$1"
+	cat > "$path"
+	chmod a+r "$path"
+	echo "$path"
+}
+
+# Poll until query $2 returns t; fails after $1 seconds.  Errors count as
+# not yet (the server may be restarting).
+ks_wait_for() {
+	local deadline=$(($(date +%s) + $1))
+	until [ "$(ks_query "$2" 2>/dev/null)" = t ]; do
+		[ "$(date +%s)" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
+}
+
+# Poll until there are aggregations and every one runs; fails after $1
+# seconds (default 60).
+ks_wait_running() {
+	ks_wait_for "${1:-60}" "SELECT count(*) > 0 AND bool_and(state = 'running') FROM keyedstate.status"
+}
+
+# keyedstate.sync() of aggregation $1, waiting up to $2 (default 1 min);
+# prints the consumed offset.
+ks_sync() {
+	ks_query "SELECT keyedstate.sync('$1', '${2:-1 min}')"
+}
+
+# keyedstate.sync() of every aggregation, waiting up to $1 (default 1 min) for each.
+ks_sync_all() {
+	ks_query "SELECT keyedstate.sync(name, '${1:-1 min}') FROM keyedstate.aggregations" >/dev/null
+}
+
+# Rows in which the results of queries $1 (the view) and $2 (the oracle, the
+# same query as a plain GROUP BY) differ, counted both ways with EXCEPT ALL.
+ks_mismatches() {
+	ks_query "SELECT count(*) FROM (($1 EXCEPT ALL $2) UNION ALL ($2 EXCEPT ALL $1)) d"
 }

@@ -10,13 +10,15 @@ package KsTest;
 use strict;
 use warnings;
 use Exporter 'import';
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(ks_node ks_wait_for ks_mismatches ks_sync ks_worker_pid
-  ks_kill_worker ks_restart_after_crash ks_state);
+  ks_kill_worker ks_restart_after_crash ks_state ks_status ks_wait_state
+  ks_sync_all ks_holds ks_script ks_pgbench);
 
 # A started cluster with keyedstate preloaded; $conf is appended to
 # postgresql.conf after the defaults, so it can override them.
@@ -68,12 +70,80 @@ sub ks_sync
 	return $node->safe_psql($db, "SELECT keyedstate.sync('$name', '$timeout')");
 }
 
+# keyedstate.sync() of every aggregation of a database.
+sub ks_sync_all
+{
+	my ($node, $db, $timeout) = @_;
+	$timeout //= '2 min';
+	$node->safe_psql($db,
+		"SELECT keyedstate.sync(name, '$timeout') FROM keyedstate.aggregations");
+	return;
+}
+
+# One column of an aggregation's row in keyedstate.status.
+sub ks_status
+{
+	my ($node, $db, $name, $column) = @_;
+	return $node->safe_psql($db,
+		"SELECT $column FROM keyedstate.status WHERE name = '$name'");
+}
+
 # The state of an aggregation as keyedstate.status shows it.
 sub ks_state
 {
 	my ($node, $db, $name) = @_;
-	return $node->safe_psql($db,
-		"SELECT state FROM keyedstate.status WHERE name = '$name'");
+	return ks_status($node, $db, $name, 'state');
+}
+
+# Poll until aggregation $name (every aggregation of $db if $name is undef)
+# is in $state; false after $seconds (default: the test-suite timeout).
+sub ks_wait_state
+{
+	my ($node, $db, $name, $state, $seconds) = @_;
+	my $sql = defined $name
+	  ? "SELECT state = '$state' FROM keyedstate.status WHERE name = '$name'"
+	  : "SELECT bool_and(state = '$state') FROM keyedstate.status";
+	return ks_wait_for($node, $db, $sql,
+		$seconds // $PostgreSQL::Test::Utils::timeout_default);
+}
+
+# Poll $check (a sub) for $seconds: false as soon as it returns false, true
+# if it held every time; for "this stays so", where waiting cannot end early.
+sub ks_holds
+{
+	my ($seconds, $check) = @_;
+	my $deadline = time() + $seconds;
+	while (time() < $deadline)
+	{
+		return 0 unless $check->();
+		sleep(0.1);
+	}
+	return $check->() ? 1 : 0;
+}
+
+# Write $text to file $name in the node's base directory; returns its path
+# (for pgbench scripts).
+sub ks_script
+{
+	my ($node, $name, $text) = @_;
+	my $path = $node->basedir . "/$name";
+	open(my $fh, '>', $path) or die "cannot write $path: $!";
+	print $fh $text;
+	close($fh) or die "cannot write $path: $!";
+	return $path;
+}
+
+# Start pgbench in the background against database $db with @args; returns
+# the IPC::Run harness (finish or kill_kill it) and a reference to its
+# stdout, filled once it has finished.
+sub ks_pgbench
+{
+	my ($node, $db, @args) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'pgbench', '-n', @args, '-h', $node->host, '-p', $node->port, $db ],
+		'>', \$out, '2>', \$err);
+	return ($h, \$out);
 }
 
 # The pid of the keyedstate worker of a database, or '' if none runs.

@@ -4,20 +4,13 @@
 # and the open writer shows as 'waiting' with its pid.
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use IPC::Run;
 
-my $node = PostgreSQL::Test::Cluster->new('writers');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'keyedstate'
-max_worker_processes = 16
-max_connections = 40
-keyedstate.naptime = 100
-});
-$node->start;
+my $node = ks_node('writers', "max_connections = 40\n");
 
 $node->safe_psql('postgres', q{
 CREATE EXTENSION keyedstate;
@@ -27,7 +20,6 @@ SELECT keyedstate.create_aggregation('balances',
 	   FROM pay GROUP BY acct');
 });
 
-my $dir = $node->basedir;
 my %scripts = (
 	'single.sql' => q{INSERT INTO pay (acct, amount) VALUES ((random() * 20)::int, round((random() * 100)::numeric, 2));},
 	'multi.sql' => q{INSERT INTO pay (acct, amount) SELECT (random() * 20)::int, g FROM generate_series(1, 25) g;},
@@ -36,12 +28,7 @@ my %scripts = (
 	'savepoint.sql' => qq{BEGIN;\nINSERT INTO pay (acct, amount) VALUES (1, 5);\nSAVEPOINT s;\nINSERT INTO pay (acct, amount) VALUES (998, 7);\nROLLBACK TO s;\nINSERT INTO pay (acct, amount) VALUES (2, 6);\nCOMMIT;},
 	'copy.sql' => q{COPY pay (acct, amount) FROM PROGRAM 'seq 1 40 | sed "s/$/\t1.5/"';},
 );
-for my $name (keys %scripts)
-{
-	open(my $fh, '>', "$dir/$name") or die;
-	print $fh $scripts{$name}, "\n";
-	close($fh);
-}
+my @files = map { ('-f', ks_script($node, $_, "$scripts{$_}\n")) } sort keys %scripts;
 
 # one transaction inserts and stays open while everything else commits
 my $open = $node->background_psql('postgres');
@@ -55,21 +42,19 @@ $aborting->query_safe('BEGIN');
 $aborting->query_safe("INSERT INTO pay (acct, amount) VALUES (997, 1)");
 my $aborting_pid = $aborting->query_safe('SELECT pg_backend_pid()');
 
-my ($out, $err) = ('', '');
-my @files = map { ('-f', "$dir/$_") } sort keys %scripts;
-my $h = IPC::Run::start(
-	[ 'pgbench', '-n', '-c', '16', '-j', '2', '-T', '30', @files,
-	  '-h', $node->host, '-p', $node->port, 'postgres' ],
-	'>', \$out, '2>', \$err);
+my ($h, $out) = ks_pgbench($node, 'postgres', '-c', '16', '-j', '2', '-T', '30', @files);
 
 # the open writer holds the frontier back: 'waiting', with its pid
-$node->poll_query_until('postgres',
-	"SELECT state = 'waiting' AND waiting_pid IN ($open_pid, $aborting_pid) FROM keyedstate.status WHERE name = 'balances'")
+ks_wait_for($node, 'postgres',
+	"SELECT state = 'waiting' AND waiting_pid IN ($open_pid, $aborting_pid) FROM keyedstate.status WHERE name = 'balances'",
+	$PostgreSQL::Test::Utils::timeout_default)
   or die "aggregation did not report the open writer";
 pass('an open writer shows as waiting with its pid');
 
-# the aborting writer rolls back, then the open one commits, both behind thousands of newer rows
-
+# the aborting writer rolls back, then the open one commits, both behind
+# thousands of newer rows.  The sleeps are load durations, not waits: they
+# say how long each writer stays open while the 16 clients commit (5 s and
+# 10 s), not for anything to happen.
 sleep(5);
 $aborting->query_safe('ROLLBACK');
 $aborting->quit;
@@ -78,12 +63,11 @@ $open->query_safe('COMMIT');
 $open->quit;
 
 $h->finish;
-like($out, qr/number of transactions actually processed/, 'pgbench ran');
+like($$out, qr/number of transactions actually processed/, 'pgbench ran');
 
-$node->safe_psql('postgres', "SELECT keyedstate.sync('balances', '2 min')");
+ks_sync($node, 'postgres', 'balances');
 my $oracle = 'SELECT acct, count(*), sum(amount), min(amount), max(amount) FROM pay GROUP BY acct';
-is($node->safe_psql('postgres',
-	"SELECT count(*) FROM ((SELECT * FROM balances EXCEPT $oracle) UNION ALL ($oracle EXCEPT SELECT * FROM balances)) d"),
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM balances', $oracle),
 	'0', 'view equals the GROUP BY oracle');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM balances WHERE acct IN (997, 998, 999)'), '0',
 	'rolled back rows are not counted');

@@ -4,19 +4,14 @@
 # aggregation with a hint, keeps the server up and loses nothing.
 use strict;
 use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('dbs');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'keyedstate'
-max_worker_processes = 16
-keyedstate.naptime = 100
-keyedstate.max_shared_memory = '2MB'
-});
-$node->start;
+my $node = ks_node('dbs', "keyedstate.max_shared_memory = '2MB'\n");
 
 # two databases, each with its own aggregation and worker
 for my $db ('db_a', 'db_b')
@@ -57,7 +52,7 @@ INSERT INTO wide (k, t) SELECT g, repeat('x', 500) FROM generate_series(1, 20000
 });
 my ($ret, $out, $err) = $node->psql('db_a', "SELECT keyedstate.sync('wide_keys', '1 min')");
 like($err, qr/has failed/, 'aggregation fails when shared memory runs out');
-like($node->safe_psql('db_a', "SELECT error FROM keyedstate.status WHERE name = 'wide_keys'"),
+like(ks_status($node, 'db_a', 'wide_keys', 'error'),
 	qr/shared memory is exhausted/, 'status shows the error');
 ok($node->log_contains('Increase keyedstate.max_shared_memory'), 'the log has the hint');
 is($node->safe_psql('db_a', "SELECT keyedstate.sync('ev_sum') > 0"), 't', 'other aggregations keep running');
@@ -73,18 +68,24 @@ CREATE TABLE f (id bigserial PRIMARY KEY, v int);
 SELECT keyedstate.create_aggregation('fussy', 'SELECT v % 2 AS g, fussy_sum(v) AS s FROM f GROUP BY 1');
 INSERT INTO f (v) SELECT generate_series(1, 10);
 });
-$node->poll_query_until('db_a', "SELECT state = 'failed' FROM keyedstate.status WHERE name = 'fussy'")
-  or die 'aggregation did not fail';
-sleep(3);
-my $log = slurp_file($node->logfile);
-my $count = () = $log =~ /ERROR:  fussy about 7/g;
-is($count, 1, 'the failure is logged once');
+ks_wait_state($node, 'db_a', 'fussy', 'failed') or die 'aggregation did not fail';
+# the error is in the log once it failed; then the count must stay at one
+# while the worker keeps running (naptime 100 ms: 30 rounds to retry in)
+$node->wait_for_log(qr/ERROR:  fussy about 7/);
+# How often the failing row's error is in the log.
+sub failures_logged
+{
+	my $n = () = slurp_file($node->logfile) =~ /ERROR:  fussy about 7/g;
+	return $n;
+}
+ks_holds(3, sub { failures_logged() == 1 });
+is(failures_logged(), 1, 'the failure is logged once');
 $node->safe_psql('db_a', "SELECT keyedstate.drop_aggregation('fussy')");
 
 # DROP EXTENSION stops the worker of that database
 $node->safe_psql('db_b', 'DROP EXTENSION keyedstate');
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'db_b'")
+ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'db_b'",
+	$PostgreSQL::Test::Utils::timeout_default)
   or die 'worker of db_b did not stop';
 $node->safe_psql('postgres', 'DROP DATABASE db_b');
 pass('the worker stops with DROP EXTENSION and the database can be dropped');

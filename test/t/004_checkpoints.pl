@@ -5,18 +5,13 @@
 # replayed inputs).
 use strict;
 use warnings;
-use PostgreSQL::Test::Cluster;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('ckpt');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'keyedstate'
-max_worker_processes = 16
-keyedstate.naptime = 100
-});
-$node->start;
+my $node = ks_node('ckpt');
 
 $node->safe_psql('postgres', q{
 CREATE EXTENSION keyedstate;
@@ -35,12 +30,9 @@ my $oracle = q{SELECT k, count(*), sum(v), avg(n), string_agg(v::text, ',' ORDER
 # Wait until every aggregation runs again after a restart, then sync them.
 sub wait_synced
 {
-	$node->poll_query_until('postgres', "SELECT bool_and(state = 'running') FROM keyedstate.status")
-	  or die "aggregations did not resume";
-	$node->safe_psql('postgres', 'SELECT keyedstate.sync(name) FROM keyedstate.aggregations');
+	ks_wait_state($node, 'postgres', undef, 'running') or die "aggregations did not resume";
+	ks_sync_all($node, 'postgres');
 }
-my $mismatch_sql = "SELECT count(*) FROM ((SELECT * FROM ev_stats EXCEPT $oracle)
-					UNION ALL ($oracle EXCEPT SELECT * FROM ev_stats)) d";
 my $rows_sql = q{SELECT count(DISTINCT checkpoint_id) || ' ' || bool_or(is_full)::int || ' ' || sum(nkeys)
 				   FROM keyedstate.state};
 
@@ -74,8 +66,6 @@ $node->safe_psql('postgres', q{SELECT keyedstate.create_aggregation('ev_having',
 SELECT keyedstate.sync('ev_having');
 SELECT keyedstate.checkpoint('ev_having');});
 my $having_oracle = q{SELECT k, count(*), max(v) FROM ev GROUP BY k HAVING sum(v) % 3 = 0};
-my $having_sql = "SELECT count(*) FROM ((SELECT * FROM ev_having EXCEPT $having_oracle)
-				  UNION ALL ($having_oracle EXCEPT SELECT * FROM ev_having)) d";
 my $hidden = $node->safe_psql('postgres',
 	"SELECT 2000 - count(*) FROM ev_having");
 ok($hidden > 0 && $hidden < 2000, "HAVING hides some keys ($hidden of 2000)");
@@ -86,20 +76,24 @@ SELECT keyedstate.sync('ev_stats');});
 $node->stop('immediate');
 $node->start;
 wait_synced();
-is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery from a full checkpoint and deltas is exact');
-is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status WHERE name = 'ev_stats'"), '100',
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM ev_stats', $oracle), '0',
+	'recovery from a full checkpoint and deltas is exact');
+is(ks_status($node, 'postgres', 'ev_stats', 'rows_replayed'), '100',
 	'only the rows after the last checkpoint are replayed');
-is($node->safe_psql('postgres', $having_sql), '0', 'recovered keys hidden by HAVING stay hidden, the others visible');
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM ev_having', $having_oracle), '0',
+	'recovered keys hidden by HAVING stay hidden, the others visible');
 
 # a clean stop checkpoints; recovering that is exact too, with nothing replayed
 $node->safe_psql('postgres', q{INSERT INTO ev (k, v, n) SELECT g, 8, 8 FROM generate_series(0, 1999, 3) g;
 SELECT keyedstate.sync('ev_stats');});
 $node->restart;
 wait_synced();
-is($node->safe_psql('postgres', $mismatch_sql), '0', 'recovery after a clean stop is exact');
-is($node->safe_psql('postgres', "SELECT rows_replayed FROM keyedstate.status WHERE name = 'ev_stats'"), '0',
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM ev_stats', $oracle), '0',
+	'recovery after a clean stop is exact');
+is(ks_status($node, 'postgres', 'ev_stats', 'rows_replayed'), '0',
 	'nothing is replayed after a clean stop');
-is($node->safe_psql('postgres', $having_sql), '0', 'HAVING is exact after a clean restart');
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM ev_having', $having_oracle), '0',
+	'HAVING is exact after a clean restart');
 $node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('ev_having')");
 
 # dropping an aggregation while its worker checkpoints every few
