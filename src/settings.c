@@ -81,7 +81,7 @@ KsSettingsInit(void)
 
 	DefineCustomIntVariable("keyedstate.step_timeout",
 							"Longest time one step of an aggregation may take.",
-							"A step normally ends within half a second; one that cannot, because "
+							"A step normally ends within a second or two; one that cannot, because "
 							"a function it calls loops or waits, fails its aggregation after this "
 							"long, and the other aggregations of the database go on.  The owner's "
 							"statement_timeout bounds a step too, when it is smaller.  Recovery and "

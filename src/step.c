@@ -31,13 +31,19 @@
 #define KS_BATCHES_PER_STEP		8
 
 /*
- * The time a step may spend reading and publishing, so that one
- * aggregation with slow functions gives the others their turn often; a
- * step that would need longer ends early and the next one goes on.  (The
- * step timeout is the hard bound on a step that cannot end: user code that
- * loops or waits.)
+ * The time a step may spend reading, so that one aggregation with slow
+ * functions gives the others their turn often; a step that would need
+ * longer ends early and the next one goes on.  (The step timeout is the
+ * hard bound on a step that cannot end: user code that loops or waits.)
  */
-#define KS_STEP_BUDGET_MS		500
+#define KS_STEP_BUDGET_MS		1000
+
+/*
+ * The longest publishing the keys a step changed may be expected to take
+ * (their final functions, HAVING and projection); a step that has changed
+ * that many keys stops reading.
+ */
+#define KS_PUBLISH_BUDGET_MS	1000
 
 /* How long an open writer holds the frontier before we say 'waiting'. */
 #define KS_WAITING_AFTER_MS		1000
@@ -160,17 +166,17 @@ KsApplyRow(TupleTableSlot *slot, void *arg)
 }
 
 /*
- * Whether the step should stop reading: its budget is spent, counting
- * what publishing the keys it changed will cost.
+ * Whether the step should stop reading: it has read for its budget, or
+ * publishing the keys it changed would already take long (slow final
+ * functions) -- a step must end well within the step timeout.
  */
 static bool
 KsRunBudgetSpent(void *arg)
 {
 	KsAggRun   *run = (KsAggRun *) arg;
-	TimestampTz done = GetCurrentTimestamp() +
-		(TimestampTz) (run->kt->npublish * run->publish_us_per_key);
 
-	return done >= run->step_budget_end;
+	return GetCurrentTimestamp() >= run->step_budget_end ||
+		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0;
 }
 
 /*
