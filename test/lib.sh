@@ -6,7 +6,7 @@
 set -euo pipefail
 
 KS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_BIN=/usr/lib/postgresql/15/bin
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}	# another build: PG_BIN=/path/bin
 export PATH="$PG_BIN:$PATH"
 
 # Install the Debian packages the build and the tests need, if missing.

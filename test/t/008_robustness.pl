@@ -229,6 +229,34 @@ ok(defined $mem0 && defined $mem1 && $mem1 - $mem0 < 64 * 1024,
 	"worker memory flat over 10,000 pause/resume cycles ($mem0 -> $mem1 bytes)");
 note "worker memory before and after 10,000 pause/resume cycles: $mem0 -> $mem1 bytes";
 
+# --- a backend's memory stays flat over 100,000 rescans of a view (9.15) --
+# A nested loop looks the view up once per outer row; the executor's memory
+# (ExecutorState, logged while the query still runs) must not grow with
+# the number of rescans.
+sub executor_memory
+{
+	my ($rescans) = @_;
+	my $before = -s $node->logfile;
+	$node->safe_psql('postgres', qq{
+SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off;
+CREATE TEMP TABLE outer_rows AS SELECT g % 100 AS acct FROM generate_series(1, $rescans) g;
+SELECT count(*), pg_log_backend_memory_contexts(pg_backend_pid())
+  FROM outer_rows o JOIN pay_sum p ON p.acct = o.acct});
+	my $total;
+	for (1 .. 200)
+	{
+		my $log = slurp_file($node->logfile, $before);
+		if ($log =~ /ExecutorState: (\d+) total in/) { $total = $1; last; }
+		sleep(0.05);
+	}
+	return $total;
+}
+my $exec_small = executor_memory(1000);
+my $exec_big = executor_memory(100000);
+ok(defined $exec_small && defined $exec_big && $exec_big - $exec_small < 64 * 1024,
+	"executor memory flat over 100,000 rescans of a view ($exec_small bytes at 1,000, $exec_big at 100,000)");
+note "executor memory at 1,000 and 100,000 rescans of a view: $exec_small, $exec_big bytes";
+
 # --- postmaster death during a backlog (9.11) -----------------------------
 $node->safe_psql('postgres', q{
 CREATE TABLE heavy (id bigserial PRIMARY KEY, k int, t text);
