@@ -382,14 +382,10 @@ KsDeparseForRestore(Query *query)
 void
 KsSetCanonicalSettings(void)
 {
-	(void) set_config_option("search_path", "", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("DateStyle", "ISO, MDY", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("IntervalStyle", "postgres", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("extra_float_digits", "3", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	KsSetOption("search_path", "", GUC_ACTION_SAVE);
+	KsSetOption("DateStyle", "ISO, MDY", GUC_ACTION_SAVE);
+	KsSetOption("IntervalStyle", "postgres", GUC_ACTION_SAVE);
+	KsSetOption("extra_float_digits", "3", GUC_ACTION_SAVE);
 }
 
 /*

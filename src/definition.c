@@ -543,21 +543,26 @@ KsCaptureSettings(void)
 	return result;
 }
 
-/* Set one setting for the rest of the worker's session. */
+/*
+ * Set one setting: for the rest of the worker's session (GUC_ACTION_SET),
+ * or until the current GUC nest level ends (GUC_ACTION_SAVE, as a
+ * function's SET clause does).
+ */
 void
-KsSetSessionOption(const char *name, const char *value)
+KsSetOption(const char *name, const char *value, GucAction action)
 {
 	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
-							 GUC_ACTION_SET, true, 0, false);
+							 action, true, 0, false);
 }
 
 /*
- * Apply captured settings for the rest of the session.  The worker applies
- * them again when it moves to another aggregation, and after an abort,
- * which undoes what the aborted transaction set.
+ * Apply captured settings: for the worker's session, which applies them
+ * again when it moves to another aggregation and after an abort (which
+ * undoes what the aborted transaction set); or, with GUC_ACTION_SAVE,
+ * until the current nest level ends.
  */
 void
-KsApplySettings(List *settings)
+KsApplySettings(List *settings, GucAction action)
 {
 	ListCell   *lc;
 
@@ -569,6 +574,6 @@ KsApplySettings(List *settings)
 		if (eq == NULL)
 			continue;
 		*eq = '\0';
-		KsSetSessionOption(item, eq + 1);
+		KsSetOption(item, eq + 1, action);
 	}
 }

@@ -21,6 +21,7 @@
 
 #include "access/tupdesc.h"
 #include "nodes/parsenodes.h"
+#include "utils/guc.h"
 
 typedef struct KsQueryInfo
 {
@@ -67,7 +68,7 @@ extern bool KsTypeIsAnonymousRecord(Oid typid);
 
 /* The settings captured at creation, and applying them for the session. */
 extern List *KsCaptureSettings(void);
-extern void KsApplySettings(List *settings);
-extern void KsSetSessionOption(const char *name, const char *value);
+extern void KsApplySettings(List *settings, GucAction action);
+extern void KsSetOption(const char *name, const char *value, GucAction action);
 
 #endif							/* KS_DEFINITION_H */

@@ -196,8 +196,8 @@ KsRunBegin(KsAggRun *run)
 				 errmsg("the view of aggregation %s no longer exists", run->name)));
 	if (ks_settings_for != run->def->id)
 	{
-		KsSetSessionOption("search_path", "pg_catalog");
-		KsApplySettings(run->def->settings);
+		KsSetOption("search_path", "pg_catalog", GUC_ACTION_SET);
+		KsApplySettings(run->def->settings, GUC_ACTION_SET);
 		ks_settings_for = run->def->id;
 	}
 	nestlevel = NewGUCNestLevel();
