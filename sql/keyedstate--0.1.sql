@@ -13,7 +13,9 @@ CREATE SCHEMA keyedstate;
  * the aggregation) and, for a restore, as fully qualified text kept
  * current by the event trigger below.  The aggregation's owner is its
  * view's owner.  checkpointed_offset changes only in the same transaction
- * as the checkpointed keys in keyedstate.state.
+ * as the checkpointed keys in keyedstate.state.  clean_stop says that the
+ * last checkpoint was a worker's final one, at a clean stop: nothing after
+ * checkpointed_offset was consumed (the next load clears it).
  */
 CREATE TABLE keyedstate.aggregation (
 	id					int PRIMARY KEY,
@@ -33,6 +35,7 @@ CREATE TABLE keyedstate.aggregation (
 	resume_count		bigint NOT NULL DEFAULT 0,
 	checkpointed_offset	bigint NOT NULL,
 	last_checkpoint		timestamptz,
+	clean_stop			bool NOT NULL DEFAULT false,
 	created				timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;

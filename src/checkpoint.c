@@ -270,12 +270,12 @@ KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
 }
 
 /*
- * Write the changed keys (or all of them) and the consumed offset.  Runs
- * inside the caller's transaction, so everything commits together or not
- * at all.
+ * Write the changed keys (or all of them) and the consumed offset, and
+ * whether it is the final checkpoint of a clean stop.  Runs inside the
+ * caller's transaction, so everything commits together or not at all.
  */
 bool
-KsCheckpoint(KsAggRun *run)
+KsCheckpoint(KsAggRun *run, bool final)
 {
 	KsChunkWriter w;
 	KsKeyEntry **sorted;
@@ -320,13 +320,16 @@ KsCheckpoint(KsAggRun *run)
 		KsBecomeOwner(run);
 		return false;
 	}
-	argtypes[2] = BOOLOID;
-	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
-								"SET checkpointed_offset = $2, last_checkpoint = pg_catalog.now(), "
-								"rebuilding = $3 "
-								"WHERE id = $1",
-								3, argtypes, args, NULL, false, 0);
-	argtypes[2] = INT8OID;
+	{
+		Datum		uargs[4] = {args[0], args[1], args[2], BoolGetDatum(final)};
+		Oid			utypes[4] = {INT4OID, INT8OID, BOOLOID, BOOLOID};
+
+		ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
+									"SET checkpointed_offset = $2, last_checkpoint = pg_catalog.now(), "
+									"rebuilding = $3, clean_stop = $4 "
+									"WHERE id = $1",
+									4, utypes, uargs, NULL, false, 0);
+	}
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed != 1)

@@ -70,10 +70,11 @@ typedef struct KsChunkRow
 extern pg_crc32c KsChunkCrc(const KsChunkRow *row, const char *data, Size len);
 
 /*
- * Write the changed keys and the consumed offset (inside a transaction);
- * false if it was skipped because a backend holds the definition locked.
+ * Write the changed keys and the consumed offset (inside a transaction),
+ * `final` at a clean stop; false if it was skipped because a backend
+ * holds the definition locked.
  */
-extern bool KsCheckpoint(KsAggRun *run);
+extern bool KsCheckpoint(KsAggRun *run, bool final);
 
 /* After the checkpoint's transaction committed: forget the dirty keys. */
 extern void KsCheckpointDone(KsAggRun *run);

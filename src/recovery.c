@@ -516,6 +516,20 @@ KsRecover(KsAggRun *run)
 	run->checkpointed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull));
 	run->consumed = run->checkpointed;
+
+	/*
+	 * After a clean stop nothing past the checkpoint was consumed; this run
+	 * may consume more, so the mark goes (never waiting for the row: if a
+	 * backend holds it, count as after a crash).
+	 */
+	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation SET clean_stop = false "
+								"WHERE id = (SELECT id FROM keyedstate.aggregation "
+								"            WHERE id = $1 AND clean_stop "
+								"            FOR NO KEY UPDATE SKIP LOCKED)",
+								1, &argtype, &arg, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not read the checkpoint of aggregation %s", run->name);
+	run->after_clean_stop = (SPI_processed == 1);
 	run->ckpt_last_id = 0;
 	run->ckpt_have_full = false;
 	run->ckpt_full_bytes = 0;

@@ -142,9 +142,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	AttrNumber	offset_attnum;
 	int64		start;
 	ObjectAddress ruleaddr;
-	int			cols[6];
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, true};
+	int			cols[7];
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, true, false};
 	KsCatalogAccess acc;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -216,7 +216,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	values[4] = Int64GetDatum(0);
 	cols[5] = KsColumn(desc, "last_checkpoint");
 	values[5] = (Datum) 0;
-	tup = heap_modify_tuple_by_cols(tup, desc, 6, cols, values, nulls);
+	cols[6] = KsColumn(desc, "clean_stop");
+	values[6] = BoolGetDatum(false);
+	tup = heap_modify_tuple_by_cols(tup, desc, 7, cols, values, nulls);
 
 	KsReserveAggSlot(MyDatabaseId, id, owner, view_oid, live_oid, sequence_oid);
 	KsRememberDatabase(MyDatabaseId);

@@ -52,6 +52,24 @@ static int	ks_worker_sec_context = 0;
 static TimeoutId ks_step_timeout_id = MAX_TIMEOUTS;
 static volatile sig_atomic_t ks_step_timed_out = false;
 
+/*
+ * Termination (SIGTERM: pg_terminate_backend(), a fast shutdown).  The
+ * worker leaves at a step boundary, so that its final checkpoints leave
+ * nothing to replay: between steps, and in a step's first
+ * KS_TERM_GRACE_MS, a termination only asks the step to end early (its
+ * read budget is spent) and the worker loop to shut down.  A step still
+ * running after its grace (user code that is slow or loops), or one
+ * recovering state (which a restart recovers again anyway), is cancelled
+ * instead: its run is unloaded, not failed, and replays from its last
+ * checkpoint.  A second termination (a second or more later) is die(): the
+ * worker ends at its next interrupt check, whatever it is doing.
+ */
+#define KS_TERM_GRACE_MS	(KS_STEP_BUDGET_MS + KS_PUBLISH_BUDGET_MS)
+static TimeoutId ks_grace_timeout_id = MAX_TIMEOUTS;
+static volatile sig_atomic_t ks_term_requested = false;
+static volatile TimestampTz ks_term_requested_at = 0;
+static volatile sig_atomic_t ks_term_cancels = false;
+
 /* Run the owner's code: its identity, restricted. */
 void
 KsBecomeOwner(KsAggRun *run)
@@ -82,6 +100,94 @@ KsStepTimeoutHandler(void)
 	SetLatch(MyLatch);
 }
 
+/* Cancel the current step, as a SIGINT would (signal-safe). */
+static void
+KsCancelStep(void)
+{
+	InterruptPending = true;
+	QueryCancelPending = true;
+	SetLatch(MyLatch);
+}
+
+/* The step's grace for a termination is over: one cancels it from now on. */
+static void
+KsGraceTimeoutHandler(void)
+{
+	ks_term_cancels = true;
+	if (ks_term_requested)
+		KsCancelStep();
+}
+
+/*
+ * SIGTERM handler of the worker (see ks_term_requested).  The postmaster
+ * signals a child and its process group both, so one shutdown may deliver
+ * SIGTERM twice within microseconds: only one that comes a second or more
+ * after the first is a second termination.
+ */
+void
+KsRunTermHandler(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (ks_term_requested)
+	{
+		if (now - ks_term_requested_at >= USECS_PER_SEC)
+			die(postgres_signal_arg);
+	}
+	else
+	{
+		ks_term_requested_at = now;
+		ks_term_requested = true;
+		if (ks_term_cancels)
+			KsCancelStep();
+		SetLatch(MyLatch);
+	}
+	errno = save_errno;
+}
+
+/* Whether the worker was asked to terminate. */
+bool
+KsRunTerminating(void)
+{
+	return ks_term_requested;
+}
+
+/* Arm the step timeout (unless it fired) and the termination grace. */
+static void
+KsRunArmTimeouts(KsAggRun *run)
+{
+	EnableTimeoutParams timeouts[2];
+	int			n = 0;
+
+	ks_term_cancels = false;
+	timeouts[n].id = ks_grace_timeout_id;
+	timeouts[n].type = TMPARAM_AFTER;
+	timeouts[n].delay_ms = KS_TERM_GRACE_MS;
+	n++;
+	if (!ks_step_timed_out)
+	{
+		timeouts[n].id = ks_step_timeout_id;
+		timeouts[n].type = TMPARAM_AFTER;
+		timeouts[n].delay_ms = run->timeout_ms;
+		n++;
+	}
+	enable_timeouts(timeouts, n);
+}
+
+/* Disarm both (the step timeout's indicator is our own flag). */
+static void
+KsRunDisarmTimeouts(void)
+{
+	DisableTimeoutParams timeouts[2];
+
+	timeouts[0].id = ks_step_timeout_id;
+	timeouts[0].keep_indicator = false;
+	timeouts[1].id = ks_grace_timeout_id;
+	timeouts[1].keep_indicator = false;
+	disable_timeouts(timeouts, 2);
+}
+
 /*
  * Whether cancels (SIGINT from a backend pausing or dropping an
  * aggregation, the step timeout) may end what the worker runs: only inside
@@ -101,6 +207,7 @@ void
 KsRunInitProcess(void)
 {
 	ks_step_timeout_id = RegisterTimeout(USER_TIMEOUT, KsStepTimeoutHandler);
+	ks_grace_timeout_id = RegisterTimeout(USER_TIMEOUT, KsGraceTimeoutHandler);
 	KsAcceptCancels(false);
 }
 
@@ -203,7 +310,7 @@ KsRunBegin(KsAggRun *run)
 	nestlevel = NewGUCNestLevel();
 	ks_step_timed_out = false;
 	run->timeout_ms = KsStepTimeout(run);
-	enable_timeout_after(ks_step_timeout_id, run->timeout_ms);
+	KsRunArmTimeouts(run);
 	KsBecomeOwner(run);
 	return nestlevel;
 }
@@ -211,27 +318,32 @@ KsRunBegin(KsAggRun *run)
 /*
  * Recovery and checkpoints run keyedstate's own code and C support
  * functions only, and may take long for a large state: they are not
- * bounded by the step timeout, which is armed again after them.
+ * bounded by the step timeout, which is armed again after them.  A
+ * termination cancels a recovery (`cancel_on_term`: a restart redoes it)
+ * and lets a checkpoint finish (it is what the shutdown would do anyway).
  */
 void
-KsRunTimeoutPause(void)
+KsRunTimeoutPause(bool cancel_on_term)
 {
-	disable_timeout(ks_step_timeout_id, false);
+	KsRunDisarmTimeouts();
+	ks_term_cancels = cancel_on_term;
+	if (cancel_on_term && ks_term_requested)
+		KsCancelStep();
 }
 
 /* Arm the step timeout again, for a whole bound. */
 void
 KsRunTimeoutResume(KsAggRun *run)
 {
-	if (!ks_step_timed_out)
-		enable_timeout_after(ks_step_timeout_id, run->timeout_ms);
+	KsRunArmTimeouts(run);
 }
 
 /* Commit a step's transaction, rolling back settings its user code changed. */
 void
 KsRunEnd(int nestlevel)
 {
-	disable_timeout(ks_step_timeout_id, false);
+	KsRunDisarmTimeouts();
+	ks_term_cancels = false;
 	KsBecomeWorker();
 	AtEOXact_GUC(false, nestlevel);
 	SPI_finish();
@@ -389,7 +501,8 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	int64		offset = run->cur_offset;
 	bool		timed_out = ks_step_timed_out;
 
-	disable_timeout(ks_step_timeout_id, false);
+	KsRunDisarmTimeouts();
+	ks_term_cancels = false;
 	ks_step_timed_out = false;
 	/* out of the step: further cancels wait for the next one */
 	KsAcceptCancels(false);
@@ -403,6 +516,13 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out)
 	{
+		if (ks_term_requested)
+		{
+			/* the worker is leaving: the restart replays from the checkpoint */
+			KsRunUnload(run);
+			FreeErrorData(edata);
+			return;
+		}
 		if (KsSlotInterruptedSince(run->slot, mark))
 		{
 			/* paused, dropped or rebuilt meanwhile: the reload says which */

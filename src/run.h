@@ -40,6 +40,21 @@
 #include "executor/spi.h"
 #include "nodes/execnodes.h"
 
+/*
+ * The time a step may spend reading, so that one aggregation with slow
+ * functions gives the others their turn often; a step that would need
+ * longer ends early and the next one goes on.  (The step timeout is the
+ * hard bound on a step that cannot end: user code that loops or waits.)
+ */
+#define KS_STEP_BUDGET_MS		1000
+
+/*
+ * The longest publishing the keys a step changed may be expected to take
+ * (their final functions, HAVING and projection); a step that has changed
+ * that many keys stops reading.
+ */
+#define KS_PUBLISH_BUDGET_MS	1000
+
 typedef struct KsAggRun
 {
 	KsAggDef   *def;			/* catalog row, in defcxt */
@@ -99,6 +114,7 @@ typedef struct KsAggRun
 	TimestampTz last_checkpoint;
 	int64		cur_offset;		/* row being applied, for error reports */
 	int64		replay_until;	/* offsets re-read after a recovery end here */
+	bool		after_clean_stop;	/* recovered what a clean stop left */
 	int64		rebuild_until;	/* a rebuild is over once consumed reaches it */
 
 	int64		rate_rows;
@@ -128,6 +144,14 @@ extern void KsRunRelease(KsAggRun *run);
 extern void KsRunInitProcess(void);
 
 /*
+ * The worker's SIGTERM handler: the first asks it to leave at a step
+ * boundary (cancelling a step past its grace); another, a second or more
+ * later, is die().
+ */
+extern void KsRunTermHandler(SIGNAL_ARGS);
+extern bool KsRunTerminating(void);
+
+/*
  * A step's transaction: started with the aggregation's settings, a GUC nest
  * level, the time bound armed and the owner's identity (returns the nest
  * level); ended rolling back what user code set.
@@ -135,8 +159,11 @@ extern void KsRunInitProcess(void);
 extern int	KsRunBegin(KsAggRun *run);
 extern void KsRunEnd(int nestlevel);
 
-/* Recovery and checkpoints are not bounded by the step timeout. */
-extern void KsRunTimeoutPause(void);
+/*
+ * Recovery and checkpoints are not bounded by the step timeout; a
+ * termination cancels the first, not the second.
+ */
+extern void KsRunTimeoutPause(bool cancel_on_term);
 extern void KsRunTimeoutResume(KsAggRun *run);
 
 /*

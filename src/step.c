@@ -30,21 +30,6 @@
 /* Batches a step reads at most. */
 #define KS_BATCHES_PER_STEP		8
 
-/*
- * The time a step may spend reading, so that one aggregation with slow
- * functions gives the others their turn often; a step that would need
- * longer ends early and the next one goes on.  (The step timeout is the
- * hard bound on a step that cannot end: user code that loops or waits.)
- */
-#define KS_STEP_BUDGET_MS		1000
-
-/*
- * The longest publishing the keys a step changed may be expected to take
- * (their final functions, HAVING and projection); a step that has changed
- * that many keys stops reading.
- */
-#define KS_PUBLISH_BUDGET_MS	1000
-
 /* How long an open writer holds the frontier before we say 'waiting'. */
 #define KS_WAITING_AFTER_MS		1000
 
@@ -120,7 +105,7 @@ KsRunLoad(KsAggRun *run)
 	run->building = KsStoreCreate(KsGetDsa(), run->name);
 	run->building_bytes = 0;
 	run->building_visible = 0;
-	KsRunTimeoutPause();
+	KsRunTimeoutPause(true);
 	KsRecover(run);
 	KsRunTimeoutResume(run);
 	KsBecomeOwner(run);
@@ -133,11 +118,13 @@ KsRunLoad(KsAggRun *run)
 	KsRunCompile(run);
 
 	/*
-	 * Rows up to the sequence's current value that a run before this one
-	 * had consumed are re-read: "replayed".  A fresh aggregation has none.
+	 * Rows a run before this one had consumed are re-read: "replayed".
+	 * After a crash that may be any row up to the sequence's current value;
+	 * after a clean stop, none; a fresh aggregation has none either.
 	 */
 	run->replay_until = run->consumed;
-	if (run->def->has_checkpoint && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
+	if (run->def->has_checkpoint && !run->after_clean_stop &&
+		KsSequenceLastValue(run->def->sequence_oid, &hw, false))
 		run->replay_until = hw;
 	run->rebuild_until = PG_INT64_MIN;
 	if (run->def->rebuilding && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
@@ -168,14 +155,16 @@ KsApplyRow(TupleTableSlot *slot, void *arg)
 /*
  * Whether the step should stop reading: it has read for its budget, or
  * publishing the keys it changed would already take long (slow final
- * functions) -- a step must end well within the step timeout.
+ * functions) -- a step must end well within the step timeout -- or the
+ * worker is leaving.
  */
 static bool
 KsRunBudgetSpent(void *arg)
 {
 	KsAggRun   *run = (KsAggRun *) arg;
 
-	return GetCurrentTimestamp() >= run->step_budget_end ||
+	return KsRunTerminating() ||
+		GetCurrentTimestamp() >= run->step_budget_end ||
 		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0;
 }
 
@@ -359,8 +348,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 			now = GetCurrentTimestamp();
 			if (KsCheckpointDue(run, now, timeout))
 			{
-				KsRunTimeoutPause();
-				did_checkpoint = KsCheckpoint(run);
+				KsRunTimeoutPause(false);
+				did_checkpoint = KsCheckpoint(run, false);
 				if (!did_checkpoint)
 					*timeout = Min(*timeout, 100);
 			}
@@ -423,8 +412,8 @@ KsRunShutdownCheckpoint(KsAggRun *run)
 		int			nestlevel = KsRunBegin(run);
 		bool		done;
 
-		KsRunTimeoutPause();
-		done = KsCheckpoint(run);
+		KsRunTimeoutPause(false);
+		done = KsCheckpoint(run, true);
 
 		KsRunEnd(nestlevel);
 		KsSlotLeaveStep(run->slot);

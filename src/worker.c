@@ -15,13 +15,13 @@
  *	3. sleeps until woken by a commit into a source table (the AFTER INSERT
  *	   statement trigger sets our latch), a request, or a timeout.
  *
- * Signals are PostgreSQL's own: SIGTERM is die(), so pg_terminate_backend()
- * and a fast shutdown end the worker at the next CHECK_FOR_INTERRUPTS()
- * even inside a user's function that loops; SIGINT cancels the current
- * step (backends pausing or dropping an aggregation send it, see
- * shmem.h).  A termination that arrives while the worker is between steps
- * first checkpoints every aggregation, so that a clean restart replays
- * nothing; a second one ends it at once.
+ * SIGTERM (pg_terminate_backend(), a fast shutdown) makes the worker leave
+ * at the end of the current step, after a final checkpoint of every
+ * aggregation, so that a clean restart replays nothing; a step that does
+ * not end within its grace (user code that loops) is cancelled, and a
+ * second SIGTERM a second later is die() (see run.c).  SIGINT cancels the
+ * current step (backends pausing or dropping an aggregation send it, see
+ * shmem.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -183,8 +183,8 @@ KsDatabaseWorkerMain(Datum main_arg)
 	bool		first = true;
 	MemoryContext loopcxt;
 
-	/* PostgreSQL's own handlers: SIGTERM ends us, SIGINT cancels a step */
-	pqsignal(SIGTERM, die);
+	/* SIGTERM ends us at a step boundary; SIGINT (PostgreSQL's) cancels a step */
+	pqsignal(SIGTERM, KsRunTermHandler);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
@@ -209,16 +209,9 @@ KsDatabaseWorkerMain(Datum main_arg)
 		long		timeout = ks_naptime;
 		ListCell   *lc;
 
-		/*
-		 * A termination that arrived between steps: checkpoint, then leave.
-		 * One that arrives later (inside a step, or during those
-		 * checkpoints) ends the worker at its next interrupt check.
-		 */
-		if (ProcDiePending)
-		{
-			ProcDiePending = false;
+		/* terminated: checkpoint, then leave */
+		if (KsRunTerminating())
 			KsShutdown();
-		}
 		CHECK_FOR_INTERRUPTS();
 		if (KsDatabaseLeaveRequested())
 			KsShutdown();
@@ -252,6 +245,8 @@ KsDatabaseWorkerMain(Datum main_arg)
 			KsRunStep((KsAggRun *) lfirst(lc), &timeout);
 			MemoryContextSwitchTo(loopcxt);
 			KsCheckInterrupts();
+			if (KsRunTerminating())
+				KsShutdown();
 		}
 
 		/* invalidations sent while every aggregation was idle */

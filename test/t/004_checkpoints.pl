@@ -96,6 +96,31 @@ is(ks_mismatches($node, 'postgres', 'SELECT * FROM ev_having', $having_oracle), 
 	'HAVING is exact after a clean restart');
 $node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('ev_having')");
 
+# a clean stop in the middle of consuming a backlog (each row takes a
+# millisecond) ends the step early and checkpoints what it consumed:
+# still nothing is replayed, and the rest is consumed after the restart
+$node->safe_psql('postgres', q{
+CREATE FUNCTION slow_id(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+	'BEGIN PERFORM pg_sleep(0.001); RETURN $1; END';
+CREATE TABLE slow_ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('slow_stats',
+	'SELECT k, count(*) AS c, sum(slow_id(v)) AS s FROM slow_ev GROUP BY k');
+INSERT INTO slow_ev (k, v) SELECT g % 50, g FROM generate_series(1, 8000) g;
+});
+ok(ks_wait_for($node, 'postgres',
+	q{SELECT rows_consumed > 500 FROM keyedstate.status WHERE name = 'slow_stats'}),
+	'(precondition) the slow aggregation is consuming its backlog');
+my $before = ks_status($node, 'postgres', 'slow_stats', 'rows_consumed');
+$node->restart;
+ok($before < 8000, "(precondition) the stop came in the middle of the backlog ($before of 8000 rows consumed)");
+wait_synced();
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM slow_stats',
+	'SELECT k, count(*), sum(v) FROM slow_ev GROUP BY k'), '0',
+	'a clean stop in the middle of a backlog recovers exactly');
+is(ks_status($node, 'postgres', 'slow_stats', 'rows_replayed'), '0',
+	"nothing is replayed after a clean stop in the middle of a backlog ($before of 8000 consumed before it)");
+$node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('slow_stats')");
+
 # dropping an aggregation while its worker checkpoints every few
 # milliseconds under inserts leaves no checkpoint rows behind
 my $writer = $node->background_psql('postgres');
