@@ -16,6 +16,7 @@ OBJS = \
 	src/definition.o \
 	src/catalog.o \
 	src/source.o \
+	src/offsets.o \
 	src/publish.o \
 	src/checkpoint.o \
 	src/recovery.o \

@@ -10,19 +10,23 @@
  * keys together with the consumed offset in one transaction.
  *
  * The source is split by concern; each part has its own header (the SQL
- * API's parts share hooks.h):
+ * API's parts share hooks.h; shmem.h covers dbslots.c and progress.c,
+ * store.h storewrite.c and storeread.c, source.h offsets.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
  *	progress	a slot's state and progress, and waiting for them
- *	store		published per-key rows in DSA: publish protocol, readers
+ *	store		published per-key rows in DSA: structure, read epochs
+ *	storewrite	the writer's side of the publish protocol, garbage by epoch
+ *	storeread	the readers' side: copying rows out under the read protocol
  *	serialize	byte form of Datums for checkpoints, checked on reading
  *	keytable	worker-local hash table of keys and transition states
  *	aggcall		calling aggregate transition/final/serial functions
  *	apply		applying input rows to the keyed state in chunks
  *	definition	analysing an aggregation's query: contents, layout, settings
  *	catalog		keyedstate.aggregation and its access bracket
- *	source		which rows are consumed: frontier, sequence, batches
+ *	source		which rows are consumed: frontier, step checks, batches
+ *	offsets		the offset column and its sequence, where consumption starts
  *	run			an aggregation's run: life cycle, identity, time bound
  *	step		one step of one aggregation
  *	publish		finalizing and publishing changed keys

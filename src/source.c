@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * source.c
- *	  The source reader: the safe offset frontier, the checks of the table
- *	  and its sequence, and reading batches of input rows.  See source.h.
+ *	  The source reader: the safe offset frontier, the checks of every
+ *	  step, the offset index, and reading batches of input rows (the offset
+ *	  column and its sequence are offsets.c).  See source.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -11,26 +12,18 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/nbtree.h"
-#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/twophase.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_inherits.h"
-#include "catalog/dependency.h"
-#include "catalog/index.h"
-#include "catalog/pg_index.h"
-#include "catalog/pg_sequence.h"
 #include "catalog/pg_type.h"
-#include "commands/sequence.h"
-#include "common/int.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "postmaster/postmaster.h"
-#include "storage/bufmgr.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
@@ -50,247 +43,6 @@ static void KsFindOffsetIndex(KsSource *src, Relation heap, bool running);
 /* Rows read between two checks for interrupts, and for the end of the step. */
 #define KS_READ_CHECK_EVERY		1024
 #define KS_READ_STOP_EVERY		64
-
-/* What a sequence says now. */
-typedef struct KsSequenceState
-{
-	int64		last_value;
-	bool		is_called;
-	int64		increment;
-	int64		minvalue;
-	int64		maxvalue;
-	int64		cache;
-	bool		cycle;
-} KsSequenceState;
-
-/*
- * Read a sequence's definition and current value, without a privilege
- * check (the reader may read the aggregation but not the sequence).  The
- * caller holds a lock on it.  Reads the one tuple of the sequence's page,
- * as nextval() writes it.
- */
-static void
-KsReadSequence(Oid seqoid, KsSequenceState *st)
-{
-	HeapTuple	tup;
-	Form_pg_sequence seq;
-	Relation	rel;
-	Buffer		buf;
-	Page		page;
-	ItemId		lp;
-	HeapTupleData data;
-	Form_pg_sequence_data sd;
-
-	tup = SearchSysCache1(SEQRELID, ObjectIdGetDatum(seqoid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for sequence %u", seqoid);
-	seq = (Form_pg_sequence) GETSTRUCT(tup);
-	st->increment = seq->seqincrement;
-	st->minvalue = seq->seqmin;
-	st->maxvalue = seq->seqmax;
-	st->cache = seq->seqcache;
-	st->cycle = seq->seqcycle;
-	ReleaseSysCache(tup);
-
-	rel = relation_open(seqoid, NoLock);
-	buf = ReadBuffer(rel, 0);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(buf);
-	lp = PageGetItemId(page, FirstOffsetNumber);
-	if (!ItemIdIsNormal(lp))
-		elog(ERROR, "sequence \"%s\" has no value tuple", RelationGetRelationName(rel));
-	data.t_data = (HeapTupleHeader) PageGetItem(page, lp);
-	data.t_len = ItemIdGetLength(lp);
-	sd = (Form_pg_sequence_data) GETSTRUCT(&data);
-	st->last_value = sd->last_value;
-	st->is_called = sd->is_called;
-	UnlockReleaseBuffer(buf);
-	relation_close(rel, NoLock);
-}
-
-/* The last value handed out by a sequence, read without a privilege check. */
-bool
-KsSequenceLastValue(Oid seqoid, int64 *value, bool nowait)
-{
-	KsSequenceState st;
-
-	if (nowait)
-	{
-		if (!ConditionalLockRelationOid(seqoid, AccessShareLock))
-			return false;
-	}
-	else
-		LockRelationOid(seqoid, AccessShareLock);
-	/* it may have gone before we locked it */
-	if (!SearchSysCacheExists1(SEQRELID, ObjectIdGetDatum(seqoid)))
-	{
-		UnlockRelationOid(seqoid, AccessShareLock);
-		return false;
-	}
-	KsReadSequence(seqoid, &st);
-	UnlockRelationOid(seqoid, AccessShareLock);
-	if (!st.is_called)
-		return false;
-	*value = st.last_value;
-	return true;
-}
-
-/* Refuse a sequence whose settings let offsets commit out of order behind us. */
-static void
-KsCheckSequenceSettings(Oid seqoid, KsSequenceState *st, const char *aggname)
-{
-	const char *seqname = get_rel_name(seqoid);
-
-	if (st->cache > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("sequence \"%s\" has CACHE " INT64_FORMAT, seqname, st->cache),
-				 errdetail("Cached sequence values let rows with lower offsets commit after higher ones have been consumed%s%s.",
-						   aggname ? " by aggregation " : "", aggname ? aggname : ""),
-				 errhint("Use ALTER SEQUENCE %s CACHE 1%s.", seqname,
-						 aggname ? ", then call keyedstate.resume()" : "")));
-	if (st->increment < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("sequence \"%s\" descends", seqname),
-				 errdetail("Offsets must grow.")));
-	if (st->cycle)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("sequence \"%s\" cycles", seqname),
-				 errdetail("A cycling sequence hands out offsets that were consumed already."),
-				 errhint("Use ALTER SEQUENCE %s NO CYCLE%s.", seqname,
-						 aggname ? ", then call keyedstate.resume()" : "")));
-}
-
-/* The offset before the first one a sequence can hand out (see source.h). */
-int64
-KsSourceStartOffset(Oid seqoid)
-{
-	KsSequenceState st;
-
-	LockRelationOid(seqoid, AccessShareLock);
-	KsReadSequence(seqoid, &st);
-	KsCheckSequenceSettings(seqoid, &st, NULL);
-	if (st.minvalue == PG_INT64_MIN)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("sequence \"%s\" starts at the smallest bigint", get_rel_name(seqoid)),
-				 errdetail("keyedstate records the offset consumed so far, which must be able to lie below the first one."),
-				 errhint("Use ALTER SEQUENCE %s MINVALUE -9223372036854775807.", get_rel_name(seqoid))));
-	/* offsets below the sequence's minimum may have been inserted explicitly */
-	return Min(st.minvalue - 1, 0);
-}
-
-/* The sequence filling an int column (identity or serial), or InvalidOid. */
-static Oid
-KsColumnSequence(Oid relid, AttrNumber attnum)
-{
-	Oid			seqoid = getIdentitySequence(relid, attnum, true);
-	ListCell   *lc;
-
-	if (OidIsValid(seqoid))
-		return seqoid;
-	foreach(lc, getOwnedSequences(relid))
-	{
-		Oid			tab;
-		int32		col;
-
-		if (sequenceIsOwned(lfirst_oid(lc), DEPENDENCY_AUTO, &tab, &col) && col == attnum)
-			return lfirst_oid(lc);
-	}
-	return InvalidOid;
-}
-
-/* Whether a column can carry offsets. */
-static bool
-KsIsOffsetType(Oid typid)
-{
-	return typid == INT2OID || typid == INT4OID || typid == INT8OID;
-}
-
-/*
- * Choose the offset column: the named one, or else the primary key if it is
- * a sequence-filled integer, or else the only sequence-filled integer.
- */
-AttrNumber
-KsSourceOffsetColumn(Relation rel, const char *colname, Oid *seqoid)
-{
-	Oid			relid = RelationGetRelid(rel);
-	TupleDesc	desc = RelationGetDescr(rel);
-	AttrNumber	found = InvalidAttrNumber;
-	int			ncandidates = 0;
-	Oid			pkoid;
-	int			i;
-
-	if (colname != NULL)
-	{
-		AttrNumber	attnum = get_attnum(relid, colname);
-
-		if (attnum == InvalidAttrNumber)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("column \"%s\" of relation \"%s\" does not exist",
-							colname, RelationGetRelationName(rel))));
-		if (attnum < 0 || !KsIsOffsetType(TupleDescAttr(desc, attnum - 1)->atttypid))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("offset column \"%s\" must be of type smallint, integer or bigint", colname)));
-		*seqoid = KsColumnSequence(relid, attnum);
-		if (!OidIsValid(*seqoid))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("offset column \"%s\" is not filled from a sequence", colname),
-					 errhint("Use a serial, bigserial or identity column.")));
-		return attnum;
-	}
-
-	pkoid = RelationGetPrimaryKeyIndex(rel);
-	if (OidIsValid(pkoid))
-	{
-		Relation	idx = index_open(pkoid, AccessShareLock);
-
-		if (idx->rd_index->indnatts == 1 && idx->rd_index->indkey.values[0] > 0)
-		{
-			AttrNumber	attnum = idx->rd_index->indkey.values[0];
-
-			if (KsIsOffsetType(TupleDescAttr(desc, attnum - 1)->atttypid) &&
-				OidIsValid(*seqoid = KsColumnSequence(relid, attnum)))
-				found = attnum;
-		}
-		index_close(idx, AccessShareLock);
-		if (found != InvalidAttrNumber)
-			return found;
-	}
-
-	for (i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		Oid			s;
-
-		if (att->attisdropped || !KsIsOffsetType(att->atttypid))
-			continue;
-		s = KsColumnSequence(relid, att->attnum);
-		if (OidIsValid(s))
-		{
-			ncandidates++;
-			found = att->attnum;
-			*seqoid = s;
-		}
-	}
-	if (ncandidates == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" has no offset column", RelationGetRelationName(rel)),
-				 errdetail("keyedstate consumes a table in the order of an integer column filled from a sequence."),
-				 errhint("Add a bigserial or identity column, or name one with offset_column.")));
-	if (ncandidates > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_AMBIGUOUS_COLUMN),
-				 errmsg("table \"%s\" has several candidate offset columns", RelationGetRelationName(rel)),
-				 errhint("Name one with offset_column.")));
-	return found;
-}
 
 /* Refuse an offset column that no usable btree index leads with (see source.h). */
 void
@@ -427,33 +179,6 @@ KsSourceLock(Oid relid, Oid seqoid)
 	return true;
 }
 
-/*
- * Check the sequence at every step: its settings, and that it never hands
- * out an offset at or below one it handed out before (or one consumed).
- */
-static void
-KsCheckSequence(KsSource *src, KsSequenceState *st)
-{
-	int64		next;
-
-	KsCheckSequenceSettings(src->seqoid, st, src->aggname);
-	/* the smallest offset it may still hand out */
-	if (!st->is_called)
-		next = st->last_value;
-	else if (pg_add_s64_overflow(st->last_value, st->increment, &next))
-		next = PG_INT64_MAX;
-	if (next <= src->seq_seen && !(st->is_called && st->last_value == src->seq_seen))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("sequence \"%s\" went backwards", get_rel_name(src->seqoid)),
-				 errdetail("Its next value " INT64_FORMAT " is not above offset " INT64_FORMAT ", which aggregation %s has already seen; rows given those offsets would be skipped.",
-						   next, src->seq_seen, src->aggname),
-				 errhint("Call keyedstate.rebuild() to consume the table again from the beginning, or move the sequence past " INT64_FORMAT " with setval() and call keyedstate.resume().",
-						 src->seq_seen)));
-	if (st->is_called && st->last_value > src->seq_seen)
-		src->seq_seen = st->last_value;
-}
-
 /* The checks of every step (see source.h). */
 void
 KsSourceCheck(KsSource *src)
@@ -523,8 +248,7 @@ KsSourceAdvance(KsSource *src)
 	int			nlockers;
 	int			i;
 
-	KsReadSequence(src->seqoid, &st);
-	KsCheckSequence(src, &st);
+	KsSourceReadSequence(src, &st);
 
 	if (f->nwaits > 0)
 	{

@@ -45,6 +45,18 @@
 #include "storage/lock.h"
 #include "utils/relcache.h"
 
+/* What a sequence says now. */
+typedef struct KsSequenceState
+{
+	int64		last_value;
+	bool		is_called;
+	int64		increment;
+	int64		minvalue;
+	int64		maxvalue;
+	int64		cache;
+	bool		cycle;
+} KsSequenceState;
+
 typedef struct KsFrontier
 {
 	int64		safe;			/* rows with offsets <= safe may be read */
@@ -145,6 +157,13 @@ extern AttrNumber KsSourceOffsetColumn(Relation rel, const char *colname, Oid *s
 
 /* Refuse an offset column that no usable btree index leads with. */
 extern void KsSourceCheckIndex(Relation rel, AttrNumber attnum);
+
+/*
+ * Read the source's sequence at a step, and check that it can still be
+ * followed (settings unchanged, never behind what was seen); errors name
+ * the sequence and say how to recover.
+ */
+extern void KsSourceReadSequence(KsSource *src, KsSequenceState *st);
 
 /*
  * The last value handed out by a sequence (no privilege check); false if
