@@ -26,6 +26,7 @@ OBJS = \
 	src/launcher.o \
 	src/liveview.o \
 	src/lookup.o \
+	src/lookupexec.o \
 	src/create.o \
 	src/control.o \
 	src/hooks.o \

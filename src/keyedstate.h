@@ -11,7 +11,8 @@
  *
  * The source is split by concern; each part has its own header (the SQL
  * API's parts share hooks.h; shmem.h covers dbslots.c and progress.c,
- * store.h storewrite.c and storeread.c, source.h offsets.c):
+ * store.h storewrite.c and storeread.c, source.h offsets.c, lookup.h
+ * lookupexec.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
@@ -19,7 +20,7 @@
  *	store		published per-key rows in DSA: structure, read epochs
  *	storewrite	the writer's side of the publish protocol, garbage by epoch
  *	storeread	the readers' side: copying rows out under the read protocol
- *	serialize	byte form of Datums for checkpoints, checked on reading
+ *	serialize	byte form of Datums and view rows in checkpoints, checked on reading
  *	keytable	worker-local hash table of keys and transition states
  *	aggcall		calling aggregate transition/final/serial functions
  *	apply		applying input rows to the keyed state in chunks
@@ -35,7 +36,8 @@
  *	worker		the per-database worker process
  *	launcher	the launcher that starts database workers
  *	liveview	foreign data wrapper behind each live view
- *	lookup		point lookups of grouping keys pushed down into a live view scan
+ *	lookup		planning point lookups of grouping keys in a live view scan
+ *	lookupexec	executing them: evaluating and hashing the looked-up values
  *	create		create_aggregation()
  *	control		drop, pause, resume, rebuild, sync, checkpoint, status
  *	hooks		commit callback, wake-up trigger, utility hook

@@ -36,6 +36,13 @@
 #include "nodes/execnodes.h"
 #include "nodes/pathnodes.h"
 
+/*
+ * Most keys one scan looks up (the product of the numbers of values of the
+ * grouping keys): past it, the scan reads every key instead, which is
+ * correct as well since every clause is rechecked.
+ */
+#define KS_LOOKUP_MAX_KEYS		100000
+
 /* A grouping key as the lookup planning knows it (opaque). */
 typedef struct KsLookupKey KsLookupKey;
 

@@ -1,17 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * serialize.c
- *	  Byte form of Datums for checkpoints.  See serialize.h for the layout.
+ *	  Byte form of Datums for checkpoints, and the checks on reading them
+ *	  and the checkpointed view rows back.  See serialize.h for the layout.
  *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
 
 #include "access/detoast.h"
+#include "access/htup_details.h"
+#include "access/toast_compression.h"
 #include "access/tupmacs.h"
+#include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/datum.h"
 #include "utils/expandeddatum.h"
+#include "utils/memutils.h"
 
 #include "serialize.h"
 
@@ -279,4 +284,165 @@ KsReadDatum(KsReader *r, bool *isnull, int16 typlen, bool typbyval, const char *
 		memcpy(copy, data, len);
 		return PointerGetDatum(copy);
 	}
+}
+
+static void KsRowColumnOutside(const char *aggname, const char *column, uint32 rowlen)
+			pg_attribute_noreturn();
+
+/* The error for a published row column that runs past the row's end. */
+static void
+KsRowColumnOutside(const char *aggname, const char *column, uint32 rowlen)
+{
+	KsCheckpointCorrupted(aggname,
+						  "Column \"%s\" of a published row of %u bytes runs past the end of the row.",
+						  column, rowlen);
+}
+
+/*
+ * Check that a checkpointed view row is a MinimalTuple of the view's row
+ * type that readers can deform without reading outside it, walking it as
+ * slot_deform_heap_tuple does: the header and null bitmap within the row,
+ * then each non-null column at its alignment and inside the row (fixed
+ * length types take exactly their length; a varlena has a 1-byte header or
+ * an aligned 4-byte one, is no TOAST pointer, and if compressed has a sane
+ * compression header; a cstring ends inside the row), the last column
+ * ending the row.
+ */
+void
+KsCheckStoredRow(const char *aggname, TupleDesc desc, const char *row, uint32 rowlen)
+{
+	MinimalTupleData hdr;
+	const bits8 *bits;
+	const char *data;
+	bool		hasnulls;
+	int			natts;
+	uint32		hoff;
+	uint32		datalen;
+	uint32		off = 0;
+	int			i;
+
+	if (rowlen < SizeofMinimalTupleHeader)
+		KsCheckpointCorrupted(aggname, "A published row has %u bytes, fewer than a tuple header.",
+							  rowlen);
+	memcpy(&hdr, row, SizeofMinimalTupleHeader);
+	if (hdr.t_len != rowlen)
+		KsCheckpointCorrupted(aggname, "A published row of %u bytes says it has %u.",
+							  rowlen, hdr.t_len);
+	natts = HeapTupleHeaderGetNatts(&hdr);
+	if (natts != desc->natts)
+		KsCheckpointCorrupted(aggname, "A published row has %d columns, but the view has %d.",
+							  natts, desc->natts);
+	if (hdr.t_infomask & HEAP_HASEXTERNAL)
+		KsCheckpointCorrupted(aggname, "A published row says it refers to values stored outside it.");
+	hasnulls = (hdr.t_infomask & HEAP_HASNULL) != 0;
+	hoff = hdr.t_hoff;
+	if (hoff < MINIMAL_TUPLE_OFFSET ||
+		hoff - MINIMAL_TUPLE_OFFSET < SizeofMinimalTupleHeader + (hasnulls ? BITMAPLEN(natts) : 0) ||
+		hoff - MINIMAL_TUPLE_OFFSET > rowlen ||
+		hoff - MINIMAL_TUPLE_OFFSET != MAXALIGN(hoff - MINIMAL_TUPLE_OFFSET))
+		KsCheckpointCorrupted(aggname,
+							  "A published row of %u bytes has its data at offset %u, which does not fit its header.",
+							  rowlen, hoff);
+	hoff -= MINIMAL_TUPLE_OFFSET;
+	bits = (const bits8 *) row + offsetof(MinimalTupleData, t_bits);
+	data = row + hoff;
+	datalen = rowlen - hoff;
+
+	for (i = 0; i < natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+
+		if (hasnulls && att_isnull(i, bits))
+			continue;
+		if (att->attlen > 0)
+		{
+			off = att_align_nominal(off, att->attalign);
+			if (off > datalen || datalen - off < (uint32) att->attlen)
+				KsRowColumnOutside(aggname, name, rowlen);
+			/* name functions run strlen over the value */
+			if (att->atttypid == NAMEOID && memchr(data + off, '\0', att->attlen) == NULL)
+				KsCheckpointCorrupted(aggname,
+									  "Column \"%s\" of a published row is a name without its NUL byte.",
+									  name);
+			off += att->attlen;
+		}
+		else if (att->attlen == -1)
+		{
+			union
+			{
+				uint32		word;
+				char		bytes[VARHDRSZ_COMPRESSED];
+			}			header;
+			uint32		size;
+
+			/* as att_align_pointer: a zero byte is padding before an aligned header */
+			if (off < datalen && data[off] == 0)
+				off = att_align_nominal(off, att->attalign);
+			if (off >= datalen)
+				KsRowColumnOutside(aggname, name, rowlen);
+			header.bytes[0] = data[off];
+			if (VARATT_IS_1B_E(header.bytes))
+				KsCheckpointCorrupted(aggname,
+									  "Column \"%s\" of a published row points to a value stored outside the row.",
+									  name);
+			if (VARATT_IS_1B(header.bytes))
+				size = VARSIZE_1B(header.bytes);
+			else
+			{
+				if (off != att_align_nominal(off, att->attalign))
+					KsCheckpointCorrupted(aggname,
+										  "Column \"%s\" of a published row has a 4-byte varlena header at an unaligned offset.",
+										  name);
+				if (datalen - off < VARHDRSZ)
+					KsRowColumnOutside(aggname, name, rowlen);
+				memcpy(header.bytes, data + off, VARHDRSZ);
+				size = VARSIZE_4B(header.bytes);
+				if (size < VARHDRSZ)
+					KsCheckpointCorrupted(aggname,
+										  "Column \"%s\" of a published row has a length of %u bytes, less than its header.",
+										  name, size);
+				if (VARATT_IS_4B_C(header.bytes))
+				{
+					uint32		extsize;
+					uint32		method;
+
+					if (size < VARHDRSZ_COMPRESSED || datalen - off < VARHDRSZ_COMPRESSED)
+						KsRowColumnOutside(aggname, name, rowlen);
+					memcpy(header.bytes, data + off, VARHDRSZ_COMPRESSED);
+					extsize = VARDATA_COMPRESSED_GET_EXTSIZE(header.bytes);
+					method = VARDATA_COMPRESSED_GET_COMPRESS_METHOD(header.bytes);
+					/* compression keeps a value only if it got smaller */
+					if ((method != TOAST_PGLZ_COMPRESSION_ID && method != TOAST_LZ4_COMPRESSION_ID) ||
+						extsize > MaxAllocSize - VARHDRSZ ||
+						extsize < size - VARHDRSZ_COMPRESSED)
+						KsCheckpointCorrupted(aggname,
+											  "Column \"%s\" of a published row is compressed with method %u to %u bytes from %u, which cannot be.",
+											  name, method, size, extsize);
+				}
+			}
+			if (size > datalen - off)
+				KsRowColumnOutside(aggname, name, rowlen);
+			off += size;
+		}
+		else if (att->attlen == -2)
+		{
+			const char *nul;
+
+			off = att_align_nominal(off, att->attalign);
+			if (off >= datalen)
+				KsRowColumnOutside(aggname, name, rowlen);
+			nul = memchr(data + off, '\0', datalen - off);
+			if (nul == NULL)
+				KsCheckpointCorrupted(aggname,
+									  "Column \"%s\" of a published row is a string without its NUL byte.",
+									  name);
+			off = (uint32) (nul - data) + 1;
+		}
+		else
+			elog(ERROR, "unexpected length %d of column \"%s\"", att->attlen, name);
+	}
+	if (off != datalen)
+		KsCheckpointCorrupted(aggname, "A published row has %u bytes after its last column.",
+							  datalen - off);
 }

@@ -29,6 +29,7 @@
 
 #include "keyedstate.h"
 
+#include "access/tupdesc.h"
 #include "lib/stringinfo.h"
 
 /* Bytes being read back: the next byte, the end, and whose they are. */
@@ -120,5 +121,13 @@ extern void KsEndBytes(StringInfo buf, int at);
 
 /* Reads a length-prefixed byte run written by KsWriteBytes; no copy. */
 extern const char *KsReadBytes(KsReader *r, uint32 *len, const char *what);
+
+/*
+ * Check that a stored view row is a MinimalTuple of row type `desc` that
+ * readers can deform without reading outside its `rowlen` bytes; raises
+ * KsCheckpointCorrupted for aggregation `aggname` otherwise.
+ */
+extern void KsCheckStoredRow(const char *aggname, TupleDesc desc, const char *row,
+							 uint32 rowlen);
 
 #endif							/* KS_SERIALIZE_H */
