@@ -22,7 +22,6 @@
 #include "utils/wait_event.h"
 
 #include "shmem.h"
-#include "store.h"
 
 /* The database slot of this worker process (KsClaimDatabase). */
 static KsDbSlot *ks_mydb = NULL;
@@ -362,11 +361,10 @@ KsLauncherStarted(int i, TimestampTz now)
 	LWLockRelease(KsSharedState->lock);
 }
 
-/* A database is gone: free its slot and its aggregations' slots. */
+/* A database is gone: free its slot (its aggregations' went first). */
 void
 KsLauncherForgetDatabase(int i, Oid dboid)
 {
-	KsReleaseDatabaseSlots(dboid);
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	if (KsSharedState->dbs[i].dboid == dboid)
 		KsSharedState->dbs[i].dboid = InvalidOid;

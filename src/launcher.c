@@ -38,6 +38,7 @@
 #include "launcher.h"
 #include "settings.h"
 #include "shmem.h"
+#include "store.h"
 
 /* Restart a database's worker at most this often. */
 #define KS_RESTART_DELAY_MS		1000
@@ -219,6 +220,7 @@ KsLauncherPass(void)
 		if (!KsDatabaseUsable(dboid))
 		{
 			KsForgetDatabase(dboid);
+			KsReleaseDatabaseSlots(dboid);
 			KsLauncherForgetDatabase(i, dboid);
 			continue;
 		}

@@ -347,7 +347,10 @@ extern bool KsLauncherWantsWorker(int i, TimestampTz now, int min_gap_ms, int re
 /* The launcher started a worker for slot i. */
 extern void KsLauncherStarted(int i, TimestampTz now);
 
-/* A database is gone: free its slot and every aggregation slot of it. */
+/*
+ * A database is gone: free its slot, after KsReleaseDatabaseSlots (store.h)
+ * freed its aggregations'.
+ */
 extern void KsLauncherForgetDatabase(int i, Oid dboid);
 
 
