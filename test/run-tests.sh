@@ -23,6 +23,10 @@ else
 fi
 
 status=0
+house=0
+# the house rules of src/ (lock owners, no include circles, file sizes)
+echo "+++ house rules +++"
+perl "$KS_ROOT/test/check-house.pl" || { status=1; house=1; }
 args=()
 [ -n "${REGRESS:-}" ] && args+=("REGRESS=$REGRESS")
 if [ -n "${PROVE_TESTS+set}" ] && [ -z "${PROVE_TESTS// /}" ]; then
@@ -39,6 +43,7 @@ failed=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+ +[-+] |^test/t/.*\.pl \.+ (Faile
 if grep -qE 'Result: FAIL|tests? failed' "$tree/installcheck.out"; then
 	status=1
 fi
+failed=$((failed + house))
 if [ $status -ne 0 ]; then
 	[ -f "$tree/regression.diffs" ] && cat "$tree/regression.diffs"
 	for f in "$tree"/tmp_check/log/*; do
