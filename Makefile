@@ -18,6 +18,7 @@ OBJS = \
 	src/source.o \
 	src/offsets.o \
 	src/publish.o \
+	src/expire.o \
 	src/checkpoint.o \
 	src/recovery.o \
 	src/run.o \

@@ -99,6 +99,15 @@ SELECT keyedstate.sync('src');
 SELECT keyedstate.drop_aggregation('src_view');
 SELECT keyedstate.pause('nosuch');
 SELECT name FROM keyedstate.aggregations;
+-- ttl and alter_aggregation arguments
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', ttl => '-1 second');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', ttl => '1 day -1 second');
+SELECT keyedstate.alter_aggregation('nosuch', ttl => '1 hour');
+SELECT keyedstate.alter_aggregation('src', ttl => '1 hour');
+SELECT keyedstate.alter_aggregation(NULL, ttl => '1 hour');
+SELECT keyedstate.alter_aggregation('agg', ttl => '-5 minutes');
+SELECT keyedstate.alter_aggregation('agg', checkpoint_interval => '0');
+SELECT name, ttl, checkpoint_interval FROM keyedstate.aggregations WHERE name = 'agg';
 SELECT keyedstate.drop_aggregation('agg');
 DROP VIEW src_view;
 DROP MATERIALIZED VIEW src_mv;

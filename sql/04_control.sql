@@ -59,6 +59,18 @@ SELECT state, error FROM keyedstate.status WHERE name = 'picky';
 SELECT * FROM picky ORDER BY g;
 SELECT g, sum(v) FROM bad GROUP BY g ORDER BY g;
 
+-- alter_aggregation: TTL and checkpoint interval change while it runs;
+-- a NULL argument leaves a setting alone, ttl => '0' removes the TTL
+SELECT keyedstate.alter_aggregation('pay_totals', ttl => '1 day', checkpoint_interval => '5 s');
+SELECT name, ttl, checkpoint_interval FROM keyedstate.aggregations WHERE name = 'pay_totals';
+SELECT keyedstate.alter_aggregation('pay_totals', checkpoint_interval => '1 hour');
+SELECT name, ttl, checkpoint_interval FROM keyedstate.aggregations WHERE name = 'pay_totals';
+SELECT keyedstate.alter_aggregation('pay_totals', ttl => '0');
+SELECT name, ttl, checkpoint_interval FROM keyedstate.aggregations WHERE name = 'pay_totals';
+INSERT INTO pay (acct, amount) VALUES (4, 6);
+SELECT keyedstate.sync('pay_totals');
+SELECT state, keys, keys_expired FROM keyedstate.status WHERE name = 'pay_totals';
+
 SELECT keyedstate.drop_aggregation('picky');
 SELECT keyedstate.drop_aggregation('pay_totals');
 DROP TABLE pay, bad;

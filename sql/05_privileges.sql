@@ -48,6 +48,8 @@ SELECT name, query FROM keyedstate.aggregations;
 SET ROLE regress_ks_bob;
 SELECT keyedstate.sync('ks_alice.stats');
 SELECT k, n FROM ks_alice.stats ORDER BY k;
+-- reading is not owning: only the owner may change its settings
+SELECT keyedstate.alter_aggregation('ks_alice.stats', ttl => '1 second');
 -- only the owner controls it
 SELECT keyedstate.pause('ks_alice.stats');
 SELECT keyedstate.checkpoint('ks_alice.stats');

@@ -15,7 +15,8 @@ CREATE SCHEMA keyedstate;
  * view's owner.  checkpointed_offset changes only in the same transaction
  * as the checkpointed keys in keyedstate.state.  clean_stop says that the
  * last checkpoint was a worker's final one, at a clean stop: nothing after
- * checkpointed_offset was consumed (the next load clears it).
+ * checkpointed_offset was consumed (the next load clears it).  ttl is the
+ * state TTL (NULL: none): a key no row changed for longer goes.
  */
 CREATE TABLE keyedstate.aggregation (
 	id					int PRIMARY KEY,
@@ -36,6 +37,7 @@ CREATE TABLE keyedstate.aggregation (
 	checkpointed_offset	bigint NOT NULL,
 	last_checkpoint		timestamptz,
 	clean_stop			bool NOT NULL DEFAULT false,
+	ttl					interval,
 	created				timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;
@@ -113,9 +115,22 @@ CREATE FUNCTION keyedstate.create_aggregation(
 	query text,
 	start_from text DEFAULT 'beginning',
 	offset_column name DEFAULT NULL,
-	checkpoint_interval interval DEFAULT '1s')
+	checkpoint_interval interval DEFAULT '1s',
+	ttl interval DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_create_aggregation'
+LANGUAGE C;
+
+/*
+ * Change what can change while an aggregation runs.  A NULL argument
+ * leaves its setting as it is; ttl => '0' removes the TTL.
+ */
+CREATE FUNCTION keyedstate.alter_aggregation(
+	name text,
+	ttl interval DEFAULT NULL,
+	checkpoint_interval interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_alter_aggregation'
 LANGUAGE C;
 
 CREATE FUNCTION keyedstate.drop_aggregation(name text)
@@ -180,7 +195,8 @@ CREATE FUNCTION keyedstate.worker_status(
 	OUT error text,
 	OUT checkpoint_ms float8,
 	OUT checkpoint_keys bigint,
-	OUT checkpoint_bytes bigint)
+	OUT checkpoint_bytes bigint,
+	OUT keys_expired bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'keyedstate_worker_status'
 LANGUAGE C STRICT VOLATILE;
@@ -294,6 +310,7 @@ SELECT a.id,
 	   att.attname AS offset_column,
 	   c.relowner::pg_catalog.regrole AS owner,
 	   a.checkpoint_interval,
+	   a.ttl,
 	   a.paused,
 	   a.checkpointed_offset,
 	   a.last_checkpoint,
@@ -316,6 +333,7 @@ SELECT a.view::text AS name,
 	   pg_catalog.round(w.rows_per_second::numeric, 1) AS rows_per_second,
 	   w.rows_consumed,
 	   w.rows_replayed,
+	   w.keys_expired,
 	   COALESCE(w.last_checkpoint, a.last_checkpoint) AS last_checkpoint,
 	   pg_catalog.round(w.checkpoint_ms::numeric, 3) AS last_checkpoint_ms,
 	   w.checkpoint_keys AS last_checkpoint_keys,

@@ -137,8 +137,12 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		*buf->cur_offset = DatumGetInt64(buf->values[i * ncols]);
 		e = KsKeyTableLookup(kt, buf->values + i * ncols + 1,
 							 buf->isnull + i * ncols + 1, buf->hashes[i], &found);
-		if (!found)
+		if (!found || (e->flags & KS_KEY_EXPIRED))
+		{
+			/* a new key, or one expired (expire.h) and back: fresh states */
+			e->flags &= ~KS_KEY_EXPIRED;
 			KsAggInitStates(rt, e->states);
+		}
 		else
 			KsAggPrefetchStates(rt, e->states);
 		buf->entries[i] = e;
@@ -153,6 +157,7 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 
 		*buf->cur_offset = DatumGetInt64(values[0]);
 		KsAggAdvance(rt, e->states, &e->replay, values, isnull);
+		e->touched = buf->now;
 		KsKeyMarkDirty(kt, e);
 	}
 

@@ -36,6 +36,7 @@ typedef struct KsApplyBuffer
 	KsKeyTable *kt;
 	KsAggRuntime *rt;
 	int64	   *cur_offset;		/* where to say which row is applied */
+	TimestampTz now;			/* when the rows are applied (state TTL) */
 
 	int			ncols;			/* input columns: offset, keys, arguments */
 	int16	   *typlens;		/* per column, set from the first row */

@@ -26,7 +26,8 @@
 #define KS_DEF_COLUMNS \
 	"id, view, live, source, offset_attnum, sequence, query_tree, settings, " \
 	"(EXTRACT(EPOCH FROM checkpoint_interval) * 1000)::pg_catalog.int8, " \
-	"paused, rebuilding, last_checkpoint IS NOT NULL, resume_count, checkpointed_offset"
+	"paused, rebuilding, last_checkpoint IS NOT NULL, resume_count, checkpointed_offset, " \
+	"COALESCE((EXTRACT(EPOCH FROM ttl) * 1000000)::pg_catalog.int8, 0)"
 
 /* Where results of the open bracket go: the context current when it opened. */
 static MemoryContext ks_catalog_cxt = NULL;
@@ -115,6 +116,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->has_checkpoint = DatumGetBool(SPI_getbinval(tup, desc, 12, &isnull));
 	def->resume_count = DatumGetInt64(SPI_getbinval(tup, desc, 13, &isnull));
 	def->checkpointed_offset = DatumGetInt64(SPI_getbinval(tup, desc, 14, &isnull));
+	def->ttl_us = DatumGetInt64(SPI_getbinval(tup, desc, 15, &isnull));
 	return def;
 }
 
@@ -213,9 +215,10 @@ KsCatalogInserting(void)
 void
 KsCatalogInsert(const KsNewAggregation *agg)
 {
-	Datum		args[13];
-	Oid			argtypes[13] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID, INTERVALOID, NAMEOID};
+	Datum		args[14];
+	Oid			argtypes[14] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
+	TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID, INTERVALOID, NAMEOID, INTERVALOID};
+	char		nulls[15] = "              ";
 	Datum	   *setdatums;
 	ListCell   *lc;
 	int			i = 0;
@@ -240,14 +243,16 @@ KsCatalogInsert(const KsNewAggregation *agg)
 	args[11] = agg->checkpoint_interval;
 	args[12] = DirectFunctionCall1(namein,
 								   CStringGetDatum(get_attname(agg->source_oid, agg->offset_attnum, false)));
+	args[13] = agg->ttl;
+	nulls[13] = (agg->ttl == (Datum) 0) ? 'n' : ' ';
 	ks_inserting = true;
 	PG_TRY();
 	{
 		ret = SPI_execute_with_args("INSERT INTO keyedstate.aggregation (id, view, live, source, "
 									"offset_attnum, sequence, query_text, definition, query_tree, settings, "
-									"checkpointed_offset, checkpoint_interval, offset_column) "
-									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-									13, argtypes, args, NULL, false, 0);
+									"checkpointed_offset, checkpoint_interval, offset_column, ttl) "
+									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+									14, argtypes, args, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
@@ -292,6 +297,32 @@ KsCatalogSetPaused(int32 id, bool paused)
 							  "UPDATE keyedstate.aggregation SET paused = $2 WHERE id = $1" :
 							  "UPDATE keyedstate.aggregation SET paused = $2, resume_count = resume_count + 1 WHERE id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update aggregation %d", id);
+	KsCatalogChanged();
+}
+
+/*
+ * Change what alter_aggregation() may change (inside the bracket): the TTL
+ * (a NULL Datum: none) if set_ttl, the checkpoint interval if not NULL.
+ */
+void
+KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval)
+{
+	Datum		args[4];
+	Oid			argtypes[4] = {INT4OID, BOOLOID, INTERVALOID, INTERVALOID};
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	args[0] = Int32GetDatum(id);
+	args[1] = BoolGetDatum(set_ttl);
+	args[2] = ttl;
+	nulls[2] = (ttl == (Datum) 0) ? 'n' : ' ';
+	args[3] = checkpoint_interval;
+	nulls[3] = (checkpoint_interval == (Datum) 0) ? 'n' : ' ';
+	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET "
+							  "ttl = CASE WHEN $2 THEN $3 ELSE ttl END, "
+							  "checkpoint_interval = COALESCE($4, checkpoint_interval) "
+							  "WHERE id = $1",
+							  4, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
 	KsCatalogChanged();
 }

@@ -43,6 +43,7 @@ typedef struct KsAggDef
 	bool		has_checkpoint; /* some checkpoint was ever taken */
 	int64		resume_count;
 	int64		checkpointed_offset;
+	int64		ttl_us;			/* state TTL in microseconds, 0: none (expire.h) */
 } KsAggDef;
 
 /* The access bracket: SPI connected, as the bootstrap superuser. */
@@ -104,11 +105,15 @@ typedef struct KsNewAggregation
 	List	   *settings;
 	int64		start_offset;
 	Datum		checkpoint_interval;	/* an Interval */
+	Datum		ttl;			/* an Interval, or 0 for none */
 } KsNewAggregation;
 extern void KsCatalogInsert(const KsNewAggregation *agg);
 
 /* Whether KsCatalogInsert is inserting (so the restore trigger stands aside). */
 extern bool KsCatalogInserting(void);
+
+/* What alter_aggregation() changes: the TTL if set_ttl (0: none), the checkpoint interval unless 0. */
+extern void KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval);
 
 /* Delete a definition; false if it was gone.  Returns its live table and source. */
 extern bool KsCatalogDelete(int32 id, Oid *live_oid, Oid *source_oid);

@@ -202,9 +202,19 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 	w->last_group = group;
 
 	appendBinaryStringInfo(w->buf, (const char *) &g, sizeof(uint16));
+	appendStringInfoChar(w->buf, (e->flags & KS_KEY_EXPIRED) ? KS_STORED_EXPIRED : 0);
+	appendBinaryStringInfo(w->buf, (const char *) &e->touched, sizeof(TimestampTz));
 	at = KsBeginBytes(w->buf);
 	KsKeySerialize(run->kt, e, w->buf);
 	KsEndBytes(w->buf, at);
+	if (e->flags & KS_KEY_EXPIRED)
+	{
+		/* a tombstone: older versions of the key are gone */
+		KsWriteUint32(w->buf, 0);
+		KsWriteUint32(w->buf, 0);
+		w->nkeys++;
+		return;
+	}
 	at = KsBeginBytes(w->buf);
 	/* serial functions allocate their results: keep them out of the buffer's context */
 	oldcxt = MemoryContextSwitchTo(w->tmp);
@@ -233,6 +243,7 @@ KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
 {
 	KsKeyTable *kt = run->kt;
 	int64		count = full ? (int64) kt->nentries : kt->nckpt;
+	int64		scan = full ? (int64) kt->nallocated : kt->nckpt;
 	int64		starts[KS_MAX_PARALLELISM + 1];
 	KsKeyEntry **sorted;
 	int64		i;
@@ -250,19 +261,30 @@ KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
 	}
 	sorted = run->ckpt_sorted;
 
+	/*
+	 * A full checkpoint writes every key in use; an expired one is simply
+	 * left out, as every older row goes.  A delta writes every changed key,
+	 * an expired one as a tombstone.
+	 */
 	memset(starts, 0, sizeof(starts));
-	for (i = 0; i < count; i++)
+	count = 0;
+	for (i = 0; i < scan; i++)
 	{
 		KsKeyEntry *e = full ? KsKeyTableEntry(kt, i) : kt->ckpt[i];
 
+		if (full && (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED)))
+			continue;
 		starts[KsKeyGroup(e->hash) + 1]++;
+		count++;
 	}
 	for (g = 0; g < KS_MAX_PARALLELISM; g++)
 		starts[g + 1] += starts[g];
-	for (i = 0; i < count; i++)
+	for (i = 0; i < scan; i++)
 	{
 		KsKeyEntry *e = full ? KsKeyTableEntry(kt, i) : kt->ckpt[i];
 
+		if (full && (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED)))
+			continue;
 		sorted[starts[KsKeyGroup(e->hash)]++] = e;
 	}
 	*n = count;

@@ -22,10 +22,19 @@
  *	1 byte			flags: KS_CHUNK_LAST on the last chunk of its checkpoint
  *	then per key, in key-group order:
  *	  2 bytes		key group (KsKeyGroup of the key's hash)
+ *	  1 byte		flags: KS_STORED_EXPIRED for a key its TTL removed
+ *	  8 bytes		when a row last changed the key (TimestampTz), for TTL
  *	  4 + n bytes	length and serialized key values (KsKeySerialize)
- *	  4 + n bytes	length and serialized states (KsAggSerializeStates)
+ *	  4 + n bytes	length and serialized states (KsAggSerializeStates);
+ *					0 for an expired key
  *	  4 + n bytes	length and the key's published view row (a MinimalTuple),
- *					or 0 when HAVING hides the key
+ *					or 0 when HAVING hides the key (and for an expired key)
+ *
+ * An expired key is a tombstone: recovery meets it before any older
+ * version of the key (newest first) and forgets the key.  A full
+ * checkpoint writes no tombstones; it deletes every older row instead.
+ * Format 3, before TTL, had neither the flags nor the time: recovery still
+ * reads it, taking the time of the recovery as every key's last change.
  *
  * Storing the published row costs a few dozen bytes per key (before
  * compression) and saves recovery from finalizing and projecting every
@@ -46,8 +55,14 @@
 #define KS_CHUNK_HEADER			6
 #define KS_CHUNK_LAST			0x01
 
-/* The fewest bytes a key takes: its group and three lengths. */
-#define KS_MIN_KEY_BYTES		(sizeof(uint16) + 3 * sizeof(uint32))
+/* The fewest bytes a key takes: its group, flags, time and three lengths. */
+#define KS_MIN_KEY_BYTES		(sizeof(uint16) + 1 + sizeof(int64) + 3 * sizeof(uint32))
+
+/* Flags of a stored key. */
+#define KS_STORED_EXPIRED		0x01
+
+/* The format before TTL (no flags, no time per key), still read. */
+#define KS_STATE_FORMAT_V3		3
 
 /* The columns of a chunk's keyedstate.state row. */
 typedef struct KsChunkRow

@@ -47,6 +47,7 @@ PG_FUNCTION_INFO_V1(keyedstate_sync);
 PG_FUNCTION_INFO_V1(keyedstate_pause);
 PG_FUNCTION_INFO_V1(keyedstate_resume);
 PG_FUNCTION_INFO_V1(keyedstate_rebuild);
+PG_FUNCTION_INFO_V1(keyedstate_alter_aggregation);
 PG_FUNCTION_INFO_V1(keyedstate_checkpoint);
 PG_FUNCTION_INFO_V1(keyedstate_query_definition);
 PG_FUNCTION_INFO_V1(keyedstate_worker_status);
@@ -197,6 +198,43 @@ keyedstate_resume(PG_FUNCTION_ARGS)
 }
 
 /*
+ * keyedstate.alter_aggregation(name, ttl, checkpoint_interval): change what
+ * can change while it runs; a NULL argument leaves its setting alone, a ttl
+ * of '0' removes the TTL.  The worker applies it at its next step.
+ */
+Datum
+keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
+{
+	KsNamedAgg	agg;
+	KsCatalogAccess acc;
+	Datum		ttl = (Datum) 0;
+	Datum		interval = (Datum) 0;
+
+	KsRequirePreload();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name must not be null")));
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
+	KsCheckOwner(&agg);
+	if (!PG_ARGISNULL(1))
+		ttl = KsTtlArgument(PG_GETARG_INTERVAL_P(1));
+	if (!PG_ARGISNULL(2))
+	{
+		if (KsIntervalMs(PG_GETARG_INTERVAL_P(2)) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("checkpoint_interval must be positive")));
+		interval = PG_GETARG_DATUM(2);
+	}
+	KsCatalogOpen(&acc);
+	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval);
+	KsCatalogClose(&acc);
+	KsRequestAtCommit();
+	PG_RETURN_VOID();
+}
+
+/*
  * keyedstate.rebuild(name): drop the state and consume the table again from
  * the beginning, as a new aggregation would (after the sequence went
  * backwards, for instance).  Status says 'rebuilding' until it caught up.
@@ -334,8 +372,8 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 	{
 		KsSlotRef	ref;
 		KsAggSlot	copy;
-		Datum		values[19];
-		bool		nulls[19];
+		Datum		values[20];
+		bool		nulls[20];
 		bool		inspect;
 		int64		high_water;
 
@@ -376,6 +414,7 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[17] = Int64GetDatum(copy.checkpoint_keys);
 		values[18] = Int64GetDatum(copy.checkpoint_bytes);
 		nulls[16] = nulls[17] = nulls[18] = copy.last_checkpoint == 0;
+		values[19] = Int64GetDatum(copy.keys_expired);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

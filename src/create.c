@@ -81,6 +81,7 @@ typedef struct KsCreateState
 	int32		id;
 	Oid			view_oid;
 	Oid			live_oid;
+	Datum		ttl;			/* an Interval, or 0 for none */
 } KsCreateState;
 
 /* Milliseconds of an interval (months as 30 days), clamped to a thousand years. */
@@ -95,6 +96,25 @@ KsIntervalMs(const Interval *iv)
 	if (ms < -1000.0 * 365 * SECS_PER_DAY * 1000.0)
 		return -(int64) 1000 * 365 * SECS_PER_DAY * 1000;
 	return (int64) ms;
+}
+
+/*
+ * A ttl argument as the catalog keeps it: 0 (no TTL) for NULL or a zero
+ * interval, the interval itself when positive; a negative one is an error.
+ */
+Datum
+KsTtlArgument(Interval *iv)
+{
+	if (iv == NULL)
+		return (Datum) 0;
+	if (iv->time < 0 || iv->day < 0 || iv->month < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must not be negative"),
+				 errhint("Give a positive interval, or '0' for no TTL.")));
+	if (iv->time == 0 && iv->day == 0 && iv->month == 0)
+		return (Datum) 0;
+	return PointerGetDatum(iv);
 }
 
 /* Stage 1: the arguments and the view's name. */
@@ -113,6 +133,7 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	cs->start_from = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	cs->offset_column = PG_ARGISNULL(3) ? NULL : pstrdup(NameStr(*PG_GETARG_NAME(3)));
 	cs->interval = PG_GETARG_INTERVAL_P(4);
+	cs->ttl = KsTtlArgument(PG_ARGISNULL(5) ? NULL : PG_GETARG_INTERVAL_P(5));
 	cs->userid = GetUserId();
 
 	if (strcmp(cs->start_from, "beginning") != 0 && strcmp(cs->start_from, "now") != 0)
@@ -390,7 +411,7 @@ KsSetCanonicalSettings(void)
 
 /*
  * keyedstate.create_aggregation(name, query, start_from, offset_column,
- * checkpoint_interval): define an aggregation and its live view.
+ * checkpoint_interval, ttl): define an aggregation and its live view.
  */
 Datum
 keyedstate_create_aggregation(PG_FUNCTION_ARGS)
@@ -420,6 +441,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	agg.settings = KsCaptureSettings();
 	agg.start_offset = cs.start_offset;
 	agg.checkpoint_interval = PointerGetDatum(cs.interval);
+	agg.ttl = cs.ttl;
 	KsCatalogInsert(&agg);
 	KsCatalogClose(&acc);
 

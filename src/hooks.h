@@ -34,6 +34,7 @@ extern void KsForgetAggregation(int32 id);
 
 /* create.c: shared with control.c and restore.c */
 extern int64 KsIntervalMs(const Interval *iv);
+extern Datum KsTtlArgument(Interval *iv);
 extern Query *KsParseSelect(const char *querytext);
 extern Query *KsParseAggregationQuery(const char *querytext, KsQueryInfo *info);
 extern char *KsDeparseForRestore(Query *query);

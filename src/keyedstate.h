@@ -31,6 +31,7 @@
  *	run			an aggregation's run: life cycle, identity, time bound
  *	step		one step of one aggregation
  *	publish		finalizing and publishing changed keys
+ *	expire		state TTL: sweeping out keys not changed for longer than the TTL
  *	checkpoint	writing changed keys with the offset; the chunk format
  *	recovery	loading the checkpointed keys and offset, checking every byte
  *	worker		the per-database worker process
@@ -103,6 +104,6 @@ extern void _PG_init(void);
 	} while (0)
 
 /* Format version written at the start of every checkpoint chunk. */
-#define KS_STATE_FORMAT			3
+#define KS_STATE_FORMAT			4
 
 #endif							/* KEYEDSTATE_H */

@@ -254,12 +254,21 @@ KsKeyTableNewBlock(KsKeyTable *kt)
 #endif
 }
 
-/* A zeroed new entry, the next one of the current block. */
+/* A zeroed new entry: a removed key's, or the next one of the current block. */
 static KsKeyEntry *
-KsKeyTableNewEntry(KsKeyTable *kt)
+KsKeyTableNewEntry(KsKeyTable *kt, uint64 *number)
 {
-	uint64		i = kt->nentries;
+	uint64		i = kt->nallocated;
 	KsKeyEntry *e;
+
+	if (kt->nfree > 0)
+	{
+		i = kt->freelist[--kt->nfree];
+		e = KsKeyTableEntry(kt, i);
+		memset(e, 0, kt->entrysize);
+		*number = i;
+		return e;
+	}
 
 	/* the index refuses keys first; entry numbers plus one must fit a slot */
 	if (i >= KS_KEYTABLE_MAX_KEYS)
@@ -282,6 +291,8 @@ KsKeyTableNewEntry(KsKeyTable *kt)
 	}
 	e = KsKeyTableEntry(kt, i);
 	memset(e, 0, kt->entrysize);
+	kt->nallocated++;
+	*number = i;
 	return e;
 }
 
@@ -294,6 +305,7 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 	uint32		pos = hash & mask;
 	KsKeyEntry *e;
 	Size		size;
+	uint64		number;
 	int			i;
 
 	for (;;)
@@ -332,7 +344,7 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 	}
 
 	size = MAXALIGN(offsetof(KsKeyEntry, states) + sizeof(KsTransState) * kt->nstates);
-	e = KsKeyTableNewEntry(kt);
+	e = KsKeyTableNewEntry(kt, &number);
 	e->hash = hash;
 	e->shared = InvalidDsaPointer;
 	e->shared_tuple = InvalidDsaPointer;
@@ -355,8 +367,73 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 	}
 	kt->nentries++;
 	kt->slots[pos].hash = hash;
-	kt->slots[pos].entry = (uint32) kt->nentries;
+	kt->slots[pos].entry = (uint32) (number + 1);
 	return e;
+}
+
+/*
+ * Remove a key (see keytable.h).  Linear probing has no tombstones: the
+ * keys after the emptied slot whose probe sequence passed through it move
+ * back into it, one after the other, as in Knuth's algorithm R.
+ */
+void
+KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
+{
+	uint32		mask = kt->nslots - 1;
+	uint32		i = e->hash & mask;
+	uint32		number;
+	uint32		j;
+	int			k;
+
+	Assert(!(e->flags & (KS_KEY_DIRTY_PUBLISH | KS_KEY_DIRTY_CHECKPOINT | KS_KEY_FREE)));
+	/* the key's slot is on its probe sequence: the one naming this entry */
+	for (;;)
+	{
+		if (kt->slots[i].entry == 0)
+			elog(ERROR, "keyedstate key entry has no slot");
+		if (kt->slots[i].hash == e->hash &&
+			KsKeyTableEntry(kt, kt->slots[i].entry - 1) == e)
+			break;
+		i = (i + 1) & mask;
+	}
+	number = kt->slots[i].entry - 1;
+	j = i;
+	for (;;)
+	{
+		uint32		home;
+
+		j = (j + 1) & mask;
+		if (kt->slots[j].entry == 0)
+			break;
+		home = kt->slots[j].hash & mask;
+		/* the key at j may fill the hole at i unless its home lies in (i, j] */
+		if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
+		{
+			kt->slots[i] = kt->slots[j];
+			i = j;
+		}
+	}
+	kt->slots[i].entry = 0;
+	kt->slots[i].hash = 0;
+
+	for (k = 0; k < kt->nkeys; k++)
+		if (!e->keynulls[k] && !kt->keybyvals[k])
+			pfree(DatumGetPointer(e->keys[k]));
+	e->flags = KS_KEY_FREE;
+	e->shared = InvalidDsaPointer;
+	e->shared_tuple = InvalidDsaPointer;
+	e->replay = NULL;
+
+	if (kt->nfree >= kt->maxfree)
+	{
+		kt->maxfree = Max(kt->maxfree * 2, 1024);
+		if (kt->freelist == NULL)
+			kt->freelist = MemoryContextAllocHuge(kt->cxt, sizeof(uint32) * kt->maxfree);
+		else
+			kt->freelist = repalloc_huge(kt->freelist, sizeof(uint32) * kt->maxfree);
+	}
+	kt->freelist[kt->nfree++] = number;
+	kt->nentries--;
 }
 
 /*
@@ -399,26 +476,48 @@ KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *e)
 	}
 }
 
+/* Flag a key as changed for the next checkpoint only. */
+void
+KsKeyMarkCheckpoint(KsKeyTable *kt, KsKeyEntry *e)
+{
+	if (!(e->flags & KS_KEY_DIRTY_CHECKPOINT))
+	{
+		e->flags |= KS_KEY_DIRTY_CHECKPOINT;
+		KsAppendDirty(kt, &kt->ckpt, &kt->nckpt, &kt->maxckpt, e);
+	}
+}
+
+/* Forget one dirty list, removing the expired keys that are clean now. */
+static void
+KsKeyClearList(KsKeyTable *kt, KsKeyEntry **list, int64 *n, uint32 flag)
+{
+	int64		i;
+
+	for (i = 0; i < *n; i++)
+		list[i]->flags &= ~flag;
+	for (i = 0; i < *n; i++)
+	{
+		KsKeyEntry *e = list[i];
+
+		if ((e->flags & (KS_KEY_EXPIRED | KS_KEY_DIRTY_PUBLISH | KS_KEY_DIRTY_CHECKPOINT |
+						 KS_KEY_FREE)) == KS_KEY_EXPIRED)
+			KsKeyTableRemove(kt, e);
+	}
+	*n = 0;
+}
+
 /* Forget the publish dirty list. */
 void
 KsKeyClearPublish(KsKeyTable *kt)
 {
-	int64		i;
-
-	for (i = 0; i < kt->npublish; i++)
-		kt->publish[i]->flags &= ~KS_KEY_DIRTY_PUBLISH;
-	kt->npublish = 0;
+	KsKeyClearList(kt, kt->publish, &kt->npublish, KS_KEY_DIRTY_PUBLISH);
 }
 
 /* Forget the checkpoint dirty list. */
 void
 KsKeyClearCheckpoint(KsKeyTable *kt)
 {
-	int64		i;
-
-	for (i = 0; i < kt->nckpt; i++)
-		kt->ckpt[i]->flags &= ~KS_KEY_DIRTY_CHECKPOINT;
-	kt->nckpt = 0;
+	KsKeyClearList(kt, kt->ckpt, &kt->nckpt, KS_KEY_DIRTY_CHECKPOINT);
 }
 
 /* Start iterating over every entry, in the order keys first appeared. */
@@ -433,9 +532,14 @@ KsKeyIterInit(KsKeyIter *iter, KsKeyTable *kt)
 KsKeyEntry *
 KsKeyIterNext(KsKeyIter *iter)
 {
-	if (iter->next >= iter->kt->nentries)
-		return NULL;
-	return KsKeyTableEntry(iter->kt, iter->next++);
+	while (iter->next < iter->kt->nallocated)
+	{
+		KsKeyEntry *e = KsKeyTableEntry(iter->kt, iter->next++);
+
+		if (!(e->flags & KS_KEY_FREE))
+			return e;
+	}
+	return NULL;
 }
 
 /* Append a key's values (canonical for a stored key). */

@@ -25,6 +25,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/dsa.h"
+#include "utils/timestamp.h"
 
 /* One aggregate call's transition state for one key (as nodeAgg keeps it) */
 typedef struct KsTransState
@@ -36,6 +37,9 @@ typedef struct KsTransState
 
 #define KS_KEY_DIRTY_PUBLISH		0x01
 #define KS_KEY_DIRTY_CHECKPOINT		0x02
+#define KS_KEY_EXPIRED				0x04	/* TTL: gone, until published and checkpointed */
+#define KS_KEY_FREE					0x08	/* on the free list, in no slot */
+#define KS_KEY_TOMBSTONE			0x10	/* recovery: a stored tombstone */
 
 typedef struct KsKeyEntry
 {
@@ -44,6 +48,7 @@ typedef struct KsKeyEntry
 	dsa_pointer shared;			/* published KsStoreEntry, or Invalid */
 	dsa_pointer shared_tuple;	/* its tuple, as the worker last set it */
 	uint32		shared_bytes;	/* and that tuple's size (KsStoreTupleBytes) */
+	TimestampTz touched;		/* when a row last changed it (state TTL) */
 	Datum	   *keys;			/* nkeys values, in the table's context */
 	bool	   *keynulls;
 	StringInfo	replay;			/* inputs of replay-persisted aggregates */
@@ -92,8 +97,14 @@ typedef struct KsKeyTable
 	Size		mapped_bytes;	/* memory of blocks mapped outside cxt */
 
 	uint32		nslots;			/* a power of two */
-	uint64		nentries;
+	uint64		nentries;		/* keys in the table (expired ones included) */
+	uint64		nallocated;		/* entries carved from blocks, free ones included */
 	KsKeySlot  *slots;
+
+	/* entry numbers of removed keys, reused before new ones are carved */
+	uint32	   *freelist;
+	uint64		nfree;
+	uint64		maxfree;
 
 	/* keys changed since the last publish / checkpoint */
 	KsKeyEntry **publish;
@@ -189,11 +200,26 @@ extern void KsKeyTableReserve(KsKeyTable *kt, uint64 nentries);
 /* Flag a key as changed for both the next publish and the next checkpoint. */
 extern void KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *entry);
 
-/* Forget the publish (or checkpoint) dirty list, clearing the flags. */
+/* Flag a key as changed for the next checkpoint only. */
+extern void KsKeyMarkCheckpoint(KsKeyTable *kt, KsKeyEntry *entry);
+
+/*
+ * Forget the publish (or checkpoint) dirty list, clearing the flags.  An
+ * expired key that is clean then (published and checkpointed as gone) is
+ * removed from the table.
+ */
 extern void KsKeyClearPublish(KsKeyTable *kt);
 extern void KsKeyClearCheckpoint(KsKeyTable *kt);
 
-/* Iterate over every entry. */
+/*
+ * Remove a key: its slot is emptied (the probe sequences of the keys after
+ * it closed up), its by-reference key values freed and its entry put on
+ * the free list.  The caller has released its states and made sure it is
+ * on no dirty list.
+ */
+extern void KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *entry);
+
+/* Iterate over every entry (in use: free ones are skipped). */
 extern void KsKeyIterInit(KsKeyIter *iter, KsKeyTable *kt);
 extern KsKeyEntry *KsKeyIterNext(KsKeyIter *iter);
 

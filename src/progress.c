@@ -211,6 +211,7 @@ KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
 		slot->rows_per_second = p->rows_per_second;
 	slot->memory_bytes = p->memory_bytes;
 	slot->keys = p->keys;
+	slot->keys_expired = p->keys_expired;
 	LWLockRelease(&slot->lock);
 }
 

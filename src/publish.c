@@ -102,7 +102,9 @@ KsPublish(KsAggRun *run, int64 offset)
 		it->tuple = &e->shared_tuple;
 		it->tuple_bytes = &e->shared_bytes;
 		it->hash = e->hash;
-		it->row = KsBuildRow(run, e);
+		/* an expired key (expire.h) leaves the store */
+		it->remove = (e->flags & KS_KEY_EXPIRED) != 0;
+		it->row = it->remove ? NULL : KsBuildRow(run, e);
 	}
 	MemoryContextSwitchTo(oldcxt);
 

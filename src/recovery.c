@@ -33,6 +33,7 @@
 #include "utils/memutils.h"
 
 #include "checkpoint.h"
+#include "expire.h"
 #include "recovery.h"
 #include "serialize.h"
 #include "store.h"
@@ -72,10 +73,10 @@ KsCheckChunkHeader(KsAggRun *run, const KsChunkRow *row, const char *data, uint3
 
 	if (len < KS_CHUNK_HEADER)
 		KsCheckpointCorrupted(run->name, "The chunk has %u bytes, fewer than its header.", len);
-	if ((uint8) data[0] != KS_STATE_FORMAT)
+	if ((uint8) data[0] != KS_STATE_FORMAT && (uint8) data[0] != KS_STATE_FORMAT_V3)
 		KsCheckpointCorrupted(run->name,
-							  "The chunk has format %d, but this version of keyedstate reads format %d.",
-							  (uint8) data[0], KS_STATE_FORMAT);
+							  "The chunk has format %d, but this version of keyedstate reads formats %d and %d.",
+							  (uint8) data[0], KS_STATE_FORMAT_V3, KS_STATE_FORMAT);
 	memcpy(&stored, data + KS_CHUNK_CRC_AT, sizeof(stored));
 	computed = KsChunkCrc(row, data, len);
 	if (!EQ_CRC32C(stored, computed))
@@ -87,7 +88,9 @@ KsCheckChunkHeader(KsAggRun *run, const KsChunkRow *row, const char *data, uint3
 		KsCheckpointCorrupted(run->name, "The chunk has unknown flags %02X.", flags);
 	if (row->chunk < 0)
 		KsCheckpointCorrupted(run->name, "The chunk has the negative number %d.", row->chunk);
-	if (row->nkeys < 1 || (uint32) row->nkeys > (len - KS_CHUNK_HEADER) / KS_MIN_KEY_BYTES)
+	if (row->nkeys < 1 ||
+		(uint32) row->nkeys > (len - KS_CHUNK_HEADER) /
+		(KS_MIN_KEY_BYTES - ((uint8) data[0] == KS_STATE_FORMAT_V3 ? 1 + sizeof(int64) : 0)))
 		KsCheckpointCorrupted(run->name, "The chunk's row says it holds %d keys, which its %u bytes cannot.",
 							  row->nkeys, len);
 	if (row->first_group < 0 || row->first_group > row->last_group ||
@@ -189,6 +192,10 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 	const char *rows[KS_RECOVER_BATCH];
 	uint32		rowlens[KS_RECOVER_BATCH];
 	uint32		hashes[KS_RECOVER_BATCH];
+	uint8		keyflags[KS_RECOVER_BATCH];
+	TimestampTz touched[KS_RECOVER_BATCH];
+	bool		v3 = ((uint8) data[0] == KS_STATE_FORMAT_V3);
+	TimestampTz now = GetCurrentTimestamp();
 	int32		count = 0;
 	int			prev_group;
 	uint8		flags;
@@ -226,9 +233,24 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			if (++count > crow->nkeys)
 				KsCheckpointCorrupted(run->name, "The chunk holds more than the %d keys its row says.",
 									  crow->nkeys);
+			keyflags[n] = 0;
+			touched[n] = now;
+			if (!v3)
+			{
+				keyflags[n] = KsReadUint8(&r, "the flags of a key");
+				if ((keyflags[n] & ~KS_STORED_EXPIRED) != 0)
+					KsCheckpointCorrupted(run->name, "A key has unknown flags %02X.", keyflags[n]);
+				if (KsReaderLeft(&r) < sizeof(TimestampTz))
+					KsCheckpointCorrupted(run->name, "The chunk ends inside the time of a key.");
+				memcpy(&touched[n], r.pos, sizeof(TimestampTz));
+				r.pos += sizeof(TimestampTz);
+			}
 			k = KsReadBytes(&r, &klen, "a key");
 			states[n] = KsReadBytes(&r, &statelens[n], "the transition states of a key");
 			rows[n] = KsReadBytes(&r, &rowlens[n], "a published row");
+			if ((keyflags[n] & KS_STORED_EXPIRED) && (statelens[n] != 0 || rowlens[n] != 0))
+				KsCheckpointCorrupted(run->name, "An expired key has %u bytes of states and %u of its row.",
+									  statelens[n], rowlens[n]);
 			KsKeyDeserialize(kt, k, klen, run->name, keys + n * nk, nulls + n * nk);
 			hashes[n] = KsKeyHash(kt, keys + n * nk, nulls + n * nk);
 			if (KsKeyGroup(hashes[n]) != group)
@@ -254,9 +276,25 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			bool		found;
 
 			e = KsKeyTableLookup(kt, keys + i * nk, nulls + i * nk, hashes[i], &found);
-			if (!found)
+			if (found)
+				continue;
+			/* newest first: the first version met is the checkpointed one */
+			e->touched = touched[i];
+			if (keyflags[i] & KS_STORED_EXPIRED)
 			{
-				/* newest first: the first version met is the checkpointed one */
+				/* a tombstone: hides older versions, then goes (KsSettleExpired) */
+				e->flags |= KS_KEY_EXPIRED | KS_KEY_TOMBSTONE;
+				run->recovered_expired++;
+			}
+			else if (KsExpiredAt(run, e->touched, now))
+			{
+				/* its TTL ran out while no worker ran: a tombstone to write */
+				e->flags |= KS_KEY_EXPIRED;
+				run->recovered_expired++;
+				run->keys_expired++;
+			}
+			else
+			{
 				KsAggDeserializeStates(run->rt, e->states, &e->replay, states[i], statelens[i],
 									   run->name);
 				KsRecoverRow(run, dsa, e, rows[i], rowlens[i]);
@@ -319,6 +357,8 @@ KsRecoverChunkGuarded(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *se
 	PG_END_TRY();
 	error_context_stack = errcb.previous;
 }
+
+static void KsSettleExpired(KsAggRun *run);
 
 /*
  * Load the checkpointed offset and every checkpointed key: the rows of
@@ -481,4 +521,31 @@ KsRecover(KsAggRun *run)
 
 	/* recovered keys are already in the checkpoint, and their rows in run->building */
 	KsKeyClearCheckpoint(kt);
+	if (run->recovered_expired > 0)
+		KsSettleExpired(run);
+}
+
+/*
+ * After recovery: stored tombstones have hidden the older versions of their
+ * keys and go; keys whose TTL ran out while no worker ran stay expired
+ * until the next checkpoint has written them as tombstones.
+ */
+static void
+KsSettleExpired(KsAggRun *run)
+{
+	KsKeyIter	iter;
+	KsKeyEntry *e;
+
+	KsKeyIterInit(&iter, run->kt);
+	while ((e = KsKeyIterNext(&iter)) != NULL)
+	{
+		if (e->flags & KS_KEY_TOMBSTONE)
+		{
+			e->flags &= ~(KS_KEY_TOMBSTONE | KS_KEY_EXPIRED);
+			KsKeyTableRemove(run->kt, e);
+		}
+		else if (e->flags & KS_KEY_EXPIRED)
+			KsKeyMarkCheckpoint(run->kt, e);
+	}
+	run->recovered_expired = 0;
 }

@@ -428,6 +428,9 @@ KsRunUnload(KsAggRun *run)
 	run->ckpt_buf = NULL;
 	run->ckpt_sorted = NULL;
 	run->ckpt_maxsorted = 0;
+	run->expire_cursor = 0;
+	run->recovered_expired = 0;
+	run->garbage_states = 0;
 	run->loaded = false;
 }
 

@@ -117,6 +117,14 @@ typedef struct KsAggRun
 	bool		after_clean_stop;	/* recovered what a clean stop left */
 	int64		rebuild_until;	/* a rebuild is over once consumed reaches it */
 
+	/* state TTL (expire.h) */
+	uint64		expire_cursor;	/* next entry the sweep looks at (0: none running) */
+	TimestampTz expire_next;	/* when the next sweep starts */
+	int64		expire_ttl_us;	/* the TTL that schedule is for */
+	int64		keys_expired;	/* keys the TTL removed since the run was created */
+	int64		recovered_expired;	/* expired keys recovery met */
+	int64		garbage_states; /* expired keys whose internal states wait for compaction */
+
 	int64		rate_rows;
 	TimestampTz rate_since;
 	double		last_rate;

@@ -22,6 +22,7 @@
 
 #include "apply.h"
 #include "checkpoint.h"
+#include "expire.h"
 #include "recovery.h"
 #include "publish.h"
 #include "settings.h"
@@ -129,6 +130,8 @@ KsRunLoad(KsAggRun *run)
 	run->rebuild_until = PG_INT64_MIN;
 	if (run->def->rebuilding && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
 		run->rebuild_until = hw;
+	run->expire_cursor = 0;
+	run->expire_next = 0;
 	run->last_checkpoint = GetCurrentTimestamp();
 	run->rate_since = run->last_checkpoint;
 	run->rate_rows = 0;
@@ -179,6 +182,7 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
 	uint64		nrows;
 	int64		upto;
 
+	run->applybuf->now = GetCurrentTimestamp();
 	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsRunBudgetSpent,
 						KsApplyRow, run, &run->cur_offset, &nrows);
 	KsApplyBufferFlush(run->applybuf);
@@ -329,7 +333,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 					batches++;
 					KsCheckInterrupts();
 				}
-				if (batches > 0)
+				KsExpireStep(run, GetCurrentTimestamp(), timeout);
+				if (batches > 0 || run->kt->npublish > 0)
 				{
 					TimestampTz started = GetCurrentTimestamp();
 					int64		nkeys = run->kt->npublish;
@@ -379,6 +384,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 			progress.waiting_pid = (state == KS_WAITING) ? run->source.frontier.blocking_pid : 0;
 			progress.rows_per_second = KsRunRate(run, now);
 			progress.keys = run->kt->nentries;
+			progress.keys_expired = run->keys_expired;
 			progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + run->kt->mapped_bytes;
 			KsSlotReportProgress(run->slot, &progress);
 			if (run->slot->state != state)

@@ -227,6 +227,25 @@ KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)
 	hdr->nentries++;
 }
 
+/* Unlink an entry from its bucket chain (see store.h). */
+void
+KsStoreUnlinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+	dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
+	KsStoreEntry *e = dsa_get_address(dsa, entry);
+	dsa_pointer *link = &buckets[e->hash & (hdr->nbuckets - 1)];
+
+	while (*link != entry)
+	{
+		if (!DsaPointerIsValid(*link))
+			elog(ERROR, "keyedstate store entry is not in its bucket");
+		link = &((KsStoreEntry *) dsa_get_address(dsa, *link))->next;
+	}
+	*link = e->next;
+	hdr->nentries--;
+}
+
 /* Set an entry's tuple and return the one it replaces. */
 dsa_pointer
 KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,

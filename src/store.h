@@ -13,7 +13,8 @@
  *	KsStoreEntry.tuple -> a MinimalTuple with the view's row
  *
  * An entry whose tuple is InvalidDsaPointer is a key that HAVING hides.
- * Entries are never removed while the aggregation lives.
+ * An entry is removed (unlinked with the lock held exclusive, then freed)
+ * only when its key expires (expire.h).
  *
  * The publish protocol (KsStorePublish, the only writer of a published
  * store).  The caller first builds every new row in its own memory (user
@@ -85,6 +86,7 @@ typedef struct KsPublishItem
 	uint32	   *tuple_bytes;	/* in/out: that row's DSA bytes */
 	uint32		hash;
 	MinimalTuple row;			/* the new row, or NULL when HAVING hides it */
+	bool		remove;			/* the key is gone: remove its entry (row NULL) */
 
 	/* private to KsStorePublish */
 	dsa_pointer new_entry;
@@ -172,6 +174,9 @@ extern void KsStorePrefetchBucket(dsa_area *dsa, dsa_pointer header, uint32 hash
 
 /* Link a new entry. */
 extern void KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry);
+
+/* Unlink an entry from its bucket chain (the slot lock held exclusive). */
+extern void KsStoreUnlinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry);
 
 /* Set an entry's tuple; returns the old one and its size in *oldbytes. */
 extern dsa_pointer KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,

@@ -135,6 +135,8 @@ KsPublishAllocate(dsa_area *dsa, KsPublishItem *items, int64 n, bool no_inplace,
 
 		if ((i & 1023) == 0)
 			CHECK_FOR_INTERRUPTS();
+		if (it->remove)
+			continue;
 		if (it->row != NULL && !DsaPointerIsValid(it->new_tuple))
 		{
 			uint32		bytes = KsStoreTupleBytes(it->row);
@@ -202,7 +204,7 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 	}
 
 	/* step 2: swap or copy the rows in with the offset */
-	freed = palloc(sizeof(dsa_pointer) * Max(n, 1));
+	freed = palloc_extended(sizeof(dsa_pointer) * 2 * Max(n, 1), MCXT_ALLOC_HUGE);
 	epoch = slot->read_epoch;
 	for (i = 0; i < n; i++)
 	{
@@ -218,6 +220,28 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 				KS_PREFETCH(dsa_get_address(dsa, *ahead->tuple));
 			else if (DsaPointerIsValid(ahead->new_entry))
 				KsStorePrefetchBucket(dsa, slot->store, ahead->hash);
+		}
+		if (it->remove)
+		{
+			/* an expired key: its row goes like a replaced one, its entry at once */
+			if (!DsaPointerIsValid(*it->entry))
+				continue;
+			old = KsStoreSwapTuple(dsa, *it->entry, InvalidDsaPointer, 0, &oldbytes);
+			KsStoreUnlinkEntry(dsa, slot->store, *it->entry);
+			freed[nfreed++] = *it->entry;
+			*it->entry = InvalidDsaPointer;
+			*it->tuple = InvalidDsaPointer;
+			*it->tuple_bytes = 0;
+			bytes_delta -= (int64) oldbytes + (int64) sizeof(KsStoreEntry);
+			if (DsaPointerIsValid(old))
+			{
+				visible_delta--;
+				if (readers)
+					KsStoreAddGarbage(w, old, epoch);
+				else
+					freed[nfreed++] = old;
+			}
+			continue;
 		}
 		if (it->row != NULL && !DsaPointerIsValid(it->new_tuple))
 		{

@@ -247,9 +247,10 @@ sub damage_states
 	my $len = length($m{data});
 	my @regions;
 	my $p = 6;
-	while ($p + 2 <= $len)
+	# per key: group (2 bytes), flags (1), time (8), then three lengths with their bytes
+	while ($p + 11 <= $len)
 	{
-		$p += 2;
+		$p += 11;
 		my $klen = unpack('L', substr($m{data}, $p, 4));
 		$p += 4 + $klen;
 		my $slen = unpack('L', substr($m{data}, $p, 4));

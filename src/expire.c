@@ -1,0 +1,182 @@
+/*-------------------------------------------------------------------------
+ *
+ * expire.c
+ *	  State TTL: sweeping expired keys out, and reclaiming their memory.
+ *	  See expire.h for the semantics.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "catalog/pg_type.h"
+#include "utils/datum.h"
+#include "utils/expandeddatum.h"
+#include "utils/memutils.h"
+
+#include "expire.h"
+
+/* Entries a step looks at, at most. */
+#define KS_EXPIRE_SCAN			(64 * 1024)
+
+/* Sweeps start every tenth of the TTL, but no closer than this ... */
+#define KS_EXPIRE_MIN_INTERVAL_US	(100 * 1000)
+/* ... and no farther apart than this. */
+#define KS_EXPIRE_MAX_INTERVAL_US	(60 * 1000 * 1000)
+
+/* Keys compacted between checks for interrupts. */
+#define KS_COMPACT_INTERRUPT_EVERY	256
+
+/*
+ * Free a key's transition states and its log of replayed inputs; false
+ * when some state is internal and could not be freed.
+ */
+static bool
+KsReleaseStates(KsAggRuntime *rt, KsKeyEntry *e)
+{
+	bool		all = true;
+	int			i;
+
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		KsAggCall  *c = &rt->calls[i];
+		KsTransState *st = &e->states[i];
+
+		if (c->transtype == INTERNALOID)
+			all = false;
+		else if (!c->transtypeByVal && !st->isnull && DatumGetPointer(st->value) != NULL)
+		{
+			if (DatumIsReadWriteExpandedObject(st->value, false, c->transtypeLen))
+				DeleteExpandedObject(st->value);
+			else
+				pfree(DatumGetPointer(st->value));
+		}
+		st->value = (Datum) 0;
+		st->isnull = true;
+		st->noTransValue = false;
+	}
+	if (e->replay != NULL)
+	{
+		pfree(e->replay->data);
+		pfree(e->replay);
+		e->replay = NULL;
+	}
+	return all;
+}
+
+/* Expire one key (step 1 of expire.h). */
+static void
+KsExpireKey(KsAggRun *run, KsKeyEntry *e)
+{
+	if (!KsReleaseStates(run->rt, e))
+		run->garbage_states++;
+	e->flags |= KS_KEY_EXPIRED;
+	KsKeyMarkDirty(run->kt, e);
+	run->keys_expired++;
+}
+
+/*
+ * Move every live key's states into a new state context and drop the old
+ * one with whatever expired internal states left in it.  Serialization
+ * and deserialization are the aggregates' own (user code, as the owner);
+ * an error leaves some keys' states in the old context, which is then
+ * kept, and fails the step like any other error.
+ */
+static void
+KsCompactStates(KsAggRun *run)
+{
+	KsAggRuntime *rt = run->rt;
+	MemoryContext old = rt->statecxt;
+	MemoryContext tmp;
+	StringInfoData buf;
+	KsKeyIter	iter;
+	KsKeyEntry *e;
+	uint64		n = 0;
+
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate compaction",
+								ALLOCSET_DEFAULT_SIZES);
+	rt->statecxt = AllocSetContextCreate(MemoryContextGetParent(old),
+										 "keyedstate transition states",
+										 ALLOCSET_DEFAULT_SIZES);
+	rt->econtext->ecxt_per_tuple_memory = rt->statecxt;
+	KsKeyIterInit(&iter, run->kt);
+	while ((e = KsKeyIterNext(&iter)) != NULL)
+	{
+		MemoryContext oldcxt;
+
+		if (e->flags & KS_KEY_EXPIRED)
+			continue;
+		if (++n % KS_COMPACT_INTERRUPT_EVERY == 0)
+			KsCheckInterrupts();
+		oldcxt = MemoryContextSwitchTo(tmp);
+		initStringInfo(&buf);
+		KsAggSerializeStates(rt, e->states, e->replay, &buf);
+		MemoryContextSwitchTo(oldcxt);
+		KsAggDeserializeStates(rt, e->states, &e->replay, buf.data, buf.len, run->name);
+		MemoryContextReset(tmp);
+	}
+	MemoryContextDelete(tmp);
+	MemoryContextDelete(old);
+	run->garbage_states = 0;
+}
+
+/* Expire what the TTL removes, a bounded part per call (see expire.h). */
+void
+KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
+{
+	KsKeyTable *kt = run->kt;
+	int64		interval;
+	uint64		end;
+	uint64		i;
+
+	if (run->def->ttl_us <= 0)
+	{
+		run->expire_cursor = 0;
+		run->expire_next = 0;
+		return;
+	}
+	interval = Min(Max(run->def->ttl_us / 10, KS_EXPIRE_MIN_INTERVAL_US),
+				   KS_EXPIRE_MAX_INTERVAL_US);
+	/* a changed TTL (alter_aggregation) has its own schedule: sweep now */
+	if (run->expire_ttl_us != run->def->ttl_us)
+	{
+		run->expire_ttl_us = run->def->ttl_us;
+		run->expire_next = 0;
+	}
+	if (run->expire_cursor == 0)
+	{
+		if (now < run->expire_next)
+		{
+			*timeout = Min(*timeout, (long) ((run->expire_next - now + 999) / 1000));
+			return;
+		}
+		run->expire_next = now + interval;
+	}
+
+	end = Min(run->expire_cursor + KS_EXPIRE_SCAN, kt->nallocated);
+	for (i = run->expire_cursor; i < end; i++)
+	{
+		KsKeyEntry *e = KsKeyTableEntry(kt, i);
+
+		if ((e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED)) == 0 &&
+			KsExpiredAt(run, e->touched, now))
+			KsExpireKey(run, e);
+	}
+	if (end >= kt->nallocated)
+	{
+		/* the sweep is over; the next starts one interval after this one did */
+		run->expire_cursor = 0;
+		*timeout = Min(*timeout, (long) Max((run->expire_next - now + 999) / 1000, 0));
+	}
+	else
+	{
+		run->expire_cursor = end;
+		*timeout = 0;
+	}
+
+	if (run->garbage_states > 1024 && (uint64) run->garbage_states > kt->nentries)
+	{
+		KsRunTimeoutPause(true);
+		KsCompactStates(run);
+		KsRunTimeoutResume(run);
+	}
+}

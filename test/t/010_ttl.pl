@@ -1,0 +1,159 @@
+# State TTL (processing time): a key no row changed for longer than the
+# TTL leaves the view, lookups included, and the checkpoint; a key that
+# returns starts from a fresh state; expiry survives crashes and restarts,
+# runs while no worker runs, and frees the memory of every kind of state.
+# Time-bucket keys (tumbling windows) expire the same way.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+my $node = ks_node('ttl');
+my $db = 'postgres';
+
+# Every way a state is made durable: values (count, sum), a serialize
+# function (avg of numeric), replayed inputs (array_agg, string_agg).
+my $aggs = q{count(*) AS c, sum(v) AS s, avg(n) AS an, array_agg(v) AS av,
+			 string_agg(v::text, ',') AS vs};
+(my $aggs_q = $aggs) =~ s/'/''/g;
+my $oracle_aggs = q{count(*), sum(v), avg(n), array_agg(v ORDER BY id)::text,
+					string_agg(v::text, ',' ORDER BY id)};
+$node->safe_psql($db, qq{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, n numeric NOT NULL,
+				 ts timestamptz NOT NULL DEFAULT '2026-01-01 00:00:00+00');
+SELECT keyedstate.create_aggregation('ttl_stats',
+	'SELECT k, $aggs_q FROM ev GROUP BY k',
+	checkpoint_interval => '200 ms', ttl => '3 s');
+SELECT keyedstate.create_aggregation('all_stats',
+	'SELECT k, $aggs_q FROM ev GROUP BY k', checkpoint_interval => '200 ms');
+SELECT keyedstate.create_aggregation('windows',
+	'SELECT date_bin(''1 second'', ts, ''2000-01-01'') AS w, count(*) AS c, sum(v) AS s
+	   FROM ev GROUP BY 1',
+	checkpoint_interval => '200 ms', ttl => '3 s');
+});
+my $view = 'SELECT k, c, s, an, av::text, vs FROM';
+
+# --- 1. keys not changed for longer than the TTL go; the others stay exact
+$node->safe_psql($db, q{
+INSERT INTO ev (k, v, n, ts) SELECT g % 200, g, g / 7.0, '2026-01-01 00:00:00.5+00'
+  FROM generate_series(1, 4000) g;
+});
+ks_sync_all($node, $db);
+is($node->safe_psql($db, 'SELECT count(*) FROM ttl_stats'), '200', 'every key is there before its TTL');
+
+# keys 0..99 and the window at second 2 keep changing, keys 100..199 and
+# the window at second 0 do not
+my $started = time();
+my $expired = 0;
+while (time() - $started < 15)
+{
+	$node->safe_psql($db, q{
+INSERT INTO ev (k, v, n, ts) SELECT g, g, 1.5, '2026-01-01 00:00:02.5+00' FROM generate_series(0, 99) g;
+});
+	$expired = $node->safe_psql($db,
+		q{SELECT count(*) = 0 FROM ttl_stats WHERE k >= 100}) eq 't';
+	last if $expired && time() - $started > 3.5;
+	sleep(0.2);
+}
+ks_sync_all($node, $db);
+ok($expired, sprintf('keys unchanged for longer than the TTL leave the view (after %.1f s)', time() - $started));
+is(ks_mismatches($node, $db, "$view ttl_stats",
+		"SELECT k, $oracle_aggs FROM ev WHERE k < 100 GROUP BY k"),
+	'0', 'keys that kept changing are exact');
+is(ks_mismatches($node, $db, "$view all_stats", "SELECT k, $oracle_aggs FROM ev GROUP BY k"),
+	'0', 'an aggregation without TTL keeps every key');
+is($node->safe_psql($db, 'SELECT count(*) FROM ttl_stats WHERE k = 150'), '0',
+	'a point lookup does not find an expired key');
+ok($node->safe_psql($db, q{SELECT keys_expired >= 100 FROM keyedstate.status WHERE name = 'ttl_stats'}) eq 't',
+	'status counts the expired keys');
+is($node->safe_psql($db, q{SELECT string_agg(to_char(w AT TIME ZONE 'UTC', 'SS') || ':' || c, ' ') FROM windows}),
+	'02:' . $node->safe_psql($db, q{SELECT count(*) FROM ev WHERE ts > '2026-01-01 00:00:01+00'}),
+	'a tumbling window no row changed for longer than the TTL goes, the current one stays exact');
+
+# --- 2. a key that returns after it expired starts from a fresh state
+my $mark = $node->safe_psql($db, 'SELECT max(id) FROM ev');
+$node->safe_psql($db, q{INSERT INTO ev (k, v, n) VALUES (150, 7, 0.5), (150, 8, 1.5), (150, 9, 2.5)});
+ks_sync_all($node, $db);
+my $oracle = qq{SELECT k, $oracle_aggs FROM ev WHERE k < 100 OR (k = 150 AND id > $mark) GROUP BY k};
+is(ks_mismatches($node, $db, "$view ttl_stats", $oracle), '0',
+	'a key that returns after expiry counts only its new rows');
+is($node->safe_psql($db, 'SELECT c FROM ttl_stats WHERE k = 150'), '3', 'its point lookup finds the fresh state');
+
+# --- 3. tombstones and fresh states survive a crash and a clean restart,
+# also once the TTL is raised (expired keys do not come back)
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('ttl_stats', ttl => '1 hour');
+SELECT keyedstate.checkpoint('ttl_stats');});
+is($node->safe_psql($db, q{SELECT ttl FROM keyedstate.aggregations WHERE name = 'ttl_stats'}), '01:00:00',
+	'alter_aggregation changes the TTL');
+$node->safe_psql($db, q{INSERT INTO ev (k, v, n) SELECT g, 1, 1 FROM generate_series(0, 9) g});
+ks_kill_worker($node, $db);
+ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
+ks_sync_all($node, $db);
+is(ks_mismatches($node, $db, "$view ttl_stats", $oracle), '0', 'exact after a crash: expired keys stay gone');
+$node->restart;
+ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
+ks_sync_all($node, $db);
+is(ks_mismatches($node, $db, "$view ttl_stats", $oracle), '0', 'exact after a clean restart');
+is(ks_mismatches($node, $db, "$view all_stats", "SELECT k, $oracle_aggs FROM ev GROUP BY k"),
+	'0', 'the aggregation without TTL is exact too');
+
+# --- 4. the TTL runs while no worker runs: keys it removed are never loaded
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('ttl_stats', ttl => '2 s');});
+ok(ks_wait_for($node, $db, 'SELECT count(*) = 0 FROM ttl_stats', 30),
+	'a shorter TTL expires the keys that are older than it');
+$node->safe_psql($db, q{INSERT INTO ev (k, v, n) SELECT 300 + g, g, g FROM generate_series(0, 9) g});
+ks_sync_all($node, $db);
+$node->safe_psql($db, q{SELECT keyedstate.checkpoint('ttl_stats')});
+my $inserted = time();
+is($node->safe_psql($db, 'SELECT count(*) FROM ttl_stats'), '10', 'new keys are there');
+$node->stop('fast');
+sleep(2.5 - (time() - $inserted)) if time() - $inserted < 2.5;
+$node->start;
+ks_wait_state($node, $db, 'ttl_stats', 'running') or die 'ttl_stats did not resume';
+is($node->safe_psql($db, 'SELECT count(*) FROM ttl_stats'), '0',
+	'keys whose TTL ran out during the downtime are not loaded');
+ok($node->safe_psql($db, q{SELECT keys_expired >= 10 FROM keyedstate.status WHERE name = 'ttl_stats'}) eq 't',
+	'and are counted as expired');
+# the first checkpoint writes them as tombstones: without a TTL they stay gone
+$node->safe_psql($db, q{SELECT keyedstate.checkpoint('ttl_stats');
+SELECT keyedstate.alter_aggregation('ttl_stats', ttl => '0');});
+is($node->safe_psql($db, q{SELECT ttl IS NULL FROM keyedstate.aggregations WHERE name = 'ttl_stats'}), 't',
+	"ttl => '0' removes the TTL");
+$node->restart;
+ks_wait_state($node, $db, 'ttl_stats', 'running') or die 'ttl_stats did not resume';
+is($node->safe_psql($db, 'SELECT count(*) FROM ttl_stats'), '0', 'expired keys stay gone without a TTL');
+
+# --- 5. memory: expired keys give back worker and shared memory, whatever
+# their states (values, serialized, internal states with replayed inputs)
+$node->safe_psql($db, qq{
+CREATE TABLE churn (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, n numeric NOT NULL);
+SELECT keyedstate.create_aggregation('churn_stats',
+	'SELECT k, $aggs_q FROM churn GROUP BY k', ttl => '300 ms');
+});
+my %memory;
+for my $round (1 .. 8)
+{
+	$node->safe_psql($db, qq{
+INSERT INTO churn (k, v, n) SELECT $round * 100000 + g % 4000, g, g / 3.0 FROM generate_series(1, 12000) g;
+});
+	ks_sync($node, $db, 'churn_stats');
+	ok(ks_wait_for($node, $db,
+			q{SELECT visible_keys = 0 AND keys = 0 FROM keyedstate.status WHERE name = 'churn_stats'}, 30),
+		"round $round: every key expired and left memory");
+	$memory{$round} = $node->safe_psql($db,
+		q{SELECT memory_bytes || ' ' || shared_bytes FROM keyedstate.status WHERE name = 'churn_stats'});
+}
+my ($mem2) = split(/ /, $memory{2});
+my ($mem8, $shared8) = split(/ /, $memory{8});
+ok($mem8 <= $mem2 * 1.25 + 1024 * 1024,
+	"worker memory does not grow with expired keys ($mem2 bytes after 2 rounds, $mem8 after 8)");
+is($shared8, '0', 'no shared memory is left for expired keys');
+is($node->safe_psql($db, q{SELECT keys_expired FROM keyedstate.status WHERE name = 'churn_stats'}),
+	'32000', 'every key of every round expired once');
+
+done_testing();
