@@ -19,6 +19,7 @@ OBJS = \
 	src/offsets.o \
 	src/publish.o \
 	src/expire.o \
+	src/window.o \
 	src/checkpoint.o \
 	src/recovery.o \
 	src/run.o \

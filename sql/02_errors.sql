@@ -108,6 +108,25 @@ SELECT keyedstate.alter_aggregation(NULL, ttl => '1 hour');
 SELECT keyedstate.alter_aggregation('agg', ttl => '-5 minutes');
 SELECT keyedstate.alter_aggregation('agg', checkpoint_interval => '0');
 SELECT name, ttl, checkpoint_interval FROM keyedstate.aggregations WHERE name = 'agg';
+-- windows: arguments, time column, names, aggregates a sliding window cannot merge
+CREATE TABLE win (id bigserial PRIMARY KEY, k int, v int, t text, ts timestamptz, d date);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_slide => '1 hour');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 month', time_column => 'ts');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '-1 hour', time_column => 'ts');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', window_slide => '7 minutes', time_column => 'ts');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', window_slide => '2 hours', time_column => 'ts');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'nosuch');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'd');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k AS window_end, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, string_agg(t, '','') FROM win GROUP BY k', window_size => '1 hour', window_slide => '10 minutes', time_column => 'ts');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts', ttl => '1 day');
+-- a tumbling window needs no combine function; a TTL cannot be added later
+SELECT keyedstate.create_aggregation('win_t', 'SELECT k, string_agg(t, '','') AS ts FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts');
+SELECT keyedstate.alter_aggregation('win_t', ttl => '1 day');
+SELECT name, window_size, window_slide, time_column FROM keyedstate.aggregations WHERE name = 'win_t';
+SELECT keyedstate.drop_aggregation('win_t');
+DROP TABLE win;
 SELECT keyedstate.drop_aggregation('agg');
 DROP VIEW src_view;
 DROP MATERIALIZED VIEW src_mv;

@@ -17,6 +17,8 @@ CREATE SCHEMA keyedstate;
  * last checkpoint was a worker's final one, at a clean stop: nothing after
  * checkpointed_offset was consumed (the next load clears it).  ttl is the
  * state TTL (NULL: none): a key no row changed for longer goes.
+ * window_size, window_slide and time_column define time windows (NULL:
+ * none); the stored query is already rewritten for them.
  */
 CREATE TABLE keyedstate.aggregation (
 	id					int PRIMARY KEY,
@@ -38,6 +40,9 @@ CREATE TABLE keyedstate.aggregation (
 	last_checkpoint		timestamptz,
 	clean_stop			bool NOT NULL DEFAULT false,
 	ttl					interval,
+	window_size			interval,
+	window_slide		interval,
+	time_column			name,
 	created				timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;
@@ -116,7 +121,10 @@ CREATE FUNCTION keyedstate.create_aggregation(
 	start_from text DEFAULT 'beginning',
 	offset_column name DEFAULT NULL,
 	checkpoint_interval interval DEFAULT '1s',
-	ttl interval DEFAULT NULL)
+	ttl interval DEFAULT NULL,
+	window_size interval DEFAULT NULL,
+	window_slide interval DEFAULT NULL,
+	time_column name DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_create_aggregation'
 LANGUAGE C;
@@ -311,6 +319,9 @@ SELECT a.id,
 	   c.relowner::pg_catalog.regrole AS owner,
 	   a.checkpoint_interval,
 	   a.ttl,
+	   a.window_size,
+	   a.window_slide,
+	   a.time_column,
 	   a.paused,
 	   a.checkpointed_offset,
 	   a.last_checkpoint,

@@ -73,6 +73,7 @@ KsPrepareCall(KsAggRuntime *rt, KsAggCall *c, Aggref *aggref)
 
 	c->transfn_oid = agg->aggtransfn;
 	c->finalfn_oid = agg->aggfinalfn;
+	c->combinefn_oid = agg->aggcombinefn;
 	c->serialfn_oid = agg->aggserialfn;
 	c->deserialfn_oid = agg->aggdeserialfn;
 	c->finalModify = agg->aggfinalmodify;
@@ -247,6 +248,7 @@ KsAggCheckPrivileges(List *aggrefs, Oid roleid)
 		KsCheckExecute(aggref->aggfnoid, roleid, OBJECT_AGGREGATE);
 		KsCheckExecute(agg->aggtransfn, aggowner, OBJECT_FUNCTION);
 		KsCheckExecute(agg->aggfinalfn, aggowner, OBJECT_FUNCTION);
+		KsCheckExecute(agg->aggcombinefn, aggowner, OBJECT_FUNCTION);
 		KsCheckExecute(agg->aggserialfn, aggowner, OBJECT_FUNCTION);
 		KsCheckExecute(agg->aggdeserialfn, aggowner, OBJECT_FUNCTION);
 		ReleaseSysCache(tup);

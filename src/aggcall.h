@@ -57,6 +57,7 @@ typedef struct KsAggCall
 	Oid			finalfn_oid;	/* InvalidOid if none */
 	Oid			serialfn_oid;
 	Oid			deserialfn_oid;
+	Oid			combinefn_oid;	/* InvalidOid if none; called by window.c */
 	FmgrInfo	transfn;
 	FmgrInfo	finalfn;
 	FmgrInfo	serialfn;

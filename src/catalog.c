@@ -27,7 +27,9 @@
 	"id, view, live, source, offset_attnum, sequence, query_tree, settings, " \
 	"(EXTRACT(EPOCH FROM checkpoint_interval) * 1000)::pg_catalog.int8, " \
 	"paused, rebuilding, last_checkpoint IS NOT NULL, resume_count, checkpointed_offset, " \
-	"COALESCE((EXTRACT(EPOCH FROM ttl) * 1000000)::pg_catalog.int8, 0)"
+	"COALESCE((EXTRACT(EPOCH FROM ttl) * 1000000)::pg_catalog.int8, 0), " \
+	"COALESCE((EXTRACT(EPOCH FROM window_size) * 1000000)::pg_catalog.int8, 0), " \
+	"COALESCE((EXTRACT(EPOCH FROM window_slide) * 1000000)::pg_catalog.int8, 0)"
 
 /* Where results of the open bracket go: the context current when it opened. */
 static MemoryContext ks_catalog_cxt = NULL;
@@ -117,6 +119,8 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->resume_count = DatumGetInt64(SPI_getbinval(tup, desc, 13, &isnull));
 	def->checkpointed_offset = DatumGetInt64(SPI_getbinval(tup, desc, 14, &isnull));
 	def->ttl_us = DatumGetInt64(SPI_getbinval(tup, desc, 15, &isnull));
+	def->window_size_us = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
+	def->window_slide_us = DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull));
 	return def;
 }
 
@@ -215,10 +219,11 @@ KsCatalogInserting(void)
 void
 KsCatalogInsert(const KsNewAggregation *agg)
 {
-	Datum		args[14];
-	Oid			argtypes[14] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
-	TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID, INTERVALOID, NAMEOID, INTERVALOID};
-	char		nulls[15] = "              ";
+	Datum		args[17];
+	Oid			argtypes[17] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
+		TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID, INTERVALOID, NAMEOID, INTERVALOID,
+	INTERVALOID, INTERVALOID, NAMEOID};
+	char		nulls[18] = "                 ";
 	Datum	   *setdatums;
 	ListCell   *lc;
 	int			i = 0;
@@ -245,14 +250,23 @@ KsCatalogInsert(const KsNewAggregation *agg)
 								   CStringGetDatum(get_attname(agg->source_oid, agg->offset_attnum, false)));
 	args[13] = agg->ttl;
 	nulls[13] = (agg->ttl == (Datum) 0) ? 'n' : ' ';
+	args[14] = agg->window_size;
+	nulls[14] = (agg->window_size == (Datum) 0) ? 'n' : ' ';
+	args[15] = agg->window_slide;
+	nulls[15] = (agg->window_slide == (Datum) 0) ? 'n' : ' ';
+	args[16] = agg->time_column == NULL ? (Datum) 0 :
+		DirectFunctionCall1(namein, CStringGetDatum(agg->time_column));
+	nulls[16] = (agg->time_column == NULL) ? 'n' : ' ';
 	ks_inserting = true;
 	PG_TRY();
 	{
 		ret = SPI_execute_with_args("INSERT INTO keyedstate.aggregation (id, view, live, source, "
 									"offset_attnum, sequence, query_text, definition, query_tree, settings, "
-									"checkpointed_offset, checkpoint_interval, offset_column, ttl) "
-									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-									14, argtypes, args, nulls, false, 0);
+									"checkpointed_offset, checkpoint_interval, offset_column, ttl, "
+									"window_size, window_slide, time_column) "
+									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+									"$15, $16, $17)",
+									17, argtypes, args, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{

@@ -44,6 +44,8 @@ typedef struct KsAggDef
 	int64		resume_count;
 	int64		checkpointed_offset;
 	int64		ttl_us;			/* state TTL in microseconds, 0: none (expire.h) */
+	int64		window_size_us; /* time windows (window.h), 0: none */
+	int64		window_slide_us;
 } KsAggDef;
 
 /* The access bracket: SPI connected, as the bootstrap superuser. */
@@ -106,6 +108,9 @@ typedef struct KsNewAggregation
 	int64		start_offset;
 	Datum		checkpoint_interval;	/* an Interval */
 	Datum		ttl;			/* an Interval, or 0 for none */
+	Datum		window_size;	/* Intervals, or 0 for none */
+	Datum		window_slide;
+	const char *time_column;	/* or NULL */
 } KsNewAggregation;
 extern void KsCatalogInsert(const KsNewAggregation *agg);
 

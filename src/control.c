@@ -40,6 +40,7 @@
 #include "hooks.h"
 #include "shmem.h"
 #include "source.h"
+#include "window.h"
 
 PG_FUNCTION_INFO_V1(keyedstate_drop_aggregation);
 PG_FUNCTION_INFO_V1(keyedstate_forget_aggregation);
@@ -218,7 +219,11 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	if (!PG_ARGISNULL(1))
+	{
 		ttl = KsTtlArgument(PG_GETARG_INTERVAL_P(1));
+		if (ttl != (Datum) 0 && agg.def.window_size_us > 0)
+			KsWindowRefuseTtl();
+	}
 	if (!PG_ARGISNULL(2))
 	{
 		if (KsIntervalMs(PG_GETARG_INTERVAL_P(2)) <= 0)

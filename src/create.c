@@ -59,6 +59,7 @@
 #include "settings.h"
 #include "shmem.h"
 #include "source.h"
+#include "window.h"
 
 PG_FUNCTION_INFO_V1(keyedstate_create_aggregation);
 
@@ -82,6 +83,7 @@ typedef struct KsCreateState
 	Oid			view_oid;
 	Oid			live_oid;
 	Datum		ttl;			/* an Interval, or 0 for none */
+	KsWindowSpec *window;		/* or NULL */
 } KsCreateState;
 
 /* Milliseconds of an interval (months as 30 days), clamped to a thousand years. */
@@ -134,6 +136,11 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	cs->offset_column = PG_ARGISNULL(3) ? NULL : pstrdup(NameStr(*PG_GETARG_NAME(3)));
 	cs->interval = PG_GETARG_INTERVAL_P(4);
 	cs->ttl = KsTtlArgument(PG_ARGISNULL(5) ? NULL : PG_GETARG_INTERVAL_P(5));
+	cs->window = KsWindowArguments(PG_ARGISNULL(6) ? NULL : PG_GETARG_INTERVAL_P(6),
+								   PG_ARGISNULL(7) ? NULL : PG_GETARG_INTERVAL_P(7),
+								   PG_ARGISNULL(8) ? NULL : NameStr(*PG_GETARG_NAME(8)));
+	if (cs->window != NULL && cs->ttl != (Datum) 0)
+		KsWindowRefuseTtl();
 	cs->userid = GetUserId();
 
 	if (strcmp(cs->start_from, "beginning") != 0 && strcmp(cs->start_from, "now") != 0)
@@ -199,7 +206,7 @@ KsParseSelect(const char *querytext)
  * check it can be an aggregation.
  */
 Query *
-KsParseAggregationQuery(const char *querytext, KsQueryInfo *info)
+KsParseAggregationQuery(const char *querytext, KsQueryInfo *info, const KsWindowSpec *window)
 {
 	ErrorContextCallback errcallback;
 	Query	   *query;
@@ -211,7 +218,10 @@ KsParseAggregationQuery(const char *querytext, KsQueryInfo *info)
 	query = KsParseSelect(querytext);
 	error_context_stack = errcallback.previous;
 
+	if (window != NULL)
+		KsWindowRewrite(query, window);
 	KsAnalyzeQuery(query, info);
+	KsWindowCheckAggregates(info->aggrefs, window);
 	(void) ExecCheckRTPerms(query->rtable, true);
 	if (check_enable_rls(info->source_relid, InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
@@ -411,7 +421,8 @@ KsSetCanonicalSettings(void)
 
 /*
  * keyedstate.create_aggregation(name, query, start_from, offset_column,
- * checkpoint_interval, ttl): define an aggregation and its live view.
+ * checkpoint_interval, ttl, window_size, window_slide, time_column): define
+ * an aggregation and its live view.
  */
 Datum
 keyedstate_create_aggregation(PG_FUNCTION_ARGS)
@@ -423,7 +434,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	KsRequirePreload();
 	memset(&cs, 0, sizeof(cs));
 	KsCreateArguments(fcinfo, &cs);
-	cs.query = KsParseAggregationQuery(cs.querytext, &cs.info);
+	cs.query = KsParseAggregationQuery(cs.querytext, &cs.info, cs.window);
 	KsCreateSource(&cs);
 
 	KsCatalogOpen(&acc);
@@ -442,6 +453,12 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	agg.start_offset = cs.start_offset;
 	agg.checkpoint_interval = PointerGetDatum(cs.interval);
 	agg.ttl = cs.ttl;
+	if (cs.window != NULL)
+	{
+		agg.window_size = PointerGetDatum(PG_GETARG_INTERVAL_P(6));
+		agg.window_slide = PG_ARGISNULL(7) ? agg.window_size : PointerGetDatum(PG_GETARG_INTERVAL_P(7));
+		agg.time_column = cs.window->time_column;
+	}
 	KsCatalogInsert(&agg);
 	KsCatalogClose(&acc);
 

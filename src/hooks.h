@@ -32,11 +32,14 @@ extern void KsInterruptAtOnce(int32 aggid);
 /* Forget an aggregation whose view is gone (see control.c). */
 extern void KsForgetAggregation(int32 id);
 
+struct KsWindowSpec;
+
 /* create.c: shared with control.c and restore.c */
 extern int64 KsIntervalMs(const Interval *iv);
 extern Datum KsTtlArgument(Interval *iv);
 extern Query *KsParseSelect(const char *querytext);
-extern Query *KsParseAggregationQuery(const char *querytext, KsQueryInfo *info);
+extern Query *KsParseAggregationQuery(const char *querytext, KsQueryInfo *info,
+									  const struct KsWindowSpec *window);
 extern char *KsDeparseForRestore(Query *query);
 extern void KsSetCanonicalSettings(void);
 extern char *KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set);

@@ -32,6 +32,7 @@
  *	step		one step of one aggregation
  *	publish		finalizing and publishing changed keys
  *	expire		state TTL: sweeping out keys not changed for longer than the TTL
+ *	window		tumbling and sliding time windows: query rewrite, merging panes
  *	checkpoint	writing changed keys with the offset; the chunk format
  *	recovery	loading the checkpointed keys and offset, checking every byte
  *	worker		the per-database worker process

@@ -296,6 +296,27 @@ KsKeyTableNewEntry(KsKeyTable *kt, uint64 *number)
 	return e;
 }
 
+/* The entry of a key, or NULL (see keytable.h). */
+KsKeyEntry *
+KsKeyTableFind(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash)
+{
+	uint32		mask = kt->nslots - 1;
+	uint32		pos = hash & mask;
+
+	while (kt->slots[pos].entry != 0)
+	{
+		if (kt->slots[pos].hash == hash)
+		{
+			KsKeyEntry *e = KsKeyTableEntry(kt, kt->slots[pos].entry - 1);
+
+			if (KsKeyEquals(kt, e, keys, nulls))
+				return e;
+		}
+		pos = (pos + 1) & mask;
+	}
+	return NULL;
+}
+
 /* Find a key's entry, inserting it if absent (see keytable.h). */
 KsKeyEntry *
 KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
@@ -473,6 +494,17 @@ KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *e)
 	{
 		e->flags |= KS_KEY_DIRTY_CHECKPOINT;
 		KsAppendDirty(kt, &kt->ckpt, &kt->nckpt, &kt->maxckpt, e);
+	}
+}
+
+/* Flag a key as changed for the next publish only. */
+void
+KsKeyMarkPublish(KsKeyTable *kt, KsKeyEntry *e)
+{
+	if (!(e->flags & KS_KEY_DIRTY_PUBLISH))
+	{
+		e->flags |= KS_KEY_DIRTY_PUBLISH;
+		KsAppendDirty(kt, &kt->publish, &kt->npublish, &kt->maxpublish, e);
 	}
 }
 

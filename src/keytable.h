@@ -200,6 +200,13 @@ extern void KsKeyTableReserve(KsKeyTable *kt, uint64 nentries);
 /* Flag a key as changed for both the next publish and the next checkpoint. */
 extern void KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *entry);
 
+/* The entry of a key, or NULL if it has none (nothing is inserted). */
+extern KsKeyEntry *KsKeyTableFind(KsKeyTable *kt, const Datum *keys, const bool *nulls,
+								  uint32 hash);
+
+/* Flag a key as changed for the next publish only. */
+extern void KsKeyMarkPublish(KsKeyTable *kt, KsKeyEntry *entry);
+
 /* Flag a key as changed for the next checkpoint only. */
 extern void KsKeyMarkCheckpoint(KsKeyTable *kt, KsKeyEntry *entry);
 

@@ -49,21 +49,18 @@ KsPublishCompile(KsAggRun *run, MemoryContext cxt)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/*
- * The view row of one key, in the batch context, or NULL when HAVING hides
- * it.  User code: the final functions, HAVING, the projection.
- */
-static MinimalTuple
-KsBuildRow(KsAggRun *run, KsKeyEntry *e)
+/* The view row of a key's values and states (see publish.h). */
+MinimalTuple
+KsPublishBuildRow(KsAggRun *run, const Datum *keys, const bool *keynulls, KsTransState *states)
 {
 	TupleTableSlot *rs = run->resultslot;
 	int			nkeys = run->kt->nkeys;
 	MinimalTuple row = NULL;
 
 	ExecClearTuple(rs);
-	memcpy(rs->tts_values, e->keys, sizeof(Datum) * nkeys);
-	memcpy(rs->tts_isnull, e->keynulls, sizeof(bool) * nkeys);
-	KsAggFinalize(run->rt, e->states, rs->tts_values + nkeys, rs->tts_isnull + nkeys);
+	memcpy(rs->tts_values, keys, sizeof(Datum) * nkeys);
+	memcpy(rs->tts_isnull, keynulls, sizeof(bool) * nkeys);
+	KsAggFinalize(run->rt, states, rs->tts_values + nkeys, rs->tts_isnull + nkeys);
 	ExecStoreVirtualTuple(rs);
 	run->econtext->ecxt_scantuple = rs;
 	if (run->having == NULL || ExecQual(run->having, run->econtext))
@@ -79,7 +76,6 @@ KsPublish(KsAggRun *run, int64 offset)
 	KsKeyTable *kt = run->kt;
 	int64		n = kt->npublish;
 	KsPublishItem *items;
-	KsPublishProgress progress;
 	MemoryContext oldcxt;
 	int64		i;
 
@@ -104,16 +100,25 @@ KsPublish(KsAggRun *run, int64 offset)
 		it->hash = e->hash;
 		/* an expired key (expire.h) leaves the store */
 		it->remove = (e->flags & KS_KEY_EXPIRED) != 0;
-		it->row = it->remove ? NULL : KsBuildRow(run, e);
+		it->row = it->remove ? NULL : KsPublishBuildRow(run, e->keys, e->keynulls, e->states);
 	}
 	MemoryContextSwitchTo(oldcxt);
 
+	KsPublishItems(run, items, n, offset);
+	KsKeyClearPublish(kt);
+	MemoryContextReset(run->batchcxt);
+}
+
+/* Hand built rows to the store's publish protocol with the new offset. */
+void
+KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset)
+{
+	KsPublishProgress progress;
+
 	progress.offset = offset;
-	progress.keys = kt->nentries;
-	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + kt->mapped_bytes;
+	progress.keys = run->kt->nentries;
+	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + run->kt->mapped_bytes;
 	if (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
 		KsStoreExhausted(run->name);
 	run->consumed = offset;
-	KsKeyClearPublish(kt);
-	MemoryContextReset(run->batchcxt);
 }

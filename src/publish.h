@@ -24,4 +24,15 @@ extern void KsPublishCompile(KsAggRun *run, MemoryContext cxt);
 /* Publish the keys changed since the last publish with a new consumed offset. */
 extern void KsPublish(KsAggRun *run, int64 offset);
 
+/*
+ * The view row of key values and their states, in the current memory
+ * context, or NULL when HAVING hides it.  User code: the final functions,
+ * HAVING, the projection.
+ */
+extern MinimalTuple KsPublishBuildRow(KsAggRun *run, const Datum *keys, const bool *keynulls,
+									  KsTransState *states);
+
+/* Publish built rows with the new consumed offset (the store's protocol). */
+extern void KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset);
+
 #endif							/* KS_PUBLISH_H */

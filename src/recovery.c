@@ -34,6 +34,7 @@
 
 #include "checkpoint.h"
 #include "expire.h"
+#include "window.h"
 #include "recovery.h"
 #include "serialize.h"
 #include "store.h"
@@ -147,11 +148,15 @@ KsCheckChunkSequence(KsAggRun *run, KsChunkSequence *seq, const KsChunkRow *row,
 static void
 KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint32 rowlen)
 {
-	dsa_pointer entry = KsStoreAllocEntry(dsa, e->hash);
+	dsa_pointer entry;
 	dsa_pointer tuple;
 	uint32		oldbytes;
 	uint32		bytes;
 
+	/* the panes of sliding windows have no rows: their windows do (window.h) */
+	if (KsWindowSliding(run))
+		return;
+	entry = KsStoreAllocEntry(dsa, e->hash);
 	if (!DsaPointerIsValid(entry))
 		KsStoreExhausted(run->name);
 	KsStoreLinkEntry(dsa, run->building, entry);

@@ -424,6 +424,7 @@ KsRunUnload(KsAggRun *run)
 	run->loadcxt = NULL;
 	run->rt = NULL;
 	run->kt = NULL;
+	run->windows = NULL;
 	run->applybuf = NULL;
 	run->ckpt_buf = NULL;
 	run->ckpt_sorted = NULL;

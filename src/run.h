@@ -117,6 +117,11 @@ typedef struct KsAggRun
 	bool		after_clean_stop;	/* recovered what a clean stop left */
 	int64		rebuild_until;	/* a rebuild is over once consumed reaches it */
 
+	/* sliding windows (window.h), while loaded */
+	KsKeyTable *windows;		/* (window start, key): published rows, no states */
+	FmgrInfo   *combinefns;		/* per aggregate call */
+	MemoryContext combinecxt;	/* merged states of one window */
+
 	/* state TTL (expire.h) */
 	uint64		expire_cursor;	/* next entry the sweep looks at (0: none running) */
 	TimestampTz expire_next;	/* when the next sweep starts */

@@ -27,12 +27,15 @@
 #include "publish.h"
 #include "settings.h"
 #include "step.h"
+#include "window.h"
 
 /* Batches a step reads at most. */
 #define KS_BATCHES_PER_STEP		8
 
 /* How long an open writer holds the frontier before we say 'waiting'. */
 #define KS_WAITING_AFTER_MS		1000
+
+static void KsRunPublish(KsAggRun *run, int64 offset);
 
 /* Error context: which aggregation, and which input row. */
 static void
@@ -109,6 +112,8 @@ KsRunLoad(KsAggRun *run)
 	KsRunTimeoutPause(true);
 	KsRecover(run);
 	KsRunTimeoutResume(run);
+	if (KsWindowSliding(run))
+		KsWindowLoad(run);
 	KsBecomeOwner(run);
 	KsStoreInstall(run->slot, run->building, run->consumed, run->kt->nentries,
 				   run->building_visible, run->building_bytes);
@@ -138,12 +143,22 @@ KsRunLoad(KsAggRun *run)
 	run->last_rate = 0;
 	KsSlotCheckpointed(run->slot, run->checkpointed, 0, 0, 0, 0, 0);
 
-	KsPublish(run, run->consumed);
+	KsRunPublish(run, run->consumed);
 	run->loaded = true;
 	ereport(LOG,
 			(errmsg("keyedstate aggregation %s recovered " UINT64_FORMAT " keys at offset " INT64_FORMAT " in %ld ms",
 					run->name, run->kt->nentries, run->consumed,
 					TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()))));
+}
+
+/* Publish what changed: keys, or the windows of the panes that changed. */
+static void
+KsRunPublish(KsAggRun *run, int64 offset)
+{
+	if (KsWindowSliding(run))
+		KsWindowPublish(run, offset);
+	else
+		KsPublish(run, offset);
 }
 
 /* Callback of the source reader: one input row into the apply buffer. */
@@ -339,7 +354,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 					TimestampTz started = GetCurrentTimestamp();
 					int64		nkeys = run->kt->npublish;
 
-					KsPublish(run, run->applied);
+					KsRunPublish(run, run->applied);
 					if (nkeys > 0)
 						run->publish_us_per_key = (run->publish_us_per_key +
 												   (double) (GetCurrentTimestamp() - started) / nkeys) / 2;

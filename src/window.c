@@ -1,0 +1,424 @@
+/*-------------------------------------------------------------------------
+ *
+ * window.c
+ *	  Tumbling and sliding time windows: the query rewrite at creation, and
+ *	  publishing sliding windows by merging their panes.  See window.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "parser/parse_oper.h"
+#include "parser/parsetree.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "publish.h"
+#include "window.h"
+
+/* The longest window: a century (so that window arithmetic cannot overflow). */
+#define KS_WINDOW_MAX_US		((int64) 100 * 366 * USECS_PER_DAY)
+
+/* Microseconds of a window interval argument; errors unless fixed and positive. */
+static int64
+KsWindowMicroseconds(Interval *iv, const char *what)
+{
+	int64		us;
+
+	if (iv->month != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not contain months or years", what),
+				 errdetail("Windows have a fixed length in time, counted as date_bin() counts it.")));
+	us = (int64) iv->day * USECS_PER_DAY + iv->time;
+	if (iv->day < 0 || iv->time < 0 || us <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be positive", what)));
+	if (us > KS_WINDOW_MAX_US)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be at most 100 years", what)));
+	return us;
+}
+
+/* The window of create_aggregation's arguments (see window.h). */
+KsWindowSpec *
+KsWindowArguments(Interval *size, Interval *slide, const char *time_column)
+{
+	KsWindowSpec *spec;
+
+	if (size == NULL)
+	{
+		if (slide != NULL || time_column != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("window_slide and time_column need a window_size")));
+		return NULL;
+	}
+	if (time_column == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a window needs a time_column"),
+				 errhint("Name the column of the source table that holds each row's time.")));
+	spec = palloc0(sizeof(KsWindowSpec));
+	spec->size_us = KsWindowMicroseconds(size, "window_size");
+	spec->slide_us = slide ? KsWindowMicroseconds(slide, "window_slide") : spec->size_us;
+	if (spec->slide_us > spec->size_us || spec->size_us % spec->slide_us != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window_size must be a multiple of window_slide"),
+				 errdetail("Sliding windows are made of panes as long as the slide.")));
+	spec->time_column = pstrdup(time_column);
+	return spec;
+}
+
+/* Refuse a TTL on a windowed aggregation (see window.h). */
+void
+KsWindowRefuseTtl(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("ttl cannot be combined with window_size yet"),
+			 errdetail("The TTL counts processing time, and a window's panes must stay as long as any window that holds them is kept."),
+			 errhint("Group by a time bucket such as date_bin() for tumbling windows that expire with a TTL.")));
+}
+
+/* A constant interval of `us` microseconds. */
+static Const *
+KsIntervalConst(int64 us)
+{
+	Interval   *iv = palloc0(sizeof(Interval));
+
+	iv->time = us;
+	return makeConst(INTERVALOID, -1, InvalidOid, sizeof(Interval), PointerGetDatum(iv),
+					 false, false);
+}
+
+/* Rewrite a parsed aggregation query for its window (see window.h). */
+void
+KsWindowRewrite(Query *query, const KsWindowSpec *spec)
+{
+	RangeTblEntry *rte;
+	AttrNumber	attnum;
+	Oid			timetype;
+	int32		typmod;
+	Oid			collid;
+	Var		   *timevar;
+	FuncExpr   *start;
+	FuncExpr   *end;
+	NullTest   *nt;
+	SortGroupClause *sgc;
+	TargetEntry *tle;
+	Index		ref = 0;
+	ListCell   *lc;
+	bool		hashable;
+	int			resno;
+
+	/* anything but one plain table is refused by the analysis after this */
+	if (list_length(query->rtable) != 1 ||
+		(rte = rt_fetch(1, query->rtable))->rtekind != RTE_RELATION ||
+		query->groupClause == NIL)
+		return;
+	attnum = get_attnum(rte->relid, spec->time_column);
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						spec->time_column, get_rel_name(rte->relid))));
+	get_atttypetypmodcoll(rte->relid, attnum, &timetype, &typmod, &collid);
+	if (timetype != TIMESTAMPTZOID && timetype != TIMESTAMPOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("time_column \"%s\" is of type %s", spec->time_column, format_type_be(timetype)),
+				 errhint("A window's time column must be of type timestamp with time zone or timestamp.")));
+	foreach(lc, query->targetList)
+	{
+		tle = lfirst(lc);
+		if (!tle->resjunk && tle->resname != NULL &&
+			(strcmp(tle->resname, "window_start") == 0 || strcmp(tle->resname, "window_end") == 0))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_COLUMN),
+					 errmsg("the query of a windowed aggregation already has a column named \"%s\"",
+							tle->resname),
+					 errhint("Rename it: window_start and window_end are the view's first columns.")));
+		ref = Max(ref, tle->ressortgroupref);
+	}
+
+	/* date_bin(slide, t, epoch) and that plus the size */
+	timevar = makeVar(1, attnum, timetype, typmod, collid, 0);
+	start = makeFuncExpr(timetype == TIMESTAMPTZOID ? F_DATE_BIN_INTERVAL_TIMESTAMPTZ_TIMESTAMPTZ
+						 : F_DATE_BIN_INTERVAL_TIMESTAMP_TIMESTAMP,
+						 timetype,
+						 list_make3(KsIntervalConst(spec->slide_us), timevar,
+									makeConst(timetype, -1, InvalidOid, sizeof(Timestamp),
+											  TimestampGetDatum(SetEpochTimestamp()), false, FLOAT8PASSBYVAL)),
+						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	end = makeFuncExpr(timetype == TIMESTAMPTZOID ? F_TIMESTAMPTZ_PL_INTERVAL : F_TIMESTAMP_PL_INTERVAL,
+					   timetype, list_make2(copyObject(start), KsIntervalConst(spec->size_us)),
+					   InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+
+	/* the two leading columns; window_start is the first grouping key */
+	tle = makeTargetEntry((Expr *) end, 2, pstrdup("window_end"), false);
+	query->targetList = lcons(tle, query->targetList);
+	tle = makeTargetEntry((Expr *) start, 1, pstrdup("window_start"), false);
+	tle->ressortgroupref = ref + 1;
+	query->targetList = lcons(tle, query->targetList);
+	resno = 0;
+	foreach(lc, query->targetList)
+		((TargetEntry *) lfirst(lc))->resno = ++resno;
+	sgc = makeNode(SortGroupClause);
+	sgc->tleSortGroupRef = ref + 1;
+	get_sort_group_operators(timetype, true, true, false, &sgc->sortop, &sgc->eqop, NULL, &hashable);
+	sgc->hashable = hashable;
+	sgc->nulls_first = false;
+	query->groupClause = lcons(sgc, query->groupClause);
+
+	/* rows without a time belong to no window */
+	nt = makeNode(NullTest);
+	nt->arg = (Expr *) copyObject(timevar);
+	nt->nulltesttype = IS_NOT_NULL;
+	nt->argisrow = false;
+	nt->location = -1;
+	query->jointree->quals = query->jointree->quals == NULL ? (Node *) nt :
+		(Node *) make_andclause(list_make2(query->jointree->quals, nt));
+	rte->selectedCols = bms_add_member(rte->selectedCols,
+									   attnum - FirstLowInvalidHeapAttributeNumber);
+}
+
+/* The combine function of an aggregate, or InvalidOid. */
+static Oid
+KsCombineFunction(Oid aggfnoid)
+{
+	HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggfnoid));
+	Oid			combinefn;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for aggregate %u", aggfnoid);
+	combinefn = ((Form_pg_aggregate) GETSTRUCT(tup))->aggcombinefn;
+	ReleaseSysCache(tup);
+	return combinefn;
+}
+
+/* Refuse aggregates a sliding window cannot merge (see window.h). */
+void
+KsWindowCheckAggregates(List *aggrefs, const KsWindowSpec *spec)
+{
+	ListCell   *lc;
+
+	if (spec == NULL || spec->size_us == spec->slide_us)
+		return;
+	foreach(lc, aggrefs)
+	{
+		Aggref	   *aggref = lfirst(lc);
+
+		if (!OidIsValid(KsCombineFunction(aggref->aggfnoid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("aggregate %s has no combine function", format_procedure(aggref->aggfnoid)),
+					 errdetail("A sliding window merges the partial states of its panes with the aggregate's combine function."),
+					 errhint("Use a tumbling window (window_slide equal to window_size), or an aggregate with a COMBINEFUNC.")));
+	}
+}
+
+/* Prepare a loaded run with sliding windows (see window.h). */
+void
+KsWindowLoad(KsAggRun *run)
+{
+	KsAggRuntime *rt = run->rt;
+	KsKeyIter	iter;
+	KsKeyEntry *e;
+	int			i;
+
+	run->windows = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
+									run->info.keyeqops, 0, run->loadcxt);
+	run->combinefns = MemoryContextAllocZero(run->loadcxt, sizeof(FmgrInfo) * Max(rt->ncalls, 1));
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		KsAggCall  *c = &rt->calls[i];
+
+		if (!OidIsValid(c->combinefn_oid))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("aggregate %s has no combine function", format_procedure(c->aggfnoid))));
+		fmgr_info_cxt(c->combinefn_oid, &run->combinefns[i], run->loadcxt);
+	}
+	run->combinecxt = AllocSetContextCreate(run->loadcxt, "keyedstate window merge",
+											ALLOCSET_DEFAULT_SIZES);
+
+	/* checkpoints hold the panes: every window is published again from them */
+	KsKeyIterInit(&iter, run->kt);
+	while ((e = KsKeyIterNext(&iter)) != NULL)
+		KsKeyMarkPublish(run->kt, e);
+}
+
+/*
+ * Merge one pane's state into a window's, as nodeAgg's combine step does:
+ * a strict combine function skips NULL states and takes a copy of the
+ * first one; by-reference results are copied so that a window's state
+ * never points into a pane's.
+ */
+static void
+KsCombineOne(KsAggRuntime *rt, KsAggCall *c, FmgrInfo *fn, KsTransState *st,
+			 const KsTransState *pane)
+{
+	LOCAL_FCINFO(fcinfo, 2);
+	Datum		newVal;
+
+	if (fn->fn_strict)
+	{
+		if (pane->isnull)
+			return;
+		if (st->noTransValue)
+		{
+			st->value = datumCopy(pane->value, c->transtypeByVal, c->transtypeLen);
+			st->isnull = false;
+			st->noTransValue = false;
+			return;
+		}
+		if (st->isnull)
+			return;
+	}
+	InitFunctionCallInfoData(*fcinfo, fn, 2, c->aggref->inputcollid, (Node *) rt->aggstate, NULL);
+	fcinfo->args[0].value = st->value;
+	fcinfo->args[0].isnull = st->isnull;
+	fcinfo->args[1].value = pane->value;
+	fcinfo->args[1].isnull = pane->isnull;
+	newVal = FunctionCallInvoke(fcinfo);
+	if (!c->transtypeByVal && !fcinfo->isnull && DatumGetPointer(newVal) != DatumGetPointer(st->value))
+		newVal = datumCopy(newVal, c->transtypeByVal, c->transtypeLen);
+	st->value = newVal;
+	st->isnull = fcinfo->isnull;
+	st->noTransValue = false;
+}
+
+/*
+ * Merge the panes of window w into states (in the merge context, which is
+ * also the aggregates' context meanwhile); false if it has no pane left.
+ */
+static bool
+KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, bool *nulls)
+{
+	KsAggRuntime *rt = run->rt;
+	int64		slide = run->def->window_slide_us;
+	int64		npanes = run->def->window_size_us / slide;
+	TimestampTz wstart = DatumGetTimestampTz(w->keys[0]);
+	MemoryContext aggcxt = rt->econtext->ecxt_per_tuple_memory;
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->combinecxt);
+	volatile bool any = false;
+	int64		j;
+	int			i;
+
+	memcpy(keys, w->keys, sizeof(Datum) * run->kt->nkeys);
+	memcpy(nulls, w->keynulls, sizeof(bool) * run->kt->nkeys);
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		KsAggCall  *c = &rt->calls[i];
+
+		states[i].isnull = states[i].noTransValue = c->initValueIsNull;
+		states[i].value = c->initValueIsNull ? (Datum) 0 :
+			datumCopy(c->initValue, c->transtypeByVal, c->transtypeLen);
+	}
+	rt->econtext->ecxt_per_tuple_memory = run->combinecxt;
+	PG_TRY();
+	{
+		for (j = 0; j < npanes; j++)
+		{
+			KsKeyEntry *p;
+
+			keys[0] = TimestampTzGetDatum(wstart + j * slide);
+			p = KsKeyTableFind(run->kt, keys, nulls, KsKeyHash(run->kt, keys, nulls));
+			if (p == NULL || (p->flags & KS_KEY_EXPIRED))
+				continue;
+			any = true;
+			for (i = 0; i < rt->ncalls; i++)
+				KsCombineOne(rt, &rt->calls[i], &run->combinefns[i], &states[i], &p->states[i]);
+		}
+	}
+	PG_FINALLY();
+	{
+		rt->econtext->ecxt_per_tuple_memory = aggcxt;
+		MemoryContextSwitchTo(oldcxt);
+	}
+	PG_END_TRY();
+	keys[0] = TimestampTzGetDatum(wstart);
+	return any;
+}
+
+/* Publish the windows of the panes changed since the last publish (see window.h). */
+void
+KsWindowPublish(KsAggRun *run, int64 offset)
+{
+	KsKeyTable *kt = run->kt;
+	KsKeyTable *wt = run->windows;
+	int			nk = kt->nkeys;
+	int64		slide = run->def->window_slide_us;
+	int64		npanes = run->def->window_size_us / slide;
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->batchcxt);
+	Datum	   *keys = palloc(sizeof(Datum) * nk);
+	bool	   *nulls = palloc(sizeof(bool) * nk);
+	KsTransState *states = palloc0(sizeof(KsTransState) * Max(run->rt->ncalls, 1));
+	KsPublishItem *items;
+	int64		i;
+	int64		j;
+
+	/* the windows of each changed pane: the one it starts and those before */
+	for (i = 0; i < kt->npublish; i++)
+	{
+		KsKeyEntry *p = kt->publish[i];
+		TimestampTz pstart = DatumGetTimestampTz(p->keys[0]);
+
+		if ((i & 1023) == 0)
+			KsCheckInterrupts();
+		memcpy(keys, p->keys, sizeof(Datum) * nk);
+		memcpy(nulls, p->keynulls, sizeof(bool) * nk);
+		for (j = 0; j < npanes; j++)
+		{
+			KsKeyEntry *w;
+			bool		found;
+
+			keys[0] = TimestampTzGetDatum(pstart - j * slide);
+			w = KsKeyTableLookup(wt, keys, nulls, KsKeyHash(wt, keys, nulls), &found);
+			w->flags &= ~KS_KEY_EXPIRED;
+			KsKeyMarkPublish(wt, w);
+		}
+	}
+
+	/* each changed window: merge its panes, build its row */
+	items = palloc_extended(sizeof(KsPublishItem) * Max(wt->npublish, 1), MCXT_ALLOC_HUGE);
+	for (i = 0; i < wt->npublish; i++)
+	{
+		KsKeyEntry *w = wt->publish[i];
+		KsPublishItem *it = &items[i];
+
+		if ((i & 255) == 0)
+			KsCheckInterrupts();
+		it->entry = &w->shared;
+		it->tuple = &w->shared_tuple;
+		it->tuple_bytes = &w->shared_bytes;
+		it->hash = w->hash;
+		it->remove = !KsMergeWindow(run, w, states, keys, nulls);
+		it->row = it->remove ? NULL : KsPublishBuildRow(run, keys, nulls, states);
+		if (it->remove)
+			w->flags |= KS_KEY_EXPIRED;
+		MemoryContextReset(run->combinecxt);
+	}
+	MemoryContextSwitchTo(oldcxt);
+
+	KsPublishItems(run, items, wt->npublish, offset);
+	KsKeyClearPublish(kt);
+	KsKeyClearPublish(wt);
+	MemoryContextReset(run->batchcxt);
+}

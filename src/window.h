@@ -1,0 +1,81 @@
+/*-------------------------------------------------------------------------
+ *
+ * window.h
+ *	  Tumbling and sliding time windows (Flink's TUMBLE and HOP).
+ *
+ * An aggregation created with window_size, window_slide (default: the
+ * size) and time_column groups each row into every window
+ *	[window_start, window_start + window_size)
+ * that contains its time, the starts being multiples of window_slide from
+ * the Unix epoch (as date_bin(window_slide, time, '1970-01-01') counts).
+ * The view gets two leading columns, window_start and window_end, and
+ * holds one row per window and key.  Rows whose time is NULL belong to no
+ * window.
+ *
+ * At creation the analysed query is rewritten (before it is stored, so the
+ * worker and a restore run exactly what was analysed):
+ *	SELECT date_bin(slide, t, epoch) AS window_start,
+ *	       date_bin(slide, t, epoch) + size AS window_end, <the columns>
+ *	  FROM ... WHERE (<the WHERE>) AND t IS NOT NULL
+ *	 GROUP BY date_bin(slide, t, epoch), <the keys>
+ * So the worker's keys are panes: a key with the start of the slide-long
+ * pane each row falls into, and every row is applied once, to its pane.
+ * For a tumbling window (size = slide) a pane is a window and nothing more
+ * is needed.  For a sliding window, publishing (window.c) finds the
+ * windows of every changed pane (size / slide of them), merges the panes
+ * of each such window with the aggregates' combine functions (as a
+ * parallel aggregate's finalize phase does) and publishes its row; the
+ * windows are kept in a second key table that holds no states, only
+ * their published rows.  Aggregates without a combine function are
+ * refused for sliding windows.  Checkpoints hold the panes only: recovery
+ * publishes every window again from them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_WINDOW_H
+#define KS_WINDOW_H
+
+#include "run.h"
+
+#include "datatype/timestamp.h"
+
+/* The window arguments of create_aggregation, checked. */
+typedef struct KsWindowSpec
+{
+	int64		size_us;
+	int64		slide_us;
+	char	   *time_column;
+} KsWindowSpec;
+
+/*
+ * The window of create_aggregation(window_size, window_slide, time_column),
+ * or NULL when window_size is NULL; errors for arguments that make none.
+ */
+extern KsWindowSpec *KsWindowArguments(Interval *size, Interval *slide, const char *time_column);
+
+/*
+ * Refuse a TTL on a windowed aggregation: a processing-time TTL would drop
+ * panes that later windows still need (event-time expiry is to come).
+ */
+extern void KsWindowRefuseTtl(void) pg_attribute_noreturn();
+
+/* Rewrite a parsed aggregation query for its window (see above). */
+extern void KsWindowRewrite(Query *query, const KsWindowSpec *spec);
+
+/* Refuse aggregates a sliding window cannot merge (no combine function). */
+extern void KsWindowCheckAggregates(List *aggrefs, const KsWindowSpec *spec);
+
+/* Whether a run's aggregation has sliding windows (panes merged on publish). */
+static inline bool
+KsWindowSliding(KsAggRun *run)
+{
+	return run->def->window_slide_us > 0 && run->def->window_size_us > run->def->window_slide_us;
+}
+
+/* Prepare a loaded run with sliding windows: its window table, combine functions. */
+extern void KsWindowLoad(KsAggRun *run);
+
+/* Publish the windows of the panes changed since the last publish (see publish.h). */
+extern void KsWindowPublish(KsAggRun *run, int64 offset);
+
+#endif							/* KS_WINDOW_H */
