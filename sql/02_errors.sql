@@ -120,11 +120,10 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'd');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k AS window_end, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, string_agg(t, '','') FROM win GROUP BY k', window_size => '1 hour', window_slide => '10 minutes', time_column => 'ts');
-SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts', ttl => '1 day');
--- a tumbling window needs no combine function; a TTL cannot be added later
+-- a tumbling window needs no combine function; a TTL (event time) can come later
 SELECT keyedstate.create_aggregation('win_t', 'SELECT k, string_agg(t, '','') AS ts FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts');
 SELECT keyedstate.alter_aggregation('win_t', ttl => '1 day');
-SELECT name, window_size, window_slide, time_column FROM keyedstate.aggregations WHERE name = 'win_t';
+SELECT name, window_size, window_slide, time_column, ttl FROM keyedstate.aggregations WHERE name = 'win_t';
 SELECT keyedstate.drop_aggregation('win_t');
 DROP TABLE win;
 SELECT keyedstate.drop_aggregation('agg');

@@ -204,7 +204,8 @@ CREATE FUNCTION keyedstate.worker_status(
 	OUT checkpoint_ms float8,
 	OUT checkpoint_keys bigint,
 	OUT checkpoint_bytes bigint,
-	OUT keys_expired bigint)
+	OUT keys_expired bigint,
+	OUT rows_late bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'keyedstate_worker_status'
 LANGUAGE C STRICT VOLATILE;
@@ -345,6 +346,7 @@ SELECT a.view::text AS name,
 	   w.rows_consumed,
 	   w.rows_replayed,
 	   w.keys_expired,
+	   w.rows_late,
 	   COALESCE(w.last_checkpoint, a.last_checkpoint) AS last_checkpoint,
 	   pg_catalog.round(w.checkpoint_ms::numeric, 3) AS last_checkpoint_ms,
 	   w.checkpoint_keys AS last_checkpoint_keys,

@@ -39,6 +39,9 @@ KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
 	buf->isnull = MemoryContextAllocZero(parent, sizeof(bool) * ncols * buf->maxrows);
 	buf->hashes = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->entries = MemoryContextAllocZero(parent, sizeof(KsKeyEntry *) * buf->maxrows);
+	buf->late = MemoryContextAllocZero(parent, sizeof(bool) * buf->maxrows);
+	buf->timecol = -1;
+	buf->watermark = DT_NOBEGIN;
 	buf->rowcxt = AllocSetContextCreate(parent, "keyedstate input chunk",
 										ALLOCSET_DEFAULT_SIZES);
 	return buf;
@@ -102,6 +105,33 @@ KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot)
 		KsApplyBufferFlush(buf);
 }
 
+/*
+ * A windowed row's time against the watermark (see apply.h): late when its
+ * last window, that of its pane, ends at or before watermark - ttl;
+ * otherwise it may advance the watermark.  The time is never NULL (the
+ * query requires it).
+ */
+static void
+KsApplyWatermark(KsApplyBuffer *buf, int i)
+{
+	TimestampTz t = DatumGetTimestampTz(buf->values[i * buf->ncols + buf->timecol]);
+
+	if (buf->win_ttl > 0 && buf->watermark != DT_NOBEGIN)
+	{
+		int64		since = t - SetEpochTimestamp();
+		int64		pane = t - (since % buf->win_slide + buf->win_slide) % buf->win_slide;
+
+		if (pane + buf->win_size <= buf->watermark - buf->win_ttl)
+		{
+			buf->late[i] = true;
+			buf->rows_late++;
+			return;
+		}
+	}
+	if (buf->watermark == DT_NOBEGIN || t > buf->watermark)
+		buf->watermark = t;
+}
+
 /* Apply every buffered row, in order, in the passes described in apply.h. */
 void
 KsApplyBufferFlush(KsApplyBuffer *buf)
@@ -119,6 +149,9 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 	for (i = 0; i < n; i++)
 	{
 		*buf->cur_offset = DatumGetInt64(buf->values[i * ncols]);
+		buf->late[i] = false;
+		if (buf->timecol >= 0)
+			KsApplyWatermark(buf, i);
 		buf->hashes[i] = KsKeyHash(kt, buf->values + i * ncols + 1,
 								   buf->isnull + i * ncols + 1);
 		KsKeyTablePrefetchSlot(kt, buf->hashes[i]);
@@ -126,7 +159,8 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 
 	/* pass 2: prefetch the entry each key probably has */
 	for (i = 0; i < n; i++)
-		KsKeyTablePrefetchEntry(kt, buf->hashes[i]);
+		if (!buf->late[i])
+			KsKeyTablePrefetchEntry(kt, buf->hashes[i]);
 
 	/* pass 3: find or create the entries, prefetch by-reference states */
 	for (i = 0; i < n; i++)
@@ -135,6 +169,9 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		bool		found;
 
 		*buf->cur_offset = DatumGetInt64(buf->values[i * ncols]);
+		buf->entries[i] = NULL;
+		if (buf->late[i])
+			continue;
 		e = KsKeyTableLookup(kt, buf->values + i * ncols + 1,
 							 buf->isnull + i * ncols + 1, buf->hashes[i], &found);
 		if (!found || (e->flags & KS_KEY_EXPIRED))
@@ -155,9 +192,14 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		Datum	   *values = buf->values + i * ncols;
 		bool	   *isnull = buf->isnull + i * ncols;
 
+		if (e == NULL)
+			continue;			/* a late row */
 		*buf->cur_offset = DatumGetInt64(values[0]);
 		KsAggAdvance(rt, e->states, &e->replay, values, isnull);
-		e->touched = buf->now;
+		if (buf->timecol >= 0)
+			e->touched = Max(e->touched, DatumGetTimestampTz(values[buf->timecol]));
+		else
+			e->touched = buf->now;
 		KsKeyMarkDirty(kt, e);
 	}
 

@@ -38,6 +38,21 @@ typedef struct KsApplyBuffer
 	int64	   *cur_offset;		/* where to say which row is applied */
 	TimestampTz now;			/* when the rows are applied (state TTL) */
 
+	/*
+	 * Time windows (window.h): the input column of the row's time (or -1);
+	 * a key's time is then the newest time of its rows.  With a TTL, a row
+	 * whose every window ends at or before watermark - ttl is late: it is
+	 * dropped and counted, and the watermark (the newest time applied)
+	 * advances as the rows are applied, in offset order.
+	 */
+	int			timecol;
+	int64		win_size;
+	int64		win_slide;
+	int64		win_ttl;		/* 0: no TTL, nothing is late */
+	TimestampTz watermark;
+	int64		rows_late;
+	bool	   *late;			/* per buffered row */
+
 	int			ncols;			/* input columns: offset, keys, arguments */
 	int16	   *typlens;		/* per column, set from the first row */
 	bool	   *typbyvals;

@@ -40,7 +40,6 @@
 #include "hooks.h"
 #include "shmem.h"
 #include "source.h"
-#include "window.h"
 
 PG_FUNCTION_INFO_V1(keyedstate_drop_aggregation);
 PG_FUNCTION_INFO_V1(keyedstate_forget_aggregation);
@@ -219,11 +218,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	if (!PG_ARGISNULL(1))
-	{
 		ttl = KsTtlArgument(PG_GETARG_INTERVAL_P(1));
-		if (ttl != (Datum) 0 && agg.def.window_size_us > 0)
-			KsWindowRefuseTtl();
-	}
 	if (!PG_ARGISNULL(2))
 	{
 		if (KsIntervalMs(PG_GETARG_INTERVAL_P(2)) <= 0)
@@ -377,8 +372,8 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 	{
 		KsSlotRef	ref;
 		KsAggSlot	copy;
-		Datum		values[20];
-		bool		nulls[20];
+		Datum		values[21];
+		bool		nulls[21];
 		bool		inspect;
 		int64		high_water;
 
@@ -420,6 +415,7 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[18] = Int64GetDatum(copy.checkpoint_bytes);
 		nulls[16] = nulls[17] = nulls[18] = copy.last_checkpoint == 0;
 		values[19] = Int64GetDatum(copy.keys_expired);
+		values[20] = Int64GetDatum(copy.rows_late);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -139,8 +139,6 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	cs->window = KsWindowArguments(PG_ARGISNULL(6) ? NULL : PG_GETARG_INTERVAL_P(6),
 								   PG_ARGISNULL(7) ? NULL : PG_GETARG_INTERVAL_P(7),
 								   PG_ARGISNULL(8) ? NULL : NameStr(*PG_GETARG_NAME(8)));
-	if (cs->window != NULL && cs->ttl != (Datum) 0)
-		KsWindowRefuseTtl();
 	cs->userid = GetUserId();
 
 	if (strcmp(cs->start_from, "beginning") != 0 && strcmp(cs->start_from, "now") != 0)

@@ -55,6 +55,7 @@ typedef struct KsQueryInfo
 	int		   *inputcols;
 	int		   *filtercols;
 	Expr	   *where;			/* the query's WHERE, or NULL */
+	int			timecol;		/* windows: the row's time (window.h), or 0 */
 } KsQueryInfo;
 
 /*

@@ -75,6 +75,35 @@ KsExpireKey(KsAggRun *run, KsKeyEntry *e)
 }
 
 /*
+ * The event-time TTL of a windowed aggregation (window.h) over entries
+ * [from, to) of its pane table or (sliding windows) its window table:
+ * expired panes are expired as keys are, expired windows are marked for
+ * removal at the next publish.
+ */
+static void
+KsWindowExpireRange(KsAggRun *run, KsKeyTable *kt, uint64 from, uint64 to)
+{
+	int64		size = run->def->window_size_us;
+	uint64		i;
+
+	for (i = from; i < to; i++)
+	{
+		KsKeyEntry *e = KsKeyTableEntry(kt, i);
+		TimestampTz start;
+
+		if (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED))
+			continue;
+		start = DatumGetTimestampTz(e->keys[0]);
+		if (start + size > run->watermark - run->def->ttl_us)
+			continue;
+		if (kt == run->windows)
+			KsKeyMarkPublish(kt, e);	/* publish removes it (window.c) */
+		else
+			KsExpireKey(run, e);	/* a pane whose last window is past the TTL */
+	}
+}
+
+/*
  * Move every live key's states into a new state context and drop the old
  * one with whatever expired internal states left in it.  Serialization
  * and deserialization are the aggregates' own (user code, as the owner);
@@ -124,46 +153,75 @@ void
 KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 {
 	KsKeyTable *kt = run->kt;
+	KsKeyTable *wt = run->windows;
 	int64		interval;
 	uint64		end;
+	uint64		wend = 0;
 	uint64		i;
 
 	if (run->def->ttl_us <= 0)
 	{
-		run->expire_cursor = 0;
+		run->expire_cursor = run->expire_wcursor = 0;
+		run->expire_running = false;
 		run->expire_next = 0;
 		return;
 	}
 	interval = Min(Max(run->def->ttl_us / 10, KS_EXPIRE_MIN_INTERVAL_US),
 				   KS_EXPIRE_MAX_INTERVAL_US);
+	/* event time (windows): sweep soon after the watermark moved, not otherwise */
+	if (run->def->window_size_us > 0)
+		interval = KS_EXPIRE_MIN_INTERVAL_US;
 	/* a changed TTL (alter_aggregation) has its own schedule: sweep now */
 	if (run->expire_ttl_us != run->def->ttl_us)
 	{
 		run->expire_ttl_us = run->def->ttl_us;
 		run->expire_next = 0;
 	}
-	if (run->expire_cursor == 0)
+	if (!run->expire_running)
 	{
+		if (run->def->window_size_us > 0 && run->watermark == run->expire_wm &&
+			run->expire_next != 0)
+			return;
 		if (now < run->expire_next)
 		{
 			*timeout = Min(*timeout, (long) ((run->expire_next - now + 999) / 1000));
 			return;
 		}
 		run->expire_next = now + interval;
+		run->expire_running = true;
+		run->expire_cursor = run->expire_wcursor = 0;
+		run->expire_wm = run->watermark;
 	}
 
 	end = Min(run->expire_cursor + KS_EXPIRE_SCAN, kt->nallocated);
-	for (i = run->expire_cursor; i < end; i++)
+	if (wt != NULL)
+		wend = Min(run->expire_wcursor + KS_EXPIRE_SCAN, wt->nallocated);
+	if (run->def->window_size_us > 0)
 	{
-		KsKeyEntry *e = KsKeyTableEntry(kt, i);
-
-		if ((e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED)) == 0 &&
-			KsExpiredAt(run, e->touched, now))
-			KsExpireKey(run, e);
+		/* event time: panes, and a sliding window's windows, in step */
+		if (run->watermark != DT_NOBEGIN)
+		{
+			KsWindowExpireRange(run, kt, run->expire_cursor, end);
+			if (wt != NULL)
+				KsWindowExpireRange(run, wt, run->expire_wcursor, wend);
+		}
+		run->expire_wcursor = wend;
 	}
-	if (end >= kt->nallocated)
+	else
+	{
+		for (i = run->expire_cursor; i < end; i++)
+		{
+			KsKeyEntry *e = KsKeyTableEntry(kt, i);
+
+			if ((e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED)) == 0 &&
+				KsExpiredAt(run, e->touched, now))
+				KsExpireKey(run, e);
+		}
+	}
+	if (end >= kt->nallocated && (wt == NULL || wend >= wt->nallocated))
 	{
 		/* the sweep is over; the next starts one interval after this one did */
+		run->expire_running = false;
 		run->expire_cursor = 0;
 		*timeout = Min(*timeout, (long) Max((run->expire_next - now + 999) / 1000, 0));
 	}

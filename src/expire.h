@@ -41,7 +41,9 @@
 static inline bool
 KsExpiredAt(KsAggRun *run, TimestampTz touched, TimestampTz now)
 {
-	return run->def->ttl_us > 0 && touched < now - run->def->ttl_us;
+	/* windowed aggregations count event time instead (window.h) */
+	return run->def->ttl_us > 0 && run->def->window_size_us == 0 &&
+		touched < now - run->def->ttl_us;
 }
 
 /*

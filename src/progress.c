@@ -212,6 +212,7 @@ KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
 	slot->memory_bytes = p->memory_bytes;
 	slot->keys = p->keys;
 	slot->keys_expired = p->keys_expired;
+	slot->rows_late = p->rows_late;
 	LWLockRelease(&slot->lock);
 }
 

@@ -430,6 +430,8 @@ KsRunUnload(KsAggRun *run)
 	run->ckpt_sorted = NULL;
 	run->ckpt_maxsorted = 0;
 	run->expire_cursor = 0;
+	run->expire_wcursor = 0;
+	run->expire_running = false;
 	run->recovered_expired = 0;
 	run->garbage_states = 0;
 	run->loaded = false;

@@ -121,11 +121,16 @@ typedef struct KsAggRun
 	KsKeyTable *windows;		/* (window start, key): published rows, no states */
 	FmgrInfo   *combinefns;		/* per aggregate call */
 	MemoryContext combinecxt;	/* merged states of one window */
+	TimestampTz watermark;		/* windows: the newest time applied (DT_NOBEGIN: none) */
+	int64		rows_late;		/* windows: rows dropped as late since the run was created */
 
 	/* state TTL (expire.h) */
-	uint64		expire_cursor;	/* next entry the sweep looks at (0: none running) */
+	bool		expire_running; /* a sweep is under way */
+	uint64		expire_cursor;	/* next entry the sweep looks at */
+	uint64		expire_wcursor; /* and next window (sliding windows) */
 	TimestampTz expire_next;	/* when the next sweep starts */
 	int64		expire_ttl_us;	/* the TTL that schedule is for */
+	TimestampTz expire_wm;		/* windows: the watermark the last sweep started at */
 	int64		keys_expired;	/* keys the TTL removed since the run was created */
 	int64		recovered_expired;	/* expired keys recovery met */
 	int64		garbage_states; /* expired keys whose internal states wait for compaction */

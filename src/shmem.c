@@ -305,6 +305,7 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->rows_consumed = 0;
 	slot->rows_replayed = 0;
 	slot->keys_expired = 0;
+	slot->rows_late = 0;
 	slot->rows_per_second = 0;
 	slot->last_checkpoint = 0;
 	slot->checkpoint_ms = 0;

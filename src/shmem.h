@@ -103,6 +103,7 @@ typedef struct KsAggSlot
 	int64		rows_consumed;	/* rows applied since the worker started */
 	int64		rows_replayed;	/* rows re-read after the last recovery */
 	int64		keys_expired;	/* keys the TTL removed since the worker started */
+	int64		rows_late;		/* windows: late rows dropped since the worker started */
 	double		rows_per_second;
 	TimestampTz last_checkpoint;
 	double		checkpoint_ms;	/* duration of the last checkpoint, to its commit */
@@ -322,6 +323,7 @@ typedef struct KsSlotProgress
 	int64		memory_bytes;
 	int64		keys;
 	int64		keys_expired;	/* set */
+	int64		rows_late;		/* set */
 } KsSlotProgress;
 extern void KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p);
 

@@ -86,6 +86,8 @@ KsRunLoad(KsAggRun *run)
 
 	query = (Query *) stringToNode(run->def->query_tree);
 	KsAnalyzeQuery(query, &run->info);
+	if (run->def->window_size_us > 0)
+		KsWindowLayOut(&run->info);
 	KsAggCheckPrivileges(run->info.aggrefs, run->owner);
 	run->rt = KsAggRuntimeCreate(run->info.aggrefs, run->info.inputcols, run->info.filtercols,
 								 run->loadcxt);
@@ -112,7 +114,7 @@ KsRunLoad(KsAggRun *run)
 	KsRunTimeoutPause(true);
 	KsRecover(run);
 	KsRunTimeoutResume(run);
-	if (KsWindowSliding(run))
+	if (run->def->window_size_us > 0)
 		KsWindowLoad(run);
 	KsBecomeOwner(run);
 	KsStoreInstall(run->slot, run->building, run->consumed, run->kt->nentries,
@@ -136,6 +138,8 @@ KsRunLoad(KsAggRun *run)
 	if (run->def->rebuilding && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
 		run->rebuild_until = hw;
 	run->expire_cursor = 0;
+	run->expire_wcursor = 0;
+	run->expire_running = false;
 	run->expire_next = 0;
 	run->last_checkpoint = GetCurrentTimestamp();
 	run->rate_since = run->last_checkpoint;
@@ -198,10 +202,15 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
 	int64		upto;
 
 	run->applybuf->now = GetCurrentTimestamp();
+	/* alter_aggregation() may have changed the TTL of a windowed aggregation */
+	run->applybuf->win_ttl = run->def->window_size_us > 0 ? run->def->ttl_us : 0;
 	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsRunBudgetSpent,
 						KsApplyRow, run, &run->cur_offset, &nrows);
 	KsApplyBufferFlush(run->applybuf);
 	run->cur_offset = 0;
+	run->watermark = run->applybuf->watermark;
+	run->rows_late += run->applybuf->rows_late;
+	run->applybuf->rows_late = 0;
 	run->rate_rows += nrows;
 	progress->rows_consumed += nrows;
 	if (lo < run->replay_until)
@@ -400,6 +409,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 			progress.rows_per_second = KsRunRate(run, now);
 			progress.keys = run->kt->nentries;
 			progress.keys_expired = run->keys_expired;
+			progress.rows_late = run->rows_late;
 			progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + run->kt->mapped_bytes;
 			KsSlotReportProgress(run->slot, &progress);
 			if (run->slot->state != state)

@@ -25,6 +25,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "apply.h"
 #include "publish.h"
 #include "window.h"
 
@@ -83,17 +84,6 @@ KsWindowArguments(Interval *size, Interval *slide, const char *time_column)
 				 errdetail("Sliding windows are made of panes as long as the slide.")));
 	spec->time_column = pstrdup(time_column);
 	return spec;
-}
-
-/* Refuse a TTL on a windowed aggregation (see window.h). */
-void
-KsWindowRefuseTtl(void)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg("ttl cannot be combined with window_size yet"),
-			 errdetail("The TTL counts processing time, and a window's panes must stay as long as any window that holds them is kept."),
-			 errhint("Group by a time bucket such as date_bin() for tumbling windows that expire with a TTL.")));
 }
 
 /* A constant interval of `us` microseconds. */
@@ -233,7 +223,17 @@ KsWindowCheckAggregates(List *aggrefs, const KsWindowSpec *spec)
 	}
 }
 
-/* Prepare a loaded run with sliding windows (see window.h). */
+/* Add the row's time to a windowed aggregation's input row (see window.h). */
+void
+KsWindowLayOut(KsQueryInfo *info)
+{
+	FuncExpr   *bin = linitial_node(FuncExpr, info->keyexprs);
+
+	info->inputexprs = lappend(info->inputexprs, copyObject(lsecond(bin->args)));
+	info->timecol = info->ninputcols++;
+}
+
+/* After recovery of a windowed aggregation (see window.h). */
 void
 KsWindowLoad(KsAggRun *run)
 {
@@ -241,6 +241,19 @@ KsWindowLoad(KsAggRun *run)
 	KsKeyIter	iter;
 	KsKeyEntry *e;
 	int			i;
+
+	run->watermark = DT_NOBEGIN;
+	KsKeyIterInit(&iter, run->kt);
+	while ((e = KsKeyIterNext(&iter)) != NULL)
+		if (!(e->flags & KS_KEY_EXPIRED) && (run->watermark == DT_NOBEGIN || e->touched > run->watermark))
+			run->watermark = e->touched;
+	run->applybuf->timecol = run->info.timecol;
+	run->applybuf->win_size = run->def->window_size_us;
+	run->applybuf->win_slide = run->def->window_slide_us;
+	run->applybuf->win_ttl = run->def->ttl_us;
+	run->applybuf->watermark = run->watermark;
+	if (!KsWindowSliding(run))
+		return;
 
 	run->windows = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
 									run->info.keyeqops, 0, run->loadcxt);
@@ -389,6 +402,8 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 			KsKeyEntry *w;
 			bool		found;
 
+			if (KsWindowExpired(run, pstart - j * slide))
+				break;			/* and so are the windows before it */
 			keys[0] = TimestampTzGetDatum(pstart - j * slide);
 			w = KsKeyTableLookup(wt, keys, nulls, KsKeyHash(wt, keys, nulls), &found);
 			w->flags &= ~KS_KEY_EXPIRED;
@@ -409,7 +424,8 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 		it->tuple = &w->shared_tuple;
 		it->tuple_bytes = &w->shared_bytes;
 		it->hash = w->hash;
-		it->remove = !KsMergeWindow(run, w, states, keys, nulls);
+		it->remove = KsWindowExpired(run, DatumGetTimestampTz(w->keys[0])) ||
+			!KsMergeWindow(run, w, states, keys, nulls);
 		it->row = it->remove ? NULL : KsPublishBuildRow(run, keys, nulls, states);
 		if (it->remove)
 			w->flags |= KS_KEY_EXPIRED;

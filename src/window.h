@@ -30,6 +30,16 @@
  * refused for sliding windows.  Checkpoints hold the panes only: recovery
  * publishes every window again from them.
  *
+ * With a TTL, time is event time (Flink's event-time TTL for windows): the
+ * watermark is the newest time of a row applied so far, in offset order.
+ * A window whose end is at or before watermark - ttl is removed, a pane
+ * once its last window is (pane start + size at or before it), and a row
+ * all of whose windows are removed already is late: it is dropped and
+ * counted (keyedstate.status.rows_late).  Offsets order the rows, so what
+ * is dropped is the same on every replay; the watermark is recovered
+ * exactly as the newest time kept by a pane (each key keeps the newest
+ * time of its rows).
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef KS_WINDOW_H
@@ -53,12 +63,6 @@ typedef struct KsWindowSpec
  */
 extern KsWindowSpec *KsWindowArguments(Interval *size, Interval *slide, const char *time_column);
 
-/*
- * Refuse a TTL on a windowed aggregation: a processing-time TTL would drop
- * panes that later windows still need (event-time expiry is to come).
- */
-extern void KsWindowRefuseTtl(void) pg_attribute_noreturn();
-
 /* Rewrite a parsed aggregation query for its window (see above). */
 extern void KsWindowRewrite(Query *query, const KsWindowSpec *spec);
 
@@ -72,8 +76,31 @@ KsWindowSliding(KsAggRun *run)
 	return run->def->window_slide_us > 0 && run->def->window_size_us > run->def->window_slide_us;
 }
 
-/* Prepare a loaded run with sliding windows: its window table, combine functions. */
+/*
+ * Add the row's time to the input row of a windowed aggregation (after its
+ * analysis, before the source reader and apply buffer are made): keys then
+ * keep the newest time of their rows, and a TTL counts in that time.
+ */
+extern void KsWindowLayOut(KsQueryInfo *info);
+
+/*
+ * After recovery of a windowed aggregation: the watermark (the newest time
+ * applied: that of the newest pane, which a TTL never removes), and for
+ * sliding windows the window table and combine functions; every window is
+ * published again.
+ */
 extern void KsWindowLoad(KsAggRun *run);
+
+/* Whether a window starting at `start` is past the TTL (event time). */
+static inline bool
+KsWindowExpired(KsAggRun *run, TimestampTz start)
+{
+	return run->def->ttl_us > 0 && run->watermark != DT_NOBEGIN &&
+		start + run->def->window_size_us <= run->watermark - run->def->ttl_us;
+}
+
+/* The expired panes and windows among entries [from, to) (event-time TTL, expire.c). */
+extern void KsWindowExpireRange(KsAggRun *run, KsKeyTable *kt, uint64 from, uint64 to);
 
 /* Publish the windows of the panes changed since the last publish (see publish.h). */
 extern void KsWindowPublish(KsAggRun *run, int64 offset);

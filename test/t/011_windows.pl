@@ -114,4 +114,72 @@ $node->restart;
 ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
 check('after a clean restart');
 
+# --- an event-time TTL: windows whose end is at or before the newest time
+# minus the TTL go, and rows arriving only for such windows are dropped
+$node->safe_psql($db, q{
+CREATE TABLE ev2 (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, ts timestamptz);
+-- time moves forward by about 3 s a row; one row in 20 comes up to 2 hours late
+CREATE FUNCTION add_timed(cnt int) RETURNS void LANGUAGE sql AS $$
+INSERT INTO ev2 (k, v, ts)
+SELECT (random() * 10)::int, g,
+	   '2026-03-01 00:00:00+00'::timestamptz + (coalesce((SELECT max(id) FROM ev2), 0) + g) * interval '3 seconds'
+	   - CASE WHEN random() < 0.05 THEN random() * interval '2 hours' ELSE interval '0' END
+  FROM generate_series(1, cnt) g;
+$$;
+SELECT add_timed(3000);
+SELECT keyedstate.create_aggregation('hop_ttl',
+	'SELECT k, count(*) AS c, sum(v) AS s, avg(v) AS a FROM ev2 GROUP BY k',
+	window_size => '10 minutes', window_slide => '2 minutes', time_column => 'ts', ttl => '30 minutes');
+SELECT keyedstate.create_aggregation('tumble_ttl',
+	'SELECT k, count(*) AS c, sum(v) AS s FROM ev2 GROUP BY k',
+	window_size => '5 minutes', time_column => 'ts', ttl => '20 minutes');
+});
+
+# rows in offset order; the watermark before each is the newest time before it
+sub ttl_oracle
+{
+	my ($size, $slide, $ttl, $aggs) = @_;
+	my $origin = q{'1970-01-01 00:00:00+00'::timestamptz};
+	return qq{
+WITH r AS (SELECT *, max(ts) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS wm
+			 FROM ev2 WHERE ts IS NOT NULL),
+	 kept AS (SELECT * FROM r
+			   WHERE wm IS NULL OR date_bin('$slide', ts, $origin) + interval '$size' > wm - interval '$ttl')
+SELECT w AS window_start, w + interval '$size' AS window_end, k, $aggs
+  FROM kept, LATERAL generate_series(date_bin('$slide', ts, $origin) - (interval '$size' - interval '$slide'),
+								   date_bin('$slide', ts, $origin), interval '$slide') w
+ WHERE w + interval '$size' > (SELECT max(ts) FROM kept) - interval '$ttl'
+ GROUP BY 1, 2, 3};
+}
+my %ttl_aggs = (
+	hop_ttl => ttl_oracle('10 minutes', '2 minutes', '30 minutes', 'count(*), sum(v), avg(v)'),
+	tumble_ttl => ttl_oracle('5 minutes', '5 minutes', '20 minutes', 'count(*), sum(v)'));
+sub check_ttl
+{
+	my ($when) = @_;
+	ks_sync_all($node, $db);
+	for my $name (sort keys %ttl_aggs)
+	{
+		ok(ks_wait_for($node, $db, "SELECT count(*) = 0 FROM ((SELECT * FROM $name EXCEPT ALL ($ttl_aggs{$name}))
+			UNION ALL (($ttl_aggs{$name}) EXCEPT ALL SELECT * FROM $name)) d", 30),
+			"$name: windows past the TTL are gone, the others exact, late rows dropped $when");
+	}
+}
+check_ttl('after the first rows');
+my $late = $node->safe_psql($db, q{
+WITH r AS (SELECT *, max(ts) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS wm FROM ev2)
+SELECT count(*) FROM r WHERE date_bin('2 minutes', ts, '1970-01-01 00:00:00+00') + interval '10 minutes' <= wm - interval '30 minutes'});
+ok($late > 20, "there are late rows ($late)");
+is(ks_status($node, $db, 'hop_ttl', 'rows_late'), $late, 'status counts the late rows');
+is($node->safe_psql($db, q{SELECT min(window_end) > (SELECT max(ts) FROM ev2) - interval '30 minutes' FROM hop_ttl}), 't',
+	'only windows ending within the TTL of the newest time are kept');
+$node->safe_psql($db, 'SELECT add_timed(1000)');
+ks_kill_worker($node, $db);
+ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
+check_ttl('after more rows and a crash');
+$node->safe_psql($db, 'SELECT add_timed(1000)');
+$node->restart;
+ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
+check_ttl('after more rows and a clean restart');
+
 done_testing();
