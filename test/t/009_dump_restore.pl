@@ -40,17 +40,26 @@ SELECT keyedstate.create_aggregation('public.ev_hours',
 	'SELECT date_trunc(''hour'', ts) AS h, k % 3 AS g, count(*) AS n, max(t) AS m FROM ev GROUP BY 1, 2');
 RESET ROLE;
 GRANT SELECT ON ev_hours TO regress_dump_reader;
+-- a sliding window with an (event-time) TTL that keeps every window
+SELECT keyedstate.create_aggregation('ev_hop',
+	'SELECT k % 5 AS g, count(*) AS n, sum(v) AS s FROM ev GROUP BY k % 5',
+	window_size => '2 hours', window_slide => '30 minutes', time_column => 'ts', ttl => '1000 days');
 -- renamed after creation: the dump must use the new names
 ALTER TABLE ev RENAME COLUMN t TO label;
 ALTER TABLE ev RENAME TO events;
 });
 ks_sync($node, 'src_db', 'ev_stats');
 ks_sync($node, 'src_db', 'ev_hours');
+ks_sync($node, 'src_db', 'ev_hop');
 
 my %oracle = (
 	ev_stats => q{SELECT k, count(*), sum(v), avg(v), string_agg(label, ',' ORDER BY id) FROM events
 	   WHERE ts >= '2024-01-02 17:00+00' AND v < 700.123456789012345 GROUP BY k HAVING count(*) > 10},
-	ev_hours => q{SELECT date_trunc('hour', ts), k % 3, count(*), max(label) FROM events GROUP BY 1, 2});
+	ev_hours => q{SELECT date_trunc('hour', ts), k % 3, count(*), max(label) FROM events GROUP BY 1, 2},
+	ev_hop => q{SELECT w, w + interval '2 hours', k % 5, count(*), sum(v)
+	   FROM events, LATERAL generate_series(date_bin('30 minutes', ts, '1970-01-01 00:00+00') - interval '90 minutes',
+											date_bin('30 minutes', ts, '1970-01-01 00:00+00'), interval '30 minutes') w
+	  GROUP BY 1, 2, 3});
 
 for my $v (sort keys %oracle)
 {
@@ -74,7 +83,10 @@ sub check_restored
 		ks_sync($n, $db, $v);
 		is(ks_mismatches($n, $db, "SELECT * FROM $v", $oracle{$v}), '0', "$what: $v exact after new rows");
 	}
-	is($n->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'keyedstate_%'}), '4',
+	is($n->safe_psql($db, q{SELECT window_size || ' ' || window_slide || ' ' || time_column || ' ' || ttl
+							  FROM keyedstate.aggregations WHERE name = 'ev_hop'}),
+		'02:00:00 00:30:00 ts 1000 days', "$what: the window and the TTL are restored");
+	is($n->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'keyedstate_%'}), '6',
 		"$what: the source has its triggers once");
 	# the restored privileges hold: the reader sees ev_hours, not ev_stats
 	my ($ret, $out, $err) = $n->psql($db, 'SET ROLE regress_dump_reader; SELECT count(*) > 0 FROM ev_hours');
