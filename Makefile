@@ -11,7 +11,9 @@ OBJS = \
 	src/storeread.o \
 	src/serialize.o \
 	src/keytable.o \
+	src/keydirty.o \
 	src/aggcall.o \
+	src/aggserial.o \
 	src/apply.o \
 	src/definition.o \
 	src/catalog.o \

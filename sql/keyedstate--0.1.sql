@@ -13,7 +13,9 @@ CREATE SCHEMA keyedstate;
  * the aggregation) and, for a restore, as fully qualified text kept
  * current by the event trigger below.  The aggregation's owner is its
  * view's owner.  checkpointed_offset changes only in the same transaction
- * as the checkpointed keys in keyedstate.state.  clean_stop says that the
+ * as the last chunk of a checkpoint in keyedstate.state, and checkpoint_id
+ * with it: chunks of later checkpoints (written by steps before a crash)
+ * do not count.  clean_stop says that the
  * last checkpoint was a worker's final one, at a clean stop: nothing after
  * checkpointed_offset was consumed (the next load clears it).  ttl is the
  * state TTL (NULL: none): a key no row changed for longer goes.
@@ -38,6 +40,7 @@ CREATE TABLE keyedstate.aggregation (
 	resume_count		bigint NOT NULL DEFAULT 0,
 	checkpointed_offset	bigint NOT NULL,
 	last_checkpoint		timestamptz,
+	checkpoint_id		bigint,
 	clean_stop			bool NOT NULL DEFAULT false,
 	ttl					interval,
 	window_size			interval,

@@ -58,6 +58,7 @@ typedef struct KsAggCall
 	Oid			serialfn_oid;
 	Oid			deserialfn_oid;
 	Oid			combinefn_oid;	/* InvalidOid if none; called by window.c */
+	bool		rebase;			/* its deserialized states are rebased (aggserial.c) */
 	FmgrInfo	transfn;
 	FmgrInfo	finalfn;
 	FmgrInfo	serialfn;
@@ -135,6 +136,14 @@ extern void KsAggSerializeStates(KsAggRuntime *rt, KsTransState *states,
 extern void KsAggDeserializeStates(KsAggRuntime *rt, KsTransState *states,
 								   StringInfo *replay, const char *data,
 								   uint32 len, const char *aggname);
+
+/* Shared by aggcall.c and aggserial.c: one call's initial state, one input. */
+extern void KsInitState(KsAggRuntime *rt, KsAggCall *c, KsTransState *st);
+extern void KsAdvanceOne(KsAggRuntime *rt, KsAggCall *c, KsTransState *st,
+						 const Datum *args, const bool *argnulls);
+
+/* Whether states of a deserialize function must be rebased (aggserial.c). */
+extern bool KsDeserializeNeedsRebase(Oid deserialfn);
 
 /* Bytes of memory held by all transition states. */
 extern Size KsAggStateMemory(KsAggRuntime *rt);

@@ -174,6 +174,9 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 			continue;
 		e = KsKeyTableLookup(kt, buf->values + i * ncols + 1,
 							 buf->isnull + i * ncols + 1, buf->hashes[i], &found);
+		/* a key a checkpoint being written still needs: write it first */
+		if (found && KsKeyPendingSave(kt, e))
+			buf->save_key(buf->save_arg, e);
 		if (!found || (e->flags & KS_KEY_EXPIRED))
 		{
 			/* a new key, or one expired (expire.h) and back: fresh states */

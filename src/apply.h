@@ -45,6 +45,8 @@ typedef struct KsApplyBuffer
 	 * dropped and counted, and the watermark (the newest time applied)
 	 * advances as the rows are applied, in offset order.
 	 */
+	void		(*save_key) (void *arg, KsKeyEntry *entry);	/* write it before it changes */
+	void	   *save_arg;
 	int			timecol;
 	int64		win_size;
 	int64		win_slide;

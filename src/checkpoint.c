@@ -39,15 +39,36 @@
  */
 #define KS_CHUNK_BYTES			(4 * 1024 * 1024 - 64 * 1024)
 
-/* Keys serialized between checks for interrupts. */
+/* Keys serialized between checks for interrupts (and of the slice's time). */
 #define KS_CKPT_INTERRUPT_EVERY	256
 
-/* Building the chunks of one checkpoint. */
-typedef struct KsChunkWriter
+/* How long a step writes a checkpoint: a slice of keys, and at most one chunk. */
+#define KS_CKPT_SLICE_MS		10
+
+/*
+ * A checkpoint being written: its capture, and the chunk being built.  It
+ * lives in the run's memory from its capture (KsCheckpointStart) until it
+ * is committed (KsCheckpointDone) or the run is unloaded.
+ */
+struct KsChunkWriter
 {
 	KsAggRun   *run;
 	int64		checkpoint_id;
 	bool		full;
+	bool		final;			/* a clean stop's last checkpoint */
+	int64		offset;			/* the consumed offset captured */
+	bool		rebuilding;		/* whether that offset is still a rebuild's */
+	uint64		request;		/* the checkpoint request it satisfies */
+	TimestampTz started;
+
+	/* the capture: keys of the list of `epoch`, or every key when full */
+	uint32		epoch;
+	KsKeyEntry **list;
+	int64		nlist;
+	uint64		pos;			/* next list index, or entry number when full */
+	uint64		end;
+	int64		keys;			/* keys written so far */
+
 	int32		chunk;			/* number of the chunk being built */
 	StringInfo	buf;			/* the run's chunk buffer: a bytea being built */
 	int32		nkeys;
@@ -56,7 +77,7 @@ typedef struct KsChunkWriter
 	int64		bytes;			/* bytes written so far */
 	MemoryContext tmp;			/* serialization garbage, reset per chunk */
 	dsa_area   *dsa;			/* where the published rows are */
-} KsChunkWriter;
+};
 
 /* The CRC-32C of a chunk, over what checkpoint.h says. */
 pg_crc32c
@@ -125,7 +146,7 @@ KsPrepareCheckpointPlan(KsAggRun *run)
  * buffer is built as the bytea itself, so writing it copies nothing.
  */
 static void
-KsChunkReset(KsChunkWriter *w)
+KsChunkReset(struct KsChunkWriter *w)
 {
 	static const char header[VARHDRSZ + KS_CHUNK_HEADER] = {0};
 
@@ -140,7 +161,7 @@ KsChunkReset(KsChunkWriter *w)
  * of this checkpoint follows.
  */
 static void
-KsChunkFlush(KsChunkWriter *w, bool last)
+KsChunkFlush(struct KsChunkWriter *w, bool last)
 {
 	Datum		args[8];
 	bytea	   *data;
@@ -185,9 +206,14 @@ KsChunkFlush(KsChunkWriter *w, bool last)
 	KsChunkReset(w);
 }
 
-/* Append one key, its states and its published row to the chunk, writing the chunk out when full. */
+/*
+ * Append one key of the capture to the chunk being built: its group,
+ * flags, time, values, states and published row (a tombstone for an
+ * expired key), as they are now.  Serialize functions are user code: as
+ * the owner.
+ */
 static void
-KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
+KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
 {
 	KsAggRun   *run = w->run;
 	int			group = KsKeyGroup(e->hash);
@@ -195,11 +221,13 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 	MemoryContext oldcxt;
 	int			at;
 
-	if (w->buf->len >= KS_CHUNK_BYTES)
-		KsChunkFlush(w, false);
 	if (w->nkeys == 0)
-		w->first_group = group;
-	w->last_group = group;
+		w->first_group = w->last_group = group;
+	w->first_group = Min(w->first_group, group);
+	w->last_group = Max(w->last_group, group);
+	e->saved_epoch = w->epoch;
+	w->keys++;
+	w->nkeys++;
 
 	appendBinaryStringInfo(w->buf, (const char *) &g, sizeof(uint16));
 	appendStringInfoChar(w->buf, (e->flags & KS_KEY_EXPIRED) ? KS_STORED_EXPIRED : 0);
@@ -212,7 +240,6 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 		/* a tombstone: older versions of the key are gone */
 		KsWriteUint32(w->buf, 0);
 		KsWriteUint32(w->buf, 0);
-		w->nkeys++;
 		return;
 	}
 	at = KsBeginBytes(w->buf);
@@ -221,7 +248,7 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 	KsAggSerializeStates(run->rt, e->states, e->replay, w->buf);
 	MemoryContextSwitchTo(oldcxt);
 	KsEndBytes(w->buf, at);
-	/* the published row is that of the checkpointed states: publish precedes checkpoints */
+	/* the key's published row: that of its states, which changed since only if written first */
 	if (DsaPointerIsValid(e->shared_tuple))
 	{
 		MinimalTuple mt = KsStoreTupleAddress(w->dsa, e->shared_tuple);
@@ -230,214 +257,216 @@ KsChunkAddKey(KsChunkWriter *w, KsKeyEntry *e)
 	}
 	else
 		KsWriteUint32(w->buf, 0);
-	w->nkeys++;
+}
+
+/* Capture a checkpoint (see checkpoint.h). */
+void
+KsCheckpointStart(KsAggRun *run, bool final)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(run->loadcxt);
+	struct KsChunkWriter *w = palloc0(sizeof(struct KsChunkWriter));
+	bool		pending;
+
+	w->run = run;
+	w->request = KsSlotCheckpointRequested(run->slot, &pending);
+	w->started = GetCurrentTimestamp();
+	w->checkpoint_id = run->ckpt_last_id + 1;
+	/* full when there is none yet, or when the deltas since it outgrew it */
+	w->full = !run->ckpt_have_full || run->ckpt_delta_bytes >= run->ckpt_full_bytes;
+	w->final = final;
+	w->offset = run->consumed;
+	w->rebuilding = run->consumed < run->rebuild_until;
+	w->tmp = AllocSetContextCreate(run->loadcxt, "keyedstate checkpoint chunk",
+								   ALLOCSET_DEFAULT_SIZES);
+	if (run->ckpt_buf == NULL)
+		run->ckpt_buf = KsMakeStringInfoIn(run->loadcxt);
+	w->buf = run->ckpt_buf;
+	w->dsa = KsGetDsa();
+	KsChunkReset(w);
+
+	w->epoch = KsKeyCapture(run->kt, &w->list, &w->nlist);
+	w->end = w->full ? run->kt->nallocated : (uint64) w->nlist;
+	run->kt->saving_epoch = w->epoch;
+	run->kt->saving_full = w->full;
+	run->ckpt = w;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Write a key of the capture before it changes (see checkpoint.h). */
+void
+KsCheckpointSaveKey(void *arg, KsKeyEntry *e)
+{
+	KsAggRun   *run = (KsAggRun *) arg;
+
+	KsChunkAddKey(run->ckpt, e);
 }
 
 /*
- * The entries to write, in key-group order (a counting sort: groups are
- * few), so that each chunk covers a narrow range of key groups.  The
- * array is the run's, kept from one checkpoint to the next.
+ * Lock the definition's row for the checkpoint, without waiting: a backend
+ * pausing or dropping the aggregation in a transaction left open would
+ * otherwise stall the worker, and every other aggregation with it.  Then a
+ * concurrent drop_aggregation() either waits for this step, and deletes
+ * its chunks too, or has deleted the row already, and nothing of this
+ * checkpoint may be written.  False if the row is locked or gone.
  */
-static KsKeyEntry **
-KsSortByKeyGroup(KsAggRun *run, bool full, int64 *n)
+static bool
+KsLockDefinitionRow(KsAggRun *run)
 {
-	KsKeyTable *kt = run->kt;
-	int64		count = full ? (int64) kt->nentries : kt->nckpt;
-	int64		scan = full ? (int64) kt->nallocated : kt->nckpt;
-	int64		starts[KS_MAX_PARALLELISM + 1];
-	KsKeyEntry **sorted;
-	int64		i;
-	int			g;
-
-	if (count > run->ckpt_maxsorted)
-	{
-		int64		newmax = Max(count, run->ckpt_maxsorted * 2);
-
-		if (run->ckpt_sorted != NULL)
-			pfree(run->ckpt_sorted);
-		run->ckpt_sorted = MemoryContextAllocHuge(run->loadcxt,
-												  sizeof(KsKeyEntry *) * Max(newmax, 1));
-		run->ckpt_maxsorted = newmax;
-	}
-	sorted = run->ckpt_sorted;
-
-	/*
-	 * A full checkpoint writes every key in use; an expired one is simply
-	 * left out, as every older row goes.  A delta writes every changed key,
-	 * an expired one as a tombstone.
-	 */
-	memset(starts, 0, sizeof(starts));
-	count = 0;
-	for (i = 0; i < scan; i++)
-	{
-		KsKeyEntry *e = full ? KsKeyTableEntry(kt, i) : kt->ckpt[i];
-
-		if (full && (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED)))
-			continue;
-		starts[KsKeyGroup(e->hash) + 1]++;
-		count++;
-	}
-	for (g = 0; g < KS_MAX_PARALLELISM; g++)
-		starts[g + 1] += starts[g];
-	for (i = 0; i < scan; i++)
-	{
-		KsKeyEntry *e = full ? KsKeyTableEntry(kt, i) : kt->ckpt[i];
-
-		if (full && (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED)))
-			continue;
-		sorted[starts[KsKeyGroup(e->hash)]++] = e;
-	}
-	*n = count;
-	return sorted;
-}
-
-/*
- * Write the changed keys (or all of them) and the consumed offset, and
- * whether it is the final checkpoint of a clean stop.  Runs inside the
- * caller's transaction, so everything commits together or not at all.
- */
-bool
-KsCheckpoint(KsAggRun *run, bool final)
-{
-	KsChunkWriter w;
-	KsKeyEntry **sorted;
-	MemoryContext cxt;
-	MemoryContext oldcxt;
-	Datum		args[3];
-	Oid			argtypes[3] = {INT4OID, INT8OID, INT8OID};
-	int64		n;
-	int64		i;
+	Datum		arg = Int32GetDatum(run->def->id);
+	Oid			argtype = INT4OID;
 	int			ret;
 
-	{
-		bool		pending;
-
-		run->ckpt_request = KsSlotCheckpointRequested(run->slot, &pending);
-	}
-	run->ckpt_started = GetCurrentTimestamp();
-	KsBecomeWorker();
-	KsPrepareCheckpointPlan(run);
-
-	/*
-	 * The offset first: updating the definition's row locks it, so a
-	 * concurrent drop_aggregation() either waits for this checkpoint and
-	 * then deletes its rows too, or has deleted the row already, and then
-	 * nothing of this checkpoint may stay behind.
-	 */
-	args[0] = Int32GetDatum(run->def->id);
-	args[1] = Int64GetDatum(run->consumed);
-	args[2] = BoolGetDatum(run->consumed < run->rebuild_until);
-	/*
-	 * Never wait for the row: a backend pausing or dropping the aggregation
-	 * in a transaction left open would otherwise stall the worker, and
-	 * every other aggregation with it.  Skip this checkpoint instead.
-	 */
 	ret = SPI_execute_with_args("SELECT 1 FROM keyedstate.aggregation WHERE id = $1 "
 								"FOR NO KEY UPDATE SKIP LOCKED",
-								1, argtypes, args, NULL, false, 0);
+								1, &argtype, &arg, NULL, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed != 1)
-	{
-		KsBecomeOwner(run);
-		return false;
-	}
-	{
-		Datum		uargs[4] = {args[0], args[1], args[2], BoolGetDatum(final)};
-		Oid			utypes[4] = {INT4OID, INT8OID, BOOLOID, BOOLOID};
+	return SPI_processed == 1;
+}
 
-		ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
-									"SET checkpointed_offset = $2, last_checkpoint = pg_catalog.now(), "
-									"rebuilding = $3, clean_stop = $4 "
-									"WHERE id = $1",
-									4, utypes, uargs, NULL, false, 0);
-	}
+/* Commit the capture's offset with its chunks, and drop what a full one replaces. */
+static void
+KsCheckpointCommit(struct KsChunkWriter *w)
+{
+	KsAggRun   *run = w->run;
+	Datum		args[6];
+	Oid			argtypes[6] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID};
+	int			ret;
+
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = Int64GetDatum(w->offset);
+	args[2] = BoolGetDatum(w->rebuilding);
+	args[3] = BoolGetDatum(w->final);
+	args[4] = Int64GetDatum(w->checkpoint_id);
+	args[5] = Int64GetDatum(w->checkpoint_id);
+	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
+								"SET checkpointed_offset = $2, checkpoint_id = $5, "
+								"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4 "
+								"WHERE id = $1",
+								5, argtypes, args, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("aggregation %s no longer exists", run->name)));
-
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate checkpoint",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(cxt);
-	memset(&w, 0, sizeof(w));
-	w.run = run;
-	w.dsa = KsGetDsa();
-	w.checkpoint_id = run->ckpt_last_id + 1;
-	/* full when there is none yet, or when the deltas since it outgrew it */
-	w.full = !run->ckpt_have_full || run->ckpt_delta_bytes >= run->ckpt_full_bytes;
-	w.tmp = AllocSetContextCreate(cxt, "keyedstate checkpoint chunk",
-								  ALLOCSET_DEFAULT_SIZES);
-	if (run->ckpt_buf == NULL)
-		run->ckpt_buf = KsMakeStringInfoIn(run->loadcxt);
-	w.buf = run->ckpt_buf;
-	KsChunkReset(&w);
-
-	sorted = KsSortByKeyGroup(run, w.full, &n);
-	/* serial functions are user code: run them as the owner */
-	KsBecomeOwner(run);
-	for (i = 0; i < n; i++)
-	{
-		if (i % KS_CKPT_INTERRUPT_EVERY == 0)
-			CHECK_FOR_INTERRUPTS();
-		/* in key-group order the entries are met at random: fetch ahead */
-		if (i + KS_CKPT_PREFETCH < n)
-			KsKeyTablePrefetchLines(run->kt, sorted[i + KS_CKPT_PREFETCH]);
-		if (i + KS_CKPT_PREFETCH / 2 < n)
-		{
-			KsKeyEntry *ahead = sorted[i + KS_CKPT_PREFETCH / 2];
-
-			KsAggPrefetchStates(run->rt, ahead->states);
-			if (DsaPointerIsValid(ahead->shared_tuple))
-				KS_PREFETCH(KsStoreTupleAddress(w.dsa, ahead->shared_tuple));
-		}
-		KsChunkAddKey(&w, sorted[i]);
-	}
-	KsChunkFlush(&w, true);
-	KsBecomeWorker();
-	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(cxt);
-
-	args[2] = Int64GetDatum(w.checkpoint_id);
-	if (w.full)
+	if (w->full)
 	{
 		/* the full checkpoint makes every older row obsolete */
+		argtypes[1] = INT8OID;
+		args[1] = Int64GetDatum(w->checkpoint_id);
 		ret = SPI_execute_with_args("DELETE FROM keyedstate.state "
-									"WHERE aggregation_id = $1 AND checkpoint_id < $3",
-									3, argtypes, args, NULL, false, 0);
+									"WHERE aggregation_id = $1 AND checkpoint_id < $2",
+									2, argtypes, args, NULL, false, 0);
 		if (ret != SPI_OK_DELETE)
 			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	}
-	run->ckpt_offset = run->consumed;
-	run->ckpt_new_id = w.checkpoint_id;
-	run->ckpt_new_full = w.full;
-	run->ckpt_new_bytes = w.bytes;
-	run->ckpt_new_keys = n;
+}
+
+/* Whether entry e is one the capture still has to write. */
+static inline bool
+KsCaptureNeeds(struct KsChunkWriter *w, KsKeyEntry *e)
+{
+	if (e->saved_epoch == w->epoch)
+		return false;
+	if (w->full)
+		return !(e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED));	/* a full one writes no tombstones */
+	return e->ckpt_epoch == w->epoch;
+}
+
+/* Write more of the captured checkpoint (see checkpoint.h). */
+KsCkptProgress
+KsCheckpointContinue(KsAggRun *run, bool all)
+{
+	struct KsChunkWriter *w = run->ckpt;
+	KsKeyTable *kt = run->kt;
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KS_CKPT_SLICE_MS);
+	int64		n = 0;
+	bool		flushed = false;
+
+	KsBecomeWorker();
+	KsPrepareCheckpointPlan(run);
+	if (!KsLockDefinitionRow(run))
+	{
+		KsBecomeOwner(run);
+		return KS_CKPT_SKIPPED;
+	}
+	/* serial functions are user code: run them as the owner */
 	KsBecomeOwner(run);
-	return true;
+	while (w->pos < w->end)
+	{
+		KsKeyEntry *e = w->full ? KsKeyTableEntry(kt, w->pos) : w->list[w->pos];
+
+		if (++n % KS_CKPT_INTERRUPT_EVERY == 0)
+		{
+			CHECK_FOR_INTERRUPTS();
+			if (!all && (flushed || GetCurrentTimestamp() >= until))
+				break;
+		}
+		/* the entries are met at random: fetch ahead */
+		if (!w->full && w->pos + KS_CKPT_PREFETCH < w->end)
+			KsKeyTablePrefetchLines(kt, w->list[w->pos + KS_CKPT_PREFETCH]);
+		w->pos++;
+		if (!KsCaptureNeeds(w, e))
+			continue;
+		/* a full chunk is written before the next key, so the last one is never empty */
+		if (w->buf->len >= KS_CHUNK_BYTES)
+		{
+			KsChunkFlush(w, false);
+			flushed = true;
+		}
+		KsChunkAddKey(w, e);
+	}
+	if (w->pos < w->end)
+		return KS_CKPT_MORE;
+
+	KsChunkFlush(w, true);
+	KsBecomeWorker();
+	KsCheckpointCommit(w);
+	KsBecomeOwner(run);
+	return KS_CKPT_WRITTEN;
 }
 
 /* After commit: the written keys are clean and the offset is durable. */
 void
 KsCheckpointDone(KsAggRun *run)
 {
-	KsKeyClearCheckpoint(run->kt);
-	run->checkpointed = run->ckpt_offset;
+	struct KsChunkWriter *w = run->ckpt;
+
+	KsKeyCaptureDone(run->kt, w->list, w->nlist, w->epoch);
+	run->kt->saving_epoch = 0;
+	run->checkpointed = w->offset;
 	run->last_checkpoint = GetCurrentTimestamp();
-	run->ckpt_last_id = run->ckpt_new_id;
-	if (run->ckpt_new_full)
+	run->ckpt_last_id = w->checkpoint_id;
+	if (w->full)
 	{
 		run->ckpt_have_full = true;
-		run->ckpt_full_bytes = run->ckpt_new_bytes;
+		run->ckpt_full_bytes = w->bytes;
 		run->ckpt_delta_bytes = 0;
 	}
 	else
-		run->ckpt_delta_bytes += run->ckpt_new_bytes;
+		run->ckpt_delta_bytes += w->bytes;
 	KsSlotCheckpointed(run->slot, run->checkpointed, run->last_checkpoint,
-					   (run->last_checkpoint - run->ckpt_started) / 1000.0,
-					   run->ckpt_new_keys, run->ckpt_new_bytes, run->ckpt_request);
+					   (run->last_checkpoint - w->started) / 1000.0,
+					   w->keys, w->bytes, w->request);
+	MemoryContextDelete(w->tmp);
+	pfree(w);
+	run->ckpt = NULL;
+}
+
+/*
+ * Delete the chunks of checkpoints after the committed one: an interrupted
+ * checkpoint's, written by steps before the crash (recovery, as the worker).
+ */
+void
+KsCheckpointDiscardUncommitted(int32 aggid, int64 committed)
+{
+	Datum		args[2] = {Int32GetDatum(aggid), Int64GetDatum(committed)};
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+
+	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1 AND checkpoint_id > $2",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the uncommitted checkpoint of aggregation %d", aggid);
 }
 
 /*

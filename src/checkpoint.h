@@ -3,11 +3,17 @@
  * checkpoint.h
  *	  Checkpoints of an aggregation's keyed state, and their byte format.
  *
- * A checkpoint writes, in one transaction, every key changed since the
- * last checkpoint (serialized keys and states, in chunks appended to
- * keyedstate.state, in the format below) and the consumed offset
- * (keyedstate.aggregation).  The state and the offset therefore only
- * ever change together.  Recovery (recovery.h) loads every key of the
+ * A checkpoint writes every key changed since the last checkpoint
+ * (serialized keys and states, in chunks appended to keyedstate.state, in
+ * the format below) and the consumed offset (keyedstate.aggregation).  It
+ * is captured at a step boundary and written in slices by the steps that
+ * follow, so consumption never waits for the writing, its WAL or its
+ * commit: a captured key is written before anything changes it
+ * (copy-on-write), so the chunks hold every key as of the captured offset.
+ * The chunks of checkpoint N count only once the step that writes its last
+ * slice commits keyedstate.aggregation.checkpoint_id = N with the offset:
+ * the state and the offset therefore only ever change together, and
+ * recovery deletes the chunks of a checkpoint that was not committed.  Recovery (recovery.h) loads every key of the
  * aggregation and sets the consumed offset to the checkpointed one; the
  * worker then re-reads the rows after it, so a crash never loses or
  * double-counts a row.
@@ -20,7 +26,7 @@
  *	4 bytes			CRC-32C of the chunk's row (KsChunkCrc) and of every byte
  *					after this field
  *	1 byte			flags: KS_CHUNK_LAST on the last chunk of its checkpoint
- *	then per key, in key-group order:
+ *	then per key, in any order (the chunk's row gives the range of groups):
  *	  2 bytes		key group (KsKeyGroup of the key's hash)
  *	  1 byte		flags: KS_STORED_EXPIRED for a key its TTL removed
  *	  8 bytes		when a row last changed the key (TimestampTz), for TTL
@@ -85,14 +91,38 @@ typedef struct KsChunkRow
 extern pg_crc32c KsChunkCrc(const KsChunkRow *row, const char *data, Size len);
 
 /*
- * Write the changed keys and the consumed offset (inside a transaction),
- * `final` at a clean stop; false if it was skipped because a backend
- * holds the definition locked.
+ * Capture a checkpoint at the end of a step (`final` at a clean stop): the
+ * consumed offset, and the keys changed since the last capture (every key
+ * for a full one).  This is all the consumption waits for: the keys are
+ * written by slices in later steps (KsCheckpointContinue), and a captured
+ * key that is about to change is written first (KsCheckpointSaveKey), so
+ * every key is written as it was at the capture.
  */
-extern bool KsCheckpoint(KsAggRun *run, bool final);
+extern void KsCheckpointStart(KsAggRun *run, bool final);
 
-/* After the checkpoint's transaction committed: forget the dirty keys. */
+typedef enum KsCkptProgress
+{
+	KS_CKPT_SKIPPED,			/* a backend holds the definition locked: later */
+	KS_CKPT_MORE,				/* a slice was written, more is to come */
+	KS_CKPT_WRITTEN				/* everything, and the offset: commit, then Done */
+} KsCkptProgress;
+
+/*
+ * Write a slice of the captured checkpoint inside the step's transaction
+ * (about KS_CKPT_SLICE_MS of serializing and at most one chunk), or all of
+ * it; the last slice also updates the offset and the committed checkpoint
+ * id, so the capture becomes the checkpoint when that step commits.
+ */
+extern KsCkptProgress KsCheckpointContinue(KsAggRun *run, bool all);
+
+/* Write a captured key before it changes (copy-on-write; arg is the run). */
+extern void KsCheckpointSaveKey(void *arg, KsKeyEntry *entry);
+
+/* After the last slice's transaction committed: the keys are clean. */
 extern void KsCheckpointDone(KsAggRun *run);
+
+/* Recovery: delete the chunks of checkpoints after the committed one. */
+extern void KsCheckpointDiscardUncommitted(int32 aggid, int64 committed);
 
 /* Delete every checkpoint of an aggregation (it is dropped or rebuilt). */
 extern void KsCheckpointForget(int32 aggid);

@@ -13,6 +13,7 @@
 #include "utils/expandeddatum.h"
 #include "utils/memutils.h"
 
+#include "checkpoint.h"
 #include "expire.h"
 
 /* Entries a step looks at, at most. */
@@ -67,6 +68,9 @@ KsReleaseStates(KsAggRuntime *rt, KsKeyEntry *e)
 static void
 KsExpireKey(KsAggRun *run, KsKeyEntry *e)
 {
+	/* a key a checkpoint being written still needs: write it first */
+	if (KsKeyPendingSave(run->kt, e))
+		KsCheckpointSaveKey(run, e);
 	if (!KsReleaseStates(run->rt, e))
 		run->garbage_states++;
 	e->flags |= KS_KEY_EXPIRED;

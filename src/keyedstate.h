@@ -22,7 +22,9 @@
  *	storeread	the readers' side: copying rows out under the read protocol
  *	serialize	byte form of Datums and view rows in checkpoints, checked on reading
  *	keytable	worker-local hash table of keys and transition states
+ *	keydirty	the keys changed since the last publish and checkpoint capture
  *	aggcall		calling aggregate transition/final/serial functions
+ *	aggserial	the durable form of transition states, read back
  *	apply		applying input rows to the keyed state in chunks
  *	definition	analysing an aggregation's query: contents, layout, settings
  *	catalog		keyedstate.aggregation and its access bracket

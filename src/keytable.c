@@ -93,6 +93,7 @@ KsKeyTableCreate(int nkeys, const Oid *keytypes, const Oid *keycolls,
 	kt->maxblocks = 16;
 	kt->blocks = MemoryContextAllocZero(cxt, sizeof(char *) * kt->maxblocks);
 	kt->nslots = KS_KEYTABLE_INITIAL_SLOTS;
+	kt->ckpt_epoch = 1;
 	kt->slots = MemoryContextAllocZero(cxt, sizeof(KsKeySlot) * kt->nslots);
 	return kt;
 }
@@ -367,6 +368,8 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 	size = MAXALIGN(offsetof(KsKeyEntry, states) + sizeof(KsTransState) * kt->nstates);
 	e = KsKeyTableNewEntry(kt, &number);
 	e->hash = hash;
+	/* a key new since the capture being written is not part of it */
+	e->saved_epoch = kt->saving_epoch;
 	e->shared = InvalidDsaPointer;
 	e->shared_tuple = InvalidDsaPointer;
 	e->keys = (Datum *) ((char *) e + size);
@@ -406,7 +409,7 @@ KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
 	uint32		j;
 	int			k;
 
-	Assert(!(e->flags & (KS_KEY_DIRTY_PUBLISH | KS_KEY_DIRTY_CHECKPOINT | KS_KEY_FREE)));
+	Assert(!(e->flags & (KS_KEY_DIRTY_PUBLISH | KS_KEY_FREE)) && e->ckpt_epoch == 0);
 	/* the key's slot is on its probe sequence: the one naming this entry */
 	for (;;)
 	{
@@ -455,101 +458,6 @@ KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
 	}
 	kt->freelist[kt->nfree++] = number;
 	kt->nentries--;
-}
-
-/*
- * Append an entry to a dirty list, growing it as needed.  A key is on a
- * list at most once, so the list never needs more room than the table has
- * keys; counts are 64-bit so that doubling never overflows.
- */
-static void
-KsAppendDirty(KsKeyTable *kt, KsKeyEntry ***list, int64 *n, int64 *max, KsKeyEntry *e)
-{
-	if (*n >= *max)
-	{
-		int64		newmax = Min(Max(*max * 2, 1024), (int64) KS_KEYTABLE_MAX_KEYS);
-
-		if (*n >= newmax)
-			elog(ERROR, "keyedstate dirty list holds more entries than keys");
-
-		if (*list == NULL)
-			*list = MemoryContextAllocHuge(kt->cxt, sizeof(KsKeyEntry *) * (Size) newmax);
-		else
-			*list = repalloc_huge(*list, sizeof(KsKeyEntry *) * (Size) newmax);
-		*max = newmax;
-	}
-	(*list)[(*n)++] = e;
-}
-
-/* Flag a key as changed for the next publish and the next checkpoint. */
-void
-KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *e)
-{
-	if (!(e->flags & KS_KEY_DIRTY_PUBLISH))
-	{
-		e->flags |= KS_KEY_DIRTY_PUBLISH;
-		KsAppendDirty(kt, &kt->publish, &kt->npublish, &kt->maxpublish, e);
-	}
-	if (!(e->flags & KS_KEY_DIRTY_CHECKPOINT))
-	{
-		e->flags |= KS_KEY_DIRTY_CHECKPOINT;
-		KsAppendDirty(kt, &kt->ckpt, &kt->nckpt, &kt->maxckpt, e);
-	}
-}
-
-/* Flag a key as changed for the next publish only. */
-void
-KsKeyMarkPublish(KsKeyTable *kt, KsKeyEntry *e)
-{
-	if (!(e->flags & KS_KEY_DIRTY_PUBLISH))
-	{
-		e->flags |= KS_KEY_DIRTY_PUBLISH;
-		KsAppendDirty(kt, &kt->publish, &kt->npublish, &kt->maxpublish, e);
-	}
-}
-
-/* Flag a key as changed for the next checkpoint only. */
-void
-KsKeyMarkCheckpoint(KsKeyTable *kt, KsKeyEntry *e)
-{
-	if (!(e->flags & KS_KEY_DIRTY_CHECKPOINT))
-	{
-		e->flags |= KS_KEY_DIRTY_CHECKPOINT;
-		KsAppendDirty(kt, &kt->ckpt, &kt->nckpt, &kt->maxckpt, e);
-	}
-}
-
-/* Forget one dirty list, removing the expired keys that are clean now. */
-static void
-KsKeyClearList(KsKeyTable *kt, KsKeyEntry **list, int64 *n, uint32 flag)
-{
-	int64		i;
-
-	for (i = 0; i < *n; i++)
-		list[i]->flags &= ~flag;
-	for (i = 0; i < *n; i++)
-	{
-		KsKeyEntry *e = list[i];
-
-		if ((e->flags & (KS_KEY_EXPIRED | KS_KEY_DIRTY_PUBLISH | KS_KEY_DIRTY_CHECKPOINT |
-						 KS_KEY_FREE)) == KS_KEY_EXPIRED)
-			KsKeyTableRemove(kt, e);
-	}
-	*n = 0;
-}
-
-/* Forget the publish dirty list. */
-void
-KsKeyClearPublish(KsKeyTable *kt)
-{
-	KsKeyClearList(kt, kt->publish, &kt->npublish, KS_KEY_DIRTY_PUBLISH);
-}
-
-/* Forget the checkpoint dirty list. */
-void
-KsKeyClearCheckpoint(KsKeyTable *kt)
-{
-	KsKeyClearList(kt, kt->ckpt, &kt->nckpt, KS_KEY_DIRTY_CHECKPOINT);
 }
 
 /* Start iterating over every entry, in the order keys first appeared. */

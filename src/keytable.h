@@ -36,7 +36,6 @@ typedef struct KsTransState
 } KsTransState;
 
 #define KS_KEY_DIRTY_PUBLISH		0x01
-#define KS_KEY_DIRTY_CHECKPOINT		0x02
 #define KS_KEY_EXPIRED				0x04	/* TTL: gone, until published and checkpointed */
 #define KS_KEY_FREE					0x08	/* on the free list, in no slot */
 #define KS_KEY_TOMBSTONE			0x10	/* recovery: a stored tombstone */
@@ -48,6 +47,8 @@ typedef struct KsKeyEntry
 	dsa_pointer shared;			/* published KsStoreEntry, or Invalid */
 	dsa_pointer shared_tuple;	/* its tuple, as the worker last set it */
 	uint32		shared_bytes;	/* and that tuple's size (KsStoreTupleBytes) */
+	uint32		ckpt_epoch;		/* the checkpoint list it is on, 0: none */
+	uint32		saved_epoch;	/* the capture it was last written for */
 	TimestampTz touched;		/* when a row last changed it (state TTL) */
 	Datum	   *keys;			/* nkeys values, in the table's context */
 	bool	   *keynulls;
@@ -106,13 +107,22 @@ typedef struct KsKeyTable
 	uint64		nfree;
 	uint64		maxfree;
 
-	/* keys changed since the last publish / checkpoint */
+	/* keys changed since the last publish / checkpoint capture */
 	KsKeyEntry **publish;
 	int64		npublish;
 	int64		maxpublish;
 	KsKeyEntry **ckpt;
 	int64		nckpt;
 	int64		maxckpt;
+
+	/*
+	 * Checkpoint captures (checkpoint.h).  ckpt_epoch numbers the list
+	 * being collected; saving_epoch is that of the capture being written
+	 * (0: none), saving_full whether it writes every key.
+	 */
+	uint32		ckpt_epoch;
+	uint32		saving_epoch;
+	bool		saving_full;
 } KsKeyTable;
 
 typedef struct KsKeyIter
@@ -196,6 +206,30 @@ KsKeyTablePrefetchEntry(KsKeyTable *kt, uint32 hash)
 
 /* Grow the index, if needed, so that `nentries` keys fit without growing. */
 extern void KsKeyTableReserve(KsKeyTable *kt, uint64 nentries);
+
+/*
+ * Whether a key must be written for the capture being written before it
+ * changes (checkpoint.h): it is part of the capture (every key of a full
+ * one, or those on its list) and not written yet.
+ */
+static inline bool
+KsKeyPendingSave(KsKeyTable *kt, KsKeyEntry *e)
+{
+	return kt->saving_epoch != 0 && e->saved_epoch != kt->saving_epoch &&
+		(kt->saving_full || e->ckpt_epoch == kt->saving_epoch);
+}
+
+/*
+ * Take the checkpoint list collected so far (*list, *n; the caller frees
+ * it with KsKeyCaptureDone) and start a new one; returns its epoch.
+ */
+extern uint32 KsKeyCapture(KsKeyTable *kt, KsKeyEntry ***list, int64 *n);
+
+/*
+ * A capture is written: its keys not changed since are clean, expired
+ * ones that are clean now are removed, the list is freed.
+ */
+extern void KsKeyCaptureDone(KsKeyTable *kt, KsKeyEntry **list, int64 n, uint32 epoch);
 
 /* Flag a key as changed for both the next publish and the next checkpoint. */
 extern void KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *entry);

@@ -202,7 +202,6 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 	bool		v3 = ((uint8) data[0] == KS_STATE_FORMAT_V3);
 	TimestampTz now = GetCurrentTimestamp();
 	int32		count = 0;
-	int			prev_group;
 	uint8		flags;
 
 	flags = KsCheckChunkHeader(run, crow, data, len);
@@ -210,7 +209,6 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 	/* size the index once for the keys to come, not by doublings */
 	KsKeyTableReserve(kt, kt->nentries + crow->nkeys);
 
-	prev_group = crow->first_group;
 	KsReaderInit(&r, data + KS_CHUNK_HEADER, len - KS_CHUNK_HEADER, run->name);
 	while (KsReaderLeft(&r) > 0)
 	{
@@ -230,11 +228,10 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 				KsCheckpointCorrupted(run->name, "The chunk ends inside a key group.");
 			memcpy(&group, r.pos, sizeof(uint16));
 			r.pos += sizeof(uint16);
-			if (group < prev_group || group > crow->last_group)
+			if (group < crow->first_group || group > crow->last_group)
 				KsCheckpointCorrupted(run->name,
-									  "A key has key group %d, out of order in the chunk's groups %d to %d.",
+									  "A key has key group %d, outside the chunk's groups %d to %d.",
 									  group, crow->first_group, crow->last_group);
-			prev_group = group;
 			if (++count > crow->nkeys)
 				KsCheckpointCorrupted(run->name, "The chunk holds more than the %d keys its row says.",
 									  crow->nkeys);
@@ -384,12 +381,16 @@ KsRecover(KsAggRun *run)
 	int			ret;
 	bool		isnull;
 	int64		full_id = -1;
+	int64		committed;
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT8OID};
 	bool		done = false;
 	KsChunkSequence seq;
 
 	KsBecomeWorker();
 	arg = Int32GetDatum(run->def->id);
-	ret = SPI_execute_with_args("SELECT checkpointed_offset FROM keyedstate.aggregation WHERE id = $1",
+	ret = SPI_execute_with_args("SELECT checkpointed_offset, COALESCE(checkpoint_id, 0) "
+								"FROM keyedstate.aggregation WHERE id = $1",
 								1, &argtype, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
@@ -397,7 +398,12 @@ KsRecover(KsAggRun *run)
 				 errmsg("aggregation %s no longer exists", run->name)));
 	run->checkpointed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull));
+	committed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 	run->consumed = run->checkpointed;
+	/* a checkpoint that was being written when the worker stopped never counted */
+	KsCheckpointDiscardUncommitted(run->def->id, committed);
+	args[0] = arg;
+	args[1] = Int64GetDatum(committed);
 
 	/*
 	 * After a clean stop nothing past the checkpoint was consumed; this run
@@ -423,12 +429,13 @@ KsRecover(KsAggRun *run)
 	 * doublings, each a rehash of everything loaded so far.  The key counts
 	 * are not trusted yet: no chunk holds more keys than its bytes allow.
 	 */
+	/* (read-only queries run in the step's snapshot: the discarded chunks are filtered too) */
 	ret = SPI_execute_with_args("SELECT pg_catalog.sum(nkeys), pg_catalog.sum(pg_catalog.octet_length(data)) "
 								"FROM keyedstate.state "
-								"WHERE aggregation_id = $1 AND checkpoint_id >= "
+								"WHERE aggregation_id = $1 AND checkpoint_id <= $2 AND checkpoint_id >= "
 								"(SELECT pg_catalog.max(checkpoint_id) FROM keyedstate.state "
-								" WHERE aggregation_id = $1 AND is_full)",
-								1, &argtype, &arg, NULL, true, 1);
+								" WHERE aggregation_id = $1 AND checkpoint_id <= $2 AND is_full)",
+								2, argtypes, args, NULL, true, 1);
 	if (ret == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		bytesnull;
@@ -460,8 +467,9 @@ KsRecover(KsAggRun *run)
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT checkpoint_id, chunk, is_full, first_key_group, last_key_group, "
 									   "nkeys, data FROM keyedstate.state "
-									   "WHERE aggregation_id = $1 ORDER BY checkpoint_id DESC, chunk DESC",
-									   1, &argtype, &arg, NULL, true, 0);
+									   "WHERE aggregation_id = $1 AND checkpoint_id <= $2 "
+									   "ORDER BY checkpoint_id DESC, chunk DESC",
+									   2, argtypes, args, NULL, true, 0);
 	while (!done)
 	{
 		uint64		i;
@@ -522,6 +530,8 @@ KsRecover(KsAggRun *run)
 							  seq.checkpoint_id, seq.next_chunk);
 	if (run->ckpt_last_id > 0 && full_id < 0)
 		KsCheckpointCorrupted(run->name, "No full checkpoint was found.");
+	/* the next checkpoint's id follows the committed one, even one without chunks */
+	run->ckpt_last_id = Max(run->ckpt_last_id, committed);
 	run->ckpt_have_full = (full_id >= 0);
 
 	/* recovered keys are already in the checkpoint, and their rows in run->building */

@@ -427,8 +427,7 @@ KsRunUnload(KsAggRun *run)
 	run->windows = NULL;
 	run->applybuf = NULL;
 	run->ckpt_buf = NULL;
-	run->ckpt_sorted = NULL;
-	run->ckpt_maxsorted = 0;
+	run->ckpt = NULL;
 	run->expire_cursor = 0;
 	run->expire_wcursor = 0;
 	run->expire_running = false;

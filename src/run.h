@@ -94,13 +94,7 @@ typedef struct KsAggRun
 	int64		consumed;		/* rows with offsets <= consumed are published */
 	int64		applied;		/* rows with offsets <= applied are in the states */
 	int64		checkpointed;
-	int64		ckpt_offset;	/* offset written by the running checkpoint */
-	uint64		ckpt_request;	/* request number it satisfies */
-	int64		ckpt_new_id;	/* its checkpoint id, */
-	bool		ckpt_new_full;	/* whether it is full, */
-	int64		ckpt_new_bytes; /* the bytes it wrote, */
-	int64		ckpt_new_keys;	/* the keys it wrote, */
-	TimestampTz ckpt_started;	/* and when it started */
+	struct KsChunkWriter *ckpt; /* the checkpoint being written, or NULL */
 	int64		ckpt_last_id;	/* last committed checkpoint (0: none) */
 	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
@@ -109,8 +103,6 @@ typedef struct KsAggRun
 	dsa_pointer building;		/* store that recovery fills, not yet published */
 	int64		building_bytes; /* its DSA bytes */
 	int64		building_visible;	/* its visible rows */
-	struct KsKeyEntry **ckpt_sorted;	/* scratch for the key-group sort */
-	int64		ckpt_maxsorted;
 	TimestampTz last_checkpoint;
 	int64		cur_offset;		/* row being applied, for error reports */
 	int64		replay_until;	/* offsets re-read after a recovery end here */

@@ -95,6 +95,8 @@ KsRunLoad(KsAggRun *run)
 							   run->info.keyeqops, run->info.naggs, run->loadcxt);
 	run->applybuf = KsApplyBufferCreate(run->kt, run->rt, run->info.ninputcols,
 										&run->cur_offset, run->loadcxt);
+	run->applybuf->save_key = KsCheckpointSaveKey;
+	run->applybuf->save_arg = run;
 	run->batchcxt = AllocSetContextCreate(run->loadcxt, "keyedstate batch",
 										  ALLOCSET_DEFAULT_SIZES);
 	KsStoreWriterInit(&run->writer, run->loadcxt);
@@ -374,13 +376,21 @@ KsRunStep(KsAggRun *run, long *timeout)
 					*timeout = Min(*timeout, 10);
 			}
 
+			/* a checkpoint being written goes on by a slice; a due one is captured */
 			now = GetCurrentTimestamp();
-			if (KsCheckpointDue(run, now, timeout))
+			if (run->ckpt != NULL || KsCheckpointDue(run, now, timeout))
 			{
+				KsCkptProgress progress;
+
+				if (run->ckpt == NULL)
+					KsCheckpointStart(run, false);
 				KsRunTimeoutPause(false);
-				did_checkpoint = KsCheckpoint(run, false);
-				if (!did_checkpoint)
+				progress = KsCheckpointContinue(run, false);
+				did_checkpoint = (progress == KS_CKPT_WRITTEN);
+				if (progress == KS_CKPT_SKIPPED)
 					*timeout = Min(*timeout, 100);
+				else if (progress == KS_CKPT_MORE)
+					*timeout = 0;
 			}
 		}
 
@@ -441,14 +451,25 @@ KsRunShutdownCheckpoint(KsAggRun *run)
 	PG_TRY();
 	{
 		int			nestlevel = KsRunBegin(run);
-		bool		done;
+		KsCkptProgress progress = KS_CKPT_WRITTEN;
 
 		KsRunTimeoutPause(false);
-		done = KsCheckpoint(run, true);
+		/* finish the checkpoint being written, then write a last one whole */
+		if (run->ckpt != NULL)
+		{
+			progress = KsCheckpointContinue(run, true);
+			if (progress == KS_CKPT_WRITTEN)
+				KsCheckpointDone(run);
+		}
+		if (progress == KS_CKPT_WRITTEN)
+		{
+			KsCheckpointStart(run, true);
+			progress = KsCheckpointContinue(run, true);
+		}
 
 		KsRunEnd(nestlevel);
 		KsSlotLeaveStep(run->slot);
-		if (done)
+		if (progress == KS_CKPT_WRITTEN)
 			KsCheckpointDone(run);
 	}
 	PG_CATCH();

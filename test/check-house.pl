@@ -16,7 +16,8 @@ my %lock_owners = map { $_ => 1 } qw(shmem.c dbslots.c progress.c store.c storew
 # .c files declared by another part's header
 my %part_of = (dbslots => 'shmem', progress => 'shmem', storewrite => 'store',
 	storeread => 'store', offsets => 'source', lookupexec => 'lookup',
-	create => 'hooks', control => 'hooks', restore => 'hooks');
+	create => 'hooks', control => 'hooks', restore => 'hooks', aggserial => 'aggcall',
+	keydirty => 'keytable');
 my $max_lines = 630;
 my $broken = 0;
 
