@@ -158,7 +158,8 @@ KsChunkReset(struct KsChunkWriter *w)
 
 /*
  * Insert the chunk built so far, if it holds any key; `last` when no key
- * of this checkpoint follows.
+ * of this checkpoint follows.  The last chunk of a checkpoint that wrote
+ * chunks before is inserted even without keys: it marks the end.
  */
 static void
 KsChunkFlush(struct KsChunkWriter *w, bool last)
@@ -170,8 +171,10 @@ KsChunkFlush(struct KsChunkWriter *w, bool last)
 	pg_crc32c	crc;
 	int			ret;
 
-	if (w->nkeys == 0)
+	if (w->nkeys == 0 && !(last && w->chunk > 0))
 		return;
+	if (w->nkeys == 0)
+		w->first_group = w->last_group = 0;
 	data = (bytea *) w->buf->data;
 	SET_VARSIZE(data, w->buf->len);
 	chunk = VARDATA(data);
@@ -299,6 +302,9 @@ KsCheckpointSaveKey(void *arg, KsKeyEntry *e)
 	KsAggRun   *run = (KsAggRun *) arg;
 
 	KsChunkAddKey(run->ckpt, e);
+	/* when most captured keys change first, their chunks go out as they fill */
+	if (run->ckpt->buf->len >= KS_CHUNK_BYTES)
+		KsChunkFlush(run->ckpt, false);
 }
 
 /*
@@ -409,7 +415,6 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 		w->pos++;
 		if (!KsCaptureNeeds(w, e))
 			continue;
-		/* a full chunk is written before the next key, so the last one is never empty */
 		if (w->buf->len >= KS_CHUNK_BYTES)
 		{
 			KsChunkFlush(w, false);

@@ -177,7 +177,8 @@ SELECT keyedstate.alter_aggregation('big_stats', checkpoint_interval => '10 ms')
 	}
 	$bench->finish;
 	$node->safe_psql('postgres', q{SELECT keyedstate.alter_aggregation('big_stats', checkpoint_interval => '1 hour')});
-	ks_wait_state($node, 'postgres', 'big_stats', 'running') or die 'big_stats did not resume';
+	ks_wait_state($node, 'postgres', 'big_stats', 'running', 60)
+	  or die 'big_stats did not resume: ' . ks_status($node, 'postgres', 'big_stats', q{state || ' ' || coalesce(error, '')});
 	ks_sync($node, 'postgres', 'big_stats', '5 min');
 	is(ks_mismatches($node, 'postgres', 'SELECT * FROM big_stats', $big_oracle), '0',
 		"round $round: exact after a kill in the middle of a checkpoint's slices");
