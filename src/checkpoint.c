@@ -45,6 +45,13 @@
 /* How long a step writes a checkpoint: a slice of keys, and at most one chunk. */
 #define KS_CKPT_SLICE_MS		10
 
+/* A chunk sealed (header and CRC filled in) but not inserted yet. */
+typedef struct KsSealedChunk
+{
+	KsChunkRow	row;
+	bytea	   *data;
+} KsSealedChunk;
+
 /*
  * A checkpoint being written: its capture, and the chunk being built.  It
  * lives in the run's memory from its capture (KsCheckpointStart) until it
@@ -77,6 +84,7 @@ struct KsChunkWriter
 	int64		bytes;			/* bytes written so far */
 	MemoryContext tmp;			/* serialization garbage, reset per chunk */
 	dsa_area   *dsa;			/* where the published rows are */
+	List	   *sealed;			/* KsSealedChunk: sealed, to insert */
 };
 
 /* The CRC-32C of a chunk, over what checkpoint.h says. */
@@ -142,7 +150,7 @@ KsPrepareCheckpointPlan(KsAggRun *run)
 
 /*
  * Start the next chunk: room for the bytea header, then the chunk's header
- * (format, CRC and flags, the last two filled in by KsChunkFlush).  The
+ * (format, CRC and flags, the last two filled in by KsChunkSeal).  The
  * buffer is built as the bytea itself, so writing it copies nothing.
  */
 static void
@@ -157,56 +165,78 @@ KsChunkReset(struct KsChunkWriter *w)
 }
 
 /*
- * Insert the chunk built so far, if it holds any key; `last` when no key
- * of this checkpoint follows.  The last chunk of a checkpoint that wrote
- * chunks before is inserted even without keys: it marks the end.
+ * Seal the chunk built so far, if it holds any key: its header and CRC are
+ * filled in and it joins the chunks waiting to be inserted; `last` when
+ * no key of this checkpoint follows.  The last chunk of a checkpoint that
+ * sealed chunks before is sealed even without keys: it marks the end.
  */
 static void
-KsChunkFlush(struct KsChunkWriter *w, bool last)
+KsChunkSeal(struct KsChunkWriter *w, bool last)
 {
-	Datum		args[8];
-	bytea	   *data;
+	KsSealedChunk *sc;
 	char	   *chunk;
-	KsChunkRow	row;
 	pg_crc32c	crc;
-	int			ret;
+	MemoryContext oldcxt;
 
 	if (w->nkeys == 0 && !(last && w->chunk > 0))
 		return;
 	if (w->nkeys == 0)
 		w->first_group = w->last_group = 0;
-	data = (bytea *) w->buf->data;
-	SET_VARSIZE(data, w->buf->len);
-	chunk = VARDATA(data);
+	oldcxt = MemoryContextSwitchTo(w->run->loadcxt);
+	sc = palloc(sizeof(KsSealedChunk));
+	sc->data = (bytea *) w->buf->data;
+	SET_VARSIZE(sc->data, w->buf->len);
+	chunk = VARDATA(sc->data);
 	chunk[KS_CHUNK_FLAGS_AT] = last ? KS_CHUNK_LAST : 0;
-	row.aggregation_id = w->run->def->id;
-	row.checkpoint_id = w->checkpoint_id;
-	row.chunk = w->chunk;
-	row.full = w->full;
-	row.first_group = (int16) w->first_group;
-	row.last_group = (int16) w->last_group;
-	row.nkeys = w->nkeys;
-	crc = KsChunkCrc(&row, chunk, w->buf->len - VARHDRSZ);
+	sc->row.aggregation_id = w->run->def->id;
+	sc->row.checkpoint_id = w->checkpoint_id;
+	sc->row.chunk = w->chunk;
+	sc->row.full = w->full;
+	sc->row.first_group = (int16) w->first_group;
+	sc->row.last_group = (int16) w->last_group;
+	sc->row.nkeys = w->nkeys;
+	crc = KsChunkCrc(&sc->row, chunk, w->buf->len - VARHDRSZ);
 	memcpy(chunk + KS_CHUNK_CRC_AT, &crc, sizeof(crc));
-
-	args[0] = Int32GetDatum(w->run->def->id);
-	args[1] = Int64GetDatum(w->checkpoint_id);
-	args[2] = Int32GetDatum(w->chunk);
-	args[3] = BoolGetDatum(w->full);
-	args[4] = Int16GetDatum((int16) w->first_group);
-	args[5] = Int16GetDatum((int16) w->last_group);
-	args[6] = Int32GetDatum(w->nkeys);
-	args[7] = PointerGetDatum(data);
-	KsBecomeWorker();
-	ret = SPI_execute_plan(w->run->ckpt_plan, args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
-	KsBecomeOwner(w->run);
-
+	w->sealed = lappend(w->sealed, sc);
 	w->bytes += w->buf->len - VARHDRSZ;
 	w->chunk++;
+
+	/* the sealed chunk keeps the buffer's memory: start a new one */
+	w->buf->data = palloc(KS_CHUNK_BYTES + 64 * 1024);
+	w->buf->maxlen = KS_CHUNK_BYTES + 64 * 1024;
+	w->buf->len = 0;
+	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(w->tmp);
 	KsChunkReset(w);
+}
+
+/* Insert up to `max` sealed chunks, oldest first (-1: all of them). */
+static void
+KsChunkInsert(struct KsChunkWriter *w, int max)
+{
+	while (w->sealed != NIL && max-- != 0)
+	{
+		KsSealedChunk *sc = linitial(w->sealed);
+		Datum		args[8];
+		int			ret;
+
+		args[0] = Int32GetDatum(sc->row.aggregation_id);
+		args[1] = Int64GetDatum(sc->row.checkpoint_id);
+		args[2] = Int32GetDatum(sc->row.chunk);
+		args[3] = BoolGetDatum(sc->row.full);
+		args[4] = Int16GetDatum(sc->row.first_group);
+		args[5] = Int16GetDatum(sc->row.last_group);
+		args[6] = Int32GetDatum(sc->row.nkeys);
+		args[7] = PointerGetDatum(sc->data);
+		KsBecomeWorker();
+		ret = SPI_execute_plan(w->run->ckpt_plan, args, NULL, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+		KsBecomeOwner(w->run);
+		w->sealed = list_delete_first(w->sealed);
+		pfree(sc->data);
+		pfree(sc);
+	}
 }
 
 /*
@@ -302,9 +332,9 @@ KsCheckpointSaveKey(void *arg, KsKeyEntry *e)
 	KsAggRun   *run = (KsAggRun *) arg;
 
 	KsChunkAddKey(run->ckpt, e);
-	/* when most captured keys change first, their chunks go out as they fill */
+	/* sealed as they fill; the slices insert them, one a step */
 	if (run->ckpt->buf->len >= KS_CHUNK_BYTES)
-		KsChunkFlush(run->ckpt, false);
+		KsChunkSeal(run->ckpt, false);
 }
 
 /*
@@ -399,6 +429,9 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	}
 	/* serial functions are user code: run them as the owner */
 	KsBecomeOwner(run);
+	/* a chunk that keys written before they changed filled, if any */
+	if (!all)
+		KsChunkInsert(w, 1);
 	while (w->pos < w->end)
 	{
 		KsKeyEntry *e = w->full ? KsKeyTableEntry(kt, w->pos) : w->list[w->pos];
@@ -417,15 +450,17 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 			continue;
 		if (w->buf->len >= KS_CHUNK_BYTES)
 		{
-			KsChunkFlush(w, false);
+			KsChunkSeal(w, false);
+			KsChunkInsert(w, all ? -1 : 1);
 			flushed = true;
 		}
 		KsChunkAddKey(w, e);
 	}
-	if (w->pos < w->end)
+	if (w->pos < w->end || (!all && list_length(w->sealed) > 1))
 		return KS_CKPT_MORE;
 
-	KsChunkFlush(w, true);
+	KsChunkSeal(w, true);
+	KsChunkInsert(w, -1);
 	KsBecomeWorker();
 	KsCheckpointCommit(w);
 	KsBecomeOwner(run);
@@ -455,6 +490,7 @@ KsCheckpointDone(KsAggRun *run)
 					   (run->last_checkpoint - w->started) / 1000.0,
 					   w->keys, w->bytes, w->request);
 	MemoryContextDelete(w->tmp);
+	list_free(w->sealed);
 	pfree(w);
 	run->ckpt = NULL;
 }
