@@ -183,7 +183,19 @@ sub ks_restart_after_crash
 		}
 		die "server did not restart";
 	}
-	$node->poll_query_until('postgres', 'SELECT true') or die 'server did not come back';
+	# psql may die of a broken pipe while the server restarts: try again until the deadline
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		my $up = eval {
+			local $SIG{PIPE} = 'IGNORE';
+			my ($ret, $out) = $node->psql('postgres', 'SELECT true');
+			$ret == 0 && $out eq 't';
+		};
+		return if $up;
+		sleep(0.1);
+	}
+	die 'server did not come back';
 }
 
 1;
