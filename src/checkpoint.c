@@ -201,9 +201,9 @@ KsChunkSeal(struct KsChunkWriter *w, bool last)
 	w->bytes += w->buf->len - VARHDRSZ;
 	w->chunk++;
 
-	/* the sealed chunk keeps the buffer's memory: start a new one */
-	w->buf->data = palloc(KS_CHUNK_BYTES + 64 * 1024);
-	w->buf->maxlen = KS_CHUNK_BYTES + 64 * 1024;
+	/* the sealed chunk keeps the buffer's memory: start a new one, grown as needed */
+	w->buf->data = palloc(1024);
+	w->buf->maxlen = 1024;
 	w->buf->len = 0;
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(w->tmp);
