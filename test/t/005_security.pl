@@ -326,6 +326,33 @@ SELECT string_agg(DISTINCT phase, ' ') FROM mallory.log WHERE marker = '$marker'
 	check_probe('create', 'regress_mallory', [ @load_phases, @row_phases ], 'load and apply after create_aggregation');
 }
 
+# a sliding window merges panes with the aggregate's combine function: user
+# code too, run as the owner, restricted, when publishing and after a kill
+set_marker('window');
+as_role($node, 'regress_mallory', q{
+ALTER TABLE mallory.src ADD COLUMN ts timestamptz NOT NULL DEFAULT '2026-01-01 00:00:00+00';
+CREATE FUNCTION mallory.cfunc(bigint, bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS
+	$$ BEGIN PERFORM mallory.probe('combinefn'); RETURN $1 + $2; END $$;
+CREATE AGGREGATE mallory.csum(bigint) (sfunc = int8pl, stype = bigint, combinefunc = mallory.cfunc);
+SELECT keyedstate.create_aggregation('mallory.hop', 'SELECT k, mallory.csum(v) AS s FROM mallory.src GROUP BY k',
+	window_size => '10 minutes', window_slide => '1 minute', time_column => 'ts');
+INSERT INTO mallory.src (k, v) VALUES (5, 1);
+});
+{
+	my $r = attempt($node, undef, "SELECT keyedstate.sync('mallory.hop', '30s')", 60);
+	diag('sync of mallory.hop: ' . outcome($r) . '; status: ' . status_of($node, 'mallory.hop')) unless $r->{ok};
+	is($node->safe_psql($db, q{SELECT count(*) FROM mallory.hop WHERE k = 5}), '10',
+		'1/window: a row is in the ten windows of its minute (precondition)');
+	check_probe('window', 'regress_mallory', ['combinefn'], 'merging the panes of a sliding window');
+}
+set_marker('window-kill');
+ks_kill_worker($node, $db);
+ks_wait_for($node, $db, "SELECT bool_and(state = 'running') FROM keyedstate.status WHERE name LIKE 'mallory.%'", 30);
+as_role($node, undef, 'INSERT INTO mallory.src (k, v) VALUES (5, 2)');
+attempt($node, undef, "SELECT keyedstate.sync('mallory.hop', '30s')", 60);
+check_probe('window-kill', 'regress_mallory', ['combinefn'], 'publishing every window again after a worker kill');
+as_role($node, 'regress_mallory', q{SELECT keyedstate.drop_aggregation('mallory.hop')});
+
 # recovery after the worker is killed
 set_marker('worker-kill');
 ks_kill_worker($node, $db);
