@@ -365,8 +365,8 @@ static void
 KsCheckpointCommit(struct KsChunkWriter *w)
 {
 	KsAggRun   *run = w->run;
-	Datum		args[6];
-	Oid			argtypes[6] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID};
+	Datum		args[5];
+	Oid			argtypes[5] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID};
 	int			ret;
 
 	args[0] = Int32GetDatum(run->def->id);
@@ -374,7 +374,6 @@ KsCheckpointCommit(struct KsChunkWriter *w)
 	args[2] = BoolGetDatum(w->rebuilding);
 	args[3] = BoolGetDatum(w->final);
 	args[4] = Int64GetDatum(w->checkpoint_id);
-	args[5] = Int64GetDatum(w->checkpoint_id);
 	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
 								"SET checkpointed_offset = $2, checkpoint_id = $5, "
 								"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4 "

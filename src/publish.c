@@ -94,10 +94,7 @@ KsPublish(KsAggRun *run, int64 offset)
 		if ((i & 1023) == 0)
 			KsCheckInterrupts();
 
-		it->entry = &e->shared;
-		it->tuple = &e->shared_tuple;
-		it->tuple_bytes = &e->shared_bytes;
-		it->hash = e->hash;
+		KsPublishItemOf(it, e);
 		/* an expired key (expire.h) leaves the store */
 		it->remove = (e->flags & KS_KEY_EXPIRED) != 0;
 		it->row = it->remove ? NULL : KsPublishBuildRow(run, e->keys, e->keynulls, e->states);

@@ -32,6 +32,16 @@ extern void KsPublish(KsAggRun *run, int64 offset);
 extern MinimalTuple KsPublishBuildRow(KsAggRun *run, const Datum *keys, const bool *keynulls,
 									  KsTransState *states);
 
+/* Point a publish item at a key entry's record of its published row. */
+static inline void
+KsPublishItemOf(KsPublishItem *it, KsKeyEntry *e)
+{
+	it->entry = &e->shared;
+	it->tuple = &e->shared_tuple;
+	it->tuple_bytes = &e->shared_bytes;
+	it->hash = e->hash;
+}
+
 /* Publish built rows with the new consumed offset (the store's protocol). */
 extern void KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset);
 

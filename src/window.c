@@ -250,7 +250,6 @@ KsWindowLoad(KsAggRun *run)
 	run->applybuf->timecol = run->info.timecol;
 	run->applybuf->win_size = run->def->window_size_us;
 	run->applybuf->win_slide = run->def->window_slide_us;
-	run->applybuf->win_ttl = run->def->ttl_us;
 	run->applybuf->watermark = run->watermark;
 	if (!KsWindowSliding(run))
 		return;
@@ -420,10 +419,7 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 
 		if ((i & 255) == 0)
 			KsCheckInterrupts();
-		it->entry = &w->shared;
-		it->tuple = &w->shared_tuple;
-		it->tuple_bytes = &w->shared_bytes;
-		it->hash = w->hash;
+		KsPublishItemOf(it, w);
 		it->remove = KsWindowExpired(run, DatumGetTimestampTz(w->keys[0])) ||
 			!KsMergeWindow(run, w, states, keys, nulls);
 		it->row = it->remove ? NULL : KsPublishBuildRow(run, keys, nulls, states);

@@ -39,10 +39,11 @@ my %aggs;
 # The oracle of a window: rows joined with every window holding their time.
 sub window_oracle
 {
-	my ($size, $slide, $col, $type, $select, $from_where, $group, $having) = @_;
+	my ($size, $slide, $col, $type, $select, $from_where, $group, $having, $from) = @_;
 	my $origin = "'1970-01-01 00:00:00+00'::$type";
+	$from //= 'ev';
 	return qq{SELECT w AS window_start, w + interval '$size' AS window_end, $select
-  FROM ev, LATERAL generate_series(date_bin('$slide', $col, $origin) - (interval '$size' - interval '$slide'),
+  FROM $from, LATERAL generate_series(date_bin('$slide', $col, $origin) - (interval '$size' - interval '$slide'),
 								   date_bin('$slide', $col, $origin), interval '$slide') w
  WHERE $col IS NOT NULL $from_where
  GROUP BY 1, 2, $group $having};
@@ -145,11 +146,8 @@ WITH r AS (SELECT *, max(ts) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING 
 			 FROM ev2 WHERE ts IS NOT NULL),
 	 kept AS (SELECT * FROM r
 			   WHERE wm IS NULL OR date_bin('$slide', ts, $origin) + interval '$size' > wm - interval '$ttl')
-SELECT w AS window_start, w + interval '$size' AS window_end, k, $aggs
-  FROM kept, LATERAL generate_series(date_bin('$slide', ts, $origin) - (interval '$size' - interval '$slide'),
-								   date_bin('$slide', ts, $origin), interval '$slide') w
- WHERE w + interval '$size' > (SELECT max(ts) FROM kept) - interval '$ttl'
- GROUP BY 1, 2, 3};
+} . window_oracle($size, $slide, 'ts', 'timestamptz', "k, $aggs",
+		"AND w + interval '$size' > (SELECT max(ts) FROM kept) - interval '$ttl'", 'k', '', 'kept');
 }
 my %ttl_aggs = (
 	hop_ttl => ttl_oracle('10 minutes', '2 minutes', '30 minutes', 'count(*), sum(v), avg(v)'),
