@@ -21,6 +21,9 @@ OBJS = \
 	src/offsets.o \
 	src/publish.o \
 	src/expire.o \
+	src/evict.o \
+	src/cold.o \
+	src/coldread.o \
 	src/window.o \
 	src/checkpoint.o \
 	src/recovery.o \

@@ -20,7 +20,9 @@ CREATE SCHEMA keyedstate;
  * checkpointed_offset was consumed (the next load clears it).  ttl is the
  * state TTL (NULL: none): a key no row changed for longer goes.
  * window_size, window_slide and time_column define time windows (NULL:
- * none); the stored query is already rewritten for them.
+ * none); the stored query is already rewritten for them.  memory_limit is
+ * the budget of the state in memory, in bytes (NULL: none but
+ * keyedstate.max_state_memory): colder keys are evicted to keyedstate.cold.
  */
 CREATE TABLE keyedstate.aggregation (
 	id					int PRIMARY KEY,
@@ -46,6 +48,7 @@ CREATE TABLE keyedstate.aggregation (
 	window_size			interval,
 	window_slide		interval,
 	time_column			name,
+	memory_limit		bigint,
 	created				timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;
@@ -87,6 +90,21 @@ END;
 $$;
 
 /*
+ * Keys a memory budget evicted (src/cold.h): one row per key, found by its
+ * hash through the primary key, so that a key comes back, or a point query
+ * finds it, without a scan.  id is the key's checkpoint id shifted left by
+ * 24 bits plus a number within that checkpoint; rows of a checkpoint that
+ * never committed are deleted by the recovery that follows.
+ */
+CREATE TABLE keyedstate.cold (
+	aggregation_id		int NOT NULL,
+	hash				int NOT NULL,
+	id					bigint NOT NULL,
+	data				bytea NOT NULL,
+	PRIMARY KEY (aggregation_id, hash, id)
+);
+
+/*
  * pg_dump writes the definitions (and the id sequence) after CREATE
  * EXTENSION; the trigger below binds each restored row to the restored
  * objects, and the aggregation rebuilds its state from its restored source
@@ -96,7 +114,8 @@ $$;
 SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation', '');
 SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation_id_seq', '');
 
-REVOKE ALL ON keyedstate.aggregation, keyedstate.state, keyedstate.aggregation_id_seq FROM PUBLIC;
+REVOKE ALL ON keyedstate.aggregation, keyedstate.state, keyedstate.cold,
+	keyedstate.aggregation_id_seq FROM PUBLIC;
 GRANT USAGE ON SCHEMA keyedstate TO PUBLIC;
 
 /* The foreign data wrapper behind every live view. */
@@ -127,19 +146,22 @@ CREATE FUNCTION keyedstate.create_aggregation(
 	ttl interval DEFAULT NULL,
 	window_size interval DEFAULT NULL,
 	window_slide interval DEFAULT NULL,
-	time_column name DEFAULT NULL)
+	time_column name DEFAULT NULL,
+	memory_limit text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_create_aggregation'
 LANGUAGE C;
 
 /*
  * Change what can change while an aggregation runs.  A NULL argument
- * leaves its setting as it is; ttl => '0' removes the TTL.
+ * leaves its setting as it is; ttl => '0' removes the TTL, memory_limit =>
+ * '0' the budget.
  */
 CREATE FUNCTION keyedstate.alter_aggregation(
 	name text,
 	ttl interval DEFAULT NULL,
-	checkpoint_interval interval DEFAULT NULL)
+	checkpoint_interval interval DEFAULT NULL,
+	memory_limit text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_alter_aggregation'
 LANGUAGE C;
@@ -208,7 +230,11 @@ CREATE FUNCTION keyedstate.worker_status(
 	OUT checkpoint_keys bigint,
 	OUT checkpoint_bytes bigint,
 	OUT keys_expired bigint,
-	OUT rows_late bigint)
+	OUT rows_late bigint,
+	OUT keys_cold bigint,
+	OUT evictions bigint,
+	OUT reloads bigint,
+	OUT memory_limit bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'keyedstate_worker_status'
 LANGUAGE C STRICT VOLATILE;
@@ -326,6 +352,7 @@ SELECT a.id,
 	   a.window_size,
 	   a.window_slide,
 	   a.time_column,
+	   a.memory_limit,
 	   a.paused,
 	   a.checkpointed_offset,
 	   a.last_checkpoint,
@@ -341,10 +368,14 @@ SELECT a.view::text AS name,
 	   w.consumed_offset,
 	   COALESCE(w.checkpointed_offset, a.checkpointed_offset) AS checkpointed_offset,
 	   GREATEST(w.high_water - w.consumed_offset, 0) AS lag_rows,
-	   w.keys,
+	   w.keys + w.keys_cold AS keys,
+	   w.keys AS keys_in_memory,
 	   w.visible_keys,
 	   w.memory_bytes,
+	   w.memory_limit,
 	   w.shared_bytes,
+	   w.evictions,
+	   w.reloads,
 	   pg_catalog.round(w.rows_per_second::numeric, 1) AS rows_per_second,
 	   w.rows_consumed,
 	   w.rows_replayed,

@@ -451,3 +451,37 @@ KsAggStateMemory(KsAggRuntime *rt)
 {
 	return MemoryContextMemAllocated(rt->statecxt, true);
 }
+
+/* Free a key's states and replay log (see aggcall.h). */
+bool
+KsAggReleaseStates(KsAggRuntime *rt, KsKeyEntry *e)
+{
+	bool		all = true;
+	int			i;
+
+	for (i = 0; i < rt->ncalls; i++)
+	{
+		KsAggCall  *c = &rt->calls[i];
+		KsTransState *st = &e->states[i];
+
+		if (c->transtype == INTERNALOID)
+			all = false;
+		else if (!c->transtypeByVal && !st->isnull && DatumGetPointer(st->value) != NULL)
+		{
+			if (DatumIsReadWriteExpandedObject(st->value, false, c->transtypeLen))
+				DeleteExpandedObject(st->value);
+			else
+				pfree(DatumGetPointer(st->value));
+		}
+		st->value = (Datum) 0;
+		st->isnull = true;
+		st->noTransValue = false;
+	}
+	if (e->replay != NULL)
+	{
+		pfree(e->replay->data);
+		pfree(e->replay);
+		e->replay = NULL;
+	}
+	return all;
+}

@@ -119,6 +119,13 @@ extern void KsAggAdvance(KsAggRuntime *rt, KsTransState *states,
 /* Prefetch the by-reference transition states of a key (see apply.h). */
 extern void KsAggPrefetchStates(KsAggRuntime *rt, KsTransState *states);
 
+/*
+ * Free a key's transition states and its log of replayed inputs (it
+ * expired, or was evicted); false when some state is internal and could not
+ * be freed one by one (expire.h compacts those).
+ */
+extern bool KsAggReleaseStates(KsAggRuntime *rt, KsKeyEntry *e);
+
 /* Final values of a key, allocated in CurrentMemoryContext. */
 extern void KsAggFinalize(KsAggRuntime *rt, KsTransState *states,
 						  Datum *results, bool *resultnulls);

@@ -40,6 +40,7 @@ KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
 	buf->hashes = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->entries = MemoryContextAllocZero(parent, sizeof(KsKeyEntry *) * buf->maxrows);
 	buf->late = MemoryContextAllocZero(parent, sizeof(bool) * buf->maxrows);
+	buf->misses = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->timecol = -1;
 	buf->watermark = DT_NOBEGIN;
 	buf->rowcxt = AllocSetContextCreate(parent, "keyedstate input chunk",
@@ -162,6 +163,26 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		if (!buf->late[i])
 			KsKeyTablePrefetchEntry(kt, buf->hashes[i]);
 
+	/* keys that may be cold, and are not in memory, come back first */
+	if (buf->cold_load != NULL)
+	{
+		int			nmiss = 0;
+
+		for (i = 0; i < n; i++)
+		{
+			KsKeyEntry *e;
+
+			if (buf->late[i] || !buf->cold_maybe(buf->cold_arg, buf->hashes[i]))
+				continue;
+			e = KsKeyTableFind(kt, buf->values + i * ncols + 1, buf->isnull + i * ncols + 1,
+							   buf->hashes[i]);
+			if (e == NULL || (e->flags & KS_KEY_EVICTED))
+				buf->misses[nmiss++] = buf->hashes[i];
+		}
+		if (nmiss > 0)
+			buf->cold_load(buf->cold_arg, buf->misses, nmiss);
+	}
+
 	/* pass 3: find or create the entries, prefetch by-reference states */
 	for (i = 0; i < n; i++)
 	{
@@ -177,6 +198,9 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		/* a key a checkpoint being written still needs: write it first */
 		if (found && KsKeyPendingSave(kt, e))
 			buf->save_key(buf->save_arg, e);
+		/* an evicted key was loaded back above: never start it afresh */
+		if (found && (e->flags & KS_KEY_EVICTED))
+			elog(ERROR, "keyedstate found no cold row for an evicted key");
 		if (!found || (e->flags & KS_KEY_EXPIRED))
 		{
 			/* a new key, or one expired (expire.h) and back: fresh states */

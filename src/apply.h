@@ -14,7 +14,9 @@
  *	1. hash every key and prefetch its index slot;
  *	2. prefetch the entry whose slot holds the same hash;
  *	3. find or create each row's entry (now in cache) and prefetch its
- *	   by-reference transition states;
+ *	   by-reference transition states; before that, the keys of the chunk
+ *	   that are not in memory but may be cold (evicted by the memory
+ *	   budget, cold.h) are loaded back, all in one index scan;
  *	4. advance the states, row by row, in input order.
  * The misses of a whole chunk overlap instead of following one another.
  * Passes 1 and 2 are only hints: pass 3 does the real lookup, so a key
@@ -47,6 +49,13 @@ typedef struct KsApplyBuffer
 	 */
 	void		(*save_key) (void *arg, KsKeyEntry *entry);	/* write it before it changes */
 	void	   *save_arg;
+
+	/* the cold tier: whether a hash may be a cold key's, and loading keys back */
+	bool		(*cold_maybe) (void *arg, uint32 hash);
+	void		(*cold_load) (void *arg, const uint32 *hashes, int n);
+	void	   *cold_arg;
+	uint32	   *misses;			/* per buffered row at most */
+
 	int			timecol;
 	int64		win_size;
 	int64		win_slide;

@@ -29,7 +29,8 @@
 	"paused, rebuilding, last_checkpoint IS NOT NULL, resume_count, checkpointed_offset, " \
 	"COALESCE((EXTRACT(EPOCH FROM ttl) * 1000000)::pg_catalog.int8, 0), " \
 	"COALESCE((EXTRACT(EPOCH FROM window_size) * 1000000)::pg_catalog.int8, 0), " \
-	"COALESCE((EXTRACT(EPOCH FROM window_slide) * 1000000)::pg_catalog.int8, 0)"
+	"COALESCE((EXTRACT(EPOCH FROM window_slide) * 1000000)::pg_catalog.int8, 0), " \
+	"COALESCE(memory_limit, 0)"
 
 /* Where results of the open bracket go: the context current when it opened. */
 static MemoryContext ks_catalog_cxt = NULL;
@@ -121,6 +122,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->ttl_us = DatumGetInt64(SPI_getbinval(tup, desc, 15, &isnull));
 	def->window_size_us = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
 	def->window_slide_us = DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull));
+	def->memory_limit = DatumGetInt64(SPI_getbinval(tup, desc, 18, &isnull));
 	return def;
 }
 
@@ -219,11 +221,11 @@ KsCatalogInserting(void)
 void
 KsCatalogInsert(const KsNewAggregation *agg)
 {
-	Datum		args[17];
-	Oid			argtypes[17] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
+	Datum		args[18];
+	Oid			argtypes[18] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
 		TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID, INTERVALOID, NAMEOID, INTERVALOID,
-	INTERVALOID, INTERVALOID, NAMEOID};
-	char		nulls[18] = "                 ";
+	INTERVALOID, INTERVALOID, NAMEOID, INT8OID};
+	char		nulls[19] = "                  ";
 	Datum	   *setdatums;
 	ListCell   *lc;
 	int			i = 0;
@@ -257,16 +259,18 @@ KsCatalogInsert(const KsNewAggregation *agg)
 	args[16] = agg->time_column == NULL ? (Datum) 0 :
 		DirectFunctionCall1(namein, CStringGetDatum(agg->time_column));
 	nulls[16] = (agg->time_column == NULL) ? 'n' : ' ';
+	args[17] = Int64GetDatum(agg->memory_limit);
+	nulls[17] = (agg->memory_limit == 0) ? 'n' : ' ';
 	ks_inserting = true;
 	PG_TRY();
 	{
 		ret = SPI_execute_with_args("INSERT INTO keyedstate.aggregation (id, view, live, source, "
 									"offset_attnum, sequence, query_text, definition, query_tree, settings, "
 									"checkpointed_offset, checkpoint_interval, offset_column, ttl, "
-									"window_size, window_slide, time_column) "
+									"window_size, window_slide, time_column, memory_limit) "
 									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-									"$15, $16, $17)",
-									17, argtypes, args, nulls, false, 0);
+									"$15, $16, $17, $18)",
+									18, argtypes, args, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
@@ -317,14 +321,16 @@ KsCatalogSetPaused(int32 id, bool paused)
 
 /*
  * Change what alter_aggregation() may change (inside the bracket): the TTL
- * (a NULL Datum: none) if set_ttl, the checkpoint interval if not NULL.
+ * (a NULL Datum: none) if set_ttl, the checkpoint interval if not NULL,
+ * the memory limit (0: none) unless it is negative.
  */
 void
-KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval)
+KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
+			   int64 memory_limit)
 {
-	Datum		args[4];
-	Oid			argtypes[4] = {INT4OID, BOOLOID, INTERVALOID, INTERVALOID};
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		args[5];
+	Oid			argtypes[5] = {INT4OID, BOOLOID, INTERVALOID, INTERVALOID, INT8OID};
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	args[0] = Int32GetDatum(id);
 	args[1] = BoolGetDatum(set_ttl);
@@ -332,11 +338,14 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval)
 	nulls[2] = (ttl == (Datum) 0) ? 'n' : ' ';
 	args[3] = checkpoint_interval;
 	nulls[3] = (checkpoint_interval == (Datum) 0) ? 'n' : ' ';
+	args[4] = Int64GetDatum(memory_limit);
 	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET "
 							  "ttl = CASE WHEN $2 THEN $3 ELSE ttl END, "
-							  "checkpoint_interval = COALESCE($4, checkpoint_interval) "
+							  "checkpoint_interval = COALESCE($4, checkpoint_interval), "
+							  "memory_limit = CASE WHEN $5 < 0 THEN memory_limit "
+							  "               ELSE NULLIF($5, 0) END "
 							  "WHERE id = $1",
-							  4, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
+							  5, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
 	KsCatalogChanged();
 }

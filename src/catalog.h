@@ -46,6 +46,7 @@ typedef struct KsAggDef
 	int64		ttl_us;			/* state TTL in microseconds, 0: none (expire.h) */
 	int64		window_size_us; /* time windows (window.h), 0: none */
 	int64		window_slide_us;
+	int64		memory_limit;	/* bytes of state in memory (evict.h), 0: none */
 } KsAggDef;
 
 /* The access bracket: SPI connected, as the bootstrap superuser. */
@@ -111,14 +112,19 @@ typedef struct KsNewAggregation
 	Datum		window_size;	/* Intervals, or 0 for none */
 	Datum		window_slide;
 	const char *time_column;	/* or NULL */
+	int64		memory_limit;	/* bytes, or 0 for none */
 } KsNewAggregation;
 extern void KsCatalogInsert(const KsNewAggregation *agg);
 
 /* Whether KsCatalogInsert is inserting (so the restore trigger stands aside). */
 extern bool KsCatalogInserting(void);
 
-/* What alter_aggregation() changes: the TTL if set_ttl (0: none), the checkpoint interval unless 0. */
-extern void KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval);
+/*
+ * What alter_aggregation() changes: the TTL if set_ttl (0: none), the
+ * checkpoint interval unless 0, the memory limit unless negative (0: none).
+ */
+extern void KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
+						   int64 memory_limit);
 
 /* Delete a definition; false if it was gone.  Returns its live table and source. */
 extern bool KsCatalogDelete(int32 id, Oid *live_oid, Oid *source_oid);

@@ -27,6 +27,8 @@
 #include "utils/timestamp.h"
 
 #include "checkpoint.h"
+#include "cold.h"
+#include "evict.h"
 #include "serialize.h"
 #include "store.h"
 
@@ -50,6 +52,7 @@ typedef struct KsSealedChunk
 {
 	KsChunkRow	row;
 	bytea	   *data;
+	KsColdBatch cold;			/* cold rows of the keys it marks evicted */
 } KsSealedChunk;
 
 /*
@@ -85,6 +88,17 @@ struct KsChunkWriter
 	MemoryContext tmp;			/* serialization garbage, reset per chunk */
 	dsa_area   *dsa;			/* where the published rows are */
 	List	   *sealed;			/* KsSealedChunk: sealed, to insert */
+
+	/* the memory budget (evict.h, cold.h) */
+	KsKeyEntry **victims;		/* keys to evict once this commits */
+	int64		nvictims;
+	KsColdBatch cold;			/* cold rows of the chunk being built */
+	uint64		ncold;			/* cold rows numbered so far */
+	uint32	   *stale_hashes;	/* cold rows of keys written whole: deleted */
+	uint64	   *stale_ids;
+	KsKeyEntry **stale_keys;
+	int64		nstale;
+	int64		maxstale;
 };
 
 /* The CRC-32C of a chunk, over what checkpoint.h says. */
@@ -185,6 +199,8 @@ KsChunkSeal(struct KsChunkWriter *w, bool last)
 	oldcxt = MemoryContextSwitchTo(w->run->loadcxt);
 	sc = palloc(sizeof(KsSealedChunk));
 	sc->data = (bytea *) w->buf->data;
+	sc->cold = w->cold;
+	memset(&w->cold, 0, sizeof(KsColdBatch));
 	SET_VARSIZE(sc->data, w->buf->len);
 	chunk = VARDATA(sc->data);
 	chunk[KS_CHUNK_FLAGS_AT] = last ? KS_CHUNK_LAST : 0;
@@ -232,6 +248,8 @@ KsChunkInsert(struct KsChunkWriter *w, int max)
 		ret = SPI_execute_plan(w->run->ckpt_plan, args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+		/* the cold rows of the keys it marks evicted, in the same transaction */
+		KsColdInsert(w->run, &sc->cold);
 		KsBecomeOwner(w->run);
 		w->sealed = list_delete_first(w->sealed);
 		pfree(sc->data);
@@ -239,11 +257,42 @@ KsChunkInsert(struct KsChunkWriter *w, int max)
 	}
 }
 
+/* Remember a key's stale cold row, deleted when this checkpoint commits. */
+static void
+KsChunkStale(struct KsChunkWriter *w, KsKeyEntry *e)
+{
+	if (w->nstale >= w->maxstale)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(w->run->loadcxt);
+
+		w->maxstale = Max(w->maxstale * 2, 64);
+		if (w->stale_hashes == NULL)
+		{
+			w->stale_hashes = palloc_extended(sizeof(uint32) * w->maxstale, MCXT_ALLOC_HUGE);
+			w->stale_ids = palloc_extended(sizeof(uint64) * w->maxstale, MCXT_ALLOC_HUGE);
+			w->stale_keys = palloc_extended(sizeof(KsKeyEntry *) * w->maxstale, MCXT_ALLOC_HUGE);
+		}
+		else
+		{
+			w->stale_hashes = repalloc_huge(w->stale_hashes, sizeof(uint32) * w->maxstale);
+			w->stale_ids = repalloc_huge(w->stale_ids, sizeof(uint64) * w->maxstale);
+			w->stale_keys = repalloc_huge(w->stale_keys, sizeof(KsKeyEntry *) * w->maxstale);
+		}
+		MemoryContextSwitchTo(oldcxt);
+	}
+	w->stale_hashes[w->nstale] = e->hash;
+	w->stale_ids[w->nstale] = e->cold_id;
+	w->stale_keys[w->nstale] = e;
+	w->nstale++;
+}
+
 /*
  * Append one key of the capture to the chunk being built: its group,
  * flags, time, values, states and published row (a tombstone for an
- * expired key), as they are now.  Serialize functions are user code: as
- * the owner.
+ * expired key), as they are now.  A victim of the memory budget, or a key
+ * whose cold row holds its state, is written as an evicted marker instead,
+ * a victim's cold row with it (cold.h).  Serialize functions are user
+ * code: as the owner.
  */
 static void
 KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
@@ -261,6 +310,30 @@ KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
 	e->saved_epoch = w->epoch;
 	w->keys++;
 	w->nkeys++;
+
+	if (e->flags & (KS_KEY_EVICT | KS_KEY_COLD_CURRENT))
+	{
+		if (!(e->flags & KS_KEY_COLD_CURRENT))
+		{
+			uint64		id = KsColdId(w->checkpoint_id, ++w->ncold);
+
+			KsColdAdd(run, &w->cold, e, id, run->loadcxt, w->tmp);
+			e->cold_id = id;
+			e->flags |= KS_KEY_COLD_CURRENT;
+		}
+		appendBinaryStringInfo(w->buf, (const char *) &g, sizeof(uint16));
+		appendStringInfoChar(w->buf, KS_STORED_EVICTED);
+		appendBinaryStringInfo(w->buf, (const char *) &e->touched, sizeof(TimestampTz));
+		at = KsBeginBytes(w->buf);
+		KsKeySerialize(run->kt, e, w->buf);
+		KsEndBytes(w->buf, at);
+		KsWriteUint32(w->buf, 0);
+		KsWriteUint32(w->buf, 0);
+		return;
+	}
+	/* written whole: a cold row it came back from is stale now */
+	if (e->cold_id != 0)
+		KsChunkStale(w, e);
 
 	appendBinaryStringInfo(w->buf, (const char *) &g, sizeof(uint16));
 	appendStringInfoChar(w->buf, (e->flags & KS_KEY_EXPIRED) ? KS_STORED_EXPIRED : 0);
@@ -319,6 +392,10 @@ KsCheckpointStart(KsAggRun *run, bool final)
 
 	w->epoch = KsKeyCapture(run->kt, &w->list, &w->nlist);
 	w->end = w->full ? run->kt->nallocated : (uint64) w->nlist;
+	/* the memory budget's victims join the capture (evict.h), after the list */
+	w->victims = KsEvictChoose(run, w->epoch, &w->nvictims);
+	if (!w->full)
+		w->end += w->nvictims;
 	run->kt->saving_epoch = w->epoch;
 	run->kt->saving_full = w->full;
 	run->ckpt = w;
@@ -433,7 +510,9 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 		KsChunkInsert(w, 1);
 	while (w->pos < w->end)
 	{
-		KsKeyEntry *e = w->full ? KsKeyTableEntry(kt, w->pos) : w->list[w->pos];
+		/* the list (or every key), then the victims not on it */
+		KsKeyEntry *e = w->full ? KsKeyTableEntry(kt, w->pos) :
+			w->pos < (uint64) w->nlist ? w->list[w->pos] : w->victims[w->pos - w->nlist];
 
 		if (++n % KS_CKPT_INTERRUPT_EVERY == 0)
 		{
@@ -442,7 +521,7 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 				break;
 		}
 		/* the entries are met at random: fetch ahead */
-		if (!w->full && w->pos + KS_CKPT_PREFETCH < w->end)
+		if (!w->full && w->pos + KS_CKPT_PREFETCH < (uint64) w->nlist)
 			KsKeyTablePrefetchLines(kt, w->list[w->pos + KS_CKPT_PREFETCH]);
 		w->pos++;
 		if (!KsCaptureNeeds(w, e))
@@ -461,6 +540,8 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsChunkSeal(w, true);
 	KsChunkInsert(w, -1);
 	KsBecomeWorker();
+	/* cold rows of keys this checkpoint wrote whole go with its commit */
+	KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, (int) w->nstale);
 	KsCheckpointCommit(w);
 	KsBecomeOwner(run);
 	return KS_CKPT_WRITTEN;
@@ -472,8 +553,14 @@ KsCheckpointDone(KsAggRun *run)
 {
 	struct KsChunkWriter *w = run->ckpt;
 
+	int64		i;
+
 	KsKeyCaptureDone(run->kt, w->list, w->nlist, w->epoch);
 	run->kt->saving_epoch = 0;
+	for (i = 0; i < w->nstale; i++)
+		if (w->stale_keys[i]->cold_id == w->stale_ids[i])
+			w->stale_keys[i]->cold_id = 0;
+	KsEvictDone(run, w->victims, w->nvictims, w->epoch);
 	run->checkpointed = w->offset;
 	run->last_checkpoint = GetCurrentTimestamp();
 	run->ckpt_last_id = w->checkpoint_id;
@@ -507,6 +594,9 @@ KsCheckpointDiscardUncommitted(int32 aggid, int64 committed)
 	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1 AND checkpoint_id > $2",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the uncommitted checkpoint of aggregation %d", aggid);
+	/* its cold rows were inserted with its chunks (cold.h) */
+	if (SPI_processed > 0)
+		KsColdDiscardAfter(aggid, committed);
 }
 
 /*
@@ -523,4 +613,5 @@ KsCheckpointForget(int32 aggid)
 	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1",
 							  1, &argtype, &arg, NULL, false, 0) < 0)
 		elog(ERROR, "could not delete the checkpoints of aggregation %d", aggid);
+	KsColdForget(aggid);
 }

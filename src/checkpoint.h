@@ -29,16 +29,19 @@
  *					holds no key when every key went out in earlier chunks)
  *	then per key, in any order (the chunk's row gives the range of groups):
  *	  2 bytes		key group (KsKeyGroup of the key's hash)
- *	  1 byte		flags: KS_STORED_EXPIRED for a key its TTL removed
+ *	  1 byte		flags: KS_STORED_EXPIRED for a key its TTL removed,
+ *					KS_STORED_EVICTED for one the memory budget evicted
  *	  8 bytes		when a row last changed the key (TimestampTz), for TTL
  *	  4 + n bytes	length and serialized key values (KsKeySerialize)
  *	  4 + n bytes	length and serialized states (KsAggSerializeStates);
- *					0 for an expired key
+ *					0 for an expired or evicted key
  *	  4 + n bytes	length and the key's published view row (a MinimalTuple),
- *					or 0 when HAVING hides the key (and for an expired key)
+ *					or 0 when HAVING hides the key (and for an expired or
+ *					evicted key)
  *
  * An expired key is a tombstone: recovery meets it before any older
- * version of the key (newest first) and forgets the key.  A full
+ * version of the key (newest first) and forgets the key.  An evicted key
+ * is forgotten the same way: its state is its row in keyedstate.cold.  A full
  * checkpoint writes no tombstones; it deletes every older row instead.
  * Format 3, before TTL, had neither the flags nor the time: recovery still
  * reads it, taking the time of the recovery as every key's last change.
@@ -67,6 +70,7 @@
 
 /* Flags of a stored key. */
 #define KS_STORED_EXPIRED		0x01
+#define KS_STORED_EVICTED		0x02	/* in keyedstate.cold (cold.h): no states, no row */
 
 /* The format before TTL (no flags, no time per key), still read. */
 #define KS_STATE_FORMAT_V3		3

@@ -198,9 +198,9 @@ keyedstate_resume(PG_FUNCTION_ARGS)
 }
 
 /*
- * keyedstate.alter_aggregation(name, ttl, checkpoint_interval): change what
- * can change while it runs; a NULL argument leaves its setting alone, a ttl
- * of '0' removes the TTL.  The worker applies it at its next step.
+ * keyedstate.alter_aggregation(name, ttl, checkpoint_interval, memory_limit):
+ * change what can change while it runs; a NULL argument leaves its setting
+ * alone, a ttl or memory_limit of '0' removes the TTL or the budget.  The worker applies it at its next step.
  */
 Datum
 keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
@@ -209,6 +209,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	KsCatalogAccess acc;
 	Datum		ttl = (Datum) 0;
 	Datum		interval = (Datum) 0;
+	int64		memory_limit = -1;
 
 	KsRequirePreload();
 	if (PG_ARGISNULL(0))
@@ -227,8 +228,13 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 					 errmsg("checkpoint_interval must be positive")));
 		interval = PG_GETARG_DATUM(2);
 	}
+	if (!PG_ARGISNULL(3))
+		memory_limit = KsMemoryLimitArgument(PG_GETARG_TEXT_PP(3));
+	KsCheckMemoryLimitAllowed(memory_limit >= 0 ? memory_limit : agg.def.memory_limit,
+							  PG_ARGISNULL(1) ? agg.def.ttl_us > 0 : ttl != (Datum) 0,
+							  agg.def.window_size_us > 0);
 	KsCatalogOpen(&acc);
-	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval);
+	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit);
 	KsCatalogClose(&acc);
 	KsRequestAtCommit();
 	PG_RETURN_VOID();
@@ -372,8 +378,8 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 	{
 		KsSlotRef	ref;
 		KsAggSlot	copy;
-		Datum		values[21];
-		bool		nulls[21];
+		Datum		values[25];
+		bool		nulls[25];
 		bool		inspect;
 		int64		high_water;
 
@@ -416,6 +422,11 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		nulls[16] = nulls[17] = nulls[18] = copy.last_checkpoint == 0;
 		values[19] = Int64GetDatum(copy.keys_expired);
 		values[20] = Int64GetDatum(copy.rows_late);
+		values[21] = Int64GetDatum(copy.cold_keys);
+		values[22] = Int64GetDatum(copy.evictions);
+		values[23] = Int64GetDatum(copy.reloads);
+		values[24] = Int64GetDatum(copy.memory_limit);
+		nulls[24] = copy.memory_limit == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -84,6 +84,7 @@ typedef struct KsCreateState
 	Oid			live_oid;
 	Datum		ttl;			/* an Interval, or 0 for none */
 	KsWindowSpec *window;		/* or NULL */
+	int64		memory_limit;	/* bytes, or 0 for none */
 } KsCreateState;
 
 /* Milliseconds of an interval (months as 30 days), clamped to a thousand years. */
@@ -119,6 +120,49 @@ KsTtlArgument(Interval *iv)
 	return PointerGetDatum(iv);
 }
 
+/*
+ * A memory_limit argument in bytes: a size with a unit as memory settings
+ * take it ('128MB'; kB without one), 0 for NULL or '0' (no limit).
+ */
+int64
+KsMemoryLimitArgument(text *arg)
+{
+	char	   *value;
+	int			kb;
+	const char *hint = NULL;
+
+	if (arg == NULL)
+		return 0;
+	value = text_to_cstring(arg);
+	if (!parse_int(value, &kb, GUC_UNIT_KB, &hint) || kb < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid memory_limit \"%s\"", value),
+				 errhint("%s", hint ? hint :
+						 "Give a size such as '128MB' or '2GB', or '0' for no limit.")));
+	if (kb > 0 && kb < KS_MIN_MEMORY_LIMIT_KB)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("memory_limit must be at least %d kB", KS_MIN_MEMORY_LIMIT_KB),
+				 errhint("Give '0' for no limit.")));
+	return (int64) kb * 1024;
+}
+
+/*
+ * The memory budget evicts keys through checkpoints that the TTL and time
+ * windows do not take part in yet: refuse the combinations.
+ */
+void
+KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows)
+{
+	if (memory_limit > 0 && (ttl || windows))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("memory_limit cannot be combined with %s yet", ttl ? "ttl" : "time windows"),
+				 errdetail("Evicted keys are not expired by a TTL and not merged into windows."),
+				 errhint("Leave out memory_limit, or the %s.", ttl ? "ttl" : "window parameters")));
+}
+
 /* Stage 1: the arguments and the view's name. */
 static void
 KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
@@ -139,6 +183,8 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	cs->window = KsWindowArguments(PG_ARGISNULL(6) ? NULL : PG_GETARG_INTERVAL_P(6),
 								   PG_ARGISNULL(7) ? NULL : PG_GETARG_INTERVAL_P(7),
 								   PG_ARGISNULL(8) ? NULL : NameStr(*PG_GETARG_NAME(8)));
+	cs->memory_limit = KsMemoryLimitArgument(PG_ARGISNULL(9) ? NULL : PG_GETARG_TEXT_PP(9));
+	KsCheckMemoryLimitAllowed(cs->memory_limit, cs->ttl != (Datum) 0, cs->window != NULL);
 	cs->userid = GetUserId();
 
 	if (strcmp(cs->start_from, "beginning") != 0 && strcmp(cs->start_from, "now") != 0)
@@ -419,7 +465,8 @@ KsSetCanonicalSettings(void)
 
 /*
  * keyedstate.create_aggregation(name, query, start_from, offset_column,
- * checkpoint_interval, ttl, window_size, window_slide, time_column): define
+ * checkpoint_interval, ttl, window_size, window_slide, time_column,
+ * memory_limit): define
  * an aggregation and its live view.
  */
 Datum
@@ -457,6 +504,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 		agg.window_slide = PG_ARGISNULL(7) ? agg.window_size : PointerGetDatum(PG_GETARG_INTERVAL_P(7));
 		agg.time_column = cs.window->time_column;
 	}
+	agg.memory_limit = cs.memory_limit;
 	KsCatalogInsert(&agg);
 	KsCatalogClose(&acc);
 

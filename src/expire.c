@@ -27,43 +27,6 @@
 /* Keys compacted between checks for interrupts. */
 #define KS_COMPACT_INTERRUPT_EVERY	256
 
-/*
- * Free a key's transition states and its log of replayed inputs; false
- * when some state is internal and could not be freed.
- */
-static bool
-KsReleaseStates(KsAggRuntime *rt, KsKeyEntry *e)
-{
-	bool		all = true;
-	int			i;
-
-	for (i = 0; i < rt->ncalls; i++)
-	{
-		KsAggCall  *c = &rt->calls[i];
-		KsTransState *st = &e->states[i];
-
-		if (c->transtype == INTERNALOID)
-			all = false;
-		else if (!c->transtypeByVal && !st->isnull && DatumGetPointer(st->value) != NULL)
-		{
-			if (DatumIsReadWriteExpandedObject(st->value, false, c->transtypeLen))
-				DeleteExpandedObject(st->value);
-			else
-				pfree(DatumGetPointer(st->value));
-		}
-		st->value = (Datum) 0;
-		st->isnull = true;
-		st->noTransValue = false;
-	}
-	if (e->replay != NULL)
-	{
-		pfree(e->replay->data);
-		pfree(e->replay);
-		e->replay = NULL;
-	}
-	return all;
-}
-
 /* Expire one key (step 1 of expire.h). */
 static void
 KsExpireKey(KsAggRun *run, KsKeyEntry *e)
@@ -71,7 +34,7 @@ KsExpireKey(KsAggRun *run, KsKeyEntry *e)
 	/* a key a checkpoint being written still needs: write it first */
 	if (KsKeyPendingSave(run->kt, e))
 		KsCheckpointSaveKey(run, e);
-	if (!KsReleaseStates(run->rt, e))
+	if (!KsAggReleaseStates(run->rt, e))
 		run->garbage_states++;
 	e->flags |= KS_KEY_EXPIRED;
 	KsKeyMarkDirty(run->kt, e);
@@ -152,6 +115,18 @@ KsCompactStates(KsAggRun *run)
 	run->garbage_states = 0;
 }
 
+/* Compact the states when freed internal ones outnumber the live keys. */
+void
+KsExpireCompact(KsAggRun *run)
+{
+	if (run->garbage_states > 1024 && (uint64) run->garbage_states > run->kt->nentries)
+	{
+		KsRunTimeoutPause(true);
+		KsCompactStates(run);
+		KsRunTimeoutResume(run);
+	}
+}
+
 /* Expire what the TTL removes, a bounded part per call (see expire.h). */
 void
 KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
@@ -168,6 +143,8 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 		run->expire_cursor = run->expire_wcursor = 0;
 		run->expire_running = false;
 		run->expire_next = 0;
+		/* keys the memory budget evicted may have left internal states behind */
+		KsExpireCompact(run);
 		return;
 	}
 	interval = Min(Max(run->def->ttl_us / 10, KS_EXPIRE_MIN_INTERVAL_US),
@@ -235,10 +212,5 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 		*timeout = 0;
 	}
 
-	if (run->garbage_states > 1024 && (uint64) run->garbage_states > kt->nentries)
-	{
-		KsRunTimeoutPause(true);
-		KsCompactStates(run);
-		KsRunTimeoutResume(run);
-	}
+	KsExpireCompact(run);
 }

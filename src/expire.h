@@ -53,4 +53,11 @@ KsExpiredAt(KsAggRun *run, TimestampTz touched, TimestampTz now)
  */
 extern void KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout);
 
+/*
+ * Internal states of expired or evicted keys (run->garbage_states) cannot
+ * be freed one by one: once they outnumber the live keys, move the live
+ * keys' states into a new context (called by KsExpireStep).
+ */
+extern void KsExpireCompact(KsAggRun *run);
+
 #endif							/* KS_EXPIRE_H */

@@ -37,6 +37,13 @@ struct KsWindowSpec;
 /* create.c: shared with control.c and restore.c */
 extern int64 KsIntervalMs(const Interval *iv);
 extern Datum KsTtlArgument(Interval *iv);
+
+/* The smallest memory_limit: below it the keys' index alone would not fit. */
+#define KS_MIN_MEMORY_LIMIT_KB	1024
+
+/* A memory_limit argument in bytes (0: none), and where it is not allowed. */
+extern int64 KsMemoryLimitArgument(text *arg);
+extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows);
 extern Query *KsParseSelect(const char *querytext);
 extern Query *KsParseAggregationQuery(const char *querytext, KsQueryInfo *info,
 									  const struct KsWindowSpec *window);

@@ -40,6 +40,8 @@ KsAppendDirty(KsKeyTable *kt, KsKeyEntry ***list, int64 *n, int64 *max, KsKeyEnt
 void
 KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *e)
 {
+	/* its cold row is stale now, it is no victim, and it is hot (evict.h) */
+	e->flags = (e->flags & ~(KS_KEY_COLD_CURRENT | KS_KEY_EVICT)) | KS_KEY_REFERENCED;
 	if (!(e->flags & KS_KEY_DIRTY_PUBLISH))
 	{
 		e->flags |= KS_KEY_DIRTY_PUBLISH;

@@ -12,7 +12,7 @@
  * The source is split by concern; each part has its own header (the SQL
  * API's parts share hooks.h; shmem.h covers dbslots.c and progress.c,
  * store.h storewrite.c and storeread.c, source.h offsets.c, lookup.h
- * lookupexec.c):
+ * lookupexec.c, cold.h coldread.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
@@ -34,6 +34,9 @@
  *	step		one step of one aggregation
  *	publish		finalizing and publishing changed keys
  *	expire		state TTL: sweeping out keys not changed for longer than the TTL
+ *	evict		the memory budget: choosing the keys to evict
+ *	cold		evicted keys in keyedstate.cold: writing them, loading them back
+ *	coldread	the readers' side: evicted keys' rows for the live view
  *	window		tumbling and sliding time windows: query rewrite, merging panes
  *	checkpoint	writing changed keys with the offset; the chunk format
  *	recovery	loading the checkpointed keys and offset, checking every byte

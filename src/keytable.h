@@ -38,7 +38,11 @@ typedef struct KsTransState
 #define KS_KEY_DIRTY_PUBLISH		0x01
 #define KS_KEY_EXPIRED				0x04	/* TTL: gone, until published and checkpointed */
 #define KS_KEY_FREE					0x08	/* on the free list, in no slot */
-#define KS_KEY_TOMBSTONE			0x10	/* recovery: a stored tombstone */
+#define KS_KEY_TOMBSTONE			0x10	/* recovery: a stored tombstone or eviction */
+#define KS_KEY_COLD_CURRENT			0x20	/* its cold row (cold_id) holds its current state */
+#define KS_KEY_EVICT				0x40	/* a victim of the checkpoint being written (evict.h) */
+#define KS_KEY_REFERENCED			0x80	/* changed since the eviction clock passed it */
+#define KS_KEY_EVICTED				0x100	/* evicted: with KS_KEY_EXPIRED, leaves the store */
 
 typedef struct KsKeyEntry
 {
@@ -50,6 +54,7 @@ typedef struct KsKeyEntry
 	uint32		ckpt_epoch;		/* the checkpoint list it is on, 0: none */
 	uint32		saved_epoch;	/* the capture it was last written for */
 	TimestampTz touched;		/* when a row last changed it (state TTL) */
+	uint64		cold_id;		/* its row in keyedstate.cold (cold.h), 0: none */
 	Datum	   *keys;			/* nkeys values, in the table's context */
 	bool	   *keynulls;
 	StringInfo	replay;			/* inputs of replay-persisted aggregates */

@@ -47,6 +47,7 @@
 #include "utils/wait_event.h"
 
 #include "catalog.h"
+#include "cold.h"
 #include "lookup.h"
 #include "settings.h"
 #include "shmem.h"
@@ -89,6 +90,7 @@ typedef struct KsLiveScanState
 	Oid			relid;			/* the live table scanned */
 	Oid			userid;			/* whose privileges the scan checks */
 	uint32		rowtype;		/* hash of its row type (KsRowTypeHash) */
+	KsColdScan *cold;			/* evicted keys, read after the published ones */
 } KsLiveScanState;
 
 /* Parse a comma-separated list of integers. */
@@ -424,6 +426,17 @@ KsFetchRows(ForeignScanState *node)
 		if (res.found && res.state != KS_STARTING)
 			break;
 	}
+
+	/* then the keys evicted to keyedstate.cold, if any (cold.h) */
+	if (res.cold_keys > 0)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+
+		ss->cold = KsColdScanBegin(&res, hashes, nhashes,
+								   RelationGetDescr(node->ss.ss_currentRelation),
+								   KsAggName(copy.view_oid));
+		MemoryContextSwitchTo(oldcxt);
+	}
 }
 
 /* IterateForeignScan: the next copied row. */
@@ -436,7 +449,18 @@ KsIterateForeignScan(ForeignScanState *node)
 	if (!ss->fetched)
 		KsFetchRows(node);
 	if (ss->next >= ss->nrows)
-		return ExecClearTuple(slot);
+	{
+		MinimalTuple row = KsColdScanNext(ss->cold);
+
+		if (row == NULL)
+		{
+			KsColdScanEnd(ss->cold);
+			ss->cold = NULL;
+			return ExecClearTuple(slot);
+		}
+		ExecForceStoreMinimalTuple(row, slot, false);
+		return slot;
+	}
 	ExecForceStoreMinimalTuple(ss->rows[ss->next++], slot, false);
 	return slot;
 }
@@ -447,16 +471,25 @@ KsReScanForeignScan(ForeignScanState *node)
 {
 	KsLiveScanState *ss = node->fdw_state;
 
+	KsColdScanEnd(ss->cold);
+	ss->cold = NULL;
 	MemoryContextReset(ss->rowcxt);
 	ss->rows = NULL;
 	ss->nrows = 0;
 	ss->fetched = false;
 }
 
-/* EndForeignScan: nothing beyond the query's memory. */
+/* EndForeignScan: a cold scan still open; the rest is the query's memory. */
 static void
 KsEndForeignScan(ForeignScanState *node)
 {
+	KsLiveScanState *ss = node->fdw_state;
+
+	if (ss != NULL)
+	{
+		KsColdScanEnd(ss->cold);
+		ss->cold = NULL;
+	}
 }
 
 /*

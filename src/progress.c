@@ -213,6 +213,9 @@ KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
 	slot->keys = p->keys;
 	slot->keys_expired = p->keys_expired;
 	slot->rows_late = p->rows_late;
+	slot->evictions = p->evictions;
+	slot->reloads = p->reloads;
+	slot->memory_limit = p->memory_limit;
 	LWLockRelease(&slot->lock);
 }
 

@@ -114,6 +114,7 @@ KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset)
 
 	progress.offset = offset;
 	progress.keys = run->kt->nentries;
+	progress.cold_keys = run->cold_keys;
 	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + run->kt->mapped_bytes;
 	if (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
 		KsStoreExhausted(run->name);

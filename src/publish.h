@@ -40,6 +40,7 @@ KsPublishItemOf(KsPublishItem *it, KsKeyEntry *e)
 	it->tuple = &e->shared_tuple;
 	it->tuple_bytes = &e->shared_bytes;
 	it->hash = e->hash;
+	it->cold_id = e->cold_id;
 }
 
 /* Publish built rows with the new consumed offset (the store's protocol). */

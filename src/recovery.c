@@ -33,6 +33,7 @@
 #include "utils/memutils.h"
 
 #include "checkpoint.h"
+#include "cold.h"
 #include "expire.h"
 #include "window.h"
 #include "recovery.h"
@@ -243,7 +244,8 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			if (!v3)
 			{
 				keyflags[n] = KsReadUint8(&r, "the flags of a key");
-				if ((keyflags[n] & ~KS_STORED_EXPIRED) != 0)
+				if ((keyflags[n] & ~(KS_STORED_EXPIRED | KS_STORED_EVICTED)) != 0 ||
+					keyflags[n] == (KS_STORED_EXPIRED | KS_STORED_EVICTED))
 					KsCheckpointCorrupted(run->name, "A key has unknown flags %02X.", keyflags[n]);
 				if (KsReaderLeft(&r) < sizeof(TimestampTz))
 					KsCheckpointCorrupted(run->name, "The chunk ends inside the time of a key.");
@@ -253,8 +255,10 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			k = KsReadBytes(&r, &klen, "a key");
 			states[n] = KsReadBytes(&r, &statelens[n], "the transition states of a key");
 			rows[n] = KsReadBytes(&r, &rowlens[n], "a published row");
-			if ((keyflags[n] & KS_STORED_EXPIRED) && (statelens[n] != 0 || rowlens[n] != 0))
-				KsCheckpointCorrupted(run->name, "An expired key has %u bytes of states and %u of its row.",
+			if ((keyflags[n] & (KS_STORED_EXPIRED | KS_STORED_EVICTED)) &&
+				(statelens[n] != 0 || rowlens[n] != 0))
+				KsCheckpointCorrupted(run->name, "An %s key has %u bytes of states and %u of its row.",
+									  (keyflags[n] & KS_STORED_EXPIRED) ? "expired" : "evicted",
 									  statelens[n], rowlens[n]);
 			KsKeyDeserialize(kt, k, klen, run->name, keys + n * nk, nulls + n * nk);
 			hashes[n] = KsKeyHash(kt, keys + n * nk, nulls + n * nk);
@@ -285,7 +289,13 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 				continue;
 			/* newest first: the first version met is the checkpointed one */
 			e->touched = touched[i];
-			if (keyflags[i] & KS_STORED_EXPIRED)
+			if (keyflags[i] & KS_STORED_EVICTED)
+			{
+				/* in keyedstate.cold (cold.h): hides older versions, then goes */
+				e->flags |= KS_KEY_EXPIRED | KS_KEY_TOMBSTONE;
+				run->recovered_expired++;
+			}
+			else if (keyflags[i] & KS_STORED_EXPIRED)
 			{
 				/* a tombstone: hides older versions, then goes (KsSettleExpired) */
 				e->flags |= KS_KEY_EXPIRED | KS_KEY_TOMBSTONE;
@@ -541,6 +551,8 @@ KsRecover(KsAggRun *run)
 	KsKeyClearCheckpoint(kt);
 	if (run->recovered_expired > 0)
 		KsSettleExpired(run);
+	/* keys the memory budget evicted are in keyedstate.cold: count them */
+	KsColdLoadFilter(run, true);
 }
 
 /*

@@ -124,8 +124,20 @@ typedef struct KsAggRun
 	int64		expire_ttl_us;	/* the TTL that schedule is for */
 	TimestampTz expire_wm;		/* windows: the watermark the last sweep started at */
 	int64		keys_expired;	/* keys the TTL removed since the run was created */
-	int64		recovered_expired;	/* expired keys recovery met */
+	int64		recovered_expired;	/* expired keys and stored tombstones recovery met */
 	int64		garbage_states; /* expired keys whose internal states wait for compaction */
+
+	/* the memory budget (evict.h) and the keys evicted to keyedstate.cold (cold.h) */
+	int64		memory_budget;	/* bytes, as of the last capture, 0: none */
+	int64		evict_target;	/* keys to keep in memory, 0: not over the budget yet */
+	int64		evict_used;		/* memory in use when that target was set */
+	uint64		evict_hand;		/* the eviction clock's next entry */
+	int64		cold_keys;		/* keys only in keyedstate.cold */
+	int64		evictions;		/* since the run was created */
+	int64		reloads;
+	uint64	   *cold_filter;	/* a bit per hash value (masked): some cold key may have it */
+	uint64		cold_filter_mask;	/* bits - 1, a power of two minus one */
+	bool		cold_filter_rebuild;	/* too full: build it larger at the next step */
 
 	int64		rate_rows;
 	TimestampTz rate_since;

@@ -23,6 +23,7 @@ int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
 int			ks_batch_size = 100000;
 int			ks_naptime = 1000;
 int			ks_max_aggregations_per_owner = 0;
+int			ks_max_state_memory = 0;	/* kB, 0: no bound */
 int			ks_step_timeout = 5 * 1000;
 int			ks_load_wait = 10 * 1000;
 bool		ks_preloaded = false;
@@ -79,6 +80,14 @@ KsSettingsInit(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("keyedstate.max_state_memory",
+							"Bounds the memory that the state of all aggregations together keeps in memory.",
+							"Each running aggregation gets an equal share as its budget (or its own "
+							"memory_limit if smaller); colder keys are evicted to keyedstate.cold. 0 means no bound.",
+							&ks_max_state_memory,
+							0, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("keyedstate.step_timeout",
 							"Longest time one step of an aggregation may take.",
 							"A step normally ends within a second or two; one that cannot, because "

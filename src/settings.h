@@ -22,6 +22,7 @@ extern int	ks_naptime;
 
 /* PGC_SIGHUP: aggregations one role may own in the cluster, 0 = no limit */
 extern int	ks_max_aggregations_per_owner;
+extern int	ks_max_state_memory;
 
 /* PGC_SIGHUP: longest time one step of an aggregation may take, in ms */
 extern int	ks_step_timeout;

@@ -306,6 +306,10 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->rows_replayed = 0;
 	slot->keys_expired = 0;
 	slot->rows_late = 0;
+	slot->cold_keys = 0;
+	slot->evictions = 0;
+	slot->reloads = 0;
+	slot->memory_limit = 0;
 	slot->rows_per_second = 0;
 	slot->last_checkpoint = 0;
 	slot->checkpoint_ms = 0;

@@ -104,6 +104,10 @@ typedef struct KsAggSlot
 	int64		rows_replayed;	/* rows re-read after the last recovery */
 	int64		keys_expired;	/* keys the TTL removed since the worker started */
 	int64		rows_late;		/* windows: late rows dropped since the worker started */
+	int64		cold_keys;		/* keys only in keyedstate.cold (set with a publish) */
+	int64		evictions;		/* keys evicted since the worker started */
+	int64		reloads;		/* keys loaded back from keyedstate.cold since then */
+	int64		memory_limit;	/* the budget of its state in memory, 0: none */
 	double		rows_per_second;
 	TimestampTz last_checkpoint;
 	double		checkpoint_ms;	/* duration of the last checkpoint, to its commit */
@@ -324,6 +328,9 @@ typedef struct KsSlotProgress
 	int64		keys;
 	int64		keys_expired;	/* set */
 	int64		rows_late;		/* set */
+	int64		evictions;		/* set */
+	int64		reloads;		/* set */
+	int64		memory_limit;	/* set */
 } KsSlotProgress;
 extern void KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p);
 

@@ -22,6 +22,8 @@
 
 #include "apply.h"
 #include "checkpoint.h"
+#include "cold.h"
+#include "evict.h"
 #include "expire.h"
 #include "recovery.h"
 #include "publish.h"
@@ -66,6 +68,19 @@ KsRunCompile(KsAggRun *run)
 	run->exprs_stale = false;
 }
 
+/* Callbacks of the apply buffer: whether a key may be cold, and loading some back. */
+static bool
+KsRunColdMaybe(void *arg, uint32 hash)
+{
+	return KsColdMaybe((KsAggRun *) arg, hash);
+}
+
+static void
+KsRunColdLoad(void *arg, const uint32 *hashes, int n)
+{
+	(void) KsColdReload((KsAggRun *) arg, hashes, n);
+}
+
 /*
  * Load a run: analyse its stored query, prepare the aggregate calls, the
  * source and the projection, recover the checkpoint and publish every
@@ -97,6 +112,9 @@ KsRunLoad(KsAggRun *run)
 										&run->cur_offset, run->loadcxt);
 	run->applybuf->save_key = KsCheckpointSaveKey;
 	run->applybuf->save_arg = run;
+	run->applybuf->cold_maybe = KsRunColdMaybe;
+	run->applybuf->cold_load = KsRunColdLoad;
+	run->applybuf->cold_arg = run;
 	run->batchcxt = AllocSetContextCreate(run->loadcxt, "keyedstate batch",
 										  ALLOCSET_DEFAULT_SIZES);
 	KsStoreWriterInit(&run->writer, run->loadcxt);
@@ -110,6 +128,12 @@ KsRunLoad(KsAggRun *run)
 	 * the published one, the view keeps showing the last good state (after
 	 * a resume) or waits (after a crash).
 	 */
+	run->cold_filter = NULL;	/* it was in the old loadcxt */
+	run->cold_filter_mask = 0;
+	run->cold_filter_rebuild = false;
+	run->memory_budget = 0;
+	run->evict_target = 0;
+	run->evict_hand = 0;
 	run->building = KsStoreCreate(KsGetDsa(), run->name);
 	run->building_bytes = 0;
 	run->building_visible = 0;
@@ -119,7 +143,7 @@ KsRunLoad(KsAggRun *run)
 	if (run->def->window_size_us > 0)
 		KsWindowLoad(run);
 	KsBecomeOwner(run);
-	KsStoreInstall(run->slot, run->building, run->consumed, run->kt->nentries,
+	KsStoreInstall(run->slot, run->building, run->consumed, run->kt->nentries, run->cold_keys,
 				   run->building_visible, run->building_bytes);
 	run->building = InvalidDsaPointer;
 
@@ -149,6 +173,7 @@ KsRunLoad(KsAggRun *run)
 	run->last_rate = 0;
 	KsSlotCheckpointed(run->slot, run->checkpointed, 0, 0, 0, 0, 0);
 
+	(void) KsEvictBudget(run);
 	KsRunPublish(run, run->consumed);
 	run->loaded = true;
 	ereport(LOG,
@@ -229,6 +254,9 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 
 	(void) KsSlotCheckpointRequested(run->slot, &requested);
 	if (requested)
+		return true;
+	/* over the memory budget: a capture evicts (evict.h) */
+	if (KsEvictDue(run))
 		return true;
 	if (run->kt->nckpt == 0 && run->consumed == run->checkpointed)
 		return false;
@@ -360,6 +388,13 @@ KsRunStep(KsAggRun *run, long *timeout)
 					KsCheckInterrupts();
 				}
 				KsExpireStep(run, GetCurrentTimestamp(), timeout);
+				/* the cold filter grew too full: build it larger (cold.h) */
+				if (run->cold_filter_rebuild)
+				{
+					KsBecomeWorker();
+					KsColdLoadFilter(run, false);
+					KsBecomeOwner(run);
+				}
 				if (batches > 0 || run->kt->npublish > 0)
 				{
 					TimestampTz started = GetCurrentTimestamp();
@@ -420,6 +455,9 @@ KsRunStep(KsAggRun *run, long *timeout)
 			progress.keys = run->kt->nentries;
 			progress.keys_expired = run->keys_expired;
 			progress.rows_late = run->rows_late;
+			progress.evictions = run->evictions;
+			progress.reloads = run->reloads;
+			progress.memory_limit = run->memory_budget;
 			progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + run->kt->mapped_bytes;
 			KsSlotReportProgress(run->slot, &progress);
 			if (run->slot->state != state)

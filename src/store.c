@@ -118,6 +118,7 @@ KsStoreAllocEntry(dsa_area *dsa, uint32 hash)
 	e->tuple = InvalidDsaPointer;
 	e->hash = hash;
 	e->tuple_bytes = 0;
+	e->cold_id = 0;
 	return ep;
 }
 
@@ -337,7 +338,7 @@ KsWaitEpoch(KsAggSlot *slot, uint32 g)
 /* Swap a slot's store for another (or none), retiring the old one. */
 static void
 KsStoreReplace(KsAggSlot *slot, dsa_pointer store, int64 consumed, int64 keys,
-			   int64 visible, int64 bytes, bool set_progress)
+			   int64 cold_keys, int64 visible, int64 bytes, bool set_progress)
 {
 	dsa_pointer old;
 	uint32		epoch;
@@ -351,6 +352,7 @@ KsStoreReplace(KsAggSlot *slot, dsa_pointer store, int64 consumed, int64 keys,
 	{
 		slot->consumed_offset = consumed;
 		slot->keys = keys;
+		slot->cold_keys = cold_keys;
 		slot->rows_replayed = 0;
 	}
 	epoch = slot->read_epoch;
@@ -368,16 +370,16 @@ KsStoreReplace(KsAggSlot *slot, dsa_pointer store, int64 consumed, int64 keys,
 /* Install a privately built store (see store.h). */
 void
 KsStoreInstall(KsAggSlot *slot, dsa_pointer store, int64 consumed, int64 keys,
-			   int64 visible, int64 bytes)
+			   int64 cold_keys, int64 visible, int64 bytes)
 {
-	KsStoreReplace(slot, store, consumed, keys, visible, bytes, true);
+	KsStoreReplace(slot, store, consumed, keys, cold_keys, visible, bytes, true);
 }
 
 /* Retire a slot's published store (see store.h). */
 void
 KsStoreRetire(KsAggSlot *slot)
 {
-	KsStoreReplace(slot, InvalidDsaPointer, 0, 0, 0, 0, false);
+	KsStoreReplace(slot, InvalidDsaPointer, 0, 0, 0, 0, 0, false);
 }
 
 /* ---------------------------------------------------------------------

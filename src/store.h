@@ -63,6 +63,7 @@ typedef struct KsStoreEntry
 	dsa_pointer tuple;			/* MinimalTuple, or InvalidDsaPointer */
 	uint32		hash;			/* key hash, as KsHashKeyValues computes it */
 	uint32		tuple_bytes;	/* DSA bytes of tuple, so freeing needs no read */
+	uint64		cold_id;		/* a row of keyedstate.cold readers skip (cold.h), 0: none */
 } KsStoreEntry;
 
 /* Rows replaced while readers were copying, freed once they are gone. */
@@ -87,6 +88,7 @@ typedef struct KsPublishItem
 	uint32		hash;
 	MinimalTuple row;			/* the new row, or NULL when HAVING hides it */
 	bool		remove;			/* the key is gone: remove its entry (row NULL) */
+	uint64		cold_id;		/* the key's row in keyedstate.cold, if any (cold.h) */
 
 	/* private to KsStorePublish */
 	dsa_pointer new_entry;
@@ -100,6 +102,7 @@ typedef struct KsPublishProgress
 	int64		offset;			/* the new consumed offset */
 	int64		keys;
 	int64		memory_bytes;
+	int64		cold_keys;		/* keys only in keyedstate.cold (cold.h) */
 } KsPublishProgress;
 
 /* --- writer side (the worker) --- */
@@ -128,7 +131,7 @@ extern void KsStoreWriterRelease(KsStoreWriter *w, KsAggSlot *slot);
  * its offset and figures, and retire the store it replaces.
  */
 extern void KsStoreInstall(KsAggSlot *slot, dsa_pointer store, int64 consumed,
-						   int64 keys, int64 visible, int64 bytes);
+						   int64 keys, int64 cold_keys, int64 visible, int64 bytes);
 
 /* Retire a slot's published store: detach it, free it once no reader is left. */
 extern void KsStoreRetire(KsAggSlot *slot);
@@ -182,6 +185,14 @@ extern void KsStoreUnlinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer en
 extern dsa_pointer KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,
 									uint32 bytes, uint32 *oldbytes);
 
+/*
+ * Set the cold rows of published entries (cold.h), holding the slot lock
+ * exclusive: before the rows commit, so that readers skip them while the
+ * keys are still published.
+ */
+extern void KsStoreSetColdIds(KsAggSlot *slot, const dsa_pointer *entries,
+							  const uint64 *ids, int n);
+
 /* --- reader side (any backend) --- */
 
 /* What a reader found besides the rows. */
@@ -194,6 +205,12 @@ typedef struct KsReadResult
 	uint32		rowtype;
 	char		error[KS_ERROR_LEN];
 	int64		failed_offset;
+	int64		cold_keys;		/* keys only in keyedstate.cold: read them there too */
+	int32		aggid;			/* the aggregation's id */
+	/* published entries with a cold row (hash, cold_id): rows of cold to skip */
+	uint32	   *cold_hashes;
+	uint64	   *cold_ids;
+	int64		ncold;
 } KsReadResult;
 
 /*
@@ -203,7 +220,9 @@ typedef struct KsReadResult
  * not failed); *res says what was found either way.  The caller checks
  * the slot's live table and row type from *res before using the rows;
  * `check` is called with the slot lock held before anything is copied and
- * may veto the read by returning false.
+ * may veto the read by returning false.  When the aggregation has cold
+ * keys, *res also lists the published entries' cold rows (in cxt), which a
+ * read of keyedstate.cold must skip (cold.h).
  */
 typedef bool (*KsReadCheck) (const KsReadResult *res, void *arg);
 extern void KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,

@@ -32,6 +32,23 @@ KsCollect(dsa_pointer **ptrs, int64 *n, int64 *max, dsa_pointer tp)
 	(*ptrs)[(*n)++] = tp;
 }
 
+/* Remember a published entry's cold row, which the reader must skip (cold.h). */
+static void
+KsCollectCold(KsReadResult *res, int64 *max, const KsStoreEntry *entry)
+{
+	if (res->ncold >= *max)
+	{
+		*max = Max(*max * 2, 64);
+		res->cold_hashes = res->cold_hashes == NULL ? palloc(sizeof(uint32) * *max) :
+			repalloc_huge(res->cold_hashes, sizeof(uint32) * *max);
+		res->cold_ids = res->cold_ids == NULL ? palloc(sizeof(uint64) * *max) :
+			repalloc_huge(res->cold_ids, sizeof(uint64) * *max);
+	}
+	res->cold_hashes[res->ncold] = entry->hash;
+	res->cold_ids[res->ncold] = entry->cold_id;
+	res->ncold++;
+}
+
 /* Copy published rows out of a slot (see store.h). */
 void
 KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
@@ -44,6 +61,8 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 	dsa_pointer *ptrs = NULL;
 	int64		nptrs = 0;
 	int64		maxptrs = 0;
+	int64		maxcold = 0;
+	bool		cold;
 	volatile int registered = -1;
 
 	memset(res, 0, sizeof(KsReadResult));
@@ -61,8 +80,11 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 			res->view_oid = slot->view_oid;
 			res->rowtype = slot->rowtype;
 			res->failed_offset = slot->failed_offset;
+			res->aggid = slot->aggid;
+			res->cold_keys = slot->cold_keys;
 			strlcpy(res->error, slot->error, KS_ERROR_LEN);
 		}
+		cold = res->cold_keys > 0;
 		if (res->found && res->state != KS_STARTING && res->state != KS_FAILED &&
 			DsaPointerIsValid(slot->store) &&
 			(check == NULL || check(res, checkarg)))
@@ -87,6 +109,8 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 
 						if (DsaPointerIsValid(entry->tuple))
 							KsCollect(&ptrs, &nptrs, &maxptrs, entry->tuple);
+						if (cold && entry->cold_id != 0)
+							KsCollectCold(res, &maxcold, entry);
 						ep = entry->next;
 					}
 				}
@@ -105,6 +129,8 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 
 						if (entry->hash == hashes[h] && DsaPointerIsValid(entry->tuple))
 							KsCollect(&ptrs, &nptrs, &maxptrs, entry->tuple);
+						if (cold && entry->hash == hashes[h] && entry->cold_id != 0)
+							KsCollectCold(res, &maxcold, entry);
 						ep = entry->next;
 					}
 				}

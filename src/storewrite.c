@@ -243,6 +243,8 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 			}
 			continue;
 		}
+		if (DsaPointerIsValid(*it->entry))
+			((KsStoreEntry *) dsa_get_address(dsa, *it->entry))->cold_id = it->cold_id;
 		if (it->row != NULL && !DsaPointerIsValid(it->new_tuple))
 		{
 			/* same size, no reader: copy over the current row */
@@ -251,6 +253,7 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 		}
 		if (DsaPointerIsValid(it->new_entry))
 		{
+			((KsStoreEntry *) dsa_get_address(dsa, it->new_entry))->cold_id = it->cold_id;
 			KsStoreLinkEntry(dsa, slot->store, it->new_entry);
 			*it->entry = it->new_entry;
 			bytes_delta += sizeof(KsStoreEntry);
@@ -274,6 +277,7 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 	slot->consumed_offset = progress->offset;
 	slot->keys = progress->keys;
 	slot->memory_bytes = progress->memory_bytes;
+	slot->cold_keys = progress->cold_keys;
 	slot->visible_keys += visible_delta;
 	slot->shared_bytes += bytes_delta;
 	KsAdvanceEpoch(slot);
@@ -292,3 +296,17 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 	return true;
 }
 
+
+/* Set the cold rows of published entries (see store.h). */
+void
+KsStoreSetColdIds(KsAggSlot *slot, const dsa_pointer *entries, const uint64 *ids, int n)
+{
+	dsa_area   *dsa = KsGetDsa();
+	int			i;
+
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	for (i = 0; i < n; i++)
+		if (DsaPointerIsValid(entries[i]))
+			((KsStoreEntry *) dsa_get_address(dsa, entries[i]))->cold_id = ids[i];
+	LWLockRelease(&slot->lock);
+}

@@ -17,7 +17,7 @@ my %lock_owners = map { $_ => 1 } qw(shmem.c dbslots.c progress.c store.c storew
 my %part_of = (dbslots => 'shmem', progress => 'shmem', storewrite => 'store',
 	storeread => 'store', offsets => 'source', lookupexec => 'lookup',
 	create => 'hooks', control => 'hooks', restore => 'hooks', aggserial => 'aggcall',
-	keydirty => 'keytable');
+	keydirty => 'keytable', coldread => 'cold');
 my $max_lines = 630;
 my $broken = 0;
 

@@ -1,0 +1,459 @@
+/*-------------------------------------------------------------------------
+ *
+ * cold.c
+ *	  The worker's side of the cold tier: writing evicted keys to
+ *	  keyedstate.cold and loading them back.  See cold.h for the protocol
+ *	  and the format of a cold row.
+ *
+ * This file is the only writer of keyedstate.cold, and is called for it
+ * only by the checkpoint (rows of victims, stale rows) and by recovery
+ * (rows of checkpoints that never committed).  Loading back reads the
+ * relation's primary key directly, one index scan for a whole chunk of
+ * input rows' missing keys: no SQL per key.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/stratnum.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "cold.h"
+#include "serialize.h"
+
+/* Cold hashes read between checks for interrupts when building the filter. */
+#define KS_COLD_FILTER_FETCH	10000
+
+/* The filter's fewest bits, and bits per cold key (about 12% false positives). */
+#define KS_COLD_FILTER_MIN_BITS	((uint64) 1 << 16)
+#define KS_COLD_FILTER_BITS_PER_KEY	8
+
+/* The CRC-32C of a cold row (see cold.h). */
+pg_crc32c
+KsColdCrc(int32 aggid, uint32 hash, uint64 id, const char *data, Size len)
+{
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, &aggid, sizeof(aggid));
+	COMP_CRC32C(crc, &hash, sizeof(hash));
+	COMP_CRC32C(crc, &id, sizeof(id));
+	COMP_CRC32C(crc, data + KS_COLD_FORMAT_AT, len - KS_COLD_FORMAT_AT);
+	FIN_CRC32C(crc);
+	return crc;
+}
+
+/* Append a key's cold row to a batch (see cold.h). */
+void
+KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
+		  MemoryContext parent, MemoryContext tmp)
+{
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	StringInfoData buf;
+	static const char header[VARHDRSZ + KS_COLD_HEADER] = {0};
+	char	   *data;
+	pg_crc32c	crc;
+	int			at;
+
+	if (batch->cxt == NULL)
+		batch->cxt = AllocSetContextCreate(parent, "keyedstate cold rows", ALLOCSET_DEFAULT_SIZES);
+	cxt = batch->cxt;
+	oldcxt = MemoryContextSwitchTo(cxt);
+	if (batch->n >= batch->max)
+	{
+		batch->max = Max(batch->max * 2, 256);
+		if (batch->hashes == NULL)
+		{
+			batch->hashes = palloc(sizeof(uint32) * batch->max);
+			batch->ids = palloc(sizeof(uint64) * batch->max);
+			batch->data = palloc(sizeof(bytea *) * batch->max);
+			batch->entries = palloc(sizeof(dsa_pointer) * batch->max);
+		}
+		else
+		{
+			batch->hashes = repalloc(batch->hashes, sizeof(uint32) * batch->max);
+			batch->ids = repalloc(batch->ids, sizeof(uint64) * batch->max);
+			batch->data = repalloc(batch->data, sizeof(bytea *) * batch->max);
+			batch->entries = repalloc(batch->entries, sizeof(dsa_pointer) * batch->max);
+		}
+	}
+
+	/* built as the bytea itself: a header, the key, its states, its row */
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, header, sizeof(header));
+	buf.data[VARHDRSZ + KS_COLD_FORMAT_AT] = (char) KS_STATE_FORMAT;
+	memcpy(buf.data + VARHDRSZ + KS_COLD_FORMAT_AT + 1, &e->touched, sizeof(TimestampTz));
+	at = KsBeginBytes(&buf);
+	KsKeySerialize(run->kt, e, &buf);
+	KsEndBytes(&buf, at);
+	at = KsBeginBytes(&buf);
+	/* serial functions allocate their results: keep them out of the row */
+	MemoryContextSwitchTo(tmp);
+	KsAggSerializeStates(run->rt, e->states, e->replay, &buf);
+	MemoryContextSwitchTo(cxt);
+	KsEndBytes(&buf, at);
+	if (DsaPointerIsValid(e->shared_tuple))
+	{
+		MinimalTuple mt = KsStoreTupleAddress(KsGetDsa(), e->shared_tuple);
+
+		KsWriteBytes(&buf, mt, mt->t_len);
+	}
+	else
+		KsWriteUint32(&buf, 0);
+
+	SET_VARSIZE(buf.data, buf.len);
+	data = VARDATA(buf.data);
+	crc = KsColdCrc(run->def->id, e->hash, id, data, buf.len - VARHDRSZ);
+	memcpy(data + KS_COLD_CRC_AT, &crc, sizeof(crc));
+
+	batch->hashes[batch->n] = e->hash;
+	batch->ids[batch->n] = id;
+	batch->data[batch->n] = (bytea *) buf.data;
+	batch->entries[batch->n] = e->shared;
+	batch->n++;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Insert a batch's rows (see cold.h). */
+void
+KsColdInsert(KsAggRun *run, KsColdBatch *batch)
+{
+	Datum	   *hashes;
+	Datum	   *ids;
+	Datum		args[4];
+	Oid			argtypes[4] = {INT4OID, INT4ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
+	int			i;
+	int			ret;
+
+	if (batch->n == 0)
+		return;
+	/* readers skip these rows while the keys are still published */
+	KsStoreSetColdIds(run->slot, batch->entries, batch->ids, batch->n);
+
+	hashes = palloc(sizeof(Datum) * batch->n);
+	ids = palloc(sizeof(Datum) * batch->n);
+	for (i = 0; i < batch->n; i++)
+	{
+		hashes[i] = Int32GetDatum((int32) batch->hashes[i]);
+		ids[i] = Int64GetDatum((int64) batch->ids[i]);
+	}
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = PointerGetDatum(construct_array(hashes, batch->n, INT4OID, 4, true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(ids, batch->n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	args[3] = PointerGetDatum(construct_array((Datum *) batch->data, batch->n, BYTEAOID, -1, false,
+											  TYPALIGN_INT));
+	ret = SPI_execute_with_args("INSERT INTO keyedstate.cold (aggregation_id, hash, id, data) "
+								"SELECT $1, u.h, u.i, u.d FROM ROWS FROM (pg_catalog.unnest($2), "
+								"pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(h, i, d)",
+								4, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "keyedstate could not write evicted keys: %s", SPI_result_code_string(ret));
+	pfree(DatumGetPointer(args[1]));
+	pfree(DatumGetPointer(args[2]));
+	pfree(DatumGetPointer(args[3]));
+	pfree(hashes);
+	pfree(ids);
+	MemoryContextDelete(batch->cxt);
+	memset(batch, 0, sizeof(KsColdBatch));
+}
+
+/* Delete cold rows by hash and id (see cold.h). */
+void
+KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
+{
+	Datum	   *h;
+	Datum	   *d;
+	Datum		args[3];
+	Oid			argtypes[3] = {INT4OID, INT4ARRAYOID, INT8ARRAYOID};
+	int			i;
+
+	if (n == 0)
+		return;
+	h = palloc(sizeof(Datum) * n);
+	d = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+	{
+		h[i] = Int32GetDatum((int32) hashes[i]);
+		d[i] = Int64GetDatum((int64) ids[i]);
+	}
+	args[0] = Int32GetDatum(aggid);
+	args[1] = PointerGetDatum(construct_array(h, n, INT4OID, 4, true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	/* ids are unique within the aggregation; the hashes lead the index to them */
+	if (SPI_execute_with_args("DELETE FROM keyedstate.cold "
+							  "WHERE aggregation_id = $1 AND hash = ANY ($2) AND id = ANY ($3)",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "keyedstate could not delete stale cold keys");
+	pfree(h);
+	pfree(d);
+}
+
+/* Delete the cold rows of checkpoints after `committed` (see cold.h). */
+void
+KsColdDiscardAfter(int32 aggid, int64 committed)
+{
+	Datum		args[2] = {Int32GetDatum(aggid), Int64GetDatum((int64) KsColdId(committed + 1, 0))};
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+
+	if (SPI_execute_with_args("DELETE FROM keyedstate.cold WHERE aggregation_id = $1 AND id >= $2",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the uncommitted cold keys of aggregation %d", aggid);
+}
+
+/* Delete every cold row of an aggregation (see cold.h). */
+void
+KsColdForget(int32 aggid)
+{
+	Datum		arg = Int32GetDatum(aggid);
+	Oid			argtype = INT4OID;
+
+	if (SPI_execute_with_args("DELETE FROM keyedstate.cold WHERE aggregation_id = $1",
+							  1, &argtype, &arg, NULL, false, 0) < 0)
+		elog(ERROR, "could not delete the cold keys of aggregation %d", aggid);
+}
+
+/* Set a hash's bit in the filter. */
+static inline void
+KsColdFilterSet(KsAggRun *run, uint32 hash)
+{
+	uint64		bit = hash & run->cold_filter_mask;
+
+	run->cold_filter[bit >> 6] |= (uint64) 1 << (bit & 63);
+}
+
+/* A new, empty filter with room for `keys` cold keys. */
+static void
+KsColdFilterCreate(KsAggRun *run, int64 keys)
+{
+	uint64		bits = KS_COLD_FILTER_MIN_BITS;
+
+	while (bits < (uint64) keys * KS_COLD_FILTER_BITS_PER_KEY && bits < ((uint64) 1 << 32))
+		bits <<= 1;
+	if (run->cold_filter != NULL)
+		pfree(run->cold_filter);
+	run->cold_filter = MemoryContextAllocHuge(run->loadcxt, bits / 8);
+	memset(run->cold_filter, 0, bits / 8);
+	run->cold_filter_mask = bits - 1;
+}
+
+/* Build the filter, and count the cold keys (see cold.h). */
+void
+KsColdLoadFilter(KsAggRun *run, bool count_keys)
+{
+	Portal		portal;
+	Datum		arg = Int32GetDatum(run->def->id);
+	Oid			argtype = INT4OID;
+	int64		count = 0;
+	uint32	   *hashes = NULL;
+	int64		max = 0;
+	int64		i;
+
+	portal = SPI_cursor_open_with_args(NULL, "SELECT hash FROM keyedstate.cold WHERE aggregation_id = $1",
+									   1, &argtype, &arg, NULL, true, 0);
+	for (;;)
+	{
+		uint64		j;
+
+		SPI_cursor_fetch(portal, true, KS_COLD_FILTER_FETCH);
+		if (SPI_processed == 0)
+			break;
+		KsCheckInterrupts();
+		if (count + (int64) SPI_processed > max)
+		{
+			max = Max(max * 2, count + (int64) SPI_processed);
+			hashes = hashes == NULL ? palloc_extended(sizeof(uint32) * max, MCXT_ALLOC_HUGE) :
+				repalloc_huge(hashes, sizeof(uint32) * max);
+		}
+		for (j = 0; j < SPI_processed; j++)
+		{
+			bool		isnull;
+
+			hashes[count++] = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[j],
+																	SPI_tuptable->tupdesc, 1, &isnull));
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+
+	if (count_keys)
+		run->cold_keys = count;
+	run->cold_filter_rebuild = false;
+	if (count == 0)
+	{
+		if (run->cold_filter != NULL)
+			pfree(run->cold_filter);
+		run->cold_filter = NULL;
+		run->cold_filter_mask = 0;
+		return;
+	}
+	KsColdFilterCreate(run, count);
+	for (i = 0; i < count; i++)
+		KsColdFilterSet(run, hashes[i]);
+	pfree(hashes);
+}
+
+/* Note an evicted key's hash (see cold.h). */
+void
+KsColdFilterAdd(KsAggRun *run, uint32 hash)
+{
+	if (run->cold_filter == NULL)
+		KsColdFilterCreate(run, run->cold_keys);
+	KsColdFilterSet(run, hash);
+	/* too full to filter well: rebuilt larger from the relation at the next step */
+	if ((uint64) run->cold_keys * KS_COLD_FILTER_BITS_PER_KEY > run->cold_filter_mask + 1)
+		run->cold_filter_rebuild = true;
+}
+
+/* The OIDs of keyedstate.cold and of its primary key. */
+static void
+KsColdRelids(Oid *heap, Oid *index)
+{
+	Oid			nsp = get_namespace_oid(KS_SCHEMA, false);
+
+	*heap = get_relname_relid("cold", nsp);
+	*index = get_relname_relid("cold_pkey", nsp);
+	if (!OidIsValid(*heap) || !OidIsValid(*index))
+		elog(ERROR, "keyedstate.cold or its primary key is missing");
+}
+
+/*
+ * Bring one cold row's key back into memory, unless it is there already
+ * (then its state in memory is the newer).  Every byte is checked first.
+ */
+static bool
+KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 len,
+			  Datum *keys, bool *nulls)
+{
+	KsKeyTable *kt = run->kt;
+	KsReader	r;
+	pg_crc32c	stored;
+	pg_crc32c	computed;
+	TimestampTz touched;
+	const char *k;
+	const char *states;
+	uint32		klen;
+	uint32		statelen;
+	uint32		rowlen;
+	KsKeyEntry *e;
+	bool		found;
+
+	if (len < KS_COLD_HEADER)
+		KsCheckpointCorrupted(run->name, "A cold key has %u bytes, fewer than its header.", len);
+	memcpy(&stored, data + KS_COLD_CRC_AT, sizeof(stored));
+	computed = KsColdCrc(run->def->id, hash, id, data, len);
+	if (!EQ_CRC32C(stored, computed))
+		KsCheckpointCorrupted(run->name,
+							  "The CRC-32C of cold key " UINT64_FORMAT " is %08X, but its row gives %08X.",
+							  id, stored, computed);
+	if ((uint8) data[KS_COLD_FORMAT_AT] != KS_STATE_FORMAT)
+		KsCheckpointCorrupted(run->name, "A cold key has format %d, but this version of keyedstate reads %d.",
+							  (uint8) data[KS_COLD_FORMAT_AT], KS_STATE_FORMAT);
+	memcpy(&touched, data + KS_COLD_FORMAT_AT + 1, sizeof(TimestampTz));
+	KsReaderInit(&r, data + KS_COLD_HEADER, len - KS_COLD_HEADER, run->name);
+	k = KsReadBytes(&r, &klen, "a key");
+	states = KsReadBytes(&r, &statelen, "the transition states of a key");
+	(void) KsReadBytes(&r, &rowlen, "a published row");
+	if (KsReaderLeft(&r) != 0)
+		KsCheckpointCorrupted(run->name, "A cold key has %zu bytes after its row.", KsReaderLeft(&r));
+	KsKeyDeserialize(kt, k, klen, run->name, keys, nulls);
+	if (KsKeyHash(kt, keys, nulls) != hash)
+		KsCheckpointCorrupted(run->name, "A cold key stored under hash %u hashes to %u.",
+							  hash, KsKeyHash(kt, keys, nulls));
+
+	e = KsKeyTableLookup(kt, keys, nulls, hash, &found);
+	if (found && !(e->flags & KS_KEY_EVICTED))
+		return false;
+	e->flags &= ~(KS_KEY_EXPIRED | KS_KEY_EVICTED);
+	KsAggDeserializeStates(run->rt, e->states, &e->replay, states, statelen, run->name);
+	e->touched = touched;
+	e->cold_id = id;
+	e->flags |= KS_KEY_COLD_CURRENT;
+	/* its view row is built again by the step's publish, with its cold row's id */
+	KsKeyMarkPublish(kt, e);
+	run->cold_keys--;
+	run->reloads++;
+	return true;
+}
+
+/* Load back the cold keys with these hashes (see cold.h). */
+int64
+KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
+{
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	ScanKeyData skeys[2];
+	TupleTableSlot *slot;
+	Datum	   *elems;
+	ArrayType  *arr;
+	MemoryContext tmp;
+	MemoryContext oldcxt;
+	Datum	   *keys;
+	bool	   *nulls;
+	int64		loaded = 0;
+	int			i;
+
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold reload",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(tmp);
+	elems = palloc(sizeof(Datum) * n);
+	for (i = 0; i < n; i++)
+		elems[i] = Int32GetDatum((int32) hashes[i]);
+	arr = construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT);
+	keys = palloc(sizeof(Datum) * Max(run->kt->nkeys, 1));
+	nulls = palloc(sizeof(bool) * Max(run->kt->nkeys, 1));
+	MemoryContextSwitchTo(oldcxt);
+
+	KsColdRelids(&heapoid, &indexoid);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	heap = table_open(heapoid, AccessShareLock);
+	index = index_open(indexoid, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
+	ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
+						   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, skeys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull[4];
+		uint32		hash;
+		uint64		id;
+		bytea	   *data;
+
+		KsCheckInterrupts();
+		slot_getallattrs(slot);
+		memcpy(isnull, slot->tts_isnull, sizeof(isnull));
+		if (isnull[1] || isnull[2] || isnull[3])
+			KsCheckpointCorrupted(run->name, "A row of keyedstate.cold has a NULL column.");
+		hash = (uint32) DatumGetInt32(slot->tts_values[1]);
+		id = (uint64) DatumGetInt64(slot->tts_values[2]);
+		oldcxt = MemoryContextSwitchTo(tmp);
+		data = DatumGetByteaPP(slot->tts_values[3]);
+		if (KsColdRestore(run, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), keys, nulls))
+			loaded++;
+		MemoryContextSwitchTo(oldcxt);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+	MemoryContextDelete(tmp);
+	return loaded;
+}

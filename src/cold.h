@@ -1,0 +1,164 @@
+/*-------------------------------------------------------------------------
+ *
+ * cold.h
+ *	  The cold tier: keys evicted from memory, one row per key in
+ *	  keyedstate.cold, found by their hash.
+ *
+ * Under a memory budget (evict.h) the keys a checkpoint chooses as victims
+ * leave the worker's memory and the shared store; their state stays in
+ * keyedstate.cold, primary key (aggregation_id, hash, id), so that one key
+ * is found by an index lookup on its hash, and many in one index scan.
+ *
+ * How a key goes cold, and comes back, exactly:
+ *	1. A checkpoint capture (checkpoint.h) marks victims.  The checkpoint
+ *	   writes each victim's captured state as a cold row (copy-on-write,
+ *	   like every key it writes) and, in its chunk, an "evicted" marker
+ *	   instead of the key's state.  The cold rows are inserted in the same
+ *	   transaction as the chunk holding their markers, after the published
+ *	   entries learn their cold row's id (KsStoreSetColdIds): readers skip a
+ *	   cold row whose key is still published with that id.
+ *	2. Once the checkpoint commits, the victims that did not change since
+ *	   the capture are evicted: states freed, and the next publish removes
+ *	   their entries from the store.  A victim that changed stays in memory;
+ *	   its cold row is stale and goes with the next checkpoint that writes
+ *	   the key (below).
+ *	3. Recovery meets the marker before any older version of the key
+ *	   (newest first) and does not load it: the cold row is its state.
+ *	   Rows of a checkpoint that never committed are deleted with its chunks.
+ *	4. A row for a key not in memory whose hash the cold filter knows is
+ *	   looked up before it is applied: every such key of a chunk of input
+ *	   rows in one index scan (KsColdReload).  The key comes back with its
+ *	   cold row's id, flagged KS_KEY_COLD_CURRENT while unchanged; a full
+ *	   checkpoint writes such a key as a marker again.  Once it changes, the
+ *	   next checkpoint writes it whole and deletes its cold row, in the
+ *	   transaction that commits that checkpoint.
+ * So every key has, as of each committed checkpoint, either its newest
+ * chunk version or its one cold row, never both in force; and readers see
+ * each key once: published, or (not published with that cold row's id)
+ * from keyedstate.cold.
+ *
+ * A cold row's id is (checkpoint id << KS_COLD_ID_SHIFT) + a number within
+ * the checkpoint, unique within the aggregation.
+ *
+ * Layout of a cold row's data (untrusted on reading, like a chunk):
+ *	4 bytes			CRC-32C of the row's aggregation_id (int4), hash (int4)
+ *					and id (int8), in native byte order, then of every
+ *					byte after this field
+ *	1 byte			KS_STATE_FORMAT
+ *	8 bytes			when a row last changed the key (TimestampTz)
+ *	4 + n bytes		length and serialized key values (KsKeySerialize)
+ *	4 + n bytes		length and serialized states (KsAggSerializeStates)
+ *	4 + n bytes		length and the key's view row (a MinimalTuple), or 0
+ *					when HAVING hides the key
+ *
+ * cold.c is the worker's side (the only writer of keyedstate.cold, called
+ * by the checkpoint and recovery); coldread.c reads cold rows for the live
+ * view's scans and lookups.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_COLD_H
+#define KS_COLD_H
+
+#include "run.h"
+#include "store.h"
+
+#include "port/pg_crc32c.h"
+
+/* A cold row's id: its checkpoint's id, then a number within it. */
+#define KS_COLD_ID_SHIFT		24
+#define KS_COLD_MAX_PER_CHECKPOINT	(((uint64) 1 << KS_COLD_ID_SHIFT) - 1)
+#define KsColdId(checkpoint_id, n)	(((uint64) (checkpoint_id) << KS_COLD_ID_SHIFT) | (uint64) (n))
+
+/* Where the parts of a cold row's data are. */
+#define KS_COLD_CRC_AT			0
+#define KS_COLD_FORMAT_AT		4
+#define KS_COLD_HEADER			(4 + 1 + 8)
+
+/* Cold rows waiting to be inserted with a chunk. */
+typedef struct KsColdBatch
+{
+	MemoryContext cxt;			/* everything of the batch, gone once inserted */
+	int			n;
+	int			max;
+	uint32	   *hashes;
+	uint64	   *ids;
+	bytea	  **data;
+	dsa_pointer *entries;		/* the keys' published entries */
+} KsColdBatch;
+
+/* The CRC-32C of a cold row (see the layout above). */
+extern pg_crc32c KsColdCrc(int32 aggid, uint32 hash, uint64 id, const char *data, Size len);
+
+/*
+ * Append a key's cold row, as its state is now, to a batch (zeroed to
+ * start; its memory is a context under `parent`, serialization garbage
+ * goes to `tmp`).  Serialize functions are user code: as the owner.
+ */
+extern void KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
+					  MemoryContext parent, MemoryContext tmp);
+
+/*
+ * Insert a batch's rows (as the worker, inside the step's transaction),
+ * after telling the store their ids; the batch is freed and zeroed.
+ */
+extern void KsColdInsert(KsAggRun *run, KsColdBatch *batch);
+
+/* Delete cold rows by hash and id (stale ones: the keys are written again). */
+extern void KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n);
+
+/* Delete the cold rows of checkpoints after `committed` (recovery). */
+extern void KsColdDiscardAfter(int32 aggid, int64 committed);
+
+/* Delete every cold row of an aggregation (dropped or rebuilt). */
+extern void KsColdForget(int32 aggid);
+
+/*
+ * Build the cold filter from the hashes of the aggregation's cold rows (as
+ * the worker), and with `count` (after recovery) count them into
+ * run->cold_keys.
+ */
+extern void KsColdLoadFilter(KsAggRun *run, bool count);
+
+/* Note an evicted key's hash in the cold filter (growing it as keys go cold). */
+extern void KsColdFilterAdd(KsAggRun *run, uint32 hash);
+
+/* Whether some cold key may have this hash. */
+static inline bool
+KsColdMaybe(KsAggRun *run, uint32 hash)
+{
+	uint64		bit = hash & run->cold_filter_mask;
+
+	return run->cold_filter != NULL &&
+		(run->cold_filter[bit >> 6] & ((uint64) 1 << (bit & 63))) != 0;
+}
+
+/*
+ * Load back every cold key with one of these hashes that is not in memory
+ * (or is evicted but still in the table), in one index scan; returns how
+ * many came back.  Their states and view rows are checked as recovery
+ * checks a chunk's.
+ */
+extern int64 KsColdReload(KsAggRun *run, const uint32 *hashes, int n);
+
+/* --- readers (coldread.c) --- */
+
+/* A scan of an aggregation's cold rows (opaque). */
+typedef struct KsColdScan KsColdScan;
+
+/*
+ * Start reading the view rows of an aggregation's cold keys: every one, or
+ * (nhashes >= 0) those with one of hashes[], skipping the rows of keys the
+ * store read in *res still publishes.  Read with a snapshot taken now,
+ * after that read of the store (see the protocol above).
+ */
+extern KsColdScan *KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
+								   TupleDesc viewdesc, const char *aggname);
+
+/* The next cold view row (in the scan's memory), or NULL at the end. */
+extern MinimalTuple KsColdScanNext(KsColdScan *scan);
+
+/* End a scan, releasing its relations and snapshot. */
+extern void KsColdScanEnd(KsColdScan *scan);
+
+#endif							/* KS_COLD_H */

@@ -1,0 +1,215 @@
+/*-------------------------------------------------------------------------
+ *
+ * coldread.c
+ *	  Readers of the cold tier (see cold.h): the view rows of an
+ *	  aggregation's evicted keys, for the live view's scans and lookups.
+ *
+ * A reader first copies the published rows (storeread.c), then reads
+ * keyedstate.cold with a snapshot taken after that: a key evicted before
+ * the store was read has its cold row committed by then (the worker
+ * removes a key from the store only after its row committed), and a key
+ * still published is skipped here by its cold row's id.  Every cold row is
+ * checked (CRC, lengths, the view row against the view's row type) before
+ * its row is returned.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "storage/procarray.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "cold.h"
+#include "serialize.h"
+
+struct KsColdScan
+{
+	int32		aggid;
+	MemoryContext cxt;			/* the scan's: the index scan allocates here as it goes */
+	TupleDesc	viewdesc;
+	const char *aggname;
+	uint64	   *skip;			/* cold ids of published keys, sorted */
+	int64		nskip;
+	Snapshot	snapshot;
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	MemoryContext rowcxt;		/* the row returned last */
+};
+
+/*
+ * Where a scan's snapshot is taken (then copied by RegisterSnapshot): not
+ * GetLatestSnapshot's, which a query in parallel mode may not retake.
+ * Only the leader reads keyedstate.cold (the live view's scans are not
+ * parallel-safe), so a snapshot of its own is consistent for that read.
+ */
+static SnapshotData KsColdSnapshotData = {SNAPSHOT_MVCC};
+
+/* Order of uint64s, for sorting and searching the ids to skip. */
+static int
+KsCompareIds(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* Start reading cold view rows (see cold.h); NULL when there are none to read. */
+KsColdScan *
+KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
+				TupleDesc viewdesc, const char *aggname)
+{
+	KsColdScan *cs;
+	Oid			nsp;
+	ScanKeyData skeys[2];
+	int			nkeys = 1;
+
+	if (res->cold_keys <= 0 || nhashes == 0)
+		return NULL;
+	cs = palloc0(sizeof(KsColdScan));
+	cs->cxt = CurrentMemoryContext;
+	cs->aggid = res->aggid;
+	cs->viewdesc = viewdesc;
+	cs->aggname = aggname;
+	if (res->ncold > 0)
+	{
+		cs->skip = palloc(sizeof(uint64) * res->ncold);
+		memcpy(cs->skip, res->cold_ids, sizeof(uint64) * res->ncold);
+		qsort(cs->skip, res->ncold, sizeof(uint64), KsCompareIds);
+		cs->nskip = res->ncold;
+	}
+	cs->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold row",
+									   ALLOCSET_SMALL_SIZES);
+
+	nsp = get_namespace_oid(KS_SCHEMA, false);
+	/* taken after the store was read (see above) */
+	cs->snapshot = RegisterSnapshot(GetSnapshotData(&KsColdSnapshotData));
+	cs->heap = table_open(get_relname_relid("cold", nsp), AccessShareLock);
+	cs->index = index_open(get_relname_relid("cold_pkey", nsp), AccessShareLock);
+	cs->slot = table_slot_create(cs->heap, NULL);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(cs->aggid));
+	if (nhashes > 0)
+	{
+		Datum	   *elems = palloc(sizeof(Datum) * nhashes);
+		int			i;
+
+		for (i = 0; i < nhashes; i++)
+			elems[i] = Int32GetDatum((int32) hashes[i]);
+		ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
+							   InvalidOid, F_INT4EQ,
+							   PointerGetDatum(construct_array(elems, nhashes, INT4OID, 4, true,
+															   TYPALIGN_INT)));
+		nkeys = 2;
+	}
+	cs->scan = index_beginscan(cs->heap, cs->index, cs->snapshot, nkeys, 0);
+	index_rescan(cs->scan, skeys, nkeys, NULL, 0);
+	return cs;
+}
+
+/*
+ * The view row of one cold row, copied into the scan's row memory, or NULL
+ * when HAVING hides the key.  Every byte is checked first.
+ */
+static MinimalTuple
+KsColdRow(KsColdScan *cs, uint32 hash, uint64 id, const char *data, uint32 len)
+{
+	KsReader	r;
+	pg_crc32c	stored;
+	pg_crc32c	computed;
+	uint32		klen;
+	uint32		statelen;
+	uint32		rowlen;
+	const char *row;
+	MinimalTuple copy;
+
+	if (len < KS_COLD_HEADER)
+		KsCheckpointCorrupted(cs->aggname, "A cold key has %u bytes, fewer than its header.", len);
+	memcpy(&stored, data + KS_COLD_CRC_AT, sizeof(stored));
+	computed = KsColdCrc(cs->aggid, hash, id, data, len);
+	if (!EQ_CRC32C(stored, computed))
+		KsCheckpointCorrupted(cs->aggname,
+							  "The CRC-32C of cold key " UINT64_FORMAT " is %08X, but its row gives %08X.",
+							  id, stored, computed);
+	if ((uint8) data[KS_COLD_FORMAT_AT] != KS_STATE_FORMAT)
+		KsCheckpointCorrupted(cs->aggname, "A cold key has format %d, but this version of keyedstate reads %d.",
+							  (uint8) data[KS_COLD_FORMAT_AT], KS_STATE_FORMAT);
+	KsReaderInit(&r, data + KS_COLD_HEADER, len - KS_COLD_HEADER, cs->aggname);
+	(void) KsReadBytes(&r, &klen, "a key");
+	(void) KsReadBytes(&r, &statelen, "the transition states of a key");
+	row = KsReadBytes(&r, &rowlen, "a published row");
+	if (KsReaderLeft(&r) != 0)
+		KsCheckpointCorrupted(cs->aggname, "A cold key has %zu bytes after its row.", KsReaderLeft(&r));
+	if (rowlen == 0)
+		return NULL;
+	KsCheckStoredRow(cs->aggname, cs->viewdesc, row, rowlen);
+	copy = palloc(rowlen);
+	memcpy(copy, row, rowlen);
+	return copy;
+}
+
+/* The next cold view row (see cold.h). */
+MinimalTuple
+KsColdScanNext(KsColdScan *cs)
+{
+	MemoryContext oldcxt;
+	MinimalTuple row = NULL;
+
+	if (cs == NULL)
+		return NULL;
+	MemoryContextReset(cs->rowcxt);
+	/* not in the row memory: the index scan keeps what it allocates */
+	oldcxt = MemoryContextSwitchTo(cs->cxt);
+	while (row == NULL && index_getnext_slot(cs->scan, ForwardScanDirection, cs->slot))
+	{
+		uint32		hash;
+		uint64		id;
+		bytea	   *data;
+
+		CHECK_FOR_INTERRUPTS();
+		slot_getallattrs(cs->slot);
+		if (cs->slot->tts_isnull[1] || cs->slot->tts_isnull[2] || cs->slot->tts_isnull[3])
+			KsCheckpointCorrupted(cs->aggname, "A row of keyedstate.cold has a NULL column.");
+		hash = (uint32) DatumGetInt32(cs->slot->tts_values[1]);
+		id = (uint64) DatumGetInt64(cs->slot->tts_values[2]);
+		/* the key is published: its row there is the one to read */
+		if (cs->nskip > 0 && bsearch(&id, cs->skip, cs->nskip, sizeof(uint64), KsCompareIds) != NULL)
+			continue;
+		MemoryContextSwitchTo(cs->rowcxt);
+		data = DatumGetByteaPP(cs->slot->tts_values[3]);
+		row = KsColdRow(cs, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
+		MemoryContextSwitchTo(cs->cxt);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return row;
+}
+
+/* End a scan (see cold.h). */
+void
+KsColdScanEnd(KsColdScan *cs)
+{
+	if (cs == NULL)
+		return;
+	index_endscan(cs->scan);
+	ExecDropSingleTupleTableSlot(cs->slot);
+	index_close(cs->index, AccessShareLock);
+	table_close(cs->heap, AccessShareLock);
+	UnregisterSnapshot(cs->snapshot);
+	MemoryContextDelete(cs->rowcxt);
+	if (cs->skip != NULL)
+		pfree(cs->skip);
+	pfree(cs);
+}

@@ -1,0 +1,172 @@
+/*-------------------------------------------------------------------------
+ *
+ * evict.c
+ *	  The memory budget and the eviction clock.  See evict.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "utils/memutils.h"
+
+#include "cold.h"
+#include "evict.h"
+#include "settings.h"
+
+/* Memory of the state now (see evict.h). */
+int64
+KsEvictMemoryUsed(KsAggRun *run)
+{
+	return (int64) MemoryContextMemAllocated(run->kt->cxt, true) +
+		(int64) MemoryContextMemAllocated(run->rt->statecxt, true) +
+		(int64) run->kt->mapped_bytes + run->slot->shared_bytes;
+}
+
+/* Aggregations of the cluster with a slot, sharing max_state_memory. */
+static int
+KsEvictSharers(void)
+{
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < ks_max_aggregations; i++)
+	{
+		KsSlotRef	ref;
+
+		if (KsSlotAt(i, &ref))
+			n++;
+	}
+	return Max(n, 1);
+}
+
+/* The budget now (see evict.h). */
+int64
+KsEvictBudget(KsAggRun *run)
+{
+	int64		budget = run->def->memory_limit;
+
+	if (ks_max_state_memory > 0)
+	{
+		int64		share = (int64) ks_max_state_memory * 1024 / KsEvictSharers();
+
+		budget = budget > 0 ? Min(budget, share) : share;
+	}
+	/* a new budget has its own target */
+	if (budget != run->memory_budget)
+		run->evict_target = run->evict_used = 0;
+	run->memory_budget = budget;
+	return budget;
+}
+
+/* Whether keys should be evicted now (see evict.h). */
+bool
+KsEvictDue(KsAggRun *run)
+{
+	int64		used;
+
+	if (run->memory_budget <= 0)
+		return false;
+	if (run->evict_target > 0)
+		return (int64) run->kt->nentries > run->evict_target + run->evict_target / 20;
+	used = KsEvictMemoryUsed(run);
+	return used > run->memory_budget;
+}
+
+/* Choose the victims of a capture (see evict.h). */
+KsKeyEntry **
+KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
+{
+	KsKeyTable *kt = run->kt;
+	int64		budget = KsEvictBudget(run);
+	int64		used;
+	int64		live = (int64) kt->nentries;
+	int64		want;
+	uint64		visited = 0;
+	KsKeyEntry **victims;
+
+	*n = 0;
+	if (budget <= 0 || kt->nallocated == 0)
+		return NULL;
+	used = KsEvictMemoryUsed(run);
+	/* freed memory is reused, not returned: lower the target only if memory still grew */
+	if (used > budget && (run->evict_target == 0 || used > run->evict_used + run->evict_used / 20))
+	{
+		int64		target = (int64) ((double) live * KS_EVICT_LOW_WATER * budget / used);
+
+		target = Max(target, 1);
+		if (run->evict_target == 0 || target < run->evict_target)
+			run->evict_target = target;
+		run->evict_used = used;
+	}
+	if (run->evict_target == 0)
+		return NULL;
+	want = Min(live - run->evict_target, (int64) KS_COLD_MAX_PER_CHECKPOINT);
+	if (want <= 0)
+		return NULL;
+
+	victims = MemoryContextAllocHuge(run->loadcxt, sizeof(KsKeyEntry *) * want);
+	/* two turns of the clock at most: the first may only clear marks */
+	while (*n < want && visited < 2 * kt->nallocated)
+	{
+		KsKeyEntry *e;
+
+		if (run->evict_hand >= kt->nallocated)
+			run->evict_hand = 0;
+		e = KsKeyTableEntry(kt, run->evict_hand++);
+		visited++;
+		if ((visited & 4095) == 0)
+			KsCheckInterrupts();
+		if (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED | KS_KEY_EVICT | KS_KEY_DIRTY_PUBLISH))
+			continue;
+		if (!DsaPointerIsValid(e->shared))
+			continue;
+		/* a stale cold row goes with the next checkpoint that writes the key */
+		if (e->cold_id != 0 && !(e->flags & KS_KEY_COLD_CURRENT))
+			continue;
+		if (e->flags & KS_KEY_REFERENCED)
+		{
+			e->flags &= ~KS_KEY_REFERENCED;
+			continue;
+		}
+		e->flags |= KS_KEY_EVICT;
+		/* part of the capture: written before it changes (checkpoint.h) */
+		if (e->ckpt_epoch == 0)
+			e->ckpt_epoch = epoch;
+		victims[(*n)++] = e;
+	}
+	if (*n == 0)
+	{
+		pfree(victims);
+		return NULL;
+	}
+	return victims;
+}
+
+/* Evict the victims of a committed capture (see evict.h). */
+void
+KsEvictDone(KsAggRun *run, KsKeyEntry **victims, int64 n, uint32 epoch)
+{
+	int64		i;
+
+	for (i = 0; i < n; i++)
+	{
+		KsKeyEntry *e = victims[i];
+
+		if (e->ckpt_epoch == epoch)
+			e->ckpt_epoch = 0;
+		/* a victim that changed since the capture stays (evict.h) */
+		if (!(e->flags & KS_KEY_EVICT))
+			continue;
+		e->flags &= ~KS_KEY_EVICT;
+		if (!KsAggReleaseStates(run->rt, e))
+			run->garbage_states++;	/* compacted later (expire.h) */
+		e->flags |= KS_KEY_EXPIRED | KS_KEY_EVICTED;
+		/* the publish removes its row, then the entry goes (keytable.h) */
+		KsKeyMarkPublish(run->kt, e);
+		run->evictions++;
+		run->cold_keys++;
+		KsColdFilterAdd(run, e->hash);
+	}
+	if (victims != NULL)
+		pfree(victims);
+}

@@ -1,0 +1,63 @@
+/*-------------------------------------------------------------------------
+ *
+ * evict.h
+ *	  The memory budget of an aggregation's state, and the choice of the
+ *	  keys to evict to the cold tier (cold.h).
+ *
+ * An aggregation's budget is its memory_limit, or its share of
+ * keyedstate.max_state_memory (divided equally among the aggregations of
+ * the cluster that have a slot), whichever is smaller.  It bounds the
+ * worker's memory for keys and transition states together with the shared
+ * memory of the published rows, as keyedstate.status reports them
+ * (memory_bytes against memory_limit).
+ *
+ * Freed memory stays with the worker's allocator for new keys, so the
+ * memory in use does not fall when keys go; the budget is therefore
+ * enforced as a number of keys kept in memory.  When the memory in use
+ * exceeds the budget, the target becomes the keys in memory scaled down to
+ * KS_EVICT_LOW_WATER of the budget, and every checkpoint capture evicts
+ * the keys above the target (a capture is requested as soon as the keys
+ * exceed the target by 5%).  The target is lowered again only when memory
+ * grew by 5% since it was set (evicting did not make room enough), and
+ * starts afresh when the budget changes.
+ *
+ * Victims are chosen by a clock (second chance): a key a row changed since
+ * the hand last passed it (KS_KEY_REFERENCED) loses its mark and stays;
+ * one without is a victim.  Keys the last publish has not published yet,
+ * and keys whose cold row is stale (changed since they came back) stay
+ * until a checkpoint has written them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_EVICT_H
+#define KS_EVICT_H
+
+#include "run.h"
+
+/* The fraction of the budget the keys are brought back to. */
+#define KS_EVICT_LOW_WATER		0.85
+
+/* Bytes of memory the aggregation's state uses now, worker and shared. */
+extern int64 KsEvictMemoryUsed(KsAggRun *run);
+
+/* The aggregation's budget now, in bytes (0: none); sets run->memory_budget. */
+extern int64 KsEvictBudget(KsAggRun *run);
+
+/* Whether the state exceeds its budget and keys should be evicted now. */
+extern bool KsEvictDue(KsAggRun *run);
+
+/*
+ * At a checkpoint capture of epoch `epoch` (its list taken): flag the
+ * victims (KS_KEY_EVICT) and put them in the capture; returns them
+ * (palloc'd in the run's memory), *n their number.
+ */
+extern KsKeyEntry **KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n);
+
+/*
+ * After the capture's checkpoint committed: evict the victims that did not
+ * change since (their states go, their rows leave the store at the next
+ * publish), and free the list.
+ */
+extern void KsEvictDone(KsAggRun *run, KsKeyEntry **victims, int64 n, uint32 epoch);
+
+#endif							/* KS_EVICT_H */

@@ -1,0 +1,194 @@
+# The memory budget: an aggregation with more keys than its memory_limit
+# (or its share of keyedstate.max_state_memory) allows evicts cold keys to
+# keyedstate.cold and loads them back when rows arrive for them.  The view
+# still shows every key, point lookups find evicted keys, and the result
+# equals the GROUP BY oracle: fresh, under concurrent writers and readers,
+# after kills of the worker (in the middle of checkpoints that evict) and
+# after a clean restart; for every kind of state (values, serialized,
+# replayed), multi-column keys with NULLs, and keys HAVING hides.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = ks_node('budget');
+my $db = 'postgres';
+
+my $aggs = q{count(*) AS c, sum(v) AS s, avg(n) AS an, max(v) AS mx,
+			 string_agg(v::text, ',') AS vs};
+(my $aggs_q = $aggs) =~ s/'/''/g;
+my %oracle = (
+	one => q{SELECT k, count(*), sum(v), avg(n), max(v), string_agg(v::text, ',' ORDER BY id)
+			   FROM ev GROUP BY k},
+	two => q{SELECT k % 1000, t, count(*), sum(v) FROM ev GROUP BY 1, 2},
+	hav => q{SELECT k, count(*) FROM ev GROUP BY k HAVING count(*) % 3 <> 1},
+);
+my %view = (
+	one => 'SELECT k, c, s, an, mx, vs FROM one',
+	two => 'SELECT k, t, c, s FROM two',
+	hav => 'SELECT k, c FROM hav',
+);
+
+$node->safe_psql($db, qq{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, t text, v int NOT NULL, n numeric NOT NULL);
+SELECT keyedstate.create_aggregation('one', 'SELECT k, $aggs_q FROM ev GROUP BY k',
+	checkpoint_interval => '100 ms', memory_limit => '4MB');
+SELECT keyedstate.create_aggregation('two',
+	'SELECT k % 1000 AS k, t, count(*) AS c, sum(v) AS s FROM ev GROUP BY 1, 2',
+	checkpoint_interval => '100 ms', memory_limit => '3MB');
+SELECT keyedstate.create_aggregation('hav',
+	'SELECT k, count(*) AS c FROM ev GROUP BY k HAVING count(*) % 3 <> 1',
+	checkpoint_interval => '100 ms', memory_limit => '3MB');
+});
+
+# Every view against its oracle; returns the number of rows that differ.
+sub mismatches
+{
+	my $bad = 0;
+	for my $name (sort keys %oracle)
+	{
+		my $m = ks_mismatches($node, $db, $view{$name}, $oracle{$name});
+		diag("$name: $m rows differ from the oracle") if $m;
+		$bad += $m;
+	}
+	return $bad;
+}
+
+# Rows for keys lo..hi (text keys repeat every 7, with NULLs).
+sub insert_keys
+{
+	my ($lo, $hi, $per) = @_;
+	$node->safe_psql($db, qq{
+INSERT INTO ev (k, t, v, n)
+SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 't' || (g % 7) END, g % 1000 + r, g / 7.0
+  FROM generate_series($lo, $hi) g, generate_series(1, $per) r;
+});
+}
+
+# --- 1. more keys than the budget holds: keys go cold, the view has them all
+insert_keys(1, 60000, 1);
+insert_keys(1, 60000, 1);
+ks_sync_all($node, $db);
+ok(ks_wait_for($node, $db, q{
+SELECT keys_in_memory < keys AND evictions > 0 AND keys = 60000 FROM keyedstate.status WHERE name = 'one'}),
+	'keys beyond the budget are evicted: fewer in memory than in total');
+is($node->safe_psql($db, q{SELECT memory_limit FROM keyedstate.status WHERE name = 'one'}),
+	4 * 1024 * 1024, 'status shows the budget');
+ok($node->safe_psql($db, q{SELECT count(*) > 0 FROM keyedstate.cold}) eq 't',
+	'evicted keys are in keyedstate.cold');
+is(mismatches(), 0, 'every view equals its oracle with keys evicted');
+is($node->safe_psql($db, 'SELECT count(*) FROM one'), '60000', 'the view returns every key once');
+
+# point lookups find evicted keys by their hash, without a scan
+my $plan = $node->safe_psql($db, 'EXPLAIN (COSTS OFF) SELECT * FROM one WHERE k = 17');
+unlike($plan, qr/all keys/i, 'a point query is a lookup') or diag($plan);
+my $lookups_ok = 1;
+for my $k (1, 17, 4242, 59999, 60000)
+{
+	my $got = $node->safe_psql($db, "SELECT k, c, s, an, mx, vs FROM one WHERE k = $k");
+	my $want = $node->safe_psql($db, "$oracle{one} HAVING k = $k");
+	$lookups_ok = 0, diag("key $k: $got, expected $want") if $got ne $want;
+}
+ok($lookups_ok, 'point lookups of evicted and resident keys equal the oracle');
+is($node->safe_psql($db, q{SELECT count(*) FROM one WHERE k = ANY ('{5,6,7,70000}')}), '3',
+	'a lookup of several keys finds the evicted ones and no absent one');
+
+# --- 2. rows for cold keys load them back; writers and readers at once
+my $w = ks_script($node, 'w.sql', q{
+\set k random(1, 70000)
+INSERT INTO ev (k, t, v, n) SELECT :k + g, 't' || (g % 3), g, 0.5 FROM generate_series(0, 40) g;
+});
+my $r = ks_script($node, 'r.sql', q{
+SELECT count(*) FROM one;
+SELECT * FROM one WHERE k = 12345;
+});
+my ($wh) = ks_pgbench($node, $db, '-c', '2', '-T', '6', '-f', $w);
+my ($rh, $rout) = ks_pgbench($node, $db, '-c', '1', '-T', '6', '-f', $r);
+$wh->finish;
+$rh->finish;
+like($$rout, qr/number of failed transactions: 0/, 'readers never fail while keys move');
+ks_sync_all($node, $db);
+ok($node->safe_psql($db, q{SELECT bool_and(reloads > 0) FROM keyedstate.status}) eq 't',
+	'rows for evicted keys loaded them back');
+is(mismatches(), 0, 'every view equals its oracle after evicted keys came back and changed');
+
+# --- 3. kills of the worker while checkpoints evict
+my ($kh) = ks_pgbench($node, $db, '-c', '2', '-T', '8', '-f', $w);
+for my $i (1 .. 3)
+{
+	ks_wait_for($node, $db, q{SELECT evictions > 0 FROM keyedstate.status WHERE name = 'one'});
+	sleep(1.5);
+	ks_kill_worker($node, $db);
+}
+$kh->finish;
+ks_sync_all($node, $db);
+is(mismatches(), 0, 'every view equals its oracle after three kills of the worker');
+is($node->safe_psql($db, q{
+SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregation a ON a.id = c.aggregation_id
+ WHERE a.view = 'one'::regclass}),
+	$node->safe_psql($db, q{SELECT keys - keys_in_memory FROM keyedstate.status WHERE name = 'one'}),
+	'keyedstate.cold holds exactly the keys not in memory (no row of an unfinished checkpoint)');
+
+# --- 4. a clean restart loads the keys in memory only; the rest stay cold
+$node->restart;
+ks_sync_all($node, $db);
+ok($node->safe_psql($db, q{SELECT keys_in_memory < keys FROM keyedstate.status WHERE name = 'one'}) eq 't',
+	'after a restart, cold keys are not loaded');
+insert_keys(59000, 61000, 1);
+ks_sync_all($node, $db);
+is(mismatches(), 0, 'every view equals its oracle after a restart and more rows');
+
+# --- 5. the budget changes while running; max_state_memory bounds the rest
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('one', memory_limit => '0')});
+ks_wait_for($node, $db, q{SELECT memory_limit IS NULL FROM keyedstate.status WHERE name = 'one'});
+insert_keys(1, 71000, 1);
+ks_sync_all($node, $db);
+is($node->safe_psql($db, q{SELECT keys_in_memory = keys FROM keyedstate.status WHERE name = 'one'}),
+	't', 'without a budget every key that changes stays in memory');
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('one', memory_limit => '5MB')});
+ok(ks_wait_for($node, $db, q{
+SELECT keys_in_memory < keys AND memory_limit = 5 * 1024 * 1024 FROM keyedstate.status WHERE name = 'one'}),
+	'a budget set later evicts');
+$node->safe_psql($db, q{
+SELECT keyedstate.create_aggregation('free', 'SELECT k, count(*) AS c FROM ev GROUP BY k',
+	checkpoint_interval => '100 ms');
+ALTER SYSTEM SET keyedstate.max_state_memory = '24MB';
+SELECT pg_reload_conf();
+});
+ok(ks_wait_for($node, $db, q{
+SELECT memory_limit = 24 * 1024 * 1024 / 4 AND keys_in_memory < keys
+  FROM keyedstate.status WHERE name = 'free'}),
+	'an aggregation without memory_limit gets its share of keyedstate.max_state_memory');
+$oracle{free} = 'SELECT k, count(*) FROM ev GROUP BY k';
+$view{free} = 'SELECT k, c FROM free';
+is(mismatches(), 0, 'every view equals its oracle under the shared bound');
+
+# --- 6. what a budget cannot be combined with, and what it must look like
+my ($ret, $out, $err) = $node->psql($db, q{
+SELECT keyedstate.create_aggregation('t1', 'SELECT k, count(*) FROM ev GROUP BY k',
+	ttl => '1 hour', memory_limit => '64MB')});
+like($err, qr/memory_limit cannot be combined with ttl yet/, 'a budget with a TTL is refused');
+($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('one', ttl => '1 hour')});
+like($err, qr/memory_limit cannot be combined with ttl yet/, 'a TTL on an aggregation with a budget is refused');
+($ret, $out, $err) = $node->psql($db, q{
+SELECT keyedstate.create_aggregation('t2', 'SELECT k, count(*) FROM ev GROUP BY k', memory_limit => 'lots')});
+like($err, qr/invalid memory_limit "lots"/, 'a memory_limit that is not a size is refused');
+($ret, $out, $err) = $node->psql($db, q{
+SELECT keyedstate.create_aggregation('t3', 'SELECT k, count(*) FROM ev GROUP BY k', memory_limit => '100kB')});
+like($err, qr/memory_limit must be at least 1024 kB/, 'a memory_limit below 1MB is refused');
+
+# --- 7. dropping and rebuilding take the cold keys along
+my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate.aggregation WHERE view = 'hav'::regclass});
+$node->safe_psql($db, q{SELECT keyedstate.rebuild('two'); SELECT keyedstate.drop_aggregation('hav')});
+delete $oracle{hav};
+is($node->safe_psql($db, "SELECT count(*) FROM keyedstate.cold WHERE aggregation_id = $id"), '0',
+	'a dropped aggregation leaves no cold keys');
+ks_wait_state($node, $db, 'two', 'running');
+ks_sync_all($node, $db);
+is(mismatches(), 0, 'a rebuilt aggregation with a budget equals its oracle');
+
+done_testing();
