@@ -45,7 +45,10 @@ KsEvictBudget(KsAggRun *run)
 {
 	int64		budget = run->def->memory_limit;
 
-	if (ks_max_state_memory > 0)
+	/* the TTL and windows do not know cold keys yet: no budget for them (evict.h) */
+	if (run->def->ttl_us > 0 || run->def->window_size_us > 0)
+		budget = 0;
+	else if (ks_max_state_memory > 0)
 	{
 		int64		share = (int64) ks_max_state_memory * 1024 / KsEvictSharers();
 

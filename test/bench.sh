@@ -8,6 +8,7 @@
 #
 #   test/bench.sh                                  defaults below
 #   ROWS=1000000 KEYS=100000 REPEAT=1 test/bench.sh   a quicker run
+#   ONLY=budget BUDGET_KEYS=10000000 test/bench.sh   only the memory budget
 #
 # Throughputs are medians of REPEAT runs.  Machines here are shared and
 # noisy: compare ratios measured in the same run, not absolute numbers.
@@ -29,6 +30,10 @@ COPY_CHUNK=${COPY_CHUNK:-100000}	# rows per COPY in the keep-up test
 SMALL_KEYS=${SMALL_KEYS:-100}		# the few-keys variant
 BIG_KEYS=${BIG_KEYS:-1000000}		# the many-keys variant
 VARIANT_ROWS=${VARIANT_ROWS:-3000000}	# rows of each variant
+BUDGET_KEYS=${BUDGET_KEYS:-10000000}	# keys of the memory-budget comparison
+BUDGET=${BUDGET:-128MB}				# its memory_limit
+STEADY_ROWS=${STEADY_ROWS:-1000000}	# rows of each steady-state measurement
+ONLY=${ONLY:-}						# "budget": only the memory-budget comparison
 
 # --- timing and arithmetic ---------------------------------------------
 
@@ -477,6 +482,111 @@ bench_variant() {
 	printf "%-60s %12s  (drain / it: %s, target >= 1)\n" "one rollup over the whole backlog in one transaction" "$rone" "$(ratio "$d" "$rone")"
 }
 
+# Create aggregation $1 over table evb with memory_limit $2 (none if empty)
+# and wait until it has consumed every row.
+budget_create() {
+	local limit=""
+	[ -n "$2" ] && limit=", memory_limit => '$2'"
+	ks_query "SELECT keyedstate.create_aggregation('$1', '$(agg_query evb)', checkpoint_interval => '1 s'$limit)" >/dev/null
+	ks_sync "$1" '2 hours'
+}
+
+# Resume aggregation $1 and wait until it has consumed every row.
+resume_and_sync() {
+	ks_query "SELECT keyedstate.resume('$1')" >/dev/null
+	ks_sync "$1" '1 hour'
+}
+
+# rows/s of aggregation $1 consuming STEADY_ROWS new rows over keys `$2` (an
+# SQL expression of g), inserted while it was paused.
+steady_once() {
+	local name=$1 keys=$2
+	ks_query "SELECT keyedstate.pause(name) FROM keyedstate.aggregations WHERE name IN ('evb_stats', 'evb_cold')" >/dev/null
+	ks_query "INSERT INTO evb (k, v) SELECT $keys, 1 FROM generate_series(1, $STEADY_ROWS) g" >/dev/null
+	rate "$STEADY_ROWS" "$(ks_time "$name consumes $STEADY_ROWS rows over $keys" resume_and_sync "$name")"
+	# the other one catches up, unmeasured
+	ks_query "SELECT keyedstate.resume(name) FROM keyedstate.aggregations WHERE name IN ('evb_stats', 'evb_cold')" >/dev/null
+	ks_sync_all '1 hour'
+}
+
+# Mean milliseconds of a point lookup of 2000 random keys of aggregation $1 ($2 keys).
+lookup_ms() {
+	ks_psql -At <<SQL 2>&1 | sed 's/^NOTICE:  //'
+DO \$\$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	x bigint;
+BEGIN
+	FOR i IN 1 .. 2000 LOOP
+		SELECT n INTO x FROM $1 WHERE k = (random() * ($2 - 1))::int;
+	END LOOP;
+	RAISE NOTICE '%', round((extract(epoch FROM clock_timestamp() - t0) * 1000 / 2000)::numeric, 3);
+END \$\$;
+SQL
+}
+
+# Mismatches of aggregation $1 against the GROUP BY of evb: on the totals,
+# and on 1000 random keys (looked up, as a user would).
+budget_exact() {
+	local sample
+	sample=$(ks_query "SELECT array_agg(DISTINCT (random() * ($BUDGET_KEYS - 1))::int) FROM generate_series(1, 1000)")
+	echo "$1 after $2: totals $(ks_mismatches "SELECT sum(n), sum(s) FROM $1" "SELECT count(*), sum(v) FROM evb") rows differ, 1000 random keys $(ks_mismatches \
+		"SELECT k, n, s, mn, mx FROM $1 WHERE k = ANY ('$sample')" \
+		"SELECT k, count(*), sum(v), min(v), max(v) FROM evb WHERE k = ANY ('$sample') GROUP BY k") rows differ"
+}
+
+# 15. The memory budget: BUDGET_KEYS distinct keys, all in memory
+# (evb_stats) against a memory_limit of BUDGET (evb_cold), side by side.
+bench_budget() {
+	local k=$BUDGET_KEYS n=$((BUDGET_KEYS * 2)) file="$KS_CLUSTER/data_budget.csv" dm dc hm hc um uc start recovery
+	echo
+	echo "== memory budget: $n rows over $k keys, all in memory (evb_stats) against memory_limit $BUDGET (evb_cold)"
+	progress "generating $n rows over $k keys"
+	gen_data "$file" "$n" "$k"
+	load_table evb "$file"
+	dm=$(rate "$n" "$(ks_time "drain of $n rows, all in memory" budget_create evb_stats "")")
+	dc=$(rate "$n" "$(ks_time "drain of $n rows under $BUDGET" budget_create evb_cold "$BUDGET")")
+	ks_query "SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations WHERE name IN ('evb_stats', 'evb_cold')" >/dev/null
+	ks_query "SELECT format('%-10s %10s keys, %10s in memory, memory %6s MB (budget %s), shared %6s MB, %s evictions, %s reloads',
+		name, keys, keys_in_memory, memory_bytes / 1048576, COALESCE(pg_size_pretty(memory_limit), 'none'),
+		shared_bytes / 1048576, evictions, reloads) FROM keyedstate.status WHERE name IN ('evb_stats', 'evb_cold') ORDER BY name DESC"
+	printf "%-60s %12s\n" "drain, all in memory (rows/s)" "$dm"
+	printf "%-60s %12s  (/ in memory: %s, aim >= 0.3 M rows/s)\n" "drain under $BUDGET" "$dc" "$(ratio "$dc" "$dm")"
+	# a hot set (1% of the keys: fits the budget), warmed up once, then uniform
+	steady_once evb_cold "(random() * ($k / 100 - 1))::int" >/dev/null
+	hm=$(steady_once evb_stats "(random() * ($k / 100 - 1))::int")
+	hc=$(steady_once evb_cold "(random() * ($k / 100 - 1))::int")
+	um=$(steady_once evb_stats "(random() * ($k - 1))::int")
+	uc=$(steady_once evb_cold "(random() * ($k - 1))::int")
+	printf "%-60s %12s\n" "steady state, hot set of 1% of keys, all in memory" "$hm"
+	printf "%-60s %12s  (/ in memory: %s, aim >= 0.8)\n" "steady state, hot set of 1% of keys, under $BUDGET" "$hc" "$(ratio "$hc" "$hm")"
+	printf "%-60s %12s\n" "steady state, uniform over all keys, all in memory" "$um"
+	printf "%-60s %12s  (/ in memory: %s)\n" "steady state, uniform over all keys, under $BUDGET" "$uc" "$(ratio "$uc" "$um")"
+	echo "point lookup of a random key: $(lookup_ms evb_stats "$k") ms all in memory, $(lookup_ms evb_cold "$k") ms under $BUDGET (mostly cold keys; aim <= 1 ms)"
+	ks_query "SELECT format('on disk: keyedstate.cold %s for %s cold keys, %s bytes per key; keyedstate.state %s',
+		pg_size_pretty(pg_total_relation_size('keyedstate.cold')), (SELECT count(*) FROM keyedstate.cold),
+		pg_total_relation_size('keyedstate.cold') / GREATEST((SELECT count(*) FROM keyedstate.cold), 1),
+		pg_size_pretty(pg_total_relation_size('keyedstate.state')))"
+	budget_exact evb_cold "the drain and the steady states"
+	# a crash in the middle of uniform writes
+	ks_query "INSERT INTO evb (k, v) SELECT (random() * ($k - 1))::int, 1 FROM generate_series(1, $STEADY_ROWS)" >/dev/null &
+	sleep 2
+	progress "kill -9 of the worker"
+	kill -9 "$(ks_query "SELECT pid FROM pg_stat_activity WHERE backend_type = 'keyedstate worker'")"
+	wait
+	ks_wait_for 600 "SELECT true"
+	ks_wait_running 3600
+	ks_sync_all '1 hour'
+	budget_exact evb_cold "a kill -9 of the worker during writes"
+	# restart to a serving view
+	ks_cluster_stop fast
+	start=$(ks_time "pg_ctl start" ks_cluster_restart)
+	recovery=$(ks_time "recovery until both aggregations serve" serving)
+	grep "recovered" "$KS_CLUSTER/log" | tail -n 2 | sed 's/^.*LOG:  /  worker: /'
+	echo "restart to serving state: $(ms "$(plus "$start" "$recovery")") ms for both (aim: at most 2000 ms at 10M keys under the budget)"
+	budget_exact evb_cold "a restart"
+}
+
 # Drop aggregation $1.
 drop_aggregation() {
 	ks_query "SELECT keyedstate.drop_aggregation('$1')" >/dev/null
@@ -494,6 +604,12 @@ keyedstate.max_shared_memory = '4GB'
 synchronous_commit = on"
 ks_cluster_start
 trap 'ks_cluster_destroy' EXIT
+
+if [ "$ONLY" = budget ]; then
+	ks_query "CREATE EXTENSION keyedstate" >/dev/null
+	bench_budget
+	exit 0
+fi
 
 DATA="$KS_CLUSTER/data.csv"
 TDATA="$KS_CLUSTER/trigger.csv"
@@ -533,3 +649,7 @@ bench_lookups "ev_${BIG_KEYS}_stats" "$BIG_KEYS"
 bench_checkpoints "ev_$BIG_KEYS" "$BIG_KEYS"
 bench_memory "ev_${BIG_KEYS}_stats"
 bench_restart "ev_${BIG_KEYS}_stats" "ev_$BIG_KEYS"
+drop_aggregation "ev_${BIG_KEYS}_stats"
+
+# the memory budget at BUDGET_KEYS keys
+bench_budget
