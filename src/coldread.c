@@ -4,11 +4,14 @@
  *	  Readers of the cold tier (see cold.h): the view rows of an
  *	  aggregation's evicted keys, for the live view's scans and lookups.
  *
- * A reader first copies the published rows (storeread.c), then reads
- * keyedstate.cold with a snapshot taken after that: a key evicted before
- * the store was read has its cold row committed by then (the worker
- * removes a key from the store only after its row committed), and a key
- * still published is skipped here by its cold row's id.  Every cold row is
+ * A reader copies the published rows (storeread.c) and, holding the slot
+ * lock with them, takes the snapshot it then reads keyedstate.cold with.
+ * The worker sets a published key's cold row id under that lock before
+ * the row commits, and removes an evicted key from the store under it
+ * after the row committed; so a cold row the snapshot sees either belongs
+ * to a key the reader found published with that row's id (skipped here)
+ * or to a key that had left the store, and a row it does not see belongs
+ * to a key still published.  Every cold row is
  * checked (CRC, lengths, the view row against the view's row type) before
  * its row is returned.
  *
@@ -24,7 +27,6 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
-#include "storage/procarray.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -50,14 +52,6 @@ struct KsColdScan
 	MemoryContext rowcxt;		/* the row returned last */
 };
 
-/*
- * Where a scan's snapshot is taken (then copied by RegisterSnapshot): not
- * GetLatestSnapshot's, which a query in parallel mode may not retake.
- * Only the leader reads keyedstate.cold (the live view's scans are not
- * parallel-safe), so a snapshot of its own is consistent for that read.
- */
-static SnapshotData KsColdSnapshotData = {SNAPSHOT_MVCC};
-
 /* Order of uint64s, for sorting and searching the ids to skip. */
 static int
 KsCompareIds(const void *a, const void *b)
@@ -78,8 +72,13 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 	ScanKeyData skeys[2];
 	int			nkeys = 1;
 
-	if (res->cold_keys <= 0 || nhashes == 0)
+	if (res->cold_snapshot == NULL)
 		return NULL;
+	if (res->cold_keys <= 0 || nhashes == 0)
+	{
+		UnregisterSnapshot(res->cold_snapshot);
+		return NULL;
+	}
 	cs = palloc0(sizeof(KsColdScan));
 	cs->cxt = CurrentMemoryContext;
 	cs->aggid = res->aggid;
@@ -96,8 +95,8 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 									   ALLOCSET_SMALL_SIZES);
 
 	nsp = get_namespace_oid(KS_SCHEMA, false);
-	/* taken after the store was read (see above) */
-	cs->snapshot = RegisterSnapshot(GetSnapshotData(&KsColdSnapshotData));
+	/* taken with the published rows (storeread.c): the scan owns it now */
+	cs->snapshot = res->cold_snapshot;
 	cs->heap = table_open(get_relname_relid("cold", nsp), AccessShareLock);
 	cs->index = index_open(get_relname_relid("cold_pkey", nsp), AccessShareLock);
 	cs->slot = table_slot_create(cs->heap, NULL);

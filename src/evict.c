@@ -8,6 +8,7 @@
 #include "keyedstate.h"
 
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "cold.h"
 #include "evict.h"
@@ -66,8 +67,15 @@ bool
 KsEvictDue(KsAggRun *run)
 {
 	int64		used;
+	TimestampTz now = GetCurrentTimestamp();
 
-	if (run->memory_budget <= 0)
+	/* the share of max_state_memory changes with the settings and the aggregations */
+	if (TimestampDifferenceExceeds(run->budget_checked, now, KS_EVICT_BUDGET_CHECK_MS))
+	{
+		run->budget_checked = now;
+		(void) KsEvictBudget(run);
+	}
+	if (run->memory_budget <= 0 || run->evict_stalled)
 		return false;
 	if (run->evict_target > 0)
 		return (int64) run->kt->nentries > run->evict_target + run->evict_target / 20;
@@ -101,6 +109,7 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 			run->evict_target = target;
 		run->evict_used = used;
 	}
+	run->evict_stalled = false;
 	if (run->evict_target == 0)
 		return NULL;
 	want = Min(live - run->evict_target, (int64) KS_COLD_MAX_PER_CHECKPOINT);
@@ -137,6 +146,8 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 			e->ckpt_epoch = epoch;
 		victims[(*n)++] = e;
 	}
+	/* every key was changed lately or is not written yet: the regular checkpoints go on */
+	run->evict_stalled = (*n == 0);
 	if (*n == 0)
 	{
 		pfree(victims);

@@ -19,7 +19,8 @@
  * exceeds the budget, the target becomes the keys in memory scaled down to
  * KS_EVICT_LOW_WATER of the budget, and every checkpoint capture evicts
  * the keys above the target (a capture is requested as soon as the keys
- * exceed the target by 5%).  The target is lowered again only when memory
+ * exceed the target by 5%, unless the last capture found no victim: every
+ * key changed since the clock passed it).  The target is lowered again only when memory
  * grew by 5% since it was set (evicting did not make room enough), and
  * starts afresh when the budget changes.
  *
@@ -35,6 +36,9 @@
 #define KS_EVICT_H
 
 #include "run.h"
+
+/* How often an idle aggregation looks at its budget again (settings, sharers). */
+#define KS_EVICT_BUDGET_CHECK_MS	1000
 
 /* The fraction of the budget the keys are brought back to. */
 #define KS_EVICT_LOW_WATER		0.85

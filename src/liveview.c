@@ -43,6 +43,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -425,10 +426,12 @@ KsFetchRows(ForeignScanState *node)
 		/* the slot was freed, or went back to loading: look again */
 		if (res.found && res.state != KS_STARTING)
 			break;
+		if (res.cold_snapshot != NULL)
+			UnregisterSnapshot(res.cold_snapshot);
 	}
 
 	/* then the keys evicted to keyedstate.cold, if any (cold.h) */
-	if (res.cold_keys > 0)
+	if (res.cold_snapshot != NULL)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
 

@@ -131,6 +131,8 @@ typedef struct KsAggRun
 	int64		memory_budget;	/* bytes, as of the last capture, 0: none */
 	int64		evict_target;	/* keys to keep in memory, 0: not over the budget yet */
 	int64		evict_used;		/* memory in use when that target was set */
+	TimestampTz budget_checked; /* when the budget was last computed */
+	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */
 	uint64		evict_hand;		/* the eviction clock's next entry */
 	int64		cold_keys;		/* keys only in keyedstate.cold */
 	int64		evictions;		/* since the run was created */

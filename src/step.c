@@ -134,6 +134,8 @@ KsRunLoad(KsAggRun *run)
 	run->memory_budget = 0;
 	run->evict_target = 0;
 	run->evict_hand = 0;
+	run->evict_stalled = false;
+	run->budget_checked = 0;
 	run->building = KsStoreCreate(KsGetDsa(), run->name);
 	run->building_bytes = 0;
 	run->building_visible = 0;

@@ -48,6 +48,7 @@
 #include "shmem.h"
 
 #include "access/htup.h"
+#include "utils/snapshot.h"
 
 typedef struct KsStoreHeader
 {
@@ -206,6 +207,7 @@ typedef struct KsReadResult
 	char		error[KS_ERROR_LEN];
 	int64		failed_offset;
 	int64		cold_keys;		/* keys only in keyedstate.cold: read them there too */
+	Snapshot	cold_snapshot;	/* registered, to read them with (the caller's to unregister) */
 	int32		aggid;			/* the aggregation's id */
 	/* published entries with a cold row (hash, cold_id): rows of cold to skip */
 	uint32	   *cold_hashes;
@@ -222,7 +224,8 @@ typedef struct KsReadResult
  * `check` is called with the slot lock held before anything is copied and
  * may veto the read by returning false.  When the aggregation has cold
  * keys, *res also lists the published entries' cold rows (in cxt), which a
- * read of keyedstate.cold must skip (cold.h).
+ * read of keyedstate.cold must skip, and gives the snapshot to read it
+ * with, taken under the slot lock together with the rows (cold.h).
  */
 typedef bool (*KsReadCheck) (const KsReadResult *res, void *arg);
 extern void KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,

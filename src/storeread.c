@@ -10,7 +10,9 @@
 
 #include "access/htup_details.h"
 #include "miscadmin.h"
+#include "storage/procarray.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "store.h"
 
@@ -31,6 +33,15 @@ KsCollect(dsa_pointer **ptrs, int64 *n, int64 *max, dsa_pointer tp)
 	}
 	(*ptrs)[(*n)++] = tp;
 }
+
+/*
+ * Where a reader's snapshot of keyedstate.cold is taken (then copied by
+ * RegisterSnapshot): not GetLatestSnapshot's, which a query in parallel
+ * mode may not retake.  Only the leader reads keyedstate.cold (the live
+ * view's scans are not parallel-safe), so a snapshot of its own is
+ * consistent for that read.
+ */
+static SnapshotData KsColdSnapshotData = {SNAPSHOT_MVCC};
 
 /* Remember a published entry's cold row, which the reader must skip (cold.h). */
 static void
@@ -95,6 +106,15 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 
 			pg_atomic_fetch_add_u32(&slot->readers[e & 1], 1);
 			registered = (int) (e & 1);
+
+			/*
+			 * The snapshot of keyedstate.cold, under the lock with the rows:
+			 * a cold row it sees was committed after its key's entry learned
+			 * the row's id (collected below, to skip) or after the key left
+			 * the store; one it does not see belongs to a key still here.
+			 */
+			if (cold)
+				res->cold_snapshot = RegisterSnapshot(GetSnapshotData(&KsColdSnapshotData));
 			if (nhashes < 0)
 			{
 				uint32		b;
