@@ -23,6 +23,7 @@ CREATE SCHEMA keyedstate;
  * none); the stored query is already rewritten for them.  memory_limit is
  * the budget of the state in memory, in bytes (NULL: none but
  * keyedstate.max_state_memory): colder keys are evicted to keyedstate.cold.
+ * cold_keys counts the rows of keyedstate.cold as of checkpoint_id.
  */
 CREATE TABLE keyedstate.aggregation (
 	id					int PRIMARY KEY,
@@ -49,6 +50,7 @@ CREATE TABLE keyedstate.aggregation (
 	window_slide		interval,
 	time_column			name,
 	memory_limit		bigint,
+	cold_keys			bigint NOT NULL DEFAULT 0,
 	created				timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;

@@ -442,8 +442,8 @@ static void
 KsCheckpointCommit(struct KsChunkWriter *w)
 {
 	KsAggRun   *run = w->run;
-	Datum		args[5];
-	Oid			argtypes[5] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID};
+	Datum		args[6];
+	Oid			argtypes[6] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID};
 	int			ret;
 
 	args[0] = Int32GetDatum(run->def->id);
@@ -451,11 +451,13 @@ KsCheckpointCommit(struct KsChunkWriter *w)
 	args[2] = BoolGetDatum(w->rebuilding);
 	args[3] = BoolGetDatum(w->final);
 	args[4] = Int64GetDatum(w->checkpoint_id);
+	/* the rows of keyedstate.cold once this commits: its victims' new, minus the stale */
+	args[5] = Int64GetDatum(run->cold_rows + (int64) w->ncold - w->nstale);
 	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
-								"SET checkpointed_offset = $2, checkpoint_id = $5, "
+								"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 								"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4 "
 								"WHERE id = $1",
-								5, argtypes, args, NULL, false, 0);
+								6, argtypes, args, NULL, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed != 1)
@@ -560,6 +562,7 @@ KsCheckpointDone(KsAggRun *run)
 	for (i = 0; i < w->nstale; i++)
 		if (w->stale_keys[i]->cold_id == w->stale_ids[i])
 			w->stale_keys[i]->cold_id = 0;
+	run->cold_rows += (int64) w->ncold - w->nstale;
 	KsEvictDone(run, w->victims, w->nvictims, w->epoch);
 	run->checkpointed = w->offset;
 	run->last_checkpoint = GetCurrentTimestamp();

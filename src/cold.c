@@ -32,8 +32,8 @@
 #include "cold.h"
 #include "serialize.h"
 
-/* Cold hashes read between checks for interrupts when building the filter. */
-#define KS_COLD_FILTER_FETCH	10000
+/* Cold hashes a step reads to build the filter. */
+#define KS_COLD_FILTER_SLICE	100000
 
 /* The filter's fewest bits, and bits per cold key (about 12% false positives). */
 #define KS_COLD_FILTER_MIN_BITS	((uint64) 1 << 16)
@@ -224,96 +224,89 @@ KsColdForget(int32 aggid)
 		elog(ERROR, "could not delete the cold keys of aggregation %d", aggid);
 }
 
-/* Set a hash's bit in the filter. */
+/* Set a hash's bit in a filter. */
 static inline void
-KsColdFilterSet(KsAggRun *run, uint32 hash)
+KsColdFilterSet(uint64 *filter, uint64 mask, uint32 hash)
 {
-	uint64		bit = hash & run->cold_filter_mask;
+	uint64		bit = hash & mask;
 
-	run->cold_filter[bit >> 6] |= (uint64) 1 << (bit & 63);
+	filter[bit >> 6] |= (uint64) 1 << (bit & 63);
 }
 
-/* A new, empty filter with room for `keys` cold keys. */
-static void
-KsColdFilterCreate(KsAggRun *run, int64 keys)
+/* Start building a filter (see cold.h). */
+void
+KsColdFilterStart(KsAggRun *run, int64 keys)
 {
 	uint64		bits = KS_COLD_FILTER_MIN_BITS;
 
 	while (bits < (uint64) keys * KS_COLD_FILTER_BITS_PER_KEY && bits < ((uint64) 1 << 32))
 		bits <<= 1;
-	if (run->cold_filter != NULL)
-		pfree(run->cold_filter);
-	run->cold_filter = MemoryContextAllocHuge(run->loadcxt, bits / 8);
-	memset(run->cold_filter, 0, bits / 8);
-	run->cold_filter_mask = bits - 1;
+	if (run->cold_building != NULL)
+		pfree(run->cold_building);
+	run->cold_building = MemoryContextAllocHuge(run->loadcxt, bits / 8);
+	memset(run->cold_building, 0, bits / 8);
+	run->cold_building_mask = bits - 1;
+	run->cold_build_after = (int64) PG_INT32_MIN - 1;
 }
 
-/* Build the filter, and count the cold keys (see cold.h). */
+/* Build a slice of the filter (see cold.h). */
 void
-KsColdLoadFilter(KsAggRun *run, bool count_keys)
+KsColdFilterStep(KsAggRun *run)
 {
-	Portal		portal;
-	Datum		arg = Int32GetDatum(run->def->id);
-	Oid			argtype = INT4OID;
-	int64		count = 0;
-	uint32	   *hashes = NULL;
-	int64		max = 0;
-	int64		i;
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	uint64		i;
 
-	portal = SPI_cursor_open_with_args(NULL, "SELECT hash FROM keyedstate.cold WHERE aggregation_id = $1",
-									   1, &argtype, &arg, NULL, true, 0);
-	for (;;)
+	if (run->cold_building == NULL)
+		return;
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = Int64GetDatum(run->cold_build_after);
+	/* in the primary key's order: where the last slice ended, the next begins */
+	if (SPI_execute_with_args("SELECT hash FROM keyedstate.cold "
+							  "WHERE aggregation_id = $1 AND hash > $2 ORDER BY hash LIMIT "
+							  CppAsString2(KS_COLD_FILTER_SLICE),
+							  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "keyedstate could not read the hashes of cold keys");
+	for (i = 0; i < SPI_processed; i++)
 	{
-		uint64		j;
+		bool		isnull;
+		int32		h = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 
-		SPI_cursor_fetch(portal, true, KS_COLD_FILTER_FETCH);
-		if (SPI_processed == 0)
-			break;
-		KsCheckInterrupts();
-		if (count + (int64) SPI_processed > max)
-		{
-			max = Max(max * 2, count + (int64) SPI_processed);
-			hashes = hashes == NULL ? palloc_extended(sizeof(uint32) * max, MCXT_ALLOC_HUGE) :
-				repalloc_huge(hashes, sizeof(uint32) * max);
-		}
-		for (j = 0; j < SPI_processed; j++)
-		{
-			bool		isnull;
-
-			hashes[count++] = (uint32) DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[j],
-																	SPI_tuptable->tupdesc, 1, &isnull));
-		}
-		SPI_freetuptable(SPI_tuptable);
+		/* a hash equal to the last one read has its bit set already */
+		KsColdFilterSet(run->cold_building, run->cold_building_mask, (uint32) h);
+		run->cold_build_after = h;
 	}
-	SPI_cursor_close(portal);
-
-	if (count_keys)
-		run->cold_keys = count;
-	run->cold_filter_rebuild = false;
-	if (count == 0)
+	if (SPI_processed < KS_COLD_FILTER_SLICE)
 	{
+		/* whole: every cold key's hash is in it, and every key evicted since */
 		if (run->cold_filter != NULL)
 			pfree(run->cold_filter);
-		run->cold_filter = NULL;
-		run->cold_filter_mask = 0;
-		return;
+		run->cold_filter = run->cold_building;
+		run->cold_filter_mask = run->cold_building_mask;
+		run->cold_building = NULL;
 	}
-	KsColdFilterCreate(run, count);
-	for (i = 0; i < count; i++)
-		KsColdFilterSet(run, hashes[i]);
-	pfree(hashes);
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Note an evicted key's hash (see cold.h). */
 void
 KsColdFilterAdd(KsAggRun *run, uint32 hash)
 {
-	if (run->cold_filter == NULL)
-		KsColdFilterCreate(run, run->cold_keys);
-	KsColdFilterSet(run, hash);
-	/* too full to filter well: rebuilt larger from the relation at the next step */
-	if ((uint64) run->cold_keys * KS_COLD_FILTER_BITS_PER_KEY > run->cold_filter_mask + 1)
-		run->cold_filter_rebuild = true;
+	if (run->cold_filter == NULL && run->cold_building == NULL)
+	{
+		/* the first cold key: an empty filter is whole */
+		KsColdFilterStart(run, 0);
+		run->cold_filter = run->cold_building;
+		run->cold_filter_mask = run->cold_building_mask;
+		run->cold_building = NULL;
+	}
+	if (run->cold_filter != NULL)
+		KsColdFilterSet(run->cold_filter, run->cold_filter_mask, hash);
+	if (run->cold_building != NULL)
+		KsColdFilterSet(run->cold_building, run->cold_building_mask, hash);
+	/* too full to filter well: build a larger one */
+	else if ((uint64) run->cold_keys * KS_COLD_FILTER_BITS_PER_KEY > run->cold_filter_mask + 1)
+		KsColdFilterStart(run, run->cold_keys * 2);
 }
 
 /* The OIDs of keyedstate.cold and of its primary key. */

@@ -114,13 +114,22 @@ extern void KsColdDiscardAfter(int32 aggid, int64 committed);
 extern void KsColdForget(int32 aggid);
 
 /*
- * Build the cold filter from the hashes of the aggregation's cold rows (as
- * the worker), and with `count` (after recovery) count them into
- * run->cold_keys.
+ * The cold filter: a bit per hash value (the hash masked to the filter's
+ * size, about KS_COLD_FILTER_BITS_PER_KEY bits per cold key), set for every
+ * cold key's hash, so that a key never seen before costs no lookup unless
+ * its bit collides.  It is not stored: after a load, and when it grows too
+ * full, a new one is built from the hashes of keyedstate.cold a slice per
+ * step (KsColdFilterStep), so that neither waits for a read of every cold
+ * row; until the first is built, every key not in memory is looked up.
  */
-extern void KsColdLoadFilter(KsAggRun *run, bool count);
 
-/* Note an evicted key's hash in the cold filter (growing it as keys go cold). */
+/* Start building a filter for `keys` cold keys (after a load, or to grow it). */
+extern void KsColdFilterStart(KsAggRun *run, int64 keys);
+
+/* Build a slice of it (inside a step, as the worker); swapped in when whole. */
+extern void KsColdFilterStep(KsAggRun *run);
+
+/* Note an evicted key's hash in the filter (and in the one being built). */
 extern void KsColdFilterAdd(KsAggRun *run, uint32 hash);
 
 /* Whether some cold key may have this hash. */
@@ -129,8 +138,9 @@ KsColdMaybe(KsAggRun *run, uint32 hash)
 {
 	uint64		bit = hash & run->cold_filter_mask;
 
-	return run->cold_filter != NULL &&
-		(run->cold_filter[bit >> 6] & ((uint64) 1 << (bit & 63))) != 0;
+	if (run->cold_filter == NULL)
+		return run->cold_building != NULL;
+	return (run->cold_filter[bit >> 6] & ((uint64) 1 << (bit & 63))) != 0;
 }
 
 /*

@@ -14,9 +14,33 @@
 #include "evict.h"
 #include "settings.h"
 
+/* Bytes of a context and its children in use: allocated, less what is free in them. */
+static int64
+KsContextInUse(MemoryContext cxt)
+{
+	MemoryContextCounters counters;
+	MemoryContext child;
+	int64		bytes;
+
+	memset(&counters, 0, sizeof(counters));
+	cxt->methods->stats(cxt, NULL, NULL, &counters, false);
+	bytes = (int64) (counters.totalspace - counters.freespace);
+	for (child = cxt->firstchild; child != NULL; child = child->nextchild)
+		bytes += KsContextInUse(child);
+	return bytes;
+}
+
 /* Memory of the state now (see evict.h). */
 int64
 KsEvictMemoryUsed(KsAggRun *run)
+{
+	return KsContextInUse(run->kt->cxt) + KsContextInUse(run->rt->statecxt) +
+		(int64) (run->kt->nentries * run->kt->entrysize) + run->slot->shared_bytes;
+}
+
+/* An upper bound of KsEvictMemoryUsed, cheap to compute. */
+static int64
+KsEvictMemoryBound(KsAggRun *run)
 {
 	return (int64) MemoryContextMemAllocated(run->kt->cxt, true) +
 		(int64) MemoryContextMemAllocated(run->rt->statecxt, true) +
@@ -57,14 +81,14 @@ KsEvictBudget(KsAggRun *run)
 	}
 	/* a new budget has its own target */
 	if (budget != run->memory_budget)
-		run->evict_target = run->evict_used = 0;
+		run->evict_target = 0;
 	run->memory_budget = budget;
 	return budget;
 }
 
 /* Whether keys should be evicted now (see evict.h). */
 bool
-KsEvictDue(KsAggRun *run)
+KsEvictDue(KsAggRun *run, bool far)
 {
 	int64		used;
 	TimestampTz now = GetCurrentTimestamp();
@@ -78,9 +102,18 @@ KsEvictDue(KsAggRun *run)
 	if (run->memory_budget <= 0 || run->evict_stalled)
 		return false;
 	if (run->evict_target > 0)
-		return (int64) run->kt->nentries > run->evict_target + run->evict_target / 20;
-	used = KsEvictMemoryUsed(run);
-	return used > run->memory_budget;
+		return (int64) run->kt->nentries >
+			(far ? 2 * run->evict_target : run->evict_target + run->evict_target / 20);
+	if (KsEvictMemoryBound(run) <= run->memory_budget)
+		return false;
+	/* measuring what is in use walks the free lists: at most every 100 ms */
+	if (TimestampDifferenceExceeds(run->used_checked, now, 100))
+	{
+		run->used_checked = now;
+		used = KsEvictMemoryUsed(run);
+		run->used_over = used > run->memory_budget;
+	}
+	return run->used_over;
 }
 
 /* Choose the victims of a capture (see evict.h). */
@@ -99,16 +132,9 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 	if (budget <= 0 || kt->nallocated == 0)
 		return NULL;
 	used = KsEvictMemoryUsed(run);
-	/* freed memory is reused, not returned: lower the target only if memory still grew */
-	if (used > budget && (run->evict_target == 0 || used > run->evict_used + run->evict_used / 20))
-	{
-		int64		target = (int64) ((double) live * KS_EVICT_LOW_WATER * budget / used);
-
-		target = Max(target, 1);
-		if (run->evict_target == 0 || target < run->evict_target)
-			run->evict_target = target;
-		run->evict_used = used;
-	}
+	/* once over the budget, a target follows the memory a key takes now */
+	if (used > budget || run->evict_target > 0)
+		run->evict_target = Max((int64) ((double) live * KS_EVICT_LOW_WATER * budget / Max(used, 1)), 1);
 	run->evict_stalled = false;
 	if (run->evict_target == 0)
 		return NULL;

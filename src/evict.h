@@ -13,16 +13,19 @@
  * memory of the published rows, as keyedstate.status reports them
  * (memory_bytes against memory_limit).
  *
- * Freed memory stays with the worker's allocator for new keys, so the
- * memory in use does not fall when keys go; the budget is therefore
- * enforced as a number of keys kept in memory.  When the memory in use
- * exceeds the budget, the target becomes the keys in memory scaled down to
- * KS_EVICT_LOW_WATER of the budget, and every checkpoint capture evicts
- * the keys above the target (a capture is requested as soon as the keys
- * exceed the target by 5%, unless the last capture found no victim: every
- * key changed since the clock passed it).  The target is lowered again only when memory
- * grew by 5% since it was set (evicting did not make room enough), and
- * starts afresh when the budget changes.
+ * Memory in use counts what the key table's and the states' contexts have
+ * allocated less what is free in them (freed memory stays with the
+ * allocator for new keys), the key entries in use and the shared rows.
+ * Keys go only at checkpoints, so the budget is enforced as a number of
+ * keys kept in memory: once the memory in use exceeds the budget, every
+ * checkpoint capture sets the target to the keys in memory scaled to
+ * KS_EVICT_LOW_WATER of the budget by the memory in use now, and evicts the
+ * keys above it.  A capture is requested as soon as the keys exceed the
+ * target by 5%, and a step stops reading when they are twice the target
+ * (before there is a target: when the memory in use exceeds the budget),
+ * unless the last capture found no victim (every key changed since the
+ * clock passed it).  The target starts
+ * afresh when the budget changes.
  *
  * Victims are chosen by a clock (second chance): a key a row changed since
  * the hand last passed it (KS_KEY_REFERENCED) loses its mark and stays;
@@ -49,8 +52,11 @@ extern int64 KsEvictMemoryUsed(KsAggRun *run);
 /* The aggregation's budget now, in bytes (0: none); sets run->memory_budget. */
 extern int64 KsEvictBudget(KsAggRun *run);
 
-/* Whether the state exceeds its budget and keys should be evicted now. */
-extern bool KsEvictDue(KsAggRun *run);
+/*
+ * Whether the state exceeds its budget and keys should be evicted now; with
+ * `far`, whether it exceeds it so far that reading should wait for that.
+ */
+extern bool KsEvictDue(KsAggRun *run, bool far);
 
 /*
  * At a checkpoint capture of epoch `epoch` (its list taken): flag the

@@ -402,7 +402,7 @@ KsRecover(KsAggRun *run)
 
 	KsBecomeWorker();
 	arg = Int32GetDatum(run->def->id);
-	ret = SPI_execute_with_args("SELECT checkpointed_offset, COALESCE(checkpoint_id, 0) "
+	ret = SPI_execute_with_args("SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys "
 								"FROM keyedstate.aggregation WHERE id = $1",
 								1, &argtype, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -412,6 +412,8 @@ KsRecover(KsAggRun *run)
 	run->checkpointed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 													SPI_tuptable->tupdesc, 1, &isnull));
 	committed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	/* the rows of keyedstate.cold as of that checkpoint (cold.h) */
+	run->cold_rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	run->consumed = run->checkpointed;
 	/* a checkpoint that was being written when the worker stopped never counted */
 	KsCheckpointDiscardUncommitted(run->def->id, committed);
@@ -551,8 +553,14 @@ KsRecover(KsAggRun *run)
 	KsKeyClearCheckpoint(kt);
 	if (run->recovered_expired > 0)
 		KsSettleExpired(run);
-	/* keys the memory budget evicted are in keyedstate.cold: count them */
-	KsColdLoadFilter(run, true);
+	/*
+	 * Keys the memory budget evicted are in keyedstate.cold: every one of
+	 * its rows, as no key in memory has one after a recovery.  Their filter
+	 * is built by the steps that follow.
+	 */
+	run->cold_keys = run->cold_rows;
+	if (run->cold_keys > 0)
+		KsColdFilterStart(run, run->cold_keys);
 }
 
 /*

@@ -142,9 +142,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	AttrNumber	offset_attnum;
 	int64		start;
 	ObjectAddress ruleaddr;
-	int			cols[7];
-	Datum		values[7];
-	bool		nulls[7] = {false, false, false, false, false, true, false};
+	int			cols[8];
+	Datum		values[8];
+	bool		nulls[8] = {false, false, false, false, false, true, false, false};
 	KsCatalogAccess acc;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -218,7 +218,10 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	values[5] = (Datum) 0;
 	cols[6] = KsColumn(desc, "clean_stop");
 	values[6] = BoolGetDatum(false);
-	tup = heap_modify_tuple_by_cols(tup, desc, 7, cols, values, nulls);
+	/* no state comes with a dump: nothing is cold */
+	cols[7] = KsColumn(desc, "cold_keys");
+	values[7] = Int64GetDatum(0);
+	tup = heap_modify_tuple_by_cols(tup, desc, 8, cols, values, nulls);
 
 	KsReserveAggSlot(MyDatabaseId, id, owner, view_oid, live_oid, sequence_oid);
 	KsRememberDatabase(MyDatabaseId);

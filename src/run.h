@@ -130,16 +130,20 @@ typedef struct KsAggRun
 	/* the memory budget (evict.h) and the keys evicted to keyedstate.cold (cold.h) */
 	int64		memory_budget;	/* bytes, as of the last capture, 0: none */
 	int64		evict_target;	/* keys to keep in memory, 0: not over the budget yet */
-	int64		evict_used;		/* memory in use when that target was set */
+	TimestampTz used_checked;	/* when memory in use was last measured, */
+	bool		used_over;		/* and whether it exceeded the budget */
 	TimestampTz budget_checked; /* when the budget was last computed */
 	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */
 	uint64		evict_hand;		/* the eviction clock's next entry */
 	int64		cold_keys;		/* keys only in keyedstate.cold */
 	int64		evictions;		/* since the run was created */
 	int64		reloads;
+	int64		cold_rows;		/* rows in keyedstate.cold as of the last checkpoint */
 	uint64	   *cold_filter;	/* a bit per hash value (masked): some cold key may have it */
 	uint64		cold_filter_mask;	/* bits - 1, a power of two minus one */
-	bool		cold_filter_rebuild;	/* too full: build it larger at the next step */
+	uint64	   *cold_building;	/* the filter being built from keyedstate.cold, or NULL */
+	uint64		cold_building_mask;
+	int64		cold_build_after;	/* the hashes read so far are <= this */
 
 	int64		rate_rows;
 	TimestampTz rate_since;

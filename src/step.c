@@ -130,12 +130,14 @@ KsRunLoad(KsAggRun *run)
 	 */
 	run->cold_filter = NULL;	/* it was in the old loadcxt */
 	run->cold_filter_mask = 0;
-	run->cold_filter_rebuild = false;
+	run->cold_building = NULL;
 	run->memory_budget = 0;
 	run->evict_target = 0;
 	run->evict_hand = 0;
 	run->evict_stalled = false;
 	run->budget_checked = 0;
+	run->used_checked = 0;
+	run->used_over = false;
 	run->building = KsStoreCreate(KsGetDsa(), run->name);
 	run->building_bytes = 0;
 	run->building_visible = 0;
@@ -207,7 +209,9 @@ KsApplyRow(TupleTableSlot *slot, void *arg)
  * Whether the step should stop reading: it has read for its budget, or
  * publishing the keys it changed would already take long (slow final
  * functions) -- a step must end well within the step timeout -- or the
- * worker is leaving.
+ * state outgrew its memory budget and no checkpoint is being written (the
+ * next one evicts, evict.h), or
+ * the worker is leaving.
  */
 static bool
 KsRunBudgetSpent(void *arg)
@@ -216,7 +220,8 @@ KsRunBudgetSpent(void *arg)
 
 	return KsRunTerminating() ||
 		GetCurrentTimestamp() >= run->step_budget_end ||
-		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0;
+		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0 ||
+		(run->ckpt == NULL && KsEvictDue(run, true));
 }
 
 /*
@@ -258,7 +263,7 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 	if (requested)
 		return true;
 	/* over the memory budget: a capture evicts (evict.h) */
-	if (KsEvictDue(run))
+	if (KsEvictDue(run, false))
 		return true;
 	if (run->kt->nckpt == 0 && run->consumed == run->checkpointed)
 		return false;
@@ -390,11 +395,11 @@ KsRunStep(KsAggRun *run, long *timeout)
 					KsCheckInterrupts();
 				}
 				KsExpireStep(run, GetCurrentTimestamp(), timeout);
-				/* the cold filter grew too full: build it larger (cold.h) */
-				if (run->cold_filter_rebuild)
+				/* a slice of the cold filter being built (cold.h) */
+				if (run->cold_building != NULL)
 				{
 					KsBecomeWorker();
-					KsColdLoadFilter(run, false);
+					KsColdFilterStep(run);
 					KsBecomeOwner(run);
 				}
 				if (batches > 0 || run->kt->npublish > 0)

@@ -516,9 +516,11 @@ DO \$\$
 DECLARE
 	t0 timestamptz := clock_timestamp();
 	x bigint;
+	key int;
 BEGIN
 	FOR i IN 1 .. 2000 LOOP
-		SELECT n INTO x FROM $1 WHERE k = (random() * ($2 - 1))::int;
+		key := (random() * ($2 - 1))::int;
+		SELECT n INTO x FROM $1 WHERE k = key;
 	END LOOP;
 	RAISE NOTICE '%', round((extract(epoch FROM clock_timestamp() - t0) * 1000 / 2000)::numeric, 3);
 END \$\$;

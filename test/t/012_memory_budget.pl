@@ -39,7 +39,7 @@ SELECT keyedstate.create_aggregation('one', 'SELECT k, $aggs_q FROM ev GROUP BY 
 	checkpoint_interval => '100 ms', memory_limit => '4MB');
 SELECT keyedstate.create_aggregation('two',
 	'SELECT k % 1000 AS k, t, count(*) AS c, sum(v) AS s FROM ev GROUP BY 1, 2',
-	checkpoint_interval => '100 ms', memory_limit => '3MB');
+	checkpoint_interval => '100 ms', memory_limit => '1MB');
 SELECT keyedstate.create_aggregation('hav',
 	'SELECT k, count(*) AS c FROM ev GROUP BY k HAVING count(*) % 3 <> 1',
 	checkpoint_interval => '100 ms', memory_limit => '3MB');
@@ -118,7 +118,8 @@ $rh->finish;
 like($$rout, qr/number of failed transactions: 0/, 'readers never fail while keys move');
 ks_sync_all($node, $db);
 ok($node->safe_psql($db, q{SELECT bool_and(reloads > 0) FROM keyedstate.status}) eq 't',
-	'rows for evicted keys loaded them back');
+	'rows for evicted keys loaded them back')
+  or diag($node->safe_psql($db, 'SELECT name, keys, keys_in_memory, evictions, reloads FROM keyedstate.status'));
 is(mismatches(), 0, 'every view equals its oracle after evicted keys came back and changed');
 
 # --- 3. kills of the worker while checkpoints evict
