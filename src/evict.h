@@ -21,11 +21,12 @@
  * checkpoint capture sets the target to the keys in memory scaled to
  * KS_EVICT_LOW_WATER of the budget by the memory in use now, and evicts the
  * keys above it.  A capture is requested as soon as the keys exceed the
- * target by 5%; when they are twice the target (before there is a target:
- * when the memory in use exceeds the budget) a step stops reading and the
- * checkpoint being written is written whole in that step (consumption
- * pauses for it), unless the last capture found no victim (every key
- * changed since the clock passed it).  The target starts
+ * target by 5%, and a step stops reading when they are twice the target
+ * (before there is a target: when the memory in use exceeds the budget)
+ * and no checkpoint is being written, unless the last capture found no
+ * victim (every key changed since the clock passed it).  The evicting
+ * checkpoint is written in slices like any other, so memory overshoots by
+ * what is read while it is written.  The target starts
  * afresh when the budget changes.
  *
  * Victims are chosen by a clock (second chance): a key a row changed since

@@ -209,8 +209,8 @@ KsApplyRow(TupleTableSlot *slot, void *arg)
  * Whether the step should stop reading: it has read for its budget, or
  * publishing the keys it changed would already take long (slow final
  * functions) -- a step must end well within the step timeout -- or the
- * state is far over its memory budget (the checkpoint being written, or
- * the next one, evicts: evict.h), or
+ * state is far over its memory budget and no checkpoint is being written
+ * (the next one evicts, evict.h), or
  * the worker is leaving.
  */
 static bool
@@ -221,7 +221,7 @@ KsRunBudgetSpent(void *arg)
 	return KsRunTerminating() ||
 		GetCurrentTimestamp() >= run->step_budget_end ||
 		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0 ||
-		KsEvictDue(run, true);
+		(run->ckpt == NULL && KsEvictDue(run, true));
 }
 
 /*
@@ -427,8 +427,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 				if (run->ckpt == NULL)
 					KsCheckpointStart(run, false);
 				KsRunTimeoutPause(false);
-				/* far over the memory budget: evicting comes before consuming */
-				progress = KsCheckpointContinue(run, KsEvictDue(run, true));
+				progress = KsCheckpointContinue(run, false);
 				did_checkpoint = (progress == KS_CKPT_WRITTEN);
 				if (progress == KS_CKPT_SKIPPED)
 					*timeout = Min(*timeout, 100);
