@@ -330,37 +330,12 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 le
 			  Datum *keys, bool *nulls)
 {
 	KsKeyTable *kt = run->kt;
-	KsReader	r;
-	pg_crc32c	stored;
-	pg_crc32c	computed;
-	TimestampTz touched;
-	const char *k;
-	const char *states;
-	uint32		klen;
-	uint32		statelen;
-	uint32		rowlen;
+	KsColdParts parts;
 	KsKeyEntry *e;
 	bool		found;
 
-	if (len < KS_COLD_HEADER)
-		KsCheckpointCorrupted(run->name, "A cold key has %u bytes, fewer than its header.", len);
-	memcpy(&stored, data + KS_COLD_CRC_AT, sizeof(stored));
-	computed = KsColdCrc(run->def->id, hash, id, data, len);
-	if (!EQ_CRC32C(stored, computed))
-		KsCheckpointCorrupted(run->name,
-							  "The CRC-32C of cold key " UINT64_FORMAT " is %08X, but its row gives %08X.",
-							  id, stored, computed);
-	if ((uint8) data[KS_COLD_FORMAT_AT] != KS_STATE_FORMAT)
-		KsCheckpointCorrupted(run->name, "A cold key has format %d, but this version of keyedstate reads %d.",
-							  (uint8) data[KS_COLD_FORMAT_AT], KS_STATE_FORMAT);
-	memcpy(&touched, data + KS_COLD_FORMAT_AT + 1, sizeof(TimestampTz));
-	KsReaderInit(&r, data + KS_COLD_HEADER, len - KS_COLD_HEADER, run->name);
-	k = KsReadBytes(&r, &klen, "a key");
-	states = KsReadBytes(&r, &statelen, "the transition states of a key");
-	(void) KsReadBytes(&r, &rowlen, "a published row");
-	if (KsReaderLeft(&r) != 0)
-		KsCheckpointCorrupted(run->name, "A cold key has %zu bytes after its row.", KsReaderLeft(&r));
-	KsKeyDeserialize(kt, k, klen, run->name, keys, nulls);
+	KsColdParse(run->name, run->def->id, hash, id, data, len, &parts);
+	KsKeyDeserialize(kt, parts.key, parts.keylen, run->name, keys, nulls);
 	if (KsKeyHash(kt, keys, nulls) != hash)
 		KsCheckpointCorrupted(run->name, "A cold key stored under hash %u hashes to %u.",
 							  hash, KsKeyHash(kt, keys, nulls));
@@ -369,8 +344,8 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 le
 	if (found && !(e->flags & KS_KEY_EVICTED))
 		return false;
 	e->flags &= ~(KS_KEY_EXPIRED | KS_KEY_EVICTED);
-	KsAggDeserializeStates(run->rt, e->states, &e->replay, states, statelen, run->name);
-	e->touched = touched;
+	KsAggDeserializeStates(run->rt, e->states, &e->replay, parts.states, parts.statelen, run->name);
+	e->touched = parts.touched;
 	e->cold_id = id;
 	e->flags |= KS_KEY_COLD_CURRENT;
 	/* its view row is built again by the step's publish, with its cold row's id */

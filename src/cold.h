@@ -151,6 +151,26 @@ KsColdMaybe(KsAggRun *run, uint32 hash)
  */
 extern int64 KsColdReload(KsAggRun *run, const uint32 *hashes, int n);
 
+/* The parts of a cold row's data (pointers into it). */
+typedef struct KsColdParts
+{
+	TimestampTz touched;
+	const char *key;
+	uint32		keylen;
+	const char *states;
+	uint32		statelen;
+	const char *row;			/* NULL when HAVING hides the key */
+	uint32		rowlen;
+} KsColdParts;
+
+/*
+ * Check a cold row's data (length, CRC over the row, format, every length)
+ * and split it into its parts; damage raises KsCheckpointCorrupted for
+ * aggregation `aggname`.  The view row itself is not checked here.
+ */
+extern void KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id,
+						const char *data, uint32 len, KsColdParts *parts);
+
 /* --- readers (coldread.c) --- */
 
 /* A scan of an aggregation's cold rows (opaque). */

@@ -119,6 +119,37 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 	return cs;
 }
 
+/* Check a cold row and split it into its parts (see cold.h). */
+void
+KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id,
+			const char *data, uint32 len, KsColdParts *parts)
+{
+	KsReader	r;
+	pg_crc32c	stored;
+	pg_crc32c	computed;
+
+	if (len < KS_COLD_HEADER)
+		KsCheckpointCorrupted(aggname, "A cold key has %u bytes, fewer than its header.", len);
+	memcpy(&stored, data + KS_COLD_CRC_AT, sizeof(stored));
+	computed = KsColdCrc(aggid, hash, id, data, len);
+	if (!EQ_CRC32C(stored, computed))
+		KsCheckpointCorrupted(aggname,
+							  "The CRC-32C of cold key " UINT64_FORMAT " is %08X, but its row gives %08X.",
+							  id, stored, computed);
+	if ((uint8) data[KS_COLD_FORMAT_AT] != KS_STATE_FORMAT)
+		KsCheckpointCorrupted(aggname, "A cold key has format %d, but this version of keyedstate reads %d.",
+							  (uint8) data[KS_COLD_FORMAT_AT], KS_STATE_FORMAT);
+	memcpy(&parts->touched, data + KS_COLD_FORMAT_AT + 1, sizeof(TimestampTz));
+	KsReaderInit(&r, data + KS_COLD_HEADER, len - KS_COLD_HEADER, aggname);
+	parts->key = KsReadBytes(&r, &parts->keylen, "a key");
+	parts->states = KsReadBytes(&r, &parts->statelen, "the transition states of a key");
+	parts->row = KsReadBytes(&r, &parts->rowlen, "a published row");
+	if (KsReaderLeft(&r) != 0)
+		KsCheckpointCorrupted(aggname, "A cold key has %zu bytes after its row.", KsReaderLeft(&r));
+	if (parts->rowlen == 0)
+		parts->row = NULL;
+}
+
 /*
  * The view row of one cold row, copied into the scan's row memory, or NULL
  * when HAVING hides the key.  Every byte is checked first.
@@ -126,37 +157,15 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 static MinimalTuple
 KsColdRow(KsColdScan *cs, uint32 hash, uint64 id, const char *data, uint32 len)
 {
-	KsReader	r;
-	pg_crc32c	stored;
-	pg_crc32c	computed;
-	uint32		klen;
-	uint32		statelen;
-	uint32		rowlen;
-	const char *row;
+	KsColdParts parts;
 	MinimalTuple copy;
 
-	if (len < KS_COLD_HEADER)
-		KsCheckpointCorrupted(cs->aggname, "A cold key has %u bytes, fewer than its header.", len);
-	memcpy(&stored, data + KS_COLD_CRC_AT, sizeof(stored));
-	computed = KsColdCrc(cs->aggid, hash, id, data, len);
-	if (!EQ_CRC32C(stored, computed))
-		KsCheckpointCorrupted(cs->aggname,
-							  "The CRC-32C of cold key " UINT64_FORMAT " is %08X, but its row gives %08X.",
-							  id, stored, computed);
-	if ((uint8) data[KS_COLD_FORMAT_AT] != KS_STATE_FORMAT)
-		KsCheckpointCorrupted(cs->aggname, "A cold key has format %d, but this version of keyedstate reads %d.",
-							  (uint8) data[KS_COLD_FORMAT_AT], KS_STATE_FORMAT);
-	KsReaderInit(&r, data + KS_COLD_HEADER, len - KS_COLD_HEADER, cs->aggname);
-	(void) KsReadBytes(&r, &klen, "a key");
-	(void) KsReadBytes(&r, &statelen, "the transition states of a key");
-	row = KsReadBytes(&r, &rowlen, "a published row");
-	if (KsReaderLeft(&r) != 0)
-		KsCheckpointCorrupted(cs->aggname, "A cold key has %zu bytes after its row.", KsReaderLeft(&r));
-	if (rowlen == 0)
+	KsColdParse(cs->aggname, cs->aggid, hash, id, data, len, &parts);
+	if (parts.row == NULL)
 		return NULL;
-	KsCheckStoredRow(cs->aggname, cs->viewdesc, row, rowlen);
-	copy = palloc(rowlen);
-	memcpy(copy, row, rowlen);
+	KsCheckStoredRow(cs->aggname, cs->viewdesc, parts.row, parts.rowlen);
+	copy = palloc(parts.rowlen);
+	memcpy(copy, parts.row, parts.rowlen);
 	return copy;
 }
 

@@ -433,6 +433,17 @@ KsRunUnload(KsAggRun *run)
 	run->expire_running = false;
 	run->recovered_expired = 0;
 	run->garbage_states = 0;
+	/* the memory budget's state (evict.h, cold.h); the filters were in loadcxt */
+	run->cold_filter = NULL;
+	run->cold_filter_mask = 0;
+	run->cold_building = NULL;
+	run->memory_budget = 0;
+	run->evict_target = 0;
+	run->evict_hand = 0;
+	run->evict_stalled = false;
+	run->budget_checked = 0;
+	run->used_checked = 0;
+	run->used_over = false;
 	run->loaded = false;
 }
 

@@ -128,16 +128,6 @@ KsRunLoad(KsAggRun *run)
 	 * the published one, the view keeps showing the last good state (after
 	 * a resume) or waits (after a crash).
 	 */
-	run->cold_filter = NULL;	/* it was in the old loadcxt */
-	run->cold_filter_mask = 0;
-	run->cold_building = NULL;
-	run->memory_budget = 0;
-	run->evict_target = 0;
-	run->evict_hand = 0;
-	run->evict_stalled = false;
-	run->budget_checked = 0;
-	run->used_checked = 0;
-	run->used_over = false;
 	run->building = KsStoreCreate(KsGetDsa(), run->name);
 	run->building_bytes = 0;
 	run->building_visible = 0;
