@@ -88,7 +88,7 @@ KsEvictBudget(KsAggRun *run)
 
 /* Whether keys should be evicted now (see evict.h). */
 bool
-KsEvictDue(KsAggRun *run, bool far)
+KsEvictDue(KsAggRun *run)
 {
 	int64		used;
 	TimestampTz now = GetCurrentTimestamp();
@@ -102,8 +102,7 @@ KsEvictDue(KsAggRun *run, bool far)
 	if (run->memory_budget <= 0 || run->evict_stalled)
 		return false;
 	if (run->evict_target > 0)
-		return (int64) run->kt->nentries >
-			(far ? 2 * run->evict_target : run->evict_target + run->evict_target / 20);
+		return (int64) run->kt->nentries > run->evict_target + run->evict_target / 20;
 	if (KsEvictMemoryBound(run) <= run->memory_budget)
 		return false;
 	/* measuring what is in use walks the free lists: at most every 100 ms */

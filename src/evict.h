@@ -21,10 +21,11 @@
  * checkpoint capture sets the target to the keys in memory scaled to
  * KS_EVICT_LOW_WATER of the budget by the memory in use now, and evicts the
  * keys above it.  A capture is requested as soon as the keys exceed the
- * target by 5%, and a step stops reading when they are twice the target
- * (before there is a target: when the memory in use exceeds the budget)
- * and no checkpoint is being written, unless the last capture found no
- * victim (every key changed since the clock passed it).  The evicting
+ * target by 5% (before there is a target: when the memory in use exceeds
+ * the budget), unless the last capture found no victim (every key changed
+ * since the clock passed it).  Steps do not stop reading for it: stopping
+ * at twice the target made consumption crawl under churn (012's sync timed
+ * out).  The evicting
  * checkpoint is written in slices like any other, so memory overshoots by
  * what is read while it is written.  The target starts
  * afresh when the budget changes.
@@ -54,11 +55,8 @@ extern int64 KsEvictMemoryUsed(KsAggRun *run);
 /* The aggregation's budget now, in bytes (0: none); sets run->memory_budget. */
 extern int64 KsEvictBudget(KsAggRun *run);
 
-/*
- * Whether the state exceeds its budget and keys should be evicted now; with
- * `far`, whether it exceeds it so far that reading should wait for that.
- */
-extern bool KsEvictDue(KsAggRun *run, bool far);
+/* Whether the state exceeds its budget and keys should be evicted now. */
+extern bool KsEvictDue(KsAggRun *run);
 
 /*
  * At a checkpoint capture of epoch `epoch` (its list taken): flag the

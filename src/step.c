@@ -199,9 +199,7 @@ KsApplyRow(TupleTableSlot *slot, void *arg)
  * Whether the step should stop reading: it has read for its budget, or
  * publishing the keys it changed would already take long (slow final
  * functions) -- a step must end well within the step timeout -- or the
- * state is far over its memory budget and no checkpoint is being written
- * (the next one evicts, evict.h), or
- * the worker is leaving.
+ * worker is leaving.
  */
 static bool
 KsRunBudgetSpent(void *arg)
@@ -210,8 +208,7 @@ KsRunBudgetSpent(void *arg)
 
 	return KsRunTerminating() ||
 		GetCurrentTimestamp() >= run->step_budget_end ||
-		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0 ||
-		(run->ckpt == NULL && KsEvictDue(run, true));
+		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0;
 }
 
 /*
@@ -253,7 +250,7 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 	if (requested)
 		return true;
 	/* over the memory budget: a capture evicts (evict.h) */
-	if (KsEvictDue(run, false))
+	if (KsEvictDue(run))
 		return true;
 	if (run->kt->nckpt == 0 && run->consumed == run->checkpointed)
 		return false;
