@@ -18,6 +18,7 @@ OBJS = \
 	src/definition.o \
 	src/catalog.o \
 	src/source.o \
+	src/sourcetree.o \
 	src/offsets.o \
 	src/publish.o \
 	src/expire.o \

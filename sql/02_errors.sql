@@ -63,7 +63,18 @@ CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
 CREATE FOREIGN TABLE foreign_src (id bigint, k int) SERVER files OPTIONS (filename '/dev/null');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM foreign_src GROUP BY k');
 DROP EXTENSION file_fdw CASCADE;
+-- a partitioned table needs an offset index, and partitions that follow its sequence
 CREATE TABLE part_src (id bigserial, k int) PARTITION BY RANGE (id);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM part_src GROUP BY k');
+CREATE INDEX ON part_src (id);
+CREATE TABLE part_own (id bigserial, k int);
+ALTER TABLE part_src ATTACH PARTITION part_own FOR VALUES FROM (1) TO (1000);
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM part_src GROUP BY k');
+ALTER TABLE part_own ALTER COLUMN id SET DEFAULT nextval('part_src_id_seq');
+CREATE TABLE part_noindex (id bigint NOT NULL DEFAULT nextval('part_src_id_seq'), k int);
+DROP INDEX part_src_id_idx;
+ALTER TABLE part_src ATTACH PARTITION part_noindex FOR VALUES FROM (1000) TO (2000);
+CREATE INDEX ON ONLY part_src (id);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM part_src GROUP BY k');
 CREATE TABLE parent_src (id bigserial PRIMARY KEY, k int);
 CREATE TABLE child_src () INHERITS (parent_src);

@@ -301,7 +301,7 @@ KsCreateSource(KsCreateState *cs)
 
 	rel = table_open(cs->info.source_relid, AccessShareLock);
 	cs->offset_attnum = KsSourceOffsetColumn(rel, cs->offset_column, &cs->seqoid);
-	KsSourceCheckIndex(rel, cs->offset_attnum);
+	KsSourceCheckIndex(rel, cs->offset_attnum, cs->seqoid);
 	table_close(rel, AccessShareLock);
 	cs->start_offset = KsSourceStartOffset(cs->seqoid);
 	if (strcmp(cs->start_from, "now") == 0)
@@ -419,7 +419,10 @@ KsCreateObjects(KsCreateState *cs)
 					   viewname, KsColumnNames(cs->info.viewdesc), livename));
 	KsExecute(psprintf("ALTER VIEW %s OWNER TO %s", viewname,
 					   quote_identifier(GetUserNameFromId(cs->userid, false))));
-	KsExecute(psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
+	KsExecute(psprintf(get_rel_relkind(cs->info.source_relid) == RELKIND_PARTITIONED_TABLE ?
+					   "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW "
+					   "EXECUTE FUNCTION keyedstate.wake()" :
+					   "CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
 					   "EXECUTE FUNCTION keyedstate.wake()",
 					   quote_identifier(psprintf(KS_WAKE_TRIGGER_FMT, cs->id)), sourcename));
 	KsExecute(psprintf("CREATE TRIGGER %s BEFORE TRUNCATE ON %s FOR EACH STATEMENT "

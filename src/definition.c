@@ -348,11 +348,11 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 	info->source_relid = rte->relid;
 	relkind = get_rel_relkind(rte->relid);
 	persistence = get_rel_persistence(rte->relid);
-	if (relkind != RELKIND_RELATION)
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not an ordinary table", get_rel_name(rte->relid)),
-				 errdetail("keyedstate aggregations consume ordinary tables only, not views, materialized views, foreign or partitioned tables.")));
+				 errmsg("\"%s\" is not a table", get_rel_name(rte->relid)),
+				 errdetail("keyedstate aggregations consume ordinary and partitioned tables only, not views, materialized views or foreign tables.")));
 	if (persistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -364,7 +364,7 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 				 errmsg("cannot aggregate unlogged table \"%s\"", get_rel_name(rte->relid)),
 				 errdetail("An unlogged table is emptied by a crash, which would leave the checkpointed state without its input rows.")));
 
-	if (find_inheritance_children(rte->relid, NoLock) != NIL)
+	if (relkind == RELKIND_RELATION && find_inheritance_children(rte->relid, NoLock) != NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot aggregate table \"%s\" because it has inheritance children",

@@ -12,26 +12,36 @@
  * COMMIT PREPARED; the relcache invalidation every definition change sends
  * (catalog.c) makes the worker reload then.
  *
+ * The utility hook also guards the partition trees of sources: what it
+ * checks, and why, is in source.h.  Only commands naming a partition, or
+ * attaching to a table, pay for a look at keyedstate.aggregation.
+ *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
 
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
+#include "storage/lmgr.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "catalog.h"
 #include "hooks.h"
 #include "settings.h"
 #include "shmem.h"
+#include "source.h"
 
 PG_FUNCTION_INFO_V1(keyedstate_wake);
 
@@ -116,7 +126,10 @@ KsInterruptAtOnce(int32 aggid)
 }
 
 /*
- * keyedstate.wake(): AFTER INSERT statement trigger on every source table.
+ * keyedstate.wake(): AFTER INSERT statement trigger on every source table
+ * (BEFORE INSERT row trigger on a partitioned one, which PostgreSQL clones
+ * into every partition, so that inserts straight into a partition wake
+ * the worker too).
  * It only flags the transaction; the worker's latch is set at commit, when
  * the rows are visible, so the cost for writers is one flag per statement.
  */
@@ -132,6 +145,9 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 		KsEnsureXactCallback();
 		ks_wake_pending = true;
 	}
+	/* on a partitioned source it is a row trigger, so that it fires in every partition */
+	if (TRIGGER_FIRED_FOR_ROW(((TriggerData *) fcinfo->context)->tg_event))
+		return PointerGetDatum(((TriggerData *) fcinfo->context)->tg_trigtuple);
 	return PointerGetDatum(NULL);
 }
 
@@ -193,7 +209,172 @@ KsBeforeDropDatabase(DropdbStmt *stmt)
 	KsDatabaseDropping(dboid);
 }
 
-/* ProcessUtility hook: DROP EXTENSION keyedstate, DROP DATABASE. */
+/*
+ * The aggregations whose source is one of relids (a partition's parent
+ * and its ancestors), in cxt; NIL where keyedstate is not installed.
+ */
+static List *
+KsAggregationsOver(List *relids, MemoryContext cxt)
+{
+	KsCatalogAccess acc;
+	List	   *all;
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	if (!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
+		return NIL;
+	KsCatalogOpen(&acc);
+	all = KsLoadDefinitions(cxt);
+	KsCatalogClose(&acc);
+	foreach(lc, all)
+	{
+		KsAggDef   *def = (KsAggDef *) lfirst(lc);
+
+		if (list_member_oid(relids, def->source_oid))
+			result = lappend(result, def);
+	}
+	return result;
+}
+
+/* A table and the tables it is a partition of, nearest first. */
+static List *
+KsSelfAndAncestors(Oid relid)
+{
+	List	   *rels = list_make1_oid(relid);
+
+	if (get_rel_relispartition(relid))
+		rels = list_concat(rels, get_partition_ancestors(relid));
+	return rels;
+}
+
+/*
+ * DROP TABLE, TRUNCATE or DETACH PARTITION of a partition of a source:
+ * lock it as the command will, then refuse if it holds rows not yet
+ * checkpointed (source.h).  parent is locked first, as the command does.
+ */
+static void
+KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what)
+{
+	MemoryContext cxt;
+	List	   *aggs;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || !get_rel_relispartition(relid))
+		return;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate partition check",
+								ALLOCSET_DEFAULT_SIZES);
+	aggs = KsAggregationsOver(get_partition_ancestors(relid), cxt);
+	if (aggs != NIL)
+	{
+		if (parentlock != NoLock)
+			LockRelationOid(get_partition_parent(relid, true), parentlock);
+		LockRelationOid(relid, AccessExclusiveLock);
+	}
+	foreach(lc, aggs)
+	{
+		KsAggDef   *def = (KsAggDef *) lfirst(lc);
+
+		KsSourceCheckRemove(relid, def->source_oid, def->offset_attnum,
+							def->checkpointed_offset, what, KsAggName(def->view_oid));
+	}
+	MemoryContextDelete(cxt);
+}
+
+/* ATTACH and DETACH PARTITION under a source (see source.h). */
+static void
+KsBeforeAlterTable(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+		PartitionCmd *pc;
+		Oid			parent;
+		Oid			part;
+
+		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition)
+			continue;
+		pc = (PartitionCmd *) cmd->def;
+		parent = RangeVarGetRelid(stmt->relation, NoLock, true);
+		part = RangeVarGetRelid(pc->name, NoLock, true);
+		if (!OidIsValid(parent) || !OidIsValid(part))
+			continue;
+		if (cmd->subtype == AT_DetachPartition)
+		{
+			if (pc->concurrent && get_rel_relispartition(part))
+			{
+				MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+														  "keyedstate partition check",
+														  ALLOCSET_DEFAULT_SIZES);
+
+				if (KsAggregationsOver(get_partition_ancestors(part), cxt) != NIL)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("cannot detach partition \"%s\" concurrently", get_rel_name(part)),
+							 errdetail("keyedstate aggregations consume table \"%s\", and rows written into a partition during a concurrent detach could be lost.",
+									   get_rel_name(parent)),
+							 errhint("Use DETACH PARTITION without CONCURRENTLY.")));
+				MemoryContextDelete(cxt);
+			}
+			else
+				KsBeforeRemovePartition(part, AccessExclusiveLock, "detach");
+		}
+		else
+		{
+			MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+													  "keyedstate partition check",
+													  ALLOCSET_DEFAULT_SIZES);
+			List	   *aggs = KsAggregationsOver(KsSelfAndAncestors(parent), cxt);
+			ListCell   *alc;
+
+			if (aggs != NIL)
+			{
+				/* the locks ATTACH PARTITION takes, in its order */
+				LockRelationOid(parent, ShareUpdateExclusiveLock);
+				LockRelationOid(part, AccessExclusiveLock);
+			}
+			foreach(alc, aggs)
+			{
+				KsAggDef   *def = (KsAggDef *) lfirst(alc);
+
+				KsSourceCheckAttach(part, parent, def->source_oid, def->offset_attnum,
+									def->sequence_oid, KsAggName(def->view_oid));
+			}
+			MemoryContextDelete(cxt);
+		}
+	}
+}
+
+/* DROP TABLE of partitions of sources. */
+static void
+KsBeforeDropTables(DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+
+		KsBeforeRemovePartition(RangeVarGetRelid(rv, NoLock, true), AccessExclusiveLock, "drop");
+	}
+}
+
+/* TRUNCATE of partitions of sources (the sources themselves refuse it by trigger). */
+static void
+KsBeforeTruncate(TruncateStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->relations)
+		KsBeforeRemovePartition(RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true),
+								NoLock, "truncate");
+}
+
+/*
+ * ProcessUtility hook: DROP EXTENSION keyedstate, DROP DATABASE, and the
+ * commands that change the partitions of a source.
+ */
 static void
 KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				 ProcessUtilityContext context, ParamListInfo params,
@@ -205,6 +386,13 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		KsBeforeDropExtension((DropStmt *) parsetree);
 	else if (IsA(parsetree, DropdbStmt))
 		KsBeforeDropDatabase((DropdbStmt *) parsetree);
+	else if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
+		KsBeforeDropTables((DropStmt *) parsetree);
+	else if (IsA(parsetree, TruncateStmt))
+		KsBeforeTruncate((TruncateStmt *) parsetree);
+	else if (IsA(parsetree, AlterTableStmt) &&
+			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
+		KsBeforeAlterTable((AlterTableStmt *) parsetree);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,

@@ -11,8 +11,8 @@
  *
  * The source is split by concern; each part has its own header (the SQL
  * API's parts share hooks.h; shmem.h covers dbslots.c and progress.c,
- * store.h storewrite.c and storeread.c, source.h offsets.c, lookup.h
- * lookupexec.c, cold.h coldread.c):
+ * store.h storewrite.c and storeread.c, source.h offsets.c and
+ * sourcetree.c, lookup.h lookupexec.c, cold.h coldread.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
@@ -29,6 +29,7 @@
  *	definition	analysing an aggregation's query: contents, layout, settings
  *	catalog		keyedstate.aggregation and its access bracket
  *	source		which rows are consumed: frontier, step checks, batches
+ *	sourcetree	the tables read: a source or its partitions, and their changes
  *	offsets		the offset column and its sequence, where consumption starts
  *	run			an aggregation's run: life cycle, identity, time bound
  *	step		one step of one aggregation

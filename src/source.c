@@ -11,11 +11,11 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/nbtree.h"
 #include "access/relscan.h"
 #include "access/twophase.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/tupconvert.h"
 #include "access/xact.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
@@ -38,24 +38,9 @@
 
 #include "source.h"
 
-static void KsFindOffsetIndex(KsSource *src, Relation heap, bool running);
-
 /* Rows read between two checks for interrupts, and for the end of the step. */
 #define KS_READ_CHECK_EVERY		1024
 #define KS_READ_STOP_EVERY		64
-
-/* Refuse an offset column that no usable btree index leads with (see source.h). */
-void
-KsSourceCheckIndex(Relation rel, AttrNumber attnum)
-{
-	KsSource	src;
-
-	memset(&src, 0, sizeof(src));
-	src.relid = RelationGetRelid(rel);
-	src.offset_attnum = attnum;
-	src.offset_type = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
-	KsFindOffsetIndex(&src, rel, false);
-}
 
 /* Set up a source (see source.h). */
 void
@@ -78,6 +63,7 @@ KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
 	f->target = consumed;
 	f->maxwaits = MaxBackends + max_prepared_xacts + 1;
 	f->waits = MemoryContextAlloc(cxt, sizeof(VirtualTransactionId) * f->maxwaits);
+	src->leafcxt = AllocSetContextCreate(cxt, "keyedstate source leaves", ALLOCSET_SMALL_SIZES);
 
 	KsSourceCompile(src, info, cxt);
 }
@@ -117,57 +103,6 @@ KsSourceCompile(KsSource *src, KsQueryInfo *info, MemoryContext cxt)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/*
- * Find the btree index the reader scans: valid, without predicate or
- * expressions, led by the offset column, whose operator family compares
- * the column with int8 bounds.
- */
-static void
-KsFindOffsetIndex(KsSource *src, Relation heap, bool running)
-{
-	ListCell   *lc;
-
-	src->indexoid = InvalidOid;
-	foreach(lc, RelationGetIndexList(heap))
-	{
-		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
-		bool		ok = idx->rd_rel->relam == BTREE_AM_OID &&
-			idx->rd_index->indisvalid &&
-			idx->rd_index->indkey.values[0] == src->offset_attnum &&
-			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
-			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
-
-		if (ok)
-		{
-			Oid			family = idx->rd_opfamily[0];
-			Oid			gt = get_opfamily_member(family, src->offset_type, INT8OID,
-												 BTGreaterStrategyNumber);
-			Oid			le = get_opfamily_member(family, src->offset_type, INT8OID,
-												 BTLessEqualStrategyNumber);
-
-			if (OidIsValid(gt) && OidIsValid(le))
-			{
-				src->indexoid = RelationGetRelid(idx);
-				src->gt_proc = get_opcode(gt);
-				src->le_proc = get_opcode(le);
-				src->indexcoll = idx->rd_indcollation[0];
-			}
-		}
-		index_close(idx, AccessShareLock);
-		if (OidIsValid(src->indexoid))
-			break;
-	}
-	if (!OidIsValid(src->indexoid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("offset column \"%s\" of table \"%s\" has no index",
-						get_attname(src->relid, src->offset_attnum, false),
-						RelationGetRelationName(heap)),
-				 running ?
-				 errhint("Create a btree index on it, or make it the primary key, then call keyedstate.resume().") :
-				 errhint("Create a btree index on it, or make it the primary key.")));
-}
-
 /* Lock the table and its sequence for this step, without waiting. */
 bool
 KsSourceLock(Oid relid, Oid seqoid)
@@ -183,7 +118,7 @@ KsSourceLock(Oid relid, Oid seqoid)
 void
 KsSourceCheck(KsSource *src)
 {
-	Relation	heap;
+	char		relkind = get_rel_relkind(src->relid);
 
 	(void) ExecCheckRTPerms(src->rtable, true);
 	if (check_enable_rls(src->relid, InvalidOid, false) == RLS_ENABLED)
@@ -192,17 +127,23 @@ KsSourceCheck(KsSource *src)
 				 errmsg("row-level security is enabled on table \"%s\"", get_rel_name(src->relid)),
 				 errdetail("Aggregation %s reads every row of its table, which its owner may not.", src->aggname),
 				 errhint("Only an owner who bypasses row-level security can aggregate such a table.")));
-	if (has_subclass(src->relid) && find_inheritance_children(src->relid, NoLock) != NIL)
+	if (relkind != RELKIND_PARTITIONED_TABLE && has_subclass(src->relid) &&
+		find_inheritance_children(src->relid, NoLock) != NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("table \"%s\" has inheritance children", get_rel_name(src->relid)),
 				 errdetail("Rows inserted into a child are not ordered with the parent's offsets, so aggregation %s could not consume them exactly.",
 						   src->aggname)));
+	/* a table attached to a partitioned table since the load is in a tree too */
+	src->tree = relkind == RELKIND_PARTITIONED_TABLE || get_rel_relispartition(src->relid);
 	if (src->stale)
 	{
-		heap = table_open(src->relid, NoLock);
-		KsFindOffsetIndex(src, heap, true);
-		table_close(heap, NoLock);
+		/* set up again by the next batch */
+		MemoryContextReset(src->leafcxt);
+		src->leaves = NULL;
+		src->nleaves = 0;
+		if (!src->tree && !KsSourceFindLeaves(src))
+			elog(ERROR, "could not set up the source of aggregation %s", src->aggname);
 		src->stale = false;
 	}
 }
@@ -247,6 +188,9 @@ KsSourceAdvance(KsSource *src)
 	VirtualTransactionId *lockers;
 	int			nlockers;
 	int			i;
+	List	   *tree;
+	List	   *relids;
+	ListCell   *lc;
 
 	KsSourceReadSequence(src, &st);
 
@@ -278,17 +222,31 @@ KsSourceAdvance(KsSource *src)
 
 	/* read the high-water mark first, then who may still be writing below it */
 	f->target = hw;
-	SET_LOCKTAG_RELATION(tag, MyDatabaseId, src->relid);
-	lockers = GetLockConflicts(&tag, ShareLock, &nlockers);
 	f->nwaits = 0;
-	for (i = 0; VirtualTransactionIdIsValid(lockers[i]); i++)
+	tree = KsSourceTreeRelids(src);
+	relids = tree != NIL ? tree : list_make1_oid(src->relid);
+	foreach(lc, relids)
 	{
-		if (KsLockerIsVacuum(lockers[i]))
-			continue;
-		Assert(f->nwaits < f->maxwaits);
-		f->waits[f->nwaits++] = lockers[i];
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
+		lockers = GetLockConflicts(&tag, ShareLock, &nlockers);
+		for (i = 0; VirtualTransactionIdIsValid(lockers[i]); i++)
+		{
+			int			j;
+
+			if (KsLockerIsVacuum(lockers[i]))
+				continue;
+			/* one transaction may lock several tables of the tree */
+			for (j = 0; j < f->nwaits; j++)
+				if (VirtualTransactionIdEquals(f->waits[j], lockers[i]))
+					break;
+			if (j < f->nwaits)
+				continue;
+			Assert(f->nwaits < f->maxwaits);
+			f->waits[f->nwaits++] = lockers[i];
+		}
+		pfree(lockers);
 	}
-	pfree(lockers);
+	list_free(relids);
 
 	if (f->nwaits == 0)
 		f->safe = hw;
@@ -300,64 +258,100 @@ KsSourceAdvance(KsSource *src)
 	return f->safe;
 }
 
-/* The offset of a source row, whatever the integer type of its column. */
-static inline int64
-KsRowOffset(KsSource *src, TupleTableSlot *slot)
+/* One leaf's scan in a batch, at its next row. */
+typedef struct KsLeafScan
 {
-	bool		isnull;
-	Datum		d = slot_getattr(slot, src->offset_attnum, &isnull);
+	KsLeaf	   *leaf;
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		offset;			/* of the row in slot */
+} KsLeafScan;
 
-	if (isnull)
-		return PG_INT64_MIN;	/* never within (lo, hi] of an index scan */
-	switch (src->offset_type)
-	{
-		case INT2OID:
-			return DatumGetInt16(d);
-		case INT4OID:
-			return DatumGetInt32(d);
-		default:
-			return DatumGetInt64(d);
-	}
+/* End a leaf's scan. */
+static void
+KsLeafScanEnd(KsLeafScan *ls)
+{
+	index_endscan(ls->scan);
+	ExecDropSingleTupleTableSlot(ls->slot);
+	index_close(ls->index, AccessShareLock);
+	table_close(ls->heap, NoLock);
 }
 
-/* Read a batch of rows (see source.h). */
+/* Move a leaf's scan to its next row; false (and ended) when there is none. */
+static bool
+KsLeafScanNext(KsSource *src, KsLeafScan *ls)
+{
+	if (index_getnext_slot(ls->scan, ForwardScanDirection, ls->slot))
+	{
+		ls->offset = KsLeafRowOffset(src->offset_type, ls->leaf->offset_attnum, ls->slot);
+		return true;
+	}
+	KsLeafScanEnd(ls);
+	return false;
+}
+
+/*
+ * Read a batch of rows (see source.h): every leaf's offset index from lo
+ * to hi, merged in offset order (a plain table is its one leaf).
+ */
 int64
 KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 			 KsReadStop stop, KsRowCallback cb, void *arg, int64 *cur_offset,
 			 uint64 *nrows)
 {
-	Relation	heap;
-	Relation	index;
 	Snapshot	snapshot;
-	IndexScanDesc scan;
-	ScanKeyData keys[2];
-	TupleTableSlot *slot;
+	KsLeafScan *active;
+	int			nactive = 0;
 	ExprContext *econtext = src->econtext;
 	uint64		nread = 0;
 	int64		last = lo;
 	bool		exhausted = true;
+	int			i;
 
 	*nrows = 0;
 	if (hi <= lo)
+		return lo;
+	if (!KsSourceFindLeaves(src))
 		return lo;
 
 	/* a snapshot taken now, after the frontier moved: every safe row is in it */
 	snapshot = RegisterSnapshot(GetTransactionSnapshot());
 	PushActiveSnapshot(snapshot);
-	heap = table_open(src->relid, NoLock);
-	index = index_open(src->indexoid, AccessShareLock);
-	slot = table_slot_create(heap, NULL);
 
-	ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, INT8OID,
-						   src->indexcoll, src->gt_proc, Int64GetDatum(lo));
-	ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, INT8OID,
-						   src->indexcoll, src->le_proc, Int64GetDatum(hi));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, keys, 2, NULL, 0);
-
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	active = palloc(sizeof(KsLeafScan) * Max(src->nleaves, 1));
+	for (i = 0; i < src->nleaves; i++)
 	{
-		int64		offset = KsRowOffset(src, slot);
+		KsLeaf	   *leaf = &src->leaves[i];
+		KsLeafScan *ls = &active[nactive];
+		ScanKeyData keys[2];
+
+		ls->leaf = leaf;
+		ls->heap = table_open(leaf->relid, NoLock);
+		ls->index = index_open(leaf->indexoid, AccessShareLock);
+		ls->slot = table_slot_create(ls->heap, NULL);
+		ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, INT8OID,
+							   leaf->indexcoll, leaf->gt_proc, Int64GetDatum(lo));
+		ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, INT8OID,
+							   leaf->indexcoll, leaf->le_proc, Int64GetDatum(hi));
+		ls->scan = index_beginscan(ls->heap, ls->index, snapshot, 2, 0);
+		index_rescan(ls->scan, keys, 2, NULL, 0);
+		if (KsLeafScanNext(src, ls))
+			nactive++;
+	}
+
+	while (nactive > 0)
+	{
+		KsLeafScan *ls = &active[0];
+		int64		offset;
+		TupleTableSlot *row;
+
+		/* the leaf at the smallest offset (usually the only one with rows) */
+		for (i = 1; i < nactive; i++)
+			if (active[i].offset < ls->offset)
+				ls = &active[i];
+		offset = ls->offset;
 
 		if ((nread % KS_READ_CHECK_EVERY) == 0)
 			KsCheckInterrupts();
@@ -372,7 +366,10 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 		nread++;
 		last = offset;
 		*cur_offset = offset;
-		econtext->ecxt_scantuple = slot;
+		row = ls->slot;
+		if (ls->leaf->map != NULL)
+			row = execute_attr_map_slot(ls->leaf->map, row, ls->leaf->srcslot);
+		econtext->ecxt_scantuple = row;
 		if (src->where == NULL || ExecQual(src->where, econtext))
 		{
 			TupleTableSlot *input = ExecProject(src->proj);
@@ -383,13 +380,15 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 			(*nrows)++;
 		}
 		ResetExprContext(econtext);
+		if (!KsLeafScanNext(src, ls))
+			*ls = active[--nactive];
 	}
 
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, NoLock);
+	for (i = 0; i < nactive; i++)
+		KsLeafScanEnd(&active[i]);
+	pfree(active);
 	PopActiveSnapshot();
 	UnregisterSnapshot(snapshot);
 	return exhausted ? hi : last;
 }
+

@@ -22,6 +22,24 @@
  * would hand out offsets at or below what was consumed, and fails the
  * aggregation instead of silently losing rows.
  *
+ * Partitioned sources.  A partitioned table (or a partition, or any table
+ * in a partition tree) is one source: its leaf partitions share the
+ * offset column's sequence through the column default PARTITION OF
+ * copies.  A writer inserting through a parent locks the parent before
+ * the default runs, and one inserting straight into a partition locks the
+ * partition; so the frontier lists the lockers of every table of the tree
+ * that a row of the source can be inserted through: the source's
+ * ancestors, itself and all its descendants, read from the catalog after
+ * the high-water mark (a partition attached before that mark was read is
+ * in the list, and an ATTACH still running locks the parent, so it is
+ * waited for like a writer).  A batch reads every leaf's offset index
+ * and merges them in offset order, converting each leaf's rows to the
+ * source's columns.  What the tree may not change under the aggregation
+ * (a table attached with rows the frontier may already have passed, a
+ * partition dropped, detached or truncated with rows not yet
+ * checkpointed) is refused by the utility hook (hooks.c, through
+ * KsSourceCheckAttach and KsSourceCheckRemove below).
+ *
  * Reading.  A batch reads the rows with offsets in (lo, hi] through the
  * offset column's btree index, in offset order, with a fresh snapshot
  * taken after the frontier moved.  It stops after about `limit` rows, but
@@ -39,6 +57,8 @@
 #define KS_SOURCE_H
 
 #include "definition.h"
+
+#include "catalog/pg_type.h"
 
 #include "executor/tuptable.h"
 #include "nodes/execnodes.h"
@@ -74,6 +94,26 @@ typedef void (*KsRowCallback) (TupleTableSlot *slot, void *arg);
 /* Asked every few rows whether the batch should end early (time is up). */
 typedef bool (*KsReadStop) (void *arg);
 
+/*
+ * A table whose rows are read: the source itself, or one of its leaf
+ * partitions.
+ */
+typedef struct KsLeaf
+{
+	Oid			relid;
+	AttrNumber	offset_attnum;	/* in the leaf */
+
+	/* its offset index, and the comparison functions against int8 bounds */
+	Oid			indexoid;
+	RegProcedure gt_proc;
+	RegProcedure le_proc;
+	Oid			indexcoll;
+
+	/* the leaf's columns as the source's, NULL when they are the same */
+	struct AttrMap *map;
+	TupleTableSlot *srcslot;	/* the converted row */
+} KsLeaf;
+
 typedef struct KsSource
 {
 	Oid			relid;
@@ -83,11 +123,15 @@ typedef struct KsSource
 	const char *aggname;		/* for messages */
 	List	   *rtable;			/* the query's, for privilege checks */
 
-	/* the index read, and its comparison functions against int8 bounds */
-	Oid			indexoid;
-	RegProcedure gt_proc;
-	RegProcedure le_proc;
-	Oid			indexcoll;
+	/*
+	 * The tables read: the source alone, or its leaf partitions (found
+	 * again at each batch of a partitioned source, in leafcxt).
+	 */
+	bool		tree;			/* in a partition tree */
+	KsLeaf	   *leaves;
+	int			nleaves;
+	MemoryContext leafcxt;
+	bool		leaf_busy;		/* the last batch found a partition locked */
 
 	/* compiled from the analysed query (KsSourceCompile) */
 	ExprContext *econtext;
@@ -155,8 +199,68 @@ extern int64 KsSourceStartOffset(Oid seqoid);
  */
 extern AttrNumber KsSourceOffsetColumn(Relation rel, const char *colname, Oid *seqoid);
 
-/* Refuse an offset column that no usable btree index leads with. */
-extern void KsSourceCheckIndex(Relation rel, AttrNumber attnum);
+/*
+ * Refuse an offset column that no usable btree index leads with, in the
+ * table or in any of its leaf partitions (whose column must also be filled
+ * from seqoid, or not at all).
+ */
+extern void KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid);
+
+/* --- inside the source reader (source.c, sourcetree.c) --- */
+
+/*
+ * Find the leaves a batch reads: the source alone, or its leaf partitions
+ * as the catalog lists them now, each locked without waiting.  False, with
+ * src->leaf_busy set, if one is locked by someone else (a DROP or TRUNCATE
+ * of it): the batch then reads nothing.
+ */
+extern bool KsSourceFindLeaves(KsSource *src);
+
+/*
+ * The tables a writer of the source's rows may lock instead of the source
+ * (its ancestors, itself and all its descendants), as the catalog lists
+ * them now; NIL for a table in no partition tree.
+ */
+extern List *KsSourceTreeRelids(KsSource *src);
+
+/* The offset of a row of a leaf, whatever the integer type of its column. */
+static inline int64
+KsLeafRowOffset(Oid offset_type, AttrNumber attnum, TupleTableSlot *slot)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, attnum, &isnull);
+
+	if (isnull)
+		return PG_INT64_MIN;	/* never within (lo, hi] of an index scan */
+	switch (offset_type)
+	{
+		case INT2OID:
+			return DatumGetInt16(d);
+		case INT4OID:
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
+	}
+}
+
+/*
+ * ATTACH PARTITION of table `partrelid` to `parentrelid`, which is in the
+ * tree of the source of an aggregation whose offsets come from `seqoid`:
+ * refuse it if the table holds rows the frontier may already have passed
+ * (offsets at or below what the sequence has handed out).  The caller
+ * holds the locks the ATTACH takes.
+ */
+extern void KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid,
+								AttrNumber src_attnum, Oid seqoid, const char *aggname);
+
+/*
+ * DROP, DETACH or TRUNCATE of partition `partrelid` of the source: refuse
+ * it if the partition holds rows above `checkpointed` (not yet in a
+ * committed checkpoint, so a crash would need them again).  The caller
+ * holds the partition's AccessExclusiveLock.
+ */
+extern void KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attnum,
+								int64 checkpointed, const char *what, const char *aggname);
 
 /*
  * Read the source's sequence at a step, and check that it can still be

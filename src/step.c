@@ -380,6 +380,9 @@ KsRunStep(KsAggRun *run, long *timeout)
 					run->applied = KsRunBatch(run, run->applied, safe, &progress);
 					batches++;
 					KsCheckInterrupts();
+					/* a partition is locked by a DROP or TRUNCATE: later */
+					if (run->source.leaf_busy)
+						break;
 				}
 				KsExpireStep(run, GetCurrentTimestamp(), timeout);
 				/* a slice of the cold filter being built (cold.h) */
@@ -399,7 +402,9 @@ KsRunStep(KsAggRun *run, long *timeout)
 						run->publish_us_per_key = (run->publish_us_per_key +
 												   (double) (GetCurrentTimestamp() - started) / nkeys) / 2;
 				}
-				if (run->consumed < safe)
+				if (run->source.leaf_busy)
+					*timeout = Min(*timeout, 100);
+				else if (run->consumed < safe)
 					*timeout = 0;
 				else if (run->source.frontier.nwaits > 0)
 					*timeout = Min(*timeout, 10);

@@ -1,0 +1,471 @@
+/*-------------------------------------------------------------------------
+ *
+ * sourcetree.c
+ *	  The source reader's tables: the source or its leaf partitions, their
+ *	  offset indexes, the tree the frontier watches, and the checks of
+ *	  commands that change a source's partitions.  Part of the source
+ *	  reader; see source.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/attmap.h"
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/tupconvert.h"
+#include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "rewrite/rewriteHandler.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "source.h"
+
+
+/*
+ * Find the btree index the reader scans in a leaf: valid, without
+ * predicate or expressions, led by the offset column, whose operator
+ * family compares the column with int8 bounds.  False if there is none.
+ */
+static bool
+KsFindOffsetIndex(KsLeaf *leaf, Relation heap, Oid offset_type)
+{
+	ListCell   *lc;
+
+	leaf->indexoid = InvalidOid;
+	foreach(lc, RelationGetIndexList(heap))
+	{
+		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
+		bool		ok = idx->rd_rel->relam == BTREE_AM_OID &&
+			idx->rd_index->indisvalid &&
+			idx->rd_index->indkey.values[0] == leaf->offset_attnum &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
+
+		if (ok)
+		{
+			Oid			family = idx->rd_opfamily[0];
+			Oid			gt = get_opfamily_member(family, offset_type, INT8OID,
+												 BTGreaterStrategyNumber);
+			Oid			le = get_opfamily_member(family, offset_type, INT8OID,
+												 BTLessEqualStrategyNumber);
+
+			if (OidIsValid(gt) && OidIsValid(le))
+			{
+				leaf->indexoid = RelationGetRelid(idx);
+				leaf->gt_proc = get_opcode(gt);
+				leaf->le_proc = get_opcode(le);
+				leaf->indexcoll = idx->rd_indcollation[0];
+			}
+		}
+		index_close(idx, AccessShareLock);
+		if (OidIsValid(leaf->indexoid))
+			return true;
+	}
+	return false;
+}
+
+/* What nextval() calls an expression makes: of seqoid, and of others. */
+typedef struct KsNextvalSeen
+{
+	Oid			seqoid;
+	bool		ours;
+	bool		other;
+} KsNextvalSeen;
+
+/* Walker behind KsNextvalSeen. */
+static bool
+KsNextvalWalker(Node *node, KsNextvalSeen *seen)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
+	{
+		Node	   *arg = linitial(((FuncExpr *) node)->args);
+
+		if (IsA(arg, Const) && !((Const *) arg)->constisnull &&
+			DatumGetObjectId(((Const *) arg)->constvalue) == seen->seqoid)
+			seen->ours = true;
+		else
+			seen->other = true;
+	}
+	return expression_tree_walker(node, KsNextvalWalker, (void *) seen);
+}
+
+/*
+ * Check a partition's offset column: it must be filled from the source's
+ * sequence, or not at all (rows then come through a parent, or with
+ * explicit offsets, as in any source).  A partition filled from another
+ * sequence would hand out offsets the frontier never sees.
+ */
+static void
+KsCheckLeafDefault(Relation leaf, AttrNumber attnum, Oid seqoid, const char *aggname)
+{
+	Node	   *def = build_column_default(leaf, attnum);
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(leaf), attnum - 1);
+	KsNextvalSeen seen = {seqoid, false, false};
+
+	if (def != NULL)
+		(void) KsNextvalWalker(def, &seen);
+	if (att->attidentity != '\0' || (def != NULL && (!seen.ours || seen.other)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partition \"%s\" fills offset column \"%s\" from another source than sequence \"%s\"",
+						RelationGetRelationName(leaf), NameStr(att->attname), get_rel_name(seqoid)),
+				 aggname ?
+				 errdetail("Aggregation %s follows the offsets of sequence \"%s\"; rows inserted straight into this partition would get offsets it does not follow.",
+						   aggname, get_rel_name(seqoid)) : 0,
+				 errhint("Give the column the default of the partitioned table: ALTER TABLE %s ALTER COLUMN %s SET DEFAULT nextval('%s').",
+						 quote_identifier(RelationGetRelationName(leaf)),
+						 quote_identifier(NameStr(att->attname)),
+						 get_rel_name(seqoid))));
+}
+
+/*
+ * Set up one leaf of a source: its offset column (found by name in a
+ * partition, whose columns may be numbered differently), its offset
+ * index, and the map of its columns to the source's.  Allocates in the
+ * current memory context.
+ */
+static void
+KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool running)
+{
+	memset(leaf, 0, sizeof(KsLeaf));
+	leaf->relid = RelationGetRelid(heap);
+	if (heap == source)
+		leaf->offset_attnum = src->offset_attnum;
+	else
+	{
+		char	   *attname = get_attname(src->relid, src->offset_attnum, false);
+
+		if (heap->rd_rel->relkind == RELKIND_FOREIGN_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("partition \"%s\" of table \"%s\" is a foreign table",
+							RelationGetRelationName(heap), RelationGetRelationName(source)),
+					 errdetail("keyedstate reads its partitions through their offset indexes, which a foreign table does not have.")));
+		leaf->offset_attnum = get_attnum(leaf->relid, attname);
+		if (leaf->offset_attnum == InvalidAttrNumber)
+			elog(ERROR, "partition \"%s\" has no column \"%s\"",
+				 RelationGetRelationName(heap), attname);
+		KsCheckLeafDefault(heap, leaf->offset_attnum, src->seqoid, src->aggname);
+		leaf->map = build_attrmap_by_name_if_req(RelationGetDescr(source),
+												 RelationGetDescr(heap));
+		if (leaf->map != NULL)
+			/* a copy: a slot pins a relation's own descriptor to the transaction */
+			leaf->srcslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(source)),
+													 &TTSOpsVirtual);
+	}
+	if (!KsFindOffsetIndex(leaf, heap, src->offset_type))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 heap == source ?
+				 errmsg("offset column \"%s\" of table \"%s\" has no index",
+						get_attname(leaf->relid, leaf->offset_attnum, false),
+						RelationGetRelationName(heap)) :
+				 errmsg("offset column \"%s\" of partition \"%s\" has no index",
+						get_attname(leaf->relid, leaf->offset_attnum, false),
+						RelationGetRelationName(heap)),
+				 running ?
+				 errhint("Create a btree index on it, or make it the primary key, then call keyedstate.resume().") :
+				 errhint("Create a btree index on it, or make it the primary key.")));
+}
+
+/* The leaf partitions of a partitioned source, in the catalog now. */
+static List *
+KsSourceLeafOids(Oid relid)
+{
+	List	   *all = find_all_inheritors(relid, NoLock, NULL);
+	List	   *leaves = NIL;
+	ListCell   *lc;
+
+	foreach(lc, all)
+	{
+		char		relkind = get_rel_relkind(lfirst_oid(lc));
+
+		if (relkind != RELKIND_PARTITIONED_TABLE && relkind != '\0')
+			leaves = lappend_oid(leaves, lfirst_oid(lc));
+	}
+	list_free(all);
+	return leaves;
+}
+
+/* Refuse an offset column that no usable btree index leads with (see source.h). */
+void
+KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid)
+{
+	KsSource	src;
+	KsLeaf		leaf;
+	List	   *oids;
+	ListCell   *lc;
+
+	memset(&src, 0, sizeof(src));
+	src.relid = RelationGetRelid(rel);
+	src.offset_attnum = attnum;
+	src.offset_type = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+	src.seqoid = seqoid;
+	/* a partitioned table's own index gives every new partition one */
+	KsLeafSetup(&src, &leaf, rel, rel, false);
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		return;
+	oids = find_all_inheritors(src.relid, AccessShareLock, NULL);
+	foreach(lc, oids)
+	{
+		Relation	heap;
+
+		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_TABLE)
+			continue;
+		heap = table_open(lfirst_oid(lc), NoLock);
+		KsLeafSetup(&src, &leaf, heap, rel, false);
+		table_close(heap, NoLock);
+	}
+}
+
+/*
+ * Find the leaves a batch reads: the source alone (once per load), or its
+ * leaf partitions as the catalog lists them now, each locked without
+ * waiting.  False, with src->leaf_busy set, if one is locked by someone
+ * else (a DROP or TRUNCATE of it): the batch then reads nothing.
+ */
+bool
+KsSourceFindLeaves(KsSource *src)
+{
+	List	   *oids;
+	ListCell   *lc;
+	Relation	source;
+	int			i;
+	bool		same;
+
+	src->leaf_busy = false;
+	if (!src->tree)
+	{
+		if (src->nleaves == 1 && src->leaves[0].relid == src->relid)
+			return true;
+		oids = list_make1_oid(src->relid);
+	}
+	else
+		oids = KsSourceLeafOids(src->relid);
+
+	foreach(lc, oids)
+	{
+		Oid			oid = lfirst_oid(lc);
+
+		if (oid == src->relid)
+			continue;			/* locked for the step */
+		if (!ConditionalLockRelationOid(oid, AccessShareLock))
+		{
+			src->leaf_busy = true;
+			return false;
+		}
+	}
+	/* partitions dropped before we locked them are gone from a fresh list */
+	if (src->tree)
+	{
+		InvalidateCatalogSnapshot();
+		oids = KsSourceLeafOids(src->relid);
+	}
+
+	same = list_length(oids) == src->nleaves;
+	i = 0;
+	foreach(lc, oids)
+	{
+		if (!same || src->leaves[i++].relid != lfirst_oid(lc))
+			same = false;
+	}
+	if (same)
+		return true;
+
+	/* the partitions changed: set them up again */
+	MemoryContextReset(src->leafcxt);
+	src->leaves = MemoryContextAllocZero(src->leafcxt, sizeof(KsLeaf) * Max(list_length(oids), 1));
+	src->nleaves = 0;
+	source = table_open(src->relid, NoLock);
+	foreach(lc, oids)
+	{
+		MemoryContext oldcxt;
+		Relation	heap = source;
+
+		if (lfirst_oid(lc) != src->relid)
+		{
+			heap = try_table_open(lfirst_oid(lc), NoLock);
+			if (heap == NULL)
+				continue;		/* dropped meanwhile */
+		}
+		oldcxt = MemoryContextSwitchTo(src->leafcxt);
+		KsLeafSetup(src, &src->leaves[src->nleaves], heap, source, true);
+		MemoryContextSwitchTo(oldcxt);
+		src->nleaves++;
+		if (heap != source)
+			table_close(heap, NoLock);
+	}
+	table_close(source, NoLock);
+	return true;
+}
+
+/*
+ * The tables writers of the source's rows may lock instead of the source:
+ * its ancestors, and all its descendants (see the banner of source.h).
+ * NIL for a table that is in no partition tree.
+ */
+List *
+KsSourceTreeRelids(KsSource *src)
+{
+	List	   *rels;
+
+	if (!src->tree)
+		return NIL;
+	/* what the catalog says now, after the high-water mark was read */
+	AcceptInvalidationMessages();
+	InvalidateCatalogSnapshot();
+	rels = find_all_inheritors(src->relid, NoLock, NULL);
+	if (get_rel_relispartition(src->relid))
+		rels = list_concat(rels, get_partition_ancestors(src->relid));
+	return rels;
+}
+
+/*
+ * Whether a table (or any leaf under it) holds a row whose offset column,
+ * found by name, lies in [lo, hi].  Reads the offset index where there is
+ * one, else the whole table.  The caller holds a lock on it that keeps
+ * writers out.
+ */
+static bool
+KsTableHasOffsetIn(Oid relid, const char *attname, Oid offset_type, int64 lo, int64 hi)
+{
+	List	   *oids = find_all_inheritors(relid, AccessShareLock, NULL);
+	ListCell   *lc;
+	bool		found = false;
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	foreach(lc, oids)
+	{
+		Relation	heap;
+		KsLeaf		leaf;
+		TupleTableSlot *slot;
+		if (found || get_rel_relkind(lfirst_oid(lc)) != RELKIND_RELATION)
+			continue;
+		heap = table_open(lfirst_oid(lc), NoLock);
+		memset(&leaf, 0, sizeof(leaf));
+		leaf.offset_attnum = get_attnum(lfirst_oid(lc), attname);
+		if (leaf.offset_attnum == InvalidAttrNumber ||
+			TupleDescAttr(RelationGetDescr(heap), leaf.offset_attnum - 1)->atttypid != offset_type)
+		{
+			table_close(heap, NoLock);
+			continue;			/* the command itself will refuse it */
+		}
+		slot = table_slot_create(heap, NULL);
+		if (KsFindOffsetIndex(&leaf, heap, offset_type))
+		{
+			Relation	index = index_open(leaf.indexoid, AccessShareLock);
+			IndexScanDesc scan;
+			ScanKeyData keys[2];
+
+			/* (lo - 1, hi]: lo is never the smallest bigint here */
+			ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, INT8OID,
+								   leaf.indexcoll, leaf.gt_proc, Int64GetDatum(lo - 1));
+			ScanKeyEntryInitialize(&keys[1], 0, 1, BTLessEqualStrategyNumber, INT8OID,
+								   leaf.indexcoll, leaf.le_proc, Int64GetDatum(hi));
+			scan = index_beginscan(heap, index, snapshot, 2, 0);
+			index_rescan(scan, keys, 2, NULL, 0);
+			found = index_getnext_slot(scan, ForwardScanDirection, slot);
+			index_endscan(scan);
+			index_close(index, AccessShareLock);
+		}
+		else
+		{
+			TableScanDesc scan = table_beginscan(heap, snapshot, 0, NULL);
+			uint64		n = 0;
+
+			while (!found && table_scan_getnextslot(scan, ForwardScanDirection, slot))
+			{
+				int64		offset = KsLeafRowOffset(offset_type, leaf.offset_attnum, slot);
+
+				found = offset != PG_INT64_MIN && offset >= lo && offset <= hi;
+				if ((++n % 1024) == 0)
+					CHECK_FOR_INTERRUPTS();
+			}
+			table_endscan(scan);
+		}
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(heap, NoLock);
+	}
+	UnregisterSnapshot(snapshot);
+	list_free(oids);
+	return found;
+}
+
+/* Refuse to attach a table holding rows the frontier may have passed (see source.h). */
+void
+KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src_attnum,
+					Oid seqoid, const char *aggname)
+{
+	char	   *attname = get_attname(sourceid, src_attnum, false);
+	Oid			offset_type = get_atttype(sourceid, src_attnum);
+	List	   *oids = find_all_inheritors(partrelid, AccessShareLock, NULL);
+	ListCell   *lc;
+	int64		handed_out;
+
+	/* its partitions must follow the source's sequence, as any partition */
+	foreach(lc, oids)
+	{
+		Relation	heap;
+		AttrNumber	attnum;
+
+		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_TABLE)
+			continue;
+		heap = table_open(lfirst_oid(lc), NoLock);
+		attnum = get_attnum(lfirst_oid(lc), attname);
+		if (attnum != InvalidAttrNumber)
+			KsCheckLeafDefault(heap, attnum, seqoid, aggname);
+		table_close(heap, NoLock);
+	}
+
+	/*
+	 * The frontier of the aggregation never lies above what the sequence
+	 * has handed out; rows at or below that may be behind it already.
+	 */
+	if (!KsSequenceLastValue(seqoid, &handed_out, false))
+		return;
+	if (KsTableHasOffsetIn(partrelid, attname, offset_type, PG_INT64_MIN + 1, handed_out))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot attach table \"%s\" as a partition of \"%s\"",
+						get_rel_name(partrelid), get_rel_name(parentrelid)),
+				 errdetail("It holds rows with offsets that aggregation %s may already have consumed past, so they would never be aggregated.",
+						   aggname),
+				 errhint("Attach the table empty and insert its rows afterwards, or give them offsets from nextval('%s').",
+						 get_rel_name(seqoid))));
+}
+
+/* Refuse to remove a partition holding rows not checkpointed yet (see source.h). */
+void
+KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attnum, int64 checkpointed,
+					const char *what, const char *aggname)
+{
+	char	   *attname = get_attname(sourceid, src_attnum, false);
+	Oid			offset_type = get_atttype(sourceid, src_attnum);
+
+	if (KsTableHasOffsetIn(partrelid, attname, offset_type, checkpointed + 1, PG_INT64_MAX))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot %s partition \"%s\" of table \"%s\"", what,
+						get_rel_name(partrelid), get_rel_name(sourceid)),
+				 errdetail("It holds rows that aggregation %s has not yet consumed and checkpointed; they would be lost.",
+						   aggname),
+				 errhint("Call keyedstate.sync('%s') and then keyedstate.checkpoint('%s') first.",
+						 aggname, aggname)));
+}

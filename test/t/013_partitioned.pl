@@ -1,0 +1,185 @@
+# Partitioned sources: rows inserted through the partitioned table and
+# straight into partitions (two levels deep, columns in another order),
+# by concurrent writers committing out of offset order, are consumed
+# exactly and in offset order; a writer that locks only a partition holds
+# the frontier back.  Partitions created, attached, detached, truncated
+# and dropped while the aggregation runs: what would lose or skip rows is
+# refused with a clear error, and a fully checkpointed partition can be
+# dropped (the aggregate keeps its rows).  A kill -9 during writes, and a
+# restart, stay exact.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = ks_node('partitioned', "max_connections = 40\n");
+my $db = 'postgres';
+
+$node->safe_psql($db, q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial, ts timestamptz NOT NULL, dev int NOT NULL, v numeric NOT NULL)
+	PARTITION BY RANGE (ts);
+CREATE INDEX ON ev (id);
+CREATE TABLE ev_jan PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+CREATE TABLE ev_feb PARTITION OF ev FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+-- a second level: March split by device
+CREATE TABLE ev_mar PARTITION OF ev FOR VALUES FROM ('2026-03-01') TO ('2026-04-01')
+	PARTITION BY HASH (dev);
+CREATE TABLE ev_mar_0 PARTITION OF ev_mar FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+-- columns in another order than the partitioned table's, attached empty
+CREATE TABLE ev_mar_1 (v numeric NOT NULL, dev int NOT NULL, ts timestamptz NOT NULL,
+	id bigint NOT NULL DEFAULT nextval('ev_id_seq'));
+ALTER TABLE ev_mar ATTACH PARTITION ev_mar_1 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+INSERT INTO ev (ts, dev, v)
+	SELECT '2026-01-01'::timestamptz + (i % 89) * interval '1 day', i % 20, i FROM generate_series(1, 3000) i;
+SELECT keyedstate.create_aggregation('per_dev',
+	'SELECT dev, count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi, avg(v) AS mean
+	   FROM ev GROUP BY dev');
+SELECT keyedstate.create_aggregation('in_order',
+	'SELECT dev % 5 AS g, count(*) AS n, string_agg(id::text, '','') AS ids FROM ev GROUP BY dev % 5');
+});
+
+# the archive keeps the rows of partitions dropped later, for the oracle
+$node->safe_psql($db, 'CREATE TABLE archive (LIKE ev)');
+my $rows = '(SELECT id, ts, dev, v FROM ev UNION ALL SELECT id, ts, dev, v FROM archive) r';
+my %oracle = (
+	per_dev => "SELECT dev, count(*), sum(v), min(v), max(v), avg(v) FROM $rows GROUP BY dev",
+	in_order => "SELECT dev % 5, count(*), string_agg(id::text, ',' ORDER BY id) FROM $rows GROUP BY dev % 5",
+);
+
+# both views equal their oracles
+sub exact
+{
+	my ($what) = @_;
+	ks_sync_all($node, $db);
+	for my $name (sort keys %oracle)
+	{
+		is(ks_mismatches($node, $db, "SELECT * FROM $name", $oracle{$name}), '0',
+			"$name equals the GROUP BY oracle $what");
+	}
+}
+
+exact('after the initial rows');
+
+# writers through the parent and straight into leaves, some slow to commit
+my $month = q{('2026-01-01'::timestamptz + (random() * 88)::int * interval '1 day')};
+my %scripts = (
+	'parent.sql' => qq{INSERT INTO ev (ts, dev, v) SELECT $month, (random() * 19)::int, g FROM generate_series(1, 10) g;},
+	'jan.sql' => q{INSERT INTO ev_jan (ts, dev, v) VALUES ('2026-01-05', (random() * 19)::int, 1);},
+	'feb_slow.sql' => qq{BEGIN;\nINSERT INTO ev_feb (ts, dev, v) VALUES ('2026-02-07', (random() * 19)::int, 2);\nSELECT pg_sleep(random() * 0.05);\nCOMMIT;},
+	'mar_leaf.sql' => q{INSERT INTO ev_mar_1 (ts, dev, v) VALUES ('2026-03-03', 2 * (random() * 9)::int + 1, 3);},
+	'mar_mid.sql' => qq{BEGIN;\nINSERT INTO ev_mar (ts, dev, v) SELECT '2026-03-09', (random() * 19)::int, g FROM generate_series(1, 5) g;\nSELECT pg_sleep(random() * 0.02);\nCOMMIT;},
+	'rollback.sql' => qq{BEGIN;\nINSERT INTO ev_jan (ts, dev, v) VALUES ('2026-01-09', 999, 9);\nROLLBACK;},
+);
+my @files = map { ('-f', ks_script($node, $_, "$scripts{$_}\n")) } sort keys %scripts;
+
+# a transaction that writes only into a partition stays open meanwhile
+my $open = $node->background_psql($db);
+$open->query_safe('BEGIN');
+$open->query_safe("INSERT INTO ev_feb (ts, dev, v) VALUES ('2026-02-11', 7, 100000)");
+my $open_pid = $open->query_safe('SELECT pg_backend_pid()');
+
+my ($h, $out) = ks_pgbench($node, $db, '-c', '8', '-j', '2', '-T', '15', @files);
+ok(ks_wait_for($node, $db,
+	"SELECT state = 'waiting' AND waiting_pid = $open_pid FROM keyedstate.status WHERE name = 'per_dev'",
+	$PostgreSQL::Test::Utils::timeout_default),
+	'a writer that locks only a partition holds the frontier back');
+
+# (a writer into a partition holds AccessShareLock on its parents, to read
+# the partition bounds: it commits before CREATE TABLE ... PARTITION OF)
+$open->query_safe('COMMIT');
+$open->quit;
+
+# a partition created while the writers run
+$node->safe_psql($db, q{CREATE TABLE ev_apr PARTITION OF ev FOR VALUES FROM ('2026-04-01') TO ('2026-05-01')});
+$node->safe_psql($db, q{INSERT INTO ev_apr (ts, dev, v) SELECT '2026-04-02', i % 20, i FROM generate_series(1, 500) i});
+$h->finish;
+like($$out, qr/number of transactions actually processed/, 'pgbench ran');
+exact('after concurrent writers through the parent and into partitions');
+is($node->safe_psql($db, 'SELECT hi FROM per_dev WHERE dev = 7'), '100000',
+	'the long-open partition writer is counted once');
+is($node->safe_psql($db, 'SELECT count(*) FROM per_dev WHERE dev = 999'), '0',
+	'rolled back rows are not counted');
+
+# attaching: refused with rows the frontier may have passed, accepted empty
+$node->safe_psql($db, q{
+CREATE TABLE ev_may (LIKE ev INCLUDING DEFAULTS);
+INSERT INTO ev_may (ts, dev, v) VALUES ('2026-05-02', 3, 5);
+});
+my ($ret, $stdout, $stderr) = $node->psql($db,
+	q{ALTER TABLE ev ATTACH PARTITION ev_may FOR VALUES FROM ('2026-05-01') TO ('2026-06-01')});
+like($stderr, qr/cannot attach table "ev_may" as a partition of "ev".*may already have consumed past/s,
+	'attaching a table with old offsets is refused');
+$node->safe_psql($db, q{
+CREATE SEQUENCE other_seq;
+CREATE TABLE ev_jun (LIKE ev);
+ALTER TABLE ev_jun ALTER COLUMN id SET DEFAULT nextval('other_seq');
+});
+($ret, $stdout, $stderr) = $node->psql($db,
+	q{ALTER TABLE ev ATTACH PARTITION ev_jun FOR VALUES FROM ('2026-06-01') TO ('2026-07-01')});
+like($stderr, qr/partition "ev_jun" fills offset column "id" from another source than sequence "ev_id_seq"/,
+	'attaching a table filled from another sequence is refused');
+$node->safe_psql($db, q{
+DELETE FROM ev_may;
+ALTER TABLE ev ATTACH PARTITION ev_may FOR VALUES FROM ('2026-05-01') TO ('2026-06-01');
+INSERT INTO ev_may (ts, dev, v) SELECT '2026-05-03', i % 20, i FROM generate_series(1, 200) i;
+INSERT INTO ev (ts, dev, v) SELECT '2026-05-04', i % 20, i FROM generate_series(1, 200) i;
+});
+exact('after creating and attaching partitions while running');
+
+# a kill -9 while writers go on through the parent and into partitions
+($h, $out) = ks_pgbench($node, $db, '-c', '4', '-j', '2', '-T', '8', @files);
+ks_wait_for($node, $db, "SELECT bool_and(last_checkpoint_keys > 0) FROM keyedstate.status")
+  or die 'no checkpoint';
+sleep(2);    # load duration: the kill lands while the writers run
+ks_kill_worker($node, $db);
+$h->finish;
+exact('after a kill -9 during writes');
+
+# removing partitions with rows not yet checkpointed is refused
+$node->safe_psql($db, q{SELECT keyedstate.pause('per_dev')});
+$node->safe_psql($db, q{
+INSERT INTO ev_jan (ts, dev, v) VALUES ('2026-01-20', 4, 4);
+INSERT INTO ev_mar (ts, dev, v) SELECT '2026-03-20', i, 4 FROM generate_series(1, 4) i;
+});
+for my $cmd ('DROP TABLE ev_jan', 'TRUNCATE ev_jan', 'ALTER TABLE ev DETACH PARTITION ev_jan',
+	'DROP TABLE ev_mar_0', 'TRUNCATE ev_mar')
+{
+	($ret, $stdout, $stderr) = $node->psql($db, $cmd);
+	like($stderr, qr/cannot (drop|truncate|detach) partition .*has not yet consumed and checkpointed.*keyedstate\.sync/s,
+		"$cmd with rows not yet checkpointed is refused");
+}
+($ret, $stdout, $stderr) = $node->psql($db, 'ALTER TABLE ev DETACH PARTITION ev_jan CONCURRENTLY');
+like($stderr, qr/cannot detach partition "ev_jan" concurrently/, 'a concurrent detach is refused');
+($ret, $stdout, $stderr) = $node->psql($db, 'TRUNCATE ev');
+like($stderr, qr/cannot truncate table "ev" because keyedstate aggregations consume it/,
+	'truncating the partitioned table is refused');
+
+# once consumed and checkpointed, old partitions go and the aggregate keeps their rows
+$node->safe_psql($db, q{SELECT keyedstate.resume('per_dev')});
+ks_sync_all($node, $db);
+$node->safe_psql($db, q{SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations});
+$node->safe_psql($db, q{
+INSERT INTO archive SELECT * FROM ev_jan;
+DROP TABLE ev_jan;
+INSERT INTO archive SELECT * FROM ev_mar_0;
+TRUNCATE ev_mar_0;
+INSERT INTO archive SELECT * FROM ev_apr;
+ALTER TABLE ev DETACH PARTITION ev_apr;
+INSERT INTO ev (ts, dev, v) SELECT '2026-02-04', i % 20, i FROM generate_series(1, 100) i;
+INSERT INTO ev_apr (ts, dev, v) VALUES ('2026-04-04', 1, 1);
+});
+exact('after dropping, truncating and detaching consumed partitions');
+
+# a restart reads the partitions from the checkpointed offset on
+$node->restart;
+$node->safe_psql($db, q{INSERT INTO ev (ts, dev, v) SELECT '2026-03-04', i % 20, i FROM generate_series(1, 100) i});
+exact('after a restart');
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.status WHERE state <> 'running' OR error IS NOT NULL}),
+	'0', 'both aggregations run, without error');
+
+$node->stop;
+done_testing();
