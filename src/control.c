@@ -126,9 +126,8 @@ KsForgetAggregation(int32 id)
 		{
 			Oid			trig;
 
-			trig = get_trigger_oid(source_oid, psprintf(KS_WAKE_TRIGGER_FMT, id), true);
-			if (OidIsValid(trig))
-				KsDropObject(TriggerRelationId, trig);
+			/* from the source and each of its partitions */
+			KsWakeTriggersDrop(id, source_oid);
 			trig = get_trigger_oid(source_oid, psprintf(KS_TRUNCATE_TRIGGER_FMT, id), true);
 			if (OidIsValid(trig))
 				KsDropObject(TriggerRelationId, trig);

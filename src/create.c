@@ -419,16 +419,16 @@ KsCreateObjects(KsCreateState *cs)
 					   viewname, KsColumnNames(cs->info.viewdesc), livename));
 	KsExecute(psprintf("ALTER VIEW %s OWNER TO %s", viewname,
 					   quote_identifier(GetUserNameFromId(cs->userid, false))));
-	KsExecute(psprintf(get_rel_relkind(cs->info.source_relid) == RELKIND_PARTITIONED_TABLE ?
-					   "CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH ROW "
-					   "EXECUTE FUNCTION keyedstate.wake()" :
-					   "CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
+	KsExecute(psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
 					   "EXECUTE FUNCTION keyedstate.wake()",
 					   quote_identifier(psprintf(KS_WAKE_TRIGGER_FMT, cs->id)), sourcename));
 	KsExecute(psprintf("CREATE TRIGGER %s BEFORE TRUNCATE ON %s FOR EACH STATEMENT "
 					   "EXECUTE FUNCTION keyedstate.refuse_truncate()",
 					   quote_identifier(psprintf(KS_TRUNCATE_TRIGGER_FMT, cs->id)), sourcename));
 	CommandCounterIncrement();
+	/* and on every partition, for rows inserted straight into it */
+	if (get_rel_relkind(cs->info.source_relid) == RELKIND_PARTITIONED_TABLE)
+		KsWakeTriggersAdd(cs->id, cs->info.source_relid);
 
 	cs->view_oid = get_relname_relid(cs->viewrv->relname, cs->nspid);
 	cs->live_oid = get_relname_relid(psprintf(KS_LIVE_TABLE_FMT, cs->id), get_namespace_oid(KS_SCHEMA, false));

@@ -26,6 +26,7 @@
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_trigger.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
@@ -34,6 +35,8 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
+#include "executor/spi.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -127,9 +130,7 @@ KsInterruptAtOnce(int32 aggid)
 
 /*
  * keyedstate.wake(): AFTER INSERT statement trigger on every source table
- * (BEFORE INSERT row trigger on a partitioned one, which PostgreSQL clones
- * into every partition, so that inserts straight into a partition wake
- * the worker too).
+ * (and every table of a partitioned source's tree: KsWakeTriggersAdd).
  * It only flags the transaction; the worker's latch is set at commit, when
  * the rows are visible, so the cost for writers is one flag per statement.
  */
@@ -145,9 +146,6 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 		KsEnsureXactCallback();
 		ks_wake_pending = true;
 	}
-	/* on a partitioned source it is a row trigger, so that it fires in every partition */
-	if (TRIGGER_FIRED_FOR_ROW(((TriggerData *) fcinfo->context)->tg_event))
-		return PointerGetDatum(((TriggerData *) fcinfo->context)->tg_trigtuple);
 	return PointerGetDatum(NULL);
 }
 
@@ -234,6 +232,64 @@ KsAggregationsOver(List *relids, MemoryContext cxt)
 			result = lappend(result, def);
 	}
 	return result;
+}
+
+/*
+ * Give every table of a partition tree (relid and all its descendants) the
+ * wake-up trigger of aggregation aggid, where it has none: a statement
+ * trigger of the partitioned table does not fire for rows inserted straight
+ * into a partition, and a row trigger (which PostgreSQL would clone into
+ * partitions) would cost every inserted row, and COPY its batching.  As the
+ * bootstrap superuser, like the clones PostgreSQL makes of a parent's row
+ * triggers without looking at the partitions' privileges.
+ */
+void
+KsWakeTriggersAdd(int32 aggid, Oid relid)
+{
+	List	   *rels = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
+	char	   *trigname = psprintf(KS_WAKE_TRIGGER_FMT, aggid);
+	KsCatalogAccess acc;
+	ListCell   *lc;
+
+	KsCatalogOpen(&acc);
+	foreach(lc, rels)
+	{
+		Oid			rel = lfirst_oid(lc);
+		char		relkind = get_rel_relkind(rel);
+		char	   *sql;
+
+		if ((relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE) ||
+			OidIsValid(get_trigger_oid(rel, trigname, true)))
+			continue;
+		sql = psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
+					   "EXECUTE FUNCTION keyedstate.wake()",
+					   quote_identifier(trigname),
+					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)),
+												  get_rel_name(rel)));
+		if (SPI_execute(sql, false, 0) < 0)
+			elog(ERROR, "keyedstate could not run \"%s\"", sql);
+	}
+	KsCatalogClose(&acc);
+}
+
+/* Remove aggregation aggid's wake-up trigger from every table of a tree. */
+void
+KsWakeTriggersDrop(int32 aggid, Oid relid)
+{
+	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
+	char	   *trigname = psprintf(KS_WAKE_TRIGGER_FMT, aggid);
+	ListCell   *lc;
+
+	foreach(lc, rels)
+	{
+		Oid			trig = get_trigger_oid(lfirst_oid(lc), trigname, true);
+		ObjectAddress addr;
+
+		if (!OidIsValid(trig))
+			continue;
+		ObjectAddressSet(addr, TriggerRelationId, trig);
+		performDeletion(&addr, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
+	}
 }
 
 /* A table and the tables it is a partition of, nearest first. */
@@ -372,6 +428,49 @@ KsBeforeTruncate(TruncateStmt *stmt)
 }
 
 /*
+ * A partition was added to (or detached from) parent: it gets (or loses)
+ * the wake-up triggers of the aggregations over parent's tree.
+ */
+static void
+KsAfterPartitionChange(Oid parent, Oid part, bool added)
+{
+	MemoryContext cxt;
+	ListCell   *lc;
+
+	if (!OidIsValid(parent) || !OidIsValid(part))
+		return;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate partition check",
+								ALLOCSET_DEFAULT_SIZES);
+	foreach(lc, KsAggregationsOver(KsSelfAndAncestors(parent), cxt))
+	{
+		KsAggDef   *def = (KsAggDef *) lfirst(lc);
+
+		if (added)
+			KsWakeTriggersAdd(def->id, part);
+		else
+			KsWakeTriggersDrop(def->id, part);
+	}
+	MemoryContextDelete(cxt);
+}
+
+/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused). */
+static void
+KsAfterAlterTable(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		if (cmd->subtype == AT_AttachPartition || cmd->subtype == AT_DetachPartition)
+			KsAfterPartitionChange(RangeVarGetRelid(stmt->relation, NoLock, true),
+								   RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
+								   cmd->subtype == AT_AttachPartition);
+	}
+}
+
+/*
  * ProcessUtility hook: DROP EXTENSION keyedstate, DROP DATABASE, and the
  * commands that change the partitions of a source.
  */
@@ -400,6 +499,17 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
+
+	if (IsA(parsetree, CreateStmt) && ((CreateStmt *) parsetree)->partbound != NULL)
+	{
+		Oid			relid = RangeVarGetRelid(((CreateStmt *) parsetree)->relation, NoLock, true);
+
+		if (OidIsValid(relid) && get_rel_relispartition(relid))
+			KsAfterPartitionChange(get_partition_parent(relid, true), relid, true);
+	}
+	else if (IsA(parsetree, AlterTableStmt) &&
+			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
+		KsAfterAlterTable((AlterTableStmt *) parsetree);
 }
 
 /* Install the utility hook. */

@@ -29,6 +29,13 @@ extern void KsRequestAtCommit(void);
 /* Stop the worker's current step of an aggregation (pause, drop, rebuild). */
 extern void KsInterruptAtOnce(int32 aggid);
 
+/*
+ * Put aggregation aggid's wake-up trigger on a table and all its
+ * partitions (where missing), or take it off them.
+ */
+extern void KsWakeTriggersAdd(int32 aggid, Oid relid);
+extern void KsWakeTriggersDrop(int32 aggid, Oid relid);
+
 /* Forget an aggregation whose view is gone (see control.c). */
 extern void KsForgetAggregation(int32 id);
 

@@ -15,7 +15,8 @@ use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = ks_node('partitioned', "max_connections = 40\n");
+# a long naptime: rows become visible quickly only if their insert woke the worker
+my $node = ks_node('partitioned', "max_connections = 40\nkeyedstate.naptime = 600000\n");
 my $db = 'postgres';
 
 $node->safe_psql($db, q{
@@ -130,6 +131,21 @@ INSERT INTO ev (ts, dev, v) SELECT '2026-05-04', i % 20, i FROM generate_series(
 });
 exact('after creating and attaching partitions while running');
 
+# partitions created or attached later wake the worker too (a statement
+# trigger of the partitioned table does not fire for them)
+for my $part ('ev_jan', 'ev_mar_1', 'ev_apr', 'ev_may', 'ev_mar')
+{
+	my $before = $node->safe_psql($db, 'SELECT sum(n) FROM per_dev');
+	$node->safe_psql($db, "INSERT INTO $part (ts, dev, v) SELECT ts, dev, v FROM $part LIMIT 1");
+	ok(ks_wait_for($node, $db, "SELECT sum(n) = $before + 1 FROM per_dev", 30),
+		"a row inserted straight into $part wakes the worker");
+}
+is($node->safe_psql($db, q{
+SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c
+ WHERE c.relname LIKE 'ev%' AND c.relkind IN ('r', 'p') AND (c.relispartition OR c.relname = 'ev')
+   AND (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname LIKE 'keyedstate_wake_%') <> 2}),
+	'', 'every table of the tree has the wake-up triggers');
+
 # a kill -9 while writers go on through the parent and into partitions
 ($h, $out) = ks_pgbench($node, $db, '-c', '4', '-j', '2', '-T', '8', @files);
 ks_wait_for($node, $db, "SELECT bool_and(last_checkpoint_keys > 0) FROM keyedstate.status")
@@ -173,6 +189,8 @@ INSERT INTO ev (ts, dev, v) SELECT '2026-02-04', i % 20, i FROM generate_series(
 INSERT INTO ev_apr (ts, dev, v) VALUES ('2026-04-04', 1, 1);
 });
 exact('after dropping, truncating and detaching consumed partitions');
+is($node->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ev_apr'::regclass AND NOT tgisinternal}),
+	'0', 'a detached partition loses the wake-up triggers');
 
 # a restart reads the partitions from the checkpointed offset on
 $node->restart;
