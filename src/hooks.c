@@ -304,6 +304,24 @@ KsSelfAndAncestors(Oid relid)
 }
 
 /*
+ * Whether the current user may run the command on a table at all.  Checked
+ * before anything is locked or read, as PostgreSQL does: a user who may
+ * not would otherwise queue an exclusive lock on someone else's table, or
+ * learn about its aggregations.  Without the right, the command itself
+ * fails with PostgreSQL's own error.
+ */
+static bool
+KsMayChange(Oid relid, const char *what)
+{
+	if (strcmp(what, "truncate") == 0)
+		return pg_class_aclcheck(relid, GetUserId(), ACL_TRUNCATE) == ACLCHECK_OK;
+	if (strcmp(what, "drop") == 0 &&
+		pg_namespace_ownercheck(get_rel_namespace(relid), GetUserId()))
+		return true;
+	return pg_class_ownercheck(relid, GetUserId());
+}
+
+/*
  * DROP TABLE, TRUNCATE or DETACH PARTITION of a partition of a source:
  * lock it as the command will, then refuse if it holds rows not yet
  * checkpointed (source.h).  parent is locked first, as the command does.
@@ -315,7 +333,7 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what)
 	List	   *aggs;
 	ListCell   *lc;
 
-	if (!OidIsValid(relid) || !get_rel_relispartition(relid))
+	if (!OidIsValid(relid) || !get_rel_relispartition(relid) || !KsMayChange(relid, what))
 		return;
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate partition check",
 								ALLOCSET_DEFAULT_SIZES);
@@ -354,7 +372,9 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 		pc = (PartitionCmd *) cmd->def;
 		parent = RangeVarGetRelid(stmt->relation, NoLock, true);
 		part = RangeVarGetRelid(pc->name, NoLock, true);
-		if (!OidIsValid(parent) || !OidIsValid(part))
+		/* ATTACH and DETACH need both tables' ownership */
+		if (!OidIsValid(parent) || !OidIsValid(part) ||
+			!KsMayChange(parent, "alter") || !KsMayChange(part, "alter"))
 			continue;
 		if (cmd->subtype == AT_DetachPartition)
 		{

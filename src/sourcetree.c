@@ -16,6 +16,7 @@
 #include "access/nbtree.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/transam.h"
 #include "access/tupconvert.h"
 #include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
@@ -38,8 +39,9 @@
 
 /*
  * Find the btree index the reader scans in a leaf: valid, without
- * predicate or expressions, led by the offset column, whose operator
- * family compares the column with int8 bounds.  False if there is none.
+ * predicate or expressions, led by the offset column, whose (built-in)
+ * operator family compares the column with int8 bounds.  False if there
+ * is none.
  */
 static bool
 KsFindOffsetIndex(KsLeaf *leaf, Relation heap, Oid offset_type)
@@ -56,6 +58,9 @@ KsFindOffsetIndex(KsLeaf *leaf, Relation heap, Oid offset_type)
 			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
 			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
 
+		/* only a built-in operator family: its functions are not user code */
+		if (ok && idx->rd_opfamily[0] >= FirstNormalObjectId)
+			ok = false;
 		if (ok)
 		{
 			Oid			family = idx->rd_opfamily[0];

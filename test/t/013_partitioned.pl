@@ -168,6 +168,23 @@ for my $cmd ('DROP TABLE ev_jan', 'TRUNCATE ev_jan', 'ALTER TABLE ev DETACH PART
 	like($stderr, qr/cannot (drop|truncate|detach) partition .*has not yet consumed and checkpointed.*keyedstate\.sync/s,
 		"$cmd with rows not yet checkpointed is refused");
 }
+# a role without rights on the partition gets PostgreSQL's own error, at
+# once: keyedstate neither locks the table first nor names its aggregations
+$node->safe_psql($db, 'CREATE ROLE intruder LOGIN');
+my $holder = $node->background_psql($db);
+$holder->query_safe('BEGIN');
+$holder->query_safe('LOCK ev_jan IN ACCESS SHARE MODE');
+for my $cmd ('DROP TABLE ev_jan', 'TRUNCATE ev_jan', 'ALTER TABLE ev DETACH PARTITION ev_jan')
+{
+	($ret, $stdout, $stderr) = $node->psql($db,
+		"SET ROLE intruder; SET lock_timeout = '5s'; $cmd");
+	like($stderr, qr/must be owner of table|permission denied for table/,
+		"$cmd by a role without rights fails with PostgreSQL's error, without waiting for a lock");
+	unlike($stderr, qr/per_dev|in_order/, '... and names no aggregation');
+}
+$holder->query_safe('COMMIT');
+$holder->quit;
+
 ($ret, $stdout, $stderr) = $node->psql($db, 'ALTER TABLE ev DETACH PARTITION ev_jan CONCURRENTLY');
 like($stderr, qr/cannot detach partition "ev_jan" concurrently/, 'a concurrent detach is refused');
 ($ret, $stdout, $stderr) = $node->psql($db, 'TRUNCATE ev');
