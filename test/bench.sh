@@ -9,6 +9,7 @@
 #   test/bench.sh                                  defaults below
 #   ROWS=1000000 KEYS=100000 REPEAT=1 test/bench.sh   a quicker run
 #   ONLY=budget BUDGET_KEYS=10000000 test/bench.sh   only the memory budget
+#   ONLY=partitioned test/bench.sh                  only partitioned sources
 #
 # Throughputs are medians of REPEAT runs.  Machines here are shared and
 # noisy: compare ratios measured in the same run, not absolute numbers.
@@ -33,7 +34,7 @@ VARIANT_ROWS=${VARIANT_ROWS:-3000000}	# rows of each variant
 BUDGET_KEYS=${BUDGET_KEYS:-10000000}	# keys of the memory-budget comparison
 BUDGET=${BUDGET:-128MB}				# its memory_limit
 STEADY_ROWS=${STEADY_ROWS:-1000000}	# rows of each steady-state measurement
-ONLY=${ONLY:-}						# "budget": only the memory-budget comparison
+ONLY=${ONLY:-}						# "budget" or "partitioned": only that comparison
 
 # --- timing and arithmetic ---------------------------------------------
 
@@ -589,6 +590,65 @@ bench_budget() {
 	budget_exact evb_cold "a restart"
 }
 
+# A fresh partitioned source $1 (id, k, v) with 12 partitions: by HASH (k),
+# so consecutive offsets land in different partitions (the reader merges 12
+# index scans all the time), or by RANGE (id) over $3 rows (one at a time).
+new_partitioned() {
+	local table=$1 how=$2 n=$3 i
+	ks_psql -c "DROP TABLE IF EXISTS $table CASCADE" >/dev/null 2>&1
+	if [ "$how" = hash ]; then
+		ks_query "CREATE TABLE $table (id bigserial, k int NOT NULL, v int NOT NULL) PARTITION BY HASH (k)" >/dev/null
+		for i in $(seq 0 11); do
+			ks_query "CREATE TABLE ${table}_$i PARTITION OF $table FOR VALUES WITH (MODULUS 12, REMAINDER $i)" >/dev/null
+		done
+	else
+		ks_query "CREATE TABLE $table (id bigserial, k int NOT NULL, v int NOT NULL) PARTITION BY RANGE (id)" >/dev/null
+		for i in $(seq 0 11); do
+			ks_query "CREATE TABLE ${table}_$i PARTITION OF $table FOR VALUES FROM ($((i * n / 12 + 1))) TO ($(((i + 1) * n / 12 + 1)))" >/dev/null
+		done
+		ks_query "CREATE TABLE ${table}_rest PARTITION OF $table DEFAULT" >/dev/null
+	fi
+	ks_query "CREATE INDEX ON $table (id)" >/dev/null
+}
+
+# COPY of $2 rows of file $3 into table $1 (appended: a source cannot be truncated): prints rows/s.
+copy_rate() {
+	rate "$2" "$(ks_time "COPY of $2 rows into $1" ks_query "COPY $1 (k, v) FROM '$3'")"
+}
+
+# Partitioned sources: the drain of a plain table against 12 partitions
+# (rows spread over all of them, or filling one after the other), and
+# what the wake-up triggers on every partition cost a COPY.
+bench_partitioned() {
+	local data="$KS_CLUSTER/part.csv" plain hash range cp_none cp_agg
+	echo
+	echo "== partitioned sources: $ROWS rows, $KEYS keys, medians of $REPEAT"
+	progress "generating $ROWS rows over $KEYS keys"
+	gen_data "$data" "$ROWS" "$KEYS"
+	load_table ev "$data"
+	plain=$(ks_median_of drain_once ev "$ROWS")
+	new_partitioned ev_hash hash "$ROWS"
+	ks_query "COPY ev_hash (k, v) FROM '$data'" >/dev/null
+	ks_query "VACUUM ANALYZE ev_hash" >/dev/null
+	hash=$(ks_median_of drain_once ev_hash "$ROWS")
+	new_partitioned ev_range range "$ROWS"
+	ks_query "COPY ev_range (k, v) FROM '$data'" >/dev/null
+	ks_query "VACUUM ANALYZE ev_range" >/dev/null
+	range=$(ks_median_of drain_once ev_range "$ROWS")
+	drop_aggregation ev_hash_stats
+	cp_none=$(ks_median_of copy_rate ev_hash "$ROWS" "$data")
+	ks_query "SELECT keyedstate.create_aggregation('ev_hash_stats', '$(agg_query ev_hash)', start_from => 'now')" >/dev/null
+	ks_query "SELECT keyedstate.pause('ev_hash_stats')" >/dev/null
+	cp_agg=$(ks_median_of copy_rate ev_hash "$ROWS" "$data")
+	printf '%-64s %12s %7s\n' "measure" "rows/s" "ratio"
+	printf '%-64s %12s %7s\n' "drain, plain table" "$plain" "1.00"
+	printf '%-64s %12s %7s\n' "drain, 12 hash partitions (every batch merges 12 scans)" "$hash" "$(ratio "$hash" "$plain")"
+	printf '%-64s %12s %7s\n' "drain, 12 range partitions on the offset (one after the other)" "$range" "$(ratio "$range" "$plain")"
+	printf '%-64s %12s %7s\n' "COPY into 12 hash partitions, no aggregation" "$cp_none" "1.00"
+	printf '%-64s %12s %7s\n' "COPY into 12 hash partitions, with its wake-up triggers" "$cp_agg" "$(ratio "$cp_agg" "$cp_none")"
+	drop_aggregation ev_hash_stats
+}
+
 # Drop aggregation $1.
 drop_aggregation() {
 	ks_query "SELECT keyedstate.drop_aggregation('$1')" >/dev/null
@@ -610,6 +670,11 @@ trap 'ks_cluster_destroy' EXIT
 if [ "$ONLY" = budget ]; then
 	ks_query "CREATE EXTENSION keyedstate" >/dev/null
 	bench_budget
+	exit 0
+fi
+if [ "$ONLY" = partitioned ]; then
+	ks_query "CREATE EXTENSION keyedstate" >/dev/null
+	bench_partitioned
 	exit 0
 fi
 
@@ -655,3 +720,6 @@ drop_aggregation "ev_${BIG_KEYS}_stats"
 
 # the memory budget at BUDGET_KEYS keys
 bench_budget
+
+# partitioned sources
+bench_partitioned
