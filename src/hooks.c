@@ -22,6 +22,7 @@
 
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "catalog/heap.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
@@ -436,15 +437,37 @@ KsBeforeDropTables(DropStmt *stmt)
 	}
 }
 
-/* TRUNCATE of partitions of sources (the sources themselves refuse it by trigger). */
+/*
+ * TRUNCATE of partitions of sources (the sources themselves refuse it by
+ * trigger), named or reached by CASCADE through foreign keys, as
+ * ExecuteTruncate finds them.
+ */
 static void
 KsBeforeTruncate(TruncateStmt *stmt)
 {
+	List	   *relids = NIL;
+	List	   *added;
 	ListCell   *lc;
 
 	foreach(lc, stmt->relations)
-		KsBeforeRemovePartition(RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true),
-								NoLock, "truncate");
+	{
+		Oid			relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+
+		if (OidIsValid(relid))
+			relids = list_append_unique_oid(relids, relid);
+	}
+	for (added = relids; stmt->behavior == DROP_CASCADE && added != NIL;)
+	{
+		List	   *more = NIL;
+
+		foreach(lc, heap_truncate_find_FKs(relids))
+			if (!list_member_oid(relids, lfirst_oid(lc)))
+				more = lappend_oid(more, lfirst_oid(lc));
+		relids = list_concat(relids, more);
+		added = more;
+	}
+	foreach(lc, relids)
+		KsBeforeRemovePartition(lfirst_oid(lc), NoLock, "truncate");
 }
 
 /*
@@ -466,7 +489,15 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 
 		if (added)
+		{
+			/* CREATE ... PARTITION OF (id DEFAULT ...) or a later SET DEFAULT */
+			KsSourceCheckDefaults(part, def->source_oid, def->offset_attnum,
+								  def->sequence_oid, KsAggName(def->view_oid));
+			/* an index ATTACH adopted (it takes a DESC one), a foreign table */
+			KsSourceCheckLeaves(part, def->source_oid, def->offset_attnum,
+								def->sequence_oid, KsAggName(def->view_oid));
 			KsWakeTriggersAdd(def->id, part);
+		}
 		else
 			KsWakeTriggersDrop(def->id, part);
 	}
@@ -500,6 +531,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
+	bool		existed = false;
 
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		KsBeforeDropExtension((DropStmt *) parsetree);
@@ -509,6 +541,12 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		KsBeforeDropTables((DropStmt *) parsetree);
 	else if (IsA(parsetree, TruncateStmt))
 		KsBeforeTruncate((TruncateStmt *) parsetree);
+	else if (IsA(parsetree, CreateStmt) && ((CreateStmt *) parsetree)->partbound != NULL)
+	{
+		RangeVar   *rv = ((CreateStmt *) parsetree)->relation;
+
+		existed = OidIsValid(get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv)));
+	}
 	else if (IsA(parsetree, AlterTableStmt) &&
 			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
 		KsBeforeAlterTable((AlterTableStmt *) parsetree);
@@ -520,7 +558,8 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
 
-	if (IsA(parsetree, CreateStmt) && ((CreateStmt *) parsetree)->partbound != NULL)
+	/* a partition this command created (not one IF NOT EXISTS found) */
+	if (IsA(parsetree, CreateStmt) && ((CreateStmt *) parsetree)->partbound != NULL && !existed)
 	{
 		Oid			relid = RangeVarGetRelid(((CreateStmt *) parsetree)->relation, NoLock, true);
 

@@ -98,6 +98,21 @@ KsSequenceLastValue(Oid seqoid, int64 *value, bool nowait)
 	return true;
 }
 
+/*
+ * The highest value a sequence may have handed out: its last value, called
+ * or not (no privilege check).
+ */
+int64
+KsSequenceHighest(Oid seqoid)
+{
+	KsSequenceState st;
+
+	LockRelationOid(seqoid, AccessShareLock);
+	KsReadSequence(seqoid, &st);
+	UnlockRelationOid(seqoid, AccessShareLock);
+	return st.last_value;
+}
+
 /* Refuse a sequence whose settings let offsets commit out of order behind us. */
 static void
 KsCheckSequenceSettings(Oid seqoid, KsSequenceState *st, const char *aggname)

@@ -460,8 +460,8 @@ KsRunRelease(KsAggRun *run)
 void
 KsRunRelationChanged(KsAggRun *run, Oid relid)
 {
-	if (run->loaded && (relid == InvalidOid || relid == run->source.relid))
-		run->source.stale = true;
+	if (run->loaded)
+		KsSourceRelationChanged(&run->source, relid);
 }
 
 /* Some function changed: inlined SQL functions must be compiled again. */

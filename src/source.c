@@ -136,16 +136,9 @@ KsSourceCheck(KsSource *src)
 						   src->aggname)));
 	/* a table attached to a partitioned table since the load is in a tree too */
 	src->tree = relkind == RELKIND_PARTITIONED_TABLE || get_rel_relispartition(src->relid);
-	if (src->stale)
-	{
-		/* set up again by the next batch */
-		MemoryContextReset(src->leafcxt);
-		src->leaves = NULL;
-		src->nleaves = 0;
-		if (!src->tree && !KsSourceFindLeaves(src))
-			elog(ERROR, "could not set up the source of aggregation %s", src->aggname);
-		src->stale = false;
-	}
+	/* a table that lost its offset index fails here, before anything is read */
+	if (src->stale && !src->tree)
+		(void) KsSourceFindLeaves(src);
 }
 
 /*
@@ -275,7 +268,7 @@ KsLeafScanEnd(KsLeafScan *ls)
 {
 	index_endscan(ls->scan);
 	ExecDropSingleTupleTableSlot(ls->slot);
-	index_close(ls->index, AccessShareLock);
+	index_close(ls->index, NoLock);
 	table_close(ls->heap, NoLock);
 }
 
@@ -329,7 +322,7 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 
 		ls->leaf = leaf;
 		ls->heap = table_open(leaf->relid, NoLock);
-		ls->index = index_open(leaf->indexoid, AccessShareLock);
+		ls->index = index_open(leaf->indexoid, NoLock);	/* locked by KsSourceFindLeaves */
 		ls->slot = table_slot_create(ls->heap, NULL);
 		ScanKeyEntryInitialize(&keys[0], 0, 1, BTGreaterStrategyNumber, INT8OID,
 							   leaf->indexcoll, leaf->gt_proc, Int64GetDatum(lo));

@@ -210,9 +210,9 @@ extern void KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid);
 
 /*
  * Find the leaves a batch reads: the source alone, or its leaf partitions
- * as the catalog lists them now, each locked without waiting.  False, with
- * src->leaf_busy set, if one is locked by someone else (a DROP or TRUNCATE
- * of it): the batch then reads nothing.
+ * as the catalog lists them now, each and its offset index locked without
+ * waiting.  False, with src->leaf_busy set, if one is locked by someone
+ * else (a DROP, TRUNCATE or REINDEX of it): the batch then reads nothing.
  */
 extern bool KsSourceFindLeaves(KsSource *src);
 
@@ -261,6 +261,28 @@ extern void KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid,
  */
 extern void KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attnum,
 								int64 checkpointed, const char *what, const char *aggname);
+
+/*
+ * Refuse a table of a source's partition tree under relid (or, for relid
+ * the source itself, the tables it is a partition of) whose offset column
+ * is filled from anything but seqoid; aggname may be NULL (at creation).
+ */
+extern void KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum,
+								  Oid seqoid, const char *aggname);
+
+/*
+ * Refuse leaves under relid (just added to a source's tree) that the
+ * reader could not read: no usable offset index, a foreign table, another
+ * sequence.
+ */
+extern void KsSourceCheckLeaves(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
+								const char *aggname);
+
+/* The highest value a sequence may have handed out, called or not. */
+extern int64 KsSequenceHighest(Oid seqoid);
+
+/* A relcache invalidation of relid: the tables read may need setting up again. */
+extern void KsSourceRelationChanged(KsSource *src, Oid relid);
 
 /*
  * Read the source's sequence at a step, and check that it can still be

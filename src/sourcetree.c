@@ -20,7 +20,9 @@
 #include "access/tupconvert.h"
 #include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
+#include "utils/syscache.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
@@ -38,10 +40,10 @@
 
 
 /*
- * Find the btree index the reader scans in a leaf: valid, without
- * predicate or expressions, led by the offset column, whose (built-in)
- * operator family compares the column with int8 bounds.  False if there
- * is none.
+ * Find the btree index the reader scans in a leaf: valid (and not being
+ * replaced by REINDEX CONCURRENTLY), ascending, without predicate or
+ * expressions, led by the offset column, whose (built-in) operator family
+ * compares the column with int8 bounds.  False if there is none.
  */
 static bool
 KsFindOffsetIndex(KsLeaf *leaf, Relation heap, Oid offset_type)
@@ -53,7 +55,10 @@ KsFindOffsetIndex(KsLeaf *leaf, Relation heap, Oid offset_type)
 	{
 		Relation	idx = index_open(lfirst_oid(lc), AccessShareLock);
 		bool		ok = idx->rd_rel->relam == BTREE_AM_OID &&
-			idx->rd_index->indisvalid &&
+			idx->rd_index->indisvalid && idx->rd_index->indisready &&
+			idx->rd_index->indislive &&
+			/* read forward in offset order: a DESC index would read backwards */
+			(idx->rd_indoption[0] & INDOPTION_DESC) == 0 &&
 			idx->rd_index->indkey.values[0] == leaf->offset_attnum &&
 			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
 			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
@@ -190,6 +195,102 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 				 errhint("Create a btree index on it, or make it the primary key.")));
 }
 
+/*
+ * Check the offset column default of every table under relid (partitioned
+ * ones too: rows inserted through a table get its default) but the source
+ * itself; see KsCheckLeafDefault.
+ */
+static void
+KsCheckTreeDefaults(Oid relid, Oid sourceid, const char *attname, Oid seqoid,
+					const char *aggname)
+{
+	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, rels)
+	{
+		Relation	rel;
+		AttrNumber	attnum;
+
+		if (lfirst_oid(lc) == sourceid)
+			continue;
+		rel = try_table_open(lfirst_oid(lc), AccessShareLock);
+		if (rel == NULL)
+			continue;
+		attnum = get_attnum(lfirst_oid(lc), attname);
+		if (attnum != InvalidAttrNumber)
+			KsCheckLeafDefault(rel, attnum, seqoid, aggname);
+		table_close(rel, AccessShareLock);
+	}
+	list_free(rels);
+}
+
+/*
+ * The offset defaults of the tables of a source's tree (see source.h): its
+ * partitioned partitions and, for a source that is a partition, its
+ * ancestors (rows inserted through them get their defaults).
+ */
+void
+KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
+					  const char *aggname)
+{
+	char	   *attname = get_attname(sourceid, src_attnum, false);
+	ListCell   *lc;
+
+	KsCheckTreeDefaults(relid, sourceid, attname, seqoid, aggname);
+	if (relid == sourceid && get_rel_relispartition(sourceid))
+	{
+		foreach(lc, get_partition_ancestors(sourceid))
+		{
+			Relation	rel = try_table_open(lfirst_oid(lc), AccessShareLock);
+			AttrNumber	attnum;
+
+			if (rel == NULL)
+				continue;
+			attnum = get_attnum(lfirst_oid(lc), attname);
+			if (attnum != InvalidAttrNumber)
+				KsCheckLeafDefault(rel, attnum, seqoid, aggname);
+			table_close(rel, AccessShareLock);
+		}
+	}
+}
+
+/*
+ * Check the leaves under relid, added to the tree of a source: each must be
+ * readable as a leaf of the source (see source.h).
+ */
+void
+KsSourceCheckLeaves(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
+					const char *aggname)
+{
+	List	   *rels = find_all_inheritors(relid, AccessShareLock, NULL);
+	Relation	source = table_open(sourceid, AccessShareLock);
+	KsSource	src;
+	ListCell   *lc;
+
+	memset(&src, 0, sizeof(src));
+	src.relid = sourceid;
+	src.offset_attnum = src_attnum;
+	src.offset_type = TupleDescAttr(RelationGetDescr(source), src_attnum - 1)->atttypid;
+	src.seqoid = seqoid;
+	src.aggname = aggname;
+	foreach(lc, rels)
+	{
+		Relation	heap;
+		KsLeaf		leaf;
+
+		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_TABLE)
+			continue;
+		heap = table_open(lfirst_oid(lc), NoLock);
+		KsLeafSetup(&src, &leaf, heap, source, false);
+		if (leaf.srcslot != NULL)
+			ExecDropSingleTupleTableSlot(leaf.srcslot);
+		table_close(heap, NoLock);
+	}
+	table_close(source, AccessShareLock);
+	list_free(rels);
+}
+
 /* The leaf partitions of a partitioned source, in the catalog now. */
 static List *
 KsSourceLeafOids(Oid relid)
@@ -225,6 +326,9 @@ KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid)
 	src.seqoid = seqoid;
 	/* a partitioned table's own index gives every new partition one */
 	KsLeafSetup(&src, &leaf, rel, rel, false);
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE && !rel->rd_rel->relispartition)
+		return;
+	KsSourceCheckDefaults(src.relid, src.relid, attnum, seqoid, NULL);
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		return;
 	oids = find_all_inheritors(src.relid, AccessShareLock, NULL);
@@ -241,84 +345,146 @@ KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid)
 }
 
 /*
- * Find the leaves a batch reads: the source alone (once per load), or its
- * leaf partitions as the catalog lists them now, each locked without
- * waiting.  False, with src->leaf_busy set, if one is locked by someone
- * else (a DROP or TRUNCATE of it): the batch then reads nothing.
+ * Whether the leaves set up last can be read again as they are: the same
+ * partitions, nothing about them invalidated since (src->stale), and each
+ * offset index still usable, locked without waiting.
+ */
+static bool
+KsLeavesStillUsable(KsSource *src, List *oids)
+{
+	ListCell   *lc;
+	int			i = 0;
+
+	if (src->stale || list_length(oids) != src->nleaves)
+		return false;
+	foreach(lc, oids)
+	{
+		KsLeaf	   *leaf = &src->leaves[i++];
+		HeapTuple	tup;
+		bool		usable;
+
+		if (leaf->relid != lfirst_oid(lc))
+			return false;
+		/* a REINDEX holding it: the batch waits (the caller sees leaf_busy) */
+		if (!ConditionalLockRelationOid(leaf->indexoid, AccessShareLock))
+		{
+			src->leaf_busy = true;
+			return false;
+		}
+		tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(leaf->indexoid));
+		if (!HeapTupleIsValid(tup))
+			return false;
+		usable = ((Form_pg_index) GETSTRUCT(tup))->indisvalid &&
+			((Form_pg_index) GETSTRUCT(tup))->indisready &&
+			((Form_pg_index) GETSTRUCT(tup))->indislive;
+		ReleaseSysCache(tup);
+		if (!usable)
+			return false;
+	}
+	/* locking may have processed invalidations */
+	return !src->stale;
+}
+
+/*
+ * Find the leaves a batch reads (see source.h).  Each is set up again when
+ * anything about the leaves changed: a partition added or gone, a relcache
+ * invalidation of a leaf or its index (a column default changed, an index
+ * being replaced), an index no longer usable.
  */
 bool
 KsSourceFindLeaves(KsSource *src)
 {
 	List	   *oids;
+	List	   *locked = NIL;
 	ListCell   *lc;
 	Relation	source;
-	int			i;
-	bool		same;
+	int			attempt;
 
 	src->leaf_busy = false;
 	if (!src->tree)
-	{
-		if (src->nleaves == 1 && src->leaves[0].relid == src->relid)
-			return true;
 		oids = list_make1_oid(src->relid);
-	}
 	else
-		oids = KsSourceLeafOids(src->relid);
-
-	foreach(lc, oids)
 	{
-		Oid			oid = lfirst_oid(lc);
-
-		if (oid == src->relid)
-			continue;			/* locked for the step */
-		if (!ConditionalLockRelationOid(oid, AccessShareLock))
+		/* lock every leaf without waiting, listing again until no new one appears */
+		for (;;)
 		{
-			src->leaf_busy = true;
+			bool		added = false;
+
+			InvalidateCatalogSnapshot();
+			oids = KsSourceLeafOids(src->relid);
+			foreach(lc, oids)
+			{
+				Oid			oid = lfirst_oid(lc);
+
+				if (oid == src->relid || list_member_oid(locked, oid))
+					continue;	/* the source is locked for the step */
+				if (!ConditionalLockRelationOid(oid, AccessShareLock))
+				{
+					src->leaf_busy = true;
+					return false;
+				}
+				locked = lappend_oid(locked, oid);
+				added = true;
+			}
+			if (!added)
+				break;
+		}
+	}
+
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		if (KsLeavesStillUsable(src, oids))
+			return true;
+		if (src->leaf_busy)
 			return false;
-		}
-	}
-	/* partitions dropped before we locked them are gone from a fresh list */
-	if (src->tree)
-	{
-		InvalidateCatalogSnapshot();
-		oids = KsSourceLeafOids(src->relid);
-	}
 
-	same = list_length(oids) == src->nleaves;
-	i = 0;
-	foreach(lc, oids)
-	{
-		if (!same || src->leaves[i++].relid != lfirst_oid(lc))
-			same = false;
-	}
-	if (same)
-		return true;
-
-	/* the partitions changed: set them up again */
-	MemoryContextReset(src->leafcxt);
-	src->leaves = MemoryContextAllocZero(src->leafcxt, sizeof(KsLeaf) * Max(list_length(oids), 1));
-	src->nleaves = 0;
-	source = table_open(src->relid, NoLock);
-	foreach(lc, oids)
-	{
-		MemoryContext oldcxt;
-		Relation	heap = source;
-
-		if (lfirst_oid(lc) != src->relid)
+		/* set them up again */
+		src->stale = false;
+		MemoryContextReset(src->leafcxt);
+		src->leaves = MemoryContextAllocZero(src->leafcxt, sizeof(KsLeaf) * Max(list_length(oids), 1));
+		src->nleaves = 0;
+		source = table_open(src->relid, NoLock);
+		if (src->tree)
+			KsSourceCheckDefaults(src->relid, src->relid, src->offset_attnum, src->seqoid,
+								  src->aggname);
+		foreach(lc, oids)
 		{
-			heap = try_table_open(lfirst_oid(lc), NoLock);
-			if (heap == NULL)
-				continue;		/* dropped meanwhile */
+			MemoryContext oldcxt;
+			Relation	heap = source;
+
+			if (lfirst_oid(lc) != src->relid)
+			{
+				heap = try_table_open(lfirst_oid(lc), NoLock);
+				if (heap == NULL)
+					continue;	/* dropped meanwhile */
+			}
+			oldcxt = MemoryContextSwitchTo(src->leafcxt);
+			KsLeafSetup(src, &src->leaves[src->nleaves], heap, source, true);
+			MemoryContextSwitchTo(oldcxt);
+			src->nleaves++;
+			if (heap != source)
+				table_close(heap, NoLock);
 		}
-		oldcxt = MemoryContextSwitchTo(src->leafcxt);
-		KsLeafSetup(src, &src->leaves[src->nleaves], heap, source, true);
-		MemoryContextSwitchTo(oldcxt);
-		src->nleaves++;
-		if (heap != source)
-			table_close(heap, NoLock);
+		table_close(source, NoLock);
 	}
-	table_close(source, NoLock);
-	return true;
+	elog(ERROR, "could not set up the partitions of the source of aggregation %s", src->aggname);
+	return false;				/* keep the compiler quiet */
+}
+
+/* A relation changed: the leaves need setting up again if it is one of theirs. */
+void
+KsSourceRelationChanged(KsSource *src, Oid relid)
+{
+	int			i;
+
+	if (relid == InvalidOid || relid == src->relid)
+	{
+		src->stale = true;
+		return;
+	}
+	for (i = 0; i < src->nleaves; i++)
+		if (src->leaves[i].relid == relid || src->leaves[i].indexoid == relid)
+			src->stale = true;
 }
 
 /*
@@ -420,31 +586,18 @@ KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src
 {
 	char	   *attname = get_attname(sourceid, src_attnum, false);
 	Oid			offset_type = get_atttype(sourceid, src_attnum);
-	List	   *oids = find_all_inheritors(partrelid, AccessShareLock, NULL);
-	ListCell   *lc;
 	int64		handed_out;
 
-	/* its partitions must follow the source's sequence, as any partition */
-	foreach(lc, oids)
-	{
-		Relation	heap;
-		AttrNumber	attnum;
-
-		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_PARTITIONED_TABLE)
-			continue;
-		heap = table_open(lfirst_oid(lc), NoLock);
-		attnum = get_attnum(lfirst_oid(lc), attname);
-		if (attnum != InvalidAttrNumber)
-			KsCheckLeafDefault(heap, attnum, seqoid, aggname);
-		table_close(heap, NoLock);
-	}
+	/* its tables must follow the source's sequence, as any partition */
+	KsCheckTreeDefaults(partrelid, sourceid, attname, seqoid, aggname);
 
 	/*
 	 * The frontier of the aggregation never lies above what the sequence
-	 * has handed out; rows at or below that may be behind it already.
+	 * has handed out; rows at or below that may be behind it already.  The
+	 * sequence's last value counts even when it is not called yet: setval()
+	 * may have moved it past what was consumed.
 	 */
-	if (!KsSequenceLastValue(seqoid, &handed_out, false))
-		return;
+	handed_out = KsSequenceHighest(seqoid);
 	if (KsTableHasOffsetIn(partrelid, attname, offset_type, PG_INT64_MIN + 1, handed_out))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -452,8 +605,7 @@ KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src
 						get_rel_name(partrelid), get_rel_name(parentrelid)),
 				 errdetail("It holds rows with offsets that aggregation %s may already have consumed past, so they would never be aggregated.",
 						   aggname),
-				 errhint("Attach the table empty and insert its rows afterwards, or give them offsets from nextval('%s').",
-						 get_rel_name(seqoid))));
+				 errhint("Attach the table empty and insert its rows afterwards: they get new offsets.")));
 }
 
 /* Refuse to remove a partition holding rows not checkpointed yet (see source.h). */

@@ -131,6 +131,20 @@ INSERT INTO ev (ts, dev, v) SELECT '2026-05-04', i % 20, i FROM generate_series(
 });
 exact('after creating and attaching partitions while running');
 
+# partitions the reader could not follow are refused when they join
+$node->safe_psql($db, q{
+CREATE TABLE ev_aug (LIKE ev INCLUDING DEFAULTS);
+CREATE INDEX ON ev_aug (id DESC);
+});
+($ret, $stdout, $stderr) = $node->psql($db,
+	q{ALTER TABLE ev ATTACH PARTITION ev_aug FOR VALUES FROM ('2026-08-01') TO ('2026-09-01')});
+like($stderr, qr/offset column "id" of partition "ev_aug" has no index/,
+	'attaching a table whose offset index is descending is refused');
+($ret, $stdout, $stderr) = $node->psql($db,
+	q{CREATE TABLE ev_sep PARTITION OF ev (id DEFAULT 42) FOR VALUES FROM ('2026-09-01') TO ('2026-10-01')});
+like($stderr, qr/partition "ev_sep" fills offset column "id" from another source than sequence "ev_id_seq"/,
+	'creating a partition with another offset default is refused');
+
 # partitions created or attached later wake the worker too (a statement
 # trigger of the partitioned table does not fire for them)
 for my $part ('ev_jan', 'ev_mar_1', 'ev_apr', 'ev_may', 'ev_mar')
@@ -146,8 +160,11 @@ SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c
    AND (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname LIKE 'keyedstate_wake_%') <> 2}),
 	'', 'every table of the tree has the wake-up triggers');
 
-# a kill -9 while writers go on through the parent and into partitions
+# a kill -9 while writers go on through the parent and into partitions,
+# after the offset indexes of a partition were rebuilt under them
 ($h, $out) = ks_pgbench($node, $db, '-c', '4', '-j', '2', '-T', '8', @files);
+$node->safe_psql($db, 'REINDEX TABLE CONCURRENTLY ev_feb');
+$node->safe_psql($db, 'REINDEX TABLE CONCURRENTLY ev_mar_1');
 ks_wait_for($node, $db, "SELECT bool_and(last_checkpoint_keys > 0) FROM keyedstate.status")
   or die 'no checkpoint';
 sleep(2);    # load duration: the kill lands while the writers run
@@ -155,14 +172,29 @@ ks_kill_worker($node, $db);
 $h->finish;
 exact('after a kill -9 during writes');
 
+# a default changed later fails the aggregation, with the reason
+$node->safe_psql($db, q{ALTER TABLE ev_may ALTER COLUMN id SET DEFAULT nextval('other_seq')});
+$node->safe_psql($db, q{INSERT INTO ev (ts, dev, v) VALUES ('2026-02-02', 1, 1)});
+ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error LIKE '%partition "ev_may" fills offset column "id"%'
+	FROM keyedstate.status WHERE name = 'per_dev'}),
+	'a partition given another offset default later fails the aggregation');
+$node->safe_psql($db, q{ALTER TABLE ev_may ALTER COLUMN id SET DEFAULT nextval('ev_id_seq')});
+$node->safe_psql($db, q{SELECT keyedstate.resume(name) FROM keyedstate.aggregations});
+exact('after the default was put back and the aggregations resumed');
+
 # removing partitions with rows not yet checkpointed is refused
 $node->safe_psql($db, q{SELECT keyedstate.pause('per_dev')});
 $node->safe_psql($db, q{
 INSERT INTO ev_jan (ts, dev, v) VALUES ('2026-01-20', 4, 4);
 INSERT INTO ev_mar (ts, dev, v) SELECT '2026-03-20', i, 4 FROM generate_series(1, 4) i;
 });
+$node->safe_psql($db, q{
+CREATE TABLE devices (dev int PRIMARY KEY);
+INSERT INTO devices SELECT generate_series(0, 1000);
+ALTER TABLE ev_jan ADD FOREIGN KEY (dev) REFERENCES devices;
+});
 for my $cmd ('DROP TABLE ev_jan', 'TRUNCATE ev_jan', 'ALTER TABLE ev DETACH PARTITION ev_jan',
-	'DROP TABLE ev_mar_0', 'TRUNCATE ev_mar')
+	'DROP TABLE ev_mar_0', 'TRUNCATE ev_mar', 'TRUNCATE devices CASCADE')
 {
 	($ret, $stdout, $stderr) = $node->psql($db, $cmd);
 	like($stderr, qr/cannot (drop|truncate|detach) partition .*has not yet consumed and checkpointed.*keyedstate\.sync/s,
@@ -184,6 +216,19 @@ for my $cmd ('DROP TABLE ev_jan', 'TRUNCATE ev_jan', 'ALTER TABLE ev DETACH PART
 }
 $holder->query_safe('COMMIT');
 $holder->quit;
+
+# CREATE TABLE IF NOT EXISTS naming an existing partition touches nothing
+$node->safe_psql($db, 'GRANT CREATE ON SCHEMA public TO intruder');
+my $intruder = $node->background_psql($db);
+$intruder->query_safe('SET ROLE intruder');
+$intruder->query_safe('SET client_min_messages = warning');
+$intruder->query_safe('BEGIN');
+$intruder->query_safe(q{CREATE TABLE IF NOT EXISTS ev_mar PARTITION OF archive FOR VALUES FROM (1) TO (2)});
+($ret, $stdout, $stderr) = $node->psql($db,
+	q{SET lock_timeout = '5s'; INSERT INTO ev_mar_1 (ts, dev, v) VALUES ('2026-03-05', 3, 1)});
+is($ret, 0, 'an intruder\'s CREATE TABLE IF NOT EXISTS of an existing partition locks nothing');
+$intruder->query_safe('COMMIT');
+$intruder->quit;
 
 ($ret, $stdout, $stderr) = $node->psql($db, 'ALTER TABLE ev DETACH PARTITION ev_jan CONCURRENTLY');
 like($stderr, qr/cannot detach partition "ev_jan" concurrently/, 'a concurrent detach is refused');
