@@ -127,6 +127,20 @@ KsExpireCompact(KsAggRun *run)
 	}
 }
 
+/* Compact the keys and their states once most keys have gone (see expire.h). */
+void
+KsExpireCompactKeys(KsAggRun *run)
+{
+	if (run->ckpt != NULL || run->def->window_size_us > 0 || run->kt->npublish > 0 ||
+		run->kt->saving_epoch != 0 || !KsKeyTableSparse(run->kt))
+		return;
+	KsRunTimeoutPause(true);
+	KsKeyTableCompact(run->kt);
+	/* the states of the keys that went are free chunks the allocator keeps */
+	KsCompactStates(run);
+	KsRunTimeoutResume(run);
+}
+
 /* Expire what the TTL removes, a bounded part per call (see expire.h). */
 void
 KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)

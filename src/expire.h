@@ -60,4 +60,12 @@ extern void KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout);
  */
 extern void KsExpireCompact(KsAggRun *run);
 
+/*
+ * Give back the memory of keys that went (evicted, expired) once they are
+ * as many as the keys left: the key table's entries, blocks and index
+ * (KsKeyTableCompact) and the states' memory.  Only between steps' work:
+ * no checkpoint being written, nothing left to publish; not for windows.
+ */
+extern void KsExpireCompactKeys(KsAggRun *run);
+
 #endif							/* KS_EXPIRE_H */

@@ -43,6 +43,7 @@ typedef struct KsTransState
 #define KS_KEY_EVICT				0x40	/* a victim of the checkpoint being written (evict.h) */
 #define KS_KEY_REFERENCED			0x80	/* changed since the eviction clock passed it */
 #define KS_KEY_EVICTED				0x100	/* evicted: with KS_KEY_EXPIRED, leaves the store */
+#define KS_KEY_MOVED				0x200	/* KsKeyTableCompact: free, keys points to the new place */
 
 typedef struct KsKeyEntry
 {
@@ -264,6 +265,28 @@ extern void KsKeyClearCheckpoint(KsKeyTable *kt);
  * on no dirty list.
  */
 extern void KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *entry);
+
+/*
+ * Whether the table has enough free entries for KsKeyTableCompact to give
+ * memory back: at least a block of them, and as many as there are keys.
+ */
+static inline bool
+KsKeyTableSparse(KsKeyTable *kt)
+{
+	return kt->nfree >= KS_KEY_BLOCK_ENTRIES && kt->nfree >= kt->nentries;
+}
+
+/*
+ * Compact the table: move the keys of the highest entry numbers into the
+ * free entries below, so that the keys fill the first entries; give the
+ * blocks left empty back to the system, and shrink the index to the keys.
+ * Evicted and expired keys otherwise leave their entries and index slots
+ * behind for good.  The caller makes sure that no pointer to an entry is
+ * held anywhere but in the checkpoint dirty list, which is remapped: no
+ * capture being written, nothing waiting to be published.  Entry numbers
+ * held elsewhere (cursors) start again from 0.
+ */
+extern void KsKeyTableCompact(KsKeyTable *kt);
 
 /* Iterate over every entry (in use: free ones are skipped). */
 extern void KsKeyIterInit(KsKeyIter *iter, KsKeyTable *kt);

@@ -402,6 +402,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 						run->publish_us_per_key = (run->publish_us_per_key +
 												   (double) (GetCurrentTimestamp() - started) / nkeys) / 2;
 				}
+				/* memory evicted or expired keys left behind (expire.h) */
+				KsExpireCompactKeys(run);
 				if (run->source.leaf_busy)
 					*timeout = Min(*timeout, 100);
 				else if (run->consumed < safe)
