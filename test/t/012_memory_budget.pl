@@ -85,6 +85,11 @@ is($node->safe_psql($db, q{SELECT memory_limit FROM keyedstate.status WHERE name
 	4 * 1024 * 1024, 'status shows the budget');
 ok($node->safe_psql($db, q{SELECT count(*) > 0 FROM keyedstate.cold}) eq 't',
 	'evicted keys are in keyedstate.cold');
+# the entries, blocks and index slots of evicted keys are given back
+ok(ks_wait_for($node, $db,
+	q{SELECT memory_bytes <= 3 * memory_limit FROM keyedstate.status WHERE name = 'one'}, 60),
+	'memory comes back near the budget once keys are evicted')
+  or diag($node->safe_psql($db, q{SELECT keys_in_memory, memory_bytes, memory_limit FROM keyedstate.status WHERE name = 'one'}));
 is(mismatches(), 0, 'every view equals its oracle with keys evicted');
 is($node->safe_psql($db, 'SELECT count(*) FROM one'), '40000', 'the view returns every key once');
 
