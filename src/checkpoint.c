@@ -91,6 +91,7 @@ struct KsChunkWriter
 
 	/* the memory budget (evict.h, cold.h) */
 	KsKeyEntry **victims;		/* keys to evict once this commits */
+	int64		nexpired_cold;	/* cold rows the TTL removed with this commit (cold.h) */
 	int64		nvictims;
 	KsColdBatch cold;			/* cold rows of the chunk being built */
 	uint64		ncold;			/* cold rows numbered so far */
@@ -452,7 +453,7 @@ KsCheckpointCommit(struct KsChunkWriter *w)
 	args[3] = BoolGetDatum(w->final);
 	args[4] = Int64GetDatum(w->checkpoint_id);
 	/* the rows of keyedstate.cold once this commits: its victims' new, minus the stale */
-	args[5] = Int64GetDatum(run->cold_rows + (int64) w->ncold - w->nstale);
+	args[5] = Int64GetDatum(run->cold_rows + (int64) w->ncold - w->nstale - w->nexpired_cold);
 	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
 								"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 								"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4 "
@@ -483,8 +484,9 @@ KsCaptureNeeds(struct KsChunkWriter *w, KsKeyEntry *e)
 {
 	if (e->saved_epoch == w->epoch)
 		return false;
+	/* a full one writes no tombstones, but for expired keys whose cold row must go */
 	if (w->full)
-		return !(e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED));	/* a full one writes no tombstones */
+		return !(e->flags & KS_KEY_FREE) && (!(e->flags & KS_KEY_EXPIRED) || e->cold_id != 0);
 	return e->ckpt_epoch == w->epoch;
 }
 
@@ -544,6 +546,8 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsBecomeWorker();
 	/* cold rows of keys this checkpoint wrote whole go with its commit */
 	KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, (int) w->nstale);
+	/* and the cold rows the TTL's sweep found expired */
+	w->nexpired_cold = KsColdDeleteExpired(run);
 	KsCheckpointCommit(w);
 	KsBecomeOwner(run);
 	return KS_CKPT_WRITTEN;
@@ -562,7 +566,8 @@ KsCheckpointDone(KsAggRun *run)
 	for (i = 0; i < w->nstale; i++)
 		if (w->stale_keys[i]->cold_id == w->stale_ids[i])
 			w->stale_keys[i]->cold_id = 0;
-	run->cold_rows += (int64) w->ncold - w->nstale;
+	run->cold_rows += (int64) w->ncold - w->nstale - w->nexpired_cold;
+	run->cold_keys -= w->nexpired_cold;
 	KsEvictDone(run, w->victims, w->nvictims, w->epoch);
 	run->checkpointed = w->offset;
 	run->last_checkpoint = GetCurrentTimestamp();

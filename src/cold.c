@@ -343,6 +343,21 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 le
 	e = KsKeyTableLookup(kt, keys, nulls, hash, &found);
 	if (found && !(e->flags & KS_KEY_EVICTED))
 		return false;
+	if (KsExpiredAt(run, parts.touched, GetCurrentTimestamp()))
+	{
+		/*
+		 * Outlived the TTL while cold: it comes back expired, so that a row
+		 * starts it afresh (apply.h) and the next checkpoint writes it whole
+		 * or as a tombstone, deleting this row.  Published with this row's
+		 * id meanwhile, readers skip the row.
+		 */
+		e->flags = (e->flags & ~KS_KEY_EVICTED) | KS_KEY_EXPIRED;
+		e->touched = parts.touched;
+		e->cold_id = id;
+		KsKeyMarkDirty(kt, e);
+		run->cold_keys--;
+		return true;
+	}
 	e->flags &= ~(KS_KEY_EXPIRED | KS_KEY_EVICTED);
 	KsAggDeserializeStates(run->rt, e->states, &e->replay, parts.states, parts.statelen, run->name);
 	e->touched = parts.touched;
@@ -424,4 +439,149 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
 	UnregisterSnapshot(snapshot);
 	MemoryContextDelete(tmp);
 	return loaded;
+}
+
+/* Whether the key of cold row (hash, id) is in memory, that row its cold row. */
+static bool
+KsColdInMemory(KsKeyTable *kt, uint32 hash, uint64 id)
+{
+	uint32		mask = kt->nslots - 1;
+	uint32		pos = hash & mask;
+
+	for (; kt->slots[pos].entry != 0; pos = (pos + 1) & mask)
+	{
+		if (kt->slots[pos].hash == hash &&
+			KsKeyTableEntry(kt, kt->slots[pos].entry - 1)->cold_id == id)
+			return true;
+	}
+	return false;
+}
+
+/* Read the next cold rows for the TTL, and note the expired ones (see cold.h). */
+void
+KsColdSweep(KsAggRun *run, TimestampTz now)
+{
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	ScanKeyData skeys[2];
+	TupleTableSlot *slot;
+	MemoryContext tmp;
+	int			n = 0;
+	bool		more = false;
+
+	if (!run->cold_sweeping)
+		return;
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold sweep",
+								ALLOCSET_DEFAULT_SIZES);
+	KsBecomeWorker();
+	KsColdRelids(&heapoid, &indexoid);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	heap = table_open(heapoid, AccessShareLock);
+	index = index_open(indexoid, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
+	ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT4GE,
+				Int32GetDatum((int32) Max(run->cold_sweep_hash, PG_INT32_MIN)));
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, skeys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull[4];
+		uint32		hash;
+		uint64		id;
+		bytea	   *data;
+		KsColdParts parts;
+		MemoryContext oldcxt;
+
+		if (n >= KS_COLD_SWEEP_ROWS)
+		{
+			more = true;
+			break;
+		}
+		KsCheckInterrupts();
+		slot_getallattrs(slot);
+		memcpy(isnull, slot->tts_isnull, sizeof(isnull));
+		if (isnull[1] || isnull[2] || isnull[3])
+			KsCheckpointCorrupted(run->name, "A row of keyedstate.cold has a NULL column.");
+		hash = (uint32) DatumGetInt32(slot->tts_values[1]);
+		id = (uint64) DatumGetInt64(slot->tts_values[2]);
+		/* rows up to the last one read are done */
+		if ((int64) (int32) hash == run->cold_sweep_hash && id <= run->cold_sweep_id)
+			continue;
+		n++;
+		run->cold_sweep_hash = (int32) hash;
+		run->cold_sweep_id = id;
+		oldcxt = MemoryContextSwitchTo(tmp);
+		data = DatumGetByteaPP(slot->tts_values[3]);
+		KsColdParse(run->name, run->def->id, hash, id, VARDATA_ANY(data),
+					VARSIZE_ANY_EXHDR(data), &parts);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(tmp);
+		/* a key in memory with this row goes with the checkpoint writing it */
+		if (!KsExpiredAt(run, parts.touched, now) || KsColdInMemory(run->kt, hash, id))
+			continue;
+		if (run->ncold_expired >= run->maxcold_expired)
+		{
+			run->maxcold_expired = Max(run->maxcold_expired * 2, 1024);
+			run->cold_expired_hashes = run->cold_expired_hashes == NULL ?
+				MemoryContextAlloc(run->loadcxt, sizeof(uint32) * run->maxcold_expired) :
+				repalloc(run->cold_expired_hashes, sizeof(uint32) * run->maxcold_expired);
+			run->cold_expired_ids = run->cold_expired_ids == NULL ?
+				MemoryContextAlloc(run->loadcxt, sizeof(uint64) * run->maxcold_expired) :
+				repalloc(run->cold_expired_ids, sizeof(uint64) * run->maxcold_expired);
+		}
+		run->cold_expired_hashes[run->ncold_expired] = hash;
+		run->cold_expired_ids[run->ncold_expired++] = id;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+	MemoryContextDelete(tmp);
+	KsBecomeOwner(run);
+	/* through every cold row: the sweep is over until the next one starts */
+	if (!more)
+		run->cold_sweeping = false;
+}
+
+/* Delete the cold rows the sweep found expired (see cold.h). */
+int64
+KsColdDeleteExpired(KsAggRun *run)
+{
+	Datum		args[3];
+	Oid			argtypes[3] = {INT4OID, INT4ARRAYOID, INT8ARRAYOID};
+	Datum	   *h;
+	Datum	   *d;
+	int			i;
+	int			n = 0;
+
+	if (run->ncold_expired == 0)
+		return 0;
+	h = palloc(sizeof(Datum) * run->ncold_expired);
+	d = palloc(sizeof(Datum) * run->ncold_expired);
+	for (i = 0; i < run->ncold_expired; i++)
+	{
+		/* loaded back since the sweep read it: the checkpoint writing it deletes it */
+		if (KsColdInMemory(run->kt, run->cold_expired_hashes[i], run->cold_expired_ids[i]))
+			continue;
+		h[n] = Int32GetDatum((int32) run->cold_expired_hashes[i]);
+		d[n++] = Int64GetDatum((int64) run->cold_expired_ids[i]);
+	}
+	run->ncold_expired = 0;
+	if (n == 0)
+		return 0;
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = PointerGetDatum(construct_array(h, n, INT4OID, 4, true, TYPALIGN_INT));
+	args[2] = PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	/* a row listed twice (two sweeps) is deleted once: count what went */
+	if (SPI_execute_with_args("DELETE FROM keyedstate.cold "
+							  "WHERE aggregation_id = $1 AND hash = ANY ($2) AND id = ANY ($3)",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "keyedstate could not delete expired cold keys");
+	return (int64) SPI_processed;
 }

@@ -107,6 +107,29 @@ extern void KsColdInsert(KsAggRun *run, KsColdBatch *batch);
 /* Delete cold rows by hash and id (stale ones: the keys are written again). */
 extern void KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n);
 
+/*
+ * The TTL over cold keys.  A key that outlived the TTL while cold is
+ * removed by the sweep, or comes back expired when a row arrives for it
+ * first (KsColdReload: the row starts it afresh, and the checkpoint that
+ * writes it deletes its cold row).  The sweep reads the aggregation's cold
+ * rows in index order, KS_COLD_SWEEP_ROWS per step, from each start of
+ * the TTL's sweep of the keys in memory (expire.h); the rows it finds
+ * expired, whose key is not in memory, are deleted by the next checkpoint
+ * in the transaction that commits it, so the cold row count committed with
+ * it stays exact.  Until then a reader still sees them, as it sees a key
+ * in memory the sweep has not reached yet.
+ */
+#define KS_COLD_SWEEP_ROWS		10000
+
+/* Read the next rows of the sweep of cold rows, as the owner of a step. */
+extern void KsColdSweep(KsAggRun *run, TimestampTz now);
+
+/*
+ * Delete, in the transaction committing a checkpoint, the cold rows the
+ * sweep found expired (not those loaded back since); returns how many went.
+ */
+extern int64 KsColdDeleteExpired(KsAggRun *run);
+
 /* Delete the cold rows of checkpoints after `committed` (recovery). */
 extern void KsColdDiscardAfter(int32 aggid, int64 committed);
 

@@ -155,12 +155,12 @@ KsMemoryLimitArgument(text *arg)
 void
 KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows)
 {
-	if (memory_limit > 0 && (ttl || windows))
+	if (memory_limit > 0 && windows)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("memory_limit cannot be combined with %s yet", ttl ? "ttl" : "time windows"),
-				 errdetail("Evicted keys are not expired by a TTL and not merged into windows."),
-				 errhint("Leave out memory_limit, or the %s.", ttl ? "ttl" : "window parameters")));
+				 errmsg("memory_limit cannot be combined with time windows yet"),
+				 errdetail("Evicted panes and windows would not be merged and expired."),
+				 errhint("Leave out memory_limit, or the window parameters.")));
 }
 
 /* Stage 1: the arguments and the view's name. */

@@ -7,8 +7,8 @@
  * An aggregation's budget is its memory_limit, or its share of
  * keyedstate.max_state_memory (divided equally among the aggregations of
  * the cluster that have a slot), whichever is smaller.  Aggregations with
- * a TTL or time windows have none: their sweeps and merges see only the
- * keys in memory.  It bounds the
+ * time windows have none: their merges see only the panes in memory (a
+ * TTL sweeps cold keys too, cold.h).  It bounds the
  * worker's memory for keys and transition states together with the shared
  * memory of the published rows, as keyedstate.status reports them
  * (memory_bytes against memory_limit).

@@ -186,6 +186,13 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 		run->expire_running = true;
 		run->expire_cursor = run->expire_wcursor = 0;
 		run->expire_wm = run->watermark;
+		/* and through the cold keys, from the first (KsColdSweep, cold.h) */
+		if (run->cold_rows > 0 && !run->cold_sweeping)
+		{
+			run->cold_sweeping = true;
+			run->cold_sweep_hash = (int64) PG_INT32_MIN - 1;
+			run->cold_sweep_id = 0;
+		}
 	}
 
 	end = Min(run->expire_cursor + KS_EXPIRE_SCAN, kt->nallocated);

@@ -37,14 +37,7 @@
 
 #include "run.h"
 
-/* Whether a key last changed at `touched` has outlived the run's TTL at `now`. */
-static inline bool
-KsExpiredAt(KsAggRun *run, TimestampTz touched, TimestampTz now)
-{
-	/* windowed aggregations count event time instead (window.h) */
-	return run->def->ttl_us > 0 && run->def->window_size_us == 0 &&
-		touched < now - run->def->ttl_us;
-}
+/* KsExpiredAt, whether a key outlived the TTL, is in run.h (cold.c asks too). */
 
 /*
  * Expire what the TTL removes, a bounded part of the key table per call

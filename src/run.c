@@ -437,6 +437,10 @@ KsRunUnload(KsAggRun *run)
 	run->cold_filter = NULL;
 	run->cold_filter_mask = 0;
 	run->cold_building = NULL;
+	run->cold_sweeping = false;
+	run->cold_expired_hashes = NULL;
+	run->cold_expired_ids = NULL;
+	run->ncold_expired = run->maxcold_expired = 0;
 	run->memory_budget = 0;
 	run->evict_target = 0;
 	run->evict_hand = 0;

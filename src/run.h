@@ -145,10 +145,31 @@ typedef struct KsAggRun
 	uint64		cold_building_mask;
 	int64		cold_build_after;	/* the hashes read so far are <= this */
 
+	/* the TTL over cold keys (cold.h): the sweep's place, and what it found */
+	bool		cold_sweeping;
+	int64		cold_sweep_hash;	/* rows after (hash, id) are still to be read */
+	uint64		cold_sweep_id;
+	uint32	   *cold_expired_hashes;	/* deleted with the next checkpoint */
+	uint64	   *cold_expired_ids;
+	int			ncold_expired;
+	int			maxcold_expired;
+
 	int64		rate_rows;
 	TimestampTz rate_since;
 	double		last_rate;
 } KsAggRun;
+
+/*
+ * Whether a key last changed at `touched` has outlived the run's TTL at
+ * `now` (expire.h; the cold tier asks too, cold.h).
+ */
+static inline bool
+KsExpiredAt(KsAggRun *run, TimestampTz touched, TimestampTz now)
+{
+	/* windowed aggregations count event time instead (window.h) */
+	return run->def->ttl_us > 0 && run->def->window_size_us == 0 &&
+		touched < now - run->def->ttl_us;
+}
 
 /* Run user code of an aggregation (its owner, restricted). */
 extern void KsBecomeOwner(KsAggRun *run);

@@ -385,6 +385,12 @@ KsRunStep(KsAggRun *run, long *timeout)
 						break;
 				}
 				KsExpireStep(run, GetCurrentTimestamp(), timeout);
+				/* the TTL's sweep of the cold keys, a bounded part per step (cold.h) */
+				if (run->cold_sweeping)
+				{
+					KsColdSweep(run, GetCurrentTimestamp());
+					*timeout = Min(*timeout, 10);
+				}
 				/* a slice of the cold filter being built (cold.h) */
 				if (run->cold_building != NULL)
 				{

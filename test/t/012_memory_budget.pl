@@ -13,6 +13,7 @@ use lib "$FindBin::Bin/../perl";
 use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time);
 
 my $node = ks_node('budget');
 my $db = 'postgres';
@@ -178,13 +179,41 @@ $oracle{free} = 'SELECT k, count(*) FROM ev GROUP BY k';
 $view{free} = 'SELECT k, c FROM free';
 is(mismatches(), 0, 'every view equals its oracle under the shared bound');
 
-# --- 6. what a budget cannot be combined with, and what it must look like
+# --- 6. a TTL under a budget: cold keys expire too, and come back fresh
+$node->safe_psql($db, q{
+CREATE TABLE tev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('tb', 'SELECT k, count(*) AS c, sum(v) AS s FROM tev GROUP BY k',
+	checkpoint_interval => '100 ms', ttl => '4 s', memory_limit => '1MB');
+INSERT INTO tev (k, v) SELECT g, 1 FROM generate_series(1, 30000) g;
+});
+my $tb_loaded = time();
+ks_sync($node, $db, 'tb');
+ok(ks_wait_for($node, $db,
+	q{SELECT evictions > 0 AND keys = 30000 FROM keyedstate.status WHERE name = 'tb'}, 60),
+	'a budget with a TTL evicts');
+# rows for keys 1..100 once the TTL has passed for all (polling the clock)
+ks_wait_for($node, $db, "SELECT extract(epoch FROM now()) > $tb_loaded + 4.5", 60);
+$node->safe_psql($db, q{INSERT INTO tev (k, v) SELECT g, 5 FROM generate_series(1, 100) g});
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 100 AND bool_and(c = 1 AND s = 5) FROM tb}, 60),
+	'keys past the TTL leave the view, cold ones included, and a cold key back after its TTL starts afresh');
+# (those 100 expire in turn 4 s later: the checks below hold all along)
+my $cold_tb = q{(SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregation a
+				  ON a.id = c.aggregation_id WHERE a.view = 'tb'::regclass)};
+ok(ks_wait_for($node, $db, qq{
+SELECT $cold_tb = 0 AND (SELECT keys FROM keyedstate.status WHERE name = 'tb') = (SELECT count(*) FROM tb)}, 60),
+	'the expired cold rows are deleted, and status counts the keys left');
+$node->restart;
+ks_sync($node, $db, 'tb');
+is($node->safe_psql($db, qq{SELECT count(*) + $cold_tb FROM tb WHERE s = 1 OR c > 1}), '0',
+	'a restart brings no expired key back');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tb')});
+
+# --- 7. what a budget cannot be combined with, and what it must look like
+$node->safe_psql($db, 'CREATE TABLE wev (id bigserial PRIMARY KEY, k int NOT NULL, ts timestamptz NOT NULL)');
 my ($ret, $out, $err) = $node->psql($db, q{
-SELECT keyedstate.create_aggregation('t1', 'SELECT k, count(*) FROM ev GROUP BY k',
-	ttl => '1 hour', memory_limit => '64MB')});
-like($err, qr/memory_limit cannot be combined with ttl yet/, 'a budget with a TTL is refused');
-($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('one', ttl => '1 hour')});
-like($err, qr/memory_limit cannot be combined with ttl yet/, 'a TTL on an aggregation with a budget is refused');
+SELECT keyedstate.create_aggregation('t1', 'SELECT k, count(*) FROM wev GROUP BY k',
+	window_size => '1 hour', time_column => 'ts', memory_limit => '64MB')});
+like($err, qr/memory_limit cannot be combined with time windows yet/, 'a budget with windows is refused');
 ($ret, $out, $err) = $node->psql($db, q{
 SELECT keyedstate.create_aggregation('t2', 'SELECT k, count(*) FROM ev GROUP BY k', memory_limit => 'lots')});
 like($err, qr/invalid memory_limit "lots"/, 'a memory_limit that is not a size is refused');
