@@ -196,25 +196,22 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 }
 
 /*
- * Check the offset column default of every table under relid (partitioned
- * ones too: rows inserted through a table get its default) but the source
- * itself; see KsCheckLeafDefault.
+ * Check the offset column default of every table of `rels` but the source
+ * (partitioned ones too: rows inserted through a table get its default);
+ * see KsCheckLeafDefault.
  */
 static void
-KsCheckTreeDefaults(Oid relid, Oid sourceid, const char *attname, Oid seqoid,
+KsCheckTreeDefaults(List *rels, Oid sourceid, const char *attname, Oid seqoid,
 					const char *aggname)
 {
-	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
 	ListCell   *lc;
 
 	foreach(lc, rels)
 	{
-		Relation	rel;
+		Relation	rel = lfirst_oid(lc) == sourceid ? NULL :
+			try_table_open(lfirst_oid(lc), AccessShareLock);
 		AttrNumber	attnum;
 
-		if (lfirst_oid(lc) == sourceid)
-			continue;
-		rel = try_table_open(lfirst_oid(lc), AccessShareLock);
 		if (rel == NULL)
 			continue;
 		attnum = get_attnum(lfirst_oid(lc), attname);
@@ -222,7 +219,6 @@ KsCheckTreeDefaults(Oid relid, Oid sourceid, const char *attname, Oid seqoid,
 			KsCheckLeafDefault(rel, attnum, seqoid, aggname);
 		table_close(rel, AccessShareLock);
 	}
-	list_free(rels);
 }
 
 /*
@@ -235,24 +231,12 @@ KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid
 					  const char *aggname)
 {
 	char	   *attname = get_attname(sourceid, src_attnum, false);
-	ListCell   *lc;
 
-	KsCheckTreeDefaults(relid, sourceid, attname, seqoid, aggname);
+	KsCheckTreeDefaults(find_all_inheritors(relid, NoLock, NULL), sourceid, attname,
+						seqoid, aggname);
 	if (relid == sourceid && get_rel_relispartition(sourceid))
-	{
-		foreach(lc, get_partition_ancestors(sourceid))
-		{
-			Relation	rel = try_table_open(lfirst_oid(lc), AccessShareLock);
-			AttrNumber	attnum;
-
-			if (rel == NULL)
-				continue;
-			attnum = get_attnum(lfirst_oid(lc), attname);
-			if (attnum != InvalidAttrNumber)
-				KsCheckLeafDefault(rel, attnum, seqoid, aggname);
-			table_close(rel, AccessShareLock);
-		}
-	}
+		KsCheckTreeDefaults(get_partition_ancestors(sourceid), sourceid, attname,
+							seqoid, aggname);
 }
 
 /*
@@ -398,7 +382,7 @@ KsSourceFindLeaves(KsSource *src)
 	List	   *locked = NIL;
 	ListCell   *lc;
 	Relation	source;
-	int			attempt;
+	int			i;
 
 	src->leaf_busy = false;
 	if (!src->tree)
@@ -431,44 +415,53 @@ KsSourceFindLeaves(KsSource *src)
 		}
 	}
 
-	for (attempt = 0; attempt < 2; attempt++)
+	if (KsLeavesStillUsable(src, oids))
+		return true;
+	if (src->leaf_busy)
+		return false;
+
+	/*
+	 * Set them up again.  What the setup reads reflects every invalidation
+	 * processed by then, including those its own locks bring in (an
+	 * ANALYZE of the table sends one), so those do not count.
+	 */
+	MemoryContextReset(src->leafcxt);
+	src->leaves = MemoryContextAllocZero(src->leafcxt, sizeof(KsLeaf) * Max(list_length(oids), 1));
+	src->nleaves = 0;
+	source = table_open(src->relid, NoLock);
+	if (src->tree)
+		KsSourceCheckDefaults(src->relid, src->relid, src->offset_attnum, src->seqoid,
+							  src->aggname);
+	foreach(lc, oids)
 	{
-		if (KsLeavesStillUsable(src, oids))
-			return true;
-		if (src->leaf_busy)
-			return false;
+		MemoryContext oldcxt;
+		Relation	heap = source;
 
-		/* set them up again */
-		src->stale = false;
-		MemoryContextReset(src->leafcxt);
-		src->leaves = MemoryContextAllocZero(src->leafcxt, sizeof(KsLeaf) * Max(list_length(oids), 1));
-		src->nleaves = 0;
-		source = table_open(src->relid, NoLock);
-		if (src->tree)
-			KsSourceCheckDefaults(src->relid, src->relid, src->offset_attnum, src->seqoid,
-								  src->aggname);
-		foreach(lc, oids)
+		if (lfirst_oid(lc) != src->relid)
 		{
-			MemoryContext oldcxt;
-			Relation	heap = source;
-
-			if (lfirst_oid(lc) != src->relid)
-			{
-				heap = try_table_open(lfirst_oid(lc), NoLock);
-				if (heap == NULL)
-					continue;	/* dropped meanwhile */
-			}
-			oldcxt = MemoryContextSwitchTo(src->leafcxt);
-			KsLeafSetup(src, &src->leaves[src->nleaves], heap, source, true);
-			MemoryContextSwitchTo(oldcxt);
-			src->nleaves++;
-			if (heap != source)
-				table_close(heap, NoLock);
+			heap = try_table_open(lfirst_oid(lc), NoLock);
+			if (heap == NULL)
+				continue;		/* dropped meanwhile */
 		}
-		table_close(source, NoLock);
+		oldcxt = MemoryContextSwitchTo(src->leafcxt);
+		KsLeafSetup(src, &src->leaves[src->nleaves], heap, source, true);
+		MemoryContextSwitchTo(oldcxt);
+		src->nleaves++;
+		if (heap != source)
+			table_close(heap, NoLock);
 	}
-	elog(ERROR, "could not set up the partitions of the source of aggregation %s", src->aggname);
-	return false;				/* keep the compiler quiet */
+	table_close(source, NoLock);
+	src->stale = false;
+	/* the indexes chosen are read under a lock taken without waiting */
+	for (i = 0; i < src->nleaves; i++)
+	{
+		if (!ConditionalLockRelationOid(src->leaves[i].indexoid, AccessShareLock))
+		{
+			src->leaf_busy = true;
+			return false;
+		}
+	}
+	return true;
 }
 
 /* A relation changed: the leaves need setting up again if it is one of theirs. */
@@ -589,7 +582,8 @@ KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src
 	int64		handed_out;
 
 	/* its tables must follow the source's sequence, as any partition */
-	KsCheckTreeDefaults(partrelid, sourceid, attname, seqoid, aggname);
+	KsCheckTreeDefaults(find_all_inheritors(partrelid, NoLock, NULL), sourceid, attname,
+						seqoid, aggname);
 
 	/*
 	 * The frontier of the aggregation never lies above what the sequence
