@@ -155,14 +155,36 @@ SELECT pid FROM pg_stat_activity
  WHERE backend_type = 'keyedstate worker' AND datname = '$db'});
 }
 
-# SIGKILL the worker of a database, then wait until the server accepts
-# connections again (restart_after_crash restarts everything).
+# The pid of the keyedstate launcher, or '' if none runs.
+sub ks_launcher_pid
+{
+	my ($node) = @_;
+	my ($ret, $out) = $node->psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'keyedstate launcher'");
+	return $ret == 0 ? $out : '';
+}
+
+# SIGKILL the worker of a database, then wait until the server has gone
+# through the crash restart (restart_after_crash restarts everything): a
+# connection alone can succeed before the postmaster noticed the death, so
+# wait for a launcher other than the one before the kill.
 sub ks_kill_worker
 {
 	my ($node, $db) = @_;
 	my $pid = ks_worker_pid($node, $db);
+	my $launcher = ks_launcher_pid($node);
 	die "no keyedstate worker in $db" unless $pid =~ /^\d+$/;
 	PostgreSQL::Test::Utils::system_log('pg_ctl', 'kill', 'KILL', $pid);
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		my $now = eval {
+			local $SIG{PIPE} = 'IGNORE';
+			ks_launcher_pid($node);
+		} // '';
+		last if $now =~ /^\d+$/ && $now ne $launcher;
+		sleep(0.1);
+	}
 	ks_restart_after_crash($node);
 	return $pid;
 }
