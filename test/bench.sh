@@ -549,7 +549,9 @@ bench_budget() {
 	load_table evb "$file"
 	dm=$(rate "$n" "$(ks_time "drain of $n rows, all in memory" budget_create evb_stats "")")
 	dc=$(rate "$n" "$(ks_time "drain of $n rows under $BUDGET" budget_create evb_cold "$BUDGET")")
-	ks_query "SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations WHERE name IN ('evb_stats', 'evb_cold')" >/dev/null
+	# a full checkpoint of 10M keys outlasts keyedstate.checkpoint()'s wait: go on without it
+	ks_query "SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations WHERE name IN ('evb_stats', 'evb_cold')" >/dev/null ||
+		progress "a checkpoint did not end within keyedstate.checkpoint()'s wait; going on"
 	ks_query "SELECT format('%-10s %10s keys, %10s in memory, memory %6s MB (budget %s), shared %6s MB, %s evictions, %s reloads',
 		name, keys, keys_in_memory, memory_bytes / 1048576, COALESCE(pg_size_pretty(memory_limit), 'none'),
 		shared_bytes / 1048576, evictions, reloads) FROM keyedstate.status WHERE name IN ('evb_stats', 'evb_cold') ORDER BY name DESC"
