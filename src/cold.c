@@ -170,7 +170,7 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 }
 
 /* Delete cold rows by hash and id (see cold.h). */
-void
+int64
 KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
 {
 	Datum	   *h;
@@ -180,7 +180,7 @@ KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
 	int			i;
 
 	if (n == 0)
-		return;
+		return 0;
 	h = palloc(sizeof(Datum) * n);
 	d = palloc(sizeof(Datum) * n);
 	for (i = 0; i < n; i++)
@@ -195,9 +195,10 @@ KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
 	if (SPI_execute_with_args("DELETE FROM keyedstate.cold "
 							  "WHERE aggregation_id = $1 AND hash = ANY ($2) AND id = ANY ($3)",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "keyedstate could not delete stale cold keys");
+		elog(ERROR, "keyedstate could not delete cold keys");
 	pfree(h);
 	pfree(d);
+	return (int64) SPI_processed;
 }
 
 /* Delete the cold rows of checkpoints after `committed` (see cold.h). */
@@ -322,6 +323,21 @@ KsColdRelids(Oid *heap, Oid *index)
 }
 
 /*
+ * The hash, id and data of a row of keyedstate.cold read by the worker
+ * (the data detoasted in the current context); a NULL column is damage.
+ */
+static bytea *
+KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id)
+{
+	slot_getallattrs(slot);
+	if (slot->tts_isnull[1] || slot->tts_isnull[2] || slot->tts_isnull[3])
+		KsCheckpointCorrupted(run->name, "A row of keyedstate.cold has a NULL column.");
+	*hash = (uint32) DatumGetInt32(slot->tts_values[1]);
+	*id = (uint64) DatumGetInt64(slot->tts_values[2]);
+	return DatumGetByteaPP(slot->tts_values[3]);
+}
+
+/*
  * Bring one cold row's key back into memory, unless it is there already
  * (then its state in memory is the newer).  Every byte is checked first.
  */
@@ -414,20 +430,13 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
 	index_rescan(scan, skeys, 2, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		bool		isnull[4];
 		uint32		hash;
 		uint64		id;
 		bytea	   *data;
 
 		KsCheckInterrupts();
-		slot_getallattrs(slot);
-		memcpy(isnull, slot->tts_isnull, sizeof(isnull));
-		if (isnull[1] || isnull[2] || isnull[3])
-			KsCheckpointCorrupted(run->name, "A row of keyedstate.cold has a NULL column.");
-		hash = (uint32) DatumGetInt32(slot->tts_values[1]);
-		id = (uint64) DatumGetInt64(slot->tts_values[2]);
 		oldcxt = MemoryContextSwitchTo(tmp);
-		data = DatumGetByteaPP(slot->tts_values[3]);
+		data = KsColdRowColumns(run, slot, &hash, &id);
 		if (KsColdRestore(run, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), keys, nulls))
 			loaded++;
 		MemoryContextSwitchTo(oldcxt);
@@ -490,7 +499,6 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 	index_rescan(scan, skeys, 2, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
-		bool		isnull[4];
 		uint32		hash;
 		uint64		id;
 		bytea	   *data;
@@ -503,12 +511,9 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 			break;
 		}
 		KsCheckInterrupts();
-		slot_getallattrs(slot);
-		memcpy(isnull, slot->tts_isnull, sizeof(isnull));
-		if (isnull[1] || isnull[2] || isnull[3])
-			KsCheckpointCorrupted(run->name, "A row of keyedstate.cold has a NULL column.");
-		hash = (uint32) DatumGetInt32(slot->tts_values[1]);
-		id = (uint64) DatumGetInt64(slot->tts_values[2]);
+		oldcxt = MemoryContextSwitchTo(tmp);
+		data = KsColdRowColumns(run, slot, &hash, &id);
+		MemoryContextSwitchTo(oldcxt);
 		/* rows up to the last one read are done */
 		if ((int64) (int32) hash == run->cold_sweep_hash && id <= run->cold_sweep_id)
 			continue;
@@ -516,7 +521,6 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 		run->cold_sweep_hash = (int32) hash;
 		run->cold_sweep_id = id;
 		oldcxt = MemoryContextSwitchTo(tmp);
-		data = DatumGetByteaPP(slot->tts_values[3]);
 		KsColdParse(run->name, run->def->id, hash, id, VARDATA_ANY(data),
 					VARSIZE_ANY_EXHDR(data), &parts);
 		MemoryContextSwitchTo(oldcxt);
@@ -553,35 +557,18 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 int64
 KsColdDeleteExpired(KsAggRun *run)
 {
-	Datum		args[3];
-	Oid			argtypes[3] = {INT4OID, INT4ARRAYOID, INT8ARRAYOID};
-	Datum	   *h;
-	Datum	   *d;
 	int			i;
 	int			n = 0;
 
-	if (run->ncold_expired == 0)
-		return 0;
-	h = palloc(sizeof(Datum) * run->ncold_expired);
-	d = palloc(sizeof(Datum) * run->ncold_expired);
+	/* loaded back since the sweep read it: the checkpoint writing it deletes it */
 	for (i = 0; i < run->ncold_expired; i++)
 	{
-		/* loaded back since the sweep read it: the checkpoint writing it deletes it */
 		if (KsColdInMemory(run->kt, run->cold_expired_hashes[i], run->cold_expired_ids[i]))
 			continue;
-		h[n] = Int32GetDatum((int32) run->cold_expired_hashes[i]);
-		d[n++] = Int64GetDatum((int64) run->cold_expired_ids[i]);
+		run->cold_expired_hashes[n] = run->cold_expired_hashes[i];
+		run->cold_expired_ids[n++] = run->cold_expired_ids[i];
 	}
 	run->ncold_expired = 0;
-	if (n == 0)
-		return 0;
-	args[0] = Int32GetDatum(run->def->id);
-	args[1] = PointerGetDatum(construct_array(h, n, INT4OID, 4, true, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	/* a row listed twice (two sweeps) is deleted once: count what went */
-	if (SPI_execute_with_args("DELETE FROM keyedstate.cold "
-							  "WHERE aggregation_id = $1 AND hash = ANY ($2) AND id = ANY ($3)",
-							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "keyedstate could not delete expired cold keys");
-	return (int64) SPI_processed;
+	return KsColdDelete(run->def->id, run->cold_expired_hashes, run->cold_expired_ids, n);
 }

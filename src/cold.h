@@ -104,8 +104,11 @@ extern void KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 i
  */
 extern void KsColdInsert(KsAggRun *run, KsColdBatch *batch);
 
-/* Delete cold rows by hash and id (stale ones: the keys are written again). */
-extern void KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n);
+/*
+ * Delete cold rows by hash and id (stale ones: the keys are written again;
+ * expired ones); returns how many went.
+ */
+extern int64 KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n);
 
 /*
  * The TTL over cold keys.  A key that outlived the TTL while cold is

@@ -210,11 +210,13 @@ KsBeforeDropDatabase(DropdbStmt *stmt)
 
 /*
  * The aggregations whose source is one of relids (a partition's parent
- * and its ancestors), in cxt; NIL where keyedstate is not installed.
+ * and its ancestors), in the statement's memory; NIL where keyedstate is
+ * not installed.
  */
 static List *
-KsAggregationsOver(List *relids, MemoryContext cxt)
+KsAggregationsOver(List *relids)
 {
+	MemoryContext cxt = CurrentMemoryContext;
 	KsCatalogAccess acc;
 	List	   *all;
 	List	   *result = NIL;
@@ -330,15 +332,12 @@ KsMayChange(Oid relid, const char *what)
 static void
 KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what)
 {
-	MemoryContext cxt;
 	List	   *aggs;
 	ListCell   *lc;
 
 	if (!OidIsValid(relid) || !get_rel_relispartition(relid) || !KsMayChange(relid, what))
 		return;
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate partition check",
-								ALLOCSET_DEFAULT_SIZES);
-	aggs = KsAggregationsOver(get_partition_ancestors(relid), cxt);
+	aggs = KsAggregationsOver(get_partition_ancestors(relid));
 	if (aggs != NIL)
 	{
 		if (parentlock != NoLock)
@@ -352,7 +351,6 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what)
 		KsSourceCheckRemove(relid, def->source_oid, def->offset_attnum,
 							def->checkpointed_offset, what, KsAggName(def->view_oid));
 	}
-	MemoryContextDelete(cxt);
 }
 
 /* ATTACH and DETACH PARTITION under a source (see source.h). */
@@ -381,28 +379,20 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 		{
 			if (pc->concurrent && get_rel_relispartition(part))
 			{
-				MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
-														  "keyedstate partition check",
-														  ALLOCSET_DEFAULT_SIZES);
-
-				if (KsAggregationsOver(get_partition_ancestors(part), cxt) != NIL)
+				if (KsAggregationsOver(get_partition_ancestors(part)) != NIL)
 					ereport(ERROR,
 							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 							 errmsg("cannot detach partition \"%s\" concurrently", get_rel_name(part)),
 							 errdetail("keyedstate aggregations consume table \"%s\", and rows written into a partition during a concurrent detach could be lost.",
 									   get_rel_name(parent)),
 							 errhint("Use DETACH PARTITION without CONCURRENTLY.")));
-				MemoryContextDelete(cxt);
 			}
 			else
 				KsBeforeRemovePartition(part, AccessExclusiveLock, "detach");
 		}
 		else
 		{
-			MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
-													  "keyedstate partition check",
-													  ALLOCSET_DEFAULT_SIZES);
-			List	   *aggs = KsAggregationsOver(KsSelfAndAncestors(parent), cxt);
+			List	   *aggs = KsAggregationsOver(KsSelfAndAncestors(parent));
 			ListCell   *alc;
 
 			if (aggs != NIL)
@@ -418,7 +408,6 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 				KsSourceCheckAttach(part, parent, def->source_oid, def->offset_attnum,
 									def->sequence_oid, KsAggName(def->view_oid));
 			}
-			MemoryContextDelete(cxt);
 		}
 	}
 }
@@ -477,14 +466,11 @@ KsBeforeTruncate(TruncateStmt *stmt)
 static void
 KsAfterPartitionChange(Oid parent, Oid part, bool added)
 {
-	MemoryContext cxt;
 	ListCell   *lc;
 
 	if (!OidIsValid(parent) || !OidIsValid(part))
 		return;
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate partition check",
-								ALLOCSET_DEFAULT_SIZES);
-	foreach(lc, KsAggregationsOver(KsSelfAndAncestors(parent), cxt))
+	foreach(lc, KsAggregationsOver(KsSelfAndAncestors(parent)))
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 
@@ -501,7 +487,6 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 		else
 			KsWakeTriggersDrop(def->id, part);
 	}
-	MemoryContextDelete(cxt);
 }
 
 /* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused). */
