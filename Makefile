@@ -5,6 +5,7 @@ OBJS = \
 	src/settings.o \
 	src/shmem.o \
 	src/dbslots.o \
+	src/pool.o \
 	src/progress.o \
 	src/store.o \
 	src/storewrite.o \
@@ -27,7 +28,9 @@ OBJS = \
 	src/coldread.o \
 	src/window.o \
 	src/checkpoint.o \
+	src/ckptcommit.o \
 	src/recovery.o \
+	src/seed.o \
 	src/run.o \
 	src/step.o \
 	src/worker.o \

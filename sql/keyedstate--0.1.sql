@@ -24,6 +24,11 @@ CREATE SCHEMA keyedstate;
  * the budget of the state in memory, in bytes (NULL: none but
  * keyedstate.max_state_memory): colder keys are evicted to keyedstate.cold.
  * cold_keys counts the rows of keyedstate.cold as of checkpoint_id.
+ * parallelism is the number of parts the key groups are split into (see
+ * keyedstate.part), max_parallelism the number of key groups (a key's
+ * group is its hash modulo it), fixed at creation; layout counts the
+ * rescales.  The progress columns above are those of the aggregation run
+ * whole, which it is as long as it has no rows in keyedstate.part.
  */
 CREATE TABLE keyedstate.aggregation (
 	id					int PRIMARY KEY,
@@ -51,9 +56,46 @@ CREATE TABLE keyedstate.aggregation (
 	time_column			name,
 	memory_limit		bigint,
 	cold_keys			bigint NOT NULL DEFAULT 0,
-	created				timestamptz NOT NULL DEFAULT pg_catalog.now()
+	created				timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	parallelism			int NOT NULL DEFAULT 1,
+	max_parallelism		int NOT NULL DEFAULT 128,
+	layout				int NOT NULL DEFAULT 0
 );
 CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;
+
+/*
+ * The parts of an aggregation that runs in parallel (or was rescaled):
+ * each consumes every row of the source but keeps only the keys of its
+ * range of key groups, with its own consumed offset and checkpoints
+ * (stored in keyedstate.state under the part's id, drawn from the same
+ * sequence as aggregations' ids), and runs in a worker of the pool.  The
+ * progress columns mean what they mean in keyedstate.aggregation.
+ *
+ * A rescale retires the running parts (or the aggregation run whole) and
+ * adds parts of the next layout, each seeded from the retired ones
+ * (seed_from): a new part loads the keys of its key groups from their
+ * checkpoints, and consumes each group's rows after the offset of the
+ * part it comes from; its first checkpoint is full and clears seed_from.
+ * Retired parts nobody seeds from any more go, with their checkpoints.
+ */
+CREATE TABLE keyedstate.part (
+	id					int PRIMARY KEY,
+	-- deferred: a restore adds an aggregation's parts before its row (restore.c)
+	aggregation_id		int NOT NULL REFERENCES keyedstate.aggregation (id) ON DELETE CASCADE
+						DEFERRABLE INITIALLY DEFERRED,
+	layout				int NOT NULL,
+	part				int NOT NULL,
+	first_key_group		int NOT NULL,
+	last_key_group		int NOT NULL,
+	retired				bool NOT NULL DEFAULT false,
+	seed_from			int[],
+	checkpointed_offset	bigint NOT NULL,
+	last_checkpoint		timestamptz,
+	checkpoint_id		bigint,
+	clean_stop			bool NOT NULL DEFAULT false,
+	cold_keys			bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX ON keyedstate.part (aggregation_id);
 
 /*
  * Checkpointed keyed state, written incrementally.  Each checkpoint adds
@@ -116,7 +158,7 @@ CREATE TABLE keyedstate.cold (
 SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation', '');
 SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation_id_seq', '');
 
-REVOKE ALL ON keyedstate.aggregation, keyedstate.state, keyedstate.cold,
+REVOKE ALL ON keyedstate.aggregation, keyedstate.part, keyedstate.state, keyedstate.cold,
 	keyedstate.aggregation_id_seq FROM PUBLIC;
 GRANT USAGE ON SCHEMA keyedstate TO PUBLIC;
 
@@ -149,7 +191,9 @@ CREATE FUNCTION keyedstate.create_aggregation(
 	window_size interval DEFAULT NULL,
 	window_slide interval DEFAULT NULL,
 	time_column name DEFAULT NULL,
-	memory_limit text DEFAULT NULL)
+	memory_limit text DEFAULT NULL,
+	parallelism int DEFAULT 1,
+	max_parallelism int DEFAULT 128)
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_create_aggregation'
 LANGUAGE C;
@@ -157,13 +201,14 @@ LANGUAGE C;
 /*
  * Change what can change while an aggregation runs.  A NULL argument
  * leaves its setting as it is; ttl => '0' removes the TTL, memory_limit =>
- * '0' the budget.
+ * '0' the budget; parallelism rescales it.
  */
 CREATE FUNCTION keyedstate.alter_aggregation(
 	name text,
 	ttl interval DEFAULT NULL,
 	checkpoint_interval interval DEFAULT NULL,
-	memory_limit text DEFAULT NULL)
+	memory_limit text DEFAULT NULL,
+	parallelism int DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_alter_aggregation'
 LANGUAGE C;
@@ -236,7 +281,14 @@ CREATE FUNCTION keyedstate.worker_status(
 	OUT keys_cold bigint,
 	OUT evictions bigint,
 	OUT reloads bigint,
-	OUT memory_limit bigint)
+	OUT memory_limit bigint,
+	OUT worker int,
+	OUT worker_pid int,
+	OUT part_id int,
+	OUT part int,
+	OUT layout int,
+	OUT first_key_group int,
+	OUT last_key_group int)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'keyedstate_worker_status'
 LANGUAGE C STRICT VOLATILE;
@@ -356,17 +408,63 @@ SELECT a.id,
 	   a.time_column,
 	   a.memory_limit,
 	   a.paused,
-	   a.checkpointed_offset,
-	   a.last_checkpoint,
-	   a.created
+	   COALESCE((SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate.part p
+				  WHERE p.aggregation_id = a.id), a.checkpointed_offset) AS checkpointed_offset,
+	   COALESCE((SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate.part p
+				  WHERE p.aggregation_id = a.id), a.last_checkpoint) AS last_checkpoint,
+	   a.created,
+	   a.parallelism,
+	   a.max_parallelism
   FROM keyedstate.aggregation a
   JOIN pg_catalog.pg_class c ON c.oid = a.view::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_attribute att
 	ON att.attrelid = a.source::pg_catalog.oid AND att.attnum = a.offset_attnum;
 
+/*
+ * One row per aggregation; an aggregation running in parallel sums (or
+ * takes the least advanced of) its parts' figures, those of its current
+ * layout.
+ */
 CREATE VIEW keyedstate.status AS
+WITH w AS (
+	SELECT s.aggregation_id,
+		   CASE WHEN pg_catalog.bool_or(s.state = 'failed') THEN 'failed'
+				WHEN pg_catalog.bool_or(s.state = 'starting') THEN 'starting'
+				WHEN pg_catalog.bool_or(s.state = 'rebuilding') THEN 'rebuilding'
+				WHEN pg_catalog.bool_or(s.state = 'waiting') THEN 'waiting'
+				WHEN pg_catalog.bool_or(s.state = 'paused') THEN 'paused'
+				ELSE pg_catalog.min(s.state) END AS state,
+		   pg_catalog.count(*) AS nparts,
+		   pg_catalog.min(s.consumed_offset) AS consumed_offset,
+		   pg_catalog.min(s.checkpointed_offset) AS checkpointed_offset,
+		   pg_catalog.max(s.high_water) AS high_water,
+		   pg_catalog.min(s.failed_offset) AS failed_offset,
+		   pg_catalog.max(s.waiting_pid) AS waiting_pid,
+		   pg_catalog.sum(s.keys)::bigint AS keys,
+		   pg_catalog.sum(s.visible_keys)::bigint AS visible_keys,
+		   pg_catalog.sum(s.memory_bytes)::bigint AS memory_bytes,
+		   pg_catalog.sum(s.shared_bytes)::bigint AS shared_bytes,
+		   pg_catalog.sum(s.rows_consumed)::bigint AS rows_consumed,
+		   pg_catalog.sum(s.rows_replayed)::bigint AS rows_replayed,
+		   pg_catalog.sum(s.rows_per_second) AS rows_per_second,
+		   pg_catalog.min(s.last_checkpoint) AS last_checkpoint,
+		   pg_catalog.min(s.error) AS error,
+		   pg_catalog.max(s.checkpoint_ms) AS checkpoint_ms,
+		   pg_catalog.sum(s.checkpoint_keys)::bigint AS checkpoint_keys,
+		   pg_catalog.sum(s.checkpoint_bytes)::bigint AS checkpoint_bytes,
+		   pg_catalog.sum(s.keys_expired)::bigint AS keys_expired,
+		   pg_catalog.sum(s.rows_late)::bigint AS rows_late,
+		   pg_catalog.sum(s.keys_cold)::bigint AS keys_cold,
+		   pg_catalog.sum(s.evictions)::bigint AS evictions,
+		   pg_catalog.sum(s.reloads)::bigint AS reloads,
+		   pg_catalog.max(s.memory_limit) AS memory_limit
+	  FROM keyedstate.worker_status() s
+	  JOIN keyedstate.aggregation a ON a.id = s.aggregation_id AND a.layout = s.layout
+	 GROUP BY s.aggregation_id)
 SELECT a.view::text AS name,
-	   CASE WHEN a.paused THEN 'paused' ELSE COALESCE(w.state, 'starting') END AS state,
+	   CASE WHEN a.paused THEN 'paused'
+			WHEN w.nparts < a.parallelism THEN 'starting'
+			ELSE COALESCE(w.state, 'starting') END AS state,
 	   w.consumed_offset,
 	   COALESCE(w.checkpointed_offset, a.checkpointed_offset) AS checkpointed_offset,
 	   GREATEST(w.high_water - w.consumed_offset, 0) AS lag_rows,
@@ -389,8 +487,30 @@ SELECT a.view::text AS name,
 	   w.checkpoint_bytes AS last_checkpoint_bytes,
 	   w.error,
 	   w.failed_offset,
-	   NULLIF(w.waiting_pid, 0) AS waiting_pid
+	   NULLIF(w.waiting_pid, 0) AS waiting_pid,
+	   a.parallelism
   FROM keyedstate.aggregation a
-  LEFT JOIN keyedstate.worker_status() w ON w.aggregation_id = a.id;
+  LEFT JOIN w ON w.aggregation_id = a.id;
 
-GRANT SELECT ON keyedstate.aggregations, keyedstate.status TO PUBLIC;
+/*
+ * The database's workers and what each runs: one row per part of an
+ * aggregation (its range of key groups; an aggregation not running in
+ * parallel is one part of every key group).  worker is the worker's
+ * number in the database's pool; pid is null while the part waits for
+ * its worker (starting, or being handed over).
+ */
+CREATE VIEW keyedstate.workers AS
+SELECT w.worker,
+	   w.worker_pid AS pid,
+	   a.view::text AS aggregation,
+	   w.part,
+	   w.first_key_group,
+	   w.last_key_group,
+	   CASE WHEN a.paused THEN 'paused' ELSE w.state END AS state,
+	   w.consumed_offset,
+	   pg_catalog.round(w.rows_per_second::numeric, 1) AS rows_per_second,
+	   w.keys
+  FROM keyedstate.aggregation a
+  JOIN keyedstate.worker_status() w ON w.aggregation_id = a.id AND w.layout = a.layout;
+
+GRANT SELECT ON keyedstate.aggregations, keyedstate.status, keyedstate.workers TO PUBLIC;

@@ -86,6 +86,18 @@ KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot)
 		KsApplyLearnTypes(buf, slot->tts_tupleDescriptor);
 
 	slot_getallattrs(slot);
+	/* a part: another part's key, or a row its seed had consumed, is not ours */
+	if (buf->ngroups > 0)
+	{
+		uint32		hash = KsKeyHash(buf->kt, slot->tts_values + 1, slot->tts_isnull + 1);
+		int			group = KsKeyGroup(hash, buf->ngroups);
+
+		if (group < buf->first_group || group > buf->last_group ||
+			(buf->group_starts != NULL &&
+			 DatumGetInt64(slot->tts_values[0]) <= buf->group_starts[group]))
+			return;
+		buf->hashes[buf->nrows] = hash;
+	}
 	values = buf->values + buf->nrows * ncols;
 	isnull = buf->isnull + buf->nrows * ncols;
 	memcpy(values, slot->tts_values, sizeof(Datum) * ncols);
@@ -153,8 +165,9 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		buf->late[i] = false;
 		if (buf->timecol >= 0)
 			KsApplyWatermark(buf, i);
-		buf->hashes[i] = KsKeyHash(kt, buf->values + i * ncols + 1,
-								   buf->isnull + i * ncols + 1);
+		if (buf->ngroups == 0)
+			buf->hashes[i] = KsKeyHash(kt, buf->values + i * ncols + 1,
+									   buf->isnull + i * ncols + 1);
 		KsKeyTablePrefetchSlot(kt, buf->hashes[i]);
 	}
 

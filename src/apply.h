@@ -64,6 +64,16 @@ typedef struct KsApplyBuffer
 	int64		rows_late;
 	bool	   *late;			/* per buffered row */
 
+	/*
+	 * A part of an aggregation keeps the keys of its key groups only
+	 * (hash modulo ngroups), and a part a rescale seeded only each group's
+	 * rows after group_starts[group] (seed.c); ngroups 0: every row.
+	 */
+	int			ngroups;
+	int			first_group;
+	int			last_group;
+	const int64 *group_starts;
+
 	int			ncols;			/* input columns: offset, keys, arguments */
 	int16	   *typlens;		/* per column, set from the first row */
 	bool	   *typbyvals;

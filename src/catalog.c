@@ -22,15 +22,43 @@
 
 #include "catalog.h"
 
-/* Columns the worker and the control functions read, in this order. */
+/*
+ * Columns the worker and the control functions read, in this order, of an
+ * aggregation `a` and, for one of its parts, the part `p` (else NULL).  An
+ * aggregation's own checkpointed offset is its least advanced part's.
+ */
 #define KS_DEF_COLUMNS \
-	"id, view, live, source, offset_attnum, sequence, query_tree, settings, " \
-	"(EXTRACT(EPOCH FROM checkpoint_interval) * 1000)::pg_catalog.int8, " \
-	"paused, rebuilding, last_checkpoint IS NOT NULL, resume_count, checkpointed_offset, " \
-	"COALESCE((EXTRACT(EPOCH FROM ttl) * 1000000)::pg_catalog.int8, 0), " \
-	"COALESCE((EXTRACT(EPOCH FROM window_size) * 1000000)::pg_catalog.int8, 0), " \
-	"COALESCE((EXTRACT(EPOCH FROM window_slide) * 1000000)::pg_catalog.int8, 0), " \
-	"COALESCE(memory_limit, 0)"
+	"COALESCE(p.id, a.id), a.view, a.live, a.source, a.offset_attnum, a.sequence, " \
+	"a.query_tree, a.settings, " \
+	"(EXTRACT(EPOCH FROM a.checkpoint_interval) * 1000)::pg_catalog.int8, " \
+	"a.paused, a.rebuilding, " \
+	"CASE WHEN p.id IS NOT NULL THEN p.last_checkpoint IS NOT NULL " \
+	"     ELSE a.last_checkpoint IS NOT NULL OR EXISTS (SELECT FROM keyedstate.part q " \
+	"          WHERE q.aggregation_id = a.id AND q.last_checkpoint IS NOT NULL) END, " \
+	"a.resume_count, " \
+	"COALESCE(p.checkpointed_offset, (SELECT pg_catalog.min(q.checkpointed_offset) " \
+	"         FROM keyedstate.part q WHERE q.aggregation_id = a.id), a.checkpointed_offset), " \
+	"COALESCE((EXTRACT(EPOCH FROM a.ttl) * 1000000)::pg_catalog.int8, 0), " \
+	"COALESCE((EXTRACT(EPOCH FROM a.window_size) * 1000000)::pg_catalog.int8, 0), " \
+	"COALESCE((EXTRACT(EPOCH FROM a.window_slide) * 1000000)::pg_catalog.int8, 0), " \
+	"COALESCE(a.memory_limit, 0), " \
+	"a.id, p.id IS NOT NULL, a.parallelism, a.max_parallelism, a.layout, " \
+	"COALESCE(p.part, 0), COALESCE(p.first_key_group, 0), " \
+	"COALESCE(p.last_key_group, a.max_parallelism - 1), p.seed_from"
+
+/* An aggregation alone: no part. */
+#define KS_DEF_FROM_AGGREGATION \
+	" FROM keyedstate.aggregation a LEFT JOIN keyedstate.part p ON false "
+
+/*
+ * What the worker runs: the parts of each aggregation that has some (but
+ * retired ones), and every other aggregation whole.
+ */
+#define KS_DEF_FROM_RUNS \
+	" FROM keyedstate.aggregation a " \
+	" LEFT JOIN keyedstate.part p ON p.aggregation_id = a.id AND NOT p.retired " \
+	"WHERE p.id IS NOT NULL OR NOT EXISTS (SELECT FROM keyedstate.part q " \
+	"                                      WHERE q.aggregation_id = a.id) "
 
 /* Where results of the open bracket go: the context current when it opened. */
 static MemoryContext ks_catalog_cxt = NULL;
@@ -102,6 +130,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	KsAggDef   *def = palloc0(sizeof(KsAggDef));
 	bool		isnull;
 	Datum		settings;
+	Datum		seeds;
 
 	def->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 	def->view_oid = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
@@ -123,18 +152,36 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->window_size_us = DatumGetInt64(SPI_getbinval(tup, desc, 16, &isnull));
 	def->window_slide_us = DatumGetInt64(SPI_getbinval(tup, desc, 17, &isnull));
 	def->memory_limit = DatumGetInt64(SPI_getbinval(tup, desc, 18, &isnull));
+	def->agg_id = DatumGetInt32(SPI_getbinval(tup, desc, 19, &isnull));
+	def->is_part = DatumGetBool(SPI_getbinval(tup, desc, 20, &isnull));
+	def->parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 21, &isnull));
+	def->max_parallelism = DatumGetInt32(SPI_getbinval(tup, desc, 22, &isnull));
+	def->layout = DatumGetInt32(SPI_getbinval(tup, desc, 23, &isnull));
+	def->part = DatumGetInt32(SPI_getbinval(tup, desc, 24, &isnull));
+	def->first_group = DatumGetInt32(SPI_getbinval(tup, desc, 25, &isnull));
+	def->last_group = DatumGetInt32(SPI_getbinval(tup, desc, 26, &isnull));
+	seeds = SPI_getbinval(tup, desc, 27, &isnull);
+	if (!isnull)
+		deconstruct_array(DatumGetArrayTypeP(seeds), INT4OID, sizeof(int32), true, TYPALIGN_INT,
+						  &def->seeds, NULL, &def->nseeds);
 	return def;
 }
 
-/* Read every aggregation of this database; the list lives in cxt. */
+/*
+ * Read every aggregation of this database, or with `runs` what the worker
+ * runs (the parts of those that have some); the list lives in cxt.
+ */
 List *
-KsLoadDefinitions(MemoryContext cxt)
+KsLoadDefinitions(MemoryContext cxt, bool runs)
 {
 	List	   *result = NIL;
 	uint64		i;
 	int			ret;
 
-	ret = SPI_execute("SELECT " KS_DEF_COLUMNS " FROM keyedstate.aggregation ORDER BY id", true, 0);
+	ret = SPI_execute(runs ?
+					  "SELECT " KS_DEF_COLUMNS KS_DEF_FROM_RUNS "ORDER BY a.id, p.part" :
+					  "SELECT " KS_DEF_COLUMNS KS_DEF_FROM_AGGREGATION "ORDER BY a.id",
+					  true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not read keyedstate.aggregation: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
@@ -160,6 +207,11 @@ KsCopyDefinition(const KsAggDef *def, MemoryContext cxt)
 	copy->settings = NIL;
 	foreach(lc, def->settings)
 		copy->settings = lappend(copy->settings, pstrdup(lfirst(lc)));
+	if (def->nseeds > 0)
+	{
+		copy->seeds = palloc(sizeof(Datum) * def->nseeds);
+		memcpy(copy->seeds, def->seeds, sizeof(Datum) * def->nseeds);
+	}
 	MemoryContextSwitchTo(oldcxt);
 	return copy;
 }
@@ -185,8 +237,8 @@ KsCatalogLookup(Oid view_oid, KsAggDef *def)
 
 	MemoryContext oldcxt;
 
-	ret = SPI_execute_with_args("SELECT " KS_DEF_COLUMNS " FROM keyedstate.aggregation "
-								"WHERE view = $1::pg_catalog.regclass",
+	ret = SPI_execute_with_args("SELECT " KS_DEF_COLUMNS KS_DEF_FROM_AGGREGATION
+								"WHERE a.view = $1::pg_catalog.regclass",
 								1, &argtype, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		return false;
@@ -221,11 +273,11 @@ KsCatalogInserting(void)
 void
 KsCatalogInsert(const KsNewAggregation *agg)
 {
-	Datum		args[18];
-	Oid			argtypes[18] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
+	Datum		args[20];
+	Oid			argtypes[20] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
 		TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID, INTERVALOID, NAMEOID, INTERVALOID,
-	INTERVALOID, INTERVALOID, NAMEOID, INT8OID};
-	char		nulls[19] = "                  ";
+	INTERVALOID, INTERVALOID, NAMEOID, INT8OID, INT4OID, INT4OID};
+	char		nulls[21] = "                    ";
 	Datum	   *setdatums;
 	ListCell   *lc;
 	int			i = 0;
@@ -261,16 +313,19 @@ KsCatalogInsert(const KsNewAggregation *agg)
 	nulls[16] = (agg->time_column == NULL) ? 'n' : ' ';
 	args[17] = Int64GetDatum(agg->memory_limit);
 	nulls[17] = (agg->memory_limit == 0) ? 'n' : ' ';
+	args[18] = Int32GetDatum(agg->parallelism);
+	args[19] = Int32GetDatum(agg->max_parallelism);
 	ks_inserting = true;
 	PG_TRY();
 	{
 		ret = SPI_execute_with_args("INSERT INTO keyedstate.aggregation (id, view, live, source, "
 									"offset_attnum, sequence, query_text, definition, query_tree, settings, "
 									"checkpointed_offset, checkpoint_interval, offset_column, ttl, "
-									"window_size, window_slide, time_column, memory_limit) "
+									"window_size, window_slide, time_column, memory_limit, parallelism, "
+									"max_parallelism) "
 									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-									"$15, $16, $17, $18)",
-									18, argtypes, args, nulls, false, 0);
+									"$15, $16, $17, $18, $19, $20)",
+									20, argtypes, args, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
@@ -279,6 +334,34 @@ KsCatalogInsert(const KsNewAggregation *agg)
 	PG_END_TRY();
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not record aggregation: %s", SPI_result_code_string(ret));
+	KsCatalogChanged();
+}
+
+/* Record a part of an aggregation's layout (see catalog.h). */
+void
+KsCatalogInsertPart(int32 id, int32 aggid, int32 layout, int part, int first_group,
+					int last_group, int64 start_offset, Datum seeds)
+{
+	Oid			argtypes[8] = {INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT8OID,
+	INT4ARRAYOID};
+	Datum		args[8];
+	char		nulls[8] = "       ";
+
+	args[0] = Int32GetDatum(id);
+	args[1] = Int32GetDatum(aggid);
+	args[2] = Int32GetDatum(layout);
+	args[3] = Int32GetDatum(part);
+	args[4] = Int32GetDatum(first_group);
+	args[5] = Int32GetDatum(last_group);
+	args[6] = Int64GetDatum(start_offset);
+	args[7] = seeds;
+	if (seeds == (Datum) 0)
+		nulls[7] = 'n';
+	if (SPI_execute_with_args("INSERT INTO keyedstate.part (id, aggregation_id, layout, part, "
+							  "first_key_group, last_key_group, checkpointed_offset, seed_from) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+							  8, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record a part of aggregation %d", aggid);
 	KsCatalogChanged();
 }
 
@@ -364,7 +447,80 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 							  "clean_stop = false, resume_count = resume_count + 1 WHERE id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
+	/* its parts start again too; a rescale's retired ones are not needed any more */
+	if (SPI_execute_with_args("DELETE FROM keyedstate.part WHERE aggregation_id = $1 AND retired",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args("UPDATE keyedstate.part SET checkpointed_offset = $2, "
+							  "last_checkpoint = NULL, checkpoint_id = NULL, cold_keys = 0, "
+							  "clean_stop = false, seed_from = NULL WHERE aggregation_id = $1",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update the parts of aggregation %d", id);
 	KsCatalogChanged();
+}
+
+/* Retire what runs an aggregation now, for a rescale (see catalog.h). */
+Datum
+KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *start)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	bool		isnull;
+	Datum		seeds;
+
+	args[0] = Int32GetDatum(id);
+	args[1] = Int32GetDatum(parallelism);
+	/* the seeds: the running parts, or the aggregation itself when it has none */
+	if (SPI_execute_with_args("WITH old AS ("
+							  " UPDATE keyedstate.part SET retired = true "
+							  "  WHERE aggregation_id = $1 AND NOT retired "
+							  " RETURNING id, checkpointed_offset) "
+							  "SELECT COALESCE((SELECT pg_catalog.array_agg(id ORDER BY id) FROM old), "
+							  "                ARRAY[a.id]), "
+							  "       COALESCE((SELECT pg_catalog.min(checkpointed_offset) FROM old), "
+							  "                a.checkpointed_offset) "
+							  "  FROM keyedstate.aggregation a WHERE a.id = $1",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not rescale aggregation %d", id);
+	seeds = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	seeds = PointerGetDatum(DatumGetArrayTypePCopy(seeds));
+	*start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET parallelism = $2, layout = layout + 1 "
+							  "WHERE id = $1 RETURNING layout",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not rescale aggregation %d", id);
+	*layout = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	KsCatalogChanged();
+	return seeds;
+}
+
+/*
+ * Why an aggregation cannot be rescaled now, or NULL: a rescale still
+ * running (a part not yet checkpointed since it was seeded), or keys
+ * evicted to keyedstate.cold (inside the bracket).  Locks its row against
+ * other rescales.
+ */
+const char *
+KsCatalogRescaleBlocked(int32 id)
+{
+	Datum		arg = Int32GetDatum(id);
+	Oid			argtype = INT4OID;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate.part p WHERE p.aggregation_id = a.id "
+							  "               AND NOT p.retired AND p.seed_from IS NOT NULL), "
+							  "       a.cold_keys > 0 OR EXISTS (SELECT FROM keyedstate.part p "
+							  "               WHERE p.aggregation_id = a.id AND p.cold_keys > 0) "
+							  "  FROM keyedstate.aggregation a WHERE a.id = $1 FOR UPDATE",
+							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read aggregation %d", id);
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		return "Its previous rescale is still running: a new part has not taken its first checkpoint yet.";
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		return "The memory budget evicted some of its keys to keyedstate.cold, which a rescale cannot split yet.";
+	return NULL;
 }
 
 /* The analysed query and view of an aggregation (inside the bracket). */

@@ -47,6 +47,21 @@ typedef struct KsAggDef
 	int64		window_size_us; /* time windows (window.h), 0: none */
 	int64		window_slide_us;
 	int64		memory_limit;	/* bytes of state in memory (evict.h), 0: none */
+
+	/*
+	 * Parallelism (keyedstate.part).  `id` above is what runs: the part's
+	 * id for a part, else the aggregation's; agg_id is the aggregation's.
+	 */
+	int32		agg_id;
+	bool		is_part;
+	int32		parallelism;
+	int32		max_parallelism;	/* key groups: hash modulo this */
+	int32		layout;
+	int32		part;			/* its number in the layout */
+	int32		first_group;	/* its key groups */
+	int32		last_group;
+	Datum	   *seeds;			/* a new part: the ids it is seeded from */
+	int			nseeds;
 } KsAggDef;
 
 /* The access bracket: SPI connected, as the bootstrap superuser. */
@@ -65,9 +80,11 @@ extern Oid	KsCatalogRelid(void);
 
 /*
  * Read every aggregation of this database (inside a transaction, SPI
- * connected, as the worker); the list lives in cxt.
+ * connected, as the worker), or with `runs` what the worker runs: each
+ * part of an aggregation that has parts (keyedstate.part), every other
+ * aggregation whole; the list lives in cxt.
  */
-extern List *KsLoadDefinitions(MemoryContext cxt);
+extern List *KsLoadDefinitions(MemoryContext cxt, bool runs);
 
 /* A deep copy of a definition in cxt. */
 extern KsAggDef *KsCopyDefinition(const KsAggDef *def, MemoryContext cxt);
@@ -113,8 +130,17 @@ typedef struct KsNewAggregation
 	Datum		window_slide;
 	const char *time_column;	/* or NULL */
 	int64		memory_limit;	/* bytes, or 0 for none */
+	int			parallelism;
+	int			max_parallelism;
 } KsNewAggregation;
 extern void KsCatalogInsert(const KsNewAggregation *agg);
+
+/*
+ * Record a part of an aggregation's layout: its key groups, and where it
+ * starts (an offset, or seeded from the ids in seeds, an int4[], if not 0).
+ */
+extern void KsCatalogInsertPart(int32 id, int32 aggid, int32 layout, int part, int first_group,
+								int last_group, int64 start_offset, Datum seeds);
 
 /* Whether KsCatalogInsert is inserting (so the restore trigger stands aside). */
 extern bool KsCatalogInserting(void);
@@ -132,6 +158,17 @@ extern bool KsCatalogDelete(int32 id, Oid *live_oid, Oid *source_oid);
 /* Pause, resume (also after a failure), or rebuild from `start_offset`. */
 extern void KsCatalogSetPaused(int32 id, bool paused);
 extern void KsCatalogRebuild(int32 id, int64 start_offset);
+
+/*
+ * Rescale an aggregation to `parallelism` parts: retire what runs it now
+ * (its parts, or the aggregation itself) and bump its layout; returns the
+ * ids the new parts are seeded from (an int4[]), with the new layout and
+ * the least checkpointed offset among them.  The caller adds the parts.
+ */
+extern Datum KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *start);
+
+/* Why an aggregation cannot be rescaled now, or NULL (locks its row). */
+extern const char *KsCatalogRescaleBlocked(int32 id);
 
 /* The analysed query of an aggregation and its view; NULL if none. */
 extern char *KsCatalogQueryTree(int32 id, Oid *view_oid);

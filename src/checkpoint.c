@@ -299,7 +299,7 @@ static void
 KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
 {
 	KsAggRun   *run = w->run;
-	int			group = KsKeyGroup(e->hash);
+	int			group = KsKeyGroup(e->hash, w->run->def->max_parallelism);
 	uint16		g = (uint16) group;
 	MemoryContext oldcxt;
 	int			at;
@@ -415,69 +415,6 @@ KsCheckpointSaveKey(void *arg, KsKeyEntry *e)
 		KsChunkSeal(run->ckpt, false);
 }
 
-/*
- * Lock the definition's row for the checkpoint, without waiting: a backend
- * pausing or dropping the aggregation in a transaction left open would
- * otherwise stall the worker, and every other aggregation with it.  Then a
- * concurrent drop_aggregation() either waits for this step, and deletes
- * its chunks too, or has deleted the row already, and nothing of this
- * checkpoint may be written.  False if the row is locked or gone.
- */
-static bool
-KsLockDefinitionRow(KsAggRun *run)
-{
-	Datum		arg = Int32GetDatum(run->def->id);
-	Oid			argtype = INT4OID;
-	int			ret;
-
-	ret = SPI_execute_with_args("SELECT 1 FROM keyedstate.aggregation WHERE id = $1 "
-								"FOR NO KEY UPDATE SKIP LOCKED",
-								1, &argtype, &arg, NULL, false, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
-	return SPI_processed == 1;
-}
-
-/* Commit the capture's offset with its chunks, and drop what a full one replaces. */
-static void
-KsCheckpointCommit(struct KsChunkWriter *w)
-{
-	KsAggRun   *run = w->run;
-	Datum		args[6];
-	Oid			argtypes[6] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID};
-	int			ret;
-
-	args[0] = Int32GetDatum(run->def->id);
-	args[1] = Int64GetDatum(w->offset);
-	args[2] = BoolGetDatum(w->rebuilding);
-	args[3] = BoolGetDatum(w->final);
-	args[4] = Int64GetDatum(w->checkpoint_id);
-	/* the rows of keyedstate.cold once this commits: its victims' new, minus the stale */
-	args[5] = Int64GetDatum(run->cold_rows + (int64) w->ncold - w->nstale - w->nexpired_cold);
-	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
-								"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
-								"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4 "
-								"WHERE id = $1",
-								6, argtypes, args, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("aggregation %s no longer exists", run->name)));
-	if (w->full)
-	{
-		/* the full checkpoint makes every older row obsolete */
-		argtypes[1] = INT8OID;
-		args[1] = Int64GetDatum(w->checkpoint_id);
-		ret = SPI_execute_with_args("DELETE FROM keyedstate.state "
-									"WHERE aggregation_id = $1 AND checkpoint_id < $2",
-									2, argtypes, args, NULL, false, 0);
-		if (ret != SPI_OK_DELETE)
-			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
-	}
-}
-
 /* Whether entry e is one the capture still has to write. */
 static inline bool
 KsCaptureNeeds(struct KsChunkWriter *w, KsKeyEntry *e)
@@ -548,7 +485,8 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, (int) w->nstale);
 	/* and the cold rows the TTL's sweep found expired */
 	w->nexpired_cold = KsColdDeleteExpired(run);
-	KsCheckpointCommit(w);
+	KsCheckpointCommit(run, w->offset, w->checkpoint_id, w->full, w->final, w->rebuilding,
+					   run->cold_rows + (int64) w->ncold - w->nstale - w->nexpired_cold);
 	KsBecomeOwner(run);
 	return KS_CKPT_WRITTEN;
 }
@@ -587,39 +525,4 @@ KsCheckpointDone(KsAggRun *run)
 	list_free(w->sealed);
 	pfree(w);
 	run->ckpt = NULL;
-}
-
-/*
- * Delete the chunks of checkpoints after the committed one: an interrupted
- * checkpoint's, written by steps before the crash (recovery, as the worker).
- */
-void
-KsCheckpointDiscardUncommitted(int32 aggid, int64 committed)
-{
-	Datum		args[2] = {Int32GetDatum(aggid), Int64GetDatum(committed)};
-	Oid			argtypes[2] = {INT4OID, INT8OID};
-
-	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1 AND checkpoint_id > $2",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete the uncommitted checkpoint of aggregation %d", aggid);
-	/* its cold rows were inserted with its chunks (cold.h) */
-	if (SPI_processed > 0)
-		KsColdDiscardAfter(aggid, committed);
-}
-
-/*
- * Delete every checkpoint of an aggregation that is dropped or rebuilt
- * (inside the catalog bracket: SPI connected, as the superuser).  This file
- * is the only writer of keyedstate.state.
- */
-void
-KsCheckpointForget(int32 aggid)
-{
-	Datum		arg = Int32GetDatum(aggid);
-	Oid			argtype = INT4OID;
-
-	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1",
-							  1, &argtype, &arg, NULL, false, 0) < 0)
-		elog(ERROR, "could not delete the checkpoints of aggregation %d", aggid);
-	KsColdForget(aggid);
 }

@@ -126,10 +126,23 @@ extern void KsCheckpointSaveKey(void *arg, KsKeyEntry *entry);
 /* After the last slice's transaction committed: the keys are clean. */
 extern void KsCheckpointDone(KsAggRun *run);
 
+/* --- ckptcommit.c, for checkpoint.c --- */
+
+/* Lock the run's catalog row for a checkpoint without waiting; false: not now. */
+extern bool KsLockDefinitionRow(KsAggRun *run);
+
+/*
+ * Commit a checkpoint's offset and id to the run's row (the aggregation's
+ * or its part's), with the rows of keyedstate.cold it leaves; a full one
+ * deletes the chunks it replaces.
+ */
+extern void KsCheckpointCommit(KsAggRun *run, int64 offset, int64 checkpoint_id, bool full,
+							   bool final, bool rebuilding, int64 cold_rows);
+
 /* Recovery: delete the chunks of checkpoints after the committed one. */
 extern void KsCheckpointDiscardUncommitted(int32 aggid, int64 committed);
 
-/* Delete every checkpoint of an aggregation (it is dropped or rebuilt). */
+/* Delete every checkpoint of an aggregation and its parts (it is dropped or rebuilt). */
 extern void KsCheckpointForget(int32 aggid);
 
 #endif							/* KS_CHECKPOINT_H */

@@ -119,9 +119,10 @@ KsForgetAggregation(int32 id)
 	/* dropping its triggers locks the source: stop a step that reads it */
 	KsInterruptAtOnce(id);
 	KsCatalogOpen(&acc);
+	/* first: deleting the row cascades to its parts, whose checkpoints go too */
+	KsCheckpointForget(id);
 	if (KsCatalogDelete(id, &live_oid, &source_oid))
 	{
-		KsCheckpointForget(id);
 		if (get_rel_name(source_oid) != NULL)
 		{
 			Oid			trig;
@@ -197,6 +198,35 @@ keyedstate_resume(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Rescale an aggregation (inside the catalog bracket): retire the parts
+ * running it and add those of the next layout, seeded from them (seed.c).
+ * The workers stop the retired parts' steps until this transaction ends,
+ * and let go of them at the reload its commit brings.
+ */
+static void
+KsRescale(KsNamedAgg *agg, int parallelism)
+{
+	const char *blocked = KsCatalogRescaleBlocked(agg->def.id);
+	Datum		seeds;
+	int32		layout;
+	int64		start;
+
+	if (blocked != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s cannot be rescaled now", agg->name),
+				 errdetail("%s", blocked),
+				 errhint("Try again later; keyedstate.workers shows its parts.")));
+	KsInterruptAtOnce(agg->def.id);
+	seeds = KsCatalogRescale(agg->def.id, parallelism, &layout, &start);
+	/* from here an abort gives the new parts' reservations back (hooks.c) */
+	KsRequestAtCommit();
+	KsCreateParts(agg->def.id, layout, parallelism, agg->def.max_parallelism, start, seeds,
+				  KsRelationOwner(agg->def.view_oid), agg->def.view_oid, agg->def.live_oid,
+				  agg->def.sequence_oid);
+}
+
+/*
  * keyedstate.alter_aggregation(name, ttl, checkpoint_interval, memory_limit):
  * change what can change while it runs; a NULL argument leaves its setting
  * alone, a ttl or memory_limit of '0' removes the TTL or the budget.  The worker applies it at its next step.
@@ -209,6 +239,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	Datum		ttl = (Datum) 0;
 	Datum		interval = (Datum) 0;
 	int64		memory_limit = -1;
+	int			parallelism;
 
 	KsRequirePreload();
 	if (PG_ARGISNULL(0))
@@ -232,8 +263,14 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	KsCheckMemoryLimitAllowed(memory_limit >= 0 ? memory_limit : agg.def.memory_limit,
 							  PG_ARGISNULL(1) ? agg.def.ttl_us > 0 : ttl != (Datum) 0,
 							  agg.def.window_size_us > 0);
+	parallelism = PG_ARGISNULL(4) ? agg.def.parallelism : PG_GETARG_INT32(4);
+	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism,
+							  memory_limit >= 0 ? memory_limit : agg.def.memory_limit,
+							  agg.def.window_size_us > 0);
 	KsCatalogOpen(&acc);
 	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit);
+	if (parallelism != agg.def.parallelism)
+		KsRescale(&agg, parallelism);
 	KsCatalogClose(&acc);
 	KsRequestAtCommit();
 	PG_RETURN_VOID();
@@ -302,11 +339,11 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 										 KsSyncDone, &target, "sync"));
 }
 
-/* checkpoint's condition: the worker finished our request. */
+/* checkpoint's condition: the worker finished our request (by slot number). */
 static bool
 KsCheckpointDoneCond(const KsAggSlot *slot, void *arg)
 {
-	return slot->checkpoints_done >= *(uint64 *) arg;
+	return slot->checkpoints_done >= ((uint64 *) arg)[slot - KsSharedState->aggs];
 }
 
 /* keyedstate.checkpoint(name): checkpoint now and wait for it. */
@@ -314,23 +351,30 @@ Datum
 keyedstate_checkpoint(PG_FUNCTION_ARGS)
 {
 	KsNamedAgg	agg;
-	KsSlotRef	ref;
-	uint64		request = 0;
+	KsSlotRef  *refs;
+	uint64	   *requests;
+	int			nparts;
+	int			n;
+	int			i;
 	TimestampTz deadline;
 
 	KsRequirePreload();
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
-	if (KsFindAggSlot(MyDatabaseId, agg.def.id, &ref))
-		request = KsRequestCheckpoint(&ref);
-	if (request == 0)
+	/* a request to each part, whose number is kept by slot */
+	refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	requests = palloc0(sizeof(uint64) * KsSharedState->max_aggs);
+	n = KsFindAggParts(MyDatabaseId, agg.def.id, refs, KsSharedState->max_aggs, &nparts);
+	for (i = 0; i < n; i++)
+		requests[refs[i].slot - KsSharedState->aggs] = KsRequestCheckpoint(&refs[i]);
+	if (n < nparts || n == 0 || requests[refs[0].slot - KsSharedState->aggs] == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s is not running", agg.name)));
 	KsWakeDatabaseWorker(MyDatabaseId);
 	(void) KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
-								deadline, KsCheckpointDoneCond, &request, "a checkpoint");
+								deadline, KsCheckpointDoneCond, requests, "a checkpoint");
 	PG_RETURN_VOID();
 }
 
@@ -377,8 +421,8 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 	{
 		KsSlotRef	ref;
 		KsAggSlot	copy;
-		Datum		values[25];
-		bool		nulls[25];
+		Datum		values[32];
+		bool		nulls[32];
 		bool		inspect;
 		int64		high_water;
 
@@ -396,7 +440,7 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		}
 
 		memset(nulls, 0, sizeof(nulls));
-		values[0] = Int32GetDatum(copy.aggid);
+		values[0] = Int32GetDatum(copy.part.parent);
 		values[1] = CStringGetTextDatum(KsRunStateName(copy.state));
 		values[2] = Int64GetDatum(copy.consumed_offset);
 		values[3] = Int64GetDatum(copy.checkpointed_offset);
@@ -426,6 +470,17 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[23] = Int64GetDatum(copy.reloads);
 		values[24] = Int64GetDatum(copy.memory_limit);
 		nulls[24] = copy.memory_limit == 0;
+		/* the pool: its worker's number, and the pid running it now */
+		values[25] = Int32GetDatum(copy.worker);
+		nulls[25] = copy.worker < 0;
+		values[26] = Int32GetDatum(copy.runner_pid);
+		nulls[26] = copy.runner_pid == 0;
+		/* which part of the aggregation (its id is the slot's) */
+		values[27] = Int32GetDatum(copy.aggid);
+		values[28] = Int32GetDatum(copy.part.part);
+		values[29] = Int32GetDatum(copy.part.layout);
+		values[30] = Int32GetDatum(copy.part.first_group);
+		values[31] = Int32GetDatum(copy.part.last_group);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -85,6 +85,8 @@ typedef struct KsCreateState
 	Datum		ttl;			/* an Interval, or 0 for none */
 	KsWindowSpec *window;		/* or NULL */
 	int64		memory_limit;	/* bytes, or 0 for none */
+	int			parallelism;
+	int			max_parallelism;
 } KsCreateState;
 
 /* Milliseconds of an interval (months as 30 days), clamped to a thousand years. */
@@ -163,6 +165,34 @@ KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows)
 				 errhint("Leave out memory_limit, or the window parameters.")));
 }
 
+/* Refuse a parallelism out of range, or that parts cannot do yet (see hooks.h). */
+void
+KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit,
+						  bool windows)
+{
+	if (max_parallelism < 1 || max_parallelism > KS_MAX_KEY_GROUPS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_parallelism must be between 1 and %d", KS_MAX_KEY_GROUPS)));
+	if (parallelism < 1 || parallelism > max_parallelism)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("parallelism must be between 1 and max_parallelism (%d)", max_parallelism),
+				 errdetail("Each worker of an aggregation consumes a range of its key groups, of which there are max_parallelism.")));
+	if (parallelism > 1 && memory_limit > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("memory_limit cannot be combined with a parallelism above 1 yet"),
+				 errdetail("The parts of an aggregation do not evict keys to keyedstate.cold."),
+				 errhint("Leave out memory_limit, or run the aggregation with parallelism 1.")));
+	if (parallelism > 1 && windows)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("time windows cannot be combined with a parallelism above 1 yet"),
+				 errdetail("The panes of one key's windows would be spread over several parts."),
+				 errhint("Leave out the window parameters, or run the aggregation with parallelism 1.")));
+}
+
 /* Stage 1: the arguments and the view's name. */
 static void
 KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
@@ -185,6 +215,10 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 								   PG_ARGISNULL(8) ? NULL : NameStr(*PG_GETARG_NAME(8)));
 	cs->memory_limit = KsMemoryLimitArgument(PG_ARGISNULL(9) ? NULL : PG_GETARG_TEXT_PP(9));
 	KsCheckMemoryLimitAllowed(cs->memory_limit, cs->ttl != (Datum) 0, cs->window != NULL);
+	cs->parallelism = PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10);
+	cs->max_parallelism = PG_ARGISNULL(11) ? KS_MAX_PARALLELISM : PG_GETARG_INT32(11);
+	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism, cs->memory_limit,
+							  cs->window != NULL);
 	cs->userid = GetUserId();
 
 	if (strcmp(cs->start_from, "beginning") != 0 && strcmp(cs->start_from, "now") != 0)
@@ -466,11 +500,43 @@ KsSetCanonicalSettings(void)
 	KsSetOption("extra_float_digits", "3", GUC_ACTION_SAVE);
 }
 
+/* The key groups of part p of n, of max: Flink's ranges, as even as they can be. */
+static void
+KsPartGroups(int p, int n, int max, int *first, int *last)
+{
+	*first = (int) (((int64) p * max + n - 1) / n);
+	*last = (int) (((int64) (p + 1) * max + n - 1) / n) - 1;
+}
+
+/* Add the parts of a new layout of an aggregation (see hooks.h). */
+void
+KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
+			  int64 start_offset, Datum seeds, Oid owner, Oid view_oid, Oid live_oid,
+			  Oid sequence_oid)
+{
+	int			p;
+
+	for (p = 0; p < parallelism; p++)
+	{
+		KsPartInfo	part;
+		int32		id = KsCatalogNextId();
+
+		part.parent = aggid;
+		part.layout = layout;
+		part.nparts = parallelism;
+		part.part = p;
+		KsPartGroups(p, parallelism, max_parallelism, &part.first_group, &part.last_group);
+		KsCatalogInsertPart(id, aggid, layout, p, part.first_group, part.last_group,
+							start_offset, seeds);
+		KsReserveAggSlot(MyDatabaseId, id, &part, owner, view_oid, live_oid, sequence_oid);
+	}
+}
+
 /*
  * keyedstate.create_aggregation(name, query, start_from, offset_column,
  * checkpoint_interval, ttl, window_size, window_slide, time_column,
- * memory_limit): define
- * an aggregation and its live view.
+ * memory_limit, parallelism, max_parallelism): define an aggregation and
+ * its live view.
  */
 Datum
 keyedstate_create_aggregation(PG_FUNCTION_ARGS)
@@ -508,10 +574,23 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 		agg.time_column = cs.window->time_column;
 	}
 	agg.memory_limit = cs.memory_limit;
+	agg.parallelism = cs.parallelism;
+	agg.max_parallelism = cs.max_parallelism;
 	KsCatalogInsert(&agg);
+	/* from here an abort gives the reservations back (hooks.c) */
+	KsRequestAtCommit();
+	if (cs.parallelism > 1)
+		KsCreateParts(cs.id, 0, cs.parallelism, cs.max_parallelism, cs.start_offset, (Datum) 0,
+					  cs.userid, cs.view_oid, cs.live_oid, cs.seqoid);
+	else
+	{
+		KsPartInfo	whole = {cs.id, 0, 1, 0, 0, cs.max_parallelism - 1};
+
+		KsReserveAggSlot(MyDatabaseId, cs.id, &whole, cs.userid, cs.view_oid, cs.live_oid,
+						 cs.seqoid);
+	}
 	KsCatalogClose(&acc);
 
-	KsReserveAggSlot(MyDatabaseId, cs.id, cs.userid, cs.view_oid, cs.live_oid, cs.seqoid);
 	KsRememberDatabase(MyDatabaseId);
 	KsRequestAtCommit();
 	PG_RETURN_VOID();

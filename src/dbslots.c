@@ -21,47 +21,59 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "settings.h"
 #include "shmem.h"
 
-/* The database slot of this worker process (KsClaimDatabase). */
+/* The database slot of this worker process, and its number (KsClaimDatabase). */
 static KsDbSlot *ks_mydb = NULL;
+static int	ks_myindex = -1;
 
 /* How long DROP DATABASE waits for the worker to leave. */
 #define KS_DROP_WAIT_MS			5000
 
 static KsDbSlot *KsLookupDbLocked(Oid dboid);
 
-/* Stop the worker's current step of an aggregation (see shmem.h). */
+/*
+ * Stop the workers' current steps of an aggregation, of each of its parts
+ * of any layout (see shmem.h).
+ */
 void
 KsInterruptAggregation(Oid dboid, int32 aggid)
 {
-	KsSlotRef	ref;
 	KsDbSlot   *db;
-	bool		in_step = false;
-	int			pid = 0;
+	int			i;
 
-	if (KsSharedState == NULL || !KsFindAggSlot(dboid, aggid, &ref))
+	if (KsSharedState == NULL)
 		return;
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	db = KsLookupDbLocked(dboid);
 	if (db != NULL)
-	{
 		db->interrupt_requests++;
-		pid = db->worker_pid;
-	}
 	LWLockRelease(KsSharedState->lock);
-	LWLockAcquire(&ref.slot->lock, LW_EXCLUSIVE);
-	if (KsSlotRefValid(&ref))
+	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
-		ref.slot->interrupt_pid = MyProcPid;
-		ref.slot->interrupt_lxid = MyProc->lxid;
-		ref.slot->interrupt_requests++;
-		in_step = ref.slot->in_step;
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+		bool		in_step = false;
+		int			pid = 0;
+
+		/* the runner is KsShared->lock's: take it first, as the protocol orders */
+		LWLockAcquire(KsSharedState->lock, LW_SHARED);
+		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+		if (slot->in_use && slot->dboid == dboid && slot->part.parent == aggid)
+		{
+			slot->interrupt_pid = MyProcPid;
+			slot->interrupt_lxid = MyProc->lxid;
+			slot->interrupt_requests++;
+			in_step = slot->in_step;
+			/* the worker running it now (the pool may move it, see shmem.h) */
+			pid = slot->runner_pid;
+		}
+		LWLockRelease(&slot->lock);
+		LWLockRelease(KsSharedState->lock);
+		/* the worker is a process of ours: cancel its step as a backend's query */
+		if (in_step && pid != 0)
+			(void) kill(pid, SIGINT);
 	}
-	LWLockRelease(&ref.slot->lock);
-	/* the worker is a process of ours: cancel its step as a backend's query */
-	if (in_step && pid != 0)
-		(void) kill(pid, SIGINT);
 }
 
 /* Set the latch of a process by pgprocno; -1 means none. */
@@ -84,6 +96,34 @@ KsLookupDbLocked(Oid dboid)
 			return &KsSharedState->dbs[i];
 	}
 	return NULL;
+}
+
+/* Give a free database slot to a database (KsShared->lock held exclusive). */
+static void
+KsInitDbSlotLocked(KsDbSlot *db, Oid dboid)
+{
+	int			w;
+
+	memset(db, 0, sizeof(KsDbSlot));
+	db->dboid = dboid;
+	db->nworkers = 1;
+	for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+		db->workers[w].procno = -1;
+}
+
+/* Bump a database's request counter, waking its workers and the launcher. */
+void
+KsDatabaseRequestLocked(Oid dboid)
+{
+	KsDbSlot   *db = KsLookupDbLocked(dboid);
+	int			w;
+
+	if (db == NULL)
+		return;
+	db->requested++;
+	for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+		KsSetLatchOf(db->workers[w].procno);
+	KsSetLatchOf(KsSharedState->launcher_procno);
 }
 
 /* Ask for a database worker (see shmem.h). */
@@ -111,21 +151,15 @@ KsRequestDatabaseWorker(Oid dboid, bool bump)
 					 errmsg("keyedstate supports aggregations in at most %d databases",
 							KS_MAX_DATABASES)));
 		}
-		memset(db, 0, sizeof(KsDbSlot));
-		db->dboid = dboid;
-		db->worker_procno = -1;
+		KsInitDbSlotLocked(db, dboid);
 	}
 	if (bump)
-	{
-		db->requested++;
-		KsSetLatchOf(db->worker_procno);
-		KsSetLatchOf(KsSharedState->launcher_procno);
-	}
+		KsDatabaseRequestLocked(dboid);
 	LWLockRelease(KsSharedState->lock);
 }
 
 /*
- * Wake the worker of a database.  Called at commit of transactions that
+ * Wake the workers of a database.  Called at commit of transactions that
  * inserted into a source table, so it takes no lock: a stale procno only
  * sets some other process's latch, which every latch user tolerates.
  */
@@ -133,6 +167,7 @@ void
 KsWakeDatabaseWorker(Oid dboid)
 {
 	int			i;
+	int			w;
 
 	if (KsSharedState == NULL)
 		return;
@@ -142,21 +177,36 @@ KsWakeDatabaseWorker(Oid dboid)
 
 		if (s->dboid == dboid)
 		{
-			KsSetLatchOf(s->worker_procno);
+			for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+				KsSetLatchOf(s->workers[w].procno);
 			return;
 		}
 	}
 }
 
+/* Whether any worker of a database runs (KsShared->lock held). */
+static bool
+KsDbHasWorkerLocked(KsDbSlot *db)
+{
+	int			w;
+
+	for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+		if (db->workers[w].pid != 0)
+			return true;
+	return false;
+}
+
 /* The database this backend is dropping, for KsDatabaseDropEnded. */
 static Oid	ks_dropping_db = InvalidOid;
 
-/* DROP DATABASE: make the worker leave and keep it away (see shmem.h). */
+/* DROP DATABASE: make the workers leave and keep them away (see shmem.h). */
 void
 KsDatabaseDropping(Oid dboid)
 {
 	KsDbSlot   *db;
-	int			pid = 0;
+	int			pids[KS_MAX_DB_WORKERS];
+	int			npids = 0;
+	int			w;
 	TimestampTz deadline;
 
 	if (KsSharedState == NULL)
@@ -166,23 +216,26 @@ KsDatabaseDropping(Oid dboid)
 	if (db != NULL)
 	{
 		db->dropping_pid = MyProcPid;
-		pid = db->worker_pid;
+		for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+			if (db->workers[w].pid != 0)
+				pids[npids++] = db->workers[w].pid;
 	}
 	LWLockRelease(KsSharedState->lock);
 	if (db == NULL)
 		return;
 	ks_dropping_db = dboid;
-	if (pid == 0)
+	if (npids == 0)
 		return;
 
-	(void) kill(pid, SIGTERM);
+	for (w = 0; w < npids; w++)
+		(void) kill(pids[w], SIGTERM);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KS_DROP_WAIT_MS);
 	while (GetCurrentTimestamp() < deadline)
 	{
 		bool		gone;
 
 		LWLockAcquire(KsSharedState->lock, LW_SHARED);
-		gone = db->dboid != dboid || db->worker_pid == 0;
+		gone = db->dboid != dboid || !KsDbHasWorkerLocked(db);
 		LWLockRelease(KsSharedState->lock);
 		if (gone)
 			break;
@@ -210,43 +263,70 @@ KsDatabaseDropEnded(void)
 	ks_dropping_db = InvalidOid;
 }
 
-/* before_shmem_exit: let the launcher know this database has no worker. */
+/*
+ * before_shmem_exit: let the launcher know this worker is gone, and let go
+ * of the aggregation slots it ran (another worker may claim them).
+ */
 static void
 KsWorkerDetach(int code, Datum arg)
 {
+	int			i;
+
 	if (ks_mydb == NULL)
 		return;
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	if (ks_mydb->worker_pid == MyProcPid)
+	if (ks_mydb->workers[ks_myindex].pid == MyProcPid)
 	{
-		ks_mydb->worker_pid = 0;
-		ks_mydb->worker_procno = -1;
+		ks_mydb->workers[ks_myindex].pid = 0;
+		ks_mydb->workers[ks_myindex].procno = -1;
+	}
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+		if (slot->runner_pid == MyProcPid)
+		{
+			slot->runner_pid = 0;
+			slot->runner_procno = -1;
+		}
 	}
 	LWLockRelease(KsSharedState->lock);
 }
 
-/* Claim this database's slot; false if another worker already runs here. */
+/* Claim worker number `index` of this database's pool (see shmem.h). */
 bool
-KsClaimDatabase(Oid dboid)
+KsClaimDatabase(Oid dboid, int index)
 {
 	KsDbSlot   *db;
+	KsDbWorker *me;
 	bool		ok = false;
 
+	if (index < 0 || index >= KS_MAX_DB_WORKERS)
+		return false;
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	db = KsLookupDbLocked(dboid);
+	me = db != NULL ? &db->workers[index] : NULL;
 	if (db != NULL && db->dropping_pid == 0 &&
-		!(db->worker_pid != 0 && db->worker_pid != MyProcPid && kill(db->worker_pid, 0) == 0))
+		!(me->pid != 0 && me->pid != MyProcPid && kill(me->pid, 0) == 0))
 	{
-		db->worker_pid = MyProcPid;
-		db->worker_procno = MyProc->pgprocno;
-		db->idle_exit = false;
+		me->pid = MyProcPid;
+		me->procno = MyProc->pgprocno;
+		me->idle_exit = false;
 		ks_mydb = db;
+		ks_myindex = index;
 		ok = true;
 	}
 	LWLockRelease(KsSharedState->lock);
 	if (ok)
 		before_shmem_exit(KsWorkerDetach, (Datum) 0);
 	return ok;
+}
+
+/* This worker's number in its database's pool. */
+int
+KsDatabaseWorkerIndex(void)
+{
+	return ks_myindex;
 }
 
 /* Whether a backend asked this worker to leave its database. */
@@ -267,7 +347,44 @@ KsDatabaseRequests(void)
 void
 KsDatabaseRequestsSeen(uint32 seen)
 {
-	ks_mydb->seen = seen;
+	ks_mydb->workers[ks_myindex].seen = seen;
+}
+
+static void KsSharePoolLocked(int max_workers);
+
+/* Report the database's number of aggregations; returns its pool (see shmem.h). */
+int
+KsDatabaseSetPool(int naggregations)
+{
+	int			n;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	if (ks_mydb->naggs != naggregations)
+	{
+		/* share the pool again now, so that a new aggregation finds its worker */
+		ks_mydb->naggs = naggregations;
+		KsSharePoolLocked(ks_max_workers);
+		KsSetLatchOf(KsSharedState->launcher_procno);
+	}
+	n = Min(Max(ks_mydb->nworkers, 1), KS_MAX_DB_WORKERS);
+	LWLockRelease(KsSharedState->lock);
+	return n;
+}
+
+/* Whether a slot of the database is assigned to worker w (KsShared->lock held). */
+static bool
+KsWorkerHasAggLocked(Oid dboid, int w)
+{
+	int			i;
+
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+		if (slot->in_use && slot->dboid == dboid && slot->worker == w)
+			return true;
+	}
+	return false;
 }
 
 /* Leave if nothing was requested since `seen` (see shmem.h). */
@@ -277,9 +394,9 @@ KsDatabaseIdleExit(uint32 seen)
 	bool		leave;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	leave = (ks_mydb->requested == seen);
+	leave = ks_mydb->requested == seen && !KsWorkerHasAggLocked(ks_mydb->dboid, ks_myindex);
 	if (leave)
-		ks_mydb->idle_exit = true;
+		ks_mydb->workers[ks_myindex].idle_exit = true;
 	LWLockRelease(KsSharedState->lock);
 	return leave;
 }
@@ -319,9 +436,7 @@ KsLauncherAttach(const Oid *oids, int n)
 			if (KsSharedState->dbs[j].dboid == InvalidOid)
 			{
 				db = &KsSharedState->dbs[j];
-				memset(db, 0, sizeof(KsDbSlot));
-				db->dboid = oids[i];
-				db->worker_procno = -1;
+				KsInitDbSlotLocked(db, oids[i]);
 				db->requested = 1;
 			}
 		}
@@ -330,11 +445,13 @@ KsLauncherAttach(const Oid *oids, int n)
 	before_shmem_exit(KsLauncherDetach, (Datum) 0);
 }
 
-/* Whether database slot i wants a worker started now (see shmem.h). */
+/* Whether worker w of database slot i should be started now (see shmem.h). */
 bool
-KsLauncherWantsWorker(int i, TimestampTz now, int min_gap_ms, int restart_ms, Oid *dboid)
+KsLauncherWantsWorker(int i, int w, TimestampTz now, int min_gap_ms, int restart_ms,
+					  Oid *dboid)
 {
 	KsDbSlot   *db = &KsSharedState->dbs[i];
+	KsDbWorker *worker = &db->workers[w];
 	bool		wanted;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
@@ -343,21 +460,112 @@ KsLauncherWantsWorker(int i, TimestampTz now, int min_gap_ms, int restart_ms, Oi
 		db->dropping_pid = 0;
 	*dboid = db->dboid;
 	/* new requests start at once, restarts after a failure are spaced */
-	wanted = OidIsValid(db->dboid) && db->worker_pid == 0 && db->dropping_pid == 0 &&
-		((db->requested != db->seen &&
-		  TimestampDifferenceExceeds(db->last_start, now, min_gap_ms)) ||
-		 (!db->idle_exit &&
-		  TimestampDifferenceExceeds(db->last_start, now, restart_ms)));
+	wanted = OidIsValid(db->dboid) && w < db->nworkers && worker->pid == 0 &&
+		db->dropping_pid == 0 &&
+		((db->requested != worker->seen &&
+		  TimestampDifferenceExceeds(worker->last_start, now, min_gap_ms)) ||
+		 (!worker->idle_exit &&
+		  TimestampDifferenceExceeds(worker->last_start, now, restart_ms)));
 	LWLockRelease(KsSharedState->lock);
 	return wanted;
 }
 
-/* The launcher started a worker for slot i. */
+/*
+ * How many workers a database asks for (KsShared->lock held): one per
+ * aggregation, and one when it has none yet but a worker should start
+ * (a request, or a worker to restart); none when it is idle.
+ */
+static int
+KsDbDemandLocked(KsDbSlot *db)
+{
+	KsDbWorker *first = &db->workers[0];
+
+	if (!OidIsValid(db->dboid) || db->dropping_pid != 0)
+		return 0;
+	if (db->naggs > 0)
+		return Min(db->naggs, KS_MAX_DB_WORKERS);
+	return (first->pid != 0 || db->requested != first->seen || !first->idle_exit) ? 1 : 0;
+}
+
+/* Share keyedstate.max_workers among the databases (KsShared->lock held). */
+static void
+KsSharePoolLocked(int max_workers)
+{
+	int			demand[KS_MAX_DATABASES];
+	int			share[KS_MAX_DATABASES];
+	int			left = max_workers;
+	bool		more = true;
+	int			i;
+
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+	{
+		demand[i] = KsDbDemandLocked(&KsSharedState->dbs[i]);
+		share[i] = 0;
+	}
+	/* every database that asks gets its first worker, even beyond max_workers */
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+	{
+		if (demand[i] > 0)
+		{
+			share[i] = 1;
+			left--;
+		}
+	}
+	/* then one round gives every database that still asks one more */
+	while (left > 0 && more)
+	{
+		more = false;
+		for (i = 0; i < KS_MAX_DATABASES && left > 0; i++)
+		{
+			if (share[i] < demand[i])
+			{
+				share[i]++;
+				left--;
+				more = true;
+			}
+		}
+	}
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+	{
+		KsDbSlot   *db = &KsSharedState->dbs[i];
+		int			n = Max(share[i], 1);
+
+		if (OidIsValid(db->dboid) && db->nworkers != n)
+		{
+			db->nworkers = n;
+			/* its workers reload: those beyond n hand over and leave */
+			KsDatabaseRequestLocked(db->dboid);
+		}
+	}
+}
+
+/* Share keyedstate.max_workers among the databases (see shmem.h). */
 void
-KsLauncherStarted(int i, TimestampTz now)
+KsLauncherSharePool(int max_workers)
 {
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	KsSharedState->dbs[i].last_start = now;
+	KsSharePoolLocked(max_workers);
+	LWLockRelease(KsSharedState->lock);
+}
+
+/* Whether any worker of database slot i runs. */
+bool
+KsLauncherDbRunning(int i)
+{
+	bool		running;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	running = KsDbHasWorkerLocked(&KsSharedState->dbs[i]);
+	LWLockRelease(KsSharedState->lock);
+	return running;
+}
+
+/* The launcher started worker w for slot i. */
+void
+KsLauncherStarted(int i, int w, TimestampTz now)
+{
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	KsSharedState->dbs[i].workers[w].last_start = now;
 	LWLockRelease(KsSharedState->lock);
 }
 

@@ -70,8 +70,8 @@ KsEvictBudget(KsAggRun *run)
 {
 	int64		budget = run->def->memory_limit;
 
-	/* windows do not know cold panes yet: no budget for them (evict.h) */
-	if (run->def->window_size_us > 0)
+	/* windows do not know cold panes yet, nor parts cold keys: no budget for them (evict.h) */
+	if (run->def->window_size_us > 0 || run->def->is_part)
 		budget = 0;
 	else if (ks_max_state_memory > 0)
 	{

@@ -225,7 +225,7 @@ KsAggregationsOver(List *relids)
 	if (!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
 		return NIL;
 	KsCatalogOpen(&acc);
-	all = KsLoadDefinitions(cxt);
+	all = KsLoadDefinitions(cxt, false);
 	KsCatalogClose(&acc);
 	foreach(lc, all)
 	{

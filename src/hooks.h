@@ -51,6 +51,23 @@ extern Datum KsTtlArgument(Interval *iv);
 /* A memory_limit argument in bytes (0: none), and where it is not allowed. */
 extern int64 KsMemoryLimitArgument(text *arg);
 extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows);
+
+/*
+ * Refuse a parallelism out of range, or combined with what parts cannot
+ * do yet (a memory budget, time windows).
+ */
+extern void KsCheckParallelismAllowed(int parallelism, int max_parallelism,
+									  int64 memory_limit, bool windows);
+
+/*
+ * Add the parts of a new layout of an aggregation (create_aggregation,
+ * or a rescale), starting at an offset, or seeded from the ids in seeds
+ * (an int4[], or 0 for none), and reserve their slots; inside the catalog
+ * bracket.
+ */
+extern void KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
+						  int64 start_offset, Datum seeds, Oid owner, Oid view_oid,
+						  Oid live_oid, Oid sequence_oid);
 extern Query *KsParseSelect(const char *querytext);
 extern Query *KsParseAggregationQuery(const char *querytext, KsQueryInfo *info,
 									  const struct KsWindowSpec *window);

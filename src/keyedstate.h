@@ -10,12 +10,14 @@
  * keys together with the consumed offset in one transaction.
  *
  * The source is split by concern; each part has its own header (the SQL
- * API's parts share hooks.h; shmem.h covers dbslots.c and progress.c,
- * store.h storewrite.c and storeread.c, source.h offsets.c and
- * sourcetree.c, lookup.h lookupexec.c, cold.h coldread.c):
+ * API's parts share hooks.h; shmem.h covers dbslots.c, pool.c and
+ * progress.c, store.h storewrite.c and storeread.c, source.h offsets.c
+ * and sourcetree.c, lookup.h lookupexec.c, cold.h coldread.c,
+ * checkpoint.h ckptcommit.c, recovery.h seed.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
+ *	pool		a database's workers: assigning aggregations, handing them over
  *	progress	a slot's state and progress, and waiting for them
  *	store		published per-key rows in DSA: structure, read epochs
  *	storewrite	the writer's side of the publish protocol, garbage by epoch
@@ -40,8 +42,10 @@
  *	coldread	the readers' side: evicted keys' rows for the live view
  *	window		tumbling and sliding time windows: query rewrite, merging panes
  *	checkpoint	writing changed keys with the offset; the chunk format
+ *	ckptcommit	committing a checkpoint's offset; deleting checkpoints not needed
  *	recovery	loading the checkpointed keys and offset, checking every byte
- *	worker		the per-database worker process
+ *	seed		a rescale's new part: loading its key groups from the retired parts
+ *	worker		a database worker process of the pool
  *	launcher	the launcher that starts database workers
  *	liveview	foreign data wrapper behind each live view
  *	lookup		planning point lookups of grouping keys in a live view scan
@@ -69,8 +73,13 @@
 /* PG15's fmgr.h does not declare it */
 extern void _PG_init(void);
 
-/* Number of key groups: a key's group is its hash modulo this. */
+/*
+ * Number of key groups by default (create_aggregation's max_parallelism):
+ * a key's group is its hash modulo the aggregation's number, at most
+ * KS_MAX_KEY_GROUPS (a group is stored in two bytes).
+ */
 #define KS_MAX_PARALLELISM		128
+#define KS_MAX_KEY_GROUPS		32768
 
 /* Length of the error text kept in shared memory per aggregation. */
 #define KS_ERROR_LEN			512

@@ -313,7 +313,7 @@ extern void KsKeyDeserialize(KsKeyTable *kt, const char *data, uint32 len,
 extern uint32 KsHashKeyValues(int nkeys, FmgrInfo *hashfns, const Oid *colls,
 							  const Datum *keys, const bool *nulls);
 
-/* The key group of a hash (for future rescaling of parallel workers). */
-#define KsKeyGroup(hash)	((int) ((hash) % KS_MAX_PARALLELISM))
+/* The key group of a hash, of ngroups (an aggregation's max_parallelism). */
+#define KsKeyGroup(hash, ngroups)	((int) ((hash) % (uint32) (ngroups)))
 
 #endif							/* KS_KEYTABLE_H */

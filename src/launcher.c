@@ -3,14 +3,18 @@
  * launcher.c
  *	  The launcher background worker.  See launcher.h.
  *
- * A database slot (shmem.h) says whether a database wants a worker: its
- * `requested` counter is bumped by backends (create_aggregation, pause,
- * resume, ...) and copied to `seen` by the worker when it reloads.  The
- * launcher starts a worker for a database when none runs and either a
- * request is newer than what the last worker saw or the last worker did
- * not leave on purpose (it crashed, failed or was terminated).  Database
- * workers are BGW_NEVER_RESTART: the launcher alone restarts them, at most
- * once a second per database.
+ * A database slot (shmem.h) says whether a database wants workers: its
+ * pool size (set by its workers from its number of aggregations), and its
+ * `requested` counter, bumped by backends (create_aggregation, pause,
+ * resume, ...) and copied to each worker's `seen` when that worker
+ * reloads.  The launcher starts worker w of a database when w is in the
+ * pool, it does not run, and either a request is newer than what it last
+ * saw or it did not leave on purpose (it crashed, failed or was
+ * terminated).  Database workers are BGW_NEVER_RESTART: the launcher alone
+ * restarts them, at most once a second each.  keyedstate.max_workers
+ * bounds the workers of all databases together: each pass shares it out
+ * again (KsLauncherSharePool), and every database's first worker is
+ * started before any second one, even beyond the bound.
  *
  *-------------------------------------------------------------------------
  */
@@ -46,8 +50,14 @@
 /* ...and never more often than this. */
 #define KS_MIN_START_GAP_MS		100
 
-/* The launcher's handles of the workers it started, by database slot. */
-static BackgroundWorkerHandle *ks_handles[KS_MAX_DATABASES];
+/* Warn that keyedstate.max_workers holds a worker back at most this often. */
+#define KS_LIMIT_WARN_MS		60000
+
+/* The launcher's handles of the workers it started, by database slot and number. */
+static BackgroundWorkerHandle *ks_handles[KS_MAX_DATABASES][KS_MAX_DB_WORKERS];
+
+/* When the launcher last warned that the pool is full. */
+static TimestampTz ks_limit_warned = 0;
 
 /* Register the launcher as a static background worker. */
 void
@@ -167,11 +177,12 @@ KsDatabaseUsable(Oid dboid)
 	return ok;
 }
 
-/* Start the worker of a database slot. */
+/* Start worker w of a database slot. */
 static void
-KsStartDatabaseWorker(int i, Oid dboid)
+KsStartDatabaseWorker(int i, int w, Oid dboid)
 {
 	BackgroundWorker worker;
+	BackgroundWorkerHandle **handle = &ks_handles[i][w];
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -179,54 +190,116 @@ KsStartDatabaseWorker(int i, Oid dboid)
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "keyedstate");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "KsDatabaseWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate worker for database %u", dboid);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate worker %d for database %u", w, dboid);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "keyedstate worker");
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	memcpy(worker.bgw_extra, &w, sizeof(int));
 	worker.bgw_notify_pid = MyProcPid;
 
-	if (ks_handles[i] != NULL)
-		pfree(ks_handles[i]);
-	ks_handles[i] = NULL;
-	if (!RegisterDynamicBackgroundWorker(&worker, &ks_handles[i]))
+	if (*handle != NULL)
+		pfree(*handle);
+	*handle = NULL;
+	if (!RegisterDynamicBackgroundWorker(&worker, handle))
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start keyedstate worker for database %u", dboid),
 				 errhint("Increase max_worker_processes.")));
 }
 
+/* Whether a worker the launcher started is still there (or starting). */
+static bool
+KsHandleAlive(BackgroundWorkerHandle *handle)
+{
+	pid_t		pid;
+
+	return handle != NULL && GetBackgroundWorkerPid(handle, &pid) != BGWH_STOPPED;
+}
+
+/* How many database workers the launcher started are still there. */
+static int
+KsCountWorkers(void)
+{
+	int			n = 0;
+	int			i;
+	int			w;
+
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+		for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+			if (KsHandleAlive(ks_handles[i][w]))
+				n++;
+	return n;
+}
+
 /*
- * One pass: start the workers that should run and do not; forget the
- * databases that are gone, giving back their aggregations' shared memory.
+ * Start worker w of database slot i if it should run; *running counts the
+ * workers of the pool.  Returns false once the pool is full.
+ */
+static bool
+KsLauncherConsider(int i, int w, TimestampTz now, int *running)
+{
+	Oid			dboid;
+
+	if (!KsLauncherWantsWorker(i, w, now, KS_MIN_START_GAP_MS, KS_RESTART_DELAY_MS, &dboid))
+		return true;
+
+	/* a worker we started may not have claimed the slot yet */
+	if (KsHandleAlive(ks_handles[i][w]))
+		return true;
+
+	/* a database's first worker starts even beyond max_workers (shmem.h) */
+	if (w > 0 && *running >= ks_max_workers)
+	{
+		if (TimestampDifferenceExceeds(ks_limit_warned, now, KS_LIMIT_WARN_MS))
+		{
+			ks_limit_warned = now;
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("keyedstate.max_workers (%d) keeps a worker of database %u from starting",
+							ks_max_workers, dboid),
+					 errdetail("Its aggregations wait, or share the database's other workers."),
+					 errhint("Increase keyedstate.max_workers (and max_worker_processes).")));
+		}
+		return false;
+	}
+
+	if (w == 0 && !KsDatabaseUsable(dboid))
+	{
+		/* gone (or closed to connections): once none of its workers is left */
+		if (!KsLauncherDbRunning(i))
+		{
+			KsForgetDatabase(dboid);
+			KsReleaseDatabaseSlots(dboid);
+			KsLauncherForgetDatabase(i, dboid);
+		}
+		return true;
+	}
+	KsLauncherStarted(i, w, now);
+	KsStartDatabaseWorker(i, w, dboid);
+	(*running)++;
+	return true;
+}
+
+/*
+ * One pass: start the workers that should run and do not, every
+ * database's first worker before any other; forget the databases that are
+ * gone, giving back their aggregations' shared memory.
  */
 static void
 KsLauncherPass(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	int			running = KsCountWorkers();
 	int			i;
+	int			w;
 
+	KsLauncherSharePool(ks_max_workers);
 	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		Oid			dboid;
-		pid_t		pid;
-
-		if (!KsLauncherWantsWorker(i, now, KS_MIN_START_GAP_MS, KS_RESTART_DELAY_MS, &dboid))
-			continue;
-
-		/* a worker we started may not have claimed the slot yet */
-		if (ks_handles[i] != NULL &&
-			GetBackgroundWorkerPid(ks_handles[i], &pid) != BGWH_STOPPED)
-			continue;
-
-		if (!KsDatabaseUsable(dboid))
-		{
-			KsForgetDatabase(dboid);
-			KsReleaseDatabaseSlots(dboid);
-			KsLauncherForgetDatabase(i, dboid);
-			continue;
-		}
-		KsLauncherStarted(i, now);
-		KsStartDatabaseWorker(i, dboid);
-	}
+		if (!KsLauncherConsider(i, 0, now, &running))
+			return;
+	for (w = 1; w < KS_MAX_DB_WORKERS; w++)
+		for (i = 0; i < KS_MAX_DATABASES; i++)
+			if (!KsLauncherConsider(i, w, now, &running))
+				return;
 }
 
 /* Entry point of the launcher. */

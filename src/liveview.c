@@ -170,14 +170,22 @@ KsGetLiveOptions(Oid relid, KsLiveOptions *opts)
 static double
 KsEstimateKeys(const KsLiveOptions *opts)
 {
-	KsSlotRef	ref;
+	KsSlotRef  *refs;
 	KsAggSlot	copy;
+	double		keys = 0;
+	int			nparts;
+	int			n;
+	int			i;
 
-	if (ks_preloaded && KsSharedState != NULL &&
-		KsFindAggSlot(MyDatabaseId, opts->aggid, &ref) && KsSlotSnapshot(&ref, &copy) &&
-		copy.visible_keys > 0)
-		return copy.visible_keys;
-	return 1000;
+	if (!ks_preloaded || KsSharedState == NULL)
+		return 1000;
+	refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	n = KsFindAggParts(MyDatabaseId, opts->aggid, refs, KsSharedState->max_aggs, &nparts);
+	for (i = 0; i < n; i++)
+		if (KsSlotSnapshot(&refs[i], &copy))
+			keys += copy.visible_keys;
+	pfree(refs);
+	return keys > 0 ? keys : 1000;
 }
 
 /* GetForeignRelSize: decide between a point lookup and a full scan. */
@@ -315,23 +323,35 @@ KsAggregationName(int32 aggid, Oid view_oid)
 }
 
 /*
- * Find the aggregation's slot and check the scan may read it: the reader
- * needs SELECT on the aggregation's view, and the slot must belong to this
- * live table.  Waits up to keyedstate.load_wait for an aggregation that is
- * still loading (just created, or recovering after a restart).
+ * Find the slots of the aggregation's parts (one, unless it runs in
+ * parallel) and check the scan may read them: the reader needs SELECT on
+ * the aggregation's view, and the slots must belong to this live table.
+ * Waits up to keyedstate.load_wait for parts that are still loading (just
+ * created, recovering after a restart, or a rescale's new parts).
+ * Returns how many; their slots in refs, copies of them in copies.
  */
-static void
-KsFindReadableSlot(KsLiveScanState *ss, KsSlotRef *ref, KsAggSlot *copy, const char *relname)
+static int
+KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, const char *relname)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ks_load_wait);
+	int			max = KsSharedState->max_aggs;
 
 	for (;;)
 	{
-		bool		have = KsFindAggSlot(MyDatabaseId, ss->opts.aggid, ref) &&
-			KsSlotSnapshot(ref, copy);
+		int			nparts;
+		int			n = KsFindAggParts(MyDatabaseId, ss->opts.aggid, refs, max, &nparts);
+		bool		ready = n == nparts;
+		int			i;
 
-		if (have)
+		for (i = 0; i < n; i++)
 		{
+			KsAggSlot  *copy = &copies[i];
+
+			if (!KsSlotSnapshot(&refs[i], copy))
+			{
+				ready = false;
+				continue;
+			}
 			if (copy->live_oid != ss->relid ||
 				(copy->state != KS_STARTING && copy->rowtype != ss->rowtype))
 				ereport(ERROR,
@@ -341,20 +361,23 @@ KsFindReadableSlot(KsLiveScanState *ss, KsSlotRef *ref, KsAggSlot *copy, const c
 						 errdetail("Its options name another aggregation, or its columns differ from the aggregation's view.")));
 			if (pg_class_aclcheck(copy->view_oid, ss->userid, ACL_SELECT) != ACLCHECK_OK)
 				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(copy->view_oid));
-			if (copy->state != KS_STARTING)
-				return;
+			/* a failed part fails the view at once */
+			if (copy->state == KS_FAILED)
+				return n;
+			if (copy->state == KS_STARTING)
+				ready = false;
 		}
+		if (ready)
+			return n;
 		if (GetCurrentTimestamp() >= deadline)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("aggregation %s is still loading",
-							KsAggregationName(ss->opts.aggid, have ? copy->view_oid : InvalidOid)),
+							KsAggregationName(ss->opts.aggid, n > 0 ? copies[0].view_oid : InvalidOid)),
 					 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
 					 errhint("See keyedstate.status for its state.")));
-		if (have)
-		{
-			KsSlotSleep(ref, 10);
-		}
+		if (n > 0)
+			KsSlotSleep(&refs[0], 10);
 		else
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -379,16 +402,32 @@ KsReportFailedView(const KsAggSlot *copy)
 			 errhint("Its owner can fix the cause and call keyedstate.resume().")));
 }
 
-/* Copy the rows of this scan out of the shared store. */
+/* Raise the error of the first failed part, if any. */
+static void
+KsReportFailedParts(const KsAggSlot *copies, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (copies[i].state == KS_FAILED)
+			KsReportFailedView(&copies[i]);
+}
+
+/*
+ * Copy the rows of this scan out of the shared store: of every part of
+ * the aggregation, each part's as of its own consumed offset.
+ */
 static void
 KsFetchRows(ForeignScanState *node)
 {
 	KsLiveScanState *ss = node->fdw_state;
-	KsSlotRef	ref;
-	KsAggSlot	copy;
+	const char *relname = RelationGetRelationName(node->ss.ss_currentRelation);
+	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	KsAggSlot  *copies = palloc(sizeof(KsAggSlot) * KsSharedState->max_aggs);
 	KsReadResult res;
 	const uint32 *hashes = NULL;	/* NULL and -1: read every key */
 	int			nhashes = -1;
+	int			n;
 
 	ss->fetched = true;
 	ss->next = 0;
@@ -401,9 +440,8 @@ KsFetchRows(ForeignScanState *node)
 		/* no key can match (`key = NULL`); still only for those who may read */
 		if (nhashes == 0)
 		{
-			KsFindReadableSlot(ss, &ref, &copy, RelationGetRelationName(node->ss.ss_currentRelation));
-			if (copy.state == KS_FAILED)
-				KsReportFailedView(&copy);
+			n = KsFindReadableParts(ss, refs, copies, relname);
+			KsReportFailedParts(copies, n);
 			return;
 		}
 		/* too many keys to look up: read them all */
@@ -413,31 +451,57 @@ KsFetchRows(ForeignScanState *node)
 
 	for (;;)
 	{
-		KsFindReadableSlot(ss, &ref, &copy, RelationGetRelationName(node->ss.ss_currentRelation));
-		if (copy.state == KS_FAILED)
-			KsReportFailedView(&copy);
-		KsStoreReadRows(&ref, hashes, nhashes,
-						KsScanCheck, ss, ss->rowcxt, &ss->rows, &ss->nrows, &res);
-		if (res.found && res.state == KS_FAILED)
+		MinimalTuple *rows = NULL;
+		int64		nrows = 0;
+		bool		again = false;
+		int			i;
+
+		n = KsFindReadableParts(ss, refs, copies, relname);
+		KsReportFailedParts(copies, n);
+		MemoryContextReset(ss->rowcxt);
+		for (i = 0; i < n && !again; i++)
 		{
-			memcpy(copy.error, res.error, KS_ERROR_LEN);
-			KsReportFailedView(&copy);
+			MinimalTuple *part;
+			int64		npart;
+
+			KsStoreReadRows(&refs[i], hashes, nhashes,
+							KsScanCheck, ss, ss->rowcxt, &part, &npart, &res);
+			if (res.found && res.state == KS_FAILED)
+			{
+				memcpy(copies[i].error, res.error, KS_ERROR_LEN);
+				KsReportFailedView(&copies[i]);
+			}
+			/* the slot was freed, or went back to loading: look again */
+			again = !res.found || res.state == KS_STARTING;
+			if (again && res.cold_snapshot != NULL)
+				UnregisterSnapshot(res.cold_snapshot);
+			if (again || npart == 0)
+				continue;
+			if (nrows == 0)
+				rows = part;
+			else
+			{
+				rows = repalloc_huge(rows, sizeof(MinimalTuple) * (nrows + npart));
+				memcpy(rows + nrows, part, sizeof(MinimalTuple) * npart);
+			}
+			nrows += npart;
 		}
-		/* the slot was freed, or went back to loading: look again */
-		if (res.found && res.state != KS_STARTING)
+		if (!again)
+		{
+			ss->rows = rows;
+			ss->nrows = nrows;
 			break;
-		if (res.cold_snapshot != NULL)
-			UnregisterSnapshot(res.cold_snapshot);
+		}
 	}
 
-	/* then the keys evicted to keyedstate.cold, if any (cold.h) */
+	/* then the keys evicted to keyedstate.cold, if any (cold.h; not with parts) */
 	if (res.cold_snapshot != NULL)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
 
 		ss->cold = KsColdScanBegin(&res, hashes, nhashes,
 								   RelationGetDescr(node->ss.ss_currentRelation),
-								   KsAggName(copy.view_oid));
+								   KsAggName(copies[0].view_oid));
 		MemoryContextSwitchTo(oldcxt);
 	}
 }

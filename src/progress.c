@@ -46,48 +46,68 @@ KsReportFailed(const char *aggname, const char *error, int64 offset)
 			 errhint("Fix the cause, then call keyedstate.resume().")));
 }
 
-/* Wait for a condition on an aggregation's slot (see shmem.h). */
+/*
+ * Check a condition on one part's slot; false if it is not met yet (or the
+ * slot went).  Raises the aggregation's error if the part failed.
+ * *offset gets the part's consumed offset.
+ */
+static bool
+KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
+		   KsWaitDone done, void *arg, int64 *offset)
+{
+	bool		finished = false;
+	bool		failed = false;
+	char		error[KS_ERROR_LEN];
+	int64		failed_offset = 0;
+
+	LWLockAcquire(&ref->slot->lock, LW_SHARED);
+	if (KsSlotRefValid(ref))
+	{
+		failed = ref->slot->state == KS_FAILED &&
+			ref->slot->resume_count == resume_count;
+		finished = ref->slot->state != KS_STARTING && done(ref->slot, arg);
+		*offset = ref->slot->consumed_offset;
+		strlcpy(error, ref->slot->error, KS_ERROR_LEN);
+		failed_offset = ref->slot->failed_offset;
+	}
+	LWLockRelease(&ref->slot->lock);
+	if (failed)
+	{
+		ConditionVariableCancelSleep();
+		KsReportFailed(aggname, error, failed_offset);
+	}
+	return finished;
+}
+
+/* Wait for a condition on every part of an aggregation (see shmem.h). */
 int64
 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_count,
 					 TimestampTz deadline, KsWaitDone done, void *arg, const char *what)
 {
+	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	int64		result = 0;
 
 	for (;;)
 	{
-		KsSlotRef	ref;
-		bool		have = KsFindAggSlot(dboid, aggid, &ref);
+		int			nparts;
+		int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
+		int			waiting = -1;
 		TimestampTz now = GetCurrentTimestamp();
 		long		remaining;
+		int			i;
 
-		if (have)
+		/* the least advanced part's offset: everything before it is in */
+		result = PG_INT64_MAX;
+		for (i = 0; i < n && waiting < 0; i++)
 		{
-			bool		finished = false;
-			bool		failed = false;
-			char		error[KS_ERROR_LEN];
 			int64		offset = 0;
 
-			LWLockAcquire(&ref.slot->lock, LW_SHARED);
-			if (KsSlotRefValid(&ref))
-			{
-				failed = ref.slot->state == KS_FAILED &&
-					ref.slot->resume_count == resume_count;
-				finished = ref.slot->state != KS_STARTING && done(ref.slot, arg);
-				result = ref.slot->consumed_offset;
-				strlcpy(error, ref.slot->error, KS_ERROR_LEN);
-				offset = ref.slot->failed_offset;
-			}
-			else
-				have = false;
-			LWLockRelease(&ref.slot->lock);
-			if (failed)
-			{
-				ConditionVariableCancelSleep();
-				KsReportFailed(aggname, error, offset);
-			}
-			if (finished)
-				break;
+			if (!KsPartDone(&refs[i], aggname, resume_count, done, arg, &offset))
+				waiting = i;
+			result = Min(result, offset);
 		}
+		if (n == nparts && waiting < 0)
+			break;
 		if (now >= deadline)
 		{
 			ConditionVariableCancelSleep();
@@ -97,8 +117,9 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					 errhint("See keyedstate.status for its state and lag.")));
 		}
 		remaining = Min(TimestampDifferenceMilliseconds(now, deadline), 100);
-		if (have)
-			(void) ConditionVariableTimedSleep(&ref.slot->cv, Max(remaining, 1), PG_WAIT_EXTENSION);
+		if (waiting >= 0)
+			(void) ConditionVariableTimedSleep(&refs[waiting].slot->cv, Max(remaining, 1),
+											   PG_WAIT_EXTENSION);
 		else
 		{
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -108,6 +129,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 		CHECK_FOR_INTERRUPTS();
 	}
 	ConditionVariableCancelSleep();
+	pfree(refs);
 	return result;
 }
 
@@ -185,9 +207,12 @@ KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 faile
 /* Record the definition's fields that readers check. */
 void
 KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
-					Oid sequence_oid, uint32 rowtype, int64 resume_count)
+					Oid sequence_oid, uint32 rowtype, int64 resume_count,
+					const KsPartInfo *part)
 {
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	if (part != NULL)
+		slot->part = *part;
 	slot->owner = owner;
 	slot->view_oid = view_oid;
 	slot->live_oid = live_oid;

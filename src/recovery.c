@@ -99,10 +99,10 @@ KsCheckChunkHeader(KsAggRun *run, const KsChunkRow *row, const char *data, uint3
 		KsCheckpointCorrupted(run->name, "The chunk's row says it holds %d keys, which its %u bytes cannot.",
 							  row->nkeys, len);
 	if (row->first_group < 0 || row->first_group > row->last_group ||
-		row->last_group >= KS_MAX_PARALLELISM)
+		row->last_group >= run->def->max_parallelism)
 		KsCheckpointCorrupted(run->name,
 							  "The chunk's row gives key groups %d to %d, not a range within 0 to %d.",
-							  row->first_group, row->last_group, KS_MAX_PARALLELISM - 1);
+							  row->first_group, row->last_group, run->def->max_parallelism - 1);
 	return flags;
 }
 
@@ -262,12 +262,15 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 									  statelens[n], rowlens[n]);
 			KsKeyDeserialize(kt, k, klen, run->name, keys + n * nk, nulls + n * nk);
 			hashes[n] = KsKeyHash(kt, keys + n * nk, nulls + n * nk);
-			if (KsKeyGroup(hashes[n]) != group)
+			if (KsKeyGroup(hashes[n], run->def->max_parallelism) != group)
 				KsCheckpointCorrupted(run->name,
 									  "A key stored in key group %d hashes to key group %d.",
-									  group, KsKeyGroup(hashes[n]));
+									  group, KsKeyGroup(hashes[n], run->def->max_parallelism));
 			if (rowlens[n] > 0)
 				KsCheckStoredRow(run->name, run->info.viewdesc, rows[n], rowlens[n]);
+			/* a part seeded from another's checkpoints keeps its own groups */
+			if (group < run->def->first_group || group > run->def->last_group)
+				continue;
 			n++;
 		}
 		MemoryContextSwitchTo(oldcxt);
@@ -376,16 +379,16 @@ KsRecoverChunkGuarded(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *se
 static void KsSettleExpired(KsAggRun *run);
 
 /*
- * Load the checkpointed offset and every checkpointed key: the rows of
- * keyedstate.state newest first, back to the latest full checkpoint.
+ * Load the keys of one chain of checkpoints (the run's own, or with `own`
+ * false one it is seeded from, of which it keeps the keys of its own key
+ * groups): the rows of keyedstate.state under chain_id newest first, up to
+ * the committed checkpoint, back to the latest full one.
  */
 void
-KsRecover(KsAggRun *run)
+KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own)
 {
 	KsKeyTable *kt = run->kt;
 	Portal		portal;
-	Datum		arg;
-	Oid			argtype = INT4OID;
 	MemoryContext tmp;
 	MemoryContext rowcxt;
 	MemoryContext oldcxt;
@@ -394,49 +397,13 @@ KsRecover(KsAggRun *run)
 	int			ret;
 	bool		isnull;
 	int64		full_id = -1;
-	int64		committed;
+	int64		last_id = 0;
+	int64		full_bytes = 0;
+	int64		delta_bytes = 0;
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	bool		done = false;
 	KsChunkSequence seq;
-
-	KsBecomeWorker();
-	arg = Int32GetDatum(run->def->id);
-	ret = SPI_execute_with_args("SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys "
-								"FROM keyedstate.aggregation WHERE id = $1",
-								1, &argtype, &arg, NULL, true, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("aggregation %s no longer exists", run->name)));
-	run->checkpointed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
-	committed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	/* the rows of keyedstate.cold as of that checkpoint (cold.h) */
-	run->cold_rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	run->consumed = run->checkpointed;
-	/* a checkpoint that was being written when the worker stopped never counted */
-	KsCheckpointDiscardUncommitted(run->def->id, committed);
-	args[0] = arg;
-	args[1] = Int64GetDatum(committed);
-
-	/*
-	 * After a clean stop nothing past the checkpoint was consumed; this run
-	 * may consume more, so the mark goes (never waiting for the row: if a
-	 * backend holds it, count as after a crash).
-	 */
-	ret = SPI_execute_with_args("UPDATE keyedstate.aggregation SET clean_stop = false "
-								"WHERE id = (SELECT id FROM keyedstate.aggregation "
-								"            WHERE id = $1 AND clean_stop "
-								"            FOR NO KEY UPDATE SKIP LOCKED)",
-								1, &argtype, &arg, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not read the checkpoint of aggregation %s", run->name);
-	run->after_clean_stop = (SPI_processed == 1);
-	run->ckpt_last_id = 0;
-	run->ckpt_have_full = false;
-	run->ckpt_full_bytes = 0;
-	run->ckpt_delta_bytes = 0;
 
 	/*
 	 * Size the key index and the new store once for the keys to come (an
@@ -445,13 +412,15 @@ KsRecover(KsAggRun *run)
 	 * are not trusted yet: no chunk holds more keys than its bytes allow.
 	 */
 	/* (read-only queries run in the step's snapshot: the discarded chunks are filtered too) */
+	args[0] = Int32GetDatum(chain_id);
+	args[1] = Int64GetDatum(committed);
 	ret = SPI_execute_with_args("SELECT pg_catalog.sum(nkeys), pg_catalog.sum(pg_catalog.octet_length(data)) "
 								"FROM keyedstate.state "
 								"WHERE aggregation_id = $1 AND checkpoint_id <= $2 AND checkpoint_id >= "
 								"(SELECT pg_catalog.max(checkpoint_id) FROM keyedstate.state "
 								" WHERE aggregation_id = $1 AND checkpoint_id <= $2 AND is_full)",
 								2, argtypes, args, NULL, true, 1);
-	if (ret == SPI_OK_SELECT && SPI_processed == 1)
+	if (own && ret == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		bool		bytesnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -501,7 +470,7 @@ KsRecover(KsAggRun *run)
 			bytea	   *data;
 
 			CHECK_FOR_INTERRUPTS();
-			crow.aggregation_id = run->def->id;
+			crow.aggregation_id = chain_id;
 			crow.checkpoint_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 			crow.chunk = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 			crow.full = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
@@ -517,15 +486,15 @@ KsRecover(KsAggRun *run)
 			}
 			if (crow.full)
 				full_id = crow.checkpoint_id;
-			run->ckpt_last_id = Max(run->ckpt_last_id, crow.checkpoint_id);
+			last_id = Max(last_id, crow.checkpoint_id);
 
 			oldcxt = MemoryContextSwitchTo(rowcxt);
 			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 7, &isnull));
 			MemoryContextSwitchTo(oldcxt);
 			if (crow.full)
-				run->ckpt_full_bytes += VARSIZE_ANY_EXHDR(data);
+				full_bytes += VARSIZE_ANY_EXHDR(data);
 			else
-				run->ckpt_delta_bytes += VARSIZE_ANY_EXHDR(data);
+				delta_bytes += VARSIZE_ANY_EXHDR(data);
 
 			/* deserialize functions are user code: run them as the owner */
 			KsBecomeOwner(run);
@@ -543,11 +512,69 @@ KsRecover(KsAggRun *run)
 	if (seq.next_chunk >= 0)
 		KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
 							  seq.checkpoint_id, seq.next_chunk);
-	if (run->ckpt_last_id > 0 && full_id < 0)
+	if (last_id > 0 && full_id < 0)
 		KsCheckpointCorrupted(run->name, "No full checkpoint was found.");
+	if (!own)
+		return;
 	/* the next checkpoint's id follows the committed one, even one without chunks */
-	run->ckpt_last_id = Max(run->ckpt_last_id, committed);
+	run->ckpt_last_id = Max(last_id, committed);
 	run->ckpt_have_full = (full_id >= 0);
+	run->ckpt_full_bytes = full_bytes;
+	run->ckpt_delta_bytes = delta_bytes;
+}
+
+/*
+ * Load the checkpointed offset and every checkpointed key: the rows of
+ * keyedstate.state newest first, back to the latest full checkpoint; for
+ * a part a rescale added, those of the parts (or the aggregation) it is
+ * seeded from (seed.c).
+ */
+void
+KsRecover(KsAggRun *run)
+{
+	KsKeyTable *kt = run->kt;
+	Datum		arg;
+	Oid			argtype = INT4OID;
+	int			ret;
+	int64		committed;
+	ArrayType  *seeds = NULL;
+
+	KsBecomeWorker();
+	arg = Int32GetDatum(run->def->id);
+	/* seeded or not as the catalog says now: a definition may be older */
+	KsReadProgress(run, run->def->id, run->def->is_part, &run->checkpointed, &committed,
+				   &run->cold_rows, NULL, NULL, &seeds);
+	run->consumed = run->checkpointed;
+	/* a checkpoint that was being written when the worker stopped never counted */
+	KsCheckpointDiscardUncommitted(run->def->id, committed);
+
+	/*
+	 * After a clean stop nothing past the checkpoint was consumed; this run
+	 * may consume more, so the mark goes (never waiting for the row: if a
+	 * backend holds it, count as after a crash).
+	 */
+	ret = SPI_execute_with_args(run->def->is_part ?
+								"UPDATE keyedstate.part SET clean_stop = false "
+								"WHERE id = (SELECT id FROM keyedstate.part "
+								"            WHERE id = $1 AND clean_stop "
+								"            FOR NO KEY UPDATE SKIP LOCKED)" :
+								"UPDATE keyedstate.aggregation SET clean_stop = false "
+								"WHERE id = (SELECT id FROM keyedstate.aggregation "
+								"            WHERE id = $1 AND clean_stop "
+								"            FOR NO KEY UPDATE SKIP LOCKED)",
+								1, &argtype, &arg, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "could not read the checkpoint of aggregation %s", run->name);
+	run->after_clean_stop = (SPI_processed == 1);
+	run->ckpt_last_id = 0;
+	run->ckpt_have_full = false;
+	run->ckpt_full_bytes = 0;
+	run->ckpt_delta_bytes = 0;
+
+	if (seeds != NULL)
+		KsRecoverSeeds(run, seeds);
+	else
+		KsRecoverChain(run, run->def->id, committed, true);
 
 	/* recovered keys are already in the checkpoint, and their rows in run->building */
 	KsKeyClearCheckpoint(kt);

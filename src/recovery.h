@@ -19,7 +19,34 @@
 
 #include "run.h"
 
+#include "utils/array.h"
+
 /* Load the checkpointed keys and offset into a freshly loaded run. */
 extern void KsRecover(KsAggRun *run);
+
+/* --- recovery.c and seed.c --- */
+
+/*
+ * Load the keys of one chain of checkpoints: the run's own (`own`), or one
+ * it is seeded from (its keys of the run's key groups only), up to the
+ * committed checkpoint.
+ */
+extern void KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own);
+
+/*
+ * The progress of a run's row, the aggregation's or (is_part) a part's:
+ * its checkpointed offset, committed checkpoint id and rows in
+ * keyedstate.cold, its key groups and the ids it is seeded from (NULL:
+ * none) as of now (NULL pointers: not wanted).
+ */
+extern void KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset,
+						   int64 *committed, int64 *cold_rows, int *first_group, int *last_group,
+						   ArrayType **seeds);
+
+/*
+ * Recover a part that a rescale added from the checkpoints it is seeded
+ * from, and where each of its key groups' rows start (seed.c).
+ */
+extern void KsRecoverSeeds(KsAggRun *run, ArrayType *seeds);
 
 #endif							/* KS_RECOVERY_H */

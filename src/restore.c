@@ -142,9 +142,11 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	AttrNumber	offset_attnum;
 	int64		start;
 	ObjectAddress ruleaddr;
-	int			cols[8];
-	Datum		values[8];
-	bool		nulls[8] = {false, false, false, false, false, true, false, false};
+	int			cols[9];
+	Datum		values[9];
+	bool		nulls[9] = {false, false, false, false, false, true, false, false, false};
+	int			parallelism;
+	int			max_parallelism;
 	KsCatalogAccess acc;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
@@ -221,9 +223,30 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	/* no state comes with a dump: nothing is cold */
 	cols[7] = KsColumn(desc, "cold_keys");
 	values[7] = Int64GetDatum(0);
-	tup = heap_modify_tuple_by_cols(tup, desc, 8, cols, values, nulls);
+	/* the parts (not dumped) start again with the first layout */
+	cols[8] = KsColumn(desc, "layout");
+	values[8] = Int32GetDatum(0);
+	tup = heap_modify_tuple_by_cols(tup, desc, 9, cols, values, nulls);
 
-	KsReserveAggSlot(MyDatabaseId, id, owner, view_oid, live_oid, sequence_oid);
+	/* from here an abort gives the reservations back (hooks.c) */
+	KsRequestAtCommit();
+	parallelism = DatumGetInt32(KsGet(tup, desc, "parallelism"));
+	max_parallelism = DatumGetInt32(KsGet(tup, desc, "max_parallelism"));
+	KsCheckParallelismAllowed(parallelism, max_parallelism, 0, false);
+	if (parallelism > 1)
+	{
+		/* (the parts' reference to this row is checked at commit) */
+		KsCatalogOpen(&acc);
+		KsCreateParts(id, 0, parallelism, max_parallelism, start, (Datum) 0, owner, view_oid,
+					  live_oid, sequence_oid);
+		KsCatalogClose(&acc);
+	}
+	else
+	{
+		KsPartInfo	whole = {id, 0, 1, 0, 0, max_parallelism - 1};
+
+		KsReserveAggSlot(MyDatabaseId, id, &whole, owner, view_oid, live_oid, sequence_oid);
+	}
 	KsRememberDatabase(MyDatabaseId);
 	KsRequestAtCommit();
 	KsCatalogChanged();

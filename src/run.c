@@ -369,6 +369,18 @@ KsRunCreate(KsAggDef *def, MemoryContext parent)
 	run->slot = ref.slot;
 	run->slotref = ref;
 	run->building = InvalidDsaPointer;
+	run->seed_until = PG_INT64_MIN;
+	/* handed over: the counters go on from the previous worker's */
+	run->keys_expired = ref.slot->keys_expired;
+	run->rows_late = ref.slot->rows_late;
+	run->evictions = ref.slot->evictions;
+	run->reloads = ref.slot->reloads;
+	/* handed over failed: it stays failed until keyedstate.resume() */
+	if (ref.slot->state == KS_FAILED && ref.slot->resume_count == def->resume_count)
+	{
+		run->failed = true;
+		run->failed_resume_count = def->resume_count;
+	}
 	oldcxt = MemoryContextSwitchTo(run->cxt);
 	run->name = KsAggName(def->view_oid);
 	MemoryContextSwitchTo(oldcxt);
@@ -380,6 +392,7 @@ KsRunCreate(KsAggDef *def, MemoryContext parent)
 void
 KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 {
+	KsPartInfo	part;
 	MemoryContext newcxt = AllocSetContextCreate(run->cxt, "keyedstate definition",
 												 ALLOCSET_SMALL_SIZES);
 
@@ -397,8 +410,21 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
 	}
 	run->interrupted = false;
+	KsRunPartInfo(def, &part);
 	KsSlotSetDefinition(run->slot, KsRelationOwner(def->view_oid), def->view_oid, def->live_oid,
-						def->sequence_oid, 0, def->resume_count);
+						def->sequence_oid, 0, def->resume_count, &part);
+}
+
+/* Which part of its aggregation a definition runs, for its slot. */
+void
+KsRunPartInfo(const KsAggDef *def, KsPartInfo *part)
+{
+	part->parent = def->agg_id;
+	part->layout = def->layout;
+	part->nparts = def->is_part ? def->parallelism : 1;
+	part->part = def->part;
+	part->first_group = def->first_group;
+	part->last_group = def->last_group;
 }
 
 /*
@@ -426,6 +452,8 @@ KsRunUnload(KsAggRun *run)
 	run->kt = NULL;
 	run->windows = NULL;
 	run->applybuf = NULL;
+	run->group_starts = NULL;
+	run->seed_until = PG_INT64_MIN;
 	run->ckpt_buf = NULL;
 	run->ckpt = NULL;
 	run->expire_cursor = 0;
@@ -457,6 +485,19 @@ KsRunRelease(KsAggRun *run)
 {
 	KsRunUnload(run);
 	KsStoreReleaseSlot(run->slot);
+	MemoryContextDelete(run->cxt);
+}
+
+/*
+ * Hand a run over to another worker of the pool (after its final
+ * checkpoint): forget it here and let go of its slot, whose published rows
+ * stay until the new worker replaces them.
+ */
+void
+KsRunHandOver(KsAggRun *run)
+{
+	KsRunUnload(run);
+	KsUnclaimAggSlot(run->slot);
 	MemoryContextDelete(run->cxt);
 }
 

@@ -96,6 +96,8 @@ typedef struct KsAggRun
 	int64		checkpointed;
 	struct KsChunkWriter *ckpt; /* the checkpoint being written, or NULL */
 	int64		ckpt_last_id;	/* last committed checkpoint (0: none) */
+	int64	   *group_starts;	/* seeded part: each key group's rows after this (seed.c) */
+	int64		seed_until;		/* ... and no checkpoint until consumed past this */
 	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
 	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
@@ -188,6 +190,12 @@ extern void KsRunUnload(KsAggRun *run);
 
 /* Forget a run whose aggregation is gone (or the worker is leaving). */
 extern void KsRunRelease(KsAggRun *run);
+
+/* Which part of its aggregation a definition runs, for its slot. */
+extern void KsRunPartInfo(const KsAggDef *def, KsPartInfo *part);
+
+/* Hand a run over to another worker of the pool (after its final checkpoint). */
+extern void KsRunHandOver(KsAggRun *run);
 
 /* Set up the worker's process-wide parts of running steps (once). */
 extern void KsRunInitProcess(void);

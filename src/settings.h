@@ -14,6 +14,9 @@ extern int	ks_max_aggregations;
 /* PGC_POSTMASTER: cap on the DSA holding published state, in kB */
 extern int	ks_max_shared_memory;
 
+/* PGC_SIGHUP: database workers running at once in the server (the pool) */
+extern int	ks_max_workers;
+
 /* PGC_SIGHUP: largest offset range read in one batch */
 extern int	ks_batch_size;
 

@@ -87,7 +87,12 @@ KsShmemStartup(void)
 		KsSharedState->max_aggs = ks_max_aggregations;
 		KsSharedState->next_generation = 1;
 		for (i = 0; i < KS_MAX_DATABASES; i++)
-			KsSharedState->dbs[i].worker_procno = -1;
+		{
+			int			w;
+
+			for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+				KsSharedState->dbs[i].workers[w].procno = -1;
+		}
 		for (i = 0; i < ks_max_aggregations; i++)
 		{
 			KsAggSlot  *slot = &KsSharedState->aggs[i];
@@ -205,7 +210,7 @@ KsRowTypeHash(TupleDesc desc)
  */
 
 /* The slot of an aggregation, with KsShared->lock held. */
-static KsAggSlot *
+KsAggSlot *
 KsLookupSlotLocked(Oid dboid, int32 aggid)
 {
 	int			i;
@@ -236,6 +241,54 @@ KsFindAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref)
 	}
 	LWLockRelease(KsSharedState->lock);
 	return slot != NULL;
+}
+
+/* The slots of an aggregation's parts, of its newest layout (see shmem.h). */
+int
+KsFindAggParts(Oid dboid, int32 aggid, KsSlotRef *refs, int max, int *nparts)
+{
+	int32		layout = -1;
+	int			n = 0;
+	int			i;
+
+	KsRequirePreload();
+	*nparts = 1;
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+		KsPartInfo	part;
+		TransactionId xid;
+
+		if (!slot->in_use || slot->dboid != dboid)
+			continue;
+		/* the part info is the slot lock's; taking it under ours is the order */
+		LWLockAcquire(&slot->lock, LW_SHARED);
+		part = slot->part;
+		xid = slot->reserved_xid;
+		LWLockRelease(&slot->lock);
+		if (part.parent != aggid || part.layout < layout)
+			continue;
+		/* a layout another transaction is still creating, or gave up, does not count */
+		if (TransactionIdIsValid(xid) && !TransactionIdIsCurrentTransactionId(xid) &&
+			(TransactionIdIsInProgress(xid) || !TransactionIdDidCommit(xid)))
+			continue;
+		if (part.layout > layout)
+		{
+			/* a newer layout: forget the parts of older ones */
+			layout = part.layout;
+			*nparts = part.nparts;
+			n = 0;
+		}
+		if (n < max)
+		{
+			refs[n].slot = slot;
+			refs[n].generation = slot->generation;
+			n++;
+		}
+	}
+	LWLockRelease(KsSharedState->lock);
+	return n;
 }
 
 /* The i-th slot, if in use. */
@@ -278,7 +331,7 @@ KsSlotSnapshot(const KsSlotRef *ref, KsAggSlot *copy)
  * Give a slot an identity (KsShared->lock held exclusive) and reset every
  * field; the slot lock is taken too, as the protocol requires.
  */
-static void
+void
 KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 {
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
@@ -286,6 +339,14 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->dboid = dboid;
 	slot->aggid = aggid;
 	slot->generation = KsSharedState->next_generation++;
+	slot->worker = -1;
+	slot->runner_pid = 0;
+	slot->runner_procno = -1;
+	/* until its worker says otherwise: an aggregation run whole */
+	memset(&slot->part, 0, sizeof(KsPartInfo));
+	slot->part.parent = aggid;
+	slot->part.nparts = 1;
+	slot->part.last_group = KS_MAX_PARALLELISM - 1;
 	slot->reserved_xid = InvalidTransactionId;
 	slot->owner = InvalidOid;
 	slot->view_oid = InvalidOid;
@@ -333,8 +394,8 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 
 /* Reserve a slot for an aggregation this transaction creates (see shmem.h). */
 void
-KsReserveAggSlot(Oid dboid, int32 aggid, Oid owner, Oid view_oid, Oid live_oid,
-				 Oid sequence_oid)
+KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid view_oid,
+				 Oid live_oid, Oid sequence_oid)
 {
 	TransactionId xid = GetTopTransactionId();
 	KsAggSlot  *free_slot = NULL;
@@ -347,6 +408,7 @@ KsReserveAggSlot(Oid dboid, int32 aggid, Oid owner, Oid view_oid, Oid live_oid,
 	{
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
 
+		/* each part of an aggregation running in parallel counts */
 		if (slot->in_use && slot->owner == owner)
 			owned++;
 		if (!slot->in_use && free_slot == NULL)
@@ -359,6 +421,7 @@ KsReserveAggSlot(Oid dboid, int32 aggid, Oid owner, Oid view_oid, Oid live_oid,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("role \"%s\" already owns %d keyedstate aggregations",
 						GetUserNameFromId(owner, false), owned),
+				 errdetail("Each part of an aggregation running in parallel counts as one."),
 				 errhint("keyedstate.max_aggregations_per_owner limits each role to %d; drop one first or ask an administrator to raise it.",
 						 ks_max_aggregations_per_owner)));
 	}
@@ -368,12 +431,13 @@ KsReserveAggSlot(Oid dboid, int32 aggid, Oid owner, Oid view_oid, Oid live_oid,
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many keyedstate aggregations"),
-				 errdetail("All %d aggregation slots of the server are in use.", KsSharedState->max_aggs),
+				 errdetail("All %d aggregation slots of the server are in use (each part of an aggregation running in parallel takes one).", KsSharedState->max_aggs),
 				 errhint("Drop an aggregation, or increase keyedstate.max_aggregations and restart the server.")));
 	}
 	KsInitSlotLocked(free_slot, dboid, aggid);
 	LWLockAcquire(&free_slot->lock, LW_EXCLUSIVE);
 	free_slot->reserved_xid = xid;
+	free_slot->part = *part;
 	free_slot->owner = owner;
 	free_slot->view_oid = view_oid;
 	free_slot->live_oid = live_oid;
@@ -424,42 +488,18 @@ KsReleaseReservations(TransactionId xid)
  * ---------------------------------------------------------------------
  */
 
-/* Claim the slot of an aggregation (see shmem.h). */
-bool
-KsClaimAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref)
+/* A free aggregation slot (KsShared->lock held), or NULL. */
+KsAggSlot *
+KsFreeSlotFindLocked(void)
 {
-	KsAggSlot  *slot;
 	int			i;
 
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	slot = KsLookupSlotLocked(dboid, aggid);
-	if (slot == NULL)
+	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
-		for (i = 0; i < KsSharedState->max_aggs && slot == NULL; i++)
-		{
-			if (!KsSharedState->aggs[i].in_use)
-				slot = &KsSharedState->aggs[i];
-		}
-		if (slot == NULL)
-		{
-			LWLockRelease(KsSharedState->lock);
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("no keyedstate aggregation slot is free for aggregation %d of database %u",
-							aggid, dboid),
-					 errhint("Increase keyedstate.max_aggregations (currently %d) and restart the server.",
-							 KsSharedState->max_aggs)));
-			return false;
-		}
-		KsInitSlotLocked(slot, dboid, aggid);
+		if (!KsSharedState->aggs[i].in_use)
+			return &KsSharedState->aggs[i];
 	}
-	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
-	slot->reserved_xid = InvalidTransactionId;
-	LWLockRelease(&slot->lock);
-	ref->slot = slot;
-	ref->generation = slot->generation;
-	LWLockRelease(KsSharedState->lock);
-	return true;
+	return NULL;
 }
 
 /* Free a slot whose published rows are retired already (see shmem.h). */

@@ -11,22 +11,39 @@
  *	  identity, progress counters, state, error text, a condition variable
  *	  that sync() sleeps on, and the root of its published rows in the DSA;
  *	- one slot per database that has (or may have) aggregations, used by
- *	  the launcher to start and restart database workers;
+ *	  the launcher to start and restart the database's workers;
  *	- the handle of the one DSA area that holds published rows; it is
  *	  created lazily by the first process that needs it.
  *
  * Slot life cycle.  create_aggregation() reserves a slot in its own
  * transaction (so running out of slots is an error at creation, never an
  * aggregation left 'starting'); the reservation names the creating
- * transaction and is given back if it aborts.  The database worker claims
- * the slot when it loads the aggregation and is the only process that
- * publishes into it or frees it: when the aggregation is dropped, when its
- * database is gone (the launcher, once no worker is left), or when a
- * reservation's transaction ended without creating it.  A failed
- * aggregation keeps its slot (status shows why) but gives its published
- * rows back at once.
+ * transaction and is given back if it aborts.  The database worker the
+ * slot is assigned to (below) claims it when it loads the aggregation and
+ * is the only process that publishes into it or frees it: when the
+ * aggregation is dropped, when its database is gone (the launcher, once no
+ * worker is left), or when a reservation's transaction ended without
+ * creating it.  A failed aggregation keeps its slot (status shows why) but
+ * gives its published rows back at once.
  *
- * Locking protocol (shmem.c and dbslots.c, for the slots, and store.c, for
+ * The pool of workers.  keyedstate.max_workers bounds the database workers
+ * of the server.  The launcher shares them out: every database that wants
+ * a worker gets one (even beyond max_workers: no database is left
+ * without), then the rest go round the databases, each getting at most
+ * one per aggregation or part of one (`nworkers`, its pool; its workers
+ * report `naggs`).  A database's workers are numbered 0, 1, ...; those whose
+ * number leaves the pool hand their aggregations over and leave.  Each
+ * aggregation slot is assigned to one of them (`worker`); the assignment
+ * sticks, so an aggregation moves only when its worker's number leaves the
+ * pool (fewer aggregations, a lower max_workers) or when the loads differ
+ * by two or more.  A worker runs the aggregations assigned to it and
+ * claims each slot (`runner_pid`) only once the previous runner is gone:
+ * an aggregation that moves is handed over by its old worker, which takes
+ * a final checkpoint and then lets go of the slot, keeping its published
+ * rows until the new worker has recovered and replaced them.  So at most
+ * one process ever writes a slot, its state or its checkpoints.
+ *
+ * Locking protocol (shmem.c, dbslots.c and pool.c, for the slots, and store.c, for
  * published rows, are the only files that take these locks; everything
  * else goes through the functions below):
  *	- KsShared->lock guards allocating and freeing aggregation slots, the
@@ -73,7 +90,23 @@ typedef enum KsRunState
 	KS_REBUILDING				/* consuming its table again from the start */
 } KsRunState;
 
-/* Per-aggregation shared slot */
+/*
+ * Which part of which aggregation a slot runs: an aggregation running in
+ * parallel has one slot per part (keyedstate.part), each holding the keys
+ * of its range of key groups; one run whole has one slot, its only part.
+ * Readers gather the slots of the newest layout (shmem.c: KsFindAggParts).
+ */
+typedef struct KsPartInfo
+{
+	int32		parent;			/* the aggregation's id */
+	int32		layout;			/* the aggregation's layout it belongs to */
+	int32		nparts;			/* the parts of that layout */
+	int32		part;			/* its number among them */
+	int32		first_group;	/* its key groups */
+	int32		last_group;
+} KsPartInfo;
+
+/* Per-aggregation (or per-part) shared slot */
 typedef struct KsAggSlot
 {
 	/* identity: changed only under both KsShared->lock and `lock` */
@@ -82,8 +115,18 @@ typedef struct KsAggSlot
 	int32		aggid;
 	uint64		generation;		/* bumped at every claim of the slot */
 
+	/*
+	 * The pool: the database worker it is assigned to (-1: none yet), and
+	 * the worker running it (0: none).  Changed under KsShared->lock only,
+	 * so either lock makes them stable.
+	 */
+	int			worker;
+	int			runner_pid;
+	int			runner_procno;
+
 	/* everything below is guarded by `lock` */
 	LWLock		lock;
+	KsPartInfo	part;			/* which part it is (its aggid: the part's id) */
 	TransactionId reserved_xid; /* creating transaction, until committed */
 	Oid			owner;			/* the view's owner, for status and limits */
 	Oid			view_oid;		/* for messages and privilege checks */
@@ -144,18 +187,29 @@ typedef struct KsSlotRef
 	uint64		generation;
 } KsSlotRef;
 
+/* Most workers one database may run at once (keyedstate.max_workers). */
+#define KS_MAX_DB_WORKERS		32
+
+/* One worker of a database's pool, for the launcher */
+typedef struct KsDbWorker
+{
+	int			pid;			/* running worker, or 0 */
+	int			procno;			/* its pgprocno, for SetLatch, or -1 */
+	uint32		seen;			/* value of requested it last applied */
+	bool		idle_exit;		/* it left because it had nothing to do */
+	TimestampTz last_start;		/* when the launcher last started it */
+} KsDbWorker;
+
 /* Per-database slot, for the launcher */
 typedef struct KsDbSlot
 {
 	Oid			dboid;			/* InvalidOid if free */
-	int			worker_pid;		/* running database worker, or 0 */
-	int			worker_procno;	/* its pgprocno, for SetLatch */
 	uint32		requested;		/* bumped when a backend wants a worker */
-	uint32		seen;			/* value of requested the worker started with */
-	bool		idle_exit;		/* worker left because it had nothing to do */
+	int			naggs;			/* its aggregations, as its workers last saw */
+	int			nworkers;		/* its pool: its share of max_workers (launcher) */
 	int			dropping_pid;	/* a backend dropping the database, or 0 */
 	uint64		interrupt_requests; /* interrupts asked for its aggregations */
-	TimestampTz last_start;		/* when the launcher last started one */
+	KsDbWorker	workers[KS_MAX_DB_WORKERS];
 } KsDbSlot;
 
 #define KS_MAX_DATABASES		64
@@ -191,6 +245,13 @@ extern const char *KsRunStateName(KsRunState state);
 /* Find the slot of an aggregation of this database; false if none. */
 extern bool KsFindAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref);
 
+/*
+ * The slots of an aggregation's parts, those of its newest layout (at most
+ * max); *nparts is how many that layout has, so fewer found means some
+ * are still to come (a rescale, or a worker not started yet).
+ */
+extern int	KsFindAggParts(Oid dboid, int32 aggid, KsSlotRef *refs, int max, int *nparts);
+
 /* The i-th slot, if in use (for listing them all). */
 extern bool KsSlotAt(int i, KsSlotRef *ref);
 
@@ -210,8 +271,8 @@ extern bool KsSlotSnapshot(const KsSlotRef *ref, KsAggSlot *copy);
  * (see the life cycle above); errors with ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
  * when none is free or the owner has keyedstate.max_aggregations_per_owner.
  */
-extern void KsReserveAggSlot(Oid dboid, int32 aggid, Oid owner, Oid view_oid,
-							 Oid live_oid, Oid sequence_oid);
+extern void KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner,
+							 Oid view_oid, Oid live_oid, Oid sequence_oid);
 
 /* Give back the reservations of an aborted transaction of this backend. */
 extern void KsReleaseReservations(TransactionId xid);
@@ -243,44 +304,87 @@ extern int64 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname,
 /*
  * Ask for a database worker: bump the database's request counter (the
  * launcher starts a worker when a request is newer than what the running
- * worker has seen) and wake both the launcher and any running worker,
- * which then reloads its list of aggregations.  With bump = false only
- * make sure the database has a slot (so that a later request cannot fail).
+ * worker has seen) and wake both the launcher and every running worker of
+ * the database, which then reload their lists of aggregations.  With bump
+ * = false only make sure the database has a slot (so that a later request
+ * cannot fail).
  */
 extern void KsRequestDatabaseWorker(Oid dboid, bool bump);
 
-/* Wake the worker of a database, if one runs. */
+/* Wake the workers of a database, if any run. */
 extern void KsWakeDatabaseWorker(Oid dboid);
 
 /*
- * DROP DATABASE: make the database's worker leave, and keep the launcher
- * from starting another until this backend's transaction ends (see
- * KsDatabaseDropEnded).  Waits up to a few seconds for it to exit.
+ * DROP DATABASE: make the database's workers leave, and keep the launcher
+ * from starting others until this backend's transaction ends (see
+ * KsDatabaseDropEnded).  Waits up to a few seconds for them to exit.
  */
 extern void KsDatabaseDropping(Oid dboid);
 extern void KsDatabaseDropEnded(void);
 
 /* --- the worker --- */
 
-/* Claim this database's slot; false if another worker already runs here. */
-extern bool KsClaimDatabase(Oid dboid);
+/*
+ * Claim worker number `index` of this database's pool; false if another
+ * process already is that worker.
+ */
+extern bool KsClaimDatabase(Oid dboid, int index);
 
-/* Whether a backend asked this database's worker to leave (DROP DATABASE). */
+/* This worker's number in its database's pool. */
+extern int	KsDatabaseWorkerIndex(void);
+
+/* Whether a backend asked this database's workers to leave (DROP DATABASE). */
 extern bool KsDatabaseLeaveRequested(void);
 
 /* The database's request counter, and recording the one the worker applied. */
 extern uint32 KsDatabaseRequests(void);
 extern void KsDatabaseRequestsSeen(uint32 seen);
 
-/* Leave if nothing was requested since `seen`; returns whether to leave. */
+/*
+ * Report the database's number of aggregations (waking the launcher when
+ * it changed, to share the pool again); returns the database's pool size.
+ */
+extern int	KsDatabaseSetPool(int naggregations);
+
+/*
+ * Leave if nothing was requested since `seen` and no aggregation is
+ * assigned to this worker; returns whether to leave.
+ */
 extern bool KsDatabaseIdleExit(uint32 seen);
 
 /*
- * Claim the slot of an aggregation: its reservation, the slot it had
- * before in this server's life, or a free one (a restart).  Returns false,
- * with a warning in the log, if none is free.
+ * Assign an aggregation (or a part of one) to a worker of the database's
+ * pool of `nworkers` (see the pool above), giving it a slot first if it
+ * has none (a restart); returns the worker's number, or -1, with a warning in the
+ * log, if no slot is free.
+ */
+extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, int nworkers);
+
+/*
+ * Move one aggregation from the most loaded worker of the pool to the
+ * least loaded one, if their loads differ by two or more.
+ */
+extern void KsBalanceAggSlots(Oid dboid, int nworkers);
+
+/*
+ * Claim the slot of an aggregation assigned to this worker: its
+ * reservation, or the slot it had before in this server's life.  Returns
+ * false if it has no slot, is not assigned to this worker, or another
+ * worker still runs it (it hands it over at its next reload).
  */
 extern bool KsClaimAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref);
+
+/* Whether a slot this worker runs is still assigned to it. */
+extern bool KsAggSlotStillMine(const KsSlotRef *ref);
+
+/* Whether no other worker runs any of the aggregations (or parts) ids[] (int4s). */
+extern bool KsAggSlotsIdle(Oid dboid, const Datum *ids, int n);
+
+/*
+ * Let go of a slot this worker ran (after its final checkpoint): another
+ * worker may claim it, and replaces its published rows once recovered.
+ */
+extern void KsUnclaimAggSlot(KsAggSlot *slot);
 
 /* Free a slot whose published rows are retired (store.h: KsStoreReleaseSlot). */
 extern void KsFreeAggSlot(KsAggSlot *slot);
@@ -312,9 +416,10 @@ extern uint64 KsDatabaseInterruptRequests(void);
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,
 						   int64 failed_offset);
 
-/* The definition's fields readers need: owner, view, live table, row type. */
+/* The definition's fields readers need: owner, view, live table, row type, part. */
 extern void KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
-								Oid sequence_oid, uint32 rowtype, int64 resume_count);
+								Oid sequence_oid, uint32 rowtype, int64 resume_count,
+								const KsPartInfo *part);
 
 /* Progress the worker reports after a step. */
 typedef struct KsSlotProgress
@@ -347,16 +452,26 @@ extern uint64 KsSlotCheckpointRequested(KsAggSlot *slot, bool *pending);
 extern void KsLauncherAttach(const Oid *oids, int n);
 
 /*
- * Whether database slot i wants a worker started now: a request newer than
- * what the last worker saw (at most every min_gap_ms), or a worker that
- * died without leaving on purpose (at most every restart_ms), and no
- * DROP DATABASE of it under way.
+ * Whether worker w of database slot i should be started now: it is in
+ * the database's pool and does not run, and either a request is newer
+ * than what it last saw (at most every min_gap_ms) or it died without
+ * leaving on purpose (at most every restart_ms), and no DROP DATABASE of
+ * it is under way.
  */
-extern bool KsLauncherWantsWorker(int i, TimestampTz now, int min_gap_ms, int restart_ms,
-								  Oid *dboid);
+extern bool KsLauncherWantsWorker(int i, int w, TimestampTz now, int min_gap_ms,
+								  int restart_ms, Oid *dboid);
 
-/* The launcher started a worker for slot i. */
-extern void KsLauncherStarted(int i, TimestampTz now);
+/*
+ * Share keyedstate.max_workers among the databases (see the pool above);
+ * a database whose pool changed is asked to reload.
+ */
+extern void KsLauncherSharePool(int max_workers);
+
+/* Whether any worker of database slot i runs. */
+extern bool KsLauncherDbRunning(int i);
+
+/* The launcher started worker w for slot i. */
+extern void KsLauncherStarted(int i, int w, TimestampTz now);
 
 /*
  * A database is gone: free its slot, after KsReleaseDatabaseSlots (store.h)
@@ -364,6 +479,26 @@ extern void KsLauncherStarted(int i, TimestampTz now);
  */
 extern void KsLauncherForgetDatabase(int i, Oid dboid);
 
+
+/* --- internal to shmem.c, dbslots.c and pool.c (KsShared->lock held exclusive) --- */
+
+/* The slot of an aggregation, or NULL (shared mode is enough). */
+extern KsAggSlot *KsLookupSlotLocked(Oid dboid, int32 aggid);
+
+/* A free aggregation slot, or NULL. */
+extern KsAggSlot *KsFreeSlotFindLocked(void);
+
+/* Give a slot an identity and reset every field. */
+extern void KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid);
+
+/* Bump a database's request counter and wake its workers and the launcher. */
+extern void KsDatabaseRequestLocked(Oid dboid);
+
+/*
+ * Take an orphaned slot (no live runner) so that it can be freed without a
+ * worker claiming it meanwhile; false if it is not one any more.
+ */
+extern bool KsClaimOrphanSlot(const KsSlotRef *ref);
 
 /* Serialize writers of the file of databases (see the locking protocol). */
 extern void KsLockDatabaseFile(void);

@@ -115,13 +115,20 @@ KsRunLoad(KsAggRun *run)
 	run->applybuf->cold_maybe = KsRunColdMaybe;
 	run->applybuf->cold_load = KsRunColdLoad;
 	run->applybuf->cold_arg = run;
+	/* a part keeps its key groups' keys only */
+	if (run->def->is_part)
+	{
+		run->applybuf->ngroups = run->def->max_parallelism;
+		run->applybuf->first_group = run->def->first_group;
+		run->applybuf->last_group = run->def->last_group;
+	}
 	run->batchcxt = AllocSetContextCreate(run->loadcxt, "keyedstate batch",
 										  ALLOCSET_DEFAULT_SIZES);
 	KsStoreWriterInit(&run->writer, run->loadcxt);
 	MemoryContextSwitchTo(oldcxt);
 	KsSlotSetDefinition(run->slot, run->owner, run->def->view_oid, run->def->live_oid,
 						run->def->sequence_oid, KsRowTypeHash(run->info.viewdesc),
-						run->def->resume_count);
+						run->def->resume_count, NULL);
 
 	/*
 	 * Recover into a new store that readers do not see; until it replaces
@@ -133,6 +140,7 @@ KsRunLoad(KsAggRun *run)
 	run->building_visible = 0;
 	KsRunTimeoutPause(true);
 	KsRecover(run);
+	run->applybuf->group_starts = run->group_starts;
 	KsRunTimeoutResume(run);
 	if (run->def->window_size_us > 0)
 		KsWindowLoad(run);
@@ -246,6 +254,9 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 	long		due_in;
 	bool		requested;
 
+	/* a part a rescale seeded has a checkpoint only once past every seed (seed.c) */
+	if (run->consumed < run->seed_until)
+		return false;
 	(void) KsSlotCheckpointRequested(run->slot, &requested);
 	if (requested)
 		return true;
@@ -301,17 +312,23 @@ KsRunPrepare(KsAggRun *run)
 }
 
 /*
- * Whether a rebuilding aggregation may start: a restore creates the
- * source's triggers after its rows (see restore.c), so until the wake-up
- * trigger exists the source may still be loading.
+ * Whether a run may load: a part a rescale added waits until no worker
+ * runs the parts it is seeded from any more (seed.c).  And a rebuilding
+ * aggregation waits for its source: a restore creates the source's
+ * triggers after its rows (see restore.c), so until the wake-up trigger
+ * exists the source may still be loading.
  */
 static bool
 KsRunSourceReady(KsAggRun *run)
 {
-	if (run->loaded || !run->def->rebuilding)
+	if (run->loaded)
+		return true;
+	if (run->def->nseeds > 0 && !KsAggSlotsIdle(MyDatabaseId, run->def->seeds, run->def->nseeds))
+		return false;
+	if (!run->def->rebuilding)
 		return true;
 	return OidIsValid(get_trigger_oid(run->def->source_oid,
-									  psprintf(KS_WAKE_TRIGGER_FMT, run->def->id), true));
+									  psprintf(KS_WAKE_TRIGGER_FMT, run->def->agg_id), true));
 }
 
 /*
@@ -489,7 +506,7 @@ KsRunShutdownCheckpoint(KsAggRun *run)
 	MemoryContext cxt = CurrentMemoryContext;
 	KsStepMark	mark;
 
-	if (!run->loaded || run->failed || run->interrupted)
+	if (!run->loaded || run->failed || run->interrupted || run->consumed < run->seed_until)
 		return;
 	if (!KsSlotEnterStep(run->slot, &mark))
 		return;

@@ -441,11 +441,12 @@ KsReleaseOrphanSlots(Oid dboid, int nkeep, const int32 *keep)
 				(snapshot == NULL || XidInMVCCSnapshot(xid, snapshot)))
 				continue;
 		}
-		/* still the same slot? (a backend may have given it back meanwhile) */
-		LWLockAcquire(&slot->lock, LW_SHARED);
-		orphan = KsSlotRefValid(&ref);
-		LWLockRelease(&slot->lock);
-		if (orphan)
+		/*
+		 * Still the same slot, run by no other worker?  (A backend may have
+		 * given it back meanwhile, or, our list being older, another worker
+		 * may run it.)  Taking it keeps any worker from claiming it now.
+		 */
+		if (KsClaimOrphanSlot(&ref))
 			KsStoreReleaseSlot(slot);
 	}
 }

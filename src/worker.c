@@ -1,16 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The database worker process: runs every aggregation of one database.
+ *	  A database worker process: runs the aggregations of one database
+ *	  that the pool (shmem.h) assigns to it.
  *
  * The loop follows worker_spi: signal handlers before unblocking signals,
  * one transaction per unit of work, a memory context reset every
  * iteration, a latch wait that exits on postmaster death.  Each pass:
- *	1. reloads the list of aggregations when a backend asked for it
- *	   (create, drop, pause, resume, rebuild bump the database slot's
- *	   counter at commit; a relcache invalidation of keyedstate.aggregation
- *	   does the same for a COMMIT PREPARED in another session);
- *	2. runs one step of each aggregation (run.h), each its own
+ *	1. reloads the list of aggregations when a backend or another worker
+ *	   asked for it (create, drop, pause, resume, rebuild bump the
+ *	   database slot's counter at commit, and so does a worker handing an
+ *	   aggregation over; a relcache invalidation of keyedstate.aggregation
+ *	   does the same for a COMMIT PREPARED in another session), sizing the
+ *	   pool, assigning aggregations to its workers, handing over those
+ *	   assigned elsewhere now and claiming those assigned here;
+ *	2. runs one step of each of its aggregations (run.h), each its own
  *	   transaction, as the aggregation's owner;
  *	3. sleeps until woken by a commit into a source table (the AFTER INSERT
  *	   statement trigger sets our latch), a request, or a timeout.
@@ -54,6 +58,9 @@ static List *ks_runs = NIL;
 
 /* The definitions changed (relcache invalidation of keyedstate.aggregation). */
 static bool ks_reload_pending = false;
+
+/* A run to hand over could not take its final checkpoint yet: reload soon. */
+static bool ks_handover_pending = false;
 static Oid	ks_catalog_relid = InvalidOid;
 
 /*
@@ -98,19 +105,23 @@ KsFindRun(int32 id)
 }
 
 /*
- * Re-read the aggregations of this database: start runs for new ones,
+ * Re-read the aggregations of this database: size the pool and assign
+ * them to its workers, start runs for those assigned to this worker,
  * release the runs of dropped ones, pick up pause, resume and rebuild, and
- * free slots nobody needs any more.
+ * free slots nobody needs any more.  Returns the runs to hand over to
+ * another worker (after this transaction: the final checkpoint is its own).
  */
-static void
+static List *
 KsReloadRuns(void)
 {
 	MemoryContext tmp;
 	List	   *defs = NIL;
 	List	   *keep = NIL;
+	List	   *handover = NIL;
 	ListCell   *lc;
 	int32	   *ids;
 	int			nids = 0;
+	int			nworkers;
 
 	tmp = AllocSetContextCreate(ks_worker_cxt, "keyedstate reload", ALLOCSET_DEFAULT_SIZES);
 	StartTransactionCommand();
@@ -118,18 +129,37 @@ KsReloadRuns(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	ks_catalog_relid = KsCatalogRelid();
 	if (OidIsValid(get_extension_oid("keyedstate", true)))
-		defs = KsLoadDefinitions(tmp);
+		defs = KsLoadDefinitions(tmp, true);
 	/* SPI calls leave SPI's own context current; our lists outlive it */
 	MemoryContextSwitchTo(ks_worker_cxt);
 	ids = palloc(sizeof(int32) * Max(list_length(defs), 1));
+
+	/* the pool: one worker per aggregation, up to keyedstate.max_workers */
+	nworkers = KsDatabaseSetPool(list_length(defs));
+	foreach(lc, defs)
+	{
+		KsAggDef   *def = lfirst(lc);
+		KsPartInfo	part;
+
+		KsRunPartInfo(def, &part);
+		(void) KsAssignAggSlot(MyDatabaseId, def->id, &part, nworkers);
+	}
+	KsBalanceAggSlots(MyDatabaseId, nworkers);
+
 	foreach(lc, defs)
 	{
 		KsAggDef   *def = lfirst(lc);
 		KsAggRun   *run = KsFindRun(def->id);
 
 		ids[nids++] = def->id;
+		if (run != NULL && !KsAggSlotStillMine(&run->slotref))
+		{
+			handover = lappend(handover, run);
+			continue;
+		}
 		if (run == NULL)
 		{
+			/* not ours, or its previous worker has not let go of it yet */
 			run = KsRunCreate(def, ks_worker_cxt);
 			if (run == NULL)
 				continue;
@@ -144,7 +174,7 @@ KsReloadRuns(void)
 	{
 		KsAggRun   *run = lfirst(lc);
 
-		if (!list_member_ptr(keep, run))
+		if (!list_member_ptr(keep, run) && !list_member_ptr(handover, run))
 			KsRunRelease(run);
 	}
 	KsReleaseOrphanSlots(MyDatabaseId, nids, ids);
@@ -157,6 +187,36 @@ KsReloadRuns(void)
 	ks_runs = keep;
 	MemoryContextSwitchTo(ks_worker_cxt);
 	MemoryContextDelete(tmp);
+	return handover;
+}
+
+/*
+ * Hand over the runs now assigned to another worker: a final checkpoint,
+ * so that the new worker replays nothing and its view never goes back to
+ * an older offset, then let go of the slot.  A run whose final checkpoint
+ * could not be written now (its row locked by a backend, a step being
+ * interrupted) stays here a little longer: the next reload tries again.
+ */
+static void
+KsHandOverRuns(List *handover)
+{
+	ListCell   *lc;
+
+	foreach(lc, handover)
+	{
+		KsAggRun   *run = lfirst(lc);
+
+		KsRunShutdownCheckpoint(run);
+		if (run->loaded && !run->failed && run->checkpointed < run->consumed &&
+			run->consumed >= run->seed_until)
+		{
+			ks_runs = lappend(ks_runs, run);
+			ks_handover_pending = true;
+			continue;
+		}
+		KsRunHandOver(run);
+	}
+	list_free(handover);
 }
 
 /* Take a final checkpoint of every healthy aggregation, then leave. */
@@ -179,6 +239,7 @@ void
 KsDatabaseWorkerMain(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
+	int			index;
 	uint32		seen = 0;
 	bool		first = true;
 	MemoryContext loopcxt;
@@ -192,7 +253,9 @@ KsDatabaseWorkerMain(Datum main_arg)
 	/* shown by pg_stat_activity and the log, and to user code that asks */
 	SetConfigOption("application_name", "keyedstate worker", PGC_USERSET, PGC_S_SESSION);
 
-	if (!KsClaimDatabase(dboid))
+	/* our number in the database's pool */
+	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));
+	if (!KsClaimDatabase(dboid, index))
 		proc_exit(0);
 
 	ks_worker_cxt = AllocSetContextCreate(TopMemoryContext, "keyedstate worker",
@@ -223,13 +286,14 @@ KsDatabaseWorkerMain(Datum main_arg)
 
 		MemoryContextReset(loopcxt);
 		MemoryContextSwitchTo(loopcxt);
-		if (first || requested != seen || ks_reload_pending)
+		if (first || requested != seen || ks_reload_pending || ks_handover_pending)
 		{
 			first = false;
 			ks_reload_pending = false;
+			ks_handover_pending = false;
 			seen = requested;
 			KsDatabaseRequestsSeen(seen);
-			KsReloadRuns();
+			KsHandOverRuns(KsReloadRuns());
 			MemoryContextSwitchTo(loopcxt);
 			if (ks_runs == NIL)
 			{
@@ -258,6 +322,8 @@ KsDatabaseWorkerMain(Datum main_arg)
 		}
 		if (ks_reload_pending)
 			timeout = 0;
+		else if (ks_handover_pending)
+			timeout = Min(timeout, 100);
 
 		if (timeout > 0)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

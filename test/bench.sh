@@ -10,6 +10,7 @@
 #   ROWS=1000000 KEYS=100000 REPEAT=1 test/bench.sh   a quicker run
 #   ONLY=budget BUDGET_KEYS=10000000 test/bench.sh   only the memory budget
 #   ONLY=partitioned test/bench.sh                  only partitioned sources
+#   ONLY=parallel test/bench.sh                     only 1 against 2 workers
 #
 # Throughputs are medians of REPEAT runs.  Machines here are shared and
 # noisy: compare ratios measured in the same run, not absolute numbers.
@@ -34,7 +35,9 @@ VARIANT_ROWS=${VARIANT_ROWS:-3000000}	# rows of each variant
 BUDGET_KEYS=${BUDGET_KEYS:-10000000}	# keys of the memory-budget comparison
 BUDGET=${BUDGET:-128MB}				# its memory_limit
 STEADY_ROWS=${STEADY_ROWS:-1000000}	# rows of each steady-state measurement
-ONLY=${ONLY:-}						# "budget" or "partitioned": only that comparison
+PAR_KEYS=${PAR_KEYS:-1000000}		# keys of the parallelism comparison
+PAR_ROWS=${PAR_ROWS:-4000000}		# its rows
+ONLY=${ONLY:-}						# "budget", "partitioned" or "parallel": only that comparison
 
 # --- timing and arithmetic ---------------------------------------------
 
@@ -651,6 +654,43 @@ bench_partitioned() {
 	drop_aggregation ev_hash_stats
 }
 
+# Drain of table $1 ($2 rows) by aggregation $3 with query $4 in $5 parts: rows/s.
+par_drain_once() {
+	local table=$1 n=$2 name=$3 query=$4 parts=$5
+	ks_query "SELECT keyedstate.drop_aggregation('$name') FROM keyedstate.aggregations WHERE name = '$name'" >/dev/null
+	rate "$n" "$(ks_time "drain of $n rows by $parts worker(s) ($name)" par_create_and_sync "$name" "$query" "$parts")"
+}
+
+# Create aggregation $1 of query $2 in $3 parts and wait until it consumed every row.
+par_create_and_sync() {
+	ks_query "SELECT keyedstate.create_aggregation('$1', '$2', checkpoint_interval => '1 hour', parallelism => $3)" >/dev/null
+	ks_sync "$1" '1 hour'
+}
+
+# One aggregation in one worker and in two (parallelism => 2), on a
+# CPU-bound query (five aggregates, PAR_KEYS keys); and what each worker
+# pays to read every row whatever it keeps: a drain whose WHERE keeps none.
+bench_parallel() {
+	local data="$KS_CLUSTER/par.csv" one two read q
+	echo
+	echo "== parallelism: $PAR_ROWS rows, $PAR_KEYS keys, medians of $REPEAT; $(nproc) cores"
+	progress "generating $PAR_ROWS rows over $PAR_KEYS keys"
+	gen_data "$data" "$PAR_ROWS" "$PAR_KEYS"
+	load_table evp "$data"
+	q=$(agg_query evp)
+	one=$(ks_median_of par_drain_once evp "$PAR_ROWS" evp_stats "$q" 1)
+	two=$(ks_median_of par_drain_once evp "$PAR_ROWS" evp_stats "$q" 2)
+	drop_aggregation evp_stats
+	read=$(ks_median_of par_drain_once evp "$PAR_ROWS" evp_none \
+		"SELECT k, count(*) AS n FROM evp WHERE v < 0 GROUP BY k" 1)
+	drop_aggregation evp_none
+	printf '%-64s %12s %7s\n' "measure" "rows/s" "ratio"
+	printf '%-64s %12s %7s\n' "drain, 1 worker (parallelism 1)" "$one" "1.00"
+	printf '%-64s %12s %7s\n' "drain, 2 workers (parallelism 2)" "$two" "$(ratio "$two" "$one")"
+	printf '%-64s %12s %7s\n' "reading alone: a drain that keeps no row (per worker)" "$read" "$(ratio "$read" "$one")"
+	echo "each worker reads every row: reading is $(ratio "$one" "$read") of one worker's time per row"
+}
+
 # Drop aggregation $1.
 drop_aggregation() {
 	ks_query "SELECT keyedstate.drop_aggregation('$1')" >/dev/null
@@ -677,6 +717,11 @@ fi
 if [ "$ONLY" = partitioned ]; then
 	ks_query "CREATE EXTENSION keyedstate" >/dev/null
 	bench_partitioned
+	exit 0
+fi
+if [ "$ONLY" = parallel ]; then
+	ks_query "CREATE EXTENSION keyedstate" >/dev/null
+	bench_parallel
 	exit 0
 fi
 
@@ -725,3 +770,6 @@ bench_budget
 
 # partitioned sources
 bench_partitioned
+
+# one aggregation in one and in two workers
+bench_parallel

@@ -146,13 +146,17 @@ sub ks_pgbench
 	return ($h, \$out);
 }
 
-# The pid of the keyedstate worker of a database, or '' if none runs.
+# The pid of the keyedstate worker running an aggregation of a database
+# (its first part), or of the database's first worker when no aggregation
+# is named; '' if none runs.
 sub ks_worker_pid
 {
-	my ($node, $db) = @_;
+	my ($node, $db, $agg) = @_;
+	return $node->safe_psql($db, qq{
+SELECT pid FROM keyedstate.workers WHERE aggregation = '$agg' ORDER BY part LIMIT 1}) if defined $agg;
 	return $node->safe_psql('postgres', qq{
 SELECT pid FROM pg_stat_activity
- WHERE backend_type = 'keyedstate worker' AND datname = '$db'});
+ WHERE backend_type = 'keyedstate worker' AND datname = '$db' ORDER BY pid LIMIT 1});
 }
 
 # The pid of the keyedstate launcher, or '' if none runs.

@@ -161,7 +161,7 @@ $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('prepared_agg'
 $node->safe_psql('postgres', q{SELECT keyedstate.create_aggregation('orphan', 'SELECT acct, count(*) AS n FROM pay GROUP BY acct')});
 ks_sync($node, 'postgres', 'orphan');
 my $orphan_id = $node->safe_psql('postgres', q{SELECT id FROM keyedstate.aggregations WHERE name = 'orphan'});
-my $wpid = ks_worker_pid($node, 'postgres');
+my $wpid = ks_worker_pid($node, 'postgres', 'orphan');
 $node->safe_psql('postgres', qq{SELECT pg_terminate_backend($wpid)});
 $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('orphan')});
 ks_sync($node, 'postgres', 'pay_sum');
@@ -195,7 +195,7 @@ pass('the other database\'s aggregations keep running');
 # grow with them.
 sub worker_memory
 {
-	my $pid = ks_worker_pid($node, 'postgres');
+	my $pid = ks_worker_pid($node, 'postgres', 'pay_sum');
 	my $before = -s $node->logfile;
 	$node->safe_psql('postgres', "SELECT pg_log_backend_memory_contexts($pid)");
 	my $total;
@@ -219,12 +219,12 @@ BEGIN
 END $$;
 CALL cycle(500);});
 ks_sync($node, 'postgres', 'pay_sum');
-my $wpid_now = ks_worker_pid($node, 'postgres');
+my $wpid_now = ks_worker_pid($node, 'postgres', 'pay_sum');
 my $mem0 = worker_memory();
 $node->safe_psql('postgres', 'CALL cycle(10000)');
 ks_sync($node, 'postgres', 'pay_sum');
 my $mem1 = worker_memory();
-is(ks_worker_pid($node, 'postgres'), $wpid_now, 'the same worker ran all cycles');
+is(ks_worker_pid($node, 'postgres', 'pay_sum'), $wpid_now, 'the same worker ran all cycles');
 ok(defined $mem0 && defined $mem1 && $mem1 - $mem0 < 64 * 1024,
 	"worker memory flat over 10,000 pause/resume cycles ($mem0 -> $mem1 bytes)");
 note "worker memory before and after 10,000 pause/resume cycles: $mem0 -> $mem1 bytes";
@@ -265,7 +265,7 @@ SELECT keyedstate.create_aggregation('heavy_agg',
 	'SELECT k, count(*) AS n, max(md5(t || k)) AS m, string_agg(left(t, 2), '''') AS s FROM heavy GROUP BY k');});
 ok(ks_wait_for($node, 'postgres', q{SELECT rows_consumed > 0 FROM keyedstate.status WHERE name = 'heavy_agg'}, 60),
 	'the worker is draining a backlog');
-my $busy = ks_worker_pid($node, 'postgres');
+my $busy = ks_worker_pid($node, 'postgres', 'heavy_agg');
 my $lag = $node->safe_psql('postgres', q{SELECT lag_rows FROM keyedstate.status WHERE name = 'heavy_agg'});
 $node->kill9;
 $t0 = time();

@@ -1,0 +1,190 @@
+/*-------------------------------------------------------------------------
+ *
+ * ckptcommit.c
+ *	  Committing a checkpoint's offset with its chunks, and deleting the
+ *	  checkpoints nobody needs: an interrupted one's, those a full one
+ *	  replaces, those of a dropped or rebuilt aggregation, and those of
+ *	  parts a rescale retired once every new part has its own.  With
+ *	  checkpoint.c, the only writer of keyedstate.state (checkpoint.h).
+ *
+ * The offset goes to the run's row: the aggregation's, or its part's
+ * (keyedstate.part) when it runs in parts.  A part's first checkpoint
+ * after a rescale is full (recovery.c) and clears the part's seed_from, so
+ * from then on the part recovers from its own checkpoints; a retired part
+ * (or the aggregation's own checkpoints, when the aggregation ran whole
+ * before) goes once no part seeds from it any more.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+
+#include "checkpoint.h"
+#include "cold.h"
+
+/*
+ * Lock the run's row for the checkpoint, without waiting: a backend
+ * pausing or dropping the aggregation in a transaction left open would
+ * otherwise stall the worker, and every other aggregation with it.  Then a
+ * concurrent drop_aggregation() either waits for this step, and deletes
+ * its chunks too, or has deleted the row already, and nothing of this
+ * checkpoint may be written.  A part locks its own row, and its
+ * aggregation's only against a drop, so that parts checkpoint at once; a
+ * rescale that retired the run (its part, or the aggregation run whole
+ * before it had parts) makes the run write nothing more: the rescale
+ * updates the very row locked (retired, layout), so even a lock taken
+ * after it committed rechecks the row as it is now.  False if the row is
+ * locked, gone or retired.
+ */
+bool
+KsLockDefinitionRow(KsAggRun *run)
+{
+	Datum		args[2] = {Int32GetDatum(run->def->id),
+	Int32GetDatum(run->def->is_part ? run->def->agg_id : run->def->layout)};
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	int			ret;
+
+	if (run->def->is_part)
+		ret = SPI_execute_with_args("SELECT 1 FROM keyedstate.part p "
+									"JOIN keyedstate.aggregation a ON a.id = p.aggregation_id "
+									"WHERE p.id = $1 AND a.id = $2 AND NOT p.retired "
+									"FOR NO KEY UPDATE OF p SKIP LOCKED FOR KEY SHARE OF a SKIP LOCKED",
+									2, argtypes, args, NULL, false, 0);
+	else
+		ret = SPI_execute_with_args("SELECT 1 FROM keyedstate.aggregation a WHERE a.id = $1 "
+									"AND a.layout = $2 AND NOT EXISTS (SELECT FROM keyedstate.part p "
+									"                WHERE p.aggregation_id = a.id) "
+									"FOR NO KEY UPDATE SKIP LOCKED",
+									2, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+	return SPI_processed == 1;
+}
+
+/* Delete the checkpoints of the retired parts nobody seeds from any more. */
+static void
+KsForgetRetired(KsAggRun *run)
+{
+	Datum		arg = Int32GetDatum(run->def->agg_id);
+	Oid			argtype = INT4OID;
+	int			ret;
+
+	ret = SPI_execute_with_args("WITH gone AS ("
+								" DELETE FROM keyedstate.part r "
+								"  WHERE r.aggregation_id = $1 AND r.retired AND NOT EXISTS "
+								"   (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1 "
+								"       AND q.seed_from @> ARRAY[r.id]) "
+								" RETURNING r.id) "
+								"DELETE FROM keyedstate.state s USING gone "
+								" WHERE s.aggregation_id = gone.id",
+								1, &argtype, &arg, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+	/* the aggregation's own, from when it ran whole */
+	ret = SPI_execute_with_args("DELETE FROM keyedstate.state s WHERE s.aggregation_id = $1 "
+								"AND NOT EXISTS (SELECT FROM keyedstate.part q "
+								"                WHERE q.aggregation_id = $1 "
+								"                  AND q.seed_from @> ARRAY[$1])",
+								1, &argtype, &arg, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+}
+
+/* Commit a checkpoint's offset with its chunks (see checkpoint.h). */
+void
+KsCheckpointCommit(KsAggRun *run, int64 offset, int64 checkpoint_id, bool full, bool final,
+				   bool rebuilding, int64 cold_rows)
+{
+	Datum		args[6];
+	Oid			argtypes[6] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID};
+	int			ret;
+
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = Int64GetDatum(offset);
+	args[2] = BoolGetDatum(rebuilding);
+	args[3] = BoolGetDatum(final);
+	args[4] = Int64GetDatum(checkpoint_id);
+	args[5] = Int64GetDatum(cold_rows);
+	if (run->def->is_part)
+		ret = SPI_execute_with_args("UPDATE keyedstate.part "
+									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
+									"last_checkpoint = pg_catalog.now(), clean_stop = $4, "
+									"seed_from = NULL WHERE id = $1",
+									6, argtypes, args, NULL, false, 0);
+	else
+		ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
+									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
+									"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4 "
+									"WHERE id = $1",
+									6, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("aggregation %s no longer exists", run->name)));
+	/* a part that caught up ends its aggregation's rebuild, never waiting */
+	if (run->def->is_part && run->def->rebuilding && !rebuilding)
+	{
+		args[0] = Int32GetDatum(run->def->agg_id);
+		if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET rebuilding = false "
+								  "WHERE id = (SELECT id FROM keyedstate.aggregation "
+								  "            WHERE id = $1 AND rebuilding "
+								  "            FOR NO KEY UPDATE SKIP LOCKED)",
+								  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "keyedstate checkpoint failed");
+		args[0] = Int32GetDatum(run->def->id);
+	}
+	if (full)
+	{
+		/* the full checkpoint makes every older row obsolete */
+		args[1] = Int64GetDatum(checkpoint_id);
+		ret = SPI_execute_with_args("DELETE FROM keyedstate.state "
+									"WHERE aggregation_id = $1 AND checkpoint_id < $2",
+									2, argtypes, args, NULL, false, 0);
+		if (ret != SPI_OK_DELETE)
+			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+		/* and this part may have been the last that needed a retired one */
+		if (run->def->is_part)
+			KsForgetRetired(run);
+	}
+}
+
+/*
+ * Delete the chunks of checkpoints after the committed one: an interrupted
+ * checkpoint's, written by steps before the crash (recovery, as the worker).
+ */
+void
+KsCheckpointDiscardUncommitted(int32 aggid, int64 committed)
+{
+	Datum		args[2] = {Int32GetDatum(aggid), Int64GetDatum(committed)};
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+
+	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1 AND checkpoint_id > $2",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete the uncommitted checkpoint of aggregation %d", aggid);
+	/* its cold rows were inserted with its chunks (cold.h) */
+	if (SPI_processed > 0)
+		KsColdDiscardAfter(aggid, committed);
+}
+
+/*
+ * Delete every checkpoint of an aggregation that is dropped or rebuilt,
+ * its parts' too (inside the catalog bracket: SPI connected, as the
+ * superuser).
+ */
+void
+KsCheckpointForget(int32 aggid)
+{
+	Datum		arg = Int32GetDatum(aggid);
+	Oid			argtype = INT4OID;
+
+	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1 "
+							  "OR aggregation_id IN (SELECT id FROM keyedstate.part "
+							  "                      WHERE aggregation_id = $1)",
+							  1, &argtype, &arg, NULL, false, 0) < 0)
+		elog(ERROR, "could not delete the checkpoints of aggregation %d", aggid);
+	KsColdForget(aggid);
+}

@@ -1,0 +1,240 @@
+/*-------------------------------------------------------------------------
+ *
+ * pool.c
+ *	  The pool of a database's workers: assigning aggregations to them,
+ *	  balancing, and claiming and handing over aggregation slots.  See
+ *	  shmem.h for the pool and the locking protocol, which this file
+ *	  follows with shmem.c and dbslots.c.
+ *
+ * The assignment is a field of the aggregation slot, written under
+ * KsShared->lock by whichever worker of the database reloads first; every
+ * worker then runs exactly the slots assigned to it.  A slot whose
+ * assignment changes keeps its runner until that worker has taken a final
+ * checkpoint and let go (KsUnclaimAggSlot); only then may the new worker
+ * claim it.  A runner that died lets go by itself (KsWorkerDetach), or is
+ * found dead by kill(pid, 0).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include <signal.h>
+
+#include "storage/proc.h"
+
+#include "shmem.h"
+
+/* Whether a slot's runner is a live process other than this one. */
+static bool
+KsRunnerElsewhere(KsAggSlot *slot)
+{
+	return slot->runner_pid != 0 && slot->runner_pid != MyProcPid &&
+		kill(slot->runner_pid, 0) == 0;
+}
+
+/* Aggregations of a database assigned to each worker below n (lock held). */
+static void
+KsCountLoadsLocked(Oid dboid, int nworkers, int *loads)
+{
+	int			i;
+
+	memset(loads, 0, sizeof(int) * nworkers);
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+		if (slot->in_use && slot->dboid == dboid &&
+			slot->worker >= 0 && slot->worker < nworkers)
+			loads[slot->worker]++;
+	}
+}
+
+/* The least loaded worker below n, the lowest number among equals. */
+static int
+KsLeastLoaded(const int *loads, int nworkers)
+{
+	int			best = 0;
+	int			w;
+
+	for (w = 1; w < nworkers; w++)
+		if (loads[w] < loads[best])
+			best = w;
+	return best;
+}
+
+/* Assign an aggregation to a worker of the pool (see shmem.h). */
+int
+KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, int nworkers)
+{
+	KsAggSlot  *slot;
+	int			loads[KS_MAX_DB_WORKERS];
+	int			w;
+
+	Assert(nworkers >= 1 && nworkers <= KS_MAX_DB_WORKERS);
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	slot = KsLookupSlotLocked(dboid, aggid);
+	if (slot == NULL)
+	{
+		slot = KsFreeSlotFindLocked();
+		if (slot == NULL)
+		{
+			LWLockRelease(KsSharedState->lock);
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("no keyedstate aggregation slot is free for aggregation %d of database %u",
+							aggid, dboid),
+					 errhint("Increase keyedstate.max_aggregations (currently %d) and restart the server.",
+							 KsSharedState->max_aggs)));
+			return -1;
+		}
+		KsInitSlotLocked(slot, dboid, aggid);
+		/* readers gather an aggregation's parts by this (its slot lock's, see shmem.h) */
+		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+		slot->part = *part;
+		LWLockRelease(&slot->lock);
+	}
+	if (slot->worker < 0 || slot->worker >= nworkers)
+	{
+		KsCountLoadsLocked(dboid, nworkers, loads);
+		slot->worker = KsLeastLoaded(loads, nworkers);
+		/* its worker may not run: the request makes the launcher start it */
+		if (slot->worker != KsDatabaseWorkerIndex())
+			KsDatabaseRequestLocked(dboid);
+	}
+	w = slot->worker;
+	LWLockRelease(KsSharedState->lock);
+	return w;
+}
+
+/* Move one aggregation between workers if their loads differ by two (see shmem.h). */
+void
+KsBalanceAggSlots(Oid dboid, int nworkers)
+{
+	int			loads[KS_MAX_DB_WORKERS];
+	int			most = 0;
+	int			least;
+	int			w;
+	int			i;
+	KsAggSlot  *move = NULL;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	KsCountLoadsLocked(dboid, nworkers, loads);
+	for (w = 1; w < nworkers; w++)
+		if (loads[w] > loads[most])
+			most = w;
+	least = KsLeastLoaded(loads, nworkers);
+	if (loads[most] - loads[least] >= 2)
+	{
+		/* the newest aggregation of the most loaded worker moves */
+		for (i = 0; i < KsSharedState->max_aggs; i++)
+		{
+			KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+			if (slot->in_use && slot->dboid == dboid && slot->worker == most &&
+				(move == NULL || slot->aggid > move->aggid))
+				move = slot;
+		}
+		move->worker = least;
+		/* the old worker hands it over at its reload, the new one claims it */
+		KsDatabaseRequestLocked(dboid);
+	}
+	LWLockRelease(KsSharedState->lock);
+}
+
+/* Claim the slot of an aggregation assigned to this worker (see shmem.h). */
+bool
+KsClaimAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref)
+{
+	KsAggSlot  *slot;
+	bool		ok;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	slot = KsLookupSlotLocked(dboid, aggid);
+	ok = slot != NULL && slot->worker == KsDatabaseWorkerIndex() && !KsRunnerElsewhere(slot);
+	if (ok)
+	{
+		slot->runner_pid = MyProcPid;
+		slot->runner_procno = MyProc->pgprocno;
+		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+		slot->reserved_xid = InvalidTransactionId;
+		LWLockRelease(&slot->lock);
+		ref->slot = slot;
+		ref->generation = slot->generation;
+	}
+	LWLockRelease(KsSharedState->lock);
+	return ok;
+}
+
+/* Whether a slot this worker runs is still assigned to it. */
+bool
+KsAggSlotStillMine(const KsSlotRef *ref)
+{
+	bool		mine;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	mine = ref->slot->in_use && ref->slot->generation == ref->generation &&
+		ref->slot->worker == KsDatabaseWorkerIndex();
+	LWLockRelease(KsSharedState->lock);
+	return mine;
+}
+
+/* Let go of a slot this worker ran (see shmem.h). */
+void
+KsUnclaimAggSlot(KsAggSlot *slot)
+{
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	if (slot->runner_pid == MyProcPid)
+	{
+		slot->runner_pid = 0;
+		slot->runner_procno = -1;
+	}
+	/* wake the worker it is assigned to now */
+	if (slot->in_use)
+		KsDatabaseRequestLocked(slot->dboid);
+	LWLockRelease(KsSharedState->lock);
+}
+
+/*
+ * Take an orphaned slot (no live runner, still the one found) so that it
+ * can be freed without a worker claiming it meanwhile; false if it is not
+ * one any more.
+ */
+bool
+KsClaimOrphanSlot(const KsSlotRef *ref)
+{
+	KsAggSlot  *slot = ref->slot;
+	bool		ok;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	ok = slot->in_use && slot->generation == ref->generation && !KsRunnerElsewhere(slot);
+	if (ok)
+	{
+		slot->runner_pid = MyProcPid;
+		slot->runner_procno = MyProc->pgprocno;
+	}
+	LWLockRelease(KsSharedState->lock);
+	return ok;
+}
+
+/* Whether no other worker runs any of the aggregations (or parts) ids[]. */
+bool
+KsAggSlotsIdle(Oid dboid, const Datum *ids, int n)
+{
+	bool		idle = true;
+	int			i;
+	int			j;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	for (i = 0; i < KsSharedState->max_aggs && idle; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+		if (!slot->in_use || slot->dboid != dboid || !KsRunnerElsewhere(slot))
+			continue;
+		for (j = 0; j < n; j++)
+			if (slot->aggid == DatumGetInt32(ids[j]))
+				idle = false;
+	}
+	LWLockRelease(KsSharedState->lock);
+	return idle;
+}

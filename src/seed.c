@@ -1,0 +1,126 @@
+/*-------------------------------------------------------------------------
+ *
+ * seed.c
+ *	  Recovering a part that a rescale added: loading the keys of its key
+ *	  groups from the checkpoints of the parts it replaces (or of the
+ *	  aggregation, when it ran whole), and where each group's rows start.
+ *	  Part of recovery (recovery.h).
+ *
+ * A rescale (control.c) retires the running parts and adds those of the
+ * next layout, each listing in seed_from the retired ones whose key
+ * groups overlap its own.  The retired parts' checkpoints stay as they
+ * were committed (a retired part writes nothing more, ckptcommit.c), and
+ * the new part waits until no worker runs them (step.c), so each seed is
+ * one consistent pair of committed chunks and offset.  The new part keeps
+ * the keys of its groups from them, and consumes each group's rows after
+ * the offset of the seed it comes from: a row of an older offset is in
+ * that seed's state already, a row of a newer one is not.  So every row
+ * counts once whatever the seeds' offsets, and a crash before the new
+ * part's first checkpoint only repeats the seeding.  That first checkpoint
+ * is full, so from then on the part recovers from its own.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+
+#include "checkpoint.h"
+#include "recovery.h"
+#include "serialize.h"
+
+/* Read the progress of a run's row (see recovery.h). */
+void
+KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *committed,
+			   int64 *cold_rows, int *first_group, int *last_group, ArrayType **seeds)
+{
+	Datum		arg = Int32GetDatum(id);
+	Oid			argtype = INT4OID;
+	bool		isnull;
+	int			ret;
+
+	ret = SPI_execute_with_args(is_part ?
+								"SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys, "
+								"first_key_group, last_key_group, seed_from FROM keyedstate.part WHERE id = $1" :
+								"SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys, "
+								"0, max_parallelism - 1, NULL::int[] FROM keyedstate.aggregation WHERE id = $1",
+								1, &argtype, &arg, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("aggregation %s no longer exists", run->name)));
+	*offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	*committed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	/* the rows of keyedstate.cold as of that checkpoint (cold.h) */
+	*cold_rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (first_group != NULL)
+		*first_group = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
+	if (last_group != NULL)
+		*last_group = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull));
+	if (seeds != NULL)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6, &isnull);
+
+		*seeds = isnull ? NULL : DatumGetArrayTypePCopy(d);
+	}
+}
+
+/* Recover a new part from the checkpoints it is seeded from (see recovery.h). */
+void
+KsRecoverSeeds(KsAggRun *run, ArrayType *seeds)
+{
+	KsAggDef   *def = run->def;
+	int			ngroups = def->max_parallelism;
+	int64	   *starts = MemoryContextAlloc(run->loadcxt, sizeof(int64) * ngroups);
+	bool	   *covered = palloc0(sizeof(bool) * ngroups);
+	int64		consumed = PG_INT64_MAX;
+	int64		until = PG_INT64_MIN;
+	Datum	   *ids;
+	int			nids;
+	int			g;
+	int			i;
+
+	deconstruct_array(seeds, INT4OID, sizeof(int32), true, TYPALIGN_INT, &ids, NULL, &nids);
+	for (i = 0; i < nids; i++)
+	{
+		int32		seed = DatumGetInt32(ids[i]);
+		int64		offset;
+		int64		committed;
+		int64		cold_rows;
+		int			first;
+		int			last;
+
+		KsReadProgress(run, seed, seed != def->agg_id, &offset, &committed, &cold_rows,
+					   &first, &last, NULL);
+		/* a rescale is refused while keys are evicted (control.c) */
+		if (cold_rows != 0)
+			KsCheckpointCorrupted(run->name, "A part it is seeded from has keys in keyedstate.cold.");
+		KsRecoverChain(run, seed, committed, false);
+		for (g = Max(first, def->first_group); g <= Min(last, def->last_group); g++)
+		{
+			starts[g] = offset;
+			covered[g] = true;
+			consumed = Min(consumed, offset);
+			until = Max(until, offset);
+		}
+	}
+	for (g = def->first_group; g <= def->last_group; g++)
+		if (!covered[g])
+			KsCheckpointCorrupted(run->name, "No part it is seeded from holds key group %d.", g);
+	/*
+	 * The rows of the seeds' offsets on are consumed again, each group's
+	 * from its own.  Until every group is past its start a checkpoint
+	 * could not say where each group is, so none is taken (step.c): a
+	 * restart seeds again.
+	 */
+	run->group_starts = starts;
+	run->seed_until = until;
+	run->checkpointed = consumed;
+	run->consumed = consumed;
+	run->cold_rows = 0;
+	/* its first checkpoint is full, and its ids its own */
+	run->ckpt_last_id = 0;
+	run->ckpt_have_full = false;
+}

@@ -1,0 +1,170 @@
+# Parallel aggregations: parallelism => N splits the key groups into N
+# parts, each consumed by a worker of the pool; the view reads every part
+# and equals the GROUP BY oracle (order-sensitive aggregates included)
+# under concurrent writers.  Rescaling with alter_aggregation(parallelism)
+# moves key groups between parts without losing or double-counting a row:
+# up, down, to and from 1, under writers, with a kill -9 in the middle of a
+# rescale, and across a restart.  Wrong parameters are refused clearly.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = ks_node('parallel', "keyedstate.max_workers = 4\nmax_connections = 40\n");
+my $db = 'postgres';
+
+$node->safe_psql($db, q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v numeric NOT NULL, t text);
+INSERT INTO ev (k, v, t) SELECT g % 2000, g, CASE WHEN g % 7 = 0 THEN NULL ELSE 'x' || g END
+	FROM generate_series(1, 30000) g;
+SELECT keyedstate.create_aggregation('par',
+	'SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, min(v) AS lo, max(t) AS hi,
+	        string_agg(id::text, '','') AS ids
+	   FROM ev GROUP BY k', parallelism => 2);
+-- a text key and few key groups
+SELECT keyedstate.create_aggregation('par_text',
+	'SELECT t, count(*) AS n FROM ev GROUP BY t', parallelism => 3, max_parallelism => 16);
+});
+my %oracle = (
+	par => q{SELECT k, count(*), sum(v), avg(v), min(v), max(t), string_agg(id::text, ',' ORDER BY id)
+			   FROM ev GROUP BY k},
+	par_text => 'SELECT t, count(*) FROM ev GROUP BY t',
+);
+
+# both views equal their oracles
+sub exact
+{
+	my ($what) = @_;
+	ks_sync_all($node, $db, '3 min');
+	for my $name (sort keys %oracle)
+	{
+		is(ks_mismatches($node, $db, "SELECT * FROM $name", $oracle{$name}), '0', "$what: $name is exact");
+	}
+}
+
+# the parts of an aggregation as keyedstate.workers shows them, once each runs
+sub parts_running
+{
+	my ($name, $n) = @_;
+	return ks_wait_for($node, $db, qq{
+SELECT count(*) = $n AND bool_and(state = 'running' AND pid IS NOT NULL)
+   AND min(first_key_group) = 0
+   AND max(last_key_group) = (SELECT max_parallelism - 1 FROM keyedstate.aggregations WHERE name = '$name')
+   AND sum(last_key_group - first_key_group + 1) = (SELECT max_parallelism FROM keyedstate.aggregations WHERE name = '$name')
+  FROM keyedstate.workers WHERE aggregation = '$name'}, 60);
+}
+
+ks_sync_all($node, $db);
+ok(parts_running('par', 2), 'par runs in two parts covering every key group once');
+ok(parts_running('par_text', 3), 'par_text runs in three parts of its 16 key groups');
+is($node->safe_psql($db, q{SELECT count(DISTINCT pid) FROM keyedstate.workers WHERE aggregation = 'par'}), '2',
+	'the two parts of par run in two workers');
+is(ks_status($node, $db, 'par', 'parallelism'), '2', 'status shows the parallelism');
+is(ks_status($node, $db, 'par', 'keys'), '2000', 'status counts the keys of every part');
+exact('start');
+
+# a point lookup finds its key in whichever part holds it
+is($node->safe_psql($db, 'SELECT n FROM par WHERE k = 7'),
+	$node->safe_psql($db, 'SELECT count(*) FROM ev WHERE k = 7'), 'a point lookup reads the right part');
+is($node->safe_psql($db, q{SELECT n FROM par_text WHERE t IS NULL}),
+	$node->safe_psql($db, q{SELECT count(*) FROM ev WHERE t IS NULL}), 'a NULL key is found too');
+
+# --- rescaling under concurrent writers ----------------------------------
+my $script = ks_script($node, 'ins.sql', q{
+\set k random(0, 2999)
+INSERT INTO ev (k, v, t) SELECT :k, g, 'w' || (:k % 50) FROM generate_series(1, 5) g;
+});
+my ($bench) = ks_pgbench($node, $db, '-c', '4', '-T', '25', '-f', $script);
+for my $to (3, 1, 2)
+{
+	$node->safe_psql($db, "SELECT keyedstate.alter_aggregation('par', parallelism => $to)");
+	ok(parts_running('par', $to), "rescaled to $to parts under writers");
+	# the next rescale needs every new part's first checkpoint
+	$node->safe_psql($db, "SELECT keyedstate.checkpoint('par')");
+}
+$node->safe_psql($db, "SELECT keyedstate.alter_aggregation('par_text', parallelism => 1)");
+$bench->finish;
+ok(parts_running('par_text', 1), 'par_text rescaled to one part');
+exact('rescales under writers');
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
+	WHERE a.name = 'par' AND NOT p.retired}), '2', 'the catalog holds the two parts of the last layout');
+$node->safe_psql($db, "SELECT keyedstate.checkpoint('par')");
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
+	WHERE a.name = 'par' AND (p.retired OR p.seed_from IS NOT NULL)}), '0',
+	'once the new parts checkpointed, the retired ones are gone');
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.state s JOIN keyedstate.aggregations a ON true
+	WHERE a.name = 'par' AND (s.aggregation_id = a.id OR s.aggregation_id IN
+	  (SELECT id FROM keyedstate.part WHERE aggregation_id = a.id AND retired))}), '0',
+	'and so are their checkpoints');
+
+# --- a second rescale before the first completed is refused --------------
+my ($ret, $out, $err) = $node->psql($db, q{BEGIN;
+SELECT keyedstate.alter_aggregation('par', parallelism => 3);
+SELECT keyedstate.alter_aggregation('par', parallelism => 4);
+COMMIT;});
+like($err, qr/cannot be rescaled now.*\n.*previous rescale is still running/,
+	'a rescale while the previous one runs is refused');
+
+# --- a kill -9 in the middle of a rescale ---------------------------------
+($bench) = ks_pgbench($node, $db, '-c', '4', '-T', '8', '-f', $script);
+sleep(1);
+$node->safe_psql($db, "SELECT keyedstate.alter_aggregation('par', parallelism => 4)");
+# before the new parts took their first checkpoint (checkpoint_interval 1 s)
+ks_kill_worker($node, $db);
+$bench->finish;
+ok(parts_running('par', 4), 'after a kill -9 during the rescale the four new parts run');
+exact('kill -9 during a rescale');
+
+# --- a restart ------------------------------------------------------------
+$node->restart;
+ok(parts_running('par', 4), 'after a restart the four parts run again');
+$node->safe_psql($db, q{INSERT INTO ev (k, v, t) SELECT g % 2000, g, 'r' FROM generate_series(1, 1000) g});
+exact('restart');
+
+# --- pause, resume and rebuild reach every part ---------------------------
+$node->safe_psql($db, "SELECT keyedstate.pause('par')");
+ok(ks_wait_for($node, $db, q{SELECT bool_and(state = 'paused') FROM keyedstate.workers WHERE aggregation = 'par'}, 30),
+	'pause reaches every part');
+$node->safe_psql($db, "SELECT keyedstate.resume('par'); SELECT keyedstate.rebuild('par')");
+exact('rebuild');
+
+# --- a failing part fails the aggregation ---------------------------------
+$node->safe_psql($db, q{
+CREATE FUNCTION picky(k int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+	$$BEGIN IF k = 4242 THEN RAISE EXCEPTION 'picky about %', k; END IF; RETURN k; END$$;
+SELECT keyedstate.create_aggregation('par_picky', 'SELECT k, sum(picky(k)) AS s FROM ev GROUP BY k', parallelism => 2);
+INSERT INTO ev (k, v) VALUES (4242, 1);});
+ok(ks_wait_state($node, $db, 'par_picky', 'failed'), 'a part that fails fails the aggregation in status');
+($ret, $out, $err) = $node->psql($db, 'SELECT count(*) FROM par_picky');
+like($err, qr/aggregation public.par_picky has failed/, 'and its view says so');
+$node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par_picky')");
+
+# --- wrong parameters -----------------------------------------------------
+for my $case (
+	[ 'parallelism => 0', qr/parallelism must be between 1 and max_parallelism \(128\)/ ],
+	[ 'parallelism => 200', qr/parallelism must be between 1 and max_parallelism \(128\)/ ],
+	[ 'max_parallelism => 40000', qr/max_parallelism must be between 1 and 32768/ ],
+	[ q{parallelism => 2, memory_limit => '64MB'}, qr/memory_limit cannot be combined with a parallelism above 1 yet/ ],
+	[ q{parallelism => 2, window_size => '1 hour', window_slide => '10 minutes', time_column => 'ts'},
+	  qr/time windows cannot be combined with a parallelism above 1 yet/ ])
+{
+	($ret, $out, $err) = $node->psql($db,
+		"SELECT keyedstate.create_aggregation('bad', 'SELECT k, count(*) FROM ev GROUP BY k', $case->[0])");
+	like($err, $case->[1], "create_aggregation refuses $case->[0]");
+}
+($ret, $out, $err) = $node->psql($db, "SELECT keyedstate.alter_aggregation('par', parallelism => 129)");
+like($err, qr/parallelism must be between 1 and max_parallelism/, 'alter_aggregation refuses a parallelism above max_parallelism');
+
+# --- drop leaves nothing behind --------------------------------------------
+$node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par')");
+$node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par_text')");
+is($node->safe_psql($db, 'SELECT (SELECT count(*) FROM keyedstate.part) + (SELECT count(*) FROM keyedstate.state)'), '0',
+	'dropping parallel aggregations leaves no part and no checkpoint');
+ok(ks_wait_for($node, $db, 'SELECT count(*) = 0 FROM keyedstate.worker_status()', 30), 'and frees their slots');
+
+$node->stop;
+done_testing();
