@@ -192,8 +192,10 @@ pass('the other database\'s aggregations keep running');
 # --- memory stays flat over 10,000 pause/resume cycles (9.15) -------------
 # The worker reloads its definitions at each commit; its memory (the sum of
 # its memory contexts, logged by pg_log_backend_memory_contexts) must not
-# grow with them.
-sub worker_memory
+# grow with them.  A reading can land in the middle of a reload still
+# catching up with the last commits, whose query's memory is gone at its
+# end: the least of three readings is what stays.
+sub worker_memory_once
 {
 	my $pid = ks_worker_pid($node, 'postgres', 'pay_sum');
 	my $before = -s $node->logfile;
@@ -206,6 +208,11 @@ sub worker_memory
 		sleep(0.05);
 	}
 	return $total;
+}
+sub worker_memory
+{
+	my @totals = sort { $a <=> $b } grep { defined } map { worker_memory_once() } 1 .. 3;
+	return $totals[0];
 }
 $node->safe_psql('postgres', q{
 CREATE PROCEDURE cycle(n int) LANGUAGE plpgsql AS $$

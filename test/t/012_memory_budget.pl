@@ -174,7 +174,9 @@ SELECT pg_reload_conf();
 ok(ks_wait_for($node, $db, q{
 SELECT memory_limit = 24 * 1024 * 1024 / 4 AND keys_in_memory < keys
   FROM keyedstate.status WHERE name = 'free'}),
-	'an aggregation without memory_limit gets its share of keyedstate.max_state_memory');
+	'an aggregation without memory_limit gets its share of keyedstate.max_state_memory')
+  or diag($node->safe_psql($db, q{SELECT name, memory_limit, memory_bytes, keys, keys_in_memory, evictions, state
+	FROM keyedstate.status ORDER BY name}) . "\n" . $node->safe_psql($db, 'SELECT * FROM keyedstate.workers'));
 $oracle{free} = 'SELECT k, count(*) FROM ev GROUP BY k';
 $view{free} = 'SELECT k, c FROM free';
 is(mismatches(), 0, 'every view equals its oracle under the shared bound');

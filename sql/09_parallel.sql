@@ -1,0 +1,65 @@
+-- Parallel aggregations: parts over key groups, the views that show them,
+-- rescaling, and the parameters refused.
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS keyedstate;
+RESET client_min_messages;
+CREATE TABLE clicks (id bigserial PRIMARY KEY, page int NOT NULL, ms int NOT NULL);
+INSERT INTO clicks (page, ms) SELECT g % 50, g FROM generate_series(1, 1000) g;
+
+SELECT keyedstate.create_aggregation('per_page',
+	'SELECT page, count(*) AS n, sum(ms) AS total, string_agg(id::text, '','') AS ids FROM clicks GROUP BY page',
+	parallelism => 3, max_parallelism => 10);
+SELECT keyedstate.sync('per_page');
+
+-- three parts of ten key groups, as even as they can be
+SELECT part, first_key_group, last_key_group, state, consumed_offset
+  FROM keyedstate.workers WHERE aggregation = 'per_page' ORDER BY part;
+SELECT state, parallelism, keys, consumed_offset FROM keyedstate.status WHERE name = 'per_page';
+SELECT parallelism, max_parallelism FROM keyedstate.aggregations WHERE name = 'per_page';
+
+-- the view reads every part and equals the GROUP BY
+CREATE VIEW per_page_oracle AS
+	SELECT page, count(*) AS n, sum(ms) AS total, string_agg(id::text, ',' ORDER BY id) AS ids
+	  FROM clicks GROUP BY page;
+SELECT count(*) AS rows, (SELECT count(*) FROM (TABLE per_page EXCEPT TABLE per_page_oracle) d) AS wrong
+  FROM per_page;
+SELECT page, n, total FROM per_page WHERE page IN (7, 42) ORDER BY page;
+
+-- rescale to two parts; the next rescale waits for their first checkpoint
+INSERT INTO clicks (page, ms) SELECT g % 50, g FROM generate_series(1, 500) g;
+SELECT keyedstate.alter_aggregation('per_page', parallelism => 2);
+SELECT keyedstate.alter_aggregation('per_page', parallelism => 1);
+SELECT keyedstate.sync('per_page');
+SELECT part, first_key_group, last_key_group FROM keyedstate.workers WHERE aggregation = 'per_page' ORDER BY part;
+SELECT count(*) AS rows, (SELECT count(*) FROM (TABLE per_page EXCEPT TABLE per_page_oracle) d) AS wrong
+  FROM per_page;
+SELECT keyedstate.checkpoint('per_page');
+SELECT layout, part, retired, seed_from IS NULL AS seeded FROM keyedstate.part p
+  JOIN keyedstate.aggregations a ON a.id = p.aggregation_id WHERE a.name = 'per_page' ORDER BY layout, part;
+
+-- and back to one part
+SELECT keyedstate.alter_aggregation('per_page', parallelism => 1);
+INSERT INTO clicks (page, ms) VALUES (7, 1), (42, 2);
+SELECT keyedstate.sync('per_page');
+SELECT part, first_key_group, last_key_group FROM keyedstate.workers WHERE aggregation = 'per_page';
+SELECT count(*) AS rows, (SELECT count(*) FROM (TABLE per_page EXCEPT TABLE per_page_oracle) d) AS wrong
+  FROM per_page;
+
+-- refused
+SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', parallelism => 0);
+SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', parallelism => 11, max_parallelism => 10);
+SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', max_parallelism => 0);
+SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', parallelism => 2, memory_limit => '16MB');
+SELECT keyedstate.alter_aggregation('per_page', parallelism => 11);
+
+-- an aggregation run whole is one part of every key group
+SELECT keyedstate.create_aggregation('whole', 'SELECT page % 2 AS odd, count(*) AS n FROM clicks GROUP BY 1');
+SELECT keyedstate.sync('whole');
+SELECT part, first_key_group, last_key_group, state FROM keyedstate.workers WHERE aggregation = 'whole';
+SELECT parallelism FROM keyedstate.status WHERE name = 'whole';
+
+SELECT keyedstate.drop_aggregation('whole');
+DROP VIEW per_page_oracle;
+SELECT keyedstate.drop_aggregation('per_page');
+SELECT count(*) FROM keyedstate.part;
+DROP TABLE clicks;
