@@ -34,6 +34,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -312,6 +313,8 @@ KsLauncherMain(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	/* a reload signalled before our handler was discarded (see worker.c) */
+	ProcessConfigFile(PGC_SIGHUP);
 
 	/* shared catalogs only: never hold a connection to a database */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);

@@ -249,6 +249,13 @@ KsDatabaseWorkerMain(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
+	/*
+	 * A reload signalled between our fork and our handler was discarded
+	 * (bgworker.c ignores SIGHUP until then), and we were forked with the
+	 * postmaster's settings of before it: read the files once now.
+	 */
+	ProcessConfigFile(PGC_SIGHUP);
+
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	/* shown by pg_stat_activity and the log, and to user code that asks */
 	SetConfigOption("application_name", "keyedstate worker", PGC_USERSET, PGC_S_SESSION);
