@@ -34,8 +34,9 @@ SELECT part, first_key_group, last_key_group FROM keyedstate.workers WHERE aggre
 SELECT count(*) AS rows, (SELECT count(*) FROM (TABLE per_page EXCEPT TABLE per_page_oracle) d) AS wrong
   FROM per_page;
 SELECT keyedstate.checkpoint('per_page');
-SELECT layout, part, retired, seed_from IS NULL AS seeded FROM keyedstate.part p
-  JOIN keyedstate.aggregations a ON a.id = p.aggregation_id WHERE a.name = 'per_page' ORDER BY layout, part;
+SELECT layout, part, seed_from IS NULL AS seeded FROM keyedstate.part p
+  JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
+ WHERE a.name = 'per_page' AND NOT retired ORDER BY layout, part;
 
 -- and back to one part
 SELECT keyedstate.alter_aggregation('per_page', parallelism => 1);

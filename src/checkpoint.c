@@ -512,6 +512,8 @@ KsCheckpointDone(KsAggRun *run)
 	run->ckpt_last_id = w->checkpoint_id;
 	if (w->full)
 	{
+		/* a rescale's retired parts may be unneeded now (ckptcommit.c) */
+		run->retired_gc = run->def->is_part;
 		run->ckpt_have_full = true;
 		run->ckpt_full_bytes = w->bytes;
 		run->ckpt_delta_bytes = 0;

@@ -139,6 +139,12 @@ extern bool KsLockDefinitionRow(KsAggRun *run);
 extern void KsCheckpointCommit(KsAggRun *run, int64 offset, int64 checkpoint_id, bool full,
 							   bool final, bool rebuilding, int64 cold_rows);
 
+/*
+ * Delete a rescale's retired parts (and checkpoints) no part seeds from
+ * any more; run by a part in a step after its full checkpoint committed.
+ */
+extern void KsCheckpointForgetRetired(KsAggRun *run);
+
 /* Recovery: delete the chunks of checkpoints after the committed one. */
 extern void KsCheckpointDiscardUncommitted(int32 aggid, int64 committed);
 

@@ -9,10 +9,13 @@
  *
  * The offset goes to the run's row: the aggregation's, or its part's
  * (keyedstate.part) when it runs in parts.  A part's first checkpoint
- * after a rescale is full (recovery.c) and clears the part's seed_from, so
+ * after a rescale is full (seed.c) and clears the part's seed_from, so
  * from then on the part recovers from its own checkpoints; a retired part
  * (or the aggregation's own checkpoints, when the aggregation ran whole
- * before) goes once no part seeds from it any more.
+ * before) goes once no part seeds from it any more.  Two parts clearing
+ * their seeds at once each see the other's still set, so the deletion is
+ * tried again in a transaction after the clearing one committed (step.c),
+ * which sees every part that cleared before: the last one deletes.
  *
  *-------------------------------------------------------------------------
  */
@@ -63,19 +66,25 @@ KsLockDefinitionRow(KsAggRun *run)
 	return SPI_processed == 1;
 }
 
-/* Delete the checkpoints of the retired parts nobody seeds from any more. */
-static void
-KsForgetRetired(KsAggRun *run)
+/*
+ * Delete the retired parts nobody seeds from any more, with their
+ * checkpoints (see checkpoint.h).  Rows another transaction holds are
+ * left for a later try rather than waited for.
+ */
+void
+KsCheckpointForgetRetired(KsAggRun *run)
 {
 	Datum		arg = Int32GetDatum(run->def->agg_id);
 	Oid			argtype = INT4OID;
 	int			ret;
 
 	ret = SPI_execute_with_args("WITH gone AS ("
-								" DELETE FROM keyedstate.part r "
-								"  WHERE r.aggregation_id = $1 AND r.retired AND NOT EXISTS "
-								"   (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1 "
-								"       AND q.seed_from @> ARRAY[r.id]) "
+								" DELETE FROM keyedstate.part r WHERE r.id IN "
+								"  (SELECT x.id FROM keyedstate.part x "
+								"    WHERE x.aggregation_id = $1 AND x.retired AND NOT EXISTS "
+								"     (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1 "
+								"         AND q.seed_from @> ARRAY[x.id]) "
+								"   FOR UPDATE SKIP LOCKED) "
 								" RETURNING r.id) "
 								"DELETE FROM keyedstate.state s USING gone "
 								" WHERE s.aggregation_id = gone.id",
@@ -84,6 +93,7 @@ KsForgetRetired(KsAggRun *run)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	/* the aggregation's own, from when it ran whole */
 	ret = SPI_execute_with_args("DELETE FROM keyedstate.state s WHERE s.aggregation_id = $1 "
+								"AND EXISTS (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1) "
 								"AND NOT EXISTS (SELECT FROM keyedstate.part q "
 								"                WHERE q.aggregation_id = $1 "
 								"                  AND q.seed_from @> ARRAY[$1])",
@@ -148,7 +158,7 @@ KsCheckpointCommit(KsAggRun *run, int64 offset, int64 checkpoint_id, bool full, 
 			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 		/* and this part may have been the last that needed a retired one */
 		if (run->def->is_part)
-			KsForgetRetired(run);
+			KsCheckpointForgetRetired(run);
 	}
 }
 

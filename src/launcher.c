@@ -57,8 +57,9 @@
 /* The launcher's handles of the workers it started, by database slot and number. */
 static BackgroundWorkerHandle *ks_handles[KS_MAX_DATABASES][KS_MAX_DB_WORKERS];
 
-/* When the launcher last warned that the pool is full. */
+/* When the launcher last warned that the pool, or the server's worker slots, are full. */
 static TimestampTz ks_limit_warned = 0;
+static TimestampTz ks_slots_warned = 0;
 
 /* Register the launcher as a static background worker. */
 void
@@ -200,11 +201,16 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 	if (*handle != NULL)
 		pfree(*handle);
 	*handle = NULL;
-	if (!RegisterDynamicBackgroundWorker(&worker, handle))
+	/* out of background worker slots: said at most once a minute */
+	if (!RegisterDynamicBackgroundWorker(&worker, handle) &&
+		TimestampDifferenceExceeds(ks_slots_warned, GetCurrentTimestamp(), KS_LIMIT_WARN_MS))
+	{
+		ks_slots_warned = GetCurrentTimestamp();
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start keyedstate worker for database %u", dboid),
-				 errhint("Increase max_worker_processes.")));
+				 errhint("Increase max_worker_processes, or lower keyedstate.max_workers.")));
+	}
 }
 
 /* Whether a worker the launcher started is still there (or starting). */

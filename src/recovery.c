@@ -575,6 +575,8 @@ KsRecover(KsAggRun *run)
 		KsRecoverSeeds(run, seeds);
 	else
 		KsRecoverChain(run, run->def->id, committed, true);
+	/* retired parts a crash kept from going go at the next step (ckptcommit.c) */
+	run->retired_gc = run->def->is_part && seeds == NULL;
 
 	/* recovered keys are already in the checkpoint, and their rows in run->building */
 	KsKeyClearCheckpoint(kt);

@@ -20,7 +20,7 @@
 
 int			ks_max_aggregations = 64;
 int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
-int			ks_max_workers = 8;
+int			ks_max_workers = 4;
 int			ks_batch_size = 100000;
 int			ks_naptime = 1000;
 int			ks_max_aggregations_per_owner = 0;
@@ -61,7 +61,7 @@ KsSettingsInit(void)
 							"A database runs one worker per aggregation up to this many; more aggregations "
 							"share them.  Each worker is a background worker: keep max_worker_processes above it.",
 							&ks_max_workers,
-							8, 1, 1024,
+							4, 1, 1024,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

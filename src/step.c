@@ -435,6 +435,15 @@ KsRunStep(KsAggRun *run, long *timeout)
 					*timeout = Min(*timeout, 10);
 			}
 
+			/* after a part's full checkpoint: the retired parts it no longer needs go */
+			if (run->retired_gc)
+			{
+				run->retired_gc = false;
+				KsBecomeWorker();
+				KsCheckpointForgetRetired(run);
+				KsBecomeOwner(run);
+			}
+
 			/* a checkpoint being written goes on by a slice; a due one is captured */
 			now = GetCurrentTimestamp();
 			if (run->ckpt != NULL || KsCheckpointDue(run, now, timeout))
