@@ -4,7 +4,8 @@
 # under concurrent writers.  Rescaling with alter_aggregation(parallelism)
 # moves key groups between parts without losing or double-counting a row:
 # up, down, to and from 1, under writers, with a kill -9 in the middle of a
-# rescale, and across a restart.  Wrong parameters are refused clearly.
+# rescale, and across a restart.  A TTL and a partitioned source work in
+# parts too.  Wrong parameters are refused clearly.
 use strict;
 use warnings;
 use FindBin;
@@ -147,6 +148,34 @@ ok(ks_wait_state($node, $db, 'par_picky', 'failed'), 'a part that fails fails th
 ($ret, $out, $err) = $node->psql($db, 'SELECT count(*) FROM par_picky');
 like($err, qr/aggregation public.par_picky has failed/, 'and its view says so');
 $node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par_picky')");
+
+# --- a TTL in every part, and a partitioned source --------------------------
+$node->safe_psql($db, q{
+CREATE TABLE tev (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO tev (k) SELECT g % 100 FROM generate_series(1, 1000) g;
+SELECT keyedstate.create_aggregation('par_ttl', 'SELECT k, count(*) AS c FROM tev GROUP BY k',
+	parallelism => 2, ttl => '3 s', checkpoint_interval => '200 ms');
+CREATE TABLE pev (id bigserial, k int NOT NULL, part int NOT NULL) PARTITION BY LIST (part);
+CREATE INDEX ON pev (id);
+CREATE TABLE pev_0 PARTITION OF pev FOR VALUES IN (0);
+CREATE TABLE pev_1 PARTITION OF pev FOR VALUES IN (1);
+INSERT INTO pev (k, part) SELECT g % 300, g % 2 FROM generate_series(1, 3000) g;
+SELECT keyedstate.create_aggregation('par_parted', 'SELECT k, count(*) AS c, string_agg(id::text, '','') AS ids FROM pev GROUP BY k',
+	parallelism => 2);
+SELECT keyedstate.sync('par_ttl'); SELECT keyedstate.sync('par_parted');});
+is($node->safe_psql($db, 'SELECT count(*) FROM par_ttl'), '100', 'par_ttl: every key is there before its TTL');
+ok(ks_wait_for($node, $db, 'SELECT count(*) = 0 FROM par_ttl', 30), 'par_ttl: the TTL empties every part');
+$node->safe_psql($db, 'INSERT INTO tev (k) VALUES (7), (7), (93)');
+ks_sync($node, $db, 'par_ttl');
+is($node->safe_psql($db, q{SELECT string_agg(k || ':' || c, ',' ORDER BY k) FROM par_ttl}), '7:2,93:1',
+	'par_ttl: keys back after their TTL start afresh, in whichever part holds them');
+$node->safe_psql($db, q{INSERT INTO pev_1 (k, part) SELECT g % 300, 1 FROM generate_series(1, 500) g;
+INSERT INTO pev (k, part) SELECT g % 300, 0 FROM generate_series(1, 500) g;});
+ks_sync($node, $db, 'par_parted');
+is(ks_mismatches($node, $db, 'SELECT * FROM par_parted',
+	"SELECT k, count(*), string_agg(id::text, ',' ORDER BY id) FROM pev GROUP BY k"), '0',
+	'par_parted: a partitioned source consumed by two parts is exact');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('par_ttl'); SELECT keyedstate.drop_aggregation('par_parted');});
 
 # --- wrong parameters -----------------------------------------------------
 for my $case (
