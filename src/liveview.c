@@ -92,6 +92,8 @@ typedef struct KsLiveScanState
 	Oid			userid;			/* whose privileges the scan checks */
 	uint32		rowtype;		/* hash of its row type (KsRowTypeHash) */
 	KsColdScan *cold;			/* evicted keys, read after the published ones */
+	KsSlotRef  *refs;			/* the aggregation's parts' slots, found per fetch */
+	KsAggSlot  *copies;			/* ... and copies of them (max_aggregations each) */
 } KsLiveScanState;
 
 /* Parse a comma-separated list of integers. */
@@ -287,6 +289,9 @@ KsBeginForeignScan(ForeignScanState *node, int eflags)
 		ss->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 	}
 	ss->rowtype = KsRowTypeHash(RelationGetDescr(node->ss.ss_currentRelation));
+	/* once per scan, not per rescan: a nested loop's lookups come here often */
+	ss->refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	ss->copies = palloc(sizeof(KsAggSlot) * KsSharedState->max_aggs);
 }
 
 /*
@@ -422,8 +427,8 @@ KsFetchRows(ForeignScanState *node)
 {
 	KsLiveScanState *ss = node->fdw_state;
 	const char *relname = RelationGetRelationName(node->ss.ss_currentRelation);
-	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
-	KsAggSlot  *copies = palloc(sizeof(KsAggSlot) * KsSharedState->max_aggs);
+	KsSlotRef  *refs = ss->refs;
+	KsAggSlot  *copies = ss->copies;
 	KsReadResult res;
 	const uint32 *hashes = NULL;	/* NULL and -1: read every key */
 	int			nhashes = -1;

@@ -120,7 +120,5 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds)
 	run->checkpointed = consumed;
 	run->consumed = consumed;
 	run->cold_rows = 0;
-	/* its first checkpoint is full, and its ids its own */
-	run->ckpt_last_id = 0;
-	run->ckpt_have_full = false;
+	/* (KsRecover left ckpt_have_full false: its first checkpoint is full) */
 }

@@ -225,24 +225,6 @@ KsLookupSlotLocked(Oid dboid, int32 aggid)
 	return NULL;
 }
 
-/* Find the slot of an aggregation; false if it has none. */
-bool
-KsFindAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref)
-{
-	KsAggSlot  *slot;
-
-	KsRequirePreload();
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
-	slot = KsLookupSlotLocked(dboid, aggid);
-	if (slot != NULL)
-	{
-		ref->slot = slot;
-		ref->generation = slot->generation;
-	}
-	LWLockRelease(KsSharedState->lock);
-	return slot != NULL;
-}
-
 /* The slots of an aggregation's parts, of its newest layout (see shmem.h). */
 int
 KsFindAggParts(Oid dboid, int32 aggid, KsSlotRef *refs, int max, int *nparts)

@@ -242,9 +242,6 @@ extern const char *KsRunStateName(KsRunState state);
 
 /* --- finding slots (any process) --- */
 
-/* Find the slot of an aggregation of this database; false if none. */
-extern bool KsFindAggSlot(Oid dboid, int32 aggid, KsSlotRef *ref);
-
 /*
  * The slots of an aggregation's parts, those of its newest layout (at most
  * max); *nparts is how many that layout has, so fewer found means some
