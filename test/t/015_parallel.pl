@@ -5,7 +5,9 @@
 # moves key groups between parts without losing or double-counting a row:
 # up, down, to and from 1, under writers, with a kill -9 in the middle of a
 # rescale, and across a restart.  A TTL and a partitioned source work in
-# parts too.  Wrong parameters are refused clearly.
+# parts too.  A seed's damaged checkpoint fails the new part; another role
+# can neither rescale nor exceed its limit through parts.  Wrong
+# parameters are refused clearly.
 use strict;
 use warnings;
 use FindBin;
@@ -176,6 +178,46 @@ is(ks_mismatches($node, $db, 'SELECT * FROM par_parted',
 	"SELECT k, count(*), string_agg(id::text, ',' ORDER BY id) FROM pev GROUP BY k"), '0',
 	'par_parted: a partitioned source consumed by two parts is exact');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('par_ttl'); SELECT keyedstate.drop_aggregation('par_parted');});
+
+# --- a seed's damaged checkpoint fails the new part; a rebuild recovers ----
+$node->safe_psql($db, q{
+SELECT keyedstate.create_aggregation('par_dmg', 'SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k',
+	parallelism => 2);
+SELECT keyedstate.sync('par_dmg'); SELECT keyedstate.checkpoint('par_dmg');
+SELECT keyedstate.pause('par_dmg');
+SELECT keyedstate.alter_aggregation('par_dmg', parallelism => 1);});
+# one byte of a retired part's chunk, read back when the new part seeds
+$node->safe_psql($db, q{
+UPDATE keyedstate.state s SET data = set_byte(data, 40, (get_byte(data, 40) + 1) % 256)
+  FROM keyedstate.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
+ WHERE a.name = 'par_dmg' AND p.retired AND p.part = 0 AND s.aggregation_id = p.id});
+$node->safe_psql($db, "SELECT keyedstate.resume('par_dmg')");
+ok(ks_wait_state($node, $db, 'par_dmg', 'failed', 30), 'a seed with a damaged chunk fails the new part');
+like(ks_status($node, $db, 'par_dmg', 'error'), qr/checkpoint of aggregation public.par_dmg is corrupted/,
+	'and says its checkpoint is corrupted');
+$node->safe_psql($db, "SELECT keyedstate.rebuild('par_dmg')");
+ks_sync($node, $db, 'par_dmg');
+is(ks_mismatches($node, $db, 'SELECT * FROM par_dmg', 'SELECT k, count(*), sum(v) FROM ev GROUP BY k'), '0',
+	'after a rebuild it is exact again');
+$node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par_dmg')");
+
+# --- another role can neither rescale nor exceed its limit through parts -----
+$node->safe_psql($db, q{
+CREATE ROLE regress_other LOGIN;
+GRANT USAGE, CREATE ON SCHEMA public TO regress_other;
+CREATE TABLE other_ev (id bigserial PRIMARY KEY, k int);
+ALTER TABLE other_ev OWNER TO regress_other;
+ALTER SYSTEM SET keyedstate.max_aggregations_per_owner = 3;
+SELECT pg_reload_conf();});
+($ret, $out, $err) = $node->psql($db, q{SET ROLE regress_other;
+SELECT keyedstate.alter_aggregation('par', parallelism => 1)});
+like($err, qr/must be owner of view par/, 'another role cannot rescale an aggregation');
+($ret, $out, $err) = $node->psql($db, q{SET ROLE regress_other;
+SELECT keyedstate.create_aggregation('other_par', 'SELECT k, count(*) FROM other_ev GROUP BY k', parallelism => 4)});
+like($err, qr/already owns 3 keyedstate aggregations/, 'each part counts against max_aggregations_per_owner');
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM pg_class WHERE relname = 'other_par'}, 5),
+	'and nothing of it is left');
+$node->safe_psql($db, q{ALTER SYSTEM RESET keyedstate.max_aggregations_per_owner; SELECT pg_reload_conf();});
 
 # --- wrong parameters -----------------------------------------------------
 for my $case (
