@@ -5,6 +5,9 @@
 # recovered (after an immediate shutdown, then after a SIGKILL of the
 # worker), and more rows for the same keys arrive after each recovery: the
 # view must equal the GROUP BY oracle and hold each key once, every time.
+# Every key type runs twice: whole, and in parts over key groups that are
+# rescaled between the recoveries (a key hashed differently when fresh,
+# recovered or seeded would land in two parts and show twice).
 use strict;
 use warnings;
 use FindBin;
@@ -13,7 +16,7 @@ use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = ks_node('keys');
+my $node = ks_node('keys', "keyedstate.max_aggregations = 400\nkeyedstate.max_workers = 2\n");
 
 # Key types and the values rows take (SQL expressions of that type).  Equal
 # values written differently ('1 day' and '24 hours', 1.0 and 1.00, 0 and
@@ -90,30 +93,57 @@ sub insert_rows
 		  . " FROM generate_series(1, $n) g");
 }
 
-# one aggregation per key type, and one with a key mixing several types
+# one aggregation per key type, and one with a key mixing several types;
+# each also in parts (by_*_p: 2 parts over 5 key groups, so that a few
+# keys already spread over both)
 my %aggs;
 for my $t (@types)
 {
-	my $name = "by_$t->[0]";
-	$aggs{$name} = {
-		keys => 'k',
-		view => "SELECT k, c, s FROM $name",
-		oracle => "SELECT k_$t->[0], count(*), sum(v) FROM kv GROUP BY k_$t->[0]",
-	};
-	$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('$name',
-		'SELECT k_$t->[0] AS k, count(*) AS c, sum(v) AS s FROM kv GROUP BY k_$t->[0]',
-		checkpoint_interval => '1 hour')});
+	for my $p ('', '_p')
+	{
+		my $name = "by_$t->[0]$p";
+		$aggs{$name} = {
+			keys => 'k',
+			view => "SELECT k, c, s FROM $name",
+			oracle => "SELECT k_$t->[0], count(*), sum(v) FROM kv GROUP BY k_$t->[0]",
+		};
+		my $par = $p ? ', parallelism => 2, max_parallelism => 5' : '';
+		$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('$name',
+			'SELECT k_$t->[0] AS k, count(*) AS c, sum(v) AS s FROM kv GROUP BY k_$t->[0]',
+			checkpoint_interval => '1 hour'$par)});
+	}
 }
 my $mixed = 'k_int2, k_int4, k_date, k_ch, k_num, k_txt, k_itv, k_bo, k_f4, k_ia';
-$aggs{by_mixed} = {
-	keys => $mixed,
-	view => "SELECT $mixed, c, s FROM by_mixed",
-	oracle => "SELECT $mixed, count(*), sum(v) FROM kv GROUP BY $mixed",
-};
-$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('by_mixed',
-	'SELECT $mixed, count(*) AS c, sum(v) AS s FROM kv GROUP BY $mixed',
-	checkpoint_interval => '1 hour')});
+for my $p ('', '_p')
+{
+	$aggs{"by_mixed$p"} = {
+		keys => $mixed,
+		view => "SELECT $mixed, c, s FROM by_mixed$p",
+		oracle => "SELECT $mixed, count(*), sum(v) FROM kv GROUP BY $mixed",
+	};
+	my $par = $p ? ', parallelism => 2, max_parallelism => 5' : '';
+	$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('by_mixed$p',
+		'SELECT $mixed, count(*) AS c, sum(v) AS s FROM kv GROUP BY $mixed',
+		checkpoint_interval => '1 hour'$par)});
+}
 my $naggs = scalar(keys %aggs);
+
+# Rescale every aggregation in parts to $n parts, and wait until the
+# rescale has completed (no part is retired any more).
+sub rescale_all
+{
+	my ($n) = @_;
+	$node->safe_psql('postgres',
+		"SELECT keyedstate.alter_aggregation(name, parallelism => $n) FROM keyedstate.aggregations WHERE name LIKE '%\\_p'");
+	sync_all();
+	$node->safe_psql('postgres',
+		'SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations');
+	ks_wait_for($node, 'postgres', 'SELECT NOT EXISTS (SELECT FROM keyedstate.part WHERE retired)', 120)
+	  or die 'a rescale to ' . $n . ' did not complete';
+	is($node->safe_psql('postgres',
+		"SELECT count(DISTINCT aggregation) || ' ' || count(*) FROM keyedstate.workers WHERE aggregation LIKE '%\\_p'"),
+		($naggs / 2) . ' ' . ($naggs / 2 * $n), "every aggregation in parts now runs in $n parts");
+}
 
 # Sync every aggregation.
 sub sync_all
@@ -154,6 +184,12 @@ sub check_all
 insert_rows(600, 0);
 sync_all();
 check_all('fresh keys');
+# the key groups really split the keys: most aggregations in parts have
+# keys in both parts (hashes are fixed, so this count is too)
+my $split = $node->safe_psql('postgres', q{
+	SELECT count(*) FROM (SELECT aggregation FROM keyedstate.workers
+		WHERE aggregation LIKE '%\\_p' GROUP BY aggregation HAVING bool_and(keys > 0)) s});
+cmp_ok($split, '>=', 25, "keys are spread over both parts in $split of " . ($naggs / 2) . ' aggregations in parts');
 my $nkeys = $node->safe_psql('postgres', 'SELECT sum(keys) FROM keyedstate.status');
 $node->safe_psql('postgres',
 	'SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations');
@@ -163,6 +199,8 @@ $node->stop('immediate');
 $node->start;
 wait_running();
 check_all('recovered after an immediate shutdown');
+rescale_all(3);
+check_all('rescaled from 2 parts to 3 after the recovery');
 insert_rows(400, 3);
 sync_all();
 check_all('recovered keys hit again after an immediate shutdown');
@@ -174,9 +212,15 @@ $node->safe_psql('postgres',
 ks_kill_worker($node, 'postgres');
 wait_running();
 check_all('recovered again after a worker kill');
+rescale_all(1);
+check_all('rescaled from 3 parts to 1 after the kill');
 insert_rows(300, 5);
 sync_all();
 check_all('keys recovered twice hit again');
+rescale_all(2);
+insert_rows(100, 7);
+sync_all();
+check_all('rescaled from 1 part to 2, and hit again');
 
 is($node->safe_psql('postgres', 'SELECT sum(keys) FROM keyedstate.status'), $nkeys,
 	"the number of keys never changes ($nkeys keys in $naggs aggregations)");
