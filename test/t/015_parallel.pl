@@ -31,11 +31,25 @@ SELECT keyedstate.create_aggregation('par',
 -- a text key and few key groups
 SELECT keyedstate.create_aggregation('par_text',
 	'SELECT t, count(*) AS n FROM ev GROUP BY t', parallelism => 3, max_parallelism => 16);
+-- every kind of durable state: internal ones serialized (sum of bigint,
+-- numeric avg and var_samp), values (stddev's float8[], int4 avg's int8[],
+-- bit_or, bool_and, a by-reference min) and internal ones replayed from
+-- their inputs (array_agg, jsonb_object_agg)
+SELECT keyedstate.create_aggregation('par_kinds',
+	'SELECT k % 300 AS g, sum(id) AS si, avg(v) AS av, var_samp(v) AS vs,
+	        round(stddev(v::float8)::numeric, 6) AS sd, avg(k) AS ak, bit_or(id) AS bo,
+	        bool_and(t IS NOT NULL) AS ba, min(t) AS mt, array_agg(id) AS ids,
+	        jsonb_object_agg(id, t) AS jo
+	   FROM ev GROUP BY k % 300', parallelism => 2, max_parallelism => 64);
 });
 my %oracle = (
 	par => q{SELECT k, count(*), sum(v), avg(v), min(v), max(t), string_agg(id::text, ',' ORDER BY id)
 			   FROM ev GROUP BY k},
 	par_text => 'SELECT t, count(*) FROM ev GROUP BY t',
+	par_kinds => q{SELECT k % 300, sum(id), avg(v), var_samp(v), round(stddev(v::float8)::numeric, 6), avg(k),
+			   bit_or(id), bool_and(t IS NOT NULL), min(t), array_agg(id ORDER BY id),
+			   jsonb_object_agg(id, t ORDER BY id)
+			   FROM ev GROUP BY k % 300},
 );
 
 # both views equal their oracles
@@ -90,8 +104,11 @@ for my $to (3, 1, 2)
 	$node->safe_psql($db, "SELECT keyedstate.checkpoint('par')");
 }
 $node->safe_psql($db, "SELECT keyedstate.alter_aggregation('par_text', parallelism => 1)");
+$node->safe_psql($db, "SELECT keyedstate.alter_aggregation('par_kinds', parallelism => 3)");
 $bench->finish;
 ok(parts_running('par_text', 1), 'par_text rescaled to one part');
+ok(parts_running('par_kinds', 3), 'par_kinds rescaled to three parts');
+$node->safe_psql($db, "SELECT keyedstate.checkpoint('par_kinds')");
 exact('rescales under writers');
 is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
 	WHERE a.name = 'par' AND NOT p.retired}), '2', 'the catalog holds the two parts of the last layout');
@@ -121,10 +138,12 @@ like($err, qr/cannot be rescaled now.*\n.*previous rescale is still running/,
 ($bench) = ks_pgbench($node, $db, '-c', '4', '-T', '8', '-f', $script);
 sleep(1);
 $node->safe_psql($db, "SELECT keyedstate.alter_aggregation('par', parallelism => 4)");
+$node->safe_psql($db, "SELECT keyedstate.alter_aggregation('par_kinds', parallelism => 2)");
 # before the new parts took their first checkpoint (checkpoint_interval 1 s)
 ks_kill_worker($node, $db);
 $bench->finish;
 ok(parts_running('par', 4), 'after a kill -9 during the rescale the four new parts run');
+ok(parts_running('par_kinds', 2), 'and the two new parts of par_kinds');
 exact('kill -9 during a rescale');
 
 # --- a restart ------------------------------------------------------------
@@ -238,6 +257,7 @@ like($err, qr/parallelism must be between 1 and max_parallelism/, 'alter_aggrega
 # --- drop leaves nothing behind --------------------------------------------
 $node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par')");
 $node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par_text')");
+$node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par_kinds')");
 is($node->safe_psql($db, 'SELECT (SELECT count(*) FROM keyedstate.part) + (SELECT count(*) FROM keyedstate.state)'), '0',
 	'dropping parallel aggregations leaves no part and no checkpoint');
 ok(ks_wait_for($node, $db, 'SELECT count(*) = 0 FROM keyedstate.worker_status()', 30), 'and frees their slots');
