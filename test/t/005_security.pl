@@ -172,7 +172,8 @@ sub steady_syncs
 ###########################################################################
 # 1. No user code ever runs with more rights than its aggregation's owner.
 #
-# regress_mallory's aggregation calls her functions in every phase: constant
+# regress_mallory's aggregation (in two parts, then three after a rescale)
+# calls her functions in every phase: constant
 # folding of the view's projection and of the WHERE clause, the CHECK of a
 # domain used as the state type when its initcond is read, the keys, WHERE,
 # arguments, FILTER, transition and final functions, HAVING and the view
@@ -273,7 +274,7 @@ SELECT keyedstate.create_aggregation('mallory.attack', $q$
 	  FROM mallory.src
 	 WHERE mallory.where_fn(v) AND mallory.fold_where(1)
 	 GROUP BY 1
-	HAVING mallory.having_fn(count(*))$q$);
+	HAVING mallory.having_fn(count(*))$q$, parallelism => 2, max_parallelism => 4);
 INSERT INTO mallory.src (k, v) VALUES (1, 10), (2, 20), (1, 5);
 SQL
 
@@ -359,6 +360,18 @@ ks_kill_worker($node, $db);
 ks_wait_for($node, $db, "SELECT state = 'running' FROM keyedstate.status WHERE name = 'mallory.attack'", 30);
 feed_attack();
 check_probe('worker-kill', 'regress_mallory', ['sfunc'], 'recovery after a worker kill');
+
+# a rescale: the new parts load their keys from the old ones' checkpoints
+# (the initcond's domain, the states) and take their rows
+set_marker('rescale');
+as_role($node, 'regress_mallory', q{SELECT keyedstate.alter_aggregation('mallory.attack', parallelism => 3)});
+feed_attack();
+as_role($node, undef, 'INSERT INTO mallory.src (k, v) VALUES (1, 1), (2, 2), (4, 4), (5, 5)');
+attempt($node, undef, "SELECT keyedstate.sync('mallory.attack', '30s')", 60);
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.workers WHERE aggregation = 'mallory.attack'}), '3',
+	'1/rescale: mallory.attack runs in three parts (precondition)');
+check_probe('rescale', 'regress_mallory', [ 'initcond-domain', @row_phases ], 'seeding new parts in a rescale');
+as_role($node, undef, "SELECT keyedstate.checkpoint('mallory.attack')");
 
 # resume after a failure reloads the aggregation
 $node->safe_psql($db, 'UPDATE mallory.ctl SET fail = true');
