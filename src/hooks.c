@@ -67,7 +67,8 @@ KsXactCallback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (ks_request_pending && KsSharedState != NULL)
+			/* an interrupted run waits for a reload after this commit */
+			if ((ks_request_pending || ks_interrupt_pending) && KsSharedState != NULL)
 				KsRequestDatabaseWorker(MyDatabaseId, true);
 			else if (ks_wake_pending)
 				KsWakeDatabaseWorker(MyDatabaseId);

@@ -148,6 +148,18 @@ KsInterruptStillWanted(KsAggSlot *slot)
 	return false;
 }
 
+/* Whether a backend interrupting the slot is still at it (see shmem.h). */
+bool
+KsSlotInterruptPending(KsAggSlot *slot)
+{
+	bool		pending;
+
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	pending = KsInterruptStillWanted(slot);
+	LWLockRelease(&slot->lock);
+	return pending;
+}
+
 /* Enter a step of an aggregation (see shmem.h). */
 bool
 KsSlotEnterStep(KsAggSlot *slot, KsStepMark *mark)

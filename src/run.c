@@ -409,7 +409,9 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 		run->failed = false;
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
 	}
-	run->interrupted = false;
+	/* the reload's snapshot may predate what the interrupting backend did */
+	if (!run->interrupt_unseen)
+		run->interrupted = false;
 	KsRunPartInfo(def, &part);
 	KsSlotSetDefinition(run->slot, KsRelationOwner(def->view_oid), def->view_oid, def->live_oid,
 						def->sequence_oid, 0, def->resume_count, &part);

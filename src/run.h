@@ -69,6 +69,7 @@ typedef struct KsAggRun
 	bool		loaded;			/* state recovered and published */
 	bool		failed;
 	bool		interrupted;	/* stopped by a backend: wait for a reload */
+	bool		interrupt_unseen;	/* ... that sees what the backend did */
 	int64		failed_resume_count;	/* resume() bumps the catalog's */
 
 	/* valid while loaded; all in loadcxt */

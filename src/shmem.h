@@ -398,6 +398,13 @@ typedef struct KsStepMark
  * (its transaction still runs).  *mark remembers the requests so far.
  */
 extern bool KsSlotEnterStep(KsAggSlot *slot, KsStepMark *mark);
+
+/*
+ * Whether a backend interrupting the slot is still in the transaction that
+ * asked: a reload whose snapshot is taken after this returned false sees
+ * what that transaction did (pause, drop, rebuild, rescale).
+ */
+extern bool KsSlotInterruptPending(KsAggSlot *slot);
 extern void KsSlotLeaveStep(KsAggSlot *slot);
 
 /* Whether an interrupt was asked for this aggregation since the step began. */

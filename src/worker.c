@@ -124,6 +124,18 @@ KsReloadRuns(void)
 	int			nworkers;
 
 	tmp = AllocSetContextCreate(ks_worker_cxt, "keyedstate reload", ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * A run stopped by a backend (pause, drop, rebuild, rescale) waits for
+	 * a reload that sees what the backend did: one whose snapshot is taken
+	 * after its transaction ended.  Asked before the snapshot; its end
+	 * requests another reload (hooks.c).
+	 */
+	foreach(lc, ks_runs)
+	{
+		KsAggRun   *run = lfirst(lc);
+
+		run->interrupt_unseen = run->interrupted && KsSlotInterruptPending(run->slot);
+	}
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());

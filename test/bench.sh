@@ -389,6 +389,21 @@ ckpt() {
 		 FROM keyedstate.status WHERE name = '$1'"
 }
 
+# A checkpoint of aggregation $1 that may outlast keyedstate.checkpoint()'s
+# wait (a full one of 10M keys): waits for the status to show a new one.
+# Prints "ms keys bytes WAL" like ckpt.
+ckpt_long() {
+	local before lsn0 lsn1
+	before=$(ks_query "SELECT COALESCE(last_checkpoint::text, '') FROM keyedstate.status WHERE name = '$1'")
+	lsn0=$(ks_query "SELECT pg_current_wal_lsn()")
+	ks_query "SELECT keyedstate.checkpoint('$1')" >/dev/null 2>&1 ||
+		ks_wait_for 3600 "SELECT COALESCE(last_checkpoint::text, '') <> '$before' FROM keyedstate.status WHERE name = '$1'"
+	lsn1=$(ks_query "SELECT pg_current_wal_lsn()")
+	ks_query "SELECT round(last_checkpoint_ms::numeric, 1) || ' ' || last_checkpoint_keys || ' ' ||
+			  last_checkpoint_bytes || ' ' || pg_wal_lsn_diff('$lsn1', '$lsn0')
+		 FROM keyedstate.status WHERE name = '$1'"
+}
+
 # 10. Checkpoints of the aggregation over table $1 with $2 keys: 1% and 100% dirty.
 bench_checkpoints() {
 	local table=$1 k=$2 name="${1}_stats" one=() full i
@@ -576,6 +591,28 @@ bench_budget() {
 		pg_total_relation_size('keyedstate.cold') / GREATEST((SELECT count(*) FROM keyedstate.cold), 1),
 		pg_size_pretty(pg_total_relation_size('keyedstate.state')))"
 	budget_exact evb_cold "the drain and the steady states"
+	# checkpoints: 1% of the keys changed, then all of them (each aggregation alone)
+	for name in evb_stats evb_cold; do
+		local other=evb_cold one full
+		[ "$name" = evb_cold ] && other=evb_stats
+		ks_query "SELECT keyedstate.pause('$other')" >/dev/null
+		ckpt_long "$name" >/dev/null
+		progress "$name: 1% of the keys changed, then a checkpoint"
+		touch_keys "$k" 100 evb "$name"
+		one=$(ckpt_long "$name")
+		progress "$name: every key changed, then a checkpoint"
+		touch_keys "$k" 1 evb "$name"
+		full=$(ckpt_long "$name")
+		awk -v n="$name" -v o="$one" -v f="$full" 'BEGIN {
+			split(o, a, " "); split(f, b, " ");
+			printf "%s checkpoint, 1%% of keys changed:   %9.1f ms, %9d keys, %11d bytes of state, %11d bytes of WAL\n", n, a[1], a[2], a[3], a[4];
+			printf "%s checkpoint, 100%% of keys changed: %9.1f ms, %9d keys, %11d bytes of state, %11d bytes of WAL\n", n, b[1], b[2], b[3], b[4];
+			printf "%s 1%% checkpoint / full: time 1/%.0f, WAL 1/%.0f\n", n, b[1] / a[1], b[4] / a[4];
+		}'
+		ks_query "SELECT keyedstate.resume('$other')" >/dev/null
+		ks_sync_all '2 hours'
+	done
+	budget_exact evb_cold "the checkpoints"
 	# a crash in the middle of uniform writes
 	ks_query "INSERT INTO evb (k, v) SELECT (random() * ($k - 1))::int, 1 FROM generate_series(1, $STEADY_ROWS)" >/dev/null &
 	sleep 2
