@@ -47,6 +47,9 @@
 /* How long a step writes a checkpoint: a slice of keys, and at most one chunk. */
 #define KS_CKPT_SLICE_MS		10
 
+/* ... while reading waits for it to evict (evict.h): every chunk it seals. */
+#define KS_CKPT_HOLD_SLICE_MS	200
+
 /* A chunk sealed (header and CRC filled in) but not inserted yet. */
 typedef struct KsSealedChunk
 {
@@ -433,7 +436,9 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 {
 	struct KsChunkWriter *w = run->ckpt;
 	KsKeyTable *kt = run->kt;
-	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KS_CKPT_SLICE_MS);
+	bool		hold = run->evict_holding && !all;
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													hold ? KS_CKPT_HOLD_SLICE_MS : KS_CKPT_SLICE_MS);
 	int64		n = 0;
 	bool		flushed = false;
 
@@ -448,7 +453,7 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsBecomeOwner(run);
 	/* a chunk that keys written before they changed filled, if any */
 	if (!all)
-		KsChunkInsert(w, 1);
+		KsChunkInsert(w, hold ? -1 : 1);
 	while (w->pos < w->end)
 	{
 		/* the list (or every key), then the victims not on it */
@@ -458,7 +463,7 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 		if (++n % KS_CKPT_INTERRUPT_EVERY == 0)
 		{
 			CHECK_FOR_INTERRUPTS();
-			if (!all && (flushed || GetCurrentTimestamp() >= until))
+			if (!all && ((flushed && !hold) || GetCurrentTimestamp() >= until))
 				break;
 		}
 		/* the entries are met at random: fetch ahead */
@@ -470,7 +475,7 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 		if (w->buf->len >= KS_CHUNK_BYTES)
 		{
 			KsChunkSeal(w, false);
-			KsChunkInsert(w, all ? -1 : 1);
+			KsChunkInsert(w, all || hold ? -1 : 1);
 			flushed = true;
 		}
 		KsChunkAddKey(w, e);

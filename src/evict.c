@@ -101,6 +101,9 @@ KsEvictDue(KsAggRun *run)
 	}
 	if (run->memory_budget <= 0 || run->evict_stalled)
 		return false;
+	/* reading waits for memory: whatever the number of keys (evict.h) */
+	if (run->evict_holding)
+		return true;
 	if (run->evict_target > 0)
 		return (int64) run->kt->nentries > run->evict_target + run->evict_target / 20;
 	if (KsEvictMemoryBound(run) <= run->memory_budget)
@@ -113,6 +116,28 @@ KsEvictDue(KsAggRun *run)
 		run->used_over = used > run->memory_budget;
 	}
 	return run->used_over;
+}
+
+/* Whether reading should wait for an evicting checkpoint (see evict.h). */
+bool
+KsEvictHold(KsAggRun *run)
+{
+	TimestampTz now;
+
+	if (run->memory_budget <= 0 || run->evict_stalled || run->ckpt_skipped ||
+		run->consumed < run->seed_until ||
+		KsEvictMemoryBound(run) <= run->memory_budget)
+	{
+		run->evict_holding = false;
+		return false;
+	}
+	now = GetCurrentTimestamp();
+	if (TimestampDifferenceExceeds(run->hold_checked, now, KS_EVICT_HOLD_CHECK_MS))
+	{
+		run->hold_checked = now;
+		run->evict_holding = KsEvictMemoryUsed(run) > run->memory_budget;
+	}
+	return run->evict_holding;
 }
 
 /* Choose the victims of a capture (see evict.h). */

@@ -23,12 +23,25 @@
  * keys above it.  A capture is requested as soon as the keys exceed the
  * target by 5% (before there is a target: when the memory in use exceeds
  * the budget), unless the last capture found no victim (every key changed
- * since the clock passed it).  Steps do not stop reading for it: stopping
- * at twice the target made consumption crawl under churn (012's sync timed
- * out).  The evicting
- * checkpoint is written in slices like any other, so memory overshoots by
- * what is read while it is written.  The target starts
- * afresh when the budget changes.
+ * since the clock passed it).  The target starts afresh when the budget
+ * changes.
+ *
+ * Holding the budget.  Keys come in as fast as rows are read, but go only
+ * once a checkpoint has written them, so a drain of new keys would
+ * overshoot the budget by whatever it reads while the evicting checkpoint
+ * is written.  So a step stops reading (KsEvictHold, asked between rows)
+ * while the memory in use exceeds the budget, and the evicting checkpoint
+ * is then written in long slices (KS_CKPT_HOLD_SLICE_MS, every sealed chunk
+ * at once) until it commits; its victims leave at the next publish, and
+ * reading goes on.  Consumption is then as fast as keys can be written
+ * (a drain of new keys under a small budget writes every key it evicts),
+ * and memory stays within the budget plus what a few rows add.  Reading
+ * is not held when no capture can help: the last one found no victim
+ * (KS_KEY_REFERENCED or unpublished keys only), or the checkpoint cannot
+ * lock its definition row (a backend holds it).  The exact measure walks
+ * the contexts' free lists, so it is taken at most every
+ * KS_EVICT_HOLD_CHECK_MS; the cheap bound (memory allocated) answers
+ * first while it is under the budget.
  *
  * Victims are chosen by a clock (second chance): a key a row changed since
  * the hand last passed it (KS_KEY_REFERENCED) loses its mark and stays;
@@ -46,6 +59,9 @@
 /* How often an idle aggregation looks at its budget again (settings, sharers). */
 #define KS_EVICT_BUDGET_CHECK_MS	1000
 
+/* How often a step over the budget measures the memory in use again. */
+#define KS_EVICT_HOLD_CHECK_MS		5
+
 /* The fraction of the budget the keys are brought back to. */
 #define KS_EVICT_LOW_WATER		0.85
 
@@ -57,6 +73,13 @@ extern int64 KsEvictBudget(KsAggRun *run);
 
 /* Whether the state exceeds its budget and keys should be evicted now. */
 extern bool KsEvictDue(KsAggRun *run);
+
+/*
+ * Whether the step should stop reading rows now: the memory in use is over
+ * the budget and an evicting checkpoint can bring it back (see above).
+ * Cheap enough to be asked every few rows; sets run->evict_holding.
+ */
+extern bool KsEvictHold(KsAggRun *run);
 
 /*
  * At a checkpoint capture of epoch `epoch` (its list taken): flag the

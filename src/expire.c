@@ -115,11 +115,17 @@ KsCompactStates(KsAggRun *run)
 	run->garbage_states = 0;
 }
 
-/* Compact the states when freed internal ones outnumber the live keys. */
+/*
+ * Compact the states when freed internal ones outnumber the live keys, or
+ * are a quarter of them while reading waits for memory (evict.h): what
+ * they hold counts as in use until then.
+ */
 void
 KsExpireCompact(KsAggRun *run)
 {
-	if (run->garbage_states > 1024 && (uint64) run->garbage_states > run->kt->nentries)
+	if ((run->garbage_states > 1024 && (uint64) run->garbage_states > run->kt->nentries) ||
+		(run->evict_holding && run->garbage_states > 0 &&
+		 (uint64) run->garbage_states * 4 > run->kt->nentries))
 	{
 		KsRunTimeoutPause(true);
 		KsCompactStates(run);

@@ -138,6 +138,9 @@ typedef struct KsAggRun
 	bool		used_over;		/* and whether it exceeded the budget */
 	TimestampTz budget_checked; /* when the budget was last computed */
 	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */
+	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
+	TimestampTz hold_checked;	/* when memory in use was last measured for it */
+	bool		ckpt_skipped;	/* the last checkpoint slice could not lock its row */
 	uint64		evict_hand;		/* the eviction clock's next entry */
 	int64		cold_keys;		/* keys only in keyedstate.cold */
 	int64		evictions;		/* since the run was created */

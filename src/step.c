@@ -216,7 +216,8 @@ KsRunBudgetSpent(void *arg)
 
 	return KsRunTerminating() ||
 		GetCurrentTimestamp() >= run->step_budget_end ||
-		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0;
+		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0 ||
+		KsEvictHold(run);
 }
 
 /*
@@ -389,10 +390,13 @@ KsRunStep(KsAggRun *run, long *timeout)
 				KsSourceCheck(&run->source);
 				safe = KsSourceAdvance(&run->source);
 				run->applied = run->consumed;
+				/* waiting for memory: freed internal states may be most of it */
+				if (run->evict_holding)
+					KsExpireCompact(run);
 				run->step_budget_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 																   KS_STEP_BUDGET_MS);
 				while (run->applied < safe && batches < KS_BATCHES_PER_STEP &&
-					   (batches == 0 || !KsRunBudgetSpent(run)))
+					   (batches == 0 ? !KsEvictHold(run) : !KsRunBudgetSpent(run)))
 				{
 					run->applied = KsRunBatch(run, run->applied, safe, &progress);
 					batches++;
@@ -450,11 +454,14 @@ KsRunStep(KsAggRun *run, long *timeout)
 			{
 				KsCkptProgress progress;
 
+				/* the capture (and the eviction clock's walk) is ours too: unbounded */
+				KsRunTimeoutPause(false);
 				if (run->ckpt == NULL)
 					KsCheckpointStart(run, false);
-				KsRunTimeoutPause(false);
 				progress = KsCheckpointContinue(run, false);
 				did_checkpoint = (progress == KS_CKPT_WRITTEN);
+				/* reading does not wait for a checkpoint that cannot go on (evict.h) */
+				run->ckpt_skipped = (progress == KS_CKPT_SKIPPED);
 				if (progress == KS_CKPT_SKIPPED)
 					*timeout = Min(*timeout, 100);
 				else if (progress == KS_CKPT_MORE)

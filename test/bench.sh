@@ -600,15 +600,20 @@ bench_budget() {
 		progress "$name: 1% of the keys changed, then a checkpoint"
 		touch_keys "$k" 100 evb "$name"
 		one=$(ckpt_long "$name")
-		progress "$name: every key changed, then a checkpoint"
-		touch_keys "$k" 1 evb "$name"
-		full=$(ckpt_long "$name")
-		awk -v n="$name" -v o="$one" -v f="$full" 'BEGIN {
-			split(o, a, " "); split(f, b, " ");
-			printf "%s checkpoint, 1%% of keys changed:   %9.1f ms, %9d keys, %11d bytes of state, %11d bytes of WAL\n", n, a[1], a[2], a[3], a[4];
-			printf "%s checkpoint, 100%% of keys changed: %9.1f ms, %9d keys, %11d bytes of state, %11d bytes of WAL\n", n, b[1], b[2], b[3], b[4];
-			printf "%s 1%% checkpoint / full: time 1/%.0f, WAL 1/%.0f\n", n, b[1] / a[1], b[4] / a[4];
-		}'
+		awk -v n="$name" -v o="$one" 'BEGIN { split(o, a, " ");
+			printf "%s checkpoint, 1%% of keys changed:   %9.1f ms, %9d keys, %11d bytes of state, %11d bytes of WAL\n", n, a[1], a[2], a[3], a[4]; }'
+		# every key changed: only in memory (under the budget that is a
+		# drain of reloads, measured above as the uniform steady state)
+		if [ "$name" = evb_stats ]; then
+			progress "$name: every key changed, then a checkpoint"
+			touch_keys "$k" 1 evb "$name"
+			full=$(ckpt_long "$name")
+			awk -v n="$name" -v o="$one" -v f="$full" 'BEGIN {
+				split(o, a, " "); split(f, b, " ");
+				printf "%s checkpoint, 100%% of keys changed: %9.1f ms, %9d keys, %11d bytes of state, %11d bytes of WAL\n", n, b[1], b[2], b[3], b[4];
+				printf "%s 1%% checkpoint / full: time 1/%.0f, WAL 1/%.0f\n", n, b[1] / a[1], b[4] / a[4];
+			}'
+		fi
 		ks_query "SELECT keyedstate.resume('$other')" >/dev/null
 		ks_sync_all '2 hours'
 	done

@@ -78,7 +78,7 @@ SELECT g, CASE WHEN g % 7 = 0 THEN NULL ELSE 't' || (g % 7) END, g % 1000 + r, g
 # --- 1. more keys than the budget holds: keys go cold, the view has them all
 insert_keys(1, 40000, 1);
 insert_keys(1, 40000, 1);
-ks_sync_all($node, $db);
+ks_sync_all($node, $db, '5 min');
 ok(ks_wait_for($node, $db, q{
 SELECT keys_in_memory < keys AND evictions > 0 AND keys = 40000 FROM keyedstate.status WHERE name = 'one'}),
 	'keys beyond the budget are evicted: fewer in memory than in total');
@@ -122,7 +122,7 @@ my ($rh, $rout) = ks_pgbench($node, $db, '-c', '1', '-T', '4', '-f', $r);
 $wh->finish;
 $rh->finish;
 like($$rout, qr/number of failed transactions: 0/, 'readers never fail while keys move');
-ks_sync_all($node, $db);
+ks_sync_all($node, $db, '5 min');
 ok($node->safe_psql($db, q{SELECT bool_and(reloads > 0) FROM keyedstate.status}) eq 't',
 	'rows for evicted keys loaded them back')
   or diag($node->safe_psql($db, 'SELECT name, keys, keys_in_memory, evictions, reloads FROM keyedstate.status'));
@@ -137,7 +137,7 @@ for my $i (1 .. 3)
 	ks_kill_worker($node, $db);
 }
 $kh->finish;
-ks_sync_all($node, $db);
+ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'every view equals its oracle after three kills of the worker');
 is($node->safe_psql($db, q{
 SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregation a ON a.id = c.aggregation_id
@@ -147,18 +147,18 @@ SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregation a ON a.id = c
 
 # --- 4. a clean restart loads the keys in memory only; the rest stay cold
 $node->restart;
-ks_sync_all($node, $db);
+ks_sync_all($node, $db, '5 min');
 ok($node->safe_psql($db, q{SELECT keys_in_memory < keys FROM keyedstate.status WHERE name = 'one'}) eq 't',
 	'after a restart, cold keys are not loaded');
 insert_keys(39000, 41000, 1);
-ks_sync_all($node, $db);
+ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'every view equals its oracle after a restart and more rows');
 
 # --- 5. the budget changes while running; max_state_memory bounds the rest
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('one', memory_limit => '0')});
 ks_wait_for($node, $db, q{SELECT memory_limit IS NULL FROM keyedstate.status WHERE name = 'one'});
 insert_keys(1, 51000, 1);
-ks_sync_all($node, $db);
+ks_sync_all($node, $db, '5 min');
 is($node->safe_psql($db, q{SELECT keys_in_memory = keys FROM keyedstate.status WHERE name = 'one'}),
 	't', 'without a budget every key that changes stays in memory');
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('one', memory_limit => '5MB')});
@@ -179,6 +179,7 @@ SELECT memory_limit = 24 * 1024 * 1024 / 4 AND keys_in_memory < keys
 	FROM keyedstate.status ORDER BY name}) . "\n" . $node->safe_psql($db, 'SELECT * FROM keyedstate.workers'));
 $oracle{free} = 'SELECT k, count(*) FROM ev GROUP BY k';
 $view{free} = 'SELECT k, c FROM free';
+ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'every view equals its oracle under the shared bound');
 
 # --- 6. a TTL under a budget: cold keys expire too, and come back fresh
@@ -230,7 +231,7 @@ delete $oracle{hav};
 is($node->safe_psql($db, "SELECT count(*) FROM keyedstate.cold WHERE aggregation_id = $id"), '0',
 	'a dropped aggregation leaves no cold keys');
 ks_wait_state($node, $db, 'two', 'running');
-ks_sync_all($node, $db);
+ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'a rebuilt aggregation with a budget equals its oracle');
 
 # --- 8. a damaged cold row is an error, for readers and for the worker, never a crash
@@ -247,7 +248,7 @@ like($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'o
 	qr/corrupted/, 'and says why');
 $node->safe_psql($db, q{SELECT keyedstate.rebuild('one')});
 ks_wait_state($node, $db, 'one', 'running');
-ks_sync_all($node, $db);
+ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'a rebuild recovers from it exactly');
 unlike(slurp_file($node->logfile), qr/terminated by signal (?!9\b)/,
 	'no server process died but of the deliberate SIGKILLs');
