@@ -24,6 +24,9 @@ CREATE SCHEMA keyedstate;
  * the budget of the state in memory, in bytes (NULL: none but
  * keyedstate.max_state_memory): colder keys are evicted to keyedstate.cold.
  * cold_keys counts the rows of keyedstate.cold as of checkpoint_id.
+ * watermark is a windowed aggregation's watermark as of
+ * checkpointed_offset (the newest time consumed; a part, which keeps only
+ * some keys, recovers it from there, and so do the parts a rescale seeds).
  * parallelism is the number of parts the key groups are split into (see
  * keyedstate.part), max_parallelism the number of key groups (a key's
  * group is its hash modulo it), fixed at creation; layout counts the
@@ -59,7 +62,8 @@ CREATE TABLE keyedstate.aggregation (
 	created				timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	parallelism			int NOT NULL DEFAULT 1,
 	max_parallelism		int NOT NULL DEFAULT 128,
-	layout				int NOT NULL DEFAULT 0
+	layout				int NOT NULL DEFAULT 0,
+	watermark			timestamptz
 );
 CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;
 
@@ -93,7 +97,8 @@ CREATE TABLE keyedstate.part (
 	last_checkpoint		timestamptz,
 	checkpoint_id		bigint,
 	clean_stop			bool NOT NULL DEFAULT false,
-	cold_keys			bigint NOT NULL DEFAULT 0
+	cold_keys			bigint NOT NULL DEFAULT 0,
+	watermark			timestamptz
 );
 CREATE INDEX ON keyedstate.part (aggregation_id);
 

@@ -40,6 +40,8 @@ KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
 	buf->hashes = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->entries = MemoryContextAllocZero(parent, sizeof(KsKeyEntry *) * buf->maxrows);
 	buf->late = MemoryContextAllocZero(parent, sizeof(bool) * buf->maxrows);
+	buf->wm_before = MemoryContextAllocZero(parent, sizeof(TimestampTz) * buf->maxrows);
+	buf->wm_pending = DT_NOBEGIN;
 	buf->misses = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->timecol = -1;
 	buf->watermark = DT_NOBEGIN;
@@ -90,13 +92,25 @@ KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot)
 	if (buf->ngroups > 0)
 	{
 		uint32		hash = KsKeyHash(buf->kt, slot->tts_values + 1, slot->tts_isnull + 1);
-		int			group = KsKeyGroup(hash, buf->ngroups);
+		int			group = KsKeyGroupOf(buf->kt, buf->ngroups, buf->group_skip, hash,
+										 slot->tts_values + 1, slot->tts_isnull + 1);
 
 		if (group < buf->first_group || group > buf->last_group ||
 			(buf->group_starts != NULL &&
 			 DatumGetInt64(slot->tts_values[0]) <= buf->group_starts[group]))
+		{
+			/* ... but its time moves the watermark all the same (apply.h) */
+			if (buf->timecol >= 0 && !slot->tts_isnull[buf->timecol] &&
+				DatumGetTimestampTz(slot->tts_values[buf->timecol]) > buf->wm_pending)
+				buf->wm_pending = DatumGetTimestampTz(slot->tts_values[buf->timecol]);
 			return;
+		}
 		buf->hashes[buf->nrows] = hash;
+	}
+	if (buf->timecol >= 0)
+	{
+		buf->wm_before[buf->nrows] = buf->wm_pending;
+		buf->wm_pending = DT_NOBEGIN;
 	}
 	values = buf->values + buf->nrows * ncols;
 	isnull = buf->isnull + buf->nrows * ncols;
@@ -145,6 +159,15 @@ KsApplyWatermark(KsApplyBuffer *buf, int i)
 		buf->watermark = t;
 }
 
+/* Other parts' rows read after the last buffered one move the watermark (apply.h). */
+static void
+KsApplyPendingWatermark(KsApplyBuffer *buf)
+{
+	if (buf->wm_pending > buf->watermark)
+		buf->watermark = buf->wm_pending;
+	buf->wm_pending = DT_NOBEGIN;
+}
+
 /* Apply every buffered row, in order, in the passes described in apply.h. */
 void
 KsApplyBufferFlush(KsApplyBuffer *buf)
@@ -156,7 +179,10 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 	int			i;
 
 	if (n == 0)
+	{
+		KsApplyPendingWatermark(buf);
 		return;
+	}
 
 	/* pass 1: hash the keys (columns 1 .. nkeys), prefetch their index slots */
 	for (i = 0; i < n; i++)
@@ -164,7 +190,12 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		*buf->cur_offset = DatumGetInt64(buf->values[i * ncols]);
 		buf->late[i] = false;
 		if (buf->timecol >= 0)
+		{
+			/* other parts' rows read before this one (apply.h) */
+			if (buf->wm_before[i] > buf->watermark)
+				buf->watermark = buf->wm_before[i];
 			KsApplyWatermark(buf, i);
+		}
 		if (buf->ngroups == 0)
 			buf->hashes[i] = KsKeyHash(kt, buf->values + i * ncols + 1,
 									   buf->isnull + i * ncols + 1);
@@ -244,6 +275,7 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 	}
 
 	buf->nrows = 0;
+	KsApplyPendingWatermark(buf);
 	if (buf->anybyref)
 		MemoryContextReset(buf->rowcxt);
 }

@@ -73,6 +73,16 @@ typedef struct KsApplyBuffer
 	int			first_group;
 	int			last_group;
 	const int64 *group_starts;
+	int			group_skip;		/* key columns the group leaves out (a pane) */
+
+	/*
+	 * A windowed part's watermark is the aggregation's: the rows of other
+	 * parts (and those a seed had consumed) move it too, in offset order.
+	 * wm_before[i] is the newest time of such rows read before buffered
+	 * row i, wm_pending of those read since the last buffered row.
+	 */
+	TimestampTz *wm_before;
+	TimestampTz wm_pending;
 
 	int			ncols;			/* input columns: offset, keys, arguments */
 	int16	   *typlens;		/* per column, set from the first row */

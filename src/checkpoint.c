@@ -71,6 +71,7 @@ struct KsChunkWriter
 	bool		final;			/* a clean stop's last checkpoint */
 	int64		offset;			/* the consumed offset captured */
 	bool		rebuilding;		/* whether that offset is still a rebuild's */
+	TimestampTz watermark;		/* windows: the watermark at that offset */
 	uint64		request;		/* the checkpoint request it satisfies */
 	TimestampTz started;
 
@@ -302,7 +303,8 @@ static void
 KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
 {
 	KsAggRun   *run = w->run;
-	int			group = KsKeyGroup(e->hash, w->run->def->max_parallelism);
+	int			group = KsKeyGroupOf(run->kt, run->def->max_parallelism, KsRunGroupSkip(run),
+									 e->hash, e->keys, e->keynulls);
 	uint16		g = (uint16) group;
 	MemoryContext oldcxt;
 	int			at;
@@ -386,6 +388,7 @@ KsCheckpointStart(KsAggRun *run, bool final)
 	w->final = final;
 	w->offset = run->consumed;
 	w->rebuilding = run->consumed < run->rebuild_until;
+	w->watermark = run->def->window_size_us > 0 ? run->watermark : DT_NOBEGIN;
 	w->tmp = AllocSetContextCreate(run->loadcxt, "keyedstate checkpoint chunk",
 								   ALLOCSET_DEFAULT_SIZES);
 	if (run->ckpt_buf == NULL)
@@ -490,7 +493,7 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, (int) w->nstale);
 	/* and the cold rows the TTL's sweep found expired */
 	w->nexpired_cold = KsColdDeleteExpired(run);
-	KsCheckpointCommit(run, w->offset, w->checkpoint_id, w->full, w->final, w->rebuilding,
+	KsCheckpointCommit(run, w->offset, w->watermark, w->checkpoint_id, w->full, w->final, w->rebuilding,
 					   run->cold_rows + (int64) w->ncold - w->nstale - w->nexpired_cold);
 	KsBecomeOwner(run);
 	return KS_CKPT_WRITTEN;
@@ -509,6 +512,13 @@ KsCheckpointDone(KsAggRun *run)
 	for (i = 0; i < w->nstale; i++)
 		if (w->stale_keys[i]->cold_id == w->stale_ids[i])
 			w->stale_keys[i]->cold_id = 0;
+	/* (in the run's memory, which lives as long as the run: every checkpoint's would stay) */
+	if (w->stale_hashes != NULL)
+	{
+		pfree(w->stale_hashes);
+		pfree(w->stale_ids);
+		pfree(w->stale_keys);
+	}
 	run->cold_rows += (int64) w->ncold - w->nstale - w->nexpired_cold;
 	run->cold_keys -= w->nexpired_cold;
 	KsEvictDone(run, w->victims, w->nvictims, w->epoch);

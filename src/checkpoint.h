@@ -133,11 +133,13 @@ extern bool KsLockDefinitionRow(KsAggRun *run);
 
 /*
  * Commit a checkpoint's offset and id to the run's row (the aggregation's
- * or its part's), with the rows of keyedstate.cold it leaves; a full one
+ * or its part's), with the rows of keyedstate.cold it leaves and a windowed
+ * aggregation's watermark at that offset (DT_NOBEGIN: none); a full one
  * deletes the chunks it replaces.
  */
-extern void KsCheckpointCommit(KsAggRun *run, int64 offset, int64 checkpoint_id, bool full,
-							   bool final, bool rebuilding, int64 cold_rows);
+extern void KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark,
+							   int64 checkpoint_id, bool full, bool final, bool rebuilding,
+							   int64 cold_rows);
 
 /*
  * Delete a rescale's retired parts (and checkpoints) no part seeds from

@@ -104,11 +104,12 @@ KsCheckpointForgetRetired(KsAggRun *run)
 
 /* Commit a checkpoint's offset with its chunks (see checkpoint.h). */
 void
-KsCheckpointCommit(KsAggRun *run, int64 offset, int64 checkpoint_id, bool full, bool final,
-				   bool rebuilding, int64 cold_rows)
+KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 checkpoint_id,
+				   bool full, bool final, bool rebuilding, int64 cold_rows)
 {
-	Datum		args[6];
-	Oid			argtypes[6] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID};
+	Datum		args[7];
+	Oid			argtypes[7] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID, TIMESTAMPTZOID};
+	char		nulls[7] = "      ";
 	int			ret;
 
 	args[0] = Int32GetDatum(run->def->id);
@@ -117,18 +118,20 @@ KsCheckpointCommit(KsAggRun *run, int64 offset, int64 checkpoint_id, bool full, 
 	args[3] = BoolGetDatum(final);
 	args[4] = Int64GetDatum(checkpoint_id);
 	args[5] = Int64GetDatum(cold_rows);
+	args[6] = TimestampTzGetDatum(watermark);
+	nulls[6] = watermark == DT_NOBEGIN ? 'n' : ' ';
 	if (run->def->is_part)
 		ret = SPI_execute_with_args("UPDATE keyedstate.part "
 									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 									"last_checkpoint = pg_catalog.now(), clean_stop = $4, "
-									"seed_from = NULL WHERE id = $1",
-									6, argtypes, args, NULL, false, 0);
+									"watermark = $7, seed_from = NULL WHERE id = $1",
+									7, argtypes, args, nulls, false, 0);
 	else
 		ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
 									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
-									"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4 "
-									"WHERE id = $1",
-									6, argtypes, args, NULL, false, 0);
+									"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4, "
+									"watermark = $7 WHERE id = $1",
+									7, argtypes, args, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed != 1)

@@ -167,8 +167,7 @@ KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows)
 
 /* Refuse a parallelism out of range, or that parts cannot do yet (see hooks.h). */
 void
-KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit,
-						  bool windows)
+KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit)
 {
 	if (max_parallelism < 1 || max_parallelism > KS_MAX_KEY_GROUPS)
 		ereport(ERROR,
@@ -185,12 +184,6 @@ KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_lim
 				 errmsg("memory_limit cannot be combined with a parallelism above 1 yet"),
 				 errdetail("The parts of an aggregation do not evict keys to keyedstate.cold."),
 				 errhint("Leave out memory_limit, or run the aggregation with parallelism 1.")));
-	if (parallelism > 1 && windows)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("time windows cannot be combined with a parallelism above 1 yet"),
-				 errdetail("The panes of one key's windows would be spread over several parts."),
-				 errhint("Leave out the window parameters, or run the aggregation with parallelism 1.")));
 }
 
 /* Stage 1: the arguments and the view's name. */
@@ -217,8 +210,7 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	KsCheckMemoryLimitAllowed(cs->memory_limit, cs->ttl != (Datum) 0, cs->window != NULL);
 	cs->parallelism = PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10);
 	cs->max_parallelism = PG_ARGISNULL(11) ? KS_MAX_PARALLELISM : PG_GETARG_INT32(11);
-	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism, cs->memory_limit,
-							  cs->window != NULL);
+	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism, cs->memory_limit);
 	cs->userid = GetUserId();
 
 	if (strcmp(cs->start_from, "beginning") != 0 && strcmp(cs->start_from, "now") != 0)

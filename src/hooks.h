@@ -54,10 +54,10 @@ extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows
 
 /*
  * Refuse a parallelism out of range, or combined with what parts cannot
- * do yet (a memory budget, time windows).
+ * do yet (a memory budget).
  */
 extern void KsCheckParallelismAllowed(int parallelism, int max_parallelism,
-									  int64 memory_limit, bool windows);
+									  int64 memory_limit);
 
 /*
  * Add the parts of a new layout of an aggregation (create_aggregation,

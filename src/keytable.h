@@ -316,4 +316,20 @@ extern uint32 KsHashKeyValues(int nkeys, FmgrInfo *hashfns, const Oid *colls,
 /* The key group of a hash, of ngroups (an aggregation's max_parallelism). */
 #define KsKeyGroup(hash, ngroups)	((int) ((hash) % (uint32) (ngroups)))
 
+/*
+ * The key group of a key of hash `hash`: KsKeyGroup of it, or, with `skip`
+ * leading key columns left out (the pane of a windowed aggregation, so
+ * that all the panes of a key are in one part: window.h), of the hash of
+ * the other columns.
+ */
+static inline int
+KsKeyGroupOf(KsKeyTable *kt, int ngroups, int skip, uint32 hash,
+			 const Datum *keys, const bool *nulls)
+{
+	if (skip > 0)
+		hash = KsHashKeyValues(kt->nkeys - skip, kt->hashfns + skip, kt->keycolls + skip,
+							   keys + skip, nulls + skip);
+	return KsKeyGroup(hash, ngroups);
+}
+
 #endif							/* KS_KEYTABLE_H */

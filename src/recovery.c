@@ -227,6 +227,7 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			uint16		group;
 			uint32		klen;
 			const char *k;
+			int			kg;
 
 			if (KsReaderLeft(&r) < sizeof(uint16))
 				KsCheckpointCorrupted(run->name, "The chunk ends inside a key group.");
@@ -262,10 +263,12 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 									  statelens[n], rowlens[n]);
 			KsKeyDeserialize(kt, k, klen, run->name, keys + n * nk, nulls + n * nk);
 			hashes[n] = KsKeyHash(kt, keys + n * nk, nulls + n * nk);
-			if (KsKeyGroup(hashes[n], run->def->max_parallelism) != group)
+			kg = KsKeyGroupOf(kt, run->def->max_parallelism, KsRunGroupSkip(run), hashes[n],
+							  keys + n * nk, nulls + n * nk);
+			if (kg != group)
 				KsCheckpointCorrupted(run->name,
 									  "A key stored in key group %d hashes to key group %d.",
-									  group, KsKeyGroup(hashes[n], run->def->max_parallelism));
+									  group, kg);
 			if (rowlens[n] > 0)
 				KsCheckStoredRow(run->name, run->info.viewdesc, rows[n], rowlens[n]);
 			/* a part seeded from another's checkpoints keeps its own groups */
@@ -543,7 +546,7 @@ KsRecover(KsAggRun *run)
 	arg = Int32GetDatum(run->def->id);
 	/* seeded or not as the catalog says now: a definition may be older */
 	KsReadProgress(run, run->def->id, run->def->is_part, &run->checkpointed, &committed,
-				   &run->cold_rows, NULL, NULL, &seeds);
+				   &run->cold_rows, NULL, NULL, &seeds, &run->recovered_wm);
 	run->consumed = run->checkpointed;
 	/* a checkpoint that was being written when the worker stopped never counted */
 	KsCheckpointDiscardUncommitted(run->def->id, committed);

@@ -37,11 +37,12 @@ extern void KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool 
  * The progress of a run's row, the aggregation's or (is_part) a part's:
  * its checkpointed offset, committed checkpoint id and rows in
  * keyedstate.cold, its key groups and the ids it is seeded from (NULL:
- * none) as of now (NULL pointers: not wanted).
+ * none) and the watermark committed with it (window.h; DT_NOBEGIN: none)
+ * as of now (NULL pointers: not wanted).
  */
 extern void KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset,
 						   int64 *committed, int64 *cold_rows, int *first_group, int *last_group,
-						   ArrayType **seeds);
+						   ArrayType **seeds, TimestampTz *watermark);
 
 /*
  * Recover a part that a rescale added from the checkpoints it is seeded

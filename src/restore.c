@@ -142,9 +142,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	AttrNumber	offset_attnum;
 	int64		start;
 	ObjectAddress ruleaddr;
-	int			cols[9];
-	Datum		values[9];
-	bool		nulls[9] = {false, false, false, false, false, true, false, false, false};
+	int			cols[10];
+	Datum		values[10];
+	bool		nulls[10] = {false, false, false, false, false, true, false, false, false, true};
 	int			parallelism;
 	int			max_parallelism;
 	KsCatalogAccess acc;
@@ -226,13 +226,15 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	/* the parts (not dumped) start again with the first layout */
 	cols[8] = KsColumn(desc, "layout");
 	values[8] = Int32GetDatum(0);
-	tup = heap_modify_tuple_by_cols(tup, desc, 9, cols, values, nulls);
+	cols[9] = KsColumn(desc, "watermark");
+	values[9] = (Datum) 0;
+	tup = heap_modify_tuple_by_cols(tup, desc, 10, cols, values, nulls);
 
 	/* from here an abort gives the reservations back (hooks.c) */
 	KsRequestAtCommit();
 	parallelism = DatumGetInt32(KsGet(tup, desc, "parallelism"));
 	max_parallelism = DatumGetInt32(KsGet(tup, desc, "max_parallelism"));
-	KsCheckParallelismAllowed(parallelism, max_parallelism, 0, false);
+	KsCheckParallelismAllowed(parallelism, max_parallelism, 0);
 	if (parallelism > 1)
 	{
 		/* (the parts' reference to this row is checked at commit) */

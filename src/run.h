@@ -118,6 +118,7 @@ typedef struct KsAggRun
 	FmgrInfo   *combinefns;		/* per aggregate call */
 	MemoryContext combinecxt;	/* merged states of one window */
 	TimestampTz watermark;		/* windows: the newest time applied (DT_NOBEGIN: none) */
+	TimestampTz recovered_wm;	/* ... as committed with the checkpoint recovered */
 	int64		rows_late;		/* windows: rows dropped as late since the run was created */
 
 	/* state TTL (expire.h) */
@@ -165,6 +166,16 @@ typedef struct KsAggRun
 	TimestampTz rate_since;
 	double		last_rate;
 } KsAggRun;
+
+/*
+ * Key columns a key's group leaves out (keytable.h: KsKeyGroupOf): a
+ * windowed aggregation's pane, so that every pane of a key is in one part.
+ */
+static inline int
+KsRunGroupSkip(const KsAggRun *run)
+{
+	return run->def->window_size_us > 0 ? 1 : 0;
+}
 
 /*
  * Whether a key last changed at `touched` has outlived the run's TTL at

@@ -34,7 +34,8 @@
 /* Read the progress of a run's row (see recovery.h). */
 void
 KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *committed,
-			   int64 *cold_rows, int *first_group, int *last_group, ArrayType **seeds)
+			   int64 *cold_rows, int *first_group, int *last_group, ArrayType **seeds,
+			   TimestampTz *watermark)
 {
 	Datum		arg = Int32GetDatum(id);
 	Oid			argtype = INT4OID;
@@ -43,9 +44,11 @@ KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *comm
 
 	ret = SPI_execute_with_args(is_part ?
 								"SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys, "
-								"first_key_group, last_key_group, seed_from FROM keyedstate.part WHERE id = $1" :
+								"first_key_group, last_key_group, seed_from, watermark "
+								"FROM keyedstate.part WHERE id = $1" :
 								"SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys, "
-								"0, max_parallelism - 1, NULL::int[] FROM keyedstate.aggregation WHERE id = $1",
+								"0, max_parallelism - 1, NULL::int[], watermark "
+								"FROM keyedstate.aggregation WHERE id = $1",
 								1, &argtype, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
@@ -65,6 +68,12 @@ KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *comm
 
 		*seeds = isnull ? NULL : DatumGetArrayTypePCopy(d);
 	}
+	if (watermark != NULL)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7, &isnull);
+
+		*watermark = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
+	}
 }
 
 /* Recover a new part from the checkpoints it is seeded from (see recovery.h). */
@@ -82,6 +91,7 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds)
 	int			g;
 	int			i;
 
+	run->recovered_wm = DT_NOBEGIN;
 	deconstruct_array(seeds, INT4OID, sizeof(int32), true, TYPALIGN_INT, &ids, NULL, &nids);
 	for (i = 0; i < nids; i++)
 	{
@@ -91,9 +101,13 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds)
 		int64		cold_rows;
 		int			first;
 		int			last;
+		TimestampTz wm;
 
 		KsReadProgress(run, seed, seed != def->agg_id, &offset, &committed, &cold_rows,
-					   &first, &last, NULL);
+					   &first, &last, NULL, &wm);
+		/* rows are read again from the oldest seed's offset: its watermark (window.h) */
+		if (offset < consumed || (offset == consumed && wm > run->recovered_wm))
+			run->recovered_wm = wm;
 		/* a rescale is refused while keys are evicted (control.c) */
 		if (cold_rows != 0)
 			KsCheckpointCorrupted(run->name, "A part it is seeded from has keys in keyedstate.cold.");

@@ -121,6 +121,7 @@ KsRunLoad(KsAggRun *run)
 		run->applybuf->ngroups = run->def->max_parallelism;
 		run->applybuf->first_group = run->def->first_group;
 		run->applybuf->last_group = run->def->last_group;
+		run->applybuf->group_skip = KsRunGroupSkip(run);
 	}
 	run->batchcxt = AllocSetContextCreate(run->loadcxt, "keyedstate batch",
 										  ALLOCSET_DEFAULT_SIZES);

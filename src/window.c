@@ -242,7 +242,8 @@ KsWindowLoad(KsAggRun *run)
 	KsKeyEntry *e;
 	int			i;
 
-	run->watermark = DT_NOBEGIN;
+	/* a part's own keys may be older than what the aggregation has read */
+	run->watermark = run->recovered_wm;
 	KsKeyIterInit(&iter, run->kt);
 	while ((e = KsKeyIterNext(&iter)) != NULL)
 		if (!(e->flags & KS_KEY_EXPIRED) && (run->watermark == DT_NOBEGIN || e->touched > run->watermark))

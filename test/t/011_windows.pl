@@ -134,6 +134,16 @@ SELECT keyedstate.create_aggregation('hop_ttl',
 SELECT keyedstate.create_aggregation('tumble_ttl',
 	'SELECT k, count(*) AS c, sum(v) AS s FROM ev2 GROUP BY k',
 	window_size => '5 minutes', time_column => 'ts', ttl => '20 minutes');
+-- the same in parts: each part keeps some keys, all of a key's panes, and
+-- the watermark of every row read (so the same rows are late)
+SELECT keyedstate.create_aggregation('hop_ttl_p',
+	'SELECT k, count(*) AS c, sum(v) AS s, avg(v) AS a FROM ev2 GROUP BY k',
+	window_size => '10 minutes', window_slide => '2 minutes', time_column => 'ts', ttl => '30 minutes',
+	parallelism => 3, max_parallelism => 8);
+SELECT keyedstate.create_aggregation('tumble_ttl_p',
+	'SELECT k, count(*) AS c, sum(v) AS s FROM ev2 GROUP BY k',
+	window_size => '5 minutes', time_column => 'ts', ttl => '20 minutes',
+	parallelism => 2, max_parallelism => 8);
 });
 
 # rows in offset order; the watermark before each is the newest time before it
@@ -152,6 +162,8 @@ WITH r AS (SELECT *, max(ts) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING 
 my %ttl_aggs = (
 	hop_ttl => ttl_oracle('10 minutes', '2 minutes', '30 minutes', 'count(*), sum(v), avg(v)'),
 	tumble_ttl => ttl_oracle('5 minutes', '5 minutes', '20 minutes', 'count(*), sum(v)'));
+$ttl_aggs{hop_ttl_p} = $ttl_aggs{hop_ttl};
+$ttl_aggs{tumble_ttl_p} = $ttl_aggs{tumble_ttl};
 sub check_ttl
 {
 	my ($when) = @_;
@@ -169,12 +181,20 @@ WITH r AS (SELECT *, max(ts) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING 
 SELECT count(*) FROM r WHERE date_bin('2 minutes', ts, '1970-01-01 00:00:00+00') + interval '10 minutes' <= wm - interval '30 minutes'});
 ok($late > 20, "there are late rows ($late)");
 is(ks_status($node, $db, 'hop_ttl', 'rows_late'), $late, 'status counts the late rows');
+is(ks_status($node, $db, 'hop_ttl_p', 'rows_late'), $late, 'and so do the parts together');
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.workers WHERE aggregation = 'hop_ttl_p' AND keys > 0}), '3',
+	'the keys of the windowed aggregation are spread over its three parts');
 is($node->safe_psql($db, q{SELECT min(window_end) > (SELECT max(ts) FROM ev2) - interval '30 minutes' FROM hop_ttl}), 't',
 	'only windows ending within the TTL of the newest time are kept');
 $node->safe_psql($db, 'SELECT add_timed(1000)');
 ks_kill_worker($node, $db);
 ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
 check_ttl('after more rows and a crash');
+# rescaled: the new parts start from the watermark of their oldest seed
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('hop_ttl_p', parallelism => 2)});
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('tumble_ttl_p', parallelism => 3)});
+$node->safe_psql($db, 'SELECT add_timed(1000)');
+check_ttl('after a rescale and more rows');
 $node->safe_psql($db, 'SELECT add_timed(1000)');
 $node->restart;
 ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';

@@ -243,9 +243,7 @@ for my $case (
 	[ 'parallelism => 0', qr/parallelism must be between 1 and max_parallelism \(128\)/ ],
 	[ 'parallelism => 200', qr/parallelism must be between 1 and max_parallelism \(128\)/ ],
 	[ 'max_parallelism => 40000', qr/max_parallelism must be between 1 and 32768/ ],
-	[ q{parallelism => 2, memory_limit => '64MB'}, qr/memory_limit cannot be combined with a parallelism above 1 yet/ ],
-	[ q{parallelism => 2, window_size => '1 hour', window_slide => '10 minutes', time_column => 'ts'},
-	  qr/time windows cannot be combined with a parallelism above 1 yet/ ])
+	[ q{parallelism => 2, memory_limit => '64MB'}, qr/memory_limit cannot be combined with a parallelism above 1 yet/ ])
 {
 	($ret, $out, $err) = $node->psql($db,
 		"SELECT keyedstate.create_aggregation('bad', 'SELECT k, count(*) FROM ev GROUP BY k', $case->[0])");
