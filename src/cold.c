@@ -16,9 +16,11 @@
 #include "keyedstate.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "access/stratnum.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -169,36 +171,89 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	memset(batch, 0, sizeof(KsColdBatch));
 }
 
-/* Delete cold rows by hash and id (see cold.h). */
+static void KsColdRelids(Oid *heap, Oid *index);
+
+/* Order of uint64s, for bsearch. */
+static int
+KsCompareUint64(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Delete cold rows by hash and id (see cold.h), through the primary key:
+ * a DELETE ... = ANY planned with a smaller table's statistics scanned
+ * every cold row.  Deleted as the catalog's rows are (keyedstate.cold has
+ * no trigger, rule or reference); later reads see it (command counter).
+ */
 int64
 KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
 {
-	Datum	   *h;
-	Datum	   *d;
-	Datum		args[3];
-	Oid			argtypes[3] = {INT4OID, INT4ARRAYOID, INT8ARRAYOID};
+	MemoryContext tmp;
+	MemoryContext oldcxt;
+	Datum	   *elems;
+	uint64	   *sorted;
+	ArrayType  *arr;
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData skeys[2];
+	int64		deleted = 0;
 	int			i;
 
 	if (n == 0)
 		return 0;
-	h = palloc(sizeof(Datum) * n);
-	d = palloc(sizeof(Datum) * n);
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold delete",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(tmp);
+	elems = palloc(sizeof(Datum) * n);
+	sorted = palloc(sizeof(uint64) * n);
 	for (i = 0; i < n; i++)
 	{
-		h[i] = Int32GetDatum((int32) hashes[i]);
-		d[i] = Int64GetDatum((int64) ids[i]);
+		elems[i] = Int32GetDatum((int32) hashes[i]);
+		sorted[i] = ids[i];
 	}
-	args[0] = Int32GetDatum(aggid);
-	args[1] = PointerGetDatum(construct_array(h, n, INT4OID, 4, true, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(d, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	/* ids are unique within the aggregation; the hashes lead the index to them */
-	if (SPI_execute_with_args("DELETE FROM keyedstate.cold "
-							  "WHERE aggregation_id = $1 AND hash = ANY ($2) AND id = ANY ($3)",
-							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "keyedstate could not delete cold keys");
-	pfree(h);
-	pfree(d);
-	return (int64) SPI_processed;
+	qsort(sorted, n, sizeof(uint64), KsCompareUint64);
+	arr = construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT);
+	MemoryContextSwitchTo(oldcxt);
+
+	KsColdRelids(&heapoid, &indexoid);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	heap = table_open(heapoid, RowExclusiveLock);
+	index = index_open(indexoid, RowExclusiveLock);
+	slot = table_slot_create(heap, NULL);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
+	ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
+						   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, skeys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		uint64		id = (uint64) DatumGetInt64(slot_getattr(slot, 3, &isnull));
+
+		KsCheckInterrupts();
+		/* another key of the same hash keeps its row */
+		if (isnull || bsearch(&id, sorted, n, sizeof(uint64), KsCompareUint64) == NULL)
+			continue;
+		simple_heap_delete(heap, &slot->tts_tid);
+		deleted++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, RowExclusiveLock);
+	table_close(heap, RowExclusiveLock);
+	UnregisterSnapshot(snapshot);
+	MemoryContextDelete(tmp);
+	CommandCounterIncrement();
+	return deleted;
 }
 
 /* Delete the cold rows of checkpoints after `committed` (see cold.h). */
