@@ -475,7 +475,12 @@ KsRunStep(KsAggRun *run, long *timeout)
 		KsSlotLeaveStep(run->slot);
 
 		if (did_checkpoint)
+		{
 			KsCheckpointDone(run);
+			/* its victims leave the view and the key count at the next publish: now */
+			if (run->kt->npublish > 0)
+				*timeout = 0;
+		}
 
 		/* progress and state for keyedstate.status */
 		if (run->loaded)
