@@ -126,6 +126,17 @@ KsDatabaseRequestLocked(Oid dboid)
 	KsSetLatchOf(KsSharedState->launcher_procno);
 }
 
+/* Ask the workers of a database, if it has a slot, to reload (see shmem.h). */
+void
+KsDatabaseAskReload(Oid dboid)
+{
+	if (KsSharedState == NULL)
+		return;
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	KsDatabaseRequestLocked(dboid);
+	LWLockRelease(KsSharedState->lock);
+}
+
 /* Ask for a database worker (see shmem.h). */
 void
 KsRequestDatabaseWorker(Oid dboid, bool bump)

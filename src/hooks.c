@@ -67,9 +67,11 @@ KsXactCallback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			/* an interrupted run waits for a reload after this commit */
-			if ((ks_request_pending || ks_interrupt_pending) && KsSharedState != NULL)
+			if (ks_request_pending && KsSharedState != NULL)
 				KsRequestDatabaseWorker(MyDatabaseId, true);
+			/* an interrupted run waits for a reload after this commit */
+			else if (ks_interrupt_pending)
+				KsDatabaseAskReload(MyDatabaseId);
 			else if (ks_wake_pending)
 				KsWakeDatabaseWorker(MyDatabaseId);
 			break;
@@ -78,8 +80,8 @@ KsXactCallback(XactEvent event, void *arg)
 			if (TransactionIdIsValid(ks_reserving_xid))
 				KsReleaseReservations(ks_reserving_xid);
 			/* a step stopped for nothing: let the worker take it up again */
-			if (ks_interrupt_pending && KsSharedState != NULL)
-				KsRequestDatabaseWorker(MyDatabaseId, true);
+			if (ks_interrupt_pending)
+				KsDatabaseAskReload(MyDatabaseId);
 			break;
 		case XACT_EVENT_PREPARE:
 			/* COMMIT PREPARED reaches the worker through invalidations */

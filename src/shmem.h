@@ -499,6 +499,12 @@ extern void KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid);
 extern void KsDatabaseRequestLocked(Oid dboid);
 
 /*
+ * Ask the workers of a database to reload, if it has a database slot;
+ * never an error (for the end of a transaction that interrupted a step).
+ */
+extern void KsDatabaseAskReload(Oid dboid);
+
+/*
  * Take an orphaned slot (no live runner) so that it can be freed without a
  * worker claiming it meanwhile; false if it is not one any more.
  */
