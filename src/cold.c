@@ -37,9 +37,10 @@
 /* Cold hashes a step reads to build the filter. */
 #define KS_COLD_FILTER_SLICE	100000
 
-/* The filter's fewest bits, and bits per cold key (about 12% false positives). */
+/* The filter's fewest bits; bits per cold key when built, and at most when full (cold.h). */
 #define KS_COLD_FILTER_MIN_BITS	((uint64) 1 << 16)
-#define KS_COLD_FILTER_BITS_PER_KEY	8
+#define KS_COLD_FILTER_BITS_BUILT	15
+#define KS_COLD_FILTER_BITS_FULL	10
 
 /* The CRC-32C of a cold row (see cold.h). */
 pg_crc32c
@@ -282,9 +283,9 @@ KsColdForget(int32 aggid)
 
 /* Set a hash's bit in a filter. */
 static inline void
-KsColdFilterSet(uint64 *filter, uint64 mask, uint32 hash)
+KsColdFilterSet(uint64 *filter, uint64 bits, uint32 hash)
 {
-	uint64		bit = hash & mask;
+	uint64		bit = KsColdFilterBit(bits, hash);
 
 	filter[bit >> 6] |= (uint64) 1 << (bit & 63);
 }
@@ -293,15 +294,14 @@ KsColdFilterSet(uint64 *filter, uint64 mask, uint32 hash)
 void
 KsColdFilterStart(KsAggRun *run, int64 keys)
 {
-	uint64		bits = KS_COLD_FILTER_MIN_BITS;
+	uint64		bits = (uint64) Max(keys, 0) * KS_COLD_FILTER_BITS_BUILT;
 
-	while (bits < (uint64) keys * KS_COLD_FILTER_BITS_PER_KEY && bits < ((uint64) 1 << 32))
-		bits <<= 1;
+	bits = Min(Max(TYPEALIGN(64, bits), KS_COLD_FILTER_MIN_BITS), (uint64) 1 << 32);
 	if (run->cold_building != NULL)
 		pfree(run->cold_building);
 	run->cold_building = MemoryContextAllocHuge(run->loadcxt, bits / 8);
 	memset(run->cold_building, 0, bits / 8);
-	run->cold_building_mask = bits - 1;
+	run->cold_building_bits = bits;
 	run->cold_build_after = (int64) PG_INT32_MIN - 1;
 }
 
@@ -329,7 +329,7 @@ KsColdFilterStep(KsAggRun *run)
 		int32		h = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
 
 		/* a hash equal to the last one read has its bit set already */
-		KsColdFilterSet(run->cold_building, run->cold_building_mask, (uint32) h);
+		KsColdFilterSet(run->cold_building, run->cold_building_bits, (uint32) h);
 		run->cold_build_after = h;
 	}
 	if (SPI_processed < KS_COLD_FILTER_SLICE)
@@ -338,7 +338,7 @@ KsColdFilterStep(KsAggRun *run)
 		if (run->cold_filter != NULL)
 			pfree(run->cold_filter);
 		run->cold_filter = run->cold_building;
-		run->cold_filter_mask = run->cold_building_mask;
+		run->cold_filter_bits = run->cold_building_bits;
 		run->cold_building = NULL;
 	}
 	SPI_freetuptable(SPI_tuptable);
@@ -353,16 +353,16 @@ KsColdFilterAdd(KsAggRun *run, uint32 hash)
 		/* the first cold key: an empty filter is whole */
 		KsColdFilterStart(run, 0);
 		run->cold_filter = run->cold_building;
-		run->cold_filter_mask = run->cold_building_mask;
+		run->cold_filter_bits = run->cold_building_bits;
 		run->cold_building = NULL;
 	}
 	if (run->cold_filter != NULL)
-		KsColdFilterSet(run->cold_filter, run->cold_filter_mask, hash);
+		KsColdFilterSet(run->cold_filter, run->cold_filter_bits, hash);
 	if (run->cold_building != NULL)
-		KsColdFilterSet(run->cold_building, run->cold_building_mask, hash);
+		KsColdFilterSet(run->cold_building, run->cold_building_bits, hash);
 	/* too full to filter well: build a larger one */
-	else if ((uint64) run->cold_keys * KS_COLD_FILTER_BITS_PER_KEY > run->cold_filter_mask + 1)
-		KsColdFilterStart(run, run->cold_keys * 2);
+	else if ((uint64) run->cold_keys * KS_COLD_FILTER_BITS_FULL > run->cold_filter_bits)
+		KsColdFilterStart(run, run->cold_keys);
 }
 
 /* The OIDs of keyedstate.cold and of its primary key. */
@@ -414,6 +414,7 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 le
 	e = KsKeyTableLookup(kt, keys, nulls, hash, &found);
 	if (found && !(e->flags & KS_KEY_EVICTED))
 		return false;
+	KsKeyClearEvicted(kt, e);
 	if (KsExpiredAt(run, parts.touched, GetCurrentTimestamp()))
 	{
 		/*

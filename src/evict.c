@@ -34,17 +34,22 @@ KsContextInUse(MemoryContext cxt)
 int64
 KsEvictMemoryUsed(KsAggRun *run)
 {
-	return KsContextInUse(run->kt->cxt) + KsContextInUse(run->rt->statecxt) +
-		(int64) (run->kt->nentries * run->kt->entrysize) + run->slot->shared_bytes;
+	return KsContextInUse(run->loadcxt) + KsKeyTableMappedInUse(run->kt) + run->slot->shared_bytes;
 }
 
-/* An upper bound of KsEvictMemoryUsed, cheap to compute. */
+/* An upper bound of KsEvictMemoryUsed, cheap to compute: what status reports. */
 static int64
 KsEvictMemoryBound(KsAggRun *run)
 {
-	return (int64) MemoryContextMemAllocated(run->kt->cxt, true) +
-		(int64) MemoryContextMemAllocated(run->rt->statecxt, true) +
-		(int64) run->kt->mapped_bytes + run->slot->shared_bytes;
+	return (int64) MemoryContextMemAllocated(run->loadcxt, true) +
+		KsKeyTableMappedTouched(run->kt) + run->slot->shared_bytes;
+}
+
+/* Whether the memory allocated exceeds the budget (see evict.h). */
+bool
+KsEvictOverAllocated(KsAggRun *run)
+{
+	return run->memory_budget > 0 && KsEvictMemoryBound(run) > run->memory_budget;
 }
 
 /* Aggregations of the cluster with a slot, sharing max_state_memory. */
@@ -163,8 +168,12 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 	if (run->evict_target == 0)
 		return NULL;
 	want = Min(live - run->evict_target, (int64) KS_COLD_MAX_PER_CHECKPOINT);
+	/* at the target and still over: more evictions would not help (fixed memory) */
 	if (want <= 0)
+	{
+		run->evict_stalled = used > budget;
 		return NULL;
+	}
 
 	victims = MemoryContextAllocHuge(run->loadcxt, sizeof(KsKeyEntry *) * want);
 	/* two turns of the clock at most: the first may only clear marks */
@@ -225,6 +234,7 @@ KsEvictDone(KsAggRun *run, KsKeyEntry **victims, int64 n, uint32 epoch)
 		if (!KsAggReleaseStates(run->rt, e))
 			run->garbage_states++;	/* compacted later (expire.h) */
 		e->flags |= KS_KEY_EXPIRED | KS_KEY_EVICTED;
+		run->kt->nevicted++;
 		/* the publish removes its row, then the entry goes (keytable.h) */
 		KsKeyMarkPublish(run->kt, e);
 		run->evictions++;

@@ -13,9 +13,13 @@
  * memory of the published rows, as keyedstate.status reports them
  * (memory_bytes against memory_limit).
  *
- * Memory in use counts what the key table's and the states' contexts have
- * allocated less what is free in them (freed memory stays with the
- * allocator for new keys), the key entries in use and the shared rows.
+ * Memory in use counts what the aggregation's contexts have allocated
+ * (keys, transition states, the cold filter, batches) less what is free in
+ * them (freed memory stays with the allocator for new keys), the blocks of
+ * key entries less their free entries, and the shared rows.  Status
+ * reports the memory allocated, free entries and chunks included; when
+ * that exceeds the budget and a block's worth of entries is free, the key
+ * table is compacted and gives whole blocks back (expire.h).
  * Keys go only at checkpoints, so the budget is enforced as a number of
  * keys kept in memory: once the memory in use exceeds the budget, every
  * checkpoint capture sets the target to the keys in memory scaled to
@@ -67,6 +71,13 @@
 
 /* Bytes of memory the aggregation's state uses now, worker and shared. */
 extern int64 KsEvictMemoryUsed(KsAggRun *run);
+
+/*
+ * Whether the memory allocated (what status reports) exceeds the budget,
+ * free entries and chunks included: then free blocks of key entries are
+ * given back (expire.h).
+ */
+extern bool KsEvictOverAllocated(KsAggRun *run);
 
 /* The aggregation's budget now, in bytes (0: none); sets run->memory_budget. */
 extern int64 KsEvictBudget(KsAggRun *run);

@@ -14,6 +14,7 @@
 #include "utils/memutils.h"
 
 #include "checkpoint.h"
+#include "evict.h"
 #include "expire.h"
 
 /* Entries a step looks at, at most. */
@@ -137,13 +138,20 @@ KsExpireCompact(KsAggRun *run)
 void
 KsExpireCompactKeys(KsAggRun *run)
 {
+	bool		sparse;
+
 	if (run->ckpt != NULL || run->def->window_size_us > 0 || run->kt->npublish > 0 ||
-		run->kt->saving_epoch != 0 || !KsKeyTableSparse(run->kt))
+		run->kt->saving_epoch != 0)
+		return;
+	sparse = KsKeyTableSparse(run->kt);
+	/* over the budget as allocated: free blocks of entries go back (evict.h) */
+	if (!sparse && !(run->kt->nfree >= KS_KEY_BLOCK_ENTRIES && KsEvictOverAllocated(run)))
 		return;
 	KsRunTimeoutPause(true);
 	KsKeyTableCompact(run->kt);
 	/* the states of the keys that went are free chunks the allocator keeps */
-	KsCompactStates(run);
+	if (sparse)
+		KsCompactStates(run);
 	KsRunTimeoutResume(run);
 }
 

@@ -56,7 +56,9 @@ extern void KsExpireCompact(KsAggRun *run);
 /*
  * Give back the memory of keys that went (evicted, expired) once they are
  * as many as the keys left: the key table's entries, blocks and index
- * (KsKeyTableCompact) and the states' memory.  Only between steps' work:
+ * (KsKeyTableCompact) and the states' memory.  Over the memory budget as
+ * allocated (evict.h), a block's worth of free entries is enough to give
+ * the blocks of entries back (not the states').  Only between steps' work:
  * no checkpoint being written, nothing left to publish; not for windows.
  */
 extern void KsExpireCompactKeys(KsAggRun *run);

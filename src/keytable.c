@@ -443,6 +443,8 @@ KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
 	for (k = 0; k < kt->nkeys; k++)
 		if (!e->keynulls[k] && !kt->keybyvals[k])
 			pfree(DatumGetPointer(e->keys[k]));
+	if (e->flags & KS_KEY_EVICTED)
+		kt->nevicted--;
 	e->flags = KS_KEY_FREE;
 	e->shared = InvalidDsaPointer;
 	e->shared_tuple = InvalidDsaPointer;

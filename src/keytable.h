@@ -105,6 +105,7 @@ typedef struct KsKeyTable
 
 	uint32		nslots;			/* a power of two */
 	uint64		nentries;		/* keys in the table (expired ones included) */
+	uint64		nevicted;		/* of them, evicted ones waiting to leave */
 	uint64		nallocated;		/* entries carved from blocks, free ones included */
 	KsKeySlot  *slots;
 
@@ -265,6 +266,49 @@ extern void KsKeyClearCheckpoint(KsKeyTable *kt);
  * on no dirty list.
  */
 extern void KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *entry);
+
+/*
+ * The keys in memory as status reports them: an evicted key waiting for
+ * its publish to leave the table is counted among the cold ones already.
+ */
+static inline uint64
+KsKeyTableInMemory(KsKeyTable *kt)
+{
+	return kt->nentries - kt->nevicted;
+}
+
+/* A key evicted and waiting to leave is back: counted in memory again. */
+static inline void
+KsKeyClearEvicted(KsKeyTable *kt, KsKeyEntry *e)
+{
+	if (e->flags & KS_KEY_EVICTED)
+	{
+		e->flags &= ~KS_KEY_EVICTED;
+		kt->nevicted--;
+	}
+}
+
+/*
+ * Bytes of the entry blocks mapped outside the table's context that keys
+ * use: their entries (free ones are reused by new keys, as freed chunks
+ * are).
+ */
+static inline int64
+KsKeyTableMappedInUse(KsKeyTable *kt)
+{
+	return kt->mapped_bytes == 0 ? 0 : (int64) (kt->nentries * kt->entrysize);
+}
+
+/*
+ * Bytes of those blocks that entries were ever carved from, free ones
+ * included: what the worker has touched.  The rest of a block, mapped but
+ * never touched, takes no memory.
+ */
+static inline int64
+KsKeyTableMappedTouched(KsKeyTable *kt)
+{
+	return kt->mapped_bytes == 0 ? 0 : (int64) (kt->nallocated * kt->entrysize);
+}
 
 /*
  * Whether the table has enough free entries for KsKeyTableCompact to give

@@ -248,6 +248,7 @@ KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
 		slot->rows_per_second = p->rows_per_second;
 	slot->memory_bytes = p->memory_bytes;
 	slot->keys = p->keys;
+	slot->cold_keys = p->cold_keys;
 	slot->keys_expired = p->keys_expired;
 	slot->rows_late = p->rows_late;
 	slot->evictions = p->evictions;

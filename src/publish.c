@@ -113,9 +113,9 @@ KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset)
 	KsPublishProgress progress;
 
 	progress.offset = offset;
-	progress.keys = run->kt->nentries;
+	progress.keys = KsKeyTableInMemory(run->kt);
 	progress.cold_keys = run->cold_keys;
-	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + run->kt->mapped_bytes;
+	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
 	if (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
 		KsStoreExhausted(run->name);
 	run->consumed = offset;

@@ -465,7 +465,7 @@ KsRunUnload(KsAggRun *run)
 	run->garbage_states = 0;
 	/* the memory budget's state (evict.h, cold.h); the filters were in loadcxt */
 	run->cold_filter = NULL;
-	run->cold_filter_mask = 0;
+	run->cold_filter_bits = 0;
 	run->cold_building = NULL;
 	run->cold_sweeping = false;
 	run->cold_expired_hashes = NULL;

@@ -147,10 +147,10 @@ typedef struct KsAggRun
 	int64		evictions;		/* since the run was created */
 	int64		reloads;
 	int64		cold_rows;		/* rows in keyedstate.cold as of the last checkpoint */
-	uint64	   *cold_filter;	/* a bit per hash value (masked): some cold key may have it */
-	uint64		cold_filter_mask;	/* bits - 1, a power of two minus one */
+	uint64	   *cold_filter;	/* a bit per hash range: some cold key may have it */
+	uint64		cold_filter_bits;	/* its bits, a multiple of 64 */
 	uint64	   *cold_building;	/* the filter being built from keyedstate.cold, or NULL */
-	uint64		cold_building_mask;
+	uint64		cold_building_bits;
 	int64		cold_build_after;	/* the hashes read so far are <= this */
 
 	/* the TTL over cold keys (cold.h): the sweep's place, and what it found */

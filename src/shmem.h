@@ -147,7 +147,7 @@ typedef struct KsAggSlot
 	int64		rows_replayed;	/* rows re-read after the last recovery */
 	int64		keys_expired;	/* keys the TTL removed since the worker started */
 	int64		rows_late;		/* windows: late rows dropped since the worker started */
-	int64		cold_keys;		/* keys only in keyedstate.cold (set with a publish) */
+	int64		cold_keys;		/* keys only in keyedstate.cold (publish, step end) */
 	int64		evictions;		/* keys evicted since the worker started */
 	int64		reloads;		/* keys loaded back from keyedstate.cold since then */
 	int64		memory_limit;	/* the budget of its state in memory, 0: none */
@@ -435,6 +435,7 @@ typedef struct KsSlotProgress
 	double		rows_per_second;	/* < 0: unchanged */
 	int64		memory_bytes;
 	int64		keys;
+	int64		cold_keys;		/* set: evictions since the publish */
 	int64		keys_expired;	/* set */
 	int64		rows_late;		/* set */
 	int64		evictions;		/* set */

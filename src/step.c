@@ -146,7 +146,7 @@ KsRunLoad(KsAggRun *run)
 	if (run->def->window_size_us > 0)
 		KsWindowLoad(run);
 	KsBecomeOwner(run);
-	KsStoreInstall(run->slot, run->building, run->consumed, run->kt->nentries, run->cold_keys,
+	KsStoreInstall(run->slot, run->building, run->consumed, KsKeyTableInMemory(run->kt), run->cold_keys,
 				   run->building_visible, run->building_bytes);
 	run->building = InvalidDsaPointer;
 
@@ -498,13 +498,14 @@ KsRunStep(KsAggRun *run, long *timeout)
 			progress.high_water = Max(run->source.frontier.target, run->consumed);
 			progress.waiting_pid = (state == KS_WAITING) ? run->source.frontier.blocking_pid : 0;
 			progress.rows_per_second = KsRunRate(run, now);
-			progress.keys = run->kt->nentries;
+			progress.keys = KsKeyTableInMemory(run->kt);
+			progress.cold_keys = run->cold_keys;
 			progress.keys_expired = run->keys_expired;
 			progress.rows_late = run->rows_late;
 			progress.evictions = run->evictions;
 			progress.reloads = run->reloads;
 			progress.memory_limit = run->memory_budget;
-			progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + run->kt->mapped_bytes;
+			progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
 			KsSlotReportProgress(run->slot, &progress);
 			if (run->slot->state != state)
 				KsSlotSetState(run->slot, state, NULL, 0);

@@ -757,7 +757,11 @@ checkpoint_timeout = '30min'
 keyedstate.max_shared_memory = '4GB'
 synchronous_commit = on"
 ks_cluster_start
-trap 'ks_cluster_destroy' EXIT
+# on a failure, say what the aggregations and the server were doing before the cluster goes
+trap 'rc=$?; if [ $rc -ne 0 ]; then
+	ks_psql -c "SELECT name, state, consumed_offset, checkpointed_offset, keys, keys_in_memory, error FROM keyedstate.status" >&2 || true
+	tail -n 60 "$KS_CLUSTER/log" >&2 || true
+fi; ks_cluster_destroy' EXIT
 
 if [ "$ONLY" = budget ]; then
 	ks_query "CREATE EXTENSION keyedstate" >/dev/null

@@ -128,6 +128,25 @@ ok($node->safe_psql($db, q{SELECT bool_and(reloads > 0) FROM keyedstate.status})
   or diag($node->safe_psql($db, 'SELECT name, keys, keys_in_memory, evictions, reloads FROM keyedstate.status'));
 is(mismatches(), 0, 'every view equals its oracle after evicted keys came back and changed');
 
+# status counts every key once while keys go cold and come back: rows for
+# existing keys only, so that the count of keys never changes meanwhile
+my $nkeys = $node->safe_psql($db, q{SELECT count(DISTINCT k) FROM ev});
+my $old = ks_script($node, 'old.sql', q{
+\set k random(1, 40000)
+INSERT INTO ev (k, t, v, n) SELECT :k + g, 't' || (g % 3), g, 0.5 FROM generate_series(0, 20) g WHERE :k + g <= 40000;
+});
+my ($oh) = ks_pgbench($node, $db, '-c', '2', '-T', '4', '-f', $old);
+my (%seen, $samples);
+my $until = time() + 4;
+while (time() < $until)
+{
+	$seen{ $node->safe_psql($db, q{SELECT keys FROM keyedstate.status WHERE name = 'one'}) }++;
+	$samples++;
+}
+$oh->finish;
+is_deeply([ sort keys %seen ], [$nkeys],
+	"status counts $nkeys keys in all $samples samples while keys are evicted and loaded back");
+
 # --- 3. kills of the worker while checkpoints evict
 my ($kh) = ks_pgbench($node, $db, '-c', '2', '-T', '7', '-f', $w);
 for my $i (1 .. 3)
