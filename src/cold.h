@@ -145,10 +145,11 @@ extern void KsColdForget(int32 aggid);
  * key never seen before costs no lookup unless its bit collides.  It is
  * built with 15 bits per cold key and grows once evictions bring it down to
  * 10 (false positives from 6.5% to 9.5%): 1.2 to 1.9 bytes of the memory
- * budget per cold key, two filters while a larger one is built.  It is not stored: after a load, and when it grows too
- * full, a new one is built from the hashes of keyedstate.cold a slice per
- * step (KsColdFilterStep), so that neither waits for a read of every cold
- * row; until the first is built, every key not in memory is looked up.
+ * budget per cold key, two filters while a larger one is built.  It is
+ * not stored: after a load, and when it grows too full, a new one is built
+ * from the hashes of keyedstate.cold a slice per step (KsColdFilterStep),
+ * so that neither waits for a read of every cold row; until the first is
+ * built, every key not in memory is looked up.
  */
 
 /* Start building a filter for `keys` cold keys (after a load, or to grow it). */
