@@ -103,8 +103,8 @@ KsSettingsInit(void)
 							"A step normally ends within a second or two; one that cannot, because "
 							"a function it calls loops or waits, fails its aggregation after this "
 							"long, and the other aggregations of the database go on.  The owner's "
-							"statement_timeout bounds a step too, when it is smaller.  Recovery and "
-							"checkpoints are not counted.",
+							"statement_timeout bounds a step too, when it is smaller.  Recovery, "
+							"checkpoints and the worker's reads of evicted keys are not counted.",
 							&ks_step_timeout,
 							5 * 1000, 100, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,

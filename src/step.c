@@ -78,7 +78,10 @@ KsRunColdMaybe(void *arg, uint32 hash)
 static void
 KsRunColdLoad(void *arg, const uint32 *hashes, int n)
 {
+	/* the worker's own reads: a cold cache is not user code to time out */
+	KsRunTimeoutPause(true);
 	(void) KsColdReload((KsAggRun *) arg, hashes, n);
+	KsRunTimeoutResume((KsAggRun *) arg);
 }
 
 /*
@@ -408,17 +411,24 @@ KsRunStep(KsAggRun *run, long *timeout)
 				}
 				KsExpireStep(run, GetCurrentTimestamp(), timeout);
 				/* the TTL's sweep of the cold keys, a bounded part per step (cold.h) */
-				if (run->cold_sweeping)
+				/* the worker's reads of keyedstate.cold are not timed: after
+				 * a restart they may wait for the disk (cold.h) */
+				if (run->cold_sweeping || run->cold_building != NULL)
 				{
-					KsColdSweep(run, GetCurrentTimestamp());
-					*timeout = Min(*timeout, 10);
-				}
-				/* a slice of the cold filter being built (cold.h) */
-				if (run->cold_building != NULL)
-				{
-					KsBecomeWorker();
-					KsColdFilterStep(run);
-					KsBecomeOwner(run);
+					KsRunTimeoutPause(true);
+					if (run->cold_sweeping)
+					{
+						KsColdSweep(run, GetCurrentTimestamp());
+						*timeout = Min(*timeout, 10);
+					}
+					/* a slice of the cold filter being built (cold.h) */
+					if (run->cold_building != NULL)
+					{
+						KsBecomeWorker();
+						KsColdFilterStep(run);
+						KsBecomeOwner(run);
+					}
+					KsRunTimeoutResume(run);
 				}
 				if (batches > 0 || run->kt->npublish > 0)
 				{

@@ -147,6 +147,28 @@ $oh->finish;
 is_deeply([ sort keys %seen ], [$nkeys],
 	"status counts $nkeys keys in all $samples samples while keys are evicted and loaded back");
 
+# the worker's own reads of keyedstate.cold are not user code: however long
+# they wait (a cold cache after a restart, here a lock), the step timeout
+# does not fail the aggregation
+$node->safe_psql($db, q{ALTER SYSTEM SET keyedstate.step_timeout = '300ms'; SELECT pg_reload_conf()});
+my $locker = $node->background_psql($db);
+$locker->query_safe('BEGIN');
+$locker->query_safe('LOCK TABLE keyedstate.cold IN ACCESS EXCLUSIVE MODE');
+$node->safe_psql($db, q{INSERT INTO ev (k, t, v, n) SELECT g, 't1', 1, 1 FROM generate_series(1, 40000, 97) g});
+ok(ks_wait_for($node, $db, q{
+SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+ WHERE NOT l.granted AND a.backend_type = 'keyedstate worker' AND l.relation = 'keyedstate.cold'::regclass}),
+	'the worker waits for keyedstate.cold to load keys back');
+my $t0 = $node->safe_psql($db, q{SELECT extract(epoch FROM now())});
+ks_wait_for($node, $db, "SELECT extract(epoch FROM now()) > $t0 + 1.5", 60);
+$locker->query_safe('COMMIT');
+$locker->quit;
+ks_sync_all($node, $db, '5 min');
+is($node->safe_psql($db, q{SELECT string_agg(name || ' ' || state, ', ' ORDER BY name) FROM keyedstate.status WHERE state <> 'running'}),
+	'', 'waiting five step timeouts for its cold rows failed no aggregation');
+is(mismatches(), 0, 'every view equals its oracle after the wait');
+$node->safe_psql($db, q{ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_reload_conf()});
+
 # --- 3. kills of the worker while checkpoints evict
 my ($kh) = ks_pgbench($node, $db, '-c', '2', '-T', '7', '-f', $w);
 for my $i (1 .. 3)
