@@ -26,6 +26,7 @@ OBJS = \
 	src/evict.o \
 	src/cold.o \
 	src/coldread.o \
+	src/coldseed.o \
 	src/window.o \
 	src/checkpoint.o \
 	src/ckptcommit.o \

@@ -50,7 +50,6 @@ SELECT count(*) AS rows, (SELECT count(*) FROM (TABLE per_page EXCEPT TABLE per_
 SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', parallelism => 0);
 SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', parallelism => 11, max_parallelism => 10);
 SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', max_parallelism => 0);
-SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', parallelism => 2, memory_limit => '16MB');
 SELECT keyedstate.alter_aggregation('per_page', parallelism => 11);
 
 -- an aggregation run whole is one part of every key group

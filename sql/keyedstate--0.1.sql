@@ -462,7 +462,7 @@ WITH w AS (
 		   pg_catalog.sum(s.keys_cold)::bigint AS keys_cold,
 		   pg_catalog.sum(s.evictions)::bigint AS evictions,
 		   pg_catalog.sum(s.reloads)::bigint AS reloads,
-		   pg_catalog.max(s.memory_limit) AS memory_limit
+		   pg_catalog.sum(s.memory_limit)::bigint AS memory_limit
 	  FROM keyedstate.worker_status() s
 	  JOIN keyedstate.aggregation a ON a.id = s.aggregation_id AND a.layout = s.layout
 	 GROUP BY s.aggregation_id)
@@ -514,7 +514,10 @@ SELECT w.worker,
 	   CASE WHEN a.paused THEN 'paused' ELSE w.state END AS state,
 	   w.consumed_offset,
 	   pg_catalog.round(w.rows_per_second::numeric, 1) AS rows_per_second,
-	   w.keys
+	   w.keys,
+	   w.keys_cold,
+	   w.memory_bytes,
+	   w.memory_limit
   FROM keyedstate.aggregation a
   JOIN keyedstate.worker_status() w ON w.aggregation_id = a.id AND w.layout = a.layout;
 

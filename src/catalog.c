@@ -497,8 +497,8 @@ KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *start)
 
 /*
  * Why an aggregation cannot be rescaled now, or NULL: a rescale still
- * running (a part not yet checkpointed since it was seeded), or keys
- * evicted to keyedstate.cold (inside the bracket).  Locks its row against
+ * running (a part not yet checkpointed since it was seeded; inside the
+ * bracket).  Locks its row against
  * other rescales.
  */
 const char *
@@ -509,17 +509,13 @@ KsCatalogRescaleBlocked(int32 id)
 	bool		isnull;
 
 	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate.part p WHERE p.aggregation_id = a.id "
-							  "               AND NOT p.retired AND p.seed_from IS NOT NULL), "
-							  "       a.cold_keys > 0 OR EXISTS (SELECT FROM keyedstate.part p "
-							  "               WHERE p.aggregation_id = a.id AND p.cold_keys > 0) "
+							  "               AND NOT p.retired AND p.seed_from IS NOT NULL) "
 							  "  FROM keyedstate.aggregation a WHERE a.id = $1 FOR UPDATE",
 							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read aggregation %d", id);
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		return "Its previous rescale is still running: a new part has not taken its first checkpoint yet.";
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
-		return "The memory budget evicted some of its keys to keyedstate.cold, which a rescale cannot split yet.";
 	return NULL;
 }
 
@@ -575,4 +571,23 @@ KsCatalogChanged(void)
 
 	if (OidIsValid(relid))
 		CacheInvalidateRelcacheByRelid(relid);
+}
+
+/* The name of an aggregation, even one that has no slot yet (see catalog.h). */
+char *
+KsAggregationName(int32 aggid, Oid view_oid)
+{
+	KsCatalogAccess acc;
+	Oid			found = view_oid;
+	char	   *tree;
+
+	if (!OidIsValid(found))
+	{
+		KsCatalogOpen(&acc);
+		tree = KsCatalogQueryTree(aggid, &found);
+		KsCatalogClose(&acc);
+		if (tree == NULL)
+			return psprintf("%d", aggid);
+	}
+	return KsAggName(found);
 }

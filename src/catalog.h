@@ -99,6 +99,12 @@ extern List *KsTextArrayToList(Datum array);
 extern char *KsAggName(Oid view_oid);
 
 /*
+ * The name of aggregation `aggid` for messages: of its view when known
+ * (view_oid), else read from the catalog, else its number.
+ */
+extern char *KsAggregationName(int32 aggid, Oid view_oid);
+
+/*
  * --- inside the bracket (backends) ---
  * Results are allocated in the memory context that was current when the
  * bracket was opened, so they outlive it.

@@ -85,14 +85,21 @@ KsCheckpointForgetRetired(KsAggRun *run)
 								"     (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1 "
 								"         AND q.seed_from @> ARRAY[x.id]) "
 								"   FOR UPDATE SKIP LOCKED) "
-								" RETURNING r.id) "
+								" RETURNING r.id), "
+								"cold AS (DELETE FROM keyedstate.cold c USING gone "
+								"          WHERE c.aggregation_id = gone.id) "
 								"DELETE FROM keyedstate.state s USING gone "
 								" WHERE s.aggregation_id = gone.id",
 								1, &argtype, &arg, NULL, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
-	/* the aggregation's own, from when it ran whole */
-	ret = SPI_execute_with_args("DELETE FROM keyedstate.state s WHERE s.aggregation_id = $1 "
+	/* the aggregation's own, from when it ran whole: chunks and cold rows */
+	ret = SPI_execute_with_args("WITH cold AS (DELETE FROM keyedstate.cold c WHERE c.aggregation_id = $1 "
+								"  AND EXISTS (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1) "
+								"  AND NOT EXISTS (SELECT FROM keyedstate.part q "
+								"                  WHERE q.aggregation_id = $1 "
+								"                    AND q.seed_from @> ARRAY[$1])) "
+								"DELETE FROM keyedstate.state s WHERE s.aggregation_id = $1 "
 								"AND EXISTS (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1) "
 								"AND NOT EXISTS (SELECT FROM keyedstate.part q "
 								"                WHERE q.aggregation_id = $1 "

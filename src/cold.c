@@ -172,7 +172,17 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	memset(batch, 0, sizeof(KsColdBatch));
 }
 
-static void KsColdRelids(Oid *heap, Oid *index);
+/* The OIDs of keyedstate.cold and of its primary key. */
+static void
+KsColdRelids(Oid *heap, Oid *index)
+{
+	Oid			nsp = get_namespace_oid(KS_SCHEMA, false);
+
+	*heap = get_relname_relid("cold", nsp);
+	*index = get_relname_relid("cold_pkey", nsp);
+	if (!OidIsValid(*heap) || !OidIsValid(*index))
+		elog(ERROR, "keyedstate.cold or its primary key is missing");
+}
 
 /* Order of uint64s, for bsearch. */
 static int
@@ -269,14 +279,15 @@ KsColdDiscardAfter(int32 aggid, int64 committed)
 		elog(ERROR, "could not delete the uncommitted cold keys of aggregation %d", aggid);
 }
 
-/* Delete every cold row of an aggregation (see cold.h). */
+/* Delete every cold row of an aggregation and its parts (see cold.h). */
 void
 KsColdForget(int32 aggid)
 {
 	Datum		arg = Int32GetDatum(aggid);
 	Oid			argtype = INT4OID;
 
-	if (SPI_execute_with_args("DELETE FROM keyedstate.cold WHERE aggregation_id = $1",
+	if (SPI_execute_with_args("DELETE FROM keyedstate.cold WHERE aggregation_id = $1 OR aggregation_id "
+							  "IN (SELECT id FROM keyedstate.part WHERE aggregation_id = $1)",
 							  1, &argtype, &arg, NULL, false, 0) < 0)
 		elog(ERROR, "could not delete the cold keys of aggregation %d", aggid);
 }
@@ -363,18 +374,6 @@ KsColdFilterAdd(KsAggRun *run, uint32 hash)
 	/* too full to filter well: build a larger one */
 	else if ((uint64) run->cold_keys * KS_COLD_FILTER_BITS_FULL > run->cold_filter_bits)
 		KsColdFilterStart(run, run->cold_keys);
-}
-
-/* The OIDs of keyedstate.cold and of its primary key. */
-static void
-KsColdRelids(Oid *heap, Oid *index)
-{
-	Oid			nsp = get_namespace_oid(KS_SCHEMA, false);
-
-	*heap = get_relname_relid("cold", nsp);
-	*index = get_relname_relid("cold_pkey", nsp);
-	if (!OidIsValid(*heap) || !OidIsValid(*index))
-		elog(ERROR, "keyedstate.cold or its primary key is missing");
 }
 
 /*

@@ -52,8 +52,8 @@
  *					when HAVING hides the key
  *
  * cold.c is the worker's side (the only writer of keyedstate.cold, called
- * by the checkpoint and recovery); coldread.c reads cold rows for the live
- * view's scans and lookups.
+ * by the checkpoint and recovery, with coldseed.c for a rescale's copy);
+ * coldread.c reads cold rows for the live view's scans and lookups.
  *
  *-------------------------------------------------------------------------
  */
@@ -136,7 +136,7 @@ extern int64 KsColdDeleteExpired(KsAggRun *run);
 /* Delete the cold rows of checkpoints after `committed` (recovery). */
 extern void KsColdDiscardAfter(int32 aggid, int64 committed);
 
-/* Delete every cold row of an aggregation (dropped or rebuilt). */
+/* Delete every cold row of an aggregation and of its parts (dropped or rebuilt). */
 extern void KsColdForget(int32 aggid);
 
 /*
@@ -208,6 +208,14 @@ typedef struct KsColdParts
 extern void KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id,
 						const char *data, uint32 len, KsColdParts *parts);
 
+/*
+ * A rescale's new part that has not yet copied the cold rows of its key
+ * groups from the parts it is seeded from copies them now, in the step's
+ * transaction, and returns true: it loads at a later step (coldseed.c).
+ * False when there is nothing to copy, or it was copied before.
+ */
+extern bool KsColdSeedCopy(KsAggRun *run);
+
 /* --- readers (coldread.c) --- */
 
 /* A scan of an aggregation's cold rows (opaque). */
@@ -222,10 +230,16 @@ typedef struct KsColdScan KsColdScan;
 extern KsColdScan *KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 								   TupleDesc viewdesc, const char *aggname);
 
-/* The next cold view row (in the scan's memory), or NULL at the end. */
+/*
+ * Read `then` after `first` (either may be NULL): an aggregation running
+ * in parallel has cold rows per part, each read with its part's snapshot.
+ */
+extern KsColdScan *KsColdScanChain(KsColdScan *first, KsColdScan *then);
+
+/* The next cold view row of a chain (in its scan's memory), or NULL at the end. */
 extern MinimalTuple KsColdScanNext(KsColdScan *scan);
 
-/* End a scan, releasing its relations and snapshot. */
+/* End a chain of scans, releasing their relations and snapshots. */
 extern void KsColdScanEnd(KsColdScan *scan);
 
 #endif							/* KS_COLD_H */

@@ -50,6 +50,8 @@ struct KsColdScan
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	MemoryContext rowcxt;		/* the row returned last */
+	bool		done;			/* the index scan returned its last row */
+	KsColdScan *next;			/* another part's scan, read after this one */
 };
 
 /* Order of uint64s, for sorting and searching the ids to skip. */
@@ -169,14 +171,29 @@ KsColdRow(KsColdScan *cs, uint32 hash, uint64 id, const char *data, uint32 len)
 	return copy;
 }
 
-/* The next cold view row (see cold.h). */
-MinimalTuple
-KsColdScanNext(KsColdScan *cs)
+/* Read a scan after another (see cold.h). */
+KsColdScan *
+KsColdScanChain(KsColdScan *first, KsColdScan *then)
+{
+	KsColdScan *last = first;
+
+	if (first == NULL)
+		return then;
+	while (last->next != NULL)
+		last = last->next;
+	last->next = then;
+	return first;
+}
+
+/* The next cold view row of one scan, or NULL at its end. */
+static MinimalTuple
+KsColdScanNextOne(KsColdScan *cs)
 {
 	MemoryContext oldcxt;
 	MinimalTuple row = NULL;
 
-	if (cs == NULL)
+	/* (a btree scan called again after its end would start over) */
+	if (cs->done)
 		return NULL;
 	MemoryContextReset(cs->rowcxt);
 	/* not in the row memory: the index scan keeps what it allocates */
@@ -201,16 +218,32 @@ KsColdScanNext(KsColdScan *cs)
 		row = KsColdRow(cs, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 		MemoryContextSwitchTo(cs->cxt);
 	}
+	cs->done = (row == NULL);
 	MemoryContextSwitchTo(oldcxt);
 	return row;
 }
 
-/* End a scan (see cold.h). */
+/* The next cold view row of a chain of scans (see cold.h). */
+MinimalTuple
+KsColdScanNext(KsColdScan *cs)
+{
+	for (; cs != NULL; cs = cs->next)
+	{
+		MinimalTuple row = KsColdScanNextOne(cs);
+
+		if (row != NULL)
+			return row;
+	}
+	return NULL;
+}
+
+/* End a chain of scans (see cold.h). */
 void
 KsColdScanEnd(KsColdScan *cs)
 {
 	if (cs == NULL)
 		return;
+	KsColdScanEnd(cs->next);
 	index_endscan(cs->scan);
 	ExecDropSingleTupleTableSlot(cs->slot);
 	index_close(cs->index, AccessShareLock);

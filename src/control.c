@@ -264,8 +264,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 							  PG_ARGISNULL(1) ? agg.def.ttl_us > 0 : ttl != (Datum) 0,
 							  agg.def.window_size_us > 0);
 	parallelism = PG_ARGISNULL(4) ? agg.def.parallelism : PG_GETARG_INT32(4);
-	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism,
-							  memory_limit >= 0 ? memory_limit : agg.def.memory_limit);
+	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism);
 	KsCatalogOpen(&acc);
 	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit);
 	if (parallelism != agg.def.parallelism)

@@ -165,9 +165,9 @@ KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows)
 				 errhint("Leave out memory_limit, or the window parameters.")));
 }
 
-/* Refuse a parallelism out of range, or that parts cannot do yet (see hooks.h). */
+/* Refuse a parallelism out of range (see hooks.h). */
 void
-KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit)
+KsCheckParallelismAllowed(int parallelism, int max_parallelism)
 {
 	if (max_parallelism < 1 || max_parallelism > KS_MAX_KEY_GROUPS)
 		ereport(ERROR,
@@ -178,12 +178,6 @@ KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_lim
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parallelism must be between 1 and max_parallelism (%d)", max_parallelism),
 				 errdetail("Each worker of an aggregation consumes a range of its key groups, of which there are max_parallelism.")));
-	if (parallelism > 1 && memory_limit > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("memory_limit cannot be combined with a parallelism above 1 yet"),
-				 errdetail("The parts of an aggregation do not evict keys to keyedstate.cold."),
-				 errhint("Leave out memory_limit, or run the aggregation with parallelism 1.")));
 }
 
 /* Stage 1: the arguments and the view's name. */
@@ -210,7 +204,7 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	KsCheckMemoryLimitAllowed(cs->memory_limit, cs->ttl != (Datum) 0, cs->window != NULL);
 	cs->parallelism = PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10);
 	cs->max_parallelism = PG_ARGISNULL(11) ? KS_MAX_PARALLELISM : PG_GETARG_INT32(11);
-	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism, cs->memory_limit);
+	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism);
 	cs->userid = GetUserId();
 
 	if (strcmp(cs->start_from, "beginning") != 0 && strcmp(cs->start_from, "now") != 0)

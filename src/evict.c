@@ -73,10 +73,14 @@ KsEvictSharers(void)
 int64
 KsEvictBudget(KsAggRun *run)
 {
-	int64		budget = run->def->memory_limit;
+	KsAggDef   *def = run->def;
+	int64		budget = def->memory_limit;
 
-	/* windows do not know cold panes yet, nor parts cold keys: no budget for them (evict.h) */
-	if (run->def->window_size_us > 0 || run->def->is_part)
+	/* a part's share of its aggregation's: in proportion to its key groups */
+	if (def->is_part && budget > 0)
+		budget = Max(budget * (def->last_group - def->first_group + 1) / def->max_parallelism, 1);
+	/* windows do not know cold panes yet: no budget for them (evict.h) */
+	if (def->window_size_us > 0)
 		budget = 0;
 	else if (ks_max_state_memory > 0)
 	{

@@ -6,7 +6,13 @@
  *
  * An aggregation's budget is its memory_limit, or its share of
  * keyedstate.max_state_memory (divided equally among the aggregations of
- * the cluster that have a slot), whichever is smaller.  Aggregations with
+ * the cluster that have a slot, each part of one running in parallel
+ * counting as one), whichever is smaller.  A part of an aggregation
+ * running in parallel has the share of memory_limit of its key groups
+ * (memory_limit * its groups / max_parallelism), evicts its own keys to
+ * keyedstate.cold under its own id, and holds and evicts on its own
+ * (what parts do, hooks.h), so the parts together keep within
+ * memory_limit.  Aggregations with
  * time windows have none: their merges see only the panes in memory (a
  * TTL sweeps cold keys too, cold.h).  It bounds the
  * worker's memory for keys and transition states together with the shared

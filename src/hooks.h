@@ -52,12 +52,8 @@ extern Datum KsTtlArgument(Interval *iv);
 extern int64 KsMemoryLimitArgument(text *arg);
 extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows);
 
-/*
- * Refuse a parallelism out of range, or combined with what parts cannot
- * do yet (a memory budget).
- */
-extern void KsCheckParallelismAllowed(int parallelism, int max_parallelism,
-									  int64 memory_limit);
+/* Refuse a parallelism out of range (1 to max_parallelism). */
+extern void KsCheckParallelismAllowed(int parallelism, int max_parallelism);
 
 /*
  * Add the parts of a new layout of an aggregation (create_aggregation,

@@ -308,25 +308,6 @@ KsScanCheck(const KsReadResult *res, void *arg)
 	return res->live_oid == ss->relid && res->rowtype == ss->rowtype;
 }
 
-/* The view of an aggregation that has no slot yet, for messages. */
-static char *
-KsAggregationName(int32 aggid, Oid view_oid)
-{
-	KsCatalogAccess acc;
-	Oid			found = view_oid;
-	char	   *tree;
-
-	if (!OidIsValid(found))
-	{
-		KsCatalogOpen(&acc);
-		tree = KsCatalogQueryTree(aggid, &found);
-		KsCatalogClose(&acc);
-		if (tree == NULL)
-			return psprintf("%d", aggid);
-	}
-	return KsAggName(found);
-}
-
 /*
  * Find the slots of the aggregation's parts (one, unless it runs in
  * parallel) and check the scan may read them: the reader needs SELECT on
@@ -429,10 +410,11 @@ KsFetchRows(ForeignScanState *node)
 	const char *relname = RelationGetRelationName(node->ss.ss_currentRelation);
 	KsSlotRef  *refs = ss->refs;
 	KsAggSlot  *copies = ss->copies;
-	KsReadResult res;
+	KsReadResult *results;
 	const uint32 *hashes = NULL;	/* NULL and -1: read every key */
 	int			nhashes = -1;
 	int			n;
+	int			i;
 
 	ss->fetched = true;
 	ss->next = 0;
@@ -459,28 +441,33 @@ KsFetchRows(ForeignScanState *node)
 		MinimalTuple *rows = NULL;
 		int64		nrows = 0;
 		bool		again = false;
-		int			i;
 
 		n = KsFindReadableParts(ss, refs, copies, relname);
 		KsReportFailedParts(copies, n);
 		MemoryContextReset(ss->rowcxt);
+		results = MemoryContextAllocZero(ss->rowcxt, sizeof(KsReadResult) * Max(n, 1));
 		for (i = 0; i < n && !again; i++)
 		{
+			KsReadResult *res = &results[i];
 			MinimalTuple *part;
 			int64		npart;
 
 			KsStoreReadRows(&refs[i], hashes, nhashes,
-							KsScanCheck, ss, ss->rowcxt, &part, &npart, &res);
-			if (res.found && res.state == KS_FAILED)
+							KsScanCheck, ss, ss->rowcxt, &part, &npart, res);
+			if (res->found && res->state == KS_FAILED)
 			{
-				memcpy(copies[i].error, res.error, KS_ERROR_LEN);
+				memcpy(copies[i].error, res->error, KS_ERROR_LEN);
+				KsReadResultsRelease(results, i + 1);
 				KsReportFailedView(&copies[i]);
 			}
 			/* the slot was freed, or went back to loading: look again */
-			again = !res.found || res.state == KS_STARTING;
-			if (again && res.cold_snapshot != NULL)
-				UnregisterSnapshot(res.cold_snapshot);
-			if (again || npart == 0)
+			again = !res->found || res->state == KS_STARTING;
+			if (again)
+			{
+				KsReadResultsRelease(results, i + 1);
+				continue;
+			}
+			if (npart == 0)
 				continue;
 			if (nrows == 0)
 				rows = part;
@@ -499,14 +486,21 @@ KsFetchRows(ForeignScanState *node)
 		}
 	}
 
-	/* then the keys evicted to keyedstate.cold, if any (cold.h; not with parts) */
-	if (res.cold_snapshot != NULL)
+	/*
+	 * Then the keys evicted to keyedstate.cold, if any (cold.h): each
+	 * part's, read with the snapshot taken with its published rows.
+	 */
+	for (i = 0; i < n; i++)
 	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+		MemoryContext oldcxt;
 
-		ss->cold = KsColdScanBegin(&res, hashes, nhashes,
-								   RelationGetDescr(node->ss.ss_currentRelation),
-								   KsAggName(copies[0].view_oid));
+		if (results[i].cold_snapshot == NULL)
+			continue;
+		oldcxt = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+		ss->cold = KsColdScanChain(ss->cold,
+								   KsColdScanBegin(&results[i], hashes, nhashes,
+												   RelationGetDescr(node->ss.ss_currentRelation),
+												   KsAggName(copies[0].view_oid)));
 		MemoryContextSwitchTo(oldcxt);
 	}
 }

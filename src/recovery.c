@@ -575,7 +575,7 @@ KsRecover(KsAggRun *run)
 	run->ckpt_delta_bytes = 0;
 
 	if (seeds != NULL)
-		KsRecoverSeeds(run, seeds);
+		KsRecoverSeeds(run, seeds, committed);
 	else
 		KsRecoverChain(run, run->def->id, committed, true);
 	/* retired parts a crash kept from going go at the next step (ckptcommit.c) */

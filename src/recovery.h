@@ -46,8 +46,10 @@ extern void KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset,
 
 /*
  * Recover a part that a rescale added from the checkpoints it is seeded
- * from, and where each of its key groups' rows start (seed.c).
+ * from, and where each of its key groups' rows start (seed.c); `copied` is
+ * its committed checkpoint id, set only by the copy of the seeds' cold
+ * rows (coldseed.c), 0 when there was none.
  */
-extern void KsRecoverSeeds(KsAggRun *run, ArrayType *seeds);
+extern void KsRecoverSeeds(KsAggRun *run, ArrayType *seeds, int64 copied);
 
 #endif							/* KS_RECOVERY_H */

@@ -17,7 +17,9 @@
  * that seed's state already, a row of a newer one is not.  So every row
  * counts once whatever the seeds' offsets, and a crash before the new
  * part's first checkpoint only repeats the seeding.  That first checkpoint
- * is full, so from then on the part recovers from its own.
+ * is full, so from then on the part recovers from its own.  Keys the
+ * seeds had evicted are not loaded (their chunks hold markers): their
+ * cold rows were copied under the part's id before (coldseed.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -78,7 +80,7 @@ KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *comm
 
 /* Recover a new part from the checkpoints it is seeded from (see recovery.h). */
 void
-KsRecoverSeeds(KsAggRun *run, ArrayType *seeds)
+KsRecoverSeeds(KsAggRun *run, ArrayType *seeds, int64 copied)
 {
 	KsAggDef   *def = run->def;
 	int			ngroups = def->max_parallelism;
@@ -108,9 +110,10 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds)
 		/* rows are read again from the oldest seed's offset: its watermark (window.h) */
 		if (offset < consumed || (offset == consumed && wm > run->recovered_wm))
 			run->recovered_wm = wm;
-		/* a rescale is refused while keys are evicted (control.c) */
-		if (cold_rows != 0)
-			KsCheckpointCorrupted(run->name, "A part it is seeded from has keys in keyedstate.cold.");
+		/* its evicted keys of our groups were copied before this load (coldseed.c) */
+		if (cold_rows != 0 && copied == 0 && first <= def->last_group && last >= def->first_group)
+			KsCheckpointCorrupted(run->name,
+								  "A part it is seeded from has evicted keys that were not copied.");
 		KsRecoverChain(run, seed, committed, false);
 		for (g = Max(first, def->first_group); g <= Min(last, def->last_group); g++)
 		{
@@ -133,6 +136,7 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds)
 	run->seed_until = until;
 	run->checkpointed = consumed;
 	run->consumed = consumed;
-	run->cold_rows = 0;
+	/* its cold rows are the copies (KsRecover read their number); later ids are its own */
+	run->ckpt_last_id = Max(run->ckpt_last_id, copied);
 	/* (KsRecover left ckpt_have_full false: its first checkpoint is full) */
 }

@@ -297,8 +297,12 @@ KsRunRate(KsAggRun *run, TimestampTz now)
 	return run->last_rate;
 }
 
-/* Load the run if needed; pick up changes of its owner and functions. */
-static void
+/*
+ * Load the run if needed; pick up changes of its owner and functions.
+ * False when it is not loaded yet: a rescale's new part copied its seeds'
+ * evicted keys in this step, and loads in the next (cold.h).
+ */
+static bool
 KsRunPrepare(KsAggRun *run)
 {
 	if (run->loaded && run->owner != run->loaded_owner)
@@ -308,12 +312,22 @@ KsRunPrepare(KsAggRun *run)
 	}
 	if (!run->loaded)
 	{
+		bool		copied;
+
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
+		KsRunTimeoutPause(true);
+		KsBecomeWorker();
+		copied = KsColdSeedCopy(run);
+		KsBecomeOwner(run);
+		KsRunTimeoutResume(run);
+		if (copied)
+			return false;
 		run->loaded_owner = run->owner;
 		KsRunLoad(run);
 	}
 	else if (run->exprs_stale)
 		KsRunCompile(run);
+	return true;
 }
 
 /*
@@ -386,9 +400,13 @@ KsRunStep(KsAggRun *run, long *timeout)
 			if (!locked)
 				*timeout = Min(*timeout, 100);
 		}
+		if (locked && !KsRunPrepare(run))
+		{
+			locked = false;
+			*timeout = 0;
+		}
 		if (locked)
 		{
-			KsRunPrepare(run);
 			if (!run->def->paused)
 			{
 				KsSourceCheck(&run->source);

@@ -232,6 +232,9 @@ extern void KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhas
 							KsReadCheck check, void *checkarg, MemoryContext cxt,
 							MinimalTuple **rows, int64 *nrows, KsReadResult *res);
 
+/* Unregister the cold snapshots of n results not handed to a cold scan. */
+extern void KsReadResultsRelease(KsReadResult *results, int n);
+
 /*
  * --- inside the store's own files (store.c, storewrite.c, storeread.c) ---
  */

@@ -184,3 +184,16 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 	MemoryContextSwitchTo(oldcxt);
 }
 
+/* Unregister the cold snapshots of results (see store.h). */
+void
+KsReadResultsRelease(KsReadResult *results, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (results[i].cold_snapshot != NULL)
+		{
+			UnregisterSnapshot(results[i].cold_snapshot);
+			results[i].cold_snapshot = NULL;
+		}
+}

@@ -242,8 +242,7 @@ $node->safe_psql($db, q{ALTER SYSTEM RESET keyedstate.max_aggregations_per_owner
 for my $case (
 	[ 'parallelism => 0', qr/parallelism must be between 1 and max_parallelism \(128\)/ ],
 	[ 'parallelism => 200', qr/parallelism must be between 1 and max_parallelism \(128\)/ ],
-	[ 'max_parallelism => 40000', qr/max_parallelism must be between 1 and 32768/ ],
-	[ q{parallelism => 2, memory_limit => '64MB'}, qr/memory_limit cannot be combined with a parallelism above 1 yet/ ])
+	[ 'max_parallelism => 40000', qr/max_parallelism must be between 1 and 32768/ ])
 {
 	($ret, $out, $err) = $node->psql($db,
 		"SELECT keyedstate.create_aggregation('bad', 'SELECT k, count(*) FROM ev GROUP BY k', $case->[0])");
