@@ -27,6 +27,7 @@ OBJS = \
 	src/cold.o \
 	src/coldread.o \
 	src/coldseed.o \
+	src/coldsweep.o \
 	src/window.o \
 	src/checkpoint.o \
 	src/ckptcommit.o \

@@ -201,6 +201,14 @@ KsCheckpointForget(int32 aggid)
 	Datum		arg = Int32GetDatum(aggid);
 	Oid			argtype = INT4OID;
 
+	/*
+	 * A new part copying its seeds' cold rows holds its row until the copy
+	 * commits (coldseed.c): wait for it, so that the deletes below, with a
+	 * snapshot taken after, see the copies.
+	 */
+	if (SPI_execute_with_args("SELECT FROM keyedstate.part WHERE aggregation_id = $1 FOR UPDATE",
+							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not lock the parts of aggregation %d", aggid);
 	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1 "
 							  "OR aggregation_id IN (SELECT id FROM keyedstate.part "
 							  "                      WHERE aggregation_id = $1)",

@@ -172,8 +172,8 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	memset(batch, 0, sizeof(KsColdBatch));
 }
 
-/* The OIDs of keyedstate.cold and of its primary key. */
-static void
+/* The OIDs of keyedstate.cold and of its primary key (see cold.h). */
+void
 KsColdRelids(Oid *heap, Oid *index)
 {
 	Oid			nsp = get_namespace_oid(KS_SCHEMA, false);
@@ -376,11 +376,8 @@ KsColdFilterAdd(KsAggRun *run, uint32 hash)
 		KsColdFilterStart(run, run->cold_keys);
 }
 
-/*
- * The hash, id and data of a row of keyedstate.cold read by the worker
- * (the data detoasted in the current context); a NULL column is damage.
- */
-static bytea *
+/* The hash, id and data of a row of keyedstate.cold (see cold.h). */
+bytea *
 KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id)
 {
 	slot_getallattrs(slot);
@@ -503,127 +500,4 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
 	UnregisterSnapshot(snapshot);
 	MemoryContextDelete(tmp);
 	return loaded;
-}
-
-/* Whether the key of cold row (hash, id) is in memory, that row its cold row. */
-static bool
-KsColdInMemory(KsKeyTable *kt, uint32 hash, uint64 id)
-{
-	uint32		mask = kt->nslots - 1;
-	uint32		pos = hash & mask;
-
-	for (; kt->slots[pos].entry != 0; pos = (pos + 1) & mask)
-	{
-		if (kt->slots[pos].hash == hash &&
-			KsKeyTableEntry(kt, kt->slots[pos].entry - 1)->cold_id == id)
-			return true;
-	}
-	return false;
-}
-
-/* Read the next cold rows for the TTL, and note the expired ones (see cold.h). */
-void
-KsColdSweep(KsAggRun *run, TimestampTz now)
-{
-	Oid			heapoid;
-	Oid			indexoid;
-	Relation	heap;
-	Relation	index;
-	Snapshot	snapshot;
-	IndexScanDesc scan;
-	ScanKeyData skeys[2];
-	TupleTableSlot *slot;
-	MemoryContext tmp;
-	int			n = 0;
-	bool		more = false;
-
-	if (!run->cold_sweeping)
-		return;
-	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold sweep",
-								ALLOCSET_DEFAULT_SIZES);
-	KsBecomeWorker();
-	KsColdRelids(&heapoid, &indexoid);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	heap = table_open(heapoid, AccessShareLock);
-	index = index_open(indexoid, AccessShareLock);
-	slot = table_slot_create(heap, NULL);
-	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
-	ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT4GE,
-				Int32GetDatum((int32) Max(run->cold_sweep_hash, PG_INT32_MIN)));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, skeys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
-	{
-		uint32		hash;
-		uint64		id;
-		bytea	   *data;
-		KsColdParts parts;
-		MemoryContext oldcxt;
-
-		if (n >= KS_COLD_SWEEP_ROWS)
-		{
-			more = true;
-			break;
-		}
-		KsCheckInterrupts();
-		oldcxt = MemoryContextSwitchTo(tmp);
-		data = KsColdRowColumns(run, slot, &hash, &id);
-		MemoryContextSwitchTo(oldcxt);
-		/* rows up to the last one read are done */
-		if ((int64) (int32) hash == run->cold_sweep_hash && id <= run->cold_sweep_id)
-			continue;
-		n++;
-		run->cold_sweep_hash = (int32) hash;
-		run->cold_sweep_id = id;
-		oldcxt = MemoryContextSwitchTo(tmp);
-		KsColdParse(run->name, run->def->id, hash, id, VARDATA_ANY(data),
-					VARSIZE_ANY_EXHDR(data), &parts);
-		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(tmp);
-		/* a key in memory with this row goes with the checkpoint writing it */
-		if (!KsExpiredAt(run, parts.touched, now) || KsColdInMemory(run->kt, hash, id))
-			continue;
-		if (run->ncold_expired >= run->maxcold_expired)
-		{
-			run->maxcold_expired = Max(run->maxcold_expired * 2, 1024);
-			run->cold_expired_hashes = run->cold_expired_hashes == NULL ?
-				MemoryContextAlloc(run->loadcxt, sizeof(uint32) * run->maxcold_expired) :
-				repalloc(run->cold_expired_hashes, sizeof(uint32) * run->maxcold_expired);
-			run->cold_expired_ids = run->cold_expired_ids == NULL ?
-				MemoryContextAlloc(run->loadcxt, sizeof(uint64) * run->maxcold_expired) :
-				repalloc(run->cold_expired_ids, sizeof(uint64) * run->maxcold_expired);
-		}
-		run->cold_expired_hashes[run->ncold_expired] = hash;
-		run->cold_expired_ids[run->ncold_expired++] = id;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(heap, AccessShareLock);
-	UnregisterSnapshot(snapshot);
-	MemoryContextDelete(tmp);
-	KsBecomeOwner(run);
-	/* through every cold row: the sweep is over until the next one starts */
-	if (!more)
-		run->cold_sweeping = false;
-}
-
-/* Delete the cold rows the sweep found expired (see cold.h). */
-int64
-KsColdDeleteExpired(KsAggRun *run)
-{
-	int			i;
-	int			n = 0;
-
-	/* loaded back since the sweep read it: the checkpoint writing it deletes it */
-	for (i = 0; i < run->ncold_expired; i++)
-	{
-		if (KsColdInMemory(run->kt, run->cold_expired_hashes[i], run->cold_expired_ids[i]))
-			continue;
-		run->cold_expired_hashes[n] = run->cold_expired_hashes[i];
-		run->cold_expired_ids[n++] = run->cold_expired_ids[i];
-	}
-	run->ncold_expired = 0;
-	/* a row listed twice (two sweeps) is deleted once: count what went */
-	return KsColdDelete(run->def->id, run->cold_expired_hashes, run->cold_expired_ids, n);
 }

@@ -52,7 +52,8 @@
  *					when HAVING hides the key
  *
  * cold.c is the worker's side (the only writer of keyedstate.cold, called
- * by the checkpoint and recovery, with coldseed.c for a rescale's copy);
+ * by the checkpoint and recovery, with coldseed.c for a rescale's copy and
+ * coldsweep.c for the TTL's sweep);
  * coldread.c reads cold rows for the live view's scans and lookups.
  *
  *-------------------------------------------------------------------------
@@ -120,7 +121,9 @@ extern int64 KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, 
  * expired, whose key is not in memory, are deleted by the next checkpoint
  * in the transaction that commits it, so the cold row count committed with
  * it stays exact.  Until then a reader still sees them, as it sees a key
- * in memory the sweep has not reached yet.
+ * in memory the sweep has not reached yet.  A tumbling window's cold pane
+ * expires in event time, with its window (window.h; a row for an expired
+ * window is late and never loads a pane back).  The sweep is coldsweep.c.
  */
 #define KS_COLD_SWEEP_ROWS		10000
 
@@ -208,11 +211,24 @@ typedef struct KsColdParts
 extern void KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id,
 						const char *data, uint32 len, KsColdParts *parts);
 
+/* --- inside the cold tier's own files (cold.c, coldsweep.c, coldseed.c) --- */
+
+/* The OIDs of keyedstate.cold and of its primary key. */
+extern void KsColdRelids(Oid *heap, Oid *index);
+
+/*
+ * The hash, id and data of a row of keyedstate.cold read by the worker
+ * (the data detoasted in the current context); a NULL column is damage.
+ */
+extern bytea *KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id);
+
 /*
  * A rescale's new part that has not yet copied the cold rows of its key
  * groups from the parts it is seeded from copies them now, in the step's
- * transaction, and returns true: it loads at a later step (coldseed.c).
- * False when there is nothing to copy, or it was copied before.
+ * transaction (its load, as the worker, the key table made), and returns
+ * true: it loads at a later step (coldseed.c); true too when a backend
+ * holds its row (a rebuild or drop).  False when there is nothing to copy,
+ * or it was copied before.
  */
 extern bool KsColdSeedCopy(KsAggRun *run);
 

@@ -70,6 +70,8 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 				TupleDesc viewdesc, const char *aggname)
 {
 	KsColdScan *cs;
+	MemoryContext cxt;
+	MemoryContext oldcxt;
 	Oid			nsp;
 	ScanKeyData skeys[2];
 	int			nkeys = 1;
@@ -81,8 +83,11 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 		UnregisterSnapshot(res->cold_snapshot);
 		return NULL;
 	}
+	/* everything of the scan, gone with it (a lookup's rescans begin many) */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold scan", ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
 	cs = palloc0(sizeof(KsColdScan));
-	cs->cxt = CurrentMemoryContext;
+	cs->cxt = cxt;
 	cs->aggid = res->aggid;
 	cs->viewdesc = viewdesc;
 	cs->aggname = aggname;
@@ -118,6 +123,7 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 	}
 	cs->scan = index_beginscan(cs->heap, cs->index, cs->snapshot, nkeys, 0);
 	index_rescan(cs->scan, skeys, nkeys, NULL, 0);
+	MemoryContextSwitchTo(oldcxt);
 	return cs;
 }
 
@@ -249,8 +255,5 @@ KsColdScanEnd(KsColdScan *cs)
 	index_close(cs->index, AccessShareLock);
 	table_close(cs->heap, AccessShareLock);
 	UnregisterSnapshot(cs->snapshot);
-	MemoryContextDelete(cs->rowcxt);
-	if (cs->skip != NULL)
-		pfree(cs->skip);
-	pfree(cs);
+	MemoryContextDelete(cs->cxt);
 }

@@ -16,9 +16,14 @@
  * rows (recovery keeps it, and discards only later ids), and a part whose
  * seed_from is set but whose checkpoint_id is not has not copied yet.  Each
  * row is checked (KsColdParse) before it is copied and gets the CRC of its
- * new id.  The load that follows recovers the seeds' chunks (whose markers
- * keep the cold keys out of memory, cold.h) and counts the copies as the
- * part's cold keys; readers wait for the part until then (it is starting).
+ * new id.  A key's group is its hash modulo max_parallelism, found in the
+ * query, but a windowed aggregation's leaves the pane out (window.h): its
+ * rows are all read and their keys hashed again (the types' hash functions,
+ * as the owner).  The copy is made by the first load, once the query is
+ * analysed and before recovery, which it then leaves to the next step; the
+ * load that follows recovers the seeds' chunks (whose markers keep the
+ * cold keys out of memory, cold.h) and counts the copies as the part's
+ * cold keys; readers wait for the part until then (it is starting).
  *
  *-------------------------------------------------------------------------
  */
@@ -66,6 +71,9 @@ KsColdCopyFlush(KsColdCopy *copy)
 							  "pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(h, i, d)",
 							  4, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "keyedstate could not copy the evicted keys of a rescale");
+	pfree(DatumGetPointer(args[1]));
+	pfree(DatumGetPointer(args[2]));
+	pfree(DatumGetPointer(args[3]));
 	copy->n = 0;
 }
 
@@ -77,21 +85,28 @@ static void
 KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, MemoryContext batchcxt)
 {
 	KsAggDef   *def = run->def;
-	Datum		args[5];
-	Oid			argtypes[5] = {INT4OID, INT8OID, INT4OID, INT4OID, INT4OID};
+	int			skip = KsRunGroupSkip(run);
+	Datum		args[6];
+	Oid			argtypes[6] = {INT4OID, INT8OID, INT4OID, INT4OID, INT4OID, BOOLOID};
 	SPIPlanPtr	plan;
 	Portal		portal;
+	Datum	   *keys = palloc(sizeof(Datum) * run->kt->nkeys);
+	bool	   *nulls = palloc(sizeof(bool) * run->kt->nkeys);
 
 	args[0] = Int32GetDatum(seed);
 	args[1] = Int64GetDatum((int64) KsColdId(committed + 1, 0));
 	args[2] = Int32GetDatum(def->max_parallelism);
 	args[3] = Int32GetDatum(def->first_group);
 	args[4] = Int32GetDatum(def->last_group);
-	/* a key's group is its (unsigned) hash modulo max_parallelism */
+	args[5] = BoolGetDatum(skip == 0);
+	/*
+	 * A key's group is its (unsigned) hash modulo max_parallelism, but a
+	 * windowed aggregation's leaves the pane out of the hash: found below.
+	 */
 	plan = SPI_prepare("SELECT hash, id, data FROM keyedstate.cold "
 					   "WHERE aggregation_id = $1 AND id < $2 "
-					   "  AND (hash::pg_catalog.int8 & 4294967295) % $3 BETWEEN $4 AND $5",
-					   5, argtypes);
+					   "  AND (NOT $6 OR (hash::pg_catalog.int8 & 4294967295) % $3 BETWEEN $4 AND $5)",
+					   6, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "keyedstate could not read the evicted keys of a rescale: %s",
 			 SPI_result_code_string(SPI_result));
@@ -130,6 +145,21 @@ KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, Mem
 			data = DatumGetByteaPP(d);
 			/* checked as the seed's row, then renumbered as the part's */
 			KsColdParse(run->name, seed, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), &parts);
+			if (skip > 0)
+			{
+				int			group;
+
+				KsKeyDeserialize(run->kt, parts.key, parts.keylen, run->name, keys, nulls);
+				/* types' hash functions: user code */
+				KsBecomeOwner(run);
+				group = KsKeyGroupOf(run->kt, def->max_parallelism, skip, hash, keys, nulls);
+				KsBecomeWorker();
+				if (group < def->first_group || group > def->last_group)
+				{
+					MemoryContextSwitchTo(oldcxt);
+					continue;
+				}
+			}
 			if (copy->copied >= ((uint64) PG_INT64_MAX >> 1))
 				elog(ERROR, "keyedstate cannot number so many evicted keys");
 			newid = KsColdId(1, 0) + copy->copied;
@@ -198,6 +228,23 @@ KsColdSeedCopy(KsAggRun *run)
 	}
 	if (!any)
 		return false;
+
+	/*
+	 * Hold the part's row until the copy commits, never waiting (as a
+	 * checkpoint does, ckptcommit.c): a rebuild or drop locks it before it
+	 * deletes the cold rows (KsCheckpointForget), so it sees the copies or
+	 * keeps the part from copying.  Not locked: try at a later step.
+	 */
+	args[0] = Int32GetDatum(def->id);
+	if (SPI_execute_with_args("SELECT 1 FROM keyedstate.part p "
+							  "JOIN keyedstate.aggregation a ON a.id = p.aggregation_id "
+							  "WHERE p.id = $1 AND NOT p.retired AND p.checkpoint_id IS NULL "
+							  "  AND p.seed_from IS NOT NULL "
+							  "FOR NO KEY UPDATE OF p SKIP LOCKED FOR KEY SHARE OF a SKIP LOCKED",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "keyedstate could not lock a part of aggregation %s", run->name);
+	if (SPI_processed != 1)
+		return true;
 
 	/* rows an interrupted checkpoint of this part left (it has none committed) */
 	KsColdDiscardAfter(def->id, -1);

@@ -261,10 +261,10 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		memory_limit = KsMemoryLimitArgument(PG_GETARG_TEXT_PP(3));
 	KsCheckMemoryLimitAllowed(memory_limit >= 0 ? memory_limit : agg.def.memory_limit,
-							  PG_ARGISNULL(1) ? agg.def.ttl_us > 0 : ttl != (Datum) 0,
-							  agg.def.window_size_us > 0);
+							  agg.def.window_size_us > agg.def.window_slide_us);
 	parallelism = PG_ARGISNULL(4) ? agg.def.parallelism : PG_GETARG_INT32(4);
-	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism);
+	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism,
+							  memory_limit >= 0 ? memory_limit : agg.def.memory_limit);
 	KsCatalogOpen(&acc);
 	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit);
 	if (parallelism != agg.def.parallelism)

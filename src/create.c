@@ -151,24 +151,26 @@ KsMemoryLimitArgument(text *arg)
 }
 
 /*
- * The memory budget evicts keys through checkpoints that the TTL and time
- * windows do not take part in yet: refuse the combinations.
+ * The memory budget evicts keys, and a tumbling window's panes as keys;
+ * sliding windows merge their panes in memory: refuse the combination.
  */
 void
-KsCheckMemoryLimitAllowed(int64 memory_limit, bool ttl, bool windows)
+KsCheckMemoryLimitAllowed(int64 memory_limit, bool sliding)
 {
-	if (memory_limit > 0 && windows)
+	if (memory_limit > 0 && sliding)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("memory_limit cannot be combined with time windows yet"),
-				 errdetail("Evicted panes and windows would not be merged and expired."),
-				 errhint("Leave out memory_limit, or the window parameters.")));
+				 errmsg("memory_limit cannot be combined with sliding windows yet"),
+				 errdetail("A sliding window merges panes that all have to be in memory."),
+				 errhint("Leave out memory_limit, or use a tumbling window (window_slide equal to window_size).")));
 }
 
-/* Refuse a parallelism out of range (see hooks.h). */
+/* Refuse a parallelism out of range, or too many parts for the budget (see hooks.h). */
 void
-KsCheckParallelismAllowed(int parallelism, int max_parallelism)
+KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit)
 {
+	int64		least;
+
 	if (max_parallelism < 1 || max_parallelism > KS_MAX_KEY_GROUPS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -178,6 +180,16 @@ KsCheckParallelismAllowed(int parallelism, int max_parallelism)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("parallelism must be between 1 and max_parallelism (%d)", max_parallelism),
 				 errdetail("Each worker of an aggregation consumes a range of its key groups, of which there are max_parallelism.")));
+	/* a part's budget is the share of its key groups (evict.h); the smallest has max / n */
+	least = memory_limit * (max_parallelism / parallelism) / max_parallelism;
+	if (memory_limit > 0 && least < (int64) KS_MIN_MEMORY_LIMIT_KB * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("memory_limit must give each of %d parts at least %d kB", parallelism,
+						KS_MIN_MEMORY_LIMIT_KB),
+				 errdetail("Each part has the share of memory_limit of its key groups: %lld kB for the smallest.",
+						   (long long) (least / 1024)),
+				 errhint("Give a larger memory_limit, or a smaller parallelism.")));
 }
 
 /* Stage 1: the arguments and the view's name. */
@@ -201,10 +213,11 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 								   PG_ARGISNULL(7) ? NULL : PG_GETARG_INTERVAL_P(7),
 								   PG_ARGISNULL(8) ? NULL : NameStr(*PG_GETARG_NAME(8)));
 	cs->memory_limit = KsMemoryLimitArgument(PG_ARGISNULL(9) ? NULL : PG_GETARG_TEXT_PP(9));
-	KsCheckMemoryLimitAllowed(cs->memory_limit, cs->ttl != (Datum) 0, cs->window != NULL);
+	KsCheckMemoryLimitAllowed(cs->memory_limit,
+							  cs->window != NULL && cs->window->size_us > cs->window->slide_us);
 	cs->parallelism = PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10);
 	cs->max_parallelism = PG_ARGISNULL(11) ? KS_MAX_PARALLELISM : PG_GETARG_INT32(11);
-	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism);
+	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism, cs->memory_limit);
 	cs->userid = GetUserId();
 
 	if (strcmp(cs->start_from, "beginning") != 0 && strcmp(cs->start_from, "now") != 0)

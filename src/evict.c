@@ -79,8 +79,8 @@ KsEvictBudget(KsAggRun *run)
 	/* a part's share of its aggregation's: in proportion to its key groups */
 	if (def->is_part && budget > 0)
 		budget = Max(budget * (def->last_group - def->first_group + 1) / def->max_parallelism, 1);
-	/* windows do not know cold panes yet: no budget for them (evict.h) */
-	if (def->window_size_us > 0)
+	/* sliding windows merge panes that must all be in memory: no budget (evict.h) */
+	if (def->window_size_us > def->window_slide_us)
 		budget = 0;
 	else if (ks_max_state_memory > 0)
 	{

@@ -13,8 +13,9 @@
  * keyedstate.cold under its own id, and holds and evicts on its own
  * (what parts do, hooks.h), so the parts together keep within
  * memory_limit.  Aggregations with
- * time windows have none: their merges see only the panes in memory (a
- * TTL sweeps cold keys too, cold.h).  It bounds the
+ * sliding windows have none: their merges see only the panes in memory.
+ * A tumbling window's panes are keys like any (a TTL sweeps cold keys too,
+ * in event time for windows, cold.h).  It bounds the
  * worker's memory for keys and transition states together with the shared
  * memory of the published rows, as keyedstate.status reports them
  * (memory_bytes against memory_limit).

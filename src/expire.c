@@ -200,8 +200,14 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 		run->expire_running = true;
 		run->expire_cursor = run->expire_wcursor = 0;
 		run->expire_wm = run->watermark;
-		/* and through the cold keys, from the first (KsColdSweep, cold.h) */
-		if (run->cold_rows > 0 && !run->cold_sweeping)
+		/*
+		 * And through the cold keys, from the first (KsColdSweep, cold.h);
+		 * one running goes through them again once done: the rows it read
+		 * were checked against an older time or watermark.
+		 */
+		if (run->cold_rows > 0 && run->cold_sweeping)
+			run->cold_sweep_again = true;
+		else if (run->cold_rows > 0)
 		{
 			run->cold_sweeping = true;
 			run->cold_sweep_hash = (int64) PG_INT32_MIN - 1;

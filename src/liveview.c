@@ -92,6 +92,7 @@ typedef struct KsLiveScanState
 	Oid			userid;			/* whose privileges the scan checks */
 	uint32		rowtype;		/* hash of its row type (KsRowTypeHash) */
 	KsColdScan *cold;			/* evicted keys, read after the published ones */
+	char	   *aggname;		/* for the cold rows' messages, once known */
 	KsSlotRef  *refs;			/* the aggregation's parts' slots, found per fetch */
 	KsAggSlot  *copies;			/* ... and copies of them (max_aggregations each) */
 } KsLiveScanState;
@@ -496,11 +497,14 @@ KsFetchRows(ForeignScanState *node)
 
 		if (results[i].cold_snapshot == NULL)
 			continue;
+		if (ss->aggname == NULL)
+			ss->aggname = MemoryContextStrdup(node->ss.ps.state->es_query_cxt,
+											  KsAggName(copies[0].view_oid));
 		oldcxt = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
 		ss->cold = KsColdScanChain(ss->cold,
 								   KsColdScanBegin(&results[i], hashes, nhashes,
 												   RelationGetDescr(node->ss.ss_currentRelation),
-												   KsAggName(copies[0].view_oid)));
+												   ss->aggname));
 		MemoryContextSwitchTo(oldcxt);
 	}
 }

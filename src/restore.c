@@ -234,7 +234,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	KsRequestAtCommit();
 	parallelism = DatumGetInt32(KsGet(tup, desc, "parallelism"));
 	max_parallelism = DatumGetInt32(KsGet(tup, desc, "max_parallelism"));
-	KsCheckParallelismAllowed(parallelism, max_parallelism);
+	KsCheckParallelismAllowed(parallelism, max_parallelism, 0);
 	if (parallelism > 1)
 	{
 		/* (the parts' reference to this row is checked at commit) */

@@ -468,6 +468,7 @@ KsRunUnload(KsAggRun *run)
 	run->cold_filter_bits = 0;
 	run->cold_building = NULL;
 	run->cold_sweeping = false;
+	run->cold_sweep_again = false;
 	run->cold_expired_hashes = NULL;
 	run->cold_expired_ids = NULL;
 	run->ncold_expired = run->maxcold_expired = 0;

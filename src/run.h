@@ -155,6 +155,7 @@ typedef struct KsAggRun
 
 	/* the TTL over cold keys (cold.h): the sweep's place, and what it found */
 	bool		cold_sweeping;
+	bool		cold_sweep_again;	/* a sweep of the keys in memory started since */
 	int64		cold_sweep_hash;	/* rows after (hash, id) are still to be read */
 	uint64		cold_sweep_id;
 	uint32	   *cold_expired_hashes;	/* deleted with the next checkpoint */

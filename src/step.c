@@ -87,9 +87,11 @@ KsRunColdLoad(void *arg, const uint32 *hashes, int n)
 /*
  * Load a run: analyse its stored query, prepare the aggregate calls, the
  * source and the projection, recover the checkpoint and publish every
- * recovered key.  Runs as the owner inside a step.
+ * recovered key.  Runs as the owner inside a step.  False when a rescale's
+ * new part copied its seeds' evicted keys instead: it loads at the next
+ * step, once the copy is committed (cold.h).
  */
-static void
+static bool
 KsRunLoad(KsAggRun *run)
 {
 	MemoryContext oldcxt;
@@ -139,10 +141,18 @@ KsRunLoad(KsAggRun *run)
 	 * the published one, the view keeps showing the last good state (after
 	 * a resume) or waits (after a crash).
 	 */
+	KsRunTimeoutPause(true);
+	KsBecomeWorker();
+	if (KsColdSeedCopy(run))
+	{
+		KsBecomeOwner(run);
+		KsRunTimeoutResume(run);
+		KsRunUnload(run);
+		return false;
+	}
 	run->building = KsStoreCreate(KsGetDsa(), run->name);
 	run->building_bytes = 0;
 	run->building_visible = 0;
-	KsRunTimeoutPause(true);
 	KsRecover(run);
 	run->applybuf->group_starts = run->group_starts;
 	KsRunTimeoutResume(run);
@@ -186,6 +196,7 @@ KsRunLoad(KsAggRun *run)
 			(errmsg("keyedstate aggregation %s recovered " UINT64_FORMAT " keys at offset " INT64_FORMAT " in %ld ms",
 					run->name, run->kt->nentries, run->consumed,
 					TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()))));
+	return true;
 }
 
 /* Publish what changed: keys, or the windows of the panes that changed. */
@@ -268,7 +279,8 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 	/* over the memory budget: a capture evicts (evict.h) */
 	if (KsEvictDue(run))
 		return true;
-	if (run->kt->nckpt == 0 && run->consumed == run->checkpointed)
+	/* nothing changed, and no cold row the TTL's sweep found expired waits (cold.h) */
+	if (run->kt->nckpt == 0 && run->consumed == run->checkpointed && run->ncold_expired == 0)
 		return false;
 	due_in = run->def->checkpoint_interval_ms -
 		TimestampDifferenceMilliseconds(run->last_checkpoint, now);
@@ -312,18 +324,10 @@ KsRunPrepare(KsAggRun *run)
 	}
 	if (!run->loaded)
 	{
-		bool		copied;
-
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
-		KsRunTimeoutPause(true);
-		KsBecomeWorker();
-		copied = KsColdSeedCopy(run);
-		KsBecomeOwner(run);
-		KsRunTimeoutResume(run);
-		if (copied)
-			return false;
 		run->loaded_owner = run->owner;
-		KsRunLoad(run);
+		if (!KsRunLoad(run))
+			return false;
 	}
 	else if (run->exprs_stale)
 		KsRunCompile(run);

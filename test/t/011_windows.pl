@@ -144,16 +144,37 @@ SELECT keyedstate.create_aggregation('tumble_ttl_p',
 	'SELECT k, count(*) AS c, sum(v) AS s FROM ev2 GROUP BY k',
 	window_size => '5 minutes', time_column => 'ts', ttl => '20 minutes',
 	parallelism => 2, max_parallelism => 8);
+-- and under a memory budget, whole and in parts: panes are evicted as
+-- keys are, and cold panes expire with their windows (event time); 20,000
+-- keys, time moving by 60 ms a row, one row in 20 up to 40 minutes late
+CREATE TABLE ev3 (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, ts timestamptz);
+CREATE FUNCTION add_timed3(cnt int) RETURNS void LANGUAGE sql AS $$
+INSERT INTO ev3 (k, v, ts)
+SELECT (random() * 20000)::int, g,
+	   '2026-03-01 00:00:00+00'::timestamptz + (coalesce((SELECT max(id) FROM ev3), 0) + g) * interval '60 ms'
+	   - CASE WHEN random() < 0.05 THEN random() * interval '40 minutes' ELSE interval '0' END
+  FROM generate_series(1, cnt) g;
+$$;
+SELECT add_timed3(20000);
+SELECT keyedstate.create_aggregation('tumble_ttl_b',
+	'SELECT k, count(*) AS c, sum(v) AS s FROM ev3 GROUP BY k',
+	window_size => '5 minutes', time_column => 'ts', ttl => '20 minutes', memory_limit => '1MB',
+	checkpoint_interval => '100 ms');
+SELECT keyedstate.create_aggregation('tumble_ttl_bp',
+	'SELECT k, count(*) AS c, sum(v) AS s FROM ev3 GROUP BY k',
+	window_size => '5 minutes', time_column => 'ts', ttl => '20 minutes', memory_limit => '4MB',
+	parallelism => 2, max_parallelism => 8, checkpoint_interval => '100 ms');
 });
 
 # rows in offset order; the watermark before each is the newest time before it
 sub ttl_oracle
 {
-	my ($size, $slide, $ttl, $aggs) = @_;
+	my ($size, $slide, $ttl, $aggs, $table) = @_;
 	my $origin = q{'1970-01-01 00:00:00+00'::timestamptz};
+	$table //= 'ev2';
 	return qq{
 WITH r AS (SELECT *, max(ts) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS wm
-			 FROM ev2 WHERE ts IS NOT NULL),
+			 FROM $table WHERE ts IS NOT NULL),
 	 kept AS (SELECT * FROM r
 			   WHERE wm IS NULL OR date_bin('$slide', ts, $origin) + interval '$size' > wm - interval '$ttl')
 } . window_oracle($size, $slide, 'ts', 'timestamptz', "k, $aggs",
@@ -164,6 +185,8 @@ my %ttl_aggs = (
 	tumble_ttl => ttl_oracle('5 minutes', '5 minutes', '20 minutes', 'count(*), sum(v)'));
 $ttl_aggs{hop_ttl_p} = $ttl_aggs{hop_ttl};
 $ttl_aggs{tumble_ttl_p} = $ttl_aggs{tumble_ttl};
+$ttl_aggs{tumble_ttl_b} = ttl_oracle('5 minutes', '5 minutes', '20 minutes', 'count(*), sum(v)', 'ev3');
+$ttl_aggs{tumble_ttl_bp} = $ttl_aggs{tumble_ttl_b};
 sub check_ttl
 {
 	my ($when) = @_;
@@ -174,6 +197,13 @@ sub check_ttl
 			UNION ALL (($ttl_aggs{$name}) EXCEPT ALL SELECT * FROM $name)) d", 30),
 			"$name: windows past the TTL are gone, the others exact, late rows dropped $when");
 	}
+	# the budgeted ones: the cold panes of expired windows are deleted too
+	for my $name ('tumble_ttl_b', 'tumble_ttl_bp')
+	{
+		ok(ks_wait_for($node, $db, "SELECT keys = (SELECT count(*) FROM $name) FROM keyedstate.status WHERE name = '$name'", 60),
+			"$name: its keys in memory and cold are the windows left $when")
+		  or diag($node->safe_psql($db, "SELECT keys, keys_in_memory, evictions FROM keyedstate.status WHERE name = '$name'"));
+	}
 }
 check_ttl('after the first rows');
 my $late = $node->safe_psql($db, q{
@@ -182,20 +212,30 @@ SELECT count(*) FROM r WHERE date_bin('2 minutes', ts, '1970-01-01 00:00:00+00')
 ok($late > 20, "there are late rows ($late)");
 is(ks_status($node, $db, 'hop_ttl', 'rows_late'), $late, 'status counts the late rows');
 is(ks_status($node, $db, 'hop_ttl_p', 'rows_late'), $late, 'and so do the parts together');
+my $late3 = $node->safe_psql($db, q{
+WITH r AS (SELECT *, max(ts) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS wm FROM ev3)
+SELECT count(*) FROM r WHERE date_bin('5 minutes', ts, '1970-01-01 00:00:00+00') + interval '5 minutes' <= wm - interval '20 minutes'});
+ok($late3 > 20, "there are late rows for the budgeted windows ($late3)");
+is(ks_status($node, $db, 'tumble_ttl_b', 'rows_late'), $late3, 'a budget drops exactly the late rows');
+is(ks_status($node, $db, 'tumble_ttl_bp', 'rows_late'), $late3, 'and so do its parts');
+ok(ks_status($node, $db, 'tumble_ttl_b', 'evictions') > 0 && ks_status($node, $db, 'tumble_ttl_bp', 'evictions') > 0,
+	'panes of the budgeted windows were evicted, whole and in parts')
+  or diag($node->safe_psql($db, q{SELECT name, keys, keys_in_memory, evictions, reloads FROM keyedstate.status}));
 is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.workers WHERE aggregation = 'hop_ttl_p' AND keys > 0}), '3',
 	'the keys of the windowed aggregation are spread over its three parts');
 is($node->safe_psql($db, q{SELECT min(window_end) > (SELECT max(ts) FROM ev2) - interval '30 minutes' FROM hop_ttl}), 't',
 	'only windows ending within the TTL of the newest time are kept');
-$node->safe_psql($db, 'SELECT add_timed(1000)');
+$node->safe_psql($db, 'SELECT add_timed(1000); SELECT add_timed3(10000)');
 ks_kill_worker($node, $db);
 ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
 check_ttl('after more rows and a crash');
 # rescaled: the new parts start from the watermark of their oldest seed
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('hop_ttl_p', parallelism => 2)});
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('tumble_ttl_p', parallelism => 3)});
-$node->safe_psql($db, 'SELECT add_timed(1000)');
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('tumble_ttl_bp', parallelism => 3)});
+$node->safe_psql($db, 'SELECT add_timed(1000); SELECT add_timed3(10000)');
 check_ttl('after a rescale and more rows');
-$node->safe_psql($db, 'SELECT add_timed(1000)');
+$node->safe_psql($db, 'SELECT add_timed(1000); SELECT add_timed3(10000)');
 $node->restart;
 ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
 check_ttl('after more rows and a clean restart');

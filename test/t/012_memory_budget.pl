@@ -256,8 +256,13 @@ $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tb')});
 $node->safe_psql($db, 'CREATE TABLE wev (id bigserial PRIMARY KEY, k int NOT NULL, ts timestamptz NOT NULL)');
 my ($ret, $out, $err) = $node->psql($db, q{
 SELECT keyedstate.create_aggregation('t1', 'SELECT k, count(*) FROM wev GROUP BY k',
-	window_size => '1 hour', time_column => 'ts', memory_limit => '64MB')});
-like($err, qr/memory_limit cannot be combined with time windows yet/, 'a budget with windows is refused');
+	window_size => '1 hour', window_slide => '10 minutes', time_column => 'ts', memory_limit => '64MB')});
+like($err, qr/memory_limit cannot be combined with sliding windows yet/, 'a budget with sliding windows is refused');
+$node->safe_psql($db, q{SELECT keyedstate.create_aggregation('t1', 'SELECT k, count(*) FROM wev GROUP BY k',
+	window_size => '1 hour', window_slide => '10 minutes', time_column => 'ts')});
+($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('t1', memory_limit => '64MB')});
+like($err, qr/memory_limit cannot be combined with sliding windows yet/, 'and given later too');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('t1')});
 ($ret, $out, $err) = $node->psql($db, q{
 SELECT keyedstate.create_aggregation('t2', 'SELECT k, count(*) FROM ev GROUP BY k', memory_limit => 'lots')});
 like($err, qr/invalid memory_limit "lots"/, 'a memory_limit that is not a size is refused');

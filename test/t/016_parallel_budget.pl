@@ -7,7 +7,7 @@
 # groups (each new part copies its groups' cold rows from the parts it is
 # seeded from): up, down and to one part, under writers and with a kill -9
 # in the middle; the retired parts' cold rows go with them, and a drop
-# leaves none.
+# leaves none.  A budget too small for its parts is refused.
 use strict;
 use warnings;
 use FindBin;
@@ -146,7 +146,16 @@ is($node->safe_psql($db, q{SELECT sum(cold_keys) FROM keyedstate.part WHERE NOT 
 	$node->safe_psql($db, q{SELECT count(*) FROM keyedstate.cold}),
 	'the parts count exactly the cold rows there are');
 
-# --- 6. removing the budget, and a drop -------------------------------------------
+# --- 6. a part gets at least 1MB: too many parts for the budget are refused
+my ($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('pb', parallelism => 16)});
+like($err, qr/memory_limit must give each of 16 parts at least 1024 kB/, 'a rescale leaving a part under 1MB is refused');
+($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('pb', memory_limit => '3MB')});
+like($err, qr/memory_limit must give each of 4 parts at least 1024 kB/, 'and so is a budget too small for the parts');
+($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.create_aggregation('pb_bad', 'SELECT k, count(*) FROM ev GROUP BY k',
+	parallelism => 3, max_parallelism => 8, memory_limit => '3MB')});
+like($err, qr/memory_limit must give each of 3 parts at least 1024 kB/, 'and an aggregation created with one');
+
+# --- 7. removing the budget, and a drop -------------------------------------------
 # without a budget, the keys evicted before stay cold until rows come for them
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('pb', memory_limit => '0')});
 ok(ks_wait_for($node, $db, q{SELECT memory_limit IS NULL FROM keyedstate.status WHERE name = 'pb'}, 30),

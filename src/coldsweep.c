@@ -1,0 +1,190 @@
+/*-------------------------------------------------------------------------
+ *
+ * coldsweep.c
+ *	  The TTL over cold keys: the sweep that reads an aggregation's cold
+ *	  rows a slice per step and notes the expired ones, deleted by the next
+ *	  checkpoint.  Part of the cold tier; see cold.h.
+ *
+ * A cold key expires as a key in memory does: in processing time, when
+ * its row's `touched` is older than the TTL; a windowed aggregation's pane
+ * in event time, when its window ended at or before the watermark less
+ * the TTL (window.h), read from the pane's start, the first column of its
+ * stored key.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "cold.h"
+#include "serialize.h"
+#include "window.h"
+
+/*
+ * Whether a cold row's key outlived the TTL (see above); its key is read
+ * in the current context.
+ */
+static bool
+KsColdExpired(KsAggRun *run, const KsColdParts *parts, TimestampTz now)
+{
+	Datum	   *keys;
+	bool	   *nulls;
+
+	if (run->def->window_size_us == 0)
+		return KsExpiredAt(run, parts->touched, now);
+	if (run->def->ttl_us == 0 || run->watermark == DT_NOBEGIN)
+		return false;
+	keys = palloc(sizeof(Datum) * run->kt->nkeys);
+	nulls = palloc(sizeof(bool) * run->kt->nkeys);
+	KsKeyDeserialize(run->kt, parts->key, parts->keylen, run->name, keys, nulls);
+	if (nulls[0])
+		KsCheckpointCorrupted(run->name, "A cold window has no start.");
+	return KsWindowExpired(run, DatumGetTimestampTz(keys[0]));
+}
+
+/*
+ * Whether the key of cold row (hash, id) is in memory, that row its cold
+ * row.  An evicted entry the next publish removes is not: its cold row is
+ * its state (nothing else would delete that row once the entry is gone).
+ */
+static bool
+KsColdInMemory(KsKeyTable *kt, uint32 hash, uint64 id)
+{
+	uint32		mask = kt->nslots - 1;
+	uint32		pos = hash & mask;
+
+	for (; kt->slots[pos].entry != 0; pos = (pos + 1) & mask)
+	{
+		KsKeyEntry *e;
+
+		if (kt->slots[pos].hash != hash)
+			continue;
+		e = KsKeyTableEntry(kt, kt->slots[pos].entry - 1);
+		if (e->cold_id == id && !(e->flags & KS_KEY_EVICTED))
+			return true;
+	}
+	return false;
+}
+
+/* Read the next cold rows for the TTL, and note the expired ones (see cold.h). */
+void
+KsColdSweep(KsAggRun *run, TimestampTz now)
+{
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	IndexScanDesc scan;
+	ScanKeyData skeys[2];
+	TupleTableSlot *slot;
+	MemoryContext tmp;
+	int			n = 0;
+	bool		more = false;
+
+	if (!run->cold_sweeping)
+		return;
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold sweep",
+								ALLOCSET_DEFAULT_SIZES);
+	KsBecomeWorker();
+	KsColdRelids(&heapoid, &indexoid);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	heap = table_open(heapoid, AccessShareLock);
+	index = index_open(indexoid, AccessShareLock);
+	slot = table_slot_create(heap, NULL);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
+	ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT4GE,
+				Int32GetDatum((int32) Max(run->cold_sweep_hash, PG_INT32_MIN)));
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	index_rescan(scan, skeys, 2, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		uint32		hash;
+		uint64		id;
+		bytea	   *data;
+		KsColdParts parts;
+		MemoryContext oldcxt;
+		bool		expired;
+
+		if (n >= KS_COLD_SWEEP_ROWS)
+		{
+			more = true;
+			break;
+		}
+		KsCheckInterrupts();
+		oldcxt = MemoryContextSwitchTo(tmp);
+		data = KsColdRowColumns(run, slot, &hash, &id);
+		MemoryContextSwitchTo(oldcxt);
+		/* rows up to the last one read are done */
+		if ((int64) (int32) hash == run->cold_sweep_hash && id <= run->cold_sweep_id)
+			continue;
+		n++;
+		run->cold_sweep_hash = (int32) hash;
+		run->cold_sweep_id = id;
+		oldcxt = MemoryContextSwitchTo(tmp);
+		KsColdParse(run->name, run->def->id, hash, id, VARDATA_ANY(data),
+					VARSIZE_ANY_EXHDR(data), &parts);
+		expired = KsColdExpired(run, &parts, now);
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(tmp);
+		/* a key in memory with this row goes with the checkpoint writing it */
+		if (!expired || KsColdInMemory(run->kt, hash, id))
+			continue;
+		if (run->ncold_expired >= run->maxcold_expired)
+		{
+			run->maxcold_expired = Max(run->maxcold_expired * 2, 1024);
+			run->cold_expired_hashes = run->cold_expired_hashes == NULL ?
+				MemoryContextAlloc(run->loadcxt, sizeof(uint32) * run->maxcold_expired) :
+				repalloc(run->cold_expired_hashes, sizeof(uint32) * run->maxcold_expired);
+			run->cold_expired_ids = run->cold_expired_ids == NULL ?
+				MemoryContextAlloc(run->loadcxt, sizeof(uint64) * run->maxcold_expired) :
+				repalloc(run->cold_expired_ids, sizeof(uint64) * run->maxcold_expired);
+		}
+		run->cold_expired_hashes[run->ncold_expired] = hash;
+		run->cold_expired_ids[run->ncold_expired++] = id;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	UnregisterSnapshot(snapshot);
+	MemoryContextDelete(tmp);
+	KsBecomeOwner(run);
+	/* through every cold row: the sweep is over until the next one starts, or again */
+	if (!more && run->cold_sweep_again)
+	{
+		run->cold_sweep_again = false;
+		run->cold_sweep_hash = (int64) PG_INT32_MIN - 1;
+		run->cold_sweep_id = 0;
+	}
+	else if (!more)
+		run->cold_sweeping = false;
+}
+
+/* Delete the cold rows the sweep found expired (see cold.h). */
+int64
+KsColdDeleteExpired(KsAggRun *run)
+{
+	int			i;
+	int			n = 0;
+
+	/* loaded back since the sweep read it: the checkpoint writing it deletes it */
+	for (i = 0; i < run->ncold_expired; i++)
+	{
+		if (KsColdInMemory(run->kt, run->cold_expired_hashes[i], run->cold_expired_ids[i]))
+			continue;
+		run->cold_expired_hashes[n] = run->cold_expired_hashes[i];
+		run->cold_expired_ids[n++] = run->cold_expired_ids[i];
+	}
+	run->ncold_expired = 0;
+	/* a row listed twice (two sweeps) is deleted once: count what went */
+	return KsColdDelete(run->def->id, run->cold_expired_hashes, run->cold_expired_ids, n);
+}
