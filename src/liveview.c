@@ -169,7 +169,7 @@ KsGetLiveOptions(Oid relid, KsLiveOptions *opts)
  * ----------------------------------------------------------------
  */
 
-/* The number of rows the aggregation's view shows now, or a guess (1000). */
+/* The number of rows the aggregation's view shows now (cold keys too), or a guess (1000). */
 static double
 KsEstimateKeys(const KsLiveOptions *opts)
 {
@@ -186,7 +186,7 @@ KsEstimateKeys(const KsLiveOptions *opts)
 	n = KsFindAggParts(MyDatabaseId, opts->aggid, refs, KsSharedState->max_aggs, &nparts);
 	for (i = 0; i < n; i++)
 		if (KsSlotSnapshot(&refs[i], &copy))
-			keys += copy.visible_keys;
+			keys += copy.visible_keys + copy.cold_keys;
 	pfree(refs);
 	return keys > 0 ? keys : 1000;
 }
