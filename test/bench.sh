@@ -37,6 +37,7 @@ BUDGET=${BUDGET:-128MB}				# its memory_limit
 STEADY_ROWS=${STEADY_ROWS:-1000000}	# rows of each steady-state measurement
 PAR_KEYS=${PAR_KEYS:-1000000}		# keys of the parallelism comparison
 PAR_ROWS=${PAR_ROWS:-4000000}		# its rows
+PAR_BUDGET=${PAR_BUDGET:-32MB}		# its memory_limit in the budgeted pair
 ONLY=${ONLY:-}						# "budget", "partitioned" or "parallel": only that comparison
 
 # --- timing and arithmetic ---------------------------------------------
@@ -559,7 +560,7 @@ budget_exact() {
 # 15. The memory budget: BUDGET_KEYS distinct keys, all in memory
 # (evb_stats) against a memory_limit of BUDGET (evb_cold), side by side.
 bench_budget() {
-	local k=$BUDGET_KEYS n=$((BUDGET_KEYS * 2)) file="$KS_CLUSTER/data_budget.csv" dm dc hm hc um uc start recovery
+	local k=$BUDGET_KEYS n=$((BUDGET_KEYS * 2)) file="$KS_CLUSTER/data_budget.csv" dm dc hm hc um uc start recovery pid
 	echo
 	echo "== memory budget: $n rows over $k keys, all in memory (evb_stats) against memory_limit $BUDGET (evb_cold)"
 	progress "generating $n rows over $k keys"
@@ -625,9 +626,11 @@ bench_budget() {
 	ks_query "INSERT INTO evb (k, v) SELECT (random() * ($k - 1))::int, 1 FROM generate_series(1, $STEADY_ROWS)" >/dev/null &
 	sleep 2
 	progress "kill -9 of the worker"
-	kill -9 "$(ks_query "SELECT pid FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' LIMIT 1")"
+	pid=$(ks_query "SELECT pid FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' LIMIT 1")
+	kill -9 "$pid"
 	wait
-	ks_wait_for 600 "SELECT true"
+	# the killed worker's entry stays until the crash restart is through
+	ks_wait_for 600 "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid"
 	ks_wait_running 3600
 	ks_sync_all '1 hour'
 	budget_exact evb_cold "a kill -9 of the worker during writes"
@@ -706,9 +709,10 @@ par_drain_once() {
 	rate "$n" "$(ks_time "drain of $n rows by $parts worker(s) ($name)" par_create_and_sync "$name" "$query" "$parts")"
 }
 
-# Create aggregation $1 of query $2 in $3 parts and wait until it consumed every row.
+# Create aggregation $1 of query $2 in $3 parts (with memory_limit
+# PAR_LIMIT when set) and wait until it consumed every row.
 par_create_and_sync() {
-	ks_query "SELECT keyedstate.create_aggregation('$1', '$2', checkpoint_interval => '1 hour', parallelism => $3)" >/dev/null
+	ks_query "SELECT keyedstate.create_aggregation('$1', '$2', checkpoint_interval => '1 hour', parallelism => $3${PAR_LIMIT:+, memory_limit => '$PAR_LIMIT'})" >/dev/null
 	ks_sync "$1" '1 hour'
 }
 
@@ -721,9 +725,10 @@ par_pair_once() {
 # One aggregation in one worker and in two (parallelism => 2), on a
 # CPU-bound query (five aggregates, PAR_KEYS keys), the runs interleaved;
 # and what each worker pays to read every row whatever it keeps: a drain
-# whose WHERE keeps none.
+# whose WHERE keeps none; then the pair again under a memory budget
+# (PAR_BUDGET, shared by the parts: each evicts its own keys).
 bench_parallel() {
-	local data="$KS_CLUSTER/par.csv" pair one two read q
+	local data="$KS_CLUSTER/par.csv" pair one two read q bone btwo
 	echo
 	echo "== parallelism: $PAR_ROWS rows, $PAR_KEYS keys, medians of $REPEAT; $(nproc) cores"
 	progress "generating $PAR_ROWS rows over $PAR_KEYS keys"
@@ -737,11 +742,17 @@ bench_parallel() {
 	read=$(ks_median_of par_drain_once evp "$PAR_ROWS" evp_none \
 		"SELECT k, count(*) AS n FROM evp WHERE v < 0 GROUP BY k" 1)
 	drop_aggregation evp_none
+	pair=$(PAR_LIMIT=$PAR_BUDGET ks_median_of par_pair_once evp "$PAR_ROWS" evp_cold "$q")
+	bone=${pair% *}
+	btwo=${pair#* }
+	drop_aggregation evp_cold
 	printf '%-64s %12s %7s\n' "measure" "rows/s" "ratio"
 	printf '%-64s %12s %7s\n' "drain, 1 worker (parallelism 1)" "$one" "1.00"
 	printf '%-64s %12s %7s\n' "drain, 2 workers (parallelism 2)" "$two" "$(ratio "$two" "$one")"
 	printf '%-64s %12s %7s\n' "reading alone: a drain that keeps no row (per worker)" "$read" "$(ratio "$read" "$one")"
 	echo "each worker reads every row: reading is $(ratio "$one" "$read") of one worker's time per row"
+	printf '%-64s %12s %7s\n' "drain under $PAR_BUDGET, 1 worker" "$bone" "1.00"
+	printf '%-64s %12s %7s\n' "drain under $PAR_BUDGET, 2 workers (each part half the budget)" "$btwo" "$(ratio "$btwo" "$bone")"
 }
 
 # Drop aggregation $1.
