@@ -406,8 +406,9 @@ KsRunStep(KsAggRun *run, long *timeout)
 		}
 		if (locked && !KsRunPrepare(run))
 		{
+			/* copied, or a backend holds the part's row: load soon, never spin */
 			locked = false;
-			*timeout = 0;
+			*timeout = Min(*timeout, 100);
 		}
 		if (locked)
 		{
