@@ -55,6 +55,12 @@
  */
 #define KS_PUBLISH_BUDGET_MS	1000
 
+/*
+ * How long a rebuilding aggregation waits for its owner's SELECT on the
+ * source before it loads (and fails without it): a restore grants it last.
+ */
+#define KS_SOURCE_ACL_WAIT_MS	30000
+
 typedef struct KsAggRun
 {
 	KsAggDef   *def;			/* catalog row, in defcxt */
@@ -138,6 +144,7 @@ typedef struct KsAggRun
 	TimestampTz used_checked;	/* when memory in use was last measured, */
 	bool		used_over;		/* and whether it exceeded the budget */
 	TimestampTz budget_checked; /* when the budget was last computed */
+	TimestampTz source_acl_since;	/* a rebuild found its owner without SELECT on the source */
 	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
 	TimestampTz hold_checked;	/* when memory in use was last measured for it */

@@ -17,6 +17,7 @@
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -339,19 +340,32 @@ KsRunPrepare(KsAggRun *run)
  * runs the parts it is seeded from any more (seed.c).  And a rebuilding
  * aggregation waits for its source: a restore creates the source's
  * triggers after its rows (see restore.c), so until the wake-up trigger
- * exists the source may still be loading.
+ * exists the source may still be loading; and pg_dump writes privileges
+ * last, so the owner's SELECT on the source may come after the trigger.
+ * That is waited for KS_SOURCE_ACL_WAIT_MS at most: then the load fails
+ * with the error, as for any owner without the privilege.
  */
 static bool
 KsRunSourceReady(KsAggRun *run)
 {
+	TimestampTz now;
+
 	if (run->loaded)
 		return true;
 	if (run->def->nseeds > 0 && !KsAggSlotsIdle(MyDatabaseId, run->def->seeds, run->def->nseeds))
 		return false;
 	if (!run->def->rebuilding)
 		return true;
-	return OidIsValid(get_trigger_oid(run->def->source_oid,
-									  psprintf(KS_WAKE_TRIGGER_FMT, run->def->agg_id), true));
+	if (!OidIsValid(get_trigger_oid(run->def->source_oid,
+									psprintf(KS_WAKE_TRIGGER_FMT, run->def->agg_id), true)))
+		return false;
+	if (run->def->has_checkpoint ||
+		pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK)
+		return true;
+	now = GetCurrentTimestamp();
+	if (run->source_acl_since == 0)
+		run->source_acl_since = now;
+	return TimestampDifferenceExceeds(run->source_acl_since, now, KS_SOURCE_ACL_WAIT_MS);
 }
 
 /*

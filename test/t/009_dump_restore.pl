@@ -115,6 +115,17 @@ command_ok([ 'pg_restore', '--exit-on-error', '-d', $other->connstr('src_db'), $
 	'pg_restore into a fresh cluster');
 check_restored($other, 'src_db', 'fresh cluster');
 
+# a restore grants privileges last: a rebuilding aggregation whose owner
+# may not read the source yet waits for the grant instead of failing
+$other->safe_psql('src_db', q{REVOKE SELECT ON events FROM regress_dump_owner;
+SELECT keyedstate.rebuild('ev_hours');});
+ok(!ks_wait_for($other, 'src_db', q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 'ev_hours'}, 3),
+	'without SELECT on the source a rebuild waits, not fails');
+$other->safe_psql('src_db', q{GRANT SELECT ON events TO regress_dump_owner});
+ks_sync($other, 'src_db', 'ev_hours');
+is(ks_mismatches($other, 'src_db', 'SELECT * FROM ev_hours', $oracle{ev_hours}), '0',
+	'once granted it rebuilds, exact');
+
 # a new aggregation after a restore gets an id of its own
 $other->safe_psql('src_db', q{SELECT keyedstate.create_aggregation('after', 'SELECT k, count(*) FROM events GROUP BY k')});
 ks_sync($other, 'src_db', 'after');
