@@ -7,7 +7,8 @@
 # groups (each new part copies its groups' cold rows from the parts it is
 # seeded from): up, down and to one part, under writers and with a kill -9
 # in the middle; the retired parts' cold rows go with them, and a drop
-# leaves none.  A budget too small for its parts is refused.
+# leaves none.  A budget too small for its parts is refused, and damaged
+# cold rows met by a rescale's copy fail the new part.
 use strict;
 use warnings;
 use FindBin;
@@ -155,7 +156,26 @@ like($err, qr/memory_limit must give each of 4 parts at least 1024 kB/, 'and so 
 	parallelism => 3, max_parallelism => 8, memory_limit => '3MB')});
 like($err, qr/memory_limit must give each of 3 parts at least 1024 kB/, 'and an aggregation created with one');
 
-# --- 7. removing the budget, and a drop -------------------------------------------
+# --- 7. a damaged cold row read by a rescale's copy fails the new part ------
+# (paused, so that the new parts copy only once the row is damaged)
+$node->safe_psql($db, q{SELECT keyedstate.pause('pb');
+SELECT keyedstate.alter_aggregation('pb', parallelism => 2);});
+$node->safe_psql($db, q{
+UPDATE keyedstate.cold c SET data = set_byte(data, 20, (get_byte(data, 20) + 1) % 256)
+  FROM keyedstate.part p WHERE p.retired AND c.aggregation_id = p.id});
+$log_at = -s $node->logfile;
+$node->safe_psql($db, q{SELECT keyedstate.resume('pb')});
+ok(ks_wait_state($node, $db, 'pb', 'failed', 60), 'a seed with damaged cold rows fails the new part');
+like(ks_status($node, $db, 'pb', 'error'), qr/checkpoint of aggregation public.pb is corrupted/,
+	'and says its checkpoint is corrupted');
+like(slurp_file($node->logfile, $log_at), qr/The CRC-32C of cold key \d+ is/, 'the log says which check failed');
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.part p ON p.id = c.aggregation_id
+	WHERE NOT p.retired}), '0', 'and no copy was kept');
+$node->safe_psql($db, q{SELECT keyedstate.rebuild('pb')});
+exact('rebuilt after the damaged copy');
+ok(parts_cold(2), 'the rebuilt parts evict again');
+
+# --- 8. removing the budget, and a drop -------------------------------------------
 # without a budget, the keys evicted before stay cold until rows come for them
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('pb', memory_limit => '0')});
 ok(ks_wait_for($node, $db, q{SELECT memory_limit IS NULL FROM keyedstate.status WHERE name = 'pb'}, 30),
