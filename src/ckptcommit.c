@@ -94,16 +94,13 @@ KsCheckpointForgetRetired(KsAggRun *run)
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	/* the aggregation's own, from when it ran whole: chunks and cold rows */
-	ret = SPI_execute_with_args("WITH cold AS (DELETE FROM keyedstate.cold c WHERE c.aggregation_id = $1 "
-								"  AND EXISTS (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1) "
-								"  AND NOT EXISTS (SELECT FROM keyedstate.part q "
-								"                  WHERE q.aggregation_id = $1 "
-								"                    AND q.seed_from @> ARRAY[$1])) "
-								"DELETE FROM keyedstate.state s WHERE s.aggregation_id = $1 "
-								"AND EXISTS (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1) "
-								"AND NOT EXISTS (SELECT FROM keyedstate.part q "
-								"                WHERE q.aggregation_id = $1 "
-								"                  AND q.seed_from @> ARRAY[$1])",
+	ret = SPI_execute_with_args("WITH own AS (SELECT $1 AS id "
+								"  WHERE EXISTS (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1) "
+								"    AND NOT EXISTS (SELECT FROM keyedstate.part q "
+								"                    WHERE q.aggregation_id = $1 "
+								"                      AND q.seed_from @> ARRAY[$1])), "
+								"cold AS (DELETE FROM keyedstate.cold c USING own WHERE c.aggregation_id = own.id) "
+								"DELETE FROM keyedstate.state s USING own WHERE s.aggregation_id = own.id",
 								1, &argtype, &arg, NULL, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
