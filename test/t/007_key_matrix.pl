@@ -5,9 +5,15 @@
 # recovered (after an immediate shutdown, then after a SIGKILL of the
 # worker), and more rows for the same keys arrive after each recovery: the
 # view must equal the GROUP BY oracle and hold each key once, every time.
-# Every key type runs twice: whole, and in parts over key groups that are
+# Every key type runs three times: whole, in parts over key groups that are
 # rescaled between the recoveries (a key hashed differently when fresh,
-# recovered or seeded would land in two parts and show twice).
+# recovered or seeded would land in two parts and show twice), and whole
+# under a memory budget so small that its keys are evicted to
+# keyedstate.cold at every checkpoint and loaded back by the next rows (a
+# key stored or reloaded differently would show twice or lose its counts).
+# Those read a twin source, kvb, with ten rows for each row of kv, spread
+# over a second key column pad, so that thousands of keys exceed the
+# budget.  Point lookups must find every key, in memory or evicted.
 use strict;
 use warnings;
 use FindBin;
@@ -72,9 +78,11 @@ CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 });
 my $cols = join(', ', map { "k_$_->[0] $_->[1]" } @types);
 $node->safe_psql('postgres', "CREATE TABLE kv (id bigserial PRIMARY KEY, v int NOT NULL, $cols)");
+$node->safe_psql('postgres', "CREATE TABLE kvb (id bigserial PRIMARY KEY, v int NOT NULL, pad int NOT NULL, $cols)");
 
-# Insert $n rows; row g gets value (g + $shift) % (number of values) of each
-# type, so every batch hits every key again.
+# Insert $n rows into kv, and ten times as many into kvb; row g gets value
+# (g + $shift) % (number of values) of each type, so every batch hits every
+# key again (in kvb too: its ten pads depend on g + $shift only).
 sub insert_rows
 {
 	my ($n, $shift) = @_;
@@ -91,42 +99,50 @@ sub insert_rows
 	$node->safe_psql('postgres',
 		"INSERT INTO kv (v, $names) SELECT g, " . join(', ', @exprs)
 		  . " FROM generate_series(1, $n) g");
+	$node->safe_psql('postgres',
+		"INSERT INTO kvb (v, pad, $names) SELECT g, j * 1000 + (g + $shift) % 1000, " . join(', ', @exprs)
+		  . " FROM generate_series(1, $n) g, generate_series(0, 9) j");
 }
 
 # one aggregation per key type, and one with a key mixing several types;
 # each also in parts (by_*_p: 2 parts over 5 key groups, so that a few
-# keys already spread over both)
+# keys already spread over both) and under a budget (by_*_b: 1MB, over
+# kvb's thousands of keys, so that most keys are evicted at each checkpoint)
+my %legs = ('' => q{checkpoint_interval => '1 hour'},
+	'_p' => q{checkpoint_interval => '1 hour', parallelism => 2, max_parallelism => 5},
+	'_b' => q{checkpoint_interval => '100 ms', memory_limit => '1MB'});
 my %aggs;
-for my $t (@types)
+my $mixed = 'k_int2, k_int4, k_date, k_ch, k_num, k_txt, k_itv, k_bo, k_f4, k_ia';
+for my $t (@types, [ 'mixed' ])
 {
-	for my $p ('', '_p')
+	for my $p (sort keys %legs)
 	{
 		my $name = "by_$t->[0]$p";
+		my @sk = $t->[0] eq 'mixed' ? split(/, /, $mixed) : ("k_$t->[0]");
+		my @vk = $t->[0] eq 'mixed' ? @sk : ('k');
+		my $src = 'kv';
+		if ($p eq '_b')
+		{
+			push @sk, 'pad';
+			push @vk, 'pad';
+			$src = 'kvb';
+		}
+		my $as = join(', ', map { $sk[$_] eq $vk[$_] ? $sk[$_] : "$sk[$_] AS $vk[$_]" } 0 .. $#sk);
+		my $keys = join(', ', @sk);
 		$aggs{$name} = {
-			keys => 'k',
-			view => "SELECT k, c, s FROM $name",
-			oracle => "SELECT k_$t->[0], count(*), sum(v) FROM kv GROUP BY k_$t->[0]",
+			keys => join(', ', @vk),
+			source => $src,
+			source_keys => $keys,
+			budget => $p eq '_b',
+			view => 'SELECT ' . join(', ', @vk) . ", c, s FROM $name",
+			oracle => "SELECT $keys, count(*), sum(v) FROM $src GROUP BY $keys",
 		};
-		my $par = $p ? ', parallelism => 2, max_parallelism => 5' : '';
 		$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('$name',
-			'SELECT k_$t->[0] AS k, count(*) AS c, sum(v) AS s FROM kv GROUP BY k_$t->[0]',
-			checkpoint_interval => '1 hour'$par)});
+			'SELECT $as, count(*) AS c, sum(v) AS s FROM $src GROUP BY $keys', $legs{$p})});
 	}
 }
-my $mixed = 'k_int2, k_int4, k_date, k_ch, k_num, k_txt, k_itv, k_bo, k_f4, k_ia';
-for my $p ('', '_p')
-{
-	$aggs{"by_mixed$p"} = {
-		keys => $mixed,
-		view => "SELECT $mixed, c, s FROM by_mixed$p",
-		oracle => "SELECT $mixed, count(*), sum(v) FROM kv GROUP BY $mixed",
-	};
-	my $par = $p ? ', parallelism => 2, max_parallelism => 5' : '';
-	$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('by_mixed$p',
-		'SELECT $mixed, count(*) AS c, sum(v) AS s FROM kv GROUP BY $mixed',
-		checkpoint_interval => '1 hour'$par)});
-}
 my $naggs = scalar(keys %aggs);
+my $nparted = scalar(grep { /_p$/ } keys %aggs);
 
 # Rescale every aggregation in parts to $n parts, and wait until the
 # rescale has completed (no part is retired any more).
@@ -142,7 +158,7 @@ sub rescale_all
 	  or die 'a rescale to ' . $n . ' did not complete';
 	is($node->safe_psql('postgres',
 		"SELECT count(DISTINCT aggregation) || ' ' || count(*) FROM keyedstate.workers WHERE aggregation LIKE '%\\_p'"),
-		($naggs / 2) . ' ' . ($naggs / 2 * $n), "every aggregation in parts now runs in $n parts");
+		$nparted . ' ' . ($nparted * $n), "every aggregation in parts now runs in $n parts");
 }
 
 # Sync every aggregation.
@@ -179,17 +195,63 @@ sub check_all
 	}
 	is(join(', ', @wrong), '', "$when: every view equals its GROUP BY oracle");
 	is(join(', ', @dups), '', "$when: no key appears twice in any view");
+	check_lookups($when);
+}
+
+# Look every key without NULLs up in every view, one lookup per key (the
+# lateral subquery cannot be flattened, so each key is a parameter of the
+# view's scan): each must find its row, in memory or evicted, equal to the
+# oracle's.
+sub check_lookups
+{
+	my ($when) = @_;
+	my (@wrong, @plans);
+	for my $name (sort keys %aggs)
+	{
+		my $a = $aggs{$name};
+		my @vk = split /, /, $a->{keys};
+		my @sk = split /, /, $a->{source_keys};
+		my $notnull = join(' AND ', map { "$_ IS NOT NULL" } @sk);
+		# under a budget, the keys of a sample of the pads
+		$notnull .= ' AND pad % 97 = 0' if $a->{budget};
+		my $match = join(' AND ', map { "v.$vk[$_] = o.$sk[$_]" } 0 .. $#vk);
+		my $looked = "SELECT o.*, l.c, l.s FROM (SELECT DISTINCT $a->{source_keys} FROM $a->{source} WHERE $notnull) o "
+		  . "CROSS JOIN LATERAL (SELECT v.c, v.s FROM $name v WHERE $match OFFSET 0) l";
+		my $oracle = "SELECT $a->{source_keys}, count(*), sum(v) FROM $a->{source} WHERE $notnull GROUP BY $a->{source_keys}";
+		my $plan = $node->safe_psql('postgres', "EXPLAIN (VERBOSE, COSTS OFF) $looked");
+		push @plans, $name unless $plan =~ /Key Lookup: true/;
+		my $m = $node->safe_psql('postgres', "SELECT count(*) FROM (($looked EXCEPT ALL $oracle) "
+			  . "UNION ALL ($oracle EXCEPT ALL $looked)) d");
+		push @wrong, "$name ($m rows)" if $m ne '0';
+	}
+	is(join(', ', @plans), '', "$when: keys are looked up by their hash in every view");
+	is(join(', ', @wrong), '', "$when: every key's lookup finds its row");
+}
+
+# Every aggregation under a budget has evicted keys, and has keys in
+# keyedstate.cold now.
+sub check_evicted
+{
+	my ($when) = @_;
+	my @none;
+	for my $name (sort grep { $aggs{$_}{budget} } keys %aggs)
+	{
+		push @none, $name unless ks_wait_for($node, 'postgres',
+			"SELECT evictions > 0 AND keys_in_memory < keys FROM keyedstate.status WHERE name = '$name'", 30);
+	}
+	is(join(', ', @none), '', "$when: every aggregation under a budget has keys evicted");
 }
 
 insert_rows(600, 0);
 sync_all();
+check_evicted('fresh keys');
 check_all('fresh keys');
 # the key groups really split the keys: most aggregations in parts have
 # keys in both parts (hashes are fixed, so this count is too)
 my $split = $node->safe_psql('postgres', q{
 	SELECT count(*) FROM (SELECT aggregation FROM keyedstate.workers
 		WHERE aggregation LIKE '%\\_p' GROUP BY aggregation HAVING bool_and(keys > 0)) s});
-cmp_ok($split, '>=', 25, "keys are spread over both parts in $split of " . ($naggs / 2) . ' aggregations in parts');
+cmp_ok($split, '>=', 25, "keys are spread over both parts in $split of " . $nparted . ' aggregations in parts');
 my $nkeys = $node->safe_psql('postgres', 'SELECT sum(keys) FROM keyedstate.status');
 $node->safe_psql('postgres',
 	'SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations');
@@ -204,6 +266,7 @@ check_all('rescaled from 2 parts to 3 after the recovery');
 insert_rows(400, 3);
 sync_all();
 check_all('recovered keys hit again after an immediate shutdown');
+check_evicted('recovered keys hit again');
 
 # second recovery, of keys recovered once and hit again: after a SIGKILL
 # of the worker (restart_after_crash restarts the server)
