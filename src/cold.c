@@ -22,9 +22,11 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "access/stratnum.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -129,47 +131,105 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/* Insert a batch's rows (see cold.h). */
+/* Rows of a batch inserted at once (and slots kept for them). */
+#define KS_COLD_INSERT_AT_ONCE	1000
+
+/* Order of a batch's rows by hash, then id: the primary key's order. */
+static int
+KsColdBatchCompare(const void *a, const void *b, void *arg)
+{
+	KsColdBatch *batch = (KsColdBatch *) arg;
+	int			x = *(const int *) a;
+	int			y = *(const int *) b;
+	int32		hx = (int32) batch->hashes[x];
+	int32		hy = (int32) batch->hashes[y];
+
+	if (hx != hy)
+		return hx < hy ? -1 : 1;
+	return batch->ids[x] < batch->ids[y] ? -1 : batch->ids[x] > batch->ids[y] ? 1 : 0;
+}
+
+/*
+ * Insert a batch's rows (see cold.h): straight into the heap, many rows
+ * per call, and into the primary key, in its order, so that consecutive
+ * entries go to the same leaf page.  Inserted as the catalog's rows are
+ * (keyedstate.cold has no trigger, rule, policy or other index); later
+ * reads see them (command counter).
+ */
 void
 KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 {
-	Datum	   *hashes;
-	Datum	   *ids;
-	Datum		args[4];
-	Oid			argtypes[4] = {INT4OID, INT4ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
+	MemoryContext oldcxt;
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	IndexInfo  *info;
+	TupleTableSlot **slots;
+	CommandId	cid;
+	int		   *order;
+	int			nslots;
+	int			done;
 	int			i;
-	int			ret;
 
 	if (batch->n == 0)
 		return;
 	/* readers skip these rows while the keys are still published */
 	KsStoreSetColdIds(run->slot, batch->entries, batch->ids, batch->n);
 
-	hashes = palloc(sizeof(Datum) * batch->n);
-	ids = palloc(sizeof(Datum) * batch->n);
+	oldcxt = MemoryContextSwitchTo(batch->cxt);
+	order = palloc(sizeof(int) * batch->n);
 	for (i = 0; i < batch->n; i++)
+		order[i] = i;
+	qsort_arg(order, batch->n, sizeof(int), KsColdBatchCompare, batch);
+
+	KsColdRelids(&heapoid, &indexoid);
+	heap = table_open(heapoid, RowExclusiveLock);
+	index = index_open(indexoid, RowExclusiveLock);
+	info = BuildIndexInfo(index);
+	/* its columns are the heap's first three (the values passed below) */
+	if (info->ii_NumIndexAttrs != 3 || info->ii_IndexAttrNumbers[0] != 1 ||
+		info->ii_IndexAttrNumbers[1] != 2 || info->ii_IndexAttrNumbers[2] != 3)
+		elog(ERROR, "the primary key of keyedstate.cold is not (aggregation_id, hash, id)");
+	cid = GetCurrentCommandId(true);
+	nslots = Min(batch->n, KS_COLD_INSERT_AT_ONCE);
+	slots = palloc(sizeof(TupleTableSlot *) * nslots);
+	for (i = 0; i < nslots; i++)
+		slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(heap), &TTSOpsVirtual);
+	for (done = 0; done < batch->n; done += nslots)
 	{
-		hashes[i] = Int32GetDatum((int32) batch->hashes[i]);
-		ids[i] = Int64GetDatum((int64) batch->ids[i]);
+		int			n = Min(nslots, batch->n - done);
+
+		KsCheckInterrupts();
+		for (i = 0; i < n; i++)
+		{
+			TupleTableSlot *slot = slots[i];
+			int			r = order[done + i];
+
+			ExecClearTuple(slot);
+			slot->tts_values[0] = Int32GetDatum(run->def->id);
+			slot->tts_values[1] = Int32GetDatum((int32) batch->hashes[r]);
+			slot->tts_values[2] = Int64GetDatum((int64) batch->ids[r]);
+			slot->tts_values[3] = PointerGetDatum(batch->data[r]);
+			memset(slot->tts_isnull, 0, sizeof(bool) * 4);
+			ExecStoreVirtualTuple(slot);
+		}
+		table_multi_insert(heap, slots, n, cid, 0, NULL);
+		for (i = 0; i < n; i++)
+		{
+			/* the key columns, as the primary key holds them */
+			index_insert(index, slots[i]->tts_values, slots[i]->tts_isnull, &slots[i]->tts_tid,
+						 heap, UNIQUE_CHECK_YES, false, info);
+		}
 	}
-	args[0] = Int32GetDatum(run->def->id);
-	args[1] = PointerGetDatum(construct_array(hashes, batch->n, INT4OID, 4, true, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(ids, batch->n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_array((Datum *) batch->data, batch->n, BYTEAOID, -1, false,
-											  TYPALIGN_INT));
-	ret = SPI_execute_with_args("INSERT INTO keyedstate.cold (aggregation_id, hash, id, data) "
-								"SELECT $1, u.h, u.i, u.d FROM ROWS FROM (pg_catalog.unnest($2), "
-								"pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(h, i, d)",
-								4, argtypes, args, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "keyedstate could not write evicted keys: %s", SPI_result_code_string(ret));
-	pfree(DatumGetPointer(args[1]));
-	pfree(DatumGetPointer(args[2]));
-	pfree(DatumGetPointer(args[3]));
-	pfree(hashes);
-	pfree(ids);
+	for (i = 0; i < nslots; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	index_close(index, RowExclusiveLock);
+	table_close(heap, RowExclusiveLock);
+	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(batch->cxt);
 	memset(batch, 0, sizeof(KsColdBatch));
+	CommandCounterIncrement();
 }
 
 /* The OIDs of keyedstate.cold and of its primary key (see cold.h). */
@@ -316,34 +376,59 @@ KsColdFilterStart(KsAggRun *run, int64 keys)
 	run->cold_build_after = (int64) PG_INT32_MIN - 1;
 }
 
-/* Build a slice of the filter (see cold.h). */
+/*
+ * Build a slice of the filter (see cold.h): the next hashes of the primary
+ * key, read from its entries alone.  No snapshot is needed: an entry of a
+ * row deleted or never committed only sets a bit more, and a filter may
+ * say "maybe" of any hash (rows inserted later set their bits through
+ * KsColdFilterAdd).
+ */
 void
 KsColdFilterStep(KsAggRun *run)
 {
-	Datum		args[2];
-	Oid			argtypes[2] = {INT4OID, INT8OID};
-	uint64		i;
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData skeys[2];
+	int			nkeys = 1;
+	uint64		n = 0;
+	bool		whole = true;
 
 	if (run->cold_building == NULL)
 		return;
-	args[0] = Int32GetDatum(run->def->id);
-	args[1] = Int64GetDatum(run->cold_build_after);
+	KsColdRelids(&heapoid, &indexoid);
+	heap = table_open(heapoid, AccessShareLock);
+	index = index_open(indexoid, AccessShareLock);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
 	/* in the primary key's order: where the last slice ended, the next begins */
-	if (SPI_execute_with_args("SELECT hash FROM keyedstate.cold "
-							  "WHERE aggregation_id = $1 AND hash > $2 ORDER BY hash LIMIT "
-							  CppAsString2(KS_COLD_FILTER_SLICE),
-							  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "keyedstate could not read the hashes of cold keys");
-	for (i = 0; i < SPI_processed; i++)
+	if (run->cold_build_after >= PG_INT32_MIN)
+		ScanKeyInit(&skeys[nkeys++], 2, BTGreaterStrategyNumber, F_INT4GT,
+					Int32GetDatum((int32) run->cold_build_after));
+	scan = index_beginscan(heap, index, SnapshotAny, nkeys, 0);
+	scan->xs_want_itup = true;
+	index_rescan(scan, skeys, nkeys, NULL, 0);
+	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
 	{
 		bool		isnull;
-		int32		h = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		int32		h = DatumGetInt32(index_getattr(scan->xs_itup, 2, scan->xs_itupdesc, &isnull));
 
-		/* a hash equal to the last one read has its bit set already */
+		/* stop between two hashes: the next slice starts after this one */
+		if (n >= KS_COLD_FILTER_SLICE && h != run->cold_build_after)
+		{
+			whole = false;
+			break;
+		}
+		if ((++n & 1023) == 0)
+			KsCheckInterrupts();
 		KsColdFilterSet(run->cold_building, run->cold_building_bits, (uint32) h);
 		run->cold_build_after = h;
 	}
-	if (SPI_processed < KS_COLD_FILTER_SLICE)
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	table_close(heap, AccessShareLock);
+	if (whole)
 	{
 		/* whole: every cold key's hash is in it, and every key evicted since */
 		if (run->cold_filter != NULL)
@@ -352,7 +437,6 @@ KsColdFilterStep(KsAggRun *run)
 		run->cold_filter_bits = run->cold_building_bits;
 		run->cold_building = NULL;
 	}
-	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Note an evicted key's hash (see cold.h). */
