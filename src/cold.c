@@ -304,15 +304,23 @@ KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
 	ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
 						   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
 	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	scan->xs_want_itup = true;
 	index_rescan(scan, skeys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
 	{
 		bool		isnull;
-		uint64		id = (uint64) DatumGetInt64(slot_getattr(slot, 3, &isnull));
+		uint64		id = (uint64) DatumGetInt64(index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull));
 
 		KsCheckInterrupts();
-		/* another key of the same hash keeps its row */
+		/*
+		 * Another key of the same hash keeps its row, and so does an older
+		 * version of this key's (deleted already): both are told by the id
+		 * in the entry, without reading the heap.  A row it names is
+		 * deleted if this snapshot sees it.
+		 */
 		if (isnull || bsearch(&id, sorted, n, sizeof(uint64), KsCompareUint64) == NULL)
+			continue;
+		if (!index_fetch_heap(scan, slot))
 			continue;
 		simple_heap_delete(heap, &slot->tts_tid);
 		deleted++;
