@@ -507,11 +507,23 @@ KsCheckpointDone(KsAggRun *run)
 
 	int64		i;
 
+	/*
+	 * The stale cold rows are gone: an expired key kept in the store for
+	 * its row leaves it at the next publish, then the table (before the
+	 * capture's end could remove it from the table first).
+	 */
+	for (i = 0; i < w->nstale; i++)
+	{
+		KsKeyEntry *e = w->stale_keys[i];
+
+		if (e->cold_id != w->stale_ids[i])
+			continue;
+		e->cold_id = 0;
+		if (e->flags & KS_KEY_EXPIRED)
+			KsKeyMarkPublish(run->kt, e);
+	}
 	KsKeyCaptureDone(run->kt, w->list, w->nlist, w->epoch);
 	run->kt->saving_epoch = 0;
-	for (i = 0; i < w->nstale; i++)
-		if (w->stale_keys[i]->cold_id == w->stale_ids[i])
-			w->stale_keys[i]->cold_id = 0;
 	/* (in the run's memory, which lives as long as the run: every checkpoint's would stay) */
 	if (w->stale_hashes != NULL)
 	{

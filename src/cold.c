@@ -175,7 +175,7 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	if (batch->n == 0)
 		return;
 	/* readers skip these rows while the keys are still published */
-	KsStoreSetColdIds(run->slot, batch->entries, batch->ids, batch->n);
+	KsStoreSetColdIds(run->slot, batch->entries, batch->hashes, batch->ids, batch->n);
 
 	oldcxt = MemoryContextSwitchTo(batch->cxt);
 	order = palloc(sizeof(int) * batch->n);

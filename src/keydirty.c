@@ -106,7 +106,7 @@ KsKeyCaptureDone(KsKeyTable *kt, KsKeyEntry **list, int64 n, uint32 epoch)
 	{
 		KsKeyEntry *e = list[i];
 
-		if ((e->flags & (KS_KEY_EXPIRED | KS_KEY_DIRTY_PUBLISH | KS_KEY_FREE)) == KS_KEY_EXPIRED &&
+		if ((e->flags & (KS_KEY_DIRTY_PUBLISH | KS_KEY_FREE)) == 0 && KsKeyLeavesStore(e) &&
 			e->ckpt_epoch == 0)
 			KsKeyTableRemove(kt, e);
 	}
@@ -126,7 +126,7 @@ KsKeyClearPublish(KsKeyTable *kt)
 	{
 		KsKeyEntry *e = kt->publish[i];
 
-		if ((e->flags & (KS_KEY_EXPIRED | KS_KEY_FREE)) == KS_KEY_EXPIRED && e->ckpt_epoch == 0)
+		if (!(e->flags & KS_KEY_FREE) && KsKeyLeavesStore(e) && e->ckpt_epoch == 0)
 			KsKeyTableRemove(kt, e);
 	}
 	kt->npublish = 0;

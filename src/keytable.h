@@ -238,6 +238,19 @@ extern uint32 KsKeyCapture(KsKeyTable *kt, KsKeyEntry ***list, int64 *n);
  */
 extern void KsKeyCaptureDone(KsKeyTable *kt, KsKeyEntry **list, int64 n, uint32 epoch);
 
+/*
+ * Whether an expired key's entry leaves the shared store at its publish,
+ * and the key the table after that: not while it has a cold row that is
+ * not its state (an expired key's, committed or still to be inserted by
+ * the checkpoint being written), whose readers the entry makes skip it.
+ */
+static inline bool
+KsKeyLeavesStore(KsKeyEntry *e)
+{
+	return (e->flags & KS_KEY_EXPIRED) != 0 &&
+		((e->flags & KS_KEY_EVICTED) != 0 || e->cold_id == 0);
+}
+
 /* Flag a key as changed for both the next publish and the next checkpoint. */
 extern void KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *entry);
 

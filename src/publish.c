@@ -95,9 +95,16 @@ KsPublish(KsAggRun *run, int64 offset)
 			KsCheckInterrupts();
 
 		KsPublishItemOf(it, e);
-		/* an expired key (expire.h) leaves the store */
-		it->remove = (e->flags & KS_KEY_EXPIRED) != 0;
-		it->row = it->remove ? NULL : KsPublishBuildRow(run, e->keys, e->keynulls, e->states);
+		/*
+		 * An expired key (expire.h) leaves the store; but while it still
+		 * has a cold row (cold.h), committed or about to be, it stays as an
+		 * entry without a row, which tells readers to skip that row, until
+		 * the checkpoint deleting the row has committed.  An evicted key
+		 * leaves: its cold row is its state now.
+		 */
+		it->remove = KsKeyLeavesStore(e);
+		it->row = (e->flags & KS_KEY_EXPIRED) ? NULL :
+			KsPublishBuildRow(run, e->keys, e->keynulls, e->states);
 	}
 	MemoryContextSwitchTo(oldcxt);
 

@@ -189,10 +189,11 @@ extern dsa_pointer KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointe
 /*
  * Set the cold rows of published entries (cold.h), holding the slot lock
  * exclusive: before the rows commit, so that readers skip them while the
- * keys are still published.
+ * keys are still published.  Each entry must still be its key's (of that
+ * hash): an entry freed meanwhile would be another key's memory.
  */
 extern void KsStoreSetColdIds(KsAggSlot *slot, const dsa_pointer *entries,
-							  const uint64 *ids, int n);
+							  const uint32 *hashes, const uint64 *ids, int n);
 
 /* --- reader side (any backend) --- */
 

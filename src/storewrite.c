@@ -299,14 +299,29 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 
 /* Set the cold rows of published entries (see store.h). */
 void
-KsStoreSetColdIds(KsAggSlot *slot, const dsa_pointer *entries, const uint64 *ids, int n)
+KsStoreSetColdIds(KsAggSlot *slot, const dsa_pointer *entries, const uint32 *hashes,
+				  const uint64 *ids, int n)
 {
 	dsa_area   *dsa = KsGetDsa();
 	int			i;
 
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	for (i = 0; i < n; i++)
-		if (DsaPointerIsValid(entries[i]))
-			((KsStoreEntry *) dsa_get_address(dsa, entries[i]))->cold_id = ids[i];
+	{
+		KsStoreEntry *entry;
+
+		if (!DsaPointerIsValid(entries[i]))
+			continue;
+		entry = dsa_get_address(dsa, entries[i]);
+		if (entry->hash != hashes[i])
+		{
+			uint32		found = entry->hash;
+
+			LWLockRelease(&slot->lock);
+			elog(ERROR, "keyedstate published entry of a key with hash %u holds hash %u",
+				 hashes[i], found);
+		}
+		entry->cold_id = ids[i];
+	}
 	LWLockRelease(&slot->lock);
 }
