@@ -313,9 +313,8 @@ KsScanCheck(const KsReadResult *res, void *arg)
  * Find the slots of the aggregation's parts (one, unless it runs in
  * parallel) and check the scan may read them: the reader needs SELECT on
  * the aggregation's view, and the slots must belong to this live table.
- * Waits up to keyedstate.load_wait for parts that are still loading (just
- * created, recovering after a restart, or a rescale's new parts).
- * Returns how many; their slots in refs, copies of them in copies.
+ * Waits up to keyedstate.load_wait for parts still loading (new, recovering,
+ * a rescale's).  Returns how many; their slots in refs, copies in copies.
  */
 static int
 KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, const char *relname)
@@ -339,19 +338,30 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 				ready = false;
 				continue;
 			}
-			if (copy->live_oid != ss->relid ||
-				(copy->state != KS_STARTING && copy->rowtype != ss->rowtype))
+			/* a slot not loaded yet (row type 0) may not name its tables yet */
+			if (copy->rowtype != 0 &&
+				(copy->live_oid != ss->relid ||
+				 (copy->state != KS_STARTING && copy->rowtype != ss->rowtype)))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("foreign table \"%s\" does not belong to aggregation %s",
 								relname, KsAggName(copy->view_oid)),
 						 errdetail("Its options name another aggregation, or its columns differ from the aggregation's view.")));
-			if (pg_class_aclcheck(copy->view_oid, ss->userid, ACL_SELECT) != ACLCHECK_OK)
+			if (OidIsValid(copy->view_oid) &&
+				pg_class_aclcheck(copy->view_oid, ss->userid, ACL_SELECT) != ACLCHECK_OK)
 				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(copy->view_oid));
 			/* a failed part fails the view at once */
 			if (copy->state == KS_FAILED)
 				return n;
-			if (copy->state == KS_STARTING)
+			/* so does one paused since its worker started: never loaded */
+			if (copy->state == KS_PAUSED && copy->rowtype == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("aggregation %s is paused and its state is not loaded",
+								KsAggregationName(ss->opts.aggid, copy->view_oid)),
+						 errdetail("A paused aggregation is not loaded when the server or its worker starts."),
+						 errhint("Call keyedstate.resume() to load it.")));
+			if (copy->state == KS_STARTING || copy->rowtype == 0)
 				ready = false;
 		}
 		if (ready)

@@ -201,7 +201,8 @@ KsRowTypeHash(TupleDesc desc)
 		h = hash_combine(h, hash_bytes_uint32((uint32) att->atttypmod));
 		h = hash_combine(h, hash_bytes_uint32(att->attcollation));
 	}
-	return h;
+	/* 0 is a slot's "not loaded yet" */
+	return h != 0 ? h : 1;
 }
 
 /* ---------------------------------------------------------------------

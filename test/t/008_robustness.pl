@@ -290,5 +290,35 @@ is(ks_mismatches($node, 'postgres', 'SELECT * FROM heavy_agg',
 	q{SELECT k, count(*), max(md5(t || k)), string_agg(left(t, 2), '' ORDER BY id) FROM heavy GROUP BY k}), '0',
 	'the backlog is exact after the restart');
 
+# --- a paused aggregation is not loaded when its worker starts: its view
+# says so clearly (after a worker kill, after a restart), and a resume
+# loads it and consumes the rows that waited
+$node->safe_psql('postgres', q{
+CREATE TABLE held (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO held (k, v) SELECT g % 100, g FROM generate_series(1, 30000) g;
+SELECT keyedstate.create_aggregation('held_sum', 'SELECT k, sum(v) AS s FROM held GROUP BY k',
+	checkpoint_interval => '100 ms');
+});
+ks_sync($node, 'postgres', 'held_sum');
+$node->safe_psql('postgres', q{SELECT keyedstate.pause('held_sum')});
+$node->safe_psql('postgres', q{INSERT INTO held (k, v) SELECT 1, 1 FROM generate_series(1, 50)});
+for my $how ('worker kill', 'restart')
+{
+	if ($how eq 'restart') { $node->restart; }
+	else { ks_kill_worker($node, 'postgres'); }
+	ok(ks_wait_for($node, 'postgres', q{SELECT state = 'paused' FROM keyedstate.status WHERE name = 'held_sum'}, 60),
+		"after a $how the aggregation is still paused");
+	for my $q ('SELECT count(*) FROM held_sum', 'SELECT s FROM held_sum WHERE k = 7')
+	{
+		my ($ret, $out, $err) = $node->psql('postgres', $q);
+		like($err, qr/aggregation public\.held_sum is paused and its state is not loaded/,
+			"after a $how, reading its view says it is paused and not loaded ($q)");
+	}
+}
+$node->safe_psql('postgres', q{SELECT keyedstate.resume('held_sum')});
+ks_sync($node, 'postgres', 'held_sum');
+is(ks_mismatches($node, 'postgres', 'SELECT k, s FROM held_sum', 'SELECT k, sum(v) FROM held GROUP BY k'), '0',
+	'resumed, it is loaded and consumes the rows that waited');
+
 $node->stop;
 done_testing();
