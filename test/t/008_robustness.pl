@@ -226,12 +226,23 @@ BEGIN
 END $$;
 CALL cycle(500);});
 ks_sync($node, 'postgres', 'pay_sum');
-my $wpid_now = ks_worker_pid($node, 'postgres', 'pay_sum');
-my $mem0 = worker_memory();
-$node->safe_psql('postgres', 'CALL cycle(10000)');
-ks_sync($node, 'postgres', 'pay_sum');
-my $mem1 = worker_memory();
-is(ks_worker_pid($node, 'postgres', 'pay_sum'), $wpid_now, 'the same worker ran all cycles');
+# The pool of workers is shared with the other databases' (the sections
+# above created and dropped some): while it is shared again, an aggregation
+# can move to another worker.  A measurement counts only if one worker ran
+# all its cycles: up to three tries.
+my ($same, $mem0, $mem1);
+for my $try (1 .. 3)
+{
+	my $wpid_now = ks_worker_pid($node, 'postgres', 'pay_sum');
+	$mem0 = worker_memory();
+	$node->safe_psql('postgres', 'CALL cycle(10000)');
+	ks_sync($node, 'postgres', 'pay_sum');
+	$mem1 = worker_memory();
+	$same = ks_worker_pid($node, 'postgres', 'pay_sum') eq $wpid_now;
+	last if $same;
+	note "try $try: pay_sum moved to another worker during the cycles";
+}
+ok($same, 'one worker ran all the cycles of a measurement');
 ok(defined $mem0 && defined $mem1 && $mem1 - $mem0 < 64 * 1024,
 	"worker memory flat over 10,000 pause/resume cycles ($mem0 -> $mem1 bytes)");
 note "worker memory before and after 10,000 pause/resume cycles: $mem0 -> $mem1 bytes";
