@@ -353,14 +353,6 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 			/* a failed part fails the view at once */
 			if (copy->state == KS_FAILED)
 				return n;
-			/* so does one paused since its worker started: never loaded */
-			if (copy->state == KS_PAUSED && copy->rowtype == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("aggregation %s is paused and its state is not loaded",
-								KsAggregationName(ss->opts.aggid, copy->view_oid)),
-						 errdetail("A paused aggregation is not loaded when the server or its worker starts."),
-						 errhint("Call keyedstate.resume() to load it.")));
 			if (copy->state == KS_STARTING || copy->rowtype == 0)
 				ready = false;
 		}

@@ -410,8 +410,14 @@ KsRunStep(KsAggRun *run, long *timeout)
 		errcb.arg = run;
 		error_context_stack = &errcb;
 
-		/* a paused aggregation is loaded only to be checkpointed */
-		if ((run->loaded || !run->def->paused) && KsRunSourceReady(run))
+		/*
+		 * A paused aggregation consumes nothing; it is loaded (to show its
+		 * last checkpoint) when nothing of it is published: after its worker
+		 * started.  One whose step a pause stopped keeps showing the rows
+		 * published before, and is loaded again at its resume.
+		 */
+		if ((run->loaded || !run->def->paused || !KsStorePublished(run->slot)) &&
+			KsRunSourceReady(run))
 		{
 			/* never wait for a lock on the source: skip the step instead */
 			locked = KsRunLockSource(run);

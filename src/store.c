@@ -382,6 +382,18 @@ KsStoreRetire(KsAggSlot *slot)
 	KsStoreReplace(slot, InvalidDsaPointer, 0, 0, 0, 0, 0, false);
 }
 
+/* Whether a slot has published rows (see store.h). */
+bool
+KsStorePublished(KsAggSlot *slot)
+{
+	bool		published;
+
+	LWLockAcquire(&slot->lock, LW_SHARED);
+	published = DsaPointerIsValid(slot->store);
+	LWLockRelease(&slot->lock);
+	return published;
+}
+
 /* ---------------------------------------------------------------------
  * Giving slots back
  * ---------------------------------------------------------------------

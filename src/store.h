@@ -137,6 +137,12 @@ extern void KsStoreInstall(KsAggSlot *slot, dsa_pointer store, int64 consumed,
 /* Retire a slot's published store: detach it, free it once no reader is left. */
 extern void KsStoreRetire(KsAggSlot *slot);
 
+/*
+ * Whether a slot has published rows: a run unloaded while they stay (a
+ * pause stopped its step) is still shown by them.
+ */
+extern bool KsStorePublished(KsAggSlot *slot);
+
 /* Free a slot, retiring its published rows once no reader needs them. */
 extern void KsStoreReleaseSlot(KsAggSlot *slot);
 
