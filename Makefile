@@ -20,6 +20,7 @@ OBJS = \
 	src/catalog.o \
 	src/source.o \
 	src/sourcetree.o \
+	src/sourcedefaults.o \
 	src/offsets.o \
 	src/publish.o \
 	src/expire.o \

@@ -12,7 +12,7 @@
  * The source is split by concern; each part has its own header (the SQL
  * API's parts share hooks.h; shmem.h covers dbslots.c, pool.c and
  * progress.c, store.h storewrite.c and storeread.c, source.h offsets.c
- * and sourcetree.c, lookup.h lookupexec.c, cold.h coldread.c,
+ * sourcetree.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
  * checkpoint.h ckptcommit.c, recovery.h seed.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
@@ -32,6 +32,7 @@
  *	catalog		keyedstate.aggregation and its access bracket
  *	source		which rows are consumed: frontier, step checks, batches
  *	sourcetree	the tables read: a source or its partitions, and their changes
+ *	sourcedefaults	the offset defaults of a source and its tree's tables
  *	offsets		the offset column and its sequence, where consumption starts
  *	run			an aggregation's run: life cycle, identity, time bound
  *	step		one step of one aggregation

@@ -136,8 +136,12 @@ KsSourceCheck(KsSource *src)
 						   src->aggname)));
 	/* a table attached to a partitioned table since the load is in a tree too */
 	src->tree = relkind == RELKIND_PARTITIONED_TABLE || get_rel_relispartition(src->relid);
-	/* a table that lost its offset index fails here, before anything is read */
-	if (src->stale && !src->tree)
+	/*
+	 * A table that lost its offset index, or whose offset default changed
+	 * (or a partition's, or a parent's), fails here, before anything is
+	 * read and whether or not there is anything to read.
+	 */
+	if (src->stale)
 		(void) KsSourceFindLeaves(src);
 }
 

@@ -130,6 +130,8 @@ typedef struct KsSource
 	bool		tree;			/* in a partition tree */
 	KsLeaf	   *leaves;
 	int			nleaves;
+	Oid		   *parents;		/* the tree's partitioned tables and ancestors */
+	int			nparents;
 	MemoryContext leafcxt;
 	bool		leaf_busy;		/* the last batch found a partition locked */
 
@@ -269,6 +271,20 @@ extern void KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attn
  */
 extern void KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum,
 								  Oid seqoid, const char *aggname);
+
+/*
+ * Refuse a partition whose offset column is filled from anything but
+ * seqoid (no default at all is fine: rows then come through a parent).
+ */
+extern void KsSourceCheckLeafDefault(Relation leaf, AttrNumber attnum, Oid seqoid,
+									 const char *aggname);
+
+/*
+ * Refuse a source whose offset column is not filled by seqoid: as its
+ * identity, or by a default calling nextval() of it and of no other.
+ */
+extern void KsSourceCheckOwnDefault(Relation rel, AttrNumber attnum, Oid seqoid,
+									const char *aggname);
 
 /*
  * Refuse leaves under relid (just added to a source's tree) that the

@@ -25,11 +25,8 @@
 #include "utils/syscache.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
-#include "nodes/nodeFuncs.h"
-#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -89,62 +86,6 @@ KsFindOffsetIndex(KsLeaf *leaf, Relation heap, Oid offset_type)
 	return false;
 }
 
-/* What nextval() calls an expression makes: of seqoid, and of others. */
-typedef struct KsNextvalSeen
-{
-	Oid			seqoid;
-	bool		ours;
-	bool		other;
-} KsNextvalSeen;
-
-/* Walker behind KsNextvalSeen. */
-static bool
-KsNextvalWalker(Node *node, KsNextvalSeen *seen)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
-	{
-		Node	   *arg = linitial(((FuncExpr *) node)->args);
-
-		if (IsA(arg, Const) && !((Const *) arg)->constisnull &&
-			DatumGetObjectId(((Const *) arg)->constvalue) == seen->seqoid)
-			seen->ours = true;
-		else
-			seen->other = true;
-	}
-	return expression_tree_walker(node, KsNextvalWalker, (void *) seen);
-}
-
-/*
- * Check a partition's offset column: it must be filled from the source's
- * sequence, or not at all (rows then come through a parent, or with
- * explicit offsets, as in any source).  A partition filled from another
- * sequence would hand out offsets the frontier never sees.
- */
-static void
-KsCheckLeafDefault(Relation leaf, AttrNumber attnum, Oid seqoid, const char *aggname)
-{
-	Node	   *def = build_column_default(leaf, attnum);
-	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(leaf), attnum - 1);
-	KsNextvalSeen seen = {seqoid, false, false};
-
-	if (def != NULL)
-		(void) KsNextvalWalker(def, &seen);
-	if (att->attidentity != '\0' || (def != NULL && (!seen.ours || seen.other)))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("partition \"%s\" fills offset column \"%s\" from another source than sequence \"%s\"",
-						RelationGetRelationName(leaf), NameStr(att->attname), get_rel_name(seqoid)),
-				 aggname ?
-				 errdetail("Aggregation %s follows the offsets of sequence \"%s\"; rows inserted straight into this partition would get offsets it does not follow.",
-						   aggname, get_rel_name(seqoid)) : 0,
-				 errhint("Give the column the default of the partitioned table: ALTER TABLE %s ALTER COLUMN %s SET DEFAULT nextval('%s').",
-						 quote_identifier(RelationGetRelationName(leaf)),
-						 quote_identifier(NameStr(att->attname)),
-						 get_rel_name(seqoid))));
-}
-
 /*
  * Set up one leaf of a source: its offset column (found by name in a
  * partition, whose columns may be numbered differently), its offset
@@ -157,7 +98,10 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 	memset(leaf, 0, sizeof(KsLeaf));
 	leaf->relid = RelationGetRelid(heap);
 	if (heap == source)
+	{
 		leaf->offset_attnum = src->offset_attnum;
+		KsSourceCheckOwnDefault(heap, src->offset_attnum, src->seqoid, src->aggname);
+	}
 	else
 	{
 		char	   *attname = get_attname(src->relid, src->offset_attnum, false);
@@ -172,9 +116,10 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 		if (leaf->offset_attnum == InvalidAttrNumber)
 			elog(ERROR, "partition \"%s\" has no column \"%s\"",
 				 RelationGetRelationName(heap), attname);
-		KsCheckLeafDefault(heap, leaf->offset_attnum, src->seqoid, src->aggname);
-		leaf->map = build_attrmap_by_name_if_req(RelationGetDescr(source),
-												 RelationGetDescr(heap));
+		KsSourceCheckLeafDefault(heap, leaf->offset_attnum, src->seqoid, src->aggname);
+		/* from the partition's columns (the row read) to the source's */
+		leaf->map = build_attrmap_by_name_if_req(RelationGetDescr(heap),
+												 RelationGetDescr(source));
 		if (leaf->map != NULL)
 			/* a copy: a slot pins a relation's own descriptor to the transaction */
 			leaf->srcslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(source)),
@@ -193,50 +138,6 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 				 running ?
 				 errhint("Create a btree index on it, or make it the primary key, then call keyedstate.resume().") :
 				 errhint("Create a btree index on it, or make it the primary key.")));
-}
-
-/*
- * Check the offset column default of every table of `rels` but the source
- * (partitioned ones too: rows inserted through a table get its default);
- * see KsCheckLeafDefault.
- */
-static void
-KsCheckTreeDefaults(List *rels, Oid sourceid, const char *attname, Oid seqoid,
-					const char *aggname)
-{
-	ListCell   *lc;
-
-	foreach(lc, rels)
-	{
-		Relation	rel = lfirst_oid(lc) == sourceid ? NULL :
-			try_table_open(lfirst_oid(lc), AccessShareLock);
-		AttrNumber	attnum;
-
-		if (rel == NULL)
-			continue;
-		attnum = get_attnum(lfirst_oid(lc), attname);
-		if (attnum != InvalidAttrNumber)
-			KsCheckLeafDefault(rel, attnum, seqoid, aggname);
-		table_close(rel, AccessShareLock);
-	}
-}
-
-/*
- * The offset defaults of the tables of a source's tree (see source.h): its
- * partitioned partitions and, for a source that is a partition, its
- * ancestors (rows inserted through them get their defaults).
- */
-void
-KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
-					  const char *aggname)
-{
-	char	   *attname = get_attname(sourceid, src_attnum, false);
-
-	KsCheckTreeDefaults(find_all_inheritors(relid, NoLock, NULL), sourceid, attname,
-						seqoid, aggname);
-	if (relid == sourceid && get_rel_relispartition(sourceid))
-		KsCheckTreeDefaults(get_partition_ancestors(sourceid), sourceid, attname,
-							seqoid, aggname);
 }
 
 /*
@@ -370,6 +271,32 @@ KsLeavesStillUsable(KsSource *src, List *oids)
 }
 
 /*
+ * Remember the partitioned tables of a source's tree and, for a source that
+ * is a partition, its ancestors: rows inserted through them get their
+ * offset defaults, so a change of one (a relcache invalidation) sets the
+ * leaves up again, which checks the defaults.
+ */
+static void
+KsSourceRememberParents(KsSource *src)
+{
+	List	   *rels = find_all_inheritors(src->relid, NoLock, NULL);
+	ListCell   *lc;
+
+	if (get_rel_relispartition(src->relid))
+		rels = list_concat(rels, get_partition_ancestors(src->relid));
+	src->parents = MemoryContextAlloc(src->leafcxt, sizeof(Oid) * Max(list_length(rels), 1));
+	src->nparents = 0;
+	foreach(lc, rels)
+	{
+		Oid			oid = lfirst_oid(lc);
+
+		if (oid != src->relid && get_rel_relkind(oid) == RELKIND_PARTITIONED_TABLE)
+			src->parents[src->nparents++] = oid;
+	}
+	list_free(rels);
+}
+
+/*
  * Find the leaves a batch reads (see source.h).  Each is set up again when
  * anything about the leaves changed: a partition added or gone, a relcache
  * invalidation of a leaf or its index (a column default changed, an index
@@ -426,12 +353,18 @@ KsSourceFindLeaves(KsSource *src)
 	 * ANALYZE of the table sends one), so those do not count.
 	 */
 	MemoryContextReset(src->leafcxt);
+	src->parents = NULL;
+	src->nparents = 0;
 	src->leaves = MemoryContextAllocZero(src->leafcxt, sizeof(KsLeaf) * Max(list_length(oids), 1));
 	src->nleaves = 0;
 	source = table_open(src->relid, NoLock);
 	if (src->tree)
+	{
+		KsSourceCheckOwnDefault(source, src->offset_attnum, src->seqoid, src->aggname);
 		KsSourceCheckDefaults(src->relid, src->relid, src->offset_attnum, src->seqoid,
 							  src->aggname);
+		KsSourceRememberParents(src);
+	}
 	foreach(lc, oids)
 	{
 		MemoryContext oldcxt;
@@ -477,6 +410,9 @@ KsSourceRelationChanged(KsSource *src, Oid relid)
 	}
 	for (i = 0; i < src->nleaves; i++)
 		if (src->leaves[i].relid == relid || src->leaves[i].indexoid == relid)
+			src->stale = true;
+	for (i = 0; i < src->nparents; i++)
+		if (src->parents[i] == relid)
 			src->stale = true;
 }
 
@@ -582,8 +518,7 @@ KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src
 	int64		handed_out;
 
 	/* its tables must follow the source's sequence, as any partition */
-	KsCheckTreeDefaults(find_all_inheritors(partrelid, NoLock, NULL), sourceid, attname,
-						seqoid, aggname);
+	KsSourceCheckDefaults(partrelid, sourceid, src_attnum, seqoid, aggname);
 
 	/*
 	 * The frontier of the aggregation never lies above what the sequence

@@ -1,5 +1,7 @@
 # Partitioned sources: rows inserted through the partitioned table and
-# straight into partitions (two levels deep, columns in another order),
+# straight into partitions (two levels deep, columns numbered otherwise:
+# the parent had a column dropped, a leaf has its own order, a column
+# added later with a default is missing from the rows before it),
 # by concurrent writers committing out of offset order, are consumed
 # exactly and in offset order; a writer that locks only a partition holds
 # the frontier back.  Partitions created, attached, detached, truncated
@@ -21,8 +23,10 @@ my $db = 'postgres';
 
 $node->safe_psql($db, q{
 CREATE EXTENSION keyedstate;
-CREATE TABLE ev (id bigserial, ts timestamptz NOT NULL, dev int NOT NULL, v numeric NOT NULL)
+CREATE TABLE ev (id bigserial, junk int, ts timestamptz NOT NULL, dev int NOT NULL, v numeric NOT NULL)
 	PARTITION BY RANGE (ts);
+-- partitions made after this have no dropped column: their columns are numbered otherwise
+ALTER TABLE ev DROP COLUMN junk;
 CREATE INDEX ON ev (id);
 CREATE TABLE ev_jan PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
 CREATE TABLE ev_feb PARTITION OF ev FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
@@ -30,14 +34,18 @@ CREATE TABLE ev_feb PARTITION OF ev FOR VALUES FROM ('2026-02-01') TO ('2026-03-
 CREATE TABLE ev_mar PARTITION OF ev FOR VALUES FROM ('2026-03-01') TO ('2026-04-01')
 	PARTITION BY HASH (dev);
 CREATE TABLE ev_mar_0 PARTITION OF ev_mar FOR VALUES WITH (MODULUS 2, REMAINDER 0);
--- columns in another order than the partitioned table's, attached empty
-CREATE TABLE ev_mar_1 (v numeric NOT NULL, dev int NOT NULL, ts timestamptz NOT NULL,
-	id bigint NOT NULL DEFAULT nextval('ev_id_seq'));
+-- columns in another order than the partitioned table's (a map that is not
+-- its own inverse), attached empty
+CREATE TABLE ev_mar_1 (dev int NOT NULL, id bigint NOT NULL DEFAULT nextval('ev_id_seq'),
+	v numeric NOT NULL, ts timestamptz NOT NULL);
 ALTER TABLE ev_mar ATTACH PARTITION ev_mar_1 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
 INSERT INTO ev (ts, dev, v)
 	SELECT '2026-01-01'::timestamptz + (i % 89) * interval '1 day', i % 20, i FROM generate_series(1, 3000) i;
+-- the rows above do not have it: they read its default from the catalog
+ALTER TABLE ev ADD COLUMN w int NOT NULL DEFAULT 5;
 SELECT keyedstate.create_aggregation('per_dev',
-	'SELECT dev, count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi, avg(v) AS mean
+	'SELECT dev, count(*) AS n, sum(v) AS total, min(v) AS lo, max(v) AS hi, avg(v) AS mean,
+			sum(w + dev) AS wsum
 	   FROM ev GROUP BY dev');
 SELECT keyedstate.create_aggregation('in_order',
 	'SELECT dev % 5 AS g, count(*) AS n, string_agg(id::text, '','') AS ids FROM ev GROUP BY dev % 5');
@@ -45,9 +53,9 @@ SELECT keyedstate.create_aggregation('in_order',
 
 # the archive keeps the rows of partitions dropped later, for the oracle
 $node->safe_psql($db, 'CREATE TABLE archive (LIKE ev)');
-my $rows = '(SELECT id, ts, dev, v FROM ev UNION ALL SELECT id, ts, dev, v FROM archive) r';
+my $rows = '(SELECT id, ts, dev, v, w FROM ev UNION ALL SELECT id, ts, dev, v, w FROM archive) r';
 my %oracle = (
-	per_dev => "SELECT dev, count(*), sum(v), min(v), max(v), avg(v) FROM $rows GROUP BY dev",
+	per_dev => "SELECT dev, count(*), sum(v), min(v), max(v), avg(v), sum(w + dev) FROM $rows GROUP BY dev",
 	in_order => "SELECT dev % 5, count(*), string_agg(id::text, ',' ORDER BY id) FROM $rows GROUP BY dev % 5",
 );
 
@@ -172,15 +180,46 @@ ks_kill_worker($node, $db);
 $h->finish;
 exact('after a kill -9 during writes');
 
-# a default changed later fails the aggregation, with the reason
-$node->safe_psql($db, q{ALTER TABLE ev_may ALTER COLUMN id SET DEFAULT nextval('other_seq')});
-$node->safe_psql($db, q{INSERT INTO ev (ts, dev, v) VALUES ('2026-02-02', 1, 1)});
-ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error LIKE '%partition "ev_may" fills offset column "id"%'
-	FROM keyedstate.status WHERE name = 'per_dev'}),
-	'a partition given another offset default later fails the aggregation');
-$node->safe_psql($db, q{ALTER TABLE ev_may ALTER COLUMN id SET DEFAULT nextval('ev_id_seq')});
-$node->safe_psql($db, q{SELECT keyedstate.resume(name) FROM keyedstate.aggregations});
-exact('after the default was put back and the aggregations resumed');
+# a default changed later fails the aggregation, with the reason, though
+# only the partition (or a partitioned partition) is written and the
+# source's sequence does not move: found by the relcache invalidation
+$node->safe_psql($db, 'CREATE SEQUENCE far_seq START 1000000');
+for my $leg (['ev_may', 'ev_may', q{('2026-05-03', 1, 1)}],
+	['ONLY ev_mar', 'ev_mar', q{('2026-03-03', 1, 1)}])
+{
+	my ($alter, $table, $row) = @$leg;
+	$node->safe_psql($db, qq{ALTER TABLE $alter ALTER COLUMN id SET DEFAULT nextval('far_seq')});
+	$node->safe_psql($db, qq{INSERT INTO $table (ts, dev, v) VALUES $row});
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'failed' AND error LIKE '%partition "$table" fills offset column "id"%'
+		FROM keyedstate.status WHERE name = 'per_dev'}),
+		"$table given another offset default later fails the aggregation, rows written only into it");
+	# the row numbered by the other sequence goes, the default comes back
+	$node->safe_psql($db, qq{DELETE FROM $table WHERE id >= 1000000;
+		ALTER TABLE $alter ALTER COLUMN id SET DEFAULT nextval('ev_id_seq')});
+	$node->safe_psql($db, q{SELECT keyedstate.resume(name) FROM keyedstate.aggregations});
+	exact("after $table\'s default was put back and the aggregations resumed");
+}
+
+# the same for the source's own default, of a plain table
+$node->safe_psql($db, q{
+CREATE TABLE plain (id bigserial PRIMARY KEY, k int);
+INSERT INTO plain (k) SELECT g % 5 FROM generate_series(1, 100) g;
+SELECT keyedstate.create_aggregation('plain_n', 'SELECT k, count(*) AS n FROM plain GROUP BY k');
+});
+ks_sync($node, $db, 'plain_n');
+$node->safe_psql($db, q{ALTER TABLE plain ALTER COLUMN id SET DEFAULT nextval('far_seq');
+	INSERT INTO plain (k) VALUES (1)});
+ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error = 'offset column "id" of table "plain" is not filled from sequence "plain_id_seq"'
+	FROM keyedstate.status WHERE name = 'plain_n'}),
+	'a source given another offset default later fails its aggregation');
+$node->safe_psql($db, q{DELETE FROM plain WHERE id >= 1000000;
+	ALTER TABLE plain ALTER COLUMN id SET DEFAULT nextval('plain_id_seq');
+	INSERT INTO plain (k) VALUES (2);
+	SELECT keyedstate.resume('plain_n')});
+ks_sync($node, $db, 'plain_n');
+is(ks_mismatches($node, $db, 'SELECT * FROM plain_n', 'SELECT k, count(*) FROM plain GROUP BY k'), '0',
+	'after its default was put back it is exact');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('plain_n')});
 
 # removing partitions with rows not yet checkpointed is refused
 $node->safe_psql($db, q{SELECT keyedstate.pause('per_dev')});
