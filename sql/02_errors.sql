@@ -117,6 +117,10 @@ SELECT keyedstate.alter_aggregation('nosuch', ttl => '1 hour');
 SELECT keyedstate.alter_aggregation('src', ttl => '1 hour');
 SELECT keyedstate.alter_aggregation(NULL, ttl => '1 hour');
 SELECT keyedstate.alter_aggregation('agg', ttl => '-5 minutes');
+-- a TTL whose microseconds would overflow a bigint: refused (it stopped the database's workers)
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', ttl => '300000 years');
+SELECT keyedstate.alter_aggregation('agg', ttl => '1001 years');
+SELECT keyedstate.alter_aggregation('agg', ttl => '2147483647 days');
 SELECT keyedstate.alter_aggregation('agg', checkpoint_interval => '0');
 SELECT name, ttl, checkpoint_interval FROM keyedstate.aggregations WHERE name = 'agg';
 -- windows: arguments, time column, names, aggregates a sliding window cannot merge

@@ -105,7 +105,9 @@ KsIntervalMs(const Interval *iv)
 
 /*
  * A ttl argument as the catalog keeps it: 0 (no TTL) for NULL or a zero
- * interval, the interval itself when positive; a negative one is an error.
+ * interval, the interval itself when positive; a negative one is an error,
+ * and so is one above a thousand years (the worker counts a TTL in
+ * microseconds of a bigint, which 292,000 years overflow).
  */
 Datum
 KsTtlArgument(Interval *iv)
@@ -119,6 +121,13 @@ KsTtlArgument(Interval *iv)
 				 errhint("Give a positive interval, or '0' for no TTL.")));
 	if (iv->time == 0 && iv->day == 0 && iv->month == 0)
 		return (Datum) 0;
+	if (iv->time / 1000.0 + ((double) iv->day + (double) iv->month * DAYS_PER_MONTH) * SECS_PER_DAY * 1000.0 >
+		1000.0 * MONTHS_PER_YEAR * DAYS_PER_MONTH * SECS_PER_DAY * 1000.0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ttl must be at most 1000 years"),
+				 errdetail("A month counts as 30 days, a year as 12 months."),
+				 errhint("Give '0' for no TTL.")));
 	return PointerGetDatum(iv);
 }
 
