@@ -24,6 +24,9 @@
 
 #define KS_STORE_INITIAL_BUCKETS	1024
 
+/* Old buckets a rehash moves per hold of the slot lock. */
+#define KS_STORE_MOVE_SLICE			8192
+
 
 
 /* The error for a store that cannot grow (see store.h). */
@@ -64,15 +67,13 @@ KsStoreCreate(dsa_area *dsa, const char *aggname)
 	return hp;
 }
 
-/* Free a store with all its entries and tuples. */
-void
-KsStoreDestroy(dsa_area *dsa, dsa_pointer header)
+/* Free the entries and tuples of the chains of buckets [from, to) of an array. */
+static void
+KsStoreFreeChains(dsa_area *dsa, dsa_pointer *buckets, uint32 from, uint32 to)
 {
-	KsStoreHeader *hdr = dsa_get_address(dsa, header);
-	dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
 	uint32		i;
 
-	for (i = 0; i < hdr->nbuckets; i++)
+	for (i = from; i < to; i++)
 	{
 		dsa_pointer ep = buckets[i];
 
@@ -86,6 +87,20 @@ KsStoreDestroy(dsa_area *dsa, dsa_pointer header)
 			dsa_free(dsa, ep);
 			ep = next;
 		}
+	}
+}
+
+/* Free a store with all its entries and tuples. */
+void
+KsStoreDestroy(dsa_area *dsa, dsa_pointer header)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+
+	KsStoreFreeChains(dsa, KsStoreBuckets(dsa, hdr), 0, hdr->nbuckets);
+	if (hdr->nold > 0)
+	{
+		KsStoreFreeChains(dsa, KsStoreOldBuckets(dsa, hdr), hdr->moved, hdr->nold);
+		dsa_free(dsa, hdr->old_buckets);
 	}
 	dsa_free(dsa, hdr->buckets);
 	dsa_free(dsa, header);
@@ -123,25 +138,80 @@ KsStoreAllocEntry(dsa_area *dsa, uint32 hash)
 }
 
 /*
- * Grow a store's bucket array so that `nentries` entries keep chains short.
- * The new array is allocated without the lock; only the rehash, which
- * readers must not see half done, holds the slot lock exclusive.  A store
- * no reader sees yet (lock NULL) needs none.  Readers look at buckets only
- * under the lock, so the old array can be freed at once.
+ * Move up to `count` old buckets of a rehash in progress into the new
+ * array, a slice per hold of `lock` (none for a private store), and free
+ * the old array once all are moved.  Readers look at buckets only under
+ * the lock, so each slice is all or nothing to them.
+ */
+static void
+KsStoreMove(dsa_area *dsa, KsStoreHeader *hdr, LWLock *lock, uint64 count)
+{
+	while (hdr->nold > 0 && count > 0)
+	{
+		dsa_pointer *oldb;
+		dsa_pointer *newb;
+		dsa_pointer done = InvalidDsaPointer;
+		uint32		end;
+		uint32		b;
+
+		if (lock != NULL)
+			LWLockAcquire(lock, LW_EXCLUSIVE);
+		oldb = KsStoreOldBuckets(dsa, hdr);
+		newb = KsStoreBuckets(dsa, hdr);
+		end = (uint32) Min((uint64) hdr->nold,
+						   (uint64) hdr->moved + Min(count, (uint64) KS_STORE_MOVE_SLICE));
+		for (b = hdr->moved; b < end; b++)
+		{
+			dsa_pointer ep = oldb[b];
+
+			while (DsaPointerIsValid(ep))
+			{
+				KsStoreEntry *e = dsa_get_address(dsa, ep);
+				dsa_pointer next = e->next;
+				uint32		nb = e->hash & (hdr->nbuckets - 1);
+
+				e->next = newb[nb];
+				newb[nb] = ep;
+				ep = next;
+			}
+			oldb[b] = InvalidDsaPointer;
+		}
+		count -= end - hdr->moved;
+		hdr->moved = end;
+		if (hdr->moved == hdr->nold)
+		{
+			done = hdr->old_buckets;
+			hdr->old_buckets = InvalidDsaPointer;
+			hdr->nold = 0;
+			hdr->moved = 0;
+		}
+		if (lock != NULL)
+			LWLockRelease(lock);
+		if (DsaPointerIsValid(done))
+			dsa_free(dsa, done);
+	}
+}
+
+/*
+ * Grow a store's bucket array so that `nentries` entries keep chains short
+ * (see store.h).  A rehash in progress moves eight old buckets per entry
+ * added, a slice at least, and is finished before another starts.  The new
+ * array is allocated without the lock; installing it takes the lock only
+ * for a moment.
  */
 bool
 KsStoreGrow(dsa_area *dsa, dsa_pointer header, LWLock *lock, uint64 nentries)
 {
 	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+	uint64		added = nentries > hdr->nentries ? nentries - hdr->nentries : 0;
+	uint64		quota = (lock == NULL) ? PG_UINT64_MAX : Max(8 * added, KS_STORE_MOVE_SLICE);
 	uint32		newsize = hdr->nbuckets;
 	dsa_pointer newbp;
-	dsa_pointer *oldb;
-	dsa_pointer *newb;
-	dsa_pointer oldbp;
-	uint32		i;
 
 	while ((uint64) newsize < nentries && newsize < (UINT32_MAX / 2 + 1))
 		newsize *= 2;
+	/* another rehash is due: this one ends first */
+	KsStoreMove(dsa, hdr, lock, newsize != hdr->nbuckets ? PG_UINT64_MAX : quota);
 	if (newsize == hdr->nbuckets)
 		return true;
 
@@ -149,33 +219,18 @@ KsStoreGrow(dsa_area *dsa, dsa_pointer header, LWLock *lock, uint64 nentries)
 								  DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
 	if (!DsaPointerIsValid(newbp))
 		return false;
-	newb = dsa_get_address(dsa, newbp);
 
 	if (lock != NULL)
 		LWLockAcquire(lock, LW_EXCLUSIVE);
-	oldbp = hdr->buckets;
-	oldb = dsa_get_address(dsa, oldbp);
-	for (i = 0; i < hdr->nbuckets; i++)
-	{
-		dsa_pointer ep = oldb[i];
-
-		while (DsaPointerIsValid(ep))
-		{
-			KsStoreEntry *e = dsa_get_address(dsa, ep);
-			dsa_pointer next = e->next;
-			uint32		b = e->hash & (newsize - 1);
-
-			e->next = newb[b];
-			newb[b] = ep;
-			ep = next;
-		}
-	}
+	hdr->old_buckets = hdr->buckets;
+	hdr->nold = hdr->nbuckets;
+	hdr->moved = 0;
 	hdr->buckets = newbp;
 	hdr->nbuckets = newsize;
 	if (lock != NULL)
 		LWLockRelease(lock);
 
-	dsa_free(dsa, oldbp);
+	KsStoreMove(dsa, hdr, lock, quota);
 	return true;
 }
 
@@ -211,7 +266,7 @@ KsStorePrefetchBucket(dsa_area *dsa, dsa_pointer header, uint32 hash)
 {
 	KsStoreHeader *hdr = dsa_get_address(dsa, header);
 
-	KS_PREFETCH(&KsStoreBuckets(dsa, hdr)[hash & (hdr->nbuckets - 1)]);
+	KS_PREFETCH(KsStoreBucket(dsa, hdr, hash));
 }
 
 /* Link a new entry into its bucket. */
@@ -219,12 +274,11 @@ void
 KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)
 {
 	KsStoreHeader *hdr = dsa_get_address(dsa, header);
-	dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
 	KsStoreEntry *e = dsa_get_address(dsa, entry);
-	uint32		b = e->hash & (hdr->nbuckets - 1);
+	dsa_pointer *bucket = KsStoreBucket(dsa, hdr, e->hash);
 
-	e->next = buckets[b];
-	buckets[b] = entry;
+	e->next = *bucket;
+	*bucket = entry;
 	hdr->nentries++;
 }
 
@@ -233,9 +287,8 @@ void
 KsStoreUnlinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)
 {
 	KsStoreHeader *hdr = dsa_get_address(dsa, header);
-	dsa_pointer *buckets = KsStoreBuckets(dsa, hdr);
 	KsStoreEntry *e = dsa_get_address(dsa, entry);
-	dsa_pointer *link = &buckets[e->hash & (hdr->nbuckets - 1)];
+	dsa_pointer *link = KsStoreBucket(dsa, hdr, e->hash);
 
 	while (*link != entry)
 	{

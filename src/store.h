@@ -13,6 +13,13 @@
  *	KsStoreEntry.tuple -> a MinimalTuple with the view's row
  *
  * An entry whose tuple is InvalidDsaPointer is a key that HAVING hides.
+ *
+ * The bucket array grows by rehashing incrementally: a larger array is
+ * installed (the old one kept), and each publish moves old buckets into it,
+ * a slice at a time with the slot lock held exclusive, at least eight per new
+ * entry, so a rehash ends before the entries grow by an eighth.  A hash whose old
+ * bucket is not moved yet is still in the old array (KsStoreBucket).  A
+ * rehash of millions of entries held the lock, and the step, for seconds.
  * An entry is removed (unlinked with the lock held exclusive, then freed)
  * only when its key expires (expire.h).
  *
@@ -53,9 +60,12 @@
 typedef struct KsStoreHeader
 {
 	uint32		nbuckets;		/* a power of two */
-	uint32		pad;
+	uint32		nold;			/* buckets of the array being rehashed, 0: none */
 	uint64		nentries;		/* entries linked, visible or not */
 	dsa_pointer buckets;		/* array of nbuckets dsa_pointers */
+	dsa_pointer old_buckets;	/* the smaller array rehashed into it, or invalid */
+	uint32		moved;			/* old buckets below this one are rehashed */
+	uint32		pad;
 } KsStoreHeader;
 
 typedef struct KsStoreEntry
@@ -253,7 +263,27 @@ KsStoreBuckets(dsa_area *dsa, KsStoreHeader *hdr)
 	return (dsa_pointer *) dsa_get_address(dsa, hdr->buckets);
 }
 
-/* Grow a store's buckets (the slot lock taken for the rehash, if given). */
+/* The old bucket array of a rehash in progress (valid only while nold > 0). */
+static inline dsa_pointer *
+KsStoreOldBuckets(dsa_area *dsa, KsStoreHeader *hdr)
+{
+	return (dsa_pointer *) dsa_get_address(dsa, hdr->old_buckets);
+}
+
+/* The head of the chain a key hash is in: the old array until its bucket moved. */
+static inline dsa_pointer *
+KsStoreBucket(dsa_area *dsa, KsStoreHeader *hdr, uint32 hash)
+{
+	if (hdr->nold > 0 && (hash & (hdr->nold - 1)) >= hdr->moved)
+		return &KsStoreOldBuckets(dsa, hdr)[hash & (hdr->nold - 1)];
+	return &KsStoreBuckets(dsa, hdr)[hash & (hdr->nbuckets - 1)];
+}
+
+/*
+ * Grow a store's buckets for `nentries` entries and move a rehash in
+ * progress along (the slot lock taken for each slice, if given; without
+ * one, for a store no reader sees, the rehash is done at once).
+ */
 extern bool KsStoreGrow(dsa_area *dsa, dsa_pointer header, LWLock *lock, uint64 nentries);
 
 /* Copy a tuple into the DSA; InvalidDsaPointer when it is full. */

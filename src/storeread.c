@@ -117,21 +117,30 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 				res->cold_snapshot = RegisterSnapshot(GetSnapshotData(&KsColdSnapshotData));
 			if (nhashes < 0)
 			{
-				uint32		b;
+				int			a;
 
-				for (b = 0; b < hdr->nbuckets; b++)
+				/* the chains of both arrays while a rehash is in progress */
+				for (a = 0; a < 2; a++)
 				{
-					dsa_pointer ep = buckets[b];
+					dsa_pointer *chains = (a == 0) ? buckets :
+						(hdr->nold > 0 ? KsStoreOldBuckets(dsa, hdr) : NULL);
+					uint32		b = (a == 0) ? 0 : hdr->moved;
+					uint32		end = (a == 0) ? hdr->nbuckets : hdr->nold;
 
-					while (DsaPointerIsValid(ep))
+					for (; chains != NULL && b < end; b++)
 					{
-						KsStoreEntry *entry = dsa_get_address(dsa, ep);
+						dsa_pointer ep = chains[b];
 
-						if (DsaPointerIsValid(entry->tuple))
-							KsCollect(&ptrs, &nptrs, &maxptrs, entry->tuple);
-						if (cold && entry->cold_id != 0)
-							KsCollectCold(res, &maxcold, entry);
-						ep = entry->next;
+						while (DsaPointerIsValid(ep))
+						{
+							KsStoreEntry *entry = dsa_get_address(dsa, ep);
+
+							if (DsaPointerIsValid(entry->tuple))
+								KsCollect(&ptrs, &nptrs, &maxptrs, entry->tuple);
+							if (cold && entry->cold_id != 0)
+								KsCollectCold(res, &maxcold, entry);
+							ep = entry->next;
+						}
 					}
 				}
 			}
@@ -141,7 +150,7 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 
 				for (h = 0; h < nhashes; h++)
 				{
-					dsa_pointer ep = buckets[hashes[h] & (hdr->nbuckets - 1)];
+					dsa_pointer ep = *KsStoreBucket(dsa, hdr, hashes[h]);
 
 					while (DsaPointerIsValid(ep))
 					{
