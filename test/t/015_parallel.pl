@@ -203,13 +203,14 @@ $node->safe_psql($db, q{
 SELECT keyedstate.create_aggregation('par_dmg', 'SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k',
 	parallelism => 2);
 SELECT keyedstate.sync('par_dmg'); SELECT keyedstate.checkpoint('par_dmg');
-SELECT keyedstate.pause('par_dmg');
-SELECT keyedstate.alter_aggregation('par_dmg', parallelism => 1);});
-# one byte of a retired part's chunk, read back when the new part seeds
+SELECT keyedstate.pause('par_dmg');});
+# one byte of part 0's chunks, read back when the new part seeds from it
+# (damaged before the rescale: a paused aggregation's new parts load at once)
 $node->safe_psql($db, q{
 UPDATE keyedstate.state s SET data = set_byte(data, 40, (get_byte(data, 40) + 1) % 256)
   FROM keyedstate.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
- WHERE a.name = 'par_dmg' AND p.retired AND p.part = 0 AND s.aggregation_id = p.id});
+ WHERE a.name = 'par_dmg' AND NOT p.retired AND p.part = 0 AND s.aggregation_id = p.id});
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('par_dmg', parallelism => 1)});
 $node->safe_psql($db, "SELECT keyedstate.resume('par_dmg')");
 ok(ks_wait_state($node, $db, 'par_dmg', 'failed', 30), 'a seed with a damaged chunk fails the new part');
 like(ks_status($node, $db, 'par_dmg', 'error'), qr/checkpoint of aggregation public.par_dmg is corrupted/,

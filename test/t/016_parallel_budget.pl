@@ -157,13 +157,14 @@ like($err, qr/memory_limit must give each of 4 parts at least 1024 kB/, 'and so 
 like($err, qr/memory_limit must give each of 3 parts at least 1024 kB/, 'and an aggregation created with one');
 
 # --- 7. a damaged cold row read by a rescale's copy fails the new part ------
-# (paused, so that the new parts copy only once the row is damaged)
-$node->safe_psql($db, q{SELECT keyedstate.pause('pb');
-SELECT keyedstate.alter_aggregation('pb', parallelism => 2);});
+# (damaged before the rescale: a paused aggregation's new parts load, and
+# copy, at once)
+$node->safe_psql($db, q{SELECT keyedstate.pause('pb')});
+$log_at = -s $node->logfile;
 $node->safe_psql($db, q{
 UPDATE keyedstate.cold c SET data = set_byte(data, 20, (get_byte(data, 20) + 1) % 256)
-  FROM keyedstate.part p WHERE p.retired AND c.aggregation_id = p.id});
-$log_at = -s $node->logfile;
+  FROM keyedstate.part p WHERE NOT p.retired AND c.aggregation_id = p.id});
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('pb', parallelism => 2)});
 $node->safe_psql($db, q{SELECT keyedstate.resume('pb')});
 ok(ks_wait_state($node, $db, 'pb', 'failed', 60), 'a seed with damaged cold rows fails the new part');
 like(ks_status($node, $db, 'pb', 'error'), qr/checkpoint of aggregation public.pb is corrupted/,
