@@ -10,6 +10,7 @@ OBJS = \
 	src/store.o \
 	src/storewrite.o \
 	src/storeread.o \
+	src/storefree.o \
 	src/serialize.o \
 	src/keytable.o \
 	src/keydirty.o \

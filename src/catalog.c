@@ -17,6 +17,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -70,6 +71,15 @@ KsCatalogOpen(KsCatalogAccess *acc)
 	acc->save_cxt = ks_catalog_cxt;
 	ks_catalog_cxt = CurrentMemoryContext;
 	SPI_connect();
+	/*
+	 * Our SQL names no function or operator the caller's search_path could
+	 * resolve to its own: run as superuser, one that matched better than
+	 * pg_catalog's (regclass = regclass has no exact match there) would run
+	 * the caller's code as superuser.
+	 */
+	acc->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", KS_SAFE_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	GetUserIdAndSecContext(&acc->save_userid, &acc->save_sec);
 	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
 						   acc->save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -80,6 +90,7 @@ void
 KsCatalogClose(KsCatalogAccess *acc)
 {
 	SetUserIdAndSecContext(acc->save_userid, acc->save_sec);
+	AtEOXact_GUC(true, acc->nestlevel);
 	SPI_finish();
 	ks_catalog_cxt = acc->save_cxt;
 }

@@ -69,6 +69,7 @@ typedef struct KsCatalogAccess
 {
 	Oid			save_userid;
 	int			save_sec;
+	int			nestlevel;		/* of the search_path pinned inside */
 	MemoryContext save_cxt;		/* the bracket's results outlive SPI in it */
 } KsCatalogAccess;
 

@@ -11,7 +11,7 @@
  *
  * The source is split by concern; each part has its own header (the SQL
  * API's parts share hooks.h; shmem.h covers dbslots.c, pool.c and
- * progress.c, store.h storewrite.c and storeread.c, source.h offsets.c
+ * progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
  * checkpoint.h ckptcommit.c, recovery.h seed.c):
  *	settings	GUCs (keyedstate.*)
@@ -22,6 +22,7 @@
  *	store		published per-key rows in DSA: structure, read epochs
  *	storewrite	the writer's side of the publish protocol, garbage by epoch
  *	storeread	the readers' side: copying rows out under the read protocol
+ *	storefree	freeing stores, at once or a slice at a time between steps
  *	serialize	byte form of Datums and view rows in checkpoints, checked on reading
  *	keytable	worker-local hash table of keys and transition states
  *	keydirty	the keys changed since the last publish and checkpoint capture
@@ -91,6 +92,12 @@ extern void _PG_init(void);
 #define KS_LIVE_TABLE_FMT		"live_%d"
 #define KS_WAKE_TRIGGER_FMT		"keyedstate_wake_%d"
 #define KS_TRUNCATE_TRIGGER_FMT "keyedstate_truncate_%d"
+
+/*
+ * The search_path of keyedstate's own SQL: no schema a user can create
+ * functions or operators in (pg_temp is never searched for those).
+ */
+#define KS_SAFE_SEARCH_PATH		"pg_catalog, pg_temp"
 
 /*
  * The CPU's cache line, for prefetching (PG_CACHE_LINE_SIZE is 128, an

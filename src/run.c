@@ -15,6 +15,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_db_role_setting.h"
 #include "commands/trigger.h"
@@ -40,9 +41,6 @@
 #include "settings.h"
 
 static void KsAcceptCancels(bool accept);
-
-/* The aggregation whose settings the session has, or -1 (KsStepBegin). */
-static int32 ks_settings_for = -1;
 
 /* The worker's own identity, saved at the start of each transaction. */
 static Oid	ks_worker_userid = InvalidOid;
@@ -70,20 +68,50 @@ static volatile sig_atomic_t ks_term_requested = false;
 static volatile TimestampTz ks_term_requested_at = 0;
 static volatile sig_atomic_t ks_term_cancels = false;
 
-/* Run the owner's code: its identity, restricted. */
+/* The search_path captured with an aggregation, or pg_catalog alone. */
+static const char *
+KsRunSearchPath(KsAggRun *run)
+{
+	ListCell   *lc;
+
+	foreach(lc, run->def->settings)
+	{
+		const char *item = lfirst(lc);
+
+		if (strncmp(item, "search_path=", 12) == 0)
+			return item + 12;
+	}
+	return "pg_catalog";
+}
+
+/* Set search_path, unless it is set so already (a switch per key must be cheap). */
+static void
+KsSetSearchPath(const char *path)
+{
+	if (namespace_search_path == NULL || strcmp(namespace_search_path, path) != 0)
+		KsSetOption("search_path", path, GUC_ACTION_SET);
+}
+
+/* Run the owner's code: its identity, restricted, and its search_path. */
 void
 KsBecomeOwner(KsAggRun *run)
 {
+	KsSetSearchPath(KsRunSearchPath(run));
 	SetUserIdAndSecContext(run->owner,
 						   ks_worker_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 }
 
-/* Back to the worker's identity. */
+/*
+ * Back to the worker's identity, to run keyedstate's own SQL: with a
+ * search_path where no owner's function or operator can be found (the
+ * step's settings, set at its nest level, are undone at its end).
+ */
 void
 KsBecomeWorker(void)
 {
 	SetUserIdAndSecContext(ks_worker_userid, ks_worker_sec_context);
+	KsSetSearchPath(KS_SAFE_SEARCH_PATH);
 }
 
 /*
@@ -277,12 +305,10 @@ KsStepTimeout(KsAggRun *run)
 }
 
 /*
- * Start a transaction for a step, with the aggregation's fixed settings,
- * a GUC nest level for whatever user code sets, the time bound, and the
- * owner's identity.  Fixed settings are applied for the session and only
- * when the worker moves to another aggregation (or after an abort undid
- * them): a step of a few rows should not pay for a dozen set_config calls.
- * Returns the nest level for KsRunEnd.
+ * Start a transaction for a step, with a GUC nest level holding the
+ * aggregation's captured settings and whatever its user code sets, the
+ * time bound, and the owner's identity.  Returns the nest level for
+ * KsRunEnd.
  */
 int
 KsRunBegin(KsAggRun *run)
@@ -301,13 +327,13 @@ KsRunBegin(KsAggRun *run)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the view of aggregation %s no longer exists", run->name)));
-	if (ks_settings_for != run->def->id)
-	{
-		KsSetOption("search_path", "pg_catalog", GUC_ACTION_SET);
-		KsApplySettings(run->def->settings, GUC_ACTION_SET);
-		ks_settings_for = run->def->id;
-	}
+	/*
+	 * The aggregation's settings, for this step only: undone at its end
+	 * with whatever its user code set, so that no setting (a custom one
+	 * especially) reaches the next aggregation the worker runs.
+	 */
 	nestlevel = NewGUCNestLevel();
+	KsApplySettings(run->def->settings, GUC_ACTION_SAVE);
 	ks_step_timed_out = false;
 	run->timeout_ms = KsStepTimeout(run);
 	KsRunArmTimeouts(run);
@@ -444,7 +470,7 @@ KsRunUnload(KsAggRun *run)
 	/* a recovery that failed leaves its unpublished store behind */
 	if (DsaPointerIsValid(run->building))
 	{
-		KsStoreDestroy(KsGetDsa(), run->building);
+		KsStoreDiscard(KsGetDsa(), run->building);
 		run->building = InvalidDsaPointer;
 	}
 	if (run->loadcxt != NULL)
@@ -574,8 +600,6 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	edata = CopyErrorData();
 	FlushErrorState();
 	AbortCurrentTransaction();
-	/* the abort undid the settings the transaction applied */
-	ks_settings_for = -1;
 	run->cur_offset = 0;
 
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out)

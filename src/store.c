@@ -67,45 +67,6 @@ KsStoreCreate(dsa_area *dsa, const char *aggname)
 	return hp;
 }
 
-/* Free the entries and tuples of the chains of buckets [from, to) of an array. */
-static void
-KsStoreFreeChains(dsa_area *dsa, dsa_pointer *buckets, uint32 from, uint32 to)
-{
-	uint32		i;
-
-	for (i = from; i < to; i++)
-	{
-		dsa_pointer ep = buckets[i];
-
-		while (DsaPointerIsValid(ep))
-		{
-			KsStoreEntry *e = dsa_get_address(dsa, ep);
-			dsa_pointer next = e->next;
-
-			if (DsaPointerIsValid(e->tuple))
-				dsa_free(dsa, e->tuple);
-			dsa_free(dsa, ep);
-			ep = next;
-		}
-	}
-}
-
-/* Free a store with all its entries and tuples. */
-void
-KsStoreDestroy(dsa_area *dsa, dsa_pointer header)
-{
-	KsStoreHeader *hdr = dsa_get_address(dsa, header);
-
-	KsStoreFreeChains(dsa, KsStoreBuckets(dsa, hdr), 0, hdr->nbuckets);
-	if (hdr->nold > 0)
-	{
-		KsStoreFreeChains(dsa, KsStoreOldBuckets(dsa, hdr), hdr->moved, hdr->nold);
-		dsa_free(dsa, hdr->old_buckets);
-	}
-	dsa_free(dsa, hdr->buckets);
-	dsa_free(dsa, header);
-}
-
 /* Copy a tuple into the DSA; InvalidDsaPointer when the area is full. */
 dsa_pointer
 KsStoreAllocTuple(dsa_area *dsa, MinimalTuple tuple)
@@ -416,7 +377,7 @@ KsStoreReplace(KsAggSlot *slot, dsa_pointer store, int64 consumed, int64 keys,
 	if (DsaPointerIsValid(old))
 	{
 		KsWaitEpoch(slot, epoch);
-		KsStoreDestroy(KsGetDsa(), old);
+		KsStoreDiscard(KsGetDsa(), old);
 	}
 }
 

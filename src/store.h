@@ -144,6 +144,18 @@ extern void KsStoreWriterRelease(KsStoreWriter *w, KsAggSlot *slot);
 extern void KsStoreInstall(KsAggSlot *slot, dsa_pointer store, int64 consumed,
 						   int64 keys, int64 cold_keys, int64 visible, int64 bytes);
 
+/*
+ * Give up a store no reader sees any more: freed now, or, in a database
+ * worker (KsStoreDeferFrees), a slice at a time by KsStoreFreeRetired.
+ */
+extern void KsStoreDiscard(dsa_area *dsa, dsa_pointer header);
+
+/* This process frees the stores it discards between its steps, and at exit. */
+extern void KsStoreDeferFrees(void);
+
+/* Free discarded stores for up to `ms` milliseconds (-1: all); true if some are left. */
+extern bool KsStoreFreeRetired(long ms);
+
 /* Retire a slot's published store: detach it, free it once no reader is left. */
 extern void KsStoreRetire(KsAggSlot *slot);
 

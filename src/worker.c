@@ -53,6 +53,9 @@
 #include "settings.h"
 #include "worker.h"
 
+/* Milliseconds a worker frees given-up stores for, then lets others at the DSA. */
+#define KS_STORE_FREE_SLICE_MS	10
+
 static MemoryContext ks_worker_cxt = NULL;
 static List *ks_runs = NIL;
 
@@ -284,6 +287,10 @@ KsDatabaseWorkerMain(Datum main_arg)
 	CacheRegisterRelcacheCallback(KsRelcacheCallback, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, KsProcCallback, (Datum) 0);
 	KsRunInitProcess();
+	/* stores of released or reloaded runs are freed between steps */
+	KsStoreDeferFrees();
+	/* our own SQL outside steps (the definitions) resolves no user's names */
+	SetConfigOption("search_path", KS_SAFE_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
 
 	for (;;)
 	{
@@ -331,6 +338,10 @@ KsDatabaseWorkerMain(Datum main_arg)
 			if (KsRunTerminating())
 				KsShutdown();
 		}
+
+		/* a slice of the stores given up (store.h), then a pause for others */
+		if (KsStoreFreeRetired(KS_STORE_FREE_SLICE_MS))
+			timeout = Min(timeout, KS_STORE_FREE_SLICE_MS);
 
 		/* invalidations sent while every aggregation was idle */
 		if (!ks_reload_pending)

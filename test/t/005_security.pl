@@ -421,6 +421,81 @@ SELECT keyedstate.drop_aggregation('mallory.attack');
 ALTER ROLE regress_mallory NOSUPERUSER;
 });
 
+# 1b. keyedstate's own SQL (run as superuser) resolves no operator of the
+# caller or of the owner: regress_mallory defines =, <>, <, <=, >, >= and +
+# for the types that SQL compares, in her schema, first on her search_path
+# (pg_catalog has no exact regclass = regclass: hers would match better).
+# Each logs who runs it when that is not she, and tries to make her
+# superuser.  She calls every function on her aggregation from such a
+# session, and the aggregation captured that search_path for its worker.
+as_role($node, 'regress_mallory', <<'SQL');
+CREATE TABLE mallory.spylog (usr text, op text);
+GRANT INSERT ON mallory.spylog TO PUBLIC;
+CREATE FUNCTION mallory.spy(op text) RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+	IF current_user <> 'regress_mallory' THEN
+		INSERT INTO mallory.spylog VALUES (current_user, op);
+		BEGIN
+			ALTER ROLE regress_mallory SUPERUSER;
+		EXCEPTION WHEN OTHERS THEN NULL;
+		END;
+	END IF;
+END $$;
+DO $do$
+DECLARE
+	t record;
+	o record;
+BEGIN
+	FOR t IN SELECT * FROM (VALUES ('regclass', 'regclass', 'oid', 'oid', 'rc'), ('oid', 'oid', 'oid', 'oid', 'oi'),
+			('int4', 'int4', 'int4', 'int4', 'i4'), ('int8', 'int8', 'int8', 'int8', 'i8'),
+			('int4', 'int8', 'int4', 'int8', 'i48'), ('int8', 'int4', 'int8', 'int4', 'i84'),
+			('int2', 'int2', 'int2', 'int2', 'i2'), ('text', 'text', 'text', 'text', 'tx'),
+			('bool', 'bool', 'bool', 'bool', 'bo'), ('name', 'name', 'name', 'name', 'nm'),
+			('regproc', 'regproc', 'oid', 'oid', 'rp'))
+			AS v(lt, rt, lc, rc, tag)
+	LOOP
+		FOR o IN SELECT * FROM (VALUES ('=', 'eq'), ('<>', 'ne'), ('<', 'lt'), ('<=', 'le'), ('>', 'gt'), ('>=', 'ge'))
+				AS v(op, fn)
+		LOOP
+			CONTINUE WHEN o.op <> '=' AND t.tag IN ('rc', 'rp');
+			EXECUTE format($f$CREATE FUNCTION mallory.%s_%s(%s, %s) RETURNS bool LANGUAGE plpgsql
+				SET search_path = pg_catalog AS
+				$b$BEGIN PERFORM mallory.spy(%L); RETURN $1::%s OPERATOR(pg_catalog.%s) $2::%s; END$b$$f$,
+				o.fn, t.tag, t.lt, t.rt, o.op || ' ' || t.lt || ' ' || t.rt, t.lc, o.op, t.rc);
+			EXECUTE format('CREATE OPERATOR mallory.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = mallory.%s_%s)',
+				o.op, t.lt, t.rt, o.fn, t.tag);
+		END LOOP;
+	END LOOP;
+END $do$;
+CREATE FUNCTION mallory.plus8(int8, int8) RETURNS int8 LANGUAGE plpgsql SET search_path = pg_catalog AS
+	'BEGIN PERFORM mallory.spy(''+ int8''); RETURN $1 OPERATOR(pg_catalog.+) $2; END';
+CREATE OPERATOR mallory.+ (LEFTARG = int8, RIGHTARG = int8, FUNCTION = mallory.plus8);
+CREATE TABLE mallory.ops (id bigserial PRIMARY KEY, k int NOT NULL);
+SET search_path = mallory, pg_catalog;
+SELECT keyedstate.create_aggregation('mallory.opsagg', 'SELECT k, count(*) AS n FROM mallory.ops GROUP BY k',
+	checkpoint_interval => '100 ms', memory_limit => '4MB');
+INSERT INTO mallory.ops (k) SELECT g % 7 FROM generate_series(1, 3000) g;
+SELECT keyedstate.sync('mallory.opsagg');
+SELECT keyedstate.checkpoint('mallory.opsagg');
+SELECT keyedstate.alter_aggregation('mallory.opsagg', ttl => '1 day', checkpoint_interval => '200 ms');
+SELECT keyedstate.pause('mallory.opsagg');
+SELECT keyedstate.resume('mallory.opsagg');
+INSERT INTO mallory.ops (k) SELECT g FROM generate_series(1, 20000) g;
+SELECT keyedstate.sync('mallory.opsagg');
+SELECT count(*) FROM mallory.opsagg WHERE k = 3;
+SELECT keyedstate.alter_aggregation('mallory.opsagg', parallelism => 2);
+SELECT keyedstate.sync('mallory.opsagg');
+SELECT keyedstate.rebuild('mallory.opsagg');
+SELECT keyedstate.sync('mallory.opsagg');
+SELECT * FROM keyedstate.status WHERE name = 'mallory.opsagg';
+SELECT keyedstate.drop_aggregation('mallory.opsagg');
+SQL
+is($node->safe_psql($db, q{SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_mallory'}), 'f',
+	'1b: no operator of the caller or owner makes her superuser through keyedstate\'s own SQL');
+is($node->safe_psql($db, q{SELECT coalesce(string_agg(DISTINCT usr || ': ' || op, ', '), '') FROM mallory.spylog}), '',
+	'1b: none of her operators ran as anyone but her');
+$node->safe_psql($db, q{ALTER ROLE regress_mallory NOSUPERUSER});
+
 ###########################################################################
 # 2. The live tables cannot be re-pointed; nothing reads another owner's
 #    aggregation without a GRANT on its view; a re-pointed scan errors out
@@ -692,6 +767,42 @@ is($node->safe_psql($db, q{SELECT coalesce(string_agg(format('k=%s tz=%s', k, tz
 	FROM reader.seen WHERE tz <> 'UTC'}), '',
 	"3: a TimeZone set by one owner's function does not reach another owner's aggregation");
 is($node->safe_psql($db, 'SELECT count(*) FROM reader.seen'), '3', '3: (precondition) the reader saw its three rows');
+
+# 3i. nor do the settings one owner's aggregation captured (a custom one, and
+# a setting of an extension) reach another owner's, in the same worker, while
+# that one runs or after it is dropped
+$node->safe_psql($db, 'ALTER SYSTEM SET keyedstate.max_workers = 1');
+$node->reload;
+ok(ks_wait_for($node, $db, q{SELECT count(DISTINCT worker) = 1 FROM keyedstate.workers}, 60),
+	'3i: (precondition) one worker runs every aggregation');
+as_role($node, 'regress_setter', q{
+SET myapp.flag = 'captured-by-setter';
+SET plpgsql.check_asserts = off;
+CREATE TABLE setter.cap (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('setter.captures', 'SELECT k, count(*) AS n FROM setter.cap GROUP BY k');
+INSERT INTO setter.cap (k) VALUES (1);
+SELECT keyedstate.sync('setter.captures');
+});
+as_role($node, 'regress_reader', q{
+CREATE FUNCTION reader.positive(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+	$$ BEGIN ASSERT $1 > 0, 'not positive'; RETURN $1; END $$;
+CREATE TABLE reader.asserted (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('reader.checked', 'SELECT reader.positive(k) AS k, count(*) AS n FROM reader.asserted GROUP BY 1');
+INSERT INTO reader.ev (k) VALUES (4);
+SELECT keyedstate.sync('reader.seen');
+});
+as_role($node, 'regress_setter', q{SELECT keyedstate.drop_aggregation('setter.captures')});
+as_role($node, 'regress_reader', q{INSERT INTO reader.ev (k) VALUES (5); SELECT keyedstate.sync('reader.seen');
+	INSERT INTO reader.asserted (k) VALUES (-5)});
+is($node->safe_psql($db, q{SELECT coalesce(string_agg(format('k=%s flag=%s', k, flag), ', '), '')
+	FROM reader.seen WHERE coalesce(flag, '') <> ''}), '',
+	"3i: a custom setting captured by one owner's aggregation does not reach another owner's");
+ok(ks_wait_state($node, $db, 'reader.checked', 'failed', 30)
+	&& ks_status($node, $db, 'reader.checked', 'error') =~ /not positive/,
+	"3i: an extension's setting captured by one owner's aggregation does not turn another owner's ASSERT off");
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('reader.checked')});
+$node->safe_psql($db, 'ALTER SYSTEM RESET keyedstate.max_workers');
+$node->reload;
 
 ###########################################################################
 # 4. Visibility: another owner's error, failed offset and query text are

@@ -1,0 +1,164 @@
+/*-------------------------------------------------------------------------
+ *
+ * storefree.c
+ *	  Freeing stores of published rows: at once, or, in a database worker,
+ *	  a slice at a time between its steps.  See store.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/pmsignal.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "store.h"
+
+
+/* Free the entries and tuples of the chains of buckets [from, to) of an array. */
+static void
+KsStoreFreeChains(dsa_area *dsa, dsa_pointer *buckets, uint32 from, uint32 to)
+{
+	uint32		i;
+
+	for (i = from; i < to; i++)
+	{
+		dsa_pointer ep = buckets[i];
+
+		while (DsaPointerIsValid(ep))
+		{
+			KsStoreEntry *e = dsa_get_address(dsa, ep);
+			dsa_pointer next = e->next;
+
+			if (DsaPointerIsValid(e->tuple))
+				dsa_free(dsa, e->tuple);
+			dsa_free(dsa, ep);
+			ep = next;
+		}
+	}
+}
+
+/*
+ * Free a store's chains from chain `*next` on (those of its bucket array,
+ * then those of the old array of a rehash in progress), then its arrays and
+ * header; stop at `deadline` (DT_NOEND: never).  True once it is all freed.
+ */
+static bool
+KsStoreFreeSome(dsa_area *dsa, dsa_pointer header, uint64 *next, TimestampTz deadline)
+{
+	KsStoreHeader *hdr = dsa_get_address(dsa, header);
+	uint64		total = (uint64) hdr->nbuckets + hdr->nold;
+
+	while (*next < total)
+	{
+		uint64		end = Min(total, *next + 256);
+
+		if (*next < hdr->nbuckets)
+		{
+			end = Min(end, (uint64) hdr->nbuckets);
+			KsStoreFreeChains(dsa, KsStoreBuckets(dsa, hdr), (uint32) *next, (uint32) end);
+		}
+		else
+			KsStoreFreeChains(dsa, KsStoreOldBuckets(dsa, hdr),
+							  (uint32) (*next - hdr->nbuckets), (uint32) (end - hdr->nbuckets));
+		*next = end;
+		if (deadline != DT_NOEND && GetCurrentTimestamp() >= deadline)
+			return false;
+	}
+	if (hdr->nold > 0)
+		dsa_free(dsa, hdr->old_buckets);
+	dsa_free(dsa, hdr->buckets);
+	dsa_free(dsa, header);
+	return true;
+}
+
+/* Free a store with all its entries and tuples. */
+void
+KsStoreDestroy(dsa_area *dsa, dsa_pointer header)
+{
+	uint64		next = 0;
+
+	(void) KsStoreFreeSome(dsa, header, &next, DT_NOEND);
+}
+
+/*
+ * Stores a database worker no longer uses, freed a slice at a time between
+ * its steps (KsStoreFreeRetired).  Freeing millions of entries at once held
+ * the worker for seconds, and the DSA's size-class locks it takes for each
+ * entry slowed every other worker allocating rows meanwhile, past their
+ * step timeout.
+ */
+typedef struct KsRetiredStore
+{
+	dsa_pointer header;
+	uint64		next;			/* the next chain to free (KsStoreFreeSome) */
+} KsRetiredStore;
+
+static bool ks_store_defer = false;
+static KsRetiredStore *ks_retired = NULL;
+static int	ks_nretired = 0;
+static int	ks_maxretired = 0;
+
+/* Give a store up: freed now, or later by a database worker (see above). */
+void
+KsStoreDiscard(dsa_area *dsa, dsa_pointer header)
+{
+	if (!ks_store_defer)
+	{
+		KsStoreDestroy(dsa, header);
+		return;
+	}
+	if (ks_nretired >= ks_maxretired)
+	{
+		int			newmax = Max(ks_maxretired * 2, 8);
+
+		ks_retired = ks_retired == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(KsRetiredStore) * newmax) :
+			repalloc(ks_retired, sizeof(KsRetiredStore) * newmax);
+		ks_maxretired = newmax;
+	}
+	ks_retired[ks_nretired].header = header;
+	ks_retired[ks_nretired].next = 0;
+	ks_nretired++;
+}
+
+/* Free the retired stores for up to `ms` (-1: all); true while some are left. */
+bool
+KsStoreFreeRetired(long ms)
+{
+	TimestampTz deadline = ms < 0 ? DT_NOEND :
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+
+	while (ks_nretired > 0)
+	{
+		KsRetiredStore *rs = &ks_retired[0];
+
+		if (!KsStoreFreeSome(KsGetDsa(), rs->header, &rs->next, deadline))
+			return true;
+		memmove(&ks_retired[0], &ks_retired[1], sizeof(KsRetiredStore) * (ks_nretired - 1));
+		ks_nretired--;
+	}
+	return false;
+}
+
+/* before_shmem_exit: a leaving worker frees what it retired, all of it. */
+static void
+KsStoreFreeAtExit(int code, Datum arg)
+{
+	if (ks_nretired == 0 || !PostmasterIsAlive())
+		return;
+	/* an error may have left a DSA lock held */
+	LWLockReleaseAll();
+	(void) KsStoreFreeRetired(-1);
+}
+
+/* This process (a database worker) frees the stores it retires later. */
+void
+KsStoreDeferFrees(void)
+{
+	ks_store_defer = true;
+	before_shmem_exit(KsStoreFreeAtExit, (Datum) 0);
+}
