@@ -112,7 +112,7 @@ SELECT keyedstate.pause('nosuch');
 SELECT name FROM keyedstate.aggregations;
 -- ttl and alter_aggregation arguments
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', ttl => '-1 second');
-SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', ttl => '1 day -1 second');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', ttl => '1 day -25 hours');
 SELECT keyedstate.alter_aggregation('nosuch', ttl => '1 hour');
 SELECT keyedstate.alter_aggregation('src', ttl => '1 hour');
 SELECT keyedstate.alter_aggregation(NULL, ttl => '1 hour');
@@ -121,6 +121,11 @@ SELECT keyedstate.alter_aggregation('agg', ttl => '-5 minutes');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', ttl => '300000 years');
 SELECT keyedstate.alter_aggregation('agg', ttl => '1001 years');
 SELECT keyedstate.alter_aggregation('agg', ttl => '2147483647 days');
+-- a TTL is the sum of its parts: positive with a negative part is fine, and 1000 years too
+SELECT keyedstate.alter_aggregation('agg', ttl => '1 day -23 hours');
+SELECT keyedstate.alter_aggregation('agg', ttl => '1000 years');
+SELECT keyedstate.alter_aggregation('agg', ttl => '1 month -31 days');
+SELECT keyedstate.alter_aggregation('agg', ttl => '0');
 SELECT keyedstate.alter_aggregation('agg', checkpoint_interval => '0');
 SELECT name, ttl, checkpoint_interval FROM keyedstate.aggregations WHERE name = 'agg';
 -- windows: arguments, time column, names, aggregates a sliding window cannot merge
@@ -129,6 +134,7 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_slide => '1 hour');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 month', time_column => 'ts');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '-1 hour', time_column => 'ts');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '200000000 days', time_column => 'ts');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', window_slide => '7 minutes', time_column => 'ts');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', window_slide => '2 hours', time_column => 'ts');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'nosuch');

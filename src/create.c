@@ -112,21 +112,25 @@ KsIntervalMs(const Interval *iv)
 Datum
 KsTtlArgument(Interval *iv)
 {
+	double		us;
+
 	if (iv == NULL)
 		return (Datum) 0;
-	if (iv->time < 0 || iv->day < 0 || iv->month < 0)
+	/* as EXTRACT(EPOCH FROM ttl), which the worker's TTL is: mixed signs add up */
+	us = (double) iv->time +
+		((double) iv->day + (double) (iv->month / MONTHS_PER_YEAR) * DAYS_PER_YEAR +
+		 (double) (iv->month % MONTHS_PER_YEAR) * DAYS_PER_MONTH) * USECS_PER_DAY;
+	if (us < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl must not be negative"),
 				 errhint("Give a positive interval, or '0' for no TTL.")));
-	if (iv->time == 0 && iv->day == 0 && iv->month == 0)
+	if (us == 0)
 		return (Datum) 0;
-	if (iv->time / 1000.0 + ((double) iv->day + (double) iv->month * DAYS_PER_MONTH) * SECS_PER_DAY * 1000.0 >
-		1000.0 * MONTHS_PER_YEAR * DAYS_PER_MONTH * SECS_PER_DAY * 1000.0)
+	if (us > 1000.0 * DAYS_PER_YEAR * USECS_PER_DAY)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("ttl must be at most 1000 years"),
-				 errdetail("A month counts as 30 days, a year as 12 months."),
 				 errhint("Give '0' for no TTL.")));
 	return PointerGetDatum(iv);
 }

@@ -37,21 +37,24 @@ static int64
 KsWindowMicroseconds(Interval *iv, const char *what)
 {
 	int64		us;
+	double		dus;
 
 	if (iv->month != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not contain months or years", what),
 				 errdetail("Windows have a fixed length in time, counted as date_bin() counts it.")));
-	us = (int64) iv->day * USECS_PER_DAY + iv->time;
-	if (iv->day < 0 || iv->time < 0 || us <= 0)
+	/* in a double first: 200,000,000 days overflow int64 microseconds */
+	dus = (double) iv->day * USECS_PER_DAY + (double) iv->time;
+	if (dus <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be positive", what)));
-	if (us > KS_WINDOW_MAX_US)
+	if (dus > (double) KS_WINDOW_MAX_US)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be at most 100 years", what)));
+	us = (int64) iv->day * USECS_PER_DAY + iv->time;
 	return us;
 }
 
