@@ -20,6 +20,7 @@
 #include "keyedstate.h"
 
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -31,6 +32,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/regproc.h"
+#include "utils/rel.h"
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -306,6 +308,21 @@ KsSyncDone(const KsAggSlot *slot, void *arg)
 	return slot->consumed_offset >= *(int64 *) arg;
 }
 
+/* The offset defaults of the source and its tree's tables (see source.h). */
+static void
+KsSyncCheckDefaults(KsNamedAgg *agg)
+{
+	Relation	rel = try_table_open(agg->def.source_oid, AccessShareLock);
+
+	if (rel == NULL)
+		return;
+	KsSourceCheckOwnDefault(rel, agg->def.offset_attnum, agg->def.sequence_oid, agg->name);
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE || rel->rd_rel->relispartition)
+		KsSourceCheckDefaults(agg->def.source_oid, agg->def.source_oid, agg->def.offset_attnum,
+							  agg->def.sequence_oid, agg->name);
+	table_close(rel, AccessShareLock);
+}
+
 /*
  * keyedstate.sync(name, timeout): wait until every row committed before the
  * call is in the live state; returns the consumed offset.
@@ -326,6 +343,13 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s is paused", agg.name),
 				 errhint("Call keyedstate.resume() first.")));
+
+	/*
+	 * Rows whose offsets come from anything but the sequence would never be
+	 * waited for: an offset default changed since the worker last looked
+	 * fails the sync now, as it fails the aggregation at its next step.
+	 */
+	KsSyncCheckDefaults(&agg);
 
 	/* every row committed before now has an offset up to this */
 	(void) KsSequenceLastValue(agg.def.sequence_oid, &target, false);

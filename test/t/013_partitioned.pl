@@ -209,6 +209,9 @@ SELECT keyedstate.create_aggregation('plain_n', 'SELECT k, count(*) AS n FROM pl
 ks_sync($node, $db, 'plain_n');
 $node->safe_psql($db, q{ALTER TABLE plain ALTER COLUMN id SET DEFAULT nextval('far_seq');
 	INSERT INTO plain (k) VALUES (1)});
+my ($sret, $sout, $serr) = $node->psql($db, q{SELECT keyedstate.sync('plain_n')});
+like($serr, qr/offset column "id" of table "plain" is not filled from sequence "plain_id_seq"/,
+	'sync right after the change raises it, rather than return without the row');
 ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error = 'offset column "id" of table "plain" is not filled from sequence "plain_id_seq"'
 	FROM keyedstate.status WHERE name = 'plain_n'}),
 	'a source given another offset default later fails its aggregation');
