@@ -556,14 +556,15 @@ KsSetOption(const char *name, const char *value, GucAction action)
 }
 
 /*
- * Apply captured settings: for the worker's session, which applies them
- * again when it moves to another aggregation and after an abort (which
- * undoes what the aborted transaction set); or, with GUC_ACTION_SAVE,
- * until the current nest level ends.
+ * Apply captured settings until the current GUC nest level ends
+ * (GUC_ACTION_SAVE), with the rights of `owner`: a placeholder for a
+ * setting only a superuser may change (of a library loaded later) is then
+ * refused when the library defines it, as it would be in her session.
  */
 void
-KsApplySettings(List *settings, GucAction action)
+KsApplySettings(List *settings, GucAction action, Oid owner)
 {
+	GucContext	context = superuser_arg(owner) ? PGC_SUSET : PGC_USERSET;
 	ListCell   *lc;
 
 	foreach(lc, settings)
@@ -574,6 +575,6 @@ KsApplySettings(List *settings, GucAction action)
 		if (eq == NULL)
 			continue;
 		*eq = '\0';
-		KsSetOption(item, eq + 1, action);
+		(void) set_config_option(item, eq + 1, context, PGC_S_SESSION, action, true, 0, false);
 	}
 }

@@ -13,7 +13,7 @@
  * API's parts share hooks.h; shmem.h covers dbslots.c, pool.c and
  * progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
- * checkpoint.h ckptcommit.c, recovery.h seed.c):
+ * checkpoint.h ckptcommit.c, recovery.h seed.c, run.h runlife.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
@@ -35,7 +35,8 @@
  *	sourcetree	the tables read: a source or its partitions, and their changes
  *	sourcedefaults	the offset defaults of a source and its tree's tables
  *	offsets		the offset column and its sequence, where consumption starts
- *	run			an aggregation's run: life cycle, identity, time bound
+ *	run			an aggregation's run: identity, settings, time bound, failures
+ *	runlife		an aggregation's run: created, redefined, unloaded, released
  *	step		one step of one aggregation
  *	publish		finalizing and publishing changed keys
  *	expire		state TTL: sweeping out keys not changed for longer than the TTL

@@ -107,7 +107,7 @@ KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	nestlevel = NewGUCNestLevel();
-	KsApplySettings(settings, GUC_ACTION_SAVE);
+	KsApplySettings(settings, GUC_ACTION_SAVE, owner);
 	KsSetCanonicalSettings();
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);

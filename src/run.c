@@ -25,6 +25,7 @@
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -49,6 +50,18 @@ static int	ks_worker_sec_context = 0;
 /* The time bound of steps: our timeout, and whether it fired. */
 static TimeoutId ks_step_timeout_id = MAX_TIMEOUTS;
 static volatile sig_atomic_t ks_step_timed_out = false;
+
+/*
+ * A cancel is an error that user code can catch (a PL/pgSQL EXCEPTION WHEN
+ * query_canceled in a loop): a step still running KS_KILL_GRACE_MS after
+ * its step timeout fired ends the worker instead (die(), a FATAL error,
+ * which nothing catches).  The aggregation is failed in shared memory on
+ * the way out, so the worker started again does not run it.
+ */
+#define KS_KILL_GRACE_MS	5000
+static TimeoutId ks_kill_timeout_id = MAX_TIMEOUTS;
+static volatile sig_atomic_t ks_step_killed = false;
+static KsAggRun *ks_step_run = NULL;	/* the run whose step is running */
 
 /*
  * Termination (SIGTERM: pg_terminate_backend(), a fast shutdown).  The
@@ -128,6 +141,34 @@ KsStepTimeoutHandler(void)
 	SetLatch(MyLatch);
 }
 
+/* The cancel of the step timeout was caught: end the worker (see above). */
+static void
+KsKillTimeoutHandler(void)
+{
+	ks_step_killed = true;
+	InterruptPending = true;
+	ProcDiePending = true;
+	SetLatch(MyLatch);
+}
+
+/* before_shmem_exit: a worker ended for a step that ignored its cancel fails its aggregation. */
+static void
+KsRunKilledAtExit(int code, Datum arg)
+{
+	KsAggRun   *run = ks_step_run;
+	char	   *message;
+
+	if (!ks_step_killed || run == NULL)
+		return;
+	LWLockReleaseAll();
+	message = psprintf("aggregation %s took more than %d ms in one step (step timeout) and did not stop when cancelled",
+					   run->name, run->timeout_ms);
+	ereport(LOG,
+			(errmsg("%s", message),
+			 errdetail("A function it runs catches the cancel; its worker was ended.")));
+	KsSlotSetState(run->slot, KS_FAILED, message, run->cur_offset);
+}
+
 /* Cancel the current step, as a SIGINT would (signal-safe). */
 static void
 KsCancelStep(void)
@@ -185,10 +226,14 @@ KsRunTerminating(void)
 static void
 KsRunArmTimeouts(KsAggRun *run)
 {
-	EnableTimeoutParams timeouts[2];
+	EnableTimeoutParams timeouts[3];
 	int			n = 0;
 
 	ks_term_cancels = false;
+	timeouts[n].id = ks_kill_timeout_id;
+	timeouts[n].type = TMPARAM_AFTER;
+	timeouts[n].delay_ms = run->timeout_ms + KS_KILL_GRACE_MS;
+	n++;
 	timeouts[n].id = ks_grace_timeout_id;
 	timeouts[n].type = TMPARAM_AFTER;
 	timeouts[n].delay_ms = KS_TERM_GRACE_MS;
@@ -203,17 +248,19 @@ KsRunArmTimeouts(KsAggRun *run)
 	enable_timeouts(timeouts, n);
 }
 
-/* Disarm both (the step timeout's indicator is our own flag). */
+/* Disarm the three (the step timeout's indicator is our own flag). */
 static void
 KsRunDisarmTimeouts(void)
 {
-	DisableTimeoutParams timeouts[2];
+	DisableTimeoutParams timeouts[3];
 
 	timeouts[0].id = ks_step_timeout_id;
 	timeouts[0].keep_indicator = false;
 	timeouts[1].id = ks_grace_timeout_id;
 	timeouts[1].keep_indicator = false;
-	disable_timeouts(timeouts, 2);
+	timeouts[2].id = ks_kill_timeout_id;
+	timeouts[2].keep_indicator = false;
+	disable_timeouts(timeouts, 3);
 }
 
 /*
@@ -236,6 +283,8 @@ KsRunInitProcess(void)
 {
 	ks_step_timeout_id = RegisterTimeout(USER_TIMEOUT, KsStepTimeoutHandler);
 	ks_grace_timeout_id = RegisterTimeout(USER_TIMEOUT, KsGraceTimeoutHandler);
+	ks_kill_timeout_id = RegisterTimeout(USER_TIMEOUT, KsKillTimeoutHandler);
+	before_shmem_exit(KsRunKilledAtExit, (Datum) 0);
 	KsAcceptCancels(false);
 }
 
@@ -333,9 +382,10 @@ KsRunBegin(KsAggRun *run)
 	 * especially) reaches the next aggregation the worker runs.
 	 */
 	nestlevel = NewGUCNestLevel();
-	KsApplySettings(run->def->settings, GUC_ACTION_SAVE);
+	KsApplySettings(run->def->settings, GUC_ACTION_SAVE, run->owner);
 	ks_step_timed_out = false;
 	run->timeout_ms = KsStepTimeout(run);
+	ks_step_run = run;
 	KsRunArmTimeouts(run);
 	KsBecomeOwner(run);
 	return nestlevel;
@@ -369,181 +419,18 @@ void
 KsRunEnd(int nestlevel)
 {
 	KsRunDisarmTimeouts();
+	ks_step_run = NULL;
 	ks_term_cancels = false;
 	KsBecomeWorker();
 	AtEOXact_GUC(false, nestlevel);
+	/* session advisory locks its user code took do not outlive the step */
+	LockReleaseSession(USER_LOCKMETHOD);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	KsAcceptCancels(false);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-}
-
-/* A new run for a definition; NULL if no slot is free (logged). */
-KsAggRun *
-KsRunCreate(KsAggDef *def, MemoryContext parent)
-{
-	KsSlotRef	ref;
-	KsAggRun   *run;
-	MemoryContext oldcxt;
-
-	if (!KsClaimAggSlot(MyDatabaseId, def->id, &ref))
-		return NULL;
-	run = MemoryContextAllocZero(parent, sizeof(KsAggRun));
-	run->cxt = AllocSetContextCreate(parent, "keyedstate aggregation", ALLOCSET_SMALL_SIZES);
-	run->slot = ref.slot;
-	run->slotref = ref;
-	run->building = InvalidDsaPointer;
-	run->seed_until = PG_INT64_MIN;
-	/* handed over: the counters go on from the previous worker's */
-	run->keys_expired = ref.slot->keys_expired;
-	run->rows_late = ref.slot->rows_late;
-	run->evictions = ref.slot->evictions;
-	run->reloads = ref.slot->reloads;
-	/* handed over failed: it stays failed until keyedstate.resume() */
-	if (ref.slot->state == KS_FAILED && ref.slot->resume_count == def->resume_count)
-	{
-		run->failed = true;
-		run->failed_resume_count = def->resume_count;
-	}
-	oldcxt = MemoryContextSwitchTo(run->cxt);
-	run->name = KsAggName(def->view_oid);
-	MemoryContextSwitchTo(oldcxt);
-	KsRunSetDefinition(run, def);
-	return run;
-}
-
-/* Give a run a new copy of its definition; the old copy is freed. */
-void
-KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
-{
-	KsPartInfo	part;
-	MemoryContext newcxt = AllocSetContextCreate(run->cxt, "keyedstate definition",
-												 ALLOCSET_SMALL_SIZES);
-
-	/* rebuild(): start over from the (now empty) checkpoint */
-	if (run->def != NULL && def->rebuilding && def->resume_count != run->def->resume_count)
-		KsRunUnload(run);
-	run->def = KsCopyDefinition(def, newcxt);
-	if (run->defcxt != NULL)
-		MemoryContextDelete(run->defcxt);
-	run->defcxt = newcxt;
-	/* resume() after a failure: start over from the checkpoint */
-	if (run->failed && def->resume_count != run->failed_resume_count)
-	{
-		run->failed = false;
-		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
-	}
-	/* the reload's snapshot may predate what the interrupting backend did */
-	if (!run->interrupt_unseen)
-		run->interrupted = false;
-	KsRunPartInfo(def, &part);
-	KsSlotSetDefinition(run->slot, KsRelationOwner(def->view_oid), def->view_oid, def->live_oid,
-						def->sequence_oid, 0, def->resume_count, &part);
-}
-
-/* Which part of its aggregation a definition runs, for its slot. */
-void
-KsRunPartInfo(const KsAggDef *def, KsPartInfo *part)
-{
-	part->parent = def->agg_id;
-	part->layout = def->layout;
-	part->nparts = def->is_part ? def->parallelism : 1;
-	part->part = def->part;
-	part->first_group = def->first_group;
-	part->last_group = def->last_group;
-}
-
-/*
- * Drop everything a loaded run holds: its memory, and the rows its writer
- * still holds back.  Its published store stays (see KsRunRecordFailure).
- */
-void
-KsRunUnload(KsAggRun *run)
-{
-	if (run->loadcxt != NULL)
-		KsStoreWriterRelease(&run->writer, run->slot);
-	if (run->ckpt_plan != NULL)
-		SPI_freeplan(run->ckpt_plan);
-	run->ckpt_plan = NULL;
-	/* a recovery that failed leaves its unpublished store behind */
-	if (DsaPointerIsValid(run->building))
-	{
-		KsStoreDiscard(KsGetDsa(), run->building);
-		run->building = InvalidDsaPointer;
-	}
-	if (run->loadcxt != NULL)
-		MemoryContextDelete(run->loadcxt);
-	run->loadcxt = NULL;
-	run->rt = NULL;
-	run->kt = NULL;
-	run->windows = NULL;
-	run->applybuf = NULL;
-	run->group_starts = NULL;
-	run->seed_until = PG_INT64_MIN;
-	run->ckpt_buf = NULL;
-	run->ckpt = NULL;
-	run->expire_cursor = 0;
-	run->expire_wcursor = 0;
-	run->expire_running = false;
-	run->recovered_expired = 0;
-	run->garbage_states = 0;
-	/* the memory budget's state (evict.h, cold.h); the filters were in loadcxt */
-	run->cold_filter = NULL;
-	run->cold_filter_bits = 0;
-	run->cold_building = NULL;
-	run->cold_sweeping = false;
-	run->cold_sweep_again = false;
-	run->cold_expired_hashes = NULL;
-	run->cold_expired_ids = NULL;
-	run->ncold_expired = run->maxcold_expired = 0;
-	run->memory_budget = 0;
-	run->evict_target = 0;
-	run->evict_hand = 0;
-	run->evict_stalled = false;
-	run->budget_checked = 0;
-	run->used_checked = 0;
-	run->used_over = false;
-	run->loaded = false;
-}
-
-/* Forget a run whose aggregation is gone (or the worker is leaving). */
-void
-KsRunRelease(KsAggRun *run)
-{
-	KsRunUnload(run);
-	KsStoreReleaseSlot(run->slot);
-	MemoryContextDelete(run->cxt);
-}
-
-/*
- * Hand a run over to another worker of the pool (after its final
- * checkpoint): forget it here and let go of its slot, whose published rows
- * stay until the new worker replaces them.
- */
-void
-KsRunHandOver(KsAggRun *run)
-{
-	KsRunUnload(run);
-	KsUnclaimAggSlot(run->slot);
-	MemoryContextDelete(run->cxt);
-}
-
-/* A table changed (relcache invalidation): the source may need its index again. */
-void
-KsRunRelationChanged(KsAggRun *run, Oid relid)
-{
-	if (run->loaded)
-		KsSourceRelationChanged(&run->source, relid);
-}
-
-/* Some function changed: inlined SQL functions must be compiled again. */
-void
-KsRunFunctionsChanged(KsAggRun *run)
-{
-	if (run->loaded)
-		run->exprs_stale = true;
 }
 
 /*
@@ -592,6 +479,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	bool		timed_out = ks_step_timed_out;
 
 	KsRunDisarmTimeouts();
+	ks_step_run = NULL;
 	ks_term_cancels = false;
 	ks_step_timed_out = false;
 	/* out of the step: further cancels wait for the next one */
@@ -600,6 +488,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	edata = CopyErrorData();
 	FlushErrorState();
 	AbortCurrentTransaction();
+	LockReleaseSession(USER_LOCKMETHOD);
 	run->cur_offset = 0;
 
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out)

@@ -728,7 +728,33 @@ ok(fails_with($node, 'looper.spins', '%timeout%', 15),
   or diag(status_of($node, 'looper.spins'));
 steady_syncs($node, "3: another owner's aggregation syncs after a step timeout");
 unstick($node, 'looper.spins');
+
+# 3g'. a function that catches the step timeout's cancel, in a loop, is
+# stopped all the same: its worker ends (nothing catches that), the
+# aggregation is failed and stays so, and the others go on
+as_role($node, 'regress_looper', <<'SQL');
+CREATE FUNCTION looper.stubborn(int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	LOOP
+		BEGIN
+			PERFORM pg_catalog.pg_sleep(0.2);
+		EXCEPTION WHEN query_canceled THEN NULL;
+		END;
+	END LOOP;
+END $$;
+CREATE TABLE looper.ev2 (id bigserial PRIMARY KEY, v int NOT NULL);
+SELECT keyedstate.create_aggregation('looper.stubborn_n',
+	'SELECT v AS k, count(*) AS n FROM looper.ev2 WHERE looper.stubborn(v) GROUP BY 1');
+INSERT INTO looper.ev2 (v) VALUES (1);
+SQL
+ok(fails_with($node, 'looper.stubborn_n', '%did not stop when cancelled%', 30),
+	'3: a step that catches its cancel is stopped: its aggregation fails, saying so')
+  or diag(status_of($node, 'looper.stubborn_n'));
+steady_syncs($node, "3: another owner's aggregation syncs after a worker was ended for a stubborn step");
+ok(ks_holds(3, sub { ks_state($node, $db, 'looper.stubborn_n') eq 'failed' }),
+	'3: the restarted worker does not run the failed aggregation again');
 attempt($node, undef, 'ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_reload_conf()');
+as_role($node, 'regress_looper', q{SELECT keyedstate.drop_aggregation('looper.stubborn_n')});
 
 # 3h. settings changed by a function do not carry over to another owner's aggregation
 as_role($node, 'regress_reader', q{

@@ -1,0 +1,186 @@
+/*-------------------------------------------------------------------------
+ *
+ * runlife.c
+ *	  An aggregation's run in its worker: created for a definition, given a
+ *	  new one, unloaded, handed over or released.  Part of the run; see
+ *	  run.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "utils/memutils.h"
+
+#include "catalog.h"
+#include "run.h"
+#include "settings.h"
+#include "store.h"
+
+
+/* A new run for a definition; NULL if no slot is free (logged). */
+KsAggRun *
+KsRunCreate(KsAggDef *def, MemoryContext parent)
+{
+	KsSlotRef	ref;
+	KsAggRun   *run;
+	MemoryContext oldcxt;
+
+	if (!KsClaimAggSlot(MyDatabaseId, def->id, &ref))
+		return NULL;
+	run = MemoryContextAllocZero(parent, sizeof(KsAggRun));
+	run->cxt = AllocSetContextCreate(parent, "keyedstate aggregation", ALLOCSET_SMALL_SIZES);
+	run->slot = ref.slot;
+	run->slotref = ref;
+	run->building = InvalidDsaPointer;
+	run->seed_until = PG_INT64_MIN;
+	/* handed over: the counters go on from the previous worker's */
+	run->keys_expired = ref.slot->keys_expired;
+	run->rows_late = ref.slot->rows_late;
+	run->evictions = ref.slot->evictions;
+	run->reloads = ref.slot->reloads;
+	/* handed over failed: it stays failed until keyedstate.resume() */
+	if (ref.slot->state == KS_FAILED && ref.slot->resume_count == def->resume_count)
+	{
+		run->failed = true;
+		run->failed_resume_count = def->resume_count;
+	}
+	oldcxt = MemoryContextSwitchTo(run->cxt);
+	run->name = KsAggName(def->view_oid);
+	MemoryContextSwitchTo(oldcxt);
+	KsRunSetDefinition(run, def);
+	return run;
+}
+
+/* Give a run a new copy of its definition; the old copy is freed. */
+void
+KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
+{
+	KsPartInfo	part;
+	MemoryContext newcxt = AllocSetContextCreate(run->cxt, "keyedstate definition",
+												 ALLOCSET_SMALL_SIZES);
+
+	/* rebuild(): start over from the (now empty) checkpoint */
+	if (run->def != NULL && def->rebuilding && def->resume_count != run->def->resume_count)
+		KsRunUnload(run);
+	run->def = KsCopyDefinition(def, newcxt);
+	if (run->defcxt != NULL)
+		MemoryContextDelete(run->defcxt);
+	run->defcxt = newcxt;
+	/* resume() after a failure: start over from the checkpoint */
+	if (run->failed && def->resume_count != run->failed_resume_count)
+	{
+		run->failed = false;
+		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
+	}
+	/* the reload's snapshot may predate what the interrupting backend did */
+	if (!run->interrupt_unseen)
+		run->interrupted = false;
+	KsRunPartInfo(def, &part);
+	KsSlotSetDefinition(run->slot, KsRelationOwner(def->view_oid), def->view_oid, def->live_oid,
+						def->sequence_oid, 0, def->resume_count, &part);
+}
+
+/* Which part of its aggregation a definition runs, for its slot. */
+void
+KsRunPartInfo(const KsAggDef *def, KsPartInfo *part)
+{
+	part->parent = def->agg_id;
+	part->layout = def->layout;
+	part->nparts = def->is_part ? def->parallelism : 1;
+	part->part = def->part;
+	part->first_group = def->first_group;
+	part->last_group = def->last_group;
+}
+
+/*
+ * Drop everything a loaded run holds: its memory, and the rows its writer
+ * still holds back.  Its published store stays (see KsRunRecordFailure).
+ */
+void
+KsRunUnload(KsAggRun *run)
+{
+	if (run->loadcxt != NULL)
+		KsStoreWriterRelease(&run->writer, run->slot);
+	if (run->ckpt_plan != NULL)
+		SPI_freeplan(run->ckpt_plan);
+	run->ckpt_plan = NULL;
+	/* a recovery that failed leaves its unpublished store behind */
+	if (DsaPointerIsValid(run->building))
+	{
+		KsStoreDiscard(KsGetDsa(), run->building);
+		run->building = InvalidDsaPointer;
+	}
+	if (run->loadcxt != NULL)
+		MemoryContextDelete(run->loadcxt);
+	run->loadcxt = NULL;
+	run->rt = NULL;
+	run->kt = NULL;
+	run->windows = NULL;
+	run->applybuf = NULL;
+	run->group_starts = NULL;
+	run->seed_until = PG_INT64_MIN;
+	run->ckpt_buf = NULL;
+	run->ckpt = NULL;
+	run->expire_cursor = 0;
+	run->expire_wcursor = 0;
+	run->expire_running = false;
+	run->recovered_expired = 0;
+	run->garbage_states = 0;
+	/* the memory budget's state (evict.h, cold.h); the filters were in loadcxt */
+	run->cold_filter = NULL;
+	run->cold_filter_bits = 0;
+	run->cold_building = NULL;
+	run->cold_sweeping = false;
+	run->cold_sweep_again = false;
+	run->cold_expired_hashes = NULL;
+	run->cold_expired_ids = NULL;
+	run->ncold_expired = run->maxcold_expired = 0;
+	run->memory_budget = 0;
+	run->evict_target = 0;
+	run->evict_hand = 0;
+	run->evict_stalled = false;
+	run->budget_checked = 0;
+	run->used_checked = 0;
+	run->used_over = false;
+	run->loaded = false;
+}
+
+/* Forget a run whose aggregation is gone (or the worker is leaving). */
+void
+KsRunRelease(KsAggRun *run)
+{
+	KsRunUnload(run);
+	KsStoreReleaseSlot(run->slot);
+	MemoryContextDelete(run->cxt);
+}
+
+/*
+ * Hand a run over to another worker of the pool (after its final
+ * checkpoint): forget it here and let go of its slot, whose published rows
+ * stay until the new worker replaces them.
+ */
+void
+KsRunHandOver(KsAggRun *run)
+{
+	KsRunUnload(run);
+	KsUnclaimAggSlot(run->slot);
+	MemoryContextDelete(run->cxt);
+}
+
+/* A table changed (relcache invalidation): the source may need its index again. */
+void
+KsRunRelationChanged(KsAggRun *run, Oid relid)
+{
+	if (run->loaded)
+		KsSourceRelationChanged(&run->source, relid);
+}
+
+/* Some function changed: inlined SQL functions must be compiled again. */
+void
+KsRunFunctionsChanged(KsAggRun *run)
+{
+	if (run->loaded)
+		run->exprs_stale = true;
+}
