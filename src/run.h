@@ -105,6 +105,7 @@ typedef struct KsAggRun
 	int64		ckpt_last_id;	/* last committed checkpoint (0: none) */
 	int64	   *group_starts;	/* seeded part: each key group's rows after this (seed.c) */
 	int64		seed_until;		/* ... and no checkpoint until consumed past this */
+	int64		pause_until;	/* paused: the offset its view showed, consumed again */
 	bool		retired_gc;		/* a part: try deleting retired parts in the next step */
 	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */

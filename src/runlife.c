@@ -35,6 +35,7 @@ KsRunCreate(KsAggDef *def, MemoryContext parent)
 	run->slotref = ref;
 	run->building = InvalidDsaPointer;
 	run->seed_until = PG_INT64_MIN;
+	run->pause_until = PG_INT64_MIN;
 	/* handed over: the counters go on from the previous worker's */
 	run->keys_expired = ref.slot->keys_expired;
 	run->rows_late = ref.slot->rows_late;

@@ -101,6 +101,12 @@ KsRunLoad(KsAggRun *run)
 	int64		hw;
 
 	KsRunUnload(run);
+	/*
+	 * A paused run consumes again what its view showed when a pause stopped
+	 * its step; loaded again before it got there, it still goes as far.
+	 */
+	run->pause_until = run->def->paused ?
+		Max(run->pause_until, KsStorePublishedOffset(run->slot)) : PG_INT64_MIN;
 	run->loadcxt = AllocSetContextCreate(run->cxt, "keyedstate aggregation state",
 										 ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(run->loadcxt);
@@ -280,6 +286,9 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 	/* over the memory budget: a capture evicts (evict.h) */
 	if (KsEvictDue(run))
 		return true;
+	/* a paused one keeps what it consumed: checkpointed once it caught up */
+	if (run->def->paused && run->consumed > run->checkpointed && run->consumed >= run->pause_until)
+		return true;
 	/* nothing changed, and no cold row the TTL's sweep found expired waits (cold.h) */
 	if (run->kt->nckpt == 0 && run->consumed == run->checkpointed && run->ncold_expired == 0)
 		return false;
@@ -411,13 +420,12 @@ KsRunStep(KsAggRun *run, long *timeout)
 		error_context_stack = &errcb;
 
 		/*
-		 * A paused aggregation consumes nothing; it is loaded (to show its
-		 * last checkpoint) when nothing of it is published: after its worker
-		 * started.  One whose step a pause stopped keeps showing the rows
-		 * published before, and is loaded again at its resume.
+		 * A paused aggregation is loaded too (its view keeps its state, and
+		 * it is checkpointed) but consumes nothing, except the rows its view
+		 * showed when a pause stopped a step and unloaded it: those are
+		 * consumed again (pause_until), so that they are checkpointed.
 		 */
-		if ((run->loaded || !run->def->paused || !KsStorePublished(run->slot)) &&
-			KsRunSourceReady(run))
+		if (KsRunSourceReady(run))
 		{
 			/* never wait for a lock on the source: skip the step instead */
 			locked = KsRunLockSource(run);
@@ -432,10 +440,12 @@ KsRunStep(KsAggRun *run, long *timeout)
 		}
 		if (locked)
 		{
-			if (!run->def->paused)
+			if (!run->def->paused || run->consumed < run->pause_until)
 			{
 				KsSourceCheck(&run->source);
 				safe = KsSourceAdvance(&run->source);
+				if (run->def->paused)
+					safe = Min(safe, run->pause_until);
 				run->applied = run->consumed;
 				/* waiting for memory: freed internal states may be most of it */
 				if (run->evict_holding)

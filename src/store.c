@@ -396,16 +396,16 @@ KsStoreRetire(KsAggSlot *slot)
 	KsStoreReplace(slot, InvalidDsaPointer, 0, 0, 0, 0, 0, false);
 }
 
-/* Whether a slot has published rows (see store.h). */
-bool
-KsStorePublished(KsAggSlot *slot)
+/* The offset a slot's published rows are at, or PG_INT64_MIN (see store.h). */
+int64
+KsStorePublishedOffset(KsAggSlot *slot)
 {
-	bool		published;
+	int64		offset;
 
 	LWLockAcquire(&slot->lock, LW_SHARED);
-	published = DsaPointerIsValid(slot->store);
+	offset = DsaPointerIsValid(slot->store) ? slot->consumed_offset : PG_INT64_MIN;
 	LWLockRelease(&slot->lock);
-	return published;
+	return offset;
 }
 
 /* ---------------------------------------------------------------------

@@ -160,10 +160,11 @@ extern bool KsStoreFreeRetired(long ms);
 extern void KsStoreRetire(KsAggSlot *slot);
 
 /*
- * Whether a slot has published rows: a run unloaded while they stay (a
- * pause stopped its step) is still shown by them.
+ * The offset of a slot's published rows, PG_INT64_MIN if it has none: a
+ * run unloaded while they stay (a pause stopped its step) is still shown
+ * by them.
  */
-extern bool KsStorePublished(KsAggSlot *slot);
+extern int64 KsStorePublishedOffset(KsAggSlot *slot);
 
 /* Free a slot, retiring its published rows once no reader needs them. */
 extern void KsStoreReleaseSlot(KsAggSlot *slot);

@@ -335,5 +335,38 @@ ks_sync($node, 'postgres', 'held_sum');
 is(ks_mismatches($node, 'postgres', 'SELECT k, s FROM held_sum', 'SELECT k, sum(v) FROM held GROUP BY k'), '0',
 	'resumed, it is loaded and consumes the rows that waited');
 
+# --- a pause that stops a step in the middle: the rows its view showed are
+# consumed again and checkpointed, so a restart shows them too
+$node->safe_psql('postgres', q{
+CREATE FUNCTION slow_id(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+	$$ BEGIN PERFORM pg_sleep(0.0005); RETURN $1; END $$;
+CREATE TABLE busy (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO busy (k, v) SELECT g % 50, g FROM generate_series(1, 20000) g;
+SELECT keyedstate.create_aggregation('busy_sum', 'SELECT slow_id(k) AS k, sum(v) AS s, count(*) AS n FROM busy GROUP BY 1',
+	checkpoint_interval => '1 hour');
+});
+ok(ks_wait_for($node, 'postgres', q{SELECT consumed_offset > 2000 FROM keyedstate.status WHERE name = 'busy_sum'}, 60),
+	'the slow aggregation is consuming');
+# (a checkpoint every hour: the last one, at the first rows, is behind the pause)
+my ($ckpt0, $before_pause) = split(/\|/, $node->safe_psql('postgres',
+	q{SELECT checkpointed_offset, consumed_offset FROM keyedstate.status WHERE name = 'busy_sum'}));
+$node->safe_psql('postgres', q{SELECT keyedstate.pause('busy_sum')});
+ok(ks_wait_for($node, 'postgres', qq{SELECT checkpointed_offset = consumed_offset AND consumed_offset >= $before_pause
+	FROM keyedstate.status WHERE name = 'busy_sum'}, 60),
+	"the paused aggregation consumes again what its view showed (from $ckpt0 to $before_pause at least), and checkpoints it");
+my $shown = $node->safe_psql('postgres', q{SELECT consumed_offset FROM keyedstate.status WHERE name = 'busy_sum'});
+is($node->safe_psql('postgres', 'SELECT sum(n) FROM busy_sum'), $shown, "its view shows those $shown rows");
+ok($shown < 20000, 'paused in the middle of its backlog');
+$node->restart;
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'paused' FROM keyedstate.status WHERE name = 'busy_sum'}, 60),
+	'after a restart it is still paused');
+is(ks_mismatches($node, 'postgres', 'SELECT k, s, n FROM busy_sum',
+	"SELECT k, sum(v), count(*) FROM busy WHERE id <= $shown GROUP BY k"), '0',
+	'after a restart its view shows what it showed when paused');
+$node->safe_psql('postgres', q{SELECT keyedstate.resume('busy_sum')});
+ks_sync($node, 'postgres', 'busy_sum', '5 min');
+is(ks_mismatches($node, 'postgres', 'SELECT k, s, n FROM busy_sum', 'SELECT k, sum(v), count(*) FROM busy GROUP BY k'), '0',
+	'resumed, it is exact');
+
 $node->stop;
 done_testing();
