@@ -42,6 +42,20 @@ DROP TABLE page_clicks CASCADE;
 SELECT count(*) FROM keyedstate.aggregations;
 SELECT count(*) FROM pg_class WHERE relnamespace = 'keyedstate'::regnamespace AND relkind = 'f';
 
+-- a DDL command re-deparses the query under canonical settings, whatever the
+-- session has: a backslash in a string literal stays one
+CREATE TABLE notes (id bigserial PRIMARY KEY, note text);
+INSERT INTO notes (note) VALUES ('a\b'), ('ab'), ('a\b');
+SELECT keyedstate.create_aggregation('note_n', $$SELECT note, count(*) AS n FROM notes WHERE note = 'a\b' GROUP BY note$$);
+SET standard_conforming_strings = off;
+ALTER TABLE notes ADD COLUMN extra int;
+RESET standard_conforming_strings;
+SELECT query FROM keyedstate.aggregations WHERE name = 'note_n';
+SELECT keyedstate.sync('note_n');
+SELECT * FROM note_n;
+SELECT keyedstate.drop_aggregation('note_n');
+DROP TABLE notes;
+
 -- DROP EXTENSION stops everything and leaves nothing behind
 CREATE TABLE t1 (id bigserial PRIMARY KEY, k int);
 INSERT INTO t1 (k) VALUES (1), (2), (2);

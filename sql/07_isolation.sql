@@ -35,6 +35,19 @@ SELECT * FROM obs_plain ORDER BY k;
 RESET search_path;
 ALTER ROLE CURRENT_USER RESET search_path;
 
+-- the creating session's search_path is what the functions it calls see
+-- (an unqualified table inside a SQL function), not keyedstate's own
+CREATE TABLE plant.rates (k int PRIMARY KEY, factor int);
+INSERT INTO plant.rates VALUES (1, 10), (2, 100);
+SET search_path = plant, public;
+CREATE FUNCTION plant.scaled(k int, v int) RETURNS int LANGUAGE sql STABLE AS
+	'SELECT v * factor FROM rates WHERE rates.k = scaled.k';
+SELECT keyedstate.create_aggregation('public.obs_scaled', 'SELECT k, sum(scaled(k, v)) AS s FROM public.obs GROUP BY k');
+RESET search_path;
+SELECT keyedstate.sync('obs_scaled');
+SELECT * FROM obs_scaled ORDER BY k;
+SELECT keyedstate.drop_aggregation('obs_scaled');
+
 SELECT keyedstate.drop_aggregation('obs_fragile');
 SELECT keyedstate.drop_aggregation('obs_plain');
 DROP TABLE obs;

@@ -510,6 +510,8 @@ KsSetCanonicalSettings(void)
 	KsSetOption("DateStyle", "ISO, MDY", GUC_ACTION_SAVE);
 	KsSetOption("IntervalStyle", "postgres", GUC_ACTION_SAVE);
 	KsSetOption("extra_float_digits", "3", GUC_ACTION_SAVE);
+	/* string literals deparsed and read back as standard strings */
+	KsSetOption("standard_conforming_strings", "on", GUC_ACTION_SAVE);
 }
 
 /* The key groups of part p of n, of max: Flink's ranges, as even as they can be. */
@@ -563,9 +565,11 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	cs.query = KsParseAggregationQuery(cs.querytext, &cs.info, cs.window);
 	KsCreateSource(&cs);
 
+	/* the caller's settings, before the catalog bracket pins search_path */
+	memset(&agg, 0, sizeof(agg));
+	agg.settings = KsCaptureSettings();
 	KsCatalogOpen(&acc);
 	KsCreateObjects(&cs);
-	memset(&agg, 0, sizeof(agg));
 	agg.id = cs.id;
 	agg.view_oid = cs.view_oid;
 	agg.live_oid = cs.live_oid;
@@ -575,7 +579,6 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	agg.query_text = cs.querytext;
 	agg.definition = KsDeparseForRestore(cs.query);
 	agg.query_tree = nodeToString(cs.query);
-	agg.settings = KsCaptureSettings();
 	agg.start_offset = cs.start_offset;
 	agg.checkpoint_interval = PointerGetDatum(cs.interval);
 	agg.ttl = cs.ttl;
