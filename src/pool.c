@@ -24,6 +24,8 @@
 
 #include "shmem.h"
 
+static int	KsLeastLoaded(const int *loads, int nworkers);
+
 /* Whether a slot's runner is a live process other than this one. */
 static bool
 KsRunnerElsewhere(KsAggSlot *slot)
@@ -49,6 +51,68 @@ KsCountLoadsLocked(Oid dboid, int nworkers, int *loads)
 	}
 }
 
+/*
+ * The owner of the aggregations assigned to each worker below n (InvalidOid:
+ * none), and whether a worker has several owners' (KsShared->lock held;
+ * each slot's lock is taken after it, as the protocol orders).
+ */
+static void
+KsWorkerOwnersLocked(Oid dboid, int nworkers, Oid *owners, bool *mixed)
+{
+	int			i;
+
+	memset(owners, 0, sizeof(Oid) * nworkers);
+	memset(mixed, 0, sizeof(bool) * nworkers);
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+		Oid			owner;
+		int			w = slot->worker;
+
+		if (!slot->in_use || slot->dboid != dboid || w < 0 || w >= nworkers)
+			continue;
+		LWLockAcquire(&slot->lock, LW_SHARED);
+		owner = slot->owner;
+		LWLockRelease(&slot->lock);
+		if (!OidIsValid(owners[w]))
+			owners[w] = owner;
+		else if (owners[w] != owner)
+			mixed[w] = true;
+	}
+}
+
+/*
+ * The worker for an aggregation of `owner`: a worker runs one session for
+ * all its aggregations, and some session state outlives a step (PL/pgSQL
+ * compiles a function once per session, resolving the types it declares
+ * with the search_path of the step that called it first).  So aggregations
+ * of different owners share a worker only when there are more owners than
+ * workers: an empty worker first, then the least loaded one running only
+ * this owner's, then the least loaded of all.
+ */
+static int
+KsChooseWorkerLocked(Oid dboid, int nworkers, Oid owner)
+{
+	int			loads[KS_MAX_DB_WORKERS];
+	Oid			owners[KS_MAX_DB_WORKERS];
+	bool		mixed[KS_MAX_DB_WORKERS];
+	int			best = -1;
+	int			w;
+
+	KsCountLoadsLocked(dboid, nworkers, loads);
+	KsWorkerOwnersLocked(dboid, nworkers, owners, mixed);
+	for (w = 0; w < nworkers && best < 0; w++)
+		if (loads[w] == 0)
+			best = w;
+	if (best < 0)
+	{
+		for (w = 0; w < nworkers; w++)
+			if (!mixed[w] && owners[w] == owner && (best < 0 || loads[w] < loads[best]))
+				best = w;
+	}
+	return best >= 0 ? best : KsLeastLoaded(loads, nworkers);
+}
+
 /* The least loaded worker below n, the lowest number among equals. */
 static int
 KsLeastLoaded(const int *loads, int nworkers)
@@ -64,10 +128,9 @@ KsLeastLoaded(const int *loads, int nworkers)
 
 /* Assign an aggregation to a worker of the pool (see shmem.h). */
 int
-KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, int nworkers)
+KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int nworkers)
 {
 	KsAggSlot  *slot;
-	int			loads[KS_MAX_DB_WORKERS];
 	int			w;
 
 	Assert(nworkers >= 1 && nworkers <= KS_MAX_DB_WORKERS);
@@ -91,12 +154,12 @@ KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, int nworkers)
 		/* readers gather an aggregation's parts by this (its slot lock's, see shmem.h) */
 		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 		slot->part = *part;
+		slot->owner = owner;
 		LWLockRelease(&slot->lock);
 	}
 	if (slot->worker < 0 || slot->worker >= nworkers)
 	{
-		KsCountLoadsLocked(dboid, nworkers, loads);
-		slot->worker = KsLeastLoaded(loads, nworkers);
+		slot->worker = KsChooseWorkerLocked(dboid, nworkers, owner);
 		/* its worker may not run: the request makes the launcher start it */
 		if (slot->worker != KsDatabaseWorkerIndex())
 			KsDatabaseRequestLocked(dboid);
@@ -111,29 +174,45 @@ void
 KsBalanceAggSlots(Oid dboid, int nworkers)
 {
 	int			loads[KS_MAX_DB_WORKERS];
+	Oid			owners[KS_MAX_DB_WORKERS];
+	bool		mixed[KS_MAX_DB_WORKERS];
 	int			most = 0;
-	int			least;
+	int			least = -1;
 	int			w;
 	int			i;
 	KsAggSlot  *move = NULL;
+	Oid			owner;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	KsCountLoadsLocked(dboid, nworkers, loads);
+	KsWorkerOwnersLocked(dboid, nworkers, owners, mixed);
 	for (w = 1; w < nworkers; w++)
 		if (loads[w] > loads[most])
 			most = w;
-	least = KsLeastLoaded(loads, nworkers);
-	if (loads[most] - loads[least] >= 2)
+	/* the newest aggregation of the most loaded worker moves */
+	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
-		/* the newest aggregation of the most loaded worker moves */
-		for (i = 0; i < KsSharedState->max_aggs; i++)
-		{
-			KsAggSlot  *slot = &KsSharedState->aggs[i];
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
 
-			if (slot->in_use && slot->dboid == dboid && slot->worker == most &&
-				(move == NULL || slot->aggid > move->aggid))
-				move = slot;
-		}
+		if (slot->in_use && slot->dboid == dboid && slot->worker == most &&
+			(move == NULL || slot->aggid > move->aggid))
+			move = slot;
+	}
+	if (move != NULL)
+	{
+		LWLockAcquire(&move->lock, LW_SHARED);
+		owner = move->owner;
+		LWLockRelease(&move->lock);
+		/* to a worker it does not share with another owner (see KsChooseWorkerLocked) */
+		for (w = 0; w < nworkers; w++)
+			if ((loads[w] == 0 || (!mixed[w] && owners[w] == owner)) &&
+				(least < 0 || loads[w] < loads[least]))
+				least = w;
+		if (least < 0 && mixed[most])
+			least = KsLeastLoaded(loads, nworkers);
+	}
+	if (move != NULL && least >= 0 && loads[most] - loads[least] >= 2)
+	{
 		move->worker = least;
 		/* the old worker hands it over at its reload, the new one claims it */
 		KsDatabaseRequestLocked(dboid);

@@ -36,7 +36,10 @@
  * aggregation slot is assigned to one of them (`worker`); the assignment
  * sticks, so an aggregation moves only when its worker's number leaves the
  * pool (fewer aggregations, a lower max_workers) or when the loads differ
- * by two or more.  A worker runs the aggregations assigned to it and
+ * by two or more.  Owners are kept apart: an aggregation goes to an empty
+ * worker, else to one running only its owner's, and mixes owners in one
+ * worker (whose session state some of it outlives a step) only when there
+ * are more owners than workers (pool.c).  A worker runs the aggregations assigned to it and
  * claims each slot (`runner_pid`) only once the previous runner is gone:
  * an aggregation that moves is handed over by its old worker, which takes
  * a final checkpoint and then lets go of the slot, keeping its published
@@ -355,11 +358,13 @@ extern bool KsDatabaseIdleExit(uint32 seen);
  * has none (a restart); returns the worker's number, or -1, with a warning in the
  * log, if no slot is free.
  */
-extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, int nworkers);
+extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner,
+							int nworkers);
 
 /*
  * Move one aggregation from the most loaded worker of the pool to the
- * least loaded one, if their loads differ by two or more.
+ * least loaded one that runs no other owner's aggregation, if their loads
+ * differ by two or more.
  */
 extern void KsBalanceAggSlots(Oid dboid, int nworkers);
 

@@ -157,7 +157,7 @@ KsReloadRuns(void)
 		KsPartInfo	part;
 
 		KsRunPartInfo(def, &part);
-		(void) KsAssignAggSlot(MyDatabaseId, def->id, &part, nworkers);
+		(void) KsAssignAggSlot(MyDatabaseId, def->id, &part, KsRelationOwner(def->view_oid), nworkers);
 	}
 	KsBalanceAggSlots(MyDatabaseId, nworkers);
 

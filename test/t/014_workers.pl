@@ -120,6 +120,33 @@ $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('late_d'); SELECT key
 ok(wait_pool(2), 'after two drops two workers are left');
 exact('drops');
 
+# --- owners are kept apart: a worker's session outlives a step (PL/pgSQL
+# compiles a function once per session), so another owner's aggregation
+# goes to an empty worker or to one running only that owner's, and shares
+# one only when there are more owners than workers
+$node->safe_psql($db, q{
+CREATE ROLE regress_owner2;
+CREATE SCHEMA o2 AUTHORIZATION regress_owner2;
+SET ROLE regress_owner2;
+CREATE TABLE o2.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO o2.ev (k) SELECT g % 10 FROM generate_series(1, 100) g;
+SELECT keyedstate.create_aggregation('o2.first', 'SELECT k, count(*) AS n FROM o2.ev GROUP BY k');
+SELECT keyedstate.create_aggregation('o2.second', 'SELECT k % 2 AS g, count(*) AS n FROM o2.ev GROUP BY 1');
+RESET ROLE;});
+$oracle{'o2.first'} = 'SELECT k, count(*) FROM o2.ev GROUP BY k';
+$oracle{'o2.second'} = 'SELECT k % 2, count(*) FROM o2.ev GROUP BY 1';
+ok(wait_pool(3), 'four aggregations of two owners run in three workers');
+is($node->safe_psql($db, q{
+SELECT count(*) FROM (SELECT w.worker FROM keyedstate.workers w JOIN pg_class c ON c.oid = w.aggregation::regclass
+	GROUP BY w.worker HAVING count(DISTINCT c.relowner) > 1) mixed}), '0',
+	'no worker runs two owners\' aggregations');
+exact('owners apart');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('o2.first'); SELECT keyedstate.drop_aggregation('o2.second');
+DROP SCHEMA o2 CASCADE; DROP ROLE regress_owner2;});
+delete $oracle{'o2.first'};
+delete $oracle{'o2.second'};
+ok(wait_pool(2), 'after their drop two workers are left');
+
 # --- a failed aggregation stays failed when it moves ----------------------
 $node->safe_psql($db, q{
 CREATE FUNCTION picky(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
