@@ -533,6 +533,7 @@ KsCheckpointDone(KsAggRun *run)
 	}
 	run->cold_rows += (int64) w->ncold - w->nstale - w->nexpired_cold;
 	run->cold_keys -= w->nexpired_cold;
+	run->keys_expired += w->nexpired_cold;
 	KsEvictDone(run, w->victims, w->nvictims, w->epoch);
 	run->checkpointed = w->offset;
 	run->last_checkpoint = GetCurrentTimestamp();

@@ -581,8 +581,11 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
 		KsCheckInterrupts();
 		oldcxt = MemoryContextSwitchTo(tmp);
 		data = KsColdRowColumns(run, slot, &hash, &id);
+		/* its deserialize functions are user code: timed (run.h) */
+		KsRunOwnerCodeBegin(run);
 		if (KsColdRestore(run, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), keys, nulls))
 			loaded++;
+		KsRunOwnerCodeEnd();
 		MemoryContextSwitchTo(oldcxt);
 	}
 	index_endscan(scan);

@@ -162,9 +162,15 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 	KsKeyEntry **victims;
 
 	*n = 0;
-	if (budget <= 0 || kt->nallocated == 0)
+	if (budget <= 0)
 		return NULL;
 	used = KsEvictMemoryUsed(run);
+	/* no key at all and still over: the fixed memory is; reading must not wait */
+	if (kt->nallocated == 0)
+	{
+		run->evict_stalled = used > budget;
+		return NULL;
+	}
 	/* once over the budget, a target follows the memory a key takes now */
 	if (used > budget || run->evict_target > 0)
 		run->evict_target = Max((int64) ((double) live * KS_EVICT_LOW_WATER * budget / Max(used, 1)), 1);

@@ -103,7 +103,12 @@ KsCompactStates(KsAggRun *run)
 		if (e->flags & KS_KEY_EXPIRED)
 			continue;
 		if (++n % KS_COMPACT_INTERRUPT_EVERY == 0)
+		{
 			KsCheckInterrupts();
+			/* serialize and deserialize functions are user code: timed by slices (run.h) */
+			KsRunOwnerCodeEnd();
+		}
+		KsRunOwnerCodeBegin(run);
 		oldcxt = MemoryContextSwitchTo(tmp);
 		initStringInfo(&buf);
 		KsAggSerializeStates(rt, e->states, e->replay, &buf);
@@ -111,6 +116,7 @@ KsCompactStates(KsAggRun *run)
 		KsAggDeserializeStates(rt, e->states, &e->replay, buf.data, buf.len, run->name);
 		MemoryContextReset(tmp);
 	}
+	KsRunOwnerCodeEnd();
 	MemoryContextDelete(tmp);
 	MemoryContextDelete(old);
 	run->garbage_states = 0;

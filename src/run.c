@@ -64,6 +64,20 @@ static volatile sig_atomic_t ks_step_killed = false;
 static KsAggRun *ks_step_run = NULL;	/* the run whose step is running */
 
 /*
+ * While the step timeout is paused (recovery, checkpoints, reloads of cold
+ * keys, compaction: keyedstate's own work, which may take long), user code
+ * called in them (a replayed aggregate's transition function, a cast it
+ * calls, a deserialize function) is bounded all the same: switching to the
+ * owner arms the step timeout and the kill timer, switching back disarms
+ * them.
+ */
+static bool ks_timeouts_paused = false;
+static bool ks_owner_armed = false;
+
+static void KsArmOwnerCode(KsAggRun *run);
+static void KsDisarmOwnerCode(void);
+
+/*
  * Termination (SIGTERM: pg_terminate_backend(), a fast shutdown).  The
  * worker leaves at a step boundary, so that its final checkpoints leave
  * nothing to replay: between steps, and in a step's first
@@ -109,6 +123,7 @@ KsSetSearchPath(const char *path)
 void
 KsBecomeOwner(KsAggRun *run)
 {
+	KsRunOwnerCodeBegin(run);
 	KsSetSearchPath(KsRunSearchPath(run));
 	SetUserIdAndSecContext(run->owner,
 						   ks_worker_sec_context | SECURITY_LOCAL_USERID_CHANGE |
@@ -125,6 +140,7 @@ KsBecomeWorker(void)
 {
 	SetUserIdAndSecContext(ks_worker_userid, ks_worker_sec_context);
 	KsSetSearchPath(KS_SAFE_SEARCH_PATH);
+	KsRunOwnerCodeEnd();
 }
 
 /*
@@ -402,6 +418,7 @@ void
 KsRunTimeoutPause(bool cancel_on_term)
 {
 	KsRunDisarmTimeouts();
+	ks_timeouts_paused = true;
 	ks_term_cancels = cancel_on_term;
 	if (cancel_on_term && ks_term_requested)
 		KsCancelStep();
@@ -411,7 +428,62 @@ KsRunTimeoutPause(bool cancel_on_term)
 void
 KsRunTimeoutResume(KsAggRun *run)
 {
+	if (ks_owner_armed)
+		KsDisarmOwnerCode();
+	ks_timeouts_paused = false;
 	KsRunArmTimeouts(run);
+}
+
+/* User code called while the step timeout is paused: bounded (see above). */
+static void
+KsArmOwnerCode(KsAggRun *run)
+{
+	EnableTimeoutParams timeouts[2];
+	int			n = 0;
+
+	timeouts[n].id = ks_kill_timeout_id;
+	timeouts[n].type = TMPARAM_AFTER;
+	timeouts[n].delay_ms = run->timeout_ms + KS_KILL_GRACE_MS;
+	n++;
+	if (!ks_step_timed_out)
+	{
+		timeouts[n].id = ks_step_timeout_id;
+		timeouts[n].type = TMPARAM_AFTER;
+		timeouts[n].delay_ms = run->timeout_ms;
+		n++;
+	}
+	enable_timeouts(timeouts, n);
+	ks_owner_armed = true;
+}
+
+/* User code inside keyedstate's own work begins (see run.h). */
+void
+KsRunOwnerCodeBegin(KsAggRun *run)
+{
+	if (ks_timeouts_paused && !ks_owner_armed)
+		KsArmOwnerCode(run);
+}
+
+/* ... and ends: keyedstate's own work goes on, unbounded. */
+void
+KsRunOwnerCodeEnd(void)
+{
+	if (ks_owner_armed)
+		KsDisarmOwnerCode();
+}
+
+/* Back to keyedstate's own work, unbounded again. */
+static void
+KsDisarmOwnerCode(void)
+{
+	DisableTimeoutParams timeouts[2];
+
+	timeouts[0].id = ks_step_timeout_id;
+	timeouts[0].keep_indicator = false;
+	timeouts[1].id = ks_kill_timeout_id;
+	timeouts[1].keep_indicator = false;
+	disable_timeouts(timeouts, 2);
+	ks_owner_armed = false;
 }
 
 /* Commit a step's transaction, rolling back settings its user code changed. */
@@ -420,6 +492,8 @@ KsRunEnd(int nestlevel)
 {
 	KsRunDisarmTimeouts();
 	ks_step_run = NULL;
+	ks_timeouts_paused = false;
+	ks_owner_armed = false;
 	ks_term_cancels = false;
 	KsBecomeWorker();
 	AtEOXact_GUC(false, nestlevel);
@@ -480,6 +554,8 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 
 	KsRunDisarmTimeouts();
 	ks_step_run = NULL;
+	ks_timeouts_paused = false;
+	ks_owner_armed = false;
 	ks_term_cancels = false;
 	ks_step_timed_out = false;
 	/* out of the step: further cancels wait for the next one */
@@ -529,3 +605,21 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	KsAcceptCancels(false);
 }
 
+/* The rows per second consumed lately: the last full second, or the current one. */
+double
+KsRunRate(KsAggRun *run, TimestampTz now)
+{
+	long		ms = TimestampDifferenceMilliseconds(run->rate_since, now);
+
+	if (ms >= 1000)
+	{
+		run->last_rate = run->rate_rows * 1000.0 / ms;
+		run->rate_rows = 0;
+		run->rate_since = now;
+		return run->last_rate;
+	}
+	/* within the second: what was consumed so far in it, if more */
+	if (run->rate_rows > 0 && ms > 0)
+		return Max(run->last_rate, run->rate_rows * 1000.0 / Max(ms, 100));
+	return run->last_rate;
+}

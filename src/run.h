@@ -106,6 +106,7 @@ typedef struct KsAggRun
 	int64	   *group_starts;	/* seeded part: each key group's rows after this (seed.c) */
 	int64		seed_until;		/* ... and no checkpoint until consumed past this */
 	int64		pause_until;	/* paused: the offset its view showed, consumed again */
+	bool		seed_ckpt_due;	/* seeded by a rescale, its first checkpoint not written */
 	bool		retired_gc;		/* a part: try deleting retired parts in the next step */
 	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
@@ -246,6 +247,18 @@ extern void KsRunEnd(int nestlevel);
  * termination cancels the first, not the second.
  */
 extern void KsRunTimeoutPause(bool cancel_on_term);
+
+/*
+ * User code called inside keyedstate's own work while the step timeout is
+ * paused (deserializing states, which replays a replayed aggregate's inputs
+ * through its transition function): bounded by the step timeout and the
+ * kill timer from Begin to End.  KsBecomeOwner and KsBecomeWorker do it.
+ */
+extern void KsRunOwnerCodeBegin(KsAggRun *run);
+extern void KsRunOwnerCodeEnd(void);
+
+/* The rows per second consumed lately: the last full second, or the current one. */
+extern double KsRunRate(KsAggRun *run, TimestampTz now);
 extern void KsRunTimeoutResume(KsAggRun *run);
 
 /*

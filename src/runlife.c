@@ -122,6 +122,7 @@ KsRunUnload(KsAggRun *run)
 	run->applybuf = NULL;
 	run->group_starts = NULL;
 	run->seed_until = PG_INT64_MIN;
+	run->seed_ckpt_due = false;
 	run->ckpt_buf = NULL;
 	run->ckpt = NULL;
 	run->expire_cursor = 0;

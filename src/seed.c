@@ -134,6 +134,7 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds, int64 copied)
 	 */
 	run->group_starts = starts;
 	run->seed_until = until;
+	run->seed_ckpt_due = true;
 	run->checkpointed = consumed;
 	run->consumed = consumed;
 	/* its cold rows are the copies (KsRecover read their number); later ids are its own */

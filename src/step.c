@@ -270,6 +270,18 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
 	return upto;
 }
 
+/*
+ * How far a paused run consumes: the rows its view showed when a pause
+ * stopped its step, and for a part a rescale seeded while paused, the rows
+ * its seeds had consumed (it has no checkpoint before, and a paused
+ * aggregation that never checkpointed could not be rescaled again).
+ */
+static int64
+KsPausedUntil(KsAggRun *run)
+{
+	return Max(run->pause_until, run->seed_until);
+}
+
 /* Whether a loaded run should checkpoint now; lowers *timeout to when it will. */
 static bool
 KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
@@ -280,6 +292,9 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 	/* a part a rescale seeded has a checkpoint only once past every seed (seed.c) */
 	if (run->consumed < run->seed_until)
 		return false;
+	/* past them: the first one at once, so no rescale waits for rows to come */
+	if (run->seed_ckpt_due)
+		return true;
 	(void) KsSlotCheckpointRequested(run->slot, &requested);
 	if (requested)
 		return true;
@@ -287,7 +302,7 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 	if (KsEvictDue(run))
 		return true;
 	/* a paused one keeps what it consumed: checkpointed once it caught up */
-	if (run->def->paused && run->consumed > run->checkpointed && run->consumed >= run->pause_until)
+	if (run->def->paused && run->consumed > run->checkpointed && run->consumed >= KsPausedUntil(run))
 		return true;
 	/* nothing changed, and no cold row the TTL's sweep found expired waits (cold.h) */
 	if (run->kt->nckpt == 0 && run->consumed == run->checkpointed && run->ncold_expired == 0)
@@ -298,25 +313,6 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 		return true;
 	*timeout = Min(*timeout, due_in);
 	return false;
-}
-
-/* The rows per second consumed lately: the last full second, or the current one. */
-static double
-KsRunRate(KsAggRun *run, TimestampTz now)
-{
-	long		ms = TimestampDifferenceMilliseconds(run->rate_since, now);
-
-	if (ms >= 1000)
-	{
-		run->last_rate = run->rate_rows * 1000.0 / ms;
-		run->rate_rows = 0;
-		run->rate_since = now;
-		return run->last_rate;
-	}
-	/* within the second: what was consumed so far in it, if more */
-	if (run->rate_rows > 0 && ms > 0)
-		return Max(run->last_rate, run->rate_rows * 1000.0 / Max(ms, 100));
-	return run->last_rate;
 }
 
 /*
@@ -440,12 +436,12 @@ KsRunStep(KsAggRun *run, long *timeout)
 		}
 		if (locked)
 		{
-			if (!run->def->paused || run->consumed < run->pause_until)
+			if (!run->def->paused || run->consumed < KsPausedUntil(run))
 			{
 				KsSourceCheck(&run->source);
 				safe = KsSourceAdvance(&run->source);
 				if (run->def->paused)
-					safe = Min(safe, run->pause_until);
+					safe = Min(safe, KsPausedUntil(run));
 				run->applied = run->consumed;
 				/* waiting for memory: freed internal states may be most of it */
 				if (run->evict_holding)
@@ -540,6 +536,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 		if (did_checkpoint)
 		{
 			KsCheckpointDone(run);
+			run->seed_ckpt_due = false;
 			/* its victims leave the view and the key count at the next publish: now */
 			if (run->kt->npublish > 0)
 				*timeout = 0;

@@ -753,8 +753,41 @@ ok(fails_with($node, 'looper.stubborn_n', '%did not stop when cancelled%', 30),
 steady_syncs($node, "3: another owner's aggregation syncs after a worker was ended for a stubborn step");
 ok(ks_holds(3, sub { ks_state($node, $db, 'looper.stubborn_n') eq 'failed' }),
 	'3: the restarted worker does not run the failed aggregation again');
-attempt($node, undef, 'ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_reload_conf()');
 as_role($node, 'regress_looper', q{SELECT keyedstate.drop_aggregation('looper.stubborn_n')});
+
+# 3g''. user code that keyedstate's own work calls (recovery replaying a
+# json_agg's inputs through the owner's cast to json) is bounded too
+as_role($node, 'regress_looper', <<'SQL');
+CREATE TYPE looper.mood AS ENUM ('calm', 'busy');
+CREATE TABLE looper.slowflag (slow boolean NOT NULL);
+INSERT INTO looper.slowflag VALUES (false);
+CREATE FUNCTION looper.mood_json(looper.mood) RETURNS json LANGUAGE plpgsql STABLE AS $$
+BEGIN
+	IF (SELECT slow FROM looper.slowflag) THEN
+		LOOP
+			BEGIN
+				PERFORM pg_catalog.pg_sleep(0.2);
+			EXCEPTION WHEN query_canceled THEN NULL;
+			END;
+		END LOOP;
+	END IF;
+	RETURN pg_catalog.to_json($1::text);
+END $$;
+CREATE CAST (looper.mood AS json) WITH FUNCTION looper.mood_json(looper.mood);
+CREATE TABLE looper.moods (id bigserial PRIMARY KEY, k int NOT NULL, m looper.mood NOT NULL);
+INSERT INTO looper.moods (k, m) SELECT g % 3, 'calm' FROM generate_series(1, 30) g;
+SELECT keyedstate.create_aggregation('looper.mood_list', 'SELECT k, json_agg(m) AS ms FROM looper.moods GROUP BY k');
+SELECT keyedstate.sync('looper.mood_list');
+SELECT keyedstate.checkpoint('looper.mood_list');
+UPDATE looper.slowflag SET slow = true;
+SQL
+ks_kill_worker($node, $db);
+ok(fails_with($node, 'looper.mood_list', '%in one step%', 60),
+	'3: a cast a recovery replays through, looping and catching its cancel, fails its aggregation all the same')
+  or diag(status_of($node, 'looper.mood_list'));
+steady_syncs($node, "3: another owner's aggregation syncs after a stubborn recovery");
+as_role($node, 'regress_looper', q{SELECT keyedstate.drop_aggregation('looper.mood_list')});
+attempt($node, undef, 'ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_reload_conf()');
 
 # 3h. settings changed by a function do not carry over to another owner's aggregation
 as_role($node, 'regress_reader', q{

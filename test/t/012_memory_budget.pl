@@ -246,6 +246,8 @@ my $cold_tb = q{(SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregat
 ok(ks_wait_for($node, $db, qq{
 SELECT $cold_tb = 0 AND (SELECT keys FROM keyedstate.status WHERE name = 'tb') = (SELECT count(*) FROM tb)}, 60),
 	'the expired cold rows are deleted, and status counts the keys left');
+ok(ks_wait_for($node, $db, q{SELECT keys_expired >= 30000 FROM keyedstate.status WHERE name = 'tb'}, 60),
+	'keys_expired counts the cold keys the TTL removed too');
 $node->restart;
 ks_sync($node, $db, 'tb');
 is($node->safe_psql($db, qq{SELECT count(*) + $cold_tb FROM tb WHERE s = 1 OR c > 1}), '0',
@@ -292,6 +294,21 @@ ok(ks_wait_for($node, $db, qq{
 SELECT (SELECT count(*) FROM tv) = 0 AND $cold_tv = 0 AND (SELECT keys FROM keyedstate.status WHERE name = 'tv') = 0}, 60),
 	'then every key leaves the view, keyedstate.cold and the count of keys');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tv')});
+
+# an aggregation whose fixed memory alone (200 aggregate calls) is over its
+# budget consumes all the same: reading does not wait for evictions that
+# cannot help, before its first key or after all its keys expired
+my $sums = join(', ', map { "sum(v + $_) AS s$_" } 1 .. 200);
+my $osums = join(', ', map { "sum(v + $_)" } 1 .. 200);
+$node->safe_psql($db, qq{
+CREATE TABLE wide (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO wide (k, v) SELECT g % 10, g FROM generate_series(1, 1000) g;
+SELECT keyedstate.create_aggregation('wide_sums', 'SELECT k, $sums FROM wide GROUP BY k',
+	memory_limit => '1MB');});
+ks_sync($node, $db, 'wide_sums');
+is(ks_mismatches($node, $db, 'SELECT * FROM wide_sums', "SELECT k, $osums FROM wide GROUP BY k"), '0',
+	'an aggregation whose fixed memory is over its budget consumes, exactly');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('wide_sums')});
 
 # --- 7. what a budget cannot be combined with, and what it must look like
 $node->safe_psql($db, 'CREATE TABLE wev (id bigserial PRIMARY KEY, k int NOT NULL, ts timestamptz NOT NULL)');

@@ -15,6 +15,7 @@ use lib "$FindBin::Bin/../perl";
 use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 my $node = ks_node('parallel', "keyedstate.max_workers = 4\nmax_connections = 40\n");
 my $db = 'postgres';
@@ -197,6 +198,30 @@ is(ks_mismatches($node, $db, 'SELECT * FROM par_parted',
 	"SELECT k, count(*), string_agg(id::text, ',' ORDER BY id) FROM pev GROUP BY k"), '0',
 	'par_parted: a partitioned source consumed by two parts is exact');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('par_ttl'); SELECT keyedstate.drop_aggregation('par_parted');});
+
+# --- rescaled twice while paused: the new parts consume what their seeds
+# had and checkpoint it, so the second rescale need not wait for a resume
+$node->safe_psql($db, q{
+SELECT keyedstate.create_aggregation('par_twice', 'SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k',
+	parallelism => 2);
+SELECT keyedstate.sync('par_twice');
+SELECT keyedstate.pause('par_twice');
+SELECT keyedstate.alter_aggregation('par_twice', parallelism => 3);});
+my $twice = 0;
+for (1 .. 150)
+{
+	my ($ret) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('par_twice', parallelism => 1)});
+	if ($ret == 0) { $twice = 1; last; }
+	usleep(200_000);
+}
+ok($twice, 'a second rescale while paused goes through once the new parts checkpointed');
+is(ks_mismatches($node, $db, 'SELECT * FROM par_twice', 'SELECT k, count(*), sum(v) FROM ev GROUP BY k'), '0',
+	'still paused, its view shows every key');
+$node->safe_psql($db, q{SELECT keyedstate.resume('par_twice')});
+ks_sync($node, $db, 'par_twice');
+is(ks_mismatches($node, $db, 'SELECT * FROM par_twice', 'SELECT k, count(*), sum(v) FROM ev GROUP BY k'), '0',
+	'resumed, it is exact');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('par_twice')});
 
 # --- a seed's damaged checkpoint fails the new part; a rebuild recovers ----
 $node->safe_psql($db, q{
