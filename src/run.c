@@ -74,8 +74,6 @@ static KsAggRun *ks_step_run = NULL;	/* the run whose step is running */
 static bool ks_timeouts_paused = false;
 static bool ks_owner_armed = false;
 
-static void KsArmOwnerCode(KsAggRun *run);
-static void KsDisarmOwnerCode(void);
 
 /*
  * Termination (SIGTERM: pg_terminate_backend(), a fast shutdown).  The
@@ -238,22 +236,27 @@ KsRunTerminating(void)
 	return ks_term_requested;
 }
 
-/* Arm the step timeout (unless it fired) and the termination grace. */
+/*
+ * Arm the step timeout (unless it fired) and the kill timer after it, and,
+ * for a whole step, the termination grace.
+ */
 static void
-KsRunArmTimeouts(KsAggRun *run)
+KsArmTimers(KsAggRun *run, bool with_grace)
 {
 	EnableTimeoutParams timeouts[3];
 	int			n = 0;
 
-	ks_term_cancels = false;
 	timeouts[n].id = ks_kill_timeout_id;
 	timeouts[n].type = TMPARAM_AFTER;
 	timeouts[n].delay_ms = run->timeout_ms + KS_KILL_GRACE_MS;
 	n++;
-	timeouts[n].id = ks_grace_timeout_id;
-	timeouts[n].type = TMPARAM_AFTER;
-	timeouts[n].delay_ms = KS_TERM_GRACE_MS;
-	n++;
+	if (with_grace)
+	{
+		timeouts[n].id = ks_grace_timeout_id;
+		timeouts[n].type = TMPARAM_AFTER;
+		timeouts[n].delay_ms = KS_TERM_GRACE_MS;
+		n++;
+	}
 	if (!ks_step_timed_out)
 	{
 		timeouts[n].id = ks_step_timeout_id;
@@ -264,19 +267,38 @@ KsRunArmTimeouts(KsAggRun *run)
 	enable_timeouts(timeouts, n);
 }
 
-/* Disarm the three (the step timeout's indicator is our own flag). */
+/* Disarm what KsArmTimers armed (the step timeout's indicator is our own flag). */
+static void
+KsDisarmTimers(bool with_grace)
+{
+	DisableTimeoutParams timeouts[3];
+	int			n = 0;
+
+	timeouts[n].id = ks_step_timeout_id;
+	timeouts[n++].keep_indicator = false;
+	timeouts[n].id = ks_kill_timeout_id;
+	timeouts[n++].keep_indicator = false;
+	if (with_grace)
+	{
+		timeouts[n].id = ks_grace_timeout_id;
+		timeouts[n++].keep_indicator = false;
+	}
+	disable_timeouts(timeouts, n);
+}
+
+/* Arm the timers of a step. */
+static void
+KsRunArmTimeouts(KsAggRun *run)
+{
+	ks_term_cancels = false;
+	KsArmTimers(run, true);
+}
+
+/* Disarm them all. */
 static void
 KsRunDisarmTimeouts(void)
 {
-	DisableTimeoutParams timeouts[3];
-
-	timeouts[0].id = ks_step_timeout_id;
-	timeouts[0].keep_indicator = false;
-	timeouts[1].id = ks_grace_timeout_id;
-	timeouts[1].keep_indicator = false;
-	timeouts[2].id = ks_kill_timeout_id;
-	timeouts[2].keep_indicator = false;
-	disable_timeouts(timeouts, 3);
+	KsDisarmTimers(true);
 }
 
 /*
@@ -428,40 +450,20 @@ KsRunTimeoutPause(bool cancel_on_term)
 void
 KsRunTimeoutResume(KsAggRun *run)
 {
-	if (ks_owner_armed)
-		KsDisarmOwnerCode();
+	KsRunOwnerCodeEnd();
 	ks_timeouts_paused = false;
 	KsRunArmTimeouts(run);
 }
 
-/* User code called while the step timeout is paused: bounded (see above). */
-static void
-KsArmOwnerCode(KsAggRun *run)
-{
-	EnableTimeoutParams timeouts[2];
-	int			n = 0;
-
-	timeouts[n].id = ks_kill_timeout_id;
-	timeouts[n].type = TMPARAM_AFTER;
-	timeouts[n].delay_ms = run->timeout_ms + KS_KILL_GRACE_MS;
-	n++;
-	if (!ks_step_timed_out)
-	{
-		timeouts[n].id = ks_step_timeout_id;
-		timeouts[n].type = TMPARAM_AFTER;
-		timeouts[n].delay_ms = run->timeout_ms;
-		n++;
-	}
-	enable_timeouts(timeouts, n);
-	ks_owner_armed = true;
-}
-
-/* User code inside keyedstate's own work begins (see run.h). */
+/* User code inside keyedstate's own work begins: bounded (see run.h). */
 void
 KsRunOwnerCodeBegin(KsAggRun *run)
 {
 	if (ks_timeouts_paused && !ks_owner_armed)
-		KsArmOwnerCode(run);
+	{
+		KsArmTimers(run, false);
+		ks_owner_armed = true;
+	}
 }
 
 /* ... and ends: keyedstate's own work goes on, unbounded. */
@@ -469,21 +471,10 @@ void
 KsRunOwnerCodeEnd(void)
 {
 	if (ks_owner_armed)
-		KsDisarmOwnerCode();
-}
-
-/* Back to keyedstate's own work, unbounded again. */
-static void
-KsDisarmOwnerCode(void)
-{
-	DisableTimeoutParams timeouts[2];
-
-	timeouts[0].id = ks_step_timeout_id;
-	timeouts[0].keep_indicator = false;
-	timeouts[1].id = ks_kill_timeout_id;
-	timeouts[1].keep_indicator = false;
-	disable_timeouts(timeouts, 2);
-	ks_owner_armed = false;
+	{
+		KsDisarmTimers(false);
+		ks_owner_armed = false;
+	}
 }
 
 /* Commit a step's transaction, rolling back settings its user code changed. */
