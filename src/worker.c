@@ -41,6 +41,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -249,6 +250,65 @@ KsShutdown(void)
 	proc_exit(0);
 }
 
+/*
+ * The server's settings as the postmaster gave them to us, before the
+ * database's are applied: a list of two-element lists (name, value).
+ */
+static List *
+KsServerSettings(void)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
+	List	   *result = NIL;
+	int			i;
+
+	for (i = 0; i < nvars; i++)
+	{
+		const char *value = GetConfigOption(vars[i]->name, true, false);
+
+		if (value != NULL)
+			result = lappend(result, list_make2(pstrdup(vars[i]->name), pstrdup(value)));
+	}
+	return result;
+}
+
+/*
+ * Undo the settings of the database (ALTER DATABASE ... SET), which
+ * connecting applied: its owner, who may be an ordinary role, chooses them
+ * for her sessions, not for the worker that runs other owners'
+ * aggregations and writes their checkpoints (a read-only or serializable
+ * default would stop or fail them).  Each goes back to the server's value
+ * in `server` (KsServerSettings), at the same priority, so a reload leaves
+ * it there as it leaves a database's setting in a backend.  What the
+ * aggregations' code sees is their captured settings (definition.h); the
+ * owner's statement_timeout is honoured per step (run.c).
+ */
+static void
+KsUndoDatabaseSettings(List *server)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
+	int			i;
+
+	for (i = 0; i < nvars; i++)
+	{
+		ListCell   *lc;
+
+		if (vars[i]->source != PGC_S_DATABASE)
+			continue;
+		foreach(lc, server)
+		{
+			List	   *pair = lfirst(lc);
+
+			if (strcmp(linitial(pair), vars[i]->name) != 0)
+				continue;
+			(void) set_config_option(vars[i]->name, lsecond(pair), PGC_SU_BACKEND,
+									 PGC_S_DATABASE, GUC_ACTION_SET, true, 0, false);
+			break;
+		}
+	}
+}
+
 /* Entry point of a database worker; main_arg is the database OID. */
 void
 KsDatabaseWorkerMain(Datum main_arg)
@@ -258,6 +318,9 @@ KsDatabaseWorkerMain(Datum main_arg)
 	uint32		seen = 0;
 	bool		first = true;
 	MemoryContext loopcxt;
+	List	   *server_settings;
+	MemoryContext setcxt;
+	MemoryContext oldcxt;
 
 	/* SIGTERM ends us at a step boundary; SIGINT (PostgreSQL's) cancels a step */
 	pqsignal(SIGTERM, KsRunTermHandler);
@@ -271,7 +334,14 @@ KsDatabaseWorkerMain(Datum main_arg)
 	 */
 	ProcessConfigFile(PGC_SIGHUP);
 
+	setcxt = AllocSetContextCreate(TopMemoryContext, "keyedstate server settings",
+								   ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(setcxt);
+	server_settings = KsServerSettings();
+	MemoryContextSwitchTo(oldcxt);
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	KsUndoDatabaseSettings(server_settings);
+	MemoryContextDelete(setcxt);
 	/* shown by pg_stat_activity and the log, and to user code that asks */
 	SetConfigOption("application_name", "keyedstate worker", PGC_USERSET, PGC_S_SESSION);
 

@@ -863,6 +863,44 @@ $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('reader.checked')});
 $node->safe_psql($db, 'ALTER SYSTEM RESET keyedstate.max_workers');
 $node->reload;
 
+# 3j. the settings an ordinary database owner gives her database (ALTER
+# DATABASE ... SET) do not reach the worker's session, where other owners'
+# aggregations run: a read-only default would stop their checkpoints, a
+# serializable one would fail them (a custom setting she cannot set)
+{
+	my $odb = 'regress_owned_db';
+	$node->safe_psql('postgres', "CREATE ROLE regress_dbowner LOGIN; CREATE DATABASE $odb OWNER regress_dbowner");
+	$node->safe_psql($odb, 'CREATE EXTENSION keyedstate; CREATE SCHEMA steady AUTHORIZATION regress_steady');
+	$node->safe_psql($odb, q{
+CREATE TABLE steady.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('steady.flags', 'SELECT k, count(*) AS n FROM steady.ev GROUP BY k');
+INSERT INTO steady.ev (k) VALUES (1), (2);
+SELECT keyedstate.sync('steady.flags');
+}, extra_params => [ '-U', 'regress_steady' ]);
+	$node->safe_psql($odb, qq{
+ALTER DATABASE $odb SET default_transaction_read_only = on;
+ALTER DATABASE $odb SET default_transaction_isolation = 'serializable';
+}, extra_params => [ '-U', 'regress_dbowner' ]);
+	# the worker reads the database's settings when it starts
+	my $pid = ks_worker_pid($node, $odb);
+	$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)") if $pid =~ /^\d+$/;
+	ok($pid =~ /^\d+$/ && ks_wait_for($node, 'postgres', qq{SELECT count(*) > 0 FROM pg_stat_activity
+		WHERE backend_type = 'keyedstate worker' AND datname = '$odb' AND pid <> 0$pid}, 30),
+		'3j: (precondition) the worker of a database owned by an ordinary role starts again');
+	my $r = $node->psql($odb, q{
+SET default_transaction_read_only = off;
+INSERT INTO steady.ev (k) VALUES (2), (3);
+SELECT keyedstate.sync('steady.flags', '20 s');
+SELECT keyedstate.checkpoint('steady.flags');
+}, extra_params => [ '-U', 'regress_steady' ]);
+	is($r, 0, "3j: another owner's aggregation consumes and checkpoints under the database owner's read-only and serializable defaults");
+	is($node->safe_psql($odb, q{SELECT state || ' ' || coalesce(error, '') FROM keyedstate.status WHERE name = 'steady.flags'}),
+		'running ', "3j: the database owner's defaults do not fail another owner's aggregation");
+	is($node->safe_psql($odb, q{SELECT string_agg(format('%s:%s', k, n), ' ' ORDER BY k) FROM steady.flags}),
+		'1:1 2:2 3:1', "3j: (precondition) the aggregation saw every row");
+	$node->safe_psql('postgres', "DROP DATABASE $odb WITH (FORCE)");
+}
+
 ###########################################################################
 # 4. Visibility: another owner's error, failed offset and query text are
 #    hidden; internal functions are not executable by PUBLIC.
