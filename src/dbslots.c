@@ -36,6 +36,13 @@ static KsDbSlot *KsLookupDbLocked(Oid dboid);
 /*
  * Stop the workers' current steps of an aggregation, of each of its parts
  * of any layout (see shmem.h).
+ *
+ * The SIGINT is sent while we hold the part's slot lock and see it in a
+ * step: the worker leaves a step under that lock (KsSlotLeaveStep), after
+ * it stopped accepting cancels, and clears a pending cancel when it enters
+ * its next step.  Sent after the lock was let go, it could land in the
+ * next step the worker began meanwhile, of another owner's aggregation,
+ * whose step mark already counts our request, and fail it.
  */
 void
 KsInterruptAggregation(Oid dboid, int32 aggid)
@@ -53,8 +60,6 @@ KsInterruptAggregation(Oid dboid, int32 aggid)
 	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
-		bool		in_step = false;
-		int			pid = 0;
 
 		/* the runner is KsShared->lock's: take it first, as the protocol orders */
 		LWLockAcquire(KsSharedState->lock, LW_SHARED);
@@ -64,15 +69,12 @@ KsInterruptAggregation(Oid dboid, int32 aggid)
 			slot->interrupt_pid = MyProcPid;
 			slot->interrupt_lxid = MyProc->lxid;
 			slot->interrupt_requests++;
-			in_step = slot->in_step;
 			/* the worker running it now (the pool may move it, see shmem.h) */
-			pid = slot->runner_pid;
+			if (slot->in_step && slot->runner_pid != 0)
+				(void) kill(slot->runner_pid, SIGINT);
 		}
 		LWLockRelease(&slot->lock);
 		LWLockRelease(KsSharedState->lock);
-		/* the worker is a process of ours: cancel its step as a backend's query */
-		if (in_step && pid != 0)
-			(void) kill(pid, SIGINT);
 	}
 }
 
