@@ -123,7 +123,24 @@ KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset)
 	progress.keys = KsKeyTableInMemory(run->kt);
 	progress.cold_keys = run->cold_keys;
 	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
-	if (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
-		KsStoreExhausted(run->name);
+	while (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
+		KsPublishStoreFull(run);
 	run->consumed = offset;
+}
+
+/* The shared memory is full (see publish.h). */
+void
+KsPublishStoreFull(KsAggRun *run)
+{
+	bool		timed = !KsRunTimeoutsPaused();
+	bool		again;
+
+	/* the wait is keyedstate's own, not the step's user code */
+	if (timed)
+		KsRunTimeoutPause(true);
+	again = KsStoreAwaitRetired();
+	if (timed)
+		KsRunTimeoutResume(run);
+	if (!again)
+		KsStoreExhausted(run->name);
 }

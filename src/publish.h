@@ -46,4 +46,11 @@ KsPublishItemOf(KsPublishItem *it, KsKeyEntry *e)
 /* Publish built rows with the new consumed offset (the store's protocol). */
 extern void KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset);
 
+/*
+ * The shared memory is full: while stores given up are still being freed
+ * (a dropped aggregation's), wait for them and return, to try again;
+ * otherwise raise the error.
+ */
+extern void KsPublishStoreFull(KsAggRun *run);
+
 #endif							/* KS_PUBLISH_H */

@@ -35,6 +35,7 @@
 #include "checkpoint.h"
 #include "cold.h"
 #include "expire.h"
+#include "publish.h"
 #include "window.h"
 #include "recovery.h"
 #include "serialize.h"
@@ -160,18 +161,16 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 	/* the panes of sliding windows have no rows: their windows do (window.h) */
 	if (KsWindowSliding(run))
 		return;
-	entry = KsStoreAllocEntry(dsa, e->hash);
-	if (!DsaPointerIsValid(entry))
-		KsStoreExhausted(run->name);
+	while (!DsaPointerIsValid(entry = KsStoreAllocEntry(dsa, e->hash)))
+		KsPublishStoreFull(run);
 	KsStoreLinkEntry(dsa, run->building, entry);
 	e->shared = entry;
 	run->building_bytes += sizeof(KsStoreEntry);
 	if (rowlen == 0)
 		return;					/* HAVING hides the key */
 
-	tuple = KsStoreAllocTupleBytes(dsa, row, rowlen);
-	if (!DsaPointerIsValid(tuple))
-		KsStoreExhausted(run->name);
+	while (!DsaPointerIsValid(tuple = KsStoreAllocTupleBytes(dsa, row, rowlen)))
+		KsPublishStoreFull(run);
 	bytes = KsStoreTupleBytes(KsStoreTupleAddress(dsa, tuple));
 	(void) KsStoreSwapTuple(dsa, entry, tuple, bytes, &oldbytes);
 	e->shared_tuple = tuple;
@@ -278,8 +277,8 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 		}
 		MemoryContextSwitchTo(oldcxt);
 
-		if (!KsStoreReservePrivate(dsa, run->building, kt->nentries + n))
-			KsStoreExhausted(run->name);
+		while (!KsStoreReservePrivate(dsa, run->building, kt->nentries + n))
+			KsPublishStoreFull(run);
 		for (i = 0; i < n; i++)
 		{
 			KsKeyTablePrefetchSlot(kt, hashes[i]);
@@ -436,8 +435,8 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own)
 
 			expected = Max(Min(expected, fit), 0);
 			KsKeyTableReserve(kt, expected);
-			if (!KsStoreReservePrivate(KsGetDsa(), run->building, expected))
-				KsStoreExhausted(run->name);
+			while (!KsStoreReservePrivate(KsGetDsa(), run->building, expected))
+				KsPublishStoreFull(run);
 		}
 	}
 

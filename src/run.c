@@ -446,6 +446,13 @@ KsRunTimeoutPause(bool cancel_on_term)
 		KsCancelStep();
 }
 
+/* Whether the step timeout is paused now. */
+bool
+KsRunTimeoutsPaused(void)
+{
+	return ks_timeouts_paused;
+}
+
 /* Arm the step timeout again, for a whole bound. */
 void
 KsRunTimeoutResume(KsAggRun *run)

@@ -248,6 +248,9 @@ extern void KsRunEnd(int nestlevel);
  */
 extern void KsRunTimeoutPause(bool cancel_on_term);
 
+/* Whether the step timeout is paused now. */
+extern bool KsRunTimeoutsPaused(void);
+
 /*
  * User code called inside keyedstate's own work while the step timeout is
  * paused (deserializing states, which replays a replayed aggregate's inputs

@@ -48,7 +48,8 @@ KsSettingsInit(void)
 
 		DefineCustomIntVariable("keyedstate.max_shared_memory",
 								"Maximum shared memory for the published state of all aggregations.",
-								"When it is exhausted, the aggregation that needs more fails with an error; "
+								"When it is exhausted, the aggregation that needs more waits for the memory of "
+								"dropped aggregations still being freed, then fails with an error; "
 								"nothing consumed is lost.",
 								&ks_max_shared_memory,
 								1024 * 1024, 1024, INT_MAX,

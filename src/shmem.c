@@ -86,6 +86,7 @@ KsShmemStartup(void)
 		KsSharedState->launcher_procno = -1;
 		KsSharedState->max_aggs = ks_max_aggregations;
 		KsSharedState->next_generation = 1;
+		pg_atomic_init_u32(&KsSharedState->stores_retiring, 0);
 		for (i = 0; i < KS_MAX_DATABASES; i++)
 		{
 			int			w;

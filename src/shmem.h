@@ -225,6 +225,7 @@ typedef struct KsShared
 	dsa_handle	dsa;			/* DSM_HANDLE_INVALID until created */
 	int			launcher_procno;	/* -1 when no launcher runs */
 	uint64		next_generation;
+	pg_atomic_uint32 stores_retiring;	/* given up, not yet freed (storefree.c) */
 	KsDbSlot	dbs[KS_MAX_DATABASES];
 	int			max_aggs;
 	KsAggSlot	aggs[FLEXIBLE_ARRAY_MEMBER];

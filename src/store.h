@@ -156,6 +156,14 @@ extern void KsStoreDeferFrees(void);
 /* Free discarded stores for up to `ms` milliseconds (-1: all); true if some are left. */
 extern bool KsStoreFreeRetired(long ms);
 
+/*
+ * The DSA is full: if stores given up are still being freed (by this
+ * process, which frees its own now, or by other workers), wait a little for
+ * them and return true, to try again; false if none are, or none were freed
+ * for a long while (the area is full for good).
+ */
+extern bool KsStoreAwaitRetired(void);
+
 /* Retire a slot's published store: detach it, free it once no reader is left. */
 extern void KsStoreRetire(KsAggSlot *slot);
 

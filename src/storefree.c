@@ -11,9 +11,11 @@
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
+#include "storage/latch.h"
 #include "storage/pmsignal.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "store.h"
 
@@ -97,6 +99,10 @@ typedef struct KsRetiredStore
 	uint64		next;			/* the next chain to free (KsStoreFreeSome) */
 } KsRetiredStore;
 
+/* How often a process waiting for them looks, and how long it waits at most. */
+#define KS_RETIRED_POLL_MS		20
+#define KS_RETIRED_WAIT_MS		30000
+
 static bool ks_store_defer = false;
 static KsRetiredStore *ks_retired = NULL;
 static int	ks_nretired = 0;
@@ -123,6 +129,7 @@ KsStoreDiscard(dsa_area *dsa, dsa_pointer header)
 	ks_retired[ks_nretired].header = header;
 	ks_retired[ks_nretired].next = 0;
 	ks_nretired++;
+	pg_atomic_fetch_add_u32(&KsSharedState->stores_retiring, 1);
 }
 
 /* Free the retired stores for up to `ms` (-1: all); true while some are left. */
@@ -140,8 +147,39 @@ KsStoreFreeRetired(long ms)
 			return true;
 		memmove(&ks_retired[0], &ks_retired[1], sizeof(KsRetiredStore) * (ks_nretired - 1));
 		ks_nretired--;
+		pg_atomic_fetch_sub_u32(&KsSharedState->stores_retiring, 1);
 	}
 	return false;
+}
+
+/* The DSA is full: wait for stores being freed (see store.h). */
+bool
+KsStoreAwaitRetired(void)
+{
+	uint32		retiring = pg_atomic_read_u32(&KsSharedState->stores_retiring);
+	TimestampTz deadline;
+
+	if (retiring == 0)
+		return false;
+	/* ours first: nobody else frees them */
+	if (ks_nretired > 0)
+	{
+		(void) KsStoreFreeRetired(-1);
+		return true;
+	}
+	/* others': their workers free a slice between steps; wait for one to be done */
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KS_RETIRED_WAIT_MS);
+	for (;;)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 KS_RETIRED_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (pg_atomic_read_u32(&KsSharedState->stores_retiring) != retiring)
+			return true;
+		if (GetCurrentTimestamp() >= deadline)
+			return false;
+	}
 }
 
 /* before_shmem_exit: a leaving worker frees what it retired, all of it. */

@@ -59,6 +59,34 @@ is($node->safe_psql('db_a', "SELECT keyedstate.sync('ev_sum') > 0"), 't', 'other
 $node->safe_psql('db_a', "SELECT keyedstate.drop_aggregation('wide_keys')");
 is($node->safe_psql('db_a', "SELECT keyedstate.sync('ev_sum') > 0"), 't', 'memory is given back on drop');
 
+# an aggregation dropped and made again at once, each taking most of the
+# shared memory: the new one waits for the old one's rows to be freed (a
+# worker frees them between its steps), it does not fail.  One worker: it
+# retires the old rows and runs the new aggregation in the same round.
+$node->safe_psql('db_a', 'ALTER SYSTEM SET keyedstate.max_workers = 1');
+$node->reload;
+ok(ks_wait_for($node, 'db_a', q{SELECT count(DISTINCT worker) = 1 FROM keyedstate.workers}, 60),
+	'(precondition) one worker runs every aggregation');
+$node->safe_psql('db_a', q{
+CREATE TABLE wide2 (id bigserial PRIMARY KEY, k int, t text);
+INSERT INTO wide2 (k, t) SELECT g, repeat('y', 500) FROM generate_series(1, 2200) g;
+SELECT keyedstate.create_aggregation('wide_old', 'SELECT k, max(t) AS t FROM wide2 GROUP BY k');
+SELECT keyedstate.sync('wide_old', '1 min');
+});
+$node->safe_psql('db_a', q{
+BEGIN;
+SELECT keyedstate.drop_aggregation('wide_old');
+SELECT keyedstate.create_aggregation('wide_new', 'SELECT k, max(t) AS t FROM wide2 GROUP BY k');
+COMMIT;
+});
+($ret, $out, $err) = $node->psql('db_a', "SELECT keyedstate.sync('wide_new', '1 min')");
+is($ret, 0, 'an aggregation made again right after its drop waits for the shared memory the old one frees')
+  or diag($err);
+is($node->safe_psql('db_a', 'SELECT count(*) FROM wide_new'), '2200', 'it has every key');
+$node->safe_psql('db_a', "SELECT keyedstate.drop_aggregation('wide_new')");
+$node->safe_psql('db_a', 'ALTER SYSTEM RESET keyedstate.max_workers');
+$node->reload;
+
 # a row that makes an aggregate fail logs one error, not a loop or a flood
 $node->safe_psql('db_a', q{
 CREATE FUNCTION fussy_acc(bigint, int) RETURNS bigint LANGUAGE plpgsql AS $$
