@@ -46,6 +46,7 @@ OBJS = \
 	src/create.o \
 	src/control.o \
 	src/hooks.o \
+	src/dbhooks.o \
 	src/restore.o
 
 EXTENSION = keyedstate

@@ -147,6 +147,15 @@ SELECT keyedstate.alter_aggregation('win_t', ttl => '1 day');
 SELECT name, window_size, window_slide, time_column, ttl FROM keyedstate.aggregations WHERE name = 'win_t';
 SELECT keyedstate.drop_aggregation('win_t');
 DROP TABLE win;
+-- an offset column filled from a sequence it does not own: the error says so
+CREATE SEQUENCE loose_seq;
+CREATE TABLE loose (id bigint DEFAULT nextval('loose_seq') PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('loose_n', 'SELECT k, count(*) AS n FROM loose GROUP BY k');
+SELECT keyedstate.create_aggregation('loose_n', 'SELECT k, count(*) AS n FROM loose GROUP BY k', offset_column => 'id');
+ALTER SEQUENCE loose_seq OWNED BY loose.id;
+SELECT keyedstate.create_aggregation('loose_n', 'SELECT k, count(*) AS n FROM loose GROUP BY k');
+SELECT keyedstate.drop_aggregation('loose_n');
+DROP TABLE loose;
 SELECT keyedstate.drop_aggregation('agg');
 DROP VIEW src_view;
 DROP MATERIALIZED VIEW src_mv;

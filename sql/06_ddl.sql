@@ -56,12 +56,15 @@ SELECT * FROM note_n;
 SELECT keyedstate.drop_aggregation('note_n');
 DROP TABLE notes;
 
--- DROP EXTENSION stops everything and leaves nothing behind
+-- DROP EXTENSION needs CASCADE while aggregations exist, as for any
+-- extension other objects depend on; then it stops everything and leaves
+-- nothing behind
 CREATE TABLE t1 (id bigserial PRIMARY KEY, k int);
 INSERT INTO t1 (k) VALUES (1), (2), (2);
 SELECT keyedstate.create_aggregation('t1_stats', 'SELECT k, count(*) AS n FROM t1 GROUP BY k');
 SELECT keyedstate.sync('t1_stats');
 DROP EXTENSION keyedstate;
+DROP EXTENSION keyedstate CASCADE;
 SELECT count(*) FROM pg_class WHERE relname IN ('t1_stats');
 SELECT count(*) FROM pg_trigger WHERE tgrelid = 't1'::regclass;
 SELECT count(*) FROM pg_namespace WHERE nspname = 'keyedstate';

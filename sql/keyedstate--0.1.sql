@@ -467,7 +467,8 @@ WITH w AS (
 	  JOIN keyedstate.aggregation a ON a.id = s.aggregation_id AND a.layout = s.layout
 	 GROUP BY s.aggregation_id)
 SELECT a.view::text AS name,
-	   CASE WHEN a.paused THEN 'paused'
+	   CASE WHEN pg_catalog.pg_is_in_recovery() THEN 'standby'
+			WHEN a.paused THEN 'paused'
 			WHEN w.nparts < a.parallelism THEN 'starting'
 			ELSE COALESCE(w.state, 'starting') END AS state,
 	   w.consumed_offset,

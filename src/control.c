@@ -21,6 +21,7 @@
 
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -88,6 +89,21 @@ KsLookupAggregation(text *nametext)
 	return agg;
 }
 
+/* Whether a view was created by the current transaction. */
+static bool
+KsCreatedHere(Oid view_oid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(view_oid));
+	bool		here = false;
+
+	if (HeapTupleIsValid(tup))
+	{
+		here = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
+		ReleaseSysCache(tup);
+	}
+	return here;
+}
+
 /* Only the owner of an aggregation's view (or a superuser) may control it. */
 static void
 KsCheckOwner(KsNamedAgg *agg)
@@ -149,6 +165,7 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 	KsNamedAgg	agg;
 
 	KsRequirePreload();
+	KsRequirePrimary("keyedstate.drop_aggregation()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	KsInterruptAtOnce(agg.def.id);
@@ -173,6 +190,7 @@ KsSetPaused(text *name, bool paused)
 	KsCatalogAccess acc;
 
 	KsRequirePreload();
+	KsRequirePrimary(paused ? "keyedstate.pause()" : "keyedstate.resume()");
 	agg = KsLookupAggregation(name);
 	KsCheckOwner(&agg);
 	if (paused)
@@ -244,6 +262,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	int			parallelism;
 
 	KsRequirePreload();
+	KsRequirePrimary("keyedstate.alter_aggregation()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -289,6 +308,7 @@ keyedstate_rebuild(PG_FUNCTION_ARGS)
 	int64		start;
 
 	KsRequirePreload();
+	KsRequirePrimary("keyedstate.rebuild()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	start = KsSourceStartOffset(agg.def.sequence_oid);
@@ -335,6 +355,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 
 	KsRequirePreload();
+	KsRequirePrimary("keyedstate.sync()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	if (pg_class_aclcheck(agg.def.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(agg.def.view_oid));
@@ -343,6 +364,14 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s is paused", agg.name),
 				 errhint("Call keyedstate.resume() first.")));
+
+	/* no worker runs it before we commit: say so instead of timing out */
+	if (KsCreatedHere(agg.def.view_oid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was created by this transaction", agg.name),
+				 errdetail("Its worker starts when the transaction commits."),
+				 errhint("Call keyedstate.sync() after the commit.")));
 
 	/*
 	 * Rows whose offsets come from anything but the sequence would never be
@@ -381,6 +410,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 
 	KsRequirePreload();
+	KsRequirePrimary("keyedstate.checkpoint()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);

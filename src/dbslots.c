@@ -139,9 +139,9 @@ KsDatabaseAskReload(Oid dboid)
 	LWLockRelease(KsSharedState->lock);
 }
 
-/* Ask for a database worker (see shmem.h). */
-void
-KsRequestDatabaseWorker(Oid dboid, bool bump)
+/* Ask for a database worker, or say there is no slot for it (see shmem.h). */
+bool
+KsTryRequestDatabaseWorker(Oid dboid, bool bump)
 {
 	KsDbSlot   *db;
 	int			i;
@@ -159,16 +159,30 @@ KsRequestDatabaseWorker(Oid dboid, bool bump)
 		if (db == NULL)
 		{
 			LWLockRelease(KsSharedState->lock);
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("keyedstate supports aggregations in at most %d databases",
-							KS_MAX_DATABASES)));
+			return false;
 		}
 		KsInitDbSlotLocked(db, dboid);
 	}
+	/* wanted again: the launcher must not forget it */
+	db->empty = false;
 	if (bump)
 		KsDatabaseRequestLocked(dboid);
 	LWLockRelease(KsSharedState->lock);
+	return true;
+}
+
+/* Ask for a database worker (see shmem.h). */
+void
+KsRequestDatabaseWorker(Oid dboid, bool bump)
+{
+	if (!KsTryRequestDatabaseWorker(dboid, bump))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("keyedstate supports aggregations in at most %d databases",
+						KS_MAX_DATABASES),
+				 errdetail("Each database with aggregations takes one of %d database slots until its aggregations are dropped.",
+						   KS_MAX_DATABASES),
+				 errhint("Drop the aggregations of a database that no longer needs them.")));
 }
 
 /*
@@ -209,12 +223,12 @@ KsDbHasWorkerLocked(KsDbSlot *db)
 	return false;
 }
 
-/* The database this backend is dropping, for KsDatabaseDropEnded. */
+/* The database this backend keeps the workers away from, for KsDatabaseKeepAwayEnded. */
 static Oid	ks_dropping_db = InvalidOid;
 
-/* DROP DATABASE: make the workers leave and keep them away (see shmem.h). */
+/* DROP DATABASE and the like: make the workers leave and keep them away (see shmem.h). */
 void
-KsDatabaseDropping(Oid dboid)
+KsDatabaseKeepAway(Oid dboid)
 {
 	KsDbSlot   *db;
 	int			pids[KS_MAX_DB_WORKERS];
@@ -259,9 +273,9 @@ KsDatabaseDropping(Oid dboid)
 	}
 }
 
-/* The transaction of a DROP DATABASE ended: the launcher may act again. */
+/* The transaction of a DROP DATABASE (or the like) ended: the launcher may act again. */
 void
-KsDatabaseDropEnded(void)
+KsDatabaseKeepAwayEnded(void)
 {
 	KsDbSlot   *db;
 
@@ -363,7 +377,6 @@ KsDatabaseRequestsSeen(uint32 seen)
 	ks_mydb->workers[ks_myindex].seen = seen;
 }
 
-static void KsSharePoolLocked(int max_workers);
 
 /* Report the database's number of aggregations; returns its pool (see shmem.h). */
 int
@@ -409,7 +422,12 @@ KsDatabaseIdleExit(uint32 seen)
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	leave = ks_mydb->requested == seen && !KsWorkerHasAggLocked(ks_mydb->dboid, ks_myindex);
 	if (leave)
+	{
 		ks_mydb->workers[ks_myindex].idle_exit = true;
+		/* no aggregation at all (dropped, or DROP EXTENSION): forgettable */
+		if (ks_mydb->naggs == 0)
+			ks_mydb->empty = true;
+	}
 	LWLockRelease(KsSharedState->lock);
 	return leave;
 }
@@ -483,84 +501,6 @@ KsLauncherWantsWorker(int i, int w, TimestampTz now, int min_gap_ms, int restart
 	return wanted;
 }
 
-/*
- * How many workers a database asks for (KsShared->lock held): one per
- * aggregation, and one when it has none yet but a worker should start
- * (a request, or a worker to restart); none when it is idle.
- */
-static int
-KsDbDemandLocked(KsDbSlot *db)
-{
-	KsDbWorker *first = &db->workers[0];
-
-	if (!OidIsValid(db->dboid) || db->dropping_pid != 0)
-		return 0;
-	if (db->naggs > 0)
-		return Min(db->naggs, KS_MAX_DB_WORKERS);
-	return (first->pid != 0 || db->requested != first->seen || !first->idle_exit) ? 1 : 0;
-}
-
-/* Share keyedstate.max_workers among the databases (KsShared->lock held). */
-static void
-KsSharePoolLocked(int max_workers)
-{
-	int			demand[KS_MAX_DATABASES];
-	int			share[KS_MAX_DATABASES];
-	int			left = max_workers;
-	bool		more = true;
-	int			i;
-
-	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		demand[i] = KsDbDemandLocked(&KsSharedState->dbs[i]);
-		share[i] = 0;
-	}
-	/* every database that asks gets its first worker, even beyond max_workers */
-	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		if (demand[i] > 0)
-		{
-			share[i] = 1;
-			left--;
-		}
-	}
-	/* then one round gives every database that still asks one more */
-	while (left > 0 && more)
-	{
-		more = false;
-		for (i = 0; i < KS_MAX_DATABASES && left > 0; i++)
-		{
-			if (share[i] < demand[i])
-			{
-				share[i]++;
-				left--;
-				more = true;
-			}
-		}
-	}
-	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		KsDbSlot   *db = &KsSharedState->dbs[i];
-		int			n = Max(share[i], 1);
-
-		if (OidIsValid(db->dboid) && db->nworkers != n)
-		{
-			db->nworkers = n;
-			/* its workers reload: those beyond n hand over and leave */
-			KsDatabaseRequestLocked(db->dboid);
-		}
-	}
-}
-
-/* Share keyedstate.max_workers among the databases (see shmem.h). */
-void
-KsLauncherSharePool(int max_workers)
-{
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	KsSharePoolLocked(max_workers);
-	LWLockRelease(KsSharedState->lock);
-}
-
 /* Whether any worker of database slot i runs. */
 bool
 KsLauncherDbRunning(int i)
@@ -590,6 +530,28 @@ KsLauncherForgetDatabase(int i, Oid dboid)
 	if (KsSharedState->dbs[i].dboid == dboid)
 		KsSharedState->dbs[i].dboid = InvalidOid;
 	LWLockRelease(KsSharedState->lock);
+}
+
+/* Free a database slot whose database has no aggregations (see shmem.h). */
+bool
+KsLauncherForgetIfEmpty(int i, Oid *dboid)
+{
+	KsDbSlot   *db = &KsSharedState->dbs[i];
+	bool		forget;
+	int			j;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	*dboid = db->dboid;
+	forget = OidIsValid(db->dboid) && db->empty && db->dropping_pid == 0 &&
+		!KsDbHasWorkerLocked(db) && db->requested == db->workers[0].seen;
+	/* reservations take KsShared->lock too: one in progress shows here */
+	for (j = 0; j < KsSharedState->max_aggs && forget; j++)
+		if (KsSharedState->aggs[j].in_use && KsSharedState->aggs[j].dboid == db->dboid)
+			forget = false;
+	if (forget)
+		db->dboid = InvalidOid;
+	LWLockRelease(KsSharedState->lock);
+	return forget;
 }
 
 /* Serialize writers of the file of databases. */

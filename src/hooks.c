@@ -42,6 +42,7 @@
 #include "utils/memutils.h"
 
 #include "catalog.h"
+#include "dbhooks.h"
 #include "hooks.h"
 #include "settings.h"
 #include "shmem.h"
@@ -56,7 +57,6 @@ static bool ks_xact_callback_registered = false;
 static bool ks_wake_pending = false;
 static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
-static bool ks_drop_database_pending = false;
 static TransactionId ks_reserving_xid = InvalidTransactionId;
 
 /* End of a transaction: do what it asked for (see the banner). */
@@ -89,12 +89,9 @@ KsXactCallback(XactEvent event, void *arg)
 		default:
 			return;
 	}
-	if (ks_drop_database_pending)
-		KsDatabaseDropEnded();
 	ks_wake_pending = false;
 	ks_request_pending = false;
 	ks_interrupt_pending = false;
-	ks_drop_database_pending = false;
 	ks_reserving_xid = InvalidTransactionId;
 }
 
@@ -154,9 +151,11 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 }
 
 /*
- * DROP EXTENSION keyedstate first drops every aggregation of the database
- * (views, live tables, triggers on sources), which do not belong to the
- * extension and would otherwise block it.
+ * DROP EXTENSION keyedstate ... CASCADE first drops every aggregation of
+ * the database (views, live tables, triggers on sources), which do not
+ * belong to the extension and would otherwise block it.  Without CASCADE
+ * it is refused while aggregations exist, as PostgreSQL refuses to drop an
+ * extension that other objects depend on.
  */
 static void
 KsBeforeDropExtension(DropStmt *stmt)
@@ -180,6 +179,20 @@ KsBeforeDropExtension(DropStmt *stmt)
 		KsCatalogOpen(&acc);
 		KsCatalogAll(&views, &ids);
 		KsCatalogClose(&acc);
+		if (stmt->behavior == DROP_RESTRICT && views != NIL)
+		{
+			StringInfoData detail;
+
+			initStringInfo(&detail);
+			foreach(vlc, views)
+				appendStringInfo(&detail, "%saggregation %s depends on extension keyedstate",
+								 detail.len > 0 ? "\n" : "", KsAggName(lfirst_oid(vlc)));
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop extension keyedstate because other objects depend on it"),
+					 errdetail("%s", detail.data),
+					 errhint("Use DROP ... CASCADE to drop the dependent objects too.")));
+		}
 		forboth(vlc, views, ilc, ids)
 		{
 			if (get_rel_name(lfirst_oid(vlc)) != NULL)
@@ -187,28 +200,11 @@ KsBeforeDropExtension(DropStmt *stmt)
 				ObjectAddress addr;
 
 				ObjectAddressSet(addr, RelationRelationId, lfirst_oid(vlc));
-				performDeletion(&addr, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
+				performDeletion(&addr, stmt->behavior, PERFORM_DELETION_INTERNAL);
 			}
 			KsForgetAggregation(lfirst_int(ilc));
 		}
 	}
-}
-
-/*
- * DROP DATABASE by its owner: the worker, a superuser process the owner
- * could not terminate, leaves the database first (see shmem.h).
- */
-static void
-KsBeforeDropDatabase(DropdbStmt *stmt)
-{
-	Oid			dboid = get_database_oid(stmt->dbname, true);
-
-	if (!OidIsValid(dboid) || KsSharedState == NULL ||
-		!pg_database_ownercheck(dboid, GetUserId()))
-		return;
-	KsEnsureXactCallback();
-	ks_drop_database_pending = true;
-	KsDatabaseDropping(dboid);
 }
 
 /*
@@ -510,8 +506,8 @@ KsAfterAlterTable(AlterTableStmt *stmt)
 }
 
 /*
- * ProcessUtility hook: DROP EXTENSION keyedstate, DROP DATABASE, and the
- * commands that change the partitions of a source.
+ * ProcessUtility hook: DROP EXTENSION keyedstate, the database commands
+ * of dbhooks.h, and the commands that change the partitions of a source.
  */
 static void
 KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -523,8 +519,9 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		KsBeforeDropExtension((DropStmt *) parsetree);
-	else if (IsA(parsetree, DropdbStmt))
-		KsBeforeDropDatabase((DropdbStmt *) parsetree);
+	else if (IsA(parsetree, DropdbStmt) || IsA(parsetree, RenameStmt) ||
+			 IsA(parsetree, AlterDatabaseStmt) || IsA(parsetree, CreatedbStmt))
+		KsBeforeDatabaseCommand(parsetree);
 	else if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
 		KsBeforeDropTables((DropStmt *) parsetree);
 	else if (IsA(parsetree, TruncateStmt))
@@ -557,6 +554,8 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	else if (IsA(parsetree, AlterTableStmt) &&
 			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
 		KsAfterAlterTable((AlterTableStmt *) parsetree);
+	else if (IsA(parsetree, CreatedbStmt))
+		KsAfterDatabaseCommand(parsetree);
 }
 
 /* Install the utility hook. */

@@ -22,9 +22,13 @@
 
 #include <unistd.h>
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -35,6 +39,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -140,7 +145,24 @@ KsRememberDatabase(Oid dboid)
 	KsUnlockDatabaseFile();
 }
 
-/* Forget a database that no longer exists. */
+/* Whether the file lists a database (see launcher.h). */
+bool
+KsDatabaseRemembered(Oid dboid)
+{
+	Oid			oids[KS_MAX_DATABASES];
+	int			n;
+	int			i;
+
+	KsLockDatabaseFile();
+	n = KsReadDatabases(oids, KS_MAX_DATABASES);
+	KsUnlockDatabaseFile();
+	for (i = 0; i < n; i++)
+		if (oids[i] == dboid)
+			return true;
+	return false;
+}
+
+/* Forget a database that no longer exists, or has no aggregations. */
 static void
 KsForgetDatabase(Oid dboid)
 {
@@ -159,12 +181,20 @@ KsForgetDatabase(Oid dboid)
 	KsUnlockDatabaseFile();
 }
 
-/* Whether a database exists and accepts connections. */
-static bool
-KsDatabaseUsable(Oid dboid)
+/* What a database is to the launcher: gone, closed to workers, or open. */
+typedef enum KsDbUsability
+{
+	KS_DB_GONE,
+	KS_DB_CLOSED,				/* no connections allowed, or a template: wait */
+	KS_DB_OPEN
+} KsDbUsability;
+
+/* Whether a database exists and accepts connections; its name into name. */
+static KsDbUsability
+KsDatabaseUsability(Oid dboid, NameData *name)
 {
 	HeapTuple	tup;
-	bool		ok = false;
+	KsDbUsability result = KS_DB_GONE;
 
 	StartTransactionCommand();
 	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
@@ -172,11 +202,13 @@ KsDatabaseUsable(Oid dboid)
 	{
 		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
 
-		ok = db->datallowconn && !db->datistemplate;
+		result = (db->datallowconn && !db->datistemplate) ? KS_DB_OPEN : KS_DB_CLOSED;
+		if (name != NULL)
+			namestrcpy(name, NameStr(db->datname));
 		ReleaseSysCache(tup);
 	}
 	CommitTransactionCommand();
-	return ok;
+	return result;
 }
 
 /* Start worker w of a database slot. */
@@ -256,29 +288,41 @@ KsLauncherConsider(int i, int w, TimestampTz now, int *running)
 	/* a database's first worker starts even beyond max_workers (shmem.h) */
 	if (w > 0 && *running >= ks_max_workers)
 	{
+		/* a documented way to run (its aggregations share workers): LOG, not WARNING */
 		if (TimestampDifferenceExceeds(ks_limit_warned, now, KS_LIMIT_WARN_MS))
 		{
+			NameData	name;
+
 			ks_limit_warned = now;
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("keyedstate.max_workers (%d) keeps a worker of database %u from starting",
-							ks_max_workers, dboid),
-					 errdetail("Its aggregations wait, or share the database's other workers."),
-					 errhint("Increase keyedstate.max_workers (and max_worker_processes).")));
+			if (KsDatabaseUsability(dboid, &name) != KS_DB_GONE)
+				ereport(LOG,
+						(errmsg("keyedstate.max_workers (%d) keeps a worker of database \"%s\" from starting",
+								ks_max_workers, NameStr(name)),
+						 errdetail("Its aggregations share the database's other workers."),
+						 errhint("Increase keyedstate.max_workers (and max_worker_processes) to run them apart.")));
 		}
 		return false;
 	}
 
-	if (w == 0 && !KsDatabaseUsable(dboid))
+	if (w == 0)
 	{
-		/* gone (or closed to connections): once none of its workers is left */
-		if (!KsLauncherDbRunning(i))
+		switch (KsDatabaseUsability(dboid, NULL))
 		{
-			KsForgetDatabase(dboid);
-			KsReleaseDatabaseSlots(dboid);
-			KsLauncherForgetDatabase(i, dboid);
+			case KS_DB_GONE:
+				/* dropped: once none of its workers is left */
+				if (!KsLauncherDbRunning(i))
+				{
+					KsForgetDatabase(dboid);
+					KsReleaseDatabaseSlots(dboid);
+					KsLauncherForgetDatabase(i, dboid);
+				}
+				return true;
+			case KS_DB_CLOSED:
+				/* ALLOW_CONNECTIONS false, or a template: until it opens again */
+				return true;
+			case KS_DB_OPEN:
+				break;
 		}
-		return true;
 	}
 	KsLauncherStarted(i, w, now);
 	KsStartDatabaseWorker(i, w, dboid);
@@ -287,9 +331,110 @@ KsLauncherConsider(int i, int w, TimestampTz now, int *running)
 }
 
 /*
+ * Databases the launcher looks into once (see launcher.h): those that
+ * accept connections and the file did not list when it started.
+ */
+static Oid *ks_probes = NULL;
+static int	ks_nprobes = 0;
+static int	ks_next_probe = 0;
+static BackgroundWorkerHandle *ks_probe_handle = NULL;
+
+/* List the databases to look into, all but the `n` remembered ones. */
+static void
+KsListProbes(const Oid *remembered, int n)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	int			max = 16;
+
+	ks_probes = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * max);
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+		int			i;
+
+		if (!db->datallowconn || db->datistemplate)
+			continue;
+		for (i = 0; i < n && remembered[i] != db->oid; i++)
+			;
+		if (i < n)
+			continue;
+		if (ks_nprobes == max)
+		{
+			max *= 2;
+			ks_probes = repalloc(ks_probes, sizeof(Oid) * max);
+		}
+		ks_probes[ks_nprobes++] = db->oid;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+}
+
+/* Start the next probe once the last one is done (one at a time). */
+static void
+KsProbeNext(void)
+{
+	BackgroundWorker worker;
+
+	if (ks_next_probe >= ks_nprobes || KsHandleAlive(ks_probe_handle))
+		return;
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "keyedstate");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "KsProbeMain");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate probe of database %u", ks_probes[ks_next_probe]);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "keyedstate probe");
+	worker.bgw_main_arg = ObjectIdGetDatum(ks_probes[ks_next_probe]);
+	worker.bgw_notify_pid = MyProcPid;
+	if (ks_probe_handle != NULL)
+		pfree(ks_probe_handle);
+	ks_probe_handle = NULL;
+	/* out of background worker slots: the next pass tries again */
+	if (RegisterDynamicBackgroundWorker(&worker, &ks_probe_handle))
+		ks_next_probe++;
+}
+
+/*
+ * Entry point of a probe: remember the database if keyedstate is
+ * installed in it, and ask for its worker (which leaves at once if it has
+ * no aggregation).
+ */
+void
+KsProbeMain(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	bool		installed;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("keyedstate", true));
+	CommitTransactionCommand();
+	if (installed)
+	{
+		KsRememberDatabase(dboid);
+		if (!KsTryRequestDatabaseWorker(dboid, true))
+			ereport(LOG,
+					(errmsg("keyedstate found no free database slot for a database where it is installed"),
+					 errdetail("Its aggregations do not run until one is free.")));
+	}
+	proc_exit(0);
+}
+
+/*
  * One pass: start the workers that should run and do not, every
  * database's first worker before any other; forget the databases that are
- * gone, giving back their aggregations' shared memory.
+ * gone, giving back their aggregations' shared memory, and those left
+ * without aggregations; start the next probe.
  */
 static void
 KsLauncherPass(void)
@@ -300,6 +445,15 @@ KsLauncherPass(void)
 	int			w;
 
 	KsLauncherSharePool(ks_max_workers);
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+	{
+		Oid			dboid;
+
+		/* no aggregation left there (DROP EXTENSION): its slot is free again */
+		if (KsLauncherForgetIfEmpty(i, &dboid))
+			KsForgetDatabase(dboid);
+	}
+	KsProbeNext();
 	for (i = 0; i < KS_MAX_DATABASES; i++)
 		if (!KsLauncherConsider(i, 0, now, &running))
 			return;
@@ -316,7 +470,8 @@ KsLauncherMain(Datum main_arg)
 	Oid			oids[KS_MAX_DATABASES];
 	int			n;
 
-	pqsignal(SIGTERM, die);
+	/* a shutdown is no error: leave quietly at the top of the loop */
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 	/* a reload signalled before our handler was discarded (see worker.c) */
@@ -331,9 +486,12 @@ KsLauncherMain(Datum main_arg)
 	n = KsReadDatabases(oids, KS_MAX_DATABASES);
 	KsUnlockDatabaseFile();
 	KsLauncherAttach(oids, n);
+	KsListProbes(oids, n);
 
 	for (;;)
 	{
+		if (ShutdownRequestPending)
+			proc_exit(0);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

@@ -271,6 +271,7 @@ KsBeginForeignScan(ForeignScanState *node, int eflags)
 	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
 		return;
 	KsRequirePreload();
+	KsRequirePrimary(NULL);
 	if (ss->lookup)
 	{
 		KsLookupPlan lp = {0};

@@ -20,6 +20,9 @@
 #include "common/int.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -180,6 +183,50 @@ KsColumnSequence(Oid relid, AttrNumber attnum)
 	return InvalidOid;
 }
 
+/*
+ * The sequence whose nextval() a column's default calls (under implicit
+ * casts), or InvalidOid: to say why a column whose sequence it does not
+ * own is no offset column.
+ */
+static Oid
+KsDefaultSequence(Relation rel, AttrNumber attnum)
+{
+	Node	   *expr = build_column_default(rel, attnum);
+
+	while (expr != NULL && IsA(expr, FuncExpr) &&
+		   ((FuncExpr *) expr)->funcformat == COERCE_IMPLICIT_CAST &&
+		   list_length(((FuncExpr *) expr)->args) == 1)
+		expr = linitial(((FuncExpr *) expr)->args);
+	if (expr != NULL && IsA(expr, FuncExpr) && ((FuncExpr *) expr)->funcid == F_NEXTVAL &&
+		list_length(((FuncExpr *) expr)->args) == 1 &&
+		IsA(linitial(((FuncExpr *) expr)->args), Const) &&
+		!((Const *) linitial(((FuncExpr *) expr)->args))->constisnull)
+		return DatumGetObjectId(((Const *) linitial(((FuncExpr *) expr)->args))->constvalue);
+	return InvalidOid;
+}
+
+/* Refuse an offset column filled from a sequence it does not own, saying so. */
+static void
+KsRefuseUnownedSequence(Relation rel, AttrNumber attnum)
+{
+	Oid			seqoid = KsDefaultSequence(rel, attnum);
+	const char *attname = NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname);
+
+	if (!OidIsValid(seqoid))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("offset column \"%s\" takes its values from sequence \"%s\", which it does not own",
+					attname, get_rel_name(seqoid)),
+			 errdetail("keyedstate consumes a table in the order of an identity column, or of a column that owns its sequence (serial, bigserial, or OWNED BY)."),
+			 errhint("Make the column own it: ALTER SEQUENCE %s OWNED BY %s.%s.",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(seqoid)),
+												get_rel_name(seqoid)),
+					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												RelationGetRelationName(rel)),
+					 quote_identifier(attname))));
+}
+
 /* Whether a column can carry offsets. */
 static bool
 KsIsOffsetType(Oid typid)
@@ -215,6 +262,8 @@ KsSourceOffsetColumn(Relation rel, const char *colname, Oid *seqoid)
 					(errcode(ERRCODE_DATATYPE_MISMATCH),
 					 errmsg("offset column \"%s\" must be of type smallint, integer or bigint", colname)));
 		*seqoid = KsColumnSequence(relid, attnum);
+		if (!OidIsValid(*seqoid))
+			KsRefuseUnownedSequence(rel, attnum);
 		if (!OidIsValid(*seqoid))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -255,6 +304,16 @@ KsSourceOffsetColumn(Relation rel, const char *colname, Oid *seqoid)
 			found = att->attnum;
 			*seqoid = s;
 		}
+	}
+	/* a sequence-filled integer primary key whose sequence it does not own */
+	if (ncandidates == 0 && OidIsValid(pkoid))
+	{
+		Relation	idx = index_open(pkoid, AccessShareLock);
+		AttrNumber	attnum = idx->rd_index->indnatts == 1 ? idx->rd_index->indkey.values[0] : 0;
+
+		index_close(idx, AccessShareLock);
+		if (attnum > 0 && KsIsOffsetType(TupleDescAttr(desc, attnum - 1)->atttypid))
+			KsRefuseUnownedSequence(rel, attnum);
 	}
 	if (ncandidates == 0)
 		ereport(ERROR,

@@ -317,3 +317,83 @@ KsAggSlotsIdle(Oid dboid, const Datum *ids, int n)
 	LWLockRelease(KsSharedState->lock);
 	return idle;
 }
+
+/* --- the pool of the server: keyedstate.max_workers shared among databases --- */
+
+/*
+ * How many workers a database asks for (KsShared->lock held): one per
+ * aggregation, and one when it has none yet but a worker should start
+ * (a request, or a worker to restart); none when it is idle.
+ */
+static int
+KsDbDemandLocked(KsDbSlot *db)
+{
+	KsDbWorker *first = &db->workers[0];
+
+	if (!OidIsValid(db->dboid) || db->dropping_pid != 0)
+		return 0;
+	if (db->naggs > 0)
+		return Min(db->naggs, KS_MAX_DB_WORKERS);
+	return (first->pid != 0 || db->requested != first->seen || !first->idle_exit) ? 1 : 0;
+}
+
+/* Share keyedstate.max_workers among the databases (KsShared->lock held). */
+void
+KsSharePoolLocked(int max_workers)
+{
+	int			demand[KS_MAX_DATABASES];
+	int			share[KS_MAX_DATABASES];
+	int			left = max_workers;
+	bool		more = true;
+	int			i;
+
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+	{
+		demand[i] = KsDbDemandLocked(&KsSharedState->dbs[i]);
+		share[i] = 0;
+	}
+	/* every database that asks gets its first worker, even beyond max_workers */
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+	{
+		if (demand[i] > 0)
+		{
+			share[i] = 1;
+			left--;
+		}
+	}
+	/* then one round gives every database that still asks one more */
+	while (left > 0 && more)
+	{
+		more = false;
+		for (i = 0; i < KS_MAX_DATABASES && left > 0; i++)
+		{
+			if (share[i] < demand[i])
+			{
+				share[i]++;
+				left--;
+				more = true;
+			}
+		}
+	}
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+	{
+		KsDbSlot   *db = &KsSharedState->dbs[i];
+		int			n = Max(share[i], 1);
+
+		if (OidIsValid(db->dboid) && db->nworkers != n)
+		{
+			db->nworkers = n;
+			/* its workers reload: those beyond n hand over and leave */
+			KsDatabaseRequestLocked(db->dboid);
+		}
+	}
+}
+
+/* Share keyedstate.max_workers among the databases (see shmem.h). */
+void
+KsLauncherSharePool(int max_workers)
+{
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	KsSharePoolLocked(max_workers);
+	LWLockRelease(KsSharedState->lock);
+}

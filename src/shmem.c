@@ -13,6 +13,7 @@
 #include <signal.h>
 
 #include "access/transam.h"
+#include "access/xlog.h"
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
@@ -130,6 +131,25 @@ KsRequirePreload(void)
 				 errmsg("keyedstate is not loaded"),
 				 errdetail("The keyedstate worker and its shared memory exist only when the library is preloaded."),
 				 errhint("Add keyedstate to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* Error out during recovery (see shmem.h), as PostgreSQL's own commands do. */
+void
+KsRequirePrimary(const char *what)
+{
+	if (!RecoveryInProgress())
+		return;
+	if (what == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("keyedstate aggregations cannot be read during recovery"),
+				 errdetail("Aggregations run only on a primary server: a standby has their checkpoints, not their live state."),
+				 errhint("Read them on the primary server.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot execute %s during recovery", what),
+			 errdetail("Aggregations run only on a primary server."),
+			 errhint("Call it on the primary server.")));
 }
 
 /*

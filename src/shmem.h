@@ -210,7 +210,8 @@ typedef struct KsDbSlot
 	uint32		requested;		/* bumped when a backend wants a worker */
 	int			naggs;			/* its aggregations, as its workers last saw */
 	int			nworkers;		/* its pool: its share of max_workers (launcher) */
-	int			dropping_pid;	/* a backend dropping the database, or 0 */
+	int			dropping_pid;	/* a backend keeping the workers away, or 0 */
+	bool		empty;			/* its first worker found no aggregation and left */
 	uint64		interrupt_requests; /* interrupts asked for its aggregations */
 	KsDbWorker	workers[KS_MAX_DB_WORKERS];
 } KsDbSlot;
@@ -237,6 +238,12 @@ extern void KsShmemInit(void);
 
 /* Error out unless keyedstate was preloaded (the hint names the setting). */
 extern void KsRequirePreload(void);
+
+/*
+ * Error out during recovery (on a standby), where no worker runs: reading
+ * an aggregation (`what` NULL) or calling the control function `what`.
+ */
+extern void KsRequirePrimary(const char *what);
 
 /* This process's mapping of the shared DSA, creating the area if needed. */
 extern dsa_area *KsGetDsa(void);
@@ -312,16 +319,21 @@ extern int64 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname,
  */
 extern void KsRequestDatabaseWorker(Oid dboid, bool bump);
 
+/* The same, but false instead of an error when no database slot is free. */
+extern bool KsTryRequestDatabaseWorker(Oid dboid, bool bump);
+
 /* Wake the workers of a database, if any run. */
 extern void KsWakeDatabaseWorker(Oid dboid);
 
 /*
- * DROP DATABASE: make the database's workers leave, and keep the launcher
- * from starting others until this backend's transaction ends (see
- * KsDatabaseDropEnded).  Waits up to a few seconds for them to exit.
+ * DROP DATABASE, and the commands that need a database to themselves
+ * (ALTER DATABASE ... RENAME and SET TABLESPACE, CREATE DATABASE with it as
+ * the template): make its workers leave, and keep the launcher from
+ * starting others until this backend's transaction ends (see
+ * KsDatabaseKeepAwayEnded).  Waits up to a few seconds for them to exit.
  */
-extern void KsDatabaseDropping(Oid dboid);
-extern void KsDatabaseDropEnded(void);
+extern void KsDatabaseKeepAway(Oid dboid);
+extern void KsDatabaseKeepAwayEnded(void);
 
 /* --- the worker --- */
 
@@ -349,7 +361,9 @@ extern int	KsDatabaseSetPool(int naggregations);
 
 /*
  * Leave if nothing was requested since `seen` and no aggregation is
- * assigned to this worker; returns whether to leave.
+ * assigned to this worker; returns whether to leave.  When the database
+ * has no aggregation at all, the launcher may then forget it
+ * (KsLauncherForgetIfEmpty).
  */
 extern bool KsDatabaseIdleExit(uint32 seen);
 
@@ -490,6 +504,13 @@ extern void KsLauncherStarted(int i, int w, TimestampTz now);
  */
 extern void KsLauncherForgetDatabase(int i, Oid dboid);
 
+/*
+ * Free database slot i if its workers left finding no aggregation, no
+ * request came since, and none of its aggregation slots is in use (a
+ * creating transaction reserves one); *dboid is the database forgotten.
+ */
+extern bool KsLauncherForgetIfEmpty(int i, Oid *dboid);
+
 
 /* --- internal to shmem.c, dbslots.c and pool.c (KsShared->lock held exclusive) --- */
 
@@ -504,6 +525,9 @@ extern void KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid);
 
 /* Bump a database's request counter and wake its workers and the launcher. */
 extern void KsDatabaseRequestLocked(Oid dboid);
+
+/* Share keyedstate.max_workers among the databases (pool.c). */
+extern void KsSharePoolLocked(int max_workers);
 
 /*
  * Ask the workers of a database to reload, if it has a database slot;

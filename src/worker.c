@@ -48,6 +48,7 @@
 #include "utils/syscache.h"
 
 #include "catalog.h"
+#include "launcher.h"
 #include "run.h"
 #include "step.h"
 #include "store.h"
@@ -58,6 +59,7 @@
 #define KS_STORE_FREE_SLICE_MS	10
 
 static MemoryContext ks_worker_cxt = NULL;
+static bool ks_database_remembered = false;
 static List *ks_runs = NIL;
 
 /* The definitions changed (relcache invalidation of keyedstate.aggregation). */
@@ -152,6 +154,12 @@ KsReloadRuns(void)
 
 	/* the pool: one worker per aggregation, up to keyedstate.max_workers */
 	nworkers = KsDatabaseSetPool(list_length(defs));
+	/* the file may not list us (a promoted standby, a copy): it does now */
+	if (defs != NIL && !ks_database_remembered)
+	{
+		KsRememberDatabase(MyDatabaseId);
+		ks_database_remembered = true;
+	}
 	foreach(lc, defs)
 	{
 		KsAggDef   *def = lfirst(lc);

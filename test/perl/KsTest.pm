@@ -21,12 +21,13 @@ our @EXPORT = qw(ks_node ks_wait_for ks_mismatches ks_sync ks_worker_pid
   ks_sync_all ks_holds ks_script ks_pgbench);
 
 # A started cluster with keyedstate preloaded; $conf is appended to
-# postgresql.conf after the defaults, so it can override them.
+# postgresql.conf after the defaults, so it can override them; %init goes
+# to init (allows_streaming => 1 for a primary).
 sub ks_node
 {
-	my ($name, $conf) = @_;
+	my ($name, $conf, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'keyedstate'
 max_worker_processes = 16

@@ -10,6 +10,7 @@ use KsTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time sleep);
 
 my $node = ks_node('dbs', "keyedstate.max_shared_memory = '2MB'\n");
 
@@ -110,8 +111,65 @@ ks_holds(3, sub { failures_logged() == 1 });
 is(failures_logged(), 1, 'the failure is logged once');
 $node->safe_psql('db_a', "SELECT keyedstate.drop_aggregation('fussy')");
 
+# Whether ev_sum of database $db takes a new row and equals its oracle.
+sub runs_exactly
+{
+	my ($db) = @_;
+	$node->safe_psql($db, 'INSERT INTO ev (k, v) VALUES (3, 3)');
+	return $node->safe_psql($db, "SELECT keyedstate.sync('ev_sum', '30s') > 0") eq 't' &&
+	  ks_mismatches($node, $db, 'SELECT k, s FROM ev_sum', 'SELECT k, sum(v) FROM ev GROUP BY k') eq '0';
+}
+
+# The file of the databases the launcher starts workers for.
+sub remembered
+{
+	my $f = $node->data_dir . '/keyedstate.databases';
+	return -e $f ? join(' ', sort split /\s+/, slurp_file($f)) : '';
+}
+
+# the commands that need a database to themselves work while it has
+# aggregations (their workers leave for the command, then come back), and
+# a copy of it runs its copies of the aggregations
+$node->safe_psql('postgres', 'ALTER DATABASE db_a RENAME TO db_a2');
+ok(runs_exactly('db_a2'), 'ALTER DATABASE ... RENAME works, and the aggregation runs on');
+$node->safe_psql('postgres', 'CREATE DATABASE db_copy TEMPLATE db_a2');
+ok(runs_exactly('db_a2'), 'CREATE DATABASE ... TEMPLATE a database with aggregations works');
+ok(ks_wait_for($node, 'db_copy', "SELECT state = 'running' FROM keyedstate.status WHERE name = 'ev_sum'", 30)
+	  && runs_exactly('db_copy'), "the copy's aggregation runs, exactly");
+$node->safe_psql('postgres', 'ALTER DATABASE db_a2 RENAME TO db_a');
+my $copy_oid = $node->safe_psql('postgres', "SELECT oid FROM pg_database WHERE datname = 'db_copy'");
+
+# closed to connections for a while: not forgotten, it runs again once open
+$node->safe_psql('postgres', q{
+ALTER DATABASE db_copy ALLOW_CONNECTIONS false;
+SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'db_copy';
+});
+ok(ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = 'db_copy'", 30),
+	'(precondition) no worker in a database closed to connections');
+ok(ks_holds(2, sub { remembered() =~ /\b$copy_oid\b/ }),
+	'a database closed to connections stays remembered');
+$node->safe_psql('postgres', 'ALTER DATABASE db_copy ALLOW_CONNECTIONS true');
+ok(runs_exactly('db_copy'), 'a database closed to connections for a while runs again once open');
+$node->restart;
+ok(runs_exactly('db_copy'), '... also after a restart');
+
+# a database the file does not list (a promoted standby, an upgrade): found
+unlink($node->data_dir . '/keyedstate.databases');
+$node->restart;
+ok(runs_exactly('db_a') && runs_exactly('db_copy'),
+	'databases missing from the file of databases are found at start');
+
+# DROP EXTENSION stops the worker of that database, and it is forgotten
+$node->safe_psql('db_copy', 'DROP EXTENSION keyedstate CASCADE');
+ok(ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE datname = 'db_copy'", 30),
+	'(precondition) the worker of a database without keyedstate leaves');
+my $deadline = time() + 30;
+sleep(0.1) while remembered() =~ /\b$copy_oid\b/ && time() < $deadline;
+unlike(remembered(), qr/\b$copy_oid\b/, 'a database whose extension was dropped is forgotten');
+$node->safe_psql('postgres', 'DROP DATABASE db_copy');
+
 # DROP EXTENSION stops the worker of that database
-$node->safe_psql('db_b', 'DROP EXTENSION keyedstate');
+$node->safe_psql('db_b', 'DROP EXTENSION keyedstate CASCADE');
 ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'db_b'",
 	$PostgreSQL::Test::Utils::timeout_default)
   or die 'worker of db_b did not stop';
