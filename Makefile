@@ -36,6 +36,7 @@ OBJS = \
 	src/recovery.o \
 	src/seed.o \
 	src/run.o \
+	src/owner.o \
 	src/runlife.o \
 	src/step.o \
 	src/worker.o \

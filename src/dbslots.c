@@ -380,15 +380,16 @@ KsDatabaseRequestsSeen(uint32 seen)
 
 /* Report the database's number of aggregations; returns its pool (see shmem.h). */
 int
-KsDatabaseSetPool(int naggregations)
+KsDatabaseSetPool(int naggregations, int nowners)
 {
 	int			n;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	if (ks_mydb->naggs != naggregations)
+	if (ks_mydb->naggs != naggregations || ks_mydb->nowners != nowners)
 	{
 		/* share the pool again now, so that a new aggregation finds its worker */
 		ks_mydb->naggs = naggregations;
+		ks_mydb->nowners = nowners;
 		KsSharePoolLocked(ks_max_workers);
 		KsSetLatchOf(KsSharedState->launcher_procno);
 	}
@@ -499,6 +500,18 @@ KsLauncherWantsWorker(int i, int w, TimestampTz now, int min_gap_ms, int restart
 		  TimestampDifferenceExceeds(worker->last_start, now, restart_ms)));
 	LWLockRelease(KsSharedState->lock);
 	return wanted;
+}
+
+/* Whether worker w of database slot i is one its owners' need (see shmem.h). */
+bool
+KsLauncherOwnersWorker(int i, int w)
+{
+	bool		needed;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	needed = w < KsSharedState->dbs[i].nowners;
+	LWLockRelease(KsSharedState->lock);
+	return needed;
 }
 
 /* Whether any worker of database slot i runs. */

@@ -285,8 +285,8 @@ KsLauncherConsider(int i, int w, TimestampTz now, int *running)
 	if (KsHandleAlive(ks_handles[i][w]))
 		return true;
 
-	/* a database's first worker starts even beyond max_workers (shmem.h) */
-	if (w > 0 && *running >= ks_max_workers)
+	/* a database's first worker, and one per owner, start even beyond max_workers */
+	if (w > 0 && *running >= ks_max_workers && !KsLauncherOwnersWorker(i, w))
 	{
 		/* a documented way to run (its aggregations share workers): LOG, not WARNING */
 		if (TimestampDifferenceExceeds(ks_limit_warned, now, KS_LIMIT_WARN_MS))

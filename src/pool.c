@@ -24,8 +24,6 @@
 
 #include "shmem.h"
 
-static int	KsLeastLoaded(const int *loads, int nworkers);
-
 /* Whether a slot's runner is a live process other than this one. */
 static bool
 KsRunnerElsewhere(KsAggSlot *slot)
@@ -82,13 +80,11 @@ KsWorkerOwnersLocked(Oid dboid, int nworkers, Oid *owners, bool *mixed)
 }
 
 /*
- * The worker for an aggregation of `owner`: a worker runs one session for
- * all its aggregations, and some session state outlives a step (PL/pgSQL
- * compiles a function once per session, resolving the types it declares
- * with the search_path of the step that called it first).  So aggregations
- * of different owners share a worker only when there are more owners than
- * workers: an empty worker first, then the least loaded one running only
- * this owner's, then the least loaded of all.
+ * The worker for an aggregation of `owner`: an empty worker first (so
+ * that parts spread), then the least loaded one running only this owner's;
+ * -1 if every worker runs another owner's (see owner.h: a worker never
+ * runs several owners' aggregations).  The aggregation then waits, and
+ * KsBalanceAggSlots empties a worker of an owner that has several.
  */
 static int
 KsChooseWorkerLocked(Oid dboid, int nworkers, Oid owner)
@@ -101,27 +97,11 @@ KsChooseWorkerLocked(Oid dboid, int nworkers, Oid owner)
 
 	KsCountLoadsLocked(dboid, nworkers, loads);
 	KsWorkerOwnersLocked(dboid, nworkers, owners, mixed);
-	for (w = 0; w < nworkers && best < 0; w++)
+	for (w = 0; w < nworkers; w++)
 		if (loads[w] == 0)
-			best = w;
-	if (best < 0)
-	{
-		for (w = 0; w < nworkers; w++)
-			if (!mixed[w] && owners[w] == owner && (best < 0 || loads[w] < loads[best]))
-				best = w;
-	}
-	return best >= 0 ? best : KsLeastLoaded(loads, nworkers);
-}
-
-/* The least loaded worker below n, the lowest number among equals. */
-static int
-KsLeastLoaded(const int *loads, int nworkers)
-{
-	int			best = 0;
-	int			w;
-
-	for (w = 1; w < nworkers; w++)
-		if (loads[w] < loads[best])
+			return w;
+	for (w = 0; w < nworkers; w++)
+		if (!mixed[w] && owners[w] == owner && (best < 0 || loads[w] < loads[best]))
 			best = w;
 	return best;
 }
@@ -157,11 +137,19 @@ KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int n
 		slot->owner = owner;
 		LWLockRelease(&slot->lock);
 	}
+	else if (slot->owner != owner)
+	{
+		/* ALTER VIEW ... OWNER TO: it may no longer share its worker's owner */
+		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+		slot->owner = owner;
+		LWLockRelease(&slot->lock);
+		slot->worker = -1;
+	}
 	if (slot->worker < 0 || slot->worker >= nworkers)
 	{
 		slot->worker = KsChooseWorkerLocked(dboid, nworkers, owner);
 		/* its worker may not run: the request makes the launcher start it */
-		if (slot->worker != KsDatabaseWorkerIndex())
+		if (slot->worker >= 0 && slot->worker != KsDatabaseWorkerIndex())
 			KsDatabaseRequestLocked(dboid);
 	}
 	w = slot->worker;
@@ -169,7 +157,47 @@ KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int n
 	return w;
 }
 
-/* Move one aggregation between workers if their loads differ by two (see shmem.h). */
+/* The newest aggregation of the database on worker w, of `owner` if valid. */
+static KsAggSlot *
+KsNewestOnLocked(Oid dboid, int w, Oid owner, bool other_owner)
+{
+	KsAggSlot  *found = NULL;
+	int			i;
+
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+		Oid			o;
+
+		if (!slot->in_use || slot->dboid != dboid || slot->worker != w ||
+			(found != NULL && slot->aggid <= found->aggid))
+			continue;
+		LWLockAcquire(&slot->lock, LW_SHARED);
+		o = slot->owner;
+		LWLockRelease(&slot->lock);
+		if (!OidIsValid(owner) || (o == owner) != other_owner)
+			found = slot;
+	}
+	return found;
+}
+
+/* Whether an aggregation of the database waits for a worker (lock held). */
+static bool
+KsAnyUnassignedLocked(Oid dboid, int nworkers)
+{
+	int			i;
+
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+		if (slot->in_use && slot->dboid == dboid && (slot->worker < 0 || slot->worker >= nworkers))
+			return true;
+	}
+	return false;
+}
+
+/* Move one aggregation between workers, never mixing owners (see shmem.h). */
 void
 KsBalanceAggSlots(Oid dboid, int nworkers)
 {
@@ -177,43 +205,69 @@ KsBalanceAggSlots(Oid dboid, int nworkers)
 	Oid			owners[KS_MAX_DB_WORKERS];
 	bool		mixed[KS_MAX_DB_WORKERS];
 	int			most = 0;
-	int			least = -1;
+	int			from = -1;
+	int			to = -1;
 	int			w;
-	int			i;
+	int			v;
 	KsAggSlot  *move = NULL;
-	Oid			owner;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	KsCountLoadsLocked(dboid, nworkers, loads);
 	KsWorkerOwnersLocked(dboid, nworkers, owners, mixed);
+
+	/* 1. a worker given several owners' (before an owner change): one leaves it */
+	for (w = 0; w < nworkers && move == NULL; w++)
+		if (mixed[w])
+			move = KsNewestOnLocked(dboid, w, owners[w], true);
+	if (move != NULL)
+	{
+		move->worker = -1;
+		KsDatabaseRequestLocked(dboid);
+		LWLockRelease(KsSharedState->lock);
+		return;
+	}
+
+	/*
+	 * 2. an aggregation waits for a worker of its own: the least loaded
+	 * worker of an owner that has several gives one of its aggregations to
+	 * that owner's other least loaded worker, until it is empty
+	 */
+	if (KsAnyUnassignedLocked(dboid, nworkers))
+	{
+		for (w = 0; w < nworkers; w++)
+			for (v = 0; v < nworkers; v++)
+				if (v != w && loads[w] > 0 && loads[v] > 0 && owners[v] == owners[w] &&
+					(from < 0 || loads[w] < loads[from] ||
+					 (w == from && loads[v] < loads[to])))
+				{
+					from = w;
+					to = v;
+				}
+		if (from >= 0 && (move = KsNewestOnLocked(dboid, from, InvalidOid, false)) != NULL)
+		{
+			move->worker = to;
+			KsDatabaseRequestLocked(dboid);
+		}
+		LWLockRelease(KsSharedState->lock);
+		return;
+	}
+
+	/* 3. the newest aggregation of the most loaded worker moves, if loads differ by two */
 	for (w = 1; w < nworkers; w++)
 		if (loads[w] > loads[most])
 			most = w;
-	/* the newest aggregation of the most loaded worker moves */
-	for (i = 0; i < KsSharedState->max_aggs; i++)
-	{
-		KsAggSlot  *slot = &KsSharedState->aggs[i];
-
-		if (slot->in_use && slot->dboid == dboid && slot->worker == most &&
-			(move == NULL || slot->aggid > move->aggid))
-			move = slot;
-	}
+	move = KsNewestOnLocked(dboid, most, InvalidOid, false);
 	if (move != NULL)
 	{
-		LWLockAcquire(&move->lock, LW_SHARED);
-		owner = move->owner;
-		LWLockRelease(&move->lock);
-		/* to a worker it does not share with another owner (see KsChooseWorkerLocked) */
+		/* to an empty worker, or one running only its owner's */
 		for (w = 0; w < nworkers; w++)
-			if ((loads[w] == 0 || (!mixed[w] && owners[w] == owner)) &&
-				(least < 0 || loads[w] < loads[least]))
-				least = w;
-		if (least < 0 && mixed[most])
-			least = KsLeastLoaded(loads, nworkers);
+			if ((loads[w] == 0 || (!mixed[w] && owners[w] == owners[most])) &&
+				(to < 0 || loads[w] < loads[to]))
+				to = w;
 	}
-	if (move != NULL && least >= 0 && loads[most] - loads[least] >= 2)
+	if (move != NULL && to >= 0 && loads[most] - loads[to] >= 2)
 	{
-		move->worker = least;
+		move->worker = to;
 		/* the old worker hands it over at its reload, the new one claims it */
 		KsDatabaseRequestLocked(dboid);
 	}
@@ -352,13 +406,16 @@ KsSharePoolLocked(int max_workers)
 		demand[i] = KsDbDemandLocked(&KsSharedState->dbs[i]);
 		share[i] = 0;
 	}
-	/* every database that asks gets its first worker, even beyond max_workers */
+	/*
+	 * every database that asks gets its first worker, and each owner of its
+	 * aggregations one (owner.h), even beyond max_workers
+	 */
 	for (i = 0; i < KS_MAX_DATABASES; i++)
 	{
 		if (demand[i] > 0)
 		{
-			share[i] = 1;
-			left--;
+			share[i] = Min(Max(KsSharedState->dbs[i].nowners, 1), demand[i]);
+			left -= share[i];
 		}
 	}
 	/* then one round gives every database that still asks one more */

@@ -17,7 +17,6 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
-#include "catalog/pg_db_role_setting.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -38,6 +37,7 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "owner.h"
 #include "run.h"
 #include "settings.h"
 
@@ -326,60 +326,6 @@ KsRunInitProcess(void)
 	KsAcceptCancels(false);
 }
 
-/*
- * The owner's statement_timeout, in ms, from ALTER ROLE ... [IN DATABASE]
- * SET or ALTER DATABASE ... SET, in the order a login of the owner would
- * apply them; 0 if none is set.
- */
-static int
-KsOwnerStatementTimeout(Oid owner)
-{
-	Oid			dbs[3] = {MyDatabaseId, InvalidOid, MyDatabaseId};
-	Oid			roles[3] = {owner, owner, InvalidOid};
-	Relation	rel;
-	int			result = -1;
-	int			i;
-
-	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
-	for (i = 0; i < 3 && result < 0; i++)
-	{
-		ScanKeyData keys[2];
-		SysScanDesc scan;
-		HeapTuple	tup;
-
-		ScanKeyInit(&keys[0], Anum_pg_db_role_setting_setdatabase, BTEqualStrategyNumber,
-					F_OIDEQ, ObjectIdGetDatum(dbs[i]));
-		ScanKeyInit(&keys[1], Anum_pg_db_role_setting_setrole, BTEqualStrategyNumber,
-					F_OIDEQ, ObjectIdGetDatum(roles[i]));
-		scan = systable_beginscan(rel, DbRoleSettingDatidRolidIndexId, true, NULL, 2, keys);
-		tup = systable_getnext(scan);
-		if (HeapTupleIsValid(tup))
-		{
-			bool		isnull;
-			Datum		d = heap_getattr(tup, Anum_pg_db_role_setting_setconfig,
-										 RelationGetDescr(rel), &isnull);
-
-			if (!isnull)
-			{
-				ListCell   *lc;
-
-				foreach(lc, KsTextArrayToList(d))
-				{
-					char	   *item = lfirst(lc);
-					int			ms;
-
-					if (pg_strncasecmp(item, "statement_timeout=", 18) == 0 &&
-						parse_int(item + 18, &ms, GUC_UNIT_MS, NULL))
-						result = ms;
-				}
-			}
-		}
-		systable_endscan(scan);
-	}
-	table_close(rel, AccessShareLock);
-	return Max(result, 0);
-}
-
 /* The bound on one step: the setting, or the owner's statement_timeout if smaller. */
 static int
 KsStepTimeout(KsAggRun *run)
@@ -414,6 +360,18 @@ KsRunBegin(KsAggRun *run)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("the view of aggregation %s no longer exists", run->name)));
+	/* one owner's code per process (owner.h): leave, a fresh worker runs it */
+	if (!KsProcessMayRun(run->owner))
+	{
+		ereport(LOG,
+				(errmsg("keyedstate worker leaves before running aggregation %s: it ran another owner's code",
+						run->name)));
+		ks_term_requested_at = GetCurrentTimestamp();
+		ks_term_requested = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("keyedstate worker leaves for a fresh one")));
+	}
 	/*
 	 * The aggregation's settings, for this step only: undone at its end
 	 * with whatever its user code set, so that no setting (a custom one

@@ -209,6 +209,7 @@ typedef struct KsDbSlot
 	Oid			dboid;			/* InvalidOid if free */
 	uint32		requested;		/* bumped when a backend wants a worker */
 	int			naggs;			/* its aggregations, as its workers last saw */
+	int			nowners;		/* ... and their owners: each gets a worker (owner.h) */
 	int			nworkers;		/* its pool: its share of max_workers (launcher) */
 	int			dropping_pid;	/* a backend keeping the workers away, or 0 */
 	bool		empty;			/* its first worker found no aggregation and left */
@@ -357,7 +358,7 @@ extern void KsDatabaseRequestsSeen(uint32 seen);
  * Report the database's number of aggregations (waking the launcher when
  * it changed, to share the pool again); returns the database's pool size.
  */
-extern int	KsDatabaseSetPool(int naggregations);
+extern int	KsDatabaseSetPool(int naggregations, int nowners);
 
 /*
  * Leave if nothing was requested since `seen` and no aggregation is
@@ -494,6 +495,12 @@ extern void KsLauncherSharePool(int max_workers);
 
 /* Whether any worker of database slot i runs. */
 extern bool KsLauncherDbRunning(int i);
+
+/*
+ * Whether worker w of database slot i is one of those its owners need,
+ * one each (owner.h): started even beyond keyedstate.max_workers.
+ */
+extern bool KsLauncherOwnersWorker(int i, int w);
 
 /* The launcher started worker w for slot i. */
 extern void KsLauncherStarted(int i, int w, TimestampTz now);

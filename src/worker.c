@@ -110,6 +110,18 @@ KsFindRun(int32 id)
 	return NULL;
 }
 
+/* How many owners the definitions' views have. */
+static int
+KsCountOwners(List *defs)
+{
+	List	   *owners = NIL;
+	ListCell   *lc;
+
+	foreach(lc, defs)
+		owners = list_append_unique_oid(owners, KsRelationOwner(((KsAggDef *) lfirst(lc))->view_oid));
+	return list_length(owners);
+}
+
 /*
  * Re-read the aggregations of this database: size the pool and assign
  * them to its workers, start runs for those assigned to this worker,
@@ -153,7 +165,7 @@ KsReloadRuns(void)
 	ids = palloc(sizeof(int32) * Max(list_length(defs), 1));
 
 	/* the pool: one worker per aggregation, up to keyedstate.max_workers */
-	nworkers = KsDatabaseSetPool(list_length(defs));
+	nworkers = KsDatabaseSetPool(list_length(defs), KsCountOwners(defs));
 	/* the file may not list us (a promoted standby, a copy): it does now */
 	if (defs != NIL && !ks_database_remembered)
 	{

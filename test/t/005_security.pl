@@ -827,13 +827,13 @@ is($node->safe_psql($db, q{SELECT coalesce(string_agg(format('k=%s tz=%s', k, tz
 	"3: a TimeZone set by one owner's function does not reach another owner's aggregation");
 is($node->safe_psql($db, 'SELECT count(*) FROM reader.seen'), '3', '3: (precondition) the reader saw its three rows');
 
-# 3i. nor do the settings one owner's aggregation captured (a custom one, and
-# a setting of an extension) reach another owner's, in the same worker, while
-# that one runs or after it is dropped
+# 3i. nor do the settings one aggregation captured (a custom one, and a
+# setting of an extension) reach another that the same worker runs, while
+# it runs or after it is dropped.  A worker runs one owner's aggregations
+# only (owner.h), even with keyedstate.max_workers = 1, so the two are the
+# same owner's.
 $node->safe_psql($db, 'ALTER SYSTEM SET keyedstate.max_workers = 1');
 $node->reload;
-ok(ks_wait_for($node, $db, q{SELECT count(DISTINCT worker) = 1 FROM keyedstate.workers}, 60),
-	'3i: (precondition) one worker runs every aggregation');
 as_role($node, 'regress_setter', q{
 SET myapp.flag = 'captured-by-setter';
 SET plpgsql.check_asserts = off;
@@ -842,24 +842,34 @@ SELECT keyedstate.create_aggregation('setter.captures', 'SELECT k, count(*) AS n
 INSERT INTO setter.cap (k) VALUES (1);
 SELECT keyedstate.sync('setter.captures');
 });
-as_role($node, 'regress_reader', q{
-CREATE FUNCTION reader.positive(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+as_role($node, 'regress_setter', q{
+CREATE FUNCTION setter.positive(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
 	$$ BEGIN ASSERT $1 > 0, 'not positive'; RETURN $1; END $$;
-CREATE TABLE reader.asserted (id bigserial PRIMARY KEY, k int NOT NULL);
-SELECT keyedstate.create_aggregation('reader.checked', 'SELECT reader.positive(k) AS k, count(*) AS n FROM reader.asserted GROUP BY 1');
-INSERT INTO reader.ev (k) VALUES (4);
-SELECT keyedstate.sync('reader.seen');
+CREATE TABLE setter.asserted (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('setter.checked', 'SELECT setter.positive(k) AS k, count(*) AS n FROM setter.asserted GROUP BY 1');
+CREATE TABLE setter.seen (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('setter.seen_flags',
+	'SELECT k, pg_catalog.current_setting(''myapp.flag'', true) AS flag, count(*) AS n FROM setter.seen GROUP BY 1, 2');
+INSERT INTO setter.seen (k) VALUES (4);
+SELECT keyedstate.sync('setter.seen_flags');
 });
+ok(ks_wait_for($node, $db, q{SELECT count(DISTINCT pid) = 1 FROM keyedstate.workers
+	WHERE aggregation IN ('setter.captures', 'setter.checked', 'setter.seen_flags')}, 60),
+	"3i: (precondition) one worker runs the three aggregations of one owner");
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM (SELECT w.pid FROM keyedstate.workers w
+	JOIN pg_class c ON c.oid = w.aggregation::regclass WHERE w.pid IS NOT NULL
+	GROUP BY w.pid HAVING count(DISTINCT c.relowner) > 1) mixed}, 60),
+	"3i: with keyedstate.max_workers = 1 each owner still has a worker of its own");
 as_role($node, 'regress_setter', q{SELECT keyedstate.drop_aggregation('setter.captures')});
-as_role($node, 'regress_reader', q{INSERT INTO reader.ev (k) VALUES (5); SELECT keyedstate.sync('reader.seen');
-	INSERT INTO reader.asserted (k) VALUES (-5)});
+as_role($node, 'regress_setter', q{INSERT INTO setter.seen (k) VALUES (5); SELECT keyedstate.sync('setter.seen_flags');
+	INSERT INTO setter.asserted (k) VALUES (-5)});
 is($node->safe_psql($db, q{SELECT coalesce(string_agg(format('k=%s flag=%s', k, flag), ', '), '')
-	FROM reader.seen WHERE coalesce(flag, '') <> ''}), '',
-	"3i: a custom setting captured by one owner's aggregation does not reach another owner's");
-ok(ks_wait_state($node, $db, 'reader.checked', 'failed', 30)
-	&& ks_status($node, $db, 'reader.checked', 'error') =~ /not positive/,
-	"3i: an extension's setting captured by one owner's aggregation does not turn another owner's ASSERT off");
-$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('reader.checked')});
+	FROM setter.seen_flags WHERE coalesce(flag, '') <> ''}), '',
+	"3i: a custom setting captured by one aggregation does not reach another on its worker");
+ok(ks_wait_state($node, $db, 'setter.checked', 'failed', 30)
+	&& ks_status($node, $db, 'setter.checked', 'error') =~ /not positive/,
+	"3i: an extension's setting captured by one aggregation does not turn another's ASSERT off");
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('setter.checked'); SELECT keyedstate.drop_aggregation('setter.seen_flags')});
 $node->safe_psql($db, 'ALTER SYSTEM RESET keyedstate.max_workers');
 $node->reload;
 

@@ -11,6 +11,7 @@ use lib "$FindBin::Bin/../perl";
 use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(time sleep);
 
 my $node = ks_node('workers', "keyedstate.max_workers = 3\nmax_connections = 40\n");
 my $db = 'postgres';
@@ -146,6 +147,101 @@ DROP SCHEMA o2 CASCADE; DROP ROLE regress_owner2;});
 delete $oracle{'o2.first'};
 delete $oracle{'o2.second'};
 ok(wait_pool(2), 'after their drop two workers are left');
+
+# --- one owner per worker process, ever (owner.h): a role cannot arrange
+# that another owner's aggregation shares a worker with hers.  mallory
+# fills every worker of a database's pool, then a superuser's aggregation
+# comes, then one of a group role of hers, then an owner change: no worker
+# process ever runs two owners' aggregations (sampled all along), one of
+# mallory's workers is emptied for the superuser's and restarted fresh,
+# and everything is exact.
+{
+	my %owner_of_pid;
+	my $odb = 'owners';
+	# Sample which owner each worker process runs; 't' while none ran two.
+	my $sample = sub {
+		for my $row (split /\n/, $node->safe_psql($odb, q{
+SELECT w.pid, c.relowner FROM keyedstate.workers w JOIN pg_class c ON c.oid = w.aggregation::regclass
+ WHERE w.pid IS NOT NULL}))
+		{
+			my ($pid, $owner) = split /\|/, $row;
+			$owner_of_pid{$pid}{$owner} = 1;
+		}
+		return (grep { keys %{ $owner_of_pid{$_} } > 1 } keys %owner_of_pid) ? 0 : 1;
+	};
+	# Wait, sampling, until every aggregation of the database runs and syncs.
+	my $settle = sub {
+		my $deadline = time() + 60;
+		while (time() < $deadline)
+		{
+			$sample->();
+			last if $node->safe_psql($odb, q{SELECT (SELECT count(*) FROM keyedstate.workers
+				WHERE pid IS NOT NULL AND state = 'running') = (SELECT count(*) FROM keyedstate.aggregations)}) eq 't';
+			sleep(0.1);
+		}
+		ks_sync_all($node, $odb, '1 min');
+		$sample->();
+	};
+	$node->safe_psql($db, 'ALTER SYSTEM SET keyedstate.max_workers = 5');
+	$node->reload;
+	$node->safe_psql('postgres', "CREATE DATABASE $odb");
+	$node->safe_psql($odb, q{
+CREATE EXTENSION keyedstate;
+CREATE ROLE regress_mallory; CREATE ROLE regress_crew; GRANT regress_crew TO regress_mallory;
+CREATE SCHEMA m AUTHORIZATION regress_mallory; GRANT CREATE, USAGE ON SCHEMA m TO regress_crew;
+CREATE TABLE m.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+ALTER TABLE m.ev OWNER TO regress_mallory;
+GRANT SELECT, TRIGGER ON m.ev TO regress_crew;
+INSERT INTO m.ev (k) SELECT g % 10 FROM generate_series(1, 300) g;
+SET ROLE regress_mallory;
+SELECT keyedstate.create_aggregation('m.a1', 'SELECT k, count(*) AS n FROM m.ev GROUP BY k');
+SELECT keyedstate.create_aggregation('m.a2', 'SELECT k % 2 AS g, count(*) AS n FROM m.ev GROUP BY 1');
+SELECT keyedstate.create_aggregation('m.a3', 'SELECT k % 3 AS g, count(*) AS n FROM m.ev GROUP BY 1');
+RESET ROLE;});
+	my %moracle = (
+		'm.a1' => 'SELECT k, count(*) FROM m.ev GROUP BY k',
+		'm.a2' => 'SELECT k % 2, count(*) FROM m.ev GROUP BY 1',
+		'm.a3' => 'SELECT k % 3, count(*) FROM m.ev GROUP BY 1',
+		'adm' => 'SELECT k % 5, count(*) FROM m.ev GROUP BY 1',
+		'm.c1' => 'SELECT k % 4, count(*) FROM m.ev GROUP BY 1');
+	my $mexact = sub {
+		my ($what) = @_;
+		for my $name (split /\n/, $node->safe_psql($odb, 'SELECT name FROM keyedstate.aggregations ORDER BY 1'))
+		{
+			is(ks_mismatches($node, $odb, "SELECT * FROM $name", $moracle{$name}), '0', "$what: $name is exact");
+		}
+	};
+	ok(ks_wait_for($node, $odb, q{SELECT count(DISTINCT pid) = 3 AND count(*) FILTER (WHERE pid IS NULL) = 0
+		FROM keyedstate.workers}, 60), "(precondition) mallory's three aggregations run in three workers");
+	$settle->();
+	my %mallory_pids = map { $_ => 1 } split /\n/, $node->safe_psql($odb, 'SELECT DISTINCT pid FROM keyedstate.workers');
+	# the superuser's aggregation: the pool is full (5 = 2 + 3)
+	$node->safe_psql($odb, q{SELECT keyedstate.create_aggregation('public.adm', 'SELECT k % 5 AS g, count(*) AS n FROM m.ev GROUP BY 1')});
+	$node->safe_psql($odb, 'INSERT INTO m.ev (k) SELECT g FROM generate_series(1, 50) g');
+	$settle->();
+	my $adm_pid = $node->safe_psql($odb, q{SELECT pid FROM keyedstate.workers WHERE aggregation = 'adm'});
+	ok($adm_pid =~ /^\d+$/ && !$mallory_pids{$adm_pid},
+		"the superuser's aggregation runs in a process that never ran mallory's ($adm_pid)");
+	$mexact->('a full pool and a second owner');
+	# a group role of mallory's is a third owner
+	$node->safe_psql($odb, q{SET ROLE regress_crew;
+SELECT keyedstate.create_aggregation('m.c1', 'SELECT k % 4 AS g, count(*) AS n FROM m.ev GROUP BY 1');
+RESET ROLE;});
+	$node->safe_psql($odb, 'INSERT INTO m.ev (k) SELECT g FROM generate_series(1, 50) g');
+	$settle->();
+	$mexact->('a third owner');
+	# an owner change: the aggregation leaves mallory's worker
+	$node->safe_psql($odb, 'ALTER VIEW m.a3 OWNER TO regress_crew');
+	$node->safe_psql($odb, 'INSERT INTO m.ev (k) SELECT g FROM generate_series(1, 50) g');
+	$settle->();
+	$mexact->('an owner change');
+	ok($sample->(), 'no worker process ran two owners\' aggregations')
+	  or diag(explain(\%owner_of_pid));
+	$node->safe_psql('postgres', "DROP DATABASE $odb WITH (FORCE)");
+	$node->safe_psql('postgres', 'DROP ROLE regress_mallory; DROP ROLE regress_crew');
+	$node->safe_psql($db, 'ALTER SYSTEM RESET keyedstate.max_workers');
+	$node->reload;
+}
 
 # --- a failed aggregation stays failed when it moves ----------------------
 $node->safe_psql($db, q{

@@ -1,0 +1,36 @@
+/*-------------------------------------------------------------------------
+ *
+ * owner.h
+ *	  What a worker process keeps of the owners whose code it runs.
+ *
+ * A worker runs one session for its aggregations, and some session state
+ * outlives a step whatever keyedstate undoes at its end: PL/pgSQL compiles
+ * a function once per session, resolving the types it declares (and
+ * %TYPE, and its variable_conflict) with the search_path of the step that
+ * called it first, and a compiled function is used by every later caller.
+ * A step of one owner could so make another owner's (or a superuser's)
+ * call run her domain checks with their rights.  So a worker process runs
+ * the code of one owner only, ever: the pool never gives a worker several
+ * owners' aggregations (pool.c), and a process asked to run a second
+ * owner's code leaves instead (a final checkpoint, as on SIGTERM) and is
+ * started afresh by the launcher.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_OWNER_H
+#define KS_OWNER_H
+
+/*
+ * Whether this process may run code of `owner`: the first owner asked for
+ * becomes the process's, and no other may follow.
+ */
+extern bool KsProcessMayRun(Oid owner);
+
+/*
+ * The owner's statement_timeout, in ms, from ALTER ROLE ... [IN DATABASE]
+ * SET or ALTER DATABASE ... SET, as a login of the owner would apply them;
+ * 0 if none is set.
+ */
+extern int	KsOwnerStatementTimeout(Oid owner);
+
+#endif							/* KS_OWNER_H */
