@@ -13,6 +13,7 @@ OBJS = \
 	src/storefree.o \
 	src/serialize.o \
 	src/keytable.o \
+	src/keycompact.o \
 	src/keydirty.o \
 	src/aggcall.o \
 	src/aggserial.o \

@@ -59,7 +59,7 @@ static bool
 KsColdInMemory(KsKeyTable *kt, uint32 hash, uint64 id)
 {
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = hash & mask;
+	uint32		pos = KsKeyHome(kt, hash, mask);
 
 	for (; kt->slots[pos].entry != 0; pos = (pos + 1) & mask)
 	{

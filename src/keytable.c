@@ -12,6 +12,8 @@
 
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "common/pg_prng.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
@@ -20,8 +22,6 @@
 
 #include "keytable.h"
 #include "serialize.h"
-
-#define KS_KEYTABLE_INITIAL_SLOTS		1024
 
 /* Transparent huge page size, for the entry blocks. */
 #define KS_HUGE_PAGE					(2 * 1024 * 1024)
@@ -61,6 +61,7 @@ KsKeyTableCreate(int nkeys, const Oid *keytypes, const Oid *keycolls,
 	int			n = Max(nkeys, 1);
 	int			i;
 
+	kt->seed = pg_prng_uint32(&pg_global_prng_state);
 	kt->cxt = cxt;
 	kt->nkeys = nkeys;
 	kt->nstates = nstates;
@@ -150,7 +151,7 @@ KsKeyEquals(KsKeyTable *kt, KsKeyEntry *e, const Datum *keys, const bool *nulls)
 }
 
 /* Resize the index to `newsize` slots, re-placing every entry by its stored hash. */
-static void
+void
 KsKeyTableResize(KsKeyTable *kt, uint32 newsize)
 {
 	uint32		mask = newsize - 1;
@@ -164,7 +165,7 @@ KsKeyTableResize(KsKeyTable *kt, uint32 newsize)
 
 		if (kt->slots[i].entry == 0)
 			continue;
-		pos = kt->slots[i].hash & mask;
+		pos = KsKeyHome(kt, kt->slots[i].hash, mask);
 		while (newslots[pos].entry != 0)
 			pos = (pos + 1) & mask;
 		newslots[pos] = kt->slots[i];
@@ -172,13 +173,6 @@ KsKeyTableResize(KsKeyTable *kt, uint32 newsize)
 	pfree(kt->slots);
 	kt->slots = newslots;
 	kt->nslots = newsize;
-}
-
-/* Whether an index of `nslots` slots is too full for `nentries` keys (3/4). */
-static inline bool
-KsKeyTableTooFull(uint64 nentries, uint64 nslots)
-{
-	return nentries * 4 > nslots * 3;
 }
 
 /* Grow the index for `nentries` keys (see keytable.h). */
@@ -302,7 +296,8 @@ KsKeyEntry *
 KsKeyTableFind(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash)
 {
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = hash & mask;
+	uint32		pos = KsKeyHome(kt, hash, mask);
+	uint32		probes = 0;
 
 	while (kt->slots[pos].entry != 0)
 	{
@@ -314,6 +309,9 @@ KsKeyTableFind(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash
 				return e;
 		}
 		pos = (pos + 1) & mask;
+		/* a run this long is a flood (see KsKeyHome): never without a way out */
+		if ((++probes & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 	}
 	return NULL;
 }
@@ -324,7 +322,8 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 				 uint32 hash, bool *found)
 {
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = hash & mask;
+	uint32		pos = KsKeyHome(kt, hash, mask);
+	uint32		probes = 0;
 	KsKeyEntry *e;
 	Size		size;
 	uint64		number;
@@ -346,6 +345,9 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 			}
 		}
 		pos = (pos + 1) & mask;
+		/* a run this long is a flood (see KsKeyHome): never without a way out */
+		if ((++probes & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 	}
 
 	/* not found: keep the index at most three quarters full */
@@ -360,7 +362,7 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 							   KS_KEYTABLE_MAX_KEYS)));
 		KsKeyTableResize(kt, kt->nslots * 2);
 		mask = kt->nslots - 1;
-		pos = hash & mask;
+		pos = KsKeyHome(kt, hash, mask);
 		while (kt->slots[pos].entry != 0)
 			pos = (pos + 1) & mask;
 	}
@@ -393,184 +395,6 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 	kt->slots[pos].hash = hash;
 	kt->slots[pos].entry = (uint32) (number + 1);
 	return e;
-}
-
-/*
- * Remove a key (see keytable.h).  Linear probing has no tombstones: the
- * keys after the emptied slot whose probe sequence passed through it move
- * back into it, one after the other, as in Knuth's algorithm R.
- */
-void
-KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
-{
-	uint32		mask = kt->nslots - 1;
-	uint32		i = e->hash & mask;
-	uint32		number;
-	uint32		j;
-	int			k;
-
-	Assert(!(e->flags & (KS_KEY_DIRTY_PUBLISH | KS_KEY_FREE)) && e->ckpt_epoch == 0);
-	/* the key's slot is on its probe sequence: the one naming this entry */
-	for (;;)
-	{
-		if (kt->slots[i].entry == 0)
-			elog(ERROR, "keyedstate key entry has no slot");
-		if (kt->slots[i].hash == e->hash &&
-			KsKeyTableEntry(kt, kt->slots[i].entry - 1) == e)
-			break;
-		i = (i + 1) & mask;
-	}
-	number = kt->slots[i].entry - 1;
-	j = i;
-	for (;;)
-	{
-		uint32		home;
-
-		j = (j + 1) & mask;
-		if (kt->slots[j].entry == 0)
-			break;
-		home = kt->slots[j].hash & mask;
-		/* the key at j may fill the hole at i unless its home lies in (i, j] */
-		if (i <= j ? (home <= i || home > j) : (home <= i && home > j))
-		{
-			kt->slots[i] = kt->slots[j];
-			i = j;
-		}
-	}
-	kt->slots[i].entry = 0;
-	kt->slots[i].hash = 0;
-
-	for (k = 0; k < kt->nkeys; k++)
-		if (!e->keynulls[k] && !kt->keybyvals[k])
-			pfree(DatumGetPointer(e->keys[k]));
-	if (e->flags & KS_KEY_EVICTED)
-		kt->nevicted--;
-	e->flags = KS_KEY_FREE;
-	e->shared = InvalidDsaPointer;
-	e->shared_tuple = InvalidDsaPointer;
-	e->replay = NULL;
-
-	if (kt->nfree >= kt->maxfree)
-	{
-		kt->maxfree = Max(kt->maxfree * 2, 1024);
-		if (kt->freelist == NULL)
-			kt->freelist = MemoryContextAllocHuge(kt->cxt, sizeof(uint32) * kt->maxfree);
-		else
-			kt->freelist = repalloc_huge(kt->freelist, sizeof(uint32) * kt->maxfree);
-	}
-	kt->freelist[kt->nfree++] = number;
-	kt->nentries--;
-}
-
-/* qsort comparator of entry numbers. */
-static int
-KsCompareNumbers(const void *a, const void *b)
-{
-	uint32		x = *(const uint32 *) a;
-	uint32		y = *(const uint32 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
-/* Move the key of entry `from` into free entry `to`, and its slot with it. */
-static void
-KsKeyTableMove(KsKeyTable *kt, uint64 from, uint64 to)
-{
-	KsKeyEntry *src = KsKeyTableEntry(kt, from);
-	KsKeyEntry *dst = KsKeyTableEntry(kt, to);
-	uint32		mask = kt->nslots - 1;
-	uint32		pos = src->hash & mask;
-
-	memcpy(dst, src, kt->entrysize);
-	/* the key's values and nulls lie in the entry itself */
-	dst->keys = (Datum *) ((char *) dst + ((char *) src->keys - (char *) src));
-	dst->keynulls = (bool *) ((char *) dst + ((char *) src->keynulls - (char *) src));
-	while (kt->slots[pos].entry != (uint32) (from + 1))
-	{
-		if (kt->slots[pos].entry == 0)
-			elog(ERROR, "keyedstate key entry has no slot");
-		pos = (pos + 1) & mask;
-	}
-	kt->slots[pos].entry = (uint32) (to + 1);
-	/* a forwarding address for the dirty list */
-	src->flags = KS_KEY_FREE | KS_KEY_MOVED;
-	src->keys = (Datum *) dst;
-}
-
-/* Compact the table (see keytable.h). */
-void
-KsKeyTableCompact(KsKeyTable *kt)
-{
-	uint64		hi = kt->nallocated;
-	uint64		f;
-	uint64		keep;
-	uint64		size;
-	int64		i;
-	int			b;
-
-	Assert(kt->npublish == 0 && kt->saving_epoch == 0);
-	if (kt->nfree == 0)
-		return;
-	qsort(kt->freelist, kt->nfree, sizeof(uint32), KsCompareNumbers);
-	for (f = 0; f < kt->nfree; f++)
-	{
-		uint64		hole = kt->freelist[f];
-
-		/* the highest key, above the hole */
-		while (hi > 0 && (KsKeyTableEntry(kt, hi - 1)->flags & KS_KEY_FREE))
-			hi--;
-		if (hi == 0 || hole >= hi - 1)
-			break;
-		KsKeyTableMove(kt, hi - 1, hole);
-		hi--;
-		if ((f & 4095) == 0)
-			CHECK_FOR_INTERRUPTS();
-	}
-	for (i = 0; i < kt->nckpt; i++)
-		if (kt->ckpt[i]->flags & KS_KEY_MOVED)
-			kt->ckpt[i] = (KsKeyEntry *) kt->ckpt[i]->keys;
-	Assert(hi == kt->nentries);
-	kt->nallocated = kt->nentries;
-	kt->nfree = 0;
-
-	/* the blocks past the keys go back to the system */
-	keep = (kt->nallocated + KS_KEY_BLOCK_ENTRIES - 1) >> KS_KEY_BLOCK_SHIFT;
-	for (b = kt->nblocks - 1; b >= (int) keep; b--)
-	{
-#ifdef MADV_HUGEPAGE
-		(void) munmap(kt->blocks[b], kt->blocksize);
-		kt->mapped_bytes -= kt->blocksize;
-#else
-		pfree(kt->blocks[b]);
-#endif
-		kt->blocks[b] = NULL;
-	}
-	kt->nblocks = (int) keep;
-
-	/* and the index shrinks to the keys, as it grew */
-	size = KS_KEYTABLE_INITIAL_SLOTS;
-	while (KsKeyTableTooFull(kt->nentries, size) && size < KS_KEYTABLE_MAX_SLOTS)
-		size *= 2;
-	if (size < kt->nslots)
-		KsKeyTableResize(kt, (uint32) size);
-	if (kt->freelist != NULL && kt->maxfree > 1024)
-	{
-		pfree(kt->freelist);
-		kt->freelist = NULL;
-		kt->maxfree = 0;
-	}
-	/* the dirty lists grew with the keys too */
-	if (kt->publish != NULL && kt->maxpublish > 1024)
-	{
-		pfree(kt->publish);
-		kt->publish = NULL;
-		kt->maxpublish = 0;
-	}
-	if (kt->ckpt != NULL && kt->maxckpt > Max(4 * kt->nckpt, 1024))
-	{
-		kt->maxckpt = Max(2 * kt->nckpt, 1024);
-		kt->ckpt = repalloc_huge(kt->ckpt, sizeof(KsKeyEntry *) * (Size) kt->maxckpt);
-	}
 }
 
 /* Start iterating over every entry, in the order keys first appeared. */

@@ -22,6 +22,7 @@
 
 #include "keyedstate.h"
 
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "utils/dsa.h"
@@ -104,6 +105,7 @@ typedef struct KsKeyTable
 	Size		mapped_bytes;	/* memory of blocks mapped outside cxt */
 
 	uint32		nslots;			/* a power of two */
+	uint32		seed;			/* secret: scrambles where a key probes (KsKeyHome) */
 	uint64		nentries;		/* keys in the table (expired ones included) */
 	uint64		nevicted;		/* of them, evicted ones waiting to leave */
 	uint64		nallocated;		/* entries carved from blocks, free ones included */
@@ -163,6 +165,7 @@ extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);
  * The most slots the index can have (its size is a uint32 power of two),
  * and so the most keys a table holds: three quarters of that.
  */
+#define KS_KEYTABLE_INITIAL_SLOTS	1024
 #define KS_KEYTABLE_MAX_SLOTS	((uint32) 1 << 31)
 #define KS_KEYTABLE_MAX_KEYS	((uint64) KS_KEYTABLE_MAX_SLOTS / 4 * 3)
 
@@ -188,11 +191,24 @@ KsKeyTablePrefetchLines(KsKeyTable *kt, KsKeyEntry *entry)
 		KS_PREFETCH((const void *) line);
 }
 
+/*
+ * The index slot a key hash starts probing at: the hash scrambled with
+ * the table's secret random seed.  Key hashes are public (anyone can
+ * compute hashint4 or hashtext), so keys chosen for hashes equal in their
+ * low bits would otherwise pile up into one run of slots that every
+ * insert walks (a hash flood: quadratic, past the step timeout).
+ */
+static inline uint32
+KsKeyHome(const KsKeyTable *kt, uint32 hash, uint32 mask)
+{
+	return murmurhash32(hash ^ kt->seed) & mask;
+}
+
 /* Prefetch the index slot a key hash starts probing at (see apply.h). */
 static inline void
 KsKeyTablePrefetchSlot(KsKeyTable *kt, uint32 hash)
 {
-	KS_PREFETCH(&kt->slots[hash & (kt->nslots - 1)]);
+	KS_PREFETCH(&kt->slots[KsKeyHome(kt, hash, kt->nslots - 1)]);
 }
 
 /*
@@ -203,13 +219,23 @@ static inline void
 KsKeyTablePrefetchEntry(KsKeyTable *kt, uint32 hash)
 {
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = hash & mask;
+	uint32		pos = KsKeyHome(kt, hash, mask);
 
 	while (kt->slots[pos].entry != 0 && kt->slots[pos].hash != hash)
 		pos = (pos + 1) & mask;
 	if (kt->slots[pos].entry != 0)
 		KsKeyTablePrefetchLines(kt, KsKeyTableEntry(kt, kt->slots[pos].entry - 1));
 }
+
+/* Whether an index of `nslots` slots is too full for `nentries` keys (3/4). */
+static inline bool
+KsKeyTableTooFull(uint64 nentries, uint64 nslots)
+{
+	return nentries * 4 > nslots * 3;
+}
+
+/* Resize the index to `newsize` slots (keytable.c, for keycompact.c). */
+extern void KsKeyTableResize(KsKeyTable *kt, uint32 newsize);
 
 /* Grow the index, if needed, so that `nentries` keys fit without growing. */
 extern void KsKeyTableReserve(KsKeyTable *kt, uint64 nentries);

@@ -382,14 +382,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 static void
 KsReportFailedView(const KsAggSlot *copy)
 {
-	bool		inspect = has_privs_of_role(GetUserId(), copy->owner);
-
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("aggregation %s has failed", KsAggName(copy->view_oid)),
-			 inspect ? errdetail("%s", copy->error) :
-			 errdetail("Its owner can see why in keyedstate.status."),
-			 errhint("Its owner can fix the cause and call keyedstate.resume().")));
+	KsReportFailed(KsAggName(copy->view_oid), copy->error, copy->failed_offset, copy->owner);
 }
 
 /* Raise the error of the first failed part, if any. */

@@ -12,6 +12,7 @@
 #include "keyedstate.h"
 
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
@@ -33,10 +34,16 @@ KsRequestCheckpoint(const KsSlotRef *ref)
 	return request;
 }
 
-/* Raise the error of a failed aggregation. */
-static void
-KsReportFailed(const char *aggname, const char *error, int64 offset)
+/* Raise the error of a failed aggregation: why, only to its owners (see shmem.h). */
+void
+KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner)
 {
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s has failed", aggname),
+				 errdetail("Its owner can see why in keyedstate.status."),
+				 errhint("Its owner can fix the cause and call keyedstate.resume().")));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("aggregation %s has failed", aggname),
@@ -59,6 +66,7 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 	bool		failed = false;
 	char		error[KS_ERROR_LEN];
 	int64		failed_offset = 0;
+	Oid			owner = InvalidOid;
 
 	LWLockAcquire(&ref->slot->lock, LW_SHARED);
 	if (KsSlotRefValid(ref))
@@ -69,12 +77,13 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 		*offset = ref->slot->consumed_offset;
 		strlcpy(error, ref->slot->error, KS_ERROR_LEN);
 		failed_offset = ref->slot->failed_offset;
+		owner = ref->slot->owner;
 	}
 	LWLockRelease(&ref->slot->lock);
 	if (failed)
 	{
 		ConditionVariableCancelSleep();
-		KsReportFailed(aggname, error, failed_offset);
+		KsReportFailed(aggname, error, failed_offset, owner);
 	}
 	return finished;
 }

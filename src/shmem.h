@@ -437,6 +437,12 @@ extern bool KsDatabaseInterruptedSince(Oid dboid, const KsStepMark *mark);
 /* Interrupts asked for this worker's database so far. */
 extern uint64 KsDatabaseInterruptRequests(void);
 
+/*
+ * Raise the error of a failed aggregation: why (the error, the input row's
+ * offset), only to members of its owning role; to others, that it failed.
+ */
+extern void KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner);
+
 /* Set the state (and error text and failing offset, for KS_FAILED). */
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,
 						   int64 failed_offset);

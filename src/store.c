@@ -10,6 +10,8 @@
  */
 #include "keyedstate.h"
 
+#include "common/pg_prng.h"
+
 #include "access/htup_details.h"
 #include "access/transam.h"
 #include "miscadmin.h"
@@ -61,6 +63,7 @@ KsStoreCreate(dsa_area *dsa, const char *aggname)
 		KsStoreExhausted(aggname);
 	}
 	hdr = dsa_get_address(dsa, hp);
+	hdr->seed = pg_prng_uint32(&pg_global_prng_state);
 	hdr->nbuckets = KS_STORE_INITIAL_BUCKETS;
 	hdr->nentries = 0;
 	hdr->buckets = bp;
@@ -129,7 +132,7 @@ KsStoreMove(dsa_area *dsa, KsStoreHeader *hdr, LWLock *lock, uint64 count)
 			{
 				KsStoreEntry *e = dsa_get_address(dsa, ep);
 				dsa_pointer next = e->next;
-				uint32		nb = e->hash & (hdr->nbuckets - 1);
+				uint32		nb = KsStoreSpread(hdr, e->hash) & (hdr->nbuckets - 1);
 
 				e->next = newb[nb];
 				newb[nb] = ep;

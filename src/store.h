@@ -55,6 +55,7 @@
 #include "shmem.h"
 
 #include "access/htup.h"
+#include "common/hashfn.h"
 #include "utils/snapshot.h"
 
 typedef struct KsStoreHeader
@@ -65,7 +66,7 @@ typedef struct KsStoreHeader
 	dsa_pointer buckets;		/* array of nbuckets dsa_pointers */
 	dsa_pointer old_buckets;	/* the smaller array rehashed into it, or invalid */
 	uint32		moved;			/* old buckets below this one are rehashed */
-	uint32		pad;
+	uint32		seed;			/* secret: scrambles bucket numbers (KsStoreSpread) */
 } KsStoreHeader;
 
 typedef struct KsStoreEntry
@@ -291,13 +292,27 @@ KsStoreOldBuckets(dsa_area *dsa, KsStoreHeader *hdr)
 	return (dsa_pointer *) dsa_get_address(dsa, hdr->old_buckets);
 }
 
+/*
+ * A key hash scrambled with the store's secret random seed, whose low bits
+ * number its bucket: key hashes are public, and keys chosen for hashes
+ * equal in their low bits would otherwise make one long chain (see
+ * keytable.h: KsKeyHome).
+ */
+static inline uint32
+KsStoreSpread(const KsStoreHeader *hdr, uint32 hash)
+{
+	return murmurhash32(hash ^ hdr->seed);
+}
+
 /* The head of the chain a key hash is in: the old array until its bucket moved. */
 static inline dsa_pointer *
 KsStoreBucket(dsa_area *dsa, KsStoreHeader *hdr, uint32 hash)
 {
-	if (hdr->nold > 0 && (hash & (hdr->nold - 1)) >= hdr->moved)
-		return &KsStoreOldBuckets(dsa, hdr)[hash & (hdr->nold - 1)];
-	return &KsStoreBuckets(dsa, hdr)[hash & (hdr->nbuckets - 1)];
+	uint32		spread = KsStoreSpread(hdr, hash);
+
+	if (hdr->nold > 0 && (spread & (hdr->nold - 1)) >= hdr->moved)
+		return &KsStoreOldBuckets(dsa, hdr)[spread & (hdr->nold - 1)];
+	return &KsStoreBuckets(dsa, hdr)[spread & (hdr->nbuckets - 1)];
 }
 
 /*
