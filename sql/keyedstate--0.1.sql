@@ -83,7 +83,7 @@ CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id
  * Retired parts nobody seeds from any more go, with their checkpoints.
  */
 CREATE TABLE keyedstate.part (
-	id					int PRIMARY KEY,
+	id					int PRIMARY KEY CHECK (id >= 1000000000),
 	-- deferred: a restore adds an aggregation's parts before its row (restore.c)
 	aggregation_id		int NOT NULL REFERENCES keyedstate.aggregation (id) ON DELETE CASCADE
 						DEFERRABLE INITIALLY DEFERRED,
@@ -163,8 +163,19 @@ CREATE TABLE keyedstate.cold (
 SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation', '');
 SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation_id_seq', '');
 
+/*
+ * Parts take ids of their own range, from a sequence that is not dumped:
+ * a restore creates the parts of parallel aggregations while it copies
+ * keyedstate.aggregation, before the dump's setval of aggregation_id_seq,
+ * so ids from that sequence collided with restored aggregations' ids (and
+ * a part's checkpoints were deleted as its aggregation's own).
+ */
+CREATE SEQUENCE keyedstate.part_id_seq AS int MINVALUE 1000000000 START 1000000000
+	OWNED BY keyedstate.part.id;
+ALTER TABLE keyedstate.aggregation ADD CHECK (id < 1000000000);
+
 REVOKE ALL ON keyedstate.aggregation, keyedstate.part, keyedstate.state, keyedstate.cold,
-	keyedstate.aggregation_id_seq FROM PUBLIC;
+	keyedstate.aggregation_id_seq, keyedstate.part_id_seq FROM PUBLIC;
 GRANT USAGE ON SCHEMA keyedstate TO PUBLIC;
 
 /* The foreign data wrapper behind every live view. */

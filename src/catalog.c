@@ -261,11 +261,13 @@ KsCatalogLookup(Oid view_oid, KsAggDef *def)
 
 /* The next aggregation id (inside the bracket). */
 int32
-KsCatalogNextId(void)
+KsCatalogNextId(bool part)
 {
 	bool		isnull;
 
-	if (SPI_execute("SELECT pg_catalog.nextval('keyedstate.aggregation_id_seq')::int4", false, 1) != SPI_OK_SELECT)
+	if (SPI_execute(part ? "SELECT pg_catalog.nextval('keyedstate.part_id_seq')::int4" :
+					"SELECT pg_catalog.nextval('keyedstate.aggregation_id_seq')::int4",
+					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not allocate an aggregation id");
 	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }

@@ -114,8 +114,11 @@ extern char *KsAggregationName(int32 aggid, Oid view_oid);
 /* The definition of the aggregation behind a view; false if it is none. */
 extern bool KsCatalogLookup(Oid view_oid, KsAggDef *def);
 
-/* The next aggregation id. */
-extern int32 KsCatalogNextId(void);
+/*
+ * The next aggregation id, or part id (`part`): parts have a range of
+ * their own, from 1,000,000,000 (see the install script).
+ */
+extern int32 KsCatalogNextId(bool part);
 
 /* A new definition, as create_aggregation made it. */
 typedef struct KsNewAggregation

@@ -450,7 +450,7 @@ KsCreateObjects(KsCreateState *cs)
 	char	   *sourcename;
 	ObjectAddress ruleaddr;
 
-	cs->id = KsCatalogNextId();
+	cs->id = KsCatalogNextId(false);
 	livename = psprintf("%s.%s", KS_SCHEMA, quote_identifier(psprintf(KS_LIVE_TABLE_FMT, cs->id)));
 	viewname = quote_qualified_identifier(get_namespace_name(cs->nspid), cs->viewrv->relname);
 	sourcename = quote_qualified_identifier(get_namespace_name(get_rel_namespace(cs->info.source_relid)),
@@ -533,7 +533,7 @@ KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
 	for (p = 0; p < parallelism; p++)
 	{
 		KsPartInfo	part;
-		int32		id = KsCatalogNextId();
+		int32		id = KsCatalogNextId(true);
 
 		part.parent = aggid;
 		part.layout = layout;

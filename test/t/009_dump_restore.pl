@@ -26,6 +26,9 @@ SELECT g % 37, g / 7.0, 'x' || (g % 11), timestamptz '2024-01-01 00:00+00' + g *
   FROM generate_series(1, 5000) g;
 GRANT SELECT, TRIGGER ON ev TO regress_dump_owner;
 GRANT CREATE ON SCHEMA public TO regress_dump_owner;
+-- in two parts: a restore creates the parts while it copies the definitions
+SELECT keyedstate.create_aggregation('ev_par', 'SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k',
+	parallelism => 2, checkpoint_interval => '100ms');
 SET TimeZone = 'America/New_York';
 SET DateStyle = 'SQL, DMY';
 SET extra_float_digits = 0;
@@ -48,11 +51,13 @@ SELECT keyedstate.create_aggregation('ev_hop',
 ALTER TABLE ev RENAME COLUMN t TO label;
 ALTER TABLE ev RENAME TO events;
 });
+ks_sync($node, 'src_db', 'ev_par');
 ks_sync($node, 'src_db', 'ev_stats');
 ks_sync($node, 'src_db', 'ev_hours');
 ks_sync($node, 'src_db', 'ev_hop');
 
 my %oracle = (
+	ev_par => q{SELECT k, count(*), sum(v) FROM events GROUP BY k},
 	ev_stats => q{SELECT k, count(*), sum(v), avg(v), string_agg(label, ',' ORDER BY id) FROM events
 	   WHERE ts >= '2024-01-02 17:00+00' AND v < 700.123456789012345 GROUP BY k HAVING count(*) > 10},
 	ev_hours => q{SELECT date_trunc('hour', ts), k % 3, count(*), max(label) FROM events GROUP BY 1, 2},
@@ -86,7 +91,20 @@ sub check_restored
 	is($n->safe_psql($db, q{SELECT window_size || ' ' || window_slide || ' ' || time_column || ' ' || ttl
 							  FROM keyedstate.aggregations WHERE name = 'ev_hop'}),
 		'02:00:00 00:30:00 ts 1000 days', "$what: the window and the TTL are restored");
-	is($n->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'keyedstate_%'}), '6',
+	# the parts' checkpoints survive their own full checkpoints (part ids
+	# once collided with restored aggregations' ids) and a crash
+	$n->safe_psql($db, q{SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations});
+	$n->safe_psql($db, q{INSERT INTO events (k, v, label, ts) SELECT g % 37, g, 'later', '2024-02-02' FROM generate_series(1, 200) g});
+	ks_sync($n, $db, 'ev_par');
+	$n->safe_psql($db, q{SELECT keyedstate.checkpoint('ev_par')});
+	$n->stop('immediate');
+	$n->start;
+	ks_sync($n, $db, 'ev_par');
+	is(ks_mismatches($n, $db, 'SELECT * FROM ev_par', $oracle{ev_par}), '0',
+		"$what: the aggregation in parts is exact after checkpoints and a crash");
+	is($n->safe_psql($db, q{SELECT count(*) FROM keyedstate.part p JOIN keyedstate.aggregation a ON a.id = p.id}), '0',
+		"$what: no part has an aggregation's id");
+	is($n->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'keyedstate_%'}), '8',
 		"$what: the source has its triggers once");
 	# the restored privileges hold: the reader sees ev_hours, not ev_stats
 	my ($ret, $out, $err) = $n->psql($db, 'SET ROLE regress_dump_reader; SELECT count(*) > 0 FROM ev_hours');
