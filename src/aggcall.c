@@ -15,6 +15,7 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "parser/parse_agg.h"
 #include "parser/parse_coerce.h"
 #include "utils/acl.h"
@@ -218,6 +219,49 @@ KsCheckExecute(Oid fn, Oid roleid, ObjectType objtype)
 {
 	if (OidIsValid(fn) && pg_proc_aclcheck(fn, roleid, ACL_EXECUTE) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, objtype, get_func_name(fn));
+}
+
+/* Add a function to the list being collected (check_functions_in_node). */
+static bool
+KsCollectFunction(Oid funcid, void *context)
+{
+	List	  **funcids = (List **) context;
+
+	*funcids = list_append_unique_oid(*funcids, funcid);
+	return false;
+}
+
+/* Walk a query's expressions and subqueries, collecting the functions they call. */
+static bool
+KsCollectFunctionsWalker(Node *node, List **funcids)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, KsCollectFunctionsWalker, funcids, 0);
+	(void) check_functions_in_node(node, KsCollectFunction, funcids);
+	return expression_tree_walker(node, KsCollectFunctionsWalker, funcids);
+}
+
+/* The functions (and operators' functions) a query calls (see aggcall.h). */
+List *
+KsQueryFunctions(Query *query)
+{
+	List	   *funcids = NIL;
+
+	(void) KsCollectFunctionsWalker((Node *) query, &funcids);
+	return funcids;
+}
+
+/* Check that a role may still execute the aggregates and functions (see aggcall.h). */
+void
+KsCheckFunctionPrivileges(List *aggrefs, List *funcids, Oid roleid)
+{
+	ListCell   *lc;
+
+	KsAggCheckPrivileges(aggrefs, roleid);
+	foreach(lc, funcids)
+		KsCheckExecute(lfirst_oid(lc), roleid, OBJECT_FUNCTION);
 }
 
 /*

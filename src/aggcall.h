@@ -104,6 +104,15 @@ extern KsAggRuntime *KsAggRuntimeCreate(List *aggrefs, const int *inputcols,
 /* Check that `roleid` may execute each aggregate and its support functions. */
 extern void KsAggCheckPrivileges(List *aggrefs, Oid roleid);
 
+/*
+ * The functions a query calls (operators' included), and the check, at
+ * every step, that its owner may still execute each: the executor checks
+ * them when it compiles the expressions, which a loaded run does again only
+ * when a function changes, not when a privilege or a membership is revoked.
+ */
+extern List *KsQueryFunctions(Query *query);
+extern void KsCheckFunctionPrivileges(List *aggrefs, List *funcids, Oid roleid);
+
 /* Give a new key its initial states. */
 extern void KsAggInitStates(KsAggRuntime *rt, KsTransState *states);
 

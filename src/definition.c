@@ -139,6 +139,28 @@ KsCheckVarsWalker(Node *node, void *ctx)
 	return expression_tree_walker(node, KsCheckVarsWalker, ctx);
 }
 
+/*
+ * Whether an argument of current_setting() is a constant naming a setting
+ * the aggregation captures (ks_captured_settings, or a custom one).
+ */
+static bool
+KsIsCapturedSettingName(Node *arg)
+{
+	char	   *name;
+	int			i;
+
+	if (arg == NULL || !IsA(arg, Const) || ((Const *) arg)->constisnull ||
+		((Const *) arg)->consttype != TEXTOID)
+		return false;
+	name = TextDatumGetCString(((Const *) arg)->constvalue);
+	if (strchr(name, '.') != NULL)
+		return true;
+	for (i = 0; ks_captured_settings[i] != NULL; i++)
+		if (pg_strcasecmp(name, ks_captured_settings[i]) == 0)
+			return true;
+	return false;
+}
+
 /* Functions whose value depends on when or where the worker runs them. */
 static bool
 KsIsUnpinnedFunction(Oid funcid, void *context)
@@ -155,6 +177,16 @@ KsIsUnpinnedFunction(Oid funcid, void *context)
 		case F_PG_BACKEND_PID:
 		case F_PG_POSTMASTER_START_TIME:
 		case F_PG_CONF_LOAD_TIME:
+		case F_PG_MY_TEMP_SCHEMA:
+		case F_INET_CLIENT_ADDR:
+		case F_INET_CLIENT_PORT:
+		case F_INET_SERVER_ADDR:
+		case F_INET_SERVER_PORT:
+		case F_TXID_CURRENT:
+		case F_TXID_CURRENT_IF_ASSIGNED:
+		case F_PG_CURRENT_XACT_ID:
+		case F_PG_CURRENT_XACT_ID_IF_ASSIGNED:
+		case F_PG_TRIGGER_DEPTH:
 			return true;
 		default:
 			return false;
@@ -199,6 +231,13 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 		}
 		return false;
 	}
+	/* a setting's value is the creating session's only if it is captured */
+	if (IsA(node, FuncExpr) &&
+		(((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT ||
+		 ((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT_BOOL) &&
+		!KsIsCapturedSettingName(linitial(((FuncExpr *) node)->args)))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "current_setting() of a setting it does not capture",
+				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot), named by a constant, keep the creating session's value.");
 	if (check_functions_in_node(node, KsIsUnpinnedFunction, NULL))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
 				 "functions that depend on the current time or session",

@@ -56,6 +56,14 @@
 #define KS_PUBLISH_BUDGET_MS	1000
 
 /*
+ * A step's budget for reading, or for publishing: `ms`, or a quarter of
+ * its step timeout if that is less (a role's statement_timeout of 200 ms
+ * bounds its steps: a second of reading failed every step with a backlog).
+ */
+#define KsRunBudgetMs(run, ms) \
+	((run)->timeout_ms > 0 ? Min((ms), Max((run)->timeout_ms / 4, 1)) : (ms))
+
+/*
  * How long a rebuilding aggregation waits for its owner's SELECT on the
  * source before it loads (and fails without it): a restore grants it last.
  */
@@ -95,6 +103,7 @@ typedef struct KsAggRun
 	MemoryContext batchcxt;
 	KsStoreWriter writer;		/* rows replaced while readers copy */
 	int			timeout_ms;		/* bound on one step */
+	List	   *funcids;		/* the functions the query calls (aggcall.h) */
 	TimestampTz step_budget_end;	/* when the step stops reading more rows */
 	double		publish_us_per_key; /* what publishing a key cost lately */
 

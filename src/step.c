@@ -115,7 +115,8 @@ KsRunLoad(KsAggRun *run)
 	KsAnalyzeQuery(query, &run->info);
 	if (run->def->window_size_us > 0)
 		KsWindowLayOut(&run->info);
-	KsAggCheckPrivileges(run->info.aggrefs, run->owner);
+	run->funcids = KsQueryFunctions(query);
+	KsCheckFunctionPrivileges(run->info.aggrefs, run->funcids, run->owner);
 	run->rt = KsAggRuntimeCreate(run->info.aggrefs, run->info.inputcols, run->info.filtercols,
 								 run->loadcxt);
 	run->kt = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
@@ -238,7 +239,7 @@ KsRunBudgetSpent(void *arg)
 
 	return KsRunTerminating() ||
 		GetCurrentTimestamp() >= run->step_budget_end ||
-		run->kt->npublish * run->publish_us_per_key >= KS_PUBLISH_BUDGET_MS * 1000.0 ||
+		run->kt->npublish * run->publish_us_per_key >= KsRunBudgetMs(run, KS_PUBLISH_BUDGET_MS) * 1000.0 ||
 		KsEvictHold(run);
 }
 
@@ -337,6 +338,8 @@ KsRunPrepare(KsAggRun *run)
 	}
 	else if (run->exprs_stale)
 		KsRunCompile(run);
+	/* privileges revoked since (also through a membership): as the owner, every step */
+	KsCheckFunctionPrivileges(run->info.aggrefs, run->funcids, run->owner);
 	return true;
 }
 
@@ -447,7 +450,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 				if (run->evict_holding)
 					KsExpireCompact(run);
 				run->step_budget_end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-																   KS_STEP_BUDGET_MS);
+																   KsRunBudgetMs(run, KS_STEP_BUDGET_MS));
 				while (run->applied < safe && batches < KS_BATCHES_PER_STEP &&
 					   (batches == 0 ? !KsEvictHold(run) : !KsRunBudgetSpent(run)))
 				{

@@ -117,9 +117,14 @@ KsCountOwners(List *defs)
 	List	   *owners = NIL;
 	ListCell   *lc;
 
+	int			n;
+
 	foreach(lc, defs)
 		owners = list_append_unique_oid(owners, KsRelationOwner(((KsAggDef *) lfirst(lc))->view_oid));
-	return list_length(owners);
+	/* (called in the worker's long-lived context) */
+	n = list_length(owners);
+	list_free(owners);
+	return n;
 }
 
 /*

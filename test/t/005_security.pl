@@ -1195,7 +1195,47 @@ ok(fails_with($node, 'seqs.t3', '%sequence%', 10),
 rebuild_is_exact(3, 'TRUNCATE ... RESTART IDENTITY');
 
 ###########################################################################
-# 9. Hash flooding: keys chosen so that their hashes (public: anyone can
+# 9. Privileges revoked while an aggregation runs take effect at its next
+#     step, like a view's: EXECUTE on a function granted through a
+#     membership that is revoked, and EXECUTE on an aggregate.
+###########################################################################
+{
+	$node->safe_psql($db, q{
+CREATE ROLE regress_giver LOGIN; CREATE ROLE regress_taker LOGIN; CREATE ROLE regress_friends;
+GRANT regress_friends TO regress_taker;
+CREATE SCHEMA giver AUTHORIZATION regress_giver; CREATE SCHEMA taker AUTHORIZATION regress_taker;
+});
+	as_role($node, 'regress_giver', q{
+CREATE FUNCTION giver.f(int) RETURNS int LANGUAGE sql IMMUTABLE SECURITY DEFINER SET search_path = pg_catalog
+	AS 'SELECT $1 * 2';
+REVOKE EXECUTE ON FUNCTION giver.f(int) FROM PUBLIC;
+CREATE FUNCTION giver.acc(bigint, int) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2';
+CREATE AGGREGATE giver.total(int) (sfunc = giver.acc, stype = bigint, initcond = '0');
+REVOKE EXECUTE ON FUNCTION giver.total(int) FROM PUBLIC;
+GRANT USAGE ON SCHEMA giver TO regress_friends, regress_taker;
+GRANT EXECUTE ON FUNCTION giver.f(int) TO regress_friends;
+GRANT EXECUTE ON FUNCTION giver.total(int) TO regress_taker;
+});
+	as_role($node, 'regress_taker', q{
+CREATE TABLE taker.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('taker.by_f', 'SELECT giver.f(k) AS k2, count(*) AS n FROM taker.ev GROUP BY 1');
+SELECT keyedstate.create_aggregation('taker.by_total', 'SELECT k % 2 AS g, giver.total(k) AS t FROM taker.ev GROUP BY 1');
+INSERT INTO taker.ev (k) VALUES (1), (2);
+SELECT keyedstate.sync('taker.by_f'); SELECT keyedstate.sync('taker.by_total');
+});
+	$node->safe_psql($db, 'REVOKE regress_friends FROM regress_taker');
+	as_role($node, 'regress_giver', 'REVOKE EXECUTE ON FUNCTION giver.total(int) FROM regress_taker');
+	as_role($node, 'regress_taker', 'INSERT INTO taker.ev (k) VALUES (3)');
+	for my $agg ('taker.by_f', 'taker.by_total')
+	{
+		ok(fails_with($node, $agg, '%permission denied%', 30),
+			"9: $agg fails at its next step once its owner may no longer execute what it calls")
+		  or diag(status_of($node, $agg));
+	}
+}
+
+###########################################################################
+# 10. Hash flooding: keys chosen so that their hashes (public: anyone can
 #    compute hashint4) agree in their low bits would pile up into one run
 #    of the key index and one chain of the published rows, every insert
 #    walking it (quadratic: one step held a worker for 45 s).  The index
@@ -1219,13 +1259,13 @@ INSERT INTO steady.plain (k) SELECT g FROM generate_series(1, 60000) g;
 SELECT keyedstate.create_aggregation('steady.${t}_n', 'SELECT k, count(*) AS n FROM steady.$t GROUP BY k');
 SELECT keyedstate.sync('steady.${t}_n', '2 min');});
 		$secs{$t} = time() - $t0;
-		ok($r->{ok}, "9: an aggregation over 60,000 keys of $t hashes syncs") or diag(outcome($r));
+		ok($r->{ok}, "10: an aggregation over 60,000 keys of $t hashes syncs") or diag(outcome($r));
 	}
-	is($node->safe_psql($db, q{SELECT count(*) FROM steady.flood_n}), '60000', '9: ... with every key');
-	is(ks_state($node, $db, 'steady.flood_n'), 'running', '9: the flood does not fail the aggregation');
+	is($node->safe_psql($db, q{SELECT count(*) FROM steady.flood_n}), '60000', '10: ... with every key');
+	is(ks_state($node, $db, 'steady.flood_n'), 'running', '10: the flood does not fail the aggregation');
 	# a loose bound, against quadratic work only (before: 3.9 s against 0.13 s)
 	ok($secs{flood} < 5 * $secs{plain} + 2,
-		sprintf('9: colliding low bits cost no more than ordinary hashes (%.2f s against %.2f s)',
+		sprintf('10: colliding low bits cost no more than ordinary hashes (%.2f s against %.2f s)',
 			$secs{flood}, $secs{plain}));
 	as_role($node, 'regress_steady', q{SELECT keyedstate.drop_aggregation('steady.flood_n');
 SELECT keyedstate.drop_aggregation('steady.plain_n');});
