@@ -49,6 +49,7 @@ OBJS = \
 	src/control.o \
 	src/hooks.o \
 	src/dbhooks.o \
+	src/keytypes.o \
 	src/restore.o
 
 EXTENSION = keyedstate

@@ -44,6 +44,14 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FILTER (WHERE cur
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, max(age(timestamp ''2000-01-01'')) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k HAVING max(statement_timestamp()) IS NOT NULL');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, session_user AS who, count(*) FROM src GROUP BY k, session_user');
+-- values of the session: refused, unless a captured or custom setting
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, current_setting(''work_mem'') AS wm, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, current_setting(''application_name'', true) AS app, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_my_temp_schema() AS tmp, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, inet_client_addr() AS addr, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_current_xact_id()::text AS x, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
+SELECT keyedstate.drop_aggregation('e_tz');
 -- anonymous records that could not be read back after a restart
 SELECT keyedstate.create_aggregation('e1', 'SELECT ROW(k, v) AS r, count(*) FROM src GROUP BY ROW(k, v)');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(ROW(v, t)) FROM src GROUP BY k');

@@ -56,6 +56,23 @@ SELECT * FROM note_n;
 SELECT keyedstate.drop_aggregation('note_n');
 DROP TABLE notes;
 
+-- a composite type in a key (or in an array key) cannot change its attributes:
+-- the keys' hashes would change
+CREATE TYPE pt AS (a int, b text);
+CREATE TABLE pts (id bigserial PRIMARY KEY, p pt, ps pt[]);
+INSERT INTO pts (p, ps) VALUES (ROW(1, 'x'), ARRAY[ROW(1, 'x')::pt]), (ROW(1, 'x'), ARRAY[ROW(2, 'y')::pt]);
+SELECT keyedstate.create_aggregation('by_pt', 'SELECT p, count(*) AS n FROM pts GROUP BY p');
+SELECT keyedstate.create_aggregation('by_pts', 'SELECT ps, count(*) AS n FROM pts GROUP BY ps');
+ALTER TYPE pt ADD ATTRIBUTE z int;
+ALTER TYPE pt DROP ATTRIBUTE b;
+SELECT keyedstate.drop_aggregation('by_pt');
+ALTER TYPE pt ADD ATTRIBUTE z int;
+SELECT keyedstate.drop_aggregation('by_pts');
+ALTER TYPE pt ADD ATTRIBUTE z int;
+ALTER TYPE pt RENAME ATTRIBUTE a TO aa;
+DROP TABLE pts;
+DROP TYPE pt;
+
 -- DROP EXTENSION needs CASCADE while aggregations exist, as for any
 -- extension other objects depend on; then it stops everything and leaves
 -- nothing behind

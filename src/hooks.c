@@ -44,6 +44,7 @@
 #include "catalog.h"
 #include "dbhooks.h"
 #include "hooks.h"
+#include "keytypes.h"
 #include "settings.h"
 #include "shmem.h"
 #include "source.h"
@@ -534,7 +535,13 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	}
 	else if (IsA(parsetree, AlterTableStmt) &&
 			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
+	{
+		KsBeforeAlterType((AlterTableStmt *) parsetree);
 		KsBeforeAlterTable((AlterTableStmt *) parsetree);
+	}
+	else if (IsA(parsetree, AlterTableStmt) &&
+			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TYPE)
+		KsBeforeAlterType((AlterTableStmt *) parsetree);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
