@@ -483,8 +483,11 @@ SELECT a.view::text AS name,
 			WHEN w.nparts < a.parallelism THEN 'starting'
 			ELSE COALESCE(w.state, 'starting') END AS state,
 	   w.consumed_offset,
-	   COALESCE(w.checkpointed_offset, a.checkpointed_offset) AS checkpointed_offset,
-	   GREATEST(w.high_water - w.consumed_offset, 0) AS lag_rows,
+	   -- figures of the data only to the view's readers (worker_status() nulls the rest)
+	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
+			THEN COALESCE(w.checkpointed_offset, a.checkpointed_offset) END AS checkpointed_offset,
+	   CASE WHEN w.high_water IS NOT NULL
+			THEN GREATEST(w.high_water - w.consumed_offset, 0) END AS lag_rows,
 	   w.keys + w.keys_cold AS keys,
 	   w.keys AS keys_in_memory,
 	   w.visible_keys,

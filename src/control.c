@@ -476,14 +476,19 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		Datum		values[32];
 		bool		nulls[32];
 		bool		inspect;
+		bool		reader;
 		int64		high_water;
+		int			c;
 
 		if (!KsSlotAt(i, &ref) || !KsSlotSnapshot(&ref, &copy) || copy.dboid != MyDatabaseId)
 			continue;
 
 		inspect = KsMayInspect(copy.owner);
+		/* figures of the data (counts, offsets: the sequence's value) to its readers */
+		reader = inspect || (OidIsValid(copy.view_oid) &&
+							 pg_class_aclcheck(copy.view_oid, GetUserId(), ACL_SELECT) == ACLCHECK_OK);
 		high_water = copy.high_water;
-		if (OidIsValid(copy.sequence_oid))
+		if (reader && OidIsValid(copy.sequence_oid))
 		{
 			int64		lastval;
 
@@ -533,6 +538,9 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[29] = Int32GetDatum(copy.part.layout);
 		values[30] = Int32GetDatum(copy.part.first_group);
 		values[31] = Int32GetDatum(copy.part.last_group);
+		for (c = 2; c <= 23 && !reader; c++)
+			if (c != 6 && c != 14 && c != 15 && c != 16)
+				nulls[c] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -952,6 +952,9 @@ is(as_role($node, 'regress_nosy', q{SELECT coalesce(query, '<null>') FROM keyeds
 		(SELECT string_agg(keyedstate.query_definition(id), ' ') FROM keyedstate.aggregations))});
 	unlike("$r->{out} $r->{err}", qr/TOPSECRET|QSECRET/,
 		"4: nothing another role can read of keyedstate shows another owner's data");
+	is(as_role($node, 'regress_nosy', q{SELECT concat_ws(',', consumed_offset, lag_rows, keys, visible_keys, rows_consumed, memory_bytes)
+		FROM keyedstate.status WHERE name = 'vera.totals'}), '',
+		"4: keyedstate.status shows no figure of another owner's data (counts, offsets, the sequence's value) to a role that cannot read the view");
 	# a reader of the view: sync and the view say it failed, not why
 	as_role($node, 'regress_vera', 'GRANT USAGE ON SCHEMA vera TO regress_nosy; GRANT SELECT ON vera.totals TO regress_nosy');
 	for my $read ("SELECT keyedstate.sync('vera.totals', '5 s')", 'SELECT * FROM vera.totals')
