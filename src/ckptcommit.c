@@ -106,14 +106,44 @@ KsCheckpointForgetRetired(KsAggRun *run)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 }
 
+/*
+ * The checkpoint's row was not updated: the aggregation is gone, or a
+ * rebuild() (or a resume()) committed after this run last read its
+ * definition.  Committing would overwrite the rebuild's fresh start with
+ * this run's old state, whose older chunks the rebuild deleted.  So the
+ * checkpoint is abandoned, and the run waits for the reload that brings
+ * the new definition (as a run whose step a backend interrupted does).
+ */
+static void
+KsCheckpointOutdated(KsAggRun *run)
+{
+	Datum		arg = Int32GetDatum(run->def->agg_id);
+	Oid			argtype = INT4OID;
+
+	if (SPI_execute_with_args("SELECT FROM keyedstate.aggregation WHERE id = $1",
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
+		SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("aggregation %s no longer exists", run->name)));
+	run->definition_outdated = true;
+	ereport(LOG,
+			(errmsg("keyedstate abandoned a checkpoint of aggregation %s: it was rebuilt or resumed meanwhile",
+					run->name)));
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("the definition of aggregation %s changed during its checkpoint", run->name)));
+}
+
 /* Commit a checkpoint's offset with its chunks (see checkpoint.h). */
 void
 KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 checkpoint_id,
 				   bool full, bool final, bool rebuilding, int64 cold_rows)
 {
-	Datum		args[7];
-	Oid			argtypes[7] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID, TIMESTAMPTZOID};
-	char		nulls[7] = "      ";
+	Datum		args[9];
+	Oid			argtypes[9] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID, TIMESTAMPTZOID,
+	INT8OID, INT4OID};
+	char		nulls[9] = "        ";
 	int			ret;
 
 	args[0] = Int32GetDatum(run->def->id);
@@ -124,24 +154,26 @@ KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 che
 	args[5] = Int64GetDatum(cold_rows);
 	args[6] = TimestampTzGetDatum(watermark);
 	nulls[6] = watermark == DT_NOBEGIN ? 'n' : ' ';
+	/* the definition the run has: a rebuild or resume committed since writes anew */
+	args[7] = Int64GetDatum(run->def->resume_count);
+	args[8] = Int32GetDatum(run->def->agg_id);
 	if (run->def->is_part)
 		ret = SPI_execute_with_args("UPDATE keyedstate.part "
 									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 									"last_checkpoint = pg_catalog.now(), clean_stop = $4, "
-									"watermark = $7, seed_from = NULL WHERE id = $1",
-									7, argtypes, args, nulls, false, 0);
+									"watermark = $7, seed_from = NULL WHERE id = $1 "
+									"AND (SELECT a.resume_count FROM keyedstate.aggregation a WHERE a.id = $9) = $8",
+									9, argtypes, args, nulls, false, 0);
 	else
 		ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
 									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 									"last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4, "
-									"watermark = $7 WHERE id = $1",
-									7, argtypes, args, nulls, false, 0);
+									"watermark = $7 WHERE id = $1 AND resume_count = $8",
+									9, argtypes, args, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed != 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("aggregation %s no longer exists", run->name)));
+		KsCheckpointOutdated(run);
 	/* a part that caught up ends its aggregation's rebuild, never waiting */
 	if (run->def->is_part && run->def->rebuilding && !rebuilding)
 	{

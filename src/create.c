@@ -512,6 +512,8 @@ KsSetCanonicalSettings(void)
 	KsSetOption("extra_float_digits", "3", GUC_ACTION_SAVE);
 	/* string literals deparsed and read back as standard strings */
 	KsSetOption("standard_conforming_strings", "on", GUC_ACTION_SAVE);
+	/* money constants: written and read in one locale's format */
+	KsSetOption("lc_monetary", "C", GUC_ACTION_SAVE);
 }
 
 /* The key groups of part p of n, of max: Flink's ranges, as even as they can be. */

@@ -525,6 +525,15 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out)
 	{
+		if (run->definition_outdated)
+		{
+			/* rebuilt or resumed meanwhile: wait for the reload (ckptcommit.c) */
+			run->definition_outdated = false;
+			run->interrupted = true;
+			KsRunUnload(run);
+			FreeErrorData(edata);
+			return;
+		}
 		if (ks_term_requested)
 		{
 			/* the worker is leaving: the restart replays from the checkpoint */
