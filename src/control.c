@@ -231,6 +231,26 @@ KsRescale(KsNamedAgg *agg, int parallelism)
 	int32		layout;
 	int64		start;
 
+	/*
+	 * Paused, the new parts consume nothing past their seeds' checkpoints:
+	 * a part whose view shows more than it checkpointed (a pause right
+	 * after rows came) must checkpoint first, as a paused run soon does.
+	 */
+	if (blocked == NULL && agg->def.paused)
+	{
+		KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+		int			nparts;
+		int			n = KsFindAggParts(MyDatabaseId, agg->def.id, refs, KsSharedState->max_aggs, &nparts);
+		int			i;
+
+		for (i = 0; i < n && blocked == NULL; i++)
+		{
+			KsAggSlot	copy;
+
+			if (KsSlotSnapshot(&refs[i], &copy) && copy.consumed_offset > copy.checkpointed_offset)
+				blocked = "It is paused, and a part has not checkpointed all that its view shows yet.";
+		}
+	}
 	if (blocked != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

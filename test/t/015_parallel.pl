@@ -205,8 +205,16 @@ $node->safe_psql($db, q{
 SELECT keyedstate.create_aggregation('par_twice', 'SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k',
 	parallelism => 2);
 SELECT keyedstate.sync('par_twice');
-SELECT keyedstate.pause('par_twice');
-SELECT keyedstate.alter_aggregation('par_twice', parallelism => 3);});
+SELECT keyedstate.pause('par_twice');});
+# a paused part checkpoints what its view shows before it may be rescaled
+my $once = 0;
+for (1 .. 150)
+{
+	my ($ret) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('par_twice', parallelism => 3)});
+	if ($ret == 0) { $once = 1; last; }
+	usleep(200_000);
+}
+ok($once, 'a paused aggregation is rescaled once its parts checkpointed what their view shows');
 my $twice = 0;
 for (1 .. 150)
 {
