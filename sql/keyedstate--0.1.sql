@@ -44,6 +44,8 @@ CREATE TABLE keyedstate.aggregation (
 	query_text			text NOT NULL,
 	definition			text NOT NULL,
 	query_tree			text NOT NULL,
+	-- the cluster whose OIDs query_tree holds: another one's (pg_upgrade) is bound again
+	system_id			bigint DEFAULT (pg_catalog.pg_control_system()).system_identifier,
 	settings			text[] NOT NULL,
 	checkpoint_interval	interval NOT NULL,
 	paused				bool NOT NULL DEFAULT false,

@@ -45,7 +45,9 @@
 	"COALESCE(a.memory_limit, 0), " \
 	"a.id, p.id IS NOT NULL, a.parallelism, a.max_parallelism, a.layout, " \
 	"COALESCE(p.part, 0), COALESCE(p.first_key_group, 0), " \
-	"COALESCE(p.last_key_group, a.max_parallelism - 1), p.seed_from"
+	"COALESCE(p.last_key_group, a.max_parallelism - 1), p.seed_from, " \
+	"a.system_id IS DISTINCT FROM (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c), " \
+	"a.definition"
 
 /* An aggregation alone: no part. */
 #define KS_DEF_FROM_AGGREGATION \
@@ -175,6 +177,8 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	if (!isnull)
 		deconstruct_array(DatumGetArrayTypeP(seeds), INT4OID, sizeof(int32), true, TYPALIGN_INT,
 						  &def->seeds, NULL, &def->nseeds);
+	def->other_cluster = DatumGetBool(SPI_getbinval(tup, desc, 28, &isnull));
+	def->definition = TextDatumGetCString(SPI_getbinval(tup, desc, 29, &isnull));
 	return def;
 }
 
@@ -215,6 +219,7 @@ KsCopyDefinition(const KsAggDef *def, MemoryContext cxt)
 
 	memcpy(copy, def, sizeof(KsAggDef));
 	copy->query_tree = pstrdup(def->query_tree);
+	copy->definition = def->definition ? pstrdup(def->definition) : NULL;
 	copy->settings = NIL;
 	foreach(lc, def->settings)
 		copy->settings = lappend(copy->settings, pstrdup(lfirst(lc)));

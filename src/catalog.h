@@ -62,6 +62,10 @@ typedef struct KsAggDef
 	int32		last_group;
 	Datum	   *seeds;			/* a new part: the ids it is seeded from */
 	int			nseeds;
+
+	/* query_tree holds another cluster's OIDs (pg_upgrade): bind `definition` again */
+	bool		other_cluster;
+	char	   *definition;
 } KsAggDef;
 
 /* The access bracket: SPI connected, as the bootstrap superuser. */

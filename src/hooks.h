@@ -75,4 +75,8 @@ extern char *KsDeparseForRestore(Query *query);
 extern void KsSetCanonicalSettings(void);
 extern char *KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set);
 
+/* restore.c: bind a definition made in another cluster again (pg_upgrade) */
+struct KsAggDef;
+extern void KsRebindDefinition(struct KsAggDef *def, Oid owner);
+
 #endif							/* KS_HOOKS_H */

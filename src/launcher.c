@@ -72,6 +72,10 @@ KsLauncherInit(void)
 {
 	BackgroundWorker worker;
 
+	/* pg_upgrade's servers: no aggregation runs while objects are restored */
+	if (IsBinaryUpgrade)
+		return;
+
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;

@@ -53,6 +53,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -116,6 +117,49 @@ KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo
 	SetUserIdAndSecContext(save_userid, save_sec);
 	AtEOXact_GUC(false, nestlevel);
 	return query;
+}
+
+/*
+ * Bind an aggregation's definition again in this cluster: its query tree
+ * holds the OIDs of functions and operators of the cluster it was made in,
+ * which pg_upgrade does not keep (a dump and restore binds it in the
+ * restore trigger below).  The stored definition is analysed as the owner
+ * under the captured settings, as a restore does; the tree, the live
+ * table's key operators and the view's dependencies are written again.
+ * Called by the worker before it loads the aggregation, as its owner.
+ */
+void
+KsRebindDefinition(KsAggDef *def, Oid owner)
+{
+	KsQueryInfo info;
+	Query	   *query;
+	char	   *tree;
+	KsCatalogAccess acc;
+	ObjectAddress ruleaddr;
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+
+	query = KsAnalyseRestored(def->definition, def->settings, owner, &info);
+	tree = nodeToString(query);
+	KsCatalogOpen(&acc);
+	args[0] = Int32GetDatum(def->agg_id);
+	args[1] = CStringGetTextDatum(tree);
+	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET query_tree = $2, "
+							  "system_id = (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c) "
+							  "WHERE id = $1", 2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_execute(psprintf("ALTER FOREIGN TABLE %s OPTIONS (%s)", KsAggName(def->live_oid),
+							 KsLiveTableOptions(def->agg_id, &info, true)), false, 0) < 0)
+		elog(ERROR, "could not bind aggregation %s again", KsAggName(def->view_oid));
+	ObjectAddressSet(ruleaddr, RewriteRelationId,
+					 get_rewrite_oid(def->view_oid, ViewSelectRuleName, false));
+	recordDependencyOnExpr(&ruleaddr, (Node *) query, NIL, DEPENDENCY_NORMAL);
+	KsCatalogClose(&acc);
+	def->query_tree = MemoryContextStrdup(GetMemoryChunkContext(def), tree);
+	def->other_cluster = false;
+	ereport(LOG,
+			(errmsg("keyedstate bound aggregation %s again: it was made in another cluster",
+					KsAggName(def->view_oid)),
+			 errdetail("pg_upgrade keeps no OIDs of functions and operators; the stored definition was analysed again.")));
 }
 
 /*

@@ -404,6 +404,19 @@ KsRunTimeoutPause(bool cancel_on_term)
 		KsCancelStep();
 }
 
+/* Error context of a step: which aggregation, and which input row (see run.h). */
+void
+KsRowErrorContext(void *arg)
+{
+	KsAggRun   *run = (KsAggRun *) arg;
+
+	if (run->cur_offset != 0)
+		errcontext("keyedstate aggregation %s, input row with offset " INT64_FORMAT,
+				   run->name, run->cur_offset);
+	else
+		errcontext("keyedstate aggregation %s", run->name);
+}
+
 /* Whether the step timeout is paused now. */
 bool
 KsRunTimeoutsPaused(void)

@@ -258,6 +258,9 @@ extern void KsRunEnd(int nestlevel);
  */
 extern void KsRunTimeoutPause(bool cancel_on_term);
 
+/* Error context callback of a step (arg: the run): the aggregation, the input row. */
+extern void KsRowErrorContext(void *arg);
+
 /* Whether the step timeout is paused now. */
 extern bool KsRunTimeoutsPaused(void);
 

@@ -26,6 +26,7 @@
 #include "cold.h"
 #include "evict.h"
 #include "expire.h"
+#include "hooks.h"
 #include "recovery.h"
 #include "publish.h"
 #include "settings.h"
@@ -39,19 +40,6 @@
 #define KS_WAITING_AFTER_MS		1000
 
 static void KsRunPublish(KsAggRun *run, int64 offset);
-
-/* Error context: which aggregation, and which input row. */
-static void
-KsRowErrorContext(void *arg)
-{
-	KsAggRun   *run = (KsAggRun *) arg;
-
-	if (run->cur_offset != 0)
-		errcontext("keyedstate aggregation %s, input row with offset " INT64_FORMAT,
-				   run->name, run->cur_offset);
-	else
-		errcontext("keyedstate aggregation %s", run->name);
-}
 
 /*
  * Compile the expressions of a loaded run, as its owner: the source's
@@ -111,6 +99,8 @@ KsRunLoad(KsAggRun *run)
 										 ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(run->loadcxt);
 
+	if (run->def->other_cluster)	/* made in another cluster: pg_upgrade */
+		KsRebindDefinition(run->def, run->owner);
 	query = (Query *) stringToNode(run->def->query_tree);
 	KsAnalyzeQuery(query, &run->info);
 	if (run->def->window_size_us > 0)

@@ -1,0 +1,62 @@
+# pg_upgrade: the aggregations' analysed queries hold OIDs of functions and
+# operators, which pg_upgrade does not keep.  After an upgrade the worker
+# finds that its aggregation was made in another cluster (the system
+# identifier) and binds its stored definition again before loading it; the
+# view then equals the GROUP BY oracle, point lookups included.  No worker
+# runs in pg_upgrade's binary-upgrade servers.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../perl";
+use KsTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $old = ks_node('old');
+$old->safe_psql('postgres', q{
+CREATE EXTENSION keyedstate;
+-- burn OIDs so that the new cluster gives the functions other ones
+DO $$ BEGIN FOR i IN 1..300 LOOP
+	EXECUTE format('CREATE FUNCTION burn_%s() RETURNS int LANGUAGE sql AS ''SELECT 1''', i);
+	EXECUTE format('DROP FUNCTION burn_%s()', i);
+END LOOP; END $$;
+CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';
+CREATE FUNCTION my_add(bigint, int) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2';
+CREATE AGGREGATE my_sum(int) (sfunc = my_add, stype = bigint, initcond = '0');
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO ev (k, v) SELECT g % 50, g FROM generate_series(1, 5000) g;
+SELECT keyedstate.create_aggregation('agg', 'SELECT twice(k) AS k2, my_sum(v) AS s, count(*) AS n FROM ev GROUP BY 1');
+SELECT keyedstate.sync('agg');
+SELECT keyedstate.checkpoint('agg');
+});
+my $old_oid = $old->safe_psql('postgres', q{SELECT 'twice(int)'::regprocedure::oid});
+$old->stop;
+
+my $new = PostgreSQL::Test::Cluster->new('new');
+$new->init;
+$new->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'keyedstate'
+max_worker_processes = 16
+keyedstate.naptime = 100
+});
+my $bindir = $new->config_data('--bindir');
+chdir $new->basedir or die "cannot chdir to " . $new->basedir;
+command_ok([ 'pg_upgrade', '--no-sync', '-d', $old->data_dir, '-D', $new->data_dir,
+		'-b', $bindir, '-B', $bindir, '-s', $new->host, '-p', $old->port, '-P', $new->port ],
+	'pg_upgrade of a cluster with an aggregation');
+$new->start;
+isnt($new->safe_psql('postgres', q{SELECT 'twice(int)'::regprocedure::oid}), $old_oid,
+	'(precondition) the function has another OID after the upgrade');
+$new->safe_psql('postgres', 'INSERT INTO ev (k, v) SELECT g % 70, g FROM generate_series(1, 2000) g');
+ks_sync($new, 'postgres', 'agg', '1 min');
+is(ks_state($new, 'postgres', 'agg'), 'running', 'after pg_upgrade the aggregation runs');
+is(ks_mismatches($new, 'postgres', 'SELECT k2, s, n FROM agg',
+	'SELECT twice(k), my_sum(v), count(*) FROM ev GROUP BY 1'), '0', 'after pg_upgrade it is exact');
+is($new->safe_psql('postgres', 'SELECT s FROM agg WHERE k2 = 120'),
+	$new->safe_psql('postgres', 'SELECT sum(v) FROM ev WHERE k * 2 = 120'), 'a point lookup finds its key');
+ok($new->log_contains('keyedstate bound aggregation public.agg again'), 'the log says it was bound again');
+my ($ret, $out, $err) = $new->psql('postgres', 'DROP FUNCTION twice(int)');
+like($err, qr/depend/, 'the view depends on the functions it calls again');
+$new->stop;
+done_testing();
