@@ -426,8 +426,10 @@ SELECT a.id,
 	   a.time_column,
 	   a.memory_limit,
 	   a.paused,
-	   COALESCE((SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate.part p
-				  WHERE p.aggregation_id = a.id), a.checkpointed_offset) AS checkpointed_offset,
+	   -- an offset gives the source sequence's value: to the view's readers only
+	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
+			THEN COALESCE((SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate.part p
+						   WHERE p.aggregation_id = a.id), a.checkpointed_offset) END AS checkpointed_offset,
 	   COALESCE((SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate.part p
 				  WHERE p.aggregation_id = a.id), a.last_checkpoint) AS last_checkpoint,
 	   a.created,

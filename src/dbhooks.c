@@ -129,15 +129,16 @@ KsBeforeDatabaseCommand(Node *parsetree)
 	else if (IsA(parsetree, CreatedbStmt))
 	{
 		dboid = KsCreatedbTemplate((CreatedbStmt *) parsetree);
-		/* only who may copy it may make its workers leave */
-		if (OidIsValid(dboid) && KsMayCopyDatabase(dboid))
+		/* only who may copy it (CREATEDB, and the template's rule) makes its workers leave */
+		if (OidIsValid(dboid) && have_createdb_privilege() && KsMayCopyDatabase(dboid))
 			KsKeepWorkersAway(dboid);
 		return;
 	}
 	else
 		return;
-	/* the owner's commands (a superuser owns every database) */
-	if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()))
+	/* the owner's commands (a superuser owns every database); a rename needs CREATEDB too */
+	if (OidIsValid(dboid) && pg_database_ownercheck(dboid, GetUserId()) &&
+		(!IsA(parsetree, RenameStmt) || have_createdb_privilege()))
 		KsKeepWorkersAway(dboid);
 }
 

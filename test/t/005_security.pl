@@ -955,6 +955,8 @@ is(as_role($node, 'regress_nosy', q{SELECT coalesce(query, '<null>') FROM keyeds
 	is(as_role($node, 'regress_nosy', q{SELECT concat_ws(',', consumed_offset, lag_rows, keys, visible_keys, rows_consumed, memory_bytes)
 		FROM keyedstate.status WHERE name = 'vera.totals'}), '',
 		"4: keyedstate.status shows no figure of another owner's data (counts, offsets, the sequence's value) to a role that cannot read the view");
+	is(as_role($node, 'regress_nosy', q{SELECT coalesce(checkpointed_offset::text, '<null>') FROM keyedstate.aggregations WHERE name = 'vera.totals'}),
+		'<null>', "4: nor does keyedstate.aggregations show its checkpointed offset");
 	# a reader of the view: sync and the view say it failed, not why
 	as_role($node, 'regress_vera', 'GRANT USAGE ON SCHEMA vera TO regress_nosy; GRANT SELECT ON vera.totals TO regress_nosy');
 	for my $read ("SELECT keyedstate.sync('vera.totals', '5 s')", 'SELECT * FROM vera.totals')
