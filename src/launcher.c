@@ -215,6 +215,25 @@ KsDatabaseUsability(Oid dboid, NameData *name)
 	return result;
 }
 
+/*
+ * A dynamic background worker of ours connected to database `dboid`,
+ * started once recovery ends, never restarted by the postmaster (the
+ * launcher decides), reporting to the launcher; the caller names it.
+ */
+static void
+KsDynamicWorker(BackgroundWorker *worker, const char *function, const char *type, Oid dboid)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker->bgw_library_name, BGW_MAXLEN, "keyedstate");
+	snprintf(worker->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker->bgw_type, BGW_MAXLEN, "%s", type);
+	worker->bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker->bgw_notify_pid = MyProcPid;
+}
+
 /* Start worker w of a database slot. */
 static void
 KsStartDatabaseWorker(int i, int w, Oid dboid)
@@ -222,17 +241,9 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle **handle = &ks_handles[i][w];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "keyedstate");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "KsDatabaseWorkerMain");
+	KsDynamicWorker(&worker, "KsDatabaseWorkerMain", "keyedstate worker", dboid);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate worker %d for database %u", w, dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "keyedstate worker");
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	memcpy(worker.bgw_extra, &w, sizeof(int));
-	worker.bgw_notify_pid = MyProcPid;
 
 	if (*handle != NULL)
 		pfree(*handle);
@@ -388,16 +399,8 @@ KsProbeNext(void)
 
 	if (ks_next_probe >= ks_nprobes || KsHandleAlive(ks_probe_handle))
 		return;
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "keyedstate");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "KsProbeMain");
+	KsDynamicWorker(&worker, "KsProbeMain", "keyedstate probe", ks_probes[ks_next_probe]);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate probe of database %u", ks_probes[ks_next_probe]);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "keyedstate probe");
-	worker.bgw_main_arg = ObjectIdGetDatum(ks_probes[ks_next_probe]);
-	worker.bgw_notify_pid = MyProcPid;
 	if (ks_probe_handle != NULL)
 		pfree(ks_probe_handle);
 	ks_probe_handle = NULL;
