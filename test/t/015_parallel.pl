@@ -207,22 +207,21 @@ SELECT keyedstate.create_aggregation('par_twice', 'SELECT k, count(*) AS n, sum(
 	parallelism => 2);
 SELECT keyedstate.sync('par_twice');
 SELECT keyedstate.pause('par_twice');});
+# Rescale par_twice to $n parts once it may be (30 s at most); whether it was.
+sub rescale_when_allowed
+{
+	my ($n) = @_;
+	for (1 .. 150)
+	{
+		my ($ret) = $node->psql($db, "SELECT keyedstate.alter_aggregation('par_twice', parallelism => $n)");
+		return 1 if $ret == 0;
+		usleep(200_000);
+	}
+	return 0;
+}
 # a paused part checkpoints what its view shows before it may be rescaled
-my $once = 0;
-for (1 .. 150)
-{
-	my ($ret) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('par_twice', parallelism => 3)});
-	if ($ret == 0) { $once = 1; last; }
-	usleep(200_000);
-}
-ok($once, 'a paused aggregation is rescaled once its parts checkpointed what their view shows');
-my $twice = 0;
-for (1 .. 150)
-{
-	my ($ret) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('par_twice', parallelism => 1)});
-	if ($ret == 0) { $twice = 1; last; }
-	usleep(200_000);
-}
+ok(rescale_when_allowed(3), 'a paused aggregation is rescaled once its parts checkpointed what their view shows');
+my $twice = rescale_when_allowed(1);
 ok($twice, 'a second rescale while paused goes through once the new parts checkpointed');
 is(ks_mismatches($node, $db, 'SELECT * FROM par_twice', 'SELECT k, count(*), sum(v) FROM ev GROUP BY k'), '0',
 	'still paused, its view shows every key');
