@@ -29,6 +29,8 @@ SELECT keyedstate.create_aggregation('par',
 	'SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, min(v) AS lo, max(t) AS hi,
 	        string_agg(id::text, '','') AS ids
 	   FROM ev GROUP BY k', parallelism => 2);
+-- placed before the others come (more parts than workers then share them)
+SELECT keyedstate.sync('par');
 -- a text key and few key groups
 SELECT keyedstate.create_aggregation('par_text',
 	'SELECT t, count(*) AS n FROM ev GROUP BY t', parallelism => 3, max_parallelism => 16);
