@@ -31,7 +31,6 @@ static int	ks_myindex = -1;
 /* How long DROP DATABASE waits for the worker to leave. */
 #define KS_DROP_WAIT_MS			5000
 
-static KsDbSlot *KsLookupDbLocked(Oid dboid);
 
 /*
  * Stop the workers' current steps of an aggregation, of each of its parts
@@ -87,7 +86,7 @@ KsSetLatchOf(int procno)
 }
 
 /* The database slot of a database, with KsShared->lock held; NULL if none. */
-static KsDbSlot *
+KsDbSlot *
 KsLookupDbLocked(Oid dboid)
 {
 	int			i;

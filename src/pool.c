@@ -21,8 +21,17 @@
 #include <signal.h>
 
 #include "storage/proc.h"
+#include "utils/timestamp.h"
 
 #include "shmem.h"
+
+/*
+ * After the pool emptied one of an owner's workers for another owner, it
+ * does not spread that owner's aggregations out again for this long: a
+ * role that creates and drops an aggregation in a loop would otherwise
+ * move another owner's aggregations back and forth, a reload each time.
+ */
+#define KS_POOL_SETTLE_MS		60000
 
 /* Whether a slot's runner is a live process other than this one. */
 static bool
@@ -128,7 +137,7 @@ KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int n
 							aggid, dboid),
 					 errhint("Increase keyedstate.max_aggregations (currently %d) and restart the server.",
 							 KsSharedState->max_aggs)));
-			return -1;
+			return -2;
 		}
 		KsInitSlotLocked(slot, dboid, aggid);
 		/* readers gather an aggregation's parts by this (its slot lock's, see shmem.h) */
@@ -181,26 +190,13 @@ KsNewestOnLocked(Oid dboid, int w, Oid owner, bool other_owner)
 	return found;
 }
 
-/* Whether an aggregation of the database waits for a worker (lock held). */
-static bool
-KsAnyUnassignedLocked(Oid dboid, int nworkers)
-{
-	int			i;
-
-	for (i = 0; i < KsSharedState->max_aggs; i++)
-	{
-		KsAggSlot  *slot = &KsSharedState->aggs[i];
-
-		if (slot->in_use && slot->dboid == dboid && (slot->worker < 0 || slot->worker >= nworkers))
-			return true;
-	}
-	return false;
-}
-
 /* Move one aggregation between workers, never mixing owners (see shmem.h). */
-void
-KsBalanceAggSlots(Oid dboid, int nworkers)
+long
+KsBalanceAggSlots(Oid dboid, int nworkers, bool waiting)
 {
+	KsDbSlot   *db;
+	TimestampTz now = GetCurrentTimestamp();
+	long		wait = 0;
 	int			loads[KS_MAX_DB_WORKERS];
 	Oid			owners[KS_MAX_DB_WORKERS];
 	bool		mixed[KS_MAX_DB_WORKERS];
@@ -212,6 +208,7 @@ KsBalanceAggSlots(Oid dboid, int nworkers)
 	KsAggSlot  *move = NULL;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	db = KsLookupDbLocked(dboid);
 	KsCountLoadsLocked(dboid, nworkers, loads);
 	KsWorkerOwnersLocked(dboid, nworkers, owners, mixed);
 
@@ -224,7 +221,7 @@ KsBalanceAggSlots(Oid dboid, int nworkers)
 		move->worker = -1;
 		KsDatabaseRequestLocked(dboid);
 		LWLockRelease(KsSharedState->lock);
-		return;
+		return 0;
 	}
 
 	/*
@@ -232,7 +229,7 @@ KsBalanceAggSlots(Oid dboid, int nworkers)
 	 * worker of an owner that has several gives one of its aggregations to
 	 * that owner's other least loaded worker, until it is empty
 	 */
-	if (KsAnyUnassignedLocked(dboid, nworkers))
+	if (waiting)
 	{
 		for (w = 0; w < nworkers; w++)
 			for (v = 0; v < nworkers; v++)
@@ -246,10 +243,15 @@ KsBalanceAggSlots(Oid dboid, int nworkers)
 		if (from >= 0 && (move = KsNewestOnLocked(dboid, from, InvalidOid, false)) != NULL)
 		{
 			move->worker = to;
+			if (db != NULL)
+			{
+				db->emptied_owner = owners[from];
+				db->emptied_at = now;
+			}
 			KsDatabaseRequestLocked(dboid);
 		}
 		LWLockRelease(KsSharedState->lock);
-		return;
+		return 0;
 	}
 
 	/* 3. the newest aggregation of the most loaded worker moves, if loads differ by two */
@@ -267,11 +269,21 @@ KsBalanceAggSlots(Oid dboid, int nworkers)
 	}
 	if (move != NULL && to >= 0 && loads[most] - loads[to] >= 2)
 	{
-		move->worker = to;
-		/* the old worker hands it over at its reload, the new one claims it */
-		KsDatabaseRequestLocked(dboid);
+		TimestampTz settled = TimestampTzPlusMilliseconds(db != NULL ? db->emptied_at : 0,
+														  KS_POOL_SETTLE_MS);
+
+		if (db != NULL && db->emptied_owner == owners[most] && now < settled)
+			/* this owner was just made to give up a worker: later */
+			wait = Max(TimestampDifferenceMilliseconds(now, settled), 1);
+		else
+		{
+			move->worker = to;
+			/* the old worker hands it over at its reload, the new one claims it */
+			KsDatabaseRequestLocked(dboid);
+		}
 	}
 	LWLockRelease(KsSharedState->lock);
+	return wait;
 }
 
 /* Claim the slot of an aggregation assigned to this worker (see shmem.h). */

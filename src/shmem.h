@@ -36,10 +36,12 @@
  * aggregation slot is assigned to one of them (`worker`); the assignment
  * sticks, so an aggregation moves only when its worker's number leaves the
  * pool (fewer aggregations, a lower max_workers) or when the loads differ
- * by two or more.  Owners are kept apart: an aggregation goes to an empty
- * worker, else to one running only its owner's, and mixes owners in one
- * worker (whose session state some of it outlives a step) only when there
- * are more owners than workers (pool.c).  A worker runs the aggregations assigned to it and
+ * by two or more.  Owners are kept apart (owner.h): an aggregation goes to
+ * an empty worker, else to one running only its owner's, else it waits
+ * until an owner with several workers has emptied one for it; that owner
+ * is not spread out again for a minute (`emptied_owner`, pool.c), so that
+ * a role creating and dropping aggregations in a loop cannot keep another
+ * owner's moving.  A worker runs the aggregations assigned to it and
  * claims each slot (`runner_pid`) only once the previous runner is gone:
  * an aggregation that moves is handed over by its old worker, which takes
  * a final checkpoint and then lets go of the slot, keeping its published
@@ -214,6 +216,8 @@ typedef struct KsDbSlot
 	int			dropping_pid;	/* a backend keeping the workers away, or 0 */
 	bool		empty;			/* its first worker found no aggregation and left */
 	uint64		interrupt_requests; /* interrupts asked for its aggregations */
+	Oid			emptied_owner;	/* whose worker the pool last emptied (pool.c), */
+	TimestampTz emptied_at;		/* ... and when */
 	KsDbWorker	workers[KS_MAX_DB_WORKERS];
 } KsDbSlot;
 
@@ -371,8 +375,9 @@ extern bool KsDatabaseIdleExit(uint32 seen);
 /*
  * Assign an aggregation (or a part of one) to a worker of the database's
  * pool of `nworkers` (see the pool above), giving it a slot first if it
- * has none (a restart); returns the worker's number, or -1, with a warning in the
- * log, if no slot is free.
+ * has none (a restart); returns the worker's number, -1 if it waits for a
+ * worker of its owner's (every one runs another owner's), or -2, with a
+ * warning in the log, if no slot is free.
  */
 extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner,
 							int nworkers);
@@ -380,9 +385,12 @@ extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid o
 /*
  * Move one aggregation from the most loaded worker of the pool to the
  * least loaded one that runs no other owner's aggregation, if their loads
- * differ by two or more.
+ * differ by two or more; or, if an aggregation waits for a worker
+ * (`waiting`), empty one of an owner that has several.  Returns the
+ * milliseconds after which a balance the pool put off must be tried again
+ * (a reload), or 0.
  */
-extern void KsBalanceAggSlots(Oid dboid, int nworkers);
+extern long KsBalanceAggSlots(Oid dboid, int nworkers, bool waiting);
 
 /*
  * Claim the slot of an aggregation assigned to this worker: its
@@ -529,6 +537,9 @@ extern bool KsLauncherForgetIfEmpty(int i, Oid *dboid);
 
 /* The slot of an aggregation, or NULL (shared mode is enough). */
 extern KsAggSlot *KsLookupSlotLocked(Oid dboid, int32 aggid);
+
+/* The slot of a database, or NULL (shared mode is enough). */
+extern KsDbSlot *KsLookupDbLocked(Oid dboid);
 
 /* A free aggregation slot, or NULL. */
 extern KsAggSlot *KsFreeSlotFindLocked(void);

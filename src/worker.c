@@ -46,6 +46,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "catalog.h"
 #include "launcher.h"
@@ -67,6 +68,9 @@ static bool ks_reload_pending = false;
 
 /* A run to hand over could not take its final checkpoint yet: reload soon. */
 static bool ks_handover_pending = false;
+
+/* The pool put off a balance (KsBalanceAggSlots): reload then, or 0. */
+static TimestampTz ks_balance_at = 0;
 static Oid	ks_catalog_relid = InvalidOid;
 
 /*
@@ -145,6 +149,8 @@ KsReloadRuns(void)
 	int32	   *ids;
 	int			nids = 0;
 	int			nworkers;
+	bool		waiting = false;
+	long		wait;
 
 	tmp = AllocSetContextCreate(ks_worker_cxt, "keyedstate reload", ALLOCSET_DEFAULT_SIZES);
 	/*
@@ -183,9 +189,11 @@ KsReloadRuns(void)
 		KsPartInfo	part;
 
 		KsRunPartInfo(def, &part);
-		(void) KsAssignAggSlot(MyDatabaseId, def->id, &part, KsRelationOwner(def->view_oid), nworkers);
+		if (KsAssignAggSlot(MyDatabaseId, def->id, &part, KsRelationOwner(def->view_oid), nworkers) == -1)
+			waiting = true;
 	}
-	KsBalanceAggSlots(MyDatabaseId, nworkers);
+	wait = KsBalanceAggSlots(MyDatabaseId, nworkers, waiting);
+	ks_balance_at = wait > 0 ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait) : 0;
 
 	foreach(lc, defs)
 	{
@@ -444,6 +452,16 @@ KsDatabaseWorkerMain(Datum main_arg)
 			StartTransactionCommand();
 			CommitTransactionCommand();
 			MemoryContextSwitchTo(loopcxt);
+		}
+		if (ks_balance_at != 0)
+		{
+			/* a balance put off is due: the reload tries it again */
+			long		wait = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), ks_balance_at);
+
+			if (wait <= 0)
+				ks_reload_pending = true;
+			else
+				timeout = Min(timeout, wait);
 		}
 		if (ks_reload_pending)
 			timeout = 0;

@@ -262,6 +262,55 @@ $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('picky_e')});
 $node->safe_psql($db, 'ALTER SYSTEM RESET keyedstate.max_workers');
 $node->reload;
 
+# --- a role cannot keep another owner's aggregations moving ----------------
+# With a full pool (2 workers, the superuser's v1 and v2 on one each), an
+# aggregation of another owner empties one of the superuser's workers (v2
+# moves to v1's); its drop would spread them out again.  A role creating and
+# dropping one in a loop moved them back and forth, a reload each time: the
+# pool now waits a minute before it spreads an owner it just made give up a
+# worker, then does.
+{
+	my $cnode = ks_node('churn', "keyedstate.max_workers = 2\n");
+	$cnode->safe_psql('postgres', q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO ev (k) SELECT g % 10 FROM generate_series(1, 100) g;
+CREATE ROLE regress_churner;
+GRANT SELECT, TRIGGER ON ev TO regress_churner;
+GRANT CREATE ON SCHEMA public TO regress_churner;
+SELECT keyedstate.create_aggregation('v1', 'SELECT k, count(*) AS n FROM ev GROUP BY k');
+SELECT keyedstate.create_aggregation('v2', 'SELECT k % 2 AS g, count(*) AS n FROM ev GROUP BY 1');
+SELECT keyedstate.sync('v1'); SELECT keyedstate.sync('v2');});
+	my $apart = q{SELECT count(DISTINCT pid) = 2 AND count(pid) = 2 FROM keyedstate.workers
+		WHERE aggregation IN ('v1', 'v2') AND state = 'running'};
+	ok(ks_wait_for($cnode, 'postgres', $apart, 60), '(precondition) v1 and v2 run in two workers');
+	my $reloads = sub {
+		return () = slurp_file($cnode->logfile) =~ /aggregation public\.v[12] recovered/g;
+	};
+	my $before = $reloads->();
+	my $start = time();
+	for my $i (1 .. 8)
+	{
+		$cnode->safe_psql('postgres', q{SET ROLE regress_churner;
+SELECT keyedstate.create_aggregation('c1', 'SELECT k % 3 AS g, count(*) AS n FROM ev GROUP BY 1');});
+		ks_wait_for($cnode, 'postgres', q{SELECT state = 'running' FROM keyedstate.workers WHERE aggregation = 'c1'}, 30)
+		  or die "c1 did not run in cycle $i";
+		$cnode->safe_psql('postgres', q{SET ROLE regress_churner; SELECT keyedstate.drop_aggregation('c1')});
+		sleep(0.5);
+	}
+	my $moves = $reloads->() - $before;
+	my $took = time() - $start;
+	# one move when the first one came, and two more per minute at most
+	cmp_ok($moves, '<=', 1 + 2 * int($took / 60),
+		sprintf('8 creates and drops of another owner\'s aggregation in %.0f s reloaded v1 and v2 %d times', $took, $moves));
+	ok(ks_wait_for($cnode, 'postgres', $apart, 120), 'a minute later the pool spreads v1 and v2 out again');
+	$cnode->safe_psql('postgres', 'INSERT INTO ev (k) SELECT g FROM generate_series(1, 50) g');
+	ks_sync_all($cnode, 'postgres');
+	is(ks_mismatches($cnode, 'postgres', 'SELECT * FROM v1', 'SELECT k, count(*) FROM ev GROUP BY k'), '0', 'v1 is exact');
+	is(ks_mismatches($cnode, 'postgres', 'SELECT * FROM v2', 'SELECT k % 2, count(*) FROM ev GROUP BY 1'), '0', 'v2 is exact');
+	$cnode->stop;
+}
+
 # --- the launcher shares max_workers among databases ----------------------
 $node->safe_psql($db, 'ALTER SYSTEM SET keyedstate.max_workers = 3');
 $node->reload;
