@@ -26,7 +26,10 @@ my $node = ks_node('keys', "keyedstate.max_aggregations = 400\nkeyedstate.max_wo
 
 # Key types and the values rows take (SQL expressions of that type).  Equal
 # values written differently ('1 day' and '24 hours', 1.0 and 1.00, 0 and
-# -0) must become one key.
+# -0, '{[1,2]}' and '{[1,3)}', and 'a' and 'A' under a case-insensitive
+# nondeterministic collation) must become one key.  Ranges, multiranges,
+# nested composites, arrays of composites and domains (over a base type and
+# over a composite) go through the same code as their base types.
 my @types = (
 	[ 'int2', 'int2', qw(-32768 -5 -1 0 1 32767 NULL) ],
 	[ 'int4', 'int4', qw(-2147483648 -123456 -1 0 7 2147483647 NULL) ],
@@ -69,12 +72,25 @@ my @types = (
 	[ 'rec', 'pair', q{ROW(1, 'x')}, q{ROW(-1, NULL)}, q{ROW(NULL, NULL)}, 'NULL' ],
 	[ 'en', 'mood', q{'sad'}, q{'ok'}, q{'happy'}, 'NULL' ],
 	[ 'rng', 'int4range', q{'[1,5)'}, q{'[1,4]'}, q{'empty'}, q{'(,)'}, q{'[-10,-5)'}, 'NULL' ],
+	[ 'nr', 'numrange', q{'[1.0,2.0)'}, q{'[1.00,2)'}, q{'empty'}, q{'(,5)'}, 'NULL' ],
+	[ 'mr', 'int4multirange', q{'{[1,3),[5,7)}'}, q{'{[1,2],[5,6]}'}, q{'{}'}, q{'{(,0)}'}, 'NULL' ],
+	[ 'nest', 'outerpair', q{ROW(ROW(1, 'x'), '{a}')}, q{ROW(ROW(NULL, NULL), '{}')}, q{ROW(NULL, NULL)},
+		'NULL' ],
+	[ 'pa', 'pair[]', q{ARRAY[ROW(1, 'x')::pair]}, q{'{}'}, q{ARRAY[ROW(NULL, NULL)::pair, ROW(2, 'y')::pair]},
+		'NULL' ],
+	[ 'dom', 'smallpos', '-5', '0', '7', 'NULL' ],
+	[ 'pd', 'pairdom', q{ROW(0, 'y')}, q{ROW(1, NULL)}, 'NULL' ],
+	[ 'ci', 'text COLLATE ci', q{'a'}, q{'A'}, q{'b'}, q{'ß'}, q{'SS'}, q{'ss'}, 'NULL' ],
 );
 
 $node->safe_psql('postgres', q{
 CREATE EXTENSION keyedstate;
 CREATE TYPE pair AS (a int, b text);
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TYPE outerpair AS (p pair, tags text[]);
+CREATE DOMAIN smallpos AS int CHECK (VALUE > -100);
+CREATE DOMAIN pairdom AS pair CHECK ((VALUE).a IS DISTINCT FROM 42);
+CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 });
 my $cols = join(', ', map { "k_$_->[0] $_->[1]" } @types);
 $node->safe_psql('postgres', "CREATE TABLE kv (id bigserial PRIMARY KEY, v int NOT NULL, $cols)");
