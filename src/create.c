@@ -448,7 +448,6 @@ KsCreateObjects(KsCreateState *cs)
 	char	   *livename;
 	char	   *viewname;
 	char	   *sourcename;
-	ObjectAddress ruleaddr;
 
 	cs->id = KsCatalogNextId(false);
 	livename = psprintf("%s.%s", KS_SCHEMA, quote_identifier(psprintf(KS_LIVE_TABLE_FMT, cs->id)));
@@ -479,9 +478,17 @@ KsCreateObjects(KsCreateState *cs)
 	cs->view_oid = get_relname_relid(cs->viewrv->relname, cs->nspid);
 	cs->live_oid = get_relname_relid(psprintf(KS_LIVE_TABLE_FMT, cs->id), get_namespace_oid(KS_SCHEMA, false));
 
-	/* the view's rule depends on what the query uses, as a plain view's would */
-	ObjectAddressSet(ruleaddr, RewriteRelationId, get_rewrite_oid(cs->view_oid, ViewSelectRuleName, false));
-	recordDependencyOnExpr(&ruleaddr, (Node *) cs->query, NIL, DEPENDENCY_NORMAL);
+	KsRecordQueryDependencies(cs->view_oid, cs->query);
+}
+
+/* Record what a query uses as dependencies of the view's rule (see hooks.h). */
+void
+KsRecordQueryDependencies(Oid view_oid, Query *query)
+{
+	ObjectAddress ruleaddr;
+
+	ObjectAddressSet(ruleaddr, RewriteRelationId, get_rewrite_oid(view_oid, ViewSelectRuleName, false));
+	recordDependencyOnExpr(&ruleaddr, (Node *) query, NIL, DEPENDENCY_NORMAL);
 }
 
 /*

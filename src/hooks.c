@@ -210,28 +210,28 @@ KsBeforeDropExtension(DropStmt *stmt)
 
 /*
  * The aggregations whose source is one of relids (a partition's parent
- * and its ancestors), in the statement's memory; NIL where keyedstate is
- * not installed.
+ * and its ancestors), or all of them if `all`, in the statement's memory;
+ * NIL where keyedstate is not installed.
  */
 static List *
-KsAggregationsOver(List *relids)
+KsAggregationsOf(List *relids, bool all)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	KsCatalogAccess acc;
-	List	   *all;
+	List	   *defs;
 	List	   *result = NIL;
 	ListCell   *lc;
 
 	if (!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
 		return NIL;
 	KsCatalogOpen(&acc);
-	all = KsLoadDefinitions(cxt, false);
+	defs = KsLoadDefinitions(cxt, false);
 	KsCatalogClose(&acc);
-	foreach(lc, all)
+	foreach(lc, defs)
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 
-		if (list_member_oid(relids, def->source_oid))
+		if (all || list_member_oid(relids, def->source_oid))
 			result = lappend(result, def);
 	}
 	return result;
@@ -337,7 +337,7 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what)
 
 	if (!OidIsValid(relid) || !get_rel_relispartition(relid) || !KsMayChange(relid, what))
 		return;
-	aggs = KsAggregationsOver(get_partition_ancestors(relid));
+	aggs = KsAggregationsOf(get_partition_ancestors(relid), false);
 	if (aggs != NIL)
 	{
 		if (parentlock != NoLock)
@@ -379,7 +379,7 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 		{
 			if (pc->concurrent && get_rel_relispartition(part))
 			{
-				if (KsAggregationsOver(get_partition_ancestors(part)) != NIL)
+				if (KsAggregationsOf(get_partition_ancestors(part), false) != NIL)
 					ereport(ERROR,
 							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 							 errmsg("cannot detach partition \"%s\" concurrently", get_rel_name(part)),
@@ -392,7 +392,7 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 		}
 		else
 		{
-			List	   *aggs = KsAggregationsOver(KsSelfAndAncestors(parent));
+			List	   *aggs = KsAggregationsOf(KsSelfAndAncestors(parent), false);
 			ListCell   *alc;
 
 			if (aggs != NIL)
@@ -470,7 +470,7 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 
 	if (!OidIsValid(parent) || !OidIsValid(part))
 		return;
-	foreach(lc, KsAggregationsOver(KsSelfAndAncestors(parent)))
+	foreach(lc, KsAggregationsOf(KsSelfAndAncestors(parent), false))
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 
@@ -486,6 +486,35 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 		}
 		else
 			KsWakeTriggersDrop(def->id, part);
+	}
+}
+
+/*
+ * CREATE OR REPLACE VIEW, or CREATE RULE, on an aggregation's view: the
+ * view's query is the aggregation's, and replacing its rule would also
+ * drop the dependencies that keep the objects the query uses (and their
+ * column types) as they were analysed.
+ */
+static void
+KsBeforeViewChange(RangeVar *rv, bool rule)
+{
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_VIEW)
+		return;
+	foreach(lc, KsAggregationsOf(NIL, true))
+	{
+		KsAggDef   *def = (KsAggDef *) lfirst(lc);
+
+		if (def->view_oid == relid)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg(rule ? "cannot create a rule on view \"%s\"" : "cannot replace view \"%s\"",
+							get_rel_name(relid)),
+					 errdetail("View %s is the view of a keyedstate aggregation, whose query it cannot change.",
+							   KsAggName(relid)),
+					 errhint("Drop the aggregation with keyedstate.drop_aggregation() and create it again.")));
 	}
 }
 
@@ -542,6 +571,10 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	else if (IsA(parsetree, AlterTableStmt) &&
 			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TYPE)
 		KsBeforeAlterType((AlterTableStmt *) parsetree);
+	else if (IsA(parsetree, ViewStmt) && ((ViewStmt *) parsetree)->replace)
+		KsBeforeViewChange(((ViewStmt *) parsetree)->view, false);
+	else if (IsA(parsetree, RuleStmt))
+		KsBeforeViewChange(((RuleStmt *) parsetree)->relation, true);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,

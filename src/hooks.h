@@ -75,6 +75,13 @@ extern char *KsDeparseForRestore(Query *query);
 extern void KsSetCanonicalSettings(void);
 extern char *KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set);
 
+/*
+ * Record what an aggregation's query uses as dependencies of its view's
+ * rule, as for a plain view (errors name the view).  The utility hook
+ * keeps the view's owner from replacing the rule, which would drop them.
+ */
+extern void KsRecordQueryDependencies(Oid view_oid, Query *query);
+
 /* restore.c: bind a definition made in another cluster again (pg_upgrade) */
 struct KsAggDef;
 extern void KsRebindDefinition(struct KsAggDef *def, Oid owner);

@@ -135,7 +135,6 @@ KsRebindDefinition(KsAggDef *def, Oid owner)
 	Query	   *query;
 	char	   *tree;
 	KsCatalogAccess acc;
-	ObjectAddress ruleaddr;
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
 
@@ -150,9 +149,7 @@ KsRebindDefinition(KsAggDef *def, Oid owner)
 		SPI_execute(psprintf("ALTER FOREIGN TABLE %s OPTIONS (%s)", KsAggName(def->live_oid),
 							 KsLiveTableOptions(def->agg_id, &info, true)), false, 0) < 0)
 		elog(ERROR, "could not bind aggregation %s again", KsAggName(def->view_oid));
-	ObjectAddressSet(ruleaddr, RewriteRelationId,
-					 get_rewrite_oid(def->view_oid, ViewSelectRuleName, false));
-	recordDependencyOnExpr(&ruleaddr, (Node *) query, NIL, DEPENDENCY_NORMAL);
+	KsRecordQueryDependencies(def->view_oid, query);
 	KsCatalogClose(&acc);
 	def->query_tree = MemoryContextStrdup(GetMemoryChunkContext(def), tree);
 	def->other_cluster = false;
@@ -185,7 +182,6 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	Query	   *query;
 	AttrNumber	offset_attnum;
 	int64		start;
-	ObjectAddress ruleaddr;
 	int			cols[10];
 	Datum		values[10];
 	bool		nulls[10] = {false, false, false, false, false, true, false, false, false, true};
@@ -237,9 +233,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	start = KsSourceStartOffset(sequence_oid);
 
 	/* the view's rule depends on what the query uses, as at creation */
-	ObjectAddressSet(ruleaddr, RewriteRelationId,
-					 get_rewrite_oid(view_oid, ViewSelectRuleName, false));
-	recordDependencyOnExpr(&ruleaddr, (Node *) query, NIL, DEPENDENCY_NORMAL);
+	KsRecordQueryDependencies(view_oid, query);
 
 	/* the live table's key operators and collations, as OIDs of this database */
 	KsCatalogOpen(&acc);

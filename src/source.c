@@ -29,6 +29,7 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/sinvaladt.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
@@ -79,6 +80,7 @@ KsSourceCompile(KsSource *src, KsQueryInfo *info, MemoryContext cxt)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 	List	   *tlist = NIL;
+	List	   *vars;
 	ListCell   *lc;
 	AttrNumber	resno = 1;
 	TupleDesc	desc;
@@ -100,7 +102,53 @@ KsSourceCompile(KsSource *src, KsQueryInfo *info, MemoryContext cxt)
 	if (info->where != NULL)
 		src->where = ExecInitQual(make_ands_implicit(expression_planner(copyObject(info->where))),
 								  NULL);
+	/* the columns read, for KsSourceCheckColumns */
+	src->nvars = 0;
+	vars = pull_var_clause((Node *) lappend(list_copy(info->inputexprs), info->where),
+						   PVC_RECURSE_AGGREGATES | PVC_RECURSE_WINDOWFUNCS | PVC_RECURSE_PLACEHOLDERS);
+	src->vars = palloc(sizeof(Var *) * Max(list_length(vars), 1));
+	foreach(lc, vars)
+		src->vars[src->nvars++] = (Var *) lfirst(lc);
 	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Check that every column the expressions read still has the type, typmod
+ * and collation it was analysed with.  The dependencies of the view and
+ * live table keep them so (create.c); this holds even if they were lost,
+ * as a Datum read as another type would be read out of bounds.
+ */
+static void
+KsSourceCheckColumns(KsSource *src)
+{
+	int			i;
+
+	for (i = 0; i < src->nvars; i++)
+	{
+		Var		   *var = src->vars[i];
+		HeapTuple	tup;
+		Form_pg_attribute att;
+		bool		same;
+
+		if (var->varattno <= 0)
+			continue;			/* system columns and whole rows are checked by the executor */
+		tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(src->relid), Int16GetDatum(var->varattno));
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for attribute %d of relation %u", var->varattno, src->relid);
+		att = (Form_pg_attribute) GETSTRUCT(tup);
+		same = !att->attisdropped && att->atttypid == var->vartype &&
+			att->atttypmod == var->vartypmod && att->attcollation == var->varcollid;
+		if (!same)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of table \"%s\" is no longer of type %s",
+							NameStr(att->attname), get_rel_name(src->relid),
+							format_type_with_typemod(var->vartype, var->vartypmod)),
+					 errdetail("Aggregation %s was defined over the column as it was; it cannot read it since it changed.",
+							   src->aggname),
+					 errhint("Drop the aggregation and create it again.")));
+		ReleaseSysCache(tup);
+	}
 }
 
 /* Lock the table and its sequence for this step, without waiting. */
@@ -121,6 +169,7 @@ KsSourceCheck(KsSource *src)
 	char		relkind = get_rel_relkind(src->relid);
 
 	(void) ExecCheckRTPerms(src->rtable, true);
+	KsSourceCheckColumns(src);
 	if (check_enable_rls(src->relid, InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

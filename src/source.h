@@ -141,6 +141,14 @@ typedef struct KsSource
 	ProjectionInfo *proj;
 	TupleTableSlot *inputslot;
 
+	/*
+	 * The table's columns the expressions read, as analysed: each step
+	 * checks them against the table (KsSourceCheck), so that a column whose
+	 * type changed is never read as its former type.
+	 */
+	int			nvars;
+	Var		  **vars;
+
 	KsFrontier	frontier;
 	int64		seq_seen;		/* highest offset the sequence has handed out, as seen */
 	bool		stale;			/* table altered: find the index again */

@@ -1277,6 +1277,53 @@ SELECT keyedstate.drop_aggregation('steady.plain_n');});
 }
 
 ###########################################################################
+# 11. The view is the owner's, its query is not.  CREATE OR REPLACE VIEW
+#    used to replace the view's rule and with it every dependency recorded
+#    for the query: the owner could then retype a column the query reads,
+#    and the worker read the new Datums as the old type (a crash loop of
+#    the server, or reading memory at chosen addresses), or drop a function
+#    it calls (every ALTER of anyone failed, a restore lost every owner's
+#    aggregation).  Replacing the view or adding a rule is refused, and the
+#    worker checks the columns' types at every step, even with the
+#    dependencies gone.
+###########################################################################
+{
+	as_role($node, 'regress_mallory', q{
+CREATE TABLE mallory.re (id bigserial PRIMARY KEY, b text NOT NULL, v bigint NOT NULL);
+INSERT INTO mallory.re (b, v) SELECT 'k' || (g % 10), g FROM generate_series(1, 100) g;
+CREATE FUNCTION mallory.f(bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 + 1';
+SELECT keyedstate.create_aggregation('mallory.re_a', 'SELECT b, count(*) AS n, sum(mallory.f(v)) AS s FROM mallory.re GROUP BY b');
+SELECT keyedstate.sync('mallory.re_a');});
+	my $live = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate.aggregation WHERE view = 'mallory.re_a'::regclass});
+	my $r = attempt($node, 'regress_mallory', "CREATE OR REPLACE VIEW mallory.re_a AS SELECT b, n, s FROM $live");
+	ok(!$r->{ok} && $r->{err} =~ /cannot replace view "re_a"/, '11: CREATE OR REPLACE VIEW of an aggregation\'s view is refused')
+	  or diag(outcome($r));
+	$r = attempt($node, 'regress_mallory', "CREATE OR REPLACE RULE \"_RETURN\" AS ON SELECT TO mallory.re_a DO INSTEAD SELECT b, n, s FROM $live");
+	ok(!$r->{ok} && $r->{err} =~ /cannot create a rule on view "re_a"/, '11: so is a rule on it') or diag(outcome($r));
+	$r = attempt($node, 'regress_mallory', q{ALTER TABLE mallory.re ALTER COLUMN b TYPE bigint USING 1});
+	ok(!$r->{ok} && $r->{err} =~ /used by a view or rule/, '11: a column the query reads cannot change type')
+	  or diag(outcome($r));
+	$r = attempt($node, 'regress_mallory', q{DROP FUNCTION mallory.f(bigint)});
+	ok(!$r->{ok} && $r->{err} =~ /depends on function/, '11: a function it calls cannot be dropped') or diag(outcome($r));
+	# without them (as the replacement stripped them, or a superuser's
+	# mistake could): the worker refuses to read the retyped column, and
+	# nothing crashes
+	$node->safe_psql($db, q{DELETE FROM pg_depend WHERE classid = 'pg_rewrite'::regclass
+		AND objid = (SELECT oid FROM pg_rewrite WHERE ev_class = 'mallory.re_a'::regclass)
+		AND deptype = 'n' AND refclassid = 'pg_class'::regclass
+		AND refobjid = 'mallory.re'::regclass});
+	my $crashed = crash_watch($node);
+	as_role($node, 'regress_mallory', q{ALTER TABLE mallory.re ALTER COLUMN b TYPE bigint USING 12345678;
+INSERT INTO mallory.re (b, v) VALUES (4242, 1);});
+	ok(fails_with($node, 'mallory.re_a', '%column "b" of table "re" is no longer of type text%', 60),
+		'11: with the dependencies gone, the worker refuses the retyped column') or diag(status_of($node, 'mallory.re_a'));
+	no_crash_since($node, $crashed, '11: and nothing crashed');
+	$r = attempt($node, undef, q{ALTER TABLE mallory.re ADD COLUMN z int});
+	ok($r->{ok}, '11: other ALTERs still work') or diag(outcome($r));
+	as_role($node, 'regress_mallory', q{SELECT keyedstate.drop_aggregation('mallory.re_a'); DROP TABLE mallory.re;});
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
