@@ -430,8 +430,10 @@ SELECT a.id,
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
 			THEN COALESCE((SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate.part p
 						   WHERE p.aggregation_id = a.id), a.checkpointed_offset) END AS checkpointed_offset,
-	   COALESCE((SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate.part p
-				  WHERE p.aggregation_id = a.id), a.last_checkpoint) AS last_checkpoint,
+	   -- and a checkpoint's time when the source got rows
+	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
+			THEN COALESCE((SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate.part p
+						   WHERE p.aggregation_id = a.id), a.last_checkpoint) END AS last_checkpoint,
 	   a.created,
 	   a.parallelism,
 	   a.max_parallelism
@@ -505,7 +507,8 @@ SELECT a.view::text AS name,
 	   w.rows_replayed,
 	   w.keys_expired,
 	   w.rows_late,
-	   COALESCE(w.last_checkpoint, a.last_checkpoint) AS last_checkpoint,
+	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
+			THEN COALESCE(w.last_checkpoint, a.last_checkpoint) END AS last_checkpoint,
 	   pg_catalog.round(w.checkpoint_ms::numeric, 3) AS last_checkpoint_ms,
 	   w.checkpoint_keys AS last_checkpoint_keys,
 	   w.checkpoint_bytes AS last_checkpoint_bytes,

@@ -186,9 +186,14 @@ KsEstimateKeys(const KsLiveOptions *opts)
 	n = KsFindAggParts(MyDatabaseId, opts->aggid, refs, KsSharedState->max_aggs, &nparts);
 	for (i = 0; i < n; i++)
 		if (KsSlotSnapshot(&refs[i], &copy))
+		{
+			/* the key count is the view readers' to know (EXPLAIN shows it) */
+			if (pg_class_aclcheck(copy.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+				break;
 			keys += copy.visible_keys + copy.cold_keys;
+		}
 	pfree(refs);
-	return keys > 0 ? keys : 1000;
+	return keys > 0 && i == n ? keys : 1000;
 }
 
 /* GetForeignRelSize: decide between a point lookup and a full scan. */

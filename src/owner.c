@@ -34,21 +34,23 @@ KsProcessMayRun(Oid owner)
 }
 
 /*
- * The owner's statement_timeout, in ms, from ALTER ROLE ... [IN DATABASE]
- * SET or ALTER DATABASE ... SET, in the order a login of the owner would
- * apply them; 0 if none is set.
+ * The owner's statement_timeout, in ms, from ALTER ROLE ... IN DATABASE
+ * SET or ALTER ROLE ... SET, in the order a login of the owner would apply
+ * them; 0 if none is set.  Not ALTER DATABASE ... SET: the database's
+ * owner, who may be an ordinary role, would bound (and so fail) every
+ * other owner's aggregation.
  */
 int
 KsOwnerStatementTimeout(Oid owner)
 {
-	Oid			dbs[3] = {MyDatabaseId, InvalidOid, MyDatabaseId};
-	Oid			roles[3] = {owner, owner, InvalidOid};
+	Oid			dbs[2] = {MyDatabaseId, InvalidOid};
+	Oid			roles[2] = {owner, owner};
 	Relation	rel;
 	int			result = -1;
 	int			i;
 
 	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
-	for (i = 0; i < 3 && result < 0; i++)
+	for (i = 0; i < 2 && result < 0; i++)
 	{
 		ScanKeyData keys[2];
 		SysScanDesc scan;

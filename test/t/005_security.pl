@@ -876,7 +876,8 @@ $node->reload;
 # 3j. the settings an ordinary database owner gives her database (ALTER
 # DATABASE ... SET) do not reach the worker's session, where other owners'
 # aggregations run: a read-only default would stop their checkpoints, a
-# serializable one would fail them (a custom setting she cannot set)
+# serializable one would fail them (a custom setting she cannot set), and a
+# 1 ms statement_timeout would fail their steps
 {
 	my $odb = 'regress_owned_db';
 	$node->safe_psql('postgres', "CREATE ROLE regress_dbowner LOGIN; CREATE DATABASE $odb OWNER regress_dbowner");
@@ -890,6 +891,7 @@ SELECT keyedstate.sync('steady.flags');
 	$node->safe_psql($odb, qq{
 ALTER DATABASE $odb SET default_transaction_read_only = on;
 ALTER DATABASE $odb SET default_transaction_isolation = 'serializable';
+ALTER DATABASE $odb SET statement_timeout = '1ms';
 }, extra_params => [ '-U', 'regress_dbowner' ]);
 	# the worker reads the database's settings when it starts
 	my $pid = ks_worker_pid($node, $odb);
@@ -899,15 +901,19 @@ ALTER DATABASE $odb SET default_transaction_isolation = 'serializable';
 		'3j: (precondition) the worker of a database owned by an ordinary role starts again');
 	my $r = $node->psql($odb, q{
 SET default_transaction_read_only = off;
+SET statement_timeout = 0;
 INSERT INTO steady.ev (k) VALUES (2), (3);
-SELECT keyedstate.sync('steady.flags', '20 s');
+INSERT INTO steady.ev (k) SELECT 10 + g % 50000 FROM generate_series(1, 200000) g;
+SELECT keyedstate.sync('steady.flags', '60 s');
 SELECT keyedstate.checkpoint('steady.flags');
 }, extra_params => [ '-U', 'regress_steady' ]);
-	is($r, 0, "3j: another owner's aggregation consumes and checkpoints under the database owner's read-only and serializable defaults");
-	is($node->safe_psql($odb, q{SELECT state || ' ' || coalesce(error, '') FROM keyedstate.status WHERE name = 'steady.flags'}),
+	is($r, 0, "3j: another owner's aggregation consumes and checkpoints under the database owner's read-only, serializable and 1 ms timeout defaults");
+	is($node->safe_psql($odb, q{SET statement_timeout = 0; SELECT state || ' ' || coalesce(error, '') FROM keyedstate.status WHERE name = 'steady.flags'}),
 		'running ', "3j: the database owner's defaults do not fail another owner's aggregation");
-	is($node->safe_psql($odb, q{SELECT string_agg(format('%s:%s', k, n), ' ' ORDER BY k) FROM steady.flags}),
+	is($node->safe_psql($odb, q{SET statement_timeout = 0; SELECT string_agg(format('%s:%s', k, n), ' ' ORDER BY k) FROM steady.flags WHERE k < 10}),
 		'1:1 2:2 3:1', "3j: (precondition) the aggregation saw every row");
+	is($node->safe_psql($odb, q{SET statement_timeout = 0; SELECT count(*) || ' ' || sum(n) FROM steady.flags WHERE k >= 10}),
+		'50000 200000', '3j: ... of 200,000 more, in steps far longer than 1 ms');
 	$node->safe_psql('postgres', "DROP DATABASE $odb WITH (FORCE)");
 }
 
@@ -957,6 +963,15 @@ is(as_role($node, 'regress_nosy', q{SELECT coalesce(query, '<null>') FROM keyeds
 		"4: keyedstate.status shows no figure of another owner's data (counts, offsets, the sequence's value) to a role that cannot read the view");
 	is(as_role($node, 'regress_nosy', q{SELECT coalesce(checkpointed_offset::text, '<null>') FROM keyedstate.aggregations WHERE name = 'vera.totals'}),
 		'<null>', "4: nor does keyedstate.aggregations show its checkpointed offset");
+	# when a checkpoint was taken tells when the source got rows; the
+	# planner's estimate of a live table is its key count
+	is(as_role($node, 'regress_nosy', q{SELECT coalesce(a.last_checkpoint::text, '<null>') || ' ' || coalesce(s.last_checkpoint::text, '<null>')
+		FROM keyedstate.aggregations a JOIN keyedstate.status s USING (name) WHERE name = 'steady.sums'}),
+		'<null> <null>', "4: nor when another owner's aggregation last checkpointed");
+	my $live = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate.aggregation WHERE view = 'steady.sums'::regclass});
+	like(as_role($node, 'regress_steady', "EXPLAIN SELECT * FROM $live"), qr/rows=5 /, '4: (precondition) the owner\'s plan estimates her 5 keys');
+	like(as_role($node, 'regress_nosy', "EXPLAIN SELECT * FROM $live"), qr/rows=1000 /,
+		"4: another role's plan of the live table does not show the key count");
 	# a reader of the view: sync and the view say it failed, not why
 	as_role($node, 'regress_vera', 'GRANT USAGE ON SCHEMA vera TO regress_nosy; GRANT SELECT ON vera.totals TO regress_nosy');
 	for my $read ("SELECT keyedstate.sync('vera.totals', '5 s')", 'SELECT * FROM vera.totals')
