@@ -89,6 +89,30 @@ SELECT count(*) AS mismatches FROM (SELECT * FROM doc_stats EXCEPT SELECT * FROM
 SELECT keyedstate.drop_aggregation('doc_stats');
 DROP TABLE docs, docs_expected;
 
+-- a FILTER guards its aggregate's arguments, as in nodeAgg: they are not
+-- evaluated for the rows it rejects
+CREATE TABLE guarded (id bigserial PRIMARY KEY, k int, v int, t text, x float8);
+SELECT keyedstate.create_aggregation('guarded_stats', $q$
+SELECT k, sum(100 / v) FILTER (WHERE v <> 0) AS q,
+       avg(t::int) FILTER (WHERE t ~ '^[0-9]+$') AS a,
+       max(sqrt(x)) FILTER (WHERE x >= 0) AS r,
+       count(*) AS n
+  FROM guarded GROUP BY k$q$);
+INSERT INTO guarded (k, v, t, x) VALUES (1, 0, 'abc', -1), (1, 5, '12', 4), (2, 4, 'x', -9), (2, 0, '7', 16);
+SELECT keyedstate.sync('guarded_stats') > 0;
+SELECT name, state, error FROM keyedstate.status WHERE name = 'guarded_stats';
+SELECT * FROM guarded_stats ORDER BY k;
+SELECT count(*) AS mismatches FROM (
+  (SELECT * FROM guarded_stats
+   EXCEPT SELECT k, sum(100 / v) FILTER (WHERE v <> 0), avg(t::int) FILTER (WHERE t ~ '^[0-9]+$'),
+                 max(sqrt(x)) FILTER (WHERE x >= 0), count(*) FROM guarded GROUP BY k)
+  UNION ALL
+  (SELECT k, sum(100 / v) FILTER (WHERE v <> 0), avg(t::int) FILTER (WHERE t ~ '^[0-9]+$'),
+          max(sqrt(x)) FILTER (WHERE x >= 0), count(*) FROM guarded GROUP BY k
+   EXCEPT SELECT * FROM guarded_stats)) d;
+SELECT keyedstate.drop_aggregation('guarded_stats');
+DROP TABLE guarded;
+
 SELECT keyedstate.drop_aggregation('ev_stats');
 SELECT keyedstate.drop_aggregation('ev_custom');
 DROP VIEW ev_oracle;

@@ -32,41 +32,8 @@
 #include "utils/syscache.h"
 
 #include "definition.h"
+#include "settings.h"
 
-/*
- * Settings that change what functions compute, captured at creation and
- * applied whenever the worker runs the aggregation, so that a replay after
- * a crash computes what the first run computed and the view equals the
- * query run in the creating session.  Besides these, every custom setting
- * (a name with a dot, such as myapp.tenant) set in the creating session is
- * captured, since a stable function may read it with current_setting().
- * Settings that only steer planning, logging or resources are not: they
- * change how, not what, a query computes.  The query's own names are bound
- * by OID at creation; search_path is captured for the names inside the
- * functions it calls, which run as the owner (without one, pg_catalog).
- */
-static const char *const ks_captured_settings[] = {
-	"search_path",
-	"TimeZone",
-	"timezone_abbreviations",
-	"DateStyle",
-	"IntervalStyle",
-	"extra_float_digits",
-	"bytea_output",
-	"xmlbinary",
-	"xmloption",
-	"lc_monetary",
-	"lc_numeric",
-	"lc_time",
-	"default_text_search_config",
-	"array_nulls",
-	"standard_conforming_strings",
-	"quote_all_identifiers",
-	"backslash_quote",
-	"transform_null_equals",
-	"gin_fuzzy_search_limit",
-	NULL
-};
 
 /* Raise the error for a construct that an aggregation cannot contain. */
 static void
@@ -147,18 +114,12 @@ static bool
 KsIsCapturedSettingName(Node *arg)
 {
 	char	   *name;
-	int			i;
 
 	if (arg == NULL || !IsA(arg, Const) || ((Const *) arg)->constisnull ||
 		((Const *) arg)->consttype != TEXTOID)
 		return false;
 	name = TextDatumGetCString(((Const *) arg)->constvalue);
-	if (strchr(name, '.') != NULL)
-		return true;
-	for (i = 0; ks_captured_settings[i] != NULL; i++)
-		if (pg_strcasecmp(name, ks_captured_settings[i]) == 0)
-			return true;
-	return false;
+	return KsIsCapturedSetting(name);
 }
 
 /* Functions whose value depends on when or where the worker runs them. */
@@ -504,6 +465,29 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 }
 
 /*
+ * An argument of an aggregate with a FILTER, as the input row computes it:
+ * CASE WHEN filter THEN arg END, so that it is evaluated only for rows the
+ * filter keeps, as nodeAgg does (a guard such as sum(100 / v) FILTER
+ * (WHERE v <> 0) must not fail on the rows it rejects).
+ */
+static Expr *
+KsFilteredArgument(Expr *arg, Expr *filter)
+{
+	CaseExpr   *c = makeNode(CaseExpr);
+	CaseWhen   *w = makeNode(CaseWhen);
+
+	w->expr = (Expr *) copyObject(filter);
+	w->result = arg;
+	w->location = -1;
+	c->casetype = exprType((Node *) arg);
+	c->casecollid = exprCollation((Node *) arg);
+	c->args = list_make1(w);
+	c->defresult = (Expr *) makeNullConst(c->casetype, exprTypmod((Node *) arg), c->casecollid);
+	c->location = -1;
+	return (Expr *) c;
+}
+
+/*
  * The input row layout (see KsQueryInfo): the offset, the keys, then each
  * aggregate's arguments and FILTER.  Decided here, once, from the analysed
  * query; the source reader builds rows in this layout and the aggregate
@@ -529,7 +513,11 @@ KsLayOutInput(KsQueryInfo *info)
 		info->inputcols[i] = col;
 		foreach(alc, aggref->args)
 		{
-			info->inputexprs = lappend(info->inputexprs, ((TargetEntry *) lfirst(alc))->expr);
+			Expr	   *arg = ((TargetEntry *) lfirst(alc))->expr;
+
+			if (aggref->aggfilter != NULL)
+				arg = KsFilteredArgument(arg, aggref->aggfilter);
+			info->inputexprs = lappend(info->inputexprs, arg);
 			col++;
 		}
 		info->filtercols[i] = -1;
@@ -543,77 +531,4 @@ KsLayOutInput(KsQueryInfo *info)
 	}
 	info->ninputcols = col;
 	info->where = (Expr *) info->query->jointree->quals;
-}
-
-/*
- * Capture the settings that functions' results depend on, as name=value:
- * the list above, and every custom setting with a value other than its
- * default (see ks_captured_settings).
- */
-List *
-KsCaptureSettings(void)
-{
-	List	   *result = NIL;
-	struct config_generic **vars = get_guc_variables();
-	int			nvars = GetNumConfigOptions();
-	int			i;
-
-	for (i = 0; ks_captured_settings[i] != NULL; i++)
-	{
-		const char *value = GetConfigOption(ks_captured_settings[i], true, false);
-
-		if (value != NULL)
-			result = lappend(result, psprintf("%s=%s", ks_captured_settings[i], value));
-	}
-	for (i = 0; i < nvars; i++)
-	{
-		struct config_generic *conf = vars[i];
-		const char *value;
-
-		if (strchr(conf->name, '.') == NULL ||
-			pg_strncasecmp(conf->name, "keyedstate.", 11) == 0 ||
-			conf->source <= PGC_S_DEFAULT ||
-			(conf->context != PGC_USERSET && conf->context != PGC_SUSET))
-			continue;
-		value = GetConfigOption(conf->name, true, false);
-		if (value != NULL)
-			result = lappend(result, psprintf("%s=%s", conf->name, value));
-	}
-	return result;
-}
-
-/*
- * Set one setting: for the rest of the worker's session (GUC_ACTION_SET),
- * or until the current GUC nest level ends (GUC_ACTION_SAVE, as a
- * function's SET clause does).
- */
-void
-KsSetOption(const char *name, const char *value, GucAction action)
-{
-	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
-							 action, true, 0, false);
-}
-
-/*
- * Apply captured settings until the current GUC nest level ends
- * (GUC_ACTION_SAVE), with the rights of `owner`: a placeholder for a
- * setting only a superuser may change (of a library loaded later) is then
- * refused when the library defines it, as it would be in her session.
- */
-void
-KsApplySettings(List *settings, GucAction action, Oid owner)
-{
-	GucContext	context = superuser_arg(owner) ? PGC_SUSET : PGC_USERSET;
-	ListCell   *lc;
-
-	foreach(lc, settings)
-	{
-		char	   *item = pstrdup(lfirst(lc));
-		char	   *eq = strchr(item, '=');
-
-		if (eq == NULL)
-			continue;
-		*eq = '\0';
-		(void) set_config_option(item, eq + 1, context, PGC_S_SESSION, action, true, 0, false);
-	}
 }

@@ -67,9 +67,5 @@ extern void KsAnalyzeQuery(Query *query, KsQueryInfo *info);
 /* Whether values of a type may be anonymous records (not checkpointable). */
 extern bool KsTypeIsAnonymousRecord(Oid typid);
 
-/* The settings captured at creation, and applying them (for a step, with the owner's rights). */
-extern List *KsCaptureSettings(void);
-extern void KsApplySettings(List *settings, GucAction action, Oid owner);
-extern void KsSetOption(const char *name, const char *value, GucAction action);
 
 #endif							/* KS_DEFINITION_H */

@@ -59,6 +59,7 @@
 
 #include "catalog.h"
 #include "definition.h"
+#include "settings.h"
 #include "hooks.h"
 #include "launcher.h"
 #include "shmem.h"

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * settings.c
- *	  keyedstate.* configuration parameters.
+ *	  keyedstate.* configuration parameters, and the settings an
+ *	  aggregation captures at creation and applies for each of its steps.
  *
  * Sizes of shared structures are fixed at server start (PGC_POSTMASTER);
  * the knobs of the worker loop can be changed with a reload (PGC_SIGHUP)
@@ -14,6 +15,7 @@
 #include <limits.h>
 
 #include "miscadmin.h"
+#include "utils/guc_tables.h"
 #include "utils/guc.h"
 
 #include "settings.h"
@@ -122,4 +124,126 @@ KsSettingsInit(void)
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("keyedstate");
+}
+
+/*
+ * Settings that change what functions compute, captured at creation and
+ * applied whenever the worker runs the aggregation, so that a replay after
+ * a crash computes what the first run computed and the view equals the
+ * query run in the creating session.  Besides these, every custom setting
+ * (a name with a dot, such as myapp.tenant) set in the creating session is
+ * captured, since a stable function may read it with current_setting().
+ * Settings that only steer planning, logging or resources are not: they
+ * change how, not what, a query computes.  The query's own names are bound
+ * by OID at creation; search_path is captured for the names inside the
+ * functions it calls, which run as the owner (without one, pg_catalog).
+ */
+static const char *const ks_captured_settings[] = {
+	"search_path",
+	"TimeZone",
+	"timezone_abbreviations",
+	"DateStyle",
+	"IntervalStyle",
+	"extra_float_digits",
+	"bytea_output",
+	"xmlbinary",
+	"xmloption",
+	"lc_monetary",
+	"lc_numeric",
+	"lc_time",
+	"default_text_search_config",
+	"array_nulls",
+	"standard_conforming_strings",
+	"quote_all_identifiers",
+	"backslash_quote",
+	"transform_null_equals",
+	"gin_fuzzy_search_limit",
+	NULL
+};
+
+/* Whether an aggregation captures a setting (ks_captured_settings, or a custom one). */
+bool
+KsIsCapturedSetting(const char *name)
+{
+	int			i;
+
+	if (strchr(name, '.') != NULL)
+		return true;
+	for (i = 0; ks_captured_settings[i] != NULL; i++)
+		if (pg_strcasecmp(name, ks_captured_settings[i]) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Capture the settings that functions' results depend on, as name=value:
+ * the list above, and every custom setting with a value other than its
+ * default (see ks_captured_settings).
+ */
+List *
+KsCaptureSettings(void)
+{
+	List	   *result = NIL;
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
+	int			i;
+
+	for (i = 0; ks_captured_settings[i] != NULL; i++)
+	{
+		const char *value = GetConfigOption(ks_captured_settings[i], true, false);
+
+		if (value != NULL)
+			result = lappend(result, psprintf("%s=%s", ks_captured_settings[i], value));
+	}
+	for (i = 0; i < nvars; i++)
+	{
+		struct config_generic *conf = vars[i];
+		const char *value;
+
+		if (strchr(conf->name, '.') == NULL ||
+			pg_strncasecmp(conf->name, "keyedstate.", 11) == 0 ||
+			conf->source <= PGC_S_DEFAULT ||
+			(conf->context != PGC_USERSET && conf->context != PGC_SUSET))
+			continue;
+		value = GetConfigOption(conf->name, true, false);
+		if (value != NULL)
+			result = lappend(result, psprintf("%s=%s", conf->name, value));
+	}
+	return result;
+}
+
+/*
+ * Set one setting: for the rest of the worker's session (GUC_ACTION_SET),
+ * or until the current GUC nest level ends (GUC_ACTION_SAVE, as a
+ * function's SET clause does).
+ */
+void
+KsSetOption(const char *name, const char *value, GucAction action)
+{
+	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
+							 action, true, 0, false);
+}
+
+/*
+ * Apply captured settings until the current GUC nest level ends
+ * (GUC_ACTION_SAVE), with the rights of `owner`: a placeholder for a
+ * setting only a superuser may change (of a library loaded later) is then
+ * refused when the library defines it, as it would be in her session.
+ */
+void
+KsApplySettings(List *settings, GucAction action, Oid owner)
+{
+	GucContext	context = superuser_arg(owner) ? PGC_SUSET : PGC_USERSET;
+	ListCell   *lc;
+
+	foreach(lc, settings)
+	{
+		char	   *item = pstrdup(lfirst(lc));
+		char	   *eq = strchr(item, '=');
+
+		if (eq == NULL)
+			continue;
+		*eq = '\0';
+		(void) set_config_option(item, eq + 1, context, PGC_S_SESSION, action, true, 0, false);
+	}
 }

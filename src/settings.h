@@ -1,12 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * settings.h
- *	  keyedstate.* configuration parameters.
+ *	  keyedstate.* configuration parameters, and the settings an
+ *	  aggregation captures.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef KS_SETTINGS_H
 #define KS_SETTINGS_H
+
+#include "nodes/pg_list.h"
+#include "utils/guc.h"
 
 /* PGC_POSTMASTER: number of aggregation slots in shared memory */
 extern int	ks_max_aggregations;
@@ -37,5 +41,11 @@ extern int	ks_load_wait;
 extern bool ks_preloaded;
 
 extern void KsSettingsInit(void);
+
+/* The settings captured at creation, and applying them (for a step, with the owner's rights). */
+extern bool KsIsCapturedSetting(const char *name);
+extern List *KsCaptureSettings(void);
+extern void KsApplySettings(List *settings, GucAction action, Oid owner);
+extern void KsSetOption(const char *name, const char *value, GucAction action);
 
 #endif							/* KS_SETTINGS_H */
