@@ -32,6 +32,29 @@
 /* The longest window: a century (so that window arithmetic cannot overflow). */
 #define KS_WINDOW_MAX_US		((int64) 100 * 366 * USECS_PER_DAY)
 
+/*
+ * The most panes a sliding window may have (a day of one-minute slides): a
+ * changed pane changes as many windows, each merged from its panes.
+ */
+#define KS_WINDOW_MAX_PANES		1440
+
+/*
+ * The panes of one user key that the windows being merged have looked up,
+ * by pane start (base + i * slide), so that the consecutive windows of a
+ * changed pane, which share all but one pane each, look each pane up once:
+ * about 2 * npanes lookups per changed pane instead of npanes squared.
+ */
+typedef struct KsPaneCache
+{
+	bool		valid;
+	Datum	   *keys;			/* the user key (columns 1 ..), as first met */
+	bool	   *nulls;
+	TimestampTz base;
+	int64		n;
+	bool	   *probed;
+	KsKeyEntry **panes;			/* NULL: no such pane */
+} KsPaneCache;
+
 /* Microseconds of a window interval argument; errors unless fixed and positive. */
 static int64
 KsWindowMicroseconds(Interval *iv, const char *what)
@@ -85,6 +108,11 @@ KsWindowArguments(Interval *size, Interval *slide, const char *time_column)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("window_size must be a multiple of window_slide"),
 				 errdetail("Sliding windows are made of panes as long as the slide.")));
+	if (spec->size_us / spec->slide_us > KS_WINDOW_MAX_PANES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("window_size must be at most %d times window_slide", KS_WINDOW_MAX_PANES),
+				 errdetail("A row changes window_size / window_slide windows, each merged from as many panes.")));
 	spec->time_column = pstrdup(time_column);
 	return spec;
 }
@@ -273,6 +301,13 @@ KsWindowLoad(KsAggRun *run)
 	}
 	run->combinecxt = AllocSetContextCreate(run->loadcxt, "keyedstate window merge",
 											ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * A changed pane publishes window_size / window_slide windows: before
+	 * the first publish has measured it, the step's reading stops as if
+	 * each took a few microseconds (KsRunBudgetSpent), not at a full batch.
+	 */
+	run->publish_us_per_key = Max(run->publish_us_per_key,
+								  4.0 * (run->def->window_size_us / run->def->window_slide_us));
 
 	/* checkpoints hold the panes: every window is published again from them */
 	KsKeyIterInit(&iter, run->kt);
@@ -320,12 +355,45 @@ KsCombineOne(KsAggRuntime *rt, KsAggCall *c, FmgrInfo *fn, KsTransState *st,
 	st->noTransValue = false;
 }
 
+/* Whether window w is of the pane cache's user key (binary equal: never a false yes). */
+static bool
+KsPaneCacheHolds(KsPaneCache *pc, KsKeyTable *wt, KsKeyEntry *w)
+{
+	int			k;
+
+	if (!pc->valid)
+		return false;
+	for (k = 1; k < wt->nkeys; k++)
+		if (w->keynulls[k] != pc->nulls[k] ||
+			(!w->keynulls[k] && !datumIsEqual(w->keys[k], pc->keys[k], wt->keybyvals[k], wt->keylens[k])))
+			return false;
+	return true;
+}
+
+/* The pane of the window's key starting at pstart, through the pane cache. */
+static KsKeyEntry *
+KsPaneAt(KsAggRun *run, KsPaneCache *pc, TimestampTz pstart, Datum *keys, bool *nulls)
+{
+	int64		i = (pstart - pc->base) / run->def->window_slide_us;
+
+	keys[0] = TimestampTzGetDatum(pstart);
+	if (pstart < pc->base || i >= pc->n)
+		return KsKeyTableFind(run->kt, keys, nulls, KsKeyHash(run->kt, keys, nulls));
+	if (!pc->probed[i])
+	{
+		pc->panes[i] = KsKeyTableFind(run->kt, keys, nulls, KsKeyHash(run->kt, keys, nulls));
+		pc->probed[i] = true;
+	}
+	return pc->panes[i];
+}
+
 /*
  * Merge the panes of window w into states (in the merge context, which is
  * also the aggregates' context meanwhile); false if it has no pane left.
  */
 static bool
-KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, bool *nulls)
+KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, bool *nulls,
+			  KsPaneCache *pc)
 {
 	KsAggRuntime *rt = run->rt;
 	int64		slide = run->def->window_slide_us;
@@ -339,6 +407,16 @@ KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, b
 
 	memcpy(keys, w->keys, sizeof(Datum) * run->kt->nkeys);
 	memcpy(nulls, w->keynulls, sizeof(bool) * run->kt->nkeys);
+	/* another key, or a window too far from the cached ones: start again */
+	if (!KsPaneCacheHolds(pc, run->windows, w) || wstart < pc->base ||
+		wstart + npanes * slide > pc->base + pc->n * slide)
+	{
+		pc->valid = true;
+		pc->keys = w->keys;
+		pc->nulls = w->keynulls;
+		pc->base = wstart - npanes * slide;
+		memset(pc->probed, 0, sizeof(bool) * pc->n);
+	}
 	for (i = 0; i < rt->ncalls; i++)
 	{
 		KsAggCall  *c = &rt->calls[i];
@@ -352,10 +430,10 @@ KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, b
 	{
 		for (j = 0; j < npanes; j++)
 		{
-			KsKeyEntry *p;
+			KsKeyEntry *p = KsPaneAt(run, pc, wstart + j * slide, keys, nulls);
 
-			keys[0] = TimestampTzGetDatum(wstart + j * slide);
-			p = KsKeyTableFind(run->kt, keys, nulls, KsKeyHash(run->kt, keys, nulls));
+			if ((j & 1023) == 1023)
+				KsCheckInterrupts();
 			if (p == NULL || (p->flags & KS_KEY_EXPIRED))
 				continue;
 			any = true;
@@ -386,9 +464,15 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 	Datum	   *keys = palloc(sizeof(Datum) * nk);
 	bool	   *nulls = palloc(sizeof(bool) * nk);
 	KsTransState *states = palloc0(sizeof(KsTransState) * Max(run->rt->ncalls, 1));
+	KsPaneCache pc;
 	KsPublishItem *items;
 	int64		i;
 	int64		j;
+
+	pc.valid = false;
+	pc.n = 2 * npanes + 1;
+	pc.probed = palloc(sizeof(bool) * pc.n);
+	pc.panes = palloc(sizeof(KsKeyEntry *) * pc.n);
 
 	/* the windows of each changed pane: the one it starts and those before */
 	for (i = 0; i < kt->npublish; i++)
@@ -405,6 +489,8 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 			KsKeyEntry *w;
 			bool		found;
 
+			if ((j & 1023) == 1023)
+				KsCheckInterrupts();
 			if (KsWindowExpired(run, pstart - j * slide))
 				break;			/* and so are the windows before it */
 			keys[0] = TimestampTzGetDatum(pstart - j * slide);
@@ -425,7 +511,7 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 			KsCheckInterrupts();
 		KsPublishItemOf(it, w);
 		it->remove = KsWindowExpired(run, DatumGetTimestampTz(w->keys[0])) ||
-			!KsMergeWindow(run, w, states, keys, nulls);
+			!KsMergeWindow(run, w, states, keys, nulls, &pc);
 		it->row = it->remove ? NULL : KsPublishBuildRow(run, keys, nulls, states);
 		if (it->remove)
 			w->flags |= KS_KEY_EXPIRED;

@@ -62,6 +62,13 @@ $aggs{hop_ts} = [
 	  window_size => '1 hour', window_slide => '15 minutes', time_column => 'lt'},
 	window_oracle('1 hour', '15 minutes', 'lt', 'timestamp', 'k % 3, count(*), sum(n)',
 		'AND v % 5 <> 0', 'k % 3', 'HAVING count(*) > 3') ];
+# 360 panes per window: a changed pane changes 360 windows, each merged from
+# up to 360 panes (publishing looked every pane of every window up, 648
+# million lookups for the first 5,000 rows, and failed the step for good)
+$aggs{hop_fine} = [
+	q{'SELECT k, count(*) AS c, sum(v) AS s, max(n) AS mx FROM ev WHERE k < 4 GROUP BY k',
+	  window_size => '1 hour', window_slide => '10 seconds', time_column => 'ts'},
+	window_oracle('1 hour', '10 seconds', 'ts', 'timestamptz', 'k, count(*), sum(v), max(n)', 'AND k < 4', 'k', '') ];
 $aggs{tumble} = [
 	q{'SELECT k, count(*) AS c, sum(v) AS s, array_agg(v) AS av FROM ev GROUP BY k',
 	  window_size => '5 minutes', time_column => 'ts'},
@@ -71,6 +78,12 @@ $aggs{tumble} = [
 for my $name (sort keys %aggs)
 {
 	$node->safe_psql($db, "SELECT keyedstate.create_aggregation('$name', $aggs{$name}[0])");
+}
+{
+	my ($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.create_aggregation('too_fine',
+		'SELECT k, count(*) AS c FROM ev GROUP BY k', window_size => '1 day', window_slide => '1 second', time_column => 'ts')});
+	like($err, qr/window_size must be at most 1440 times window_slide/,
+		'a window of more than 1440 panes is refused (one row would change 86,400 windows of as many panes)');
 }
 is($node->safe_psql($db, q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
 						   WHERE attrelid = 'hop_tz'::regclass AND attnum > 0}),
