@@ -50,6 +50,7 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, current_setting(''applicat
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_my_temp_schema() AS tmp, count(*) FROM src GROUP BY 1, 2');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, inet_client_addr() AS addr, count(*) FROM src GROUP BY 1, 2');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_current_xact_id()::text AS x, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_current_snapshot()::text AS x, count(*) FROM src GROUP BY 1, 2');
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
 SELECT keyedstate.drop_aggregation('e_tz');
 -- anonymous records that could not be read back after a restart

@@ -11,6 +11,13 @@ SELECT keyedstate.sync('click_stats');
 DROP TABLE clicks;
 ALTER TABLE clicks DROP COLUMN ms;
 ALTER TABLE clicks ALTER COLUMN ms TYPE bigint;
+-- so is dropping the sequence its offsets come from, or an identity's
+DROP SEQUENCE clicks_id_seq;
+CREATE TABLE idents (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('ident_counts', 'SELECT k, count(*) AS n FROM idents GROUP BY k');
+ALTER TABLE idents ALTER COLUMN id DROP IDENTITY;
+SELECT keyedstate.drop_aggregation('ident_counts');
+DROP TABLE idents;
 -- an unused column may go
 ALTER TABLE clicks DROP COLUMN extra;
 -- TRUNCATE would leave the state without its input rows

@@ -478,17 +478,21 @@ KsCreateObjects(KsCreateState *cs)
 	cs->view_oid = get_relname_relid(cs->viewrv->relname, cs->nspid);
 	cs->live_oid = get_relname_relid(psprintf(KS_LIVE_TABLE_FMT, cs->id), get_namespace_oid(KS_SCHEMA, false));
 
-	KsRecordQueryDependencies(cs->view_oid, cs->query);
+	KsRecordQueryDependencies(cs->view_oid, cs->query, cs->seqoid);
 }
 
 /* Record what a query uses as dependencies of the view's rule (see hooks.h). */
 void
-KsRecordQueryDependencies(Oid view_oid, Query *query)
+KsRecordQueryDependencies(Oid view_oid, Query *query, Oid seqoid)
 {
 	ObjectAddress ruleaddr;
+	ObjectAddress seqaddr;
 
 	ObjectAddressSet(ruleaddr, RewriteRelationId, get_rewrite_oid(view_oid, ViewSelectRuleName, false));
 	recordDependencyOnExpr(&ruleaddr, (Node *) query, NIL, DEPENDENCY_NORMAL);
+	/* a dropped sequence (DROP IDENTITY) would leave no offsets to follow */
+	ObjectAddressSet(seqaddr, RelationRelationId, seqoid);
+	recordDependencyOn(&ruleaddr, &seqaddr, DEPENDENCY_NORMAL);
 }
 
 /*

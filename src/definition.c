@@ -147,6 +147,8 @@ KsIsUnpinnedFunction(Oid funcid, void *context)
 		case F_TXID_CURRENT_IF_ASSIGNED:
 		case F_PG_CURRENT_XACT_ID:
 		case F_PG_CURRENT_XACT_ID_IF_ASSIGNED:
+		case F_PG_CURRENT_SNAPSHOT:
+		case F_TXID_CURRENT_SNAPSHOT:
 		case F_PG_TRIGGER_DEPTH:
 			return true;
 		default:

@@ -76,11 +76,12 @@ extern void KsSetCanonicalSettings(void);
 extern char *KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set);
 
 /*
- * Record what an aggregation's query uses as dependencies of its view's
- * rule, as for a plain view (errors name the view).  The utility hook
- * keeps the view's owner from replacing the rule, which would drop them.
+ * Record what an aggregation's query uses, and the sequence its offsets
+ * come from, as dependencies of its view's rule, as for a plain view
+ * (errors name the view).  The utility hook keeps the view's owner from
+ * replacing the rule, which would drop them.
  */
-extern void KsRecordQueryDependencies(Oid view_oid, Query *query);
+extern void KsRecordQueryDependencies(Oid view_oid, Query *query, Oid seqoid);
 
 /* restore.c: bind a definition made in another cluster again (pg_upgrade) */
 struct KsAggDef;

@@ -150,7 +150,7 @@ KsRebindDefinition(KsAggDef *def, Oid owner)
 		SPI_execute(psprintf("ALTER FOREIGN TABLE %s OPTIONS (%s)", KsAggName(def->live_oid),
 							 KsLiveTableOptions(def->agg_id, &info, true)), false, 0) < 0)
 		elog(ERROR, "could not bind aggregation %s again", KsAggName(def->view_oid));
-	KsRecordQueryDependencies(def->view_oid, query);
+	KsRecordQueryDependencies(def->view_oid, query, def->sequence_oid);
 	KsCatalogClose(&acc);
 	def->query_tree = MemoryContextStrdup(GetMemoryChunkContext(def), tree);
 	def->other_cluster = false;
@@ -234,7 +234,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	start = KsSourceStartOffset(sequence_oid);
 
 	/* the view's rule depends on what the query uses, as at creation */
-	KsRecordQueryDependencies(view_oid, query);
+	KsRecordQueryDependencies(view_oid, query, sequence_oid);
 
 	/* the live table's key operators and collations, as OIDs of this database */
 	KsCatalogOpen(&acc);
