@@ -39,6 +39,7 @@
 #include "keyedstate.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -54,6 +55,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -295,6 +297,45 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Deparse a stored tree, or NULL (with a warning) if it cannot be: one
+ * aggregation whose tree names an object gone must not make every other
+ * role's ALTER fail.  In a subtransaction, as a PL/pgSQL exception block.
+ */
+static char *
+KsDeparseOrWarn(const char *tree, int32 id)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char	   *volatile text = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		text = KsDeparseForRestore((Query *) stringToNode(tree));
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not refresh the definition of keyedstate aggregation %d: %s", id, edata->message),
+				 errhint("A dump keeps its former definition text.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return text;
+}
+
+/*
  * keyedstate.refresh_definitions(): deparse every stored tree again, so that
  * the definition text and the offset column's name a dump writes are those
  * of the objects now (called at the end of ALTER commands).
@@ -324,11 +365,13 @@ keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
 		Oid			source = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		AttrNumber	attnum = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
 		char	   *oldcol = SPI_getvalue(tup, desc, 6);
-		char	   *text = KsDeparseForRestore((Query *) stringToNode(tree));
+		char	   *text = KsDeparseOrWarn(tree, id);
 		char	   *col = get_attname(source, attnum, true);
 		Datum		args[3];
 		Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
 
+		if (text == NULL)
+			text = old;
 		if (col == NULL)
 			col = oldcol;
 		if (strcmp(text, old) == 0 && strcmp(col, oldcol) == 0)
