@@ -351,8 +351,35 @@ KsLauncherConsider(int i, int w, TimestampTz now, int *running)
  */
 static Oid *ks_probes = NULL;
 static int	ks_nprobes = 0;
+static int	ks_maxprobes = 0;
 static int	ks_next_probe = 0;
 static BackgroundWorkerHandle *ks_probe_handle = NULL;
+static TimestampTz ks_probe_started = 0;
+
+/*
+ * A probe still connecting after this long waits for a lock on its
+ * database (a transaction renaming it, even a prepared one): it is ended,
+ * and the database probed again after the others, which must not wait.
+ */
+#define KS_PROBE_TIMEOUT_MS		10000
+
+/* Add a database to the probes to start (those started make room first). */
+static void
+KsAddProbe(Oid dboid)
+{
+	if (ks_nprobes == ks_maxprobes && ks_next_probe > 0)
+	{
+		memmove(ks_probes, ks_probes + ks_next_probe, sizeof(Oid) * (ks_nprobes - ks_next_probe));
+		ks_nprobes -= ks_next_probe;
+		ks_next_probe = 0;
+	}
+	if (ks_nprobes == ks_maxprobes)
+	{
+		ks_maxprobes *= 2;
+		ks_probes = repalloc(ks_probes, sizeof(Oid) * ks_maxprobes);
+	}
+	ks_probes[ks_nprobes++] = dboid;
+}
 
 /* List the databases to look into, all but the `n` remembered ones. */
 static void
@@ -361,9 +388,9 @@ KsListProbes(const Oid *remembered, int n)
 	Relation	rel;
 	TableScanDesc scan;
 	HeapTuple	tup;
-	int			max = 16;
 
-	ks_probes = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * max);
+	ks_maxprobes = 16;
+	ks_probes = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * ks_maxprobes);
 	StartTransactionCommand();
 	(void) GetTransactionSnapshot();
 	rel = table_open(DatabaseRelationId, AccessShareLock);
@@ -379,12 +406,7 @@ KsListProbes(const Oid *remembered, int n)
 			;
 		if (i < n)
 			continue;
-		if (ks_nprobes == max)
-		{
-			max *= 2;
-			ks_probes = repalloc(ks_probes, sizeof(Oid) * max);
-		}
-		ks_probes[ks_nprobes++] = db->oid;
+		KsAddProbe(db->oid);
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
@@ -397,7 +419,22 @@ KsProbeNext(void)
 {
 	BackgroundWorker worker;
 
-	if (ks_next_probe >= ks_nprobes || KsHandleAlive(ks_probe_handle))
+	if (KsHandleAlive(ks_probe_handle))
+	{
+		if (ks_probe_started != 0 &&
+			TimestampDifferenceExceeds(ks_probe_started, GetCurrentTimestamp(), KS_PROBE_TIMEOUT_MS))
+		{
+			ereport(LOG,
+					(errmsg("keyedstate probe of database %u waited more than %d s to connect",
+							ks_probes[ks_next_probe - 1], KS_PROBE_TIMEOUT_MS / 1000),
+					 errdetail("It is ended, and the database is probed again after the others.")));
+			TerminateBackgroundWorker(ks_probe_handle);
+			KsAddProbe(ks_probes[ks_next_probe - 1]);
+			ks_probe_started = 0;
+		}
+		return;
+	}
+	if (ks_next_probe >= ks_nprobes)
 		return;
 	KsDynamicWorker(&worker, "KsProbeMain", "keyedstate probe", ks_probes[ks_next_probe]);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate probe of database %u", ks_probes[ks_next_probe]);
@@ -406,7 +443,10 @@ KsProbeNext(void)
 	ks_probe_handle = NULL;
 	/* out of background worker slots: the next pass tries again */
 	if (RegisterDynamicBackgroundWorker(&worker, &ks_probe_handle))
+	{
 		ks_next_probe++;
+		ks_probe_started = GetCurrentTimestamp();
+	}
 }
 
 /*

@@ -355,8 +355,12 @@ KsDatabaseWorkerMain(Datum main_arg)
 	MemoryContext setcxt;
 	MemoryContext oldcxt;
 
-	/* SIGTERM ends us at a step boundary; SIGINT (PostgreSQL's) cancels a step */
-	pqsignal(SIGTERM, KsRunTermHandler);
+	/*
+	 * Until connected, SIGTERM ends us at once: connecting may wait for a
+	 * lock on the database (a transaction renaming it, even a prepared
+	 * one), and a shutdown must not wait for that.
+	 */
+	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
@@ -373,6 +377,9 @@ KsDatabaseWorkerMain(Datum main_arg)
 	server_settings = KsServerSettings();
 	MemoryContextSwitchTo(oldcxt);
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/* from now on SIGTERM ends us at a step boundary; SIGINT (PostgreSQL's) cancels a step */
+	pqsignal(SIGTERM, KsRunTermHandler);
+	CHECK_FOR_INTERRUPTS();
 	KsUndoDatabaseSettings(server_settings);
 	MemoryContextDelete(setcxt);
 	/* shown by pg_stat_activity and the log, and to user code that asks */

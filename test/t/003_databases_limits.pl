@@ -12,7 +12,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-my $node = ks_node('dbs', "keyedstate.max_shared_memory = '2MB'\n");
+my $node = ks_node('dbs', "keyedstate.max_shared_memory = '2MB'\nmax_prepared_transactions = 2\n");
 
 # two databases, each with its own aggregation and worker
 for my $db ('db_a', 'db_b')
@@ -167,6 +167,38 @@ my $deadline = time() + 30;
 sleep(0.1) while remembered() =~ /\b$copy_oid\b/ && time() < $deadline;
 unlike(remembered(), qr/\b$copy_oid\b/, 'a database whose extension was dropped is forgotten');
 $node->safe_psql('postgres', 'DROP DATABASE db_copy');
+
+# a transaction renaming a database, here a prepared one, holds its lock:
+# a worker or a probe connecting to it waits.  A fast shutdown does not wait
+# for them (a worker waiting to connect ignored SIGTERM), and at start the
+# probe of that database is ended after a while so that the databases after
+# it are found.
+{
+	for my $d (qw(held_db found_db))
+	{
+		$node->safe_psql('postgres', "CREATE DATABASE $d");
+		$node->safe_psql($d, q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('ev_sum', 'SELECT k, sum(v) AS s FROM ev GROUP BY k');
+INSERT INTO ev (k, v) VALUES (1, 1);});
+		ok(runs_exactly($d), "(precondition) $d runs");
+	}
+	$node->safe_psql('postgres', q{BEGIN; ALTER DATABASE held_db RENAME TO held_db2; PREPARE TRANSACTION 'held'});
+	# its worker comes back and waits for the lock
+	ok(ks_wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_locks
+		WHERE locktype = 'object' AND classid = 'pg_database'::regclass AND NOT granted}, 30),
+		'(precondition) a worker waits to connect to the database being renamed');
+	my $t0 = time();
+	$node->stop('fast');
+	ok(time() - $t0 < 20, sprintf('a fast shutdown does not wait for it (%.1f s)', time() - $t0));
+	unlink($node->data_dir . '/keyedstate.databases');
+	$node->start;
+	ok(runs_exactly('found_db'), 'at start, a database after the one whose probe waits for its lock is found');
+	$node->safe_psql('postgres', q{ROLLBACK PREPARED 'held'});
+	ok(runs_exactly('held_db'), 'once the rename is rolled back, the probed-again database runs');
+	$node->safe_psql('postgres', 'DROP DATABASE held_db WITH (FORCE); DROP DATABASE found_db WITH (FORCE)');
+}
 
 # DROP EXTENSION stops the worker of that database
 $node->safe_psql('db_b', 'DROP EXTENSION keyedstate CASCADE');
