@@ -80,6 +80,25 @@ ALTER TYPE pt RENAME ATTRIBUTE a TO aa;
 DROP TABLE pts;
 DROP TYPE pt;
 
+-- the offset column's type changed: said so; widened, resume reads it
+CREATE TABLE widen (id serial PRIMARY KEY, k int);
+INSERT INTO widen (k) VALUES (1), (2);
+SELECT keyedstate.create_aggregation('widen_n', 'SELECT k, count(*) AS n FROM widen GROUP BY k');
+SELECT keyedstate.sync('widen_n');
+ALTER TABLE widen ALTER COLUMN id TYPE bigint;
+INSERT INTO widen (k) VALUES (1);
+SELECT keyedstate.sync('widen_n', '10 s') IS NULL;
+SELECT state, error FROM keyedstate.status WHERE name = 'widen_n';
+SELECT keyedstate.resume('widen_n');
+SELECT keyedstate.sync('widen_n');
+SELECT * FROM widen_n ORDER BY k;
+ALTER TABLE widen ALTER COLUMN id TYPE numeric;
+INSERT INTO widen (k) VALUES (2);
+SELECT keyedstate.sync('widen_n', '10 s') IS NULL;
+SELECT state, error FROM keyedstate.status WHERE name = 'widen_n';
+SELECT keyedstate.drop_aggregation('widen_n');
+DROP TABLE widen;
+
 -- DROP EXTENSION needs CASCADE while aggregations exist, as for any
 -- extension other objects depend on; then it stops everything and leaves
 -- nothing behind

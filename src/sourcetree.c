@@ -125,6 +125,20 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 			leaf->srcslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(source)),
 													 &TTSOpsVirtual);
 	}
+	/* its type as loaded: an index of another type is none of ours */
+	{
+		Oid			type = TupleDescAttr(RelationGetDescr(heap), leaf->offset_attnum - 1)->atttypid;
+
+		if (type != src->offset_type)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("offset column \"%s\" of table \"%s\" is now of type %s",
+							get_attname(leaf->relid, leaf->offset_attnum, false),
+							RelationGetRelationName(heap), format_type_be(type)),
+					 (type == INT2OID || type == INT4OID || type == INT8OID) ?
+					 errhint("Call keyedstate.resume() to read it as its new type.") :
+					 errhint("An offset column must be of type smallint, integer or bigint.")));
+	}
 	if (!KsFindOffsetIndex(leaf, heap, src->offset_type))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
