@@ -112,14 +112,14 @@ KsCheckOwner(KsNamedAgg *agg)
 		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(agg->def.view_oid));
 }
 
-/* Drop an object by address if it still exists. */
+/* Drop an object by address. */
 static void
-KsDropObject(Oid classid, Oid objid)
+KsDropObject(Oid classid, Oid objid, DropBehavior behavior)
 {
 	ObjectAddress addr;
 
 	ObjectAddressSet(addr, classid, objid);
-	performDeletion(&addr, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
+	performDeletion(&addr, behavior, PERFORM_DELETION_INTERNAL);
 }
 
 /*
@@ -149,10 +149,15 @@ KsForgetAggregation(int32 id)
 			KsWakeTriggersDrop(id, source_oid);
 			trig = get_trigger_oid(source_oid, psprintf(KS_TRUNCATE_TRIGGER_FMT, id), true);
 			if (OidIsValid(trig))
-				KsDropObject(TriggerRelationId, trig);
+				KsDropObject(TriggerRelationId, trig, DROP_RESTRICT);
 		}
+		/*
+		 * keyedstate's own table: what others built on it (a view any role
+		 * may create over it) goes with it, and cannot keep the owner from
+		 * dropping her aggregation
+		 */
 		if (get_rel_name(live_oid) != NULL)
-			KsDropObject(RelationRelationId, live_oid);
+			KsDropObject(RelationRelationId, live_oid, DROP_CASCADE);
 		KsRequestAtCommit();
 	}
 	KsCatalogClose(&acc);
@@ -169,7 +174,7 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	KsInterruptAtOnce(agg.def.id);
-	KsDropObject(RelationRelationId, agg.def.view_oid);
+	KsDropObject(RelationRelationId, agg.def.view_oid, DROP_RESTRICT);
 	KsForgetAggregation(agg.def.id);
 	PG_RETURN_VOID();
 }
@@ -558,8 +563,9 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[29] = Int32GetDatum(copy.part.layout);
 		values[30] = Int32GetDatum(copy.part.first_group);
 		values[31] = Int32GetDatum(copy.part.last_group);
+		/* and when it checkpointed, or how long that took: when the source got rows */
 		for (c = 2; c <= 23 && !reader; c++)
-			if (c != 6 && c != 14 && c != 15 && c != 16)
+			if (c != 6 && c != 15)
 				nulls[c] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -498,8 +498,18 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 static void
 KsBeforeViewChange(RangeVar *rv, bool rule)
 {
-	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+	Oid			relid;
 	ListCell   *lc;
+
+	/*
+	 * The relation the command replaces: a rule's is found on the search
+	 * path; a view's in the namespace it would be created in (a temporary
+	 * view of the same name, or a catalog's, must not hide it)
+	 */
+	if (rule)
+		relid = RangeVarGetRelid(rv, NoLock, true);
+	else
+		relid = get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv));
 
 	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_VIEW)
 		return;

@@ -323,7 +323,8 @@ KsDeparseOrWarn(const char *tree, int32 id)
 		edata = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
-		ereport(WARNING,
+		/* in the server log: the role whose ALTER this is may not own it */
+		ereport(LOG,
 				(errcode(edata->sqlerrcode),
 				 errmsg("could not refresh the definition of keyedstate aggregation %d: %s", id, edata->message),
 				 errhint("A dump keeps its former definition text.")));
