@@ -245,8 +245,8 @@ KsBalanceAggSlots(Oid dboid, int nworkers, bool waiting)
 			move->worker = to;
 			if (db != NULL)
 			{
-				db->emptied_owner = owners[from];
-				db->emptied_at = now;
+				db->workers[from].emptied_owner = owners[from];
+				db->workers[from].emptied_at = now;
 			}
 			KsDatabaseRequestLocked(dboid);
 		}
@@ -269,13 +269,16 @@ KsBalanceAggSlots(Oid dboid, int nworkers, bool waiting)
 	}
 	if (move != NULL && to >= 0 && loads[most] - loads[to] >= 2)
 	{
-		TimestampTz settled = TimestampTzPlusMilliseconds(db != NULL ? db->emptied_at : 0,
-														  KS_POOL_SETTLE_MS);
+		/* an owner just made to give up a worker (of any): later */
+		for (w = 0; db != NULL && w < KS_MAX_DB_WORKERS; w++)
+		{
+			TimestampTz settled = TimestampTzPlusMilliseconds(db->workers[w].emptied_at,
+															  KS_POOL_SETTLE_MS);
 
-		if (db != NULL && db->emptied_owner == owners[most] && now < settled)
-			/* this owner was just made to give up a worker: later */
-			wait = Max(TimestampDifferenceMilliseconds(now, settled), 1);
-		else
+			if (db->workers[w].emptied_owner == owners[most] && now < settled)
+				wait = Max(wait, Max(TimestampDifferenceMilliseconds(now, settled), 1));
+		}
+		if (wait == 0)
 		{
 			move->worker = to;
 			/* the old worker hands it over at its reload, the new one claims it */

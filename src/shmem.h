@@ -39,7 +39,8 @@
  * by two or more.  Owners are kept apart (owner.h): an aggregation goes to
  * an empty worker, else to one running only its owner's, else it waits
  * until an owner with several workers has emptied one for it; that owner
- * is not spread out again for a minute (`emptied_owner`, pool.c), so that
+ * is not spread out again for a minute (the worker's `emptied_owner`,
+ * pool.c), so that
  * a role creating and dropping aggregations in a loop cannot keep another
  * owner's moving.  A worker runs the aggregations assigned to it and
  * claims each slot (`runner_pid`) only once the previous runner is gone:
@@ -203,6 +204,8 @@ typedef struct KsDbWorker
 	uint32		seen;			/* value of requested it last applied */
 	bool		idle_exit;		/* it left because it had nothing to do */
 	TimestampTz last_start;		/* when the launcher last started it */
+	Oid			emptied_owner;	/* whose aggregations the pool last moved off it */
+	TimestampTz emptied_at;		/* ... for another owner, and when (pool.c) */
 } KsDbWorker;
 
 /* Per-database slot, for the launcher */
@@ -216,8 +219,6 @@ typedef struct KsDbSlot
 	int			dropping_pid;	/* a backend keeping the workers away, or 0 */
 	bool		empty;			/* its first worker found no aggregation and left */
 	uint64		interrupt_requests; /* interrupts asked for its aggregations */
-	Oid			emptied_owner;	/* whose worker the pool last emptied (pool.c), */
-	TimestampTz emptied_at;		/* ... and when */
 	KsDbWorker	workers[KS_MAX_DB_WORKERS];
 } KsDbSlot;
 
