@@ -122,6 +122,56 @@ KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo
 	return query;
 }
 
+/* What a subtransaction runs (KsInSubtransaction) and what it returns. */
+typedef struct KsSubCall
+{
+	const char *definition;		/* restore: the text to analyse ... */
+	List	   *settings;
+	Oid			owner;
+	KsQueryInfo *info;
+	Query	   *query;			/* ... and the query */
+	const char *tree;			/* refresh: the tree to deparse ... */
+	char	   *text;			/* ... and the text */
+} KsSubCall;
+
+/*
+ * Run call (an analysis if it has a definition, else a deparse) in a
+ * subtransaction, as a PL/pgSQL exception block does: on an error, roll it
+ * back and return it (in the caller's context) instead of raising it, so
+ * that one aggregation's definition that no longer binds (an object it
+ * names is gone) fails neither a restore's COPY of every owner's
+ * definitions nor another role's ALTER.
+ */
+static ErrorData *
+KsInSubtransaction(KsSubCall *call)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		if (call->definition != NULL)
+			call->query = KsAnalyseRestored(call->definition, call->settings, call->owner, call->info);
+		else
+			call->text = KsDeparseForRestore((Query *) stringToNode(call->tree));
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
 /*
  * Bind an aggregation's definition again in this cluster: its query tree
  * holds the OIDs of functions and operators of the cluster it was made in,
@@ -220,7 +270,27 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	}
 	owner = KsRelationOwner(view_oid);
 
-	query = KsAnalyseRestored(definition, settings, owner, &info);
+	{
+		KsSubCall	call = {0};
+		ErrorData  *edata;
+
+		call.definition = definition;
+		call.settings = settings;
+		call.owner = owner;
+		call.info = &info;
+		edata = KsInSubtransaction(&call);
+
+		if (edata != NULL)
+		{
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("aggregation %s is not restored: %s", KsAggName(view_oid), edata->message),
+					 errdetail("Its definition no longer binds to the restored objects; its view is restored without it."),
+					 errhint("Drop the view, then create the aggregation again.")));
+			return PointerGetDatum(NULL);
+		}
+		query = call.query;
+	}
 	if (info.source_relid != source_oid)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -297,46 +367,6 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 }
 
 /*
- * Deparse a stored tree, or NULL (with a warning) if it cannot be: one
- * aggregation whose tree names an object gone must not make every other
- * role's ALTER fail.  In a subtransaction, as a PL/pgSQL exception block.
- */
-static char *
-KsDeparseOrWarn(const char *tree, int32 id)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *volatile text = NULL;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		text = KsDeparseForRestore((Query *) stringToNode(tree));
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		/* in the server log: the role whose ALTER this is may not own it */
-		ereport(LOG,
-				(errcode(edata->sqlerrcode),
-				 errmsg("could not refresh the definition of keyedstate aggregation %d: %s", id, edata->message),
-				 errhint("A dump keeps its former definition text.")));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return text;
-}
-
-/*
  * keyedstate.refresh_definitions(): deparse every stored tree again, so that
  * the definition text and the offset column's name a dump writes are those
  * of the objects now (called at the end of ALTER commands).
@@ -366,13 +396,23 @@ keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
 		Oid			source = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		AttrNumber	attnum = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
 		char	   *oldcol = SPI_getvalue(tup, desc, 6);
-		char	   *text = KsDeparseOrWarn(tree, id);
+		KsSubCall	call = {0};
+		ErrorData  *edata;
+		char	   *text = old;
 		char	   *col = get_attname(source, attnum, true);
 		Datum		args[3];
 		Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
 
-		if (text == NULL)
-			text = old;
+		call.tree = tree;
+		edata = KsInSubtransaction(&call);
+		if (edata == NULL)
+			text = call.text;
+		else
+			/* in the server log: the role whose ALTER this is may not own it */
+			ereport(LOG,
+					(errcode(edata->sqlerrcode),
+					 errmsg("could not refresh the definition of keyedstate aggregation %d: %s", id, edata->message),
+					 errhint("A dump keeps its former definition text.")));
 		if (col == NULL)
 			col = oldcol;
 		if (strcmp(text, old) == 0 && strcmp(col, oldcol) == 0)

@@ -150,6 +150,36 @@ ks_sync($other, 'src_db', 'after');
 pass('an aggregation created after the restore does not collide with restored ones');
 $other->stop;
 
+# one definition that no longer binds (a function it calls is gone, its
+# dependency deleted by hand) does not keep the others from being restored:
+# it is skipped with a warning naming it, the others rebuild and are exact
+{
+	$node->safe_psql('postgres', 'CREATE DATABASE broken_src');
+	$node->safe_psql('broken_src', q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO ev (k, v) SELECT g % 7, g FROM generate_series(1, 500) g;
+CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';
+SELECT keyedstate.create_aggregation('good_a', 'SELECT k, count(*) AS n, sum(v) AS s FROM ev GROUP BY k');
+SELECT keyedstate.create_aggregation('bad_b', 'SELECT k, sum(twice(v)) AS s FROM ev GROUP BY k');
+SELECT keyedstate.create_aggregation('good_c', 'SELECT k % 2 AS g, max(v) AS m FROM ev GROUP BY 1');
+SELECT keyedstate.sync(name) FROM keyedstate.aggregations;
+DELETE FROM pg_depend WHERE refobjid = 'twice(int)'::regprocedure AND classid = 'pg_rewrite'::regclass;
+DROP FUNCTION twice(int);});
+	my $dump = $node->basedir . '/broken.sql';
+	command_ok([ 'pg_dump', '-d', $node->connstr('broken_src'), '-f', $dump ], 'pg_dump of a database with a definition that no longer binds');
+	$node->safe_psql('postgres', 'CREATE DATABASE broken_dst');
+	my ($bret, $bout, $berr) = $node->psql('broken_dst', undef, extra_params => [ '-f', $dump ]);
+	like($berr, qr/aggregation public\.bad_b is not restored/, 'the definition that no longer binds is skipped, with a warning naming it');
+	like($node->safe_psql('broken_dst', 'SELECT string_agg(name, \' \' ORDER BY name) FROM keyedstate.aggregations'),
+		qr/^(public\.)?good_a (public\.)?good_c$/, 'every other aggregation is restored');
+	ks_sync_all($node, 'broken_dst');
+	is(ks_mismatches($node, 'broken_dst', 'SELECT * FROM good_a', 'SELECT k, count(*), sum(v) FROM ev GROUP BY k'), '0',
+		'and rebuilds, exact');
+	is(ks_mismatches($node, 'broken_dst', 'SELECT * FROM good_c', 'SELECT k % 2, max(v) FROM ev GROUP BY 1'), '0',
+		'... both of them');
+}
+
 # a server without the preload: the restore fails loudly
 my $plainnode = PostgreSQL::Test::Cluster->new('nopreload');
 $plainnode->init;
