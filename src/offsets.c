@@ -227,8 +227,8 @@ KsRefuseUnownedSequence(Relation rel, AttrNumber attnum)
 					 quote_identifier(attname))));
 }
 
-/* Whether a column can carry offsets. */
-static bool
+/* Whether a column can carry offsets (see source.h). */
+bool
 KsIsOffsetType(Oid typid)
 {
 	return typid == INT2OID || typid == INT4OID || typid == INT8OID;

@@ -29,7 +29,6 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/sinvaladt.h"
-#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
@@ -102,53 +101,21 @@ KsSourceCompile(KsSource *src, KsQueryInfo *info, MemoryContext cxt)
 	if (info->where != NULL)
 		src->where = ExecInitQual(make_ands_implicit(expression_planner(copyObject(info->where))),
 								  NULL);
-	/* the columns read, for KsSourceCheckColumns */
+	/* the columns read, each once, for KsSourceCheckColumns (sourcetree.c) */
 	src->nvars = 0;
 	vars = pull_var_clause((Node *) lappend(list_copy(info->inputexprs), info->where),
 						   PVC_RECURSE_AGGREGATES | PVC_RECURSE_WINDOWFUNCS | PVC_RECURSE_PLACEHOLDERS);
 	src->vars = palloc(sizeof(Var *) * Max(list_length(vars), 1));
 	foreach(lc, vars)
-		src->vars[src->nvars++] = (Var *) lfirst(lc);
-	MemoryContextSwitchTo(oldcxt);
-}
-
-/*
- * Check that every column the expressions read still has the type, typmod
- * and collation it was analysed with.  The dependencies of the view and
- * live table keep them so (create.c); this holds even if they were lost,
- * as a Datum read as another type would be read out of bounds.
- */
-static void
-KsSourceCheckColumns(KsSource *src)
-{
-	int			i;
-
-	for (i = 0; i < src->nvars; i++)
 	{
-		Var		   *var = src->vars[i];
-		HeapTuple	tup;
-		Form_pg_attribute att;
-		bool		same;
+		int			i;
 
-		if (var->varattno <= 0)
-			continue;			/* system columns and whole rows are checked by the executor */
-		tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(src->relid), Int16GetDatum(var->varattno));
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "cache lookup failed for attribute %d of relation %u", var->varattno, src->relid);
-		att = (Form_pg_attribute) GETSTRUCT(tup);
-		same = !att->attisdropped && att->atttypid == var->vartype &&
-			att->atttypmod == var->vartypmod && att->attcollation == var->varcollid;
-		if (!same)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("column \"%s\" of table \"%s\" is no longer of type %s",
-							NameStr(att->attname), get_rel_name(src->relid),
-							format_type_with_typemod(var->vartype, var->vartypmod)),
-					 errdetail("Aggregation %s was defined over the column as it was; it cannot read it since it changed.",
-							   src->aggname),
-					 errhint("Drop the aggregation and create it again.")));
-		ReleaseSysCache(tup);
+		for (i = 0; i < src->nvars && !equal(src->vars[i], lfirst(lc)); i++)
+			;
+		if (i == src->nvars)
+			src->vars[src->nvars++] = (Var *) lfirst(lc);
 	}
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /* Lock the table and its sequence for this step, without waiting. */
@@ -169,7 +136,6 @@ KsSourceCheck(KsSource *src)
 	char		relkind = get_rel_relkind(src->relid);
 
 	(void) ExecCheckRTPerms(src->rtable, true);
-	KsSourceCheckColumns(src);
 	if (check_enable_rls(src->relid, InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -142,9 +142,10 @@ typedef struct KsSource
 	TupleTableSlot *inputslot;
 
 	/*
-	 * The table's columns the expressions read, as analysed: each step
-	 * checks them against the table (KsSourceCheck), so that a column whose
-	 * type changed is never read as its former type.
+	 * The table's columns the expressions read, as analysed: checked
+	 * against the table whenever the leaves are set up again (after any
+	 * change to it), so that a column whose type changed is never read as
+	 * its former type.
 	 */
 	int			nvars;
 	Var		  **vars;
@@ -208,6 +209,9 @@ extern int64 KsSourceStartOffset(Oid seqoid);
  * integer column; *seqoid is its sequence.  Errors say what is missing.
  */
 extern AttrNumber KsSourceOffsetColumn(Relation rel, const char *colname, Oid *seqoid);
+
+/* Whether a column of this type can carry offsets (smallint, integer, bigint). */
+extern bool KsIsOffsetType(Oid typid);
 
 /*
  * Refuse an offset column that no usable btree index leads with, in the

@@ -135,7 +135,7 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 					 errmsg("offset column \"%s\" of table \"%s\" is now of type %s",
 							get_attname(leaf->relid, leaf->offset_attnum, false),
 							RelationGetRelationName(heap), format_type_be(type)),
-					 (type == INT2OID || type == INT4OID || type == INT8OID) ?
+					 KsIsOffsetType(type) ?
 					 errhint("Call keyedstate.resume() to read it as its new type.") :
 					 errhint("An offset column must be of type smallint, integer or bigint.")));
 	}
@@ -311,6 +311,42 @@ KsSourceRememberParents(KsSource *src)
 }
 
 /*
+ * Check that every column the expressions read still has the type, typmod
+ * and collation it was analysed with, in the source's descriptor.  The
+ * view's dependencies keep them so (create.c); this holds even if they
+ * were lost, as a Datum read as another type would be read out of bounds.
+ * Run whenever anything about the source changed (it is then set up again).
+ */
+static void
+KsSourceCheckColumns(KsSource *src, Relation source)
+{
+	TupleDesc	desc = RelationGetDescr(source);
+	int			i;
+
+	for (i = 0; i < src->nvars; i++)
+	{
+		Var		   *var = src->vars[i];
+		Form_pg_attribute att;
+
+		if (var->varattno <= 0)
+			continue;			/* system columns and whole rows are checked by the executor */
+		if (var->varattno > desc->natts)
+			elog(ERROR, "relation \"%s\" has no attribute %d", RelationGetRelationName(source), var->varattno);
+		att = TupleDescAttr(desc, var->varattno - 1);
+		if (att->attisdropped || att->atttypid != var->vartype ||
+			att->atttypmod != var->vartypmod || att->attcollation != var->varcollid)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("column \"%s\" of table \"%s\" is no longer of type %s",
+							NameStr(att->attname), RelationGetRelationName(source),
+							format_type_with_typemod(var->vartype, var->vartypmod)),
+					 errdetail("Aggregation %s was defined over the column as it was; it cannot read it since it changed.",
+							   src->aggname),
+					 errhint("Drop the aggregation and create it again.")));
+	}
+}
+
+/*
  * Find the leaves a batch reads (see source.h).  Each is set up again when
  * anything about the leaves changed: a partition added or gone, a relcache
  * invalidation of a leaf or its index (a column default changed, an index
@@ -372,6 +408,7 @@ KsSourceFindLeaves(KsSource *src)
 	src->leaves = MemoryContextAllocZero(src->leafcxt, sizeof(KsLeaf) * Max(list_length(oids), 1));
 	src->nleaves = 0;
 	source = table_open(src->relid, NoLock);
+	KsSourceCheckColumns(src, source);
 	if (src->tree)
 	{
 		KsSourceCheckOwnDefault(source, src->offset_attnum, src->seqoid, src->aggname);
