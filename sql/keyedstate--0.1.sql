@@ -306,7 +306,8 @@ CREATE FUNCTION keyedstate.worker_status(
 	OUT part int,
 	OUT layout int,
 	OUT first_key_group int,
-	OUT last_key_group int)
+	OUT last_key_group int,
+	OUT row_errors bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'keyedstate_worker_status'
 LANGUAGE C STRICT VOLATILE;
@@ -476,6 +477,7 @@ WITH w AS (
 		   pg_catalog.sum(s.checkpoint_bytes)::bigint AS checkpoint_bytes,
 		   pg_catalog.sum(s.keys_expired)::bigint AS keys_expired,
 		   pg_catalog.sum(s.rows_late)::bigint AS rows_late,
+		   pg_catalog.sum(s.row_errors)::bigint AS row_errors,
 		   pg_catalog.sum(s.keys_cold)::bigint AS keys_cold,
 		   pg_catalog.sum(s.evictions)::bigint AS evictions,
 		   pg_catalog.sum(s.reloads)::bigint AS reloads,
@@ -507,6 +509,7 @@ SELECT a.view::text AS name,
 	   w.rows_replayed,
 	   w.keys_expired,
 	   w.rows_late,
+	   w.row_errors,
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
 			THEN COALESCE(w.last_checkpoint, a.last_checkpoint) END AS last_checkpoint,
 	   pg_catalog.round(w.checkpoint_ms::numeric, 3) AS last_checkpoint_ms,

@@ -24,6 +24,7 @@
 
 #include "keyedstate.h"
 
+#include "access/attnum.h"
 #include "nodes/pg_list.h"
 
 /* One row of keyedstate.aggregation. */

@@ -498,8 +498,8 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 	{
 		KsSlotRef	ref;
 		KsAggSlot	copy;
-		Datum		values[32];
-		bool		nulls[32];
+		Datum		values[33];
+		bool		nulls[33];
 		bool		inspect;
 		bool		reader;
 		int64		high_water;
@@ -563,6 +563,8 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[29] = Int32GetDatum(copy.part.layout);
 		values[30] = Int32GetDatum(copy.part.first_group);
 		values[31] = Int32GetDatum(copy.part.last_group);
+		values[32] = Int64GetDatum(copy.row_errors);
+		nulls[32] = !reader;
 		/* and when it checkpointed, or how long that took: when the source got rows */
 		for (c = 2; c <= 23 && !reader; c++)
 			if (c != 6 && c != 15)

@@ -50,6 +50,7 @@
 #include "catalog.h"
 #include "cold.h"
 #include "lookup.h"
+#include "rowerror.h"
 #include "settings.h"
 #include "shmem.h"
 #include "store.h"
@@ -93,6 +94,7 @@ typedef struct KsLiveScanState
 	uint32		rowtype;		/* hash of its row type (KsRowTypeHash) */
 	KsColdScan *cold;			/* evicted keys, read after the published ones */
 	char	   *aggname;		/* for the cold rows' messages, once known */
+	ExprState  *keyqual;		/* the quals on keys only, for error rows (rowerror.h) */
 	KsSlotRef  *refs;			/* the aggregation's parts' slots, found per fetch */
 	KsAggSlot  *copies;			/* ... and copies of them (max_aggregations each) */
 } KsLiveScanState;
@@ -296,6 +298,8 @@ KsBeginForeignScan(ForeignScanState *node, int eflags)
 		ss->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 	}
 	ss->rowtype = KsRowTypeHash(RelationGetDescr(node->ss.ss_currentRelation));
+	ss->keyqual = KsRowErrorQual(&node->ss.ps, plan->scan.scanrelid, ss->opts.nkeys,
+								 ss->opts.attnums);
 	/* once per scan, not per rescan: a nested loop's lookups come here often */
 	ss->refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	ss->copies = palloc(sizeof(KsAggSlot) * KsSharedState->max_aggs);
@@ -516,23 +520,26 @@ KsIterateForeignScan(ForeignScanState *node)
 {
 	KsLiveScanState *ss = node->fdw_state;
 	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+	MinimalTuple row;
 
 	if (!ss->fetched)
 		KsFetchRows(node);
-	if (ss->next >= ss->nrows)
+	for (;;)
 	{
-		MinimalTuple row = KsColdScanNext(ss->cold);
-
-		if (row == NULL)
+		if (ss->next < ss->nrows)
+			row = ss->rows[ss->next++];
+		else if ((row = KsColdScanNext(ss->cold)) == NULL)
 		{
 			KsColdScanEnd(ss->cold);
 			ss->cold = NULL;
 			return ExecClearTuple(slot);
 		}
-		ExecForceStoreMinimalTuple(row, slot, false);
-		return slot;
+		/* a key whose row could not be computed: raised, or skipped (rowerror.h) */
+		if (!KsRowIsError(row))
+			break;
+		KsRowErrorMet(ss->keyqual, node->ss.ps.ps_ExprContext, slot, row, ss->copies[0].view_oid);
 	}
-	ExecForceStoreMinimalTuple(ss->rows[ss->next++], slot, false);
+	ExecForceStoreMinimalTuple(row, slot, false);
 	return slot;
 }
 

@@ -260,6 +260,7 @@ KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
 	slot->cold_keys = p->cold_keys;
 	slot->keys_expired = p->keys_expired;
 	slot->rows_late = p->rows_late;
+	slot->row_errors = p->row_errors;
 	slot->evictions = p->evictions;
 	slot->reloads = p->reloads;
 	slot->memory_limit = p->memory_limit;

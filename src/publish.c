@@ -7,13 +7,20 @@
  */
 #include "keyedstate.h"
 
+#include "access/xact.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
 
 #include "publish.h"
+#include "rowerror.h"
+
+/* How often the worker logs the error rows it publishes. */
+#define KS_ROW_ERROR_LOG_MS		60000
 
 /* How far ahead of the publishing loop keys are prefetched. */
 #define KS_PUBLISH_PREFETCH		16
@@ -69,6 +76,107 @@ KsPublishBuildRow(KsAggRun *run, const Datum *keys, const bool *keynulls, KsTran
 	return row;
 }
 
+/*
+ * Log an error row: the first one of a run, then at most one line a
+ * minute, counting those not logged.
+ */
+static void
+KsPublishLogRowError(KsAggRun *run, const ErrorData *edata)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	run->row_errors++;
+	if (run->row_error_logged_at != 0 &&
+		!TimestampDifferenceExceeds(run->row_error_logged_at, now, KS_ROW_ERROR_LOG_MS))
+		return;
+	ereport(LOG,
+			(errmsg("keyedstate aggregation %s could not compute the row of a key: %s",
+					run->name, edata->message ? edata->message : "unknown error"),
+			 errdetail("Scans reading that key's row raise the error until the key changes. "
+					   INT64_FORMAT " such rows were published since the last message.",
+					   run->row_errors - run->row_errors_logged)));
+	run->row_errors_logged = run->row_errors;
+	run->row_error_logged_at = now;
+}
+
+/* Build rows, a key's error as its row (see publish.h). */
+void
+KsPublishBuildRows(KsAggRun *run, KsKeyTable *kt, KsPublishItem *items,
+				   KsBuildItem build, void *arg)
+{
+	int64		n = kt->npublish;
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile int64 i = 0;
+
+	while (i < n)
+	{
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(cxt);
+		PG_TRY();
+		{
+			for (; i < n; i++)
+				build(run, &items[i], i, arg);
+			ReleaseCurrentSubTransaction();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			/* a cancel, a timeout, a missing object: the aggregation's error */
+			if (!KsRowErrorOfKey(edata->sqlerrcode))
+				ReThrowError(edata);
+			ResetExprContext(run->econtext);
+			items[i].remove = false;
+			items[i].row = KsRowErrorMake(edata, run->info.viewdesc, run->info.keyattnums,
+										  kt->nkeys, kt->publish[i]->keys,
+										  kt->publish[i]->keynulls);
+			KsPublishLogRowError(run, edata);
+			FreeErrorData(edata);
+			i++;
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+}
+
+/* Build the row of a changed key (a KsBuildItem). */
+static void
+KsPublishBuildKey(KsAggRun *run, KsPublishItem *it, int64 i, void *arg)
+{
+	KsKeyTable *kt = run->kt;
+	KsKeyEntry *e = kt->publish[i];
+	int64		n = kt->npublish;
+
+	/* the keys to publish lie anywhere in memory: fetch ahead */
+	if (i + KS_PUBLISH_PREFETCH < n)
+		KsKeyTablePrefetchLines(kt, kt->publish[i + KS_PUBLISH_PREFETCH]);
+	if (i + KS_PUBLISH_PREFETCH / 2 < n)
+		KsAggPrefetchStates(run->rt, kt->publish[i + KS_PUBLISH_PREFETCH / 2]->states);
+	if ((i & 1023) == 0)
+		KsCheckInterrupts();
+
+	KsPublishItemOf(it, e);
+	/*
+	 * An expired key (expire.h) leaves the store; but while it still has a
+	 * cold row (cold.h), committed or about to be, it stays as an entry
+	 * without a row, which tells readers to skip that row, until the
+	 * checkpoint deleting the row has committed.  An evicted key leaves:
+	 * its cold row is its state now.
+	 */
+	it->remove = KsKeyLeavesStore(e);
+	it->row = NULL;
+	if (!(e->flags & KS_KEY_EXPIRED))
+		it->row = KsPublishBuildRow(run, e->keys, e->keynulls, e->states);
+}
+
 /* Publish the changed keys with a new consumed offset (see publish.h). */
 void
 KsPublish(KsAggRun *run, int64 offset)
@@ -77,35 +185,10 @@ KsPublish(KsAggRun *run, int64 offset)
 	int64		n = kt->npublish;
 	KsPublishItem *items;
 	MemoryContext oldcxt;
-	int64		i;
 
 	oldcxt = MemoryContextSwitchTo(run->batchcxt);
 	items = palloc_extended(sizeof(KsPublishItem) * Max(n, 1), MCXT_ALLOC_HUGE);
-	for (i = 0; i < n; i++)
-	{
-		KsKeyEntry *e = kt->publish[i];
-		KsPublishItem *it = &items[i];
-
-		/* the keys to publish lie anywhere in memory: fetch ahead */
-		if (i + KS_PUBLISH_PREFETCH < n)
-			KsKeyTablePrefetchLines(kt, kt->publish[i + KS_PUBLISH_PREFETCH]);
-		if (i + KS_PUBLISH_PREFETCH / 2 < n)
-			KsAggPrefetchStates(run->rt, kt->publish[i + KS_PUBLISH_PREFETCH / 2]->states);
-		if ((i & 1023) == 0)
-			KsCheckInterrupts();
-
-		KsPublishItemOf(it, e);
-		/*
-		 * An expired key (expire.h) leaves the store; but while it still
-		 * has a cold row (cold.h), committed or about to be, it stays as an
-		 * entry without a row, which tells readers to skip that row, until
-		 * the checkpoint deleting the row has committed.  An evicted key
-		 * leaves: its cold row is its state now.
-		 */
-		it->remove = KsKeyLeavesStore(e);
-		it->row = (e->flags & KS_KEY_EXPIRED) ? NULL :
-			KsPublishBuildRow(run, e->keys, e->keynulls, e->states);
-	}
+	KsPublishBuildRows(run, kt, items, KsPublishBuildKey, NULL);
 	MemoryContextSwitchTo(oldcxt);
 
 	KsPublishItems(run, items, n, offset);

@@ -9,7 +9,9 @@
  * hands the rows to the store's publish protocol (store.h) together with
  * the new consumed offset.  All user code runs before anything is put in
  * shared memory, so an error on one key leaves nothing half published and
- * nothing allocated.
+ * nothing allocated.  It runs in a subtransaction: a key whose row fails
+ * with an error of its data gets an error row instead (rowerror.h), and
+ * the step goes on.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,6 +33,22 @@ extern void KsPublish(KsAggRun *run, int64 offset);
  */
 extern MinimalTuple KsPublishBuildRow(KsAggRun *run, const Datum *keys, const bool *keynulls,
 									  KsTransState *states);
+
+/*
+ * Build the row of item i, for the key kt->publish[i] (KsPublishBuildRows):
+ * point the item at its key (KsPublishItemOf) before running user code.
+ */
+typedef void (*KsBuildItem) (KsAggRun *run, KsPublishItem *it, int64 i, void *arg);
+
+/*
+ * Build the rows of the keys kt->publish[] into items[] with build(), in a
+ * subtransaction: a key whose row fails with one of a key's errors
+ * (rowerror.h) gets an error row, and the keys after it are built in a new
+ * subtransaction.  Any other error is raised again once the subtransaction
+ * is rolled back.
+ */
+extern void KsPublishBuildRows(KsAggRun *run, KsKeyTable *kt, KsPublishItem *items,
+							   KsBuildItem build, void *arg);
 
 /* Point a publish item at a key entry's record of its published row. */
 static inline void

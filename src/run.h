@@ -107,6 +107,9 @@ typedef struct KsAggRun
 	bool		definition_outdated;	/* a checkpoint found it changed (ckptcommit.c) */
 	TimestampTz step_budget_end;	/* when the step stops reading more rows */
 	double		publish_us_per_key; /* what publishing a key cost lately */
+	int64		row_errors;		/* error rows published since the run was created (rowerror.h) */
+	int64		row_errors_logged;	/* ... of them, counted in the last log line */
+	TimestampTz row_error_logged_at;	/* when that line was written */
 
 	int64		consumed;		/* rows with offsets <= consumed are published */
 	int64		applied;		/* rows with offsets <= applied are in the states */

@@ -39,6 +39,7 @@ KsRunCreate(KsAggDef *def, MemoryContext parent)
 	/* handed over: the counters go on from the previous worker's */
 	run->keys_expired = ref.slot->keys_expired;
 	run->rows_late = ref.slot->rows_late;
+	run->row_errors = run->row_errors_logged = ref.slot->row_errors;
 	run->evictions = ref.slot->evictions;
 	run->reloads = ref.slot->reloads;
 	/* handed over failed: it stays failed until keyedstate.resume() */

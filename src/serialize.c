@@ -18,6 +18,7 @@
 #include "utils/expandeddatum.h"
 #include "utils/memutils.h"
 
+#include "rowerror.h"
 #include "serialize.h"
 
 /* The error for corrupted checkpoint data (see serialize.h). */
@@ -286,6 +287,35 @@ KsReadDatum(KsReader *r, bool *isnull, int16 typlen, bool typbyval, const char *
 	}
 }
 
+/*
+ * Check the trailer of an error row read back (rowerror.h): its length,
+ * the NUL ending its message, a key's SQLSTATE.  Returns its length.
+ */
+static uint32
+KsCheckRowErrorTrailer(const char *aggname, const char *row, uint32 rowlen)
+{
+	uint32		trailer;
+	int32		code;
+	uint32		msglen;
+
+	if (rowlen < SizeofMinimalTupleHeader + KS_ROWERROR_FIXED + 1)
+		KsCheckpointCorrupted(aggname, "An error row has %u bytes, too few for its error.", rowlen);
+	memcpy(&trailer, row + rowlen - sizeof(uint32), sizeof(uint32));
+	if (trailer < KS_ROWERROR_FIXED + 1 || trailer > KS_ERROR_LEN + KS_ROWERROR_FIXED ||
+		trailer > rowlen - SizeofMinimalTupleHeader)
+		KsCheckpointCorrupted(aggname, "An error row of %u bytes says its error has %u.",
+							  rowlen, trailer);
+	memcpy(&code, row + rowlen - KS_ROWERROR_FIXED, sizeof(int32));
+	if (!KsRowErrorOfKey(code))
+		KsCheckpointCorrupted(aggname, "An error row has the error code %s, not one of a key's errors.",
+							  unpack_sql_state(code));
+	msglen = trailer - KS_ROWERROR_FIXED;
+	if (strnlen(row + rowlen - trailer, msglen) != msglen - 1)
+		KsCheckpointCorrupted(aggname, "An error row's message of %u bytes does not end with a NUL byte.",
+							  msglen);
+	return trailer;
+}
+
 static void KsRowColumnOutside(const char *aggname, const char *column, uint32 rowlen)
 			pg_attribute_noreturn();
 
@@ -318,6 +348,7 @@ KsCheckStoredRow(const char *aggname, TupleDesc desc, const char *row, uint32 ro
 	int			natts;
 	uint32		hoff;
 	uint32		datalen;
+	uint32		tuplelen = rowlen;
 	uint32		off = 0;
 	int			i;
 
@@ -328,6 +359,9 @@ KsCheckStoredRow(const char *aggname, TupleDesc desc, const char *row, uint32 ro
 	if (hdr.t_len != rowlen)
 		KsCheckpointCorrupted(aggname, "A published row of %u bytes says it has %u.",
 							  rowlen, hdr.t_len);
+	/* the error of a key whose row could not be computed: the tuple is before it */
+	if (hdr.t_infomask2 & HEAP_ONLY_TUPLE)
+		tuplelen -= KsCheckRowErrorTrailer(aggname, row, rowlen);
 	natts = HeapTupleHeaderGetNatts(&hdr);
 	if (natts != desc->natts)
 		KsCheckpointCorrupted(aggname, "A published row has %d columns, but the view has %d.",
@@ -338,7 +372,7 @@ KsCheckStoredRow(const char *aggname, TupleDesc desc, const char *row, uint32 ro
 	hoff = hdr.t_hoff;
 	if (hoff < MINIMAL_TUPLE_OFFSET ||
 		hoff - MINIMAL_TUPLE_OFFSET < SizeofMinimalTupleHeader + (hasnulls ? BITMAPLEN(natts) : 0) ||
-		hoff - MINIMAL_TUPLE_OFFSET > rowlen ||
+		hoff - MINIMAL_TUPLE_OFFSET > tuplelen ||
 		hoff - MINIMAL_TUPLE_OFFSET != MAXALIGN(hoff - MINIMAL_TUPLE_OFFSET))
 		KsCheckpointCorrupted(aggname,
 							  "A published row of %u bytes has its data at offset %u, which does not fit its header.",
@@ -346,7 +380,7 @@ KsCheckStoredRow(const char *aggname, TupleDesc desc, const char *row, uint32 ro
 	hoff -= MINIMAL_TUPLE_OFFSET;
 	bits = (const bits8 *) row + offsetof(MinimalTupleData, t_bits);
 	data = row + hoff;
-	datalen = rowlen - hoff;
+	datalen = tuplelen - hoff;
 
 	for (i = 0; i < natts; i++)
 	{

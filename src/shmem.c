@@ -371,6 +371,7 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->rows_replayed = 0;
 	slot->keys_expired = 0;
 	slot->rows_late = 0;
+	slot->row_errors = 0;
 	slot->cold_keys = 0;
 	slot->evictions = 0;
 	slot->reloads = 0;

@@ -153,6 +153,7 @@ typedef struct KsAggSlot
 	int64		rows_replayed;	/* rows re-read after the last recovery */
 	int64		keys_expired;	/* keys the TTL removed since the worker started */
 	int64		rows_late;		/* windows: late rows dropped since the worker started */
+	int64		row_errors;		/* error rows published since then (rowerror.h) */
 	int64		cold_keys;		/* keys only in keyedstate.cold (publish, step end) */
 	int64		evictions;		/* keys evicted since the worker started */
 	int64		reloads;		/* keys loaded back from keyedstate.cold since then */
@@ -474,6 +475,7 @@ typedef struct KsSlotProgress
 	int64		cold_keys;		/* set: evictions since the publish */
 	int64		keys_expired;	/* set */
 	int64		rows_late;		/* set */
+	int64		row_errors;		/* set */
 	int64		evictions;		/* set */
 	int64		reloads;		/* set */
 	int64		memory_limit;	/* set */

@@ -555,6 +555,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 			progress.cold_keys = run->cold_keys;
 			progress.keys_expired = run->keys_expired;
 			progress.rows_late = run->rows_late;
+			progress.row_errors = run->row_errors;
 			progress.evictions = run->evictions;
 			progress.reloads = run->reloads;
 			progress.memory_limit = run->memory_budget;

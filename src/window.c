@@ -451,6 +451,33 @@ KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, b
 	return any;
 }
 
+/* What building a window's row needs (KsWindowBuildItem). */
+typedef struct KsWindowBuild
+{
+	Datum	   *keys;
+	bool	   *nulls;
+	KsTransState *states;
+	KsPaneCache *pc;
+} KsWindowBuild;
+
+/* Merge a changed window's panes and build its row (a KsBuildItem). */
+static void
+KsWindowBuildItem(KsAggRun *run, KsPublishItem *it, int64 i, void *arg)
+{
+	KsWindowBuild *wb = (KsWindowBuild *) arg;
+	KsKeyEntry *w = run->windows->publish[i];
+
+	if ((i & 255) == 0)
+		KsCheckInterrupts();
+	KsPublishItemOf(it, w);
+	MemoryContextReset(run->combinecxt);
+	it->remove = KsWindowExpired(run, DatumGetTimestampTz(w->keys[0])) ||
+		!KsMergeWindow(run, w, wb->states, wb->keys, wb->nulls, wb->pc);
+	it->row = it->remove ? NULL : KsPublishBuildRow(run, wb->keys, wb->nulls, wb->states);
+	if (it->remove)
+		w->flags |= KS_KEY_EXPIRED;
+}
+
 /* Publish the windows of the panes changed since the last publish (see window.h). */
 void
 KsWindowPublish(KsAggRun *run, int64 offset)
@@ -465,6 +492,7 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 	bool	   *nulls = palloc(sizeof(bool) * nk);
 	KsTransState *states = palloc0(sizeof(KsTransState) * Max(run->rt->ncalls, 1));
 	KsPaneCache pc;
+	KsWindowBuild wb;
 	KsPublishItem *items;
 	int64		i;
 	int64		j;
@@ -502,21 +530,12 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 
 	/* each changed window: merge its panes, build its row */
 	items = palloc_extended(sizeof(KsPublishItem) * Max(wt->npublish, 1), MCXT_ALLOC_HUGE);
-	for (i = 0; i < wt->npublish; i++)
-	{
-		KsKeyEntry *w = wt->publish[i];
-		KsPublishItem *it = &items[i];
-
-		if ((i & 255) == 0)
-			KsCheckInterrupts();
-		KsPublishItemOf(it, w);
-		it->remove = KsWindowExpired(run, DatumGetTimestampTz(w->keys[0])) ||
-			!KsMergeWindow(run, w, states, keys, nulls, &pc);
-		it->row = it->remove ? NULL : KsPublishBuildRow(run, keys, nulls, states);
-		if (it->remove)
-			w->flags |= KS_KEY_EXPIRED;
-		MemoryContextReset(run->combinecxt);
-	}
+	wb.keys = keys;
+	wb.nulls = nulls;
+	wb.states = states;
+	wb.pc = &pc;
+	KsPublishBuildRows(run, wt, items, KsWindowBuildItem, &wb);
+	MemoryContextReset(run->combinecxt);
 	MemoryContextSwitchTo(oldcxt);
 
 	KsPublishItems(run, items, wt->npublish, offset);
