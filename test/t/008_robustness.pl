@@ -386,5 +386,58 @@ is(ks_state($node, 'postgres', 'brief.s'), 'running', "a 200 ms statement_timeou
 is(ks_mismatches($node, 'postgres', 'SELECT k, n, s, a FROM brief.s',
 	'SELECT k, count(*), sum(v), avg(v) FROM brief.ev GROUP BY k'), '0', '... and the backlog is exact');
 
+# --- a key whose row cannot be computed (rowerror.h): its error row goes
+# into the checkpoint and, evicted, into keyedstate.cold; read from the
+# store, from keyedstate.cold and after a kill -9 it raises its error,
+# while scans whose key quals skip it, and every other key, read on
+$node->safe_psql('postgres', q{
+CREATE TABLE rerr (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO rerr (k, v) SELECT 100000 + g, g FROM generate_series(0, 9) g;
+SELECT keyedstate.create_aggregation('rerr_v',
+	'SELECT k, count(*) AS n, sum(v) / (count(*) - 1) AS r FROM rerr GROUP BY k',
+	checkpoint_interval => '100 ms', memory_limit => '1MB');
+});
+ks_sync($node, 'postgres', 'rerr_v', '5 min');
+# then many other keys, so that the ten single-row keys are the coldest
+$node->safe_psql('postgres', q{INSERT INTO rerr (k, v) SELECT g % 20000, g FROM generate_series(1, 40000) g});
+ks_sync($node, 'postgres', 'rerr_v', '5 min');
+ok(ks_wait_for($node, 'postgres', q{SELECT evictions > 0 AND keys_in_memory < keys AND keys = 20010
+	FROM keyedstate.status WHERE name = 'rerr_v'}, 60),
+	'error rows: the aggregation with ten keys it cannot compute evicts keys')
+  or diag($node->safe_psql('postgres', q{SELECT * FROM keyedstate.status WHERE name = 'rerr_v'}));
+
+# each of the ten raises, looked up; the other keys equal the GROUP BY
+sub rerr_check
+{
+	my ($when) = @_;
+	my $raised = 0;
+	for my $k (100000 .. 100009)
+	{
+		my ($rc, $out, $err) = $node->psql('postgres', "SELECT * FROM rerr_v WHERE k = $k");
+		$raised++ if $rc != 0 && $err =~ /division by zero/ && $err =~ /could not compute the row of a key/;
+	}
+	is($raised, 10, "error rows: each single-row key raises its error ($when)");
+	my ($rc, $out, $err) = $node->psql('postgres', 'SELECT count(*) FROM rerr_v');
+	like($err, qr/division by zero/, "error rows: a full scan raises it ($when)");
+	is(ks_mismatches($node, 'postgres', 'SELECT k, n, r FROM rerr_v WHERE k < 100000',
+		'SELECT k, count(*), sum(v) / (count(*) - 1) FROM rerr WHERE k < 100000 GROUP BY k'), '0',
+		"error rows: a scan whose key qual skips them equals the GROUP BY ($when)");
+	is(ks_state($node, 'postgres', 'rerr_v'), 'running', "error rows: the aggregation runs ($when)");
+}
+rerr_check('fresh, some evicted');
+is($node->safe_psql('postgres', q{SELECT row_errors >= 10 FROM keyedstate.status WHERE name = 'rerr_v'}), 't',
+	'error rows: status counts them');
+$node->safe_psql('postgres', q{SELECT keyedstate.checkpoint('rerr_v')});
+$node->kill9;
+ks_restart_after_crash($node, 1);
+ks_sync($node, 'postgres', 'rerr_v', '5 min');
+rerr_check('recovered after a kill -9');
+# a second row for each: computed again, every key equals the GROUP BY
+$node->safe_psql('postgres', q{INSERT INTO rerr (k, v) SELECT 100000 + g, 7 FROM generate_series(0, 9) g});
+ks_sync($node, 'postgres', 'rerr_v', '5 min');
+is(ks_mismatches($node, 'postgres', 'SELECT k, n, r FROM rerr_v',
+	'SELECT k, count(*), sum(v) / (count(*) - 1) FROM rerr GROUP BY k'), '0',
+	'error rows: once the keys change, the whole view equals the GROUP BY');
+
 $node->stop;
 done_testing();
