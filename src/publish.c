@@ -129,8 +129,14 @@ KsPublishBuildRows(KsAggRun *run, KsKeyTable *kt, KsPublishItem *items,
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
-			/* a cancel, a timeout, a missing object: the aggregation's error */
-			if (!KsRowErrorOfKey(edata->sqlerrcode))
+			/*
+			 * A cancel, a timeout, a missing object: the aggregation's error.
+			 * A cancel stays one even when user code raised another error
+			 * instead; and an error committing the subtransaction is no key's.
+			 */
+			if (KsRunCancelled(run))
+				edata->sqlerrcode = ERRCODE_QUERY_CANCELED;
+			if (!KsRowErrorOfKey(edata->sqlerrcode) || i >= n)
 				ReThrowError(edata);
 			ResetExprContext(run->econtext);
 			items[i].remove = false;

@@ -583,6 +583,15 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	KsAcceptCancels(false);
 }
 
+/* Whether the current step was told to stop (see run.h). */
+bool
+KsRunCancelled(KsAggRun *run)
+{
+	return ks_step_timed_out || ks_term_requested ||
+		KsSlotInterruptedSince(run->slot, &run->step_mark) ||
+		KsDatabaseInterruptedSince(MyDatabaseId, &run->step_mark);
+}
+
 /* The rows per second consumed lately: the last full second, or the current one. */
 double
 KsRunRate(KsAggRun *run, TimestampTz now)

@@ -107,6 +107,7 @@ typedef struct KsAggRun
 	bool		definition_outdated;	/* a checkpoint found it changed (ckptcommit.c) */
 	TimestampTz step_budget_end;	/* when the step stops reading more rows */
 	double		publish_us_per_key; /* what publishing a key cost lately */
+	KsStepMark	step_mark;		/* the interrupt requests when the current step began */
 	int64		row_errors;		/* error rows published since the run was created (rowerror.h) */
 	int64		row_errors_logged;	/* ... of them, counted in the last log line */
 	TimestampTz row_error_logged_at;	/* when that line was written */
@@ -285,6 +286,14 @@ extern void KsRunTimeoutResume(KsAggRun *run);
  * aggregation, unless a backend interrupted it since `mark`.
  */
 extern void KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark);
+
+/*
+ * Whether the current step was told to stop: it timed out, the worker is
+ * leaving, or a backend interrupted it or another step of the database
+ * (a pause, drop, rebuild).  User code may turn the cancel into another
+ * error; this still knows.
+ */
+extern bool KsRunCancelled(KsAggRun *run);
 
 /* Invalidation callbacks: a table, or some function, changed. */
 extern void KsRunRelationChanged(KsAggRun *run, Oid relid);

@@ -14,6 +14,7 @@
 #include "access/tupmacs.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/datum.h"
 #include "utils/expandeddatum.h"
 #include "utils/memutils.h"
@@ -296,6 +297,7 @@ KsCheckRowErrorTrailer(const char *aggname, const char *row, uint32 rowlen)
 {
 	uint32		trailer;
 	int32		code;
+	const char *sqlstate;
 	uint32		msglen;
 
 	if (rowlen < SizeofMinimalTupleHeader + KS_ROWERROR_FIXED + 1)
@@ -306,13 +308,20 @@ KsCheckRowErrorTrailer(const char *aggname, const char *row, uint32 rowlen)
 		KsCheckpointCorrupted(aggname, "An error row of %u bytes says its error has %u.",
 							  rowlen, trailer);
 	memcpy(&code, row + rowlen - KS_ROWERROR_FIXED, sizeof(int32));
+	/* five characters of 0-9 and A-Z, as MAKE_SQLSTATE packs them */
+	sqlstate = unpack_sql_state(code);
+	if ((code & ~((1 << 30) - 1)) != 0 || strspn(sqlstate, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 5)
+		KsCheckpointCorrupted(aggname, "An error row has the error code %08X, which is no SQLSTATE.",
+							  (uint32) code);
 	if (!KsRowErrorOfKey(code))
 		KsCheckpointCorrupted(aggname, "An error row has the error code %s, not one of a key's errors.",
-							  unpack_sql_state(code));
+							  sqlstate);
 	msglen = trailer - KS_ROWERROR_FIXED;
 	if (strnlen(row + rowlen - trailer, msglen) != msglen - 1)
 		KsCheckpointCorrupted(aggname, "An error row's message of %u bytes does not end with a NUL byte.",
 							  msglen);
+	if (!pg_verifymbstr(row + rowlen - trailer, msglen - 1, true))
+		KsCheckpointCorrupted(aggname, "An error row's message is not valid in the database's encoding.");
 	return trailer;
 }
 

@@ -390,6 +390,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 		return;
 	if (!KsSlotEnterStep(run->slot, &mark))
 		return;
+	run->step_mark = mark;
 	memset(&progress, 0, sizeof(progress));
 	progress.rows_per_second = -1;
 	errcb.previous = error_context_stack;

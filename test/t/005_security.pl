@@ -787,6 +787,27 @@ ok(fails_with($node, 'looper.mood_list', '%in one step%', 60),
   or diag(status_of($node, 'looper.mood_list'));
 steady_syncs($node, "3: another owner's aggregation syncs after a stubborn recovery");
 as_role($node, 'regress_looper', q{SELECT keyedstate.drop_aggregation('looper.mood_list')});
+
+# 3g'''. a projection that turns the step timeout's cancel into an error of
+# the key's data (which would give the key an error row, rowerror.h) still
+# fails the aggregation with the timeout
+as_role($node, 'regress_looper', <<'SQL');
+CREATE FUNCTION looper.disguise(bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	PERFORM pg_catalog.pg_sleep(30);
+	RETURN $1;
+EXCEPTION WHEN query_canceled THEN
+	RAISE EXCEPTION 'disguised: %', SQLERRM USING ERRCODE = 'division_by_zero';
+END $$;
+CREATE TABLE looper.ev3 (id bigserial PRIMARY KEY, v int NOT NULL);
+SELECT keyedstate.create_aggregation('looper.disguised',
+	'SELECT v AS k, looper.disguise(count(*)) AS n FROM looper.ev3 GROUP BY 1');
+INSERT INTO looper.ev3 (v) VALUES (1);
+SQL
+ok(fails_with($node, 'looper.disguised', '%in one step%', 30),
+	'3: a cancel that user code turns into a data error still fails the aggregation with the step timeout')
+  or diag(status_of($node, 'looper.disguised'));
+as_role($node, 'regress_looper', q{SELECT keyedstate.drop_aggregation('looper.disguised')});
 attempt($node, undef, 'ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_reload_conf()');
 
 # 3h. settings changed by a function do not carry over to another owner's aggregation
