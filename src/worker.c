@@ -69,8 +69,14 @@ static bool ks_reload_pending = false;
 /* A run to hand over could not take its final checkpoint yet: reload soon. */
 static bool ks_handover_pending = false;
 
-/* The pool put off a balance (KsBalanceAggSlots): reload then, or 0. */
+/*
+ * When to reload to balance the pool again (KsBalanceAggSlots): when a
+ * balance put off is due, and otherwise every KS_BALANCE_RECHECK_MS, since
+ * what stopped a balance (a dropped aggregation's slot not freed yet)
+ * may end without any reload.
+ */
 static TimestampTz ks_balance_at = 0;
+#define KS_BALANCE_RECHECK_MS	30000
 static Oid	ks_catalog_relid = InvalidOid;
 
 /*
@@ -193,7 +199,8 @@ KsReloadRuns(void)
 			waiting = true;
 	}
 	wait = KsBalanceAggSlots(MyDatabaseId, nworkers, waiting);
-	ks_balance_at = wait > 0 ? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait) : 0;
+	ks_balance_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												wait > 0 ? wait : KS_BALANCE_RECHECK_MS);
 
 	foreach(lc, defs)
 	{
