@@ -147,8 +147,10 @@ SELECT name, state, error FROM keyedstate.status WHERE name = 'f4_other';
 SELECT * FROM f4_final WHERE k IN (2, 3) ORDER BY k;
 SELECT * FROM f4_final WHERE k = 1;
 SELECT * FROM f4_final WHERE k = 4;
-SELECT * FROM f4_final ORDER BY k;
-SELECT count(*) FROM f4_final;
+-- (keys 1 and 4 fail: which a full scan meets first depends on the
+-- store's secret hash seed, so each scan below reaches only one of them)
+SELECT * FROM f4_final WHERE k <> 4 ORDER BY k;
+SELECT count(*) FROM f4_final WHERE k <> 1;
 SELECT k, count(*) AS n, 100 / (count(*) - 1) AS r, sum(v)::int2 AS s FROM f4 GROUP BY k ORDER BY k;
 -- quals on keys apply first, as the planner pushes them below a GROUP BY;
 -- quals on aggregates cannot
@@ -156,7 +158,7 @@ SELECT * FROM f4_final WHERE k <> 1 AND k <> 4 ORDER BY k;
 SELECT * FROM (SELECT k, count(*) AS n, 100 / (count(*) - 1) AS r, sum(v)::int2 AS s FROM f4 GROUP BY k) g
  WHERE k <> 1 AND k <> 4 ORDER BY k;
 SELECT count(*) FROM f4_final WHERE k BETWEEN 2 AND 3;
-SELECT * FROM f4_final WHERE n > 100;
+SELECT * FROM f4_final WHERE n > 100 AND k <> 4;
 SELECT * FROM (SELECT k, count(*) AS n, 100 / (count(*) - 1) AS r, sum(v)::int2 AS s FROM f4 GROUP BY k) g
  WHERE n > 100;
 SELECT * FROM f4_having WHERE k = 3;
