@@ -12,6 +12,7 @@ OBJS = \
 	src/storeread.o \
 	src/storefree.o \
 	src/serialize.o \
+	src/rowbuild.o \
 	src/rowerror.o \
 	src/keytable.o \
 	src/keycompact.o \

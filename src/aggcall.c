@@ -440,53 +440,58 @@ KsAggPrefetchStates(KsAggRuntime *rt, KsTransState *states)
 	}
 }
 
-/* Final values of a key, as nodeAgg's finalize_aggregate computes them. */
+/* The final value of a key's aggregate call i, as nodeAgg's finalize_aggregate computes it. */
+void
+KsAggFinalizeOne(KsAggRuntime *rt, KsTransState *states, int i, Datum *result, bool *resultnull)
+{
+	KsAggCall  *c = &rt->calls[i];
+	KsTransState *st = &states[i];
+
+	if (OidIsValid(c->finalfn_oid))
+	{
+		FunctionCallInfo fcinfo = c->finalfcinfo;
+		bool		anynull = st->isnull;
+		int			j;
+
+		if (c->finalModify == AGGMODIFY_READ_WRITE && !st->isnull)
+			fcinfo->args[0].value = datumCopy(st->value, c->transtypeByVal, c->transtypeLen);
+		else
+			fcinfo->args[0].value = MakeExpandedObjectReadOnly(st->value, st->isnull,
+															   c->transtypeLen);
+		fcinfo->args[0].isnull = st->isnull;
+		for (j = 1; j < c->numFinalArgs; j++)
+		{
+			fcinfo->args[j].value = (Datum) 0;
+			fcinfo->args[j].isnull = true;
+			anynull = true;
+		}
+		if (c->finalfn.fn_strict && anynull)
+		{
+			*result = (Datum) 0;
+			*resultnull = true;
+		}
+		else
+		{
+			fcinfo->isnull = false;
+			*result = FunctionCallInvoke(fcinfo);
+			*resultnull = fcinfo->isnull;
+		}
+	}
+	else
+	{
+		*result = MakeExpandedObjectReadOnly(st->value, st->isnull, c->transtypeLen);
+		*resultnull = st->isnull;
+	}
+}
+
+/* Final values of a key (see aggcall.h). */
 void
 KsAggFinalize(KsAggRuntime *rt, KsTransState *states, Datum *results, bool *resultnulls)
 {
 	int			i;
 
 	for (i = 0; i < rt->ncalls; i++)
-	{
-		KsAggCall  *c = &rt->calls[i];
-		KsTransState *st = &states[i];
-
-		if (OidIsValid(c->finalfn_oid))
-		{
-			FunctionCallInfo fcinfo = c->finalfcinfo;
-			bool		anynull = st->isnull;
-			int			j;
-
-			if (c->finalModify == AGGMODIFY_READ_WRITE && !st->isnull)
-				fcinfo->args[0].value = datumCopy(st->value, c->transtypeByVal, c->transtypeLen);
-			else
-				fcinfo->args[0].value = MakeExpandedObjectReadOnly(st->value, st->isnull,
-																   c->transtypeLen);
-			fcinfo->args[0].isnull = st->isnull;
-			for (j = 1; j < c->numFinalArgs; j++)
-			{
-				fcinfo->args[j].value = (Datum) 0;
-				fcinfo->args[j].isnull = true;
-				anynull = true;
-			}
-			if (c->finalfn.fn_strict && anynull)
-			{
-				results[i] = (Datum) 0;
-				resultnulls[i] = true;
-			}
-			else
-			{
-				fcinfo->isnull = false;
-				results[i] = FunctionCallInvoke(fcinfo);
-				resultnulls[i] = fcinfo->isnull;
-			}
-		}
-		else
-		{
-			results[i] = MakeExpandedObjectReadOnly(st->value, st->isnull, c->transtypeLen);
-			resultnulls[i] = st->isnull;
-		}
-	}
+		KsAggFinalizeOne(rt, states, i, &results[i], &resultnulls[i]);
 }
 
 /* Bytes of memory held by all transition states. */

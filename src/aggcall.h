@@ -139,6 +139,10 @@ extern bool KsAggReleaseStates(KsAggRuntime *rt, KsKeyEntry *e);
 extern void KsAggFinalize(KsAggRuntime *rt, KsTransState *states,
 						  Datum *results, bool *resultnulls);
 
+/* The final value of a key's aggregate call i alone (KsAggFinalize's part). */
+extern void KsAggFinalizeOne(KsAggRuntime *rt, KsTransState *states, int i,
+							 Datum *result, bool *resultnull);
+
 /* Append the durable form of a key's states (and replay log) to buf. */
 extern void KsAggSerializeStates(KsAggRuntime *rt, KsTransState *states,
 								 StringInfo replay, StringInfo buf);

@@ -39,6 +39,7 @@
  *	runlife		an aggregation's run: created, redefined, unloaded, released
  *	step		one step of one aggregation
  *	publish		finalizing and publishing changed keys
+ *	rowbuild	building error rows in the worker, piece by piece
  *	rowerror	error rows: the row of a key that could not be computed
  *	expire		state TTL: sweeping out keys not changed for longer than the TTL
  *	evict		the memory budget: choosing the keys to evict

@@ -94,7 +94,7 @@ typedef struct KsLiveScanState
 	uint32		rowtype;		/* hash of its row type (KsRowTypeHash) */
 	KsColdScan *cold;			/* evicted keys, read after the published ones */
 	char	   *aggname;		/* for the cold rows' messages, once known */
-	ExprState  *keyqual;		/* the quals on keys only, for error rows (rowerror.h) */
+	struct KsRowErrorScan *errscan; /* how it meets error rows (rowerror.h) */
 	KsSlotRef  *refs;			/* the aggregation's parts' slots, found per fetch */
 	KsAggSlot  *copies;			/* ... and copies of them (max_aggregations each) */
 } KsLiveScanState;
@@ -238,8 +238,8 @@ KsGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 /*
  * GetForeignPlan: the values to look up (found again among the clauses the
  * path enforces), every clause kept as a qual.  The lookup's values go to
- * fdw_exprs, and (lookup or not, isarray, hashprocs) to fdw_private, for
- * KsBeginForeignScan.
+ * fdw_exprs, and (lookup or not, isarray, hashprocs, what meeting error rows
+ * needs) to fdw_private, for KsBeginForeignScan.
  */
 static ForeignScan *
 KsGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
@@ -253,10 +253,10 @@ KsGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 						  PATH_REQ_OUTER(&best_path->path), &lp);
 	if (!lookup)
 		memset(&lp, 0, sizeof(lp));
-	scan_clauses = extract_actual_clauses(scan_clauses, false);
-	return make_foreignscan(tlist, scan_clauses, baserel->relid,
+	return make_foreignscan(tlist, extract_actual_clauses(scan_clauses, false), baserel->relid,
 							lp.values,
-							list_make3(makeInteger(lookup ? 1 : 0), lp.isarray, lp.hashprocs),
+							list_make4(makeInteger(lookup ? 1 : 0), lp.isarray, lp.hashprocs,
+									   KsRowErrorPlan(baserel, scan_clauses)),
 							NIL, NIL, outer_plan);
 }
 
@@ -298,8 +298,8 @@ KsBeginForeignScan(ForeignScanState *node, int eflags)
 		ss->userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
 	}
 	ss->rowtype = KsRowTypeHash(RelationGetDescr(node->ss.ss_currentRelation));
-	ss->keyqual = KsRowErrorQual(&node->ss.ps, plan->scan.scanrelid, ss->opts.nkeys,
-								 ss->opts.attnums);
+	ss->errscan = KsRowErrorBegin(&node->ss.ps, plan->scan.scanrelid, lfourth(plan->fdw_private),
+								  ss->opts.nkeys, ss->opts.attnums);
 	/* once per scan, not per rescan: a nested loop's lookups come here often */
 	ss->refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	ss->copies = palloc(sizeof(KsAggSlot) * KsSharedState->max_aggs);
@@ -537,7 +537,8 @@ KsIterateForeignScan(ForeignScanState *node)
 		/* a key whose row could not be computed: raised, or skipped (rowerror.h) */
 		if (!KsRowIsError(row))
 			break;
-		KsRowErrorMet(ss->keyqual, node->ss.ps.ps_ExprContext, slot, row, ss->copies[0].view_oid);
+		if (KsRowErrorMet(ss->errscan, node->ss.ps.ps_ExprContext, slot, row, ss->copies[0].view_oid))
+			return slot;
 	}
 	ExecForceStoreMinimalTuple(row, slot, false);
 	return slot;

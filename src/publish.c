@@ -7,16 +7,15 @@
  */
 #include "keyedstate.h"
 
-#include "access/xact.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "publish.h"
+#include "rowbuild.h"
 #include "rowerror.h"
 
 /* How often the worker logs the error rows it publishes. */
@@ -35,6 +34,7 @@ KsPublishCompile(KsAggRun *run, MemoryContext cxt)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 	List	   *tlist = NIL;
+	Expr	   *having;
 	ListCell   *lc;
 
 	foreach(lc, run->info.resulttlist)
@@ -49,10 +49,9 @@ KsPublishCompile(KsAggRun *run, MemoryContext cxt)
 	run->viewslot = MakeSingleTupleTableSlot(run->info.viewdesc, &TTSOpsVirtual);
 	run->proj = ExecBuildProjectionInfo(tlist, run->econtext, run->viewslot,
 										NULL, run->info.resultdesc);
-	run->having = NULL;
-	if (run->info.having != NULL)
-		run->having = ExecInitQual(make_ands_implicit(expression_planner(copyObject(run->info.having))),
-								   NULL);
+	having = run->info.having ? expression_planner(copyObject(run->info.having)) : NULL;
+	run->having = having ? ExecInitQual(make_ands_implicit(having), NULL) : NULL;
+	run->pieces = KsRowErrorCompile(tlist, having, run->info.resultdesc);
 	MemoryContextSwitchTo(oldcxt);
 }
 
@@ -64,6 +63,9 @@ KsPublishBuildRow(KsAggRun *run, const Datum *keys, const bool *keynulls, KsTran
 	int			nkeys = run->kt->nkeys;
 	MinimalTuple row = NULL;
 
+	/* building it whole failed: build it again piece by piece */
+	if (run->row_error != NULL)
+		return KsRowErrorBuild(run, keys, keynulls, states);
 	ExecClearTuple(rs);
 	memcpy(rs->tts_values, keys, sizeof(Datum) * nkeys);
 	memcpy(rs->tts_isnull, keynulls, sizeof(bool) * nkeys);
@@ -99,58 +101,79 @@ KsPublishLogRowError(KsAggRun *run, const ErrorData *edata)
 	run->row_error_logged_at = now;
 }
 
+/* What building a batch's rows needs (KsPublishBuildRows). */
+typedef struct KsPublishBuild
+{
+	KsKeyTable *kt;
+	KsPublishItem *items;
+	KsBuildItem build;
+	void	   *arg;
+	int64		failed;			/* the item being built again */
+} KsPublishBuild;
+
+/* Build item i (a KsGuardStep). */
+static void
+KsPublishBuildStep(KsAggRun *run, int64 i, void *arg)
+{
+	KsPublishBuild *pb = arg;
+
+	pb->build(run, &pb->items[i], i, pb->arg);
+}
+
+/* Build the failed item again, piece by piece (a KsGuardStep). */
+static void
+KsPublishRebuildStep(KsAggRun *run, int64 i, void *arg)
+{
+	KsPublishBuild *pb = arg;
+
+	KsPublishBuildStep(run, pb->failed, arg);
+}
+
+/* Building the failed item failed before its row's pieces: a row of its key alone. */
+static void
+KsPublishRebuildFail(KsAggRun *run, int64 i, ErrorData *edata, void *arg)
+{
+	KsPublishBuild *pb = arg;
+	KsKeyEntry *e = pb->kt->publish[pb->failed];
+
+	ResetExprContext(run->econtext);
+	pb->items[pb->failed].remove = false;
+	pb->items[pb->failed].row = KsRowErrorOfKeyOnly(run->row_error, run->info.viewdesc,
+													run->info.keyattnums, pb->kt->nkeys,
+													e->keys, e->keynulls);
+}
+
+/* Item i failed with a key's error: build it again, piece by piece. */
+static void
+KsPublishBuildFail(KsAggRun *run, int64 i, ErrorData *edata, void *arg)
+{
+	KsPublishBuild *pb = arg;
+	MinimalTuple row;
+
+	ResetExprContext(run->econtext);
+	pb->failed = i;
+	run->row_error = edata;
+	KsRowErrorGuard(run, 1, KsPublishRebuildStep, KsPublishRebuildFail, pb);
+	run->row_error = NULL;
+	row = pb->items[i].row;
+	if (row != NULL && KsRowIsError(row))
+		KsPublishLogRowError(run, edata);
+}
+
 /* Build rows, a key's error as its row (see publish.h). */
 void
 KsPublishBuildRows(KsAggRun *run, KsKeyTable *kt, KsPublishItem *items,
 				   KsBuildItem build, void *arg)
 {
-	int64		n = kt->npublish;
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int64 i = 0;
+	KsPublishBuild pb;
 
-	while (i < n)
-	{
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			for (; i < n; i++)
-				build(run, &items[i], i, arg);
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			/*
-			 * A cancel, a timeout, a missing object: the aggregation's error.
-			 * A cancel stays one even when user code raised another error
-			 * instead; and an error committing the subtransaction is no key's.
-			 */
-			if (KsRunCancelled(run))
-				edata->sqlerrcode = ERRCODE_QUERY_CANCELED;
-			if (!KsRowErrorOfKey(edata->sqlerrcode) || i >= n)
-				ReThrowError(edata);
-			ResetExprContext(run->econtext);
-			items[i].remove = false;
-			items[i].row = KsRowErrorMake(edata, run->info.viewdesc, run->info.keyattnums,
-										  kt->nkeys, kt->publish[i]->keys,
-										  kt->publish[i]->keynulls);
-			KsPublishLogRowError(run, edata);
-			FreeErrorData(edata);
-			i++;
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
+	pb.kt = kt;
+	pb.items = items;
+	pb.build = build;
+	pb.arg = arg;
+	pb.failed = -1;
+	run->row_error = NULL;
+	KsRowErrorGuard(run, kt->npublish, KsPublishBuildStep, KsPublishBuildFail, &pb);
 }
 
 /* Build the row of a changed key (a KsBuildItem). */

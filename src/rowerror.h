@@ -9,35 +9,54 @@
  * `sum(v)::int2` while the sum passes 32767), and succeed again once more
  * rows arrive.  The plain GROUP BY fails the same way at that moment, and
  * only then: a query reading that group raises the error, a query reading
- * other groups does not.  keyedstate does the same.  The worker builds the
- * changed rows in a subtransaction (publish.h); when one fails with an
- * error that belongs to the key's data (KsRowErrorOfKey: data exceptions,
- * integrity violations such as a domain's check, routine exceptions,
- * PL/pgSQL's RAISE, program limits), it publishes an error row for that key
- * instead of failing the aggregation, and goes on with the other keys.  A
- * scan that reaches an error row raises the error, with the code and
- * message the worker caught (KsRowErrorRaise); the key's row is built again
- * at its next change.  Any other error (a cancel, a timeout, out of memory,
- * a missing privilege or object) still fails the aggregation.
+ * other groups does not.  keyedstate does the same.
  *
- * A scan applies the quals that read only key columns to an error row
- * before raising it (liveview.c), as the planner pushes such quals of a
- * grouped query below its grouping: `WHERE k <> 4` reads no error of key 4.
+ * The worker.  It builds the changed rows in subtransactions
+ * (KsRowErrorGuard, rowbuild.h); when a key's row fails with an error
+ * that belongs to the key's data (KsRowErrorOfKey: data exceptions,
+ * integrity violations such as a domain's check, routine exceptions,
+ * PL/pgSQL's RAISE, program limits), it builds that row again piece by piece
+ * (KsRowErrorBuild): each aggregate's final value, then HAVING, then each
+ * view column, each failing alone.  A piece reading a failed one fails
+ * with it.  HAVING computed and false hides the key as usual; otherwise the
+ * key's row is an error row: the columns that computed, NULL in those that
+ * failed, which the row marks, with the first error's code and message.
+ * The worker goes on with the other keys; the key's row is built again at
+ * its next change.  Any other error (a cancel, a timeout, out of memory, a
+ * missing privilege or object) still fails the aggregation, and so does a
+ * key's error that user code turned a cancel into (KsRunCancelled).
+ *
+ * The readers.  The plain GROUP BY (a view's query is a subquery) applies a
+ * scan's quals reading only grouping keys below its grouping, the other
+ * quals safe to push down in its HAVING, and computes only the output
+ * columns the query reads.  So a scan meeting an error row (KsRowErrorMet)
+ * takes the quals in their plan order, which puts a security barrier's
+ * quals before the quals of the query over it; among the quals of one
+ * security level, first those reading only key columns, then the others.
+ * A qual false for the row's computed columns skips the row.  A qual it
+ * cannot evaluate (reading a failed column or the whole row, calling a
+ * volatile function, holding a subquery) raises the row's error, before any
+ * later qual (maybe a leaky function of a less trusted level) sees the
+ * row.  All quals true: a failed HAVING, or a failed column the query
+ * reads, raises the error; else the scan returns the row, whose failed
+ * columns nobody reads.  Thus `WHERE n > 1` of a security_barrier view
+ * reads no error of a key it hides, and `SELECT k, n` reads no error of a
+ * column it leaves out, as with the plain GROUP BY.
  *
  * An error row travels wherever a view row does (the shared store, the
  * checkpoint's chunks, keyedstate.cold), so it is a row of the view's type,
  * marked as no view row can be:
- *	a MinimalTuple of the view's row type whose key columns (the view
- *	columns that are plain keys, KsQueryInfo.keyattnums) hold the key and
- *	every other column is NULL, with HEAP_ONLY_TUPLE in t_infomask2 (the
- *	flag marks heap tuples only); its t_len counts the trailer, after the
- *	tuple's data:
+ *	a MinimalTuple of the view's row type, NULL in the columns that failed,
+ *	with HEAP_ONLY_TUPLE in t_infomask2 (the flag marks heap tuples only);
+ *	its t_len counts the trailer, after the tuple's data:
  *	  n bytes		the message and its terminating NUL (at most KS_ERROR_LEN)
+ *	  m bytes		what failed: bit 0 HAVING, bit a column a (1 .. natts),
+ *					m = natts / 8 + 1, higher bits zero
  *	  4 bytes		the SQLSTATE, as elog.h packs it
- *	  4 bytes		the trailer's length, n + 8
+ *	  4 bytes		the trailer's length, n + m + 8
  * Read back from a relation it is untrusted: KsCheckStoredRow checks the
- * trailer (its length, a NUL ending the message, a key's SQLSTATE), then
- * the tuple before it as any view row.
+ * trailer (its length, a NUL ending the message, a key's SQLSTATE, no bit
+ * past the columns), then the tuple before it as any view row.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,9 +64,12 @@
 #define KS_ROWERROR_H
 
 #include "access/htup_details.h"
+#include "access/sysattr.h"
 #include "access/tupdesc.h"
 #include "nodes/execnodes.h"
+#include "nodes/pathnodes.h"
 #include "utils/elog.h"
+
 
 /* Whether a view row is an error row. */
 static inline bool
@@ -62,31 +84,42 @@ extern bool KsRowErrorOfKey(int sqlerrcode);
 /* The trailer's fixed part: the SQLSTATE and the trailer's length. */
 #define KS_ROWERROR_FIXED		(2 * sizeof(uint32))
 
-/*
- * An error row for an error and a key, palloc'd in the current memory
- * context: keyattnums gives the view column of each of the nkeys keys, or 0.
+/* The bytes of an error row's bitmap of what failed, for natts columns. */
+#define KS_ROWERROR_BITMAP(natts)	((natts) / 8 + 1)
+
+/* The pull_varattnos member of column attno, and of the whole row. */
+#define KS_ATTBIT(attno)	((attno) - FirstLowInvalidHeapAttributeNumber)
+#define KS_WHOLEROW			KS_ATTBIT(InvalidAttrNumber)
+
+/* ----------------------------------------------------------------
+ * The readers
+ * ----------------------------------------------------------------
  */
-extern MinimalTuple KsRowErrorMake(const ErrorData *edata, TupleDesc viewdesc,
-								   const AttrNumber *keyattnums, int nkeys,
-								   const Datum *keys, const bool *keynulls);
+
+/*
+ * At planning, what a scan needs to meet error rows (for the plan's
+ * fdw_private): the security level of each clause of scan_clauses that
+ * becomes a qual, and the columns the query reads.
+ */
+extern List *KsRowErrorPlan(RelOptInfo *baserel, List *scan_clauses);
+
+/*
+ * At execution, prepare the scan of ps (relation scanrelid, whose key
+ * columns are keyattnums[0 .. nkeys)) to meet error rows; planned is
+ * KsRowErrorPlan's list.
+ */
+extern struct KsRowErrorScan *KsRowErrorBegin(PlanState *ps, Index scanrelid, List *planned,
+											  int nkeys, const AttrNumber *keyattnums);
+
+/*
+ * A scan met an error row: false when a qual rejects it (skip it), true
+ * when the scan returns it (stored in slot, failed columns NULL); raises
+ * its error otherwise.  Uses econtext.
+ */
+extern bool KsRowErrorMet(struct KsRowErrorScan *es, ExprContext *econtext, TupleTableSlot *slot,
+						  MinimalTuple row, Oid view_oid);
 
 /* Raise the error of an error row, read from the view of view_oid. */
 extern void KsRowErrorRaise(Oid view_oid, MinimalTuple row) pg_attribute_noreturn();
-
-/*
- * The quals of a live table's scan that a GROUP BY applies before grouping:
- * those reading only the key columns keyattnums[0 .. nkeys) of relation
- * scanrelid, and calling no volatile function.  NULL when there are none.
- */
-extern ExprState *KsRowErrorQual(PlanState *ps, Index scanrelid, int nkeys,
-								 const AttrNumber *keyattnums);
-
-/*
- * A scan met an error row: return when its key quals (KsRowErrorQual)
- * reject it, for the scan to skip it; raise its error otherwise.  Uses
- * slot and econtext.
- */
-extern void KsRowErrorMet(ExprState *keyqual, ExprContext *econtext, TupleTableSlot *slot,
-						  MinimalTuple row, Oid view_oid);
 
 #endif							/* KS_ROWERROR_H */

@@ -100,6 +100,8 @@ typedef struct KsAggRun
 	TupleTableSlot *viewslot;
 	ProjectionInfo *proj;
 	ExprState  *having;
+	struct KsRowPieces *pieces;	/* the same, piece by piece (rowerror.h) */
+	ErrorData  *row_error;		/* building a key's row whole failed so (rowerror.h) */
 	MemoryContext batchcxt;
 	KsStoreWriter writer;		/* rows replaced while readers copy */
 	int			timeout_ms;		/* bound on one step */

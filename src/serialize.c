@@ -290,20 +290,23 @@ KsReadDatum(KsReader *r, bool *isnull, int16 typlen, bool typbyval, const char *
 
 /*
  * Check the trailer of an error row read back (rowerror.h): its length,
- * the NUL ending its message, a key's SQLSTATE.  Returns its length.
+ * the NUL ending its message, a key's SQLSTATE, no failed column past the
+ * view's natts.  Returns its length.
  */
 static uint32
-KsCheckRowErrorTrailer(const char *aggname, const char *row, uint32 rowlen)
+KsCheckRowErrorTrailer(const char *aggname, const char *row, uint32 rowlen, int natts)
 {
+	uint32		nbytes = KS_ROWERROR_BITMAP(natts);
 	uint32		trailer;
 	int32		code;
 	const char *sqlstate;
+	const char *bits;
 	uint32		msglen;
 
-	if (rowlen < SizeofMinimalTupleHeader + KS_ROWERROR_FIXED + 1)
+	if (rowlen < SizeofMinimalTupleHeader + KS_ROWERROR_FIXED + nbytes + 1)
 		KsCheckpointCorrupted(aggname, "An error row has %u bytes, too few for its error.", rowlen);
 	memcpy(&trailer, row + rowlen - sizeof(uint32), sizeof(uint32));
-	if (trailer < KS_ROWERROR_FIXED + 1 || trailer > KS_ERROR_LEN + KS_ROWERROR_FIXED ||
+	if (trailer < KS_ROWERROR_FIXED + nbytes + 1 || trailer > KS_ERROR_LEN + KS_ROWERROR_FIXED + nbytes ||
 		trailer > rowlen - SizeofMinimalTupleHeader)
 		KsCheckpointCorrupted(aggname, "An error row of %u bytes says its error has %u.",
 							  rowlen, trailer);
@@ -316,7 +319,12 @@ KsCheckRowErrorTrailer(const char *aggname, const char *row, uint32 rowlen)
 	if (!KsRowErrorOfKey(code))
 		KsCheckpointCorrupted(aggname, "An error row has the error code %s, not one of a key's errors.",
 							  sqlstate);
-	msglen = trailer - KS_ROWERROR_FIXED;
+	/* what failed: HAVING and the columns, nothing past them */
+	bits = row + rowlen - KS_ROWERROR_FIXED - nbytes;
+	if ((((unsigned char) bits[nbytes - 1]) >> ((natts % 8) + 1)) != 0)
+		KsCheckpointCorrupted(aggname, "An error row marks a column past the view's %d as failed.",
+							  natts);
+	msglen = trailer - KS_ROWERROR_FIXED - nbytes;
 	if (strnlen(row + rowlen - trailer, msglen) != msglen - 1)
 		KsCheckpointCorrupted(aggname, "An error row's message of %u bytes does not end with a NUL byte.",
 							  msglen);
@@ -370,7 +378,7 @@ KsCheckStoredRow(const char *aggname, TupleDesc desc, const char *row, uint32 ro
 							  rowlen, hdr.t_len);
 	/* the error of a key whose row could not be computed: the tuple is before it */
 	if (hdr.t_infomask2 & HEAP_ONLY_TUPLE)
-		tuplelen -= KsCheckRowErrorTrailer(aggname, row, rowlen);
+		tuplelen -= KsCheckRowErrorTrailer(aggname, row, rowlen, desc->natts);
 	natts = HeapTupleHeaderGetNatts(&hdr);
 	if (natts != desc->natts)
 		KsCheckpointCorrupted(aggname, "A published row has %d columns, but the view has %d.",

@@ -1387,6 +1387,44 @@ INSERT INTO mallory.re (b, v) VALUES (4242, 1);});
 }
 
 ###########################################################################
+# 12. Error rows behind a security barrier.  An owner shares the keys with
+#     more than one row through a security_barrier view; the rows of the
+#     keys it hides cannot be computed, with an error that quotes the key.
+#     The reader's functions never see a hidden key, and her scans raise no
+#     hidden key's error, as with the plain GROUP BY (whose planner pushes
+#     the barrier's qual into HAVING).  The owner reading all her keys meets
+#     the error, as with the plain GROUP BY.
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_sharer LOGIN; CREATE ROLE regress_peeker LOGIN;
+CREATE SCHEMA sharer AUTHORIZATION regress_sharer; CREATE SCHEMA peeker AUTHORIZATION regress_peeker;});
+	as_role($node, 'regress_sharer', q{
+CREATE TABLE sharer.ev (id bigserial PRIMARY KEY, k text NOT NULL, v int NOT NULL);
+INSERT INTO sharer.ev (k, v) SELECT 'public' || (g % 5), g FROM generate_series(1, 50) g;
+INSERT INTO sharer.ev (k, v) VALUES ('secret-alpha', 1), ('secret-beta', 2);
+SELECT keyedstate.create_aggregation('sharer.by_k',
+	'SELECT k, count(*) AS n, CASE WHEN count(*) = 1 THEN k::int ELSE sum(v) END AS r FROM sharer.ev GROUP BY k');
+SELECT keyedstate.sync('sharer.by_k');
+CREATE VIEW sharer.shared WITH (security_barrier) AS SELECT k, n, r FROM sharer.by_k WHERE n > 1;
+GRANT USAGE ON SCHEMA sharer TO regress_peeker;
+GRANT SELECT ON sharer.shared TO regress_peeker;});
+	as_role($node, 'regress_peeker', q{CREATE FUNCTION peeker.peek(text) RETURNS bool LANGUAGE plpgsql
+	COST 0.0000001 AS $$BEGIN RAISE NOTICE 'peek %', $1; RETURN true; END$$;});
+	my $r = attempt($node, 'regress_peeker', q{SELECT count(*), sum(r) FROM sharer.shared WHERE peeker.peek(k)});
+	ok($r->{ok} && $r->{out} eq '5|1275' && $r->{err} =~ /peek public/ && $r->{err} !~ /secret/,
+		'12: a leaky function of the reader sees no key the barrier hides, and no error of one') or diag(outcome($r));
+	$r = attempt($node, 'regress_peeker', q{SELECT * FROM sharer.shared WHERE k LIKE 'secret%'});
+	ok($r->{ok} && $r->{out} eq '' && $r->{err} !~ /secret/,
+		'12: a reader asking for a hidden key gets no row and no error') or diag(outcome($r));
+	$r = attempt($node, 'regress_sharer', q{SELECT k, n, r FROM sharer.by_k});
+	ok(!$r->{ok} && $r->{sqlstate} eq '22P02' && $r->{err} =~ /invalid input syntax for type integer: "secret-/,
+		'12: the owner reading every key meets the error, as the plain GROUP BY does') or diag(outcome($r));
+	$r = attempt($node, 'regress_sharer', q{SELECT count(*), sum(n) FROM sharer.by_k});
+	ok($r->{ok} && $r->{out} eq '7|52', '12: ... and not when she leaves the failed column out') or diag(outcome($r));
+	as_role($node, 'regress_sharer', q{DROP VIEW sharer.shared; SELECT keyedstate.drop_aggregation('sharer.by_k');});
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
