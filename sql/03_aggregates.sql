@@ -176,7 +176,31 @@ CREATE FUNCTION f4_peek(int) RETURNS bool LANGUAGE plpgsql COST 0.0001 AS $$
 BEGIN RAISE NOTICE 'saw key %', $1; RETURN true; END $$;
 SELECT * FROM f4_big WHERE f4_peek(k) ORDER BY k;
 SELECT * FROM f4_big WHERE k = 1;
-DROP VIEW f4_big;
+-- every qual of the barrier's level reading computed columns applies
+-- before one reading a failed column raises (r = 5 is leakproof, so it
+-- joins the barrier's level)
+SELECT * FROM f4_big WHERE r = 5;
+CREATE VIEW f4_plain AS SELECT k, count(*) AS n, 100 / (count(*) - 1) AS r, sum(v)::int2 AS s FROM f4 GROUP BY k;
+CREATE VIEW f4_plain_big WITH (security_barrier) AS SELECT * FROM f4_plain WHERE n > 1 AND k <> 2 AND k <> 4;
+SELECT * FROM f4_plain_big WHERE r = 5;
+-- a volatile qual applies too (the plain query puts it in HAVING), and a
+-- subquery's is left to the scan, which computes what the query reads
+CREATE FUNCTION f4_allowed(int) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN RETURN $1 <> 1; END $$;
+SELECT k, n, r FROM f4_final WHERE f4_allowed(k) AND k <> 4 ORDER BY k;
+SELECT k, n, r FROM f4_plain WHERE f4_allowed(k) AND k <> 4 ORDER BY k;
+SELECT k, n FROM f4_final WHERE (SELECT count(*) FROM f4 WHERE f4.k = f4_final.k) > 1 ORDER BY k;
+SELECT k, n FROM f4_plain WHERE (SELECT count(*) FROM f4 WHERE f4.k = f4_plain.k) > 1 ORDER BY k;
+SELECT k, n, r FROM f4_final WHERE (SELECT count(*) FROM f4 WHERE f4.k = f4_final.k) > 0 AND k < 3;
+SELECT k, n, r FROM f4_plain WHERE (SELECT count(*) FROM f4 WHERE f4.k = f4_plain.k) > 0 AND k < 3;
+DROP VIEW f4_big, f4_plain_big, f4_plain;
+-- each failed column raises its own error
+SELECT keyedstate.create_aggregation('f4_two',
+	'SELECT k, 100 / (count(*) - 1) AS r, CASE WHEN count(*) = 1 THEN (k * 100000)::int2 END AS s FROM f4 GROUP BY k');
+SELECT keyedstate.sync('f4_two') > 0;
+SELECT k, s FROM f4_two WHERE k = 1;
+SELECT k, r FROM f4_two WHERE k = 1;
+SELECT k, s FROM f4_two WHERE k = 3;
+SELECT keyedstate.drop_aggregation('f4_two');
 -- a final function failing fails its aggregate's columns only
 CREATE FUNCTION f4_fin(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN

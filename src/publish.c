@@ -65,7 +65,7 @@ KsPublishBuildRow(KsAggRun *run, const Datum *keys, const bool *keynulls, KsTran
 
 	/* building it whole failed: build it again piece by piece */
 	if (run->row_error != NULL)
-		return KsRowErrorBuild(run, keys, keynulls, states);
+		return KsRowErrorBuild(run, keys, keynulls, states, NULL);
 	ExecClearTuple(rs);
 	memcpy(rs->tts_values, keys, sizeof(Datum) * nkeys);
 	memcpy(rs->tts_isnull, keynulls, sizeof(bool) * nkeys);
@@ -129,7 +129,10 @@ KsPublishRebuildStep(KsAggRun *run, int64 i, void *arg)
 	KsPublishBuildStep(run, pb->failed, arg);
 }
 
-/* Building the failed item failed before its row's pieces: a row of its key alone. */
+/*
+ * Building the failed item failed before its row's pieces (merging a
+ * window's panes): the row of its key with every aggregate failed.
+ */
 static void
 KsPublishRebuildFail(KsAggRun *run, int64 i, ErrorData *edata, void *arg)
 {
@@ -138,9 +141,7 @@ KsPublishRebuildFail(KsAggRun *run, int64 i, ErrorData *edata, void *arg)
 
 	ResetExprContext(run->econtext);
 	pb->items[pb->failed].remove = false;
-	pb->items[pb->failed].row = KsRowErrorOfKeyOnly(run->row_error, run->info.viewdesc,
-													run->info.keyattnums, pb->kt->nkeys,
-													e->keys, e->keynulls);
+	pb->items[pb->failed].row = KsRowErrorBuild(run, e->keys, e->keynulls, NULL, edata);
 }
 
 /* Item i failed with a key's error: build it again, piece by piece. */

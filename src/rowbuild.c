@@ -25,16 +25,24 @@ typedef struct KsRowPieces
 	Bitmapset **coldeps;		/* ... and the result columns it reads */
 	ExprState  *having;			/* HAVING, or NULL */
 	Bitmapset  *havingdeps;
+	MemoryContext cxt;			/* what building one key's row allocates */
 } KsRowPieces;
+
+/* The error of a piece that failed; code 0: it did not. */
+typedef struct KsPieceError
+{
+	int			code;
+	char	   *message;
+} KsPieceError;
 
 /* One key's row being built piece by piece (KsRowErrorBuild). */
 typedef struct KsRowBuild
 {
 	KsTransState *states;
-	Bitmapset  *failedres;		/* the result columns that failed */
+	KsPieceError *reserr;		/* [a - 1]: result column a */
 	Datum	   *values;			/* the view columns */
 	bool	   *nulls;
-	bool	   *failed;			/* [0] HAVING, [a] view column a */
+	KsPieceError *err;			/* [0] HAVING, [a] view column a */
 	bool		hidden;			/* HAVING computed, and false */
 } KsRowBuild;
 
@@ -121,7 +129,33 @@ KsRowErrorCompile(List *tlist, Expr *having, TupleDesc resultdesc)
 		pc->having = ExecInitQual(make_ands_implicit(having), NULL);
 		pc->havingdeps = KsRowErrorDeps((Node *) having, resultdesc);
 	}
+	pc->cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate error rows",
+									ALLOCSET_DEFAULT_SIZES);
 	return pc;
+}
+
+/* Keep a piece's error (in the current memory context). */
+static void
+KsPieceFailed(KsPieceError *pe, const ErrorData *edata)
+{
+	pe->code = edata->sqlerrcode;
+	pe->message = pstrdup(edata->message ? edata->message : "unknown error");
+}
+
+/* The error of the first failed result column deps reads; NULL if none failed. */
+static KsPieceError *
+KsFailedDep(KsRowBuild *b, const Bitmapset *deps)
+{
+	int			x = -1;
+
+	while ((x = bms_next_member(deps, x)) >= 0)
+	{
+		AttrNumber	attno = x + FirstLowInvalidHeapAttributeNumber;
+
+		if (attno > 0 && b->reserr[attno - 1].code != 0)
+			return &b->reserr[attno - 1];
+	}
+	return NULL;
 }
 
 /* Step i of finalizing: aggregate call i's final value. */
@@ -143,7 +177,7 @@ KsRowFinalizeFail(KsAggRun *run, int64 i, ErrorData *edata, void *arg)
 	int			nkeys = run->kt->nkeys;
 
 	run->resultslot->tts_isnull[nkeys + i] = true;
-	b->failedres = bms_add_member(b->failedres, KS_ATTBIT(nkeys + i + 1));
+	KsPieceFailed(&b->reserr[nkeys + i], edata);
 }
 
 /* Step 0 of projecting: HAVING; step j: view column j. */
@@ -152,22 +186,24 @@ KsRowProjectStep(KsAggRun *run, int64 j, void *arg)
 {
 	KsRowBuild *b = arg;
 	KsRowPieces *pc = run->pieces;
+	KsPieceError *dep;
 
 	if (j == 0)
 	{
 		if (pc->having == NULL)
 			return;
-		if (bms_overlap(pc->havingdeps, b->failedres))
-			b->failed[0] = true;
+		if ((dep = KsFailedDep(b, pc->havingdeps)) != NULL)
+			b->err[0] = *dep;
 		else
 			b->hidden = !ExecQual(pc->having, run->econtext);
 	}
 	else if (b->hidden)
 		return;
-	else if (bms_overlap(pc->coldeps[j - 1], b->failedres))
-		b->failed[j] = true;
+	else if ((dep = KsFailedDep(b, pc->coldeps[j - 1])) != NULL)
+		b->err[j] = *dep;
 	else
-		b->values[j - 1] = ExecEvalExpr(pc->cols[j - 1], run->econtext, &b->nulls[j - 1]);
+		b->values[j - 1] = ExecEvalExprSwitchContext(pc->cols[j - 1], run->econtext,
+													 &b->nulls[j - 1]);
 }
 
 /* HAVING or a view column failed. */
@@ -176,113 +212,118 @@ KsRowProjectFail(KsAggRun *run, int64 j, ErrorData *edata, void *arg)
 {
 	KsRowBuild *b = arg;
 
-	b->failed[j] = true;
+	KsPieceFailed(&b->err[j], edata);
 }
 
-/* An error row of edata: values and nulls of the view's columns, failed[] as in KsRowBuild. */
+/*
+ * An error row: values and nulls of the view's columns, err[] as in
+ * KsRowBuild, in the format rowerror.h gives.  Many failed pieces get
+ * shorter messages, so that the row stays small.
+ */
 static MinimalTuple
-KsRowErrorForm(const ErrorData *edata, TupleDesc viewdesc, Datum *values, bool *nulls,
-			   const bool *failed)
+KsRowErrorForm(TupleDesc viewdesc, Datum *values, bool *nulls, const KsPieceError *err)
 {
-	const char *message = edata->message ? edata->message : "unknown error";
-	int			msglen = strnlen(message, KS_ERROR_LEN - 1);
-	int			nbytes = KS_ROWERROR_BITMAP(viewdesc->natts);
-	int32		code = edata->sqlerrcode;
+	int			natts = viewdesc->natts;
+	int			nbytes = KS_ROWERROR_BITMAP(natts);
+	int			nfailed = 0;
+	int		   *lens = palloc(sizeof(int) * (natts + 1));
+	int			cap;
 	MinimalTuple tuple;
 	MinimalTuple row;
-	uint32		trailer;
+	uint32		trailer = nbytes + sizeof(uint32);
 	char	   *p;
 	int			a;
 
-	for (a = 1; a <= viewdesc->natts; a++)
-		if (failed[a])
+	for (a = 0; a <= natts; a++)
+		nfailed += err[a].code != 0;
+	cap = nfailed > KS_ROWERROR_LONG ? KS_ROWERROR_SHORT_LEN : KS_ERROR_LEN - 1;
+	for (a = 0; a <= natts; a++)
+	{
+		if (err[a].code == 0)
+			continue;
+		if (a > 0)
 			nulls[a - 1] = true;
+		/* a long message is cut on a character boundary */
+		lens[a] = strnlen(err[a].message, cap);
+		lens[a] = pg_mbcliplen(err[a].message, lens[a], lens[a]);
+		trailer += sizeof(int32) + lens[a] + 1;
+	}
 	tuple = heap_form_minimal_tuple(viewdesc, values, nulls);
 
-	/* then the error: a long message is cut on a character boundary */
-	msglen = pg_mbcliplen(message, msglen, msglen);
-	trailer = msglen + 1 + nbytes + KS_ROWERROR_FIXED;
 	row = palloc(tuple->t_len + trailer);
 	memcpy(row, tuple, tuple->t_len);
 	p = (char *) row + tuple->t_len;
-	memcpy(p, message, msglen);
-	p[msglen] = '\0';
-	p += msglen + 1;
+	for (a = 0; a <= natts; a++)
+	{
+		if (err[a].code == 0)
+			continue;
+		memcpy(p, &err[a].code, sizeof(int32));
+		memcpy(p + sizeof(int32), err[a].message, lens[a]);
+		p[sizeof(int32) + lens[a]] = '\0';
+		p += sizeof(int32) + lens[a] + 1;
+	}
 	memset(p, 0, nbytes);
-	for (a = 0; a <= viewdesc->natts; a++)
-		if (failed[a])
+	for (a = 0; a <= natts; a++)
+		if (err[a].code != 0)
 			p[a / 8] |= 1 << (a % 8);
-	p += nbytes;
-	memcpy(p, &code, sizeof(int32));
-	memcpy(p + sizeof(int32), &trailer, sizeof(uint32));
+	memcpy(p + nbytes, &trailer, sizeof(uint32));
 	row->t_len = tuple->t_len + trailer;
 	row->t_infomask2 |= HEAP_ONLY_TUPLE;
 	pfree(tuple);
+	pfree(lens);
 	return row;
 }
 
 /* Build a key's row piece by piece (see rowbuild.h). */
 MinimalTuple
-KsRowErrorBuild(KsAggRun *run, const Datum *keys, const bool *keynulls, KsTransState *states)
+KsRowErrorBuild(KsAggRun *run, const Datum *keys, const bool *keynulls, KsTransState *states,
+				const ErrorData *allfailed)
 {
+	KsRowPieces *pc = run->pieces;
 	TupleTableSlot *rs = run->resultslot;
 	TupleDesc	viewdesc = run->info.viewdesc;
 	int			nkeys = run->kt->nkeys;
+	int			ncalls = run->rt->ncalls;
 	int			natts = viewdesc->natts;
+	MemoryContext oldcxt;
 	KsRowBuild	b;
-	MinimalTuple row = NULL;
+	MinimalTuple row;
 	int			a;
 	bool		any = false;
 
+	MemoryContextReset(pc->cxt);
+	oldcxt = MemoryContextSwitchTo(pc->cxt);
 	memset(&b, 0, sizeof(b));
 	b.states = states;
+	b.reserr = palloc0(sizeof(KsPieceError) * (nkeys + ncalls));
 	b.values = palloc0(sizeof(Datum) * Max(natts, 1));
 	b.nulls = palloc0(sizeof(bool) * Max(natts, 1));
-	b.failed = palloc0(sizeof(bool) * (natts + 1));
+	b.err = palloc0(sizeof(KsPieceError) * (natts + 1));
 
 	ExecClearTuple(rs);
 	memcpy(rs->tts_values, keys, sizeof(Datum) * nkeys);
 	memcpy(rs->tts_isnull, keynulls, sizeof(bool) * nkeys);
-	KsRowErrorGuard(run, run->rt->ncalls, KsRowFinalizeStep, KsRowFinalizeFail, &b);
+	if (allfailed != NULL)
+	{
+		/* no state to finalize: only the pieces of keys alone compute */
+		for (a = nkeys; a < nkeys + ncalls; a++)
+		{
+			rs->tts_isnull[a] = true;
+			KsPieceFailed(&b.reserr[a], allfailed);
+		}
+	}
+	else
+		KsRowErrorGuard(run, ncalls, KsRowFinalizeStep, KsRowFinalizeFail, &b);
 	ExecStoreVirtualTuple(rs);
 	run->econtext->ecxt_scantuple = rs;
 	KsRowErrorGuard(run, natts + 1, KsRowProjectStep, KsRowProjectFail, &b);
 
+	MemoryContextSwitchTo(oldcxt);
 	for (a = 0; a <= natts; a++)
-		any |= b.failed[a];
-	if (!b.hidden)
-		row = any ? KsRowErrorForm(run->row_error, viewdesc, b.values, b.nulls, b.failed)
-			: heap_form_minimal_tuple(viewdesc, b.values, b.nulls);
+		any |= b.err[a].code != 0;
+	row = b.hidden ? NULL : any ? KsRowErrorForm(viewdesc, b.values, b.nulls, b.err)
+		: heap_form_minimal_tuple(viewdesc, b.values, b.nulls);
 	ResetExprContext(run->econtext);
-	pfree(b.values);
-	pfree(b.nulls);
-	pfree(b.failed);
-	return row;
-}
-
-/* The error row of a key alone (see rowbuild.h). */
-MinimalTuple
-KsRowErrorOfKeyOnly(const ErrorData *edata, TupleDesc viewdesc, const AttrNumber *keyattnums,
-					int nkeys, const Datum *keys, const bool *keynulls)
-{
-	int			natts = viewdesc->natts;
-	Datum	   *values = palloc0(sizeof(Datum) * Max(natts, 1));
-	bool	   *nulls = palloc0(sizeof(bool) * Max(natts, 1));
-	bool	   *failed = palloc(sizeof(bool) * (natts + 1));
-	MinimalTuple row;
-	int			i;
-
-	memset(failed, true, sizeof(bool) * (natts + 1));
-	for (i = 0; i < nkeys; i++)
-		if (keyattnums[i] > 0 && keyattnums[i] <= natts)
-		{
-			values[keyattnums[i] - 1] = keys[i];
-			nulls[keyattnums[i] - 1] = keynulls[i];
-			failed[keyattnums[i]] = false;
-		}
-	row = KsRowErrorForm(edata, viewdesc, values, nulls, failed);
-	pfree(values);
-	pfree(nulls);
-	pfree(failed);
+	MemoryContextReset(pc->cxt);
 	return row;
 }

@@ -36,18 +36,12 @@ extern struct KsRowPieces *KsRowErrorCompile(List *tlist, Expr *having, TupleDes
 /*
  * Build a key's row piece by piece, after run->row_error failed building
  * it whole: the error row, or the whole row if nothing failed this time, or
- * NULL when HAVING hides the key.  Palloc'd in the current memory context.
+ * NULL when HAVING hides the key.  With allfailed, there are no states:
+ * every aggregate failed with that error (merging a window's panes did),
+ * and only the pieces reading keys alone compute.  Palloc'd in the current
+ * memory context.
  */
-extern MinimalTuple KsRowErrorBuild(KsAggRun *run, const Datum *keys,
-									const bool *keynulls, KsTransState *states);
-
-/*
- * The error row of a key whose row failed before any piece could be built
- * (merging a window's panes): the key columns (keyattnums gives the view
- * column of each of the nkeys keys, or 0), every other column failed.
- */
-extern MinimalTuple KsRowErrorOfKeyOnly(const ErrorData *edata, TupleDesc viewdesc,
-										const AttrNumber *keyattnums, int nkeys,
-										const Datum *keys, const bool *keynulls);
+extern MinimalTuple KsRowErrorBuild(KsAggRun *run, const Datum *keys, const bool *keynulls,
+									KsTransState *states, const ErrorData *allfailed);
 
 #endif							/* KS_ROWBUILD_H */

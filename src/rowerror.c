@@ -10,6 +10,7 @@
 #include "executor/executor.h"
 #include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
+#include "utils/rel.h"
 
 #include "catalog.h"
 #include "rowerror.h"
@@ -17,18 +18,26 @@
 /* One qual of a scan (KsRowErrorBegin). */
 typedef struct KsRowErrorQual
 {
-	ExprState  *state;			/* NULL: cannot be evaluated on an error row */
-	Bitmapset  *attnos;			/* the columns it reads, as pull_varattnos */
-	int			level;			/* its security level */
+	Expr	   *clause;
+	ExprState  *state;			/* built when the scan meets its first error row */
+	int		   *attnos;			/* the columns it reads, ascending (0: the whole row) */
+	int			nattnos;
+	int			level;			/* its security level, as order_qual_clauses sees it */
 	bool		keyonly;		/* it reads key columns only */
+	bool		volatil;		/* it calls a volatile function */
+	bool		deferred;		/* a subquery or a system column: left to the scan */
 } KsRowErrorQual;
 
 /* How a scan meets error rows. */
 typedef struct KsRowErrorScan
 {
+	PlanState  *ps;
+	int			natts;
 	int			nquals;
 	KsRowErrorQual *quals;
-	Bitmapset  *needed;			/* the columns the query reads, as pull_varattnos */
+	bool		ready;			/* the quals' states are built */
+	bool	   *needed;			/* [a]: the query reads column a */
+	bool	   *failed;			/* the row met: [0] HAVING, [a] column a */
 } KsRowErrorScan;
 
 /* Whether an error belongs to a key's data (see rowerror.h). */
@@ -71,13 +80,13 @@ KsRowErrorPlan(RelOptInfo *baserel, List *scan_clauses)
 		RestrictInfo *rinfo = lfirst_node(RestrictInfo, lc);
 
 		if (!rinfo->pseudoconstant)
-			levels = lappend_int(levels, rinfo->security_level);
+			levels = lappend_int(levels, rinfo->leakproof ? 0 : rinfo->security_level);
 	}
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attnos);
 	foreach(lc, scan_clauses)
 		pull_varattnos((Node *) lfirst_node(RestrictInfo, lc)->clause, baserel->relid, &attnos);
 	while ((x = bms_next_member(attnos, x)) >= 0)
-		needed = lappend_int(needed, x);
+		needed = lappend_int(needed, x + FirstLowInvalidHeapAttributeNumber);
 	return list_make2(levels, needed);
 }
 
@@ -94,20 +103,33 @@ KsRowErrorBegin(PlanState *ps, Index scanrelid, List *planned, int nkeys,
 	if (list_length(levels) != list_length(ps->plan->qual))
 		elog(ERROR, "keyedstate scan has %d quals but planned %d",
 			 list_length(ps->plan->qual), list_length(levels));
+	es->ps = ps;
+	es->natts = RelationGetDescr(((ScanState *) ps)->ss_currentRelation)->natts;
+	es->needed = palloc0(sizeof(bool) * (es->natts + 1));
+	es->failed = palloc0(sizeof(bool) * (es->natts + 1));
 	foreach(lc, (List *) lsecond(planned))
-		es->needed = bms_add_member(es->needed, lfirst_int(lc));
+	{
+		int			attno = lfirst_int(lc);
+
+		if (attno == InvalidAttrNumber)
+			memset(es->needed, true, sizeof(bool) * (es->natts + 1));
+		else if (attno > 0 && attno <= es->natts)
+			es->needed[attno] = true;
+	}
 	es->nquals = list_length(ps->plan->qual);
 	es->quals = palloc0(sizeof(KsRowErrorQual) * Max(es->nquals, 1));
 	foreach(lc, ps->plan->qual)
 	{
-		Expr	   *clause = lfirst(lc);
 		KsRowErrorQual *rq = &es->quals[q];
+		Bitmapset  *attnos = NULL;
 		int			x = -1;
 
+		rq->clause = lfirst(lc);
 		rq->level = list_nth_int(levels, q++);
-		pull_varattnos((Node *) clause, scanrelid, &rq->attnos);
+		pull_varattnos((Node *) rq->clause, scanrelid, &attnos);
+		rq->attnos = palloc(sizeof(int) * Max(bms_num_members(attnos), 1));
 		rq->keyonly = true;
-		while ((x = bms_next_member(rq->attnos, x)) >= 0)
+		while ((x = bms_next_member(attnos, x)) >= 0)
 		{
 			AttrNumber	attno = x + FirstLowInvalidHeapAttributeNumber;
 			bool		key = false;
@@ -117,27 +139,61 @@ KsRowErrorBegin(PlanState *ps, Index scanrelid, List *planned, int nkeys,
 				key = attno > 0 && keyattnums[k] == attno;
 			rq->keyonly &= key;
 			if (attno < InvalidAttrNumber)
-				break;			/* a system column: not on a built row */
+				rq->deferred = true;	/* a system column: not on a built row */
+			else
+				rq->attnos[rq->nattnos++] = attno;
 		}
-		if (x < 0 && !contain_volatile_functions((Node *) clause) &&
-			!contain_subplans((Node *) clause))
-			rq->state = ExecInitQual(list_make1(clause), ps);
+		rq->volatil = contain_volatile_functions((Node *) rq->clause);
+		rq->deferred |= contain_subplans((Node *) rq->clause);
 	}
 	return es;
 }
 
-/* Whether qual rq is true for an error row in slot: raises when it cannot tell. */
-static bool
-KsRowErrorQualTrue(KsRowErrorQual *rq, const Bitmapset *failed, ExprContext *econtext,
-				   Oid view_oid, MinimalTuple row)
+/* The first failed column qual rq reads, or 0. */
+static int
+KsQualFailedColumn(KsRowErrorScan *es, KsRowErrorQual *rq)
 {
-	bool		pass;
+	int			i;
+	int			a;
 
-	if (rq->state == NULL || bms_overlap(rq->attnos, failed))
-		KsRowErrorRaise(view_oid, row);
-	pass = ExecQual(rq->state, econtext);
-	ResetExprContext(econtext);
-	return pass;
+	for (i = 0; i < rq->nattnos; i++)
+	{
+		if (rq->attnos[i] > 0 && es->failed[rq->attnos[i]])
+			return rq->attnos[i];
+		if (rq->attnos[i] == 0)
+			for (a = 1; a <= es->natts; a++)
+				if (es->failed[a])
+					return a;
+	}
+	return 0;
+}
+
+static void KsRowErrorRaise(Oid view_oid, MinimalTuple row, int b) pg_attribute_noreturn();
+
+/* Raise the error of piece b of an error row (rowerror.h's format). */
+static void
+KsRowErrorRaise(Oid view_oid, MinimalTuple row, int b)
+{
+	const char *end = (const char *) row + row->t_len;
+	uint32		trailer;
+	const char *bits;
+	const char *p;
+	int32		code;
+	int			i;
+
+	memcpy(&trailer, end - KS_ROWERROR_FIXED, sizeof(uint32));
+	bits = end - KS_ROWERROR_FIXED - KS_ROWERROR_BITMAP(HeapTupleHeaderGetNatts(row));
+	p = end - trailer;
+	for (i = 0; i < b; i++)
+		if (bits[i / 8] & (1 << (i % 8)))
+			p += sizeof(int32) + strlen(p + sizeof(int32)) + 1;
+	memcpy(&code, p, sizeof(int32));
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("%s", p + sizeof(int32)),
+			 errdetail("Aggregation %s could not compute the row of a key from its state; "
+					   "it computes the row again when the key changes.",
+					   KsAggName(view_oid))));
 }
 
 /* A scan met an error row (see rowerror.h). */
@@ -146,62 +202,69 @@ KsRowErrorMet(KsRowErrorScan *es, ExprContext *econtext, TupleTableSlot *slot,
 			  MinimalTuple row, Oid view_oid)
 {
 	const char *end = (const char *) row + row->t_len;
-	int			natts = HeapTupleHeaderGetNatts(row);
+	int			natts = es->natts;
 	const char *bits = end - KS_ROWERROR_FIXED - KS_ROWERROR_BITMAP(natts);
-	Bitmapset  *failed = NULL;
 	int			a;
 	int			q;
 	int			run;
 
-	for (a = 1; a <= natts; a++)
-		if (bits[a / 8] & (1 << (a % 8)))
-			failed = bms_add_member(failed, KS_ATTBIT(a));
-	if (failed != NULL)
-		failed = bms_add_member(failed, KS_WHOLEROW);
+	Assert(HeapTupleHeaderGetNatts(row) == natts);
+	for (a = 0; a <= natts; a++)
+		es->failed[a] = (bits[a / 8] & (1 << (a % 8))) != 0;
+	if (!es->ready)
+	{
+		MemoryContext oldcxt = MemoryContextSwitchTo(es->ps->state->es_query_cxt);
+
+		for (q = 0; q < es->nquals; q++)
+			if (!es->quals[q].deferred)
+				es->quals[q].state = ExecInitQual(list_make1(es->quals[q].clause), es->ps);
+		es->ready = true;
+		MemoryContextSwitchTo(oldcxt);
+	}
 	ExecForceStoreMinimalTuple(row, slot, false);
 	slot_getallattrs(slot);
 	for (a = 1; a <= natts; a++)
-		if (bms_is_member(KS_ATTBIT(a), failed))
+		if (es->failed[a])
 			slot->tts_isnull[a - 1] = true;
 	econtext->ecxt_scantuple = slot;
 
-	/* each run of quals of one security level: key quals first */
 	for (run = 0; run < es->nquals; run = q)
 	{
 		int			level = es->quals[run].level;
+		bool		deferred = false;
 		int			stop;
+		int			pass;
 
 		for (stop = run; stop < es->nquals && es->quals[stop].level == level; stop++)
-			;
-		for (q = run; q < stop; q++)
-			if (es->quals[q].keyonly && es->quals[q].state != NULL &&
-				!KsRowErrorQualTrue(&es->quals[q], failed, econtext, view_oid, row))
-				return false;
-		for (q = run; q < stop; q++)
-			if (!es->quals[q].keyonly || es->quals[q].state == NULL)
-				if (!KsRowErrorQualTrue(&es->quals[q], failed, econtext, view_oid, row))
+			deferred |= es->quals[stop].deferred;
+		/* the quals on computed columns: key quals, others, volatile ones */
+		for (pass = 0; pass < 3; pass++)
+			for (q = run; q < stop; q++)
+			{
+				KsRowErrorQual *rq = &es->quals[q];
+				bool		istrue;
+
+				if (rq->deferred || KsQualFailedColumn(es, rq) != 0 ||
+					pass != (rq->volatil ? 2 : rq->keyonly ? 0 : 1))
+					continue;
+				istrue = ExecQual(rq->state, econtext);
+				ResetExprContext(econtext);
+				if (!istrue)
 					return false;
+			}
+		/* then a qual on a failed column fails as it would in HAVING */
+		for (q = run; q < stop; q++)
+			if (!es->quals[q].deferred && (a = KsQualFailedColumn(es, &es->quals[q])) != 0)
+				KsRowErrorRaise(view_oid, row, a);
+		/* a qual left to the scan: later ones may not see the row first */
+		if (deferred)
+			break;
 	}
 	/* a failed HAVING fails the row; a failed column, when the query reads it */
-	if ((bits[0] & 1) || bms_overlap(es->needed, failed))
-		KsRowErrorRaise(view_oid, row);
+	if (es->failed[0])
+		KsRowErrorRaise(view_oid, row, 0);
+	for (a = 1; a <= natts; a++)
+		if (es->failed[a] && es->needed[a])
+			KsRowErrorRaise(view_oid, row, a);
 	return true;
-}
-
-/* Raise the error of an error row (see rowerror.h). */
-void
-KsRowErrorRaise(Oid view_oid, MinimalTuple row)
-{
-	const char *end = (const char *) row + row->t_len;
-	uint32		trailer;
-	int32		code;
-
-	memcpy(&trailer, end - sizeof(uint32), sizeof(uint32));
-	memcpy(&code, end - KS_ROWERROR_FIXED, sizeof(int32));
-	ereport(ERROR,
-			(errcode(code),
-			 errmsg("%s", end - trailer),
-			 errdetail("Aggregation %s could not compute the row of a key from its state; "
-					   "it computes the row again when the key changes.",
-					   KsAggName(view_oid))));
 }

@@ -18,30 +18,41 @@
  * PL/pgSQL's RAISE, program limits), it builds that row again piece by piece
  * (KsRowErrorBuild): each aggregate's final value, then HAVING, then each
  * view column, each failing alone.  A piece reading a failed one fails
- * with it.  HAVING computed and false hides the key as usual; otherwise the
- * key's row is an error row: the columns that computed, NULL in those that
- * failed, which the row marks, with the first error's code and message.
- * The worker goes on with the other keys; the key's row is built again at
- * its next change.  Any other error (a cancel, a timeout, out of memory, a
- * missing privilege or object) still fails the aggregation, and so does a
- * key's error that user code turned a cancel into (KsRunCancelled).
+ * with that one's error.  HAVING computed and false hides the key as usual;
+ * otherwise the key's row is an error row: the columns that computed, NULL
+ * in those that failed, and the error of each failed piece.  The worker
+ * goes on with the other keys; the key's row is built again at its next
+ * change.  Any other error (a cancel, a timeout, out of memory, a missing
+ * privilege or object) still fails the aggregation, and so does a key's
+ * error that user code turned a cancel into (KsRunCancelled).
  *
- * The readers.  The plain GROUP BY (a view's query is a subquery) applies a
- * scan's quals reading only grouping keys below its grouping, the other
- * quals safe to push down in its HAVING, and computes only the output
- * columns the query reads.  So a scan meeting an error row (KsRowErrorMet)
- * takes the quals in their plan order, which puts a security barrier's
- * quals before the quals of the query over it; among the quals of one
- * security level, first those reading only key columns, then the others.
- * A qual false for the row's computed columns skips the row.  A qual it
- * cannot evaluate (reading a failed column or the whole row, calling a
- * volatile function, holding a subquery) raises the row's error, before any
- * later qual (maybe a leaky function of a less trusted level) sees the
- * row.  All quals true: a failed HAVING, or a failed column the query
- * reads, raises the error; else the scan returns the row, whose failed
- * columns nobody reads.  Thus `WHERE n > 1` of a security_barrier view
- * reads no error of a key it hides, and `SELECT k, n` reads no error of a
- * column it leaves out, as with the plain GROUP BY.
+ * The readers.  The plain GROUP BY (a view's query is a subquery) applies
+ * a scan's quals reading only grouping keys below its grouping; the other
+ * quals it may push down (no subquery; the view's own, or leakproof ones of
+ * a query over a security barrier) go into its HAVING, evaluated for each
+ * group before the group's output columns; the rest (subqueries, leaky
+ * quals of a query over a barrier) run above it, after the columns the
+ * query reads were computed, and only those.  So a scan meeting an error
+ * row (KsRowErrorMet) takes the quals in runs of one security level, in
+ * plan order (a barrier's before those of the query over it; leakproof
+ * quals count as the most trusted level, where order_qual_clauses puts
+ * them):
+ *	- in a run, each qual reading only computed columns is evaluated (key
+ *	  quals first, volatile ones last); one false skips the row;
+ *	- then a qual of the run reading a failed column, or the whole row,
+ *	  raises that column's error;
+ *	- a qual holding a subquery or reading a system column is left to the
+ *	  scan, and later runs are not looked at (their quals may be leaky).
+ * Past the quals, a failed HAVING raises its error, else the first failed
+ * column the query reads raises its own; else the scan returns the row,
+ * whose failed columns (NULL) nobody reads, and evaluates its quals on it
+ * as on any row (a volatile qual is called twice for such a row).  Thus
+ * `WHERE n > 1` of a security_barrier view reads no error of a key it
+ * hides, nor does a reader's leaky function see that key, and `SELECT k, n`
+ * reads no error of a column it leaves out, as with the plain GROUP BY.
+ * A row may fail where the plain query would not: PostgreSQL finalizes
+ * every aggregate a group's HAVING or output reads before HAVING; keyedstate
+ * skips a group whose HAVING is false whatever its failed aggregates.
  *
  * An error row travels wherever a view row does (the shared store, the
  * checkpoint's chunks, keyedstate.cold), so it is a row of the view's type,
@@ -49,14 +60,18 @@
  *	a MinimalTuple of the view's row type, NULL in the columns that failed,
  *	with HEAP_ONLY_TUPLE in t_infomask2 (the flag marks heap tuples only);
  *	its t_len counts the trailer, after the tuple's data:
- *	  n bytes		the message and its terminating NUL (at most KS_ERROR_LEN)
+ *	  for each failed piece, HAVING first, then the columns in order:
+ *	    4 bytes		its SQLSTATE, as elog.h packs it
+ *	    n bytes		its message and a terminating NUL (n at most KS_ERROR_LEN,
+ *					or KS_ROWERROR_SHORT_LEN + 1 when more than KS_ROWERROR_LONG
+ *					pieces failed)
  *	  m bytes		what failed: bit 0 HAVING, bit a column a (1 .. natts),
- *					m = natts / 8 + 1, higher bits zero
- *	  4 bytes		the SQLSTATE, as elog.h packs it
- *	  4 bytes		the trailer's length, n + m + 8
+ *					m = natts / 8 + 1, higher bits zero, some bit set
+ *	  4 bytes		the trailer's length
  * Read back from a relation it is untrusted: KsCheckStoredRow checks the
- * trailer (its length, a NUL ending the message, a key's SQLSTATE, no bit
- * past the columns), then the tuple before it as any view row.
+ * trailer (its length, no bit past the columns, for each bit a key's
+ * SQLSTATE and a message ending with a NUL, nothing more), then the tuple
+ * before it as any view row.
  *
  *-------------------------------------------------------------------------
  */
@@ -81,8 +96,12 @@ KsRowIsError(MinimalTuple row)
 /* Whether an error belongs to a key's data (the classes above). */
 extern bool KsRowErrorOfKey(int sqlerrcode);
 
-/* The trailer's fixed part: the SQLSTATE and the trailer's length. */
-#define KS_ROWERROR_FIXED		(2 * sizeof(uint32))
+/* The trailer's fixed part: its length. */
+#define KS_ROWERROR_FIXED		sizeof(uint32)
+
+/* More failed pieces than this get messages of at most KS_ROWERROR_SHORT_LEN bytes. */
+#define KS_ROWERROR_LONG		16
+#define KS_ROWERROR_SHORT_LEN	63
 
 /* The bytes of an error row's bitmap of what failed, for natts columns. */
 #define KS_ROWERROR_BITMAP(natts)	((natts) / 8 + 1)
@@ -118,8 +137,5 @@ extern struct KsRowErrorScan *KsRowErrorBegin(PlanState *ps, Index scanrelid, Li
  */
 extern bool KsRowErrorMet(struct KsRowErrorScan *es, ExprContext *econtext, TupleTableSlot *slot,
 						  MinimalTuple row, Oid view_oid);
-
-/* Raise the error of an error row, read from the view of view_oid. */
-extern void KsRowErrorRaise(Oid view_oid, MinimalTuple row) pg_attribute_noreturn();
 
 #endif							/* KS_ROWERROR_H */

@@ -289,47 +289,66 @@ KsReadDatum(KsReader *r, bool *isnull, int16 typlen, bool typbyval, const char *
 }
 
 /*
- * Check the trailer of an error row read back (rowerror.h): its length,
- * the NUL ending its message, a key's SQLSTATE, no failed column past the
- * view's natts.  Returns its length.
+ * Check the trailer of an error row read back (rowerror.h): its length, the
+ * bitmap of what failed (no bit past the view's natts, some bit set), and
+ * for each bit an entry of a key's SQLSTATE and a message in the database's
+ * encoding ending with a NUL, the entries filling the rest exactly.
+ * Returns its length.
  */
 static uint32
 KsCheckRowErrorTrailer(const char *aggname, const char *row, uint32 rowlen, int natts)
 {
 	uint32		nbytes = KS_ROWERROR_BITMAP(natts);
 	uint32		trailer;
-	int32		code;
-	const char *sqlstate;
 	const char *bits;
-	uint32		msglen;
+	const char *p;
+	const char *end;
+	int			b;
 
-	if (rowlen < SizeofMinimalTupleHeader + KS_ROWERROR_FIXED + nbytes + 1)
+	if (rowlen < SizeofMinimalTupleHeader + KS_ROWERROR_FIXED + nbytes)
 		KsCheckpointCorrupted(aggname, "An error row has %u bytes, too few for its error.", rowlen);
-	memcpy(&trailer, row + rowlen - sizeof(uint32), sizeof(uint32));
-	if (trailer < KS_ROWERROR_FIXED + nbytes + 1 || trailer > KS_ERROR_LEN + KS_ROWERROR_FIXED + nbytes ||
+	memcpy(&trailer, row + rowlen - KS_ROWERROR_FIXED, sizeof(uint32));
+	if (trailer < KS_ROWERROR_FIXED + nbytes + sizeof(int32) + 1 ||
 		trailer > rowlen - SizeofMinimalTupleHeader)
 		KsCheckpointCorrupted(aggname, "An error row of %u bytes says its error has %u.",
 							  rowlen, trailer);
-	memcpy(&code, row + rowlen - KS_ROWERROR_FIXED, sizeof(int32));
-	/* five characters of 0-9 and A-Z, as MAKE_SQLSTATE packs them */
-	sqlstate = unpack_sql_state(code);
-	if ((code & ~((1 << 30) - 1)) != 0 || strspn(sqlstate, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 5)
-		KsCheckpointCorrupted(aggname, "An error row has the error code %08X, which is no SQLSTATE.",
-							  (uint32) code);
-	if (!KsRowErrorOfKey(code))
-		KsCheckpointCorrupted(aggname, "An error row has the error code %s, not one of a key's errors.",
-							  sqlstate);
-	/* what failed: HAVING and the columns, nothing past them */
 	bits = row + rowlen - KS_ROWERROR_FIXED - nbytes;
 	if ((((unsigned char) bits[nbytes - 1]) >> ((natts % 8) + 1)) != 0)
 		KsCheckpointCorrupted(aggname, "An error row marks a column past the view's %d as failed.",
 							  natts);
-	msglen = trailer - KS_ROWERROR_FIXED - nbytes;
-	if (strnlen(row + rowlen - trailer, msglen) != msglen - 1)
-		KsCheckpointCorrupted(aggname, "An error row's message of %u bytes does not end with a NUL byte.",
-							  msglen);
-	if (!pg_verifymbstr(row + rowlen - trailer, msglen - 1, true))
-		KsCheckpointCorrupted(aggname, "An error row's message is not valid in the database's encoding.");
+	p = row + rowlen - trailer;
+	end = bits;
+	for (b = 0; b <= natts; b++)
+	{
+		int32		code;
+		const char *sqlstate;
+		const char *nul;
+
+		if (!(bits[b / 8] & (1 << (b % 8))))
+			continue;
+		if (end - p < (ptrdiff_t) sizeof(int32) + 1)
+			KsCheckpointCorrupted(aggname, "An error row's errors end before the error of piece %d.", b);
+		memcpy(&code, p, sizeof(int32));
+		/* five characters of 0-9 and A-Z, as MAKE_SQLSTATE packs them */
+		sqlstate = unpack_sql_state(code);
+		if ((code & ~((1 << 30) - 1)) != 0 ||
+			strspn(sqlstate, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 5)
+			KsCheckpointCorrupted(aggname, "An error row has the error code %08X, which is no SQLSTATE.",
+								  (uint32) code);
+		if (!KsRowErrorOfKey(code))
+			KsCheckpointCorrupted(aggname, "An error row has the error code %s, not one of a key's errors.",
+								  sqlstate);
+		p += sizeof(int32);
+		nul = memchr(p, '\0', end - p);
+		if (nul == NULL || nul - p > KS_ERROR_LEN - 1)
+			KsCheckpointCorrupted(aggname, "An error row's message of piece %d does not end with a NUL byte in time.",
+								  b);
+		if (!pg_verifymbstr(p, nul - p, true))
+			KsCheckpointCorrupted(aggname, "An error row's message is not valid in the database's encoding.");
+		p = nul + 1;
+	}
+	if (p != end || p == row + rowlen - trailer)
+		KsCheckpointCorrupted(aggname, "An error row's errors do not match what it marks as failed.");
 	return trailer;
 }
 

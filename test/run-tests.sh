@@ -30,7 +30,7 @@ perl "$KS_ROOT/test/check-house.pl" || { status=1; house=1; }
 args=()
 [ -n "${REGRESS:-}" ] && args+=("REGRESS=$REGRESS")
 if [ -n "${PROVE_TESTS+set}" ] && [ -z "${PROVE_TESTS// /}" ]; then
-	args+=("TAP_TESTS=0")			# PROVE_TESTS=" ": regress tests only
+	args+=("TAP_TESTS=")			# PROVE_TESTS=" ": regress tests only (pgxs tests ifdef)
 elif [ -n "${PROVE_TESTS:-}" ]; then
 	args+=("PROVE_TESTS=$PROVE_TESTS")
 fi
@@ -46,7 +46,7 @@ fi
 failed=$((failed + house))
 if [ $status -ne 0 ]; then
 	[ -f "$tree/regression.diffs" ] && cat "$tree/regression.diffs"
-	for f in "$tree"/tmp_check/log/*; do
+	for f in "$tree"/tmp_check_regress/log/postmaster.log "$tree"/tmp_check/log/*; do
 		[ -f "$f" ] && { echo "=== $f"; tail -n 50 "$f"; }
 	done
 	[ "$failed" -eq 0 ] && failed=1

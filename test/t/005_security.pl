@@ -1416,12 +1416,51 @@ GRANT SELECT ON sharer.shared TO regress_peeker;});
 	$r = attempt($node, 'regress_peeker', q{SELECT * FROM sharer.shared WHERE k LIKE 'secret%'});
 	ok($r->{ok} && $r->{out} eq '' && $r->{err} !~ /secret/,
 		'12: a reader asking for a hidden key gets no row and no error') or diag(outcome($r));
+	# a leakproof qual of the reader on a failed column joins the barrier's
+	# level: the barrier's own qual still rejects the hidden keys first
+	$r = attempt($node, 'regress_peeker', q{SELECT * FROM sharer.shared WHERE r = 5});
+	ok($r->{ok} && $r->{out} eq '' && $r->{err} !~ /secret/,
+		'12: a reader\'s qual on a column that failed for hidden keys raises no hidden key\'s error') or diag(outcome($r));
+	# barriers written as a volatile function (PL/pgSQL's default) or a subquery
+	as_role($node, 'regress_sharer', q{
+CREATE FUNCTION sharer.allowed(k text) RETURNS bool LANGUAGE plpgsql SECURITY DEFINER
+	SET search_path = pg_catalog AS $$BEGIN RETURN k LIKE 'public%'; END$$;
+CREATE TABLE sharer.acl (k text);
+INSERT INTO sharer.acl SELECT 'public' || g FROM generate_series(0, 4) g;
+CREATE VIEW sharer.by_fn WITH (security_barrier) AS SELECT k, n, r FROM sharer.by_k WHERE sharer.allowed(k);
+CREATE VIEW sharer.by_acl WITH (security_barrier) AS SELECT k, n FROM sharer.by_k
+	WHERE EXISTS (SELECT FROM sharer.acl a WHERE a.k = by_k.k) OR (SELECT count(*) FROM sharer.acl a WHERE a.k = by_k.k) > 0;
+GRANT SELECT ON sharer.by_fn, sharer.by_acl TO regress_peeker;});
+	$r = attempt($node, 'regress_peeker', q{SELECT count(*), sum(r) FROM sharer.by_fn WHERE peeker.peek(k)});
+	ok($r->{ok} && $r->{out} eq '5|1275' && $r->{err} !~ /secret/,
+		'12: a barrier that calls a volatile function hides the keys it rejects and their errors') or diag(outcome($r));
+	$r = attempt($node, 'regress_peeker', q{SELECT count(*), sum(n) FROM sharer.by_acl});
+	ok($r->{ok} && $r->{out} eq '5|50' && $r->{err} !~ /secret/,
+		'12: so does a barrier with a subquery, when the failed column is not read') or diag(outcome($r));
+	# a column the reader cannot see fails for a key too: a column she reads
+	# that fails raises its own error, never the hidden column's
+	as_role($node, 'regress_sharer', q{
+SELECT keyedstate.create_aggregation('sharer.two',
+	'SELECT k, count(*) AS n, CASE WHEN count(*) = 1 THEN k::int END AS hidden, 10 / (count(*) - 1) AS c FROM sharer.ev GROUP BY k');
+SELECT keyedstate.sync('sharer.two');
+CREATE VIEW sharer.two_pub WITH (security_barrier) AS SELECT k, n, c FROM sharer.two;
+GRANT SELECT ON sharer.two_pub TO regress_peeker;
+GRANT SELECT (k, n, c) ON sharer.two TO regress_peeker;});
+	for my $q ('SELECT * FROM sharer.two_pub', 'SELECT k, c FROM sharer.two')
+	{
+		$r = attempt($node, 'regress_peeker', $q);
+		ok(!$r->{ok} && $r->{sqlstate} eq '22012' && $r->{err} !~ /secret/,
+			"12: $q raises the error of the column it reads, not of a column it cannot see") or diag(outcome($r));
+	}
+	$r = attempt($node, 'regress_peeker', q{SELECT k, n FROM sharer.two_pub WHERE n > 1 ORDER BY k LIMIT 1});
+	ok($r->{ok} && $r->{out} eq 'public0|10', '12: ... and reads the columns that computed') or diag(outcome($r));
 	$r = attempt($node, 'regress_sharer', q{SELECT k, n, r FROM sharer.by_k});
 	ok(!$r->{ok} && $r->{sqlstate} eq '22P02' && $r->{err} =~ /invalid input syntax for type integer: "secret-/,
 		'12: the owner reading every key meets the error, as the plain GROUP BY does') or diag(outcome($r));
 	$r = attempt($node, 'regress_sharer', q{SELECT count(*), sum(n) FROM sharer.by_k});
 	ok($r->{ok} && $r->{out} eq '7|52', '12: ... and not when she leaves the failed column out') or diag(outcome($r));
-	as_role($node, 'regress_sharer', q{DROP VIEW sharer.shared; SELECT keyedstate.drop_aggregation('sharer.by_k');});
+	as_role($node, 'regress_sharer', q{DROP VIEW sharer.shared, sharer.by_fn, sharer.by_acl, sharer.two_pub;
+SELECT keyedstate.drop_aggregation('sharer.by_k'); SELECT keyedstate.drop_aggregation('sharer.two');});
 }
 
 ###########################################################################
