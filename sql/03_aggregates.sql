@@ -192,7 +192,24 @@ SELECT k, n FROM f4_final WHERE (SELECT count(*) FROM f4 WHERE f4.k = f4_final.k
 SELECT k, n FROM f4_plain WHERE (SELECT count(*) FROM f4 WHERE f4.k = f4_plain.k) > 1 ORDER BY k;
 SELECT k, n, r FROM f4_final WHERE (SELECT count(*) FROM f4 WHERE f4.k = f4_final.k) > 0 AND k < 3;
 SELECT k, n, r FROM f4_plain WHERE (SELECT count(*) FROM f4 WHERE f4.k = f4_plain.k) > 0 AND k < 3;
-DROP VIEW f4_big, f4_plain_big, f4_plain;
+-- a qual naming a failed column raises only if its evaluation reaches it
+-- (OR, CASE), as the plain HAVING does
+SELECT k, n FROM f4_final WHERE k = 1 OR r > 0 ORDER BY k;
+SELECT k, n FROM f4_plain WHERE k = 1 OR r > 0 ORDER BY k;
+SELECT k, n FROM f4_final WHERE CASE WHEN n = 1 THEN true ELSE r > 60 END ORDER BY k;
+SELECT k, n FROM f4_plain WHERE CASE WHEN n = 1 THEN true ELSE r > 60 END ORDER BY k;
+SELECT k, n FROM f4_final WHERE k = 2 OR r > 0 ORDER BY k;
+SELECT k, n FROM f4_plain WHERE k = 2 OR r > 0 ORDER BY k;
+CREATE VIEW f4_or WITH (security_barrier) AS SELECT * FROM f4_final WHERE (k = 3 AND r > 0) OR k = 2;
+CREATE VIEW f4_plain_or WITH (security_barrier) AS SELECT * FROM f4_plain WHERE (k = 3 AND r > 0) OR k = 2;
+SELECT k, n, r FROM f4_or ORDER BY k;
+SELECT k, n, r FROM f4_plain_or ORDER BY k;
+-- a volatile qual is called once for each row, error rows included
+CREATE SEQUENCE f4_calls;
+SELECT count(*) FROM f4_final WHERE nextval('f4_calls') > 0;
+SELECT currval('f4_calls');
+DROP VIEW f4_big, f4_plain_big, f4_or, f4_plain_or, f4_plain;
+DROP SEQUENCE f4_calls;
 -- each failed column raises its own error
 SELECT keyedstate.create_aggregation('f4_two',
 	'SELECT k, 100 / (count(*) - 1) AS r, CASE WHEN count(*) = 1 THEN (k * 100000)::int2 END AS s FROM f4 GROUP BY k');

@@ -8,6 +8,8 @@
 #include "keyedstate.h"
 
 #include "executor/executor.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/params.h"
 #include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
 #include "utils/rel.h"
@@ -28,16 +30,28 @@ typedef struct KsRowErrorQual
 	bool		deferred;		/* a subquery or a system column: left to the scan */
 } KsRowErrorQual;
 
-/* How a scan meets error rows. */
+/*
+ * How a scan meets error rows.  The quals are evaluated over the row's
+ * columns as parameters (KsRowErrorParamFetch), numbered after the query's
+ * own: a failed column reached gives NULL and is remembered, as the plain
+ * query's HAVING would raise its error at that point.
+ */
 typedef struct KsRowErrorScan
 {
 	PlanState  *ps;
+	Index		scanrelid;
 	int			natts;
 	int			nquals;
 	KsRowErrorQual *quals;
 	bool		ready;			/* the quals' states are built */
-	bool	   *needed;			/* [a]: the query reads column a */
+	bool	   *needed;			/* [a]: the query reads column a above the scan */
 	bool	   *failed;			/* the row met: [0] HAVING, [a] column a */
+	Oid		   *types;			/* [a]: column a's type */
+	int			parambase;		/* column a is parameter parambase + a */
+	ParamListInfo params;		/* ... fetched by KsRowErrorParamFetch */
+	ParamListInfo outer;		/* the query's own parameters, while evaluating */
+	TupleTableSlot *slot;		/* the row met */
+	int			reached;		/* the first failed column evaluation reached */
 } KsRowErrorScan;
 
 /* Whether an error belongs to a key's data (see rowerror.h). */
@@ -83,8 +97,6 @@ KsRowErrorPlan(RelOptInfo *baserel, List *scan_clauses)
 			levels = lappend_int(levels, rinfo->leakproof ? 0 : rinfo->security_level);
 	}
 	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attnos);
-	foreach(lc, scan_clauses)
-		pull_varattnos((Node *) lfirst_node(RestrictInfo, lc)->clause, baserel->relid, &attnos);
 	while ((x = bms_next_member(attnos, x)) >= 0)
 		needed = lappend_int(needed, x + FirstLowInvalidHeapAttributeNumber);
 	return list_make2(levels, needed);
@@ -97,16 +109,23 @@ KsRowErrorBegin(PlanState *ps, Index scanrelid, List *planned, int nkeys,
 {
 	KsRowErrorScan *es = palloc0(sizeof(KsRowErrorScan));
 	List	   *levels = linitial(planned);
+	TupleDesc	desc;
 	ListCell   *lc;
-	int			q = 0;
+	int			q;
 
 	if (list_length(levels) != list_length(ps->plan->qual))
 		elog(ERROR, "keyedstate scan has %d quals but planned %d",
 			 list_length(ps->plan->qual), list_length(levels));
 	es->ps = ps;
-	es->natts = RelationGetDescr(((ScanState *) ps)->ss_currentRelation)->natts;
+	es->scanrelid = scanrelid;
+	desc = RelationGetDescr(((ScanState *) ps)->ss_currentRelation);
+	es->natts = desc->natts;
 	es->needed = palloc0(sizeof(bool) * (es->natts + 1));
 	es->failed = palloc0(sizeof(bool) * (es->natts + 1));
+	es->types = palloc0(sizeof(Oid) * (es->natts + 1));
+	for (q = 1; q <= es->natts; q++)
+		es->types[q] = TupleDescAttr(desc, q - 1)->atttypid;
+	q = 0;
 	foreach(lc, (List *) lsecond(planned))
 	{
 		int			attno = lfirst_int(lc);
@@ -145,8 +164,110 @@ KsRowErrorBegin(PlanState *ps, Index scanrelid, List *planned, int nkeys,
 		}
 		rq->volatil = contain_volatile_functions((Node *) rq->clause);
 		rq->deferred |= contain_subplans((Node *) rq->clause);
+		/* the plain query computes what a qual above its grouping reads */
+		for (x = 0; rq->deferred && x < rq->nattnos; x++)
+			if (rq->attnos[x] > 0)
+				es->needed[rq->attnos[x]] = true;
 	}
 	return es;
+}
+
+/* A qual's Vars of the scanned relation as parameters (KsRowErrorReady). */
+static Node *
+KsRowErrorParamsOf(Node *node, KsRowErrorScan *es)
+{
+	if (node == NULL)
+		return NULL;
+	if (IsA(node, Var) && ((Var *) node)->varno == (int) es->scanrelid &&
+		((Var *) node)->varlevelsup == 0 && ((Var *) node)->varattno > 0)
+	{
+		Var		   *var = (Var *) node;
+		Param	   *param = makeNode(Param);
+
+		param->paramkind = PARAM_EXTERN;
+		param->paramid = es->parambase + var->varattno;
+		param->paramtype = var->vartype;
+		param->paramtypmod = var->vartypmod;
+		param->paramcollid = var->varcollid;
+		param->location = -1;
+		return (Node *) param;
+	}
+	return expression_tree_mutator(node, KsRowErrorParamsOf, (void *) es);
+}
+
+/*
+ * A column of the row met, or a parameter of the query: a failed column
+ * reads NULL, and the first one reached is remembered.
+ */
+static ParamExternData *
+KsRowErrorParamFetch(ParamListInfo params, int paramid, bool speculative,
+					 ParamExternData *workspace)
+{
+	KsRowErrorScan *es = params->paramFetchArg;
+	int			a = paramid - es->parambase;
+
+	if (a <= 0)
+		return es->outer->paramFetch ?
+			es->outer->paramFetch(es->outer, paramid, speculative, workspace) :
+			&es->outer->params[paramid - 1];
+	workspace->ptype = es->types[a];
+	workspace->pflags = PARAM_FLAG_CONST;
+	workspace->value = es->slot->tts_values[a - 1];
+	workspace->isnull = es->slot->tts_isnull[a - 1];
+	if (es->failed[a] && !speculative && es->reached == 0)
+		es->reached = a;
+	return workspace;
+}
+
+/* Compile the quals, at the first error row a scan meets. */
+static void
+KsRowErrorReady(KsRowErrorScan *es)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(es->ps->state->es_query_cxt);
+	ParamListInfo outer = es->ps->state->es_param_list_info;
+	int			q;
+
+	es->parambase = outer ? outer->numParams : 0;
+	es->params = makeParamList(es->parambase + es->natts);
+	es->params->paramFetch = KsRowErrorParamFetch;
+	es->params->paramFetchArg = es;
+	for (q = 0; q < es->nquals; q++)
+		if (!es->quals[q].deferred)
+			es->quals[q].state =
+				ExecInitExprWithParams((Expr *) KsRowErrorParamsOf((Node *) es->quals[q].clause, es),
+									   es->params);
+	es->ready = true;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Evaluate qual rq on the row met: true, false (or NULL), or -1 when it
+ * reached failed column *reached.
+ */
+static int
+KsRowErrorEval(KsRowErrorScan *es, KsRowErrorQual *rq, ExprContext *econtext, int *reached)
+{
+	ParamListInfo outer = econtext->ecxt_param_list_info;
+	Datum		value;
+	bool		isnull;
+
+	es->outer = outer;
+	es->reached = 0;
+	econtext->ecxt_param_list_info = es->params;
+	PG_TRY();
+	{
+		value = ExecEvalExprSwitchContext(rq->state, econtext, &isnull);
+	}
+	PG_FINALLY();
+	{
+		econtext->ecxt_param_list_info = outer;
+	}
+	PG_END_TRY();
+	ResetExprContext(econtext);
+	*reached = es->reached;
+	if (es->reached != 0)
+		return -1;
+	return !isnull && DatumGetBool(value);
 }
 
 /* The first failed column qual rq reads, or 0. */
@@ -204,6 +325,7 @@ KsRowErrorMet(KsRowErrorScan *es, ExprContext *econtext, TupleTableSlot *slot,
 	const char *end = (const char *) row + row->t_len;
 	int			natts = es->natts;
 	const char *bits = end - KS_ROWERROR_FIXED - KS_ROWERROR_BITMAP(natts);
+	bool		mentioned = false;
 	int			a;
 	int			q;
 	int			run;
@@ -211,51 +333,59 @@ KsRowErrorMet(KsRowErrorScan *es, ExprContext *econtext, TupleTableSlot *slot,
 	Assert(HeapTupleHeaderGetNatts(row) == natts);
 	for (a = 0; a <= natts; a++)
 		es->failed[a] = (bits[a / 8] & (1 << (a % 8))) != 0;
-	if (!es->ready)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(es->ps->state->es_query_cxt);
-
-		for (q = 0; q < es->nquals; q++)
-			if (!es->quals[q].deferred)
-				es->quals[q].state = ExecInitQual(list_make1(es->quals[q].clause), es->ps);
-		es->ready = true;
-		MemoryContextSwitchTo(oldcxt);
-	}
 	ExecForceStoreMinimalTuple(row, slot, false);
 	slot_getallattrs(slot);
 	for (a = 1; a <= natts; a++)
 		if (es->failed[a])
 			slot->tts_isnull[a - 1] = true;
-	econtext->ecxt_scantuple = slot;
 
+	/* nothing the query reads failed, no qual names a failed column: the row */
+	for (q = 0; q < es->nquals && !mentioned; q++)
+		mentioned = KsQualFailedColumn(es, &es->quals[q]) != 0;
+	for (a = 1; a <= natts && !mentioned; a++)
+		mentioned = es->failed[a] && es->needed[a];
+	if (!mentioned && !es->failed[0])
+		return true;
+
+	if (!es->ready)
+		KsRowErrorReady(es);
+	es->slot = slot;
+	econtext->ecxt_scantuple = slot;
 	for (run = 0; run < es->nquals; run = q)
 	{
 		int			level = es->quals[run].level;
 		bool		deferred = false;
+		int			raise = 0;
 		int			stop;
 		int			pass;
 
 		for (stop = run; stop < es->nquals && es->quals[stop].level == level; stop++)
 			deferred |= es->quals[stop].deferred;
-		/* the quals on computed columns: key quals, others, volatile ones */
+		/* key quals, other quals, volatile ones: one false skips the row */
 		for (pass = 0; pass < 3; pass++)
 			for (q = run; q < stop; q++)
 			{
 				KsRowErrorQual *rq = &es->quals[q];
-				bool		istrue;
+				int			reached = 0;
 
-				if (rq->deferred || KsQualFailedColumn(es, rq) != 0 ||
-					pass != (rq->volatil ? 2 : rq->keyonly ? 0 : 1))
+				if (rq->deferred || pass != (rq->volatil ? 2 : rq->keyonly ? 0 : 1))
 					continue;
-				istrue = ExecQual(rq->state, econtext);
-				ResetExprContext(econtext);
-				if (!istrue)
+				/* the whole row reads every column */
+				for (a = 0; a < rq->nattnos && reached == 0; a++)
+					if (rq->attnos[a] == 0)
+						reached = KsQualFailedColumn(es, rq);
+				if (reached == 0 && KsRowErrorEval(es, rq, econtext, &reached) == 0)
+				{
+					/* EXPLAIN ANALYZE counts it as the scan's qual removing a row */
+					InstrCountFiltered1(es->ps, 1);
 					return false;
+				}
+				if (raise == 0)
+					raise = reached;
 			}
-		/* then a qual on a failed column fails as it would in HAVING */
-		for (q = run; q < stop; q++)
-			if (!es->quals[q].deferred && (a = KsQualFailedColumn(es, &es->quals[q])) != 0)
-				KsRowErrorRaise(view_oid, row, a);
+		/* then one that reached a failed column fails, as in the plain HAVING */
+		if (raise != 0)
+			KsRowErrorRaise(view_oid, row, raise);
 		/* a qual left to the scan: later ones may not see the row first */
 		if (deferred)
 			break;

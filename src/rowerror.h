@@ -33,26 +33,33 @@
  * group before the group's output columns; the rest (subqueries, leaky
  * quals of a query over a barrier) run above it, after the columns the
  * query reads were computed, and only those.  So a scan meeting an error
- * row (KsRowErrorMet) takes the quals in runs of one security level, in
- * plan order (a barrier's before those of the query over it; leakproof
- * quals count as the most trusted level, where order_qual_clauses puts
- * them):
- *	- in a run, each qual reading only computed columns is evaluated (key
- *	  quals first, volatile ones last); one false skips the row;
- *	- then a qual of the run reading a failed column, or the whole row,
- *	  raises that column's error;
+ * row (KsRowErrorMet) does the same.  When nothing the query reads above
+ * the scan failed, HAVING did not, and no qual names a failed column, it
+ * returns the row at once.  Otherwise it takes the quals in runs of one
+ * security level, in plan order (a barrier's before those of the query
+ * over it; leakproof quals count as the most trusted level, where
+ * order_qual_clauses puts them), the row's columns given to them as
+ * parameters (KsRowErrorParamFetch):
+ *	- in a run, every qual is evaluated (key quals first, volatile ones
+ *	  last); one false, without reaching a failed column, skips the row;
+ *	- then a qual whose evaluation reached a failed column (OR and CASE may
+ *	  not reach one they name), or that reads the whole row, raises that
+ *	  column's error, as the plain HAVING would;
  *	- a qual holding a subquery or reading a system column is left to the
- *	  scan, and later runs are not looked at (their quals may be leaky).
+ *	  scan, and later runs are not looked at (their quals may be leaky);
+ *	  the columns it reads count as read by the query.
  * Past the quals, a failed HAVING raises its error, else the first failed
  * column the query reads raises its own; else the scan returns the row,
  * whose failed columns (NULL) nobody reads, and evaluates its quals on it
- * as on any row (a volatile qual is called twice for such a row).  Thus
- * `WHERE n > 1` of a security_barrier view reads no error of a key it
- * hides, nor does a reader's leaky function see that key, and `SELECT k, n`
- * reads no error of a column it leaves out, as with the plain GROUP BY.
- * A row may fail where the plain query would not: PostgreSQL finalizes
- * every aggregate a group's HAVING or output reads before HAVING; keyedstate
- * skips a group whose HAVING is false whatever its failed aggregates.
+ * as on any row (a volatile qual naming a failed column it did not reach
+ * is called twice for such a row).  Thus `WHERE n > 1` of a
+ * security_barrier view reads no error of a key it hides, nor does a
+ * reader's leaky function see that key, and `SELECT k, n` reads no error
+ * of a column it leaves out, as with the plain GROUP BY.  Where they
+ * differ: PostgreSQL finalizes every aggregate a group's HAVING or output
+ * reads before HAVING, and computes a volatile output column the query
+ * does not read; keyedstate skips a group whose HAVING is false whatever
+ * its failed aggregates, and returns a row whose unread columns failed.
  *
  * An error row travels wherever a view row does (the shared store, the
  * checkpoint's chunks, keyedstate.cold), so it is a row of the view's type,

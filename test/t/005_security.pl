@@ -1428,12 +1428,17 @@ CREATE FUNCTION sharer.allowed(k text) RETURNS bool LANGUAGE plpgsql SECURITY DE
 CREATE TABLE sharer.acl (k text);
 INSERT INTO sharer.acl SELECT 'public' || g FROM generate_series(0, 4) g;
 CREATE VIEW sharer.by_fn WITH (security_barrier) AS SELECT k, n, r FROM sharer.by_k WHERE sharer.allowed(k);
+CREATE VIEW sharer.by_or WITH (security_barrier) AS SELECT k, n, r FROM sharer.by_k
+	WHERE (k LIKE 'public%' AND r > 0) OR k = 'nobody';
 CREATE VIEW sharer.by_acl WITH (security_barrier) AS SELECT k, n FROM sharer.by_k
 	WHERE EXISTS (SELECT FROM sharer.acl a WHERE a.k = by_k.k) OR (SELECT count(*) FROM sharer.acl a WHERE a.k = by_k.k) > 0;
-GRANT SELECT ON sharer.by_fn, sharer.by_acl TO regress_peeker;});
+GRANT SELECT ON sharer.by_fn, sharer.by_acl, sharer.by_or TO regress_peeker;});
 	$r = attempt($node, 'regress_peeker', q{SELECT count(*), sum(r) FROM sharer.by_fn WHERE peeker.peek(k)});
 	ok($r->{ok} && $r->{out} eq '5|1275' && $r->{err} !~ /secret/,
 		'12: a barrier that calls a volatile function hides the keys it rejects and their errors') or diag(outcome($r));
+	$r = attempt($node, 'regress_peeker', q{SELECT count(*), sum(r) FROM sharer.by_or WHERE peeker.peek(k)});
+	ok($r->{ok} && $r->{out} eq '5|1275' && $r->{err} !~ /secret/,
+		'12: a barrier whose qual reads a failed column only for keys it keeps (an OR) hides the others\' errors') or diag(outcome($r));
 	$r = attempt($node, 'regress_peeker', q{SELECT count(*), sum(n) FROM sharer.by_acl});
 	ok($r->{ok} && $r->{out} eq '5|50' && $r->{err} !~ /secret/,
 		'12: so does a barrier with a subquery, when the failed column is not read') or diag(outcome($r));
@@ -1459,7 +1464,7 @@ GRANT SELECT (k, n, c) ON sharer.two TO regress_peeker;});
 		'12: the owner reading every key meets the error, as the plain GROUP BY does') or diag(outcome($r));
 	$r = attempt($node, 'regress_sharer', q{SELECT count(*), sum(n) FROM sharer.by_k});
 	ok($r->{ok} && $r->{out} eq '7|52', '12: ... and not when she leaves the failed column out') or diag(outcome($r));
-	as_role($node, 'regress_sharer', q{DROP VIEW sharer.shared, sharer.by_fn, sharer.by_acl, sharer.two_pub;
+	as_role($node, 'regress_sharer', q{DROP VIEW sharer.shared, sharer.by_fn, sharer.by_or, sharer.by_acl, sharer.two_pub;
 SELECT keyedstate.drop_aggregation('sharer.by_k'); SELECT keyedstate.drop_aggregation('sharer.two');});
 }
 
