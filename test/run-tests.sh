@@ -46,7 +46,7 @@ fi
 failed=$((failed + house))
 if [ $status -ne 0 ]; then
 	[ -f "$tree/regression.diffs" ] && cat "$tree/regression.diffs"
-	for f in "$tree"/tmp_check_regress/log/postmaster.log "$tree"/tmp_check/log/*; do
+	for f in "$tree"/log/postmaster.log "$tree"/tmp_check/log/*; do
 		[ -f "$f" ] && { echo "=== $f"; tail -n 50 "$f"; }
 	done
 	[ "$failed" -eq 0 ] && failed=1
