@@ -432,6 +432,9 @@ KsRunStep(KsAggRun *run, long *timeout)
 		{
 			if (!run->def->paused || run->consumed < KsPausedUntil(run))
 			{
+				/* resumed: running before the rows it consumes show (a sync returns then) */
+				if (!run->def->paused && run->slot->state == KS_PAUSED)
+					KsSlotSetState(run->slot, KS_RUNNING, NULL, 0);
 				KsSourceCheck(&run->source);
 				safe = KsSourceAdvance(&run->source);
 				if (run->def->paused)
