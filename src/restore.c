@@ -55,7 +55,6 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
@@ -66,6 +65,7 @@
 #include "launcher.h"
 #include "shmem.h"
 #include "source.h"
+#include "rowerror.h"
 
 PG_FUNCTION_INFO_V1(keyedstate_restore_definition);
 PG_FUNCTION_INFO_V1(keyedstate_refresh_definitions);
@@ -122,7 +122,7 @@ KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo
 	return query;
 }
 
-/* What a subtransaction runs (KsInSubtransaction) and what it returns. */
+/* What a subtransaction runs (KsSubCallRun) and what it returns. */
 typedef struct KsSubCall
 {
 	const char *definition;		/* restore: the text to analyse ... */
@@ -135,41 +135,22 @@ typedef struct KsSubCall
 } KsSubCall;
 
 /*
- * Run call (an analysis if it has a definition, else a deparse) in a
- * subtransaction, as a PL/pgSQL exception block does: on an error, roll it
- * back and return it (in the caller's context) instead of raising it, so
- * that one aggregation's definition that no longer binds (an object it
- * names is gone) fails neither a restore's COPY of every owner's
- * definitions nor another role's ALTER.
+ * Run call: an analysis if it has a definition, else a deparse.  Its
+ * callers run it in a subtransaction (KsCallInSubtransaction), as a
+ * PL/pgSQL exception block does: an error is rolled back and returned
+ * instead of raised, so that one aggregation's definition that no longer
+ * binds (an object it names is gone) fails neither a restore's COPY of
+ * every owner's definitions nor another role's ALTER.
  */
-static ErrorData *
-KsInSubtransaction(KsSubCall *call)
+static void
+KsSubCallRun(void *arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
+	KsSubCall  *call = arg;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		if (call->definition != NULL)
-			call->query = KsAnalyseRestored(call->definition, call->settings, call->owner, call->info);
-		else
-			call->text = KsDeparseForRestore((Query *) stringToNode(call->tree));
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return edata;
+	if (call->definition != NULL)
+		call->query = KsAnalyseRestored(call->definition, call->settings, call->owner, call->info);
+	else
+		call->text = KsDeparseForRestore((Query *) stringToNode(call->tree));
 }
 
 /*
@@ -278,7 +259,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 		call.settings = settings;
 		call.owner = owner;
 		call.info = &info;
-		edata = KsInSubtransaction(&call);
+		edata = KsCallInSubtransaction(KsSubCallRun, &call);
 
 		if (edata != NULL)
 		{
@@ -404,7 +385,7 @@ keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
 		Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
 
 		call.tree = tree;
-		edata = KsInSubtransaction(&call);
+		edata = KsCallInSubtransaction(KsSubCallRun, &call);
 		if (edata == NULL)
 			text = call.text;
 		else

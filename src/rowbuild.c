@@ -7,12 +7,10 @@
  */
 #include "keyedstate.h"
 
-#include "access/xact.h"
 #include "executor/executor.h"
 #include "mb/pg_wchar.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
-#include "utils/resowner.h"
 
 #include "rowbuild.h"
 #include "rowerror.h"
@@ -46,36 +44,36 @@ typedef struct KsRowBuild
 	bool		hidden;			/* HAVING computed, and false */
 } KsRowBuild;
 
+/* The steps a guarded loop runs in one subtransaction (KsRowErrorGuard). */
+typedef struct KsGuardRun
+{
+	KsAggRun   *run;
+	int64		i;				/* the next step; in memory, so it survives an error */
+	int64		n;
+	KsGuardStep step;
+	void	   *arg;
+} KsGuardRun;
+
+/* Run steps from g->i on, until one raises (a KsCallInSubtransaction function). */
+static void
+KsGuardSteps(void *arg)
+{
+	KsGuardRun *g = arg;
+
+	for (; g->i < g->n; g->i++)
+		g->step(g->run, g->i, g->arg);
+}
+
 /* Run steps in subtransactions, going on past keys' errors (see rowbuild.h). */
 void
 KsRowErrorGuard(KsAggRun *run, int64 n, KsGuardStep step, KsGuardFail fail, void *arg)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile int64 i = 0;
+	KsGuardRun	g = {run, 0, n, step, arg};
 
-	while (i < n)
+	while (g.i < n)
 	{
-		ErrorData  *volatile edata = NULL;
+		ErrorData  *edata = KsCallInSubtransaction(KsGuardSteps, &g);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(cxt);
-		PG_TRY();
-		{
-			for (; i < n; i++)
-				step(run, i, arg);
-			ReleaseCurrentSubTransaction();
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-		}
-		PG_END_TRY();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
 		if (edata == NULL)
 			break;
 		/*
@@ -84,11 +82,11 @@ KsRowErrorGuard(KsAggRun *run, int64 n, KsGuardStep step, KsGuardFail fail, void
 		 */
 		if (KsRunCancelled(run))
 			edata->sqlerrcode = ERRCODE_QUERY_CANCELED;
-		if (!KsRowErrorOfKey(edata->sqlerrcode) || i >= n)
+		if (!KsRowErrorOfKey(edata->sqlerrcode) || g.i >= n)
 			ReThrowError(edata);
-		fail(run, i, edata, arg);
+		fail(run, g.i, edata, arg);
 		FreeErrorData(edata);
-		i++;
+		g.i++;
 	}
 }
 

@@ -7,12 +7,14 @@
  */
 #include "keyedstate.h"
 
+#include "access/xact.h"
 #include "executor/executor.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/params.h"
 #include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 
 #include "catalog.h"
 #include "rowerror.h"
@@ -71,6 +73,34 @@ KsRowErrorOfKey(int sqlerrcode)
 		default:
 			return false;
 	}
+}
+
+/* Call a function in a subtransaction, catching its error (see rowerror.h). */
+ErrorData *
+KsCallInSubtransaction(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
 }
 
 /* ----------------------------------------------------------------

@@ -103,6 +103,14 @@ KsRowIsError(MinimalTuple row)
 /* Whether an error belongs to a key's data (the classes above). */
 extern bool KsRowErrorOfKey(int sqlerrcode);
 
+/*
+ * Call fn(arg) in a subtransaction: NULL when it returned, else its error,
+ * rolled back and copied into the caller's memory context (whose resource
+ * owner is restored).  The worker builds rows so (rowbuild.h); restore.c
+ * binds definitions so.
+ */
+extern ErrorData *KsCallInSubtransaction(void (*fn) (void *arg), void *arg);
+
 /* The trailer's fixed part: its length. */
 #define KS_ROWERROR_FIXED		sizeof(uint32)
 
