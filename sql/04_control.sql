@@ -59,6 +59,43 @@ SELECT state, error FROM keyedstate.status WHERE name = 'picky';
 SELECT * FROM picky ORDER BY g;
 SELECT g, sum(v) FROM bad GROUP BY g ORDER BY g;
 
+-- a function of the query that controls aggregations (its own or another's)
+-- fails its row once: it would otherwise stop its own step, be replayed with
+-- it and do it again, for ever
+CREATE TABLE ctl (id bigserial PRIMARY KEY, g int, v int);
+CREATE FUNCTION ctl_dropper() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	DROP VIEW ctl_victim;
+END $$;
+CREATE FUNCTION ctl_fn(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF v = 2 THEN
+		PERFORM keyedstate.pause('ctl_pause');
+	ELSIF v = 3 THEN
+		PERFORM ctl_dropper();
+	ELSIF v = 4 THEN
+		PERFORM keyedstate.create_aggregation('ctl_new', 'SELECT g, count(*) FROM ctl GROUP BY g');
+	END IF;
+	RETURN v;
+END $$;
+SELECT keyedstate.create_aggregation('ctl_victim', 'SELECT g, count(*) AS n FROM ctl GROUP BY g');
+SELECT keyedstate.create_aggregation('ctl_pause', 'SELECT g, sum(ctl_fn(v)) AS s FROM ctl WHERE v IN (1, 2) GROUP BY g');
+SELECT keyedstate.create_aggregation('ctl_drop', 'SELECT g, sum(ctl_fn(v)) AS s FROM ctl WHERE v IN (1, 3) GROUP BY g');
+SELECT keyedstate.create_aggregation('ctl_create', 'SELECT g, sum(ctl_fn(v)) AS s FROM ctl WHERE v IN (1, 4) GROUP BY g');
+INSERT INTO ctl (g, v) VALUES (1, 1), (1, 2), (1, 3), (1, 4);
+SELECT keyedstate.sync('ctl_pause');
+SELECT keyedstate.sync('ctl_drop');
+SELECT keyedstate.sync('ctl_create');
+SELECT name, state, error, failed_offset FROM keyedstate.status WHERE name LIKE 'ctl%' ORDER BY name;
+SELECT keyedstate.sync('ctl_victim');
+SELECT * FROM ctl_victim;
+SELECT keyedstate.drop_aggregation('ctl_pause');
+SELECT keyedstate.drop_aggregation('ctl_drop');
+SELECT keyedstate.drop_aggregation('ctl_create');
+SELECT keyedstate.drop_aggregation('ctl_victim');
+DROP TABLE ctl;
+DROP FUNCTION ctl_fn, ctl_dropper;
+
 -- alter_aggregation: TTL and checkpoint interval change while it runs;
 -- a NULL argument leaves a setting alone, ttl => '0' removes the TTL
 SELECT keyedstate.alter_aggregation('pay_totals', ttl => '1 day', checkpoint_interval => '5 s');

@@ -169,8 +169,7 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 {
 	KsNamedAgg	agg;
 
-	KsRequirePreload();
-	KsRequirePrimary("keyedstate.drop_aggregation()");
+	KsRequireControl("keyedstate.drop_aggregation()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	KsInterruptAtOnce(agg.def.id);
@@ -194,8 +193,7 @@ KsSetPaused(text *name, bool paused)
 	KsNamedAgg	agg;
 	KsCatalogAccess acc;
 
-	KsRequirePreload();
-	KsRequirePrimary(paused ? "keyedstate.pause()" : "keyedstate.resume()");
+	KsRequireControl(paused ? "keyedstate.pause()" : "keyedstate.resume()");
 	agg = KsLookupAggregation(name);
 	KsCheckOwner(&agg);
 	if (paused)
@@ -286,8 +284,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	int64		memory_limit = -1;
 	int			parallelism;
 
-	KsRequirePreload();
-	KsRequirePrimary("keyedstate.alter_aggregation()");
+	KsRequireControl("keyedstate.alter_aggregation()");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -332,8 +329,7 @@ keyedstate_rebuild(PG_FUNCTION_ARGS)
 	KsCatalogAccess acc;
 	int64		start;
 
-	KsRequirePreload();
-	KsRequirePrimary("keyedstate.rebuild()");
+	KsRequireControl("keyedstate.rebuild()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	start = KsSourceStartOffset(agg.def.sequence_oid);
@@ -379,8 +375,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	int64		target = PG_INT64_MIN;
 	TimestampTz deadline;
 
-	KsRequirePreload();
-	KsRequirePrimary("keyedstate.sync()");
+	KsRequireControl("keyedstate.sync()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	if (pg_class_aclcheck(agg.def.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(agg.def.view_oid));
@@ -434,8 +429,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 	int			i;
 	TimestampTz deadline;
 
-	KsRequirePreload();
-	KsRequirePrimary("keyedstate.checkpoint()");
+	KsRequireControl("keyedstate.checkpoint()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
 	KsCheckOwner(&agg);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);

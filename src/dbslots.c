@@ -348,6 +348,13 @@ KsClaimDatabase(Oid dboid, int index)
 	return ok;
 }
 
+/* Whether this process is a keyedstate database worker (see shmem.h). */
+bool
+KsInDatabaseWorker(void)
+{
+	return ks_mydb != NULL;
+}
+
 /* This worker's number in its database's pool. */
 int
 KsDatabaseWorkerIndex(void)

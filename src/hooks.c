@@ -125,6 +125,13 @@ KsRequestAtCommit(void)
 void
 KsInterruptAtOnce(int32 aggid)
 {
+	/* from a function of a query, it would stop its own step for ever (shmem.h) */
+	if (KsInDatabaseWorker())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot drop or change a keyedstate aggregation within a keyedstate aggregation"),
+				 errdetail("The functions of an aggregation's query run in its worker, which cannot create, change or drop aggregations."),
+				 errhint("Drop or change it from a session.")));
 	KsEnsureXactCallback();
 	ks_interrupt_pending = true;
 	KsInterruptAggregation(MyDatabaseId, aggid);

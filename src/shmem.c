@@ -133,6 +133,20 @@ KsRequirePreload(void)
 				 errhint("Add keyedstate to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
+/* Error out where a control function must not run (see shmem.h). */
+void
+KsRequireControl(const char *what)
+{
+	KsRequirePreload();
+	KsRequirePrimary(what);
+	if (KsInDatabaseWorker())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot execute %s within a keyedstate aggregation", what),
+				 errdetail("The functions of an aggregation's query run in its worker, which cannot create, change or drop aggregations."),
+				 errhint("Call %s from a session.", what)));
+}
+
 /* Error out during recovery (see shmem.h), as PostgreSQL's own commands do. */
 void
 KsRequirePrimary(const char *what)

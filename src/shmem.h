@@ -252,6 +252,18 @@ extern void KsRequirePreload(void);
  */
 extern void KsRequirePrimary(const char *what);
 
+/*
+ * Where the control function `what` may run: preloaded, on a primary, and
+ * not inside a keyedstate worker.  A function of an aggregation's query
+ * that controls aggregations (drops, pauses, rescales one, even its own)
+ * would interrupt the step it runs in: rolled back with that step, it would
+ * run again at the replay, for ever.  So it is an error of that row.
+ */
+extern void KsRequireControl(const char *what);
+
+/* Whether this process is a keyedstate database worker. */
+extern bool KsInDatabaseWorker(void);
+
 /* This process's mapping of the shared DSA, creating the area if needed. */
 extern dsa_area *KsGetDsa(void);
 
