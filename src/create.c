@@ -441,6 +441,24 @@ KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set)
 					op, KsJoinInts(colls, info->nkeys));
 }
 
+
+/*
+ * A new aggregation (or part) id.  DROP EXTENSION and CREATE EXTENSION start
+ * the ids again, and a slot of the earlier installation's aggregation keeps
+ * its id until its worker reloads: such an id is skipped, so that no new
+ * aggregation is taken for the old one's run.
+ */
+static int32
+KsNewAggregationId(bool part)
+{
+	int32		id;
+
+	do
+		id = KsCatalogNextId(part);
+	while (KsAggIdHasSlot(MyDatabaseId, id));
+	return id;
+}
+
 /* Stage 4 and 5: the objects, as the bootstrap superuser (catalog bracket held). */
 static void
 KsCreateObjects(KsCreateState *cs)
@@ -449,7 +467,7 @@ KsCreateObjects(KsCreateState *cs)
 	char	   *viewname;
 	char	   *sourcename;
 
-	cs->id = KsCatalogNextId(false);
+	cs->id = KsNewAggregationId(false);
 	livename = psprintf("%s.%s", KS_SCHEMA, quote_identifier(psprintf(KS_LIVE_TABLE_FMT, cs->id)));
 	viewname = quote_qualified_identifier(get_namespace_name(cs->nspid), cs->viewrv->relname);
 	sourcename = quote_qualified_identifier(get_namespace_name(get_rel_namespace(cs->info.source_relid)),
@@ -479,20 +497,6 @@ KsCreateObjects(KsCreateState *cs)
 	cs->live_oid = get_relname_relid(psprintf(KS_LIVE_TABLE_FMT, cs->id), get_namespace_oid(KS_SCHEMA, false));
 
 	KsRecordQueryDependencies(cs->view_oid, cs->query, cs->seqoid);
-}
-
-/* Record what a query uses as dependencies of the view's rule (see hooks.h). */
-void
-KsRecordQueryDependencies(Oid view_oid, Query *query, Oid seqoid)
-{
-	ObjectAddress ruleaddr;
-	ObjectAddress seqaddr;
-
-	ObjectAddressSet(ruleaddr, RewriteRelationId, get_rewrite_oid(view_oid, ViewSelectRuleName, false));
-	recordDependencyOnExpr(&ruleaddr, (Node *) query, NIL, DEPENDENCY_NORMAL);
-	/* a dropped sequence (DROP IDENTITY) would leave no offsets to follow */
-	ObjectAddressSet(seqaddr, RelationRelationId, seqoid);
-	recordDependencyOn(&ruleaddr, &seqaddr, DEPENDENCY_NORMAL);
 }
 
 /*
@@ -546,7 +550,7 @@ KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
 	for (p = 0; p < parallelism; p++)
 	{
 		KsPartInfo	part;
-		int32		id = KsCatalogNextId(true);
+		int32		id = KsNewAggregationId(true);
 
 		part.parent = aggid;
 		part.layout = layout;

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * owner.c
- *	  What a worker process keeps of the owners whose code it runs.  See
- *	  owner.h.
+ *	  What a worker process keeps of the owners whose code it runs, and
+ *	  each role's share of aggregations.  See owner.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -12,14 +12,21 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_db_role_setting.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "utils/acl.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 #include "catalog.h"
 #include "owner.h"
+#include "settings.h"
+#include "shmem.h"
 
 /* The owner whose code this process runs, once it ran some (see owner.h). */
 static Oid	ks_process_owner = InvalidOid;
@@ -89,3 +96,96 @@ KsOwnerStatementTimeout(Oid owner)
 	return Max(result, 0);
 }
 
+/* How many aggregation slots an aggregation takes: one per part. */
+static int
+KsSlotsOf(const KsAggDef *def)
+{
+	return Max(def->parallelism, 1);
+}
+
+/*
+ * The slots of this database's aggregations owned by newowner (*owned) and
+ * of those owned by one of `roles` (*moving; only view's if it is valid),
+ * from the catalog.
+ */
+static void
+KsSlotsOfOwners(List *roles, Oid view, Oid newowner, int *owned, int *moving)
+{
+	KsCatalogAccess acc;
+	List	   *defs;
+	ListCell   *lc;
+
+	KsCatalogOpen(&acc);
+	defs = KsLoadDefinitions(CurrentMemoryContext, false);
+	KsCatalogClose(&acc);
+	*owned = 0;
+	*moving = 0;
+	foreach(lc, defs)
+	{
+		KsAggDef   *def = lfirst(lc);
+		Oid			owner = KsRelationOwner(def->view_oid);
+
+		if (owner == newowner)
+			*owned += KsSlotsOf(def);
+		else if (list_member_oid(roles, owner) &&
+				 (!OidIsValid(view) || def->view_oid == view))
+			*moving += KsSlotsOf(def);
+	}
+}
+
+/* Before a command that may give aggregations to a role (see owner.h). */
+void
+KsCheckOwnerShare(Node *parsetree)
+{
+	Oid			newowner = InvalidOid;
+	Oid			view = InvalidOid;
+	List	   *from = NIL;
+	int			owned;
+	int			moving;
+	ListCell   *lc;
+
+	if (ks_max_aggregations_per_owner <= 0 || KsSharedState == NULL ||
+		!OidIsValid(get_extension_oid("keyedstate", true)))
+		return;
+	if (IsA(parsetree, AlterTableStmt))
+	{
+		AlterTableStmt *stmt = (AlterTableStmt *) parsetree;
+		Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+
+		foreach(lc, stmt->cmds)
+		{
+			AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+			/* (one who may not will meet PostgreSQL's own error) */
+			if (cmd->subtype == AT_ChangeOwner && OidIsValid(relid) &&
+				get_rel_relkind(relid) == RELKIND_VIEW && pg_class_ownercheck(relid, GetUserId()))
+			{
+				newowner = get_rolespec_oid(cmd->newowner, true);
+				view = relid;
+				from = list_make1_oid(KsRelationOwner(relid));
+			}
+		}
+	}
+	else if (IsA(parsetree, ReassignOwnedStmt))
+	{
+		ReassignOwnedStmt *stmt = (ReassignOwnedStmt *) parsetree;
+
+		newowner = get_rolespec_oid(stmt->newrole, true);
+		foreach(lc, stmt->roles)
+			from = lappend_oid(from, get_rolespec_oid(lfirst(lc), true));
+	}
+	if (!OidIsValid(newowner) || from == NIL || !has_privs_of_role(GetUserId(), newowner))
+		return;
+	KsSlotsOfOwners(from, view, newowner, &owned, &moving);
+	if (moving == 0)
+		return;
+	owned += KsSlotsOwnedBy(newowner, MyDatabaseId);
+	if (owned + moving > ks_max_aggregations_per_owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("role \"%s\" cannot own %d more keyedstate aggregations",
+						GetUserNameFromId(newowner, false), moving),
+				 errdetail("It owns %d; keyedstate.max_aggregations_per_owner limits each role to %d, and each part of an aggregation running in parallel counts as one.",
+						   owned, ks_max_aggregations_per_owner),
+				 errhint("Drop some of its aggregations first, or ask an administrator to raise the limit.")));
+}

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * owner.h
- *	  What a worker process keeps of the owners whose code it runs.
+ *	  What a worker process keeps of the owners whose code it runs, and
+ *	  each role's share of aggregations when views change owners.
  *
  * A worker runs one session for its aggregations, and some session state
  * outlives a step whatever keyedstate undoes at its end: PL/pgSQL compiles
@@ -32,5 +33,15 @@ extern bool KsProcessMayRun(Oid owner);
  * 0 if none is set.
  */
 extern int	KsOwnerStatementTimeout(Oid owner);
+
+/*
+ * Before ALTER TABLE/VIEW ... OWNER TO and REASSIGN OWNED: the aggregations
+ * such a command gives a role count against that role's
+ * keyedstate.max_aggregations_per_owner, as those it creates do (each part
+ * of one run in parallel counts).  Otherwise a member of several roles
+ * could create aggregations and give them away, one role's share at a
+ * time, until every slot of the cluster was taken.
+ */
+extern void KsCheckOwnerShare(Node *parsetree);
 
 #endif							/* KS_OWNER_H */

@@ -38,9 +38,15 @@
  */
 #include "keyedstate.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/dependency.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_depend.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_rewrite.h"
@@ -52,6 +58,7 @@
 #include "rewrite/rewriteSupport.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -150,7 +157,73 @@ KsSubCallRun(void *arg)
 	if (call->definition != NULL)
 		call->query = KsAnalyseRestored(call->definition, call->settings, call->owner, call->info);
 	else
+	{
+		/*
+		 * Deparsing locks the relations the query reads (AccessShareLock), in
+		 * the transaction of whoever ran the ALTER: a table another session
+		 * holds is skipped at once, never waited for (the text is refreshed
+		 * at the next ALTER), and the caller rolls the locks back.
+		 */
+		int			nestlevel = NewGUCNestLevel();
+
+		KsSetOption("lock_timeout", "1", GUC_ACTION_SAVE);
 		call->text = KsDeparseForRestore((Query *) stringToNode(call->tree));
+		AtEOXact_GUC(false, nestlevel);
+	}
+}
+
+/*
+ * Refuse a query that uses a temporary object (a function, type or operator
+ * in pg_temp): it goes with its session, dropping the view with it behind
+ * the aggregation's back, where a plain view using one is made temporary.
+ * Read from the dependencies just recorded for the view's rule.
+ */
+static void
+KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
+{
+	Relation	depRel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	CommandCounterIncrement();
+	ScanKeyInit(&key[0], Anum_pg_depend_classid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ruleaddr->classId));
+	ScanKeyInit(&key[1], Anum_pg_depend_objid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ruleaddr->objectId));
+	scan = systable_beginscan(depRel, DependDependerIndexId, true, NULL, 2, key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+		ObjectAddress ref;
+		Oid			nsp;
+
+		ObjectAddressSubSet(ref, dep->refclassid, dep->refobjid, dep->refobjsubid);
+		nsp = get_object_namespace(&ref);
+		if (OidIsValid(nsp) && isAnyTempNamespace(nsp))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("aggregation %s must not use temporary objects", KsAggName(view_oid)),
+					 errdetail("It uses %s, which goes away with its session.",
+							   getObjectDescription(&ref, false))));
+	}
+	systable_endscan(scan);
+	table_close(depRel, AccessShareLock);
+}
+
+/* Record what a query uses as dependencies of the view's rule (see hooks.h). */
+void
+KsRecordQueryDependencies(Oid view_oid, Query *query, Oid seqoid)
+{
+	ObjectAddress ruleaddr;
+	ObjectAddress seqaddr;
+
+	ObjectAddressSet(ruleaddr, RewriteRelationId, get_rewrite_oid(view_oid, ViewSelectRuleName, false));
+	recordDependencyOnExpr(&ruleaddr, (Node *) query, NIL, DEPENDENCY_NORMAL);
+	/* a dropped sequence (DROP IDENTITY) would leave no offsets to follow */
+	ObjectAddressSet(seqaddr, RelationRelationId, seqoid);
+	recordDependencyOn(&ruleaddr, &seqaddr, DEPENDENCY_NORMAL);
+	KsRefuseTemporaryObjects(view_oid, &ruleaddr);
 }
 
 /*
@@ -259,7 +332,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 		call.settings = settings;
 		call.owner = owner;
 		call.info = &info;
-		edata = KsCallInSubtransaction(KsSubCallRun, &call);
+		edata = KsCallInSubtransaction(KsSubCallRun, &call, true);
 
 		if (edata != NULL)
 		{
@@ -385,7 +458,8 @@ keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
 		Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
 
 		call.tree = tree;
-		edata = KsCallInSubtransaction(KsSubCallRun, &call);
+		/* rolled back even when it worked: the locks the deparse took go with it */
+		edata = KsCallInSubtransaction(KsSubCallRun, &call, false);
 		if (edata == NULL)
 			text = call.text;
 		else

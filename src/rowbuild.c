@@ -72,7 +72,7 @@ KsRowErrorGuard(KsAggRun *run, int64 n, KsGuardStep step, KsGuardFail fail, void
 
 	while (g.i < n)
 	{
-		ErrorData  *edata = KsCallInSubtransaction(KsGuardSteps, &g);
+		ErrorData  *edata = KsCallInSubtransaction(KsGuardSteps, &g, true);
 
 		if (edata == NULL)
 			break;

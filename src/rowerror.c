@@ -77,7 +77,7 @@ KsRowErrorOfKey(int sqlerrcode)
 
 /* Call a function in a subtransaction, catching its error (see rowerror.h). */
 ErrorData *
-KsCallInSubtransaction(void (*fn) (void *arg), void *arg)
+KsCallInSubtransaction(void (*fn) (void *arg), void *arg, bool keep)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -88,7 +88,10 @@ KsCallInSubtransaction(void (*fn) (void *arg), void *arg)
 	PG_TRY();
 	{
 		fn(arg);
-		ReleaseCurrentSubTransaction();
+		if (keep)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
 	{

@@ -106,10 +106,12 @@ extern bool KsRowErrorOfKey(int sqlerrcode);
 /*
  * Call fn(arg) in a subtransaction: NULL when it returned, else its error,
  * rolled back and copied into the caller's memory context (whose resource
- * owner is restored).  The worker builds rows so (rowbuild.h); restore.c
- * binds definitions so.
+ * owner is restored).  With keep false the subtransaction is rolled back
+ * when fn returns too, which gives back the locks it took (what fn
+ * allocated stays: it runs in the caller's memory context).  The worker
+ * builds rows so (rowbuild.h); restore.c binds and deparses definitions so.
  */
-extern ErrorData *KsCallInSubtransaction(void (*fn) (void *arg), void *arg);
+extern ErrorData *KsCallInSubtransaction(void (*fn) (void *arg), void *arg, bool keep);
 
 /* The trailer's fixed part: its length. */
 #define KS_ROWERROR_FIXED		sizeof(uint32)

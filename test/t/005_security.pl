@@ -1076,6 +1076,21 @@ CREATE SCHEMA fair AUTHORIZATION regress_fair;
 	$r = $create->('regress_fair', 'fair.a1', 'fair.t');
 	ok($r->{ok}, '5: another owner can still create an aggregation') or diag(outcome($r));
 	$none_starting->('5: no aggregation stays starting (per-owner limit)');
+	# giving aggregations away to another role of hers counts against that
+	# role's share, so that she cannot take every slot one role at a time
+	$sn->safe_psql($db, q{CREATE ROLE regress_hog2 NOLOGIN; GRANT regress_hog2 TO regress_hog;
+GRANT USAGE, CREATE ON SCHEMA hog TO regress_hog2; GRANT SELECT, TRIGGER ON hog.t TO regress_hog2;});
+	$r = attempt($sn, 'regress_hog', 'ALTER VIEW hog.a1 OWNER TO regress_hog2; ALTER VIEW hog.a2 OWNER TO regress_hog2');
+	ok($r->{ok}, '5: (precondition) an owner gives her aggregations to another role of hers, up to its limit')
+	  or diag(outcome($r));
+	$r = attempt($sn, undef, 'ALTER VIEW fair.a1 OWNER TO regress_hog2');
+	ok($r->{sqlstate} eq '53400' && $r->{err} =~ /role "regress_hog2" cannot own 1 more keyedstate aggregations/,
+		'5: giving a role one aggregation more than max_aggregations_per_owner is refused with SQLSTATE 53400')
+	  or diag(outcome($r));
+	$r = attempt($sn, undef, 'REASSIGN OWNED BY regress_fair TO regress_hog2');
+	is($r->{sqlstate}, '53400', '5: so is REASSIGN OWNED') or diag(outcome($r));
+	$r = attempt($sn, undef, 'ALTER VIEW fair.a1 OWNER TO regress_hog');
+	ok($r->{ok}, '5: a role under its limit may be given an aggregation') or diag(outcome($r));
 	$drop_all->();
 	attempt($sn, undef, 'ALTER SYSTEM RESET keyedstate.max_aggregations_per_owner; SELECT pg_reload_conf()');
 
@@ -1466,6 +1481,56 @@ GRANT SELECT (k, n, c) ON sharer.two TO regress_peeker;});
 	ok($r->{ok} && $r->{out} eq '7|52', '12: ... and not when she leaves the failed column out') or diag(outcome($r));
 	as_role($node, 'regress_sharer', q{DROP VIEW sharer.shared, sharer.by_fn, sharer.by_or, sharer.by_acl, sharer.two_pub;
 SELECT keyedstate.drop_aggregation('sharer.by_k'); SELECT keyedstate.drop_aggregation('sharer.two');});
+}
+
+###########################################################################
+# 13. Another role's DDL takes no lock on an owner's source.  At the end of
+#     every ALTER command, whoever runs it, an event trigger deparses the
+#     stored queries again (their text follows renames); deparsing locks the
+#     relations a query reads, in that role's transaction.  Those locks are
+#     given back at once, and a source another session holds is not waited
+#     for: neither side's DDL waits for the other's idle transaction, and
+#     sync keeps its timeout while the source is held.
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_locker LOGIN; CREATE ROLE regress_lockee LOGIN;
+CREATE SCHEMA lockee AUTHORIZATION regress_lockee;});
+	as_role($node, 'regress_lockee', q{
+CREATE TABLE lockee.ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO lockee.ev (k, v) VALUES (1, 1);
+SELECT keyedstate.create_aggregation('lockee.sums', 'SELECT k, sum(v) AS s FROM lockee.ev GROUP BY k');
+SELECT keyedstate.sync('lockee.sums');});
+	my $lock_sql = q{SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE a.usename = '%s' AND l.relation = 'lockee.ev'::regclass};
+
+	# an idle transaction of another role, after ALTERs of its own objects
+	my $locker = $node->background_psql($db, extra_params => [ '-U', 'regress_locker' ]);
+	$locker->query_safe(q{SET client_min_messages = warning; BEGIN; CREATE TEMP TABLE mine (a int); ALTER TABLE mine ADD COLUMN b int;
+ALTER TABLE IF EXISTS nothing_here ADD COLUMN c int});
+	is($node->safe_psql($db, sprintf($lock_sql, 'regress_locker')), '0',
+		'13: another role\'s ALTER commands leave no lock on an owner\'s source');
+	my $r = attempt($node, 'regress_lockee', q{SET lock_timeout = '10s';
+ALTER TABLE lockee.ev ADD COLUMN note text; INSERT INTO lockee.ev (k, v) VALUES (1, 2);
+SELECT s FROM lockee.sums WHERE keyedstate.sync('lockee.sums', '30 s') IS NOT NULL}, 60);
+	ok($r->{ok} && $r->{out} eq '3', '13: ... so the owner\'s DDL on it, her writes and her aggregation go on meanwhile')
+	  or diag(outcome($r));
+	$locker->query_safe('ROLLBACK');
+
+	# the owner holds her source in a DDL command: another role's ALTER does
+	# not wait for it, and sync times out when it said
+	my $owner = $node->background_psql($db, extra_params => [ '-U', 'regress_lockee' ]);
+	$owner->query_safe(q{BEGIN; ALTER TABLE lockee.ev ADD COLUMN held int});
+	$r = attempt($node, 'regress_locker', q{SET statement_timeout = '30s';
+CREATE TEMP TABLE mine (a int); ALTER TABLE mine ADD COLUMN b int}, 60);
+	ok($r->{ok} && $r->{secs} < 15, '13: another role\'s ALTER does not wait for a source its owner holds')
+	  or diag(outcome($r));
+	$r = attempt($node, 'regress_lockee', q{SET statement_timeout = '40s'; SELECT keyedstate.sync('lockee.sums', '2 s')}, 60);
+	ok($r->{secs} < 20 && ($r->{ok} || $r->{err} =~ /timed out waiting for sync/),
+		'13: sync keeps its timeout while the source is held') or diag(outcome($r));
+	$owner->query_safe('ROLLBACK');
+	$owner->quit;
+	$locker->quit;
+	as_role($node, 'regress_lockee', q{SELECT keyedstate.drop_aggregation('lockee.sums')});
 }
 
 ###########################################################################
