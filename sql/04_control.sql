@@ -59,6 +59,16 @@ SELECT state, error FROM keyedstate.status WHERE name = 'picky';
 SELECT * FROM picky ORDER BY g;
 SELECT g, sum(v) FROM bad GROUP BY g ORDER BY g;
 
+-- an aggregation created by this transaction has no worker before the
+-- commit: sync and reads of its view say so at once
+BEGIN;
+SELECT keyedstate.create_aggregation('tx_new', 'SELECT g, count(*) AS n FROM bad GROUP BY g');
+SAVEPOINT s;
+SELECT keyedstate.sync('tx_new');
+ROLLBACK TO s;
+SELECT * FROM tx_new;
+ROLLBACK;
+
 -- a function of the query that controls aggregations (its own or another's)
 -- fails its row once: it would otherwise stop its own step, be replayed with
 -- it and do it again, for ever
@@ -86,8 +96,8 @@ INSERT INTO ctl (g, v) VALUES (1, 1), (1, 2), (1, 3), (1, 4);
 SELECT keyedstate.sync('ctl_pause');
 SELECT keyedstate.sync('ctl_drop');
 SELECT keyedstate.sync('ctl_create');
-SELECT name, state, error, failed_offset FROM keyedstate.status WHERE name LIKE 'ctl%' ORDER BY name;
 SELECT keyedstate.sync('ctl_victim');
+SELECT name, state, error, failed_offset FROM keyedstate.status WHERE name LIKE 'ctl%' ORDER BY name;
 SELECT * FROM ctl_victim;
 SELECT keyedstate.drop_aggregation('ctl_pause');
 SELECT keyedstate.drop_aggregation('ctl_drop');

@@ -29,6 +29,7 @@
 #include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -62,29 +63,48 @@ typedef struct KsNamedAgg
 	char	   *name;
 } KsNamedAgg;
 
-/* Resolve an aggregation by the name of its view; errors if it is none. */
+/*
+ * Resolve an aggregation by the name of its view; errors if it is none, or
+ * (`owner`) if the current user does not own it.  Then the view is locked
+ * in `lockmode` and looked up again, as PostgreSQL's commands take their
+ * objects: rights first (so nobody queues a lock on another's view), then
+ * the lock, then a second look, so that a concurrent drop_aggregation() or
+ * DROP VIEW that committed meanwhile says "does not exist" here.
+ */
 static KsNamedAgg
-KsLookupAggregation(text *nametext)
+KsLookupAggregation(text *nametext, LOCKMODE lockmode, bool owner)
 {
 	char	   *name = text_to_cstring(nametext);
 	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
 	Oid			view_oid = RangeVarGetRelid(rv, NoLock, true);
 	KsNamedAgg	agg;
 	KsCatalogAccess acc;
-	bool		found;
+	bool		found = false;
+	int			look;
 
 	memset(&agg, 0, sizeof(agg));
-	if (!OidIsValid(view_oid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("aggregation \"%s\" does not exist", name)));
-	KsCatalogOpen(&acc);
-	found = KsCatalogLookup(view_oid, &agg.def);
-	KsCatalogClose(&acc);
-	if (!found)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("\"%s\" is not a keyedstate aggregation", name)));
+	for (look = 0; look < 2; look++)
+	{
+		if (!OidIsValid(view_oid) || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(view_oid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("aggregation \"%s\" does not exist", name)));
+		KsCatalogOpen(&acc);
+		found = KsCatalogLookup(view_oid, &agg.def);
+		KsCatalogClose(&acc);
+		if (!found)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg(look == 0 ? "\"%s\" is not a keyedstate aggregation" :
+							"aggregation \"%s\" does not exist", name)));
+		if (look == 0)
+		{
+			if (owner && !pg_class_ownercheck(view_oid, GetUserId()))
+				aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(view_oid));
+			/* also takes in the invalidations of what committed while it waited */
+			LockRelationOid(view_oid, lockmode);
+		}
+	}
 	agg.name = KsAggName(view_oid);
 	return agg;
 }
@@ -102,14 +122,6 @@ KsCreatedHere(Oid view_oid)
 		ReleaseSysCache(tup);
 	}
 	return here;
-}
-
-/* Only the owner of an aggregation's view (or a superuser) may control it. */
-static void
-KsCheckOwner(KsNamedAgg *agg)
-{
-	if (!pg_class_ownercheck(agg->def.view_oid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(agg->def.view_oid));
 }
 
 /* Drop an object by address. */
@@ -170,8 +182,7 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 	KsNamedAgg	agg;
 
 	KsRequireControl("keyedstate.drop_aggregation()");
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
-	KsCheckOwner(&agg);
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessExclusiveLock, true);
 	KsInterruptAtOnce(agg.def.id);
 	KsDropObject(RelationRelationId, agg.def.view_oid, DROP_RESTRICT);
 	KsForgetAggregation(agg.def.id);
@@ -194,8 +205,7 @@ KsSetPaused(text *name, bool paused)
 	KsCatalogAccess acc;
 
 	KsRequireControl(paused ? "keyedstate.pause()" : "keyedstate.resume()");
-	agg = KsLookupAggregation(name);
-	KsCheckOwner(&agg);
+	agg = KsLookupAggregation(name, ShareUpdateExclusiveLock, true);
 	if (paused)
 		KsInterruptAtOnce(agg.def.id);
 	KsCatalogOpen(&acc);
@@ -289,8 +299,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("name must not be null")));
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
-	KsCheckOwner(&agg);
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, true);
 	if (!PG_ARGISNULL(1))
 		ttl = KsTtlArgument(PG_GETARG_INTERVAL_P(1));
 	if (!PG_ARGISNULL(2))
@@ -330,8 +339,7 @@ keyedstate_rebuild(PG_FUNCTION_ARGS)
 	int64		start;
 
 	KsRequireControl("keyedstate.rebuild()");
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
-	KsCheckOwner(&agg);
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, true);
 	start = KsSourceStartOffset(agg.def.sequence_oid);
 	KsInterruptAtOnce(agg.def.id);
 	KsCatalogOpen(&acc);
@@ -353,10 +361,21 @@ KsSyncDone(const KsAggSlot *slot, void *arg)
 static void
 KsSyncCheckDefaults(KsNamedAgg *agg)
 {
-	Relation	rel = try_table_open(agg->def.source_oid, AccessShareLock);
+	Relation	rel;
 
-	if (rel == NULL)
+	/*
+	 * A source another session holds in a DDL command is not waited for:
+	 * that would outlast the sync's timeout, and the worker checks the
+	 * defaults at its next step all the same.
+	 */
+	if (!ConditionalLockRelationOid(agg->def.source_oid, AccessShareLock))
 		return;
+	rel = try_table_open(agg->def.source_oid, NoLock);
+	if (rel == NULL)
+	{
+		UnlockRelationOid(agg->def.source_oid, AccessShareLock);
+		return;
+	}
 	KsSourceCheckOwnDefault(rel, agg->def.offset_attnum, agg->def.sequence_oid, agg->name);
 	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE || rel->rd_rel->relispartition)
 		KsSourceCheckDefaults(agg->def.source_oid, agg->def.source_oid, agg->def.offset_attnum,
@@ -376,7 +395,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 
 	KsRequireControl("keyedstate.sync()");
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, false);
 	if (pg_class_aclcheck(agg.def.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(agg.def.view_oid));
 	if (agg.def.paused)
@@ -430,8 +449,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 
 	KsRequireControl("keyedstate.checkpoint()");
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0));
-	KsCheckOwner(&agg);
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, true);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
 	/* a request to each part, whose number is kept by slot */
 	refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);

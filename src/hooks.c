@@ -45,6 +45,7 @@
 #include "dbhooks.h"
 #include "hooks.h"
 #include "keytypes.h"
+#include "owner.h"
 #include "settings.h"
 #include "shmem.h"
 #include "source.h"
@@ -573,9 +574,9 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		KsBeforeDropTables((DropStmt *) parsetree);
 	else if (IsA(parsetree, TruncateStmt))
 		KsBeforeTruncate((TruncateStmt *) parsetree);
-	else if (IsA(parsetree, CreateStmt) && ((CreateStmt *) parsetree)->partbound != NULL)
+	else if (KsPartitionCreateStmt(parsetree) != NULL)
 	{
-		RangeVar   *rv = ((CreateStmt *) parsetree)->relation;
+		RangeVar   *rv = KsPartitionCreateStmt(parsetree)->relation;
 
 		existed = OidIsValid(get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv)));
 	}
@@ -584,7 +585,12 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	{
 		KsBeforeAlterType((AlterTableStmt *) parsetree);
 		KsBeforeAlterTable((AlterTableStmt *) parsetree);
+		KsCheckOwnerShare(parsetree);
 	}
+	else if ((IsA(parsetree, AlterTableStmt) &&
+			  ((AlterTableStmt *) parsetree)->objtype == OBJECT_VIEW) ||
+			 IsA(parsetree, ReassignOwnedStmt))
+		KsCheckOwnerShare(parsetree);
 	else if (IsA(parsetree, AlterTableStmt) &&
 			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TYPE)
 		KsBeforeAlterType((AlterTableStmt *) parsetree);
@@ -601,9 +607,9 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 								queryEnv, dest, qc);
 
 	/* a partition this command created (not one IF NOT EXISTS found) */
-	if (IsA(parsetree, CreateStmt) && ((CreateStmt *) parsetree)->partbound != NULL && !existed)
+	if (KsPartitionCreateStmt(parsetree) != NULL && !existed)
 	{
-		Oid			relid = RangeVarGetRelid(((CreateStmt *) parsetree)->relation, NoLock, true);
+		Oid			relid = RangeVarGetRelid(KsPartitionCreateStmt(parsetree)->relation, NoLock, true);
 
 		if (OidIsValid(relid) && get_rel_relispartition(relid))
 			KsAfterPartitionChange(get_partition_parent(relid, true), relid, true);

@@ -365,6 +365,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 				return n;
 			if (copy->state == KS_STARTING || copy->rowtype == 0)
 				ready = false;
+			KsRefuseReadCreatedHere(copy);
 		}
 		if (ready)
 			return n;

@@ -11,6 +11,7 @@
  */
 #include "keyedstate.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "storage/latch.h"
@@ -19,6 +20,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "catalog.h"
 #include "shmem.h"
 
 /* Ask for a checkpoint of a slot; returns the request number, 0 if gone. */
@@ -51,6 +53,20 @@ KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner)
 			 errdetail("%s (input row with offset " INT64_FORMAT ")", error, offset) :
 			 errdetail("%s", error),
 			 errhint("Fix the cause, then call keyedstate.resume().")));
+}
+
+/* Error out if this transaction created a slot's aggregation (see shmem.h). */
+void
+KsRefuseReadCreatedHere(const KsAggSlot *copy)
+{
+	if (TransactionIdIsValid(copy->reserved_xid) &&
+		TransactionIdIsCurrentTransactionId(copy->reserved_xid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was created by this transaction",
+						KsAggregationName(copy->aggid, copy->view_oid)),
+				 errdetail("Its worker starts when the transaction commits."),
+				 errhint("Read it after the commit.")));
 }
 
 /*

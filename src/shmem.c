@@ -411,6 +411,37 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
  * ---------------------------------------------------------------------
  */
 
+/* Whether a slot of the database has the aggregation id (see shmem.h). */
+bool
+KsAggIdHasSlot(Oid dboid, int32 aggid)
+{
+	bool		found;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	found = KsLookupSlotLocked(dboid, aggid) != NULL;
+	LWLockRelease(KsSharedState->lock);
+	return found;
+}
+
+/* How many aggregation slots belong to `owner` (see shmem.h). */
+int
+KsSlotsOwnedBy(Oid owner, Oid skip_dboid)
+{
+	int			owned = 0;
+	int			i;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+		if (slot->in_use && slot->owner == owner && slot->dboid != skip_dboid)
+			owned++;
+	}
+	LWLockRelease(KsSharedState->lock);
+	return owned;
+}
+
 /* Reserve a slot for an aggregation this transaction creates (see shmem.h). */
 void
 KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid view_oid,

@@ -261,6 +261,16 @@ extern void KsRequirePrimary(const char *what);
  */
 extern void KsRequireControl(const char *what);
 
+/*
+ * How many aggregation slots of the cluster belong to `owner` (each part
+ * counts), outside database skip_dboid (whose catalog knows better: a
+ * slot's owner follows its view's only when a worker has reloaded).
+ */
+extern int	KsSlotsOwnedBy(Oid owner, Oid skip_dboid);
+
+/* Whether a slot of database dboid has aggregation (or part) id aggid. */
+extern bool KsAggIdHasSlot(Oid dboid, int32 aggid);
+
 /* Whether this process is a keyedstate database worker. */
 extern bool KsInDatabaseWorker(void);
 
@@ -464,6 +474,12 @@ extern uint64 KsDatabaseInterruptRequests(void);
  * offset), only to members of its owning role; to others, that it failed.
  */
 extern void KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner);
+
+/*
+ * Error out if this transaction created the aggregation of a slot (a copy):
+ * no worker runs it before the commit, so a read cannot wait for it.
+ */
+extern void KsRefuseReadCreatedHere(const KsAggSlot *copy);
 
 /* Set the state (and error text and failing offset, for KS_FAILED). */
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,

@@ -38,9 +38,15 @@
 
 #include "source.h"
 
-/* Rows read between two checks for interrupts, and for the end of the step. */
+/*
+ * Rows read between two checks for interrupts, and for the end of the step;
+ * rows that take longer than KS_READ_SLOW_US each to read (slow functions
+ * in the WHERE, the keys or the arguments) are checked one by one, so that
+ * a step ends after its budget, well within the step timeout.
+ */
 #define KS_READ_CHECK_EVERY		1024
 #define KS_READ_STOP_EVERY		64
+#define KS_READ_SLOW_US			100
 
 /* Set up a source (see source.h). */
 void
@@ -318,6 +324,8 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 	int			nactive = 0;
 	ExprContext *econtext = src->econtext;
 	uint64		nread = 0;
+	int			stop_every = KS_READ_STOP_EVERY;
+	TimestampTz checked = GetCurrentTimestamp();
 	int64		last = lo;
 	bool		exhausted = true;
 	int			i;
@@ -367,8 +375,16 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 
 		if ((nread % KS_READ_CHECK_EVERY) == 0)
 			KsCheckInterrupts();
-		if ((nread % KS_READ_STOP_EVERY) == 0 && nread > 0 && stop(arg))
-			limit = nread;
+		if ((nread % stop_every) == 0 && nread > 0)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (now - checked > (int64) KS_READ_SLOW_US * stop_every)
+				stop_every = 1;
+			checked = now;
+			if (stop(arg))
+				limit = nread;
+		}
 		/* stop only between two offsets, so equal offsets stay together */
 		if (nread >= limit && offset != last)
 		{

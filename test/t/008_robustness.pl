@@ -13,6 +13,7 @@ use KsTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 use Time::HiRes qw(time sleep);
 
 my $node = ks_node('robust', "max_prepared_transactions = 10\n");
@@ -445,6 +446,71 @@ ks_sync($node, 'postgres', 'rerr_v', '5 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n, r FROM rerr_v',
 	'SELECT k, count(*), sum(v) / (count(*) - 1) FROM rerr GROUP BY k'), '0',
 	'error rows: once the keys change, the whole view equals the GROUP BY');
+
+# --- slow rows: a step that reads rows slow to compute (a function of 20 ms
+# in an argument) looks at its budget after each one, so it ends well within
+# the owner's 500 ms step timeout instead of after 64 of them (1.3 s)
+$node->safe_psql('postgres', q{
+CREATE ROLE regress_slow;
+ALTER ROLE regress_slow SET statement_timeout = '500ms';
+CREATE SCHEMA slow AUTHORIZATION regress_slow;
+SET ROLE regress_slow;
+CREATE TABLE slow.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+CREATE FUNCTION slow.f(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM pg_sleep(0.02); RETURN $1; END$$;
+SELECT keyedstate.create_aggregation('slow.s', 'SELECT k, sum(slow.f(k)) AS s FROM slow.ev GROUP BY k');
+INSERT INTO slow.ev (k) SELECT g % 3 FROM generate_series(1, 150) g;
+RESET ROLE;
+});
+ks_sync($node, 'postgres', 'slow.s', '2 min');
+is(ks_state($node, 'postgres', 'slow.s'), 'running', 'rows of 20 ms each under a 500 ms step timeout: every step ends in time');
+is(ks_mismatches($node, 'postgres', 'SELECT k, s FROM slow.s', 'SELECT k, sum(k) FROM slow.ev GROUP BY k'), '0',
+	'... and the slow backlog is exact');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('slow.s')});
+
+# --- control functions against a concurrent drop: each takes the view's
+# lock and looks again, so the one that waited says the aggregation does not
+# exist (not "cache lookup failed", not success, not a wait for a deadline)
+$node->safe_psql('postgres', q{CREATE TABLE race (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('race_v', 'SELECT k, count(*) AS n FROM race GROUP BY k');});
+for my $call ("drop_aggregation('race_v')", "pause('race_v')", "alter_aggregation('race_v', ttl => '1 hour')",
+	"rebuild('race_v')", "checkpoint('race_v')", "sync('race_v')")
+{
+	$node->safe_psql('postgres', q{SELECT keyedstate.create_aggregation('race_v', 'SELECT k, count(*) AS n FROM race GROUP BY k')})
+	  if $node->safe_psql('postgres', q{SELECT count(*) FROM keyedstate.aggregations WHERE name = 'race_v'}) eq '0';
+	ks_sync($node, 'postgres', 'race_v', '1 min');
+	my $dropper = $node->background_psql('postgres');
+	$dropper->query_safe(q{BEGIN; SELECT keyedstate.drop_aggregation('race_v')});
+	my ($stdout, $stderr) = ('', '');
+	my $h = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-v', 'VERBOSITY=verbose', '-d', $node->connstr('postgres'),
+		'-c', "SET statement_timeout = '30s'; SELECT keyedstate.$call" ], '>', \$stdout, '2>', \$stderr);
+	# the call waits for the dropping transaction's lock on the view
+	ks_wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query LIKE '%keyedstate.%race_v%'}, 30);
+	$dropper->query_safe('COMMIT');
+	$dropper->quit;
+	$h->finish;
+	like($stderr, qr/42704: aggregation "race_v" does not exist/,
+		"a $call waiting for a concurrent drop says the aggregation does not exist")
+	  or diag("stdout: $stdout stderr: $stderr");
+}
+$node->safe_psql('postgres', 'DROP TABLE race');
+
+# --- DROP EXTENSION and CREATE EXTENSION start the ids again: a new
+# aggregation never takes the slot (or the run) of the one dropped before
+# its worker let go of it
+$node->safe_psql('postgres', q{CREATE DATABASE again});
+$node->safe_psql('again', q{CREATE EXTENSION keyedstate; CREATE TABLE ev (id bigserial PRIMARY KEY, k int);});
+for my $round (1 .. 4)
+{
+	$node->safe_psql('again', qq{INSERT INTO ev (k) SELECT g % 7 FROM generate_series(1, 100 * $round) g;
+SELECT keyedstate.create_aggregation('again_v', 'SELECT k, count(*) AS n FROM ev GROUP BY k');
+INSERT INTO ev (k) SELECT g % 7 FROM generate_series(1, 50) g;});
+	my $r = $node->psql('again', q{SELECT keyedstate.sync('again_v', '1 min')});
+	is($r == 0 ? ks_mismatches($node, 'again', 'SELECT k, n FROM again_v', 'SELECT k, count(*) FROM ev GROUP BY k') : 'not synced',
+		'0', "round $round: an aggregation made right after DROP and CREATE EXTENSION is exact");
+	$node->safe_psql('again', q{SET client_min_messages = warning; DROP EXTENSION keyedstate CASCADE; CREATE EXTENSION keyedstate;});
+}
+$node->safe_psql('postgres', q{DROP DATABASE again});
 
 $node->stop;
 done_testing();
