@@ -51,6 +51,16 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_my_temp_schema() AS tmp
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, inet_client_addr() AS addr, count(*) FROM src GROUP BY 1, 2');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_current_xact_id()::text AS x, count(*) FROM src GROUP BY 1, 2');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_current_snapshot()::text AS x, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_client_encoding() AS enc, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, current_schemas(true)::text AS s, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, pg_stat_get_numscans(''src''::regclass) AS scans, count(*) FROM src GROUP BY 1, 2');
+-- a temporary function (or type, or operator) would go with its session,
+-- and the view with it: refused (the detail names the session's pg_temp_N)
+CREATE FUNCTION pg_temp.tmp_double(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';
+\set VERBOSITY terse
+SELECT keyedstate.create_aggregation('e1', 'SELECT pg_temp.tmp_double(k) AS k2, count(*) FROM src GROUP BY 1');
+\set VERBOSITY default
+DROP FUNCTION pg_temp.tmp_double(int);
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
 SELECT keyedstate.drop_aggregation('e_tz');
 -- anonymous records that could not be read back after a restart

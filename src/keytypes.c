@@ -24,7 +24,9 @@
 #include "commands/extension.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "miscadmin.h"
 #include "parser/parse_type.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -128,7 +130,10 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 	if (lc == NULL || !OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
 		return;
 	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-	typid = OidIsValid(relid) ? get_rel_type_id(relid) : InvalidOid;
+	/* one who may not change it meets PostgreSQL's own error, and learns nothing */
+	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
+		return;
+	typid = get_rel_type_id(relid);
 	if (!OidIsValid(typid) || (aggname = KsAggregationKeyedBy(typid)) == NULL)
 		return;
 	ereport(ERROR,

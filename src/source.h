@@ -62,6 +62,7 @@
 
 #include "executor/tuptable.h"
 #include "nodes/execnodes.h"
+#include "nodes/parsenodes.h"
 #include "storage/lock.h"
 #include "utils/relcache.h"
 
@@ -219,6 +220,13 @@ extern bool KsIsOffsetType(Oid typid);
  * from seqoid, or not at all).
  */
 extern void KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid);
+
+/*
+ * The CREATE TABLE or CREATE FOREIGN TABLE ... PARTITION OF that a utility
+ * command is, or NULL: the utility hook checks a partition made so like one
+ * attached (a foreign table is no partition a source may have).
+ */
+extern CreateStmt *KsPartitionCreateStmt(Node *parsetree);
 
 /* --- inside the source reader (source.c, sourcetree.c) --- */
 

@@ -606,3 +606,16 @@ KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attnum, int64 ch
 				 errhint("Call keyedstate.sync('%s') and then keyedstate.checkpoint('%s') first.",
 						 aggname, aggname)));
 }
+
+/* The CREATE [FOREIGN] TABLE ... PARTITION OF a command is, or NULL (see source.h). */
+CreateStmt *
+KsPartitionCreateStmt(Node *parsetree)
+{
+	CreateStmt *stmt = NULL;
+
+	if (IsA(parsetree, CreateStmt))
+		stmt = (CreateStmt *) parsetree;
+	else if (IsA(parsetree, CreateForeignTableStmt))
+		stmt = &((CreateForeignTableStmt *) parsetree)->base;
+	return stmt != NULL && stmt->partbound != NULL ? stmt : NULL;
+}
