@@ -517,7 +517,7 @@ KsLauncherMain(Datum main_arg)
 	Oid			oids[KS_MAX_DATABASES];
 	int			n;
 
-	/* a shutdown is no error: leave quietly at the top of the loop */
+	/* SIGTERM: leave at the top of the loop (see there) */
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
@@ -537,8 +537,14 @@ KsLauncherMain(Datum main_arg)
 
 	for (;;)
 	{
+		/*
+		 * Exit code 1, as worker_spi's: terminated alone (pg_terminate_backend),
+		 * the postmaster starts the launcher again after its restart time;
+		 * exit code 0 would end it for good, and with it every worker's
+		 * restart.  At a server shutdown the postmaster starts nothing again.
+		 */
 		if (ShutdownRequestPending)
-			proc_exit(0);
+			proc_exit(1);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{

@@ -18,7 +18,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(ks_node ks_wait_for ks_mismatches ks_sync ks_worker_pid
   ks_kill_worker ks_restart_after_crash ks_state ks_status ks_wait_state
-  ks_sync_all ks_holds ks_script ks_pgbench);
+  ks_sync_all ks_holds ks_script ks_pgbench ks_launcher_pid);
 
 # A started cluster with keyedstate preloaded; $conf is appended to
 # postgresql.conf after the defaults, so it can override them; %init goes

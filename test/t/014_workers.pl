@@ -332,5 +332,19 @@ is(ks_mismatches($node, 'other', 'SELECT * FROM t1', 'SELECT k, count(*) FROM t 
 	'the other database is exact');
 exact('two databases');
 
+# --- the launcher terminated alone comes back, and so do the workers --------
+my $launcher = ks_launcher_pid($node);
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($launcher)");
+ok(ks_wait_for($node, 'postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'keyedstate launcher' AND pid <> $launcher}, 60),
+	'a launcher terminated with pg_terminate_backend is started again');
+my $worker = $node->safe_psql('other', q{SELECT pid FROM pg_stat_activity
+	WHERE backend_type = 'keyedstate worker' AND datname = 'other' LIMIT 1});
+$node->safe_psql('other', "SELECT pg_terminate_backend($worker)");
+$node->safe_psql('other', 'INSERT INTO t (k) SELECT g % 10 FROM generate_series(1, 100) g');
+ks_sync_all($node, 'other');
+is(ks_mismatches($node, 'other', 'SELECT * FROM t1', 'SELECT k, count(*) FROM t GROUP BY k'), '0',
+	'... and starts a terminated worker again: its aggregations are exact');
+
 $node->stop;
 done_testing();
