@@ -181,6 +181,28 @@ KsReloadRuns(void)
 	MemoryContextSwitchTo(ks_worker_cxt);
 	ids = palloc(sizeof(int32) * Max(list_length(defs), 1));
 
+	/*
+	 * Runs of aggregations dropped since go first: their slots, still
+	 * assigned to this worker, would count as its load below and keep a new
+	 * aggregation of another owner (or of a view gone meanwhile, whose
+	 * owner reads as none) from being given this worker, which would then
+	 * leave with that aggregation waiting for good.
+	 */
+	foreach(lc, ks_runs)
+	{
+		KsAggRun   *run = lfirst(lc);
+		ListCell   *dc;
+		bool		found = false;
+
+		foreach(dc, defs)
+			found |= ((KsAggDef *) lfirst(dc))->id == run->def->id;
+		if (!found)
+		{
+			KsRunRelease(run);
+			ks_runs = foreach_delete_current(ks_runs, lc);
+		}
+	}
+
 	/* the pool: one worker per aggregation, up to keyedstate.max_workers */
 	nworkers = KsDatabaseSetPool(list_length(defs), KsCountOwners(defs));
 	/* the file may not list us (a promoted standby, a copy): it does now */
