@@ -101,6 +101,12 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM parent_src G
 -- no usable offset column
 CREATE TABLE no_offset (k int, v int);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM no_offset GROUP BY k');
+-- an offset column that allows nulls: a row with a null offset would never be read
+CREATE TABLE nullable_src (id bigint UNIQUE, k int);
+CREATE SEQUENCE nullable_src_id_seq OWNED BY nullable_src.id;
+ALTER TABLE nullable_src ALTER COLUMN id SET DEFAULT nextval('nullable_src_id_seq');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM nullable_src GROUP BY k');
+DROP TABLE nullable_src;
 CREATE TABLE two_offsets (a bigserial, b bigserial, k int);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM two_offsets GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM two_offsets GROUP BY k', offset_column => 'k');

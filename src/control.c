@@ -423,7 +423,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	(void) KsSequenceLastValue(agg.def.sequence_oid, &target, false);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   Max(KsIntervalMs(PG_GETARG_INTERVAL_P(1)), 0));
-	KsWakeDatabaseWorker(MyDatabaseId);
+	KsWakeAggregation(MyDatabaseId, agg.def.id);
 	PG_RETURN_INT64(KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name,
 										 agg.def.resume_count, deadline,
 										 KsSyncDone, &target, "sync"));
@@ -461,7 +461,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s is not running", agg.name)));
-	KsWakeDatabaseWorker(MyDatabaseId);
+	KsWakeAggregation(MyDatabaseId, agg.def.id);
 	(void) KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
 								deadline, KsCheckpointDoneCond, requests, "a checkpoint");
 	PG_RETURN_VOID();

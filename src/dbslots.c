@@ -210,6 +210,30 @@ KsWakeDatabaseWorker(Oid dboid)
 	}
 }
 
+/* Wake the workers running an aggregation's parts (see shmem.h); no lock, as above. */
+void
+KsWakeAggregation(Oid dboid, int32 aggid)
+{
+	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	int			nparts;
+	int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
+	bool		all = n < nparts;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		int			procno = refs[i].slot->runner_procno;
+
+		if (procno >= 0)
+			KsSetLatchOf(procno);
+		else
+			all = true;
+	}
+	if (all)
+		KsWakeDatabaseWorker(dboid);
+	pfree(refs);
+}
+
 /* Whether any worker of a database runs (KsShared->lock held). */
 static bool
 KsDbHasWorkerLocked(KsDbSlot *db)

@@ -355,6 +355,13 @@ extern bool KsTryRequestDatabaseWorker(Oid dboid, bool bump);
 extern void KsWakeDatabaseWorker(Oid dboid);
 
 /*
+ * Wake the workers running an aggregation's parts (sync, checkpoint); all
+ * the database's if a part has none yet.  Not every worker of the database:
+ * any reader calling sync in a loop would keep every owner's workers busy.
+ */
+extern void KsWakeAggregation(Oid dboid, int32 aggid);
+
+/*
  * DROP DATABASE, and the commands that need a database to themselves
  * (ALTER DATABASE ... RENAME and SET TABLESPACE, CREATE DATABASE with it as
  * the template): make its workers leave, and keep the launcher from

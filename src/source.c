@@ -39,10 +39,12 @@
 #include "source.h"
 
 /*
- * Rows read between two checks for interrupts, and for the end of the step;
- * rows that take longer than KS_READ_SLOW_US each to read (slow functions
- * in the WHERE, the keys or the arguments) are checked one by one, so that
- * a step ends after its budget, well within the step timeout.
+ * Rows read between two checks for interrupts, and for the end of the step.
+ * The end of the step is checked after the first row, then after twice as
+ * many each time, up to KS_READ_STOP_EVERY, while rows take less than
+ * KS_READ_SLOW_US each: rows slow to read (slow functions in the WHERE,
+ * the keys or the arguments) are checked one by one, so that a step ends
+ * after its budget, well within the step timeout.
  */
 #define KS_READ_CHECK_EVERY		1024
 #define KS_READ_STOP_EVERY		64
@@ -324,7 +326,7 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 	int			nactive = 0;
 	ExprContext *econtext = src->econtext;
 	uint64		nread = 0;
-	int			stop_every = KS_READ_STOP_EVERY;
+	int			stop_every = 1;
 	TimestampTz checked = GetCurrentTimestamp();
 	int64		last = lo;
 	bool		exhausted = true;
@@ -381,6 +383,8 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 
 			if (now - checked > (int64) KS_READ_SLOW_US * stop_every)
 				stop_every = 1;
+			else if (stop_every < KS_READ_STOP_EVERY)
+				stop_every *= 2;
 			checked = now;
 			if (stop(arg))
 				limit = nread;
@@ -420,3 +424,15 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 	return exhausted ? hi : last;
 }
 
+/* The CREATE [FOREIGN] TABLE ... PARTITION OF a command is, or NULL (see source.h). */
+CreateStmt *
+KsPartitionCreateStmt(Node *parsetree)
+{
+	CreateStmt *stmt = NULL;
+
+	if (IsA(parsetree, CreateStmt))
+		stmt = (CreateStmt *) parsetree;
+	else if (IsA(parsetree, CreateForeignTableStmt))
+		stmt = &((CreateForeignTableStmt *) parsetree)->base;
+	return stmt != NULL && stmt->partbound != NULL ? stmt : NULL;
+}

@@ -127,7 +127,17 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 	}
 	/* its type as loaded: an index of another type is none of ours */
 	{
-		Oid			type = TupleDescAttr(RelationGetDescr(heap), leaf->offset_attnum - 1)->atttypid;
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(heap), leaf->offset_attnum - 1);
+		Oid			type = att->atttypid;
+
+		/* a row with a null offset would never be read (sync would not wait for it) */
+		if (!att->attnotnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("offset column \"%s\" of table \"%s\" allows nulls",
+							NameStr(att->attname), RelationGetRelationName(heap)),
+					 errdetail("A row inserted with a null offset would never be aggregated."),
+					 errhint("Set the column NOT NULL.")));
 
 		if (type != src->offset_type)
 			ereport(ERROR,
@@ -575,15 +585,20 @@ KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src
 	 * The frontier of the aggregation never lies above what the sequence
 	 * has handed out; rows at or below that may be behind it already.  The
 	 * sequence's last value counts even when it is not called yet: setval()
-	 * may have moved it past what was consumed.
+	 * may have moved it past what was consumed.  Rows above it have offsets
+	 * the sequence will hand out again (so two rows would share one), and
+	 * that sync does not wait for: the table's rows must all come after.
 	 */
 	handed_out = KsSequenceHighest(seqoid);
-	if (KsTableHasOffsetIn(partrelid, attname, offset_type, PG_INT64_MIN + 1, handed_out))
+	if (KsTableHasOffsetIn(partrelid, attname, offset_type, PG_INT64_MIN + 1, PG_INT64_MAX))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot attach table \"%s\" as a partition of \"%s\"",
 						get_rel_name(partrelid), get_rel_name(parentrelid)),
+				 KsTableHasOffsetIn(partrelid, attname, offset_type, PG_INT64_MIN + 1, handed_out) ?
 				 errdetail("It holds rows with offsets that aggregation %s may already have consumed past, so they would never be aggregated.",
+						   aggname) :
+				 errdetail("It holds rows with offsets the sequence of aggregation %s has not handed out yet: it would hand them out again.",
 						   aggname),
 				 errhint("Attach the table empty and insert its rows afterwards: they get new offsets.")));
 }
@@ -605,17 +620,4 @@ KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attnum, int64 ch
 						   aggname),
 				 errhint("Call keyedstate.sync('%s') and then keyedstate.checkpoint('%s') first.",
 						 aggname, aggname)));
-}
-
-/* The CREATE [FOREIGN] TABLE ... PARTITION OF a command is, or NULL (see source.h). */
-CreateStmt *
-KsPartitionCreateStmt(Node *parsetree)
-{
-	CreateStmt *stmt = NULL;
-
-	if (IsA(parsetree, CreateStmt))
-		stmt = (CreateStmt *) parsetree;
-	else if (IsA(parsetree, CreateForeignTableStmt))
-		stmt = &((CreateForeignTableStmt *) parsetree)->base;
-	return stmt != NULL && stmt->partbound != NULL ? stmt : NULL;
 }

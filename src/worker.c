@@ -413,6 +413,8 @@ KsDatabaseWorkerMain(Datum main_arg)
 	MemoryContextDelete(setcxt);
 	/* shown by pg_stat_activity and the log, and to user code that asks */
 	SetConfigOption("application_name", "keyedstate worker", PGC_USERSET, PGC_S_SESSION);
+	/* a server-wide read-only default is the sessions' (as for autovacuum): we write checkpoints */
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
 
 	/* our number in the database's pool */
 	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));

@@ -467,6 +467,22 @@ is(ks_mismatches($node, 'postgres', 'SELECT k, s FROM slow.s', 'SELECT k, sum(k)
 	'... and the slow backlog is exact');
 $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('slow.s')});
 
+# --- a server-wide default_transaction_read_only is the sessions' default:
+# the worker still writes its checkpoints (it failed every aggregation)
+$node->safe_psql('postgres', q{CREATE TABLE ro (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('ro_v', 'SELECT k, count(*) AS n FROM ro GROUP BY k');
+ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf();});
+ks_wait_for($node, 'postgres', q{SELECT current_setting('default_transaction_read_only') = 'on'}, 10);
+$node->safe_psql('postgres', q{SET default_transaction_read_only = off;
+INSERT INTO ro (k) SELECT g % 5 FROM generate_series(1, 100) g;});
+$node->safe_psql('postgres', q{SELECT keyedstate.checkpoint('ro_v')});
+ks_sync($node, 'postgres', 'ro_v', '1 min');
+is(ks_state($node, 'postgres', 'ro_v') . ' ' . ks_mismatches($node, 'postgres', 'SELECT k, n FROM ro_v',
+	'SELECT k, count(*) FROM ro GROUP BY k'), 'running 0',
+	'with default_transaction_read_only on for the server, the aggregation runs, checkpoints and is exact');
+$node->safe_psql('postgres', q{SET default_transaction_read_only = off; ALTER SYSTEM RESET default_transaction_read_only;
+SELECT pg_reload_conf(); SELECT keyedstate.drop_aggregation('ro_v'); DROP TABLE ro;});
+
 # --- control functions against a concurrent drop: each takes the view's
 # lock and looks again, so the one that waited says the aggregation does not
 # exist (not "cache lookup failed", not success, not a wait for a deadline)

@@ -122,6 +122,13 @@ my ($ret, $stdout, $stderr) = $node->psql($db,
 	q{ALTER TABLE ev ATTACH PARTITION ev_may FOR VALUES FROM ('2026-05-01') TO ('2026-06-01')});
 like($stderr, qr/cannot attach table "ev_may" as a partition of "ev".*may already have consumed past/s,
 	'attaching a table with old offsets is refused');
+# rows above the sequence: it would hand their offsets out again, and sync
+# would not wait for them
+$node->safe_psql($db, q{UPDATE ev_may SET id = (SELECT last_value + 1000000 FROM ev_id_seq)});
+($ret, $stdout, $stderr) = $node->psql($db,
+	q{ALTER TABLE ev ATTACH PARTITION ev_may FOR VALUES FROM ('2026-05-01') TO ('2026-06-01')});
+like($stderr, qr/cannot attach table "ev_may" as a partition of "ev".*has not handed out yet/s,
+	'attaching a table with offsets the sequence has not handed out is refused');
 $node->safe_psql($db, q{
 CREATE SEQUENCE other_seq;
 CREATE TABLE ev_jun (LIKE ev);
