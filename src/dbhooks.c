@@ -45,8 +45,14 @@ KsDbXactCallback(XactEvent event, void *arg)
 	if (ks_keep_away_pending)
 		KsDatabaseKeepAwayEnded();
 	/* never an error after the commit: without a slot, the next start finds it */
-	if (OidIsValid(ks_copied_database) && event == XACT_EVENT_COMMIT && KsSharedState != NULL)
-		(void) KsTryRequestDatabaseWorker(ks_copied_database, true);
+	if (OidIsValid(ks_copied_database) && event == XACT_EVENT_COMMIT && KsSharedState != NULL &&
+		!KsTryRequestDatabaseWorker(ks_copied_database, true))
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("the aggregations of the new database do not run: keyedstate supports aggregations in at most %d databases",
+						KS_MAX_DATABASES),
+				 errdetail("The database was copied with its aggregations, but no database slot is free for it."),
+				 errhint("Drop the aggregations of a database that no longer needs them, then call keyedstate.resume() on the new database's aggregations, or restart the server.")));
 	ks_keep_away_pending = false;
 	ks_copied_database = InvalidOid;
 }
