@@ -50,6 +50,7 @@ OBJS = \
 	src/create.o \
 	src/control.o \
 	src/hooks.o \
+	src/waketrig.o \
 	src/dbhooks.o \
 	src/keytypes.o \
 	src/restore.o

@@ -245,64 +245,6 @@ KsAggregationsOf(List *relids, bool all)
 	return result;
 }
 
-/*
- * Give every table of a partition tree (relid and all its descendants) the
- * wake-up trigger of aggregation aggid, where it has none: a statement
- * trigger of the partitioned table does not fire for rows inserted straight
- * into a partition, and a row trigger (which PostgreSQL would clone into
- * partitions) would cost every inserted row, and COPY its batching.  As the
- * bootstrap superuser, like the clones PostgreSQL makes of a parent's row
- * triggers without looking at the partitions' privileges.
- */
-void
-KsWakeTriggersAdd(int32 aggid, Oid relid)
-{
-	List	   *rels = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
-	char	   *trigname = psprintf(KS_WAKE_TRIGGER_FMT, aggid);
-	KsCatalogAccess acc;
-	ListCell   *lc;
-
-	KsCatalogOpen(&acc);
-	foreach(lc, rels)
-	{
-		Oid			rel = lfirst_oid(lc);
-		char		relkind = get_rel_relkind(rel);
-		char	   *sql;
-
-		if ((relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE) ||
-			OidIsValid(get_trigger_oid(rel, trigname, true)))
-			continue;
-		sql = psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
-					   "EXECUTE FUNCTION keyedstate.wake()",
-					   quote_identifier(trigname),
-					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)),
-												  get_rel_name(rel)));
-		if (SPI_execute(sql, false, 0) < 0)
-			elog(ERROR, "keyedstate could not run \"%s\"", sql);
-	}
-	KsCatalogClose(&acc);
-}
-
-/* Remove aggregation aggid's wake-up trigger from every table of a tree. */
-void
-KsWakeTriggersDrop(int32 aggid, Oid relid)
-{
-	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
-	char	   *trigname = psprintf(KS_WAKE_TRIGGER_FMT, aggid);
-	ListCell   *lc;
-
-	foreach(lc, rels)
-	{
-		Oid			trig = get_trigger_oid(lfirst_oid(lc), trigname, true);
-		ObjectAddress addr;
-
-		if (!OidIsValid(trig))
-			continue;
-		ObjectAddressSet(addr, TriggerRelationId, trig);
-		performDeletion(&addr, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
-	}
-}
-
 /* A table and the tables it is a partition of, nearest first. */
 static List *
 KsSelfAndAncestors(Oid relid)
@@ -338,7 +280,7 @@ KsMayChange(Oid relid, const char *what)
  * checkpointed (source.h).  parent is locked first, as the command does.
  */
 static void
-KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what)
+KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBehavior behavior)
 {
 	List	   *aggs;
 	ListCell   *lc;
@@ -356,8 +298,25 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what)
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 
-		KsSourceCheckRemove(relid, def->source_oid, def->offset_attnum,
-							def->checkpointed_offset, what, KsAggName(def->view_oid));
+		/*
+		 * CASCADE drops an aggregation that has not checkpointed the rows
+		 * (paused, failed, lagging, another role's), as it drops a foreign key
+		 * referencing the table: nobody else's aggregation keeps the owner of
+		 * a partition from dropping it (TRUNCATE ... CASCADE cascades to
+		 * tables that reference it, and is refused)
+		 */
+		if (KsSourceCheckRemove(relid, def->source_oid, def->offset_attnum, def->checkpointed_offset,
+								what, KsAggName(def->view_oid),
+								behavior == DROP_CASCADE && strcmp(what, "drop") == 0))
+		{
+			ObjectAddress addr;
+
+			ereport(NOTICE,
+					(errmsg("drop cascades to aggregation %s", KsAggName(def->view_oid))));
+			ObjectAddressSet(addr, RelationRelationId, def->view_oid);
+			performDeletion(&addr, DROP_CASCADE, PERFORM_DELETION_INTERNAL);
+			KsForgetAggregation(def->id);
+		}
 	}
 }
 
@@ -396,7 +355,7 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 							 errhint("Use DETACH PARTITION without CONCURRENTLY.")));
 			}
 			else
-				KsBeforeRemovePartition(part, AccessExclusiveLock, "detach");
+				KsBeforeRemovePartition(part, AccessExclusiveLock, "detach", DROP_RESTRICT);
 		}
 		else
 		{
@@ -430,7 +389,8 @@ KsBeforeDropTables(DropStmt *stmt)
 	{
 		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
 
-		KsBeforeRemovePartition(RangeVarGetRelid(rv, NoLock, true), AccessExclusiveLock, "drop");
+		KsBeforeRemovePartition(RangeVarGetRelid(rv, NoLock, true), AccessExclusiveLock, "drop",
+								stmt->behavior);
 	}
 }
 
@@ -464,7 +424,7 @@ KsBeforeTruncate(TruncateStmt *stmt)
 		added = more;
 	}
 	foreach(lc, relids)
-		KsBeforeRemovePartition(lfirst_oid(lc), NoLock, "truncate");
+		KsBeforeRemovePartition(lfirst_oid(lc), NoLock, "truncate", stmt->behavior);
 }
 
 /*

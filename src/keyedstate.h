@@ -10,7 +10,7 @@
  * keys together with the consumed offset in one transaction.
  *
  * The source is split by concern; each part has its own header (the SQL
- * API's parts share hooks.h; shmem.h covers dbslots.c, pool.c and
+ * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, pool.c and
  * progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
  * checkpoint.h ckptcommit.c, recovery.h seed.c, run.h runlife.c):
@@ -58,6 +58,7 @@
  *	create		create_aggregation()
  *	control		drop, pause, resume, rebuild, sync, checkpoint, status
  *	hooks		commit callback, wake-up trigger, utility hook
+ *	waketrig	putting the wake-up trigger on sources and their partitions
  *	restore		binding definitions restored from a dump
  *
  *-------------------------------------------------------------------------

@@ -40,11 +40,12 @@
 
 /*
  * Rows read between two checks for interrupts, and for the end of the step.
- * The end of the step is checked after the first row, then after twice as
- * many each time, up to KS_READ_STOP_EVERY, while rows take less than
- * KS_READ_SLOW_US each: rows slow to read (slow functions in the WHERE,
- * the keys or the arguments) are checked one by one, so that a step ends
- * after its budget, well within the step timeout.
+ * The end of the step is checked every KS_READ_STOP_EVERY rows while rows
+ * take less than KS_READ_SLOW_US each; the time they take is looked at
+ * after the first row, then after twice as many each time: rows slow to
+ * read (slow functions in the WHERE, the keys or the arguments) are
+ * checked one by one, so that a step ends after its budget, well within
+ * the step timeout.
  */
 #define KS_READ_CHECK_EVERY		1024
 #define KS_READ_STOP_EVERY		64
@@ -380,13 +381,15 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 		if ((nread % stop_every) == 0 && nread > 0)
 		{
 			TimestampTz now = GetCurrentTimestamp();
+			bool		slow = now - checked > (int64) KS_READ_SLOW_US * stop_every;
 
-			if (now - checked > (int64) KS_READ_SLOW_US * stop_every)
+			if (slow)
 				stop_every = 1;
 			else if (stop_every < KS_READ_STOP_EVERY)
 				stop_every *= 2;
 			checked = now;
-			if (stop(arg))
+			/* fast rows: every KS_READ_STOP_EVERY rows (a budget's hold is checked so) */
+			if ((slow || nread % KS_READ_STOP_EVERY == 0) && stop(arg))
 				limit = nread;
 		}
 		/* stop only between two offsets, so equal offsets stay together */

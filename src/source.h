@@ -276,13 +276,16 @@ extern void KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid,
 								AttrNumber src_attnum, Oid seqoid, const char *aggname);
 
 /*
- * DROP, DETACH or TRUNCATE of partition `partrelid` of the source: refuse
- * it if the partition holds rows above `checkpointed` (not yet in a
- * committed checkpoint, so a crash would need them again).  The caller
- * holds the partition's AccessExclusiveLock.
+ * DROP, DETACH or TRUNCATE of partition `partrelid` of the source: whether
+ * the partition holds rows above `checkpointed` (not yet in a committed
+ * checkpoint, so a crash would need them again).  Such a command is
+ * refused, unless `cascade` (DROP TABLE ... CASCADE), which drops the
+ * aggregation, as it drops a foreign key that references the table: true
+ * says so.  The caller holds the partition's AccessExclusiveLock.
  */
-extern void KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attnum,
-								int64 checkpointed, const char *what, const char *aggname);
+extern bool KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attnum,
+								int64 checkpointed, const char *what, const char *aggname,
+								bool cascade);
 
 /*
  * Refuse a table of a source's partition tree under relid (or, for relid

@@ -604,20 +604,24 @@ KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src
 }
 
 /* Refuse to remove a partition holding rows not checkpointed yet (see source.h). */
-void
+bool
 KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attnum, int64 checkpointed,
-					const char *what, const char *aggname)
+					const char *what, const char *aggname, bool cascade)
 {
 	char	   *attname = get_attname(sourceid, src_attnum, false);
 	Oid			offset_type = get_atttype(sourceid, src_attnum);
 
-	if (KsTableHasOffsetIn(partrelid, attname, offset_type, checkpointed + 1, PG_INT64_MAX))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot %s partition \"%s\" of table \"%s\"", what,
-						get_rel_name(partrelid), get_rel_name(sourceid)),
-				 errdetail("It holds rows that aggregation %s has not yet consumed and checkpointed; they would be lost.",
-						   aggname),
-				 errhint("Call keyedstate.sync('%s') and then keyedstate.checkpoint('%s') first.",
-						 aggname, aggname)));
+	if (!KsTableHasOffsetIn(partrelid, attname, offset_type, checkpointed + 1, PG_INT64_MAX))
+		return false;
+	if (cascade)
+		return true;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot %s partition \"%s\" of table \"%s\"", what,
+					get_rel_name(partrelid), get_rel_name(sourceid)),
+			 errdetail("It holds rows that aggregation %s has not yet consumed and checkpointed; they would be lost.",
+					   aggname),
+			 errhint("Call keyedstate.sync('%s') and then keyedstate.checkpoint('%s') first, or drop the partition with DROP TABLE ... CASCADE, which drops the aggregation too.",
+					 aggname, aggname)));
+	return false;				/* keep the compiler quiet */
 }

@@ -303,6 +303,30 @@ exact('after dropping, truncating and detaching consumed partitions');
 is($node->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ev_apr'::regclass AND NOT tgisinternal}),
 	'0', 'a detached partition loses the wake-up triggers');
 
+# an aggregation that has not checkpointed a partition's rows (paused here;
+# another role's, failed or lagging alike) keeps the partition from being
+# dropped, unless with CASCADE, which drops that aggregation, as it drops
+# a foreign key referencing the table: nobody's aggregation pins another's
+# partitions for good
+$node->safe_psql($db, q{
+CREATE TABLE ev_oct PARTITION OF ev FOR VALUES FROM ('2026-10-01') TO ('2026-11-01');
+SELECT keyedstate.create_aggregation('blocker', 'SELECT dev, count(*) AS n FROM ev GROUP BY dev');});
+ks_sync($node, $db, 'blocker');
+$node->safe_psql($db, q{SELECT keyedstate.pause('blocker');
+INSERT INTO ev (ts, dev, v) SELECT '2026-10-04', i % 20, i FROM generate_series(1, 100) i;});
+ks_sync($node, $db, 'per_dev');
+ks_sync($node, $db, 'in_order');
+$node->safe_psql($db, q{SELECT keyedstate.checkpoint('per_dev'); SELECT keyedstate.checkpoint('in_order')});
+($ret, $stdout, $stderr) = $node->psql($db, 'DROP TABLE ev_oct');
+like($stderr, qr/cannot drop partition "ev_oct" of table "ev".*aggregation public.blocker.*DROP TABLE \.\.\. CASCADE, which drops the aggregation too/s,
+	'a partition whose rows a paused aggregation has not checkpointed cannot be dropped');
+($ret, $stdout, $stderr) = $node->psql($db, 'INSERT INTO archive SELECT * FROM ev_oct; DROP TABLE ev_oct CASCADE');
+ok($ret == 0 && $stderr =~ /drop cascades to aggregation public.blocker/,
+	'... unless with CASCADE, which drops that aggregation') or diag($stderr);
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.aggregations WHERE name = 'blocker'}), '0',
+	'... and it is gone');
+exact('after a partition was dropped with CASCADE');
+
 # a restart reads the partitions from the checkpointed offset on
 $node->restart;
 $node->safe_psql($db, q{INSERT INTO ev (ts, dev, v) SELECT '2026-03-04', i % 20, i FROM generate_series(1, 100) i});
