@@ -423,14 +423,13 @@ KsAggIdHasSlot(Oid dboid, int32 aggid)
 	return found;
 }
 
-/* How many aggregation slots belong to `owner` (see shmem.h). */
-int
-KsSlotsOwnedBy(Oid owner, Oid skip_dboid)
+/* Slots of `owner` outside skip_dboid (KsShared->lock held; each part counts). */
+static int
+KsSlotsOwnedByLocked(Oid owner, Oid skip_dboid)
 {
 	int			owned = 0;
 	int			i;
 
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
 	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
@@ -438,6 +437,17 @@ KsSlotsOwnedBy(Oid owner, Oid skip_dboid)
 		if (slot->in_use && slot->owner == owner && slot->dboid != skip_dboid)
 			owned++;
 	}
+	return owned;
+}
+
+/* How many aggregation slots belong to `owner` (see shmem.h). */
+int
+KsSlotsOwnedBy(Oid owner, Oid skip_dboid)
+{
+	int			owned;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	owned = KsSlotsOwnedByLocked(owner, skip_dboid);
 	LWLockRelease(KsSharedState->lock);
 	return owned;
 }
@@ -449,20 +459,16 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid 
 {
 	TransactionId xid = GetTopTransactionId();
 	KsAggSlot  *free_slot = NULL;
-	int			owned = 0;
+	int			owned;
 	int			i;
 
 	KsRequirePreload();
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	for (i = 0; i < KsSharedState->max_aggs; i++)
+	owned = KsSlotsOwnedByLocked(owner, InvalidOid);
+	for (i = 0; i < KsSharedState->max_aggs && free_slot == NULL; i++)
 	{
-		KsAggSlot  *slot = &KsSharedState->aggs[i];
-
-		/* each part of an aggregation running in parallel counts */
-		if (slot->in_use && slot->owner == owner)
-			owned++;
-		if (!slot->in_use && free_slot == NULL)
-			free_slot = slot;
+		if (!KsSharedState->aggs[i].in_use)
+			free_slot = &KsSharedState->aggs[i];
 	}
 	if (ks_max_aggregations_per_owner > 0 && owned >= ks_max_aggregations_per_owner)
 	{
