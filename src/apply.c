@@ -21,6 +21,15 @@
  */
 #define KS_APPLY_CHUNK		256
 
+/*
+ * Rows slower than this to apply (a slow transition function) are applied
+ * one at a time, so that the read loop sees the time each takes and ends
+ * the step within its budget (source.c): a chunk of 256 rows of 20 ms
+ * each would take 5 s, the whole step timeout.  The chunk starts at one
+ * row and doubles after each chunk applied faster than this per row.
+ */
+#define KS_APPLY_SLOW_US	100
+
 /* A buffer for rows of ncols columns (see apply.h). */
 KsApplyBuffer *
 KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
@@ -33,6 +42,7 @@ KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
 	buf->cur_offset = cur_offset;
 	buf->ncols = ncols;
 	buf->maxrows = KS_APPLY_CHUNK;
+	buf->chunkrows = 1;
 	buf->typlens = MemoryContextAllocZero(parent, sizeof(int16) * ncols);
 	buf->typbyvals = MemoryContextAllocZero(parent, sizeof(bool) * ncols);
 	buf->values = MemoryContextAllocZero(parent, sizeof(Datum) * ncols * buf->maxrows);
@@ -128,7 +138,7 @@ KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot)
 		}
 		MemoryContextSwitchTo(oldcxt);
 	}
-	if (++buf->nrows >= buf->maxrows)
+	if (++buf->nrows >= buf->chunkrows)
 		KsApplyBufferFlush(buf);
 }
 
@@ -176,6 +186,7 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 	KsAggRuntime *rt = buf->rt;
 	int			ncols = buf->ncols;
 	int			n = buf->nrows;
+	TimestampTz started;
 	int			i;
 
 	if (n == 0)
@@ -183,6 +194,7 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		KsApplyPendingWatermark(buf);
 		return;
 	}
+	started = GetCurrentTimestamp();
 
 	/* pass 1: hash the keys (columns 1 .. nkeys), prefetch their index slots */
 	for (i = 0; i < n; i++)
@@ -278,4 +290,10 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 	KsApplyPendingWatermark(buf);
 	if (buf->anybyref)
 		MemoryContextReset(buf->rowcxt);
+
+	/* slow rows one at a time, fast ones in chunks twice as long each time */
+	if (GetCurrentTimestamp() - started > (int64) KS_APPLY_SLOW_US * n)
+		buf->chunkrows = 1;
+	else if (n == buf->chunkrows && buf->chunkrows < buf->maxrows)
+		buf->chunkrows *= 2;
 }

@@ -92,6 +92,7 @@ typedef struct KsApplyBuffer
 
 	int			nrows;
 	int			maxrows;
+	int			chunkrows;		/* rows applied together now, 1 .. maxrows */
 	Datum	   *values;			/* maxrows x ncols */
 	bool	   *isnull;
 	uint32	   *hashes;

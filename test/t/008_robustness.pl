@@ -458,6 +458,9 @@ SET ROLE regress_slow;
 CREATE TABLE slow.ev (id bigserial PRIMARY KEY, k int NOT NULL);
 CREATE FUNCTION slow.f(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM pg_sleep(0.02); RETURN $1; END$$;
 SELECT keyedstate.create_aggregation('slow.s', 'SELECT k, sum(slow.f(k)) AS s FROM slow.ev GROUP BY k');
+CREATE FUNCTION slow.acc(bigint, int) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM pg_sleep(0.02); RETURN $1 + $2; END$$;
+CREATE AGGREGATE slow.ssum(int) (sfunc = slow.acc, stype = bigint, initcond = '0');
+SELECT keyedstate.create_aggregation('slow.t', 'SELECT k, slow.ssum(k) AS s FROM slow.ev GROUP BY k');
 INSERT INTO slow.ev (k) SELECT g % 3 FROM generate_series(1, 150) g;
 RESET ROLE;
 });
@@ -465,7 +468,13 @@ ks_sync($node, 'postgres', 'slow.s', '2 min');
 is(ks_state($node, 'postgres', 'slow.s'), 'running', 'rows of 20 ms each under a 500 ms step timeout: every step ends in time');
 is(ks_mismatches($node, 'postgres', 'SELECT k, s FROM slow.s', 'SELECT k, sum(k) FROM slow.ev GROUP BY k'), '0',
 	'... and the slow backlog is exact');
-$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('slow.s')});
+# a transition function of 20 ms: rows slow to apply are applied one at a
+# time (apply.c), not in a chunk of up to 256 (3 s for these 150)
+ks_sync($node, 'postgres', 'slow.t', '2 min');
+is(ks_state($node, 'postgres', 'slow.t'), 'running', 'a transition function of 20 ms a row under a 500 ms step timeout: every step ends in time');
+is(ks_mismatches($node, 'postgres', 'SELECT k, s FROM slow.t', 'SELECT k, sum(k) FROM slow.ev GROUP BY k'), '0',
+	'... and its backlog is exact');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('slow.s'); SELECT keyedstate.drop_aggregation('slow.t')});
 
 # --- a server-wide default_transaction_read_only is the sessions' default:
 # the worker still writes its checkpoints (it failed every aggregation)
