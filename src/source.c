@@ -378,7 +378,8 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 
 		if ((nread % KS_READ_CHECK_EVERY) == 0)
 			KsCheckInterrupts();
-		if ((nread % stop_every) == 0 && nread > 0)
+		/* stop_every is a power of two: a mask, not a division per row */
+		if ((nread & (stop_every - 1)) == 0 && nread > 0)
 		{
 			TimestampTz now = GetCurrentTimestamp();
 			bool		slow = now - checked > (int64) KS_READ_SLOW_US * stop_every;
