@@ -553,6 +553,13 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		nulls[14] = copy.last_checkpoint == 0;
 		values[15] = CStringGetTextDatum(copy.error);
 		nulls[15] = !inspect || copy.error[0] == '\0';
+		/* a worker the launcher could not start: why it stays starting, to all */
+		if (copy.runner_pid == 0 && copy.state == KS_STARTING && KsWorkerLacksProcess(copy.worker))
+		{
+			values[15] = CStringGetTextDatum(psprintf("no background worker slot is free to run it (max_worker_processes is %d)",
+													  max_worker_processes));
+			nulls[15] = false;
+		}
 		values[16] = Float8GetDatum(copy.checkpoint_ms);
 		values[17] = Int64GetDatum(copy.checkpoint_keys);
 		values[18] = Int64GetDatum(copy.checkpoint_bytes);

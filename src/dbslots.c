@@ -3,7 +3,7 @@
  * dbslots.c
  *	  The database slots of the shared struct: asking for a database's
  *	  worker and waking it, the worker claiming its database, the launcher
- *	  starting workers, DROP DATABASE making the worker leave, and the
+ *	  forgetting databases, DROP DATABASE making the worker leave, and the
  *	  interrupts backends send to a worker's step.  See shmem.h for the
  *	  locking protocol, which this file follows with shmem.c.
  *
@@ -507,43 +507,6 @@ KsLauncherAttach(const Oid *oids, int n)
 	before_shmem_exit(KsLauncherDetach, (Datum) 0);
 }
 
-/* Whether worker w of database slot i should be started now (see shmem.h). */
-bool
-KsLauncherWantsWorker(int i, int w, TimestampTz now, int min_gap_ms, int restart_ms,
-					  Oid *dboid)
-{
-	KsDbSlot   *db = &KsSharedState->dbs[i];
-	KsDbWorker *worker = &db->workers[w];
-	bool		wanted;
-
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	/* a backend that dropped the database and went away without telling */
-	if (db->dropping_pid != 0 && BackendPidGetProc(db->dropping_pid) == NULL)
-		db->dropping_pid = 0;
-	*dboid = db->dboid;
-	/* new requests start at once, restarts after a failure are spaced */
-	wanted = OidIsValid(db->dboid) && w < db->nworkers && worker->pid == 0 &&
-		db->dropping_pid == 0 &&
-		((db->requested != worker->seen &&
-		  TimestampDifferenceExceeds(worker->last_start, now, min_gap_ms)) ||
-		 (!worker->idle_exit &&
-		  TimestampDifferenceExceeds(worker->last_start, now, restart_ms)));
-	LWLockRelease(KsSharedState->lock);
-	return wanted;
-}
-
-/* Whether worker w of database slot i is one its owners' need (see shmem.h). */
-bool
-KsLauncherOwnersWorker(int i, int w)
-{
-	bool		needed;
-
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
-	needed = w < KsSharedState->dbs[i].nowners;
-	LWLockRelease(KsSharedState->lock);
-	return needed;
-}
-
 /* Whether any worker of database slot i runs. */
 bool
 KsLauncherDbRunning(int i)
@@ -554,15 +517,6 @@ KsLauncherDbRunning(int i)
 	running = KsDbHasWorkerLocked(&KsSharedState->dbs[i]);
 	LWLockRelease(KsSharedState->lock);
 	return running;
-}
-
-/* The launcher started worker w for slot i. */
-void
-KsLauncherStarted(int i, int w, TimestampTz now)
-{
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	KsSharedState->dbs[i].workers[w].last_start = now;
-	LWLockRelease(KsSharedState->lock);
 }
 
 /* A database is gone: free its slot (its aggregations' went first). */

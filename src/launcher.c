@@ -234,8 +234,8 @@ KsDynamicWorker(BackgroundWorker *worker, const char *function, const char *type
 	worker->bgw_notify_pid = MyProcPid;
 }
 
-/* Start worker w of a database slot. */
-static void
+/* Start worker w of a database slot; false if no background worker slot is free. */
+static bool
 KsStartDatabaseWorker(int i, int w, Oid dboid)
 {
 	BackgroundWorker worker;
@@ -248,9 +248,10 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 	if (*handle != NULL)
 		pfree(*handle);
 	*handle = NULL;
+	if (RegisterDynamicBackgroundWorker(&worker, handle))
+		return true;
 	/* out of background worker slots: said at most once a minute */
-	if (!RegisterDynamicBackgroundWorker(&worker, handle) &&
-		TimestampDifferenceExceeds(ks_slots_warned, GetCurrentTimestamp(), KS_LIMIT_WARN_MS))
+	if (TimestampDifferenceExceeds(ks_slots_warned, GetCurrentTimestamp(), KS_LIMIT_WARN_MS))
 	{
 		ks_slots_warned = GetCurrentTimestamp();
 		ereport(WARNING,
@@ -258,6 +259,7 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 				 errmsg("could not start keyedstate worker for database %u", dboid),
 				 errhint("Increase max_worker_processes, or lower keyedstate.max_workers.")));
 	}
+	return false;
 }
 
 /* Whether a worker the launcher started is still there (or starting). */
@@ -339,8 +341,7 @@ KsLauncherConsider(int i, int w, TimestampTz now, int *running)
 				break;
 		}
 	}
-	KsLauncherStarted(i, w, now);
-	KsStartDatabaseWorker(i, w, dboid);
+	KsLauncherStarted(i, w, now, KsStartDatabaseWorker(i, w, dboid));
 	(*running)++;
 	return true;
 }

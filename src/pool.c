@@ -2,7 +2,8 @@
  *
  * pool.c
  *	  The pool of a database's workers: assigning aggregations to them,
- *	  balancing, and claiming and handing over aggregation slots.  See
+ *	  balancing, claiming and handing over aggregation slots, and which
+ *	  workers the launcher starts (or could not start).  See
  *	  shmem.h for the pool and the locking protocol, which this file
  *	  follows with shmem.c and dbslots.c.
  *
@@ -20,7 +21,9 @@
 
 #include <signal.h>
 
+#include "miscadmin.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "utils/timestamp.h"
 
 #include "shmem.h"
@@ -468,4 +471,66 @@ KsLauncherSharePool(int max_workers)
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	KsSharePoolLocked(max_workers);
 	LWLockRelease(KsSharedState->lock);
+}
+
+/* Whether worker w of database slot i should be started now (see shmem.h). */
+bool
+KsLauncherWantsWorker(int i, int w, TimestampTz now, int min_gap_ms, int restart_ms,
+					  Oid *dboid)
+{
+	KsDbSlot   *db = &KsSharedState->dbs[i];
+	KsDbWorker *worker = &db->workers[w];
+	bool		wanted;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	/* a backend that dropped the database and went away without telling */
+	if (db->dropping_pid != 0 && BackendPidGetProc(db->dropping_pid) == NULL)
+		db->dropping_pid = 0;
+	*dboid = db->dboid;
+	/* new requests start at once, restarts after a failure are spaced */
+	wanted = OidIsValid(db->dboid) && w < db->nworkers && worker->pid == 0 &&
+		db->dropping_pid == 0 &&
+		((db->requested != worker->seen &&
+		  TimestampDifferenceExceeds(worker->last_start, now, min_gap_ms)) ||
+		 (!worker->idle_exit &&
+		  TimestampDifferenceExceeds(worker->last_start, now, restart_ms)));
+	LWLockRelease(KsSharedState->lock);
+	return wanted;
+}
+
+/* Whether worker w of database slot i is one its owners' need (see shmem.h). */
+bool
+KsLauncherOwnersWorker(int i, int w)
+{
+	bool		needed;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	needed = w < KsSharedState->dbs[i].nowners;
+	LWLockRelease(KsSharedState->lock);
+	return needed;
+}
+
+/* The launcher started worker w for slot i, or found no process for it. */
+void
+KsLauncherStarted(int i, int w, TimestampTz now, bool started)
+{
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	KsSharedState->dbs[i].workers[w].last_start = now;
+	KsSharedState->dbs[i].workers[w].no_process = !started;
+	LWLockRelease(KsSharedState->lock);
+}
+
+/* Whether worker w of this database found no background worker slot (see shmem.h). */
+bool
+KsWorkerLacksProcess(int w)
+{
+	KsDbSlot   *db;
+	bool		lacks;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	db = KsLookupDbLocked(MyDatabaseId);
+	lacks = db != NULL && w >= 0 && w < KS_MAX_DB_WORKERS &&
+		db->workers[w].pid == 0 && db->workers[w].no_process;
+	LWLockRelease(KsSharedState->lock);
+	return lacks;
 }

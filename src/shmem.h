@@ -205,6 +205,7 @@ typedef struct KsDbWorker
 	uint32		seen;			/* value of requested it last applied */
 	bool		idle_exit;		/* it left because it had nothing to do */
 	TimestampTz last_start;		/* when the launcher last started it */
+	bool		no_process;		/* ... and found no background worker slot free */
 	Oid			emptied_owner;	/* whose aggregations the pool last moved off it */
 	TimestampTz emptied_at;		/* ... for another owner, and when (pool.c) */
 } KsDbWorker;
@@ -554,8 +555,17 @@ extern bool KsLauncherDbRunning(int i);
  */
 extern bool KsLauncherOwnersWorker(int i, int w);
 
-/* The launcher started worker w for slot i. */
-extern void KsLauncherStarted(int i, int w, TimestampTz now);
+/*
+ * The launcher started worker w for slot i, or tried to: `started` false
+ * when no background worker slot was free (max_worker_processes).
+ */
+extern void KsLauncherStarted(int i, int w, TimestampTz now, bool started);
+
+/*
+ * Whether worker w of this database could not be started for want of a
+ * background worker slot, the last time the launcher tried.
+ */
+extern bool KsWorkerLacksProcess(int w);
 
 /*
  * A database is gone: free its slot, after KsReleaseDatabaseSlots (store.h)

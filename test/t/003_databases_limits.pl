@@ -200,6 +200,38 @@ INSERT INTO ev (k, v) VALUES (1, 1);});
 	$node->safe_psql('postgres', 'DROP DATABASE held_db WITH (FORCE); DROP DATABASE found_db WITH (FORCE)');
 }
 
+# too few max_worker_processes: an aggregation whose worker the launcher
+# cannot start says why in keyedstate.status, and runs once a slot is free
+# (the launchers of keyedstate and of logical replication, and one worker
+# for each of db_a and db_b, take the four)
+$node->append_conf('postgresql.conf', "max_worker_processes = 4\n");
+$node->restart;
+for my $db ('db_a', 'db_b')
+{
+	$node->safe_psql($db, 'INSERT INTO ev (k, v) VALUES (2, 2)');
+	ks_sync($node, $db, 'ev_sum', '60s');
+}
+$node->safe_psql('db_a', q{
+CREATE ROLE regress_lack;
+CREATE SCHEMA lack AUTHORIZATION regress_lack;
+SET ROLE regress_lack;
+CREATE TABLE lack.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO lack.ev (k) SELECT g % 5 FROM generate_series(1, 100) g;
+SELECT keyedstate.create_aggregation('lack.n', 'SELECT k, count(*) AS n FROM lack.ev GROUP BY k');
+RESET ROLE;
+});
+ok(ks_wait_for($node, 'db_a', q{SELECT state = 'starting' AND error LIKE 'no background worker slot is free to run it (max_worker_processes is 4)'
+	FROM keyedstate.status WHERE name = 'lack.n'}, 60),
+	'an owner whose worker finds no background worker slot: status says so');
+$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
+$node->restart;
+ks_sync($node, 'db_a', 'lack.n', '60s');
+is(ks_mismatches($node, 'db_a', 'SELECT k, n FROM lack.n', 'SELECT k, count(*) FROM lack.ev GROUP BY k'), '0',
+	'... and with slots to spare it runs, exact');
+is($node->safe_psql('db_a', q{SELECT error IS NULL FROM keyedstate.status WHERE name = 'lack.n'}), 't',
+	'... without the message');
+$node->safe_psql('db_a', q{SELECT keyedstate.drop_aggregation('lack.n'); DROP SCHEMA lack CASCADE});
+
 # DROP EXTENSION stops the worker of that database
 $node->safe_psql('db_b', 'DROP EXTENSION keyedstate CASCADE');
 ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'db_b'",
