@@ -234,6 +234,39 @@ KsWakeAggregation(Oid dboid, int32 aggid)
 	pfree(refs);
 }
 
+/* Wake the runners of aggregations whose sources got rows (see shmem.h). */
+void
+KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n)
+{
+	uint32		found = 0;
+	bool		all = false;
+	int			i;
+	int			j;
+
+	if (KsSharedState == NULL)
+		return;
+	for (i = 0; i < KsSharedState->max_aggs && !all; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+		int			procno;
+
+		if (!slot->in_use || slot->dboid != dboid)
+			continue;
+		for (j = 0; j < n && aggids[j] != slot->part.parent; j++)
+			;
+		if (j == n)
+			continue;
+		found |= (uint32) 1 << j;
+		procno = slot->runner_procno;
+		if (procno >= 0)
+			KsSetLatchOf(procno);
+		else
+			all = true;
+	}
+	if (all || found != ((uint32) 1 << n) - 1)
+		KsWakeDatabaseWorker(dboid);
+}
+
 /* Whether any worker of a database runs (KsShared->lock held). */
 static bool
 KsDbHasWorkerLocked(KsDbSlot *db)

@@ -57,6 +57,9 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 /* What this transaction asked for; acted on at its end. */
 static bool ks_xact_callback_registered = false;
 static bool ks_wake_pending = false;
+static bool ks_wake_all = false;	/* ... of every worker of the database */
+static int32 ks_wake_aggids[KS_WAKE_MAX_AGGS];	/* ... else of these aggregations' */
+static int	ks_wake_naggs = 0;
 static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
 static TransactionId ks_reserving_xid = InvalidTransactionId;
@@ -74,8 +77,10 @@ KsXactCallback(XactEvent event, void *arg)
 			/* an interrupted run waits for a reload after this commit */
 			else if (ks_interrupt_pending)
 				KsDatabaseAskReload(MyDatabaseId);
-			else if (ks_wake_pending)
+			else if (ks_wake_pending && ks_wake_all)
 				KsWakeDatabaseWorker(MyDatabaseId);
+			else if (ks_wake_pending)
+				KsWakeAggregationsAtCommit(MyDatabaseId, ks_wake_aggids, ks_wake_naggs);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -92,6 +97,8 @@ KsXactCallback(XactEvent event, void *arg)
 			return;
 	}
 	ks_wake_pending = false;
+	ks_wake_all = false;
+	ks_wake_naggs = 0;
 	ks_request_pending = false;
 	ks_interrupt_pending = false;
 	ks_reserving_xid = InvalidTransactionId;
@@ -153,8 +160,25 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 				 errmsg("keyedstate.wake() must be called as a trigger")));
 	if (ks_preloaded && KsSharedState != NULL)
 	{
+		TriggerData *trigdata = (TriggerData *) fcinfo->context;
+		int32		aggid = 0;
+		char		extra;
+		int			i;
+
 		KsEnsureXactCallback();
 		ks_wake_pending = true;
+		/* the trigger's name says whose: wake only its runners at commit */
+		if (sscanf(trigdata->tg_trigger->tgname, KS_WAKE_TRIGGER_FMT "%c", &aggid, &extra) != 1)
+			ks_wake_all = true;
+		for (i = 0; i < ks_wake_naggs && ks_wake_aggids[i] != aggid; i++)
+			;
+		if (!ks_wake_all && i == ks_wake_naggs)
+		{
+			if (ks_wake_naggs == KS_WAKE_MAX_AGGS)
+				ks_wake_all = true;
+			else
+				ks_wake_aggids[ks_wake_naggs++] = aggid;
+		}
 	}
 	return PointerGetDatum(NULL);
 }

@@ -363,6 +363,16 @@ extern void KsWakeDatabaseWorker(Oid dboid);
 extern void KsWakeAggregation(Oid dboid, int32 aggid);
 
 /*
+ * At the commit of rows into sources: wake the workers running the n
+ * aggregations reading them, without a lock (a stale number only sets
+ * some process's latch); every worker of the database when a part has no
+ * worker now, or an aggregation no slot.  Not every worker of the
+ * database: one role's inserts would keep every owner's workers busy.
+ */
+#define KS_WAKE_MAX_AGGS		8
+extern void KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n);
+
+/*
  * DROP DATABASE, and the commands that need a database to themselves
  * (ALTER DATABASE ... RENAME and SET TABLESPACE, CREATE DATABASE with it as
  * the template): make its workers leave, and keep the launcher from

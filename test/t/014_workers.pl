@@ -346,5 +346,45 @@ ks_sync_all($node, 'other');
 is(ks_mismatches($node, 'other', 'SELECT * FROM t1', 'SELECT k, count(*) FROM t GROUP BY k'), '0',
 	'... and starts a terminated worker again: its aggregations are exact');
 
+# --- inserts wake only the workers of the aggregations reading the rows:
+# one role inserting in a loop does not keep another owner's worker busy
+# (a long naptime, so that a worker wakes only when asked to)
+$node->safe_psql('other', q{
+ALTER SYSTEM SET keyedstate.naptime = '10min';
+SELECT pg_reload_conf();
+CREATE ROLE regress_wa;
+CREATE ROLE regress_wb;
+CREATE SCHEMA wa AUTHORIZATION regress_wa;
+CREATE SCHEMA wb AUTHORIZATION regress_wb;
+SET ROLE regress_wa;
+CREATE TABLE wa.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('wa.n', 'SELECT k, count(*) AS n FROM wa.ev GROUP BY k');
+SET ROLE regress_wb;
+CREATE TABLE wb.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('wb.n', 'SELECT k, count(*) AS n FROM wb.ev GROUP BY k');
+RESET ROLE;
+});
+ks_sync($node, 'other', 'wa.n');
+ks_sync($node, 'other', 'wb.n');
+my ($pid_a, $pid_b) = map { ks_worker_pid($node, 'other', $_) } ('wa.n', 'wb.n');
+isnt($pid_a, $pid_b, '(precondition) two owners, two workers');
+sub wakeups
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/status") or return -1;
+	my ($n) = map { /^voluntary_ctxt_switches:\s+(\d+)/ ? $1 : () } <$fh>;
+	close($fh);
+	return $n;
+}
+my ($before_a, $before_b) = (wakeups($pid_a), wakeups($pid_b));
+$node->safe_psql('other', join('', map { "INSERT INTO wa.ev (k) VALUES ($_);\n" } 1 .. 300));
+ok(ks_wait_for($node, 'other', 'SELECT count(*) = 300 FROM wa.n', 60),
+	'300 inserts, each its own transaction: their worker is woken (the naptime is 10 minutes)');
+my ($woken_a, $woken_b) = (wakeups($pid_a) - $before_a, wakeups($pid_b) - $before_b);
+note("voluntary context switches during the inserts: worker of wa.n $woken_a, of wb.n $woken_b");
+ok($woken_b < 30, "... and another owner's worker is not ($woken_b wake-ups)");
+$node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wa.n'); SELECT keyedstate.drop_aggregation('wb.n');
+ALTER SYSTEM RESET keyedstate.naptime; SELECT pg_reload_conf()});
+
 $node->stop;
 done_testing();
