@@ -14,6 +14,7 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "catalog/dependency.h"
+#include "catalog/partition.h"
 #include "catalog/pg_sequence.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
@@ -163,9 +164,9 @@ KsSourceStartOffset(Oid seqoid)
 	return Min(st.minvalue - 1, 0);
 }
 
-/* The sequence filling an int column (identity or serial), or InvalidOid. */
+/* The sequence a column owns (identity or serial), or InvalidOid. */
 static Oid
-KsColumnSequence(Oid relid, AttrNumber attnum)
+KsOwnedSequence(Oid relid, AttrNumber attnum)
 {
 	Oid			seqoid = getIdentitySequence(relid, attnum, true);
 	ListCell   *lc;
@@ -179,6 +180,33 @@ KsColumnSequence(Oid relid, AttrNumber attnum)
 
 		if (sequenceIsOwned(lfirst_oid(lc), DEPENDENCY_AUTO, &tab, &col) && col == attnum)
 			return lfirst_oid(lc);
+	}
+	return InvalidOid;
+}
+
+/*
+ * The sequence filling an int column, or InvalidOid: the one it owns, or
+ * for a partition the one its column owns in an ancestor (a bigserial of
+ * the partitioned table: its partitions inherit the default, not the
+ * ownership), the nearest first.
+ */
+static Oid
+KsColumnSequence(Oid relid, AttrNumber attnum)
+{
+	Oid			seqoid = KsOwnedSequence(relid, attnum);
+	char	   *attname;
+	ListCell   *lc;
+
+	if (OidIsValid(seqoid) || !get_rel_relispartition(relid))
+		return seqoid;
+	attname = get_attname(relid, attnum, false);
+	foreach(lc, get_partition_ancestors(relid))
+	{
+		AttrNumber	ancattnum = get_attnum(lfirst_oid(lc), attname);
+
+		if (ancattnum != InvalidAttrNumber &&
+			OidIsValid(seqoid = KsOwnedSequence(lfirst_oid(lc), ancattnum)))
+			return seqoid;
 	}
 	return InvalidOid;
 }

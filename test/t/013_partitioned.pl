@@ -334,5 +334,33 @@ exact('after a restart');
 is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.status WHERE state <> 'running' OR error IS NOT NULL}),
 	'0', 'both aggregations run, without error');
 
+# a source that is a partition of a partitioned table whose bigserial fills
+# it: its column does not own the sequence (the root's does), and it is the
+# offset column all the same, beside an aggregation over the root
+$node->safe_psql($db, q{
+CREATE TABLE rt (id bigserial, g int NOT NULL, k int NOT NULL, v int NOT NULL) PARTITION BY LIST (g);
+CREATE INDEX ON rt (id);
+CREATE TABLE rt_a PARTITION OF rt FOR VALUES IN (1, 2) PARTITION BY LIST (g);
+CREATE TABLE rt_a1 PARTITION OF rt_a FOR VALUES IN (1);
+CREATE TABLE rt_a2 PARTITION OF rt_a FOR VALUES IN (2);
+CREATE TABLE rt_b PARTITION OF rt FOR VALUES IN (3);
+INSERT INTO rt (g, k, v) SELECT 1 + i % 3, i % 7, i FROM generate_series(1, 300) i;
+SELECT keyedstate.create_aggregation('rt_all', 'SELECT k, count(*) AS n, sum(v) AS s FROM rt GROUP BY k');
+SELECT keyedstate.create_aggregation('rt_a_only', 'SELECT k, g, count(*) AS n, sum(v) AS s FROM rt_a GROUP BY k, g');
+SELECT keyedstate.create_aggregation('rt_a2_only', 'SELECT k, count(*) AS n FROM rt_a2 GROUP BY k');
+INSERT INTO rt (g, k, v) SELECT 1 + i % 3, i % 7, i FROM generate_series(301, 400) i;
+INSERT INTO rt_a (g, k, v) SELECT 1 + i % 2, i % 7, i FROM generate_series(401, 450) i;
+INSERT INTO rt_a2 (g, k, v) SELECT 2, i % 7, i FROM generate_series(451, 480) i;
+INSERT INTO rt_b (g, k, v) SELECT 3, i % 7, i FROM generate_series(481, 500) i;
+});
+ks_sync_all($node, $db);
+is(ks_mismatches($node, $db, 'SELECT * FROM rt_all', 'SELECT k, count(*), sum(v) FROM rt GROUP BY k'), '0',
+	'an aggregation over the root of a two-level tree equals its oracle');
+is(ks_mismatches($node, $db, 'SELECT * FROM rt_a_only', 'SELECT k, g, count(*), sum(v) FROM rt_a GROUP BY k, g'), '0',
+	'... and one over its mid-level partition, whose offset column takes the root\'s sequence');
+is(ks_mismatches($node, $db, 'SELECT * FROM rt_a2_only', 'SELECT k, count(*) FROM rt_a2 GROUP BY k'), '0',
+	'... and one over a leaf');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation(a) FROM unnest('{rt_all,rt_a_only,rt_a2_only}'::text[]) a});
+
 $node->stop;
 done_testing();
