@@ -80,6 +80,39 @@ ALTER TYPE pt RENAME ATTRIBUTE a TO aa;
 DROP TABLE pts;
 DROP TYPE pt;
 
+-- a composite type an aggregation stores otherwise (here a transition
+-- state): an attribute cannot change its type, which would make the stored
+-- values unreadable; attributes may come and go (stored values stay whole)
+CREATE TYPE acc AS (n int, s text);
+CREATE FUNCTION acc_step(acc, int) RETURNS acc LANGUAGE sql IMMUTABLE
+	AS $$SELECT ROW(coalesce(($1).n, 0) + 1, coalesce(($1).s, '') || $2)::acc$$;
+CREATE FUNCTION acc_n(acc) RETURNS text LANGUAGE sql IMMUTABLE AS $$SELECT ($1).n || ':' || ($1).s$$;
+CREATE AGGREGATE acc_agg(int) (sfunc = acc_step, stype = acc, finalfunc = acc_n);
+CREATE TABLE accs (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO accs (k, v) SELECT g % 2, g FROM generate_series(1, 6) g;
+SELECT keyedstate.create_aggregation('by_acc', 'SELECT k, acc_agg(v) AS a FROM accs GROUP BY k');
+SELECT keyedstate.sync('by_acc');
+ALTER TYPE acc ALTER ATTRIBUTE s TYPE varchar;
+ALTER TYPE acc ADD ATTRIBUTE z int;
+ALTER TYPE acc DROP ATTRIBUTE z;
+-- CREATE OR REPLACE AGGREGATE: another state type is refused (the stored
+-- states would be read as values of it), another transition function is not
+CREATE FUNCTION int_step(bigint, int) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT coalesce($1, 0) + $2';
+CREATE FUNCTION int_fin(bigint) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT $1::text';
+CREATE OR REPLACE AGGREGATE acc_agg(int) (sfunc = int_step, stype = bigint, finalfunc = int_fin);
+CREATE FUNCTION acc_step2(acc, int) RETURNS acc LANGUAGE sql IMMUTABLE
+	AS $$SELECT ROW(coalesce(($1).n, 0) + 1, coalesce(($1).s, '') || '+' || $2)::acc$$;
+CREATE OR REPLACE AGGREGATE acc_agg(int) (sfunc = acc_step2, stype = acc, finalfunc = acc_n);
+INSERT INTO accs (k, v) VALUES (0, 8), (1, 9);
+SELECT keyedstate.sync('by_acc');
+SELECT k, a LIKE '4:%' AS four FROM by_acc ORDER BY k;
+SELECT keyedstate.drop_aggregation('by_acc');
+CREATE OR REPLACE AGGREGATE acc_agg(int) (sfunc = int_step, stype = bigint, finalfunc = int_fin);
+DROP TABLE accs;
+DROP AGGREGATE acc_agg(int);
+DROP FUNCTION acc_step(acc, int), acc_step2(acc, int), acc_n(acc), int_step(bigint, int), int_fin(bigint);
+DROP TYPE acc;
+
 -- the offset column's type changed: said so; widened, resume reads it
 CREATE TABLE widen (id serial PRIMARY KEY, k int);
 INSERT INTO widen (k) VALUES (1), (2);

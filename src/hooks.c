@@ -539,7 +539,8 @@ KsAfterAlterTable(AlterTableStmt *stmt)
 
 /*
  * ProcessUtility hook: DROP EXTENSION keyedstate, the database commands
- * of dbhooks.h, and the commands that change the partitions of a source.
+ * of dbhooks.h, the commands that change the partitions of a source, and
+ * those changing types or aggregates an aggregation stores (keytypes.h).
  */
 static void
 KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -548,6 +549,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	bool		existed = false;
+	List	   *aggregates = NIL;	/* CREATE OR REPLACE AGGREGATE (keytypes.h) */
 
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		KsBeforeDropExtension((DropStmt *) parsetree);
@@ -582,6 +584,8 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		KsBeforeViewChange(((ViewStmt *) parsetree)->view, false);
 	else if (IsA(parsetree, RuleStmt))
 		KsBeforeViewChange(((RuleStmt *) parsetree)->relation, true);
+	else if (IsA(parsetree, DefineStmt))
+		aggregates = KsBeforeReplaceAggregate((DefineStmt *) parsetree);
 
 	if (prev_ProcessUtility)
 		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
@@ -590,6 +594,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
 								queryEnv, dest, qc);
 
+	KsAfterReplaceAggregate(aggregates);
 	/* a partition this command created (not one IF NOT EXISTS found) */
 	if (KsPartitionCreateStmt(parsetree) != NULL && !existed)
 	{

@@ -1,20 +1,45 @@
 /*-------------------------------------------------------------------------
  *
  * keytypes.h
- *	  Types used in aggregations' keys that a command would change.
+ *	  Types and aggregates an aggregation stores values of, which a command
+ *	  would change.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef KS_KEYTYPES_H
 #define KS_KEYTYPES_H
 
+#include "catalog/pg_aggregate.h"
 #include "nodes/parsenodes.h"
 
 /*
  * Before ALTER TYPE (or ALTER TABLE): refuse adding, dropping or changing
  * attributes of a composite type that an aggregation of the database has
- * in a key, as the keys' hashes would change (see keytypes.c).
+ * in a key, as the keys' hashes would change (see keytypes.c); or in what
+ * it stores otherwise (a column of its view, an aggregate's argument or
+ * transition state), whose checkpointed and published bytes are values of
+ * the type as it is laid out now.  Only for the type's owner: others meet
+ * PostgreSQL's own error and learn nothing of other roles' aggregations.
  */
 extern void KsBeforeAlterType(AlterTableStmt *stmt);
+
+/* An aggregate an aggregation calls, as pg_aggregate had it before a command. */
+typedef struct KsUsedAggregate
+{
+	Oid			aggfnoid;
+	FormData_pg_aggregate form;
+	char	   *aggname;		/* the aggregation's */
+} KsUsedAggregate;
+
+/*
+ * CREATE OR REPLACE AGGREGATE may give an aggregate another transition
+ * type (PostgreSQL only keeps its result type): an aggregation's stored
+ * states would then be read as values of the new type.  Before the
+ * command, the aggregates the database's aggregations call (NIL for any
+ * other command); after it, an error if one of them now has another
+ * transition type or (de)serialization function, which rolls it back.
+ */
+extern List *KsBeforeReplaceAggregate(DefineStmt *stmt);
+extern void KsAfterReplaceAggregate(List *used);
 
 #endif							/* KS_KEYTYPES_H */
