@@ -189,8 +189,8 @@ KsEstimateKeys(const KsLiveOptions *opts)
 	for (i = 0; i < n; i++)
 		if (KsSlotSnapshot(&refs[i], &copy))
 		{
-			/* the key count is the view readers' to know (EXPLAIN shows it) */
-			if (pg_class_aclcheck(copy.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			/* the key count is the view readers' to know (EXPLAIN shows it); none while loading */
+			if (!OidIsValid(copy.view_oid) || pg_class_aclcheck(copy.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 				break;
 			keys += copy.visible_keys + copy.cold_keys;
 		}

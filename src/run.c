@@ -248,7 +248,8 @@ KsArmTimers(KsAggRun *run, bool with_grace)
 
 	timeouts[n].id = ks_kill_timeout_id;
 	timeouts[n].type = TMPARAM_AFTER;
-	timeouts[n].delay_ms = run->timeout_ms + KS_KILL_GRACE_MS;
+	/* near INT_MAX (no timeout wanted), the grace must not wrap around */
+	timeouts[n].delay_ms = (int) Min((int64) run->timeout_ms + KS_KILL_GRACE_MS, (int64) INT_MAX);
 	n++;
 	if (with_grace)
 	{

@@ -170,27 +170,69 @@ KsSourceCheck(KsSource *src)
 }
 
 /*
- * Whether a locker can be ignored: VACUUM and autovacuum take locks that
- * conflict with ShareLock but never insert rows, and waiting for them would
- * stall the aggregation for the length of a vacuum.
+ * Whether a locker can be ignored: VACUUM, autovacuum and CREATE INDEX (or
+ * REINDEX) CONCURRENTLY take locks that conflict with ShareLock but never
+ * insert rows in their transaction, and waiting for them would stall the
+ * aggregation for the length of a vacuum or an index build.
  */
 static bool
-KsLockerIsVacuum(VirtualTransactionId vxid)
+KsLockerCannotInsert(VirtualTransactionId vxid)
 {
 	PGPROC	   *proc = BackendIdGetProc(vxid.backendId);
 
 	if (proc == NULL || proc->lxid != vxid.localTransactionId)
 		return false;
-	return (proc->statusFlags & (PROC_IN_VACUUM | PROC_IS_AUTOVACUUM)) != 0;
+	return (proc->statusFlags & (PROC_IN_VACUUM | PROC_IS_AUTOVACUUM | PROC_IN_SAFE_IC)) != 0;
 }
 
-/* The pid of the process running a virtual transaction, or 0. */
+/* Whether a virtual transaction is one of a list ended by an invalid one. */
+static bool
+KsVxidListed(VirtualTransactionId vxid, const VirtualTransactionId *list)
+{
+	for (; VirtualTransactionIdIsValid(*list); list++)
+		if (VirtualTransactionIdEquals(*list, vxid))
+			return true;
+	return false;
+}
+
+/*
+ * Whether a virtual transaction holds, on a relation, a lock that lets it
+ * insert (RowExclusiveLock or stronger, but not ShareUpdateExclusiveLock
+ * or ShareLock), by the lock manager's whole status (*status, read once).
+ */
+static bool
+KsHoldsInsertLock(LockData **status, VirtualTransactionId vxid, Oid relid)
+{
+	LOCKMASK	insert = LOCKBIT_ON(RowExclusiveLock) | LOCKBIT_ON(ShareRowExclusiveLock) |
+		LOCKBIT_ON(ExclusiveLock) | LOCKBIT_ON(AccessExclusiveLock);
+	int			i;
+
+	if (*status == NULL)
+		*status = GetLockStatusData();
+	for (i = 0; i < (*status)->nelements; i++)
+	{
+		LockInstanceData *l = &(*status)->locks[i];
+
+		if (l->locktag.locktag_type == LOCKTAG_RELATION &&
+			l->locktag.locktag_field1 == MyDatabaseId && l->locktag.locktag_field2 == relid &&
+			l->backend == vxid.backendId && l->lxid == vxid.localTransactionId &&
+			(l->holdMask & insert) != 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The pid of the process running a virtual transaction, or 0: also for a
+ * prepared transaction, whose locks its dummy PGPROC holds under the
+ * preparing backend's id, which a later session may have taken.
+ */
 static int
 KsLockerPid(VirtualTransactionId vxid)
 {
 	PGPROC	   *proc = BackendIdGetProc(vxid.backendId);
 
-	return proc ? proc->pid : 0;
+	return proc != NULL && proc->lxid == vxid.localTransactionId ? proc->pid : 0;
 }
 
 /*
@@ -208,6 +250,8 @@ KsSourceAdvance(KsSource *src)
 	LOCKTAG		tag;
 	VirtualTransactionId *lockers;
 	int			nlockers;
+	int			nother;
+	LockData   *status = NULL;	/* the lock manager's, if needed */
 	int			i;
 	List	   *tree;
 	List	   *relids;
@@ -248,13 +292,29 @@ KsSourceAdvance(KsSource *src)
 	relids = tree != NIL ? tree : list_make1_oid(src->relid);
 	foreach(lc, relids)
 	{
+		VirtualTransactionId *sue = NULL;
+		VirtualTransactionId *strong = NULL;
+
 		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
 		lockers = GetLockConflicts(&tag, ShareLock, &nlockers);
+		/*
+		 * Those holding ShareUpdateExclusiveLock (ANALYZE, CREATE INDEX
+		 * CONCURRENTLY, VALIDATE CONSTRAINT) conflict too, but insert only
+		 * if they also hold RowExclusiveLock; only they are looked up in
+		 * the lock manager's whole status, when there are any.
+		 */
+		if (nlockers > 0)
+			sue = GetLockConflicts(&tag, ShareUpdateExclusiveLock, &nother);
+		if (sue != NULL && VirtualTransactionIdIsValid(sue[0]))
+			strong = GetLockConflicts(&tag, RowExclusiveLock, &nother);
 		for (i = 0; VirtualTransactionIdIsValid(lockers[i]); i++)
 		{
 			int			j;
 
-			if (KsLockerIsVacuum(lockers[i]))
+			if (KsLockerCannotInsert(lockers[i]))
+				continue;
+			if (strong != NULL && KsVxidListed(lockers[i], sue) && !KsVxidListed(lockers[i], strong) &&
+				!KsHoldsInsertLock(&status, lockers[i], lfirst_oid(lc)))
 				continue;
 			/* one transaction may lock several tables of the tree */
 			for (j = 0; j < f->nwaits; j++)
@@ -266,6 +326,10 @@ KsSourceAdvance(KsSource *src)
 			f->waits[f->nwaits++] = lockers[i];
 		}
 		pfree(lockers);
+		if (sue != NULL)
+			pfree(sue);
+		if (strong != NULL)
+			pfree(strong);
 	}
 	list_free(relids);
 

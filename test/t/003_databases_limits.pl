@@ -232,6 +232,63 @@ is($node->safe_psql('db_a', q{SELECT error IS NULL FROM keyedstate.status WHERE 
 	'... without the message');
 $node->safe_psql('db_a', q{SELECT keyedstate.drop_aggregation('lack.n'); DROP SCHEMA lack CASCADE});
 
+# a view read right after a restart waits for its aggregation to load,
+# instead of failing while the slot knows no view yet
+$node->restart;
+($ret, $out, $err) = $node->psql('db_a', join('', map { "EXPLAIN SELECT * FROM ev_sum;\n" } 1 .. 200),
+	on_error_stop => 1);
+is($ret, 0, 'a view planned again and again right after a restart: no error while it loads');
+is($node->safe_psql('db_a', 'SELECT count(*) = (SELECT count(DISTINCT k) FROM ev) FROM ev_sum'), 't',
+	'a view read at once after a restart waits for it to load');
+
+# keyedstate.step_timeout at its maximum (no timeout, in effect): the kill
+# timer's grace must not wrap around and end every step at once
+$node->safe_psql('db_a', 'ALTER SYSTEM SET keyedstate.step_timeout = 2147483647; SELECT pg_reload_conf()');
+for (1 .. 3)
+{
+	$node->safe_psql('db_a', 'INSERT INTO ev (k, v) SELECT g % 10, 1 FROM generate_series(1, 20000) g');
+	ks_sync($node, 'db_a', 'ev_sum', '60s');
+}
+is(ks_state($node, 'db_a', 'ev_sum'), 'running', 'step_timeout at its maximum: steps run');
+$node->safe_psql('db_a', 'ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_reload_conf()');
+
+# a prepared transaction that inserted holds the aggregation back, and
+# status names no session: its backend id is a later session's
+# (the worker sees the writer before it prepares; the preparing session
+# stays, its backend id now running another transaction)
+my $preparer = $node->background_psql('db_a');
+my $preparer_pid = $preparer->query_safe('SELECT pg_backend_pid()');
+$preparer->query_safe(q{BEGIN; INSERT INTO ev (k, v) VALUES (4, 4)});
+$node->safe_psql('db_a', 'INSERT INTO ev (k, v) VALUES (4, 4)');
+ok(ks_wait_for($node, 'db_a', qq{SELECT state = 'waiting' AND waiting_pid = $preparer_pid FROM keyedstate.status WHERE name = 'ev_sum'}, 30),
+	'an open transaction that inserted holds the frontier: waiting, for its pid');
+$preparer->query_safe(q{PREPARE TRANSACTION 'held_rows'});
+$preparer->query_safe('SELECT 1');
+ok(ks_wait_for($node, 'db_a', q{SELECT state = 'waiting' AND waiting_pid IS NULL FROM keyedstate.status WHERE name = 'ev_sum'}, 30),
+	'... prepared, it still does, and waiting_pid no longer names its session');
+$node->safe_psql('db_a', q{COMMIT PREPARED 'held_rows'});
+$preparer->quit;
+ks_sync($node, 'db_a', 'ev_sum', '60s');
+is(ks_mismatches($node, 'db_a', 'SELECT k, s FROM ev_sum', 'SELECT k, sum(v) FROM ev GROUP BY k'), '0',
+	'... and once committed its row counts');
+
+# CREATE INDEX CONCURRENTLY never inserts: its locks do not hold the frontier
+# (its expression takes 4 s for one row, in the build and again in the validation)
+$node->safe_psql('db_a', q{INSERT INTO ev (k, v) VALUES (424242, 0);
+CREATE FUNCTION slow_k(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+	$$BEGIN IF $1 = 424242 THEN PERFORM pg_sleep(4); END IF; RETURN $1; END$$});
+my $cic = $node->background_psql('db_a');
+$cic->query_until(qr/building/, "\\echo building\nCREATE INDEX CONCURRENTLY ev_slow ON ev (slow_k(k));\n");
+ok(ks_wait_for($node, 'db_a', q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%'}, 30),
+	'(precondition) an index is being built concurrently');
+$node->safe_psql('db_a', 'INSERT INTO ev (k, v) VALUES (5, 5)');
+($ret) = $node->psql('db_a', q{SELECT keyedstate.sync('ev_sum', '5s')});
+ok($ret == 0 && $node->safe_psql('db_a',
+	q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%'}) eq 't',
+	'a row inserted during CREATE INDEX CONCURRENTLY is consumed before the build ends');
+$cic->quit;
+$node->safe_psql('db_a', 'DROP INDEX IF EXISTS ev_slow; DROP FUNCTION slow_k(int)');
+
 # DROP EXTENSION stops the worker of that database
 $node->safe_psql('db_b', 'DROP EXTENSION keyedstate CASCADE');
 ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'db_b'",
