@@ -24,6 +24,7 @@ OBJS = \
 	src/catalog.o \
 	src/source.o \
 	src/sourcetree.o \
+	src/sourceddl.o \
 	src/sourcedefaults.o \
 	src/offsets.o \
 	src/publish.o \

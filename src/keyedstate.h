@@ -12,7 +12,7 @@
  * The source is split by concern; each part has its own header (the SQL
  * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, pool.c and
  * progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
- * sourcetree.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
+ * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
  * checkpoint.h ckptcommit.c, recovery.h seed.c, run.h runlife.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
@@ -32,7 +32,8 @@
  *	definition	analysing an aggregation's query: contents, layout, settings
  *	catalog		keyedstate.aggregation and its access bracket
  *	source		which rows are consumed: frontier, step checks, batches
- *	sourcetree	the tables read: a source or its partitions, and their changes
+ *	sourcetree	the tables read: a source or its partitions, their offset indexes
+ *	sourceddl	commands changing a source's partitions: attach, drop, detach
  *	sourcedefaults	the offset defaults of a source and its tree's tables
  *	offsets		the offset column and its sequence, where consumption starts
  *	run			an aggregation's run: identity, settings, time bound, failures

@@ -266,6 +266,16 @@ KsLeafRowOffset(Oid offset_type, AttrNumber attnum, TupleTableSlot *slot)
 }
 
 /*
+ * Find the btree index the reader scans in a leaf: valid (and not being
+ * replaced by REINDEX CONCURRENTLY), ascending, without predicate or
+ * expressions, led by the offset column, whose (built-in) operator family
+ * compares the column with int8 bounds.  False if there is none; with
+ * `busy` (a worker, which never waits), indexes others lock are passed
+ * over, and *busy is set if no other one is found.
+ */
+extern bool KsFindOffsetIndex(KsLeaf *leaf, Relation heap, Oid offset_type, bool *busy);
+
+/*
  * ATTACH PARTITION of table `partrelid` to `parentrelid`, which is in the
  * tree of the source of an aggregation whose offsets come from `seqoid`:
  * refuse it if the table holds rows the frontier may already have passed

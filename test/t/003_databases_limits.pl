@@ -289,6 +289,25 @@ ok($ret == 0 && $node->safe_psql('db_a',
 $cic->quit;
 $node->safe_psql('db_a', 'DROP INDEX IF EXISTS ev_slow; DROP FUNCTION slow_k(int)');
 
+# a REINDEX of the offset index held open while the source's definition
+# changes (a GRANT): the worker sets its leaves up again without waiting
+# for the index, so the step neither blocks nor runs into its timeout
+$node->safe_psql('db_a', 'ALTER SYSTEM SET keyedstate.step_timeout = 1000; SELECT pg_reload_conf()');
+$node->safe_psql('db_a', 'INSERT INTO ev (k, v) VALUES (6, 6)');
+ks_sync($node, 'db_a', 'ev_sum', '60s');
+my $reindex = $node->background_psql('db_a');
+$reindex->query_safe('BEGIN; REINDEX INDEX ev_pkey');
+$node->safe_psql('db_a', 'CREATE ROLE regress_reindex; GRANT SELECT ON ev TO regress_reindex');
+ok(!ks_wait_for($node, 'db_a', q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 'ev_sum'}, 7),
+	'an offset index held by REINDEX for seven step timeouts: the aggregation does not fail');
+$reindex->query_safe('COMMIT');
+$reindex->quit;
+$node->safe_psql('db_a', 'INSERT INTO ev (k, v) VALUES (6, 6)');
+ks_sync($node, 'db_a', 'ev_sum', '60s');
+is(ks_mismatches($node, 'db_a', 'SELECT k, s FROM ev_sum', 'SELECT k, sum(v) FROM ev GROUP BY k'), '0',
+	'... and once the REINDEX is done it is exact');
+$node->safe_psql('db_a', 'ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_reload_conf()');
+
 # DROP EXTENSION stops the worker of that database
 $node->safe_psql('db_b', 'DROP EXTENSION keyedstate CASCADE');
 ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'db_b'",
