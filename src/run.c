@@ -47,6 +47,19 @@ static void KsAcceptCancels(bool accept);
 static Oid	ks_worker_userid = InvalidOid;
 static int	ks_worker_sec_context = 0;
 
+/*
+ * The session user of a step is the aggregation's owner, as in her login:
+ * session_user, is_superuser and pg_has_role(session_user, ...) in her code
+ * are hers, not the worker's.  Set at the step's start (outside any
+ * security-restricted context), back to the worker's at its end or abort.
+ */
+static void
+KsSetSessionUser(Oid userid, bool is_superuser)
+{
+	if (GetSessionUserId() != userid)
+		SetSessionAuthorization(userid, is_superuser);
+}
+
 /* The time bound of steps: our timeout, and whether it fired. */
 static TimeoutId ks_step_timeout_id = MAX_TIMEOUTS;
 static volatile sig_atomic_t ks_step_timed_out = false;
@@ -373,6 +386,7 @@ KsRunBegin(KsAggRun *run)
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("keyedstate worker leaves for a fresh one")));
 	}
+	KsSetSessionUser(run->owner, superuser_arg(run->owner));
 	/*
 	 * The aggregation's settings, for this step only: undone at its end
 	 * with whatever its user code set, so that no setting (a custom one
@@ -466,6 +480,7 @@ KsRunEnd(int nestlevel)
 	ks_owner_armed = false;
 	ks_term_cancels = false;
 	KsBecomeWorker();
+	KsSetSessionUser(ks_worker_userid, true);
 	AtEOXact_GUC(false, nestlevel);
 	/* session advisory locks its user code took do not outlive the step */
 	LockReleaseSession(USER_LOCKMETHOD);
@@ -534,6 +549,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	edata = CopyErrorData();
 	FlushErrorState();
 	AbortCurrentTransaction();
+	KsSetSessionUser(ks_worker_userid, true);
 	LockReleaseSession(USER_LOCKMETHOD);
 	run->cur_offset = 0;
 

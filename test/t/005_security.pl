@@ -198,7 +198,7 @@ CREATE TABLE mallory.src (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NU
 CREATE TABLE mallory.ctl (marker text NOT NULL, fail boolean NOT NULL);
 INSERT INTO mallory.ctl VALUES ('create', false);
 CREATE TABLE mallory.log (marker text, phase text, usr text, is_super boolean,
-	restricted boolean, mallory_super boolean, client text, pid int);
+	restricted boolean, mallory_super boolean, client text, pid int, sess text, sess_super text);
 
 CREATE FUNCTION mallory.probe(p_phase text) RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -217,13 +217,14 @@ BEGIN
 	EXCEPTION WHEN OTHERS THEN
 		v_restricted := SQLERRM LIKE '%security-restricted operation%';
 	END;
-	INSERT INTO mallory.log (marker, phase, usr, is_super, restricted, mallory_super, client, pid)
+	INSERT INTO mallory.log (marker, phase, usr, is_super, restricted, mallory_super, client, pid, sess, sess_super)
 	SELECT c.marker, p_phase, current_user::text,
 		   (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user),
 		   v_restricted,
 		   (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = 'regress_mallory'),
 		   pg_catalog.current_setting('application_name'),
-		   pg_catalog.pg_backend_pid()
+		   pg_catalog.pg_backend_pid(),
+		   session_user::text, pg_catalog.current_setting('is_superuser')
 	  FROM mallory.ctl c;
 	RETURN true;
 END $$;
@@ -304,13 +305,13 @@ sub check_probe
 {
 	my ($marker, $owner, $required, $label) = @_;
 	my $bad = $node->safe_psql($db, qq{
-SELECT coalesce(string_agg(DISTINCT format('%s ran as %s (superuser: %s, restricted: %s, regress_mallory superuser: %s)',
-									   phase, usr, is_super, restricted, mallory_super), '; '), '')
+SELECT coalesce(string_agg(DISTINCT format('%s ran as %s (superuser: %s, restricted: %s, regress_mallory superuser: %s, session user %s, is_superuser %s)',
+									   phase, usr, is_super, restricted, mallory_super, sess, sess_super), '; '), '')
   FROM mallory.log
  WHERE marker = '$marker' AND client = 'keyedstate worker'
    AND (usr IS DISTINCT FROM '$owner' OR is_super IS NOT FALSE OR restricted IS NOT TRUE
-		OR mallory_super IS NOT FALSE)});
-	is($bad, '', "1/$label: the worker ran user code only as $owner, restricted, never as a superuser");
+		OR mallory_super IS NOT FALSE OR sess IS DISTINCT FROM '$owner' OR sess_super IS DISTINCT FROM 'off')});
+	is($bad, '', "1/$label: the worker ran user code only as $owner (its session user too), restricted, never as a superuser");
 	my %seen = map { $_ => 1 } split / /, $node->safe_psql($db, qq{
 SELECT string_agg(DISTINCT phase, ' ') FROM mallory.log WHERE marker = '$marker' AND client = 'keyedstate worker'});
 	my @missing = grep { !$seen{$_} } @$required;
