@@ -315,8 +315,11 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			}
 			else
 			{
+				if (run->rt->hasReplay)
+					KsRunOwnerCodeBegin(run);
 				KsAggDeserializeStates(run->rt, e->states, &e->replay, states[i], statelens[i],
 									   run->name);
+				KsRunOwnerCodeEnd();
 				KsRecoverRow(run, dsa, e, rows[i], rowlens[i]);
 			}
 		}
@@ -498,8 +501,12 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own)
 			else
 				delta_bytes += VARSIZE_ANY_EXHDR(data);
 
-			/* deserialize functions are user code: run them as the owner */
-			KsBecomeOwner(run);
+			/*
+			 * Deserialize and replayed functions (and casts they call) are
+			 * user code: run as the owner, and only they are timed (below),
+			 * not reading the chunk (the README says recovery is not).
+			 */
+			KsBecomeOwnerAs(run, false);
 			KsRecoverChunkGuarded(run, &crow, &seq, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
 								  keys, nulls, tmp);
 			KsBecomeWorker();

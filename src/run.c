@@ -130,11 +130,12 @@ KsSetSearchPath(const char *path)
 		KsSetOption("search_path", path, GUC_ACTION_SET);
 }
 
-/* Run the owner's code: its identity, restricted, and its search_path. */
+/* Run the owner's code: its identity, restricted, its search_path (see run.h). */
 void
-KsBecomeOwner(KsAggRun *run)
+KsBecomeOwnerAs(KsAggRun *run, bool timed)
 {
-	KsRunOwnerCodeBegin(run);
+	if (timed)
+		KsRunOwnerCodeBegin(run);
 	KsSetSearchPath(KsRunSearchPath(run));
 	SetUserIdAndSecContext(run->owner,
 						   ks_worker_sec_context | SECURITY_LOCAL_USERID_CHANGE |

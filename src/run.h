@@ -215,8 +215,14 @@ KsExpiredAt(KsAggRun *run, TimestampTz touched, TimestampTz now)
 		touched < now - run->def->ttl_us;
 }
 
-/* Run user code of an aggregation (its owner, restricted). */
-extern void KsBecomeOwner(KsAggRun *run);
+/*
+ * Run user code of an aggregation (its owner, restricted), bounded by the
+ * step timeout; KsBecomeOwnerAs(run, false) leaves the timeout to the caller
+ * (KsRunOwnerCodeBegin around the calls of user code), for keyedstate's own
+ * long work that calls it only here and there (recovery).
+ */
+extern void KsBecomeOwnerAs(KsAggRun *run, bool timed);
+#define KsBecomeOwner(run)	KsBecomeOwnerAs((run), true)
 
 /* Back to the worker's own identity for keyedstate's catalog tables. */
 extern void KsBecomeWorker(void);
