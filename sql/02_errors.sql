@@ -85,6 +85,8 @@ DROP EXTENSION file_fdw CASCADE;
 -- a partitioned table needs an offset index, and partitions that follow its sequence
 CREATE TABLE part_src (id bigserial, k int) PARTITION BY RANGE (id);
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM part_src GROUP BY k');
+-- ONLY a partitioned table: the plain query reads no row
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM ONLY part_src GROUP BY k');
 CREATE INDEX ON part_src (id);
 CREATE TABLE part_own (id bigserial, k int);
 ALTER TABLE part_src ATTACH PARTITION part_own FOR VALUES FROM (1) TO (1000);

@@ -487,6 +487,8 @@ WITH w AS (
 	 GROUP BY s.aggregation_id)
 SELECT a.view::text AS name,
 	   CASE WHEN pg_catalog.pg_is_in_recovery() THEN 'standby'
+			-- a paused aggregation whose load failed: its view says so too
+			WHEN w.state = 'failed' THEN 'failed'
 			WHEN a.paused THEN 'paused'
 			WHEN w.nparts < a.parallelism THEN 'starting'
 			ELSE COALESCE(w.state, 'starting') END AS state,

@@ -12,11 +12,14 @@
  */
 #include "keyedstate.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -288,6 +291,24 @@ KsRewriteMutator(Node *node, KsRewriteContext *ctx)
 	return expression_tree_mutator(node, KsRewriteMutator, (void *) ctx);
 }
 
+/* Whether a subscription replicates into a table (pg_subscription_rel lists it). */
+static bool
+KsTableIsSubscribed(Oid relid)
+{
+	Relation	rel = table_open(SubscriptionRelRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	bool		found;
+
+	ScanKeyInit(&key, Anum_pg_subscription_rel_srrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(rel, SubscriptionRelSrrelidSrsubidIndexId, true, NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
 /*
  * Check that a query can be an aggregation and take it apart into keys,
  * aggregate calls and the view's projection.
@@ -363,6 +384,21 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", get_rel_name(rte->relid)),
 				 errdetail("keyedstate aggregations consume ordinary and partitioned tables only, not views, materialized views or foreign tables.")));
+	/* a subscriber's table: its rows keep the publisher's offsets (see below) */
+	if (KsTableIsSubscribed(rte->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot aggregate table \"%s\" because a subscription replicates into it",
+						get_rel_name(rte->relid)),
+				 errdetail("Logical replication inserts rows with the publisher's offsets, which this database's sequence never hands out, so they would never be read."),
+				 errhint("Aggregate the table on the publisher.")));
+	/* ONLY of a partitioned table reads nothing: the plain query has no row */
+	if (relkind == RELKIND_PARTITIONED_TABLE && !rte->inh)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot aggregate ONLY partitioned table \"%s\"", get_rel_name(rte->relid)),
+				 errdetail("A partitioned table holds no rows of its own: its rows are in its partitions."),
+				 errhint("Leave out ONLY to aggregate every partition, or name one partition.")));
 	if (persistence == RELPERSISTENCE_TEMP)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
