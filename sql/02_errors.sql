@@ -37,6 +37,8 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT DISTINCT k, count(*) FROM src
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k ORDER BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k LIMIT 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, max(xmin::text) FROM src GROUP BY k');
+-- two columns of one name: said as CREATE VIEW would, without internal names
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*), count(*) FROM src GROUP BY k');
 -- what a replay would compute differently: the time, the session
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE v < extract(epoch FROM now()) GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT date_trunc(''day'', current_timestamp) AS d, count(*) FROM src GROUP BY 1');

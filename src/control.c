@@ -307,7 +307,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 		if (KsIntervalMs(PG_GETARG_INTERVAL_P(2)) <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("checkpoint_interval must be positive")));
+					 errmsg("checkpoint_interval must be at least 1 millisecond")));
 		interval = PG_GETARG_DATUM(2);
 	}
 	if (!PG_ARGISNULL(3))

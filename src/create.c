@@ -241,7 +241,7 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	if (KsIntervalMs(cs->interval) <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("checkpoint_interval must be positive")));
+				 errmsg("checkpoint_interval must be at least 1 millisecond")));
 
 	/* the view's name: the caller must be able to create it */
 	names = stringToQualifiedNameList(cs->name);

@@ -359,6 +359,22 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 				 errmsg("keyedstate aggregation query must have a GROUP BY clause"),
 				 errhint("Group by at least one key column or expression.")));
 
+	/* the view's columns: CREATE VIEW would say so, naming our internal tables */
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst(lc);
+		ListCell   *lc2;
+
+		for (lc2 = lnext(query->targetList, lc); lc2 != NULL && !tle->resjunk && tle->resname != NULL;
+			 lc2 = lnext(query->targetList, lc2))
+			if (!((TargetEntry *) lfirst(lc2))->resjunk &&
+				strcmp(tle->resname, ((TargetEntry *) lfirst(lc2))->resname) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("column \"%s\" specified more than once", tle->resname),
+						 errhint("Name the columns with AS.")));
+	}
+
 	/* exactly one plain table */
 	if (list_length(query->rtable) != 1 ||
 		list_length(query->jointree->fromlist) != 1 ||
