@@ -95,6 +95,31 @@ KsEvictBudget(KsAggRun *run)
 	return budget;
 }
 
+/*
+ * Memory in use past the budget that eviction cannot bring down, keys
+ * whose states are on average larger than the whole budget (a string_agg
+ * of large values): the aggregation fails, naming its budget, once it is
+ * more than twice the budget and KS_EVICT_SLACK beyond it, rather than
+ * growing without bound in the worker and in the shared memory of every
+ * owner.  Many small keys (a drain of new keys, which are not evictable
+ * until written) never count: they go at the next checkpoints.
+ */
+#define KS_EVICT_SLACK		((int64) 16 * 1024 * 1024)
+
+static void
+KsEvictRefuseGrowth(KsAggRun *run, int64 used)
+{
+	if (used <= 2 * run->memory_budget || used <= run->memory_budget + KS_EVICT_SLACK ||
+		run->kt->nentries == 0 || used / (int64) run->kt->nentries <= run->memory_budget)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("aggregation %s uses " INT64_FORMAT " kB of memory, more than twice its budget of " INT64_FORMAT " kB",
+					run->name, used / 1024, run->memory_budget / 1024),
+			 errdetail("Its keys in memory have states larger than the budget, and evicting keys cannot bring it down."),
+			 errhint("Raise its memory_limit (or keyedstate.max_state_memory), then call keyedstate.resume().")));
+}
+
 /* Whether keys should be evicted now (see evict.h). */
 bool
 KsEvictDue(KsAggRun *run)
@@ -108,8 +133,18 @@ KsEvictDue(KsAggRun *run)
 		run->budget_checked = now;
 		(void) KsEvictBudget(run);
 	}
-	if (run->memory_budget <= 0 || run->evict_stalled)
+	if (run->memory_budget <= 0)
 		return false;
+	if (run->evict_stalled)
+	{
+		/* nothing to evict: measured at most every 100 ms, as below */
+		if (TimestampDifferenceExceeds(run->used_checked, now, 100))
+		{
+			run->used_checked = now;
+			KsEvictRefuseGrowth(run, KsEvictMemoryUsed(run));
+		}
+		return false;
+	}
 	/* reading waits for memory: whatever the number of keys (evict.h) */
 	if (run->evict_holding)
 		return true;
@@ -165,6 +200,7 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 	if (budget <= 0)
 		return NULL;
 	used = KsEvictMemoryUsed(run);
+	KsEvictRefuseGrowth(run, used);
 	/* no key at all and still over: the fixed memory is; reading must not wait */
 	if (kt->nallocated == 0)
 	{

@@ -354,6 +354,20 @@ $node->safe_psql($db, q{SELECT keyedstate.rebuild('one')});
 ks_wait_state($node, $db, 'one', 'running');
 ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'a rebuild recovers from it exactly');
+# keys whose states are each larger than the whole budget: eviction cannot
+# help, and the aggregation fails naming its budget instead of growing in
+# the worker and the shared memory without bound
+$node->safe_psql($db, q{
+CREATE TABLE huge (id bigserial PRIMARY KEY, k int NOT NULL, t text NOT NULL);
+SELECT keyedstate.create_aggregation('huge_s', 'SELECT k, string_agg(t, '','') AS s FROM huge GROUP BY k',
+	memory_limit => '1MB');
+INSERT INTO huge (k, t) SELECT g % 2, repeat(md5(g::text), 32) FROM generate_series(1, 30000) g;
+});
+ok(ks_wait_state($node, $db, 'huge_s', 'failed'), 'two keys of 15 MB each under a 1MB budget: the aggregation fails');
+like($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'huge_s'}),
+	qr/more than twice its budget/, '... and says why');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('huge_s'); DROP TABLE huge});
+
 unlike(slurp_file($node->logfile), qr/terminated by signal (?!9\b)/,
 	'no server process died but of the deliberate SIGKILLs');
 
