@@ -62,6 +62,7 @@ static int32 ks_wake_aggids[KS_WAKE_MAX_AGGS];	/* ... else of these aggregations
 static int	ks_wake_naggs = 0;
 static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
+static bool ks_reload_pending = false;
 static TransactionId ks_reserving_xid = InvalidTransactionId;
 
 /* End of a transaction: do what it asked for (see the banner). */
@@ -75,7 +76,7 @@ KsXactCallback(XactEvent event, void *arg)
 			if (ks_request_pending && KsSharedState != NULL)
 				KsRequestDatabaseWorker(MyDatabaseId, true);
 			/* an interrupted run waits for a reload after this commit */
-			else if (ks_interrupt_pending)
+			else if (ks_interrupt_pending || ks_reload_pending)
 				KsDatabaseAskReload(MyDatabaseId);
 			else if (ks_wake_pending && ks_wake_all)
 				KsWakeDatabaseWorker(MyDatabaseId);
@@ -101,6 +102,7 @@ KsXactCallback(XactEvent event, void *arg)
 	ks_wake_naggs = 0;
 	ks_request_pending = false;
 	ks_interrupt_pending = false;
+	ks_reload_pending = false;
 	ks_reserving_xid = InvalidTransactionId;
 }
 
@@ -127,6 +129,14 @@ KsRequestAtCommit(void)
 	KsEnsureXactCallback();
 	ks_request_pending = true;
 	ks_reserving_xid = GetTopTransactionIdIfAny();
+}
+
+/* A reload at commit only (see hooks.h). */
+void
+KsReloadAtCommit(void)
+{
+	KsEnsureXactCallback();
+	ks_reload_pending = true;
 }
 
 /* Stop the worker's current step of an aggregation (see hooks.h). */

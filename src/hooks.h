@@ -26,6 +26,9 @@ extern void KsHooksInit(void);
 /* Ask the worker to reload at commit (and at abort, if it was interrupted). */
 extern void KsRequestAtCommit(void);
 
+/* Ask the database's workers to reload if this transaction commits, taking nothing now. */
+extern void KsReloadAtCommit(void);
+
 /* Stop the worker's current step of an aggregation (pause, drop, rebuild). */
 extern void KsInterruptAtOnce(int32 aggid);
 
@@ -82,6 +85,9 @@ extern char *KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set);
  * replacing the rule, which would drop them.
  */
 extern void KsRecordQueryDependencies(Oid view_oid, Query *query, Oid seqoid);
+
+/* restore.c: write the definition text again where renames changed it */
+extern bool KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl);
 
 /* restore.c: bind a definition made in another cluster again (pg_upgrade) */
 struct KsAggDef;

@@ -32,7 +32,11 @@
  *
  * So that the definition text stays right when something it names is
  * renamed, an event trigger at the end of ALTER commands deparses every
- * stored tree again (keyedstate_refresh_definitions).
+ * stored tree again (keyedstate_refresh_definitions).  It writes only the
+ * rows of the role that ran the ALTER: another owner's row is written by
+ * the worker running that aggregation, after the ALTER committed
+ * (KsRefreshDefinitionTexts), so that no role's open transaction holds
+ * another owner's row.
  *
  *-------------------------------------------------------------------------
  */
@@ -56,6 +60,7 @@
 #include "parser/analyze.h"
 #include "tcop/tcopprot.h"
 #include "rewrite/rewriteSupport.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -421,21 +426,37 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 }
 
 /*
- * keyedstate.refresh_definitions(): deparse every stored tree again, so that
- * the definition text and the offset column's name a dump writes are those
- * of the objects now (called at the end of ALTER commands).
+ * Deparse the stored trees of the aggregations listed (every one when ids
+ * is NULL) again, and write the text of those whose text or offset column
+ * name changed.  From the event trigger (ddl true), in the transaction of
+ * whoever ran the ALTER: only the rows of aggregations that role owns (or
+ * acts for) are written, since a row updated stays locked until that
+ * transaction ends, and another owner's checkpoints and control calls
+ * would wait for it; for the others a reload of the database's workers is
+ * asked for at commit, which refreshes them (ddl false, from the worker
+ * running each), so an aborted ALTER changes nothing.  From the worker a
+ * row locked by its owner is skipped.  Returns whether something must be
+ * tried again later (a row or a source another session held).
  */
-Datum
-keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
+bool
+KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 {
 	KsCatalogAccess acc;
 	uint64		i;
 	uint64		n;
 	SPITupleTable *rows;
+	bool		retry = false;
+	bool		others = false;
+	Oid			issuer = GetOuterUserId();
+	Datum		idarg;
+	Oid			idtype = INT4ARRAYOID;
 
 	KsCatalogOpen(&acc);
-	if (SPI_execute("SELECT id, query_tree, definition, source, offset_attnum, offset_column "
-					"FROM keyedstate.aggregation", true, 0) != SPI_OK_SELECT)
+	idarg = ids == NULL ? (Datum) 0 :
+		PointerGetDatum(construct_array((Datum *) ids, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	if (SPI_execute_with_args("SELECT id, query_tree, definition, source, offset_attnum, offset_column, "
+							  "view FROM keyedstate.aggregation WHERE $1 IS NULL OR id = ANY ($1)",
+							  1, &idtype, &idarg, ids == NULL ? "n" : " ", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read keyedstate.aggregation");
 	rows = SPI_tuptable;
 	n = SPI_processed;
@@ -450,6 +471,7 @@ keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
 		Oid			source = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		AttrNumber	attnum = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
 		char	   *oldcol = SPI_getvalue(tup, desc, 6);
+		Oid			owner = KsRelationOwner(DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull)));
 		KsSubCall	call = {0};
 		ErrorData  *edata;
 		char	   *text = old;
@@ -462,6 +484,8 @@ keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
 		edata = KsCallInSubtransaction(KsSubCallRun, &call, false);
 		if (edata == NULL)
 			text = call.text;
+		else if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)
+			retry = true;
 		else
 			/* in the server log: the role whose ALTER this is may not own it */
 			ereport(LOG,
@@ -472,14 +496,39 @@ keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
 			col = oldcol;
 		if (strcmp(text, old) == 0 && strcmp(col, oldcol) == 0)
 			continue;
+		if (ddl && !(OidIsValid(owner) && has_privs_of_role(issuer, owner)))
+		{
+			others = true;
+			continue;
+		}
 		args[0] = Int32GetDatum(id);
 		args[1] = CStringGetTextDatum(text);
 		args[2] = CStringGetTextDatum(col);
-		if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET definition = $2, "
-								  "offset_column = $3::pg_catalog.name WHERE id = $1",
+		if (SPI_execute_with_args(ddl ?
+								  "UPDATE keyedstate.aggregation SET definition = $2, "
+								  "offset_column = $3::pg_catalog.name WHERE id = $1" :
+								  "UPDATE keyedstate.aggregation SET definition = $2, "
+								  "offset_column = $3::pg_catalog.name WHERE id = (SELECT id "
+								  "FROM keyedstate.aggregation WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED)",
 								  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update keyedstate.aggregation");
+		if (SPI_processed == 0)
+			retry = true;
 	}
 	KsCatalogClose(&acc);
+	if (others)
+		KsReloadAtCommit();
+	return retry;
+}
+
+/*
+ * keyedstate.refresh_definitions(): deparse every stored tree again, so that
+ * the definition text and the offset column's name a dump writes are those
+ * of the objects now (called at the end of ALTER commands).
+ */
+Datum
+keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
+{
+	(void) KsRefreshDefinitionTexts(NULL, 0, true);
 	PG_RETURN_VOID();
 }

@@ -49,6 +49,7 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "hooks.h"
 #include "launcher.h"
 #include "run.h"
 #include "step.h"
@@ -256,6 +257,25 @@ KsReloadRuns(void)
 			KsRunRelease(run);
 	}
 	KsReleaseOrphanSlots(MyDatabaseId, nids, ids);
+
+	/*
+	 * The definition text of the aggregations we run, after renames by
+	 * other roles (restore.c); every reload, so a crash loses none.  A row
+	 * its owner holds is tried again a second later.
+	 */
+	nids = 0;
+	foreach(lc, keep)
+	{
+		KsPartInfo	part;
+
+		KsRunPartInfo(((KsAggRun *) lfirst(lc))->def, &part);
+		if (part.part == 0)
+			ids[nids++] = part.parent;
+	}
+	MemoryContextSwitchTo(tmp);
+	if (nids > 0 && KsRefreshDefinitionTexts(ids, nids, false))
+		ks_balance_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+	MemoryContextSwitchTo(ks_worker_cxt);
 	pfree(ids);
 	SPI_finish();
 	PopActiveSnapshot();

@@ -1536,6 +1536,61 @@ CREATE TEMP TABLE mine (a int); ALTER TABLE mine ADD COLUMN b int}, 60);
 }
 
 ###########################################################################
+# 14. Another role's rename of an object an owner's query names changes
+#     that owner's definition text (a dump must write the new name), but
+#     never in the renaming role's transaction: an idle transaction of hers
+#     would hold the owner's row, his checkpoints would stop and his control
+#     calls wait.  The worker running his aggregation writes the text once
+#     the rename has committed, paused or not; a rename rolled back changes
+#     nothing.
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_renamer LOGIN; CREATE ROLE regress_renamed LOGIN;
+CREATE SCHEMA renamer AUTHORIZATION regress_renamer; CREATE SCHEMA renamed AUTHORIZATION regress_renamed;
+GRANT USAGE ON SCHEMA renamer TO PUBLIC;});
+	as_role($node, 'regress_renamer', q{
+CREATE FUNCTION renamer.cf(v int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT v $$;});
+	as_role($node, 'regress_renamed', q{
+CREATE TABLE renamed.ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO renamed.ev (k, v) VALUES (1, 1);
+SELECT keyedstate.create_aggregation('renamed.sums', 'SELECT k, sum(renamer.cf(v)) AS s FROM renamed.ev GROUP BY k',
+	checkpoint_interval => '100 ms');
+SELECT keyedstate.sync('renamed.sums');});
+	my $def = q{SELECT definition FROM keyedstate.aggregation WHERE view = 'renamed.sums'::regclass};
+	my $ckpt = q{SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'renamed.sums'};
+
+	my $renamer = $node->background_psql($db, extra_params => [ '-U', 'regress_renamer' ]);
+	$renamer->query_safe(q{BEGIN; ALTER FUNCTION renamer.cf(int) RENAME TO cf2});
+	my $r = attempt($node, 'regress_renamed', q{SET statement_timeout = '20s';
+INSERT INTO renamed.ev (k, v) VALUES (1, 2);
+SELECT FROM keyedstate.sync('renamed.sums');
+SELECT FROM keyedstate.checkpoint('renamed.sums');
+SELECT FROM keyedstate.pause('renamed.sums');
+SELECT FROM keyedstate.resume('renamed.sums');
+SELECT FROM keyedstate.alter_aggregation('renamed.sums', checkpoint_interval => '200 ms');
+SELECT s FROM renamed.sums}, 60);
+	ok($r->{ok} && $r->{out} eq '3' && $r->{secs} < 15,
+		'14: another role\'s open transaction after renaming a function an owner\'s query calls holds none of his control calls')
+	  or diag(outcome($r));
+	ok(ks_wait_for($node, $db, "SELECT ($ckpt) = (SELECT max(id) FROM renamed.ev)", 20),
+		'14: ... nor his checkpoints');
+	like($node->safe_psql($db, $def), qr/renamer\.cf\(/, '14: ... and his definition text is unchanged until she commits');
+	$renamer->query_safe('COMMIT');
+	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer.cf2(%'", 30),
+		'14: once she commits, his worker writes the new name into his definition text');
+
+	# paused: the text follows all the same; a rename rolled back changes nothing
+	as_role($node, 'regress_renamed', q{SELECT keyedstate.pause('renamed.sums')});
+	$renamer->query_safe(q{BEGIN; ALTER FUNCTION renamer.cf2(int) RENAME TO cf_gone; ROLLBACK});
+	as_role($node, 'regress_renamer', q{ALTER FUNCTION renamer.cf2(int) RENAME TO cf3});
+	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer.cf3(%'", 30),
+		'14: a paused aggregation\'s text follows a rename too');
+	unlike($node->safe_psql($db, $def), qr/cf_gone/, '14: a rename rolled back never reaches the text');
+	$renamer->quit;
+	as_role($node, 'regress_renamed', q{SELECT keyedstate.drop_aggregation('renamed.sums')});
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
