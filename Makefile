@@ -21,6 +21,7 @@ OBJS = \
 	src/aggserial.o \
 	src/apply.o \
 	src/definition.o \
+	src/pinned.o \
 	src/catalog.o \
 	src/source.o \
 	src/sourcetree.o \
@@ -54,7 +55,8 @@ OBJS = \
 	src/waketrig.o \
 	src/dbhooks.o \
 	src/keytypes.o \
-	src/restore.o
+	src/restore.o \
+	src/orphans.o
 
 EXTENSION = keyedstate
 DATA = $(wildcard sql/keyedstate--*.sql)

@@ -63,6 +63,33 @@ CREATE FUNCTION pg_temp.tmp_double(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'S
 SELECT keyedstate.create_aggregation('e1', 'SELECT pg_temp.tmp_double(k) AS k2, count(*) FROM src GROUP BY 1');
 \set VERBOSITY default
 DROP FUNCTION pg_temp.tmp_double(int);
+-- ... and so would a permanent function that depends on a temporary type
+-- (through an argument's default, which the stored query never shows, or
+-- an argument's type), however indirectly: refused too
+CREATE TYPE pg_temp.tmp_pair AS (a int, b int);
+CREATE FUNCTION perm_ident(v int, d pg_temp.tmp_pair DEFAULT NULL) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT v';
+\set VERBOSITY terse
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum(perm_ident(v)) AS s FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum(perm_ident(v, NULL)) AS s FROM src GROUP BY k');
+\set VERBOSITY default
+DROP TYPE pg_temp.tmp_pair CASCADE;
+-- a function whose value may change for the same row (it reads a table,
+-- or the catalogs) would be computed once when the row is consumed, and
+-- again on a replay: refused unless IMMUTABLE, as in an index expression
+CREATE TABLE dim (id int PRIMARY KEY, name text);
+CREATE FUNCTION dim_name(int) RETURNS text LANGUAGE sql STABLE AS 'SELECT name FROM dim WHERE id = $1';
+CREATE FUNCTION dim_known(int) RETURNS boolean LANGUAGE plpgsql STABLE AS 'BEGIN RETURN EXISTS (SELECT FROM dim WHERE id = $1); END';
+CREATE FUNCTION dim_known_pair(int, int) RETURNS boolean LANGUAGE sql STABLE AS 'SELECT EXISTS (SELECT FROM dim WHERE id = $1 + $2)';
+CREATE OPERATOR ==> (LEFTARG = int, RIGHTARG = int, FUNCTION = dim_known_pair);
+SELECT keyedstate.create_aggregation('e1', 'SELECT dim_name(k) AS name, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE dim_known(k) GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE k ==> v GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT to_regclass(''t'' || k) AS r, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE has_table_privilege(''src'', ''SELECT'') GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT (k::oid)::regclass::text AS r, count(*) FROM src GROUP BY 1');
+DROP OPERATOR ==> (int, int);
+DROP FUNCTION dim_known_pair(int, int), dim_known(int), dim_name(int);
+DROP TABLE dim;
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
 SELECT keyedstate.drop_aggregation('e_tz');
 -- anonymous records that could not be read back after a restart

@@ -9,7 +9,7 @@ CREATE TABLE secret (id bigserial PRIMARY KEY, k int, v int);
 INSERT INTO secret (k, v) SELECT g % 3, g FROM generate_series(1, 30) g;
 
 -- a transition function that records who runs it
-CREATE FUNCTION who_acc(state text, v int) RETURNS text LANGUAGE sql STABLE
+CREATE FUNCTION who_acc(state text, v int) RETURNS text LANGUAGE sql IMMUTABLE
 	AS 'SELECT current_user::text';
 CREATE AGGREGATE whoami(int) (sfunc = who_acc, stype = text);
 

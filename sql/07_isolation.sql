@@ -40,7 +40,7 @@ ALTER ROLE CURRENT_USER RESET search_path;
 CREATE TABLE plant.rates (k int PRIMARY KEY, factor int);
 INSERT INTO plant.rates VALUES (1, 10), (2, 100);
 SET search_path = plant, public;
-CREATE FUNCTION plant.scaled(k int, v int) RETURNS int LANGUAGE sql STABLE AS
+CREATE FUNCTION plant.scaled(k int, v int) RETURNS int LANGUAGE sql IMMUTABLE AS
 	'SELECT v * factor FROM rates WHERE rates.k = scaled.k';
 SELECT keyedstate.create_aggregation('public.obs_scaled', 'SELECT k, sum(scaled(k, v)) AS s FROM public.obs GROUP BY k');
 RESET search_path;

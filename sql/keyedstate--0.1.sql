@@ -307,7 +307,8 @@ CREATE FUNCTION keyedstate.worker_status(
 	OUT layout int,
 	OUT first_key_group int,
 	OUT last_key_group int,
-	OUT row_errors bigint)
+	OUT row_errors bigint,
+	OUT checkpoint_pause_ms float8)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'keyedstate_worker_status'
 LANGUAGE C STRICT VOLATILE;
@@ -473,6 +474,7 @@ WITH w AS (
 		   pg_catalog.min(s.last_checkpoint) AS last_checkpoint,
 		   pg_catalog.min(s.error) AS error,
 		   pg_catalog.max(s.checkpoint_ms) AS checkpoint_ms,
+		   pg_catalog.max(s.checkpoint_pause_ms) AS checkpoint_pause_ms,
 		   pg_catalog.sum(s.checkpoint_keys)::bigint AS checkpoint_keys,
 		   pg_catalog.sum(s.checkpoint_bytes)::bigint AS checkpoint_bytes,
 		   pg_catalog.sum(s.keys_expired)::bigint AS keys_expired,
@@ -515,6 +517,7 @@ SELECT a.view::text AS name,
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
 			THEN COALESCE(w.last_checkpoint, a.last_checkpoint) END AS last_checkpoint,
 	   pg_catalog.round(w.checkpoint_ms::numeric, 3) AS last_checkpoint_ms,
+	   pg_catalog.round(w.checkpoint_pause_ms::numeric, 3) AS last_checkpoint_pause_ms,
 	   w.checkpoint_keys AS last_checkpoint_keys,
 	   w.checkpoint_bytes AS last_checkpoint_bytes,
 	   w.error,

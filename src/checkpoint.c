@@ -10,16 +10,20 @@
  * large out-of-line values instead of one upserted row per key, so its
  * cost is that of serializing the keys and writing their bytes once.
  * When the deltas written since the last full checkpoint outgrow it, the
- * next checkpoint is full: it writes every key and deletes the older rows
- * in the same transaction.  Recovery (recovery.c) reads the rows newest
- * first and keeps the first version of each key it meets, so it reads at
- * most about twice the live state.
+ * next checkpoint is full: it writes every key, and the older rows, which
+ * nothing reads once it has committed, are deleted a few a step after it
+ * (KsCheckpointDeleteObsolete).  Recovery (recovery.c) reads the rows
+ * newest first, down to the latest full checkpoint, and keeps the first
+ * version of each key it meets, so it reads at most about twice the live
+ * state.  A chunk is about 1 MB: the one a slice inserts (compressed and
+ * out of line, its WAL written) is most of that step's pause.
  *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
 
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "port/pg_crc32c.h"
@@ -39,7 +43,7 @@
  * Serialized bytes after which a chunk is written out: a little under a
  * power of two, so that the key that crosses it rarely doubles the buffer.
  */
-#define KS_CHUNK_BYTES			(4 * 1024 * 1024 - 64 * 1024)
+#define KS_CHUNK_BYTES			(1024 * 1024 - 16 * 1024)
 
 /* Keys serialized between checks for interrupts (and of the slice's time). */
 #define KS_CKPT_INTERRUPT_EVERY	256
@@ -73,7 +77,9 @@ struct KsChunkWriter
 	bool		rebuilding;		/* whether that offset is still a rebuild's */
 	TimestampTz watermark;		/* windows: the watermark at that offset */
 	uint64		request;		/* the checkpoint request it satisfies */
+	bool		awaited;		/* ... and whether a backend waits for it */
 	TimestampTz started;
+	double		pause_ms;		/* the longest step spent on it (KsCheckpointPaused) */
 
 	/* the capture: keys of the list of `epoch`, or every key when full */
 	uint32		epoch;
@@ -381,6 +387,7 @@ KsCheckpointStart(KsAggRun *run, bool final)
 
 	w->run = run;
 	w->request = KsSlotCheckpointRequested(run->slot, &pending);
+	w->awaited = pending;
 	w->started = GetCurrentTimestamp();
 	w->checkpoint_id = run->ckpt_last_id + 1;
 	/* full when there is none yet, or when the deltas since it outgrew it */
@@ -499,13 +506,30 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	return KS_CKPT_WRITTEN;
 }
 
-/* After commit: the written keys are clean and the offset is durable. */
+/* A step's pause for the checkpoint being written (see checkpoint.h). */
 void
-KsCheckpointDone(KsAggRun *run)
+KsCheckpointPaused(KsAggRun *run, TimestampTz from)
+{
+	if (run->ckpt != NULL && from != 0)
+		run->ckpt->pause_ms = Max(run->ckpt->pause_ms, (GetCurrentTimestamp() - from) / 1000.0);
+}
+
+/* After commit: the written keys are clean and the offset is committed. */
+void
+KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 {
 	struct KsChunkWriter *w = run->ckpt;
 
 	int64		i;
+
+	/*
+	 * The worker commits without waiting for its WAL to reach the disk
+	 * (worker.c): a checkpoint lost in a crash is replaced by the one
+	 * before and the rows after it, exactly.  One that a backend waits for
+	 * (checkpoint(), a pause) or a clean stop's is flushed before it counts.
+	 */
+	if (w->awaited || w->final || run->def->paused)
+		XLogFlush(GetXLogInsertRecPtr());
 
 	/*
 	 * The stale cold rows are gone: an expired key kept in the store for
@@ -543,13 +567,18 @@ KsCheckpointDone(KsAggRun *run)
 		/* a rescale's retired parts may be unneeded now (ckptcommit.c) */
 		run->retired_gc = run->def->is_part;
 		run->ckpt_have_full = true;
+		run->ckpt_obsolete_below = w->checkpoint_id;
 		run->ckpt_full_bytes = w->bytes;
 		run->ckpt_delta_bytes = 0;
 	}
 	else
 		run->ckpt_delta_bytes += w->bytes;
+	if (paused_from != 0)
+		w->pause_ms = Max(w->pause_ms, (run->last_checkpoint - paused_from) / 1000.0);
+	/* (a step that wrote it all: the microseconds before the capture are not its) */
+	w->pause_ms = Min(w->pause_ms, (run->last_checkpoint - w->started) / 1000.0);
 	KsSlotCheckpointed(run->slot, run->checkpointed, run->last_checkpoint,
-					   (run->last_checkpoint - w->started) / 1000.0,
+					   (run->last_checkpoint - w->started) / 1000.0, w->pause_ms,
 					   w->keys, w->bytes, w->request);
 	MemoryContextDelete(w->tmp);
 	list_free(w->sealed);

@@ -123,8 +123,18 @@ extern KsCkptProgress KsCheckpointContinue(KsAggRun *run, bool all);
 /* Write a captured key before it changes (copy-on-write; arg is the run). */
 extern void KsCheckpointSaveKey(void *arg, KsKeyEntry *entry);
 
-/* After the last slice's transaction committed: the keys are clean. */
-extern void KsCheckpointDone(KsAggRun *run);
+/*
+ * A step stopped consuming rows for the checkpoint being written from
+ * `from` until now (its capture, its slice, its commit): the longest such
+ * pause of a checkpoint is reported with it (keyedstate.status).
+ */
+extern void KsCheckpointPaused(KsAggRun *run, TimestampTz from);
+
+/*
+ * After the last slice's transaction committed: the keys are clean.
+ * paused_from is when that step stopped consuming for it (0: not timed).
+ */
+extern void KsCheckpointDone(KsAggRun *run, TimestampTz paused_from);
 
 /* --- ckptcommit.c, for checkpoint.c --- */
 
@@ -134,12 +144,20 @@ extern bool KsLockDefinitionRow(KsAggRun *run);
 /*
  * Commit a checkpoint's offset and id to the run's row (the aggregation's
  * or its part's), with the rows of keyedstate.cold it leaves and a windowed
- * aggregation's watermark at that offset (DT_NOBEGIN: none); a full one
- * deletes the chunks it replaces.
+ * aggregation's watermark at that offset (DT_NOBEGIN: none).
  */
 extern void KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark,
 							   int64 checkpoint_id, bool full, bool final, bool rebuilding,
 							   int64 cold_rows);
+
+/*
+ * Rows of checkpoints older than the latest full one are obsolete once it
+ * has committed: readers skip them (recovery.c), and the steps after it
+ * delete them, KS_OBSOLETE_PER_STEP rows a step, so that a full
+ * checkpoint's commit never stops consumption to delete all it replaced.
+ */
+#define KS_OBSOLETE_PER_STEP	4
+extern void KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout);
 
 /*
  * Delete a rescale's retired parts (and checkpoints) no part seeds from

@@ -186,19 +186,41 @@ KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 che
 			elog(ERROR, "keyedstate checkpoint failed");
 		args[0] = Int32GetDatum(run->def->id);
 	}
-	if (full)
-	{
-		/* the full checkpoint makes every older row obsolete */
-		args[1] = Int64GetDatum(checkpoint_id);
-		ret = SPI_execute_with_args("DELETE FROM keyedstate.state "
-									"WHERE aggregation_id = $1 AND checkpoint_id < $2",
-									2, argtypes, args, NULL, false, 0);
-		if (ret != SPI_OK_DELETE)
-			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
-		/* and this part may have been the last that needed a retired one */
-		if (run->def->is_part)
-			KsCheckpointForgetRetired(run);
-	}
+	/*
+	 * A full checkpoint makes every older row obsolete: readers skip them
+	 * (recovery.c), later steps delete them (KsCheckpointDeleteObsolete).
+	 * And this part may have been the last that needed a retired one.
+	 */
+	if (full && run->def->is_part)
+		KsCheckpointForgetRetired(run);
+}
+
+/*
+ * Delete some rows of checkpoints older than the latest full one (see
+ * checkpoint.h), in the step's transaction, as the worker.
+ */
+void
+KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
+{
+	Datum		args[3];
+	Oid			argtypes[3] = {INT4OID, INT8OID, INT4OID};
+
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = Int64GetDatum(run->ckpt_obsolete_below);
+	args[2] = Int32GetDatum(KS_OBSOLETE_PER_STEP);
+	KsRunTimeoutPause(false);
+	KsBecomeWorker();
+	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE (aggregation_id, checkpoint_id, chunk) IN "
+							  "(SELECT aggregation_id, checkpoint_id, chunk FROM keyedstate.state "
+							  " WHERE aggregation_id = $1 AND checkpoint_id < $2 LIMIT $3)",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete obsolete checkpoint rows of aggregation %d", run->def->id);
+	if (SPI_processed < KS_OBSOLETE_PER_STEP)
+		run->ckpt_obsolete_below = 0;
+	else
+		*timeout = Min(*timeout, 10);	/* the next step soon, even without rows */
+	KsBecomeOwner(run);
+	KsRunTimeoutResume(run);
 }
 
 /*

@@ -140,14 +140,19 @@ KsDropObject(Oid classid, Oid objid, DropBehavior behavior)
  * call twice.
  */
 void
-KsForgetAggregation(int32 id)
+KsForgetAggregation(int32 id, bool orphan)
 {
 	KsCatalogAccess acc;
 	Oid			live_oid;
 	Oid			source_oid;
 
-	/* dropping its triggers locks the source: stop a step that reads it */
-	KsInterruptAtOnce(id);
+	/*
+	 * Dropping its triggers locks the source: stop a step that reads it
+	 * (which also refuses a drop from an aggregation's own code).  An
+	 * orphan is forgotten by a worker, which runs no step of it meanwhile.
+	 */
+	if (!orphan)
+		KsInterruptAtOnce(id);
 	KsCatalogOpen(&acc);
 	/* first: deleting the row cascades to its parts, whose checkpoints go too */
 	KsCheckpointForget(id);
@@ -185,7 +190,7 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessExclusiveLock, true);
 	KsInterruptAtOnce(agg.def.id);
 	KsDropObject(RelationRelationId, agg.def.view_oid, DROP_RESTRICT);
-	KsForgetAggregation(agg.def.id);
+	KsForgetAggregation(agg.def.id, false);
 	PG_RETURN_VOID();
 }
 
@@ -193,7 +198,7 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 Datum
 keyedstate_forget_aggregation(PG_FUNCTION_ARGS)
 {
-	KsForgetAggregation(PG_GETARG_INT32(0));
+	KsForgetAggregation(PG_GETARG_INT32(0), false);
 	PG_RETURN_VOID();
 }
 
@@ -510,10 +515,11 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 	{
 		KsSlotRef	ref;
 		KsAggSlot	copy;
-		Datum		values[33];
-		bool		nulls[33];
+		Datum		values[34];
+		bool		nulls[34];
 		bool		inspect;
 		bool		reader;
+		bool		missing = false;
 		int64		high_water;
 		int			c;
 
@@ -523,7 +529,11 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		inspect = KsMayInspect(copy.owner);
 		/* figures of the data (counts, offsets: the sequence's value) to its readers */
 		reader = inspect || (OidIsValid(copy.view_oid) &&
-							 pg_class_aclcheck(copy.view_oid, GetUserId(), ACL_SELECT) == ACLCHECK_OK);
+							 pg_class_aclcheck_ext(copy.view_oid, GetUserId(), ACL_SELECT,
+												   &missing) == ACLCHECK_OK);
+		/* a view dropped behind our back: its slot goes at the next reload (orphans.c) */
+		if (missing)
+			continue;
 		high_water = copy.high_water;
 		if (reader && OidIsValid(copy.sequence_oid))
 		{
@@ -584,6 +594,8 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[31] = Int32GetDatum(copy.part.last_group);
 		values[32] = Int64GetDatum(copy.row_errors);
 		nulls[32] = !reader;
+		values[33] = Float8GetDatum(copy.checkpoint_pause_ms);
+		nulls[33] = copy.last_checkpoint == 0 || !reader;
 		/* and when it checkpointed, or how long that took: when the source got rows */
 		for (c = 2; c <= 23 && !reader; c++)
 			if (c != 6 && c != 15)

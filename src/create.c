@@ -482,9 +482,7 @@ KsCreateObjects(KsCreateState *cs)
 					   viewname, KsColumnNames(cs->info.viewdesc), livename));
 	KsExecute(psprintf("ALTER VIEW %s OWNER TO %s", viewname,
 					   quote_identifier(GetUserNameFromId(cs->userid, false))));
-	KsExecute(psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
-					   "EXECUTE FUNCTION keyedstate.wake()",
-					   quote_identifier(psprintf(KS_WAKE_TRIGGER_FMT, cs->id)), sourcename));
+	KsExecute(KsWakeTriggerSql(cs->id, cs->info.source_relid));
 	KsExecute(psprintf("CREATE TRIGGER %s BEFORE TRUNCATE ON %s FOR EACH STATEMENT "
 					   "EXECUTE FUNCTION keyedstate.refuse_truncate()",
 					   quote_identifier(psprintf(KS_TRUNCATE_TRIGGER_FMT, cs->id)), sourcename));

@@ -40,7 +40,7 @@
 
 
 /* Raise the error for a construct that an aggregation cannot contain. */
-static void
+void
 KsRefuse(int errcode_value, const char *what, const char *hint)
 {
 	ereport(ERROR,
@@ -108,115 +108,6 @@ KsCheckVarsWalker(Node *node, void *ctx)
 		return false;
 	}
 	return expression_tree_walker(node, KsCheckVarsWalker, ctx);
-}
-
-/*
- * Whether an argument of current_setting() is a constant naming a setting
- * the aggregation captures (ks_captured_settings, or a custom one).
- */
-static bool
-KsIsCapturedSettingName(Node *arg)
-{
-	char	   *name;
-
-	if (arg == NULL || !IsA(arg, Const) || ((Const *) arg)->constisnull ||
-		((Const *) arg)->consttype != TEXTOID)
-		return false;
-	name = TextDatumGetCString(((Const *) arg)->constvalue);
-	return KsIsCapturedSetting(name);
-}
-
-/* Functions whose value depends on when or where the worker runs them. */
-static bool
-KsIsUnpinnedFunction(Oid funcid, void *context)
-{
-	switch (funcid)
-	{
-		case F_NOW:
-		case F_STATEMENT_TIMESTAMP:
-		case F_TRANSACTION_TIMESTAMP:
-		case F_CLOCK_TIMESTAMP:
-		case F_TIMEOFDAY:
-		case F_AGE_TIMESTAMP:
-		case F_AGE_TIMESTAMPTZ:
-		case F_PG_BACKEND_PID:
-		case F_PG_POSTMASTER_START_TIME:
-		case F_PG_CONF_LOAD_TIME:
-		case F_PG_MY_TEMP_SCHEMA:
-		case F_INET_CLIENT_ADDR:
-		case F_INET_CLIENT_PORT:
-		case F_INET_SERVER_ADDR:
-		case F_INET_SERVER_PORT:
-		case F_TXID_CURRENT:
-		case F_TXID_CURRENT_IF_ASSIGNED:
-		case F_PG_CURRENT_XACT_ID:
-		case F_PG_CURRENT_XACT_ID_IF_ASSIGNED:
-		case F_PG_CURRENT_SNAPSHOT:
-		case F_TXID_CURRENT_SNAPSHOT:
-		case F_PG_TRIGGER_DEPTH:
-		case F_PG_CLIENT_ENCODING:
-		case F_CURRENT_SCHEMAS:
-		case F_PG_IS_OTHER_TEMP_SCHEMA:
-		case F_AGE_XID:
-		case F_MXID_AGE:
-			return true;
-		default:
-			/* the statistics collector's counters change as the server runs */
-			return get_func_namespace(funcid) == PG_CATALOG_NAMESPACE &&
-				strncmp(get_func_name(funcid), "pg_stat_get_", 12) == 0;
-	}
-}
-
-/*
- * Refuse what a replay would compute differently: the current time in any
- * spelling (now(), current_timestamp, current_date, localtime, age() of
- * one argument...), and values of the session (session_user, the backend's
- * pid), which in the worker are not those of the creating session.
- */
-static bool
-KsCheckPinnedWalker(Node *node, void *ctx)
-{
-	if (node == NULL)
-		return false;
-	if (IsA(node, SQLValueFunction))
-	{
-		SQLValueFunction *svf = (SQLValueFunction *) node;
-
-		switch (svf->op)
-		{
-			case SVFOP_CURRENT_DATE:
-			case SVFOP_CURRENT_TIME:
-			case SVFOP_CURRENT_TIME_N:
-			case SVFOP_CURRENT_TIMESTAMP:
-			case SVFOP_CURRENT_TIMESTAMP_N:
-			case SVFOP_LOCALTIME:
-			case SVFOP_LOCALTIME_N:
-			case SVFOP_LOCALTIMESTAMP:
-			case SVFOP_LOCALTIMESTAMP_N:
-				KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "the current date or time",
-						 "A replay after a crash would see another time.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts).");
-				break;
-			case SVFOP_SESSION_USER:
-				KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "session_user",
-						 "The aggregation runs in a background worker, not in your session; current_user is its owner.");
-				break;
-			default:
-				break;
-		}
-		return false;
-	}
-	/* a setting's value is the creating session's only if it is captured */
-	if (IsA(node, FuncExpr) &&
-		(((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT ||
-		 ((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT_BOOL) &&
-		!KsIsCapturedSettingName(linitial(((FuncExpr *) node)->args)))
-		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "current_setting() of a setting it does not capture",
-				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot), named by a constant, keep the creating session's value.");
-	if (check_functions_in_node(node, KsIsUnpinnedFunction, NULL))
-		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
-				 "functions that depend on the current time or session",
-				 "A replay after a crash would compute another value.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts).");
-	return expression_tree_walker(node, KsCheckPinnedWalker, ctx);
 }
 
 /*
@@ -434,10 +325,8 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 				 errdetail("Rows inserted into a child are not ordered with the parent's offsets, so keyedstate could not consume them exactly."),
 				 errhint("Aggregate each child table by itself.")));
 
-	if (contain_volatile_functions((Node *) query))
-		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
-				 "A replay after a crash must compute the same values; use immutable or stable expressions.");
-	query_tree_walker(query, KsCheckPinnedWalker, NULL, 0);
+	/* what a replay would compute differently (pinned.c) */
+	KsCheckPinned(query);
 	query_tree_walker(query, KsCheckVarsWalker, NULL, 0);
 
 	/* the grouping keys */

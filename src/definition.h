@@ -68,4 +68,10 @@ extern void KsAnalyzeQuery(Query *query, KsQueryInfo *info);
 extern bool KsTypeIsAnonymousRecord(Oid typid);
 
 
+/* Raise the error for a construct that an aggregation cannot contain. */
+extern void KsRefuse(int errcode_value, const char *what, const char *hint);
+
+/* pinned.c: refuse what a replay would compute differently (functions of the time, of the session, of tables) */
+extern void KsCheckPinned(Query *query);
+
 #endif							/* KS_DEFINITION_H */

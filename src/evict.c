@@ -75,19 +75,26 @@ KsEvictBudget(KsAggRun *run)
 {
 	KsAggDef   *def = run->def;
 	int64		budget = def->memory_limit;
+	int64		share = ks_max_state_memory > 0 ?
+		(int64) ks_max_state_memory * 1024 / KsEvictSharers() : 0;
 
 	/* a part's share of its aggregation's: in proportion to its key groups */
 	if (def->is_part && budget > 0)
 		budget = Max(budget * (def->last_group - def->first_group + 1) / def->max_parallelism, 1);
-	/* sliding windows merge panes that must all be in memory: no budget (evict.h) */
-	if (def->window_size_us > def->window_slide_us)
-		budget = 0;
-	else if (ks_max_state_memory > 0)
-	{
-		int64		share = (int64) ks_max_state_memory * 1024 / KsEvictSharers();
 
-		budget = budget > 0 ? Min(budget, share) : share;
+	/*
+	 * Sliding windows merge panes that must all be in memory: no budget
+	 * (evict.h), but past twice their share of max_state_memory they fail
+	 * (KsEvictRefuseGrowth).
+	 */
+	run->window_share = 0;
+	if (def->window_size_us > def->window_slide_us)
+	{
+		budget = 0;
+		run->window_share = share;
 	}
+	else if (share > 0)
+		budget = budget > 0 ? Min(budget, share) : share;
 	/* a new budget has its own target */
 	if (budget != run->memory_budget)
 		run->evict_target = 0;
@@ -109,14 +116,21 @@ KsEvictBudget(KsAggRun *run)
 static void
 KsEvictRefuseGrowth(KsAggRun *run, int64 used)
 {
-	if (used <= 2 * run->memory_budget || used <= run->memory_budget + KS_EVICT_SLACK ||
-		run->kt->nentries == 0 || used / (int64) run->kt->nentries <= run->memory_budget)
+	/* a sliding window, which cannot evict: past twice its share, whatever its keys */
+	bool		window = run->window_share > 0;
+	int64		limit = window ? run->window_share : run->memory_budget;
+
+	if (limit <= 0 || used <= 2 * limit || used <= limit + KS_EVICT_SLACK ||
+		(!window && (run->kt->nentries == 0 || used / (int64) run->kt->nentries <= limit)))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_OUT_OF_MEMORY),
-			 errmsg("aggregation %s uses " INT64_FORMAT " kB of memory, more than twice its budget of " INT64_FORMAT " kB",
-					run->name, used / 1024, run->memory_budget / 1024),
+			 errmsg("aggregation %s uses " INT64_FORMAT " kB of memory, more than twice %s (" INT64_FORMAT " kB)",
+					run->name, used / 1024,
+					window ? "its share of keyedstate.max_state_memory" : "its budget", limit / 1024),
+			 window ? errdetail("A sliding window keeps all its panes in memory: it cannot evict keys.") :
 			 errdetail("Its keys in memory have states larger than the budget, and evicting keys cannot bring it down."),
+			 window ? errhint("Raise keyedstate.max_state_memory, or shorten the window, then call keyedstate.resume().") :
 			 errhint("Raise its memory_limit (or keyedstate.max_state_memory), then call keyedstate.resume().")));
 }
 
@@ -134,7 +148,15 @@ KsEvictDue(KsAggRun *run)
 		(void) KsEvictBudget(run);
 	}
 	if (run->memory_budget <= 0)
+	{
+		/* a sliding window's share, measured at most every 100 ms as below */
+		if (run->window_share > 0 && TimestampDifferenceExceeds(run->used_checked, now, 100))
+		{
+			run->used_checked = now;
+			KsEvictRefuseGrowth(run, KsEvictMemoryUsed(run));
+		}
 		return false;
+	}
 	if (run->evict_stalled)
 	{
 		/* nothing to evict: measured at most every 100 ms, as below */

@@ -170,16 +170,16 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 				 errmsg("keyedstate.wake() must be called as a trigger")));
 	if (ks_preloaded && KsSharedState != NULL)
 	{
-		TriggerData *trigdata = (TriggerData *) fcinfo->context;
+		Trigger    *trig = ((TriggerData *) fcinfo->context)->tg_trigger;
 		int32		aggid = 0;
 		char		extra;
 		int			i;
 
+		/* its argument says whose (waketrig.c): wake only its runners at commit */
+		if (trig->tgnargs != 1 || sscanf(trig->tgargs[0], "%d%c", &aggid, &extra) != 1)
+			return PointerGetDatum(NULL);
 		KsEnsureXactCallback();
 		ks_wake_pending = true;
-		/* the trigger's name says whose: wake only its runners at commit */
-		if (sscanf(trigdata->tg_trigger->tgname, KS_WAKE_TRIGGER_FMT "%c", &aggid, &extra) != 1)
-			ks_wake_all = true;
 		for (i = 0; i < ks_wake_naggs && ks_wake_aggids[i] != aggid; i++)
 			;
 		if (!ks_wake_all && i == ks_wake_naggs)
@@ -245,7 +245,7 @@ KsBeforeDropExtension(DropStmt *stmt)
 				ObjectAddressSet(addr, RelationRelationId, lfirst_oid(vlc));
 				performDeletion(&addr, stmt->behavior, PERFORM_DELETION_INTERNAL);
 			}
-			KsForgetAggregation(lfirst_int(ilc));
+			KsForgetAggregation(lfirst_int(ilc), false);
 		}
 	}
 }
@@ -349,7 +349,7 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 					(errmsg("drop cascades to aggregation %s", KsAggName(def->view_oid))));
 			ObjectAddressSet(addr, RelationRelationId, def->view_oid);
 			performDeletion(&addr, DROP_CASCADE, PERFORM_DELETION_INTERNAL);
-			KsForgetAggregation(def->id);
+			KsForgetAggregation(def->id, false);
 		}
 	}
 }

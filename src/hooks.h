@@ -18,6 +18,7 @@
 
 #include "definition.h"
 
+#include "catalog/objectaddress.h"
 #include "datatype/timestamp.h"
 
 /* Install the utility hook; called from _PG_init when preloaded. */
@@ -39,8 +40,15 @@ extern void KsInterruptAtOnce(int32 aggid);
 extern void KsWakeTriggersAdd(int32 aggid, Oid relid);
 extern void KsWakeTriggersDrop(int32 aggid, Oid relid);
 
+/*
+ * The wake-up trigger of aggregation aggid on table relid, found by its
+ * function and argument (the id), whatever its name now; or InvalidOid.
+ */
+extern Oid	KsWakeTriggerOid(Oid relid, int32 aggid);
+extern char *KsWakeTriggerSql(int32 aggid, Oid relid);
+
 /* Forget an aggregation whose view is gone (see control.c). */
-extern void KsForgetAggregation(int32 id);
+extern void KsForgetAggregation(int32 id, bool orphan);
 
 struct KsWindowSpec;
 
@@ -92,5 +100,22 @@ extern bool KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl);
 /* restore.c: bind a definition made in another cluster again (pg_upgrade) */
 struct KsAggDef;
 extern void KsRebindDefinition(struct KsAggDef *def, Oid owner);
+
+/* --- orphans.c: aggregations whose view went away behind our back --- */
+
+/* Install the object access hook that notices dropped views; from _PG_init. */
+extern void KsOrphansInit(void);
+
+/*
+ * Refuse the query of a new (or restored) aggregation whose view's rule,
+ * just recorded, depends on a temporary object, directly or not.
+ */
+extern void KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr);
+
+/*
+ * The worker's reload: forget the aggregations of defs whose view is gone
+ * and return defs without them; *retry when one must be tried again.
+ */
+extern List *KsForgetOrphans(List *defs, bool *retry);
 
 #endif							/* KS_HOOKS_H */

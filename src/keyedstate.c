@@ -34,4 +34,5 @@ _PG_init(void)
 	KsShmemInit();
 	KsLauncherInit();
 	KsHooksInit();
+	KsOrphansInit();
 }

@@ -30,6 +30,7 @@
  *	aggserial	the durable form of transition states, read back
  *	apply		applying input rows to the keyed state in chunks
  *	definition	analysing an aggregation's query: contents, layout, settings
+ *	pinned		what a query may call: functions that give a row the same value on replay
  *	catalog		keyedstate.aggregation and its access bracket
  *	source		which rows are consumed: frontier, step checks, batches
  *	sourcetree	the tables read: a source or its partitions, their offset indexes
@@ -61,6 +62,7 @@
  *	hooks		commit callback, wake-up trigger, utility hook
  *	waketrig	putting the wake-up trigger on sources and their partitions
  *	restore		binding definitions restored from a dump
+ *	orphans		aggregations whose view went away without an event trigger
  *
  *-------------------------------------------------------------------------
  */

@@ -286,12 +286,13 @@ KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
 /* A checkpoint committed: record it and wake those waiting for it. */
 void
 KsSlotCheckpointed(KsAggSlot *slot, int64 offset, TimestampTz when, double ms,
-				   int64 keys, int64 bytes, uint64 request)
+				   double pause_ms, int64 keys, int64 bytes, uint64 request)
 {
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	slot->checkpointed_offset = offset;
 	slot->last_checkpoint = when;
 	slot->checkpoint_ms = ms;
+	slot->checkpoint_pause_ms = pause_ms;
 	slot->checkpoint_keys = keys;
 	slot->checkpoint_bytes = bytes;
 	if (slot->checkpoints_done < request)

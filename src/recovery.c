@@ -528,6 +528,8 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own)
 	/* the next checkpoint's id follows the committed one, even one without chunks */
 	run->ckpt_last_id = Max(last_id, committed);
 	run->ckpt_have_full = (full_id >= 0);
+	/* rows a crash left behind its deletes (checkpoint.h) */
+	run->ckpt_obsolete_below = Max(full_id, 0);
 	run->ckpt_full_bytes = full_bytes;
 	run->ckpt_delta_bytes = delta_bytes;
 }

@@ -177,45 +177,6 @@ KsSubCallRun(void *arg)
 	}
 }
 
-/*
- * Refuse a query that uses a temporary object (a function, type or operator
- * in pg_temp): it goes with its session, dropping the view with it behind
- * the aggregation's back, where a plain view using one is made temporary.
- * Read from the dependencies just recorded for the view's rule.
- */
-static void
-KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
-{
-	Relation	depRel = table_open(DependRelationId, AccessShareLock);
-	ScanKeyData key[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
-
-	CommandCounterIncrement();
-	ScanKeyInit(&key[0], Anum_pg_depend_classid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(ruleaddr->classId));
-	ScanKeyInit(&key[1], Anum_pg_depend_objid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(ruleaddr->objectId));
-	scan = systable_beginscan(depRel, DependDependerIndexId, true, NULL, 2, key);
-	while (HeapTupleIsValid(tup = systable_getnext(scan)))
-	{
-		Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
-		ObjectAddress ref;
-		Oid			nsp;
-
-		ObjectAddressSubSet(ref, dep->refclassid, dep->refobjid, dep->refobjsubid);
-		nsp = get_object_namespace(&ref);
-		if (OidIsValid(nsp) && isAnyTempNamespace(nsp))
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("aggregation %s must not use temporary objects", KsAggName(view_oid)),
-					 errdetail("It uses %s, which goes away with its session.",
-							   getObjectDescription(&ref, false))));
-	}
-	systable_endscan(scan);
-	table_close(depRel, AccessShareLock);
-}
-
 /* Record what a query uses as dependencies of the view's rule (see hooks.h). */
 void
 KsRecordQueryDependencies(Oid view_oid, Query *query, Oid seqoid)

@@ -127,6 +127,7 @@ typedef struct KsAggRun
 	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
 	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
+	int64		ckpt_obsolete_below;	/* older rows are left to delete (0: none) */
 	StringInfo	ckpt_buf;		/* chunk buffer, kept across checkpoints */
 	dsa_pointer building;		/* store that recovery fills, not yet published */
 	int64		building_bytes; /* its DSA bytes */
@@ -158,6 +159,7 @@ typedef struct KsAggRun
 
 	/* the memory budget (evict.h) and the keys evicted to keyedstate.cold (cold.h) */
 	int64		memory_budget;	/* bytes, as of the last capture, 0: none */
+	int64		window_share;	/* a sliding window's share of max_state_memory (no budget) */
 	int64		evict_target;	/* keys to keep in memory, 0: not over the budget yet */
 	TimestampTz used_checked;	/* when memory in use was last measured, */
 	bool		used_over;		/* and whether it exceeded the budget */

@@ -393,6 +393,7 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->rows_per_second = 0;
 	slot->last_checkpoint = 0;
 	slot->checkpoint_ms = 0;
+	slot->checkpoint_pause_ms = 0;
 	slot->checkpoint_keys = 0;
 	slot->checkpoint_bytes = 0;
 	slot->checkpoint_requests = 0;

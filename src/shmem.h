@@ -161,6 +161,7 @@ typedef struct KsAggSlot
 	double		rows_per_second;
 	TimestampTz last_checkpoint;
 	double		checkpoint_ms;	/* duration of the last checkpoint, to its commit */
+	double		checkpoint_pause_ms;	/* its longest step: no row consumed meanwhile */
 	int64		checkpoint_keys;	/* keys it wrote */
 	int64		checkpoint_bytes;	/* bytes of serialized state it wrote */
 	uint64		checkpoint_requests;	/* bumped by keyedstate.checkpoint() */
@@ -530,7 +531,8 @@ extern void KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p);
 
 /* A checkpoint committed. */
 extern void KsSlotCheckpointed(KsAggSlot *slot, int64 offset, TimestampTz when,
-							   double ms, int64 keys, int64 bytes, uint64 request);
+							   double ms, double pause_ms, int64 keys, int64 bytes,
+							   uint64 request);
 
 /* The checkpoint request the worker has to satisfy, if any newer than done. */
 extern uint64 KsSlotCheckpointRequested(KsAggSlot *slot, bool *pending);

@@ -185,7 +185,7 @@ KsRunLoad(KsAggRun *run)
 	run->rate_since = run->last_checkpoint;
 	run->rate_rows = 0;
 	run->last_rate = 0;
-	KsSlotCheckpointed(run->slot, run->checkpointed, 0, 0, 0, 0, 0);
+	KsSlotCheckpointed(run->slot, run->checkpointed, 0, 0, 0, 0, 0, 0);
 
 	(void) KsEvictBudget(run);
 	KsRunPublish(run, run->consumed);
@@ -354,8 +354,7 @@ KsRunSourceReady(KsAggRun *run)
 		return false;
 	if (!run->def->rebuilding)
 		return true;
-	if (!OidIsValid(get_trigger_oid(run->def->source_oid,
-									psprintf(KS_WAKE_TRIGGER_FMT, run->def->agg_id), true)))
+	if (!OidIsValid(KsWakeTriggerOid(run->def->source_oid, run->def->agg_id)))
 		return false;
 	if (run->def->has_checkpoint ||
 		pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK)
@@ -383,6 +382,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 	MemoryContext cxt = CurrentMemoryContext;
 	ErrorContextCallback errcb;
 	volatile bool did_checkpoint = false;
+	volatile TimestampTz ckpt_from = 0;
 	KsSlotProgress progress;
 	KsStepMark	mark;
 
@@ -511,7 +511,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 			{
 				KsCkptProgress progress;
 
-				/* the capture (and the eviction clock's walk) is ours too: unbounded */
+				/* a pause timed to the commit (checkpoint.h), and not bounded */
+				ckpt_from = now;
 				KsRunTimeoutPause(false);
 				if (run->ckpt == NULL)
 					KsCheckpointStart(run, false);
@@ -524,6 +525,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 				else if (progress == KS_CKPT_MORE)
 					*timeout = 0;
 			}
+			else if (run->ckpt_obsolete_below > 0)
+				KsCheckpointDeleteObsolete(run, timeout);
 		}
 
 		error_context_stack = errcb.previous;
@@ -532,12 +535,14 @@ KsRunStep(KsAggRun *run, long *timeout)
 
 		if (did_checkpoint)
 		{
-			KsCheckpointDone(run);
+			KsCheckpointDone(run, ckpt_from);
 			run->seed_ckpt_due = false;
 			/* its victims leave the view and the key count at the next publish: now */
 			if (run->kt->npublish > 0)
 				*timeout = 0;
 		}
+		else
+			KsCheckpointPaused(run, ckpt_from);
 
 		/* progress and state for keyedstate.status */
 		if (run->loaded)
@@ -602,7 +607,7 @@ KsRunShutdownCheckpoint(KsAggRun *run)
 		{
 			progress = KsCheckpointContinue(run, true);
 			if (progress == KS_CKPT_WRITTEN)
-				KsCheckpointDone(run);
+				KsCheckpointDone(run, 0);
 		}
 		if (progress == KS_CKPT_WRITTEN)
 		{
@@ -613,7 +618,7 @@ KsRunShutdownCheckpoint(KsAggRun *run)
 		KsRunEnd(nestlevel);
 		KsSlotLeaveStep(run->slot);
 		if (progress == KS_CKPT_WRITTEN)
-			KsCheckpointDone(run);
+			KsCheckpointDone(run, 0);
 	}
 	PG_CATCH();
 	{

@@ -4,24 +4,81 @@
  *	  The wake-up triggers of sources and their partitions.  See hooks.h.
  *
  * Every table an aggregation reads rows from carries its statement
- * trigger keyedstate.wake() (hooks.c), which flags the inserting
- * transaction so that the worker is woken at its commit.
+ * trigger keyedstate.wake('<aggregation id>') (hooks.c), which flags the
+ * inserting transaction so that the aggregation's worker is woken at its
+ * commit.  The id is the trigger's argument, which ALTER TRIGGER cannot
+ * change (its name can be), and only keyedstate may create a trigger on
+ * keyedstate.wake(): PUBLIC cannot execute it.  So a trigger is found by
+ * its function and argument, never by its name.
  *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/dependency.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "catalog.h"
 #include "hooks.h"
+
+/* The CREATE TRIGGER of aggregation aggid's wake-up trigger on table relid. */
+char *
+KsWakeTriggerSql(int32 aggid, Oid relid)
+{
+	return psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
+					"EXECUTE FUNCTION keyedstate.wake('%d')",
+					quote_identifier(psprintf(KS_WAKE_TRIGGER_FMT, aggid)),
+					quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											   get_rel_name(relid)),
+					aggid);
+}
+
+/* Find a wake-up trigger by its function and argument (see hooks.h). */
+Oid
+KsWakeTriggerOid(Oid relid, int32 aggid)
+{
+	Oid			nsp = get_namespace_oid(KS_SCHEMA, true);
+	Relation	trigrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			found = InvalidOid;
+	char	   *want = psprintf("%d", aggid);
+
+	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(trigrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
+	while (!OidIsValid(found) && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
+		bool		isnull;
+		Datum		args;
+
+		if (trig->tgnargs != 1 || get_func_namespace(trig->tgfoid) != nsp ||
+			strcmp(get_func_name(trig->tgfoid), "wake") != 0)
+			continue;
+		args = heap_getattr(tup, Anum_pg_trigger_tgargs, RelationGetDescr(trigrel), &isnull);
+		/* one argument: its bytes and a terminating zero */
+		if (!isnull && strcmp(VARDATA_ANY(DatumGetByteaPP(args)), want) == 0)
+			found = trig->oid;
+	}
+	systable_endscan(scan);
+	table_close(trigrel, AccessShareLock);
+	return found;
+}
 
 /*
  * Give every table of a partition tree (relid and all its descendants) the
@@ -36,7 +93,6 @@ void
 KsWakeTriggersAdd(int32 aggid, Oid relid)
 {
 	List	   *rels = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
-	char	   *trigname = psprintf(KS_WAKE_TRIGGER_FMT, aggid);
 	KsCatalogAccess acc;
 	ListCell   *lc;
 
@@ -48,13 +104,9 @@ KsWakeTriggersAdd(int32 aggid, Oid relid)
 		char	   *sql;
 
 		if ((relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE) ||
-			OidIsValid(get_trigger_oid(rel, trigname, true)))
+			OidIsValid(KsWakeTriggerOid(rel, aggid)))
 			continue;
-		sql = psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
-					   "EXECUTE FUNCTION keyedstate.wake()",
-					   quote_identifier(trigname),
-					   quote_qualified_identifier(get_namespace_name(get_rel_namespace(rel)),
-												  get_rel_name(rel)));
+		sql = KsWakeTriggerSql(aggid, rel);
 		if (SPI_execute(sql, false, 0) < 0)
 			elog(ERROR, "keyedstate could not run \"%s\"", sql);
 	}
@@ -66,12 +118,11 @@ void
 KsWakeTriggersDrop(int32 aggid, Oid relid)
 {
 	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
-	char	   *trigname = psprintf(KS_WAKE_TRIGGER_FMT, aggid);
 	ListCell   *lc;
 
 	foreach(lc, rels)
 	{
-		Oid			trig = get_trigger_oid(lfirst_oid(lc), trigname, true);
+		Oid			trig = KsWakeTriggerOid(lfirst_oid(lc), aggid);
 		ObjectAddress addr;
 
 		if (!OidIsValid(trig))

@@ -157,6 +157,7 @@ KsReloadRuns(void)
 	int			nids = 0;
 	int			nworkers;
 	bool		waiting = false;
+	bool		retry_soon = false;
 	long		wait;
 
 	tmp = AllocSetContextCreate(ks_worker_cxt, "keyedstate reload", ALLOCSET_DEFAULT_SIZES);
@@ -178,6 +179,8 @@ KsReloadRuns(void)
 	ks_catalog_relid = KsCatalogRelid();
 	if (OidIsValid(get_extension_oid("keyedstate", true)))
 		defs = KsLoadDefinitions(tmp, true);
+	/* those whose view went away without them (orphans.c) */
+	defs = KsForgetOrphans(defs, &retry_soon);
 	/* SPI calls leave SPI's own context current; our lists outlive it */
 	MemoryContextSwitchTo(ks_worker_cxt);
 	ids = palloc(sizeof(int32) * Max(list_length(defs), 1));
@@ -273,7 +276,7 @@ KsReloadRuns(void)
 			ids[nids++] = part.parent;
 	}
 	MemoryContextSwitchTo(tmp);
-	if (nids > 0 && KsRefreshDefinitionTexts(ids, nids, false))
+	if ((nids > 0 && KsRefreshDefinitionTexts(ids, nids, false)) || retry_soon)
 		ks_balance_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 	MemoryContextSwitchTo(ks_worker_cxt);
 	pfree(ids);
@@ -435,6 +438,13 @@ KsDatabaseWorkerMain(Datum main_arg)
 	SetConfigOption("application_name", "keyedstate worker", PGC_USERSET, PGC_S_SESSION);
 	/* a server-wide read-only default is the sessions' (as for autovacuum): we write checkpoints */
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
+	/*
+	 * Nothing waits for our commits to reach the disk: a checkpoint lost in
+	 * a crash is replaced, exactly, by the one before and the rows after it
+	 * (those a backend waits for are flushed: KsCheckpointDone).  So the
+	 * WAL flush of a checkpoint's slices never stops consumption.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION);
 
 	/* our number in the database's pool */
 	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));

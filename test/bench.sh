@@ -11,6 +11,7 @@
 #   ONLY=budget BUDGET_KEYS=10000000 test/bench.sh   only the memory budget
 #   ONLY=partitioned test/bench.sh                  only partitioned sources
 #   ONLY=parallel test/bench.sh                     only 1 against 2 workers
+#   ONLY=pauses test/bench.sh                       only the checkpoint pauses
 #
 # Throughputs are medians of REPEAT runs.  Machines here are shared and
 # noisy: compare ratios measured in the same run, not absolute numbers.
@@ -38,7 +39,10 @@ STEADY_ROWS=${STEADY_ROWS:-1000000}	# rows of each steady-state measurement
 PAR_KEYS=${PAR_KEYS:-1000000}		# keys of the parallelism comparison
 PAR_ROWS=${PAR_ROWS:-4000000}		# its rows
 PAR_BUDGET=${PAR_BUDGET:-32MB}		# its memory_limit in the budgeted pair
-ONLY=${ONLY:-}						# "budget", "partitioned" or "parallel": only that comparison
+PAUSE_KEYS=${PAUSE_KEYS:-1000000}	# keys of the checkpoint-pause measurement
+PAUSE_BATCH=${PAUSE_BATCH:-100000}	# rows inserted every 0.2 s meanwhile
+PAUSE_SECONDS=${PAUSE_SECONDS:-40}	# its length
+ONLY=${ONLY:-}						# "budget", "partitioned", "parallel" or "pauses": only that one
 
 # --- timing and arithmetic ---------------------------------------------
 
@@ -755,6 +759,62 @@ bench_parallel() {
 	printf '%-64s %12s %7s\n' "drain under $PAR_BUDGET, 2 workers (each part half the budget)" "$btwo" "$(ratio "$btwo" "$bone")"
 }
 
+# 14. Checkpoints off the critical path: PAUSE_KEYS keys all changing about
+# every 2 s (PAUSE_BATCH-row inserts every 0.2 s, pgbench) with
+# checkpoint_interval 3 s, for PAUSE_SECONDS.  The status shows each
+# committed checkpoint's longest pause of consumption (the step that
+# captured or wrote a slice of it, to its commit) next to its whole
+# duration, the pause one written at once would have taken; sampled every
+# 0.2 s.  Freshness of a probe row is measured meanwhile.
+bench_pauses() {
+	local data="$KS_CLUSTER/pause.csv" batch stream
+	echo
+	echo "== checkpoint pauses: $PAUSE_KEYS keys, $PAUSE_BATCH-row inserts every 0.2 s, checkpoint_interval 3 s, ${PAUSE_SECONDS} s"
+	progress "generating $PAUSE_KEYS rows, one per key"
+	gen_data "$data" "$PAUSE_KEYS" "$PAUSE_KEYS"
+	load_table evc "$data"
+	ks_query "SELECT keyedstate.create_aggregation('evc_stats', '$(agg_query evc)', checkpoint_interval => '3 s')" >/dev/null
+	ks_sync evc_stats '1 hour' >/dev/null
+	ks_psql -c "CREATE TABLE ckpt_seen (at timestamptz PRIMARY KEY, ms float8, pause_ms float8, keys bigint)" \
+		-c "CREATE TABLE fresh_ckpt (ms float8)" >/dev/null
+	batch=$(echo "INSERT INTO evc (k, v) SELECT (random() * ($PAUSE_KEYS - 1))::int, 1 FROM generate_series(1, $PAUSE_BATCH);" | ks_script pause_batch.sql)
+	progress "inserting for $PAUSE_SECONDS s, sampling the checkpoints and the freshness"
+	ks_pgbench -c 1 -R 5 -T "$PAUSE_SECONDS" -f "$batch" >/dev/null 2>&1 &
+	stream=$!
+	ks_psql -c "DO \$\$
+DECLARE
+	t0 timestamptz;
+	i int := 0;
+	stop timestamptz := clock_timestamp() + interval '$PAUSE_SECONDS s';
+BEGIN
+	WHILE clock_timestamp() < stop LOOP
+		i := i + 1;
+		INSERT INTO evc (k, v) VALUES (-1, i);
+		COMMIT;
+		t0 := clock_timestamp();
+		LOOP
+			EXIT WHEN (SELECT n FROM evc_stats WHERE k = -1) >= i;
+			PERFORM pg_sleep(0.0002);
+		END LOOP;
+		INSERT INTO fresh_ckpt VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
+		INSERT INTO ckpt_seen SELECT last_checkpoint, last_checkpoint_ms, last_checkpoint_pause_ms, last_checkpoint_keys
+		  FROM keyedstate.status WHERE name = 'evc_stats' AND last_checkpoint IS NOT NULL
+		ON CONFLICT DO NOTHING;
+		COMMIT;
+		PERFORM pg_sleep(0.2);
+	END LOOP;
+END \$\$" >/dev/null
+	wait $stream 2>/dev/null || true
+	ks_query "SELECT format('%s checkpoints of %s to %s keys: whole duration median %s ms, max %s ms; longest pause of consumption median %s ms, max %s ms (aim: at most 90 ms, 1/10 of 0.1''s 0.9 s pause)',
+		count(*), min(keys), max(keys), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric),
+		round(max(ms)::numeric), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY pause_ms)::numeric, 1),
+		round(max(pause_ms)::numeric, 1)) FROM ckpt_seen"
+	ks_query "SELECT format('freshness meanwhile (%s probes): p50 %s ms, p99 %s ms, max %s ms', count(*),
+		round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+		round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1), round(max(ms)::numeric, 1)) FROM fresh_ckpt"
+	drop_aggregation evc_stats
+}
+
 # Drop aggregation $1.
 drop_aggregation() {
 	ks_query "SELECT keyedstate.drop_aggregation('$1')" >/dev/null
@@ -790,6 +850,11 @@ fi
 if [ "$ONLY" = parallel ]; then
 	ks_query "CREATE EXTENSION keyedstate" >/dev/null
 	bench_parallel
+	exit 0
+fi
+if [ "$ONLY" = pauses ]; then
+	ks_query "CREATE EXTENSION keyedstate" >/dev/null
+	bench_pauses
 	exit 0
 fi
 
@@ -841,3 +906,6 @@ bench_partitioned
 
 # one aggregation in one and in two workers
 bench_parallel
+
+# checkpoints while every key changes
+bench_pauses

@@ -55,12 +55,20 @@ SELECT keyedstate.sync('ev_stats');
 SELECT keyedstate.checkpoint('ev_stats');
 });
 	my $last = $node->safe_psql('postgres',
-		'SELECT nkeys || \' \' || is_full::int FROM keyedstate.state ORDER BY checkpoint_id DESC LIMIT 1');
+		'SELECT sum(nkeys) || \' \' || bool_and(is_full)::int FROM keyedstate.state
+		  WHERE checkpoint_id = (SELECT max(checkpoint_id) FROM keyedstate.state)');
 	$deltas_seen++ if $last eq '100 0';
 	$full_again++ if $last eq '2000 1';
 }
 ok($deltas_seen >= 30, "checkpoints write only the changed keys ($deltas_seen deltas of 100 keys)");
 ok($full_again >= 1, "deltas that outgrow the full checkpoint are replaced by a new one ($full_again times)");
+# a full checkpoint's older rows are deleted by the steps after its commit, a few a step
+ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 0 FROM keyedstate.state
+	WHERE checkpoint_id < (SELECT max(checkpoint_id) FROM keyedstate.state WHERE is_full)}, 60),
+	'the rows a full checkpoint made obsolete are deleted after it, idle or not');
+# the longest pause of consumption a checkpoint caused is part of its duration
+is($node->safe_psql('postgres', q{SELECT last_checkpoint_pause_ms > 0 AND last_checkpoint_pause_ms <= last_checkpoint_ms
+	FROM keyedstate.status WHERE name = 'ev_stats'}), 't', 'status shows the longest pause of the last checkpoint, within its duration');
 my ($ids) = split(/ /, $node->safe_psql('postgres', $rows_sql));
 ok($ids < 41 - $full_again, "older checkpoints are deleted ($ids checkpoints kept of 41)");
 

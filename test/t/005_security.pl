@@ -762,7 +762,7 @@ as_role($node, 'regress_looper', <<'SQL');
 CREATE TYPE looper.mood AS ENUM ('calm', 'busy');
 CREATE TABLE looper.slowflag (slow boolean NOT NULL);
 INSERT INTO looper.slowflag VALUES (false);
-CREATE FUNCTION looper.mood_json(looper.mood) RETURNS json LANGUAGE plpgsql STABLE AS $$
+CREATE FUNCTION looper.mood_json(looper.mood) RETURNS json LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
 	IF (SELECT slow FROM looper.slowflag) THEN
 		LOOP
@@ -1588,6 +1588,42 @@ SELECT s FROM renamed.sums}, 60);
 	unlike($node->safe_psql($db, $def), qr/cf_gone/, '14: a rename rolled back never reaches the text');
 	$renamer->quit;
 	as_role($node, 'regress_renamed', q{SELECT keyedstate.drop_aggregation('renamed.sums')});
+}
+
+###########################################################################
+# 15. An aggregation whose view goes away without the event trigger (the
+#     end of a session drops its temporary objects and what depends on
+#     them, firing none) is no orphan: the workers forget it, its slot,
+#     triggers and checkpoints with it, and status keeps working for
+#     everyone meanwhile.  A query depending on a temporary object at
+#     creation, however indirectly, is refused (02_errors); here the
+#     dependency comes later, through CREATE OR REPLACE FUNCTION.
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_orphan LOGIN;
+CREATE SCHEMA orphan AUTHORIZATION regress_orphan;});
+	as_role($node, 'regress_orphan', q{
+CREATE TABLE orphan.ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO orphan.ev (k, v) SELECT g % 5, g FROM generate_series(1, 50) g;
+CREATE FUNCTION orphan.g(v int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT v; END;
+SELECT keyedstate.create_aggregation('orphan.sums', 'SELECT k, sum(orphan.g(v)) AS s FROM orphan.ev GROUP BY k');
+SELECT keyedstate.sync('orphan.sums');});
+	my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate.aggregation WHERE view = 'orphan.sums'::regclass});
+	# one session: the function comes to depend on a temporary type; its end drops both, and the view
+	as_role($node, 'regress_orphan', q{CREATE TYPE pg_temp.tt AS (a int);
+CREATE OR REPLACE FUNCTION orphan.g(v int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT (ROW(v)::pg_temp.tt).a; END;});
+	ok(ks_wait_for($node, $db, q{SELECT to_regclass('orphan.sums') IS NULL}, 30),
+		'15: (precondition) the end of the session dropped the view, without the event trigger');
+	my $r = attempt($node, 'regress_lockee', q{SELECT count(*) >= 0 FROM keyedstate.status; SELECT count(*) >= 0 FROM keyedstate.workers}, 30);
+	ok($r->{ok}, '15: status and workers keep working for other roles') or diag(outcome($r));
+	ok(ks_wait_for($node, $db, qq{SELECT NOT EXISTS (SELECT FROM keyedstate.aggregation WHERE id = $id)
+		AND NOT EXISTS (SELECT FROM keyedstate.state WHERE aggregation_id = $id)
+		AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'orphan.ev'::regclass)
+		AND NOT EXISTS (SELECT FROM keyedstate.worker_status() WHERE aggregation_id = $id)}, 60),
+		'15: the workers forget the orphan: its row, checkpoints, triggers and slot');
+	like(slurp_file($node->logfile), qr/keyedstate forgot aggregation $id, whose view was dropped without it/,
+		'15: ... and say so in the log');
+	as_role($node, 'regress_orphan', q{TRUNCATE orphan.ev});
 }
 
 ###########################################################################

@@ -253,4 +253,20 @@ $node->restart;
 ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
 check_ttl('after more rows and a clean restart');
 
+# a sliding window cannot evict, so a memory_limit is refused; under
+# keyedstate.max_state_memory it fails once it holds more than twice its
+# share (and 16 MB past it), instead of growing without bound
+$node->safe_psql($db, q{ALTER SYSTEM SET keyedstate.max_state_memory = '1MB'; SELECT pg_reload_conf();
+CREATE TABLE big (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, k int NOT NULL, t text NOT NULL);
+ALTER TABLE big ALTER COLUMN t SET STORAGE EXTERNAL;
+CREATE AGGREGATE big_concat(text) (sfunc = textcat, stype = text, combinefunc = textcat);
+SELECT keyedstate.create_aggregation('big_hop', 'SELECT k, big_concat(t) AS s FROM big GROUP BY k',
+	window_size => '10 minutes', window_slide => '5 minutes', time_column => 'ts');
+INSERT INTO big (ts, k, t) SELECT '2024-01-01 00:00:30+00', 1, repeat(md5(g::text), 30000) FROM generate_series(1, 20) g;});
+ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error LIKE '%more than twice its share of keyedstate.max_state_memory%'
+	FROM keyedstate.status WHERE name = 'big_hop'}, 60),
+	'a sliding window past twice its share of keyedstate.max_state_memory fails, naming the setting');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('big_hop');
+ALTER SYSTEM RESET keyedstate.max_state_memory; SELECT pg_reload_conf()});
+
 done_testing();

@@ -367,6 +367,7 @@ RESET ROLE;
 ks_sync($node, 'other', 'wa.n');
 ks_sync($node, 'other', 'wb.n');
 my ($pid_a, $pid_b) = map { ks_worker_pid($node, 'other', $_) } ('wa.n', 'wb.n');
+my %ids = map { split /\|/ } split /\n/, $node->safe_psql('other', q{SELECT view::text, id FROM keyedstate.aggregation});
 isnt($pid_a, $pid_b, '(precondition) two owners, two workers');
 sub wakeups
 {
@@ -383,7 +384,27 @@ ok(ks_wait_for($node, 'other', 'SELECT count(*) = 300 FROM wa.n', 60),
 my ($woken_a, $woken_b) = (wakeups($pid_a) - $before_a, wakeups($pid_b) - $before_b);
 note("voluntary context switches during the inserts: worker of wa.n $woken_a, of wb.n $woken_b");
 ok($woken_b < 30, "... and another owner's worker is not ($woken_b wake-ups)");
-$node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wa.n'); SELECT keyedstate.drop_aggregation('wb.n');
+
+# the source's owner renames the wake-up trigger (to a name that parses as
+# no aggregation's, then as the other owner's): the trigger still wakes its
+# own aggregation's worker only, and a drop still removes it
+$node->safe_psql('other', q{SET ROLE regress_wa;
+ALTER TRIGGER } . "keyedstate_wake_$ids{'wa.n'}" . q{ ON wa.ev RENAME TO x});
+($before_a, $before_b) = (wakeups($pid_a), wakeups($pid_b));
+$node->safe_psql('other', join('', map { "INSERT INTO wa.ev (k) VALUES ($_);\n" } 1 .. 300));
+ok(ks_wait_for($node, 'other', 'SELECT count(*) = 300 FROM wa.n', 60), 'a renamed wake-up trigger still wakes its worker');
+$woken_b = wakeups($pid_b) - $before_b;
+ok($woken_b < 30, "... and no other owner's ($woken_b wake-ups)");
+$node->safe_psql('other', q{SET ROLE regress_wa; ALTER TRIGGER x ON wa.ev RENAME TO } . "keyedstate_wake_$ids{'wb.n'}");
+($before_a, $before_b) = (wakeups($pid_a), wakeups($pid_b));
+$node->safe_psql('other', join('', map { "INSERT INTO wa.ev (k) VALUES ($_);\n" } 301 .. 600));
+ok(ks_wait_for($node, 'other', 'SELECT count(*) = 600 FROM wa.n', 60), 'named as another aggregation\'s, it wakes its own');
+$woken_b = wakeups($pid_b) - $before_b;
+ok($woken_b < 30, "... and not the one it is named after ($woken_b wake-ups)");
+$node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wa.n')});
+is($node->safe_psql('other', q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'wa.ev'::regclass}), '0',
+	'drop_aggregation removes the renamed wake-up trigger');
+$node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wb.n');
 ALTER SYSTEM RESET keyedstate.naptime; SELECT pg_reload_conf()});
 
 $node->stop;

@@ -1,0 +1,230 @@
+/*-------------------------------------------------------------------------
+ *
+ * pinned.c
+ *	  What a replay must compute again exactly: the functions an
+ *	  aggregation's query may call.  See definition.h.
+ *
+ * keyedstate computes each row's keys, arguments and filters once, when it
+ * consumes the row, and keeps the result in its state; after a crash it
+ * computes the rows after the last checkpoint again.  So, like an index
+ * expression or a generated column in PostgreSQL, everything the query
+ * calls must give the same value for the same row whenever it runs:
+ *	- not the current time or anything of the session (the worker's is
+ *	  not the creating session's), nor a setting it does not capture;
+ *	- no volatile function;
+ *	- no function of the user's that is not IMMUTABLE: a STABLE one may
+ *	  read a table (a dimension looked up by key), whose later changes the
+ *	  consumed rows never see, and which a replay would see, splitting a
+ *	  key between its value before and after.  (An aggregate's support
+ *	  functions are the aggregate's business, as in PostgreSQL: user
+ *	  aggregates rarely mark them, and they must be pure anyway, since a
+ *	  state is rebuilt from them on a replay; the README says so.)
+ *	- no built-in function that reads the catalogs (to_regclass(),
+ *	  has_table_privilege(), pg_get_userbyid(), the reg* types' input and
+ *	  output): their value changes with the objects they name.
+ * Built-in STABLE functions that depend only on their arguments and the
+ * captured settings (date_trunc() of a timestamptz, to_char(), casts
+ * under the captured TimeZone and DateStyle) are allowed: the settings
+ * are applied for every step, as they were at creation.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/htup_details.h"
+#include "access/transam.h"
+#include "catalog/pg_aggregate.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+#include "definition.h"
+#include "settings.h"
+
+/*
+ * Whether an argument of current_setting() is a constant naming a setting
+ * the aggregation captures (ks_captured_settings, or a custom one).
+ */
+static bool
+KsIsCapturedSettingName(Node *arg)
+{
+	char	   *name;
+
+	if (arg == NULL || !IsA(arg, Const) || ((Const *) arg)->constisnull ||
+		((Const *) arg)->consttype != TEXTOID)
+		return false;
+	name = TextDatumGetCString(((Const *) arg)->constvalue);
+	return KsIsCapturedSetting(name);
+}
+
+/* Functions whose value depends on when or where the worker runs them. */
+static bool
+KsIsUnpinnedFunction(Oid funcid, void *context)
+{
+	switch (funcid)
+	{
+		case F_NOW:
+		case F_STATEMENT_TIMESTAMP:
+		case F_TRANSACTION_TIMESTAMP:
+		case F_CLOCK_TIMESTAMP:
+		case F_TIMEOFDAY:
+		case F_AGE_TIMESTAMP:
+		case F_AGE_TIMESTAMPTZ:
+		case F_PG_BACKEND_PID:
+		case F_PG_POSTMASTER_START_TIME:
+		case F_PG_CONF_LOAD_TIME:
+		case F_PG_MY_TEMP_SCHEMA:
+		case F_INET_CLIENT_ADDR:
+		case F_INET_CLIENT_PORT:
+		case F_INET_SERVER_ADDR:
+		case F_INET_SERVER_PORT:
+		case F_TXID_CURRENT:
+		case F_TXID_CURRENT_IF_ASSIGNED:
+		case F_PG_CURRENT_XACT_ID:
+		case F_PG_CURRENT_XACT_ID_IF_ASSIGNED:
+		case F_PG_CURRENT_SNAPSHOT:
+		case F_TXID_CURRENT_SNAPSHOT:
+		case F_PG_TRIGGER_DEPTH:
+		case F_PG_CLIENT_ENCODING:
+		case F_CURRENT_SCHEMAS:
+		case F_PG_IS_OTHER_TEMP_SCHEMA:
+		case F_AGE_XID:
+		case F_MXID_AGE:
+			return true;
+		default:
+			/* the statistics collector's counters change as the server runs */
+			return get_func_namespace(funcid) == PG_CATALOG_NAMESPACE &&
+				strncmp(get_func_name(funcid), "pg_stat_get_", 12) == 0;
+	}
+}
+
+
+/* Name prefixes of the built-in functions that read the catalogs. */
+static const char *const ks_catalog_readers[] = {
+	"to_reg", "has_", "pg_has_role", "pg_get_", "obj_description", "col_description",
+	"shobj_description", "pg_describe_object", "pg_identify_object", "format_type",
+	"pg_relation_", "pg_table_size", "pg_total_relation_size", "pg_indexes_size",
+	"pg_database_size", "pg_tablespace_size", "text_regclass", NULL
+};
+
+/* Whether a built-in, non-immutable function reads the catalogs (see above). */
+static bool
+KsReadsCatalogs(Oid funcid)
+{
+	char	   *name = get_func_name(funcid);
+	size_t		len = strlen(name);
+	int			i;
+
+	for (i = 0; ks_catalog_readers[i] != NULL; i++)
+		if (strncmp(name, ks_catalog_readers[i], strlen(ks_catalog_readers[i])) == 0)
+			return true;
+	/* regclassin, regtypeout, ... and pg_table_is_visible, ... */
+	if (strncmp(name, "reg", 3) == 0 &&
+		((len > 2 && strcmp(name + len - 2, "in") == 0) || (len > 3 && strcmp(name + len - 3, "out") == 0)))
+		return true;
+	return len > 11 && strcmp(name + len - 11, "_is_visible") == 0;
+}
+
+/*
+ * Whether a function called may give another value for the same row
+ * later: a user's that is not IMMUTABLE, or a built-in catalog reader
+ * (see the banner).  The first one met is left in *context.
+ */
+static bool
+KsIsMutableFunction(Oid funcid, void *context)
+{
+	if (func_volatile(funcid) == PROVOLATILE_IMMUTABLE)
+		return false;
+	if (funcid < FirstNormalObjectId && !KsReadsCatalogs(funcid))
+		return false;
+	*(Oid *) context = funcid;
+	return true;
+}
+
+/* Refuse a function that KsIsMutableFunction found. */
+static void
+KsRefuseMutable(Oid funcid)
+{
+	bool		user = funcid >= FirstNormalObjectId;
+
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg(user ? "keyedstate aggregations cannot call function %s, which is not immutable" :
+					"keyedstate aggregations cannot call function %s, which reads the catalogs",
+					format_procedure(funcid)),
+			 errdetail("keyedstate computes what a row gives once, when it consumes the row, and again only for the rows a crash makes it replay, so the function must give the same value for the same arguments whenever it runs, as in an index expression."),
+			 user ? errhint("Declare it IMMUTABLE if its value depends only on its arguments.") : 0));
+}
+
+/*
+ * Refuse what a replay would compute differently: the current time in any
+ * spelling (now(), current_timestamp, current_date, localtime, age() of
+ * one argument...), and values of the session (session_user, the backend's
+ * pid), which in the worker are not those of the creating session.
+ */
+static bool
+KsCheckPinnedWalker(Node *node, void *ctx)
+{
+	Oid			funcid = InvalidOid;
+
+	if (node == NULL)
+		return false;
+	if (IsA(node, SQLValueFunction))
+	{
+		SQLValueFunction *svf = (SQLValueFunction *) node;
+
+		switch (svf->op)
+		{
+			case SVFOP_CURRENT_DATE:
+			case SVFOP_CURRENT_TIME:
+			case SVFOP_CURRENT_TIME_N:
+			case SVFOP_CURRENT_TIMESTAMP:
+			case SVFOP_CURRENT_TIMESTAMP_N:
+			case SVFOP_LOCALTIME:
+			case SVFOP_LOCALTIME_N:
+			case SVFOP_LOCALTIMESTAMP:
+			case SVFOP_LOCALTIMESTAMP_N:
+				KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "the current date or time",
+						 "A replay after a crash would see another time.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts).");
+				break;
+			case SVFOP_SESSION_USER:
+				KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "session_user",
+						 "The aggregation runs in a background worker, not in your session; current_user is its owner.");
+				break;
+			default:
+				break;
+		}
+		return false;
+	}
+	/* a setting's value is the creating session's only if it is captured */
+	if (IsA(node, FuncExpr) &&
+		(((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT ||
+		 ((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT_BOOL) &&
+		!KsIsCapturedSettingName(linitial(((FuncExpr *) node)->args)))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "current_setting() of a setting it does not capture",
+				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot), named by a constant, keep the creating session's value.");
+	if (check_functions_in_node(node, KsIsMutableFunction, &funcid))
+		KsRefuseMutable(funcid);
+	if (check_functions_in_node(node, KsIsUnpinnedFunction, NULL))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
+				 "functions that depend on the current time or session",
+				 "A replay after a crash would compute another value.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts).");
+	return expression_tree_walker(node, KsCheckPinnedWalker, ctx);
+}
+
+/* Refuse what a replay would compute differently (see definition.h). */
+void
+KsCheckPinned(Query *query)
+{
+	if (contain_volatile_functions((Node *) query))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
+				 "A replay after a crash must compute the same values; use immutable or stable expressions.");
+	query_tree_walker(query, KsCheckPinnedWalker, NULL, 0);
+}
