@@ -68,6 +68,12 @@ SELECT keyedstate.sync('tx_new');
 ROLLBACK TO s;
 SELECT * FROM tx_new;
 ROLLBACK;
+-- nor can it wait for the rows this transaction inserted into the source:
+-- they commit after it (it would time out)
+BEGIN;
+INSERT INTO bad (g, v) VALUES (1, 1);
+SELECT keyedstate.sync('picky');
+ROLLBACK;
 
 -- a function of the query that controls aggregations (its own or another's)
 -- fails its row once: it would otherwise stop its own step, be replayed with

@@ -65,7 +65,9 @@ CREATE TABLE keyedstate.aggregation (
 	parallelism			int NOT NULL DEFAULT 1,
 	max_parallelism		int NOT NULL DEFAULT 128,
 	layout				int NOT NULL DEFAULT 0,
-	watermark			timestamptz
+	watermark			timestamptz,
+	-- restored paused: the offset its view showed when dumped, consumed up to again
+	pause_at			bigint
 );
 CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;
 

@@ -109,8 +109,9 @@ KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot)
 			(buf->group_starts != NULL &&
 			 DatumGetInt64(slot->tts_values[0]) <= buf->group_starts[group]))
 		{
-			/* ... but its time moves the watermark all the same (apply.h) */
+			/* ... but its time moves the watermark all the same (apply.h); an infinite one fails its part */
 			if (buf->timecol >= 0 && !slot->tts_isnull[buf->timecol] &&
+				!TIMESTAMP_NOT_FINITE(DatumGetTimestampTz(slot->tts_values[buf->timecol])) &&
 				DatumGetTimestampTz(slot->tts_values[buf->timecol]) > buf->wm_pending)
 				buf->wm_pending = DatumGetTimestampTz(slot->tts_values[buf->timecol]);
 			return;
@@ -153,6 +154,17 @@ KsApplyWatermark(KsApplyBuffer *buf, int i)
 {
 	TimestampTz t = DatumGetTimestampTz(buf->values[i * buf->ncols + buf->timecol]);
 
+	/*
+	 * An infinite time belongs to no pane of a sliding window and cannot
+	 * move a TTL's watermark (a tumbling window without one keeps it, as
+	 * date_bin() does): refused, as a time too near the end of the range
+	 * fails with "interval out of range".
+	 */
+	if (TIMESTAMP_NOT_FINITE(t) && (buf->win_ttl > 0 || buf->win_size > buf->win_slide))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("time %s is infinite", t == DT_NOEND ? "infinity" : "-infinity"),
+				 errdetail("A row of a sliding window, or of a window with a TTL, must have a finite time.")));
 	if (buf->win_ttl > 0 && buf->watermark != DT_NOBEGIN)
 	{
 		int64		since = t - SetEpochTimestamp();

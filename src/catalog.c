@@ -47,7 +47,7 @@
 	"COALESCE(p.part, 0), COALESCE(p.first_key_group, 0), " \
 	"COALESCE(p.last_key_group, a.max_parallelism - 1), p.seed_from, " \
 	"a.system_id IS DISTINCT FROM (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c), " \
-	"a.definition"
+	"a.definition, COALESCE(a.pause_at, 0)"
 
 /* An aggregation alone: no part. */
 #define KS_DEF_FROM_AGGREGATION \
@@ -179,6 +179,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 						  &def->seeds, NULL, &def->nseeds);
 	def->other_cluster = DatumGetBool(SPI_getbinval(tup, desc, 28, &isnull));
 	def->definition = TextDatumGetCString(SPI_getbinval(tup, desc, 29, &isnull));
+	def->pause_at = DatumGetInt64(SPI_getbinval(tup, desc, 30, &isnull));
 	return def;
 }
 
@@ -414,7 +415,7 @@ KsCatalogSetPaused(int32 id, bool paused)
 	args[1] = BoolGetDatum(paused);
 	if (SPI_execute_with_args(paused ?
 							  "UPDATE keyedstate.aggregation SET paused = $2 WHERE id = $1" :
-							  "UPDATE keyedstate.aggregation SET paused = $2, resume_count = resume_count + 1 WHERE id = $1",
+							  "UPDATE keyedstate.aggregation SET paused = $2, pause_at = NULL, resume_count = resume_count + 1 WHERE id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
 	KsCatalogChanged();
@@ -461,7 +462,7 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 	args[0] = Int32GetDatum(id);
 	args[1] = Int64GetDatum(start_offset);
 	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET checkpointed_offset = $2, "
-							  "paused = false, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, cold_keys = 0, "
+							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, cold_keys = 0, "
 							  "clean_stop = false, resume_count = resume_count + 1 WHERE id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);

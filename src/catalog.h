@@ -44,6 +44,7 @@ typedef struct KsAggDef
 	bool		has_checkpoint; /* some checkpoint was ever taken */
 	int64		resume_count;
 	int64		checkpointed_offset;
+	int64		pause_at;		/* restored paused: consumed up to this, then paused */
 	int64		ttl_us;			/* state TTL in microseconds, 0: none (expire.h) */
 	int64		window_size_us; /* time windows (window.h), 0: none */
 	int64		window_slide_us;

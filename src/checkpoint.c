@@ -529,7 +529,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	 * (checkpoint(), a pause) or a clean stop's is flushed before it counts.
 	 */
 	if (w->awaited || w->final || run->def->paused)
-		XLogFlush(GetXLogInsertRecPtr());
+		XLogFlush(XactLastCommitEnd);
 
 	/*
 	 * The stale cold rows are gone: an expired key kept in the store for

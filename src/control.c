@@ -398,6 +398,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	KsNamedAgg	agg;
 	int64		target = PG_INT64_MIN;
 	TimestampTz deadline;
+	LOCKTAG		tag;
 
 	KsRequireControl("keyedstate.sync()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, false);
@@ -415,6 +416,15 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s was created by this transaction", agg.name),
 				 errdetail("Its worker starts when the transaction commits."),
+				 errhint("Call keyedstate.sync() after the commit.")));
+
+	/* nor before the rows this transaction inserted into its source */
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, agg.def.source_oid);
+	if (LockHeldByMe(&tag, RowExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this transaction has written into the source of aggregation %s", agg.name),
+				 errdetail("sync() waits for the rows committed before it; this transaction's own rows commit after it."),
 				 errhint("Call keyedstate.sync() after the commit.")));
 
 	/*

@@ -255,9 +255,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	Query	   *query;
 	AttrNumber	offset_attnum;
 	int64		start;
-	int			cols[10];
-	Datum		values[10];
-	bool		nulls[10] = {false, false, false, false, false, true, false, false, false, true};
+	int			cols[11];
+	Datum		values[11];
+	bool		nulls[11] = {false, false, false, false, false, true, false, false, false, true, true};
 	int			parallelism;
 	int			max_parallelism;
 	KsCatalogAccess acc;
@@ -359,7 +359,18 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	values[8] = Int32GetDatum(0);
 	cols[9] = KsColumn(desc, "watermark");
 	values[9] = (Datum) 0;
-	tup = heap_modify_tuple_by_cols(tup, desc, 10, cols, values, nulls);
+	/*
+	 * Paused, it consumes again up to the offset it had consumed when
+	 * dumped, and shows that until resumed (one that ever ran in parts keeps
+	 * its offsets in its parts, which are not dumped: it comes back empty).
+	 */
+	cols[10] = KsColumn(desc, "pause_at");
+	if (DatumGetBool(KsGet(tup, desc, "paused")) && DatumGetInt32(KsGet(tup, desc, "layout")) == 0)
+	{
+		values[10] = KsGet(tup, desc, "checkpointed_offset");
+		nulls[10] = false;
+	}
+	tup = heap_modify_tuple_by_cols(tup, desc, 11, cols, values, nulls);
 
 	/* from here an abort gives the reservations back (hooks.c) */
 	KsRequestAtCommit();

@@ -93,8 +93,8 @@ KsRunLoad(KsAggRun *run)
 	 * A paused run consumes again what its view showed when a pause stopped
 	 * its step; loaded again before it got there, it still goes as far.
 	 */
-	run->pause_until = run->def->paused ?
-		Max(run->pause_until, KsStorePublishedOffset(run->slot)) : PG_INT64_MIN;
+	run->pause_until = run->def->paused ?	/* (or, restored, what it showed when dumped) */
+		Max(Max(run->pause_until, KsStorePublishedOffset(run->slot)), run->def->pause_at) : PG_INT64_MIN;
 	run->loadcxt = AllocSetContextCreate(run->cxt, "keyedstate aggregation state",
 										 ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(run->loadcxt);

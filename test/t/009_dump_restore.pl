@@ -144,6 +144,33 @@ ks_sync($other, 'src_db', 'ev_hours');
 is(ks_mismatches($other, 'src_db', 'SELECT * FROM ev_hours', $oracle{ev_hours}), '0',
 	'once granted it rebuilds, exact');
 
+# a paused aggregation comes back showing what it showed when dumped (its
+# source's rows up to the offset it had consumed), not empty, and catches
+# up once resumed
+$node->safe_psql('postgres', 'CREATE DATABASE paused_db');
+$node->safe_psql('paused_db', q{CREATE EXTENSION keyedstate;
+CREATE TABLE pev (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO pev (k) SELECT g % 7 FROM generate_series(1, 300) g;
+SELECT keyedstate.create_aggregation('pev_n', 'SELECT k, count(*) AS n FROM pev GROUP BY k');});
+ks_sync($node, 'paused_db', 'pev_n');
+$node->safe_psql('paused_db', q{SELECT keyedstate.pause('pev_n');
+INSERT INTO pev (k) SELECT g % 7 FROM generate_series(1, 100) g;});
+ok(ks_wait_for($node, 'paused_db', q{SELECT checkpointed_offset = 300 FROM keyedstate.status WHERE name = 'pev_n'}),
+	'(precondition) the paused aggregation checkpointed what it consumed');
+my $paused_dump = $node->basedir . '/paused.sql';
+command_ok([ 'pg_dump', '-d', $node->connstr('paused_db'), '-f', $paused_dump ], 'pg_dump of a paused aggregation');
+$node->safe_psql('postgres', 'CREATE DATABASE paused_copy');
+command_ok([ 'psql', '-X', '-v', 'ON_ERROR_STOP=1', '-q', '-d', $node->connstr('paused_copy'), '-f', $paused_dump ],
+	'... restored');
+ok(ks_wait_for($node, 'paused_copy', q{SELECT state = 'paused' AND checkpointed_offset = 300 FROM keyedstate.status WHERE name = 'pev_n'}, 60),
+	'the restored paused aggregation consumes again up to the offset it had, and stays paused');
+is(ks_mismatches($node, 'paused_copy', 'SELECT * FROM pev_n', 'SELECT k, count(*) FROM pev WHERE id <= 300 GROUP BY k'), '0',
+	'... showing what it showed when dumped');
+$node->safe_psql('paused_copy', q{SELECT keyedstate.resume('pev_n')});
+ks_sync($node, 'paused_copy', 'pev_n');
+is(ks_mismatches($node, 'paused_copy', 'SELECT * FROM pev_n', 'SELECT k, count(*) FROM pev GROUP BY k'), '0',
+	'resumed, it catches up with every row');
+
 # a new aggregation after a restore gets an id of its own
 $other->safe_psql('src_db', q{SELECT keyedstate.create_aggregation('after', 'SELECT k, count(*) FROM events GROUP BY k')});
 ks_sync($other, 'src_db', 'after');

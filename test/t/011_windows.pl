@@ -253,6 +253,28 @@ $node->restart;
 ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
 check_ttl('after more rows and a clean restart');
 
+# infinite times: a tumbling window without a TTL keeps them as date_bin()
+# does; with a TTL (whose watermark they cannot move) or sliding, the
+# aggregation fails naming the row, instead of dropping it as late
+$node->safe_psql($db, q{CREATE TABLE winf (id bigserial PRIMARY KEY, ts timestamp, k int);
+INSERT INTO winf (ts, k) VALUES ('2026-01-01', 1), ('infinity', 2), ('-infinity', 3);
+SELECT keyedstate.create_aggregation('winf_plain', 'SELECT k, count(*) AS c FROM winf GROUP BY k',
+	window_size => '1 minute', time_column => 'ts');
+SELECT keyedstate.create_aggregation('winf_ttl', 'SELECT k, count(*) AS c FROM winf GROUP BY k',
+	window_size => '1 minute', time_column => 'ts', ttl => '1 hour');
+SELECT keyedstate.create_aggregation('winf_hop', 'SELECT k, count(*) AS c FROM winf GROUP BY k',
+	window_size => '3 minutes', window_slide => '1 minute', time_column => 'ts');});
+ks_sync($node, $db, 'winf_plain');
+is(ks_mismatches($node, $db, 'SELECT * FROM winf_plain',
+	q{SELECT date_bin('1 minute', ts, '1970-01-01'), date_bin('1 minute', ts, '1970-01-01') + interval '1 minute', k, count(*)
+	    FROM winf GROUP BY 1, 2, 3}), '0', 'a tumbling window keeps infinite times as date_bin() does');
+for my $name ('winf_ttl', 'winf_hop')
+{
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'failed' AND error = 'time infinity is infinite' AND failed_offset = 2
+		FROM keyedstate.status WHERE name = '$name'}, 60), "$name: an infinite time fails the aggregation, naming its row");
+}
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation(n) FROM unnest(ARRAY['winf_plain', 'winf_ttl', 'winf_hop']) n});
+
 # a sliding window cannot evict, so a memory_limit is refused; under
 # keyedstate.max_state_memory it fails once it holds more than twice its
 # share (and 16 MB past it), instead of growing without bound
