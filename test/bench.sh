@@ -40,7 +40,7 @@ PAR_KEYS=${PAR_KEYS:-1000000}		# keys of the parallelism comparison
 PAR_ROWS=${PAR_ROWS:-4000000}		# its rows
 PAR_BUDGET=${PAR_BUDGET:-32MB}		# its memory_limit in the budgeted pair
 PAUSE_KEYS=${PAUSE_KEYS:-1000000}	# keys of the checkpoint-pause measurement
-PAUSE_BATCH=${PAUSE_BATCH:-100000}	# rows inserted every 0.2 s meanwhile
+PAUSE_BATCH=${PAUSE_BATCH:-40000}	# rows inserted every 0.2 s meanwhile
 PAUSE_SECONDS=${PAUSE_SECONDS:-40}	# its length
 ONLY=${ONLY:-}						# "budget", "partitioned", "parallel" or "pauses": only that one
 
