@@ -508,12 +508,20 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	return KS_CKPT_WRITTEN;
 }
 
+/* Count a step's pause for w, from `from` (0: not timed) until `now`. */
+static void
+KsNotePause(struct KsChunkWriter *w, TimestampTz from, TimestampTz now)
+{
+	if (from != 0)
+		w->pause_ms = Max(w->pause_ms, (now - from) / 1000.0);
+}
+
 /* A step's pause for the checkpoint being written (see checkpoint.h). */
 void
 KsCheckpointPaused(KsAggRun *run, TimestampTz from)
 {
-	if (run->ckpt != NULL && from != 0)
-		run->ckpt->pause_ms = Max(run->ckpt->pause_ms, (GetCurrentTimestamp() - from) / 1000.0);
+	if (run->ckpt != NULL)
+		KsNotePause(run->ckpt, from, GetCurrentTimestamp());
 }
 
 /* After commit: the written keys are clean and the offset is committed. */
@@ -575,8 +583,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	}
 	else
 		run->ckpt_delta_bytes += w->bytes;
-	if (paused_from != 0)
-		w->pause_ms = Max(w->pause_ms, (run->last_checkpoint - paused_from) / 1000.0);
+	KsNotePause(w, paused_from, run->last_checkpoint);
 	/* (a step that wrote it all: the microseconds before the capture are not its) */
 	w->pause_ms = Min(w->pause_ms, (run->last_checkpoint - w->started) / 1000.0);
 	KsSlotCheckpointed(run->slot, run->checkpointed, run->last_checkpoint,

@@ -51,9 +51,6 @@
 #include "settings.h"
 #include "shmem.h"
 
-/* Most objects the temporary-object check walks through. */
-#define KS_TEMP_CHECK_MAX_OBJECTS	100000
-
 static object_access_hook_type prev_object_access_hook = NULL;
 
 /*
@@ -103,7 +100,7 @@ KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	queue[n++] = *ruleaddr;
 	queue[0].objectSubId = 0;
-	while (next < n && n < KS_TEMP_CHECK_MAX_OBJECTS)
+	while (next < n)
 	{
 		/* what object `next` depends on (whole objects: columns by their table) */
 		ObjectAddress obj = queue[next++];

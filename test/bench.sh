@@ -347,6 +347,36 @@ print_results() {
 	echo "$KEEPUP"
 }
 
+# Freshness probes: freshness_probes <table> <view> <results> <count> <seconds>
+# <pace> [sql]: up to <count> times, for at most <seconds>, insert a row of
+# key -1 into <table> (columns k, v), commit, poll (every 0.2 ms) until
+# <view>'s count n for key -1 shows it, and record the milliseconds in
+# <results> (ms); then run [sql] and wait <pace> seconds.
+freshness_probes() {
+	local table=$1 view=$2 results=$3 count=$4 seconds=$5 pace=$6 extra=${7:-}
+	ks_psql -c "DO \$\$
+DECLARE
+	t0 timestamptz;
+	i int := 0;
+	stop timestamptz := clock_timestamp() + interval '$seconds s';
+BEGIN
+	WHILE i < $count AND clock_timestamp() < stop LOOP
+		i := i + 1;
+		INSERT INTO $table (k, v) VALUES (-1, i);
+		COMMIT;
+		t0 := clock_timestamp();
+		LOOP
+			EXIT WHEN (SELECT n FROM $view WHERE k = -1) >= i;
+			PERFORM pg_sleep(0.0002);
+		END LOOP;
+		INSERT INTO $results VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
+		$extra
+		COMMIT;
+		PERFORM pg_sleep($pace);
+	END LOOP;
+END \$\$" >/dev/null
+}
+
 # 9. Freshness: commit to visible in w_stats, FRESHNESS_SAMPLES times, under
 # a steady stream of single-row inserts at 2,000 rows/s.
 bench_freshness() {
@@ -357,24 +387,8 @@ bench_freshness() {
 	stream=$!
 	ks_wait_for 30 "SELECT count(*) >= 4 FROM pg_stat_activity WHERE application_name = 'pgbench'" ||
 		{ echo "the insert stream did not start" >&2; return 1; }
-	# pg_sleep(0.0002) polls for the row to be visible; pg_sleep(0.02) paces the samples
-	ks_psql -c "CREATE TABLE fresh (ms float8)" -c "DO \$\$
-DECLARE
-	t0 timestamptz;
-BEGIN
-	FOR i IN 1 .. $FRESHNESS_SAMPLES LOOP
-		INSERT INTO w_agg (k, v) VALUES (-1, i);
-		COMMIT;
-		t0 := clock_timestamp();
-		LOOP
-			EXIT WHEN (SELECT n FROM w_stats WHERE k = -1) >= i;
-			PERFORM pg_sleep(0.0002);
-		END LOOP;
-		INSERT INTO fresh VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
-		COMMIT;
-		PERFORM pg_sleep(0.02);
-	END LOOP;
-END \$\$" >/dev/null
+	ks_psql -c "CREATE TABLE fresh (ms float8)" >/dev/null
+	freshness_probes w_agg w_stats fresh "$FRESHNESS_SAMPLES" 86400 0.02
 	ks_pgbench_stop $stream
 	echo
 	echo "== freshness: commit to visible in the view, under 2,000 single-row inserts/s"
@@ -781,29 +795,9 @@ bench_pauses() {
 	progress "inserting for $PAUSE_SECONDS s, sampling the checkpoints and the freshness"
 	ks_pgbench -c 1 -R 5 -T "$PAUSE_SECONDS" -f "$batch" >/dev/null 2>&1 &
 	stream=$!
-	ks_psql -c "DO \$\$
-DECLARE
-	t0 timestamptz;
-	i int := 0;
-	stop timestamptz := clock_timestamp() + interval '$PAUSE_SECONDS s';
-BEGIN
-	WHILE clock_timestamp() < stop LOOP
-		i := i + 1;
-		INSERT INTO evc (k, v) VALUES (-1, i);
-		COMMIT;
-		t0 := clock_timestamp();
-		LOOP
-			EXIT WHEN (SELECT n FROM evc_stats WHERE k = -1) >= i;
-			PERFORM pg_sleep(0.0002);
-		END LOOP;
-		INSERT INTO fresh_ckpt VALUES (extract(epoch FROM clock_timestamp() - t0) * 1000);
-		INSERT INTO ckpt_seen SELECT last_checkpoint, last_checkpoint_ms, last_checkpoint_pause_ms, last_checkpoint_keys
-		  FROM keyedstate.status WHERE name = 'evc_stats' AND last_checkpoint IS NOT NULL
-		ON CONFLICT DO NOTHING;
-		COMMIT;
-		PERFORM pg_sleep(0.2);
-	END LOOP;
-END \$\$" >/dev/null
+	freshness_probes evc evc_stats fresh_ckpt 1000000 "$PAUSE_SECONDS" 0.2 \
+		"INSERT INTO ckpt_seen SELECT last_checkpoint, last_checkpoint_ms, last_checkpoint_pause_ms, last_checkpoint_keys
+		   FROM keyedstate.status WHERE name = 'evc_stats' AND last_checkpoint IS NOT NULL ON CONFLICT DO NOTHING;"
 	wait $stream 2>/dev/null || true
 	ks_query "SELECT format('%s checkpoints of %s to %s keys: whole duration median %s ms, max %s ms; longest pause of consumption median %s ms, max %s ms (aim: at most 90 ms, 1/10 of 0.1''s 0.9 s pause)',
 		count(*), min(keys), max(keys), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric),
