@@ -43,6 +43,7 @@ OBJS = \
 	src/run.o \
 	src/owner.o \
 	src/runlife.o \
+	src/runbound.o \
 	src/step.o \
 	src/worker.o \
 	src/launcher.o \

@@ -13,7 +13,7 @@
  * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, pool.c and
  * progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
- * checkpoint.h ckptcommit.c, recovery.h seed.c, run.h runlife.c):
+ * checkpoint.h ckptcommit.c, recovery.h seed.c, run.h runlife.c and runbound.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
@@ -37,7 +37,8 @@
  *	sourceddl	commands changing a source's partitions: attach, drop, detach
  *	sourcedefaults	the offset defaults of a source and its tree's tables
  *	offsets		the offset column and its sequence, where consumption starts
- *	run			an aggregation's run: identity, settings, time bound, failures
+ *	run			an aggregation's run: identity, settings, failures
+ *	runbound	a step's bounds: step timeout, kill timer, cancels, termination
  *	runlife		an aggregation's run: created, redefined, unloaded, released
  *	step		one step of one aggregation
  *	publish		finalizing and publishing changed keys

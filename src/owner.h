@@ -21,6 +21,8 @@
 #ifndef KS_OWNER_H
 #define KS_OWNER_H
 
+#include "nodes/nodes.h"
+
 /*
  * Whether this process may run code of `owner`: the first owner asked for
  * becomes the process's, and no other may follow.

@@ -268,9 +268,21 @@ extern void KsRunEnd(int nestlevel);
 
 /*
  * Recovery and checkpoints are not bounded by the step timeout; a
- * termination cancels the first, not the second.
+ * termination cancels the first at once, the second only after a grace.
  */
 extern void KsRunTimeoutPause(bool cancel_on_term);
+
+/*
+ * runbound.c's side of KsRunBegin and KsRunEnd (and of a step's error):
+ * whether cancels may end what runs (only inside steps), the step's time
+ * bound armed for a run, and disarmed (returns whether the step timed
+ * out); and a worker that leaves at the next step boundary of its own
+ * accord (as after a termination).
+ */
+extern void KsRunAcceptCancels(bool accept);
+extern void KsRunBoundBegin(KsAggRun *run);
+extern bool KsRunBoundEnd(void);
+extern void KsRunLeaveSoon(void);
 
 /* Error context callback of a step (arg: the run): the aggregation, the input row. */
 extern void KsRowErrorContext(void *arg);
@@ -287,9 +299,11 @@ extern bool KsRunTimeoutsPaused(void);
 extern void KsRunOwnerCodeBegin(KsAggRun *run);
 extern void KsRunOwnerCodeEnd(void);
 
+/* Arm the step timeout again after a pause, for a whole bound. */
+extern void KsRunTimeoutResume(KsAggRun *run);
+
 /* The rows per second consumed lately: the last full second, or the current one. */
 extern double KsRunRate(KsAggRun *run, TimestampTz now);
-extern void KsRunTimeoutResume(KsAggRun *run);
 
 /*
  * A step ended with an error (caught in cxt): abort, and fail the

@@ -537,5 +537,34 @@ INSERT INTO ev (k) SELECT g % 7 FROM generate_series(1, 50) g;});
 }
 $node->safe_psql('postgres', q{DROP DATABASE again});
 
+# --- a fast shutdown while a prepared transaction locks keyedstate.state:
+# the checkpoint waiting for that lock is cancelled after its grace (20 s
+# from the termination), the server stops, and once the lock is gone the
+# aggregation replays from its last checkpoint, exactly
+$node->safe_psql('postgres', q{CREATE TABLE lk (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('lk_v', 'SELECT k, count(*) AS n FROM lk GROUP BY k',
+	checkpoint_interval => '100 ms');
+INSERT INTO lk (k) SELECT g % 5 FROM generate_series(1, 100) g;});
+ks_sync($node, 'postgres', 'lk_v', '1 min');
+$node->safe_psql('postgres', q{BEGIN; LOCK TABLE keyedstate.state IN ACCESS EXCLUSIVE MODE;
+PREPARE TRANSACTION 'ks_lock_state';});
+$node->safe_psql('postgres', q{INSERT INTO lk (k) SELECT g % 5 FROM generate_series(1, 100) g});
+ok(ks_wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_locks
+	WHERE NOT granted AND relation = 'keyedstate.state'::regclass}, 30),
+	'a checkpoint waits for the prepared transaction\'s lock on keyedstate.state');
+$t0 = time();
+{
+	local $ENV{PGCTLTIMEOUT} = 60;
+	ok($node->stop('fast', fail_ok => 1), 'a fast shutdown completes while the checkpoint waits');
+}
+my $took = time() - $t0;
+cmp_ok($took, '<', 45, sprintf('the fast shutdown took %.1f s (the checkpoint grace is 20 s)', $took));
+$node->stop('immediate') if $node->{_pid};
+$node->start;
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'ks_lock_state'});
+ks_sync($node, 'postgres', 'lk_v', '1 min');
+is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM lk_v', 'SELECT k, count(*) FROM lk GROUP BY k'), '0',
+	'after the restart and the rollback the view is exact');
+
 $node->stop;
 done_testing();
