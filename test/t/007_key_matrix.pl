@@ -201,32 +201,85 @@ sub wait_running
 	sync_all();
 }
 
+# Run many checks in one statement (a psql per check would be most of this
+# test's time): each check is a query returning one value, or the error it
+# raised ('error: ' and its message); t_plan gives a query's plan.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION t_value(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE r text;
+BEGIN
+	EXECUTE q INTO r;
+	RETURN r;
+EXCEPTION WHEN OTHERS THEN
+	RETURN 'error: ' || SQLERRM;
+END $$;
+CREATE FUNCTION t_plan(q text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE l text; r text := '';
+BEGIN
+	FOR l IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP r := r || l || E'\n'; END LOOP;
+	RETURN r;
+END $$;});
+
+# Run the named checks of every aggregation in one statement: %$checks
+# maps a check's name to a sub giving its query for an aggregation (and
+# 'plan:' names a query whose plan is wanted); returns, per aggregation,
+# a hash of the checks' results.
+sub run_checks
+{
+	my ($checks) = @_;
+	my @names = sort keys %$checks;
+	my @rows;
+	for my $name (sort keys %aggs)
+	{
+		my @vals = map {
+			my $q = $checks->{$_}->($aggs{$name}, $name);
+			/^plan:/ ? "t_plan(\$q\$$q\$q\$)" : "t_value(\$q\$$q\$q\$)"
+		} @names;
+		push @rows, "SELECT '$name', " . join(', ', map { "replace(replace($_, E'\\n', ' '), '|', '/')" } @vals);
+	}
+	my %res;
+	for my $line (split /\n/, $node->safe_psql('postgres', join("\nUNION ALL\n", @rows)))
+	{
+		my ($name, @v) = split /\|/, $line, -1;
+		@{ $res{$name} }{@names} = @v;
+	}
+	return \%res;
+}
+
+# The count of the rows two queries differ by (as ks_mismatches).
+sub mismatch_sql
+{
+	my ($a, $b) = @_;
+	return "SELECT count(*) FROM (($a EXCEPT ALL $b) UNION ALL ($b EXCEPT ALL $a)) d";
+}
+
 # Compare every aggregation with its oracle; no key may appear twice.
 sub check_all
 {
 	my ($when) = @_;
-	my @wrong;
-	my @dups;
+	my (@wrong, @dups);
 	my $nerrs = 0;
-	for my $name (sort keys %aggs)
-	{
-		my $a = $aggs{$name};
-		my $m = ks_mismatches($node, 'postgres', $a->{view}, $a->{oracle});
-		push @wrong, "$name ($m rows)" if $m ne '0';
+	my $res = run_checks({
+		view => sub { mismatch_sql($_[0]{view}, $_[0]{oracle}) },
 		# the keys whose count is a multiple of 3 have error rows (rowerror.h):
 		# a qual on the count skips them, a scan reading q raises their error
-		$m = ks_mismatches($node, 'postgres', $a->{view_q}, $a->{oracle_q});
-		push @wrong, "$name (error rows: $m rows)" if $m ne '0';
-		my @sk = split(/, /, $a->{source_keys});
-		my $nerr = $node->safe_psql('postgres', "SELECT count(*) FROM ($a->{oracle}) o("
-			  . join(', ', map { "x$_" } 0 .. $#sk) . ', c, s) WHERE c % 3 = 0');
-		my ($rc, $out, $err) = $node->psql('postgres', "SELECT sum(q) FROM $name");
-		push @wrong, "$name (a scan of $nerr error rows: " . ($err || 'no error') . ')'
-		  if ($nerr ne '0') != ($rc != 0 && $err =~ /division by zero/);
-		$nerrs += $nerr;
-		my $d = $node->safe_psql('postgres',
-			"SELECT count(*) FROM (SELECT 1 FROM $name GROUP BY $a->{keys} HAVING count(*) > 1) d");
-		push @dups, "$name ($d keys)" if $d ne '0';
+		view_q => sub { mismatch_sql($_[0]{view_q}, $_[0]{oracle_q}) },
+		nerr => sub {
+			my @sk = split(/, /, $_[0]{source_keys});
+			"SELECT count(*) FROM ($_[0]{oracle}) o(" . join(', ', map { "x$_" } 0 .. $#sk) . ', c, s) WHERE c % 3 = 0'
+		},
+		scan => sub { "SELECT sum(q) FROM $_[1]" },
+		dups => sub { "SELECT count(*) FROM (SELECT 1 FROM $_[1] GROUP BY $_[0]{keys} HAVING count(*) > 1) d" },
+	});
+	for my $name (sort keys %aggs)
+	{
+		my $r = $res->{$name};
+		push @wrong, "$name ($r->{view} rows)" if $r->{view} ne '0';
+		push @wrong, "$name (error rows: $r->{view_q} rows)" if $r->{view_q} ne '0';
+		push @wrong, "$name (a scan of $r->{nerr} error rows: " . ($r->{scan} =~ /^error: / ? $r->{scan} : 'no error') . ')'
+		  if ($r->{nerr} ne '0') != ($r->{scan} =~ /^error: division by zero/ ? 1 : 0);
+		$nerrs += $r->{nerr};
+		push @dups, "$name ($r->{dups} keys)" if $r->{dups} ne '0';
 	}
 	is(join(', ', @wrong), '', "$when: every view equals its GROUP BY oracle, also past error rows");
 	ok($nerrs > 0, "$when: there were error rows ($nerrs)");
@@ -242,6 +295,8 @@ sub check_lookups
 {
 	my ($when) = @_;
 	my (@wrong, @plans);
+	my %looked;
+	my %oracle;
 	for my $name (sort keys %aggs)
 	{
 		my $a = $aggs{$name};
@@ -251,14 +306,18 @@ sub check_lookups
 		# under a budget, the keys of a sample of the pads
 		$notnull .= ' AND pad % 97 = 0' if $a->{budget};
 		my $match = join(' AND ', map { "v.$vk[$_] = o.$sk[$_]" } 0 .. $#vk);
-		my $looked = "SELECT o.*, l.c, l.s FROM (SELECT DISTINCT $a->{source_keys} FROM $a->{source} WHERE $notnull) o "
+		$looked{$name} = "SELECT o.*, l.c, l.s FROM (SELECT DISTINCT $a->{source_keys} FROM $a->{source} WHERE $notnull) o "
 		  . "CROSS JOIN LATERAL (SELECT v.c, v.s FROM $name v WHERE $match OFFSET 0) l";
-		my $oracle = "SELECT $a->{source_keys}, count(*), sum(v) FROM $a->{source} WHERE $notnull GROUP BY $a->{source_keys}";
-		my $plan = $node->safe_psql('postgres', "EXPLAIN (VERBOSE, COSTS OFF) $looked");
-		push @plans, $name unless $plan =~ /Key Lookup: true/;
-		my $m = $node->safe_psql('postgres', "SELECT count(*) FROM (($looked EXCEPT ALL $oracle) "
-			  . "UNION ALL ($oracle EXCEPT ALL $looked)) d");
-		push @wrong, "$name ($m rows)" if $m ne '0';
+		$oracle{$name} = "SELECT $a->{source_keys}, count(*), sum(v) FROM $a->{source} WHERE $notnull GROUP BY $a->{source_keys}";
+	}
+	my $res = run_checks({
+		'plan:' => sub { $looked{$_[1]} },
+		lookups => sub { mismatch_sql($looked{$_[1]}, $oracle{$_[1]}) },
+	});
+	for my $name (sort keys %aggs)
+	{
+		push @plans, $name unless $res->{$name}{'plan:'} =~ /Key Lookup: true/;
+		push @wrong, "$name ($res->{$name}{lookups} rows)" if $res->{$name}{lookups} ne '0';
 	}
 	is(join(', ', @plans), '', "$when: keys are looked up by their hash in every view");
 	is(join(', ', @wrong), '', "$when: every key's lookup finds its row");
