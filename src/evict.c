@@ -95,6 +95,16 @@ KsEvictBudget(KsAggRun *run)
 	}
 	else if (share > 0)
 		budget = budget > 0 ? Min(budget, share) : share;
+	/* a share too small to hold a key index: said once as it gets there */
+	if (share > 0 && budget == share && budget < (int64) KS_MIN_MEMORY_LIMIT_KB * 1024 &&
+		!(run->memory_budget > 0 && run->memory_budget < (int64) KS_MIN_MEMORY_LIMIT_KB * 1024))
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("keyedstate.max_state_memory gives aggregation %s only %lld kB", run->name,
+						(long long) (share / 1024)),
+				 errdetail("It is shared by %d aggregations; below %d kB each keeps only a few keys in memory and evicts the others at every checkpoint.",
+						   KsEvictSharers(), KS_MIN_MEMORY_LIMIT_KB),
+				 errhint("Raise keyedstate.max_state_memory.")));
 	/* a new budget has its own target */
 	if (budget != run->memory_budget)
 		run->evict_target = 0;

@@ -81,7 +81,7 @@ KsSettingsInit(void)
 							"Workers are woken when rows commit; this only bounds the sleep "
 							"when no wake-up arrives.",
 							&ks_naptime,
-							1000, 1, 3600 * 1000,
+							1000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

@@ -31,6 +31,12 @@ extern int	ks_naptime;
 extern int	ks_max_aggregations_per_owner;
 extern int	ks_max_state_memory;
 
+/*
+ * The smallest memory_limit: below it the keys' index alone would not fit.
+ * A share of max_state_memory below it is allowed, but logged (evict.c).
+ */
+#define KS_MIN_MEMORY_LIMIT_KB	1024
+
 /* PGC_SIGHUP: longest time one step of an aggregation may take, in ms */
 extern int	ks_step_timeout;
 

@@ -222,6 +222,15 @@ $oracle{free} = 'SELECT k, count(*) FROM ev GROUP BY k';
 $view{free} = 'SELECT k, c FROM free';
 ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'every view equals its oracle under the shared bound');
+# a share too small to hold a key index is allowed, exact, and logged
+my $logpos = -s $node->logfile;
+$node->safe_psql($db, q{ALTER SYSTEM SET keyedstate.max_state_memory = '2MB'; SELECT pg_reload_conf();});
+ok(eval { $node->wait_for_log(qr/WARNING:  keyedstate.max_state_memory gives aggregation \S+ only 512 kB/, $logpos); 1 },
+	'a share of keyedstate.max_state_memory below 1MB is logged');
+insert_keys(1, 2000, 1);
+ks_sync_all($node, $db, '5 min');
+is(mismatches(), 0, 'every view equals its oracle under a tiny share');
+$node->safe_psql($db, q{ALTER SYSTEM SET keyedstate.max_state_memory = '24MB'; SELECT pg_reload_conf();});
 
 # --- 6. a TTL under a budget: cold keys expire too, and come back fresh
 $node->safe_psql($db, q{
