@@ -87,6 +87,12 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE k 
 SELECT keyedstate.create_aggregation('e1', 'SELECT to_regclass(''t'' || k) AS r, count(*) FROM src GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE has_table_privilege(''src'', ''SELECT'') GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT (k::oid)::regclass::text AS r, count(*) FROM src GROUP BY 1');
+-- enum_range() reads pg_enum (ALTER TYPE ... ADD VALUE changes it), and
+-- pg_partition_root() pg_inherits, though PostgreSQL labels it IMMUTABLE
+CREATE TYPE pin_color AS ENUM ('red', 'green');
+SELECT keyedstate.create_aggregation('e1', 'SELECT enum_range(NULL::pin_color)::text AS r, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE pg_partition_root(''src''::regclass) IS NOT NULL GROUP BY k');
+DROP TYPE pin_color;
 DROP OPERATOR ==> (int, int);
 DROP FUNCTION dim_known_pair(int, int), dim_known(int), dim_name(int);
 DROP TABLE dim;

@@ -305,3 +305,40 @@ DROP TABLE ev;
 DROP AGGREGATE weighted_avg(numeric, numeric);
 DROP AGGREGATE last_value_of(anyelement);
 DROP FUNCTION weighted_acc, weighted_final, last_acc;
+
+-- HAVING conjuncts without aggregates filter rows before grouping, as the
+-- planner moves them into WHERE: keys whose values are equal but not alike
+-- (1.0 and 1.00, -0 and 0, 'bob' and 'Bob' under a case-insensitive
+-- collation) count only the rows that pass, shown with the first that does
+CREATE COLLATION hv_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE hv (id bigserial PRIMARY KEY, n numeric, f float8, t text COLLATE hv_ci, v int);
+INSERT INTO hv (n, f, t, v) VALUES ('1.0', 0, 'bob', 1), ('1.00', '-0', 'Bob', 2), ('1', 0, 'BOB', 3),
+	('1.00', '-0', 'Bob', 4), ('2', 1, 'alice', 5);
+SELECT keyedstate.create_aggregation('hv_n',
+	$q$SELECT n, count(*) AS c, sum(v) AS s FROM hv GROUP BY n HAVING n::text = '1.00'$q$);
+SELECT keyedstate.create_aggregation('hv_f',
+	$q$SELECT f, count(*) AS c, sum(v) AS s FROM hv GROUP BY f HAVING f::text = '-0' AND count(*) > 0$q$);
+SELECT keyedstate.create_aggregation('hv_scale',
+	$q$SELECT n, count(*) AS c, sum(v) AS s FROM hv GROUP BY n HAVING scale(n) = 0$q$);
+SELECT keyedstate.create_aggregation('hv_t',
+	$q$SELECT t, count(*) AS c, sum(v) AS s FROM hv GROUP BY t HAVING (t::bytea <> 'bob'::bytea AND count(*) > 0) AND sum(v) < 100$q$);
+SELECT keyedstate.sync('hv_n') > 0, keyedstate.sync('hv_f') > 0, keyedstate.sync('hv_scale') > 0, keyedstate.sync('hv_t') > 0;
+SELECT * FROM hv_n;
+SELECT * FROM hv_f;
+SELECT * FROM hv_scale ORDER BY n;
+SELECT * FROM hv_t ORDER BY s;
+SELECT count(*) AS mismatches FROM (
+  (SELECT 'n', n::text, c, s FROM hv_n UNION ALL SELECT 'f', f::text, c, s FROM hv_f
+   UNION ALL SELECT 'scale', n::text, c, s FROM hv_scale UNION ALL SELECT 't', t, c, s FROM hv_t)
+  EXCEPT ALL
+  (SELECT 'n', n::text, count(*), sum(v) FROM hv GROUP BY n HAVING n::text = '1.00'
+   UNION ALL SELECT 'f', f::text, count(*), sum(v) FROM hv GROUP BY f HAVING f::text = '-0' AND count(*) > 0
+   UNION ALL SELECT 'scale', n::text, count(*), sum(v) FROM hv GROUP BY n HAVING scale(n) = 0
+   UNION ALL SELECT 't', t, count(*), sum(v) FROM hv GROUP BY t
+     HAVING (t::bytea <> 'bob'::bytea AND count(*) > 0) AND sum(v) < 100)) d;
+SELECT keyedstate.drop_aggregation('hv_n');
+SELECT keyedstate.drop_aggregation('hv_f');
+SELECT keyedstate.drop_aggregation('hv_scale');
+SELECT keyedstate.drop_aggregation('hv_t');
+DROP TABLE hv;
+DROP COLLATION hv_ci;

@@ -25,7 +25,9 @@
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/clauses.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/prep.h"
 #include "parser/parse_clause.h"
 #include "parser/parsetree.h"
 #include "utils/builtins.h"
@@ -409,7 +411,28 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 		info->resulttlist = lappend(info->resulttlist, newtle);
 	}
 	if (query->havingQual != NULL)
-		info->having = (Expr *) KsRewriteMutator(query->havingQual, &rctx);
+	{
+		List	   *conjuncts = NIL;
+
+		/*
+		 * HAVING conjuncts without aggregates filter rows, before grouping:
+		 * PostgreSQL's planner moves them into WHERE (subquery_planner).  It
+		 * matters for a key whose values are equal but not alike (1.0 and
+		 * 1.00, 'a' and 'A' under a case-insensitive collation): the plain
+		 * query counts only the rows whose value passes.
+		 */
+		foreach(lc, make_ands_implicit(canonicalize_qual((Expr *) copyObject(query->havingQual), false)))
+		{
+			Node	   *conjunct = lfirst(lc);
+
+			if (contain_agg_clause(conjunct) || contain_volatile_functions(conjunct))
+				conjuncts = lappend(conjuncts, conjunct);
+			else
+				info->rowhaving = lappend(info->rowhaving, conjunct);
+		}
+		if (conjuncts != NIL)
+			info->having = (Expr *) KsRewriteMutator((Node *) make_ands_explicit(conjuncts), &rctx);
+	}
 	info->viewdesc = ExecTypeFromTL(info->resulttlist);
 
 	KsLayOutInput(info);
@@ -482,4 +505,7 @@ KsLayOutInput(KsQueryInfo *info)
 	}
 	info->ninputcols = col;
 	info->where = (Expr *) info->query->jointree->quals;
+	if (info->rowhaving != NIL)
+		info->where = make_ands_explicit(info->where != NULL ?
+										 lcons(info->where, list_copy(info->rowhaving)) : info->rowhaving);
 }

@@ -39,7 +39,8 @@ typedef struct KsQueryInfo
 	List	   *aggrefs;		/* distinct Aggrefs */
 
 	List	   *resulttlist;	/* view columns over the result tuple */
-	Expr	   *having;			/* over the result tuple, or NULL */
+	Expr	   *having;			/* over the result tuple, or NULL: its conjuncts with aggregates */
+	List	   *rowhaving;		/* its conjuncts without: rows' quals (KsAnalyzeQuery) */
 	TupleDesc	resultdesc;		/* the result tuple: keys, then aggregates */
 	TupleDesc	viewdesc;		/* the view's columns */
 
@@ -54,7 +55,7 @@ typedef struct KsQueryInfo
 	List	   *inputexprs;
 	int		   *inputcols;
 	int		   *filtercols;
-	Expr	   *where;			/* the query's WHERE, or NULL */
+	Expr	   *where;			/* the query's WHERE and rowhaving, or NULL */
 	int			timecol;		/* windows: the row's time (window.h), or 0 */
 } KsQueryInfo;
 

@@ -111,7 +111,10 @@ static const char *const ks_catalog_readers[] = {
 	"to_reg", "has_", "pg_has_role", "pg_get_", "obj_description", "col_description",
 	"shobj_description", "pg_describe_object", "pg_identify_object", "format_type",
 	"pg_relation_", "pg_table_size", "pg_total_relation_size", "pg_indexes_size",
-	"pg_database_size", "pg_tablespace_size", "text_regclass", NULL
+	"pg_database_size", "pg_tablespace_size", "text_regclass", "enum_range", "enum_first",
+	"enum_last", "pg_indexam_has_property", "pg_index_column_has_property", "pg_index_has_property",
+	"pg_column_is_updatable", "pg_tablespace_location", "pg_filenode_relation",
+	"row_security_active", "pg_replication_origin_", "pg_partition_", "pg_sequence_", NULL
 };
 
 /* Whether a built-in, non-immutable function reads the catalogs (see above). */
@@ -140,9 +143,9 @@ KsReadsCatalogs(Oid funcid)
 static bool
 KsIsMutableFunction(Oid funcid, void *context)
 {
-	if (func_volatile(funcid) == PROVOLATILE_IMMUTABLE)
-		return false;
-	if (funcid < FirstNormalObjectId && !KsReadsCatalogs(funcid))
+	/* a built-in reader even if labelled IMMUTABLE (pg_partition_root) */
+	if (funcid < FirstNormalObjectId ? !KsReadsCatalogs(funcid) :
+		func_volatile(funcid) == PROVOLATILE_IMMUTABLE)
 		return false;
 	*(Oid *) context = funcid;
 	return true;

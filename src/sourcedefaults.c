@@ -23,31 +23,31 @@
 #include "source.h"
 
 
-/* What nextval() calls an expression makes: of seqoid, and of others. */
-typedef struct KsNextvalSeen
-{
-	Oid			seqoid;
-	bool		ours;
-	bool		other;
-} KsNextvalSeen;
-
-/* Walker behind KsNextvalSeen. */
+/*
+ * Whether a default hands out the sequence's values themselves: nextval()
+ * of it, cast to the column's type at most.  One that computes with them
+ * (nextval(s) * 10 + 3, a shard's or a time's bits added) gives rows
+ * offsets the sequence never handed out, which the frontier never reads.
+ */
 static bool
-KsNextvalWalker(Node *node, KsNextvalSeen *seen)
+KsIsPlainNextval(Node *node, Oid seqoid)
 {
-	if (node == NULL)
-		return false;
-	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
+	for (;;)
 	{
-		Node	   *arg = linitial(((FuncExpr *) node)->args);
-
-		if (IsA(arg, Const) && !((Const *) arg)->constisnull &&
-			DatumGetObjectId(((Const *) arg)->constvalue) == seen->seqoid)
-			seen->ours = true;
+		if (IsA(node, RelabelType))
+			node = (Node *) ((RelabelType *) node)->arg;
+		else if (IsA(node, FuncExpr) && list_length(((FuncExpr *) node)->args) == 1 &&
+				 (((FuncExpr *) node)->funcformat == COERCE_IMPLICIT_CAST ||
+				  ((FuncExpr *) node)->funcformat == COERCE_EXPLICIT_CAST))
+			node = linitial(((FuncExpr *) node)->args);
 		else
-			seen->other = true;
+			break;
 	}
-	return expression_tree_walker(node, KsNextvalWalker, (void *) seen);
+	if (!IsA(node, FuncExpr) || ((FuncExpr *) node)->funcid != F_NEXTVAL)
+		return false;
+	node = linitial(((FuncExpr *) node)->args);
+	return IsA(node, Const) && !((Const *) node)->constisnull &&
+		DatumGetObjectId(((Const *) node)->constvalue) == seqoid;
 }
 
 /*
@@ -61,11 +61,8 @@ KsSourceCheckLeafDefault(Relation leaf, AttrNumber attnum, Oid seqoid, const cha
 {
 	Node	   *def = build_column_default(leaf, attnum);
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(leaf), attnum - 1);
-	KsNextvalSeen seen = {seqoid, false, false};
 
-	if (def != NULL)
-		(void) KsNextvalWalker(def, &seen);
-	if (att->attidentity != '\0' || (def != NULL && (!seen.ours || seen.other)))
+	if (att->attidentity != '\0' || (def != NULL && !KsIsPlainNextval(def, seqoid)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("partition \"%s\" fills offset column \"%s\" from another source than sequence \"%s\"",
@@ -89,7 +86,6 @@ void
 KsSourceCheckOwnDefault(Relation rel, AttrNumber attnum, Oid seqoid, const char *aggname)
 {
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
-	KsNextvalSeen seen = {seqoid, false, false};
 
 	if (att->attidentity != '\0')
 	{
@@ -100,9 +96,7 @@ KsSourceCheckOwnDefault(Relation rel, AttrNumber attnum, Oid seqoid, const char 
 	{
 		Node	   *def = build_column_default(rel, attnum);
 
-		if (def != NULL)
-			(void) KsNextvalWalker(def, &seen);
-		if (seen.ours && !seen.other)
+		if (def != NULL && KsIsPlainNextval(def, seqoid))
 			return;
 	}
 	ereport(ERROR,
