@@ -242,6 +242,8 @@ KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid)
 	src.seqoid = seqoid;
 	/* a partitioned table's own index gives every new partition one */
 	KsLeafSetup(&src, &leaf, rel, rel, false);
+	/* the table's own default hands out the sequence's values (sourcedefaults.c) */
+	KsSourceCheckOwnDefault(rel, attnum, seqoid, NULL);
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE && !rel->rd_rel->relispartition)
 		return;
 	KsSourceCheckDefaults(src.relid, src.relid, attnum, seqoid, NULL);
