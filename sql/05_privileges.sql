@@ -17,6 +17,13 @@ CREATE AGGREGATE whoami(int) (sfunc = who_acc, stype = text);
 SET ROLE regress_ks_alice;
 SELECT keyedstate.create_aggregation('ks_alice.stats', 'SELECT k, count(*) AS n, whoami(v) AS who FROM secret GROUP BY k');
 RESET ROLE;
+-- nor with SELECT on the query's columns but not on the offset column,
+-- which the worker reads (and sync and status tell) for her
+GRANT SELECT (k, v), TRIGGER ON secret TO regress_ks_alice;
+SET ROLE regress_ks_alice;
+SELECT keyedstate.create_aggregation('ks_alice.stats', 'SELECT k, count(*) AS n, whoami(v) AS who FROM secret GROUP BY k');
+RESET ROLE;
+REVOKE ALL ON secret FROM regress_ks_alice;
 GRANT SELECT ON secret TO regress_ks_alice;
 -- nor with SELECT alone: the aggregation puts triggers on the table
 SET ROLE regress_ks_alice;

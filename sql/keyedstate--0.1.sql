@@ -322,13 +322,21 @@ AS 'MODULE_PATHNAME', 'keyedstate_wake'
 LANGUAGE C;
 REVOKE ALL ON FUNCTION keyedstate.wake() FROM PUBLIC;
 
-/* Source tables are append-only for their aggregations. */
+/*
+ * Source tables are append-only for their aggregations.  A trigger whose
+ * aggregation is gone (dropped by another role than the table's owner: a
+ * worker removes it later) refuses nothing.
+ */
 CREATE FUNCTION keyedstate.refuse_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog
 AS $$
 BEGIN
+	IF NOT EXISTS (SELECT FROM keyedstate.aggregation a WHERE a.source = TG_RELID) THEN
+		RETURN NULL;
+	END IF;
 	RAISE EXCEPTION 'cannot truncate table "%" because keyedstate aggregations consume it',
 		TG_TABLE_NAME
 		USING ERRCODE = 'object_in_use',

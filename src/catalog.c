@@ -538,19 +538,22 @@ KsCatalogRescaleBlocked(int32 id)
 	return NULL;
 }
 
-/* The analysed query and view of an aggregation (inside the bracket). */
+/* The analysed query, view and (if wanted) definition text of an aggregation (inside the bracket). */
 char *
-KsCatalogQueryTree(int32 id, Oid *view_oid)
+KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition)
 {
 	Datum		arg = Int32GetDatum(id);
 	Oid			argtype = INT4OID;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT query_tree, view FROM keyedstate.aggregation WHERE id = $1",
+	if (SPI_execute_with_args("SELECT query_tree, view, definition FROM keyedstate.aggregation WHERE id = $1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		return NULL;
 	*view_oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (definition != NULL)
+		*definition = MemoryContextStrdup(ks_catalog_cxt,
+										  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
 	return MemoryContextStrdup(ks_catalog_cxt,
 							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 }
@@ -603,7 +606,7 @@ KsAggregationName(int32 aggid, Oid view_oid)
 	if (!OidIsValid(found))
 	{
 		KsCatalogOpen(&acc);
-		tree = KsCatalogQueryTree(aggid, &found);
+		tree = KsCatalogQueryTree(aggid, &found, NULL);
 		KsCatalogClose(&acc);
 		if (tree == NULL)
 			return psprintf("%d", aggid);

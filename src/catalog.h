@@ -187,7 +187,7 @@ extern Datum KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *s
 extern const char *KsCatalogRescaleBlocked(int32 id);
 
 /* The analysed query of an aggregation and its view; NULL if none. */
-extern char *KsCatalogQueryTree(int32 id, Oid *view_oid);
+extern char *KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition);
 
 /* Every aggregation of the database, as (view, id) pairs. */
 extern void KsCatalogAll(List **views, List **ids);

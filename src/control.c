@@ -124,60 +124,14 @@ KsCreatedHere(Oid view_oid)
 	return here;
 }
 
-/* Drop an object by address. */
-static void
+/* Drop an object by address (see hooks.h). */
+void
 KsDropObject(Oid classid, Oid objid, DropBehavior behavior)
 {
 	ObjectAddress addr;
 
 	ObjectAddressSet(addr, classid, objid);
 	performDeletion(&addr, behavior, PERFORM_DELETION_INTERNAL);
-}
-
-/*
- * Forget an aggregation whose view is gone (or is being dropped): its
- * catalog row, checkpointed state, live foreign table and triggers.  Safe to
- * call twice.
- */
-void
-KsForgetAggregation(int32 id, bool orphan)
-{
-	KsCatalogAccess acc;
-	Oid			live_oid;
-	Oid			source_oid;
-
-	/*
-	 * Dropping its triggers locks the source: stop a step that reads it
-	 * (which also refuses a drop from an aggregation's own code).  An
-	 * orphan is forgotten by a worker, which runs no step of it meanwhile.
-	 */
-	if (!orphan)
-		KsInterruptAtOnce(id);
-	KsCatalogOpen(&acc);
-	/* first: deleting the row cascades to its parts, whose checkpoints go too */
-	KsCheckpointForget(id);
-	if (KsCatalogDelete(id, &live_oid, &source_oid))
-	{
-		if (get_rel_name(source_oid) != NULL)
-		{
-			Oid			trig;
-
-			/* from the source and each of its partitions */
-			KsWakeTriggersDrop(id, source_oid);
-			trig = get_trigger_oid(source_oid, psprintf(KS_TRUNCATE_TRIGGER_FMT, id), true);
-			if (OidIsValid(trig))
-				KsDropObject(TriggerRelationId, trig, DROP_RESTRICT);
-		}
-		/*
-		 * keyedstate's own table: what others built on it (a view any role
-		 * may create over it) goes with it, and cannot keep the owner from
-		 * dropping her aggregation
-		 */
-		if (get_rel_name(live_oid) != NULL)
-			KsDropObject(RelationRelationId, live_oid, DROP_CASCADE);
-		KsRequestAtCommit();
-	}
-	KsCatalogClose(&acc);
 }
 
 /* keyedstate.drop_aggregation(name): stop it, remove the view and the state. */
@@ -491,7 +445,10 @@ KsMayInspect(Oid owner)
 
 /*
  * keyedstate.query_definition(id): the stored query, deparsed with current
- * names; NULL unless the caller is a member of the owning role.
+ * names; NULL unless the caller is a member of the owning role.  Deparsing
+ * locks the tables the query reads: one that another session holds is not
+ * waited for (a listing of every aggregation would wait for any owner's
+ * lock), the stored definition text is shown instead.
  */
 Datum
 keyedstate_query_definition(PG_FUNCTION_ARGS)
@@ -499,13 +456,24 @@ keyedstate_query_definition(PG_FUNCTION_ARGS)
 	KsCatalogAccess acc;
 	Oid			view_oid = InvalidOid;
 	char	   *tree;
+	char	   *definition = NULL;
+	Query	   *query;
+	ListCell   *lc;
 
 	KsCatalogOpen(&acc);
-	tree = KsCatalogQueryTree(PG_GETARG_INT32(0), &view_oid);
+	tree = KsCatalogQueryTree(PG_GETARG_INT32(0), &view_oid, &definition);
 	KsCatalogClose(&acc);
 	if (tree == NULL || !KsMayInspect(KsRelationOwner(view_oid)))
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(pg_get_querydef((Query *) stringToNode(tree), false)));
+	query = (Query *) stringToNode(tree);
+	foreach(lc, query->rtable)
+	{
+		RangeTblEntry *rte = lfirst(lc);
+
+		if (rte->rtekind == RTE_RELATION && !ConditionalLockRelationOid(rte->relid, AccessShareLock))
+			PG_RETURN_TEXT_P(cstring_to_text(definition));
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(pg_get_querydef(query, false)));
 }
 
 /*

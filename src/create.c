@@ -347,6 +347,7 @@ KsCreateSource(KsCreateState *cs)
 
 	rel = table_open(cs->info.source_relid, AccessShareLock);
 	cs->offset_attnum = KsSourceOffsetColumn(rel, cs->offset_column, &cs->seqoid);
+	KsCheckOffsetPrivilege(cs->info.source_relid, cs->offset_attnum, cs->userid);
 	KsSourceCheckIndex(rel, cs->offset_attnum, cs->seqoid);
 	table_close(rel, AccessShareLock);
 	cs->start_offset = KsSourceStartOffset(cs->seqoid);
@@ -515,7 +516,7 @@ KsDeparseForRestore(Query *query)
 	return text;
 }
 
-/* Settings under which deparsed queries read back exactly (see above). */
+/* Settings under which deparsed queries read back exactly, in one spelling (see above). */
 void
 KsSetCanonicalSettings(void)
 {
@@ -527,6 +528,8 @@ KsSetCanonicalSettings(void)
 	KsSetOption("standard_conforming_strings", "on", GUC_ACTION_SAVE);
 	/* money constants: written and read in one locale's format */
 	KsSetOption("lc_monetary", "C", GUC_ACTION_SAVE);
+	KsSetOption("quote_all_identifiers", "off", GUC_ACTION_SAVE);
+	KsSetOption("bytea_output", "hex", GUC_ACTION_SAVE);
 }
 
 /* The key groups of part p of n, of max: Flink's ranges, as even as they can be. */

@@ -238,7 +238,6 @@ KsWakeAggregation(Oid dboid, int32 aggid)
 void
 KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n)
 {
-	uint32		found = 0;
 	bool		all = false;
 	int			i;
 	int			j;
@@ -256,14 +255,13 @@ KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n)
 			;
 		if (j == n)
 			continue;
-		found |= (uint32) 1 << j;
 		procno = slot->runner_procno;
 		if (procno >= 0)
 			KsSetLatchOf(procno);
 		else
 			all = true;
 	}
-	if (all || found != ((uint32) 1 << n) - 1)
+	if (all)
 		KsWakeDatabaseWorker(dboid);
 }
 

@@ -57,9 +57,9 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 /* What this transaction asked for; acted on at its end. */
 static bool ks_xact_callback_registered = false;
 static bool ks_wake_pending = false;
-static bool ks_wake_all = false;	/* ... of every worker of the database */
-static int32 ks_wake_aggids[KS_WAKE_MAX_AGGS];	/* ... else of these aggregations' */
+static int32 *ks_wake_aggids = NULL;	/* ... of these aggregations' workers */
 static int	ks_wake_naggs = 0;
+static int	ks_wake_max = 0;
 static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
 static bool ks_reload_pending = false;
@@ -78,8 +78,6 @@ KsXactCallback(XactEvent event, void *arg)
 			/* an interrupted run waits for a reload after this commit */
 			else if (ks_interrupt_pending || ks_reload_pending)
 				KsDatabaseAskReload(MyDatabaseId);
-			else if (ks_wake_pending && ks_wake_all)
-				KsWakeDatabaseWorker(MyDatabaseId);
 			else if (ks_wake_pending)
 				KsWakeAggregationsAtCommit(MyDatabaseId, ks_wake_aggids, ks_wake_naggs);
 			break;
@@ -98,7 +96,6 @@ KsXactCallback(XactEvent event, void *arg)
 			return;
 	}
 	ks_wake_pending = false;
-	ks_wake_all = false;
 	ks_wake_naggs = 0;
 	ks_request_pending = false;
 	ks_interrupt_pending = false;
@@ -114,6 +111,8 @@ KsEnsureXactCallback(void)
 	{
 		RegisterXactCallback(KsXactCallback, NULL);
 		ks_xact_callback_registered = true;
+		ks_wake_max = 8;
+		ks_wake_aggids = MemoryContextAlloc(TopMemoryContext, sizeof(int32) * ks_wake_max);
 	}
 }
 
@@ -182,12 +181,12 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 		ks_wake_pending = true;
 		for (i = 0; i < ks_wake_naggs && ks_wake_aggids[i] != aggid; i++)
 			;
-		if (!ks_wake_all && i == ks_wake_naggs)
+		/* as many as the transaction inserts for (kept for the backend's life) */
+		if (i == ks_wake_naggs)
 		{
-			if (ks_wake_naggs == KS_WAKE_MAX_AGGS)
-				ks_wake_all = true;
-			else
-				ks_wake_aggids[ks_wake_naggs++] = aggid;
+			if (ks_wake_naggs == ks_wake_max)
+				ks_wake_aggids = repalloc(ks_wake_aggids, sizeof(int32) * (ks_wake_max *= 2));
+			ks_wake_aggids[ks_wake_naggs++] = aggid;
 		}
 	}
 	return PointerGetDatum(NULL);

@@ -47,17 +47,17 @@ extern void KsWakeTriggersDrop(int32 aggid, Oid relid);
 extern Oid	KsWakeTriggerOid(Oid relid, int32 aggid);
 extern char *KsWakeTriggerSql(int32 aggid, Oid relid);
 
-/* Forget an aggregation whose view is gone (see control.c). */
+/* Forget an aggregation whose view is gone (see orphans.c). */
 extern void KsForgetAggregation(int32 id, bool orphan);
+
+/* Drop an object by address, as keyedstate does internally (control.c). */
+extern void KsDropObject(Oid classid, Oid objid, DropBehavior behavior);
 
 struct KsWindowSpec;
 
 /* create.c: shared with control.c and restore.c */
 extern int64 KsIntervalMs(const Interval *iv);
 extern Datum KsTtlArgument(Interval *iv);
-
-/* The smallest memory_limit: below it the keys' index alone would not fit. */
-#define KS_MIN_MEMORY_LIMIT_KB	1024
 
 /* A memory_limit argument in bytes (0: none), and where it is not allowed. */
 extern int64 KsMemoryLimitArgument(text *arg);
@@ -117,5 +117,13 @@ extern void KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr
  * and return defs without them; *retry when one must be tried again.
  */
 extern List *KsForgetOrphans(List *defs, bool *retry);
+
+/*
+ * The worker's reload, too: drop the triggers of aggregations that are gone
+ * but were left on their source (a role dropping her aggregation over
+ * another owner's table leaves them: see KsForgetAggregation), when their
+ * table is not in use; *retry is set when one could not be dropped now.
+ */
+extern void KsDropLeftoverTriggers(List *defs, bool *retry);
 
 #endif							/* KS_HOOKS_H */

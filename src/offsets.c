@@ -22,6 +22,7 @@
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "rewrite/rewriteHandler.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -384,4 +385,19 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 						 src->seq_seen)));
 	if (st->is_called && st->last_value > src->seq_seen)
 		src->seq_seen = st->last_value;
+}
+
+/* Refuse an owner who may not read the offset column (see source.h). */
+void
+KsCheckOffsetPrivilege(Oid relid, AttrNumber attnum, Oid userid)
+{
+	if (pg_class_aclcheck(relid, userid, ACL_SELECT) == ACLCHECK_OK ||
+		pg_attribute_aclcheck(relid, attnum, userid, ACL_SELECT) == ACLCHECK_OK)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for column %s of table %s",
+					get_attname(relid, attnum, false), get_rel_name(relid)),
+			 errdetail("An aggregation reads its table's offset column, and keyedstate.sync() and keyedstate.status show its values."),
+			 errhint("The table's owner can GRANT SELECT (%s) ON it to you.", get_attname(relid, attnum, false))));
 }

@@ -17,12 +17,18 @@
  * slot, its triggers and its checkpoints for good.
  *
  * Orphans are forgotten by the database's workers: every reload (one is
- * asked for at the commit of any transaction that dropped a view, through
- * the object access hook, and one comes every 30 seconds anyway) forgets
- * the aggregations whose view no longer exists, as the event trigger
- * would have, each in a subtransaction that waits at most a second for
- * the locks it needs (its source's, to drop its triggers), and tries again
- * at a later reload if it could not.
+ * asked for at the commit of any transaction that dropped the view of an
+ * aggregation with a slot, through the object access hook, and one comes
+ * every 30 seconds anyway) forgets the aggregations whose view no longer
+ * exists, as the event trigger would have, each in a subtransaction that
+ * never waits for its source (whose owner may hold it for as long as she
+ * likes) and waits a moment at most for any other lock, and tries again
+ * a second later if it could not.
+ *
+ * A role that drops her aggregation over another owner's table leaves its
+ * triggers there (dropping them would lock the table against its owner's
+ * reads until she commits: control.c); the workers' reloads drop them,
+ * likewise without waiting, once the table is not in use.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +45,14 @@
 #include "catalog/objectaddress.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_depend.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -46,6 +60,7 @@
 #include "utils/syscache.h"
 
 #include "catalog.h"
+#include "checkpoint.h"
 #include "hooks.h"
 #include "rowerror.h"
 #include "settings.h"
@@ -54,9 +69,11 @@
 static object_access_hook_type prev_object_access_hook = NULL;
 
 /*
- * Object access hook: a view dropped (by anyone, any way) asks the
- * database's workers to reload if the transaction commits, so that they
- * forget an aggregation whose view it was, if the drop did not.
+ * Object access hook: the view of a running aggregation dropped (by
+ * anyone, any way) asks the database's workers to reload if the
+ * transaction commits, so that they forget the aggregation if the drop did
+ * not.  Other views are not their business: a role dropping views in a
+ * loop would keep every worker reloading.
  */
 static void
 KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
@@ -64,8 +81,65 @@ KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, vo
 	if (prev_object_access_hook)
 		prev_object_access_hook(access, classId, objectId, subId, arg);
 	if (access == OAT_DROP && classId == RelationRelationId && subId == 0 &&
-		KsSharedState != NULL && get_rel_relkind(objectId) == RELKIND_VIEW)
+		KsSharedState != NULL && get_rel_relkind(objectId) == RELKIND_VIEW &&
+		KsViewHasSlot(MyDatabaseId, objectId))
 		KsReloadAtCommit();
+}
+
+/*
+ * Forget an aggregation whose view is gone (or is being dropped): its
+ * catalog row, checkpointed state, live foreign table and triggers.  Safe to
+ * call twice.
+ */
+void
+KsForgetAggregation(int32 id, bool orphan)
+{
+	KsCatalogAccess acc;
+	Oid			live_oid;
+	Oid			source_oid;
+
+	/*
+	 * Dropping its triggers locks the source: stop a step that reads it
+	 * (which also refuses a drop from an aggregation's own code).  An
+	 * orphan is forgotten by a worker, which runs no step of it meanwhile.
+	 */
+	if (!orphan)
+		KsInterruptAtOnce(id);
+	KsCatalogOpen(&acc);
+	/* first: deleting the row cascades to its parts, whose checkpoints go too */
+	KsCheckpointForget(id);
+	if (KsCatalogDelete(id, &live_oid, &source_oid))
+	{
+		/*
+		 * Dropping a trigger locks its table against readers too, for the
+		 * rest of this transaction: on a table of another owner (a role
+		 * with SELECT and TRIGGER on it) that is left to a worker, which
+		 * drops them when the table is not in use (KsDropLeftoverTriggers).
+		 * Meanwhile they do nothing: their aggregation is gone.  The role
+		 * is the outer one: the bracket and the event trigger run as the
+		 * superuser.
+		 */
+		if (get_rel_name(source_oid) != NULL &&
+			(orphan || pg_class_ownercheck(source_oid, GetOuterUserId())))
+		{
+			Oid			trig;
+
+			/* from the source and each of its partitions */
+			KsWakeTriggersDrop(id, source_oid);
+			trig = get_trigger_oid(source_oid, psprintf(KS_TRUNCATE_TRIGGER_FMT, id), true);
+			if (OidIsValid(trig))
+				KsDropObject(TriggerRelationId, trig, DROP_RESTRICT);
+		}
+		/*
+		 * keyedstate's own table: what others built on it (a view any role
+		 * may create over it) goes with it, and cannot keep the owner from
+		 * dropping her aggregation
+		 */
+		if (get_rel_name(live_oid) != NULL)
+			KsDropObject(RelationRelationId, live_oid, DROP_CASCADE);
+		KsRequestAtCommit();
+	}
+	KsCatalogClose(&acc);
 }
 
 /* Install the object access hook (see hooks.h). */
@@ -145,14 +219,25 @@ KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
 	table_close(depRel, AccessShareLock);
 }
 
-/* Forget one orphan (in a subtransaction: see KsForgetOrphans). */
+/*
+ * Forget one orphan (in a subtransaction: see KsForgetOrphans).  Its
+ * source's owner may hold her table for as long as she likes: its triggers
+ * are dropped only if it is free now, and any other lock is waited for a
+ * moment at most, so that no reload of any worker waits for a role.
+ */
 static void
 KsForgetOrphan(void *arg)
 {
+	KsAggDef   *def = (KsAggDef *) arg;
 	int			nestlevel = NewGUCNestLevel();
 
-	KsSetOption("lock_timeout", "1000", GUC_ACTION_SAVE);
-	KsForgetAggregation(*(int32 *) arg, true);
+	if (get_rel_name(def->source_oid) != NULL &&
+		!ConditionalLockRelationOid(def->source_oid, AccessExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("table \"%s\" is in use", get_rel_name(def->source_oid))));
+	KsSetOption("lock_timeout", "100", GUC_ACTION_SAVE);
+	KsForgetAggregation(def->agg_id, true);
 	AtEOXact_GUC(true, nestlevel);
 }
 
@@ -167,32 +252,154 @@ KsForgetOrphans(List *defs, bool *retry)
 {
 	List	   *orphans = NIL;
 	ListCell   *lc;
+	ListCell   *oc;
 
 	foreach(lc, defs)
 	{
 		KsAggDef   *def = lfirst(lc);
+		bool		seen = false;
 
 		if (SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->view_oid)))
 			continue;
-		orphans = list_append_unique_int(orphans, def->agg_id);
+		/* once per aggregation, not per part */
+		foreach(oc, orphans)
+			seen |= ((KsAggDef *) lfirst(oc))->agg_id == def->agg_id;
+		if (!seen)
+			orphans = lappend(orphans, def);
 		defs = foreach_delete_current(defs, lc);
 	}
 	foreach(lc, orphans)
 	{
-		int32		id = lfirst_int(lc);
-		ErrorData  *edata = KsCallInSubtransaction(KsForgetOrphan, &id, true);
+		KsAggDef   *def = lfirst(lc);
+		ErrorData  *edata = KsCallCancellable(KsForgetOrphan, def, true);
 
 		if (edata == NULL)
 			ereport(LOG,
-					(errmsg("keyedstate forgot aggregation %d, whose view was dropped without it", id)));
+					(errmsg("keyedstate forgot aggregation %d, whose view was dropped without it", def->agg_id)));
 		else
 		{
-			ereport(LOG,
+			/* a table in use is the common case, tried again every second: not logged each time */
+			ereport(edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ? DEBUG1 : LOG,
 					(errmsg("keyedstate could not forget aggregation %d, whose view was dropped: %s",
-							id, edata->message)));
+							def->agg_id, edata->message)));
 			*retry = true;
 		}
 	}
 	list_free(orphans);
 	return defs;
+}
+
+/* A trigger of an aggregation that is gone, left on its table. */
+typedef struct KsLeftover
+{
+	Oid			relid;
+	int32		aggid;
+	bool		wake;			/* a wake-up trigger, else a truncate one */
+} KsLeftover;
+
+/* keyedstate's own trigger function called name (no arguments). */
+static Oid
+KsOwnTriggerFunction(const char *name)
+{
+	return LookupFuncName(list_make2(makeString(KS_SCHEMA), makeString(pstrdup(name))), 0, NULL, true);
+}
+
+/* Drop one leftover trigger (in a subtransaction: see KsDropLeftoverTriggers). */
+static void
+KsDropLeftover(void *arg)
+{
+	KsLeftover *l = (KsLeftover *) arg;
+	Datum		id = Int32GetDatum(l->aggid);
+	Oid			argtype = INT4OID;
+	Oid			trig;
+	ObjectAddress addr;
+
+	/* never wait: a table in use is tried again at a later reload */
+	if (!ConditionalLockRelationOid(l->relid, AccessExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("table \"%s\" is in use", get_rel_name(l->relid))));
+	/* with the table locked nobody is making one over it: is it really gone (a new snapshot)? */
+	if (SPI_execute_with_args("SELECT FROM keyedstate.aggregation WHERE id = $1",
+							  1, &argtype, &id, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read keyedstate.aggregation");
+	if (SPI_processed > 0)
+		return;
+	trig = l->wake ? KsWakeTriggerOid(l->relid, l->aggid) :
+		get_trigger_oid(l->relid, psprintf(KS_TRUNCATE_TRIGGER_FMT, l->aggid), true);
+	if (!OidIsValid(trig))
+		return;
+	ObjectAddressSet(addr, TriggerRelationId, trig);
+	performDeletion(&addr, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
+}
+
+/* Drop the triggers of aggregations gone (see hooks.h). */
+void
+KsDropLeftoverTriggers(List *defs, bool *retry)
+{
+	Oid			wake = KsOwnTriggerFunction("wake");
+	Oid			refuse = KsOwnTriggerFunction("refuse_truncate");
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *found = NIL;
+	ListCell   *lc;
+
+	/* pg_trigger has no index on the function: one pass, a catalog of few rows */
+	rel = table_open(TriggerRelationId, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger t = (Form_pg_trigger) GETSTRUCT(tup);
+		KsLeftover *l;
+		int32		aggid;
+		int			len = 0;
+		bool		known = false;
+
+		if (t->tgfoid == wake && OidIsValid(wake) && t->tgnargs == 1)
+		{
+			bool		isnull;
+			Datum		args = heap_getattr(tup, Anum_pg_trigger_tgargs, RelationGetDescr(rel), &isnull);
+
+			/* one argument: its bytes and a terminating zero */
+			if (isnull || sscanf(VARDATA_ANY(DatumGetByteaPP(args)), "%d%n", &aggid, &len) != 1 ||
+				VARDATA_ANY(DatumGetByteaPP(args))[len] != '\0')
+				continue;
+		}
+		else if (t->tgfoid == refuse && OidIsValid(refuse))
+		{
+			if (sscanf(NameStr(t->tgname), KS_TRUNCATE_TRIGGER_FMT "%n", &aggid, &len) != 1 ||
+				NameStr(t->tgname)[len] != '\0')
+				continue;
+		}
+		else
+			continue;
+		foreach(lc, defs)
+			known |= ((KsAggDef *) lfirst(lc))->agg_id == aggid;
+		if (known)
+			continue;
+		l = palloc(sizeof(KsLeftover));
+		l->relid = t->tgrelid;
+		l->aggid = aggid;
+		l->wake = (t->tgfoid == wake);
+		found = lappend(found, l);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	foreach(lc, found)
+	{
+		KsLeftover *l = lfirst(lc);
+		ErrorData  *edata = KsCallInSubtransaction(KsDropLeftover, l, true);
+
+		if (edata != NULL)
+		{
+			/* its owner's transaction holds the table: quietly later */
+			ereport(DEBUG1,
+					(errmsg("keyedstate could not yet drop a trigger of dropped aggregation %d: %s",
+							l->aggid, edata->message)));
+			*retry = true;
+		}
+	}
+	list_free_deep(found);
 }

@@ -453,7 +453,7 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 
 		call.tree = tree;
 		/* rolled back even when it worked: the locks the deparse took go with it */
-		edata = KsCallInSubtransaction(KsSubCallRun, &call, false);
+		edata = KsCallCancellable(KsSubCallRun, &call, false);
 		if (edata == NULL)
 			text = call.text;
 		else if (edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE)

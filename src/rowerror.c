@@ -106,6 +106,22 @@ KsCallInSubtransaction(void (*fn) (void *arg), void *arg, bool keep)
 	return edata;
 }
 
+/* As KsCallInSubtransaction, with cancels let in (see rowerror.h). */
+ErrorData *
+KsCallCancellable(void (*fn) (void *arg), void *arg, bool keep)
+{
+	int			holdoff = QueryCancelHoldoffCount;
+	ErrorData  *edata;
+
+	/* one held off meanwhile was meant for a step that is over (run.c) */
+	if (holdoff > 0)
+		QueryCancelPending = false;
+	QueryCancelHoldoffCount = 0;
+	edata = KsCallInSubtransaction(fn, arg, keep);
+	QueryCancelHoldoffCount = holdoff;
+	return edata;
+}
+
 /* ----------------------------------------------------------------
  * The readers
  * ----------------------------------------------------------------

@@ -113,6 +113,13 @@ extern bool KsRowErrorOfKey(int sqlerrcode);
  */
 extern ErrorData *KsCallInSubtransaction(void (*fn) (void *arg), void *arg, bool keep);
 
+/*
+ * The same, with cancels let in while fn runs: a lock_timeout fn sets is a
+ * cancel, which the worker holds off between steps (run.h), so that
+ * without this a lock wait there would never end.
+ */
+extern ErrorData *KsCallCancellable(void (*fn) (void *arg), void *arg, bool keep);
+
 /* The trailer's fixed part: its length. */
 #define KS_ROWERROR_FIXED		sizeof(uint32)
 

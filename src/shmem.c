@@ -424,6 +424,24 @@ KsAggIdHasSlot(Oid dboid, int32 aggid)
 	return found;
 }
 
+/* Whether a view is the view of an aggregation with a slot (see shmem.h). */
+bool
+KsViewHasSlot(Oid dboid, Oid view_oid)
+{
+	bool		found = false;
+	int			i;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	for (i = 0; i < KsSharedState->max_aggs && !found; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+		found = slot->in_use && slot->dboid == dboid && slot->view_oid == view_oid;
+	}
+	LWLockRelease(KsSharedState->lock);
+	return found;
+}
+
 /* Slots of `owner` outside skip_dboid (KsShared->lock held; each part counts). */
 static int
 KsSlotsOwnedByLocked(Oid owner, Oid skip_dboid)

@@ -273,6 +273,9 @@ extern int	KsSlotsOwnedBy(Oid owner, Oid skip_dboid);
 /* Whether a slot of database dboid has aggregation (or part) id aggid. */
 extern bool KsAggIdHasSlot(Oid dboid, int32 aggid);
 
+/* Whether a view is that of an aggregation of the database that has a slot. */
+extern bool KsViewHasSlot(Oid dboid, Oid view_oid);
+
 /* Whether this process is a keyedstate database worker. */
 extern bool KsInDatabaseWorker(void);
 
@@ -367,10 +370,11 @@ extern void KsWakeAggregation(Oid dboid, int32 aggid);
  * At the commit of rows into sources: wake the workers running the n
  * aggregations reading them, without a lock (a stale number only sets
  * some process's latch); every worker of the database when a part has no
- * worker now, or an aggregation no slot.  Not every worker of the
- * database: one role's inserts would keep every owner's workers busy.
+ * worker now.  Not every worker of the database otherwise: one role's
+ * inserts would keep every owner's workers busy.  An aggregation without a
+ * slot wakes nobody: it is gone (its triggers left behind, orphans.c), or
+ * new, and its worker reads what committed when it loads it.
  */
-#define KS_WAKE_MAX_AGGS		8
 extern void KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n);
 
 /*

@@ -145,6 +145,7 @@ KsSourceCheck(KsSource *src)
 	char		relkind = get_rel_relkind(src->relid);
 
 	(void) ExecCheckRTPerms(src->rtable, true);
+	KsCheckOffsetPrivilege(src->relid, src->offset_attnum, GetUserId());
 	if (check_enable_rls(src->relid, InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -222,6 +222,13 @@ extern bool KsIsOffsetType(Oid typid);
 extern void KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid);
 
 /*
+ * Refuse an owner who may not read the offset column: the worker reads it
+ * for her, and sync() and status tell its values (checked at creation and
+ * at every step, as the query's columns are).
+ */
+extern void KsCheckOffsetPrivilege(Oid relid, AttrNumber attnum, Oid userid);
+
+/*
  * The CREATE TABLE or CREATE FOREIGN TABLE ... PARTITION OF that a utility
  * command is, or NULL: the utility hook checks a partition made so like one
  * attached (a foreign table is no partition a source may have).

@@ -181,6 +181,8 @@ KsReloadRuns(void)
 		defs = KsLoadDefinitions(tmp, true);
 	/* those whose view went away without them (orphans.c) */
 	defs = KsForgetOrphans(defs, &retry_soon);
+	if (OidIsValid(get_extension_oid("keyedstate", true)))
+		KsDropLeftoverTriggers(defs, &retry_soon);
 	/* SPI calls leave SPI's own context current; our lists outlive it */
 	MemoryContextSwitchTo(ks_worker_cxt);
 	ids = palloc(sizeof(int32) * Max(list_length(defs), 1));

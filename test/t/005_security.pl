@@ -1627,6 +1627,104 @@ CREATE OR REPLACE FUNCTION orphan.g(v int) RETURNS int LANGUAGE sql IMMUTABLE BE
 }
 
 ###########################################################################
+# 16. A role with SELECT and TRIGGER on another owner's table drops her
+#     aggregation over it (drop_aggregation or DROP VIEW) in a transaction
+#     she keeps open: she holds no lock that stops the owner reading or
+#     writing it (dropping its triggers would lock it against readers);
+#     the triggers left behind do nothing (the owner may TRUNCATE) and a
+#     worker drops them once the table is not in use.
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_tabowner LOGIN; CREATE ROLE regress_consumer LOGIN;
+CREATE SCHEMA tabowner AUTHORIZATION regress_tabowner;});
+	as_role($node, 'regress_tabowner', q{
+CREATE TABLE tabowner.ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO tabowner.ev (k, v) VALUES (1, 1), (2, 2);
+GRANT USAGE ON SCHEMA tabowner TO regress_consumer;
+GRANT SELECT, TRIGGER ON tabowner.ev TO regress_consumer;});
+	$node->safe_psql($db, q{CREATE SCHEMA consumer AUTHORIZATION regress_consumer});
+	as_role($node, 'regress_consumer', q{
+SELECT keyedstate.create_aggregation('consumer.c1', 'SELECT k, count(*) AS n FROM tabowner.ev GROUP BY k');
+SELECT keyedstate.create_aggregation('consumer.c2', 'SELECT k, sum(v) AS s FROM tabowner.ev GROUP BY k');
+SELECT keyedstate.sync('consumer.c1'), keyedstate.sync('consumer.c2');});
+	my $strong = q{SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE a.usename = 'regress_consumer' AND l.relation = 'tabowner.ev'::regclass
+		AND l.mode IN ('AccessExclusiveLock', 'ExclusiveLock')};
+	# the owner holds his table (a read in an open transaction): the triggers cannot go yet
+	my $owner = $node->background_psql($db, extra_params => [ '-U', 'regress_tabowner' ]);
+	$owner->query_safe(q{BEGIN; SELECT count(*) FROM tabowner.ev});
+	my $consumer = $node->background_psql($db, extra_params => [ '-U', 'regress_consumer' ]);
+	for my $drop (q{SELECT keyedstate.drop_aggregation('consumer.c1')}, q{DROP VIEW consumer.c2})
+	{
+		$consumer->query_safe("BEGIN; $drop");
+		is($node->safe_psql($db, $strong), '0', "16: $drop in an open transaction holds no exclusive lock on the owner's table");
+		my $r = attempt($node, 'regress_tabowner', q{SET statement_timeout = '10s';
+SELECT count(*) FROM tabowner.ev; INSERT INTO tabowner.ev (k, v) VALUES (3, 3)}, 30);
+		ok($r->{ok}, "16: ... so the owner reads and writes his table meanwhile") or diag(outcome($r));
+		$consumer->query_safe('COMMIT');
+	}
+	$consumer->quit;
+	is($node->safe_psql($db, q{SELECT count(*) > 0 FROM pg_trigger WHERE tgrelid = 'tabowner.ev'::regclass}), 't',
+		'16: (precondition) the triggers are still there while the owner holds his table');
+	$owner->query_safe(q{TRUNCATE tabowner.ev; ROLLBACK});
+	pass('16: the triggers left behind do not refuse a TRUNCATE');
+	$owner->quit;
+	ok(ks_wait_for($node, $db, q{SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'tabowner.ev'::regclass)}, 30),
+		'16: a worker drops them once the table is not in use');
+	as_role($node, 'regress_tabowner', q{TRUNCATE tabowner.ev});
+}
+
+###########################################################################
+# 17. A role holding her own table, for as long as she likes, holds up
+#     nobody else: not another owner's aggregations (their worker's reloads
+#     would wait for her: to forget her orphaned aggregation by dropping
+#     its triggers, and to deparse his query over her table again), nor a
+#     listing of every aggregation (which deparses every query).
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_holder LOGIN; CREATE ROLE regress_bystander LOGIN;
+CREATE SCHEMA holder AUTHORIZATION regress_holder; CREATE SCHEMA bystander AUTHORIZATION regress_bystander;});
+	as_role($node, 'regress_holder', q{
+CREATE TABLE holder.ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO holder.ev (k, v) VALUES (1, 1);
+GRANT USAGE ON SCHEMA holder TO regress_bystander;
+GRANT SELECT, TRIGGER ON holder.ev TO regress_bystander;
+CREATE FUNCTION holder.g(v int) RETURNS int LANGUAGE sql IMMUTABLE RETURN v;
+SELECT keyedstate.create_aggregation('holder.sums', 'SELECT k, sum(holder.g(v)) AS s FROM holder.ev GROUP BY k');
+SELECT keyedstate.sync('holder.sums');});
+	as_role($node, 'regress_bystander', q{
+CREATE TABLE bystander.ev (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('bystander.own', 'SELECT k, count(*) AS n FROM bystander.ev GROUP BY k');
+SELECT keyedstate.create_aggregation('bystander.theirs', 'SELECT k, count(*) AS n FROM holder.ev GROUP BY k');
+SELECT keyedstate.sync('bystander.own'), keyedstate.sync('bystander.theirs');});
+	my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate.aggregation WHERE view = 'holder.sums'::regclass});
+	my $holder = $node->background_psql($db, extra_params => [ '-U', 'regress_holder' ]);
+	$holder->query_safe(q{BEGIN; LOCK TABLE holder.ev IN ACCESS EXCLUSIVE MODE});
+	# her aggregation becomes an orphan (section 15's way) while she holds its source
+	as_role($node, 'regress_holder', q{CREATE TYPE pg_temp.tt AS (a int);
+CREATE OR REPLACE FUNCTION holder.g(v int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT (ROW(v)::pg_temp.tt).a; END;});
+	ok(ks_wait_for($node, $db, q{SELECT to_regclass('holder.sums') IS NULL}, 30),
+		'17: (precondition) the orphan\'s view is gone while its owner holds its source');
+	for my $round (1 .. 3)
+	{
+		my $r = attempt($node, 'regress_bystander', q{SET statement_timeout = '30s';
+INSERT INTO bystander.ev (k) VALUES (1); SELECT keyedstate.sync('bystander.own', '10 s') > 0}, 40);
+		ok($r->{ok} && $r->{secs} < 10, "17: round $round: another owner's aggregation goes on") or diag(outcome($r));
+	}
+	my $r = attempt($node, undef, q{SET statement_timeout = '10s'; SELECT count(query) > 0 FROM keyedstate.aggregations}, 30);
+	ok($r->{ok} && $r->{secs} < 5, '17: the superuser lists every aggregation with its query meanwhile') or diag(outcome($r));
+	$holder->query_safe('COMMIT');
+	$holder->quit;
+	ok(ks_wait_for($node, $db, qq{SELECT NOT EXISTS (SELECT FROM keyedstate.aggregation WHERE id = $id)
+		AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'holder.ev'::regclass AND t.tgname LIKE '%\\_$id')}, 60),
+		'17: once she lets go of her table the orphan is forgotten, its triggers with it');
+	as_role($node, 'regress_holder', q{INSERT INTO holder.ev (k, v) VALUES (2, 2)});
+	ks_sync($node, $db, 'bystander.theirs');
+	is(ks_mismatches($node, $db, 'SELECT k, n FROM bystander.theirs', 'SELECT k, count(*) FROM holder.ev GROUP BY k'), '0',
+		'17: the other owner\'s aggregation over her table is exact');
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {

@@ -401,6 +401,27 @@ $node->safe_psql('other', join('', map { "INSERT INTO wa.ev (k) VALUES ($_);\n" 
 ok(ks_wait_for($node, 'other', 'SELECT count(*) = 600 FROM wa.n', 60), 'named as another aggregation\'s, it wakes its own');
 $woken_b = wakeups($pid_b) - $before_b;
 ok($woken_b < 30, "... and not the one it is named after ($woken_b wake-ups)");
+
+# nine aggregations over one table (any number): an insert wakes their
+# workers, never every worker of the database
+$node->safe_psql('other', q{SET ROLE regress_wa;
+SELECT keyedstate.create_aggregation('wa.m' || i, 'SELECT k, count(*) AS n FROM wa.ev WHERE k > ' || i || ' GROUP BY k')
+  FROM generate_series(1, 8) i;});
+ks_sync_all($node, 'other');
+($before_a, $before_b) = (wakeups($pid_a), wakeups($pid_b));
+$node->safe_psql('other', join('', map { "INSERT INTO wa.ev (k) VALUES ($_);\n" } 601 .. 900));
+ok(ks_wait_for($node, 'other', 'SELECT count(*) = 900 FROM wa.n', 60), 'with nine aggregations over the table, inserts wake their worker');
+$woken_b = wakeups($pid_b) - $before_b;
+ok($woken_b < 30, "... and no other owner's ($woken_b wake-ups)");
+
+# a role dropping views in a loop (views of no aggregation) makes no worker reload
+($before_a, $before_b) = (wakeups($pid_a), wakeups($pid_b));
+$node->safe_psql('other', join('', map { "CREATE TEMP VIEW tv AS SELECT 1 AS x; DROP VIEW tv;\n" } 1 .. 300));
+$woken_b = wakeups($pid_b) - $before_b;
+ok($woken_b < 30, "300 views created and dropped: a worker is not woken for them ($woken_b wake-ups)");
+is(ks_worker_pid($node, 'other', 'wb.n'), $pid_b, '(the other owner\'s worker is the one watched all along)');
+$node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wa.m' || i) FROM generate_series(1, 8) i});
+
 $node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wa.n')});
 is($node->safe_psql('other', q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'wa.ev'::regclass}), '0',
 	'drop_aggregation removes the renamed wake-up trigger');
