@@ -54,6 +54,9 @@ CREATE TABLE keyedstate.aggregation (
 	checkpointed_offset	bigint NOT NULL,
 	last_checkpoint		timestamptz,
 	checkpoint_id		bigint,
+	-- chunk rows of the committed checkpoint and the deltas since the latest
+	-- full one (NULL: not known); recovery finds exactly these
+	checkpoint_chunks	int,
 	clean_stop			bool NOT NULL DEFAULT false,
 	ttl					interval,
 	window_size			interval,
@@ -100,6 +103,9 @@ CREATE TABLE keyedstate.part (
 	checkpointed_offset	bigint NOT NULL,
 	last_checkpoint		timestamptz,
 	checkpoint_id		bigint,
+	-- chunk rows of the committed checkpoint and the deltas since the latest
+	-- full one (NULL: not known); recovery finds exactly these
+	checkpoint_chunks	int,
 	clean_stop			bool NOT NULL DEFAULT false,
 	cold_keys			bigint NOT NULL DEFAULT 0,
 	watermark			timestamptz

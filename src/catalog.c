@@ -462,7 +462,7 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 	args[0] = Int32GetDatum(id);
 	args[1] = Int64GetDatum(start_offset);
 	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET checkpointed_offset = $2, "
-							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, cold_keys = 0, "
+							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
 							  "clean_stop = false, resume_count = resume_count + 1 WHERE id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
@@ -470,7 +470,7 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 	if (SPI_execute_with_args("DELETE FROM keyedstate.part WHERE aggregation_id = $1 AND retired",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE ||
 		SPI_execute_with_args("UPDATE keyedstate.part SET checkpointed_offset = $2, "
-							  "last_checkpoint = NULL, checkpoint_id = NULL, cold_keys = 0, "
+							  "last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
 							  "clean_stop = false, seed_from = NULL WHERE aggregation_id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update the parts of aggregation %d", id);

@@ -92,6 +92,7 @@ struct KsChunkWriter
 	int64		keys;			/* keys written so far */
 
 	int32		chunk;			/* number of the chunk being built */
+	int32		chain_chunks;	/* committed: the chain's chunk rows (recovery.c) */
 	StringInfo	buf;			/* the run's chunk buffer: a bytea being built */
 	int32		nkeys;
 	int			first_group;
@@ -502,8 +503,10 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, (int) w->nstale);
 	/* and the cold rows the TTL's sweep found expired */
 	w->nexpired_cold = KsColdDeleteExpired(run);
+	/* the chunks recovery must find: this checkpoint's, and a delta's chain before it */
+	w->chain_chunks = (w->full ? 0 : run->ckpt_chain_chunks) + w->chunk;
 	KsCheckpointCommit(run, w->offset, w->watermark, w->checkpoint_id, w->full, w->final, w->rebuilding,
-					   run->cold_rows + (int64) w->ncold - w->nstale - w->nexpired_cold);
+					   run->cold_rows + (int64) w->ncold - w->nstale - w->nexpired_cold, w->chain_chunks);
 	KsBecomeOwner(run);
 	return KS_CKPT_WRITTEN;
 }
@@ -572,6 +575,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	run->checkpointed = w->offset;
 	run->last_checkpoint = GetCurrentTimestamp();
 	run->ckpt_last_id = w->checkpoint_id;
+	run->ckpt_chain_chunks = w->chain_chunks;
 	if (w->full)
 	{
 		/* a rescale's retired parts may be unneeded now (ckptcommit.c) */

@@ -16,7 +16,11 @@
  * recovery deletes the chunks of a checkpoint that was not committed.  Recovery (recovery.h) loads every key of the
  * aggregation and sets the consumed offset to the checkpointed one; the
  * worker then re-reads the rows after it, so a crash never loses or
- * double-counts a row.
+ * double-counts a row.  The same commit records checkpoint_chunks, the
+ * chunk rows of checkpoint N and of the deltas before it back to the
+ * latest full checkpoint: recovery must find exactly those, so chunks (or
+ * whole checkpoints) deleted by hand fail the aggregation as damaged
+ * instead of recovering fewer keys.
  *
  * checkpoint.c writes the chunks, recovery.c reads and checks them; this
  * header is where their format is defined.
@@ -148,7 +152,7 @@ extern bool KsLockDefinitionRow(KsAggRun *run);
  */
 extern void KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark,
 							   int64 checkpoint_id, bool full, bool final, bool rebuilding,
-							   int64 cold_rows);
+							   int64 cold_rows, int32 chain_chunks);
 
 /*
  * Rows of checkpoints older than the latest full one are obsolete once it

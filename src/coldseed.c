@@ -208,7 +208,7 @@ KsColdSeedCopy(KsAggRun *run)
 	if (!def->is_part)
 		return false;
 	/* seeded or not as the catalog says now (a definition may be older) */
-	KsReadProgress(run, def->id, true, &offset, &committed, &cold_rows, NULL, NULL, &seeds, NULL);
+	KsReadProgress(run, def->id, true, &offset, &committed, &cold_rows, NULL, NULL, &seeds, NULL, NULL);
 	if (seeds == NULL || committed != 0)
 		return false;
 	deconstruct_array(seeds, INT4OID, sizeof(int32), true, TYPALIGN_INT, &ids, NULL, &nids);
@@ -220,7 +220,7 @@ KsColdSeedCopy(KsAggRun *run)
 		int			last;
 
 		KsReadProgress(run, seed, seed != def->agg_id, &offset, &seed_committed[i], &cold_rows,
-					   &first, &last, NULL, NULL);
+					   &first, &last, NULL, NULL, NULL);
 		if (cold_rows > 0 && first <= def->last_group && last >= def->first_group)
 			any = true;
 		else

@@ -302,7 +302,7 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			}
 			else if (keyflags[i] & KS_STORED_EXPIRED)
 			{
-				/* a tombstone: hides older versions, then goes (KsSettleExpired) */
+				/* a tombstone: hides older versions, then goes (KsRecoverSettleExpired) */
 				e->flags |= KS_KEY_EXPIRED | KS_KEY_TOMBSTONE;
 				run->recovered_expired++;
 			}
@@ -381,7 +381,6 @@ KsRecoverChunkGuarded(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *se
 	error_context_stack = errcb.previous;
 }
 
-static void KsSettleExpired(KsAggRun *run);
 
 /*
  * Load the keys of one chain of checkpoints (the run's own, or with `own`
@@ -390,7 +389,7 @@ static void KsSettleExpired(KsAggRun *run);
  * the committed checkpoint, back to the latest full one.
  */
 void
-KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own)
+KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, bool own)
 {
 	KsKeyTable *kt = run->kt;
 	Portal		portal;
@@ -405,6 +404,7 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own)
 	int64		last_id = 0;
 	int64		full_bytes = 0;
 	int64		delta_bytes = 0;
+	int32		nread = 0;		/* chunk rows of the chain */
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	bool		done = false;
@@ -492,6 +492,7 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own)
 			if (crow.full)
 				full_id = crow.checkpoint_id;
 			last_id = Max(last_id, crow.checkpoint_id);
+			nread++;
 
 			oldcxt = MemoryContextSwitchTo(rowcxt);
 			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 7, &isnull));
@@ -523,8 +524,14 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own)
 							  seq.checkpoint_id, seq.next_chunk);
 	if (last_id > 0 && full_id < 0)
 		KsCheckpointCorrupted(run->name, "No full checkpoint was found.");
+	/* whole checkpoints gone (deleted rows) would leave no gap in the chunks read */
+	if (chunks >= 0 && nread != chunks)
+		KsCheckpointCorrupted(run->name,
+							  "Checkpoint " INT64_FORMAT " and the deltas before it back to the latest full one were written in %d chunks; %d are left.",
+							  committed, chunks, nread);
 	if (!own)
 		return;
+	run->ckpt_chain_chunks = nread;
 	/* the next checkpoint's id follows the committed one, even one without chunks */
 	run->ckpt_last_id = Max(last_id, committed);
 	run->ckpt_have_full = (full_id >= 0);
@@ -548,13 +555,14 @@ KsRecover(KsAggRun *run)
 	Oid			argtype = INT4OID;
 	int			ret;
 	int64		committed;
+	int32		chunks;
 	ArrayType  *seeds = NULL;
 
 	KsBecomeWorker();
 	arg = Int32GetDatum(run->def->id);
 	/* seeded or not as the catalog says now: a definition may be older */
 	KsReadProgress(run, run->def->id, run->def->is_part, &run->checkpointed, &committed,
-				   &run->cold_rows, NULL, NULL, &seeds, &run->recovered_wm);
+				   &run->cold_rows, NULL, NULL, &seeds, &run->recovered_wm, &chunks);
 	run->consumed = run->checkpointed;
 	/* a checkpoint that was being written when the worker stopped never counted */
 	KsCheckpointDiscardUncommitted(run->def->id, committed);
@@ -578,6 +586,7 @@ KsRecover(KsAggRun *run)
 		elog(ERROR, "could not read the checkpoint of aggregation %s", run->name);
 	run->after_clean_stop = (SPI_processed == 1);
 	run->ckpt_last_id = 0;
+	run->ckpt_chain_chunks = 0;
 	run->ckpt_have_full = false;
 	run->ckpt_full_bytes = 0;
 	run->ckpt_delta_bytes = 0;
@@ -585,14 +594,14 @@ KsRecover(KsAggRun *run)
 	if (seeds != NULL)
 		KsRecoverSeeds(run, seeds, committed);
 	else
-		KsRecoverChain(run, run->def->id, committed, true);
+		KsRecoverChain(run, run->def->id, committed, chunks, true);
 	/* retired parts a crash kept from going go at the next step (ckptcommit.c) */
 	run->retired_gc = run->def->is_part && seeds == NULL;
 
 	/* recovered keys are already in the checkpoint, and their rows in run->building */
 	KsKeyClearCheckpoint(kt);
 	if (run->recovered_expired > 0)
-		KsSettleExpired(run);
+		KsRecoverSettleExpired(run);
 	/*
 	 * Keys the memory budget evicted are in keyedstate.cold: every one of
 	 * its rows, as no key in memory has one after a recovery.  Their filter
@@ -601,29 +610,4 @@ KsRecover(KsAggRun *run)
 	run->cold_keys = run->cold_rows;
 	if (run->cold_keys > 0)
 		KsColdFilterStart(run, run->cold_keys);
-}
-
-/*
- * After recovery: stored tombstones have hidden the older versions of their
- * keys and go; keys whose TTL ran out while no worker ran stay expired
- * until the next checkpoint has written them as tombstones.
- */
-static void
-KsSettleExpired(KsAggRun *run)
-{
-	KsKeyIter	iter;
-	KsKeyEntry *e;
-
-	KsKeyIterInit(&iter, run->kt);
-	while ((e = KsKeyIterNext(&iter)) != NULL)
-	{
-		if (e->flags & KS_KEY_TOMBSTONE)
-		{
-			e->flags &= ~(KS_KEY_TOMBSTONE | KS_KEY_EXPIRED);
-			KsKeyTableRemove(run->kt, e);
-		}
-		else if (e->flags & KS_KEY_EXPIRED)
-			KsKeyMarkCheckpoint(run->kt, e);
-	}
-	run->recovered_expired = 0;
 }

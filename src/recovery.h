@@ -26,23 +26,29 @@ extern void KsRecover(KsAggRun *run);
 
 /* --- recovery.c and seed.c --- */
 
+/* After recovery: tombstones go, keys expired while no worker ran wait for a checkpoint (seed.c). */
+extern void KsRecoverSettleExpired(KsAggRun *run);
+
 /*
  * Load the keys of one chain of checkpoints: the run's own (`own`), or one
  * it is seeded from (its keys of the run's key groups only), up to the
- * committed checkpoint.
+ * committed checkpoint, which with the deltas before it back to the latest
+ * full one was written in `chunks` rows (-1: not known): a chain that has
+ * more or fewer is damaged.
  */
-extern void KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, bool own);
+extern void KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, bool own);
 
 /*
  * The progress of a run's row, the aggregation's or (is_part) a part's:
  * its checkpointed offset, committed checkpoint id and rows in
  * keyedstate.cold, its key groups and the ids it is seeded from (NULL:
- * none) and the watermark committed with it (window.h; DT_NOBEGIN: none)
- * as of now (NULL pointers: not wanted).
+ * none), the watermark committed with it (window.h; DT_NOBEGIN: none)
+ * and the chunk rows of its chain (recovery.c; -1: not known) as of now
+ * (NULL pointers: not wanted).
  */
 extern void KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset,
 						   int64 *committed, int64 *cold_rows, int *first_group, int *last_group,
-						   ArrayType **seeds, TimestampTz *watermark);
+						   ArrayType **seeds, TimestampTz *watermark, int32 *chain_chunks);
 
 /*
  * Recover a part that a rescale added from the checkpoints it is seeded

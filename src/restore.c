@@ -255,9 +255,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	Query	   *query;
 	AttrNumber	offset_attnum;
 	int64		start;
-	int			cols[11];
-	Datum		values[11];
-	bool		nulls[11] = {false, false, false, false, false, true, false, false, false, true, true};
+	int			cols[12];
+	Datum		values[12];
+	bool		nulls[12] = {false, false, false, false, false, true, false, false, false, true, true, true};
 	int			parallelism;
 	int			max_parallelism;
 	KsCatalogAccess acc;
@@ -364,13 +364,16 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	 * dumped, and shows that until resumed (one that ever ran in parts keeps
 	 * its offsets in its parts, which are not dumped: it comes back empty).
 	 */
+	/* (no chunk of a dumped checkpoint is restored: recovery expects none) */
+	cols[11] = KsColumn(desc, "checkpoint_chunks");
+	values[11] = (Datum) 0;
 	cols[10] = KsColumn(desc, "pause_at");
 	if (DatumGetBool(KsGet(tup, desc, "paused")) && DatumGetInt32(KsGet(tup, desc, "layout")) == 0)
 	{
 		values[10] = KsGet(tup, desc, "checkpointed_offset");
 		nulls[10] = false;
 	}
-	tup = heap_modify_tuple_by_cols(tup, desc, 11, cols, values, nulls);
+	tup = heap_modify_tuple_by_cols(tup, desc, 12, cols, values, nulls);
 
 	/* from here an abort gives the reservations back (hooks.c) */
 	KsRequestAtCommit();

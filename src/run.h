@@ -125,6 +125,7 @@ typedef struct KsAggRun
 	bool		seed_ckpt_due;	/* seeded by a rescale, its first checkpoint not written */
 	bool		retired_gc;		/* a part: try deleting retired parts in the next step */
 	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
+	int32		ckpt_chain_chunks;	/* its chunk rows and its deltas' (recovery.c) */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
 	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
 	int64		ckpt_obsolete_below;	/* older rows are left to delete (0: none) */

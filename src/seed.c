@@ -3,8 +3,9 @@
  * seed.c
  *	  Recovering a part that a rescale added: loading the keys of its key
  *	  groups from the checkpoints of the parts it replaces (or of the
- *	  aggregation, when it ran whole), and where each group's rows start.
- *	  Part of recovery (recovery.h).
+ *	  aggregation, when it ran whole), and where each group's rows start;
+ *	  also reading a run's progress row, and settling the keys recovery
+ *	  found expired.  Part of recovery (recovery.h).
  *
  * A rescale (control.c) retires the running parts and adds those of the
  * next layout, each listing in seed_from the retired ones whose key
@@ -37,7 +38,7 @@
 void
 KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *committed,
 			   int64 *cold_rows, int *first_group, int *last_group, ArrayType **seeds,
-			   TimestampTz *watermark)
+			   TimestampTz *watermark, int32 *chain_chunks)
 {
 	Datum		arg = Int32GetDatum(id);
 	Oid			argtype = INT4OID;
@@ -46,11 +47,11 @@ KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *comm
 
 	ret = SPI_execute_with_args(is_part ?
 								"SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys, "
-								"first_key_group, last_key_group, seed_from, watermark "
-								"FROM keyedstate.part WHERE id = $1" :
+								"first_key_group, last_key_group, seed_from, watermark, "
+								"COALESCE(checkpoint_chunks, -1) FROM keyedstate.part WHERE id = $1" :
 								"SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys, "
-								"0, max_parallelism - 1, NULL::int[], watermark "
-								"FROM keyedstate.aggregation WHERE id = $1",
+								"0, max_parallelism - 1, NULL::int[], watermark, "
+								"COALESCE(checkpoint_chunks, -1) FROM keyedstate.aggregation WHERE id = $1",
 								1, &argtype, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
@@ -76,6 +77,8 @@ KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *comm
 
 		*watermark = isnull ? DT_NOBEGIN : DatumGetTimestampTz(d);
 	}
+	if (chain_chunks != NULL)
+		*chain_chunks = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 8, &isnull));
 }
 
 /* Recover a new part from the checkpoints it is seeded from (see recovery.h). */
@@ -104,9 +107,10 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds, int64 copied)
 		int			first;
 		int			last;
 		TimestampTz wm;
+		int32		chunks;
 
 		KsReadProgress(run, seed, seed != def->agg_id, &offset, &committed, &cold_rows,
-					   &first, &last, NULL, &wm);
+					   &first, &last, NULL, &wm, &chunks);
 		/* rows are read again from the oldest seed's offset: its watermark (window.h) */
 		if (offset < consumed || (offset == consumed && wm > run->recovered_wm))
 			run->recovered_wm = wm;
@@ -114,7 +118,7 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds, int64 copied)
 		if (cold_rows != 0 && copied == 0 && first <= def->last_group && last >= def->first_group)
 			KsCheckpointCorrupted(run->name,
 								  "A part it is seeded from has evicted keys that were not copied.");
-		KsRecoverChain(run, seed, committed, false);
+		KsRecoverChain(run, seed, committed, chunks, false);
 		for (g = Max(first, def->first_group); g <= Min(last, def->last_group); g++)
 		{
 			starts[g] = offset;
@@ -140,4 +144,29 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds, int64 copied)
 	/* its cold rows are the copies (KsRecover read their number); later ids are its own */
 	run->ckpt_last_id = Max(run->ckpt_last_id, copied);
 	/* (KsRecover left ckpt_have_full false: its first checkpoint is full) */
+}
+
+/*
+ * After recovery: stored tombstones have hidden the older versions of their
+ * keys and go; keys whose TTL ran out while no worker ran stay expired
+ * until the next checkpoint has written them as tombstones.
+ */
+void
+KsRecoverSettleExpired(KsAggRun *run)
+{
+	KsKeyIter	iter;
+	KsKeyEntry *e;
+
+	KsKeyIterInit(&iter, run->kt);
+	while ((e = KsKeyIterNext(&iter)) != NULL)
+	{
+		if (e->flags & KS_KEY_TOMBSTONE)
+		{
+			e->flags &= ~(KS_KEY_TOMBSTONE | KS_KEY_EXPIRED);
+			KsKeyTableRemove(run->kt, e);
+		}
+		else if (e->flags & KS_KEY_EXPIRED)
+			KsKeyMarkCheckpoint(run->kt, e);
+	}
+	run->recovered_expired = 0;
 }

@@ -1291,6 +1291,17 @@ SELECT keyedstate.sync('taker.by_f'); SELECT keyedstate.sync('taker.by_total');
 			"9: $agg fails at its next step once its owner may no longer execute what it calls")
 		  or diag(status_of($node, $agg));
 	}
+
+	# SELECT on the query's columns kept, on the offset column revoked
+	as_role($node, 'regress_giver', q{CREATE TABLE giver.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+GRANT SELECT, TRIGGER ON giver.ev TO regress_taker;});
+	as_role($node, 'regress_taker', q{
+SELECT keyedstate.create_aggregation('taker.by_k', 'SELECT k, count(*) AS n FROM giver.ev GROUP BY k');});
+	as_role($node, 'regress_giver', q{REVOKE SELECT ON giver.ev FROM regress_taker;
+GRANT SELECT (k) ON giver.ev TO regress_taker; INSERT INTO giver.ev (k) VALUES (1);});
+	ok(fails_with($node, 'taker.by_k', '%permission denied for column id%', 30),
+		'9: an aggregation fails at its next step once its owner may no longer read the offset column')
+	  or diag(status_of($node, 'taker.by_k'));
 }
 
 ###########################################################################

@@ -558,6 +558,32 @@ $final = compare(@aggs);
 is(join(', ', map { $_->{name} } grep { ($final->{ $_->{name} }[0] // '') ne '0' } @aggs), '',
 	'the recovered states go on exactly with more rows');
 
+# chunks deleted by hand: the catalog knows how many chunks the committed
+# checkpoint's chain has, so all of one aggregation's chunks gone, or a
+# whole checkpoint of another, fail as damaged, not as fewer keys
+$node->safe_psql('postgres', q{SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations;
+CREATE TABLE saved AS SELECT * FROM keyedstate.state;});
+my ($gone_all, $gone_one) = map { $_->{name} } @aggs[0, 1];
+$node->safe_psql('postgres', qq{
+DELETE FROM keyedstate.state s USING keyedstate.aggregation a
+ WHERE a.view = '$gone_all'::regclass AND s.aggregation_id = a.id;
+DELETE FROM keyedstate.state s USING keyedstate.aggregation a
+ WHERE a.view = '$gone_one'::regclass AND s.aggregation_id = a.id
+   AND s.checkpoint_id = (SELECT max(checkpoint_id) FROM keyedstate.state WHERE aggregation_id = a.id);});
+$outcome = recover_all();
+for my $name ($gone_all, $gone_one)
+{
+	is($outcome->{$name}{state} . ': ' . ($outcome->{$name}{error} // ''),
+		"failed: checkpoint of aggregation public.$name is corrupted",
+		"$name, with " . ($name eq $gone_all ? 'every chunk' : 'its newest checkpoint') . ' deleted, fails as damaged');
+}
+$node->safe_psql('postgres', qq{DELETE FROM keyedstate.state; INSERT INTO keyedstate.state SELECT * FROM saved;
+SELECT keyedstate.resume('$gone_all'); SELECT keyedstate.resume('$gone_one');});
+ok(ks_wait_for($node, 'postgres', "SELECT bool_and(state = 'running') FROM keyedstate.status WHERE name IN ('$gone_all', '$gone_one')", 60),
+	'... and runs again once they are back');
+$final = compare(map { $agg_by_name{$_} } $gone_all, $gone_one);
+is(join(', ', grep { ($final->{$_}[0] // '') ne '0' } $gone_all, $gone_one), '', '... exactly');
+
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal/, 'no server process crashed');
 is(join("\n", @problems), '', "each of $cases damaged checkpoints failed clearly or recovered exactly");
