@@ -342,3 +342,14 @@ SELECT keyedstate.drop_aggregation('hv_scale');
 SELECT keyedstate.drop_aggregation('hv_t');
 DROP TABLE hv;
 DROP COLLATION hv_ci;
+
+-- the WHERE's conditions run cheapest first, as the planner orders a
+-- scan's: the guard written second protects the division
+CREATE TABLE wo (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO wo (k, v) VALUES (1, 0), (1, 5), (2, 2), (2, 0);
+SELECT k, count(*) FROM wo WHERE 10 / v > 1 AND v <> 0 GROUP BY k ORDER BY k;
+SELECT keyedstate.create_aggregation('wo_n', 'SELECT k, count(*) AS n FROM wo WHERE 10 / v > 1 AND v <> 0 GROUP BY k');
+SELECT keyedstate.sync('wo_n') > 0;
+SELECT * FROM wo_n ORDER BY k;
+SELECT keyedstate.drop_aggregation('wo_n');
+DROP TABLE wo;

@@ -22,7 +22,9 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
+#include "optimizer/prep.h"
 #include "postmaster/postmaster.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
@@ -50,6 +52,47 @@
 #define KS_READ_CHECK_EVERY		1024
 #define KS_READ_STOP_EVERY		64
 #define KS_READ_SLOW_US			100
+
+/*
+ * The WHERE's conditions in the order PostgreSQL's planner evaluates a
+ * scan's (order_qual_clauses): constants folded, ANDs flattened, then
+ * cheapest first, the written order kept among equals.  So a guard
+ * (v <> 0 AND 10 / v > 1, in either order) protects what the plain
+ * query's protects, and a row without a window's time is dropped first.
+ */
+static List *
+KsOrderedQuals(Expr *where)
+{
+	List	   *quals = make_ands_implicit(canonicalize_qual(expression_planner(copyObject(where)), false));
+	int			n = list_length(quals);
+	Node	  **nodes = palloc(sizeof(Node *) * Max(n, 1));
+	Cost	   *costs = palloc(sizeof(Cost) * Max(n, 1));
+	int			i;
+	int			j;
+
+	for (i = 0; i < n; i++)
+	{
+		QualCost	cost;
+		Node	   *node = list_nth(quals, i);
+		Cost		c;
+
+		cost_qual_eval_node(&cost, node, NULL);
+		c = cost.per_tuple;
+		/* insertion sort, stable as the planner's */
+		for (j = i; j > 0 && costs[j - 1] > c; j--)
+		{
+			nodes[j] = nodes[j - 1];
+			costs[j] = costs[j - 1];
+		}
+		nodes[j] = node;
+		costs[j] = c;
+	}
+	list_free(quals);
+	quals = NIL;
+	for (i = 0; i < n; i++)
+		quals = lappend(quals, nodes[i]);
+	return quals;
+}
 
 /* Set up a source (see source.h). */
 void
@@ -108,8 +151,7 @@ KsSourceCompile(KsSource *src, KsQueryInfo *info, MemoryContext cxt)
 	src->proj = ExecBuildProjectionInfo(tlist, src->econtext, src->inputslot, NULL, NULL);
 	src->where = NULL;
 	if (info->where != NULL)
-		src->where = ExecInitQual(make_ands_implicit(expression_planner(copyObject(info->where))),
-								  NULL);
+		src->where = ExecInitQual(KsOrderedQuals(info->where), NULL);
 	/* the columns read, each once, for KsSourceCheckColumns (sourcetree.c) */
 	src->nvars = 0;
 	vars = pull_var_clause((Node *) lappend(list_copy(info->inputexprs), info->where),
