@@ -118,6 +118,8 @@ KsRunBegin(KsAggRun *run)
 	int			nestlevel;
 
 	KsRunAcceptCancels(true);
+	/* pg_stat_activity's xact_start and query_start: this step's, not the worker's start */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	GetUserIdAndSecContext(&ks_worker_userid, &ks_worker_sec_context);
 	SPI_connect();

@@ -173,6 +173,7 @@ KsReloadRuns(void)
 
 		run->interrupt_unseen = run->interrupted && KsSlotInterruptPending(run->slot);
 	}
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
