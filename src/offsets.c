@@ -379,9 +379,9 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("sequence \"%s\" went backwards", get_rel_name(src->seqoid)),
-				 errdetail("Its next value " INT64_FORMAT " is not above offset " INT64_FORMAT ", which aggregation %s has already seen; rows given those offsets would be skipped.",
+				 errdetail("Its next value " INT64_FORMAT " is not above offset " INT64_FORMAT ", which aggregation %s has already seen handed out or in its table; rows given those offsets, or the table's rows above the sequence, would be skipped.",
 						   next, src->seq_seen, src->aggname),
-				 errhint("Call keyedstate.rebuild() to consume the table again from the beginning, or move the sequence past " INT64_FORMAT " with setval() and call keyedstate.resume().",
+				 errhint("Move the sequence past " INT64_FORMAT " with setval() and call keyedstate.resume(), or then call keyedstate.rebuild() to consume the table again from the beginning.",
 						 src->seq_seen)));
 	if (st->is_called && st->last_value > src->seq_seen)
 		src->seq_seen = st->last_value;

@@ -94,6 +94,8 @@ KsOrderedQuals(Expr *where)
 	return quals;
 }
 
+static int64 KsSourceMaxOffset(KsSource *src);
+
 /* Set up a source (see source.h). */
 void
 KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
@@ -210,6 +212,52 @@ KsSourceCheck(KsSource *src)
 	 */
 	if (src->stale)
 		(void) KsSourceFindLeaves(src);
+	/*
+	 * Once per load: the sequence must be past every offset the table
+	 * holds, not only past those this run saw it hand out.  One set back
+	 * before a crash, a resume or a rebuild would otherwise hide the rows
+	 * above it (KsSourceReadSequence says it went backwards).
+	 */
+	if (!src->table_seen && !src->stale && !src->leaf_busy)
+	{
+		src->seq_seen = Max(src->seq_seen, KsSourceMaxOffset(src));
+		src->table_seen = true;
+	}
+}
+
+/* The highest offset of a row visible now in any leaf (PG_INT64_MIN: none). */
+static int64
+KsSourceMaxOffset(KsSource *src)
+{
+	int64		max = PG_INT64_MIN;
+	int			i;
+
+	for (i = 0; i < src->nleaves; i++)
+	{
+		KsLeaf	   *leaf = &src->leaves[i];
+		Relation	heap = table_open(leaf->relid, NoLock);
+		Relation	index = index_open(leaf->indexoid, NoLock);	/* locked by KsSourceFindLeaves */
+		TupleTableSlot *slot = table_slot_create(heap, NULL);
+		IndexScanDesc scan = index_beginscan(heap, index, GetActiveSnapshot(), 0, 0);
+
+		/* backwards from the end: the first row with an offset is the highest */
+		index_rescan(scan, NULL, 0, NULL, 0);
+		while (index_getnext_slot(scan, BackwardScanDirection, slot))
+		{
+			int64		offset = KsLeafRowOffset(src->offset_type, leaf->offset_attnum, slot);
+
+			CHECK_FOR_INTERRUPTS();
+			if (offset == PG_INT64_MIN)
+				continue;		/* a NULL, sorted last */
+			max = Max(max, offset);
+			break;
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(index, NoLock);
+		table_close(heap, NoLock);
+	}
+	return max;
 }
 
 /*

@@ -153,6 +153,7 @@ typedef struct KsSource
 
 	KsFrontier	frontier;
 	int64		seq_seen;		/* highest offset the sequence has handed out, as seen */
+	bool		table_seen;		/* ... raised to the table's highest offset once loaded */
 	bool		stale;			/* table altered: find the index again */
 } KsSource;
 
