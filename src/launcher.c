@@ -341,7 +341,18 @@ KsLauncherConsider(int i, int w, TimestampTz now, int *running)
 				break;
 		}
 	}
-	KsLauncherStarted(i, w, now, KsStartDatabaseWorker(i, w, dboid));
+	if (KsStartDatabaseWorker(i, w, dboid))
+		KsLauncherStarted(i, w, now, true);
+	else
+	{
+		KsLauncherStarted(i, w, now, false);
+		/* the pool planned more workers than can start: plan those that run (U19) */
+		if (w > 0)
+		{
+			KsLauncherCapPool(ks_max_workers, false);
+			return false;
+		}
+	}
 	(*running)++;
 	return true;
 }
@@ -492,6 +503,10 @@ KsLauncherPass(void)
 	int			i;
 	int			w;
 
+	/* a cap on the pool goes after a while (KsLauncherCapPool) */
+	if (KsSharedState->pool_cap > 0 &&
+		TimestampDifferenceExceeds(KsSharedState->pool_cap_at, now, KS_POOL_CAP_MS))
+		KsLauncherCapPool(ks_max_workers, true);
 	KsLauncherSharePool(ks_max_workers);
 	for (i = 0; i < KS_MAX_DATABASES; i++)
 	{
@@ -551,6 +566,8 @@ KsLauncherMain(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* max_workers or max_worker_processes may have changed: plan them again */
+			KsLauncherCapPool(ks_max_workers, true);
 		}
 		KsLauncherPass();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

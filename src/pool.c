@@ -415,9 +415,14 @@ KsSharePoolLocked(int max_workers)
 {
 	int			demand[KS_MAX_DATABASES];
 	int			share[KS_MAX_DATABASES];
-	int			left = max_workers;
+	int			left;
 	bool		more = true;
 	int			i;
+
+	/* what max_worker_processes left us, when a start found that (KsLauncherCapPool) */
+	if (KsSharedState->pool_cap > 0)
+		max_workers = Min(max_workers, KsSharedState->pool_cap);
+	left = max_workers;
 
 	for (i = 0; i < KS_MAX_DATABASES; i++)
 	{
@@ -469,6 +474,32 @@ void
 KsLauncherSharePool(int max_workers)
 {
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	KsSharePoolLocked(max_workers);
+	LWLockRelease(KsSharedState->lock);
+}
+
+/* Cap the pool at the workers that run, or lift the cap (see shmem.h). */
+void
+KsLauncherCapPool(int max_workers, bool lift)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			running = 0;
+	int			i;
+	int			w;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	if (lift || (KsSharedState->pool_cap > 0 &&
+				 TimestampDifferenceExceeds(KsSharedState->pool_cap_at, now, KS_POOL_CAP_MS)))
+		KsSharedState->pool_cap = 0;
+	else
+	{
+		for (i = 0; i < KS_MAX_DATABASES; i++)
+			for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+				if (KsSharedState->dbs[i].workers[w].pid != 0)
+					running++;
+		KsSharedState->pool_cap = Max(running, 1);
+		KsSharedState->pool_cap_at = now;
+	}
 	KsSharePoolLocked(max_workers);
 	LWLockRelease(KsSharedState->lock);
 }

@@ -234,6 +234,8 @@ typedef struct KsShared
 	int			tranche_id;		/* for the slot locks and the DSA */
 	dsa_handle	dsa;			/* DSM_HANDLE_INVALID until created */
 	int			launcher_procno;	/* -1 when no launcher runs */
+	int			pool_cap;		/* workers that could start, when fewer than planned (pool.c) */
+	TimestampTz pool_cap_at;	/* ... since */
 	uint64		next_generation;
 	pg_atomic_uint32 stores_retiring;	/* given up, not yet freed (storefree.c) */
 	KsDbSlot	dbs[KS_MAX_DATABASES];
@@ -561,6 +563,15 @@ extern bool KsLauncherWantsWorker(int i, int w, TimestampTz now, int min_gap_ms,
  * a database whose pool changed is asked to reload.
  */
 extern void KsLauncherSharePool(int max_workers);
+
+/*
+ * A worker of the pool could not start (no background worker slot): the
+ * pool is shared again among the workers that run now, so that no
+ * aggregation stays assigned to a worker without a process; the cap goes
+ * after KS_POOL_CAP_MS, or at a reload of the settings (`lift`).
+ */
+#define KS_POOL_CAP_MS			600000
+extern void KsLauncherCapPool(int max_workers, bool lift);
 
 /* Whether any worker of database slot i runs. */
 extern bool KsLauncherDbRunning(int i);

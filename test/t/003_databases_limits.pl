@@ -232,6 +232,38 @@ is($node->safe_psql('db_a', q{SELECT error IS NULL FROM keyedstate.status WHERE 
 	'... without the message');
 $node->safe_psql('db_a', q{SELECT keyedstate.drop_aggregation('lack.n'); DROP SCHEMA lack CASCADE});
 
+# keyedstate.max_workers raised beyond what max_worker_processes can start
+# (four workers here): the pool plans the workers that could start, so no
+# aggregation stays assigned to a worker without a process, stale
+$node->append_conf('postgresql.conf', "max_worker_processes = 6\n");
+$node->restart;
+$node->safe_psql('db_a', join('', map { "SELECT keyedstate.create_aggregation('many_$_', 'SELECT k, count(*) AS n FROM ev WHERE k > $_ GROUP BY k');\n" } 1 .. 6));
+ks_sync_all($node, 'db_a', '60s');
+my $logpos = -s $node->logfile;
+$node->safe_psql('db_a', q{ALTER SYSTEM SET keyedstate.max_workers = 64; SELECT pg_reload_conf()});
+ok(eval { $node->wait_for_log(qr/could not start keyedstate worker/, $logpos); 1 },
+	'(precondition) the pool planned more workers than can start');
+# (watched for 75 s: the pool spreads aggregations over new workers up to a
+# minute after a reload, and an aggregation moved to a worker that never
+# starts would stop then)
+my ($caught_up, $t_watch) = (0, time());
+while (time() - $t_watch < 75 || $caught_up < 3)
+{
+	last if time() - $t_watch > 150;
+	$node->safe_psql('db_a', 'INSERT INTO ev (k, v) SELECT g, g FROM generate_series(1, 10) g');
+	my ($rc) = $node->psql('db_a', q{SELECT keyedstate.sync(name, '10 s') FROM keyedstate.aggregations});
+	$caught_up = $rc == 0 ? $caught_up + 1 : 0;
+	sleep(1);			# a round a second, for the 75 s watched
+}
+ok($caught_up >= 3, 'max_workers beyond max_worker_processes: every aggregation goes on consuming')
+  or diag($node->safe_psql('db_a', 'SELECT * FROM keyedstate.workers'));
+is(join(',', map { ks_mismatches($node, 'db_a', "SELECT k, n FROM many_$_", "SELECT k, count(*) FROM ev WHERE k > $_ GROUP BY k") } 1 .. 6),
+	'0,0,0,0,0,0', '... exactly');
+$node->safe_psql('db_a', q{ALTER SYSTEM RESET keyedstate.max_workers; SELECT pg_reload_conf();}
+	. join('', map { "SELECT keyedstate.drop_aggregation('many_$_');" } 1 .. 6));
+$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
+$node->restart;
+
 # a view read right after a restart waits for its aggregation to load,
 # instead of failing while the slot knows no view yet
 $node->restart;
