@@ -270,6 +270,16 @@ AS 'MODULE_PATHNAME', 'keyedstate_checkpoint'
 LANGUAGE C STRICT;
 
 /*
+ * Why the aggregations of this database that no worker has taken up yet
+ * wait: the launcher found no background worker slot for its first
+ * worker (max_worker_processes); NULL otherwise.
+ */
+CREATE FUNCTION keyedstate.worker_missing()
+RETURNS text
+AS 'MODULE_PATHNAME', 'keyedstate_worker_missing'
+LANGUAGE C STABLE;
+
+/*
  * The query of an aggregation, deparsed from its stored tree; NULL unless
  * the caller is a member of the owning role.
  */
@@ -536,7 +546,9 @@ SELECT a.view::text AS name,
 	   pg_catalog.round(w.checkpoint_pause_ms::numeric, 3) AS last_checkpoint_pause_ms,
 	   w.checkpoint_keys AS last_checkpoint_keys,
 	   w.checkpoint_bytes AS last_checkpoint_bytes,
-	   w.error,
+	   -- not taken up by any worker: the database may have none (max_worker_processes)
+	   CASE WHEN w.aggregation_id IS NULL AND NOT a.paused AND NOT pg_catalog.pg_is_in_recovery()
+			THEN keyedstate.worker_missing() ELSE w.error END AS error,
 	   w.failed_offset,
 	   NULLIF(w.waiting_pid, 0) AS waiting_pid,
 	   a.parallelism

@@ -55,6 +55,7 @@ PG_FUNCTION_INFO_V1(keyedstate_alter_aggregation);
 PG_FUNCTION_INFO_V1(keyedstate_checkpoint);
 PG_FUNCTION_INFO_V1(keyedstate_query_definition);
 PG_FUNCTION_INFO_V1(keyedstate_worker_status);
+PG_FUNCTION_INFO_V1(keyedstate_worker_missing);
 
 /* An aggregation named by its view, and that name for messages. */
 typedef struct KsNamedAgg
@@ -476,6 +477,27 @@ keyedstate_query_definition(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(pg_get_querydef(query, false)));
 }
 
+/* Why a worker that should run does not (worker_status, worker_missing). */
+static char *
+KsNoWorkerSlotMessage(void)
+{
+	return psprintf("no background worker slot is free to run it (max_worker_processes is %d)",
+					max_worker_processes);
+}
+
+/*
+ * keyedstate.worker_missing(): the message above when the database's first
+ * worker could not start, so that no worker has taken up its aggregations.
+ */
+Datum
+keyedstate_worker_missing(PG_FUNCTION_ARGS)
+{
+	KsRequirePreload();
+	if (!KsWorkerLacksProcess(0))
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerSlotMessage()));
+}
+
 /*
  * keyedstate.worker_status(): progress of this database's aggregations.
  * The lag is measured against the sequence now, so it is true also while
@@ -544,8 +566,7 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		/* a worker the launcher could not start: why it stays starting, to all */
 		if (copy.runner_pid == 0 && copy.state == KS_STARTING && KsWorkerLacksProcess(copy.worker))
 		{
-			values[15] = CStringGetTextDatum(psprintf("no background worker slot is free to run it (max_worker_processes is %d)",
-													  max_worker_processes));
+			values[15] = CStringGetTextDatum(KsNoWorkerSlotMessage());
 			nulls[15] = false;
 		}
 		values[16] = Float8GetDatum(copy.checkpoint_ms);

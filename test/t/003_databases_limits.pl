@@ -232,6 +232,25 @@ is($node->safe_psql('db_a', q{SELECT error IS NULL FROM keyedstate.status WHERE 
 	'... without the message');
 $node->safe_psql('db_a', q{SELECT keyedstate.drop_aggregation('lack.n'); DROP SCHEMA lack CASCADE});
 
+# a database left with no worker at all (one slot for db_a and db_b): its
+# aggregations, which no worker has taken up, say why too
+$node->append_conf('postgresql.conf', "max_worker_processes = 3\n");
+$node->restart;
+my $why = q{SELECT state || ':' || coalesce(error, '') FROM keyedstate.status WHERE name = 'ev_sum'};
+my $msg = 'starting:no background worker slot is free to run it (max_worker_processes is 3)';
+my $deadline = time() + 60;
+my ($why_a, $why_b) = ('', '');
+while (time() < $deadline)
+{
+	($why_a, $why_b) = map { $node->safe_psql($_, $why) } ('db_a', 'db_b');
+	last if ($why_a eq $msg) != ($why_b eq $msg) && ($why_a =~ /^running:$/ || $why_b =~ /^running:$/);
+	sleep(0.2);
+}
+ok(($why_a eq $msg) != ($why_b eq $msg) && ($why_a =~ /^running:$/ || $why_b =~ /^running:$/),
+	'a database without any worker: its aggregation is starting and says why') or diag("db_a: $why_a; db_b: $why_b");
+$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
+$node->restart;
+
 # keyedstate.max_workers raised beyond what max_worker_processes can start
 # (four workers here): the pool plans the workers that could start, so no
 # aggregation stays assigned to a worker without a process, stale
