@@ -238,7 +238,7 @@ $node->append_conf('postgresql.conf', "max_worker_processes = 3\n");
 $node->restart;
 my $why = q{SELECT state || ':' || coalesce(error, '') FROM keyedstate.status WHERE name = 'ev_sum'};
 my $msg = 'starting:no background worker slot is free to run it (max_worker_processes is 3)';
-my $deadline = time() + 60;
+$deadline = time() + 60;
 my ($why_a, $why_b) = ('', '');
 while (time() < $deadline)
 {
