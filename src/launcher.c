@@ -503,10 +503,7 @@ KsLauncherPass(void)
 	int			i;
 	int			w;
 
-	/* a cap on the pool goes after a while (KsLauncherCapPool) */
-	if (KsSharedState->pool_cap > 0 &&
-		TimestampDifferenceExceeds(KsSharedState->pool_cap_at, now, KS_POOL_CAP_MS))
-		KsLauncherCapPool(ks_max_workers, true);
+	/* (which lifts a cap on the pool that has had its time: KsLauncherCapPool) */
 	KsLauncherSharePool(ks_max_workers);
 	for (i = 0; i < KS_MAX_DATABASES; i++)
 	{

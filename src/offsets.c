@@ -212,20 +212,21 @@ KsColumnSequence(Oid relid, AttrNumber attnum)
 	return InvalidOid;
 }
 
-/*
- * The sequence whose nextval() a column's default calls (under implicit
- * casts), or InvalidOid: to say why a column whose sequence it does not
- * own is no offset column.
- */
-static Oid
-KsDefaultSequence(Relation rel, AttrNumber attnum)
+/* The sequence a default is nextval() of, at most cast; else InvalidOid (see source.h). */
+Oid
+KsPlainNextvalSequence(Node *expr)
 {
-	Node	   *expr = build_column_default(rel, attnum);
-
-	while (expr != NULL && IsA(expr, FuncExpr) &&
-		   ((FuncExpr *) expr)->funcformat == COERCE_IMPLICIT_CAST &&
-		   list_length(((FuncExpr *) expr)->args) == 1)
-		expr = linitial(((FuncExpr *) expr)->args);
+	for (;;)
+	{
+		if (expr != NULL && IsA(expr, RelabelType))
+			expr = (Node *) ((RelabelType *) expr)->arg;
+		else if (expr != NULL && IsA(expr, FuncExpr) && list_length(((FuncExpr *) expr)->args) == 1 &&
+				 (((FuncExpr *) expr)->funcformat == COERCE_IMPLICIT_CAST ||
+				  ((FuncExpr *) expr)->funcformat == COERCE_EXPLICIT_CAST))
+			expr = linitial(((FuncExpr *) expr)->args);
+		else
+			break;
+	}
 	if (expr != NULL && IsA(expr, FuncExpr) && ((FuncExpr *) expr)->funcid == F_NEXTVAL &&
 		list_length(((FuncExpr *) expr)->args) == 1 &&
 		IsA(linitial(((FuncExpr *) expr)->args), Const) &&
@@ -238,7 +239,8 @@ KsDefaultSequence(Relation rel, AttrNumber attnum)
 static void
 KsRefuseUnownedSequence(Relation rel, AttrNumber attnum)
 {
-	Oid			seqoid = KsDefaultSequence(rel, attnum);
+	/* to say why a column whose sequence it does not own is no offset column */
+	Oid			seqoid = KsPlainNextvalSequence(build_column_default(rel, attnum));
 	const char *attname = NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname);
 
 	if (!OidIsValid(seqoid))

@@ -220,6 +220,19 @@ KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
 }
 
 /*
+ * Lock a table to drop triggers on it, never waiting: its owner may hold it
+ * for as long as she likes; a table in use is tried again a second later.
+ */
+static void
+KsLockTableNow(Oid relid)
+{
+	if (!ConditionalLockRelationOid(relid, AccessExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("table \"%s\" is in use", get_rel_name(relid))));
+}
+
+/*
  * Forget one orphan (in a subtransaction: see KsForgetOrphans).  Its
  * source's owner may hold her table for as long as she likes: its triggers
  * are dropped only if it is free now, and any other lock is waited for a
@@ -231,11 +244,8 @@ KsForgetOrphan(void *arg)
 	KsAggDef   *def = (KsAggDef *) arg;
 	int			nestlevel = NewGUCNestLevel();
 
-	if (get_rel_name(def->source_oid) != NULL &&
-		!ConditionalLockRelationOid(def->source_oid, AccessExclusiveLock))
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("table \"%s\" is in use", get_rel_name(def->source_oid))));
+	if (get_rel_name(def->source_oid) != NULL)
+		KsLockTableNow(def->source_oid);
 	KsSetOption("lock_timeout", "100", GUC_ACTION_SAVE);
 	KsForgetAggregation(def->agg_id, true);
 	AtEOXact_GUC(true, nestlevel);
@@ -314,11 +324,7 @@ KsDropLeftover(void *arg)
 	Oid			trig;
 	ObjectAddress addr;
 
-	/* never wait: a table in use is tried again at a later reload */
-	if (!ConditionalLockRelationOid(l->relid, AccessExclusiveLock))
-		ereport(ERROR,
-				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("table \"%s\" is in use", get_rel_name(l->relid))));
+	KsLockTableNow(l->relid);
 	/* with the table locked nobody is making one over it: is it really gone (a new snapshot)? */
 	if (SPI_execute_with_args("SELECT FROM keyedstate.aggregation WHERE id = $1",
 							  1, &argtype, &id, NULL, false, 1) != SPI_OK_SELECT)

@@ -420,6 +420,9 @@ KsSharePoolLocked(int max_workers)
 	int			i;
 
 	/* what max_worker_processes left us, when a start found that (KsLauncherCapPool) */
+	if (KsSharedState->pool_cap > 0 &&
+		TimestampDifferenceExceeds(KsSharedState->pool_cap_at, GetCurrentTimestamp(), KS_POOL_CAP_MS))
+		KsSharedState->pool_cap = 0;
 	if (KsSharedState->pool_cap > 0)
 		max_workers = Min(max_workers, KsSharedState->pool_cap);
 	left = max_workers;
@@ -482,14 +485,12 @@ KsLauncherSharePool(int max_workers)
 void
 KsLauncherCapPool(int max_workers, bool lift)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	int			running = 0;
 	int			i;
 	int			w;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	if (lift || (KsSharedState->pool_cap > 0 &&
-				 TimestampDifferenceExceeds(KsSharedState->pool_cap_at, now, KS_POOL_CAP_MS)))
+	if (lift)
 		KsSharedState->pool_cap = 0;
 	else
 	{
@@ -498,7 +499,7 @@ KsLauncherCapPool(int max_workers, bool lift)
 				if (KsSharedState->dbs[i].workers[w].pid != 0)
 					running++;
 		KsSharedState->pool_cap = Max(running, 1);
-		KsSharedState->pool_cap_at = now;
+		KsSharedState->pool_cap_at = GetCurrentTimestamp();
 	}
 	KsSharePoolLocked(max_workers);
 	LWLockRelease(KsSharedState->lock);

@@ -230,6 +230,15 @@ extern void KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid);
 extern void KsCheckOffsetPrivilege(Oid relid, AttrNumber attnum, Oid userid);
 
 /*
+ * The sequence a column default hands out the values of: nextval() of it,
+ * cast to the column's type at most; InvalidOid for anything else.  One
+ * that computes with them (nextval(s) * 10 + 3, a shard's or a time's bits
+ * added) gives rows offsets the sequence never handed out, which the
+ * frontier never reads.
+ */
+extern Oid	KsPlainNextvalSequence(Node *expr);
+
+/*
  * The CREATE TABLE or CREATE FOREIGN TABLE ... PARTITION OF that a utility
  * command is, or NULL: the utility hook checks a partition made so like one
  * attached (a foreign table is no partition a source may have).

@@ -24,33 +24,6 @@
 
 
 /*
- * Whether a default hands out the sequence's values themselves: nextval()
- * of it, cast to the column's type at most.  One that computes with them
- * (nextval(s) * 10 + 3, a shard's or a time's bits added) gives rows
- * offsets the sequence never handed out, which the frontier never reads.
- */
-static bool
-KsIsPlainNextval(Node *node, Oid seqoid)
-{
-	for (;;)
-	{
-		if (IsA(node, RelabelType))
-			node = (Node *) ((RelabelType *) node)->arg;
-		else if (IsA(node, FuncExpr) && list_length(((FuncExpr *) node)->args) == 1 &&
-				 (((FuncExpr *) node)->funcformat == COERCE_IMPLICIT_CAST ||
-				  ((FuncExpr *) node)->funcformat == COERCE_EXPLICIT_CAST))
-			node = linitial(((FuncExpr *) node)->args);
-		else
-			break;
-	}
-	if (!IsA(node, FuncExpr) || ((FuncExpr *) node)->funcid != F_NEXTVAL)
-		return false;
-	node = linitial(((FuncExpr *) node)->args);
-	return IsA(node, Const) && !((Const *) node)->constisnull &&
-		DatumGetObjectId(((Const *) node)->constvalue) == seqoid;
-}
-
-/*
  * Check a partition's offset column: it must be filled from the source's
  * sequence, or not at all (rows then come through a parent, or with
  * explicit offsets, as in any source).  A partition filled from another
@@ -62,7 +35,7 @@ KsSourceCheckLeafDefault(Relation leaf, AttrNumber attnum, Oid seqoid, const cha
 	Node	   *def = build_column_default(leaf, attnum);
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(leaf), attnum - 1);
 
-	if (att->attidentity != '\0' || (def != NULL && !KsIsPlainNextval(def, seqoid)))
+	if (att->attidentity != '\0' || (def != NULL && KsPlainNextvalSequence(def) != seqoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("partition \"%s\" fills offset column \"%s\" from another source than sequence \"%s\"",
@@ -96,7 +69,7 @@ KsSourceCheckOwnDefault(Relation rel, AttrNumber attnum, Oid seqoid, const char 
 	{
 		Node	   *def = build_column_default(rel, attnum);
 
-		if (def != NULL && KsIsPlainNextval(def, seqoid))
+		if (def != NULL && KsPlainNextvalSequence(def) == seqoid)
 			return;
 	}
 	ereport(ERROR,
