@@ -46,6 +46,16 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FILTER (WHERE cur
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, max(age(timestamp ''2000-01-01'')) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k HAVING max(statement_timestamp()) IS NOT NULL');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, session_user AS who, count(*) FROM src GROUP BY k, session_user');
+-- the owner, the database and the build of the moment: an ALTER ... OWNER
+-- or RENAME would split a key between old rows and new
+SELECT keyedstate.create_aggregation('e1', 'SELECT current_user AS who, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT current_role AS who, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT current_catalog AS db, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT current_schema AS s, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT pg_catalog.current_schema() AS s, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT current_database() AS db, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT version() AS v, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE table_to_xml(''src'', true, false, '''') IS NOT NULL GROUP BY k');
 -- values of the session: refused, unless a captured or custom setting
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, current_setting(''work_mem'') AS wm, count(*) FROM src GROUP BY 1, 2');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, current_setting(''application_name'', true) AS app, count(*) FROM src GROUP BY 1, 2');
@@ -96,7 +106,13 @@ DROP TYPE pin_color;
 DROP OPERATOR ==> (int, int);
 DROP FUNCTION dim_known_pair(int, int), dim_known(int), dim_name(int);
 DROP TABLE dim;
+-- a custom setting not set in this session (absent, or at its default) is
+-- not captured: the worker would read the server's value, or its role's
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''plpgsql.variable_conflict'') AS vc, count(*) FROM src GROUP BY 1, 2');
+SET myapp.x = '';
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
+RESET myapp.x;
 SELECT keyedstate.drop_aggregation('e_tz');
 -- anonymous records that could not be read back after a restart
 SELECT keyedstate.create_aggregation('e1', 'SELECT ROW(k, v) AS r, count(*) FROM src GROUP BY ROW(k, v)');

@@ -61,6 +61,13 @@ KsIsCapturedSettingName(Node *arg)
 		((Const *) arg)->consttype != TEXTOID)
 		return false;
 	name = TextDatumGetCString(((Const *) arg)->constvalue);
+	/*
+	 * A custom setting is captured only if set in this session (not at its
+	 * default, not absent): otherwise the worker would read its own value,
+	 * from the server's files or its role's and database's settings.
+	 */
+	if (strchr(name, '.') != NULL && !KsCustomSettingIsSet(name))
+		return false;
 	return KsIsCapturedSetting(name);
 }
 
@@ -97,6 +104,26 @@ KsIsUnpinnedFunction(Oid funcid, void *context)
 		case F_PG_IS_OTHER_TEMP_SCHEMA:
 		case F_AGE_XID:
 		case F_MXID_AGE:
+			/* who, where and what runs it: the owner, database or build of the moment */
+		case F_CURRENT_USER:
+		case F_SESSION_USER:
+		case F_GETPGUSERNAME:
+		case F_CURRENT_SCHEMA:
+		case F_CURRENT_DATABASE:
+		case F_VERSION:
+		case F_PG_CONFIG:
+		case F_PG_JIT_AVAILABLE:
+		case F_PG_CURRENT_LOGFILE_:
+		case F_PG_CURRENT_LOGFILE_TEXT:
+			/* the session's own objects */
+		case F_PG_CURSOR:
+		case F_PG_PREPARED_STATEMENT:
+		case F_PG_LISTENING_CHANNELS:
+		case F_PG_SHOW_ALL_SETTINGS:
+		case F_PG_EVENT_TRIGGER_DDL_COMMANDS:
+		case F_PG_EVENT_TRIGGER_DROPPED_OBJECTS:
+		case F_PG_EVENT_TRIGGER_TABLE_REWRITE_OID:
+		case F_PG_EVENT_TRIGGER_TABLE_REWRITE_REASON:
 			return true;
 		default:
 			/* the statistics collector's counters change as the server runs */
@@ -114,7 +141,10 @@ static const char *const ks_catalog_readers[] = {
 	"pg_database_size", "pg_tablespace_size", "text_regclass", "enum_range", "enum_first",
 	"enum_last", "pg_indexam_has_property", "pg_index_column_has_property", "pg_index_has_property",
 	"pg_column_is_updatable", "pg_tablespace_location", "pg_filenode_relation",
-	"row_security_active", "pg_replication_origin_", "pg_partition_", "pg_sequence_", NULL
+	"row_security_active", "pg_replication_origin_", "pg_partition_", "pg_sequence_",
+	/* these read tables' rows too, and the installed extensions' files */
+	"table_to_xml", "schema_to_xml", "database_to_xml", "pg_available_extension",
+	"pg_extension_update_paths", NULL
 };
 
 /* Whether a built-in, non-immutable function reads the catalogs (see above). */
@@ -198,8 +228,13 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 						 "A replay after a crash would see another time.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts).");
 				break;
 			case SVFOP_SESSION_USER:
-				KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "session_user",
-						 "The aggregation runs in a background worker, not in your session; current_user is its owner.");
+			case SVFOP_CURRENT_USER:
+			case SVFOP_CURRENT_ROLE:
+			case SVFOP_USER:
+			case SVFOP_CURRENT_CATALOG:
+			case SVFOP_CURRENT_SCHEMA:
+				KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "the current user, database or schema",
+						 "The aggregation runs in a background worker, as its owner of the moment, in the database as it is named then; rows consumed before an ALTER ... OWNER or RENAME would keep the old name and later ones take the new.  Use a constant instead.");
 				break;
 			default:
 				break;
@@ -212,7 +247,7 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 		 ((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT_BOOL) &&
 		!KsIsCapturedSettingName(linitial(((FuncExpr *) node)->args)))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "current_setting() of a setting it does not capture",
-				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot), named by a constant, keep the creating session's value.");
+				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot) set in your session, named by a constant, keep the creating session's value.");
 	if (check_functions_in_node(node, KsIsMutableFunction, &funcid))
 		KsRefuseMutable(funcid);
 	if (check_functions_in_node(node, KsIsUnpinnedFunction, NULL))

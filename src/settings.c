@@ -176,6 +176,24 @@ KsIsCapturedSetting(const char *name)
 }
 
 /*
+ * Whether a custom setting is set in this session, so that KsCaptureSettings
+ * captures it: it exists, with a value from somewhere other than its default.
+ */
+bool
+KsCustomSettingIsSet(const char *name)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
+	int			i;
+
+	for (i = 0; i < nvars; i++)
+		if (pg_strcasecmp(vars[i]->name, name) == 0)
+			return vars[i]->source > PGC_S_DEFAULT &&
+				(vars[i]->context == PGC_USERSET || vars[i]->context == PGC_SUSET);
+	return false;
+}
+
+/*
  * Capture the settings that functions' results depend on, as name=value:
  * the list above, and every custom setting with a value other than its
  * default (see ks_captured_settings).

@@ -50,6 +50,8 @@ extern void KsSettingsInit(void);
 
 /* The settings captured at creation, and applying them (for a step, with the owner's rights). */
 extern bool KsIsCapturedSetting(const char *name);
+/* Whether a custom setting is set in this session (KsCaptureSettings captures it). */
+extern bool KsCustomSettingIsSet(const char *name);
 extern List *KsCaptureSettings(void);
 extern void KsApplySettings(List *settings, GucAction action, Oid owner);
 extern void KsSetOption(const char *name, const char *value, GucAction action);

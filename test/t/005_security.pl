@@ -814,6 +814,7 @@ attempt($node, undef, 'ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_rel
 # 3h. settings changed by a function do not carry over to another owner's aggregation
 as_role($node, 'regress_reader', q{
 SET TimeZone = 'UTC';
+SET myapp.flag = '';
 CREATE TABLE reader.ev (id bigserial PRIMARY KEY, k int NOT NULL);
 SELECT keyedstate.create_aggregation('reader.seen',
 	'SELECT k, pg_catalog.current_setting(''myapp.flag'', true) AS flag,
@@ -870,6 +871,7 @@ CREATE FUNCTION setter.positive(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
 CREATE TABLE setter.asserted (id bigserial PRIMARY KEY, k int NOT NULL);
 SELECT keyedstate.create_aggregation('setter.checked', 'SELECT setter.positive(k) AS k, count(*) AS n FROM setter.asserted GROUP BY 1');
 CREATE TABLE setter.seen (id bigserial PRIMARY KEY, k int NOT NULL);
+SET myapp.flag = '';
 SELECT keyedstate.create_aggregation('setter.seen_flags',
 	'SELECT k, pg_catalog.current_setting(''myapp.flag'', true) AS flag, count(*) AS n FROM setter.seen GROUP BY 1, 2');
 INSERT INTO setter.seen (k) VALUES (4);
