@@ -40,22 +40,20 @@ static int	ks_myindex = -1;
  * step: the worker leaves a step under that lock (KsSlotLeaveStep), after
  * it stopped accepting cancels, and clears a pending cancel when it enters
  * its next step.  Sent after the lock was let go, it could land in the
- * next step the worker began meanwhile, of another owner's aggregation,
- * whose step mark already counts our request, and fail it.
+ * next step the worker began meanwhile.  Even so a SIGINT may be delivered
+ * late, in the worker's next step (of another aggregation of the same
+ * owner: a worker runs one owner's only): the worker counts the SIGINTs it
+ * receives (run.h), and a step cancelled by one not meant for it is
+ * unloaded and replays, not failed.  Nothing here is seen by the workers of
+ * other owners: their steps never count our request.
  */
 void
 KsInterruptAggregation(Oid dboid, int32 aggid)
 {
-	KsDbSlot   *db;
 	int			i;
 
 	if (KsSharedState == NULL)
 		return;
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	db = KsLookupDbLocked(dboid);
-	if (db != NULL)
-		db->interrupt_requests++;
-	LWLockRelease(KsSharedState->lock);
 	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
@@ -494,14 +492,6 @@ KsDatabaseIdleExit(uint32 seen)
 	return leave;
 }
 
-/* Whether one was asked for any aggregation of the database since then. */
-bool
-KsDatabaseInterruptedSince(Oid dboid, const KsStepMark *mark)
-{
-	return ks_mydb != NULL && ks_mydb->dboid == dboid &&
-		ks_mydb->interrupt_requests != mark->db_requests;
-}
-
 /* before_shmem_exit: no launcher to wake any more. */
 static void
 KsLauncherDetach(int code, Datum arg)
@@ -594,11 +584,4 @@ void
 KsUnlockDatabaseFile(void)
 {
 	LWLockRelease(KsSharedState->filelock);
-}
-
-/* Interrupts asked for this worker's database so far (see KsStepMark). */
-uint64
-KsDatabaseInterruptRequests(void)
-{
-	return ks_mydb != NULL ? ks_mydb->interrupt_requests : 0;
 }

@@ -191,7 +191,6 @@ KsSlotEnterStep(KsAggSlot *slot, KsStepMark *mark)
 {
 	bool		ok;
 
-	mark->db_requests = KsDatabaseInterruptRequests();
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	ok = !KsInterruptStillWanted(slot);
 	slot->in_step = ok;

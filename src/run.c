@@ -267,7 +267,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			FreeErrorData(edata);
 			return;
 		}
-		if (KsDatabaseInterruptedSince(MyDatabaseId, mark))
+		if (KsRunCancelSignals() != mark->signals)
 		{
 			/* a cancel meant for another aggregation's step: just go on */
 			KsRunUnload(run);

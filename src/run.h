@@ -257,6 +257,19 @@ extern void KsRunInitProcess(void);
  * later, is die().
  */
 extern void KsRunTermHandler(SIGNAL_ARGS);
+
+/*
+ * SIGINT handler of the worker: PostgreSQL's StatementCancelHandler, and a
+ * count of the SIGINTs received, which a step's mark (shmem.h) records.
+ */
+extern void KsRunCancelHandler(SIGNAL_ARGS);
+extern uint32 KsRunCancelSignals(void);
+
+/*
+ * Enter a step of a run (KsSlotEnterStep), its mark counting the SIGINTs
+ * received so far; false if a backend is interrupting it.
+ */
+extern bool KsRunEnterStep(KsAggRun *run, KsStepMark *mark);
 extern bool KsRunTerminating(void);
 
 /*

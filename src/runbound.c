@@ -76,6 +76,14 @@ static volatile TimestampTz ks_term_requested_at = 0;
 static volatile sig_atomic_t ks_term_cancels = false;
 
 /*
+ * SIGINTs received (KsRunCancelHandler).  A backend pausing or dropping an
+ * aggregation signals the worker running its step; one delivered late,
+ * once that step is over, lands in the next one.  A step whose count moved
+ * was cancelled whether or not its own slot was asked (KsRunCancelled).
+ */
+static volatile uint32 ks_cancel_signals = 0;
+
+/*
  * The step timeout fired: cancel the step the way statement_timeout
  * cancels a query (the next CHECK_FOR_INTERRUPTS raises), remembering that
  * it was the timeout.  Runs in the SIGALRM handler.
@@ -115,6 +123,31 @@ KsRunKilledAtExit(int code, Datum arg)
 			(errmsg("%s", message),
 			 errdetail("A function it runs catches the cancel; its worker was ended.")));
 	KsSlotSetState(run->slot, KS_FAILED, message, run->cur_offset);
+}
+
+/* SIGINT handler of the worker: PostgreSQL's cancel, counted (see ks_cancel_signals). */
+void
+KsRunCancelHandler(SIGNAL_ARGS)
+{
+	ks_cancel_signals++;
+	StatementCancelHandler(postgres_signal_arg);
+}
+
+/* The SIGINTs the worker has received so far (see ks_cancel_signals). */
+uint32
+KsRunCancelSignals(void)
+{
+	return ks_cancel_signals;
+}
+
+/* Enter a step of a run, marking the interrupts seen so far (see run.h). */
+bool
+KsRunEnterStep(KsAggRun *run, KsStepMark *mark)
+{
+	if (!KsSlotEnterStep(run->slot, mark))
+		return false;
+	mark->signals = ks_cancel_signals;
+	return true;
 }
 
 /* Cancel the current step, as a SIGINT would (signal-safe). */
@@ -348,7 +381,7 @@ KsRunCancelled(KsAggRun *run)
 {
 	return ks_step_timed_out || ks_term_requested ||
 		KsSlotInterruptedSince(run->slot, &run->step_mark) ||
-		KsDatabaseInterruptedSince(MyDatabaseId, &run->step_mark);
+		ks_cancel_signals != run->step_mark.signals;
 }
 
 /* Arm a step's time bound for a run (see run.h). */

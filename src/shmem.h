@@ -221,7 +221,6 @@ typedef struct KsDbSlot
 	int			nworkers;		/* its pool: its share of max_workers (launcher) */
 	int			dropping_pid;	/* a backend keeping the workers away, or 0 */
 	bool		empty;			/* its first worker found no aggregation and left */
-	uint64		interrupt_requests; /* interrupts asked for its aggregations */
 	KsDbWorker	workers[KS_MAX_DB_WORKERS];
 } KsDbSlot;
 
@@ -468,7 +467,7 @@ extern void KsFreeAggSlot(KsAggSlot *slot);
 typedef struct KsStepMark
 {
 	uint64		slot_requests;
-	uint64		db_requests;
+	uint32		signals;		/* SIGINTs the worker had received (run.h) */
 } KsStepMark;
 
 /*
@@ -487,12 +486,6 @@ extern void KsSlotLeaveStep(KsAggSlot *slot);
 
 /* Whether an interrupt was asked for this aggregation since the step began. */
 extern bool KsSlotInterruptedSince(KsAggSlot *slot, const KsStepMark *mark);
-
-/* Whether one was asked for any aggregation of the database since then. */
-extern bool KsDatabaseInterruptedSince(Oid dboid, const KsStepMark *mark);
-
-/* Interrupts asked for this worker's database so far. */
-extern uint64 KsDatabaseInterruptRequests(void);
 
 /*
  * Raise the error of a failed aggregation: why (the error, the input row's

@@ -388,7 +388,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 
 	if (run->failed || run->interrupted)
 		return;
-	if (!KsSlotEnterStep(run->slot, &mark))
+	if (!KsRunEnterStep(run, &mark))
 		return;
 	run->step_mark = mark;
 	memset(&progress, 0, sizeof(progress));
@@ -594,7 +594,7 @@ KsRunShutdownCheckpoint(KsAggRun *run)
 
 	if (!run->loaded || run->failed || run->interrupted || run->consumed < run->seed_until)
 		return;
-	if (!KsSlotEnterStep(run->slot, &mark))
+	if (!KsRunEnterStep(run, &mark))
 		return;
 	PG_TRY();
 	{

@@ -434,6 +434,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	/* from now on SIGTERM ends us at a step boundary; SIGINT (PostgreSQL's) cancels a step */
 	pqsignal(SIGTERM, KsRunTermHandler);
+	pqsignal(SIGINT, KsRunCancelHandler);
 	CHECK_FOR_INTERRUPTS();
 	KsUndoDatabaseSettings(server_settings);
 	MemoryContextDelete(setcxt);

@@ -1738,6 +1738,50 @@ INSERT INTO bystander.ev (k) VALUES (1); SELECT keyedstate.sync('bystander.own',
 }
 
 ###########################################################################
+# 18. One owner's pause of her own aggregation, even rolled back, does not
+#     touch another owner's run.  It once bumped a counter of the whole
+#     database, which made any other owner's step that met a key's error
+#     (an error row, a normal outcome) count as cancelled: his run was
+#     unloaded and replayed from its checkpoint, again and again, his view
+#     going back meanwhile.
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_pauser LOGIN; CREATE ROLE regress_victim18 LOGIN;
+CREATE SCHEMA pauser AUTHORIZATION regress_pauser; CREATE SCHEMA victim18 AUTHORIZATION regress_victim18;});
+	as_role($node, 'regress_pauser', q{
+CREATE TABLE pauser.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('pauser.own', 'SELECT k, count(*) AS n FROM pauser.ev GROUP BY k');});
+	# a key whose minimum is 0 has an error row (division by zero)
+	as_role($node, 'regress_victim18', q{
+CREATE TABLE victim18.ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO victim18.ev (k, v) SELECT g % 50, g % 7 FROM generate_series(1, 1000) g;
+SELECT keyedstate.create_aggregation('victim18.inv', 'SELECT k, count(*) AS n, 100 / min(v) AS inv FROM victim18.ev GROUP BY k',
+	checkpoint_interval => '1 hour');
+SELECT keyedstate.sync('victim18.inv');});
+	my $recoveries = sub { scalar(() = slurp_file($node->logfile) =~ /aggregation victim18\.inv recovered/g) };
+	my $before = $recoveries->();
+	my $script = ks_script($node, 'pause_rollback.sql', "BEGIN;\nSELECT keyedstate.pause('pauser.own');\nROLLBACK;\n");
+	my ($bench, $out) = ks_pgbench($node, $db, '-U', 'regress_pauser', '-c', '1', '-T', '15', '-f', $script);
+	my $worst = 0;
+	for my $round (1 .. 20)
+	{
+		as_role($node, 'regress_victim18', q{INSERT INTO victim18.ev (k, v) SELECT g % 50, g % 7 FROM generate_series(1, 200) g});
+		my $r = attempt($node, 'regress_victim18', q{SELECT keyedstate.sync('victim18.inv', '30 s')}, 60);
+		$worst = $r->{secs} if $r->{secs} > $worst;
+		select(undef, undef, undef, 0.3);
+	}
+	$bench->finish;
+	my ($tx) = $$out =~ /number of transactions actually processed: (\d+)/;
+	ok(($tx // 0) > 100, '18: (precondition) she paused and rolled back ' . ($tx // 0) . ' times');
+	is($recoveries->() - $before, 0, "18: another owner's rolled-back pauses in a loop: the aggregation never recovered meanwhile")
+	  or diag(status_of($node, 'victim18.inv'));
+	ok($worst < 10, "18: ... and its syncs went on meanwhile (slowest ${worst}s)");
+	is(ks_mismatches($node, $db, 'SELECT k, n FROM victim18.inv', 'SELECT k, count(*) FROM victim18.ev GROUP BY k'), '0',
+		'18: ... and it is exact');
+	$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('pauser.own'); SELECT keyedstate.drop_aggregation('victim18.inv')});
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
