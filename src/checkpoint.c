@@ -457,7 +457,7 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 
 	KsBecomeWorker();
 	KsPrepareCheckpointPlan(run);
-	if (!KsLockDefinitionRow(run))
+	if (!KsLockDefinitionRow(run) || (!all && !KsLockStateTables()))
 	{
 		KsBecomeOwner(run);
 		return KS_CKPT_SKIPPED;

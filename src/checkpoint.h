@@ -146,6 +146,13 @@ extern void KsCheckpointDone(KsAggRun *run, TimestampTz paused_from);
 extern bool KsLockDefinitionRow(KsAggRun *run);
 
 /*
+ * Lock keyedstate.state and keyedstate.cold with their indexes for writing,
+ * without waiting: false if another transaction holds one (a VACUUM FULL),
+ * and the checkpoint skips its slice instead of stalling the step.
+ */
+extern bool KsLockStateTables(void);
+
+/*
  * Commit a checkpoint's offset and id to the run's row (the aggregation's
  * or its part's), with the rows of keyedstate.cold it leaves and a windowed
  * aggregation's watermark at that offset (DT_NOBEGIN: none).

@@ -21,8 +21,13 @@
  */
 #include "keyedstate.h"
 
+#include "access/relation.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "checkpoint.h"
 #include "cold.h"
@@ -64,6 +69,46 @@ KsLockDefinitionRow(KsAggRun *run)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	return SPI_processed == 1;
+}
+
+/* Lock a table and its indexes for writing, without waiting; false if one is held. */
+static bool
+KsLockForWriteNow(const char *name)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid(KS_SCHEMA, false));
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		ok = true;
+
+	if (!OidIsValid(relid) || !ConditionalLockRelationOid(relid, RowExclusiveLock))
+		return false;
+	rel = relation_open(relid, NoLock);
+	indexes = RelationGetIndexList(rel);
+	relation_close(rel, NoLock);
+	foreach(lc, indexes)
+		if (!ConditionalLockRelationOid(lfirst_oid(lc), RowExclusiveLock))
+		{
+			ok = false;
+			break;
+		}
+	list_free(indexes);
+	return ok;
+}
+
+/*
+ * Lock keyedstate.state and keyedstate.cold, and their indexes, for the
+ * checkpoint's writes, without waiting (see checkpoint.h).  A DBA's
+ * VACUUM FULL, CLUSTER, REINDEX or ALTER TABLE ... SET TABLESPACE of them
+ * holds an exclusive lock for as long as it runs: the checkpoint waits for
+ * it by skipping its slices (tried again 0.1 s later) while the steps
+ * consume and publish on, instead of waiting inside a step.  What a
+ * skipped slice holds is released with the step's transaction.
+ */
+bool
+KsLockStateTables(void)
+{
+	return KsLockForWriteNow("state") && KsLockForWriteNow("cold");
 }
 
 /*

@@ -200,5 +200,38 @@ ks_sync($node, 'postgres', 'big_stats', '5 min');
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM big_stats', $big_oracle), '0',
 	'exact after the checkpoints completed and a clean restart');
 
+# A DBA's VACUUM FULL (or CLUSTER, REINDEX, SET TABLESPACE) of keyedstate.state
+# or keyedstate.cold holds an exclusive lock on it: checkpoints wait, by
+# skipping their slices, while the steps go on consuming and publishing.
+$node->safe_psql('postgres', q{SELECT keyedstate.alter_aggregation('big_stats', checkpoint_interval => '100 ms');
+SELECT keyedstate.checkpoint('big_stats')});
+for my $table ('keyedstate.state', 'keyedstate.cold', 'keyedstate.state_pkey')
+{
+	my $dba = $node->background_psql('postgres');
+	my $what = $table =~ /pkey/ ? "REINDEX INDEX $table" : "LOCK TABLE $table IN ACCESS EXCLUSIVE MODE";
+	$dba->query_safe("BEGIN; $what");
+	my $before = $node->safe_psql('postgres', q{SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'big_stats'});
+	my $slowest = 0;
+	for my $round (1 .. 5)
+	{
+		$node->safe_psql('postgres', q{INSERT INTO big (k, v, n) SELECT g, 3, 1 FROM generate_series(1, 1000) g});
+		my $t0 = time();
+		$node->safe_psql('postgres', q{SELECT keyedstate.sync('big_stats', '30 s')});
+		$slowest = time() - $t0 if time() - $t0 > $slowest;
+	}
+	ok($slowest < 5, "$table held exclusively: the aggregation consumes on (slowest sync ${slowest}s)");
+	is($node->safe_psql('postgres', q{SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'big_stats'}), $before,
+		"... and no checkpoint committed meanwhile");
+	$dba->query_safe('COMMIT');
+	$dba->quit;
+	ok(ks_wait_for($node, 'postgres', qq{SELECT checkpointed_offset > $before AND state = 'running'
+		FROM keyedstate.status WHERE name = 'big_stats'}, 60), '... and once it is free the checkpoints go on');
+}
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM big_stats', $big_oracle), '0', 'exact after the held tables');
+ks_kill_worker($node, 'postgres');
+ks_wait_state($node, 'postgres', 'big_stats', 'running', 60) or die 'big_stats did not come back';
+ks_sync($node, 'postgres', 'big_stats', '5 min');
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM big_stats', $big_oracle), '0', '... and after a kill that follows');
+
 $node->stop;
 done_testing();
