@@ -233,7 +233,8 @@ KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 faile
 	}
 	else
 	{
-		slot->error[0] = '\0';
+		/* a passing error a run waits out (run.c) is shown, not failed */
+		strlcpy(slot->error, error ? error : "", KS_ERROR_LEN);
 		slot->failed_offset = 0;
 	}
 	LWLockRelease(&slot->lock);

@@ -218,6 +218,76 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
 }
 
 /*
+ * Errors of the server's resources or of concurrency, not of the
+ * aggregation: a full disk (keyedstate.state's tablespace), out of memory
+ * or of lock slots, an I/O error, a deadlock, a lock timeout.  They pass,
+ * and PostgreSQL's own processes retry after them; so does a run.
+ */
+static bool
+KsIsPassingError(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_SYSTEM_ERROR:
+		case ERRCODE_TRANSACTION_ROLLBACK:
+			return true;
+		default:
+			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+	}
+}
+
+/*
+ * After a passing error: log it as a warning, unload the run and load it
+ * again (from its last checkpoint, replaying the rows after it) once a
+ * wait has passed, 1 s doubled up to a minute while the errors go on.
+ * The published rows stay, so the view goes on showing the state as of
+ * the last step, and status shows the error until the run is loaded again.
+ */
+static void
+KsRunRetryAfter(KsAggRun *run, ErrorData *edata, int64 offset)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (run->retry_at != 0 && now - run->retry_at < 2 * (int64) run->retry_delay_ms * 1000)
+		run->retry_delay_ms = Min(run->retry_delay_ms * 2, 60 * 1000);
+	else
+		run->retry_delay_ms = 1000;
+	run->retry_at = TimestampTzPlusMilliseconds(now, run->retry_delay_ms);
+	edata->elevel = WARNING;
+	edata->detail = psprintf("keyedstate loads aggregation %s again in %d s, from its last checkpoint.",
+							 run->name, run->retry_delay_ms / 1000);
+	PG_TRY();
+	{
+		ThrowErrorData(edata);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	KsRunUnload(run);
+	KsSlotSetState(run->slot, KS_RUNNING, edata->message, offset);
+}
+
+/* Whether a run unloaded by a passing error must wait (see run.h). */
+bool
+KsRunRetryLater(KsAggRun *run, long *timeout)
+{
+	long		wait;
+
+	if (run->loaded || run->retry_at == 0)
+		return false;
+	wait = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), run->retry_at);
+	if (wait <= 0)
+		return false;
+	*timeout = Min(*timeout, wait);
+	return true;
+}
+
+/*
  * A step ended with an error: abort, and fail the aggregation.  A step
  * stopped on a backend's request (pause, drop, rebuild) is not a failure:
  * the run waits for the reload that request brings.  Nor is a cancel that
@@ -274,6 +344,12 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			FreeErrorData(edata);
 			return;
 		}
+	}
+	if (!timed_out && KsIsPassingError(edata->sqlerrcode))
+	{
+		KsRunRetryAfter(run, edata, offset);
+		KsRunAcceptCancels(false);
+		return;
 	}
 	if (timed_out)
 	{

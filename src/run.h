@@ -85,6 +85,8 @@ typedef struct KsAggRun
 	bool		interrupted;	/* stopped by a backend: wait for a reload */
 	bool		interrupt_unseen;	/* ... that sees what the backend did */
 	int64		failed_resume_count;	/* resume() bumps the catalog's */
+	TimestampTz retry_at;		/* unloaded by a passing error: load again then */
+	int			retry_delay_ms; /* ... and the wait before, doubled while they go on */
 
 	/* valid while loaded; all in loadcxt */
 	MemoryContext loadcxt;
@@ -321,9 +323,14 @@ extern double KsRunRate(KsAggRun *run, TimestampTz now);
 
 /*
  * A step ended with an error (caught in cxt): abort, and fail the
- * aggregation, unless a backend interrupted it since `mark`.
+ * aggregation, unless a backend interrupted it since `mark`, or the error
+ * is one of the server's resources (a full disk), which unloads the run to
+ * load it again later (KsRunRetryLater).
  */
 extern void KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark);
+
+/* Whether a run unloaded by a passing error must wait before it loads again. */
+extern bool KsRunRetryLater(KsAggRun *run, long *timeout);
 
 /*
  * Whether the current step was told to stop: it timed out, the worker is

@@ -386,7 +386,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 	KsSlotProgress progress;
 	KsStepMark	mark;
 
-	if (run->failed || run->interrupted)
+	if (run->failed || run->interrupted || KsRunRetryLater(run, timeout))
 		return;
 	if (!KsRunEnterStep(run, &mark))
 		return;

@@ -32,6 +32,7 @@
 #include "keyedstate.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -438,8 +439,14 @@ KsDatabaseWorkerMain(Datum main_arg)
 	CHECK_FOR_INTERRUPTS();
 	KsUndoDatabaseSettings(server_settings);
 	MemoryContextDelete(setcxt);
-	/* shown by pg_stat_activity and the log, and to user code that asks */
-	SetConfigOption("application_name", "keyedstate worker", PGC_USERSET, PGC_S_SESSION);
+	/*
+	 * Shown by pg_stat_activity and the log (%a: a background worker has
+	 * no %d), and to user code that asks; truncated as PostgreSQL does.
+	 */
+	StartTransactionCommand();
+	SetConfigOption("application_name", psprintf("keyedstate worker %s", get_database_name(dboid)),
+					PGC_USERSET, PGC_S_SESSION);
+	CommitTransactionCommand();
 	/* a server-wide read-only default is the sessions' (as for autovacuum): we write checkpoints */
 	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
 	/*

@@ -233,5 +233,40 @@ ks_wait_state($node, 'postgres', 'big_stats', 'running', 60) or die 'big_stats d
 ks_sync($node, 'postgres', 'big_stats', '5 min');
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM big_stats', $big_oracle), '0', '... and after a kill that follows');
 
+# An error of the server's resources (a full disk under keyedstate.state,
+# out of memory, a deadlock) passes: the aggregation does not fail, its
+# view keeps the state it had, status shows the error, and it loads again
+# by itself (a function raising disk_full stands for the disk here).
+$node->safe_psql('postgres', q{
+CREATE TABLE disk (is_full boolean NOT NULL);
+INSERT INTO disk VALUES (false);
+CREATE FUNCTION written(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF (SELECT is_full FROM disk) THEN
+		RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+	END IF;
+	RETURN v;
+END $$;
+CREATE TABLE passing (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO passing (k, v) SELECT g % 10, g FROM generate_series(1, 100) g;
+SELECT keyedstate.create_aggregation('passing_sums', 'SELECT k, count(*) AS n, sum(written(v)) AS s FROM passing GROUP BY k');
+SELECT keyedstate.sync('passing_sums');
+SELECT keyedstate.checkpoint('passing_sums');
+UPDATE disk SET is_full = true;
+INSERT INTO passing (k, v) SELECT g % 10, g FROM generate_series(1, 50) g;
+});
+ok(ks_wait_for($node, 'postgres', q{SELECT error LIKE 'could not extend file%' FROM keyedstate.status WHERE name = 'passing_sums'}, 30),
+	'a passing error: status shows it') or diag(ks_status($node, 'postgres', 'passing_sums', q{state || ' ' || coalesce(error, '')}));
+select(undef, undef, undef, 3);
+is(ks_status($node, 'postgres', 'passing_sums', 'state'), 'running', '... the aggregation did not fail, retried meanwhile');
+ok(ks_wait_for($node, 'postgres', q{SELECT sum(n) = 100 FROM passing_sums}, 30), '... and between attempts its view shows the state it had');
+like(slurp_file($node->logfile), qr/WARNING:  could not extend file.*\n.*DETAIL:  keyedstate loads aggregation public\.passing_sums again in \d+ s/,
+	'... the log says it is tried again');
+$node->safe_psql('postgres', 'UPDATE disk SET is_full = false');
+ks_sync($node, 'postgres', 'passing_sums', '2 min');
+is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',
+	'once the disk has room it goes on by itself, exact');
+is(ks_status($node, 'postgres', 'passing_sums', q{state || coalesce(error, '')}), 'running', '... and status shows no error');
+
 $node->stop;
 done_testing();

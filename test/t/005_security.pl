@@ -183,7 +183,7 @@ sub steady_syncs
 # marker before each event: creation, worker kill, resume after a failure,
 # clean restart, ALTER VIEW OWNER, REASSIGN OWNED + DROP ROLE).  Rows logged
 # by her own sessions are ignored (client is the caller's application_name,
-# 'keyedstate worker' in the worker; a custom setting would not do: the
+# 'keyedstate worker <database>' in the worker; a custom setting would not do: the
 # worker applies those the creating session had, by design): only what the worker
 # ran counts.
 ###########################################################################
@@ -308,12 +308,12 @@ sub check_probe
 SELECT coalesce(string_agg(DISTINCT format('%s ran as %s (superuser: %s, restricted: %s, regress_mallory superuser: %s, session user %s, is_superuser %s)',
 									   phase, usr, is_super, restricted, mallory_super, sess, sess_super), '; '), '')
   FROM mallory.log
- WHERE marker = '$marker' AND client = 'keyedstate worker'
+ WHERE marker = '$marker' AND client LIKE 'keyedstate worker%'
    AND (usr IS DISTINCT FROM '$owner' OR is_super IS NOT FALSE OR restricted IS NOT TRUE
 		OR mallory_super IS NOT FALSE OR sess IS DISTINCT FROM '$owner' OR sess_super IS DISTINCT FROM 'off')});
 	is($bad, '', "1/$label: the worker ran user code only as $owner (its session user too), restricted, never as a superuser");
 	my %seen = map { $_ => 1 } split / /, $node->safe_psql($db, qq{
-SELECT string_agg(DISTINCT phase, ' ') FROM mallory.log WHERE marker = '$marker' AND client = 'keyedstate worker'});
+SELECT string_agg(DISTINCT phase, ' ') FROM mallory.log WHERE marker = '$marker' AND client LIKE 'keyedstate worker%'});
 	my @missing = grep { !$seen{$_} } @$required;
 	is(join(' ', @missing), '', "1/$label: the worker called the functions of these phases: @$required");
 	is($node->safe_psql($db, "SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_mallory'"), 'f',
