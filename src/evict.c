@@ -134,7 +134,7 @@ KsEvictRefuseGrowth(KsAggRun *run, int64 used)
 		(!window && (run->kt->nentries == 0 || used / (int64) run->kt->nentries <= limit)))
 		return;
 	ereport(ERROR,
-			(errcode(ERRCODE_OUT_OF_MEMORY),
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("aggregation %s uses " INT64_FORMAT " kB of memory, more than twice %s (" INT64_FORMAT " kB)",
 					run->name, used / 1024,
 					window ? "its share of keyedstate.max_state_memory" : "its budget", limit / 1024),

@@ -221,11 +221,15 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
  * Errors of the server's resources or of concurrency, not of the
  * aggregation: a full disk (keyedstate.state's tablespace), out of memory
  * or of lock slots, an I/O error, a deadlock, a lock timeout.  They pass,
- * and PostgreSQL's own processes retry after them; so does a run.
+ * and PostgreSQL's own processes retry after them; so does a run.  Not a
+ * configured limit (53400): keyedstate's own, max_shared_memory or twice
+ * the memory budget, stay until the setting changes.
  */
 static bool
 KsIsPassingError(int sqlerrcode)
 {
+	if (sqlerrcode == ERRCODE_CONFIGURATION_LIMIT_EXCEEDED)
+		return false;
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
 	{
 		case ERRCODE_INSUFFICIENT_RESOURCES:

@@ -36,7 +36,7 @@ void
 KsStoreExhausted(const char *aggname)
 {
 	ereport(ERROR,
-			(errcode(ERRCODE_OUT_OF_MEMORY),
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("keyedstate shared memory is exhausted"),
 			 errdetail("Aggregation %s needs more than keyedstate.max_shared_memory (%d kB) allows.",
 					   aggname, ks_max_shared_memory),
