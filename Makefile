@@ -50,9 +50,11 @@ OBJS = \
 	src/liveview.o \
 	src/lookup.o \
 	src/lookupexec.o \
+	src/livewrite.o \
 	src/create.o \
 	src/control.o \
 	src/hooks.o \
+	src/hooksource.o \
 	src/waketrig.o \
 	src/dbhooks.o \
 	src/keytypes.o \

@@ -132,6 +132,32 @@ SELECT state, error FROM keyedstate.status WHERE name = 'widen_n';
 SELECT keyedstate.drop_aggregation('widen_n');
 DROP TABLE widen;
 
+-- the offset column's index cannot be dropped while an aggregation reads
+-- the table by it (the aggregation would fail at its next step); another
+-- index on the column lets it go
+CREATE TABLE idx (id bigserial PRIMARY KEY, k int);
+CREATE TABLE idx_part (id bigserial NOT NULL, k int) PARTITION BY RANGE (id);
+CREATE TABLE idx_part_1 PARTITION OF idx_part FOR VALUES FROM (1) TO (1000);
+CREATE INDEX idx_part_id ON idx_part (id);
+SELECT keyedstate.create_aggregation('idx_n', 'SELECT k, count(*) AS n FROM idx GROUP BY k');
+SELECT keyedstate.create_aggregation('idx_part_n', 'SELECT k, count(*) AS n FROM idx_part GROUP BY k');
+ALTER TABLE idx DROP CONSTRAINT idx_pkey;
+DROP INDEX idx_part_id;
+CREATE INDEX idx_id ON idx (id);
+ALTER TABLE idx DROP CONSTRAINT idx_pkey;
+DROP INDEX idx_id;
+INSERT INTO idx (k) VALUES (1);
+INSERT INTO idx_part (k) VALUES (1);
+SELECT keyedstate.sync('idx_n'), keyedstate.sync('idx_part_n');
+SELECT name, state FROM keyedstate.status WHERE name LIKE 'idx%' ORDER BY name;
+-- an aggregation's view takes no writes, and says so naming it
+INSERT INTO idx_n VALUES (1, 1);
+UPDATE idx_n SET n = 0;
+DELETE FROM idx_n WHERE k = 1;
+SELECT keyedstate.drop_aggregation('idx_n'), keyedstate.drop_aggregation('idx_part_n');
+DROP INDEX idx_id;
+DROP TABLE idx, idx_part;
+
 -- DROP EXTENSION needs CASCADE while aggregations exist, as for any
 -- extension other objects depend on; then it stops everything and leaves
 -- nothing behind

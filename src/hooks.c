@@ -250,46 +250,6 @@ KsBeforeDropExtension(DropStmt *stmt)
 }
 
 /*
- * The aggregations whose source is one of relids (a partition's parent
- * and its ancestors), or all of them if `all`, in the statement's memory;
- * NIL where keyedstate is not installed.
- */
-static List *
-KsAggregationsOf(List *relids, bool all)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	KsCatalogAccess acc;
-	List	   *defs;
-	List	   *result = NIL;
-	ListCell   *lc;
-
-	if (!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
-		return NIL;
-	KsCatalogOpen(&acc);
-	defs = KsLoadDefinitions(cxt, false);
-	KsCatalogClose(&acc);
-	foreach(lc, defs)
-	{
-		KsAggDef   *def = (KsAggDef *) lfirst(lc);
-
-		if (all || list_member_oid(relids, def->source_oid))
-			result = lappend(result, def);
-	}
-	return result;
-}
-
-/* A table and the tables it is a partition of, nearest first. */
-static List *
-KsSelfAndAncestors(Oid relid)
-{
-	List	   *rels = list_make1_oid(relid);
-
-	if (get_rel_relispartition(relid))
-		rels = list_concat(rels, get_partition_ancestors(relid));
-	return rels;
-}
-
-/*
  * Whether the current user may run the command on a table at all.  Checked
  * before anything is locked or read, as PostgreSQL does: a user who may
  * not would otherwise queue an exclusive lock on someone else's table, or
@@ -560,6 +520,8 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	bool		existed = false;
 	List	   *aggregates = NIL;	/* CREATE OR REPLACE AGGREGATE (keytypes.h) */
 
+	List	   *indexed = KsTablesLosingIndexes(parsetree);	/* (hooksource.c) */
+
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		KsBeforeDropExtension((DropStmt *) parsetree);
 	else if (IsA(parsetree, DropdbStmt) || IsA(parsetree, RenameStmt) ||
@@ -604,6 +566,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 								queryEnv, dest, qc);
 
 	KsAfterReplaceAggregate(aggregates);
+	KsCheckOffsetIndexesKept(indexed);
 	/* a partition this command created (not one IF NOT EXISTS found) */
 	if (KsPartitionCreateStmt(parsetree) != NULL && !existed)
 	{

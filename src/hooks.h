@@ -47,6 +47,26 @@ extern void KsWakeTriggersDrop(int32 aggid, Oid relid);
 extern Oid	KsWakeTriggerOid(Oid relid, int32 aggid);
 extern char *KsWakeTriggerSql(int32 aggid, Oid relid);
 
+/* --- hooksource.c: the tables a utility command changes --- */
+
+/*
+ * The aggregations whose source is one of relids (a table and its
+ * ancestors), or all of them if `all`; NIL where keyedstate is not
+ * installed.
+ */
+extern List *KsAggregationsOf(List *relids, bool all);
+
+/* A table and the tables it is a partition of, nearest first. */
+extern List *KsSelfAndAncestors(Oid relid);
+
+/*
+ * The tables whose indexes a utility command may drop, found before it
+ * runs; and after it, the refusal of one that left an aggregation's
+ * source without an index on its offset column.
+ */
+extern List *KsTablesLosingIndexes(Node *parsetree);
+extern void KsCheckOffsetIndexesKept(List *tables);
+
 /* Forget an aggregation whose view is gone (see orphans.c). */
 extern void KsForgetAggregation(int32 id, bool orphan);
 

@@ -58,9 +58,11 @@
  *	liveview	foreign data wrapper behind each live view
  *	lookup		planning point lookups of grouping keys in a live view scan
  *	lookupexec	executing them: evaluating and hashing the looked-up values
+ *	livewrite	writes through a live view: refused, naming the view
  *	create		create_aggregation()
  *	control		drop, pause, resume, rebuild, sync, checkpoint, status
  *	hooks		commit callback, wake-up trigger, utility hook
+ *	hooksource	the aggregations a utility command on a table touches; offset indexes kept
  *	waketrig	putting the wake-up trigger on sources and their partitions
  *	restore		binding definitions restored from a dump
  *	orphans		aggregations whose view went away without an event trigger

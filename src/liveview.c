@@ -573,9 +573,8 @@ KsEndForeignScan(ForeignScanState *node)
 }
 
 /*
- * ExplainForeignScan: say which aggregation and whether it is a lookup;
- * with ANALYZE, how many keys were looked up and how many fetches read
- * every key instead (too many keys to look up).
+ * ExplainForeignScan: which aggregation, whether a lookup; with ANALYZE, how
+ * many keys were looked up and how many fetches read every key instead.
  */
 static void
 KsExplainForeignScan(ForeignScanState *node, ExplainState *es)
@@ -602,6 +601,7 @@ keyedstate_fdw_handler(PG_FUNCTION_ARGS)
 	routine->ReScanForeignScan = KsReScanForeignScan;
 	routine->EndForeignScan = KsEndForeignScan;
 	routine->ExplainForeignScan = KsExplainForeignScan;
+	routine->PlanForeignModify = KsPlanForeignModify;	/* livewrite.c */
 	PG_RETURN_POINTER(routine);
 }
 

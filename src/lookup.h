@@ -100,4 +100,12 @@ extern int	KsLookupHashes(KsLookupState *ls, ExprContext *econtext,
 /* EXPLAIN ANALYZE: keys looked up, and fetches that read every key. */
 extern void KsLookupExplain(const KsLookupState *ls, ExplainState *es);
 
+/*
+ * livewrite.c: the live table's PlanForeignModify, which refuses an
+ * INSERT, UPDATE or DELETE through the aggregation's view, naming it.
+ */
+struct ModifyTable;
+extern List *KsPlanForeignModify(PlannerInfo *root, struct ModifyTable *plan, Index rti,
+								 int subplan_index);
+
 #endif							/* KS_LOOKUP_H */
