@@ -110,6 +110,17 @@ DROP TABLE dim;
 -- not captured: the worker would read the server's value, or its role's
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''plpgsql.variable_conflict'') AS vc, count(*) FROM src GROUP BY 1, 2');
+-- keyedstate's own are not captured either; nor is a setting read through
+-- an operator, or an aggregate's final function
+SET keyedstate.load_wait = '3s';
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''keyedstate.load_wait'') AS lw, count(*) FROM src GROUP BY 1, 2');
+RESET keyedstate.load_wait;
+CREATE OPERATOR !! (RIGHTARG = text, FUNCTION = pg_catalog.current_setting);
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, !! ''application_name'' AS app, count(*) FROM src GROUP BY 1, 2');
+CREATE AGGREGATE setting_of(text) (sfunc = pg_catalog.textcat, stype = text, initcond = '', finalfunc = pg_catalog.current_setting);
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, setting_of(''TimeZone'') AS tz FROM src GROUP BY k');
+DROP AGGREGATE setting_of(text);
+DROP OPERATOR !! (NONE, text);
 SET myapp.x = '';
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
 RESET myapp.x;

@@ -61,6 +61,9 @@ KsIsCapturedSettingName(Node *arg)
 		((Const *) arg)->consttype != TEXTOID)
 		return false;
 	name = TextDatumGetCString(((Const *) arg)->constvalue);
+	/* keyedstate's own are never captured (KsCaptureSettings) */
+	if (pg_strncasecmp(name, "keyedstate.", 11) == 0)
+		return false;
 	/*
 	 * A custom setting is captured only if set in this session (not at its
 	 * default, not absent): otherwise the worker would read its own value,
@@ -69,6 +72,48 @@ KsIsCapturedSettingName(Node *arg)
 	if (strchr(name, '.') != NULL && !KsCustomSettingIsSet(name))
 		return false;
 	return KsIsCapturedSetting(name);
+}
+
+static bool KsIsUnpinnedFunction(Oid funcid, void *context);
+
+/* Whether a function is current_setting(). */
+static bool
+KsIsSettingReader(Oid funcid)
+{
+	return funcid == F_CURRENT_SETTING_TEXT || funcid == F_CURRENT_SETTING_TEXT_BOOL;
+}
+
+/*
+ * Whether an aggregate's support functions include current_setting() or a
+ * function of the time or session (KsIsUnpinnedFunction): a user's
+ * aggregate may name a built-in one as its final function.  Its other
+ * support functions are the owner's to keep pure (see the README).
+ */
+static bool
+KsAggregateReadsSession(Oid aggfnoid)
+{
+	HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggfnoid));
+	Form_pg_aggregate agg;
+	Oid			fns[8];
+	bool		found = false;
+	int			i;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	agg = (Form_pg_aggregate) GETSTRUCT(tup);
+	fns[0] = agg->aggtransfn;
+	fns[1] = agg->aggfinalfn;
+	fns[2] = agg->aggcombinefn;
+	fns[3] = agg->aggserialfn;
+	fns[4] = agg->aggdeserialfn;
+	fns[5] = agg->aggmtransfn;
+	fns[6] = agg->aggminvtransfn;
+	fns[7] = agg->aggmfinalfn;
+	ReleaseSysCache(tup);
+	for (i = 0; i < 8; i++)
+		if (OidIsValid(fns[i]) && (KsIsSettingReader(fns[i]) || KsIsUnpinnedFunction(fns[i], NULL)))
+			found = true;
+	return found;
 }
 
 /* Functions whose value depends on when or where the worker runs them. */
@@ -241,15 +286,24 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 		}
 		return false;
 	}
-	/* a setting's value is the creating session's only if it is captured */
-	if (IsA(node, FuncExpr) &&
-		(((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT ||
-		 ((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT_BOOL) &&
-		!KsIsCapturedSettingName(linitial(((FuncExpr *) node)->args)))
+	/*
+	 * A setting's value is the creating session's only if it is captured,
+	 * whether current_setting() is called as a function or an operator
+	 */
+	if (IsA(node, OpExpr))
+		set_opfuncid((OpExpr *) node);
+	if (((IsA(node, FuncExpr) && KsIsSettingReader(((FuncExpr *) node)->funcid)) ||
+		 (IsA(node, OpExpr) && KsIsSettingReader(((OpExpr *) node)->opfuncid))) &&
+		!KsIsCapturedSettingName(linitial(IsA(node, FuncExpr) ? ((FuncExpr *) node)->args :
+										  ((OpExpr *) node)->args)))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "current_setting() of a setting it does not capture",
 				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot) set in your session, named by a constant, keep the creating session's value.");
 	if (check_functions_in_node(node, KsIsMutableFunction, &funcid))
 		KsRefuseMutable(funcid);
+	if (IsA(node, Aggref) && KsAggregateReadsSession(((Aggref *) node)->aggfnoid))
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
+				 "aggregates whose support functions read settings or depend on the current time or session",
+				 "A replay after a crash would compute another value.");
 	if (check_functions_in_node(node, KsIsUnpinnedFunction, NULL))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
 				 "functions that depend on the current time or session",
