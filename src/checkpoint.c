@@ -457,10 +457,16 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 
 	KsBecomeWorker();
 	KsPrepareCheckpointPlan(run);
-	if (!KsLockDefinitionRow(run) || (!all && !KsLockStateTables()))
+	if (!KsLockDefinitionRow(run))
 	{
 		KsBecomeOwner(run);
 		return KS_CKPT_SKIPPED;
+	}
+	/* the memory budget's hold waits for the tables, not for a backend (evict.h) */
+	if (!all && !KsLockStateTables())
+	{
+		KsBecomeOwner(run);
+		return KS_CKPT_BLOCKED;
 	}
 	/* serial functions are user code: run them as the owner */
 	KsBecomeOwner(run);

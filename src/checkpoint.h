@@ -111,6 +111,7 @@ extern void KsCheckpointStart(KsAggRun *run, bool final);
 
 typedef enum KsCkptProgress
 {
+	KS_CKPT_BLOCKED,			/* keyedstate.state or .cold is locked (a VACUUM FULL): later */
 	KS_CKPT_SKIPPED,			/* a backend holds the definition locked: later */
 	KS_CKPT_MORE,				/* a slice was written, more is to come */
 	KS_CKPT_WRITTEN				/* everything, and the offset: commit, then Done */

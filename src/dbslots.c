@@ -50,7 +50,9 @@ static int	ks_myindex = -1;
 void
 KsInterruptAggregation(Oid dboid, int32 aggid)
 {
+	KsDbSlot   *db;
 	int			i;
+	int			w;
 
 	if (KsSharedState == NULL)
 		return;
@@ -68,7 +70,14 @@ KsInterruptAggregation(Oid dboid, int32 aggid)
 			slot->interrupt_requests++;
 			/* the worker running it now (the pool may move it, see shmem.h) */
 			if (slot->in_step && slot->runner_pid != 0)
+			{
+				/* counted first: the worker tells ours from other SIGINTs */
+				db = KsLookupDbLocked(dboid);
+				for (w = 0; db != NULL && w < KS_MAX_DB_WORKERS; w++)
+					if (db->workers[w].pid == slot->runner_pid)
+						pg_atomic_fetch_add_u32(&db->workers[w].interrupts, 1);
 				(void) kill(slot->runner_pid, SIGINT);
+			}
 		}
 		LWLockRelease(&slot->lock);
 		LWLockRelease(KsSharedState->lock);
@@ -107,7 +116,10 @@ KsInitDbSlotLocked(KsDbSlot *db, Oid dboid)
 	db->dboid = dboid;
 	db->nworkers = 1;
 	for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+	{
 		db->workers[w].procno = -1;
+		pg_atomic_init_u32(&db->workers[w].interrupts, 0);
+	}
 }
 
 /* Bump a database's request counter, waking its workers and the launcher. */
@@ -391,6 +403,7 @@ KsClaimDatabase(Oid dboid, int index)
 		me->pid = MyProcPid;
 		me->procno = MyProc->pgprocno;
 		me->idle_exit = false;
+		pg_atomic_write_u32(&me->interrupts, 0);
 		ks_mydb = db;
 		ks_myindex = index;
 		ok = true;
@@ -399,6 +412,13 @@ KsClaimDatabase(Oid dboid, int index)
 	if (ok)
 		before_shmem_exit(KsWorkerDetach, (Datum) 0);
 	return ok;
+}
+
+/* The SIGINTs KsInterruptAggregation sent this worker so far (see shmem.h). */
+uint32
+KsWorkerInterruptsSent(void)
+{
+	return ks_mydb != NULL ? pg_atomic_read_u32(&ks_mydb->workers[ks_myindex].interrupts) : 0;
 }
 
 /* Whether this process is a keyedstate database worker (see shmem.h). */

@@ -218,26 +218,28 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
 }
 
 /*
- * Errors of the server's resources or of concurrency, not of the
- * aggregation: a full disk (keyedstate.state's tablespace), out of memory
- * or of lock slots, an I/O error, a deadlock, a lock timeout.  They pass,
- * and PostgreSQL's own processes retry after them; so does a run.  Not a
- * configured limit (53400): keyedstate's own, max_shared_memory or twice
- * the memory budget, stay until the setting changes.
+ * Errors of the disk or of concurrency, not of the aggregation: a full
+ * disk (keyedstate.state's tablespace), an I/O error, a deadlock, a
+ * serialization failure, a lock timeout.  They pass, and PostgreSQL's own
+ * processes retry after them; so does a run.  Not out of memory (of the
+ * worker, of /dev/shm, of the lock table): a run loaded again would take
+ * the memory again, and one role can fill the lock table for all, so
+ * those fail the aggregation as before.  Nor keyedstate's own limits
+ * (53400).
  */
 static bool
 KsIsPassingError(int sqlerrcode)
 {
-	if (sqlerrcode == ERRCODE_CONFIGURATION_LIMIT_EXCEEDED)
-		return false;
-	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	switch (sqlerrcode)
 	{
-		case ERRCODE_INSUFFICIENT_RESOURCES:
-		case ERRCODE_SYSTEM_ERROR:
-		case ERRCODE_TRANSACTION_ROLLBACK:
+		case ERRCODE_DISK_FULL:
+		case ERRCODE_IO_ERROR:
+		case ERRCODE_T_R_SERIALIZATION_FAILURE:
+		case ERRCODE_T_R_DEADLOCK_DETECTED:
+		case ERRCODE_LOCK_NOT_AVAILABLE:
 			return true;
 		default:
-			return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE;
+			return false;
 	}
 }
 
@@ -341,9 +343,13 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			FreeErrorData(edata);
 			return;
 		}
-		if (KsRunCancelSignals() != mark->signals)
+		/*
+		 * A cancel keyedstate sent for another aggregation's step, late:
+		 * just go on.  One it did not send (pg_cancel_backend) fails the
+		 * step, as it would a query.
+		 */
+		if (KsRunCancelSignals() != mark->signals && KsRunCancelSignals() <= KsWorkerInterruptsSent())
 		{
-			/* a cancel meant for another aggregation's step: just go on */
 			KsRunUnload(run);
 			FreeErrorData(edata);
 			return;
@@ -382,8 +388,9 @@ KsRunRate(KsAggRun *run, TimestampTz now)
 		run->rate_since = now;
 		return run->last_rate;
 	}
-	/* within the second: what was consumed so far in it, if more */
-	if (run->rate_rows > 0 && ms > 0)
-		return Max(run->last_rate, run->rate_rows * 1000.0 / Max(ms, 100));
-	return run->last_rate;
+	/*
+	 * Within the second: the rows consumed so far in it, if more (a drain
+	 * that just began).  Not extrapolated: 3 rows are not 30 a second.
+	 */
+	return Max(run->last_rate, (double) run->rate_rows);
 }

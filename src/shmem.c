@@ -93,7 +93,10 @@ KsShmemStartup(void)
 			int			w;
 
 			for (w = 0; w < KS_MAX_DB_WORKERS; w++)
+			{
 				KsSharedState->dbs[i].workers[w].procno = -1;
+				pg_atomic_init_u32(&KsSharedState->dbs[i].workers[w].interrupts, 0);
+			}
 		}
 		for (i = 0; i < ks_max_aggregations; i++)
 		{

@@ -207,6 +207,7 @@ typedef struct KsDbWorker
 	bool		idle_exit;		/* it left because it had nothing to do */
 	TimestampTz last_start;		/* when the launcher last started it */
 	bool		no_process;		/* ... and found no background worker slot free */
+	pg_atomic_uint32 interrupts;	/* SIGINTs KsInterruptAggregation sent it */
 	Oid			emptied_owner;	/* whose aggregations the pool last moved off it */
 	TimestampTz emptied_at;		/* ... for another owner, and when (pool.c) */
 } KsDbWorker;
@@ -486,6 +487,13 @@ extern void KsSlotLeaveStep(KsAggSlot *slot);
 
 /* Whether an interrupt was asked for this aggregation since the step began. */
 extern bool KsSlotInterruptedSince(KsAggSlot *slot, const KsStepMark *mark);
+
+/*
+ * The SIGINTs KsInterruptAggregation has sent this worker since it started
+ * (each counted before it is sent).  A worker that received no more SIGINTs
+ * than that was cancelled by keyedstate, not by pg_cancel_backend().
+ */
+extern uint32 KsWorkerInterruptsSent(void);
 
 /*
  * Raise the error of a failed aggregation: why (the error, the input row's

@@ -520,7 +520,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 				did_checkpoint = (progress == KS_CKPT_WRITTEN);
 				/* reading does not wait for a checkpoint that cannot go on (evict.h) */
 				run->ckpt_skipped = (progress == KS_CKPT_SKIPPED);
-				if (progress == KS_CKPT_SKIPPED)
+				if (progress <= KS_CKPT_SKIPPED)
 					*timeout = Min(*timeout, 100);
 				else if (progress == KS_CKPT_MORE)
 					*timeout = 0;

@@ -268,5 +268,26 @@ is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT 
 	'once the disk has room it goes on by itself, exact');
 is(ks_status($node, 'postgres', 'passing_sums', q{state || coalesce(error, '')}), 'running', '... and status shows no error');
 
+# A superuser's pg_cancel_backend() of a worker in a step (not a pause or
+# a drop, whose SIGINTs keyedstate sends and counts) fails the aggregation,
+# as it cancels a query; resume() brings it back
+$node->safe_psql('postgres', q{
+CREATE FUNCTION slowly(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN PERFORM pg_sleep(0.2); RETURN v; END $$;
+CREATE TABLE cancelled (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('cancelled_n', 'SELECT slowly(k) AS k, count(*) AS n FROM cancelled GROUP BY 1');
+INSERT INTO cancelled (k) SELECT g FROM generate_series(1, 50) g;
+});
+my $sleeper = q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND wait_event = 'PgSleep'};
+ok(ks_wait_for($node, 'postgres', "SELECT count(*) > 0 FROM ($sleeper) s", 30), '(precondition) a worker is in a slow step');
+$node->safe_psql('postgres', "SELECT pg_cancel_backend(pid) FROM ($sleeper) s");
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error LIKE 'canceling statement due to user request%'
+	FROM keyedstate.status WHERE name = 'cancelled_n'}, 30), "pg_cancel_backend of the worker fails the step's aggregation")
+  or diag(ks_status($node, 'postgres', 'cancelled_n', q{state || ' ' || coalesce(error, '')}));
+$node->safe_psql('postgres', q{CREATE OR REPLACE FUNCTION slowly(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN RETURN v; END $$;
+SELECT keyedstate.resume('cancelled_n')});
+ks_sync($node, 'postgres', 'cancelled_n', '60 s');
+is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM cancelled_n', 'SELECT k, count(*) FROM cancelled GROUP BY k'), '0',
+	'... and after resume() it is exact');
+
 $node->stop;
 done_testing();
