@@ -8,6 +8,10 @@
 #   PROVE_TESTS="test/t/001_crash_recovery.pl" test/run-tests.sh
 #   REGRESS=" " / PROVE_TESTS=" "  skip the regress / the TAP tests
 #   PROVE_FLAGS=-v ...               also print each TAP test's notes (figures)
+#
+# The TAP files run two at a time, each on its own throw-away cluster, and
+# prove prints each one's duration (PROVE_FLAGS defaults to "-j2 --timer";
+# PROVE_FLAGS="--timer" runs them one by one).
 
 source "$(dirname "$0")/lib.sh"
 
@@ -34,7 +38,7 @@ if [ -n "${PROVE_TESTS+set}" ] && [ -z "${PROVE_TESTS// /}" ]; then
 elif [ -n "${PROVE_TESTS:-}" ]; then
 	args+=("PROVE_TESTS=$PROVE_TESTS")
 fi
-[ -n "${PROVE_FLAGS:-}" ] && args+=("PROVE_FLAGS=$PROVE_FLAGS")
+args+=("PROVE_FLAGS=${PROVE_FLAGS:--j2 --timer}")
 ks_as_pg make -C "$tree" -s PG_CONFIG="$PG_BIN/pg_config" installcheck "${args[@]}" 2>&1 | tee "$tree/installcheck.out" || status=1
 
 # pg_regress prints "ok" / "FAILED" per test; prove prints "ok" or "Failed" per file

@@ -362,10 +362,10 @@ $node->safe_psql('db_a', 'ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_
 # recovery is keyedstate's own work: an owner whose statement_timeout is
 # far below the time it takes to load her keys still gets her aggregation
 # back after a restart (only the replayed user code is timed, key by key;
-# 100 ms, not less: a step of one row must not outlast it on a loaded machine)
+# 50 ms, not less: a step of one row must not outlast it on a loaded machine)
 $node->safe_psql('db_a', q{
 CREATE ROLE regress_quick;
-ALTER ROLE regress_quick SET statement_timeout = '100ms';
+ALTER ROLE regress_quick SET statement_timeout = '50ms';
 CREATE SCHEMA quick AUTHORIZATION regress_quick;
 SET ROLE regress_quick;
 CREATE TABLE quick.ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
@@ -378,7 +378,7 @@ $node->safe_psql('db_a', q{SELECT keyedstate.checkpoint('quick.n')});
 $node->restart;
 $node->safe_psql('db_a', 'INSERT INTO quick.ev (k, v) VALUES (1, 1)');
 ks_sync($node, 'db_a', 'quick.n', '5 min');
-is(ks_state($node, 'db_a', 'quick.n'), 'running', 'an owner with a 100 ms statement_timeout: her 2,000 keys of 150 replayed rows each recover after a restart');
+is(ks_state($node, 'db_a', 'quick.n'), 'running', 'an owner with a 50 ms statement_timeout: her 2,000 keys of 150 replayed rows each recover after a restart');
 is(ks_mismatches($node, 'db_a', 'SELECT k, n, vs FROM quick.n', q{SELECT k, count(*), string_agg(v::text, '' ORDER BY id) FROM quick.ev GROUP BY k}), '0',
 	'... exact');
 $node->safe_psql('db_a', q{SELECT keyedstate.drop_aggregation('quick.n'); DROP SCHEMA quick CASCADE});
