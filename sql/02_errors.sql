@@ -121,6 +121,23 @@ CREATE AGGREGATE setting_of(text) (sfunc = pg_catalog.textcat, stype = text, ini
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, setting_of(''TimeZone'') AS tz FROM src GROUP BY k');
 DROP AGGREGATE setting_of(text);
 DROP OPERATOR !! (NONE, text);
+-- a volatile support function; and defaults the planner adds to a call
+CREATE SEQUENCE draws;
+CREATE FUNCTION pick(s regclass, t text) RETURNS regclass IMMUTABLE LANGUAGE sql AS 'SELECT $1';
+CREATE AGGREGATE draw(text) (sfunc = pick, stype = regclass, initcond = 'draws', finalfunc = pg_catalog.nextval);
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, draw(''x'') AS d FROM src GROUP BY k');
+DROP AGGREGATE draw(text);
+DROP FUNCTION pick(regclass, text);
+DROP SEQUENCE draws;
+CREATE FUNCTION app_or(t text DEFAULT current_setting('application_name')) RETURNS text IMMUTABLE LANGUAGE sql AS 'SELECT $1';
+CREATE FUNCTION coin(f float8 DEFAULT random()) RETURNS float8 IMMUTABLE LANGUAGE sql AS 'SELECT $1';
+CREATE FUNCTION stamp(t timestamptz DEFAULT clock_timestamp()) RETURNS timestamptz IMMUTABLE LANGUAGE sql AS 'SELECT $1';
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, app_or() AS app, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, coin() > 0.5 AS c, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, stamp() AS t, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, app_or(''given'') AS app, count(*) FROM src GROUP BY 1, 2');
+SELECT keyedstate.drop_aggregation('e_tz');
+DROP FUNCTION app_or(text), coin(float8), stamp(timestamptz);
 SET myapp.x = '';
 SELECT keyedstate.create_aggregation('e_tz', 'SELECT k, current_setting(''TimeZone'') AS tz, current_setting(''myapp.x'', true) AS x, count(*) FROM src GROUP BY 1, 2, 3');
 RESET myapp.x;

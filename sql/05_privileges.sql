@@ -89,6 +89,28 @@ SELECT k, n, who FROM ks_alice.stats ORDER BY k;
 SELECT keyedstate.drop_aggregation('ks_alice.stats');
 RESET ROLE;
 
+-- another role's aggregation over her table does not keep its owner from
+-- dropping the offset column's index (a view would not either): that
+-- aggregation fails at its next step, naming the missing index
+CREATE SCHEMA ks_bob AUTHORIZATION regress_ks_bob;
+GRANT USAGE ON SCHEMA ks_bob TO regress_ks_alice;
+SET ROLE regress_ks_bob;
+CREATE TABLE ks_bob.own (id bigserial PRIMARY KEY, k int);
+GRANT SELECT, TRIGGER ON ks_bob.own TO regress_ks_alice;
+SET ROLE regress_ks_alice;
+SELECT keyedstate.create_aggregation('ks_alice.theirs', 'SELECT k, count(*) AS n FROM ks_bob.own GROUP BY k');
+ALTER TABLE ks_bob.own DROP CONSTRAINT own_pkey;
+-- writing through her view: permission denied for one without the right
+SET ROLE regress_ks_bob;
+INSERT INTO ks_alice.theirs VALUES (1, 1);
+ALTER TABLE ks_bob.own DROP CONSTRAINT own_pkey;
+INSERT INTO ks_bob.own (k) VALUES (1);
+SET ROLE regress_ks_alice;
+SELECT keyedstate.sync('ks_alice.theirs');
+SELECT keyedstate.drop_aggregation('ks_alice.theirs');
+RESET ROLE;
+DROP SCHEMA ks_bob CASCADE;
+
 DROP TABLE secret;
 DROP AGGREGATE whoami(int);
 DROP FUNCTION who_acc;

@@ -156,6 +156,17 @@ UPDATE idx_n SET n = 0;
 DELETE FROM idx_n WHERE k = 1;
 SELECT keyedstate.drop_aggregation('idx_n'), keyedstate.drop_aggregation('idx_part_n');
 DROP INDEX idx_id;
+-- a partition read as a source: its parent's index is its own
+SELECT keyedstate.create_aggregation('idx_leaf_n', 'SELECT k, count(*) AS n FROM idx_part_1 GROUP BY k');
+DROP INDEX idx_part_id;
+-- once the index is gone anyway (DROP INDEX CONCURRENTLY is not checked),
+-- other drops on the table are not refused for it
+CREATE INDEX idx_other ON idx (k);
+CREATE INDEX idx_id ON idx (id);
+SELECT keyedstate.create_aggregation('idx_n', 'SELECT k, count(*) AS n FROM idx GROUP BY k');
+DROP INDEX CONCURRENTLY idx_id;
+DROP INDEX idx_other;
+SELECT keyedstate.drop_aggregation('idx_n'), keyedstate.drop_aggregation('idx_leaf_n');
 DROP TABLE idx, idx_part;
 
 -- DROP EXTENSION needs CASCADE while aggregations exist, as for any

@@ -123,6 +123,13 @@ KsCheckpointForgetRetired(KsAggRun *run)
 	Oid			argtype = INT4OID;
 	int			ret;
 
+	/* a VACUUM FULL of keyedstate.state: at a later step */
+	if (!KsLockStateTables())
+	{
+		run->retired_gc = true;
+		return;
+	}
+
 	ret = SPI_execute_with_args("WITH gone AS ("
 								" DELETE FROM keyedstate.part r WHERE r.id IN "
 								"  (SELECT x.id FROM keyedstate.part x "
@@ -254,6 +261,12 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->ckpt_obsolete_below);
 	args[2] = Int32GetDatum(KS_OBSOLETE_PER_STEP);
+	/* a VACUUM FULL of keyedstate.state: later, as for the checkpoint's slices */
+	if (!KsLockStateTables())
+	{
+		*timeout = Min(*timeout, 100);
+		return;
+	}
 	KsRunTimeoutPause(false);
 	KsBecomeWorker();
 	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE (aggregation_id, checkpoint_id, chunk) IN "

@@ -21,6 +21,8 @@
 #include "nodes/plannodes.h"
 #include "optimizer/optimizer.h"
 #include "parser/parsetree.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
@@ -56,6 +58,12 @@ KsPlanForeignModify(PlannerInfo *root, ModifyTable *plan, Index rti, int subplan
 	Oid			relid = planner_rt_fetch(rti, root)->relid;
 	Oid			view = KsViewOfLiveTable(relid);
 	const char *name = get_rel_name(OidIsValid(view) ? view : relid);
+	AclMode		mode = plan->operation == CMD_INSERT ? ACL_INSERT :
+		plan->operation == CMD_UPDATE ? ACL_UPDATE : ACL_DELETE;
+
+	/* one who may not write the view is told so first, as PostgreSQL would */
+	if (OidIsValid(view) && pg_class_aclcheck(view, GetUserId(), mode) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, name);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

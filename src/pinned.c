@@ -84,9 +84,9 @@ KsIsSettingReader(Oid funcid)
 }
 
 /*
- * Whether an aggregate's support functions include current_setting() or a
- * function of the time or session (KsIsUnpinnedFunction): a user's
- * aggregate may name a built-in one as its final function.  Its other
+ * Whether an aggregate's support functions include current_setting(), a
+ * function of the time or session (KsIsUnpinnedFunction) or a volatile one:
+ * a user's aggregate may name a built-in one (nextval) as its final function.  Its other
  * support functions are the owner's to keep pure (see the README).
  */
 static bool
@@ -111,7 +111,8 @@ KsAggregateReadsSession(Oid aggfnoid)
 	fns[7] = agg->aggmfinalfn;
 	ReleaseSysCache(tup);
 	for (i = 0; i < 8; i++)
-		if (OidIsValid(fns[i]) && (KsIsSettingReader(fns[i]) || KsIsUnpinnedFunction(fns[i], NULL)))
+		if (OidIsValid(fns[i]) && (KsIsSettingReader(fns[i]) || KsIsUnpinnedFunction(fns[i], NULL) ||
+								   func_volatile(fns[i]) == PROVOLATILE_VOLATILE))
 			found = true;
 	return found;
 }
@@ -242,6 +243,32 @@ KsRefuseMutable(Oid funcid)
 }
 
 /*
+ * The default arguments of a function the query calls with fewer arguments
+ * than it has: the planner adds them (expand_function_arguments), after
+ * the checks below would have looked; NIL if it has none.
+ */
+static List *
+KsDefaultArguments(Oid funcid, int nargs)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	List	   *defaults = NIL;
+	Datum		datum;
+	bool		isnull;
+
+	if (!HeapTupleIsValid(tup))
+		return NIL;
+	if (((Form_pg_proc) GETSTRUCT(tup))->pronargdefaults > 0 &&
+		nargs < ((Form_pg_proc) GETSTRUCT(tup))->pronargs)
+	{
+		datum = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proargdefaults, &isnull);
+		if (!isnull)
+			defaults = castNode(List, stringToNode(TextDatumGetCString(datum)));
+	}
+	ReleaseSysCache(tup);
+	return defaults;
+}
+
+/*
  * Refuse what a replay would compute differently: the current time in any
  * spelling (now(), current_timestamp, current_date, localtime, age() of
  * one argument...), and values of the session (session_user, the backend's
@@ -300,9 +327,20 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot) set in your session, named by a constant, keep the creating session's value.");
 	if (check_functions_in_node(node, KsIsMutableFunction, &funcid))
 		KsRefuseMutable(funcid);
+	/* the defaults the planner will add are computed for each row too */
+	if (IsA(node, FuncExpr))
+	{
+		List	   *defaults = KsDefaultArguments(((FuncExpr *) node)->funcid,
+												  list_length(((FuncExpr *) node)->args));
+
+		if (defaults != NIL && contain_volatile_functions((Node *) defaults))
+			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
+					 "A replay after a crash must compute the same values; use immutable or stable expressions.");
+		(void) KsCheckPinnedWalker((Node *) defaults, ctx);
+	}
 	if (IsA(node, Aggref) && KsAggregateReadsSession(((Aggref *) node)->aggfnoid))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
-				 "aggregates whose support functions read settings or depend on the current time or session",
+				 "aggregates whose support functions are volatile, read settings or depend on the current time or session",
 				 "A replay after a crash would compute another value.");
 	if (check_functions_in_node(node, KsIsUnpinnedFunction, NULL))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,

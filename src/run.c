@@ -155,6 +155,19 @@ KsRunBegin(KsAggRun *run)
 	return nestlevel;
 }
 
+/*
+ * The worker's database, named in the context of its messages: a
+ * background worker's log lines have no %d (KsRunSetDatabase).
+ */
+static char ks_run_dbname[NAMEDATALEN] = "";
+
+/* Remember the worker's database's name (see run.h). */
+void
+KsRunSetDatabase(const char *dbname)
+{
+	strlcpy(ks_run_dbname, dbname, NAMEDATALEN);
+}
+
 /* Error context of a step: which aggregation, and which input row (see run.h). */
 void
 KsRowErrorContext(void *arg)
@@ -162,10 +175,10 @@ KsRowErrorContext(void *arg)
 	KsAggRun   *run = (KsAggRun *) arg;
 
 	if (run->cur_offset != 0)
-		errcontext("keyedstate aggregation %s, input row with offset " INT64_FORMAT,
-				   run->name, run->cur_offset);
+		errcontext("keyedstate aggregation %s of database %s, input row with offset " INT64_FORMAT,
+				   run->name, ks_run_dbname, run->cur_offset);
 	else
-		errcontext("keyedstate aggregation %s", run->name);
+		errcontext("keyedstate aggregation %s of database %s", run->name, ks_run_dbname);
 }
 
 /* Commit a step's transaction, rolling back settings its user code changed. */
@@ -217,19 +230,31 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
 	KsSlotSetState(run->slot, KS_FAILED, message, offset);
 }
 
+/* How long a run retries after running out of memory before it fails. */
+#define KS_OOM_RETRY_US		((int64) 10 * 60 * USECS_PER_SEC)
+
+/* Whether a run retried a moment ago: the errors go on (KsRunRetryAfter). */
+static bool
+KsRetryStreak(KsAggRun *run, TimestampTz now)
+{
+	return run->retry_at != 0 && now - run->retry_at < 2 * (int64) run->retry_delay_ms * 1000;
+}
+
 /*
  * Errors of the disk or of concurrency, not of the aggregation: a full
  * disk (keyedstate.state's tablespace), an I/O error, a deadlock, a
  * serialization failure, a lock timeout.  They pass, and PostgreSQL's own
- * processes retry after them; so does a run.  Not out of memory (of the
- * worker, of /dev/shm, of the lock table): a run loaded again would take
- * the memory again, and one role can fill the lock table for all, so
- * those fail the aggregation as before.  Nor keyedstate's own limits
- * (53400).
+ * processes retry after them; so does a run.  Out of memory passes for ten
+ * minutes of retries: any role can fill the lock table ("out of shared
+ * memory") for a while, but memory that stays short (the worker's, of
+ * /dev/shm), which a run loaded again takes again, fails it then.  Not
+ * keyedstate's own limits (53400).
  */
 static bool
-KsIsPassingError(int sqlerrcode)
+KsIsPassingError(KsAggRun *run, int sqlerrcode)
 {
+	TimestampTz now = GetCurrentTimestamp();
+
 	switch (sqlerrcode)
 	{
 		case ERRCODE_DISK_FULL:
@@ -238,6 +263,8 @@ KsIsPassingError(int sqlerrcode)
 		case ERRCODE_T_R_DEADLOCK_DETECTED:
 		case ERRCODE_LOCK_NOT_AVAILABLE:
 			return true;
+		case ERRCODE_OUT_OF_MEMORY:
+			return !KsRetryStreak(run, now) || now - run->retry_since < KS_OOM_RETRY_US;
 		default:
 			return false;
 	}
@@ -256,10 +283,13 @@ KsRunRetryAfter(KsAggRun *run, ErrorData *edata, int64 offset)
 	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (run->retry_at != 0 && now - run->retry_at < 2 * (int64) run->retry_delay_ms * 1000)
+	if (KsRetryStreak(run, now))
 		run->retry_delay_ms = Min(run->retry_delay_ms * 2, 60 * 1000);
 	else
+	{
 		run->retry_delay_ms = 1000;
+		run->retry_since = now;
+	}
 	run->retry_at = TimestampTzPlusMilliseconds(now, run->retry_delay_ms);
 	edata->elevel = WARNING;
 	edata->detail = psprintf("keyedstate loads aggregation %s again in %d s, from its last checkpoint.",
@@ -355,7 +385,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			return;
 		}
 	}
-	if (!timed_out && KsIsPassingError(edata->sqlerrcode))
+	if (!timed_out && KsIsPassingError(run, edata->sqlerrcode))
 	{
 		KsRunRetryAfter(run, edata, offset);
 		KsRunAcceptCancels(false);

@@ -87,6 +87,7 @@ typedef struct KsAggRun
 	int64		failed_resume_count;	/* resume() bumps the catalog's */
 	TimestampTz retry_at;		/* unloaded by a passing error: load again then */
 	int			retry_delay_ms; /* ... and the wait before, doubled while they go on */
+	TimestampTz retry_since;	/* ... since when they go on */
 
 	/* valid while loaded; all in loadcxt */
 	MemoryContext loadcxt;
@@ -265,6 +266,9 @@ extern void KsRunTermHandler(SIGNAL_ARGS);
  * count of the SIGINTs received, which a step's mark (shmem.h) records.
  */
 extern void KsRunCancelHandler(SIGNAL_ARGS);
+
+/* Name the worker's database in the context of its messages (KsRowErrorContext). */
+extern void KsRunSetDatabase(const char *dbname);
 extern uint32 KsRunCancelSignals(void);
 
 /*

@@ -444,6 +444,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 	 * no %d), and to user code that asks; truncated as PostgreSQL does.
 	 */
 	StartTransactionCommand();
+	KsRunSetDatabase(get_database_name(dboid));
 	SetConfigOption("application_name", psprintf("keyedstate worker %s", get_database_name(dboid)),
 					PGC_USERSET, PGC_S_SESSION);
 	CommitTransactionCommand();

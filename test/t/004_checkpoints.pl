@@ -262,6 +262,8 @@ is(ks_status($node, 'postgres', 'passing_sums', 'state'), 'running', '... the ag
 ok(ks_wait_for($node, 'postgres', q{SELECT sum(n) = 100 FROM passing_sums}, 30), '... and between attempts its view shows the state it had');
 like(slurp_file($node->logfile), qr/WARNING:  could not extend file.*\n.*DETAIL:  keyedstate loads aggregation public\.passing_sums again in \d+ s/,
 	'... the log says it is tried again');
+like(slurp_file($node->logfile), qr/keyedstate aggregation public\.passing_sums of database postgres, input row with offset \d+/,
+	'... naming the aggregation, its database and the row');
 $node->safe_psql('postgres', 'UPDATE disk SET is_full = false');
 ks_sync($node, 'postgres', 'passing_sums', '2 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',

@@ -377,6 +377,34 @@ like($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'h
 	qr/more than twice its budget/, '... and says why');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('huge_s'); DROP TABLE huge});
 
+# While keyedstate.cold is locked (a DBA's VACUUM FULL), checkpoints, and so
+# evictions, wait: the budget still holds, consumption waiting for them
+# instead of growing memory past it; once the table is free it goes on.
+$node->safe_psql($db, q{
+CREATE TABLE held (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('held_n', 'SELECT k, count(*) AS n FROM held GROUP BY k',
+	checkpoint_interval => '100 ms', memory_limit => '2MB');
+INSERT INTO held (k) SELECT g FROM generate_series(1, 20000) g;
+SELECT keyedstate.sync('held_n', '2 min');
+});
+my $dba = $node->background_psql($db);
+$dba->query_safe('BEGIN; LOCK TABLE keyedstate.cold IN ACCESS EXCLUSIVE MODE');
+$node->safe_psql($db, q{INSERT INTO held (k) SELECT g FROM generate_series(20001, 120000) g});
+my $worst = 0;
+for (1 .. 20)
+{
+	my $m = $node->safe_psql($db, q{SELECT memory_bytes FROM keyedstate.status WHERE name = 'held_n'});
+	$worst = $m if $m > $worst;
+	select(undef, undef, undef, 0.2);
+}
+ok($worst < 8 * 1024 * 1024, "keyedstate.cold held: the 2MB budget still holds (at most $worst bytes; 100,000 new keys would take 30 MB)");
+$dba->query_safe('COMMIT');
+$dba->quit;
+ks_sync($node, $db, 'held_n', '2 min');
+is(ks_mismatches($node, $db, 'SELECT k, n FROM held_n', 'SELECT k, count(*) FROM held GROUP BY k'), '0',
+	'... and once it is free it consumes the rest, exact');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('held_n'); DROP TABLE held});
+
 unlike(slurp_file($node->logfile), qr/terminated by signal (?!9\b)/,
 	'no server process died but of the deliberate SIGKILLs');
 
