@@ -85,9 +85,10 @@ KsIsSettingReader(Oid funcid)
 
 /*
  * Whether an aggregate's support functions include current_setting(), a
- * function of the time or session (KsIsUnpinnedFunction) or a volatile one:
- * a user's aggregate may name a built-in one (nextval) as its final function.  Its other
- * support functions are the owner's to keep pure (see the README).
+ * function of the time or session (KsIsUnpinnedFunction) or a volatile
+ * built-in one: a user's aggregate may name one (nextval) as its final
+ * function.  Its own support functions are the owner's to keep pure, as
+ * PostgreSQL leaves them (PL/pgSQL's are VOLATILE unless said otherwise).
  */
 static bool
 KsAggregateReadsSession(Oid aggfnoid)
@@ -112,7 +113,8 @@ KsAggregateReadsSession(Oid aggfnoid)
 	ReleaseSysCache(tup);
 	for (i = 0; i < 8; i++)
 		if (OidIsValid(fns[i]) && (KsIsSettingReader(fns[i]) || KsIsUnpinnedFunction(fns[i], NULL) ||
-								   func_volatile(fns[i]) == PROVOLATILE_VOLATILE))
+								   (fns[i] < FirstNormalObjectId &&
+									func_volatile(fns[i]) == PROVOLATILE_VOLATILE)))
 			found = true;
 	return found;
 }
