@@ -269,6 +269,26 @@ ks_sync($node, 'postgres', 'passing_sums', '2 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',
 	'once the disk has room it goes on by itself, exact');
 is(ks_status($node, 'postgres', 'passing_sums', q{state || coalesce(error, '')}), 'running', '... and status shows no error');
+# out of shared memory (any role can fill the lock table) passes the same way, for a while
+$node->safe_psql('postgres', q{
+CREATE OR REPLACE FUNCTION written(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF (SELECT is_full FROM disk) THEN
+		RAISE EXCEPTION 'out of shared memory' USING ERRCODE = 'out_of_memory', HINT = 'You might need to increase max_locks_per_transaction.';
+	END IF;
+	RETURN v;
+END $$;
+SELECT keyedstate.checkpoint('passing_sums');
+UPDATE disk SET is_full = true;
+INSERT INTO passing (k, v) SELECT g % 10, g FROM generate_series(1, 50) g;
+});
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'running' AND error = 'out of shared memory' FROM keyedstate.status WHERE name = 'passing_sums'}, 30),
+	'out of shared memory passes too: status shows it, the aggregation runs')
+  or diag(ks_status($node, 'postgres', 'passing_sums', q{state || ' ' || coalesce(error, '')}));
+$node->safe_psql('postgres', 'UPDATE disk SET is_full = false');
+ks_sync($node, 'postgres', 'passing_sums', '2 min');
+is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',
+	'... and once the memory is back it goes on, exact');
 
 # A superuser's pg_cancel_backend() of a worker in a step (not a pause or
 # a drop, whose SIGINTs keyedstate sends and counts) fails the aggregation,
