@@ -61,16 +61,14 @@ KsIsCapturedSettingName(Node *arg)
 		((Const *) arg)->consttype != TEXTOID)
 		return false;
 	name = TextDatumGetCString(((Const *) arg)->constvalue);
-	/* keyedstate's own are never captured (KsCaptureSettings) */
-	if (pg_strncasecmp(name, "keyedstate.", 11) == 0)
-		return false;
 	/*
 	 * A custom setting is captured only if set in this session (not at its
-	 * default, not absent): otherwise the worker would read its own value,
-	 * from the server's files or its role's and database's settings.
+	 * default, not absent), and keyedstate's own never: otherwise the worker
+	 * would read its own value, from the server's files or its role's and
+	 * database's settings.
 	 */
-	if (strchr(name, '.') != NULL && !KsCustomSettingIsSet(name))
-		return false;
+	if (strchr(name, '.') != NULL)
+		return KsCustomSettingIsSet(name);
 	return KsIsCapturedSetting(name);
 }
 
@@ -270,6 +268,25 @@ KsDefaultArguments(Oid funcid, int nargs)
 	return defaults;
 }
 
+/* The function a call or an operator node runs, with its arguments; InvalidOid for others. */
+static Oid
+KsCalledFunction(Node *node, List **args)
+{
+	*args = NIL;
+	if (IsA(node, FuncExpr))
+	{
+		*args = ((FuncExpr *) node)->args;
+		return ((FuncExpr *) node)->funcid;
+	}
+	if (IsA(node, OpExpr))
+	{
+		set_opfuncid((OpExpr *) node);
+		*args = ((OpExpr *) node)->args;
+		return ((OpExpr *) node)->opfuncid;
+	}
+	return InvalidOid;
+}
+
 /*
  * Refuse what a replay would compute differently: the current time in any
  * spelling (now(), current_timestamp, current_date, localtime, age() of
@@ -280,6 +297,7 @@ static bool
 KsCheckPinnedWalker(Node *node, void *ctx)
 {
 	Oid			funcid = InvalidOid;
+	List	   *args;
 
 	if (node == NULL)
 		return false;
@@ -319,12 +337,7 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 	 * A setting's value is the creating session's only if it is captured,
 	 * whether current_setting() is called as a function or an operator
 	 */
-	if (IsA(node, OpExpr))
-		set_opfuncid((OpExpr *) node);
-	if (((IsA(node, FuncExpr) && KsIsSettingReader(((FuncExpr *) node)->funcid)) ||
-		 (IsA(node, OpExpr) && KsIsSettingReader(((OpExpr *) node)->opfuncid))) &&
-		!KsIsCapturedSettingName(linitial(IsA(node, FuncExpr) ? ((FuncExpr *) node)->args :
-										  ((OpExpr *) node)->args)))
+	if (KsIsSettingReader(KsCalledFunction(node, &args)) && !KsIsCapturedSettingName(linitial(args)))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "current_setting() of a setting it does not capture",
 				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot) set in your session, named by a constant, keep the creating session's value.");
 	if (check_functions_in_node(node, KsIsMutableFunction, &funcid))
@@ -332,8 +345,7 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 	/* the defaults the planner will add are computed for each row too */
 	if (IsA(node, FuncExpr))
 	{
-		List	   *defaults = KsDefaultArguments(((FuncExpr *) node)->funcid,
-												  list_length(((FuncExpr *) node)->args));
+		List	   *defaults = KsDefaultArguments(((FuncExpr *) node)->funcid, list_length(args));
 
 		if (defaults != NIL && contain_volatile_functions((Node *) defaults))
 			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",

@@ -281,7 +281,6 @@ static void
 KsRunRetryAfter(KsAggRun *run, ErrorData *edata, int64 offset)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	MemoryContext cxt = CurrentMemoryContext;
 
 	if (KsRetryStreak(run, now))
 		run->retry_delay_ms = Min(run->retry_delay_ms * 2, 60 * 1000);
@@ -294,16 +293,8 @@ KsRunRetryAfter(KsAggRun *run, ErrorData *edata, int64 offset)
 	edata->elevel = WARNING;
 	edata->detail = psprintf("keyedstate loads aggregation %s again in %d s, from its last checkpoint.",
 							 run->name, run->retry_delay_ms / 1000);
-	PG_TRY();
-	{
-		ThrowErrorData(edata);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-	}
-	PG_END_TRY();
+	/* a warning is logged and returns */
+	ThrowErrorData(edata);
 	KsRunUnload(run);
 	KsSlotSetState(run->slot, KS_RUNNING, edata->message, offset);
 }

@@ -176,9 +176,20 @@ KsIsCapturedSetting(const char *name)
 }
 
 /*
- * Whether a custom setting is set in this session, so that KsCaptureSettings
- * captures it: it exists, with a value from somewhere other than its default.
+ * Whether KsCaptureSettings captures a custom setting: one not of
+ * keyedstate's own, set in this session (with a value from somewhere other
+ * than its default), that a session may change.
  */
+static bool
+KsCapturesCustom(struct config_generic *conf)
+{
+	return strchr(conf->name, '.') != NULL &&
+		pg_strncasecmp(conf->name, "keyedstate.", 11) != 0 &&
+		conf->source > PGC_S_DEFAULT &&
+		(conf->context == PGC_USERSET || conf->context == PGC_SUSET);
+}
+
+/* Whether a custom setting is captured now (see settings.h). */
 bool
 KsCustomSettingIsSet(const char *name)
 {
@@ -188,8 +199,7 @@ KsCustomSettingIsSet(const char *name)
 
 	for (i = 0; i < nvars; i++)
 		if (pg_strcasecmp(vars[i]->name, name) == 0)
-			return vars[i]->source > PGC_S_DEFAULT &&
-				(vars[i]->context == PGC_USERSET || vars[i]->context == PGC_SUSET);
+			return KsCapturesCustom(vars[i]);
 	return false;
 }
 
@@ -218,10 +228,7 @@ KsCaptureSettings(void)
 		struct config_generic *conf = vars[i];
 		const char *value;
 
-		if (strchr(conf->name, '.') == NULL ||
-			pg_strncasecmp(conf->name, "keyedstate.", 11) == 0 ||
-			conf->source <= PGC_S_DEFAULT ||
-			(conf->context != PGC_USERSET && conf->context != PGC_SUSET))
+		if (!KsCapturesCustom(conf))
 			continue;
 		value = GetConfigOption(conf->name, true, false);
 		if (value != NULL)

@@ -50,7 +50,10 @@ extern void KsSettingsInit(void);
 
 /* The settings captured at creation, and applying them (for a step, with the owner's rights). */
 extern bool KsIsCapturedSetting(const char *name);
-/* Whether a custom setting is set in this session (KsCaptureSettings captures it). */
+/*
+ * Whether KsCaptureSettings captures a custom setting now: set in this
+ * session, not keyedstate's own.
+ */
 extern bool KsCustomSettingIsSet(const char *name);
 extern List *KsCaptureSettings(void);
 extern void KsApplySettings(List *settings, GucAction action, Oid owner);
