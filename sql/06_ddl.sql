@@ -169,6 +169,31 @@ DROP INDEX idx_other;
 SELECT keyedstate.drop_aggregation('idx_n'), keyedstate.drop_aggregation('idx_leaf_n');
 DROP TABLE idx, idx_part;
 
+-- an unlogged table is emptied by a crash, the state of its rows is not:
+-- no table an aggregation reads may be unlogged, whether it is a
+-- partition at creation, one attached or created later, or a source or
+-- partition made unlogged while an aggregation reads it
+CREATE TABLE ul (id bigserial NOT NULL, k int) PARTITION BY RANGE (id);
+CREATE INDEX ON ul (id);
+CREATE UNLOGGED TABLE ul_1 PARTITION OF ul FOR VALUES FROM (1) TO (1000);
+SELECT keyedstate.create_aggregation('ul_n', 'SELECT k, count(*) AS n FROM ul GROUP BY k');
+ALTER TABLE ul_1 SET LOGGED;
+SELECT keyedstate.create_aggregation('ul_n', 'SELECT k, count(*) AS n FROM ul GROUP BY k');
+CREATE UNLOGGED TABLE ul_2 PARTITION OF ul FOR VALUES FROM (1000) TO (2000);
+CREATE UNLOGGED TABLE ul_3 (id bigint NOT NULL DEFAULT nextval('ul_id_seq'), k int);
+ALTER TABLE ul ATTACH PARTITION ul_3 FOR VALUES FROM (2000) TO (3000);
+ALTER TABLE ul_1 SET UNLOGGED;
+CREATE TABLE ul_plain (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('ul_plain_n', 'SELECT k, count(*) AS n FROM ul_plain GROUP BY k');
+ALTER TABLE ul_plain SET UNLOGGED;
+INSERT INTO ul (k) VALUES (1);
+INSERT INTO ul_plain (k) VALUES (1);
+SELECT keyedstate.sync('ul_n'), keyedstate.sync('ul_plain_n');
+SELECT name, state FROM keyedstate.status WHERE name LIKE 'ul%' ORDER BY name;
+SELECT keyedstate.drop_aggregation('ul_n'), keyedstate.drop_aggregation('ul_plain_n');
+ALTER TABLE ul_plain SET UNLOGGED;
+DROP TABLE ul, ul_3, ul_plain;
+
 -- DROP EXTENSION needs CASCADE while aggregations exist, as for any
 -- extension other objects depend on; then it stops everything and leaves
 -- nothing behind

@@ -313,7 +313,28 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 	}
 }
 
-/* ATTACH and DETACH PARTITION under a source (see source.h). */
+/*
+ * SET UNLOGGED of a table an aggregation reads (a source or a partition of
+ * one): a crash would empty it, and the state would keep its rows.
+ */
+static void
+KsBeforeSetUnlogged(RangeVar *rv)
+{
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+	List	   *aggs;
+
+	if (!OidIsValid(relid) || !KsMayChange(relid, "alter"))
+		return;
+	aggs = KsAggregationsOf(KsSelfAndAncestors(relid), false);
+	if (aggs != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot make table \"%s\" unlogged", get_rel_name(relid)),
+				 errdetail("Aggregation %s consumes it, and a crash would empty an unlogged table but not the state of its rows.",
+						   KsAggName(((KsAggDef *) linitial(aggs))->view_oid))));
+}
+
+/* ATTACH and DETACH PARTITION under a source (see source.h), SET UNLOGGED. */
 static void
 KsBeforeAlterTable(AlterTableStmt *stmt)
 {
@@ -326,6 +347,11 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 		Oid			parent;
 		Oid			part;
 
+		if (cmd->subtype == AT_SetUnLogged)
+		{
+			KsBeforeSetUnlogged(stmt->relation);
+			continue;
+		}
 		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition)
 			continue;
 		pc = (PartitionCmd *) cmd->def;

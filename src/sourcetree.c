@@ -131,6 +131,17 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 			leaf->srcslot = MakeSingleTupleTableSlot(CreateTupleDescCopy(RelationGetDescr(source)),
 													 &TTSOpsVirtual);
 	}
+	/* a crash empties an unlogged table, but not the state of its rows */
+	if (heap->rd_rel->relpersistence == RELPERSISTENCE_UNLOGGED)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 heap == source ?
+				 errmsg("cannot aggregate unlogged table \"%s\"", RelationGetRelationName(heap)) :
+				 errmsg("partition \"%s\" of table \"%s\" is unlogged",
+						RelationGetRelationName(heap), RelationGetRelationName(source)),
+				 errdetail("An unlogged table is emptied by a crash, which would leave the checkpointed state without its input rows."),
+				 running ?
+				 errhint("Make the table logged (ALTER TABLE ... SET LOGGED), then call keyedstate.rebuild(): a crash may have emptied it.") : 0));
 	/* its type as loaded: an index of another type is none of ours */
 	{
 		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(heap), leaf->offset_attnum - 1);
