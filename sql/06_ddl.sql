@@ -79,6 +79,41 @@ ALTER TYPE pt ADD ATTRIBUTE z int;
 ALTER TYPE pt RENAME ATTRIBUTE a TO aa;
 DROP TABLE pts;
 DROP TYPE pt;
+-- ... nested to any depth, in a key that is not a column of the view; with
+-- the row types the command changes beside the one it names: a partition's
+-- under ALTER TABLE of its parent, a typed table's under ALTER TYPE ...
+-- CASCADE; nor can DROP TYPE ... CASCADE drop an attribute
+CREATE TYPE deep0 AS (a int);
+DO $$BEGIN FOR i IN 1 .. 10 LOOP
+	EXECUTE format('CREATE TYPE deep%s AS (x deep%s)', i, i - 1);
+END LOOP; END$$;
+CREATE TABLE kp (a int, b int) PARTITION BY LIST (b);
+CREATE TABLE kp_1 PARTITION OF kp FOR VALUES IN (1);
+CREATE TYPE kbase AS (a int);
+CREATE TABLE ktyped OF kbase;
+CREATE TYPE kleaf AS (a int);
+CREATE TYPE kholder AS (l kleaf, b int);
+CREATE FUNCTION k_deep(int) RETURNS deep10 LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
+CREATE FUNCTION k_part(int) RETURNS kp_1 LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
+CREATE FUNCTION k_typed(int) RETURNS ktyped LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
+CREATE FUNCTION k_holder(int) RETURNS kholder LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
+CREATE TABLE kev (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('by_types',
+	'SELECT k, count(*) AS n FROM kev GROUP BY k, k_deep(k), k_part(k), k_typed(k), k_holder(k)');
+ALTER TYPE deep0 ADD ATTRIBUTE z int;
+ALTER TABLE kp ADD COLUMN z int;
+ALTER TABLE kp ALTER COLUMN a TYPE bigint;
+ALTER TYPE kbase ADD ATTRIBUTE z int CASCADE;
+DROP TYPE kleaf CASCADE;
+SELECT keyedstate.drop_aggregation('by_types');
+ALTER TYPE deep0 ADD ATTRIBUTE z int;
+ALTER TABLE kp ADD COLUMN z int;
+ALTER TYPE kbase ADD ATTRIBUTE z int CASCADE;
+DROP TYPE kleaf CASCADE;
+DROP FUNCTION k_deep(int), k_part(int), k_typed(int), k_holder(int);
+DROP TABLE kev, kp, ktyped;
+DO $$BEGIN FOR i IN REVERSE 10 .. 0 LOOP EXECUTE format('DROP TYPE deep%s', i); END LOOP; END$$;
+DROP TYPE kbase, kholder;
 
 -- a composite type an aggregation stores otherwise (here a transition
 -- state): an attribute cannot change its type, which would make the stored

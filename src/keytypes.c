@@ -18,7 +18,11 @@
  */
 #include "keyedstate.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_type.h"
@@ -30,6 +34,7 @@
 #include "parser/parse_type.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -39,39 +44,47 @@
 #include "catalog.h"
 #include "keytypes.h"
 
-/* Whether type t is `target` or holds it (nested at most `depth` deep). */
+/*
+ * Whether type t is one of `targets` or holds one, nested to any depth
+ * (types already walked, which hold none, are in *walked: each is walked
+ * once, however often it is nested).
+ */
 static bool
-KsTypeHolds(Oid t, Oid target, int depth)
+KsTypeHolds(Oid t, List *targets, List **walked)
 {
 	Oid			elem;
 	Oid			relid;
+	bool		holds = false;
 
-	if (t == target)
-		return true;
-	if (depth <= 0 || !OidIsValid(t))
+	if (!OidIsValid(t))
 		return false;
-	t = getBaseType(t);
-	if (t == target)
+	if (list_member_oid(targets, t))
 		return true;
-	if (OidIsValid(elem = get_element_type(t)))
-		return KsTypeHolds(elem, target, depth - 1);
-	if (type_is_range(t))
-		return KsTypeHolds(get_range_subtype(t), target, depth - 1);
-	if (type_is_multirange(t))
-		return KsTypeHolds(get_multirange_range(t), target, depth - 1);
-	if (OidIsValid(relid = typeidTypeRelid(t)))
+	if (list_member_oid(*walked, t))
+		return false;
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
+	if (getBaseType(t) != t)
+		holds = KsTypeHolds(getBaseType(t), targets, walked);
+	else if (OidIsValid(elem = get_element_type(t)))
+		holds = KsTypeHolds(elem, targets, walked);
+	else if (type_is_range(t))
+		holds = KsTypeHolds(get_range_subtype(t), targets, walked);
+	else if (type_is_multirange(t))
+		holds = KsTypeHolds(get_multirange_range(t), targets, walked);
+	else if (OidIsValid(relid = typeidTypeRelid(t)))
 	{
 		TupleDesc	desc = lookup_rowtype_tupdesc(t, -1);
-		bool		holds = false;
 		int			i;
 
 		for (i = 0; i < desc->natts && !holds; i++)
 			if (!TupleDescAttr(desc, i)->attisdropped)
-				holds = KsTypeHolds(TupleDescAttr(desc, i)->atttypid, target, depth - 1);
+				holds = KsTypeHolds(TupleDescAttr(desc, i)->atttypid, targets, walked);
 		ReleaseTupleDesc(desc);
-		return holds;
 	}
-	return false;
+	if (!holds)
+		*walked = lappend_oid(*walked, t);
+	return holds;
 }
 
 /* The transition type an aggregate call has now (resolved if polymorphic), or InvalidOid. */
@@ -109,14 +122,15 @@ KsCollectAggrefs(Node *node, List **aggrefs)
 }
 
 /*
- * Whether an aggregation's query stores values of type `target` (see
- * keytypes.h): in a key (`keys`), or else in a column of its view, an
+ * Whether an aggregation's query stores values of one of the types
+ * `targets` (see keytypes.h): in a key (`keys`), or else in a column of its view, an
  * argument of an aggregate (replayed inputs) or a transition state.
  */
 static bool
-KsQueryStoresType(Query *query, Oid target, bool keys)
+KsQueryStoresType(Query *query, List *targets, bool keys)
 {
 	List	   *aggrefs = NIL;
+	List	   *walked = NIL;
 	ListCell   *lc;
 
 	/* the GROUP BY expressions' types: no analysis, no user code */
@@ -126,7 +140,7 @@ KsQueryStoresType(Query *query, Oid target, bool keys)
 		{
 			TargetEntry *tle = get_sortgroupclause_tle(lfirst(lc), query->targetList);
 
-			if (KsTypeHolds(exprType((Node *) tle->expr), target, 8))
+			if (KsTypeHolds(exprType((Node *) tle->expr), targets, &walked))
 				return true;
 		}
 		return false;
@@ -135,7 +149,7 @@ KsQueryStoresType(Query *query, Oid target, bool keys)
 	{
 		TargetEntry *tle = lfirst(lc);
 
-		if (!tle->resjunk && KsTypeHolds(exprType((Node *) tle->expr), target, 8))
+		if (!tle->resjunk && KsTypeHolds(exprType((Node *) tle->expr), targets, &walked))
 			return true;
 	}
 	(void) KsCollectAggrefs((Node *) query->targetList, &aggrefs);
@@ -145,18 +159,18 @@ KsQueryStoresType(Query *query, Oid target, bool keys)
 		Aggref	   *aggref = lfirst(lc);
 		ListCell   *ac;
 
-		if (KsTypeHolds(KsAggrefTransType(aggref), target, 8))
+		if (KsTypeHolds(KsAggrefTransType(aggref), targets, &walked))
 			return true;
 		foreach(ac, aggref->args)
-			if (KsTypeHolds(exprType((Node *) ((TargetEntry *) lfirst(ac))->expr), target, 8))
+			if (KsTypeHolds(exprType((Node *) ((TargetEntry *) lfirst(ac))->expr), targets, &walked))
 				return true;
 	}
 	return false;
 }
 
-/* The aggregation storing type `target` (in a key: `keys`), by name; NULL if none. */
+/* The aggregation storing one of the types `targets` (in a key: `keys`), by name; NULL if none. */
 static char *
-KsAggregationStoring(Oid target, bool keys)
+KsAggregationStoring(List *targets, bool keys)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate key types",
 											  ALLOCSET_DEFAULT_SIZES);
@@ -173,7 +187,7 @@ KsAggregationStoring(Oid target, bool keys)
 	{
 		KsAggDef   *def = lfirst(lc);
 
-		if (KsQueryStoresType((Query *) stringToNode(def->query_tree), target, keys))
+		if (KsQueryStoresType((Query *) stringToNode(def->query_tree), targets, keys))
 		{
 			found = KsAggName(def->view_oid);
 			break;
@@ -186,6 +200,72 @@ KsAggregationStoring(Oid target, bool keys)
 	return found;
 }
 
+/*
+ * An attribute of relid's row type dropped by a dependency (DROP TYPE ...
+ * CASCADE of its type, which drops the column or attribute): refused where
+ * an aggregation groups by the row type (see keytypes.h).
+ */
+void
+KsBeforeDropAttribute(Oid relid)
+{
+	Oid			typid = get_rel_type_id(relid);
+	char	   *aggname;
+
+	if (!OidIsValid(typid) || !OidIsValid(get_extension_oid("keyedstate", true)) ||
+		KsCatalogInserting())
+		return;
+	if ((aggname = KsAggregationStoring(list_make1_oid(typid), true)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop an attribute of type %s because aggregation %s groups by it",
+						format_type_be(typid), aggname),
+				 errdetail("A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
+				 errhint("Drop the aggregation first.")));
+}
+
+/*
+ * The row types a command changing the attributes of relid (a table or a
+ * composite type) changes: its own, those of the tables under it when the
+ * command recurses to them (partitions, inheritance children), and with
+ * ALTER TYPE ... CASCADE those of the tables typed by it (and theirs).
+ */
+static List *
+KsChangedRowTypes(Oid relid, bool recurse)
+{
+	List	   *relids = list_make1_oid(relid);
+	List	   *types = NIL;
+	ListCell   *lc;
+
+	if (get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE)
+	{
+		Relation	classrel = table_open(RelationRelationId, AccessShareLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		/* the typed tables, as PostgreSQL finds them (no index on reloftype) */
+		ScanKeyInit(&key, Anum_pg_class_reloftype, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(get_rel_type_id(relid)));
+		scan = systable_beginscan(classrel, InvalidOid, false, NULL, 1, &key);
+		while (HeapTupleIsValid(tup = systable_getnext(scan)))
+			relids = lappend_oid(relids, ((Form_pg_class) GETSTRUCT(tup))->oid);
+		systable_endscan(scan);
+		table_close(classrel, AccessShareLock);
+		recurse = true;
+	}
+	foreach(lc, relids)
+	{
+		List	   *tree = recurse ? find_all_inheritors(lfirst_oid(lc), NoLock, NULL) :
+			list_make1_oid(lfirst_oid(lc));
+		ListCell   *tc;
+
+		foreach(tc, tree)
+			if (OidIsValid(get_rel_type_id(lfirst_oid(tc))))
+				types = list_append_unique_oid(types, get_rel_type_id(lfirst_oid(tc)));
+	}
+	return types;
+}
+
 /* Refuse changing the attributes of a type an aggregation's key holds (see keytypes.h). */
 void
 KsBeforeAlterType(AlterTableStmt *stmt)
@@ -193,6 +273,7 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 	ListCell   *lc;
 	Oid			relid;
 	Oid			typid;
+	List	   *types;
 	char	   *aggname;
 	bool		layout = false; /* an attribute's type changes */
 	bool		attributes = false; /* ... or attributes come or go */
@@ -214,20 +295,25 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 	typid = get_rel_type_id(relid);
 	if (!OidIsValid(typid))
 		return;
-	if ((aggname = KsAggregationStoring(typid, true)) != NULL)
+	types = KsChangedRowTypes(relid, stmt->relation->inh);
+	if ((aggname = KsAggregationStoring(types, true)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot change the attributes of type %s because aggregation %s groups by it",
 						format_type_be(typid), aggname),
+				 list_length(types) > 1 ?
+				 errdetail("The command changes the row types of the tables under it or typed by it too, and a composite value's hash covers every attribute, so the keys already aggregated would no longer be found.") :
 				 errdetail("A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
 				 errhint("Drop the aggregation, change the type, then create the aggregation again.")));
 	/* stored values read with attributes added or dropped are still whole */
-	if (!layout || (aggname = KsAggregationStoring(typid, false)) == NULL)
+	if (!layout || (aggname = KsAggregationStoring(types, false)) == NULL)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 			 errmsg("cannot change the type of an attribute of type %s because aggregation %s stores values of it",
 					format_type_be(typid), aggname),
+			 list_length(types) > 1 ?
+			 errdetail("The command changes the row types of the tables under it or typed by it too, whose values its checkpoints and published rows hold as they are laid out now: a change would make them unreadable.") :
 			 errdetail("Its checkpoints and published rows hold values of the type as it is laid out now, which a change would make unreadable."),
 			 errhint("Drop the aggregation, change the type, then create the aggregation again.")));
 }

@@ -23,6 +23,12 @@
  */
 extern void KsBeforeAlterType(AlterTableStmt *stmt);
 
+/*
+ * When an attribute of relid's row type is dropped by a dependency (DROP
+ * TYPE ... CASCADE): the same refusal for a type an aggregation groups by.
+ */
+extern void KsBeforeDropAttribute(Oid relid);
+
 /* An aggregate an aggregation calls, as pg_aggregate had it before a command. */
 typedef struct KsUsedAggregate
 {

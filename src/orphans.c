@@ -62,6 +62,7 @@
 #include "catalog.h"
 #include "checkpoint.h"
 #include "hooks.h"
+#include "keytypes.h"
 #include "rowerror.h"
 #include "settings.h"
 #include "shmem.h"
@@ -73,7 +74,8 @@ static object_access_hook_type prev_object_access_hook = NULL;
  * anyone, any way) asks the database's workers to reload if the
  * transaction commits, so that they forget the aggregation if the drop did
  * not.  Other views are not their business: a role dropping views in a
- * loop would keep every worker reloading.
+ * loop would keep every worker reloading.  A dropped column or attribute
+ * of a row type an aggregation groups by is refused.
  */
 static void
 KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, void *arg)
@@ -84,6 +86,10 @@ KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, vo
 		KsSharedState != NULL && get_rel_relkind(objectId) == RELKIND_VIEW &&
 		KsViewHasSlot(MyDatabaseId, objectId))
 		KsReloadAtCommit();
+	/* a column or attribute: DROP TYPE ... CASCADE reaches them (keytypes.h) */
+	if (access == OAT_DROP && classId == RelationRelationId && subId > 0 &&
+		KsSharedState != NULL)
+		KsBeforeDropAttribute(objectId);
 }
 
 /*
