@@ -585,6 +585,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 
 	/* the caller's settings, before the catalog bracket pins search_path */
 	memset(&agg, 0, sizeof(agg));
+	agg.query_tree = KsCheckedQueryTree(cs.query, cs.name);
 	agg.settings = KsCaptureSettings();
 	KsCatalogOpen(&acc);
 	KsCreateObjects(&cs);
@@ -596,7 +597,6 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	agg.sequence_oid = cs.seqoid;
 	agg.query_text = cs.querytext;
 	agg.definition = KsDeparseForRestore(cs.query);
-	agg.query_tree = nodeToString(cs.query);
 	agg.start_offset = cs.start_offset;
 	agg.checkpoint_interval = PointerGetDatum(cs.interval);
 	agg.ttl = cs.ttl;

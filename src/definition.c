@@ -509,3 +509,26 @@ KsLayOutInput(KsQueryInfo *info)
 		info->where = make_ands_explicit(info->where != NULL ?
 										 lcons(info->where, list_copy(info->rowhaving)) : info->rowhaving);
 }
+
+/*
+ * The stored form of an aggregation's analysed query (nodeToString), at
+ * most KS_MAX_QUERY_TREE bytes: commands of every role (ALTER TABLE of a
+ * table's columns, ALTER TYPE, DROP TYPE ... CASCADE) read every
+ * aggregation's tree to check what it stores, so its size bounds what one
+ * owner's query costs everyone else's commands.
+ */
+char *
+KsCheckedQueryTree(Query *query, const char *name)
+{
+	char	   *tree = nodeToString(query);
+	size_t		len = strlen(tree);
+
+	if (len > KS_MAX_QUERY_TREE)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("query of aggregation %s is too large", name),
+				 errdetail("Its analysed form takes %zu bytes, more than the %d an aggregation's query may take.",
+						   len, KS_MAX_QUERY_TREE),
+				 errhint("Split it into several aggregations.")));
+	return tree;
+}

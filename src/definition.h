@@ -75,4 +75,13 @@ extern void KsRefuse(int errcode_value, const char *what, const char *hint);
 /* pinned.c: refuse what a replay would compute differently (functions of the time, of the session, of tables) */
 extern void KsCheckPinned(Query *query);
 
+/*
+ * The most bytes an aggregation's analysed query may take in its stored
+ * form (a plain query of a few aggregates takes about 5kB).
+ */
+#define KS_MAX_QUERY_TREE		(1024 * 1024)
+
+/* The stored form of an aggregation's query; an error if above KS_MAX_QUERY_TREE. */
+extern char *KsCheckedQueryTree(Query *query, const char *name);
+
 #endif							/* KS_DEFINITION_H */

@@ -32,11 +32,15 @@
  *
  * So that the definition text stays right when something it names is
  * renamed, an event trigger at the end of ALTER commands deparses every
- * stored tree again (keyedstate_refresh_definitions).  It writes only the
- * rows of the role that ran the ALTER: another owner's row is written by
- * the worker running that aggregation, after the ALTER committed
- * (KsRefreshDefinitionTexts), so that no role's open transaction holds
- * another owner's row.
+ * stored trees of the role that ran the ALTER again
+ * (keyedstate_refresh_definitions), and writes their rows.  Another owner's
+ * tree is neither deparsed there (its size is hers to choose, and would be
+ * every other role's cost) nor written: if the command touched something
+ * its view depends on (or a schema or an extension, which names carry),
+ * the worker running that aggregation deparses and writes it after the
+ * ALTER committed (KsRefreshDefinitionTexts), so that no role's open
+ * transaction holds another owner's row.  Workers refresh their trees
+ * every 30 seconds anyway.
  *
  *-------------------------------------------------------------------------
  */
@@ -429,9 +433,24 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 	KsCatalogOpen(&acc);
 	idarg = ids == NULL ? (Datum) 0 :
 		PointerGetDatum(construct_array((Datum *) ids, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
-	if (SPI_execute_with_args("SELECT id, query_tree, definition, source, offset_attnum, offset_column, "
-							  "view FROM keyedstate.aggregation WHERE $1 IS NULL OR id = ANY ($1)",
-							  1, &idtype, &idarg, ids == NULL ? "n" : " ", true, 0) != SPI_OK_SELECT)
+	/*
+	 * touched: whether the DDL command being ended changed an object the
+	 * view depends on, the source (its offset column), a schema or an
+	 * extension (objects moved or renamed with them)
+	 */
+	if (SPI_execute_with_args(ddl ?
+							  "SELECT id, query_tree, definition, source, offset_attnum, offset_column, view, "
+							  "EXISTS (SELECT FROM pg_catalog.pg_event_trigger_ddl_commands() c "
+							  "WHERE c.classid IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, "
+							  "'pg_catalog.pg_extension'::pg_catalog.regclass) "
+							  "OR (c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objid = a.source) "
+							  "OR (c.classid, c.objid) IN (SELECT d.refclassid, d.refobjid FROM pg_catalog.pg_depend d "
+							  "JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid "
+							  "WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.ev_class = a.view)) "
+							  "FROM keyedstate.aggregation a" :
+							  "SELECT id, query_tree, definition, source, offset_attnum, offset_column, "
+							  "view, true FROM keyedstate.aggregation WHERE $1 IS NULL OR id = ANY ($1)",
+							  ddl ? 0 : 1, &idtype, &idarg, ids == NULL ? "n" : " ", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read keyedstate.aggregation");
 	rows = SPI_tuptable;
 	n = SPI_processed;
@@ -441,19 +460,29 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 		TupleDesc	desc = rows->tupdesc;
 		bool		isnull;
 		int32		id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		char	   *tree = SPI_getvalue(tup, desc, 2);
-		char	   *old = SPI_getvalue(tup, desc, 3);
+		char	   *tree;
+		char	   *old;
 		Oid			source = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
 		AttrNumber	attnum = DatumGetInt16(SPI_getbinval(tup, desc, 5, &isnull));
 		char	   *oldcol = SPI_getvalue(tup, desc, 6);
 		Oid			owner = KsRelationOwner(DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull)));
 		KsSubCall	call = {0};
 		ErrorData  *edata;
-		char	   *text = old;
+		char	   *text;
 		char	   *col = get_attname(source, attnum, true);
 		Datum		args[3];
 		Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
 
+		/* another owner's: her worker deparses it, if the command touched it */
+		if (ddl && !(OidIsValid(owner) && has_privs_of_role(issuer, owner)))
+		{
+			others |= DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+			continue;
+		}
+		/* (read only now: a tree may take tens of megabytes) */
+		tree = SPI_getvalue(tup, desc, 2);
+		old = SPI_getvalue(tup, desc, 3);
+		text = old;
 		call.tree = tree;
 		/* rolled back even when it worked: the locks the deparse took go with it */
 		edata = KsCallCancellable(KsSubCallRun, &call, false);
@@ -471,11 +500,6 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 			col = oldcol;
 		if (strcmp(text, old) == 0 && strcmp(col, oldcol) == 0)
 			continue;
-		if (ddl && !(OidIsValid(owner) && has_privs_of_role(issuer, owner)))
-		{
-			others = true;
-			continue;
-		}
 		args[0] = Int32GetDatum(id);
 		args[1] = CStringGetTextDatum(text);
 		args[2] = CStringGetTextDatum(col);

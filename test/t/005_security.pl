@@ -1411,6 +1411,9 @@ INSERT INTO mallory.re (b, v) VALUES (4242, 1);});
 	$r = attempt($node, 'regress_eve', q{CREATE TABLE eve.zz (a int); ALTER TABLE eve.zz ADD COLUMN z int});
 	ok($r->{ok} && $r->{err} !~ /keyedstate/, '11: other roles\' ALTERs still work, and tell them nothing of it')
 	  or diag(outcome($r));
+	# (another owner's ALTER does not deparse her definition: her own does)
+	$r = attempt($node, 'regress_mallory', q{ALTER TABLE mallory.re ADD COLUMN w int});
+	ok($r->{ok}, '11: ... and so do her own') or diag(outcome($r));
 	like(slurp_file($node->logfile), qr/could not refresh the definition of keyedstate aggregation/,
 		'11: the definition that cannot be refreshed is in the server log');
 	as_role($node, 'regress_mallory', q{SELECT keyedstate.drop_aggregation('mallory.re_a'); DROP TABLE mallory.re;});
@@ -1602,6 +1605,33 @@ SELECT s FROM renamed.sums}, 60);
 	unlike($node->safe_psql($db, $def), qr/cf_gone/, '14: a rename rolled back never reaches the text');
 	$renamer->quit;
 	as_role($node, 'regress_renamed', q{SELECT keyedstate.drop_aggregation('renamed.sums')});
+
+	# another role's ALTER of something an owner's query does not use
+	# deparses none of her definitions, nor does her create_aggregation (its
+	# ALTERs end the same way), and every role's ALTER TABLE reads each
+	# aggregation's stored query (keytypes.h): so its size is bounded (a
+	# greatest() of 100,000 arguments took seconds to deparse and to read)
+	$r = attempt($node, 'regress_renamed', q{CREATE TABLE renamed.big (id bigserial PRIMARY KEY, k int, v int);
+SELECT keyedstate.create_aggregation('renamed.huge',
+	(SELECT format('SELECT k, sum(greatest(%s)) AS s FROM renamed.big GROUP BY k',
+		string_agg('v + ' || i, ', ')) FROM generate_series(1, 5000) i));}, 60);
+	ok(!$r->{ok} && $r->{sqlstate} eq '54000' && $r->{err} =~ /query of aggregation renamed.huge is too large/,
+		'14: a query whose stored form outgrows 1MB is refused') or diag(outcome($r));
+	as_role($node, 'regress_renamed', q{SELECT keyedstate.create_aggregation('renamed.huge',
+	(SELECT format('SELECT k, sum(greatest(%s)) AS s FROM renamed.big GROUP BY k',
+		string_agg('v + ' || i, ', ')) FROM generate_series(1, 2000) i));});
+	as_role($node, 'regress_renamer', q{CREATE TABLE renamer.t (a int);
+CREATE TABLE renamer.ev (id bigserial PRIMARY KEY, k int);});
+	for my $i (1 .. 3)
+	{
+		$r = attempt($node, 'regress_renamer', qq{SET statement_timeout = '2s'; ALTER TABLE renamer.t ADD COLUMN c$i int}, 30);
+		ok($r->{ok}, "14: another owner's large query costs little to an unrelated ALTER (round $i)") or diag(outcome($r));
+	}
+	$r = attempt($node, 'regress_renamer', q{SET statement_timeout = '2s';
+SELECT keyedstate.create_aggregation('renamer.n', 'SELECT k, count(*) AS n FROM renamer.ev GROUP BY k')}, 30);
+	ok($r->{ok}, "14: ... nor to her create_aggregation") or diag(outcome($r));
+	as_role($node, 'regress_renamer', q{SELECT keyedstate.drop_aggregation('renamer.n')});
+	as_role($node, 'regress_renamed', q{SELECT keyedstate.drop_aggregation('renamed.huge')});
 }
 
 ###########################################################################
