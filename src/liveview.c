@@ -320,11 +320,10 @@ KsScanCheck(const KsReadResult *res, void *arg)
 }
 
 /*
- * Find the slots of the aggregation's parts (one, unless it runs in
- * parallel) and check the scan may read them: the reader needs SELECT on
- * the aggregation's view, and the slots must belong to this live table.
- * Waits up to keyedstate.load_wait for parts still loading (new, recovering,
- * a rescale's).  Returns how many; their slots in refs, copies in copies.
+ * Find the slots of the aggregation's parts (one, unless it runs in parallel)
+ * and check the scan may read them: SELECT on the view, slots of this live
+ * table.  Waits up to keyedstate.load_wait for parts still loading (new,
+ * recovering, a rescale's).  Returns how many; slots in refs, copies in copies.
  */
 static int
 KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, const char *relname)
@@ -360,8 +359,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 			if (OidIsValid(copy->view_oid) &&
 				pg_class_aclcheck(copy->view_oid, ss->userid, ACL_SELECT) != ACLCHECK_OK)
 				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(copy->view_oid));
-			/* a failed part fails the view at once */
-			if (copy->state == KS_FAILED)
+			if (copy->state == KS_FAILED)	/* a failed part fails the view at once */
 				return n;
 			if (copy->state == KS_STARTING || copy->rowtype == 0)
 				ready = false;
@@ -374,6 +372,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("aggregation %s is still loading",
 							KsAggregationName(ss->opts.aggid, n > 0 ? copies[0].view_oid : InvalidOid)),
+					 n > 0 && KsPartLacksWorker(&refs[0]) ? KsErrdetailNoWorkerSlot() :
 					 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
 					 errhint("See keyedstate.status for its state.")));
 		if (n > 0)

@@ -552,17 +552,20 @@ KsLauncherStarted(int i, int w, TimestampTz now, bool started)
 	LWLockRelease(KsSharedState->lock);
 }
 
-/* Whether worker w of this database found no background worker slot (see shmem.h). */
+/* Whether worker w (any if negative) of this database found no background worker slot (see shmem.h). */
 bool
 KsWorkerLacksProcess(int w)
 {
 	KsDbSlot   *db;
 	bool		lacks;
+	int			j;
 
 	LWLockAcquire(KsSharedState->lock, LW_SHARED);
 	db = KsLookupDbLocked(MyDatabaseId);
-	lacks = db != NULL && w >= 0 && w < KS_MAX_DB_WORKERS &&
-		db->workers[w].pid == 0 && db->workers[w].no_process;
+	lacks = false;
+	for (j = 0; db != NULL && j < KS_MAX_DB_WORKERS; j++)
+		if ((w < 0 || j == w) && db->workers[j].pid == 0 && db->workers[j].no_process)
+			lacks = true;
 	LWLockRelease(KsSharedState->lock);
 	return lacks;
 }

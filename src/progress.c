@@ -104,6 +104,23 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 	return finished;
 }
 
+/*
+ * Whether a part waits for a worker the launcher could not start for want
+ * of a background worker slot.
+ */
+bool
+KsPartLacksWorker(KsSlotRef *ref)
+{
+	bool		starting;
+	int			worker;
+
+	LWLockAcquire(&ref->slot->lock, LW_SHARED);
+	starting = ref->slot->state == KS_STARTING && ref->slot->runner_pid == 0;
+	worker = ref->slot->worker;
+	LWLockRelease(&ref->slot->lock);
+	return starting && KsWorkerLacksProcess(worker);
+}
+
 /* Wait for a condition on every part of an aggregation (see shmem.h). */
 int64
 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_count,
@@ -139,6 +156,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
+					 waiting >= 0 && KsPartLacksWorker(&refs[waiting]) ? KsErrdetailNoWorkerSlot() : 0,
 					 errhint("See keyedstate.status for its state and lag.")));
 		}
 		remaining = Min(TimestampDifferenceMilliseconds(now, deadline), 100);

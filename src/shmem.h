@@ -335,6 +335,15 @@ extern void KsSlotSleep(const KsSlotRef *ref, long ms);
 extern uint64 KsRequestCheckpoint(const KsSlotRef *ref);
 
 /*
+ * Whether a part (its slot) waits, starting, for a worker the launcher could
+ * not start for want of a background worker slot: a wait for it says so.
+ */
+extern bool KsPartLacksWorker(KsSlotRef *ref);
+#define KsErrdetailNoWorkerSlot() \
+	errdetail("No background worker slot is free to run it (max_worker_processes is %d).", \
+			  max_worker_processes)
+
+/*
  * Wait on an aggregation's slot until `done` says so (called with the slot
  * lock held), the aggregation fails, or the deadline passes.  Returns the
  * consumed offset; raises the aggregation's error if it failed, and an
@@ -590,8 +599,10 @@ extern bool KsLauncherOwnersWorker(int i, int w);
 extern void KsLauncherStarted(int i, int w, TimestampTz now, bool started);
 
 /*
- * Whether worker w of this database could not be started for want of a
- * background worker slot, the last time the launcher tried.
+ * Whether worker w of this database (any of them if w is negative: an
+ * aggregation no worker has taken up yet waits for one) could not be
+ * started for want of a background worker slot, the last time the
+ * launcher tried.
  */
 extern bool KsWorkerLacksProcess(int w);
 

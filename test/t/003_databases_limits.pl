@@ -248,6 +248,20 @@ while (time() < $deadline)
 }
 ok(($why_a eq $msg) != ($why_b eq $msg) && ($why_a =~ /^running:$/ || $why_b =~ /^running:$/),
 	'a database without any worker: its aggregation is starting and says why') or diag("db_a: $why_a; db_b: $why_b");
+# so does one created there meanwhile, which no worker took up, and a sync
+# or a read that times out waiting for it says why
+{
+	my $lacking = $why_a eq $msg ? 'db_a' : 'db_b';
+	$node->safe_psql($lacking, q{SELECT keyedstate.create_aggregation('ev_new', 'SELECT k, count(*) AS n FROM ev GROUP BY k')});
+	is($node->safe_psql($lacking, q{SELECT state || ':' || coalesce(error, '') FROM keyedstate.status WHERE name = 'ev_new'}),
+		$msg, '... so does an aggregation created there meanwhile');
+	my ($rc, $out, $err) = $node->psql($lacking, q{SELECT keyedstate.sync('ev_new', '1 s')});
+	like($err, qr/timed out waiting for sync of aggregation public.ev_new\n.*DETAIL:  No background worker slot is free to run it \(max_worker_processes is 3\)/s,
+		'... and a sync timing out waiting for it says why');
+	($rc, $out, $err) = $node->psql($lacking, q{SET keyedstate.load_wait = 100; SELECT * FROM ev_new});
+	like($err, qr/DETAIL:  No background worker slot is free to run it/, '... as does a read of its view');
+	$node->safe_psql($lacking, q{SELECT keyedstate.drop_aggregation('ev_new')});
+}
 $node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
 $node->restart;
 
