@@ -33,6 +33,7 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, percentile_cont(0.5) WITHI
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY ROLLUP (k)');
 -- no GROUP BY, DISTINCT, ORDER BY, LIMIT, system columns
 SELECT keyedstate.create_aggregation('e1', 'SELECT count(*) FROM src');
+SELECT keyedstate.create_aggregation('e1', 'SELECT count(*) FROM src GROUP BY ()');
 SELECT keyedstate.create_aggregation('e1', 'SELECT DISTINCT k, count(*) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k ORDER BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k LIMIT 1');

@@ -16,6 +16,21 @@ SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'pay_totals';
 SELECT sum(nkeys) FROM keyedstate.state s JOIN keyedstate.aggregation a ON a.id = s.aggregation_id
  WHERE a.view = 'pay_totals'::regclass;
 
+-- names that are none: shown as PostgreSQL shows a relation's; in a
+-- read-only transaction, the calls that change an aggregation say so as
+-- PostgreSQL's own commands do, and sync and checkpoint work
+SELECT keyedstate.sync('"No Such"');
+SELECT keyedstate.pause('public."No Such"');
+BEGIN READ ONLY;
+SELECT keyedstate.pause('pay_totals');
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT keyedstate.create_aggregation('ro', 'SELECT acct, count(*) FROM pay GROUP BY acct');
+ROLLBACK;
+BEGIN READ ONLY;
+SELECT keyedstate.sync('pay_totals') > 0;
+SELECT keyedstate.checkpoint('pay_totals');
+ROLLBACK;
 -- pause: sync refuses at once, the view keeps its last state, resume catches up
 SELECT keyedstate.pause('pay_totals');
 INSERT INTO pay (acct, amount) VALUES (1, 1000), (2, 2000);

@@ -75,9 +75,10 @@ typedef struct KsNamedAgg
 static KsNamedAgg
 KsLookupAggregation(text *nametext, LOCKMODE lockmode, bool owner)
 {
-	char	   *name = text_to_cstring(nametext);
-	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(name));
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(text_to_cstring(nametext)));
 	Oid			view_oid = RangeVarGetRelid(rv, NoLock, true);
+	/* the name as PostgreSQL shows a relation's, unquoted */
+	char	   *name = rv->schemaname ? psprintf("%s.%s", rv->schemaname, rv->relname) : rv->relname;
 	KsNamedAgg	agg;
 	KsCatalogAccess acc;
 	bool		found = false;
@@ -141,7 +142,7 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 {
 	KsNamedAgg	agg;
 
-	KsRequireControl("keyedstate.drop_aggregation()");
+	KsRequireControl("keyedstate.drop_aggregation()", true);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessExclusiveLock, true);
 	KsInterruptAtOnce(agg.def.id);
 	KsDropObject(RelationRelationId, agg.def.view_oid, DROP_RESTRICT);
@@ -164,7 +165,7 @@ KsSetPaused(text *name, bool paused)
 	KsNamedAgg	agg;
 	KsCatalogAccess acc;
 
-	KsRequireControl(paused ? "keyedstate.pause()" : "keyedstate.resume()");
+	KsRequireControl(paused ? "keyedstate.pause()" : "keyedstate.resume()", true);
 	agg = KsLookupAggregation(name, ShareUpdateExclusiveLock, true);
 	if (paused)
 		KsInterruptAtOnce(agg.def.id);
@@ -254,7 +255,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	int64		memory_limit = -1;
 	int			parallelism;
 
-	KsRequireControl("keyedstate.alter_aggregation()");
+	KsRequireControl("keyedstate.alter_aggregation()", true);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -298,7 +299,7 @@ keyedstate_rebuild(PG_FUNCTION_ARGS)
 	KsCatalogAccess acc;
 	int64		start;
 
-	KsRequireControl("keyedstate.rebuild()");
+	KsRequireControl("keyedstate.rebuild()", true);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, true);
 	start = KsSourceStartOffset(agg.def.sequence_oid);
 	KsInterruptAtOnce(agg.def.id);
@@ -355,7 +356,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	LOCKTAG		tag;
 
-	KsRequireControl("keyedstate.sync()");
+	KsRequireControl("keyedstate.sync()", false);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, false);
 	if (pg_class_aclcheck(agg.def.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(agg.def.view_oid));
@@ -418,7 +419,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 	int			i;
 	TimestampTz deadline;
 
-	KsRequireControl("keyedstate.checkpoint()");
+	KsRequireControl("keyedstate.checkpoint()", false);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, true);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
 	/* a request to each part, whose number is kept by slot */

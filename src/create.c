@@ -577,7 +577,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	KsCatalogAccess acc;
 	KsNewAggregation agg;
 
-	KsRequireControl("keyedstate.create_aggregation()");
+	KsRequireControl("keyedstate.create_aggregation()", true);
 	memset(&cs, 0, sizeof(cs));
 	KsCreateArguments(fcinfo, &cs);
 	cs.query = KsParseAggregationQuery(cs.querytext, &cs.info, cs.window);

@@ -235,7 +235,8 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "window functions", NULL);
 	if (query->hasTargetSRFs)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "set-returning functions", NULL);
-	if (query->groupingSets != NIL)
+	/* (GROUP BY () groups by nothing: the missing GROUP BY below) */
+	if (query->groupingSets != NIL && query->groupClause != NIL)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "GROUPING SETS, ROLLUP or CUBE", NULL);
 	if (query->distinctClause != NIL)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "DISTINCT", NULL);

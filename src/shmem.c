@@ -17,6 +17,7 @@
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -138,10 +139,13 @@ KsRequirePreload(void)
 
 /* Error out where a control function must not run (see shmem.h). */
 void
-KsRequireControl(const char *what)
+KsRequireControl(const char *what, bool writes)
 {
 	KsRequirePreload();
 	KsRequirePrimary(what);
+	/* in a read-only transaction, as PostgreSQL's own commands say it */
+	if (writes)
+		PreventCommandIfReadOnly(what);
 	if (KsInDatabaseWorker())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -261,9 +261,10 @@ extern void KsRequirePrimary(const char *what);
  * not inside a keyedstate worker.  A function of an aggregation's query
  * that controls aggregations (drops, pauses, rescales one, even its own)
  * would interrupt the step it runs in: rolled back with that step, it would
- * run again at the replay, for ever.  So it is an error of that row.
+ * run again at the replay, for ever.  So it is an error of that row.  One
+ * that `writes` (the catalog) is refused in a read-only transaction.
  */
-extern void KsRequireControl(const char *what);
+extern void KsRequireControl(const char *what, bool writes);
 
 /*
  * How many aggregation slots of the cluster belong to `owner` (each part
