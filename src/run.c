@@ -248,17 +248,27 @@ KsRetryStreak(KsAggRun *run, TimestampTz now)
  * minutes of retries: any role can fill the lock table ("out of shared
  * memory") for a while, but memory that stays short (the worker's, of
  * /dev/shm), which a run loaded again takes again, fails it then.  Not
- * keyedstate's own limits (53400).
+ * keyedstate's own limits (53400).  A file's other errors (class 58: no
+ * such file; and, raised where relations' files are opened, a permission
+ * denied or a file system remounted read-only, too many open files) pass
+ * too: a privilege check of the owner's has the same SQLSTATE, but is
+ * never raised there.
  */
 static bool
-KsIsPassingError(KsAggRun *run, int sqlerrcode)
+KsIsPassingError(KsAggRun *run, ErrorData *edata)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	const char *file = edata->filename ? edata->filename : "";
 
-	switch (sqlerrcode)
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_SYSTEM_ERROR)
+		return true;
+	if ((edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		 edata->sqlerrcode == ERRCODE_INSUFFICIENT_RESOURCES) &&
+		(strcmp(file, "md.c") == 0 || strcmp(file, "fd.c") == 0))
+		return true;
+	switch (edata->sqlerrcode)
 	{
 		case ERRCODE_DISK_FULL:
-		case ERRCODE_IO_ERROR:
 		case ERRCODE_T_R_SERIALIZATION_FAILURE:
 		case ERRCODE_T_R_DEADLOCK_DETECTED:
 		case ERRCODE_LOCK_NOT_AVAILABLE:
@@ -376,7 +386,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			return;
 		}
 	}
-	if (!timed_out && KsIsPassingError(run, edata->sqlerrcode))
+	if (!timed_out && KsIsPassingError(run, edata))
 	{
 		KsRunRetryAfter(run, edata, offset);
 		KsRunAcceptCancels(false);

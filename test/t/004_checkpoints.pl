@@ -289,6 +289,31 @@ $node->safe_psql('postgres', 'UPDATE disk SET is_full = false');
 ks_sync($node, 'postgres', 'passing_sums', '2 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',
 	'... and once the memory is back it goes on, exact');
+# and so does a file the server cannot open: keyedstate.state in a
+# tablespace made unreadable (as a permission fault, or a file system
+# remounted read-only, shows: "permission denied", 42501, which a privilege
+# check of the owner's would fail with) while the server was down
+{
+	my $tsdir = $node->basedir . '/ts_fault';
+	mkdir $tsdir or die "mkdir $tsdir: $!";
+	$node->safe_psql('postgres', "CREATE TABLESPACE ts_fault LOCATION '$tsdir'");
+	$node->safe_psql('postgres', 'ALTER TABLE keyedstate.state SET TABLESPACE ts_fault');
+	$node->safe_psql('postgres', q{SELECT keyedstate.checkpoint('passing_sums')});
+	$node->stop('fast');
+	my ($versiondir) = glob("$tsdir/PG_*");
+	chmod(0000, $versiondir) or die "chmod $versiondir: $!";
+	$node->start;
+	$node->safe_psql('postgres', q{INSERT INTO passing (k, v) SELECT g % 10, g FROM generate_series(1, 20) g});
+	ok(ks_wait_for($node, 'postgres', q{SELECT state <> 'failed' AND error LIKE '%Permission denied%' FROM keyedstate.status WHERE name = 'passing_sums'}, 60),
+		'a file that cannot be opened passes: status shows it, the aggregation is not failed')
+	  or diag(ks_status($node, 'postgres', 'passing_sums', q{state || ' ' || coalesce(error, '')}));
+	chmod(0700, $versiondir) or die "chmod $versiondir: $!";
+	ks_sync($node, 'postgres', 'passing_sums', '3 min');
+	is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',
+		'... and once it can be opened it goes on by itself, exact');
+	$node->safe_psql('postgres', 'ALTER TABLE keyedstate.state SET TABLESPACE pg_default');
+	$node->safe_psql('postgres', 'DROP TABLESPACE ts_fault');
+}
 
 # A superuser's pg_cancel_backend() of a worker in a step (not a pause or
 # a drop, whose SIGINTs keyedstate sends and counts) fails the aggregation,
