@@ -525,7 +525,7 @@ SELECT a.view::text AS name,
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
 			THEN COALESCE(w.checkpointed_offset, a.checkpointed_offset) END AS checkpointed_offset,
 	   CASE WHEN w.high_water IS NOT NULL
-			THEN GREATEST(w.high_water - w.consumed_offset, 0) END AS lag_rows,
+			THEN GREATEST(w.high_water - COALESCE(w.consumed_offset, a.checkpointed_offset), 0) END AS lag_rows,
 	   w.keys + w.keys_cold AS keys,
 	   w.keys AS keys_in_memory,
 	   w.visible_keys,

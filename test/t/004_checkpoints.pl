@@ -307,6 +307,10 @@ is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT 
 	ok(ks_wait_for($node, 'postgres', q{SELECT state <> 'failed' AND error LIKE '%Permission denied%' FROM keyedstate.status WHERE name = 'passing_sums'}, 60),
 		'a file that cannot be opened passes: status shows it, the aggregation is not failed')
 	  or diag(ks_status($node, 'postgres', 'passing_sums', q{state || ' ' || coalesce(error, '')}));
+	is($node->safe_psql('postgres', q{SELECT consumed_offset IS NULL AND lag_rows = 20
+		AND checkpointed_offset = (SELECT checkpointed_offset FROM keyedstate.aggregations WHERE name = 'passing_sums')
+		FROM keyedstate.status WHERE name = 'passing_sums'}), 't',
+		'... and, not loaded, its offsets are the catalog\'s, not zeros');
 	chmod(0700, $versiondir) or die "chmod $versiondir: $!";
 	ks_sync($node, 'postgres', 'passing_sums', '3 min');
 	is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',
