@@ -59,6 +59,18 @@ SELECT part, first_key_group, last_key_group, state FROM keyedstate.workers WHER
 SELECT parallelism FROM keyedstate.status WHERE name = 'whole';
 
 SELECT keyedstate.drop_aggregation('whole');
+
+-- ids cycle, skipping those in use: calls that fail or roll back take ids
+-- too, and must not use them up for every role
+SELECT setval('keyedstate.part_id_seq', 2147483646);
+SELECT setval('keyedstate.aggregation_id_seq', 999999999);
+SELECT keyedstate.create_aggregation('cycled', 'SELECT page % 3 AS m, count(*) AS n FROM clicks GROUP BY 1', parallelism => 3);
+SELECT keyedstate.sync('cycled') > 0;
+SELECT count(*) = 0 AS exact FROM (SELECT * FROM cycled EXCEPT ALL SELECT page % 3, count(*) FROM clicks GROUP BY 1) d;
+SELECT count(DISTINCT p.id) AS parts, bool_and(p.id >= 1000000000) AS part_ids, a.id < 1000000000 AS agg_id
+  FROM keyedstate.part p JOIN keyedstate.aggregation a ON a.id = p.aggregation_id
+ WHERE a.view = 'cycled'::regclass GROUP BY a.id;
+SELECT keyedstate.drop_aggregation('cycled');
 DROP VIEW per_page_oracle;
 SELECT keyedstate.drop_aggregation('per_page');
 SELECT count(*) FROM keyedstate.part;

@@ -72,7 +72,9 @@ CREATE TABLE keyedstate.aggregation (
 	-- restored paused: the offset its view showed when dumped, consumed up to again
 	pause_at			bigint
 );
-CREATE SEQUENCE keyedstate.aggregation_id_seq OWNED BY keyedstate.aggregation.id;
+-- ids cycle (calls rolled back or failing take ids too): one in use is skipped
+CREATE SEQUENCE keyedstate.aggregation_id_seq AS int MAXVALUE 999999999 CYCLE
+	OWNED BY keyedstate.aggregation.id;
 
 /*
  * The parts of an aggregation that runs in parallel (or was rescaled):
@@ -180,7 +182,7 @@ SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation_id_seq', '');
  * so ids from that sequence collided with restored aggregations' ids (and
  * a part's checkpoints were deleted as its aggregation's own).
  */
-CREATE SEQUENCE keyedstate.part_id_seq AS int MINVALUE 1000000000 START 1000000000
+CREATE SEQUENCE keyedstate.part_id_seq AS int MINVALUE 1000000000 START 1000000000 CYCLE
 	OWNED BY keyedstate.part.id;
 ALTER TABLE keyedstate.aggregation ADD CHECK (id < 1000000000);
 

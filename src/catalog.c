@@ -265,17 +265,35 @@ KsCatalogLookup(Oid view_oid, KsAggDef *def)
 	return true;
 }
 
-/* The next aggregation id (inside the bracket). */
+/*
+ * The next aggregation id (inside the bracket).  The sequences cycle: any
+ * role's calls that fail or roll back take ids too, and would otherwise
+ * use them up for everyone.  So an id still in use (an aggregation's or a
+ * part's, or one whose checkpoints or cold rows are not deleted yet) is
+ * skipped.
+ */
 int32
 KsCatalogNextId(bool part)
 {
 	bool		isnull;
+	int			tries;
 
-	if (SPI_execute(part ? "SELECT pg_catalog.nextval('keyedstate.part_id_seq')::int4" :
-					"SELECT pg_catalog.nextval('keyedstate.aggregation_id_seq')::int4",
-					false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not allocate an aggregation id");
-	return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	for (tries = 0; tries < 100000; tries++)
+	{
+		if (SPI_execute(psprintf("SELECT n FROM (SELECT pg_catalog.nextval('keyedstate.%s')::int4 AS n) s "
+								 "WHERE NOT EXISTS (SELECT FROM keyedstate.aggregation a WHERE a.id = s.n) "
+								 "AND NOT EXISTS (SELECT FROM keyedstate.part p WHERE p.id = s.n) "
+								 "AND NOT EXISTS (SELECT FROM keyedstate.state t WHERE t.aggregation_id = s.n) "
+								 "AND NOT EXISTS (SELECT FROM keyedstate.cold c WHERE c.aggregation_id = s.n)",
+								 part ? "part_id_seq" : "aggregation_id_seq"),
+						false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not allocate an aggregation id");
+		if (SPI_processed == 1)
+			return DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		CHECK_FOR_INTERRUPTS();
+	}
+	elog(ERROR, "could not allocate an aggregation id");
+	return 0;					/* keep the compiler quiet */
 }
 
 /* Set while KsCatalogInsert inserts a row (see KsCatalogInserting). */
