@@ -266,19 +266,16 @@ KsCatalogLookup(Oid view_oid, KsAggDef *def)
 }
 
 /*
- * The next aggregation id (inside the bracket).  The sequences cycle: any
- * role's calls that fail or roll back take ids too, and would otherwise
- * use them up for everyone.  So an id still in use (an aggregation's or a
- * part's, or one whose checkpoints or cold rows are not deleted yet) is
- * skipped.
+ * The next aggregation id (inside the bracket).  The sequences cycle (calls
+ * failing or rolled back take ids too), so an id still in use is skipped:
+ * an aggregation's or a part's, or one whose checkpoints or cold rows remain.
  */
 int32
 KsCatalogNextId(bool part)
 {
 	bool		isnull;
-	int			tries;
 
-	for (tries = 0; tries < 100000; tries++)
+	for (int tries = 0; tries < 100000; tries++)
 	{
 		if (SPI_execute(psprintf("SELECT n FROM (SELECT pg_catalog.nextval('keyedstate.%s')::int4 AS n) s "
 								 "WHERE NOT EXISTS (SELECT FROM keyedstate.aggregation a WHERE a.id = s.n) "
@@ -293,7 +290,7 @@ KsCatalogNextId(bool part)
 		CHECK_FOR_INTERRUPTS();
 	}
 	elog(ERROR, "could not allocate an aggregation id");
-	return 0;					/* keep the compiler quiet */
+	pg_unreachable();
 }
 
 /* Set while KsCatalogInsert inserts a row (see KsCatalogInserting). */
