@@ -64,7 +64,7 @@ static BackgroundWorkerHandle *ks_handles[KS_MAX_DATABASES][KS_MAX_DB_WORKERS];
 
 /* When the launcher last warned that the pool, or the server's worker slots, are full. */
 static TimestampTz ks_limit_warned = 0;
-static TimestampTz ks_slots_warned = 0;
+static TimestampTz ks_slots_warned[KS_MAX_DATABASES];
 
 /* Register the launcher as a static background worker. */
 void
@@ -250,14 +250,16 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 	*handle = NULL;
 	if (RegisterDynamicBackgroundWorker(&worker, handle))
 		return true;
-	/* out of background worker slots: said at most once a minute */
-	if (TimestampDifferenceExceeds(ks_slots_warned, GetCurrentTimestamp(), KS_LIMIT_WARN_MS))
+	/* out of background worker slots: said at most once a minute per database */
+	if (TimestampDifferenceExceeds(ks_slots_warned[i], GetCurrentTimestamp(), KS_LIMIT_WARN_MS))
 	{
-		ks_slots_warned = GetCurrentTimestamp();
+		ks_slots_warned[i] = GetCurrentTimestamp();
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start keyedstate worker for database %u", dboid),
-				 errhint("Increase max_worker_processes, or lower keyedstate.max_workers.")));
+				 errdetail("No background worker slot is free (max_worker_processes is %d).",
+						   max_worker_processes),
+				 errhint("Increase max_worker_processes.  Each database with aggregations needs a worker for each owner of its aggregations; keyedstate.max_workers bounds only the workers beyond those.")));
 	}
 	return false;
 }
