@@ -97,20 +97,48 @@ CREATE FUNCTION k_deep(int) RETURNS deep10 LANGUAGE plpgsql IMMUTABLE AS 'BEGIN 
 CREATE FUNCTION k_part(int) RETURNS kp_1 LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
 CREATE FUNCTION k_typed(int) RETURNS ktyped LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
 CREATE FUNCTION k_holder(int) RETURNS kholder LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
+CREATE FOREIGN DATA WRAPPER k_fdw;
+CREATE SERVER k_srv FOREIGN DATA WRAPPER k_fdw;
+CREATE FOREIGN TABLE kft (a int) SERVER k_srv;
+CREATE VIEW kvt AS SELECT 1 AS a;
+CREATE FUNCTION k_ft(int) RETURNS kft LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
+CREATE FUNCTION k_vt(int) RETURNS kvt LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN NULL; END';
 CREATE TABLE kev (id bigserial PRIMARY KEY, k int);
 SELECT keyedstate.create_aggregation('by_types',
-	'SELECT k, count(*) AS n FROM kev GROUP BY k, k_deep(k), k_part(k), k_typed(k), k_holder(k)');
+	'SELECT k, count(*) AS n FROM kev GROUP BY k, k_deep(k), k_part(k), k_typed(k), k_holder(k), k_ft(k), k_vt(k)');
 ALTER TYPE deep0 ADD ATTRIBUTE z int;
 ALTER TABLE kp ADD COLUMN z int;
 ALTER TABLE kp ALTER COLUMN a TYPE bigint;
 ALTER TYPE kbase ADD ATTRIBUTE z int CASCADE;
+-- (without CASCADE PostgreSQL refuses it, for the typed table)
+ALTER TYPE kbase ADD ATTRIBUTE z int;
 DROP TYPE kleaf CASCADE;
+ALTER FOREIGN TABLE kft ADD COLUMN z int;
+CREATE OR REPLACE VIEW kvt AS SELECT 1 AS a, 2 AS z;
 SELECT keyedstate.drop_aggregation('by_types');
+-- a command dropping an attribute of a key type, and the aggregation too
+CREATE SCHEMA kds;
+CREATE DOMAIN kds.dom AS int;
+CREATE TYPE kc9 AS (a int, p kds.dom);
+CREATE TABLE kt9 (id bigserial PRIMARY KEY, k kc9);
+SELECT keyedstate.create_aggregation('kds.agg9', 'SELECT k, count(*) AS n FROM public.kt9 GROUP BY k');
+DROP SCHEMA kds CASCADE;
+SELECT count(*) FROM keyedstate.aggregations WHERE name = 'kds.agg9';
+-- a superuser may refresh every definition text by hand, outside any DDL
+SELECT keyedstate.refresh_definitions();
+DROP TABLE kt9;
+DROP TYPE kc9;
 ALTER TYPE deep0 ADD ATTRIBUTE z int;
 ALTER TABLE kp ADD COLUMN z int;
 ALTER TYPE kbase ADD ATTRIBUTE z int CASCADE;
 DROP TYPE kleaf CASCADE;
-DROP FUNCTION k_deep(int), k_part(int), k_typed(int), k_holder(int);
+ALTER FOREIGN TABLE kft ADD COLUMN z int;
+CREATE OR REPLACE VIEW kvt AS SELECT 1 AS a, 2 AS z;
+DROP FUNCTION k_deep(int), k_part(int), k_typed(int), k_holder(int), k_ft(int), k_vt(int);
+DROP VIEW kvt;
+DROP FOREIGN TABLE kft;
+DROP SERVER k_srv;
+DROP FOREIGN DATA WRAPPER k_fdw;
 DROP TABLE kev, kp, ktyped;
 DO $$BEGIN FOR i IN REVERSE 10 .. 0 LOOP EXECUTE format('DROP TYPE deep%s', i); END LOOP; END$$;
 DROP TYPE kbase, kholder;

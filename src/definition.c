@@ -530,6 +530,6 @@ KsCheckedQueryTree(Query *query, const char *name)
 				 errmsg("query of aggregation %s is too large", name),
 				 errdetail("Its analysed form takes %zu bytes, more than the %d an aggregation's query may take.",
 						   len, KS_MAX_QUERY_TREE),
-				 errhint("Split it into several aggregations.")));
+				 errhint("Give a long list of values as one array constant (x = ANY ('{...}')), or split the query into several aggregations.")));
 	return tree;
 }

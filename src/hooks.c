@@ -513,6 +513,9 @@ KsBeforeViewChange(RangeVar *rv, bool rule)
 							   KsAggName(relid)),
 					 errhint("Drop the aggregation with keyedstate.drop_aggregation() and create it again.")));
 	}
+	/* another view's row type, which an aggregation may group by (keytypes.h) */
+	if (!rule)
+		KsBeforeReplaceView(relid);
 }
 
 /* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused). */
@@ -547,6 +550,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	List	   *aggregates = NIL;	/* CREATE OR REPLACE AGGREGATE (keytypes.h) */
 
 	List	   *indexed = KsTablesLosingIndexes(parsetree);	/* (hooksource.c) */
+	List	   *dropped = KsDroppedAttributesBegin();	/* (keytypes.h) */
 
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		KsBeforeDropExtension((DropStmt *) parsetree);
@@ -575,7 +579,8 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 			 IsA(parsetree, ReassignOwnedStmt))
 		KsCheckOwnerShare(parsetree);
 	else if (IsA(parsetree, AlterTableStmt) &&
-			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TYPE)
+			 (((AlterTableStmt *) parsetree)->objtype == OBJECT_TYPE ||
+			  ((AlterTableStmt *) parsetree)->objtype == OBJECT_FOREIGN_TABLE))
 		KsBeforeAlterType((AlterTableStmt *) parsetree);
 	else if (IsA(parsetree, ViewStmt) && ((ViewStmt *) parsetree)->replace)
 		KsBeforeViewChange(((ViewStmt *) parsetree)->view, false);
@@ -592,6 +597,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 								queryEnv, dest, qc);
 
 	KsAfterReplaceAggregate(aggregates);
+	KsDroppedAttributesEnd(dropped);
 	KsCheckOffsetIndexesKept(indexed);
 	/* a partition this command created (not one IF NOT EXISTS found) */
 	if (KsPartitionCreateStmt(parsetree) != NULL && !existed)

@@ -30,6 +30,7 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "miscadmin.h"
+#include "storage/proc.h"
 #include "parser/parse_agg.h"
 #include "parser/parse_type.h"
 #include "utils/acl.h"
@@ -187,6 +188,9 @@ KsAggregationStoring(List *targets, bool keys)
 	{
 		KsAggDef   *def = lfirst(lc);
 
+		/* one whose view the command dropped goes with it */
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->view_oid)))
+			continue;
 		if (KsQueryStoresType((Query *) stringToNode(def->query_tree), targets, keys))
 		{
 			found = KsAggName(def->view_oid);
@@ -201,24 +205,94 @@ KsAggregationStoring(List *targets, bool keys)
 }
 
 /*
- * An attribute of relid's row type dropped by a dependency (DROP TYPE ...
- * CASCADE of its type, which drops the column or attribute): refused where
- * an aggregation groups by the row type (see keytypes.h).
+ * CREATE OR REPLACE VIEW may add columns to the view's row type: refused
+ * where an aggregation groups by that row type (see keytypes.h).
  */
 void
-KsBeforeDropAttribute(Oid relid)
+KsBeforeReplaceView(Oid relid)
 {
-	Oid			typid = get_rel_type_id(relid);
 	char	   *aggname;
 
-	if (!OidIsValid(typid) || !OidIsValid(get_extension_oid("keyedstate", true)) ||
-		KsCatalogInserting())
+	if (!OidIsValid(get_rel_type_id(relid)) || !pg_class_ownercheck(relid, GetUserId()) ||
+		!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
 		return;
-	if ((aggname = KsAggregationStoring(list_make1_oid(typid), true)) != NULL)
+	if ((aggname = KsAggregationStoring(list_make1_oid(get_rel_type_id(relid)), true)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot replace view \"%s\" because aggregation %s groups by its row type",
+						get_rel_name(relid), aggname),
+				 errdetail("Replacing a view may add columns to its row type, and a composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
+				 errhint("Drop the aggregation, replace the view, then create the aggregation again.")));
+}
+
+/*
+ * The relations (tables, composite types) whose attributes the command
+ * running dropped, collected by the object access hook (OAT_DROP of a
+ * column) and checked once the command is done (KsDroppedAttributesEnd):
+ * by then the aggregations it dropped too are forgotten, and the trees
+ * are read once, not once per column or partition.  Valid in the local
+ * transaction ks_dropped_lxid only.
+ */
+static List *ks_dropped = NIL;
+static LocalTransactionId ks_dropped_lxid = InvalidLocalTransactionId;
+
+/* Note a dropped attribute of relid's row type (see keytypes.h). */
+void
+KsNoteDroppedAttribute(Oid relid)
+{
+	MemoryContext oldcxt;
+
+	if (ks_dropped_lxid != MyProc->lxid)
+		ks_dropped = NIL;
+	ks_dropped_lxid = MyProc->lxid;
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	ks_dropped = list_append_unique_oid(ks_dropped, relid);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* A utility command starts: the relations noted so far are the outer command's. */
+List *
+KsDroppedAttributesBegin(void)
+{
+	List	   *outer = ks_dropped_lxid == MyProc->lxid ? ks_dropped : NIL;
+
+	ks_dropped = NIL;
+	ks_dropped_lxid = MyProc->lxid;
+	return outer;
+}
+
+/*
+ * The command is done: refuse the attributes it dropped (DROP TYPE ...
+ * CASCADE of an attribute's type drops the attribute) from a row type an
+ * aggregation still groups by.
+ */
+void
+KsDroppedAttributesEnd(List *outer)
+{
+	List	   *types = NIL;
+	ListCell   *lc;
+	char	   *aggname;
+
+	if (ks_dropped_lxid != MyProc->lxid)
+		return;
+	foreach(lc, ks_dropped)
+	{
+		/* (a relation the command dropped whole is gone with its type) */
+		Oid			typid = get_rel_type_id(lfirst_oid(lc));
+
+		if (OidIsValid(typid))
+			types = list_append_unique_oid(types, typid);
+	}
+	ks_dropped = outer;
+	if (types == NIL || !OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
+		return;
+	if ((aggname = KsAggregationStoring(types, true)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 list_length(types) == 1 ?
 				 errmsg("cannot drop an attribute of type %s because aggregation %s groups by it",
-						format_type_be(typid), aggname),
+						format_type_be(linitial_oid(types)), aggname) :
+				 errmsg("cannot drop attributes of types aggregation %s groups by", aggname),
 				 errdetail("A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
 				 errhint("Drop the aggregation first.")));
 }
@@ -230,13 +304,14 @@ KsBeforeDropAttribute(Oid relid)
  * ALTER TYPE ... CASCADE those of the tables typed by it (and theirs).
  */
 static List *
-KsChangedRowTypes(Oid relid, bool recurse)
+KsChangedRowTypes(Oid relid, bool recurse, bool cascade)
 {
 	List	   *relids = list_make1_oid(relid);
 	List	   *types = NIL;
 	ListCell   *lc;
 
-	if (get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE)
+	/* (without CASCADE, PostgreSQL refuses to change a type tables are typed by) */
+	if (get_rel_relkind(relid) == RELKIND_COMPOSITE_TYPE && cascade)
 	{
 		Relation	classrel = table_open(RelationRelationId, AccessShareLock);
 		ScanKeyData key;
@@ -277,11 +352,13 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 	char	   *aggname;
 	bool		layout = false; /* an attribute's type changes */
 	bool		attributes = false; /* ... or attributes come or go */
+	bool		cascade = false;
 
 	foreach(lc, stmt->cmds)
 	{
 		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
 
+		cascade |= cmd->behavior == DROP_CASCADE;
 		layout |= cmd->subtype == AT_AlterColumnType;
 		attributes |= cmd->subtype == AT_AddColumn || cmd->subtype == AT_DropColumn;
 	}
@@ -295,7 +372,7 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 	typid = get_rel_type_id(relid);
 	if (!OidIsValid(typid))
 		return;
-	types = KsChangedRowTypes(relid, stmt->relation->inh);
+	types = KsChangedRowTypes(relid, stmt->relation->inh, cascade);
 	if ((aggname = KsAggregationStoring(types, true)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),

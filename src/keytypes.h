@@ -24,10 +24,19 @@
 extern void KsBeforeAlterType(AlterTableStmt *stmt);
 
 /*
- * When an attribute of relid's row type is dropped by a dependency (DROP
- * TYPE ... CASCADE): the same refusal for a type an aggregation groups by.
+ * Attributes dropped by a dependency (DROP TYPE ... CASCADE of an
+ * attribute's type): the object access hook notes each relation whose
+ * attribute goes; once the utility command is done (Begin before it, End
+ * after it, nested commands keeping the outer's notes), the same refusal
+ * for a row type an aggregation still groups by.
  */
-extern void KsBeforeDropAttribute(Oid relid);
+extern void KsNoteDroppedAttribute(Oid relid);
+
+/* Before CREATE OR REPLACE VIEW of view relid: the same for its row type. */
+extern void KsBeforeReplaceView(Oid relid);
+
+extern List *KsDroppedAttributesBegin(void);
+extern void KsDroppedAttributesEnd(List *outer);
 
 /* An aggregate an aggregation calls, as pg_aggregate had it before a command. */
 typedef struct KsUsedAggregate

@@ -372,7 +372,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("aggregation %s is still loading",
 							KsAggregationName(ss->opts.aggid, n > 0 ? copies[0].view_oid : InvalidOid)),
-					 n > 0 && KsPartLacksWorker(&refs[0]) ? KsErrdetailNoWorkerSlot() :
+					 KsPartsLackWorker(refs, n) ? KsErrdetailNoWorkerSlot() :
 					 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
 					 errhint("See keyedstate.status for its state.")));
 		if (n > 0)

@@ -89,7 +89,7 @@ KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, vo
 	/* a column or attribute: DROP TYPE ... CASCADE reaches them (keytypes.h) */
 	if (access == OAT_DROP && classId == RelationRelationId && subId > 0 &&
 		KsSharedState != NULL)
-		KsBeforeDropAttribute(objectId);
+		KsNoteDroppedAttribute(objectId);
 }
 
 /*

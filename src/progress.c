@@ -121,6 +121,20 @@ KsPartLacksWorker(KsSlotRef *ref)
 	return starting && KsWorkerLacksProcess(worker);
 }
 
+/* Whether any of n parts waits so, or, with none taken up yet, any worker lacks a process. */
+bool
+KsPartsLackWorker(KsSlotRef *refs, int n)
+{
+	int			i;
+
+	if (n == 0)
+		return KsWorkerLacksProcess(-1);
+	for (i = 0; i < n; i++)
+		if (KsPartLacksWorker(&refs[i]))
+			return true;
+	return false;
+}
+
 /* Wait for a condition on every part of an aggregation (see shmem.h). */
 int64
 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_count,

@@ -405,6 +405,40 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Whether the DDL command being ended (in its event trigger: a role that
+ * may not deparse every definition is no superuser, and calls this only
+ * from there) changed an object the view of one of the aggregations `ids`
+ * depends on, its source (the offset column's name), a schema or an
+ * extension (objects moved or renamed with them).
+ */
+static bool
+KsDdlTouched(List *ids)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * list_length(ids));
+	Datum		arg;
+	Oid			argtype = INT4ARRAYOID;
+	bool		isnull;
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, ids)
+		elems[n++] = Int32GetDatum(lfirst_int(lc));
+	arg = PointerGetDatum(construct_array(elems, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate.aggregation a, "
+							  "pg_catalog.pg_event_trigger_ddl_commands() c "
+							  "WHERE a.id = ANY ($1) AND "
+							  "(c.classid IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, "
+							  "'pg_catalog.pg_extension'::pg_catalog.regclass) "
+							  "OR (c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objid = a.source) "
+							  "OR (c.classid, c.objid) IN (SELECT d.refclassid, d.refobjid FROM pg_catalog.pg_depend d "
+							  "JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid "
+							  "WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.ev_class = a.view)))",
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read keyedstate.aggregation");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
  * Deparse the stored trees of the aggregations listed (every one when ids
  * is NULL) again, and write the text of those whose text or offset column
  * name changed.  From the event trigger (ddl true), in the transaction of
@@ -427,30 +461,23 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 	bool		retry = false;
 	bool		others = false;
 	Oid			issuer = GetOuterUserId();
-	Datum		idarg;
+	Datum		idarg = (Datum) 0;
 	Oid			idtype = INT4ARRAYOID;
+	List	   *others_ids = NIL;
 
 	KsCatalogOpen(&acc);
-	idarg = ids == NULL ? (Datum) 0 :
-		PointerGetDatum(construct_array((Datum *) ids, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
-	/*
-	 * touched: whether the DDL command being ended changed an object the
-	 * view depends on, the source (its offset column), a schema or an
-	 * extension (objects moved or renamed with them)
-	 */
-	if (SPI_execute_with_args(ddl ?
-							  "SELECT id, query_tree, definition, source, offset_attnum, offset_column, view, "
-							  "EXISTS (SELECT FROM pg_catalog.pg_event_trigger_ddl_commands() c "
-							  "WHERE c.classid IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, "
-							  "'pg_catalog.pg_extension'::pg_catalog.regclass) "
-							  "OR (c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objid = a.source) "
-							  "OR (c.classid, c.objid) IN (SELECT d.refclassid, d.refobjid FROM pg_catalog.pg_depend d "
-							  "JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid "
-							  "WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.ev_class = a.view)) "
-							  "FROM keyedstate.aggregation a" :
-							  "SELECT id, query_tree, definition, source, offset_attnum, offset_column, "
-							  "view, true FROM keyedstate.aggregation WHERE $1 IS NULL OR id = ANY ($1)",
-							  ddl ? 0 : 1, &idtype, &idarg, ids == NULL ? "n" : " ", true, 0) != SPI_OK_SELECT)
+	if (ids != NULL)
+	{
+		/* (an array of Datums: an int32 array read as one gave every other id) */
+		Datum	   *elems = palloc(sizeof(Datum) * Max(nids, 1));
+
+		for (int j = 0; j < nids; j++)
+			elems[j] = Int32GetDatum(ids[j]);
+		idarg = PointerGetDatum(construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	}
+	if (SPI_execute_with_args("SELECT id, query_tree, definition, source, offset_attnum, offset_column, "
+							  "view FROM keyedstate.aggregation WHERE $1 IS NULL OR id = ANY ($1)",
+							  1, &idtype, &idarg, ids == NULL ? "n" : " ", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read keyedstate.aggregation");
 	rows = SPI_tuptable;
 	n = SPI_processed;
@@ -473,10 +500,10 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 		Datum		args[3];
 		Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
 
-		/* another owner's: her worker deparses it, if the command touched it */
+		/* another owner's: her worker deparses it, if the command touched it (below) */
 		if (ddl && !(OidIsValid(owner) && has_privs_of_role(issuer, owner)))
 		{
-			others |= DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+			others_ids = lappend_int(others_ids, id);
 			continue;
 		}
 		/* (read only now: a tree may take tens of megabytes) */
@@ -514,6 +541,7 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 		if (SPI_processed == 0)
 			retry = true;
 	}
+	others = others_ids != NIL && KsDdlTouched(others_ids);
 	KsCatalogClose(&acc);
 	if (others)
 		KsReloadAtCommit();

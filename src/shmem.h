@@ -340,6 +340,7 @@ extern uint64 KsRequestCheckpoint(const KsSlotRef *ref);
  * not start for want of a background worker slot: a wait for it says so.
  */
 extern bool KsPartLacksWorker(KsSlotRef *ref);
+extern bool KsPartsLackWorker(KsSlotRef *refs, int n);
 #define KsErrdetailNoWorkerSlot() \
 	errdetail("No background worker slot is free to run it (max_worker_processes is %d).", \
 			  max_worker_processes)

@@ -1572,7 +1572,9 @@ CREATE TABLE renamed.ev (id bigserial PRIMARY KEY, k int, v int);
 INSERT INTO renamed.ev (k, v) VALUES (1, 1);
 SELECT keyedstate.create_aggregation('renamed.sums', 'SELECT k, sum(renamer.cf(v)) AS s FROM renamed.ev GROUP BY k',
 	checkpoint_interval => '100 ms');
-SELECT keyedstate.sync('renamed.sums');});
+SELECT keyedstate.sync('renamed.sums');
+SELECT keyedstate.create_aggregation('renamed.sums' || i, 'SELECT k, sum(renamer.cf(v)) AS s FROM renamed.ev GROUP BY k')
+  FROM generate_series(2, 4) i;});
 	my $def = q{SELECT definition FROM keyedstate.aggregation WHERE view = 'renamed.sums'::regclass};
 	my $ckpt = q{SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'renamed.sums'};
 
@@ -1595,6 +1597,10 @@ SELECT s FROM renamed.sums}, 60);
 	$renamer->query_safe('COMMIT');
 	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer.cf2(%'", 30),
 		'14: once she commits, his worker writes the new name into his definition text');
+	ok(ks_wait_for($node, $db, q{SELECT bool_and(definition LIKE '%renamer.cf2(%') FROM keyedstate.aggregation
+		WHERE view::text LIKE 'renamed.sums%'}, 30),
+		'14: ... into every one of his definitions that names it');
+	as_role($node, 'regress_renamed', q{SELECT keyedstate.drop_aggregation('renamed.sums' || i) FROM generate_series(2, 4) i});
 
 	# paused: the text follows all the same; a rename rolled back changes nothing
 	as_role($node, 'regress_renamed', q{SELECT keyedstate.pause('renamed.sums')});
