@@ -82,8 +82,15 @@ CREATE FUNCTION perm_ident(v int, d pg_temp.tmp_pair DEFAULT NULL) RETURNS int L
 \set VERBOSITY terse
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum(perm_ident(v)) AS s FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum(perm_ident(v, NULL)) AS s FROM src GROUP BY k');
+-- or a permanent composite type with an attribute of a temporary type
+-- (the session's end would drop the attribute, and change the key's hash)
+CREATE TYPE perm_holder AS (a int, t pg_temp.tmp_pair);
+CREATE TABLE holders (id bigserial PRIMARY KEY, h perm_holder);
+SELECT keyedstate.create_aggregation('e1', 'SELECT h, count(*) FROM holders GROUP BY h');
 \set VERBOSITY default
+DROP TABLE holders;
 DROP TYPE pg_temp.tmp_pair CASCADE;
+DROP TYPE perm_holder;
 -- a function whose value may change for the same row (it reads a table,
 -- or the catalogs) would be computed once when the row is consumed, and
 -- again on a replay: refused unless IMMUTABLE, as in an index expression

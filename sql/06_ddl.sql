@@ -124,6 +124,36 @@ CREATE TABLE kt9 (id bigserial PRIMARY KEY, k kc9);
 SELECT keyedstate.create_aggregation('kds.agg9', 'SELECT k, count(*) AS n FROM public.kt9 GROUP BY k');
 DROP SCHEMA kds CASCADE;
 SELECT count(*) FROM keyedstate.aggregations WHERE name = 'kds.agg9';
+-- the check survives nested commands that fail and are caught (here an
+-- event trigger's), and a command that failed and was caught leaves
+-- nothing for the command around it to refuse
+CREATE SCHEMA kds2;
+CREATE DOMAIN kds2.dom AS int;
+CREATE TYPE kc10 AS (a int, p kds2.dom);
+CREATE TABLE kt10 (id bigserial PRIMARY KEY, k kc10);
+SELECT keyedstate.create_aggregation('agg10', 'SELECT k, count(*) AS n FROM kt10 GROUP BY k');
+CREATE FUNCTION k_et() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+	BEGIN
+		CREATE TABLE k_et_log (x int);
+		CREATE TABLE k_et_log (x int);
+	EXCEPTION WHEN duplicate_table THEN NULL;
+	END;
+	IF current_setting('k.fail', true) = 'on' THEN RAISE EXCEPTION 'event trigger says no'; END IF;
+END $$;
+CREATE EVENT TRIGGER k_et ON sql_drop EXECUTE FUNCTION k_et();
+DROP DOMAIN kds2.dom CASCADE;
+SET k.fail = 'on';
+DO $$ BEGIN
+	BEGIN DROP DOMAIN kds2.dom CASCADE; EXCEPTION WHEN others THEN RAISE NOTICE 'caught: %', SQLERRM; END;
+END $$;
+RESET k.fail;
+DROP EVENT TRIGGER k_et;
+DROP FUNCTION k_et();
+SELECT keyedstate.drop_aggregation('agg10');
+DROP TABLE kt10;
+DROP TYPE kc10;
+DROP SCHEMA kds2 CASCADE;
 -- a superuser may refresh every definition text by hand, outside any DDL
 SELECT keyedstate.refresh_definitions();
 DROP TABLE kt9;

@@ -313,27 +313,6 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 	}
 }
 
-/*
- * SET UNLOGGED of a table an aggregation reads (a source or a partition of
- * one): a crash would empty it, and the state would keep its rows.
- */
-static void
-KsBeforeSetUnlogged(RangeVar *rv)
-{
-	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
-	List	   *aggs;
-
-	if (!OidIsValid(relid) || !KsMayChange(relid, "alter"))
-		return;
-	aggs = KsAggregationsOf(KsSelfAndAncestors(relid), false);
-	if (aggs != NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot make table \"%s\" unlogged", get_rel_name(relid)),
-				 errdetail("Aggregation %s consumes it, and a crash would empty an unlogged table but not the state of its rows.",
-						   KsAggName(((KsAggDef *) linitial(aggs))->view_oid))));
-}
-
 /* ATTACH and DETACH PARTITION under a source (see source.h), SET UNLOGGED. */
 static void
 KsBeforeAlterTable(AlterTableStmt *stmt)
@@ -536,6 +515,35 @@ KsAfterAlterTable(AlterTableStmt *stmt)
 }
 
 /*
+ * Run the command; the attributes it drops are noted meanwhile (keytypes.h),
+ * the outer command's notes restored if it fails.  Returns those notes.
+ */
+static KsDroppedNotes
+KsRunUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+			 ProcessUtilityContext context, ParamListInfo params,
+			 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	KsDroppedNotes dropped = KsDroppedAttributesBegin();
+
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+									queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		KsDroppedAttributesAbort(dropped);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return dropped;
+}
+
+/*
  * ProcessUtility hook: DROP EXTENSION keyedstate, the database commands
  * of dbhooks.h, the commands that change the partitions of a source, and
  * those changing types or aggregates an aggregation stores (keytypes.h).
@@ -550,7 +558,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	List	   *aggregates = NIL;	/* CREATE OR REPLACE AGGREGATE (keytypes.h) */
 
 	List	   *indexed = KsTablesLosingIndexes(parsetree);	/* (hooksource.c) */
-	List	   *dropped = KsDroppedAttributesBegin();	/* (keytypes.h) */
+	KsDroppedNotes dropped;		/* (keytypes.h) */
 
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		KsBeforeDropExtension((DropStmt *) parsetree);
@@ -589,12 +597,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	else if (IsA(parsetree, DefineStmt))
 		aggregates = KsBeforeReplaceAggregate((DefineStmt *) parsetree);
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-								queryEnv, dest, qc);
+	dropped = KsRunUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
 	KsAfterReplaceAggregate(aggregates);
 	KsDroppedAttributesEnd(dropped);

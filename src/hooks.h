@@ -65,6 +65,12 @@ extern List *KsSelfAndAncestors(Oid relid);
  * source without an index on its offset column.
  */
 extern List *KsTablesLosingIndexes(Node *parsetree);
+
+/*
+ * Before ALTER TABLE ... SET UNLOGGED: refused for a table an aggregation
+ * reads (a source or a partition of one), by its owner.
+ */
+extern void KsBeforeSetUnlogged(RangeVar *rv);
 extern void KsCheckOffsetIndexesKept(List *tables);
 
 /* Forget an aggregation whose view is gone (see orphans.c). */

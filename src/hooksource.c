@@ -188,3 +188,24 @@ KsCheckOffsetIndexesKept(List *tables)
 			KsCheckIndexesOf(&table);
 	}
 }
+
+/*
+ * SET UNLOGGED of a table an aggregation reads (a source or a partition of
+ * one): a crash would empty it, and the state would keep its rows.
+ */
+void
+KsBeforeSetUnlogged(RangeVar *rv)
+{
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+	List	   *aggs;
+
+	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
+		return;
+	aggs = KsAggregationsOf(KsSelfAndAncestors(relid), false);
+	if (aggs != NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot make table \"%s\" unlogged", get_rel_name(relid)),
+				 errdetail("Aggregation %s consumes it, and a crash would empty an unlogged table but not the state of its rows.",
+						   KsAggName(((KsAggDef *) linitial(aggs))->view_oid))));
+}

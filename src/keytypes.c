@@ -30,6 +30,7 @@
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "miscadmin.h"
+#include "storage/ipc.h"
 #include "storage/proc.h"
 #include "parser/parse_agg.h"
 #include "parser/parse_type.h"
@@ -235,47 +236,17 @@ KsBeforeReplaceView(Oid relid)
  */
 static List *ks_dropped = NIL;
 static LocalTransactionId ks_dropped_lxid = InvalidLocalTransactionId;
+static int	ks_utility_depth = 0;	/* utility commands running (nested) */
 
-/* Note a dropped attribute of relid's row type (see keytypes.h). */
-void
-KsNoteDroppedAttribute(Oid relid)
-{
-	MemoryContext oldcxt;
-
-	if (ks_dropped_lxid != MyProc->lxid)
-		ks_dropped = NIL;
-	ks_dropped_lxid = MyProc->lxid;
-	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
-	ks_dropped = list_append_unique_oid(ks_dropped, relid);
-	MemoryContextSwitchTo(oldcxt);
-}
-
-/* A utility command starts: the relations noted so far are the outer command's. */
-List *
-KsDroppedAttributesBegin(void)
-{
-	List	   *outer = ks_dropped_lxid == MyProc->lxid ? ks_dropped : NIL;
-
-	ks_dropped = NIL;
-	ks_dropped_lxid = MyProc->lxid;
-	return outer;
-}
-
-/*
- * The command is done: refuse the attributes it dropped (DROP TYPE ...
- * CASCADE of an attribute's type drops the attribute) from a row type an
- * aggregation still groups by.
- */
-void
-KsDroppedAttributesEnd(List *outer)
+/* Refuse the attributes dropped from the row types of `relids` (see keytypes.h). */
+static void
+KsCheckDroppedAttributes(List *relids)
 {
 	List	   *types = NIL;
 	ListCell   *lc;
 	char	   *aggname;
 
-	if (ks_dropped_lxid != MyProc->lxid)
-		return;
-	foreach(lc, ks_dropped)
+	foreach(lc, relids)
 	{
 		/* (a relation the command dropped whole is gone with its type) */
 		Oid			typid = get_rel_type_id(lfirst_oid(lc));
@@ -283,7 +254,6 @@ KsDroppedAttributesEnd(List *outer)
 		if (OidIsValid(typid))
 			types = list_append_unique_oid(types, typid);
 	}
-	ks_dropped = outer;
 	if (types == NIL || !OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
 		return;
 	if ((aggname = KsAggregationStoring(types, true)) != NULL)
@@ -295,6 +265,71 @@ KsDroppedAttributesEnd(List *outer)
 				 errmsg("cannot drop attributes of types aggregation %s groups by", aggname),
 				 errdetail("A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
 				 errhint("Drop the aggregation first.")));
+}
+
+/*
+ * Note a dropped attribute of relid's row type (see keytypes.h); outside
+ * any utility command (ON COMMIT DROP), check it at once.  Not while the
+ * backend exits (its temporary objects go): an error cannot stop that, and
+ * a query depending on a temporary object is refused at creation.
+ */
+void
+KsNoteDroppedAttribute(Oid relid)
+{
+	MemoryContext oldcxt;
+
+	if (ks_utility_depth == 0)
+	{
+		if (!proc_exit_inprogress)
+			KsCheckDroppedAttributes(list_make1_oid(relid));
+		return;
+	}
+	if (ks_dropped_lxid != MyProc->lxid)
+		ks_dropped = NIL;
+	ks_dropped_lxid = MyProc->lxid;
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	ks_dropped = list_append_unique_oid(ks_dropped, relid);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* A utility command starts: the notes so far are the outer command's (see keytypes.h). */
+KsDroppedNotes
+KsDroppedAttributesBegin(void)
+{
+	KsDroppedNotes outer;
+
+	outer.lxid = MyProc->lxid;
+	outer.relids = ks_dropped_lxid == MyProc->lxid ? ks_dropped : NIL;
+	ks_dropped = NIL;
+	ks_dropped_lxid = MyProc->lxid;
+	ks_utility_depth++;
+	return outer;
+}
+
+/*
+ * The command failed: its notes go (a caught error rolled back what it
+ * dropped), the outer command's come back, if still in its transaction.
+ */
+void
+KsDroppedAttributesAbort(KsDroppedNotes outer)
+{
+	ks_utility_depth = Max(ks_utility_depth - 1, 0);
+	ks_dropped = outer.lxid == MyProc->lxid ? outer.relids : NIL;
+	ks_dropped_lxid = MyProc->lxid;
+}
+
+/*
+ * The command is done: refuse the attributes it dropped (DROP TYPE ...
+ * CASCADE of an attribute's type drops the attribute) from a row type an
+ * aggregation still groups by; then the outer command's notes come back.
+ */
+void
+KsDroppedAttributesEnd(KsDroppedNotes outer)
+{
+	List	   *mine = ks_dropped_lxid == MyProc->lxid ? ks_dropped : NIL;
+
+	KsDroppedAttributesAbort(outer);
+	KsCheckDroppedAttributes(mine);
 }
 
 /*

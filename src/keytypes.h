@@ -11,6 +11,7 @@
 
 #include "catalog/pg_aggregate.h"
 #include "nodes/parsenodes.h"
+#include "storage/lock.h"
 
 /*
  * Before ALTER TYPE (or ALTER TABLE): refuse adding, dropping or changing
@@ -27,16 +28,23 @@ extern void KsBeforeAlterType(AlterTableStmt *stmt);
  * Attributes dropped by a dependency (DROP TYPE ... CASCADE of an
  * attribute's type): the object access hook notes each relation whose
  * attribute goes; once the utility command is done (Begin before it, End
- * after it, nested commands keeping the outer's notes), the same refusal
- * for a row type an aggregation still groups by.
+ * after it, Abort if it fails: nested commands keep the outer's notes),
+ * the same refusal for a row type an aggregation still groups by; outside
+ * any utility command, at once.
  */
+typedef struct KsDroppedNotes
+{
+	List	   *relids;
+	LocalTransactionId lxid;	/* the transaction they belong to */
+} KsDroppedNotes;
 extern void KsNoteDroppedAttribute(Oid relid);
 
 /* Before CREATE OR REPLACE VIEW of view relid: the same for its row type. */
 extern void KsBeforeReplaceView(Oid relid);
 
-extern List *KsDroppedAttributesBegin(void);
-extern void KsDroppedAttributesEnd(List *outer);
+extern KsDroppedNotes KsDroppedAttributesBegin(void);
+extern void KsDroppedAttributesEnd(KsDroppedNotes outer);
+extern void KsDroppedAttributesAbort(KsDroppedNotes outer);
 
 /* An aggregate an aggregation calls, as pg_aggregate had it before a command. */
 typedef struct KsUsedAggregate

@@ -211,12 +211,20 @@ KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
 						 errmsg("aggregation %s must not use temporary objects", KsAggName(view_oid)),
 						 errdetail("It depends on %s, which goes away with its session.",
 								   getObjectDescription(&ref, false))));
-			if (n == size)
+			if (n + 1 >= size)
 			{
 				size *= 2;
 				queue = repalloc(queue, sizeof(ObjectAddress) * size);
 			}
 			queue[n++] = ref;
+			/* a composite type's attributes are its relation's columns, which depend on it */
+			if (ref.classId == TypeRelationId && OidIsValid(get_typ_typrelid(ref.objectId)))
+			{
+				ObjectAddressSet(ref, RelationRelationId, get_typ_typrelid(ref.objectId));
+				(void) hash_search(seen, &ref, HASH_ENTER, &found);
+				if (!found)
+					queue[n++] = ref;
+			}
 		}
 		systable_endscan(scan);
 	}

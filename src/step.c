@@ -191,8 +191,9 @@ KsRunLoad(KsAggRun *run)
 	KsRunPublish(run, run->consumed);
 	run->loaded = true;
 	ereport(LOG,
-			(errmsg("keyedstate aggregation %s recovered " UINT64_FORMAT " keys at offset " INT64_FORMAT " in %ld ms",
-					run->name, run->kt->nentries, run->consumed,
+			(errmsg("keyedstate aggregation %s%s recovered " UINT64_FORMAT " keys at offset " INT64_FORMAT " in %ld ms",
+					run->name, run->def->is_part ? psprintf(" part %d", run->def->part) : "",
+					run->kt->nentries, run->consumed,
 					TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()))));
 	return true;
 }
