@@ -170,6 +170,17 @@ KsQueryStoresType(Query *query, List *targets, bool keys)
 	return false;
 }
 
+/* Why a key's row type cannot change: the errdetail of the refusals below. */
+#define KS_KEY_HASH_DETAIL \
+	"A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."
+
+/* Whether the checks below apply: keyedstate installed, not inserting its own catalog row. */
+static bool
+KsTypesGuarded(void)
+{
+	return OidIsValid(get_extension_oid("keyedstate", true)) && !KsCatalogInserting();
+}
+
 /* The aggregation storing one of the types `targets` (in a key: `keys`), by name; NULL if none. */
 static char *
 KsAggregationStoring(List *targets, bool keys)
@@ -215,7 +226,7 @@ KsBeforeReplaceView(Oid relid)
 	char	   *aggname;
 
 	if (!OidIsValid(get_rel_type_id(relid)) || !pg_class_ownercheck(relid, GetUserId()) ||
-		!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
+		!KsTypesGuarded())
 		return;
 	if ((aggname = KsAggregationStoring(list_make1_oid(get_rel_type_id(relid)), true)) != NULL)
 		ereport(ERROR,
@@ -254,7 +265,7 @@ KsCheckDroppedAttributes(List *relids)
 		if (OidIsValid(typid))
 			types = list_append_unique_oid(types, typid);
 	}
-	if (types == NIL || !OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
+	if (types == NIL || !KsTypesGuarded())
 		return;
 	if ((aggname = KsAggregationStoring(types, true)) != NULL)
 		ereport(ERROR,
@@ -263,7 +274,7 @@ KsCheckDroppedAttributes(List *relids)
 				 errmsg("cannot drop an attribute of type %s because aggregation %s groups by it",
 						format_type_be(linitial_oid(types)), aggname) :
 				 errmsg("cannot drop attributes of types aggregation %s groups by", aggname),
-				 errdetail("A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
+				 errdetail(KS_KEY_HASH_DETAIL),
 				 errhint("Drop the aggregation first.")));
 }
 
@@ -370,8 +381,12 @@ KsChangedRowTypes(Oid relid, bool recurse, bool cascade)
 		ListCell   *tc;
 
 		foreach(tc, tree)
-			if (OidIsValid(get_rel_type_id(lfirst_oid(tc))))
-				types = list_append_unique_oid(types, get_rel_type_id(lfirst_oid(tc)));
+		{
+			Oid			rowtype = get_rel_type_id(lfirst_oid(tc));
+
+			if (OidIsValid(rowtype))
+				types = list_append_unique_oid(types, rowtype);
+		}
 	}
 	return types;
 }
@@ -397,8 +412,7 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 		layout |= cmd->subtype == AT_AlterColumnType;
 		attributes |= cmd->subtype == AT_AddColumn || cmd->subtype == AT_DropColumn;
 	}
-	if ((!layout && !attributes) || !OidIsValid(get_extension_oid("keyedstate", true)) ||
-		KsCatalogInserting())
+	if ((!layout && !attributes) || !KsTypesGuarded())
 		return;
 	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
 	/* one who may not change it meets PostgreSQL's own error, and learns nothing */
@@ -415,7 +429,7 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 						format_type_be(typid), aggname),
 				 list_length(types) > 1 ?
 				 errdetail("The command changes the row types of the tables under it or typed by it too, and a composite value's hash covers every attribute, so the keys already aggregated would no longer be found.") :
-				 errdetail("A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
+				 errdetail(KS_KEY_HASH_DETAIL),
 				 errhint("Drop the aggregation, change the type, then create the aggregation again.")));
 	/* stored values read with attributes added or dropped are still whole */
 	if (!layout || (aggname = KsAggregationStoring(types, false)) == NULL)

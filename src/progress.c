@@ -108,7 +108,7 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
  * Whether a part waits for a worker the launcher could not start for want
  * of a background worker slot.
  */
-bool
+static bool
 KsPartLacksWorker(KsSlotRef *ref)
 {
 	bool		starting;
@@ -170,7 +170,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
-					 waiting >= 0 && KsPartLacksWorker(&refs[waiting]) ? KsErrdetailNoWorkerSlot() : 0,
+					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorkerSlot() : 0,
 					 errhint("See keyedstate.status for its state and lag.")));
 		}
 		remaining = Min(TimestampDifferenceMilliseconds(now, deadline), 100);

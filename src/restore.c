@@ -404,6 +404,18 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	return PointerGetDatum(tup);
 }
 
+/* Aggregation ids as an int4[] argument. */
+static Datum
+KsIdArray(const int32 *ids, int nids)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(nids, 1));
+
+	/* (Datums: an int32 array read as one gave every other id) */
+	for (int j = 0; j < nids; j++)
+		elems[j] = Int32GetDatum(ids[j]);
+	return PointerGetDatum(construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+}
+
 /*
  * Whether the DDL command being ended (in its event trigger: a role that
  * may not deparse every definition is no superuser, and calls this only
@@ -412,18 +424,12 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
  * extension (objects moved or renamed with them).
  */
 static bool
-KsDdlTouched(List *ids)
+KsDdlTouched(const int32 *ids, int nids)
 {
-	Datum	   *elems = palloc(sizeof(Datum) * list_length(ids));
-	Datum		arg;
+	Datum		arg = KsIdArray(ids, nids);
 	Oid			argtype = INT4ARRAYOID;
 	bool		isnull;
-	ListCell   *lc;
-	int			n = 0;
 
-	foreach(lc, ids)
-		elems[n++] = Int32GetDatum(lfirst_int(lc));
-	arg = PointerGetDatum(construct_array(elems, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
 	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate.aggregation a, "
 							  "pg_catalog.pg_event_trigger_ddl_commands() c "
 							  "WHERE a.id = ANY ($1) AND "
@@ -463,24 +469,19 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 	Oid			issuer = GetOuterUserId();
 	Datum		idarg = (Datum) 0;
 	Oid			idtype = INT4ARRAYOID;
-	List	   *others_ids = NIL;
+	int32	   *others_ids;
+	int			nothers = 0;
 
 	KsCatalogOpen(&acc);
 	if (ids != NULL)
-	{
-		/* (an array of Datums: an int32 array read as one gave every other id) */
-		Datum	   *elems = palloc(sizeof(Datum) * Max(nids, 1));
-
-		for (int j = 0; j < nids; j++)
-			elems[j] = Int32GetDatum(ids[j]);
-		idarg = PointerGetDatum(construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
-	}
+		idarg = KsIdArray(ids, nids);
 	if (SPI_execute_with_args("SELECT id, query_tree, definition, source, offset_attnum, offset_column, "
 							  "view FROM keyedstate.aggregation WHERE $1 IS NULL OR id = ANY ($1)",
 							  1, &idtype, &idarg, ids == NULL ? "n" : " ", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read keyedstate.aggregation");
 	rows = SPI_tuptable;
 	n = SPI_processed;
+	others_ids = palloc(sizeof(int32) * Max(n, 1));
 	for (i = 0; i < n; i++)
 	{
 		HeapTuple	tup = rows->vals[i];
@@ -503,7 +504,7 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 		/* another owner's: her worker deparses it, if the command touched it (below) */
 		if (ddl && !(OidIsValid(owner) && has_privs_of_role(issuer, owner)))
 		{
-			others_ids = lappend_int(others_ids, id);
+			others_ids[nothers++] = id;
 			continue;
 		}
 		/* (read only now: a tree may take tens of megabytes) */
@@ -541,7 +542,7 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 		if (SPI_processed == 0)
 			retry = true;
 	}
-	others = others_ids != NIL && KsDdlTouched(others_ids);
+	others = nothers > 0 && KsDdlTouched(others_ids, nothers);
 	KsCatalogClose(&acc);
 	if (others)
 		KsReloadAtCommit();

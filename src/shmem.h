@@ -336,10 +336,11 @@ extern void KsSlotSleep(const KsSlotRef *ref, long ms);
 extern uint64 KsRequestCheckpoint(const KsSlotRef *ref);
 
 /*
- * Whether a part (its slot) waits, starting, for a worker the launcher could
- * not start for want of a background worker slot: a wait for it says so.
+ * Whether one of n parts (their slots) waits, starting, for a worker the
+ * launcher could not start for want of a background worker slot (with no
+ * part taken up yet, whether any worker of the database lacks one): a wait
+ * for it says so.
  */
-extern bool KsPartLacksWorker(KsSlotRef *ref);
 extern bool KsPartsLackWorker(KsSlotRef *refs, int n);
 #define KsErrdetailNoWorkerSlot() \
 	errdetail("No background worker slot is free to run it (max_worker_processes is %d).", \
