@@ -71,6 +71,14 @@ SELECT count(DISTINCT p.id) AS parts, bool_and(p.id >= 1000000000) AS part_ids, 
   FROM keyedstate.part p JOIN keyedstate.aggregation a ON a.id = p.aggregation_id
  WHERE a.view = 'cycled'::regclass GROUP BY a.id;
 SELECT keyedstate.drop_aggregation('cycled');
+-- ... and those of a live table left without its aggregation (a schema-only
+-- restore brings the views and live tables alone)
+SELECT setval('keyedstate.aggregation_id_seq', 500);
+CREATE TABLE keyedstate.live_501 (x int);
+SELECT keyedstate.create_aggregation('after_orphan', 'SELECT page % 3 AS m, count(*) AS n FROM clicks GROUP BY 1');
+SELECT id FROM keyedstate.aggregation WHERE view = 'after_orphan'::regclass;
+SELECT keyedstate.drop_aggregation('after_orphan');
+DROP TABLE keyedstate.live_501;
 DROP VIEW per_page_oracle;
 SELECT keyedstate.drop_aggregation('per_page');
 SELECT count(*) FROM keyedstate.part;

@@ -267,8 +267,8 @@ KsCatalogLookup(Oid view_oid, KsAggDef *def)
 
 /*
  * The next aggregation id (inside the bracket).  The sequences cycle (calls
- * failing or rolled back take ids too), so an id still in use is skipped:
- * an aggregation's or a part's, or one whose checkpoints or cold rows remain.
+ * failing or rolled back take ids too), so an id in use is skipped: its
+ * aggregation, part, checkpoints, cold rows or live table (restored alone).
  */
 int32
 KsCatalogNextId(bool part)
@@ -281,7 +281,8 @@ KsCatalogNextId(bool part)
 								 "WHERE NOT EXISTS (SELECT FROM keyedstate.aggregation a WHERE a.id = s.n) "
 								 "AND NOT EXISTS (SELECT FROM keyedstate.part p WHERE p.id = s.n) "
 								 "AND NOT EXISTS (SELECT FROM keyedstate.state t WHERE t.aggregation_id = s.n) "
-								 "AND NOT EXISTS (SELECT FROM keyedstate.cold c WHERE c.aggregation_id = s.n)",
+								 "AND NOT EXISTS (SELECT FROM keyedstate.cold c WHERE c.aggregation_id = s.n) "
+								 "AND pg_catalog.to_regclass('keyedstate.live_' || s.n) IS NULL",
 								 part ? "part_id_seq" : "aggregation_id_seq"),
 						false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not allocate an aggregation id");
@@ -293,8 +294,7 @@ KsCatalogNextId(bool part)
 	pg_unreachable();
 }
 
-/* Set while KsCatalogInsert inserts a row (see KsCatalogInserting). */
-static bool ks_inserting = false;
+static bool ks_inserting = false;	/* KsCatalogInsert is inserting a row */
 
 /* Whether KsCatalogInsert is inserting. */
 bool

@@ -580,6 +580,8 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	KsEvictDone(run, w->victims, w->nvictims, w->epoch);
 	run->checkpointed = w->offset;
 	run->last_checkpoint = GetCurrentTimestamp();
+	/* a streak of passing errors is over (run.c) */
+	run->retry_at = 0;
 	run->ckpt_last_id = w->checkpoint_id;
 	run->ckpt_chain_chunks = w->chain_chunks;
 	if (w->full)

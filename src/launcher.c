@@ -253,10 +253,15 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 	/* out of background worker slots: said at most once a minute per database */
 	if (TimestampDifferenceExceeds(ks_slots_warned[i], GetCurrentTimestamp(), KS_LIMIT_WARN_MS))
 	{
+		NameData	dbname;
+
 		ks_slots_warned[i] = GetCurrentTimestamp();
+		/* named as the DBA knows it (a shared catalog: the launcher reads it) */
+		if (KsDatabaseUsability(dboid, &dbname) == KS_DB_GONE)
+			snprintf(NameStr(dbname), NAMEDATALEN, "%u", dboid);
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start keyedstate worker for database %u", dboid),
+				 errmsg("could not start keyedstate worker for database \"%s\"", NameStr(dbname)),
 				 errdetail("No background worker slot is free (max_worker_processes is %d).",
 						   max_worker_processes),
 				 errhint("Increase max_worker_processes.  Each database with aggregations needs a worker for each owner of its aggregations; keyedstate.max_workers bounds only the workers beyond those.")));

@@ -233,11 +233,18 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
 /* How long a run retries after running out of memory before it fails. */
 #define KS_OOM_RETRY_US		((int64) 10 * 60 * USECS_PER_SEC)
 
-/* Whether a run retried a moment ago: the errors go on (KsRunRetryAfter). */
+/* How long after its last retry a streak of errors ends without a checkpoint. */
+#define KS_RETRY_STREAK_US	((int64) 10 * 60 * USECS_PER_SEC)
+
+/*
+ * Whether the errors go on (KsRunRetryAfter): no checkpoint has committed
+ * since the last retry (KsCheckpointDone ends the streak), however long
+ * the replay after it took, for ten minutes at most.
+ */
 static bool
 KsRetryStreak(KsAggRun *run, TimestampTz now)
 {
-	return run->retry_at != 0 && now - run->retry_at < 2 * (int64) run->retry_delay_ms * 1000;
+	return run->retry_at != 0 && now - run->retry_at < KS_RETRY_STREAK_US;
 }
 
 /*

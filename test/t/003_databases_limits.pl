@@ -274,7 +274,7 @@ $node->safe_psql('db_a', join('', map { "SELECT keyedstate.create_aggregation('m
 ks_sync_all($node, 'db_a', '60s');
 my $logpos = -s $node->logfile;
 $node->safe_psql('db_a', q{ALTER SYSTEM SET keyedstate.max_workers = 64; SELECT pg_reload_conf()});
-ok(eval { $node->wait_for_log(qr/could not start keyedstate worker/, $logpos); 1 },
+ok(eval { $node->wait_for_log(qr/could not start keyedstate worker for database "db_a"/, $logpos); 1 },
 	'(precondition) the pool planned more workers than can start');
 # (watched for 75 s: the pool spreads aggregations over new workers up to a
 # minute after a reload, and an aggregation moved to a worker that never

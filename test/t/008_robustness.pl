@@ -476,12 +476,18 @@ is(ks_mismatches($node, 'postgres', 'SELECT k, s FROM slow.t', 'SELECT k, sum(k)
 	'... and its backlog is exact');
 $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('slow.s'); SELECT keyedstate.drop_aggregation('slow.t')});
 
-# --- a server-wide default_transaction_read_only is the sessions' default:
-# the worker still writes its checkpoints (it failed every aggregation)
+# --- a server-wide default_transaction_read_only, and a serializable
+# default_transaction_isolation, are the sessions' defaults: the worker
+# started under them still writes its checkpoints (it failed every
+# aggregation), at read committed (serializable, its checkpoints failed
+# and so did others' transactions)
 $node->safe_psql('postgres', q{CREATE TABLE ro (id bigserial PRIMARY KEY, k int);
-SELECT keyedstate.create_aggregation('ro_v', 'SELECT k, count(*) AS n FROM ro GROUP BY k');
-ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf();});
-ks_wait_for($node, 'postgres', q{SELECT current_setting('default_transaction_read_only') = 'on'}, 10);
+CREATE FUNCTION iso(int) RETURNS text LANGUAGE plpgsql IMMUTABLE AS
+	$$ BEGIN RETURN current_setting('transaction_isolation'); END $$;
+SELECT keyedstate.create_aggregation('ro_v', 'SELECT k, count(*) AS n, max(iso(k)) AS iso FROM ro GROUP BY k');
+ALTER SYSTEM SET default_transaction_read_only = on;
+ALTER SYSTEM SET default_transaction_isolation = 'serializable';});
+$node->restart;
 $node->safe_psql('postgres', q{SET default_transaction_read_only = off;
 INSERT INTO ro (k) SELECT g % 5 FROM generate_series(1, 100) g;});
 $node->safe_psql('postgres', q{SELECT keyedstate.checkpoint('ro_v')});
@@ -489,8 +495,11 @@ ks_sync($node, 'postgres', 'ro_v', '1 min');
 is(ks_state($node, 'postgres', 'ro_v') . ' ' . ks_mismatches($node, 'postgres', 'SELECT k, n FROM ro_v',
 	'SELECT k, count(*) FROM ro GROUP BY k'), 'running 0',
 	'with default_transaction_read_only on for the server, the aggregation runs, checkpoints and is exact');
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT iso, ',') FROM ro_v}), 'read committed',
+	'with a serializable default for the server, the worker runs at read committed');
 $node->safe_psql('postgres', q{SET default_transaction_read_only = off; ALTER SYSTEM RESET default_transaction_read_only;
-SELECT pg_reload_conf(); SELECT keyedstate.drop_aggregation('ro_v'); DROP TABLE ro;});
+ALTER SYSTEM RESET default_transaction_isolation;
+SELECT pg_reload_conf(); SELECT keyedstate.drop_aggregation('ro_v'); DROP TABLE ro; DROP FUNCTION iso(int);});
 
 # --- control functions against a concurrent drop: each takes the view's
 # lock and looks again, so the one that waited says the aggregation does not
