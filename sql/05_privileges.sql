@@ -108,6 +108,40 @@ INSERT INTO ks_bob.own (k) VALUES (1);
 SET ROLE regress_ks_alice;
 SELECT keyedstate.sync('ks_alice.theirs');
 SELECT keyedstate.drop_aggregation('ks_alice.theirs');
+
+-- types another role owns, which her aggregation groups by: their owner
+-- cannot change their attributes while she does (the stored keys' hashes
+-- cover every attribute), directly, through a typed table, or by adding
+-- columns to a view; replacing the view with the same columns is allowed
+SET ROLE regress_ks_bob;
+CREATE TYPE ks_bob.pair AS (a int, b text);
+CREATE TYPE ks_bob.base AS (a int);
+CREATE TABLE ks_bob.typed OF ks_bob.base;
+CREATE VIEW ks_bob.vrow AS SELECT 1 AS a;
+CREATE FUNCTION ks_bob.pair_of(int) RETURNS ks_bob.pair LANGUAGE sql IMMUTABLE AS 'SELECT ROW($1, $1::text)::ks_bob.pair';
+CREATE FUNCTION ks_bob.typed_of(int) RETURNS ks_bob.typed LANGUAGE sql IMMUTABLE AS 'SELECT ROW($1)::ks_bob.typed';
+CREATE FUNCTION ks_bob.vrow_of(int) RETURNS ks_bob.vrow LANGUAGE sql IMMUTABLE AS 'SELECT ROW($1)::ks_bob.vrow';
+CREATE TABLE ks_bob.ev (id bigserial PRIMARY KEY, k int);
+GRANT SELECT, TRIGGER ON ks_bob.ev TO regress_ks_alice;
+INSERT INTO ks_bob.ev (k) SELECT g % 4 FROM generate_series(1, 20) g;
+SET ROLE regress_ks_alice;
+SELECT keyedstate.create_aggregation('ks_alice.by_bob',
+	'SELECT ks_bob.pair_of(k) AS p, ks_bob.typed_of(k) AS t, ks_bob.vrow_of(k) AS w, count(*) AS n FROM ks_bob.ev GROUP BY 1, 2, 3');
+SELECT keyedstate.sync('ks_alice.by_bob');
+SET ROLE regress_ks_bob;
+ALTER TYPE ks_bob.pair ADD ATTRIBUTE z int;
+ALTER TYPE ks_bob.pair ALTER ATTRIBUTE a TYPE bigint;
+ALTER TYPE ks_bob.pair DROP ATTRIBUTE b;
+ALTER TYPE ks_bob.base ADD ATTRIBUTE z int CASCADE;
+CREATE OR REPLACE VIEW ks_bob.vrow AS SELECT 1 AS a, 2 AS z;
+CREATE OR REPLACE VIEW ks_bob.vrow AS SELECT 2 AS a;
+INSERT INTO ks_bob.ev (k) VALUES (1), (5);
+SET ROLE regress_ks_alice;
+SELECT keyedstate.sync('ks_alice.by_bob');
+SELECT count(*) AS keys, sum(n) AS rows FROM ks_alice.by_bob;
+SELECT keyedstate.drop_aggregation('ks_alice.by_bob');
+SET ROLE regress_ks_bob;
+ALTER TYPE ks_bob.pair ADD ATTRIBUTE z int;
 RESET ROLE;
 DROP SCHEMA ks_bob CASCADE;
 

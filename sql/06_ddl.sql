@@ -115,6 +115,8 @@ ALTER TYPE kbase ADD ATTRIBUTE z int;
 DROP TYPE kleaf CASCADE;
 ALTER FOREIGN TABLE kft ADD COLUMN z int;
 CREATE OR REPLACE VIEW kvt AS SELECT 1 AS a, 2 AS z;
+-- (a view replaced with the same columns keeps its row type)
+CREATE OR REPLACE VIEW kvt AS SELECT 2 AS a;
 SELECT keyedstate.drop_aggregation('by_types');
 -- a command dropping an attribute of a key type, and the aggregation too
 CREATE SCHEMA kds;
@@ -150,6 +152,24 @@ END $$;
 RESET k.fail;
 DROP EVENT TRIGGER k_et;
 DROP FUNCTION k_et();
+-- nor at the end of the session, which no command refuses: a domain of a
+-- key type, or a function its default calls however indirectly, cannot
+-- come to depend on a temporary object (its drop would drop the attribute)
+CREATE TEMP TABLE k_tt (a int);
+ALTER DOMAIN kds2.dom SET DEFAULT (NULL::pg_temp.k_tt).a;
+CREATE FUNCTION k_def2() RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT 2; END;
+CREATE FUNCTION k_def() RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT k_def2(); END;
+ALTER DOMAIN kds2.dom SET DEFAULT k_def();
+CREATE OR REPLACE FUNCTION k_def2() RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT (NULL::pg_temp.k_tt).a; END;
+CREATE OR REPLACE FUNCTION k_def() RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT (NULL::pg_temp.k_tt).a; END;
+-- (a permanent replacement, and a domain no aggregation uses, go through)
+CREATE OR REPLACE FUNCTION k_def2() RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT 3; END;
+CREATE DOMAIN kds2.free AS int;
+ALTER DOMAIN kds2.free SET DEFAULT (NULL::pg_temp.k_tt).a;
+ALTER DOMAIN kds2.dom DROP DEFAULT;
+DROP DOMAIN kds2.free;
+DROP FUNCTION k_def(), k_def2();
+DROP TABLE k_tt;
 SELECT keyedstate.drop_aggregation('agg10');
 DROP TABLE kt10;
 DROP TYPE kc10;

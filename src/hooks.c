@@ -155,10 +155,11 @@ KsInterruptAtOnce(int32 aggid)
 }
 
 /*
- * keyedstate.wake(): AFTER INSERT statement trigger on every source table
- * (and every table of a partitioned source's tree: KsWakeTriggersAdd).
- * It only flags the transaction; the worker's latch is set at commit, when
- * the rows are visible, so the cost for writers is one flag per statement.
+ * keyedstate.wake(): AFTER INSERT statement trigger on every table of a
+ * source's tree (waketrig.c).  It only flags the transaction; the worker's
+ * latch is set at commit, when the rows are visible, so the cost for
+ * writers is one flag per statement.  An UPDATE of the offset column fires
+ * it too, and is refused.
  */
 Datum
 keyedstate_wake(PG_FUNCTION_ARGS)
@@ -167,6 +168,7 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("keyedstate.wake() must be called as a trigger")));
+	KsRefuseOffsetUpdate((TriggerData *) fcinfo->context);
 	if (ks_preloaded && KsSharedState != NULL)
 	{
 		Trigger    *trig = ((TriggerData *) fcinfo->context)->tg_trigger;
@@ -313,7 +315,7 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 	}
 }
 
-/* ATTACH and DETACH PARTITION under a source (see source.h), SET UNLOGGED. */
+/* ATTACH and DETACH PARTITION under a source (source.h), SET UNLOGGED, ALTER COLUMN TYPE. */
 static void
 KsBeforeAlterTable(AlterTableStmt *stmt)
 {
@@ -327,10 +329,9 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 		Oid			part;
 
 		if (cmd->subtype == AT_SetUnLogged)
-		{
 			KsBeforeSetUnlogged(stmt->relation);
-			continue;
-		}
+		if (cmd->subtype == AT_AlterColumnType)
+			KsWakeTriggersRetype(RangeVarGetRelid(stmt->relation, NoLock, true), cmd->name, false);
 		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition)
 			continue;
 		pc = (PartitionCmd *) cmd->def;
@@ -448,7 +449,7 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 			/* an index ATTACH adopted (it takes a DESC one), a foreign table */
 			KsSourceCheckLeaves(part, def->source_oid, def->offset_attnum,
 								def->sequence_oid, KsAggName(def->view_oid));
-			KsWakeTriggersAdd(def->id, part);
+			KsWakeTriggersAdd(def->id, part, get_attname(def->source_oid, def->offset_attnum, false));
 		}
 		else
 			KsWakeTriggersDrop(def->id, part);
@@ -459,26 +460,24 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
  * CREATE OR REPLACE VIEW, or CREATE RULE, on an aggregation's view: the
  * view's query is the aggregation's, and replacing its rule would also
  * drop the dependencies that keep the objects the query uses (and their
- * column types) as they were analysed.
+ * column types) as they were analysed.  Returns the view replaced; natts
+ * as KsBeforeReplaceView gives them.
  */
-static void
-KsBeforeViewChange(RangeVar *rv, bool rule)
+static Oid
+KsBeforeViewChange(RangeVar *rv, bool rule, int *natts)
 {
 	Oid			relid;
 	ListCell   *lc;
 
 	/*
-	 * The relation the command replaces: a rule's is found on the search
-	 * path; a view's in the namespace it would be created in (a temporary
-	 * view of the same name, or a catalog's, must not hide it)
+	 * The relation the command replaces, locked as it will be: a rule's is
+	 * found on the search path; a view's in the namespace it would be
+	 * created in (a temporary view or a catalog's must not hide it)
 	 */
-	if (rule)
-		relid = RangeVarGetRelid(rv, NoLock, true);
-	else
-		relid = get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv));
+	relid = KsLockNamedRelation(rv, AccessExclusiveLock, !rule, false);
 
 	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_VIEW)
-		return;
+		return InvalidOid;
 	foreach(lc, KsAggregationsOf(NIL, true))
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
@@ -493,11 +492,11 @@ KsBeforeViewChange(RangeVar *rv, bool rule)
 					 errhint("Drop the aggregation with keyedstate.drop_aggregation() and create it again.")));
 	}
 	/* another view's row type, which an aggregation may group by (keytypes.h) */
-	if (!rule)
-		KsBeforeReplaceView(relid);
+	*natts = rule ? -1 : KsBeforeReplaceView(relid);
+	return relid;
 }
 
-/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused). */
+/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused), ALTER COLUMN TYPE. */
 static void
 KsAfterAlterTable(AlterTableStmt *stmt)
 {
@@ -511,6 +510,8 @@ KsAfterAlterTable(AlterTableStmt *stmt)
 			KsAfterPartitionChange(RangeVarGetRelid(stmt->relation, NoLock, true),
 								   RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
 								   cmd->subtype == AT_AttachPartition);
+		else if (cmd->subtype == AT_AlterColumnType)
+			KsWakeTriggersRetype(RangeVarGetRelid(stmt->relation, NoLock, true), NULL, true);
 	}
 }
 
@@ -556,6 +557,8 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	Node	   *parsetree = pstmt->utilityStmt;
 	bool		existed = false;
 	List	   *aggregates = NIL;	/* CREATE OR REPLACE AGGREGATE (keytypes.h) */
+	Oid			view = InvalidOid;	/* CREATE OR REPLACE VIEW (keytypes.h) */
+	int			natts = -1;
 
 	List	   *indexed = KsTablesLosingIndexes(parsetree);	/* (hooksource.c) */
 	KsDroppedNotes dropped;		/* (keytypes.h) */
@@ -591,16 +594,17 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 			  ((AlterTableStmt *) parsetree)->objtype == OBJECT_FOREIGN_TABLE))
 		KsBeforeAlterType((AlterTableStmt *) parsetree);
 	else if (IsA(parsetree, ViewStmt) && ((ViewStmt *) parsetree)->replace)
-		KsBeforeViewChange(((ViewStmt *) parsetree)->view, false);
+		view = KsBeforeViewChange(((ViewStmt *) parsetree)->view, false, &natts);
 	else if (IsA(parsetree, RuleStmt))
-		KsBeforeViewChange(((RuleStmt *) parsetree)->relation, true);
+		(void) KsBeforeViewChange(((RuleStmt *) parsetree)->relation, true, &natts);
 	else if (IsA(parsetree, DefineStmt))
 		aggregates = KsBeforeReplaceAggregate((DefineStmt *) parsetree);
 
 	dropped = KsRunUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
-	KsAfterReplaceAggregate(aggregates);
 	KsDroppedAttributesEnd(dropped);
+	KsAfterReplaceAggregate(aggregates);
+	KsAfterReplaceView(view, natts);
 	KsCheckOffsetIndexesKept(indexed);
 	/* a partition this command created (not one IF NOT EXISTS found) */
 	if (KsPartitionCreateStmt(parsetree) != NULL && !existed)

@@ -22,6 +22,7 @@
 
 #include "catalog.h"
 #include "hooks.h"
+#include "keytypes.h"
 #include "rowerror.h"
 #include "source.h"
 
@@ -196,10 +197,10 @@ KsCheckOffsetIndexesKept(List *tables)
 void
 KsBeforeSetUnlogged(RangeVar *rv)
 {
-	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+	Oid			relid = KsLockNamedRelation(rv, AccessExclusiveLock, false, true);
 	List	   *aggs;
 
-	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
+	if (!OidIsValid(relid))
 		return;
 	aggs = KsAggregationsOf(KsSelfAndAncestors(relid), false);
 	if (aggs != NIL)

@@ -21,16 +21,24 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_depend.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "commands/tablecmds.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "parser/parse_agg.h"
 #include "parser/parse_type.h"
@@ -174,15 +182,15 @@ KsQueryStoresType(Query *query, List *targets, bool keys)
 #define KS_KEY_HASH_DETAIL \
 	"A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."
 
-/* Whether the checks below apply: keyedstate installed, not inserting its own catalog row. */
-static bool
+/* Whether the checks below apply (see keytypes.h). */
+bool
 KsTypesGuarded(void)
 {
 	return OidIsValid(get_extension_oid("keyedstate", true)) && !KsCatalogInserting();
 }
 
-/* The aggregation storing one of the types `targets` (in a key: `keys`), by name; NULL if none. */
-static char *
+/* The aggregation storing one of the types `targets` (see keytypes.h). */
+char *
 KsAggregationStoring(List *targets, bool keys)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate key types",
@@ -216,24 +224,52 @@ KsAggregationStoring(List *targets, bool keys)
 	return found;
 }
 
+/* The number of attributes of relation `relid` (dropped ones too), -1 if it is gone. */
+static int
+KsRelationNatts(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	int			natts = -1;
+
+	if (HeapTupleIsValid(tup))
+	{
+		natts = ((Form_pg_class) GETSTRUCT(tup))->relnatts;
+		ReleaseSysCache(tup);
+	}
+	return natts;
+}
+
 /*
- * CREATE OR REPLACE VIEW may add columns to the view's row type: refused
- * where an aggregation groups by that row type (see keytypes.h).
+ * Before CREATE OR REPLACE VIEW of `relid`: its number of attributes if an
+ * aggregation groups by its row type, -1 otherwise (see keytypes.h).
+ */
+int
+KsBeforeReplaceView(Oid relid)
+{
+	if (!OidIsValid(get_rel_type_id(relid)) || !pg_class_ownercheck(relid, GetUserId()) ||
+		!KsTypesGuarded() ||
+		KsAggregationStoring(list_make1_oid(get_rel_type_id(relid)), true) == NULL)
+		return -1;
+	return KsRelationNatts(relid);
+}
+
+/*
+ * After it: refuse the columns it added (a replaced view keeps its
+ * columns, and may only add some at the end) to a row type still grouped by.
  */
 void
-KsBeforeReplaceView(Oid relid)
+KsAfterReplaceView(Oid relid, int natts)
 {
 	char	   *aggname;
 
-	if (!OidIsValid(get_rel_type_id(relid)) || !pg_class_ownercheck(relid, GetUserId()) ||
-		!KsTypesGuarded())
+	if (natts < 0 || KsRelationNatts(relid) == natts)
 		return;
 	if ((aggname = KsAggregationStoring(list_make1_oid(get_rel_type_id(relid)), true)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot replace view \"%s\" because aggregation %s groups by its row type",
+				 errmsg("cannot add columns to view \"%s\" because aggregation %s groups by its row type",
 						get_rel_name(relid), aggname),
-				 errdetail("Replacing a view may add columns to its row type, and a composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
+				 errdetail("A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
 				 errhint("Drop the aggregation, replace the view, then create the aggregation again.")));
 }
 
@@ -248,6 +284,18 @@ KsBeforeReplaceView(Oid relid)
 static List *ks_dropped = NIL;
 static LocalTransactionId ks_dropped_lxid = InvalidLocalTransactionId;
 static int	ks_utility_depth = 0;	/* utility commands running (nested) */
+static bool ks_committing = false;	/* past XACT_EVENT_PRE_COMMIT */
+static bool ks_commit_callback = false; /* KsDroppedCommitCallback registered */
+
+/*
+ * The transaction commits: drops from now on (ON COMMIT DROP) belong to no
+ * command, though the commit may run inside one (COMMIT in a procedure).
+ */
+static void
+KsDroppedCommitCallback(XactEvent event, void *arg)
+{
+	ks_committing = (event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PARALLEL_PRE_COMMIT);
+}
 
 /* Refuse the attributes dropped from the row types of `relids` (see keytypes.h). */
 static void
@@ -289,7 +337,7 @@ KsNoteDroppedAttribute(Oid relid)
 {
 	MemoryContext oldcxt;
 
-	if (ks_utility_depth == 0)
+	if (ks_utility_depth == 0 || ks_committing)
 	{
 		if (!proc_exit_inprogress)
 			KsCheckDroppedAttributes(list_make1_oid(relid));
@@ -314,6 +362,11 @@ KsDroppedAttributesBegin(void)
 	ks_dropped = NIL;
 	ks_dropped_lxid = MyProc->lxid;
 	ks_utility_depth++;
+	if (!ks_commit_callback)
+	{
+		RegisterXactCallback(KsDroppedCommitCallback, NULL);
+		ks_commit_callback = true;
+	}
 	return outer;
 }
 
@@ -391,6 +444,35 @@ KsChangedRowTypes(Oid relid, bool recurse, bool cascade)
 	return types;
 }
 
+/*
+ * The relation a command names, locked as the command will lock it (see
+ * keytypes.h): looked up again once locked, until the name still gives it.
+ */
+Oid
+KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode, bool creation, bool owned)
+{
+	Oid			relid = InvalidOid;
+
+	for (;;)
+	{
+		Oid			found;
+
+		/* a view replaced is found where it would be created (not behind a temporary one) */
+		found = creation ? get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv)) :
+			RangeVarGetRelid(rv, NoLock, true);
+		if (found == relid)
+			return relid;
+		if (OidIsValid(relid))
+			UnlockRelationOid(relid, lockmode);
+		relid = found;
+		/* one who may not change it meets PostgreSQL's own error, and learns nothing */
+		if (!OidIsValid(relid) || (owned && !pg_class_ownercheck(relid, GetUserId())))
+			return InvalidOid;
+		/* (taking the lock accepts the invalidations of a rename committed meanwhile) */
+		LockRelationOid(relid, lockmode);
+	}
+}
+
 /* Refuse changing the attributes of a type an aggregation's key holds (see keytypes.h). */
 void
 KsBeforeAlterType(AlterTableStmt *stmt)
@@ -414,9 +496,8 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 	}
 	if ((!layout && !attributes) || !KsTypesGuarded())
 		return;
-	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-	/* one who may not change it meets PostgreSQL's own error, and learns nothing */
-	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
+	relid = KsLockNamedRelation(stmt->relation, AlterTableGetLockLevel(stmt->cmds), false, true);
+	if (!OidIsValid(relid))
 		return;
 	typid = get_rel_type_id(relid);
 	if (!OidIsValid(typid))

@@ -25,12 +25,32 @@
 extern void KsBeforeAlterType(AlterTableStmt *stmt);
 
 /*
+ * Whether the type checks apply: keyedstate installed, not inserting its
+ * own catalog row.  The aggregation storing one of the types `targets` at
+ * any depth (in a key if `keys`), by name; NULL if none.
+ */
+extern bool KsTypesGuarded(void);
+extern char *KsAggregationStoring(List *targets, bool keys);
+
+/*
+ * The relation a command names, locked with the lock the command will take,
+ * so that a rename committed between a check and the command cannot make
+ * the command act on another relation than the one checked.  InvalidOid
+ * if there is none, or if `owned` and the user does not own it (checked
+ * before locking, as PostgreSQL does).  `creation`: found as CREATE OR
+ * REPLACE VIEW finds it, in the namespace it would be created in.
+ */
+extern Oid	KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode, bool creation, bool owned);
+
+/*
  * Attributes dropped by a dependency (DROP TYPE ... CASCADE of an
  * attribute's type): the object access hook notes each relation whose
  * attribute goes; once the utility command is done (Begin before it, End
  * after it, Abort if it fails: nested commands keep the outer's notes),
  * the same refusal for a row type an aggregation still groups by; outside
- * any utility command, at once.
+ * any utility command, or while the transaction commits (ON COMMIT DROP,
+ * also at a COMMIT inside a procedure), at once.  End must run before
+ * anything after the command can fail.
  */
 typedef struct KsDroppedNotes
 {
@@ -39,8 +59,12 @@ typedef struct KsDroppedNotes
 } KsDroppedNotes;
 extern void KsNoteDroppedAttribute(Oid relid);
 
-/* Before CREATE OR REPLACE VIEW of view relid: the same for its row type. */
-extern void KsBeforeReplaceView(Oid relid);
+/*
+ * CREATE OR REPLACE VIEW of view relid may add columns to its row type:
+ * refused after the command where an aggregation groups by that row type.
+ */
+extern int	KsBeforeReplaceView(Oid relid);
+extern void KsAfterReplaceView(Oid relid, int natts);
 
 extern KsDroppedNotes KsDroppedAttributesBegin(void);
 extern void KsDroppedAttributesEnd(KsDroppedNotes outer);

@@ -46,6 +46,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_trigger.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -90,6 +91,11 @@ KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, vo
 	if (access == OAT_DROP && classId == RelationRelationId && subId > 0 &&
 		KsSharedState != NULL)
 		KsNoteDroppedAttribute(objectId);
+	/* a domain's new default, a function replaced: on a temporary object? (keytypes.h) */
+	if (((access == OAT_POST_ALTER && classId == TypeRelationId) ||
+		 (access == OAT_POST_CREATE && classId == ProcedureRelationId)) &&
+		subId == 0 && KsSharedState != NULL)
+		KsCheckTemporaryDependents(classId, objectId);
 }
 
 /*
@@ -157,13 +163,13 @@ KsOrphansInit(void)
 }
 
 /*
- * Refuse a query that depends on a temporary object, directly or through
- * other objects: it goes with its session, dropping the view with it.  A
- * walk of pg_depend from the view's rule over the objects it depends on,
- * and theirs in turn, each met once.
+ * Whether `start` depends on a temporary object, directly or through other
+ * objects (the first one met into *found): a walk of pg_depend over the
+ * objects it depends on, and theirs in turn, each met once (whole objects:
+ * columns by their table; a composite type's attributes by its relation).
  */
-void
-KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
+bool
+KsTemporaryDependency(const ObjectAddress *start, ObjectAddress *found)
 {
 	Relation	depRel = table_open(DependRelationId, AccessShareLock);
 	HASHCTL		ctl;
@@ -172,17 +178,18 @@ KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
 	int			size = 64;
 	int			n = 0;
 	int			next = 0;
+	bool		temporary = false;
 
 	CommandCounterIncrement();
 	ctl.keysize = ctl.entrysize = sizeof(ObjectAddress);
 	ctl.hcxt = CurrentMemoryContext;
 	seen = hash_create("keyedstate temporary object check", 256, &ctl,
 					   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	queue[n++] = *ruleaddr;
+	queue[n++] = *start;
 	queue[0].objectSubId = 0;
-	while (next < n)
+	while (next < n && !temporary)
 	{
-		/* what object `next` depends on (whole objects: columns by their table) */
+		/* what object `next` depends on */
 		ObjectAddress obj = queue[next++];
 		ScanKeyData key[2];
 		SysScanDesc scan;
@@ -193,25 +200,25 @@ KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
 		ScanKeyInit(&key[1], Anum_pg_depend_objid, BTEqualStrategyNumber, F_OIDEQ,
 					ObjectIdGetDatum(obj.objectId));
 		scan = systable_beginscan(depRel, DependDependerIndexId, true, NULL, 2, key);
-		while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		while (!temporary && HeapTupleIsValid(tup = systable_getnext(scan)))
 		{
 			Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
 			ObjectAddress ref;
 			Oid			nsp;
-			bool		found;
+			bool		met;
 
 			ObjectAddressSet(ref, dep->refclassid, dep->refobjid);
-			(void) hash_search(seen, &ref, HASH_ENTER, &found);
-			if (found)
+			(void) hash_search(seen, &ref, HASH_ENTER, &met);
+			if (met)
 				continue;
 			nsp = get_object_namespace(&ref);
 			if (OidIsValid(nsp) && isAnyTempNamespace(nsp))
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("aggregation %s must not use temporary objects", KsAggName(view_oid)),
-						 errdetail("It depends on %s, which goes away with its session.",
-								   getObjectDescription(&ref, false))));
-			if (n + 1 >= size)
+			{
+				*found = ref;
+				temporary = true;
+				break;
+			}
+			if (n + 2 >= size)
 			{
 				size *= 2;
 				queue = repalloc(queue, sizeof(ObjectAddress) * size);
@@ -221,8 +228,8 @@ KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
 			if (ref.classId == TypeRelationId && OidIsValid(get_typ_typrelid(ref.objectId)))
 			{
 				ObjectAddressSet(ref, RelationRelationId, get_typ_typrelid(ref.objectId));
-				(void) hash_search(seen, &ref, HASH_ENTER, &found);
-				if (!found)
+				(void) hash_search(seen, &ref, HASH_ENTER, &met);
+				if (!met)
 					queue[n++] = ref;
 			}
 		}
@@ -231,6 +238,96 @@ KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
 	hash_destroy(seen);
 	pfree(queue);
 	table_close(depRel, AccessShareLock);
+	return temporary;
+}
+
+/*
+ * The types that depend on object `obj` (a type or a function) as a domain
+ * depends on the functions of its default: itself if a type, those whose
+ * dependency is on it or on a function depending on it (a SQL body's
+ * call), each function walked once.
+ */
+static List *
+KsTypesDependingOn(const ObjectAddress *obj)
+{
+	Relation	depRel = table_open(DependRelationId, AccessShareLock);
+	List	   *types = NIL;
+	List	   *functions = NIL;
+	ListCell   *lc;
+
+	if (obj->classId == TypeRelationId)
+		types = list_make1_oid(obj->objectId);
+	else
+		functions = list_make1_oid(obj->objectId);
+	foreach(lc, functions)
+	{
+		ScanKeyData key[2];
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(ProcedureRelationId));
+		ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(lfirst_oid(lc)));
+		scan = systable_beginscan(depRel, DependReferenceIndexId, true, NULL, 2, key);
+		while (HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			Form_pg_depend dep = (Form_pg_depend) GETSTRUCT(tup);
+
+			if (dep->classid == TypeRelationId)
+				types = list_append_unique_oid(types, dep->objid);
+			else if (dep->classid == ProcedureRelationId)
+				functions = list_append_unique_oid(functions, dep->objid);
+		}
+		systable_endscan(scan);
+	}
+	table_close(depRel, AccessShareLock);
+	return types;
+}
+
+/*
+ * A type altered (a domain's new default) or a function created or replaced
+ * that now depends on a temporary object (see keytypes.h).
+ */
+void
+KsCheckTemporaryDependents(Oid classId, Oid objectId)
+{
+	ObjectAddress obj;
+	ObjectAddress temp;
+	List	   *types;
+	char	   *aggname;
+
+	if (!KsTypesGuarded())
+		return;
+	ObjectAddressSet(obj, classId, objectId);
+	types = KsTypesDependingOn(&obj);
+	if (types == NIL || !KsTemporaryDependency(&obj, &temp))
+		return;
+	if ((aggname = KsAggregationStoring(types, true)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot make %s depend on %s because aggregation %s groups by a type depending on it",
+						getObjectDescription(&obj, false), getObjectDescription(&temp, false), aggname),
+				 errdetail("The end of the session drops a temporary object and what depends on it, which would drop an attribute of that type; a composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
+				 errhint("Use a permanent object instead.")));
+}
+
+/*
+ * Refuse a query that depends on a temporary object, directly or through
+ * other objects: it goes with its session, dropping the view with it.  The
+ * walk starts from the view's rule.
+ */
+void
+KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr)
+{
+	ObjectAddress ref;
+
+	if (KsTemporaryDependency(ruleaddr, &ref))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("aggregation %s must not use temporary objects", KsAggName(view_oid)),
+				 errdetail("It depends on %s, which goes away with its session.",
+						   getObjectDescription(&ref, false))));
 }
 
 /*

@@ -24,6 +24,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use IPC::Run;
 
 my $db = 'postgres';
 my $node = ks_node('security');
@@ -1816,6 +1817,50 @@ SELECT keyedstate.sync('victim18.inv');});
 	is(ks_mismatches($node, $db, 'SELECT k, n FROM victim18.inv', 'SELECT k, count(*) FROM victim18.ev GROUP BY k'), '0',
 		'18: ... and it is exact');
 	$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('pauser.own'); SELECT keyedstate.drop_aggregation('victim18.inv')});
+}
+
+###########################################################################
+# 19. A rename committed between keyedstate's check of a name and the
+#     command's own lookup: the check once looked the name up without a
+#     lock, so with another session swapping two types' names (and holding
+#     them), ALTER TYPE passed the check on the decoy and changed the type
+#     another owner's key holds.  The check now locks what it checks as the
+#     command will, and looks again.
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_swapper LOGIN; CREATE ROLE regress_victim19 LOGIN;
+CREATE SCHEMA swapper AUTHORIZATION regress_swapper; CREATE SCHEMA victim19 AUTHORIZATION regress_victim19;
+GRANT USAGE ON SCHEMA swapper TO regress_victim19;});
+	as_role($node, 'regress_swapper', q{
+CREATE TYPE swapper.real AS (a int, b int);
+CREATE TYPE swapper.decoy AS (a int, b int);
+GRANT USAGE ON TYPE swapper.real TO regress_victim19;});
+	as_role($node, 'regress_victim19', q{
+CREATE TYPE victim19.k AS (x swapper.real, y int);
+CREATE TABLE victim19.ev (id bigserial PRIMARY KEY, k victim19.k);
+INSERT INTO victim19.ev (k) SELECT ROW(ROW(g % 3, g % 3)::swapper.real, g % 3)::victim19.k FROM generate_series(1, 30) g;
+SELECT keyedstate.create_aggregation('victim19.agg', 'SELECT k, count(*) AS n FROM victim19.ev GROUP BY k');
+SELECT keyedstate.sync('victim19.agg');});
+	my $r = attempt($node, 'regress_swapper', 'ALTER TYPE swapper.real ADD ATTRIBUTE z int');
+	ok(!$r->{ok} && $r->{err} =~ /groups by it/, '19: (precondition) the type itself cannot be changed') or diag(outcome($r));
+	my $swap = $node->background_psql($db, extra_params => [ '-U', 'regress_swapper' ]);
+	$swap->query_safe(q{BEGIN; ALTER TYPE swapper.decoy RENAME TO decoy2; ALTER TYPE swapper.real RENAME TO decoy});
+	my ($stdout, $stderr) = ('', '');
+	my $h = IPC::Run::start([ 'psql', '-X', '-A', '-t', '-U', 'regress_swapper', '-d', $node->connstr($db),
+		'-c', "SET statement_timeout = '60s'; ALTER TYPE swapper.decoy ADD ATTRIBUTE z int" ], '>', \$stdout, '2>', \$stderr);
+	# the ALTER waits for the lock of the swapping transaction
+	ks_wait_for($node, $db, q{SELECT count(*) > 0 FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query LIKE '%ADD ATTRIBUTE z%'}, 30);
+	$swap->query_safe('COMMIT');
+	$swap->quit;
+	$h->finish;
+	like($stderr, qr/cannot change the attributes of type swapper\.decoy because aggregation victim19\.agg groups by it/,
+		'19: ALTER TYPE of a name swapped meanwhile onto a type another owner groups by is refused');
+	as_role($node, 'regress_victim19', q{INSERT INTO victim19.ev (k) SELECT ROW(ROW(g % 3, g % 3)::swapper.decoy, g % 3)::victim19.k FROM generate_series(1, 30) g});
+	ks_sync($node, $db, 'victim19.agg', '1 min');
+	is($node->safe_psql($db, q{SELECT count(*) || ' ' || sum(n) FROM victim19.agg}), '3 60',
+		'19: ... and the aggregation still has its 3 keys, exact');
+	$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('victim19.agg')});
 }
 
 ###########################################################################
