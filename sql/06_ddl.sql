@@ -169,6 +169,32 @@ ALTER DOMAIN kds2.free SET DEFAULT (NULL::pg_temp.k_tt).a;
 ALTER DOMAIN kds2.dom DROP DEFAULT;
 DROP DOMAIN kds2.free;
 DROP FUNCTION k_def(), k_def2();
+-- ... however the key type depends on what would go: a domain under a
+-- domain, a domain a default names, a generated column's function, a view
+CREATE DOMAIN kds2.base3 AS int;
+CREATE DOMAIN kds2.over3 AS kds2.base3;
+CREATE DOMAIN kds2.named3 AS int;
+CREATE DOMAIN kds2.naming AS int DEFAULT CAST(1 AS kds2.named3);
+CREATE FUNCTION k_gen(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT $1 * 2; END;
+CREATE TABLE k_gent (a int, b int GENERATED ALWAYS AS (k_gen(a)) STORED);
+CREATE VIEW k_vw AS SELECT 1 AS a;
+CREATE TYPE kc11 AS (o kds2.over3, n kds2.naming, g k_gent, v k_vw);
+CREATE TABLE kt11 (id bigserial PRIMARY KEY, k kc11);
+SELECT keyedstate.create_aggregation('agg11', 'SELECT k, count(*) AS n FROM kt11 GROUP BY k');
+ALTER DOMAIN kds2.base3 SET DEFAULT (NULL::pg_temp.k_tt).a;
+ALTER DOMAIN kds2.named3 SET DEFAULT (NULL::pg_temp.k_tt).a;
+CREATE OR REPLACE FUNCTION k_gen(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT (NULL::pg_temp.k_tt).a + $1; END;
+CREATE OR REPLACE VIEW k_vw AS SELECT (NULL::pg_temp.k_tt).a AS a;
+-- (permanent replacements go through)
+CREATE OR REPLACE FUNCTION k_gen(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT $1 * 3; END;
+CREATE OR REPLACE VIEW k_vw AS SELECT 2 AS a;
+SELECT keyedstate.drop_aggregation('agg11');
+DROP TABLE kt11;
+DROP TYPE kc11;
+DROP VIEW k_vw;
+DROP TABLE k_gent;
+DROP FUNCTION k_gen(int);
+DROP DOMAIN kds2.naming, kds2.named3, kds2.over3, kds2.base3;
 DROP TABLE k_tt;
 SELECT keyedstate.drop_aggregation('agg10');
 DROP TABLE kt10;

@@ -467,7 +467,6 @@ KsCreateObjects(KsCreateState *cs)
 	char	   *livename;
 	char	   *viewname;
 	char	   *sourcename;
-	char	   *offcol = get_attname(cs->info.source_relid, cs->offset_attnum, false);
 
 	cs->id = KsNewAggregationId(false);
 	livename = psprintf("%s.%s", KS_SCHEMA, quote_identifier(psprintf(KS_LIVE_TABLE_FMT, cs->id)));
@@ -484,14 +483,15 @@ KsCreateObjects(KsCreateState *cs)
 					   viewname, KsColumnNames(cs->info.viewdesc), livename));
 	KsExecute(psprintf("ALTER VIEW %s OWNER TO %s", viewname,
 					   quote_identifier(GetUserNameFromId(cs->userid, false))));
-	KsExecute(KsWakeTriggerSql(cs->id, cs->info.source_relid, offcol));
+	KsExecute(KsWakeTriggerSql(cs->id, cs->info.source_relid));
 	KsExecute(psprintf("CREATE TRIGGER %s BEFORE TRUNCATE ON %s FOR EACH STATEMENT "
 					   "EXECUTE FUNCTION keyedstate.refuse_truncate()",
 					   quote_identifier(psprintf(KS_TRUNCATE_TRIGGER_FMT, cs->id)), sourcename));
 	CommandCounterIncrement();
 	/* and on every partition, for rows inserted straight into it */
 	if (get_rel_relkind(cs->info.source_relid) == RELKIND_PARTITIONED_TABLE)
-		KsWakeTriggersAdd(cs->id, cs->info.source_relid, offcol);
+		KsWakeTriggersAdd(cs->id, cs->info.source_relid);
+
 	cs->view_oid = get_relname_relid(cs->viewrv->relname, cs->nspid);
 	cs->live_oid = get_relname_relid(psprintf(KS_LIVE_TABLE_FMT, cs->id), get_namespace_oid(KS_SCHEMA, false));
 

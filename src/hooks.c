@@ -155,11 +155,10 @@ KsInterruptAtOnce(int32 aggid)
 }
 
 /*
- * keyedstate.wake(): AFTER INSERT statement trigger on every table of a
- * source's tree (waketrig.c).  It only flags the transaction; the worker's
- * latch is set at commit, when the rows are visible, so the cost for
- * writers is one flag per statement.  An UPDATE of the offset column fires
- * it too, and is refused.
+ * keyedstate.wake(): AFTER INSERT statement trigger on every source table
+ * (and every table of a partitioned source's tree: KsWakeTriggersAdd).
+ * It only flags the transaction; the worker's latch is set at commit, when
+ * the rows are visible, so the cost for writers is one flag per statement.
  */
 Datum
 keyedstate_wake(PG_FUNCTION_ARGS)
@@ -168,7 +167,6 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("keyedstate.wake() must be called as a trigger")));
-	KsRefuseOffsetUpdate((TriggerData *) fcinfo->context);
 	if (ks_preloaded && KsSharedState != NULL)
 	{
 		Trigger    *trig = ((TriggerData *) fcinfo->context)->tg_trigger;
@@ -315,7 +313,7 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 	}
 }
 
-/* ATTACH and DETACH PARTITION under a source (source.h), SET UNLOGGED, ALTER COLUMN TYPE. */
+/* ATTACH and DETACH PARTITION under a source (see source.h), SET UNLOGGED. */
 static void
 KsBeforeAlterTable(AlterTableStmt *stmt)
 {
@@ -330,8 +328,6 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 
 		if (cmd->subtype == AT_SetUnLogged)
 			KsBeforeSetUnlogged(stmt->relation);
-		if (cmd->subtype == AT_AlterColumnType)
-			KsWakeTriggersRetype(RangeVarGetRelid(stmt->relation, NoLock, true), cmd->name, false);
 		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition)
 			continue;
 		pc = (PartitionCmd *) cmd->def;
@@ -449,7 +445,7 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 			/* an index ATTACH adopted (it takes a DESC one), a foreign table */
 			KsSourceCheckLeaves(part, def->source_oid, def->offset_attnum,
 								def->sequence_oid, KsAggName(def->view_oid));
-			KsWakeTriggersAdd(def->id, part, get_attname(def->source_oid, def->offset_attnum, false));
+			KsWakeTriggersAdd(def->id, part);
 		}
 		else
 			KsWakeTriggersDrop(def->id, part);
@@ -474,7 +470,7 @@ KsBeforeViewChange(RangeVar *rv, bool rule, int *natts)
 	 * found on the search path; a view's in the namespace it would be
 	 * created in (a temporary view or a catalog's must not hide it)
 	 */
-	relid = KsLockNamedRelation(rv, AccessExclusiveLock, !rule, false);
+	relid = KsLockNamedRelation(rv, AccessExclusiveLock, !rule, true);
 
 	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_VIEW)
 		return InvalidOid;
@@ -496,7 +492,7 @@ KsBeforeViewChange(RangeVar *rv, bool rule, int *natts)
 	return relid;
 }
 
-/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused), ALTER COLUMN TYPE. */
+/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused). */
 static void
 KsAfterAlterTable(AlterTableStmt *stmt)
 {
@@ -510,8 +506,6 @@ KsAfterAlterTable(AlterTableStmt *stmt)
 			KsAfterPartitionChange(RangeVarGetRelid(stmt->relation, NoLock, true),
 								   RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
 								   cmd->subtype == AT_AttachPartition);
-		else if (cmd->subtype == AT_AlterColumnType)
-			KsWakeTriggersRetype(RangeVarGetRelid(stmt->relation, NoLock, true), NULL, true);
 	}
 }
 

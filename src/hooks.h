@@ -19,7 +19,6 @@
 #include "definition.h"
 
 #include "catalog/objectaddress.h"
-#include "commands/trigger.h"
 #include "datatype/timestamp.h"
 
 /* Install the utility hook; called from _PG_init when preloaded. */
@@ -38,7 +37,7 @@ extern void KsInterruptAtOnce(int32 aggid);
  * Put aggregation aggid's wake-up trigger on a table and all its
  * partitions (where missing), or take it off them.
  */
-extern void KsWakeTriggersAdd(int32 aggid, Oid relid, const char *offcol);
+extern void KsWakeTriggersAdd(int32 aggid, Oid relid);
 extern void KsWakeTriggersDrop(int32 aggid, Oid relid);
 
 /*
@@ -46,16 +45,7 @@ extern void KsWakeTriggersDrop(int32 aggid, Oid relid);
  * function and argument (the id), whatever its name now; or InvalidOid.
  */
 extern Oid	KsWakeTriggerOid(Oid relid, int32 aggid);
-extern char *KsWakeTriggerSql(int32 aggid, Oid relid, const char *offcol);
-
-/*
- * Before and after ALTER COLUMN ... TYPE of a table's column: the wake-up
- * triggers naming it go, and come back (they refuse no type change).
- */
-extern void KsWakeTriggersRetype(Oid relid, const char *column, bool after);
-
-/* The wake-up trigger fired by an UPDATE of the offset column: refused. */
-extern void KsRefuseOffsetUpdate(TriggerData *trigdata);
+extern char *KsWakeTriggerSql(int32 aggid, Oid relid);
 
 /* --- hooksource.c: the tables a utility command changes --- */
 
@@ -154,10 +144,11 @@ extern bool KsTemporaryDependency(const ObjectAddress *start, ObjectAddress *fou
  * them, and no command can refuse that drop: a type an aggregation groups
  * by must not come to depend on a temporary object after the aggregation's
  * creation refused it.  Called by the object access hook after a type is
- * altered (ALTER DOMAIN ... SET DEFAULT) and after a function is created
- * or replaced (a domain's default may call it): refused if the object now
- * depends on a temporary one and an aggregation groups by a type depending
- * on the object.
+ * altered (ALTER DOMAIN ... SET DEFAULT), after a function is created or
+ * replaced (a domain's default or a generated column may call it), and
+ * after a rule is created (CREATE OR REPLACE VIEW): refused if the object
+ * now depends on a temporary one and an aggregation groups by a type that
+ * would go, or lose an attribute, with it.
  */
 extern void KsCheckTemporaryDependents(Oid classId, Oid objectId);
 

@@ -453,13 +453,21 @@ KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode, bool creation, bool owned)
 {
 	Oid			relid = InvalidOid;
 
+	/*
+	 * A view replaced: found where it would be created (not behind a
+	 * temporary one), and locked, as CREATE OR REPLACE VIEW does it (the
+	 * namespace first; the CREATE privilege on it and the ownership of the
+	 * view checked before the view is locked)
+	 */
+	if (creation)
+	{
+		(void) RangeVarGetAndCheckCreationNamespace(rv, lockmode, &relid);
+		return relid;
+	}
 	for (;;)
 	{
-		Oid			found;
+		Oid			found = RangeVarGetRelid(rv, NoLock, true);
 
-		/* a view replaced is found where it would be created (not behind a temporary one) */
-		found = creation ? get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv)) :
-			RangeVarGetRelid(rv, NoLock, true);
 		if (found == relid)
 			return relid;
 		if (OidIsValid(relid))

@@ -37,8 +37,9 @@ extern char *KsAggregationStoring(List *targets, bool keys);
  * so that a rename committed between a check and the command cannot make
  * the command act on another relation than the one checked.  InvalidOid
  * if there is none, or if `owned` and the user does not own it (checked
- * before locking, as PostgreSQL does).  `creation`: found as CREATE OR
- * REPLACE VIEW finds it, in the namespace it would be created in.
+ * before locking, as PostgreSQL does).  `creation`: found and locked as
+ * CREATE OR REPLACE VIEW does, in the namespace it would be created in
+ * (whose CREATE privilege and the view's ownership it requires).
  */
 extern Oid	KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode, bool creation, bool owned);
 

@@ -370,7 +370,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 		if (GetCurrentTimestamp() >= deadline)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("aggregation %s is still loading",
+					 errmsg(KsPartsLackWorker(refs, n) ? "aggregation %s is not running" : "aggregation %s is still loading",
 							KsAggregationName(ss->opts.aggid, n > 0 ? copies[0].view_oid : InvalidOid)),
 					 KsPartsLackWorker(refs, n) ? KsErrdetailNoWorkerSlot() :
 					 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),

@@ -26,15 +26,16 @@
 #include "storage/procarray.h"
 #include "utils/timestamp.h"
 
+#include "settings.h"
 #include "shmem.h"
 
 /*
  * After the pool emptied one of an owner's workers for another owner, it
- * does not spread that owner's aggregations out again for this long: a
- * role that creates and drops an aggregation in a loop would otherwise
- * move another owner's aggregations back and forth, a reload each time.
+ * does not spread that owner's aggregations out again for a minute
+ * (keyedstate.pool_settle_time, a developer option): a role that creates
+ * and drops an aggregation in a loop would otherwise move another owner's
+ * aggregations back and forth, a reload each time.
  */
-#define KS_POOL_SETTLE_MS		60000
 
 /* Whether a slot's runner is a live process other than this one. */
 static bool
@@ -276,7 +277,7 @@ KsBalanceAggSlots(Oid dboid, int nworkers, bool waiting)
 		for (w = 0; db != NULL && w < KS_MAX_DB_WORKERS; w++)
 		{
 			TimestampTz settled = TimestampTzPlusMilliseconds(db->workers[w].emptied_at,
-															  KS_POOL_SETTLE_MS);
+															  ks_pool_settle);
 
 			if (db->workers[w].emptied_owner == owners[most] && now < settled)
 				wait = Max(wait, Max(TimestampDifferenceMilliseconds(now, settled), 1));

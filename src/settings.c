@@ -24,6 +24,7 @@ int			ks_max_aggregations = 64;
 int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
 int			ks_max_workers = 4;
 int			ks_batch_size = 100000;
+int			ks_pool_settle = 60 * 1000;
 int			ks_naptime = 1000;
 int			ks_max_aggregations_per_owner = 0;
 int			ks_max_state_memory = 0;	/* kB, 0: no bound */
@@ -69,7 +70,7 @@ KsSettingsInit(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("keyedstate.batch_size",
-							"Largest range of offsets a worker reads in one batch.",
+							"Most rows a worker reads in one batch.",
 							NULL,
 							&ks_batch_size,
 							100000, 1, INT_MAX,
@@ -121,6 +122,15 @@ KsSettingsInit(void)
 							&ks_load_wait,
 							10 * 1000, 0, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	/* a developer option, as PostgreSQL has: tests shorten the pool's minute */
+	DefineCustomIntVariable("keyedstate.pool_settle_time",
+							"How long the pool keeps an owner's aggregations on fewer workers after it moved them for another owner.",
+							"A developer option: changing it is only useful to test the pool.",
+							&ks_pool_settle,
+							60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("keyedstate");

@@ -21,8 +21,11 @@ extern int	ks_max_shared_memory;
 /* PGC_SIGHUP: database workers running at once in the server (the pool) */
 extern int	ks_max_workers;
 
-/* PGC_SIGHUP: largest offset range read in one batch */
+/* PGC_SIGHUP: most rows read in one batch */
 extern int	ks_batch_size;
+
+/* PGC_SIGHUP, a developer option: the pool's settle time (pool.c), in ms */
+extern int	ks_pool_settle;
 
 /* PGC_SIGHUP: longest sleep of a worker between checks, in ms */
 extern int	ks_naptime;

@@ -34,18 +34,13 @@
 #include "catalog.h"
 #include "hooks.h"
 
-/*
- * The CREATE TRIGGER of aggregation aggid's wake-up trigger on table relid,
- * whose offset column is offcol: after INSERT, and after an UPDATE of the
- * offset column, which it refuses (KsRefuseOffsetUpdate).
- */
+/* The CREATE TRIGGER of aggregation aggid's wake-up trigger on table relid. */
 char *
-KsWakeTriggerSql(int32 aggid, Oid relid, const char *offcol)
+KsWakeTriggerSql(int32 aggid, Oid relid)
 {
-	return psprintf("CREATE TRIGGER %s AFTER INSERT OR UPDATE OF %s ON %s FOR EACH STATEMENT "
+	return psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
 					"EXECUTE FUNCTION keyedstate.wake('%d')",
 					quote_identifier(psprintf(KS_WAKE_TRIGGER_FMT, aggid)),
-					quote_identifier(offcol),
 					quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 											   get_rel_name(relid)),
 					aggid);
@@ -95,7 +90,7 @@ KsWakeTriggerOid(Oid relid, int32 aggid)
  * triggers without looking at the partitions' privileges.
  */
 void
-KsWakeTriggersAdd(int32 aggid, Oid relid, const char *offcol)
+KsWakeTriggersAdd(int32 aggid, Oid relid)
 {
 	List	   *rels = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
 	KsCatalogAccess acc;
@@ -111,7 +106,7 @@ KsWakeTriggersAdd(int32 aggid, Oid relid, const char *offcol)
 		if ((relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE) ||
 			OidIsValid(KsWakeTriggerOid(rel, aggid)))
 			continue;
-		sql = KsWakeTriggerSql(aggid, rel, offcol);
+		sql = KsWakeTriggerSql(aggid, rel);
 		if (SPI_execute(sql, false, 0) < 0)
 			elog(ERROR, "keyedstate could not run \"%s\"", sql);
 	}
@@ -134,56 +129,5 @@ KsWakeTriggersDrop(int32 aggid, Oid relid)
 			continue;
 		ObjectAddressSet(addr, TriggerRelationId, trig);
 		performDeletion(&addr, DROP_RESTRICT, PERFORM_DELETION_INTERNAL);
-	}
-}
-
-/*
- * An UPDATE of a source's offset column (see hooks.h): a consumed row given
- * a new offset would be read again, an unconsumed one given an offset
- * already consumed never; refused.
- */
-void
-KsRefuseOffsetUpdate(TriggerData *trigdata)
-{
-	Relation	rel = trigdata->tg_relation;
-	Trigger    *trig = trigdata->tg_trigger;
-
-	if (!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) || trig->tgnattr < 1)
-		return;
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("cannot update column \"%s\" of table \"%s\"",
-					get_attname(RelationGetRelid(rel), trig->tgattr[0], false),
-					RelationGetRelationName(rel)),
-			 errdetail("A keyedstate aggregation consumes the table's rows in the order of this column: a row given another offset would be counted twice, or never."),
-			 errhint("Insert the row again as a new row instead.")));
-}
-
-/*
- * ALTER TABLE ... ALTER COLUMN ... TYPE of table relid (see hooks.h): the
- * wake-up triggers naming its column `column` as the offset column of an
- * aggregation reading the table go before the command, which refuses a
- * column a trigger names (the aggregation then fails at its next step,
- * naming the new type, and resume() takes it up); after the command they
- * come back on every table of each source reading relid.
- */
-void
-KsWakeTriggersRetype(Oid relid, const char *column, bool after)
-{
-	ListCell   *lc;
-
-	if (!OidIsValid(relid))
-		return;
-	foreach(lc, KsAggregationsOf(KsSelfAndAncestors(relid), false))
-	{
-		KsAggDef   *def = (KsAggDef *) lfirst(lc);
-		char	   *offcol = get_attname(def->source_oid, def->offset_attnum, true);
-
-		if (offcol == NULL)
-			continue;
-		if (after)
-			KsWakeTriggersAdd(def->id, def->source_oid, offcol);
-		else if (column != NULL && strcmp(column, offcol) == 0)
-			KsWakeTriggersDrop(def->id, def->source_oid);
 	}
 }

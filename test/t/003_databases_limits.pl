@@ -259,7 +259,8 @@ ok(($why_a eq $msg) != ($why_b eq $msg) && ($why_a =~ /^running:$/ || $why_b =~ 
 	like($err, qr/timed out waiting for sync of aggregation public.ev_new\n.*DETAIL:  No background worker slot is free to run it \(max_worker_processes is 3\)/s,
 		'... and a sync timing out waiting for it says why');
 	($rc, $out, $err) = $node->psql($lacking, q{SET keyedstate.load_wait = 100; SELECT * FROM ev_new});
-	like($err, qr/DETAIL:  No background worker slot is free to run it/, '... as does a read of its view');
+	like($err, qr/ERROR:  aggregation public.ev_new is not running\n.*DETAIL:  No background worker slot is free to run it/s,
+		'... as does a read of its view');
 	$node->safe_psql($lacking, q{SELECT keyedstate.drop_aggregation('ev_new')});
 }
 $node->append_conf('postgresql.conf', "max_worker_processes = 16\n");

@@ -1861,6 +1861,18 @@ SELECT keyedstate.sync('victim19.agg');});
 	is($node->safe_psql($db, q{SELECT count(*) || ' ' || sum(n) FROM victim19.agg}), '3 60',
 		'19: ... and the aggregation still has its 3 keys, exact');
 	$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('victim19.agg')});
+	# the lock is taken only where the command itself would take it: not
+	# on a view the role may not replace (a catalog view another session
+	# reads), before PostgreSQL's own refusal
+	my $reader = $node->background_psql($db);
+	$reader->query_safe(q{BEGIN; SELECT count(*) FROM pg_catalog.pg_roles});
+	$r = attempt($node, 'regress_swapper', q{SET statement_timeout = '5s'; CREATE OR REPLACE VIEW pg_catalog.pg_roles AS SELECT 1 AS a});
+	ok(!$r->{ok} && $r->{sqlstate} eq '42501' && $r->{secs} < 4,
+		'19: CREATE OR REPLACE VIEW of a catalog view is refused at once, queueing no lock') or diag(outcome($r));
+	# (CREATE RULE: PostgreSQL itself locks the relation before it checks
+	# ownership; keyedstate's check locks only what the role owns)
+	$reader->query_safe('COMMIT');
+	$reader->quit;
 }
 
 ###########################################################################
