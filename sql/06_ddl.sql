@@ -185,6 +185,39 @@ ALTER DOMAIN kds2.base3 SET DEFAULT (NULL::pg_temp.k_tt).a;
 ALTER DOMAIN kds2.named3 SET DEFAULT (NULL::pg_temp.k_tt).a;
 CREATE OR REPLACE FUNCTION k_gen(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT (NULL::pg_temp.k_tt).a + $1; END;
 CREATE OR REPLACE VIEW k_vw AS SELECT (NULL::pg_temp.k_tt).a AS a;
+-- ... also further away: a view a grouped view reads, a view a default
+-- names, an operator's function a default calls, a text search
+-- configuration a default names given a temporary dictionary
+CREATE VIEW k_under AS SELECT 1 AS a;
+CREATE VIEW k_over AS SELECT a FROM k_under;
+CREATE VIEW k_named AS SELECT 1 AS a;
+CREATE DOMAIN kds2.rc AS regclass DEFAULT 'k_named'::regclass;
+CREATE FUNCTION k_opf(int, int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT $1 + $2; END;
+CREATE OPERATOR ### (FUNCTION = k_opf, LEFTARG = int, RIGHTARG = int);
+CREATE DOMAIN kds2.opd AS int DEFAULT (1 ### 2);
+CREATE TEXT SEARCH CONFIGURATION k_tsc (COPY = simple);
+CREATE DOMAIN kds2.tsd AS regconfig DEFAULT 'k_tsc'::regconfig;
+CREATE TYPE kc12 AS (o k_over, r kds2.rc, p kds2.opd, t kds2.tsd);
+CREATE TABLE kt12 (id bigserial PRIMARY KEY, k kc12);
+SELECT keyedstate.create_aggregation('agg12', 'SELECT k, count(*) AS n FROM kt12 GROUP BY k');
+CREATE OR REPLACE VIEW k_under AS SELECT (NULL::pg_temp.k_tt).a AS a;
+CREATE OR REPLACE VIEW k_named AS SELECT (NULL::pg_temp.k_tt).a AS a;
+CREATE OR REPLACE FUNCTION k_opf(int, int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT (NULL::pg_temp.k_tt).a; END;
+CREATE TEXT SEARCH DICTIONARY pg_temp.k_dict (TEMPLATE = simple);
+DO $$ BEGIN
+	ALTER TEXT SEARCH CONFIGURATION k_tsc ALTER MAPPING FOR asciiword WITH pg_temp.k_dict;
+EXCEPTION WHEN dependent_objects_still_exist THEN
+	RAISE NOTICE 'refused: %', regexp_replace(SQLERRM, 'pg_temp_[0-9]+', 'pg_temp');
+END $$;
+SELECT keyedstate.drop_aggregation('agg12');
+DROP TABLE kt12;
+DROP TYPE kc12;
+DROP DOMAIN kds2.rc, kds2.opd, kds2.tsd;
+DROP VIEW k_over, k_under, k_named;
+DROP OPERATOR ### (int, int);
+DROP FUNCTION k_opf(int, int);
+DROP TEXT SEARCH CONFIGURATION k_tsc;
+DROP TEXT SEARCH DICTIONARY pg_temp.k_dict;
 -- (permanent replacements go through)
 CREATE OR REPLACE FUNCTION k_gen(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT $1 * 3; END;
 CREATE OR REPLACE VIEW k_vw AS SELECT 2 AS a;
@@ -192,6 +225,17 @@ SELECT keyedstate.drop_aggregation('agg11');
 DROP TABLE kt11;
 DROP TYPE kc11;
 DROP VIEW k_vw;
+-- a role without CREATE on the schema may still replace a view over a
+-- temporary table, which PostgreSQL makes temporary (keyedstate once
+-- looked for it, and locked it, where a permanent view would be)
+CREATE ROLE regress_ks_tempview;
+SET ROLE regress_ks_tempview;
+CREATE TEMP TABLE k_tv (a int);
+CREATE OR REPLACE VIEW k_tvv AS SELECT a FROM k_tv;
+DROP VIEW k_tvv;
+DROP TABLE k_tv;
+RESET ROLE;
+DROP ROLE regress_ks_tempview;
 DROP TABLE k_gent;
 DROP FUNCTION k_gen(int);
 DROP DOMAIN kds2.naming, kds2.named3, kds2.over3, kds2.base3;

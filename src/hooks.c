@@ -456,24 +456,28 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
  * CREATE OR REPLACE VIEW, or CREATE RULE, on an aggregation's view: the
  * view's query is the aggregation's, and replacing its rule would also
  * drop the dependencies that keep the objects the query uses (and their
- * column types) as they were analysed.  Returns the view replaced; natts
- * as KsBeforeReplaceView gives them.
+ * column types) as they were analysed.  (Columns a replaced view adds to
+ * a row type an aggregation groups by are refused as they are added:
+ * KsNoteAddedColumn, keytypes.h.)
  */
-static Oid
-KsBeforeViewChange(RangeVar *rv, bool rule, int *natts)
+static void
+KsBeforeViewChange(RangeVar *rv, bool rule)
 {
 	Oid			relid;
 	ListCell   *lc;
 
 	/*
-	 * The relation the command replaces, locked as it will be: a rule's is
-	 * found on the search path; a view's in the namespace it would be
-	 * created in (a temporary view or a catalog's must not hide it)
+	 * The relation the command replaces: a rule's is found on the search
+	 * path; a view's in the namespace it would be created in (a temporary
+	 * view of the same name, or a catalog's, must not hide it)
 	 */
-	relid = KsLockNamedRelation(rv, AccessExclusiveLock, !rule, true);
+	if (rule)
+		relid = RangeVarGetRelid(rv, NoLock, true);
+	else
+		relid = get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv));
 
 	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_VIEW)
-		return InvalidOid;
+		return;
 	foreach(lc, KsAggregationsOf(NIL, true))
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
@@ -487,9 +491,6 @@ KsBeforeViewChange(RangeVar *rv, bool rule, int *natts)
 							   KsAggName(relid)),
 					 errhint("Drop the aggregation with keyedstate.drop_aggregation() and create it again.")));
 	}
-	/* another view's row type, which an aggregation may group by (keytypes.h) */
-	*natts = rule ? -1 : KsBeforeReplaceView(relid);
-	return relid;
 }
 
 /* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused). */
@@ -551,8 +552,6 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	Node	   *parsetree = pstmt->utilityStmt;
 	bool		existed = false;
 	List	   *aggregates = NIL;	/* CREATE OR REPLACE AGGREGATE (keytypes.h) */
-	Oid			view = InvalidOid;	/* CREATE OR REPLACE VIEW (keytypes.h) */
-	int			natts = -1;
 
 	List	   *indexed = KsTablesLosingIndexes(parsetree);	/* (hooksource.c) */
 	KsDroppedNotes dropped;		/* (keytypes.h) */
@@ -588,9 +587,9 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 			  ((AlterTableStmt *) parsetree)->objtype == OBJECT_FOREIGN_TABLE))
 		KsBeforeAlterType((AlterTableStmt *) parsetree);
 	else if (IsA(parsetree, ViewStmt) && ((ViewStmt *) parsetree)->replace)
-		view = KsBeforeViewChange(((ViewStmt *) parsetree)->view, false, &natts);
+		KsBeforeViewChange(((ViewStmt *) parsetree)->view, false);
 	else if (IsA(parsetree, RuleStmt))
-		(void) KsBeforeViewChange(((RuleStmt *) parsetree)->relation, true, &natts);
+		KsBeforeViewChange(((RuleStmt *) parsetree)->relation, true);
 	else if (IsA(parsetree, DefineStmt))
 		aggregates = KsBeforeReplaceAggregate((DefineStmt *) parsetree);
 
@@ -598,7 +597,6 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 
 	KsDroppedAttributesEnd(dropped);
 	KsAfterReplaceAggregate(aggregates);
-	KsAfterReplaceView(view, natts);
 	KsCheckOffsetIndexesKept(indexed);
 	/* a partition this command created (not one IF NOT EXISTS found) */
 	if (KsPartitionCreateStmt(parsetree) != NULL && !existed)

@@ -143,12 +143,11 @@ extern bool KsTemporaryDependency(const ObjectAddress *start, ObjectAddress *fou
  * The end of a session drops its temporary objects with what depends on
  * them, and no command can refuse that drop: a type an aggregation groups
  * by must not come to depend on a temporary object after the aggregation's
- * creation refused it.  Called by the object access hook after a type is
- * altered (ALTER DOMAIN ... SET DEFAULT), after a function is created or
- * replaced (a domain's default or a generated column may call it), and
- * after a rule is created (CREATE OR REPLACE VIEW): refused if the object
- * now depends on a temporary one and an aggregation groups by a type that
- * would go, or lose an attribute, with it.
+ * creation refused it.  Called by the object access hook after a type, a
+ * function, a rule (CREATE OR REPLACE VIEW), an operator or a text search
+ * configuration is created or altered: refused if the object now depends
+ * on a temporary one and an aggregation groups by a type that would go, or
+ * lose an attribute, with it (as DROP ... CASCADE of the object finds them).
  */
 extern void KsCheckTemporaryDependents(Oid classId, Oid objectId);
 

@@ -197,7 +197,7 @@ KsCheckOffsetIndexesKept(List *tables)
 void
 KsBeforeSetUnlogged(RangeVar *rv)
 {
-	Oid			relid = KsLockNamedRelation(rv, AccessExclusiveLock, false, true);
+	Oid			relid = KsLockNamedRelation(rv, AccessExclusiveLock);
 	List	   *aggs;
 
 	if (!OidIsValid(relid))

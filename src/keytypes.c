@@ -224,52 +224,25 @@ KsAggregationStoring(List *targets, bool keys)
 	return found;
 }
 
-/* The number of attributes of relation `relid` (dropped ones too), -1 if it is gone. */
-static int
-KsRelationNatts(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	int			natts = -1;
-
-	if (HeapTupleIsValid(tup))
-	{
-		natts = ((Form_pg_class) GETSTRUCT(tup))->relnatts;
-		ReleaseSysCache(tup);
-	}
-	return natts;
-}
-
 /*
- * Before CREATE OR REPLACE VIEW of `relid`: its number of attributes if an
- * aggregation groups by its row type, -1 otherwise (see keytypes.h).
- */
-int
-KsBeforeReplaceView(Oid relid)
-{
-	if (!OidIsValid(get_rel_type_id(relid)) || !pg_class_ownercheck(relid, GetUserId()) ||
-		!KsTypesGuarded() ||
-		KsAggregationStoring(list_make1_oid(get_rel_type_id(relid)), true) == NULL)
-		return -1;
-	return KsRelationNatts(relid);
-}
-
-/*
- * After it: refuse the columns it added (a replaced view keeps its
- * columns, and may only add some at the end) to a row type still grouped by.
+ * A column added to a view (CREATE OR REPLACE VIEW adds the new query's
+ * extra columns with ALTER TABLE): refused where an aggregation groups by
+ * the view's row type (see keytypes.h).  Found by the object access hook,
+ * so it is the view the command changes, whatever its name meant before.
  */
 void
-KsAfterReplaceView(Oid relid, int natts)
+KsNoteAddedColumn(Oid relid)
 {
 	char	   *aggname;
 
-	if (natts < 0 || KsRelationNatts(relid) == natts)
+	if (get_rel_relkind(relid) != RELKIND_VIEW || !KsTypesGuarded())
 		return;
 	if ((aggname = KsAggregationStoring(list_make1_oid(get_rel_type_id(relid)), true)) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot add columns to view \"%s\" because aggregation %s groups by its row type",
 						get_rel_name(relid), aggname),
-				 errdetail("A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."),
+				 errdetail(KS_KEY_HASH_DETAIL),
 				 errhint("Drop the aggregation, replace the view, then create the aggregation again.")));
 }
 
@@ -449,21 +422,10 @@ KsChangedRowTypes(Oid relid, bool recurse, bool cascade)
  * keytypes.h): looked up again once locked, until the name still gives it.
  */
 Oid
-KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode, bool creation, bool owned)
+KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode)
 {
 	Oid			relid = InvalidOid;
 
-	/*
-	 * A view replaced: found where it would be created (not behind a
-	 * temporary one), and locked, as CREATE OR REPLACE VIEW does it (the
-	 * namespace first; the CREATE privilege on it and the ownership of the
-	 * view checked before the view is locked)
-	 */
-	if (creation)
-	{
-		(void) RangeVarGetAndCheckCreationNamespace(rv, lockmode, &relid);
-		return relid;
-	}
 	for (;;)
 	{
 		Oid			found = RangeVarGetRelid(rv, NoLock, true);
@@ -474,7 +436,7 @@ KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode, bool creation, bool owned)
 			UnlockRelationOid(relid, lockmode);
 		relid = found;
 		/* one who may not change it meets PostgreSQL's own error, and learns nothing */
-		if (!OidIsValid(relid) || (owned && !pg_class_ownercheck(relid, GetUserId())))
+		if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
 			return InvalidOid;
 		/* (taking the lock accepts the invalidations of a rename committed meanwhile) */
 		LockRelationOid(relid, lockmode);
@@ -504,7 +466,7 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 	}
 	if ((!layout && !attributes) || !KsTypesGuarded())
 		return;
-	relid = KsLockNamedRelation(stmt->relation, AlterTableGetLockLevel(stmt->cmds), false, true);
+	relid = KsLockNamedRelation(stmt->relation, AlterTableGetLockLevel(stmt->cmds));
 	if (!OidIsValid(relid))
 		return;
 	typid = get_rel_type_id(relid);

@@ -33,15 +33,13 @@ extern bool KsTypesGuarded(void);
 extern char *KsAggregationStoring(List *targets, bool keys);
 
 /*
- * The relation a command names, locked with the lock the command will take,
- * so that a rename committed between a check and the command cannot make
- * the command act on another relation than the one checked.  InvalidOid
- * if there is none, or if `owned` and the user does not own it (checked
- * before locking, as PostgreSQL does).  `creation`: found and locked as
- * CREATE OR REPLACE VIEW does, in the namespace it would be created in
- * (whose CREATE privilege and the view's ownership it requires).
+ * The relation an ALTER command names, locked with the lock the command
+ * will take, so that a rename committed between a check and the command
+ * cannot make the command act on another relation than the one checked.
+ * InvalidOid if there is none, or if the user does not own it (checked
+ * before locking, as PostgreSQL does).
  */
-extern Oid	KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode, bool creation, bool owned);
+extern Oid	KsLockNamedRelation(RangeVar *rv, LOCKMODE lockmode);
 
 /*
  * Attributes dropped by a dependency (DROP TYPE ... CASCADE of an
@@ -61,11 +59,11 @@ typedef struct KsDroppedNotes
 extern void KsNoteDroppedAttribute(Oid relid);
 
 /*
- * CREATE OR REPLACE VIEW of view relid may add columns to its row type:
- * refused after the command where an aggregation groups by that row type.
+ * A column added to view relid (CREATE OR REPLACE VIEW may add some to its
+ * row type), from the object access hook: refused where an aggregation
+ * groups by that row type.
  */
-extern int	KsBeforeReplaceView(Oid relid);
-extern void KsAfterReplaceView(Oid relid, int natts);
+extern void KsNoteAddedColumn(Oid relid);
 
 extern KsDroppedNotes KsDroppedAttributesBegin(void);
 extern void KsDroppedAttributesEnd(KsDroppedNotes outer);
