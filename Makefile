@@ -59,7 +59,8 @@ OBJS = \
 	src/dbhooks.o \
 	src/keytypes.o \
 	src/restore.o \
-	src/orphans.o
+	src/orphans.o \
+	src/tempdeps.o
 
 EXTENSION = keyedstate
 DATA = $(wildcard sql/keyedstate--*.sql)

@@ -218,6 +218,35 @@ DROP OPERATOR ### (int, int);
 DROP FUNCTION k_opf(int, int);
 DROP TEXT SEARCH CONFIGURATION k_tsc;
 DROP TEXT SEARCH DICTIONARY pg_temp.k_dict;
+-- ... and what is recorded after the object itself, checked once the
+-- command is done: an aggregate's support functions (a SQL body in a
+-- default uses the aggregate), a table made typed
+CREATE AGGREGATE k_ag(int) (SFUNC = int4pl, STYPE = int, INITCOND = '0');
+CREATE FUNCTION k_agf() RETURNS int LANGUAGE sql STABLE BEGIN ATOMIC SELECT k_ag(x) FROM (VALUES (1)) v(x); END;
+CREATE DOMAIN kds2.agd AS int DEFAULT k_agf();
+CREATE TABLE k_typed13 (a int);
+CREATE TYPE kc13 AS (d kds2.agd, t k_typed13);
+CREATE TABLE kt13 (id bigserial PRIMARY KEY, k kc13);
+SELECT keyedstate.create_aggregation('agg13', 'SELECT k, count(*) AS n FROM kt13 GROUP BY k');
+CREATE FUNCTION pg_temp.k_tsf(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2';
+CREATE TYPE pg_temp.k_tc AS (a int);
+DO $$ BEGIN
+	CREATE OR REPLACE AGGREGATE k_ag(int) (SFUNC = pg_temp.k_tsf, STYPE = int, INITCOND = '0');
+EXCEPTION WHEN dependent_objects_still_exist THEN
+	RAISE NOTICE 'refused: %', regexp_replace(SQLERRM, 'pg_temp_[0-9]+', 'pg_temp');
+END $$;
+DO $$ BEGIN
+	ALTER TABLE k_typed13 OF pg_temp.k_tc;
+EXCEPTION WHEN dependent_objects_still_exist THEN
+	RAISE NOTICE 'refused: %', regexp_replace(SQLERRM, 'pg_temp_[0-9]+', 'pg_temp');
+END $$;
+SELECT keyedstate.drop_aggregation('agg13');
+DROP TABLE kt13;
+DROP TYPE kc13;
+DROP TABLE k_typed13;
+DROP DOMAIN kds2.agd;
+DROP FUNCTION k_agf();
+DROP AGGREGATE k_ag(int);
 -- (permanent replacements go through)
 CREATE OR REPLACE FUNCTION k_gen(int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT $1 * 3; END;
 CREATE OR REPLACE VIEW k_vw AS SELECT 2 AS a;

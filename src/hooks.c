@@ -596,6 +596,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	dropped = KsRunUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
 	KsDroppedAttributesEnd(dropped);
+	KsCheckChangedObjects();
 	KsAfterReplaceAggregate(aggregates);
 	KsCheckOffsetIndexesKept(indexed);
 	/* a partition this command created (not one IF NOT EXISTS found) */

@@ -133,25 +133,6 @@ extern void KsRebindDefinition(struct KsAggDef *def, Oid owner);
 extern void KsOrphansInit(void);
 
 /*
- * Refuse the query of a new (or restored) aggregation whose view's rule,
- * just recorded, depends on a temporary object, directly or not.
- */
-extern void KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr);
-extern bool KsTemporaryDependency(const ObjectAddress *start, ObjectAddress *found);
-
-/*
- * The end of a session drops its temporary objects with what depends on
- * them, and no command can refuse that drop: a type an aggregation groups
- * by must not come to depend on a temporary object after the aggregation's
- * creation refused it.  Called by the object access hook after a type, a
- * function, a rule (CREATE OR REPLACE VIEW), an operator or a text search
- * configuration is created or altered: refused if the object now depends
- * on a temporary one and an aggregation groups by a type that would go, or
- * lose an attribute, with it (as DROP ... CASCADE of the object finds them).
- */
-extern void KsCheckTemporaryDependents(Oid classId, Oid objectId);
-
-/*
  * The worker's reload: forget the aggregations of defs whose view is gone
  * and return defs without them; *retry when one must be tried again.
  */
@@ -164,5 +145,34 @@ extern List *KsForgetOrphans(List *defs, bool *retry);
  * table is not in use; *retry is set when one could not be dropped now.
  */
 extern void KsDropLeftoverTriggers(List *defs, bool *retry);
+
+/* --- tempdeps.c: temporary objects aggregations must not depend on --- */
+
+/*
+ * Refuse the query of a new (or restored) aggregation whose view's rule,
+ * just recorded, depends on a temporary object, directly or not.
+ */
+extern void KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr);
+extern bool KsTemporaryDependency(const ObjectAddress *start, ObjectAddress *found);
+
+/*
+ * The end of a session drops its temporary objects with what depends on
+ * them, and no command can refuse that drop: a type an aggregation groups
+ * by must not come to depend on a temporary object after the aggregation's
+ * creation refused it.  For a type, a function, a rule (CREATE OR REPLACE
+ * VIEW), an operator, a text search configuration or a table created or
+ * altered: refused if it now depends on a temporary object and an
+ * aggregation groups by a type that would go, or lose an attribute, with
+ * it (as DROP ... CASCADE of the object finds them).
+ */
+extern void KsCheckTemporaryDependents(Oid classId, Oid objectId);
+
+/*
+ * The object access hook notes the objects created or altered; once a
+ * utility command is done, when all their dependencies are recorded, they
+ * are checked.
+ */
+extern void KsNoteChangedObject(Oid classId, Oid objectId);
+extern void KsCheckChangedObjects(void);
 
 #endif							/* KS_HOOKS_H */
