@@ -230,8 +230,13 @@ KsTypesDependingOn(const ObjectAddress *obj)
 		HeapTuple	tup;
 
 		CHECK_FOR_INTERRUPTS();
-		if (o->classId == RewriteRelationId && OidIsValid(KsViewOfRule(o->objectId)))
-			ObjectAddressSet(*o, RelationRelationId, KsViewOfRule(o->objectId));
+		if (o->classId == RewriteRelationId)
+		{
+			Oid			view = KsViewOfRule(o->objectId);
+
+			if (OidIsValid(view))
+				ObjectAddressSet(*o, RelationRelationId, view);
+		}
 		else if (o->classId == AttrDefaultRelationId)
 		{
 			ObjectAddress col = GetAttrDefaultColumnAddress(o->objectId);
@@ -289,10 +294,15 @@ KsHasDependents(const ObjectAddress *obj)
 	Oid			classId = obj->classId;
 	Oid			objectId = obj->objectId;
 
-	if (classId == RewriteRelationId && OidIsValid(KsViewOfRule(objectId)))
+	if (classId == RewriteRelationId)
 	{
-		objectId = KsViewOfRule(objectId);
-		classId = RelationRelationId;
+		Oid			view = KsViewOfRule(objectId);
+
+		if (OidIsValid(view))
+		{
+			objectId = view;
+			classId = RelationRelationId;
+		}
 	}
 	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(classId));
