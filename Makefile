@@ -23,6 +23,7 @@ OBJS = \
 	src/definition.o \
 	src/pinned.o \
 	src/catalog.o \
+	src/catalogparts.o \
 	src/source.o \
 	src/sourcetree.o \
 	src/sourceddl.o \

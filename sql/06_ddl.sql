@@ -106,6 +106,10 @@ CREATE FUNCTION k_vt(int) RETURNS kvt LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETUR
 CREATE TABLE kev (id bigserial PRIMARY KEY, k int);
 SELECT keyedstate.create_aggregation('by_types',
 	'SELECT k, count(*) AS n FROM kev GROUP BY k, k_deep(k), k_part(k), k_typed(k), k_holder(k), k_ft(k), k_vt(k)');
+-- the checks read the types each definition records (not its tree): its
+-- keys', and its columns', aggregate arguments' and states', and the
+-- aggregates it calls
+SELECT key_types, stored_types, aggregates::regprocedure[] FROM keyedstate.aggregation WHERE view = 'by_types'::regclass;
 ALTER TYPE deep0 ADD ATTRIBUTE z int;
 ALTER TABLE kp ADD COLUMN z int;
 ALTER TABLE kp ALTER COLUMN a TYPE bigint;
@@ -303,6 +307,7 @@ CREATE AGGREGATE acc_agg(int) (sfunc = acc_step, stype = acc, finalfunc = acc_n)
 CREATE TABLE accs (id bigserial PRIMARY KEY, k int, v int);
 INSERT INTO accs (k, v) SELECT g % 2, g FROM generate_series(1, 6) g;
 SELECT keyedstate.create_aggregation('by_acc', 'SELECT k, acc_agg(v) AS a FROM accs GROUP BY k');
+SELECT key_types, stored_types, aggregates::regprocedure[] FROM keyedstate.aggregation WHERE view = 'by_acc'::regclass;
 SELECT keyedstate.sync('by_acc');
 ALTER TYPE acc ALTER ATTRIBUTE s TYPE varchar;
 ALTER TYPE acc ADD ATTRIBUTE z int;

@@ -44,6 +44,12 @@ CREATE TABLE keyedstate.aggregation (
 	query_text			text NOT NULL,
 	definition			text NOT NULL,
 	query_tree			text NOT NULL,
+	-- the types the query stores: its keys', and its view columns', aggregate
+	-- arguments' and states' (what DDL checks read instead of the trees)
+	key_types			pg_catalog.regtype[] NOT NULL,
+	stored_types		pg_catalog.regtype[] NOT NULL,
+	-- the aggregate functions it calls (OIDs, bound again with the tree)
+	aggregates			pg_catalog.oid[] NOT NULL,
 	-- the cluster whose OIDs query_tree holds: another one's (pg_upgrade) is bound again
 	system_id			bigint DEFAULT (pg_catalog.pg_control_system()).system_identifier,
 	settings			text[] NOT NULL,

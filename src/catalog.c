@@ -307,11 +307,12 @@ KsCatalogInserting(void)
 void
 KsCatalogInsert(const KsNewAggregation *agg)
 {
-	Datum		args[20];
-	Oid			argtypes[20] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
+	Datum		args[23];
+	Oid			argtypes[23] = {INT4OID, OIDOID, OIDOID, OIDOID, INT2OID, OIDOID,
 		TEXTOID, TEXTOID, TEXTOID, TEXTARRAYOID, INT8OID, INTERVALOID, NAMEOID, INTERVALOID,
-	INTERVALOID, INTERVALOID, NAMEOID, INT8OID, INT4OID, INT4OID};
-	char		nulls[21] = "                    ";
+	INTERVALOID, INTERVALOID, NAMEOID, INT8OID, INT4OID, INT4OID, REGTYPEARRAYOID, REGTYPEARRAYOID,
+	OIDARRAYOID};
+	char		nulls[24] = "                       ";
 	Datum	   *setdatums;
 	ListCell   *lc;
 	int			i = 0;
@@ -349,6 +350,9 @@ KsCatalogInsert(const KsNewAggregation *agg)
 	nulls[17] = (agg->memory_limit == 0) ? 'n' : ' ';
 	args[18] = Int32GetDatum(agg->parallelism);
 	args[19] = Int32GetDatum(agg->max_parallelism);
+	args[20] = agg->key_types;
+	args[21] = agg->stored_types;
+	args[22] = agg->aggregates;
 	ks_inserting = true;
 	PG_TRY();
 	{
@@ -356,10 +360,10 @@ KsCatalogInsert(const KsNewAggregation *agg)
 									"offset_attnum, sequence, query_text, definition, query_tree, settings, "
 									"checkpointed_offset, checkpoint_interval, offset_column, ttl, "
 									"window_size, window_slide, time_column, memory_limit, parallelism, "
-									"max_parallelism) "
+									"max_parallelism, key_types, stored_types, aggregates) "
 									"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-									"$15, $16, $17, $18, $19, $20)",
-									20, argtypes, args, nulls, false, 0);
+									"$15, $16, $17, $18, $19, $20, $21, $22, $23)",
+									23, argtypes, args, nulls, false, 0);
 	}
 	PG_FINALLY();
 	{
@@ -368,34 +372,6 @@ KsCatalogInsert(const KsNewAggregation *agg)
 	PG_END_TRY();
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not record aggregation: %s", SPI_result_code_string(ret));
-	KsCatalogChanged();
-}
-
-/* Record a part of an aggregation's layout (see catalog.h). */
-void
-KsCatalogInsertPart(int32 id, int32 aggid, int32 layout, int part, int first_group,
-					int last_group, int64 start_offset, Datum seeds)
-{
-	Oid			argtypes[8] = {INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT8OID,
-	INT4ARRAYOID};
-	Datum		args[8];
-	char		nulls[8] = "       ";
-
-	args[0] = Int32GetDatum(id);
-	args[1] = Int32GetDatum(aggid);
-	args[2] = Int32GetDatum(layout);
-	args[3] = Int32GetDatum(part);
-	args[4] = Int32GetDatum(first_group);
-	args[5] = Int32GetDatum(last_group);
-	args[6] = Int64GetDatum(start_offset);
-	args[7] = seeds;
-	if (seeds == (Datum) 0)
-		nulls[7] = 'n';
-	if (SPI_execute_with_args("INSERT INTO keyedstate.part (id, aggregation_id, layout, part, "
-							  "first_key_group, last_key_group, checkpointed_offset, seed_from) "
-							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-							  8, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "could not record a part of aggregation %d", aggid);
 	KsCatalogChanged();
 }
 
@@ -492,67 +468,6 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 	KsCatalogChanged();
 }
 
-/* Retire what runs an aggregation now, for a rescale (see catalog.h). */
-Datum
-KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *start)
-{
-	Datum		args[2];
-	Oid			argtypes[2] = {INT4OID, INT4OID};
-	bool		isnull;
-	Datum		seeds;
-
-	args[0] = Int32GetDatum(id);
-	args[1] = Int32GetDatum(parallelism);
-	/* the seeds: the running parts, or the aggregation itself when it has none */
-	if (SPI_execute_with_args("WITH old AS ("
-							  " UPDATE keyedstate.part SET retired = true "
-							  "  WHERE aggregation_id = $1 AND NOT retired "
-							  " RETURNING id, checkpointed_offset) "
-							  "SELECT COALESCE((SELECT pg_catalog.array_agg(id ORDER BY id) FROM old), "
-							  "                ARRAY[a.id]), "
-							  "       COALESCE((SELECT pg_catalog.min(checkpointed_offset) FROM old), "
-							  "                a.checkpointed_offset) "
-							  "  FROM keyedstate.aggregation a WHERE a.id = $1",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not rescale aggregation %d", id);
-	seeds = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	seeds = PointerGetDatum(DatumGetArrayTypePCopy(seeds));
-	*start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET parallelism = $2, layout = layout + 1 "
-							  "WHERE id = $1 RETURNING layout",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
-		SPI_processed != 1)
-		elog(ERROR, "could not rescale aggregation %d", id);
-	*layout = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	KsCatalogChanged();
-	return seeds;
-}
-
-/*
- * Why an aggregation cannot be rescaled now, or NULL: a rescale still
- * running (a part not yet checkpointed since it was seeded; inside the
- * bracket).  Locks its row against
- * other rescales.
- */
-const char *
-KsCatalogRescaleBlocked(int32 id)
-{
-	Datum		arg = Int32GetDatum(id);
-	Oid			argtype = INT4OID;
-	bool		isnull;
-
-	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate.part p WHERE p.aggregation_id = a.id "
-							  "               AND NOT p.retired AND p.seed_from IS NOT NULL) "
-							  "  FROM keyedstate.aggregation a WHERE a.id = $1 FOR UPDATE",
-							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "could not read aggregation %d", id);
-	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		return "Its previous rescale is still running: a new part has not taken its first checkpoint yet.";
-	return NULL;
-}
-
 /* The analysed query, view and (if wanted) definition text of an aggregation (inside the bracket). */
 char *
 KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition)
@@ -571,6 +486,44 @@ KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition)
 										  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3));
 	return MemoryContextStrdup(ks_catalog_cxt,
 							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+}
+
+/* What every aggregation stores (see catalog.h; inside the bracket). */
+List *
+KsCatalogStored(KsStoredKind kind)
+{
+	static const char *const columns[] = {"key_types", "stored_types", "aggregates"};
+	List	   *result = NIL;
+	uint64		i;
+
+	if (SPI_execute(psprintf("SELECT view, %s FROM keyedstate.aggregation", columns[kind]),
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read keyedstate.aggregation");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext oldcxt;
+		KsStoredOids *st;
+		bool		isnull;
+		Datum		oids = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+		Datum	   *elems;
+		int			n;
+
+		if (isnull)
+			elog(ERROR, "keyedstate.aggregation has a NULL %s", columns[kind]);
+		/* (regtype and oid: both an Oid by value) */
+		deconstruct_array(DatumGetArrayTypeP(oids), ARR_ELEMTYPE(DatumGetArrayTypeP(oids)),
+						  sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
+		oldcxt = MemoryContextSwitchTo(ks_catalog_cxt);
+		st = palloc(sizeof(KsStoredOids));
+		st->view_oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		st->noids = n;
+		st->oids = palloc(sizeof(Oid) * Max(n, 1));
+		for (int j = 0; j < n; j++)
+			st->oids[j] = DatumGetObjectId(elems[j]);
+		result = lappend(result, st);
+		MemoryContextSwitchTo(oldcxt);
+	}
+	return result;
 }
 
 /* Every aggregation, as (view, id) pairs in the caller's memory (inside the bracket). */

@@ -3,7 +3,8 @@
  * catalog.h
  *	  keyedstate.aggregation: the one home of the definitions' catalog.
  *
- * Every read and write of keyedstate.aggregation goes through this file,
+ * Every read and write of keyedstate.aggregation goes through this file
+ * (and of keyedstate.part, the parts of a layout, through catalogparts.c),
  * inside the bracket KsCatalogOpen/KsCatalogClose: SPI connected and the
  * bootstrap superuser's identity, since ordinary roles have no privileges
  * on the table.  The worker, which connects as the bootstrap superuser and
@@ -15,7 +16,10 @@
  * sequence), so that pg_dump writes them by name and a restore binds them
  * to the restored objects; the offset column is kept by name and number,
  * and the query both as its analysed tree (what runs) and as a fully
- * qualified text (what a restore analyses again, see restore.c).
+ * qualified text (what a restore analyses again, see restore.c).  The
+ * types the query stores (regtype[], kept with the tree) let a DDL command
+ * check what it changes against every aggregation without reading and
+ * parsing every tree (keytypes.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -148,6 +152,9 @@ typedef struct KsNewAggregation
 	int64		memory_limit;	/* bytes, or 0 for none */
 	int			parallelism;
 	int			max_parallelism;
+	Datum		key_types;		/* regtype[]s: see KsStoredTypeArrays */
+	Datum		stored_types;
+	Datum		aggregates;		/* an oid[] */
 } KsNewAggregation;
 extern void KsCatalogInsert(const KsNewAggregation *agg);
 
@@ -188,6 +195,25 @@ extern const char *KsCatalogRescaleBlocked(int32 id);
 
 /* The analysed query of an aggregation and its view; NULL if none. */
 extern char *KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition);
+
+/*
+ * What every aggregation of the database stores, as KsStoredOids in the
+ * caller's memory: the types of its keys, or those of its view's columns,
+ * aggregate arguments and transition states, or the aggregates it calls.
+ */
+typedef enum KsStoredKind
+{
+	KS_KEY_TYPES,
+	KS_STORED_TYPES,
+	KS_AGGREGATES
+} KsStoredKind;
+typedef struct KsStoredOids
+{
+	Oid			view_oid;
+	int			noids;
+	Oid		   *oids;
+} KsStoredOids;
+extern List *KsCatalogStored(KsStoredKind kind);
 
 /* Every aggregation of the database, as (view, id) pairs. */
 extern void KsCatalogAll(List **views, List **ids);

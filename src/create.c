@@ -33,13 +33,10 @@
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_rewrite.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "parser/analyze.h"
-#include "rewrite/rewriteSupport.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -55,6 +52,7 @@
 #include "catalog.h"
 #include "definition.h"
 #include "hooks.h"
+#include "keytypes.h"
 #include "launcher.h"
 #include "settings.h"
 #include "shmem.h"
@@ -575,7 +573,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 {
 	KsCreateState cs;
 	KsCatalogAccess acc;
-	KsNewAggregation agg;
+	KsNewAggregation agg = {0};
 
 	KsRequireControl("keyedstate.create_aggregation()", true);
 	memset(&cs, 0, sizeof(cs));
@@ -584,8 +582,8 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	KsCreateSource(&cs);
 
 	/* the caller's settings, before the catalog bracket pins search_path */
-	memset(&agg, 0, sizeof(agg));
 	agg.query_tree = KsCheckedQueryTree(cs.query, cs.name);
+	KsStoredTypeArrays(cs.query, &agg.key_types, &agg.stored_types, &agg.aggregates);
 	agg.settings = KsCaptureSettings();
 	KsCatalogOpen(&acc);
 	KsCreateObjects(&cs);

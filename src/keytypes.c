@@ -43,6 +43,7 @@
 #include "parser/parse_agg.h"
 #include "parser/parse_type.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -131,51 +132,64 @@ KsCollectAggrefs(Node *node, List **aggrefs)
 	return expression_tree_walker(node, KsCollectAggrefs, aggrefs);
 }
 
-/*
- * Whether an aggregation's query stores values of one of the types
- * `targets` (see keytypes.h): in a key (`keys`), or else in a column of its view, an
- * argument of an aggregate (replayed inputs) or a transition state.
- */
-static bool
-KsQueryStoresType(Query *query, List *targets, bool keys)
+/* Add t to the OID Datums *types (of *n) unless it is there. */
+static void
+KsAddStoredType(Datum *types, int *n, Oid t)
+{
+	for (int i = 0; i < *n; i++)
+		if (DatumGetObjectId(types[i]) == t)
+			return;
+	types[(*n)++] = ObjectIdGetDatum(t);
+}
+
+/* The types the query stores and the aggregates it calls (see keytypes.h). */
+void
+KsStoredTypeArrays(Query *query, Datum *keys, Datum *stored, Datum *aggregates)
 {
 	List	   *aggrefs = NIL;
-	List	   *walked = NIL;
+	Datum	   *types;
+	int			n = 0;
+	int			most;
 	ListCell   *lc;
 
-	/* the GROUP BY expressions' types: no analysis, no user code */
-	if (keys)
-	{
-		foreach(lc, query->groupClause)
-		{
-			TargetEntry *tle = get_sortgroupclause_tle(lfirst(lc), query->targetList);
+	(void) KsCollectAggrefs((Node *) query->targetList, &aggrefs);
+	(void) KsCollectAggrefs(query->havingQual, &aggrefs);
+	most = list_length(query->targetList) + list_length(query->groupClause) + 1;
+	foreach(lc, aggrefs)
+		most += 1 + list_length(((Aggref *) lfirst(lc))->args);
+	types = palloc(sizeof(Datum) * most);
 
-			if (KsTypeHolds(exprType((Node *) tle->expr), targets, &walked))
-				return true;
-		}
-		return false;
-	}
+	/* the GROUP BY expressions' types */
+	foreach(lc, query->groupClause)
+		KsAddStoredType(types, &n, exprType((Node *) get_sortgroupclause_tle(lfirst(lc), query->targetList)->expr));
+	*keys = PointerGetDatum(construct_array(types, n, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT));
+
+	/* the view's columns, the aggregates' arguments (replayed inputs) and states */
+	n = 0;
 	foreach(lc, query->targetList)
 	{
 		TargetEntry *tle = lfirst(lc);
 
-		if (!tle->resjunk && KsTypeHolds(exprType((Node *) tle->expr), targets, &walked))
-			return true;
+		if (!tle->resjunk)
+			KsAddStoredType(types, &n, exprType((Node *) tle->expr));
 	}
-	(void) KsCollectAggrefs((Node *) query->targetList, &aggrefs);
-	(void) KsCollectAggrefs(query->havingQual, &aggrefs);
 	foreach(lc, aggrefs)
 	{
 		Aggref	   *aggref = lfirst(lc);
 		ListCell   *ac;
+		Oid			transtype = KsAggrefTransType(aggref);
 
-		if (KsTypeHolds(KsAggrefTransType(aggref), targets, &walked))
-			return true;
+		if (OidIsValid(transtype))
+			KsAddStoredType(types, &n, transtype);
 		foreach(ac, aggref->args)
-			if (KsTypeHolds(exprType((Node *) ((TargetEntry *) lfirst(ac))->expr), targets, &walked))
-				return true;
+			KsAddStoredType(types, &n, exprType((Node *) ((TargetEntry *) lfirst(ac))->expr));
 	}
-	return false;
+	*stored = PointerGetDatum(construct_array(types, n, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT));
+	n = 0;
+	foreach(lc, aggrefs)
+		KsAddStoredType(types, &n, ((Aggref *) lfirst(lc))->aggfnoid);
+	*aggregates = PointerGetDatum(construct_array(types, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	pfree(types);
 }
 
 /* Why a key's row type cannot change: the errdetail of the refusals below. */
@@ -189,7 +203,11 @@ KsTypesGuarded(void)
 	return OidIsValid(get_extension_oid("keyedstate", true)) && !KsCatalogInserting();
 }
 
-/* The aggregation storing one of the types `targets` (see keytypes.h). */
+/*
+ * The aggregation storing one of the types `targets` (see keytypes.h):
+ * read from the types recorded with each definition, not from its tree,
+ * so that a DDL command costs the same however large others' queries are.
+ */
 char *
 KsAggregationStoring(List *targets, bool keys)
 {
@@ -197,25 +215,26 @@ KsAggregationStoring(List *targets, bool keys)
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
 	KsCatalogAccess acc;
-	List	   *defs;
+	List	   *all;
+	List	   *walked = NIL;	/* types holding none of targets, shared by all */
 	ListCell   *lc;
 	char	   *found = NULL;
 
 	KsCatalogOpen(&acc);
-	defs = KsLoadDefinitions(cxt, false);
+	all = KsCatalogStored(keys ? KS_KEY_TYPES : KS_STORED_TYPES);
 	KsCatalogClose(&acc);
-	foreach(lc, defs)
+	foreach(lc, all)
 	{
-		KsAggDef   *def = lfirst(lc);
+		KsStoredOids *st = lfirst(lc);
 
 		/* one whose view the command dropped goes with it */
-		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(def->view_oid)))
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(st->view_oid)))
 			continue;
-		if (KsQueryStoresType((Query *) stringToNode(def->query_tree), targets, keys))
-		{
-			found = KsAggName(def->view_oid);
+		for (int i = 0; i < st->noids && found == NULL; i++)
+			if (KsTypeHolds(st->oids[i], targets, &walked))
+				found = KsAggName(st->view_oid);
+		if (found != NULL)
 			break;
-		}
 	}
 	MemoryContextSwitchTo(oldcxt);
 	if (found != NULL)
@@ -506,7 +525,7 @@ KsBeforeReplaceAggregate(DefineStmt *stmt)
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext oldcxt;
 	KsCatalogAccess acc;
-	List	   *defs;
+	List	   *all;
 	List	   *used = NIL;
 	ListCell   *lc;
 
@@ -515,27 +534,22 @@ KsBeforeReplaceAggregate(DefineStmt *stmt)
 		return NIL;
 	oldcxt = MemoryContextSwitchTo(cxt);
 	KsCatalogOpen(&acc);
-	defs = KsLoadDefinitions(cxt, false);
+	all = KsCatalogStored(KS_AGGREGATES);
 	KsCatalogClose(&acc);
-	foreach(lc, defs)
+	foreach(lc, all)
 	{
-		KsAggDef   *def = lfirst(lc);
-		Query	   *query = (Query *) stringToNode(def->query_tree);
-		List	   *aggrefs = NIL;
-		ListCell   *ac;
+		KsStoredOids *st = lfirst(lc);
 
-		(void) KsCollectAggrefs((Node *) query->targetList, &aggrefs);
-		(void) KsCollectAggrefs(query->havingQual, &aggrefs);
-		foreach(ac, aggrefs)
+		for (int i = 0; i < st->noids; i++)
 		{
 			KsUsedAggregate *u = palloc0(sizeof(KsUsedAggregate));
-			HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(((Aggref *) lfirst(ac))->aggfnoid));
+			HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(st->oids[i]));
 
 			if (!HeapTupleIsValid(tup))
 				continue;
-			u->aggfnoid = ((Aggref *) lfirst(ac))->aggfnoid;
+			u->aggfnoid = st->oids[i];
 			u->form = *(Form_pg_aggregate) GETSTRUCT(tup);
-			u->aggname = KsAggName(def->view_oid);
+			u->aggname = KsAggName(st->view_oid);
 			ReleaseSysCache(tup);
 			used = lappend(used, u);
 		}

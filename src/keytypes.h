@@ -33,6 +33,17 @@ extern bool KsTypesGuarded(void);
 extern char *KsAggregationStoring(List *targets, bool keys);
 
 /*
+ * The types an aggregation's query stores, as regtype[] Datums for its
+ * catalog row, read by the checks instead of its tree: *keys its GROUP BY
+ * expressions' types, *stored its view's columns', its aggregates'
+ * arguments' and transition states' (their state types cannot change
+ * while it uses them: KsAfterReplaceAggregate), and *aggregates the
+ * aggregates it calls (an oid[]).  Recorded at creation and
+ * again wherever the tree is bound again (restore.c).
+ */
+extern void KsStoredTypeArrays(Query *query, Datum *keys, Datum *stored, Datum *aggregates);
+
+/*
  * The relation an ALTER command names, locked with the lock the command
  * will take, so that a rename committed between a check and the command
  * cannot make the command act on another relation than the one checked.

@@ -78,6 +78,7 @@
 #include "definition.h"
 #include "settings.h"
 #include "hooks.h"
+#include "keytypes.h"
 #include "launcher.h"
 #include "shmem.h"
 #include "source.h"
@@ -212,17 +213,19 @@ KsRebindDefinition(KsAggDef *def, Oid owner)
 	Query	   *query;
 	char	   *tree;
 	KsCatalogAccess acc;
-	Datum		args[2];
-	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		args[5];
+	Oid			argtypes[5] = {INT4OID, TEXTOID, REGTYPEARRAYOID, REGTYPEARRAYOID, OIDARRAYOID};
 
 	query = KsAnalyseRestored(def->definition, def->settings, owner, &info);
 	tree = nodeToString(query);
+	KsStoredTypeArrays(query, &args[2], &args[3], &args[4]);
 	KsCatalogOpen(&acc);
 	args[0] = Int32GetDatum(def->agg_id);
 	args[1] = CStringGetTextDatum(tree);
-	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET query_tree = $2, "
+	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET query_tree = $2, key_types = $3, "
+							  "stored_types = $4, aggregates = $5, "
 							  "system_id = (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c) "
-							  "WHERE id = $1", 2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
+							  "WHERE id = $1", 5, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
 		SPI_execute(psprintf("ALTER FOREIGN TABLE %s OPTIONS (%s)", KsAggName(def->live_oid),
 							 KsLiveTableOptions(def->agg_id, &info, true)), false, 0) < 0)
 		elog(ERROR, "could not bind aggregation %s again", KsAggName(def->view_oid));
@@ -259,9 +262,10 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	Query	   *query;
 	AttrNumber	offset_attnum;
 	int64		start;
-	int			cols[12];
-	Datum		values[12];
-	bool		nulls[12] = {false, false, false, false, false, true, false, false, false, true, true, true};
+	int			cols[15];
+	Datum		values[15];
+	bool		nulls[15] = {false, false, false, false, false, true, false, false, false, true, true, true,
+	false, false, false};
 	int			parallelism;
 	int			max_parallelism;
 	KsCatalogAccess acc;
@@ -377,7 +381,12 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 		values[10] = KsGet(tup, desc, "checkpointed_offset");
 		nulls[10] = false;
 	}
-	tup = heap_modify_tuple_by_cols(tup, desc, 12, cols, values, nulls);
+	/* the types it stores and the aggregates it calls, as OIDs of this database */
+	cols[12] = KsColumn(desc, "key_types");
+	cols[13] = KsColumn(desc, "stored_types");
+	cols[14] = KsColumn(desc, "aggregates");
+	KsStoredTypeArrays(query, &values[12], &values[13], &values[14]);
+	tup = heap_modify_tuple_by_cols(tup, desc, 15, cols, values, nulls);
 
 	/* from here an abort gives the reservations back (hooks.c) */
 	KsRequestAtCommit();

@@ -70,6 +70,11 @@ for my $v (sort keys %oracle)
 {
 	is(ks_mismatches($node, 'src_db', "SELECT * FROM $v", $oracle{$v}), '0', "$v equals the oracle before the dump");
 }
+# the types each definition stores and the aggregates it calls, which DDL
+# checks read (keytypes.h)
+my $types_sql = q{SELECT string_agg(view::text || ' ' || key_types::text || ' ' || stored_types::text || ' '
+						|| aggregates::regprocedure[]::text, '; ' ORDER BY view::text) FROM keyedstate.aggregation};
+my $types = $node->safe_psql('src_db', $types_sql);
 
 # Check a restored database: rebuilt, exact, and still consuming.
 sub check_restored
@@ -82,6 +87,7 @@ sub check_restored
 	}
 	ok(ks_wait_for($n, $db, "SELECT bool_and(state = 'running') FROM keyedstate.status"),
 		"$what: status says running once rebuilt");
+	is($n->safe_psql($db, $types_sql), $types, "$what: the types and aggregates the definitions use are recorded again");
 	$n->safe_psql($db, q{INSERT INTO events (k, v, label, ts) SELECT g % 37, g, 'late', '2024-02-01' FROM generate_series(1, 500) g});
 	for my $v (sort keys %oracle)
 	{

@@ -1,0 +1,105 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalogparts.c
+ *	  Reading and writing keyedstate.part: the parts of an aggregation run
+ *	  in parallel, each over a range of its key groups, and their layouts
+ *	  as a rescale replaces them.  See catalog.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+
+#include "catalog.h"
+
+/* Record a part of an aggregation's layout (see catalog.h). */
+void
+KsCatalogInsertPart(int32 id, int32 aggid, int32 layout, int part, int first_group,
+					int last_group, int64 start_offset, Datum seeds)
+{
+	Oid			argtypes[8] = {INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID, INT8OID,
+	INT4ARRAYOID};
+	Datum		args[8];
+	char		nulls[8] = "       ";
+
+	args[0] = Int32GetDatum(id);
+	args[1] = Int32GetDatum(aggid);
+	args[2] = Int32GetDatum(layout);
+	args[3] = Int32GetDatum(part);
+	args[4] = Int32GetDatum(first_group);
+	args[5] = Int32GetDatum(last_group);
+	args[6] = Int64GetDatum(start_offset);
+	args[7] = seeds;
+	if (seeds == (Datum) 0)
+		nulls[7] = 'n';
+	if (SPI_execute_with_args("INSERT INTO keyedstate.part (id, aggregation_id, layout, part, "
+							  "first_key_group, last_key_group, checkpointed_offset, seed_from) "
+							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+							  8, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record a part of aggregation %d", aggid);
+	KsCatalogChanged();
+}
+
+/* Retire what runs an aggregation now, for a rescale (see catalog.h). */
+Datum
+KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *start)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	bool		isnull;
+	Datum		seeds;
+
+	args[0] = Int32GetDatum(id);
+	args[1] = Int32GetDatum(parallelism);
+	/* the seeds: the running parts, or the aggregation itself when it has none */
+	if (SPI_execute_with_args("WITH old AS ("
+							  " UPDATE keyedstate.part SET retired = true "
+							  "  WHERE aggregation_id = $1 AND NOT retired "
+							  " RETURNING id, checkpointed_offset) "
+							  "SELECT COALESCE((SELECT pg_catalog.array_agg(id ORDER BY id) FROM old), "
+							  "                ARRAY[a.id]), "
+							  "       COALESCE((SELECT pg_catalog.min(checkpointed_offset) FROM old), "
+							  "                a.checkpointed_offset) "
+							  "  FROM keyedstate.aggregation a WHERE a.id = $1",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not rescale aggregation %d", id);
+	seeds = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	seeds = PointerGetDatum(DatumGetArrayTypePCopy(seeds));
+	*start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET parallelism = $2, layout = layout + 1 "
+							  "WHERE id = $1 RETURNING layout",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
+		SPI_processed != 1)
+		elog(ERROR, "could not rescale aggregation %d", id);
+	*layout = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	KsCatalogChanged();
+	return seeds;
+}
+
+/*
+ * Why an aggregation cannot be rescaled now, or NULL: a rescale still
+ * running (a part not yet checkpointed since it was seeded; inside the
+ * bracket).  Locks its row against
+ * other rescales.
+ */
+const char *
+KsCatalogRescaleBlocked(int32 id)
+{
+	Datum		arg = Int32GetDatum(id);
+	Oid			argtype = INT4OID;
+	bool		isnull;
+
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate.part p WHERE p.aggregation_id = a.id "
+							  "               AND NOT p.retired AND p.seed_from IS NOT NULL) "
+							  "  FROM keyedstate.aggregation a WHERE a.id = $1 FOR UPDATE",
+							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "could not read aggregation %d", id);
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		return "Its previous rescale is still running: a new part has not taken its first checkpoint yet.";
+	return NULL;
+}
