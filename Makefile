@@ -15,6 +15,7 @@ OBJS = \
 	src/rowbuild.o \
 	src/rowerror.o \
 	src/keytable.o \
+	src/keyshape.o \
 	src/keycompact.o \
 	src/keydirty.o \
 	src/aggcall.o \

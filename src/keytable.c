@@ -89,6 +89,7 @@ KsKeyTableCreate(int nkeys, const Oid *keytypes, const Oid *keycolls,
 		fmgr_info_cxt(get_opcode(eqops[i]), &kt->eqfns[i], cxt);
 		kt->binaryeq[i] = kt->keybyvals[i] && KsIsBinaryEq(kt->eqfns[i].fn_oid);
 	}
+	kt->shapes = KsKeyShapesCapture(nkeys, keytypes, cxt);
 	kt->entrysize = MAXALIGN(offsetof(KsKeyEntry, states) + sizeof(KsTransState) * nstates) +
 		MAXALIGN(sizeof(Datum) * nkeys) + MAXALIGN(sizeof(bool) * n);
 	kt->maxblocks = 16;

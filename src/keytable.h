@@ -24,6 +24,7 @@
 
 #include "common/hashfn.h"
 #include "fmgr.h"
+#include "nodes/pg_list.h"
 #include "lib/stringinfo.h"
 #include "utils/dsa.h"
 #include "utils/timestamp.h"
@@ -95,6 +96,7 @@ typedef struct KsKeyTable
 	FmgrInfo   *hashfns;		/* one per key column */
 	FmgrInfo   *eqfns;			/* one per key column */
 	bool	   *binaryeq;		/* column compared as a canonical Datum */
+	List	   *shapes;			/* the row types in the keys, as made (keyshape.c) */
 	MemoryContext cxt;			/* entries and key values */
 
 	Size		entrysize;
@@ -157,6 +159,16 @@ KsKeyTableEntry(KsKeyTable *kt, uint64 i)
 extern KsKeyTable *KsKeyTableCreate(int nkeys, const Oid *keytypes,
 									const Oid *keycolls, const Oid *eqops,
 									int nstates, MemoryContext parent);
+
+/*
+ * keyshape.c: the row types nested (to any depth) in key types, with their
+ * attributes as they are now, recorded by KsKeyTableCreate; and the check,
+ * before what a step consumed is published, that they still have those
+ * attributes (an ERROR naming the aggregation otherwise), the net under
+ * the guards that refuse changing them (keytypes.h).
+ */
+extern List *KsKeyShapesCapture(int nkeys, const Oid *keytypes, MemoryContext cxt);
+extern void KsKeyTableCheckShapes(KsKeyTable *kt, const char *aggname);
 
 /* The hash of a key, as KsHashKeyValues computes it. */
 extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);

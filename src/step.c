@@ -198,10 +198,11 @@ KsRunLoad(KsAggRun *run)
 	return true;
 }
 
-/* Publish what changed: keys, or the windows of the panes that changed. */
+/* Publish what changed (the keys' row types unchanged): keys, or the windows of the panes that changed. */
 static void
 KsRunPublish(KsAggRun *run, int64 offset)
 {
+	KsKeyTableCheckShapes(run->kt, run->name);
 	if (KsWindowSliding(run))
 		KsWindowPublish(run, offset);
 	else
@@ -457,9 +458,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 						break;
 				}
 				KsExpireStep(run, GetCurrentTimestamp(), timeout);
-				/* the TTL's sweep of the cold keys, a bounded part per step (cold.h) */
-				/* the worker's reads of keyedstate.cold are not timed: after
-				 * a restart they may wait for the disk (cold.h) */
+				/* the TTL's sweep of the cold keys, a bounded part per step, not timed:
+				 * after a restart its reads may wait for the disk (cold.h) */
 				if (run->cold_sweeping || run->cold_building != NULL)
 				{
 					KsRunTimeoutPause(true);

@@ -17,7 +17,7 @@ my %lock_owners = map { $_ => 1 } qw(shmem.c dbslots.c pool.c progress.c store.c
 my %part_of = (dbslots => 'shmem', pool => 'shmem', progress => 'shmem', storewrite => 'store',
 	storeread => 'store', catalogparts => 'catalog', offsets => 'source', sourcetree => 'source', lookupexec => 'lookup',
 	create => 'hooks', control => 'hooks', restore => 'hooks', aggserial => 'aggcall',
-	keydirty => 'keytable', coldread => 'cold', ckptcommit => 'checkpoint', seed => 'recovery');
+	keydirty => 'keytable', keyshape => 'keytable', coldread => 'cold', ckptcommit => 'checkpoint', seed => 'recovery');
 my $max_lines = 630;
 my $broken = 0;
 
