@@ -27,6 +27,7 @@ OBJS = \
 	src/catalogparts.o \
 	src/source.o \
 	src/sourcetree.o \
+	src/writers.o \
 	src/sourceddl.o \
 	src/sourcedefaults.o \
 	src/offsets.o \

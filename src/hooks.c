@@ -155,10 +155,11 @@ KsInterruptAtOnce(int32 aggid)
 }
 
 /*
- * keyedstate.wake(): AFTER INSERT statement trigger on every source table
+ * keyedstate.wake(): BEFORE INSERT statement trigger on every source table
  * (and every table of a partitioned source's tree: KsWakeTriggersAdd).
- * It only flags the transaction; the worker's latch is set at commit, when
- * the rows are visible, so the cost for writers is one flag per statement.
+ * It takes the table's writer mark (writers.c: a lock the transaction
+ * already holds after its first statement) and flags the transaction; the
+ * worker's latch is set at commit, when the rows are visible.
  */
 Datum
 keyedstate_wake(PG_FUNCTION_ARGS)
@@ -167,6 +168,7 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("keyedstate.wake() must be called as a trigger")));
+	KsMarkWriter(RelationGetRelid(((TriggerData *) fcinfo->context)->tg_relation));
 	if (ks_preloaded && KsSharedState != NULL)
 	{
 		Trigger    *trig = ((TriggerData *) fcinfo->context)->tg_trigger;

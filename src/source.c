@@ -31,6 +31,7 @@
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/sinvaladt.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
@@ -118,6 +119,7 @@ KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
 	f->maxwaits = MaxBackends + max_prepared_xacts + 1;
 	f->waits = MemoryContextAlloc(cxt, sizeof(VirtualTransactionId) * f->maxwaits);
 	src->leafcxt = AllocSetContextCreate(cxt, "keyedstate source leaves", ALLOCSET_SMALL_SIZES);
+	src->markcxt = AllocSetContextCreate(cxt, "keyedstate writer marks", ALLOCSET_SMALL_SIZES);
 
 	KsSourceCompile(src, info, cxt);
 }
@@ -379,6 +381,8 @@ KsSourceAdvance(KsSource *src)
 	/* read the high-water mark first, then who may still be writing below it */
 	f->target = hw;
 	f->nwaits = 0;
+	/* (the triggers as committed before: writers.c) */
+	AcceptInvalidationMessages();
 	tree = KsSourceTreeRelids(src);
 	relids = tree != NIL ? tree : list_make1_oid(src->relid);
 	foreach(lc, relids)
@@ -387,14 +391,14 @@ KsSourceAdvance(KsSource *src)
 		VirtualTransactionId *strong = NULL;
 
 		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
-		lockers = GetLockConflicts(&tag, ShareLock, &nlockers);
+		lockers = KsSourceWriters(src, lfirst_oid(lc), GetLockConflicts(&tag, ShareLock, &nlockers));
 		/*
 		 * Those holding ShareUpdateExclusiveLock (ANALYZE, CREATE INDEX
 		 * CONCURRENTLY, VALIDATE CONSTRAINT) conflict too, but insert only
 		 * if they also hold RowExclusiveLock; only they are looked up in
 		 * the lock manager's whole status, when there are any.
 		 */
-		if (nlockers > 0)
+		if (VirtualTransactionIdIsValid(lockers[0]))
 			sue = GetLockConflicts(&tag, ShareUpdateExclusiveLock, &nother);
 		if (sue != NULL && VirtualTransactionIdIsValid(sue[0]))
 			strong = GetLockConflicts(&tag, RowExclusiveLock, &nother);

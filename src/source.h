@@ -13,7 +13,11 @@
  * offset <= v already holds that lock.  The frontier reads v, lists the
  * transactions whose locks conflict with ShareLock on the table
  * (GetLockConflicts, the non-blocking half of WaitForLockers), and
- * declares offsets <= v safe once all of them have ended.  Rows above the
+ * declares offsets <= v safe once all of them have ended.  Of a client
+ * backend's, it waits only for those that took the table's writer mark
+ * (writers.c): its wake-up trigger takes the mark after the privilege
+ * check and before the first offset, where the lock may be held by
+ * anyone who can name the table.  Rows above the
  * frontier are never read, so a row that commits late, out of offset
  * order, is never skipped.  Waiting never blocks the worker: an open
  * writer just holds the frontier back, and the aggregation shows as
@@ -155,6 +159,11 @@ typedef struct KsSource
 	int64		seq_seen;		/* highest offset the sequence has handed out, as seen */
 	bool		table_seen;		/* ... raised to the table's highest offset once loaded */
 	bool		stale;			/* table altered: find the index again */
+
+	/* which tables' writers take the writer mark, as read (writers.c) */
+	List	   *marks;
+	uint64		marks_gen;		/* bumped when they are forgotten */
+	MemoryContext markcxt;
 } KsSource;
 
 /*
@@ -349,6 +358,19 @@ extern int64 KsSequenceHighest(Oid seqoid);
 
 /* A relcache invalidation of relid: the tables read may need setting up again. */
 extern void KsSourceRelationChanged(KsSource *src, Oid relid);
+
+/*
+ * writers.c: the writer marks (see its banner).  KsMarkWriter takes table
+ * relid's, from its wake-up trigger; KsSourceWriters turns the lockers of
+ * a table of the source (those conflicting with ShareLock, an array ended
+ * by an invalid one, freed or returned) into the transactions that may be
+ * writing into it; KsWritersRelationChanged forgets what was read of a
+ * table's triggers when it changes.
+ */
+extern void KsMarkWriter(Oid relid);
+extern VirtualTransactionId *KsSourceWriters(KsSource *src, Oid relid,
+											 VirtualTransactionId *lockers);
+extern void KsWritersRelationChanged(KsSource *src, Oid relid);
 
 /*
  * Read the source's sequence at a step, and check that it can still be

@@ -490,6 +490,7 @@ KsSourceRelationChanged(KsSource *src, Oid relid)
 {
 	int			i;
 
+	KsWritersRelationChanged(src, relid);
 	if (relid == InvalidOid || relid == src->relid)
 	{
 		src->stale = true;

@@ -4,9 +4,9 @@
  *	  The wake-up triggers of sources and their partitions.  See hooks.h.
  *
  * Every table an aggregation reads rows from carries its statement
- * trigger keyedstate.wake('<aggregation id>') (hooks.c), which flags the
- * inserting transaction so that the aggregation's worker is woken at its
- * commit.  The id is the trigger's argument, which ALTER TRIGGER cannot
+ * trigger keyedstate.wake('<aggregation id>') (hooks.c), which takes the
+ * table's writer mark (writers.c) and flags the inserting transaction so
+ * that the aggregation's worker is woken at its commit.  The id is the trigger's argument, which ALTER TRIGGER cannot
  * change (its name can be), and only keyedstate may create a trigger on
  * keyedstate.wake(): PUBLIC cannot execute it.  So a trigger is found by
  * its function and argument, never by its name.
@@ -38,12 +38,15 @@
 char *
 KsWakeTriggerSql(int32 aggid, Oid relid)
 {
-	return psprintf("CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH STATEMENT "
-					"EXECUTE FUNCTION keyedstate.wake('%d')",
-					quote_identifier(psprintf(KS_WAKE_TRIGGER_FMT, aggid)),
-					quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-											   get_rel_name(relid)),
-					aggid);
+	char	   *table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											   get_rel_name(relid));
+	const char *name = quote_identifier(psprintf(KS_WAKE_TRIGGER_FMT, aggid));
+
+	/* ALWAYS: also under session_replication_role = replica (writers.c) */
+	return psprintf("CREATE TRIGGER %s BEFORE INSERT ON %s FOR EACH STATEMENT "
+					"EXECUTE FUNCTION keyedstate.wake('%d'); "
+					"ALTER TABLE %s ENABLE ALWAYS TRIGGER %s",
+					name, table, aggid, table, name);
 }
 
 /* Find a wake-up trigger by its function and argument (see hooks.h). */

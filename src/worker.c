@@ -16,7 +16,7 @@
  *	   assigned elsewhere now and claiming those assigned here;
  *	2. runs one step of each of its aggregations (run.h), each its own
  *	   transaction, as the aggregation's owner;
- *	3. sleeps until woken by a commit into a source table (the AFTER INSERT
+ *	3. sleeps until woken by a commit into a source table (the BEFORE INSERT
  *	   statement trigger sets our latch), a request, or a timeout.
  *
  * SIGTERM (pg_terminate_backend(), a fast shutdown) makes the worker leave

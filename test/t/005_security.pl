@@ -1876,6 +1876,74 @@ SELECT keyedstate.sync('victim19.agg');});
 }
 
 ###########################################################################
+# 20. PostgreSQL grants RowExclusiveLock on a table while it parses a
+#     statement, before it checks privileges: a role that may not write
+#     into a source (USAGE on its schema only) holds it with
+#     BEGIN; PREPARE p AS INSERT ....  The frontier waits only for the
+#     transactions that took the table's writer mark, which its wake-up
+#     trigger takes once the INSERT is allowed (writers.c), so she holds no
+#     aggregation back; a writer with an offset is still waited for, also
+#     under session_replication_role = replica, and with the trigger
+#     disabled every holder of the lock is.
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_staller LOGIN; CREATE ROLE regress_stalled LOGIN;
+CREATE SCHEMA stalled AUTHORIZATION regress_stalled; GRANT USAGE ON SCHEMA stalled TO regress_staller;});
+	as_role($node, 'regress_stalled', q{
+CREATE TABLE stalled.ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO stalled.ev (k, v) SELECT g % 5, g FROM generate_series(1, 100) g;
+SELECT keyedstate.create_aggregation('stalled.sums', 'SELECT k, count(*) AS n, sum(v) AS s FROM stalled.ev GROUP BY k');
+SELECT keyedstate.sync('stalled.sums');});
+	my $oracle = q{SELECT k, count(*), sum(v) FROM stalled.ev GROUP BY k};
+	my $staller = $node->background_psql($db, extra_params => [ '-U', 'regress_staller' ]);
+	$staller->query_safe(q{BEGIN; PREPARE p AS INSERT INTO stalled.ev (k, v) VALUES (1, 1)});
+	is($node->safe_psql($db, q{SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE a.usename = 'regress_staller' AND l.relation = 'stalled.ev'::regclass AND l.mode = 'RowExclusiveLock'}), '1',
+		'20: (precondition) a role without privileges on the source holds its RowExclusiveLock');
+	as_role($node, 'regress_stalled', q{INSERT INTO stalled.ev (k, v) SELECT g % 5, g FROM generate_series(101, 200) g});
+	my $r = attempt($node, 'regress_stalled', q{SELECT FROM keyedstate.sync('stalled.sums', '20 s')}, 60);
+	ok($r->{ok}, '20: ... yet the owner\'s rows committed after it are consumed') or diag(outcome($r));
+	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... exactly');
+	$staller->query_safe('ROLLBACK');
+
+	# a writer that took an offset and has not committed holds it back
+	my $writer = $node->background_psql($db, extra_params => [ '-U', 'regress_stalled' ]);
+	$writer->query_safe(q{BEGIN; INSERT INTO stalled.ev (k, v) VALUES (1, 1000)});
+	as_role($node, 'regress_stalled', q{INSERT INTO stalled.ev (k, v) VALUES (2, 2000)});
+	$r = attempt($node, 'regress_stalled', q{SELECT FROM keyedstate.sync('stalled.sums', '2 s')}, 60);
+	ok(!$r->{ok} && $r->{err} =~ /timed out waiting for sync/, '20: a writer with an offset of its own is waited for')
+	  or diag(outcome($r));
+	$writer->query_safe('COMMIT');
+	ks_sync($node, $db, 'stalled.sums');
+	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... and its row counted once it commits');
+
+	# the trigger fires ALWAYS: also for a superuser's replica-role session
+	my $replica = $node->background_psql($db);
+	$replica->query_safe(q{SET session_replication_role = replica; BEGIN; INSERT INTO stalled.ev (k, v) VALUES (3, 3000)});
+	as_role($node, 'regress_stalled', q{INSERT INTO stalled.ev (k, v) VALUES (2, 2001)});
+	$r = attempt($node, 'regress_stalled', q{SELECT FROM keyedstate.sync('stalled.sums', '2 s')}, 60);
+	ok(!$r->{ok} && $r->{err} =~ /timed out waiting for sync/, '20: a writer under session_replication_role = replica is waited for')
+	  or diag(outcome($r));
+	$replica->query_safe('COMMIT');
+	$replica->quit;
+
+	# the owner disables the triggers: every holder of the lock is waited for
+	as_role($node, 'regress_stalled', q{ALTER TABLE stalled.ev DISABLE TRIGGER ALL});
+	$writer->query_safe(q{BEGIN; INSERT INTO stalled.ev (k, v) VALUES (4, 4000)});
+	as_role($node, 'regress_stalled', q{INSERT INTO stalled.ev (k, v) VALUES (2, 2002)});
+	$r = attempt($node, 'regress_stalled', q{SELECT FROM keyedstate.sync('stalled.sums', '2 s')}, 60);
+	ok(!$r->{ok} && $r->{err} =~ /timed out waiting for sync/,
+		'20: with the wake-up trigger disabled, a writer (which took no mark) is still waited for') or diag(outcome($r));
+	$writer->query_safe('COMMIT');
+	$writer->quit;
+	$staller->quit;
+	as_role($node, 'regress_stalled', q{ALTER TABLE stalled.ev ENABLE TRIGGER ALL});
+	ks_sync($node, $db, 'stalled.sums');
+	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... and every row counted once');
+	as_role($node, 'regress_stalled', q{SELECT keyedstate.drop_aggregation('stalled.sums')});
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
