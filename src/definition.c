@@ -367,6 +367,20 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 		i++;
 	}
 
+	/* a view's column cannot be an anonymous record either (a key's parts may) */
+	foreach(lc, query->targetList)
+	{
+		TargetEntry *tle = lfirst_node(TargetEntry, lc);
+
+		if (!tle->resjunk && KsTypeIsAnonymousRecord(exprType((Node *) tle->expr)))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("keyedstate aggregations cannot have column \"%s\" of type %s",
+							tle->resname ? tle->resname : "?", format_type_be(exprType((Node *) tle->expr))),
+					 errdetail("The rows of an aggregation's view are published and read back, which a value of an anonymous record type cannot be."),
+					 errhint("Cast the row to a composite type, or list its columns.")));
+	}
+
 	/* the aggregate calls */
 	memset(&cctx, 0, sizeof(cctx));
 	foreach(lc, query->targetList)

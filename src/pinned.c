@@ -25,7 +25,14 @@
  * Built-in STABLE functions that depend only on their arguments and the
  * captured settings (date_trunc() of a timestamptz, to_char(), casts
  * under the captured TimeZone and DateStyle) are allowed: the settings
- * are applied for every step, as they were at creation.
+ * are applied for every step, as they were at creation.  But not one that
+ * takes or gives a value holding an enum or a named composite type: its
+ * input and output read the enum's labels (enum_out is STABLE for that),
+ * and the JSON functions the composite's attribute names, which ALTER TYPE
+ * ... RENAME VALUE or RENAME ATTRIBUTE (or a column's rename) change, and
+ * which the functions cache (jsonb_populate_record keeps the row type it
+ * first met).  Comparisons and immutable functions of such values (=, <,
+ * min(), a field's selection) use neither and stay allowed.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,6 +44,7 @@
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
@@ -243,6 +251,95 @@ KsRefuseMutable(Oid funcid)
 }
 
 /*
+ * Whether a type holds an enum or a named composite type (a table's row
+ * type too), nested in arrays, ranges or domains; *walked are those that
+ * hold none.
+ */
+static bool
+KsTypeHoldsNamed(Oid t, List **walked)
+{
+	Oid			elem;
+	bool		holds = false;
+
+	if (!OidIsValid(t) || list_member_oid(*walked, t))
+		return false;
+	check_stack_depth();
+	if (type_is_enum(t) || OidIsValid(get_typ_typrelid(t)))
+		return true;
+	if (getBaseType(t) != t)
+		holds = KsTypeHoldsNamed(getBaseType(t), walked);
+	else if (OidIsValid(elem = get_element_type(t)))
+		holds = KsTypeHoldsNamed(elem, walked);
+	else if (type_is_range(t))
+		holds = KsTypeHoldsNamed(get_range_subtype(t), walked);
+	else if (type_is_multirange(t))
+		holds = KsTypeHoldsNamed(get_multirange_range(t), walked);
+	if (!holds)
+		*walked = lappend_oid(*walked, t);
+	return holds;
+}
+
+/*
+ * Whether an argument of a call holds such a type (also inside an
+ * anonymous ROW() or ARRAY[] built of them); *found is set to its type.
+ */
+static bool
+KsArgumentHoldsNamed(Node *arg, Oid *found)
+{
+	List	   *walked = NIL;
+
+	if (arg == NULL)
+		return false;
+	if (IsA(arg, TargetEntry))
+		arg = (Node *) ((TargetEntry *) arg)->expr;
+	if (IsA(arg, List))
+		return expression_tree_walker(arg, KsArgumentHoldsNamed, found);
+	if (KsTypeHoldsNamed(exprType(arg), &walked))
+	{
+		*found = exprType(arg);
+		return true;
+	}
+	/* (their walk hands on the list of their elements) */
+	if (IsA(arg, RowExpr) || IsA(arg, ArrayExpr))
+		return expression_tree_walker(arg, KsArgumentHoldsNamed, found);
+	return false;
+}
+
+/* Whether a function is a built-in one that is not immutable. */
+static bool
+KsIsMutableBuiltin(Oid funcid, void *context)
+{
+	return funcid < FirstNormalObjectId && func_volatile(funcid) != PROVOLATILE_IMMUTABLE;
+}
+
+/*
+ * Refuse a call of a built-in function that is not immutable taking or
+ * giving a value holding an enum or a named composite type (see the
+ * banner): its value may follow the labels or attribute names as they are
+ * when the worker consumes the row.
+ */
+static void
+KsCheckNamedConversion(Node *node)
+{
+	Oid			found = InvalidOid;
+	List	   *walked = NIL;
+
+	if (IsA(node, TargetEntry) || IsA(node, List) || !check_functions_in_node(node, KsIsMutableBuiltin, NULL))
+		return;
+	if (KsTypeHoldsNamed(exprType(node), &walked))
+		found = exprType(node);
+	else
+		(void) expression_tree_walker(node, KsArgumentHoldsNamed, &found);
+	if (OidIsValid(found))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("keyedstate aggregations cannot convert values of type %s with a function that is not immutable",
+						format_type_be(found)),
+				 errdetail("Converting an enum to or from text reads its labels, and converting a composite value to or from JSON its attribute names, which ALTER TYPE ... RENAME changes; keyedstate computes what a row gives once, when it consumes it, so rows consumed before and after a rename would disagree."),
+				 errhint("Compare an enum with constants (m = 'sad') or map it with CASE; build JSON from named fields, for example jsonb_build_object('a', (r).a).")));
+}
+
+/*
  * The default arguments of a function the query calls with fewer arguments
  * than it has: the planner adds them (expand_function_arguments), after
  * the checks below would have looked; NIL if it has none.
@@ -342,6 +439,7 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 				 "Only the settings keyedstate captures at creation (see the README) and custom settings (a name with a dot) set in your session, named by a constant, keep the creating session's value.");
 	if (check_functions_in_node(node, KsIsMutableFunction, &funcid))
 		KsRefuseMutable(funcid);
+	KsCheckNamedConversion(node);
 	/* the defaults the planner will add are computed for each row too */
 	if (IsA(node, FuncExpr))
 	{
