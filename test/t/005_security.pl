@@ -760,10 +760,10 @@ as_role($node, 'regress_looper', q{SELECT keyedstate.drop_aggregation('looper.st
 # 3g''. user code that keyedstate's own work calls (recovery replaying a
 # json_agg's inputs through the owner's cast to json) is bounded too
 as_role($node, 'regress_looper', <<'SQL');
-CREATE TYPE looper.mood AS ENUM ('calm', 'busy');
+CREATE TYPE looper.span AS RANGE (subtype = int4);
 CREATE TABLE looper.slowflag (slow boolean NOT NULL);
 INSERT INTO looper.slowflag VALUES (false);
-CREATE FUNCTION looper.mood_json(looper.mood) RETURNS json LANGUAGE plpgsql IMMUTABLE AS $$
+CREATE FUNCTION looper.span_json(looper.span) RETURNS json LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
 	IF (SELECT slow FROM looper.slowflag) THEN
 		LOOP
@@ -773,11 +773,11 @@ BEGIN
 			END;
 		END LOOP;
 	END IF;
-	RETURN pg_catalog.to_json($1::text);
+	RETURN pg_catalog.to_json(pg_catalog.lower($1));
 END $$;
-CREATE CAST (looper.mood AS json) WITH FUNCTION looper.mood_json(looper.mood);
-CREATE TABLE looper.moods (id bigserial PRIMARY KEY, k int NOT NULL, m looper.mood NOT NULL);
-INSERT INTO looper.moods (k, m) SELECT g % 3, 'calm' FROM generate_series(1, 30) g;
+CREATE CAST (looper.span AS json) WITH FUNCTION looper.span_json(looper.span);
+CREATE TABLE looper.moods (id bigserial PRIMARY KEY, k int NOT NULL, m looper.span NOT NULL);
+INSERT INTO looper.moods (k, m) SELECT g % 3, looper.span(g, g + 1) FROM generate_series(1, 30) g;
 SELECT keyedstate.create_aggregation('looper.mood_list', 'SELECT k, json_agg(m) AS ms FROM looper.moods GROUP BY k');
 SELECT keyedstate.sync('looper.mood_list');
 SELECT keyedstate.checkpoint('looper.mood_list');
