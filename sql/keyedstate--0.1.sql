@@ -555,8 +555,9 @@ SELECT a.view::text AS name,
 	   w.checkpoint_keys AS last_checkpoint_keys,
 	   w.checkpoint_bytes AS last_checkpoint_bytes,
 	   -- not taken up by any worker: the database may have none (max_worker_processes)
-	   CASE WHEN w.aggregation_id IS NULL AND NOT a.paused AND NOT pg_catalog.pg_is_in_recovery()
-			THEN keyedstate.worker_missing() ELSE w.error END AS error,
+	   CASE WHEN (w.aggregation_id IS NULL OR w.state = 'starting') AND NOT a.paused
+				 AND NOT pg_catalog.pg_is_in_recovery()
+			THEN COALESCE(keyedstate.worker_missing(), w.error) ELSE w.error END AS error,
 	   w.failed_offset,
 	   NULLIF(w.waiting_pid, 0) AS waiting_pid,
 	   a.parallelism

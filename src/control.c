@@ -41,6 +41,7 @@
 
 #include "catalog.h"
 #include "checkpoint.h"
+#include "dbhooks.h"
 #include "hooks.h"
 #include "shmem.h"
 #include "source.h"
@@ -488,12 +489,17 @@ KsNoWorkerSlotMessage(void)
 
 /*
  * keyedstate.worker_missing(): the message above when the database's first
- * worker could not start, so that no worker has taken up its aggregations.
+ * worker could not start, so that no worker has taken up its aggregations;
+ * or why none ever runs in it (a template: dbhooks.h).
  */
 Datum
 keyedstate_worker_missing(PG_FUNCTION_ARGS)
 {
+	char	   *why;
+
 	KsRequirePreload();
+	if ((why = KsNoWorkerHere()) != NULL)
+		PG_RETURN_TEXT_P(cstring_to_text(why));
 	if (!KsWorkerLacksProcess(0))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerSlotMessage()));

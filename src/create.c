@@ -51,6 +51,7 @@
 #include "aggcall.h"
 #include "catalog.h"
 #include "definition.h"
+#include "dbhooks.h"
 #include "hooks.h"
 #include "keytypes.h"
 #include "launcher.h"
@@ -624,5 +625,6 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 
 	KsRememberDatabase(MyDatabaseId);
 	KsRequestAtCommit();
+	KsWarnNoWorkerHere(KsAggName(cs.view_oid));
 	PG_RETURN_VOID();
 }

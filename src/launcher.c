@@ -65,6 +65,7 @@ static BackgroundWorkerHandle *ks_handles[KS_MAX_DATABASES][KS_MAX_DB_WORKERS];
 /* When the launcher last warned that the pool, or the server's worker slots, are full. */
 static TimestampTz ks_limit_warned = 0;
 static TimestampTz ks_slots_warned[KS_MAX_DATABASES];
+static TimestampTz ks_slots_warned_any = 0;	/* the last of those, for any database */
 
 /* Register the launcher as a static background worker. */
 void
@@ -250,12 +251,17 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 	*handle = NULL;
 	if (RegisterDynamicBackgroundWorker(&worker, handle))
 		return true;
-	/* out of background worker slots: said at most once a minute per database */
-	if (TimestampDifferenceExceeds(ks_slots_warned[i], GetCurrentTimestamp(), KS_LIMIT_WARN_MS))
+	/*
+	 * Out of background worker slots: said once for each database, then at
+	 * most once a minute for all of them (many databases short of slots
+	 * logged three lines a minute each).
+	 */
+	if (ks_slots_warned[i] == 0 ||
+		TimestampDifferenceExceeds(ks_slots_warned_any, GetCurrentTimestamp(), KS_LIMIT_WARN_MS))
 	{
 		NameData	dbname;
 
-		ks_slots_warned[i] = GetCurrentTimestamp();
+		ks_slots_warned[i] = ks_slots_warned_any = GetCurrentTimestamp();
 		/* named as the DBA knows it (a shared catalog: the launcher reads it) */
 		if (KsDatabaseUsability(dboid, &dbname) == KS_DB_GONE)
 			snprintf(NameStr(dbname), NAMEDATALEN, "%u", dboid);

@@ -432,3 +432,47 @@ KsRunRate(KsAggRun *run, TimestampTz now)
 	 */
 	return Max(run->last_rate, (double) run->rate_rows);
 }
+
+/* How long an open writer holds the frontier before we say 'waiting'. */
+#define KS_WAITING_AFTER_MS		1000
+
+/* Report a step's progress and the run's state to keyedstate.status (see run.h). */
+void
+KsRunReport(KsAggRun *run, KsSlotProgress *progress, int source_holder)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	KsRunState	state;
+
+	if (!run->loaded)
+	{
+		if (run->def->paused && run->slot->state != KS_PAUSED)
+			KsSlotSetState(run->slot, KS_PAUSED, NULL, 0);
+		return;
+	}
+	if (run->def->paused)
+		state = KS_PAUSED;
+	else if (source_holder != 0 ||
+			 (run->source.frontier.nwaits > 0 && run->consumed >= run->source.frontier.safe &&
+			  TimestampDifferenceExceeds(run->source.frontier.blocked_since, now, KS_WAITING_AFTER_MS)))
+		state = KS_WAITING;
+	else if (run->consumed < run->rebuild_until)
+		state = KS_REBUILDING;
+	else
+		state = KS_RUNNING;
+	progress->high_water = Max(run->source.frontier.target, run->consumed);
+	progress->waiting_pid = (state != KS_WAITING) ? 0 :
+		source_holder != 0 ? source_holder : run->source.frontier.blocking_pid;
+	progress->rows_per_second = KsRunRate(run, now);
+	progress->keys = KsKeyTableInMemory(run->kt);
+	progress->cold_keys = run->cold_keys;
+	progress->keys_expired = run->keys_expired;
+	progress->rows_late = run->rows_late;
+	progress->row_errors = run->row_errors;
+	progress->evictions = run->evictions;
+	progress->reloads = run->reloads;
+	progress->memory_limit = run->memory_budget;
+	progress->memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
+	KsSlotReportProgress(run->slot, progress);
+	if (run->slot->state != state)
+		KsSlotSetState(run->slot, state, NULL, 0);
+}

@@ -326,6 +326,13 @@ extern void KsRunTimeoutResume(KsAggRun *run);
 extern double KsRunRate(KsAggRun *run, TimestampTz now);
 
 /*
+ * After a step: its progress and the run's state for keyedstate.status;
+ * `waiting` with source_holder's pid if another session holds the source
+ * (0: none), or with the writer the frontier waits for, after a second.
+ */
+extern void KsRunReport(KsAggRun *run, KsSlotProgress *progress, int source_holder);
+
+/*
  * A step ended with an error (caught in cxt): abort, and fail the
  * aggregation, unless a backend interrupted it since `mark`, or the error
  * is one of the server's resources (a full disk), which unloads the run to

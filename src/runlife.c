@@ -150,19 +150,20 @@ KsRunUnload(KsAggRun *run)
 	run->loaded = false;
 }
 
-/* Forget a run whose aggregation is gone (or the worker is leaving). */
+/* Forget a run whose aggregation is gone (or the worker is leaving); run is freed. */
 void
 KsRunRelease(KsAggRun *run)
 {
 	KsRunUnload(run);
 	KsStoreReleaseSlot(run->slot);
 	MemoryContextDelete(run->cxt);
+	pfree(run);
 }
 
 /*
  * Hand a run over to another worker of the pool (after its final
  * checkpoint): forget it here and let go of its slot, whose published rows
- * stay until the new worker replaces them.
+ * stay until the new worker replaces them.  run is freed.
  */
 void
 KsRunHandOver(KsAggRun *run)
@@ -170,6 +171,7 @@ KsRunHandOver(KsAggRun *run)
 	KsRunUnload(run);
 	KsUnclaimAggSlot(run->slot);
 	MemoryContextDelete(run->cxt);
+	pfree(run);
 }
 
 /* A table changed (relcache invalidation): the source may need its index again. */

@@ -372,6 +372,9 @@ extern VirtualTransactionId *KsSourceWriters(KsSource *src, Oid relid,
 											 VirtualTransactionId *lockers);
 extern void KsWritersRelationChanged(KsSource *src, Oid relid);
 
+/* The pid of a session holding table relid against a worker's read, or 0. */
+extern int	KsSourceBlockerPid(Oid relid);
+
 /*
  * Read the source's sequence at a step, and check that it can still be
  * followed (settings unchanged, never behind what was seen); errors name

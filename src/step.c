@@ -36,9 +36,6 @@
 /* Batches a step reads at most. */
 #define KS_BATCHES_PER_STEP		8
 
-/* How long an open writer holds the frontier before we say 'waiting'. */
-#define KS_WAITING_AFTER_MS		1000
-
 static void KsRunPublish(KsAggRun *run, int64 offset);
 
 /*
@@ -402,8 +399,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 		TimestampTz now;
 		int			batches = 0;
 		int			nestlevel;
-		KsRunState	state;
 		bool		locked = false;
+		bool		source_busy = false;	/* another session holds the source */
 		int64		safe;
 
 		nestlevel = KsRunBegin(run);
@@ -421,6 +418,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 		{
 			/* never wait for a lock on the source: skip the step instead */
 			locked = KsRunLockSource(run);
+			source_busy = !locked;
 			if (!locked)
 				*timeout = Min(*timeout, 100);
 		}
@@ -505,8 +503,15 @@ KsRunStep(KsAggRun *run, long *timeout)
 				KsCheckpointForgetRetired(run);
 				KsBecomeOwner(run);
 			}
+		}
 
-			/* a checkpoint being written goes on by a slice; a due one is captured */
+		/*
+		 * A checkpoint being written goes on by a slice; a due one is
+		 * captured, also while another session holds the source (a long
+		 * VACUUM FULL): it reads only the state, as the final one does.
+		 */
+		if (locked || (source_busy && run->loaded))
+		{
 			now = GetCurrentTimestamp();
 			if (run->ckpt != NULL || KsCheckpointDue(run, now, timeout))
 			{
@@ -546,36 +551,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 			KsCheckpointPaused(run, ckpt_from);
 
 		/* progress and state for keyedstate.status */
-		if (run->loaded)
-		{
-			now = GetCurrentTimestamp();
-			if (run->def->paused)
-				state = KS_PAUSED;
-			else if (run->source.frontier.nwaits > 0 && run->consumed >= run->source.frontier.safe &&
-					 TimestampDifferenceExceeds(run->source.frontier.blocked_since, now, KS_WAITING_AFTER_MS))
-				state = KS_WAITING;
-			else if (run->consumed < run->rebuild_until)
-				state = KS_REBUILDING;
-			else
-				state = KS_RUNNING;
-			progress.high_water = Max(run->source.frontier.target, run->consumed);
-			progress.waiting_pid = (state == KS_WAITING) ? run->source.frontier.blocking_pid : 0;
-			progress.rows_per_second = KsRunRate(run, now);
-			progress.keys = KsKeyTableInMemory(run->kt);
-			progress.cold_keys = run->cold_keys;
-			progress.keys_expired = run->keys_expired;
-			progress.rows_late = run->rows_late;
-			progress.row_errors = run->row_errors;
-			progress.evictions = run->evictions;
-			progress.reloads = run->reloads;
-			progress.memory_limit = run->memory_budget;
-			progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
-			KsSlotReportProgress(run->slot, &progress);
-			if (run->slot->state != state)
-				KsSlotSetState(run->slot, state, NULL, 0);
-		}
-		else if (run->def->paused && run->slot->state != KS_PAUSED)
-			KsSlotSetState(run->slot, KS_PAUSED, NULL, 0);
+		KsRunReport(run, &progress, source_busy ? KsSourceBlockerPid(run->def->source_oid) : 0);
 	}
 	PG_CATCH();
 	{

@@ -211,3 +211,28 @@ KsSourceWriters(KsSource *src, Oid relid, VirtualTransactionId *lockers)
 	pfree(lockers);
 	return marked;
 }
+
+/*
+ * The pid of a session holding a lock on table relid that a worker's read
+ * (AccessShareLock) would wait for, or 0 (a prepared transaction's too).
+ */
+int
+KsSourceBlockerPid(Oid relid)
+{
+	LOCKTAG		tag;
+	VirtualTransactionId *holders;
+	int			n;
+	int			pid = 0;
+
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, relid);
+	holders = GetLockConflicts(&tag, AccessShareLock, &n);
+	for (int i = 0; pid == 0 && VirtualTransactionIdIsValid(holders[i]); i++)
+	{
+		PGPROC	   *proc = BackendIdGetProc(holders[i].backendId);
+
+		if (proc != NULL && proc->lxid == holders[i].localTransactionId)
+			pid = proc->pid;
+	}
+	pfree(holders);
+	return pid;
+}

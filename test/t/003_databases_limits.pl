@@ -405,6 +405,25 @@ ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE 
   or die 'worker of db_b did not stop';
 $node->safe_psql('postgres', 'DROP DATABASE db_b');
 pass('the worker stops with DROP EXTENSION and the database can be dropped');
+
+# a template database gets no worker: creating an aggregation there warns,
+# and status says why it does not run; the databases made from it run
+# their copies (review DBA 9, D9-3)
+$node->safe_psql('postgres', 'CREATE DATABASE db_tpl IS_TEMPLATE true');
+$node->safe_psql('db_tpl', q{CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int);
+INSERT INTO ev (k) SELECT g % 4 FROM generate_series(1, 100) g});
+($ret, $out, $err) = $node->psql('db_tpl', q{SELECT keyedstate.create_aggregation('tpl_n', 'SELECT k, count(*) AS n FROM ev GROUP BY k')});
+like($err, qr/WARNING:  aggregation public.tpl_n will not run: database "db_tpl" is a template/,
+	'an aggregation created in a template database warns that it will not run there');
+is($node->safe_psql('db_tpl', q{SELECT state || ': ' || error FROM keyedstate.status WHERE name = 'tpl_n'}),
+	'starting: database "db_tpl" is a template, where keyedstate runs no worker', '... and status says why');
+$node->safe_psql('postgres', 'CREATE DATABASE db_from_tpl TEMPLATE db_tpl');
+ks_sync($node, 'db_from_tpl', 'tpl_n');
+is($node->safe_psql('db_from_tpl', q{SELECT sum(n) FROM tpl_n}), '100', '... while a database made from it runs its copy');
+$node->safe_psql('postgres', 'DROP DATABASE db_from_tpl');
+$node->safe_psql('postgres', 'ALTER DATABASE db_tpl IS_TEMPLATE false');
+$node->safe_psql('postgres', 'DROP DATABASE db_tpl');
 $node->stop;
 
 # without shared_preload_libraries

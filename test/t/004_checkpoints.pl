@@ -228,6 +228,27 @@ for my $table ('keyedstate.state', 'keyedstate.cold', 'keyedstate.state_pkey')
 		FROM keyedstate.status WHERE name = 'big_stats'}, 60), '... and once it is free the checkpoints go on');
 }
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM big_stats', $big_oracle), '0', 'exact after the held tables');
+
+# Another session holds the source itself (a long VACUUM FULL, CLUSTER or
+# a rewriting ALTER TABLE): nothing is consumed meanwhile, status says
+# waiting with its pid, and checkpoints go on (they read only the state,
+# as the final one does), an explicit one too (review DBA 9, D9-2).
+{
+	$node->safe_psql('postgres', q{SELECT keyedstate.alter_aggregation('big_stats', checkpoint_interval => '1 hour');
+INSERT INTO big (k, v, n) SELECT g, 4, 1 FROM generate_series(1, 500) g});
+	ks_sync($node, 'postgres', 'big_stats');
+	my $holder = $node->background_psql('postgres');
+	my $pid = $holder->query_safe(q{BEGIN; LOCK TABLE big IN ACCESS EXCLUSIVE MODE; SELECT pg_backend_pid()});
+	ok(ks_wait_for($node, 'postgres', qq{SELECT state = 'waiting' AND waiting_pid = $pid FROM keyedstate.status WHERE name = 'big_stats'}, 30),
+		'the source held by another session: status says waiting, with its pid');
+	$node->safe_psql('postgres', q{SET statement_timeout = '30s'; SELECT keyedstate.checkpoint('big_stats')});
+	is($node->safe_psql('postgres', q{SELECT checkpointed_offset = consumed_offset FROM keyedstate.status WHERE name = 'big_stats'}),
+		't', '... and an explicit checkpoint is taken meanwhile');
+	$holder->query_safe('COMMIT');
+	$holder->quit;
+	ok(ks_wait_for($node, 'postgres', q{SELECT state = 'running' FROM keyedstate.status WHERE name = 'big_stats'}, 30),
+		'... running again once it is free');
+}
 ks_kill_worker($node, 'postgres');
 ks_wait_state($node, 'postgres', 'big_stats', 'running', 60) or die 'big_stats did not come back';
 ks_sync($node, 'postgres', 'big_stats', '5 min');
