@@ -125,6 +125,7 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT to_jsonb(ROW(k, t)::pin_pair)
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum((jsonb_populate_record(NULL::pin_pair, j)).a) AS s FROM pins GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, jsonb_agg(p) AS s FROM pins p GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM pins WHERE to_jsonb(ARRAY[ROW(c)]) IS NOT NULL GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT xmlelement(name e, c)::text AS x, count(*) FROM pins GROUP BY 1');
 -- comparisons, min/max, a field and anonymous rows use neither: allowed
 SELECT keyedstate.create_aggregation('e1', $$SELECT c, k % 2 AS g, min(c) AS m, count(*) FILTER (WHERE c = 'red') AS reds,
 	sum((ROW(k, t)::pin_pair).a) AS s, count(*) FILTER (WHERE to_jsonb(ROW(k, t)) ? 'f1') AS anon

@@ -324,7 +324,9 @@ KsCheckNamedConversion(Node *node)
 	Oid			found = InvalidOid;
 	List	   *walked = NIL;
 
-	if (IsA(node, TargetEntry) || IsA(node, List) || !check_functions_in_node(node, KsIsMutableBuiltin, NULL))
+	/* (an XML expression converts its arguments with their output functions too) */
+	if (IsA(node, TargetEntry) || IsA(node, List) ||
+		(!IsA(node, XmlExpr) && !check_functions_in_node(node, KsIsMutableBuiltin, NULL)))
 		return;
 	if (KsTypeHoldsNamed(exprType(node), &walked))
 		found = exprType(node);

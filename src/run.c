@@ -438,7 +438,7 @@ KsRunRate(KsAggRun *run, TimestampTz now)
 
 /* Report a step's progress and the run's state to keyedstate.status (see run.h). */
 void
-KsRunReport(KsAggRun *run, KsSlotProgress *progress, int source_holder)
+KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int source_holder)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	KsRunState	state;
@@ -451,7 +451,7 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, int source_holder)
 	}
 	if (run->def->paused)
 		state = KS_PAUSED;
-	else if (source_holder != 0 ||
+	else if (source_busy ||
 			 (run->source.frontier.nwaits > 0 && run->consumed >= run->source.frontier.safe &&
 			  TimestampDifferenceExceeds(run->source.frontier.blocked_since, now, KS_WAITING_AFTER_MS)))
 		state = KS_WAITING;
@@ -461,7 +461,7 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, int source_holder)
 		state = KS_RUNNING;
 	progress->high_water = Max(run->source.frontier.target, run->consumed);
 	progress->waiting_pid = (state != KS_WAITING) ? 0 :
-		source_holder != 0 ? source_holder : run->source.frontier.blocking_pid;
+		source_busy ? source_holder : run->source.frontier.blocking_pid;
 	progress->rows_per_second = KsRunRate(run, now);
 	progress->keys = KsKeyTableInMemory(run->kt);
 	progress->cold_keys = run->cold_keys;

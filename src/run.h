@@ -327,10 +327,12 @@ extern double KsRunRate(KsAggRun *run, TimestampTz now);
 
 /*
  * After a step: its progress and the run's state for keyedstate.status;
- * `waiting` with source_holder's pid if another session holds the source
- * (0: none), or with the writer the frontier waits for, after a second.
+ * `waiting` if another session holds the source (source_busy), with its
+ * pid (0: a prepared transaction, or not found), or with the writer the
+ * frontier waits for, after a second.
  */
-extern void KsRunReport(KsAggRun *run, KsSlotProgress *progress, int source_holder);
+extern void KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy,
+						int source_holder);
 
 /*
  * A step ended with an error (caught in cxt): abort, and fail the

@@ -372,7 +372,7 @@ extern VirtualTransactionId *KsSourceWriters(KsSource *src, Oid relid,
 											 VirtualTransactionId *lockers);
 extern void KsWritersRelationChanged(KsSource *src, Oid relid);
 
-/* The pid of a session holding table relid against a worker's read, or 0. */
+/* The pid of a session holding table relid against a worker's read, or 0 (also a prepared transaction). */
 extern int	KsSourceBlockerPid(Oid relid);
 
 /*

@@ -214,7 +214,8 @@ KsSourceWriters(KsSource *src, Oid relid, VirtualTransactionId *lockers)
 
 /*
  * The pid of a session holding a lock on table relid that a worker's read
- * (AccessShareLock) would wait for, or 0 (a prepared transaction's too).
+ * (AccessShareLock) would wait for, or 0: none, or a prepared transaction
+ * (whose locks its dummy process holds, see KsLockerPid in source.c).
  */
 int
 KsSourceBlockerPid(Oid relid)
