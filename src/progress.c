@@ -40,18 +40,25 @@ KsRequestCheckpoint(const KsSlotRef *ref)
 void
 KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner)
 {
+	const char *hint;
+
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s has failed", aggname),
 				 errdetail("Its owner can see why in keyedstate.status."),
 				 errhint("Its owner can fix the cause and call keyedstate.resume().")));
+	/* the failure's own hint, if it had one (KsSlotSetFailed), ending with what to call */
+	hint = error + strnlen(error, KS_ERROR_LEN - 1) + 1;
+	if (hint < error + KS_ERROR_LEN && *hint != '\0' && strstr(hint, "keyedstate.re") == NULL)
+		hint = psprintf("%s  Then call keyedstate.resume().", hint);
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("aggregation %s has failed", aggname),
 			 offset != 0 ?
 			 errdetail("%s (input row with offset " INT64_FORMAT ")", error, offset) :
 			 errdetail("%s", error),
+			 hint < error + KS_ERROR_LEN && *hint != '\0' ? errhint("%s", hint) :
 			 errhint("Fix the cause, then call keyedstate.resume().")));
 }
 
@@ -91,7 +98,7 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 			ref->slot->resume_count == resume_count;
 		finished = ref->slot->state != KS_STARTING && done(ref->slot, arg);
 		*offset = ref->slot->consumed_offset;
-		strlcpy(error, ref->slot->error, KS_ERROR_LEN);
+		memcpy(error, ref->slot->error, KS_ERROR_LEN);	/* (with the hint) */
 		failed_offset = ref->slot->failed_offset;
 		owner = ref->slot->owner;
 	}
@@ -252,12 +259,32 @@ KsSlotInterruptedSince(KsAggSlot *slot, const KsStepMark *mark)
 	return asked;
 }
 
+/* Fail a slot with its error's message and hint (see shmem.h). */
+void
+KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint, int64 failed_offset)
+{
+	size_t		len;
+
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->state = KS_FAILED;
+	memset(slot->error, 0, KS_ERROR_LEN);
+	strlcpy(slot->error, error ? error : "unknown error", KS_ERROR_LEN);
+	len = strlen(slot->error);
+	if (hint != NULL && len + 2 < KS_ERROR_LEN)
+		strlcpy(slot->error + len + 1, hint, KS_ERROR_LEN - len - 1);
+	slot->failed_offset = failed_offset;
+	LWLockRelease(&slot->lock);
+	ConditionVariableBroadcast(&slot->cv);
+}
+
 /* Set the state of a slot, with the error of a failure. */
 void
 KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 failed_offset)
 {
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	slot->state = state;
+	/* (no hint of an earlier failure is left behind the new text) */
+	memset(slot->error, 0, KS_ERROR_LEN);
 	if (state == KS_FAILED)
 	{
 		strlcpy(slot->error, error ? error : "unknown error", KS_ERROR_LEN);

@@ -208,6 +208,7 @@ static void
 KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
 {
 	char	   *message = pstrdup(edata->message ? edata->message : "unknown error");
+	char	   *hint = edata->hint ? pstrdup(edata->hint) : NULL;
 	MemoryContext cxt = CurrentMemoryContext;
 
 	/* log it as the error it is, with its context */
@@ -227,7 +228,7 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
 	run->failed_resume_count = run->def->resume_count;
 	KsRunUnload(run);
 	KsStoreRetire(run->slot);
-	KsSlotSetState(run->slot, KS_FAILED, message, offset);
+	KsSlotSetFailed(run->slot, message, hint, offset);
 }
 
 /* How long a run retries after running out of memory before it fails. */

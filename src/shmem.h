@@ -171,6 +171,7 @@ typedef struct KsAggSlot
 	int			interrupt_pid;	/* a backend pausing or dropping it, or 0 */
 	uint32		interrupt_lxid; /* ... in this local transaction */
 	uint64		interrupt_requests; /* bumped by every such request */
+	/* the error's message; after a failure, then its hint (KsSlotSetFailed) */
 	char		error[KS_ERROR_LEN];
 
 	/* root of the published rows (a KsStoreHeader), or InvalidDsaPointer */
@@ -522,6 +523,14 @@ extern void KsRefuseReadCreatedHere(const KsAggSlot *copy);
 /* Set the state (and error text and failing offset, for KS_FAILED). */
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,
 						   int64 failed_offset);
+
+/*
+ * Fail a slot with its error's message and hint (or NULL): the hint goes
+ * after the message's terminating NUL in the error buffer (truncated to
+ * fit), where KsReportFailed finds it; status shows the message.
+ */
+extern void KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint,
+							int64 failed_offset);
 
 /* The definition's fields readers need: owner, view, live table, row type, part. */
 extern void KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,

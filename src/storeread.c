@@ -93,7 +93,7 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 			res->failed_offset = slot->failed_offset;
 			res->aggid = slot->aggid;
 			res->cold_keys = slot->cold_keys;
-			strlcpy(res->error, slot->error, KS_ERROR_LEN);
+			memcpy(res->error, slot->error, KS_ERROR_LEN);	/* (with the hint) */
 		}
 		cold = res->cold_keys > 0;
 		if (res->found && res->state != KS_STARTING && res->state != KS_FAILED &&
