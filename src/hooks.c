@@ -558,6 +558,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	List	   *indexed = KsTablesLosingIndexes(parsetree);	/* (hooksource.c) */
 	KsDroppedNotes dropped;		/* (keytypes.h) */
 
+	KsMarkWritersOfCommand(parsetree);	/* (writers.c) */
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		KsBeforeDropExtension((DropStmt *) parsetree);
 	else if (IsA(parsetree, DropdbStmt) || IsA(parsetree, RenameStmt) ||

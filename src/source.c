@@ -391,7 +391,7 @@ KsSourceAdvance(KsSource *src)
 		VirtualTransactionId *strong = NULL;
 
 		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
-		lockers = KsSourceWriters(src, lfirst_oid(lc), GetLockConflicts(&tag, ShareLock, &nlockers));
+		lockers = GetLockConflicts(&tag, ShareLock, &nlockers);
 		/*
 		 * Those holding ShareUpdateExclusiveLock (ANALYZE, CREATE INDEX
 		 * CONCURRENTLY, VALIDATE CONSTRAINT) conflict too, but insert only
@@ -402,15 +402,24 @@ KsSourceAdvance(KsSource *src)
 			sue = GetLockConflicts(&tag, ShareUpdateExclusiveLock, &nother);
 		if (sue != NULL && VirtualTransactionIdIsValid(sue[0]))
 			strong = GetLockConflicts(&tag, RowExclusiveLock, &nother);
+		nother = 0;
 		for (i = 0; VirtualTransactionIdIsValid(lockers[i]); i++)
 		{
-			int			j;
-
 			if (KsLockerCannotInsert(lockers[i]))
 				continue;
 			if (strong != NULL && KsVxidListed(lockers[i], sue) && !KsVxidListed(lockers[i], strong) &&
 				!KsHoldsInsertLock(&status, lockers[i], lfirst_oid(lc)))
 				continue;
+			lockers[nother++] = lockers[i];
+		}
+		lockers[nother].backendId = InvalidBackendId;
+		lockers[nother].localTransactionId = InvalidLocalTransactionId;
+		/* of a client's, only those with the table's writer mark (writers.c) */
+		lockers = KsSourceWriters(src, lfirst_oid(lc), lockers);
+		for (i = 0; VirtualTransactionIdIsValid(lockers[i]); i++)
+		{
+			int			j;
+
 			/* one transaction may lock several tables of the tree */
 			for (j = 0; j < f->nwaits; j++)
 				if (VirtualTransactionIdEquals(f->waits[j], lockers[i]))

@@ -361,13 +361,15 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
 
 /*
  * writers.c: the writer marks (see its banner).  KsMarkWriter takes table
- * relid's, from its wake-up trigger; KsSourceWriters turns the lockers of
+ * relid's, from its wake-up trigger; KsMarkWritersOfCommand those of the
+ * tables a utility command changes the triggers or the tree of; KsSourceWriters turns the lockers of
  * a table of the source (those conflicting with ShareLock, an array ended
  * by an invalid one, freed or returned) into the transactions that may be
  * writing into it; KsWritersRelationChanged forgets what was read of a
  * table's triggers when it changes.
  */
 extern void KsMarkWriter(Oid relid);
+extern void KsMarkWritersOfCommand(Node *parsetree);
 extern VirtualTransactionId *KsSourceWriters(KsSource *src, Oid relid,
 											 VirtualTransactionId *lockers);
 extern void KsWritersRelationChanged(KsSource *src, Oid relid);

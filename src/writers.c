@@ -26,8 +26,13 @@
  *	  the invalidations sent before it accepted, so a trigger disabled
  *	  before a writer took its offset is seen disabled;
  *	- background workers (a logical replication apply worker fires no
- *	  statement trigger) and prepared transactions, everywhere.
- * A client backend holding only the table's lock is not waited for.
+ *	  statement trigger) and prepared transactions (an apply worker's, in
+ *	  a two-phase subscription), everywhere.
+ * A client backend holding only the table's lock is not waited for.  What
+ * the frontier reads of the triggers and the tree is what is committed, so
+ * a transaction that changes them before inserting (ALTER TABLE ... DISABLE
+ * TRIGGER, CREATE TABLE ... PARTITION OF, ATTACH PARTITION, then INSERT)
+ * takes the mark of the table it changes first (KsMarkWritersOfCommand).
  *
  *-------------------------------------------------------------------------
  */
@@ -40,6 +45,9 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/sinvaladt.h"
@@ -69,6 +77,45 @@ KsWriterTag(LOCKTAG *tag, Oid relid)
 	tag->locktag_field4 = KS_WRITER_MARK;
 	tag->locktag_type = LOCKTAG_USERLOCK;
 	tag->locktag_lockmethodid = DEFAULT_LOCKMETHOD;
+}
+
+/*
+ * Before a utility command that may change what the frontier reads of a
+ * table's triggers or tree (see the banner): take the mark of the table it
+ * names, and of the parents a new partition joins.  A role not allowed to
+ * run it fails, and the mark goes with her (sub)transaction.
+ */
+void
+KsMarkWritersOfCommand(Node *parsetree)
+{
+	List	   *rvs = NIL;
+	ListCell   *lc;
+
+	if (IsA(parsetree, AlterTableStmt))
+		rvs = list_make1(((AlterTableStmt *) parsetree)->relation);
+	else if (IsA(parsetree, CreateStmt))
+		rvs = ((CreateStmt *) parsetree)->inhRelations;
+	else if (IsA(parsetree, CreateTrigStmt))
+		rvs = list_make1(((CreateTrigStmt *) parsetree)->relation);
+	else if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TRIGGER)
+	{
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+		{
+			List	   *names = lfirst(lc);
+
+			/* (the trigger's name, after its table's) */
+			if (list_length(names) > 1)
+				rvs = lappend(rvs, makeRangeVarFromNameList(list_truncate(list_copy(names),
+																		  list_length(names) - 1)));
+		}
+	}
+	foreach(lc, rvs)
+	{
+		Oid			relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+
+		if (OidIsValid(relid))
+			KsMarkWriter(relid);
+	}
 }
 
 /* Take the writer mark of table relid (see source.h). */
@@ -171,7 +218,7 @@ KsLockerIsClient(VirtualTransactionId vxid)
 {
 	PGPROC	   *proc = BackendIdGetProc(vxid.backendId);
 
-	/* (a prepared transaction's locks are held under its preparer's id) */
+	/* (a prepared transaction's locks are held under its preparer's vxid) */
 	return proc != NULL && proc->lxid == vxid.localTransactionId && !proc->isBackgroundWorker;
 }
 
@@ -188,9 +235,9 @@ KsSourceWriters(KsSource *src, Oid relid, VirtualTransactionId *lockers)
 	int			n;
 	int			nmarked;
 	int			i;
+	bool		marks = KsSourceMarksWriters(src, relid);
 
-	if (!KsSourceMarksWriters(src, relid))
-		return lockers;
+	/* (the mark's holders also where not every writer takes it: DDL's, see KsMarkWritersOfCommand) */
 	KsWriterTag(&tag, relid);
 	marked = GetLockConflicts(&tag, ShareLock, &nmarked);
 	/* (GetLockConflicts' arrays hold every backend and prepared transaction) */
@@ -199,7 +246,7 @@ KsSourceWriters(KsSource *src, Oid relid, VirtualTransactionId *lockers)
 	{
 		int			j;
 
-		if (KsLockerIsClient(lockers[i]))
+		if (marks && KsLockerIsClient(lockers[i]))
 			continue;
 		for (j = 0; j < n && !VirtualTransactionIdEquals(marked[j], lockers[i]); j++)
 			;

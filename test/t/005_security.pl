@@ -1927,6 +1927,19 @@ SELECT keyedstate.sync('stalled.sums');});
 	$replica->query_safe('COMMIT');
 	$replica->quit;
 
+	# a transaction that disables the triggers and then inserts (a bulk load,
+	# pg_restore --disable-triggers -1) is waited for: what the frontier reads
+	# of the triggers is committed (re-review 8)
+	# (its ALTER holds the table against other writers meanwhile: the frontier
+	# would pass its offset, and its row be lost at its commit, if it were not)
+	my $wpid = $writer->query_safe(q{BEGIN; ALTER TABLE stalled.ev DISABLE TRIGGER ALL;
+INSERT INTO stalled.ev (k, v) VALUES (4, 4001); SELECT pg_backend_pid()});
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $wpid FROM keyedstate.status WHERE name = 'stalled.sums'}, 30),
+		'20: a writer that disabled the triggers in its own transaction is waited for');
+	$writer->query_safe(q{ALTER TABLE stalled.ev ENABLE TRIGGER ALL; COMMIT});
+	ks_sync($node, $db, 'stalled.sums');
+	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... and its row counted once it commits');
+
 	# the owner disables the triggers: every holder of the lock is waited for
 	as_role($node, 'regress_stalled', q{ALTER TABLE stalled.ev DISABLE TRIGGER ALL});
 	$writer->query_safe(q{BEGIN; INSERT INTO stalled.ev (k, v) VALUES (4, 4000)});
