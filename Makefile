@@ -57,6 +57,7 @@ OBJS = \
 	src/create.o \
 	src/control.o \
 	src/hooks.o \
+	src/hookpartitions.o \
 	src/hooksource.o \
 	src/waketrig.o \
 	src/dbhooks.o \

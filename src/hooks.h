@@ -73,6 +73,25 @@ extern List *KsTablesLosingIndexes(Node *parsetree);
 extern void KsBeforeSetUnlogged(RangeVar *rv);
 extern void KsCheckOffsetIndexesKept(List *tables);
 
+/* --- hookpartitions.c: the guards of sources' partition trees --- */
+
+/*
+ * Before DROP TABLE, TRUNCATE and ALTER TABLE (ATTACH and DETACH
+ * PARTITION, SET UNLOGGED) of tables in sources' trees: the checks of
+ * source.h, refusing what would lose or skip rows.
+ */
+extern void KsBeforeDropTables(DropStmt *stmt);
+extern void KsBeforeTruncate(TruncateStmt *stmt);
+extern void KsBeforeAlterTable(AlterTableStmt *stmt);
+
+/*
+ * After a partition was added to (added) or detached from parent, or after
+ * an ALTER TABLE that did either: it gets or loses the wake-up triggers of
+ * the aggregations over parent's tree.
+ */
+extern void KsAfterPartitionChange(Oid parent, Oid part, bool added);
+extern void KsAfterAlterTable(AlterTableStmt *stmt);
+
 /* Forget an aggregation whose view is gone (see orphans.c). */
 extern void KsForgetAggregation(int32 id, bool orphan);
 

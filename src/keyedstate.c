@@ -14,13 +14,15 @@
 #include "settings.h"
 #include "shmem.h"
 #include "hooks.h"
+#include "source.h"
 
 PG_MODULE_MAGIC;
 
 /*
  * Load the module.  Settings are always defined (so that they can be set
- * per session and are reserved), but shared memory, the launcher and the
- * utility hook exist only when loaded through shared_preload_libraries;
+ * per session and are reserved), but shared memory, the launcher, the
+ * utility hook and the executor hook (writers.c) exist only when loaded
+ * through shared_preload_libraries;
  * without it, every function that needs the worker says so.
  */
 void
@@ -34,5 +36,6 @@ _PG_init(void)
 	KsShmemInit();
 	KsLauncherInit();
 	KsHooksInit();
+	KsWritersInit();
 	KsOrphansInit();
 }

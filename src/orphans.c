@@ -54,7 +54,6 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
-#include "parser/parse_func.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/fmgroids.h"
@@ -66,6 +65,7 @@
 #include "catalog.h"
 #include "checkpoint.h"
 #include "hooks.h"
+#include "source.h"
 #include "keytypes.h"
 #include "rowerror.h"
 #include "settings.h"
@@ -265,13 +265,6 @@ typedef struct KsLeftover
 	bool		wake;			/* a wake-up trigger, else a truncate one */
 } KsLeftover;
 
-/* keyedstate's own trigger function called name (no arguments). */
-static Oid
-KsOwnTriggerFunction(const char *name)
-{
-	return LookupFuncName(list_make2(makeString(KS_SCHEMA), makeString(pstrdup(name))), 0, NULL, true);
-}
-
 /* Drop one leftover trigger (in a subtransaction: see KsDropLeftoverTriggers). */
 static void
 KsDropLeftover(void *arg)
@@ -301,8 +294,8 @@ KsDropLeftover(void *arg)
 void
 KsDropLeftoverTriggers(List *defs, bool *retry)
 {
-	Oid			wake = KsOwnTriggerFunction("wake");
-	Oid			refuse = KsOwnTriggerFunction("refuse_truncate");
+	Oid			wake = KsTriggerFunctionOid("wake");
+	Oid			refuse = KsTriggerFunctionOid("refuse_truncate");
 	Relation	rel;
 	SysScanDesc scan;
 	HeapTuple	tup;
@@ -320,14 +313,10 @@ KsDropLeftoverTriggers(List *defs, bool *retry)
 		int			len = 0;
 		bool		known = false;
 
-		if (t->tgfoid == wake && OidIsValid(wake) && t->tgnargs == 1)
+		if (t->tgfoid == wake && OidIsValid(wake))
 		{
-			bool		isnull;
-			Datum		args = heap_getattr(tup, Anum_pg_trigger_tgargs, RelationGetDescr(rel), &isnull);
-
-			/* one argument: its bytes and a terminating zero */
-			if (isnull || sscanf(VARDATA_ANY(DatumGetByteaPP(args)), "%d%n", &aggid, &len) != 1 ||
-				VARDATA_ANY(DatumGetByteaPP(args))[len] != '\0')
+			aggid = KsWakeTriggerAggregation(tup, RelationGetDescr(rel));
+			if (aggid < 0)
 				continue;
 		}
 		else if (t->tgfoid == refuse && OidIsValid(refuse))

@@ -362,7 +362,8 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
 /*
  * writers.c: the writer marks (see its banner).  KsMarkWriter takes table
  * relid's, from its wake-up trigger; KsMarkWritersOfCommand those of the
- * tables a utility command changes the triggers or the tree of; KsSourceWriters turns the lockers of
+ * tables a utility command changes the triggers or the tree of, and of a
+ * partitioned table COPY FROM inserts into; KsSourceWriters turns the lockers of
  * a table of the source (those conflicting with ShareLock, an array ended
  * by an invalid one, freed or returned) into the transactions that may be
  * writing into it; KsWritersRelationChanged forgets what was read of a
@@ -370,12 +371,30 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
  */
 extern void KsMarkWriter(Oid relid);
 extern void KsMarkWritersOfCommand(Node *parsetree);
+
+/* Install the executor hook by which writers into partitioned tables take their mark. */
+extern void KsWritersInit(void);
 extern VirtualTransactionId *KsSourceWriters(KsSource *src, Oid relid,
 											 VirtualTransactionId *lockers);
 extern void KsWritersRelationChanged(KsSource *src, Oid relid);
 
 /* The pid of a session holding table relid against a worker's read, or 0 (also a prepared transaction). */
 extern int	KsSourceBlockerPid(Oid relid);
+
+/*
+ * keyedstate's own trigger function called name ("wake", "refuse_truncate":
+ * they take no arguments), looked up in its schema without a privilege
+ * check; InvalidOid where keyedstate is not installed.  The one way its
+ * triggers are recognised: by their function, never by their name.
+ */
+extern Oid	KsTriggerFunctionOid(const char *name);
+
+/*
+ * The aggregation id a wake-up trigger carries (its pg_trigger row and
+ * that catalog's descriptor) as its one argument, or -1 if it carries
+ * anything else.
+ */
+extern int32 KsWakeTriggerAggregation(HeapTuple tup, TupleDesc desc);
 
 /*
  * Read the source's sequence at a step, and check that it can still be

@@ -33,6 +33,7 @@
 
 #include "catalog.h"
 #include "hooks.h"
+#include "source.h"
 
 /* The CREATE TRIGGER of aggregation aggid's wake-up trigger on table relid. */
 char *
@@ -53,29 +54,25 @@ KsWakeTriggerSql(int32 aggid, Oid relid)
 Oid
 KsWakeTriggerOid(Oid relid, int32 aggid)
 {
-	Oid			nsp = get_namespace_oid(KS_SCHEMA, true);
-	Relation	trigrel = table_open(TriggerRelationId, AccessShareLock);
+	Oid			wake = KsTriggerFunctionOid("wake");
+	Relation	trigrel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	Oid			found = InvalidOid;
-	char	   *want = psprintf("%d", aggid);
 
+	if (!OidIsValid(wake))
+		return InvalidOid;
+	trigrel = table_open(TriggerRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	scan = systable_beginscan(trigrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
 	while (!OidIsValid(found) && HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
-		bool		isnull;
-		Datum		args;
 
-		if (trig->tgnargs != 1 || get_func_namespace(trig->tgfoid) != nsp ||
-			strcmp(get_func_name(trig->tgfoid), "wake") != 0)
-			continue;
-		args = heap_getattr(tup, Anum_pg_trigger_tgargs, RelationGetDescr(trigrel), &isnull);
-		/* one argument: its bytes and a terminating zero */
-		if (!isnull && strcmp(VARDATA_ANY(DatumGetByteaPP(args)), want) == 0)
+		if (trig->tgfoid == wake &&
+			KsWakeTriggerAggregation(tup, RelationGetDescr(trigrel)) == aggid)
 			found = trig->oid;
 	}
 	systable_endscan(scan);

@@ -21,13 +21,17 @@
  * the holders of its mark, and for the holders of its lock that may have
  * no mark:
  *	- every one, where the table has no such trigger enabled (ALTER TABLE
- *	  ... DISABLE TRIGGER, pg_restore --disable-triggers, an ancestor of a
- *	  source that is a partition): read after the high-water mark, with
- *	  the invalidations sent before it accepted, so a trigger disabled
- *	  before a writer took its offset is seen disabled;
+ *	  ... DISABLE TRIGGER, pg_restore --disable-triggers) and is not
+ *	  partitioned: read after the high-water mark, with the invalidations
+ *	  sent before it accepted, so a trigger disabled before a writer took
+ *	  its offset is seen disabled (a writer into a partitioned table, an
+ *	  ancestor of a source that is a partition say, takes the table's mark
+ *	  in the executor: KsMarkPartitionedTargets);
  *	- background workers (a logical replication apply worker fires no
  *	  statement trigger) and prepared transactions (an apply worker's, in
- *	  a two-phase subscription), everywhere.
+ *	  a two-phase subscription), everywhere; but not a prepared
+ *	  transaction whose owner may not insert into the table (see
+ *	  KsLockerIsPreparedOutsider).
  * A client backend holding only the table's lock is not waited for.  What
  * the frontier reads of the triggers and the tree is what is committed, so
  * a transaction that changes them before inserting (ALTER TABLE ... DISABLE
@@ -41,19 +45,27 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/twophase.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parsetree.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/sinvaladt.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 
 #include "source.h"
 
@@ -80,10 +92,76 @@ KsWriterTag(LOCKTAG *tag, Oid relid)
 }
 
 /*
+ * A partitioned table has no wake-up trigger where it is an ancestor of a
+ * source, and a statement trigger of a partition does not fire for rows
+ * routed into it: a writer into a partitioned table takes the table's mark
+ * in the executor, once ExecutorStart has checked its privileges and
+ * before any row is evaluated (so before the offset column's default
+ * takes an offset), and COPY FROM before it runs, for a role that may
+ * insert.  The frontier then waits, on such a table too, for the mark's
+ * holders only among client backends (security review 14, F6 of re-review
+ * 8: on the parent of a source that is a partition, a role without any
+ * privilege held the aggregations back with BEGIN; PREPARE p AS INSERT).
+ */
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+
+/* Mark the partitioned tables a starting plan inserts into. */
+static void
+KsMarkPartitionedTargets(PlannedStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->resultRelations)
+	{
+		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
+
+		/* (INSERT, ON CONFLICT, MERGE with an INSERT action, a writable CTE's) */
+		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_PARTITIONED_TABLE &&
+			(rte->requiredPerms & ACL_INSERT) != 0)
+			KsMarkWriter(rte->relid);
+	}
+}
+
+/* ExecutorStart: the executor's own, then the marks of what it inserts into. */
+static void
+KsWritersExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
+		KsMarkPartitionedTargets(queryDesc->plannedstmt);
+}
+
+/* COPY FROM into a partitioned table, by a role that may insert into it. */
+static void
+KsMarkCopyTarget(CopyStmt *stmt)
+{
+	Oid			relid;
+
+	if (!stmt->is_from || stmt->relation == NULL)
+		return;
+	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE &&
+		(pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK ||
+		 pg_attribute_aclcheck_all(relid, GetUserId(), ACL_INSERT, ACLMASK_ANY) == ACLCHECK_OK))
+		KsMarkWriter(relid);
+}
+
+/* Install the executor hook (see source.h). */
+void
+KsWritersInit(void)
+{
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = KsWritersExecutorStart;
+}
+
+/*
  * Before a utility command that may change what the frontier reads of a
  * table's triggers or tree (see the banner): take the mark of the table it
- * names, and of the parents a new partition joins.  A role not allowed to
- * run it fails, and the mark goes with her (sub)transaction.
+ * names, and of the parents a new partition joins, where the role may
+ * change that table.
  */
 void
 KsMarkWritersOfCommand(Node *parsetree)
@@ -91,6 +169,11 @@ KsMarkWritersOfCommand(Node *parsetree)
 	List	   *rvs = NIL;
 	ListCell   *lc;
 
+	if (IsA(parsetree, CopyStmt))
+	{
+		KsMarkCopyTarget((CopyStmt *) parsetree);
+		return;
+	}
 	if (IsA(parsetree, AlterTableStmt))
 		rvs = list_make1(((AlterTableStmt *) parsetree)->relation);
 	else if (IsA(parsetree, CreateStmt))
@@ -113,9 +196,55 @@ KsMarkWritersOfCommand(Node *parsetree)
 	{
 		Oid			relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
 
-		if (OidIsValid(relid))
+		/*
+		 * Only for a role that may change the table: DROP TRIGGER IF EXISTS
+		 * and CREATE TABLE IF NOT EXISTS skip a missing object before they
+		 * check anything, and the mark would stay with anybody's open
+		 * transaction (security review 15).  Each command needs the
+		 * table's ownership, CREATE TRIGGER its TRIGGER privilege.
+		 */
+		if (OidIsValid(relid) &&
+			(pg_class_ownercheck(relid, GetUserId()) ||
+			 (IsA(parsetree, CreateTrigStmt) &&
+			  pg_class_aclcheck(relid, GetUserId(), ACL_TRIGGER) == ACLCHECK_OK)))
 			KsMarkWriter(relid);
 	}
+}
+
+/* keyedstate's own trigger function called name, or InvalidOid (see source.h). */
+Oid
+KsTriggerFunctionOid(const char *name)
+{
+	Oid			nsp = get_namespace_oid(KS_SCHEMA, true);
+
+	/* by the catalog's own cache: no privilege check, no search path */
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	return GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum(name),
+						   PointerGetDatum(buildoidvector(NULL, 0)), ObjectIdGetDatum(nsp));
+}
+
+/* The aggregation a wake-up trigger's row names, or -1 (see source.h). */
+int32
+KsWakeTriggerAggregation(HeapTuple tup, TupleDesc desc)
+{
+	Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
+	bool		isnull;
+	Datum		args;
+	const char *arg;
+	int32		aggid;
+	int			len = 0;
+
+	if (trig->tgnargs != 1)
+		return -1;
+	args = heap_getattr(tup, Anum_pg_trigger_tgargs, desc, &isnull);
+	if (isnull)
+		return -1;
+	/* one argument: its bytes and a terminating zero */
+	arg = VARDATA_ANY(DatumGetByteaPP(args));
+	if (sscanf(arg, "%d%n", &aggid, &len) != 1 || arg[len] != '\0' || aggid < 0)
+		return -1;
+	return aggid;
 }
 
 /* Take the writer mark of table relid (see source.h). */
@@ -129,34 +258,36 @@ KsMarkWriter(Oid relid)
 }
 
 /*
- * Whether writers into table relid take the mark: it carries a wake-up
- * trigger that fires BEFORE INSERT, for each statement, ALWAYS (any
- * aggregation's: each takes the same mark).
+ * Whether writers into table relid take the mark: it is a partitioned
+ * table, or carries a wake-up trigger that fires BEFORE INSERT, for each
+ * statement, ALWAYS (any aggregation's: each takes the same mark).
  */
 static bool
 KsTableMarksWriters(Oid relid)
 {
-	Oid			nsp = get_namespace_oid(KS_SCHEMA, true);
-	Relation	trigrel = table_open(TriggerRelationId, AccessShareLock);
+	Oid			wake = KsTriggerFunctionOid("wake");
+	Relation	trigrel;
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	bool		marks = false;
 
+	/* (every writer into a partitioned table takes its mark: KsMarkPartitionedTargets) */
+	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		return true;
+	if (!OidIsValid(wake))
+		return false;
+	trigrel = table_open(TriggerRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	scan = systable_beginscan(trigrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
 	while (!marks && HeapTupleIsValid(tup = systable_getnext(scan)))
 	{
 		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
-		char	   *fname;
 
-		if (!TRIGGER_FOR_BEFORE(trig->tgtype) || !TRIGGER_FOR_INSERT(trig->tgtype) ||
-			TRIGGER_FOR_ROW(trig->tgtype) || trig->tgenabled != TRIGGER_FIRES_ALWAYS ||
-			get_func_namespace(trig->tgfoid) != nsp)
-			continue;
-		fname = get_func_name(trig->tgfoid);
-		marks = fname != NULL && strcmp(fname, "wake") == 0;
+		marks = trig->tgfoid == wake && TRIGGER_FOR_BEFORE(trig->tgtype) &&
+			TRIGGER_FOR_INSERT(trig->tgtype) && !TRIGGER_FOR_ROW(trig->tgtype) &&
+			trig->tgenabled == TRIGGER_FIRES_ALWAYS;
 	}
 	systable_endscan(scan);
 	table_close(trigrel, AccessShareLock);
@@ -223,6 +354,38 @@ KsLockerIsClient(VirtualTransactionId vxid)
 }
 
 /*
+ * Whether a locker of table relid's lock is a prepared transaction whose
+ * owner may not insert into the table.  Such a one has inserted nothing
+ * there where the table marks writers: its INSERT would have failed, or
+ * fired the trigger and taken the mark, which PREPARE hands over with its
+ * other locks.  (Security review 14: a role with no privilege held every
+ * aggregation back for good with BEGIN; PREPARE p AS INSERT ...; PREPARE
+ * TRANSACTION.)  An apply worker's, which takes no mark, runs as its
+ * subscription's owner, who may.  A prepared transaction's locks are held
+ * by a dummy PGPROC under the vxid of the backend that prepared it, or
+ * under its xid once recovered at startup: either way, its vxid.
+ */
+static bool
+KsLockerIsPreparedOutsider(VirtualTransactionId vxid, Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < max_prepared_xacts; i++)
+	{
+		PGPROC	   *proc = &PreparedXactProcs[i];
+		Oid			owner = proc->roleId;
+		bool		gone = false;
+
+		if (proc->backendId != vxid.backendId || proc->lxid != vxid.localTransactionId)
+			continue;
+		/* (a table dropped meanwhile: waited for, as before; INSERT on a column is enough) */
+		return pg_class_aclcheck_ext(relid, owner, ACL_INSERT, &gone) != ACLCHECK_OK && !gone &&
+			pg_attribute_aclcheck_all(relid, owner, ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK;
+	}
+	return false;
+}
+
+/*
  * The transactions that may be writing into table relid of the source,
  * ended by an invalid one (see the banner); `lockers` are those whose
  * lock on the table conflicts with ShareLock.  Frees lockers or returns it.
@@ -246,7 +409,7 @@ KsSourceWriters(KsSource *src, Oid relid, VirtualTransactionId *lockers)
 	{
 		int			j;
 
-		if (marks && KsLockerIsClient(lockers[i]))
+		if (marks && (KsLockerIsClient(lockers[i]) || KsLockerIsPreparedOutsider(lockers[i], relid)))
 			continue;
 		for (j = 0; j < n && !VirtualTransactionIdEquals(marked[j], lockers[i]); j++)
 			;

@@ -1906,6 +1906,19 @@ SELECT keyedstate.sync('stalled.sums');});
 	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... exactly');
 	$staller->query_safe('ROLLBACK');
 
+	# nor with DDL naming the table that skips it without checking any
+	# privilege (review 15: a transaction changing a table's triggers or tree
+	# takes its mark before the command runs, and it was taken for anybody)
+	$staller->query_safe(q{SET client_min_messages = warning; CREATE TEMP TABLE t (x int); BEGIN;
+DROP TRIGGER IF EXISTS no_such_trigger ON stalled.ev;
+CREATE TABLE IF NOT EXISTS pg_temp.t () INHERITS (stalled.ev)});
+	as_role($node, 'regress_stalled', q{INSERT INTO stalled.ev (k, v) SELECT g % 5, g FROM generate_series(201, 220) g});
+	$r = attempt($node, 'regress_stalled', q{SELECT FROM keyedstate.sync('stalled.sums', '20 s')}, 60);
+	ok($r->{ok}, '20: nor does her DROP TRIGGER IF EXISTS, or CREATE TABLE IF NOT EXISTS ... INHERITS, naming the source')
+	  or diag(outcome($r));
+	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... exactly');
+	$staller->query_safe('ROLLBACK');
+
 	# a writer that took an offset and has not committed holds it back
 	my $writer = $node->background_psql($db, extra_params => [ '-U', 'regress_stalled' ]);
 	$writer->query_safe(q{BEGIN; INSERT INTO stalled.ev (k, v) VALUES (1, 1000)});

@@ -1,0 +1,265 @@
+/*-------------------------------------------------------------------------
+ *
+ * hookpartitions.c
+ *	  For the utility hook (hooks.c): the guards of sources' partition
+ *	  trees.  DROP TABLE, TRUNCATE, ATTACH and DETACH PARTITION of tables in
+ *	  a source's tree are checked before they run (what would lose or skip
+ *	  rows is refused: source.h says what and why), and a partition added
+ *	  to or detached from a tree gets or loses its wake-up triggers after.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "catalog/dependency.h"
+#include "catalog/heap.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+
+#include "catalog.h"
+#include "hooks.h"
+#include "source.h"
+
+/*
+ * Whether the current user may run the command on a table at all.  Checked
+ * before anything is locked or read, as PostgreSQL does: a user who may
+ * not would otherwise queue an exclusive lock on someone else's table, or
+ * learn about its aggregations.  Without the right, the command itself
+ * fails with PostgreSQL's own error.
+ */
+static bool
+KsMayChange(Oid relid, const char *what)
+{
+	if (strcmp(what, "truncate") == 0)
+		return pg_class_aclcheck(relid, GetUserId(), ACL_TRUNCATE) == ACLCHECK_OK;
+	if (strcmp(what, "drop") == 0 &&
+		pg_namespace_ownercheck(get_rel_namespace(relid), GetUserId()))
+		return true;
+	return pg_class_ownercheck(relid, GetUserId());
+}
+
+/*
+ * Lock the partitions below a partitioned table (locked already), as
+ * DROP, TRUNCATE and ATTACH PARTITION do, before a check reads their rows:
+ * a writer into a leaf locks the leaf alone, and its row, not yet
+ * committed, would be missed by the check and then committed before the
+ * command took the leaf's lock (security review 15).  DETACH takes no
+ * lock on them: ShareLock waits for their writers.
+ */
+static void
+KsLockPartitionsBelow(Oid relid, LOCKMODE mode)
+{
+	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+		list_free(find_all_inheritors(relid, mode, NULL));
+}
+
+/*
+ * DROP TABLE, TRUNCATE or DETACH PARTITION of a partition of a source:
+ * lock it as the command will, then refuse if it holds rows not yet
+ * checkpointed (source.h).  parent is locked first, as the command does.
+ */
+static void
+KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBehavior behavior)
+{
+	List	   *aggs;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid) || !get_rel_relispartition(relid) || !KsMayChange(relid, what))
+		return;
+	aggs = KsAggregationsOf(get_partition_ancestors(relid), false);
+	if (aggs != NIL)
+	{
+		if (parentlock != NoLock)
+			LockRelationOid(get_partition_parent(relid, true), parentlock);
+		LockRelationOid(relid, AccessExclusiveLock);
+		KsLockPartitionsBelow(relid, strcmp(what, "detach") == 0 ? ShareLock : AccessExclusiveLock);
+	}
+	foreach(lc, aggs)
+	{
+		KsAggDef   *def = (KsAggDef *) lfirst(lc);
+
+		/*
+		 * CASCADE drops an aggregation that has not checkpointed the rows
+		 * (paused, failed, lagging, another role's), as it drops a foreign key
+		 * referencing the table: nobody else's aggregation keeps the owner of
+		 * a partition from dropping it (TRUNCATE ... CASCADE cascades to
+		 * tables that reference it, and is refused)
+		 */
+		if (KsSourceCheckRemove(relid, def->source_oid, def->offset_attnum, def->checkpointed_offset,
+								what, KsAggName(def->view_oid),
+								behavior == DROP_CASCADE && strcmp(what, "drop") == 0))
+		{
+			ObjectAddress addr;
+
+			ereport(NOTICE,
+					(errmsg("drop cascades to aggregation %s", KsAggName(def->view_oid))));
+			ObjectAddressSet(addr, RelationRelationId, def->view_oid);
+			performDeletion(&addr, DROP_CASCADE, PERFORM_DELETION_INTERNAL);
+			KsForgetAggregation(def->id, false);
+		}
+	}
+}
+
+/* ATTACH and DETACH PARTITION under a source (see source.h), SET UNLOGGED. */
+void
+KsBeforeAlterTable(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+		PartitionCmd *pc;
+		Oid			parent;
+		Oid			part;
+
+		if (cmd->subtype == AT_SetUnLogged)
+			KsBeforeSetUnlogged(stmt->relation);
+		if (cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition)
+			continue;
+		pc = (PartitionCmd *) cmd->def;
+		parent = RangeVarGetRelid(stmt->relation, NoLock, true);
+		part = RangeVarGetRelid(pc->name, NoLock, true);
+		/* ATTACH and DETACH need both tables' ownership */
+		if (!OidIsValid(parent) || !OidIsValid(part) ||
+			!KsMayChange(parent, "alter") || !KsMayChange(part, "alter"))
+			continue;
+		if (cmd->subtype == AT_DetachPartition)
+		{
+			if (pc->concurrent && get_rel_relispartition(part))
+			{
+				if (KsAggregationsOf(get_partition_ancestors(part), false) != NIL)
+					ereport(ERROR,
+							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+							 errmsg("cannot detach partition \"%s\" concurrently", get_rel_name(part)),
+							 errdetail("keyedstate aggregations consume table \"%s\", and rows written into a partition during a concurrent detach could be lost.",
+									   get_rel_name(parent)),
+							 errhint("Use DETACH PARTITION without CONCURRENTLY.")));
+			}
+			else
+				KsBeforeRemovePartition(part, AccessExclusiveLock, "detach", DROP_RESTRICT);
+		}
+		else
+		{
+			List	   *aggs = KsAggregationsOf(KsSelfAndAncestors(parent), false);
+			ListCell   *alc;
+
+			if (aggs != NIL)
+			{
+				/* the locks ATTACH PARTITION takes, in its order */
+				LockRelationOid(parent, ShareUpdateExclusiveLock);
+				LockRelationOid(part, AccessExclusiveLock);
+				KsLockPartitionsBelow(part, AccessExclusiveLock);
+			}
+			foreach(alc, aggs)
+			{
+				KsAggDef   *def = (KsAggDef *) lfirst(alc);
+
+				KsSourceCheckAttach(part, parent, def->source_oid, def->offset_attnum,
+									def->sequence_oid, KsAggName(def->view_oid));
+			}
+		}
+	}
+}
+
+/* DROP TABLE of partitions of sources. */
+void
+KsBeforeDropTables(DropStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->objects)
+	{
+		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+
+		KsBeforeRemovePartition(RangeVarGetRelid(rv, NoLock, true), AccessExclusiveLock, "drop",
+								stmt->behavior);
+	}
+}
+
+/*
+ * TRUNCATE of partitions of sources (the sources themselves refuse it by
+ * trigger), named or reached by CASCADE through foreign keys, as
+ * ExecuteTruncate finds them.
+ */
+void
+KsBeforeTruncate(TruncateStmt *stmt)
+{
+	List	   *relids = NIL;
+	List	   *added;
+	ListCell   *lc;
+
+	foreach(lc, stmt->relations)
+	{
+		Oid			relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+
+		if (OidIsValid(relid))
+			relids = list_append_unique_oid(relids, relid);
+	}
+	for (added = relids; stmt->behavior == DROP_CASCADE && added != NIL;)
+	{
+		List	   *more = NIL;
+
+		foreach(lc, heap_truncate_find_FKs(relids))
+			if (!list_member_oid(relids, lfirst_oid(lc)))
+				more = lappend_oid(more, lfirst_oid(lc));
+		relids = list_concat(relids, more);
+		added = more;
+	}
+	foreach(lc, relids)
+		KsBeforeRemovePartition(lfirst_oid(lc), NoLock, "truncate", stmt->behavior);
+}
+
+/*
+ * A partition was added to (or detached from) parent: it gets (or loses)
+ * the wake-up triggers of the aggregations over parent's tree.
+ */
+void
+KsAfterPartitionChange(Oid parent, Oid part, bool added)
+{
+	ListCell   *lc;
+
+	if (!OidIsValid(parent) || !OidIsValid(part))
+		return;
+	foreach(lc, KsAggregationsOf(KsSelfAndAncestors(parent), false))
+	{
+		KsAggDef   *def = (KsAggDef *) lfirst(lc);
+
+		if (added)
+		{
+			/* CREATE ... PARTITION OF (id DEFAULT ...) or a later SET DEFAULT */
+			KsSourceCheckDefaults(part, def->source_oid, def->offset_attnum,
+								  def->sequence_oid, KsAggName(def->view_oid));
+			/* an index ATTACH adopted (it takes a DESC one), a foreign table */
+			KsSourceCheckLeaves(part, def->source_oid, def->offset_attnum,
+								def->sequence_oid, KsAggName(def->view_oid));
+			KsWakeTriggersAdd(def->id, part);
+		}
+		else
+			KsWakeTriggersDrop(def->id, part);
+	}
+}
+
+/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused). */
+void
+KsAfterAlterTable(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		if (cmd->subtype == AT_AttachPartition || cmd->subtype == AT_DetachPartition)
+			KsAfterPartitionChange(RangeVarGetRelid(stmt->relation, NoLock, true),
+								   RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
+								   cmd->subtype == AT_AttachPartition);
+	}
+}
