@@ -15,6 +15,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/partition.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
@@ -184,8 +185,8 @@ KsRewriteMutator(Node *node, KsRewriteContext *ctx)
 	return expression_tree_mutator(node, KsRewriteMutator, (void *) ctx);
 }
 
-/* Whether a subscription replicates into a table (pg_subscription_rel lists it). */
-static bool
+/* Whether a subscription replicates into a table (see definition.h). */
+bool
 KsTableIsSubscribed(Oid relid)
 {
 	Relation	rel = table_open(SubscriptionRelRelationId, AccessShareLock);
@@ -200,6 +201,42 @@ KsTableIsSubscribed(Oid relid)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return found;
+}
+
+/*
+ * Refuse a source a subscription replicates into, or into a table of its
+ * partition tree (a partition, an ancestor it routes rows through: review
+ * 10 found a subscribed partition accepted).  At creation and at every load.
+ */
+static void
+KsCheckNotSubscribed(Oid relid)
+{
+	List	   *tree = find_all_inheritors(relid, NoLock, NULL);
+	ListCell   *lc;
+
+	if (get_rel_relispartition(relid))
+		tree = list_concat(tree, get_partition_ancestors(relid));
+	foreach(lc, tree)
+	{
+		Oid			table = lfirst_oid(lc);
+
+		if (!KsTableIsSubscribed(table))
+			continue;
+		if (table == relid)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot aggregate table \"%s\" because a subscription replicates into it",
+							get_rel_name(relid)),
+					 errdetail("Logical replication inserts rows with the publisher's offsets, which this database's sequence never hands out, so they would never be read."),
+					 errhint("Aggregate the table on the publisher.")));
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot aggregate table \"%s\" because a subscription replicates into table \"%s\" of its partition tree",
+						get_rel_name(relid), get_rel_name(table)),
+				 errdetail("Logical replication inserts rows with the publisher's offsets, which this database's sequence never hands out, so they would never be read."),
+				 errhint("Aggregate the table on the publisher.")));
+	}
+	list_free(tree);
 }
 
 /*
@@ -295,13 +332,7 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 				 errmsg("\"%s\" is not a table", get_rel_name(rte->relid)),
 				 errdetail("keyedstate aggregations consume ordinary and partitioned tables only, not views, materialized views or foreign tables.")));
 	/* a subscriber's table: its rows keep the publisher's offsets (see below) */
-	if (KsTableIsSubscribed(rte->relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot aggregate table \"%s\" because a subscription replicates into it",
-						get_rel_name(rte->relid)),
-				 errdetail("Logical replication inserts rows with the publisher's offsets, which this database's sequence never hands out, so they would never be read."),
-				 errhint("Aggregate the table on the publisher.")));
+	KsCheckNotSubscribed(rte->relid);
 	/* ONLY of a partitioned table reads nothing: the plain query has no row */
 	if (relkind == RELKIND_PARTITIONED_TABLE && !rte->inh)
 		ereport(ERROR,

@@ -65,6 +65,12 @@ typedef struct KsQueryInfo
  */
 extern void KsAnalyzeQuery(Query *query, KsQueryInfo *info);
 
+/*
+ * Whether a logical replication subscription replicates into a table
+ * (pg_subscription_rel lists it): its rows keep the publisher's offsets.
+ */
+extern bool KsTableIsSubscribed(Oid relid);
+
 /* Whether values of a type may be anonymous records (not checkpointable). */
 extern bool KsTypeIsAnonymousRecord(Oid typid);
 

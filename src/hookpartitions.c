@@ -50,14 +50,28 @@ KsMayChange(Oid relid, const char *what)
  * DROP, TRUNCATE and ATTACH PARTITION do, before a check reads their rows:
  * a writer into a leaf locks the leaf alone, and its row, not yet
  * committed, would be missed by the check and then committed before the
- * command took the leaf's lock (security review 15).  DETACH takes no
- * lock on them: ShareLock waits for their writers.
+ * command took the leaf's lock (security review 15).
  */
 static void
 KsLockPartitionsBelow(Oid relid, LOCKMODE mode)
 {
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 		list_free(find_all_inheritors(relid, mode, NULL));
+}
+
+/*
+ * Lock the default partition of parent (if it has one, other than part),
+ * as ATTACH and DETACH PARTITION do before they lock the partition: taken
+ * after it, a writer holding the default partition and then inserting into
+ * the partition deadlocked (re-review 10).
+ */
+static void
+KsLockDefaultPartition(Oid parent, Oid part)
+{
+	Oid			defpart = get_default_partition_oid(parent);
+
+	if (OidIsValid(defpart) && defpart != part)
+		LockRelationOid(defpart, AccessExclusiveLock);
 }
 
 /*
@@ -76,10 +90,17 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 	aggs = KsAggregationsOf(get_partition_ancestors(relid), false);
 	if (aggs != NIL)
 	{
+		bool		detach = strcmp(what, "detach") == 0;
+
 		if (parentlock != NoLock)
 			LockRelationOid(get_partition_parent(relid, true), parentlock);
+		/* DETACH locks the parent's default partition before the partition */
+		if (detach)
+			KsLockDefaultPartition(get_partition_parent(relid, true), relid);
 		LockRelationOid(relid, AccessExclusiveLock);
-		KsLockPartitionsBelow(relid, strcmp(what, "detach") == 0 ? ShareLock : AccessExclusiveLock);
+		/* (DETACH locks no partition below: its writers' rows leave with it) */
+		if (!detach)
+			KsLockPartitionsBelow(relid, AccessExclusiveLock);
 	}
 	foreach(lc, aggs)
 	{
@@ -155,6 +176,7 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 			{
 				/* the locks ATTACH PARTITION takes, in its order */
 				LockRelationOid(parent, ShareUpdateExclusiveLock);
+				KsLockDefaultPartition(parent, part);
 				LockRelationOid(part, AccessExclusiveLock);
 				KsLockPartitionsBelow(part, AccessExclusiveLock);
 			}
@@ -247,7 +269,7 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 	}
 }
 
-/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused). */
+/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused), ENABLE TRIGGER. */
 void
 KsAfterAlterTable(AlterTableStmt *stmt)
 {
@@ -261,5 +283,13 @@ KsAfterAlterTable(AlterTableStmt *stmt)
 			KsAfterPartitionChange(RangeVarGetRelid(stmt->relation, NoLock, true),
 								   RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
 								   cmd->subtype == AT_AttachPartition);
+		else if (cmd->subtype == AT_EnableTrig || cmd->subtype == AT_EnableTrigAll ||
+				 cmd->subtype == AT_EnableTrigUser)
+		{
+			Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+
+			if (OidIsValid(relid))
+				KsWakeTriggersKeepAlways(relid);
+		}
 	}
 }

@@ -45,6 +45,9 @@ extern void KsWakeTriggersDrop(int32 aggid, Oid relid);
  * function and argument (the id), whatever its name now; or InvalidOid.
  */
 extern Oid	KsWakeTriggerOid(Oid relid, int32 aggid);
+
+/* After ALTER TABLE ... ENABLE TRIGGER: the wake-up triggers fire ALWAYS again. */
+extern void KsWakeTriggersKeepAlways(Oid relid);
 extern char *KsWakeTriggerSql(int32 aggid, Oid relid);
 
 /* --- hooksource.c: the tables a utility command changes --- */
@@ -87,7 +90,8 @@ extern void KsBeforeAlterTable(AlterTableStmt *stmt);
 /*
  * After a partition was added to (added) or detached from parent, or after
  * an ALTER TABLE that did either: it gets or loses the wake-up triggers of
- * the aggregations over parent's tree.
+ * the aggregations over parent's tree.  After an ALTER TABLE ... ENABLE
+ * TRIGGER, the table's wake-up triggers fire ALWAYS again.
  */
 extern void KsAfterPartitionChange(Oid parent, Oid part, bool added);
 extern void KsAfterAlterTable(AlterTableStmt *stmt);

@@ -372,7 +372,11 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
 extern void KsMarkWriter(Oid relid);
 extern void KsMarkWritersOfCommand(Node *parsetree);
 
-/* Install the executor hook by which writers into partitioned tables take their mark. */
+/*
+ * Install the executor hook by which writers into partitioned tables take
+ * their mark, and the callback by which a background worker's transaction
+ * takes the marks of what it wrote before it prepares.
+ */
 extern void KsWritersInit(void);
 extern VirtualTransactionId *KsSourceWriters(KsSource *src, Oid relid,
 											 VirtualTransactionId *lockers);

@@ -104,6 +104,22 @@ KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src
 	Oid			offset_type = get_atttype(sourceid, src_attnum);
 	int64		handed_out;
 
+	/* no subscription may replicate into its tables (definition.h) */
+	{
+		List	   *tables = find_all_inheritors(partrelid, NoLock, NULL);
+		ListCell   *lc;
+
+		foreach(lc, tables)
+			if (KsTableIsSubscribed(lfirst_oid(lc)))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot attach table \"%s\" as a partition of \"%s\"",
+								get_rel_name(partrelid), get_rel_name(parentrelid)),
+						 errdetail("A subscription replicates into table \"%s\": logical replication inserts rows with the publisher's offsets, which aggregation %s would never read.",
+								   get_rel_name(lfirst_oid(lc)), aggname),
+						 errhint("Aggregate the table on the publisher.")));
+		list_free(tables);
+	}
 	/* its tables must follow the source's sequence, as any partition */
 	KsSourceCheckDefaults(partrelid, sourceid, src_attnum, seqoid, aggname);
 

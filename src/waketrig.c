@@ -18,6 +18,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
@@ -78,6 +79,54 @@ KsWakeTriggerOid(Oid relid, int32 aggid)
 	systable_endscan(scan);
 	table_close(trigrel, AccessShareLock);
 	return found;
+}
+
+/*
+ * After ALTER TABLE ... ENABLE TRIGGER (a name, ALL or USER) of table
+ * relid: its wake-up triggers it set to fire on ORIGIN fire ALWAYS again.
+ * Only then does every writer take the mark, under session_replication_role
+ * = replica too; otherwise the frontier waits for every holder of the
+ * table's lock, which any role naming the table can take (writers.c).  The
+ * owner's DISABLE and ENABLE REPLICA are kept: the frontier then waits for
+ * every holder of the lock, exact as ever.
+ */
+void
+KsWakeTriggersKeepAlways(Oid relid)
+{
+	Oid			wake = KsTriggerFunctionOid("wake");
+	Relation	rel;
+	Relation	trigrel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	List	   *names = NIL;
+	ListCell   *lc;
+
+	if (!OidIsValid(wake))
+		return;
+	/* (what the command changed, seen) */
+	CommandCounterIncrement();
+	trigrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(trigrel, TriggerRelidNameIndexId, true, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
+
+		if (trig->tgfoid == wake && trig->tgenabled == TRIGGER_FIRES_ON_ORIGIN)
+			names = lappend(names, pstrdup(NameStr(trig->tgname)));
+	}
+	systable_endscan(scan);
+	table_close(trigrel, AccessShareLock);
+	if (names == NIL)
+		return;
+	/* (the command holds the table: ENABLE TRIGGER takes ShareRowExclusiveLock) */
+	rel = table_open(relid, ShareRowExclusiveLock);
+	foreach(lc, names)
+		EnableDisableTrigger(rel, lfirst(lc), TRIGGER_FIRES_ALWAYS, false, ShareRowExclusiveLock);
+	table_close(rel, NoLock);
+	list_free_deep(names);
 }
 
 /*

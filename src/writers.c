@@ -28,10 +28,9 @@
  *	  ancestor of a source that is a partition say, takes the table's mark
  *	  in the executor: KsMarkPartitionedTargets);
  *	- background workers (a logical replication apply worker fires no
- *	  statement trigger) and prepared transactions (an apply worker's, in
- *	  a two-phase subscription), everywhere; but not a prepared
- *	  transaction whose owner may not insert into the table (see
- *	  KsLockerIsPreparedOutsider).
+ *	  statement trigger), everywhere.  A prepared transaction is waited
+ *	  for like a client: a background worker's takes the marks of what it
+ *	  wrote before it prepares (KsLockerIsPrepared).
  * A client backend holding only the table's lock is not waited for.  What
  * the frontier reads of the triggers and the tree is what is committed, so
  * a transaction that changes them before inserting (ALTER TABLE ... DISABLE
@@ -46,6 +45,7 @@
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/twophase.h"
+#include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
@@ -105,6 +105,8 @@ KsWriterTag(LOCKTAG *tag, Oid relid)
  */
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 
+static void KsMarkAtPrepare(XactEvent event, void *arg);
+
 /* Mark the partitioned tables a starting plan inserts into. */
 static void
 KsMarkPartitionedTargets(PlannedStmt *stmt)
@@ -149,12 +151,13 @@ KsMarkCopyTarget(CopyStmt *stmt)
 		KsMarkWriter(relid);
 }
 
-/* Install the executor hook (see source.h). */
+/* Install the executor hook and the callback at PREPARE (see source.h). */
 void
 KsWritersInit(void)
 {
 	prev_ExecutorStart = ExecutorStart_hook;
 	ExecutorStart_hook = KsWritersExecutorStart;
+	RegisterXactCallback(KsMarkAtPrepare, NULL);
 }
 
 /*
@@ -354,35 +357,61 @@ KsLockerIsClient(VirtualTransactionId vxid)
 }
 
 /*
- * Whether a locker of table relid's lock is a prepared transaction whose
- * owner may not insert into the table.  Such a one has inserted nothing
- * there where the table marks writers: its INSERT would have failed, or
- * fired the trigger and taken the mark, which PREPARE hands over with its
- * other locks.  (Security review 14: a role with no privilege held every
- * aggregation back for good with BEGIN; PREPARE p AS INSERT ...; PREPARE
- * TRANSACTION.)  An apply worker's, which takes no mark, runs as its
- * subscription's owner, who may.  A prepared transaction's locks are held
- * by a dummy PGPROC under the vxid of the backend that prepared it, or
- * under its xid once recovered at startup: either way, its vxid.
+ * Whether a locker is a prepared transaction.  Where the table marks
+ * writers, one that inserted there holds the mark: a client's from the
+ * wake-up trigger or the executor, which PREPARE hands over with its other
+ * locks; a background worker's (an apply worker's, in a two-phase
+ * subscription, fires no statement trigger) from KsMarkAtPrepare.  So one
+ * without the mark is not waited for, like a client: a role with no
+ * privilege on the table holds its lock from parsing an INSERT and can
+ * prepare that transaction (re-review 8, F5: it held every aggregation
+ * back for good, across restarts).  (Not its owner's privileges: they may
+ * be revoked after the insert, re-review 10.)  A prepared transaction's
+ * locks are held by a dummy PGPROC under the vxid of the backend that
+ * prepared it, or under its xid once recovered at startup: either way,
+ * its vxid.
  */
 static bool
-KsLockerIsPreparedOutsider(VirtualTransactionId vxid, Oid relid)
+KsLockerIsPrepared(VirtualTransactionId vxid)
 {
 	int			i;
 
 	for (i = 0; i < max_prepared_xacts; i++)
 	{
 		PGPROC	   *proc = &PreparedXactProcs[i];
-		Oid			owner = proc->roleId;
-		bool		gone = false;
 
-		if (proc->backendId != vxid.backendId || proc->lxid != vxid.localTransactionId)
-			continue;
-		/* (a table dropped meanwhile: waited for, as before; INSERT on a column is enough) */
-		return pg_class_aclcheck_ext(relid, owner, ACL_INSERT, &gone) != ACLCHECK_OK && !gone &&
-			pg_attribute_aclcheck_all(relid, owner, ACL_INSERT, ACLMASK_ANY) != ACLCHECK_OK;
+		if (proc->backendId == vxid.backendId && proc->lxid == vxid.localTransactionId)
+			return true;
 	}
 	return false;
+}
+
+/*
+ * A background worker's transaction about to prepare: the marks of the
+ * tables of this database it may have inserted into (it holds
+ * RowExclusiveLock or stronger on them), taken before PREPARE hands its
+ * locks over.  Nothing is read but the lock manager's status: a prepare
+ * is rare.
+ */
+static void
+KsMarkAtPrepare(XactEvent event, void *arg)
+{
+	LOCKMASK	insert = LOCKBIT_ON(RowExclusiveLock) | LOCKBIT_ON(ShareRowExclusiveLock) |
+		LOCKBIT_ON(ExclusiveLock) | LOCKBIT_ON(AccessExclusiveLock);
+	LockData   *status;
+	int			i;
+
+	if (event != XACT_EVENT_PRE_PREPARE || MyBackendType != B_BG_WORKER)
+		return;
+	status = GetLockStatusData();
+	for (i = 0; i < status->nelements; i++)
+	{
+		LockInstanceData *l = &status->locks[i];
+
+		if (l->pid == MyProcPid && l->locktag.locktag_type == LOCKTAG_RELATION &&
+			l->locktag.locktag_field1 == MyDatabaseId && (l->holdMask & insert) != 0)
+			KsMarkWriter(l->locktag.locktag_field2);
+	}
 }
 
 /*
@@ -409,7 +438,7 @@ KsSourceWriters(KsSource *src, Oid relid, VirtualTransactionId *lockers)
 	{
 		int			j;
 
-		if (marks && (KsLockerIsClient(lockers[i]) || KsLockerIsPreparedOutsider(lockers[i], relid)))
+		if (marks && (KsLockerIsClient(lockers[i]) || KsLockerIsPrepared(lockers[i])))
 			continue;
 		for (j = 0; j < n && !VirtualTransactionIdEquals(marked[j], lockers[i]); j++)
 			;

@@ -1966,6 +1966,22 @@ INSERT INTO stalled.ev (k, v) VALUES (4, 4001); SELECT pg_backend_pid()});
 	as_role($node, 'regress_stalled', q{ALTER TABLE stalled.ev ENABLE TRIGGER ALL});
 	ks_sync($node, $db, 'stalled.sums');
 	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... and every row counted once');
+
+	# ENABLE TRIGGER (ALL, USER, or by name) sets triggers to fire on ORIGIN:
+	# the wake-up trigger fires ALWAYS again, so the parse-time lock holds
+	# nothing back again (it did, exactly, until ENABLE ALWAYS TRIGGER)
+	as_role($node, 'regress_stalled', q{ALTER TABLE stalled.ev DISABLE TRIGGER USER; ALTER TABLE stalled.ev ENABLE TRIGGER USER});
+	is($node->safe_psql($db, q{SELECT string_agg(tgenabled::text, ',') FROM pg_trigger
+		WHERE tgrelid = 'stalled.ev'::regclass AND tgfoid = 'keyedstate.wake'::regproc}), 'A',
+		'20: after DISABLE and ENABLE TRIGGER USER the wake-up trigger fires ALWAYS');
+	$staller = $node->background_psql($db, extra_params => [ '-U', 'regress_staller' ]);
+	$staller->query_safe(q{BEGIN; PREPARE p AS INSERT INTO stalled.ev (k, v) VALUES (1, 1)});
+	as_role($node, 'regress_stalled', q{INSERT INTO stalled.ev (k, v) VALUES (2, 2003)});
+	$r = attempt($node, 'regress_stalled', q{SELECT FROM keyedstate.sync('stalled.sums', '20 s')}, 60);
+	ok($r->{ok}, '20: ... and the staller holds nothing back again') or diag(outcome($r));
+	$staller->query_safe('ROLLBACK');
+	$staller->quit;
+	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... exactly');
 	as_role($node, 'regress_stalled', q{SELECT keyedstate.drop_aggregation('stalled.sums')});
 }
 

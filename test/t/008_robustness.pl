@@ -16,7 +16,7 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time sleep);
 
-my $node = ks_node('robust', "max_prepared_transactions = 10\n");
+my $node = ks_node('robust', "max_prepared_transactions = 10\nwal_level = logical\nmax_wal_senders = 4\nmax_replication_slots = 4\n");
 $node->safe_psql('postgres', 'CREATE EXTENSION keyedstate');
 
 # --- constants x settings (9.3, 9.4): the view equals the query run under
@@ -183,6 +183,64 @@ is($prc, 0, '... also once recovered after a restart');
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM prepared_agg', 'SELECT acct, count(*) FROM pay GROUP BY acct'), '0',
 	'... exactly');
 $node->safe_psql('postgres', q{ROLLBACK PREPARED 'ks_outsider'});
+
+# A logical replication apply worker fires no statement trigger, so takes
+# no writer mark as it inserts: before it prepares (a two-phase
+# subscription), it takes the marks of the tables it wrote into, and the
+# frontier waits for its prepared transaction like any prepared writer
+# (re-review 10: the owner's privilege, looked up instead, could be
+# revoked in between, and the rows were skipped).  A subscription is
+# refused on the source, or on a table of its partition tree, once the
+# aggregation is loaded again; this one comes after the aggregation.
+$node->safe_psql('postgres', q{CREATE DATABASE pubdb});
+$node->safe_psql('pubdb', q{
+CREATE TABLE rep (k int NOT NULL, v int NOT NULL);
+CREATE TABLE rp0 (k int NOT NULL, v int NOT NULL);
+CREATE PUBLICATION pub FOR TABLE rep, rp0;
+SELECT pg_create_logical_replication_slot('ks_sub', 'pgoutput', false, true);});
+$node->safe_psql('postgres', q{
+CREATE TABLE rep (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO rep (k, v) VALUES (1, 1);
+SELECT keyedstate.create_aggregation('rep_n', 'SELECT k, count(*) AS n, sum(v) AS s FROM rep GROUP BY k');
+CREATE TABLE rp (id bigserial, k int NOT NULL, v int NOT NULL) PARTITION BY RANGE (k);
+CREATE INDEX ON rp (id);
+CREATE TABLE rp0 PARTITION OF rp FOR VALUES FROM (0) TO (100);});
+ks_sync($node, 'postgres', 'rep_n');
+my $pubconn = 'port=' . $node->port . ' host=' . $node->host . ' dbname=pubdb';
+$node->safe_psql('postgres', qq{CREATE SUBSCRIPTION ks_sub CONNECTION '$pubconn' PUBLICATION pub
+	WITH (create_slot = false, slot_name = 'ks_sub', two_phase = on, copy_data = false)});
+ok(ks_wait_for($node, 'postgres', q{SELECT subtwophasestate = 'e' AND
+	(SELECT count(*) = 2 FROM pg_subscription_rel WHERE srsubstate = 'r') FROM pg_subscription WHERE subname = 'ks_sub'}, 60),
+	'(precondition) the two-phase subscription is ready');
+$node->safe_psql('pubdb', q{BEGIN; INSERT INTO rep (k, v) VALUES (2, 20); PREPARE TRANSACTION 'ks_pub'});
+ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 1 FROM pg_prepared_xacts WHERE database = 'postgres'}, 60),
+	'(precondition) the apply worker prepared the transaction');
+$node->safe_psql('postgres', q{INSERT INTO rep (k, v) VALUES (3, 30)});
+($prc) = $node->psql('postgres', q{SELECT keyedstate.sync('rep_n', '2 s')});
+isnt($prc, 0, "an apply worker's prepared transaction that inserted into the source holds it back");
+$node->safe_psql('pubdb', q{COMMIT PREPARED 'ks_pub'});
+ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 0 FROM pg_prepared_xacts WHERE database = 'postgres'}, 60),
+	'(precondition) and committed it');
+ks_sync($node, 'postgres', 'rep_n');
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM rep_n', 'SELECT k, count(*), sum(v) FROM rep GROUP BY k'), '0',
+	'... and its row is counted once it commits');
+my ($src, $sout, $serr) = $node->psql('postgres',
+	q{SELECT keyedstate.create_aggregation('rp_n', 'SELECT k, count(*) AS n FROM rp GROUP BY k')});
+like($serr, qr/cannot aggregate table "rp" because a subscription replicates into table "rp0" of its partition tree/,
+	'a source one of whose partitions a subscription replicates into is refused');
+$node->safe_psql('postgres', q{
+CREATE TABLE ra (id bigserial, k int NOT NULL, v int NOT NULL) PARTITION BY RANGE (k);
+CREATE INDEX ON ra (id);
+CREATE TABLE ra1 PARTITION OF ra FOR VALUES FROM (100) TO (200);
+SELECT keyedstate.create_aggregation('ra_n', 'SELECT k, count(*) AS n FROM ra GROUP BY k');
+ALTER TABLE rp DETACH PARTITION rp0;});
+($src, $sout, $serr) = $node->psql('postgres', q{ALTER TABLE ra ATTACH PARTITION rp0 FOR VALUES FROM (0) TO (100)});
+like($serr, qr/cannot attach table "rp0" as a partition of "ra".*\n.*A subscription replicates into table "rp0"/,
+	'... and so is attaching a table a subscription replicates into');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('ra_n'); DROP TABLE ra, rp0});
+$node->safe_psql('postgres', q{ALTER SUBSCRIPTION ks_sub DISABLE; ALTER SUBSCRIPTION ks_sub SET (slot_name = NONE); DROP SUBSCRIPTION ks_sub});
+$node->safe_psql('pubdb', q{SELECT pg_drop_replication_slot('ks_sub')});
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('rep_n'); DROP TABLE rep, rp; DROP DATABASE pubdb});
 $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('prepared_agg')});
 
 # --- shared memory comes back when the worker was gone during a drop (9.13)
