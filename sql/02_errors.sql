@@ -238,6 +238,7 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM lowest GROUP
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', start_from => 'yesterday');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '0');
 SELECT keyedstate.create_aggregation(NULL, 'SELECT k, count(*) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', NULL);
 -- duplicate names and clashes with existing relations
 SELECT keyedstate.create_aggregation('agg', 'SELECT k, count(*) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('agg', 'SELECT k, count(*) FROM src GROUP BY k');
@@ -246,6 +247,8 @@ SELECT keyedstate.create_aggregation('nosuchschema.agg', 'SELECT k, count(*) FRO
 -- functions on names that are not aggregations
 SELECT keyedstate.sync('nosuch');
 SELECT keyedstate.sync('src');
+-- (a wrong_object_type, as PostgreSQL's "is not a view")
+DO $$BEGIN PERFORM keyedstate.pause('src'); EXCEPTION WHEN wrong_object_type THEN RAISE NOTICE 'wrong_object_type'; END$$;
 SELECT keyedstate.drop_aggregation('src_view');
 SELECT keyedstate.pause('nosuch');
 SELECT name FROM keyedstate.aggregations;

@@ -95,9 +95,10 @@ KsLookupAggregation(text *nametext, LOCKMODE lockmode, bool owner)
 		KsCatalogOpen(&acc);
 		found = KsCatalogLookup(view_oid, &agg.def);
 		KsCatalogClose(&acc);
+		/* (a view or table of that name that is not one: as PostgreSQL's "is not a view") */
 		if (!found)
 			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					(errcode(look == 0 ? ERRCODE_WRONG_OBJECT_TYPE : ERRCODE_UNDEFINED_OBJECT),
 					 errmsg(look == 0 ? "\"%s\" is not a keyedstate aggregation" :
 							"aggregation \"%s\" does not exist", name)));
 		if (look == 0)
@@ -341,7 +342,7 @@ KsSyncCheckDefaults(KsNamedAgg *agg)
 	KsSourceCheckOwnDefault(rel, agg->def.offset_attnum, agg->def.sequence_oid, agg->name);
 	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE || rel->rd_rel->relispartition)
 		KsSourceCheckDefaults(agg->def.source_oid, agg->def.source_oid, agg->def.offset_attnum,
-							  agg->def.sequence_oid, agg->name);
+							  agg->def.sequence_oid, agg->name, false);
 	table_close(rel, AccessShareLock);
 }
 

@@ -214,7 +214,8 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name, query, start_from and checkpoint_interval must not be null")));
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "name" : PG_ARGISNULL(1) ? "query" :
+						PG_ARGISNULL(2) ? "start_from" : "checkpoint_interval")));
 	cs->name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	cs->querytext = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	cs->start_from = text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -440,7 +441,6 @@ KsLiveTableOptions(int32 id, const KsQueryInfo *info, bool set)
 					op, id, op, KsJoinInts(attnums, info->nkeys), op, KsJoinInts(eqops, info->nkeys),
 					op, KsJoinInts(colls, info->nkeys));
 }
-
 
 /*
  * A new aggregation (or part) id.  DROP EXTENSION and CREATE EXTENSION start

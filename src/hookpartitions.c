@@ -128,6 +128,32 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 	}
 }
 
+/*
+ * Before a table is attached to parent: a source in its tree would route
+ * rows inserted through parent or its ancestors, so none of them may be a
+ * table a subscription replicates into (review 16: the aggregation failed
+ * at its next load instead).
+ */
+static void
+KsCheckNewAncestors(Oid part, Oid parent)
+{
+	List	   *aggs = KsAggregationsOf(find_all_inheritors(part, NoLock, NULL), false);
+	ListCell   *lc;
+
+	if (aggs == NIL)
+		return;
+	foreach(lc, KsSelfAndAncestors(parent))
+		if (KsTableIsSubscribed(lfirst_oid(lc)))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot attach table \"%s\" as a partition of \"%s\"",
+							get_rel_name(part), get_rel_name(parent)),
+					 errdetail("A subscription replicates into table \"%s\": logical replication would route rows with the publisher's offsets into the source of aggregation %s, which would never read them.",
+							   get_rel_name(lfirst_oid(lc)),
+							   KsAggName(((KsAggDef *) linitial(aggs))->view_oid)),
+					 errhint("Aggregate the table on the publisher.")));
+}
+
 /* ATTACH and DETACH PARTITION under a source (see source.h), SET UNLOGGED. */
 void
 KsBeforeAlterTable(AlterTableStmt *stmt)
@@ -187,6 +213,8 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 				KsSourceCheckAttach(part, parent, def->source_oid, def->offset_attnum,
 									def->sequence_oid, KsAggName(def->view_oid));
 			}
+			/* sources in the attached tree gain ancestors, none subscribed (definition.h) */
+			KsCheckNewAncestors(part, parent);
 		}
 	}
 }
@@ -258,7 +286,7 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 		{
 			/* CREATE ... PARTITION OF (id DEFAULT ...) or a later SET DEFAULT */
 			KsSourceCheckDefaults(part, def->source_oid, def->offset_attnum,
-								  def->sequence_oid, KsAggName(def->view_oid));
+								  def->sequence_oid, KsAggName(def->view_oid), true);
 			/* an index ATTACH adopted (it takes a DESC one), a foreign table */
 			KsSourceCheckLeaves(part, def->source_oid, def->offset_attnum,
 								def->sequence_oid, KsAggName(def->view_oid));

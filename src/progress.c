@@ -128,6 +128,22 @@ KsPartLacksWorker(KsSlotRef *ref)
 	return starting && KsWorkerLacksProcess(worker);
 }
 
+/*
+ * The writer a part waits for: its pid (0 for a prepared transaction), or
+ * -1 when the part does not wait for one.
+ */
+static int
+KsPartWaitsForWriter(KsSlotRef *ref)
+{
+	int			pid = -1;
+
+	LWLockAcquire(&ref->slot->lock, LW_SHARED);
+	if (ref->slot->state == KS_WAITING)
+		pid = ref->slot->waiting_pid;
+	LWLockRelease(&ref->slot->lock);
+	return pid;
+}
+
 /* Whether any of n parts waits so, or, with none taken up yet, any worker lacks a process. */
 bool
 KsPartsLackWorker(KsSlotRef *refs, int n)
@@ -173,11 +189,16 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 			break;
 		if (now >= deadline)
 		{
+			int			writer = waiting >= 0 ? KsPartWaitsForWriter(&refs[waiting]) : -1;
+
 			ConditionVariableCancelSleep();
+			/* (why it waits, where it knows: user review 8, U8-7) */
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
-					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorkerSlot() : 0,
+					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorkerSlot() :
+					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
+					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") : 0,
 					 errhint("See keyedstate.status for its state and lag.")));
 		}
 		remaining = Min(TimestampDifferenceMilliseconds(now, deadline), 100);

@@ -327,9 +327,11 @@ extern bool KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attn
  * Refuse a table of a source's partition tree under relid (or, for relid
  * the source itself, the tables it is a partition of) whose offset column
  * is filled from anything but seqoid; aggname may be NULL (at creation).
+ * Without `wait`, a table another session holds against reads is skipped
+ * (sync(), whose timeout a DDL command must not outlast).
  */
 extern void KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum,
-								  Oid seqoid, const char *aggname);
+								  Oid seqoid, const char *aggname, bool wait);
 
 /*
  * Refuse a partition whose offset column is filled from anything but
@@ -362,8 +364,9 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
 /*
  * writers.c: the writer marks (see its banner).  KsMarkWriter takes table
  * relid's, from its wake-up trigger; KsMarkWritersOfCommand those of the
- * tables a utility command changes the triggers or the tree of, and of a
- * partitioned table COPY FROM inserts into; KsSourceWriters turns the lockers of
+ * tables a utility command changes the triggers or the tree of;
+ * KsMarkTriggerChanged that of the table of a wake-up trigger altered or
+ * dropped; KsSourceWriters turns the lockers of
  * a table of the source (those conflicting with ShareLock, an array ended
  * by an invalid one, freed or returned) into the transactions that may be
  * writing into it; KsWritersRelationChanged forgets what was read of a
@@ -371,10 +374,11 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
  */
 extern void KsMarkWriter(Oid relid);
 extern void KsMarkWritersOfCommand(Node *parsetree);
+extern void KsMarkTriggerChanged(Oid trigoid);
 
 /*
- * Install the executor hook by which writers into partitioned tables take
- * their mark, and the callback by which a background worker's transaction
+ * Install the permission-check hook by which writers into partitioned
+ * tables take their mark, and the callback by which a background worker's transaction
  * takes the marks of what it wrote before it prepares.
  */
 extern void KsWritersInit(void);

@@ -121,7 +121,7 @@ KsSourceCheckAttach(Oid partrelid, Oid parentrelid, Oid sourceid, AttrNumber src
 		list_free(tables);
 	}
 	/* its tables must follow the source's sequence, as any partition */
-	KsSourceCheckDefaults(partrelid, sourceid, src_attnum, seqoid, aggname);
+	KsSourceCheckDefaults(partrelid, sourceid, src_attnum, seqoid, aggname, true);
 
 	/*
 	 * The frontier of the aggregation never lies above what the sequence

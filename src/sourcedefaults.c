@@ -17,6 +17,7 @@
 #include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "storage/lmgr.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -91,16 +92,25 @@ KsSourceCheckOwnDefault(Relation rel, AttrNumber attnum, Oid seqoid, const char 
  */
 static void
 KsCheckTreeDefaults(List *rels, Oid sourceid, const char *attname, Oid seqoid,
-					const char *aggname)
+					const char *aggname, bool wait)
 {
 	ListCell   *lc;
 
 	foreach(lc, rels)
 	{
-		Relation	rel = lfirst_oid(lc) == sourceid ? NULL :
-			try_table_open(lfirst_oid(lc), AccessShareLock);
+		Relation	rel = NULL;
 		AttrNumber	attnum;
 
+		if (lfirst_oid(lc) == sourceid)
+			continue;
+		if (wait)
+			rel = try_table_open(lfirst_oid(lc), AccessShareLock);
+		else if (ConditionalLockRelationOid(lfirst_oid(lc), AccessShareLock))
+		{
+			rel = try_table_open(lfirst_oid(lc), NoLock);
+			if (rel == NULL)
+				UnlockRelationOid(lfirst_oid(lc), AccessShareLock);
+		}
 		if (rel == NULL)
 			continue;
 		attnum = get_attnum(lfirst_oid(lc), attname);
@@ -117,13 +127,13 @@ KsCheckTreeDefaults(List *rels, Oid sourceid, const char *attname, Oid seqoid,
  */
 void
 KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
-					  const char *aggname)
+					  const char *aggname, bool wait)
 {
 	char	   *attname = get_attname(sourceid, src_attnum, false);
 
 	KsCheckTreeDefaults(find_all_inheritors(relid, NoLock, NULL), sourceid, attname,
-						seqoid, aggname);
+						seqoid, aggname, wait);
 	if (relid == sourceid && get_rel_relispartition(sourceid))
 		KsCheckTreeDefaults(get_partition_ancestors(sourceid), sourceid, attname,
-							seqoid, aggname);
+							seqoid, aggname, wait);
 }

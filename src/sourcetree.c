@@ -257,7 +257,7 @@ KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid)
 	KsSourceCheckOwnDefault(rel, attnum, seqoid, NULL);
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE && !rel->rd_rel->relispartition)
 		return;
-	KsSourceCheckDefaults(src.relid, src.relid, attnum, seqoid, NULL);
+	KsSourceCheckDefaults(src.relid, src.relid, attnum, seqoid, NULL, true);
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		return;
 	oids = find_all_inheritors(src.relid, AccessShareLock, NULL);
@@ -443,7 +443,7 @@ KsSourceFindLeaves(KsSource *src)
 	{
 		KsSourceCheckOwnDefault(source, src->offset_attnum, src->seqoid, src->aggname);
 		KsSourceCheckDefaults(src->relid, src->relid, src->offset_attnum, src->seqoid,
-							  src->aggname);
+							  src->aggname, true);
 		KsSourceRememberParents(src);
 	}
 	foreach(lc, oids)

@@ -26,7 +26,7 @@
  *	  sent before it accepted, so a trigger disabled before a writer took
  *	  its offset is seen disabled (a writer into a partitioned table, an
  *	  ancestor of a source that is a partition say, takes the table's mark
- *	  in the executor: KsMarkPartitionedTargets);
+ *	  once its privileges are checked: KsWritersCheckPerms);
  *	- background workers (a logical replication apply worker fires no
  *	  statement trigger), everywhere.  A prepared transaction is waited
  *	  for like a client: a background worker's takes the marks of what it
@@ -35,7 +35,11 @@
  * the frontier reads of the triggers and the tree is what is committed, so
  * a transaction that changes them before inserting (ALTER TABLE ... DISABLE
  * TRIGGER, CREATE TABLE ... PARTITION OF, ATTACH PARTITION, then INSERT)
- * takes the mark of the table it changes first (KsMarkWritersOfCommand).
+ * takes the mark of the table it changes first (KsMarkWritersOfCommand,
+ * by the names the command gives, for a role allowed to change the table),
+ * and a wake-up trigger's change takes it again by the trigger's OID
+ * (KsMarkTriggerChanged, from the object access hook: the name may lead
+ * elsewhere once the command holds its lock).
  *
  *-------------------------------------------------------------------------
  */
@@ -56,7 +60,6 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
-#include "parser/parsetree.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/sinvaladt.h"
@@ -95,68 +98,76 @@ KsWriterTag(LOCKTAG *tag, Oid relid)
  * A partitioned table has no wake-up trigger where it is an ancestor of a
  * source, and a statement trigger of a partition does not fire for rows
  * routed into it: a writer into a partitioned table takes the table's mark
- * in the executor, once ExecutorStart has checked its privileges and
- * before any row is evaluated (so before the offset column's default
- * takes an offset), and COPY FROM before it runs, for a role that may
- * insert.  The frontier then waits, on such a table too, for the mark's
- * holders only among client backends (security review 14, F6 of re-review
- * 8: on the parent of a source that is a partition, a role without any
+ * once its INSERT privilege was checked, in ExecutorCheckPerms_hook, which
+ * the executor calls (InitPlan, for INSERT and MERGE) and COPY FROM too,
+ * with the range table of the relations they opened and locked, after
+ * PostgreSQL's own checks passed: before any row is evaluated, so before
+ * the offset column's default takes an offset.  The relations are the
+ * ones the command then writes into, by OID (security review 16: marks
+ * taken by name before COPY ran went to a table another of the name hid).
+ * The frontier then waits, on such a table too, for the mark's holders
+ * only among client backends (security review 14, F6 of re-review 8: on
+ * the parent of a source that is a partition, a role without any
  * privilege held the aggregations back with BEGIN; PREPARE p AS INSERT).
  */
-static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
 
 static void KsMarkAtPrepare(XactEvent event, void *arg);
 
-/* Mark the partitioned tables a starting plan inserts into. */
-static void
-KsMarkPartitionedTargets(PlannedStmt *stmt)
+/* ExecutorCheckPerms_hook: the marks of the partitioned tables about to be inserted into. */
+static bool
+KsWritersCheckPerms(List *rangeTable, bool ereport_on_violation)
 {
 	ListCell   *lc;
 
-	foreach(lc, stmt->resultRelations)
+	if (prev_ExecutorCheckPerms &&
+		!prev_ExecutorCheckPerms(rangeTable, ereport_on_violation))
+		return false;
+	foreach(lc, rangeTable)
 	{
-		RangeTblEntry *rte = rt_fetch(lfirst_int(lc), stmt->rtable);
+		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
 
-		/* (INSERT, ON CONFLICT, MERGE with an INSERT action, a writable CTE's) */
+		/* (INSERT, ON CONFLICT, MERGE with an INSERT action, a writable CTE's, COPY FROM) */
 		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_PARTITIONED_TABLE &&
 			(rte->requiredPerms & ACL_INSERT) != 0)
 			KsMarkWriter(rte->relid);
 	}
+	return true;
 }
 
-/* ExecutorStart: the executor's own, then the marks of what it inserts into. */
-static void
-KsWritersExecutorStart(QueryDesc *queryDesc, int eflags)
+/*
+ * A wake-up trigger was altered (ALTER TABLE ... DISABLE or ENABLE TRIGGER)
+ * or is being dropped: the mark of its table, by the trigger's OID, from
+ * the object access hook (orphans.c; see the banner).
+ */
+void
+KsMarkTriggerChanged(Oid trigoid)
 {
-	if (prev_ExecutorStart)
-		prev_ExecutorStart(queryDesc, eflags);
-	else
-		standard_ExecutorStart(queryDesc, eflags);
-	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0)
-		KsMarkPartitionedTargets(queryDesc->plannedstmt);
-}
+	Oid			wake = KsTriggerFunctionOid("wake");
+	Relation	trigrel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
 
-/* COPY FROM into a partitioned table, by a role that may insert into it. */
-static void
-KsMarkCopyTarget(CopyStmt *stmt)
-{
-	Oid			relid;
-
-	if (!stmt->is_from || stmt->relation == NULL)
+	if (!OidIsValid(wake))
 		return;
-	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-	if (OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE &&
-		(pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK ||
-		 pg_attribute_aclcheck_all(relid, GetUserId(), ACL_INSERT, ACLMASK_ANY) == ACLCHECK_OK))
-		KsMarkWriter(relid);
+	trigrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(trigoid));
+	scan = systable_beginscan(trigrel, TriggerOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup) && ((Form_pg_trigger) GETSTRUCT(tup))->tgfoid == wake)
+		KsMarkWriter(((Form_pg_trigger) GETSTRUCT(tup))->tgrelid);
+	systable_endscan(scan);
+	table_close(trigrel, AccessShareLock);
 }
 
-/* Install the executor hook and the callback at PREPARE (see source.h). */
+/* Install the permission-check hook and the callback at PREPARE (see source.h). */
 void
 KsWritersInit(void)
 {
-	prev_ExecutorStart = ExecutorStart_hook;
-	ExecutorStart_hook = KsWritersExecutorStart;
+	prev_ExecutorCheckPerms = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = KsWritersCheckPerms;
 	RegisterXactCallback(KsMarkAtPrepare, NULL);
 }
 
@@ -172,11 +183,6 @@ KsMarkWritersOfCommand(Node *parsetree)
 	List	   *rvs = NIL;
 	ListCell   *lc;
 
-	if (IsA(parsetree, CopyStmt))
-	{
-		KsMarkCopyTarget((CopyStmt *) parsetree);
-		return;
-	}
 	if (IsA(parsetree, AlterTableStmt))
 		rvs = list_make1(((AlterTableStmt *) parsetree)->relation);
 	else if (IsA(parsetree, CreateStmt))
@@ -275,7 +281,7 @@ KsTableMarksWriters(Oid relid)
 	HeapTuple	tup;
 	bool		marks = false;
 
-	/* (every writer into a partitioned table takes its mark: KsMarkPartitionedTargets) */
+	/* (every writer into a partitioned table takes its mark: KsWritersCheckPerms) */
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 		return true;
 	if (!OidIsValid(wake))

@@ -1926,6 +1926,8 @@ CREATE TABLE IF NOT EXISTS pg_temp.t () INHERITS (stalled.ev)});
 	$r = attempt($node, 'regress_stalled', q{SELECT FROM keyedstate.sync('stalled.sums', '2 s')}, 60);
 	ok(!$r->{ok} && $r->{err} =~ /timed out waiting for sync/, '20: a writer with an offset of its own is waited for')
 	  or diag(outcome($r));
+	like($r->{err}, qr/DETAIL:  It waits for the open transaction of process \d+, which may still write rows into its source/,
+		'20: ... and the timed-out sync says which process it waits for (U8-7)');
 	$writer->query_safe('COMMIT');
 	ks_sync($node, $db, 'stalled.sums');
 	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... and its row counted once it commits');
@@ -1952,6 +1954,33 @@ INSERT INTO stalled.ev (k, v) VALUES (4, 4001); SELECT pg_backend_pid()});
 	$writer->query_safe(q{ALTER TABLE stalled.ev ENABLE TRIGGER ALL; COMMIT});
 	ks_sync($node, $db, 'stalled.sums');
 	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... and its row counted once it commits');
+
+	# ... also when the name led elsewhere before the ALTER had its lock: a
+	# table of the same name hid the source until a session dropped it (the
+	# mark went to that table, security review 16; it is taken by the wake-up
+	# trigger's OID now)
+	$node->safe_psql($db, q{CREATE SCHEMA hider AUTHORIZATION regress_stalled});
+	as_role($node, 'regress_stalled', q{CREATE TABLE hider.ev (x int)});
+	my $hider = $node->background_psql($db, extra_params => [ '-U', 'regress_stalled' ]);
+	$hider->query_safe('BEGIN; LOCK hider.ev IN ACCESS EXCLUSIVE MODE');
+	my $alterer = $node->background_psql($db, extra_params => [ '-U', 'regress_stalled' ]);
+	my $apid = $alterer->query_safe('SELECT pg_backend_pid()');
+	$alterer->query_until(qr/altering/, "\\echo altering\nSET search_path = hider, stalled; BEGIN; ALTER TABLE ev DISABLE TRIGGER ALL;\n");
+	ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $apid}, 30),
+		'20: (precondition) the ALTER waits for the lock of the table hiding the source');
+	$hider->query_safe('DROP TABLE hider.ev; COMMIT');
+	$hider->quit;
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $apid}, 30),
+		'20: (precondition) then it disables the source\'s triggers');
+	# (its ALTER holds the table against other writers: its own row moves the sequence)
+	$alterer->query_safe(q{INSERT INTO ev (k, v) VALUES (4, 4010)});
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $apid FROM keyedstate.status WHERE name = 'stalled.sums'}, 30),
+		'20: a writer whose ALTER TABLE ... DISABLE TRIGGER found the source only once it had its lock is waited for');
+	$alterer->query_safe(q{ALTER TABLE ev ENABLE TRIGGER ALL; COMMIT});
+	$alterer->quit;
+	ks_sync($node, $db, 'stalled.sums');
+	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... and its row counted once it commits');
+	$node->safe_psql($db, q{DROP SCHEMA hider});
 
 	# the owner disables the triggers: every holder of the lock is waited for
 	as_role($node, 'regress_stalled', q{ALTER TABLE stalled.ev DISABLE TRIGGER ALL});

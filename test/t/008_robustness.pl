@@ -196,7 +196,8 @@ $node->safe_psql('postgres', q{CREATE DATABASE pubdb});
 $node->safe_psql('pubdb', q{
 CREATE TABLE rep (k int NOT NULL, v int NOT NULL);
 CREATE TABLE rp0 (k int NOT NULL, v int NOT NULL);
-CREATE PUBLICATION pub FOR TABLE rep, rp0;
+CREATE TABLE rpp (k int NOT NULL, v int NOT NULL);
+CREATE PUBLICATION pub FOR TABLE rep, rp0, rpp;
 SELECT pg_create_logical_replication_slot('ks_sub', 'pgoutput', false, true);});
 $node->safe_psql('postgres', q{
 CREATE TABLE rep (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
@@ -204,13 +205,14 @@ INSERT INTO rep (k, v) VALUES (1, 1);
 SELECT keyedstate.create_aggregation('rep_n', 'SELECT k, count(*) AS n, sum(v) AS s FROM rep GROUP BY k');
 CREATE TABLE rp (id bigserial, k int NOT NULL, v int NOT NULL) PARTITION BY RANGE (k);
 CREATE INDEX ON rp (id);
-CREATE TABLE rp0 PARTITION OF rp FOR VALUES FROM (0) TO (100);});
+CREATE TABLE rp0 PARTITION OF rp FOR VALUES FROM (0) TO (100);
+CREATE TABLE rpp (id bigint NOT NULL, k int NOT NULL, v int NOT NULL) PARTITION BY RANGE (k);});
 ks_sync($node, 'postgres', 'rep_n');
 my $pubconn = 'port=' . $node->port . ' host=' . $node->host . ' dbname=pubdb';
 $node->safe_psql('postgres', qq{CREATE SUBSCRIPTION ks_sub CONNECTION '$pubconn' PUBLICATION pub
 	WITH (create_slot = false, slot_name = 'ks_sub', two_phase = on, copy_data = false)});
 ok(ks_wait_for($node, 'postgres', q{SELECT subtwophasestate = 'e' AND
-	(SELECT count(*) = 2 FROM pg_subscription_rel WHERE srsubstate = 'r') FROM pg_subscription WHERE subname = 'ks_sub'}, 60),
+	(SELECT count(*) = 3 FROM pg_subscription_rel WHERE srsubstate = 'r') FROM pg_subscription WHERE subname = 'ks_sub'}, 60),
 	'(precondition) the two-phase subscription is ready');
 $node->safe_psql('pubdb', q{BEGIN; INSERT INTO rep (k, v) VALUES (2, 20); PREPARE TRANSACTION 'ks_pub'});
 ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 1 FROM pg_prepared_xacts WHERE database = 'postgres'}, 60),
@@ -237,7 +239,13 @@ ALTER TABLE rp DETACH PARTITION rp0;});
 ($src, $sout, $serr) = $node->psql('postgres', q{ALTER TABLE ra ATTACH PARTITION rp0 FOR VALUES FROM (0) TO (100)});
 like($serr, qr/cannot attach table "rp0" as a partition of "ra".*\n.*A subscription replicates into table "rp0"/,
 	'... and so is attaching a table a subscription replicates into');
-$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('ra_n'); DROP TABLE ra, rp0});
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('ra_n'); DROP TABLE ra, rp0;
+CREATE TABLE rs (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('rs_n', 'SELECT k, count(*) AS n FROM rs GROUP BY k');});
+($src, $sout, $serr) = $node->psql('postgres', q{ALTER TABLE rpp ATTACH PARTITION rs FOR VALUES FROM (0) TO (100)});
+like($serr, qr/cannot attach table "rs" as a partition of "rpp".*\n.*A subscription replicates into table "rpp"/,
+	'... and so is attaching a source under a table a subscription replicates into');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('rs_n'); DROP TABLE rs, rpp});
 $node->safe_psql('postgres', q{ALTER SUBSCRIPTION ks_sub DISABLE; ALTER SUBSCRIPTION ks_sub SET (slot_name = NONE); DROP SUBSCRIPTION ks_sub});
 $node->safe_psql('pubdb', q{SELECT pg_drop_replication_slot('ks_sub')});
 $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('rep_n'); DROP TABLE rep, rp; DROP DATABASE pubdb});

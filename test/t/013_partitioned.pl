@@ -17,6 +17,7 @@ use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use Time::HiRes qw(time);
 
 # a long naptime: rows become visible quickly only if their insert woke the worker
 my $node = ks_node('partitioned', "max_connections = 40\nkeyedstate.naptime = 600000\n");
@@ -397,6 +398,29 @@ for my $how ('INSERT INTO pq (g, k) VALUES (0, 5)', q{COPY pq (g, k) FROM PROGRA
 	ks_sync($node, $db, 'pq0_n');
 	is(ks_mismatches($node, $db, 'SELECT * FROM pq0_n', $pq_oracle), '0', '... and its row counted once it commits');
 }
+# the mark is taken for the table the command opened (security review 16:
+# taken by name before COPY ran, it went to a table of the same name that
+# hid the parent until a session dropped it while COPY waited for its lock)
+$node->safe_psql($db, q{CREATE SCHEMA ksb; CREATE TABLE ksb.pq (g int, k int)});
+my $hider = $node->background_psql($db);
+$hider->query_safe('BEGIN; LOCK ksb.pq IN ACCESS EXCLUSIVE MODE');
+my $copier = $node->background_psql($db);
+my $cpid = $copier->query_safe('SELECT pg_backend_pid()');
+$copier->query_until(qr/copying/, "\\echo copying\nSET search_path = ksb, public; BEGIN; COPY pq (g, k) FROM PROGRAM 'printf \"0\\t9\\n\"';\n");
+ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $cpid}, 30),
+	'(precondition) the COPY waits for the lock of the table hiding the parent');
+$hider->query_safe('DROP TABLE ksb.pq; COMMIT');
+$hider->quit;
+ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $cpid}, 30),
+	'(precondition) then it copies into the parent');
+$node->safe_psql($db, q{INSERT INTO pq0 (g, k) VALUES (0, 2)});
+ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $cpid FROM keyedstate.status WHERE name = 'pq0_n'}, 30),
+	'a COPY whose name resolved to the parent only once it had its lock is waited for');
+$copier->query_safe('COMMIT');
+$copier->quit;
+ks_sync($node, $db, 'pq0_n');
+is(ks_mismatches($node, $db, 'SELECT * FROM pq0_n', $pq_oracle), '0', '... and its row counted once it commits');
+$node->safe_psql($db, q{DROP SCHEMA ksb});
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('pq0_n')});
 
 # a transaction that adds a partition to a partitioned table inside the
@@ -477,6 +501,20 @@ for my $case (['sp_leaf', 150, 'ALTER TABLE sp ATTACH PARTITION sp_mid FOR VALUE
 	ks_sync($node, $db, 'sp_n');
 	is(ks_mismatches($node, $db, 'SELECT * FROM sp_n', 'SELECT k, count(*) FROM sp GROUP BY k'), '0',
 		"$what: the view equals the GROUP BY");
+}
+# sync() keeps its timeout while another session holds a partition of the
+# source against reads (F4 of re-review 8: its check of the partitions'
+# offset defaults waited for that lock, past the timeout)
+{
+	my $locker = $node->background_psql($db);
+	$locker->query_safe('BEGIN; LOCK TABLE sp_mid2 IN ACCESS EXCLUSIVE MODE');
+	my $t0 = time();
+	my ($src, $sout, $serr) = $node->psql($db, q{SET statement_timeout = '30s'; SELECT keyedstate.sync('sp_n', '1 s')});
+	my $took = time() - $t0;
+	ok($took < 15, sprintf('sync(1 s) with a partition held ACCESS EXCLUSIVE returns within its timeout (%.1f s)', $took))
+	  or diag($serr);
+	$locker->query_safe('COMMIT');
+	$locker->quit;
 }
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('sp_n')});
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation(a) FROM unnest('{rt_all,rt_a_only,rt_a2_only}'::text[]) a});
