@@ -164,7 +164,7 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("keyedstate.wake() must be called as a trigger")));
-	KsMarkWriter(RelationGetRelid(((TriggerData *) fcinfo->context)->tg_relation));
+	KsMarkWriterAndNewAncestors(RelationGetRelid(((TriggerData *) fcinfo->context)->tg_relation));
 	if (ks_preloaded && KsSharedState != NULL)
 	{
 		Trigger    *trig = ((TriggerData *) fcinfo->context)->tg_trigger;

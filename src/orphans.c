@@ -90,10 +90,14 @@ KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, vo
 		KsSharedState != NULL && get_rel_relkind(objectId) == RELKIND_VIEW &&
 		KsViewHasSlot(MyDatabaseId, objectId))
 		KsReloadAtCommit();
-	/* a wake-up trigger disabled, enabled or dropped: its table's writer mark (source.h) */
-	if ((access == OAT_POST_ALTER || access == OAT_DROP) && classId == TriggerRelationId &&
-		KsSharedState != NULL)
-		KsMarkTriggerChanged(objectId);
+	/*
+	 * a wake-up trigger disabled, enabled or dropped: its table's writer
+	 * mark; replaced (a trigger created over an existing one): refused
+	 * (source.h)
+	 */
+	if ((access == OAT_POST_ALTER || access == OAT_DROP || access == OAT_POST_CREATE) &&
+		classId == TriggerRelationId && KsSharedState != NULL)
+		KsMarkTriggerChanged(objectId, access == OAT_POST_CREATE);
 	/* a column or attribute: DROP TYPE ... CASCADE reaches them (keytypes.h) */
 	if (access == OAT_DROP && classId == RelationRelationId && subId > 0 &&
 		KsSharedState != NULL)

@@ -363,7 +363,8 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
 
 /*
  * writers.c: the writer marks (see its banner).  KsMarkWriter takes table
- * relid's, from its wake-up trigger; KsMarkWritersOfCommand those of the
+ * relid's; KsMarkWriterAndNewAncestors also those of the tables it became
+ * a partition of in this transaction (from its wake-up trigger); KsMarkWritersOfCommand those of the
  * tables a utility command changes the triggers or the tree of;
  * KsMarkTriggerChanged that of the table of a wake-up trigger altered or
  * dropped; KsSourceWriters turns the lockers of
@@ -373,8 +374,9 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
  * table's triggers when it changes.
  */
 extern void KsMarkWriter(Oid relid);
+extern void KsMarkWriterAndNewAncestors(Oid relid);
 extern void KsMarkWritersOfCommand(Node *parsetree);
-extern void KsMarkTriggerChanged(Oid trigoid);
+extern void KsMarkTriggerChanged(Oid trigoid, bool replaced);
 
 /*
  * Install the permission-check hook by which writers into partitioned

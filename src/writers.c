@@ -53,6 +53,7 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
@@ -112,6 +113,9 @@ KsWriterTag(LOCKTAG *tag, Oid relid)
  */
 static ExecutorCheckPerms_hook_type prev_ExecutorCheckPerms = NULL;
 
+/* Whether the utility command running is a CREATE OR REPLACE TRIGGER. */
+static bool ks_replacing_trigger = false;
+
 static void KsMarkAtPrepare(XactEvent event, void *arg);
 
 /* ExecutorCheckPerms_hook: the marks of the partitioned tables about to be inserted into. */
@@ -130,7 +134,7 @@ KsWritersCheckPerms(List *rangeTable, bool ereport_on_violation)
 		/* (INSERT, ON CONFLICT, MERGE with an INSERT action, a writable CTE's, COPY FROM) */
 		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_PARTITIONED_TABLE &&
 			(rte->requiredPerms & ACL_INSERT) != 0)
-			KsMarkWriter(rte->relid);
+			KsMarkWriterAndNewAncestors(rte->relid);
 	}
 	return true;
 }
@@ -138,10 +142,11 @@ KsWritersCheckPerms(List *rangeTable, bool ereport_on_violation)
 /*
  * A wake-up trigger was altered (ALTER TABLE ... DISABLE or ENABLE TRIGGER)
  * or is being dropped: the mark of its table, by the trigger's OID, from
- * the object access hook (orphans.c; see the banner).
+ * the object access hook (orphans.c; see the banner).  One being replaced
+ * (CREATE OR REPLACE TRIGGER, `replaced`) is refused.
  */
 void
-KsMarkTriggerChanged(Oid trigoid)
+KsMarkTriggerChanged(Oid trigoid, bool replaced)
 {
 	Oid			wake = KsTriggerFunctionOid("wake");
 	Relation	trigrel;
@@ -149,7 +154,8 @@ KsMarkTriggerChanged(Oid trigoid)
 	SysScanDesc scan;
 	HeapTuple	tup;
 
-	if (!OidIsValid(wake))
+	/* (a trigger created, not replaced: a new one changes no wake-up trigger) */
+	if (!OidIsValid(wake) || (replaced && !ks_replacing_trigger))
 		return;
 	trigrel = table_open(TriggerRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_trigger_oid, BTEqualStrategyNumber, F_OIDEQ,
@@ -157,7 +163,22 @@ KsMarkTriggerChanged(Oid trigoid)
 	scan = systable_beginscan(trigrel, TriggerOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
 	if (HeapTupleIsValid(tup) && ((Form_pg_trigger) GETSTRUCT(tup))->tgfoid == wake)
-		KsMarkWriter(((Form_pg_trigger) GETSTRUCT(tup))->tgrelid);
+	{
+		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
+
+		/*
+		 * CREATE OR REPLACE TRIGGER rewrites the row in place (this sees its
+		 * version before): with another function the table would stop
+		 * marking its writers (re-review 11)
+		 */
+		if (replaced)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot replace trigger \"%s\" on table \"%s\"",
+							NameStr(trig->tgname), get_rel_name(trig->tgrelid)),
+					 errdetail("It is the wake-up trigger of a keyedstate aggregation, which keeps its aggregation exact.")));
+		KsMarkWriter(trig->tgrelid);
+	}
 	systable_endscan(scan);
 	table_close(trigrel, AccessShareLock);
 }
@@ -183,6 +204,7 @@ KsMarkWritersOfCommand(Node *parsetree)
 	List	   *rvs = NIL;
 	ListCell   *lc;
 
+	ks_replacing_trigger = IsA(parsetree, CreateTrigStmt) && ((CreateTrigStmt *) parsetree)->replace;
 	if (IsA(parsetree, AlterTableStmt))
 		rvs = list_make1(((AlterTableStmt *) parsetree)->relation);
 	else if (IsA(parsetree, CreateStmt))
@@ -264,6 +286,44 @@ KsMarkWriter(Oid relid)
 
 	KsWriterTag(&tag, relid);
 	(void) LockAcquire(&tag, RowExclusiveLock, false, false);
+}
+
+/*
+ * Take the mark of table relid and of the tables it became a partition of
+ * in this transaction (CREATE TABLE ... PARTITION OF, ATTACH PARTITION;
+ * up the tree while each link is this transaction's).  The frontier reads
+ * the committed tree: it does not know the new partition yet, and looks
+ * at its parent, which this transaction holds (re-review 11: the parent's
+ * mark, taken by the DDL command's name, could go to another table).
+ * Committed links need nothing: the frontier knows the partition, and its
+ * own mark.
+ */
+void
+KsMarkWriterAndNewAncestors(Oid relid)
+{
+	KsMarkWriter(relid);
+	while (get_rel_relispartition(relid))
+	{
+		Relation	inhrel = table_open(InheritsRelationId, AccessShareLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tup;
+		Oid			parent = InvalidOid;
+
+		ScanKeyInit(&key, Anum_pg_inherits_inhrelid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(relid));
+		scan = systable_beginscan(inhrel, InheritsRelidSeqnoIndexId, true, NULL, 1, &key);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup) &&
+			TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data)))
+			parent = ((Form_pg_inherits) GETSTRUCT(tup))->inhparent;
+		systable_endscan(scan);
+		table_close(inhrel, AccessShareLock);
+		if (!OidIsValid(parent))
+			break;
+		KsMarkWriter(parent);
+		relid = parent;
+	}
 }
 
 /*

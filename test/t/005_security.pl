@@ -1982,6 +1982,17 @@ INSERT INTO stalled.ev (k, v) VALUES (4, 4001); SELECT pg_backend_pid()});
 	is(ks_mismatches($node, $db, 'SELECT * FROM stalled.sums', $oracle), '0', '20: ... and its row counted once it commits');
 	$node->safe_psql($db, q{DROP SCHEMA hider});
 
+	# the wake-up trigger cannot be replaced (CREATE OR REPLACE TRIGGER rewrites
+	# its row in place: with another function the table stopped marking its
+	# writers, re-review 11), by its owner or a role with TRIGGER
+	my $wake = $node->safe_psql($db, q{SELECT tgname FROM pg_trigger
+		WHERE tgrelid = 'stalled.ev'::regclass AND tgfoid = 'keyedstate.wake'::regproc});
+	as_role($node, 'regress_stalled', q{CREATE FUNCTION stalled.noop() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$});
+	$r = attempt($node, 'regress_stalled', qq{CREATE OR REPLACE TRIGGER "$wake" BEFORE INSERT ON stalled.ev
+		FOR EACH STATEMENT EXECUTE FUNCTION stalled.noop()}, 30);
+	ok(!$r->{ok} && $r->{err} =~ /cannot replace trigger "\Q$wake\E" on table "ev"/,
+		'20: the wake-up trigger cannot be replaced by CREATE OR REPLACE TRIGGER') or diag(outcome($r));
+
 	# the owner disables the triggers: every holder of the lock is waited for
 	as_role($node, 'regress_stalled', q{ALTER TABLE stalled.ev DISABLE TRIGGER ALL});
 	$writer->query_safe(q{BEGIN; INSERT INTO stalled.ev (k, v) VALUES (4, 4000)});

@@ -449,6 +449,33 @@ for my $how ('CREATE TABLE pt_in%d PARTITION OF pt_in FOR VALUES IN (%d)',
 	is(ks_mismatches($node, $db, 'SELECT * FROM pt_n', 'SELECT k, count(*) FROM pt GROUP BY k'), '0',
 		"... and its row is counted once it commits");
 }
+# ... also when the parent's name led elsewhere until the command had its
+# lock (re-review 11: the parent's mark, taken by that name, went to a table
+# that hid it; the new partition's trigger now marks the parents it joined
+# in this transaction, by OID)
+{
+	$node->safe_psql($db, q{CREATE SCHEMA ksc; CREATE TABLE ksc.pt_in (x int)});
+	my $hider = $node->background_psql($db);
+	$hider->query_safe('BEGIN; LOCK ksc.pt_in IN ACCESS EXCLUSIVE MODE');
+	my $ddl = $node->background_psql($db);
+	my $dpid = $ddl->query_safe('SELECT pg_backend_pid()');
+	$ddl->query_until(qr/creating/, "\\echo creating\nSET search_path = ksc, public; BEGIN; CREATE TABLE public.pt_in4 PARTITION OF pt_in FOR VALUES IN (4);\n");
+	ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $dpid}, 30),
+		'(precondition) the CREATE waits for the lock of the table hiding the parent');
+	$hider->query_safe('DROP TABLE ksc.pt_in; COMMIT');
+	$hider->quit;
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $dpid}, 30),
+		'(precondition) then it creates the partition under the parent');
+	$ddl->query_safe('INSERT INTO public.pt_in4 (g, k) VALUES (4, 1)');
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $dpid FROM keyedstate.status WHERE name = 'pt_n'}, 30),
+		'a transaction whose CREATE ... PARTITION OF found the parent only once it had its lock, and inserted, is waited for');
+	$ddl->query_safe('COMMIT');
+	$ddl->quit;
+	ks_sync($node, $db, 'pt_n');
+	is(ks_mismatches($node, $db, 'SELECT * FROM pt_n', 'SELECT k, count(*) FROM pt GROUP BY k'), '0',
+		'... and its row is counted once it commits');
+	$node->safe_psql($db, q{DROP SCHEMA ksc});
+}
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('pt_n')});
 
 # ATTACH of a partitioned table, and DROP or TRUNCATE of a partition that
