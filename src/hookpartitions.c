@@ -278,6 +278,9 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 
 	if (!OidIsValid(parent) || !OidIsValid(part))
 		return;
+	/* (by the partition's OID: the names the command gave may lead elsewhere now) */
+	if (added && get_rel_relispartition(part))
+		KsMarkAncestorsOf(part);
 	foreach(lc, KsAggregationsOf(KsSelfAndAncestors(parent), false))
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);

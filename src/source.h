@@ -363,8 +363,9 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
 
 /*
  * writers.c: the writer marks (see its banner).  KsMarkWriter takes table
- * relid's; KsMarkWriterAndNewAncestors also those of the tables it became
- * a partition of in this transaction (from its wake-up trigger); KsMarkWritersOfCommand those of the
+ * relid's; KsMarkWriterAndNewAncestors also those of the tables above a
+ * link of its partition tree made in this transaction (from its wake-up
+ * trigger); KsMarkAncestorsOf those above a table just made a partition; KsMarkWritersOfCommand those of the
  * tables a utility command changes the triggers or the tree of;
  * KsMarkTriggerChanged that of the table of a wake-up trigger altered or
  * dropped; KsSourceWriters turns the lockers of
@@ -375,6 +376,7 @@ extern void KsSourceRelationChanged(KsSource *src, Oid relid);
  */
 extern void KsMarkWriter(Oid relid);
 extern void KsMarkWriterAndNewAncestors(Oid relid);
+extern void KsMarkAncestorsOf(Oid relid);
 extern void KsMarkWritersOfCommand(Node *parsetree);
 extern void KsMarkTriggerChanged(Oid trigoid, bool replaced);
 

@@ -53,6 +53,7 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_trigger.h"
@@ -154,6 +155,8 @@ KsMarkTriggerChanged(Oid trigoid, bool replaced)
 	SysScanDesc scan;
 	HeapTuple	tup;
 
+	Oid			refuse = KsTriggerFunctionOid("refuse_truncate");
+
 	/* (a trigger created, not replaced: a new one changes no wake-up trigger) */
 	if (!OidIsValid(wake) || (replaced && !ks_replacing_trigger))
 		return;
@@ -162,6 +165,15 @@ KsMarkTriggerChanged(Oid trigoid, bool replaced)
 				ObjectIdGetDatum(trigoid));
 	scan = systable_beginscan(trigrel, TriggerOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
+	/* (the truncate guard may not be replaced either: re-review 12) */
+	if (HeapTupleIsValid(tup) && replaced && OidIsValid(refuse) &&
+		((Form_pg_trigger) GETSTRUCT(tup))->tgfoid == refuse)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot replace trigger \"%s\" on table \"%s\"",
+						NameStr(((Form_pg_trigger) GETSTRUCT(tup))->tgname),
+						get_rel_name(((Form_pg_trigger) GETSTRUCT(tup))->tgrelid)),
+				 errdetail("It keeps TRUNCATE from emptying the source of a keyedstate aggregation.")));
 	if (HeapTupleIsValid(tup) && ((Form_pg_trigger) GETSTRUCT(tup))->tgfoid == wake)
 	{
 		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
@@ -289,18 +301,22 @@ KsMarkWriter(Oid relid)
 }
 
 /*
- * Take the mark of table relid and of the tables it became a partition of
- * in this transaction (CREATE TABLE ... PARTITION OF, ATTACH PARTITION;
- * up the tree while each link is this transaction's).  The frontier reads
- * the committed tree: it does not know the new partition yet, and looks
- * at its parent, which this transaction holds (re-review 11: the parent's
- * mark, taken by the DDL command's name, could go to another table).
- * Committed links need nothing: the frontier knows the partition, and its
- * own mark.
+ * Take the mark of table relid and, where one link of the partition tree
+ * above it was made in this transaction (CREATE TABLE ... PARTITION OF,
+ * ATTACH PARTITION: a pg_inherits row of this transaction), of every table
+ * above that link.  The frontier reads the committed tree: it does not
+ * know the tables below that link yet, and looks at the ones above, which
+ * this transaction holds (re-review 11: the parent's mark, taken by the DDL
+ * command's name, could go to another table; re-review 12: a table with
+ * partitions of its own attached, written into through its old leaves).
+ * A tree committed all the way up needs nothing more: the frontier knows
+ * the table, and its own mark.
  */
 void
 KsMarkWriterAndNewAncestors(Oid relid)
 {
+	bool		below_new = false;
+
 	KsMarkWriter(relid);
 	while (get_rel_relispartition(relid))
 	{
@@ -314,16 +330,37 @@ KsMarkWriterAndNewAncestors(Oid relid)
 					ObjectIdGetDatum(relid));
 		scan = systable_beginscan(inhrel, InheritsRelidSeqnoIndexId, true, NULL, 1, &key);
 		tup = systable_getnext(scan);
-		if (HeapTupleIsValid(tup) &&
-			TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data)))
+		if (HeapTupleIsValid(tup))
+		{
 			parent = ((Form_pg_inherits) GETSTRUCT(tup))->inhparent;
+			below_new |= TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
+		}
 		systable_endscan(scan);
 		table_close(inhrel, AccessShareLock);
 		if (!OidIsValid(parent))
 			break;
-		KsMarkWriter(parent);
+		if (below_new)
+			KsMarkWriter(parent);
 		relid = parent;
 	}
+}
+
+/*
+ * After a command made table relid a partition (CREATE TABLE ... PARTITION
+ * OF, ATTACH PARTITION): the marks of every table above it, by OID, in the
+ * command's transaction, before it can insert into it.  (Its wake-up
+ * trigger marks them too when it fires, but the same transaction may
+ * disable it first: re-review 12.)
+ */
+void
+KsMarkAncestorsOf(Oid relid)
+{
+	List	   *ancestors = get_partition_ancestors(relid);
+	ListCell   *lc;
+
+	foreach(lc, ancestors)
+		KsMarkWriter(lfirst_oid(lc));
+	list_free(ancestors);
 }
 
 /*

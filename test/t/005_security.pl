@@ -1992,6 +1992,12 @@ INSERT INTO stalled.ev (k, v) VALUES (4, 4001); SELECT pg_backend_pid()});
 		FOR EACH STATEMENT EXECUTE FUNCTION stalled.noop()}, 30);
 	ok(!$r->{ok} && $r->{err} =~ /cannot replace trigger "\Q$wake\E" on table "ev"/,
 		'20: the wake-up trigger cannot be replaced by CREATE OR REPLACE TRIGGER') or diag(outcome($r));
+	my $guard = $node->safe_psql($db, q{SELECT tgname FROM pg_trigger
+		WHERE tgrelid = 'stalled.ev'::regclass AND tgfoid = 'keyedstate.refuse_truncate'::regproc});
+	$r = attempt($node, 'regress_stalled', qq{CREATE OR REPLACE TRIGGER "$guard" BEFORE TRUNCATE ON stalled.ev
+		FOR EACH STATEMENT EXECUTE FUNCTION stalled.noop()}, 30);
+	ok(!$r->{ok} && $r->{err} =~ /cannot replace trigger "\Q$guard\E" on table "ev"/,
+		'20: nor can the TRUNCATE guard (re-review 12)') or diag(outcome($r));
 
 	# the owner disables the triggers: every holder of the lock is waited for
 	as_role($node, 'regress_stalled', q{ALTER TABLE stalled.ev DISABLE TRIGGER ALL});

@@ -466,7 +466,8 @@ for my $how ('CREATE TABLE pt_in%d PARTITION OF pt_in FOR VALUES IN (%d)',
 	$hider->quit;
 	ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $dpid}, 30),
 		'(precondition) then it creates the partition under the parent');
-	$ddl->query_safe('INSERT INTO public.pt_in4 (g, k) VALUES (4, 1)');
+	# (its triggers disabled first: the parents' marks come from the CREATE, re-review 12)
+	$ddl->query_safe('ALTER TABLE public.pt_in4 DISABLE TRIGGER ALL; INSERT INTO public.pt_in4 (g, k) VALUES (4, 1)');
 	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $dpid FROM keyedstate.status WHERE name = 'pt_n'}, 30),
 		'a transaction whose CREATE ... PARTITION OF found the parent only once it had its lock, and inserted, is waited for');
 	$ddl->query_safe('COMMIT');
@@ -475,6 +476,33 @@ for my $how ('CREATE TABLE pt_in%d PARTITION OF pt_in FOR VALUES IN (%d)',
 	is(ks_mismatches($node, $db, 'SELECT * FROM pt_n', 'SELECT k, count(*) FROM pt GROUP BY k'), '0',
 		'... and its row is counted once it commits');
 	$node->safe_psql($db, q{DROP SCHEMA ksc});
+
+	# the same with ATTACH of a partitioned table that has a partition of its
+	# own, written into through that old partition (re-review 12: the walk up
+	# from it stopped at its committed link)
+	$node->safe_psql($db, q{CREATE SCHEMA ksd; CREATE TABLE ksd.pt (x int);
+CREATE TABLE pt_x (id bigint NOT NULL DEFAULT nextval('pt_id_seq'), g int NOT NULL, k int NOT NULL) PARTITION BY LIST (g);
+CREATE TABLE pt_x6 PARTITION OF pt_x FOR VALUES IN (6);});
+	$hider = $node->background_psql($db);
+	$hider->query_safe('BEGIN; LOCK ksd.pt IN ACCESS EXCLUSIVE MODE');
+	$ddl = $node->background_psql($db);
+	$dpid = $ddl->query_safe('SELECT pg_backend_pid()');
+	$ddl->query_until(qr/attaching/, "\\echo attaching\nSET search_path = ksd, public; BEGIN; ALTER TABLE pt ATTACH PARTITION public.pt_x FOR VALUES IN (6);\n");
+	ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $dpid}, 30),
+		'(precondition) the ATTACH waits for the lock of the table hiding the parent');
+	$hider->query_safe('DROP TABLE ksd.pt; COMMIT');
+	$hider->quit;
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $dpid}, 30),
+		'(precondition) then it attaches the table to the parent');
+	$ddl->query_safe('INSERT INTO public.pt_x6 (g, k) VALUES (6, 2)');
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $dpid FROM keyedstate.status WHERE name = 'pt_n'}, 30),
+		'a transaction whose ATTACH found the parent only once it had its lock, and inserted below, is waited for');
+	$ddl->query_safe('COMMIT');
+	$ddl->quit;
+	ks_sync($node, $db, 'pt_n');
+	is(ks_mismatches($node, $db, 'SELECT * FROM pt_n', 'SELECT k, count(*) FROM pt GROUP BY k'), '0',
+		'... and its row is counted once it commits');
+	$node->safe_psql($db, q{DROP SCHEMA ksd});
 }
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('pt_n')});
 
