@@ -21,7 +21,7 @@ PG_MODULE_MAGIC;
 /*
  * Load the module.  Settings are always defined (so that they can be set
  * per session and are reserved), but shared memory, the launcher, the
- * utility hook and the executor hook (writers.c) exist only when loaded
+ * utility hook and the permission-check hook (writers.c) exist only when loaded
  * through shared_preload_libraries;
  * without it, every function that needs the worker says so.
  */
