@@ -286,8 +286,6 @@ KsWindowLoad(KsAggRun *run)
 	if (!KsWindowSliding(run))
 		return;
 
-	run->windows = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
-									run->info.keyeqops, 0, run->loadcxt);
 	run->combinefns = MemoryContextAllocZero(run->loadcxt, sizeof(FmgrInfo) * Max(rt->ncalls, 1));
 	for (i = 0; i < rt->ncalls; i++)
 	{
@@ -309,10 +307,22 @@ KsWindowLoad(KsAggRun *run)
 	run->publish_us_per_key = Max(run->publish_us_per_key,
 								  4.0 * (run->def->window_size_us / run->def->window_slide_us));
 
-	/* checkpoints hold the panes: every window is published again from them */
+	/*
+	 * Checkpoints of an earlier version held the panes only, without their
+	 * windows' rows (recovery.c): every window is published again from
+	 * them, and every entry written again by the next checkpoint.  They
+	 * had no budget, so every pane is in memory.
+	 */
+	if (!run->window_rebuild)
+		return;
 	KsKeyIterInit(&iter, run->kt);
 	while ((e = KsKeyIterNext(&iter)) != NULL)
-		KsKeyMarkPublish(run->kt, e);
+		if (!(e->flags & KS_KEY_EXPIRED))
+		{
+			KsKeyMarkDirty(run->kt, e);
+			e->flags |= KS_KEY_PANE_CHANGED;
+		}
+	run->window_rebuild = false;
 }
 
 /*
@@ -357,15 +367,15 @@ KsCombineOne(KsAggRuntime *rt, KsAggCall *c, FmgrInfo *fn, KsTransState *st,
 
 /* Whether window w is of the pane cache's user key (binary equal: never a false yes). */
 static bool
-KsPaneCacheHolds(KsPaneCache *pc, KsKeyTable *wt, KsKeyEntry *w)
+KsPaneCacheHolds(KsPaneCache *pc, KsKeyTable *kt, KsKeyEntry *w)
 {
 	int			k;
 
 	if (!pc->valid)
 		return false;
-	for (k = 1; k < wt->nkeys; k++)
+	for (k = 1; k < kt->nkeys; k++)
 		if (w->keynulls[k] != pc->nulls[k] ||
-			(!w->keynulls[k] && !datumIsEqual(w->keys[k], pc->keys[k], wt->keybyvals[k], wt->keylens[k])))
+			(!w->keynulls[k] && !datumIsEqual(w->keys[k], pc->keys[k], kt->keybyvals[k], kt->keylens[k])))
 			return false;
 	return true;
 }
@@ -408,7 +418,7 @@ KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, b
 	memcpy(keys, w->keys, sizeof(Datum) * run->kt->nkeys);
 	memcpy(nulls, w->keynulls, sizeof(bool) * run->kt->nkeys);
 	/* another key, or a window too far from the cached ones: start again */
-	if (!KsPaneCacheHolds(pc, run->windows, w) || wstart < pc->base ||
+	if (!KsPaneCacheHolds(pc, run->kt, w) || wstart < pc->base ||
 		wstart + npanes * slide > pc->base + pc->n * slide)
 	{
 		pc->valid = true;
@@ -434,7 +444,10 @@ KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, b
 
 			if ((j & 1023) == 1023)
 				KsCheckInterrupts();
-			if (p == NULL || (p->flags & KS_KEY_EXPIRED))
+			/* (a window's own entry without rows of its pane has no time) */
+			if (p != NULL && (p->flags & KS_KEY_EVICTED))
+				elog(ERROR, "keyedstate found no cold row for an evicted pane");
+			if (p == NULL || (p->flags & KS_KEY_EXPIRED) || p->touched == DT_NOBEGIN)
 				continue;
 			any = true;
 			for (i = 0; i < rt->ncalls; i++)
@@ -465,17 +478,49 @@ static void
 KsWindowBuildItem(KsAggRun *run, KsPublishItem *it, int64 i, void *arg)
 {
 	KsWindowBuild *wb = (KsWindowBuild *) arg;
-	KsKeyEntry *w = run->windows->publish[i];
+	KsKeyEntry *w = run->kt->publish[i];
 
 	if ((i & 255) == 0)
 		KsCheckInterrupts();
 	KsPublishItemOf(it, w);
+	w->flags &= ~(KS_KEY_PANE_CHANGED | KS_KEY_WINDOW_CHANGED);
 	MemoryContextReset(run->combinecxt);
-	it->remove = KsWindowExpired(run, DatumGetTimestampTz(w->keys[0])) ||
-		!KsMergeWindow(run, w, wb->states, wb->keys, wb->nulls, wb->pc);
-	it->row = it->remove ? NULL : KsPublishBuildRow(run, wb->keys, wb->nulls, wb->states);
-	if (it->remove)
-		w->flags |= KS_KEY_EXPIRED;
+	/* an expired or evicted window leaves the store as a key does (publish.c) */
+	it->remove = KsKeyLeavesStore(w);
+	it->row = NULL;
+	if (w->flags & KS_KEY_EXPIRED)
+		return;
+	/* a window with no rows left in its panes shows none (it has always one) */
+	if (KsMergeWindow(run, w, wb->states, wb->keys, wb->nulls, wb->pc))
+		it->row = KsPublishBuildRow(run, wb->keys, wb->nulls, wb->states);
+}
+
+/*
+ * The entry of the window starting at keys[0] (the other keys those of a
+ * changed pane), about to get a new row: a new one, or one expired and
+ * back, is a pane without rows (no time, the initial states); one a
+ * checkpoint being written still needs is written first.
+ */
+static KsKeyEntry *
+KsWindowEntry(KsAggRun *run, Datum *keys, bool *nulls)
+{
+	KsKeyTable *kt = run->kt;
+	KsKeyEntry *w;
+	bool		found;
+
+	w = KsKeyTableLookup(kt, keys, nulls, KsKeyHash(kt, keys, nulls), &found);
+	if (found && KsKeyPendingSave(kt, w))
+		run->applybuf->save_key(run->applybuf->save_arg, w);
+	/* an evicted window was loaded back with its pane's neighbours (apply.c) */
+	if (found && (w->flags & KS_KEY_EVICTED))
+		elog(ERROR, "keyedstate found no cold row for an evicted window");
+	if (!found || (w->flags & KS_KEY_EXPIRED))
+	{
+		w->flags &= ~KS_KEY_EXPIRED;
+		KsAggInitStates(run->rt, w->states);
+		w->touched = DT_NOBEGIN;
+	}
+	return w;
 }
 
 /* Publish the windows of the panes changed since the last publish (see window.h). */
@@ -483,10 +528,10 @@ void
 KsWindowPublish(KsAggRun *run, int64 offset)
 {
 	KsKeyTable *kt = run->kt;
-	KsKeyTable *wt = run->windows;
 	int			nk = kt->nkeys;
 	int64		slide = run->def->window_slide_us;
 	int64		npanes = run->def->window_size_us / slide;
+	int64		nchanged = kt->npublish;
 	MemoryContext oldcxt = MemoryContextSwitchTo(run->batchcxt);
 	Datum	   *keys = palloc(sizeof(Datum) * nk);
 	bool	   *nulls = palloc(sizeof(bool) * nk);
@@ -502,44 +547,66 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 	pc.probed = palloc(sizeof(bool) * pc.n);
 	pc.panes = palloc(sizeof(KsKeyEntry *) * pc.n);
 
-	/* the windows of each changed pane: the one it starts and those before */
-	for (i = 0; i < kt->npublish; i++)
+	/*
+	 * The windows of each pane whose rows changed: the one it starts (its
+	 * own entry) and those before, which are changed too.  Entries leaving
+	 * (expired, evicted) change no window: every window of an expired pane
+	 * has ended, and an evicted one did not change.
+	 */
+	for (i = 0; i < nchanged; i++)
 	{
 		KsKeyEntry *p = kt->publish[i];
 		TimestampTz pstart = DatumGetTimestampTz(p->keys[0]);
 
 		if ((i & 1023) == 0)
 			KsCheckInterrupts();
+		if ((p->flags & (KS_KEY_EXPIRED | KS_KEY_PANE_CHANGED)) != KS_KEY_PANE_CHANGED)
+			continue;
+		p->flags |= KS_KEY_WINDOW_CHANGED;
 		memcpy(keys, p->keys, sizeof(Datum) * nk);
 		memcpy(nulls, p->keynulls, sizeof(bool) * nk);
-		for (j = 0; j < npanes; j++)
+		for (j = 1; j < npanes; j++)
 		{
 			KsKeyEntry *w;
-			bool		found;
 
 			if ((j & 1023) == 1023)
 				KsCheckInterrupts();
 			if (KsWindowExpired(run, pstart - j * slide))
 				break;			/* and so are the windows before it */
 			keys[0] = TimestampTzGetDatum(pstart - j * slide);
-			w = KsKeyTableLookup(wt, keys, nulls, KsKeyHash(wt, keys, nulls), &found);
-			w->flags &= ~KS_KEY_EXPIRED;
-			KsKeyMarkPublish(wt, w);
+			w = KsWindowEntry(run, keys, nulls);
+			KsKeyMarkDirty(kt, w);
+			w->flags |= KS_KEY_WINDOW_CHANGED;
 		}
 	}
 
+	/*
+	 * Only those are built again, and the entries leaving: a key loaded
+	 * back after its eviction while it waited to leave (cold.c) keeps its
+	 * published row, which is its cold row's.
+	 */
+	for (i = j = 0; i < kt->npublish; i++)
+	{
+		KsKeyEntry *e = kt->publish[i];
+
+		if (e->flags & (KS_KEY_EXPIRED | KS_KEY_WINDOW_CHANGED))
+			kt->publish[j++] = e;
+		else
+			e->flags &= ~KS_KEY_DIRTY_PUBLISH;
+	}
+	kt->npublish = j;
+
 	/* each changed window: merge its panes, build its row */
-	items = palloc_extended(sizeof(KsPublishItem) * Max(wt->npublish, 1), MCXT_ALLOC_HUGE);
+	items = palloc_extended(sizeof(KsPublishItem) * Max(kt->npublish, 1), MCXT_ALLOC_HUGE);
 	wb.keys = keys;
 	wb.nulls = nulls;
 	wb.states = states;
 	wb.pc = &pc;
-	KsPublishBuildRows(run, wt, items, KsWindowBuildItem, &wb);
+	KsPublishBuildRows(run, kt, items, KsWindowBuildItem, &wb);
 	MemoryContextReset(run->combinecxt);
 	MemoryContextSwitchTo(oldcxt);
 
-	KsPublishItems(run, items, wt->npublish, offset);
+	KsPublishItems(run, items, kt->npublish, offset);
 	KsKeyClearPublish(kt);
-	KsKeyClearPublish(wt);
 	MemoryContextReset(run->batchcxt);
 }
