@@ -52,8 +52,7 @@ KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
 	buf->late = MemoryContextAllocZero(parent, sizeof(bool) * buf->maxrows);
 	buf->wm_before = MemoryContextAllocZero(parent, sizeof(TimestampTz) * buf->maxrows);
 	buf->wm_pending = DT_NOBEGIN;
-	buf->maxmisses = buf->maxrows;
-	buf->misses = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxmisses);
+	buf->misses = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->timecol = -1;
 	buf->watermark = DT_NOBEGIN;
 	buf->rowcxt = AllocSetContextCreate(parent, "keyedstate input chunk",
@@ -191,51 +190,6 @@ KsApplyPendingWatermark(KsApplyBuffer *buf)
 	buf->wm_pending = DT_NOBEGIN;
 }
 
-/*
- * The cold panes a row of a sliding window needs (apply.h): unless its
- * pane is in memory and knows its neighbours are, the hashes of the panes
- * of its key within a window of it that may be cold and are not in memory
- * are added to buf->misses from `nmiss` on; returns the new count.
- */
-static int
-KsApplyPaneMisses(KsApplyBuffer *buf, int i, int nmiss)
-{
-	KsKeyTable *kt = buf->kt;
-	Datum	   *keys = buf->values + i * buf->ncols + 1;
-	bool	   *nulls = buf->isnull + i * buf->ncols + 1;
-	int64		reach = buf->win_size / buf->win_slide - 1;
-	TimestampTz pane = DatumGetTimestampTz(keys[0]);
-	KsKeyEntry *e = KsKeyTableFind(kt, keys, nulls, buf->hashes[i]);
-	int64		j;
-
-	if (e != NULL && (e->flags & (KS_KEY_EVICTED | KS_KEY_NEIGHBOURS)) == KS_KEY_NEIGHBOURS)
-		return nmiss;
-	if (buf->paneKeys == NULL)
-		buf->paneKeys = MemoryContextAlloc(GetMemoryChunkContext(buf->misses),
-										   sizeof(Datum) * kt->nkeys);
-	memcpy(buf->paneKeys, keys, sizeof(Datum) * kt->nkeys);
-	for (j = -reach; j <= reach; j++)
-	{
-		uint32		hash;
-		KsKeyEntry *p;
-
-		buf->paneKeys[0] = TimestampTzGetDatum(pane + j * buf->win_slide);
-		hash = j == 0 ? buf->hashes[i] : KsKeyHash(kt, buf->paneKeys, nulls);
-		if (!buf->cold_maybe(buf->cold_arg, hash))
-			continue;
-		p = j == 0 ? e : KsKeyTableFind(kt, buf->paneKeys, nulls, hash);
-		if (p != NULL && !(p->flags & KS_KEY_EVICTED))
-			continue;
-		if (nmiss >= buf->maxmisses)
-		{
-			buf->maxmisses *= 2;
-			buf->misses = repalloc_huge(buf->misses, sizeof(uint32) * buf->maxmisses);
-		}
-		buf->misses[nmiss++] = hash;
-	}
-	return nmiss;
-}
-
 /* Apply every buffered row, in order, in the passes described in apply.h. */
 void
 KsApplyBufferFlush(KsApplyBuffer *buf)
@@ -286,14 +240,7 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		{
 			KsKeyEntry *e;
 
-			if (buf->late[i])
-				continue;
-			if (buf->win_size > buf->win_slide)
-			{
-				nmiss = KsApplyPaneMisses(buf, i, nmiss);
-				continue;
-			}
-			if (!buf->cold_maybe(buf->cold_arg, buf->hashes[i]))
+			if (buf->late[i] || !buf->cold_maybe(buf->cold_arg, buf->hashes[i]))
 				continue;
 			e = KsKeyTableFind(kt, buf->values + i * ncols + 1, buf->isnull + i * ncols + 1,
 							   buf->hashes[i]);
@@ -327,14 +274,9 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 			/* a new key, or one expired (expire.h) and back: fresh states */
 			e->flags &= ~KS_KEY_EXPIRED;
 			KsAggInitStates(rt, e->states);
-			/* and no time yet: a window's rows may be older than 2000 */
-			e->touched = DT_NOBEGIN;
 		}
 		else
 			KsAggPrefetchStates(rt, e->states);
-		/* a sliding window's pane: its neighbours were all brought back above */
-		if (buf->cold_load != NULL && buf->win_size > buf->win_slide)
-			e->flags |= KS_KEY_NEIGHBOURS;
 		buf->entries[i] = e;
 	}
 
@@ -349,8 +291,6 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 			continue;			/* a late row */
 		*buf->cur_offset = DatumGetInt64(values[0]);
 		KsAggAdvance(rt, e->states, &e->replay, values, isnull);
-		if (buf->win_size > buf->win_slide)
-			e->flags |= KS_KEY_PANE_CHANGED;
 		if (buf->timecol >= 0)
 			e->touched = Max(e->touched, DatumGetTimestampTz(values[buf->timecol]));
 		else

@@ -16,9 +16,7 @@
  *	3. find or create each row's entry (now in cache) and prefetch its
  *	   by-reference transition states; before that, the keys of the chunk
  *	   that are not in memory but may be cold (evicted by the memory
- *	   budget, cold.h) are loaded back, all in one index scan (for a
- *	   sliding window, with the panes of its key within a window of it
- *	   that are cold, unless the pane knows they are not: window.h);
+ *	   budget, cold.h) are loaded back, all in one index scan;
  *	4. advance the states, row by row, in input order.
  * The misses of a whole chunk overlap instead of following one another.
  * Passes 1 and 2 are only hints: pass 3 does the real lookup, so a key
@@ -56,9 +54,7 @@ typedef struct KsApplyBuffer
 	bool		(*cold_maybe) (void *arg, uint32 hash);
 	void		(*cold_load) (void *arg, const uint32 *hashes, int n);
 	void	   *cold_arg;
-	uint32	   *misses;			/* hashes to look up (maxmisses of them) */
-	int			maxmisses;
-	Datum	   *paneKeys;		/* sliding windows: a neighbour pane's key */
+	uint32	   *misses;			/* per buffered row at most */
 
 	int			timecol;
 	int64		win_size;

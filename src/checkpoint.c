@@ -351,9 +351,7 @@ KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
 		KsChunkStale(w, e);
 
 	appendBinaryStringInfo(w->buf, (const char *) &g, sizeof(uint16));
-	appendStringInfoChar(w->buf, (e->flags & KS_KEY_EXPIRED) ? KS_STORED_EXPIRED :
-						 run->def->window_size_us > run->def->window_slide_us ?
-						 KS_STORED_WINDOW : 0);
+	appendStringInfoChar(w->buf, (e->flags & KS_KEY_EXPIRED) ? KS_STORED_EXPIRED : 0);
 	appendBinaryStringInfo(w->buf, (const char *) &e->touched, sizeof(TimestampTz));
 	at = KsBeginBytes(w->buf);
 	KsKeySerialize(run->kt, e, w->buf);

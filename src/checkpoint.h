@@ -34,10 +34,7 @@
  *	then per key, in any order (the chunk's row gives the range of groups):
  *	  2 bytes		key group (KsKeyGroup of the key's hash)
  *	  1 byte		flags: KS_STORED_EXPIRED for a key its TTL removed,
- *					KS_STORED_EVICTED for one the memory budget evicted,
- *					KS_STORED_WINDOW on every other key of a sliding window
- *					(its row is the row of the window it starts, window.h;
- *					written since 0.2, absent from older checkpoints)
+ *					KS_STORED_EVICTED for one the memory budget evicted
  *	  8 bytes		when a row last changed the key (TimestampTz), for TTL
  *	  4 + n bytes	length and serialized key values (KsKeySerialize)
  *	  4 + n bytes	length and serialized states (KsAggSerializeStates);
@@ -78,7 +75,6 @@
 /* Flags of a stored key. */
 #define KS_STORED_EXPIRED		0x01
 #define KS_STORED_EVICTED		0x02	/* in keyedstate.cold (cold.h): no states, no row */
-#define KS_STORED_WINDOW		0x04	/* a sliding window's pane: its row is its window's (window.h) */
 
 /* The format before TTL (no flags, no time per key), still read. */
 #define KS_STATE_FORMAT_V3		3

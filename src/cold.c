@@ -523,15 +523,8 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 le
 	e->touched = parts.touched;
 	e->cold_id = id;
 	e->flags |= KS_KEY_COLD_CURRENT;
-	/*
-	 * Its view row is built again by the step's publish, with its cold
-	 * row's id; but a sliding window's is merged from panes that may be
-	 * cold: readers read its cold row until one of them changes (window.h).
-	 */
-	if (run->def->window_size_us <= run->def->window_slide_us)
-		KsKeyMarkPublish(kt, e);
-	else
-		e->flags |= KS_KEY_REFERENCED;	/* needed: a second chance (evict.h) */
+	/* its view row is built again by the step's publish, with its cold row's id */
+	KsKeyMarkPublish(kt, e);
 	run->cold_keys--;
 	run->reloads++;
 	return true;

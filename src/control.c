@@ -275,6 +275,8 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	}
 	if (!PG_ARGISNULL(3))
 		memory_limit = KsMemoryLimitArgument(PG_GETARG_TEXT_PP(3));
+	KsCheckMemoryLimitAllowed(memory_limit >= 0 ? memory_limit : agg.def.memory_limit,
+							  agg.def.window_size_us > agg.def.window_slide_us);
 	parallelism = PG_ARGISNULL(4) ? agg.def.parallelism : PG_GETARG_INT32(4);
 	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism,
 							  memory_limit >= 0 ? memory_limit : agg.def.memory_limit);

@@ -162,6 +162,21 @@ KsMemoryLimitArgument(text *arg)
 	return (int64) kb * 1024;
 }
 
+/*
+ * The memory budget evicts keys, and a tumbling window's panes as keys;
+ * sliding windows merge their panes in memory: refuse the combination.
+ */
+void
+KsCheckMemoryLimitAllowed(int64 memory_limit, bool sliding)
+{
+	if (memory_limit > 0 && sliding)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("memory_limit cannot be combined with sliding windows yet"),
+				 errdetail("A sliding window merges panes that all have to be in memory."),
+				 errhint("Leave out memory_limit, or use a tumbling window (window_slide equal to window_size).")));
+}
+
 /* Refuse a parallelism out of range, or too many parts for the budget (see hooks.h). */
 void
 KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit)
@@ -211,6 +226,8 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 								   PG_ARGISNULL(7) ? NULL : PG_GETARG_INTERVAL_P(7),
 								   PG_ARGISNULL(8) ? NULL : NameStr(*PG_GETARG_NAME(8)));
 	cs->memory_limit = KsMemoryLimitArgument(PG_ARGISNULL(9) ? NULL : PG_GETARG_TEXT_PP(9));
+	KsCheckMemoryLimitAllowed(cs->memory_limit,
+							  cs->window != NULL && cs->window->size_us > cs->window->slide_us);
 	cs->parallelism = PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10);
 	cs->max_parallelism = PG_ARGISNULL(11) ? KS_MAX_PARALLELISM : PG_GETARG_INT32(11);
 	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism, cs->memory_limit);

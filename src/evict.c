@@ -82,7 +82,18 @@ KsEvictBudget(KsAggRun *run)
 	if (def->is_part && budget > 0)
 		budget = Max(budget * (def->last_group - def->first_group + 1) / def->max_parallelism, 1);
 
-	if (share > 0)
+	/*
+	 * Sliding windows merge panes that must all be in memory: no budget
+	 * (evict.h), but past twice their share of max_state_memory they fail
+	 * (KsEvictRefuseGrowth).
+	 */
+	run->window_share = 0;
+	if (def->window_size_us > def->window_slide_us)
+	{
+		budget = 0;
+		run->window_share = share;
+	}
+	else if (share > 0)
 		budget = budget > 0 ? Min(budget, share) : share;
 	/* a share too small to hold a key index: said once as it gets there */
 	if (share > 0 && budget == share && budget < (int64) KS_MIN_MEMORY_LIMIT_KB * 1024 &&
@@ -115,16 +126,21 @@ KsEvictBudget(KsAggRun *run)
 static void
 KsEvictRefuseGrowth(KsAggRun *run, int64 used)
 {
-	int64		limit = run->memory_budget;
+	/* a sliding window, which cannot evict: past twice its share, whatever its keys */
+	bool		window = run->window_share > 0;
+	int64		limit = window ? run->window_share : run->memory_budget;
 
 	if (limit <= 0 || used <= 2 * limit || used <= limit + KS_EVICT_SLACK ||
-		run->kt->nentries == 0 || used / (int64) run->kt->nentries <= limit)
+		(!window && (run->kt->nentries == 0 || used / (int64) run->kt->nentries <= limit)))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-			 errmsg("aggregation %s uses " INT64_FORMAT " kB of memory, more than twice its budget (" INT64_FORMAT " kB)",
-					run->name, used / 1024, limit / 1024),
+			 errmsg("aggregation %s uses " INT64_FORMAT " kB of memory, more than twice %s (" INT64_FORMAT " kB)",
+					run->name, used / 1024,
+					window ? "its share of keyedstate.max_state_memory" : "its budget", limit / 1024),
+			 window ? errdetail("A sliding window keeps all its panes in memory: it cannot evict keys.") :
 			 errdetail("Its keys in memory have states larger than the budget, and evicting keys cannot bring it down."),
+			 window ? errhint("Raise keyedstate.max_state_memory, or shorten the window, then call keyedstate.resume().") :
 			 errhint("Raise its memory_limit (or keyedstate.max_state_memory), then call keyedstate.resume().")));
 }
 
@@ -142,7 +158,15 @@ KsEvictDue(KsAggRun *run)
 		(void) KsEvictBudget(run);
 	}
 	if (run->memory_budget <= 0)
+	{
+		/* a sliding window's share, measured at most every 100 ms as below */
+		if (run->window_share > 0 && TimestampDifferenceExceeds(run->used_checked, now, 100))
+		{
+			run->used_checked = now;
+			KsEvictRefuseGrowth(run, KsEvictMemoryUsed(run));
+		}
 		return false;
+	}
 	if (run->evict_stalled)
 	{
 		/* nothing to evict: measured at most every 100 ms, as below */
@@ -243,11 +267,7 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 			KsCheckInterrupts();
 		if (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED | KS_KEY_EVICT | KS_KEY_DIRTY_PUBLISH))
 			continue;
-		/*
-		 * Not published yet; but a sliding window's pane loaded back only
-		 * as a neighbour (apply.c) is read from its cold row meanwhile.
-		 */
-		if (!DsaPointerIsValid(e->shared) && !(e->flags & KS_KEY_COLD_CURRENT))
+		if (!DsaPointerIsValid(e->shared))
 			continue;
 		/* a stale cold row goes with the next checkpoint that writes the key */
 		if (e->cold_id != 0 && !(e->flags & KS_KEY_COLD_CURRENT))
@@ -273,37 +293,10 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 	return victims;
 }
 
-/*
- * A sliding window's pane is evicted: the panes of its key within a window
- * of it no longer know all their neighbours are in memory (apply.c).
- */
-static void
-KsEvictForgetNeighbours(KsAggRun *run, KsKeyEntry *e, Datum *keys)
-{
-	KsKeyTable *kt = run->kt;
-	int64		slide = run->def->window_slide_us;
-	int64		reach = run->def->window_size_us / slide - 1;
-	TimestampTz pane = DatumGetTimestampTz(e->keys[0]);
-	int64		j;
-
-	memcpy(keys, e->keys, sizeof(Datum) * kt->nkeys);
-	for (j = -reach; j <= reach; j++)
-	{
-		KsKeyEntry *p;
-
-		keys[0] = TimestampTzGetDatum(pane + j * slide);
-		p = KsKeyTableFind(kt, keys, e->keynulls, KsKeyHash(kt, keys, e->keynulls));
-		if (p != NULL)
-			p->flags &= ~KS_KEY_NEIGHBOURS;
-	}
-}
-
 /* Evict the victims of a committed capture (see evict.h). */
 void
 KsEvictDone(KsAggRun *run, KsKeyEntry **victims, int64 n, uint32 epoch)
 {
-	bool		sliding = run->def->window_size_us > run->def->window_slide_us;
-	Datum	   *keys = sliding ? palloc(sizeof(Datum) * run->kt->nkeys) : NULL;
 	int64		i;
 
 	for (i = 0; i < n; i++)
@@ -316,8 +309,6 @@ KsEvictDone(KsAggRun *run, KsKeyEntry **victims, int64 n, uint32 epoch)
 		if (!(e->flags & KS_KEY_EVICT))
 			continue;
 		e->flags &= ~KS_KEY_EVICT;
-		if (sliding)
-			KsEvictForgetNeighbours(run, e, keys);
 		if (!KsAggReleaseStates(run->rt, e))
 			run->garbage_states++;	/* compacted later (expire.h) */
 		e->flags |= KS_KEY_EXPIRED | KS_KEY_EVICTED;
@@ -330,6 +321,4 @@ KsEvictDone(KsAggRun *run, KsKeyEntry **victims, int64 n, uint32 epoch)
 	}
 	if (victims != NULL)
 		pfree(victims);
-	if (keys != NULL)
-		pfree(keys);
 }

@@ -12,11 +12,10 @@
  * (memory_limit * its groups / max_parallelism), evicts its own keys to
  * keyedstate.cold under its own id, and holds and evicts on its own
  * (what parts do, hooks.h), so the parts together keep within
- * memory_limit.
- * A window's panes are keys like any (a sliding window's, each with the
- * row of the window it starts, whose neighbours come back with it:
- * window.h; a TTL sweeps cold keys too, in event time for windows,
- * cold.h).  It bounds the
+ * memory_limit.  Aggregations with
+ * sliding windows have none: their merges see only the panes in memory.
+ * A tumbling window's panes are keys like any (a TTL sweeps cold keys too,
+ * in event time for windows, cold.h).  It bounds the
  * worker's memory for keys and transition states together with the shared
  * memory of the published rows, as keyedstate.status reports them
  * (memory_bytes against memory_limit).

@@ -44,8 +44,9 @@ KsExpireKey(KsAggRun *run, KsKeyEntry *e)
 
 /*
  * The event-time TTL of a windowed aggregation (window.h) over entries
- * [from, to): a pane (for sliding windows, with the window it starts)
- * expires once its window ended at or before watermark - ttl.
+ * [from, to) of its pane table or (sliding windows) its window table:
+ * expired panes are expired as keys are, expired windows are marked for
+ * removal at the next publish.
  */
 static void
 KsWindowExpireRange(KsAggRun *run, KsKeyTable *kt, uint64 from, uint64 to)
@@ -56,31 +57,17 @@ KsWindowExpireRange(KsAggRun *run, KsKeyTable *kt, uint64 from, uint64 to)
 	for (i = from; i < to; i++)
 	{
 		KsKeyEntry *e = KsKeyTableEntry(kt, i);
+		TimestampTz start;
 
 		if (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED))
 			continue;
-		if (DatumGetTimestampTz(e->keys[0]) + size <= run->watermark - run->def->ttl_us)
-			KsExpireKey(run, e);
-	}
-}
-
-/* The keys about to be published whose window has ended (see expire.h). */
-void
-KsExpireEndedWindows(KsAggRun *run)
-{
-	KsKeyTable *kt = run->kt;
-	int64		i;
-
-	if (run->def->ttl_us <= 0 || run->watermark == DT_NOBEGIN)
-		return;
-	for (i = 0; i < kt->npublish; i++)
-	{
-		KsKeyEntry *e = kt->publish[i];
-
-		if (!(e->flags & KS_KEY_EXPIRED) &&
-			DatumGetTimestampTz(e->keys[0]) + run->def->window_size_us <=
-			run->watermark - run->def->ttl_us)
-			KsExpireKey(run, e);
+		start = DatumGetTimestampTz(e->keys[0]);
+		if (start + size > run->watermark - run->def->ttl_us)
+			continue;
+		if (kt == run->windows)
+			KsKeyMarkPublish(kt, e);	/* publish removes it (window.c) */
+		else
+			KsExpireKey(run, e);	/* a pane whose last window is past the TTL */
 	}
 }
 
@@ -179,13 +166,15 @@ void
 KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 {
 	KsKeyTable *kt = run->kt;
+	KsKeyTable *wt = run->windows;
 	int64		interval;
 	uint64		end;
+	uint64		wend = 0;
 	uint64		i;
 
 	if (run->def->ttl_us <= 0)
 	{
-		run->expire_cursor = 0;
+		run->expire_cursor = run->expire_wcursor = 0;
 		run->expire_running = false;
 		run->expire_next = 0;
 		/* keys the memory budget evicted may have left internal states behind */
@@ -215,7 +204,7 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 		}
 		run->expire_next = now + interval;
 		run->expire_running = true;
-		run->expire_cursor = 0;
+		run->expire_cursor = run->expire_wcursor = 0;
 		run->expire_wm = run->watermark;
 		/*
 		 * And through the cold keys, from the first (KsColdSweep, cold.h);
@@ -233,11 +222,18 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 	}
 
 	end = Min(run->expire_cursor + KS_EXPIRE_SCAN, kt->nallocated);
+	if (wt != NULL)
+		wend = Min(run->expire_wcursor + KS_EXPIRE_SCAN, wt->nallocated);
 	if (run->def->window_size_us > 0)
 	{
-		/* event time: panes (and the windows they start) */
+		/* event time: panes, and a sliding window's windows, in step */
 		if (run->watermark != DT_NOBEGIN)
+		{
 			KsWindowExpireRange(run, kt, run->expire_cursor, end);
+			if (wt != NULL)
+				KsWindowExpireRange(run, wt, run->expire_wcursor, wend);
+		}
+		run->expire_wcursor = wend;
 	}
 	else
 	{
@@ -250,7 +246,7 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 				KsExpireKey(run, e);
 		}
 	}
-	if (end >= kt->nallocated)
+	if (end >= kt->nallocated && (wt == NULL || wend >= wt->nallocated))
 	{
 		/* the sweep is over; the next starts one interval after this one did */
 		run->expire_running = false;

@@ -47,13 +47,6 @@
 extern void KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout);
 
 /*
- * Before a sliding window's publish (window.h): keys to publish whose
- * window ended (event time) since their rows were applied, later in the
- * same step, are expired first, as the sweep would.
- */
-extern void KsExpireEndedWindows(KsAggRun *run);
-
-/*
  * Internal states of expired or evicted keys (run->garbage_states) cannot
  * be freed one by one: once they outnumber the live keys, move the live
  * keys' states into a new context (called by KsExpireStep).

@@ -108,8 +108,9 @@ struct KsWindowSpec;
 extern int64 KsIntervalMs(const Interval *iv);
 extern Datum KsTtlArgument(Interval *iv);
 
-/* A memory_limit argument in bytes (0: none). */
+/* A memory_limit argument in bytes (0: none), and where it is not allowed. */
 extern int64 KsMemoryLimitArgument(text *arg);
+extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool sliding);
 
 /*
  * Refuse a parallelism out of range (1 to max_parallelism), or one whose

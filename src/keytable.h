@@ -46,9 +46,6 @@ typedef struct KsTransState
 #define KS_KEY_REFERENCED			0x80	/* changed since the eviction clock passed it */
 #define KS_KEY_EVICTED				0x100	/* evicted: with KS_KEY_EXPIRED, leaves the store */
 #define KS_KEY_MOVED				0x200	/* KsKeyTableCompact: free, keys points to the new place */
-#define KS_KEY_NEIGHBOURS			0x400	/* a sliding window's pane: those within a window are in memory (window.h) */
-#define KS_KEY_PANE_CHANGED			0x800	/* a sliding window's pane: rows applied since the last publish */
-#define KS_KEY_WINDOW_CHANGED		0x1000	/* a sliding window's: its row to build again at the publish */
 
 typedef struct KsKeyEntry
 {

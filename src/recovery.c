@@ -158,6 +158,9 @@ KsRecoverRow(KsAggRun *run, dsa_area *dsa, KsKeyEntry *e, const char *row, uint3
 	uint32		oldbytes;
 	uint32		bytes;
 
+	/* the panes of sliding windows have no rows: their windows do (window.h) */
+	if (KsWindowSliding(run))
+		return;
 	while (!DsaPointerIsValid(entry = KsStoreAllocEntry(dsa, e->hash)))
 		KsPublishStoreFull(run);
 	KsStoreLinkEntry(dsa, run->building, entry);
@@ -241,9 +244,8 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			if (!v3)
 			{
 				keyflags[n] = KsReadUint8(&r, "the flags of a key");
-				if (keyflags[n] != 0 && keyflags[n] != KS_STORED_EXPIRED &&
-					keyflags[n] != KS_STORED_EVICTED &&
-					!(keyflags[n] == KS_STORED_WINDOW && KsWindowSliding(run)))
+				if ((keyflags[n] & ~(KS_STORED_EXPIRED | KS_STORED_EVICTED)) != 0 ||
+					keyflags[n] == (KS_STORED_EXPIRED | KS_STORED_EVICTED))
 					KsCheckpointCorrupted(run->name, "A key has unknown flags %02X.", keyflags[n]);
 				if (KsReaderLeft(&r) < sizeof(TimestampTz))
 					KsCheckpointCorrupted(run->name, "The chunk ends inside the time of a key.");
@@ -313,9 +315,6 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			}
 			else
 			{
-				/* a sliding window's pane without its window's row: an older version's */
-				if (KsWindowSliding(run) && !(keyflags[i] & KS_STORED_WINDOW))
-					run->window_rebuild = true;
 				if (run->rt->hasReplay)
 					KsRunOwnerCodeBegin(run);
 				KsAggDeserializeStates(run->rt, e->states, &e->replay, states[i], statelens[i],

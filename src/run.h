@@ -143,7 +143,7 @@ typedef struct KsAggRun
 	int64		rebuild_until;	/* a rebuild is over once consumed reaches it */
 
 	/* sliding windows (window.h), while loaded */
-	bool		window_rebuild; /* recovered panes without their windows' rows */
+	KsKeyTable *windows;		/* (window start, key): published rows, no states */
 	FmgrInfo   *combinefns;		/* per aggregate call */
 	MemoryContext combinecxt;	/* merged states of one window */
 	TimestampTz watermark;		/* windows: the newest time applied (DT_NOBEGIN: none) */
@@ -153,6 +153,7 @@ typedef struct KsAggRun
 	/* state TTL (expire.h) */
 	bool		expire_running; /* a sweep is under way */
 	uint64		expire_cursor;	/* next entry the sweep looks at */
+	uint64		expire_wcursor; /* and next window (sliding windows) */
 	TimestampTz expire_next;	/* when the next sweep starts */
 	int64		expire_ttl_us;	/* the TTL that schedule is for */
 	TimestampTz expire_wm;		/* windows: the watermark the last sweep started at */
@@ -162,6 +163,7 @@ typedef struct KsAggRun
 
 	/* the memory budget (evict.h) and the keys evicted to keyedstate.cold (cold.h) */
 	int64		memory_budget;	/* bytes, as of the last capture, 0: none */
+	int64		window_share;	/* a sliding window's share of max_state_memory (no budget) */
 	int64		evict_target;	/* keys to keep in memory, 0: not over the budget yet */
 	TimestampTz used_checked;	/* when memory in use was last measured, */
 	bool		used_over;		/* and whether it exceeded the budget */

@@ -119,6 +119,7 @@ KsRunUnload(KsAggRun *run)
 	run->loadcxt = NULL;
 	run->rt = NULL;
 	run->kt = NULL;
+	run->windows = NULL;
 	run->applybuf = NULL;
 	run->group_starts = NULL;
 	run->seed_until = PG_INT64_MIN;
@@ -126,6 +127,7 @@ KsRunUnload(KsAggRun *run)
 	run->ckpt_buf = NULL;
 	run->ckpt = NULL;
 	run->expire_cursor = 0;
+	run->expire_wcursor = 0;
 	run->expire_running = false;
 	run->recovered_expired = 0;
 	run->garbage_states = 0;

@@ -113,6 +113,7 @@ KsRunLoad(KsAggRun *run)
 	run->applybuf->save_key = KsCheckpointSaveKey;
 	run->applybuf->save_arg = run;
 	run->applybuf->cold_maybe = KsRunColdMaybe;
+	run->applybuf->cold_load = KsRunColdLoad;
 	run->applybuf->cold_arg = run;
 	/* a part keeps its key groups' keys only */
 	if (run->def->is_part)
@@ -174,6 +175,7 @@ KsRunLoad(KsAggRun *run)
 	if (run->def->rebuilding && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
 		run->rebuild_until = hw;
 	run->expire_cursor = 0;
+	run->expire_wcursor = 0;
 	run->expire_running = false;
 	run->expire_next = 0;
 	run->last_checkpoint = GetCurrentTimestamp();
@@ -199,10 +201,7 @@ KsRunPublish(KsAggRun *run, int64 offset)
 {
 	KsKeyTableCheckShapes(run->kt, run->name);
 	if (KsWindowSliding(run))
-	{
-		KsExpireEndedWindows(run);
 		KsWindowPublish(run, offset);
-	}
 	else
 		KsPublish(run, offset);
 }
@@ -247,13 +246,6 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
 	run->applybuf->now = GetCurrentTimestamp();
 	/* alter_aggregation() may have changed the TTL of a windowed aggregation */
 	run->applybuf->win_ttl = run->def->window_size_us > 0 ? run->def->ttl_us : 0;
-	/*
-	 * No key has been cold since the load (KsColdMaybe says no to every
-	 * hash): the chunks look nothing up, not even a sliding window's
-	 * neighbour panes.
-	 */
-	run->applybuf->cold_load = (run->cold_filter != NULL || run->cold_building != NULL) ?
-		KsRunColdLoad : NULL;
 	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsRunBudgetSpent,
 						KsApplyRow, run, &run->cur_offset, &nrows);
 	KsApplyBufferFlush(run->applybuf);

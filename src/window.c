@@ -286,6 +286,8 @@ KsWindowLoad(KsAggRun *run)
 	if (!KsWindowSliding(run))
 		return;
 
+	run->windows = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
+									run->info.keyeqops, 0, run->loadcxt);
 	run->combinefns = MemoryContextAllocZero(run->loadcxt, sizeof(FmgrInfo) * Max(rt->ncalls, 1));
 	for (i = 0; i < rt->ncalls; i++)
 	{
@@ -307,22 +309,10 @@ KsWindowLoad(KsAggRun *run)
 	run->publish_us_per_key = Max(run->publish_us_per_key,
 								  4.0 * (run->def->window_size_us / run->def->window_slide_us));
 
-	/*
-	 * Checkpoints of an earlier version held the panes only, without their
-	 * windows' rows (recovery.c): every window is published again from
-	 * them, and every entry written again by the next checkpoint.  They
-	 * had no budget, so every pane is in memory.
-	 */
-	if (!run->window_rebuild)
-		return;
+	/* checkpoints hold the panes: every window is published again from them */
 	KsKeyIterInit(&iter, run->kt);
 	while ((e = KsKeyIterNext(&iter)) != NULL)
-		if (!(e->flags & KS_KEY_EXPIRED))
-		{
-			KsKeyMarkDirty(run->kt, e);
-			e->flags |= KS_KEY_PANE_CHANGED;
-		}
-	run->window_rebuild = false;
+		KsKeyMarkPublish(run->kt, e);
 }
 
 /*
@@ -367,15 +357,15 @@ KsCombineOne(KsAggRuntime *rt, KsAggCall *c, FmgrInfo *fn, KsTransState *st,
 
 /* Whether window w is of the pane cache's user key (binary equal: never a false yes). */
 static bool
-KsPaneCacheHolds(KsPaneCache *pc, KsKeyTable *kt, KsKeyEntry *w)
+KsPaneCacheHolds(KsPaneCache *pc, KsKeyTable *wt, KsKeyEntry *w)
 {
 	int			k;
 
 	if (!pc->valid)
 		return false;
-	for (k = 1; k < kt->nkeys; k++)
+	for (k = 1; k < wt->nkeys; k++)
 		if (w->keynulls[k] != pc->nulls[k] ||
-			(!w->keynulls[k] && !datumIsEqual(w->keys[k], pc->keys[k], kt->keybyvals[k], kt->keylens[k])))
+			(!w->keynulls[k] && !datumIsEqual(w->keys[k], pc->keys[k], wt->keybyvals[k], wt->keylens[k])))
 			return false;
 	return true;
 }
@@ -418,7 +408,7 @@ KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, b
 	memcpy(keys, w->keys, sizeof(Datum) * run->kt->nkeys);
 	memcpy(nulls, w->keynulls, sizeof(bool) * run->kt->nkeys);
 	/* another key, or a window too far from the cached ones: start again */
-	if (!KsPaneCacheHolds(pc, run->kt, w) || wstart < pc->base ||
+	if (!KsPaneCacheHolds(pc, run->windows, w) || wstart < pc->base ||
 		wstart + npanes * slide > pc->base + pc->n * slide)
 	{
 		pc->valid = true;
@@ -444,10 +434,7 @@ KsMergeWindow(KsAggRun *run, KsKeyEntry *w, KsTransState *states, Datum *keys, b
 
 			if ((j & 1023) == 1023)
 				KsCheckInterrupts();
-			/* (a window's own entry without rows of its pane has no time) */
-			if (p != NULL && (p->flags & KS_KEY_EVICTED))
-				elog(ERROR, "keyedstate found no cold row for an evicted pane");
-			if (p == NULL || (p->flags & KS_KEY_EXPIRED) || p->touched == DT_NOBEGIN)
+			if (p == NULL || (p->flags & KS_KEY_EXPIRED))
 				continue;
 			any = true;
 			for (i = 0; i < rt->ncalls; i++)
@@ -478,49 +465,17 @@ static void
 KsWindowBuildItem(KsAggRun *run, KsPublishItem *it, int64 i, void *arg)
 {
 	KsWindowBuild *wb = (KsWindowBuild *) arg;
-	KsKeyEntry *w = run->kt->publish[i];
+	KsKeyEntry *w = run->windows->publish[i];
 
 	if ((i & 255) == 0)
 		KsCheckInterrupts();
 	KsPublishItemOf(it, w);
-	w->flags &= ~(KS_KEY_PANE_CHANGED | KS_KEY_WINDOW_CHANGED);
 	MemoryContextReset(run->combinecxt);
-	/* an expired or evicted window leaves the store as a key does (publish.c) */
-	it->remove = KsKeyLeavesStore(w);
-	it->row = NULL;
-	if (w->flags & KS_KEY_EXPIRED)
-		return;
-	/* a window with no rows left in its panes shows none (it has always one) */
-	if (KsMergeWindow(run, w, wb->states, wb->keys, wb->nulls, wb->pc))
-		it->row = KsPublishBuildRow(run, wb->keys, wb->nulls, wb->states);
-}
-
-/*
- * The entry of the window starting at keys[0] (the other keys those of a
- * changed pane), about to get a new row: a new one, or one expired and
- * back, is a pane without rows (no time, the initial states); one a
- * checkpoint being written still needs is written first.
- */
-static KsKeyEntry *
-KsWindowEntry(KsAggRun *run, Datum *keys, bool *nulls)
-{
-	KsKeyTable *kt = run->kt;
-	KsKeyEntry *w;
-	bool		found;
-
-	w = KsKeyTableLookup(kt, keys, nulls, KsKeyHash(kt, keys, nulls), &found);
-	if (found && KsKeyPendingSave(kt, w))
-		run->applybuf->save_key(run->applybuf->save_arg, w);
-	/* an evicted window was loaded back with its pane's neighbours (apply.c) */
-	if (found && (w->flags & KS_KEY_EVICTED))
-		elog(ERROR, "keyedstate found no cold row for an evicted window");
-	if (!found || (w->flags & KS_KEY_EXPIRED))
-	{
-		w->flags &= ~KS_KEY_EXPIRED;
-		KsAggInitStates(run->rt, w->states);
-		w->touched = DT_NOBEGIN;
-	}
-	return w;
+	it->remove = KsWindowExpired(run, DatumGetTimestampTz(w->keys[0])) ||
+		!KsMergeWindow(run, w, wb->states, wb->keys, wb->nulls, wb->pc);
+	it->row = it->remove ? NULL : KsPublishBuildRow(run, wb->keys, wb->nulls, wb->states);
+	if (it->remove)
+		w->flags |= KS_KEY_EXPIRED;
 }
 
 /* Publish the windows of the panes changed since the last publish (see window.h). */
@@ -528,10 +483,10 @@ void
 KsWindowPublish(KsAggRun *run, int64 offset)
 {
 	KsKeyTable *kt = run->kt;
+	KsKeyTable *wt = run->windows;
 	int			nk = kt->nkeys;
 	int64		slide = run->def->window_slide_us;
 	int64		npanes = run->def->window_size_us / slide;
-	int64		nchanged = kt->npublish;
 	MemoryContext oldcxt = MemoryContextSwitchTo(run->batchcxt);
 	Datum	   *keys = palloc(sizeof(Datum) * nk);
 	bool	   *nulls = palloc(sizeof(bool) * nk);
@@ -547,66 +502,44 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 	pc.probed = palloc(sizeof(bool) * pc.n);
 	pc.panes = palloc(sizeof(KsKeyEntry *) * pc.n);
 
-	/*
-	 * The windows of each pane whose rows changed: the one it starts (its
-	 * own entry) and those before, which are changed too.  Entries leaving
-	 * (expired, evicted) change no window: every window of an expired pane
-	 * has ended, and an evicted one did not change.
-	 */
-	for (i = 0; i < nchanged; i++)
+	/* the windows of each changed pane: the one it starts and those before */
+	for (i = 0; i < kt->npublish; i++)
 	{
 		KsKeyEntry *p = kt->publish[i];
 		TimestampTz pstart = DatumGetTimestampTz(p->keys[0]);
 
 		if ((i & 1023) == 0)
 			KsCheckInterrupts();
-		if ((p->flags & (KS_KEY_EXPIRED | KS_KEY_PANE_CHANGED)) != KS_KEY_PANE_CHANGED)
-			continue;
-		p->flags |= KS_KEY_WINDOW_CHANGED;
 		memcpy(keys, p->keys, sizeof(Datum) * nk);
 		memcpy(nulls, p->keynulls, sizeof(bool) * nk);
-		for (j = 1; j < npanes; j++)
+		for (j = 0; j < npanes; j++)
 		{
 			KsKeyEntry *w;
+			bool		found;
 
 			if ((j & 1023) == 1023)
 				KsCheckInterrupts();
 			if (KsWindowExpired(run, pstart - j * slide))
 				break;			/* and so are the windows before it */
 			keys[0] = TimestampTzGetDatum(pstart - j * slide);
-			w = KsWindowEntry(run, keys, nulls);
-			KsKeyMarkDirty(kt, w);
-			w->flags |= KS_KEY_WINDOW_CHANGED;
+			w = KsKeyTableLookup(wt, keys, nulls, KsKeyHash(wt, keys, nulls), &found);
+			w->flags &= ~KS_KEY_EXPIRED;
+			KsKeyMarkPublish(wt, w);
 		}
 	}
 
-	/*
-	 * Only those are built again, and the entries leaving: a key loaded
-	 * back after its eviction while it waited to leave (cold.c) keeps its
-	 * published row, which is its cold row's.
-	 */
-	for (i = j = 0; i < kt->npublish; i++)
-	{
-		KsKeyEntry *e = kt->publish[i];
-
-		if (e->flags & (KS_KEY_EXPIRED | KS_KEY_WINDOW_CHANGED))
-			kt->publish[j++] = e;
-		else
-			e->flags &= ~KS_KEY_DIRTY_PUBLISH;
-	}
-	kt->npublish = j;
-
 	/* each changed window: merge its panes, build its row */
-	items = palloc_extended(sizeof(KsPublishItem) * Max(kt->npublish, 1), MCXT_ALLOC_HUGE);
+	items = palloc_extended(sizeof(KsPublishItem) * Max(wt->npublish, 1), MCXT_ALLOC_HUGE);
 	wb.keys = keys;
 	wb.nulls = nulls;
 	wb.states = states;
 	wb.pc = &pc;
-	KsPublishBuildRows(run, kt, items, KsWindowBuildItem, &wb);
+	KsPublishBuildRows(run, wt, items, KsWindowBuildItem, &wb);
 	MemoryContextReset(run->combinecxt);
 	MemoryContextSwitchTo(oldcxt);
 
-	KsPublishItems(run, items, kt->npublish, offset);
+	KsPublishItems(run, items, wt->npublish, offset);
 	KsKeyClearPublish(kt);
+	KsKeyClearPublish(wt);
 	MemoryContextReset(run->batchcxt);
 }

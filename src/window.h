@@ -21,40 +21,19 @@
  * So the worker's keys are panes: a key with the start of the slide-long
  * pane each row falls into, and every row is applied once, to its pane.
  * For a tumbling window (size = slide) a pane is a window and nothing more
- * is needed.
- *
- * Sliding windows.  Each window starts at a pane's start, so the key
- * (pane start, user key) stands for both: the pane's states, and the row
- * of the window it starts, which is the key's published row.  A window
- * starting where its key has no rows (the size / slide - 1 windows before
- * a key's first pane) gets an entry of its own: a pane without rows, whose
- * time (touched) is DT_NOBEGIN and whose states are the initial ones,
- * left out of merges.  Publishing (window.c) finds the windows of every
- * pane rows changed (KS_KEY_PANE_CHANGED, size / slide of them), merges
- * the panes of each such window with the aggregates' combine functions
- * (as a parallel aggregate's finalize phase does) and publishes its row;
- * each is then dirty for the next checkpoint, which stores its states and
- * its window's row (KS_STORED_WINDOW; checkpoints before 0.2 held the panes
- * only, and recovery then publishes every window again from them).
- * Aggregates without a combine function are refused for sliding windows.
- *
- * A pane and the window it start are therefore one key for the memory
- * budget too (evict.h, cold.h): evicted together, as one cold row whose
- * view row readers read.  A window's row can only change with a row of
- * one of its panes, and merging it needs all its panes, so a row of pane
- * q first brings back every cold key of its user key within a window of
- * it, panes q - (size/slide - 1) slides to q + (size/slide - 1) slides,
- * in the chunk's one index scan (apply.c); the pane is then flagged
- * KS_KEY_NEIGHBOURS, which the eviction of any of those keys clears
- * (evict.c), so that the next rows of a hot pane look nothing up.  A key
- * loaded back only as a neighbour is not published again: readers go on
- * reading its cold row, current until one of its panes changes.
+ * is needed.  For a sliding window, publishing (window.c) finds the
+ * windows of every changed pane (size / slide of them), merges the panes
+ * of each such window with the aggregates' combine functions (as a
+ * parallel aggregate's finalize phase does) and publishes its row; the
+ * windows are kept in a second key table that holds no states, only
+ * their published rows.  Aggregates without a combine function are
+ * refused for sliding windows.  Checkpoints hold the panes only: recovery
+ * publishes every window again from them.
  *
  * With a TTL, time is event time (Flink's event-time TTL for windows): the
  * watermark is the newest time of a row applied so far, in offset order.
  * A window whose end is at or before watermark - ttl is removed, a pane
- * once its last window is (pane start + size at or before it: the window
- * it starts, with which it goes), and a row
+ * once its last window is (pane start + size at or before it), and a row
  * all of whose windows are removed already is late: it is dropped and
  * counted (keyedstate.status.rows_late).  Offsets order the rows, so what
  * is dropped is the same on every replay; the watermark is recovered
@@ -107,8 +86,8 @@ extern void KsWindowLayOut(KsQueryInfo *info);
 /*
  * After recovery of a windowed aggregation: the watermark (the newest time
  * applied: that of the newest pane, which a TTL never removes), and for
- * sliding windows the combine functions; the windows of an older version's
- * checkpoint are published again.
+ * sliding windows the window table and combine functions; every window is
+ * published again.
  */
 extern void KsWindowLoad(KsAggRun *run);
 
@@ -119,6 +98,9 @@ KsWindowExpired(KsAggRun *run, TimestampTz start)
 	return run->def->ttl_us > 0 && run->watermark != DT_NOBEGIN &&
 		start + run->def->window_size_us <= run->watermark - run->def->ttl_us;
 }
+
+/* The expired panes and windows among entries [from, to) (event-time TTL, expire.c). */
+extern void KsWindowExpireRange(KsAggRun *run, KsKeyTable *kt, uint64 from, uint64 to);
 
 /* Publish the windows of the panes changed since the last publish (see publish.h). */
 extern void KsWindowPublish(KsAggRun *run, int64 offset);
