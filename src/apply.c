@@ -274,6 +274,8 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 			/* a new key, or one expired (expire.h) and back: fresh states */
 			e->flags &= ~KS_KEY_EXPIRED;
 			KsAggInitStates(rt, e->states);
+			/* and no time yet: a window's rows may be older than 2000 (pass 4) */
+			e->touched = DT_NOBEGIN;
 		}
 		else
 			KsAggPrefetchStates(rt, e->states);
