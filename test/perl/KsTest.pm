@@ -58,9 +58,16 @@ sub ks_wait_for
 sub ks_mismatches
 {
 	my ($node, $db, $view_sql, $oracle_sql) = @_;
-	return $node->safe_psql($db, qq{
+	my $n = $node->safe_psql($db, qq{
 SELECT count(*) FROM (($view_sql EXCEPT ALL $oracle_sql)
 		UNION ALL ($oracle_sql EXCEPT ALL $view_sql)) d});
+	# what differs, for the failure's report (a few rows of each side)
+	Test::More::diag($node->safe_psql($db, qq{
+(SELECT 'view only' AS side, v.* FROM ($view_sql EXCEPT ALL $oracle_sql) v LIMIT 10)
+UNION ALL
+(SELECT 'oracle only', o.* FROM ($oracle_sql EXCEPT ALL $view_sql) o LIMIT 10)}))
+	  if $n ne '0';
+	return $n;
 }
 
 # keyedstate.sync() of an aggregation; returns the consumed offset.
