@@ -155,8 +155,6 @@ KsMarkTriggerChanged(Oid trigoid, bool replaced)
 	SysScanDesc scan;
 	HeapTuple	tup;
 
-	Oid			refuse = KsTriggerFunctionOid("refuse_truncate");
-
 	/* (a trigger created, not replaced: a new one changes no wake-up trigger) */
 	if (!OidIsValid(wake) || (replaced && !ks_replacing_trigger))
 		return;
@@ -165,31 +163,27 @@ KsMarkTriggerChanged(Oid trigoid, bool replaced)
 				ObjectIdGetDatum(trigoid));
 	scan = systable_beginscan(trigrel, TriggerOidIndexId, true, NULL, 1, &key);
 	tup = systable_getnext(scan);
-	/* (the truncate guard may not be replaced either: re-review 12) */
-	if (HeapTupleIsValid(tup) && replaced && OidIsValid(refuse) &&
-		((Form_pg_trigger) GETSTRUCT(tup))->tgfoid == refuse)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot replace trigger \"%s\" on table \"%s\"",
-						NameStr(((Form_pg_trigger) GETSTRUCT(tup))->tgname),
-						get_rel_name(((Form_pg_trigger) GETSTRUCT(tup))->tgrelid)),
-				 errdetail("It keeps TRUNCATE from emptying the source of a keyedstate aggregation.")));
-	if (HeapTupleIsValid(tup) && ((Form_pg_trigger) GETSTRUCT(tup))->tgfoid == wake)
+	if (HeapTupleIsValid(tup))
 	{
 		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
+		bool		is_wake = (trig->tgfoid == wake);
 
 		/*
 		 * CREATE OR REPLACE TRIGGER rewrites the row in place (this sees its
-		 * version before): with another function the table would stop
-		 * marking its writers (re-review 11)
+		 * version before): over the wake-up trigger, with another function
+		 * the table would stop marking its writers (re-review 11); over the
+		 * TRUNCATE guard, the source could be emptied (re-review 12)
 		 */
-		if (replaced)
+		if (replaced && (is_wake || trig->tgfoid == KsTriggerFunctionOid("refuse_truncate")))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("cannot replace trigger \"%s\" on table \"%s\"",
 							NameStr(trig->tgname), get_rel_name(trig->tgrelid)),
-					 errdetail("It is the wake-up trigger of a keyedstate aggregation, which keeps its aggregation exact.")));
-		KsMarkWriter(trig->tgrelid);
+					 is_wake ?
+					 errdetail("It is the wake-up trigger of a keyedstate aggregation, which keeps its aggregation exact.") :
+					 errdetail("It keeps TRUNCATE from emptying the source of a keyedstate aggregation.")));
+		if (is_wake)
+			KsMarkWriter(trig->tgrelid);
 	}
 	systable_endscan(scan);
 	table_close(trigrel, AccessShareLock);
@@ -316,11 +310,14 @@ void
 KsMarkWriterAndNewAncestors(Oid relid)
 {
 	bool		below_new = false;
+	Relation	inhrel;
 
 	KsMarkWriter(relid);
+	if (!get_rel_relispartition(relid))
+		return;
+	inhrel = table_open(InheritsRelationId, AccessShareLock);
 	while (get_rel_relispartition(relid))
 	{
-		Relation	inhrel = table_open(InheritsRelationId, AccessShareLock);
 		ScanKeyData key;
 		SysScanDesc scan;
 		HeapTuple	tup;
@@ -336,13 +333,13 @@ KsMarkWriterAndNewAncestors(Oid relid)
 			below_new |= TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
 		}
 		systable_endscan(scan);
-		table_close(inhrel, AccessShareLock);
 		if (!OidIsValid(parent))
 			break;
 		if (below_new)
 			KsMarkWriter(parent);
 		relid = parent;
 	}
+	table_close(inhrel, AccessShareLock);
 }
 
 /*

@@ -18,7 +18,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(ks_node ks_wait_for ks_mismatches ks_sync ks_worker_pid
   ks_kill_worker ks_restart_after_crash ks_state ks_status ks_wait_state
-  ks_sync_all ks_holds ks_script ks_pgbench ks_launcher_pid);
+  ks_sync_all ks_holds ks_script ks_pgbench ks_launcher_pid ks_behind_hider);
 
 # A started cluster with keyedstate preloaded; $conf is appended to
 # postgresql.conf after the defaults, so it can override them; %init goes
@@ -68,6 +68,30 @@ UNION ALL
 (SELECT 'oracle only', o.* FROM ($oracle_sql EXCEPT ALL $view_sql) o LIMIT 10)}))
 	  if $n ne '0';
 	return $n;
+}
+
+# A name race: a session holds $hider (a table that hides the real one on
+# the search path $sql sets) ACCESS EXCLUSIVE; a new session runs $sql,
+# whose last command must wait for that lock ($waits names that check);
+# then the hider is dropped, so that the command goes on with the real
+# table and leaves its session idle in its transaction ($then names that
+# check).  Extra arguments go to background_psql (a role).  Returns the
+# session and its pid.
+sub ks_behind_hider
+{
+	my ($node, $db, $hider, $sql, $waits, $then, @params) = @_;
+	my $holder = $node->background_psql($db, @params);
+	$holder->query_safe("BEGIN; LOCK $hider IN ACCESS EXCLUSIVE MODE");
+	my $session = $node->background_psql($db, @params);
+	my $pid = $session->query_safe('SELECT pg_backend_pid()');
+	$session->query_until(qr/behind_hider/, "\\echo behind_hider\n$sql\n");
+	ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid}, 30),
+		$waits);
+	$holder->query_safe("DROP TABLE $hider; COMMIT");
+	$holder->quit;
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $pid}, 30),
+		$then);
+	return ($session, $pid);
 }
 
 # keyedstate.sync() of an aggregation; returns the consumed offset.

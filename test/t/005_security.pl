@@ -1961,17 +1961,10 @@ INSERT INTO stalled.ev (k, v) VALUES (4, 4001); SELECT pg_backend_pid()});
 	# trigger's OID now)
 	$node->safe_psql($db, q{CREATE SCHEMA hider AUTHORIZATION regress_stalled});
 	as_role($node, 'regress_stalled', q{CREATE TABLE hider.ev (x int)});
-	my $hider = $node->background_psql($db, extra_params => [ '-U', 'regress_stalled' ]);
-	$hider->query_safe('BEGIN; LOCK hider.ev IN ACCESS EXCLUSIVE MODE');
-	my $alterer = $node->background_psql($db, extra_params => [ '-U', 'regress_stalled' ]);
-	my $apid = $alterer->query_safe('SELECT pg_backend_pid()');
-	$alterer->query_until(qr/altering/, "\\echo altering\nSET search_path = hider, stalled; BEGIN; ALTER TABLE ev DISABLE TRIGGER ALL;\n");
-	ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $apid}, 30),
-		'20: (precondition) the ALTER waits for the lock of the table hiding the source');
-	$hider->query_safe('DROP TABLE hider.ev; COMMIT');
-	$hider->quit;
-	ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $apid}, 30),
-		'20: (precondition) then it disables the source\'s triggers');
+	my ($alterer, $apid) = ks_behind_hider($node, $db, 'hider.ev',
+		'SET search_path = hider, stalled; BEGIN; ALTER TABLE ev DISABLE TRIGGER ALL;',
+		'20: (precondition) the ALTER waits for the lock of the table hiding the source',
+		'20: (precondition) then it disables the source\'s triggers', extra_params => [ '-U', 'regress_stalled' ]);
 	# (its ALTER holds the table against other writers: its own row moves the sequence)
 	$alterer->query_safe(q{INSERT INTO ev (k, v) VALUES (4, 4010)});
 	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $apid FROM keyedstate.status WHERE name = 'stalled.sums'}, 30),

@@ -402,16 +402,9 @@ for my $how ('INSERT INTO pq (g, k) VALUES (0, 5)', q{COPY pq (g, k) FROM PROGRA
 # taken by name before COPY ran, it went to a table of the same name that
 # hid the parent until a session dropped it while COPY waited for its lock)
 $node->safe_psql($db, q{CREATE SCHEMA ksb; CREATE TABLE ksb.pq (g int, k int)});
-my $hider = $node->background_psql($db);
-$hider->query_safe('BEGIN; LOCK ksb.pq IN ACCESS EXCLUSIVE MODE');
-my $copier = $node->background_psql($db);
-my $cpid = $copier->query_safe('SELECT pg_backend_pid()');
-$copier->query_until(qr/copying/, "\\echo copying\nSET search_path = ksb, public; BEGIN; COPY pq (g, k) FROM PROGRAM 'printf \"0\\t9\\n\"';\n");
-ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $cpid}, 30),
-	'(precondition) the COPY waits for the lock of the table hiding the parent');
-$hider->query_safe('DROP TABLE ksb.pq; COMMIT');
-$hider->quit;
-ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $cpid}, 30),
+my ($copier, $cpid) = ks_behind_hider($node, $db, 'ksb.pq',
+	"SET search_path = ksb, public; BEGIN; COPY pq (g, k) FROM PROGRAM 'printf \"0\\t9\\n\"';",
+	'(precondition) the COPY waits for the lock of the table hiding the parent',
 	'(precondition) then it copies into the parent');
 $node->safe_psql($db, q{INSERT INTO pq0 (g, k) VALUES (0, 2)});
 ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $cpid FROM keyedstate.status WHERE name = 'pq0_n'}, 30),
@@ -455,16 +448,9 @@ for my $how ('CREATE TABLE pt_in%d PARTITION OF pt_in FOR VALUES IN (%d)',
 # in this transaction, by OID)
 {
 	$node->safe_psql($db, q{CREATE SCHEMA ksc; CREATE TABLE ksc.pt_in (x int)});
-	my $hider = $node->background_psql($db);
-	$hider->query_safe('BEGIN; LOCK ksc.pt_in IN ACCESS EXCLUSIVE MODE');
-	my $ddl = $node->background_psql($db);
-	my $dpid = $ddl->query_safe('SELECT pg_backend_pid()');
-	$ddl->query_until(qr/creating/, "\\echo creating\nSET search_path = ksc, public; BEGIN; CREATE TABLE public.pt_in4 PARTITION OF pt_in FOR VALUES IN (4);\n");
-	ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $dpid}, 30),
-		'(precondition) the CREATE waits for the lock of the table hiding the parent');
-	$hider->query_safe('DROP TABLE ksc.pt_in; COMMIT');
-	$hider->quit;
-	ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $dpid}, 30),
+	my ($ddl, $dpid) = ks_behind_hider($node, $db, 'ksc.pt_in',
+		'SET search_path = ksc, public; BEGIN; CREATE TABLE public.pt_in4 PARTITION OF pt_in FOR VALUES IN (4);',
+		'(precondition) the CREATE waits for the lock of the table hiding the parent',
 		'(precondition) then it creates the partition under the parent');
 	# (its triggers disabled first: the parents' marks come from the CREATE, re-review 12)
 	$ddl->query_safe('ALTER TABLE public.pt_in4 DISABLE TRIGGER ALL; INSERT INTO public.pt_in4 (g, k) VALUES (4, 1)');
@@ -483,16 +469,9 @@ for my $how ('CREATE TABLE pt_in%d PARTITION OF pt_in FOR VALUES IN (%d)',
 	$node->safe_psql($db, q{CREATE SCHEMA ksd; CREATE TABLE ksd.pt (x int);
 CREATE TABLE pt_x (id bigint NOT NULL DEFAULT nextval('pt_id_seq'), g int NOT NULL, k int NOT NULL) PARTITION BY LIST (g);
 CREATE TABLE pt_x6 PARTITION OF pt_x FOR VALUES IN (6);});
-	$hider = $node->background_psql($db);
-	$hider->query_safe('BEGIN; LOCK ksd.pt IN ACCESS EXCLUSIVE MODE');
-	$ddl = $node->background_psql($db);
-	$dpid = $ddl->query_safe('SELECT pg_backend_pid()');
-	$ddl->query_until(qr/attaching/, "\\echo attaching\nSET search_path = ksd, public; BEGIN; ALTER TABLE pt ATTACH PARTITION public.pt_x FOR VALUES IN (6);\n");
-	ok(ks_wait_for($node, $db, qq{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $dpid}, 30),
-		'(precondition) the ATTACH waits for the lock of the table hiding the parent');
-	$hider->query_safe('DROP TABLE ksd.pt; COMMIT');
-	$hider->quit;
-	ok(ks_wait_for($node, $db, qq{SELECT state = 'idle in transaction' FROM pg_stat_activity WHERE pid = $dpid}, 30),
+	($ddl, $dpid) = ks_behind_hider($node, $db, 'ksd.pt',
+		'SET search_path = ksd, public; BEGIN; ALTER TABLE pt ATTACH PARTITION public.pt_x FOR VALUES IN (6);',
+		'(precondition) the ATTACH waits for the lock of the table hiding the parent',
 		'(precondition) then it attaches the table to the parent');
 	$ddl->query_safe('INSERT INTO public.pt_x6 (g, k) VALUES (6, 2)');
 	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $dpid FROM keyedstate.status WHERE name = 'pt_n'}, 30),
