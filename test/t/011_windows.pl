@@ -255,22 +255,34 @@ check_ttl('after more rows and a clean restart');
 
 # times before 2000 (0 as a timestamp): the watermark recovered from the
 # panes' newest times is the one the rows gave, so a restart drops no row
-# as late and expires no window that the TTL keeps
+# as late and expires no window that the TTL keeps; tumbling and sliding,
+# before and after the restart
 $node->safe_psql($db, q{CREATE TABLE old (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, k int NOT NULL);
 INSERT INTO old (ts, k) SELECT '1999-01-01 00:00:00+00'::timestamptz + g * interval '1 minute', g % 3
   FROM generate_series(0, 50) g;
 SELECT keyedstate.create_aggregation('old_ttl', 'SELECT k, count(*) AS c FROM old GROUP BY k',
 	window_size => '10 minutes', time_column => 'ts', ttl => '1 hour');
-SELECT keyedstate.sync('old_ttl');});
+SELECT keyedstate.create_aggregation('old_hop', 'SELECT k, count(*) AS c FROM old GROUP BY k',
+	window_size => '10 minutes', window_slide => '2 minutes', time_column => 'ts', ttl => '1 hour');
+SELECT keyedstate.sync('old_ttl'); SELECT keyedstate.sync('old_hop');});
+my %old_oracle = (
+	old_ttl => q{SELECT date_bin('10 minutes', ts, '1970-01-01 00:00:00+00'), date_bin('10 minutes', ts, '1970-01-01 00:00:00+00') + interval '10 minutes', k, count(*)
+	    FROM old GROUP BY 1, 2, 3},
+	old_hop => window_oracle('10 minutes', '2 minutes', 'ts', 'timestamptz', 'k, count(*)', '', 'k', '', 'old'));
+is(ks_mismatches($node, $db, "SELECT * FROM $_", $old_oracle{$_}), '0', "$_: times before 2000, exact") for sort keys %old_oracle;
 $node->restart;
 ks_wait_state($node, $db, 'old_ttl', 'running') or die 'old_ttl did not resume';
+ks_wait_state($node, $db, 'old_hop', 'running') or die 'old_hop did not resume';
 $node->safe_psql($db, q{INSERT INTO old (ts, k) VALUES ('1999-01-01 00:55:00+00', 1)});
 ks_sync($node, $db, 'old_ttl');
-is(ks_mismatches($node, $db, 'SELECT * FROM old_ttl',
-	q{SELECT date_bin('10 minutes', ts, '1970-01-01 00:00:00+00'), date_bin('10 minutes', ts, '1970-01-01 00:00:00+00') + interval '10 minutes', k, count(*)
-	    FROM old GROUP BY 1, 2, 3}), '0', 'times before 2000: after a restart no window is expired, no row late');
+ks_sync($node, $db, 'old_hop');
+is(ks_mismatches($node, $db, 'SELECT * FROM old_ttl', $old_oracle{old_ttl}), '0',
+	'times before 2000: after a restart no window is expired, no row late');
 is(ks_status($node, $db, 'old_ttl', 'rows_late'), '0', 'and none is counted as late');
-$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('old_ttl')});
+is(ks_mismatches($node, $db, 'SELECT * FROM old_hop', $old_oracle{old_hop}), '0',
+	'old_hop: the same for sliding windows');
+is(ks_status($node, $db, 'old_hop', 'rows_late'), '0', 'old_hop: none counted as late');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('old_ttl'); SELECT keyedstate.drop_aggregation('old_hop')});
 
 # infinite times: a tumbling window without a TTL keeps them as date_bin()
 # does; with a TTL (whose watermark they cannot move) or sliding, the
