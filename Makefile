@@ -55,6 +55,7 @@ OBJS = \
 	src/lookupexec.o \
 	src/livewrite.o \
 	src/create.o \
+	src/arguments.o \
 	src/control.o \
 	src/hooks.o \
 	src/hookpartitions.o \

@@ -39,6 +39,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "arguments.h"
 #include "catalog.h"
 #include "checkpoint.h"
 #include "dbhooks.h"
@@ -65,16 +66,35 @@ typedef struct KsNamedAgg
 	char	   *name;
 } KsNamedAgg;
 
+/* The right on an aggregation's view a control function needs: own it, or read it (sync). */
+typedef enum KsAggRight
+{
+	KS_RIGHT_OWNER, KS_RIGHT_SELECT
+} KsAggRight;
+
+/* Error unless the current user has `right` on the view. */
+static void
+KsCheckAggRight(Oid view_oid, KsAggRight right)
+{
+	if (right == KS_RIGHT_OWNER && !pg_class_ownercheck(view_oid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(view_oid));
+	if (right == KS_RIGHT_SELECT &&
+		pg_class_aclcheck(view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(view_oid));
+}
+
 /*
  * Resolve an aggregation by the name of its view; errors if it is none, or
- * (`owner`) if the current user does not own it.  Then the view is locked
- * in `lockmode` and looked up again, as PostgreSQL's commands take their
+ * if the current user lacks `right` on it.  Then the view is locked in
+ * `lockmode` and looked up again, as PostgreSQL's commands take their
  * objects: rights first (so nobody queues a lock on another's view), then
  * the lock, then a second look, so that a concurrent drop_aggregation() or
- * DROP VIEW that committed meanwhile says "does not exist" here.
+ * DROP VIEW that committed meanwhile says "does not exist" here.  It checks
+ * the right again: lost while waiting (a REVOKE of the owner's role), it
+ * would let a role queue a command behind its own lock and run it later.
  */
 static KsNamedAgg
-KsLookupAggregation(text *nametext, LOCKMODE lockmode, bool owner)
+KsLookupAggregation(text *nametext, LOCKMODE lockmode, KsAggRight right)
 {
 	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(text_to_cstring(nametext)));
 	Oid			view_oid = RangeVarGetRelid(rv, NoLock, true);
@@ -101,13 +121,10 @@ KsLookupAggregation(text *nametext, LOCKMODE lockmode, bool owner)
 					(errcode(look == 0 ? ERRCODE_WRONG_OBJECT_TYPE : ERRCODE_UNDEFINED_OBJECT),
 					 errmsg(look == 0 ? "\"%s\" is not a keyedstate aggregation" :
 							"aggregation \"%s\" does not exist", name)));
+		KsCheckAggRight(view_oid, right);
+		/* also takes in the invalidations of what committed while it waited */
 		if (look == 0)
-		{
-			if (owner && !pg_class_ownercheck(view_oid, GetUserId()))
-				aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(view_oid));
-			/* also takes in the invalidations of what committed while it waited */
 			LockRelationOid(view_oid, lockmode);
-		}
 	}
 	agg.name = KsAggName(view_oid);
 	return agg;
@@ -145,7 +162,7 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 	KsNamedAgg	agg;
 
 	KsRequireControl("keyedstate.drop_aggregation()", true);
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessExclusiveLock, true);
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessExclusiveLock, KS_RIGHT_OWNER);
 	KsInterruptAtOnce(agg.def.id);
 	KsDropObject(RelationRelationId, agg.def.view_oid, DROP_RESTRICT);
 	KsForgetAggregation(agg.def.id, false);
@@ -168,7 +185,7 @@ KsSetPaused(text *name, bool paused)
 	KsCatalogAccess acc;
 
 	KsRequireControl(paused ? "keyedstate.pause()" : "keyedstate.resume()", true);
-	agg = KsLookupAggregation(name, ShareUpdateExclusiveLock, true);
+	agg = KsLookupAggregation(name, ShareUpdateExclusiveLock, KS_RIGHT_OWNER);
 	if (paused)
 		KsInterruptAtOnce(agg.def.id);
 	KsCatalogOpen(&acc);
@@ -262,15 +279,12 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("name must not be null")));
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, true);
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, KS_RIGHT_OWNER);
 	if (!PG_ARGISNULL(1))
 		ttl = KsTtlArgument(PG_GETARG_INTERVAL_P(1));
 	if (!PG_ARGISNULL(2))
 	{
-		if (KsIntervalMs(PG_GETARG_INTERVAL_P(2)) <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("checkpoint_interval must be at least 1 millisecond")));
+		KsCheckpointIntervalArgument(PG_GETARG_INTERVAL_P(2));
 		interval = PG_GETARG_DATUM(2);
 	}
 	if (!PG_ARGISNULL(3))
@@ -302,7 +316,7 @@ keyedstate_rebuild(PG_FUNCTION_ARGS)
 	int64		start;
 
 	KsRequireControl("keyedstate.rebuild()", true);
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, true);
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, KS_RIGHT_OWNER);
 	start = KsSourceStartOffset(agg.def.sequence_oid);
 	KsInterruptAtOnce(agg.def.id);
 	KsCatalogOpen(&acc);
@@ -359,9 +373,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	LOCKTAG		tag;
 
 	KsRequireControl("keyedstate.sync()", false);
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, false);
-	if (pg_class_aclcheck(agg.def.view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(agg.def.view_oid));
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, KS_RIGHT_SELECT);
 	if (agg.def.paused)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -422,7 +434,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 
 	KsRequireControl("keyedstate.checkpoint()", false);
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, true);
+	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, KS_RIGHT_OWNER);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
 	/* a request to each part, whose number is kept by slot */
 	refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);

@@ -49,6 +49,7 @@
 #include "utils/ruleutils.h"
 
 #include "aggcall.h"
+#include "arguments.h"
 #include "catalog.h"
 #include "definition.h"
 #include "dbhooks.h"
@@ -88,122 +89,6 @@ typedef struct KsCreateState
 	int			max_parallelism;
 } KsCreateState;
 
-/* Milliseconds of an interval (months as 30 days), clamped to a thousand years. */
-int64
-KsIntervalMs(const Interval *iv)
-{
-	double		ms = iv->time / 1000.0 +
-		((double) iv->day + (double) iv->month * DAYS_PER_MONTH) * SECS_PER_DAY * 1000.0;
-
-	if (ms > 1000.0 * 365 * SECS_PER_DAY * 1000.0)
-		return (int64) 1000 * 365 * SECS_PER_DAY * 1000;
-	if (ms < -1000.0 * 365 * SECS_PER_DAY * 1000.0)
-		return -(int64) 1000 * 365 * SECS_PER_DAY * 1000;
-	return (int64) ms;
-}
-
-/*
- * A ttl argument as the catalog keeps it: 0 (no TTL) for NULL or a zero
- * interval, the interval itself when positive; a negative one is an error,
- * and so is one above a thousand years (the worker counts a TTL in
- * microseconds of a bigint, which 292,000 years overflow).
- */
-Datum
-KsTtlArgument(Interval *iv)
-{
-	double		us;
-
-	if (iv == NULL)
-		return (Datum) 0;
-	/* as EXTRACT(EPOCH FROM ttl), which the worker's TTL is: mixed signs add up */
-	us = (double) iv->time +
-		((double) iv->day + (double) (iv->month / MONTHS_PER_YEAR) * DAYS_PER_YEAR +
-		 (double) (iv->month % MONTHS_PER_YEAR) * DAYS_PER_MONTH) * USECS_PER_DAY;
-	if (us < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ttl must not be negative"),
-				 errhint("Give a positive interval, or '0' for no TTL.")));
-	if (us == 0)
-		return (Datum) 0;
-	if (us > 1000.0 * DAYS_PER_YEAR * USECS_PER_DAY)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("ttl must be at most 1000 years"),
-				 errhint("Give '0' for no TTL.")));
-	return PointerGetDatum(iv);
-}
-
-/*
- * A memory_limit argument in bytes: a size with a unit as memory settings
- * take it ('128MB'; kB without one), 0 for NULL or '0' (no limit).
- */
-int64
-KsMemoryLimitArgument(text *arg)
-{
-	char	   *value;
-	int			kb;
-	const char *hint = NULL;
-
-	if (arg == NULL)
-		return 0;
-	value = text_to_cstring(arg);
-	if (!parse_int(value, &kb, GUC_UNIT_KB, &hint) || kb < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid memory_limit \"%s\"", value),
-				 errhint("%s", hint ? hint :
-						 "Give a size such as '128MB' or '2GB', or '0' for no limit.")));
-	if (kb > 0 && kb < KS_MIN_MEMORY_LIMIT_KB)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("memory_limit must be at least %d kB", KS_MIN_MEMORY_LIMIT_KB),
-				 errhint("Give '0' for no limit.")));
-	return (int64) kb * 1024;
-}
-
-/*
- * The memory budget evicts keys, and a tumbling window's panes as keys;
- * sliding windows merge their panes in memory: refuse the combination.
- */
-void
-KsCheckMemoryLimitAllowed(int64 memory_limit, bool sliding)
-{
-	if (memory_limit > 0 && sliding)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("memory_limit cannot be combined with sliding windows yet"),
-				 errdetail("A sliding window merges panes that all have to be in memory."),
-				 errhint("Leave out memory_limit, or use a tumbling window (window_slide equal to window_size).")));
-}
-
-/* Refuse a parallelism out of range, or too many parts for the budget (see hooks.h). */
-void
-KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit)
-{
-	int64		least;
-
-	if (max_parallelism < 1 || max_parallelism > KS_MAX_KEY_GROUPS)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_parallelism must be between 1 and %d", KS_MAX_KEY_GROUPS)));
-	if (parallelism < 1 || parallelism > max_parallelism)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("parallelism must be between 1 and max_parallelism (%d)", max_parallelism),
-				 errdetail("Each worker of an aggregation consumes a range of its key groups, of which there are max_parallelism.")));
-	/* a part's budget is the share of its key groups (evict.h); the smallest has max / n */
-	least = memory_limit * (max_parallelism / parallelism) / max_parallelism;
-	if (memory_limit > 0 && least < (int64) KS_MIN_MEMORY_LIMIT_KB * 1024)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("memory_limit must give each of %d parts at least %d kB", parallelism,
-						KS_MIN_MEMORY_LIMIT_KB),
-				 errdetail("Each part has the share of memory_limit of its key groups: %lld kB for the smallest.",
-						   (long long) (least / 1024)),
-				 errhint("Give a larger memory_limit, or a smaller parallelism.")));
-}
-
 /* Stage 1: the arguments and the view's name. */
 static void
 KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
@@ -238,10 +123,7 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid start_from \"%s\"", cs->start_from),
 				 errhint("Use 'beginning' to consume the rows already in the table, or 'now' to start after them.")));
-	if (KsIntervalMs(cs->interval) <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("checkpoint_interval must be at least 1 millisecond")));
+	KsCheckpointIntervalArgument(cs->interval);
 
 	/* the view's name: the caller must be able to create it */
 	names = stringToQualifiedNameList(cs->name);

@@ -104,20 +104,6 @@ extern void KsDropObject(Oid classid, Oid objid, DropBehavior behavior);
 
 struct KsWindowSpec;
 
-/* create.c: shared with control.c and restore.c */
-extern int64 KsIntervalMs(const Interval *iv);
-extern Datum KsTtlArgument(Interval *iv);
-
-/* A memory_limit argument in bytes (0: none), and where it is not allowed. */
-extern int64 KsMemoryLimitArgument(text *arg);
-extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool sliding);
-
-/*
- * Refuse a parallelism out of range (1 to max_parallelism), or one whose
- * smallest part would get less than KS_MIN_MEMORY_LIMIT_KB of a
- * memory_limit (0: none).
- */
-extern void KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit);
 
 /*
  * Add the parts of a new layout of an aggregation (create_aggregation,

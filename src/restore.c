@@ -74,6 +74,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "arguments.h"
 #include "catalog.h"
 #include "definition.h"
 #include "settings.h"

@@ -2025,6 +2025,64 @@ INSERT INTO stalled.ev (k, v) VALUES (4, 4001); SELECT pg_backend_pid()});
 }
 
 ###########################################################################
+# 21. A right lost while a control call waits for the view's lock (review
+#     security 17, F1): a member of the owner's role holds the view's lock
+#     in one session with an alter_aggregation() of his own, queues a
+#     second call (a TTL that expires every key, a drop) behind it, and
+#     loses the membership before the first session ends.  The queued calls
+#     must fail as PostgreSQL's DROP VIEW does: the right is checked again
+#     once the lock is taken.  And sync() checks SELECT before it waits for
+#     the lock: a role without it is refused at once (F6).
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_rvowner LOGIN; CREATE ROLE regress_rvmember LOGIN;
+CREATE ROLE regress_rvreader LOGIN; GRANT regress_rvowner TO regress_rvmember;
+CREATE SCHEMA rv AUTHORIZATION regress_rvowner; GRANT USAGE ON SCHEMA rv TO regress_rvreader;});
+	as_role($node, 'regress_rvowner', q{
+CREATE TABLE rv.ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO rv.ev (k, v) SELECT i % 5, i FROM generate_series(1, 100) i;
+SELECT keyedstate.create_aggregation('rv.sums', 'SELECT k, sum(v) AS s FROM rv.ev GROUP BY k');
+SELECT keyedstate.sync('rv.sums');});
+	my $oracle = 'SELECT k, sum(v) AS s FROM rv.ev GROUP BY k';
+	my $waiting = q{SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %d};
+
+	for my $call (q{SELECT keyedstate.alter_aggregation('rv.sums', ttl => '1 microsecond')},
+				  q{SELECT keyedstate.drop_aggregation('rv.sums')})
+	{
+		my ($what) = $call =~ /keyedstate\.(\w+)/;
+		my $holder = $node->background_psql($db, extra_params => [ '-U', 'regress_rvmember' ]);
+		$holder->query_safe(q{BEGIN; SELECT keyedstate.alter_aggregation('rv.sums', checkpoint_interval => '2 s')});
+		my $queued = $node->background_psql($db, on_error_stop => 0, extra_params => [ '-U', 'regress_rvmember' ]);
+		my $pid = $queued->query_safe('SELECT pg_backend_pid()');
+		$queued->query_until(qr/queued/, "\\echo queued\n$call;\n");
+		ok(ks_wait_for($node, $db, sprintf($waiting, $pid), 30), "21: a member's $what waits for his own lock");
+		$node->safe_psql($db, 'REVOKE regress_rvowner FROM regress_rvmember');
+		$holder->query_safe('COMMIT');
+		$holder->quit;
+		$queued->query(q{SELECT 'after'});
+		like($queued->{stderr}, qr/must be owner of view sums/,
+			"21: ... and fails once the lock is his, the membership being gone meanwhile");
+		$queued->quit;
+		$node->safe_psql($db, 'GRANT regress_rvowner TO regress_rvmember');
+	}
+	is($node->safe_psql($db, q{SELECT coalesce(ttl::text, 'none') FROM keyedstate.aggregations WHERE name = 'rv.sums'}),
+		'none', '21: the aggregation is still there, without a TTL');
+	as_role($node, 'regress_rvowner', q{INSERT INTO rv.ev (k, v) VALUES (1, 1000)});
+	ks_sync($node, $db, 'rv.sums');
+	is(ks_mismatches($node, $db, 'SELECT * FROM rv.sums', $oracle), '0', '21: ... and exact, every key kept');
+
+	# sync() without SELECT: refused before it waits for the owner's lock
+	my $locker = $node->background_psql($db, extra_params => [ '-U', 'regress_rvowner' ]);
+	$locker->query_safe('BEGIN; LOCK TABLE rv.sums IN ACCESS EXCLUSIVE MODE');
+	my $r = attempt($node, 'regress_rvreader', q{SET statement_timeout = '20s'; SELECT keyedstate.sync('rv.sums', '1 s')}, 60);
+	ok(!$r->{ok} && $r->{err} =~ /permission denied for view sums/ && $r->{secs} < 10,
+		'21: sync() by a role without SELECT is refused at once, not after the lock') or diag(outcome($r));
+	$locker->query_safe('ROLLBACK');
+	$locker->quit;
+	as_role($node, 'regress_rvowner', q{SELECT keyedstate.drop_aggregation('rv.sums')});
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {

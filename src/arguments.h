@@ -1,0 +1,39 @@
+/*-------------------------------------------------------------------------
+ *
+ * arguments.h
+ *	  Checks of the arguments create_aggregation() and alter_aggregation()
+ *	  share (arguments.c).  Intervals are counted as the worker reads them
+ *	  from the catalog, by EXTRACT(EPOCH FROM ...): years of 365.25 days,
+ *	  other months of 30.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef KS_ARGUMENTS_H
+#define KS_ARGUMENTS_H
+
+#include "datatype/timestamp.h"
+
+/* Milliseconds of an interval, clamped to a thousand years either way. */
+extern int64 KsIntervalMs(const Interval *iv);
+
+/* Refuse a checkpoint_interval below a millisecond. */
+extern void KsCheckpointIntervalArgument(const Interval *iv);
+
+/*
+ * A ttl argument as the catalog keeps it: 0 (none) for NULL or a zero
+ * interval, else the interval; negative or above 1000 years is an error.
+ */
+extern Datum KsTtlArgument(Interval *iv);
+
+/* A memory_limit argument in bytes (0: none), and where it is not allowed. */
+extern int64 KsMemoryLimitArgument(text *arg);
+extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool sliding);
+
+/*
+ * Refuse a parallelism out of range (1 to max_parallelism), or one whose
+ * smallest part would get less than KS_MIN_MEMORY_LIMIT_KB of a
+ * memory_limit (0: none).
+ */
+extern void KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit);
+
+#endif							/* KS_ARGUMENTS_H */
