@@ -79,14 +79,18 @@ KsRefuseReadCreatedHere(const KsAggSlot *copy)
 /*
  * Check a condition on one part's slot; false if it is not met yet (or the
  * slot went).  Raises the aggregation's error if the part failed.
- * *offset gets the part's consumed offset.
+ * *offset gets the part's consumed offset.  A failure from before the
+ * resume the caller saw (`resume_count`) is not raised, but the part is not
+ * done either until its worker has taken the resume up (*resuming): its
+ * state is what failed, whatever its offset says.
  */
 static bool
 KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
-		   KsWaitDone done, void *arg, int64 *offset)
+		   KsWaitDone done, void *arg, int64 *offset, bool *resuming)
 {
 	bool		finished = false;
 	bool		failed = false;
+	bool		stale = false;
 	char		error[KS_ERROR_LEN];
 	int64		failed_offset = 0;
 	Oid			owner = InvalidOid;
@@ -95,8 +99,9 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 	if (KsSlotRefValid(ref))
 	{
 		failed = ref->slot->state == KS_FAILED &&
-			ref->slot->resume_count == resume_count;
-		finished = ref->slot->state != KS_STARTING && done(ref->slot, arg);
+			ref->slot->resume_count >= resume_count;
+		stale = ref->slot->state == KS_FAILED && !failed;
+		finished = ref->slot->state != KS_STARTING && !stale && done(ref->slot, arg);
 		*offset = ref->slot->consumed_offset;
 		memcpy(error, ref->slot->error, KS_ERROR_LEN);	/* (with the hint) */
 		failed_offset = ref->slot->failed_offset;
@@ -108,6 +113,7 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 		ConditionVariableCancelSleep();
 		KsReportFailed(aggname, error, failed_offset, owner);
 	}
+	*resuming = *resuming || stale;
 	return finished;
 }
 
@@ -171,6 +177,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 		int			nparts;
 		int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
 		int			waiting = -1;
+		bool		resuming = false;
 		TimestampTz now = GetCurrentTimestamp();
 		long		remaining;
 		int			i;
@@ -181,7 +188,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 		{
 			int64		offset = 0;
 
-			if (!KsPartDone(&refs[i], aggname, resume_count, done, arg, &offset))
+			if (!KsPartDone(&refs[i], aggname, resume_count, done, arg, &offset, &resuming))
 				waiting = i;
 			result = Min(result, offset);
 		}
@@ -196,6 +203,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
+					 resuming ? errdetail("It failed, and its worker has not taken up keyedstate.resume() yet: it does once the transaction that called it has committed.") :
 					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorkerSlot() :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
 					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") : 0,

@@ -126,6 +126,15 @@ SELECT keyedstate.create_aggregation('bad_${name}_agg', 'SELECT acct, $expr FROM
 	is($node->safe_psql('postgres', qq{SELECT failed_offset FROM keyedstate.status WHERE name = 'bad_${name}_agg'}),
 		$node->safe_psql('postgres', "SELECT id FROM bad_$name WHERE amount = 13"),
 		"$name: failed_offset is the failing row");
+	# sync() right after resume() never says a failed aggregation caught up:
+	# it once returned the old offset while the worker had not taken the
+	# resume up (always so in resume()'s own transaction; exactness review 14)
+	my ($ret, $out, $err) = $node->psql('postgres', qq{BEGIN; SELECT keyedstate.resume('bad_${name}_agg');
+SELECT keyedstate.sync('bad_${name}_agg', '1 s'); COMMIT;});
+	like($err, qr/timed out waiting for sync of aggregation public.bad_${name}_agg.*\n.*has not taken up keyedstate.resume\(\) yet/,
+		"$name: sync() after resume() in one transaction waits, and says why") or diag($err);
+	($ret, $out, $err) = $node->psql('postgres', qq{SELECT keyedstate.sync('bad_${name}_agg', '30 s')});
+	like($err, qr/has failed/, "$name: after the commit, sync() raises the failure again") or diag($err);
 	$node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('bad_${name}_agg')");
 }
 
