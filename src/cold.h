@@ -127,8 +127,18 @@ extern int64 KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, 
  */
 #define KS_COLD_SWEEP_ROWS		10000
 
-/* Read the next rows of the sweep of cold rows, as the owner of a step. */
-extern void KsColdSweep(KsAggRun *run, TimestampTz now);
+/* Expired cold rows listed at most: the sweep waits for a checkpoint past that. */
+#define KS_COLD_EXPIRED_MAX		65536
+
+/*
+ * Read the next rows of the sweep of cold rows, as the owner of a step;
+ * false when it has nothing to read now.  A pass does not start while the
+ * rows the last one listed wait for their checkpoint (it would list them
+ * twice), nor goes on while KS_COLD_EXPIRED_MAX rows wait; that checkpoint
+ * is due within a sweep interval of the TTL, whatever the
+ * checkpoint_interval (KsExpireIntervalMs), and at once past the most.
+ */
+extern bool KsColdSweep(KsAggRun *run, TimestampTz now);
 
 /*
  * Delete, in the transaction committing a checkpoint, the cold rows the

@@ -75,7 +75,7 @@ KsColdInMemory(KsKeyTable *kt, uint32 hash, uint64 id)
 }
 
 /* Read the next cold rows for the TTL, and note the expired ones (see cold.h). */
-void
+bool
 KsColdSweep(KsAggRun *run, TimestampTz now)
 {
 	Oid			heapoid;
@@ -91,7 +91,12 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 	bool		more = false;
 
 	if (!run->cold_sweeping)
-		return;
+		return false;
+	/* a new pass waits for the checkpoint deleting what the last one listed */
+	if (run->cold_sweep_hash == (int64) PG_INT32_MIN - 1 && run->ncold_expired > 0)
+		return false;
+	if (run->ncold_expired >= KS_COLD_EXPIRED_MAX)
+		return false;
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold sweep",
 								ALLOCSET_DEFAULT_SIZES);
 	KsBecomeWorker();
@@ -167,6 +172,7 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 	}
 	else if (!more)
 		run->cold_sweeping = false;
+	return run->cold_sweeping;
 }
 
 /* Delete the cold rows the sweep found expired (see cold.h). */

@@ -200,8 +200,7 @@ KsEvictHold(KsAggRun *run)
 {
 	TimestampTz now;
 
-	if (run->memory_budget <= 0 || run->evict_stalled || run->ckpt_skipped ||
-		run->consumed < run->seed_until ||
+	if (run->memory_budget <= 0 || run->consumed < run->seed_until ||
 		KsEvictMemoryBound(run) <= run->memory_budget)
 	{
 		run->evict_holding = false;
@@ -210,9 +209,19 @@ KsEvictHold(KsAggRun *run)
 	now = GetCurrentTimestamp();
 	if (TimestampDifferenceExceeds(run->hold_checked, now, KS_EVICT_HOLD_CHECK_MS))
 	{
+		int64		used = KsEvictMemoryUsed(run);
+
 		run->hold_checked = now;
-		run->evict_holding = KsEvictMemoryUsed(run) > run->memory_budget;
+		/*
+		 * Keys larger than the budget fail here, within the step: reading
+		 * does not wait when eviction cannot help, and one step could grow
+		 * a key by hundreds of megabytes (exactness review 14).
+		 */
+		KsEvictRefuseGrowth(run, used);
+		run->evict_holding = used > run->memory_budget;
 	}
+	if (run->evict_stalled || run->ckpt_skipped)
+		run->evict_holding = false;
 	return run->evict_holding;
 }
 

@@ -161,6 +161,17 @@ KsExpireCompactKeys(KsAggRun *run)
 	KsRunTimeoutResume(run);
 }
 
+/* Milliseconds between the starts of two sweeps of a TTL (see expire.h). */
+int64
+KsExpireIntervalMs(KsAggRun *run)
+{
+	/* event time (windows): sweep soon after the watermark moved, not otherwise */
+	if (run->def->window_size_us > 0)
+		return KS_EXPIRE_MIN_INTERVAL_US / 1000;
+	return Min(Max(run->def->ttl_us / 10, KS_EXPIRE_MIN_INTERVAL_US),
+			   KS_EXPIRE_MAX_INTERVAL_US) / 1000;
+}
+
 /* Expire what the TTL removes, a bounded part per call (see expire.h). */
 void
 KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
@@ -181,11 +192,7 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 		KsExpireCompact(run);
 		return;
 	}
-	interval = Min(Max(run->def->ttl_us / 10, KS_EXPIRE_MIN_INTERVAL_US),
-				   KS_EXPIRE_MAX_INTERVAL_US);
-	/* event time (windows): sweep soon after the watermark moved, not otherwise */
-	if (run->def->window_size_us > 0)
-		interval = KS_EXPIRE_MIN_INTERVAL_US;
+	interval = KsExpireIntervalMs(run) * 1000;
 	/* a changed TTL (alter_aggregation) has its own schedule: sweep now */
 	if (run->expire_ttl_us != run->def->ttl_us)
 	{

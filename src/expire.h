@@ -47,6 +47,13 @@
 extern void KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout);
 
 /*
+ * Milliseconds between the starts of two sweeps: a tenth of the TTL, at
+ * least 0.1 s and at most a minute (0.1 s for windows, whose TTL runs in
+ * event time).
+ */
+extern int64 KsExpireIntervalMs(KsAggRun *run);
+
+/*
  * Internal states of expired or evicted keys (run->garbage_states) cannot
  * be freed one by one: once they outnumber the live keys, move the live
  * keys' states into a new context (called by KsExpireStep).

@@ -299,6 +299,12 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 		return false;
 	due_in = run->def->checkpoint_interval_ms -
 		TimestampDifferenceMilliseconds(run->last_checkpoint, now);
+	/* expired cold rows leave with a checkpoint: within a sweep interval (cold.h) */
+	if (run->ncold_expired >= KS_COLD_EXPIRED_MAX)
+		due_in = 0;
+	else if (run->ncold_expired > 0)
+		due_in = Min(due_in, KsExpireIntervalMs(run) -
+					 TimestampDifferenceMilliseconds(run->last_checkpoint, now));
 	if (due_in <= 0)
 		return true;
 	*timeout = Min(*timeout, due_in);
@@ -461,11 +467,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 				if (run->cold_sweeping || run->cold_building != NULL)
 				{
 					KsRunTimeoutPause(true);
-					if (run->cold_sweeping)
-					{
-						KsColdSweep(run, GetCurrentTimestamp());
+					if (run->cold_sweeping && KsColdSweep(run, GetCurrentTimestamp()))
 						*timeout = Min(*timeout, 10);
-					}
 					/* a slice of the cold filter being built (cold.h) */
 					if (run->cold_building != NULL)
 					{

@@ -263,6 +263,37 @@ is($node->safe_psql($db, qq{SELECT count(*) + $cold_tb FROM tb WHERE s = 1 OR c 
 	'a restart brings no expired key back');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tb')});
 
+# the same with a checkpoint_interval far longer than the TTL (exactness
+# review 14): the expired cold rows wait for a checkpoint, due within a
+# sweep interval all the same, and each sweep lists them once (every sweep
+# listed them again until a checkpoint came, and that list failed the
+# aggregation past twice its budget)
+$node->safe_psql($db, q{
+CREATE TABLE tlev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('tlong', 'SELECT k, count(*) AS c FROM tlev GROUP BY k',
+	checkpoint_interval => '10 min', ttl => '2 s', memory_limit => '1MB');
+INSERT INTO tlev (k, v) SELECT g, 1 FROM generate_series(1, 30000) g;
+});
+ks_sync($node, $db, 'tlong');
+ok(ks_wait_for($node, $db, q{SELECT evictions > 0 FROM keyedstate.status WHERE name = 'tlong'}, 60),
+	'a long checkpoint_interval: the budget evicts all the same');
+my $tl_t0 = time();
+my $cold_tl = q{(SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregation a
+				  ON a.id = c.aggregation_id WHERE a.view = 'tlong'::regclass)};
+ok(ks_wait_for($node, $db, qq{SELECT (SELECT count(*) FROM tlong) = 0 AND $cold_tl = 0}, 30),
+	'... expired cold keys leave the view and keyedstate.cold within seconds, not the checkpoint_interval');
+note sprintf('expired cold keys gone %.1f s after the drain', time() - $tl_t0);
+# sweeps go on (every 0.2 s) for 8 s more, a row now and then
+for my $i (1 .. 8)
+{
+	$node->safe_psql($db, "INSERT INTO tlev (k, v) VALUES ($i, $i)");
+	ks_wait_for($node, $db, "SELECT extract(epoch FROM clock_timestamp()) > $tl_t0 + 10 + $i", 60);
+}
+ks_sync($node, $db, 'tlong');
+is($node->safe_psql($db, q{SELECT state || ' ' || coalesce(error, '') FROM keyedstate.status WHERE name = 'tlong'}),
+	'running ', '... and the aggregation runs on, within its budget');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tlong')});
+
 # victims whose TTL runs out while the checkpoint that evicts them waits
 # (a backend holds the aggregation's row, taken right after rows pushed it
 # over the budget): each is written as the capture holds it, then expires;
@@ -376,6 +407,22 @@ ok(ks_wait_state($node, $db, 'huge_s', 'failed'), 'two keys of 15 MB each under 
 like($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'huge_s'}),
 	qr/more than twice its budget/, '... and says why');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('huge_s'); DROP TABLE huge});
+# one key growing by 200 MB in one transaction: eviction stalls (its only
+# key changed), and the check every few milliseconds of reading fails it
+# near twice the budget, not after a step that read on (356 MB were seen;
+# exactness review 14)
+$node->safe_psql($db, q{
+CREATE TABLE huge1 (id bigserial PRIMARY KEY, k int NOT NULL, t text NOT NULL);
+SELECT keyedstate.create_aggregation('huge_1', 'SELECT k, string_agg(t, '','') AS s FROM huge1 GROUP BY k',
+	memory_limit => '1MB');
+INSERT INTO huge1 (k, t) SELECT 1, repeat(md5(g::text), 32) FROM generate_series(1, 200000) g;
+});
+ok(ks_wait_state($node, $db, 'huge_1', 'failed'), 'one key of 200 MB under a 1MB budget: the aggregation fails');
+my ($huge_kb) = $node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'huge_1'})
+  =~ /uses (\d+) kB of memory, more than twice its budget/;
+ok(defined $huge_kb && $huge_kb < 64 * 1024, "... within the step that read past twice its budget ($huge_kb kB)")
+  or diag($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'huge_1'}));
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('huge_1'); DROP TABLE huge1});
 
 # While keyedstate.cold is locked (a DBA's VACUUM FULL), checkpoints, and so
 # evictions, wait: the budget still holds, consumption waiting for them
