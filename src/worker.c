@@ -27,9 +27,14 @@
  * current step (backends pausing or dropping an aggregation send it, see
  * shmem.h).
  *
+ * The worker keeps the memory it frees for its next steps and gives it
+ * back to the kernel itself, when idle (KsKeepFreedMemory).
+ *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
+
+#include <malloc.h>
 
 #include "access/xact.h"
 #include "commands/dbcommands.h"
@@ -398,6 +403,51 @@ KsUndoDatabaseSettings(List *server)
 	}
 }
 
+/* Seconds between two trims of the worker's free memory, at most. */
+#define KS_TRIM_INTERVAL_MS		10000
+
+/* When the worker last gave its free memory back. */
+static TimestampTz ks_trimmed_at = 0;
+
+/*
+ * Keep freed memory for the next steps.  A step allocates and frees tens of
+ * megabytes (the rows read, the rows published, checkpoint chunks, arrays
+ * of the keys changed); with glibc's defaults each block above its mmap
+ * threshold was mapped and unmapped again, and the top of the heap given
+ * back as soon as a few megabytes were free, so every step took page
+ * faults on all of it, and the kernel cleared those pages again: 1.87M
+ * faults in a drain of 20M rows over 10M keys, against 0.75M without,
+ * 62 s of the worker's CPU against 38 s (README, "Performance").  So
+ * nothing is mapped apart (the heap grows instead, or maps if it cannot),
+ * the heap's top is given back only past 1GB, and the worker gives its
+ * free memory back itself once idle (KsTrimFreedMemory).
+ */
+static void
+KsKeepFreedMemory(void)
+{
+#ifdef M_MMAP_MAX
+	(void) mallopt(M_MMAP_MAX, 0);
+	(void) mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+#endif
+}
+
+/*
+ * Give free memory back to the kernel, at most every 10 seconds, when the
+ * worker is about to wait (what a drain or a dropped aggregation freed).
+ */
+static void
+KsTrimFreedMemory(void)
+{
+#ifdef M_MMAP_MAX
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!TimestampDifferenceExceeds(ks_trimmed_at, now, KS_TRIM_INTERVAL_MS))
+		return;
+	ks_trimmed_at = now;
+	(void) malloc_trim(0);
+#endif
+}
+
 /* Entry point of a database worker; main_arg is the database OID. */
 void
 KsDatabaseWorkerMain(Datum main_arg)
@@ -419,6 +469,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
+	KsKeepFreedMemory();
 
 	/*
 	 * A reload signalled between our fork and our handler was discarded
@@ -555,8 +606,12 @@ KsDatabaseWorkerMain(Datum main_arg)
 			timeout = Min(timeout, 100);
 
 		if (timeout > 0)
+		{
+			/* idle: what the steps freed goes back to the kernel */
+			KsTrimFreedMemory();
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 timeout, PG_WAIT_EXTENSION);
+		}
 		ResetLatch(MyLatch);
 	}
 }
