@@ -76,7 +76,10 @@ CREATE TABLE keyedstate.aggregation (
 	layout				int NOT NULL DEFAULT 0,
 	watermark			timestamptz,
 	-- restored paused: the offset its view showed when dumped, consumed up to again
-	pause_at			bigint
+	pause_at			bigint,
+	-- keys last changed before this had outlived a TTL since lengthened or
+	-- removed: they stay expired (processing time; NULL: none)
+	ttl_floor			timestamptz
 );
 -- ids cycle (calls rolled back or failing take ids too): one in use is skipped
 CREATE SEQUENCE keyedstate.aggregation_id_seq AS int MAXVALUE 999999999 CYCLE

@@ -47,7 +47,8 @@
 	"COALESCE(p.part, 0), COALESCE(p.first_key_group, 0), " \
 	"COALESCE(p.last_key_group, a.max_parallelism - 1), p.seed_from, " \
 	"a.system_id IS DISTINCT FROM (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c), " \
-	"a.definition, COALESCE(a.pause_at, 0)"
+	"a.definition, COALESCE(a.pause_at, 0), " \
+	"COALESCE(a.ttl_floor, '-infinity'::pg_catalog.timestamptz)"
 
 /* An aggregation alone: no part. */
 #define KS_DEF_FROM_AGGREGATION \
@@ -180,6 +181,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->other_cluster = DatumGetBool(SPI_getbinval(tup, desc, 28, &isnull));
 	def->definition = TextDatumGetCString(SPI_getbinval(tup, desc, 29, &isnull));
 	def->pause_at = DatumGetInt64(SPI_getbinval(tup, desc, 30, &isnull));
+	def->ttl_floor = DatumGetTimestampTz(SPI_getbinval(tup, desc, 31, &isnull));
 	return def;
 }
 
@@ -432,7 +434,17 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 	args[3] = checkpoint_interval;
 	nulls[3] = (checkpoint_interval == (Datum) 0) ? 'n' : ' ';
 	args[4] = Int64GetDatum(memory_limit);
+	/*
+	 * A longer TTL or none keeps expired what the old one had expired by
+	 * now (ttl_floor, processing time only: see KsExpiredAt).  SET reads
+	 * the old row.
+	 */
 	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET "
+							  "ttl_floor = CASE WHEN $2 AND ttl IS NOT NULL AND window_size IS NULL AND "
+							  "  ($3 IS NULL OR EXTRACT(EPOCH FROM $3) OPERATOR(pg_catalog.>) EXTRACT(EPOCH FROM ttl)) "
+							  "  THEN GREATEST(ttl_floor, pg_catalog.now() OPERATOR(pg_catalog.-) "
+							  "       pg_catalog.make_interval(secs => EXTRACT(EPOCH FROM ttl)::pg_catalog.float8)) "
+							  "  ELSE ttl_floor END, "
 							  "ttl = CASE WHEN $2 THEN $3 ELSE ttl END, "
 							  "checkpoint_interval = COALESCE($4, checkpoint_interval), "
 							  "memory_limit = CASE WHEN $5 < 0 THEN memory_limit "

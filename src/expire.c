@@ -182,8 +182,11 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 	uint64		end;
 	uint64		wend = 0;
 	uint64		i;
+	/* keys a TTL since lengthened or removed had expired, not swept yet (run.h) */
+	bool		floor_pass = run->def->window_size_us == 0 &&
+		run->def->ttl_floor != run->floor_swept;
 
-	if (run->def->ttl_us <= 0)
+	if (run->def->ttl_us <= 0 && !floor_pass && !run->expire_running)
 	{
 		run->expire_cursor = run->expire_wcursor = 0;
 		run->expire_running = false;
@@ -194,7 +197,7 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 	}
 	interval = KsExpireIntervalMs(run) * 1000;
 	/* a changed TTL (alter_aggregation) has its own schedule: sweep now */
-	if (run->expire_ttl_us != run->def->ttl_us)
+	if (run->expire_ttl_us != run->def->ttl_us || floor_pass)
 	{
 		run->expire_ttl_us = run->def->ttl_us;
 		run->expire_next = 0;
@@ -211,6 +214,7 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 		}
 		run->expire_next = now + interval;
 		run->expire_running = true;
+		run->expire_floor = run->def->ttl_floor;
 		run->expire_cursor = run->expire_wcursor = 0;
 		run->expire_wm = run->watermark;
 		/*
@@ -257,6 +261,7 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 	{
 		/* the sweep is over; the next starts one interval after this one did */
 		run->expire_running = false;
+		run->floor_swept = run->expire_floor;
 		run->expire_cursor = 0;
 		*timeout = Min(*timeout, (long) Max((run->expire_next - now + 999) / 1000, 0));
 	}

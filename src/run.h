@@ -156,6 +156,8 @@ typedef struct KsAggRun
 	uint64		expire_wcursor; /* and next window (sliding windows) */
 	TimestampTz expire_next;	/* when the next sweep starts */
 	int64		expire_ttl_us;	/* the TTL that schedule is for */
+	TimestampTz expire_floor;	/* the def's ttl_floor the running sweep started with */
+	TimestampTz floor_swept;	/* the last ttl_floor a whole sweep applied, DT_NOBEGIN: none */
 	TimestampTz expire_wm;		/* windows: the watermark the last sweep started at */
 	int64		keys_expired;	/* keys the TTL removed since the run was created */
 	int64		recovered_expired;	/* expired keys and stored tombstones recovery met */
@@ -217,8 +219,11 @@ static inline bool
 KsExpiredAt(KsAggRun *run, TimestampTz touched, TimestampTz now)
 {
 	/* windowed aggregations count event time instead (window.h) */
-	return run->def->ttl_us > 0 && run->def->window_size_us == 0 &&
-		touched < now - run->def->ttl_us;
+	if (run->def->window_size_us != 0)
+		return false;
+	/* older than a TTL since lengthened or removed was when it changed: still expired */
+	return touched < run->def->ttl_floor ||
+		(run->def->ttl_us > 0 && touched < now - run->def->ttl_us);
 }
 
 /*

@@ -129,6 +129,7 @@ KsRunUnload(KsAggRun *run)
 	run->expire_cursor = 0;
 	run->expire_wcursor = 0;
 	run->expire_running = false;
+	run->floor_swept = DT_NOBEGIN;
 	run->recovered_expired = 0;
 	run->garbage_states = 0;
 	/* the memory budget's state (evict.h, cold.h); the filters were in loadcxt */

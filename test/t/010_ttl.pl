@@ -171,4 +171,45 @@ is($memory{8}, '0', 'no shared memory is left for expired keys');
 is($node->safe_psql($db, q{SELECT keys_expired FROM keyedstate.status WHERE name = 'churn_stats'}),
 	'32000', 'every key of every round expired once');
 
+# --- 6. a longer TTL, or none, keeps expired what had expired (exactness
+# review 14, finding 2): the expired keys' tombstones are not checkpointed
+# yet (checkpoints every 10 minutes), so a crash, or a rescale, loads the
+# keys again from the checkpoint that still has them; judged by the new TTL
+# they came back with their old state.  The old TTL's reach when it changed
+# (ttl_floor) expires them all the same.
+$node->safe_psql($db, q{
+CREATE TABLE fev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('floor_' || w, 'SELECT k, count(*) AS c, sum(v) AS s FROM fev GROUP BY k',
+	checkpoint_interval => '10 min', ttl => '2 s') FROM unnest(ARRAY['none', 'long']) w;
+INSERT INTO fev (k, v) SELECT g % 500, g FROM generate_series(1, 2000) g;
+});
+for my $w ('floor_none', 'floor_long')
+{
+	ks_sync($node, $db, $w);
+	$node->safe_psql($db, "SELECT keyedstate.checkpoint('$w')");
+}
+ok(ks_wait_for($node, $db, q{SELECT (SELECT count(*) FROM floor_none) + (SELECT count(*) FROM floor_long) = 0}, 30),
+	'keys past a TTL of 2 s leave the views (their tombstones not checkpointed)');
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('floor_none', ttl => '0');
+SELECT keyedstate.alter_aggregation('floor_long', ttl => '1 hour')});
+ks_kill_worker($node, $db);
+ks_sync_all($node, $db);
+is($node->safe_psql($db, q{SELECT (SELECT count(*) FROM floor_none) || ' ' || (SELECT count(*) FROM floor_long)}),
+	'0 0', 'after the TTL is removed or lengthened and a crash, no expired key comes back');
+$node->safe_psql($db, q{INSERT INTO fev (k, v) SELECT g, 1 FROM generate_series(1, 10) g});
+ks_sync_all($node, $db);
+my $fresh = q{SELECT k, count(*), sum(v) FROM fev WHERE id > 2000 GROUP BY k};
+is(ks_mismatches($node, $db, 'SELECT * FROM floor_none', $fresh) + ks_mismatches($node, $db, 'SELECT * FROM floor_long', $fresh),
+	0, '... and keys that return start afresh');
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('floor_' || w, parallelism => 2) FROM unnest(ARRAY['none', 'long']) w});
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 4 FROM keyedstate.workers WHERE aggregation IN ('floor_none', 'floor_long')}, 60),
+	'both rescale to 2 parts');
+ks_sync_all($node, $db);
+is(ks_mismatches($node, $db, 'SELECT * FROM floor_none', $fresh) + ks_mismatches($node, $db, 'SELECT * FROM floor_long', $fresh),
+	0, '... seeded from the checkpoint that has the expired keys, without them');
+$node->restart;
+ks_sync_all($node, $db);
+is(ks_mismatches($node, $db, 'SELECT * FROM floor_none', $fresh) + ks_mismatches($node, $db, 'SELECT * FROM floor_long', $fresh),
+	0, '... and after a restart');
+
 done_testing();
