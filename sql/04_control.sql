@@ -31,6 +31,12 @@ BEGIN READ ONLY;
 SELECT keyedstate.sync('pay_totals') > 0;
 SELECT keyedstate.checkpoint('pay_totals');
 ROLLBACK;
+-- a checkpoint after an alter (pause, resume) in the same transaction: refused at once,
+-- its worker cannot lock the aggregation's row before the commit
+BEGIN;
+SELECT keyedstate.alter_aggregation('pay_totals', checkpoint_interval => '1s');
+SELECT keyedstate.checkpoint('pay_totals');
+ROLLBACK;
 -- pause: sync refuses at once, the view keeps its last state, resume catches up
 SELECT keyedstate.pause('pay_totals');
 INSERT INTO pay (acct, amount) VALUES (1, 1000), (2, 2000);

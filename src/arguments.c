@@ -1,19 +1,28 @@
 /*-------------------------------------------------------------------------
  *
  * arguments.c
- *	  The checks of create_aggregation()'s and alter_aggregation()'s
- *	  arguments that both take: intervals, the TTL, the memory budget, the
- *	  parallelism.  See arguments.h.
+ *	  The checks of the SQL functions' arguments: the aggregation a name
+ *	  names (rights, lock, second look), and what create_aggregation() and
+ *	  alter_aggregation() both take: intervals, the TTL, the memory budget,
+ *	  the parallelism.  See arguments.h.
  *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
 
+#include "catalog/namespace.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
 
 #include "arguments.h"
+#include "catalog.h"
 #include "settings.h"
 
 /*
@@ -152,4 +161,70 @@ KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_lim
 				 errdetail("Each part has the share of memory_limit of its key groups: %lld kB for the smallest.",
 						   (long long) (least / 1024)),
 				 errhint("Give a larger memory_limit, or a smaller parallelism.")));
+}
+
+/* Error unless the current user has `right` on the view. */
+static void
+KsCheckAggRight(Oid view_oid, KsAggRight right)
+{
+	if (right == KS_RIGHT_OWNER && !pg_class_ownercheck(view_oid, GetUserId()))
+		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(view_oid));
+	if (right == KS_RIGHT_SELECT &&
+		pg_class_aclcheck(view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(view_oid));
+}
+
+/*
+ * Resolve an aggregation by the name of its view; errors if it is none, or
+ * if the current user lacks `right` on it.  Then the view is locked in
+ * `lockmode` and looked up again, as PostgreSQL's commands take their
+ * objects: rights first (so nobody queues a lock on another's view), then
+ * the lock, then a second look, so that a concurrent drop_aggregation() or
+ * DROP VIEW that committed meanwhile says "does not exist" here.  It checks
+ * the right again: lost while waiting (a REVOKE of the owner's role), it
+ * would let a role queue a command behind its own lock and run it later.
+ */
+KsNamedAgg
+KsLookupAggregation(text *nametext, LOCKMODE lockmode, KsAggRight right)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(text_to_cstring(nametext)));
+	Oid			view_oid = RangeVarGetRelid(rv, NoLock, true);
+	/* the name as PostgreSQL shows a relation's, unquoted */
+	char	   *name = rv->schemaname ? psprintf("%s.%s", rv->schemaname, rv->relname) : rv->relname;
+	KsNamedAgg	agg;
+	KsCatalogAccess acc;
+	bool		found = false;
+	int			look;
+
+	memset(&agg, 0, sizeof(agg));
+	for (look = 0; look < 2; look++)
+	{
+		/* renamed or replaced while we waited: follow the name, as PostgreSQL's commands do */
+		if (look == 1 && RangeVarGetRelid(rv, NoLock, true) != view_oid)
+		{
+			UnlockRelationOid(view_oid, lockmode);
+			view_oid = RangeVarGetRelid(rv, NoLock, true);
+			look = -1;
+			continue;
+		}
+		if (!OidIsValid(view_oid) || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(view_oid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("aggregation \"%s\" does not exist", name)));
+		KsCatalogOpen(&acc);
+		found = KsCatalogLookup(view_oid, &agg.def);
+		KsCatalogClose(&acc);
+		/* (a view or table of that name that is not one: as PostgreSQL's "is not a view") */
+		if (!found)
+			ereport(ERROR,
+					(errcode(look == 0 ? ERRCODE_WRONG_OBJECT_TYPE : ERRCODE_UNDEFINED_OBJECT),
+					 errmsg(look == 0 ? "\"%s\" is not a keyedstate aggregation" :
+							"aggregation \"%s\" does not exist", name)));
+		KsCheckAggRight(view_oid, right);
+		/* also takes in the invalidations of what committed while it waited */
+		if (look == 0)
+			LockRelationOid(view_oid, lockmode);
+	}
+	agg.name = KsAggName(view_oid);
+	return agg;
 }

@@ -12,6 +12,9 @@
 #define KS_ARGUMENTS_H
 
 #include "datatype/timestamp.h"
+#include "storage/lockdefs.h"
+
+#include "catalog.h"
 
 /* Milliseconds of an interval, clamped to a thousand years either way. */
 extern int64 KsIntervalMs(const Interval *iv);
@@ -35,5 +38,26 @@ extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool sliding);
  * memory_limit (0: none).
  */
 extern void KsCheckParallelismAllowed(int parallelism, int max_parallelism, int64 memory_limit);
+
+/* An aggregation named by its view, and that name for messages. */
+typedef struct KsNamedAgg
+{
+	KsAggDef	def;
+	char	   *name;
+} KsNamedAgg;
+
+/* The right on an aggregation's view a control function needs: own it, or read it (sync). */
+typedef enum KsAggRight
+{
+	KS_RIGHT_OWNER,
+	KS_RIGHT_SELECT
+} KsAggRight;
+
+/*
+ * Resolve an aggregation by the name of its view and lock the view in
+ * `lockmode`, the caller's right checked before the lock and again after
+ * it, the name looked up again after it (see arguments.c).
+ */
+extern KsNamedAgg KsLookupAggregation(text *nametext, LOCKMODE lockmode, KsAggRight right);
 
 #endif							/* KS_ARGUMENTS_H */

@@ -8,6 +8,7 @@
 #include "keyedstate.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_authid.h"
@@ -265,6 +266,31 @@ KsCatalogLookup(Oid view_oid, KsAggDef *def)
 	memcpy(def, KsDefFromTuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc), sizeof(KsAggDef));
 	MemoryContextSwitchTo(oldcxt);
 	return true;
+}
+
+/* Refuse a checkpoint of an aggregation this transaction changed (see catalog.h). */
+void
+KsCatalogCheckUnchangedHere(int32 id, const char *aggname)
+{
+	Datum		arg = Int32GetDatum(id);
+	Oid			argtype = INT4OID;
+	bool		isnull;
+	bool		changed = false;
+	KsCatalogAccess acc;
+
+	KsCatalogOpen(&acc);
+	if (SPI_execute_with_args("SELECT a.xmin FROM keyedstate.aggregation a WHERE a.id = $1",
+							  1, &argtype, &arg, NULL, true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		changed = TransactionIdIsCurrentTransactionId(
+			DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
+	KsCatalogClose(&acc);
+	if (changed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was changed by this transaction", aggname),
+				 errdetail("Its worker checkpoints it once the transaction that paused, resumed or altered it has ended."),
+				 errhint("Call keyedstate.checkpoint() after the commit.")));
 }
 
 /*

@@ -126,6 +126,13 @@ extern char *KsAggregationName(int32 aggid, Oid view_oid);
 extern bool KsCatalogLookup(Oid view_oid, KsAggDef *def);
 
 /*
+ * Refuse to wait for a checkpoint of an aggregation whose row the current
+ * transaction changed (pause, resume, alter): its worker cannot lock that
+ * row until the transaction ends, and the wait would time out.
+ */
+extern void KsCatalogCheckUnchangedHere(int32 id, const char *aggname);
+
+/*
  * The next aggregation id, or part id (`part`): parts have a range of
  * their own, from 1,000,000,000 (see the install script).
  */

@@ -59,77 +59,6 @@ PG_FUNCTION_INFO_V1(keyedstate_query_definition);
 PG_FUNCTION_INFO_V1(keyedstate_worker_status);
 PG_FUNCTION_INFO_V1(keyedstate_worker_missing);
 
-/* An aggregation named by its view, and that name for messages. */
-typedef struct KsNamedAgg
-{
-	KsAggDef	def;
-	char	   *name;
-} KsNamedAgg;
-
-/* The right on an aggregation's view a control function needs: own it, or read it (sync). */
-typedef enum KsAggRight
-{
-	KS_RIGHT_OWNER, KS_RIGHT_SELECT
-} KsAggRight;
-
-/* Error unless the current user has `right` on the view. */
-static void
-KsCheckAggRight(Oid view_oid, KsAggRight right)
-{
-	if (right == KS_RIGHT_OWNER && !pg_class_ownercheck(view_oid, GetUserId()))
-		aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_VIEW, get_rel_name(view_oid));
-	if (right == KS_RIGHT_SELECT &&
-		pg_class_aclcheck(view_oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
-		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(view_oid));
-}
-
-/*
- * Resolve an aggregation by the name of its view; errors if it is none, or
- * if the current user lacks `right` on it.  Then the view is locked in
- * `lockmode` and looked up again, as PostgreSQL's commands take their
- * objects: rights first (so nobody queues a lock on another's view), then
- * the lock, then a second look, so that a concurrent drop_aggregation() or
- * DROP VIEW that committed meanwhile says "does not exist" here.  It checks
- * the right again: lost while waiting (a REVOKE of the owner's role), it
- * would let a role queue a command behind its own lock and run it later.
- */
-static KsNamedAgg
-KsLookupAggregation(text *nametext, LOCKMODE lockmode, KsAggRight right)
-{
-	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(text_to_cstring(nametext)));
-	Oid			view_oid = RangeVarGetRelid(rv, NoLock, true);
-	/* the name as PostgreSQL shows a relation's, unquoted */
-	char	   *name = rv->schemaname ? psprintf("%s.%s", rv->schemaname, rv->relname) : rv->relname;
-	KsNamedAgg	agg;
-	KsCatalogAccess acc;
-	bool		found = false;
-	int			look;
-
-	memset(&agg, 0, sizeof(agg));
-	for (look = 0; look < 2; look++)
-	{
-		if (!OidIsValid(view_oid) || !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(view_oid)))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_OBJECT),
-					 errmsg("aggregation \"%s\" does not exist", name)));
-		KsCatalogOpen(&acc);
-		found = KsCatalogLookup(view_oid, &agg.def);
-		KsCatalogClose(&acc);
-		/* (a view or table of that name that is not one: as PostgreSQL's "is not a view") */
-		if (!found)
-			ereport(ERROR,
-					(errcode(look == 0 ? ERRCODE_WRONG_OBJECT_TYPE : ERRCODE_UNDEFINED_OBJECT),
-					 errmsg(look == 0 ? "\"%s\" is not a keyedstate aggregation" :
-							"aggregation \"%s\" does not exist", name)));
-		KsCheckAggRight(view_oid, right);
-		/* also takes in the invalidations of what committed while it waited */
-		if (look == 0)
-			LockRelationOid(view_oid, lockmode);
-	}
-	agg.name = KsAggName(view_oid);
-	return agg;
-}
-
 /* Whether a view was created by the current transaction. */
 static bool
 KsCreatedHere(Oid view_oid)
@@ -435,6 +364,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 
 	KsRequireControl("keyedstate.checkpoint()", false);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, KS_RIGHT_OWNER);
+	KsCatalogCheckUnchangedHere(agg.def.id, agg.name);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
 	/* a request to each part, whose number is kept by slot */
 	refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);

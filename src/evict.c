@@ -144,6 +144,32 @@ KsEvictRefuseGrowth(KsAggRun *run, int64 used)
 			 errhint("Raise its memory_limit (or keyedstate.max_state_memory), then call keyedstate.resume().")));
 }
 
+/* Note whether the capture found anything to evict, and with how many keys. */
+static void
+KsEvictSetStalled(KsAggRun *run, bool stalled)
+{
+	run->evict_stalled = stalled;
+	run->stalled_keys = run->kt->nentries;
+}
+
+/*
+ * Whether eviction is stalled: the last capture found nothing to evict.
+ * Keys added since can be evicted (a victim is written by the capture that
+ * chooses it): the stall ends once the keys in memory grew by a twentieth,
+ * and at least 64, over what that capture found.  Before, it lasted until
+ * the next regular checkpoint, and a drain of new keys after the fixed
+ * memory alone had filled a small budget read on without a hold up to 218
+ * times the budget (re-review today 13).
+ */
+static bool
+KsEvictStalled(KsAggRun *run)
+{
+	if (run->evict_stalled &&
+		run->kt->nentries > run->stalled_keys + Max(run->stalled_keys / 20, 64))
+		run->evict_stalled = false;
+	return run->evict_stalled;
+}
+
 /* Whether keys should be evicted now (see evict.h). */
 bool
 KsEvictDue(KsAggRun *run)
@@ -167,7 +193,7 @@ KsEvictDue(KsAggRun *run)
 		}
 		return false;
 	}
-	if (run->evict_stalled)
+	if (KsEvictStalled(run))
 	{
 		/* nothing to evict: measured at most every 100 ms, as below */
 		if (TimestampDifferenceExceeds(run->used_checked, now, 100))
@@ -220,7 +246,7 @@ KsEvictHold(KsAggRun *run)
 		KsEvictRefuseGrowth(run, used);
 		run->evict_holding = used > run->memory_budget;
 	}
-	if (run->evict_stalled || run->ckpt_skipped)
+	if (KsEvictStalled(run) || run->ckpt_skipped)
 		run->evict_holding = false;
 	return run->evict_holding;
 }
@@ -245,20 +271,20 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 	/* no key at all and still over: the fixed memory is; reading must not wait */
 	if (kt->nallocated == 0)
 	{
-		run->evict_stalled = used > budget;
+		KsEvictSetStalled(run, used > budget);
 		return NULL;
 	}
 	/* once over the budget, a target follows the memory a key takes now */
 	if (used > budget || run->evict_target > 0)
 		run->evict_target = Max((int64) ((double) live * KS_EVICT_LOW_WATER * budget / Max(used, 1)), 1);
-	run->evict_stalled = false;
+	KsEvictSetStalled(run, false);
 	if (run->evict_target == 0)
 		return NULL;
 	want = Min(live - run->evict_target, (int64) KS_COLD_MAX_PER_CHECKPOINT);
 	/* at the target and still over: more evictions would not help (fixed memory) */
 	if (want <= 0)
 	{
-		run->evict_stalled = used > budget;
+		KsEvictSetStalled(run, used > budget);
 		return NULL;
 	}
 
@@ -293,7 +319,7 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 		victims[(*n)++] = e;
 	}
 	/* every key was changed lately or is not written yet: the regular checkpoints go on */
-	run->evict_stalled = (*n == 0);
+	KsEvictSetStalled(run, *n == 0);
 	if (*n == 0)
 	{
 		pfree(victims);

@@ -60,7 +60,7 @@
  *	lookupexec	executing them: evaluating and hashing the looked-up values
  *	livewrite	writes through a live view: refused, naming the view
  *	create		create_aggregation()
- *	arguments	checks of the arguments create and alter share: intervals, TTL, budget
+ *	arguments	the SQL API's arguments: the aggregation a name names, intervals, TTL, budget
  *	control		drop, pause, resume, rebuild, sync, checkpoint, status
  *	hooks		commit callback, wake-up trigger, utility hook
  *	hooksource	the aggregations a utility command on a table touches; offset indexes kept

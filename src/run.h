@@ -172,6 +172,7 @@ typedef struct KsAggRun
 	TimestampTz budget_checked; /* when the budget was last computed */
 	TimestampTz source_acl_since;	/* a rebuild found its owner without SELECT on the source */
 	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */
+	uint64		stalled_keys;	/* ... with this many keys in memory (KsEvictStalled) */
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
 	TimestampTz hold_checked;	/* when memory in use was last measured for it */
 	bool		ckpt_skipped;	/* the last checkpoint slice could not lock its row */

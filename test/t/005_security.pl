@@ -2037,7 +2037,7 @@ INSERT INTO stalled.ev (k, v) VALUES (4, 4001); SELECT pg_backend_pid()});
 {
 	$node->safe_psql($db, q{CREATE ROLE regress_rvowner LOGIN; CREATE ROLE regress_rvmember LOGIN;
 CREATE ROLE regress_rvreader LOGIN; GRANT regress_rvowner TO regress_rvmember;
-CREATE SCHEMA rv AUTHORIZATION regress_rvowner; GRANT USAGE ON SCHEMA rv TO regress_rvreader;});
+CREATE SCHEMA rv AUTHORIZATION regress_rvowner; GRANT USAGE ON SCHEMA rv TO regress_rvreader, regress_rvmember;});
 	as_role($node, 'regress_rvowner', q{
 CREATE TABLE rv.ev (id bigserial PRIMARY KEY, k int, v int);
 INSERT INTO rv.ev (k, v) SELECT i % 5, i FROM generate_series(1, 100) i;
@@ -2070,6 +2070,24 @@ SELECT keyedstate.sync('rv.sums');});
 	as_role($node, 'regress_rvowner', q{INSERT INTO rv.ev (k, v) VALUES (1, 1000)});
 	ks_sync($node, $db, 'rv.sums');
 	is(ks_mismatches($node, $db, 'SELECT * FROM rv.sums', $oracle), '0', '21: ... and exact, every key kept');
+
+	# a name renamed while a call waits for its lock: the call follows the
+	# name (as PostgreSQL's commands do), it does not act on the renamed view
+	my $renamer = $node->background_psql($db, extra_params => [ '-U', 'regress_rvowner' ]);
+	$renamer->query_safe('BEGIN; ALTER VIEW rv.sums RENAME TO sums_renamed');
+	my $waiter = $node->background_psql($db, on_error_stop => 0, extra_params => [ '-U', 'regress_rvowner' ]);
+	my $wpid = $waiter->query_safe('SELECT pg_backend_pid()');
+	$waiter->query_until(qr/queued/, "\\echo queued\nSELECT keyedstate.pause('rv.sums');\n");
+	ok(ks_wait_for($node, $db, sprintf($waiting, $wpid), 30), '21: a pause waits for a rename of the view');
+	$renamer->query_safe('COMMIT');
+	$renamer->quit;
+	$waiter->query(q{SELECT 'after'});
+	like($waiter->{stderr}, qr/aggregation "rv.sums" does not exist/,
+		'21: ... and once the rename committed, the name names no aggregation');
+	$waiter->quit;
+	is($node->safe_psql($db, q{SELECT paused FROM keyedstate.aggregations WHERE name = 'rv.sums_renamed'}), 'f',
+		'21: ... and the renamed one is not paused');
+	as_role($node, 'regress_rvowner', q{ALTER VIEW rv.sums_renamed RENAME TO sums});
 
 	# sync() without SELECT: refused before it waits for the owner's lock
 	my $locker = $node->background_psql($db, extra_params => [ '-U', 'regress_rvowner' ]);

@@ -294,6 +294,27 @@ is($node->safe_psql($db, q{SELECT state || ' ' || coalesce(error, '') FROM keyed
 	'running ', '... and the aggregation runs on, within its budget');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tlong')});
 
+# a budget that the fixed memory alone (the filter of 300,000 cold keys)
+# fills: a later drain of new keys is held all the same, evicting at every
+# checkpoint (the last capture, which found nothing to evict, stalled
+# eviction until the next regular checkpoint, and the drain read on to 218
+# times the budget; re-review today 13)
+$node->safe_psql($db, q{
+CREATE TABLE fixed (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('fixed_n', 'SELECT k, count(*) AS n FROM fixed GROUP BY k',
+	checkpoint_interval => '10 min', memory_limit => '1MB');
+INSERT INTO fixed (k) SELECT g FROM generate_series(1, 300000) g;
+});
+ks_sync($node, $db, 'fixed_n', '5 min');
+my $held = q{SELECT keys_in_memory < 20000 AND memory_bytes < 16 * 1024 * 1024 FROM keyedstate.status WHERE name = 'fixed_n'};
+ok(ks_wait_for($node, $db, $held, 60), 'a first drain of 300,000 keys under 1MB is held');
+$node->safe_psql($db, q{INSERT INTO fixed (k) SELECT g FROM generate_series(300001, 600000) g});
+ks_sync($node, $db, 'fixed_n', '5 min');
+ok(ks_wait_for($node, $db, $held, 60), '... and so is a second one, the fixed memory over the budget')
+  or diag($node->safe_psql($db, q{SELECT keys_in_memory, memory_bytes FROM keyedstate.status WHERE name = 'fixed_n'}));
+is(ks_mismatches($node, $db, 'SELECT * FROM fixed_n', 'SELECT k, count(*) FROM fixed GROUP BY k'), '0', '... exactly');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('fixed_n'); DROP TABLE fixed});
+
 # victims whose TTL runs out while the checkpoint that evicts them waits
 # (a backend holds the aggregation's row, taken right after rows pushed it
 # over the budget): each is written as the capture holds it, then expires;
