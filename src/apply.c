@@ -272,7 +272,7 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		if (!found || (e->flags & KS_KEY_EXPIRED))
 		{
 			/* a new key, or one expired (expire.h) and back: fresh states */
-			e->flags &= ~KS_KEY_EXPIRED;
+			KsKeySetFlags(kt, e, e->flags & ~KS_KEY_EXPIRED);
 			KsAggInitStates(rt, e->states);
 			/* and no time yet: a window's rows may be older than 2000 (pass 4) */
 			e->touched = DT_NOBEGIN;

@@ -511,14 +511,14 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 le
 		 * or as a tombstone, deleting this row.  Published with this row's
 		 * id meanwhile, readers skip the row.
 		 */
-		e->flags = (e->flags & ~KS_KEY_EVICTED) | KS_KEY_EXPIRED;
+		KsKeySetFlags(kt, e, (e->flags & ~KS_KEY_EVICTED) | KS_KEY_EXPIRED);
 		e->touched = parts.touched;
 		e->cold_id = id;
 		KsKeyMarkDirty(kt, e);
 		run->cold_keys--;
 		return true;
 	}
-	e->flags &= ~(KS_KEY_EXPIRED | KS_KEY_EVICTED);
+	KsKeySetFlags(kt, e, e->flags & ~(KS_KEY_EXPIRED | KS_KEY_EVICTED));
 	KsAggDeserializeStates(run->rt, e->states, &e->replay, parts.states, parts.statelen, run->name);
 	e->touched = parts.touched;
 	e->cold_id = id;

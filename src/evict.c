@@ -346,7 +346,7 @@ KsEvictDone(KsAggRun *run, KsKeyEntry **victims, int64 n, uint32 epoch)
 		e->flags &= ~KS_KEY_EVICT;
 		if (!KsAggReleaseStates(run->rt, e))
 			run->garbage_states++;	/* compacted later (expire.h) */
-		e->flags |= KS_KEY_EXPIRED | KS_KEY_EVICTED;
+		KsKeySetFlags(run->kt, e, e->flags | KS_KEY_EXPIRED | KS_KEY_EVICTED);
 		run->kt->nevicted++;
 		/* the publish removes its row, then the entry goes (keytable.h) */
 		KsKeyMarkPublish(run->kt, e);

@@ -37,7 +37,7 @@ KsExpireKey(KsAggRun *run, KsKeyEntry *e)
 		KsCheckpointSaveKey(run, e);
 	if (!KsAggReleaseStates(run->rt, e))
 		run->garbage_states++;
-	e->flags |= KS_KEY_EXPIRED;
+	KsKeySetFlags(run->kt, e, e->flags | KS_KEY_EXPIRED);
 	KsKeyMarkDirty(run->kt, e);
 	run->keys_expired++;
 }

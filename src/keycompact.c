@@ -64,7 +64,7 @@ KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
 			pfree(DatumGetPointer(e->keys[k]));
 	if (e->flags & KS_KEY_EVICTED)
 		kt->nevicted--;
-	e->flags = KS_KEY_FREE;
+	KsKeySetFlags(kt, e, KS_KEY_FREE);
 	e->shared = InvalidDsaPointer;
 	e->shared_tuple = InvalidDsaPointer;
 	e->replay = NULL;

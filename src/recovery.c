@@ -297,19 +297,19 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			if (keyflags[i] & KS_STORED_EVICTED)
 			{
 				/* in keyedstate.cold (cold.h): hides older versions, then goes */
-				e->flags |= KS_KEY_EXPIRED | KS_KEY_TOMBSTONE;
+				KsKeySetFlags(kt, e, e->flags | KS_KEY_EXPIRED | KS_KEY_TOMBSTONE);
 				run->recovered_expired++;
 			}
 			else if (keyflags[i] & KS_STORED_EXPIRED)
 			{
 				/* a tombstone: hides older versions, then goes (KsRecoverSettleExpired) */
-				e->flags |= KS_KEY_EXPIRED | KS_KEY_TOMBSTONE;
+				KsKeySetFlags(kt, e, e->flags | KS_KEY_EXPIRED | KS_KEY_TOMBSTONE);
 				run->recovered_expired++;
 			}
 			else if (KsExpiredAt(run, e->touched, now))
 			{
 				/* its TTL ran out while no worker ran: a tombstone to write */
-				e->flags |= KS_KEY_EXPIRED;
+				KsKeySetFlags(kt, e, e->flags | KS_KEY_EXPIRED);
 				run->recovered_expired++;
 				run->keys_expired++;
 			}

@@ -162,7 +162,7 @@ KsRecoverSettleExpired(KsAggRun *run)
 	{
 		if (e->flags & KS_KEY_TOMBSTONE)
 		{
-			e->flags &= ~(KS_KEY_TOMBSTONE | KS_KEY_EXPIRED);
+			KsKeySetFlags(run->kt, e, e->flags & ~(KS_KEY_TOMBSTONE | KS_KEY_EXPIRED));
 			KsKeyTableRemove(run->kt, e);
 		}
 		else if (e->flags & KS_KEY_EXPIRED)

@@ -475,7 +475,7 @@ KsWindowBuildItem(KsAggRun *run, KsPublishItem *it, int64 i, void *arg)
 		!KsMergeWindow(run, w, wb->states, wb->keys, wb->nulls, wb->pc);
 	it->row = it->remove ? NULL : KsPublishBuildRow(run, wb->keys, wb->nulls, wb->states);
 	if (it->remove)
-		w->flags |= KS_KEY_EXPIRED;
+		KsKeySetFlags(run->windows, w, w->flags | KS_KEY_EXPIRED);
 }
 
 /* Publish the windows of the panes changed since the last publish (see window.h). */
@@ -523,7 +523,7 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 				break;			/* and so are the windows before it */
 			keys[0] = TimestampTzGetDatum(pstart - j * slide);
 			w = KsKeyTableLookup(wt, keys, nulls, KsKeyHash(wt, keys, nulls), &found);
-			w->flags &= ~KS_KEY_EXPIRED;
+			KsKeySetFlags(wt, w, w->flags & ~KS_KEY_EXPIRED);
 			KsKeyMarkPublish(wt, w);
 		}
 	}
