@@ -200,10 +200,12 @@ KsLookupAggregation(text *nametext, LOCKMODE lockmode, KsAggRight right)
 	for (look = 0; look < 2; look++)
 	{
 		/* renamed or replaced while we waited: follow the name, as PostgreSQL's commands do */
-		if (look == 1 && RangeVarGetRelid(rv, NoLock, true) != view_oid)
+		Oid			named = look == 1 ? RangeVarGetRelid(rv, NoLock, true) : view_oid;
+
+		if (named != view_oid)
 		{
 			UnlockRelationOid(view_oid, lockmode);
-			view_oid = RangeVarGetRelid(rv, NoLock, true);
+			view_oid = named;
 			look = -1;
 			continue;
 		}
