@@ -249,6 +249,27 @@ KsRetryStreak(KsAggRun *run, TimestampTz now)
 }
 
 /*
+ * How many times in a row the aggregation's own code may raise a passing
+ * error at the same row before it fails: a function that raises one
+ * itself (RAISE ... USING ERRCODE = 'serialization_failure') would
+ * otherwise keep its aggregation loading again once a minute for ever,
+ * "running" and never consuming (security review 17, F4).  Four retries
+ * (1 + 2 + 4 + 8 s) let a real conflict it met pass.
+ */
+#define KS_CODE_ERRORS_MAX	5
+
+/* Whether a procedural language's RAISE (or elog) reported the error. */
+static bool
+KsRaisedByUserCode(ErrorData *edata)
+{
+	const char *file = edata->filename ? edata->filename : "";
+
+	return strcmp(file, "pl_exec.c") == 0 || strcmp(file, "plperl.c") == 0 ||
+		strcmp(file, "pltcl.c") == 0 || strncmp(file, "plpy_", 5) == 0 ||
+		strncmp(file, "plv8", 4) == 0;
+}
+
+/*
  * Errors of the disk or of concurrency, not of the aggregation: a full
  * disk (keyedstate.state's tablespace), an I/O error, a deadlock, a
  * serialization failure, a lock timeout.  They pass, and PostgreSQL's own
@@ -263,9 +284,8 @@ KsRetryStreak(KsAggRun *run, TimestampTz now)
  * never raised there.
  */
 static bool
-KsIsPassingError(KsAggRun *run, ErrorData *edata)
+KsIsPassingErrorCode(KsAggRun *run, ErrorData *edata, TimestampTz now)
 {
-	TimestampTz now = GetCurrentTimestamp();
 	const char *file = edata->filename ? edata->filename : "";
 
 	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_SYSTEM_ERROR)
@@ -286,6 +306,32 @@ KsIsPassingError(KsAggRun *run, ErrorData *edata)
 		default:
 			return false;
 	}
+}
+
+/*
+ * Whether an error passes (KsIsPassingErrorCode); one that the
+ * aggregation's functions raise themselves at most KS_CODE_ERRORS_MAX - 1
+ * times in a row at the same row (offset: 0 outside rows).
+ */
+static bool
+KsIsPassingError(KsAggRun *run, ErrorData *edata, int64 offset)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!KsIsPassingErrorCode(run, edata, now))
+		return false;
+	if (!KsRaisedByUserCode(edata))
+		return true;
+	if (offset != run->code_error_offset)
+		run->code_errors = 0;
+	run->code_error_offset = offset;
+	if (++run->code_errors < KS_CODE_ERRORS_MAX)
+		return true;
+	edata->detail = psprintf("The aggregation's own code raised it %d times in a row at this row, so it is not taken for an error that passes.",
+							 run->code_errors);
+	/* a resume() starts counting again */
+	run->code_errors = 0;
+	return false;
 }
 
 /*
@@ -394,7 +440,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			return;
 		}
 	}
-	if (!timed_out && KsIsPassingError(run, edata))
+	if (!timed_out && KsIsPassingError(run, edata, offset))
 	{
 		KsRunRetryAfter(run, edata, offset);
 		KsRunAcceptCancels(false);

@@ -88,6 +88,8 @@ typedef struct KsAggRun
 	TimestampTz retry_at;		/* unloaded by a passing error: load again then */
 	int			retry_delay_ms; /* ... and the wait before, doubled while they go on */
 	TimestampTz retry_since;	/* ... since when they go on */
+	int64		code_error_offset;	/* the row user code last raised one at */
+	int			code_errors;	/* ... how many times in a row (run.c) */
 
 	/* valid while loaded; all in loadcxt */
 	MemoryContext loadcxt;

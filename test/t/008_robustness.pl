@@ -138,6 +138,39 @@ SELECT keyedstate.sync('bad_${name}_agg', '1 s'); COMMIT;});
 	$node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('bad_${name}_agg')");
 }
 
+# A SQLSTATE that passes when the disk or concurrency raises it (a
+# serialization failure, a deadlock, a lock not available, a file's error,
+# out of memory) fails the aggregation when its own code raises it: before,
+# the run was loaded again once a minute for ever, "running" and never
+# consumed (security review 17, F4)
+$node->safe_psql('postgres', q{
+CREATE TABLE bad_code (id bigserial PRIMARY KEY, acct int, amount int);
+INSERT INTO bad_code (acct, amount) SELECT g % 3, g FROM generate_series(1, 20) g;
+CREATE FUNCTION raise_at_13(v int, code text) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF v = 13 THEN RAISE EXCEPTION 'raised % at 13', code USING ERRCODE = code; END IF;
+	RETURN v;
+END $$;});
+my @codes = ('40001', '40P01', '55P03', '58030', '53200', '53100', 'XX001');
+for my $code (@codes)
+{
+	my $agg = 'code_' . lc($code);
+	$node->safe_psql('postgres', qq{SELECT keyedstate.create_aggregation('$agg',
+		'SELECT acct, sum(raise_at_13(amount, ''$code'')) AS s FROM bad_code GROUP BY acct')});
+}
+for my $code (@codes)
+{
+	my $agg = 'code_' . lc($code);
+	ok(ks_wait_for($node, 'postgres', qq{SELECT state = 'failed' FROM keyedstate.status WHERE name = '$agg'}, 30),
+		"user code raising $code fails its aggregation");
+	is($node->safe_psql('postgres', qq{SELECT failed_offset || ' ' || error FROM keyedstate.status WHERE name = '$agg'}),
+		$node->safe_psql('postgres', "SELECT id FROM bad_code WHERE amount = 13") . " raised $code at 13",
+		"$code: failed_offset is the row, the error the function's");
+	my ($ret, $out, $err) = $node->psql('postgres', qq{SELECT keyedstate.sync('$agg', '30 s')});
+	like($err, qr/has failed/, "$code: sync() raises the failure") or diag($err);
+	$node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('$agg')");
+}
+
 # --- a new view answers at once (9.12) -------------------------------------
 my $errors = 0;
 for my $i (1 .. 10)
