@@ -78,7 +78,8 @@ CREATE TABLE keyedstate.aggregation (
 	-- restored paused: the offset its view showed when dumped, consumed up to again
 	pause_at			bigint,
 	-- keys last changed before this had outlived a TTL since lengthened or
-	-- removed: they stay expired (processing time; NULL: none)
+	-- removed: they stay expired (processing time; for windows, event time:
+	-- windows ending at or before it stay expired; NULL: none)
 	ttl_floor			timestamptz
 );
 -- ids cycle (calls rolled back or failing take ids too): one in use is skipped

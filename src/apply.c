@@ -55,6 +55,7 @@ KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
 	buf->misses = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->timecol = -1;
 	buf->watermark = DT_NOBEGIN;
+	buf->win_floor = DT_NOBEGIN;
 	buf->rowcxt = AllocSetContextCreate(parent, "keyedstate input chunk",
 										ALLOCSET_DEFAULT_SIZES);
 	return buf;
@@ -145,8 +146,9 @@ KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot)
 
 /*
  * A windowed row's time against the watermark (see apply.h): late when its
- * last window, that of its pane, ends at or before watermark - ttl;
- * otherwise it may advance the watermark.  The time is never NULL (the
+ * last window, that of its pane, ends at or before watermark - ttl, or
+ * before the reach of a TTL since lengthened (win_floor); otherwise it may
+ * advance the watermark.  The time is never NULL (the
  * query requires it).
  */
 static void
@@ -165,12 +167,16 @@ KsApplyWatermark(KsApplyBuffer *buf, int i)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("time %s is infinite", t == DT_NOEND ? "infinity" : "-infinity"),
 				 errdetail("A row of a sliding window, or of a window with a TTL, must have a finite time.")));
-	if (buf->win_ttl > 0 && buf->watermark != DT_NOBEGIN)
+	if (!TIMESTAMP_NOT_FINITE(t) &&
+		((buf->win_ttl > 0 && buf->watermark != DT_NOBEGIN) || buf->win_floor != DT_NOBEGIN))
 	{
 		int64		since = t - SetEpochTimestamp();
 		int64		pane = t - (since % buf->win_slide + buf->win_slide) % buf->win_slide;
+		TimestampTz upto = buf->win_floor;
 
-		if (pane + buf->win_size <= buf->watermark - buf->win_ttl)
+		if (buf->win_ttl > 0 && buf->watermark != DT_NOBEGIN)
+			upto = Max(upto, buf->watermark - buf->win_ttl);
+		if (pane + buf->win_size <= upto)
 		{
 			buf->late[i] = true;
 			buf->rows_late++;

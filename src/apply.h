@@ -59,7 +59,8 @@ typedef struct KsApplyBuffer
 	int			timecol;
 	int64		win_size;
 	int64		win_slide;
-	int64		win_ttl;		/* 0: no TTL, nothing is late */
+	int64		win_ttl;		/* 0: no TTL, nothing is late but ... */
+	TimestampTz win_floor;		/* ... rows of windows ending at or before this (window.h) */
 	TimestampTz watermark;
 	int64		rows_late;
 	bool	   *late;			/* per buffered row */

@@ -447,11 +447,11 @@ KsCatalogSetPaused(int32 id, bool paused)
  */
 void
 KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
-			   int64 memory_limit)
+			   int64 memory_limit, TimestampTz watermark)
 {
-	Datum		args[5];
-	Oid			argtypes[5] = {INT4OID, BOOLOID, INTERVALOID, INTERVALOID, INT8OID};
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Datum		args[6];
+	Oid			argtypes[6] = {INT4OID, BOOLOID, INTERVALOID, INTERVALOID, INT8OID, TIMESTAMPTZOID};
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 
 	args[0] = Int32GetDatum(id);
 	args[1] = BoolGetDatum(set_ttl);
@@ -460,15 +460,21 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 	args[3] = checkpoint_interval;
 	nulls[3] = (checkpoint_interval == (Datum) 0) ? 'n' : ' ';
 	args[4] = Int64GetDatum(memory_limit);
+	args[5] = TimestampTzGetDatum(watermark);
+	nulls[5] = (watermark == DT_NOBEGIN) ? 'n' : ' ';
 	/*
 	 * A longer TTL or none keeps expired what the old one had expired by
-	 * now (ttl_floor, processing time only: see KsExpiredAt).  SET reads
-	 * the old row.
+	 * now (ttl_floor: see KsExpiredAt), or a window's by the newest of the
+	 * watermarks its workers published and those checkpointed (event time,
+	 * see KsWindowExpiredUpTo).  SET reads the old row.
 	 */
 	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET "
-							  "ttl_floor = CASE WHEN $2 AND ttl IS NOT NULL AND window_size IS NULL AND "
+							  "ttl_floor = CASE WHEN $2 AND ttl IS NOT NULL AND "
 							  "  ($3 IS NULL OR EXTRACT(EPOCH FROM $3) OPERATOR(pg_catalog.>) EXTRACT(EPOCH FROM ttl)) "
-							  "  THEN GREATEST(ttl_floor, pg_catalog.now() OPERATOR(pg_catalog.-) "
+							  "  THEN GREATEST(ttl_floor, "
+							  "       CASE WHEN window_size IS NULL THEN pg_catalog.clock_timestamp() ELSE GREATEST($6, watermark, "
+							  "         (SELECT pg_catalog.max(p.watermark) FROM keyedstate.part p WHERE p.aggregation_id OPERATOR(pg_catalog.=) $1)) END "
+							  "       OPERATOR(pg_catalog.-) "
 							  "       pg_catalog.make_interval(secs => EXTRACT(EPOCH FROM ttl)::pg_catalog.float8)) "
 							  "  ELSE ttl_floor END, "
 							  "ttl = CASE WHEN $2 THEN $3 ELSE ttl END, "
@@ -476,7 +482,7 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 							  "memory_limit = CASE WHEN $5 < 0 THEN memory_limit "
 							  "               ELSE NULLIF($5, 0) END "
 							  "WHERE id = $1",
-							  5, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
+							  6, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
 	KsCatalogChanged();
 }

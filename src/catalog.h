@@ -179,9 +179,12 @@ extern bool KsCatalogInserting(void);
 /*
  * What alter_aggregation() changes: the TTL if set_ttl (0: none), the
  * checkpoint interval unless 0, the memory limit unless negative (0: none).
+ * A TTL lengthened or removed records how far the old one reached
+ * (ttl_floor): in processing time now, in event time (windows) at the
+ * watermark its worker published, `watermark` (DT_NOBEGIN: none).
  */
 extern void KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
-						   int64 memory_limit);
+						   int64 memory_limit, TimestampTz watermark);
 
 /* Delete a definition; false if it was gone.  Returns its live table and source. */
 extern bool KsCatalogDelete(int32 id, Oid *live_oid, Oid *source_oid);

@@ -40,7 +40,7 @@ KsColdExpired(KsAggRun *run, const KsColdParts *parts, TimestampTz now)
 
 	if (run->def->window_size_us == 0)
 		return KsExpiredAt(run, parts->touched, now);
-	if (run->def->ttl_us == 0 || run->watermark == DT_NOBEGIN)
+	if (KsWindowExpiredUpTo(run) == DT_NOBEGIN)
 		return false;
 	keys = palloc(sizeof(Datum) * run->kt->nkeys);
 	nulls = palloc(sizeof(bool) * run->kt->nkeys);

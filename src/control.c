@@ -224,7 +224,8 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism,
 							  memory_limit >= 0 ? memory_limit : agg.def.memory_limit);
 	KsCatalogOpen(&acc);
-	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit);
+	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit,
+				   agg.def.window_size_us > 0 ? KsAggregationWatermark(MyDatabaseId, agg.def.id) : DT_NOBEGIN);
 	if (parallelism != agg.def.parallelism)
 		KsRescale(&agg, parallelism);
 	KsCatalogClose(&acc);

@@ -16,6 +16,7 @@
 #include "checkpoint.h"
 #include "evict.h"
 #include "expire.h"
+#include "window.h"
 
 /* Entries a step looks at, at most. */
 #define KS_EXPIRE_SCAN			(64 * 1024)
@@ -48,12 +49,15 @@ KsExpireKey(KsAggRun *run, KsKeyEntry *e)
  * expired panes are expired as keys are, expired windows are marked for
  * removal at the next publish.
  */
-static void
+void
 KsWindowExpireRange(KsAggRun *run, KsKeyTable *kt, uint64 from, uint64 to)
 {
 	int64		size = run->def->window_size_us;
+	TimestampTz upto = KsWindowExpiredUpTo(run);
 	uint64		i;
 
+	if (upto == DT_NOBEGIN)
+		return;
 	for (i = from; i < to; i++)
 	{
 		KsKeyEntry *e = KsKeyTableEntry(kt, i);
@@ -62,7 +66,7 @@ KsWindowExpireRange(KsAggRun *run, KsKeyTable *kt, uint64 from, uint64 to)
 		if (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED))
 			continue;
 		start = DatumGetTimestampTz(e->keys[0]);
-		if (start + size > run->watermark - run->def->ttl_us)
+		if (start + size > upto)
 			continue;
 		if (kt == run->windows)
 			KsKeyMarkPublish(kt, e);	/* publish removes it (window.c) */
@@ -182,9 +186,8 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 	uint64		end;
 	uint64		wend = 0;
 	uint64		i;
-	/* keys a TTL since lengthened or removed had expired, not swept yet (run.h) */
-	bool		floor_pass = run->def->window_size_us == 0 &&
-		run->def->ttl_floor != run->floor_swept;
+	/* keys or windows a TTL since lengthened or removed had expired, not swept yet (run.h) */
+	bool		floor_pass = run->def->ttl_floor != run->floor_swept;
 
 	if (run->def->ttl_us <= 0 && !floor_pass && !run->expire_running)
 	{

@@ -164,6 +164,27 @@ KsPartsLackWorker(KsSlotRef *refs, int n)
 	return false;
 }
 
+/* The newest watermark an aggregation's parts published (see shmem.h). */
+TimestampTz
+KsAggregationWatermark(Oid dboid, int32 aggid)
+{
+	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	int			nparts;
+	int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
+	TimestampTz watermark = DT_NOBEGIN;
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		LWLockAcquire(&refs[i].slot->lock, LW_SHARED);
+		if (KsSlotRefValid(&refs[i]) && refs[i].slot->watermark > watermark)
+			watermark = refs[i].slot->watermark;
+		LWLockRelease(&refs[i].slot->lock);
+	}
+	pfree(refs);
+	return watermark;
+}
+
 /* Wait for a condition on every part of an aggregation (see shmem.h). */
 int64
 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_count,

@@ -235,6 +235,7 @@ KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset)
 	progress.offset = offset;
 	progress.keys = KsKeyTableInMemory(run->kt);
 	progress.cold_keys = run->cold_keys;
+	progress.watermark = run->def->window_size_us > 0 ? run->watermark : DT_NOBEGIN;
 	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
 	while (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
 		KsPublishStoreFull(run);

@@ -306,9 +306,14 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 				KsKeySetFlags(kt, e, e->flags | KS_KEY_EXPIRED | KS_KEY_TOMBSTONE);
 				run->recovered_expired++;
 			}
-			else if (KsExpiredAt(run, e->touched, now))
+			else if (KsExpiredAt(run, e->touched, now) ||
+					 (run->def->window_size_us > 0 && !nulls[i * nk] &&
+					  DatumGetTimestampTz(keys[i * nk]) + run->def->window_size_us <= run->def->ttl_floor))
 			{
-				/* its TTL ran out while no worker ran: a tombstone to write */
+				/*
+				 * its TTL ran out while no worker ran, or (a window) a TTL
+				 * since lengthened had expired it: a tombstone to write
+				 */
 				KsKeySetFlags(kt, e, e->flags | KS_KEY_EXPIRED);
 				run->recovered_expired++;
 				run->keys_expired++;

@@ -155,6 +155,7 @@ typedef struct KsAggSlot
 	int64		rows_late;		/* windows: late rows dropped since the worker started */
 	int64		row_errors;		/* error rows published since then (rowerror.h) */
 	int64		cold_keys;		/* keys only in keyedstate.cold (publish, step end) */
+	TimestampTz watermark;		/* windows: the watermark as of the published rows */
 	int64		evictions;		/* keys evicted since the worker started */
 	int64		reloads;		/* keys loaded back from keyedstate.cold since then */
 	int64		memory_limit;	/* the budget of its state in memory, 0: none */
@@ -346,6 +347,13 @@ extern bool KsPartsLackWorker(KsSlotRef *refs, int n);
 #define KsErrdetailNoWorkerSlot() \
 	errdetail("No background worker slot is free to run it (max_worker_processes is %d).", \
 			  max_worker_processes)
+
+/*
+ * The newest watermark the parts of a windowed aggregation published with
+ * their rows (window.h), or DT_NOBEGIN: alter_aggregation() records how
+ * far a TTL it lengthens had reached.
+ */
+extern TimestampTz KsAggregationWatermark(Oid dboid, int32 aggid);
 
 /*
  * Wait on an aggregation's slot until `done` says so (called with the slot

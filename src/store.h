@@ -115,6 +115,7 @@ typedef struct KsPublishProgress
 	int64		keys;
 	int64		memory_bytes;
 	int64		cold_keys;		/* keys only in keyedstate.cold (cold.h) */
+	TimestampTz watermark;		/* windows: the run's (window.h), or DT_NOBEGIN */
 } KsPublishProgress;
 
 /* --- writer side (the worker) --- */

@@ -278,6 +278,8 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 	slot->keys = progress->keys;
 	slot->memory_bytes = progress->memory_bytes;
 	slot->cold_keys = progress->cold_keys;
+	if (progress->watermark != DT_NOBEGIN)
+		slot->watermark = progress->watermark;
 	slot->visible_keys += visible_delta;
 	slot->shared_bytes += bytes_delta;
 	KsAdvanceEpoch(slot);

@@ -91,12 +91,29 @@ extern void KsWindowLayOut(KsQueryInfo *info);
  */
 extern void KsWindowLoad(KsAggRun *run);
 
+/*
+ * The end at or before which a window is past the TTL (event time), or
+ * DT_NOBEGIN: watermark - ttl, and the reach of a TTL since lengthened or
+ * removed (ttl_floor, recorded by alter_aggregation: a window that had
+ * expired stays expired, exactness review 14, finding 2).
+ */
+static inline TimestampTz
+KsWindowExpiredUpTo(KsAggRun *run)
+{
+	TimestampTz upto = run->def->ttl_floor;
+
+	if (run->def->ttl_us > 0 && run->watermark != DT_NOBEGIN)
+		upto = Max(upto, run->watermark - run->def->ttl_us);
+	return upto;
+}
+
 /* Whether a window starting at `start` is past the TTL (event time). */
 static inline bool
 KsWindowExpired(KsAggRun *run, TimestampTz start)
 {
-	return run->def->ttl_us > 0 && run->watermark != DT_NOBEGIN &&
-		start + run->def->window_size_us <= run->watermark - run->def->ttl_us;
+	TimestampTz upto = KsWindowExpiredUpTo(run);
+
+	return upto != DT_NOBEGIN && start + run->def->window_size_us <= upto;
 }
 
 /* The expired panes and windows among entries [from, to) (event-time TTL, expire.c). */

@@ -322,4 +322,72 @@ ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error LIKE '%more than 
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('big_hop');
 ALTER SYSTEM RESET keyedstate.max_state_memory; SELECT pg_reload_conf()});
 
+# A longer TTL, or none, keeps expired the windows that had expired (event
+# time; exactness review 14, finding 2 for windows): their tombstones are
+# not checkpointed yet (checkpoints every 10 minutes), so a crash or a
+# rescale loads them from the checkpoint that still has them, and judged by
+# the new TTL they came back with their old rows.  alter_aggregation now
+# records how far the old TTL reached (the watermark its worker published,
+# less the old TTL): those windows stay expired, and rows for them are late.
+$node->safe_psql($db, 'CREATE DATABASE wfloor');
+$node->safe_psql('wfloor', q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE fw (id bigserial PRIMARY KEY, k int NOT NULL, ts timestamptz NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('wf_tumble', 'SELECT k, count(*) AS c, sum(v) AS s FROM fw GROUP BY k',
+	window_size => '1 minute', time_column => 'ts', ttl => '10 minutes', checkpoint_interval => '10 min');
+SELECT keyedstate.create_aggregation('wf_hop', 'SELECT k, count(*) AS c, sum(v) AS s FROM fw GROUP BY k',
+	window_size => '4 minutes', window_slide => '2 minutes', time_column => 'ts', ttl => '10 minutes',
+	checkpoint_interval => '10 min');
+SELECT keyedstate.create_aggregation('wf_cold', 'SELECT k, count(*) AS c, sum(v) AS s FROM fw GROUP BY k',
+	window_size => '1 minute', time_column => 'ts', ttl => '10 minutes', checkpoint_interval => '10 min',
+	memory_limit => '1MB');
+INSERT INTO fw (k, ts, v) SELECT g % 3000, '2026-06-01 00:00:00+00'::timestamptz + (g / 3000 % 5) * interval '1 minute', g
+	FROM generate_series(1, 15000) g;});
+ks_sync_all($node, 'wfloor');
+$node->safe_psql('wfloor', "SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations");
+ok($node->safe_psql('wfloor', q{SELECT keys > keys_in_memory FROM keyedstate.status WHERE name = 'wf_cold'}) eq 't',
+	'floor: the windows of wf_cold are partly cold');
+# the watermark moves to 01:00: every window so far is past the TTL
+$node->safe_psql('wfloor', q{INSERT INTO fw (k, ts, v) VALUES (1, '2026-06-01 01:00:00+00', 1)});
+ks_sync_all($node, 'wfloor');
+ok(ks_wait_for($node, 'wfloor', q{SELECT (SELECT count(*) FROM wf_tumble) + (SELECT count(*) FROM wf_hop) = 3}, 60),
+	'floor: windows past the TTL leave the views (their tombstones not checkpointed)');
+$node->safe_psql('wfloor', q{SELECT keyedstate.alter_aggregation('wf_tumble', ttl => '0');
+SELECT keyedstate.alter_aggregation('wf_hop', ttl => '1 day');
+SELECT keyedstate.alter_aggregation('wf_cold', ttl => '1 day');});
+my %wf_oracle;
+for my $w (['wf_tumble', '1 minute', '1 minute', 1], ['wf_hop', '4 minutes', '2 minutes', 2], ['wf_cold', '1 minute', '1 minute', 1])
+{
+	my ($name, $size, $slide, $npanes) = @$w;
+	# the windows the old TTL had not reached (ending after 00:50), of every row
+	$wf_oracle{$name} = qq{SELECT s, s + interval '$size', k, count(*), sum(v)
+		FROM fw, LATERAL (SELECT date_bin('$slide', ts, '1970-01-01 00:00:00+00') - g * interval '$slide' AS s
+						  FROM generate_series(0, $npanes - 1) g) w
+		WHERE s + interval '$size' > '2026-06-01 00:50:00+00' GROUP BY 1, 2, 3};
+}
+sub wf_check
+{
+	my ($when) = @_;
+	ks_sync_all($node, 'wfloor');
+	for my $name (sort keys %wf_oracle)
+	{
+		is(ks_mismatches($node, 'wfloor', "SELECT * FROM $name", $wf_oracle{$name}), '0',
+			"floor: $name has no window the old TTL had expired ($when)");
+	}
+}
+ks_kill_worker($node, 'wfloor');
+wf_check('after the TTL is removed or lengthened and a crash');
+# rows for a window the old TTL had expired are late; others count
+$node->safe_psql('wfloor', q{INSERT INTO fw (k, ts, v) VALUES (7, '2026-06-01 00:02:00+00', 5), (7, '2026-06-01 00:55:00+00', 6)});
+wf_check('after a late row and a row the old TTL allowed');
+is($node->safe_psql('wfloor', q{SELECT count(*) FROM keyedstate.status WHERE rows_late >= 1}), '3',
+	'floor: the row for an expired window is counted late');
+$node->safe_psql('wfloor', q{SELECT keyedstate.alter_aggregation('wf_tumble', parallelism => 2);
+SELECT keyedstate.alter_aggregation('wf_hop', parallelism => 2);});
+ok(ks_wait_for($node, 'wfloor', q{SELECT count(*) = 4 FROM keyedstate.workers WHERE aggregation IN ('wf_tumble', 'wf_hop')}, 60),
+	'floor: both rescale to 2 parts');
+wf_check('after a rescale seeded from the checkpoint that has them');
+$node->restart;
+wf_check('after a restart');
+
 done_testing();
