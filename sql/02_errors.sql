@@ -126,6 +126,26 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum((jsonb_populate_record
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, jsonb_agg(p) AS s FROM pins p GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM pins WHERE to_jsonb(ARRAY[ROW(c)]) IS NOT NULL GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT xmlelement(name e, c)::text AS x, count(*) FROM pins GROUP BY 1');
+-- so does a regclass (another reg* type, an aclitem) printed or read by
+-- name anywhere, not only by its own output function: the name is the one
+-- of the moment the row is consumed (exactness review 15, finding 1)
+CREATE TABLE regs (id bigserial PRIMARY KEY, o oid, t text, r oid);
+SELECT keyedstate.create_aggregation('e1', 'SELECT t::regclass AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT concat(o::regclass) AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT ''t:'' || o::regclass AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT format(''%s'', o::regproc) AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT ARRAY[o::regtype]::text AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, jsonb_agg(o::regclass) AS j FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, string_agg(quote_literal(o::regnamespace), '','') AS s FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT row_to_json(ROW(o::regrole))::text AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT xmlelement(name a, o::regclass)::text AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT makeaclitem(r, r, ''SELECT'', false)::text AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT pg_collation_for(t) AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, format(''%s'', max(o)::regclass) AS m FROM regs GROUP BY 1');
+-- kept as an OID (printed when the view is read), or compared: allowed
+SELECT keyedstate.create_aggregation('e1', $$SELECT o::regclass AS k, count(*) FILTER (WHERE o::regclass = 'regs'::regclass) AS n
+	FROM regs GROUP BY 1$$);
+SELECT keyedstate.drop_aggregation('e1');
 -- comparisons, min/max, a field and anonymous rows use neither: allowed
 SELECT keyedstate.create_aggregation('e1', $$SELECT c, k % 2 AS g, min(c) AS m, count(*) FILTER (WHERE c = 'red') AS reds,
 	sum((ROW(k, t)::pin_pair).a) AS s, count(*) FILTER (WHERE to_jsonb(ROW(k, t)) ? 'f1') AS anon

@@ -26,12 +26,15 @@
  * captured settings (date_trunc() of a timestamptz, to_char(), casts
  * under the captured TimeZone and DateStyle) are allowed: the settings
  * are applied for every step, as they were at creation.  But not one that
- * takes or gives a value holding an enum or a named composite type: its
- * input and output read the enum's labels (enum_out is STABLE for that),
- * and the JSON functions the composite's attribute names, which ALTER TYPE
- * ... RENAME VALUE or RENAME ATTRIBUTE (or a column's rename) change, and
- * which the functions cache (jsonb_populate_record keeps the row type it
- * first met).  Comparisons and immutable functions of such values (=, <,
+ * takes or gives a value holding an enum, a named composite type, a reg*
+ * type or an aclitem: its input and output read the enum's labels
+ * (enum_out is STABLE for that), the names of the objects and roles an OID
+ * stands for, and the JSON functions the composite's attribute names,
+ * which ALTER ... RENAME (RENAME VALUE, RENAME ATTRIBUTE, a column's, a
+ * table's, a role's) change, and which the functions cache
+ * (jsonb_populate_record keeps the row type it first met): concat(),
+ * format(), to_jsonb() or ARRAY[...]::text of a regclass print its name
+ * as the row is consumed (exactness review 15, finding 1).  Comparisons and immutable functions of such values (=, <,
  * min(), a field's selection) use neither and stay allowed.
  *
  *-------------------------------------------------------------------------
@@ -192,7 +195,8 @@ static const char *const ks_catalog_readers[] = {
 	"to_reg", "has_", "pg_has_role", "pg_get_", "obj_description", "col_description",
 	"shobj_description", "pg_describe_object", "pg_identify_object", "format_type",
 	"pg_relation_", "pg_table_size", "pg_total_relation_size", "pg_indexes_size",
-	"pg_database_size", "pg_tablespace_size", "text_regclass", "enum_range", "enum_first",
+	"pg_database_size", "pg_tablespace_size", "regclass", "enum_range", "enum_first",
+	"pg_collation_for", "oidvectortypes",
 	"enum_last", "pg_indexam_has_property", "pg_index_column_has_property", "pg_index_has_property",
 	"pg_column_is_updatable", "pg_tablespace_location", "pg_filenode_relation",
 	"row_security_active", "pg_replication_origin_", "pg_partition_", "pg_sequence_",
@@ -251,9 +255,36 @@ KsRefuseMutable(Oid funcid)
 }
 
 /*
- * Whether a type holds an enum or a named composite type (a table's row
- * type too), nested in arrays, ranges or domains; *walked are those that
- * hold none.
+ * Types whose input and output read the catalogs: the OID of an object
+ * read and written by name, a privilege naming roles.
+ */
+static bool
+KsTypeNamesObjects(Oid t)
+{
+	switch (t)
+	{
+		case REGCLASSOID:
+		case REGCOLLATIONOID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+		case REGNAMESPACEOID:
+		case REGOPERATOROID:
+		case REGOPEROID:
+		case REGPROCEDUREOID:
+		case REGPROCOID:
+		case REGROLEOID:
+		case REGTYPEOID:
+		case ACLITEMOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Whether a type holds an enum, a named composite type (a table's row
+ * type too) or a type naming objects, nested in arrays, ranges or
+ * domains; *walked are those that hold none.
  */
 static bool
 KsTypeHoldsNamed(Oid t, List **walked)
@@ -264,7 +295,7 @@ KsTypeHoldsNamed(Oid t, List **walked)
 	if (!OidIsValid(t) || list_member_oid(*walked, t))
 		return false;
 	check_stack_depth();
-	if (type_is_enum(t) || OidIsValid(get_typ_typrelid(t)))
+	if (type_is_enum(t) || OidIsValid(get_typ_typrelid(t)) || KsTypeNamesObjects(t))
 		return true;
 	if (getBaseType(t) != t)
 		holds = KsTypeHoldsNamed(getBaseType(t), walked);
@@ -314,9 +345,9 @@ KsIsMutableBuiltin(Oid funcid, void *context)
 
 /*
  * Refuse a call of a built-in function that is not immutable taking or
- * giving a value holding an enum or a named composite type (see the
- * banner): its value may follow the labels or attribute names as they are
- * when the worker consumes the row.
+ * giving a value holding an enum, a named composite type or a type naming
+ * objects (see the banner): its value may follow the labels, attribute
+ * names or object names as they are when the worker consumes the row.
  */
 static void
 KsCheckNamedConversion(Node *node)
@@ -337,7 +368,10 @@ KsCheckNamedConversion(Node *node)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("keyedstate aggregations cannot convert values of type %s with a function that is not immutable",
 						format_type_be(found)),
-				 errdetail("Converting an enum to or from text reads its labels, and converting a composite value to or from JSON its attribute names, which ALTER TYPE ... RENAME changes; keyedstate computes what a row gives once, when it consumes it, so rows consumed before and after a rename would disagree."),
+				 errdetail("Converting an enum to or from text reads its labels, a regclass, another reg* type or an aclitem the names of the objects and roles it stands for, and converting a composite value to or from JSON its attribute names, which ALTER ... RENAME changes; keyedstate computes what a row gives once, when it consumes it, so rows consumed before and after a rename would disagree."),
+				 KsTypeNamesObjects(getBaseType(found)) ||
+				 KsTypeNamesObjects(get_element_type(getBaseType(found))) ?
+				 errhint("Keep the OID (o::oid) in the aggregation and turn it into a name when reading the view.") :
 				 errhint("Compare an enum with constants (m = 'sad') or map it with CASE; build JSON from named fields, for example jsonb_build_object('a', (r).a).")));
 }
 
