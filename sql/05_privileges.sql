@@ -145,6 +145,36 @@ ALTER TYPE ks_bob.pair ADD ATTRIBUTE z int;
 RESET ROLE;
 DROP SCHEMA ks_bob CASCADE;
 
+-- "$user" in the captured search_path is the creating role's schema: it
+-- once followed the view's owner, so after ALTER VIEW ... OWNER TO a
+-- function's unqualified name found the new owner's function and new rows
+-- went to other keys (exactness review 15, finding 2)
+CREATE SCHEMA regress_ks_alice AUTHORIZATION regress_ks_alice;
+CREATE SCHEMA regress_ks_bob AUTHORIZATION regress_ks_bob;
+CREATE FUNCTION regress_ks_alice.helper(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 10';
+CREATE FUNCTION regress_ks_bob.helper(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 100';
+CREATE FUNCTION via_helper(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN helper(x); END';
+GRANT USAGE ON SCHEMA regress_ks_alice TO regress_ks_bob;
+GRANT USAGE ON SCHEMA regress_ks_bob TO regress_ks_alice;
+CREATE TABLE sp_src (id bigserial PRIMARY KEY, g int);
+GRANT SELECT, TRIGGER ON sp_src TO regress_ks_alice, regress_ks_bob;
+INSERT INTO sp_src (g) VALUES (1), (2);
+SET ROLE regress_ks_alice;
+SET search_path = "$user", public;
+SELECT keyedstate.create_aggregation('ks_alice.sp', 'SELECT via_helper(g) AS k, count(*) AS n FROM sp_src GROUP BY 1');
+RESET search_path;
+SELECT keyedstate.sync('ks_alice.sp');
+RESET ROLE;
+SELECT settings[1] FROM keyedstate.aggregation WHERE view = 'ks_alice.sp'::regclass;
+ALTER VIEW ks_alice.sp OWNER TO regress_ks_bob;
+INSERT INTO sp_src (g) VALUES (1), (2), (2);
+SELECT keyedstate.sync('ks_alice.sp');
+SELECT * FROM ks_alice.sp ORDER BY k;
+SELECT keyedstate.drop_aggregation('ks_alice.sp');
+DROP TABLE sp_src;
+DROP FUNCTION via_helper(int);
+DROP SCHEMA regress_ks_alice, regress_ks_bob CASCADE;
+
 DROP TABLE secret;
 DROP AGGREGATE whoami(int);
 DROP FUNCTION who_acc;

@@ -14,7 +14,10 @@
 
 #include <limits.h>
 
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/varlena.h"
 #include "utils/guc_tables.h"
 #include "utils/guc.h"
 
@@ -214,6 +217,38 @@ KsCustomSettingIsSet(const char *name)
 }
 
 /*
+ * A search_path with "$user" spelled out as the name of the current user:
+ * the worker resolves "$user" as the view's owner of the moment, and
+ * after ALTER VIEW ... OWNER TO a function's unqualified names would find
+ * the new owner's schema (exactness review 15, finding 2).  NULL: the
+ * path does not parse; it is captured as it is then (the worker's
+ * setting of it fails as the creating session's would).
+ */
+static char *
+KsSearchPathResolved(const char *path)
+{
+	char	   *raw = pstrdup(path);
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData buf;
+
+	if (!SplitIdentifierString(raw, ',', &names))
+		return NULL;
+	initStringInfo(&buf);
+	foreach(lc, names)
+	{
+		const char *name = (const char *) lfirst(lc);
+
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		if (strcmp(name, "$user") == 0)
+			name = GetUserNameFromId(GetUserId(), false);
+		appendStringInfoString(&buf, quote_identifier(name));
+	}
+	return buf.data;
+}
+
+/*
  * Capture the settings that functions' results depend on, as name=value:
  * the list above, and every custom setting with a value other than its
  * default (see ks_captured_settings).
@@ -230,6 +265,14 @@ KsCaptureSettings(void)
 	{
 		const char *value = GetConfigOption(ks_captured_settings[i], true, false);
 
+		if (value != NULL && strcmp(ks_captured_settings[i], "search_path") == 0)
+		{
+			/* search_path, with "$user" resolved now */
+			char	   *resolved = KsSearchPathResolved(value);
+
+			if (resolved != NULL)
+				value = resolved;
+		}
 		if (value != NULL)
 			result = lappend(result, psprintf("%s=%s", ks_captured_settings[i], value));
 	}
