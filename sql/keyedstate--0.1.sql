@@ -292,6 +292,16 @@ AS 'MODULE_PATHNAME', 'keyedstate_worker_missing'
 LANGUAGE C STABLE;
 
 /*
+ * Why an aggregation, or a part of it, that has no slot in shared memory
+ * waits for one: every slot is in use (keyedstate.max_aggregations lowered,
+ * a database copied with CREATE DATABASE ... TEMPLATE); NULL otherwise.
+ */
+CREATE FUNCTION keyedstate.slot_missing()
+RETURNS text
+AS 'MODULE_PATHNAME', 'keyedstate_slot_missing'
+LANGUAGE C STABLE;
+
+/*
  * The query of an aggregation, deparsed from its stored tree; NULL unless
  * the caller is a member of the owning role.
  */
@@ -561,7 +571,11 @@ SELECT a.view::text AS name,
 	   -- not taken up by any worker: the database may have none (max_worker_processes)
 	   CASE WHEN (w.aggregation_id IS NULL OR w.state = 'starting') AND NOT a.paused
 				 AND NOT pg_catalog.pg_is_in_recovery()
-			THEN COALESCE(keyedstate.worker_missing(), w.error) ELSE w.error END AS error,
+			THEN COALESCE(keyedstate.worker_missing(),
+						  CASE WHEN w.aggregation_id IS NULL OR w.nparts < a.parallelism
+							   THEN keyedstate.slot_missing() END,
+						  w.error)
+			ELSE w.error END AS error,
 	   w.failed_offset,
 	   NULLIF(w.waiting_pid, 0) AS waiting_pid,
 	   a.parallelism

@@ -58,6 +58,7 @@ PG_FUNCTION_INFO_V1(keyedstate_checkpoint);
 PG_FUNCTION_INFO_V1(keyedstate_query_definition);
 PG_FUNCTION_INFO_V1(keyedstate_worker_status);
 PG_FUNCTION_INFO_V1(keyedstate_worker_missing);
+PG_FUNCTION_INFO_V1(keyedstate_slot_missing);
 
 /* Whether a view was created by the current transaction. */
 static bool
@@ -447,6 +448,20 @@ keyedstate_worker_missing(PG_FUNCTION_ARGS)
 	if (!KsWorkerLacksProcess(0))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerSlotMessage()));
+}
+
+/*
+ * keyedstate.slot_missing(): why an aggregation (or a part of it) that has
+ * no slot waits, when every slot is in use; NULL otherwise.
+ */
+Datum
+keyedstate_slot_missing(PG_FUNCTION_ARGS)
+{
+	KsRequirePreload();
+	if (!KsAggSlotsFull())
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(psprintf("no keyedstate aggregation slot is free for it (keyedstate.max_aggregations is %d)",
+											  KsSharedState->max_aggs)));
 }
 
 /*

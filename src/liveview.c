@@ -373,6 +373,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 					 errmsg(KsPartsLackWorker(refs, n) ? "aggregation %s is not running" : "aggregation %s is still loading",
 							KsAggregationName(ss->opts.aggid, n > 0 ? copies[0].view_oid : InvalidOid)),
 					 KsPartsLackWorker(refs, n) ? KsErrdetailNoWorkerSlot() :
+					 (n == 0 || n < nparts) && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
 					 errhint("See keyedstate.status for its state.")));
 		if (n > 0)

@@ -134,13 +134,8 @@ KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int n
 		slot = KsFreeSlotFindLocked();
 		if (slot == NULL)
 		{
+			/* the caller says so (it knows the aggregation's name) */
 			LWLockRelease(KsSharedState->lock);
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("no keyedstate aggregation slot is free for aggregation %d of database %u",
-							aggid, dboid),
-					 errhint("Increase keyedstate.max_aggregations (currently %d) and restart the server.",
-							 KsSharedState->max_aggs)));
 			return -2;
 		}
 		KsInitSlotLocked(slot, dboid, aggid);

@@ -226,6 +226,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
 					 resuming ? errdetail("It failed, and its worker has not taken up keyedstate.resume() yet: it does once the transaction that called it has committed.") :
 					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorkerSlot() :
+					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
 					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") : 0,
 					 errhint("See keyedstate.status for its state and lag.")));

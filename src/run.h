@@ -253,6 +253,8 @@ extern void KsRunUnload(KsAggRun *run);
 /* Forget a run whose aggregation is gone (or the worker is leaving). */
 extern void KsRunRelease(KsAggRun *run);
 
+/* Log that no aggregation slot is free for a definition (names in cxt). */
+extern void KsRunWarnNoSlot(const KsAggDef *def, MemoryContext cxt);
 /* Which part of its aggregation a definition runs, for its slot. */
 extern void KsRunPartInfo(const KsAggDef *def, KsPartInfo *part);
 

@@ -96,6 +96,23 @@ KsRunPartInfo(const KsAggDef *def, KsPartInfo *part)
 	part->last_group = def->last_group;
 }
 
+/* Log that no aggregation slot is free for a definition (names in cxt). */
+void
+KsRunWarnNoSlot(const KsAggDef *def, MemoryContext cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+
+	ereport(WARNING,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("no keyedstate aggregation slot is free for aggregation %s", KsAggName(def->view_oid)),
+			 def->is_part ? errdetail("Its part %d of %d waits for one; keyedstate.status shows why it does not start.",
+									  def->part + 1, def->parallelism) :
+			 errdetail("It waits for one; keyedstate.status shows why it does not start."),
+			 errhint("Increase keyedstate.max_aggregations (currently %d) and restart the server, or drop aggregations.",
+					 KsSharedState->max_aggs)));
+	MemoryContextSwitchTo(oldcxt);
+}
+
 /*
  * Drop everything a loaded run holds: its memory, and the rows its writer
  * still holds back.  Its published store stays (see KsRunRecordFailure).

@@ -585,6 +585,18 @@ KsFreeSlotFindLocked(void)
 	return NULL;
 }
 
+/* Whether every aggregation slot is in use (see shmem.h). */
+bool
+KsAggSlotsFull(void)
+{
+	bool		full;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	full = KsFreeSlotFindLocked() == NULL;
+	LWLockRelease(KsSharedState->lock);
+	return full;
+}
+
 /* Free a slot whose published rows are retired already (see shmem.h). */
 void
 KsFreeAggSlot(KsAggSlot *slot)

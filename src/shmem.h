@@ -344,6 +344,15 @@ extern uint64 KsRequestCheckpoint(const KsSlotRef *ref);
  * for it says so.
  */
 extern bool KsPartsLackWorker(KsSlotRef *refs, int n);
+/*
+ * Whether every aggregation slot is in use: an aggregation (or part) that
+ * has none waits for one (keyedstate.max_aggregations lowered, a database
+ * copied with CREATE DATABASE ... TEMPLATE); a wait for it says so.
+ */
+extern bool KsAggSlotsFull(void);
+#define KsErrdetailNoAggSlot() \
+	errdetail("No keyedstate aggregation slot is free for it (keyedstate.max_aggregations is %d).", \
+			  KsSharedState->max_aggs)
 #define KsErrdetailNoWorkerSlot() \
 	errdetail("No background worker slot is free to run it (max_worker_processes is %d).", \
 			  max_worker_processes)
@@ -446,8 +455,8 @@ extern bool KsDatabaseIdleExit(uint32 seen);
  * Assign an aggregation (or a part of one) to a worker of the database's
  * pool of `nworkers` (see the pool above), giving it a slot first if it
  * has none (a restart); returns the worker's number, -1 if it waits for a
- * worker of its owner's (every one runs another owner's), or -2, with a
- * warning in the log, if no slot is free.
+ * worker of its owner's (every one runs another owner's), or -2 if no
+ * slot is free (the caller logs it, naming the aggregation).
  */
 extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner,
 							int nworkers);

@@ -228,10 +228,14 @@ KsReloadRuns(void)
 	{
 		KsAggDef   *def = lfirst(lc);
 		KsPartInfo	part;
+		int			assigned;
 
 		KsRunPartInfo(def, &part);
-		if (KsAssignAggSlot(MyDatabaseId, def->id, &part, KsRelationOwner(def->view_oid), nworkers) == -1)
+		assigned = KsAssignAggSlot(MyDatabaseId, def->id, &part, KsRelationOwner(def->view_oid), nworkers);
+		if (assigned == -1)
 			waiting = true;
+		else if (assigned == -2)
+			KsRunWarnNoSlot(def, tmp);
 	}
 	wait = KsBalanceAggSlots(MyDatabaseId, nworkers, waiting);
 	ks_balance_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),

@@ -232,6 +232,42 @@ is($node->safe_psql('db_a', q{SELECT error IS NULL FROM keyedstate.status WHERE 
 	'... without the message');
 $node->safe_psql('db_a', q{SELECT keyedstate.drop_aggregation('lack.n'); DROP SCHEMA lack CASCADE});
 
+# too few aggregation slots (keyedstate.max_aggregations lowered; also what
+# a CREATE DATABASE ... TEMPLATE copy meets): an aggregation that gets none
+# says why in keyedstate.status, in sync()'s error and in the log, by name
+# (it stayed 'starting' with no reason anywhere but a log line naming
+# internal ids: DBA review 10, D10-1)
+$node->append_conf('postgresql.conf', "keyedstate.max_aggregations = 1\n");
+my $log_at = -s $node->logfile;
+$node->restart;
+my $noslot = 'no keyedstate aggregation slot is free for it (keyedstate.max_aggregations is 1)';
+my $lacking;
+my $slot_deadline = time() + 60;
+while (!defined($lacking) && time() < $slot_deadline)
+{
+	for my $db ('db_a', 'db_b')
+	{
+		$lacking //= $db if $node->safe_psql($db, qq{SELECT state || ':' || coalesce(error, '') FROM keyedstate.status
+			WHERE name = 'ev_sum'}) eq "starting:$noslot";
+	}
+	sleep(0.2) unless defined($lacking);
+}
+ok(defined($lacking), 'an aggregation without an aggregation slot: status says why');
+($ret, $out, $err) = $node->psql($lacking // 'db_a', q{SELECT keyedstate.sync('ev_sum', '1 s')});
+like($err, qr/DETAIL:  No keyedstate aggregation slot is free for it \(keyedstate.max_aggregations is 1\)/,
+	'... so does sync() when it times out') or diag($err);
+ok(ks_wait_for($node, 'postgres', "SELECT pg_read_file('" . $node->logfile . "', $log_at, 100000000)
+	~ 'no keyedstate aggregation slot is free for aggregation public.ev_sum'", 30),
+	'... and the log, naming it');
+$node->append_conf('postgresql.conf', "keyedstate.max_aggregations = 64\n");
+$node->restart;
+for my $db ('db_a', 'db_b')
+{
+	ks_sync($node, $db, 'ev_sum', '60s');
+	is($node->safe_psql($db, q{SELECT error IS NULL FROM keyedstate.status WHERE name = 'ev_sum'}), 't',
+		"$db: with slots again it runs, without the message");
+}
+
 # a database left with no worker at all (one slot for db_a and db_b): its
 # aggregations, which no worker has taken up, say why too
 $node->append_conf('postgresql.conf', "max_worker_processes = 3\n");
