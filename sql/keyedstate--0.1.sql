@@ -440,6 +440,17 @@ AS 'MODULE_PATHNAME', 'keyedstate_refresh_definitions'
 LANGUAGE C STRICT;
 REVOKE ALL ON FUNCTION keyedstate.refresh_definitions() FROM PUBLIC;
 
+/*
+ * Binds the rows a data-only restore loaded with the triggers of
+ * keyedstate.aggregation disabled (pg_restore --disable-triggers), at the
+ * end of the ALTER TABLE that enables them again (see restore.c).
+ */
+CREATE FUNCTION keyedstate.bind_restored()
+RETURNS void
+AS 'MODULE_PATHNAME', 'keyedstate_bind_restored'
+LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION keyedstate.bind_restored() FROM PUBLIC;
+
 CREATE FUNCTION keyedstate.on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -448,6 +459,10 @@ SET search_path = pg_catalog
 AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM keyedstate.aggregation) THEN
+		IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+				   WHERE c.objid = 'keyedstate.aggregation'::regclass) THEN
+			PERFORM keyedstate.bind_restored();
+		END IF;
 		PERFORM keyedstate.refresh_definitions();
 	END IF;
 END;
