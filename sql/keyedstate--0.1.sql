@@ -559,8 +559,11 @@ SELECT a.view::text AS name,
 			ELSE COALESCE(w.state, 'starting') END AS state,
 	   w.consumed_offset,
 	   -- figures of the data only to the view's readers (worker_status() nulls the rest)
+	   -- (without a worker, a standby's say: those of the parts, as in aggregations)
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
-			THEN COALESCE(w.checkpointed_offset, a.checkpointed_offset) END AS checkpointed_offset,
+			THEN COALESCE(w.checkpointed_offset,
+						  (SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate.part p
+						   WHERE p.aggregation_id = a.id), a.checkpointed_offset) END AS checkpointed_offset,
 	   CASE WHEN w.high_water IS NOT NULL
 			THEN GREATEST(w.high_water - COALESCE(w.consumed_offset, a.checkpointed_offset), 0) END AS lag_rows,
 	   w.keys + w.keys_cold AS keys,
@@ -578,7 +581,9 @@ SELECT a.view::text AS name,
 	   w.rows_late,
 	   w.row_errors,
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
-			THEN COALESCE(w.last_checkpoint, a.last_checkpoint) END AS last_checkpoint,
+			THEN COALESCE(w.last_checkpoint,
+						  (SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate.part p
+						   WHERE p.aggregation_id = a.id), a.last_checkpoint) END AS last_checkpoint,
 	   pg_catalog.round(w.checkpoint_ms::numeric, 3) AS last_checkpoint_ms,
 	   pg_catalog.round(w.checkpoint_pause_ms::numeric, 3) AS last_checkpoint_pause_ms,
 	   w.checkpoint_keys AS last_checkpoint_keys,

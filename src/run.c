@@ -400,6 +400,8 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	AbortCurrentTransaction();
 	KsSetSessionUser(ks_worker_userid, true);
 	LockReleaseSession(USER_LOCKMETHOD);
+	/* no step runs any more: not an active query (DBA review 10, D10-3) */
+	pgstat_report_activity(STATE_IDLE, NULL);
 	run->cur_offset = 0;
 
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out)

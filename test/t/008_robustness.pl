@@ -126,6 +126,10 @@ SELECT keyedstate.create_aggregation('bad_${name}_agg', 'SELECT acct, $expr FROM
 	is($node->safe_psql('postgres', qq{SELECT failed_offset FROM keyedstate.status WHERE name = 'bad_${name}_agg'}),
 		$node->safe_psql('postgres', "SELECT id FROM bad_$name WHERE amount = 13"),
 		"$name: failed_offset is the failing row");
+	# the worker no longer shows it as a query running for ever (DBA review 10, D10-3)
+	ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker'
+		AND datname = current_database() AND state = 'active' AND now() - query_start > interval '2 s'}, 20),
+		"$name: its worker is idle in pg_stat_activity once it failed");
 	# sync() right after resume() never says a failed aggregation caught up:
 	# it once returned the old offset while the worker had not taken the
 	# resume up (always so in resume()'s own transaction; exactness review 14)

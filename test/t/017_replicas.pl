@@ -34,6 +34,9 @@ SELECT keyedstate.sync('agg');
 }
 
 make_db('early');
+# an aggregation in parts, whose checkpoints are its parts'
+$primary->safe_psql('early', qq{SELECT keyedstate.create_aggregation('par', '$query', parallelism => 2);
+SELECT keyedstate.sync('par'); SELECT keyedstate.checkpoint('par');});
 $primary->backup('bk');
 my $standby = PostgreSQL::Test::Cluster->new('standby');
 $standby->init_from_backup($primary, 'bk', has_streaming => 1);
@@ -64,6 +67,12 @@ $primary->wait_for_catchup($standby);
 	}
 	is($standby->safe_psql('early', "SELECT state FROM keyedstate.status WHERE name = 'agg'"),
 		'standby', "standby: status says 'standby'");
+	# and the checkpoint of an aggregation in parts, as keyedstate.aggregations
+	# does (it said 0 and no time: DBA review 10, D10-4)
+	is($standby->safe_psql('early', q{SELECT s.checkpointed_offset >= 5000 AND s.checkpointed_offset = a.checkpointed_offset
+		AND s.last_checkpoint = a.last_checkpoint
+		FROM keyedstate.status s JOIN keyedstate.aggregations a USING (name) WHERE name = 'par'}), 't',
+		"standby: status shows the checkpoint of an aggregation in parts");
 	is($standby->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'keyedstate%'"),
 		'0', 'standby: no keyedstate process runs');
