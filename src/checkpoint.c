@@ -578,6 +578,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	run->cold_keys -= w->nexpired_cold;
 	run->keys_expired += w->nexpired_cold;
 	KsEvictDone(run, w->victims, w->nvictims, w->epoch);
+	KsColdFilterFit(run);
 	run->checkpointed = w->offset;
 	run->last_checkpoint = GetCurrentTimestamp();
 	/* a streak of passing errors is over (run.c) */

@@ -447,6 +447,25 @@ KsColdFilterStep(KsAggRun *run)
 	}
 }
 
+/* Fit the filter to the cold keys left (see cold.h). */
+void
+KsColdFilterFit(KsAggRun *run)
+{
+	if (run->cold_keys == 0 && run->cold_rows == 0)
+	{
+		/* none: no filter (a NULL one says no key is cold) */
+		if (run->cold_filter != NULL)
+			pfree(run->cold_filter);
+		if (run->cold_building != NULL)
+			pfree(run->cold_building);
+		run->cold_filter = run->cold_building = NULL;
+		run->cold_filter_bits = run->cold_building_bits = 0;
+	}
+	else if (run->cold_building == NULL && run->cold_filter_bits > KS_COLD_FILTER_MIN_BITS &&
+			 (uint64) run->cold_keys * KS_COLD_FILTER_BITS_BUILT * 8 < run->cold_filter_bits)
+		KsColdFilterStart(run, run->cold_keys);
+}
+
 /* Note an evicted key's hash (see cold.h). */
 void
 KsColdFilterAdd(KsAggRun *run, uint32 hash)

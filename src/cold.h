@@ -181,6 +181,14 @@ KsColdFilterBit(uint64 bits, uint32 hash)
 	return ((uint64) hash * bits) >> 32;
 }
 
+/*
+ * After a checkpoint: drop the filter when no cold key is left, and build a
+ * smaller one when the keys left need an eighth of it (expired or loaded
+ * back: a 1MB budget's aggregation kept the filter of its 300,000 former
+ * cold keys, re-review today 13, F5).
+ */
+extern void KsColdFilterFit(KsAggRun *run);
+
 /* Whether some cold key may have this hash. */
 static inline bool
 KsColdMaybe(KsAggRun *run, uint32 hash)

@@ -181,6 +181,7 @@ KsColdDeleteExpired(KsAggRun *run)
 {
 	int			i;
 	int			n = 0;
+	int64		deleted;
 
 	/* loaded back since the sweep read it: the checkpoint writing it deletes it */
 	for (i = 0; i < run->ncold_expired; i++)
@@ -192,5 +193,18 @@ KsColdDeleteExpired(KsAggRun *run)
 	}
 	run->ncold_expired = 0;
 	/* a row listed twice (two sweeps) is deleted once: count what went */
-	return KsColdDelete(run->def->id, run->cold_expired_hashes, run->cold_expired_ids, n);
+	deleted = KsColdDelete(run->def->id, run->cold_expired_hashes, run->cold_expired_ids, n);
+	/*
+	 * The lists go with them (up to 768 kB at KS_COLD_EXPIRED_MAX): kept,
+	 * they held a 1MB budget's aggregation at 4 times its budget with no
+	 * key left (re-review today 13, F5).
+	 */
+	if (run->cold_expired_hashes != NULL)
+		pfree(run->cold_expired_hashes);
+	if (run->cold_expired_ids != NULL)
+		pfree(run->cold_expired_ids);
+	run->cold_expired_hashes = NULL;
+	run->cold_expired_ids = NULL;
+	run->maxcold_expired = 0;
+	return deleted;
 }

@@ -294,6 +294,26 @@ is($node->safe_psql($db, q{SELECT state || ' ' || coalesce(error, '') FROM keyed
 	'running ', '... and the aggregation runs on, within its budget');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tlong')});
 
+# once the TTL took every key, what the aggregation keeps is within three
+# times its budget: the lists of expired cold rows and the filter of the
+# cold keys went with them (4.3 to 4.5 times a 1MB budget over 150,000 to
+# 300,000 former keys: re-review today 13, F5)
+$node->safe_psql($db, q{
+CREATE TABLE tgone (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('tgone_n', 'SELECT k, count(*) AS n FROM tgone GROUP BY k',
+	checkpoint_interval => '100 ms', ttl => '2 s', memory_limit => '1MB');
+INSERT INTO tgone (k) SELECT g FROM generate_series(1, 200000) g;
+});
+ks_sync($node, $db, 'tgone_n', '5 min');
+ok(ks_wait_for($node, $db, q{SELECT keys = 0 FROM keyedstate.status WHERE name = 'tgone_n'}, 60),
+	'200,000 keys under 1MB expire');
+$node->safe_psql($db, q{INSERT INTO tgone (k) VALUES (0)});
+ks_sync($node, $db, 'tgone_n');
+ok(ks_wait_for($node, $db, q{SELECT memory_bytes <= 3 * 1024 * 1024 FROM keyedstate.status WHERE name = 'tgone_n'}, 30),
+	'... and with one key left its memory is within three times the budget')
+  or diag($node->safe_psql($db, q{SELECT keys, memory_bytes FROM keyedstate.status WHERE name = 'tgone_n'}));
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tgone_n'); DROP TABLE tgone});
+
 # a budget that the fixed memory alone (the filter of 300,000 cold keys)
 # fills: a later drain of new keys is held all the same, evicting at every
 # checkpoint (the last capture, which found nothing to evict, stalled
