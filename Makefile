@@ -64,6 +64,7 @@ OBJS = \
 	src/dbhooks.o \
 	src/keytypes.o \
 	src/restore.o \
+	src/restoredata.o \
 	src/orphans.o \
 	src/tempdeps.o
 

@@ -142,9 +142,15 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT xmlelement(name a, o::regclas
 SELECT keyedstate.create_aggregation('e1', 'SELECT makeaclitem(r, r, ''SELECT'', false)::text AS k, count(*) FROM regs GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT pg_collation_for(t) AS k, count(*) FROM regs GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, format(''%s'', max(o)::regclass) AS m FROM regs GROUP BY 1');
+-- also inside an anonymous record that CASE, COALESCE or a subscript builds
+-- (re-review today 14, F2)
+SELECT keyedstate.create_aggregation('e1', 'SELECT (CASE WHEN id > 0 THEN ROW(o::regclass, id) END)::text AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT to_jsonb(COALESCE(ROW(o::regclass), NULL)) AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT (ARRAY[ROW(o::regrole)])[1]::text AS k, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT (CASE WHEN k > 0 THEN ROW(c) END)::text AS k, count(*) FROM pins GROUP BY 1');
 -- kept as an OID (printed when the view is read), or compared: allowed
-SELECT keyedstate.create_aggregation('e1', $$SELECT o::regclass AS k, count(*) FILTER (WHERE o::regclass = 'regs'::regclass) AS n
-	FROM regs GROUP BY 1$$);
+SELECT keyedstate.create_aggregation('e1', $$SELECT o::regclass AS k, pg_typeof(t) AS ty, count(*) FILTER (WHERE o::regclass = 'regs'::regclass) AS n
+	FROM regs GROUP BY 1, 2$$);
 SELECT keyedstate.drop_aggregation('e1');
 -- comparisons, min/max, a field and anonymous rows use neither: allowed
 SELECT keyedstate.create_aggregation('e1', $$SELECT c, k % 2 AS g, min(c) AS m, count(*) FILTER (WHERE c = 'red') AS reds,

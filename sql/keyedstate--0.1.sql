@@ -589,7 +589,7 @@ SELECT a.view::text AS name,
 	   w.checkpoint_keys AS last_checkpoint_keys,
 	   w.checkpoint_bytes AS last_checkpoint_bytes,
 	   -- not taken up by any worker: the database may have none (max_worker_processes)
-	   CASE WHEN (w.aggregation_id IS NULL OR w.state = 'starting') AND NOT a.paused
+	   CASE WHEN (w.aggregation_id IS NULL OR w.state = 'starting' OR w.nparts < a.parallelism) AND NOT a.paused
 				 AND NOT pg_catalog.pg_is_in_recovery()
 			THEN COALESCE(keyedstate.worker_missing(),
 						  CASE WHEN w.aggregation_id IS NULL OR w.nparts < a.parallelism

@@ -32,7 +32,7 @@
  * through a value with mixed signs ('-12 months 361 days') that the worker
  * reads as negative.
  */
-static double
+double
 KsIntervalEpochUs(const Interval *iv)
 {
 	return (double) iv->time +

@@ -28,6 +28,9 @@ extern void KsCheckpointIntervalArgument(const Interval *iv);
  */
 extern Datum KsTtlArgument(Interval *iv);
 
+/* An interval in microseconds, as the worker counts it (EXTRACT(EPOCH)). */
+extern double KsIntervalEpochUs(const Interval *iv);
+
 /* A memory_limit argument in bytes (0: none), and where it is not allowed. */
 extern int64 KsMemoryLimitArgument(text *arg);
 extern void KsCheckMemoryLimitAllowed(int64 memory_limit, bool sliding);

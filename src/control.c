@@ -29,6 +29,8 @@
 #include "commands/trigger.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -44,6 +46,7 @@
 #include "checkpoint.h"
 #include "dbhooks.h"
 #include "hooks.h"
+#include "settings.h"
 #include "shmem.h"
 #include "source.h"
 
@@ -190,6 +193,40 @@ KsRescale(KsNamedAgg *agg, int parallelism)
 }
 
 /*
+ * The watermark of a windowed aggregation whose TTL the call lengthens or
+ * removes, for KsCatalogAlter to record how far the old one reached
+ * (DT_NOBEGIN otherwise).  Only a watermark that has seen every row a run
+ * before it may have consumed will do: after a restart, until its worker
+ * has read them again, the one published is lower than the one the
+ * expired windows left at, and those windows came back (re-review today
+ * 14, F1).  Waits for it up to keyedstate.load_wait, then refuses.
+ */
+static TimestampTz
+KsTtlReach(KsNamedAgg *agg, bool set_ttl, Datum ttl)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ks_load_wait);
+	TimestampTz watermark;
+	bool		known;
+
+	if (agg->def.window_size_us == 0 || !set_ttl || agg->def.ttl_us == 0 ||
+		(ttl != (Datum) 0 && KsIntervalEpochUs(DatumGetIntervalP(ttl)) <= agg->def.ttl_us))
+		return DT_NOBEGIN;
+	while (!(watermark = KsAggregationWatermark(MyDatabaseId, agg->def.id, &known), known))
+	{
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot lengthen or remove the TTL of aggregation %s now", agg->name),
+					 errdetail("Its worker has not read again the rows it had consumed before its last restart or failure, so how far its TTL reached is not known yet."),
+					 errhint("Call keyedstate.sync() (after keyedstate.resume() if it failed), then try again.")));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return watermark;
+}
+
+/*
  * keyedstate.alter_aggregation(name, ttl, checkpoint_interval, memory_limit):
  * change what can change while it runs; a NULL argument leaves its setting
  * alone, a ttl or memory_limit of '0' removes the TTL or the budget.  The worker applies it at its next step.
@@ -226,7 +263,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 							  memory_limit >= 0 ? memory_limit : agg.def.memory_limit);
 	KsCatalogOpen(&acc);
 	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit,
-				   agg.def.window_size_us > 0 ? KsAggregationWatermark(MyDatabaseId, agg.def.id) : DT_NOBEGIN);
+				   KsTtlReach(&agg, !PG_ARGISNULL(1), ttl));
 	if (parallelism != agg.def.parallelism)
 		KsRescale(&agg, parallelism);
 	KsCatalogClose(&acc);

@@ -333,6 +333,13 @@ KsArgumentHoldsNamed(Node *arg, Oid *found)
 	/* (their walk hands on the list of their elements) */
 	if (IsA(arg, RowExpr) || IsA(arg, ArrayExpr))
 		return expression_tree_walker(arg, KsArgumentHoldsNamed, found);
+	/*
+	 * Any other anonymous record (CASE, COALESCE, NULLIF, GREATEST or a
+	 * subscript of ROW()s) hides its fields' types too: look inside it
+	 * (re-review today 14, F2)
+	 */
+	if (exprType(arg) == RECORDOID || exprType(arg) == RECORDARRAYOID)
+		return expression_tree_walker(arg, KsArgumentHoldsNamed, found);
 	return false;
 }
 
@@ -355,6 +362,9 @@ KsCheckNamedConversion(Node *node)
 	Oid			found = InvalidOid;
 	List	   *walked = NIL;
 
+	/* pg_typeof() gives its argument's type's OID, read by name only when the view is read */
+	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_PG_TYPEOF)
+		return;
 	/* (an XML expression converts its arguments with their output functions too) */
 	if (IsA(node, TargetEntry) || IsA(node, List) ||
 		(!IsA(node, XmlExpr) && !check_functions_in_node(node, KsIsMutableBuiltin, NULL)))

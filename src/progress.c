@@ -166,7 +166,7 @@ KsPartsLackWorker(KsSlotRef *refs, int n)
 
 /* The newest watermark an aggregation's parts published (see shmem.h). */
 TimestampTz
-KsAggregationWatermark(Oid dboid, int32 aggid)
+KsAggregationWatermark(Oid dboid, int32 aggid, bool *known)
 {
 	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	int			nparts;
@@ -174,10 +174,13 @@ KsAggregationWatermark(Oid dboid, int32 aggid)
 	TimestampTz watermark = DT_NOBEGIN;
 	int			i;
 
+	*known = n > 0 && n == nparts;
 	for (i = 0; i < n; i++)
 	{
 		LWLockAcquire(&refs[i].slot->lock, LW_SHARED);
-		if (KsSlotRefValid(&refs[i]) && refs[i].slot->watermark > watermark)
+		if (!KsSlotRefValid(&refs[i]) || refs[i].slot->rowtype == 0 || !refs[i].slot->watermark_known)
+			*known = false;
+		else if (refs[i].slot->watermark > watermark)
 			watermark = refs[i].slot->watermark;
 		LWLockRelease(&refs[i].slot->lock);
 	}
@@ -390,6 +393,7 @@ KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
 	slot->evictions = p->evictions;
 	slot->reloads = p->reloads;
 	slot->memory_limit = p->memory_limit;
+	slot->watermark_known = p->watermark_known;
 	LWLockRelease(&slot->lock);
 }
 

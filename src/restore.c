@@ -87,7 +87,6 @@
 
 PG_FUNCTION_INFO_V1(keyedstate_restore_definition);
 PG_FUNCTION_INFO_V1(keyedstate_refresh_definitions);
-PG_FUNCTION_INFO_V1(keyedstate_bind_restored);
 
 /* A column of keyedstate.aggregation in a trigger's tuple, by name. */
 static int
@@ -558,62 +557,6 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 	if (others)
 		KsReloadAtCommit();
 	return retry;
-}
-
-/*
- * Bind the rows a data-only restore loaded with the table's triggers
- * disabled (pg_restore -a --disable-triggers wraps the rows of
- * keyedstate.aggregation in ALTER TABLE ... DISABLE and ENABLE TRIGGER
- * ALL), so that the trigger above never ran: their trees name the dumped
- * database's objects (DBA review 10, D10-2).  keyedstate.bind_restored(),
- * called at the end of an ALTER TABLE of keyedstate.aggregation (that
- * ENABLE), with the trigger enabled: each such row is deleted and inserted
- * again, which binds it as a restore does.  A row is such one when its
- * tree does not name its source's OID, or when it comes from another
- * cluster without the checkpoint or the parts its row names (pg_upgrade
- * keeps them; a dump never has them).
- */
-Datum
-keyedstate_bind_restored(PG_FUNCTION_ARGS)
-{
-	KsCatalogAccess acc;
-	Oid			arraytype;
-	Datum		rows;
-	bool		isnull;
-
-	KsCatalogOpen(&acc);
-	arraytype = get_array_type(get_rel_type_id(KsCatalogRelid()));
-	/*
-	 * Deleted in one statement and inserted in the next: the deletion's
-	 * cascade to keyedstate.part runs at the end of its statement, and
-	 * would take the parts the insertion's binding makes.
-	 */
-	if (SPI_execute("WITH unbound AS ("
-					"  DELETE FROM keyedstate.aggregation a "
-					"  WHERE pg_catalog.strpos(a.query_tree, ' :relid ' OPERATOR(pg_catalog.||) a.source::pg_catalog.oid::pg_catalog.text "
-					"                          OPERATOR(pg_catalog.||) ' ') OPERATOR(pg_catalog.=) 0 "
-					"     OR (a.system_id IS DISTINCT FROM (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c) "
-					"         AND ((a.checkpoint_id IS NOT NULL AND NOT EXISTS "
-					"                (SELECT FROM keyedstate.state s WHERE s.aggregation_id OPERATOR(pg_catalog.=) a.id)) "
-					"              OR (a.parallelism OPERATOR(pg_catalog.>) 1 AND NOT EXISTS "
-					"                (SELECT FROM keyedstate.part p WHERE p.aggregation_id OPERATOR(pg_catalog.=) a.id)))) "
-					"  RETURNING a) "
-					"SELECT pg_catalog.array_agg(u.a) FROM unbound u",
-					false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read the restored rows of keyedstate.aggregation");
-	rows = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-	{
-		rows = PointerGetDatum(PG_DETOAST_DATUM_COPY(rows));
-		if (SPI_execute_with_args("INSERT INTO keyedstate.aggregation SELECT (r).* FROM pg_catalog.unnest($1) r",
-								  1, &arraytype, &rows, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not bind the restored rows of keyedstate.aggregation");
-		ereport(LOG,
-				(errmsg("keyedstate bound %llu aggregations that a restore loaded with the triggers of keyedstate.aggregation disabled",
-						(unsigned long long) SPI_processed)));
-	}
-	KsCatalogClose(&acc);
-	PG_RETURN_VOID();
 }
 
 /*

@@ -249,8 +249,9 @@ KsRetryStreak(KsAggRun *run, TimestampTz now)
 }
 
 /*
- * How many times in a row the aggregation's own code may raise a passing
- * error at the same row before it fails: a function that raises one
+ * How many times in a row (no checkpoint committing between: the same
+ * row, or rows a function picks at random, re-review today 14, F5) the
+ * aggregation's own code may raise a passing error before it fails: a function that raises one
  * itself (RAISE ... USING ERRCODE = 'serialization_failure') would
  * otherwise keep its aggregation loading again once a minute for ever,
  * "running" and never consuming (security review 17, F4).  Four retries
@@ -311,10 +312,10 @@ KsIsPassingErrorCode(KsAggRun *run, ErrorData *edata, TimestampTz now)
 /*
  * Whether an error passes (KsIsPassingErrorCode); one that the
  * aggregation's functions raise themselves at most KS_CODE_ERRORS_MAX - 1
- * times in a row at the same row (offset: 0 outside rows).
+ * times in a row.
  */
 static bool
-KsIsPassingError(KsAggRun *run, ErrorData *edata, int64 offset)
+KsIsPassingError(KsAggRun *run, ErrorData *edata)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -322,12 +323,12 @@ KsIsPassingError(KsAggRun *run, ErrorData *edata, int64 offset)
 		return false;
 	if (!KsRaisedByUserCode(edata))
 		return true;
-	if (offset != run->code_error_offset)
+	/* in a row: with no checkpoint between (at one row, or at rows chosen at random) */
+	if (!KsRetryStreak(run, now))
 		run->code_errors = 0;
-	run->code_error_offset = offset;
 	if (++run->code_errors < KS_CODE_ERRORS_MAX)
 		return true;
-	edata->detail = psprintf("The aggregation's own code raised it %d times in a row at this row, so it is not taken for an error that passes.",
+	edata->detail = psprintf("The aggregation's own code raised it %d times in a row, with no checkpoint between, so it is not taken for an error that passes.",
 							 run->code_errors);
 	/* a resume() starts counting again */
 	run->code_errors = 0;
@@ -442,7 +443,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			return;
 		}
 	}
-	if (!timed_out && KsIsPassingError(run, edata, offset))
+	if (!timed_out && KsIsPassingError(run, edata))
 	{
 		KsRunRetryAfter(run, edata, offset);
 		KsRunAcceptCancels(false);
@@ -520,6 +521,9 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 	progress->evictions = run->evictions;
 	progress->reloads = run->reloads;
 	progress->memory_limit = run->memory_budget;
+	/* paused, it consumes up to where it paused (step.c), whose watermark was checkpointed */
+	progress->watermark_known = run->consumed >= run->seen_until ||
+		(run->def->paused && run->consumed >= Max(run->pause_until, run->seed_until));
 	progress->memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
 	KsSlotReportProgress(run->slot, progress);
 	if (run->slot->state != state)

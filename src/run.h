@@ -88,8 +88,7 @@ typedef struct KsAggRun
 	TimestampTz retry_at;		/* unloaded by a passing error: load again then */
 	int			retry_delay_ms; /* ... and the wait before, doubled while they go on */
 	TimestampTz retry_since;	/* ... since when they go on */
-	int64		code_error_offset;	/* the row user code last raised one at */
-	int			code_errors;	/* ... how many times in a row (run.c) */
+	int			code_errors;	/* passing errors user code raised in a row (run.c) */
 
 	/* valid while loaded; all in loadcxt */
 	MemoryContext loadcxt;
@@ -141,6 +140,7 @@ typedef struct KsAggRun
 	TimestampTz last_checkpoint;
 	int64		cur_offset;		/* row being applied, for error reports */
 	int64		replay_until;	/* offsets re-read after a recovery end here */
+	int64		seen_until;		/* ... and offsets any run before may have consumed */
 	bool		after_clean_stop;	/* recovered what a clean stop left */
 	int64		rebuild_until;	/* a rebuild is over once consumed reaches it */
 
@@ -253,7 +253,7 @@ extern void KsRunUnload(KsAggRun *run);
 /* Forget a run whose aggregation is gone (or the worker is leaving). */
 extern void KsRunRelease(KsAggRun *run);
 
-/* Log that no aggregation slot is free for a definition (names in cxt). */
+/* Log that no aggregation slot is free for a definition, once a minute (names in cxt). */
 extern void KsRunWarnNoSlot(const KsAggDef *def, MemoryContext cxt);
 /* Which part of its aggregation a definition runs, for its slot. */
 extern void KsRunPartInfo(const KsAggDef *def, KsPartInfo *part);

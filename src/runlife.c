@@ -96,11 +96,23 @@ KsRunPartInfo(const KsAggDef *def, KsPartInfo *part)
 	part->last_group = def->last_group;
 }
 
-/* Log that no aggregation slot is free for a definition (names in cxt). */
+/*
+ * Log that no aggregation slot is free for a definition (names in cxt), at
+ * most once a minute per worker: every worker of the database, for every
+ * waiting part, every 30 s, logged 298 lines a minute (re-review today 14,
+ * F7); keyedstate.status says it for each.
+ */
 void
 KsRunWarnNoSlot(const KsAggDef *def, MemoryContext cxt)
 {
-	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
+	static TimestampTz last_warned = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext oldcxt;
+
+	if (last_warned != 0 && !TimestampDifferenceExceeds(last_warned, now, 60 * 1000))
+		return;
+	last_warned = now;
+	oldcxt = MemoryContextSwitchTo(cxt);
 
 	ereport(WARNING,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

@@ -395,6 +395,7 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->row_errors = 0;
 	slot->cold_keys = 0;
 	slot->watermark = DT_NOBEGIN;
+	slot->watermark_known = false;
 	slot->evictions = 0;
 	slot->reloads = 0;
 	slot->memory_limit = 0;

@@ -156,6 +156,8 @@ typedef struct KsAggSlot
 	int64		row_errors;		/* error rows published since then (rowerror.h) */
 	int64		cold_keys;		/* keys only in keyedstate.cold (publish, step end) */
 	TimestampTz watermark;		/* windows: the watermark as of the published rows */
+	bool		watermark_known;	/* ... which has seen every row a run before saw
+									 * (set by reports; the watermark never goes back) */
 	int64		evictions;		/* keys evicted since the worker started */
 	int64		reloads;		/* keys loaded back from keyedstate.cold since then */
 	int64		memory_limit;	/* the budget of its state in memory, 0: none */
@@ -360,9 +362,12 @@ extern bool KsAggSlotsFull(void);
 /*
  * The newest watermark the parts of a windowed aggregation published with
  * their rows (window.h), or DT_NOBEGIN: alter_aggregation() records how
- * far a TTL it lengthens had reached.
+ * far a TTL it lengthens had reached.  *known: every part is loaded and
+ * has consumed every row a run before it (before a crash, a restart or a
+ * failure) may have consumed, so that its watermark is at least the one
+ * its windows were expired at.
  */
-extern TimestampTz KsAggregationWatermark(Oid dboid, int32 aggid);
+extern TimestampTz KsAggregationWatermark(Oid dboid, int32 aggid, bool *known);
 
 /*
  * Wait on an aggregation's slot until `done` says so (called with the slot
@@ -571,6 +576,7 @@ typedef struct KsSlotProgress
 	int64		evictions;		/* set */
 	int64		reloads;		/* set */
 	int64		memory_limit;	/* set */
+	bool		watermark_known;	/* set: consumed what runs before consumed */
 } KsSlotProgress;
 extern void KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p);
 

@@ -171,6 +171,10 @@ KsRunLoad(KsAggRun *run)
 	if (run->def->has_checkpoint && !run->after_clean_stop &&
 		KsSequenceLastValue(run->def->sequence_oid, &hw, false))
 		run->replay_until = hw;
+	/* (a run without a checkpoint, too: its watermark is known past them, shmem.h) */
+	run->seen_until = run->consumed;
+	if (KsSequenceLastValue(run->def->sequence_oid, &hw, false))
+		run->seen_until = Max(run->consumed, hw);
 	run->rebuild_until = PG_INT64_MIN;
 	if (run->def->rebuilding && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
 		run->rebuild_until = hw;

@@ -278,7 +278,8 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 	slot->keys = progress->keys;
 	slot->memory_bytes = progress->memory_bytes;
 	slot->cold_keys = progress->cold_keys;
-	if (progress->watermark != DT_NOBEGIN)
+	/* (never back: a run replaying after a restart of its worker starts lower) */
+	if (progress->watermark > slot->watermark)
 		slot->watermark = progress->watermark;
 	slot->visible_keys += visible_delta;
 	slot->shared_bytes += bytes_delta;

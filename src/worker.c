@@ -83,6 +83,8 @@ static bool ks_handover_pending = false;
  * may end without any reload.
  */
 static TimestampTz ks_balance_at = 0;
+/* an aggregation of ours found no free slot at the last reload: try again each second */
+static bool ks_slot_wanted = false;
 #define KS_BALANCE_RECHECK_MS	30000
 static Oid	ks_catalog_relid = InvalidOid;
 
@@ -224,6 +226,7 @@ KsReloadRuns(void)
 		KsRememberDatabase(MyDatabaseId);
 		ks_database_remembered = true;
 	}
+	ks_slot_wanted = false;
 	foreach(lc, defs)
 	{
 		KsAggDef   *def = lfirst(lc);
@@ -235,11 +238,14 @@ KsReloadRuns(void)
 		if (assigned == -1)
 			waiting = true;
 		else if (assigned == -2)
+		{
 			KsRunWarnNoSlot(def, tmp);
+			ks_slot_wanted = true;
+		}
 	}
 	wait = KsBalanceAggSlots(MyDatabaseId, nworkers, waiting);
 	ks_balance_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												wait > 0 ? wait : KS_BALANCE_RECHECK_MS);
+												ks_slot_wanted ? 1000 : wait > 0 ? wait : KS_BALANCE_RECHECK_MS);
 
 	foreach(lc, defs)
 	{
@@ -565,7 +571,8 @@ KsDatabaseWorkerMain(Datum main_arg)
 			KsDatabaseRequestsSeen(seen);
 			KsHandOverRuns(KsReloadRuns());
 			MemoryContextSwitchTo(loopcxt);
-			if (ks_runs == NIL)
+			/* (one waiting for a slot stays, to take it once free: re-review today 14, F3) */
+			if (ks_runs == NIL && !ks_slot_wanted)
 			{
 				/* nothing to do: leave, unless a request arrived meanwhile */
 				if (KsDatabaseIdleExit(seen))

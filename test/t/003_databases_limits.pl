@@ -259,8 +259,17 @@ like($err, qr/DETAIL:  No keyedstate aggregation slot is free for it \(keyedstat
 ok(ks_wait_for($node, 'postgres', "SELECT pg_read_file('" . $node->logfile . "', $log_at, 100000000)
 	~ 'no keyedstate aggregation slot is free for aggregation public.ev_sum'", 30),
 	'... and the log, naming it');
+# once a slot is free it starts, with no restart: its database kept a
+# worker waiting for one (every aggregation of a database without a slot
+# left it with none, and nothing started one again: re-review today 14, F3)
+my $has = ($lacking // 'db_a') eq 'db_a' ? 'db_b' : 'db_a';
+$node->safe_psql($has, q{SELECT keyedstate.drop_aggregation('ev_sum')});
+ks_sync($node, $lacking // 'db_a', 'ev_sum', '60s');
+is($node->safe_psql($lacking // 'db_a', q{SELECT state || ':' || coalesce(error, '') FROM keyedstate.status WHERE name = 'ev_sum'}),
+	'running:', '... and once a slot is free it runs, without a restart');
 $node->append_conf('postgresql.conf', "keyedstate.max_aggregations = 64\n");
 $node->restart;
+$node->safe_psql($has, q{SELECT keyedstate.create_aggregation('ev_sum', 'SELECT k, sum(v) AS s FROM ev GROUP BY k')});
 for my $db ('db_a', 'db_b')
 {
 	ks_sync($node, $db, 'ev_sum', '60s');

@@ -174,6 +174,18 @@ for my $code (@codes)
 	like($err, qr/has failed/, "$code: sync() raises the failure") or diag($err);
 	$node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('$agg')");
 }
+# ... also when it raises it at rows picked at random, a different one each
+# time (re-review today 14, F5: counted per row, it never failed)
+$node->safe_psql('postgres', q{
+CREATE FUNCTION raise_at_random(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+	IF random() < 0.5 THEN RAISE EXCEPTION 'raised at random' USING ERRCODE = 'serialization_failure'; END IF;
+	RETURN v;
+END $$;
+SELECT keyedstate.create_aggregation('code_random', 'SELECT acct, sum(raise_at_random(amount)) AS s FROM bad_code GROUP BY acct');});
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'raised at random' FROM keyedstate.status WHERE name = 'code_random'}, 60),
+	'user code raising 40001 at rows picked at random fails its aggregation too');
+$node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('code_random')");
 
 # --- a new view answers at once (9.12) -------------------------------------
 my $errors = 0;

@@ -390,4 +390,41 @@ wf_check('after a rescale seeded from the checkpoint that has them');
 $node->restart;
 wf_check('after a restart');
 
+# right after a crash the watermark its worker publishes is that of the
+# last checkpoint until the rows after it are read again: an alter then
+# waits for it (it recorded no reach, and the windows came back: re-review
+# today 14, F1); a failed aggregation after a restart, which reads nothing
+# again, is refused
+$node->safe_psql('wfloor', q{
+CREATE TABLE fw2 (id bigserial PRIMARY KEY, k int NOT NULL, ts timestamptz NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('wf_crash', 'SELECT k, count(*) AS c FROM fw2 GROUP BY k',
+	window_size => '1 minute', time_column => 'ts', ttl => '10 minutes', checkpoint_interval => '10 min');
+SELECT keyedstate.create_aggregation('wf_failed', 'SELECT k, count(*) AS c, sum(10 / v) AS s FROM fw2 GROUP BY k',
+	window_size => '1 minute', time_column => 'ts', ttl => '10 minutes', checkpoint_interval => '10 min');
+INSERT INTO fw2 (k, ts, v) SELECT g % 100, '2026-06-01 00:00:00+00'::timestamptz + (g / 100) * interval '1 minute', 1
+	FROM generate_series(0, 5999) g;});
+ks_sync_all($node, 'wfloor');
+my $wf2_old = q{SELECT count(*) FROM %s WHERE window_end <= '2026-06-01 00:49:00+00'};
+# (a sweep every tenth of the TTL: within a minute)
+ok(ks_wait_for($node, 'wfloor', 'SELECT (' . sprintf($wf2_old, 'wf_crash') . ') + (' . sprintf($wf2_old, 'wf_failed') . ') = 0', 120),
+	'floor after a crash: the old TTL expired the windows before 00:49');
+$node->safe_psql('wfloor', q{INSERT INTO fw2 (k, ts, v) VALUES (1, '2026-06-01 00:59:30+00', 0)});
+ok(ks_wait_for($node, 'wfloor', q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 'wf_failed'}, 30),
+	'floor after a crash: wf_failed fails');
+ks_kill_worker($node, 'wfloor');
+$node->safe_psql('wfloor', q{SELECT keyedstate.alter_aggregation('wf_crash', ttl => '1 day')});
+ks_sync($node, 'wfloor', 'wf_crash');
+is($node->safe_psql('wfloor', sprintf($wf2_old, 'wf_crash')), '0',
+	'floor after a crash: an alter right after it waits for the rows read again, and no window comes back');
+my ($ret, $out, $err) = $node->psql('wfloor', q{SELECT keyedstate.alter_aggregation('wf_failed', ttl => '1 day')});
+like($err, qr/cannot lengthen or remove the TTL of aggregation public.wf_failed now/,
+	'floor after a crash: a failed one is refused until it has read its rows again') or diag($err);
+$node->safe_psql('wfloor', q{DELETE FROM fw2 WHERE v = 0; SELECT keyedstate.resume('wf_failed')});
+ks_sync($node, 'wfloor', 'wf_failed');
+$node->safe_psql('wfloor', q{SELECT keyedstate.alter_aggregation('wf_failed', ttl => '1 day')});
+ks_kill_worker($node, 'wfloor');
+ks_sync_all($node, 'wfloor');
+is($node->safe_psql('wfloor', sprintf($wf2_old, 'wf_failed')), '0',
+	'floor after a crash: resumed and caught up, its alter keeps the expired windows expired');
+
 done_testing();

@@ -1,0 +1,101 @@
+/*-------------------------------------------------------------------------
+ *
+ * restoredata.c
+ *	  Aggregations a data-only restore loaded with their triggers disabled.
+ *
+ * pg_restore -a --disable-triggers loads the rows of keyedstate.aggregation
+ * with its BEFORE INSERT trigger (restore.c) disabled; the end of the
+ * ALTER TABLE ... ENABLE TRIGGER ALL after them binds them here.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+
+#include "catalog.h"
+#include "shmem.h"
+
+PG_FUNCTION_INFO_V1(keyedstate_bind_restored);
+
+/*
+ * Bind the rows a data-only restore loaded with the table's triggers
+ * disabled (pg_restore -a --disable-triggers wraps the rows of
+ * keyedstate.aggregation in ALTER TABLE ... DISABLE and ENABLE TRIGGER
+ * ALL), so that its trigger never ran: their trees name the dumped
+ * database's objects (DBA review 10, D10-2).  keyedstate.bind_restored(),
+ * called at the end of an ALTER TABLE of keyedstate.aggregation (that
+ * ENABLE), with the trigger enabled: each such row is deleted and inserted
+ * again, which binds it as a restore does (restore.c).  A row is such one
+ * when its tree does not name its source's OID, or when it comes from
+ * another cluster without the checkpoint chunks or the parts its row names
+ * (pg_upgrade keeps them; a dump never has them); never one that runs.
+ */
+Datum
+keyedstate_bind_restored(PG_FUNCTION_ARGS)
+{
+	KsCatalogAccess acc;
+	Oid			argtypes[1] = {INT4ARRAYOID};
+	Datum		args[1];
+	Datum		rows;
+	bool		isnull;
+	int32	   *ids;
+	Datum	   *elems;
+	int			nids = 0;
+	uint64		i;
+
+	KsCatalogOpen(&acc);
+	if (SPI_execute("SELECT a.id FROM keyedstate.aggregation a "
+					"WHERE pg_catalog.strpos(a.query_tree, ' :relid ' OPERATOR(pg_catalog.||) a.source::pg_catalog.oid::pg_catalog.text "
+					"                        OPERATOR(pg_catalog.||) ' ') OPERATOR(pg_catalog.=) 0 "
+					"   OR (a.system_id IS DISTINCT FROM (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c) "
+					"       AND ((a.checkpoint_chunks OPERATOR(pg_catalog.>) 0 AND NOT EXISTS "
+					"              (SELECT FROM keyedstate.state s WHERE s.aggregation_id OPERATOR(pg_catalog.=) a.id)) "
+					"            OR (a.parallelism OPERATOR(pg_catalog.>) 1 AND NOT EXISTS "
+					"              (SELECT FROM keyedstate.part p WHERE p.aggregation_id OPERATOR(pg_catalog.=) a.id))))",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the restored rows of keyedstate.aggregation");
+	ids = palloc(sizeof(int32) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		int32		id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		KsSlotRef	ref;
+		int			nparts;
+
+		/* never one that runs (a slot of this database has it): a restore reserves none */
+		if (KsFindAggParts(MyDatabaseId, id, &ref, 1, &nparts) == 0)
+			ids[nids++] = id;
+	}
+	if (nids > 0)
+	{
+		/*
+		 * Deleted in one statement and inserted in the next: the deletion's
+		 * cascade to keyedstate.part runs at the end of its statement, and
+		 * would take the parts the insertion's binding makes.
+		 */
+		elems = palloc(sizeof(Datum) * nids);
+		for (int j = 0; j < nids; j++)
+			elems[j] = Int32GetDatum(ids[j]);
+		args[0] = PointerGetDatum(construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+		if (SPI_execute_with_args("WITH unbound AS (DELETE FROM keyedstate.aggregation a "
+								  "WHERE a.id OPERATOR(pg_catalog.=) ANY ($1) RETURNING a) "
+								  "SELECT pg_catalog.array_agg(u.a) FROM unbound u",
+								  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read the restored rows of keyedstate.aggregation");
+		rows = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		rows = PointerGetDatum(PG_DETOAST_DATUM_COPY(rows));
+		argtypes[0] = get_array_type(get_rel_type_id(KsCatalogRelid()));
+		if (SPI_execute_with_args("INSERT INTO keyedstate.aggregation SELECT (r).* FROM pg_catalog.unnest($1) r",
+								  1, argtypes, &rows, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not bind the restored rows of keyedstate.aggregation");
+		ereport(LOG,
+				(errmsg("keyedstate bound %llu aggregations that a restore loaded with the triggers of keyedstate.aggregation disabled",
+						(unsigned long long) SPI_processed)));
+	}
+	KsCatalogClose(&acc);
+	PG_RETURN_VOID();
+}
