@@ -441,7 +441,8 @@ KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
 		KsPartGroups(p, parallelism, max_parallelism, &part.first_group, &part.last_group);
 		KsCatalogInsertPart(id, aggid, layout, p, part.first_group, part.last_group,
 							start_offset, seeds);
-		KsReserveAggSlot(MyDatabaseId, id, &part, owner, view_oid, live_oid, sequence_oid);
+		/* (a rescale's parts are not fresh: their seeds' runs consumed rows) */
+		KsReserveAggSlot(MyDatabaseId, id, &part, owner, view_oid, live_oid, sequence_oid, layout == 0);
 	}
 }
 
@@ -501,7 +502,7 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 		KsPartInfo	whole = {cs.id, 0, 1, 0, 0, cs.max_parallelism - 1};
 
 		KsReserveAggSlot(MyDatabaseId, cs.id, &whole, cs.userid, cs.view_oid, cs.live_oid,
-						 cs.seqoid);
+						 cs.seqoid, true);
 	}
 	KsCatalogClose(&acc);
 

@@ -164,6 +164,18 @@ KsPartsLackWorker(KsSlotRef *refs, int n)
 	return false;
 }
 
+/* Whether a slot's watermark has seen every row runs before consumed (see shmem.h). */
+bool
+KsSlotWatermarkKnown(KsAggSlot *slot)
+{
+	bool		known;
+
+	LWLockAcquire(&slot->lock, LW_SHARED);
+	known = slot->watermark_known;
+	LWLockRelease(&slot->lock);
+	return known;
+}
+
 /* The newest watermark an aggregation's parts published (see shmem.h). */
 TimestampTz
 KsAggregationWatermark(Oid dboid, int32 aggid, bool *known)
@@ -178,7 +190,7 @@ KsAggregationWatermark(Oid dboid, int32 aggid, bool *known)
 	for (i = 0; i < n; i++)
 	{
 		LWLockAcquire(&refs[i].slot->lock, LW_SHARED);
-		if (!KsSlotRefValid(&refs[i]) || refs[i].slot->rowtype == 0 || !refs[i].slot->watermark_known)
+		if (!KsSlotRefValid(&refs[i]) || !refs[i].slot->watermark_known)
 			*known = false;
 		else if (refs[i].slot->watermark > watermark)
 			watermark = refs[i].slot->watermark;

@@ -406,7 +406,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	{
 		KsPartInfo	whole = {id, 0, 1, 0, 0, max_parallelism - 1};
 
-		KsReserveAggSlot(MyDatabaseId, id, &whole, owner, view_oid, live_oid, sequence_oid);
+		KsReserveAggSlot(MyDatabaseId, id, &whole, owner, view_oid, live_oid, sequence_oid, true);
 	}
 	KsRememberDatabase(MyDatabaseId);
 	KsRequestAtCommit();

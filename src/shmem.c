@@ -483,7 +483,7 @@ KsSlotsOwnedBy(Oid owner, Oid skip_dboid)
 /* Reserve a slot for an aggregation this transaction creates (see shmem.h). */
 void
 KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid view_oid,
-				 Oid live_oid, Oid sequence_oid)
+				 Oid live_oid, Oid sequence_oid, bool fresh)
 {
 	TransactionId xid = GetTopTransactionId();
 	KsAggSlot  *free_slot = NULL;
@@ -521,6 +521,7 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid 
 	KsInitSlotLocked(free_slot, dboid, aggid);
 	LWLockAcquire(&free_slot->lock, LW_EXCLUSIVE);
 	free_slot->reserved_xid = xid;
+	free_slot->watermark_known = fresh;
 	free_slot->part = *part;
 	free_slot->owner = owner;
 	free_slot->view_oid = view_oid;

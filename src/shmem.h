@@ -157,7 +157,8 @@ typedef struct KsAggSlot
 	int64		cold_keys;		/* keys only in keyedstate.cold (publish, step end) */
 	TimestampTz watermark;		/* windows: the watermark as of the published rows */
 	bool		watermark_known;	/* ... which has seen every row a run before saw
-									 * (set by reports; the watermark never goes back) */
+									 * (fresh at creation, then set by reports; the
+									 * watermark never goes back) */
 	int64		evictions;		/* keys evicted since the worker started */
 	int64		reloads;		/* keys loaded back from keyedstate.cold since then */
 	int64		memory_limit;	/* the budget of its state in memory, 0: none */
@@ -319,9 +320,11 @@ extern bool KsSlotSnapshot(const KsSlotRef *ref, KsAggSlot *copy);
  * Reserve a slot for an aggregation being created by this transaction
  * (see the life cycle above); errors with ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
  * when none is free or the owner has keyedstate.max_aggregations_per_owner.
+ * `fresh`: a new aggregation (or one restored), which no run consumed
+ * before: its watermark is known from its first step (KsTtlReach).
  */
 extern void KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner,
-							 Oid view_oid, Oid live_oid, Oid sequence_oid);
+							 Oid view_oid, Oid live_oid, Oid sequence_oid, bool fresh);
 
 /* Give back the reservations of an aborted transaction of this backend. */
 extern void KsReleaseReservations(TransactionId xid);
@@ -368,6 +371,9 @@ extern bool KsAggSlotsFull(void);
  * its windows were expired at.
  */
 extern TimestampTz KsAggregationWatermark(Oid dboid, int32 aggid, bool *known);
+
+/* Whether a slot's watermark has seen every row a run before may have consumed. */
+extern bool KsSlotWatermarkKnown(KsAggSlot *slot);
 
 /*
  * Wait on an aggregation's slot until `done` says so (called with the slot

@@ -171,9 +171,13 @@ KsRunLoad(KsAggRun *run)
 	if (run->def->has_checkpoint && !run->after_clean_stop &&
 		KsSequenceLastValue(run->def->sequence_oid, &hw, false))
 		run->replay_until = hw;
-	/* (a run without a checkpoint, too: its watermark is known past them, shmem.h) */
+	/*
+	 * (a run without a checkpoint, too: its watermark is known past them,
+	 * shmem.h; unless its slot's is known already: a fresh aggregation's,
+	 * or one a run before it in this server published, which never goes back)
+	 */
 	run->seen_until = run->consumed;
-	if (KsSequenceLastValue(run->def->sequence_oid, &hw, false))
+	if (!KsSlotWatermarkKnown(run->slot) && KsSequenceLastValue(run->def->sequence_oid, &hw, false))
 		run->seen_until = Max(run->consumed, hw);
 	run->rebuild_until = PG_INT64_MIN;
 	if (run->def->rebuilding && KsSequenceLastValue(run->def->sequence_oid, &hw, false))

@@ -419,6 +419,19 @@ is($node->safe_psql('wfloor', sprintf($wf2_old, 'wf_crash')), '0',
 my ($ret, $out, $err) = $node->psql('wfloor', q{SELECT keyedstate.alter_aggregation('wf_failed', ttl => '1 day')});
 like($err, qr/cannot lengthen or remove the TTL of aggregation public.wf_failed now/,
 	'floor after a crash: a failed one is refused until it has read its rows again') or diag($err);
+# a new aggregation has no run before it: no wait, even in its own transaction
+my $t_fresh = time();
+$node->safe_psql('wfloor', q{BEGIN;
+SELECT keyedstate.create_aggregation('wf_fresh', 'SELECT k, count(*) AS c FROM fw2 GROUP BY k',
+	window_size => '1 minute', time_column => 'ts', ttl => '10 minutes');
+SELECT keyedstate.alter_aggregation('wf_fresh', ttl => '1 day');
+COMMIT;});
+ok(time() - $t_fresh < 5, 'floor: a new aggregation\'s TTL is lengthened at once, in its own transaction');
+ks_sync($node, 'wfloor', 'wf_fresh');
+is(ks_mismatches($node, 'wfloor', 'SELECT * FROM wf_fresh',
+	q{SELECT date_bin('1 minute', ts, '1970-01-01 00:00:00+00'), date_bin('1 minute', ts, '1970-01-01 00:00:00+00') + interval '1 minute', k, count(*)
+	  FROM fw2 GROUP BY 1, 2, 3}), '0', '... and keeps every window (a day of TTL)');
+$node->safe_psql('wfloor', q{SELECT keyedstate.drop_aggregation('wf_fresh')});
 $node->safe_psql('wfloor', q{DELETE FROM fw2 WHERE v = 0; SELECT keyedstate.resume('wf_failed')});
 ks_sync($node, 'wfloor', 'wf_failed');
 $node->safe_psql('wfloor', q{SELECT keyedstate.alter_aggregation('wf_failed', ttl => '1 day')});
