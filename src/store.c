@@ -76,7 +76,7 @@ KsStoreAllocTuple(dsa_area *dsa, MinimalTuple tuple)
 {
 	dsa_pointer tp;
 
-	tp = dsa_allocate_extended(dsa, tuple->t_len, DSA_ALLOC_NO_OOM);
+	tp = dsa_allocate_extended(dsa, KsStoreTupleBytes(tuple), DSA_ALLOC_NO_OOM);
 	if (DsaPointerIsValid(tp))
 		memcpy(dsa_get_address(dsa, tp), tuple, tuple->t_len);
 	return tp;
@@ -211,7 +211,7 @@ KsStoreAllocTupleBytes(dsa_area *dsa, const char *data, uint32 len)
 {
 	dsa_pointer tp;
 
-	tp = dsa_allocate_extended(dsa, len, DSA_ALLOC_NO_OOM);
+	tp = dsa_allocate_extended(dsa, TYPEALIGN(KS_STORE_TUPLE_QUANTUM, len), DSA_ALLOC_NO_OOM);
 	if (DsaPointerIsValid(tp))
 		memcpy(dsa_get_address(dsa, tp), data, len);
 	return tp;
@@ -278,11 +278,19 @@ KsStoreSwapTuple(dsa_area *dsa, dsa_pointer entry, dsa_pointer tuple,
 	return old;
 }
 
-/* Bytes a tuple occupies in the DSA (for the memory figures of status). */
+/* Bytes a tuple's allocation takes in the DSA (see store.h). */
 Size
 KsStoreTupleBytes(MinimalTuple tuple)
 {
-	return MAXALIGN(tuple->t_len);
+	return TYPEALIGN(KS_STORE_TUPLE_QUANTUM, tuple->t_len);
+}
+
+/* Whether a row may be copied over an allocation of `capacity` bytes (see store.h). */
+bool
+KsStoreTupleFits(uint32 capacity, MinimalTuple row)
+{
+	return row->t_len <= capacity &&
+		KsStoreTupleBytes(row) + KS_STORE_TUPLE_QUANTUM >= capacity;
 }
 
 /* ---------------------------------------------------------------------

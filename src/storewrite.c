@@ -139,14 +139,13 @@ KsPublishAllocate(dsa_area *dsa, KsPublishItem *items, int64 n, bool no_inplace,
 			continue;
 		if (it->row != NULL && !DsaPointerIsValid(it->new_tuple))
 		{
-			uint32		bytes = KsStoreTupleBytes(it->row);
-
-			if (no_inplace || !DsaPointerIsValid(*it->tuple) || *it->tuple_bytes != bytes)
+			if (no_inplace || !DsaPointerIsValid(*it->tuple) ||
+				!KsStoreTupleFits(*it->tuple_bytes, it->row))
 			{
 				it->new_tuple = KsStoreAllocTuple(dsa, it->row);
 				if (!DsaPointerIsValid(it->new_tuple))
 					return false;
-				it->new_bytes = bytes;
+				it->new_bytes = KsStoreTupleBytes(it->row);
 			}
 		}
 		if (!DsaPointerIsValid(*it->entry) && !DsaPointerIsValid(it->new_entry))
@@ -247,7 +246,7 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 			((KsStoreEntry *) dsa_get_address(dsa, *it->entry))->cold_id = it->cold_id;
 		if (it->row != NULL && !DsaPointerIsValid(it->new_tuple))
 		{
-			/* same size, no reader: copy over the current row */
+			/* it fits its allocation, no reader: copy over the current row */
 			memcpy(dsa_get_address(dsa, *it->tuple), it->row, it->row->t_len);
 			continue;
 		}
