@@ -13,6 +13,7 @@
 #include "utils/memutils.h"
 
 #include "apply.h"
+#include "window.h"
 
 /*
  * Rows per chunk: enough that the prefetches of one pass have landed when
@@ -155,6 +156,7 @@ static void
 KsApplyWatermark(KsApplyBuffer *buf, int i)
 {
 	TimestampTz t = DatumGetTimestampTz(buf->values[i * buf->ncols + buf->timecol]);
+	TimestampTz upto;
 
 	/*
 	 * An infinite time belongs to no pane of a sliding window and cannot
@@ -167,15 +169,12 @@ KsApplyWatermark(KsApplyBuffer *buf, int i)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("time %s is infinite", t == DT_NOEND ? "infinity" : "-infinity"),
 				 errdetail("A row of a sliding window, or of a window with a TTL, must have a finite time.")));
-	if (!TIMESTAMP_NOT_FINITE(t) &&
-		((buf->win_ttl > 0 && buf->watermark != DT_NOBEGIN) || buf->win_floor != DT_NOBEGIN))
+	upto = KsWindowReach(buf->win_floor, buf->win_ttl, buf->watermark);
+	if (!TIMESTAMP_NOT_FINITE(t) && upto != DT_NOBEGIN)
 	{
 		int64		since = t - SetEpochTimestamp();
 		int64		pane = t - (since % buf->win_slide + buf->win_slide) % buf->win_slide;
-		TimestampTz upto = buf->win_floor;
 
-		if (buf->win_ttl > 0 && buf->watermark != DT_NOBEGIN)
-			upto = Max(upto, buf->watermark - buf->win_ttl);
 		if (pane + buf->win_size <= upto)
 		{
 			buf->late[i] = true;

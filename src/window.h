@@ -92,6 +92,19 @@ extern void KsWindowLayOut(KsQueryInfo *info);
 extern void KsWindowLoad(KsAggRun *run);
 
 /*
+ * The end at or before which a window is past a TTL of ttl_us (0: none),
+ * given the watermark and the floor of a TTL since lengthened, or
+ * DT_NOBEGIN; the apply buffer judges late rows with it too.
+ */
+static inline TimestampTz
+KsWindowReach(TimestampTz floor, int64 ttl_us, TimestampTz watermark)
+{
+	if (ttl_us > 0 && watermark != DT_NOBEGIN)
+		return Max(floor, watermark - ttl_us);
+	return floor;
+}
+
+/*
  * The end at or before which a window is past the TTL (event time), or
  * DT_NOBEGIN: watermark - ttl, and the reach of a TTL since lengthened or
  * removed (ttl_floor, recorded by alter_aggregation: a window that had
@@ -100,11 +113,7 @@ extern void KsWindowLoad(KsAggRun *run);
 static inline TimestampTz
 KsWindowExpiredUpTo(KsAggRun *run)
 {
-	TimestampTz upto = run->def->ttl_floor;
-
-	if (run->def->ttl_us > 0 && run->watermark != DT_NOBEGIN)
-		upto = Max(upto, run->watermark - run->def->ttl_us);
-	return upto;
+	return KsWindowReach(run->def->ttl_floor, run->def->ttl_us, run->watermark);
 }
 
 /* Whether a window starting at `start` is past the TTL (event time). */
