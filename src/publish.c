@@ -174,7 +174,9 @@ KsPublishBuildRows(KsAggRun *run, KsKeyTable *kt, KsPublishItem *items,
 	pb.arg = arg;
 	pb.failed = -1;
 	run->row_error = NULL;
+	run->in_code = true;
 	KsRowErrorGuard(run, kt->npublish, KsPublishBuildStep, KsPublishBuildFail, &pb);
+	run->in_code = false;
 }
 
 /* Build the row of a changed key (a KsBuildItem). */

@@ -259,12 +259,27 @@ KsRetryStreak(KsAggRun *run, TimestampTz now)
  */
 #define KS_CODE_ERRORS_MAX	5
 
-/* Whether a procedural language's RAISE (or elog) reported the error. */
+/*
+ * Whether the aggregation's own code raised the error: a procedural
+ * language's RAISE (or elog) reported it, or, while its code ran
+ * (expressions compiled: constant folding; rows read and applied; rows
+ * built), a lock it waited for: it can set its own
+ * lock_timeout, lock with NOWAIT or make a deadlock with a session of its
+ * owner's, and the server raises those itself (security review 18, F1:
+ * counted only when a PL raised them, such a function kept its
+ * aggregation retrying for ever).  The worker's own reads take no lock
+ * there that anyone but a superuser can hold for long.
+ */
 static bool
-KsRaisedByUserCode(ErrorData *edata)
+KsRaisedByUserCode(ErrorData *edata, bool in_code)
 {
 	const char *file = edata->filename ? edata->filename : "";
 
+	if (in_code &&
+		(edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		 edata->sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		 edata->sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE))
+		return true;
 	return strcmp(file, "pl_exec.c") == 0 || strcmp(file, "plperl.c") == 0 ||
 		strcmp(file, "pltcl.c") == 0 || strncmp(file, "plpy_", 5) == 0 ||
 		strncmp(file, "plv8", 4) == 0;
@@ -315,13 +330,13 @@ KsIsPassingErrorCode(KsAggRun *run, ErrorData *edata, TimestampTz now)
  * times in a row.
  */
 static bool
-KsIsPassingError(KsAggRun *run, ErrorData *edata)
+KsIsPassingError(KsAggRun *run, ErrorData *edata, bool in_code)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (!KsIsPassingErrorCode(run, edata, now))
 		return false;
-	if (!KsRaisedByUserCode(edata))
+	if (!KsRaisedByUserCode(edata, in_code))
 		return true;
 	/* in a row: with no checkpoint between (at one row, or at rows chosen at random) */
 	if (!KsRetryStreak(run, now))
@@ -391,6 +406,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 {
 	ErrorData  *edata;
 	int64		offset = run->cur_offset;
+	bool		in_code = run->in_code;
 	bool		timed_out = KsRunBoundEnd();
 
 	/* out of the step: further cancels wait for the next one */
@@ -404,6 +420,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	/* no step runs any more: not an active query (DBA review 10, D10-3) */
 	pgstat_report_activity(STATE_IDLE, NULL);
 	run->cur_offset = 0;
+	run->in_code = false;
 
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !timed_out)
 	{
@@ -443,7 +460,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			return;
 		}
 	}
-	if (!timed_out && KsIsPassingError(run, edata))
+	if (!timed_out && KsIsPassingError(run, edata, in_code))
 	{
 		KsRunRetryAfter(run, edata, offset);
 		KsRunAcceptCancels(false);

@@ -139,6 +139,7 @@ typedef struct KsAggRun
 	int64		building_visible;	/* its visible rows */
 	TimestampTz last_checkpoint;
 	int64		cur_offset;		/* row being applied, for error reports */
+	bool		in_code;		/* its code runs: compiled, rows applied or built (run.c) */
 	int64		replay_until;	/* offsets re-read after a recovery end here */
 	int64		seen_until;		/* ... and offsets any run before may have consumed */
 	bool		after_clean_stop;	/* recovered what a clean stop left */

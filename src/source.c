@@ -120,8 +120,6 @@ KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
 	f->waits = MemoryContextAlloc(cxt, sizeof(VirtualTransactionId) * f->maxwaits);
 	src->leafcxt = AllocSetContextCreate(cxt, "keyedstate source leaves", ALLOCSET_SMALL_SIZES);
 	src->markcxt = AllocSetContextCreate(cxt, "keyedstate writer marks", ALLOCSET_SMALL_SIZES);
-
-	KsSourceCompile(src, info, cxt);
 }
 
 /*

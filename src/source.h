@@ -168,14 +168,17 @@ typedef struct KsSource
 
 /*
  * Set up a source for an aggregation whose rows up to `consumed` are
- * consumed; arrays and compiled expressions live in cxt.  Compiling folds
- * constants, which runs user code: call as the aggregation's owner.
+ * consumed; its arrays live in cxt.  KsSourceCompile then compiles its
+ * expressions, before it is read.
  */
 extern void KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
 						 Oid seqoid, const char *aggname, int64 consumed,
 						 MemoryContext cxt);
 
-/* Compile (again) the WHERE and the input row's expressions into cxt. */
+/*
+ * Compile (again) the WHERE and the input row's expressions into cxt.
+ * Folding constants runs user code: call as the aggregation's owner.
+ */
 extern void KsSourceCompile(KsSource *src, KsQueryInfo *info, MemoryContext cxt);
 
 /*

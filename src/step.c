@@ -49,8 +49,10 @@ KsRunCompile(KsAggRun *run)
 	MemoryContext cxt = AllocSetContextCreate(run->loadcxt, "keyedstate expressions",
 											  ALLOCSET_SMALL_SIZES);
 
+	run->in_code = true;
 	KsSourceCompile(&run->source, &run->info, cxt);
 	KsPublishCompile(run, cxt);
+	run->in_code = false;
 	run->exprs_stale = false;
 }
 
@@ -255,9 +257,11 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
 	/* alter_aggregation() may have changed the TTL of a windowed aggregation */
 	run->applybuf->win_ttl = run->def->window_size_us > 0 ? run->def->ttl_us : 0;
 	run->applybuf->win_floor = run->def->window_size_us > 0 ? run->def->ttl_floor : DT_NOBEGIN;
+	run->in_code = true;
 	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsRunBudgetSpent,
 						KsApplyRow, run, &run->cur_offset, &nrows);
 	KsApplyBufferFlush(run->applybuf);
+	run->in_code = false;
 	run->cur_offset = 0;
 	run->watermark = run->applybuf->watermark;
 	run->rows_late += run->applybuf->rows_late;

@@ -186,6 +186,39 @@ SELECT keyedstate.create_aggregation('code_random', 'SELECT acct, sum(raise_at_r
 ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'raised at random' FROM keyedstate.status WHERE name = 'code_random'}, 60),
 	'user code raising 40001 at rows picked at random fails its aggregation too');
 $node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('code_random')");
+# ... and when its code waits for a lock its owner holds, with its own
+# lock_timeout (or NOWAIT), so that the server raises the error: as an
+# argument (rows applied), in HAVING (rows built) and folded as a constant
+# when its expressions are compiled (security review 18,
+# F1: only what a PL raised was counted, and these retried for ever)
+$node->safe_psql('postgres', q{
+CREATE FUNCTION wait_for_lock(v int) RETURNS int LANGUAGE sql IMMUTABLE AS $$
+	SELECT set_config('lock_timeout', '20ms', true);
+	SELECT pg_advisory_xact_lock(4242);
+	SELECT v $$;});
+my $holder = $node->background_psql('postgres');
+$holder->query_safe('SELECT pg_advisory_lock(4242)');
+$node->safe_psql('postgres', q{
+SELECT keyedstate.create_aggregation('lock_arg', 'SELECT acct, sum(wait_for_lock(amount)) AS s FROM bad_code GROUP BY acct');
+SELECT keyedstate.create_aggregation('lock_having', 'SELECT acct, sum(amount) AS s FROM bad_code GROUP BY acct HAVING wait_for_lock(sum(amount)::int) > 0');
+SELECT keyedstate.create_aggregation('lock_fold', 'SELECT acct, sum(amount) AS s FROM bad_code GROUP BY acct HAVING wait_for_lock(1) = 1');});
+for my $agg ('lock_arg', 'lock_having', 'lock_fold')
+{
+	ok(ks_wait_for($node, 'postgres', qq{SELECT state = 'failed' AND error LIKE '%lock timeout%' FROM keyedstate.status WHERE name = '$agg'}, 60),
+		"$agg: a lock timeout its own code set fails the aggregation")
+	  or diag($node->safe_psql('postgres', "SELECT state, error FROM keyedstate.status WHERE name = '$agg'"));
+}
+# the lock free again, a resume consumes everything
+$holder->query_safe('SELECT pg_advisory_unlock(4242)');
+$holder->quit;
+for my $agg ('lock_arg', 'lock_having', 'lock_fold')
+{
+	$node->safe_psql('postgres', "SELECT keyedstate.resume('$agg'); SELECT keyedstate.sync('$agg', '30 s')");
+	is($node->safe_psql('postgres', "SELECT string_agg(acct || ':' || s, ' ' ORDER BY acct) FROM $agg"),
+		$node->safe_psql('postgres', "SELECT string_agg(acct || ':' || s, ' ' ORDER BY acct) FROM (SELECT acct, sum(amount) AS s FROM bad_code GROUP BY acct) q"),
+		"$agg: exact after the lock is free and a resume");
+	$node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('$agg')");
+}
 
 # --- a new view answers at once (9.12) -------------------------------------
 my $errors = 0;
