@@ -159,17 +159,27 @@ KsApplyWatermark(KsApplyBuffer *buf, int i)
 	TimestampTz upto;
 
 	/*
-	 * An infinite time belongs to no pane of a sliding window and cannot
-	 * move a TTL's watermark (a tumbling window without one keeps it, as
-	 * date_bin() does): refused, as a time too near the end of the range
-	 * fails with "interval out of range".
+	 * An infinite time belongs to no pane of a sliding window: refused, as
+	 * a time too near the end of the range fails with "interval out of
+	 * range".  A tumbling window keeps it in an infinite window, as
+	 * date_bin() does, which a TTL never reaches ('infinity') or has
+	 * removed as soon as there is a watermark ('-infinity': late).  It
+	 * never moves the watermark (exactness review 16, finding 1: one that
+	 * did expired every window once a TTL came; and refused only with a
+	 * TTL, a row consumed before one came failed the replay after it).
 	 */
-	if (TIMESTAMP_NOT_FINITE(t) && (buf->win_ttl > 0 || buf->win_size > buf->win_slide))
+	if (TIMESTAMP_NOT_FINITE(t) && buf->win_size > buf->win_slide)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("time %s is infinite", t == DT_NOEND ? "infinity" : "-infinity"),
-				 errdetail("A row of a sliding window, or of a window with a TTL, must have a finite time.")));
+				 errdetail("A row of a sliding window must have a finite time.")));
 	upto = KsWindowReach(buf->win_floor, buf->win_ttl, buf->watermark);
+	if (t == DT_NOBEGIN && upto != DT_NOBEGIN)
+	{
+		buf->late[i] = true;
+		buf->rows_late++;
+		return;
+	}
 	if (!TIMESTAMP_NOT_FINITE(t) && upto != DT_NOBEGIN)
 	{
 		int64		since = t - SetEpochTimestamp();
@@ -182,7 +192,8 @@ KsApplyWatermark(KsApplyBuffer *buf, int i)
 			return;
 		}
 	}
-	if (buf->watermark == DT_NOBEGIN || t > buf->watermark)
+	/* an infinite time (a tumbling window without a TTL keeps it) never moves it */
+	if (!TIMESTAMP_NOT_FINITE(t) && (buf->watermark == DT_NOBEGIN || t > buf->watermark))
 		buf->watermark = t;
 }
 

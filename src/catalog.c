@@ -183,6 +183,9 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->definition = TextDatumGetCString(SPI_getbinval(tup, desc, 29, &isnull));
 	def->pause_at = DatumGetInt64(SPI_getbinval(tup, desc, 30, &isnull));
 	def->ttl_floor = DatumGetTimestampTz(SPI_getbinval(tup, desc, 31, &isnull));
+	/* (an infinite one an earlier build recorded from an infinite time: none) */
+	if (TIMESTAMP_NOT_FINITE(def->ttl_floor))
+		def->ttl_floor = DT_NOBEGIN;
 	return def;
 }
 
@@ -461,19 +464,23 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 	nulls[3] = (checkpoint_interval == (Datum) 0) ? 'n' : ' ';
 	args[4] = Int64GetDatum(memory_limit);
 	args[5] = TimestampTzGetDatum(watermark);
-	nulls[5] = (watermark == DT_NOBEGIN) ? 'n' : ' ';
+	/* (an infinite time never moves a watermark: exactness review 16, finding 1) */
+	nulls[5] = TIMESTAMP_NOT_FINITE(watermark) ? 'n' : ' ';
 	/*
 	 * A longer TTL or none keeps expired what the old one had expired by
 	 * now (ttl_floor: see KsExpiredAt), or a window's by the newest of the
 	 * watermarks its workers published and those checkpointed (event time,
-	 * see KsWindowExpiredUpTo).  SET reads the old row.
+	 * see KsWindowExpiredUpTo; an infinite one, which an earlier build may
+	 * have checkpointed, never counts).  SET reads the old row.
 	 */
 	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET "
 							  "ttl_floor = CASE WHEN $2 AND ttl IS NOT NULL AND "
 							  "  ($3 IS NULL OR EXTRACT(EPOCH FROM $3) OPERATOR(pg_catalog.>) EXTRACT(EPOCH FROM ttl)) "
 							  "  THEN GREATEST(ttl_floor, "
-							  "       CASE WHEN window_size IS NULL THEN pg_catalog.clock_timestamp() ELSE GREATEST($6, watermark, "
-							  "         (SELECT pg_catalog.max(p.watermark) FROM keyedstate.part p WHERE p.aggregation_id OPERATOR(pg_catalog.=) $1)) END "
+							  "       CASE WHEN window_size IS NULL THEN pg_catalog.clock_timestamp() ELSE GREATEST($6, "
+							  "         CASE WHEN pg_catalog.isfinite(watermark) THEN watermark END, "
+							  "         (SELECT pg_catalog.max(p.watermark) FROM keyedstate.part p "
+							  "           WHERE p.aggregation_id OPERATOR(pg_catalog.=) $1 AND pg_catalog.isfinite(p.watermark))) END "
 							  "       OPERATOR(pg_catalog.-) "
 							  "       pg_catalog.make_interval(secs => EXTRACT(EPOCH FROM ttl)::pg_catalog.float8)) "
 							  "  ELSE ttl_floor END, "

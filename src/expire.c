@@ -66,7 +66,7 @@ KsWindowExpireRange(KsAggRun *run, KsKeyTable *kt, uint64 from, uint64 to)
 		if (e->flags & (KS_KEY_FREE | KS_KEY_EXPIRED))
 			continue;
 		start = DatumGetTimestampTz(e->keys[0]);
-		if (start + size > upto)
+		if (!KsWindowEndsBy(start, size, upto))
 			continue;
 		if (kt == run->windows)
 			KsKeyMarkPublish(kt, e);	/* publish removes it (window.c) */

@@ -307,8 +307,9 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 				run->recovered_expired++;
 			}
 			else if (KsExpiredAt(run, e->touched, now) ||
-					 (run->def->window_size_us > 0 && !nulls[i * nk] &&
-					  DatumGetTimestampTz(keys[i * nk]) + run->def->window_size_us <= run->def->ttl_floor))
+					 (run->def->window_size_us > 0 && !nulls[i * nk] && run->def->ttl_floor != DT_NOBEGIN &&
+					  KsWindowEndsBy(DatumGetTimestampTz(keys[i * nk]), run->def->window_size_us,
+									 run->def->ttl_floor)))
 			{
 				/*
 				 * its TTL ran out while no worker ran, or (a window) a TTL

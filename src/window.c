@@ -273,11 +273,17 @@ KsWindowLoad(KsAggRun *run)
 	KsKeyEntry *e;
 	int			i;
 
-	/* a part's own keys may be older than what the aggregation has read */
-	run->watermark = run->recovered_wm;
+	/*
+	 * A part's own keys may be older than what the aggregation has read.
+	 * An infinite time never counts (exactness review 16, finding 1: one
+	 * that a tumbling window without a TTL kept expired every window once
+	 * a TTL came, and an earlier build may have checkpointed it).
+	 */
+	run->watermark = TIMESTAMP_NOT_FINITE(run->recovered_wm) ? DT_NOBEGIN : run->recovered_wm;
 	KsKeyIterInit(&iter, run->kt);
 	while ((e = KsKeyIterNext(&iter)) != NULL)
-		if (!(e->flags & KS_KEY_EXPIRED) && (run->watermark == DT_NOBEGIN || e->touched > run->watermark))
+		if (!(e->flags & KS_KEY_EXPIRED) && !TIMESTAMP_NOT_FINITE(e->touched) &&
+			(run->watermark == DT_NOBEGIN || e->touched > run->watermark))
 			run->watermark = e->touched;
 	run->applybuf->timecol = run->info.timecol;
 	run->applybuf->win_size = run->def->window_size_us;

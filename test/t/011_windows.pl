@@ -284,9 +284,12 @@ is(ks_mismatches($node, $db, 'SELECT * FROM old_hop', $old_oracle{old_hop}), '0'
 is(ks_status($node, $db, 'old_hop', 'rows_late'), '0', 'old_hop: none counted as late');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('old_ttl'); SELECT keyedstate.drop_aggregation('old_hop')});
 
-# infinite times: a tumbling window without a TTL keeps them as date_bin()
-# does; with a TTL (whose watermark they cannot move) or sliding, the
-# aggregation fails naming the row, instead of dropping it as late
+# infinite times: a tumbling window keeps them as date_bin() does, in a
+# window a TTL never reaches ('infinity') or removes as soon as a watermark
+# is known ('-infinity': a row for it is late); a sliding window fails the
+# aggregation naming the row, instead of dropping it as late.  They never
+# move the watermark (exactness review 16, finding 1: a TTL given after one
+# had moved it emptied the view for good, rows came late ever after)
 $node->safe_psql($db, q{CREATE TABLE winf (id bigserial PRIMARY KEY, ts timestamp, k int);
 INSERT INTO winf (ts, k) VALUES ('2026-01-01', 1), ('infinity', 2), ('-infinity', 3);
 SELECT keyedstate.create_aggregation('winf_plain', 'SELECT k, count(*) AS c FROM winf GROUP BY k',
@@ -295,15 +298,38 @@ SELECT keyedstate.create_aggregation('winf_ttl', 'SELECT k, count(*) AS c FROM w
 	window_size => '1 minute', time_column => 'ts', ttl => '1 hour');
 SELECT keyedstate.create_aggregation('winf_hop', 'SELECT k, count(*) AS c FROM winf GROUP BY k',
 	window_size => '3 minutes', window_slide => '1 minute', time_column => 'ts');});
+my $winf_all = q{SELECT date_bin('1 minute', ts, '1970-01-01'), date_bin('1 minute', ts, '1970-01-01') + interval '1 minute', k, count(*)
+	    FROM winf GROUP BY 1, 2, 3};
+my $winf_oracle = q{SELECT date_bin('1 minute', ts, '1970-01-01'), date_bin('1 minute', ts, '1970-01-01') + interval '1 minute', k, count(*)
+	    FROM winf WHERE ts <> '-infinity' GROUP BY 1, 2, 3};
 ks_sync($node, $db, 'winf_plain');
-is(ks_mismatches($node, $db, 'SELECT * FROM winf_plain',
-	q{SELECT date_bin('1 minute', ts, '1970-01-01'), date_bin('1 minute', ts, '1970-01-01') + interval '1 minute', k, count(*)
-	    FROM winf GROUP BY 1, 2, 3}), '0', 'a tumbling window keeps infinite times as date_bin() does');
-for my $name ('winf_ttl', 'winf_hop')
-{
-	ok(ks_wait_for($node, $db, qq{SELECT state = 'failed' AND error = 'time infinity is infinite' AND failed_offset = 2
-		FROM keyedstate.status WHERE name = '$name'}, 60), "$name: an infinite time fails the aggregation, naming its row");
-}
+is(ks_mismatches($node, $db, 'SELECT * FROM winf_plain', $winf_all), '0', 'a tumbling window keeps infinite times as date_bin() does');
+ks_sync($node, $db, 'winf_ttl');
+is(ks_mismatches($node, $db, 'SELECT * FROM winf_ttl', $winf_oracle), '0',
+	'with a TTL, the infinity window stays and the -infinity one is gone');
+is($node->safe_psql($db, q{SELECT rows_late FROM keyedstate.status WHERE name = 'winf_ttl'}), '1', '... its row late');
+ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error = 'time infinity is infinite' AND failed_offset = 2
+	FROM keyedstate.status WHERE name = 'winf_hop'}, 60), 'winf_hop: an infinite time fails a sliding window, naming its row');
+# a TTL given later: the windows within an hour of the newest finite time
+# and the infinity one stay, later rows are not late, and removing the TTL
+# records a finite floor; a kill -9 recovers the watermark without them
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('winf_plain', ttl => '1 hour');
+INSERT INTO winf (ts, k) VALUES ('2026-01-01 00:30', 4);});
+ks_sync($node, $db, 'winf_plain');
+# (the -infinity window goes with the TTL's next sweep)
+ok(ks_wait_for($node, $db, qq{SELECT count(*) = 0 FROM ((SELECT * FROM winf_plain EXCEPT ALL $winf_oracle)
+		UNION ALL ($winf_oracle EXCEPT ALL SELECT * FROM winf_plain)) d}, 30),
+	'a TTL given after infinite times keeps the windows within it, and the infinity one')
+  or is(ks_mismatches($node, $db, 'SELECT * FROM winf_plain', $winf_oracle), '0', 'what differs');
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('winf_plain', ttl => '0'); SELECT keyedstate.checkpoint('winf_plain');});
+is($node->safe_psql($db, q{SELECT ttl_floor = '2025-12-31 23:30:00+00' FROM keyedstate.aggregation WHERE view = 'winf_plain'::regclass}),
+	't', 'the TTL removed: its floor is the newest finite time less the TTL');
+ks_kill_worker($node, $db);
+$node->safe_psql($db, q{INSERT INTO winf (ts, k) VALUES ('2026-01-01 01:00', 5), ('2025-12-31 23:40', 6), ('2025-12-31 23:20', 7);});
+ks_sync($node, $db, 'winf_plain');
+is(ks_mismatches($node, $db, 'SELECT * FROM winf_plain', "$winf_oracle HAVING date_bin('1 minute', ts, '1970-01-01') > '2025-12-31 23:29'"), '0',
+	'after a kill -9, rows after the floor count, rows before it are late');
+is($node->safe_psql($db, q{SELECT rows_late FROM keyedstate.status WHERE name = 'winf_plain'}), '1', '... one row late');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation(n) FROM unnest(ARRAY['winf_plain', 'winf_ttl', 'winf_hop']) n});
 
 # a sliding window cannot evict, so a memory_limit is refused; under
