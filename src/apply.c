@@ -285,9 +285,24 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		/* an evicted key was loaded back above: never start it afresh */
 		if (found && (e->flags & KS_KEY_EVICTED))
 			elog(ERROR, "keyedstate found no cold row for an evicted key");
+		/*
+		 * past the TTL though no sweep met it yet: expired now, as a
+		 * sweep, a reload from keyedstate.cold or a recovery would have
+		 * (exactness review 16, finding 2: it took the row into its old
+		 * state, for as long as a pause or a lock held the sweep back)
+		 */
+		if (found && buf->expire_key != NULL && !(e->flags & KS_KEY_EXPIRED))
+			buf->expire_key(buf->save_arg, e, buf->now);
 		if (!found || (e->flags & KS_KEY_EXPIRED))
 		{
-			/* a new key, or one expired (expire.h) and back: fresh states */
+			/*
+			 * A new key, or one expired (expire.h) and back: fresh states,
+			 * and the spelling of its first row since, as the GROUP BY
+			 * over the rows since shows (finding 3: 4.00 where the only
+			 * row since said 4.0000).
+			 */
+			if (found)
+				KsKeyTableRespell(kt, e, buf->values + i * ncols + 1, buf->isnull + i * ncols + 1);
 			KsKeySetFlags(kt, e, e->flags & ~KS_KEY_EXPIRED);
 			KsAggInitStates(rt, e->states);
 			/* and no time yet: a window's rows may be older than 2000 (pass 4) */

@@ -48,7 +48,9 @@ typedef struct KsApplyBuffer
 	 * advances as the rows are applied, in offset order.
 	 */
 	void		(*save_key) (void *arg, KsKeyEntry *entry);	/* write it before it changes */
-	void	   *save_arg;
+	void	   *save_arg;		/* (and expire_key's) */
+	/* a key in memory past the TTL no sweep met yet: expire it, if it is (NULL: no TTL) */
+	void		(*expire_key) (void *arg, KsKeyEntry *entry, TimestampTz now);
 
 	/* the cold tier: whether a hash may be a cold key's, and loading keys back */
 	bool		(*cold_maybe) (void *arg, uint32 hash);

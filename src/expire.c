@@ -43,6 +43,16 @@ KsExpireKey(KsAggRun *run, KsKeyEntry *e)
 	run->keys_expired++;
 }
 
+/* Expire a key a row reached past its TTL (see expire.h). */
+void
+KsExpireIfOutlived(void *arg, KsKeyEntry *e, TimestampTz now)
+{
+	KsAggRun   *run = (KsAggRun *) arg;
+
+	if (KsExpiredAt(run, e->touched, now))
+		KsExpireKey(run, e);
+}
+
 /*
  * The event-time TTL of a windowed aggregation (window.h) over entries
  * [from, to) of its pane table or (sliding windows) its window table:

@@ -40,6 +40,12 @@
 /* KsExpiredAt, whether a key outlived the TTL, is in run.h (cold.c asks too). */
 
 /*
+ * Expire a key in memory (step 1) if it outlived the TTL at `now`, when a
+ * row reaches it before a sweep did (the apply buffer's expire_key).
+ */
+extern void KsExpireIfOutlived(void *arg, KsKeyEntry *e, TimestampTz now);
+
+/*
  * Expire what the TTL removes, a bounded part of the key table per call
  * (inside a step, as the owner); lowers *timeout to when the next sweep
  * is due.

@@ -451,3 +451,28 @@ KsKeyDeserialize(KsKeyTable *kt, const char *data, uint32 len, const char *aggna
 		KsCheckpointCorrupted(aggname, "A key has %zu bytes more than its %d values.",
 							  KsReaderLeft(&r), kt->nkeys);
 }
+
+/* Give an entry the spelling of equal key values (see keytable.h). */
+void
+KsKeyTableRespell(KsKeyTable *kt, KsKeyEntry *e, const Datum *keys, const bool *nulls)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(kt->cxt);
+	int			i;
+
+	for (i = 0; i < kt->nkeys; i++)
+	{
+		/* equal keys are both NULL or neither (KsKeyTableLookup) */
+		if (nulls[i] || e->keynulls[i])
+			continue;
+		if (kt->keybyvals[i])
+			e->keys[i] = KsCanonicalByVal(keys[i], kt->keylens[i]);
+		else
+		{
+			Datum		old = e->keys[i];
+
+			e->keys[i] = KsDatumCopyOwned(keys[i], false, kt->keylens[i]);
+			pfree(DatumGetPointer(old));
+		}
+	}
+	MemoryContextSwitchTo(oldcxt);
+}

@@ -240,6 +240,12 @@ KsKeyTablePrefetchEntry(KsKeyTable *kt, uint32 hash)
 		KsKeyTablePrefetchLines(kt, KsKeyTableEntry(kt, kt->slots[pos].entry - 1));
 }
 
+/*
+ * Give an entry the spelling of equal key values (an expired key back with
+ * a row spelling it differently: numeric scales, -0, collations).
+ */
+extern void KsKeyTableRespell(KsKeyTable *kt, KsKeyEntry *e, const Datum *keys, const bool *nulls);
+
 /* Whether an index of `nslots` slots is too full for `nentries` keys (3/4). */
 static inline bool
 KsKeyTableTooFull(uint64 nentries, uint64 nslots)

@@ -257,6 +257,9 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
 	/* alter_aggregation() may have changed the TTL of a windowed aggregation */
 	run->applybuf->win_ttl = run->def->window_size_us > 0 ? run->def->ttl_us : 0;
 	run->applybuf->win_floor = run->def->window_size_us > 0 ? run->def->ttl_floor : DT_NOBEGIN;
+	/* ... or of keys (processing time), which a row may reach before the sweep */
+	run->applybuf->expire_key = run->def->window_size_us == 0 &&
+		(run->def->ttl_us > 0 || run->def->ttl_floor != DT_NOBEGIN) ? KsExpireIfOutlived : NULL;
 	run->in_code = true;
 	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsRunBudgetSpent,
 						KsApplyRow, run, &run->cur_offset, &nrows);

@@ -217,4 +217,24 @@ ks_sync_all($node, $db);
 is(ks_mismatches($node, $db, 'SELECT * FROM floor_none', $fresh) + ks_mismatches($node, $db, 'SELECT * FROM floor_long', $fresh),
 	0, '... and after a restart');
 
+# A key in memory that a row reaches past its TTL before any sweep met it
+# (its aggregation paused meanwhile: no sweep runs) starts afresh, and with
+# the spelling of that row, as a sweep, a reload from keyedstate.cold or a
+# recovery would have it (exactness review 16, findings 2 and 3: the rows
+# went into the old states, and a key back from expiry kept its old
+# spelling); with value, serialized and replayed states
+$node->safe_psql($db, qq{CREATE TABLE gap (id bigserial PRIMARY KEY, k numeric NOT NULL, v int NOT NULL, n numeric NOT NULL);
+INSERT INTO gap (k, v, n) SELECT (g % 500)::numeric(10,2), 1, g FROM generate_series(1, 2000) g;
+SELECT keyedstate.create_aggregation('gap_agg', 'SELECT k, $aggs_q FROM gap GROUP BY k', ttl => '2 s');});
+ks_sync($node, $db, 'gap_agg');
+my $paused_at = $node->safe_psql($db, q{SELECT keyedstate.pause('gap_agg'); SELECT clock_timestamp()});
+ok(ks_wait_for($node, $db, qq{SELECT clock_timestamp() > '$paused_at'::timestamptz + interval '3 s'}, 30), 'the TTL runs out while paused');
+my $last = $node->safe_psql($db, q{SELECT max(id) FROM gap});
+$node->safe_psql($db, q{INSERT INTO gap (k, v, n) SELECT (g % 500)::numeric(10,4), 10, g FROM generate_series(1, 500) g;
+SELECT keyedstate.resume('gap_agg');});
+ks_sync($node, $db, 'gap_agg');
+is(ks_mismatches($node, $db, q{SELECT k::text, c, s, an, av::text, vs FROM gap_agg},
+	qq{SELECT k::text, $oracle_aggs FROM gap WHERE id > $last GROUP BY k}), '0',
+	'keys a row reached past the TTL start afresh, spelled as that row');
+
 done_testing();
