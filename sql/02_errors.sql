@@ -142,6 +142,24 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT xmlelement(name a, o::regclas
 SELECT keyedstate.create_aggregation('e1', 'SELECT makeaclitem(r, r, ''SELECT'', false)::text AS k, count(*) FROM regs GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT pg_collation_for(t) AS k, count(*) FROM regs GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, format(''%s'', max(o)::regclass) AS m FROM regs GROUP BY 1');
+-- an aggregate marked immutable whose transition function is not: it
+-- prints its arguments (security review 18, F2)
+SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, jsonb_object_agg(o::regclass, id) AS j FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, jsonb_object_agg(id, ARRAY[o::regclass]) AS j FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, json_object_agg(id, c) AS j FROM pins GROUP BY k');
+-- a domain's CHECK runs for each row cast to it: as pinned as the query,
+-- also through a domain over it (security review 18, F3)
+CREATE DOMAIN pin_rand AS int CHECK (VALUE >= (random() * 0)::int);
+CREATE DOMAIN pin_now AS timestamptz CHECK (VALUE <= now());
+CREATE DOMAIN pin_reg AS oid CHECK (VALUE::regclass::text <> 'x');
+CREATE DOMAIN pin_reg2 AS pin_reg;
+CREATE DOMAIN pin_pos AS int CHECK (VALUE > 0);
+SELECT keyedstate.create_aggregation('e1', 'SELECT id::int::pin_rand AS d, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, count(*) FILTER (WHERE ''2020-01-01''::timestamptz::pin_now IS NOT NULL) AS n FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT o::pin_reg2 AS d, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT id::int::pin_pos AS d, count(*) FROM regs GROUP BY 1');
+SELECT keyedstate.drop_aggregation('e1');
+DROP DOMAIN pin_rand, pin_now, pin_reg2, pin_reg, pin_pos;
 -- also inside an anonymous record that CASE, COALESCE or a subscript builds
 -- (re-review today 14, F2)
 SELECT keyedstate.create_aggregation('e1', 'SELECT (CASE WHEN id > 0 THEN ROW(o::regclass, id) END)::text AS k, count(*) FROM regs GROUP BY 1');

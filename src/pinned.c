@@ -48,16 +48,22 @@
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "nodes/execnodes.h"
 #include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "definition.h"
 #include "settings.h"
+
+/* The support functions of an aggregate that pg_aggregate names. */
+#define KS_AGG_SUPPORT_FNS	8
 
 /*
  * Whether an argument of current_setting() is a constant naming a setting
@@ -92,21 +98,12 @@ KsIsSettingReader(Oid funcid)
 	return funcid == F_CURRENT_SETTING_TEXT || funcid == F_CURRENT_SETTING_TEXT_BOOL;
 }
 
-/*
- * Whether an aggregate's support functions include current_setting(), a
- * function of the time or session (KsIsUnpinnedFunction) or a volatile
- * built-in one: a user's aggregate may name one (nextval) as its final
- * function.  Its own support functions are the owner's to keep pure, as
- * PostgreSQL leaves them (PL/pgSQL's are VOLATILE unless said otherwise).
- */
+/* An aggregate's support functions (InvalidOid where it has none): false if it is none. */
 static bool
-KsAggregateReadsSession(Oid aggfnoid)
+KsAggregateSupport(Oid aggfnoid, Oid fns[KS_AGG_SUPPORT_FNS])
 {
 	HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(aggfnoid));
 	Form_pg_aggregate agg;
-	Oid			fns[8];
-	bool		found = false;
-	int			i;
 
 	if (!HeapTupleIsValid(tup))
 		return false;
@@ -120,7 +117,26 @@ KsAggregateReadsSession(Oid aggfnoid)
 	fns[6] = agg->aggminvtransfn;
 	fns[7] = agg->aggmfinalfn;
 	ReleaseSysCache(tup);
-	for (i = 0; i < 8; i++)
+	return true;
+}
+
+/*
+ * Whether an aggregate's support functions include current_setting(), a
+ * function of the time or session (KsIsUnpinnedFunction) or a volatile
+ * built-in one: a user's aggregate may name one (nextval) as its final
+ * function.  Its own support functions are the owner's to keep pure, as
+ * PostgreSQL leaves them (PL/pgSQL's are VOLATILE unless said otherwise).
+ */
+static bool
+KsAggregateReadsSession(Oid aggfnoid)
+{
+	Oid			fns[KS_AGG_SUPPORT_FNS];
+	bool		found = false;
+	int			i;
+
+	if (!KsAggregateSupport(aggfnoid, fns))
+		return false;
+	for (i = 0; i < KS_AGG_SUPPORT_FNS; i++)
 		if (OidIsValid(fns[i]) && (KsIsSettingReader(fns[i]) || KsIsUnpinnedFunction(fns[i], NULL) ||
 								   (fns[i] < FirstNormalObjectId &&
 									func_volatile(fns[i]) == PROVOLATILE_VOLATILE)))
@@ -351,6 +367,25 @@ KsIsMutableBuiltin(Oid funcid, void *context)
 }
 
 /*
+ * Whether an aggregate runs a built-in support function that is not
+ * immutable: jsonb_object_agg is marked immutable, but its transition
+ * function (stable) prints its arguments (security review 18, F2).
+ */
+static bool
+KsAggregateRunsMutableBuiltin(Oid aggfnoid)
+{
+	Oid			fns[KS_AGG_SUPPORT_FNS];
+	int			i;
+
+	if (!KsAggregateSupport(aggfnoid, fns))
+		return false;
+	for (i = 0; i < KS_AGG_SUPPORT_FNS; i++)
+		if (OidIsValid(fns[i]) && KsIsMutableBuiltin(fns[i], NULL))
+			return true;
+	return false;
+}
+
+/*
  * Refuse a call of a built-in function that is not immutable taking or
  * giving a value holding an enum, a named composite type or a type naming
  * objects (see the banner): its value may follow the labels, attribute
@@ -367,7 +402,8 @@ KsCheckNamedConversion(Node *node)
 		return;
 	/* (an XML expression converts its arguments with their output functions too) */
 	if (IsA(node, TargetEntry) || IsA(node, List) ||
-		(!IsA(node, XmlExpr) && !check_functions_in_node(node, KsIsMutableBuiltin, NULL)))
+		(!IsA(node, XmlExpr) && !check_functions_in_node(node, KsIsMutableBuiltin, NULL) &&
+		 !(IsA(node, Aggref) && KsAggregateRunsMutableBuiltin(((Aggref *) node)->aggfnoid))))
 		return;
 	if (KsTypeHoldsNamed(exprType(node), &walked))
 		found = exprType(node);
@@ -428,6 +464,39 @@ KsCalledFunction(Node *node, List **args)
 		return ((OpExpr *) node)->opfuncid;
 	}
 	return InvalidOid;
+}
+
+static bool KsCheckPinnedWalker(Node *node, void *ctx);
+
+/*
+ * A domain's CHECK constraints (its base domains' too) run for each row a
+ * cast to it meets, so they must be as pinned as the query: a check
+ * calling random() or now(), or printing a regclass, passes a row on one
+ * replay and fails it on another (security review 18, F3).
+ */
+static void
+KsCheckDomainChecks(Oid domain, void *ctx)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate domain checks",
+											  ALLOCSET_SMALL_SIZES);
+	/* (in cxt: its deletion, also by an error below, reads it) */
+	DomainConstraintRef *ref = MemoryContextAlloc(cxt, sizeof(DomainConstraintRef));
+	ListCell   *lc;
+
+	InitDomainConstraintRef(domain, ref, cxt, false);
+	foreach(lc, ref->constraints)
+	{
+		DomainConstraintState *con = lfirst(lc);
+
+		if (con->constrainttype != DOM_CONSTRAINT_CHECK)
+			continue;
+		if (contain_volatile_functions((Node *) con->check_expr))
+			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
+					 "A domain's CHECK constraint runs for each row cast to it, and a replay after a crash must compute the same; use immutable expressions.");
+		(void) KsCheckPinnedWalker((Node *) con->check_expr, ctx);
+	}
+	/* (its reset releases the reference to the domain's constraints) */
+	MemoryContextDelete(cxt);
 }
 
 /*
@@ -496,6 +565,8 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 					 "A replay after a crash must compute the same values; use immutable or stable expressions.");
 		(void) KsCheckPinnedWalker((Node *) defaults, ctx);
 	}
+	if (IsA(node, CoerceToDomain))
+		KsCheckDomainChecks(((CoerceToDomain *) node)->resulttype, ctx);
 	if (IsA(node, Aggref) && KsAggregateReadsSession(((Aggref *) node)->aggfnoid))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
 				 "aggregates whose support functions are volatile, read settings or depend on the current time or session",
