@@ -13,7 +13,6 @@
 #include "utils/memutils.h"
 
 #include "apply.h"
-#include "window.h"
 
 /*
  * Rows per chunk: enough that the prefetches of one pass have landed when

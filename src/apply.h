@@ -31,6 +31,7 @@
 #include "aggcall.h"
 #include "keytable.h"
 
+#include "datatype/timestamp.h"
 #include "executor/tuptable.h"
 
 typedef struct KsApplyBuffer
@@ -116,5 +117,18 @@ extern void KsApplyBufferAdd(KsApplyBuffer *buf, TupleTableSlot *slot);
 
 /* Apply every row added so far. */
 extern void KsApplyBufferFlush(KsApplyBuffer *buf);
+
+/*
+ * The end at or before which a window is past a TTL of ttl_us (0: none),
+ * given the watermark and the floor of a TTL since lengthened, or
+ * DT_NOBEGIN: late rows here, expired windows in window.h.
+ */
+static inline TimestampTz
+KsWindowReach(TimestampTz floor, int64 ttl_us, TimestampTz watermark)
+{
+	if (ttl_us > 0 && watermark != DT_NOBEGIN)
+		return Max(floor, watermark - ttl_us);
+	return floor;
+}
 
 #endif							/* KS_APPLY_H */

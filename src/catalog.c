@@ -183,8 +183,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->definition = TextDatumGetCString(SPI_getbinval(tup, desc, 29, &isnull));
 	def->pause_at = DatumGetInt64(SPI_getbinval(tup, desc, 30, &isnull));
 	def->ttl_floor = DatumGetTimestampTz(SPI_getbinval(tup, desc, 31, &isnull));
-	/* (an infinite one an earlier build recorded from an infinite time: none) */
-	if (TIMESTAMP_NOT_FINITE(def->ttl_floor))
+	if (TIMESTAMP_NOT_FINITE(def->ttl_floor))	/* (an earlier build's from an infinite time) */
 		def->ttl_floor = DT_NOBEGIN;
 	return def;
 }
@@ -464,14 +463,11 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 	nulls[3] = (checkpoint_interval == (Datum) 0) ? 'n' : ' ';
 	args[4] = Int64GetDatum(memory_limit);
 	args[5] = TimestampTzGetDatum(watermark);
-	/* (an infinite time never moves a watermark: exactness review 16, finding 1) */
 	nulls[5] = TIMESTAMP_NOT_FINITE(watermark) ? 'n' : ' ';
 	/*
 	 * A longer TTL or none keeps expired what the old one had expired by
-	 * now (ttl_floor: see KsExpiredAt), or a window's by the newest of the
-	 * watermarks its workers published and those checkpointed (event time,
-	 * see KsWindowExpiredUpTo; an infinite one, which an earlier build may
-	 * have checkpointed, never counts).  SET reads the old row.
+	 * now (ttl_floor: see KsExpiredAt), or a window's by the newest finite
+	 * watermark published or checkpointed (KsWindowExpiredUpTo).  SET reads the old row.
 	 */
 	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET "
 							  "ttl_floor = CASE WHEN $2 AND ttl IS NOT NULL AND "

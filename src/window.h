@@ -45,6 +45,7 @@
 #ifndef KS_WINDOW_H
 #define KS_WINDOW_H
 
+#include "apply.h"
 #include "run.h"
 
 #include "datatype/timestamp.h"
@@ -90,19 +91,6 @@ extern void KsWindowLayOut(KsQueryInfo *info);
  * published again.
  */
 extern void KsWindowLoad(KsAggRun *run);
-
-/*
- * The end at or before which a window is past a TTL of ttl_us (0: none),
- * given the watermark and the floor of a TTL since lengthened, or
- * DT_NOBEGIN; the apply buffer judges late rows with it too.
- */
-static inline TimestampTz
-KsWindowReach(TimestampTz floor, int64 ttl_us, TimestampTz watermark)
-{
-	if (ttl_us > 0 && watermark != DT_NOBEGIN)
-		return Max(floor, watermark - ttl_us);
-	return floor;
-}
 
 /*
  * The end at or before which a window is past the TTL (event time), or
