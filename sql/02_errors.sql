@@ -147,6 +147,8 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, format(''%s'', max(o)
 SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, jsonb_object_agg(o::regclass, id) AS j FROM regs GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, jsonb_object_agg(id, ARRAY[o::regclass]) AS j FROM regs GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, json_object_agg(id, c) AS j FROM pins GROUP BY k');
+-- (its ORDER BY is no value: re-review today 15, F3)
+SELECT keyedstate.create_aggregation('e1', 'SELECT 1 AS k, jsonb_object_agg(o::regclass, id ORDER BY id) AS j FROM regs GROUP BY 1');
 -- a domain's CHECK runs for each row cast to it: as pinned as the query,
 -- also through a domain over it (security review 18, F3)
 CREATE DOMAIN pin_rand AS int CHECK (VALUE >= (random() * 0)::int);

@@ -49,7 +49,8 @@ KsExpireIfOutlived(void *arg, KsKeyEntry *e, TimestampTz now)
 {
 	KsAggRun   *run = (KsAggRun *) arg;
 
-	if (KsExpiredAt(run, e->touched, now))
+	/* (a key this chunk made or brought back has no time yet: re-review today 15, F1) */
+	if (e->touched != DT_NOBEGIN && KsExpiredAt(run, e->touched, now))
 		KsExpireKey(run, e);
 }
 

@@ -335,7 +335,8 @@ KsArgumentHoldsNamed(Node *arg, Oid *found)
 {
 	List	   *walked = NIL;
 
-	if (arg == NULL)
+	/* (an aggregate's ORDER BY and DISTINCT clauses are no values) */
+	if (arg == NULL || IsA(arg, SortGroupClause))
 		return false;
 	if (IsA(arg, TargetEntry))
 		arg = (Node *) ((TargetEntry *) arg)->expr;
