@@ -60,6 +60,7 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "catalog.h"
@@ -271,7 +272,22 @@ typedef struct KsLeftover
 	Oid			relid;
 	int32		aggid;
 	bool		wake;			/* a wake-up trigger, else a truncate one */
+	Oid			tgoid;
+	TimestampTz first_seen;		/* when a reload first found it left over */
 } KsLeftover;
+
+/*
+ * How long a trigger stays left over before it is dropped.  A restore
+ * creates the triggers of an aggregation it could not restore (a function
+ * of its query is gone), then enables its wake-up trigger ALWAYS in the
+ * next statement: dropped in between, that ALTER failed and a restore run
+ * with ON_ERROR_STOP stopped there, leaving the other aggregations without
+ * their triggers (a CI run of 009).
+ */
+#define KS_LEFTOVER_GRACE_US	((int64) 10 * USECS_PER_SEC)
+
+/* The leftover triggers the last reload found, in TopMemoryContext. */
+static List *ks_leftovers_seen = NIL;
 
 /* Drop one leftover trigger (in a subtransaction: see KsDropLeftoverTriggers). */
 static void
@@ -308,7 +324,9 @@ KsDropLeftoverTriggers(List *defs, bool *retry)
 	SysScanDesc scan;
 	HeapTuple	tup;
 	List	   *found = NIL;
+	List	   *seen = NIL;
 	ListCell   *lc;
+	TimestampTz now = GetCurrentTimestamp();
 
 	/* pg_trigger has no index on the function: one pass, a catalog of few rows */
 	rel = table_open(TriggerRelationId, AccessShareLock);
@@ -339,14 +357,30 @@ KsDropLeftoverTriggers(List *defs, bool *retry)
 			known |= ((KsAggDef *) lfirst(lc))->agg_id == aggid;
 		if (known)
 			continue;
-		l = palloc(sizeof(KsLeftover));
+		l = MemoryContextAlloc(TopMemoryContext, sizeof(KsLeftover));
 		l->relid = t->tgrelid;
 		l->aggid = aggid;
 		l->wake = (t->tgfoid == wake);
-		found = lappend(found, l);
+		l->tgoid = t->oid;
+		l->first_seen = now;
+		foreach(lc, ks_leftovers_seen)
+			if (((KsLeftover *) lfirst(lc))->tgoid == l->tgoid)
+				l->first_seen = ((KsLeftover *) lfirst(lc))->first_seen;
+		{
+			MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+			seen = lappend(seen, l);
+			MemoryContextSwitchTo(oldcxt);
+		}
+		if (now - l->first_seen >= KS_LEFTOVER_GRACE_US)
+			found = lappend(found, l);
+		else
+			*retry = true;		/* look again in a second */
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
+	list_free_deep(ks_leftovers_seen);
+	ks_leftovers_seen = seen;
 
 	foreach(lc, found)
 	{
@@ -362,5 +396,4 @@ KsDropLeftoverTriggers(List *defs, bool *retry)
 			*retry = true;
 		}
 	}
-	list_free_deep(found);
 }

@@ -240,6 +240,18 @@ DROP FUNCTION twice(int);});
 		'and rebuilds, exact');
 	is(ks_mismatches($node, 'broken_dst', 'SELECT * FROM good_c', 'SELECT k % 2, max(v) FROM ev GROUP BY 1'), '0',
 		'... both of them');
+	# the triggers a restore makes for an aggregation it could not restore
+	# stay 10 s before the workers drop them, so that its next statement,
+	# enabling the wake-up trigger ALWAYS, finds it (a reload in between
+	# stopped a restore run with ON_ERROR_STOP: a CI run of this test)
+	my $made = $node->safe_psql('broken_dst', q{
+CREATE TRIGGER keyedstate_wake_77 BEFORE INSERT ON ev FOR EACH STATEMENT EXECUTE FUNCTION keyedstate.wake('77');
+SELECT keyedstate.alter_aggregation('good_a', checkpoint_interval => '2 s');
+SELECT clock_timestamp()});
+	ok(ks_wait_for($node, 'broken_dst', qq{SELECT clock_timestamp() > '$made'::timestamptz + interval '3 s'}, 30), '(3 s later)');
+	$node->safe_psql('broken_dst', 'ALTER TABLE ev ENABLE ALWAYS TRIGGER keyedstate_wake_77');
+	ok(ks_wait_for($node, 'broken_dst', q{SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'keyedstate_wake_77')}, 60),
+		'a trigger left over is dropped once its grace is over');
 }
 
 # a server without the preload: the restore fails loudly
