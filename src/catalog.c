@@ -535,7 +535,7 @@ KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition)
 							   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 }
 
-/* What every aggregation stores (see catalog.h; inside the bracket). */
+/* What every aggregation stores, oldest first (see catalog.h; inside the bracket). */
 List *
 KsCatalogStored(KsStoredKind kind)
 {
@@ -543,7 +543,7 @@ KsCatalogStored(KsStoredKind kind)
 	List	   *result = NIL;
 	uint64		i;
 
-	if (SPI_execute(psprintf("SELECT view, %s FROM keyedstate.aggregation", columns[kind]),
+	if (SPI_execute(psprintf("SELECT view, %s FROM keyedstate.aggregation ORDER BY id", columns[kind]),
 					true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read keyedstate.aggregation");
 	for (i = 0; i < SPI_processed; i++)

@@ -210,7 +210,9 @@ extern char *KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition);
 /*
  * What every aggregation of the database stores, as KsStoredOids in the
  * caller's memory: the types of its keys, or those of its view's columns,
- * aggregate arguments and transition states, or the aggregates it calls.
+ * aggregate arguments and transition states, or the aggregates it calls;
+ * oldest first, so that an error naming the first that blocks a change
+ * names the same one every time (06_ddl named either of two at random).
  */
 typedef enum KsStoredKind
 {
