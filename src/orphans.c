@@ -364,8 +364,12 @@ KsDropLeftoverTriggers(List *defs, bool *retry)
 		l->tgoid = t->oid;
 		l->first_seen = now;
 		foreach(lc, ks_leftovers_seen)
-			if (((KsLeftover *) lfirst(lc))->tgoid == l->tgoid)
-				l->first_seen = ((KsLeftover *) lfirst(lc))->first_seen;
+		{
+			KsLeftover *before = lfirst(lc);
+
+			if (before->tgoid == l->tgoid && before->relid == l->relid && before->aggid == l->aggid)
+				l->first_seen = before->first_seen;
+		}
 		{
 			MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
 

@@ -77,14 +77,14 @@ static bool ks_reload_pending = false;
 static bool ks_handover_pending = false;
 
 /*
- * When to reload to balance the pool again (KsBalanceAggSlots): when a
- * balance put off is due, and otherwise every KS_BALANCE_RECHECK_MS, since
- * what stopped a balance (a dropped aggregation's slot not freed yet)
- * may end without any reload.
+ * When to reload to balance the pool again (KsBalanceAggSlots): a balance
+ * put off, or every KS_BALANCE_RECHECK_MS (what stopped it may end silently).
  */
 static TimestampTz ks_balance_at = 0;
 /* an aggregation of ours found no free slot at the last reload: try again each second */
 static bool ks_slot_wanted = false;
+/* triggers of aggregations gone are left to drop: stay (re-review today 16, F1) */
+static bool ks_leftovers_pending = false;
 #define KS_BALANCE_RECHECK_MS	30000
 static Oid	ks_catalog_relid = InvalidOid;
 
@@ -188,10 +188,12 @@ KsReloadRuns(void)
 	ks_catalog_relid = KsCatalogRelid();
 	if (OidIsValid(get_extension_oid("keyedstate", true)))
 		defs = KsLoadDefinitions(tmp, true);
-	/* those whose view went away without them (orphans.c) */
+	/* those whose view went away without them, and their triggers (orphans.c) */
 	defs = KsForgetOrphans(defs, &retry_soon);
+	ks_leftovers_pending = false;
 	if (OidIsValid(get_extension_oid("keyedstate", true)))
-		KsDropLeftoverTriggers(defs, &retry_soon);
+		KsDropLeftoverTriggers(defs, &ks_leftovers_pending);
+	retry_soon |= ks_leftovers_pending;
 	/* SPI calls leave SPI's own context current; our lists outlive it */
 	MemoryContextSwitchTo(ks_worker_cxt);
 	ids = palloc(sizeof(int32) * Max(list_length(defs), 1));
@@ -572,7 +574,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 			KsHandOverRuns(KsReloadRuns());
 			MemoryContextSwitchTo(loopcxt);
 			/* (one waiting for a slot stays, to take it once free: re-review today 14, F3) */
-			if (ks_runs == NIL && !ks_slot_wanted)
+			if (ks_runs == NIL && !ks_slot_wanted && !ks_leftovers_pending)
 			{
 				/* nothing to do: leave, unless a request arrived meanwhile */
 				if (KsDatabaseIdleExit(seen))

@@ -252,6 +252,21 @@ SELECT clock_timestamp()});
 	$node->safe_psql('broken_dst', 'ALTER TABLE ev ENABLE ALWAYS TRIGGER keyedstate_wake_77');
 	ok(ks_wait_for($node, 'broken_dst', q{SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgname = 'keyedstate_wake_77')}, 60),
 		'a trigger left over is dropped once its grace is over');
+	# ... also when the last aggregation of its database is gone meanwhile:
+	# the worker stays until they are dropped (re-review today 16, F1: it
+	# left, and they stayed for good)
+	$node->safe_psql('postgres', 'CREATE DATABASE lonely');
+	$node->safe_psql('lonely', q{CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int, v int);
+INSERT INTO ev (k, v) VALUES (1, 1);
+SELECT keyedstate.create_aggregation('only_one', 'SELECT k, count(*) AS n FROM ev GROUP BY k');});
+	ks_sync_all($node, 'lonely');
+	$node->safe_psql('lonely', q{
+CREATE TRIGGER keyedstate_wake_78 BEFORE INSERT ON ev FOR EACH STATEMENT EXECUTE FUNCTION keyedstate.wake('78');
+CREATE TRIGGER keyedstate_truncate_78 BEFORE TRUNCATE ON ev FOR EACH STATEMENT EXECUTE FUNCTION keyedstate.refuse_truncate();
+SELECT keyedstate.drop_aggregation('only_one');});
+	ok(ks_wait_for($node, 'lonely', q{SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'ev'::regclass AND NOT tgisinternal)}, 60),
+		'... also once the last aggregation of the database is gone');
 }
 
 # a server without the preload: the restore fails loudly
