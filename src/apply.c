@@ -173,18 +173,14 @@ KsApplyWatermark(KsApplyBuffer *buf, int i)
 				 errmsg("time %s is infinite", t == DT_NOEND ? "infinity" : "-infinity"),
 				 errdetail("A row of a sliding window must have a finite time.")));
 	upto = KsWindowReach(buf->win_floor, buf->win_ttl, buf->watermark);
-	if (t == DT_NOBEGIN && upto != DT_NOBEGIN)
+	if (upto != DT_NOBEGIN)
 	{
-		buf->late[i] = true;
-		buf->rows_late++;
-		return;
-	}
-	if (!TIMESTAMP_NOT_FINITE(t) && upto != DT_NOBEGIN)
-	{
-		int64		since = t - SetEpochTimestamp();
-		int64		pane = t - (since % buf->win_slide + buf->win_slide) % buf->win_slide;
+		/* its pane's start, where the latest window holding the row starts */
+		TimestampTz pane = t;
 
-		if (pane + buf->win_size <= upto)
+		if (!TIMESTAMP_NOT_FINITE(t))
+			pane -= ((t - SetEpochTimestamp()) % buf->win_slide + buf->win_slide) % buf->win_slide;
+		if (KsWindowEndsBy(pane, buf->win_size, upto))
 		{
 			buf->late[i] = true;
 			buf->rows_late++;

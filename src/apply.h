@@ -131,4 +131,20 @@ KsWindowReach(TimestampTz floor, int64 ttl_us, TimestampTz watermark)
 	return floor;
 }
 
+/*
+ * Whether a window of `size` starting at `start` ends at or before `upto`
+ * (not DT_NOBEGIN).  The window of an infinite time (a tumbling window
+ * keeps them) ends never, or of -infinity at once: start +
+ * size would wrap around.
+ */
+static inline bool
+KsWindowEndsBy(TimestampTz start, int64 size, TimestampTz upto)
+{
+	if (start == DT_NOEND)
+		return false;
+	if (start == DT_NOBEGIN)
+		return true;
+	return start + size <= upto;
+}
+
 #endif							/* KS_APPLY_H */

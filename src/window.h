@@ -104,22 +104,6 @@ KsWindowExpiredUpTo(KsAggRun *run)
 	return KsWindowReach(run->def->ttl_floor, run->def->ttl_us, run->watermark);
 }
 
-/*
- * Whether a window of `size` starting at `start` ends at or before `upto`
- * (not DT_NOBEGIN).  The window of an infinite time (a tumbling window
- * without a TTL keeps them) ends never, or of -infinity at once: start +
- * size would wrap around.
- */
-static inline bool
-KsWindowEndsBy(TimestampTz start, int64 size, TimestampTz upto)
-{
-	if (start == DT_NOEND)
-		return false;
-	if (start == DT_NOBEGIN)
-		return true;
-	return start + size <= upto;
-}
-
 /* Whether a window starting at `start` is past the TTL (event time). */
 static inline bool
 KsWindowExpired(KsAggRun *run, TimestampTz start)
