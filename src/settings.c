@@ -325,3 +325,62 @@ KsApplySettings(List *settings, GucAction action, Oid owner)
 		(void) set_config_option(item, eq + 1, context, PGC_S_SESSION, action, true, 0, false);
 	}
 }
+
+/*
+ * The server's settings as the postmaster gave them to us, before the
+ * database's are applied: a list of two-element lists (name, value).
+ */
+List *
+KsServerSettings(void)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
+	List	   *result = NIL;
+	int			i;
+
+	for (i = 0; i < nvars; i++)
+	{
+		const char *value = GetConfigOption(vars[i]->name, true, false);
+
+		if (value != NULL)
+			result = lappend(result, list_make2(pstrdup(vars[i]->name), pstrdup(value)));
+	}
+	return result;
+}
+
+/*
+ * Undo the settings of the database (ALTER DATABASE ... SET), which
+ * connecting applied: its owner, who may be an ordinary role, chooses them
+ * for her sessions, not for the worker that runs other owners'
+ * aggregations and writes their checkpoints (a read-only or serializable
+ * default would stop or fail them).  Each goes back to the server's value
+ * in `server` (KsServerSettings), at the same priority, so a reload leaves
+ * it there as it leaves a database's setting in a backend.  What the
+ * aggregations' code sees is their captured settings (definition.h); the
+ * owner's statement_timeout is honoured per step (run.c).
+ */
+void
+KsUndoDatabaseSettings(List *server)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			nvars = GetNumConfigOptions();
+	int			i;
+
+	for (i = 0; i < nvars; i++)
+	{
+		ListCell   *lc;
+
+		if (vars[i]->source != PGC_S_DATABASE)
+			continue;
+		foreach(lc, server)
+		{
+			List	   *pair = lfirst(lc);
+
+			if (strcmp(linitial(pair), vars[i]->name) != 0)
+				continue;
+			(void) set_config_option(vars[i]->name, lsecond(pair), PGC_SU_BACKEND,
+									 PGC_S_DATABASE, GUC_ACTION_SET, true, 0, false);
+			break;
+		}
+	}
+}

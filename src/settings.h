@@ -2,7 +2,7 @@
  *
  * settings.h
  *	  keyedstate.* configuration parameters, and the settings an
- *	  aggregation captures.
+ *	  aggregation captures; a worker undoes its database's settings.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,5 +61,13 @@ extern bool KsCustomSettingIsSet(const char *name);
 extern List *KsCaptureSettings(void);
 extern void KsApplySettings(List *settings, GucAction action, Oid owner);
 extern void KsSetOption(const char *name, const char *value, GucAction action);
+
+/*
+ * The server's settings as the postmaster gave them (a list of name, value
+ * pairs), taken before connecting; then the database's (ALTER DATABASE
+ * ... SET) undone back to them, for a worker (worker.c).
+ */
+extern List *KsServerSettings(void);
+extern void KsUndoDatabaseSettings(List *server);
 
 #endif							/* KS_SETTINGS_H */

@@ -47,7 +47,6 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
-#include "utils/guc_tables.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -83,6 +82,12 @@ static bool ks_handover_pending = false;
 static TimestampTz ks_balance_at = 0;
 /* an aggregation of ours found no free slot at the last reload: try again each second */
 static bool ks_slot_wanted = false;
+/*
+ * an aggregation of ours waits for a worker of its owner's (pool.c): try
+ * again each second, and stay, since what it waits for (a worker emptied,
+ * a dropped aggregation's slot let go by its worker) may request nothing
+ */
+static bool ks_worker_wanted = false;
 /* triggers of aggregations gone are left to drop: stay (re-review today 16, F1) */
 static bool ks_leftovers_pending = false;
 #define KS_BALANCE_RECHECK_MS	30000
@@ -199,11 +204,13 @@ KsReloadRuns(void)
 	ids = palloc(sizeof(int32) * Max(list_length(defs), 1));
 
 	/*
-	 * Runs of aggregations dropped since go first: their slots, still
-	 * assigned to this worker, would count as its load below and keep a new
-	 * aggregation of another owner (or of a view gone meanwhile, whose
-	 * owner reads as none) from being given this worker, which would then
-	 * leave with that aggregation waiting for good.
+	 * Runs of aggregations dropped since go first, then the slots of
+	 * dropped aggregations no run holds (a worker that left before running
+	 * one, for another owner's code): assigned to a worker number, they
+	 * would count as its load below and keep a new aggregation of another
+	 * owner (or of a view gone meanwhile, whose owner reads as none) from
+	 * being given this worker, which would then leave with that
+	 * aggregation waiting for good (the CI flake of regress 06_ddl).
 	 */
 	foreach(lc, ks_runs)
 	{
@@ -219,6 +226,9 @@ KsReloadRuns(void)
 			ks_runs = foreach_delete_current(ks_runs, lc);
 		}
 	}
+	foreach(lc, defs)
+		ids[nids++] = ((KsAggDef *) lfirst(lc))->id;
+	KsReleaseOrphanSlots(MyDatabaseId, nids, ids);
 
 	/* the pool: one worker per aggregation, up to keyedstate.max_workers */
 	nworkers = KsDatabaseSetPool(list_length(defs), KsCountOwners(defs));
@@ -229,6 +239,7 @@ KsReloadRuns(void)
 		ks_database_remembered = true;
 	}
 	ks_slot_wanted = false;
+	ks_worker_wanted = false;
 	foreach(lc, defs)
 	{
 		KsAggDef   *def = lfirst(lc);
@@ -238,7 +249,7 @@ KsReloadRuns(void)
 		KsRunPartInfo(def, &part);
 		assigned = KsAssignAggSlot(MyDatabaseId, def->id, &part, KsRelationOwner(def->view_oid), nworkers);
 		if (assigned == -1)
-			waiting = true;
+			waiting = ks_worker_wanted = true;
 		else if (assigned == -2)
 		{
 			KsRunWarnNoSlot(def, tmp);
@@ -247,14 +258,14 @@ KsReloadRuns(void)
 	}
 	wait = KsBalanceAggSlots(MyDatabaseId, nworkers, waiting);
 	ks_balance_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-												ks_slot_wanted ? 1000 : wait > 0 ? wait : KS_BALANCE_RECHECK_MS);
+												ks_slot_wanted || ks_worker_wanted ? 1000 :
+												wait > 0 ? wait : KS_BALANCE_RECHECK_MS);
 
 	foreach(lc, defs)
 	{
 		KsAggDef   *def = lfirst(lc);
 		KsAggRun   *run = KsFindRun(def->id);
 
-		ids[nids++] = def->id;
 		if (run != NULL && !KsAggSlotStillMine(&run->slotref))
 		{
 			handover = lappend(handover, run);
@@ -280,7 +291,6 @@ KsReloadRuns(void)
 		if (!list_member_ptr(keep, run) && !list_member_ptr(handover, run))
 			KsRunRelease(run);
 	}
-	KsReleaseOrphanSlots(MyDatabaseId, nids, ids);
 
 	/*
 	 * The definition text of the aggregations we run, after renames by
@@ -354,65 +364,6 @@ KsShutdown(void)
 			KsRunShutdownCheckpoint(lfirst(lc));
 	}
 	proc_exit(0);
-}
-
-/*
- * The server's settings as the postmaster gave them to us, before the
- * database's are applied: a list of two-element lists (name, value).
- */
-static List *
-KsServerSettings(void)
-{
-	struct config_generic **vars = get_guc_variables();
-	int			nvars = GetNumConfigOptions();
-	List	   *result = NIL;
-	int			i;
-
-	for (i = 0; i < nvars; i++)
-	{
-		const char *value = GetConfigOption(vars[i]->name, true, false);
-
-		if (value != NULL)
-			result = lappend(result, list_make2(pstrdup(vars[i]->name), pstrdup(value)));
-	}
-	return result;
-}
-
-/*
- * Undo the settings of the database (ALTER DATABASE ... SET), which
- * connecting applied: its owner, who may be an ordinary role, chooses them
- * for her sessions, not for the worker that runs other owners'
- * aggregations and writes their checkpoints (a read-only or serializable
- * default would stop or fail them).  Each goes back to the server's value
- * in `server` (KsServerSettings), at the same priority, so a reload leaves
- * it there as it leaves a database's setting in a backend.  What the
- * aggregations' code sees is their captured settings (definition.h); the
- * owner's statement_timeout is honoured per step (run.c).
- */
-static void
-KsUndoDatabaseSettings(List *server)
-{
-	struct config_generic **vars = get_guc_variables();
-	int			nvars = GetNumConfigOptions();
-	int			i;
-
-	for (i = 0; i < nvars; i++)
-	{
-		ListCell   *lc;
-
-		if (vars[i]->source != PGC_S_DATABASE)
-			continue;
-		foreach(lc, server)
-		{
-			List	   *pair = lfirst(lc);
-
-			if (strcmp(linitial(pair), vars[i]->name) != 0)
-				continue;
-			(void) set_config_option(vars[i]->name, lsecond(pair), PGC_SU_BACKEND,
-									 PGC_S_DATABASE, GUC_ACTION_SET, true, 0, false);
-			break;
-		}
-	}
 }
 
 /* Seconds between two trims of the worker's free memory, at most. */
@@ -574,7 +525,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 			KsHandOverRuns(KsReloadRuns());
 			MemoryContextSwitchTo(loopcxt);
 			/* (one waiting for a slot stays, to take it once free: re-review today 14, F3) */
-			if (ks_runs == NIL && !ks_slot_wanted && !ks_leftovers_pending)
+			if (ks_runs == NIL && !ks_slot_wanted && !ks_worker_wanted && !ks_leftovers_pending)
 			{
 				/* nothing to do: leave, unless a request arrived meanwhile */
 				if (KsDatabaseIdleExit(seen))

@@ -429,5 +429,47 @@ is($node->safe_psql('other', q{SELECT count(*) FROM pg_trigger WHERE tgrelid = '
 $node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wb.n');
 ALTER SYSTEM RESET keyedstate.naptime; SELECT pg_reload_conf()});
 
+# --- a worker that ran the superuser's aggregation leaves before running
+# a role's (one owner per process); the role's is dropped and a superuser's
+# created before the next worker comes: the slot of the dropped one, still
+# assigned to that worker number, must not keep the new one waiting for
+# good (the next worker found it "busy with another owner's", released it
+# after, then left idle: the CI flake of regress 06_ddl, sync timed out)
+$node->safe_psql('postgres', 'CREATE DATABASE handoff');
+$node->safe_psql('handoff', q{
+CREATE EXTENSION keyedstate;
+CREATE ROLE regress_ho;
+CREATE SCHEMA ho AUTHORIZATION regress_ho;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO ev (k) SELECT g % 5 FROM generate_series(1, 100) g;
+SET ROLE regress_ho;
+-- the role's over a table of hers: its drop leaves no trigger to wait for
+CREATE TABLE ho.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+RESET ROLE;
+SELECT keyedstate.create_aggregation('s0', 'SELECT k, count(*) AS n FROM ev GROUP BY k');});
+ks_sync($node, 'handoff', 's0');
+for my $round (1 .. 3)
+{
+	my $pid = ks_worker_pid($node, 'handoff');
+	$node->safe_psql('handoff', q{BEGIN;
+SELECT keyedstate.drop_aggregation('s0');
+SET ROLE regress_ho;
+SELECT keyedstate.create_aggregation('ho.x', 'SELECT k, count(*) AS n FROM ho.ev GROUP BY k');
+COMMIT;});
+	ok(ks_wait_for($node, 'postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $pid", 30),
+		"round $round: the worker that ran the superuser's aggregation leaves before running the role's");
+	$node->safe_psql('handoff', q{BEGIN;
+SET ROLE regress_ho;
+SELECT keyedstate.drop_aggregation('ho.x');
+RESET ROLE;
+SELECT keyedstate.create_aggregation('s0', 'SELECT k, count(*) AS n FROM ev GROUP BY k');
+COMMIT;});
+	my ($ret, $out, $err) = $node->psql('handoff', q{SELECT keyedstate.sync('s0', '20 s')});
+	is($ret, 0, "round $round: the superuser's aggregation created before the next worker came runs")
+	  or diag($err);
+}
+is(ks_mismatches($node, 'handoff', 'SELECT * FROM s0', 'SELECT k, count(*) FROM ev GROUP BY k'), '0',
+	'... and is exact');
+
 $node->stop;
 done_testing();
