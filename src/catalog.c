@@ -270,9 +270,9 @@ KsCatalogLookup(Oid view_oid, KsAggDef *def)
 	return true;
 }
 
-/* Refuse a checkpoint of an aggregation this transaction changed (see catalog.h). */
-void
-KsCatalogCheckUnchangedHere(int32 id, const char *aggname)
+/* Whether the current transaction changed an aggregation's row (see catalog.h). */
+bool
+KsCatalogChangedHere(int32 id)
 {
 	Datum		arg = Int32GetDatum(id);
 	Oid			argtype = INT4OID;
@@ -287,12 +287,7 @@ KsCatalogCheckUnchangedHere(int32 id, const char *aggname)
 		changed = TransactionIdIsCurrentTransactionId(
 			DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)));
 	KsCatalogClose(&acc);
-	if (changed)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aggregation %s was changed by this transaction", aggname),
-				 errdetail("Its worker checkpoints it once the transaction that paused, resumed or altered it has ended."),
-				 errhint("Call keyedstate.checkpoint() after the commit.")));
+	return changed;
 }
 
 /*

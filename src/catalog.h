@@ -126,11 +126,11 @@ extern char *KsAggregationName(int32 aggid, Oid view_oid);
 extern bool KsCatalogLookup(Oid view_oid, KsAggDef *def);
 
 /*
- * Refuse to wait for a checkpoint of an aggregation whose row the current
- * transaction changed (pause, resume, alter): its worker cannot lock that
- * row until the transaction ends, and the wait would time out.
+ * Whether the current transaction changed an aggregation's row (pause,
+ * resume, alter): its worker cannot lock that row, so cannot checkpoint,
+ * until the transaction ends, and a wait for a checkpoint would time out.
  */
-extern void KsCatalogCheckUnchangedHere(int32 id, const char *aggname);
+extern bool KsCatalogChangedHere(int32 id);
 
 /*
  * The next aggregation id, or part id (`part`): parts have a range of

@@ -144,6 +144,30 @@ keyedstate_resume(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Before a rescale of an aggregation with a processing-time TTL: a
+ * checkpoint of its running parts, waited for up to keyedstate.load_wait.
+ * The new parts seed from the retired parts' last checkpoints and judge
+ * each key's TTL on its time there; a row consumed after that checkpoint
+ * had renewed it, but processing time is not replayed, so a live key
+ * whose time there had run out started afresh (exactness review 17, F1).
+ * Now only rows consumed between this checkpoint and the retirement (the
+ * moment the rescale's interrupt stops the parts) are replayed.  Not
+ * when paused (KsRescale wants all checkpointed already), failed or
+ * starting, nor in a transaction that changed the aggregation before (its
+ * row lock would keep the checkpoint from committing until its end).
+ */
+static void
+KsCheckpointBeforeRescale(KsNamedAgg *agg)
+{
+	if (agg->def.ttl_us == 0 || agg->def.window_size_us != 0 || agg->def.paused ||
+		KsCatalogChangedHere(agg->def.id))
+		return;
+	(void) KsCheckpointAggregation(MyDatabaseId, agg->def.id, agg->name, agg->def.resume_count,
+								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ks_load_wait),
+								   true);
+}
+
+/*
  * Rescale an aggregation (inside the catalog bracket): retire the parts
  * running it and add those of the next layout, seeded from them (seed.c).
  * The workers stop the retired parts' steps until this transaction ends,
@@ -261,6 +285,8 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	parallelism = PG_ARGISNULL(4) ? agg.def.parallelism : PG_GETARG_INT32(4);
 	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism,
 							  memory_limit >= 0 ? memory_limit : agg.def.memory_limit);
+	if (parallelism != agg.def.parallelism)
+		KsCheckpointBeforeRescale(&agg);
 	KsCatalogOpen(&acc);
 	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit,
 				   KsTtlReach(&agg, !PG_ARGISNULL(1), ttl));
@@ -382,42 +408,25 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 										 KsSyncDone, &target, "sync"));
 }
 
-/* checkpoint's condition: the worker finished our request (by slot number). */
-static bool
-KsCheckpointDoneCond(const KsAggSlot *slot, void *arg)
-{
-	return slot->checkpoints_done >= ((uint64 *) arg)[slot - KsSharedState->aggs];
-}
-
 /* keyedstate.checkpoint(name): checkpoint now and wait for it. */
 Datum
 keyedstate_checkpoint(PG_FUNCTION_ARGS)
 {
 	KsNamedAgg	agg;
-	KsSlotRef  *refs;
-	uint64	   *requests;
-	int			nparts;
-	int			n;
-	int			i;
-	TimestampTz deadline;
 
 	KsRequireControl("keyedstate.checkpoint()", false);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, KS_RIGHT_OWNER);
-	KsCatalogCheckUnchangedHere(agg.def.id, agg.name);
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
-	/* a request to each part, whose number is kept by slot */
-	refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
-	requests = palloc0(sizeof(uint64) * KsSharedState->max_aggs);
-	n = KsFindAggParts(MyDatabaseId, agg.def.id, refs, KsSharedState->max_aggs, &nparts);
-	for (i = 0; i < n; i++)
-		requests[refs[i].slot - KsSharedState->aggs] = KsRequestCheckpoint(&refs[i]);
-	if (n < nparts || n == 0 || requests[refs[0].slot - KsSharedState->aggs] == 0)
+	if (KsCatalogChangedHere(agg.def.id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was changed by this transaction", agg.name),
+				 errdetail("Its worker checkpoints it once the transaction that paused, resumed or altered it has ended."),
+				 errhint("Call keyedstate.checkpoint() after the commit.")));
+	if (!KsCheckpointAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
+								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000), false))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s is not running", agg.name)));
-	KsWakeAggregation(MyDatabaseId, agg.def.id);
-	(void) KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
-								deadline, KsCheckpointDoneCond, requests, "a checkpoint");
 	PG_RETURN_VOID();
 }
 

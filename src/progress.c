@@ -263,6 +263,45 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 	return result;
 }
 
+/* A checkpoint's condition: the worker finished our request (by slot number). */
+static bool
+KsCheckpointDoneCond(const KsAggSlot *slot, void *arg)
+{
+	return slot->checkpoints_done >= ((uint64 *) arg)[slot - KsSharedState->aggs];
+}
+
+/* Ask every part of an aggregation for a checkpoint and wait for it (see shmem.h). */
+bool
+KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_count,
+						TimestampTz deadline, bool running_only)
+{
+	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	uint64	   *requests = palloc0(sizeof(uint64) * KsSharedState->max_aggs);
+	int			nparts;
+	int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
+	int			i;
+
+	if (n < nparts || n == 0)
+		return false;
+	for (i = 0; i < n && running_only; i++)
+	{
+		KsAggSlot	copy;
+
+		if (!KsSlotSnapshot(&refs[i], &copy) || copy.state != KS_RUNNING)
+			return false;
+	}
+	/* a request to each part, whose number is kept by slot */
+	for (i = 0; i < n; i++)
+		if ((requests[refs[i].slot - KsSharedState->aggs] = KsRequestCheckpoint(&refs[i])) == 0)
+			return false;
+	KsWakeAggregation(dboid, aggid);
+	(void) KsWaitForAggregation(dboid, aggid, aggname, resume_count, deadline,
+								KsCheckpointDoneCond, requests, "a checkpoint");
+	pfree(refs);
+	pfree(requests);
+	return true;
+}
+
 /* The backend interrupting a slot is still in the transaction that asked. */
 static bool
 KsInterruptStillWanted(KsAggSlot *slot)

@@ -387,6 +387,15 @@ extern int64 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname,
 								  KsWaitDone done, void *arg, const char *what);
 
 /*
+ * Ask every part of an aggregation for a checkpoint and wait until each
+ * wrote one (KsWaitForAggregation's errors).  False, without waiting, if a
+ * part has no slot, or (running_only) is not running.
+ */
+extern bool KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname,
+									int64 resume_count, TimestampTz deadline,
+									bool running_only);
+
+/*
  * Ask for a database worker: bump the database's request counter (the
  * launcher starts a worker when a request is newer than what the running
  * worker has seen) and wake both the launcher and every running worker of

@@ -249,4 +249,49 @@ is($node->safe_psql($db, q{SELECT string_agg(k::text, ',' ORDER BY k) || ' ' || 
 	'a new key keeps the spelling of its first row');
 is($node->safe_psql($db, q{SELECT keys_expired FROM keyedstate.status WHERE name = 'gap2_agg'}), '0', '... and none expired');
 
+# --- 7. a rescale keeps the TTL clock of keys a row renewed after the last
+# checkpoint (exactness review 17, F1: the new parts seeded from the old
+# parts' last checkpoints and judged each key's TTL on its time there, so
+# a live key started afresh and its view went from 6 rows to 2).  A
+# rescale of an aggregation with a TTL checkpoints its parts first.  From
+# 2 parts to 3, and from running whole to 2 parts; values and serialized
+# and replayed states.
+$node->safe_psql($db, qq{CREATE TABLE rev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, n numeric NOT NULL);
+SELECT keyedstate.create_aggregation('resc_2', 'SELECT k, $aggs_q FROM rev GROUP BY k',
+	parallelism => 2, max_parallelism => 8, ttl => '10 s', checkpoint_interval => '1 hour');
+SELECT keyedstate.create_aggregation('resc_1', 'SELECT k, $aggs_q FROM rev GROUP BY k',
+	max_parallelism => 8, ttl => '10 s', checkpoint_interval => '1 hour');
+INSERT INTO rev (k, v, n) SELECT g, 1, g FROM generate_series(1, 200) g;});
+for my $w ('resc_2', 'resc_1')
+{
+	ks_sync($node, $db, $w);
+	$node->safe_psql($db, "SELECT keyedstate.checkpoint('$w')");
+}
+my $t0 = time();
+sleep(4);
+# keys 1-100 renewed after the checkpoint; 101-200 not
+my $renewed = $node->safe_psql($db, q{INSERT INTO rev (k, v, n) SELECT g, 10, g FROM generate_series(1, 100) g;
+SELECT max(id) FROM rev});
+ks_sync_all($node, $db);
+my $t_renew = time();
+# past the TTL of keys 101-200 (their sweep removes them), not of keys 1-100
+ok(ks_wait_for($node, $db, q{SELECT (SELECT count(*) FROM resc_2) + (SELECT count(*) FROM resc_1) = 200}, 30),
+	'keys not renewed leave the views once their TTL ran out');
+while (time() < $t0 + 11) { sleep(0.1); }
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('resc_2', parallelism => 3);
+SELECT keyedstate.alter_aggregation('resc_1', parallelism => 2);});
+$node->safe_psql($db, q{INSERT INTO rev (k, v, n) SELECT g, 100, g FROM generate_series(1, 200) g});
+ks_sync_all($node, $db);
+my $took = time() - $t_renew;
+note(sprintf('rows renewed keys 1-100 %.1f s before the last rows (TTL 10 s)', $took));
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 5 FROM keyedstate.workers WHERE aggregation IN ('resc_2', 'resc_1')}, 60),
+	'the aggregations rescale to 3 and 2 parts');
+# the oracle: keys 1-100 keep every row; keys 101-200 start afresh at their last row
+my $rescaled = qq{SELECT k, $oracle_aggs FROM rev WHERE k <= 100 OR id > $renewed GROUP BY k};
+for my $w ('resc_2', 'resc_1')
+{
+	is(ks_mismatches($node, $db, "$view $w", $rescaled), '0',
+		"$w: a rescale keeps the keys renewed since the last checkpoint alive, with all their rows");
+}
+
 done_testing();
