@@ -50,6 +50,8 @@ struct KsColdScan
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
 	MemoryContext rowcxt;		/* the row returned last */
+	int64		window_size_us; /* windows past the TTL are skipped (KsReadRowExpired) */
+	TimestampTz expired_upto;
 	bool		done;			/* the index scan returned its last row */
 	KsColdScan *next;			/* another part's scan, read after this one */
 };
@@ -89,6 +91,8 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 	cs = palloc0(sizeof(KsColdScan));
 	cs->cxt = cxt;
 	cs->aggid = res->aggid;
+	cs->window_size_us = res->window_size_us;
+	cs->expired_upto = res->expired_upto;
 	cs->viewdesc = viewdesc;
 	cs->aggname = aggname;
 	if (res->ncold > 0)
@@ -160,7 +164,7 @@ KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id,
 
 /*
  * The view row of one cold row, copied into the scan's row memory, or NULL
- * when HAVING hides the key.  Every byte is checked first.
+ * when HAVING hides the key, or it is a window past the TTL.  Every byte is checked first.
  */
 static MinimalTuple
 KsColdRow(KsColdScan *cs, uint32 hash, uint64 id, const char *data, uint32 len)
@@ -174,6 +178,12 @@ KsColdRow(KsColdScan *cs, uint32 hash, uint64 id, const char *data, uint32 len)
 	KsCheckStoredRow(cs->aggname, cs->viewdesc, parts.row, parts.rowlen);
 	copy = palloc(parts.rowlen);
 	memcpy(copy, parts.row, parts.rowlen);
+	/* (checked above: its first column is there) */
+	if (KsReadRowExpired(cs->window_size_us, cs->expired_upto, copy))
+	{
+		pfree(copy);
+		return NULL;
+	}
 	return copy;
 }
 

@@ -14,6 +14,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "apply.h"
 #include "publish.h"
 #include "rowbuild.h"
 #include "rowerror.h"
@@ -238,6 +239,10 @@ KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset)
 	progress.keys = KsKeyTableInMemory(run->kt);
 	progress.cold_keys = run->cold_keys;
 	progress.watermark = run->def->window_size_us > 0 ? run->watermark : DT_NOBEGIN;
+	progress.window_size_us = run->def->window_size_us;
+	/* KsWindowExpiredUpTo (window.h, which includes us) */
+	progress.expired_upto = run->def->window_size_us == 0 ? DT_NOBEGIN :
+		KsWindowReach(run->def->ttl_floor, run->def->ttl_us, run->watermark);
 	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
 	while (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
 		KsPublishStoreFull(run);

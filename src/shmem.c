@@ -395,6 +395,8 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->row_errors = 0;
 	slot->cold_keys = 0;
 	slot->watermark = DT_NOBEGIN;
+	slot->window_size_us = 0;
+	slot->expired_upto = DT_NOBEGIN;
 	slot->watermark_known = false;
 	slot->evictions = 0;
 	slot->reloads = 0;

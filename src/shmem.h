@@ -156,6 +156,8 @@ typedef struct KsAggSlot
 	int64		row_errors;		/* error rows published since then (rowerror.h) */
 	int64		cold_keys;		/* keys only in keyedstate.cold (publish, step end) */
 	TimestampTz watermark;		/* windows: the watermark as of the published rows */
+	int64		window_size_us; /* windows: their size, and how far the TTL */
+	TimestampTz expired_upto;	/* ... reached as of those rows (KsReadRowExpired) */
 	bool		watermark_known;	/* ... which has seen every row a run before saw
 									 * (fresh at creation, then set by reports; the
 									 * watermark never goes back) */

@@ -117,6 +117,8 @@ typedef struct KsPublishProgress
 	int64		memory_bytes;
 	int64		cold_keys;		/* keys only in keyedstate.cold (cold.h) */
 	TimestampTz watermark;		/* windows: the run's (window.h), or DT_NOBEGIN */
+	int64		window_size_us; /* windows: their size, else 0 */
+	TimestampTz expired_upto;	/* windows: KsWindowExpiredUpTo, or DT_NOBEGIN */
 } KsPublishProgress;
 
 /* --- writer side (the worker) --- */
@@ -267,6 +269,9 @@ typedef struct KsReadResult
 	int64		cold_keys;		/* keys only in keyedstate.cold: read them there too */
 	Snapshot	cold_snapshot;	/* registered, to read them with (the caller's to unregister) */
 	int32		aggid;			/* the aggregation's id */
+	/* windows: their size and how far the TTL reached, as of the rows (KsReadRowExpired) */
+	int64		window_size_us;
+	TimestampTz expired_upto;
 	/* published entries with a cold row (hash, cold_id): rows of cold to skip */
 	uint32	   *cold_hashes;
 	uint64	   *cold_ids;
@@ -289,6 +294,16 @@ typedef bool (*KsReadCheck) (const KsReadResult *res, void *arg);
 extern void KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 							KsReadCheck check, void *checkarg, MemoryContext cxt,
 							MinimalTuple **rows, int64 *nrows, KsReadResult *res);
+
+/*
+ * Whether a view row a read found (published, or cold) is a window past the
+ * TTL as of the publish the read saw: its first column, window_start, ends
+ * by expired_upto (res->expired_upto of its read).  The worker removes such a window at its next
+ * sweep, bounded per step; until then readers skip it, so that a read
+ * right after sync() shows what the event-time TTL keeps (exactness review
+ * 16, finding 4: cold windows were visible for 0.3 s).
+ */
+extern bool KsReadRowExpired(int64 window_size_us, TimestampTz expired_upto, MinimalTuple row);
 
 /* Unregister the cold snapshots of n results not handed to a cold scan. */
 extern void KsReadResultsRelease(KsReadResult *results, int n);

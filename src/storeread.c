@@ -14,6 +14,8 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "apply.h"
+#include "rowerror.h"
 #include "store.h"
 
 /* ---------------------------------------------------------------------
@@ -60,6 +62,20 @@ KsCollectCold(KsReadResult *res, int64 *max, const KsStoreEntry *entry)
 	res->ncold++;
 }
 
+/* Whether a row read is a window past the TTL (see store.h). */
+bool
+KsReadRowExpired(int64 window_size_us, TimestampTz expired_upto, MinimalTuple row)
+{
+	int64		start;
+
+	if (window_size_us == 0 || expired_upto == DT_NOBEGIN || KsRowIsError(row) ||
+		((row->t_infomask & HEAP_HASNULL) && att_isnull(0, row->t_bits)))
+		return false;
+	/* window_start: a timestamp or timestamptz, the row's first column (at its data's start) */
+	memcpy(&start, (const char *) row + row->t_hoff - MINIMAL_TUPLE_OFFSET, sizeof(int64));
+	return KsWindowEndsBy(start, window_size_us, expired_upto);
+}
+
 /* Copy published rows out of a slot (see store.h). */
 void
 KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
@@ -92,6 +108,8 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 			res->rowtype = slot->rowtype;
 			res->failed_offset = slot->failed_offset;
 			res->aggid = slot->aggid;
+			res->window_size_us = slot->window_size_us;
+			res->expired_upto = slot->expired_upto;
 			res->cold_keys = slot->cold_keys;
 			memcpy(res->error, slot->error, KS_ERROR_LEN);	/* (with the hint) */
 		}
@@ -174,8 +192,12 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 
 			*rows = palloc(sizeof(MinimalTuple) * nptrs);
 			for (i = 0; i < nptrs; i++)
-				(*rows)[i] = heap_copy_minimal_tuple((MinimalTuple) dsa_get_address(dsa, ptrs[i]));
-			*nrows = nptrs;
+			{
+				MinimalTuple row = (MinimalTuple) dsa_get_address(dsa, ptrs[i]);
+
+				if (!KsReadRowExpired(res->window_size_us, res->expired_upto, row))
+					(*rows)[(*nrows)++] = heap_copy_minimal_tuple(row);
+			}
 			pfree(ptrs);
 		}
 		if (registered >= 0)

@@ -280,6 +280,8 @@ KsStorePublish(KsStoreWriter *w, KsAggSlot *slot, KsPublishItem *items, int64 n,
 	/* (never back: a run replaying after a restart of its worker starts lower) */
 	if (progress->watermark > slot->watermark)
 		slot->watermark = progress->watermark;
+	slot->window_size_us = progress->window_size_us;
+	slot->expired_upto = progress->expired_upto;
 	slot->visible_keys += visible_delta;
 	slot->shared_bytes += bytes_delta;
 	KsAdvanceEpoch(slot);

@@ -204,11 +204,13 @@ sub check_ttl
 {
 	my ($when) = @_;
 	ks_sync_all($node, $db);
+	# at once: a window past the TTL that no sweep removed yet is not shown
+	# (exactness review 16, finding 4: cold ones were, for 0.3 s)
 	for my $name (sort keys %ttl_aggs)
 	{
-		ok(ks_wait_for($node, $db, "SELECT count(*) = 0 FROM ((SELECT * FROM $name EXCEPT ALL ($ttl_aggs{$name}))
-			UNION ALL (($ttl_aggs{$name}) EXCEPT ALL SELECT * FROM $name)) d", 30),
-			"$name: windows past the TTL are gone, the others exact, late rows dropped $when");
+		is($node->safe_psql($db, "SELECT count(*) FROM ((SELECT * FROM $name EXCEPT ALL ($ttl_aggs{$name}))
+			UNION ALL (($ttl_aggs{$name}) EXCEPT ALL SELECT * FROM $name)) d"), '0',
+			"$name: right after sync, windows past the TTL are gone, the others exact, late rows dropped $when");
 	}
 	# the budgeted ones: the cold panes of expired windows are deleted too
 	for my $name ('tumble_ttl_b', 'tumble_ttl_bp')
