@@ -86,7 +86,7 @@ KsXactCallback(XactEvent event, void *arg)
 				KsDatabaseAskReload(MyDatabaseId);
 			break;
 		case XACT_EVENT_PREPARE:
-			/* COMMIT PREPARED reaches the worker through invalidations */
+			/* what it asked for is asked by COMMIT PREPARED (KsAfterCommitPrepared) */
 			break;
 		default:
 			return;
@@ -318,6 +318,24 @@ KsRunUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 }
 
 /*
+ * After COMMIT PREPARED: a prepared transaction that created, paused,
+ * resumed, altered or dropped an aggregation asked its workers nothing at
+ * its PREPARE (it might never commit), and invalidations reach only a
+ * worker that runs: with none left (the database's aggregations had all
+ * gone), an aggregation created so never ran (review pool1, F2).  So every
+ * COMMIT PREPARED in a database where keyedstate is installed asks for its
+ * workers (a reload, or a start).  COMMIT PREPARED runs in the database of
+ * the transaction it commits; it has committed now, so nothing here may
+ * fail: no slot free is left to the next start.
+ */
+static void
+KsAfterCommitPrepared(void)
+{
+	if (KsSharedState != NULL && OidIsValid(get_extension_oid("keyedstate", true)))
+		(void) KsTryRequestDatabaseWorker(MyDatabaseId, true);
+}
+
+/*
  * ProcessUtility hook: DROP EXTENSION keyedstate, the database commands
  * of dbhooks.h, the commands that change the partitions of a source, and
  * those changing types or aggregates an aggregation stores (keytypes.h).
@@ -391,6 +409,9 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		KsAfterAlterTable((AlterTableStmt *) parsetree);
 	else if (IsA(parsetree, CreatedbStmt))
 		KsAfterDatabaseCommand(parsetree);
+	else if (IsA(parsetree, TransactionStmt) &&
+			 ((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+		KsAfterCommitPrepared();
 }
 
 /* Install the utility hook. */

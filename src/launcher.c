@@ -301,7 +301,10 @@ KsCountWorkers(void)
 
 /*
  * Start worker w of database slot i if it should run; *running counts the
- * workers of the pool.  Returns false once the pool is full.
+ * workers of the pool.  Returns false when no background worker slot is
+ * free: the rest of the pass would fail alike.  A worker max_workers holds
+ * back does not end the pass: owners' workers after it start all the same
+ * (review pool1, F1: a new owner's in another database waited).
  */
 static bool
 KsLauncherConsider(int i, int w, TimestampTz now, int *running)
@@ -331,28 +334,26 @@ KsLauncherConsider(int i, int w, TimestampTz now, int *running)
 						 errdetail("Its aggregations share the database's other workers."),
 						 errhint("Increase keyedstate.max_workers (and max_worker_processes) to run them apart.")));
 		}
-		return false;
+		return true;
 	}
 
-	if (w == 0)
+	/* every worker of the pool (review pool1, F3: a second one restarted each second) */
+	switch (KsDatabaseUsability(dboid, NULL))
 	{
-		switch (KsDatabaseUsability(dboid, NULL))
-		{
-			case KS_DB_GONE:
-				/* dropped: once none of its workers is left */
-				if (!KsLauncherDbRunning(i))
-				{
-					KsForgetDatabase(dboid);
-					KsReleaseDatabaseSlots(dboid);
-					KsLauncherForgetDatabase(i, dboid);
-				}
-				return true;
-			case KS_DB_CLOSED:
-				/* ALLOW_CONNECTIONS false, or a template: until it opens again */
-				return true;
-			case KS_DB_OPEN:
-				break;
-		}
+		case KS_DB_GONE:
+			/* dropped: once none of its workers is left */
+			if (w == 0 && !KsLauncherDbRunning(i))
+			{
+				KsForgetDatabase(dboid);
+				KsReleaseDatabaseSlots(dboid);
+				KsLauncherForgetDatabase(i, dboid);
+			}
+			return true;
+		case KS_DB_CLOSED:
+			/* ALLOW_CONNECTIONS false, or a template: until it opens again */
+			return true;
+		case KS_DB_OPEN:
+			break;
 	}
 	if (KsStartDatabaseWorker(i, w, dboid))
 		KsLauncherStarted(i, w, now, true);

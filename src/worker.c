@@ -83,9 +83,10 @@ static TimestampTz ks_balance_at = 0;
 /* an aggregation of ours found no free slot at the last reload: try again each second */
 static bool ks_slot_wanted = false;
 /*
- * an aggregation of ours waits for a worker of its owner's (pool.c): try
- * again each second, and stay, since what it waits for (a worker emptied,
- * a dropped aggregation's slot let go by its worker) may request nothing
+ * an aggregation waits for a worker of its owner's (pool.c): the first
+ * worker tries again each second, and stays, since what it waits for (a
+ * worker emptied, a dropped aggregation's slot let go by its worker) may
+ * request nothing
  */
 static bool ks_worker_wanted = false;
 /* triggers of aggregations gone are left to drop: stay (re-review today 16, F1) */
@@ -249,7 +250,11 @@ KsReloadRuns(void)
 		KsRunPartInfo(def, &part);
 		assigned = KsAssignAggSlot(MyDatabaseId, def->id, &part, KsRelationOwner(def->view_oid), nworkers);
 		if (assigned == -1)
-			waiting = ks_worker_wanted = true;
+		{
+			waiting = true;
+			/* the first worker tries again (each second: re-review today 17, F5) */
+			ks_worker_wanted = KsDatabaseWorkerIndex() == 0;
+		}
 		else if (assigned == -2)
 		{
 			KsRunWarnNoSlot(def, tmp);
@@ -525,7 +530,14 @@ KsDatabaseWorkerMain(Datum main_arg)
 			KsHandOverRuns(KsReloadRuns());
 			MemoryContextSwitchTo(loopcxt);
 			/* (one waiting for a slot stays, to take it once free: re-review today 14, F3) */
-			if (ks_runs == NIL && !ks_slot_wanted && !ks_worker_wanted && !ks_leftovers_pending)
+			/*
+			 * (and the first worker stays while an aggregation waits for a
+			 * worker, or leftover triggers wait: it alone, for the others
+			 * would count against max_workers and keep the pool's workers
+			 * from starting: review pool1, F1)
+			 */
+			if (ks_runs == NIL && !ks_slot_wanted &&
+				!(KsDatabaseWorkerIndex() == 0 && (ks_worker_wanted || ks_leftovers_pending)))
 			{
 				/* nothing to do: leave, unless a request arrived meanwhile */
 				if (KsDatabaseIdleExit(seen))

@@ -13,7 +13,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-my $node = ks_node('workers', "keyedstate.max_workers = 3\nmax_connections = 40\n");
+my $node = ks_node('workers', "keyedstate.max_workers = 3\nmax_connections = 40\nmax_prepared_transactions = 5\n");
 my $db = 'postgres';
 
 $node->safe_psql($db, q{
@@ -470,6 +470,90 @@ COMMIT;});
 }
 is(ks_mismatches($node, 'handoff', 'SELECT * FROM s0', 'SELECT k, count(*) FROM ev GROUP BY k'), '0',
 	'... and is exact');
+$node->safe_psql('handoff', q{SELECT keyedstate.drop_aggregation('s0')});
+
+# --- review pool1, F1: a role drops her aggregation over another owner's
+# table while a session holds a lock on it, so its triggers wait to be
+# dropped; the worker that ran it stayed for them, counted against
+# max_workers, and kept the pool's worker of the other aggregations from
+# starting (for as long as the lock was held)
+# (alone in the pool: the other databases' aggregations go)
+for my $d ('postgres', 'other', 'handoff')
+{
+	$node->safe_psql($d, 'SELECT keyedstate.drop_aggregation(name) FROM keyedstate.aggregations');
+}
+ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker'}, 60),
+	'(no worker runs before the next tests)');
+$node->safe_psql('postgres', 'CREATE DATABASE lo');
+$node->safe_psql('lo', q{
+CREATE EXTENSION keyedstate;
+CREATE ROLE regress_lo_a; CREATE ROLE regress_lo_c;
+CREATE TABLE t (id bigserial PRIMARY KEY, k int NOT NULL);
+GRANT SELECT, TRIGGER ON t TO regress_lo_a, regress_lo_c;
+GRANT CREATE ON SCHEMA public TO regress_lo_a, regress_lo_c;
+INSERT INTO t (k) SELECT g % 10 FROM generate_series(1, 100) g;
+SET ROLE regress_lo_a;
+SELECT keyedstate.create_aggregation('a1', 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
+SELECT keyedstate.create_aggregation('a2', 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
+SET ROLE regress_lo_c;
+SELECT keyedstate.create_aggregation('c1', 'SELECT k, count(*) AS n FROM public.t GROUP BY k');});
+ok(ks_wait_for($node, 'lo', q{SELECT count(DISTINCT pid) = 3 AND count(*) FILTER (WHERE state <> 'running') = 0 FROM keyedstate.workers}, 60),
+	'lo: three aggregations of two owners run in three workers');
+my $triggers = $node->safe_psql('lo', q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass});
+my $locker = $node->background_psql('lo');
+$locker->query_safe('BEGIN; LOCK t IN ACCESS SHARE MODE');
+$node->safe_psql('lo', q{SET ROLE regress_lo_c; SELECT keyedstate.drop_aggregation('c1')});
+$node->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.max_workers = 2; SELECT pg_reload_conf()});
+ok(ks_wait_for($node, 'lo', q{SELECT count(DISTINCT pid) = 2 FROM keyedstate.workers WHERE pid IS NOT NULL}, 30),
+	'lo: with max_workers 2 its two aggregations run in two workers');
+$node->safe_psql('lo', q{SELECT pg_terminate_backend(pid) FROM keyedstate.workers WHERE aggregation = 'a2'});
+$node->safe_psql('lo', q{INSERT INTO t (k) VALUES (1)});
+my ($lo_ret, $lo_out, $lo_err) = $node->psql('lo', q{SELECT keyedstate.sync('a2', '20 s')});
+is($lo_ret, 0, 'lo: a terminated worker comes back though leftover triggers wait for a lock')
+  or diag($lo_err);
+is($node->safe_psql('lo', q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 't'::regclass}), $triggers,
+	'lo: (the leftover triggers are still there meanwhile)');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok(ks_wait_for($node, 'lo', "SELECT count(*) * 3 = $triggers * 2 FROM pg_trigger WHERE tgrelid = 't'::regclass", 30),
+	'lo: and the leftover triggers go once the lock is released');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET keyedstate.max_workers; SELECT pg_reload_conf()});
+
+# --- review pool1, F2: an aggregation created by a prepared transaction,
+# committed with COMMIT PREPARED in a database whose workers had all left
+# (its last aggregation dropped), runs
+$node->safe_psql('lo', q{SELECT keyedstate.drop_aggregation(name) FROM keyedstate.aggregations});
+ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'lo'}, 60),
+	'lo: its workers leave once its aggregations are gone');
+$node->safe_psql('lo', q{BEGIN;
+SELECT keyedstate.create_aggregation('p1', 'SELECT k, count(*) AS n FROM t GROUP BY k');
+PREPARE TRANSACTION 'ks_p1';});
+$node->safe_psql('lo', q{COMMIT PREPARED 'ks_p1'});
+($lo_ret, $lo_out, $lo_err) = $node->psql('lo', q{SELECT keyedstate.sync('p1', '20 s')});
+is($lo_ret, 0, 'lo: an aggregation created by a prepared transaction runs after COMMIT PREPARED')
+  or diag($lo_err);
+is(ks_mismatches($node, 'lo', 'SELECT * FROM p1', 'SELECT k, count(*) FROM t GROUP BY k'), '0', '... and is exact');
+
+# --- review pool1, F3: a database closed to connections starts none of its
+# workers (the second one of its pool was restarted every second, failing
+# to connect), and they run again once it opens
+$node->safe_psql('lo', q{SET ROLE regress_lo_a;
+SELECT keyedstate.create_aggregation('a3', 'SELECT k, count(*) AS n FROM public.t GROUP BY k');});
+ok(ks_wait_for($node, 'lo', q{SELECT count(DISTINCT pid) = 2 FROM keyedstate.workers WHERE pid IS NOT NULL}, 30),
+	'lo: two owners\' aggregations in two workers');
+$node->safe_psql('postgres', q{ALTER DATABASE lo ALLOW_CONNECTIONS false});
+$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'lo'});
+my $closed_at = -s $node->logfile;
+sleep(4);
+my $refused = () = substr(slurp_file($node->logfile), $closed_at) =~ /database "lo" is not currently accepting connections/g;
+is($refused, 0, 'lo: closed, no worker of it is started (no connection refused)');
+$node->safe_psql('postgres', q{ALTER DATABASE lo ALLOW_CONNECTIONS true});
+$node->safe_psql('lo', q{INSERT INTO t (k) VALUES (2)});
+ks_sync_all($node, 'lo', '30 s');
+is(ks_mismatches($node, 'lo', 'SELECT * FROM a3', 'SELECT k, count(*) FROM t GROUP BY k')
+	 + ks_mismatches($node, 'lo', 'SELECT * FROM p1', 'SELECT k, count(*) FROM t GROUP BY k'), '0',
+	'lo: opened again, both run and are exact');
+$node->safe_psql('lo', q{SELECT keyedstate.drop_aggregation(name) FROM keyedstate.aggregations});
 
 $node->stop;
 done_testing();
