@@ -145,26 +145,29 @@ keyedstate_resume(PG_FUNCTION_ARGS)
 
 /*
  * Before a rescale of an aggregation with a processing-time TTL: a
- * checkpoint of its running parts, waited for up to keyedstate.load_wait.
+ * checkpoint of its parts, waited for (a minute at most, as checkpoint()).
  * The new parts seed from the retired parts' last checkpoints and judge
  * each key's TTL on its time there; a row consumed after that checkpoint
  * had renewed it, but processing time is not replayed, so a live key
  * whose time there had run out started afresh (exactness review 17, F1).
  * Now only rows consumed between this checkpoint and the retirement (the
- * moment the rescale's interrupt stops the parts) are replayed.  Not
- * when paused (KsRescale wants all checkpointed already), failed or
- * starting, nor in a transaction that changed the aggregation before (its
- * row lock would keep the checkpoint from committing until its end).
+ * moment the rescale's interrupt stops the parts) are replayed.  Only for
+ * a call that is its own transaction at read committed: in a transaction
+ * block, a lock it took before (a TRUNCATE of a table the worker reads)
+ * would stop the worker that the wait waits for, and a transaction
+ * snapshot would fail the rescale on the catalog rows the checkpoint
+ * updated (re-review today 17, F2, F3).  Not when paused (KsRescale wants
+ * all checkpointed already), failed or starting either.
  */
 static void
 KsCheckpointBeforeRescale(KsNamedAgg *agg)
 {
 	if (agg->def.ttl_us == 0 || agg->def.window_size_us != 0 || agg->def.paused ||
-		KsCatalogChangedHere(agg->def.id))
+		IsTransactionBlock() || IsolationUsesXactSnapshot())
 		return;
 	(void) KsCheckpointAggregation(MyDatabaseId, agg->def.id, agg->name, agg->def.resume_count,
-								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ks_load_wait),
-								   true);
+								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000),
+								   true, "a checkpoint before the rescale");
 }
 
 /*
@@ -423,7 +426,8 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 				 errdetail("Its worker checkpoints it once the transaction that paused, resumed or altered it has ended."),
 				 errhint("Call keyedstate.checkpoint() after the commit.")));
 	if (!KsCheckpointAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
-								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000), false))
+								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000), false,
+								 "a checkpoint"))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s is not running", agg.name)));

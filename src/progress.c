@@ -273,7 +273,7 @@ KsCheckpointDoneCond(const KsAggSlot *slot, void *arg)
 /* Ask every part of an aggregation for a checkpoint and wait for it (see shmem.h). */
 bool
 KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_count,
-						TimestampTz deadline, bool running_only)
+						TimestampTz deadline, bool running_only, const char *what)
 {
 	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	uint64	   *requests = palloc0(sizeof(uint64) * KsSharedState->max_aggs);
@@ -287,7 +287,9 @@ KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resum
 	{
 		KsAggSlot	copy;
 
-		if (!KsSlotSnapshot(&refs[i], &copy) || copy.state != KS_RUNNING)
+		/* (waiting for a writer, or rebuilding, it checkpoints all the same) */
+		if (!KsSlotSnapshot(&refs[i], &copy) || copy.state == KS_STARTING ||
+			copy.state == KS_FAILED || copy.state == KS_PAUSED)
 			return false;
 	}
 	/* a request to each part, whose number is kept by slot */
@@ -296,7 +298,7 @@ KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resum
 			return false;
 	KsWakeAggregation(dboid, aggid);
 	(void) KsWaitForAggregation(dboid, aggid, aggname, resume_count, deadline,
-								KsCheckpointDoneCond, requests, "a checkpoint");
+								KsCheckpointDoneCond, requests, what);
 	pfree(refs);
 	pfree(requests);
 	return true;

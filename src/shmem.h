@@ -390,12 +390,13 @@ extern int64 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname,
 
 /*
  * Ask every part of an aggregation for a checkpoint and wait until each
- * wrote one (KsWaitForAggregation's errors).  False, without waiting, if a
- * part has no slot, or (running_only) is not running.
+ * wrote one (KsWaitForAggregation's errors, `what` naming the wait).
+ * False, without waiting, if a part has no slot, or (running_only) is
+ * starting, paused or failed.
  */
 extern bool KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname,
 									int64 resume_count, TimestampTz deadline,
-									bool running_only);
+									bool running_only, const char *what);
 
 /*
  * Ask for a database worker: bump the database's request counter (the
