@@ -504,8 +504,13 @@ KsDatabaseIdleExit(uint32 seen)
 	if (leave)
 	{
 		ks_mydb->workers[ks_myindex].idle_exit = true;
-		/* no aggregation at all (dropped, or DROP EXTENSION): forgettable */
-		if (ks_mydb->naggs == 0)
+		/*
+		 * no aggregation at all (dropped, or DROP EXTENSION): forgettable,
+		 * once the first worker leaves (it stays while leftover triggers
+		 * wait: another leaving first made the launcher forget the database
+		 * when that one was terminated, re-review today 18, F1)
+		 */
+		if (ks_mydb->naggs == 0 && ks_myindex == 0)
 			ks_mydb->empty = true;
 	}
 	LWLockRelease(KsSharedState->lock);

@@ -322,17 +322,20 @@ KsRunUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
  * resumed, altered or dropped an aggregation asked its workers nothing at
  * its PREPARE (it might never commit), and invalidations reach only a
  * worker that runs: with none left (the database's aggregations had all
- * gone), an aggregation created so never ran (review pool1, F2).  So every
- * COMMIT PREPARED in a database where keyedstate is installed asks for its
- * workers (a reload, or a start).  COMMIT PREPARED runs in the database of
- * the transaction it commits; it has committed now, so nothing here may
- * fail: no slot free is left to the next start.
+ * gone), an aggregation created so never ran (review pool1, F2).  So a
+ * COMMIT PREPARED in a database that has a slot asks for its workers (a
+ * reload, or a start).  It has one: an aggregation created by the prepared
+ * transaction holds a reserved aggregation slot, which keeps the launcher
+ * from forgetting the database.  COMMIT PREPARED runs in the database of
+ * the transaction it commits, and has committed now: nothing here reads a
+ * catalog (a lock timeout raised an error after the commit: re-review
+ * today 18, F3), and a database without aggregations gets no worker (F4).
  */
 static void
 KsAfterCommitPrepared(void)
 {
-	if (KsSharedState != NULL && OidIsValid(get_extension_oid("keyedstate", true)))
-		(void) KsTryRequestDatabaseWorker(MyDatabaseId, true);
+	if (KsSharedState != NULL)
+		KsDatabaseAskReload(MyDatabaseId);
 }
 
 /*

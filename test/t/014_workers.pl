@@ -555,5 +555,32 @@ is(ks_mismatches($node, 'lo', 'SELECT * FROM a3', 'SELECT k, count(*) FROM t GRO
 	'lo: opened again, both run and are exact');
 $node->safe_psql('lo', q{SELECT keyedstate.drop_aggregation(name) FROM keyedstate.aggregations});
 
+# --- re-review today 18, F1: a role drops her two aggregations (on two
+# workers) over another owner's table while it is locked; the second worker
+# leaves, the first stays for the leftover triggers and is terminated: it
+# comes back and drops them once the lock is gone (the database was
+# forgotten, and the triggers stayed)
+$node->safe_psql('lo', q{SET ROLE regress_lo_a;
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
+SELECT keyedstate.create_aggregation('e2', 'SELECT k, count(*) AS n FROM public.t GROUP BY k');});
+ok(ks_wait_for($node, 'lo', q{SELECT count(DISTINCT pid) = 2 FROM keyedstate.workers WHERE pid IS NOT NULL}, 30),
+	'lo: a role\'s two aggregations run in two workers');
+my $w0 = $node->safe_psql('lo', q{SELECT pid FROM keyedstate.workers WHERE worker = 0});
+$locker = $node->background_psql('lo');
+$locker->query_safe('BEGIN; LOCK t IN ACCESS SHARE MODE');
+$node->safe_psql('lo', q{SET ROLE regress_lo_a; BEGIN;
+SELECT keyedstate.drop_aggregation('e1'); SELECT keyedstate.drop_aggregation('e2'); COMMIT;});
+ok(ks_wait_for($node, 'postgres', qq{SELECT count(*) = 1 AND bool_and(pid = $w0) FROM pg_stat_activity
+	WHERE backend_type = 'keyedstate worker' AND datname = 'lo'}, 30),
+	'lo: the first worker alone stays for the leftover triggers');
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($w0)");
+ok(ks_wait_for($node, 'postgres', qq{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'keyedstate worker' AND datname = 'lo' AND pid <> $w0}, 30),
+	'lo: terminated, it comes back');
+$locker->query_safe('COMMIT');
+$locker->quit;
+ok(ks_wait_for($node, 'lo', q{SELECT count(*) = 0 FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE 'keyedstate%'}, 30),
+	'lo: and drops the leftover triggers once the lock is released');
+
 $node->stop;
 done_testing();
