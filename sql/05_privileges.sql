@@ -180,3 +180,51 @@ DROP AGGREGATE whoami(int);
 DROP FUNCTION who_acc;
 DROP SCHEMA ks_alice;
 DROP ROLE regress_ks_alice, regress_ks_bob;
+
+-- a database runs the aggregations of at most 32 owners, each in workers
+-- of its own: a 33rd owner's is refused, created or given by an owner
+-- change, instead of never running (re-review today 17, F5); the slots
+-- this transaction reserved count
+CREATE SCHEMA ks_owners;
+CREATE TABLE ks_owners.src (id bigserial PRIMARY KEY, k int);
+DO $$BEGIN FOR i IN 1..33 LOOP
+	EXECUTE format('CREATE ROLE regress_ks_o%s', i);
+	EXECUTE format('GRANT USAGE, CREATE ON SCHEMA ks_owners TO regress_ks_o%s', i);
+	EXECUTE format('GRANT SELECT, TRIGGER ON ks_owners.src TO regress_ks_o%s', i);
+END LOOP; END$$;
+BEGIN;
+DO $$BEGIN FOR i IN 1..32 LOOP
+	EXECUTE format('SET LOCAL ROLE regress_ks_o%s', i);
+	PERFORM keyedstate.create_aggregation(format('ks_owners.a%s', i), 'SELECT k, count(*) AS n FROM ks_owners.src GROUP BY k');
+END LOOP; END$$;
+SET LOCAL ROLE regress_ks_o1;
+SELECT keyedstate.create_aggregation('ks_owners.a1b', 'SELECT k, count(*) AS n FROM ks_owners.src GROUP BY k');
+SET LOCAL ROLE regress_ks_o33;
+SELECT keyedstate.create_aggregation('ks_owners.a33', 'SELECT k, count(*) AS n FROM ks_owners.src GROUP BY k');
+ROLLBACK;
+BEGIN;
+DO $$BEGIN FOR i IN 1..32 LOOP
+	EXECUTE format('SET LOCAL ROLE regress_ks_o%s', i);
+	PERFORM keyedstate.create_aggregation(format('ks_owners.a%s', i), 'SELECT k, count(*) AS n FROM ks_owners.src GROUP BY k');
+END LOOP; END$$;
+SET LOCAL ROLE regress_ks_o1;
+SELECT keyedstate.create_aggregation('ks_owners.a1b', 'SELECT k, count(*) AS n FROM ks_owners.src GROUP BY k');
+RESET ROLE;
+-- every aggregation of a role to a 33rd role: still 32 owners
+ALTER VIEW ks_owners.a2 OWNER TO regress_ks_o33;
+-- one of a role's two to another owner: still 32
+ALTER VIEW ks_owners.a1 OWNER TO regress_ks_o3;
+ROLLBACK;
+BEGIN;
+DO $$BEGIN FOR i IN 1..32 LOOP
+	EXECUTE format('SET LOCAL ROLE regress_ks_o%s', i);
+	PERFORM keyedstate.create_aggregation(format('ks_owners.a%s', i), 'SELECT k, count(*) AS n FROM ks_owners.src GROUP BY k');
+END LOOP; END$$;
+SET LOCAL ROLE regress_ks_o1;
+SELECT keyedstate.create_aggregation('ks_owners.a1b', 'SELECT k, count(*) AS n FROM ks_owners.src GROUP BY k');
+RESET ROLE;
+-- one of a role's two to a 33rd role: refused
+ALTER VIEW ks_owners.a1 OWNER TO regress_ks_o33;
+ROLLBACK;
+DROP SCHEMA ks_owners CASCADE;
+DO $$BEGIN FOR i IN 1..33 LOOP EXECUTE format('DROP ROLE regress_ks_o%s', i); END LOOP; END$$;

@@ -106,11 +106,13 @@ KsSlotsOf(const KsAggDef *def)
 /*
  * The slots of this database's aggregations owned by newowner (*owned) and
  * of those owned by one of `roles` (*moving; only view's if it is valid),
- * from the catalog.
+ * from the catalog; and how many owners its aggregations have once those
+ * moved (*owners).
  */
 static void
-KsSlotsOfOwners(List *roles, Oid view, Oid newowner, int *owned, int *moving)
+KsSlotsOfOwners(List *roles, Oid view, Oid newowner, int *owned, int *moving, int *owners)
 {
+	List	   *after = NIL;
 	KsCatalogAccess acc;
 	List	   *defs;
 	ListCell   *lc;
@@ -129,8 +131,13 @@ KsSlotsOfOwners(List *roles, Oid view, Oid newowner, int *owned, int *moving)
 			*owned += KsSlotsOf(def);
 		else if (list_member_oid(roles, owner) &&
 				 (!OidIsValid(view) || def->view_oid == view))
+		{
 			*moving += KsSlotsOf(def);
+			owner = newowner;
+		}
+		after = list_append_unique_oid(after, owner);
 	}
+	*owners = list_length(after);
 }
 
 /* Before a command that may give aggregations to a role (see owner.h). */
@@ -142,10 +149,10 @@ KsCheckOwnerShare(Node *parsetree)
 	List	   *from = NIL;
 	int			owned;
 	int			moving;
+	int			owners;
 	ListCell   *lc;
 
-	if (ks_max_aggregations_per_owner <= 0 || KsSharedState == NULL ||
-		!OidIsValid(get_extension_oid("keyedstate", true)))
+	if (KsSharedState == NULL || !OidIsValid(get_extension_oid("keyedstate", true)))
 		return;
 	if (IsA(parsetree, AlterTableStmt))
 	{
@@ -176,8 +183,18 @@ KsCheckOwnerShare(Node *parsetree)
 	}
 	if (!OidIsValid(newowner) || from == NIL || !has_privs_of_role(GetUserId(), newowner))
 		return;
-	KsSlotsOfOwners(from, view, newowner, &owned, &moving);
+	KsSlotsOfOwners(from, view, newowner, &owned, &moving, &owners);
 	if (moving == 0)
+		return;
+	/* each owner runs in workers of its own (as KsReserveAggSlot refuses) */
+	if (owners > KS_MAX_DB_WORKERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("the keyedstate aggregations of this database cannot have %d owners", owners),
+				 errdetail("Each owner's aggregations run in workers of their own, and a database has at most %d.",
+						   KS_MAX_DB_WORKERS),
+				 errhint("Give them to a role that owns aggregations here already.")));
+	if (ks_max_aggregations_per_owner <= 0)
 		return;
 	owned += KsSlotsOwnedBy(newowner, MyDatabaseId);
 	if (owned + moving > ks_max_aggregations_per_owner)
