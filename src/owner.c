@@ -106,13 +106,11 @@ KsSlotsOf(const KsAggDef *def)
 /*
  * The slots of this database's aggregations owned by newowner (*owned) and
  * of those owned by one of `roles` (*moving; only view's if it is valid),
- * from the catalog; and how many owners its aggregations have once those
- * moved (*owners).
+ * from the catalog.
  */
 static void
-KsSlotsOfOwners(List *roles, Oid view, Oid newowner, int *owned, int *moving, int *owners)
+KsSlotsOfOwners(List *roles, Oid view, Oid newowner, int *owned, int *moving)
 {
-	List	   *after = NIL;
 	KsCatalogAccess acc;
 	List	   *defs;
 	ListCell   *lc;
@@ -131,13 +129,8 @@ KsSlotsOfOwners(List *roles, Oid view, Oid newowner, int *owned, int *moving, in
 			*owned += KsSlotsOf(def);
 		else if (list_member_oid(roles, owner) &&
 				 (!OidIsValid(view) || def->view_oid == view))
-		{
 			*moving += KsSlotsOf(def);
-			owner = newowner;
-		}
-		after = list_append_unique_oid(after, owner);
 	}
-	*owners = list_length(after);
 }
 
 /* Before a command that may give aggregations to a role (see owner.h). */
@@ -149,10 +142,10 @@ KsCheckOwnerShare(Node *parsetree)
 	List	   *from = NIL;
 	int			owned;
 	int			moving;
-	int			owners;
 	ListCell   *lc;
 
-	if (KsSharedState == NULL || !OidIsValid(get_extension_oid("keyedstate", true)))
+	if (ks_max_aggregations_per_owner <= 0 || KsSharedState == NULL ||
+		!OidIsValid(get_extension_oid("keyedstate", true)))
 		return;
 	if (IsA(parsetree, AlterTableStmt))
 	{
@@ -183,18 +176,8 @@ KsCheckOwnerShare(Node *parsetree)
 	}
 	if (!OidIsValid(newowner) || from == NIL || !has_privs_of_role(GetUserId(), newowner))
 		return;
-	KsSlotsOfOwners(from, view, newowner, &owned, &moving, &owners);
+	KsSlotsOfOwners(from, view, newowner, &owned, &moving);
 	if (moving == 0)
-		return;
-	/* each owner runs in workers of its own (as KsReserveAggSlot refuses) */
-	if (owners > KS_MAX_DB_WORKERS)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("the keyedstate aggregations of this database cannot have %d owners", owners),
-				 errdetail("Each owner's aggregations run in workers of their own, and a database has at most %d.",
-						   KS_MAX_DB_WORKERS),
-				 errhint("Give them to a role that owns aggregations here already.")));
-	if (ks_max_aggregations_per_owner <= 0)
 		return;
 	owned += KsSlotsOwnedBy(newowner, MyDatabaseId);
 	if (owned + moving > ks_max_aggregations_per_owner)

@@ -119,35 +119,6 @@ KsChooseWorkerLocked(Oid dboid, int nworkers, Oid owner)
 	return best;
 }
 
-/* Whether a database's aggregations have every owner they may have (see shmem.h). */
-bool
-KsDbOwnersFullLocked(Oid dboid, Oid owner)
-{
-	Oid			owners[KS_MAX_DB_WORKERS];
-	int			n = 0;
-	int			i;
-	int			j;
-
-	for (i = 0; i < KsSharedState->max_aggs; i++)
-	{
-		KsAggSlot  *slot = &KsSharedState->aggs[i];
-		Oid			o;
-
-		if (!slot->in_use || slot->dboid != dboid)
-			continue;
-		LWLockAcquire(&slot->lock, LW_SHARED);
-		o = slot->owner;
-		LWLockRelease(&slot->lock);
-		if (o == owner)
-			return false;
-		for (j = 0; j < n && owners[j] != o; j++)
-			;
-		if (j == n && n < KS_MAX_DB_WORKERS)
-			owners[n++] = o;
-	}
-	return n >= KS_MAX_DB_WORKERS;
-}
-
 /* Assign an aggregation to a worker of the pool (see shmem.h). */
 int
 KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int nworkers)

@@ -511,18 +511,6 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid 
 				 errhint("keyedstate.max_aggregations_per_owner limits each role to %d; drop one first or ask an administrator to raise it.",
 						 ks_max_aggregations_per_owner)));
 	}
-	/* (a 33rd owner's never ran, shown as starting: re-review today 17, F5) */
-	if (KsDbOwnersFullLocked(dboid, owner))
-	{
-		LWLockRelease(KsSharedState->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("the keyedstate aggregations of this database have %d owners already",
-						KS_MAX_DB_WORKERS),
-				 errdetail("Each owner's aggregations run in workers of their own, and a database has at most %d.",
-						   KS_MAX_DB_WORKERS),
-				 errhint("Create it as a role that owns aggregations here already, or drop every aggregation of another role first.")));
-	}
 	if (free_slot == NULL)
 	{
 		LWLockRelease(KsSharedState->lock);

@@ -475,14 +475,6 @@ extern int	KsDatabaseSetPool(int naggregations, int nowners);
 extern bool KsDatabaseIdleExit(uint32 seen);
 
 /*
- * Whether the aggregations of a database (its slots, reservations
- * included) have KS_MAX_DB_WORKERS owners, `owner` not among them
- * (KsShared->lock held): each owner runs in workers of its own (owner.h),
- * so another owner's aggregation would never run.
- */
-extern bool KsDbOwnersFullLocked(Oid dboid, Oid owner);
-
-/*
  * Assign an aggregation (or a part of one) to a worker of the database's
  * pool of `nworkers` (see the pool above), giving it a slot first if it
  * has none (a restart); returns the worker's number, -1 if it waits for a
