@@ -529,12 +529,12 @@ KsDatabaseWorkerMain(Datum main_arg)
 			KsDatabaseRequestsSeen(seen);
 			KsHandOverRuns(KsReloadRuns());
 			MemoryContextSwitchTo(loopcxt);
-			/* (one waiting for a slot stays, to take it once free: re-review today 14, F3) */
 			/*
-			 * (and the first worker stays while an aggregation waits for a
-			 * worker, or leftover triggers wait: it alone, for the others
-			 * would count against max_workers and keep the pool's workers
-			 * from starting: review pool1, F1)
+			 * (one waiting for a slot stays, to take it once free: re-review
+			 * today 14, F3; and the first worker stays while an aggregation
+			 * waits for a worker, or leftover triggers wait: it alone, for
+			 * the others would count against max_workers and keep the
+			 * pool's workers from starting: review pool1, F1)
 			 */
 			if (ks_runs == NIL && !ks_slot_wanted &&
 				!(KsDatabaseWorkerIndex() == 0 && (ks_worker_wanted || ks_leftovers_pending)))
