@@ -474,10 +474,13 @@ keyedstate_query_definition(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(pg_get_querydef(query, false)));
 }
 
-/* Why a worker that should run does not (worker_status, worker_missing). */
+/* Why a worker that should run does not (KsWorkerMissing's why; worker_status, worker_missing). */
 static char *
-KsNoWorkerSlotMessage(void)
+KsNoWorkerMessage(int why)
 {
+	if (why > 0)
+		return psprintf("its database has aggregations of %d owners, and runs one worker for each owner, %d at most",
+						why, KS_MAX_DB_WORKERS);
 	return psprintf("no background worker slot is free to run it (max_worker_processes is %d)",
 					max_worker_processes);
 }
@@ -497,7 +500,7 @@ keyedstate_worker_missing(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(cstring_to_text(why));
 	if (!KsWorkerLacksProcess(0))
 		PG_RETURN_NULL();
-	PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerSlotMessage()));
+	PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerMessage(-1)));
 }
 
 /*
@@ -538,6 +541,7 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		bool		missing = false;
 		int64		high_water;
 		int			c;
+		int			why;
 
 		if (!KsSlotAt(i, &ref) || !KsSlotSnapshot(&ref, &copy) || copy.dboid != MyDatabaseId)
 			continue;
@@ -583,10 +587,10 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		nulls[14] = copy.last_checkpoint == 0;
 		values[15] = CStringGetTextDatum(copy.error);
 		nulls[15] = !inspect || copy.error[0] == '\0';
-		/* a worker the launcher could not start: why it stays starting, to all */
-		if (copy.runner_pid == 0 && copy.state == KS_STARTING && KsWorkerLacksProcess(copy.worker))
+		/* a worker the launcher could not start, or none for its owner: why it stays starting, to all */
+		if (copy.runner_pid == 0 && copy.state == KS_STARTING && (why = KsWorkerMissing(copy.worker)) != 0)
 		{
-			values[15] = CStringGetTextDatum(KsNoWorkerSlotMessage());
+			values[15] = CStringGetTextDatum(KsNoWorkerMessage(why));
 			nulls[15] = false;
 		}
 		values[16] = Float8GetDatum(copy.checkpoint_ms);

@@ -372,7 +372,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg(KsPartsLackWorker(refs, n) ? "aggregation %s is not running" : "aggregation %s is still loading",
 							KsAggregationName(ss->opts.aggid, n > 0 ? copies[0].view_oid : InvalidOid)),
-					 KsPartsLackWorker(refs, n) ? KsErrdetailNoWorkerSlot() :
+					 KsPartsLackWorker(refs, n) ? KsErrdetailNoWorker(KsPartsLackWorker(refs, n)) :
 					 (n == 0 || n < nparts) && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
 					 errhint("See keyedstate.status for its state.")));

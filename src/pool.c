@@ -565,3 +565,20 @@ KsWorkerLacksProcess(int w)
 	LWLockRelease(KsSharedState->lock);
 	return lacks;
 }
+
+/* Why an aggregation assigned to worker w waits for one that does not come (see shmem.h). */
+int
+KsWorkerMissing(int w)
+{
+	KsDbSlot   *db;
+	int			owners = 0;
+
+	if (KsWorkerLacksProcess(w))
+		return -1;
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	db = KsLookupDbLocked(MyDatabaseId);
+	if (w < 0 && db != NULL && db->nowners > KS_MAX_DB_WORKERS)
+		owners = db->nowners;
+	LWLockRelease(KsSharedState->lock);
+	return owners;
+}

@@ -118,10 +118,9 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 }
 
 /*
- * Whether a part waits for a worker the launcher could not start for want
- * of a background worker slot.
+ * Why a part waits for a worker that does not come (KsWorkerMissing), or 0.
  */
-static bool
+static int
 KsPartLacksWorker(KsSlotRef *ref)
 {
 	bool		starting;
@@ -131,7 +130,7 @@ KsPartLacksWorker(KsSlotRef *ref)
 	starting = ref->slot->state == KS_STARTING && ref->slot->runner_pid == 0;
 	worker = ref->slot->worker;
 	LWLockRelease(&ref->slot->lock);
-	return starting && KsWorkerLacksProcess(worker);
+	return starting ? KsWorkerMissing(worker) : 0;
 }
 
 /*
@@ -150,18 +149,19 @@ KsPartWaitsForWriter(KsSlotRef *ref)
 	return pid;
 }
 
-/* Whether any of n parts waits so, or, with none taken up yet, any worker lacks a process. */
-bool
+/* Why any of n parts waits so, or, with none taken up yet, whether any worker lacks a process. */
+int
 KsPartsLackWorker(KsSlotRef *refs, int n)
 {
 	int			i;
+	int			why;
 
 	if (n == 0)
-		return KsWorkerLacksProcess(-1);
+		return KsWorkerLacksProcess(-1) ? -1 : 0;
 	for (i = 0; i < n; i++)
-		if (KsPartLacksWorker(&refs[i]))
-			return true;
-	return false;
+		if ((why = KsPartLacksWorker(&refs[i])) != 0)
+			return why;
+	return 0;
 }
 
 /* Whether a slot's watermark has seen every row runs before consumed (see shmem.h). */
@@ -240,7 +240,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
 					 resuming ? errdetail("It failed, and its worker has not taken up keyedstate.resume() yet: it does once the transaction that called it has committed.") :
-					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorkerSlot() :
+					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorker(KsPartsLackWorker(&refs[waiting], 1)) :
 					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
 					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") : 0,

@@ -256,6 +256,13 @@ extern void KsRunRelease(KsAggRun *run);
 
 /* Log that no aggregation slot is free for a definition, once a minute (names in cxt). */
 extern void KsRunWarnNoSlot(const KsAggDef *def, MemoryContext cxt);
+
+/*
+ * Log that an aggregation waits for a worker because its database has more
+ * owners than workers (KsWorkerMissing), at most once a minute per worker.
+ */
+extern void KsRunWarnNoWorker(const KsAggDef *def, MemoryContext cxt);
+
 /* Which part of its aggregation a definition runs, for its slot. */
 extern void KsRunPartInfo(const KsAggDef *def, KsPartInfo *part);
 

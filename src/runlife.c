@@ -126,6 +126,34 @@ KsRunWarnNoSlot(const KsAggDef *def, MemoryContext cxt)
 }
 
 /*
+ * Log that an aggregation of an owner beyond the workers its database may
+ * run (KsWorkerMissing) waits for one, at most once a minute per worker;
+ * keyedstate.status says it for each.
+ */
+void
+KsRunWarnNoWorker(const KsAggDef *def, MemoryContext cxt)
+{
+	static TimestampTz last_warned = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext oldcxt;
+	int			owners;
+
+	if ((last_warned != 0 && !TimestampDifferenceExceeds(last_warned, now, 60 * 1000)) ||
+		(owners = KsWorkerMissing(-1)) <= 0)
+		return;
+	last_warned = now;
+	oldcxt = MemoryContextSwitchTo(cxt);
+
+	ereport(WARNING,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("no keyedstate worker is left for the owner of aggregation %s", KsAggName(def->view_oid)),
+			 errdetail("Its database has aggregations of %d owners, and runs one worker for each owner, %d at most.",
+					   owners, KS_MAX_DB_WORKERS),
+			 errhint("Give the database's aggregations to fewer owners with ALTER VIEW ... OWNER TO, or move some to another database.")));
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
  * Drop everything a loaded run holds: its memory, and the rows its writer
  * still holds back.  Its published store stays (see KsRunRecordFailure).
  */

@@ -345,12 +345,12 @@ extern void KsSlotSleep(const KsSlotRef *ref, long ms);
 extern uint64 KsRequestCheckpoint(const KsSlotRef *ref);
 
 /*
- * Whether one of n parts (their slots) waits, starting, for a worker the
- * launcher could not start for want of a background worker slot (with no
- * part taken up yet, whether any worker of the database lacks one): a wait
- * for it says so.
+ * Whether one of n parts (their slots) waits, starting, for a worker that
+ * does not come (with no part taken up yet, whether any worker of the
+ * database lacks a process): KsWorkerMissing's answer for the first such
+ * part, 0 if none.  A wait for it says why (KsErrdetailNoWorker).
  */
-extern bool KsPartsLackWorker(KsSlotRef *refs, int n);
+extern int	KsPartsLackWorker(KsSlotRef *refs, int n);
 /*
  * Whether every aggregation slot is in use: an aggregation (or part) that
  * has none waits for one (keyedstate.max_aggregations lowered, a database
@@ -360,9 +360,12 @@ extern bool KsAggSlotsFull(void);
 #define KsErrdetailNoAggSlot() \
 	errdetail("No keyedstate aggregation slot is free for it (keyedstate.max_aggregations is %d).", \
 			  KsSharedState->max_aggs)
-#define KsErrdetailNoWorkerSlot() \
-	errdetail("No background worker slot is free to run it (max_worker_processes is %d).", \
-			  max_worker_processes)
+#define KsErrdetailNoWorker(why) \
+	((why) > 0 ? \
+	 errdetail("Its database has aggregations of %d owners, and runs one worker for each owner, %d at most.", \
+			   (why), KS_MAX_DB_WORKERS) : \
+	 errdetail("No background worker slot is free to run it (max_worker_processes is %d).", \
+			   max_worker_processes))
 
 /*
  * The newest watermark the parts of a windowed aggregation published with
@@ -658,6 +661,16 @@ extern void KsLauncherStarted(int i, int w, TimestampTz now, bool started);
  * launcher tried.
  */
 extern bool KsWorkerLacksProcess(int w);
+
+/*
+ * Why an aggregation (or part) assigned to worker w (-1: none) waits for a
+ * worker that does not come: -1 when that worker could not be started for
+ * want of a background worker slot (KsWorkerLacksProcess); the number of
+ * owners of the database's aggregations when it has no worker and they
+ * are more than KS_MAX_DB_WORKERS (a worker runs one owner's only, so an
+ * owner beyond them waits for good); else 0.
+ */
+extern int	KsWorkerMissing(int w);
 
 /*
  * A database is gone: free its slot, after KsReleaseDatabaseSlots (store.h)

@@ -252,8 +252,10 @@ KsReloadRuns(void)
 		if (assigned == -1)
 		{
 			waiting = true;
-			/* the first worker tries again (each second: re-review today 17, F5) */
+			/* the first worker tries again (each second: re-review today 17, F5), and says why */
 			ks_worker_wanted = KsDatabaseWorkerIndex() == 0;
+			if (ks_worker_wanted)
+				KsRunWarnNoWorker(def, tmp);
 		}
 		else if (assigned == -2)
 		{

@@ -586,5 +586,44 @@ $locker->quit;
 ok(ks_wait_for($node, 'lo', q{SELECT count(*) = 0 FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE 'keyedstate%'}, 30),
 	'lo: and drops the leftover triggers once the lock is released');
 
+# --- re-review today 17, F5: a database runs one worker per owner, 32 at
+# most; an aggregation of a 33rd owner waits, and says why (it stayed
+# 'starting' with no reason anywhere); given to an owner that has a
+# worker, it runs
+$node->append_conf('postgresql.conf', "max_worker_processes = 48\n");
+$node->restart;
+my $own_log_at = -s $node->logfile;
+$node->safe_psql('postgres', 'CREATE DATABASE own');
+$node->safe_psql('own', q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE t (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO t (k) SELECT g % 10 FROM generate_series(1, 1000) g;
+DO $$BEGIN FOR i IN 1..33 LOOP
+  EXECUTE format('CREATE ROLE regress_own%s', i);
+  EXECUTE format('GRANT CREATE ON SCHEMA public TO regress_own%s', i);
+  EXECUTE format('GRANT SELECT, TRIGGER ON t TO regress_own%s', i);
+  EXECUTE format('SET LOCAL ROLE regress_own%s', i);
+  PERFORM keyedstate.create_aggregation('o' || i, 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
+  RESET ROLE;
+END LOOP; END$$;});
+my $owners_msg = 'its database has aggregations of 33 owners, and runs one worker for each owner, 32 at most';
+ok(ks_wait_for($node, 'own', qq{SELECT count(*) FILTER (WHERE state = 'running') = 32
+	AND count(*) FILTER (WHERE state = 'starting' AND error = '$owners_msg') = 1 FROM keyedstate.status}, 90),
+	'own: 32 owners\' aggregations run, the 33rd owner\'s waits and status says why')
+	or diag($node->safe_psql('own', 'SELECT name, state, error FROM keyedstate.status WHERE state <> \'running\''));
+my $left = $node->safe_psql('own', q{SELECT name FROM keyedstate.status WHERE state = 'starting'});
+my ($ret, $out, $err) = $node->psql('own', qq{SELECT keyedstate.sync('$left', '1 s')});
+like($err, qr/DETAIL:  Its database has aggregations of 33 owners, and runs one worker for each owner, 32 at most\./,
+	'own: so does sync() when it times out') or diag($err);
+ok(ks_wait_for($node, 'postgres', "SELECT pg_read_file('" . $node->logfile . "', $own_log_at, 100000000)
+	~ 'no keyedstate worker is left for the owner of aggregation $left'", 30),
+	'own: and the log, naming it');
+$node->safe_psql('own', qq{ALTER VIEW $left OWNER TO regress_own1});
+ks_sync($node, 'own', $left, '60s');
+is(ks_mismatches($node, 'own', "SELECT k, n FROM $left", 'SELECT k, count(*) FROM t GROUP BY k'), '0',
+	'own: given to an owner with a worker, it runs, exact');
+is($node->safe_psql('own', q{SELECT count(*) FROM keyedstate.status WHERE state <> 'running' OR error IS NOT NULL}), '0',
+	'own: and every aggregation runs without an error');
+
 $node->stop;
 done_testing();
