@@ -47,7 +47,7 @@
 	"a.id, p.id IS NOT NULL, a.parallelism, a.max_parallelism, a.layout, " \
 	"COALESCE(p.part, 0), COALESCE(p.first_key_group, 0), " \
 	"COALESCE(p.last_key_group, a.max_parallelism - 1), p.seed_from, " \
-	"a.system_id IS DISTINCT FROM (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c), " \
+	"NOT " KS_BOUND_HERE ", " \
 	"a.definition, COALESCE(a.pause_at, 0), " \
 	"COALESCE(a.ttl_floor, '-infinity'::pg_catalog.timestamptz)"
 
@@ -518,7 +518,8 @@ KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition)
 	Oid			argtype = INT4OID;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT query_tree, view, definition FROM keyedstate.aggregation WHERE id = $1",
+	if (SPI_execute_with_args("SELECT CASE WHEN " KS_BOUND_HERE " THEN a.query_tree ELSE '' END, a.view, a.definition "
+							  "FROM keyedstate.aggregation a WHERE a.id = $1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		return NULL;

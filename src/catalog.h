@@ -204,7 +204,20 @@ extern Datum KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *s
 /* Why an aggregation cannot be rescaled now, or NULL (locks its row). */
 extern const char *KsCatalogRescaleBlocked(int32 id);
 
-/* The analysed query of an aggregation and its view; NULL if none. */
+/*
+ * Whether the tree of aggregation `a` names this cluster's objects: its
+ * system_id is this cluster's (pg_upgrade keeps another's; a restore
+ * that could not analyse it as its owner yet leaves it null).  Else its
+ * worker binds it again before loading it (KsRebindDefinition), and
+ * nothing else reads the tree meanwhile.
+ */
+#define KS_BOUND_HERE \
+	"a.system_id IS NOT DISTINCT FROM (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c)"
+
+/*
+ * The analysed query of an aggregation and its view; NULL if none, "" if
+ * its tree is not bound to this database's objects yet (KsRebindDefinition).
+ */
 extern char *KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition);
 
 /*

@@ -463,6 +463,8 @@ keyedstate_query_definition(PG_FUNCTION_ARGS)
 	KsCatalogClose(&acc);
 	if (tree == NULL || !KsMayInspect(KsRelationOwner(view_oid)))
 		PG_RETURN_NULL();
+	if (tree[0] == '\0')		/* not bound here yet: the text is all there is */
+		PG_RETURN_TEXT_P(cstring_to_text(definition));
 	query = (Query *) stringToNode(tree);
 	foreach(lc, query->rtable)
 	{
@@ -478,11 +480,10 @@ keyedstate_query_definition(PG_FUNCTION_ARGS)
 static char *
 KsNoWorkerMessage(int why)
 {
-	if (why > 0)
-		return psprintf("its database has aggregations of %d owners, and runs one worker for each owner, %d at most",
-						why, KS_MAX_DB_WORKERS);
-	return psprintf("no background worker slot is free to run it (max_worker_processes is %d)",
-					max_worker_processes);
+	return why > 0 ?
+		psprintf("its database has aggregations of %d owners, and runs one worker for each owner, %d at most",
+				 why, KS_MAX_DB_WORKERS) :
+		psprintf("no background worker slot is free to run it (max_worker_processes is %d)", max_worker_processes);
 }
 
 /*

@@ -132,9 +132,21 @@ extern void KsRecordQueryDependencies(Oid view_oid, Query *query, Oid seqoid);
 /* restore.c: write the definition text again where renames changed it */
 extern bool KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl);
 
-/* restore.c: bind a definition made in another cluster again (pg_upgrade) */
+/*
+ * restore.c: bind a definition made in another cluster (pg_upgrade), or
+ * restored before its owner's privileges (catalog.h, KS_BOUND_HERE), again
+ */
 struct KsAggDef;
 extern void KsRebindDefinition(struct KsAggDef *def, Oid owner);
+
+/*
+ * restoredata.c: bind a run's definition now (KsRebindDefinition, as its owner)
+ * if it is not bound here; false only while its owner lacks a privilege
+ * the analysis needs (a restore grants schema USAGE after the data, and
+ * the triggers that let the run load): its load waits for it a while.
+ */
+struct KsAggRun;
+extern bool KsBindWhenAllowed(struct KsAggRun *run);
 
 /* --- orphans.c: aggregations whose view went away behind our back --- */
 

@@ -67,7 +67,8 @@
  *	hookpartitions	the guards of sources' partition trees (DROP, TRUNCATE, ATTACH, DETACH)
  *	waketrig	putting the wake-up trigger on sources and their partitions
  *	restore		binding definitions restored from a dump
- *	restoredata	binding those a data-only restore loaded with their triggers disabled
+ *	restoredata	binding those a data-only restore loaded with their triggers disabled, or
+ *			that wait for their owner's privileges
  *	orphans		aggregations whose view went away without an event trigger
  *
  *-------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * restoredata.c
- *	  Aggregations a data-only restore loaded with their triggers disabled.
+ *	  Aggregations a data-only restore loaded with their triggers disabled,
+ *	  and restored definitions bound later.
  *
  * pg_restore -a --disable-triggers loads the rows of keyedstate.aggregation
  * with its BEFORE INSERT trigger (restore.c) disabled; the end of the
- * ALTER TABLE ... ENABLE TRIGGER ALL after them binds them here.
+ * ALTER TABLE ... ENABLE TRIGGER ALL after them binds them here.  And a
+ * definition the trigger could not analyse as its owner yet (a privilege
+ * restored after the data), or one pg_upgrade brought, is bound by its
+ * worker before it loads (KsBindWhenAllowed).
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +22,9 @@
 #include "utils/lsyscache.h"
 
 #include "catalog.h"
+#include "hooks.h"
+#include "rowerror.h"
+#include "run.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(keyedstate_bind_restored);
@@ -98,4 +105,25 @@ keyedstate_bind_restored(PG_FUNCTION_ARGS)
 	}
 	KsCatalogClose(&acc);
 	PG_RETURN_VOID();
+}
+
+/* KsRebindDefinition as a KsCallInSubtransaction function. */
+static void
+KsRebindRun(void *arg)
+{
+	KsAggRun   *run = arg;
+
+	KsRebindDefinition(run->def, run->owner);
+}
+
+/* Bind a run's definition now if it needs it and its owner may (see hooks.h). */
+bool
+KsBindWhenAllowed(KsAggRun *run)
+{
+	ErrorData  *edata;
+
+	if (!run->def->other_cluster)
+		return true;
+	edata = KsCallInSubtransaction(KsRebindRun, run, true);
+	return edata == NULL || edata->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE;
 }

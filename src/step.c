@@ -360,9 +360,10 @@ KsRunPrepare(KsAggRun *run)
  * aggregation waits for its source: a restore creates the source's
  * triggers after its rows (see restore.c), so until the wake-up trigger
  * exists the source may still be loading; and pg_dump writes privileges
- * last, so the owner's SELECT on the source may come after the trigger.
- * That is waited for KS_SOURCE_ACL_WAIT_MS at most: then the load fails
- * with the error, as for any owner without the privilege.
+ * last, so the owner's SELECT on the source may come after the trigger,
+ * and the schema USAGE a restored definition's analysis needs too
+ * (KsBindWhenAllowed).  That is waited for KS_SOURCE_ACL_WAIT_MS at most:
+ * then the load fails with the error, as for any owner without it.
  */
 static bool
 KsRunSourceReady(KsAggRun *run)
@@ -378,7 +379,8 @@ KsRunSourceReady(KsAggRun *run)
 	if (!OidIsValid(KsWakeTriggerOid(run->def->source_oid, run->def->agg_id)))
 		return false;
 	if (run->def->has_checkpoint ||
-		pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK)
+		(pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK &&
+		 KsBindWhenAllowed(run)))
 		return true;
 	now = GetCurrentTimestamp();
 	if (run->source_acl_since == 0)

@@ -57,7 +57,7 @@ is(ks_mismatches($new, 'postgres', 'SELECT k2, s, n FROM agg',
 	'SELECT twice(k), my_sum(v), count(*) FROM ev GROUP BY 1'), '0', 'after pg_upgrade it is exact');
 is($new->safe_psql('postgres', 'SELECT s FROM agg WHERE k2 = 120'),
 	$new->safe_psql('postgres', 'SELECT sum(v) FROM ev WHERE k * 2 = 120'), 'a point lookup finds its key');
-ok($new->log_contains('keyedstate bound aggregation public.agg again'), 'the log says it was bound again');
+ok($new->log_contains('keyedstate bound aggregation public.agg to the objects of this database'), 'the log says it was bound again');
 is($new->safe_psql('postgres', $types_sql), $old_types, 'the types it stores are recorded again, the same');
 is($new->safe_psql('postgres', q{SELECT aggregates::regprocedure[] FROM keyedstate.aggregation}),
 	'{my_sum(integer),count()}', 'the aggregates it calls are recorded again, as OIDs of this cluster');
