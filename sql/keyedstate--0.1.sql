@@ -369,10 +369,10 @@ CREATE FUNCTION keyedstate.refuse_truncate()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF NOT EXISTS (SELECT FROM keyedstate.aggregation a WHERE a.source = TG_RELID) THEN
+	IF NOT EXISTS (SELECT FROM keyedstate.aggregation a WHERE a.source OPERATOR(pg_catalog.=) TG_RELID) THEN
 		RETURN NULL;
 	END IF;
 	RAISE EXCEPTION 'cannot truncate table "%" because keyedstate aggregations consume it',
@@ -399,10 +399,10 @@ CREATE FUNCTION keyedstate.on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	r record;
+	r pg_catalog.record;
 BEGIN
 	FOR r IN
 		SELECT a.id
@@ -455,12 +455,12 @@ CREATE FUNCTION keyedstate.on_ddl_end()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM keyedstate.aggregation) THEN
-		IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
-				   WHERE c.objid = 'keyedstate.aggregation'::regclass) THEN
+		IF EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_ddl_commands() c
+				   WHERE c.objid OPERATOR(pg_catalog.=) 'keyedstate.aggregation'::pg_catalog.regclass) THEN
 			PERFORM keyedstate.bind_restored();
 		END IF;
 		PERFORM keyedstate.refresh_definitions();

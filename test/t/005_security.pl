@@ -2101,6 +2101,42 @@ SELECT keyedstate.sync('rv.sums');});
 }
 
 ###########################################################################
+# 22. keyedstate's SECURITY DEFINER functions (its event triggers and the
+#     TRUNCATE guard) resolve no type a caller made in her temporary
+#     schema (security review 19, F1: a domain pg_temp.regclass or
+#     pg_temp.record whose CHECK ran her function as the superuser made
+#     any role a superuser, at any ALTER TABLE or DROP of hers)
+###########################################################################
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_tempeve LOGIN});
+	my $attack = q{
+CREATE FUNCTION pg_temp.evil(x pg_catalog.regclass) RETURNS bool LANGUAGE plpgsql AS $f$
+BEGIN
+  BEGIN EXECUTE 'ALTER ROLE regress_tempeve SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+  RETURN true;
+END $f$;
+CREATE FUNCTION pg_temp.evil2(x int) RETURNS bool LANGUAGE plpgsql AS $f$
+BEGIN
+  BEGIN EXECUTE 'ALTER ROLE regress_tempeve SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+  RETURN true;
+END $f$;
+CREATE DOMAIN pg_temp.regclass AS pg_catalog.regclass CHECK (pg_temp.evil(VALUE));
+CREATE DOMAIN pg_temp.record AS int CHECK (pg_temp.evil2(VALUE));
+CREATE DOMAIN pg_temp.oid AS pg_catalog.oid CHECK (pg_temp.evil2(1));
+CREATE TEMP TABLE tt (a int);
+ALTER TABLE tt ADD COLUMN b int;
+DROP TABLE tt;
+SELECT 'done';
+};
+	my $r = attempt($node, 'regress_tempeve', $attack);
+	ok($r->{ok}, '22: (the attack ran)') or diag(outcome($r));
+	ok($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.aggregation}) > 0, '22: (with aggregations in the database)');
+	is($node->safe_psql($db, q{SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_tempeve'}), 'f',
+		'22: a domain in pg_temp named like a type the event triggers use runs nothing as the superuser');
+	$node->safe_psql($db, q{ALTER ROLE regress_tempeve NOSUPERUSER});
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
