@@ -457,6 +457,23 @@ KsLockerIsClient(VirtualTransactionId vxid)
 }
 
 /*
+ * Whether a locker is a parallel query's worker (a member of another
+ * process's lock group), which inserts nothing (it cannot even take a
+ * transaction id).  Never waited for: any role can start one running her
+ * own function, which holds a table's lock from parsing an INSERT into it
+ * (security review 19, F2: it held another owner's aggregation back for as
+ * long as she liked).
+ */
+static bool
+KsLockerIsParallelWorker(VirtualTransactionId vxid)
+{
+	PGPROC	   *proc = BackendIdGetProc(vxid.backendId);
+
+	return proc != NULL && proc->lxid == vxid.localTransactionId && proc->isBackgroundWorker &&
+		proc->lockGroupLeader != NULL && proc->lockGroupLeader != proc;
+}
+
+/*
  * Whether a locker is a prepared transaction.  Where the table marks
  * writers, one that inserted there holds the mark: a client's from the
  * wake-up trigger or the executor, which PREPARE hands over with its other
@@ -538,7 +555,8 @@ KsSourceWriters(KsSource *src, Oid relid, VirtualTransactionId *lockers)
 	{
 		int			j;
 
-		if (marks && (KsLockerIsClient(lockers[i]) || KsLockerIsPrepared(lockers[i])))
+		if ((marks && (KsLockerIsClient(lockers[i]) || KsLockerIsPrepared(lockers[i]))) ||
+			KsLockerIsParallelWorker(lockers[i]))
 			continue;
 		for (j = 0; j < n && !VirtualTransactionIdEquals(marked[j], lockers[i]); j++)
 			;
