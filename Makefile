@@ -66,6 +66,7 @@ OBJS = \
 	src/restore.o \
 	src/restoredata.o \
 	src/orphans.o \
+	src/absent.o \
 	src/tempdeps.o
 
 EXTENSION = keyedstate

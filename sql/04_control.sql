@@ -95,6 +95,11 @@ BEGIN;
 INSERT INTO bad (g, v) VALUES (1, 1);
 SELECT keyedstate.sync('picky');
 ROLLBACK;
+-- nor while it holds the source against the worker's reads
+BEGIN;
+LOCK TABLE bad IN ACCESS EXCLUSIVE MODE;
+SELECT keyedstate.sync('picky');
+ROLLBACK;
 
 -- a function of the query that controls aggregations (its own or another's)
 -- fails its row once: it would otherwise stop its own step, be replayed with

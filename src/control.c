@@ -41,10 +41,10 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "absent.h"
 #include "arguments.h"
 #include "catalog.h"
 #include "checkpoint.h"
-#include "dbhooks.h"
 #include "hooks.h"
 #include "settings.h"
 #include "shmem.h"
@@ -367,7 +367,6 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	KsNamedAgg	agg;
 	int64		target = PG_INT64_MIN;
 	TimestampTz deadline;
-	LOCKTAG		tag;
 
 	KsRequireControl("keyedstate.sync()", false);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, KS_RIGHT_SELECT);
@@ -385,27 +384,21 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 				 errdetail("Its worker starts when the transaction commits."),
 				 errhint("Call keyedstate.sync() after the commit.")));
 
-	/* nor before the rows this transaction inserted into its source */
-	SET_LOCKTAG_RELATION(tag, MyDatabaseId, agg.def.source_oid);
-	if (LockHeldByMe(&tag, RowExclusiveLock))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this transaction has written into the source of aggregation %s", agg.name),
-				 errdetail("sync() waits for the rows committed before it; this transaction's own rows commit after it."),
-				 errhint("Call keyedstate.sync() after the commit.")));
-
 	/*
 	 * Rows whose offsets come from anything but the sequence would never be
 	 * waited for: an offset default changed since the worker last looked
 	 * fails the sync now, as it fails the aggregation at its next step.
 	 */
 	KsSyncCheckDefaults(&agg);
+	/* nor in other waits that could only time out (absent.h) */
+	KsRefuseHopelessSync(&agg.def, agg.name);
 
 	/* every row committed before now has an offset up to this */
 	(void) KsSequenceLastValue(agg.def.sequence_oid, &target, false);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   Max(KsIntervalMs(PG_GETARG_INTERVAL_P(1)), 0));
 	KsWakeAggregation(MyDatabaseId, agg.def.id);
+	KsRefuseWaitHere(agg.name); /* nothing runs in a template (newuser review 1, F1) */
 	PG_RETURN_INT64(KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name,
 										 agg.def.resume_count, deadline,
 										 KsSyncDone, &target, "sync"));
@@ -425,6 +418,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 				 errmsg("aggregation %s was changed by this transaction", agg.name),
 				 errdetail("Its worker checkpoints it once the transaction that paused, resumed or altered it has ended."),
 				 errhint("Call keyedstate.checkpoint() after the commit.")));
+	KsRefuseWaitHere(agg.name);
 	if (!KsCheckpointAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
 								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000), false,
 								 "a checkpoint"))
@@ -474,16 +468,6 @@ keyedstate_query_definition(PG_FUNCTION_ARGS)
 			PG_RETURN_TEXT_P(cstring_to_text(definition));
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(pg_get_querydef(query, false)));
-}
-
-/* Why a worker that should run does not (KsWorkerMissing's why; worker_status, worker_missing). */
-static char *
-KsNoWorkerMessage(int why)
-{
-	return why > 0 ?
-		psprintf("its database has aggregations of %d owners, and runs one worker for each owner, %d at most",
-				 why, KS_MAX_DB_WORKERS) :
-		psprintf("no background worker slot is free to run it (max_worker_processes is %d)", max_worker_processes);
 }
 
 /*
@@ -588,9 +572,15 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		nulls[14] = copy.last_checkpoint == 0;
 		values[15] = CStringGetTextDatum(copy.error);
 		nulls[15] = !inspect || copy.error[0] == '\0';
-		/* a worker the launcher could not start, or none for its owner: why it stays starting, to all */
-		if (copy.runner_pid == 0 && copy.state == KS_STARTING && (why = KsWorkerMissing(copy.worker)) != 0)
+		/*
+		 * A worker the launcher could not start, or none for its owner: why
+		 * it is starting, to all (also one whose owner changed, which kept
+		 * its former state: re-review today 19, F4).
+		 */
+		if (copy.runner_pid == 0 && copy.state != KS_FAILED && copy.state != KS_PAUSED &&
+			(why = KsWorkerMissing(copy.worker)) != 0)
 		{
+			values[1] = CStringGetTextDatum(KsRunStateName(KS_STARTING));
 			values[15] = CStringGetTextDatum(KsNoWorkerMessage(why));
 			nulls[15] = false;
 		}

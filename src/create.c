@@ -48,11 +48,11 @@
 #include "utils/rls.h"
 #include "utils/ruleutils.h"
 
+#include "absent.h"
 #include "aggcall.h"
 #include "arguments.h"
 #include "catalog.h"
 #include "definition.h"
-#include "dbhooks.h"
 #include "hooks.h"
 #include "keytypes.h"
 #include "launcher.h"

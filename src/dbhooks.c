@@ -165,37 +165,3 @@ KsAfterDatabaseCommand(Node *parsetree)
 	if (OidIsValid(ks_copied_database))
 		KsRememberDatabase(ks_copied_database);
 }
-
-/* Why keyedstate runs no worker in this database, or NULL (see dbhooks.h). */
-char *
-KsNoWorkerHere(void)
-{
-	HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
-	char	   *why = NULL;
-
-	if (!HeapTupleIsValid(tup))
-		return NULL;
-	/* (the launcher connects to neither: launcher.c) */
-	if (((Form_pg_database) GETSTRUCT(tup))->datistemplate)
-		why = psprintf("database \"%s\" is a template, where keyedstate runs no worker",
-					   NameStr(((Form_pg_database) GETSTRUCT(tup))->datname));
-	else if (!((Form_pg_database) GETSTRUCT(tup))->datallowconn)
-		why = psprintf("database \"%s\" allows no connections, so keyedstate runs no worker in it",
-					   NameStr(((Form_pg_database) GETSTRUCT(tup))->datname));
-	ReleaseSysCache(tup);
-	return why;
-}
-
-/* Warn, at an aggregation's creation, that it will not run here (see dbhooks.h). */
-void
-KsWarnNoWorkerHere(const char *aggname)
-{
-	char	   *why = KsNoWorkerHere();
-
-	if (why != NULL)
-		ereport(WARNING,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aggregation %s will not run: %s", aggname, why),
-				 errdetail("Its copies run in the databases created from this one, from the rows copied with them."),
-				 errhint("Create aggregations in a database that is not a template and allows connections.")));
-}

@@ -23,12 +23,4 @@ extern void KsBeforeDatabaseCommand(Node *parsetree);
  */
 extern void KsAfterDatabaseCommand(Node *parsetree);
 
-/*
- * Why keyedstate runs no worker in the current database (a template, or
- * one that allows no connections), or NULL; and the warning at an
- * aggregation's creation there.
- */
-extern char *KsNoWorkerHere(void);
-extern void KsWarnNoWorkerHere(const char *aggname);
-
 #endif							/* KS_DBHOOKS_H */

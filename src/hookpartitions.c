@@ -235,9 +235,38 @@ KsBeforeDropTables(DropStmt *stmt)
 }
 
 /*
- * TRUNCATE of partitions of sources (the sources themselves refuse it by
- * trigger), named or reached by CASCADE through foreign keys, as
- * ExecuteTruncate finds them.
+ * TRUNCATE of a source, by a user who may truncate it: refused naming the
+ * aggregations (the sources' TRUNCATE triggers refuse it too, but their
+ * owner can disable or drop those: newuser review 1, F4).
+ */
+static void
+KsRefuseTruncateSource(Oid relid)
+{
+	StringInfoData names;
+	ListCell   *lc;
+
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK)
+		return;					/* the command fails on its own */
+	initStringInfo(&names);
+	foreach(lc, KsAggregationsOf(list_make1_oid(relid), false))
+	{
+		KsAggDef   *def = lfirst(lc);
+
+		if (def->source_oid == relid)	/* (not an ancestor's) */
+			appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", KsAggName(def->view_oid));
+	}
+	if (names.len > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("cannot truncate table \"%s\" because keyedstate aggregations consume it",
+						get_rel_name(relid)),
+				 errdetail("Truncating would silently leave the state of %s without its input rows.", names.data),
+				 errhint("Drop the aggregations with keyedstate.drop_aggregation() first.")));
+}
+
+/*
+ * TRUNCATE of sources, and of partitions of sources, named or reached by
+ * CASCADE through foreign keys, as ExecuteTruncate finds them.
  */
 void
 KsBeforeTruncate(TruncateStmt *stmt)
@@ -264,7 +293,10 @@ KsBeforeTruncate(TruncateStmt *stmt)
 		added = more;
 	}
 	foreach(lc, relids)
+	{
+		KsRefuseTruncateSource(lfirst_oid(lc));
 		KsBeforeRemovePartition(lfirst_oid(lc), NoLock, "truncate", stmt->behavior);
+	}
 }
 
 /*

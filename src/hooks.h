@@ -140,13 +140,15 @@ struct KsAggDef;
 extern void KsRebindDefinition(struct KsAggDef *def, Oid owner);
 
 /*
- * restoredata.c: bind a run's definition now (KsRebindDefinition, as its owner)
- * if it is not bound here; false only while its owner lacks a privilege
- * the analysis needs (a restore grants schema USAGE after the data, and
- * the triggers that let the run load): its load waits for it a while.
+ * restoredata.c: bind a run's definition now (KsRebindDefinition, as its
+ * owner) if it is not bound here.  1: bound, or nothing to bind (or an
+ * error the load will raise again); 0: its owner lacks a privilege the
+ * analysis needs (a restore grants schema USAGE after the data, and after
+ * the triggers that let the run load): its load waits for it a while; -1:
+ * its live table is in use, try again at the next step.
  */
 struct KsAggRun;
-extern bool KsBindWhenAllowed(struct KsAggRun *run);
+extern int	KsBindWhenAllowed(struct KsAggRun *run);
 
 /* --- orphans.c: aggregations whose view went away behind our back --- */
 
@@ -175,6 +177,9 @@ extern void KsDropLeftoverTriggers(List *defs, bool *retry);
  */
 extern void KsRefuseTemporaryObjects(Oid view_oid, const ObjectAddress *ruleaddr);
 extern bool KsTemporaryDependency(const ObjectAddress *start, ObjectAddress *found);
+
+/* The view whose _RETURN rule is `ruleid`; InvalidOid for another rule. */
+extern Oid	KsViewOfRule(Oid ruleid);
 
 /*
  * The end of a session drops its temporary objects with what depends on

@@ -70,6 +70,7 @@
  *	restoredata	binding those a data-only restore loaded with their triggers disabled, or
  *			that wait for their owner's privileges
  *	orphans		aggregations whose view went away without an event trigger
+ *	absent		aggregations a read or a wait finds not running: why, at once if never
  *
  *-------------------------------------------------------------------------
  */

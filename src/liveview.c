@@ -47,6 +47,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "absent.h"
 #include "catalog.h"
 #include "cold.h"
 #include "lookup.h"
@@ -330,6 +331,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ks_load_wait);
 	int			max = KsSharedState->max_aggs;
+	bool		checked = false;
 
 	for (;;)
 	{
@@ -367,15 +369,12 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 		}
 		if (ready)
 			return n;
+		/* is there anything to wait for? (once: it may read the catalog) */
+		if (!checked)
+			KsRefuseHopelessRead(ss->opts.aggid, ss->relid, n > 0 ? copies[0].view_oid : InvalidOid);
+		checked = true;
 		if (GetCurrentTimestamp() >= deadline)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg(KsPartsLackWorker(refs, n) ? "aggregation %s is not running" : "aggregation %s is still loading",
-							KsAggregationName(ss->opts.aggid, n > 0 ? copies[0].view_oid : InvalidOid)),
-					 KsPartsLackWorker(refs, n) ? KsErrdetailNoWorker(KsPartsLackWorker(refs, n)) :
-					 (n == 0 || n < nparts) && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
-					 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
-					 errhint("See keyedstate.status for its state.")));
+			KsRaiseNotLoaded(ss->opts.aggid, refs, n, nparts, n > 0 ? copies[0].view_oid : InvalidOid);
 		if (n > 0)
 			KsSlotSleep(&refs[0], 10);
 		else

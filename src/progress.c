@@ -126,8 +126,9 @@ KsPartLacksWorker(KsSlotRef *ref)
 	bool		starting;
 	int			worker;
 
+	/* (not only starting: one whose owner changed keeps its state, re-review today 19, F4) */
 	LWLockAcquire(&ref->slot->lock, LW_SHARED);
-	starting = ref->slot->state == KS_STARTING && ref->slot->runner_pid == 0;
+	starting = ref->slot->runner_pid == 0 && ref->slot->state != KS_FAILED && ref->slot->state != KS_PAUSED;
 	worker = ref->slot->worker;
 	LWLockRelease(&ref->slot->lock);
 	return starting ? KsWorkerMissing(worker) : 0;
@@ -241,6 +242,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
 					 resuming ? errdetail("It failed, and its worker has not taken up keyedstate.resume() yet: it does once the transaction that called it has committed.") :
 					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorker(KsPartsLackWorker(&refs[waiting], 1)) :
+					 n == 0 && KsPartsLackWorker(refs, 0) ? KsErrdetailNoWorker(-1) :
 					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
 					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") : 0,

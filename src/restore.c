@@ -199,6 +199,23 @@ KsRecordQueryDependencies(Oid view_oid, Query *query, Oid seqoid)
 	KsRefuseTemporaryObjects(view_oid, &ruleaddr);
 }
 
+/*
+ * An unbound definition's view depends on its source and sequence at least
+ * (need no analysis; were dropped without CASCADE: re-review today 19, F2).
+ */
+static void
+KsRecordUnboundDependencies(Oid view_oid, Oid source_oid, Oid seqoid)
+{
+	ObjectAddress ruleaddr;
+	ObjectAddress addr;
+
+	ObjectAddressSet(ruleaddr, RewriteRelationId, get_rewrite_oid(view_oid, ViewSelectRuleName, false));
+	ObjectAddressSet(addr, RelationRelationId, source_oid);
+	recordDependencyOn(&ruleaddr, &addr, DEPENDENCY_NORMAL);
+	ObjectAddressSet(addr, RelationRelationId, seqoid);
+	recordDependencyOn(&ruleaddr, &addr, DEPENDENCY_NORMAL);
+}
+
 /* A restored definition must read the source its row names (the trigger, KsRebindDefinition). */
 static void
 KsCheckRestoredSource(Oid view_oid, const KsQueryInfo *info, Oid source_oid)
@@ -326,10 +343,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 		if (edata != NULL && edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE)
 		{
 			/*
-			 * A privilege the owner lacks yet, as schema USAGE (review
-			 * owners1, F5): pg_dump grants them after the data.  Kept
-			 * unbound (system_id null): its worker binds it as its owner
-			 * before loading it, once they are restored (KsBindWhenAllowed).
+			 * A privilege the owner lacks yet, as schema USAGE, which pg_dump
+			 * grants after the data: kept unbound (system_id null), its worker
+			 * binds it (KsBindWhenAllowed; review owners1, F5).
 			 */
 			ereport(LOG,
 					(errmsg("keyedstate aggregation %s is bound when its owner's privileges are restored: %s",
@@ -358,7 +374,9 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 						offset_column, KsAggName(view_oid))));
 	start = KsSourceStartOffset(sequence_oid);
 
-	if (query != NULL)
+	if (query == NULL)
+		KsRecordUnboundDependencies(view_oid, source_oid, sequence_oid);
+	else
 	{
 		/* the view's rule depends on what the query uses, as at creation */
 		KsRecordQueryDependencies(view_oid, query, sequence_oid);

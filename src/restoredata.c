@@ -17,9 +17,11 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "catalog.h"
 #include "hooks.h"
@@ -116,14 +118,53 @@ KsRebindRun(void *arg)
 	KsRebindDefinition(run->def, run->owner);
 }
 
+/*
+ * Whether another part of def's aggregation bound it since def was read:
+ * then def takes the tree it wrote (not binding it again, twice recorded).
+ */
+static bool
+KsBoundMeanwhile(KsAggDef *def)
+{
+	KsCatalogAccess acc;
+	Datum		arg = Int32GetDatum(def->agg_id);
+	Oid			argtype = INT4OID;
+	bool		found;
+
+	KsCatalogOpen(&acc);
+	if (SPI_execute_with_args("SELECT a.query_tree FROM keyedstate.aggregation a "
+							  "WHERE a.id OPERATOR(pg_catalog.=) $1 AND " KS_BOUND_HERE,
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read keyedstate.aggregation");
+	found = SPI_processed == 1;
+	if (found)
+	{
+		def->query_tree = MemoryContextStrdup(GetMemoryChunkContext(def),
+											  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		def->other_cluster = false;
+	}
+	KsCatalogClose(&acc);
+	return found;
+}
+
 /* Bind a run's definition now if it needs it and its owner may (see hooks.h). */
-bool
+int
 KsBindWhenAllowed(KsAggRun *run)
 {
 	ErrorData  *edata;
 
-	if (!run->def->other_cluster)
-		return true;
+	if (!run->def->other_cluster || KsBoundMeanwhile(run->def))
+		return 1;
+	/*
+	 * Its live table's options change under that table's lock: never wait
+	 * for it, its view's readers hold it while they wait for this load
+	 * (re-review today 19, F1).
+	 */
+	if (!ConditionalLockRelationOid(run->def->live_oid, AccessExclusiveLock))
+		return -1;
 	edata = KsCallInSubtransaction(KsRebindRun, run, true);
-	return edata == NULL || edata->sqlerrcode != ERRCODE_INSUFFICIENT_PRIVILEGE;
+	if (edata == NULL)
+		return 1;
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)	/* the step's timeout: not ours to keep */
+		ReThrowError(edata);
+	return edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ? 0 : 1;
 }

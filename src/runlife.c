@@ -25,7 +25,6 @@ KsRunCreate(KsAggDef *def, MemoryContext parent)
 {
 	KsSlotRef	ref;
 	KsAggRun   *run;
-	MemoryContext oldcxt;
 
 	if (!KsClaimAggSlot(MyDatabaseId, def->id, &ref))
 		return NULL;
@@ -48,9 +47,6 @@ KsRunCreate(KsAggDef *def, MemoryContext parent)
 		run->failed = true;
 		run->failed_resume_count = def->resume_count;
 	}
-	oldcxt = MemoryContextSwitchTo(run->cxt);
-	run->name = KsAggName(def->view_oid);
-	MemoryContextSwitchTo(oldcxt);
 	KsRunSetDefinition(run, def);
 	return run;
 }
@@ -62,6 +58,14 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 	KsPartInfo	part;
 	MemoryContext newcxt = AllocSetContextCreate(run->cxt, "keyedstate definition",
 												 ALLOCSET_SMALL_SIZES);
+	char	   *name = KsAggName(def->view_oid);
+
+	/*
+	 * Its name for messages, again after ALTER VIEW ... RENAME (newuser
+	 * review 1, F3); the old one is kept, pointers to it may live on.
+	 */
+	if (run->name == NULL || strcmp(run->name, name) != 0)
+		run->name = MemoryContextStrdup(run->cxt, name);
 
 	/* rebuild(): start over from the (now empty) checkpoint */
 	if (run->def != NULL && def->rebuilding && def->resume_count != run->def->resume_count)

@@ -369,18 +369,20 @@ static bool
 KsRunSourceReady(KsAggRun *run)
 {
 	TimestampTz now;
+	int			bound;
 
 	if (run->loaded)
 		return true;
 	if (run->def->nseeds > 0 && !KsAggSlotsIdle(MyDatabaseId, run->def->seeds, run->def->nseeds))
+		return false;
+	if ((bound = KsBindWhenAllowed(run)) < 0)
 		return false;
 	if (!run->def->rebuilding)
 		return true;
 	if (!OidIsValid(KsWakeTriggerOid(run->def->source_oid, run->def->agg_id)))
 		return false;
 	if (run->def->has_checkpoint ||
-		(pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK &&
-		 KsBindWhenAllowed(run)))
+		(bound > 0 && pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK))
 		return true;
 	now = GetCurrentTimestamp();
 	if (run->source_acl_since == 0)

@@ -169,8 +169,8 @@ KsTemporaryDependency(const ObjectAddress *start, ObjectAddress *found)
 	return temporary;
 }
 
-/* The view whose _RETURN rule is `ruleid`; InvalidOid for another rule. */
-static Oid
+/* The view whose _RETURN rule is `ruleid`; InvalidOid for another rule (see hooks.h). */
+Oid
 KsViewOfRule(Oid ruleid)
 {
 	Relation	rel = table_open(RewriteRelationId, AccessShareLock);

@@ -16,7 +16,7 @@ my %lock_owners = map { $_ => 1 } qw(shmem.c dbslots.c pool.c progress.c store.c
 # .c files declared by another part's header
 my %part_of = (dbslots => 'shmem', pool => 'shmem', progress => 'shmem', storewrite => 'store',
 	storeread => 'store', catalogparts => 'catalog', offsets => 'source', sourcetree => 'source', writers => 'source', lookupexec => 'lookup',
-	create => 'hooks', control => 'hooks', restore => 'hooks', aggserial => 'aggcall',
+	create => 'hooks', control => 'hooks', restore => 'hooks', absent => 'hooks', aggserial => 'aggcall',
 	keydirty => 'keytable', keyshape => 'keytable', coldread => 'cold', ckptcommit => 'checkpoint', seed => 'recovery');
 my $max_lines = 630;
 my $broken = 0;

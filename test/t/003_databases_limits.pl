@@ -293,6 +293,13 @@ while (time() < $deadline)
 }
 ok(($why_a eq $msg) != ($why_b eq $msg) && ($why_a =~ /^running:$/ || $why_b =~ /^running:$/),
 	'a database without any worker: its aggregation is starting and says why') or diag("db_a: $why_a; db_b: $why_b");
+# a sync of it that times out says why too (no worker had taken it up,
+# so the sync found no part to ask: newuser review 1, F1)
+{
+	my ($rc, $out, $err) = $node->psql($why_a eq $msg ? 'db_a' : 'db_b', q{SELECT keyedstate.sync('ev_sum', '1 s')});
+	like($err, qr/timed out waiting for sync of aggregation public.ev_sum\n.*DETAIL:  No background worker slot is free to run it \(max_worker_processes is 3\)/s,
+		'... and a sync of it timing out says why');
+}
 # so does one created there meanwhile, which no worker took up, and a sync
 # or a read that times out waiting for it says why
 {
@@ -463,6 +470,14 @@ like($err, qr/WARNING:  aggregation public.tpl_n will not run: database "db_tpl"
 	'an aggregation created in a template database warns that it will not run there');
 is($node->safe_psql('db_tpl', q{SELECT state || ': ' || error FROM keyedstate.status WHERE name = 'tpl_n'}),
 	'starting: database "db_tpl" is a template, where keyedstate runs no worker', '... and status says why');
+# a sync or a read there fails at once, saying why (they waited their
+# whole timeout: newuser review 1, F1)
+my $t0 = time();
+($ret, $out, $err) = $node->psql('db_tpl', q{SELECT keyedstate.sync('tpl_n', '20 s')});
+like($err, qr/ERROR:  aggregation public.tpl_n does not run: database "db_tpl" is a template/, '... a sync there fails, saying why');
+($ret, $out, $err) = $node->psql('db_tpl', q{SELECT * FROM tpl_n});
+like($err, qr/ERROR:  aggregation public.tpl_n does not run: database "db_tpl" is a template/, '... and a read');
+ok(time() - $t0 < 8, '... at once');
 $node->safe_psql('postgres', 'CREATE DATABASE db_from_tpl TEMPLATE db_tpl');
 ks_sync($node, 'db_from_tpl', 'tpl_n');
 is($node->safe_psql('db_from_tpl', q{SELECT sum(n) FROM tpl_n}), '100', '... while a database made from it runs its copy');

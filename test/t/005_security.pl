@@ -1245,17 +1245,45 @@ ok(fails_with($node, 'seqs.t2', '%sequence%', 10),
 as_role($node, 'regress_seqowner', 'ALTER SEQUENCE seqs.s2_id_seq CACHE 1');
 rebuild_is_exact(2, 'CACHE 20');
 
-# 8c. TRUNCATE ... RESTART IDENTITY with the refuse-truncate trigger disabled
+# 8c. TRUNCATE ... RESTART IDENTITY with the refuse-truncate trigger
+# disabled is refused too (the utility hook refuses it: newuser review 1,
+# F4); the rows deleted and the sequence restarted instead fail the
+# aggregation naming the sequence
+{
+	my $r = attempt($node, undef, q{SET session_replication_role = replica; TRUNCATE seqs.s3 RESTART IDENTITY});
+	like($r->{err}, qr/cannot truncate table "s3" because keyedstate aggregations consume it/,
+		'8: TRUNCATE ... RESTART IDENTITY with the triggers disabled is refused') or diag(outcome($r));
+}
 as_role($node, undef, q{
-SET session_replication_role = replica;
-TRUNCATE seqs.s3 RESTART IDENTITY;
-RESET session_replication_role;
+DELETE FROM seqs.s3;
+ALTER SEQUENCE seqs.s3_id_seq RESTART;
 INSERT INTO seqs.s3 (k, v) VALUES (1, 100), (2, 200), (3, 300);
 });
 ok(fails_with($node, 'seqs.t3', '%sequence%', 10),
-	'8: TRUNCATE ... RESTART IDENTITY (triggers disabled) fails the aggregation with an error naming the sequence')
+	'8: the rows deleted and the sequence restarted fail the aggregation with an error naming the sequence')
   or diag(status_of($node, 'seqs.t3'));
-rebuild_is_exact(3, 'TRUNCATE ... RESTART IDENTITY');
+rebuild_is_exact(3, 'DELETE and ALTER SEQUENCE ... RESTART');
+
+# 8d. a row given an offset above the sequence (an explicit id) is
+# consumed only once the sequence passes it, and a sync returned without
+# it (newuser review 1, F7): a sync is refused at once, naming the table,
+# the offset and the sequence; once setval() moved the sequence past it,
+# the sync returns with the row in, exact
+as_role($node, 'regress_seqowner', q{
+INSERT INTO seqs.s1 (id, k, v) VALUES (100000, 9, 9);
+INSERT INTO seqs.s1 (k, v) VALUES (1, 1);
+});
+{
+	my $r = attempt($node, 'regress_seqowner', q{SELECT keyedstate.sync('seqs.t1', '5 s')});
+	like($r->{err}, qr/table "s1" holds offset 100000, which its sequence "s1_id_seq" has not handed out/,
+		'8: with a row above the sequence a sync is refused, saying so') or diag(outcome($r));
+	ok($r->{secs} < 4, '8: ... at once');
+	$r = attempt($node, 'regress_seqowner', q{SELECT setval('seqs.s1_id_seq', 100000);
+INSERT INTO seqs.s1 (k, v) VALUES (2, 2); SELECT keyedstate.sync('seqs.t1', '30 s')});
+	ok($r->{ok}, '8: ... once the sequence is past it, a sync returns') or diag(outcome($r));
+	is(ks_mismatches($node, $db, 'SELECT k, n, s FROM seqs.t1', 'SELECT k, count(*), sum(v) FROM seqs.s1 GROUP BY k'), '0',
+		'8: ... with the row, exact');
+}
 
 ###########################################################################
 # 9. Privileges revoked while an aggregation runs take effect at its next
@@ -2134,6 +2162,46 @@ SELECT 'done';
 	is($node->safe_psql($db, q{SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_tempeve'}), 'f',
 		'22: a domain in pg_temp named like a type the event triggers use runs nothing as the superuser');
 	$node->safe_psql($db, q{ALTER ROLE regress_tempeve NOSUPERUSER});
+}
+
+###########################################################################
+# 23. A parallel query's worker of a role without any privilege on a
+#     source, holding its lock from parsing an INSERT into it in her
+#     PARALLEL SAFE SQL function, holds no aggregation over it back
+#     (security review 19, F2: the frontier waited for it, for as long as
+#     her function ran).  On a node of its own, with worker slots to spare.
+###########################################################################
+{
+	my $pn = ks_node('parallel_locker', "max_worker_processes = 24\n");
+	$pn->safe_psql('postgres', q{
+CREATE EXTENSION keyedstate;
+CREATE ROLE regress_parvictim LOGIN;
+CREATE ROLE regress_parmallory LOGIN;
+CREATE SCHEMA par AUTHORIZATION regress_parvictim;
+CREATE SCHEMA mal AUTHORIZATION regress_parmallory;
+GRANT USAGE ON SCHEMA par TO regress_parmallory;});
+	$pn->safe_psql('postgres', q{
+CREATE TABLE par.vsrc (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO par.vsrc (k, v) SELECT g % 10, g FROM generate_series(1, 1000) g;
+SELECT keyedstate.create_aggregation('par.vagg', 'SELECT k, sum(v) AS s, count(*) AS c FROM par.vsrc GROUP BY k');
+SELECT keyedstate.sync('par.vagg');}, extra_params => [ '-U', 'regress_parvictim' ]);
+	$pn->safe_psql('postgres', q{
+CREATE FUNCTION mal.grab(s float8) RETURNS int VOLATILE PARALLEL SAFE LANGUAGE sql AS $f$
+SELECT pg_sleep(s); INSERT INTO par.vsrc (k, v) VALUES (1, 1); SELECT 1; $f$;}, extra_params => [ '-U', 'regress_parmallory' ]);
+	my $bg = $pn->background_psql('postgres', extra_params => [ '-U', 'regress_parmallory' ]);
+	$bg->query_until(qr/go/, "SET force_parallel_mode = on;\n\\echo go\nSELECT mal.grab(60);\n");
+	ok(ks_wait_for($pn, 'postgres', q{SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE a.backend_type = 'parallel worker' AND l.relation = 'par.vsrc'::regclass AND l.mode = 'RowExclusiveLock')}, 30),
+		'23: (a parallel worker of hers holds the source\'s lock)');
+	my ($ret, $out, $err) = $pn->psql('postgres', q{INSERT INTO par.vsrc (k, v) VALUES (2, 5); SELECT keyedstate.sync('par.vagg', '10 s')},
+		extra_params => [ '-U', 'regress_parvictim' ]);
+	is($ret, 0, '23: ... and the owner\'s sync does not wait for it') or diag($err);
+	is(ks_mismatches($pn, 'postgres', 'SELECT k, s, c FROM par.vagg', 'SELECT k, sum(v), count(*) FROM par.vsrc GROUP BY k'), '0',
+		'23: ... exact');
+	$pn->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE usename = 'regress_parmallory' AND backend_type = 'client backend'});
+	eval { $bg->quit; };		# (its session was terminated)
+	$pn->stop;
 }
 
 ###########################################################################

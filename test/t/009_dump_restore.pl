@@ -329,17 +329,47 @@ command_ok([ 'pg_restore', '--exit-on-error', '--no-privileges', '-d', $node->co
 is($node->safe_psql('usage_nopriv', q{SELECT keyedstate.query_definition(id) FROM keyedstate.aggregation a WHERE a.view = 's.ub'::regclass}),
 	$ub_definition,
 	'not bound yet, its definition shows its text');
+# unbound, its source cannot be dropped without CASCADE (nothing was
+# recorded, and it stayed starting for good: re-review today 19, F2)
+{
+	my ($dret, $dout, $derr) = $node->psql('usage_nopriv', 'DROP TABLE s.own');
+	like($derr, qr/view s\.ub depends on table s\.own/, 'unbound, its source cannot be dropped');
+}
 ok(ks_wait_for($node, 'usage_nopriv', q{SELECT state = 'failed' AND error ~ 'permission denied for schema s'
 	FROM keyedstate.status WHERE name = 's.ub'}, 90),
 	'without USAGE on its schema it fails, naming the privilege')
 	or diag($node->safe_psql('usage_nopriv', q{SELECT state, error FROM keyedstate.status}));
+# a reader holding its live table (a failed read in a transaction left
+# open) keeps the binding waiting, never failing it (re-review today 19,
+# F1: the bind waited for the lock until the step timed out, and failed)
+my $holder = $node->background_psql('usage_nopriv', on_error_stop => 0);
+$holder->query(q{BEGIN; SELECT * FROM s.ub});
 # (--no-privileges also left out her view's grant on its live table)
 $node->safe_psql('usage_nopriv', q{GRANT USAGE ON SCHEMA s TO regress_usage_b;
 DO $$BEGIN EXECUTE format('GRANT SELECT ON %s TO regress_usage_b',
 	(SELECT live FROM keyedstate.aggregation WHERE view = 's.ub'::regclass)); END$$;
 SELECT keyedstate.resume('s.ub')});
+ok(!ks_wait_for($node, 'usage_nopriv', q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 's.ub'}, 8),
+	'resumed while a reader holds its live table, it waits, not fails');
+$holder->query('ROLLBACK');
+$holder->quit;
 ks_sync($node, 'usage_nopriv', 's.ub');
 is(ks_mismatches($node, 'usage_nopriv', 'SELECT * FROM s.ub', $usage_oracle{'s.ub'}), '0', 'granted and resumed, it runs, exact');
+
+# a schema-only dump restores views with no aggregation behind them: a
+# read fails at once, naming the view (it waited load_wait, then said that
+# "aggregation 4 is still loading": newuser review 1, F2)
+{
+	my $schema_dump = $node->basedir . '/schema.sql';
+	command_ok([ 'pg_dump', '-s', '-d', $node->connstr('usage_nopriv'), '-f', $schema_dump ], 'pg_dump -s');
+	$node->safe_psql('postgres', 'CREATE DATABASE schema_only');
+	command_ok([ 'psql', '-X', '-q', '-d', $node->connstr('schema_only'), '-f', $schema_dump ], '... restored');
+	my $t0 = time();
+	my ($sret, $sout, $serr) = $node->psql('schema_only', 'SELECT * FROM s.ub');
+	like($serr, qr/ERROR:  view s\.ub has no keyedstate aggregation behind it/, 'a read of its view names it');
+	ok(time() - $t0 < 5, '... at once');
+	$node->safe_psql('postgres', 'DROP DATABASE schema_only');
+}
 
 # a server without the preload: the restore fails loudly
 my $plainnode = PostgreSQL::Test::Cluster->new('nopreload');

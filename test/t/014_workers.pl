@@ -624,6 +624,26 @@ is(ks_mismatches($node, 'own', "SELECT k, n FROM $left", 'SELECT k, count(*) FRO
 	'own: given to an owner with a worker, it runs, exact');
 is($node->safe_psql('own', q{SELECT count(*) FROM keyedstate.status WHERE state <> 'running' OR error IS NOT NULL}), '0',
 	'own: and every aggregation runs without an error');
+# ... given back to its own owner (a 33rd again), it says why once more,
+# though it ran before (it showed 'running', no error, and a sync timed
+# out without a reason: re-review today 19, F4)
+(my $left_owner = $left) =~ s/^(public\.)?o/regress_own/;
+$node->safe_psql('own', qq{ALTER VIEW $left OWNER TO $left_owner});
+ok(ks_wait_for($node, 'own', qq{SELECT state = 'starting' AND error = '$owners_msg' FROM keyedstate.status WHERE name = '$left'}, 60),
+	'own: given back to a 33rd owner, status says why it does not run')
+	or diag($node->safe_psql('own', qq{SELECT state, error FROM keyedstate.status WHERE name = '$left'}));
+($ret, $out, $err) = $node->psql('own', qq{INSERT INTO t (k) VALUES (1); SELECT keyedstate.sync('$left', '1 s')});
+like($err, qr/DETAIL:  Its database has aggregations of 33 owners/, 'own: ... and so does a sync') or diag($err);
+$node->safe_psql('own', qq{ALTER VIEW $left OWNER TO regress_own1});
+ks_sync($node, 'own', $left, '60s');
+
+# a worker's messages name an aggregation as its view is named now (they
+# kept the name it had when the worker took it up: newuser review 1, F3)
+$node->safe_psql('own', q{ALTER VIEW o2 RENAME TO o2_renamed; SELECT keyedstate.rebuild('o2_renamed')});
+ks_sync($node, 'own', 'o2_renamed', '60s');
+ok(ks_wait_for($node, 'postgres', "SELECT pg_read_file('" . $node->logfile . "', $own_log_at, 100000000)
+	~ 'keyedstate aggregation public.o2_renamed recovered'", 30),
+	'own: after a rename the worker\'s messages use the new name');
 
 $node->stop;
 done_testing();

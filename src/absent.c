@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * absent.c
+ *	  Aggregations a read or a wait finds not running.  See absent.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_rewrite.h"
+#include "executor/spi.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+#include "absent.h"
+#include "catalog.h"
+#include "hooks.h"
+#include "rowerror.h"
+#include "settings.h"
+#include "source.h"
+
+/* Why keyedstate runs no worker in this database, or NULL (see absent.h). */
+char *
+KsNoWorkerHere(void)
+{
+	HeapTuple	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(MyDatabaseId));
+	char	   *why = NULL;
+
+	if (!HeapTupleIsValid(tup))
+		return NULL;
+	/* (the launcher connects to neither: launcher.c) */
+	if (((Form_pg_database) GETSTRUCT(tup))->datistemplate)
+		why = psprintf("database \"%s\" is a template, where keyedstate runs no worker",
+					   NameStr(((Form_pg_database) GETSTRUCT(tup))->datname));
+	else if (!((Form_pg_database) GETSTRUCT(tup))->datallowconn)
+		why = psprintf("database \"%s\" allows no connections, so keyedstate runs no worker in it",
+					   NameStr(((Form_pg_database) GETSTRUCT(tup))->datname));
+	ReleaseSysCache(tup);
+	return why;
+}
+
+/* Warn, at an aggregation's creation, that it will not run here (see absent.h). */
+void
+KsWarnNoWorkerHere(const char *aggname)
+{
+	char	   *why = KsNoWorkerHere();
+
+	if (why != NULL)
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s will not run: %s", aggname, why),
+				 errdetail("Its copies run in the databases created from this one, from the rows copied with them."),
+				 errhint("Create aggregations in a database that is not a template and allows connections.")));
+}
+
+/* Why a worker that should run does not, for keyedstate.status (see absent.h). */
+char *
+KsNoWorkerMessage(int why)
+{
+	return why > 0 ?
+		psprintf("its database has aggregations of %d owners, and runs one worker for each owner, %d at most",
+				 why, KS_MAX_DB_WORKERS) :
+		psprintf("no background worker slot is free to run it (max_worker_processes is %d)", max_worker_processes);
+}
+
+/* Refuse to wait where no worker runs (see absent.h). */
+void
+KsRefuseWaitHere(const char *aggname)
+{
+	char	   *why = KsNoWorkerHere();
+
+	if (why != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s does not run: %s", aggname, why),
+				 errhint("Create aggregations in a database that is not a template and allows connections.")));
+}
+
+/* The view reading live table live_oid (whose rule depends on it), or InvalidOid. */
+static Oid
+KsViewOfLiveTable(Oid live_oid)
+{
+	Relation	rel = table_open(DependRelationId, AccessShareLock);
+	ScanKeyData key[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			view = InvalidOid;
+
+	ScanKeyInit(&key[0], Anum_pg_depend_refclassid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(RelationRelationId));
+	ScanKeyInit(&key[1], Anum_pg_depend_refobjid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(live_oid));
+	scan = systable_beginscan(rel, DependReferenceIndexId, true, NULL, 2, key);
+	while (!OidIsValid(view) && HeapTupleIsValid(tup = systable_getnext(scan)))
+		if (((Form_pg_depend) GETSTRUCT(tup))->classid == RewriteRelationId)
+			view = KsViewOfRule(((Form_pg_depend) GETSTRUCT(tup))->objid);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return view;
+}
+
+/* The table whose highest offset KsHighestOffsetRun reads, and what it found. */
+typedef struct KsHighestOffset
+{
+	Oid			relid;
+	AttrNumber	attnum;
+	int64		highest;		/* PG_INT64_MIN: no row */
+} KsHighestOffset;
+
+/*
+ * Read the highest offset of a table (and of its partitions), as the
+ * catalog's reader: one index descent per leaf, whoever may read the
+ * table, waiting 10 ms at most for a lock (a KsCallInSubtransaction
+ * function: an error, a lock not had, skips the check).
+ */
+static void
+KsHighestOffsetRun(void *arg)
+{
+	KsHighestOffset *h = arg;
+	KsCatalogAccess acc;
+	bool		isnull;
+	Datum		d;
+
+	KsCatalogOpen(&acc);
+	KsSetOption("lock_timeout", "10", GUC_ACTION_SAVE);
+	if (SPI_execute(psprintf("SELECT pg_catalog.max(%s)::pg_catalog.int8 FROM %s",
+							 quote_identifier(get_attname(h->relid, h->attnum, false)), KsAggName(h->relid)),
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not read the highest offset of table \"%s\"", get_rel_name(h->relid));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		h->highest = DatumGetInt64(d);
+	KsCatalogClose(&acc);
+}
+
+/* Refuse a sync that could only time out (see absent.h). */
+void
+KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
+{
+	LOCKTAG		tag;
+	KsHighestOffset h;
+	int64		highest;
+	int64		handed_out;
+
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, def->source_oid);
+	if (LockHeldByMe(&tag, RowExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this transaction has written into the source of aggregation %s", aggname),
+				 errdetail("sync() waits for the rows committed before it; this transaction's own rows commit after it."),
+				 errhint("Call keyedstate.sync() after the commit.")));
+	/* (newuser review 1, F8: it waited its whole timeout, naming the caller as the writer) */
+	if (LockHeldByMe(&tag, AccessExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this transaction holds the source of aggregation %s locked against reads", aggname),
+				 errdetail("Its worker cannot read the source before this transaction ends (ALTER TABLE and LOCK TABLE take that lock)."),
+				 errhint("Call keyedstate.sync() after the commit.")));
+
+	/*
+	 * The table's highest offset first, then the sequence: a row another
+	 * session inserts meanwhile has an offset the sequence handed out by
+	 * then.  (Newuser review 1, F7: a sync returned without such a row.)
+	 */
+	h.relid = def->source_oid;
+	h.attnum = def->offset_attnum;
+	h.highest = PG_INT64_MIN;
+	if (KsCallInSubtransaction(KsHighestOffsetRun, &h, false) != NULL)
+		return;
+	highest = h.highest;
+	handed_out = KsSequenceHighest(def->sequence_oid);
+	if (highest > handed_out)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" holds offset " INT64_FORMAT ", which its sequence \"%s\" has not handed out",
+						get_rel_name(def->source_oid), highest, get_rel_name(def->sequence_oid)),
+				 errdetail("Aggregation %s consumes rows in offset order: a row given its offset other than by the sequence is consumed once the sequence passes it, so sync() cannot wait for it.",
+						   aggname),
+				 errhint("Move the sequence past " INT64_FORMAT " with setval() first.", highest)));
+}
+
+/* Refuse a read of an aggregation not loaded, if it never will be (see absent.h). */
+void
+KsRefuseHopelessRead(int32 aggid, Oid live_oid, Oid view_oid)
+{
+	KsCatalogAccess acc;
+	Oid			view = InvalidOid;
+	char	   *tree;
+
+	if (OidIsValid(view_oid))
+	{
+		KsRefuseWaitHere(KsAggName(view_oid));
+		return;
+	}
+	KsCatalogOpen(&acc);
+	tree = KsCatalogQueryTree(aggid, &view, NULL);
+	KsCatalogClose(&acc);
+	if (tree == NULL)
+	{
+		view = KsViewOfLiveTable(live_oid);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("view %s has no keyedstate aggregation behind it",
+						KsAggName(OidIsValid(view) ? view : live_oid)),
+				 errdetail("Its definition is not in keyedstate.aggregation: a schema-only dump, or a restore into a server without keyedstate preloaded, restores the view without it."),
+				 errhint("Drop the view, then create the aggregation again.")));
+	}
+	KsRefuseWaitHere(KsAggName(view));
+}
+
+/* Raise why a read's aggregation is not loaded (see absent.h). */
+void
+KsRaiseNotLoaded(int32 aggid, KsSlotRef *refs, int n, int nparts, Oid view_oid)
+{
+	int			why = KsPartsLackWorker(refs, n);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg(why != 0 ? "aggregation %s is not running" : "aggregation %s is still loading",
+					KsAggregationName(aggid, view_oid)),
+			 why != 0 ? KsErrdetailNoWorker(why) :
+			 (n == 0 || n < nparts) && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
+			 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
+			 errhint("See keyedstate.status for its state.")));
+	pg_unreachable();
+}
