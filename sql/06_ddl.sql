@@ -27,6 +27,17 @@ BEGIN;
 ALTER TABLE clicks DISABLE TRIGGER USER;
 TRUNCATE clicks;
 ROLLBACK;
+-- ... also through a parent, when the source is a partition (re-review today 20, F2)
+CREATE TABLE pp (id bigserial, k int) PARTITION BY RANGE (id);
+CREATE TABLE pp1 PARTITION OF pp FOR VALUES FROM (MINVALUE) TO (MAXVALUE);
+ALTER TABLE pp ADD PRIMARY KEY (id);
+SELECT keyedstate.create_aggregation('pp1_n', 'SELECT k, count(*) AS n FROM pp1 GROUP BY k');
+BEGIN;
+ALTER TABLE pp1 DISABLE TRIGGER USER;
+TRUNCATE pp;
+ROLLBACK;
+SELECT keyedstate.drop_aggregation('pp1_n');
+DROP TABLE pp;
 
 -- renaming the table and its columns keeps the aggregation working
 ALTER TABLE clicks RENAME TO page_clicks;

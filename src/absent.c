@@ -15,9 +15,7 @@
 #include "catalog/pg_database.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_rewrite.h"
-#include "executor/spi.h"
 #include "storage/lmgr.h"
-#include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -25,9 +23,7 @@
 #include "absent.h"
 #include "catalog.h"
 #include "hooks.h"
-#include "rowerror.h"
 #include "settings.h"
-#include "source.h"
 
 /* Why keyedstate runs no worker in this database, or NULL (see absent.h). */
 char *
@@ -73,13 +69,30 @@ KsNoWorkerMessage(int why)
 		psprintf("no background worker slot is free to run it (max_worker_processes is %d)", max_worker_processes);
 }
 
+/* Whether a worker runs a part of aggregation aggid now. */
+static bool
+KsAnyPartRuns(int32 aggid)
+{
+	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	KsAggSlot	copy;
+	int			nparts;
+	int			n = KsFindAggParts(MyDatabaseId, aggid, refs, KsSharedState->max_aggs, &nparts);
+	bool		runs = false;
+
+	for (int i = 0; i < n && !runs; i++)
+		runs = KsSlotSnapshot(&refs[i], &copy) && copy.runner_pid != 0;
+	pfree(refs);
+	return runs;
+}
+
 /* Refuse to wait where no worker runs (see absent.h). */
 void
-KsRefuseWaitHere(const char *aggname)
+KsRefuseWaitHere(int32 aggid, const char *aggname)
 {
 	char	   *why = KsNoWorkerHere();
 
-	if (why != NULL)
+	/* (one made a template while its workers ran goes on: re-review today 20, F3) */
+	if (why != NULL && !KsAnyPartRuns(aggid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s does not run: %s", aggname, why),
@@ -109,48 +122,11 @@ KsViewOfLiveTable(Oid live_oid)
 	return view;
 }
 
-/* The table whose highest offset KsHighestOffsetRun reads, and what it found. */
-typedef struct KsHighestOffset
-{
-	Oid			relid;
-	AttrNumber	attnum;
-	int64		highest;		/* PG_INT64_MIN: no row */
-} KsHighestOffset;
-
-/*
- * Read the highest offset of a table (and of its partitions), as the
- * catalog's reader: one index descent per leaf, whoever may read the
- * table, waiting 10 ms at most for a lock (a KsCallInSubtransaction
- * function: an error, a lock not had, skips the check).
- */
-static void
-KsHighestOffsetRun(void *arg)
-{
-	KsHighestOffset *h = arg;
-	KsCatalogAccess acc;
-	bool		isnull;
-	Datum		d;
-
-	KsCatalogOpen(&acc);
-	KsSetOption("lock_timeout", "10", GUC_ACTION_SAVE);
-	if (SPI_execute(psprintf("SELECT pg_catalog.max(%s)::pg_catalog.int8 FROM %s",
-							 quote_identifier(get_attname(h->relid, h->attnum, false)), KsAggName(h->relid)),
-					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read the highest offset of table \"%s\"", get_rel_name(h->relid));
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		h->highest = DatumGetInt64(d);
-	KsCatalogClose(&acc);
-}
-
 /* Refuse a sync that could only time out (see absent.h). */
 void
 KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 {
 	LOCKTAG		tag;
-	KsHighestOffset h;
-	int64		highest;
-	int64		handed_out;
 
 	SET_LOCKTAG_RELATION(tag, MyDatabaseId, def->source_oid);
 	if (LockHeldByMe(&tag, RowExclusiveLock))
@@ -166,27 +142,6 @@ KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 				 errmsg("this transaction holds the source of aggregation %s locked against reads", aggname),
 				 errdetail("Its worker cannot read the source before this transaction ends (ALTER TABLE and LOCK TABLE take that lock)."),
 				 errhint("Call keyedstate.sync() after the commit.")));
-
-	/*
-	 * The table's highest offset first, then the sequence: a row another
-	 * session inserts meanwhile has an offset the sequence handed out by
-	 * then.  (Newuser review 1, F7: a sync returned without such a row.)
-	 */
-	h.relid = def->source_oid;
-	h.attnum = def->offset_attnum;
-	h.highest = PG_INT64_MIN;
-	if (KsCallInSubtransaction(KsHighestOffsetRun, &h, false) != NULL)
-		return;
-	highest = h.highest;
-	handed_out = KsSequenceHighest(def->sequence_oid);
-	if (highest > handed_out)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" holds offset " INT64_FORMAT ", which its sequence \"%s\" has not handed out",
-						get_rel_name(def->source_oid), highest, get_rel_name(def->sequence_oid)),
-				 errdetail("Aggregation %s consumes rows in offset order: a row given its offset other than by the sequence is consumed once the sequence passes it, so sync() cannot wait for it.",
-						   aggname),
-				 errhint("Move the sequence past " INT64_FORMAT " with setval() first.", highest)));
 }
 
 /* Refuse a read of an aggregation not loaded, if it never will be (see absent.h). */
@@ -199,7 +154,7 @@ KsRefuseHopelessRead(int32 aggid, Oid live_oid, Oid view_oid)
 
 	if (OidIsValid(view_oid))
 	{
-		KsRefuseWaitHere(KsAggName(view_oid));
+		KsRefuseWaitHere(aggid, KsAggName(view_oid));
 		return;
 	}
 	KsCatalogOpen(&acc);
@@ -215,7 +170,7 @@ KsRefuseHopelessRead(int32 aggid, Oid live_oid, Oid view_oid)
 				 errdetail("Its definition is not in keyedstate.aggregation: a schema-only dump, or a restore into a server without keyedstate preloaded, restores the view without it."),
 				 errhint("Drop the view, then create the aggregation again.")));
 	}
-	KsRefuseWaitHere(KsAggName(view));
+	KsRefuseWaitHere(aggid, KsAggName(view));
 }
 
 /* Raise why a read's aggregation is not loaded (see absent.h). */

@@ -35,18 +35,16 @@ extern void KsWarnNoWorkerHere(const char *aggname);
 extern char *KsNoWorkerMessage(int why);
 
 /*
- * Refuse at once to wait for aggregation `aggname` in a database where
- * keyedstate runs no worker.
+ * Refuse at once to wait for aggregation aggid (named aggname) in a
+ * database where keyedstate runs no worker, unless one still runs it.
  */
-extern void KsRefuseWaitHere(const char *aggname);
+extern void KsRefuseWaitHere(int32 aggid, const char *aggname);
 
 /*
  * Refuse a sync of aggregation aggname (definition def) that could only
  * time out: the calling transaction wrote into its source (its rows commit
  * after the call), or holds the source against the worker's reads (ALTER
- * TABLE, LOCK TABLE); or the table holds an offset the sequence has not
- * handed out (an explicit one), which is consumed only once the sequence
- * passes it.
+ * TABLE, LOCK TABLE).
  */
 struct KsAggDef;
 extern void KsRefuseHopelessSync(const struct KsAggDef *def, const char *aggname);

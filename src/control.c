@@ -398,7 +398,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 										   Max(KsIntervalMs(PG_GETARG_INTERVAL_P(1)), 0));
 	KsWakeAggregation(MyDatabaseId, agg.def.id);
-	KsRefuseWaitHere(agg.name); /* nothing runs in a template (newuser review 1, F1) */
+	KsRefuseWaitHere(agg.def.id, agg.name); /* nothing runs in a template (newuser review 1, F1) */
 	PG_RETURN_INT64(KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name,
 										 agg.def.resume_count, deadline,
 										 KsSyncDone, &target, "sync"));
@@ -418,7 +418,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 				 errmsg("aggregation %s was changed by this transaction", agg.name),
 				 errdetail("Its worker checkpoints it once the transaction that paused, resumed or altered it has ended."),
 				 errhint("Call keyedstate.checkpoint() after the commit.")));
-	KsRefuseWaitHere(agg.name);
+	KsRefuseWaitHere(agg.def.id, agg.name);
 	if (!KsCheckpointAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
 								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000), false,
 								 "a checkpoint"))

@@ -272,16 +272,23 @@ void
 KsBeforeTruncate(TruncateStmt *stmt)
 {
 	List	   *relids = NIL;
+	List	   *below = NIL;
 	List	   *added;
 	ListCell   *lc;
 
 	foreach(lc, stmt->relations)
 	{
-		Oid			relid = RangeVarGetRelid((RangeVar *) lfirst(lc), NoLock, true);
+		RangeVar   *rv = lfirst(lc);
+		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 
 		if (OidIsValid(relid))
 			relids = list_append_unique_oid(relids, relid);
+		/* (a source below it too: its guard can be disabled, re-review today 20, F2) */
+		if (OidIsValid(relid) && rv->inh && has_subclass(relid))
+			below = list_concat_unique_oid(below, find_all_inheritors(relid, NoLock, NULL));
 	}
+	foreach(lc, below)
+		KsRefuseTruncateSource(lfirst_oid(lc));
 	for (added = relids; stmt->behavior == DROP_CASCADE && added != NIL;)
 	{
 		List	   *more = NIL;

@@ -150,6 +150,15 @@ extern void KsRebindDefinition(struct KsAggDef *def, Oid owner);
 struct KsAggRun;
 extern int	KsBindWhenAllowed(struct KsAggRun *run);
 
+/*
+ * restoredata.c: whether a restored aggregation's source has its sequence
+ * set.  A data-only restore (pg_restore -a) sets the sequences after every
+ * table's rows; one loaded before found the table's rows above a sequence
+ * never called and failed, "sequence went backwards" (a CI flake of 009):
+ * it waits for it, as for its privileges (step.c KsRunSourceReady).
+ */
+extern bool KsRestoreSettled(struct KsAggRun *run);
+
 /* --- orphans.c: aggregations whose view went away behind our back --- */
 
 /* Install the object access hook that notices dropped views; from _PG_init. */

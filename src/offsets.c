@@ -377,16 +377,6 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 		next = st->last_value;
 	else if (pg_add_s64_overflow(st->last_value, st->increment, &next))
 		next = PG_INT64_MAX;
-	/* a row given an offset the sequence has not handed out, found at the load (KsSourceCheck) */
-	if (src->table_max >= next)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" holds offset " INT64_FORMAT ", which its sequence \"%s\" has not handed out",
-						get_rel_name(src->relid), src->table_max, get_rel_name(src->seqoid)),
-				 errdetail("Its next value is " INT64_FORMAT ": a row was given its offset other than by the sequence, or the sequence was set back; aggregation %s, which consumes rows in offset order, would skip or hold back rows.",
-						   next, src->aggname),
-				 errhint("Move the sequence past " INT64_FORMAT " with setval() and call keyedstate.resume(), or then call keyedstate.rebuild() to consume the table again from the beginning.",
-						 src->table_max)));
 	if (next <= src->seq_seen && !(st->is_called && st->last_value == src->seq_seen))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

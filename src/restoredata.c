@@ -28,6 +28,7 @@
 #include "rowerror.h"
 #include "run.h"
 #include "shmem.h"
+#include "source.h"
 
 PG_FUNCTION_INFO_V1(keyedstate_bind_restored);
 
@@ -167,4 +168,15 @@ KsBindWhenAllowed(KsAggRun *run)
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)	/* the step's timeout: not ours to keep */
 		ReThrowError(edata);
 	return edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ? 0 : 1;
+}
+
+/* Whether a restored run's source has its sequence set (see hooks.h). */
+bool
+KsRestoreSettled(KsAggRun *run)
+{
+	int64		last;
+
+	if (run->def->resume_count != 0)	/* a rebuild(), not a restore */
+		return true;
+	return KsSequenceLastValue(run->def->sequence_oid, &last, true);
 }

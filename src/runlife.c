@@ -58,7 +58,10 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 	KsPartInfo	part;
 	MemoryContext newcxt = AllocSetContextCreate(run->cxt, "keyedstate definition",
 												 ALLOCSET_SMALL_SIZES);
-	char	   *name = KsAggName(def->view_oid);
+	MemoryContext oldcxt = MemoryContextSwitchTo(newcxt);
+	char	   *name = KsAggName(def->view_oid);	/* (in the definition's memory, freed with it) */
+
+	MemoryContextSwitchTo(oldcxt);
 
 	/*
 	 * Its name for messages, again after ALTER VIEW ... RENAME (newuser

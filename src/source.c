@@ -113,7 +113,6 @@ KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
 	src->rtable = info->query->rtable;
 	src->stale = true;
 	src->seq_seen = consumed;
-	src->table_max = PG_INT64_MIN;
 
 	f->safe = consumed;
 	f->target = consumed;
@@ -221,9 +220,7 @@ KsSourceCheck(KsSource *src)
 	 */
 	if (!src->table_seen && !src->stale && !src->leaf_busy)
 	{
-		/* (kept to say so, when it is the table that is above the sequence) */
-		src->table_max = KsSourceMaxOffset(src);
-		src->seq_seen = Max(src->seq_seen, src->table_max);
+		src->seq_seen = Max(src->seq_seen, KsSourceMaxOffset(src));
 		src->table_seen = true;
 	}
 }

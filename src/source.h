@@ -158,7 +158,6 @@ typedef struct KsSource
 	KsFrontier	frontier;
 	int64		seq_seen;		/* highest offset the sequence has handed out, as seen */
 	bool		table_seen;		/* ... raised to the table's highest offset once loaded */
-	int64		table_max;		/* ... which was this (PG_INT64_MIN: none yet) */
 	bool		stale;			/* table altered: find the index again */
 
 	/* which tables' writers take the writer mark, as read (writers.c) */
