@@ -36,8 +36,31 @@ BEGIN;
 ALTER TABLE pp1 DISABLE TRIGGER USER;
 TRUNCATE pp;
 ROLLBACK;
+-- ... by a role that may truncate the parent only: PostgreSQL checks no
+-- privilege below it (re-review today 21, F1)
+CREATE ROLE regress_trunc;
+GRANT TRUNCATE ON pp TO regress_trunc;
+BEGIN;
+ALTER TABLE pp1 DISABLE TRIGGER USER;
+SET LOCAL ROLE regress_trunc;
+TRUNCATE pp;
+ROLLBACK;
+REVOKE TRUNCATE ON pp FROM regress_trunc;
+DROP ROLE regress_trunc;
 SELECT keyedstate.drop_aggregation('pp1_n');
 DROP TABLE pp;
+-- ... and through a foreign key to a table below the one named (re-review today 21, F2)
+CREATE TABLE ip (id int PRIMARY KEY);
+CREATE TABLE ic () INHERITS (ip);
+ALTER TABLE ic ADD PRIMARY KEY (id);
+CREATE TABLE s2 (id bigserial PRIMARY KEY, r int REFERENCES ic (id), k int);
+SELECT keyedstate.create_aggregation('s2_n', 'SELECT k, count(*) AS n FROM s2 GROUP BY k');
+BEGIN;
+ALTER TABLE s2 DISABLE TRIGGER USER;
+TRUNCATE ip CASCADE;
+ROLLBACK;
+SELECT keyedstate.drop_aggregation('s2_n');
+DROP TABLE s2, ic, ip;
 
 -- renaming the table and its columns keeps the aggregation working
 ALTER TABLE clicks RENAME TO page_clicks;

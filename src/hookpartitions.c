@@ -235,24 +235,22 @@ KsBeforeDropTables(DropStmt *stmt)
 }
 
 /*
- * TRUNCATE of a source, by a user who may truncate it: refused naming the
- * aggregations (the sources' TRUNCATE triggers refuse it too, but their
- * owner can disable or drop those: newuser review 1, F4).
+ * TRUNCATE of a source: refused naming the aggregations (the sources'
+ * TRUNCATE triggers refuse it too, but their owner can disable or drop
+ * those: newuser review 1, F4).  aggs: every aggregation of the database.
  */
 static void
-KsRefuseTruncateSource(Oid relid)
+KsRefuseTruncateSource(Oid relid, List *aggs)
 {
 	StringInfoData names;
 	ListCell   *lc;
 
-	if (pg_class_aclcheck(relid, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK)
-		return;					/* the command fails on its own */
 	initStringInfo(&names);
-	foreach(lc, KsAggregationsOf(list_make1_oid(relid), false))
+	foreach(lc, aggs)
 	{
 		KsAggDef   *def = lfirst(lc);
 
-		if (def->source_oid == relid)	/* (not an ancestor's) */
+		if (def->source_oid == relid)
 			appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", KsAggName(def->view_oid));
 	}
 	if (names.len > 0)
@@ -265,14 +263,16 @@ KsRefuseTruncateSource(Oid relid)
 }
 
 /*
- * TRUNCATE of sources, and of partitions of sources, named or reached by
- * CASCADE through foreign keys, as ExecuteTruncate finds them.
+ * TRUNCATE of sources, and of partitions of sources, named, below those
+ * named, or reached by CASCADE through foreign keys (of those below too),
+ * as ExecuteTruncate finds them (re-review today 20, F2; today 21, F2).
  */
 void
 KsBeforeTruncate(TruncateStmt *stmt)
 {
 	List	   *relids = NIL;
 	List	   *below = NIL;
+	List	   *aggs;
 	List	   *added;
 	ListCell   *lc;
 
@@ -281,29 +281,38 @@ KsBeforeTruncate(TruncateStmt *stmt)
 		RangeVar   *rv = lfirst(lc);
 		Oid			relid = RangeVarGetRelid(rv, NoLock, true);
 
-		if (OidIsValid(relid))
-			relids = list_append_unique_oid(relids, relid);
-		/* (a source below it too: its guard can be disabled, re-review today 20, F2) */
-		if (OidIsValid(relid) && rv->inh && has_subclass(relid))
-			below = list_concat_unique_oid(below, find_all_inheritors(relid, NoLock, NULL));
+		if (!OidIsValid(relid))
+			continue;
+		relids = list_append_unique_oid(relids, relid);
+		if (rv->inh && has_subclass(relid))
+			below = list_concat_unique_oid(below, list_delete_first(find_all_inheritors(relid, NoLock, NULL)));
 	}
-	foreach(lc, below)
-		KsRefuseTruncateSource(lfirst_oid(lc));
-	for (added = relids; stmt->behavior == DROP_CASCADE && added != NIL;)
+	below = list_difference_oid(below, relids);
+	for (added = list_concat_copy(relids, below); stmt->behavior == DROP_CASCADE && added != NIL;)
 	{
 		List	   *more = NIL;
 
-		foreach(lc, heap_truncate_find_FKs(relids))
-			if (!list_member_oid(relids, lfirst_oid(lc)))
+		foreach(lc, heap_truncate_find_FKs(list_concat_copy(relids, below)))
+			if (!list_member_oid(relids, lfirst_oid(lc)) && !list_member_oid(below, lfirst_oid(lc)))
 				more = lappend_oid(more, lfirst_oid(lc));
 		relids = list_concat(relids, more);
 		added = more;
 	}
+	/* every aggregation, read once (re-review today 21, F4: once per table) */
+	aggs = KsAggregationsOf(NIL, true);
 	foreach(lc, relids)
 	{
-		KsRefuseTruncateSource(lfirst_oid(lc));
+		/* one the user may not truncate fails on its own, saying so */
+		if (pg_class_aclcheck(lfirst_oid(lc), GetUserId(), ACL_TRUNCATE) == ACLCHECK_OK)
+			KsRefuseTruncateSource(lfirst_oid(lc), aggs);
 		KsBeforeRemovePartition(lfirst_oid(lc), NoLock, "truncate", stmt->behavior);
 	}
+	/*
+	 * Those below are truncated on the strength of the named one's
+	 * privilege: PostgreSQL checks none of theirs (re-review today 21, F1).
+	 */
+	foreach(lc, below)
+		KsRefuseTruncateSource(lfirst_oid(lc), aggs);
 }
 
 /*

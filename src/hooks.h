@@ -155,7 +155,9 @@ extern int	KsBindWhenAllowed(struct KsAggRun *run);
  * set.  A data-only restore (pg_restore -a) sets the sequences after every
  * table's rows; one loaded before found the table's rows above a sequence
  * never called and failed, "sequence went backwards" (a CI flake of 009):
- * it waits for it, as for its privileges (step.c KsRunSourceReady).
+ * while its sequence was never called and its source holds rows, it waits
+ * (ten minutes at most; re-review today 21, F3: thirty seconds were too
+ * short for a long restore).  Called last by step.c KsRunSourceReady.
  */
 extern bool KsRestoreSettled(struct KsAggRun *run);
 

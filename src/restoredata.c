@@ -30,6 +30,9 @@
 #include "shmem.h"
 #include "source.h"
 
+/* How long a restored aggregation waits for its source's sequence, at most. */
+#define KS_RESTORE_SEQUENCE_WAIT_MS	(10 * 60 * 1000)
+
 PG_FUNCTION_INFO_V1(keyedstate_bind_restored);
 
 /*
@@ -175,8 +178,24 @@ bool
 KsRestoreSettled(KsAggRun *run)
 {
 	int64		last;
+	bool		rows;
+	TimestampTz now;
 
-	if (run->def->resume_count != 0)	/* a rebuild(), not a restore */
+	if (run->def->resume_count != 0 || run->def->has_checkpoint ||	/* not a restore */
+		KsSequenceLastValue(run->def->sequence_oid, &last, true))
 		return true;
-	return KsSequenceLastValue(run->def->sequence_oid, &last, true);
+	/* a sequence never called: rows already there wait for it (read as the owner, in her step) */
+	if (!ConditionalLockRelationOid(run->def->source_oid, AccessShareLock))
+		return false;			/* (a restore's DDL holds it: never wait) */
+	SPI_connect();
+	if (SPI_execute(psprintf("SELECT FROM %s LIMIT 1", KsAggName(run->def->source_oid)), true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the source of aggregation %s", run->name);
+	rows = SPI_processed > 0;
+	SPI_finish();
+	if (!rows)
+		return true;
+	now = GetCurrentTimestamp();
+	if (run->sequence_since == 0)
+		run->sequence_since = now;
+	return TimestampDifferenceExceeds(run->sequence_since, now, KS_RESTORE_SEQUENCE_WAIT_MS);
 }

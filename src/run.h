@@ -174,6 +174,7 @@ typedef struct KsAggRun
 	bool		used_over;		/* and whether it exceeded the budget */
 	TimestampTz budget_checked; /* when the budget was last computed */
 	TimestampTz source_acl_since;	/* a rebuild found its owner without SELECT on the source */
+	TimestampTz sequence_since;	/* ... or, restored, its source's rows before its sequence */
 	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */
 	uint64		stalled_keys;	/* ... with this many keys in memory (KsEvictStalled) */
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */

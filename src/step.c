@@ -382,9 +382,8 @@ KsRunSourceReady(KsAggRun *run)
 	if (!OidIsValid(KsWakeTriggerOid(run->def->source_oid, run->def->agg_id)))
 		return false;
 	if (run->def->has_checkpoint ||
-		(bound > 0 && KsRestoreSettled(run) &&
-		 pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK))
-		return true;
+		(bound > 0 && pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK))
+		return KsRestoreSettled(run);
 	now = GetCurrentTimestamp();
 	if (run->source_acl_since == 0)
 		run->source_acl_since = now;
