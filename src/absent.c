@@ -14,6 +14,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_depend.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_rewrite.h"
 #include "storage/lmgr.h"
 #include "utils/fmgroids.h"
@@ -126,22 +127,31 @@ KsViewOfLiveTable(Oid live_oid)
 void
 KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 {
-	LOCKTAG		tag;
+	List	   *tables = list_make1_oid(def->source_oid);
+	ListCell   *lc;
 
-	SET_LOCKTAG_RELATION(tag, MyDatabaseId, def->source_oid);
-	if (LockHeldByMe(&tag, RowExclusiveLock))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this transaction has written into the source of aggregation %s", aggname),
-				 errdetail("sync() waits for the rows committed before it; this transaction's own rows commit after it."),
-				 errhint("Call keyedstate.sync() after the commit.")));
-	/* (newuser review 1, F8: it waited its whole timeout, naming the caller as the writer) */
-	if (LockHeldByMe(&tag, AccessExclusiveLock))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this transaction holds the source of aggregation %s locked against reads", aggname),
-				 errdetail("Its worker cannot read the source before this transaction ends (ALTER TABLE and LOCK TABLE take that lock)."),
-				 errhint("Call keyedstate.sync() after the commit.")));
+	/* its partitions too, written into or locked straight (re-review today 20, F6) */
+	if (has_subclass(def->source_oid))
+		tables = find_all_inheritors(def->source_oid, NoLock, NULL);
+	foreach(lc, tables)
+	{
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_RELATION(tag, MyDatabaseId, lfirst_oid(lc));
+		if (LockHeldByMe(&tag, RowExclusiveLock))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("this transaction has written into the source of aggregation %s", aggname),
+					 errdetail("sync() waits for the rows committed before it; this transaction's own rows commit after it."),
+					 errhint("Call keyedstate.sync() after the commit.")));
+		/* (newuser review 1, F8: it waited its whole timeout, naming the caller as the writer) */
+		if (LockHeldByMe(&tag, AccessExclusiveLock))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("this transaction holds the source of aggregation %s locked against reads", aggname),
+					 errdetail("Its worker cannot read the source before this transaction ends (ALTER TABLE and LOCK TABLE take that lock)."),
+					 errhint("Call keyedstate.sync() after the commit.")));
+	}
 }
 
 /* Refuse a read of an aggregation not loaded, if it never will be (see absent.h). */

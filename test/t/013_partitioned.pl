@@ -290,6 +290,14 @@ like($stderr, qr/cannot truncate table "ev" because keyedstate aggregations cons
 # once consumed and checkpointed, old partitions go and the aggregate keeps their rows
 $node->safe_psql($db, q{SELECT keyedstate.resume('per_dev')});
 ks_sync_all($node, $db);
+# (a sync in a transaction that wrote straight into a partition is refused
+# at once: it waited its whole timeout, re-review today 20, F6)
+($ret, $stdout, $stderr) = $node->psql($db, q{BEGIN;
+INSERT INTO ev_mar_1 (ts, dev, v) VALUES ('2026-03-05', 3, 1);
+SELECT keyedstate.sync('per_dev', '20 s');
+ROLLBACK});
+like($stderr, qr/this transaction has written into the source of aggregation public\.per_dev/,
+	'a sync in a transaction that wrote into a partition of the source is refused');
 $node->safe_psql($db, q{SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations});
 $node->safe_psql($db, q{
 INSERT INTO archive SELECT * FROM ev_jan;
