@@ -103,6 +103,18 @@ KsRunPartInfo(const KsAggDef *def, KsPartInfo *part)
 	part->last_group = def->last_group;
 }
 
+/* Whether a warning was logged in the last minute (*last_warned); else it is now. */
+static bool
+KsWarnedThisMinute(TimestampTz *last_warned)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (*last_warned != 0 && !TimestampDifferenceExceeds(*last_warned, now, 60 * 1000))
+		return true;
+	*last_warned = now;
+	return false;
+}
+
 /*
  * Log that no aggregation slot is free for a definition (names in cxt), at
  * most once a minute per worker: every worker of the database, for every
@@ -113,12 +125,10 @@ void
 KsRunWarnNoSlot(const KsAggDef *def, MemoryContext cxt)
 {
 	static TimestampTz last_warned = 0;
-	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext oldcxt;
 
-	if (last_warned != 0 && !TimestampDifferenceExceeds(last_warned, now, 60 * 1000))
+	if (KsWarnedThisMinute(&last_warned))
 		return;
-	last_warned = now;
 	oldcxt = MemoryContextSwitchTo(cxt);
 
 	ereport(WARNING,
@@ -141,21 +151,17 @@ void
 KsRunWarnNoWorker(const KsAggDef *def, MemoryContext cxt)
 {
 	static TimestampTz last_warned = 0;
-	TimestampTz now = GetCurrentTimestamp();
 	MemoryContext oldcxt;
-	int			owners;
+	int			owners = KsWorkerMissing(-1);
 
-	if ((last_warned != 0 && !TimestampDifferenceExceeds(last_warned, now, 60 * 1000)) ||
-		(owners = KsWorkerMissing(-1)) <= 0)
+	if (owners <= 0 || KsWarnedThisMinute(&last_warned))
 		return;
-	last_warned = now;
 	oldcxt = MemoryContextSwitchTo(cxt);
 
 	ereport(WARNING,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("no keyedstate worker is left for the owner of aggregation %s", KsAggName(def->view_oid)),
-			 errdetail("Its database has aggregations of %d owners, and runs one worker for each owner, %d at most.",
-					   owners, KS_MAX_DB_WORKERS),
+			 KsErrdetailNoWorker(owners),
 			 errhint("Give the database's aggregations to fewer owners with ALTER VIEW ... OWNER TO, or move some to another database.")));
 	MemoryContextSwitchTo(oldcxt);
 }
