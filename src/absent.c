@@ -188,12 +188,14 @@ void
 KsRaiseNotLoaded(int32 aggid, KsSlotRef *refs, int n, int nparts, Oid view_oid)
 {
 	int			why = KsPartsLackWorker(refs, n);
+	int			holder = why == 0 ? KsPartsBindBlocker(refs, n) : -1;
 
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg(why != 0 ? "aggregation %s is not running" : "aggregation %s is still loading",
 					KsAggregationName(aggid, view_oid)),
 			 why != 0 ? KsErrdetailNoWorker(why) :
+			 holder >= 0 ? KsErrdetailBindWait(holder) :
 			 (n == 0 || n < nparts) && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 			 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
 			 errhint("See keyedstate.status for its state.")));

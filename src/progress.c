@@ -242,6 +242,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
 					 resuming ? errdetail("It failed, and its worker has not taken up keyedstate.resume() yet: it does once the transaction that called it has committed.") :
 					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorker(KsPartsLackWorker(&refs[waiting], 1)) :
+					 waiting >= 0 && KsPartsBindBlocker(&refs[waiting], 1) >= 0 ? KsErrdetailBindWait(KsPartsBindBlocker(&refs[waiting], 1)) :
 					 n == 0 && KsPartsLackWorker(refs, 0) ? KsErrdetailNoWorker(-1) :
 					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
@@ -392,6 +393,10 @@ KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 faile
 {
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	slot->state = state;
+	/* a writer is waited for only while waiting (KsRunReport), a lock's holder only so (below) */
+	if (state != KS_WAITING)
+		slot->waiting_pid = 0;
+	slot->bind_waiting = false;
 	/* (no hint of an earlier failure is left behind the new text) */
 	memset(slot->error, 0, KS_ERROR_LEN);
 	if (state == KS_FAILED)
@@ -407,6 +412,44 @@ KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 faile
 	}
 	LWLockRelease(&slot->lock);
 	ConditionVariableBroadcast(&slot->cv);
+}
+
+/* A restored definition's binding waits for a lock's holder (see shmem.h). */
+void
+KsSlotSetBindWait(KsAggSlot *slot, int pid)
+{
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->state = KS_STARTING;
+	slot->waiting_pid = pid;
+	slot->bind_waiting = true;
+	memset(slot->error, 0, KS_ERROR_LEN);
+	if (pid > 0)
+		snprintf(slot->error, KS_ERROR_LEN,
+				 "waiting for process %d, whose open transaction holds a lock on its view, to bind it to the objects of this database",
+				 pid);
+	else
+		strlcpy(slot->error,
+				"waiting for a prepared transaction holding a lock on its view to bind it to the objects of this database",
+				KS_ERROR_LEN);
+	slot->failed_offset = 0;
+	LWLockRelease(&slot->lock);
+	ConditionVariableBroadcast(&slot->cv);
+}
+
+/* The holder a part's binding waits for (see shmem.h). */
+int
+KsPartsBindBlocker(KsSlotRef *refs, int n)
+{
+	int			pid = -1;
+
+	for (int i = 0; i < n && pid < 0; i++)
+	{
+		LWLockAcquire(&refs[i].slot->lock, LW_SHARED);
+		if (refs[i].slot->state == KS_STARTING && refs[i].slot->bind_waiting)
+			pid = refs[i].slot->waiting_pid;
+		LWLockRelease(&refs[i].slot->lock);
+	}
+	return pid;
 }
 
 /* Record the definition's fields that readers check. */

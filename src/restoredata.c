@@ -164,7 +164,11 @@ KsBindWhenAllowed(KsAggRun *run)
 	 * (re-review today 19, F1).
 	 */
 	if (!ConditionalLockRelationOid(run->def->live_oid, AccessExclusiveLock))
+	{
+		/* say who keeps it back (re-review today 20, F4) */
+		KsSlotSetBindWait(run->slot, KsLockHolderPid(run->def->live_oid, AccessExclusiveLock));
 		return -1;
+	}
 	edata = KsCallInSubtransaction(KsRebindRun, run, true);
 	if (edata == NULL)
 		return 1;

@@ -145,6 +145,7 @@ typedef struct KsAggSlot
 	int64		high_water;		/* last offset handed out by the sequence */
 	int64		failed_offset;	/* row that made the aggregation fail, or 0 */
 	int			waiting_pid;	/* writer we wait for, when KS_WAITING */
+	bool		bind_waiting;	/* KS_STARTING: waiting_pid holds the live table (KsSlotSetBindWait) */
 	int64		keys;			/* keys held by the worker */
 	int64		visible_keys;	/* rows currently visible in the view */
 	int64		memory_bytes;	/* worker memory for keys and states */
@@ -563,7 +564,22 @@ extern void KsReportFailed(const char *aggname, const char *error, int64 offset,
  */
 extern void KsRefuseReadCreatedHere(const KsAggSlot *copy);
 
-/* Set the state (and error text and failing offset, for KS_FAILED). */
+/*
+ * A restored definition waits to be bound (restoredata.c) for process pid,
+ * which holds a lock on its live table: the slot says 'starting', with pid
+ * (0: a prepared transaction) as waiting_pid and why as its error text,
+ * until the next state is set; KsPartsBindBlocker finds that pid among n
+ * parts, for a wait's detail, or -1 if none waits so.
+ */
+extern void KsSlotSetBindWait(KsAggSlot *slot, int pid);
+extern int	KsPartsBindBlocker(KsSlotRef *refs, int n);
+#define KsErrdetailBindWait(pid) \
+	((pid) > 0 ? \
+	 errdetail("It waits for process %d, whose open transaction holds a lock on its view, to bind its restored definition to the objects of this database.", \
+			   (pid)) : \
+	 errdetail("It waits for a prepared transaction holding a lock on its view (see pg_prepared_xacts) to bind its restored definition to the objects of this database."))
+
+/* Set the state (and error text and failing offset, for KS_FAILED); a writer's pid stays only for KS_WAITING. */
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,
 						   int64 failed_offset);
 

@@ -393,8 +393,8 @@ extern VirtualTransactionId *KsSourceWriters(KsSource *src, Oid relid,
 											 VirtualTransactionId *lockers);
 extern void KsWritersRelationChanged(KsSource *src, Oid relid);
 
-/* The pid of a session holding table relid against a worker's read, or 0 (also a prepared transaction). */
-extern int	KsSourceBlockerPid(Oid relid);
+/* The pid of a session holding table relid against a lock in mode, or 0 (also a prepared transaction). */
+extern int	KsLockHolderPid(Oid relid, LOCKMODE mode);
 
 /*
  * keyedstate's own trigger function called name ("wake", "refuse_truncate":

@@ -574,7 +574,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 			KsCheckpointPaused(run, ckpt_from);
 
 		/* progress and state for keyedstate.status */
-		KsRunReport(run, &progress, source_busy, source_busy ? KsSourceBlockerPid(run->def->source_oid) : 0);
+		KsRunReport(run, &progress, source_busy, source_busy ? KsLockHolderPid(run->def->source_oid, AccessShareLock) : 0);
 	}
 	PG_CATCH();
 	{

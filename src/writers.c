@@ -570,12 +570,12 @@ KsSourceWriters(KsSource *src, Oid relid, VirtualTransactionId *lockers)
 }
 
 /*
- * The pid of a session holding a lock on table relid that a worker's read
- * (AccessShareLock) would wait for, or 0: none, or a prepared transaction
- * (whose locks its dummy process holds, see KsLockerPid in source.c).
+ * The pid of a session holding a lock on table relid that a lock in mode
+ * would wait for, or 0: none, or a prepared transaction (whose locks its
+ * dummy process holds, see KsLockerPid in source.c).
  */
 int
-KsSourceBlockerPid(Oid relid)
+KsLockHolderPid(Oid relid, LOCKMODE mode)
 {
 	LOCKTAG		tag;
 	VirtualTransactionId *holders;
@@ -583,7 +583,7 @@ KsSourceBlockerPid(Oid relid)
 	int			pid = 0;
 
 	SET_LOCKTAG_RELATION(tag, MyDatabaseId, relid);
-	holders = GetLockConflicts(&tag, AccessShareLock, &n);
+	holders = GetLockConflicts(&tag, mode, &n);
 	for (int i = 0; pid == 0 && VirtualTransactionIdIsValid(holders[i]); i++)
 	{
 		PGPROC	   *proc = BackendIdGetProc(holders[i].backendId);

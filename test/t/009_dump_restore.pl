@@ -339,11 +339,15 @@ ok(ks_wait_for($node, 'usage_nopriv', q{SELECT state = 'failed' AND error ~ 'per
 	FROM keyedstate.status WHERE name = 's.ub'}, 90),
 	'without USAGE on its schema it fails, naming the privilege')
 	or diag($node->safe_psql('usage_nopriv', q{SELECT state, error FROM keyedstate.status}));
-# a reader holding its live table (a failed read in a transaction left
-# open) keeps the binding waiting, never failing it (re-review today 19,
-# F1: the bind waited for the lock until the step timed out, and failed)
+# a reader holding its live table (a transaction left open after a read)
+# keeps the binding waiting, never failing it (re-review today 19, F1: the
+# bind waited for the lock until the step timed out, and failed).  (A
+# read that failed, as one without the view's grant does, holds nothing:
+# its transaction's locks went with the error.)
 my $holder = $node->background_psql('usage_nopriv', on_error_stop => 0);
-$holder->query(q{BEGIN; SELECT * FROM s.ub});
+my $holder_pid = $holder->query('SELECT pg_backend_pid()');
+$holder->query(q{BEGIN; DO $$BEGIN EXECUTE format('SELECT FROM %s LIMIT 0',
+	(SELECT live FROM keyedstate.aggregation WHERE view = 's.ub'::regclass)); END$$});
 # (--no-privileges also left out her view's grant on its live table)
 $node->safe_psql('usage_nopriv', q{GRANT USAGE ON SCHEMA s TO regress_usage_b;
 DO $$BEGIN EXECUTE format('GRANT SELECT ON %s TO regress_usage_b',
@@ -351,6 +355,19 @@ DO $$BEGIN EXECUTE format('GRANT SELECT ON %s TO regress_usage_b',
 SELECT keyedstate.resume('s.ub')});
 ok(!ks_wait_for($node, 'usage_nopriv', q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 's.ub'}, 8),
 	'resumed while a reader holds its live table, it waits, not fails');
+# and says whom it waits for (re-review today 20, F4: 'starting', no reason)
+ok(ks_wait_for($node, 'usage_nopriv', qq{SELECT state = 'starting' AND waiting_pid = $holder_pid
+	AND error = 'waiting for process $holder_pid, whose open transaction holds a lock on its view, to bind it to the objects of this database'
+	FROM keyedstate.status WHERE name = 's.ub'}, 30),
+	'... status names the process holding it')
+	or diag($node->safe_psql('usage_nopriv', q{SELECT state, waiting_pid, error FROM keyedstate.status}));
+{
+	my ($wret, $wout, $werr) = $node->psql('usage_nopriv', q{SELECT keyedstate.sync('s.ub', '1 s')});
+	like($werr, qr/DETAIL:  It waits for process $holder_pid, whose open transaction holds a lock on its view, to bind its restored definition/,
+		'... a sync timing out too');
+	($wret, $wout, $werr) = $node->psql('usage_nopriv', q{SET keyedstate.load_wait = 500; SELECT * FROM s.ub});
+	like($werr, qr/still loading.*\n.*DETAIL:  It waits for process $holder_pid, whose/, '... a read too');
+}
 $holder->query('ROLLBACK');
 $holder->quit;
 ks_sync($node, 'usage_nopriv', 's.ub');
