@@ -110,6 +110,16 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT (k::oid)::regclass::text AS r
 CREATE TYPE pin_color AS ENUM ('red', 'green');
 SELECT keyedstate.create_aggregation('e1', 'SELECT enum_range(NULL::pin_color) AS r, count(*) FROM src GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE pg_partition_root(''src''::regclass) IS NOT NULL GROUP BY k');
+-- text search reads its configurations and dictionaries (ALTER TEXT SEARCH
+-- changes them), in the forms PostgreSQL labels IMMUTABLE too, and so does
+-- text @@ text (exactness review 19, F2)
+SELECT keyedstate.create_aggregation('e1', 'SELECT to_tsvector(''english'', k::text) AS r, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE k::text @@ ''1'' GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT ts_lexize(''english_stem'', k::text) AS r, count(*) FROM src GROUP BY 1');
+-- pg_column_size() and pg_column_compression() would report how keyedstate
+-- stores its copies of the values, not the table's (exactness review 19, F1)
+SELECT keyedstate.create_aggregation('e1', 'SELECT pg_column_size(k) AS r, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE pg_column_compression(k::text) IS NULL GROUP BY k');
 -- an enum converted to or from text reads its labels, and a named
 -- composite converted to or from JSON its attribute names, which a rename
 -- changes: rows consumed before and after it would disagree

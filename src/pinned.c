@@ -21,7 +21,9 @@
  *	  state is rebuilt from them on a replay; the README says so.)
  *	- no built-in function that reads the catalogs (to_regclass(),
  *	  has_table_privilege(), pg_get_userbyid(), the reg* types' input and
- *	  output): their value changes with the objects they name.
+ *	  output, text search's to_tsvector()): their value changes with the
+ *	  objects they name or use; nor one that reports how a value is stored
+ *	  (pg_column_size()): keyedstate's copies are stored otherwise.
  * Built-in STABLE functions that depend only on their arguments and the
  * captured settings (date_trunc() of a timestamptz, to_char(), casts
  * under the captured TimeZone and DateStyle) are allowed: the settings
@@ -218,8 +220,29 @@ static const char *const ks_catalog_readers[] = {
 	"row_security_active", "pg_replication_origin_", "pg_partition_", "pg_sequence_",
 	/* these read tables' rows too, and the installed extensions' files */
 	"table_to_xml", "schema_to_xml", "database_to_xml", "pg_available_extension",
-	"pg_extension_update_paths", NULL
+	"pg_extension_update_paths",
+	/*
+	 * text search reads its configurations, dictionaries and parsers, which
+	 * ALTER TEXT SEARCH ... changes (exactness review 19, F2); text @@ text
+	 * and text @@ tsquery too (ts_match_tt, ts_match_tq)
+	 */
+	"to_tsvector", "to_tsquery", "plainto_tsquery", "phraseto_tsquery", "websearch_to_tsquery",
+	"json_to_tsvector", "jsonb_to_tsvector", "ts_headline", "ts_lexize", "ts_debug", "ts_parse",
+	"ts_token_type", "ts_stat", "ts_rewrite", "ts_match_tt", "ts_match_tq", "get_current_ts_config",
+	NULL
 };
+
+/*
+ * Whether a built-in function reports how a value is stored: keyedstate
+ * keeps keys and states in forms of its own (copied out of the rows,
+ * detoasted, read back from its checkpoints), so their sizes and
+ * compression are not the table's (exactness review 19, F1).
+ */
+static bool
+KsReportsStorage(Oid funcid)
+{
+	return funcid == F_PG_COLUMN_SIZE || funcid == F_PG_COLUMN_COMPRESSION;
+}
 
 /* Whether a built-in, non-immutable function reads the catalogs (see above). */
 static bool
@@ -248,7 +271,7 @@ static bool
 KsIsMutableFunction(Oid funcid, void *context)
 {
 	/* a built-in reader even if labelled IMMUTABLE (pg_partition_root) */
-	if (funcid < FirstNormalObjectId ? !KsReadsCatalogs(funcid) :
+	if (funcid < FirstNormalObjectId ? !KsReadsCatalogs(funcid) && !KsReportsStorage(funcid) :
 		func_volatile(funcid) == PROVOLATILE_IMMUTABLE)
 		return false;
 	*(Oid *) context = funcid;
@@ -264,6 +287,7 @@ KsRefuseMutable(Oid funcid)
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg(user ? "keyedstate aggregations cannot call function %s, which is not immutable" :
+					KsReportsStorage(funcid) ? "keyedstate aggregations cannot call function %s, which reports how a value is stored" :
 					"keyedstate aggregations cannot call function %s, which reads the catalogs",
 					format_procedure(funcid)),
 			 errdetail("keyedstate computes what a row gives once, when it consumes the row, and again only for the rows a crash makes it replay, so the function must give the same value for the same arguments whenever it runs, as in an index expression."),
