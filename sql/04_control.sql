@@ -13,7 +13,7 @@ SELECT * FROM pay_totals ORDER BY acct;
 -- checkpoint now: the offset and every key are written in one transaction
 SELECT keyedstate.checkpoint('pay_totals');
 SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'pay_totals';
-SELECT sum(nkeys) FROM keyedstate.state s JOIN keyedstate.aggregation a ON a.id = s.aggregation_id
+SELECT sum(nkeys) FROM keyedstate_internal.state s JOIN keyedstate_internal.aggregation a ON a.id = s.aggregation_id
  WHERE a.view = 'pay_totals'::regclass;
 
 -- names that are none: shown as PostgreSQL shows a relation's; in a

@@ -62,13 +62,13 @@ SELECT keyedstate.pause('ks_alice.stats');
 SELECT keyedstate.checkpoint('ks_alice.stats');
 SELECT keyedstate.drop_aggregation('ks_alice.stats');
 -- the internal tables are not readable, nor the live table without a GRANT on the view
-SELECT count(*) FROM keyedstate.state;
-SELECT count(*) FROM keyedstate.aggregation;
+SELECT count(*) FROM keyedstate_internal.state;
+SELECT count(*) FROM keyedstate_internal.aggregation;
 RESET ROLE;
 SET ROLE regress_ks_alice;
 REVOKE SELECT ON ks_alice.stats FROM regress_ks_bob;
 SET ROLE regress_ks_bob;
-SELECT 'keyedstate.live_' || id AS live FROM keyedstate.aggregations WHERE name = 'ks_alice.stats' \gset
+SELECT 'keyedstate_internal.live_' || id AS live FROM keyedstate.aggregations WHERE name = 'ks_alice.stats' \gset
 SELECT * FROM :live;
 -- and the live table cannot be re-pointed by its user
 SET ROLE regress_ks_alice;
@@ -165,7 +165,7 @@ SELECT keyedstate.create_aggregation('ks_alice.sp', 'SELECT via_helper(g) AS k, 
 RESET search_path;
 SELECT keyedstate.sync('ks_alice.sp');
 RESET ROLE;
-SELECT settings[1] FROM keyedstate.aggregation WHERE view = 'ks_alice.sp'::regclass;
+SELECT settings[1] FROM keyedstate_internal.aggregation WHERE view = 'ks_alice.sp'::regclass;
 ALTER VIEW ks_alice.sp OWNER TO regress_ks_bob;
 INSERT INTO sp_src (g) VALUES (1), (2), (2);
 SELECT keyedstate.sync('ks_alice.sp');

@@ -148,7 +148,7 @@ SELECT keyedstate.create_aggregation('by_types',
 -- the checks read the types each definition records (not its tree): its
 -- keys', and its columns', aggregate arguments' and states', and the
 -- aggregates it calls
-SELECT key_types, stored_types, aggregates::regprocedure[] FROM keyedstate.aggregation WHERE view = 'by_types'::regclass;
+SELECT key_types, stored_types, aggregates::regprocedure[] FROM keyedstate_internal.aggregation WHERE view = 'by_types'::regclass;
 ALTER TYPE deep0 ADD ATTRIBUTE z int;
 ALTER TABLE kp ADD COLUMN z int;
 ALTER TABLE kp ALTER COLUMN a TYPE bigint;
@@ -346,7 +346,7 @@ CREATE AGGREGATE acc_agg(int) (sfunc = acc_step, stype = acc, finalfunc = acc_n)
 CREATE TABLE accs (id bigserial PRIMARY KEY, k int, v int);
 INSERT INTO accs (k, v) SELECT g % 2, g FROM generate_series(1, 6) g;
 SELECT keyedstate.create_aggregation('by_acc', 'SELECT k, acc_agg(v) AS a FROM accs GROUP BY k');
-SELECT key_types, stored_types, aggregates::regprocedure[] FROM keyedstate.aggregation WHERE view = 'by_acc'::regclass;
+SELECT key_types, stored_types, aggregates::regprocedure[] FROM keyedstate_internal.aggregation WHERE view = 'by_acc'::regclass;
 SELECT keyedstate.sync('by_acc');
 ALTER TYPE acc ALTER ATTRIBUTE s TYPE varchar;
 ALTER TYPE acc ADD ATTRIBUTE z int;
@@ -481,6 +481,6 @@ DROP EXTENSION keyedstate;
 DROP EXTENSION keyedstate CASCADE;
 SELECT count(*) FROM pg_class WHERE relname IN ('t1_stats');
 SELECT count(*) FROM pg_trigger WHERE tgrelid = 't1'::regclass;
-SELECT count(*) FROM pg_namespace WHERE nspname = 'keyedstate';
+SELECT count(*) FROM pg_namespace WHERE nspname IN ('keyedstate', 'keyedstate_internal');
 TRUNCATE t1;
 DROP TABLE t1;

@@ -40,7 +40,7 @@ SELECT part, first_key_group, last_key_group FROM keyedstate.workers WHERE aggre
 SELECT count(*) AS rows, (SELECT count(*) FROM (TABLE per_page EXCEPT TABLE per_page_oracle) d) AS wrong
   FROM per_page;
 SELECT keyedstate.checkpoint('per_page');
-SELECT layout, part, seed_from IS NULL AS seeded FROM keyedstate.part p
+SELECT layout, part, seed_from IS NULL AS seeded FROM keyedstate_internal.part p
   JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
  WHERE a.name = 'per_page' AND NOT retired ORDER BY layout, part;
 
@@ -68,24 +68,24 @@ SELECT keyedstate.drop_aggregation('whole');
 
 -- ids cycle, skipping those in use: calls that fail or roll back take ids
 -- too, and must not use them up for every role
-SELECT setval('keyedstate.part_id_seq', 2147483646);
-SELECT setval('keyedstate.aggregation_id_seq', 999999999);
+SELECT setval('keyedstate_internal.part_id_seq', 2147483646);
+SELECT setval('keyedstate_internal.aggregation_id_seq', 999999999);
 SELECT keyedstate.create_aggregation('cycled', 'SELECT page % 3 AS m, count(*) AS n FROM clicks GROUP BY 1', parallelism => 3);
 SELECT keyedstate.sync('cycled') > 0;
 SELECT count(*) = 0 AS exact FROM (SELECT * FROM cycled EXCEPT ALL SELECT page % 3, count(*) FROM clicks GROUP BY 1) d;
 SELECT count(DISTINCT p.id) AS parts, bool_and(p.id >= 1000000000) AS part_ids, a.id < 1000000000 AS agg_id
-  FROM keyedstate.part p JOIN keyedstate.aggregation a ON a.id = p.aggregation_id
+  FROM keyedstate_internal.part p JOIN keyedstate_internal.aggregation a ON a.id = p.aggregation_id
  WHERE a.view = 'cycled'::regclass GROUP BY a.id;
 SELECT keyedstate.drop_aggregation('cycled');
 -- ... and those of a live table left without its aggregation (a schema-only
 -- restore brings the views and live tables alone)
-SELECT setval('keyedstate.aggregation_id_seq', 500);
-CREATE TABLE keyedstate.live_501 (x int);
+SELECT setval('keyedstate_internal.aggregation_id_seq', 500);
+CREATE TABLE keyedstate_internal.live_501 (x int);
 SELECT keyedstate.create_aggregation('after_orphan', 'SELECT page % 3 AS m, count(*) AS n FROM clicks GROUP BY 1');
-SELECT id FROM keyedstate.aggregation WHERE view = 'after_orphan'::regclass;
+SELECT id FROM keyedstate_internal.aggregation WHERE view = 'after_orphan'::regclass;
 SELECT keyedstate.drop_aggregation('after_orphan');
-DROP TABLE keyedstate.live_501;
+DROP TABLE keyedstate_internal.live_501;
 DROP VIEW per_page_oracle;
 SELECT keyedstate.drop_aggregation('per_page');
-SELECT count(*) FROM keyedstate.part;
+SELECT count(*) FROM keyedstate_internal.part;
 DROP TABLE clicks;

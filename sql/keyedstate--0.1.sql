@@ -2,8 +2,20 @@
 
 \echo Use "CREATE EXTENSION keyedstate" to load this file. \quit
 
--- the schema belongs to the extension, so DROP EXTENSION removes it
+-- the schemas belong to the extension, so DROP EXTENSION removes them
 CREATE SCHEMA keyedstate;
+/*
+ * keyedstate's own tables and sequences, and the live tables behind the
+ * views, are in a schema of their own that no role but the superusers may
+ * use (PUBLIC has no USAGE on it): no other role can name them, so none
+ * can take or queue a lock on them.  PostgreSQL takes some locks before
+ * it checks privileges (CREATE TRIGGER, CREATE RULE, a foreign key's
+ * reference, ...): one such request queued behind a lock held in an idle
+ * transaction stalled every aggregation's checkpoints (security review
+ * 20, F2).  The views read the live tables by OID, which needs no USAGE.
+ */
+CREATE SCHEMA keyedstate_internal;
+REVOKE ALL ON SCHEMA keyedstate_internal FROM PUBLIC;
 
 /*
  * Definitions, one row per aggregation.  Objects are named by regclass,
@@ -13,7 +25,7 @@ CREATE SCHEMA keyedstate;
  * the aggregation) and, for a restore, as fully qualified text kept
  * current by the event trigger below.  The aggregation's owner is its
  * view's owner.  checkpointed_offset changes only in the same transaction
- * as the last chunk of a checkpoint in keyedstate.state, and checkpoint_id
+ * as the last chunk of a checkpoint in keyedstate_internal.state, and checkpoint_id
  * with it: chunks of later checkpoints (written by steps before a crash)
  * do not count.  clean_stop says that the
  * last checkpoint was a worker's final one, at a clean stop: nothing after
@@ -22,18 +34,18 @@ CREATE SCHEMA keyedstate;
  * window_size, window_slide and time_column define time windows (NULL:
  * none); the stored query is already rewritten for them.  memory_limit is
  * the budget of the state in memory, in bytes (NULL: none but
- * keyedstate.max_state_memory): colder keys are evicted to keyedstate.cold.
- * cold_keys counts the rows of keyedstate.cold as of checkpoint_id.
+ * keyedstate.max_state_memory): colder keys are evicted to keyedstate_internal.cold.
+ * cold_keys counts the rows of keyedstate_internal.cold as of checkpoint_id.
  * watermark is a windowed aggregation's watermark as of
  * checkpointed_offset (the newest time consumed; a part, which keeps only
  * some keys, recovers it from there, and so do the parts a rescale seeds).
  * parallelism is the number of parts the key groups are split into (see
- * keyedstate.part), max_parallelism the number of key groups (a key's
+ * keyedstate_internal.part), max_parallelism the number of key groups (a key's
  * group is its hash modulo it), fixed at creation; layout counts the
  * rescales.  The progress columns above are those of the aggregation run
- * whole, which it is as long as it has no rows in keyedstate.part.
+ * whole, which it is as long as it has no rows in keyedstate_internal.part.
  */
-CREATE TABLE keyedstate.aggregation (
+CREATE TABLE keyedstate_internal.aggregation (
 	id					int PRIMARY KEY,
 	view				pg_catalog.regclass NOT NULL UNIQUE,
 	live				pg_catalog.regclass NOT NULL,
@@ -83,16 +95,16 @@ CREATE TABLE keyedstate.aggregation (
 	ttl_floor			timestamptz
 );
 -- ids cycle (calls rolled back or failing take ids too): one in use is skipped
-CREATE SEQUENCE keyedstate.aggregation_id_seq AS int MAXVALUE 999999999 CYCLE
-	OWNED BY keyedstate.aggregation.id;
+CREATE SEQUENCE keyedstate_internal.aggregation_id_seq AS int MAXVALUE 999999999 CYCLE
+	OWNED BY keyedstate_internal.aggregation.id;
 
 /*
  * The parts of an aggregation that runs in parallel (or was rescaled):
  * each consumes every row of the source but keeps only the keys of its
  * range of key groups, with its own consumed offset and checkpoints
- * (stored in keyedstate.state under the part's id, drawn from the same
+ * (stored in keyedstate_internal.state under the part's id, drawn from the same
  * sequence as aggregations' ids), and runs in a worker of the pool.  The
- * progress columns mean what they mean in keyedstate.aggregation.
+ * progress columns mean what they mean in keyedstate_internal.aggregation.
  *
  * A rescale retires the running parts (or the aggregation run whole) and
  * adds parts of the next layout, each seeded from the retired ones
@@ -101,10 +113,10 @@ CREATE SEQUENCE keyedstate.aggregation_id_seq AS int MAXVALUE 999999999 CYCLE
  * part it comes from; its first checkpoint is full and clears seed_from.
  * Retired parts nobody seeds from any more go, with their checkpoints.
  */
-CREATE TABLE keyedstate.part (
+CREATE TABLE keyedstate_internal.part (
 	id					int PRIMARY KEY CHECK (id >= 1000000000),
 	-- deferred: a restore adds an aggregation's parts before its row (restore.c)
-	aggregation_id		int NOT NULL REFERENCES keyedstate.aggregation (id) ON DELETE CASCADE
+	aggregation_id		int NOT NULL REFERENCES keyedstate_internal.aggregation (id) ON DELETE CASCADE
 						DEFERRABLE INITIALLY DEFERRED,
 	layout				int NOT NULL,
 	part				int NOT NULL,
@@ -122,7 +134,7 @@ CREATE TABLE keyedstate.part (
 	cold_keys			bigint NOT NULL DEFAULT 0,
 	watermark			timestamptz
 );
-CREATE INDEX ON keyedstate.part (aggregation_id);
+CREATE INDEX ON keyedstate_internal.part (aggregation_id);
 
 /*
  * Checkpointed keyed state, written incrementally.  Each checkpoint adds
@@ -135,7 +147,7 @@ CREATE INDEX ON keyedstate.part (aggregation_id);
  * A full checkpoint deletes the rows before it in the same transaction,
  * which bounds what recovery reads to about twice the live state.
  */
-CREATE TABLE keyedstate.state (
+CREATE TABLE keyedstate_internal.state (
 	aggregation_id		int NOT NULL,
 	checkpoint_id		bigint NOT NULL,
 	chunk				int NOT NULL,
@@ -154,9 +166,9 @@ CREATE TABLE keyedstate.state (
  */
 DO $$
 BEGIN
-	ALTER TABLE keyedstate.state ALTER COLUMN data SET COMPRESSION lz4;
+	ALTER TABLE keyedstate_internal.state ALTER COLUMN data SET COMPRESSION lz4;
 EXCEPTION WHEN feature_not_supported THEN
-	ALTER TABLE keyedstate.state ALTER COLUMN data SET STORAGE EXTERNAL;
+	ALTER TABLE keyedstate_internal.state ALTER COLUMN data SET STORAGE EXTERNAL;
 END;
 $$;
 
@@ -167,7 +179,7 @@ $$;
  * 24 bits plus a number within that checkpoint; rows of a checkpoint that
  * never committed are deleted by the recovery that follows.
  */
-CREATE TABLE keyedstate.cold (
+CREATE TABLE keyedstate_internal.cold (
 	aggregation_id		int NOT NULL,
 	hash				int NOT NULL,
 	id					bigint NOT NULL,
@@ -182,22 +194,22 @@ CREATE TABLE keyedstate.cold (
  * (the checkpointed state is not dumped: it names types and objects by
  * OIDs of this database).
  */
-SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation', '');
-SELECT pg_catalog.pg_extension_config_dump('keyedstate.aggregation_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('keyedstate_internal.aggregation', '');
+SELECT pg_catalog.pg_extension_config_dump('keyedstate_internal.aggregation_id_seq', '');
 
 /*
  * Parts take ids of their own range, from a sequence that is not dumped:
  * a restore creates the parts of parallel aggregations while it copies
- * keyedstate.aggregation, before the dump's setval of aggregation_id_seq,
+ * keyedstate_internal.aggregation, before the dump's setval of aggregation_id_seq,
  * so ids from that sequence collided with restored aggregations' ids (and
  * a part's checkpoints were deleted as its aggregation's own).
  */
-CREATE SEQUENCE keyedstate.part_id_seq AS int MINVALUE 1000000000 START 1000000000 CYCLE
-	OWNED BY keyedstate.part.id;
-ALTER TABLE keyedstate.aggregation ADD CHECK (id < 1000000000);
+CREATE SEQUENCE keyedstate_internal.part_id_seq AS int MINVALUE 1000000000 START 1000000000 CYCLE
+	OWNED BY keyedstate_internal.part.id;
+ALTER TABLE keyedstate_internal.aggregation ADD CHECK (id < 1000000000);
 
-REVOKE ALL ON keyedstate.aggregation, keyedstate.part, keyedstate.state, keyedstate.cold,
-	keyedstate.aggregation_id_seq, keyedstate.part_id_seq FROM PUBLIC;
+REVOKE ALL ON keyedstate_internal.aggregation, keyedstate_internal.part, keyedstate_internal.state, keyedstate_internal.cold,
+	keyedstate_internal.aggregation_id_seq, keyedstate_internal.part_id_seq FROM PUBLIC;
 GRANT USAGE ON SCHEMA keyedstate TO PUBLIC;
 
 /* The foreign data wrapper behind every live view. */
@@ -372,7 +384,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF NOT EXISTS (SELECT FROM keyedstate.aggregation a WHERE a.source OPERATOR(pg_catalog.=) TG_RELID) THEN
+	IF NOT EXISTS (SELECT FROM keyedstate_internal.aggregation a WHERE a.source OPERATOR(pg_catalog.=) TG_RELID) THEN
 		RETURN NULL;
 	END IF;
 	RAISE EXCEPTION 'cannot truncate table "%" because keyedstate aggregations consume it',
@@ -407,7 +419,7 @@ BEGIN
 	FOR r IN
 		SELECT a.id
 		  FROM pg_catalog.pg_event_trigger_dropped_objects() d
-		  JOIN keyedstate.aggregation a ON a.view::pg_catalog.oid = d.objid
+		  JOIN keyedstate_internal.aggregation a ON a.view::pg_catalog.oid = d.objid
 		 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
 		   AND d.objsubid = 0
 	LOOP
@@ -427,7 +439,7 @@ AS 'MODULE_PATHNAME', 'keyedstate_restore_definition'
 LANGUAGE C;
 REVOKE ALL ON FUNCTION keyedstate.restore_definition() FROM PUBLIC;
 
-CREATE TRIGGER restore_definition BEFORE INSERT ON keyedstate.aggregation
+CREATE TRIGGER restore_definition BEFORE INSERT ON keyedstate_internal.aggregation
 	FOR EACH ROW EXECUTE FUNCTION keyedstate.restore_definition();
 
 /*
@@ -442,7 +454,7 @@ REVOKE ALL ON FUNCTION keyedstate.refresh_definitions() FROM PUBLIC;
 
 /*
  * Binds the rows a data-only restore loaded with the triggers of
- * keyedstate.aggregation disabled (pg_restore --disable-triggers), at the
+ * keyedstate_internal.aggregation disabled (pg_restore --disable-triggers), at the
  * end of the ALTER TABLE that enables them again (see restore.c).
  */
 CREATE FUNCTION keyedstate.bind_restored()
@@ -458,9 +470,9 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	IF EXISTS (SELECT 1 FROM keyedstate.aggregation) THEN
+	IF EXISTS (SELECT 1 FROM keyedstate_internal.aggregation) THEN
 		IF EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_ddl_commands() c
-				   WHERE c.objid OPERATOR(pg_catalog.=) 'keyedstate.aggregation'::pg_catalog.regclass) THEN
+				   WHERE c.objid OPERATOR(pg_catalog.=) 'keyedstate_internal.aggregation'::pg_catalog.regclass) THEN
 			PERFORM keyedstate.bind_restored();
 		END IF;
 		PERFORM keyedstate.refresh_definitions();
@@ -493,16 +505,16 @@ SELECT a.id,
 	   a.paused,
 	   -- an offset gives the source sequence's value: to the view's readers only
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
-			THEN COALESCE((SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate.part p
+			THEN COALESCE((SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate_internal.part p
 						   WHERE p.aggregation_id = a.id), a.checkpointed_offset) END AS checkpointed_offset,
 	   -- and a checkpoint's time when the source got rows
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
-			THEN COALESCE((SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate.part p
+			THEN COALESCE((SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate_internal.part p
 						   WHERE p.aggregation_id = a.id), a.last_checkpoint) END AS last_checkpoint,
 	   a.created,
 	   a.parallelism,
 	   a.max_parallelism
-  FROM keyedstate.aggregation a
+  FROM keyedstate_internal.aggregation a
   JOIN pg_catalog.pg_class c ON c.oid = a.view::pg_catalog.oid
   LEFT JOIN pg_catalog.pg_attribute att
 	ON att.attrelid = a.source::pg_catalog.oid AND att.attnum = a.offset_attnum;
@@ -548,7 +560,7 @@ WITH w AS (
 		   pg_catalog.sum(s.reloads)::bigint AS reloads,
 		   pg_catalog.sum(s.memory_limit)::bigint AS memory_limit
 	  FROM keyedstate.worker_status() s
-	  JOIN keyedstate.aggregation a ON a.id = s.aggregation_id AND a.layout = s.layout
+	  JOIN keyedstate_internal.aggregation a ON a.id = s.aggregation_id AND a.layout = s.layout
 	 GROUP BY s.aggregation_id)
 SELECT a.view::text AS name,
 	   CASE WHEN pg_catalog.pg_is_in_recovery() THEN 'standby'
@@ -562,7 +574,7 @@ SELECT a.view::text AS name,
 	   -- (without a worker, a standby's say: those of the parts, as in aggregations)
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
 			THEN COALESCE(w.checkpointed_offset,
-						  (SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate.part p
+						  (SELECT pg_catalog.min(p.checkpointed_offset) FROM keyedstate_internal.part p
 						   WHERE p.aggregation_id = a.id), a.checkpointed_offset) END AS checkpointed_offset,
 	   CASE WHEN w.high_water IS NOT NULL
 			THEN GREATEST(w.high_water - COALESCE(w.consumed_offset, a.checkpointed_offset), 0) END AS lag_rows,
@@ -582,7 +594,7 @@ SELECT a.view::text AS name,
 	   w.row_errors,
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')
 			THEN COALESCE(w.last_checkpoint,
-						  (SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate.part p
+						  (SELECT pg_catalog.min(p.last_checkpoint) FROM keyedstate_internal.part p
 						   WHERE p.aggregation_id = a.id), a.last_checkpoint) END AS last_checkpoint,
 	   pg_catalog.round(w.checkpoint_ms::numeric, 3) AS last_checkpoint_ms,
 	   pg_catalog.round(w.checkpoint_pause_ms::numeric, 3) AS last_checkpoint_pause_ms,
@@ -599,7 +611,7 @@ SELECT a.view::text AS name,
 	   w.failed_offset,
 	   NULLIF(w.waiting_pid, 0) AS waiting_pid,
 	   a.parallelism
-  FROM keyedstate.aggregation a
+  FROM keyedstate_internal.aggregation a
   LEFT JOIN w ON w.aggregation_id = a.id;
 
 /*
@@ -623,7 +635,7 @@ SELECT w.worker,
 	   w.keys_cold,
 	   w.memory_bytes,
 	   w.memory_limit
-  FROM keyedstate.aggregation a
+  FROM keyedstate_internal.aggregation a
   JOIN keyedstate.worker_status() w ON w.aggregation_id = a.id AND w.layout = a.layout;
 
 GRANT SELECT ON keyedstate.aggregations, keyedstate.status, keyedstate.workers TO PUBLIC;

@@ -177,7 +177,7 @@ KsRefuseHopelessRead(int32 aggid, Oid live_oid, Oid view_oid)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("view %s has no keyedstate aggregation behind it",
 						KsAggName(OidIsValid(view) ? view : live_oid)),
-				 errdetail("Its definition is not in keyedstate.aggregation: a schema-only dump, or a restore into a server without keyedstate preloaded, restores the view without it."),
+				 errdetail("Its definition is not in keyedstate_internal.aggregation: a schema-only dump, or a restore into a server without keyedstate preloaded, restores the view without it."),
 				 errhint("Drop the view, then create the aggregation again.")));
 	}
 	KsRefuseWaitHere(aggid, KsAggName(view));

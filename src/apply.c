@@ -282,7 +282,7 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 			elog(ERROR, "keyedstate found no cold row for an evicted key");
 		/*
 		 * past the TTL though no sweep met it yet: expired now, as a
-		 * sweep, a reload from keyedstate.cold or a recovery would have
+		 * sweep, a reload from keyedstate_internal.cold or a recovery would have
 		 * (exactness review 16, finding 2: it took the row into its old
 		 * state, for as long as a pause or a lock held the sweep back)
 		 */

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *	  Reading and writing keyedstate.aggregation.  See catalog.h.
+ *	  Reading and writing keyedstate_internal.aggregation.  See catalog.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -35,11 +35,11 @@
 	"(EXTRACT(EPOCH FROM a.checkpoint_interval) * 1000)::pg_catalog.int8, " \
 	"a.paused, a.rebuilding, " \
 	"CASE WHEN p.id IS NOT NULL THEN p.last_checkpoint IS NOT NULL " \
-	"     ELSE a.last_checkpoint IS NOT NULL OR EXISTS (SELECT FROM keyedstate.part q " \
+	"     ELSE a.last_checkpoint IS NOT NULL OR EXISTS (SELECT FROM keyedstate_internal.part q " \
 	"          WHERE q.aggregation_id = a.id AND q.last_checkpoint IS NOT NULL) END, " \
 	"a.resume_count, " \
 	"COALESCE(p.checkpointed_offset, (SELECT pg_catalog.min(q.checkpointed_offset) " \
-	"         FROM keyedstate.part q WHERE q.aggregation_id = a.id), a.checkpointed_offset), " \
+	"         FROM keyedstate_internal.part q WHERE q.aggregation_id = a.id), a.checkpointed_offset), " \
 	"COALESCE((EXTRACT(EPOCH FROM a.ttl) * 1000000)::pg_catalog.int8, 0), " \
 	"COALESCE((EXTRACT(EPOCH FROM a.window_size) * 1000000)::pg_catalog.int8, 0), " \
 	"COALESCE((EXTRACT(EPOCH FROM a.window_slide) * 1000000)::pg_catalog.int8, 0), " \
@@ -53,16 +53,16 @@
 
 /* An aggregation alone: no part. */
 #define KS_DEF_FROM_AGGREGATION \
-	" FROM keyedstate.aggregation a LEFT JOIN keyedstate.part p ON false "
+	" FROM keyedstate_internal.aggregation a LEFT JOIN keyedstate_internal.part p ON false "
 
 /*
  * What the worker runs: the parts of each aggregation that has some (but
  * retired ones), and every other aggregation whole.
  */
 #define KS_DEF_FROM_RUNS \
-	" FROM keyedstate.aggregation a " \
-	" LEFT JOIN keyedstate.part p ON p.aggregation_id = a.id AND NOT p.retired " \
-	"WHERE p.id IS NOT NULL OR NOT EXISTS (SELECT FROM keyedstate.part q " \
+	" FROM keyedstate_internal.aggregation a " \
+	" LEFT JOIN keyedstate_internal.part p ON p.aggregation_id = a.id AND NOT p.retired " \
+	"WHERE p.id IS NOT NULL OR NOT EXISTS (SELECT FROM keyedstate_internal.part q " \
 	"                                      WHERE q.aggregation_id = a.id) "
 
 /* Where results of the open bracket go: the context current when it opened. */
@@ -99,11 +99,11 @@ KsCatalogClose(KsCatalogAccess *acc)
 	ks_catalog_cxt = acc->save_cxt;
 }
 
-/* The OID of keyedstate.aggregation, or InvalidOid without the extension. */
+/* The OID of keyedstate_internal.aggregation, or InvalidOid without the extension. */
 Oid
 KsCatalogRelid(void)
 {
-	Oid			nsp = get_namespace_oid(KS_SCHEMA, true);
+	Oid			nsp = get_namespace_oid(KS_DATA_SCHEMA, true);
 
 	return OidIsValid(nsp) ? get_relname_relid("aggregation", nsp) : InvalidOid;
 }
@@ -204,7 +204,7 @@ KsLoadDefinitions(MemoryContext cxt, bool runs)
 					  "SELECT " KS_DEF_COLUMNS KS_DEF_FROM_AGGREGATION "ORDER BY a.id",
 					  true, 0);
 	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read keyedstate.aggregation: %s", SPI_result_code_string(ret));
+		elog(ERROR, "could not read keyedstate_internal.aggregation: %s", SPI_result_code_string(ret));
 	for (i = 0; i < SPI_processed; i++)
 	{
 		MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
@@ -281,7 +281,7 @@ KsCatalogChangedHere(int32 id)
 	KsCatalogAccess acc;
 
 	KsCatalogOpen(&acc);
-	if (SPI_execute_with_args("SELECT a.xmin FROM keyedstate.aggregation a WHERE a.id = $1",
+	if (SPI_execute_with_args("SELECT a.xmin FROM keyedstate_internal.aggregation a WHERE a.id = $1",
 							  1, &argtype, &arg, NULL, true, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 		changed = TransactionIdIsCurrentTransactionId(
@@ -302,12 +302,12 @@ KsCatalogNextId(bool part)
 
 	for (int tries = 0; tries < 100000; tries++)
 	{
-		if (SPI_execute(psprintf("SELECT n FROM (SELECT pg_catalog.nextval('keyedstate.%s')::int4 AS n) s "
-								 "WHERE NOT EXISTS (SELECT FROM keyedstate.aggregation a WHERE a.id = s.n) "
-								 "AND NOT EXISTS (SELECT FROM keyedstate.part p WHERE p.id = s.n) "
-								 "AND NOT EXISTS (SELECT FROM keyedstate.state t WHERE t.aggregation_id = s.n) "
-								 "AND NOT EXISTS (SELECT FROM keyedstate.cold c WHERE c.aggregation_id = s.n) "
-								 "AND pg_catalog.to_regclass('keyedstate.live_' || s.n) IS NULL",
+		if (SPI_execute(psprintf("SELECT n FROM (SELECT pg_catalog.nextval('keyedstate_internal.%s')::int4 AS n) s "
+								 "WHERE NOT EXISTS (SELECT FROM keyedstate_internal.aggregation a WHERE a.id = s.n) "
+								 "AND NOT EXISTS (SELECT FROM keyedstate_internal.part p WHERE p.id = s.n) "
+								 "AND NOT EXISTS (SELECT FROM keyedstate_internal.state t WHERE t.aggregation_id = s.n) "
+								 "AND NOT EXISTS (SELECT FROM keyedstate_internal.cold c WHERE c.aggregation_id = s.n) "
+								 "AND pg_catalog.to_regclass('keyedstate_internal.live_' || s.n) IS NULL",
 								 part ? "part_id_seq" : "aggregation_id_seq"),
 						false, 1) != SPI_OK_SELECT)
 			elog(ERROR, "could not allocate an aggregation id");
@@ -381,7 +381,7 @@ KsCatalogInsert(const KsNewAggregation *agg)
 	ks_inserting = true;
 	PG_TRY();
 	{
-		ret = SPI_execute_with_args("INSERT INTO keyedstate.aggregation (id, view, live, source, "
+		ret = SPI_execute_with_args("INSERT INTO keyedstate_internal.aggregation (id, view, live, source, "
 									"offset_attnum, sequence, query_text, definition, query_tree, settings, "
 									"checkpointed_offset, checkpoint_interval, offset_column, ttl, "
 									"window_size, window_slide, time_column, memory_limit, parallelism, "
@@ -409,7 +409,7 @@ KsCatalogDelete(int32 id, Oid *live_oid, Oid *source_oid)
 	bool		isnull;
 	int			ret;
 
-	ret = SPI_execute_with_args("DELETE FROM keyedstate.aggregation WHERE id = $1 "
+	ret = SPI_execute_with_args("DELETE FROM keyedstate_internal.aggregation WHERE id = $1 "
 								"RETURNING live, source",
 								1, &argtype, &arg, NULL, false, 0);
 	if (ret != SPI_OK_DELETE_RETURNING || SPI_processed != 1)
@@ -430,8 +430,8 @@ KsCatalogSetPaused(int32 id, bool paused)
 	args[0] = Int32GetDatum(id);
 	args[1] = BoolGetDatum(paused);
 	if (SPI_execute_with_args(paused ?
-							  "UPDATE keyedstate.aggregation SET paused = $2 WHERE id = $1" :
-							  "UPDATE keyedstate.aggregation SET paused = $2, pause_at = NULL, resume_count = resume_count + 1 WHERE id = $1",
+							  "UPDATE keyedstate_internal.aggregation SET paused = $2 WHERE id = $1" :
+							  "UPDATE keyedstate_internal.aggregation SET paused = $2, pause_at = NULL, resume_count = resume_count + 1 WHERE id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
 	KsCatalogChanged();
@@ -464,13 +464,13 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 	 * now (ttl_floor: see KsExpiredAt), or a window's by the newest finite
 	 * watermark published or checkpointed (KsWindowExpiredUpTo).  SET reads the old row.
 	 */
-	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET "
+	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET "
 							  "ttl_floor = CASE WHEN $2 AND ttl IS NOT NULL AND "
 							  "  ($3 IS NULL OR EXTRACT(EPOCH FROM $3) OPERATOR(pg_catalog.>) EXTRACT(EPOCH FROM ttl)) "
 							  "  THEN GREATEST(ttl_floor, "
 							  "       CASE WHEN window_size IS NULL THEN pg_catalog.clock_timestamp() ELSE GREATEST($6, "
 							  "         CASE WHEN pg_catalog.isfinite(watermark) THEN watermark END, "
-							  "         (SELECT pg_catalog.max(p.watermark) FROM keyedstate.part p "
+							  "         (SELECT pg_catalog.max(p.watermark) FROM keyedstate_internal.part p "
 							  "           WHERE p.aggregation_id OPERATOR(pg_catalog.=) $1 AND pg_catalog.isfinite(p.watermark))) END "
 							  "       OPERATOR(pg_catalog.-) "
 							  "       pg_catalog.make_interval(secs => EXTRACT(EPOCH FROM ttl)::pg_catalog.float8)) "
@@ -494,15 +494,15 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 
 	args[0] = Int32GetDatum(id);
 	args[1] = Int64GetDatum(start_offset);
-	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET checkpointed_offset = $2, "
+	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET checkpointed_offset = $2, "
 							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
 							  "clean_stop = false, resume_count = resume_count + 1 WHERE id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
 	/* its parts start again too; a rescale's retired ones are not needed any more */
-	if (SPI_execute_with_args("DELETE FROM keyedstate.part WHERE aggregation_id = $1 AND retired",
+	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.part WHERE aggregation_id = $1 AND retired",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("UPDATE keyedstate.part SET checkpointed_offset = $2, "
+		SPI_execute_with_args("UPDATE keyedstate_internal.part SET checkpointed_offset = $2, "
 							  "last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
 							  "clean_stop = false, seed_from = NULL WHERE aggregation_id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
@@ -519,7 +519,7 @@ KsCatalogQueryTree(int32 id, Oid *view_oid, char **definition)
 	bool		isnull;
 
 	if (SPI_execute_with_args("SELECT CASE WHEN " KS_BOUND_HERE " THEN a.query_tree ELSE '' END, a.view, a.definition "
-							  "FROM keyedstate.aggregation a WHERE a.id = $1",
+							  "FROM keyedstate_internal.aggregation a WHERE a.id = $1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		return NULL;
@@ -539,9 +539,9 @@ KsCatalogStored(KsStoredKind kind)
 	List	   *result = NIL;
 	uint64		i;
 
-	if (SPI_execute(psprintf("SELECT view, %s FROM keyedstate.aggregation ORDER BY id", columns[kind]),
+	if (SPI_execute(psprintf("SELECT view, %s FROM keyedstate_internal.aggregation ORDER BY id", columns[kind]),
 					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read keyedstate.aggregation");
+		elog(ERROR, "could not read keyedstate_internal.aggregation");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		MemoryContext oldcxt;
@@ -552,7 +552,7 @@ KsCatalogStored(KsStoredKind kind)
 		int			n;
 
 		if (isnull)
-			elog(ERROR, "keyedstate.aggregation has a NULL %s", columns[kind]);
+			elog(ERROR, "keyedstate_internal.aggregation has a NULL %s", columns[kind]);
 		/* (regtype and oid: both an Oid by value) */
 		deconstruct_array(DatumGetArrayTypeP(oids), ARR_ELEMTYPE(DatumGetArrayTypeP(oids)),
 						  sizeof(Oid), true, TYPALIGN_INT, &elems, NULL, &n);
@@ -578,7 +578,7 @@ KsCatalogAll(List **views, List **ids)
 
 	*views = NIL;
 	*ids = NIL;
-	if (SPI_execute("SELECT view, id FROM keyedstate.aggregation", true, 0) != SPI_OK_SELECT)
+	if (SPI_execute("SELECT view, id FROM keyedstate_internal.aggregation", true, 0) != SPI_OK_SELECT)
 		return;
 	for (i = 0; i < SPI_processed; i++)
 	{

@@ -1,16 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.h
- *	  keyedstate.aggregation: the one home of the definitions' catalog.
+ *	  keyedstate_internal.aggregation: the one home of the definitions' catalog.
  *
- * Every read and write of keyedstate.aggregation goes through this file
- * (and of keyedstate.part, the parts of a layout, through catalogparts.c),
+ * Every read and write of keyedstate_internal.aggregation goes through this file
+ * (and of keyedstate_internal.part, the parts of a layout, through catalogparts.c),
  * inside the bracket KsCatalogOpen/KsCatalogClose: SPI connected and the
  * bootstrap superuser's identity, since ordinary roles have no privileges
  * on the table.  The worker, which connects as the bootstrap superuser and
  * switches to the worker's identity for its own tables (run.h), reads the
  * definitions with KsLoadDefinitions inside its own transaction.
- * (keyedstate.state is written by checkpoint.c only.)
+ * (keyedstate_internal.state is written by checkpoint.c only.)
  *
  * A definition names its objects by regclass (view, live table, source,
  * sequence), so that pg_dump writes them by name and a restore binds them
@@ -31,7 +31,7 @@
 #include "access/attnum.h"
 #include "nodes/pg_list.h"
 
-/* One row of keyedstate.aggregation. */
+/* One row of keyedstate_internal.aggregation. */
 typedef struct KsAggDef
 {
 	int32		id;
@@ -56,7 +56,7 @@ typedef struct KsAggDef
 	int64		memory_limit;	/* bytes of state in memory (evict.h), 0: none */
 
 	/*
-	 * Parallelism (keyedstate.part).  `id` above is what runs: the part's
+	 * Parallelism (keyedstate_internal.part).  `id` above is what runs: the part's
 	 * id for a part, else the aggregation's; agg_id is the aggregation's.
 	 */
 	int32		agg_id;
@@ -87,13 +87,13 @@ typedef struct KsCatalogAccess
 extern void KsCatalogOpen(KsCatalogAccess *acc);
 extern void KsCatalogClose(KsCatalogAccess *acc);
 
-/* The OID of keyedstate.aggregation (for invalidations), or InvalidOid. */
+/* The OID of keyedstate_internal.aggregation (for invalidations), or InvalidOid. */
 extern Oid	KsCatalogRelid(void);
 
 /*
  * Read every aggregation of this database (inside a transaction, SPI
  * connected, as the worker), or with `runs` what the worker runs: each
- * part of an aggregation that has parts (keyedstate.part), every other
+ * part of an aggregation that has parts (keyedstate_internal.part), every other
  * aggregation whole; the list lives in cxt.
  */
 extern List *KsLoadDefinitions(MemoryContext cxt, bool runs);

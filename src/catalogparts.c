@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * catalogparts.c
- *	  Reading and writing keyedstate.part: the parts of an aggregation run
+ *	  Reading and writing keyedstate_internal.part: the parts of an aggregation run
  *	  in parallel, each over a range of its key groups, and their layouts
  *	  as a rescale replaces them.  See catalog.h.
  *
@@ -35,7 +35,7 @@ KsCatalogInsertPart(int32 id, int32 aggid, int32 layout, int part, int first_gro
 	args[7] = seeds;
 	if (seeds == (Datum) 0)
 		nulls[7] = 'n';
-	if (SPI_execute_with_args("INSERT INTO keyedstate.part (id, aggregation_id, layout, part, "
+	if (SPI_execute_with_args("INSERT INTO keyedstate_internal.part (id, aggregation_id, layout, part, "
 							  "first_key_group, last_key_group, checkpointed_offset, seed_from) "
 							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 							  8, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
@@ -56,21 +56,21 @@ KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *start)
 	args[1] = Int32GetDatum(parallelism);
 	/* the seeds: the running parts, or the aggregation itself when it has none */
 	if (SPI_execute_with_args("WITH old AS ("
-							  " UPDATE keyedstate.part SET retired = true "
+							  " UPDATE keyedstate_internal.part SET retired = true "
 							  "  WHERE aggregation_id = $1 AND NOT retired "
 							  " RETURNING id, checkpointed_offset) "
 							  "SELECT COALESCE((SELECT pg_catalog.array_agg(id ORDER BY id) FROM old), "
 							  "                ARRAY[a.id]), "
 							  "       COALESCE((SELECT pg_catalog.min(checkpointed_offset) FROM old), "
 							  "                a.checkpointed_offset) "
-							  "  FROM keyedstate.aggregation a WHERE a.id = $1",
+							  "  FROM keyedstate_internal.aggregation a WHERE a.id = $1",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not rescale aggregation %d", id);
 	seeds = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	seeds = PointerGetDatum(DatumGetArrayTypePCopy(seeds));
 	*start = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET parallelism = $2, layout = layout + 1 "
+	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET parallelism = $2, layout = layout + 1 "
 							  "WHERE id = $1 RETURNING layout",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
 		SPI_processed != 1)
@@ -93,9 +93,9 @@ KsCatalogRescaleBlocked(int32 id)
 	Oid			argtype = INT4OID;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate.part p WHERE p.aggregation_id = a.id "
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate_internal.part p WHERE p.aggregation_id = a.id "
 							  "               AND NOT p.retired AND p.seed_from IS NOT NULL) "
-							  "  FROM keyedstate.aggregation a WHERE a.id = $1 FOR UPDATE",
+							  "  FROM keyedstate_internal.aggregation a WHERE a.id = $1 FOR UPDATE",
 							  1, &argtype, &arg, NULL, false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "could not read aggregation %d", id);

@@ -6,7 +6,7 @@
  *
  * Checkpoints are incremental.  A checkpoint serializes the keys changed
  * since the previous one, in key-group order, into chunks of about
- * KS_CHUNK_BYTES, and inserts one keyedstate.state row per chunk: a few
+ * KS_CHUNK_BYTES, and inserts one keyedstate_internal.state row per chunk: a few
  * large out-of-line values instead of one upserted row per key, so its
  * cost is that of serializing the keys and writing their bytes once.
  * When the deltas written since the last full checkpoint outgrow it, the
@@ -166,7 +166,7 @@ KsPrepareCheckpointPlan(KsAggRun *run)
 
 	if (run->ckpt_plan != NULL)
 		return;
-	run->ckpt_plan = SPI_prepare("INSERT INTO keyedstate.state (aggregation_id, checkpoint_id, chunk, "
+	run->ckpt_plan = SPI_prepare("INSERT INTO keyedstate_internal.state (aggregation_id, checkpoint_id, chunk, "
 								 "is_full, first_key_group, last_key_group, nkeys, data) "
 								 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 								 8, argtypes);

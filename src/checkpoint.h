@@ -4,14 +4,14 @@
  *	  Checkpoints of an aggregation's keyed state, and their byte format.
  *
  * A checkpoint writes every key changed since the last checkpoint
- * (serialized keys and states, in chunks appended to keyedstate.state, in
- * the format below) and the consumed offset (keyedstate.aggregation).  It
+ * (serialized keys and states, in chunks appended to keyedstate_internal.state, in
+ * the format below) and the consumed offset (keyedstate_internal.aggregation).  It
  * is captured at a step boundary and written in slices by the steps that
  * follow, so consumption never waits for the writing, its WAL or its
  * commit: a captured key is written before anything changes it
  * (copy-on-write), so the chunks hold every key as of the captured offset.
  * The chunks of checkpoint N count only once the step that writes its last
- * slice commits keyedstate.aggregation.checkpoint_id = N with the offset:
+ * slice commits keyedstate_internal.aggregation.checkpoint_id = N with the offset:
  * the state and the offset therefore only ever change together, and
  * recovery deletes the chunks of a checkpoint that was not committed.  Recovery (recovery.h) loads every key of the
  * aggregation and sets the consumed offset to the checkpointed one; the
@@ -45,7 +45,7 @@
  *
  * An expired key is a tombstone: recovery meets it before any older
  * version of the key (newest first) and forgets the key.  An evicted key
- * is forgotten the same way: its state is its row in keyedstate.cold.  A full
+ * is forgotten the same way: its state is its row in keyedstate_internal.cold.  A full
  * checkpoint writes no tombstones; it deletes every older row instead.
  * Format 3, before TTL, had neither the flags nor the time: recovery still
  * reads it, taking the time of the recovery as every key's last change.
@@ -74,12 +74,12 @@
 
 /* Flags of a stored key. */
 #define KS_STORED_EXPIRED		0x01
-#define KS_STORED_EVICTED		0x02	/* in keyedstate.cold (cold.h): no states, no row */
+#define KS_STORED_EVICTED		0x02	/* in keyedstate_internal.cold (cold.h): no states, no row */
 
 /* The format before TTL (no flags, no time per key), still read. */
 #define KS_STATE_FORMAT_V3		3
 
-/* The columns of a chunk's keyedstate.state row. */
+/* The columns of a chunk's keyedstate_internal.state row. */
 typedef struct KsChunkRow
 {
 	int32		aggregation_id;
@@ -111,7 +111,7 @@ extern void KsCheckpointStart(KsAggRun *run, bool final);
 
 typedef enum KsCkptProgress
 {
-	KS_CKPT_BLOCKED,			/* keyedstate.state or .cold is locked (a VACUUM FULL): later */
+	KS_CKPT_BLOCKED,			/* keyedstate_internal.state or .cold is locked (a VACUUM FULL): later */
 	KS_CKPT_SKIPPED,			/* a backend holds the definition locked: later */
 	KS_CKPT_MORE,				/* a slice was written, more is to come */
 	KS_CKPT_WRITTEN				/* everything, and the offset: commit, then Done */
@@ -147,7 +147,7 @@ extern void KsCheckpointDone(KsAggRun *run, TimestampTz paused_from);
 extern bool KsLockDefinitionRow(KsAggRun *run);
 
 /*
- * Lock keyedstate.state and keyedstate.cold with their indexes for writing,
+ * Lock keyedstate_internal.state and keyedstate_internal.cold with their indexes for writing,
  * without waiting: false if another transaction holds one (a VACUUM FULL),
  * and the checkpoint skips its slice instead of stalling the step.
  */
@@ -155,7 +155,7 @@ extern bool KsLockStateTables(void);
 
 /*
  * Commit a checkpoint's offset and id to the run's row (the aggregation's
- * or its part's), with the rows of keyedstate.cold it leaves and a windowed
+ * or its part's), with the rows of keyedstate_internal.cold it leaves and a windowed
  * aggregation's watermark at that offset (DT_NOBEGIN: none).
  */
 extern void KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark,

@@ -5,10 +5,10 @@
  *	  checkpoints nobody needs: an interrupted one's, those a full one
  *	  replaces, those of a dropped or rebuilt aggregation, and those of
  *	  parts a rescale retired once every new part has its own.  With
- *	  checkpoint.c, the only writer of keyedstate.state (checkpoint.h).
+ *	  checkpoint.c, the only writer of keyedstate_internal.state (checkpoint.h).
  *
  * The offset goes to the run's row: the aggregation's, or its part's
- * (keyedstate.part) when it runs in parts.  A part's first checkpoint
+ * (keyedstate_internal.part) when it runs in parts.  A part's first checkpoint
  * after a rescale is full (seed.c) and clears the part's seed_from, so
  * from then on the part recovers from its own checkpoints; a retired part
  * (or the aggregation's own checkpoints, when the aggregation ran whole
@@ -55,14 +55,14 @@ KsLockDefinitionRow(KsAggRun *run)
 	int			ret;
 
 	if (run->def->is_part)
-		ret = SPI_execute_with_args("SELECT 1 FROM keyedstate.part p "
-									"JOIN keyedstate.aggregation a ON a.id = p.aggregation_id "
+		ret = SPI_execute_with_args("SELECT 1 FROM keyedstate_internal.part p "
+									"JOIN keyedstate_internal.aggregation a ON a.id = p.aggregation_id "
 									"WHERE p.id = $1 AND a.id = $2 AND NOT p.retired "
 									"FOR NO KEY UPDATE OF p SKIP LOCKED FOR KEY SHARE OF a SKIP LOCKED",
 									2, argtypes, args, NULL, false, 0);
 	else
-		ret = SPI_execute_with_args("SELECT 1 FROM keyedstate.aggregation a WHERE a.id = $1 "
-									"AND a.layout = $2 AND NOT EXISTS (SELECT FROM keyedstate.part p "
+		ret = SPI_execute_with_args("SELECT 1 FROM keyedstate_internal.aggregation a WHERE a.id = $1 "
+									"AND a.layout = $2 AND NOT EXISTS (SELECT FROM keyedstate_internal.part p "
 									"                WHERE p.aggregation_id = a.id) "
 									"FOR NO KEY UPDATE SKIP LOCKED",
 									2, argtypes, args, NULL, false, 0);
@@ -75,7 +75,7 @@ KsLockDefinitionRow(KsAggRun *run)
 static bool
 KsLockForWriteNow(const char *name)
 {
-	Oid			relid = get_relname_relid(name, get_namespace_oid(KS_SCHEMA, false));
+	Oid			relid = get_relname_relid(name, get_namespace_oid(KS_DATA_SCHEMA, false));
 	Relation	rel;
 	List	   *indexes;
 	ListCell   *lc;
@@ -97,7 +97,7 @@ KsLockForWriteNow(const char *name)
 }
 
 /*
- * Lock keyedstate.state and keyedstate.cold, and their indexes, for the
+ * Lock keyedstate_internal.state and keyedstate_internal.cold, and their indexes, for the
  * checkpoint's writes, without waiting (see checkpoint.h).  A DBA's
  * VACUUM FULL, CLUSTER, REINDEX or ALTER TABLE ... SET TABLESPACE of them
  * holds an exclusive lock for as long as it runs: the checkpoint waits for
@@ -123,7 +123,7 @@ KsCheckpointForgetRetired(KsAggRun *run)
 	Oid			argtype = INT4OID;
 	int			ret;
 
-	/* a VACUUM FULL of keyedstate.state: at a later step */
+	/* a VACUUM FULL of keyedstate_internal.state: at a later step */
 	if (!KsLockStateTables())
 	{
 		run->retired_gc = true;
@@ -131,28 +131,28 @@ KsCheckpointForgetRetired(KsAggRun *run)
 	}
 
 	ret = SPI_execute_with_args("WITH gone AS ("
-								" DELETE FROM keyedstate.part r WHERE r.id IN "
-								"  (SELECT x.id FROM keyedstate.part x "
+								" DELETE FROM keyedstate_internal.part r WHERE r.id IN "
+								"  (SELECT x.id FROM keyedstate_internal.part x "
 								"    WHERE x.aggregation_id = $1 AND x.retired AND NOT EXISTS "
-								"     (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1 "
+								"     (SELECT FROM keyedstate_internal.part q WHERE q.aggregation_id = $1 "
 								"         AND q.seed_from @> ARRAY[x.id]) "
 								"   FOR UPDATE SKIP LOCKED) "
 								" RETURNING r.id), "
-								"cold AS (DELETE FROM keyedstate.cold c USING gone "
+								"cold AS (DELETE FROM keyedstate_internal.cold c USING gone "
 								"          WHERE c.aggregation_id = gone.id) "
-								"DELETE FROM keyedstate.state s USING gone "
+								"DELETE FROM keyedstate_internal.state s USING gone "
 								" WHERE s.aggregation_id = gone.id",
 								1, &argtype, &arg, NULL, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	/* the aggregation's own, from when it ran whole: chunks and cold rows */
 	ret = SPI_execute_with_args("WITH own AS (SELECT $1 AS id "
-								"  WHERE EXISTS (SELECT FROM keyedstate.part q WHERE q.aggregation_id = $1) "
-								"    AND NOT EXISTS (SELECT FROM keyedstate.part q "
+								"  WHERE EXISTS (SELECT FROM keyedstate_internal.part q WHERE q.aggregation_id = $1) "
+								"    AND NOT EXISTS (SELECT FROM keyedstate_internal.part q "
 								"                    WHERE q.aggregation_id = $1 "
 								"                      AND q.seed_from @> ARRAY[$1])), "
-								"cold AS (DELETE FROM keyedstate.cold c USING own WHERE c.aggregation_id = own.id) "
-								"DELETE FROM keyedstate.state s USING own WHERE s.aggregation_id = own.id",
+								"cold AS (DELETE FROM keyedstate_internal.cold c USING own WHERE c.aggregation_id = own.id) "
+								"DELETE FROM keyedstate_internal.state s USING own WHERE s.aggregation_id = own.id",
 								1, &argtype, &arg, NULL, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
@@ -172,7 +172,7 @@ KsCheckpointOutdated(KsAggRun *run)
 	Datum		arg = Int32GetDatum(run->def->agg_id);
 	Oid			argtype = INT4OID;
 
-	if (SPI_execute_with_args("SELECT FROM keyedstate.aggregation WHERE id = $1",
+	if (SPI_execute_with_args("SELECT FROM keyedstate_internal.aggregation WHERE id = $1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT ||
 		SPI_processed == 0)
 		ereport(ERROR,
@@ -211,14 +211,14 @@ KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 che
 	args[8] = Int32GetDatum(run->def->agg_id);
 	args[9] = Int32GetDatum(chain_chunks);
 	if (run->def->is_part)
-		ret = SPI_execute_with_args("UPDATE keyedstate.part "
+		ret = SPI_execute_with_args("UPDATE keyedstate_internal.part "
 									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 									"checkpoint_chunks = $10, last_checkpoint = pg_catalog.now(), clean_stop = $4, "
 									"watermark = $7, seed_from = NULL WHERE id = $1 "
-									"AND (SELECT a.resume_count FROM keyedstate.aggregation a WHERE a.id = $9) = $8",
+									"AND (SELECT a.resume_count FROM keyedstate_internal.aggregation a WHERE a.id = $9) = $8",
 									10, argtypes, args, nulls, false, 0);
 	else
-		ret = SPI_execute_with_args("UPDATE keyedstate.aggregation "
+		ret = SPI_execute_with_args("UPDATE keyedstate_internal.aggregation "
 									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 									"checkpoint_chunks = $10, last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4, "
 									"watermark = $7 WHERE id = $1 AND resume_count = $8",
@@ -231,8 +231,8 @@ KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 che
 	if (run->def->is_part && run->def->rebuilding && !rebuilding)
 	{
 		args[0] = Int32GetDatum(run->def->agg_id);
-		if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET rebuilding = false "
-								  "WHERE id = (SELECT id FROM keyedstate.aggregation "
+		if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET rebuilding = false "
+								  "WHERE id = (SELECT id FROM keyedstate_internal.aggregation "
 								  "            WHERE id = $1 AND rebuilding "
 								  "            FOR NO KEY UPDATE SKIP LOCKED)",
 								  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
@@ -261,7 +261,7 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->ckpt_obsolete_below);
 	args[2] = Int32GetDatum(KS_OBSOLETE_PER_STEP);
-	/* a VACUUM FULL of keyedstate.state: later, as for the checkpoint's slices */
+	/* a VACUUM FULL of keyedstate_internal.state: later, as for the checkpoint's slices */
 	if (!KsLockStateTables())
 	{
 		*timeout = Min(*timeout, 100);
@@ -269,8 +269,8 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 	}
 	KsRunTimeoutPause(false);
 	KsBecomeWorker();
-	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE (aggregation_id, checkpoint_id, chunk) IN "
-							  "(SELECT aggregation_id, checkpoint_id, chunk FROM keyedstate.state "
+	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.state WHERE (aggregation_id, checkpoint_id, chunk) IN "
+							  "(SELECT aggregation_id, checkpoint_id, chunk FROM keyedstate_internal.state "
 							  " WHERE aggregation_id = $1 AND checkpoint_id < $2 LIMIT $3)",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete obsolete checkpoint rows of aggregation %d", run->def->id);
@@ -292,7 +292,7 @@ KsCheckpointDiscardUncommitted(int32 aggid, int64 committed)
 	Datum		args[2] = {Int32GetDatum(aggid), Int64GetDatum(committed)};
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 
-	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1 AND checkpoint_id > $2",
+	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1 AND checkpoint_id > $2",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the uncommitted checkpoint of aggregation %d", aggid);
 	/* its cold rows were inserted with its chunks (cold.h) */
@@ -316,11 +316,11 @@ KsCheckpointForget(int32 aggid)
 	 * commits (coldseed.c): wait for it, so that the deletes below, with a
 	 * snapshot taken after, see the copies.
 	 */
-	if (SPI_execute_with_args("SELECT FROM keyedstate.part WHERE aggregation_id = $1 FOR UPDATE",
+	if (SPI_execute_with_args("SELECT FROM keyedstate_internal.part WHERE aggregation_id = $1 FOR UPDATE",
 							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock the parts of aggregation %d", aggid);
-	if (SPI_execute_with_args("DELETE FROM keyedstate.state WHERE aggregation_id = $1 "
-							  "OR aggregation_id IN (SELECT id FROM keyedstate.part "
+	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1 "
+							  "OR aggregation_id IN (SELECT id FROM keyedstate_internal.part "
 							  "                      WHERE aggregation_id = $1)",
 							  1, &argtype, &arg, NULL, false, 0) < 0)
 		elog(ERROR, "could not delete the checkpoints of aggregation %d", aggid);

@@ -2,10 +2,10 @@
  *
  * cold.c
  *	  The worker's side of the cold tier: writing evicted keys to
- *	  keyedstate.cold and loading them back.  See cold.h for the protocol
+ *	  keyedstate_internal.cold and loading them back.  See cold.h for the protocol
  *	  and the format of a cold row.
  *
- * This file is the only writer of keyedstate.cold, and is called for it
+ * This file is the only writer of keyedstate_internal.cold, and is called for it
  * only by the checkpoint (rows of victims, stale rows) and by recovery
  * (rows of checkpoints that never committed).  Loading back reads the
  * relation's primary key directly, one index scan for a whole chunk of
@@ -153,7 +153,7 @@ KsColdBatchCompare(const void *a, const void *b, void *arg)
  * Insert a batch's rows (see cold.h): straight into the heap, many rows
  * per call, and into the primary key, in its order, so that consecutive
  * entries go to the same leaf page.  Inserted as the catalog's rows are
- * (keyedstate.cold has no trigger, rule, policy or other index); later
+ * (keyedstate_internal.cold has no trigger, rule, policy or other index); later
  * reads see them (command counter).
  */
 void
@@ -190,7 +190,7 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	/* its columns are the heap's first three (the values passed below) */
 	if (info->ii_NumIndexAttrs != 3 || info->ii_IndexAttrNumbers[0] != 1 ||
 		info->ii_IndexAttrNumbers[1] != 2 || info->ii_IndexAttrNumbers[2] != 3)
-		elog(ERROR, "the primary key of keyedstate.cold is not (aggregation_id, hash, id)");
+		elog(ERROR, "the primary key of keyedstate_internal.cold is not (aggregation_id, hash, id)");
 	cid = GetCurrentCommandId(true);
 	nslots = Min(batch->n, KS_COLD_INSERT_AT_ONCE);
 	slots = palloc(sizeof(TupleTableSlot *) * nslots);
@@ -232,16 +232,16 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	CommandCounterIncrement();
 }
 
-/* The OIDs of keyedstate.cold and of its primary key (see cold.h). */
+/* The OIDs of keyedstate_internal.cold and of its primary key (see cold.h). */
 void
 KsColdRelids(Oid *heap, Oid *index)
 {
-	Oid			nsp = get_namespace_oid(KS_SCHEMA, false);
+	Oid			nsp = get_namespace_oid(KS_DATA_SCHEMA, false);
 
 	*heap = get_relname_relid("cold", nsp);
 	*index = get_relname_relid("cold_pkey", nsp);
 	if (!OidIsValid(*heap) || !OidIsValid(*index))
-		elog(ERROR, "keyedstate.cold or its primary key is missing");
+		elog(ERROR, "keyedstate_internal.cold or its primary key is missing");
 }
 
 /* Order of uint64s, for bsearch. */
@@ -257,7 +257,7 @@ KsCompareUint64(const void *a, const void *b)
 /*
  * Delete cold rows by hash and id (see cold.h), through the primary key:
  * a DELETE ... = ANY planned with a smaller table's statistics scanned
- * every cold row.  Deleted as the catalog's rows are (keyedstate.cold has
+ * every cold row.  Deleted as the catalog's rows are (keyedstate_internal.cold has
  * no trigger, rule or reference); later reads see it (command counter).
  */
 int64
@@ -342,7 +342,7 @@ KsColdDiscardAfter(int32 aggid, int64 committed)
 	Datum		args[2] = {Int32GetDatum(aggid), Int64GetDatum((int64) KsColdId(committed + 1, 0))};
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 
-	if (SPI_execute_with_args("DELETE FROM keyedstate.cold WHERE aggregation_id = $1 AND id >= $2",
+	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.cold WHERE aggregation_id = $1 AND id >= $2",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the uncommitted cold keys of aggregation %d", aggid);
 }
@@ -354,8 +354,8 @@ KsColdForget(int32 aggid)
 	Datum		arg = Int32GetDatum(aggid);
 	Oid			argtype = INT4OID;
 
-	if (SPI_execute_with_args("DELETE FROM keyedstate.cold WHERE aggregation_id = $1 OR aggregation_id "
-							  "IN (SELECT id FROM keyedstate.part WHERE aggregation_id = $1)",
+	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.cold WHERE aggregation_id = $1 OR aggregation_id "
+							  "IN (SELECT id FROM keyedstate_internal.part WHERE aggregation_id = $1)",
 							  1, &argtype, &arg, NULL, false, 0) < 0)
 		elog(ERROR, "could not delete the cold keys of aggregation %d", aggid);
 }
@@ -487,13 +487,13 @@ KsColdFilterAdd(KsAggRun *run, uint32 hash)
 		KsColdFilterStart(run, run->cold_keys);
 }
 
-/* The hash, id and data of a row of keyedstate.cold (see cold.h). */
+/* The hash, id and data of a row of keyedstate_internal.cold (see cold.h). */
 bytea *
 KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id)
 {
 	slot_getallattrs(slot);
 	if (slot->tts_isnull[1] || slot->tts_isnull[2] || slot->tts_isnull[3])
-		KsCheckpointCorrupted(run->name, "A row of keyedstate.cold has a NULL column.");
+		KsCheckpointCorrupted(run->name, "A row of keyedstate_internal.cold has a NULL column.");
 	*hash = (uint32) DatumGetInt32(slot->tts_values[1]);
 	*id = (uint64) DatumGetInt64(slot->tts_values[2]);
 	return DatumGetByteaPP(slot->tts_values[3]);

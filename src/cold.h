@@ -2,11 +2,11 @@
  *
  * cold.h
  *	  The cold tier: keys evicted from memory, one row per key in
- *	  keyedstate.cold, found by their hash.
+ *	  keyedstate_internal.cold, found by their hash.
  *
  * Under a memory budget (evict.h) the keys a checkpoint chooses as victims
  * leave the worker's memory and the shared store; their state stays in
- * keyedstate.cold, primary key (aggregation_id, hash, id), so that one key
+ * keyedstate_internal.cold, primary key (aggregation_id, hash, id), so that one key
  * is found by an index lookup on its hash, and many in one index scan.
  *
  * How a key goes cold, and comes back, exactly:
@@ -35,7 +35,7 @@
  * So every key has, as of each committed checkpoint, either its newest
  * chunk version or its one cold row, never both in force; and readers see
  * each key once: published, or (not published with that cold row's id)
- * from keyedstate.cold.
+ * from keyedstate_internal.cold.
  *
  * A cold row's id is (checkpoint id << KS_COLD_ID_SHIFT) + a number within
  * the checkpoint, unique within the aggregation.
@@ -51,7 +51,7 @@
  *	4 + n bytes		length and the key's view row (a MinimalTuple), or 0
  *					when HAVING hides the key
  *
- * cold.c is the worker's side (the only writer of keyedstate.cold, called
+ * cold.c is the worker's side (the only writer of keyedstate_internal.cold, called
  * by the checkpoint and recovery, with coldseed.c for a rescale's copy and
  * coldsweep.c for the TTL's sweep);
  * coldread.c reads cold rows for the live view's scans and lookups.
@@ -160,7 +160,7 @@ extern void KsColdForget(int32 aggid);
  * 10 (false positives from 6.5% to 9.5%): 1.2 to 1.9 bytes of the memory
  * budget per cold key, two filters while a larger one is built.  It is
  * not stored: after a load, and when it grows too full, a new one is built
- * from the hashes of keyedstate.cold a slice per step (KsColdFilterStep),
+ * from the hashes of keyedstate_internal.cold a slice per step (KsColdFilterStep),
  * so that neither waits for a read of every cold row; until the first is
  * built, every key not in memory is looked up.
  */
@@ -231,11 +231,11 @@ extern void KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id
 
 /* --- inside the cold tier's own files (cold.c, coldsweep.c, coldseed.c) --- */
 
-/* The OIDs of keyedstate.cold and of its primary key. */
+/* The OIDs of keyedstate_internal.cold and of its primary key. */
 extern void KsColdRelids(Oid *heap, Oid *index);
 
 /*
- * The hash, id and data of a row of keyedstate.cold read by the worker
+ * The hash, id and data of a row of keyedstate_internal.cold read by the worker
  * (the data detoasted in the current context); a NULL column is damage.
  */
 extern bytea *KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id);

@@ -5,7 +5,7 @@
  *	  aggregation's evicted keys, for the live view's scans and lookups.
  *
  * A reader copies the published rows (storeread.c) and, holding the slot
- * lock with them, takes the snapshot it then reads keyedstate.cold with.
+ * lock with them, takes the snapshot it then reads keyedstate_internal.cold with.
  * The worker sets a published key's cold row id under that lock before
  * the row commits, and removes an evicted key from the store under it
  * after the row committed; so a cold row the snapshot sees either belongs
@@ -105,7 +105,7 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 	cs->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold row",
 									   ALLOCSET_SMALL_SIZES);
 
-	nsp = get_namespace_oid(KS_SCHEMA, false);
+	nsp = get_namespace_oid(KS_DATA_SCHEMA, false);
 	/* taken with the published rows (storeread.c): the scan owns it now */
 	cs->snapshot = res->cold_snapshot;
 	cs->heap = table_open(get_relname_relid("cold", nsp), AccessShareLock);
@@ -223,7 +223,7 @@ KsColdScanNextOne(KsColdScan *cs)
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(cs->slot);
 		if (cs->slot->tts_isnull[1] || cs->slot->tts_isnull[2] || cs->slot->tts_isnull[3])
-			KsCheckpointCorrupted(cs->aggname, "A row of keyedstate.cold has a NULL column.");
+			KsCheckpointCorrupted(cs->aggname, "A row of keyedstate_internal.cold has a NULL column.");
 		hash = (uint32) DatumGetInt32(cs->slot->tts_values[1]);
 		id = (uint64) DatumGetInt64(cs->slot->tts_values[2]);
 		/* the key is published: its row there is the one to read */

@@ -66,7 +66,7 @@ KsColdCopyFlush(KsColdCopy *copy)
 	args[2] = PointerGetDatum(construct_array(copy->ids, copy->n, INT8OID, 8, FLOAT8PASSBYVAL,
 											  TYPALIGN_DOUBLE));
 	args[3] = PointerGetDatum(construct_array(copy->data, copy->n, BYTEAOID, -1, false, TYPALIGN_INT));
-	if (SPI_execute_with_args("INSERT INTO keyedstate.cold (aggregation_id, hash, id, data) "
+	if (SPI_execute_with_args("INSERT INTO keyedstate_internal.cold (aggregation_id, hash, id, data) "
 							  "SELECT $1, u.h, u.i, u.d FROM ROWS FROM (pg_catalog.unnest($2), "
 							  "pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(h, i, d)",
 							  4, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
@@ -103,7 +103,7 @@ KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, Mem
 	 * A key's group is its (unsigned) hash modulo max_parallelism, but a
 	 * windowed aggregation's leaves the pane out of the hash: found below.
 	 */
-	plan = SPI_prepare("SELECT hash, id, data FROM keyedstate.cold "
+	plan = SPI_prepare("SELECT hash, id, data FROM keyedstate_internal.cold "
 					   "WHERE aggregation_id = $1 AND id < $2 "
 					   "  AND (NOT $6 OR (hash::pg_catalog.int8 & 4294967295) % $3 BETWEEN $4 AND $5)",
 					   6, argtypes);
@@ -140,7 +140,7 @@ KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, Mem
 			pg_crc32c	crc;
 
 			if (isnull[0] || isnull[1] || isnull[2])
-				KsCheckpointCorrupted(run->name, "A row of keyedstate.cold has a NULL column.");
+				KsCheckpointCorrupted(run->name, "A row of keyedstate_internal.cold has a NULL column.");
 			oldcxt = MemoryContextSwitchTo(batchcxt);
 			data = DatumGetByteaPP(d);
 			/* checked as the seed's row, then renumbered as the part's */
@@ -236,8 +236,8 @@ KsColdSeedCopy(KsAggRun *run)
 	 * keeps the part from copying.  Not locked: try at a later step.
 	 */
 	args[0] = Int32GetDatum(def->id);
-	if (SPI_execute_with_args("SELECT 1 FROM keyedstate.part p "
-							  "JOIN keyedstate.aggregation a ON a.id = p.aggregation_id "
+	if (SPI_execute_with_args("SELECT 1 FROM keyedstate_internal.part p "
+							  "JOIN keyedstate_internal.aggregation a ON a.id = p.aggregation_id "
 							  "WHERE p.id = $1 AND NOT p.retired AND p.checkpoint_id IS NULL "
 							  "  AND p.seed_from IS NOT NULL "
 							  "FOR NO KEY UPDATE OF p SKIP LOCKED FOR KEY SHARE OF a SKIP LOCKED",
@@ -261,7 +261,7 @@ KsColdSeedCopy(KsAggRun *run)
 	args[0] = Int32GetDatum(def->id);
 	args[1] = Int64GetDatum((int64) ((KsColdId(1, 0) + Max(copy->copied, 1) - 1) >> KS_COLD_ID_SHIFT));
 	args[2] = Int64GetDatum((int64) copy->copied);
-	if (SPI_execute_with_args("UPDATE keyedstate.part SET checkpoint_id = $2, cold_keys = $3 WHERE id = $1",
+	if (SPI_execute_with_args("UPDATE keyedstate_internal.part SET checkpoint_id = $2, cold_keys = $3 WHERE id = $1",
 							  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
 		SPI_processed != 1)
 		elog(ERROR, "keyedstate could not record the evicted keys of a rescale");

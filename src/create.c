@@ -350,7 +350,7 @@ KsCreateObjects(KsCreateState *cs)
 	char	   *sourcename;
 
 	cs->id = KsNewAggregationId(false);
-	livename = psprintf("%s.%s", KS_SCHEMA, quote_identifier(psprintf(KS_LIVE_TABLE_FMT, cs->id)));
+	livename = psprintf("%s.%s", KS_DATA_SCHEMA, quote_identifier(psprintf(KS_LIVE_TABLE_FMT, cs->id)));
 	viewname = quote_qualified_identifier(get_namespace_name(cs->nspid), cs->viewrv->relname);
 	sourcename = quote_qualified_identifier(get_namespace_name(get_rel_namespace(cs->info.source_relid)),
 											get_rel_name(cs->info.source_relid));
@@ -374,7 +374,7 @@ KsCreateObjects(KsCreateState *cs)
 		KsWakeTriggersAdd(cs->id, cs->info.source_relid);
 
 	cs->view_oid = get_relname_relid(cs->viewrv->relname, cs->nspid);
-	cs->live_oid = get_relname_relid(psprintf(KS_LIVE_TABLE_FMT, cs->id), get_namespace_oid(KS_SCHEMA, false));
+	cs->live_oid = get_relname_relid(psprintf(KS_LIVE_TABLE_FMT, cs->id), get_namespace_oid(KS_DATA_SCHEMA, false));
 
 	KsRecordQueryDependencies(cs->view_oid, cs->query, cs->seqoid);
 }

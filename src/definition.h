@@ -5,7 +5,7 @@
  *
  * An aggregation is an ordinary `SELECT ... FROM one_table [WHERE]
  * GROUP BY ... [HAVING]`.  Its analysed Query is stored as a node tree in
- * keyedstate.aggregation (like a view's rule) and taken apart here into
+ * keyedstate_internal.aggregation (like a view's rule) and taken apart here into
  * what the worker needs: the grouping key expressions with their equality
  * operators, the aggregate calls, and the view's target list and HAVING
  * rewritten to read from a "result tuple" laid out as

@@ -10,7 +10,7 @@
  * counting as one), whichever is smaller.  A part of an aggregation
  * running in parallel has the share of memory_limit of its key groups
  * (memory_limit * its groups / max_parallelism), evicts its own keys to
- * keyedstate.cold under its own id, and holds and evicts on its own
+ * keyedstate_internal.cold under its own id, and holds and evicts on its own
  * (what parts do, hooks.h), so the parts together keep within
  * memory_limit.  Aggregations with
  * sliding windows have none: their merges see only the panes in memory.

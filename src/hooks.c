@@ -14,7 +14,7 @@
  *
  * The utility hook also guards the partition trees of sources
  * (hookpartitions.c): what it checks, and why, is in source.h.  Only commands naming a partition, or
- * attaching to a table, pay for a look at keyedstate.aggregation.
+ * attaching to a table, pay for a look at keyedstate_internal.aggregation.
  *
  *-------------------------------------------------------------------------
  */

@@ -31,7 +31,7 @@
  *	apply		applying input rows to the keyed state in chunks
  *	definition	analysing an aggregation's query: contents, layout, settings
  *	pinned		what a query may call: functions that give a row the same value on replay
- *	catalog		keyedstate.aggregation and its access bracket
+ *	catalog		keyedstate_internal.aggregation and its access bracket
  *	source		which rows are consumed: frontier, step checks, batches
  *	sourcetree	the tables read: a source or its partitions, their offset indexes
  *	sourceddl	commands changing a source's partitions: attach, drop, detach
@@ -46,7 +46,7 @@
  *	rowerror	error rows: the row of a key that could not be computed
  *	expire		state TTL: sweeping out keys not changed for longer than the TTL
  *	evict		the memory budget: choosing the keys to evict
- *	cold		evicted keys in keyedstate.cold: writing them, loading them back
+ *	cold		evicted keys in keyedstate_internal.cold: writing them, loading them back
  *	coldread	the readers' side: evicted keys' rows for the live view
  *	window		tumbling and sliding time windows: query rewrite, merging panes
  *	checkpoint	writing changed keys with the offset; the chunk format
@@ -103,6 +103,14 @@ extern void _PG_init(void);
 
 /* Names used for the extension's own catalog objects. */
 #define KS_SCHEMA				"keyedstate"
+/*
+ * keyedstate's tables, sequences and live tables: a schema no role but
+ * the superusers may use, so no other role can name them and take or
+ * queue a lock on them (security review 20, F2: a lock PostgreSQL takes
+ * before it checks privileges, queued behind one held, stalled every
+ * checkpoint).  KS_SCHEMA holds what roles call and read.
+ */
+#define KS_DATA_SCHEMA			"keyedstate_internal"
 #define KS_SERVER				"keyedstate_server"
 #define KS_LIVE_TABLE_FMT		"live_%d"
 #define KS_WAKE_TRIGGER_FMT		"keyedstate_wake_%d"

@@ -57,7 +57,7 @@ typedef struct KsKeyEntry
 	uint32		ckpt_epoch;		/* the checkpoint list it is on, 0: none */
 	uint32		saved_epoch;	/* the capture it was last written for */
 	TimestampTz touched;		/* when a row last changed it (state TTL) */
-	uint64		cold_id;		/* its row in keyedstate.cold (cold.h), 0: none */
+	uint64		cold_id;		/* its row in keyedstate_internal.cold (cold.h), 0: none */
 	Datum	   *keys;			/* nkeys values, in the table's context */
 	bool	   *keynulls;
 	StringInfo	replay;			/* inputs of replay-persisted aggregates */

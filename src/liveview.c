@@ -3,7 +3,7 @@
  * liveview.c
  *	  The foreign data wrapper behind every live view.
  *
- * Each aggregation's view is `SELECT ... FROM keyedstate.live_<id>`, a
+ * Each aggregation's view is `SELECT ... FROM keyedstate_internal.live_<id>`, a
  * foreign table of this wrapper whose columns are the view's.  A scan
  * copies the published rows of the aggregation out of the shared store
  * (store.h) under one shared acquisition of the slot lock, so a query sees
@@ -493,7 +493,7 @@ KsFetchRows(ForeignScanState *node)
 	}
 
 	/*
-	 * Then the keys evicted to keyedstate.cold, if any (cold.h): each
+	 * Then the keys evicted to keyedstate_internal.cold, if any (cold.h): each
 	 * part's, read with the snapshot taken with its published rows.
 	 */
 	for (i = 0; i < n; i++)

@@ -7,7 +7,7 @@
  * An aggregation's view selects from one relation, its live foreign
  * table, so PostgreSQL finds it automatically updatable and rewrites an
  * INSERT, UPDATE or DELETE on the view into one on the live table; without
- * this the executor would refuse it naming keyedstate.live_N, an object
+ * this the executor would refuse it naming keyedstate_internal.live_N, an object
  * the user never made.  The view's rows are computed from its source's
  * rows, never written.
  *

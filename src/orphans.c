@@ -301,9 +301,9 @@ KsDropLeftover(void *arg)
 
 	KsLockTableNow(l->relid);
 	/* with the table locked nobody is making one over it: is it really gone (a new snapshot)? */
-	if (SPI_execute_with_args("SELECT FROM keyedstate.aggregation WHERE id = $1",
+	if (SPI_execute_with_args("SELECT FROM keyedstate_internal.aggregation WHERE id = $1",
 							  1, &argtype, &id, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read keyedstate.aggregation");
+		elog(ERROR, "could not read keyedstate_internal.aggregation");
 	if (SPI_processed > 0)
 		return;
 	trig = l->wake ? KsWakeTriggerOid(l->relid, l->aggid) :

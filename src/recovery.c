@@ -58,7 +58,7 @@ KsRecoverErrorContext(void *arg)
 {
 	const KsChunkRow *row = (const KsChunkRow *) arg;
 
-	errcontext("recovering chunk %d of checkpoint " INT64_FORMAT " from keyedstate.state",
+	errcontext("recovering chunk %d of checkpoint " INT64_FORMAT " from keyedstate_internal.state",
 			   row->chunk, row->checkpoint_id);
 }
 
@@ -296,7 +296,7 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			e->touched = touched[i];
 			if (keyflags[i] & KS_STORED_EVICTED)
 			{
-				/* in keyedstate.cold (cold.h): hides older versions, then goes */
+				/* in keyedstate_internal.cold (cold.h): hides older versions, then goes */
 				KsKeySetFlags(kt, e, e->flags | KS_KEY_EXPIRED | KS_KEY_TOMBSTONE);
 				run->recovered_expired++;
 			}
@@ -391,7 +391,7 @@ KsRecoverChunkGuarded(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *se
 /*
  * Load the keys of one chain of checkpoints (the run's own, or with `own`
  * false one it is seeded from, of which it keeps the keys of its own key
- * groups): the rows of keyedstate.state under chain_id newest first, up to
+ * groups): the rows of keyedstate_internal.state under chain_id newest first, up to
  * the committed checkpoint, back to the latest full one.
  */
 void
@@ -426,9 +426,9 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 	args[0] = Int32GetDatum(chain_id);
 	args[1] = Int64GetDatum(committed);
 	ret = SPI_execute_with_args("SELECT pg_catalog.sum(nkeys), pg_catalog.sum(pg_catalog.octet_length(data)) "
-								"FROM keyedstate.state "
+								"FROM keyedstate_internal.state "
 								"WHERE aggregation_id = $1 AND checkpoint_id <= $2 AND checkpoint_id >= "
-								"(SELECT pg_catalog.max(checkpoint_id) FROM keyedstate.state "
+								"(SELECT pg_catalog.max(checkpoint_id) FROM keyedstate_internal.state "
 								" WHERE aggregation_id = $1 AND checkpoint_id <= $2 AND is_full)",
 								2, argtypes, args, NULL, true, 1);
 	if (own && ret == SPI_OK_SELECT && SPI_processed == 1)
@@ -461,7 +461,7 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT checkpoint_id, chunk, is_full, first_key_group, last_key_group, "
-									   "nkeys, data FROM keyedstate.state "
+									   "nkeys, data FROM keyedstate_internal.state "
 									   "WHERE aggregation_id = $1 AND checkpoint_id <= $2 "
 									   "ORDER BY checkpoint_id DESC, chunk DESC",
 									   2, argtypes, args, NULL, true, 0);
@@ -549,7 +549,7 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 
 /*
  * Load the checkpointed offset and every checkpointed key: the rows of
- * keyedstate.state newest first, back to the latest full checkpoint; for
+ * keyedstate_internal.state newest first, back to the latest full checkpoint; for
  * a part a rescale added, those of the parts (or the aggregation) it is
  * seeded from (seed.c).
  */
@@ -579,12 +579,12 @@ KsRecover(KsAggRun *run)
 	 * backend holds it, count as after a crash).
 	 */
 	ret = SPI_execute_with_args(run->def->is_part ?
-								"UPDATE keyedstate.part SET clean_stop = false "
-								"WHERE id = (SELECT id FROM keyedstate.part "
+								"UPDATE keyedstate_internal.part SET clean_stop = false "
+								"WHERE id = (SELECT id FROM keyedstate_internal.part "
 								"            WHERE id = $1 AND clean_stop "
 								"            FOR NO KEY UPDATE SKIP LOCKED)" :
-								"UPDATE keyedstate.aggregation SET clean_stop = false "
-								"WHERE id = (SELECT id FROM keyedstate.aggregation "
+								"UPDATE keyedstate_internal.aggregation SET clean_stop = false "
+								"WHERE id = (SELECT id FROM keyedstate_internal.aggregation "
 								"            WHERE id = $1 AND clean_stop "
 								"            FOR NO KEY UPDATE SKIP LOCKED)",
 								1, &argtype, &arg, NULL, false, 0);
@@ -609,7 +609,7 @@ KsRecover(KsAggRun *run)
 	if (run->recovered_expired > 0)
 		KsRecoverSettleExpired(run);
 	/*
-	 * Keys the memory budget evicted are in keyedstate.cold: every one of
+	 * Keys the memory budget evicted are in keyedstate_internal.cold: every one of
 	 * its rows, as no key in memory has one after a recovery.  Their filter
 	 * is built by the steps that follow.
 	 */

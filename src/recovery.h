@@ -41,7 +41,7 @@ extern void KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32
 /*
  * The progress of a run's row, the aggregation's or (is_part) a part's:
  * its checkpointed offset, committed checkpoint id and rows in
- * keyedstate.cold, its key groups and the ids it is seeded from (NULL:
+ * keyedstate_internal.cold, its key groups and the ids it is seeded from (NULL:
  * none), the watermark committed with it (window.h; DT_NOBEGIN: none)
  * and the chunk rows of its chain (recovery.c; -1: not known) as of now
  * (NULL pointers: not wanted).

@@ -3,7 +3,7 @@
  * restore.c
  *	  Aggregations across pg_dump and restore.
  *
- * keyedstate.aggregation and its id sequence are extension configuration
+ * keyedstate_internal.aggregation and its id sequence are extension configuration
  * tables: pg_dump writes their rows after CREATE EXTENSION, naming the
  * view, live table, source and sequence by regclass, so that a restore
  * reads them back as the restored objects.  The live tables, views and
@@ -12,7 +12,7 @@
  * other objects by OID, meaningless in another database.
  *
  * A restored row is bound to its new database by a BEFORE INSERT trigger
- * on keyedstate.aggregation (rows create_aggregation() inserts itself are
+ * on keyedstate_internal.aggregation (rows create_aggregation() inserts itself are
  * left alone):
  *	- the definition text, which names everything fully qualified and
  *	  writes constants in forms that read back exactly (create.c), is
@@ -89,14 +89,14 @@
 PG_FUNCTION_INFO_V1(keyedstate_restore_definition);
 PG_FUNCTION_INFO_V1(keyedstate_refresh_definitions);
 
-/* A column of keyedstate.aggregation in a trigger's tuple, by name. */
+/* A column of keyedstate_internal.aggregation in a trigger's tuple, by name. */
 static int
 KsColumn(TupleDesc desc, const char *name)
 {
 	int			attnum = SPI_fnumber(desc, name);
 
 	if (attnum <= 0)
-		elog(ERROR, "keyedstate.aggregation has no column \"%s\"", name);
+		elog(ERROR, "keyedstate_internal.aggregation has no column \"%s\"", name);
 	return attnum;
 }
 
@@ -254,7 +254,7 @@ KsRebindDefinition(KsAggDef *def, Oid owner)
 	KsCatalogOpen(&acc);
 	args[0] = Int32GetDatum(def->agg_id);
 	args[1] = CStringGetTextDatum(tree);
-	if (SPI_execute_with_args("UPDATE keyedstate.aggregation SET query_tree = $2, key_types = $3, "
+	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET query_tree = $2, key_types = $3, "
 							  "stored_types = $4, aggregates = $5, "
 							  "system_id = (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c) "
 							  "WHERE id = $1", 5, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE ||
@@ -273,7 +273,7 @@ KsRebindDefinition(KsAggDef *def, Oid owner)
 
 /*
  * keyedstate.restore_definition(): BEFORE INSERT trigger on
- * keyedstate.aggregation, binding a restored row (see the banner).
+ * keyedstate_internal.aggregation, binding a restored row (see the banner).
  */
 Datum
 keyedstate_restore_definition(PG_FUNCTION_ARGS)
@@ -496,7 +496,7 @@ KsDdlTouched(const int32 *ids, int nids)
 	Oid			argtype = INT4ARRAYOID;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate.aggregation a, "
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate_internal.aggregation a, "
 							  "pg_catalog.pg_event_trigger_ddl_commands() c "
 							  "WHERE a.id = ANY ($1) AND "
 							  "(c.classid IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, "
@@ -506,7 +506,7 @@ KsDdlTouched(const int32 *ids, int nids)
 							  "JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid "
 							  "WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.ev_class = a.view)))",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read keyedstate.aggregation");
+		elog(ERROR, "could not read keyedstate_internal.aggregation");
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
@@ -543,10 +543,10 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 		idarg = KsIdArray(ids, nids);
 	/* (not a tree bound to another database's objects: its text would be theirs) */
 	if (SPI_execute_with_args("SELECT a.id, a.query_tree, a.definition, a.source, a.offset_attnum, a.offset_column, "
-							  "a.view FROM keyedstate.aggregation a WHERE ($1 IS NULL OR a.id = ANY ($1)) AND "
+							  "a.view FROM keyedstate_internal.aggregation a WHERE ($1 IS NULL OR a.id = ANY ($1)) AND "
 							  KS_BOUND_HERE,
 							  1, &idtype, &idarg, ids == NULL ? "n" : " ", true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read keyedstate.aggregation");
+		elog(ERROR, "could not read keyedstate_internal.aggregation");
 	rows = SPI_tuptable;
 	n = SPI_processed;
 	others_ids = palloc(sizeof(int32) * Max(n, 1));
@@ -600,13 +600,13 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 		args[1] = CStringGetTextDatum(text);
 		args[2] = CStringGetTextDatum(col);
 		if (SPI_execute_with_args(ddl ?
-								  "UPDATE keyedstate.aggregation SET definition = $2, "
+								  "UPDATE keyedstate_internal.aggregation SET definition = $2, "
 								  "offset_column = $3::pg_catalog.name WHERE id = $1" :
-								  "UPDATE keyedstate.aggregation SET definition = $2, "
+								  "UPDATE keyedstate_internal.aggregation SET definition = $2, "
 								  "offset_column = $3::pg_catalog.name WHERE id = (SELECT id "
-								  "FROM keyedstate.aggregation WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED)",
+								  "FROM keyedstate_internal.aggregation WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED)",
 								  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not update keyedstate.aggregation");
+			elog(ERROR, "could not update keyedstate_internal.aggregation");
 		if (SPI_processed == 0)
 			retry = true;
 	}

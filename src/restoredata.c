@@ -4,7 +4,7 @@
  *	  Aggregations a data-only restore loaded with their triggers disabled,
  *	  and restored definitions bound later.
  *
- * pg_restore -a --disable-triggers loads the rows of keyedstate.aggregation
+ * pg_restore -a --disable-triggers loads the rows of keyedstate_internal.aggregation
  * with its BEFORE INSERT trigger (restore.c) disabled; the end of the
  * ALTER TABLE ... ENABLE TRIGGER ALL after them binds them here.  And a
  * definition the trigger could not analyse as its owner yet (a privilege
@@ -38,10 +38,10 @@ PG_FUNCTION_INFO_V1(keyedstate_bind_restored);
 /*
  * Bind the rows a data-only restore loaded with the table's triggers
  * disabled (pg_restore -a --disable-triggers wraps the rows of
- * keyedstate.aggregation in ALTER TABLE ... DISABLE and ENABLE TRIGGER
+ * keyedstate_internal.aggregation in ALTER TABLE ... DISABLE and ENABLE TRIGGER
  * ALL), so that its trigger never ran: their trees name the dumped
  * database's objects (DBA review 10, D10-2).  keyedstate.bind_restored(),
- * called at the end of an ALTER TABLE of keyedstate.aggregation (that
+ * called at the end of an ALTER TABLE of keyedstate_internal.aggregation (that
  * ENABLE), with the trigger enabled: each such row is deleted and inserted
  * again, which binds it as a restore does (restore.c).  A row is such one
  * when its tree does not name its source's OID, or when it comes from
@@ -62,16 +62,16 @@ keyedstate_bind_restored(PG_FUNCTION_ARGS)
 	uint64		i;
 
 	KsCatalogOpen(&acc);
-	if (SPI_execute("SELECT a.id FROM keyedstate.aggregation a "
+	if (SPI_execute("SELECT a.id FROM keyedstate_internal.aggregation a "
 					"WHERE pg_catalog.strpos(a.query_tree, ' :relid ' OPERATOR(pg_catalog.||) a.source::pg_catalog.oid::pg_catalog.text "
 					"                        OPERATOR(pg_catalog.||) ' ') OPERATOR(pg_catalog.=) 0 "
 					"   OR (a.system_id IS DISTINCT FROM (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c) "
 					"       AND ((a.checkpoint_chunks OPERATOR(pg_catalog.>) 0 AND NOT EXISTS "
-					"              (SELECT FROM keyedstate.state s WHERE s.aggregation_id OPERATOR(pg_catalog.=) a.id)) "
+					"              (SELECT FROM keyedstate_internal.state s WHERE s.aggregation_id OPERATOR(pg_catalog.=) a.id)) "
 					"            OR (a.parallelism OPERATOR(pg_catalog.>) 1 AND NOT EXISTS "
-					"              (SELECT FROM keyedstate.part p WHERE p.aggregation_id OPERATOR(pg_catalog.=) a.id))))",
+					"              (SELECT FROM keyedstate_internal.part p WHERE p.aggregation_id OPERATOR(pg_catalog.=) a.id))))",
 					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the restored rows of keyedstate.aggregation");
+		elog(ERROR, "could not read the restored rows of keyedstate_internal.aggregation");
 	ids = palloc(sizeof(int32) * Max(SPI_processed, 1));
 	for (i = 0; i < SPI_processed; i++)
 	{
@@ -87,26 +87,26 @@ keyedstate_bind_restored(PG_FUNCTION_ARGS)
 	{
 		/*
 		 * Deleted in one statement and inserted in the next: the deletion's
-		 * cascade to keyedstate.part runs at the end of its statement, and
+		 * cascade to keyedstate_internal.part runs at the end of its statement, and
 		 * would take the parts the insertion's binding makes.
 		 */
 		elems = palloc(sizeof(Datum) * nids);
 		for (int j = 0; j < nids; j++)
 			elems[j] = Int32GetDatum(ids[j]);
 		args[0] = PointerGetDatum(construct_array(elems, nids, INT4OID, sizeof(int32), true, TYPALIGN_INT));
-		if (SPI_execute_with_args("WITH unbound AS (DELETE FROM keyedstate.aggregation a "
+		if (SPI_execute_with_args("WITH unbound AS (DELETE FROM keyedstate_internal.aggregation a "
 								  "WHERE a.id OPERATOR(pg_catalog.=) ANY ($1) RETURNING a) "
 								  "SELECT pg_catalog.array_agg(u.a) FROM unbound u",
 								  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read the restored rows of keyedstate.aggregation");
+			elog(ERROR, "could not read the restored rows of keyedstate_internal.aggregation");
 		rows = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		rows = PointerGetDatum(PG_DETOAST_DATUM_COPY(rows));
 		argtypes[0] = get_array_type(get_rel_type_id(KsCatalogRelid()));
-		if (SPI_execute_with_args("INSERT INTO keyedstate.aggregation SELECT (r).* FROM pg_catalog.unnest($1) r",
+		if (SPI_execute_with_args("INSERT INTO keyedstate_internal.aggregation SELECT (r).* FROM pg_catalog.unnest($1) r",
 								  1, argtypes, &rows, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not bind the restored rows of keyedstate.aggregation");
+			elog(ERROR, "could not bind the restored rows of keyedstate_internal.aggregation");
 		ereport(LOG,
-				(errmsg("keyedstate bound %llu aggregations that a restore loaded with the triggers of keyedstate.aggregation disabled",
+				(errmsg("keyedstate bound %llu aggregations that a restore loaded with the triggers of keyedstate_internal.aggregation disabled",
 						(unsigned long long) SPI_processed)));
 	}
 	KsCatalogClose(&acc);
@@ -135,10 +135,10 @@ KsBoundMeanwhile(KsAggDef *def)
 	bool		found;
 
 	KsCatalogOpen(&acc);
-	if (SPI_execute_with_args("SELECT a.query_tree FROM keyedstate.aggregation a "
+	if (SPI_execute_with_args("SELECT a.query_tree FROM keyedstate_internal.aggregation a "
 							  "WHERE a.id OPERATOR(pg_catalog.=) $1 AND " KS_BOUND_HERE,
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read keyedstate.aggregation");
+		elog(ERROR, "could not read keyedstate_internal.aggregation");
 	found = SPI_processed == 1;
 	if (found)
 	{

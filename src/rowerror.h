@@ -62,7 +62,7 @@
  * its failed aggregates, and returns a row whose unread columns failed.
  *
  * An error row travels wherever a view row does (the shared store, the
- * checkpoint's chunks, keyedstate.cold), so it is a row of the view's type,
+ * checkpoint's chunks, keyedstate_internal.cold), so it is a row of the view's type,
  * marked as no view row can be:
  *	a MinimalTuple of the view's row type, NULL in the columns that failed,
  *	with HEAP_ONLY_TUPLE in t_infomask2 (the flag marks heap tuples only);

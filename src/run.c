@@ -287,7 +287,7 @@ KsRaisedByUserCode(ErrorData *edata, bool in_code)
 
 /*
  * Errors of the disk or of concurrency, not of the aggregation: a full
- * disk (keyedstate.state's tablespace), an I/O error, a deadlock, a
+ * disk (keyedstate_internal.state's tablespace), an I/O error, a deadlock, a
  * serialization failure, a lock timeout.  They pass, and PostgreSQL's own
  * processes retry after them; so does a run.  Out of memory passes for ten
  * minutes of retries: any role can fill the lock table ("out of shared

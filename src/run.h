@@ -128,7 +128,7 @@ typedef struct KsAggRun
 	int64		pause_until;	/* paused: the offset its view showed, consumed again */
 	bool		seed_ckpt_due;	/* seeded by a rescale, its first checkpoint not written */
 	bool		retired_gc;		/* a part: try deleting retired parts in the next step */
-	bool		ckpt_have_full; /* a full checkpoint is in keyedstate.state */
+	bool		ckpt_have_full; /* a full checkpoint is in keyedstate_internal.state */
 	int32		ckpt_chain_chunks;	/* its chunk rows and its deltas' (recovery.c) */
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
 	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
@@ -166,7 +166,7 @@ typedef struct KsAggRun
 	int64		recovered_expired;	/* expired keys and stored tombstones recovery met */
 	int64		garbage_states; /* expired keys whose internal states wait for compaction */
 
-	/* the memory budget (evict.h) and the keys evicted to keyedstate.cold (cold.h) */
+	/* the memory budget (evict.h) and the keys evicted to keyedstate_internal.cold (cold.h) */
 	int64		memory_budget;	/* bytes, as of the last capture, 0: none */
 	int64		window_share;	/* a sliding window's share of max_state_memory (no budget) */
 	int64		evict_target;	/* keys to keep in memory, 0: not over the budget yet */
@@ -181,13 +181,13 @@ typedef struct KsAggRun
 	TimestampTz hold_checked;	/* when memory in use was last measured for it */
 	bool		ckpt_skipped;	/* the last checkpoint slice could not lock its row */
 	uint64		evict_hand;		/* the eviction clock's next entry */
-	int64		cold_keys;		/* keys only in keyedstate.cold */
+	int64		cold_keys;		/* keys only in keyedstate_internal.cold */
 	int64		evictions;		/* since the run was created */
 	int64		reloads;
-	int64		cold_rows;		/* rows in keyedstate.cold as of the last checkpoint */
+	int64		cold_rows;		/* rows in keyedstate_internal.cold as of the last checkpoint */
 	uint64	   *cold_filter;	/* a bit per hash range: some cold key may have it */
 	uint64		cold_filter_bits;	/* its bits, a multiple of 64 */
-	uint64	   *cold_building;	/* the filter being built from keyedstate.cold, or NULL */
+	uint64	   *cold_building;	/* the filter being built from keyedstate_internal.cold, or NULL */
 	uint64		cold_building_bits;
 	int64		cold_build_after;	/* the hashes read so far are <= this */
 

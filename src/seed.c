@@ -48,10 +48,10 @@ KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *comm
 	ret = SPI_execute_with_args(is_part ?
 								"SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys, "
 								"first_key_group, last_key_group, seed_from, watermark, "
-								"COALESCE(checkpoint_chunks, -1) FROM keyedstate.part WHERE id = $1" :
+								"COALESCE(checkpoint_chunks, -1) FROM keyedstate_internal.part WHERE id = $1" :
 								"SELECT checkpointed_offset, COALESCE(checkpoint_id, 0), cold_keys, "
 								"0, max_parallelism - 1, NULL::int[], watermark, "
-								"COALESCE(checkpoint_chunks, -1) FROM keyedstate.aggregation WHERE id = $1",
+								"COALESCE(checkpoint_chunks, -1) FROM keyedstate_internal.aggregation WHERE id = $1",
 								1, &argtype, &arg, NULL, true, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		ereport(ERROR,
@@ -59,7 +59,7 @@ KsReadProgress(KsAggRun *run, int32 id, bool is_part, int64 *offset, int64 *comm
 				 errmsg("aggregation %s no longer exists", run->name)));
 	*offset = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	*committed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-	/* the rows of keyedstate.cold as of that checkpoint (cold.h) */
+	/* the rows of keyedstate_internal.cold as of that checkpoint (cold.h) */
 	*cold_rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	if (first_group != NULL)
 		*first_group = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));

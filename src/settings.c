@@ -100,7 +100,7 @@ KsSettingsInit(void)
 	DefineCustomIntVariable("keyedstate.max_state_memory",
 							"Bounds the memory that the state of all aggregations together keeps in memory.",
 							"Each running aggregation gets an equal share as its budget (or its own "
-							"memory_limit if smaller); colder keys are evicted to keyedstate.cold. 0 means no bound.",
+							"memory_limit if smaller); colder keys are evicted to keyedstate_internal.cold. 0 means no bound.",
 							&ks_max_state_memory,
 							0, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_KB,

@@ -98,7 +98,7 @@ typedef enum KsRunState
 
 /*
  * Which part of which aggregation a slot runs: an aggregation running in
- * parallel has one slot per part (keyedstate.part), each holding the keys
+ * parallel has one slot per part (keyedstate_internal.part), each holding the keys
  * of its range of key groups; one run whole has one slot, its only part.
  * Readers gather the slots of the newest layout (shmem.c: KsFindAggParts).
  */
@@ -155,7 +155,7 @@ typedef struct KsAggSlot
 	int64		keys_expired;	/* keys the TTL removed since the worker started */
 	int64		rows_late;		/* windows: late rows dropped since the worker started */
 	int64		row_errors;		/* error rows published since then (rowerror.h) */
-	int64		cold_keys;		/* keys only in keyedstate.cold (publish, step end) */
+	int64		cold_keys;		/* keys only in keyedstate_internal.cold (publish, step end) */
 	TimestampTz watermark;		/* windows: the watermark as of the published rows */
 	int64		window_size_us; /* windows: their size, and how far the TTL */
 	TimestampTz expired_upto;	/* ... reached as of those rows (KsReadRowExpired) */
@@ -163,7 +163,7 @@ typedef struct KsAggSlot
 									 * (fresh at creation, then set by reports; the
 									 * watermark never goes back) */
 	int64		evictions;		/* keys evicted since the worker started */
-	int64		reloads;		/* keys loaded back from keyedstate.cold since then */
+	int64		reloads;		/* keys loaded back from keyedstate_internal.cold since then */
 	int64		memory_limit;	/* the budget of its state in memory, 0: none */
 	double		rows_per_second;
 	TimestampTz last_checkpoint;

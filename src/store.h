@@ -76,7 +76,7 @@ typedef struct KsStoreEntry
 	dsa_pointer tuple;			/* MinimalTuple, or InvalidDsaPointer */
 	uint32		hash;			/* key hash, as KsHashKeyValues computes it */
 	uint32		tuple_bytes;	/* DSA bytes of tuple, so freeing needs no read */
-	uint64		cold_id;		/* a row of keyedstate.cold readers skip (cold.h), 0: none */
+	uint64		cold_id;		/* a row of keyedstate_internal.cold readers skip (cold.h), 0: none */
 } KsStoreEntry;
 
 /* Rows replaced while readers were copying, freed once they are gone. */
@@ -101,7 +101,7 @@ typedef struct KsPublishItem
 	uint32		hash;
 	MinimalTuple row;			/* the new row, or NULL when HAVING hides it */
 	bool		remove;			/* the key is gone: remove its entry (row NULL) */
-	uint64		cold_id;		/* the key's row in keyedstate.cold, if any (cold.h) */
+	uint64		cold_id;		/* the key's row in keyedstate_internal.cold, if any (cold.h) */
 
 	/* private to KsStorePublish */
 	dsa_pointer new_entry;
@@ -115,7 +115,7 @@ typedef struct KsPublishProgress
 	int64		offset;			/* the new consumed offset */
 	int64		keys;
 	int64		memory_bytes;
-	int64		cold_keys;		/* keys only in keyedstate.cold (cold.h) */
+	int64		cold_keys;		/* keys only in keyedstate_internal.cold (cold.h) */
 	TimestampTz watermark;		/* windows: the run's (window.h), or DT_NOBEGIN */
 	int64		window_size_us; /* windows: their size, else 0 */
 	TimestampTz expired_upto;	/* windows: KsWindowExpiredUpTo, or DT_NOBEGIN */
@@ -266,7 +266,7 @@ typedef struct KsReadResult
 	uint32		rowtype;
 	char		error[KS_ERROR_LEN];
 	int64		failed_offset;
-	int64		cold_keys;		/* keys only in keyedstate.cold: read them there too */
+	int64		cold_keys;		/* keys only in keyedstate_internal.cold: read them there too */
 	Snapshot	cold_snapshot;	/* registered, to read them with (the caller's to unregister) */
 	int32		aggid;			/* the aggregation's id */
 	/* windows: their size and how far the TTL reached, as of the rows (KsReadRowExpired) */
@@ -287,7 +287,7 @@ typedef struct KsReadResult
  * `check` is called with the slot lock held before anything is copied and
  * may veto the read by returning false.  When the aggregation has cold
  * keys, *res also lists the published entries' cold rows (in cxt), which a
- * read of keyedstate.cold must skip, and gives the snapshot to read it
+ * read of keyedstate_internal.cold must skip, and gives the snapshot to read it
  * with, taken under the slot lock together with the rows (cold.h).
  */
 typedef bool (*KsReadCheck) (const KsReadResult *res, void *arg);

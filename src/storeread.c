@@ -36,9 +36,9 @@ KsCollect(dsa_pointer **ptrs, int64 *n, int64 *max, dsa_pointer tp)
 }
 
 /*
- * Where a reader's snapshot of keyedstate.cold is taken (then copied by
+ * Where a reader's snapshot of keyedstate_internal.cold is taken (then copied by
  * RegisterSnapshot): not GetLatestSnapshot's, which a query in parallel
- * mode may not retake.  Only the leader reads keyedstate.cold (the live
+ * mode may not retake.  Only the leader reads keyedstate_internal.cold (the live
  * view's scans are not parallel-safe), so a snapshot of its own is
  * consistent for that read.
  */
@@ -129,7 +129,7 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 			registered = (int) (e & 1);
 
 			/*
-			 * The snapshot of keyedstate.cold, under the lock with the rows:
+			 * The snapshot of keyedstate_internal.cold, under the lock with the rows:
 			 * a cold row it sees was committed after its key's entry learned
 			 * the row's id (collected below, to skip) or after the key left
 			 * the store; one it does not see belongs to a key still here.

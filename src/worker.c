@@ -10,7 +10,7 @@
  *	1. reloads the list of aggregations when a backend or another worker
  *	   asked for it (create, drop, pause, resume, rebuild bump the
  *	   database slot's counter at commit, and so does a worker handing an
- *	   aggregation over; a relcache invalidation of keyedstate.aggregation
+ *	   aggregation over; a relcache invalidation of keyedstate_internal.aggregation
  *	   does the same for a COMMIT PREPARED in another session), sizing the
  *	   pool, assigning aggregations to its workers, handing over those
  *	   assigned elsewhere now and claiming those assigned here;
@@ -69,7 +69,7 @@ static MemoryContext ks_worker_cxt = NULL;
 static bool ks_database_remembered = false;
 static List *ks_runs = NIL;
 
-/* The definitions changed (relcache invalidation of keyedstate.aggregation). */
+/* The definitions changed (relcache invalidation of keyedstate_internal.aggregation). */
 static bool ks_reload_pending = false;
 
 /* A run to hand over could not take its final checkpoint yet: reload soon. */

@@ -27,11 +27,12 @@
  *	  its offset is seen disabled (a writer into a partitioned table, an
  *	  ancestor of a source that is a partition say, takes the table's mark
  *	  once its privileges are checked: KsWritersCheckPerms);
- *	- background workers (a logical replication apply worker fires no
- *	  statement trigger), everywhere.  A prepared transaction is waited
- *	  for like a client: a background worker's takes the marks of what it
- *	  wrote before it prepares (KsLockerIsPrepared).
- * A client backend holding only the table's lock is not waited for.  What
+ *	- logical replication workers (an apply worker fires no statement
+ *	  trigger), everywhere.  A prepared transaction is waited for like a
+ *	  client: a background worker's takes the marks of what it wrote
+ *	  before it prepares (KsLockerIsPrepared).
+ * A client backend, or another background worker (KsIsReplicationWorker),
+ * holding only the table's lock is not waited for.  What
  * the frontier reads of the triggers and the tree is what is committed, so
  * a transaction that changes them before inserting (ALTER TABLE ... DISABLE
  * TRIGGER, CREATE TABLE ... PARTITION OF, ATTACH PARTITION, then INSERT)
@@ -62,6 +63,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "postmaster/bgworker.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
 #include "storage/sinvaladt.h"
@@ -444,8 +446,31 @@ KsWritersRelationChanged(KsSource *src, Oid relid)
 }
 
 /*
- * Whether a locker of a table's lock is a client backend's transaction:
- * one that fires the wake-up triggers of what it inserts into.
+ * Whether a background worker is a logical replication worker (an apply or
+ * a table synchronization worker), which inserts rows without firing any
+ * statement trigger, so without taking the writer mark.  Every other one
+ * that inserts does so through the executor (SPI), whose wake-up trigger
+ * takes the mark, and is waited for only with it, like a client (one
+ * writing heap tuples itself, firing no trigger, would be missed: README,
+ * Limitations): keyedstate's
+ * own workers run their owners' code, which any role's aggregation can
+ * make hold a source's lock from parsing an INSERT into it, without any
+ * privilege on it (security review 20, F1: the frontier waited for her
+ * worker's every step).  A worker the postmaster started at startup has
+ * no slot, so no type here: none of those is a replication worker.
+ */
+static bool
+KsIsReplicationWorker(int pid)
+{
+	const char *type = GetBackgroundWorkerTypeByPid(pid);
+
+	return type != NULL && strcmp(type, "logical replication worker") == 0;
+}
+
+/*
+ * Whether a locker of a table's lock fires the wake-up triggers of what it
+ * inserts into: a client backend's transaction, or a background worker's
+ * other than logical replication's.
  */
 static bool
 KsLockerIsClient(VirtualTransactionId vxid)
@@ -453,7 +478,8 @@ KsLockerIsClient(VirtualTransactionId vxid)
 	PGPROC	   *proc = BackendIdGetProc(vxid.backendId);
 
 	/* (a prepared transaction's locks are held under its preparer's vxid) */
-	return proc != NULL && proc->lxid == vxid.localTransactionId && !proc->isBackgroundWorker;
+	return proc != NULL && proc->lxid == vxid.localTransactionId &&
+		(!proc->isBackgroundWorker || !KsIsReplicationWorker(proc->pid));
 }
 
 /*

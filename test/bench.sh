@@ -605,10 +605,10 @@ bench_budget() {
 	printf "%-60s %12s\n" "steady state, uniform over all keys, all in memory" "$um"
 	printf "%-60s %12s  (/ in memory: %s)\n" "steady state, uniform over all keys, under $BUDGET" "$uc" "$(ratio "$uc" "$um")"
 	echo "point lookup of a random key: $(lookup_ms evb_stats "$k") ms all in memory, $(lookup_ms evb_cold "$k") ms under $BUDGET (mostly cold keys; aim <= 1 ms)"
-	ks_query "SELECT format('on disk: keyedstate.cold %s for %s cold keys, %s bytes per key; keyedstate.state %s',
-		pg_size_pretty(pg_total_relation_size('keyedstate.cold')), (SELECT count(*) FROM keyedstate.cold),
-		pg_total_relation_size('keyedstate.cold') / GREATEST((SELECT count(*) FROM keyedstate.cold), 1),
-		pg_size_pretty(pg_total_relation_size('keyedstate.state')))"
+	ks_query "SELECT format('on disk: keyedstate_internal.cold %s for %s cold keys, %s bytes per key; keyedstate_internal.state %s',
+		pg_size_pretty(pg_total_relation_size('keyedstate_internal.cold')), (SELECT count(*) FROM keyedstate_internal.cold),
+		pg_total_relation_size('keyedstate_internal.cold') / GREATEST((SELECT count(*) FROM keyedstate_internal.cold), 1),
+		pg_size_pretty(pg_total_relation_size('keyedstate_internal.state')))"
 	budget_exact evb_cold "the drain and the steady states"
 	# checkpoints: 1% of the keys changed, then all of them (each aggregation alone)
 	for name in evb_stats evb_cold; do

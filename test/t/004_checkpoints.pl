@@ -39,7 +39,7 @@ sub wait_synced
 	ks_sync_all($node, 'postgres');
 }
 my $rows_sql = q{SELECT count(DISTINCT checkpoint_id) || ' ' || bool_or(is_full)::int || ' ' || sum(nkeys)
-				   FROM keyedstate.state};
+				   FROM keyedstate_internal.state};
 
 is($node->safe_psql('postgres', $rows_sql), '1 1 2000', 'the first checkpoint is full and holds every key');
 
@@ -55,16 +55,16 @@ SELECT keyedstate.sync('ev_stats');
 SELECT keyedstate.checkpoint('ev_stats');
 });
 	my $last = $node->safe_psql('postgres',
-		'SELECT sum(nkeys) || \' \' || bool_and(is_full)::int FROM keyedstate.state
-		  WHERE checkpoint_id = (SELECT max(checkpoint_id) FROM keyedstate.state)');
+		'SELECT sum(nkeys) || \' \' || bool_and(is_full)::int FROM keyedstate_internal.state
+		  WHERE checkpoint_id = (SELECT max(checkpoint_id) FROM keyedstate_internal.state)');
 	$deltas_seen++ if $last eq '100 0';
 	$full_again++ if $last eq '2000 1';
 }
 ok($deltas_seen >= 30, "checkpoints write only the changed keys ($deltas_seen deltas of 100 keys)");
 ok($full_again >= 1, "deltas that outgrow the full checkpoint are replaced by a new one ($full_again times)");
 # a full checkpoint's older rows are deleted by the steps after its commit, a few a step
-ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 0 FROM keyedstate.state
-	WHERE checkpoint_id < (SELECT max(checkpoint_id) FROM keyedstate.state WHERE is_full)}, 60),
+ok(ks_wait_for($node, 'postgres', q{SELECT count(*) = 0 FROM keyedstate_internal.state
+	WHERE checkpoint_id < (SELECT max(checkpoint_id) FROM keyedstate_internal.state WHERE is_full)}, 60),
 	'the rows a full checkpoint made obsolete are deleted after it, idle or not');
 # the longest pause of consumption a checkpoint caused is part of its duration
 is($node->safe_psql('postgres', q{SELECT last_checkpoint_pause_ms > 0 AND last_checkpoint_pause_ms <= last_checkpoint_ms
@@ -148,7 +148,7 @@ for my $i (1 .. 20)
 }
 $writer->quit;
 is($node->safe_psql('postgres',
-	'SELECT count(*) FROM keyedstate.state WHERE aggregation_id NOT IN (SELECT id FROM keyedstate.aggregation)'),
+	'SELECT count(*) FROM keyedstate_internal.state WHERE aggregation_id NOT IN (SELECT id FROM keyedstate_internal.aggregation)'),
 	'0', 'no checkpoint rows outlive their aggregation');
 
 # a checkpoint of 300,000 keys takes a dozen slices; writers change keys
@@ -163,7 +163,7 @@ SELECT keyedstate.sync('big_stats', '5 min');
 SELECT keyedstate.checkpoint('big_stats');
 });
 my $big_oracle = q{SELECT k, count(*), sum(v), avg(n), max(v) FROM big GROUP BY k};
-my $uncommitted = q{SELECT count(*) FROM keyedstate.state s JOIN keyedstate.aggregation a ON a.id = s.aggregation_id
+my $uncommitted = q{SELECT count(*) FROM keyedstate_internal.state s JOIN keyedstate_internal.aggregation a ON a.id = s.aggregation_id
 					 WHERE a.view = 'big_stats'::regclass AND s.checkpoint_id > a.checkpoint_id};
 my $script = ks_script($node, 'touch.sql', q{\set key random(1, 300000)
 INSERT INTO big (k, v, n) VALUES (:key, 1, 1.5);
@@ -200,12 +200,12 @@ ks_sync($node, 'postgres', 'big_stats', '5 min');
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM big_stats', $big_oracle), '0',
 	'exact after the checkpoints completed and a clean restart');
 
-# A DBA's VACUUM FULL (or CLUSTER, REINDEX, SET TABLESPACE) of keyedstate.state
-# or keyedstate.cold holds an exclusive lock on it: checkpoints wait, by
+# A DBA's VACUUM FULL (or CLUSTER, REINDEX, SET TABLESPACE) of keyedstate_internal.state
+# or keyedstate_internal.cold holds an exclusive lock on it: checkpoints wait, by
 # skipping their slices, while the steps go on consuming and publishing.
 $node->safe_psql('postgres', q{SELECT keyedstate.alter_aggregation('big_stats', checkpoint_interval => '100 ms');
 SELECT keyedstate.checkpoint('big_stats')});
-for my $table ('keyedstate.state', 'keyedstate.cold', 'keyedstate.state_pkey')
+for my $table ('keyedstate_internal.state', 'keyedstate_internal.cold', 'keyedstate_internal.state_pkey')
 {
 	my $dba = $node->background_psql('postgres');
 	my $what = $table =~ /pkey/ ? "REINDEX INDEX $table" : "LOCK TABLE $table IN ACCESS EXCLUSIVE MODE";
@@ -254,7 +254,7 @@ ks_wait_state($node, 'postgres', 'big_stats', 'running', 60) or die 'big_stats d
 ks_sync($node, 'postgres', 'big_stats', '5 min');
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM big_stats', $big_oracle), '0', '... and after a kill that follows');
 
-# An error of the server's resources (a full disk under keyedstate.state,
+# An error of the server's resources (a full disk under keyedstate_internal.state,
 # out of memory, a deadlock) passes: the aggregation does not fail, its
 # view keeps the state it had, status shows the error, and it loads again
 # by itself (a function raising disk_full stands for the disk here).
@@ -310,7 +310,7 @@ $node->safe_psql('postgres', 'UPDATE disk SET is_full = false');
 ks_sync($node, 'postgres', 'passing_sums', '2 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',
 	'... and once the memory is back it goes on, exact');
-# and so does a file the server cannot open: keyedstate.state in a
+# and so does a file the server cannot open: keyedstate_internal.state in a
 # tablespace made unreadable (as a permission fault, or a file system
 # remounted read-only, shows: "permission denied", 42501, which a privilege
 # check of the owner's would fail with) while the server was down
@@ -318,7 +318,7 @@ is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT 
 	my $tsdir = $node->basedir . '/ts_fault';
 	mkdir $tsdir or die "mkdir $tsdir: $!";
 	$node->safe_psql('postgres', "CREATE TABLESPACE ts_fault LOCATION '$tsdir'");
-	$node->safe_psql('postgres', 'ALTER TABLE keyedstate.state SET TABLESPACE ts_fault');
+	$node->safe_psql('postgres', 'ALTER TABLE keyedstate_internal.state SET TABLESPACE ts_fault');
 	$node->safe_psql('postgres', q{SELECT keyedstate.checkpoint('passing_sums')});
 	$node->stop('fast');
 	my ($versiondir) = glob("$tsdir/PG_*");
@@ -336,7 +336,7 @@ is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT 
 	ks_sync($node, 'postgres', 'passing_sums', '3 min');
 	is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM passing_sums', 'SELECT k, count(*), sum(v) FROM passing GROUP BY k'), '0',
 		'... and once it can be opened it goes on by itself, exact');
-	$node->safe_psql('postgres', 'ALTER TABLE keyedstate.state SET TABLESPACE pg_default');
+	$node->safe_psql('postgres', 'ALTER TABLE keyedstate_internal.state SET TABLESPACE pg_default');
 	$node->safe_psql('postgres', 'DROP TABLESPACE ts_fault');
 }
 

@@ -534,17 +534,17 @@ my $eve_id = agg_id($node, 'eve.totals');
 # eve re-points her own live table at alice's aggregation
 {
 	my $r = attempt($node, 'regress_eve',
-		"ALTER FOREIGN TABLE keyedstate.live_$eve_id OPTIONS (SET aggregation_id '$alice_id')");
+		"ALTER FOREIGN TABLE keyedstate_internal.live_$eve_id OPTIONS (SET aggregation_id '$alice_id')");
 	ok(!$r->{ok}, '2: an ordinary role cannot change the options of a live table')
 	  or diag(outcome($r));
 	my $via_view = attempt($node, 'regress_eve', 'SELECT string_agg(k, \',\' ORDER BY k) FROM eve.totals');
-	my $direct = attempt($node, 'regress_eve', "SELECT string_agg(k, ',' ORDER BY k) FROM keyedstate.live_$eve_id");
+	my $direct = attempt($node, 'regress_eve', "SELECT string_agg(k, ',' ORDER BY k) FROM keyedstate_internal.live_$eve_id");
 	unlike("$via_view->{out} $direct->{out}", qr/alice-secret/,
 		'2: no row of another owner\'s aggregation comes back through a re-pointed live table');
 	like($via_view->{out}, qr/^eve-1,eve-2,eve-3$/, '2: the attacker\'s view still shows her own rows')
 	  or diag(outcome($via_view));
 }
-$node->safe_psql($db, "ALTER FOREIGN TABLE keyedstate.live_$eve_id OPTIONS (SET aggregation_id '$eve_id')");
+$node->safe_psql($db, "ALTER FOREIGN TABLE keyedstate_internal.live_$eve_id OPTIONS (SET aggregation_id '$eve_id')");
 
 # other ways at alice's rows without a GRANT
 {
@@ -556,11 +556,11 @@ SELECT string_agg(k, ',') FROM eve.spy;});
 	ok(!$r->{ok} && $r->{out} !~ /alice-secret/, '2: an ordinary role cannot make her own live table over another owner\'s aggregation')
 	  or diag(outcome($r));
 	$r = attempt($node, 'regress_eve',
-		"ALTER FOREIGN TABLE keyedstate.live_$alice_id OPTIONS (SET aggregation_id '$eve_id')");
+		"ALTER FOREIGN TABLE keyedstate_internal.live_$alice_id OPTIONS (SET aggregation_id '$eve_id')");
 	ok(!$r->{ok}, '2: an ordinary role cannot change another owner\'s live table') or diag(outcome($r));
 	for my $role ('regress_eve', 'regress_bob')
 	{
-		$r = attempt($node, $role, "SELECT string_agg(k, ',') FROM keyedstate.live_$alice_id");
+		$r = attempt($node, $role, "SELECT string_agg(k, ',') FROM keyedstate_internal.live_$alice_id");
 		ok(!$r->{ok} && $r->{sqlstate} eq '42501' && $r->{out} !~ /alice-secret/,
 			"2: $role cannot read another owner's live table without a GRANT") or diag(outcome($r));
 		$r = attempt($node, $role, "SELECT string_agg(k, ',') FROM alice.totals");
@@ -577,15 +577,15 @@ SELECT string_agg(k, ',') FROM eve.spy;});
 	my $watch = crash_watch($node);
 	# the attacker tries first (today she may; it crashed the server)
 	my $r = attempt($node, 'regress_eve',
-		"ALTER FOREIGN TABLE keyedstate.live_$eve_id OPTIONS (SET aggregation_id '$typed_id')");
+		"ALTER FOREIGN TABLE keyedstate_internal.live_$eve_id OPTIONS (SET aggregation_id '$typed_id')");
 	note 'eve re-points her live table at alice.typed: ' . outcome($r);
 	$r = attempt($node, 'regress_eve', 'SELECT * FROM eve.totals');
 	note 'eve scans it: ' . outcome($r);
 	$node->poll_query_until($db, 'SELECT true') or die 'server does not come back';
 	# a superuser may re-point it; a scan then fails with an ERROR
-	$node->safe_psql($db, "ALTER FOREIGN TABLE keyedstate.live_$eve_id OPTIONS (SET aggregation_id '$typed_id')");
-	for my $scan ("SELECT * FROM keyedstate.live_$eve_id", "SELECT * FROM eve.totals",
-		"SELECT * FROM keyedstate.live_$eve_id WHERE k = 'x'")
+	$node->safe_psql($db, "ALTER FOREIGN TABLE keyedstate_internal.live_$eve_id OPTIONS (SET aggregation_id '$typed_id')");
+	for my $scan ("SELECT * FROM keyedstate_internal.live_$eve_id", "SELECT * FROM eve.totals",
+		"SELECT * FROM keyedstate_internal.live_$eve_id WHERE k = 'x'")
 	{
 		$r = attempt($node, undef, $scan);
 		ok(!$r->{ok} && $r->{err} =~ /ERROR:/ && $r->{err} !~ /server closed the connection/,
@@ -594,7 +594,7 @@ SELECT string_agg(k, ',') FROM eve.spy;});
 		$node->poll_query_until($db, 'SELECT true') or die 'server does not come back';
 	}
 	no_crash_since($node, $watch, '2: the server did not crash (same sessions, no process killed by a signal)');
-	$node->safe_psql($db, "ALTER FOREIGN TABLE keyedstate.live_$eve_id OPTIONS (SET aggregation_id '$eve_id')");
+	$node->safe_psql($db, "ALTER FOREIGN TABLE keyedstate_internal.live_$eve_id OPTIONS (SET aggregation_id '$eve_id')");
 }
 
 ###########################################################################
@@ -996,10 +996,12 @@ is(as_role($node, 'regress_nosy', q{SELECT coalesce(query, '<null>') FROM keyeds
 		'<null> <null>', "4: nor when another owner's aggregation last checkpointed");
 	is(as_role($node, 'regress_nosy', q{SELECT coalesce(last_checkpoint_ms::text, '<null>') FROM keyedstate.status WHERE name = 'steady.sums'}),
 		'<null>', '4: nor how long that took');
-	my $live = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate.aggregation WHERE view = 'steady.sums'::regclass});
-	like(as_role($node, 'regress_steady', "EXPLAIN SELECT * FROM $live"), qr/rows=5 /, '4: (precondition) the owner\'s plan estimates her 5 keys');
-	like(as_role($node, 'regress_nosy', "EXPLAIN SELECT * FROM $live"), qr/rows=1000 /,
-		"4: another role's plan of the live table does not show the key count");
+	my $live = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate_internal.aggregation WHERE view = 'steady.sums'::regclass});
+	like(as_role($node, 'regress_steady', "EXPLAIN SELECT * FROM steady.sums"), qr/rows=5 /, '4: (precondition) the owner\'s plan estimates her 5 keys');
+	# (the live table's schema is not even hers to use: security review 20, F2)
+	$r = attempt($node, 'regress_nosy', "EXPLAIN SELECT * FROM $live");
+	ok(!$r->{ok} && $r->{err} =~ /permission denied for schema keyedstate_internal/ && $r->{out} !~ /rows=5 /,
+		"4: another role cannot plan a read of the live table, so sees no key count") or diag(outcome($r));
 	# a reader of the view: sync and the view say it failed, not why
 	as_role($node, 'regress_vera', 'GRANT USAGE ON SCHEMA vera TO regress_nosy; GRANT SELECT ON vera.totals TO regress_nosy');
 	for my $read ("SELECT keyedstate.sync('vera.totals', '5 s')", 'SELECT * FROM vera.totals')
@@ -1401,7 +1403,7 @@ INSERT INTO mallory.re (b, v) SELECT 'k' || (g % 10), g FROM generate_series(1, 
 CREATE FUNCTION mallory.f(bigint) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT $1 + 1';
 SELECT keyedstate.create_aggregation('mallory.re_a', 'SELECT b, count(*) AS n, sum(mallory.f(v)) AS s FROM mallory.re GROUP BY b');
 SELECT keyedstate.sync('mallory.re_a');});
-	my $live = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate.aggregation WHERE view = 'mallory.re_a'::regclass});
+	my $live = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate_internal.aggregation WHERE view = 'mallory.re_a'::regclass});
 	my $r = attempt($node, 'regress_mallory', "CREATE OR REPLACE VIEW mallory.re_a AS SELECT b, n, s FROM $live");
 	ok(!$r->{ok} && $r->{err} =~ /cannot replace view "re_a"/, '11: CREATE OR REPLACE VIEW of an aggregation\'s view is refused')
 	  or diag(outcome($r));
@@ -1415,13 +1417,17 @@ CREATE OR REPLACE VIEW re_a AS SELECT b, n, s FROM $live");
 	ok(!$r->{ok} && $r->{err} =~ /cannot replace view "re_a"/, '11: ... also behind a temporary view of the same name')
 	  or diag(outcome($r));
 	as_role($node, 'regress_mallory', q{SELECT keyedstate.create_aggregation('mallory.pg_class', 'SELECT b, count(*) AS n FROM mallory.re GROUP BY b')});
-	my $live2 = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate.aggregation WHERE view = 'mallory.pg_class'::regclass});
+	my $live2 = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate_internal.aggregation WHERE view = 'mallory.pg_class'::regclass});
 	$r = attempt($node, 'regress_mallory', "SET search_path = mallory; CREATE OR REPLACE VIEW pg_class AS SELECT b, n FROM $live2");
 	ok(!$r->{ok} && $r->{err} =~ /cannot replace view "pg_class"/, '11: ... and when named after a catalog relation')
 	  or diag(outcome($r));
-	# a view another role builds over the live table (anyone may read it)
-	# does not keep the owner from dropping her aggregation
-	as_role($node, 'regress_eve', "CREATE VIEW eve.over_live AS SELECT b FROM $live2");
+	# another role cannot even name the live table (security review 20,
+	# F2); a view a superuser builds over it does not keep the owner from
+	# dropping her aggregation
+	$r = attempt($node, 'regress_eve', "CREATE VIEW eve.over_live AS SELECT b FROM $live2");
+	ok(!$r->{ok} && $r->{err} =~ /permission denied for schema keyedstate_internal/,
+		'11: another role cannot build a view over the live table') or diag(outcome($r));
+	$node->safe_psql($db, "CREATE VIEW public.over_live AS SELECT b FROM $live2");
 	$r = attempt($node, 'regress_mallory', q{SELECT keyedstate.drop_aggregation('mallory.pg_class')});
 	ok($r->{ok}, '11: a view of another role over the live table does not keep the owner from dropping her aggregation')
 	  or diag(outcome($r));
@@ -1614,7 +1620,7 @@ SELECT keyedstate.create_aggregation('renamed.sums', 'SELECT k, sum(renamer.cf(v
 SELECT keyedstate.sync('renamed.sums');
 SELECT keyedstate.create_aggregation('renamed.sums' || i, 'SELECT k, sum(renamer.cf(v)) AS s FROM renamed.ev GROUP BY k')
   FROM generate_series(2, 4) i;});
-	my $def = q{SELECT definition FROM keyedstate.aggregation WHERE view = 'renamed.sums'::regclass};
+	my $def = q{SELECT definition FROM keyedstate_internal.aggregation WHERE view = 'renamed.sums'::regclass};
 	my $ckpt = q{SELECT checkpointed_offset FROM keyedstate.status WHERE name = 'renamed.sums'};
 
 	my $renamer = $node->background_psql($db, extra_params => [ '-U', 'regress_renamer' ]);
@@ -1636,7 +1642,7 @@ SELECT s FROM renamed.sums}, 60);
 	$renamer->query_safe('COMMIT');
 	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer.cf2(%'", 30),
 		'14: once she commits, his worker writes the new name into his definition text');
-	ok(ks_wait_for($node, $db, q{SELECT bool_and(definition LIKE '%renamer.cf2(%') FROM keyedstate.aggregation
+	ok(ks_wait_for($node, $db, q{SELECT bool_and(definition LIKE '%renamer.cf2(%') FROM keyedstate_internal.aggregation
 		WHERE view::text LIKE 'renamed.sums%'}, 30),
 		'14: ... into every one of his definitions that names it');
 	as_role($node, 'regress_renamed', q{SELECT keyedstate.drop_aggregation('renamed.sums' || i) FROM generate_series(2, 4) i});
@@ -1697,7 +1703,7 @@ INSERT INTO orphan.ev (k, v) SELECT g % 5, g FROM generate_series(1, 50) g;
 CREATE FUNCTION orphan.g(v int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT v; END;
 SELECT keyedstate.create_aggregation('orphan.sums', 'SELECT k, sum(orphan.g(v)) AS s FROM orphan.ev GROUP BY k');
 SELECT keyedstate.sync('orphan.sums');});
-	my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate.aggregation WHERE view = 'orphan.sums'::regclass});
+	my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate_internal.aggregation WHERE view = 'orphan.sums'::regclass});
 	# one session: the function comes to depend on a temporary type; its end drops both, and the view
 	as_role($node, 'regress_orphan', q{CREATE TYPE pg_temp.tt AS (a int);
 CREATE OR REPLACE FUNCTION orphan.g(v int) RETURNS int LANGUAGE sql IMMUTABLE BEGIN ATOMIC SELECT (ROW(v)::pg_temp.tt).a; END;});
@@ -1705,8 +1711,8 @@ CREATE OR REPLACE FUNCTION orphan.g(v int) RETURNS int LANGUAGE sql IMMUTABLE BE
 		'15: (precondition) the end of the session dropped the view, without the event trigger');
 	my $r = attempt($node, 'regress_lockee', q{SELECT count(*) >= 0 FROM keyedstate.status; SELECT count(*) >= 0 FROM keyedstate.workers}, 30);
 	ok($r->{ok}, '15: status and workers keep working for other roles') or diag(outcome($r));
-	ok(ks_wait_for($node, $db, qq{SELECT NOT EXISTS (SELECT FROM keyedstate.aggregation WHERE id = $id)
-		AND NOT EXISTS (SELECT FROM keyedstate.state WHERE aggregation_id = $id)
+	ok(ks_wait_for($node, $db, qq{SELECT NOT EXISTS (SELECT FROM keyedstate_internal.aggregation WHERE id = $id)
+		AND NOT EXISTS (SELECT FROM keyedstate_internal.state WHERE aggregation_id = $id)
 		AND NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'orphan.ev'::regclass)
 		AND NOT EXISTS (SELECT FROM keyedstate.worker_status() WHERE aggregation_id = $id)}, 60),
 		'15: the workers forget the orphan: its row, checkpoints, triggers and slot');
@@ -1786,7 +1792,7 @@ CREATE TABLE bystander.ev (id bigserial PRIMARY KEY, k int);
 SELECT keyedstate.create_aggregation('bystander.own', 'SELECT k, count(*) AS n FROM bystander.ev GROUP BY k');
 SELECT keyedstate.create_aggregation('bystander.theirs', 'SELECT k, count(*) AS n FROM holder.ev GROUP BY k');
 SELECT keyedstate.sync('bystander.own'), keyedstate.sync('bystander.theirs');});
-	my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate.aggregation WHERE view = 'holder.sums'::regclass});
+	my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate_internal.aggregation WHERE view = 'holder.sums'::regclass});
 	my $holder = $node->background_psql($db, extra_params => [ '-U', 'regress_holder' ]);
 	$holder->query_safe(q{BEGIN; LOCK TABLE holder.ev IN ACCESS EXCLUSIVE MODE});
 	# her aggregation becomes an orphan (section 15's way) while she holds its source
@@ -1804,7 +1810,7 @@ INSERT INTO bystander.ev (k) VALUES (1); SELECT keyedstate.sync('bystander.own',
 	ok($r->{ok} && $r->{secs} < 5, '17: the superuser lists every aggregation with its query meanwhile') or diag(outcome($r));
 	$holder->query_safe('COMMIT');
 	$holder->quit;
-	ok(ks_wait_for($node, $db, qq{SELECT NOT EXISTS (SELECT FROM keyedstate.aggregation WHERE id = $id)
+	ok(ks_wait_for($node, $db, qq{SELECT NOT EXISTS (SELECT FROM keyedstate_internal.aggregation WHERE id = $id)
 		AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'holder.ev'::regclass AND t.tgname LIKE '%\\_$id')}, 60),
 		'17: once she lets go of her table the orphan is forgotten, its triggers with it');
 	as_role($node, 'regress_holder', q{INSERT INTO holder.ev (k, v) VALUES (2, 2)});
@@ -2168,7 +2174,7 @@ SELECT 'done';
 };
 	my $r = attempt($node, 'regress_tempeve', $attack);
 	ok($r->{ok}, '22: (the attack ran)') or diag(outcome($r));
-	ok($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.aggregation}) > 0, '22: (with aggregations in the database)');
+	ok($node->safe_psql($db, q{SELECT count(*) FROM keyedstate_internal.aggregation}) > 0, '22: (with aggregations in the database)');
 	is($node->safe_psql($db, q{SELECT rolsuper FROM pg_roles WHERE rolname = 'regress_tempeve'}), 'f',
 		'22: a domain in pg_temp named like a type the event triggers use runs nothing as the superuser');
 	$node->safe_psql($db, q{ALTER ROLE regress_tempeve NOSUPERUSER});
@@ -2211,6 +2217,67 @@ SELECT pg_sleep(s); INSERT INTO par.vsrc (k, v) VALUES (1, 1); SELECT 1; $f$;}, 
 	$pn->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE usename = 'regress_parmallory' AND backend_type = 'client backend'});
 	eval { $bg->quit; };		# (its session was terminated)
+
+	###########################################################################
+	# 24. Nor does her own aggregation's worker, whose code parses an INSERT
+	#     into the owner's source at every row of hers and then sleeps in
+	#     it (security review 20, F1: the frontier waited for every step
+	#     of her worker, as for any background worker holding the lock).
+	###########################################################################
+	$pn->safe_psql('postgres', q{
+CREATE TABLE mal.msrc (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO mal.msrc (k) SELECT g FROM generate_series(1, 1000) g;
+CREATE FUNCTION mal.grab2() RETURNS bool LANGUAGE sql AS $f$
+SELECT pg_sleep(2); INSERT INTO par.vsrc (k, v) VALUES (1, 1); SELECT true; $f$;
+CREATE FUNCTION mal.hold(x int) RETURNS bool IMMUTABLE LANGUAGE plpgsql AS $f$
+BEGIN
+	BEGIN PERFORM mal.grab2(); EXCEPTION WHEN insufficient_privilege THEN NULL; END;
+	RETURN true;
+END $f$;
+SELECT keyedstate.create_aggregation('mal.magg', 'SELECT k % 3 AS g, count(*) AS c FROM mal.msrc WHERE mal.hold(k) GROUP BY 1');},
+		extra_params => [ '-U', 'regress_parmallory' ]);
+	ok(ks_wait_for($pn, 'postgres', q{SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE a.backend_type = 'keyedstate worker' AND l.relation = 'par.vsrc'::regclass
+		AND l.mode = 'RowExclusiveLock')}, 30),
+		'24: (her aggregation\'s worker holds the source\'s lock)');
+	for my $i (1 .. 3)
+	{
+		($ret, $out, $err) = $pn->psql('postgres', qq{INSERT INTO par.vsrc (k, v) VALUES ($i, 7); SELECT keyedstate.sync('par.vagg', '1.5 s')},
+			extra_params => [ '-U', 'regress_parvictim' ]);
+		is($ret, 0, "24: ... the owner's sync $i does not wait for her worker") or diag($err);
+	}
+	is(ks_mismatches($pn, 'postgres', 'SELECT k, s, c FROM par.vagg', 'SELECT k, sum(v), count(*) FROM par.vsrc GROUP BY k'), '0',
+		'24: ... exact');
+
+	###########################################################################
+	# 25. keyedstate's own relations cannot be named by a role: with a lock
+	#     held on them (by OID, as any role can), she cannot queue one of
+	#     the locks PostgreSQL takes before it checks privileges (security
+	#     review 20, F2: her queued CREATE RULE or CREATE TRIGGER stalled
+	#     every owner's checkpoints and control calls), and the owner's
+	#     checkpoint runs meanwhile.
+	###########################################################################
+	$pn->safe_psql('postgres', q{CREATE FUNCTION mal.tf() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'},
+		extra_params => [ '-U', 'regress_parmallory' ]);
+	my $holder = $pn->background_psql('postgres', on_error_stop => 0, extra_params => [ '-U', 'regress_parmallory' ]);
+	$holder->query(q{BEGIN; SELECT count(pg_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'keyedstate_internal'});
+	for my $sql (
+		'CREATE RULE r AS ON INSERT TO keyedstate_internal.state DO INSTEAD NOTHING',
+		'CREATE TRIGGER x BEFORE INSERT ON keyedstate_internal.aggregation FOR EACH ROW EXECUTE FUNCTION mal.tf()',
+		'PREPARE p AS INSERT INTO keyedstate_internal.aggregation DEFAULT VALUES',
+		'CREATE TABLE mal.fk (x int REFERENCES keyedstate_internal.aggregation (id))',
+		'CREATE TABLE mal.ch () INHERITS (keyedstate_internal.cold)',
+		'SELECT * FROM keyedstate_internal.live_1')
+	{
+		($ret, $out, $err) = $pn->psql('postgres', "SET lock_timeout = '10s'; $sql", extra_params => [ '-U', 'regress_parmallory' ]);
+		like($err, qr/permission denied for schema keyedstate_internal/, "25: $sql: refused by the schema");
+	}
+	($ret, $out, $err) = $pn->psql('postgres', q{INSERT INTO par.vsrc (k, v) VALUES (4, 9); SELECT keyedstate.sync('par.vagg', '10 s'); SELECT keyedstate.checkpoint('par.vagg')},
+		extra_params => [ '-U', 'regress_parvictim' ]);
+	is($ret, 0, '25: ... the owner\'s sync and checkpoint run meanwhile') or diag($err);
+	$holder->query('ROLLBACK');
+	$holder->quit;
 	$pn->stop;
 }
 

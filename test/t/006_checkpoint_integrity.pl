@@ -3,7 +3,7 @@
 # serialized states, replayed inputs, HAVING, a mix; and one with error
 # rows, whose trailers readers trust) are checkpointed (a
 # full checkpoint and a delta each); then, round after round, each one's
-# keyedstate.state rows are restored and damaged in a different random way
+# keyedstate_internal.state rows are restored and damaged in a different random way
 # (bytes flipped, overwritten, zeroed, swapped, inserted or deleted, the
 # chunk truncated or extended, a column of its row changed) and the worker
 # is made to recover.  Every case must end in one of two ways: the
@@ -18,7 +18,7 @@
 # plain scalars, and only inside the serialized transition states of the
 # others, whose published rows hold numerics and arrays.  (The CRC alone
 # guards the inside of such values, as page checksums guard them in a
-# table; only a superuser can write keyedstate.state.)  A forged chunk may
+# table; only a superuser can write keyedstate_internal.state.)  A forged chunk may
 # recover with wrong values (a changed count is still a well-formed count),
 # but never crashes the worker or a reader and never yields an unreadable
 # view.
@@ -154,9 +154,9 @@ $node->safe_psql('postgres', 'SELECT keyedstate.sync(name, \'2 min\') FROM keyed
 $node->safe_psql('postgres', 'SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations');
 
 # the pristine rows, kept in a table and in Perl
-$node->safe_psql('postgres', 'CREATE TABLE pristine AS SELECT * FROM keyedstate.state');
+$node->safe_psql('postgres', 'CREATE TABLE pristine AS SELECT * FROM keyedstate_internal.state');
 my %ids = map { split(/\|/) } split(/\n/, $node->safe_psql('postgres',
-	'SELECT a.id, a.view::text FROM keyedstate.aggregation a'));
+	'SELECT a.id, a.view::text FROM keyedstate_internal.aggregation a'));
 my %rows_of;
 for my $line (split(/\n/, $node->safe_psql('postgres', q{
 SELECT aggregation_id, checkpoint_id, chunk, is_full, first_key_group, last_key_group, nkeys,
@@ -294,7 +294,7 @@ sub damage_states
 sub update_sql
 {
 	my ($orig, $m) = @_;
-	return sprintf(q{UPDATE keyedstate.state SET data = '\x%s', chunk = %d, is_full = %s,
+	return sprintf(q{UPDATE keyedstate_internal.state SET data = '\x%s', chunk = %d, is_full = %s,
 	first_key_group = %d, last_key_group = %d, nkeys = %d
  WHERE aggregation_id = %d AND checkpoint_id = %d AND chunk = %d;
 }, unpack('H*', $m->{data}), $m->{chunk}, $m->{is_full} eq 't' ? 'true' : 'false',
@@ -310,7 +310,7 @@ sub changed
 		  qw(data chunk is_full first_key_group last_key_group nkeys));
 }
 
-my $restore_sql = 'DELETE FROM keyedstate.state; INSERT INTO keyedstate.state SELECT * FROM pristine;';
+my $restore_sql = 'DELETE FROM keyedstate_internal.state; INSERT INTO keyedstate_internal.state SELECT * FROM pristine;';
 
 # --- watching a recovery
 
@@ -562,14 +562,14 @@ is(join(', ', map { $_->{name} } grep { ($final->{ $_->{name} }[0] // '') ne '0'
 # checkpoint's chain has, so all of one aggregation's chunks gone, or a
 # whole checkpoint of another, fail as damaged, not as fewer keys
 $node->safe_psql('postgres', q{SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations;
-CREATE TABLE saved AS SELECT * FROM keyedstate.state;});
+CREATE TABLE saved AS SELECT * FROM keyedstate_internal.state;});
 my ($gone_all, $gone_one) = map { $_->{name} } @aggs[0, 1];
 $node->safe_psql('postgres', qq{
-DELETE FROM keyedstate.state s USING keyedstate.aggregation a
+DELETE FROM keyedstate_internal.state s USING keyedstate_internal.aggregation a
  WHERE a.view = '$gone_all'::regclass AND s.aggregation_id = a.id;
-DELETE FROM keyedstate.state s USING keyedstate.aggregation a
+DELETE FROM keyedstate_internal.state s USING keyedstate_internal.aggregation a
  WHERE a.view = '$gone_one'::regclass AND s.aggregation_id = a.id
-   AND s.checkpoint_id = (SELECT max(checkpoint_id) FROM keyedstate.state WHERE aggregation_id = a.id);});
+   AND s.checkpoint_id = (SELECT max(checkpoint_id) FROM keyedstate_internal.state WHERE aggregation_id = a.id);});
 # (a kill, not a stop: a stopping worker's last checkpoint may be a full one from its memory)
 ks_kill_worker($node, 'postgres');
 for my $name ($gone_all, $gone_one)
@@ -579,7 +579,7 @@ for my $name ($gone_all, $gone_one)
 		"$name, with " . ($name eq $gone_all ? 'every chunk' : 'its newest checkpoint') . ' deleted, fails as damaged')
 	  or diag($node->safe_psql('postgres', "SELECT state, error FROM keyedstate.status WHERE name = '$name'"));
 }
-$node->safe_psql('postgres', qq{DELETE FROM keyedstate.state; INSERT INTO keyedstate.state SELECT * FROM saved;
+$node->safe_psql('postgres', qq{DELETE FROM keyedstate_internal.state; INSERT INTO keyedstate_internal.state SELECT * FROM saved;
 SELECT keyedstate.resume('$gone_all'); SELECT keyedstate.resume('$gone_one');});
 ok(ks_wait_for($node, 'postgres', "SELECT bool_and(state = 'running') FROM keyedstate.status WHERE name IN ('$gone_all', '$gone_one')", 60),
 	'... and runs again once they are back');

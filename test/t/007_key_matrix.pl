@@ -9,7 +9,7 @@
 # rescaled between the recoveries (a key hashed differently when fresh,
 # recovered or seeded would land in two parts and show twice), and whole
 # under a memory budget so small that its keys are evicted to
-# keyedstate.cold at every checkpoint and loaded back by the next rows (a
+# keyedstate_internal.cold at every checkpoint and loaded back by the next rows (a
 # key stored or reloaded differently would show twice or lose its counts).
 # Those read a twin source, kvb, with ten rows for each row of kv, spread
 # over a second key column pad, so that thousands of keys exceed the
@@ -177,7 +177,7 @@ sub rescale_all
 	sync_all();
 	$node->safe_psql('postgres',
 		'SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations');
-	ks_wait_for($node, 'postgres', 'SELECT NOT EXISTS (SELECT FROM keyedstate.part WHERE retired)', 120)
+	ks_wait_for($node, 'postgres', 'SELECT NOT EXISTS (SELECT FROM keyedstate_internal.part WHERE retired)', 120)
 	  or die 'a rescale to ' . $n . ' did not complete';
 	is($node->safe_psql('postgres',
 		"SELECT count(DISTINCT aggregation) || ' ' || count(*) FROM keyedstate.workers WHERE aggregation LIKE '%\\_p'"),
@@ -324,7 +324,7 @@ sub check_lookups
 }
 
 # Every aggregation under a budget has evicted keys, and has keys in
-# keyedstate.cold now.
+# keyedstate_internal.cold now.
 sub check_evicted
 {
 	my ($when) = @_;

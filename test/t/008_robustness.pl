@@ -573,8 +573,8 @@ is(ks_mismatches($node, 'postgres', 'SELECT k, n, s, a FROM brief.s',
 	'SELECT k, count(*), sum(v), avg(v) FROM brief.ev GROUP BY k'), '0', '... and the backlog is exact');
 
 # --- a key whose row cannot be computed (rowerror.h): its error row goes
-# into the checkpoint and, evicted, into keyedstate.cold; read from the
-# store, from keyedstate.cold and after a kill -9 it raises its error,
+# into the checkpoint and, evicted, into keyedstate_internal.cold; read from the
+# store, from keyedstate_internal.cold and after a kill -9 it raises its error,
 # while scans whose quals skip it or that leave its failed column out, and
 # every other key, read on
 $node->safe_psql('postgres', q{
@@ -749,7 +749,7 @@ ks_sync($node, 'postgres', 'sb_v', '1 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM sb_v', 'SELECT k, count(*) FROM sb GROUP BY k'), '0',
 	'... and is exact once the sequence is past them again');
 
-# --- a fast shutdown while a prepared transaction locks keyedstate.state:
+# --- a fast shutdown while a prepared transaction locks keyedstate_internal.state:
 # the checkpoint waiting for that lock is cancelled after its grace (20 s
 # from the termination), the server stops, and once the lock is gone the
 # aggregation replays from its last checkpoint, exactly
@@ -758,12 +758,12 @@ SELECT keyedstate.create_aggregation('lk_v', 'SELECT k, count(*) AS n FROM lk GR
 	checkpoint_interval => '100 ms');
 INSERT INTO lk (k) SELECT g % 5 FROM generate_series(1, 100) g;});
 ks_sync($node, 'postgres', 'lk_v', '1 min');
-$node->safe_psql('postgres', q{BEGIN; LOCK TABLE keyedstate.state IN ACCESS EXCLUSIVE MODE;
+$node->safe_psql('postgres', q{BEGIN; LOCK TABLE keyedstate_internal.state IN ACCESS EXCLUSIVE MODE;
 PREPARE TRANSACTION 'ks_lock_state';});
 $node->safe_psql('postgres', q{INSERT INTO lk (k) SELECT g % 5 FROM generate_series(1, 100) g});
 ok(ks_wait_for($node, 'postgres', q{SELECT count(*) > 0 FROM pg_locks
-	WHERE NOT granted AND relation = 'keyedstate.state'::regclass}, 30),
-	'a checkpoint waits for the prepared transaction\'s lock on keyedstate.state');
+	WHERE NOT granted AND relation = 'keyedstate_internal.state'::regclass}, 30),
+	'a checkpoint waits for the prepared transaction\'s lock on keyedstate_internal.state');
 $t0 = time();
 {
 	local $ENV{PGCTLTIMEOUT} = 60;

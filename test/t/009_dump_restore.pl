@@ -73,7 +73,7 @@ for my $v (sort keys %oracle)
 # the types each definition stores and the aggregates it calls, which DDL
 # checks read (keytypes.h)
 my $types_sql = q{SELECT string_agg(view::text || ' ' || key_types::text || ' ' || stored_types::text || ' '
-						|| aggregates::regprocedure[]::text, '; ' ORDER BY view::text) FROM keyedstate.aggregation};
+						|| aggregates::regprocedure[]::text, '; ' ORDER BY view::text) FROM keyedstate_internal.aggregation};
 my $types = $node->safe_psql('src_db', $types_sql);
 
 # Check a restored database: rebuilt, exact, and still consuming.
@@ -108,7 +108,7 @@ sub check_restored
 	ks_sync($n, $db, 'ev_par');
 	is(ks_mismatches($n, $db, 'SELECT * FROM ev_par', $oracle{ev_par}), '0',
 		"$what: the aggregation in parts is exact after checkpoints and a crash");
-	is($n->safe_psql($db, q{SELECT count(*) FROM keyedstate.part p JOIN keyedstate.aggregation a ON a.id = p.id}), '0',
+	is($n->safe_psql($db, q{SELECT count(*) FROM keyedstate_internal.part p JOIN keyedstate_internal.aggregation a ON a.id = p.id}), '0',
 		"$what: no part has an aggregation's id");
 	is($n->safe_psql($db, q{SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'keyedstate_%'}), '8',
 		"$what: the source has its triggers once");
@@ -141,7 +141,7 @@ check_restored($other, 'src_db', 'fresh cluster');
 
 # the schema first, then the data with the tables' triggers disabled
 # (pg_restore -a --disable-triggers, which disables the trigger binding the
-# rows of keyedstate.aggregation too): the end of that restore binds them
+# rows of keyedstate_internal.aggregation too): the end of that restore binds them
 # (they named the dumped database's objects and never started: DBA review
 # 10, D10-2)
 $node->safe_psql('postgres', 'CREATE DATABASE split_db');
@@ -150,7 +150,7 @@ command_ok([ 'pg_restore', '--exit-on-error', '-s', '-d', $node->connstr('split_
 command_ok([ 'pg_restore', '--exit-on-error', '-a', '--disable-triggers', '-d', $node->connstr('split_db'), $custom ],
 	'pg_restore of the data, with --disable-triggers');
 check_restored($node, 'split_db', 'schema, then data with --disable-triggers');
-# ... but no other ALTER TABLE of keyedstate.aggregation rebinds anything:
+# ... but no other ALTER TABLE of keyedstate_internal.aggregation rebinds anything:
 # not a running aggregation, nor one carried over by pg_upgrade (another
 # cluster's system identifier) whose checkpoint holds no key (one was
 # started over, and left with a second slot: re-review today 14, F4)
@@ -158,11 +158,11 @@ $node->safe_psql('split_db', q{CREATE TABLE nokeys (id bigserial PRIMARY KEY, k 
 INSERT INTO nokeys (k) SELECT g FROM generate_series(1, 100) g;
 SELECT keyedstate.create_aggregation('no_keys', 'SELECT k, count(*) AS n FROM nokeys WHERE k < 0 GROUP BY k');
 SELECT keyedstate.sync('no_keys'); SELECT keyedstate.checkpoint('no_keys');
-UPDATE keyedstate.aggregation SET system_id = 42 WHERE view = 'no_keys'::regclass;});
+UPDATE keyedstate_internal.aggregation SET system_id = 42 WHERE view = 'no_keys'::regclass;});
 my $offsets = q{SELECT string_agg(name || ':' || checkpointed_offset, ' ' ORDER BY name) FROM keyedstate.aggregations};
 my $before = $node->safe_psql('split_db', $offsets);
-$node->safe_psql('split_db', 'ALTER TABLE keyedstate.aggregation ALTER COLUMN ttl SET STATISTICS -1');
-is($node->safe_psql('split_db', $offsets), $before, 'another ALTER TABLE of keyedstate.aggregation rebinds nothing');
+$node->safe_psql('split_db', 'ALTER TABLE keyedstate_internal.aggregation ALTER COLUMN ttl SET STATISTICS -1');
+is($node->safe_psql('split_db', $offsets), $before, 'another ALTER TABLE of keyedstate_internal.aggregation rebinds nothing');
 unlike(slurp_file($node->logfile), qr/(?:keyedstate bound \d+ aggregations that a restore loaded(?s:.*)){2}/,
 	'... (the restore above was bound once)');
 $node->safe_psql('split_db', q{SELECT keyedstate.drop_aggregation('no_keys'); DROP TABLE nokeys});
@@ -293,7 +293,7 @@ INSERT INTO s.own (k) SELECT 'k' || (g % 5) FROM generate_series(1, 300) g;
 SELECT keyedstate.create_aggregation('s.ub', 'SELECT k, count(*) AS n FROM s.own GROUP BY k', parallelism => 2);
 RESET ROLE;});
 ks_sync_all($node, 'usage_src');
-my $ub_definition = $node->safe_psql('usage_src', q{SELECT definition FROM keyedstate.aggregation a WHERE a.view = 's.ub'::regclass});
+my $ub_definition = $node->safe_psql('usage_src', q{SELECT definition FROM keyedstate_internal.aggregation a WHERE a.view = 's.ub'::regclass});
 my %usage_oracle = ('s.ua' => 'SELECT k, count(*), sum(v) FROM s.ev GROUP BY k', 's.ub' => 'SELECT k, count(*) FROM s.own GROUP BY k');
 my $usage_dump = $node->basedir . '/usage.dump';
 command_ok([ 'pg_dump', '-Fc', '-d', $node->connstr('usage_src'), '-f', $usage_dump ], 'pg_dump of owners with a granted schema USAGE');
@@ -308,7 +308,7 @@ for my $v (sort keys %usage_oracle)
 {
 	is(ks_mismatches($node, 'usage_dst', "SELECT * FROM $v", $usage_oracle{$v}), '0', "$v rebuilds, exact");
 }
-is($node->safe_psql('usage_dst', q{SELECT count(*) FROM keyedstate.aggregation a
+is($node->safe_psql('usage_dst', q{SELECT count(*) FROM keyedstate_internal.aggregation a
 	WHERE a.system_id IS DISTINCT FROM (SELECT system_identifier FROM pg_control_system())}), '0',
 	'... bound to the restored objects by their workers');
 unlike(slurp_file($node->logfile, $usage_log_at), qr/is not restored/, '... none skipped');
@@ -326,7 +326,7 @@ $node->safe_psql('postgres', "DROP DATABASE $_") for qw(usage_src usage_dst paus
 $node->safe_psql('postgres', 'CREATE DATABASE usage_nopriv');
 command_ok([ 'pg_restore', '--exit-on-error', '--no-privileges', '-d', $node->connstr('usage_nopriv'), $usage_dump ],
 	'restored without privileges');
-is($node->safe_psql('usage_nopriv', q{SELECT keyedstate.query_definition(id) FROM keyedstate.aggregation a WHERE a.view = 's.ub'::regclass}),
+is($node->safe_psql('usage_nopriv', q{SELECT keyedstate.query_definition(id) FROM keyedstate_internal.aggregation a WHERE a.view = 's.ub'::regclass}),
 	$ub_definition,
 	'not bound yet, its definition shows its text');
 # unbound, its source cannot be dropped without CASCADE (nothing was
@@ -347,11 +347,11 @@ ok(ks_wait_for($node, 'usage_nopriv', q{SELECT state = 'failed' AND error ~ 'per
 my $holder = $node->background_psql('usage_nopriv', on_error_stop => 0);
 my $holder_pid = $holder->query('SELECT pg_backend_pid()');
 $holder->query(q{BEGIN; DO $$BEGIN EXECUTE format('SELECT FROM %s LIMIT 0',
-	(SELECT live FROM keyedstate.aggregation WHERE view = 's.ub'::regclass)); END$$});
+	(SELECT live FROM keyedstate_internal.aggregation WHERE view = 's.ub'::regclass)); END$$});
 # (--no-privileges also left out her view's grant on its live table)
 $node->safe_psql('usage_nopriv', q{GRANT USAGE ON SCHEMA s TO regress_usage_b;
 DO $$BEGIN EXECUTE format('GRANT SELECT ON %s TO regress_usage_b',
-	(SELECT live FROM keyedstate.aggregation WHERE view = 's.ub'::regclass)); END$$;
+	(SELECT live FROM keyedstate_internal.aggregation WHERE view = 's.ub'::regclass)); END$$;
 SELECT keyedstate.resume('s.ub')});
 ok(!ks_wait_for($node, 'usage_nopriv', q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 's.ub'}, 8),
 	'resumed while a reader holds its live table, it waits, not fails');

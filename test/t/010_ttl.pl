@@ -219,7 +219,7 @@ is(ks_mismatches($node, $db, 'SELECT * FROM floor_none', $fresh) + ks_mismatches
 
 # A key in memory that a row reaches past its TTL before any sweep met it
 # (its aggregation paused meanwhile: no sweep runs) starts afresh, and with
-# the spelling of that row, as a sweep, a reload from keyedstate.cold or a
+# the spelling of that row, as a sweep, a reload from keyedstate_internal.cold or a
 # recovery would have it (exactness review 16, findings 2 and 3: the rows
 # went into the old states, and a key back from expiry kept its old
 # spelling); with value, serialized and replayed states

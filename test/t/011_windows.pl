@@ -324,7 +324,7 @@ ok(ks_wait_for($node, $db, qq{SELECT count(*) = 0 FROM ((SELECT * FROM winf_plai
 	'a TTL given after infinite times keeps the windows within it, and the infinity one')
   or is(ks_mismatches($node, $db, 'SELECT * FROM winf_plain', $winf_oracle), '0', 'what differs');
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('winf_plain', ttl => '0'); SELECT keyedstate.checkpoint('winf_plain');});
-is($node->safe_psql($db, q{SELECT ttl_floor = '2025-12-31 23:30:00+00' FROM keyedstate.aggregation WHERE view = 'winf_plain'::regclass}),
+is($node->safe_psql($db, q{SELECT ttl_floor = '2025-12-31 23:30:00+00' FROM keyedstate_internal.aggregation WHERE view = 'winf_plain'::regclass}),
 	't', 'the TTL removed: its floor is the newest finite time less the TTL');
 ks_kill_worker($node, $db);
 $node->safe_psql($db, q{INSERT INTO winf (ts, k) VALUES ('2026-01-01 01:00', 5), ('2025-12-31 23:40', 6), ('2025-12-31 23:20', 7);});

@@ -1,6 +1,6 @@
 # The memory budget: an aggregation with more keys than its memory_limit
 # (or its share of keyedstate.max_state_memory) allows evicts cold keys to
-# keyedstate.cold and loads them back when rows arrive for them.  The view
+# keyedstate_internal.cold and loads them back when rows arrive for them.  The view
 # still shows every key, point lookups find evicted keys, and the result
 # equals the GROUP BY oracle: fresh, under concurrent writers and readers,
 # after kills of the worker (in the middle of checkpoints that evict) and
@@ -84,8 +84,8 @@ SELECT keys_in_memory < keys AND evictions > 0 AND keys = 40000 FROM keyedstate.
 	'keys beyond the budget are evicted: fewer in memory than in total');
 is($node->safe_psql($db, q{SELECT memory_limit FROM keyedstate.status WHERE name = 'one'}),
 	4 * 1024 * 1024, 'status shows the budget');
-ok($node->safe_psql($db, q{SELECT count(*) > 0 FROM keyedstate.cold}) eq 't',
-	'evicted keys are in keyedstate.cold');
+ok($node->safe_psql($db, q{SELECT count(*) > 0 FROM keyedstate_internal.cold}) eq 't',
+	'evicted keys are in keyedstate_internal.cold');
 # the entries, blocks and index slots of evicted keys are given back
 ok(ks_wait_for($node, $db,
 	q{SELECT memory_bytes <= 3 * memory_limit FROM keyedstate.status WHERE name = 'one'}, 60),
@@ -147,18 +147,18 @@ $oh->finish;
 is_deeply([ sort keys %seen ], [$nkeys],
 	"status counts $nkeys keys in all $samples samples while keys are evicted and loaded back");
 
-# the worker's own reads of keyedstate.cold are not user code: however long
+# the worker's own reads of keyedstate_internal.cold are not user code: however long
 # they wait (a cold cache after a restart, here a lock), the step timeout
 # does not fail the aggregation
 $node->safe_psql($db, q{ALTER SYSTEM SET keyedstate.step_timeout = '300ms'; SELECT pg_reload_conf()});
 my $locker = $node->background_psql($db);
 $locker->query_safe('BEGIN');
-$locker->query_safe('LOCK TABLE keyedstate.cold IN ACCESS EXCLUSIVE MODE');
+$locker->query_safe('LOCK TABLE keyedstate_internal.cold IN ACCESS EXCLUSIVE MODE');
 $node->safe_psql($db, q{INSERT INTO ev (k, t, v, n) SELECT g, 't1', 1, 1 FROM generate_series(1, 40000, 97) g});
 ok(ks_wait_for($node, $db, q{
 SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a USING (pid)
- WHERE NOT l.granted AND a.backend_type = 'keyedstate worker' AND l.relation = 'keyedstate.cold'::regclass}),
-	'the worker waits for keyedstate.cold to load keys back');
+ WHERE NOT l.granted AND a.backend_type = 'keyedstate worker' AND l.relation = 'keyedstate_internal.cold'::regclass}),
+	'the worker waits for keyedstate_internal.cold to load keys back');
 my $t0 = $node->safe_psql($db, q{SELECT extract(epoch FROM now())});
 ks_wait_for($node, $db, "SELECT extract(epoch FROM now()) > $t0 + 1.5", 60);
 $locker->query_safe('COMMIT');
@@ -181,10 +181,10 @@ $kh->finish;
 ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'every view equals its oracle after three kills of the worker');
 is($node->safe_psql($db, q{
-SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregation a ON a.id = c.aggregation_id
+SELECT count(*) FROM keyedstate_internal.cold c JOIN keyedstate_internal.aggregation a ON a.id = c.aggregation_id
  WHERE a.view = 'one'::regclass}),
 	$node->safe_psql($db, q{SELECT keys - keys_in_memory FROM keyedstate.status WHERE name = 'one'}),
-	'keyedstate.cold holds exactly the keys not in memory (no row of an unfinished checkpoint)');
+	'keyedstate_internal.cold holds exactly the keys not in memory (no row of an unfinished checkpoint)');
 
 # --- 4. a clean restart loads the keys in memory only; the rest stay cold
 $node->restart;
@@ -250,7 +250,7 @@ $node->safe_psql($db, q{INSERT INTO tev (k, v) SELECT g, 5 FROM generate_series(
 ok(ks_wait_for($node, $db, q{SELECT count(*) = 100 AND bool_and(c = 1 AND s = 5) FROM tb}, 60),
 	'keys past the TTL leave the view, cold ones included, and a cold key back after its TTL starts afresh');
 # (those 100 expire in turn 4 s later: the checks below hold all along)
-my $cold_tb = q{(SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregation a
+my $cold_tb = q{(SELECT count(*) FROM keyedstate_internal.cold c JOIN keyedstate_internal.aggregation a
 				  ON a.id = c.aggregation_id WHERE a.view = 'tb'::regclass)};
 ok(ks_wait_for($node, $db, qq{
 SELECT $cold_tb = 0 AND (SELECT keys FROM keyedstate.status WHERE name = 'tb') = (SELECT count(*) FROM tb)}, 60),
@@ -278,10 +278,10 @@ ks_sync($node, $db, 'tlong');
 ok(ks_wait_for($node, $db, q{SELECT evictions > 0 FROM keyedstate.status WHERE name = 'tlong'}, 60),
 	'a long checkpoint_interval: the budget evicts all the same');
 my $tl_t0 = time();
-my $cold_tl = q{(SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.aggregation a
+my $cold_tl = q{(SELECT count(*) FROM keyedstate_internal.cold c JOIN keyedstate_internal.aggregation a
 				  ON a.id = c.aggregation_id WHERE a.view = 'tlong'::regclass)};
 ok(ks_wait_for($node, $db, qq{SELECT (SELECT count(*) FROM tlong) = 0 AND $cold_tl = 0}, 30),
-	'... expired cold keys leave the view and keyedstate.cold within seconds, not the checkpoint_interval');
+	'... expired cold keys leave the view and keyedstate_internal.cold within seconds, not the checkpoint_interval');
 note sprintf('expired cold keys gone %.1f s after the drain', time() - $tl_t0);
 # sweeps go on (every 0.2 s) for 8 s more, a row now and then
 for my $i (1 .. 8)
@@ -373,7 +373,7 @@ is(ks_status($node, $db, 'tv', 'state'), 'running',
 (my $cold_tv = $cold_tb) =~ s/'tb'/'tv'/;
 ok(ks_wait_for($node, $db, qq{
 SELECT (SELECT count(*) FROM tv) = 0 AND $cold_tv = 0 AND (SELECT keys FROM keyedstate.status WHERE name = 'tv') = 0}, 60),
-	'then every key leaves the view, keyedstate.cold and the count of keys');
+	'then every key leaves the view, keyedstate_internal.cold and the count of keys');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('tv')});
 
 # an aggregation whose fixed memory alone (200 aggregate calls) is over its
@@ -410,21 +410,21 @@ SELECT keyedstate.create_aggregation('t3', 'SELECT k, count(*) FROM ev GROUP BY 
 like($err, qr/memory_limit must be at least 1024 kB/, 'a memory_limit below 1MB is refused');
 
 # --- 7. dropping and rebuilding take the cold keys along
-my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate.aggregation WHERE view = 'hav'::regclass});
+my $id = $node->safe_psql($db, q{SELECT id FROM keyedstate_internal.aggregation WHERE view = 'hav'::regclass});
 $node->safe_psql($db, q{SELECT keyedstate.rebuild('two'); SELECT keyedstate.drop_aggregation('hav')});
 delete $oracle{hav};
-is($node->safe_psql($db, "SELECT count(*) FROM keyedstate.cold WHERE aggregation_id = $id"), '0',
+is($node->safe_psql($db, "SELECT count(*) FROM keyedstate_internal.cold WHERE aggregation_id = $id"), '0',
 	'a dropped aggregation leaves no cold keys');
 ks_wait_state($node, $db, 'two', 'running');
 ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'a rebuilt aggregation with a budget equals its oracle');
 
 # --- 8. a damaged cold row is an error, for readers and for the worker, never a crash
-$id = $node->safe_psql($db, q{SELECT id FROM keyedstate.aggregation WHERE view = 'one'::regclass});
+$id = $node->safe_psql($db, q{SELECT id FROM keyedstate_internal.aggregation WHERE view = 'one'::regclass});
 $node->safe_psql($db, qq{
-UPDATE keyedstate.cold SET data = overlay(data PLACING '\\xff'::bytea FROM 20)
+UPDATE keyedstate_internal.cold SET data = overlay(data PLACING '\\xff'::bytea FROM 20)
  WHERE (aggregation_id, hash, id) =
-	   (SELECT aggregation_id, hash, id FROM keyedstate.cold WHERE aggregation_id = $id LIMIT 1)});
+	   (SELECT aggregation_id, hash, id FROM keyedstate_internal.cold WHERE aggregation_id = $id LIMIT 1)});
 ($ret, $out, $err) = $node->psql($db, 'SELECT count(*) FROM one');
 like($err, qr/checkpoint of aggregation (public\.)?one is corrupted/, 'a scan meeting a damaged cold row fails clearly');
 insert_keys(1, 51000, 1);
@@ -465,7 +465,7 @@ ok(defined $huge_kb && $huge_kb < 64 * 1024, "... within the step that read past
   or diag($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'huge_1'}));
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('huge_1'); DROP TABLE huge1});
 
-# While keyedstate.cold is locked (a DBA's VACUUM FULL), checkpoints, and so
+# While keyedstate_internal.cold is locked (a DBA's VACUUM FULL), checkpoints, and so
 # evictions, wait: the budget still holds, consumption waiting for them
 # instead of growing memory past it; once the table is free it goes on.
 $node->safe_psql($db, q{
@@ -476,7 +476,7 @@ INSERT INTO held (k) SELECT g FROM generate_series(1, 20000) g;
 SELECT keyedstate.sync('held_n', '2 min');
 });
 my $dba = $node->background_psql($db);
-$dba->query_safe('BEGIN; LOCK TABLE keyedstate.cold IN ACCESS EXCLUSIVE MODE');
+$dba->query_safe('BEGIN; LOCK TABLE keyedstate_internal.cold IN ACCESS EXCLUSIVE MODE');
 $node->safe_psql($db, q{INSERT INTO held (k) SELECT g FROM generate_series(20001, 120000) g});
 my $worst = 0;
 for (1 .. 20)
@@ -485,7 +485,7 @@ for (1 .. 20)
 	$worst = $m if $m > $worst;
 	select(undef, undef, undef, 0.2);
 }
-ok($worst < 8 * 1024 * 1024, "keyedstate.cold held: the 2MB budget still holds (at most $worst bytes; 100,000 new keys would take 30 MB)");
+ok($worst < 8 * 1024 * 1024, "keyedstate_internal.cold held: the 2MB budget still holds (at most $worst bytes; 100,000 new keys would take 30 MB)");
 $dba->query_safe('COMMIT');
 $dba->quit;
 ks_sync($node, $db, 'held_n', '2 min');

@@ -368,7 +368,7 @@ RESET ROLE;
 ks_sync($node, 'other', 'wa.n');
 ks_sync($node, 'other', 'wb.n');
 my ($pid_a, $pid_b) = map { ks_worker_pid($node, 'other', $_) } ('wa.n', 'wb.n');
-my %ids = map { split /\|/ } split /\n/, $node->safe_psql('other', q{SELECT view::text, id FROM keyedstate.aggregation});
+my %ids = map { split /\|/ } split /\n/, $node->safe_psql('other', q{SELECT view::text, id FROM keyedstate_internal.aggregation});
 isnt($pid_a, $pid_b, '(precondition) two owners, two workers');
 sub wakeups
 {

@@ -116,20 +116,20 @@ ok(parts_running('par_text', 1), 'par_text rescaled to one part');
 ok(parts_running('par_kinds', 3), 'par_kinds rescaled to three parts');
 $node->safe_psql($db, "SELECT keyedstate.checkpoint('par_kinds')");
 exact('rescales under writers');
-is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate_internal.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
 	WHERE a.name = 'par' AND NOT p.retired}), '2', 'the catalog holds the two parts of the last layout');
 $node->safe_psql($db, "SELECT keyedstate.checkpoint('par')");
-is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate_internal.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
 	WHERE a.name = 'par' AND NOT p.retired AND p.seed_from IS NOT NULL}), '0',
 	'once the new parts checkpointed, none is seeded any more');
 # the retired parts go at the parts' next step after their checkpoints (ckptcommit.c)
 $node->safe_psql($db, "SELECT keyedstate.checkpoint('par_text')");
-ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM keyedstate.part WHERE retired}, 30),
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM keyedstate_internal.part WHERE retired}, 30),
 	'then the retired parts are gone');
-is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.state s
-	WHERE s.aggregation_id NOT IN (SELECT id FROM keyedstate.part)
-	  AND s.aggregation_id NOT IN (SELECT a.id FROM keyedstate.aggregation a
-	                               WHERE NOT EXISTS (SELECT FROM keyedstate.part p WHERE p.aggregation_id = a.id))}),
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate_internal.state s
+	WHERE s.aggregation_id NOT IN (SELECT id FROM keyedstate_internal.part)
+	  AND s.aggregation_id NOT IN (SELECT a.id FROM keyedstate_internal.aggregation a
+	                               WHERE NOT EXISTS (SELECT FROM keyedstate_internal.part p WHERE p.aggregation_id = a.id))}),
 	'0', 'and so are their checkpoints, and those of the aggregations from when they ran whole');
 
 # --- a second rescale before the first completed is refused --------------
@@ -244,8 +244,8 @@ SELECT keyedstate.pause('par_dmg');});
 # one byte of part 0's chunks, read back when the new part seeds from it
 # (damaged before the rescale: a paused aggregation's new parts load at once)
 $node->safe_psql($db, q{
-UPDATE keyedstate.state s SET data = set_byte(data, 40, (get_byte(data, 40) + 1) % 256)
-  FROM keyedstate.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
+UPDATE keyedstate_internal.state s SET data = set_byte(data, 40, (get_byte(data, 40) + 1) % 256)
+  FROM keyedstate_internal.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
  WHERE a.name = 'par_dmg' AND NOT p.retired AND p.part = 0 AND s.aggregation_id = p.id});
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('par_dmg', parallelism => 1)});
 $node->safe_psql($db, "SELECT keyedstate.resume('par_dmg')");
@@ -293,7 +293,7 @@ like($err, qr/parallelism must be between 1 and max_parallelism/, 'alter_aggrega
 $node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par')");
 $node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par_text')");
 $node->safe_psql($db, "SELECT keyedstate.drop_aggregation('par_kinds')");
-is($node->safe_psql($db, 'SELECT (SELECT count(*) FROM keyedstate.part) + (SELECT count(*) FROM keyedstate.state)'), '0',
+is($node->safe_psql($db, 'SELECT (SELECT count(*) FROM keyedstate_internal.part) + (SELECT count(*) FROM keyedstate_internal.state)'), '0',
 	'dropping parallel aggregations leaves no part and no checkpoint');
 ok(ks_wait_for($node, $db, 'SELECT count(*) = 0 FROM keyedstate.worker_status()', 30), 'and frees their slots');
 

@@ -1,6 +1,6 @@
 # A memory budget in parallel: an aggregation with parallelism => N and a
 # memory_limit splits the budget between its parts by their key groups;
-# each part evicts its own keys to keyedstate.cold under its own id and
+# each part evicts its own keys to keyedstate_internal.cold under its own id and
 # loads them back.  The view (every part's published and cold keys) and
 # point lookups equal the GROUP BY oracle under concurrent writers, after a
 # kill -9 and a restart.  Rescaling moves the evicted keys with their key
@@ -64,8 +64,8 @@ SELECT count(*) = $n AND bool_and(state = 'running' AND pid IS NOT NULL AND keys
 # cold rows of anything but the current parts (retired parts', the aggregation's own)
 sub stray_cold_rows
 {
-	return $node->safe_psql($db, q{SELECT count(*) FROM keyedstate.cold c
-	WHERE c.aggregation_id NOT IN (SELECT id FROM keyedstate.part WHERE NOT retired)});
+	return $node->safe_psql($db, q{SELECT count(*) FROM keyedstate_internal.cold c
+	WHERE c.aggregation_id NOT IN (SELECT id FROM keyedstate_internal.part WHERE NOT retired)});
 }
 
 # --- 1. each part evicts its own keys within its share ---------------------
@@ -76,8 +76,8 @@ is($node->safe_psql($db, q{SELECT string_agg(memory_limit::text, ',' ORDER BY pa
 is(ks_status($node, $db, 'pb', 'memory_limit'), 8 * 1024 * 1024, 'status shows the whole budget');
 is(ks_status($node, $db, 'pb', 'keys'), '40000', 'status counts every key once, in memory or cold');
 ok(ks_status($node, $db, 'pb', 'keys_in_memory') < 40000, 'and fewer in memory');
-is($node->safe_psql($db, q{SELECT count(DISTINCT aggregation_id) FROM keyedstate.cold
-	WHERE aggregation_id IN (SELECT id FROM keyedstate.part)}), '2', 'each part has cold rows under its own id');
+is($node->safe_psql($db, q{SELECT count(DISTINCT aggregation_id) FROM keyedstate_internal.cold
+	WHERE aggregation_id IN (SELECT id FROM keyedstate_internal.part)}), '2', 'each part has cold rows under its own id');
 ok(ks_wait_for($node, $db, q{SELECT bool_and(memory_bytes <= 3 * memory_limit) FROM keyedstate.workers WHERE aggregation = 'pb'}, 60),
 	'each part keeps near its share')
   or diag($node->safe_psql($db, 'SELECT * FROM keyedstate.workers'));
@@ -127,7 +127,7 @@ like(slurp_file($node->logfile, $log_at), qr/part \d+ took over \d+ evicted keys
 	'the new parts copied the cold rows of their key groups');
 exact('rescales with evicted keys');
 $node->safe_psql($db, "SELECT keyedstate.checkpoint('pb')");
-ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM keyedstate.part WHERE retired}, 30),
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM keyedstate_internal.part WHERE retired}, 30),
 	'the retired parts go');
 is(stray_cold_rows(), '0', 'and their cold rows with them');
 
@@ -140,11 +140,11 @@ $wh->finish;
 ok(parts_cold(4), 'after a kill -9 during the rescale the four new parts run with cold keys');
 exact('kill -9 during a rescale');
 $node->safe_psql($db, "SELECT keyedstate.checkpoint('pb')");
-ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM keyedstate.part WHERE retired}, 30),
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM keyedstate_internal.part WHERE retired}, 30),
 	'the retired parts go after the kill too');
 is(stray_cold_rows(), '0', 'with their cold rows');
-is($node->safe_psql($db, q{SELECT sum(cold_keys) FROM keyedstate.part WHERE NOT retired}),
-	$node->safe_psql($db, q{SELECT count(*) FROM keyedstate.cold}),
+is($node->safe_psql($db, q{SELECT sum(cold_keys) FROM keyedstate_internal.part WHERE NOT retired}),
+	$node->safe_psql($db, q{SELECT count(*) FROM keyedstate_internal.cold}),
 	'the parts count exactly the cold rows there are');
 
 # --- 6. a part gets at least 1MB: too many parts for the budget are refused
@@ -162,15 +162,15 @@ like($err, qr/memory_limit must give each of 3 parts at least 1024 kB/, 'and an 
 $node->safe_psql($db, q{SELECT keyedstate.pause('pb')});
 $log_at = -s $node->logfile;
 $node->safe_psql($db, q{
-UPDATE keyedstate.cold c SET data = set_byte(data, 20, (get_byte(data, 20) + 1) % 256)
-  FROM keyedstate.part p WHERE NOT p.retired AND c.aggregation_id = p.id});
+UPDATE keyedstate_internal.cold c SET data = set_byte(data, 20, (get_byte(data, 20) + 1) % 256)
+  FROM keyedstate_internal.part p WHERE NOT p.retired AND c.aggregation_id = p.id});
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('pb', parallelism => 2)});
 $node->safe_psql($db, q{SELECT keyedstate.resume('pb')});
 ok(ks_wait_state($node, $db, 'pb', 'failed', 60), 'a seed with damaged cold rows fails the new part');
 like(ks_status($node, $db, 'pb', 'error'), qr/checkpoint of aggregation public.pb is corrupted/,
 	'and says its checkpoint is corrupted');
 like(slurp_file($node->logfile, $log_at), qr/The CRC-32C of cold key \d+ is/, 'the log says which check failed');
-is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.cold c JOIN keyedstate.part p ON p.id = c.aggregation_id
+is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate_internal.cold c JOIN keyedstate_internal.part p ON p.id = c.aggregation_id
 	WHERE NOT p.retired}), '0', 'and no copy was kept');
 $node->safe_psql($db, q{SELECT keyedstate.rebuild('pb')});
 exact('rebuilt after the damaged copy');
@@ -184,7 +184,7 @@ ok(ks_wait_for($node, $db, q{SELECT memory_limit IS NULL FROM keyedstate.status 
 $node->safe_psql($db, q{INSERT INTO ev (k, v, t) SELECT g, 1, 'z' FROM generate_series(1, 40000, 3) g});
 exact('budget removed');
 $node->safe_psql($db, "SELECT keyedstate.drop_aggregation('pb')");
-is($node->safe_psql($db, 'SELECT (SELECT count(*) FROM keyedstate.cold) + (SELECT count(*) FROM keyedstate.part)'), '0',
+is($node->safe_psql($db, 'SELECT (SELECT count(*) FROM keyedstate_internal.cold) + (SELECT count(*) FROM keyedstate_internal.part)'), '0',
 	'dropping it leaves no cold row and no part');
 
 $node->stop;

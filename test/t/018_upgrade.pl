@@ -31,7 +31,7 @@ SELECT keyedstate.sync('agg');
 SELECT keyedstate.checkpoint('agg');
 });
 my $old_oid = $old->safe_psql('postgres', q{SELECT 'twice(int)'::regprocedure::oid});
-my $types_sql = q{SELECT key_types::text || ' ' || stored_types::text FROM keyedstate.aggregation};
+my $types_sql = q{SELECT key_types::text || ' ' || stored_types::text FROM keyedstate_internal.aggregation};
 my $old_types = $old->safe_psql('postgres', $types_sql);
 $old->stop;
 
@@ -59,7 +59,7 @@ is($new->safe_psql('postgres', 'SELECT s FROM agg WHERE k2 = 120'),
 	$new->safe_psql('postgres', 'SELECT sum(v) FROM ev WHERE k * 2 = 120'), 'a point lookup finds its key');
 ok($new->log_contains('keyedstate bound aggregation public.agg to the objects of this database'), 'the log says it was bound again');
 is($new->safe_psql('postgres', $types_sql), $old_types, 'the types it stores are recorded again, the same');
-is($new->safe_psql('postgres', q{SELECT aggregates::regprocedure[] FROM keyedstate.aggregation}),
+is($new->safe_psql('postgres', q{SELECT aggregates::regprocedure[] FROM keyedstate_internal.aggregation}),
 	'{my_sum(integer),count()}', 'the aggregates it calls are recorded again, as OIDs of this cluster');
 my ($ret, $out, $err) = $new->psql('postgres', 'DROP FUNCTION twice(int)');
 like($err, qr/depend/, 'the view depends on the functions it calls again');
