@@ -87,7 +87,7 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 
 	if (!OidIsValid(relid) || !get_rel_relispartition(relid) || !KsMayChange(relid, what))
 		return;
-	aggs = KsAggregationsOf(get_partition_ancestors(relid), false);
+	aggs = KsAggregationsOf(get_partition_ancestors(relid));
 	if (aggs != NIL)
 	{
 		bool		detach = strcmp(what, "detach") == 0;
@@ -137,7 +137,7 @@ KsBeforeRemovePartition(Oid relid, LOCKMODE parentlock, const char *what, DropBe
 static void
 KsCheckNewAncestors(Oid part, Oid parent)
 {
-	List	   *aggs = KsAggregationsOf(find_all_inheritors(part, NoLock, NULL), false);
+	List	   *aggs = KsAggregationsOf(find_all_inheritors(part, NoLock, NULL));
 	ListCell   *lc;
 
 	if (aggs == NIL)
@@ -182,7 +182,7 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 		{
 			if (pc->concurrent && get_rel_relispartition(part))
 			{
-				if (KsAggregationsOf(get_partition_ancestors(part), false) != NIL)
+				if (KsAggregationsOf(get_partition_ancestors(part)) != NIL)
 					ereport(ERROR,
 							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 							 errmsg("cannot detach partition \"%s\" concurrently", get_rel_name(part)),
@@ -195,7 +195,7 @@ KsBeforeAlterTable(AlterTableStmt *stmt)
 		}
 		else
 		{
-			List	   *aggs = KsAggregationsOf(KsSelfAndAncestors(parent), false);
+			List	   *aggs = KsAggregationsOf(KsSelfAndAncestors(parent));
 			ListCell   *alc;
 
 			if (aggs != NIL)
@@ -298,8 +298,11 @@ KsBeforeTruncate(TruncateStmt *stmt)
 		relids = list_concat(relids, more);
 		added = more;
 	}
-	/* every aggregation, read once (re-review today 21, F4: once per table) */
-	aggs = KsAggregationsOf(NIL, true);
+	/*
+	 * the aggregations over any of them, read once (re-review today 21,
+	 * F4: once per table; security review 20, F3: every one, for any table)
+	 */
+	aggs = KsAggregationsOf(list_concat_copy(relids, below));
 	foreach(lc, relids)
 	{
 		/* one the user may not truncate fails on its own, saying so */
@@ -329,7 +332,7 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 	/* (by the partition's OID: the names the command gave may lead elsewhere now) */
 	if (added && get_rel_relispartition(part))
 		KsMarkAncestorsOf(part);
-	foreach(lc, KsAggregationsOf(KsSelfAndAncestors(parent), false))
+	foreach(lc, KsAggregationsOf(KsSelfAndAncestors(parent)))
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 

@@ -259,7 +259,9 @@ static void
 KsBeforeViewChange(RangeVar *rv, bool rule)
 {
 	Oid			relid;
-	ListCell   *lc;
+	KsCatalogAccess acc;
+	KsAggDef	def;
+	bool		found;
 
 	/*
 	 * The relation the command replaces: a rule's is found on the search
@@ -271,21 +273,21 @@ KsBeforeViewChange(RangeVar *rv, bool rule)
 	else
 		relid = get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv));
 
-	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_VIEW)
+	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_VIEW ||
+		!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
 		return;
-	foreach(lc, KsAggregationsOf(NIL, true))
-	{
-		KsAggDef   *def = (KsAggDef *) lfirst(lc);
-
-		if (def->view_oid == relid)
-			ereport(ERROR,
-					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg(rule ? "cannot create a rule on view \"%s\"" : "cannot replace view \"%s\"",
-							get_rel_name(relid)),
-					 errdetail("View %s is the view of a keyedstate aggregation, whose query it cannot change.",
-							   KsAggName(relid)),
-					 errhint("Drop the aggregation with keyedstate.drop_aggregation() and create it again.")));
-	}
+	/* that view's definition only (security review 20, F3: every one was read) */
+	KsCatalogOpen(&acc);
+	found = KsCatalogLookup(relid, &def);
+	KsCatalogClose(&acc);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg(rule ? "cannot create a rule on view \"%s\"" : "cannot replace view \"%s\"",
+						get_rel_name(relid)),
+				 errdetail("View %s is the view of a keyedstate aggregation, whose query it cannot change.",
+						   KsAggName(relid)),
+				 errhint("Drop the aggregation with keyedstate.drop_aggregation() and create it again.")));
 }
 
 /*

@@ -54,10 +54,9 @@ extern char *KsWakeTriggerSql(int32 aggid, Oid relid);
 
 /*
  * The aggregations whose source is one of relids (a table and its
- * ancestors), or all of them if `all`; NIL where keyedstate is not
- * installed.
+ * ancestors); NIL where keyedstate is not installed.
  */
-extern List *KsAggregationsOf(List *relids, bool all);
+extern List *KsAggregationsOf(List *relids);
 
 /* A table and the tables it is a partition of, nearest first. */
 extern List *KsSelfAndAncestors(Oid relid);

@@ -15,9 +15,11 @@
 #include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "nodes/parsenodes.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/lsyscache.h"
 
 #include "catalog.h"
@@ -28,28 +30,43 @@
 
 /*
  * The aggregations whose source is one of relids (a partition's parent
- * and its ancestors), or all of them if `all`, in the statement's memory;
- * NIL where keyedstate is not installed.
+ * and its ancestors), in the statement's memory; NIL where keyedstate is
+ * not installed.  Their sources are looked for first, by OID: a command
+ * on a table no aggregation reads loads no definition (every owner's
+ * query tree was read for any role's TRUNCATE: security review 20, F3).
  */
 List *
-KsAggregationsOf(List *relids, bool all)
+KsAggregationsOf(List *relids)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	KsCatalogAccess acc;
-	List	   *defs;
+	List	   *defs = NIL;
 	List	   *result = NIL;
 	ListCell   *lc;
+	Datum	   *oids;
+	Datum		arg;
+	Oid			argtype = OIDARRAYOID;
+	int			n = 0;
 
-	if (!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
+	if (relids == NIL || !OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
 		return NIL;
+	oids = palloc(sizeof(Datum) * list_length(relids));
+	foreach(lc, relids)
+		oids[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	arg = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	KsCatalogOpen(&acc);
-	defs = KsLoadDefinitions(cxt, false);
+	if (SPI_execute_with_args("SELECT FROM keyedstate_internal.aggregation a "
+							  "WHERE a.source::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1",
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read keyedstate_internal.aggregation");
+	if (SPI_processed > 0)
+		defs = KsLoadDefinitions(cxt, false);
 	KsCatalogClose(&acc);
 	foreach(lc, defs)
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 
-		if (all || list_member_oid(relids, def->source_oid))
+		if (list_member_oid(relids, def->source_oid))
 			result = lappend(result, def);
 	}
 	return result;
@@ -88,7 +105,7 @@ KsCheckIndexesOf(void *arg)
 	List	   *below = find_all_inheritors(table, NoLock, NULL);
 	ListCell   *lc;
 
-	foreach(lc, KsAggregationsOf(list_concat(KsSelfAndAncestors(table), below), false))
+	foreach(lc, KsAggregationsOf(list_concat(KsSelfAndAncestors(table), below)))
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 		ErrorContextCallback errcb;
@@ -202,7 +219,7 @@ KsBeforeSetUnlogged(RangeVar *rv)
 
 	if (!OidIsValid(relid))
 		return;
-	aggs = KsAggregationsOf(KsSelfAndAncestors(relid), false);
+	aggs = KsAggregationsOf(KsSelfAndAncestors(relid));
 	if (aggs != NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
