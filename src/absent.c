@@ -188,14 +188,15 @@ void
 KsRaiseNotLoaded(int32 aggid, KsSlotRef *refs, int n, int nparts, Oid view_oid)
 {
 	int			why = KsPartsLackWorker(refs, n);
-	int			holder = why == 0 ? KsPartsBindBlocker(refs, n) : -1;
+	int			held = 0;
+	int			holder = why == 0 ? KsPartsStartBlocker(refs, n, &held) : -1;
 
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg(why != 0 ? "aggregation %s is not running" : "aggregation %s is still loading",
 					KsAggregationName(aggid, view_oid)),
 			 why != 0 ? KsErrdetailNoWorker(why) :
-			 holder >= 0 ? KsErrdetailBindWait(holder) :
+			 holder >= 0 ? KsErrdetailStartWait(holder, held) :
 			 (n == 0 || n < nparts) && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 			 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
 			 errhint("See keyedstate.status for its state.")));

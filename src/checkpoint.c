@@ -459,10 +459,12 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsPrepareCheckpointPlan(run);
 	if (!KsLockDefinitionRow(run))
 	{
+		/* whom a budget's hold waits for, for status (evict.h) */
+		run->ckpt_holder = run->evict_holding ? KsDefinitionRowHolder(run) : 0;
 		KsBecomeOwner(run);
 		return KS_CKPT_SKIPPED;
 	}
-	/* the memory budget's hold waits for the tables, not for a backend (evict.h) */
+	/* the memory budget's hold waits for the tables and the row (evict.h) */
 	if (!all && !KsLockStateTables())
 	{
 		KsBecomeOwner(run);

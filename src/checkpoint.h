@@ -146,6 +146,9 @@ extern void KsCheckpointDone(KsAggRun *run, TimestampTz paused_from);
 /* Lock the run's catalog row for a checkpoint without waiting; false: not now. */
 extern bool KsLockDefinitionRow(KsAggRun *run);
 
+/* The pid of the session holding the row KsLockDefinitionRow skipped, or 0. */
+extern int	KsDefinitionRowHolder(KsAggRun *run);
+
 /*
  * Lock keyedstate_internal.state and keyedstate_internal.cold with their indexes for writing,
  * without waiting: false if another transaction holds one (a VACUUM FULL),

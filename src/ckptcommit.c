@@ -26,6 +26,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "storage/lmgr.h"
+#include "storage/procarray.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -69,6 +70,38 @@ KsLockDefinitionRow(KsAggRun *run)
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	return SPI_processed == 1;
+}
+
+/*
+ * The pid of the session whose transaction holds the run's catalog row
+ * that KsLockDefinitionRow skipped (an uncommitted alter_aggregation(),
+ * pause() or resume() of its owner's), by the row's xmax; 0 when none is
+ * found (a prepared transaction, several lockers, or it ended meanwhile).
+ */
+int
+KsDefinitionRowHolder(KsAggRun *run)
+{
+	Datum		args[2] = {Int32GetDatum(run->def->id),
+	Int32GetDatum(run->def->is_part ? run->def->agg_id : run->def->id)};
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	TransactionId xmax = InvalidTransactionId;
+	bool		isnull;
+
+	/* a part's row first, then its aggregation's */
+	if (SPI_execute_with_args("SELECT x FROM (SELECT 1 AS o, p.xmax AS x FROM keyedstate_internal.part p "
+							  "WHERE p.id OPERATOR(pg_catalog.=) $1 UNION ALL "
+							  "SELECT 2, a.xmax FROM keyedstate_internal.aggregation a "
+							  "WHERE a.id OPERATOR(pg_catalog.=) $2) s "
+							  "WHERE s.x OPERATOR(pg_catalog.<>) '0'::pg_catalog.xid ORDER BY s.o LIMIT 1",
+							  2, argtypes, args, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			xmax = DatumGetTransactionId(d);
+	}
+	/* (a multixact's number is no transaction's: BackendXidGetPid finds none) */
+	return TransactionIdIsNormal(xmax) ? BackendXidGetPid(xmax) : 0;
 }
 
 /* Lock a table and its indexes for writing, without waiting; false if one is held. */

@@ -48,8 +48,12 @@
  * (a drain of new keys under a small budget writes every key it evicts),
  * and memory stays within the budget plus what a few rows add.  Reading
  * is not held when no capture can help: the last one found no victim
- * (KS_KEY_REFERENCED or unpublished keys only), or the checkpoint cannot
- * lock its definition row (a backend holds it).  The exact measure walks
+ * (KS_KEY_REFERENCED or unpublished keys only).  It is held while the
+ * checkpoint cannot lock its definition row (a backend holds it: its
+ * owner's uncommitted alter_aggregation(), pause() or resume()), and
+ * status says whom it waits for (KS_WAIT_CATALOG): reading on, memory grew
+ * past any budget for as long as the transaction stayed open (review
+ * robustness2, F7).  The exact measure walks
  * the contexts' free lists, so it is taken at most every
  * KS_EVICT_HOLD_CHECK_MS; the cheap bound (memory allocated) answers
  * first while it is under the budget.

@@ -234,6 +234,8 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 		if (now >= deadline)
 		{
 			int			writer = waiting >= 0 ? KsPartWaitsForWriter(&refs[waiting]) : -1;
+			int			holder;
+			int			held = 0;
 
 			ConditionVariableCancelSleep();
 			/* (why it waits, where it knows: user review 8, U8-7) */
@@ -242,7 +244,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					 errmsg("timed out waiting for %s of aggregation %s", what, aggname),
 					 resuming ? errdetail("It failed, and its worker has not taken up keyedstate.resume() yet: it does once the transaction that called it has committed.") :
 					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorker(KsPartsLackWorker(&refs[waiting], 1)) :
-					 waiting >= 0 && KsPartsBindBlocker(&refs[waiting], 1) >= 0 ? KsErrdetailBindWait(KsPartsBindBlocker(&refs[waiting], 1)) :
+					 waiting >= 0 && (holder = KsPartsStartBlocker(&refs[waiting], 1, &held)) >= 0 ? KsErrdetailStartWait(holder, held) :
 					 n == 0 && KsPartsLackWorker(refs, 0) ? KsErrdetailNoWorker(-1) :
 					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
@@ -377,6 +379,8 @@ KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint, int64 fail
 
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	slot->state = KS_FAILED;
+	/* its run was unloaded: no worker memory is its any more (review robustness2, F4) */
+	slot->memory_bytes = 0;
 	memset(slot->error, 0, KS_ERROR_LEN);
 	strlcpy(slot->error, error ? error : "unknown error", KS_ERROR_LEN);
 	len = strlen(slot->error);
@@ -396,11 +400,12 @@ KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 faile
 	/* a writer is waited for only while waiting (KsRunReport), a lock's holder only so (below) */
 	if (state != KS_WAITING)
 		slot->waiting_pid = 0;
-	slot->bind_waiting = false;
+	slot->start_wait = 0;
 	/* (no hint of an earlier failure is left behind the new text) */
 	memset(slot->error, 0, KS_ERROR_LEN);
 	if (state == KS_FAILED)
 	{
+		slot->memory_bytes = 0;	/* (unloaded, or its worker ended: KsSlotSetFailed) */
 		strlcpy(slot->error, error ? error : "unknown error", KS_ERROR_LEN);
 		slot->failed_offset = failed_offset;
 	}
@@ -414,42 +419,67 @@ KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 faile
 	ConditionVariableBroadcast(&slot->cv);
 }
 
-/* A restored definition's binding waits for a lock's holder (see shmem.h). */
-void
-KsSlotSetBindWait(KsAggSlot *slot, int pid)
+/* What a part not loaded waits for, as its status says it (see shmem.h). */
+static char *
+KsStartWaitText(int pid, int what)
 {
+	const char *held = what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" : "its source";
+	const char *to = what == KS_WAIT_VIEW ? "bind it to the objects of this database" :
+		what == KS_WAIT_CATALOG ? "checkpoint, and evict the keys over its memory budget" : "load it";
+
+	/* (0: a prepared transaction's, or a request queued before ours, that no session holds) */
+	return pid > 0 ?
+		psprintf("waiting for process %d, whose open transaction holds a lock on %s, to %s", pid, held, to) :
+		psprintf("waiting for a lock on %s, which a prepared transaction holds or another transaction waits for, to %s",
+				 held, to);
+}
+
+/* A part not loaded waits for a lock's holder (see shmem.h). */
+void
+KsSlotSetStartWait(KsAggSlot *slot, int pid, int what)
+{
+	char	   *text = KsStartWaitText(pid, what);
+
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
-	slot->state = KS_STARTING;
+	slot->state = what == KS_WAIT_CATALOG ? KS_WAITING : KS_STARTING;
 	slot->waiting_pid = pid;
-	slot->bind_waiting = true;
+	slot->start_wait = what;
 	memset(slot->error, 0, KS_ERROR_LEN);
-	if (pid > 0)
-		snprintf(slot->error, KS_ERROR_LEN,
-				 "waiting for process %d, whose open transaction holds a lock on its view, to bind it to the objects of this database",
-				 pid);
-	else
-		strlcpy(slot->error,
-				"waiting for a prepared transaction holding a lock on its view to bind it to the objects of this database",
-				KS_ERROR_LEN);
+	strlcpy(slot->error, text, KS_ERROR_LEN);
 	slot->failed_offset = 0;
 	LWLockRelease(&slot->lock);
 	ConditionVariableBroadcast(&slot->cv);
+	pfree(text);
 }
 
-/* The holder a part's binding waits for (see shmem.h). */
+/* The holder the first of n parts not loaded waits for (see shmem.h). */
 int
-KsPartsBindBlocker(KsSlotRef *refs, int n)
+KsPartsStartBlocker(KsSlotRef *refs, int n, int *what)
 {
 	int			pid = -1;
 
 	for (int i = 0; i < n && pid < 0; i++)
 	{
 		LWLockAcquire(&refs[i].slot->lock, LW_SHARED);
-		if (refs[i].slot->state == KS_STARTING && refs[i].slot->bind_waiting)
+		if ((refs[i].slot->state == KS_STARTING || refs[i].slot->state == KS_WAITING) &&
+			refs[i].slot->start_wait != 0)
+		{
 			pid = refs[i].slot->waiting_pid;
+			*what = refs[i].slot->start_wait;
+		}
 		LWLockRelease(&refs[i].slot->lock);
 	}
 	return pid;
+}
+
+/* A wait's detail for what a part not loaded waits for (see shmem.h). */
+int
+KsErrdetailStartWait(int pid, int what)
+{
+	char	   *text = KsStartWaitText(pid, what);
+
+	/* (the status text, as a sentence) */
+	return errdetail("It is %s%s.", text, pid > 0 ? "" : " (see pg_locks and pg_prepared_xacts)");
 }
 
 /* Record the definition's fields that readers check. */
@@ -526,10 +556,17 @@ KsSlotCheckpointRequested(KsAggSlot *slot, bool *pending)
 	return request;
 }
 
-/* Sleep until the slot changes (a publish, a state change) or ms pass. */
+/*
+ * Sleep until the slot changes (a publish, a state change) or ms pass.
+ * Prepared first: unprepared, ConditionVariableTimedSleep only prepares and
+ * returns, and a reader waiting for a load spun a core for all of
+ * keyedstate.load_wait (review robustness2, F5).  A change between the
+ * caller's test and the preparation costs at most ms.
+ */
 void
 KsSlotSleep(const KsSlotRef *ref, long ms)
 {
+	ConditionVariablePrepareToSleep(&ref->slot->cv);
 	(void) ConditionVariableTimedSleep(&ref->slot->cv, ms, PG_WAIT_EXTENSION);
 	ConditionVariableCancelSleep();
 }

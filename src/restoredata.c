@@ -166,7 +166,7 @@ KsBindWhenAllowed(KsAggRun *run)
 	if (!ConditionalLockRelationOid(run->def->live_oid, AccessExclusiveLock))
 	{
 		/* say who keeps it back (re-review today 20, F4) */
-		KsSlotSetBindWait(run->slot, KsLockHolderPid(run->def->live_oid, AccessExclusiveLock));
+		KsSlotSetStartWait(run->slot, KsLockHolderPid(run->def->live_oid, AccessExclusiveLock), KS_WAIT_VIEW);
 		return -1;
 	}
 	edata = KsCallInSubtransaction(KsRebindRun, run, true);

@@ -514,10 +514,16 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 	{
 		if (run->def->paused && run->slot->state != KS_PAUSED)
 			KsSlotSetState(run->slot, KS_PAUSED, NULL, 0);
+		else if (source_busy)	/* say whom the load waits for (review robustness2, F1) */
+			KsSlotSetStartWait(run->slot, source_holder, KS_WAIT_SOURCE);
+		else if (run->slot->start_wait == KS_WAIT_SOURCE)	/* (ours to write) */
+			KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
 		return;
 	}
 	if (run->def->paused)
 		state = KS_PAUSED;
+	else if (run->evict_holding && run->ckpt_skipped)
+		state = KS_WAITING;		/* for its catalog row (evict.h) */
 	else if (source_busy ||
 			 (run->source.frontier.nwaits > 0 && run->consumed >= run->source.frontier.safe &&
 			  TimestampDifferenceExceeds(run->source.frontier.blocked_since, now, KS_WAITING_AFTER_MS)))
@@ -528,6 +534,7 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 		state = KS_RUNNING;
 	progress->high_water = Max(run->source.frontier.target, run->consumed);
 	progress->waiting_pid = (state != KS_WAITING) ? 0 :
+		(run->evict_holding && run->ckpt_skipped) ? run->ckpt_holder :
 		source_busy ? source_holder : run->source.frontier.blocking_pid;
 	progress->rows_per_second = KsRunRate(run, now);
 	progress->keys = KsKeyTableInMemory(run->kt);
@@ -543,6 +550,13 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 		(run->def->paused && run->consumed >= Max(run->pause_until, run->seed_until));
 	progress->memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
 	KsSlotReportProgress(run->slot, progress);
-	if (run->slot->state != state)
+	/* (the slot is ours to read: only this worker writes its state) */
+	if (state == KS_WAITING && run->evict_holding && run->ckpt_skipped)
+	{
+		if (run->slot->state != state || run->slot->start_wait != KS_WAIT_CATALOG ||
+			run->slot->waiting_pid != run->ckpt_holder)
+			KsSlotSetStartWait(run->slot, run->ckpt_holder, KS_WAIT_CATALOG);
+	}
+	else if (run->slot->state != state || run->slot->start_wait != 0)
 		KsSlotSetState(run->slot, state, NULL, 0);
 }

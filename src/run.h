@@ -180,6 +180,7 @@ typedef struct KsAggRun
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
 	TimestampTz hold_checked;	/* when memory in use was last measured for it */
 	bool		ckpt_skipped;	/* the last checkpoint slice could not lock its row */
+	int			ckpt_holder;	/* then, under a hold, the pid holding it (0: unknown) */
 	uint64		evict_hand;		/* the eviction clock's next entry */
 	int64		cold_keys;		/* keys only in keyedstate_internal.cold */
 	int64		evictions;		/* since the run was created */

@@ -384,7 +384,7 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->high_water = 0;
 	slot->failed_offset = 0;
 	slot->waiting_pid = 0;
-	slot->bind_waiting = false;
+	slot->start_wait = 0;
 	slot->keys = 0;
 	slot->visible_keys = 0;
 	slot->memory_bytes = 0;

@@ -145,7 +145,7 @@ typedef struct KsAggSlot
 	int64		high_water;		/* last offset handed out by the sequence */
 	int64		failed_offset;	/* row that made the aggregation fail, or 0 */
 	int			waiting_pid;	/* writer we wait for, when KS_WAITING */
-	bool		bind_waiting;	/* KS_STARTING: waiting_pid holds the live table (KsSlotSetBindWait) */
+	uint8		start_wait;		/* KS_STARTING: what waiting_pid holds (KsSlotSetStartWait), or 0 */
 	int64		keys;			/* keys held by the worker */
 	int64		visible_keys;	/* rows currently visible in the view */
 	int64		memory_bytes;	/* worker memory for keys and states */
@@ -565,19 +565,23 @@ extern void KsReportFailed(const char *aggname, const char *error, int64 offset,
 extern void KsRefuseReadCreatedHere(const KsAggSlot *copy);
 
 /*
- * A restored definition waits to be bound (restoredata.c) for process pid,
- * which holds a lock on its live table: the slot says 'starting', with pid
- * (0: a prepared transaction) as waiting_pid and why as its error text,
- * until the next state is set; KsPartsBindBlocker finds that pid among n
- * parts, for a wait's detail, or -1 if none waits so.
+ * A part not loaded yet waits for process pid (0: a prepared transaction),
+ * whose lock on its source keeps it from loading (KS_WAIT_SOURCE, step.c:
+ * after a restart, say), or on its live table from binding a restored
+ * definition (KS_WAIT_VIEW, restoredata.c); or a loaded part holding its
+ * memory budget waits for the holder of its catalog row (KS_WAIT_CATALOG,
+ * then 'waiting'): the slot says 'starting' (or 'waiting'), with
+ * pid as waiting_pid and why as its error text, until the next state is
+ * set (review robustness2, F1; re-review today 20, F4).  KsPartsStartBlocker
+ * finds the first such pid among n parts (-1: none) and what it holds, and
+ * KsErrdetailStartWait says it in a wait's detail.
  */
-extern void KsSlotSetBindWait(KsAggSlot *slot, int pid);
-extern int	KsPartsBindBlocker(KsSlotRef *refs, int n);
-#define KsErrdetailBindWait(pid) \
-	((pid) > 0 ? \
-	 errdetail("It waits for process %d, whose open transaction holds a lock on its view, to bind its restored definition to the objects of this database.", \
-			   (pid)) : \
-	 errdetail("It waits for a prepared transaction holding a lock on its view (see pg_prepared_xacts) to bind its restored definition to the objects of this database."))
+#define KS_WAIT_SOURCE	1
+#define KS_WAIT_VIEW	2
+#define KS_WAIT_CATALOG	3		/* loaded, 'waiting': a budget's hold for its catalog row (evict.h) */
+extern void KsSlotSetStartWait(KsAggSlot *slot, int pid, int what);
+extern int	KsPartsStartBlocker(KsSlotRef *refs, int n, int *what);
+extern int	KsErrdetailStartWait(int pid, int what);
 
 /* Set the state (and error text and failing offset, for KS_FAILED); a writer's pid stays only for KS_WAITING. */
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,

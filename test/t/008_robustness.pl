@@ -23,7 +23,7 @@ $node->safe_psql('postgres', 'CREATE EXTENSION keyedstate');
 # the settings of the creating session, also after a replay ---------------
 my $settings = q{SET TimeZone = 'Asia/Kathmandu'; SET DateStyle = 'SQL, DMY';
 SET IntervalStyle = 'sql_standard'; SET extra_float_digits = 0;
-SET default_text_search_config = 'pg_catalog.simple'; SET myapp.bucket = '7';};
+SET myapp.bucket = '7';};
 $node->safe_psql('postgres', q{
 CREATE TABLE obs (id bigserial PRIMARY KEY, ts timestamp NOT NULL, tz timestamptz NOT NULL,
 	d date NOT NULL, f float8 NOT NULL, t text NOT NULL, iv interval NOT NULL);
@@ -41,14 +41,14 @@ SELECT keyedstate.create_aggregation('obs_consts',
 	        count(*) AS n, sum(f) FILTER (WHERE d > ''10/03/2024'') AS s
 	   FROM obs GROUP BY 1, 2, 3, 4');
 SELECT keyedstate.create_aggregation('obs_text',
-	'SELECT to_tsvector(t)::text AS doc, (extract(day FROM tz)::int % current_setting(''myapp.bucket'')::int) AS b,
+	'SELECT upper(t) AS doc, (extract(day FROM tz)::int % current_setting(''myapp.bucket'')::int) AS b,
 	        to_char(tz, ''DD Mon HH24'') AS hour, count(*) AS n
 	   FROM obs GROUP BY 1, 2, 3');
 });
 my %settings_oracle = (
 	obs_consts => q{SELECT tz >= '2024-03-02 10:00 EST', ts < '02/03/2024 12:00', f < 0.30000000000000004,
 		iv > '1 day 02:00:00'::interval, count(*), sum(f) FILTER (WHERE d > '10/03/2024') FROM obs GROUP BY 1, 2, 3, 4},
-	obs_text => q{SELECT to_tsvector(t)::text, (extract(day FROM tz)::int % current_setting('myapp.bucket')::int),
+	obs_text => q{SELECT upper(t), (extract(day FROM tz)::int % current_setting('myapp.bucket')::int),
 		to_char(tz, 'DD Mon HH24'), count(*) FROM obs GROUP BY 1, 2, 3});
 
 # Mismatches of a view against its oracle, both run under the creating settings.
@@ -185,6 +185,10 @@ END $$;
 SELECT keyedstate.create_aggregation('code_random', 'SELECT acct, sum(raise_at_random(amount)) AS s FROM bad_code GROUP BY acct');});
 ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'raised at random' FROM keyedstate.status WHERE name = 'code_random'}, 60),
 	'user code raising 40001 at rows picked at random fails its aggregation too');
+# (its state went with the failure: it shows no worker memory, only its
+# shared rows; it kept the memory it had: review robustness2, F4)
+is($node->safe_psql('postgres', q{SELECT memory_bytes = shared_bytes FROM keyedstate.status WHERE name = 'code_random'}), 't',
+	'... and shows no worker memory once failed');
 $node->safe_psql('postgres', "SELECT keyedstate.drop_aggregation('code_random')");
 # ... and when its code waits for a lock its owner holds, with its own
 # lock_timeout (or NOWAIT), so that the server raises the error: as an
@@ -685,6 +689,43 @@ is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT iso, ',') FROM ro_v
 $node->safe_psql('postgres', q{SET default_transaction_read_only = off; ALTER SYSTEM RESET default_transaction_read_only;
 ALTER SYSTEM RESET default_transaction_isolation;
 SELECT pg_reload_conf(); SELECT keyedstate.drop_aggregation('ro_v'); DROP TABLE ro; DROP FUNCTION iso(int);});
+
+# --- after a restart, a prepared transaction holding the source keeps
+# the aggregation from loading: status says whom it waits for, and a read
+# waiting for it sleeps, not spins (review robustness2, F1: 'starting' with
+# no reason anywhere; F5: the read used a whole core for all of load_wait)
+$node->safe_psql('postgres', q{CREATE TABLE srcheld (id bigserial PRIMARY KEY, k int);
+INSERT INTO srcheld (k) SELECT g % 7 FROM generate_series(1, 700) g;
+SELECT keyedstate.create_aggregation('srcheld_v', 'SELECT k, count(*) AS n FROM srcheld GROUP BY k');});
+ks_sync($node, 'postgres', 'srcheld_v', '1 min');
+$node->safe_psql('postgres', q{BEGIN; LOCK TABLE srcheld IN ACCESS EXCLUSIVE MODE; PREPARE TRANSACTION 'ks_hold_source';});
+$node->restart;
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'starting' AND waiting_pid IS NULL
+	AND error = 'waiting for a lock on its source, which a prepared transaction holds or another transaction waits for, to load it'
+	FROM keyedstate.status WHERE name = 'srcheld_v'}, 30),
+	'a source held by a prepared transaction after a restart: status says so')
+	or diag($node->safe_psql('postgres', q{SELECT state, waiting_pid, error FROM keyedstate.status WHERE name = 'srcheld_v'}));
+{
+	my $reader = $node->background_psql('postgres', on_error_stop => 0);
+	my $rpid = $reader->query('SELECT pg_backend_pid()');
+	my $cpu = sub { my @f = split / /, slurp_file("/proc/$rpid/stat"); return $f[13] + $f[14]; };
+	my $before = $cpu->();
+	my $t0 = time();
+	$reader->query(q{SET keyedstate.load_wait = '3s'; SELECT count(*) FROM srcheld_v});
+	my $spent = $cpu->() - $before;
+	like($reader->{stderr}, qr/still loading.*\n.*DETAIL:  It is waiting for a lock on its source, which a prepared transaction holds/s,
+		'... a read waiting for it says the same');
+	ok(time() - $t0 >= 2.5 && $spent < 50,
+		"... and sleeps meanwhile ($spent ticks of CPU in 3 s)");
+	$reader->quit;
+}
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'ks_hold_source'});
+ks_sync($node, 'postgres', 'srcheld_v', '1 min');
+is(ks_state($node, 'postgres', 'srcheld_v') . ' ' . ks_mismatches($node, 'postgres', 'SELECT k, n FROM srcheld_v',
+	'SELECT k, count(*) FROM srcheld GROUP BY k'), 'running 0', '... and loads once it is released, exact');
+is($node->safe_psql('postgres', q{SELECT coalesce(error, '') || coalesce(waiting_pid::text, '') FROM keyedstate.status WHERE name = 'srcheld_v'}), '',
+	'... with no reason left behind');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('srcheld_v'); DROP TABLE srcheld;});
 
 # --- control functions against a concurrent drop: each takes the view's
 # lock and looks again, so the one that waited says the aggregation does not

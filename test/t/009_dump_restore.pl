@@ -363,10 +363,10 @@ ok(ks_wait_for($node, 'usage_nopriv', qq{SELECT state = 'starting' AND waiting_p
 	or diag($node->safe_psql('usage_nopriv', q{SELECT state, waiting_pid, error FROM keyedstate.status}));
 {
 	my ($wret, $wout, $werr) = $node->psql('usage_nopriv', q{SELECT keyedstate.sync('s.ub', '1 s')});
-	like($werr, qr/DETAIL:  It waits for process $holder_pid, whose open transaction holds a lock on its view, to bind its restored definition/,
+	like($werr, qr/DETAIL:  It is waiting for process $holder_pid, whose open transaction holds a lock on its view, to bind it to the objects of this database\./,
 		'... a sync timing out too');
 	($wret, $wout, $werr) = $node->psql('usage_nopriv', q{SET keyedstate.load_wait = 500; SELECT * FROM s.ub});
-	like($werr, qr/still loading.*\n.*DETAIL:  It waits for process $holder_pid, whose/, '... a read too');
+	like($werr, qr/still loading.*\n.*DETAIL:  It is waiting for process $holder_pid, whose/, '... a read too');
 }
 $holder->query('ROLLBACK');
 $holder->quit;
