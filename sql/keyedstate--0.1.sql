@@ -288,7 +288,7 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_rebuild'
 LANGUAGE C STRICT;
 
-CREATE FUNCTION keyedstate.checkpoint(name text)
+CREATE FUNCTION keyedstate.checkpoint(name text, timeout interval DEFAULT '1 min')
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_checkpoint'
 LANGUAGE C STRICT;

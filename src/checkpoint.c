@@ -459,8 +459,8 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsPrepareCheckpointPlan(run);
 	if (!KsLockDefinitionRow(run))
 	{
-		/* whom a budget's hold waits for, for status (evict.h) */
-		run->ckpt_holder = run->evict_holding ? KsDefinitionRowHolder(run) : 0;
+		/* whom it waits for, for status and checkpoint() (evict.h) */
+		run->ckpt_holder = KsDefinitionRowHolder(run);
 		KsBecomeOwner(run);
 		return KS_CKPT_SKIPPED;
 	}

@@ -404,7 +404,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 										 KsSyncDone, &target, "sync"));
 }
 
-/* keyedstate.checkpoint(name): checkpoint now and wait for it. */
+/* keyedstate.checkpoint(name, timeout): checkpoint now and wait for it, timeout at most. */
 Datum
 keyedstate_checkpoint(PG_FUNCTION_ARGS)
 {
@@ -420,8 +420,9 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 				 errhint("Call keyedstate.checkpoint() after the commit.")));
 	KsRefuseWaitHere(agg.def.id, agg.name);
 	if (!KsCheckpointAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
-								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000), false,
-								 "a checkpoint"))
+								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															 Max(KsIntervalMs(PG_GETARG_INTERVAL_P(1)), 0)),
+								 false, "a checkpoint"))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s is not running", agg.name)));

@@ -201,6 +201,8 @@ KsAggregationWatermark(Oid dboid, int32 aggid, bool *known)
 	return watermark;
 }
 
+static bool KsCheckpointDoneCond(const KsAggSlot *slot, void *arg);
+
 /* Wait for a condition on every part of an aggregation (see shmem.h). */
 int64
 KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_count,
@@ -245,6 +247,10 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					 resuming ? errdetail("It failed, and its worker has not taken up keyedstate.resume() yet: it does once the transaction that called it has committed.") :
 					 waiting >= 0 && KsPartsLackWorker(&refs[waiting], 1) ? KsErrdetailNoWorker(KsPartsLackWorker(&refs[waiting], 1)) :
 					 waiting >= 0 && (holder = KsPartsStartBlocker(&refs[waiting], 1, &held)) >= 0 ? KsErrdetailStartWait(holder, held) :
+					 waiting >= 0 && done == KsCheckpointDoneCond && (holder = refs[waiting].slot->ckpt_blocker) >= 0 ?
+					 (holder > 0 ?
+					  errdetail("Its checkpoints wait for process %d, whose open transaction holds a lock on its definition (an uncommitted alter_aggregation(), pause() or resume(), say).", holder) :
+					  errdetail("Its checkpoints wait for a prepared transaction holding a lock on its definition (see pg_prepared_xacts).")) :
 					 n == 0 && KsPartsLackWorker(refs, 0) ? KsErrdetailNoWorker(-1) :
 					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
@@ -522,6 +528,7 @@ KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p)
 	slot->reloads = p->reloads;
 	slot->memory_limit = p->memory_limit;
 	slot->watermark_known = p->watermark_known;
+	slot->ckpt_blocker = p->ckpt_blocker;
 	LWLockRelease(&slot->lock);
 }
 

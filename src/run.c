@@ -546,6 +546,7 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 	progress->reloads = run->reloads;
 	progress->memory_limit = run->memory_budget;
 	/* paused, it consumes up to where it paused (step.c), whose watermark was checkpointed */
+	progress->ckpt_blocker = run->ckpt_skipped ? run->ckpt_holder : -1;
 	progress->watermark_known = run->consumed >= run->seen_until ||
 		(run->def->paused && run->consumed >= Max(run->pause_until, run->seed_until));
 	progress->memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);

@@ -196,6 +196,7 @@ KsRunUnload(KsAggRun *run)
 	run->seed_ckpt_due = false;
 	run->ckpt_buf = NULL;
 	run->ckpt = NULL;
+	run->ckpt_skipped = false;
 	run->expire_cursor = 0;
 	run->expire_wcursor = 0;
 	run->expire_running = false;

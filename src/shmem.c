@@ -385,6 +385,7 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->failed_offset = 0;
 	slot->waiting_pid = 0;
 	slot->start_wait = 0;
+	slot->ckpt_blocker = -1;
 	slot->keys = 0;
 	slot->visible_keys = 0;
 	slot->memory_bytes = 0;

@@ -146,6 +146,7 @@ typedef struct KsAggSlot
 	int64		failed_offset;	/* row that made the aggregation fail, or 0 */
 	int			waiting_pid;	/* writer we wait for, when KS_WAITING */
 	uint8		start_wait;		/* KS_STARTING: what waiting_pid holds (KsSlotSetStartWait), or 0 */
+	int			ckpt_blocker;	/* whose transaction keeps its checkpoints from its catalog row, or -1 */
 	int64		keys;			/* keys held by the worker */
 	int64		visible_keys;	/* rows currently visible in the view */
 	int64		memory_bytes;	/* worker memory for keys and states */
@@ -618,6 +619,7 @@ typedef struct KsSlotProgress
 	int64		reloads;		/* set */
 	int64		memory_limit;	/* set */
 	bool		watermark_known;	/* set: consumed what runs before consumed */
+	int			ckpt_blocker;	/* set: whose transaction holds its catalog row from its checkpoints (0: a prepared one's), -1 none */
 } KsSlotProgress;
 extern void KsSlotReportProgress(KsAggSlot *slot, const KsSlotProgress *p);
 

@@ -418,6 +418,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 	run->step_mark = mark;
 	memset(&progress, 0, sizeof(progress));
 	progress.rows_per_second = -1;
+	progress.ckpt_blocker = -1;
 	errcb.previous = error_context_stack;
 
 	PG_TRY();

@@ -361,5 +361,32 @@ ks_sync($node, 'postgres', 'cancelled_n', '60 s');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM cancelled_n', 'SELECT k, count(*) FROM cancelled GROUP BY k'), '0',
 	'... and after resume() it is exact');
 
+# An open transaction of the owner's holding the aggregation's catalog row
+# (an uncommitted alter_aggregation()) keeps its checkpoints waiting: a
+# checkpoint() timing out says whose transaction (review robustness2, F7:
+# it timed out after a minute with no detail); reading goes on (no budget)
+$node->safe_psql('postgres', q{CREATE TABLE rowlock (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('rowlock_n', 'SELECT k, count(*) AS n FROM rowlock GROUP BY k');});
+ks_sync($node, 'postgres', 'rowlock_n', '1 min');
+{
+	my $owner = $node->background_psql('postgres');
+	my $opid = $owner->query_safe('SELECT pg_backend_pid()');
+	$owner->query_safe(q{BEGIN; SELECT keyedstate.alter_aggregation('rowlock_n', checkpoint_interval => '2 s')});
+	$node->safe_psql('postgres', q{INSERT INTO rowlock (k) SELECT g % 10 FROM generate_series(1, 1000) g});
+	my ($ret, $out, $err) = $node->psql('postgres', q{SELECT keyedstate.checkpoint('rowlock_n', '3 s')});
+	like($err, qr/timed out waiting for a checkpoint of aggregation public\.rowlock_n\n.*DETAIL:  Its checkpoints wait for process $opid, whose open transaction holds a lock on its definition/,
+		'a checkpoint held back by an open transaction on the definition says whose');
+	ks_sync($node, 'postgres', 'rowlock_n', '1 min');
+	is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM rowlock_n', 'SELECT k, count(*) FROM rowlock GROUP BY k'), '0',
+		'... while reading goes on, exact');
+	$owner->query_safe('COMMIT');
+	$owner->quit;
+}
+{
+	my ($ret, $out, $err) = $node->psql('postgres', q{SELECT keyedstate.checkpoint('rowlock_n', '30 s')});
+	is($ret, 0, '... and once it committed, the checkpoint goes through') or diag($err);
+}
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('rowlock_n'); DROP TABLE rowlock});
+
 $node->stop;
 done_testing();
