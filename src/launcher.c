@@ -104,25 +104,31 @@ KsReadDatabases(Oid *oids, int max)
 	return n;
 }
 
-/* Write the list of databases atomically. */
-static void
-KsWriteDatabases(const Oid *oids, int n)
+/* Write the list of databases atomically; false (after elevel's report) if it could not. */
+static bool
+KsWriteDatabases(const Oid *oids, int n, int elevel)
 {
 	const char *tmp = KS_DATABASES_FILE ".tmp";
 	FILE	   *f = AllocateFile(tmp, "w");
 	int			i;
 
 	if (f == NULL)
-		ereport(ERROR,
+	{
+		ereport(elevel,
 				(errcode_for_file_access(),
 				 errmsg("could not write file \"%s\": %m", tmp)));
+		return false;
+	}
 	for (i = 0; i < n; i++)
 		fprintf(f, "%u\n", oids[i]);
 	if (FreeFile(f) != 0)
-		ereport(ERROR,
+	{
+		ereport(elevel,
 				(errcode_for_file_access(),
 				 errmsg("could not write file \"%s\": %m", tmp)));
-	(void) durable_rename(tmp, KS_DATABASES_FILE, ERROR);
+		return false;
+	}
+	return durable_rename(tmp, KS_DATABASES_FILE, elevel) == 0;
 }
 
 /*
@@ -145,7 +151,7 @@ KsRememberDatabase(Oid dboid)
 	if (i == n && n < KS_MAX_DATABASES)
 	{
 		oids[n++] = dboid;
-		KsWriteDatabases(oids, n);
+		(void) KsWriteDatabases(oids, n, ERROR);
 	}
 	KsUnlockDatabaseFile();
 }
@@ -176,13 +182,25 @@ KsForgetDatabase(Oid dboid)
 	int			m = 0;
 	int			i;
 
+	static TimestampTz warned = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	int			elevel = DEBUG1;
+
+	/*
+	 * Housekeeping: a file that cannot be written (a full or read-only
+	 * disk) is warned of once a minute, and the database forgotten again
+	 * at the next start.  An ERROR ended the launcher, and the postmaster
+	 * started it again every second (review robustness2, F2).
+	 */
+	if (TimestampDifferenceExceeds(warned, now, 60 * 1000))
+		elevel = WARNING;
 	KsLockDatabaseFile();
 	n = KsReadDatabases(oids, KS_MAX_DATABASES);
 	for (i = 0; i < n; i++)
 		if (oids[i] != dboid)
 			oids[m++] = oids[i];
-	if (m != n)
-		KsWriteDatabases(oids, m);
+	if (m != n && !KsWriteDatabases(oids, m, elevel) && elevel == WARNING)
+		warned = now;
 	KsUnlockDatabaseFile();
 }
 

@@ -645,5 +645,28 @@ ok(ks_wait_for($node, 'postgres', "SELECT pg_read_file('" . $node->logfile . "',
 	~ 'keyedstate aggregation public.o2_renamed recovered'", 30),
 	'own: after a rename the worker\'s messages use the new name');
 
+# the launcher's list of databases cannot be written (a full or read-only
+# disk): forgetting a dropped database warns once, and the launcher stays
+# (it ended with an ERROR and came back every second: review robustness2, F2)
+{
+	$node->safe_psql('postgres', q{CREATE DATABASE unwritable});
+	$node->safe_psql('unwritable', q{CREATE EXTENSION keyedstate; CREATE TABLE t (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('n', 'SELECT k, count(*) FROM t GROUP BY k');});
+	ks_sync($node, 'unwritable', 'n', '60s');
+	my $tmp = $node->data_dir . '/keyedstate.databases.tmp';
+	mkdir $tmp or die "mkdir $tmp: $!";
+	my $launcher = q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'keyedstate launcher'};
+	my $before = $node->safe_psql('postgres', $launcher);
+	my $log_at = -s $node->logfile;
+	$node->safe_psql('postgres', q{DROP DATABASE unwritable WITH (FORCE)});
+	ok(ks_wait_for($node, 'postgres', "SELECT pg_read_file('" . $node->logfile . "', $log_at, 100000000)"
+		. q{ ~ 'could not write file "keyedstate.databases.tmp"'}, 30), 'an unwritable list of databases is warned of');
+	sleep 3;
+	is($node->safe_psql('postgres', $launcher), $before, '... and the launcher stays');
+	my @warnings = (slurp_file($node->logfile, $log_at) =~ /WARNING:  could not write file "keyedstate\.databases\.tmp"/g);
+	is(scalar(@warnings), 1, '... warning once');
+	rmdir $tmp;
+}
+
 $node->stop;
 done_testing();
