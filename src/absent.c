@@ -16,6 +16,8 @@
 #include "catalog/pg_depend.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_rewrite.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "storage/lmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -154,6 +156,41 @@ KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 	}
 }
 
+/* What an earlier build's installation needs (see catalog.h). */
+#define KS_EARLIER_INSTALL_DETAIL \
+	"This build keeps them in schema keyedstate_internal, and runs no aggregation of an earlier installation."
+#define KS_EARLIER_INSTALL_HINT \
+	"Note the definitions (SELECT view, query_text FROM keyedstate.aggregation, as a superuser), run DROP EXTENSION keyedstate CASCADE and CREATE EXTENSION keyedstate, then create the aggregations again."
+
+/* Refuse a call where an earlier build installed keyedstate (see catalog.h). */
+void
+KsRequireInstalled(void)
+{
+	if (!KsInstalled())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("keyedstate in this database was installed by an earlier build, which kept its tables in schema keyedstate"),
+				 errdetail(KS_EARLIER_INSTALL_DETAIL),
+				 errhint(KS_EARLIER_INSTALL_HINT)));
+}
+
+/* Log that an earlier build installed keyedstate here, once per process (see catalog.h). */
+void
+KsWarnEarlierInstall(void)
+{
+	static bool warned = false;
+
+	if (warned || KsInstalled() || !OidIsValid(get_extension_oid("keyedstate", true)))
+		return;
+	warned = true;
+	ereport(WARNING,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("keyedstate in database \"%s\" was installed by an earlier build, which kept its tables in schema keyedstate",
+					get_database_name(MyDatabaseId)),
+			 errdetail(KS_EARLIER_INSTALL_DETAIL),
+			 errhint(KS_EARLIER_INSTALL_HINT)));
+}
+
 /* Refuse a read of an aggregation not loaded, if it never will be (see absent.h). */
 void
 KsRefuseHopelessRead(int32 aggid, Oid live_oid, Oid view_oid)
@@ -161,6 +198,8 @@ KsRefuseHopelessRead(int32 aggid, Oid live_oid, Oid view_oid)
 	KsCatalogAccess acc;
 	Oid			view = InvalidOid;
 	char	   *tree;
+
+	KsRequireInstalled();
 
 	if (OidIsValid(view_oid))
 	{

@@ -91,6 +91,24 @@ extern void KsCatalogClose(KsCatalogAccess *acc);
 extern Oid	KsCatalogRelid(void);
 
 /*
+ * Whether keyedstate is installed in this database with its tables where
+ * this build keeps them.  An installation made by a build before they
+ * moved to schema keyedstate_internal (security review 20, F2) keeps them
+ * in schema keyedstate: then nothing of keyedstate runs there, no DDL of
+ * anyone's reads them, and its functions refuse with how to make it anew
+ * (KsRequireInstalled; re-review today 22, F1: its worker failed every
+ * second, and every role's ALTER TABLE and TRUNCATE failed).
+ */
+static inline bool
+KsInstalled(void)
+{
+	return OidIsValid(KsCatalogRelid());
+}
+extern void KsRequireInstalled(void);
+/* Log, once per process, that an earlier build's installation is here (a worker's, a probe's). */
+extern void KsWarnEarlierInstall(void);
+
+/*
  * Read every aggregation of this database (inside a transaction, SPI
  * connected, as the worker), or with `runs` what the worker runs: each
  * part of an aggregation that has parts (keyedstate_internal.part), every other

@@ -106,7 +106,8 @@ keyedstate_drop_aggregation(PG_FUNCTION_ARGS)
 Datum
 keyedstate_forget_aggregation(PG_FUNCTION_ARGS)
 {
-	KsForgetAggregation(PG_GETARG_INT32(0), false);
+	if (KsInstalled())			/* (an earlier build's: nothing runs, catalog.h) */
+		KsForgetAggregation(PG_GETARG_INT32(0), false);
 	PG_RETURN_VOID();
 }
 
@@ -420,7 +421,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 				 errhint("Call keyedstate.checkpoint() after the commit.")));
 	KsRefuseWaitHere(agg.def.id, agg.name);
 	if (!KsCheckpointAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
-								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PG_NARGS() < 2 ? 60 * 1000 :
 															 Max(KsIntervalMs(PG_GETARG_INTERVAL_P(1)), 0)),
 								 false, "a checkpoint"))
 		ereport(ERROR,
@@ -453,6 +454,8 @@ keyedstate_query_definition(PG_FUNCTION_ARGS)
 	Query	   *query;
 	ListCell   *lc;
 
+	if (!KsInstalled())			/* (an earlier build's: its tables are elsewhere, catalog.h) */
+		PG_RETURN_NULL();
 	KsCatalogOpen(&acc);
 	tree = KsCatalogQueryTree(PG_GETARG_INT32(0), &view_oid, &definition);
 	KsCatalogClose(&acc);

@@ -214,7 +214,7 @@ KsBeforeDropExtension(DropStmt *stmt)
 		if (strcmp(strVal(lfirst(lc)), "keyedstate") != 0)
 			continue;
 		extoid = get_extension_oid("keyedstate", true);
-		if (!OidIsValid(extoid) || !pg_extension_ownercheck(extoid, GetUserId()))
+		if (!OidIsValid(extoid) || !KsInstalled() || !pg_extension_ownercheck(extoid, GetUserId()))
 			continue;
 		KsCatalogOpen(&acc);
 		KsCatalogAll(&views, &ids);
@@ -274,7 +274,7 @@ KsBeforeViewChange(RangeVar *rv, bool rule)
 		relid = get_relname_relid(rv->relname, RangeVarGetCreationNamespace(rv));
 
 	if (!OidIsValid(relid) || get_rel_relkind(relid) != RELKIND_VIEW ||
-		!OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
+		!KsInstalled() || KsCatalogInserting())
 		return;
 	/* that view's definition only (security review 20, F3: every one was read) */
 	KsCatalogOpen(&acc);

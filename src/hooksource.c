@@ -48,7 +48,7 @@ KsAggregationsOf(List *relids)
 	Oid			argtype = OIDARRAYOID;
 	int			n = 0;
 
-	if (relids == NIL || !OidIsValid(get_extension_oid("keyedstate", true)) || KsCatalogInserting())
+	if (relids == NIL || !KsInstalled() || KsCatalogInserting())
 		return NIL;
 	oids = palloc(sizeof(Datum) * list_length(relids));
 	foreach(lc, relids)

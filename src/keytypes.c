@@ -200,7 +200,7 @@ KsStoredTypeArrays(Query *query, Datum *keys, Datum *stored, Datum *aggregates)
 bool
 KsTypesGuarded(void)
 {
-	return OidIsValid(get_extension_oid("keyedstate", true)) && !KsCatalogInserting();
+	return KsInstalled() && !KsCatalogInserting();
 }
 
 /*
@@ -530,7 +530,7 @@ KsBeforeReplaceAggregate(DefineStmt *stmt)
 	ListCell   *lc;
 
 	if (stmt->kind != OBJECT_AGGREGATE || !stmt->replace ||
-		!OidIsValid(get_extension_oid("keyedstate", true)))
+		!KsInstalled())
 		return NIL;
 	oldcxt = MemoryContextSwitchTo(cxt);
 	KsCatalogOpen(&acc);

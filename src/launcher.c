@@ -45,6 +45,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "catalog.h"
 #include "launcher.h"
 #include "settings.h"
 #include "shmem.h"
@@ -508,7 +509,9 @@ KsProbeMain(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("keyedstate", true));
+	installed = KsInstalled();
+	if (!installed)				/* (an earlier build's installation: catalog.h) */
+		KsWarnEarlierInstall();
 	CommitTransactionCommand();
 	if (installed)
 	{

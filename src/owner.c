@@ -145,7 +145,7 @@ KsCheckOwnerShare(Node *parsetree)
 	ListCell   *lc;
 
 	if (ks_max_aggregations_per_owner <= 0 || KsSharedState == NULL ||
-		!OidIsValid(get_extension_oid("keyedstate", true)))
+		!KsInstalled())
 		return;
 	if (IsA(parsetree, AlterTableStmt))
 	{

@@ -618,13 +618,13 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 }
 
 /*
- * keyedstate.refresh_definitions(): deparse every stored tree again, so that
- * the definition text and the offset column's name a dump writes are those
- * of the objects now (called at the end of ALTER commands).
+ * keyedstate.refresh_definitions(): deparse every stored tree again, so that a dump
+ * writes the definitions and offset columns of the objects now (at the end of ALTERs).
  */
 Datum
 keyedstate_refresh_definitions(PG_FUNCTION_ARGS)
 {
-	(void) KsRefreshDefinitionTexts(NULL, 0, true);
+	if (KsInstalled())			/* (not an earlier build's installation: catalog.h) */
+		(void) KsRefreshDefinitionTexts(NULL, 0, true);
 	PG_RETURN_VOID();
 }

@@ -61,6 +61,8 @@ keyedstate_bind_restored(PG_FUNCTION_ARGS)
 	int			nids = 0;
 	uint64		i;
 
+	if (!KsInstalled())			/* (an earlier build's: nothing runs there, catalog.h) */
+		PG_RETURN_VOID();
 	KsCatalogOpen(&acc);
 	if (SPI_execute("SELECT a.id FROM keyedstate_internal.aggregation a "
 					"WHERE pg_catalog.strpos(a.query_tree, ' :relid ' OPERATOR(pg_catalog.||) a.source::pg_catalog.oid::pg_catalog.text "

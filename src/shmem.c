@@ -28,6 +28,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "catalog.h"
 #include "settings.h"
 #include "shmem.h"
 
@@ -143,6 +144,7 @@ KsRequireControl(const char *what, bool writes)
 {
 	KsRequirePreload();
 	KsRequirePrimary(what);
+	KsRequireInstalled();
 	/* in a read-only transaction, as PostgreSQL's own commands say it */
 	if (writes)
 		PreventCommandIfReadOnly(what);

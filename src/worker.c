@@ -192,12 +192,14 @@ KsReloadRuns(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	ks_catalog_relid = KsCatalogRelid();
-	if (OidIsValid(get_extension_oid("keyedstate", true)))
+	if (KsInstalled())
 		defs = KsLoadDefinitions(tmp, true);
+	else						/* (an earlier build's installation: catalog.h) */
+		KsWarnEarlierInstall();
 	/* those whose view went away without them, and their triggers (orphans.c) */
 	defs = KsForgetOrphans(defs, &retry_soon);
 	ks_leftovers_pending = false;
-	if (OidIsValid(get_extension_oid("keyedstate", true)))
+	if (KsInstalled())
 		KsDropLeftoverTriggers(defs, &ks_leftovers_pending);
 	retry_soon |= ks_leftovers_pending;
 	/* SPI calls leave SPI's own context current; our lists outlive it */

@@ -27,12 +27,14 @@
  *	  its offset is seen disabled (a writer into a partitioned table, an
  *	  ancestor of a source that is a partition say, takes the table's mark
  *	  once its privileges are checked: KsWritersCheckPerms);
- *	- logical replication workers (an apply worker fires no statement
- *	  trigger), everywhere.  A prepared transaction is waited for like a
- *	  client: a background worker's takes the marks of what it wrote
- *	  before it prepares (KsLockerIsPrepared).
- * A client backend, or another background worker (KsIsReplicationWorker),
- * holding only the table's lock is not waited for.  What
+ *	- background workers but keyedstate's own (a logical replication
+ *	  apply worker fires no statement trigger, nor does another
+ *	  extension's writing tuples itself), everywhere.  A prepared
+ *	  transaction is waited for like a client: a background worker's
+ *	  takes the marks of what it wrote before it prepares
+ *	  (KsLockerIsPrepared).
+ * A client backend, or a keyedstate worker (KsIsKeyedstateWorker), holding
+ * only the table's lock is not waited for.  What
  * the frontier reads of the triggers and the tree is what is committed, so
  * a transaction that changes them before inserting (ALTER TABLE ... DISABLE
  * TRIGGER, CREATE TABLE ... PARTITION OF, ATTACH PARTITION, then INSERT)
@@ -446,31 +448,31 @@ KsWritersRelationChanged(KsSource *src, Oid relid)
 }
 
 /*
- * Whether a background worker is a logical replication worker (an apply or
- * a table synchronization worker), which inserts rows without firing any
- * statement trigger, so without taking the writer mark.  Every other one
- * that inserts does so through the executor (SPI), whose wake-up trigger
- * takes the mark, and is waited for only with it, like a client (one
- * writing heap tuples itself, firing no trigger, would be missed: README,
- * Limitations): keyedstate's
- * own workers run their owners' code, which any role's aggregation can
- * make hold a source's lock from parsing an INSERT into it, without any
- * privilege on it (security review 20, F1: the frontier waited for her
- * worker's every step).  A worker the postmaster started at startup has
- * no slot, so no type here: none of those is a replication worker.
+ * Whether a background worker is one of keyedstate's own workers, which
+ * run their owners' code through the executor: what they insert fires the
+ * wake-up trigger, which takes the writer mark, so they are waited for
+ * only with it, like a client.  Any role's aggregation can make its worker
+ * hold another owner's source's lock from parsing an INSERT into it,
+ * without any privilege on it (security review 20, F1: the frontier waited
+ * for her worker's every step).  Every other background worker is waited
+ * for on the lock alone, as before: a logical replication worker fires no
+ * statement trigger, and another extension's may write tuples itself
+ * (pglogical's apply does), firing none either (re-review today 22, F2:
+ * rows of such a worker were lost when only PostgreSQL's replication
+ * workers were waited for so).  A worker the postmaster started at
+ * startup has no slot, so no type here: none of those is ours.
  */
 static bool
-KsIsReplicationWorker(int pid)
+KsIsKeyedstateWorker(int pid)
 {
 	const char *type = GetBackgroundWorkerTypeByPid(pid);
 
-	return type != NULL && strcmp(type, "logical replication worker") == 0;
+	return type != NULL && strcmp(type, "keyedstate worker") == 0;
 }
 
 /*
  * Whether a locker of a table's lock fires the wake-up triggers of what it
- * inserts into: a client backend's transaction, or a background worker's
- * other than logical replication's.
+ * inserts into: a client backend's transaction, or a keyedstate worker's.
  */
 static bool
 KsLockerIsClient(VirtualTransactionId vxid)
@@ -479,7 +481,7 @@ KsLockerIsClient(VirtualTransactionId vxid)
 
 	/* (a prepared transaction's locks are held under its preparer's vxid) */
 	return proc != NULL && proc->lxid == vxid.localTransactionId &&
-		(!proc->isBackgroundWorker || !KsIsReplicationWorker(proc->pid));
+		(!proc->isBackgroundWorker || KsIsKeyedstateWorker(proc->pid));
 }
 
 /*

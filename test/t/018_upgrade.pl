@@ -63,5 +63,51 @@ is($new->safe_psql('postgres', q{SELECT aggregates::regprocedure[] FROM keyedsta
 	'{my_sum(integer),count()}', 'the aggregates it calls are recorded again, as OIDs of this cluster');
 my ($ret, $out, $err) = $new->psql('postgres', 'DROP FUNCTION twice(int)');
 like($err, qr/depend/, 'the view depends on the functions it calls again');
+
+# An installation an earlier build made keeps keyedstate's tables in schema
+# keyedstate, where this build does not look (it keeps them in
+# keyedstate_internal).  Simulated: the schema renamed, and the event
+# triggers, whose bodies name the tables, disabled.  Nothing of it runs and
+# no worker fails over it, no role's DDL fails, its functions and views say
+# how to make it anew, and it can be dropped and made again (re-review
+# today 22, F1: the worker failed every second, and every role's TRUNCATE
+# and ALTER TABLE failed, naming keyedstate_internal.aggregation).
+$new->safe_psql('postgres', 'CREATE DATABASE olddb');
+$new->safe_psql('olddb', q{CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO ev (k) SELECT g % 5 FROM generate_series(1, 100) g;
+SELECT keyedstate.create_aggregation('oagg', 'SELECT k, count(*) AS n FROM ev GROUP BY k');
+SELECT keyedstate.sync('oagg');
+CREATE ROLE regress_other LOGIN;
+GRANT CREATE ON SCHEMA public TO regress_other;
+CREATE TABLE mine (a int);
+ALTER TABLE mine OWNER TO regress_other;});
+$new->safe_psql('olddb', q{ALTER EVENT TRIGGER keyedstate_ddl_end DISABLE;
+ALTER EVENT TRIGGER keyedstate_sql_drop DISABLE;
+ALTER SCHEMA keyedstate_internal RENAME TO keyedstate_earlier;});
+# (the server started again with this build, as after an upgrade of the library)
+my $restart_at = -s $new->logfile;
+$new->restart;
+my $at = -s $new->logfile;
+sleep(4);
+unlike(slurp_file($new->logfile, $at), qr/keyedstate_internal\.\w+" does not exist|terminated by signal/,
+	'an earlier build\'s installation: no worker fails over it');
+like(slurp_file($new->logfile, $restart_at), qr/WARNING:  keyedstate in database "olddb" was installed by an earlier build/,
+	'... and the log says what it is');
+($ret, $out, $err) = $new->psql('olddb', q{TRUNCATE mine; ALTER TABLE mine ADD COLUMN b int;
+CREATE OR REPLACE VIEW mine_v AS SELECT a FROM mine; CREATE RULE r AS ON INSERT TO mine_v DO INSTEAD NOTHING},
+	extra_params => [ '-U', 'regress_other' ]);
+is($ret, 0, '... no role\'s TRUNCATE, ALTER TABLE, view or rule fails over it') or diag($err);
+for my $call (q{SELECT keyedstate.sync('oagg')}, q{SELECT * FROM oagg}, q{SELECT keyedstate.create_aggregation('n2', 'SELECT k, count(*) FROM ev GROUP BY k')})
+{
+	($ret, $out, $err) = $new->psql('olddb', $call);
+	like($err, qr/keyedstate in this database was installed by an earlier build.*\n.*\n.*HINT:  .*DROP EXTENSION keyedstate CASCADE/s,
+		"... $call says how to make it anew");
+}
+$new->safe_psql('olddb', q{DROP EXTENSION keyedstate CASCADE; CREATE EXTENSION keyedstate;
+SELECT keyedstate.create_aggregation('oagg', 'SELECT k, count(*) AS n FROM ev GROUP BY k');});
+ks_sync($new, 'olddb', 'oagg', '1 min');
+is(ks_mismatches($new, 'olddb', 'SELECT k, n FROM oagg', 'SELECT k, count(*) FROM ev GROUP BY k'), '0',
+	'... dropped and made again, it runs, exact');
 $new->stop;
 done_testing();
