@@ -10,6 +10,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
@@ -132,6 +133,17 @@ KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 	List	   *tables = list_make1_oid(def->source_oid);
 	ListCell   *lc;
 
+	/*
+	 * Under a memory budget it reads on only as far as it can checkpoint
+	 * (evict.h), which it cannot while this transaction holds its row
+	 * (re-review today 23, F4: it waited its whole timeout)
+	 */
+	if ((def->memory_limit > 0 || ks_max_state_memory > 0) && KsCatalogChangedHere(def->id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was changed by this transaction", aggname),
+				 errdetail("Under a memory budget its worker reads on only as far as it can checkpoint, which it can once the transaction that paused, resumed or altered it has ended."),
+				 errhint("Call keyedstate.sync() after the commit.")));
 	/* its partitions too, written into or locked straight (re-review today 20, F6) */
 	if (has_subclass(def->source_oid))
 		tables = find_all_inheritors(def->source_oid, NoLock, NULL);
@@ -161,6 +173,28 @@ KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 	"This build keeps them in schema keyedstate_internal, and runs no aggregation of an earlier installation."
 #define KS_EARLIER_INSTALL_HINT \
 	"Note the definitions (SELECT view, query_text FROM keyedstate.aggregation, as a superuser), run DROP EXTENSION keyedstate CASCADE and CREATE EXTENSION keyedstate, then create the aggregations again."
+
+/*
+ * Whether keyedstate is installed here with its tables where this build
+ * keeps them (see catalog.h): the extension, and its own catalog table.
+ * Never a relation of that name alone: where keyedstate is not installed,
+ * any role allowed to create a schema may make keyedstate_internal and a
+ * view named aggregation in it, whose functions the hooks' reads as the
+ * bootstrap superuser would run (re-review today 23, F1: a TRUNCATE made
+ * her superuser).
+ */
+bool
+KsInstalled(void)
+{
+	Oid			ext = get_extension_oid("keyedstate", true);
+	Oid			relid;
+
+	if (!OidIsValid(ext))
+		return false;
+	relid = KsCatalogRelid();
+	return OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_RELATION &&
+		getExtensionOfObject(RelationRelationId, relid) == ext;
+}
 
 /* Refuse a call where an earlier build installed keyedstate (see catalog.h). */
 void

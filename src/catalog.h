@@ -99,11 +99,7 @@ extern Oid	KsCatalogRelid(void);
  * (KsRequireInstalled; re-review today 22, F1: its worker failed every
  * second, and every role's ALTER TABLE and TRUNCATE failed).
  */
-static inline bool
-KsInstalled(void)
-{
-	return OidIsValid(KsCatalogRelid());
-}
+extern bool KsInstalled(void);
 extern void KsRequireInstalled(void);
 /* Log, once per process, that an earlier build's installation is here (a worker's, a probe's). */
 extern void KsWarnEarlierInstall(void);

@@ -22,6 +22,7 @@
 #include "keyedstate.h"
 
 #include "access/relation.h"
+#include "access/subtrans.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -29,6 +30,7 @@
 #include "storage/procarray.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "checkpoint.h"
 #include "cold.h"
@@ -100,6 +102,10 @@ KsDefinitionRowHolder(KsAggRun *run)
 		if (!isnull)
 			xmax = DatumGetTransactionId(d);
 	}
+	/* a subtransaction's lock is its top transaction's (re-review today 23, F3) */
+	if (TransactionIdIsNormal(xmax) && TransactionIdFollowsOrEquals(xmax, TransactionXmin) &&
+		TransactionIdIsInProgress(xmax))
+		xmax = SubTransGetTopmostTransaction(xmax);
 	/* (a multixact's number is no transaction's: BackendXidGetPid finds none) */
 	return TransactionIdIsNormal(xmax) ? BackendXidGetPid(xmax) : 0;
 }

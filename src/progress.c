@@ -486,8 +486,9 @@ KsErrdetailStartWait(int pid, int what)
 
 	/* this session's own lock, a read's of its view say (re-review today 22, F3: it blamed itself) */
 	if (pid == MyProcPid)
-		return errdetail("It is waiting for a lock that this session's transaction holds on %s (a read of its view takes one): try again once this transaction has ended.",
-						 what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" : "its source");
+		return errdetail("It is waiting for a lock that this session's transaction holds on %s%s: try again once this transaction has ended.",
+						 what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" : "its source",
+						 what == KS_WAIT_VIEW ? " (a read of its view takes one)" : "");
 	/* (the status text, as a sentence) */
 	return errdetail("It is %s%s.", text, pid > 0 ? "" : " (see pg_locks and pg_prepared_xacts)");
 }

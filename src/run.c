@@ -512,8 +512,12 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 
 	if (!run->loaded)
 	{
-		if (run->def->paused && run->slot->state != KS_PAUSED)
-			KsSlotSetState(run->slot, KS_PAUSED, NULL, 0);
+		if (run->def->paused)
+		{
+			/* (paused it says so, whatever it waits for: re-review today 23, F2) */
+			if (run->slot->state != KS_PAUSED)
+				KsSlotSetState(run->slot, KS_PAUSED, NULL, 0);
+		}
 		else if (source_busy)	/* say whom the load waits for (review robustness2, F1) */
 			KsSlotSetStartWait(run->slot, source_holder, KS_WAIT_SOURCE);
 		else if (run->slot->start_wait == KS_WAIT_SOURCE)	/* (ours to write) */

@@ -2282,6 +2282,40 @@ SELECT keyedstate.create_aggregation('mal.magg', 'SELECT k % 3 AS g, count(*) AS
 }
 
 ###########################################################################
+# 26. In a database where keyedstate is not installed, a role's own schema
+#     named keyedstate_internal, with a view named aggregation whose
+#     column calls her function, is never read by keyedstate's hooks (as
+#     the bootstrap superuser): her TRUNCATE, ALTER TABLE, CREATE OR
+#     REPLACE VIEW and CREATE RULE run her function nowhere (re-review
+#     today 23, F1, critical: a TRUNCATE made her superuser, the hooks
+#     taking a relation of that name for keyedstate's catalog).
+###########################################################################
+{
+	$node->safe_psql('postgres', q{CREATE ROLE regress_noext LOGIN; CREATE DATABASE noext OWNER regress_noext});
+	my ($ret, $out, $err) = $node->psql('noext', q{
+CREATE FUNCTION public.pwn(int) RETURNS int LANGUAGE plpgsql AS $f$
+BEGIN
+	RAISE WARNING 'pwn running as %', current_user;
+	BEGIN EXECUTE 'ALTER ROLE regress_noext SUPERUSER'; EXCEPTION WHEN OTHERS THEN NULL; END;
+	RETURN $1;
+END $f$;
+CREATE TABLE public.t (a int);
+CREATE VIEW public.v AS SELECT 1 AS x;
+CREATE SCHEMA keyedstate_internal;
+CREATE VIEW keyedstate_internal.aggregation AS
+	SELECT public.pwn(1) AS id, 'public.t'::regclass AS source, 'public.v'::regclass AS view;
+TRUNCATE public.t;
+ALTER TABLE public.t ADD COLUMN b int;
+CREATE OR REPLACE VIEW public.v AS SELECT 1 AS x;
+CREATE RULE r AS ON INSERT TO public.v DO INSTEAD NOTHING;
+SELECT rolsuper FROM pg_roles WHERE rolname = current_user;}, extra_params => [ '-U', 'regress_noext' ]);
+	is($out, 'f', '26: in a database without keyedstate, a role\'s keyedstate_internal.aggregation makes her no superuser')
+		or diag($err);
+	unlike($err, qr/pwn running as/, '26: ... keyedstate ran none of her code');
+	$node->safe_psql('postgres', q{ALTER ROLE regress_noext NOSUPERUSER});
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {

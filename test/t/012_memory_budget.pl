@@ -516,7 +516,7 @@ $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('held_n'); DROP TABLE
 # nothing said why)
 held_aggregation('rowheld');
 {
-	my $owner = $node->background_psql($db);
+	my $owner = $node->background_psql($db, on_error_stop => 0);
 	my $opid = $owner->query_safe('SELECT pg_backend_pid()');
 	$owner->query_safe(q{BEGIN; SELECT keyedstate.alter_aggregation('rowheld_n', checkpoint_interval => '200 ms')});
 	$worst = worst_memory('rowheld_n', 'rowheld');
@@ -528,6 +528,15 @@ held_aggregation('rowheld');
 	my ($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.sync('rowheld_n', '1 s')});
 	like($err, qr/DETAIL:  It is waiting for process $opid, whose open transaction holds a lock on its definition/,
 		'... and so does a sync timing out');
+	# a sync in that very transaction is refused at once (re-review today
+	# 23, F4: it waited its whole timeout, then the error lost the alter)
+	my $t0 = time();
+	$owner->query(q{SAVEPOINT s; SELECT keyedstate.sync('rowheld_n', '30 s')});
+	like($owner->{stderr}, qr/aggregation public\.rowheld_n was changed by this transaction/,
+		'... and a sync in the transaction holding it is refused');
+	ok(time() - $t0 < 10, '... at once');
+	$owner->{stderr} = '';		# (kept by the module until the next connection)
+	$owner->query_safe('ROLLBACK TO SAVEPOINT s');
 	$owner->query_safe('COMMIT');
 	$owner->quit;
 }
