@@ -2316,6 +2316,23 @@ SELECT rolsuper FROM pg_roles WHERE rolname = current_user;}, extra_params => [ 
 }
 
 ###########################################################################
+# 27. The owner of the schema a CREATE EXTENSION would have put keyedstate
+#     in (public of her own database) cannot drop the extension with it:
+#     its schema is pg_catalog (review today 24, F1: her DROP SCHEMA public
+#     CASCADE dropped keyedstate and every role's aggregations, and a view
+#     of hers named keyedstate.status then ran her code for a superuser).
+###########################################################################
+{
+	$node->safe_psql('postgres', q{CREATE ROLE regress_pubowner LOGIN; CREATE DATABASE ownpub OWNER regress_pubowner});
+	$node->safe_psql('ownpub', q{CREATE EXTENSION keyedstate});
+	is($node->safe_psql('ownpub', q{SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'keyedstate'}),
+		'pg_catalog', '27: keyedstate\'s schema is pg_catalog');
+	my ($ret, $out, $err) = $node->psql('ownpub', q{DROP SCHEMA public CASCADE}, extra_params => [ '-U', 'regress_pubowner' ]);
+	is($node->safe_psql('ownpub', q{SELECT count(*) FROM pg_extension WHERE extname = 'keyedstate'}), '1',
+		'27: the owner of public drops public, not keyedstate') or diag($err);
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
