@@ -4,6 +4,7 @@ OBJS = \
 	src/keyedstate.o \
 	src/settings.o \
 	src/shmem.o \
+	src/crashguard.o \
 	src/dbslots.o \
 	src/pool.o \
 	src/progress.o \

@@ -10,6 +10,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 
+#include "crashguard.h"
 #include "launcher.h"
 #include "settings.h"
 #include "shmem.h"
@@ -34,6 +35,7 @@ _PG_init(void)
 		return;
 
 	KsShmemInit();
+	KsCrashGuardInit();
 	KsLauncherInit();
 	KsHooksInit();
 	KsWritersInit();

@@ -53,6 +53,7 @@
  *	ckptcommit	committing a checkpoint's offset; deleting checkpoints not needed
  *	recovery	loading the checkpointed keys and offset, checking every byte
  *	seed		a rescale's new part: loading its key groups from the retired parts
+ *	crashguard	stopping an aggregation that keeps crashing the server for lack of memory
  *	worker		a database worker process of the pool
  *	launcher	the launcher that starts database workers
  *	liveview	foreign data wrapper behind each live view

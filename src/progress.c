@@ -397,6 +397,15 @@ KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint, int64 fail
 	ConditionVariableBroadcast(&slot->cv);
 }
 
+/* The memory a run loading takes so far (see shmem.h). */
+void
+KsSlotNoteMemory(KsAggSlot *slot, int64 memory_bytes)
+{
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->memory_bytes = memory_bytes;
+	LWLockRelease(&slot->lock);
+}
+
 /* Set the state of a slot, with the error of a failure. */
 void
 KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 failed_offset)

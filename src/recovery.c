@@ -34,6 +34,7 @@
 
 #include "checkpoint.h"
 #include "cold.h"
+#include "crashguard.h"
 #include "expire.h"
 #include "publish.h"
 #include "window.h"
@@ -520,6 +521,8 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 			MemoryContextReset(rowcxt);
 		}
 		SPI_freetuptable(SPI_tuptable);
+		/* the memory it takes as it loads, for status and a crash (crashguard.h) */
+		KsSlotNoteMemory(run->slot, MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(kt));
 	}
 	SPI_cursor_close(portal);
 	MemoryContextDelete(rowcxt);
@@ -564,6 +567,7 @@ KsRecover(KsAggRun *run)
 	int32		chunks;
 	ArrayType  *seeds = NULL;
 
+	KsCrashGuardCheck(run);		/* not into the memory that crashed the server */
 	KsBecomeWorker();
 	arg = Int32GetDatum(run->def->id);
 	/* seeded or not as the catalog says now: a definition may be older */

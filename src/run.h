@@ -82,6 +82,7 @@ typedef struct KsAggRun
 
 	bool		loaded;			/* state recovered and published */
 	bool		failed;
+	int			crashes_noted;	/* crashes charged to it it logged (crashguard.h) */
 	bool		interrupted;	/* stopped by a backend: wait for a reload */
 	bool		interrupt_unseen;	/* ... that sees what the backend did */
 	int64		failed_resume_count;	/* resume() bumps the catalog's */

@@ -236,6 +236,20 @@ typedef struct KsDbSlot
 
 #define KS_MAX_DATABASES		64
 
+/* Aggregations the record of crashes keeps (crashguard.h) */
+#define KS_CRASH_RECORDS		16
+
+/* One aggregation charged with crashes (crashguard.h) */
+typedef struct KsCrashRecord
+{
+	Oid			dboid;			/* InvalidOid: free */
+	int32		aggid;			/* the aggregation (all its parts) */
+	int64		resume_count;	/* of its slots at the crashes */
+	int			crashes;		/* charged, each within the window of the last */
+	int64		memory_bytes;	/* it held at the last */
+	TimestampTz last_at;
+} KsCrashRecord;
+
 typedef struct KsShared
 {
 	LWLock	   *lock;			/* see the locking protocol above */
@@ -248,6 +262,7 @@ typedef struct KsShared
 	uint64		next_generation;
 	pg_atomic_uint32 stores_retiring;	/* given up, not yet freed (storefree.c) */
 	KsDbSlot	dbs[KS_MAX_DATABASES];
+	KsCrashRecord crashes[KS_CRASH_RECORDS];	/* the postmaster's, read-only (crashguard.h) */
 	int			max_aggs;
 	KsAggSlot	aggs[FLEXIBLE_ARRAY_MEMBER];
 } KsShared;
@@ -583,6 +598,12 @@ extern void KsRefuseReadCreatedHere(const KsAggSlot *copy);
 extern void KsSlotSetStartWait(KsAggSlot *slot, int pid, int what);
 extern int	KsPartsStartBlocker(KsSlotRef *refs, int n, int *what);
 extern int	KsErrdetailStartWait(int pid, int what);
+
+/*
+ * The worker memory of a run that is loading, as it grows: status shows
+ * it, and a crash meanwhile is charged by it (crashguard.h).
+ */
+extern void KsSlotNoteMemory(KsAggSlot *slot, int64 memory_bytes);
 
 /* Set the state (and error text and failing offset, for KS_FAILED); a writer's pid stays only for KS_WAITING. */
 extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,

@@ -1,0 +1,179 @@
+/*-------------------------------------------------------------------------
+ *
+ * crashguard.c
+ *	  Stopping an aggregation that keeps crashing the server for lack of
+ *	  memory: the postmaster's record of crashes and the worker's check.
+ *	  See crashguard.h.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/timestamp.h"
+
+#include "crashguard.h"
+#include "settings.h"
+#include "shmem.h"
+
+/* The record, in the postmaster's memory: it outlives every reinitialization. */
+static KsCrashRecord ks_crashes[KS_CRASH_RECORDS];
+
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* The memory the aggregation of slot i holds over all its parts, or -1 (a dying server's values). */
+static int64
+KsCrashAggMemory(KsShared *shared, int i)
+{
+	KsAggSlot  *slot = &shared->aggs[i];
+	int64		total = 0;
+	int			j;
+
+	if (!slot->in_use || !OidIsValid(slot->dboid) || slot->state == KS_FAILED)
+		return -1;
+	/* counted once, at its first slot */
+	for (j = 0; j < i; j++)
+		if (shared->aggs[j].in_use && shared->aggs[j].dboid == slot->dboid &&
+			shared->aggs[j].part.parent == slot->part.parent && shared->aggs[j].state != KS_FAILED)
+			return -1;
+	for (j = i; j < shared->max_aggs; j++)
+	{
+		KsAggSlot  *s = &shared->aggs[j];
+
+		if (!s->in_use || s->dboid != slot->dboid || s->part.parent != slot->part.parent ||
+			s->state == KS_FAILED)
+			continue;
+		/* no more than a petabyte each: anything else is not a measure */
+		if (s->memory_bytes > 0 && s->memory_bytes < ((int64) 1 << 50))
+			total += s->memory_bytes;
+		if (s->shared_bytes > 0 && s->shared_bytes < ((int64) 1 << 50))
+			total += s->shared_bytes;
+	}
+	return total;
+}
+
+/* Charge a crash to the aggregation of slot i, holding `bytes`. */
+static void
+KsCrashCharge(KsAggSlot *slot, int64 bytes, TimestampTz now)
+{
+	KsCrashRecord *r = NULL;
+	int			i;
+
+	for (i = 0; i < KS_CRASH_RECORDS && r == NULL; i++)
+		if (ks_crashes[i].dboid == slot->dboid && ks_crashes[i].aggid == slot->part.parent)
+			r = &ks_crashes[i];
+	/* else a free entry, or the one charged longest ago */
+	for (i = 0; i < KS_CRASH_RECORDS && r == NULL; i++)
+		if (!OidIsValid(ks_crashes[i].dboid))
+			r = &ks_crashes[i];
+	if (r == NULL)
+	{
+		r = &ks_crashes[0];
+		for (i = 1; i < KS_CRASH_RECORDS; i++)
+			if (ks_crashes[i].last_at < r->last_at)
+				r = &ks_crashes[i];
+	}
+	/* resumed since, or its last crash long ago (or another aggregation's entry): afresh */
+	if (r->dboid != slot->dboid || r->aggid != slot->part.parent ||
+		r->resume_count != slot->resume_count ||
+		TimestampDifferenceExceeds(r->last_at, now, KS_CRASH_WINDOW_MS))
+	{
+		r->dboid = slot->dboid;
+		r->aggid = slot->part.parent;
+		r->resume_count = slot->resume_count;
+		r->crashes = 0;
+	}
+	r->crashes++;
+	r->memory_bytes = bytes;
+	r->last_at = now;
+	elog(LOG, "keyedstate: the crash is charged to aggregation %d of database %u, which held %lld MB of memory (crash %d of %d that stop it)",
+		 r->aggid, r->dboid, (long long) (bytes / (1024 * 1024)), r->crashes, KS_CRASH_LIMIT);
+}
+
+/*
+ * on_shmem_exit callback of the postmaster: at a reinitialization after a
+ * crash (code 1; 0 is a shutdown), charge the crash (see crashguard.h).
+ */
+static void
+KsCrashGuardAtReset(int code, Datum arg)
+{
+	KsShared   *shared = KsSharedState;
+	int64		most = 0;
+	int			top = -1;
+	int			i;
+
+	if (code == 0 || shared == NULL || shared->max_aggs != ks_max_aggregations)
+		return;
+	for (i = 0; i < shared->max_aggs; i++)
+	{
+		int64		bytes = KsCrashAggMemory(shared, i);
+
+		if (bytes > most)
+		{
+			most = bytes;
+			top = i;
+		}
+	}
+	if (top >= 0 && most >= KS_CRASH_MIN_BYTES)
+		KsCrashCharge(&shared->aggs[top], most, GetCurrentTimestamp());
+}
+
+/*
+ * shmem_startup_hook, after shmem.c's: in the postmaster (or a single-user
+ * backend), whose shared memory is new, copy the record into it, and
+ * charge the crash that will end it, if one does (see crashguard.h).
+ */
+static void
+KsCrashGuardStartup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	if (IsUnderPostmaster || KsSharedState == NULL)
+		return;
+	memcpy(KsSharedState->crashes, ks_crashes, sizeof(ks_crashes));
+	/* (shmem_exit empties the list of callbacks as it runs them: registered anew each time) */
+	on_shmem_exit(KsCrashGuardAtReset, (Datum) 0);
+}
+
+/* Install the postmaster's side (see crashguard.h). */
+void
+KsCrashGuardInit(void)
+{
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = KsCrashGuardStartup;
+}
+
+/* Before a run loads: stopped by crashes, or told of them (see crashguard.h). */
+void
+KsCrashGuardCheck(KsAggRun *run)
+{
+	const KsCrashRecord *r = NULL;
+	int			i;
+
+	for (i = 0; i < KS_CRASH_RECORDS && r == NULL; i++)
+		if (KsSharedState->crashes[i].dboid == MyDatabaseId &&
+			KsSharedState->crashes[i].aggid == run->def->agg_id &&
+			KsSharedState->crashes[i].resume_count == run->def->resume_count)
+			r = &KsSharedState->crashes[i];
+	if (r == NULL || r->crashes <= 0)
+		return;
+	if (r->crashes >= KS_CRASH_LIMIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("aggregation %s was stopped after the server crashed %d times while it held the most memory",
+						run->name, r->crashes),
+				 errdetail("At the last crash, at %s, it held %lld MB. A process the kernel kills for lack of memory restarts the whole server, and loading the aggregation again would run out of memory again.",
+						   timestamptz_to_str(r->last_at), (long long) (r->memory_bytes / (1024 * 1024))),
+				 errhint("Bound its memory with memory_limit (keyedstate.alter_aggregation) or keyedstate.max_state_memory, then call keyedstate.resume().")));
+	/* once per load of the worker's run */
+	if (run->crashes_noted != r->crashes)
+	{
+		run->crashes_noted = r->crashes;
+		ereport(LOG,
+				(errmsg("the server crashed while aggregation %s held the most memory (%lld MB)",
+						run->name, (long long) (r->memory_bytes / (1024 * 1024))),
+				 errdetail("It is charged with %d crashes in a row; after %d it is stopped.",
+						   r->crashes, KS_CRASH_LIMIT)));
+	}
+}
