@@ -70,6 +70,9 @@ KsNoWorkerMessage(int why)
 	return why > 0 ?
 		psprintf("its database has aggregations of %d owners, and runs one worker for each owner, %d at most",
 				 why, KS_MAX_DB_WORKERS) :
+		why == KS_NO_LAUNCHER ?
+		psprintf("no keyedstate launcher runs to start its worker: it could not be registered at server start, where max_worker_processes (%d) left no background worker slot for it",
+				 max_worker_processes) :
 		psprintf("no background worker slot is free to run it (max_worker_processes is %d)", max_worker_processes);
 }
 

@@ -30,7 +30,8 @@ extern void KsWarnNoWorkerHere(const char *aggname);
 /*
  * Why a worker that should run an aggregation does not, as keyedstate.status
  * says it: `why` is KsWorkerMissing's answer (-1: no background worker slot;
- * a number of owners: more than a database runs workers for).
+ * KS_NO_LAUNCHER: no launcher; a number of owners: more than a database
+ * runs workers for).
  */
 extern char *KsNoWorkerMessage(int why);
 

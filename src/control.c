@@ -487,6 +487,8 @@ keyedstate_worker_missing(PG_FUNCTION_ARGS)
 	KsRequirePreload();
 	if ((why = KsNoWorkerHere()) != NULL)
 		PG_RETURN_TEXT_P(cstring_to_text(why));
+	if (KsLauncherMissing())
+		PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerMessage(KS_NO_LAUNCHER)));
 	if (!KsWorkerLacksProcess(0))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerMessage(-1)));

@@ -526,6 +526,19 @@ KsLauncherDetach(int code, Datum arg)
 	LWLockRelease(KsSharedState->lock);
 }
 
+/* Whether no launcher ran since the shared memory was made (see shmem.h). */
+bool
+KsLauncherMissing(void)
+{
+	bool		missing;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	missing = !KsSharedState->launcher_attached &&
+		TimestampDifferenceExceeds(KsSharedState->created_at, GetCurrentTimestamp(), KS_LAUNCHER_GRACE_MS);
+	LWLockRelease(KsSharedState->lock);
+	return missing;
+}
+
 /* The launcher is here; give the remembered databases their slots. */
 void
 KsLauncherAttach(const Oid *oids, int n)
@@ -534,6 +547,7 @@ KsLauncherAttach(const Oid *oids, int n)
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	KsSharedState->launcher_procno = MyProc->pgprocno;
+	KsSharedState->launcher_attached = true;
 	for (i = 0; i < n; i++)
 	{
 		KsDbSlot   *db = KsLookupDbLocked(oids[i]);

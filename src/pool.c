@@ -573,6 +573,8 @@ KsWorkerMissing(int w)
 	KsDbSlot   *db;
 	int			owners = 0;
 
+	if (KsLauncherMissing())
+		return KS_NO_LAUNCHER;
 	if (KsWorkerLacksProcess(w))
 		return -1;
 	LWLockAcquire(KsSharedState->lock, LW_SHARED);

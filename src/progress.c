@@ -158,7 +158,7 @@ KsPartsLackWorker(KsSlotRef *refs, int n)
 	int			why;
 
 	if (n == 0)
-		return KsWorkerLacksProcess(-1) ? -1 : 0;
+		return KsLauncherMissing() ? KS_NO_LAUNCHER : KsWorkerLacksProcess(-1) ? -1 : 0;
 	for (i = 0; i < n; i++)
 		if ((why = KsPartLacksWorker(&refs[i])) != 0)
 			return why;
@@ -251,7 +251,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					 (holder > 0 ?
 					  errdetail("Its checkpoints wait for process %d, whose open transaction holds a lock on its definition (an uncommitted alter_aggregation(), pause() or resume(), say).", holder) :
 					  errdetail("Its checkpoints wait for a prepared transaction holding a lock on its definition (see pg_prepared_xacts).")) :
-					 n == 0 && KsPartsLackWorker(refs, 0) ? KsErrdetailNoWorker(-1) :
+					 n == 0 && KsPartsLackWorker(refs, 0) ? KsErrdetailNoWorker(KsPartsLackWorker(refs, 0)) :
 					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
 					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") : 0,

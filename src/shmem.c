@@ -87,6 +87,7 @@ KsShmemStartup(void)
 		KsSharedState->tranche_id = LWLockNewTrancheId();
 		KsSharedState->dsa = DSM_HANDLE_INVALID;
 		KsSharedState->launcher_procno = -1;
+		KsSharedState->created_at = GetCurrentTimestamp();
 		KsSharedState->max_aggs = ks_max_aggregations;
 		KsSharedState->next_generation = 1;
 		pg_atomic_init_u32(&KsSharedState->stores_retiring, 0);

@@ -257,6 +257,8 @@ typedef struct KsShared
 	int			tranche_id;		/* for the slot locks and the DSA */
 	dsa_handle	dsa;			/* DSM_HANDLE_INVALID until created */
 	int			launcher_procno;	/* -1 when no launcher runs */
+	bool		launcher_attached;	/* a launcher ran since this memory was made */
+	TimestampTz created_at;		/* ... when */
 	int			pool_cap;		/* workers that could start, when fewer than planned (pool.c) */
 	TimestampTz pool_cap_at;	/* ... since */
 	uint64		next_generation;
@@ -381,6 +383,9 @@ extern bool KsAggSlotsFull(void);
 	((why) > 0 ? \
 	 errdetail("Its database has aggregations of %d owners, and runs one worker for each owner, %d at most.", \
 			   (why), KS_MAX_DB_WORKERS) : \
+	 (why) == KS_NO_LAUNCHER ? \
+	 errdetail("No keyedstate launcher runs to start its worker: it could not be registered at server start, where max_worker_processes (%d) left no background worker slot for it (see the server log).", \
+			   max_worker_processes) : \
 	 errdetail("No background worker slot is free to run it (max_worker_processes is %d).", \
 			   max_worker_processes))
 
@@ -656,6 +661,17 @@ extern uint64 KsSlotCheckpointRequested(KsAggSlot *slot, bool *pending);
 
 /* The launcher is here; give the remembered databases their slots. */
 extern void KsLauncherAttach(const Oid *oids, int n);
+
+/*
+ * Whether no launcher has run in the KS_LAUNCHER_GRACE_MS since the shared
+ * memory was made (at a start or a crash's reinitialization): it could not
+ * be registered (max_worker_processes left no slot at preload).  The
+ * postmaster logs only "too many background workers"; status, sync and
+ * reads say it (KsWorkerMissing's KS_NO_LAUNCHER; review robustness2, F3).
+ */
+extern bool KsLauncherMissing(void);
+#define KS_LAUNCHER_GRACE_MS	10000
+#define KS_NO_LAUNCHER			(-2)
 
 /*
  * Whether worker w of database slot i should be started now: it is in

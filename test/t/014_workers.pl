@@ -669,4 +669,23 @@ SELECT keyedstate.create_aggregation('n', 'SELECT k, count(*) FROM t GROUP BY k'
 }
 
 $node->stop;
+
+# max_worker_processes left no slot for the launcher at preload: the
+# postmaster logs only "too many background workers"; status, a sync and a
+# read say that no launcher runs (review robustness2, F3: 'starting', no
+# reason anywhere)
+{
+	my $bare = ks_node('nolauncher', "max_worker_processes = 0\n");
+	$bare->safe_psql('postgres', q{CREATE EXTENSION keyedstate; CREATE TABLE t (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('n', 'SELECT k, count(*) FROM t GROUP BY k');});
+	ok(ks_wait_for($bare, 'postgres', q{SELECT state = 'starting' AND error ~
+		'^no keyedstate launcher runs to start its worker: it could not be registered at server start, where max_worker_processes \(0\)'
+		FROM keyedstate.status WHERE name = 'n'}, 30), 'no launcher (max_worker_processes = 0): status says so')
+	  or diag($bare->safe_psql('postgres', q{SELECT state, error FROM keyedstate.status}));
+	my ($ret, $out, $err) = $bare->psql('postgres', q{SELECT keyedstate.sync('n', '1 s')});
+	like($err, qr/DETAIL:  No keyedstate launcher runs to start its worker/, '... and so does a sync');
+	($ret, $out, $err) = $bare->psql('postgres', q{SET keyedstate.load_wait = 100; SELECT * FROM n});
+	like($err, qr/aggregation public.n is not running\nDETAIL:  No keyedstate launcher runs/, '... and a read');
+	$bare->stop;
+}
 done_testing();
