@@ -12,15 +12,19 @@
 #include "access/table.h"
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_database.h"
 #include "catalog/pg_depend.h"
 #include "catalog/pg_inherits.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_rewrite.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "storage/lmgr.h"
+#include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -197,6 +201,49 @@ KsInstalled(void)
 	relid = KsCatalogRelid();
 	return OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_RELATION &&
 		getExtensionOfObject(RelationRelationId, relid) == ext;
+}
+
+/* Trigger functions found to be keyedstate's own, until pg_proc changes. */
+static Oid	ks_own_functions[2] = {InvalidOid, InvalidOid};
+static bool ks_own_callback = false;
+
+/* syscache callback: pg_proc changed, check the functions again. */
+static void
+KsForgetOwnFunctions(Datum arg, int cacheid, uint32 hashvalue)
+{
+	ks_own_functions[0] = ks_own_functions[1] = InvalidOid;
+}
+
+/* keyedstate's own trigger function called name, or InvalidOid (see catalog.h). */
+Oid
+KsTriggerFunctionOid(const char *name)
+{
+	Oid			nsp = get_namespace_oid(KS_SCHEMA, true);
+	Oid			fn;
+	Oid			ext;
+
+	/* by the catalog's own cache: no privilege check, no search path */
+	if (!OidIsValid(nsp))
+		return InvalidOid;
+	fn = GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum(name),
+						 PointerGetDatum(buildoidvector(NULL, 0)), ObjectIdGetDatum(nsp));
+	if (!OidIsValid(fn) || fn == ks_own_functions[0] || fn == ks_own_functions[1])
+		return fn;
+	/*
+	 * A member of the extension only: where keyedstate is not installed, a
+	 * role's own schema keyedstate with a function wake() made the hooks
+	 * treat her trigger as a wake-up trigger (review today 24, F2).
+	 */
+	ext = get_extension_oid("keyedstate", true);
+	if (!OidIsValid(ext) || getExtensionOfObject(ProcedureRelationId, fn) != ext)
+		return InvalidOid;
+	if (!ks_own_callback)
+	{
+		CacheRegisterSyscacheCallback(PROCOID, KsForgetOwnFunctions, (Datum) 0);
+		ks_own_callback = true;
+	}
+	ks_own_functions[strcmp(name, "wake") == 0 ? 0 : 1] = fn;
+	return fn;
 }
 
 /* Refuse a call where an earlier build installed keyedstate (see catalog.h). */

@@ -100,6 +100,15 @@ extern Oid	KsCatalogRelid(void);
  * second, and every role's ALTER TABLE and TRUNCATE failed).
  */
 extern bool KsInstalled(void);
+
+/*
+ * keyedstate's own trigger function called name ("wake", "refuse_truncate":
+ * they take no arguments), looked up in its schema without a privilege
+ * check; InvalidOid where keyedstate is not installed, and for a
+ * function of that name that is not the extension's (absent.c).  The one way its
+ * triggers are recognised: by their function, never by their name.
+ */
+extern Oid	KsTriggerFunctionOid(const char *name);
 extern void KsRequireInstalled(void);
 /* Log, once per process, that an earlier build's installation is here (a worker's, a probe's). */
 extern void KsWarnEarlierInstall(void);

@@ -396,13 +396,6 @@ extern void KsWritersRelationChanged(KsSource *src, Oid relid);
 /* The pid of a session holding table relid against a lock in mode, or 0 (also a prepared transaction). */
 extern int	KsLockHolderPid(Oid relid, LOCKMODE mode);
 
-/*
- * keyedstate's own trigger function called name ("wake", "refuse_truncate":
- * they take no arguments), looked up in its schema without a privilege
- * check; InvalidOid where keyedstate is not installed.  The one way its
- * triggers are recognised: by their function, never by their name.
- */
-extern Oid	KsTriggerFunctionOid(const char *name);
 
 /*
  * The aggregation id a wake-up trigger carries (its pg_trigger row and

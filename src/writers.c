@@ -76,6 +76,7 @@
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "catalog.h"
 #include "source.h"
 
 /* The fourth field of a writer mark's tag: tells keyedstate's user locks apart. */
@@ -250,19 +251,6 @@ KsMarkWritersOfCommand(Node *parsetree)
 			  pg_class_aclcheck(relid, GetUserId(), ACL_TRIGGER) == ACLCHECK_OK)))
 			KsMarkWriter(relid);
 	}
-}
-
-/* keyedstate's own trigger function called name, or InvalidOid (see source.h). */
-Oid
-KsTriggerFunctionOid(const char *name)
-{
-	Oid			nsp = get_namespace_oid(KS_SCHEMA, true);
-
-	/* by the catalog's own cache: no privilege check, no search path */
-	if (!OidIsValid(nsp))
-		return InvalidOid;
-	return GetSysCacheOid3(PROCNAMEARGSNSP, Anum_pg_proc_oid, CStringGetDatum(name),
-						   PointerGetDatum(buildoidvector(NULL, 0)), ObjectIdGetDatum(nsp));
 }
 
 /* The aggregation a wake-up trigger's row names, or -1 (see source.h). */

@@ -2313,6 +2313,22 @@ SELECT rolsuper FROM pg_roles WHERE rolname = current_user;}, extra_params => [ 
 		or diag($err);
 	unlike($err, qr/pwn running as/, '26: ... keyedstate ran none of her code');
 	$node->safe_psql('postgres', q{ALTER ROLE regress_noext NOSUPERUSER});
+
+	# nor is her own function keyedstate.wake() taken for keyedstate's: her
+	# trigger on it is left as she enabled it and can be replaced (review
+	# today 24, F2: ENABLE TRIGGER made it ALWAYS, firing under
+	# session_replication_role = replica, and CREATE OR REPLACE TRIGGER was
+	# refused as if it were a wake-up trigger)
+	($ret, $out, $err) = $node->psql('noext', q{
+CREATE SCHEMA keyedstate;
+CREATE FUNCTION keyedstate.wake() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN RETURN NULL; END $f$;
+CREATE TABLE public.w (a int);
+CREATE TRIGGER tw BEFORE INSERT ON public.w FOR EACH STATEMENT EXECUTE FUNCTION keyedstate.wake();
+ALTER TABLE public.w ENABLE TRIGGER ALL;
+CREATE OR REPLACE TRIGGER tw BEFORE INSERT ON public.w FOR EACH STATEMENT EXECUTE FUNCTION keyedstate.wake();
+SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'public.w'::regclass;}, extra_params => [ '-U', 'regress_noext' ]);
+	is($out, 'O', '26: her own keyedstate.wake() is not keyedstate\'s: her trigger stays as she enabled it, and is replaced')
+		or diag($err);
 }
 
 ###########################################################################
