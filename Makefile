@@ -64,6 +64,7 @@ OBJS = \
 	src/waketrig.o \
 	src/dbhooks.o \
 	src/keytypes.o \
+	src/aggguard.o \
 	src/restore.o \
 	src/restoredata.o \
 	src/orphans.o \

@@ -352,13 +352,30 @@ ALTER TYPE acc ALTER ATTRIBUTE s TYPE varchar;
 ALTER TYPE acc ADD ATTRIBUTE z int;
 ALTER TYPE acc DROP ATTRIBUTE z;
 -- CREATE OR REPLACE AGGREGATE: another state type is refused (the stored
--- states would be read as values of it), another transition function is not
+-- states would be read as values of it), and so is any other change: the
+-- worker keeps the aggregate as it loaded it, so rows consumed before and
+-- after, and rows a crash replays, would disagree (exactness review 20,
+-- F1); the same definition again is allowed
 CREATE FUNCTION int_step(bigint, int) RETURNS bigint LANGUAGE sql IMMUTABLE AS 'SELECT coalesce($1, 0) + $2';
 CREATE FUNCTION int_fin(bigint) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT $1::text';
 CREATE OR REPLACE AGGREGATE acc_agg(int) (sfunc = int_step, stype = bigint, finalfunc = int_fin);
 CREATE FUNCTION acc_step2(acc, int) RETURNS acc LANGUAGE sql IMMUTABLE
 	AS $$SELECT ROW(coalesce(($1).n, 0) + 1, coalesce(($1).s, '') || '+' || $2)::acc$$;
 CREATE OR REPLACE AGGREGATE acc_agg(int) (sfunc = acc_step2, stype = acc, finalfunc = acc_n);
+CREATE OR REPLACE AGGREGATE acc_agg(int) (sfunc = acc_step, stype = acc, finalfunc = acc_n, initcond = '(0,"")');
+CREATE OR REPLACE AGGREGATE acc_agg(int) (sfunc = acc_step, stype = acc, finalfunc = acc_n);
+-- ... and the strictness, SECURITY DEFINER or settings of its support
+-- functions, which the worker's calls keep; not a new body (read again at
+-- the next call, as the query's own functions are) or another function
+ALTER FUNCTION acc_step(acc, int) STRICT;
+ALTER FUNCTION acc_n(acc) SET search_path = public;
+ALTER FUNCTION acc_n(acc) SECURITY DEFINER;
+CREATE OR REPLACE FUNCTION acc_step(acc, int) RETURNS acc LANGUAGE sql IMMUTABLE STRICT
+	AS $$SELECT ROW(coalesce(($1).n, 0) + 1, coalesce(($1).s, '') || $2)::acc$$;
+CREATE OR REPLACE FUNCTION acc_step(acc, int) RETURNS acc LANGUAGE sql IMMUTABLE
+	AS $$SELECT ROW(coalesce(($1).n, 0) + 1, coalesce(($1).s, '') || $2)::acc$$;
+ALTER FUNCTION acc_step(acc, int) COST 200;
+ALTER FUNCTION acc_step2(acc, int) STRICT SET search_path = public;
 INSERT INTO accs (k, v) VALUES (0, 8), (1, 9);
 SELECT keyedstate.sync('by_acc');
 SELECT k, a LIKE '4:%' AS four FROM by_acc ORDER BY k;

@@ -37,6 +37,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
+#include "aggguard.h"
 #include "catalog.h"
 #include "dbhooks.h"
 #include "hooks.h"
@@ -392,14 +393,15 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		KsBeforeViewChange(((ViewStmt *) parsetree)->view, false);
 	else if (IsA(parsetree, RuleStmt))
 		KsBeforeViewChange(((RuleStmt *) parsetree)->relation, true);
-	else if (IsA(parsetree, DefineStmt))
-		aggregates = KsBeforeReplaceAggregate((DefineStmt *) parsetree);
+	else if (IsA(parsetree, DefineStmt) || IsA(parsetree, CreateFunctionStmt) ||
+			 IsA(parsetree, AlterFunctionStmt))
+		aggregates = KsBeforeAggregateChange(parsetree);
 
 	dropped = KsRunUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 
 	KsDroppedAttributesEnd(dropped);
 	KsCheckChangedObjects();
-	KsAfterReplaceAggregate(aggregates);
+	KsAfterAggregateChange(aggregates);
 	KsCheckOffsetIndexesKept(indexed);
 	/* a partition this command created (not one IF NOT EXISTS found) */
 	if (KsPartitionCreateStmt(parsetree) != NULL && !existed)

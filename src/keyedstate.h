@@ -27,6 +27,7 @@
  *	keytable	worker-local hash table of keys and transition states
  *	keydirty	the keys changed since the last publish and checkpoint capture
  *	aggcall		calling aggregate transition/final/serial functions
+ *	aggguard	refusing changes to the aggregates an aggregation calls
  *	aggserial	the durable form of transition states, read back
  *	apply		applying input rows to the keyed state in chunks
  *	definition	analysing an aggregation's query: contents, layout, settings

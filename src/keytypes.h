@@ -80,23 +80,4 @@ extern KsDroppedNotes KsDroppedAttributesBegin(void);
 extern void KsDroppedAttributesEnd(KsDroppedNotes outer);
 extern void KsDroppedAttributesAbort(KsDroppedNotes outer);
 
-/* An aggregate an aggregation calls, as pg_aggregate had it before a command. */
-typedef struct KsUsedAggregate
-{
-	Oid			aggfnoid;
-	FormData_pg_aggregate form;
-	char	   *aggname;		/* the aggregation's */
-} KsUsedAggregate;
-
-/*
- * CREATE OR REPLACE AGGREGATE may give an aggregate another transition
- * type (PostgreSQL only keeps its result type): an aggregation's stored
- * states would then be read as values of the new type.  Before the
- * command, the aggregates the database's aggregations call (NIL for any
- * other command); after it, an error if one of them now has another
- * transition type or (de)serialization function, which rolls it back.
- */
-extern List *KsBeforeReplaceAggregate(DefineStmt *stmt);
-extern void KsAfterReplaceAggregate(List *used);
-
 #endif							/* KS_KEYTYPES_H */
