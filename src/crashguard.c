@@ -22,27 +22,32 @@ static KsCrashRecord ks_crashes[KS_CRASH_RECORDS];
 
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* The memory the aggregation of slot i holds over all its parts, or -1 (a dying server's values). */
+/*
+ * The memory the aggregation of slot i holds in the parts that worker pid
+ * ran, or -1 if it is counted at another of its slots (a dying server's
+ * values).
+ */
 static int64
-KsCrashAggMemory(KsShared *shared, int i)
+KsCrashAggMemory(KsShared *shared, int i, int pid)
 {
 	KsAggSlot  *slot = &shared->aggs[i];
 	int64		total = 0;
 	int			j;
 
-	if (!slot->in_use || !OidIsValid(slot->dboid) || slot->state == KS_FAILED)
+	if (!slot->in_use || slot->runner_pid != pid || !OidIsValid(slot->dboid) || slot->state == KS_FAILED)
 		return -1;
-	/* counted once, at its first slot */
+	/* counted once, at its first slot there */
 	for (j = 0; j < i; j++)
-		if (shared->aggs[j].in_use && shared->aggs[j].dboid == slot->dboid &&
-			shared->aggs[j].part.parent == slot->part.parent && shared->aggs[j].state != KS_FAILED)
+		if (shared->aggs[j].in_use && shared->aggs[j].runner_pid == pid &&
+			shared->aggs[j].dboid == slot->dboid && shared->aggs[j].part.parent == slot->part.parent &&
+			shared->aggs[j].state != KS_FAILED)
 			return -1;
 	for (j = i; j < shared->max_aggs; j++)
 	{
 		KsAggSlot  *s = &shared->aggs[j];
 
-		if (!s->in_use || s->dboid != slot->dboid || s->part.parent != slot->part.parent ||
-			s->state == KS_FAILED)
+		if (!s->in_use || s->runner_pid != pid || s->dboid != slot->dboid ||
+			s->part.parent != slot->part.parent || s->state == KS_FAILED)
 			continue;
 		/* no more than a petabyte each: anything else is not a measure */
 		if (s->memory_bytes > 0 && s->memory_bytes < ((int64) 1 << 50))
@@ -105,16 +110,32 @@ KsCrashGuardAtReset(int code, Datum arg)
 
 	if (code == 0 || shared == NULL || shared->max_aggs != ks_max_aggregations)
 		return;
-	for (i = 0; i < shared->max_aggs; i++)
-	{
-		int64		bytes = KsCrashAggMemory(shared, i);
-
-		if (bytes > most)
+	/*
+	 * The workers that died on their own: running at the crash, and not
+	 * ended by the postmaster's SIGQUIT (KsWorkerQuitHandler).  A crash of
+	 * any other process (a backend the kernel killed, a kill -9 of one) is
+	 * charged to no aggregation (security review 21, F2: charged to the
+	 * largest wherever it happened, a role's own session killed three
+	 * times stopped another owner's aggregation).
+	 */
+	for (int d = 0; d < KS_MAX_DATABASES; d++)
+		for (int w = 0; w < KS_MAX_DB_WORKERS; w++)
 		{
-			most = bytes;
-			top = i;
+			int			pid = shared->dbs[d].workers[w].pid;
+
+			if (pid <= 0 || shared->dbs[d].workers[w].quit_signalled)
+				continue;
+			for (i = 0; i < shared->max_aggs; i++)
+			{
+				int64		bytes = KsCrashAggMemory(shared, i, pid);
+
+				if (bytes > most)
+				{
+					most = bytes;
+					top = i;
+				}
+			}
 		}
-	}
 	if (top >= 0 && most >= KS_CRASH_MIN_BYTES)
 		KsCrashCharge(&shared->aggs[top], most, GetCurrentTimestamp());
 }

@@ -14,6 +14,7 @@
 #include <signal.h>
 
 #include "miscadmin.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -384,6 +385,15 @@ KsWorkerDetach(int code, Datum arg)
 	LWLockRelease(KsSharedState->lock);
 }
 
+/* SIGQUIT: note it, then exit at once (see shmem.h). */
+void
+KsWorkerQuitHandler(SIGNAL_ARGS)
+{
+	if (ks_mydb != NULL)
+		ks_mydb->workers[ks_myindex].quit_signalled = true;
+	SignalHandlerForCrashExit(postgres_signal_arg);
+}
+
 /* Claim worker number `index` of this database's pool (see shmem.h). */
 bool
 KsClaimDatabase(Oid dboid, int index)
@@ -403,6 +413,7 @@ KsClaimDatabase(Oid dboid, int index)
 		me->pid = MyProcPid;
 		me->procno = MyProc->pgprocno;
 		me->idle_exit = false;
+		me->quit_signalled = false;
 		pg_atomic_write_u32(&me->interrupts, 0);
 		ks_mydb = db;
 		ks_myindex = index;

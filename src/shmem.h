@@ -78,6 +78,8 @@
 
 #include "keyedstate.h"
 
+#include <signal.h>
+
 #include "access/tupdesc.h"
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
@@ -217,6 +219,7 @@ typedef struct KsDbWorker
 	TimestampTz last_start;		/* when the launcher last started it */
 	bool		no_process;		/* ... and found no background worker slot free */
 	pg_atomic_uint32 interrupts;	/* SIGINTs KsInterruptAggregation sent it */
+	volatile sig_atomic_t quit_signalled;	/* it got the postmaster's SIGQUIT (crashguard.h) */
 	Oid			emptied_owner;	/* whose aggregations the pool last moved off it */
 	TimestampTz emptied_at;		/* ... for another owner, and when (pool.c) */
 } KsDbWorker;
@@ -325,6 +328,12 @@ extern int	KsFindAggParts(Oid dboid, int32 aggid, KsSlotRef *refs, int max, int 
 
 /* The i-th slot, if in use (for listing them all). */
 extern bool KsSlotAt(int i, KsSlotRef *ref);
+
+/*
+ * Whether the i-th slot holds memory that keyedstate.max_state_memory
+ * bounds (in use, not failed), with its owner and aggregation (evict.c).
+ */
+extern bool KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid);
 
 /* Whether a slot is still the one found (caller holds its lock). */
 extern bool KsSlotRefValid(const KsSlotRef *ref);
@@ -474,6 +483,14 @@ extern void KsDatabaseKeepAwayEnded(void);
  * process already is that worker.
  */
 extern bool KsClaimDatabase(Oid dboid, int index);
+
+/*
+ * A worker's SIGQUIT handler: the postmaster ends every process so after a
+ * crash; a worker that died without it died on its own, of the crash
+ * (crashguard.h).  Notes it in the worker's slot, then exits as
+ * PostgreSQL's handler does.
+ */
+extern void KsWorkerQuitHandler(SIGNAL_ARGS);
 
 /* This worker's number in its database's pool. */
 extern int	KsDatabaseWorkerIndex(void);

@@ -440,6 +440,8 @@ KsDatabaseWorkerMain(Datum main_arg)
 	 */
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	/* a crash that ends us is not ours (crashguard.h) */
+	pqsignal(SIGQUIT, KsWorkerQuitHandler);
 	BackgroundWorkerUnblockSignals();
 	KsKeepFreedMemory();
 

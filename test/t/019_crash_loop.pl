@@ -1,11 +1,15 @@
 # A crash loop: an aggregation whose state outgrows the memory the kernel
 # grants is killed, the whole server restarts, its worker loads it again and
 # is killed again, for ever (review robustness2, F6: 112 restarts in 45 s).
-# A crash is charged to the aggregation holding the most memory (64 MB at
+# A crash of a worker that died on its own (not ended by the postmaster's
+# SIGQUIT) is charged to its aggregation holding the most memory (64 MB at
 # least); after three, it is stopped with an error instead of being loaded
 # again, and resume() runs it again.  Kills of a worker running only small
-# aggregations (what every other test does) are charged to none.  Kills of
-# the worker stand in for the OOM killer: the same SIGKILL.
+# aggregations (what every other test does) are charged to none, and so
+# are kills of a backend, whatever the workers hold (security review 21,
+# F2: a role's own session killed three times stopped another owner's
+# aggregation).  Kills of the worker stand in for the OOM killer: the same
+# SIGKILL.
 use strict;
 use warnings;
 use FindBin;
@@ -48,11 +52,26 @@ SELECT keyedstate.create_aggregation('big_s', 'SELECT k, string_agg(t, '','') AS
 INSERT INTO big (k, t) SELECT g % 2, repeat(md5(g::text), 32) FROM generate_series(1, 80000) g;
 });
 my $big_loaded = qq{SELECT state = 'running' AND memory_bytes >= 64 * $mb FROM keyedstate.status WHERE name = 'big_s'};
+
+# three kills of a backend (a role's own session): charged to none
+for my $round (1 .. 3)
+{
+	ok(ks_wait_for($node, $db, $big_loaded, 120), "backend kill $round: the big aggregation holds 64 MB or more");
+	my $launcher = ks_launcher_pid($node);
+	my $sleeper = $node->background_psql($db, on_error_stop => 0);
+	my $pid = $sleeper->query_safe('SELECT pg_backend_pid()');
+	PostgreSQL::Test::Utils::system_log('pg_ctl', 'kill', 'KILL', $pid);
+	ok(ks_wait_for($node, 'postgres', qq{SELECT pid <> $launcher FROM pg_stat_activity WHERE backend_type = 'keyedstate launcher'}, 60),
+		"backend kill $round: the server went through a crash restart");
+	eval { $sleeper->quit };
+}
+is(charged(), 0, '... and no crash of a backend was charged to the aggregations');
+
 for my $round (1 .. 3)
 {
 	ok(ks_wait_for($node, $db, $big_loaded, 120), "crash $round: the big aggregation holds 64 MB or more")
 	  or diag($node->safe_psql($db, q{SELECT state, memory_bytes, error FROM keyedstate.status WHERE name = 'big_s'}));
-	ks_kill_worker($node, $db);
+	ks_kill_worker($node, $db, 'big_s');
 	ok(ks_wait_for($node, $db, 'SELECT true', 30), "crash $round: the server is back");
 	is(charged(), $round, "crash $round: charged to it");
 	like(slurp_file($node->logfile), qr/held \d+ MB of memory \(crash $round of 3 that stop it\)/,
