@@ -537,19 +537,6 @@ KsLauncherDetach(int code, Datum arg)
 	LWLockRelease(KsSharedState->lock);
 }
 
-/* Whether no launcher ran since the shared memory was made (see shmem.h). */
-bool
-KsLauncherMissing(void)
-{
-	bool		missing;
-
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
-	missing = !KsSharedState->launcher_attached &&
-		TimestampDifferenceExceeds(KsSharedState->created_at, GetCurrentTimestamp(), KS_LAUNCHER_GRACE_MS);
-	LWLockRelease(KsSharedState->lock);
-	return missing;
-}
-
 /* The launcher is here; give the remembered databases their slots. */
 void
 KsLauncherAttach(const Oid *oids, int n)

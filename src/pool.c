@@ -566,6 +566,19 @@ KsWorkerLacksProcess(int w)
 	return lacks;
 }
 
+/* Whether no launcher ran since the shared memory was made (see shmem.h). */
+bool
+KsLauncherMissing(void)
+{
+	bool		missing;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	missing = !KsSharedState->launcher_attached &&
+		TimestampDifferenceExceeds(KsSharedState->created_at, GetCurrentTimestamp(), KS_LAUNCHER_GRACE_MS);
+	LWLockRelease(KsSharedState->lock);
+	return missing;
+}
+
 /* Why an aggregation assigned to worker w waits for one that does not come (see shmem.h). */
 int
 KsWorkerMissing(int w)
