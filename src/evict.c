@@ -52,21 +52,65 @@ KsEvictOverAllocated(KsAggRun *run)
 	return run->memory_budget > 0 && KsEvictMemoryBound(run) > run->memory_budget;
 }
 
-/* Aggregations of the cluster with a slot, sharing max_state_memory. */
-static int
-KsEvictSharers(void)
+/* An aggregation holding memory that max_state_memory bounds */
+typedef struct KsSharer
 {
+	Oid			owner;
+	Oid			dboid;
+	int32		aggid;
+} KsSharer;
+
+/* Order sharers by owner, then aggregation. */
+static int
+KsSharerCmp(const void *a, const void *b)
+{
+	const KsSharer *x = a;
+	const KsSharer *y = b;
+
+	if (x->owner != y->owner)
+		return x->owner < y->owner ? -1 : 1;
+	if (x->dboid != y->dboid)
+		return x->dboid < y->dboid ? -1 : 1;
+	return x->aggid < y->aggid ? -1 : x->aggid > y->aggid ? 1 : 0;
+}
+
+/*
+ * The share of keyedstate.max_state_memory of run's aggregation (all its
+ * parts): split evenly among the owners of the aggregations holding memory
+ * (every state but failed), then among the owner's own.  Split among the
+ * slots, as it was, any role diluted every other owner's budget with
+ * aggregations of her own, one paused with parallelism 16 over an empty
+ * table counting 16 times, and failed another owner's sliding window
+ * (security review 21, F1); now only one more owner shrinks another's
+ * share.  *owners, *aggs: the owners, and the aggregations of run's owner.
+ */
+static int64
+KsEvictShare(KsAggRun *run, int *owners, int *aggs)
+{
+	KsSharer   *all = palloc(sizeof(KsSharer) * ks_max_aggregations);
 	int			n = 0;
 	int			i;
 
 	for (i = 0; i < ks_max_aggregations; i++)
-	{
-		KsSlotRef	ref;
-
-		if (KsSlotAt(i, &ref))
+		if (KsSlotSharer(i, &all[n].owner, &all[n].dboid, &all[n].aggid))
 			n++;
+	qsort(all, n, sizeof(KsSharer), KsSharerCmp);
+	*owners = *aggs = 0;
+	for (i = 0; i < n; i++)
+	{
+		bool		new_owner = i == 0 || all[i].owner != all[i - 1].owner;
+
+		if (new_owner)
+			(*owners)++;
+		if (all[i].owner == run->owner &&
+			(new_owner || KsSharerCmp(&all[i], &all[i - 1]) != 0))
+			(*aggs)++;
 	}
-	return Max(n, 1);
+	pfree(all);
+	/* (its own slot may not show its owner yet: a view's new owner, a reload away) */
+	*owners = Max(*owners, 1);
+	*aggs = Max(*aggs, 1);
+	return (int64) ks_max_state_memory * 1024 / *owners / *aggs;
 }
 
 /* The budget now (see evict.h). */
@@ -75,12 +119,15 @@ KsEvictBudget(KsAggRun *run)
 {
 	KsAggDef   *def = run->def;
 	int64		budget = def->memory_limit;
-	int64		share = ks_max_state_memory > 0 ?
-		(int64) ks_max_state_memory * 1024 / KsEvictSharers() : 0;
+	int			owners = 0;
+	int			aggs = 0;
+	int64		share = ks_max_state_memory > 0 ? KsEvictShare(run, &owners, &aggs) : 0;
 
 	/* a part's share of its aggregation's: in proportion to its key groups */
 	if (def->is_part && budget > 0)
 		budget = Max(budget * (def->last_group - def->first_group + 1) / def->max_parallelism, 1);
+	if (def->is_part && share > 0)
+		share = Max(share * (def->last_group - def->first_group + 1) / def->max_parallelism, 1);
 
 	/*
 	 * Sliding windows merge panes that must all be in memory: no budget
@@ -102,8 +149,8 @@ KsEvictBudget(KsAggRun *run)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("keyedstate.max_state_memory gives aggregation %s only %lld kB", run->name,
 						(long long) (share / 1024)),
-				 errdetail("It is shared by %d aggregations; below %d kB each keeps only a few keys in memory and evicts the others at every checkpoint.",
-						   KsEvictSharers(), KS_MIN_MEMORY_LIMIT_KB),
+				 errdetail("It is shared by the aggregations of %d owners, and its owner's share by %d aggregations; below %d kB one keeps only a few keys in memory and evicts the others at every checkpoint.",
+						   owners, aggs, KS_MIN_MEMORY_LIMIT_KB),
 				 errhint("Raise keyedstate.max_state_memory.")));
 	/* a new budget has its own target */
 	if (budget != run->memory_budget)

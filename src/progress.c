@@ -397,6 +397,22 @@ KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint, int64 fail
 	ConditionVariableBroadcast(&slot->cv);
 }
 
+/* Whether slot i shares max_state_memory, and whose it is (see shmem.h). */
+bool
+KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid)
+{
+	KsAggSlot  *slot = &KsSharedState->aggs[i];
+	bool		shares;
+
+	LWLockAcquire(&slot->lock, LW_SHARED);
+	shares = slot->in_use && slot->state != KS_FAILED;
+	*owner = slot->owner;
+	*dboid = slot->dboid;
+	*aggid = slot->part.parent;
+	LWLockRelease(&slot->lock);
+	return shares;
+}
+
 /* The memory a run loading takes so far (see shmem.h). */
 void
 KsSlotNoteMemory(KsAggSlot *slot, int64 memory_bytes)

@@ -218,6 +218,39 @@ SELECT memory_limit = 24 * 1024 * 1024 / 4 AND keys_in_memory < keys
 	'an aggregation without memory_limit gets its share of keyedstate.max_state_memory')
   or diag($node->safe_psql($db, q{SELECT name, memory_limit, memory_bytes, keys, keys_in_memory, evictions, state
 	FROM keyedstate.status ORDER BY name}) . "\n" . $node->safe_psql($db, 'SELECT * FROM keyedstate.workers'));
+# another owner's aggregations, however many, paused or parallel, shrink
+# its share only as one more owner does (security review 21, F1: split
+# among the slots, one paused aggregation with parallelism 16 took sixteen
+# shares, and failed another owner's sliding window)
+$node->safe_psql($db, q{
+CREATE ROLE regress_other LOGIN;
+GRANT CREATE ON SCHEMA public TO regress_other;
+SET ROLE regress_other;
+CREATE TABLE other_t (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('other_p', 'SELECT k, count(*) AS c FROM other_t GROUP BY k', parallelism => 16);
+SELECT keyedstate.create_aggregation('other_q', 'SELECT k, count(*) AS c FROM other_t GROUP BY k', parallelism => 16);
+SELECT keyedstate.pause('other_q');
+SELECT keyedstate.create_aggregation('other_a' || g, 'SELECT k, count(*) AS c FROM other_t GROUP BY k')
+  FROM generate_series(1, 2) g;
+RESET ROLE;
+});
+ok(ks_wait_for($node, $db, q{
+SELECT memory_limit = 24 * 1024 * 1024 / 2 / 4 FROM keyedstate.status WHERE name = 'free'}),
+	"another owner's four aggregations, two in 16 parts, one of them paused, halve its share, as one more owner does")
+  or diag($node->safe_psql($db, q{SELECT name, memory_limit, state FROM keyedstate.status ORDER BY name}));
+ok(ks_wait_for($node, $db, q{SELECT string_agg(DISTINCT memory_limit::text, ',') = (24 * 1024 * 1024 / 2 / 4 / 16)::text
+	FROM keyedstate.workers WHERE aggregation = 'other_p'}),
+	"... and the parts of hers share her aggregation's share by their key groups")
+  or diag($node->safe_psql($db, q{SELECT part, memory_limit, state FROM keyedstate.workers WHERE aggregation = 'other_p'}));
+$node->safe_psql($db, q{
+SET ROLE regress_other;
+SELECT keyedstate.drop_aggregation(name) FROM keyedstate.aggregations WHERE name LIKE 'other%';
+DROP TABLE other_t;
+RESET ROLE;
+});
+ok(ks_wait_for($node, $db, q{
+SELECT memory_limit = 24 * 1024 * 1024 / 4 FROM keyedstate.status WHERE name = 'free'}),
+	'... and gone, its share is whole again');
 $oracle{free} = 'SELECT k, count(*) FROM ev GROUP BY k';
 $view{free} = 'SELECT k, c FROM free';
 ks_sync_all($node, $db, '5 min');
