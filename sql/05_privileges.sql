@@ -175,6 +175,25 @@ DROP TABLE sp_src;
 DROP FUNCTION via_helper(int);
 DROP SCHEMA regress_ks_alice, regress_ks_bob CASCADE;
 
+-- another role's aggregation over one's table refuses its TRUNCATE, also
+-- once her privileges are revoked, and the hint says who can lift it
+-- (security review 21, F3: it told the table's owner to drop it)
+CREATE TABLE ks_bob_t (id bigserial PRIMARY KEY, k int);
+ALTER TABLE ks_bob_t OWNER TO regress_ks_bob;
+SET ROLE regress_ks_bob;
+GRANT SELECT, TRIGGER ON ks_bob_t TO regress_ks_alice;
+SET ROLE regress_ks_alice;
+SELECT keyedstate.create_aggregation('ks_alice.on_bob', 'SELECT k, count(*) AS n FROM ks_bob_t GROUP BY k');
+SET ROLE regress_ks_bob;
+REVOKE ALL ON ks_bob_t FROM regress_ks_alice;
+TRUNCATE ks_bob_t;
+SET ROLE regress_ks_alice;
+SELECT keyedstate.drop_aggregation('ks_alice.on_bob');
+SET ROLE regress_ks_bob;
+TRUNCATE ks_bob_t;
+DROP TABLE ks_bob_t;
+RESET ROLE;
+
 DROP TABLE secret;
 DROP AGGREGATE whoami(int);
 DROP FUNCTION who_acc;

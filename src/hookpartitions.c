@@ -244,6 +244,7 @@ KsRefuseTruncateSource(Oid relid, List *aggs)
 {
 	StringInfoData names;
 	ListCell   *lc;
+	bool		others = false;
 
 	initStringInfo(&names);
 	foreach(lc, aggs)
@@ -251,14 +252,20 @@ KsRefuseTruncateSource(Oid relid, List *aggs)
 		KsAggDef   *def = lfirst(lc);
 
 		if (def->source_oid == relid)
+		{
 			appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", KsAggName(def->view_oid));
+			others = others || !pg_class_ownercheck(def->view_oid, GetUserId());
+		}
 	}
+	/* another role's, which the caller cannot drop: say who can (security review 21, F3) */
 	if (names.len > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("cannot truncate table \"%s\" because keyedstate aggregations consume it",
 						get_rel_name(relid)),
 				 errdetail("Truncating would silently leave the state of %s without its input rows.", names.data),
+				 others ?
+				 errhint("Their owners can drop them with keyedstate.drop_aggregation(), as they would a foreign key referencing the table; DROP TABLE ... CASCADE drops them with the table.") :
 				 errhint("Drop the aggregations with keyedstate.drop_aggregation() first.")));
 }
 
