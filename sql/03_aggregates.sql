@@ -353,3 +353,34 @@ SELECT keyedstate.sync('wo_n') > 0;
 SELECT * FROM wo_n ORDER BY k;
 SELECT keyedstate.drop_aggregation('wo_n');
 DROP TABLE wo;
+
+-- an event-time TTL is a fixed duration, EXTRACT(EPOCH FROM ttl): a month
+-- is 30 days, not a calendar month (exactness review 20, F2); a watermark
+-- of 2026-03-31 12:00 reaches back to 2026-03-01 12:00, so the window of
+-- February 28 is gone (a calendar month would keep it) and the row for it
+-- that comes after is late
+CREATE TABLE tm (id bigserial PRIMARY KEY, k int, ts timestamp);
+SELECT keyedstate.create_aggregation('tm_days', 'SELECT k, count(*) AS n FROM tm GROUP BY k',
+	window_size => '1 day', time_column => 'ts', ttl => '1 mon');
+INSERT INTO tm (k, ts) VALUES (1, '2026-02-27 10:00'), (1, '2026-02-28 10:00'), (1, '2026-03-01 10:00'),
+	(1, '2026-03-02 10:00'), (1, '2026-03-31 12:00'), (2, '2026-02-28 14:00'), (2, '2026-03-01 13:00');
+SELECT keyedstate.sync('tm_days') > 0;
+SELECT * FROM tm_days ORDER BY window_start, k;
+SELECT rows_late FROM keyedstate.status WHERE name = 'tm_days';
+-- the README's oracle, with ttl_fixed
+WITH r AS (SELECT *, max(ts) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS wm FROM tm),
+     kept AS (SELECT * FROM r WHERE wm IS NULL OR date_bin('1 day', ts, '1970-01-01') + interval '1 day'
+                > wm - make_interval(secs => EXTRACT(EPOCH FROM interval '1 mon')))
+(SELECT date_bin('1 day', ts, '1970-01-01') AS s, k, count(*) FROM kept
+  WHERE date_bin('1 day', ts, '1970-01-01') + interval '1 day'
+        > (SELECT max(ts) FROM kept) - make_interval(secs => EXTRACT(EPOCH FROM interval '1 mon'))
+  GROUP BY 1, 2
+ EXCEPT ALL SELECT window_start, k, n FROM tm_days)
+UNION ALL
+(SELECT window_start, k, n FROM tm_days
+ EXCEPT ALL SELECT date_bin('1 day', ts, '1970-01-01'), k, count(*) FROM kept
+  WHERE date_bin('1 day', ts, '1970-01-01') + interval '1 day'
+        > (SELECT max(ts) FROM kept) - make_interval(secs => EXTRACT(EPOCH FROM interval '1 mon'))
+  GROUP BY 1, 2);
+SELECT keyedstate.drop_aggregation('tm_days');
+DROP TABLE tm;
