@@ -384,3 +384,29 @@ UNION ALL
   GROUP BY 1, 2);
 SELECT keyedstate.drop_aggregation('tm_days');
 DROP TABLE tm;
+
+-- sliding windows merge panes with the combine function, called with its
+-- expression as nodeAgg calls it: a polymorphic one (range_intersect_agg's,
+-- a PL/pgSQL one) reads its argument type from it (exactness review 20,
+-- F3: every merge failed)
+CREATE FUNCTION pmax(anyelement, anyelement) RETURNS anyelement IMMUTABLE LANGUAGE plpgsql
+	AS $$ BEGIN RETURN greatest($1, $2); END $$;
+CREATE AGGREGATE pmaxagg(anyelement) (sfunc = pmax, stype = anyelement, combinefunc = pmax);
+CREATE TABLE s40 (id bigserial PRIMARY KEY, k int, a int, ts timestamptz);
+SELECT keyedstate.create_aggregation('ria',
+	'SELECT k, count(*) AS n, range_intersect_agg(int4range(a, a + 10)) AS r, pmaxagg(a) AS m FROM s40 GROUP BY k',
+	window_size => '20 minutes', window_slide => '10 minutes', time_column => 'ts');
+INSERT INTO s40 (k, a, ts) VALUES (1, 1, '2026-01-01 00:05+00'), (1, 5, '2026-01-01 00:15+00'),
+	(2, 3, '2026-01-01 00:12+00'), (2, 7, '2026-01-01 00:19+00'), (1, 9, '2026-01-01 00:29+00');
+SELECT keyedstate.sync('ria') > 0;
+SELECT window_start AT TIME ZONE 'UTC' AS start, k, n, r, m FROM ria ORDER BY 1, 2;
+WITH o AS (SELECT w AS window_start, w + interval '20 minutes' AS window_end, k, count(*) AS n,
+				  range_intersect_agg(int4range(a, a + 10)) AS r, pmaxagg(a) AS m
+			 FROM s40, LATERAL generate_series(date_bin('10 minutes', ts, '1970-01-01 00:00+00') - interval '10 minutes',
+											   date_bin('10 minutes', ts, '1970-01-01 00:00+00'), interval '10 minutes') w
+			GROUP BY 1, 2, 3)
+(SELECT * FROM o EXCEPT ALL SELECT * FROM ria) UNION ALL (SELECT * FROM ria EXCEPT ALL SELECT * FROM o);
+SELECT keyedstate.drop_aggregation('ria');
+DROP TABLE s40;
+DROP AGGREGATE pmaxagg(anyelement);
+DROP FUNCTION pmax(anyelement, anyelement);

@@ -42,6 +42,27 @@ KsRefuseAggregate(Oid aggfnoid, const char *detail)
 			 errdetail("%s", detail)));
 }
 
+/*
+ * The call expression of a combine function, as nodeAgg gives it: two
+ * arguments of the transition type.  A polymorphic combine function reads
+ * its argument types from it (range_intersect_agg's; exactness review 20,
+ * F3: called without one, it failed every merge of a sliding window).
+ */
+static Expr *
+KsCombineFnExpr(Oid combinefn_oid, Oid transtype, Oid inputcollid)
+{
+	Param	   *arg = makeNode(Param);
+
+	arg->paramkind = PARAM_EXEC;
+	arg->paramid = -1;
+	arg->paramtype = transtype;
+	arg->paramtypmod = -1;
+	arg->paramcollid = inputcollid;
+	arg->location = -1;
+	return (Expr *) makeFuncExpr(combinefn_oid, transtype, list_make2(arg, arg), InvalidOid,
+								 inputcollid, COERCE_EXPLICIT_CALL);
+}
+
 /* Look up one aggregate call and prepare its function calls. */
 static void
 KsPrepareCall(KsAggRuntime *rt, KsAggCall *c, Aggref *aggref)
@@ -75,6 +96,11 @@ KsPrepareCall(KsAggRuntime *rt, KsAggCall *c, Aggref *aggref)
 	c->transfn_oid = agg->aggtransfn;
 	c->finalfn_oid = agg->aggfinalfn;
 	c->combinefn_oid = agg->aggcombinefn;
+	if (OidIsValid(c->combinefn_oid))
+		c->combinefn_expr = KsCombineFnExpr(c->combinefn_oid,
+											resolve_aggregate_transtype(aggref->aggfnoid, agg->aggtranstype,
+																		c->inputTypes, c->numInputs),
+											aggref->inputcollid);
 	c->serialfn_oid = agg->aggserialfn;
 	c->deserialfn_oid = agg->aggdeserialfn;
 	c->finalModify = agg->aggfinalmodify;

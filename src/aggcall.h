@@ -58,6 +58,7 @@ typedef struct KsAggCall
 	Oid			serialfn_oid;
 	Oid			deserialfn_oid;
 	Oid			combinefn_oid;	/* InvalidOid if none; called by window.c */
+	Expr	   *combinefn_expr; /* its call expression, as nodeAgg gives it (polymorphic ones read it) */
 	bool		rebase;			/* its deserialized states are rebased (aggserial.c) */
 	FmgrInfo	transfn;
 	FmgrInfo	finalfn;

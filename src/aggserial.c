@@ -47,7 +47,8 @@ KsRebaseState(KsAggRuntime *rt, KsAggCall *c, KsTransState *st)
 	MemoryContext oldcxt;
 
 	fmgr_info(c->combinefn_oid, &combinefn);
-	InitFunctionCallInfoData(*fcinfo, &combinefn, 2, InvalidOid, (Node *) rt->aggstate, NULL);
+	fmgr_info_set_expr((Node *) c->combinefn_expr, &combinefn);
+	InitFunctionCallInfoData(*fcinfo, &combinefn, 2, c->aggref->inputcollid, (Node *) rt->aggstate, NULL);
 	fcinfo->args[0].value = (Datum) 0;
 	fcinfo->args[0].isnull = true;
 	fcinfo->args[1].value = st->value;

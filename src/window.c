@@ -304,6 +304,7 @@ KsWindowLoad(KsAggRun *run)
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("aggregate %s has no combine function", format_procedure(c->aggfnoid))));
 		fmgr_info_cxt(c->combinefn_oid, &run->combinefns[i], run->loadcxt);
+		fmgr_info_set_expr((Node *) c->combinefn_expr, &run->combinefns[i]);
 	}
 	run->combinecxt = AllocSetContextCreate(run->loadcxt, "keyedstate window merge",
 											ALLOCSET_DEFAULT_SIZES);
