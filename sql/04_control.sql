@@ -150,6 +150,31 @@ INSERT INTO pay (acct, amount) VALUES (4, 6);
 SELECT keyedstate.sync('pay_totals');
 SELECT state, keys, keys_expired FROM keyedstate.status WHERE name = 'pay_totals';
 
+-- rebuild(): in its own transaction, a read and a sync are refused (the
+-- worker rebuilds once it commits; the transaction sees the cold rows
+-- deleted and the old rows published: newuser review 2, F10); rolled back
+-- to a savepoint, it never happened; after the commit, sync waits for the
+-- rebuilt state to reach what was committed before it
+BEGIN;
+SELECT keyedstate.rebuild('pay_totals');
+SAVEPOINT a;
+SELECT count(*) FROM pay_totals;
+ROLLBACK TO a;
+SELECT keyedstate.sync('pay_totals');
+ROLLBACK;
+BEGIN;
+SAVEPOINT a;
+SELECT keyedstate.rebuild('pay_totals');
+ROLLBACK TO a;
+SELECT keyedstate.sync('pay_totals') > 0;
+SELECT count(*) > 0 FROM pay_totals;
+COMMIT;
+SELECT keyedstate.rebuild('pay_totals');
+SELECT keyedstate.sync('pay_totals') > 0;
+(SELECT acct, n, total FROM pay_totals EXCEPT ALL SELECT acct, count(*), sum(amount) FROM pay GROUP BY acct)
+UNION ALL
+(SELECT acct, count(*), sum(amount) FROM pay GROUP BY acct EXCEPT ALL SELECT acct, n, total FROM pay_totals);
+
 SELECT keyedstate.drop_aggregation('picky');
 SELECT keyedstate.drop_aggregation('pay_totals');
 DROP TABLE pay, bad;

@@ -133,12 +133,33 @@ KsViewOfLiveTable(Oid live_oid)
 	return view;
 }
 
+/* Refuse a read of an aggregation this transaction rebuilt (see absent.h). */
+void
+KsRefuseReadRebuiltHere(int32 aggid)
+{
+	/* its cold rows are gone in this snapshot, its old rows still published */
+	if (KsRebuiltHere(aggid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was rebuilt by this transaction", KsAggregationName(aggid, InvalidOid)),
+				 errdetail("Its worker rebuilds its state once the transaction has committed; until then there is no state of one offset to read."),
+				 errhint("Read it after the commit.")));
+}
+
 /* Refuse a sync that could only time out (see absent.h). */
 void
 KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 {
 	List	   *tables = list_make1_oid(def->source_oid);
 	ListCell   *lc;
+
+	/* its worker rebuilds it once this transaction commits (newuser review 2, F10) */
+	if (KsRebuiltHere(def->id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was rebuilt by this transaction", aggname),
+				 errdetail("Its worker consumes its source again from the start once the transaction has committed."),
+				 errhint("Call keyedstate.sync() after the commit.")));
 
 	/*
 	 * Under a memory budget it reads on only as far as it can checkpoint

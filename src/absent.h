@@ -57,6 +57,9 @@ extern void KsRefuseHopelessSync(const struct KsAggDef *def, const char *aggname
  */
 extern void KsRefuseHopelessRead(int32 aggid, Oid live_oid, Oid view_oid);
 
+/* Refuse to read aggregation aggid in the transaction that rebuilt it. */
+extern void KsRefuseReadRebuiltHere(int32 aggid);
+
 /*
  * A read waited keyedstate.load_wait for the n of nparts parts found (refs)
  * to be loaded: raise why it is not running, or that it is still loading.

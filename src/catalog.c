@@ -485,20 +485,23 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 	KsCatalogChanged();
 }
 
-/* Consume again from `start_offset` with no state (inside the bracket). */
-void
+/* Consume again from `start_offset` with no state (inside the bracket); the new resume count. */
+int64
 KsCatalogRebuild(int32 id, int64 start_offset)
 {
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, INT8OID};
+	bool		isnull;
+	int64		resume_count;
 
 	args[0] = Int32GetDatum(id);
 	args[1] = Int64GetDatum(start_offset);
 	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET checkpointed_offset = $2, "
 							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
-							  "clean_stop = false, resume_count = resume_count + 1 WHERE id = $1",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+							  "clean_stop = false, resume_count = resume_count + 1 WHERE id = $1 RETURNING resume_count",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not update aggregation %d", id);
+	resume_count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	/* its parts start again too; a rescale's retired ones are not needed any more */
 	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.part WHERE aggregation_id = $1 AND retired",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE ||
@@ -508,6 +511,7 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update the parts of aggregation %d", id);
 	KsCatalogChanged();
+	return resume_count;
 }
 
 /* The analysed query, view and (if wanted) definition text of an aggregation (inside the bracket). */

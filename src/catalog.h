@@ -214,7 +214,7 @@ extern bool KsCatalogDelete(int32 id, Oid *live_oid, Oid *source_oid);
 
 /* Pause, resume (also after a failure), or rebuild from `start_offset`. */
 extern void KsCatalogSetPaused(int32 id, bool paused);
-extern void KsCatalogRebuild(int32 id, int64 start_offset);
+extern int64 KsCatalogRebuild(int32 id, int64 start_offset);
 
 /*
  * Rescale an aggregation to `parallelism` parts: retire what runs it now

@@ -312,6 +312,7 @@ keyedstate_rebuild(PG_FUNCTION_ARGS)
 	KsNamedAgg	agg;
 	KsCatalogAccess acc;
 	int64		start;
+	int64		resume_count;
 
 	KsRequireControl("keyedstate.rebuild()", true);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, KS_RIGHT_OWNER);
@@ -319,9 +320,9 @@ keyedstate_rebuild(PG_FUNCTION_ARGS)
 	KsInterruptAtOnce(agg.def.id);
 	KsCatalogOpen(&acc);
 	KsCheckpointForget(agg.def.id);
-	KsCatalogRebuild(agg.def.id, start);
+	resume_count = KsCatalogRebuild(agg.def.id, start);
 	KsCatalogClose(&acc);
-	KsRequestAtCommit();
+	KsRebuildAtCommit(agg.def.id, resume_count);
 	PG_RETURN_VOID();
 }
 

@@ -61,6 +61,23 @@ static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
 static bool ks_reload_pending = false;
 static TransactionId ks_reserving_xid = InvalidTransactionId;
+static List *ks_rebuilds = NIL;	/* (aggid, resume count, subtransaction) of rebuild()s, in TopMemoryContext */
+static bool ks_rebuilds_marked = false;	/* ... whose slots PRE_COMMIT marked */
+
+/* Mark (or, with unmark, unmark) the slots of this transaction's rebuild()s (see hooks.h). */
+static void
+KsMarkRebuilds(bool unmark)
+{
+	ListCell   *lc;
+
+	foreach(lc, ks_rebuilds)
+	{
+		int64	   *r = lfirst(lc);
+
+		KsSetRebuildPending(MyDatabaseId, (int32) r[0], unmark ? 0 : r[1]);
+	}
+	ks_rebuilds_marked = !unmark;
+}
 
 /* End of a transaction: do what it asked for (see the banner). */
 static void
@@ -68,6 +85,11 @@ KsXactCallback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			/* (no error can come after: a failed commit is an abort, below) */
+			if (ks_rebuilds != NIL && KsSharedState != NULL)
+				KsMarkRebuilds(false);
+			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (ks_request_pending && KsSharedState != NULL)
@@ -82,6 +104,8 @@ KsXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			if (TransactionIdIsValid(ks_reserving_xid))
 				KsReleaseReservations(ks_reserving_xid);
+			if (ks_rebuilds_marked)
+				KsMarkRebuilds(true);
 			/* a step stopped for nothing: let the worker take it up again */
 			if (ks_interrupt_pending)
 				KsDatabaseAskReload(MyDatabaseId);
@@ -98,6 +122,9 @@ KsXactCallback(XactEvent event, void *arg)
 	ks_interrupt_pending = false;
 	ks_reload_pending = false;
 	ks_reserving_xid = InvalidTransactionId;
+	list_free_deep(ks_rebuilds);
+	ks_rebuilds = NIL;
+	ks_rebuilds_marked = false;
 }
 
 /* Register the commit callback once per backend. */
@@ -111,6 +138,65 @@ KsEnsureXactCallback(void)
 		ks_wake_max = 8;
 		ks_wake_aggids = MemoryContextAlloc(TopMemoryContext, sizeof(int32) * ks_wake_max);
 	}
+}
+
+/*
+ * A subtransaction rolled back: its rebuild()s, and those of the
+ * subtransactions it took in (their ids follow its own), never happened.
+ */
+static void
+KsRebuildSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	foreach(lc, ks_rebuilds)
+	{
+		int64	   *r = lfirst(lc);
+
+		if ((SubTransactionId) r[2] >= mySubid)
+		{
+			ks_rebuilds = foreach_delete_current(ks_rebuilds, lc);
+			pfree(r);
+		}
+	}
+}
+
+/* Whether this transaction rebuilt an aggregation (see hooks.h). */
+bool
+KsRebuiltHere(int32 aggid)
+{
+	ListCell   *lc;
+
+	foreach(lc, ks_rebuilds)
+		if (((int64 *) lfirst(lc))[0] == aggid)
+			return true;
+	return false;
+}
+
+/* A rebuild() in this transaction (see hooks.h). */
+void
+KsRebuildAtCommit(int32 aggid, int64 resume_count)
+{
+	static bool registered = false;
+	MemoryContext oldcxt;
+	int64	   *r;
+
+	KsRequestAtCommit();
+	if (!registered)
+	{
+		RegisterSubXactCallback(KsRebuildSubXactCallback, NULL);
+		registered = true;
+	}
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	r = palloc(sizeof(int64) * 3);
+	r[0] = aggid;
+	r[1] = resume_count;
+	r[2] = GetCurrentSubTransactionId();
+	ks_rebuilds = lappend(ks_rebuilds, r);
+	MemoryContextSwitchTo(oldcxt);
 }
 
 /*

@@ -27,6 +27,16 @@ extern void KsHooksInit(void);
 /* Ask the worker to reload at commit (and at abort, if it was interrupted). */
 extern void KsRequestAtCommit(void);
 
+/*
+ * rebuild() of aggregation aggid, giving it resume count `resume_count`:
+ * KsRequestAtCommit, and its slots marked loading just before the commit
+ * (KsSetRebuildPending, shmem.h), unmarked if the commit fails.
+ */
+extern void KsRebuildAtCommit(int32 aggid, int64 resume_count);
+
+/* Whether this transaction rebuilt aggregation aggid (not rolled back). */
+extern bool KsRebuiltHere(int32 aggid);
+
 /* Ask the database's workers to reload if this transaction commits, taking nothing now. */
 extern void KsReloadAtCommit(void);
 

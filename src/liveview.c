@@ -280,6 +280,7 @@ KsBeginForeignScan(ForeignScanState *node, int eflags)
 		return;
 	KsRequirePreload();
 	KsRequirePrimary(NULL);
+	KsRefuseReadRebuiltHere(ss->opts.aggid);
 	if (ss->lookup)
 	{
 		KsLookupPlan lp = {0};
@@ -363,7 +364,7 @@ KsFindReadableParts(KsLiveScanState *ss, KsSlotRef *refs, KsAggSlot *copies, con
 				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_VIEW, get_rel_name(copy->view_oid));
 			if (copy->state == KS_FAILED)	/* a failed part fails the view at once */
 				return n;
-			if (copy->state == KS_STARTING || copy->rowtype == 0)
+			if (copy->state == KS_STARTING || copy->rowtype == 0 || KsSlotRebuildPending(copy))
 				ready = false;
 			KsRefuseReadCreatedHere(copy);
 		}

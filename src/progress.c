@@ -101,7 +101,9 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 		failed = ref->slot->state == KS_FAILED &&
 			ref->slot->resume_count >= resume_count;
 		stale = ref->slot->state == KS_FAILED && !failed;
-		finished = ref->slot->state != KS_STARTING && !stale && done(ref->slot, arg);
+		/* (a rebuild committing: its offset is the old run's, KsSetRebuildPending) */
+		finished = ref->slot->state != KS_STARTING && !stale && !KsSlotRebuildPending(ref->slot) &&
+			done(ref->slot, arg);
 		*offset = ref->slot->consumed_offset;
 		memcpy(error, ref->slot->error, KS_ERROR_LEN);	/* (with the hint) */
 		failed_offset = ref->slot->failed_offset;
@@ -411,6 +413,24 @@ KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid)
 	*aggid = slot->part.parent;
 	LWLockRelease(&slot->lock);
 	return shares;
+}
+
+/* Mark the slots of a rebuilt aggregation's parts loading (see shmem.h). */
+void
+KsSetRebuildPending(Oid dboid, int32 aggid, int64 pending)
+{
+	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	int			nparts;
+	int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
+
+	for (int i = 0; i < n; i++)
+	{
+		LWLockAcquire(&refs[i].slot->lock, LW_EXCLUSIVE);
+		if (KsSlotRefValid(&refs[i]) && (pending > 0 || refs[i].slot->rebuild_pending > 0))
+			refs[i].slot->rebuild_pending = pending;
+		LWLockRelease(&refs[i].slot->lock);
+	}
+	pfree(refs);
 }
 
 /* The memory a run loading takes so far (see shmem.h). */

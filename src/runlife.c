@@ -70,9 +70,12 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 	if (run->name == NULL || strcmp(run->name, name) != 0)
 		run->name = MemoryContextStrdup(run->cxt, name);
 
-	/* rebuild(): start over from the (now empty) checkpoint */
+	/* rebuild(): start over from the (now empty) checkpoint; loading before the new count shows (shmem.h) */
 	if (run->def != NULL && def->rebuilding && def->resume_count != run->def->resume_count)
+	{
 		KsRunUnload(run);
+		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
+	}
 	run->def = KsCopyDefinition(def, newcxt);
 	if (run->defcxt != NULL)
 		MemoryContextDelete(run->defcxt);

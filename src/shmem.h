@@ -177,6 +177,7 @@ typedef struct KsAggSlot
 	uint64		checkpoint_requests;	/* bumped by keyedstate.checkpoint() */
 	uint64		checkpoints_done;
 	int64		resume_count;	/* catalog resume_count the worker applied */
+	int64		rebuild_pending;	/* the resume_count a committing rebuild() gives it, or 0 */
 	bool		in_step;		/* the worker is running a step of it */
 	int			interrupt_pid;	/* a backend pausing or dropping it, or 0 */
 	uint32		interrupt_lxid; /* ... in this local transaction */
@@ -620,6 +621,22 @@ extern void KsRefuseReadCreatedHere(const KsAggSlot *copy);
 extern void KsSlotSetStartWait(KsAggSlot *slot, int pid, int what);
 extern int	KsPartsStartBlocker(KsSlotRef *refs, int n, int *what);
 extern int	KsErrdetailStartWait(int pid, int what);
+
+/*
+ * A rebuild() about to commit (XACT_EVENT_PRE_COMMIT, hooks.c) deletes the
+ * aggregation's cold rows as it commits, while its worker goes on
+ * publishing the old run's rows until it sees the new resume count: a
+ * reader would take those with no cold rows, a state of no offset
+ * (newuser review 2, F2).  So it marks the slots of every part with the
+ * resume count it gives the aggregation, under their locks, before the
+ * commit; a reader takes a slot so marked as loading (it waits, as for a
+ * load, KsSlotRebuildPending), and the worker, seeing the new count, marks
+ * its slot loading before it applies the count, and publishes the rebuilt
+ * rows once the load committed.  pending 0 takes the mark off again (the
+ * commit failed).
+ */
+extern void KsSetRebuildPending(Oid dboid, int32 aggid, int64 pending);
+#define KsSlotRebuildPending(slot) ((slot)->rebuild_pending > (slot)->resume_count)
 
 /*
  * The worker memory of a run that is loading, as it grows: status shows

@@ -105,7 +105,8 @@ KsStoreReadRows(const KsSlotRef *ref, const uint32 *hashes, int nhashes,
 		if (KsSlotRefValid(ref))
 		{
 			res->found = true;
-			res->state = slot->state;
+			/* a rebuild committing: the rows are the old run's (KsSetRebuildPending) */
+			res->state = KsSlotRebuildPending(slot) ? KS_STARTING : slot->state;
 			res->live_oid = slot->live_oid;
 			res->view_oid = slot->view_oid;
 			res->rowtype = slot->rowtype;
