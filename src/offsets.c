@@ -383,7 +383,7 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 				 errmsg("sequence \"%s\" went backwards", get_rel_name(src->seqoid)),
 				 errdetail("Its next value " INT64_FORMAT " is not above offset " INT64_FORMAT ", which aggregation %s has already seen handed out or in its table; rows given those offsets, or the table's rows above the sequence, would be skipped.",
 						   next, src->seq_seen, src->aggname),
-				 errhint("Move the sequence past " INT64_FORMAT " with setval() and call keyedstate.resume(), or then call keyedstate.rebuild() to consume the table again from the beginning.",
+				 errhint("Move the sequence past " INT64_FORMAT " with setval(), then call keyedstate.rebuild() to consume the table again from the beginning; keyedstate.resume() only if no row was inserted while the sequence was behind: such rows are never consumed.",
 						 src->seq_seen)));
 	if (st->is_called && st->last_value > src->seq_seen)
 		src->seq_seen = st->last_value;

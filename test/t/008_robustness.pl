@@ -785,6 +785,9 @@ ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'sequenc
 	FROM keyedstate.status WHERE name = 'sb_v'}, 30),
 	'a sequence set back below the offsets of the table fails a rebuild, which would show 150 rows of 200')
   or diag($node->safe_psql('postgres', q{SELECT state, error, consumed_offset FROM keyedstate.status WHERE name = 'sb_v'}));
+my ($sb_ret, $sb_out, $sb_err) = $node->psql('postgres', q{SELECT * FROM sb_v});
+like($sb_err, qr/HINT:  Move the sequence past \d+ with setval\(\), then call keyedstate.rebuild\(\) to consume the table again from the beginning; keyedstate.resume\(\) only if no row was inserted while the sequence was behind/,
+	'... and its hint says to rebuild, resume() being enough only if no row came meanwhile (newuser review 2, F12)');
 $node->safe_psql('postgres', q{SELECT setval('sb_id_seq', 200); SELECT keyedstate.resume('sb_v')});
 ks_sync($node, 'postgres', 'sb_v', '1 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM sb_v', 'SELECT k, count(*) FROM sb GROUP BY k'), '0',
