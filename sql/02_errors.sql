@@ -302,6 +302,12 @@ SELECT keyedstate.create_aggregation('agg', 'SELECT k, count(*) FROM src GROUP B
 SELECT keyedstate.create_aggregation('agg', 'SELECT k, count(*) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('src', 'SELECT k, count(*) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('nosuchschema.agg', 'SELECT k, count(*) FROM src GROUP BY k');
+-- NULL parallelism is refused as other NULL arguments are, a negative
+-- timeout too (newuser review 2, F1: taken as the default, and as none)
+SELECT keyedstate.create_aggregation('e0', 'SELECT k, count(*) FROM src GROUP BY k', parallelism => NULL);
+SELECT keyedstate.create_aggregation('e0', 'SELECT k, count(*) FROM src GROUP BY k', max_parallelism => NULL);
+SELECT keyedstate.sync('agg', '-1 s');
+SELECT keyedstate.checkpoint('agg', '-1 s');
 -- functions on names that are not aggregations
 SELECT keyedstate.sync('nosuch');
 SELECT keyedstate.sync('src');

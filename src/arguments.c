@@ -53,6 +53,19 @@ KsIntervalMs(const Interval *iv)
 	return (int64) ms;
 }
 
+/* A timeout argument in milliseconds: refused when negative (see arguments.h). */
+int64
+KsTimeoutArgument(const Interval *iv)
+{
+	int64		ms = KsIntervalMs(iv);
+
+	if (ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	return ms;
+}
+
 /* A checkpoint_interval argument: refused below a millisecond (see arguments.h). */
 void
 KsCheckpointIntervalArgument(const Interval *iv)

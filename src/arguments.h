@@ -19,6 +19,9 @@
 /* Milliseconds of an interval, clamped to a thousand years either way. */
 extern int64 KsIntervalMs(const Interval *iv);
 
+/* The milliseconds of a timeout argument (sync, checkpoint): a negative one is an error. */
+extern int64 KsTimeoutArgument(const Interval *iv);
+
 /* Refuse a checkpoint_interval below a millisecond. */
 extern void KsCheckpointIntervalArgument(const Interval *iv);
 

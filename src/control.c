@@ -397,8 +397,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 
 	/* every row committed before now has an offset up to this */
 	(void) KsSequenceLastValue(agg.def.sequence_oid, &target, false);
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-										   Max(KsIntervalMs(PG_GETARG_INTERVAL_P(1)), 0));
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), KsTimeoutArgument(PG_GETARG_INTERVAL_P(1)));
 	KsWakeAggregation(MyDatabaseId, agg.def.id);
 	KsRefuseWaitHere(agg.def.id, agg.name); /* nothing runs in a template (newuser review 1, F1) */
 	PG_RETURN_INT64(KsWaitForAggregation(MyDatabaseId, agg.def.id, agg.name,
@@ -423,7 +422,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 	KsRefuseWaitHere(agg.def.id, agg.name);
 	if (!KsCheckpointAggregation(MyDatabaseId, agg.def.id, agg.name, agg.def.resume_count,
 								 TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PG_NARGS() < 2 ? 60 * 1000 :
-															 Max(KsIntervalMs(PG_GETARG_INTERVAL_P(1)), 0)),
+															 KsTimeoutArgument(PG_GETARG_INTERVAL_P(1))),
 								 false, "a checkpoint"))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

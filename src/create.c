@@ -96,11 +96,14 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	List	   *names;
 	Oid			existing;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4))
+	/* (parallelism and max_parallelism too, as their defaults would hide a NULL: newuser review 2, F1) */
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(4) ||
+		(PG_NARGS() > 11 && (PG_ARGISNULL(10) || PG_ARGISNULL(11))))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "name" : PG_ARGISNULL(1) ? "query" :
-						PG_ARGISNULL(2) ? "start_from" : "checkpoint_interval")));
+						PG_ARGISNULL(2) ? "start_from" : PG_ARGISNULL(4) ? "checkpoint_interval" :
+						PG_ARGISNULL(10) ? "parallelism" : "max_parallelism")));
 	cs->name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	cs->querytext = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	cs->start_from = text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -113,8 +116,8 @@ KsCreateArguments(FunctionCallInfo fcinfo, KsCreateState *cs)
 	cs->memory_limit = KsMemoryLimitArgument(PG_ARGISNULL(9) ? NULL : PG_GETARG_TEXT_PP(9));
 	KsCheckMemoryLimitAllowed(cs->memory_limit,
 							  cs->window != NULL && cs->window->size_us > cs->window->slide_us);
-	cs->parallelism = PG_ARGISNULL(10) ? 1 : PG_GETARG_INT32(10);
-	cs->max_parallelism = PG_ARGISNULL(11) ? KS_MAX_PARALLELISM : PG_GETARG_INT32(11);
+	cs->parallelism = PG_NARGS() > 11 ? PG_GETARG_INT32(10) : 1;
+	cs->max_parallelism = PG_NARGS() > 11 ? PG_GETARG_INT32(11) : KS_MAX_PARALLELISM;
 	KsCheckParallelismAllowed(cs->parallelism, cs->max_parallelism, cs->memory_limit);
 	cs->userid = GetUserId();
 
