@@ -415,6 +415,7 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->checkpoint_requests = 0;
 	slot->checkpoints_done = 0;
 	slot->resume_count = 0;
+	slot->rebuild_pending = 0;	/* (a dropped aggregation's rebuild marks no other) */
 	slot->in_step = false;
 	slot->interrupt_pid = 0;
 	slot->interrupt_lxid = 0;
