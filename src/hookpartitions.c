@@ -350,7 +350,7 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 								  def->sequence_oid, KsAggName(def->view_oid), true);
 			/* an index ATTACH adopted (it takes a DESC one), a foreign table */
 			KsSourceCheckLeaves(part, def->source_oid, def->offset_attnum,
-								def->sequence_oid, KsAggName(def->view_oid));
+								def->sequence_oid, KsAggName(def->view_oid), false);
 			KsWakeTriggersAdd(def->id, part);
 		}
 		else

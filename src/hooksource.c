@@ -120,7 +120,7 @@ KsCheckIndexesOf(void *arg)
 		KsSourceCheckLeaves(list_member_oid(below, def->source_oid) && def->source_oid != table ?
 							def->source_oid : table,
 							def->source_oid, def->offset_attnum, def->sequence_oid,
-							(const char *) errcb.arg);
+							(const char *) errcb.arg, true);
 		error_context_stack = errcb.previous;
 	}
 }

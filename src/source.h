@@ -126,6 +126,7 @@ typedef struct KsSource
 	Oid			offset_type;	/* int2, int4 or int8 */
 	Oid			seqoid;
 	const char *aggname;		/* for messages */
+	bool		index_dropping; /* KsSourceCheckLeaves for a command dropping an index */
 	List	   *rtable;			/* the query's, for privilege checks */
 
 	/*
@@ -351,12 +352,12 @@ extern void KsSourceCheckOwnDefault(Relation rel, AttrNumber attnum, Oid seqoid,
 									const char *aggname);
 
 /*
- * Refuse leaves under relid (just added to a source's tree) that the
- * reader could not read: no usable offset index, a foreign table, another
- * sequence.
+ * Refuse leaves under relid (just added to a source's tree, or after a
+ * command that may have dropped an index: `dropping`) that the reader could
+ * not read: no usable offset index, a foreign table, another sequence.
  */
 extern void KsSourceCheckLeaves(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
-								const char *aggname);
+								const char *aggname, bool dropping);
 
 /* The highest value a sequence may have handed out, called or not. */
 extern int64 KsSequenceHighest(Oid seqoid);

@@ -165,7 +165,25 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
 					 KsIsOffsetType(type) ?
 					 errhint("Call keyedstate.resume() to read it as its new type.") :
 					 errhint("An offset column must be of type smallint, integer or bigint.")));
+		/* retyped while it was failed or paused, and resumed: not an index missing (newuser review 2, F5) */
+		if (!KsIsOffsetType(type))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("offset column \"%s\" of table \"%s\" is of type %s",
+							NameStr(att->attname), RelationGetRelationName(heap), format_type_be(type)),
+					 errhint("An offset column must be of type smallint, integer or bigint.")));
 	}
+	/* the command took the last index: refused as PostgreSQL refuses a drop (newuser review 2, F5) */
+	if (src->index_dropping && !KsFindOffsetIndex(leaf, heap, src->offset_type, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 heap == source ?
+				 errmsg("cannot drop the last index of offset column \"%s\" of table \"%s\"",
+						get_attname(leaf->relid, leaf->offset_attnum, false), RelationGetRelationName(heap)) :
+				 errmsg("cannot drop the last index of offset column \"%s\" of partition \"%s\"",
+						get_attname(leaf->relid, leaf->offset_attnum, false), RelationGetRelationName(heap)),
+				 errdetail("Aggregation %s reads the table in the order of that column, by the index.", src->aggname),
+				 errhint("Create another btree index on the column first, or drop the aggregation.")));
 	if (!KsFindOffsetIndex(leaf, heap, src->offset_type, running ? &src->leaf_busy : NULL) &&
 		!src->leaf_busy)
 		ereport(ERROR,
@@ -188,7 +206,7 @@ KsLeafSetup(KsSource *src, KsLeaf *leaf, Relation heap, Relation source, bool ru
  */
 void
 KsSourceCheckLeaves(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
-					const char *aggname)
+					const char *aggname, bool dropping)
 {
 	List	   *rels = find_all_inheritors(relid, AccessShareLock, NULL);
 	Relation	source = table_open(sourceid, AccessShareLock);
@@ -201,6 +219,7 @@ KsSourceCheckLeaves(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
 	src.offset_type = TupleDescAttr(RelationGetDescr(source), src_attnum - 1)->atttypid;
 	src.seqoid = seqoid;
 	src.aggname = aggname;
+	src.index_dropping = dropping;
 	foreach(lc, rels)
 	{
 		Relation	heap;
