@@ -410,3 +410,21 @@ SELECT keyedstate.drop_aggregation('ria');
 DROP TABLE s40;
 DROP AGGREGATE pmaxagg(anyelement);
 DROP FUNCTION pmax(anyelement, anyelement);
+
+-- rebuild() consumes the rows again and forgets how far a lengthened TTL
+-- had reached: the rebuilt view equals a new aggregation's with the TTL as
+-- it is now (exactness review 20, F4: the old TTL's windows stayed gone)
+CREATE TABLE s43 (id bigserial PRIMARY KEY, k int, ts timestamp);
+SELECT keyedstate.create_aggregation('fl', 'SELECT k, count(*) AS n FROM s43 GROUP BY k',
+	window_size => '10 minutes', time_column => 'ts', ttl => '10 minutes');
+INSERT INTO s43 (k, ts) VALUES (1, '2026-01-01 00:01'), (1, '2026-01-01 00:11'), (1, '2026-01-01 00:41');
+SELECT keyedstate.sync('fl') > 0;
+SELECT keyedstate.alter_aggregation('fl', ttl => '1 day');
+INSERT INTO s43 (k, ts) VALUES (1, '2026-01-01 00:02'), (2, '2026-01-01 00:42');
+SELECT keyedstate.sync('fl') > 0;
+SELECT window_start, k, n FROM fl ORDER BY 1, 2;
+SELECT keyedstate.rebuild('fl');
+SELECT keyedstate.sync('fl') > 0;
+SELECT window_start, k, n FROM fl ORDER BY 1, 2;
+SELECT keyedstate.drop_aggregation('fl');
+DROP TABLE s43;

@@ -497,7 +497,7 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 	args[0] = Int32GetDatum(id);
 	args[1] = Int64GetDatum(start_offset);
 	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET checkpointed_offset = $2, "
-							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
+							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, ttl_floor = NULL, "
 							  "clean_stop = false, resume_count = resume_count + 1 WHERE id = $1 RETURNING resume_count",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not update aggregation %d", id);

@@ -294,10 +294,10 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	Query	   *query;
 	AttrNumber	offset_attnum;
 	int64		start;
-	int			cols[16];
-	Datum		values[16];
-	bool		nulls[16] = {false, false, false, false, false, true, false, false, false, true, true, true,
-	false, false, false, false};
+	int			cols[17];
+	Datum		values[17];
+	bool		nulls[17] = {false, false, false, false, false, true, false, false, false, true, true, true,
+	false, false, false, false, true};
 	int			parallelism;
 	int			max_parallelism;
 	KsCatalogAccess acc;
@@ -414,13 +414,13 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	values[8] = Int32GetDatum(0);
 	cols[9] = KsColumn(desc, "watermark");
 	values[9] = (Datum) 0;
+	cols[16] = KsColumn(desc, "ttl_floor");	/* a run's: the rows are consumed again (exactness review 20, F4) */
 	/*
 	 * Paused, it consumes again up to the offset it had consumed when
 	 * dumped, and shows that until resumed (one that ever ran in parts keeps
 	 * its offsets in its parts, which are not dumped: it comes back empty).
 	 */
-	/* (no chunk of a dumped checkpoint is restored: recovery expects none) */
-	cols[11] = KsColumn(desc, "checkpoint_chunks");
+	cols[11] = KsColumn(desc, "checkpoint_chunks");	/* (no chunk of a dumped checkpoint is restored) */
 	values[11] = (Datum) 0;
 	cols[10] = KsColumn(desc, "pause_at");
 	if (DatumGetBool(KsGet(tup, desc, "paused")) && DatumGetInt32(KsGet(tup, desc, "layout")) == 0)
@@ -443,7 +443,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	cols[15] = KsColumn(desc, "system_id");
 	values[15] = Int64GetDatum((int64) GetSystemIdentifier());
 	nulls[15] = query == NULL;
-	tup = heap_modify_tuple_by_cols(tup, desc, 16, cols, values, nulls);
+	tup = heap_modify_tuple_by_cols(tup, desc, 17, cols, values, nulls);
 
 	/* from here an abort gives the reservations back (hooks.c) */
 	KsRequestAtCommit();
