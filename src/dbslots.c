@@ -260,7 +260,8 @@ KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n)
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
 		int			procno;
 
-		if (!slot->in_use || slot->dboid != dboid)
+		/* (a paused one consumes nothing: its rows wait for the resume, newuser review 2, F3) */
+		if (!slot->in_use || slot->dboid != dboid || slot->state == KS_PAUSED)
 			continue;
 		for (j = 0; j < n && aggids[j] != slot->part.parent; j++)
 			;
