@@ -26,6 +26,11 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, generate_series(1, 2), cou
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM generate_series(1, 3) k GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k + random(), count(*) FROM src GROUP BY k + random()');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum(v) FROM src WHERE random() > 0.5 GROUP BY k');
+-- a function of one's own left VOLATILE (the default) is named, as one
+-- that is not immutable (newuser review 2, F11)
+CREATE FUNCTION dbl_v(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2';
+SELECT keyedstate.create_aggregation('e1', 'SELECT dbl_v(k) AS d, count(*) FROM src GROUP BY 1');
+DROP FUNCTION dbl_v(int);
 -- DISTINCT or ORDER BY inside an aggregate, ordered-set aggregates, grouping sets
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(DISTINCT v) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(v ORDER BY v) FROM src GROUP BY k');

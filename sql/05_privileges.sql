@@ -69,7 +69,9 @@ SET ROLE regress_ks_alice;
 REVOKE SELECT ON ks_alice.stats FROM regress_ks_bob;
 SET ROLE regress_ks_bob;
 SELECT 'keyedstate_internal.live_' || id AS live FROM keyedstate.aggregations WHERE name = 'ks_alice.stats' \gset
+\set VERBOSITY terse
 SELECT * FROM :live;
+\set VERBOSITY default
 -- and the live table cannot be re-pointed by its user
 SET ROLE regress_ks_alice;
 \set VERBOSITY sqlstate

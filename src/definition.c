@@ -20,6 +20,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_subscription_rel.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -50,6 +51,36 @@ KsRefuse(int errcode_value, const char *what, const char *hint)
 			(errcode(errcode_value),
 			 errmsg("keyedstate aggregations cannot contain %s", what),
 			 hint ? errhint("%s", hint) : 0));
+}
+
+/* check_functions_in_node: a volatile function, noted in *context. */
+static bool
+KsIsVolatileFunction(Oid funcid, void *context)
+{
+	*(Oid *) context = funcid;
+	return func_volatile(funcid) == PROVOLATILE_VOLATILE;
+}
+
+/* The first volatile function of a tree, in *found. */
+static bool
+KsFindVolatileWalker(Node *node, void *found)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, KsIsVolatileFunction, found))
+		return true;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, KsFindVolatileWalker, found, 0);
+	return expression_tree_walker(node, KsFindVolatileWalker, found);
+}
+
+/* The first volatile function a query calls, or InvalidOid (see definition.h). */
+Oid
+KsFirstVolatileFunction(Query *query)
+{
+	Oid			funcid = InvalidOid;
+
+	return query_tree_walker(query, KsFindVolatileWalker, &funcid, 0) ? funcid : InvalidOid;
 }
 
 static void KsLayOutInput(KsQueryInfo *info);

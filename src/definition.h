@@ -81,6 +81,9 @@ extern void KsRefuse(int errcode_value, const char *what, const char *hint);
 /* pinned.c: refuse what a replay would compute differently (functions of the time, of the session, of tables) */
 extern void KsCheckPinned(Query *query);
 
+/* The first volatile function a query calls (operators' too), or InvalidOid. */
+extern Oid	KsFirstVolatileFunction(Query *query);
+
 /*
  * The most bytes an aggregation's analysed query may take in its stored
  * form (a plain query of a few aggregates takes about 5kB).

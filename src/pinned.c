@@ -587,7 +587,7 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 
 		if (defaults != NIL && contain_volatile_functions((Node *) defaults))
 			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
-					 "A replay after a crash must compute the same values; use immutable or stable expressions.");
+					 "A replay after a crash must compute the same values; use immutable expressions.");
 		(void) KsCheckPinnedWalker((Node *) defaults, ctx);
 	}
 	if (IsA(node, CoerceToDomain))
@@ -607,8 +607,15 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 void
 KsCheckPinned(Query *query)
 {
+	Oid			funcid;
+
 	if (contain_volatile_functions((Node *) query))
+	{
+		/* named, one of the user's as not immutable (newuser review 2, F11: it hinted "stable") */
+		if ((funcid = KsFirstVolatileFunction(query)) >= FirstNormalObjectId)
+			KsRefuseMutable(funcid);
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
-				 "A replay after a crash must compute the same values; use immutable or stable expressions.");
+				 "A replay after a crash must compute the same values; use immutable expressions.");
+	}
 	query_tree_walker(query, KsCheckPinnedWalker, NULL, 0);
 }
