@@ -511,10 +511,11 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid 
 		LWLockRelease(KsSharedState->lock);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("role \"%s\" already owns %d keyedstate aggregations",
-						GetUserNameFromId(owner, false), owned),
+				 errmsg_plural("role \"%s\" already owns %d keyedstate aggregation",
+							   "role \"%s\" already owns %d keyedstate aggregations",
+							   owned, GetUserNameFromId(owner, false), owned),
 				 errdetail("Each part of an aggregation running in parallel counts as one."),
-				 errhint("keyedstate.max_aggregations_per_owner limits each role to %d; drop one first or ask an administrator to raise it.",
+				 errhint("keyedstate.max_aggregations_per_owner limits each role to %d; drop some first or ask an administrator to raise it.",
 						 ks_max_aggregations_per_owner)));
 	}
 	if (free_slot == NULL)
