@@ -134,9 +134,10 @@ KsRunBegin(KsAggRun *run)
 	/* one owner's code per process (owner.h): leave, a fresh worker runs it */
 	if (!KsProcessMayRun(run->owner))
 	{
+		/* (in normal operation: the first worker of a start runs every owner's for a moment; newuser review 2, F9) */
 		ereport(LOG,
-				(errmsg("keyedstate worker leaves before running aggregation %s: it ran another owner's code",
-						run->name)));
+				(errmsg("keyedstate worker hands aggregation %s over to a fresh worker process", run->name),
+				 errdetail("A worker process runs the aggregations of one owner only, and this one has run another owner's.")));
 		KsRunLeaveSoon();
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
