@@ -64,6 +64,17 @@ SELECT keyedstate.sync('whole');
 SELECT part, first_key_group, last_key_group, state FROM keyedstate.workers WHERE aggregation = 'whole';
 SELECT parallelism FROM keyedstate.status WHERE name = 'whole';
 
+-- in the transaction that rescaled it, a sync and a read are refused at
+-- once: the new parts start at the commit (they waited their whole timeout)
+BEGIN;
+SELECT keyedstate.alter_aggregation('whole', parallelism => 2);
+SAVEPOINT a;
+SELECT keyedstate.sync('whole', '10 s');
+ROLLBACK TO a;
+SELECT count(*) FROM whole;
+ROLLBACK;
+SELECT keyedstate.sync('whole') > 0, count(*) FROM whole;
+
 SELECT keyedstate.drop_aggregation('whole');
 
 -- ids cycle, skipping those in use: calls that fail or roll back take ids

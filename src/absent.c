@@ -138,11 +138,18 @@ void
 KsRefuseReadRebuiltHere(int32 aggid)
 {
 	/* its cold rows are gone in this snapshot, its old rows still published */
-	if (KsRebuiltHere(aggid))
+	if (KsRebuiltHere(aggid, false))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s was rebuilt by this transaction", KsAggregationName(aggid, InvalidOid)),
 				 errdetail("Its worker rebuilds its state once the transaction has committed; until then there is no state of one offset to read."),
+				 errhint("Read it after the commit.")));
+	/* its new parts start once it commits: a read would wait for them in vain */
+	if (KsRebuiltHere(aggid, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was rescaled by this transaction", KsAggregationName(aggid, InvalidOid)),
+				 errdetail("Its new parts start once the transaction has committed."),
 				 errhint("Read it after the commit.")));
 }
 
@@ -154,11 +161,18 @@ KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 	ListCell   *lc;
 
 	/* its worker rebuilds it once this transaction commits (newuser review 2, F10) */
-	if (KsRebuiltHere(def->id))
+	if (KsRebuiltHere(def->id, false))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("aggregation %s was rebuilt by this transaction", aggname),
 				 errdetail("Its worker consumes its source again from the start once the transaction has committed."),
+				 errhint("Call keyedstate.sync() after the commit.")));
+	/* ... and its new parts start then (exactness review 20: it waited its whole timeout) */
+	if (KsRebuiltHere(def->id, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was rescaled by this transaction", aggname),
+				 errdetail("Its new parts start once the transaction has committed."),
 				 errhint("Call keyedstate.sync() after the commit.")));
 
 	/*

@@ -214,7 +214,7 @@ KsRescale(KsNamedAgg *agg, int parallelism)
 	KsInterruptAtOnce(agg->def.id);
 	seeds = KsCatalogRescale(agg->def.id, parallelism, &layout, &start);
 	/* from here an abort gives the new parts' reservations back (hooks.c) */
-	KsRequestAtCommit();
+	KsRebuildAtCommit(agg->def.id, 0);
 	KsCreateParts(agg->def.id, layout, parallelism, agg->def.max_parallelism, start, seeds,
 				  KsRelationOwner(agg->def.view_oid), agg->def.view_oid, agg->def.live_oid,
 				  agg->def.sequence_oid);

@@ -61,7 +61,7 @@ static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
 static bool ks_reload_pending = false;
 static TransactionId ks_reserving_xid = InvalidTransactionId;
-static List *ks_rebuilds = NIL;	/* (aggid, resume count, subtransaction) of rebuild()s, in TopMemoryContext */
+static List *ks_rebuilds = NIL;	/* (aggid, resume count, subtransaction) of rebuild()s (count 0: rescales), in TopMemoryContext */
 static bool ks_rebuilds_marked = false;	/* ... whose slots PRE_COMMIT marked */
 
 /* Mark (or, with unmark, unmark) the slots of this transaction's rebuild()s (see hooks.h). */
@@ -74,7 +74,8 @@ KsMarkRebuilds(bool unmark)
 	{
 		int64	   *r = lfirst(lc);
 
-		KsSetRebuildPending(MyDatabaseId, (int32) r[0], unmark ? 0 : r[1]);
+		if (r[1] > 0)
+			KsSetRebuildPending(MyDatabaseId, (int32) r[0], unmark ? 0 : r[1]);
 	}
 	ks_rebuilds_marked = !unmark;
 }
@@ -164,14 +165,14 @@ KsRebuildSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
-/* Whether this transaction rebuilt an aggregation (see hooks.h). */
+/* Whether this transaction rebuilt (or rescaled) an aggregation (see hooks.h). */
 bool
-KsRebuiltHere(int32 aggid)
+KsRebuiltHere(int32 aggid, bool rescaled)
 {
 	ListCell   *lc;
 
 	foreach(lc, ks_rebuilds)
-		if (((int64 *) lfirst(lc))[0] == aggid)
+		if (((int64 *) lfirst(lc))[0] == aggid && (((int64 *) lfirst(lc))[1] == 0) == rescaled)
 			return true;
 	return false;
 }

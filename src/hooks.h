@@ -34,8 +34,12 @@ extern void KsRequestAtCommit(void);
  */
 extern void KsRebuildAtCommit(int32 aggid, int64 resume_count);
 
-/* Whether this transaction rebuilt aggregation aggid (not rolled back). */
-extern bool KsRebuiltHere(int32 aggid);
+/*
+ * Whether this transaction rebuilt aggregation aggid (not rolled back), or,
+ * with `rescaled`, rescaled it (resume_count 0 to KsRebuildAtCommit: no
+ * mark, only this).
+ */
+extern bool KsRebuiltHere(int32 aggid, bool rescaled);
 
 /* Ask the database's workers to reload if this transaction commits, taking nothing now. */
 extern void KsReloadAtCommit(void);
