@@ -100,7 +100,7 @@ static int64 KsSourceMaxOffset(KsSource *src);
 /* Set up a source (see source.h). */
 void
 KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
-			 Oid seqoid, const char *aggname, int64 consumed, MemoryContext cxt)
+			 Oid seqoid, const char *aggname, int64 consumed, bool restoring, MemoryContext cxt)
 {
 	KsFrontier *f = &src->frontier;
 
@@ -113,6 +113,7 @@ KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
 	src->rtable = info->query->rtable;
 	src->stale = true;
 	src->seq_seen = consumed;
+	src->restoring = restoring;
 
 	f->safe = consumed;
 	f->target = consumed;
