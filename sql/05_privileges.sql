@@ -177,6 +177,35 @@ DROP TABLE sp_src;
 DROP FUNCTION via_helper(int);
 DROP SCHEMA regress_ks_alice, regress_ks_bob CASCADE;
 
+-- another role's aggregation calling one's aggregate does not stop its
+-- owner changing it: a warning says that aggregation needs a rebuild
+-- (re-review today 25, F1: any role could freeze another's aggregate);
+-- one's own aggregation does, also for a SECURITY DEFINER support
+-- function given to another owner (F5)
+CREATE TABLE ks_agg_src (id bigserial PRIMARY KEY, k int, v int);
+GRANT SELECT, TRIGGER ON ks_agg_src TO regress_ks_alice;
+CREATE SCHEMA ks_bobs AUTHORIZATION regress_ks_bob;
+GRANT USAGE ON SCHEMA ks_bobs TO regress_ks_alice;
+SET ROLE regress_ks_bob;
+CREATE FUNCTION ks_bobs.bsum(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT coalesce($1, 0) + $2';
+CREATE AGGREGATE ks_bobs.bagg(int) (sfunc = ks_bobs.bsum, stype = int);
+SET ROLE regress_ks_alice;
+SELECT keyedstate.create_aggregation('ks_alice.uses_bob', 'SELECT k, ks_bobs.bagg(v) AS s FROM ks_agg_src GROUP BY k');
+SET ROLE regress_ks_bob;
+CREATE OR REPLACE AGGREGATE ks_bobs.bagg(int) (sfunc = ks_bobs.bsum, stype = int, initcond = '0');
+ALTER FUNCTION ks_bobs.bsum(int, int) STRICT;
+RESET ROLE;
+SELECT keyedstate.drop_aggregation('ks_alice.uses_bob');
+DROP SCHEMA ks_bobs CASCADE;
+CREATE FUNCTION ks_own_fin(int) RETURNS int LANGUAGE sql IMMUTABLE SECURITY DEFINER AS 'SELECT $1';
+CREATE AGGREGATE ks_own_agg(int) (sfunc = int4pl, stype = int, finalfunc = ks_own_fin, initcond = '0');
+SELECT keyedstate.create_aggregation('uses_own', 'SELECT k, ks_own_agg(v) AS s FROM ks_agg_src GROUP BY k');
+ALTER FUNCTION ks_own_fin(int) OWNER TO regress_ks_bob;
+SELECT keyedstate.drop_aggregation('uses_own');
+DROP AGGREGATE ks_own_agg(int);
+DROP FUNCTION ks_own_fin(int);
+DROP TABLE ks_agg_src;
+
 -- another role's aggregation over one's table refuses its TRUNCATE, also
 -- once her privileges are revoked, and the hint says who can lift it
 -- (security review 21, F3: it told the table's owner to drop it)

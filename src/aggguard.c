@@ -12,6 +12,7 @@
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_proc.h"
 #include "nodes/parsenodes.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/memutils.h"
@@ -30,6 +31,7 @@ typedef struct KsSupportFn
 	Oid			oid;
 	bool		strict;
 	bool		secdef;
+	Oid			proowner;		/* whom a SECURITY DEFINER one runs as */
 	Datum		config;			/* proconfig, a copy; 0 if NULL */
 } KsSupportFn;
 
@@ -38,6 +40,7 @@ typedef struct KsNotedAggregate
 {
 	Oid			aggfnoid;
 	char	   *aggname;		/* the aggregation's */
+	Oid			owner;			/* ... and its owner */
 	FormData_pg_aggregate form;
 	char	   *initval;		/* NULL if none */
 	char	   *minitval;
@@ -58,6 +61,7 @@ KsNoteSupportFn(KsSupportFn *fn, Oid oid)
 		return;
 	fn->strict = ((Form_pg_proc) GETSTRUCT(tup))->proisstrict;
 	fn->secdef = ((Form_pg_proc) GETSTRUCT(tup))->prosecdef;
+	fn->proowner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
 	config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
 	if (!isnull)
 		fn->config = datumCopy(config, false, -1);
@@ -139,6 +143,7 @@ KsChangedSupportFn(const KsNotedAggregate *a, const KsNotedAggregate *b)
 		if (x->oid != y->oid)
 			return i;
 		if (x->strict != y->strict || x->secdef != y->secdef ||
+			(x->secdef && x->proowner != y->proowner) ||
 			(x->config == 0) != (y->config == 0) ||
 			(x->config != 0 && !datumIsEqual(x->config, y->config, false, -1)))
 			return i;
@@ -154,6 +159,10 @@ KsMayChangeAggregate(Node *parsetree)
 		return ((DefineStmt *) parsetree)->kind == OBJECT_AGGREGATE && ((DefineStmt *) parsetree)->replace;
 	if (IsA(parsetree, CreateFunctionStmt))
 		return ((CreateFunctionStmt *) parsetree)->replace;
+	/* a SECURITY DEFINER one runs as its owner (re-review today 25, F5) */
+	if (IsA(parsetree, AlterOwnerStmt))
+		return ((AlterOwnerStmt *) parsetree)->objectType == OBJECT_FUNCTION ||
+			((AlterOwnerStmt *) parsetree)->objectType == OBJECT_ROUTINE;
 	return IsA(parsetree, AlterFunctionStmt);
 }
 
@@ -185,6 +194,7 @@ KsBeforeAggregateChange(Node *parsetree)
 			if (!KsNoteAggregate(a, st->oids[i]))
 				continue;
 			a->aggname = KsAggName(st->view_oid);
+			a->owner = KsRelationOwner(st->view_oid);
 			noted = lappend(noted, a);
 		}
 	}
@@ -206,7 +216,7 @@ KsAfterAggregateChange(List *noted)
 	{
 		KsNotedAggregate *was = lfirst(lc);
 		KsNotedAggregate now;
-		int			fn;
+		int			fn = -1;
 
 		if (!KsNoteAggregate(&now, was->aggfnoid))
 			continue;
@@ -219,17 +229,31 @@ KsAfterAggregateChange(List *noted)
 							format_procedure(was->aggfnoid), was->aggname),
 					 errdetail("The aggregation's checkpoints hold the aggregate's transition states as they are now, which another state type or serialization would misread."),
 					 errhint("Drop the aggregation, replace the aggregate, then create the aggregation again; or create the new aggregate under another name.")));
-		if (!KsSameAggregate(was, &now))
+		if (KsSameAggregate(was, &now) && (fn = KsChangedSupportFn(was, &now)) < 0)
+			continue;
+		/*
+		 * Another role's aggregation does not stop the change, as another
+		 * role's view using a function does not in PostgreSQL (re-review
+		 * today 25, F1: any role could freeze an owner's aggregate by
+		 * aggregating with it, and the hint told the owner to drop what she
+		 * may not); its owner is told to rebuild.
+		 */
+		if (!has_privs_of_role(GetUserId(), was->owner))
+			ereport(WARNING,
+					(errmsg("aggregation %s of another role uses aggregate %s, which this command changes",
+							was->aggname, format_procedure(was->aggfnoid)),
+					 errdetail("Rows it consumed before and after the change, and rows a crash makes it replay, may disagree until its owner calls keyedstate.rebuild().")));
+		else if (!KsSameAggregate(was, &now))
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 					 errmsg("cannot change aggregate %s because aggregation %s uses it",
 							format_procedure(was->aggfnoid), was->aggname),
 					 errdetail("The aggregation's states were built by the aggregate as it is now, and its worker keeps calling it so until it loads the aggregation again: rows consumed before and after the change, and rows a crash replays, would disagree."),
 					 errhint("Drop the aggregation, replace the aggregate, then create the aggregation again; or create the new aggregate under another name.")));
-		if ((fn = KsChangedSupportFn(was, &now)) >= 0)
+		else
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-					 errmsg("cannot change the strictness, SECURITY DEFINER or settings of function %s because aggregation %s calls it as the %s function of aggregate %s",
+					 errmsg("cannot change the strictness, SECURITY DEFINER, owner or settings of function %s because aggregation %s calls it as the %s function of aggregate %s",
 							format_procedure(was->fns[fn].oid), was->aggname, roles[fn],
 							format_procedure(was->aggfnoid)),
 					 errdetail("The aggregation's states were built by the function as it is now, and its worker keeps calling it so until it loads the aggregation again: rows consumed before and after the change, and rows a crash replays, would disagree."),

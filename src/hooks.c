@@ -91,6 +91,18 @@ KsXactCallback(XactEvent event, void *arg)
 			if (ks_rebuilds != NIL && KsSharedState != NULL)
 				KsMarkRebuilds(false);
 			return;
+		case XACT_EVENT_PRE_PREPARE:
+			/*
+			 * Its COMMIT PREPARED, in any session, could not mark the slots
+			 * before the commit (re-review today 25, F2: reads right after it
+			 * were torn again), as PostgreSQL refuses to prepare what it
+			 * cannot finish at the commit.
+			 */
+			if (KsRebuiltHere(-1, false))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has rebuilt a keyedstate aggregation")));
+			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (ks_request_pending && KsSharedState != NULL)
@@ -172,7 +184,7 @@ KsRebuiltHere(int32 aggid, bool rescaled)
 	ListCell   *lc;
 
 	foreach(lc, ks_rebuilds)
-		if (((int64 *) lfirst(lc))[0] == aggid && (((int64 *) lfirst(lc))[1] == 0) == rescaled)
+		if ((aggid < 0 || ((int64 *) lfirst(lc))[0] == aggid) && (((int64 *) lfirst(lc))[1] == 0) == rescaled)
 			return true;
 	return false;
 }
@@ -481,7 +493,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	else if (IsA(parsetree, RuleStmt))
 		KsBeforeViewChange(((RuleStmt *) parsetree)->relation, true);
 	else if (IsA(parsetree, DefineStmt) || IsA(parsetree, CreateFunctionStmt) ||
-			 IsA(parsetree, AlterFunctionStmt))
+			 IsA(parsetree, AlterFunctionStmt) || IsA(parsetree, AlterOwnerStmt))
 		aggregates = KsBeforeAggregateChange(parsetree);
 
 	dropped = KsRunUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);

@@ -35,9 +35,9 @@ extern void KsRequestAtCommit(void);
 extern void KsRebuildAtCommit(int32 aggid, int64 resume_count);
 
 /*
- * Whether this transaction rebuilt aggregation aggid (not rolled back), or,
- * with `rescaled`, rescaled it (resume_count 0 to KsRebuildAtCommit: no
- * mark, only this).
+ * Whether this transaction rebuilt aggregation aggid (any, if negative; not
+ * rolled back), or, with `rescaled`, rescaled it (resume_count 0 to
+ * KsRebuildAtCommit: no mark, only this).
  */
 extern bool KsRebuiltHere(int32 aggid, bool rescaled);
 
