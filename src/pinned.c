@@ -614,6 +614,11 @@ KsCheckPinned(Query *query)
 		/* named, one of the user's as not immutable (newuser review 2, F11: it hinted "stable") */
 		if ((funcid = KsFirstVolatileFunction(query)) >= FirstNormalObjectId)
 			KsRefuseMutable(funcid);
+		if (OidIsValid(funcid))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("keyedstate aggregations cannot call volatile function %s", format_procedure(funcid)),
+					 errhint("A replay after a crash must compute the same values; use immutable expressions.")));
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "volatile functions",
 				 "A replay after a crash must compute the same values; use immutable expressions.");
 	}
