@@ -133,24 +133,37 @@ KsViewOfLiveTable(Oid live_oid)
 	return view;
 }
 
-/* Refuse a read of an aggregation this transaction rebuilt (see absent.h). */
+/*
+ * Refuse what waits in vain in the transaction that rebuilt or rescaled
+ * aggregation aggid (named aggname, or looked up if NULL): a rebuilt one's
+ * worker starts over once it commits (rebuilt_detail), a rescaled one's
+ * new parts start then.
+ */
+static void
+KsRefuseChangedHere(int32 aggid, const char *aggname, const char *rebuilt_detail, const char *hint)
+{
+	bool		rebuilt = KsRebuiltHere(aggid, false);
+
+	if (!rebuilt && !KsRebuiltHere(aggid, true))
+		return;
+	if (aggname == NULL)
+		aggname = KsAggregationName(aggid, InvalidOid);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 rebuilt ? errmsg("aggregation %s was rebuilt by this transaction", aggname) :
+			 errmsg("aggregation %s was rescaled by this transaction", aggname),
+			 errdetail("%s", rebuilt ? rebuilt_detail : "Its new parts start once the transaction has committed."),
+			 errhint("%s", hint)));
+}
+
+/* Refuse a read of an aggregation this transaction rebuilt or rescaled (see absent.h). */
 void
 KsRefuseReadRebuiltHere(int32 aggid)
 {
-	/* its cold rows are gone in this snapshot, its old rows still published */
-	if (KsRebuiltHere(aggid, false))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aggregation %s was rebuilt by this transaction", KsAggregationName(aggid, InvalidOid)),
-				 errdetail("Its worker rebuilds its state once the transaction has committed; until then there is no state of one offset to read."),
-				 errhint("Read it after the commit.")));
-	/* its new parts start once it commits: a read would wait for them in vain */
-	if (KsRebuiltHere(aggid, true))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aggregation %s was rescaled by this transaction", KsAggregationName(aggid, InvalidOid)),
-				 errdetail("Its new parts start once the transaction has committed."),
-				 errhint("Read it after the commit.")));
+	/* its cold rows are gone in this snapshot, its old rows still published; new parts wait in vain */
+	KsRefuseChangedHere(aggid, NULL,
+						"Its worker rebuilds its state once the transaction has committed; until then there is no state of one offset to read.",
+						"Read it after the commit.");
 }
 
 /* Refuse a sync that could only time out (see absent.h). */
@@ -160,20 +173,11 @@ KsRefuseHopelessSync(const KsAggDef *def, const char *aggname)
 	List	   *tables = list_make1_oid(def->source_oid);
 	ListCell   *lc;
 
-	/* its worker rebuilds it once this transaction commits (newuser review 2, F10) */
-	if (KsRebuiltHere(def->id, false))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aggregation %s was rebuilt by this transaction", aggname),
-				 errdetail("Its worker consumes its source again from the start once the transaction has committed."),
-				 errhint("Call keyedstate.sync() after the commit.")));
-	/* ... and its new parts start then (exactness review 20: it waited its whole timeout) */
-	if (KsRebuiltHere(def->id, true))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aggregation %s was rescaled by this transaction", aggname),
-				 errdetail("Its new parts start once the transaction has committed."),
-				 errhint("Call keyedstate.sync() after the commit.")));
+	/* rebuilt or rescaled here: it starts over, or its new parts start, at the commit
+	 * (newuser review 2, F10; exactness review 20: it waited its whole timeout) */
+	KsRefuseChangedHere(def->id, aggname,
+						"Its worker consumes its source again from the start once the transaction has committed.",
+						"Call keyedstate.sync() after the commit.");
 
 	/*
 	 * Under a memory budget it reads on only as far as it can checkpoint
