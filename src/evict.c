@@ -41,8 +41,7 @@ KsEvictMemoryUsed(KsAggRun *run)
 static int64
 KsEvictMemoryBound(KsAggRun *run)
 {
-	return (int64) MemoryContextMemAllocated(run->loadcxt, true) +
-		KsKeyTableMappedTouched(run->kt) + run->slot->shared_bytes;
+	return KsRunMemoryBytes(run) + run->slot->shared_bytes;
 }
 
 /* Whether the memory allocated exceeds the budget (see evict.h). */

@@ -243,7 +243,7 @@ KsPublishItems(KsAggRun *run, KsPublishItem *items, int64 n, int64 offset)
 	/* KsWindowExpiredUpTo (window.h, which includes us) */
 	progress.expired_upto = run->def->window_size_us == 0 ? DT_NOBEGIN :
 		KsWindowReach(run->def->ttl_floor, run->def->ttl_us, run->watermark);
-	progress.memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
+	progress.memory_bytes = KsRunMemoryBytes(run);
 	while (!KsStorePublish(&run->writer, run->slot, items, n, &progress))
 		KsPublishStoreFull(run);
 	run->consumed = offset;

@@ -522,7 +522,7 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 		}
 		SPI_freetuptable(SPI_tuptable);
 		/* the memory it takes as it loads, for status and a crash (crashguard.h) */
-		KsSlotNoteMemory(run->slot, MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(kt));
+		KsSlotNoteMemory(run->slot, KsRunMemoryBytes(run));
 	}
 	SPI_cursor_close(portal);
 	MemoryContextDelete(rowcxt);

@@ -481,6 +481,13 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 }
 
 
+/* The worker memory of a loaded run's keys and states (see run.h). */
+int64
+KsRunMemoryBytes(KsAggRun *run)
+{
+	return MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
+}
+
 /* The rows per second consumed lately: the last full second, or the current one. */
 double
 KsRunRate(KsAggRun *run, TimestampTz now)
@@ -554,7 +561,7 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 	progress->ckpt_blocker = run->ckpt_skipped ? run->ckpt_holder : -1;
 	progress->watermark_known = run->consumed >= run->seen_until ||
 		(run->def->paused && run->consumed >= Max(run->pause_until, run->seed_until));
-	progress->memory_bytes = MemoryContextMemAllocated(run->loadcxt, true) + KsKeyTableMappedTouched(run->kt);
+	progress->memory_bytes = KsRunMemoryBytes(run);
 	KsSlotReportProgress(run->slot, progress);
 	/* (the slot is ours to read: only this worker writes its state) */
 	if (state == KS_WAITING && run->evict_holding && run->ckpt_skipped)

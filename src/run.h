@@ -346,6 +346,9 @@ extern void KsRunTimeoutResume(KsAggRun *run);
 /* The rows per second consumed lately: the last full second, or the current one. */
 extern double KsRunRate(KsAggRun *run, TimestampTz now);
 
+/* The worker memory a loaded run's keys and states take, as status reports it (allocated). */
+extern int64 KsRunMemoryBytes(KsAggRun *run);
+
 /*
  * After a step: its progress and the run's state for keyedstate.status;
  * `waiting` if another session holds the source (source_busy), with its
