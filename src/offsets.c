@@ -378,10 +378,11 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 	else if (pg_add_s64_overflow(st->last_value, st->increment, &next))
 		next = PG_INT64_MAX;
 	/*
-	 * A restore sets the sequences after the rows: a restored run that
-	 * found rows while its sequence was never called waits for the setval,
-	 * ten minutes at most, consuming nothing above the sequence meanwhile
-	 * (its load found the table empty, the data came after: 009's flake).
+	 * A restore sets the sequences after the rows: a restored run (or one
+	 * that has consumed nothing: a data-only restore bound it while its
+	 * source was empty) that found rows while its sequence was never called
+	 * waits for the setval, ten minutes at most, consuming nothing above the
+	 * sequence meanwhile (009's flake, twice).
 	 */
 	if (next <= src->seq_seen && !st->is_called && src->restoring)
 	{

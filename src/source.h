@@ -127,7 +127,7 @@ typedef struct KsSource
 	Oid			seqoid;
 	const char *aggname;		/* for messages */
 	bool		index_dropping; /* KsSourceCheckLeaves for a command dropping an index */
-	bool		restoring;		/* a restored run, not caught up: its sequence may come after its rows */
+	bool		restoring;		/* restored, or nothing consumed: its sequence may come after its rows */
 	TimestampTz restore_wait_since; /* ... waited for since (KsSourceReadSequence) */
 	List	   *rtable;			/* the query's, for privilege checks */
 
@@ -173,8 +173,9 @@ typedef struct KsSource
  * Set up a source for an aggregation whose rows up to `consumed` are
  * consumed; its arrays live in cxt.  KsSourceCompile then compiles its
  * expressions, before it is read.  `restoring`: a restored run not caught
- * up yet, whose sequence a restore may set after its rows
- * (KsSourceReadSequence waits for it).
+ * up yet, or one that has consumed nothing (a restore may have bound it
+ * before its rows came, 009's flake), whose sequence a restore may set after
+ * its rows (KsSourceReadSequence waits for it).
  */
 extern void KsSourceInit(KsSource *src, KsQueryInfo *info, AttrNumber offset_attnum,
 						 Oid seqoid, const char *aggname, int64 consumed, bool restoring,

@@ -161,7 +161,7 @@ KsRunLoad(KsAggRun *run)
 	run->building = InvalidDsaPointer;
 
 	KsSourceInit(&run->source, &run->info, run->def->offset_attnum, run->def->sequence_oid,
-				 run->name, run->consumed, run->def->resume_count == 0 && run->def->rebuilding, run->loadcxt);
+				 run->name, run->consumed, run->consumed <= 0 || (run->def->resume_count == 0 && run->def->rebuilding), run->loadcxt);
 	KsRunCompile(run);
 
 	/*
