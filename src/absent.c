@@ -10,6 +10,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
@@ -164,6 +165,20 @@ KsRefuseReadRebuiltHere(int32 aggid)
 	KsRefuseChangedHere(aggid, NULL,
 						"Its worker rebuilds its state once the transaction has committed; until then there is no state of one offset to read.",
 						"Read it after the commit.");
+}
+
+/* Error out if this transaction created a slot's aggregation (see absent.h). */
+void
+KsRefuseReadCreatedHere(const KsAggSlot *copy)
+{
+	if (TransactionIdIsValid(copy->reserved_xid) &&
+		TransactionIdIsCurrentTransactionId(copy->reserved_xid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("aggregation %s was created by this transaction",
+						KsAggregationName(copy->aggid, copy->view_oid)),
+				 errdetail("Its worker starts when the transaction commits."),
+				 errhint("Read it after the commit.")));
 }
 
 /* Refuse a sync that could only time out (see absent.h). */

@@ -57,6 +57,12 @@ extern void KsRefuseHopelessSync(const struct KsAggDef *def, const char *aggname
  */
 extern void KsRefuseHopelessRead(int32 aggid, Oid live_oid, Oid view_oid);
 
+/*
+ * Error out if this transaction created the aggregation of a slot (a copy):
+ * no worker runs it before the commit, so a read cannot wait for it.
+ */
+extern void KsRefuseReadCreatedHere(const KsAggSlot *copy);
+
 /* Refuse to read aggregation aggid in the transaction that rebuilt it. */
 extern void KsRefuseReadRebuiltHere(int32 aggid);
 

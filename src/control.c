@@ -556,13 +556,16 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = Int32GetDatum(copy.part.parent);
-		values[1] = CStringGetTextDatum(KsRunStateName(copy.state));
+		/* a rebuild() committed, not loaded yet: the figures are the old run's */
+		values[1] = CStringGetTextDatum(KsRunStateName(KsSlotRebuildPending(&copy) ?
+													   KS_REBUILDING : copy.state));
 		values[2] = Int64GetDatum(copy.consumed_offset);
 		values[3] = Int64GetDatum(copy.checkpointed_offset);
 		/* not loaded (since a restart, or its load failed): no offset yet, the catalog's shows */
-		nulls[2] = nulls[3] = (copy.state == KS_STARTING || copy.state == KS_FAILED ||
-							   copy.error[0] != '\0') &&
-			copy.consumed_offset == 0 && copy.checkpointed_offset == 0;
+		nulls[2] = nulls[3] = ((copy.state == KS_STARTING || copy.state == KS_FAILED ||
+								copy.error[0] != '\0') &&
+							   copy.consumed_offset == 0 && copy.checkpointed_offset == 0) ||
+			KsSlotRebuildPending(&copy);
 		values[4] = Int64GetDatum(high_water);
 		values[5] = Int64GetDatum(copy.failed_offset);
 		nulls[5] = !inspect || copy.failed_offset == 0;

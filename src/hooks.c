@@ -61,21 +61,29 @@ static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
 static bool ks_reload_pending = false;
 static TransactionId ks_reserving_xid = InvalidTransactionId;
-static List *ks_rebuilds = NIL;	/* (aggid, resume count, subtransaction) of rebuild()s (count 0: rescales), in TopMemoryContext */
+static List *ks_rebuilds = NIL;	/* (aggid, resume count, subtransaction, mark before) of rebuild()s (count 0: rescales), in TopMemoryContext */
 static bool ks_rebuilds_marked = false;	/* ... whose slots PRE_COMMIT marked */
 
-/* Mark (or, with unmark, unmark) the slots of this transaction's rebuild()s (see hooks.h). */
+/*
+ * Mark (or, with unmark, unmark) the slots of this transaction's rebuild()s
+ * (see hooks.h); unmarked in the reverse order, so that an aggregation
+ * rebuilt twice here gets back the mark it had before the first.
+ */
 static void
 KsMarkRebuilds(bool unmark)
 {
-	ListCell   *lc;
+	int			n = list_length(ks_rebuilds);
 
-	foreach(lc, ks_rebuilds)
+	for (int i = 0; i < n; i++)
 	{
-		int64	   *r = lfirst(lc);
+		int64	   *r = list_nth(ks_rebuilds, unmark ? n - 1 - i : i);
 
-		if (r[1] > 0)
-			KsSetRebuildPending(MyDatabaseId, (int32) r[0], unmark ? 0 : r[1]);
+		if (r[1] <= 0)
+			continue;
+		if (unmark)
+			(void) KsSetRebuildPending(MyDatabaseId, (int32) r[0], r[1], r[3]);
+		else
+			r[3] = KsSetRebuildPending(MyDatabaseId, (int32) r[0], r[1], -1);
 	}
 	ks_rebuilds_marked = !unmark;
 }
@@ -204,10 +212,11 @@ KsRebuildAtCommit(int32 aggid, int64 resume_count)
 		registered = true;
 	}
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	r = palloc(sizeof(int64) * 3);
+	r = palloc(sizeof(int64) * 4);
 	r[0] = aggid;
 	r[1] = resume_count;
 	r[2] = GetCurrentSubTransactionId();
+	r[3] = 0;
 	ks_rebuilds = lappend(ks_rebuilds, r);
 	MemoryContextSwitchTo(oldcxt);
 }

@@ -30,7 +30,8 @@ extern void KsRequestAtCommit(void);
 /*
  * rebuild() of aggregation aggid, giving it resume count `resume_count`:
  * KsRequestAtCommit, and its slots marked loading just before the commit
- * (KsSetRebuildPending, shmem.h), unmarked if the commit fails.
+ * (KsSetRebuildPending, shmem.h), given back their former marks if the
+ * commit fails.
  */
 extern void KsRebuildAtCommit(int32 aggid, int64 resume_count);
 

@@ -62,20 +62,6 @@ KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner)
 			 errhint("Fix the cause, then call keyedstate.resume().")));
 }
 
-/* Error out if this transaction created a slot's aggregation (see shmem.h). */
-void
-KsRefuseReadCreatedHere(const KsAggSlot *copy)
-{
-	if (TransactionIdIsValid(copy->reserved_xid) &&
-		TransactionIdIsCurrentTransactionId(copy->reserved_xid))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aggregation %s was created by this transaction",
-						KsAggregationName(copy->aggid, copy->view_oid)),
-				 errdetail("Its worker starts when the transaction commits."),
-				 errhint("Read it after the commit.")));
-}
-
 /*
  * Check a condition on one part's slot; false if it is not met yet (or the
  * slot went).  Raises the aggregation's error if the part failed.
@@ -415,22 +401,27 @@ KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid)
 	return shares;
 }
 
-/* Mark the slots of a rebuilt aggregation's parts loading (see shmem.h). */
-void
-KsSetRebuildPending(Oid dboid, int32 aggid, int64 pending)
+/* Mark, or unmark, the slots of a rebuilt aggregation's parts (see shmem.h). */
+int64
+KsSetRebuildPending(Oid dboid, int32 aggid, int64 pending, int64 unmark_to)
 {
 	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	int			nparts;
 	int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
+	int64		before = 0;
 
 	for (int i = 0; i < n; i++)
 	{
-		LWLockAcquire(&refs[i].slot->lock, LW_EXCLUSIVE);
-		if (KsSlotRefValid(&refs[i]) && (pending > 0 || refs[i].slot->rebuild_pending > 0))
-			refs[i].slot->rebuild_pending = pending;
-		LWLockRelease(&refs[i].slot->lock);
+		KsAggSlot  *slot = refs[i].slot;
+
+		LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+		before = KsSlotRefValid(&refs[i]) ? Max(before, slot->rebuild_pending) : before;
+		if (KsSlotRefValid(&refs[i]) && (unmark_to < 0 || slot->rebuild_pending == pending))
+			slot->rebuild_pending = unmark_to < 0 ? Max(pending, slot->rebuild_pending) : unmark_to;
+		LWLockRelease(&slot->lock);
 	}
 	pfree(refs);
+	return before;
 }
 
 /* The memory a run loading takes so far (see shmem.h). */

@@ -598,12 +598,6 @@ extern uint32 KsWorkerInterruptsSent(void);
 extern void KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner);
 
 /*
- * Error out if this transaction created the aggregation of a slot (a copy):
- * no worker runs it before the commit, so a read cannot wait for it.
- */
-extern void KsRefuseReadCreatedHere(const KsAggSlot *copy);
-
-/*
  * A part not loaded yet waits for process pid (0: a prepared transaction),
  * whose lock on its source keeps it from loading (KS_WAIT_SOURCE, step.c:
  * after a restart, say), or on its live table from binding a restored
@@ -632,10 +626,13 @@ extern int	KsErrdetailStartWait(int pid, int what);
  * commit; a reader takes a slot so marked as loading (it waits, as for a
  * load, KsSlotRebuildPending), and the worker, seeing the new count, marks
  * its slot loading before it applies the count, and publishes the rebuilt
- * rows once the load committed.  pending 0 takes the mark off again (the
- * commit failed).
+ * rows once the load committed.  With unmark_to negative it marks them
+ * (never lowering a mark) and returns the highest mark they held; the
+ * commit failing, unmark_to (that value) puts back, on each slot still
+ * marked with `pending`, the mark of a rebuild committed before that the
+ * worker has not applied yet (the first version took every mark off).
  */
-extern void KsSetRebuildPending(Oid dboid, int32 aggid, int64 pending);
+extern int64 KsSetRebuildPending(Oid dboid, int32 aggid, int64 pending, int64 unmark_to);
 #define KsSlotRebuildPending(slot) ((slot)->rebuild_pending > (slot)->resume_count)
 
 /*

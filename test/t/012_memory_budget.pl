@@ -478,6 +478,34 @@ SELECT (SELECT upto FROM x) || ' ' || (SELECT count(*) FROM s) || ' ' ||
 	push @torn, "round $round: $keys keys summing to $upto, $diff rows differ from the GROUP BY up to there" if $diff ne '0';
 }
 is(join('; ', @torn), '', 'reads right after rebuild() see the state of one offset, five times');
+# a rebuild() whose commit fails (serialization, after its marks) gives
+# back the mark of a rebuild committed before, not yet loaded (the first
+# version took it off: reads showed the old run again).  The worker is
+# stopped meanwhile, so that it cannot load the first one.
+ks_sync($node, $db, 'rb_n', '2 min');
+$node->safe_psql($db, q{CREATE TABLE ssi_a (i int); CREATE TABLE ssi_b (i int)});
+my $rb_pid = ks_worker_pid($node, $db, 'rb_n');
+kill('STOP', $rb_pid);
+$node->safe_psql($db, q{SELECT keyedstate.rebuild('rb_n')});
+my $t1 = $node->background_psql($db);
+my $t2 = $node->background_psql($db);
+$t1->query_safe(q{BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT keyedstate.rebuild('rb_n');
+SELECT keyedstate.rebuild('rb_n'); SELECT count(*) FROM ssi_a});
+$t2->query_safe(q{BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT count(*) FROM ssi_b; INSERT INTO ssi_a VALUES (1)});
+$t1->query_safe(q{INSERT INTO ssi_b VALUES (1)});
+$t2->query_safe(q{COMMIT});
+eval { $t1->query(q{COMMIT}) };    # (psql stops at the error)
+like($t1->{stderr} // '', qr/could not serialize/, 'the second rebuild() fails at its commit');
+is($node->safe_psql($db, q{SELECT state || ' ' || (consumed_offset IS NULL) FROM keyedstate.status WHERE name = 'rb_n'}),
+	'rebuilding true', 'the first rebuild() still shows in status after a later one failed to commit');
+my ($read_ret, $read_out, $read_err) = $node->psql($db, q{SET statement_timeout = '1s'; SELECT count(*) FROM rb_n});
+like($read_err, qr/statement timeout/, 'and a read waits for it, rather than read the old run');
+kill('CONT', $rb_pid);
+$t2->quit;
+eval { $t1->quit };    # (its psql is gone already)
+ks_sync($node, $db, 'rb_n', '2 min');
+is(ks_mismatches($node, $db, 'SELECT k, n FROM rb_n', 'SELECT k, count(*) FROM rb GROUP BY k'), 0,
+	'the rebuilt aggregation equals its GROUP BY');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('rb_n'); DROP TABLE rb});
 
 # --- 8. a damaged cold row is an error, for readers and for the worker, never a crash
