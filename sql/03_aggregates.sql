@@ -411,6 +411,33 @@ DROP TABLE s40;
 DROP AGGREGATE pmaxagg(anyelement);
 DROP FUNCTION pmax(anyelement, anyelement);
 
+-- a pane's state goes to the combine function read-only: a PL/pgSQL one
+-- frees a read-write expanded argument (array_append's state) as it
+-- returns (exactness review 21, F1: wrong windows, then crashes)
+CREATE FUNCTION acomb(a int[], b int[]) RETURNS int[] IMMUTABLE LANGUAGE plpgsql
+	AS $$ BEGIN RETURN coalesce(a, '{}') || b; END $$;
+CREATE AGGREGATE aacc(int) (sfunc = array_append, stype = int[], combinefunc = acomb);
+CREATE TABLE s44 (id bigserial PRIMARY KEY, k int, x int, ts timestamptz);
+SELECT keyedstate.create_aggregation('aw', 'SELECT k, aacc(x) AS a FROM s44 GROUP BY k',
+	window_size => '1 hour', window_slide => '20 minutes', time_column => 'ts');
+INSERT INTO s44 (k, x, ts) SELECT g % 3, g, '2026-12-01 00:00+00'::timestamptz + (g * 7 % 120) * interval '1 minute'
+  FROM generate_series(1, 12) g;
+SELECT keyedstate.sync('aw') > 0;
+INSERT INTO s44 (k, x, ts) SELECT g % 3, g, '2026-12-01 00:00+00'::timestamptz + (g * 7 % 120) * interval '1 minute'
+  FROM generate_series(13, 400) g;
+SELECT keyedstate.sync('aw') > 0;
+WITH o AS (SELECT w AS window_start, k, aacc(x ORDER BY date_bin('20 minutes', ts, '1970-01-01 00:00+00'), id) AS a
+			 FROM s44, LATERAL generate_series(date_bin('20 minutes', ts, '1970-01-01 00:00+00') - interval '40 minutes',
+											   date_bin('20 minutes', ts, '1970-01-01 00:00+00'), interval '20 minutes') w
+			GROUP BY 1, 2)
+SELECT (SELECT count(*) FROM aw) AS windows,
+	   (SELECT count(*) FROM ((SELECT * FROM o EXCEPT ALL SELECT window_start, k, a FROM aw)
+							  UNION ALL (SELECT window_start, k, a FROM aw EXCEPT ALL SELECT * FROM o)) d) AS differ;
+SELECT keyedstate.drop_aggregation('aw');
+DROP TABLE s44;
+DROP AGGREGATE aacc(int);
+DROP FUNCTION acomb(int[], int[]);
+
 -- rebuild() consumes the rows again and forgets how far a lengthened TTL
 -- had reached: the rebuilt view equals a new aggregation's with the TTL as
 -- it is now (exactness review 20, F4: the old TTL's windows stayed gone)

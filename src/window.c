@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
+#include "utils/expandeddatum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -352,7 +353,9 @@ KsCombineOne(KsAggRuntime *rt, KsAggCall *c, FmgrInfo *fn, KsTransState *st,
 	InitFunctionCallInfoData(*fcinfo, fn, 2, c->aggref->inputcollid, (Node *) rt->aggstate, NULL);
 	fcinfo->args[0].value = st->value;
 	fcinfo->args[0].isnull = st->isnull;
-	fcinfo->args[1].value = pane->value;
+	/* the pane's own state, read-only: a PL/pgSQL combine frees a read-write
+	 * expanded argument (array_append's) when it returns (exactness review 21, F1) */
+	fcinfo->args[1].value = MakeExpandedObjectReadOnly(pane->value, pane->isnull, c->transtypeLen);
 	fcinfo->args[1].isnull = pane->isnull;
 	newVal = FunctionCallInvoke(fcinfo);
 	if (!c->transtypeByVal && !fcinfo->isnull && DatumGetPointer(newVal) != DatumGetPointer(st->value))
