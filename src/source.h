@@ -337,9 +337,10 @@ extern bool KsSourceCheckRemove(Oid partrelid, Oid sourceid, AttrNumber src_attn
  * the source itself, the tables it is a partition of) whose offset column
  * is filled from anything but seqoid; aggname may be NULL (at creation).
  * Without `wait`, a table another session holds against reads is skipped
- * (sync(), whose timeout a DDL command must not outlast).
+ * (sync(), whose timeout a DDL command must not outlast, and the worker,
+ * which never waits for a lock), and false returned.
  */
-extern void KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum,
+extern bool KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum,
 								  Oid seqoid, const char *aggname, bool wait);
 
 /*

@@ -90,11 +90,12 @@ KsSourceCheckOwnDefault(Relation rel, AttrNumber attnum, Oid seqoid, const char 
  * (partitioned ones too: rows inserted through a table get its default);
  * see KsSourceCheckLeafDefault.
  */
-static void
+static bool
 KsCheckTreeDefaults(List *rels, Oid sourceid, const char *attname, Oid seqoid,
 					const char *aggname, bool wait)
 {
 	ListCell   *lc;
+	bool		all = true;
 
 	foreach(lc, rels)
 	{
@@ -111,6 +112,8 @@ KsCheckTreeDefaults(List *rels, Oid sourceid, const char *attname, Oid seqoid,
 			if (rel == NULL)
 				UnlockRelationOid(lfirst_oid(lc), AccessShareLock);
 		}
+		else
+			all = false;
 		if (rel == NULL)
 			continue;
 		attnum = get_attnum(lfirst_oid(lc), attname);
@@ -118,6 +121,7 @@ KsCheckTreeDefaults(List *rels, Oid sourceid, const char *attname, Oid seqoid,
 			KsSourceCheckLeafDefault(rel, attnum, seqoid, aggname);
 		table_close(rel, AccessShareLock);
 	}
+	return all;
 }
 
 /*
@@ -125,15 +129,17 @@ KsCheckTreeDefaults(List *rels, Oid sourceid, const char *attname, Oid seqoid,
  * partitioned partitions and, for a source that is a partition, its
  * ancestors (rows inserted through them get their defaults).
  */
-void
+bool
 KsSourceCheckDefaults(Oid relid, Oid sourceid, AttrNumber src_attnum, Oid seqoid,
 					  const char *aggname, bool wait)
 {
 	char	   *attname = get_attname(sourceid, src_attnum, false);
+	bool		all;
 
-	KsCheckTreeDefaults(find_all_inheritors(relid, NoLock, NULL), sourceid, attname,
-						seqoid, aggname, wait);
+	all = KsCheckTreeDefaults(find_all_inheritors(relid, NoLock, NULL), sourceid, attname,
+							  seqoid, aggname, wait);
 	if (relid == sourceid && get_rel_relispartition(sourceid))
-		KsCheckTreeDefaults(get_partition_ancestors(sourceid), sourceid, attname,
-							seqoid, aggname, wait);
+		all &= KsCheckTreeDefaults(get_partition_ancestors(sourceid), sourceid, attname,
+								   seqoid, aggname, wait);
+	return all;
 }

@@ -461,8 +461,18 @@ KsSourceFindLeaves(KsSource *src)
 	if (src->tree)
 	{
 		KsSourceCheckOwnDefault(source, src->offset_attnum, src->seqoid, src->aggname);
-		KsSourceCheckDefaults(src->relid, src->relid, src->offset_attnum, src->seqoid,
-							  src->aggname, true);
+		/*
+		 * The tables of the tree, ancestors too, without waiting: a DROP
+		 * INDEX of a parent's index holds the parent, then waits for the
+		 * leaf this step holds (a deadlock the regress tests met).
+		 */
+		if (!KsSourceCheckDefaults(src->relid, src->relid, src->offset_attnum, src->seqoid,
+								   src->aggname, false))
+		{
+			table_close(source, NoLock);
+			src->leaf_busy = true;
+			return false;
+		}
 		KsSourceRememberParents(src);
 	}
 	foreach(lc, oids)

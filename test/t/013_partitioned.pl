@@ -562,4 +562,45 @@ $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('sp_n')});
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation(a) FROM unnest('{rt_all,rt_a_only,rt_a2_only}'::text[]) a});
 
 $node->stop;
+
+# A worker never waits for a lock on a table of its source's tree: with the
+# parent of a partition read as a source held by another session, setting
+# the partition up again (an index created on it) waits for the next step,
+# and another aggregation of the same worker goes on (the check of the
+# ancestors' offset defaults waited for that lock: a DROP INDEX of the
+# parent's index, holding the parent and waiting for the partition the step
+# held, deadlocked with it in 06_ddl)
+{
+	my $one = ks_node('one_worker', "keyedstate.max_workers = 1\n");
+	$one->safe_psql($db, q{
+CREATE EXTENSION keyedstate;
+CREATE TABLE pp (id bigserial NOT NULL, k int) PARTITION BY RANGE (id);
+CREATE TABLE pp_1 PARTITION OF pp FOR VALUES FROM (1) TO (100000);
+CREATE INDEX ON pp (id);
+CREATE TABLE other (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('leaf_n', 'SELECT k, count(*) AS n FROM pp_1 GROUP BY k');
+SELECT keyedstate.create_aggregation('other_n', 'SELECT k, count(*) AS n FROM other GROUP BY k');
+INSERT INTO pp (k) VALUES (1);
+INSERT INTO other (k) VALUES (1);
+});
+	ks_sync($one, $db, $_, '1 min') for qw(leaf_n other_n);
+	is($one->safe_psql($db, q{SELECT count(DISTINCT pid) FROM keyedstate.workers}), '1', 'one worker runs both');
+	my $locker = $one->background_psql($db);
+	$locker->query_safe('BEGIN; LOCK TABLE ONLY pp IN ACCESS EXCLUSIVE MODE');
+	$one->safe_psql($db, q{CREATE INDEX ON pp_1 (k)});
+	$one->safe_psql($db, q{INSERT INTO other (k) VALUES (2)});
+	# (3 s: within the step timeout, which ended the wait of the step that waited)
+	my ($ret, $out, $err) = $one->psql($db, q{SELECT keyedstate.sync('other_n', '3 s')});
+	is($ret, 0, 'another aggregation of the worker goes on while a partition source\'s parent is held')
+	  or diag($err);
+	isnt($one->safe_psql($db, q{SELECT state FROM keyedstate.status WHERE name = 'leaf_n'}), 'failed',
+		'the aggregation over the partition waits, and does not fail');
+	$locker->query_safe('COMMIT');
+	$locker->quit;
+	ks_sync($one, $db, $_, '1 min') for qw(leaf_n other_n);
+	is(ks_mismatches($one, $db, 'SELECT k, n FROM leaf_n', 'SELECT k, count(*) FROM pp_1 GROUP BY k') +
+	   ks_mismatches($one, $db, 'SELECT k, n FROM other_n', 'SELECT k, count(*) FROM other GROUP BY k'), 0,
+	   'both equal their GROUP BY once the parent is free');
+	$one->stop;
+}
 done_testing();
