@@ -12,6 +12,7 @@
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -277,6 +278,63 @@ KsQueryFunctions(Query *query)
 
 	(void) KsCollectFunctionsWalker((Node *) query, &funcids);
 	return funcids;
+}
+
+/* Fold into h what a call of function fnoid keeps from its first call. */
+static uint64
+KsFoldCallIdentity(uint64 h, Oid fnoid)
+{
+	HeapTuple	tup;
+	Form_pg_proc proc;
+	Datum		config;
+	bool		isnull;
+
+	if (!OidIsValid(fnoid))
+		return h;
+	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
+	if (!HeapTupleIsValid(tup))
+		return hash_combine64(h, fnoid);	/* gone: the next step fails anyway */
+	proc = (Form_pg_proc) GETSTRUCT(tup);
+	h = hash_combine64(h, ((uint64) proc->proowner << 1) | (proc->prosecdef ? 1 : 0));
+	config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
+	if (!isnull)
+	{
+		struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(config));
+
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) VARDATA_ANY(v),
+												  VARSIZE_ANY_EXHDR(v), fnoid));
+	}
+	ReleaseSysCache(tup);
+	return h;
+}
+
+/* What the calls of an aggregation's functions keep (see aggcall.h). */
+uint64
+KsCallsIdentity(List *aggrefs, List *funcids, const Oid *more, int nmore)
+{
+	uint64		h = 0;
+	ListCell   *lc;
+
+	foreach(lc, aggrefs)
+	{
+		HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(((Aggref *) lfirst(lc))->aggfnoid));
+		Form_pg_aggregate agg;
+
+		if (!HeapTupleIsValid(tup))
+			continue;			/* gone: the privilege check fails the step */
+		agg = (Form_pg_aggregate) GETSTRUCT(tup);
+		h = KsFoldCallIdentity(h, agg->aggtransfn);
+		h = KsFoldCallIdentity(h, agg->aggfinalfn);
+		h = KsFoldCallIdentity(h, agg->aggcombinefn);
+		h = KsFoldCallIdentity(h, agg->aggserialfn);
+		h = KsFoldCallIdentity(h, agg->aggdeserialfn);
+		ReleaseSysCache(tup);
+	}
+	foreach(lc, funcids)
+		h = KsFoldCallIdentity(h, lfirst_oid(lc));
+	for (int i = 0; i < nmore; i++)
+		h = KsFoldCallIdentity(h, more[i]);
+	return h;
 }
 
 /* Check that a role may still execute the aggregates and functions (see aggcall.h). */

@@ -114,6 +114,18 @@ extern void KsAggCheckPrivileges(List *aggrefs, Oid roleid);
 extern List *KsQueryFunctions(Query *query);
 extern void KsCheckFunctionPrivileges(List *aggrefs, List *funcids, Oid roleid);
 
+/*
+ * A hash of what a call of each function remembers from its first call
+ * (fmgr_security_definer caches the owner of a SECURITY DEFINER function
+ * and its SET settings): its owner, SECURITY DEFINER and SET, for the
+ * aggregates' support functions, the functions `funcids` and the `nmore`
+ * functions of `more`.  A loaded run whose hash changed loads again, so
+ * that its calls run as the function's owner now (security review 22, F1:
+ * a function handed to a group ran the group's new body as its former
+ * owner, a superuser).
+ */
+extern uint64 KsCallsIdentity(List *aggrefs, List *funcids, const Oid *more, int nmore);
+
 /* Give a new key its initial states. */
 extern void KsAggInitStates(KsAggRuntime *rt, KsTransState *states);
 

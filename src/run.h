@@ -90,6 +90,8 @@ typedef struct KsAggRun
 	int			retry_delay_ms; /* ... and the wait before, doubled while they go on */
 	TimestampTz retry_since;	/* ... since when they go on */
 	int			code_errors;	/* passing errors user code raised in a row (run.c) */
+	uint32		wakes_seen;		/* its slot's wakes when its last step began (worker.c) */
+	TimestampTz step_due;		/* ... and when that step asked for the next one */
 
 	/* valid while loaded; all in loadcxt */
 	MemoryContext loadcxt;
@@ -111,6 +113,7 @@ typedef struct KsAggRun
 	KsStoreWriter writer;		/* rows replaced while readers copy */
 	int			timeout_ms;		/* bound on one step */
 	List	   *funcids;		/* the functions the query calls (aggcall.h) */
+	uint64		calls_identity; /* what their calls keep, as loaded (KsCallsIdentity) */
 	bool		definition_outdated;	/* a checkpoint found it changed (ckptcommit.c) */
 	TimestampTz step_budget_end;	/* when the step stops reading more rows */
 	double		publish_us_per_key; /* what publishing a key cost lately */
@@ -253,6 +256,14 @@ extern void KsRunSetDefinition(KsAggRun *run, KsAggDef *def);
 
 /* Drop what a loaded run holds in memory (not its published rows). */
 extern void KsRunUnload(KsAggRun *run);
+
+/*
+ * Note what the calls of a run just loaded keep (KsCallsIdentity); whether
+ * a function's owner, SECURITY DEFINER or SET changed since (a pg_proc
+ * invalidation came): the run then loads again.
+ */
+extern void KsRunNoteCalls(KsAggRun *run);
+extern bool KsRunCallsChanged(KsAggRun *run);
 
 /* Forget a run whose aggregation is gone (or the worker is leaving). */
 extern void KsRunRelease(KsAggRun *run);

@@ -13,6 +13,7 @@
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
+#include "aggcall.h"
 #include "catalog.h"
 #include "run.h"
 #include "settings.h"
@@ -263,4 +264,35 @@ KsRunFunctionsChanged(KsAggRun *run)
 {
 	if (run->loaded)
 		run->exprs_stale = true;
+}
+
+/* What the calls of a loaded run's functions keep: the key columns' too. */
+static uint64
+KsRunCallsIdentity(KsAggRun *run)
+{
+	Oid		   *keyfns = palloc(sizeof(Oid) * 2 * Max(run->kt->nkeys, 1));
+	uint64		h;
+
+	for (int i = 0; i < run->kt->nkeys; i++)
+	{
+		keyfns[2 * i] = run->kt->hashfns[i].fn_oid;
+		keyfns[2 * i + 1] = run->kt->eqfns[i].fn_oid;
+	}
+	h = KsCallsIdentity(run->info.aggrefs, run->funcids, keyfns, 2 * run->kt->nkeys);
+	pfree(keyfns);
+	return h;
+}
+
+/* Note what the calls of a run just loaded keep (see run.h). */
+void
+KsRunNoteCalls(KsAggRun *run)
+{
+	run->calls_identity = KsRunCallsIdentity(run);
+}
+
+/* Whether what its calls keep changed since the run loaded (see run.h). */
+bool
+KsRunCallsChanged(KsAggRun *run)
+{
+	return run->loaded && run->exprs_stale && KsRunCallsIdentity(run) != run->calls_identity;
 }

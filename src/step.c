@@ -113,6 +113,7 @@ KsRunLoad(KsAggRun *run)
 	run->applybuf = KsApplyBufferCreate(run->kt, run->rt, run->info.ninputcols,
 										&run->cur_offset, run->loadcxt);
 	run->applybuf->save_key = KsCheckpointSaveKey;
+	KsRunNoteCalls(run);
 	run->applybuf->save_arg = run;
 	run->applybuf->cold_maybe = KsRunColdMaybe;
 	run->applybuf->cold_load = KsRunColdLoad;
@@ -335,11 +336,9 @@ KsCheckpointDue(KsAggRun *run, TimestampTz now, long *timeout)
 static bool
 KsRunPrepare(KsAggRun *run)
 {
-	if (run->loaded && run->owner != run->loaded_owner)
-	{
-		/* ALTER VIEW ... OWNER TO, REASSIGN OWNED: run as the new owner */
+	/* ALTER VIEW ... OWNER TO, REASSIGN OWNED: run as the new owner; the same for a function */
+	if (run->loaded && (run->owner != run->loaded_owner || KsRunCallsChanged(run)))
 		KsRunUnload(run);
-	}
 	if (!run->loaded)
 	{
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);

@@ -2349,6 +2349,59 @@ SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'public.w'::regclass;}, extra_p
 }
 
 ###########################################################################
+# 28. A SECURITY DEFINER support function handed to another role runs as
+#     its new owner from the next step on, and a SET added to it applies
+#     (security review 22, F1: the worker kept the owner and the settings
+#     fmgr caches at the first call until it loaded the aggregation again,
+#     so a member of the group the function was given to replaced its body
+#     and read its former owner's table through another role's worker).
+###########################################################################
+{
+	$node->safe_psql($db, q{
+CREATE ROLE regress_sd_carol LOGIN; CREATE ROLE regress_sd_grp; CREATE ROLE regress_sd_mal LOGIN;
+CREATE ROLE regress_sd_bob LOGIN;
+GRANT regress_sd_grp TO regress_sd_carol; GRANT regress_sd_grp TO regress_sd_mal;
+CREATE SCHEMA sdc AUTHORIZATION regress_sd_carol; CREATE SCHEMA sdm AUTHORIZATION regress_sd_mal;
+CREATE SCHEMA sdb AUTHORIZATION regress_sd_bob;
+SET ROLE regress_sd_mal;
+CREATE TABLE sdm.loot (who name, x text, path text);
+GRANT INSERT ON sdm.loot TO PUBLIC; GRANT USAGE ON SCHEMA sdm TO PUBLIC;
+SET ROLE regress_sd_carol;
+CREATE TABLE sdc.secret (x text); INSERT INTO sdc.secret VALUES ('carol-only');
+GRANT USAGE, CREATE ON SCHEMA sdc TO regress_sd_grp;
+GRANT USAGE ON SCHEMA sdc TO regress_sd_bob;
+CREATE FUNCTION sdc.tf(s int8, v int8) RETURNS int8 LANGUAGE sql SECURITY DEFINER
+	AS $$ INSERT INTO sdm.loot SELECT current_user, NULL, current_setting('search_path'); SELECT s + v $$;
+CREATE AGGREGATE sdc.tagg(int8) (sfunc = sdc.tf, stype = int8, initcond = '0');
+SET ROLE regress_sd_bob;
+CREATE TABLE sdb.src (id bigserial PRIMARY KEY, k int, v int8);
+SELECT keyedstate.create_aggregation('sdb.tv', 'SELECT k, sdc.tagg(v) AS t FROM sdb.src GROUP BY k');
+INSERT INTO sdb.src (k, v) VALUES (1, 1);
+});
+	ks_sync($node, $db, 'sdb.tv');
+	$node->safe_psql($db, q{SELECT keyedstate.checkpoint('sdb.tv')});
+	# the owner hardens her function: the worker's next call uses the SET
+	$node->safe_psql($db, q{SET ROLE regress_sd_carol; ALTER FUNCTION sdc.tf(int8, int8) SET search_path = pg_catalog, pg_temp});
+	$node->safe_psql($db, q{INSERT INTO sdb.src (k, v) VALUES (1, 2)});
+	ks_sync($node, $db, 'sdb.tv');
+	is($node->safe_psql($db, q{SELECT path FROM sdm.loot ORDER BY ctid DESC LIMIT 1}), 'pg_catalog, pg_temp',
+		'28: a SET added to a support function applies at the next call');
+	# she gives it to the group; a member who may not read her table replaces the body
+	$node->safe_psql($db, q{SET ROLE regress_sd_carol; ALTER FUNCTION sdc.tf(int8, int8) OWNER TO regress_sd_grp});
+	my ($ret, $out, $err) = $node->psql($db, q{SET ROLE regress_sd_mal; SELECT * FROM sdc.secret});
+	like($err, qr/permission denied/, '28: the group member cannot read the former owner\'s table');
+	$node->safe_psql($db, q{SET ROLE regress_sd_mal;
+CREATE OR REPLACE FUNCTION sdc.tf(s int8, v int8) RETURNS int8 LANGUAGE sql SECURITY DEFINER
+	AS $$ INSERT INTO sdm.loot SELECT current_user, x, NULL FROM sdc.secret; SELECT s + v $$});
+	$node->safe_psql($db, q{INSERT INTO sdb.src (k, v) VALUES (1, 3)});
+	ks_wait_for($node, $db, q{SELECT state <> 'running' OR consumed_offset >= 3 FROM keyedstate.status WHERE name = 'sdb.tv'}, 60);
+	is($node->safe_psql($db, q{SELECT count(*) FROM sdm.loot WHERE x IS NOT NULL}), '0',
+		'28: the new body never runs as the former owner');
+	like($node->safe_psql($db, q{SELECT state || ': ' || coalesce(error, '') FROM keyedstate.status WHERE name = 'sdb.tv'}),
+		qr/^failed: permission denied for table secret/, '28: it runs as the group, which may not read the table');
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
