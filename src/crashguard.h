@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * crashguard.h
- *	  Stopping an aggregation that keeps crashing the server for lack of
- *	  memory.
+ *	  Stopping an aggregation that keeps crashing the server: for lack of
+ *	  memory, or by a fault in its steps.
  *
  * A process the kernel kills for lack of memory (the OOM killer, a
  * container's or cgroup's limit) is a crash: the postmaster ends every
@@ -26,6 +26,15 @@
  * that a kill -9 of its worker took down.  The new shared memory starts
  * with a copy of the record (its shmem_startup_hook, after shmem.c's),
  * read-only from then on.
+ *
+ * A worker that dies of a fault (SIGSEGV, SIGBUS, SIGILL, SIGABRT: a bug
+ * in a C function, an aggregate or a type the aggregation calls, or in
+ * keyedstate for it) notes the signal in its pool slot as it dies
+ * (KsWorkerCatchFaults); the crash is then charged to the aggregation its
+ * slot says it was running a step of (in_step), whatever memory that one
+ * holds, before any charge by memory: a load that crashes crashes again at
+ * every restart (exactness review 21, F1: 205 restarts in 40 s).  A SIGKILL
+ * is no fault: a DBA's kill -9 of a worker is not charged to what it ran.
  *
  * A worker about to load an aggregation looks it up (KsCrashGuardCheck):
  * charged with KS_CRASH_LIMIT crashes, KS_CRASH_WINDOW_MS at most apart,
@@ -53,6 +62,24 @@
 
 /* The least memory an aggregation a crash is charged to holds. */
 #define KS_CRASH_MIN_BYTES		((int64) 64 * 1024 * 1024)
+
+/*
+ * A worker's SIGQUIT handler: the postmaster ends every process so after a
+ * crash; a worker that died without it died on its own, of the crash.
+ * Notes it in the worker's slot (KsMyDbWorker), then exits as PostgreSQL's
+ * handler does.
+ */
+extern void KsWorkerQuitHandler(SIGNAL_ARGS);
+
+/*
+ * A worker's handlers of the faults it can die of (SIGSEGV, SIGBUS,
+ * SIGILL, SIGABRT: not SIGFPE, which PostgreSQL makes an error): each
+ * notes the signal in the worker's slot and dies of it as it would have.
+ * A crash of a worker that died of a fault in a step of an aggregation
+ * (its own code's, or keyedstate's for it) is charged to that aggregation,
+ * whatever memory it holds.
+ */
+extern void KsWorkerCatchFaults(void);
 
 /* Install the postmaster's side: called from _PG_init, after KsShmemInit. */
 extern void KsCrashGuardInit(void);

@@ -235,6 +235,7 @@ KsWakeAggregation(Oid dboid, int32 aggid)
 	{
 		int			procno = refs[i].slot->runner_procno;
 
+		pg_atomic_fetch_add_u32(&refs[i].slot->wakes, 1);
 		if (procno >= 0)
 			KsSetLatchOf(procno);
 		else
@@ -255,7 +256,7 @@ KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n)
 
 	if (KsSharedState == NULL)
 		return;
-	for (i = 0; i < KsSharedState->max_aggs && !all; i++)
+	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
 		int			procno;
@@ -267,6 +268,7 @@ KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n)
 			;
 		if (j == n)
 			continue;
+		pg_atomic_fetch_add_u32(&slot->wakes, 1);
 		procno = slot->runner_procno;
 		if (procno >= 0)
 			KsSetLatchOf(procno);
@@ -386,13 +388,11 @@ KsWorkerDetach(int code, Datum arg)
 	LWLockRelease(KsSharedState->lock);
 }
 
-/* SIGQUIT: note it, then exit at once (see shmem.h). */
-void
-KsWorkerQuitHandler(SIGNAL_ARGS)
+/* This worker's slot in its database's pool, NULL before its claim (see shmem.h). */
+KsDbWorker *
+KsMyDbWorker(void)
 {
-	if (ks_mydb != NULL)
-		ks_mydb->workers[ks_myindex].quit_signalled = true;
-	SignalHandlerForCrashExit(postgres_signal_arg);
+	return ks_mydb != NULL ? &ks_mydb->workers[ks_myindex] : NULL;
 }
 
 /* Claim worker number `index` of this database's pool (see shmem.h). */
@@ -415,6 +415,7 @@ KsClaimDatabase(Oid dboid, int index)
 		me->procno = MyProc->pgprocno;
 		me->idle_exit = false;
 		me->quit_signalled = false;
+		me->fault_signal = 0;
 		pg_atomic_write_u32(&me->interrupts, 0);
 		ks_mydb = db;
 		ks_myindex = index;

@@ -110,6 +110,7 @@ KsShmemStartup(void)
 			slot->store = InvalidDsaPointer;
 			pg_atomic_init_u32(&slot->readers[0], 0);
 			pg_atomic_init_u32(&slot->readers[1], 0);
+			pg_atomic_init_u32(&slot->wakes, 0);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);

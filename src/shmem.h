@@ -196,6 +196,14 @@ typedef struct KsAggSlot
 	uint32		read_epoch;
 	pg_atomic_uint32 readers[2];
 
+	/*
+	 * Bumped by every wake of its aggregation (rows committed, a sync, a
+	 * checkpoint asked for), before the runner's latch is set: its worker
+	 * steps the runs whose count moved, and the others only when they are
+	 * due (newuser review 2, F3: each commit stepped every run).
+	 */
+	pg_atomic_uint32 wakes;
+
 	/* broadcast after every publish, checkpoint and state change */
 	ConditionVariable cv;
 } KsAggSlot;
@@ -221,6 +229,7 @@ typedef struct KsDbWorker
 	bool		no_process;		/* ... and found no background worker slot free */
 	pg_atomic_uint32 interrupts;	/* SIGINTs KsInterruptAggregation sent it */
 	volatile sig_atomic_t quit_signalled;	/* it got the postmaster's SIGQUIT (crashguard.h) */
+	volatile sig_atomic_t fault_signal;	/* the fault it died of, or 0 (crashguard.h) */
 	Oid			emptied_owner;	/* whose aggregations the pool last moved off it */
 	TimestampTz emptied_at;		/* ... for another owner, and when (pool.c) */
 } KsDbWorker;
@@ -251,6 +260,7 @@ typedef struct KsCrashRecord
 	int64		resume_count;	/* of its slots at the crashes */
 	int			crashes;		/* charged, each within the window of the last */
 	int64		memory_bytes;	/* it held at the last */
+	int			signal;			/* ... or 0; else the fault its worker died of in its step */
 	TimestampTz last_at;
 } KsCrashRecord;
 
@@ -450,15 +460,15 @@ extern bool KsTryRequestDatabaseWorker(Oid dboid, bool bump);
 extern void KsWakeDatabaseWorker(Oid dboid);
 
 /*
- * Wake the workers running an aggregation's parts (sync, checkpoint); all
- * the database's if a part has none yet.  Not every worker of the database:
+ * Wake the workers running an aggregation's parts (sync, checkpoint), and
+ * bump their slots' wakes; all the database's if a part has none yet.  Not every worker of the database:
  * any reader calling sync in a loop would keep every owner's workers busy.
  */
 extern void KsWakeAggregation(Oid dboid, int32 aggid);
 
 /*
  * At the commit of rows into sources: wake the workers running the n
- * aggregations reading them, without a lock (a stale number only sets
+ * aggregations reading them (bumping their slots' wakes), without a lock (a stale number only sets
  * some process's latch); every worker of the database when a part has no
  * worker now.  Not every worker of the database otherwise: one role's
  * inserts would keep every owner's workers busy.  An aggregation without a
@@ -485,13 +495,8 @@ extern void KsDatabaseKeepAwayEnded(void);
  */
 extern bool KsClaimDatabase(Oid dboid, int index);
 
-/*
- * A worker's SIGQUIT handler: the postmaster ends every process so after a
- * crash; a worker that died without it died on its own, of the crash
- * (crashguard.h).  Notes it in the worker's slot, then exits as
- * PostgreSQL's handler does.
- */
-extern void KsWorkerQuitHandler(SIGNAL_ARGS);
+/* This worker's slot in its database's pool; NULL before it claimed it. */
+extern KsDbWorker *KsMyDbWorker(void);
 
 /* This worker's number in its database's pool. */
 extern int	KsDatabaseWorkerIndex(void);

@@ -54,6 +54,7 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "crashguard.h"
 #include "hooks.h"
 #include "launcher.h"
 #include "run.h"
@@ -428,6 +429,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 	int			index;
 	uint32		seen = 0;
 	bool		first = true;
+	bool		step_all = true;	/* every run: after a reload */
 	MemoryContext loopcxt;
 	List	   *server_settings;
 	MemoryContext setcxt;
@@ -442,6 +444,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	/* a crash that ends us is not ours (crashguard.h) */
 	pqsignal(SIGQUIT, KsWorkerQuitHandler);
+	KsWorkerCatchFaults();
 	BackgroundWorkerUnblockSignals();
 	KsKeepFreedMemory();
 
@@ -511,6 +514,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 		uint32		requested = KsDatabaseRequests();
 		long		timeout = ks_naptime;
 		ListCell   *lc;
+		TimestampTz now;
 
 		/* terminated: checkpoint, then leave */
 		if (KsRunTerminating())
@@ -533,6 +537,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 			ks_handover_pending = false;
 			seen = requested;
 			KsDatabaseRequestsSeen(seen);
+			step_all = true;
 			KsHandOverRuns(KsReloadRuns());
 			MemoryContextSwitchTo(loopcxt);
 			/*
@@ -552,14 +557,36 @@ KsDatabaseWorkerMain(Datum main_arg)
 			}
 		}
 
+		/*
+		 * Step the runs woken (their slot's wakes moved: rows committed, a
+		 * sync, a checkpoint asked for) or due (what their last step asked
+		 * for: more rows, a checkpoint, a TTL, a lock to try again); all
+		 * after a reload.  The others are left alone: a commit into one
+		 * source no longer steps every aggregation of its worker (newuser
+		 * review 2, F3).
+		 */
+		now = GetCurrentTimestamp();
 		foreach(lc, ks_runs)
 		{
-			KsRunStep((KsAggRun *) lfirst(lc), &timeout);
+			KsAggRun   *run = (KsAggRun *) lfirst(lc);
+			uint32		wakes = pg_atomic_read_u32(&run->slot->wakes);
+			long		wanted = ks_naptime;
+
+			if (!step_all && wakes == run->wakes_seen && now < run->step_due)
+			{
+				timeout = Min(timeout, TimestampDifferenceMilliseconds(now, run->step_due) + 1);
+				continue;
+			}
+			run->wakes_seen = wakes;
+			KsRunStep(run, &wanted);
+			run->step_due = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wanted);
+			timeout = Min(timeout, wanted);
 			MemoryContextSwitchTo(loopcxt);
 			KsCheckInterrupts();
 			if (KsRunTerminating())
 				KsShutdown();
 		}
+		step_all = false;
 
 		/* a slice of the stores given up (store.h), then a pause for others */
 		if (KsStoreFreeRetired(KS_STORE_FREE_SLICE_MS))

@@ -12,6 +12,7 @@
 #   ONLY=partitioned test/bench.sh                  only partitioned sources
 #   ONLY=parallel test/bench.sh                     only 1 against 2 workers
 #   ONLY=pauses test/bench.sh                       only the checkpoint pauses
+#   ONLY=wakes test/bench.sh                        only the worker's CPU per commit
 #
 # Throughputs are medians of REPEAT runs.  Machines here are shared and
 # noisy: compare ratios measured in the same run, not absolute numbers.
@@ -42,7 +43,7 @@ PAR_BUDGET=${PAR_BUDGET:-32MB}		# its memory_limit in the budgeted pair
 PAUSE_KEYS=${PAUSE_KEYS:-1000000}	# keys of the checkpoint-pause measurement
 PAUSE_BATCH=${PAUSE_BATCH:-40000}	# rows inserted every 0.2 s meanwhile
 PAUSE_SECONDS=${PAUSE_SECONDS:-40}	# its length
-ONLY=${ONLY:-}						# "budget", "partitioned", "parallel" or "pauses": only that one
+ONLY=${ONLY:-}						# "budget", "partitioned", "parallel", "pauses" or "wakes": only that one
 
 # --- timing and arithmetic ---------------------------------------------
 
@@ -773,6 +774,39 @@ bench_parallel() {
 	printf '%-64s %12s %7s\n' "drain under $PAR_BUDGET, 2 workers (each part half the budget)" "$btwo" "$(ratio "$btwo" "$bone")"
 }
 
+# The worker's CPU per single-row commit into one source: one aggregation on
+# the worker, then six (five over other tables), one pgbench client
+# committing single-row inserts for CLIENT_SECONDS each time.  A commit
+# steps the woken aggregation only; the others are stepped when due.  The
+# cluster runs one worker (ONLY=wakes sets keyedstate.max_workers = 1).
+bench_wakes() {
+	local i pid c0 c1 n script tck
+	tck=$(getconf CLK_TCK)
+	echo
+	echo "== worker CPU per single-row commit, with 1 and with 6 aggregations on one worker"
+	for i in 1 2 3 4 5 6; do
+		ks_query "CREATE TABLE wk$i (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL)" >/dev/null
+	done
+	script=$(echo 'INSERT INTO wk1 (k, v) VALUES ((random() * 1000)::int, 1);' | ks_script wakes.sql)
+	for i in 1 2 3 4 5 6; do
+		ks_query "SELECT keyedstate.create_aggregation('wk${i}_stats', '$(agg_query wk$i)')" >/dev/null
+		[ "$i" -eq 1 ] || [ "$i" -eq 6 ] || continue
+		ks_sync_all
+		pid=$(ks_query "SELECT pid FROM keyedstate.workers WHERE aggregation = 'wk1_stats'")
+		c0=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+		progress "$i aggregation(s): single-row commits for $CLIENT_SECONDS s"
+		n=$(ks_pgbench -c 1 -T "$CLIENT_SECONDS" -f "$script" 2>/dev/null |
+			awk '/number of transactions actually processed/ { split($NF, a, "/"); print a[1] }')
+		c1=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+		printf "%-60s %8s commits, worker %6s ms CPU, %s ms per commit (workers: %s)\n" \
+			"$i aggregation(s) on the worker" "$n" "$(((c1 - c0) * 1000 / tck))" \
+			"$(echo "scale=3; ($c1 - $c0) * 1000 / $tck / $n" | bc)" \
+			"$(ks_query "SELECT count(DISTINCT pid) FROM keyedstate.workers")"
+	done
+	ks_sync_all
+	echo "wk1_stats against its GROUP BY: $(ks_mismatches "SELECT k, n, s FROM wk1_stats" "SELECT k, count(*), sum(v) FROM wk1 GROUP BY k") rows differ"
+}
+
 # 14. Checkpoints off the critical path: PAUSE_KEYS keys all changing about
 # every 2 s (PAUSE_BATCH-row inserts every 0.2 s, pgbench) with
 # checkpoint_interval 3 s, for PAUSE_SECONDS.  The status shows each
@@ -824,6 +858,9 @@ max_wal_size = '16GB'
 checkpoint_timeout = '30min'
 keyedstate.max_shared_memory = '4GB'
 synchronous_commit = on"
+# the wake-up cost is measured with every aggregation on one worker
+[ "$ONLY" = wakes ] && KS_EXTRA_CONF="$KS_EXTRA_CONF
+keyedstate.max_workers = 1"
 ks_cluster_start
 # on a failure, say what the aggregations and the server were doing before the cluster goes
 trap 'rc=$?; if [ $rc -ne 0 ]; then
@@ -844,6 +881,11 @@ fi
 if [ "$ONLY" = parallel ]; then
 	ks_query "CREATE EXTENSION keyedstate" >/dev/null
 	bench_parallel
+	exit 0
+fi
+if [ "$ONLY" = wakes ]; then
+	ks_query "CREATE EXTENSION keyedstate" >/dev/null
+	bench_wakes
 	exit 0
 fi
 if [ "$ONLY" = pauses ]; then

@@ -201,17 +201,25 @@ sub ks_launcher_pid
 }
 
 # SIGKILL the worker of a database (the one running aggregation $agg, if
-# named), then wait until the server has gone through the crash restart
-# (restart_after_crash restarts everything): a connection alone can
-# succeed before the postmaster noticed the death, so wait for a launcher
-# other than the one before the kill.
+# named; or the process $pid, with a signal $signal, if given), then wait
+# until the server has gone through the crash restart (restart_after_crash
+# restarts everything): a connection alone can succeed before the
+# postmaster noticed the death, so wait for a launcher other than the one
+# before the kill.
 sub ks_kill_worker
 {
-	my ($node, $db, $agg) = @_;
-	my $pid = ks_worker_pid($node, $db, $agg);
+	my ($node, $db, $agg, $signal, $pid) = @_;
+	$pid //= ks_worker_pid($node, $db, $agg);
 	my $launcher = ks_launcher_pid($node);
 	die "no keyedstate worker in $db" unless $pid =~ /^\d+$/;
-	PostgreSQL::Test::Utils::system_log('pg_ctl', 'kill', 'KILL', $pid);
+	if (defined $signal)
+	{
+		kill($signal, $pid) or die "cannot signal $pid";
+	}
+	else
+	{
+		PostgreSQL::Test::Utils::system_log('pg_ctl', 'kill', 'KILL', $pid);
+	}
 	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 	while (time() < $deadline)
 	{
