@@ -401,6 +401,10 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 						 src->seq_seen)));
 	if (st->is_called && st->last_value > src->seq_seen)
 		src->seq_seen = st->last_value;
+	/* called once (the setval came, or a writer's nextval): a restart later is no restore's
+	 * (security review 22, F3: it was waited on for ten minutes, status saying running) */
+	if (st->is_called)
+		src->restoring = false;
 }
 
 /* Refuse an owner who may not read the offset column (see source.h). */

@@ -793,6 +793,22 @@ ks_sync($node, 'postgres', 'sb_v', '1 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM sb_v', 'SELECT k, count(*) FROM sb GROUP BY k'), '0',
 	'... and is exact once the sequence is past them again');
 
+# --- an aggregation loaded while its table was empty (a data-only restore's
+# sequence may come after its rows: such a run waits for the setval) whose
+# sequence is restarted once it has handed out offsets fails at once
+# (security review 22, F3: it waited ten minutes, status saying running)
+$node->safe_psql('postgres', q{CREATE TABLE sr (id bigserial PRIMARY KEY, k int);
+SELECT keyedstate.create_aggregation('sr_v', 'SELECT k, count(*) AS n FROM sr GROUP BY k');});
+ks_wait_state($node, 'postgres', 'sr_v', 'running');
+$node->safe_psql('postgres', q{INSERT INTO sr (k) SELECT g % 3 FROM generate_series(1, 100) g});
+ks_sync($node, 'postgres', 'sr_v', '1 min');
+$node->safe_psql('postgres', q{ALTER SEQUENCE sr_id_seq RESTART; INSERT INTO sr (id, k) VALUES (1000, 1)});
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'sequence "sr_id_seq" went backwards'
+	FROM keyedstate.status WHERE name = 'sr_v'}, 30),
+	'a sequence restarted under an aggregation loaded while its table was empty fails it at once')
+  or diag($node->safe_psql('postgres', q{SELECT state, error, consumed_offset FROM keyedstate.status WHERE name = 'sr_v'}));
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('sr_v'); DROP TABLE sr});
+
 # --- a fast shutdown while a prepared transaction locks keyedstate_internal.state:
 # the checkpoint waiting for that lock is cancelled after its grace (20 s
 # from the termination), the server stops, and once the lock is gone the
