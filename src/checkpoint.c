@@ -465,8 +465,11 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 		return KS_CKPT_SKIPPED;
 	}
 	/* the memory budget's hold waits for the tables and the row (evict.h) */
-	if (!all && !KsLockStateTables())
+	run->ckpt_blocked = !all && !KsLockStateTables();
+	if (run->ckpt_blocked)
 	{
+		/* whom it waits for, for status (review robustness3, F3: 'running', and no one named) */
+		run->ckpt_holder = KsStateTablesHolder();
 		KsBecomeOwner(run);
 		return KS_CKPT_BLOCKED;
 	}

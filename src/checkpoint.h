@@ -156,6 +156,9 @@ extern int	KsDefinitionRowHolder(KsAggRun *run);
  */
 extern bool KsLockStateTables(void);
 
+/* The pid of a session holding them against those locks, or 0 (also a prepared transaction). */
+extern int	KsStateTablesHolder(void);
+
 /*
  * Commit a checkpoint's offset and id to the run's row (the aggregation's
  * or its part's), with the rows of keyedstate_internal.cold it leaves and a windowed

@@ -150,6 +150,16 @@ KsLockStateTables(void)
 	return KsLockForWriteNow("state") && KsLockForWriteNow("cold");
 }
 
+/* Who holds keyedstate's state tables against a checkpoint (see checkpoint.h). */
+int
+KsStateTablesHolder(void)
+{
+	Oid			ns = get_namespace_oid(KS_DATA_SCHEMA, false);
+	int			pid = KsLockHolderPid(get_relname_relid("state", ns), RowExclusiveLock);
+
+	return pid > 0 ? pid : KsLockHolderPid(get_relname_relid("cold", ns), RowExclusiveLock);
+}
+
 /*
  * Delete the retired parts nobody seeds from any more, with their
  * checkpoints (see checkpoint.h).  Rows another transaction holds are

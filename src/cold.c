@@ -27,6 +27,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -407,8 +408,20 @@ KsColdFilterStep(KsAggRun *run)
 	if (run->cold_building == NULL)
 		return;
 	KsColdRelids(&heapoid, &indexoid);
-	heap = table_open(heapoid, AccessShareLock);
-	index = index_open(indexoid, AccessShareLock);
+	/*
+	 * Without waiting: a VACUUM FULL or CLUSTER of the cold table holds it,
+	 * and every aggregation of the worker waited, unreported (review
+	 * robustness3, F3).  The slice is tried again at the next step.
+	 */
+	if (!ConditionalLockRelationOid(heapoid, AccessShareLock))
+		return;
+	if (!ConditionalLockRelationOid(indexoid, AccessShareLock))
+	{
+		UnlockRelationOid(heapoid, AccessShareLock);
+		return;
+	}
+	heap = table_open(heapoid, NoLock);
+	index = index_open(indexoid, NoLock);
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
 	/* in the primary key's order: where the last slice ended, the next begins */
 	if (run->cold_build_after >= PG_INT32_MIN)

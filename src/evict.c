@@ -7,12 +7,14 @@
  */
 #include "keyedstate.h"
 
+#include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "cold.h"
 #include "evict.h"
 #include "settings.h"
+#include "source.h"
 
 /* Bytes of a context and its children in use: allocated, less what is free in them. */
 static int64
@@ -271,7 +273,26 @@ bool
 KsEvictHold(KsAggRun *run)
 {
 	TimestampTz now;
+	Oid			cold;
+	Oid			coldindex;
 
+	/*
+	 * Evicted keys come back from keyedstate_internal.cold: while another
+	 * session holds it (a VACUUM FULL, a CLUSTER), reading waits, the step
+	 * skipped, status naming the holder (review robustness3, F3: the step
+	 * waited for the lock, status saying 'running').  The locks stay for
+	 * the step's reads.
+	 */
+	KsColdRelids(&cold, &coldindex);
+	if (run->cold_keys > 0 &&
+		(!ConditionalLockRelationOid(cold, AccessShareLock) ||
+		 !ConditionalLockRelationOid(coldindex, AccessShareLock)))
+	{
+		run->ckpt_blocked = true;
+		run->ckpt_holder = KsLockHolderPid(cold, AccessShareLock);
+		run->evict_holding = true;
+		return true;
+	}
 	if (run->memory_budget <= 0 || run->consumed < run->seed_until ||
 		KsEvictMemoryBound(run) <= run->memory_budget)
 	{

@@ -465,9 +465,10 @@ KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 faile
 static char *
 KsStartWaitText(int pid, int what)
 {
-	const char *held = what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" : "its source";
+	const char *held = what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" :
+		what == KS_WAIT_TABLES ? "keyedstate_internal.state or keyedstate_internal.cold" : "its source";
 	const char *to = what == KS_WAIT_VIEW ? "bind it to the objects of this database" :
-		what == KS_WAIT_CATALOG ? "checkpoint, and evict the keys over its memory budget" : "load it";
+		what == KS_WAIT_CATALOG || what == KS_WAIT_TABLES ? "checkpoint, and evict the keys over its memory budget" : "load it";
 
 	/* (0: a prepared transaction's, or a request queued before ours, that no session holds) */
 	return pid > 0 ?
@@ -483,7 +484,7 @@ KsSlotSetStartWait(KsAggSlot *slot, int pid, int what)
 	char	   *text = KsStartWaitText(pid, what);
 
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
-	slot->state = what == KS_WAIT_CATALOG ? KS_WAITING : KS_STARTING;
+	slot->state = what == KS_WAIT_CATALOG || what == KS_WAIT_TABLES ? KS_WAITING : KS_STARTING;
 	slot->waiting_pid = pid;
 	slot->start_wait = what;
 	memset(slot->error, 0, KS_ERROR_LEN);
@@ -523,7 +524,8 @@ KsErrdetailStartWait(int pid, int what)
 	/* this session's own lock, a read's of its view say (re-review today 22, F3: it blamed itself) */
 	if (pid == MyProcPid)
 		return errdetail("It is waiting for a lock that this session's transaction holds on %s%s: try again once this transaction has ended.",
-						 what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" : "its source",
+						 what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" :
+						 what == KS_WAIT_TABLES ? "keyedstate's tables" : "its source",
 						 what == KS_WAIT_VIEW ? " (a read of its view takes one)" : "");
 	/* (the status text, as a sentence) */
 	return errdetail("It is %s%s.", text, pid > 0 ? "" : " (see pg_locks and pg_prepared_xacts)");

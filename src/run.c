@@ -534,8 +534,8 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 	}
 	if (run->def->paused)
 		state = KS_PAUSED;
-	else if (run->evict_holding && run->ckpt_skipped)
-		state = KS_WAITING;		/* for its catalog row (evict.h) */
+	else if (run->evict_holding && (run->ckpt_skipped || run->ckpt_blocked))
+		state = KS_WAITING;		/* for its catalog row (evict.h), or keyedstate's tables */
 	else if (source_busy ||
 			 (run->source.frontier.nwaits > 0 && run->consumed >= run->source.frontier.safe &&
 			  TimestampDifferenceExceeds(run->source.frontier.blocked_since, now, KS_WAITING_AFTER_MS)))
@@ -546,7 +546,7 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 		state = KS_RUNNING;
 	progress->high_water = Max(run->source.frontier.target, run->consumed);
 	progress->waiting_pid = (state != KS_WAITING) ? 0 :
-		(run->evict_holding && run->ckpt_skipped) ? run->ckpt_holder :
+		(run->evict_holding && (run->ckpt_skipped || run->ckpt_blocked)) ? run->ckpt_holder :
 		source_busy ? source_holder : run->source.frontier.blocking_pid;
 	progress->rows_per_second = KsRunRate(run, now);
 	progress->keys = KsKeyTableInMemory(run->kt);
@@ -564,11 +564,13 @@ KsRunReport(KsAggRun *run, KsSlotProgress *progress, bool source_busy, int sourc
 	progress->memory_bytes = KsRunMemoryBytes(run);
 	KsSlotReportProgress(run->slot, progress);
 	/* (the slot is ours to read: only this worker writes its state) */
-	if (state == KS_WAITING && run->evict_holding && run->ckpt_skipped)
+	if (state == KS_WAITING && run->evict_holding && (run->ckpt_skipped || run->ckpt_blocked))
 	{
-		if (run->slot->state != state || run->slot->start_wait != KS_WAIT_CATALOG ||
+		int			what = run->ckpt_skipped ? KS_WAIT_CATALOG : KS_WAIT_TABLES;
+
+		if (run->slot->state != state || run->slot->start_wait != what ||
 			run->slot->waiting_pid != run->ckpt_holder)
-			KsSlotSetStartWait(run->slot, run->ckpt_holder, KS_WAIT_CATALOG);
+			KsSlotSetStartWait(run->slot, run->ckpt_holder, what);
 	}
 	else if (run->slot->state != state || run->slot->start_wait != 0)
 		KsSlotSetState(run->slot, state, NULL, 0);

@@ -184,6 +184,7 @@ typedef struct KsAggRun
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
 	TimestampTz hold_checked;	/* when memory in use was last measured for it */
 	bool		ckpt_skipped;	/* the last checkpoint slice could not lock its row */
+	bool		ckpt_blocked;	/* ... or keyedstate's state tables */
 	int			ckpt_holder;	/* then, under a hold, the pid holding it (0: unknown) */
 	uint64		evict_hand;		/* the eviction clock's next entry */
 	int64		cold_keys;		/* keys only in keyedstate_internal.cold */

@@ -201,6 +201,7 @@ KsRunUnload(KsAggRun *run)
 	run->ckpt_buf = NULL;
 	run->ckpt = NULL;
 	run->ckpt_skipped = false;
+	run->ckpt_blocked = false;
 	run->expire_cursor = 0;
 	run->expire_wcursor = 0;
 	run->expire_running = false;

@@ -512,8 +512,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 				KsExpireCompactKeys(run);
 				if (run->source.leaf_busy)
 					*timeout = Min(*timeout, 100);
-				else if (run->consumed < safe)
-					*timeout = 0;
+				else if (run->consumed < safe)	/* (held for memory, no spin: review robustness3, F3) */
+					*timeout = batches > 0 || !run->evict_holding ? 0 : Min(*timeout, 100);
 				else if (run->source.frontier.nwaits > 0)
 					*timeout = Min(*timeout, 10);
 			}
@@ -567,7 +567,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 			KsCheckpointDone(run, ckpt_from);
 			run->seed_ckpt_due = false;
 			/* its victims leave the view and the key count at the next publish: now */
-			if (run->kt->npublish > 0)
+			if (run->kt->npublish > 0 || run->evict_holding)
 				*timeout = 0;
 		}
 		else
