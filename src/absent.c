@@ -72,6 +72,8 @@ KsWarnNoWorkerHere(const char *aggname)
 char *
 KsNoWorkerMessage(int why)
 {
+	if (why == KS_DISABLED)
+		return pstrdup("keyedstate.enabled is off: no worker runs");
 	return why > 0 ?
 		psprintf("its database has aggregations of %d owners, and runs one worker for each owner, %d at most",
 				 why, KS_MAX_DB_WORKERS) :

@@ -487,8 +487,8 @@ keyedstate_worker_missing(PG_FUNCTION_ARGS)
 	KsRequirePreload();
 	if ((why = KsNoWorkerHere()) != NULL)
 		PG_RETURN_TEXT_P(cstring_to_text(why));
-	if (KsLauncherMissing())
-		PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerMessage(KS_NO_LAUNCHER)));
+	if (KsLauncherMissing() || !ks_enabled)
+		PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerMessage(KsLauncherMissing() ? KS_NO_LAUNCHER : KS_DISABLED)));
 	if (!KsWorkerLacksProcess(0))
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(KsNoWorkerMessage(-1)));

@@ -330,7 +330,8 @@ KsLauncherConsider(int i, int w, TimestampTz now, int *running)
 {
 	Oid			dboid;
 
-	if (!KsLauncherWantsWorker(i, w, now, KS_MIN_START_GAP_MS, KS_RESTART_DELAY_MS, &dboid))
+	/* keyedstate.enabled off: none starts (review robustness3, F6: no way to stop them all) */
+	if (!ks_enabled || !KsLauncherWantsWorker(i, w, now, KS_MIN_START_GAP_MS, KS_RESTART_DELAY_MS, &dboid))
 		return true;
 
 	/* a worker we started may not have claimed the slot yet */

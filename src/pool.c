@@ -588,6 +588,8 @@ KsWorkerMissing(int w)
 
 	if (KsLauncherMissing())
 		return KS_NO_LAUNCHER;
+	if (!ks_enabled)
+		return KS_DISABLED;
 	if (KsWorkerLacksProcess(w))
 		return -1;
 	LWLockAcquire(KsSharedState->lock, LW_SHARED);

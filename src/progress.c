@@ -21,6 +21,7 @@
 #include "utils/wait_event.h"
 
 #include "catalog.h"
+#include "settings.h"
 #include "shmem.h"
 
 /* Ask for a checkpoint of a slot; returns the request number, 0 if gone. */
@@ -146,7 +147,8 @@ KsPartsLackWorker(KsSlotRef *refs, int n)
 	int			why;
 
 	if (n == 0)
-		return KsLauncherMissing() ? KS_NO_LAUNCHER : KsWorkerLacksProcess(-1) ? -1 : 0;
+		return KsLauncherMissing() ? KS_NO_LAUNCHER : !ks_enabled ? KS_DISABLED :
+			KsWorkerLacksProcess(-1) ? -1 : 0;
 	for (i = 0; i < n; i++)
 		if ((why = KsPartLacksWorker(&refs[i])) != 0)
 			return why;

@@ -26,6 +26,7 @@
 int			ks_max_aggregations = 64;
 int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
 int			ks_max_workers = 4;
+bool		ks_enabled = true;
 int			ks_batch_size = 100000;
 int			ks_pool_settle = 60 * 1000;
 int			ks_naptime = 1000;
@@ -71,6 +72,16 @@ KsSettingsInit(void)
 							4, 1, 1024,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("keyedstate.enabled",
+							 "Whether keyedstate's workers run.",
+							 "Off, the running workers write a final checkpoint and leave, and none starts: "
+							 "reads of the aggregations' views and keyedstate.sync() say so until it is on again, "
+							 "and the rows written meanwhile are consumed then.",
+							 &ks_enabled,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("keyedstate.batch_size",
 							"Most rows a worker reads in one batch.",

@@ -21,6 +21,9 @@ extern int	ks_max_shared_memory;
 /* PGC_SIGHUP: database workers running at once in the server (the pool) */
 extern int	ks_max_workers;
 
+/* PGC_SIGHUP: whether workers run at all (off: they checkpoint and leave) */
+extern bool ks_enabled;
+
 /* PGC_SIGHUP: most rows read in one batch */
 extern int	ks_batch_size;
 

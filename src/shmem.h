@@ -400,7 +400,9 @@ extern bool KsAggSlotsFull(void);
 	errdetail("No keyedstate aggregation slot is free for it (keyedstate.max_aggregations is %d).", \
 			  KsSharedState->max_aggs)
 #define KsErrdetailNoWorker(why) \
-	((why) > 0 ? \
+	((why) == KS_DISABLED ? \
+	 errdetail("keyedstate.enabled is off: no keyedstate worker runs until it is on again.") : \
+	 (why) > 0 ? \
 	 errdetail("Its database has aggregations of %d owners, and runs one worker for each owner, %d at most.", \
 			   (why), KS_MAX_DB_WORKERS) : \
 	 (why) == KS_NO_LAUNCHER ? \
@@ -709,6 +711,7 @@ extern void KsLauncherAttach(const Oid *oids, int n);
 extern bool KsLauncherMissing(void);
 #define KS_LAUNCHER_GRACE_MS	10000
 #define KS_NO_LAUNCHER			(-2)
+#define KS_DISABLED				(-3)	/* keyedstate.enabled is off (settings.h) */
 
 /*
  * Whether worker w of database slot i should be started now: it is in

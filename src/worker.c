@@ -527,6 +527,9 @@ KsDatabaseWorkerMain(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
+		/* keyedstate.enabled turned off: checkpoint, then leave (the launcher starts none) */
+		if (!ks_enabled)
+			KsShutdown();
 
 		MemoryContextReset(loopcxt);
 		MemoryContextSwitchTo(loopcxt);

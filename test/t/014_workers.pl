@@ -668,6 +668,32 @@ SELECT keyedstate.create_aggregation('n', 'SELECT k, count(*) FROM t GROUP BY k'
 	rmdir $tmp;
 }
 
+# keyedstate.enabled = off (review robustness3, F6: nothing stopped every
+# worker but removing the preload, which turns off keyedstate's DDL guards
+# too): every worker writes its final checkpoint and leaves, none starts;
+# the views keep their last state, status and sync say why; on again, the
+# rows written meanwhile are consumed, none replayed
+$node->safe_psql('postgres', q{CREATE TABLE en (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('en_n', 'SELECT k, count(*) AS n FROM en GROUP BY k');
+INSERT INTO en (k) SELECT g % 50 FROM generate_series(1, 1000) g;});
+ks_sync($node, 'postgres', 'en_n');
+my $workers_running = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'keyedstate worker'};
+$node->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.enabled = off; SELECT pg_reload_conf()});
+ok(ks_wait_for($node, 'postgres', "SELECT ($workers_running) = 0", 60), 'keyedstate.enabled = off: every worker leaves');
+$node->safe_psql('postgres', q{INSERT INTO en (k) SELECT g % 50 FROM generate_series(1, 500) g});
+ok(ks_holds(3, sub { $node->safe_psql('postgres', $workers_running) eq '0' }), '... and none starts, rows written meanwhile');
+is($node->safe_psql('postgres', q{SELECT state || ': ' || error FROM keyedstate.status WHERE name = 'en_n'}),
+	'starting: keyedstate.enabled is off: no worker runs', '... status says why');
+is($node->safe_psql('postgres', q{SELECT sum(n) FROM en_n}), '1000', '... the view keeps its last state');
+my ($en_ret, $en_out, $en_err) = $node->psql('postgres', q{SELECT keyedstate.sync('en_n', '1 s')});
+like($en_err, qr/DETAIL:  keyedstate.enabled is off/, '... and a sync says why');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET keyedstate.enabled; SELECT pg_reload_conf()});
+ks_sync($node, 'postgres', 'en_n');
+is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM en_n', 'SELECT k, count(*) FROM en GROUP BY k'), '0',
+	'on again, it consumes the rows written meanwhile, exact');
+is($node->safe_psql('postgres', q{SELECT rows_replayed FROM keyedstate.status WHERE name = 'en_n'}), '0',
+	'... replaying none: the workers checkpointed as they left');
+
 $node->stop;
 
 # max_worker_processes left no slot for the launcher at preload: the
