@@ -156,7 +156,13 @@ extern int	KsDefinitionRowHolder(KsAggRun *run);
  */
 extern bool KsLockStateTables(void);
 
-/* The pid of a session holding them against those locks, or 0 (also a prepared transaction). */
+/* The same for keyedstate_internal.aggregation and .part, the catalog. */
+extern bool KsLockCatalogNow(void);
+
+/*
+ * The pid of a session holding one of those four tables against those
+ * locks, or 0 (also a prepared transaction).
+ */
 extern int	KsStateTablesHolder(void);
 
 /*

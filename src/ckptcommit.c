@@ -35,6 +35,31 @@
 #include "checkpoint.h"
 #include "cold.h"
 
+/* Lock a table and its indexes for writing, without waiting; false if one is held. */
+static bool
+KsLockForWriteNow(const char *name)
+{
+	Oid			relid = get_relname_relid(name, get_namespace_oid(KS_DATA_SCHEMA, false));
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		ok = true;
+
+	if (!OidIsValid(relid) || !ConditionalLockRelationOid(relid, RowExclusiveLock))
+		return false;
+	rel = relation_open(relid, NoLock);
+	indexes = RelationGetIndexList(rel);
+	relation_close(rel, NoLock);
+	foreach(lc, indexes)
+		if (!ConditionalLockRelationOid(lfirst_oid(lc), RowExclusiveLock))
+		{
+			ok = false;
+			break;
+		}
+	list_free(indexes);
+	return ok;
+}
+
 /*
  * Lock the run's row for the checkpoint, without waiting: a backend
  * pausing or dropping the aggregation in a transaction left open would
@@ -57,6 +82,9 @@ KsLockDefinitionRow(KsAggRun *run)
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	int			ret;
 
+	/* the catalog tables too, without waiting: a VACUUM FULL of them (re-review today 26, F6) */
+	if (!KsLockCatalogNow())
+		return false;
 	if (run->def->is_part)
 		ret = SPI_execute_with_args("SELECT 1 FROM keyedstate_internal.part p "
 									"JOIN keyedstate_internal.aggregation a ON a.id = p.aggregation_id "
@@ -89,6 +117,9 @@ KsDefinitionRowHolder(KsAggRun *run)
 	TransactionId xmax = InvalidTransactionId;
 	bool		isnull;
 
+	/* the tables themselves held (KsLockDefinitionRow): never wait to read the row */
+	if (!KsLockCatalogNow())
+		return KsStateTablesHolder();
 	/* a part's row first, then its aggregation's */
 	if (SPI_execute_with_args("SELECT x FROM (SELECT 1 AS o, p.xmax AS x FROM keyedstate_internal.part p "
 							  "WHERE p.id OPERATOR(pg_catalog.=) $1 UNION ALL "
@@ -110,31 +141,6 @@ KsDefinitionRowHolder(KsAggRun *run)
 	return TransactionIdIsNormal(xmax) ? BackendXidGetPid(xmax) : 0;
 }
 
-/* Lock a table and its indexes for writing, without waiting; false if one is held. */
-static bool
-KsLockForWriteNow(const char *name)
-{
-	Oid			relid = get_relname_relid(name, get_namespace_oid(KS_DATA_SCHEMA, false));
-	Relation	rel;
-	List	   *indexes;
-	ListCell   *lc;
-	bool		ok = true;
-
-	if (!OidIsValid(relid) || !ConditionalLockRelationOid(relid, RowExclusiveLock))
-		return false;
-	rel = relation_open(relid, NoLock);
-	indexes = RelationGetIndexList(rel);
-	relation_close(rel, NoLock);
-	foreach(lc, indexes)
-		if (!ConditionalLockRelationOid(lfirst_oid(lc), RowExclusiveLock))
-		{
-			ok = false;
-			break;
-		}
-	list_free(indexes);
-	return ok;
-}
-
 /*
  * Lock keyedstate_internal.state and keyedstate_internal.cold, and their indexes, for the
  * checkpoint's writes, without waiting (see checkpoint.h).  A DBA's
@@ -150,14 +156,24 @@ KsLockStateTables(void)
 	return KsLockForWriteNow("state") && KsLockForWriteNow("cold");
 }
 
-/* Who holds keyedstate's state tables against a checkpoint (see checkpoint.h). */
+/* The same for keyedstate_internal.aggregation and .part (see checkpoint.h). */
+bool
+KsLockCatalogNow(void)
+{
+	return KsLockForWriteNow("aggregation") && KsLockForWriteNow("part");
+}
+
+/* Who holds keyedstate's tables against those locks (see checkpoint.h). */
 int
 KsStateTablesHolder(void)
 {
+	static const char *const tables[] = {"state", "cold", "aggregation", "part"};
 	Oid			ns = get_namespace_oid(KS_DATA_SCHEMA, false);
-	int			pid = KsLockHolderPid(get_relname_relid("state", ns), RowExclusiveLock);
+	int			pid = 0;
 
-	return pid > 0 ? pid : KsLockHolderPid(get_relname_relid("cold", ns), RowExclusiveLock);
+	for (int i = 0; i < (int) lengthof(tables) && pid <= 0; i++)
+		pid = KsLockHolderPid(get_relname_relid(tables[i], ns), RowExclusiveLock);
+	return pid;
 }
 
 /*

@@ -212,13 +212,30 @@ KsWorkerQuitHandler(SIGNAL_ARGS)
 	SignalHandlerForCrashExit(postgres_signal_arg);
 }
 
+/*
+ * A PANIC (a WAL write failing on a full disk, say) ends in abort(): no
+ * fault of what the step ran (re-review today 26, F4).  emit_log_hook sees
+ * it before the abort.
+ */
+static emit_log_hook_type prev_emit_log_hook = NULL;
+static volatile sig_atomic_t ks_panicking = false;
+
+static void
+KsWorkerEmitLog(ErrorData *edata)
+{
+	if (edata->elevel >= PANIC)
+		ks_panicking = true;
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
 /* A fault: note it, then die of it (see crashguard.h). */
 static void
 KsWorkerFaultHandler(int sig)
 {
 	KsDbWorker *me = KsMyDbWorker();
 
-	if (me != NULL)
+	if (me != NULL && !ks_panicking)
 		me->fault_signal = sig;
 	/* its default action again (SA_RESETHAND), not blocked here (SA_NODEFER) */
 	raise(sig);
@@ -237,6 +254,8 @@ KsWorkerCatchFaults(void)
 	sa.sa_flags = SA_RESETHAND | SA_NODEFER;
 	for (int i = 0; i < (int) lengthof(faults); i++)
 		(void) sigaction(faults[i], &sa, NULL);
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = KsWorkerEmitLog;
 }
 
 /* Install the postmaster's side (see crashguard.h). */

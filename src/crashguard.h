@@ -73,8 +73,9 @@ extern void KsWorkerQuitHandler(SIGNAL_ARGS);
 
 /*
  * A worker's handlers of the faults it can die of (SIGSEGV, SIGBUS,
- * SIGILL, SIGABRT: not SIGFPE, which PostgreSQL makes an error): each
- * notes the signal in the worker's slot and dies of it as it would have.
+ * SIGILL, SIGABRT: not SIGFPE, which PostgreSQL makes an error, nor the
+ * abort() of a PANIC): each notes the signal in the worker's slot and dies
+ * of it as it would have.
  * A crash of a worker that died of a fault in a step of an aggregation
  * (its own code's, or keyedstate's for it) is charged to that aggregation,
  * whatever memory it holds.

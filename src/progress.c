@@ -468,7 +468,8 @@ static char *
 KsStartWaitText(int pid, int what)
 {
 	const char *held = what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" :
-		what == KS_WAIT_TABLES ? "keyedstate_internal.state or keyedstate_internal.cold" : "its source";
+		what == KS_WAIT_TABLES ? "keyedstate_internal.state or keyedstate_internal.cold" :
+		what == KS_WAIT_LOAD_TABLES ? "a table of keyedstate_internal" : "its source";
 	const char *to = what == KS_WAIT_VIEW ? "bind it to the objects of this database" :
 		what == KS_WAIT_CATALOG || what == KS_WAIT_TABLES ? "checkpoint, and evict the keys over its memory budget" : "load it";
 
@@ -527,7 +528,7 @@ KsErrdetailStartWait(int pid, int what)
 	if (pid == MyProcPid)
 		return errdetail("It is waiting for a lock that this session's transaction holds on %s%s: try again once this transaction has ended.",
 						 what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" :
-						 what == KS_WAIT_TABLES ? "keyedstate's tables" : "its source",
+						 what == KS_WAIT_TABLES || what == KS_WAIT_LOAD_TABLES ? "keyedstate's tables" : "its source",
 						 what == KS_WAIT_VIEW ? " (a read of its view takes one)" : "");
 	/* (the status text, as a sentence) */
 	return errdetail("It is %s%s.", text, pid > 0 ? "" : " (see pg_locks and pg_prepared_xacts)");

@@ -259,11 +259,20 @@ extern void KsRunSetDefinition(KsAggRun *run, KsAggDef *def);
 extern void KsRunUnload(KsAggRun *run);
 
 /*
- * Note what the calls of a run just loaded keep (KsCallsIdentity); whether
- * a function's owner, SECURITY DEFINER or SET changed since (a pg_proc
- * invalidation came): the run then loads again.
+ * Note what the calls of a run about to load keep (KsCallsIdentity), before
+ * any is made; whether a function's owner, SECURITY DEFINER or SET changed
+ * since (checked at every step: a few syscache lookups): the run then
+ * loads again.
  */
 extern void KsRunNoteCalls(KsAggRun *run);
+
+/*
+ * Whether one of keyedstate's tables (state, cold, the catalog) is held
+ * against the writes of a load (a VACUUM FULL): the run loads at a later
+ * step, its status naming the holder, instead of the whole worker waiting
+ * (re-review today 26, F2).
+ */
+extern bool KsRunLoadBlocked(KsAggRun *run);
 extern bool KsRunCallsChanged(KsAggRun *run);
 
 /* Forget a run whose aggregation is gone (or the worker is leaving). */

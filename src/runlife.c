@@ -15,6 +15,7 @@
 
 #include "aggcall.h"
 #include "catalog.h"
+#include "checkpoint.h"
 #include "run.h"
 #include "settings.h"
 #include "store.h"
@@ -295,5 +296,16 @@ KsRunNoteCalls(KsAggRun *run)
 bool
 KsRunCallsChanged(KsAggRun *run)
 {
-	return run->loaded && run->exprs_stale && KsRunCallsIdentity(run) != run->calls_identity;
+	/* at every step: a change during the load came before the compile that clears exprs_stale (re-review today 26, F5) */
+	return run->loaded && KsRunCallsIdentity(run) != run->calls_identity;
+}
+
+/* Whether keyedstate's tables are held against a load (see run.h). */
+bool
+KsRunLoadBlocked(KsAggRun *run)
+{
+	if (KsLockCatalogNow() && KsLockStateTables())
+		return false;
+	KsSlotSetStartWait(run->slot, KsStateTablesHolder(), KS_WAIT_LOAD_TABLES);
+	return true;
 }

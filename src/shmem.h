@@ -620,6 +620,7 @@ extern void KsReportFailed(const char *aggname, const char *error, int64 offset,
 #define KS_WAIT_VIEW	2
 #define KS_WAIT_CATALOG	3		/* loaded, 'waiting': a budget's hold for its catalog row (evict.h) */
 #define KS_WAIT_TABLES	4		/* ... for keyedstate_internal.state and .cold (a VACUUM FULL) */
+#define KS_WAIT_LOAD_TABLES	5	/* not loaded, 'starting': the same, for a load (run.h) */
 extern void KsSlotSetStartWait(KsAggSlot *slot, int pid, int what);
 extern int	KsPartsStartBlocker(KsSlotRef *refs, int n, int *what);
 extern int	KsErrdetailStartWait(int pid, int what);

@@ -141,7 +141,7 @@ KsRunLoad(KsAggRun *run)
 	 */
 	KsRunTimeoutPause(true);
 	KsBecomeWorker();
-	if (KsColdSeedCopy(run))
+	if (KsRunLoadBlocked(run) || KsColdSeedCopy(run))
 	{
 		KsBecomeOwner(run);
 		KsRunTimeoutResume(run);

@@ -681,6 +681,49 @@ is(ks_mismatches($node, $db, 'SELECT k, n FROM vf_n', 'SELECT k, count(*) FROM v
 	'... and it is exact once they are free');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('vf_n'); DROP TABLE vf});
 
+# The class: while any of keyedstate's tables is held ACCESS EXCLUSIVE (a
+# VACUUM FULL, a CLUSTER), no worker waits for a lock, whatever it does:
+# reading evicted keys, a TTL's sweep of the cold rows, a load (forced by a
+# SET on a function the query calls), a checkpoint (re-review today 26,
+# F1, F2, F6: each stalled the whole worker).  Then it is exact (the TTL's
+# aggregation, whose keys expire meanwhile, is only there to sweep).
+$node->safe_psql($db, q{
+CREATE TABLE lk (id bigserial PRIMARY KEY, k int NOT NULL, ts timestamptz NOT NULL DEFAULT now());
+CREATE FUNCTION lk_key(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1';
+SELECT keyedstate.create_aggregation('lk_ttl', 'SELECT k, count(*) AS n FROM lk GROUP BY k',
+	checkpoint_interval => '100 ms', memory_limit => '1MB', ttl => '10 s');
+SELECT keyedstate.create_aggregation('lk_fn', 'SELECT lk_key(k) AS k, count(*) AS n FROM lk GROUP BY 1',
+	checkpoint_interval => '100 ms');
+INSERT INTO lk (k) SELECT g FROM generate_series(1, 30000) g;
+});
+ks_sync($node, $db, $_, '2 min') for qw(lk_ttl lk_fn);
+my $worker_waits = q{SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+ WHERE NOT l.granted AND a.backend_type = 'keyedstate worker'};
+my $set = 0;
+for my $table (qw(state cold aggregation part))
+{
+	$set = !$set;
+	my $holder = $node->background_psql($db);
+	# (writers and DDL read keyedstate's catalog: with it held, they come first)
+	my @writes = (q{INSERT INTO lk (k) SELECT (random() * 30000)::int FROM generate_series(1, 3000)},
+		$set ? q{ALTER FUNCTION lk_key(int) SET work_mem = '5MB'} : q{ALTER FUNCTION lk_key(int) RESET ALL});
+	my $catalog = $table eq 'aggregation' || $table eq 'part';
+	$node->safe_psql($db, $_) for ($catalog ? @writes : ());
+	$holder->query_safe("BEGIN; LOCK TABLE keyedstate_internal.$table IN ACCESS EXCLUSIVE MODE");
+	$node->safe_psql($db, $_) for ($catalog ? () : @writes);
+	ok(ks_holds(3, sub { $node->safe_psql($db, $worker_waits) eq '0' }),
+		"keyedstate_internal.$table held: no worker waits for a lock")
+	  or diag($node->safe_psql($db, q{SELECT l.relation::regclass, l.mode, a.wait_event, a.query FROM pg_locks l
+		JOIN pg_stat_activity a USING (pid) WHERE NOT l.granted AND a.backend_type = 'keyedstate worker'}));
+	$holder->query_safe('COMMIT');
+	$holder->quit;
+	ks_sync($node, $db, $_, '2 min') for qw(lk_ttl lk_fn);
+	is(ks_mismatches($node, $db, 'SELECT k, n FROM lk_fn', 'SELECT k, count(*) FROM lk GROUP BY k'), 0,
+		"... and the aggregation reloaded meanwhile is exact once it is free");
+}
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('lk_ttl'), keyedstate.drop_aggregation('lk_fn');
+DROP TABLE lk; DROP FUNCTION lk_key(int)});
+
 unlike(slurp_file($node->logfile), qr/terminated by signal (?!9\b)/,
 	'no server process died but of the deliberate SIGKILLs');
 
