@@ -462,6 +462,9 @@ for my $how ('CREATE TABLE pt_in%d PARTITION OF pt_in FOR VALUES IN (%d)',
 		'(precondition) then it creates the partition under the parent');
 	# (its triggers disabled first: the parents' marks come from the CREATE, re-review 12)
 	$ddl->query_safe('ALTER TABLE public.pt_in4 DISABLE TRIGGER ALL; INSERT INTO public.pt_in4 (g, k) VALUES (4, 1)');
+	# (nothing else wakes it with its trigger disabled and a long naptime: a
+	# commit steps only the aggregations it wakes, so a sync does; it times out)
+	$node->psql($db, q{SELECT keyedstate.sync('pt_n', '200 ms')});
 	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $dpid FROM keyedstate.status WHERE name = 'pt_n'}, 30),
 		'a transaction whose CREATE ... PARTITION OF found the parent only once it had its lock, and inserted, is waited for');
 	$ddl->query_safe('COMMIT');
@@ -482,6 +485,7 @@ CREATE TABLE pt_x6 PARTITION OF pt_x FOR VALUES IN (6);});
 		'(precondition) the ATTACH waits for the lock of the table hiding the parent',
 		'(precondition) then it attaches the table to the parent');
 	$ddl->query_safe('INSERT INTO public.pt_x6 (g, k) VALUES (6, 2)');
+	$node->psql($db, q{SELECT keyedstate.sync('pt_n', '200 ms')});
 	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $dpid FROM keyedstate.status WHERE name = 'pt_n'}, 30),
 		'a transaction whose ATTACH found the parent only once it had its lock, and inserted below, is waited for');
 	$ddl->query_safe('COMMIT');
