@@ -245,6 +245,15 @@ KsColdRelids(Oid *heap, Oid *index)
 		elog(ERROR, "keyedstate_internal.cold or its primary key is missing");
 }
 
+/* Lock them for reading without waiting; false if another session holds one (see cold.h). */
+bool
+KsColdLockNow(Oid *heap, Oid *index)
+{
+	KsColdRelids(heap, index);
+	return ConditionalLockRelationOid(*heap, AccessShareLock) &&
+		ConditionalLockRelationOid(*index, AccessShareLock);
+}
+
 /* Order of uint64s, for bsearch. */
 static int
 KsCompareUint64(const void *a, const void *b)
@@ -407,19 +416,9 @@ KsColdFilterStep(KsAggRun *run)
 
 	if (run->cold_building == NULL)
 		return;
-	KsColdRelids(&heapoid, &indexoid);
-	/*
-	 * Without waiting: a VACUUM FULL or CLUSTER of the cold table holds it,
-	 * and every aggregation of the worker waited, unreported (review
-	 * robustness3, F3).  The slice is tried again at the next step.
-	 */
-	if (!ConditionalLockRelationOid(heapoid, AccessShareLock))
+	/* without waiting (review robustness3, F3): the slice is tried again at the next step */
+	if (!KsColdLockNow(&heapoid, &indexoid))
 		return;
-	if (!ConditionalLockRelationOid(indexoid, AccessShareLock))
-	{
-		UnlockRelationOid(heapoid, AccessShareLock);
-		return;
-	}
 	heap = table_open(heapoid, NoLock);
 	index = index_open(indexoid, NoLock);
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));

@@ -235,6 +235,13 @@ extern void KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id
 extern void KsColdRelids(Oid *heap, Oid *index);
 
 /*
+ * Lock them for reading without waiting: false if another session holds
+ * one (a VACUUM FULL, a CLUSTER); what was taken is kept to the end of the
+ * transaction.  The worker never waits for them (review robustness3, F3).
+ */
+extern bool KsColdLockNow(Oid *heap, Oid *index);
+
+/*
  * The hash, id and data of a row of keyedstate_internal.cold read by the worker
  * (the data detoasted in the current context); a NULL column is damage.
  */

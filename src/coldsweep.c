@@ -20,7 +20,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "executor/tuptable.h"
-#include "storage/lmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -99,9 +98,7 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 	if (run->ncold_expired >= KS_COLD_EXPIRED_MAX)
 		return false;
 	/* without waiting: a VACUUM FULL of the table holds it (re-review today 26, F1); at a later step */
-	KsColdRelids(&heapoid, &indexoid);
-	if (!ConditionalLockRelationOid(heapoid, AccessShareLock) ||
-		!ConditionalLockRelationOid(indexoid, AccessShareLock))
+	if (!KsColdLockNow(&heapoid, &indexoid))
 		return false;
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold sweep",
 								ALLOCSET_DEFAULT_SIZES);

@@ -7,7 +7,6 @@
  */
 #include "keyedstate.h"
 
-#include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -283,10 +282,7 @@ KsEvictHold(KsAggRun *run)
 	 * waited for the lock, status saying 'running').  The locks stay for
 	 * the step's reads.
 	 */
-	KsColdRelids(&cold, &coldindex);
-	if (run->cold_keys > 0 &&
-		(!ConditionalLockRelationOid(cold, AccessShareLock) ||
-		 !ConditionalLockRelationOid(coldindex, AccessShareLock)))
+	if (run->cold_keys > 0 && !KsColdLockNow(&cold, &coldindex))
 	{
 		run->ckpt_blocked = true;
 		run->ckpt_holder = KsLockHolderPid(cold, AccessShareLock);
