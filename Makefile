@@ -36,6 +36,7 @@ OBJS = \
 	src/expire.o \
 	src/evict.o \
 	src/cold.o \
+	src/coldfilter.o \
 	src/coldread.o \
 	src/coldseed.o \
 	src/coldsweep.o \
