@@ -110,6 +110,7 @@ struct KsChunkWriter
 	uint64		ncold;			/* cold rows numbered so far */
 	uint32	   *stale_hashes;	/* cold rows of keys written whole: deleted */
 	uint64	   *stale_ids;
+	ItemPointerData *stale_tids;	/* where they were read from (KsColdDelete) */
 	KsKeyEntry **stale_keys;
 	int64		nstale;
 	int64		maxstale;
@@ -284,18 +285,21 @@ KsChunkStale(struct KsChunkWriter *w, KsKeyEntry *e)
 		{
 			w->stale_hashes = palloc_extended(sizeof(uint32) * w->maxstale, MCXT_ALLOC_HUGE);
 			w->stale_ids = palloc_extended(sizeof(uint64) * w->maxstale, MCXT_ALLOC_HUGE);
+			w->stale_tids = palloc_extended(sizeof(ItemPointerData) * w->maxstale, MCXT_ALLOC_HUGE);
 			w->stale_keys = palloc_extended(sizeof(KsKeyEntry *) * w->maxstale, MCXT_ALLOC_HUGE);
 		}
 		else
 		{
 			w->stale_hashes = repalloc_huge(w->stale_hashes, sizeof(uint32) * w->maxstale);
 			w->stale_ids = repalloc_huge(w->stale_ids, sizeof(uint64) * w->maxstale);
+			w->stale_tids = repalloc_huge(w->stale_tids, sizeof(ItemPointerData) * w->maxstale);
 			w->stale_keys = repalloc_huge(w->stale_keys, sizeof(KsKeyEntry *) * w->maxstale);
 		}
 		MemoryContextSwitchTo(oldcxt);
 	}
 	w->stale_hashes[w->nstale] = e->hash;
 	w->stale_ids[w->nstale] = e->cold_id;
+	w->stale_tids[w->nstale] = e->cold_tid;
 	w->stale_keys[w->nstale] = e;
 	w->nstale++;
 }
@@ -334,6 +338,7 @@ KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
 
 			KsColdAdd(run, &w->cold, e, id, run->loadcxt, w->tmp);
 			e->cold_id = id;
+			ItemPointerSetInvalid(&e->cold_tid);
 			e->flags |= KS_KEY_COLD_CURRENT;
 		}
 		appendBinaryStringInfo(w->buf, (const char *) &g, sizeof(uint16));
@@ -511,7 +516,7 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsChunkInsert(w, -1);
 	KsBecomeWorker();
 	/* cold rows of keys this checkpoint wrote whole go with its commit */
-	KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, (int) w->nstale);
+	KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, w->stale_tids, (int) w->nstale);
 	/* and the cold rows the TTL's sweep found expired */
 	w->nexpired_cold = KsColdDeleteExpired(run);
 	/* the chunks recovery must find: this checkpoint's, and a delta's chain before it */
@@ -567,6 +572,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 		if (e->cold_id != w->stale_ids[i])
 			continue;
 		e->cold_id = 0;
+		ItemPointerSetInvalid(&e->cold_tid);
 		if (e->flags & KS_KEY_EXPIRED)
 			KsKeyMarkPublish(run->kt, e);
 	}
@@ -577,6 +583,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	{
 		pfree(w->stale_hashes);
 		pfree(w->stale_ids);
+		pfree(w->stale_tids);
 		pfree(w->stale_keys);
 	}
 	run->cold_rows += (int64) w->ncold - w->nstale - w->nexpired_cold;

@@ -27,6 +27,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
@@ -257,13 +258,47 @@ KsCompareUint64(const void *a, const void *b)
 }
 
 /*
- * Delete cold rows by hash and id (see cold.h), through the primary key:
- * a DELETE ... = ANY planned with a smaller table's statistics scanned
- * every cold row.  Deleted as the catalog's rows are (keyedstate_internal.cold has
- * no trigger, rule or reference); later reads see it (command counter).
+ * Delete the row of key i at the place it was read from, if it is still
+ * there, visible, and that key's (hash and id are checked: the place of a
+ * row deleted by hand and vacuumed may hold another row since); false to
+ * look it up by the primary key instead.
+ */
+static bool
+KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
+			   uint64 id, ItemPointer tid)
+{
+	HeapTupleData tuple;
+	Buffer		buffer;
+	TupleDesc	desc = RelationGetDescr(heap);
+	bool		isnull[3];
+	bool		same;
+
+	/* (a vacuum may have truncated the table after such a deletion) */
+	if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= nblocks)
+		return false;
+	tuple.t_self = *tid;
+	if (!heap_fetch(heap, snapshot, &tuple, &buffer, false))
+		return false;
+	same = DatumGetInt32(heap_getattr(&tuple, 1, desc, &isnull[0])) == aggid &&
+		(uint32) DatumGetInt32(heap_getattr(&tuple, 2, desc, &isnull[1])) == hash &&
+		(uint64) DatumGetInt64(heap_getattr(&tuple, 3, desc, &isnull[2])) == id &&
+		!isnull[0] && !isnull[1] && !isnull[2];
+	ReleaseBuffer(buffer);
+	if (same)
+		simple_heap_delete(heap, tid);
+	return same;
+}
+
+/*
+ * Delete cold rows by hash and id (see cold.h): at the place each was read
+ * from when the caller knows it (a key that came back: no index lookup),
+ * the others through the primary key (a DELETE ... = ANY planned with a
+ * smaller table's statistics scanned every cold row).  Deleted as the
+ * catalog's rows are (keyedstate_internal.cold has no trigger, rule or
+ * reference); later reads see it (command counter).
  */
 int64
-KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
+KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, const ItemPointerData *tids, int n)
 {
 	MemoryContext tmp;
 	MemoryContext oldcxt;
@@ -278,28 +313,49 @@ KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
 	TupleTableSlot *slot;
 	IndexScanDesc scan;
 	ScanKeyData skeys[2];
+	BlockNumber nblocks;
 	int64		deleted = 0;
+	int			left = 0;
 	int			i;
 
 	if (n == 0)
 		return 0;
+	KsColdRelids(&heapoid, &indexoid);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	heap = table_open(heapoid, RowExclusiveLock);
+	nblocks = tids != NULL ? RelationGetNumberOfBlocks(heap) : 0;
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold delete",
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(tmp);
 	elems = palloc(sizeof(Datum) * n);
 	sorted = palloc(sizeof(uint64) * n);
+	MemoryContextSwitchTo(oldcxt);
 	for (i = 0; i < n; i++)
 	{
-		elems[i] = Int32GetDatum((int32) hashes[i]);
-		sorted[i] = ids[i];
+		if ((i & 1023) == 0)
+			KsCheckInterrupts();
+		if (tids != NULL &&
+			KsColdDeleteAt(heap, nblocks, snapshot, aggid, hashes[i], ids[i], (ItemPointer) &tids[i]))
+		{
+			deleted++;
+			continue;
+		}
+		elems[left] = Int32GetDatum((int32) hashes[i]);
+		sorted[left++] = ids[i];
 	}
-	qsort(sorted, n, sizeof(uint64), KsCompareUint64);
-	arr = construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT);
+	if (left == 0)
+	{
+		table_close(heap, RowExclusiveLock);
+		UnregisterSnapshot(snapshot);
+		MemoryContextDelete(tmp);
+		CommandCounterIncrement();
+		return deleted;
+	}
+	oldcxt = MemoryContextSwitchTo(tmp);
+	qsort(sorted, left, sizeof(uint64), KsCompareUint64);
+	arr = construct_array(elems, left, INT4OID, 4, true, TYPALIGN_INT);
 	MemoryContextSwitchTo(oldcxt);
 
-	KsColdRelids(&heapoid, &indexoid);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	heap = table_open(heapoid, RowExclusiveLock);
 	index = index_open(indexoid, RowExclusiveLock);
 	slot = table_slot_create(heap, NULL);
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
@@ -320,7 +376,7 @@ KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n)
 		 * in the entry, without reading the heap.  A row it names is
 		 * deleted if this snapshot sees it.
 		 */
-		if (isnull || bsearch(&id, sorted, n, sizeof(uint64), KsCompareUint64) == NULL)
+		if (isnull || bsearch(&id, sorted, left, sizeof(uint64), KsCompareUint64) == NULL)
 			continue;
 		if (!index_fetch_heap(scan, slot))
 			continue;
@@ -379,8 +435,8 @@ KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id)
  * (then its state in memory is the newer).  Every byte is checked first.
  */
 static bool
-KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 len,
-			  Datum *keys, bool *nulls)
+KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, ItemPointer tid, const char *data,
+			  uint32 len, Datum *keys, bool *nulls)
 {
 	KsKeyTable *kt = run->kt;
 	KsColdParts parts;
@@ -408,6 +464,7 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 le
 		KsKeySetFlags(kt, e, (e->flags & ~KS_KEY_EVICTED) | KS_KEY_EXPIRED);
 		e->touched = parts.touched;
 		e->cold_id = id;
+		e->cold_tid = *tid;
 		KsKeyMarkDirty(kt, e);
 		run->cold_keys--;
 		return true;
@@ -416,6 +473,7 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, const char *data, uint32 le
 	KsAggDeserializeStates(run->rt, e->states, &e->replay, parts.states, parts.statelen, run->name);
 	e->touched = parts.touched;
 	e->cold_id = id;
+	e->cold_tid = *tid;
 	e->flags |= KS_KEY_COLD_CURRENT;
 	/* its view row is built again by the step's publish, with its cold row's id */
 	KsKeyMarkPublish(kt, e);
@@ -477,7 +535,8 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
 		data = KsColdRowColumns(run, slot, &hash, &id);
 		/* its deserialize functions are user code: timed (run.h) */
 		KsRunOwnerCodeBegin(run);
-		if (KsColdRestore(run, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), keys, nulls))
+		if (KsColdRestore(run, hash, id, &slot->tts_tid, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
+						  keys, nulls))
 			loaded++;
 		KsRunOwnerCodeEnd();
 		MemoryContextSwitchTo(oldcxt);

@@ -107,9 +107,12 @@ extern void KsColdInsert(KsAggRun *run, KsColdBatch *batch);
 
 /*
  * Delete cold rows by hash and id (stale ones: the keys are written again;
- * expired ones); returns how many went.
+ * expired ones), at the places they were read from if `tids` is not NULL
+ * (KsKeyEntry.cold_tid: an invalid one is looked up); returns how many
+ * went.
  */
-extern int64 KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, int n);
+extern int64 KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids,
+						  const ItemPointerData *tids, int n);
 
 /*
  * The TTL over cold keys.  A key that outlived the TTL while cold is

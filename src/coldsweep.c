@@ -195,7 +195,7 @@ KsColdDeleteExpired(KsAggRun *run)
 	}
 	run->ncold_expired = 0;
 	/* a row listed twice (two sweeps) is deleted once: count what went */
-	deleted = KsColdDelete(run->def->id, run->cold_expired_hashes, run->cold_expired_ids, n);
+	deleted = KsColdDelete(run->def->id, run->cold_expired_hashes, run->cold_expired_ids, NULL, n);
 	/*
 	 * The lists go with them (up to 768 kB at KS_COLD_EXPIRED_MAX): kept,
 	 * they held a 1MB budget's aggregation at 4 times its budget with no

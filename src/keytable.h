@@ -26,6 +26,7 @@
 #include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "lib/stringinfo.h"
+#include "storage/itemptr.h"
 #include "utils/dsa.h"
 #include "utils/timestamp.h"
 
@@ -50,10 +51,9 @@ typedef struct KsTransState
 typedef struct KsKeyEntry
 {
 	uint32		hash;			/* KsHashKeyValues of the key */
-	uint32		flags;			/* KS_KEY_DIRTY_* */
+	uint32		shared_bytes;	/* its published tuple's size (KsStoreTupleBytes) */
 	dsa_pointer shared;			/* published KsStoreEntry, or Invalid */
 	dsa_pointer shared_tuple;	/* its tuple, as the worker last set it */
-	uint32		shared_bytes;	/* and that tuple's size (KsStoreTupleBytes) */
 	uint32		ckpt_epoch;		/* the checkpoint list it is on, 0: none */
 	uint32		saved_epoch;	/* the capture it was last written for */
 	TimestampTz touched;		/* when a row last changed it (state TTL) */
@@ -61,6 +61,8 @@ typedef struct KsKeyEntry
 	Datum	   *keys;			/* nkeys values, in the table's context */
 	bool	   *keynulls;
 	StringInfo	replay;			/* inputs of replay-persisted aggregates */
+	uint16		flags;			/* KS_KEY_*, all in 16 bits */
+	ItemPointerData cold_tid;	/* where cold_id's row was read, if it came back from it */
 	KsTransState states[FLEXIBLE_ARRAY_MEMBER];	/* nstates */
 } KsKeyEntry;
 
