@@ -24,6 +24,7 @@ OBJS = \
 	src/apply.o \
 	src/definition.o \
 	src/pinned.o \
+	src/callcheck.o \
 	src/catalog.o \
 	src/catalogparts.o \
 	src/source.o \

@@ -58,6 +58,7 @@ typedef struct KsAggCall
 	Oid			serialfn_oid;
 	Oid			deserialfn_oid;
 	Oid			combinefn_oid;	/* InvalidOid if none; called by window.c */
+	uint64		definition;		/* of its pg_aggregate row (KsCallsReplaced) */
 	Expr	   *combinefn_expr; /* its call expression, as nodeAgg gives it (polymorphic ones read it) */
 	bool		rebase;			/* its deserialized states are rebased (aggserial.c) */
 	FmgrInfo	transfn;
@@ -118,13 +119,31 @@ extern void KsCheckFunctionPrivileges(List *aggrefs, List *funcids, Oid roleid);
  * A hash of what a call of each function remembers from its first call
  * (fmgr_security_definer caches the owner of a SECURITY DEFINER function
  * and its SET settings): its owner, SECURITY DEFINER and SET, for the
- * aggregates' support functions, the functions `funcids` and the `nmore`
- * functions of `more`.  A loaded run whose hash changed loads again, so
- * that its calls run as the function's owner now (security review 22, F1:
- * a function handed to a group ran the group's new body as its former
- * owner, a superuser).
+ * support functions the runtime's calls were prepared with (not those the
+ * aggregates name now: security review 23, F1) and the `nmore` functions
+ * of `more`.  A loaded run whose hash changed forgets what its calls kept
+ * (KsCallsRefresh, KsFmgrRefresh: looked up again, their memory in `cxt`),
+ * so that they run as the function's owner now (security review 22, F1: a
+ * function handed to a group ran the group's new body as its former owner,
+ * a superuser), without loading again (security review 23, F2: any such
+ * change of a function reloaded every aggregation calling it).  The
+ * functions the query's expressions call are compiled again at any change
+ * of a function (KsRunFunctionsChanged).
  */
-extern uint64 KsCallsIdentity(List *aggrefs, List *funcids, const Oid *more, int nmore);
+extern uint64 KsCallsIdentity(KsAggRuntime *rt, const Oid *more, int nmore);
+extern void KsCallsRefresh(KsAggRuntime *rt, MemoryContext cxt);
+extern void KsFmgrRefresh(FmgrInfo *fns, int n, MemoryContext cxt);
+
+/*
+ * Whether an aggregate's pg_aggregate row changed (CREATE OR REPLACE
+ * AGGREGATE by its owner, for another role's aggregation: aggguard.c
+ * refuses it for one's own) since its call was prepared: the run then loads
+ * again, calling what the aggregate names now (security review 23, F1: it
+ * went on calling the former transition function, whose owner's later
+ * changes nothing saw).
+ */
+extern bool KsCallsReplaced(KsAggRuntime *rt);
+extern uint64 KsAggDefinitionHash(HeapTuple tup);
 
 /* Give a new key its initial states. */
 extern void KsAggInitStates(KsAggRuntime *rt, KsTransState *states);

@@ -13,7 +13,8 @@
  * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, pool.c and
  * progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c
- * and coldfilter.c, checkpoint.h ckptcommit.c, recovery.h seed.c, run.h runlife.c and runbound.c):
+ * and coldfilter.c, aggcall.h callcheck.c, checkpoint.h ckptcommit.c, recovery.h seed.c,
+ * run.h runlife.c and runbound.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
@@ -27,6 +28,7 @@
  *	keytable	worker-local hash table of keys and transition states
  *	keydirty	the keys changed since the last publish and checkpoint capture
  *	aggcall		calling aggregate transition/final/serial functions
+ *	callcheck	what the calls depend on: privileges, replaced aggregates, SECURITY DEFINER
  *	aggguard	refusing changes to the aggregates an aggregation calls
  *	aggserial	the durable form of transition states, read back
  *	apply		applying input rows to the keyed state in chunks

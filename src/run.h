@@ -114,6 +114,7 @@ typedef struct KsAggRun
 	int			timeout_ms;		/* bound on one step */
 	List	   *funcids;		/* the functions the query calls (aggcall.h) */
 	uint64		calls_identity; /* what their calls keep, as loaded (KsCallsIdentity) */
+	MemoryContext callscxt;		/* what they keep since the last refresh (KsRunCheckCalls) */
 	bool		definition_outdated;	/* a checkpoint found it changed (ckptcommit.c) */
 	TimestampTz step_budget_end;	/* when the step stops reading more rows */
 	double		publish_us_per_key; /* what publishing a key cost lately */
@@ -259,12 +260,14 @@ extern void KsRunSetDefinition(KsAggRun *run, KsAggDef *def);
 extern void KsRunUnload(KsAggRun *run);
 
 /*
- * Note what the calls of a run about to load keep (KsCallsIdentity), before
- * any is made; whether a function's owner, SECURITY DEFINER or SET changed
- * since (checked at every step: a few syscache lookups): the run then
- * loads again.
+ * Note what the calls of a run just loaded keep (KsCallsIdentity), before
+ * any is made.  At every step (a few syscache lookups), a loaded run checks
+ * them: whether an aggregate was replaced (KsCallsReplaced: false then, and
+ * the run loads again), and whether a called function's owner, SECURITY
+ * DEFINER or SET changed (its calls forget what they kept, the states stay).
  */
 extern void KsRunNoteCalls(KsAggRun *run);
+extern bool KsRunCheckCalls(KsAggRun *run);
 
 /*
  * Whether one of keyedstate's tables (state, cold, the catalog) is held

@@ -195,6 +195,8 @@ KsRunUnload(KsAggRun *run)
 	run->rt = NULL;
 	run->kt = NULL;
 	run->windows = NULL;
+	run->combinefns = NULL;
+	run->callscxt = NULL;
 	run->applybuf = NULL;
 	run->group_starts = NULL;
 	run->seed_until = PG_INT64_MIN;
@@ -280,7 +282,7 @@ KsRunCallsIdentity(KsAggRun *run)
 		keyfns[2 * i] = run->kt->hashfns[i].fn_oid;
 		keyfns[2 * i + 1] = run->kt->eqfns[i].fn_oid;
 	}
-	h = KsCallsIdentity(run->info.aggrefs, run->funcids, keyfns, 2 * run->kt->nkeys);
+	h = KsCallsIdentity(run->rt, keyfns, 2 * run->kt->nkeys);
 	pfree(keyfns);
 	return h;
 }
@@ -290,14 +292,43 @@ void
 KsRunNoteCalls(KsAggRun *run)
 {
 	run->calls_identity = KsRunCallsIdentity(run);
+	run->callscxt = NULL;
 }
 
-/* Whether what its calls keep changed since the run loaded (see run.h). */
+/*
+ * Check what the calls of a loaded run keep (see run.h); false if the run
+ * must load again.  Every call the run keeps is looked up again at once,
+ * in a new context: the previous one goes with what they kept.
+ */
 bool
-KsRunCallsChanged(KsAggRun *run)
+KsRunCheckCalls(KsAggRun *run)
 {
-	/* at every step: a change during the load came before the compile that clears exprs_stale (re-review today 26, F5) */
-	return run->loaded && KsRunCallsIdentity(run) != run->calls_identity;
+	MemoryContext old = run->callscxt;
+	uint64		h;
+
+	if (!run->loaded)
+		return true;
+	if (KsCallsReplaced(run->rt))
+		return false;
+	h = KsRunCallsIdentity(run);
+	if (h == run->calls_identity)
+		return true;
+	run->callscxt = AllocSetContextCreate(run->loadcxt, "keyedstate function calls",
+										  ALLOCSET_SMALL_SIZES);
+	KsCallsRefresh(run->rt, run->callscxt);
+	KsFmgrRefresh(run->kt->hashfns, run->kt->nkeys, run->callscxt);
+	KsFmgrRefresh(run->kt->eqfns, run->kt->nkeys, run->callscxt);
+	if (run->windows != NULL)
+	{
+		KsFmgrRefresh(run->windows->hashfns, run->windows->nkeys, run->callscxt);
+		KsFmgrRefresh(run->windows->eqfns, run->windows->nkeys, run->callscxt);
+	}
+	if (run->combinefns != NULL)
+		KsFmgrRefresh(run->combinefns, run->rt->ncalls, run->callscxt);
+	if (old != NULL)
+		MemoryContextDelete(old);
+	run->calls_identity = h;
+	return true;
 }
 
 /* Whether keyedstate's tables are held against a load (see run.h). */

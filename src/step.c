@@ -337,7 +337,7 @@ static bool
 KsRunPrepare(KsAggRun *run)
 {
 	/* ALTER VIEW ... OWNER TO, REASSIGN OWNED: run as the new owner; the same for a function */
-	if (run->loaded && (run->owner != run->loaded_owner || KsRunCallsChanged(run)))
+	if (run->loaded && (run->owner != run->loaded_owner || !KsRunCheckCalls(run)))
 		KsRunUnload(run);
 	if (!run->loaded)
 	{

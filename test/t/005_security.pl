@@ -2402,6 +2402,61 @@ CREATE OR REPLACE FUNCTION sdc.tf(s int8, v int8) RETURNS int8 LANGUAGE sql SECU
 }
 
 ###########################################################################
+# 29. The worker calls the support functions the aggregate names now, and
+#     notices changes of those it calls (security review 23, F1: after
+#     CREATE OR REPLACE AGGREGATE moved to another function of the same
+#     owner, the worker went on calling the former one, still as its
+#     owner; she handed it to a group and a member's new body read her
+#     table).  A change of a called function's SET or owner costs no load
+#     of the aggregation (F2: each one loaded it again from its checkpoint,
+#     at the will of the function's owner).
+###########################################################################
+{
+	$node->safe_psql($db, q{
+SET ROLE regress_sd_carol;
+CREATE FUNCTION sdc.g1(s int8, v int8) RETURNS int8 LANGUAGE sql SECURITY DEFINER
+	AS $$ INSERT INTO sdm.loot SELECT current_user, 'g1', current_setting('search_path'); SELECT s + v $$;
+CREATE FUNCTION sdc.g2(s int8, v int8) RETURNS int8 LANGUAGE sql SECURITY DEFINER
+	AS $$ INSERT INTO sdm.loot SELECT current_user, 'g2', current_setting('search_path'); SELECT s + v $$;
+CREATE AGGREGATE sdc.gagg(int8) (sfunc = sdc.g1, stype = int8, initcond = '0');
+SET ROLE regress_sd_bob;
+CREATE TABLE sdb.src2 (id bigserial PRIMARY KEY, k int, v int8);
+SELECT keyedstate.create_aggregation('sdb.gv', 'SELECT k, sdc.gagg(v) AS t FROM sdb.src2 GROUP BY k');
+INSERT INTO sdb.src2 (k, v) VALUES (1, 1);
+});
+	ks_sync($node, $db, 'sdb.gv');
+	$node->safe_psql($db, q{SELECT keyedstate.checkpoint('sdb.gv')});
+	# a SET added to the function it calls applies, without loading the aggregation again
+	my $logpos = -s $node->logfile;
+	$node->safe_psql($db, q{SET ROLE regress_sd_carol; ALTER FUNCTION sdc.g1(int8, int8) SET search_path = pg_catalog, pg_temp});
+	$node->safe_psql($db, q{INSERT INTO sdb.src2 (k, v) VALUES (1, 2)});
+	ks_sync($node, $db, 'sdb.gv');
+	is($node->safe_psql($db, q{SELECT x || ' ' || path FROM sdm.loot ORDER BY ctid DESC LIMIT 1}), 'g1 pg_catalog, pg_temp',
+		'29: a SET added to a support function applies at the next call');
+	my $log = substr(slurp_file($node->logfile), $logpos);
+	unlike($log, qr/aggregation sdb\.gv recovered/, '29: ... and the aggregation did not load again for it');
+	# she moves her aggregate to g2 (the same owner and settings as g1: none)
+	# and gives g1, no support function any more, to the group
+	$node->safe_psql($db, q{SET ROLE regress_sd_carol; ALTER FUNCTION sdc.g1(int8, int8) RESET ALL});
+	$node->safe_psql($db, q{INSERT INTO sdb.src2 (k, v) VALUES (1, 0)});
+	ks_sync($node, $db, 'sdb.gv');
+	$node->safe_psql($db, q{SET ROLE regress_sd_carol;
+CREATE OR REPLACE AGGREGATE sdc.gagg(int8) (sfunc = sdc.g2, stype = int8, initcond = '0');
+ALTER FUNCTION sdc.g1(int8, int8) OWNER TO regress_sd_grp});
+	$node->safe_psql($db, q{SET ROLE regress_sd_mal;
+CREATE OR REPLACE FUNCTION sdc.g1(s int8, v int8) RETURNS int8 LANGUAGE sql SECURITY DEFINER
+	AS $$ INSERT INTO sdm.loot SELECT current_user, x, 'g1 stole' FROM sdc.secret; SELECT s + v $$});
+	$node->safe_psql($db, q{INSERT INTO sdb.src2 (k, v) VALUES (1, 3)});
+	ks_sync($node, $db, 'sdb.gv');
+	is($node->safe_psql($db, q{SELECT count(*) FROM sdm.loot WHERE path = 'g1 stole'}), '0',
+		'29: the former transition function is not called any more');
+	is($node->safe_psql($db, q{SELECT x FROM sdm.loot ORDER BY ctid DESC LIMIT 1}), 'g2',
+		'29: the one the aggregate names now is');
+	is($node->safe_psql($db, q{SELECT state || ' ' || t FROM keyedstate.status, sdb.gv WHERE name = 'sdb.gv'}), 'running 6',
+		'29: and the aggregation goes on from its state');
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
