@@ -36,7 +36,9 @@
  * every restart (exactness review 21, F1: 205 restarts in 40 s).  A SIGKILL
  * is no fault: a DBA's kill -9 of a worker is not charged to what it ran.
  *
- * A worker about to load an aggregation looks it up (KsCrashGuardCheck):
+ * A worker about to load an aggregation looks it up (KsCrashGuardCheck,
+ * before the load runs any code of it: its query's analysis and its
+ * aggregates' initial values may be what crashed, security review 23):
  * charged with KS_CRASH_LIMIT crashes, KS_CRASH_WINDOW_MS at most apart,
  * since its last resume(), it fails with an error saying so instead of
  * loading; charged with fewer, it logs it.  It stays failed across further

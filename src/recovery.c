@@ -34,7 +34,6 @@
 
 #include "checkpoint.h"
 #include "cold.h"
-#include "crashguard.h"
 #include "expire.h"
 #include "publish.h"
 #include "window.h"
@@ -567,7 +566,6 @@ KsRecover(KsAggRun *run)
 	int32		chunks;
 	ArrayType  *seeds = NULL;
 
-	KsCrashGuardCheck(run);		/* not into the memory that crashed the server */
 	KsBecomeWorker();
 	arg = Int32GetDatum(run->def->id);
 	/* seeded or not as the catalog says now: a definition may be older */

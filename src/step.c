@@ -24,6 +24,7 @@
 #include "apply.h"
 #include "checkpoint.h"
 #include "cold.h"
+#include "crashguard.h"
 #include "evict.h"
 #include "expire.h"
 #include "hooks.h"
@@ -94,6 +95,8 @@ KsRunLoad(KsAggRun *run)
 	 */
 	run->pause_until = run->def->paused ?	/* (or, restored, what it showed when dumped) */
 		Max(Max(run->pause_until, KsStorePublishedOffset(run->slot)), run->def->pause_at) : PG_INT64_MIN;
+	/* before any of its code runs: its analysis and initial values may be what crashed */
+	KsCrashGuardCheck(run);
 	run->loadcxt = AllocSetContextCreate(run->cxt, "keyedstate aggregation state",
 										 ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(run->loadcxt);
@@ -134,11 +137,7 @@ KsRunLoad(KsAggRun *run)
 						run->def->sequence_oid, KsRowTypeHash(run->info.viewdesc),
 						run->def->resume_count, NULL);
 
-	/*
-	 * Recover into a new store that readers do not see; until it replaces
-	 * the published one, the view keeps showing the last good state (after
-	 * a resume) or waits (after a crash).
-	 */
+	/* into a store readers do not see: the view shows the last good state (a resume) or waits */
 	KsRunTimeoutPause(true);
 	KsBecomeWorker();
 	if (KsRunLoadBlocked(run) || KsColdSeedCopy(run))
