@@ -3,17 +3,15 @@
  * restore.c
  *	  Aggregations across pg_dump and restore.
  *
- * keyedstate_internal.aggregation and its id sequence are extension configuration
- * tables: pg_dump writes their rows after CREATE EXTENSION, naming the
- * view, live table, source and sequence by regclass, so that a restore
- * reads them back as the restored objects.  The live tables, views and
+ * keyedstate_internal.aggregation and its id sequence are extension configuration tables:
+ * pg_dump writes their rows after CREATE EXTENSION, naming the view, live table, source
+ * and sequence by regclass, so that a restore reads them back as the restored objects.  The live tables, views and
  * triggers are ordinary objects and are dumped as such.  The checkpointed
  * state is not dumped: its bytes are in-memory images that name types and
  * other objects by OID, meaningless in another database.
  *
- * A restored row is bound to its new database by a BEFORE INSERT trigger
- * on keyedstate_internal.aggregation (rows create_aggregation() inserts itself are
- * left alone):
+ * A restored row is bound to its new database by a BEFORE INSERT trigger on
+ * keyedstate_internal.aggregation (rows create_aggregation() inserts itself are left alone):
  *	- the definition text, which names everything fully qualified and
  *	  writes constants in forms that read back exactly (create.c), is
  *	  analysed again as the view's owner, under the settings it was
@@ -116,9 +114,10 @@ KsGet(HeapTuple tup, TupleDesc desc, const char *name)
 
 /*
  * Analyse a restored definition as the view's owner, restricted, under the
- * aggregation's captured settings and the settings it was deparsed with.
- * Privileges are not checked here: a restore grants them only after the
- * data, and the worker checks them at every step.
+ * aggregation's captured settings (set as the owner, as the worker does: a
+ * custom one is hers, not the restoring superuser's) and the settings it
+ * was deparsed with.  Privileges are not checked here: a restore grants
+ * them only after the data, and the worker checks them at every step.
  */
 static Query *
 KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo *info)
@@ -130,6 +129,7 @@ KsAnalyseRestored(const char *definition, List *settings, Oid owner, KsQueryInfo
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	nestlevel = NewGUCNestLevel();
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	KsApplySettings(settings, GUC_ACTION_SAVE, owner);
 	KsSetCanonicalSettings();
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE |
