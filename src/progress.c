@@ -426,7 +426,7 @@ KsSetRebuildPending(Oid dboid, int32 aggid, int64 pending, int64 unmark_to)
 	return before;
 }
 
-/* The memory a run loading takes so far (see shmem.h). */
+/* The memory a run loading or stepping takes so far (see shmem.h). */
 void
 KsSlotNoteMemory(KsAggSlot *slot, int64 memory_bytes)
 {

@@ -645,8 +645,10 @@ extern int64 KsSetRebuildPending(Oid dboid, int32 aggid, int64 pending, int64 un
 #define KsSlotRebuildPending(slot) ((slot)->rebuild_pending > (slot)->resume_count)
 
 /*
- * The worker memory of a run that is loading, as it grows: status shows
- * it, and a crash meanwhile is charged by it (crashguard.h).
+ * The worker memory of a run that is loading, as it grows, and of a run
+ * after each batch of a step: status shows it, and a crash meanwhile is
+ * charged by it (crashguard.h; security review 23: a step whose rows grew
+ * the states by gigabytes was charged by the memory before it).
  */
 extern void KsSlotNoteMemory(KsAggSlot *slot, int64 memory_bytes);
 

@@ -475,6 +475,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 				{
 					run->applied = KsRunBatch(run, run->applied, safe, &progress);
 					batches++;
+					/* for the crash guard too: a step's rows may grow it by gigabytes */
+					KsSlotNoteMemory(run->slot, KsRunMemoryBytes(run));
 					KsCheckInterrupts();
 					/* a partition is locked by a DROP or TRUNCATE: later */
 					if (run->source.leaf_busy)
