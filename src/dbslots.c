@@ -248,7 +248,7 @@ KsWakeAggregation(Oid dboid, int32 aggid)
 
 /* Wake the runners of aggregations whose sources got rows (see shmem.h). */
 void
-KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n)
+KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n, const Oid *relids, int nrelids)
 {
 	bool		all = false;
 	int			i;
@@ -266,6 +266,10 @@ KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n)
 			continue;
 		for (j = 0; j < n && aggids[j] != slot->part.parent; j++)
 			;
+		/* or rows went through a table above its source (see shmem.h) */
+		for (int k = 0; j == n && k < KS_SLOT_ABOVE && OidIsValid(slot->above[k]); k++)
+			for (int r = 0; r < nrelids; r++)
+				j = relids[r] == slot->above[k] ? 0 : j;
 		if (j == n)
 			continue;
 		pg_atomic_fetch_add_u32(&slot->wakes, 1);

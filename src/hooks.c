@@ -57,6 +57,9 @@ static bool ks_wake_pending = false;
 static int32 *ks_wake_aggids = NULL;	/* ... of these aggregations' workers */
 static int	ks_wake_naggs = 0;
 static int	ks_wake_max = 0;
+static Oid *ks_wake_relids = NULL;	/* ... and of those below these partitioned tables */
+static int	ks_wake_nrelids = 0;
+static int	ks_wake_maxrelids = 0;
 static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
 static bool ks_reload_pending = false;
@@ -119,7 +122,8 @@ KsXactCallback(XactEvent event, void *arg)
 			else if (ks_interrupt_pending || ks_reload_pending)
 				KsDatabaseAskReload(MyDatabaseId);
 			else if (ks_wake_pending)
-				KsWakeAggregationsAtCommit(MyDatabaseId, ks_wake_aggids, ks_wake_naggs);
+				KsWakeAggregationsAtCommit(MyDatabaseId, ks_wake_aggids, ks_wake_naggs,
+										   ks_wake_relids, ks_wake_nrelids);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -139,6 +143,7 @@ KsXactCallback(XactEvent event, void *arg)
 	}
 	ks_wake_pending = false;
 	ks_wake_naggs = 0;
+	ks_wake_nrelids = 0;
 	ks_request_pending = false;
 	ks_interrupt_pending = false;
 	ks_reload_pending = false;
@@ -156,8 +161,9 @@ KsEnsureXactCallback(void)
 	{
 		RegisterXactCallback(KsXactCallback, NULL);
 		ks_xact_callback_registered = true;
-		ks_wake_max = 8;
+		ks_wake_max = ks_wake_maxrelids = 8;
 		ks_wake_aggids = MemoryContextAlloc(TopMemoryContext, sizeof(int32) * ks_wake_max);
+		ks_wake_relids = MemoryContextAlloc(TopMemoryContext, sizeof(Oid) * ks_wake_maxrelids);
 	}
 }
 
@@ -535,4 +541,24 @@ KsHooksInit(void)
 {
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = KsProcessUtility;
+	KsWakeHooksInit();
+}
+
+/* Wake the aggregations of the partitions below a table this transaction inserts into (see hooks.h). */
+void
+KsWakeBelowAtCommit(Oid relid)
+{
+	int			i;
+
+	if (!ks_preloaded || KsSharedState == NULL)
+		return;
+	KsEnsureXactCallback();
+	ks_wake_pending = true;
+	for (i = 0; i < ks_wake_nrelids && ks_wake_relids[i] != relid; i++)
+		;
+	if (i < ks_wake_nrelids)
+		return;
+	if (ks_wake_nrelids == ks_wake_maxrelids)
+		ks_wake_relids = repalloc(ks_wake_relids, sizeof(Oid) * (ks_wake_maxrelids *= 2));
+	ks_wake_relids[ks_wake_nrelids++] = relid;
 }

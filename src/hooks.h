@@ -61,6 +61,17 @@ extern void KsWakeTriggersDrop(int32 aggid, Oid relid);
  */
 extern Oid	KsWakeTriggerOid(Oid relid, int32 aggid);
 
+/*
+ * Rows inserted through a partitioned table fire no statement trigger of
+ * the partitions they go to: the executor's check of the INSERT privilege
+ * (KsWakeHooksInit, waketrig.c) notes the table, and the commit wakes the
+ * aggregations whose source is a partition below it (their slots list the
+ * tables above their source: shmem.h; re-review today 26, F3: they saw the
+ * rows at the naptime only).
+ */
+extern void KsWakeHooksInit(void);
+extern void KsWakeBelowAtCommit(Oid relid);
+
 /* After ALTER TABLE ... ENABLE TRIGGER: the wake-up triggers fire ALWAYS again. */
 extern void KsWakeTriggersKeepAlways(Oid relid);
 extern char *KsWakeTriggerSql(int32 aggid, Oid relid);

@@ -538,11 +538,13 @@ KsErrdetailStartWait(int pid, int what)
 void
 KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
 					Oid sequence_oid, uint32 rowtype, int64 resume_count,
-					const KsPartInfo *part)
+					const KsPartInfo *part, const Oid *above)
 {
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	if (part != NULL)
 		slot->part = *part;
+	if (above != NULL)
+		memcpy(slot->above, above, sizeof(slot->above));
 	slot->owner = owner;
 	slot->view_oid = view_oid;
 	slot->live_oid = live_oid;

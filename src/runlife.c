@@ -9,8 +9,10 @@
  */
 #include "keyedstate.h"
 
+#include "catalog/partition.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "aggcall.h"
@@ -53,11 +55,29 @@ KsRunCreate(KsAggDef *def, MemoryContext parent)
 	return run;
 }
 
+/* The partitioned tables above a definition's source, for its slot (see shmem.h). */
+static Oid *
+KsRunAbove(const KsAggDef *def, Oid *above)
+{
+	List	   *ancestors = get_rel_relispartition(def->source_oid) ?
+		get_partition_ancestors(def->source_oid) : NIL;
+	int			n = 0;
+	ListCell   *lc;
+
+	memset(above, 0, sizeof(Oid) * KS_SLOT_ABOVE);
+	foreach(lc, ancestors)
+		if (n < KS_SLOT_ABOVE)
+			above[n++] = lfirst_oid(lc);
+	list_free(ancestors);
+	return above;
+}
+
 /* Give a run a new copy of its definition; the old copy is freed. */
 void
 KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 {
 	KsPartInfo	part;
+	Oid			above[KS_SLOT_ABOVE];
 	MemoryContext newcxt = AllocSetContextCreate(run->cxt, "keyedstate definition",
 												 ALLOCSET_SMALL_SIZES);
 	MemoryContext oldcxt = MemoryContextSwitchTo(newcxt);
@@ -93,7 +113,7 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 		run->interrupted = false;
 	KsRunPartInfo(def, &part);
 	KsSlotSetDefinition(run->slot, KsRelationOwner(def->view_oid), def->view_oid, def->live_oid,
-						def->sequence_oid, 0, def->resume_count, &part);
+						def->sequence_oid, 0, def->resume_count, &part, KsRunAbove(def, above));
 }
 
 /* Which part of its aggregation a definition runs, for its slot. */

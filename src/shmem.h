@@ -114,6 +114,14 @@ typedef struct KsPartInfo
 	int32		last_group;
 } KsPartInfo;
 
+/*
+ * The partitioned tables above a source that is a partition a slot names,
+ * nearest first: rows inserted through one of them wake the aggregation
+ * (a statement trigger of the partition does not fire for them).  A source
+ * deeper below the table inserted into is woken at the naptime.
+ */
+#define KS_SLOT_ABOVE		8
+
 /* Per-aggregation (or per-part) shared slot */
 typedef struct KsAggSlot
 {
@@ -140,6 +148,7 @@ typedef struct KsAggSlot
 	Oid			view_oid;		/* for messages and privilege checks */
 	Oid			live_oid;		/* the live table that may read this slot */
 	Oid			sequence_oid;	/* for the lag shown by status */
+	Oid			above[KS_SLOT_ABOVE];	/* partitioned tables above a partition source (KsWakeAggregationsAtCommit) */
 	uint32		rowtype;		/* hash of the view's row type (KsRowTypeHash) */
 	KsRunState	state;
 	int64		consumed_offset;	/* published == consumed */
@@ -470,14 +479,17 @@ extern void KsWakeAggregation(Oid dboid, int32 aggid);
 
 /*
  * At the commit of rows into sources: wake the workers running the n
- * aggregations reading them (bumping their slots' wakes), without a lock (a stale number only sets
+ * aggregations reading them, and those whose source is a partition below
+ * one of the nrelids partitioned tables inserted into (their slots' above:
+ * re-review today 26, F3), bumping their slots' wakes, without a lock (a stale number only sets
  * some process's latch); every worker of the database when a part has no
  * worker now.  Not every worker of the database otherwise: one role's
  * inserts would keep every owner's workers busy.  An aggregation without a
  * slot wakes nobody: it is gone (its triggers left behind, orphans.c), or
  * new, and its worker reads what committed when it loads it.
  */
-extern void KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n);
+extern void KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n,
+									   const Oid *relids, int nrelids);
 
 /*
  * DROP DATABASE, and the commands that need a database to themselves
@@ -664,10 +676,14 @@ extern void KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error,
 extern void KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint,
 							int64 failed_offset);
 
-/* The definition's fields readers need: owner, view, live table, row type, part. */
+/*
+ * The definition's fields readers need: owner, view, live table, row type,
+ * part; and the tables above its source (NULL: unchanged, else
+ * KS_SLOT_ABOVE OIDs, InvalidOid after the last) that wake it.
+ */
 extern void KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
 								Oid sequence_oid, uint32 rowtype, int64 resume_count,
-								const KsPartInfo *part);
+								const KsPartInfo *part, const Oid *above);
 
 /* Progress the worker reports after a step. */
 typedef struct KsSlotProgress

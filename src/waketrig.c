@@ -26,6 +26,7 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -35,6 +36,36 @@
 #include "catalog.h"
 #include "hooks.h"
 #include "source.h"
+
+static ExecutorCheckPerms_hook_type prev_wake_check_perms = NULL;
+
+/* ExecutorCheckPerms_hook: the partitioned tables inserted into (see hooks.h). */
+static bool
+KsWakeCheckPerms(List *rangeTable, bool ereport_on_violation)
+{
+	ListCell   *lc;
+
+	if (prev_wake_check_perms && !prev_wake_check_perms(rangeTable, ereport_on_violation))
+		return false;
+	foreach(lc, rangeTable)
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
+
+		/* (INSERT, ON CONFLICT, MERGE with an INSERT action, a writable CTE's, COPY FROM) */
+		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_PARTITIONED_TABLE &&
+			(rte->requiredPerms & ACL_INSERT) != 0)
+			KsWakeBelowAtCommit(rte->relid);
+	}
+	return true;
+}
+
+/* Install the hook (see hooks.h). */
+void
+KsWakeHooksInit(void)
+{
+	prev_wake_check_perms = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = KsWakeCheckPerms;
+}
 
 /* The CREATE TRIGGER of aggregation aggid's wake-up trigger on table relid. */
 char *
