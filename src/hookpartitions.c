@@ -11,6 +11,8 @@
  */
 #include "keyedstate.h"
 
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/dependency.h"
 #include "catalog/heap.h"
 #include "catalog/namespace.h"
@@ -21,7 +23,9 @@
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
+#include "executor/tuptable.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 
 #include "catalog.h"
 #include "hooks.h"
@@ -270,9 +274,51 @@ KsRefuseTruncateSource(Oid relid, List *aggs)
 }
 
 /*
+ * keyedstate_internal.state and .cold hold the only copy of checkpoints
+ * and of evicted keys: a TRUNCATE of them while they have rows (a DBA
+ * reclaiming space) would lose keys, silently for cold ones (review
+ * robustness3, F1: the view lost every evicted key, still wrong after a
+ * restart).  Refused; VACUUM FULL reclaims the space.
+ */
+static void
+KsRefuseTruncateOwn(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+	Relation	rel;
+	Snapshot	snapshot;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	bool		rows;
+
+	/* (one who may not truncate it fails on her own, learning nothing of its rows) */
+	if (name == NULL || get_rel_namespace(relid) != get_namespace_oid(KS_DATA_SCHEMA, true) ||
+		(strcmp(name, "state") != 0 && strcmp(name, "cold") != 0) ||
+		pg_class_aclcheck(relid, GetUserId(), ACL_TRUNCATE) != ACLCHECK_OK)
+		return;
+	rel = table_open(relid, AccessShareLock);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snapshot, 0, NULL);
+	slot = table_slot_create(rel, NULL);
+	rows = table_scan_getnextslot(scan, ForwardScanDirection, slot);
+	ExecDropSingleTupleTableSlot(slot);
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	if (rows)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot truncate %s.%s while it holds keyedstate state", KS_DATA_SCHEMA, name),
+				 errdetail(strcmp(name, "cold") == 0 ?
+						   "Its rows are the only copy of the keys aggregations evicted from memory: they would be lost." :
+						   "Its rows are the aggregations' checkpoints: they would have to consume their sources again."),
+				 errhint("VACUUM FULL reclaims its space without losing them; keyedstate.drop_aggregation() removes an aggregation with its rows.")));
+}
+
+/*
  * TRUNCATE of sources, and of partitions of sources, named, below those
  * named, or reached by CASCADE through foreign keys (of those below too),
- * as ExecuteTruncate finds them (re-review today 20, F2; today 21, F2).
+ * as ExecuteTruncate finds them (re-review today 20, F2; today 21, F2);
+ * and of keyedstate's own state tables (KsRefuseTruncateOwn).
  */
 void
 KsBeforeTruncate(TruncateStmt *stmt)
@@ -290,6 +336,7 @@ KsBeforeTruncate(TruncateStmt *stmt)
 
 		if (!OidIsValid(relid))
 			continue;
+		KsRefuseTruncateOwn(relid);
 		relids = list_append_unique_oid(relids, relid);
 		if (rv->inh && has_subclass(relid))
 			below = list_concat_unique_oid(below, list_delete_first(find_all_inheritors(relid, NoLock, NULL)));
