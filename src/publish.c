@@ -30,7 +30,7 @@
  * rewritten over the result tuple [keys, aggregate results].  Constant
  * folding runs user code: called as the owner.
  */
-void
+static void
 KsPublishCompile(KsAggRun *run, MemoryContext cxt)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
@@ -54,6 +54,40 @@ KsPublishCompile(KsAggRun *run, MemoryContext cxt)
 	run->having = having ? ExecInitQual(make_ands_implicit(having), NULL) : NULL;
 	run->pieces = KsRowErrorCompile(tlist, having, run->info.resultdesc);
 	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Compile the expressions of a loaded run (see publish.h). */
+void
+KsRunCompile(KsAggRun *run)
+{
+	MemoryContext old = run->exprcxt;
+	ExprContext *oldecxt = run->econtext;
+	MemoryContext cxt = AllocSetContextCreate(run->loadcxt, "keyedstate expressions",
+											  ALLOCSET_SMALL_SIZES);
+
+	/* before: a function changed while it compiles asks for another compile */
+	run->exprs_stale = false;
+	run->in_code = true;
+	PG_TRY();
+	{
+		KsSourceCompile(&run->source, &run->info, cxt);
+		KsPublishCompile(run, cxt);
+	}
+	PG_CATCH();
+	{
+		run->exprs_stale = true;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	run->in_code = false;
+	/* the previous compile's, with all they kept (re-review today 27, F1: each one stayed) */
+	if (old != NULL)
+	{
+		if (oldecxt != NULL)
+			FreeExprContext(oldecxt, false);
+		MemoryContextDelete(old);
+	}
+	run->exprcxt = cxt;
 }
 
 /* The view row of a key's values and states (see publish.h). */

@@ -20,8 +20,16 @@
 
 #include "run.h"
 
-/* Compile the view's projection and HAVING of a loaded run into cxt. */
-extern void KsPublishCompile(KsAggRun *run, MemoryContext cxt);
+/*
+ * Compile the expressions of a loaded run, as its owner: the source's WHERE
+ * and input row, the view's projection and HAVING (constant folding and
+ * inlining run user code), in a new context; the previous compile's goes
+ * once the new one is built.  A loaded run compiles again at any change of
+ * a function (KsRunFunctionsChanged: any role's, so each compile must free
+ * the last, re-review today 27, F1: they piled up in the worker's memory,
+ * until a memory_limit failed the aggregation).
+ */
+extern void KsRunCompile(KsAggRun *run);
 
 /* Publish the keys changed since the last publish with a new consumed offset. */
 extern void KsPublish(KsAggRun *run, int64 offset);

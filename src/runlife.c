@@ -217,6 +217,8 @@ KsRunUnload(KsAggRun *run)
 	run->windows = NULL;
 	run->combinefns = NULL;
 	run->callscxt = NULL;
+	run->exprcxt = NULL;
+	run->econtext = NULL;
 	run->applybuf = NULL;
 	run->group_starts = NULL;
 	run->seed_until = PG_INT64_MIN;

@@ -39,24 +39,6 @@
 
 static void KsRunPublish(KsAggRun *run, int64 offset);
 
-/*
- * Compile the expressions of a loaded run, as its owner: the source's
- * WHERE and input row, the view's projection and HAVING.  Constant folding
- * and inlining run user code.
- */
-static void
-KsRunCompile(KsAggRun *run)
-{
-	MemoryContext cxt = AllocSetContextCreate(run->loadcxt, "keyedstate expressions",
-											  ALLOCSET_SMALL_SIZES);
-
-	run->in_code = true;
-	KsSourceCompile(&run->source, &run->info, cxt);
-	KsPublishCompile(run, cxt);
-	run->in_code = false;
-	run->exprs_stale = false;
-}
-
 /* Callbacks of the apply buffer: whether a key may be cold, and loading some back. */
 static bool
 KsRunColdMaybe(void *arg, uint32 hash)

@@ -2457,6 +2457,36 @@ CREATE OR REPLACE FUNCTION sdc.g1(s int8, v int8) RETURNS int8 LANGUAGE sql SECU
 }
 
 ###########################################################################
+# 30. Any role's function change makes the worker compile an aggregation's
+#     expressions again: each compile frees the last (re-review today 27,
+#     F1: with nothing but LOGIN, a loop of CREATE OR REPLACE FUNCTION
+#     pg_temp.f() grew another owner's aggregation by its compiled query at
+#     each step, until its memory_limit failed it).
+###########################################################################
+{
+	my $mem = sub {
+		ks_sync($node, $db, 'sdb.gv');
+		return $node->safe_psql($db, q{SELECT memory_bytes FROM keyedstate.status WHERE name = 'sdb.gv'});
+	};
+	for my $i (1 .. 20)
+	{
+		$node->safe_psql($db, "SET ROLE regress_sd_mal; CREATE OR REPLACE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT $i'");
+		$node->safe_psql($db, q{INSERT INTO sdb.src2 (k, v) VALUES (2, 1)});
+		$mem->();
+	}
+	my $before = $mem->();
+	for my $i (1 .. 200)
+	{
+		$node->safe_psql($db, "SET ROLE regress_sd_mal; CREATE OR REPLACE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS 'SELECT $i'");
+		$node->safe_psql($db, q{INSERT INTO sdb.src2 (k, v) VALUES (2, 1)});
+		$mem->() if $i % 10 == 0;
+	}
+	my $after = $mem->();
+	cmp_ok($after - $before, '<', 1024 * 1024,
+		"30: 200 function changes by another role leave the worker's memory as it was ($before, then $after bytes)");
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
