@@ -107,13 +107,17 @@ extern KsAggRuntime *KsAggRuntimeCreate(List *aggrefs, const int *inputcols,
 extern void KsAggCheckPrivileges(List *aggrefs, Oid roleid);
 
 /*
- * The functions a query calls (operators' included), and the check, at
- * every step, that its owner may still execute each: the executor checks
- * them when it compiles the expressions, which a loaded run does again only
- * when a function changes, not when a privilege or a membership is revoked.
+ * The functions a query, or a list of expressions, calls (operators'
+ * included), and the check, at every step, that its owner may still
+ * execute each of `funcids` and `more`: the executor checks them when it
+ * compiles the expressions, which a loaded run does again only when a
+ * function changes, not when a privilege or a membership is revoked.  The
+ * query's functions are `funcids`; those of its compiled expressions,
+ * `more`, add the functions inlined SQL bodies call (re-review today 27,
+ * F3: they went on being called after the owner lost EXECUTE on them).
  */
-extern List *KsQueryFunctions(Query *query);
-extern void KsCheckFunctionPrivileges(List *aggrefs, List *funcids, Oid roleid);
+extern List *KsNodeFunctions(Node *node);
+extern void KsCheckFunctionPrivileges(List *aggrefs, List *funcids, List *more, Oid roleid);
 
 /*
  * A hash of what a call of each function remembers from its first call

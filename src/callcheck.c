@@ -82,13 +82,13 @@ KsCollectFunctionsWalker(Node *node, List **funcids)
 	return expression_tree_walker(node, KsCollectFunctionsWalker, funcids);
 }
 
-/* The functions (and operators' functions) a query calls (see aggcall.h). */
+/* The functions (and operators' functions) a query, or expressions, call (see aggcall.h). */
 List *
-KsQueryFunctions(Query *query)
+KsNodeFunctions(Node *node)
 {
 	List	   *funcids = NIL;
 
-	(void) KsCollectFunctionsWalker((Node *) query, &funcids);
+	(void) KsCollectFunctionsWalker(node, &funcids);
 	return funcids;
 }
 
@@ -201,13 +201,16 @@ KsFmgrRefresh(FmgrInfo *fns, int n, MemoryContext cxt)
 
 /* Check that a role may still execute the aggregates and functions (see aggcall.h). */
 void
-KsCheckFunctionPrivileges(List *aggrefs, List *funcids, Oid roleid)
+KsCheckFunctionPrivileges(List *aggrefs, List *funcids, List *more, Oid roleid)
 {
 	ListCell   *lc;
 
 	KsAggCheckPrivileges(aggrefs, roleid);
 	foreach(lc, funcids)
 		KsCheckExecute(lfirst_oid(lc), roleid, OBJECT_FUNCTION);
+	foreach(lc, more)
+		if (!list_member_oid(funcids, lfirst_oid(lc)))
+			KsCheckExecute(lfirst_oid(lc), roleid, OBJECT_FUNCTION);
 }
 
 /*

@@ -14,6 +14,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "aggcall.h"
 #include "apply.h"
 #include "publish.h"
 #include "rowbuild.h"
@@ -30,7 +31,7 @@
  * rewritten over the result tuple [keys, aggregate results].  Constant
  * folding runs user code: called as the owner.
  */
-static void
+static List *
 KsPublishCompile(KsAggRun *run, MemoryContext cxt)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(cxt);
@@ -54,6 +55,7 @@ KsPublishCompile(KsAggRun *run, MemoryContext cxt)
 	run->having = having ? ExecInitQual(make_ands_implicit(having), NULL) : NULL;
 	run->pieces = KsRowErrorCompile(tlist, having, run->info.resultdesc);
 	MemoryContextSwitchTo(oldcxt);
+	return lappend(tlist, having);
 }
 
 /* Compile the expressions of a loaded run (see publish.h). */
@@ -70,8 +72,15 @@ KsRunCompile(KsAggRun *run)
 	run->in_code = true;
 	PG_TRY();
 	{
+		List	   *planned;
+		MemoryContext oldcxt;
+
 		KsSourceCompile(&run->source, &run->info, cxt);
-		KsPublishCompile(run, cxt);
+		planned = KsPublishCompile(run, cxt);
+		/* checked at every step: a function only an inlined body calls too (re-review today 27, F3) */
+		oldcxt = MemoryContextSwitchTo(cxt);
+		run->exprfuncs = KsNodeFunctions((Node *) list_concat(planned, run->source.planned));
+		MemoryContextSwitchTo(oldcxt);
 	}
 	PG_CATCH();
 	{

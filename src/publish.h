@@ -27,7 +27,11 @@
  * once the new one is built.  A loaded run compiles again at any change of
  * a function (KsRunFunctionsChanged: any role's, so each compile must free
  * the last, re-review today 27, F1: they piled up in the worker's memory,
- * until a memory_limit failed the aggregation).
+ * until a memory_limit failed the aggregation), and of a role membership:
+ * an SQL function is inlined only for a role that may execute it, and its
+ * body's functions vanish into the expressions (F3: after the membership
+ * that allowed it was revoked, the aggregation went on as inlined before;
+ * compiled again, the call is refused as in the owner's own query).
  */
 extern void KsRunCompile(KsAggRun *run);
 

@@ -116,6 +116,7 @@ typedef struct KsAggRun
 	uint64		calls_identity; /* what their calls keep, as loaded (KsCallsIdentity) */
 	MemoryContext callscxt;		/* what they keep since the last refresh (KsRunCheckCalls) */
 	MemoryContext exprcxt;		/* the compiled expressions (KsRunCompile) */
+	List	   *exprfuncs;		/* the functions they call, inlined bodies' included */
 	bool		definition_outdated;	/* a checkpoint found it changed (ckptcommit.c) */
 	TimestampTz step_budget_end;	/* when the step stops reading more rows */
 	double		publish_us_per_key; /* what publishing a key cost lately */

@@ -218,6 +218,7 @@ KsRunUnload(KsAggRun *run)
 	run->combinefns = NULL;
 	run->callscxt = NULL;
 	run->exprcxt = NULL;
+	run->exprfuncs = NIL;
 	run->econtext = NULL;
 	run->applybuf = NULL;
 	run->group_starts = NULL;

@@ -146,6 +146,9 @@ KsSourceCompile(KsSource *src, KsQueryInfo *info, MemoryContext cxt)
 		tlist = lappend(tlist, makeTargetEntry(expression_planner(copyObject(lfirst(lc))),
 											   resno++, NULL, false));
 	desc = ExecTypeFromTL(tlist);
+	src->planned = NIL;
+	foreach(lc, tlist)
+		src->planned = lappend(src->planned, ((TargetEntry *) lfirst(lc))->expr);
 
 	if (src->econtext != NULL)
 		FreeExprContext(src->econtext, false);
@@ -154,7 +157,12 @@ KsSourceCompile(KsSource *src, KsQueryInfo *info, MemoryContext cxt)
 	src->proj = ExecBuildProjectionInfo(tlist, src->econtext, src->inputslot, NULL, NULL);
 	src->where = NULL;
 	if (info->where != NULL)
-		src->where = ExecInitQual(KsOrderedQuals(info->where), NULL);
+	{
+		List	   *quals = KsOrderedQuals(info->where);
+
+		src->planned = list_concat(src->planned, quals);
+		src->where = ExecInitQual(quals, NULL);
+	}
 	/* the columns read, each once, for KsSourceCheckColumns (sourcetree.c) */
 	src->nvars = 0;
 	vars = pull_var_clause((Node *) lappend(list_copy(info->inputexprs), info->where),

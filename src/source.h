@@ -146,6 +146,7 @@ typedef struct KsSource
 	/* compiled from the analysed query (KsSourceCompile) */
 	ExprContext *econtext;
 	ExprState  *where;
+	List	   *planned;		/* its expressions as planned (KsRunCompile: the functions they call) */
 	ProjectionInfo *proj;
 	TupleTableSlot *inputslot;
 

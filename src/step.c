@@ -89,8 +89,8 @@ KsRunLoad(KsAggRun *run)
 	KsAnalyzeQuery(query, &run->info);
 	if (run->def->window_size_us > 0)
 		KsWindowLayOut(&run->info);
-	run->funcids = KsQueryFunctions(query);
-	KsCheckFunctionPrivileges(run->info.aggrefs, run->funcids, run->owner);
+	run->funcids = KsNodeFunctions((Node *) query);
+	KsCheckFunctionPrivileges(run->info.aggrefs, run->funcids, NIL, run->owner);
 	run->rt = KsAggRuntimeCreate(run->info.aggrefs, run->info.inputcols, run->info.filtercols,
 								 run->loadcxt);
 	run->kt = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
@@ -330,7 +330,7 @@ KsRunPrepare(KsAggRun *run)
 	else if (run->exprs_stale)
 		KsRunCompile(run);
 	/* privileges revoked since (also through a membership): as the owner, every step */
-	KsCheckFunctionPrivileges(run->info.aggrefs, run->funcids, run->owner);
+	KsCheckFunctionPrivileges(run->info.aggrefs, run->funcids, run->exprfuncs, run->owner);
 	return true;
 }
 

@@ -110,7 +110,7 @@ KsRelcacheCallback(Datum arg, Oid relid)
 		KsRunRelationChanged(lfirst(lc), relid);
 }
 
-/* Syscache invalidation callback on pg_proc: inlined functions may have changed. */
+/* On pg_proc (an inlined function changed) and pg_auth_members (re-review today 27, F3). */
 static void
 KsProcCallback(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -384,16 +384,14 @@ static TimestampTz ks_trimmed_at = 0;
 
 /*
  * Keep freed memory for the next steps.  A step allocates and frees tens of
- * megabytes (the rows read, the rows published, checkpoint chunks, arrays
- * of the keys changed); with glibc's defaults each block above its mmap
- * threshold was mapped and unmapped again, and the top of the heap given
- * back as soon as a few megabytes were free, so every step took page
- * faults on all of it, and the kernel cleared those pages again: 1.87M
- * faults in a drain of 20M rows over 10M keys, against 0.75M without,
- * 62 s of the worker's CPU against 38 s (README, "Performance").  So
- * nothing is mapped apart (the heap grows instead, or maps if it cannot),
- * the heap's top is given back only past 1GB, and the worker gives its
- * free memory back itself once idle (KsTrimFreedMemory).
+ * megabytes (rows read and published, checkpoint chunks, arrays of keys);
+ * with glibc's defaults each block above its mmap threshold was mapped and
+ * unmapped again, and the heap's top given back once a few megabytes were
+ * free, so every step faulted on all of it, the kernel clearing the pages
+ * again: 1.87M faults in a drain of 20M rows over 10M keys, against 0.75M
+ * without, 62 s of the worker's CPU against 38 s (README, "Performance").
+ * So nothing is mapped apart, the heap's top is given back only past 1GB,
+ * and the worker gives free memory back itself once idle (KsTrimFreedMemory).
  */
 static void
 KsKeepFreedMemory(void)
@@ -503,6 +501,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 									ALLOCSET_DEFAULT_SIZES);
 	CacheRegisterRelcacheCallback(KsRelcacheCallback, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, KsProcCallback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, KsProcCallback, (Datum) 0);
 	KsRunInitProcess();
 	/* stores of released or reloaded runs are freed between steps */
 	KsStoreDeferFrees();

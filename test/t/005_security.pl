@@ -2487,6 +2487,38 @@ CREATE OR REPLACE FUNCTION sdc.g1(s int8, v int8) RETURNS int8 LANGUAGE sql SECU
 }
 
 ###########################################################################
+# 31. A function only an inlined SQL function's body calls is checked at
+#     every step too: when the owner loses EXECUTE on it (a membership
+#     revoked: no function changes), the aggregation fails as her query
+#     does (re-review today 27, F3: it went on calling it).
+###########################################################################
+{
+	$node->safe_psql($db, q{
+CREATE ROLE regress_sd_grp2;
+GRANT regress_sd_grp2 TO regress_sd_bob;
+SET ROLE regress_sd_mal;
+CREATE FUNCTION sdm.h(x int8) RETURNS int8 LANGUAGE sql IMMUTABLE AS 'SELECT x + 1';
+REVOKE EXECUTE ON FUNCTION sdm.h(int8) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sdm.h(int8) TO regress_sd_grp2;
+SET ROLE regress_sd_bob;
+CREATE FUNCTION sdb.wrap(x int8) RETURNS int8 LANGUAGE sql IMMUTABLE AS 'SELECT sdm.h(x)';
+CREATE TABLE sdb.src3 (id bigserial PRIMARY KEY, k int, v int8);
+SELECT keyedstate.create_aggregation('sdb.iv', 'SELECT k, sum(sdb.wrap(v)) AS s FROM sdb.src3 GROUP BY k');
+INSERT INTO sdb.src3 (k, v) VALUES (1, 1);
+});
+	ks_sync($node, $db, 'sdb.iv');
+	is($node->safe_psql($db, q{SELECT s FROM sdb.iv}), '2', '31: the inlined function runs while she may execute it');
+	$node->safe_psql($db, q{REVOKE regress_sd_grp2 FROM regress_sd_bob});
+	my ($ret, $out, $err) = $node->psql($db, q{SET ROLE regress_sd_bob; SELECT sum(sdb.wrap(v)) FROM sdb.src3});
+	like($err, qr/permission denied for function h/, '31: her own query is refused');
+	$node->safe_psql($db, q{INSERT INTO sdb.src3 (k, v) VALUES (1, 1)});
+	ok(ks_wait_for($node, $db, q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 'sdb.iv'}, 60),
+		'31: and her aggregation fails');
+	like($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'sdb.iv'}),
+		qr/permission denied for function h/, '31: saying why');
+}
+
+###########################################################################
 # Nothing in this file crashed the server (the SIGKILL of section 1 aside).
 ###########################################################################
 {
