@@ -58,7 +58,7 @@ typedef struct KsAggCall
 	Oid			serialfn_oid;
 	Oid			deserialfn_oid;
 	Oid			combinefn_oid;	/* InvalidOid if none; called by window.c */
-	uint64		definition;		/* of its pg_aggregate row (KsCallsReplaced) */
+	uint64		definition;		/* its functions, as prepared (KsAggDefinitionHash) */
 	Expr	   *combinefn_expr; /* its call expression, as nodeAgg gives it (polymorphic ones read it) */
 	bool		rebase;			/* its deserialized states are rebased (aggserial.c) */
 	FmgrInfo	transfn;
@@ -139,9 +139,10 @@ extern void KsCallsRefresh(KsAggRuntime *rt, MemoryContext cxt);
 extern void KsFmgrRefresh(FmgrInfo *fns, int n, MemoryContext cxt);
 
 /*
- * Whether an aggregate's pg_aggregate row changed (CREATE OR REPLACE
- * AGGREGATE by its owner, for another role's aggregation: aggguard.c
- * refuses it for one's own) since its call was prepared: the run then loads
+ * Whether an aggregate's support functions, or how they are called
+ * (KsAggDefinitionHash), changed (CREATE OR REPLACE AGGREGATE by its owner,
+ * for another role's aggregation: aggguard.c refuses it for one's own)
+ * since its call was prepared: the run then loads
  * again, calling what the aggregate names now (security review 23, F1: it
  * went on calling the former transition function, whose owner's later
  * changes nothing saw).

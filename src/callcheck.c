@@ -25,14 +25,19 @@
 
 #include "aggcall.h"
 
-/* A hash of what of an aggregate's pg_aggregate row its calls are prepared from (see aggcall.h). */
+/*
+ * A hash of the functions an aggregate's calls are prepared with, and of
+ * how they are called (see aggcall.h).  Not of the initial value: a
+ * spelling of the same one made a change, so the aggregate's owner could
+ * reload another role's aggregation at will (re-review today 27, F2); a
+ * new one, like the rest of a changed definition, needs that
+ * aggregation's rebuild() (aggguard.c warns so), not a reload.
+ */
 uint64
 KsAggDefinitionHash(HeapTuple tup)
 {
 	Form_pg_aggregate agg = (Form_pg_aggregate) GETSTRUCT(tup);
 	uint64		h = 0;
-	Datum		initval;
-	bool		isnull;
 
 	h = hash_combine64(h, agg->aggtransfn);
 	h = hash_combine64(h, agg->aggfinalfn);
@@ -40,16 +45,7 @@ KsAggDefinitionHash(HeapTuple tup)
 	h = hash_combine64(h, agg->aggserialfn);
 	h = hash_combine64(h, agg->aggdeserialfn);
 	h = hash_combine64(h, agg->aggtranstype);
-	h = hash_combine64(h, ((uint64) agg->aggfinalmodify << 1) | (agg->aggfinalextra ? 1 : 0));
-	initval = SysCacheGetAttr(AGGFNOID, tup, Anum_pg_aggregate_agginitval, &isnull);
-	if (!isnull)
-	{
-		struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(initval));
-
-		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) VARDATA_ANY(v),
-												  VARSIZE_ANY_EXHDR(v), 0));
-	}
-	return h;
+	return hash_combine64(h, ((uint64) agg->aggfinalmodify << 1) | (agg->aggfinalextra ? 1 : 0));
 }
 
 /* Check one function's EXECUTE privilege. */

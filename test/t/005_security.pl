@@ -2454,6 +2454,18 @@ CREATE OR REPLACE FUNCTION sdc.g1(s int8, v int8) RETURNS int8 LANGUAGE sql SECU
 		'29: the one the aggregate names now is');
 	is($node->safe_psql($db, q{SELECT state || ' ' || t FROM keyedstate.status, sdb.gv WHERE name = 'sdb.gv'}), 'running 6',
 		'29: and the aggregation goes on from its state');
+	# the same initial value spelled otherwise, again and again, loads nothing
+	# again (re-review today 27, F2: each one reloaded the aggregation)
+	$logpos = -s $node->logfile;
+	for my $init ('00', '0', '000')
+	{
+		$node->safe_psql($db, qq{SET ROLE regress_sd_carol;
+CREATE OR REPLACE AGGREGATE sdc.gagg(int8) (sfunc = sdc.g2, stype = int8, initcond = '$init')});
+		$node->safe_psql($db, q{INSERT INTO sdb.src2 (k, v) VALUES (1, 0)});
+		ks_sync($node, $db, 'sdb.gv');
+	}
+	$log = substr(slurp_file($node->logfile), $logpos);
+	unlike($log, qr/aggregation sdb\.gv recovered/, '29: a new spelling of its initial value loads no aggregation again');
 }
 
 ###########################################################################
