@@ -105,6 +105,7 @@ struct KsChunkWriter
 	/* the memory budget (evict.h, cold.h) */
 	KsKeyEntry **victims;		/* keys to evict once this commits */
 	int64		nexpired_cold;	/* cold rows the TTL removed with this commit (cold.h) */
+	int64		nstale_gone;	/* stale cold rows deleted with it (a row deleted by hand is not) */
 	int64		nvictims;
 	KsColdBatch cold;			/* cold rows of the chunk being built */
 	uint64		ncold;			/* cold rows numbered so far */
@@ -516,13 +517,13 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsChunkInsert(w, -1);
 	KsBecomeWorker();
 	/* cold rows of keys this checkpoint wrote whole go with its commit */
-	KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, w->stale_tids, (int) w->nstale);
+	w->nstale_gone = KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, w->stale_tids, (int) w->nstale);
 	/* and the cold rows the TTL's sweep found expired */
 	w->nexpired_cold = KsColdDeleteExpired(run);
 	/* the chunks recovery must find: this checkpoint's, and a delta's chain before it */
 	w->chain_chunks = (w->full ? 0 : run->ckpt_chain_chunks) + w->chunk;
 	KsCheckpointCommit(run, w->offset, w->watermark, w->checkpoint_id, w->full, w->final, w->rebuilding,
-					   run->cold_rows + (int64) w->ncold - w->nstale - w->nexpired_cold, w->chain_chunks);
+					   run->cold_rows + (int64) w->ncold - w->nstale_gone - w->nexpired_cold, w->chain_chunks);
 	KsBecomeOwner(run);
 	return KS_CKPT_WRITTEN;
 }
@@ -586,7 +587,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 		pfree(w->stale_tids);
 		pfree(w->stale_keys);
 	}
-	run->cold_rows += (int64) w->ncold - w->nstale - w->nexpired_cold;
+	run->cold_rows += (int64) w->ncold - w->nstale_gone - w->nexpired_cold;
 	run->cold_keys -= w->nexpired_cold;
 	run->keys_expired += w->nexpired_cold;
 	KsEvictDone(run, w->victims, w->nvictims, w->epoch);
