@@ -32,16 +32,14 @@ static int	ks_myindex = -1;
 /* How long DROP DATABASE waits for the worker to leave. */
 #define KS_DROP_WAIT_MS			5000
 
-
 /*
- * Stop the workers' current steps of an aggregation, of each of its parts
- * of any layout (see shmem.h).
+ * Stop the workers' current steps of an aggregation, of each part of any layout (see shmem.h).
  *
  * The SIGINT is sent while we hold the part's slot lock and see it in a
  * step: the worker leaves a step under that lock (KsSlotLeaveStep), after
  * it stopped accepting cancels, and clears a pending cancel when it enters
- * its next step.  Sent after the lock was let go, it could land in the
- * next step the worker began meanwhile.  Even so a SIGINT may be delivered
+ * its next step (sent later, it could land in the next step the worker
+ * began meanwhile).  Even so a SIGINT may be delivered
  * late, in the worker's next step (of another aggregation of the same
  * owner: a worker runs one owner's only): the worker counts the SIGINTs it
  * receives (run.h), and a step cancelled by one not meant for it is
@@ -260,17 +258,19 @@ KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n, const Oid *rel
 	{
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
 		int			procno;
+		bool		hit;
 
 		/* (a paused one consumes nothing: its rows wait for the resume, newuser review 2, F3) */
 		if (!slot->in_use || slot->dboid != dboid || slot->state == KS_PAUSED)
 			continue;
 		for (j = 0; j < n && aggids[j] != slot->part.parent; j++)
 			;
+		hit = j < n;
 		/* or rows went through a table above its source (see shmem.h) */
-		for (int k = 0; j == n && k < KS_SLOT_ABOVE && OidIsValid(slot->above[k]); k++)
+		for (int k = 0; !hit && k < KS_SLOT_ABOVE && OidIsValid(slot->above[k]); k++)
 			for (int r = 0; r < nrelids; r++)
-				j = relids[r] == slot->above[k] ? 0 : j;
-		if (j == n)
+				hit |= relids[r] == slot->above[k];
+		if (!hit)
 			continue;
 		pg_atomic_fetch_add_u32(&slot->wakes, 1);
 		procno = slot->runner_procno;

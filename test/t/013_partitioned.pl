@@ -385,6 +385,27 @@ $node->safe_psql($db, q{COPY rt (g, k, v) FROM PROGRAM 'seq 521 540 | sed "s/^/2
 ok(ks_wait_for($node, $db, q{SELECT (SELECT sum(n) FROM rt_a2_only) = (SELECT count(*) FROM rt_a2)}, 20),
 	'... and rows copied through it');
 
+# the same when no aggregation reads the root (no trigger of its fires:
+# re-review today 28, F1, the first version woke only when one did)
+$node->safe_psql($db, q{
+CREATE TABLE wt (id bigserial, g int NOT NULL, k int NOT NULL) PARTITION BY LIST (g);
+CREATE INDEX ON wt (id);
+CREATE TABLE wt_1 PARTITION OF wt FOR VALUES IN (1);
+CREATE TABLE wt_2 PARTITION OF wt FOR VALUES IN (2) PARTITION BY LIST (k);
+CREATE TABLE wt_2a PARTITION OF wt_2 FOR VALUES IN (1, 2, 3);
+CREATE TABLE wt_2b PARTITION OF wt_2 DEFAULT;
+SELECT keyedstate.create_aggregation('wt_p1', 'SELECT k, count(*) AS n FROM wt_1 GROUP BY k');
+SELECT keyedstate.create_aggregation('wt_p2', 'SELECT k, count(*) AS n FROM wt_2a GROUP BY k');
+SELECT keyedstate.create_aggregation('wt_p3', 'SELECT k, count(*) AS n FROM wt_2 GROUP BY k');
+});
+ks_sync_all($node, $db);
+$node->safe_psql($db, q{SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations WHERE name LIKE 'wt%'});
+$node->safe_psql($db, q{INSERT INTO wt (g, k) VALUES (1, 1), (2, 1), (2, 5)});
+ok(ks_wait_for($node, $db, q{SELECT (SELECT sum(n) FROM wt_p1) = 1 AND (SELECT sum(n) FROM wt_p2) = 1
+   AND (SELECT sum(n) FROM wt_p3) = 2}, 20),
+	'rows inserted through a root no aggregation reads wake those of its partitions, two levels down')
+  or diag($node->safe_psql($db, q{SELECT (SELECT sum(n) FROM wt_p1), (SELECT sum(n) FROM wt_p2), (SELECT sum(n) FROM wt_p3)}));
+
 # the parent of a source that is a partition has no wake-up trigger: a
 # writer into it takes its mark in the executor (COPY before it runs), once
 # allowed, so a role without any privilege on it, holding its lock from
