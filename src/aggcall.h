@@ -117,6 +117,7 @@ extern void KsAggCheckPrivileges(List *aggrefs, Oid roleid);
  * F3: they went on being called after the owner lost EXECUTE on them).
  */
 extern List *KsNodeFunctions(Node *node);
+extern bool KsCallsSqlFunction(List *funcids);
 extern void KsCheckFunctionPrivileges(List *aggrefs, List *funcids, List *more, Oid roleid);
 
 /*

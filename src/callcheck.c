@@ -14,6 +14,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_aggregate.h"
+#include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
@@ -86,6 +87,27 @@ KsNodeFunctions(Node *node)
 
 	(void) KsCollectFunctionsWalker(node, &funcids);
 	return funcids;
+}
+
+/* Whether one of the functions is in SQL: inlinable (see aggcall.h). */
+bool
+KsCallsSqlFunction(List *funcids)
+{
+	ListCell   *lc;
+
+	foreach(lc, funcids)
+	{
+		HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(lfirst_oid(lc)));
+		bool		sql;
+
+		if (!HeapTupleIsValid(tup))
+			continue;
+		sql = ((Form_pg_proc) GETSTRUCT(tup))->prolang == SQLlanguageId;
+		ReleaseSysCache(tup);
+		if (sql)
+			return true;
+	}
+	return false;
 }
 
 /* Fold into h what a call of function fnoid keeps from its first call. */

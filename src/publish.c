@@ -80,6 +80,7 @@ KsRunCompile(KsAggRun *run)
 		/* checked at every step: a function only an inlined body calls too (re-review today 27, F3) */
 		oldcxt = MemoryContextSwitchTo(cxt);
 		run->exprfuncs = KsNodeFunctions((Node *) list_concat(planned, run->source.planned));
+		run->inlines = KsCallsSqlFunction(run->funcids);
 		MemoryContextSwitchTo(oldcxt);
 	}
 	PG_CATCH();

@@ -117,6 +117,7 @@ typedef struct KsAggRun
 	MemoryContext callscxt;		/* what they keep since the last refresh (KsRunCheckCalls) */
 	MemoryContext exprcxt;		/* the compiled expressions (KsRunCompile) */
 	List	   *exprfuncs;		/* the functions they call, inlined bodies' included */
+	bool		inlines;		/* the query calls an SQL function (KsRunFunctionsChanged) */
 	bool		definition_outdated;	/* a checkpoint found it changed (ckptcommit.c) */
 	TimestampTz step_budget_end;	/* when the step stops reading more rows */
 	double		publish_us_per_key; /* what publishing a key cost lately */
@@ -403,8 +404,15 @@ extern bool KsRunRetryLater(KsAggRun *run, long *timeout);
  */
 extern bool KsRunCancelled(KsAggRun *run);
 
-/* Invalidation callbacks: a table, or some function, changed. */
+/*
+ * Invalidation callbacks: a table, or some function, changed; or a role
+ * or a membership (`roles`): that matters only to a run whose query calls
+ * an SQL function, which PostgreSQL inlines only for a role that may
+ * execute it and what its body calls (re-review today 28, F3 and F5:
+ * ALTER ROLE ... NOINHERIT brought no recompile; any membership change in
+ * the cluster recompiled every run).
+ */
 extern void KsRunRelationChanged(KsAggRun *run, Oid relid);
-extern void KsRunFunctionsChanged(KsAggRun *run);
+extern void KsRunFunctionsChanged(KsAggRun *run, bool roles);
 
 #endif							/* KS_RUN_H */

@@ -285,11 +285,11 @@ KsRunRelationChanged(KsAggRun *run, Oid relid)
 		KsSourceRelationChanged(&run->source, relid);
 }
 
-/* Some function changed: inlined SQL functions must be compiled again. */
+/* Some function, or role, changed: compiled again (see run.h). */
 void
-KsRunFunctionsChanged(KsAggRun *run)
+KsRunFunctionsChanged(KsAggRun *run, bool roles)
 {
-	if (run->loaded)
+	if (run->loaded && (!roles || run->inlines))
 		run->exprs_stale = true;
 }
 

@@ -110,14 +110,14 @@ KsRelcacheCallback(Datum arg, Oid relid)
 		KsRunRelationChanged(lfirst(lc), relid);
 }
 
-/* On pg_proc (an inlined function changed) and pg_auth_members (re-review today 27, F3). */
+/* On pg_proc (an inlined function changed), pg_auth_members and pg_authid (run.h). */
 static void
 KsProcCallback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	ListCell   *lc;
 
 	foreach(lc, ks_runs)
-		KsRunFunctionsChanged(lfirst(lc));
+		KsRunFunctionsChanged(lfirst(lc), cacheid != PROCOID);
 }
 
 /* Find the run of an aggregation id. */
@@ -502,6 +502,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 	CacheRegisterRelcacheCallback(KsRelcacheCallback, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, KsProcCallback, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, KsProcCallback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, KsProcCallback, (Datum) 0);
 	KsRunInitProcess();
 	/* stores of released or reloaded runs are freed between steps */
 	KsStoreDeferFrees();

@@ -2528,6 +2528,18 @@ INSERT INTO sdb.src3 (k, v) VALUES (1, 1);
 		'31: and her aggregation fails');
 	like($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'sdb.iv'}),
 		qr/permission denied for function h/, '31: saying why');
+	# the same when she stops inheriting the role's privileges (a pg_authid
+	# change, no membership's: re-review today 28, F3)
+	$node->safe_psql($db, q{GRANT regress_sd_grp2 TO regress_sd_bob; SET ROLE regress_sd_bob;
+SELECT keyedstate.create_aggregation('sdb.iv2', 'SELECT k, sum(sdb.wrap(v)) AS s FROM sdb.src3 GROUP BY k')});
+	ks_sync($node, $db, 'sdb.iv2');
+	is($node->safe_psql($db, q{SELECT s FROM sdb.iv2}), '4', '31: another one runs while she inherits the privilege');
+	$node->safe_psql($db, q{ALTER ROLE regress_sd_bob NOINHERIT});
+	$node->safe_psql($db, q{INSERT INTO sdb.src3 (k, v) VALUES (1, 1)});
+	ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error LIKE '%permission denied for function h%'
+	   FROM keyedstate.status WHERE name = 'sdb.iv2'}, 60),
+		'31: and fails once she no longer inherits it');
+	$node->safe_psql($db, q{ALTER ROLE regress_sd_bob INHERIT});
 }
 
 ###########################################################################

@@ -13,6 +13,7 @@ use lib "$FindBin::Bin/../perl";
 use KsTest;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use IPC::Run;
 use Time::HiRes qw(time usleep);
 
 my $node = ks_node('budget');
@@ -212,6 +213,26 @@ for my $table ('cold', 'state')
 		"TRUNCATE keyedstate_internal.$table is refused while it has rows");
 }
 is(mismatches(), 0, 'every view equals its oracle after the refused TRUNCATEs');
+# the check is made under the TRUNCATE's own lock: rows a transaction is
+# inserting into an empty table when the TRUNCATE comes are seen once it
+# committed (re-review today 28, F2: the TRUNCATE waited, then emptied it)
+$node->safe_psql('postgres', 'CREATE DATABASE trunc');
+$node->safe_psql('trunc', 'CREATE EXTENSION keyedstate');
+{
+	my $inserter = $node->background_psql('trunc');
+	$inserter->query_safe(q{BEGIN; INSERT INTO keyedstate_internal.cold VALUES (999, 1, 1, '\x00')});
+	my ($tout, $terr) = ('', '');
+	my $th = IPC::Run::start([ 'psql', '-X', '-d', $node->connstr('trunc'), '-c', 'TRUNCATE keyedstate_internal.cold' ],
+		'>', \$tout, '2>', \$terr);
+	ok(ks_wait_for($node, 'trunc', q{SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'keyedstate_internal.cold'::regclass}, 30),
+		'a TRUNCATE of an empty keyedstate_internal.cold waits for the transaction inserting into it');
+	$inserter->query_safe('COMMIT');
+	$inserter->quit;
+	$th->finish;
+	like($terr, qr/cannot truncate keyedstate_internal\.cold while it holds keyedstate state/,
+		'... and is refused once its rows committed');
+	is($node->safe_psql('trunc', 'SELECT count(*) FROM keyedstate_internal.cold'), '1', '... which are still there');
+}
 
 # --- 3. kills of the worker while checkpoints evict
 my ($kh) = ks_pgbench($node, $db, '-c', '2', '-T', '7', '-f', $w);
