@@ -258,10 +258,11 @@ KsCompareUint64(const void *a, const void *b)
 }
 
 /*
- * Delete the row of key i at the place it was read from, if it is still
- * there, visible, and that key's (hash and id are checked: the place of a
- * row deleted by hand and vacuumed may hold another row since); false to
- * look it up by the primary key instead.
+ * Delete a key's cold row at the place it was read from, if it is still
+ * there, visible, and that key's (aggregation, hash and id are checked: a
+ * VACUUM FULL or CLUSTER moves rows, and the place of a row deleted by hand
+ * and vacuumed may hold another row since); false to look it up by the
+ * primary key instead.
  */
 static bool
 KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
