@@ -62,6 +62,7 @@
 
 #include "definition.h"
 
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 
 #include "executor/tuptable.h"
@@ -371,6 +372,20 @@ extern int64 KsSequenceHighest(Oid seqoid);
 
 /* A relcache invalidation of relid: the tables read may need setting up again. */
 extern void KsSourceRelationChanged(KsSource *src, Oid relid);
+
+/*
+ * Whether a range table entry is a partitioned table a statement inserts
+ * into (INSERT, ON CONFLICT, MERGE with an INSERT action, a writable CTE's,
+ * COPY FROM): what the executor's privilege check shows of rows routed to
+ * partitions, whose statement triggers do not fire (writers.c takes its
+ * mark, waketrig.c wakes the aggregations below it).
+ */
+static inline bool
+KsInsertsIntoPartitioned(const RangeTblEntry *rte)
+{
+	return rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_PARTITIONED_TABLE &&
+		(rte->requiredPerms & ACL_INSERT) != 0;
+}
 
 /*
  * writers.c: the writer marks (see its banner).  KsMarkWriter takes table

@@ -51,9 +51,7 @@ KsWakeCheckPerms(List *rangeTable, bool ereport_on_violation)
 	{
 		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
 
-		/* (INSERT, ON CONFLICT, MERGE with an INSERT action, a writable CTE's, COPY FROM) */
-		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_PARTITIONED_TABLE &&
-			(rte->requiredPerms & ACL_INSERT) != 0)
+		if (KsInsertsIntoPartitioned(rte))
 			KsWakeBelowAtCommit(rte->relid);
 	}
 	return true;

@@ -137,9 +137,7 @@ KsWritersCheckPerms(List *rangeTable, bool ereport_on_violation)
 	{
 		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
 
-		/* (INSERT, ON CONFLICT, MERGE with an INSERT action, a writable CTE's, COPY FROM) */
-		if (rte->rtekind == RTE_RELATION && rte->relkind == RELKIND_PARTITIONED_TABLE &&
-			(rte->requiredPerms & ACL_INSERT) != 0)
+		if (KsInsertsIntoPartitioned(rte))
 			KsMarkWriterAndNewAncestors(rte->relid);
 	}
 	return true;
