@@ -65,6 +65,16 @@ sub mismatches
 	return $bad;
 }
 
+# Aggregation one's rows of keyedstate_internal.cold are its keys not in memory.
+sub cold_rows_are_cold_keys
+{
+	my ($what) = @_;
+	is($node->safe_psql($db, q{
+SELECT count(*) FROM keyedstate_internal.cold c JOIN keyedstate_internal.aggregation a ON a.id = c.aggregation_id
+ WHERE a.view = 'one'::regclass}),
+		$node->safe_psql($db, q{SELECT keys - keys_in_memory FROM keyedstate.status WHERE name = 'one'}), $what);
+}
+
 # Rows for keys lo..hi (text keys repeat every 7, with NULLs).
 sub insert_keys
 {
@@ -197,11 +207,7 @@ $node->safe_psql($db, q{SELECT keyedstate.checkpoint('one')});
 $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('one', checkpoint_interval => '100 ms', memory_limit => '4MB')});
 ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'every view equals its oracle after a CLUSTER moved the cold rows of keys that came back');
-is($node->safe_psql($db, q{
-SELECT count(*) FROM keyedstate_internal.cold c JOIN keyedstate_internal.aggregation a ON a.id = c.aggregation_id
- WHERE a.view = 'one'::regclass}),
-	$node->safe_psql($db, q{SELECT keys - keys_in_memory FROM keyedstate.status WHERE name = 'one'}),
-	'... and keyedstate_internal.cold holds exactly the keys not in memory');
+cold_rows_are_cold_keys('... and keyedstate_internal.cold holds exactly the keys not in memory');
 
 # keyedstate's state tables cannot be truncated while they hold keys (review
 # robustness3, F1: a TRUNCATE of keyedstate_internal.cold lost every evicted
@@ -245,11 +251,7 @@ for my $i (1 .. 3)
 $kh->finish;
 ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'every view equals its oracle after three kills of the worker');
-is($node->safe_psql($db, q{
-SELECT count(*) FROM keyedstate_internal.cold c JOIN keyedstate_internal.aggregation a ON a.id = c.aggregation_id
- WHERE a.view = 'one'::regclass}),
-	$node->safe_psql($db, q{SELECT keys - keys_in_memory FROM keyedstate.status WHERE name = 'one'}),
-	'keyedstate_internal.cold holds exactly the keys not in memory (no row of an unfinished checkpoint)');
+cold_rows_are_cold_keys('keyedstate_internal.cold holds exactly the keys not in memory (no row of an unfinished checkpoint)');
 
 # --- 4. a clean restart loads the keys in memory only; the rest stay cold
 $node->restart;
