@@ -37,6 +37,7 @@ OBJS = \
 	src/expire.o \
 	src/evict.o \
 	src/cold.o \
+	src/colddelete.o \
 	src/coldfilter.o \
 	src/coldread.o \
 	src/coldseed.o \

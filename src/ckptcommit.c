@@ -186,7 +186,8 @@ KsCheckpointForgetRetired(KsAggRun *run)
 {
 	Datum		arg = Int32GetDatum(run->def->agg_id);
 	Oid			argtype = INT4OID;
-	int			ret;
+	int32	   *ids;
+	int			n = 0;
 
 	/* a VACUUM FULL of keyedstate_internal.state: at a later step */
 	if (!KsLockStateTables())
@@ -195,32 +196,46 @@ KsCheckpointForgetRetired(KsAggRun *run)
 		return;
 	}
 
-	ret = SPI_execute_with_args("WITH gone AS ("
-								" DELETE FROM keyedstate_internal.part r WHERE r.id IN "
-								"  (SELECT x.id FROM keyedstate_internal.part x "
-								"    WHERE x.aggregation_id = $1 AND x.retired AND NOT EXISTS "
-								"     (SELECT FROM keyedstate_internal.part q WHERE q.aggregation_id = $1 "
-								"         AND q.seed_from @> ARRAY[x.id]) "
-								"   FOR UPDATE SKIP LOCKED) "
-								" RETURNING r.id), "
-								"cold AS (DELETE FROM keyedstate_internal.cold c USING gone "
-								"          WHERE c.aggregation_id = gone.id) "
-								"DELETE FROM keyedstate_internal.state s USING gone "
-								" WHERE s.aggregation_id = gone.id",
-								1, &argtype, &arg, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
-	/* the aggregation's own, from when it ran whole: chunks and cold rows */
-	ret = SPI_execute_with_args("WITH own AS (SELECT $1 AS id "
-								"  WHERE EXISTS (SELECT FROM keyedstate_internal.part q WHERE q.aggregation_id = $1) "
-								"    AND NOT EXISTS (SELECT FROM keyedstate_internal.part q "
-								"                    WHERE q.aggregation_id = $1 "
-								"                      AND q.seed_from @> ARRAY[$1])), "
-								"cold AS (DELETE FROM keyedstate_internal.cold c USING own WHERE c.aggregation_id = own.id) "
-								"DELETE FROM keyedstate_internal.state s USING own WHERE s.aggregation_id = own.id",
-								1, &argtype, &arg, NULL, false, 0);
-	if (ret != SPI_OK_DELETE)
-		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
+	/*
+	 * The ids whose rows go: the retired parts deleted here, then the
+	 * aggregation's own (from when it ran whole) once parts run and none
+	 * seeds from it, as seen after those deletions.  Their rows are deleted
+	 * by id, each through its table's primary key.
+	 */
+	if (SPI_execute_with_args("WITH gone AS ("
+							  " DELETE FROM keyedstate_internal.part r WHERE r.id IN "
+							  "  (SELECT x.id FROM keyedstate_internal.part x "
+							  "    WHERE x.aggregation_id = $1 AND x.retired AND NOT EXISTS "
+							  "     (SELECT FROM keyedstate_internal.part q WHERE q.aggregation_id = $1 "
+							  "         AND q.seed_from @> ARRAY[x.id]) "
+							  "   FOR UPDATE SKIP LOCKED) "
+							  " RETURNING r.id) "
+							  "SELECT id FROM gone",
+							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "keyedstate checkpoint failed");
+	ids = palloc(sizeof(int32) * (SPI_processed + 1));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		ids[n++] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	if (SPI_execute_with_args("SELECT WHERE EXISTS (SELECT FROM keyedstate_internal.part q WHERE q.aggregation_id = $1) "
+							  "  AND NOT EXISTS (SELECT FROM keyedstate_internal.part q "
+							  "                  WHERE q.aggregation_id = $1 AND q.seed_from @> ARRAY[$1])",
+							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "keyedstate checkpoint failed");
+	if (SPI_processed > 0)
+		ids[n++] = run->def->agg_id;
+	for (int i = 0; i < n; i++)
+	{
+		arg = Int32GetDatum(ids[i]);
+		KsColdDeleteOf(ids[i], 0);
+		if (SPI_execute_with_args("DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1",
+								  1, &argtype, &arg, NULL, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "keyedstate checkpoint failed");
+	}
+	pfree(ids);
 }
 
 /*

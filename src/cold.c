@@ -5,11 +5,11 @@
  *	  keyedstate_internal.cold and loading them back.  See cold.h for the protocol
  *	  and the format of a cold row.
  *
- * This file is the only writer of keyedstate_internal.cold, and is called for it
- * only by the checkpoint (rows of victims, stale rows) and by recovery
- * (rows of checkpoints that never committed).  Loading back reads the
- * relation's primary key directly, one index scan for a whole chunk of
- * input rows' missing keys: no SQL per key.
+ * With colddelete.c (deletions) and coldseed.c (a rescale's copies) the
+ * only writer of keyedstate_internal.cold, called for it only by the
+ * checkpoint (rows of victims).  Loading back reads the relation's primary
+ * key directly, one index scan for a whole chunk of input rows' missing
+ * keys: no SQL per key.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +25,7 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "storage/bufmgr.h"
@@ -144,27 +145,94 @@ KsColdBatchCompare(const void *a, const void *b, void *arg)
 }
 
 /*
- * Insert a batch's rows (see cold.h): straight into the heap, many rows
- * per call, and into the primary key, in its order, so that consecutive
- * entries go to the same leaf page.  Inserted as the catalog's rows are
- * (keyedstate_internal.cold has no trigger, rule, policy or other index); later
- * reads see them (command counter).
+ * Insert cold rows (see cold.h): straight into the heap, many rows per
+ * call, and into every index ready for inserts, as the executor does: one
+ * a REINDEX CONCURRENTLY is building became the primary key without the
+ * rows inserted meanwhile, and later lookups missed them (review
+ * robustness4, F2: keys failed, then started afresh after a restart).
+ * keyedstate_internal.cold has no trigger, rule or policy; later reads see
+ * the rows (command counter).
  */
 void
-KsColdInsert(KsAggRun *run, KsColdBatch *batch)
+KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint64 *ids, bytea *const *data,
+				 const int *order)
 {
-	MemoryContext oldcxt;
 	Oid			heapoid;
 	Oid			indexoid;
 	Relation	heap;
 	Relation	index;
 	IndexInfo  *info;
+	EState	   *estate;
+	ResultRelInfo *rri;
 	TupleTableSlot **slots;
 	CommandId	cid;
-	int		   *order;
 	int			nslots;
 	int			done;
 	int			i;
+
+	if (n == 0)
+		return;
+	KsColdRelids(&heapoid, &indexoid);
+	heap = table_open(heapoid, RowExclusiveLock);
+	index = index_open(indexoid, RowExclusiveLock);
+	info = BuildIndexInfo(index);
+	/* readers find rows by its first three columns */
+	if (info->ii_NumIndexAttrs != 3 || info->ii_IndexAttrNumbers[0] != 1 ||
+		info->ii_IndexAttrNumbers[1] != 2 || info->ii_IndexAttrNumbers[2] != 3)
+		elog(ERROR, "the primary key of keyedstate_internal.cold is not (aggregation_id, hash, id)");
+	index_close(index, NoLock);
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, heap, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	cid = GetCurrentCommandId(true);
+	nslots = Min(n, KS_COLD_INSERT_AT_ONCE);
+	slots = palloc(sizeof(TupleTableSlot *) * nslots);
+	for (i = 0; i < nslots; i++)
+		slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(heap), &TTSOpsVirtual);
+	for (done = 0; done < n; done += nslots)
+	{
+		int			m = Min(nslots, n - done);
+
+		KsCheckInterrupts();
+		for (i = 0; i < m; i++)
+		{
+			TupleTableSlot *slot = slots[i];
+			int			r = order != NULL ? order[done + i] : done + i;
+
+			ExecClearTuple(slot);
+			slot->tts_values[0] = Int32GetDatum(id);
+			slot->tts_values[1] = Int32GetDatum((int32) hashes[r]);
+			slot->tts_values[2] = Int64GetDatum((int64) ids[r]);
+			slot->tts_values[3] = PointerGetDatum(data[r]);
+			memset(slot->tts_isnull, 0, sizeof(bool) * 4);
+			ExecStoreVirtualTuple(slot);
+		}
+		table_multi_insert(heap, slots, m, cid, 0, NULL);
+		for (i = 0; i < m; i++)
+		{
+			ResetPerTupleExprContext(estate);
+			(void) ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL);
+		}
+	}
+	for (i = 0; i < nslots; i++)
+		ExecDropSingleTupleTableSlot(slots[i]);
+	pfree(slots);
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(heap, RowExclusiveLock);
+	CommandCounterIncrement();
+}
+
+/*
+ * Insert a batch's rows (see cold.h), in the primary key's order, so that
+ * consecutive entries go to the same leaf page.
+ */
+void
+KsColdInsert(KsAggRun *run, KsColdBatch *batch)
+{
+	MemoryContext oldcxt;
+	int		   *order;
 
 	if (batch->n == 0)
 		return;
@@ -173,57 +241,13 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 
 	oldcxt = MemoryContextSwitchTo(batch->cxt);
 	order = palloc(sizeof(int) * batch->n);
-	for (i = 0; i < batch->n; i++)
+	for (int i = 0; i < batch->n; i++)
 		order[i] = i;
 	qsort_arg(order, batch->n, sizeof(int), KsColdBatchCompare, batch);
-
-	KsColdRelids(&heapoid, &indexoid);
-	heap = table_open(heapoid, RowExclusiveLock);
-	index = index_open(indexoid, RowExclusiveLock);
-	info = BuildIndexInfo(index);
-	/* its columns are the heap's first three (the values passed below) */
-	if (info->ii_NumIndexAttrs != 3 || info->ii_IndexAttrNumbers[0] != 1 ||
-		info->ii_IndexAttrNumbers[1] != 2 || info->ii_IndexAttrNumbers[2] != 3)
-		elog(ERROR, "the primary key of keyedstate_internal.cold is not (aggregation_id, hash, id)");
-	cid = GetCurrentCommandId(true);
-	nslots = Min(batch->n, KS_COLD_INSERT_AT_ONCE);
-	slots = palloc(sizeof(TupleTableSlot *) * nslots);
-	for (i = 0; i < nslots; i++)
-		slots[i] = MakeSingleTupleTableSlot(RelationGetDescr(heap), &TTSOpsVirtual);
-	for (done = 0; done < batch->n; done += nslots)
-	{
-		int			n = Min(nslots, batch->n - done);
-
-		KsCheckInterrupts();
-		for (i = 0; i < n; i++)
-		{
-			TupleTableSlot *slot = slots[i];
-			int			r = order[done + i];
-
-			ExecClearTuple(slot);
-			slot->tts_values[0] = Int32GetDatum(run->def->id);
-			slot->tts_values[1] = Int32GetDatum((int32) batch->hashes[r]);
-			slot->tts_values[2] = Int64GetDatum((int64) batch->ids[r]);
-			slot->tts_values[3] = PointerGetDatum(batch->data[r]);
-			memset(slot->tts_isnull, 0, sizeof(bool) * 4);
-			ExecStoreVirtualTuple(slot);
-		}
-		table_multi_insert(heap, slots, n, cid, 0, NULL);
-		for (i = 0; i < n; i++)
-		{
-			/* the key columns, as the primary key holds them */
-			index_insert(index, slots[i]->tts_values, slots[i]->tts_isnull, &slots[i]->tts_tid,
-						 heap, UNIQUE_CHECK_YES, false, info);
-		}
-	}
-	for (i = 0; i < nslots; i++)
-		ExecDropSingleTupleTableSlot(slots[i]);
-	index_close(index, RowExclusiveLock);
-	table_close(heap, RowExclusiveLock);
+	KsColdInsertRows(run->def->id, batch->n, batch->hashes, batch->ids, batch->data, order);
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(batch->cxt);
 	memset(batch, 0, sizeof(KsColdBatch));
-	CommandCounterIncrement();
 }
 
 /* The OIDs of keyedstate_internal.cold and of its primary key (see cold.h). */
@@ -245,178 +269,6 @@ KsColdLockNow(Oid *heap, Oid *index)
 	KsColdRelids(heap, index);
 	return ConditionalLockRelationOid(*heap, AccessShareLock) &&
 		ConditionalLockRelationOid(*index, AccessShareLock);
-}
-
-/* Order of uint64s, for bsearch. */
-static int
-KsCompareUint64(const void *a, const void *b)
-{
-	uint64		x = *(const uint64 *) a;
-	uint64		y = *(const uint64 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
-/*
- * Delete a key's cold row at the place it was read from, if it is still
- * there, visible, and that key's (aggregation, hash and id are checked: a
- * VACUUM FULL or CLUSTER moves rows, and the place of a row deleted by hand
- * and vacuumed may hold another row since); false to look it up by the
- * primary key instead.
- */
-static bool
-KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
-			   uint64 id, ItemPointer tid)
-{
-	HeapTupleData tuple;
-	Buffer		buffer;
-	TupleDesc	desc = RelationGetDescr(heap);
-	bool		isnull[3];
-	bool		same;
-
-	/* (a vacuum may have truncated the table after such a deletion) */
-	if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= nblocks)
-		return false;
-	tuple.t_self = *tid;
-	if (!heap_fetch(heap, snapshot, &tuple, &buffer, false))
-		return false;
-	same = DatumGetInt32(heap_getattr(&tuple, 1, desc, &isnull[0])) == aggid &&
-		(uint32) DatumGetInt32(heap_getattr(&tuple, 2, desc, &isnull[1])) == hash &&
-		(uint64) DatumGetInt64(heap_getattr(&tuple, 3, desc, &isnull[2])) == id &&
-		!isnull[0] && !isnull[1] && !isnull[2];
-	ReleaseBuffer(buffer);
-	if (same)
-		simple_heap_delete(heap, tid);
-	return same;
-}
-
-/*
- * Delete cold rows by hash and id (see cold.h): at the place each was read
- * from when the caller knows it (a key that came back: no index lookup),
- * the others through the primary key (a DELETE ... = ANY planned with a
- * smaller table's statistics scanned every cold row).  Deleted as the
- * catalog's rows are (keyedstate_internal.cold has no trigger, rule or
- * reference); later reads see it (command counter).
- */
-int64
-KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, const ItemPointerData *tids, int n)
-{
-	MemoryContext tmp;
-	MemoryContext oldcxt;
-	Datum	   *elems;
-	uint64	   *sorted;
-	ArrayType  *arr;
-	Oid			heapoid;
-	Oid			indexoid;
-	Relation	heap;
-	Relation	index;
-	Snapshot	snapshot;
-	TupleTableSlot *slot;
-	IndexScanDesc scan;
-	ScanKeyData skeys[2];
-	BlockNumber nblocks;
-	int64		deleted = 0;
-	int			left = 0;
-	int			i;
-
-	if (n == 0)
-		return 0;
-	KsColdRelids(&heapoid, &indexoid);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	heap = table_open(heapoid, RowExclusiveLock);
-	nblocks = tids != NULL ? RelationGetNumberOfBlocks(heap) : 0;
-	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold delete",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(tmp);
-	elems = palloc(sizeof(Datum) * n);
-	sorted = palloc(sizeof(uint64) * n);
-	MemoryContextSwitchTo(oldcxt);
-	for (i = 0; i < n; i++)
-	{
-		if ((i & 1023) == 0)
-			KsCheckInterrupts();
-		if (tids != NULL &&
-			KsColdDeleteAt(heap, nblocks, snapshot, aggid, hashes[i], ids[i], (ItemPointer) &tids[i]))
-		{
-			deleted++;
-			continue;
-		}
-		elems[left] = Int32GetDatum((int32) hashes[i]);
-		sorted[left++] = ids[i];
-	}
-	if (left == 0)
-	{
-		table_close(heap, RowExclusiveLock);
-		UnregisterSnapshot(snapshot);
-		MemoryContextDelete(tmp);
-		CommandCounterIncrement();
-		return deleted;
-	}
-	oldcxt = MemoryContextSwitchTo(tmp);
-	qsort(sorted, left, sizeof(uint64), KsCompareUint64);
-	arr = construct_array(elems, left, INT4OID, 4, true, TYPALIGN_INT);
-	MemoryContextSwitchTo(oldcxt);
-
-	index = index_open(indexoid, RowExclusiveLock);
-	slot = table_slot_create(heap, NULL);
-	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
-	ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
-						   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	scan->xs_want_itup = true;
-	index_rescan(scan, skeys, 2, NULL, 0);
-	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
-	{
-		bool		isnull;
-		uint64		id = (uint64) DatumGetInt64(index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull));
-
-		KsCheckInterrupts();
-		/*
-		 * Another key of the same hash keeps its row, and so does an older
-		 * version of this key's (deleted already): both are told by the id
-		 * in the entry, without reading the heap.  A row it names is
-		 * deleted if this snapshot sees it.
-		 */
-		if (isnull || bsearch(&id, sorted, left, sizeof(uint64), KsCompareUint64) == NULL)
-			continue;
-		if (!index_fetch_heap(scan, slot))
-			continue;
-		simple_heap_delete(heap, &slot->tts_tid);
-		deleted++;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, RowExclusiveLock);
-	table_close(heap, RowExclusiveLock);
-	UnregisterSnapshot(snapshot);
-	MemoryContextDelete(tmp);
-	CommandCounterIncrement();
-	return deleted;
-}
-
-/* Delete the cold rows of checkpoints after `committed` (see cold.h). */
-void
-KsColdDiscardAfter(int32 aggid, int64 committed)
-{
-	Datum		args[2] = {Int32GetDatum(aggid), Int64GetDatum((int64) KsColdId(committed + 1, 0))};
-	Oid			argtypes[2] = {INT4OID, INT8OID};
-
-	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.cold WHERE aggregation_id = $1 AND id >= $2",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete the uncommitted cold keys of aggregation %d", aggid);
-}
-
-/* Delete every cold row of an aggregation and its parts (see cold.h). */
-void
-KsColdForget(int32 aggid)
-{
-	Datum		arg = Int32GetDatum(aggid);
-	Oid			argtype = INT4OID;
-
-	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.cold WHERE aggregation_id = $1 OR aggregation_id "
-							  "IN (SELECT id FROM keyedstate_internal.part WHERE aggregation_id = $1)",
-							  1, &argtype, &arg, NULL, false, 0) < 0)
-		elog(ERROR, "could not delete the cold keys of aggregation %d", aggid);
 }
 
 /* The hash, id and data of a row of keyedstate_internal.cold (see cold.h). */

@@ -106,6 +106,15 @@ extern void KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 i
 extern void KsColdInsert(KsAggRun *run, KsColdBatch *batch);
 
 /*
+ * Insert n rows of aggregation (or part) `id` as they are (a rescale's
+ * copies too), in the order `order` gives (NULL: as they come): straight
+ * into the heap and every ready index, never through the executor, which
+ * refuses to write keyedstate_internal.cold (hookpartitions.c).
+ */
+extern void KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint64 *ids,
+							 bytea *const *data, const int *order);
+
+/*
  * Delete cold rows by hash and id (stale ones: the keys are written again;
  * expired ones), at the places they were read from if `tids` is not NULL
  * (KsKeyEntry.cold_tid: an invalid one is looked up); returns how many
@@ -151,6 +160,12 @@ extern int64 KsColdDeleteExpired(KsAggRun *run);
 
 /* Delete the cold rows of checkpoints after `committed` (recovery). */
 extern void KsColdDiscardAfter(int32 aggid, int64 committed);
+
+/*
+ * Delete the cold rows of one aggregation or part id whose row id is at
+ * least `from` (0: all); returns how many went.
+ */
+extern int64 KsColdDeleteOf(int32 id, uint64 from);
 
 /* Delete every cold row of an aggregation and of its parts (dropped or rebuilt). */
 extern void KsColdForget(int32 aggid);

@@ -46,9 +46,9 @@ typedef struct KsColdCopy
 {
 	int32		partid;
 	int			n;
-	Datum		hashes[KS_COLD_SEED_BATCH];
-	Datum		ids[KS_COLD_SEED_BATCH];
-	Datum		data[KS_COLD_SEED_BATCH];
+	uint32		hashes[KS_COLD_SEED_BATCH];
+	uint64		ids[KS_COLD_SEED_BATCH];
+	bytea	   *data[KS_COLD_SEED_BATCH];
 	uint64		copied;
 } KsColdCopy;
 
@@ -56,24 +56,7 @@ typedef struct KsColdCopy
 static void
 KsColdCopyFlush(KsColdCopy *copy)
 {
-	Datum		args[4];
-	Oid			argtypes[4] = {INT4OID, INT4ARRAYOID, INT8ARRAYOID, BYTEAARRAYOID};
-
-	if (copy->n == 0)
-		return;
-	args[0] = Int32GetDatum(copy->partid);
-	args[1] = PointerGetDatum(construct_array(copy->hashes, copy->n, INT4OID, 4, true, TYPALIGN_INT));
-	args[2] = PointerGetDatum(construct_array(copy->ids, copy->n, INT8OID, 8, FLOAT8PASSBYVAL,
-											  TYPALIGN_DOUBLE));
-	args[3] = PointerGetDatum(construct_array(copy->data, copy->n, BYTEAOID, -1, false, TYPALIGN_INT));
-	if (SPI_execute_with_args("INSERT INTO keyedstate_internal.cold (aggregation_id, hash, id, data) "
-							  "SELECT $1, u.h, u.i, u.d FROM ROWS FROM (pg_catalog.unnest($2), "
-							  "pg_catalog.unnest($3), pg_catalog.unnest($4)) AS u(h, i, d)",
-							  4, argtypes, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "keyedstate could not copy the evicted keys of a rescale");
-	pfree(DatumGetPointer(args[1]));
-	pfree(DatumGetPointer(args[2]));
-	pfree(DatumGetPointer(args[3]));
+	KsColdInsertRows(copy->partid, copy->n, copy->hashes, copy->ids, copy->data, NULL);
 	copy->n = 0;
 }
 
@@ -170,9 +153,9 @@ KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, Mem
 			memcpy(VARDATA(row) + KS_COLD_CRC_AT, &crc, sizeof(crc));
 			MemoryContextSwitchTo(oldcxt);
 
-			copy->hashes[copy->n] = Int32GetDatum((int32) hash);
-			copy->ids[copy->n] = Int64GetDatum((int64) newid);
-			copy->data[copy->n] = PointerGetDatum(row);
+			copy->hashes[copy->n] = hash;
+			copy->ids[copy->n] = newid;
+			copy->data[copy->n] = row;
 			copy->n++;
 			copy->copied++;
 			if (copy->n == KS_COLD_SEED_BATCH)

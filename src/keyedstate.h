@@ -12,8 +12,8 @@
  * The source is split by concern; each part has its own header (the SQL
  * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, pool.c and
  * progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
- * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c
- * and coldfilter.c, aggcall.h callcheck.c, checkpoint.h ckptcommit.c, recovery.h seed.c,
+ * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
+ * colddelete.c and coldfilter.c, aggcall.h callcheck.c, checkpoint.h ckptcommit.c, recovery.h seed.c,
  * run.h runlife.c and runbound.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
@@ -50,6 +50,7 @@
  *	expire		state TTL: sweeping out keys not changed for longer than the TTL
  *	evict		the memory budget: choosing the keys to evict
  *	cold		evicted keys in keyedstate_internal.cold: writing them, loading them back
+ *	colddelete	deleting cold rows: stale, expired, uncommitted, a whole aggregation's
  *	coldfilter	the cold filter: which hashes may have a cold row
  *	coldread	the readers' side: evicted keys' rows for the live view
  *	window		tumbling and sliding time windows: query rewrite, merging panes

@@ -1,0 +1,284 @@
+/*-------------------------------------------------------------------------
+ *
+ * colddelete.c
+ *	  Deleting rows of keyedstate_internal.cold: stale and expired ones (by
+ *	  the checkpoint that commits their keys' new rows), those of a
+ *	  checkpoint that never committed (recovery), and all of an
+ *	  aggregation's or a part's (drop, rebuild, retired parts).  See cold.h.
+ *
+ * With cold.c (inserts) and coldseed.c (a rescale's copies), the only
+ * writer of keyedstate_internal.cold.  Every deletion goes through the
+ * primary key or to the place a row was read from, never a scan of the
+ * table: it holds every aggregation's evicted keys.  A DELETE by hand is
+ * refused (hookpartitions.c): nothing could tell the keys it removed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "keyedstate.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "access/stratnum.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "storage/bufmgr.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "cold.h"
+
+/* Order of uint64s, for bsearch. */
+static int
+KsCompareUint64(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/*
+ * Delete a cold row this snapshot saw.  One another transaction deleted
+ * meanwhile (waited for if in progress) is gone already, as a DELETE
+ * under read committed skips it: two parts forgetting the same retired
+ * rows, or a drop beside a checkpoint's stale rows.
+ */
+static void
+KsColdDeleteRow(Relation heap, ItemPointer tid)
+{
+	TM_FailureData tmfd;
+	TM_Result	result;
+
+	result = heap_delete(heap, tid, GetCurrentCommandId(true), InvalidSnapshot, true, &tmfd, false);
+	if (result != TM_Ok && result != TM_Deleted)
+		elog(ERROR, "keyedstate cold row (%u,%u) changed while deleted: %d",
+			 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid), (int) result);
+}
+
+/*
+ * Delete a key's cold row at the place it was read from, if it is still
+ * there, visible, and that key's (aggregation, hash and id are checked: a
+ * VACUUM FULL or CLUSTER moves rows, and the place of a row deleted by hand
+ * and vacuumed may hold another row since); false to look it up by the
+ * primary key instead.
+ */
+static bool
+KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
+			   uint64 id, ItemPointer tid)
+{
+	HeapTupleData tuple;
+	Buffer		buffer;
+	TupleDesc	desc = RelationGetDescr(heap);
+	bool		isnull[3];
+	bool		same;
+
+	/* (a vacuum may have truncated the table after such a deletion) */
+	if (!ItemPointerIsValid(tid) || ItemPointerGetBlockNumber(tid) >= nblocks)
+		return false;
+	tuple.t_self = *tid;
+	if (!heap_fetch(heap, snapshot, &tuple, &buffer, false))
+		return false;
+	same = DatumGetInt32(heap_getattr(&tuple, 1, desc, &isnull[0])) == aggid &&
+		(uint32) DatumGetInt32(heap_getattr(&tuple, 2, desc, &isnull[1])) == hash &&
+		(uint64) DatumGetInt64(heap_getattr(&tuple, 3, desc, &isnull[2])) == id &&
+		!isnull[0] && !isnull[1] && !isnull[2];
+	ReleaseBuffer(buffer);
+	if (same)
+		KsColdDeleteRow(heap, tid);
+	return same;
+}
+
+/*
+ * Delete cold rows by hash and id (see cold.h): at the place each was read
+ * from when the caller knows it (a key that came back: no index lookup),
+ * the others through the primary key (a DELETE ... = ANY planned with a
+ * smaller table's statistics scanned every cold row).  Deleted as the
+ * catalog's rows are (keyedstate_internal.cold has no trigger, rule or
+ * reference); later reads see it (command counter).
+ */
+int64
+KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, const ItemPointerData *tids, int n)
+{
+	MemoryContext tmp;
+	MemoryContext oldcxt;
+	Datum	   *elems;
+	uint64	   *sorted;
+	ArrayType  *arr;
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData skeys[2];
+	BlockNumber nblocks;
+	int64		deleted = 0;
+	int			left = 0;
+	int			i;
+
+	if (n == 0)
+		return 0;
+	KsColdRelids(&heapoid, &indexoid);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	heap = table_open(heapoid, RowExclusiveLock);
+	nblocks = tids != NULL ? RelationGetNumberOfBlocks(heap) : 0;
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold delete",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(tmp);
+	elems = palloc(sizeof(Datum) * n);
+	sorted = palloc(sizeof(uint64) * n);
+	MemoryContextSwitchTo(oldcxt);
+	for (i = 0; i < n; i++)
+	{
+		if ((i & 1023) == 0)
+			KsCheckInterrupts();
+		if (tids != NULL &&
+			KsColdDeleteAt(heap, nblocks, snapshot, aggid, hashes[i], ids[i], (ItemPointer) &tids[i]))
+		{
+			deleted++;
+			continue;
+		}
+		elems[left] = Int32GetDatum((int32) hashes[i]);
+		sorted[left++] = ids[i];
+	}
+	if (left == 0)
+	{
+		table_close(heap, RowExclusiveLock);
+		UnregisterSnapshot(snapshot);
+		MemoryContextDelete(tmp);
+		CommandCounterIncrement();
+		return deleted;
+	}
+	oldcxt = MemoryContextSwitchTo(tmp);
+	qsort(sorted, left, sizeof(uint64), KsCompareUint64);
+	arr = construct_array(elems, left, INT4OID, 4, true, TYPALIGN_INT);
+	MemoryContextSwitchTo(oldcxt);
+
+	index = index_open(indexoid, RowExclusiveLock);
+	slot = table_slot_create(heap, NULL);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
+	ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
+						   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
+	scan = index_beginscan(heap, index, snapshot, 2, 0);
+	scan->xs_want_itup = true;
+	index_rescan(scan, skeys, 2, NULL, 0);
+	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
+	{
+		bool		isnull;
+		uint64		id = (uint64) DatumGetInt64(index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull));
+
+		KsCheckInterrupts();
+		/*
+		 * Another key of the same hash keeps its row, and so does an older
+		 * version of this key's (deleted already): both are told by the id
+		 * in the entry, without reading the heap.  A row it names is
+		 * deleted if this snapshot sees it.
+		 */
+		if (isnull || bsearch(&id, sorted, left, sizeof(uint64), KsCompareUint64) == NULL)
+			continue;
+		if (!index_fetch_heap(scan, slot))
+			continue;
+		KsColdDeleteRow(heap, &slot->tts_tid);
+		deleted++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, RowExclusiveLock);
+	table_close(heap, RowExclusiveLock);
+	UnregisterSnapshot(snapshot);
+	MemoryContextDelete(tmp);
+	CommandCounterIncrement();
+	return deleted;
+}
+
+/* Delete the cold rows of checkpoints after `committed` (see cold.h). */
+void
+KsColdDiscardAfter(int32 aggid, int64 committed)
+{
+	KsColdDeleteOf(aggid, KsColdId(committed + 1, 0));
+}
+
+/*
+ * Delete the cold rows of one aggregation or part whose id is at least
+ * `from` (see cold.h), through the primary key, told by the id in the
+ * entry: one descent when it has none.  (A DELETE joined to the ids was
+ * planned as a scan of every aggregation's cold rows: 40% of a budgeted
+ * part's time, growing with the table.)
+ */
+int64
+KsColdDeleteOf(int32 id, uint64 from)
+{
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	IndexScanDesc scan;
+	ScanKeyData skey;
+	int64		deleted = 0;
+	uint64		seen = 0;
+
+	KsColdRelids(&heapoid, &indexoid);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	heap = table_open(heapoid, RowExclusiveLock);
+	index = index_open(indexoid, RowExclusiveLock);
+	slot = table_slot_create(heap, NULL);
+	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
+	scan = index_beginscan(heap, index, snapshot, 1, 0);
+	scan->xs_want_itup = true;
+	index_rescan(scan, &skey, 1, NULL, 0);
+	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
+	{
+		bool		isnull;
+		int64		rowid = DatumGetInt64(index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull));
+
+		if ((++seen & 1023) == 0)
+			KsCheckInterrupts();
+		if (isnull || rowid < (int64) from || !index_fetch_heap(scan, slot))
+			continue;
+		KsColdDeleteRow(heap, &slot->tts_tid);
+		deleted++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, RowExclusiveLock);
+	table_close(heap, RowExclusiveLock);
+	UnregisterSnapshot(snapshot);
+	CommandCounterIncrement();
+	return deleted;
+}
+
+/* Delete every cold row of an aggregation and its parts (see cold.h). */
+void
+KsColdForget(int32 aggid)
+{
+	Datum		arg = Int32GetDatum(aggid);
+	Oid			argtype = INT4OID;
+	int32	   *ids;
+	int			n;
+
+	if (SPI_execute_with_args("SELECT id FROM keyedstate_internal.part WHERE aggregation_id = $1",
+							  1, &argtype, &arg, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the parts of aggregation %d", aggid);
+	n = (int) SPI_processed;
+	ids = palloc(sizeof(int32) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	ids[n++] = aggid;
+	for (int i = 0; i < n; i++)
+		KsColdDeleteOf(ids[i], 0);
+	pfree(ids);
+}
