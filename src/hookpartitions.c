@@ -6,6 +6,8 @@
  *	  a source's tree are checked before they run (what would lose or skip
  *	  rows is refused: source.h says what and why), and a partition added
  *	  to or detached from a tree gets or loses its wake-up triggers after.
+ *	  keyedstate's own tables refuse a TRUNCATE, and .cold a DELETE or an
+ *	  INSERT, that would lose keys or count them twice.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +21,7 @@
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
@@ -314,6 +317,64 @@ KsRefuseTruncateOwn(Oid relid, bool named)
 						   "Its rows are the only copy of the keys aggregations evicted from memory: they would be lost." :
 						   "Its rows are the aggregations' checkpoints: they would have to consume their sources again."),
 				 errhint("VACUUM FULL reclaims its space without losing them; keyedstate.drop_aggregation() removes an aggregation with its rows.")));
+}
+
+static ExecutorCheckPerms_hook_type prev_own_check_perms = NULL;
+
+/*
+ * ExecutorCheckPerms_hook: a DELETE (or a MERGE that may delete) of rows of
+ * keyedstate_internal.cold is refused, as its TRUNCATE is: they are the
+ * only copy of keys evicted from memory, and nothing could tell which went
+ * (the view lost exactly the keys deleted, status still counted them:
+ * review robustness3, F1).  So is an INSERT (or COPY FROM): rows keyedstate
+ * once wrote and replaced since, put back from a copy, carry valid
+ * checksums, and their keys came twice (review robustness4, F1).
+ * keyedstate writes the table itself, never through the executor (cold.c,
+ * colddelete.c).  Reached once the user's privileges passed: a role
+ * without them gets PostgreSQL's own error.  An UPDATE by hand is damage
+ * the rows' checksums find.
+ */
+static bool
+KsOwnTablesCheckPerms(List *rangeTable, bool ereport_on_violation)
+{
+	Oid			ns = InvalidOid;
+	ListCell   *lc;
+
+	if (prev_own_check_perms && !prev_own_check_perms(rangeTable, ereport_on_violation))
+		return false;
+	foreach(lc, rangeTable)
+	{
+		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
+		char	   *name;
+
+		if (rte->rtekind != RTE_RELATION || (rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) == 0)
+			continue;
+		if (!OidIsValid(ns) && !OidIsValid(ns = get_namespace_oid(KS_DATA_SCHEMA, true)))
+			return true;
+		if (get_rel_namespace(rte->relid) != ns || (name = get_rel_name(rte->relid)) == NULL ||
+			strcmp(name, "cold") != 0)
+			continue;
+		if (!ereport_on_violation)
+			return false;
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 (rte->requiredPerms & ACL_DELETE) ?
+				 errmsg("cannot delete rows of %s.cold", KS_DATA_SCHEMA) :
+				 errmsg("cannot insert rows into %s.cold", KS_DATA_SCHEMA),
+				 (rte->requiredPerms & ACL_DELETE) ?
+				 errdetail("Its rows are the only copy of the keys aggregations evicted from memory: those deleted would be lost without an error.") :
+				 errdetail("Only keyedstate writes its rows: one it replaced since, put back, would count its key twice."),
+				 errhint("keyedstate.drop_aggregation() removes an aggregation with its rows, keyedstate.rebuild() computes one again from its source, and VACUUM reclaims the space of the rows keyedstate deleted.")));
+	}
+	return true;
+}
+
+/* Install the executor's guard of keyedstate's own tables. */
+void
+KsOwnTablesHooksInit(void)
+{
+	prev_own_check_perms = ExecutorCheckPerms_hook;
+	ExecutorCheckPerms_hook = KsOwnTablesCheckPerms;
 }
 
 /*

@@ -542,6 +542,7 @@ KsHooksInit(void)
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = KsProcessUtility;
 	KsWakeHooksInit();
+	KsOwnTablesHooksInit();
 }
 
 /* Wake the aggregations of the partitions below a table this transaction inserts into (see hooks.h). */

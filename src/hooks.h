@@ -101,7 +101,7 @@ extern List *KsTablesLosingIndexes(Node *parsetree);
 extern void KsBeforeSetUnlogged(RangeVar *rv);
 extern void KsCheckOffsetIndexesKept(List *tables);
 
-/* --- hookpartitions.c: the guards of sources' partition trees --- */
+/* --- hookpartitions.c: the guards of sources' partition trees, and of keyedstate's own tables --- */
 
 /*
  * Before DROP TABLE, TRUNCATE and ALTER TABLE (ATTACH and DETACH
@@ -120,6 +120,14 @@ extern void KsBeforeAlterTable(AlterTableStmt *stmt);
  */
 extern void KsAfterPartitionChange(Oid parent, Oid part, bool added);
 extern void KsAfterAlterTable(AlterTableStmt *stmt);
+
+/*
+ * TRUNCATE of keyedstate_internal.state and .cold is refused while they
+ * hold rows (KsBeforeTruncate), a DELETE of or INSERT into .cold always
+ * (an executor hook installed by KsOwnTablesHooksInit): keys lost, or
+ * counted twice, without a trace.
+ */
+extern void KsOwnTablesHooksInit(void);
 
 /* Forget an aggregation whose view is gone (see orphans.c). */
 extern void KsForgetAggregation(int32 id, bool orphan);

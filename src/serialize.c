@@ -45,7 +45,7 @@ KsCheckpointCorrupted(const char *aggname, const char *fmt,...)
 			(errcode(ERRCODE_DATA_CORRUPTED),
 			 errmsg("checkpoint of aggregation %s is corrupted", aggname),
 			 errdetail_internal("%s", detail.data),
-			 errhint("Call keyedstate.rebuild() to recompute it from its source table, or restore keyedstate_internal.state and keyedstate_internal.cold from a backup and call keyedstate.resume().")));
+			 errhint("Call keyedstate.rebuild() to recompute it from its source table.")));
 	pg_unreachable();
 }
 

@@ -195,7 +195,7 @@ $node->safe_psql($db, 'CLUSTER keyedstate_internal.cold USING cold_pkey');
 my $reloads0 = $node->safe_psql($db, q{SELECT reloads FROM keyedstate.status WHERE name = 'one'});
 $node->safe_psql($db, q{INSERT INTO ev (k, t, v, n) SELECT g, 't2', 2, 2 FROM generate_series(1, 40000, 7) g});
 ks_sync_all($node, $db, '5 min');
-ok($node->safe_psql($db, qq{SELECT reloads > $reloads0 + 1000 FROM keyedstate.status WHERE name = 'one'}) eq 't',
+ok(ks_wait_for($node, $db, qq{SELECT reloads > $reloads0 + 1000 FROM keyedstate.status WHERE name = 'one'}, 30),
 	'rows for cold keys loaded them back, and no checkpoint wrote them yet')
   or diag($node->safe_psql($db, q{SELECT keys, keys_in_memory, reloads FROM keyedstate.status WHERE name = 'one'}));
 $node->safe_psql($db, q{
@@ -219,25 +219,74 @@ for my $table ('cold', 'state')
 		"TRUNCATE keyedstate_internal.$table is refused while it has rows");
 }
 is(mismatches(), 0, 'every view equals its oracle after the refused TRUNCATEs');
+# ... nor can keyedstate_internal.cold lose rows to a DELETE, in any form
+# (review robustness3, F1: the view lost exactly the keys deleted, silently)
+my $cold_before = $node->safe_psql($db, 'SELECT count(*) FROM keyedstate_internal.cold');
+for my $delete ('DELETE FROM keyedstate_internal.cold',
+	'DELETE FROM keyedstate_internal.cold WHERE ctid IN (SELECT ctid FROM keyedstate_internal.cold LIMIT 100)',
+	'WITH d AS (DELETE FROM keyedstate_internal.cold RETURNING 1) SELECT count(*) FROM d',
+	'MERGE INTO keyedstate_internal.cold c USING (SELECT 1) s ON true WHEN MATCHED THEN DELETE')
+{
+	my ($ret, $out, $err) = $node->psql($db, $delete);
+	like($err, qr/cannot delete rows of keyedstate_internal\.cold/, "refused: $delete");
+}
+# ... nor gain rows by hand: ones keyedstate replaced since, put back from a
+# copy, pass every check of their bytes (review robustness4, F1: 47,189 keys
+# came twice in the view, running, no error)
+$node->safe_psql($db, 'CREATE TABLE cold_copy AS SELECT * FROM keyedstate_internal.cold');
+for my $insert ('INSERT INTO keyedstate_internal.cold SELECT * FROM cold_copy ON CONFLICT DO NOTHING',
+	"COPY keyedstate_internal.cold FROM PROGRAM 'true'",
+	'MERGE INTO keyedstate_internal.cold c USING cold_copy s ON false WHEN NOT MATCHED THEN INSERT VALUES (s.aggregation_id, s.hash, s.id + 1, s.data)')
+{
+	my ($ret, $out, $err) = $node->psql($db, $insert);
+	like($err, qr/cannot insert rows into keyedstate_internal\.cold/, "refused: $insert");
+}
+$node->safe_psql($db, 'DROP TABLE cold_copy');
+is($node->safe_psql($db, 'SELECT count(*) FROM keyedstate_internal.cold'), $cold_before,
+	'keyedstate_internal.cold kept every row');
+is(mismatches(), 0, 'every view equals its oracle after the refused DELETEs and INSERTs');
 # the check is made under the TRUNCATE's own lock: rows a transaction is
 # inserting into an empty table when the TRUNCATE comes are seen once it
-# committed (re-review today 28, F2: the TRUNCATE waited, then emptied it)
+# committed (re-review today 28, F2: the TRUNCATE waited, then emptied it;
+# shown on keyedstate_internal.state: rows cannot be inserted into .cold by
+# hand, the same check guards both)
 $node->safe_psql('postgres', 'CREATE DATABASE trunc');
 $node->safe_psql('trunc', 'CREATE EXTENSION keyedstate');
 {
 	my $inserter = $node->background_psql('trunc');
-	$inserter->query_safe(q{BEGIN; INSERT INTO keyedstate_internal.cold VALUES (999, 1, 1, '\x00')});
+	$inserter->query_safe(q{BEGIN; INSERT INTO keyedstate_internal.state VALUES (999, 1, 1, true, 0, 0, 0, '\x00')});
 	my ($tout, $terr) = ('', '');
-	my $th = IPC::Run::start([ 'psql', '-X', '-d', $node->connstr('trunc'), '-c', 'TRUNCATE keyedstate_internal.cold' ],
+	my $th = IPC::Run::start([ 'psql', '-X', '-d', $node->connstr('trunc'), '-c', 'TRUNCATE keyedstate_internal.state' ],
 		'>', \$tout, '2>', \$terr);
-	ok(ks_wait_for($node, 'trunc', q{SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'keyedstate_internal.cold'::regclass}, 30),
-		'a TRUNCATE of an empty keyedstate_internal.cold waits for the transaction inserting into it');
+	ok(ks_wait_for($node, 'trunc', q{SELECT count(*) > 0 FROM pg_locks WHERE NOT granted AND relation = 'keyedstate_internal.state'::regclass}, 30),
+		'a TRUNCATE of an empty keyedstate_internal.state waits for the transaction inserting into it');
 	$inserter->query_safe('COMMIT');
 	$inserter->quit;
 	$th->finish;
-	like($terr, qr/cannot truncate keyedstate_internal\.cold while it holds keyedstate state/,
+	like($terr, qr/cannot truncate keyedstate_internal\.state while it holds keyedstate state/,
 		'... and is refused once its rows committed');
-	is($node->safe_psql('trunc', 'SELECT count(*) FROM keyedstate_internal.cold'), '1', '... which are still there');
+	is($node->safe_psql('trunc', 'SELECT count(*) FROM keyedstate_internal.state'), '1', '... which are still there');
+}
+
+# REINDEX CONCURRENTLY of keyedstate_internal.cold while writers make the
+# worker evict and load keys: the rows written during the build are in the
+# new index too (review robustness4, F2: they went into the primary key
+# only, the new index became it without them, and their keys were lost)
+{
+	my ($rh) = ks_pgbench($node, $db, '-c', '2', '-T', '6', '-f', $w);
+	for my $i (1 .. 3)
+	{
+		ks_wait_for($node, $db, q{SELECT evictions > 0 FROM keyedstate.status WHERE name = 'one'});
+		$node->safe_psql($db, 'REINDEX TABLE CONCURRENTLY keyedstate_internal.cold');
+	}
+	$rh->finish;
+	ks_sync_all($node, $db, '5 min');
+	is($node->safe_psql($db, q{SET enable_seqscan = off; SET enable_bitmapscan = off;
+SELECT count(*) FROM keyedstate_internal.cold WHERE aggregation_id > 0}),
+		$node->safe_psql($db, 'SELECT count(*) FROM keyedstate_internal.cold'),
+		'after REINDEX CONCURRENTLY under writers the primary key has every cold row');
+	is(mismatches(), 0, 'every view equals its oracle after REINDEX CONCURRENTLY under writers');
+	cold_rows_are_cold_keys('... and keyedstate_internal.cold holds exactly the keys not in memory');
 }
 
 # --- 3. kills of the worker while checkpoints evict
