@@ -201,6 +201,35 @@ KsRunEnd(int nestlevel)
 }
 
 /*
+ * Before the worker sleeps: the statistics its steps counted and
+ * pgstat_report_stat left pending (it flushes at most once a second) go
+ * out once they waited a second, as a backend's idle timeout sends them;
+ * returns the sleep, cut to that second.  Without it the counts of the
+ * last second of work waited for the next step, however late: autovacuum
+ * reads them (keyedstate_internal.cold's dead rows), and so do DBAs.
+ */
+long
+KsRunFlushStats(long timeout)
+{
+	static TimestampTz pending_since = 0;
+	long		waited;
+
+	if (pgstat_report_stat(false) == 0)
+	{
+		pending_since = 0;
+		return timeout;
+	}
+	if (pending_since == 0)
+		pending_since = GetCurrentTimestamp();
+	waited = TimestampDifferenceMilliseconds(pending_since, GetCurrentTimestamp());
+	if (waited < 1000)
+		return Min(timeout, 1000 - waited);
+	pgstat_report_stat(true);
+	pending_since = 0;
+	return timeout;
+}
+
+/*
  * Record a failure: log the error once, give the published rows back (the
  * view then says the aggregation failed, and other aggregations get the
  * memory), and show the error in status until keyedstate.resume().

@@ -334,6 +334,9 @@ extern bool KsRunTerminating(void);
 extern int	KsRunBegin(KsAggRun *run);
 extern void KsRunEnd(int nestlevel);
 
+/* Flush the statistics steps left pending once they waited a second; returns the sleep. */
+extern long KsRunFlushStats(long timeout);
+
 /*
  * Recovery and checkpoints are not bounded by the step timeout; a
  * termination cancels the first at once, the second only after a grace.

@@ -485,10 +485,11 @@ KsDatabaseWorkerMain(Datum main_arg)
 	/*
 	 * Nothing waits for our commits to reach the disk: a checkpoint lost in
 	 * a crash is replaced, exactly, by the one before and the rows after it
-	 * (those a backend waits for are flushed: KsCheckpointDone).  So the
-	 * WAL flush of a checkpoint's slices never stops consumption.
+	 * (flushed when a backend waits: KsCheckpointDone), so no WAL flush stops
+	 * consumption.  JIT would cost our short statements more than they run.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
 
 	/* our number in the database's pool */
 	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));
@@ -619,10 +620,10 @@ KsDatabaseWorkerMain(Datum main_arg)
 
 		if (timeout > 0)
 		{
-			/* idle: what the steps freed goes back to the kernel */
+			/* idle: what the steps freed goes back to the kernel, their statistics out */
 			KsTrimFreedMemory();
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 timeout, PG_WAIT_EXTENSION);
+							 KsRunFlushStats(timeout), PG_WAIT_EXTENSION);
 		}
 		ResetLatch(MyLatch);
 	}
