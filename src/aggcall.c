@@ -84,7 +84,7 @@ KsPrepareCall(KsAggRuntime *rt, KsAggCall *c, Aggref *aggref)
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for aggregate %u", aggref->aggfnoid);
 	agg = (Form_pg_aggregate) GETSTRUCT(tup);
-	c->definition = KsAggDefinitionHash(tup);
+	KsAggDefinitionOf(tup, &c->definition);
 
 	if (agg->aggkind != AGGKIND_NORMAL)
 		KsRefuseAggregate(c->aggfnoid, "Ordered-set and hypothetical-set aggregates cannot be maintained incrementally.");

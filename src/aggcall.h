@@ -39,6 +39,23 @@ typedef enum KsPersistKind
 	KS_PERSIST_REPLAY
 } KsPersistKind;
 
+/*
+ * What an aggregate's call is prepared from in pg_aggregate: its support
+ * functions and how they are called, compared whole (never a hash: its
+ * owner chooses them).
+ */
+typedef struct KsAggDefinition
+{
+	Oid			transfn;
+	Oid			finalfn;
+	Oid			combinefn;
+	Oid			serialfn;
+	Oid			deserialfn;
+	Oid			transtype;
+	char		finalmodify;
+	bool		finalextra;
+} KsAggDefinition;
+
 typedef struct KsAggCall
 {
 	Aggref	   *aggref;
@@ -58,7 +75,7 @@ typedef struct KsAggCall
 	Oid			serialfn_oid;
 	Oid			deserialfn_oid;
 	Oid			combinefn_oid;	/* InvalidOid if none; called by window.c */
-	uint64		definition;		/* its functions, as prepared (KsAggDefinitionHash) */
+	KsAggDefinition definition; /* its functions, as prepared (KsAggDefinitionOf) */
 	Expr	   *combinefn_expr; /* its call expression, as nodeAgg gives it (polymorphic ones read it) */
 	bool		rebase;			/* its deserialized states are rebased (aggserial.c) */
 	FmgrInfo	transfn;
@@ -121,27 +138,24 @@ extern bool KsCallsSqlFunction(List *funcids);
 extern void KsCheckFunctionPrivileges(List *aggrefs, List *funcids, List *more, Oid roleid);
 
 /*
- * A hash of what a call of each function remembers from its first call
+ * Forget what the calls of the support functions the runtime's calls were
+ * prepared with (not those the aggregates name now: security review 23,
+ * F1), or of the functions `fns`, kept from their first call
  * (fmgr_security_definer caches the owner of a SECURITY DEFINER function
- * and its SET settings): its owner, SECURITY DEFINER and SET, for the
- * support functions the runtime's calls were prepared with (not those the
- * aggregates name now: security review 23, F1) and the `nmore` functions
- * of `more`.  A loaded run whose hash changed forgets what its calls kept
- * (KsCallsRefresh, KsFmgrRefresh: looked up again, their memory in `cxt`),
- * so that they run as the function's owner now (security review 22, F1: a
- * function handed to a group ran the group's new body as its former owner,
- * a superuser), without loading again (security review 23, F2: any such
- * change of a function reloaded every aggregation calling it).  The
- * functions the query's expressions call are compiled again at any change
- * of a function (KsRunFunctionsChanged).
+ * and its SET settings): looked up again, their memory in `cxt`, so that
+ * they run as the function's owner now (security review 22, F1: a function
+ * handed to a group ran the group's new body as its former owner, a
+ * superuser), without loading again (security review 23, F2: any such
+ * change of a function reloaded every aggregation calling it).  A loaded
+ * run does so after any change of a function (KsRunCheckCalls); the
+ * functions the query's expressions call are compiled again then.
  */
-extern uint64 KsCallsIdentity(KsAggRuntime *rt, const Oid *more, int nmore);
 extern void KsCallsRefresh(KsAggRuntime *rt, MemoryContext cxt);
 extern void KsFmgrRefresh(FmgrInfo *fns, int n, MemoryContext cxt);
 
 /*
  * Whether an aggregate's support functions, or how they are called
- * (KsAggDefinitionHash), changed (CREATE OR REPLACE AGGREGATE by its owner,
+ * (KsAggDefinitionOf), changed (CREATE OR REPLACE AGGREGATE by its owner,
  * for another role's aggregation: aggguard.c refuses it for one's own)
  * since its call was prepared: the run then loads
  * again, calling what the aggregate names now (security review 23, F1: it
@@ -149,7 +163,7 @@ extern void KsFmgrRefresh(FmgrInfo *fns, int n, MemoryContext cxt);
  * changes nothing saw).
  */
 extern bool KsCallsReplaced(KsAggRuntime *rt);
-extern uint64 KsAggDefinitionHash(HeapTuple tup);
+extern void KsAggDefinitionOf(HeapTuple tup, KsAggDefinition *def);
 
 /* Give a new key its initial states. */
 extern void KsAggInitStates(KsAggRuntime *rt, KsTransState *states);

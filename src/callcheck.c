@@ -16,37 +16,38 @@
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_language.h"
 #include "catalog/pg_proc.h"
-#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "aggcall.h"
 
 /*
- * A hash of the functions an aggregate's calls are prepared with, and of
- * how they are called (see aggcall.h).  Not of the initial value: a
- * spelling of the same one made a change, so the aggregate's owner could
- * reload another role's aggregation at will (re-review today 27, F2); a
- * new one, like the rest of a changed definition, needs that
- * aggregation's rebuild() (aggguard.c warns so), not a reload.
+ * The functions an aggregate's calls are prepared with, and how they are
+ * called (see aggcall.h).  Not the initial value: a spelling of the same
+ * one made a change, so the aggregate's owner could reload another role's
+ * aggregation at will (re-review today 27, F2); a new one, like the rest
+ * of a changed definition, needs that aggregation's rebuild() (aggguard.c
+ * warns so), not a reload.
  */
-uint64
-KsAggDefinitionHash(HeapTuple tup)
+void
+KsAggDefinitionOf(HeapTuple tup, KsAggDefinition *def)
 {
 	Form_pg_aggregate agg = (Form_pg_aggregate) GETSTRUCT(tup);
-	uint64		h = 0;
 
-	h = hash_combine64(h, agg->aggtransfn);
-	h = hash_combine64(h, agg->aggfinalfn);
-	h = hash_combine64(h, agg->aggcombinefn);
-	h = hash_combine64(h, agg->aggserialfn);
-	h = hash_combine64(h, agg->aggdeserialfn);
-	h = hash_combine64(h, agg->aggtranstype);
-	return hash_combine64(h, ((uint64) agg->aggfinalmodify << 1) | (agg->aggfinalextra ? 1 : 0));
+	memset(def, 0, sizeof(KsAggDefinition));	/* compared whole, padding too */
+	def->transfn = agg->aggtransfn;
+	def->finalfn = agg->aggfinalfn;
+	def->combinefn = agg->aggcombinefn;
+	def->serialfn = agg->aggserialfn;
+	def->deserialfn = agg->aggdeserialfn;
+	def->transtype = agg->aggtranstype;
+	def->finalmodify = agg->aggfinalmodify;
+	def->finalextra = agg->aggfinalextra;
 }
 
 /* Check one function's EXECUTE privilege. */
@@ -67,7 +68,13 @@ KsCollectFunction(Oid funcid, void *context)
 	return false;
 }
 
-/* Walk a query's expressions and subqueries, collecting the functions they call. */
+/*
+ * Walk a query's expressions and subqueries, collecting the functions they
+ * call; a cast to a domain calls those of the domain's CHECK constraints
+ * (its base domains' too), which check_functions_in_node does not see
+ * (security review 24, F3: one went on being called after the owner lost
+ * EXECUTE on it, where her own query was refused).
+ */
 static bool
 KsCollectFunctionsWalker(Node *node, List **funcids)
 {
@@ -75,6 +82,21 @@ KsCollectFunctionsWalker(Node *node, List **funcids)
 		return false;
 	if (IsA(node, Query))
 		return query_tree_walker((Query *) node, KsCollectFunctionsWalker, funcids, 0);
+	if (IsA(node, CoerceToDomain))
+	{
+		DomainConstraintRef *ref = palloc(sizeof(DomainConstraintRef));
+		ListCell   *lc;
+
+		InitDomainConstraintRef(((CoerceToDomain *) node)->resulttype, ref, CurrentMemoryContext, false);
+		foreach(lc, ref->constraints)
+		{
+			DomainConstraintState *con = (DomainConstraintState *) lfirst(lc);
+
+			if (con->constrainttype == DOM_CONSTRAINT_CHECK &&
+				KsCollectFunctionsWalker((Node *) con->check_expr, funcids))
+				return true;
+		}
+	}
 	(void) check_functions_in_node(node, KsCollectFunction, funcids);
 	return expression_tree_walker(node, KsCollectFunctionsWalker, funcids);
 }
@@ -110,55 +132,6 @@ KsCallsSqlFunction(List *funcids)
 	return false;
 }
 
-/* Fold into h what a call of function fnoid keeps from its first call. */
-static uint64
-KsFoldCallIdentity(uint64 h, Oid fnoid)
-{
-	HeapTuple	tup;
-	Form_pg_proc proc;
-	Datum		config;
-	bool		isnull;
-
-	if (!OidIsValid(fnoid))
-		return h;
-	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fnoid));
-	if (!HeapTupleIsValid(tup))
-		return hash_combine64(h, fnoid);	/* gone: the next step fails anyway */
-	proc = (Form_pg_proc) GETSTRUCT(tup);
-	h = hash_combine64(h, ((uint64) proc->proowner << 1) | (proc->prosecdef ? 1 : 0));
-	config = SysCacheGetAttr(PROCOID, tup, Anum_pg_proc_proconfig, &isnull);
-	if (!isnull)
-	{
-		struct varlena *v = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(config));
-
-		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) VARDATA_ANY(v),
-												  VARSIZE_ANY_EXHDR(v), fnoid));
-	}
-	ReleaseSysCache(tup);
-	return h;
-}
-
-/* What the calls of the functions a runtime loaded keep (see aggcall.h). */
-uint64
-KsCallsIdentity(KsAggRuntime *rt, const Oid *more, int nmore)
-{
-	uint64		h = 0;
-
-	for (int i = 0; i < rt->ncalls; i++)
-	{
-		KsAggCall  *c = &rt->calls[i];
-
-		h = KsFoldCallIdentity(h, c->transfn_oid);
-		h = KsFoldCallIdentity(h, c->finalfn_oid);
-		h = KsFoldCallIdentity(h, c->combinefn_oid);
-		h = KsFoldCallIdentity(h, c->serialfn_oid);
-		h = KsFoldCallIdentity(h, c->deserialfn_oid);
-	}
-	for (int i = 0; i < nmore; i++)
-		h = KsFoldCallIdentity(h, more[i]);
-	return h;
-}
-
 /* Whether an aggregate was replaced since its calls were prepared (see aggcall.h). */
 bool
 KsCallsReplaced(KsAggRuntime *rt)
@@ -166,11 +139,13 @@ KsCallsReplaced(KsAggRuntime *rt)
 	for (int i = 0; i < rt->ncalls; i++)
 	{
 		HeapTuple	tup = SearchSysCache1(AGGFNOID, ObjectIdGetDatum(rt->calls[i].aggfnoid));
+		KsAggDefinition now;
 		bool		replaced;
 
 		if (!HeapTupleIsValid(tup))
 			continue;			/* gone: the privilege check fails the step */
-		replaced = KsAggDefinitionHash(tup) != rt->calls[i].definition;
+		KsAggDefinitionOf(tup, &now);
+		replaced = memcmp(&now, &rt->calls[i].definition, sizeof(KsAggDefinition)) != 0;
 		ReleaseSysCache(tup);
 		if (replaced)
 			return true;

@@ -4,41 +4,36 @@
  *	  Aggregations across pg_dump and restore.
  *
  * keyedstate_internal.aggregation and its id sequence are extension configuration tables:
- * pg_dump writes their rows after CREATE EXTENSION, naming the view, live table, source
- * and sequence by regclass, so that a restore reads them back as the restored objects.  The live tables, views and
- * triggers are ordinary objects and are dumped as such.  The checkpointed
- * state is not dumped: its bytes are in-memory images that name types and
- * other objects by OID, meaningless in another database.
+ * pg_dump writes their rows after CREATE EXTENSION, naming the view, live table, source and
+ * sequence by regclass, so that a restore reads them back as the restored objects. The live
+ * tables, views and triggers are ordinary objects and are dumped as such.  The checkpointed
+ * state is not dumped: its bytes are in-memory images that name types and other objects by OID,
+ * meaningless in another database.
  *
  * A restored row is bound to its new database by a BEFORE INSERT trigger on
  * keyedstate_internal.aggregation (rows create_aggregation() inserts itself are left alone):
- *	- the definition text, which names everything fully qualified and
- *	  writes constants in forms that read back exactly (create.c), is
- *	  analysed again as the view's owner, under the settings it was
- *	  deparsed with, like pg_dump's own views; the tree stored replaces the
- *	  dumped one (whose OIDs belonged to the old database);
- *	- the offset column is found again by name, the live table's options
- *	  get the key operators' and collations' new OIDs, and the view's rule
- *	  depends on what the query uses again;
- *	- the aggregation starts over from the beginning of its source, and
- *	  status shows it 'rebuilding' until it has caught up.  It starts only
- *	  once its source's wake-up trigger exists: pg_dump restores triggers
- *	  after the table data, so by then the source's rows are all there.
- * Anything that cannot be bound (keyedstate not preloaded, a function the
- * query used is missing) makes the restore fail with an error, never
- * leaves a view that cannot be read.
+ *	- the definition text, which names everything fully qualified and writes constants in
+ *	  forms that read back exactly (create.c), is analysed again as the view's owner, under
+ *	  the settings it was deparsed with, like pg_dump's own views; the tree stored replaces
+ *	  the dumped one (whose OIDs belonged to the old database);
+ *	- the offset column is found again by name, the live table's options get the key
+ *	  operators' and collations' new OIDs, and the view's rule depends on what the query
+ *	  uses again;
+ *	- the aggregation starts over from the beginning of its source, and status shows it
+ *	  'rebuilding' until it has caught up.  It starts only once its source's wake-up trigger
+ *	  exists: pg_dump restores triggers after the table data, so by then the source's rows
+ *	  are all there.
+ * Anything that cannot be bound (keyedstate not preloaded, a function the query used is
+ * missing) makes the restore fail with an error, never leaves a view that cannot be read.
  *
- * So that the definition text stays right when something it names is
- * renamed, an event trigger at the end of ALTER commands deparses every
- * stored trees of the role that ran the ALTER again
- * (keyedstate_refresh_definitions), and writes their rows.  Another owner's
- * tree is neither deparsed there (its size is hers to choose, and would be
- * every other role's cost) nor written: if the command touched something
- * its view depends on (or a schema or an extension, which names carry),
- * the worker running that aggregation deparses and writes it after the
- * ALTER committed (KsRefreshDefinitionTexts), so that no role's open
- * transaction holds another owner's row.  Workers refresh their trees
- * every 30 seconds anyway.
+ * So that the definition text stays right when something it names is renamed, an event trigger
+ * at the end of ALTER commands deparses every stored trees of the role that ran the ALTER again
+ * (keyedstate_refresh_definitions), and writes their rows.  Another owner's tree is neither
+ * deparsed there (its size is hers to choose, and would be every other role's cost) nor
+ * written: if the command touched something its view depends on (or the schema or extension of
+ * one, which names carry), the worker running that aggregation deparses and writes it after the
+ * ALTER committed (KsRefreshDefinitionTexts), so that no role's open transaction holds another
+ * owner's row.  Workers refresh their trees every 30 seconds anyway.
  *
  *-------------------------------------------------------------------------
  */
@@ -483,11 +478,11 @@ KsIdArray(const int32 *ids, int nids)
 }
 
 /*
- * Whether the DDL command being ended (in its event trigger: a role that
- * may not deparse every definition is no superuser, and calls this only
- * from there) changed an object the view of one of the aggregations `ids`
- * depends on, its source (the offset column's name), a schema or an
- * extension (objects moved or renamed with them).
+ * Whether the DDL command being ended (in its event trigger: a role that may not deparse every
+ * definition is no superuser, and calls this only from there) changed an object the view of one
+ * of the aggregations `ids` depends on, the view or its source (the offset column's name), or the
+ * schema or extension of one (objects moved or renamed with them); not any schema (security
+ * review 24, F2: a no-op ALTER SCHEMA of her own made every worker deparse every aggregation).
  */
 static bool
 KsDdlTouched(const int32 *ids, int nids)
@@ -496,15 +491,20 @@ KsDdlTouched(const int32 *ids, int nids)
 	Oid			argtype = INT4ARRAYOID;
 	bool		isnull;
 
-	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate_internal.aggregation a, "
-							  "pg_catalog.pg_event_trigger_ddl_commands() c "
-							  "WHERE a.id = ANY ($1) AND "
-							  "(c.classid IN ('pg_catalog.pg_namespace'::pg_catalog.regclass, "
-							  "'pg_catalog.pg_extension'::pg_catalog.regclass) "
-							  "OR (c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.objid = a.source) "
-							  "OR (c.classid, c.objid) IN (SELECT d.refclassid, d.refobjid FROM pg_catalog.pg_depend d "
-							  "JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid "
-							  "WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.ev_class = a.view)))",
+	if (SPI_execute_with_args("WITH c AS (SELECT classid, objid FROM pg_catalog.pg_event_trigger_ddl_commands()), "
+							  "dep AS (SELECT d.refclassid AS cl, d.refobjid AS obj FROM keyedstate_internal.aggregation a "
+							  " JOIN pg_catalog.pg_rewrite r ON r.ev_class = a.view JOIN pg_catalog.pg_depend d "
+							  " ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid "
+							  " WHERE a.id = ANY ($1) UNION SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, x.oid "
+							  " FROM keyedstate_internal.aggregation a, LATERAL (VALUES (a.view), (a.source)) x(oid) "
+							  " WHERE a.id = ANY ($1)) "
+							  "SELECT EXISTS (SELECT FROM c JOIN dep ON (c.classid, c.objid) = (dep.cl, dep.obj)) "
+							  "OR EXISTS (SELECT FROM c JOIN pg_catalog.pg_namespace n ON n.oid = c.objid "
+							  " WHERE c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND n.nspname IN "
+							  "  (SELECT (pg_catalog.pg_identify_object(dep.cl, dep.obj, 0)).schema FROM dep)) "
+							  "OR EXISTS (SELECT FROM c JOIN pg_catalog.pg_depend e ON e.refobjid = c.objid "
+							  " JOIN dep ON (e.classid, e.objid) = (dep.cl, dep.obj) WHERE e.deptype = 'e' AND "
+							  " c.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND e.refclassid = c.classid)",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "could not read keyedstate_internal.aggregation");
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));

@@ -113,7 +113,7 @@ typedef struct KsAggRun
 	KsStoreWriter writer;		/* rows replaced while readers copy */
 	int			timeout_ms;		/* bound on one step */
 	List	   *funcids;		/* the functions the query calls (aggcall.h) */
-	uint64		calls_identity; /* what their calls keep, as loaded (KsCallsIdentity) */
+	bool		calls_stale;	/* a function changed since they were looked up (KsRunCheckCalls) */
 	MemoryContext callscxt;		/* what they keep since the last refresh (KsRunCheckCalls) */
 	MemoryContext exprcxt;		/* the compiled expressions (KsRunCompile) */
 	List	   *exprfuncs;		/* the functions they call, inlined bodies' included */
@@ -263,11 +263,14 @@ extern void KsRunSetDefinition(KsAggRun *run, KsAggDef *def);
 extern void KsRunUnload(KsAggRun *run);
 
 /*
- * Note what the calls of a run just loaded keep (KsCallsIdentity), before
- * any is made.  At every step (a few syscache lookups), a loaded run checks
- * them: whether an aggregate was replaced (KsCallsReplaced: false then, and
- * the run loads again), and whether a called function's owner, SECURITY
- * DEFINER or SET changed (its calls forget what they kept, the states stay).
+ * A run just loaded has its calls as looked up.  After any change of a
+ * function (KsRunFunctionsChanged), a loaded run checks them at its next
+ * step: whether an aggregate was replaced (KsCallsReplaced: false then, and
+ * the run loads again); if not, every call is looked up again, forgetting
+ * what it kept (a SECURITY DEFINER function's owner and SET), the states
+ * staying.  Whatever changed: a hash of what calls keep could be made to
+ * collide by the function's new owner, who chooses its SET text (security
+ * review 24, F1: a body a group member wrote ran as the former owner).
  */
 extern void KsRunNoteCalls(KsAggRun *run);
 extern bool KsRunCheckCalls(KsAggRun *run);

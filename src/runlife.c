@@ -285,36 +285,21 @@ KsRunRelationChanged(KsAggRun *run, Oid relid)
 		KsSourceRelationChanged(&run->source, relid);
 }
 
-/* Some function, or role, changed: compiled again (see run.h). */
+/* Some function, or role, changed: compiled again, calls looked up again (see run.h). */
 void
 KsRunFunctionsChanged(KsAggRun *run, bool roles)
 {
 	if (run->loaded && (!roles || run->inlines))
 		run->exprs_stale = true;
+	if (!roles)
+		run->calls_stale = true;
 }
 
-/* What the calls of a loaded run's functions keep: the key columns' too. */
-static uint64
-KsRunCallsIdentity(KsAggRun *run)
-{
-	Oid		   *keyfns = palloc(sizeof(Oid) * 2 * Max(run->kt->nkeys, 1));
-	uint64		h;
-
-	for (int i = 0; i < run->kt->nkeys; i++)
-	{
-		keyfns[2 * i] = run->kt->hashfns[i].fn_oid;
-		keyfns[2 * i + 1] = run->kt->eqfns[i].fn_oid;
-	}
-	h = KsCallsIdentity(run->rt, keyfns, 2 * run->kt->nkeys);
-	pfree(keyfns);
-	return h;
-}
-
-/* Note what the calls of a run just loaded keep (see run.h). */
+/* A run just loaded has its calls as looked up (see run.h). */
 void
 KsRunNoteCalls(KsAggRun *run)
 {
-	run->calls_identity = KsRunCallsIdentity(run);
+	run->calls_stale = false;
 	run->callscxt = NULL;
 }
 
@@ -327,15 +312,11 @@ bool
 KsRunCheckCalls(KsAggRun *run)
 {
 	MemoryContext old = run->callscxt;
-	uint64		h;
 
-	if (!run->loaded)
+	if (!run->loaded || !run->calls_stale)
 		return true;
 	if (KsCallsReplaced(run->rt))
 		return false;
-	h = KsRunCallsIdentity(run);
-	if (h == run->calls_identity)
-		return true;
 	run->callscxt = AllocSetContextCreate(run->loadcxt, "keyedstate function calls",
 										  ALLOCSET_SMALL_SIZES);
 	KsCallsRefresh(run->rt, run->callscxt);
@@ -350,7 +331,7 @@ KsRunCheckCalls(KsAggRun *run)
 		KsFmgrRefresh(run->combinefns, run->rt->ncalls, run->callscxt);
 	if (old != NULL)
 		MemoryContextDelete(old);
-	run->calls_identity = h;
+	run->calls_stale = false;
 	return true;
 }
 

@@ -1654,6 +1654,13 @@ SELECT s FROM renamed.sums}, 60);
 	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer.cf3(%'", 30),
 		'14: a paused aggregation\'s text follows a rename too');
 	unlike($node->safe_psql($db, $def), qr/cf_gone/, '14: a rename rolled back never reaches the text');
+	# the schema of a function it calls renamed: the text follows (the
+	# schemas that count are those of what the view depends on, not any:
+	# security review 24, F2)
+	$node->safe_psql($db, q{ALTER SCHEMA renamer RENAME TO renamer_s});
+	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer_s.cf3(%'", 30),
+		'14: a rename of the schema of a function it calls reaches the text');
+	$node->safe_psql($db, q{ALTER SCHEMA renamer_s RENAME TO renamer});
 	$renamer->quit;
 	as_role($node, 'regress_renamed', q{SELECT keyedstate.drop_aggregation('renamed.sums')});
 
@@ -2540,6 +2547,38 @@ SELECT keyedstate.create_aggregation('sdb.iv2', 'SELECT k, sum(sdb.wrap(v)) AS s
 	   FROM keyedstate.status WHERE name = 'sdb.iv2'}, 60),
 		'31: and fails once she no longer inherits it');
 	$node->safe_psql($db, q{ALTER ROLE regress_sd_bob INHERIT});
+}
+
+###########################################################################
+# 32. So is a function a domain's CHECK calls, reached through a cast to
+#     the domain (security review 24, F3: not among the functions checked,
+#     it went on being called after the owner lost EXECUTE on it).
+###########################################################################
+{
+	$node->safe_psql($db, q{
+CREATE ROLE regress_sd_grp3;
+GRANT regress_sd_grp3 TO regress_sd_bob;
+SET ROLE regress_sd_mal;
+CREATE FUNCTION sdm.chk(x int) RETURNS bool LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN x > 0; END';
+REVOKE EXECUTE ON FUNCTION sdm.chk(int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sdm.chk(int) TO regress_sd_grp3;
+CREATE DOMAIN sdm.pos AS int CHECK (sdm.chk(VALUE));
+CREATE DOMAIN sdm.pos2 AS sdm.pos;
+SET ROLE regress_sd_bob;
+CREATE TABLE sdb.src4 (id bigserial PRIMARY KEY, k int, v int);
+SELECT keyedstate.create_aggregation('sdb.dv', 'SELECT k, sum((v::sdm.pos2)::int) AS s FROM sdb.src4 GROUP BY k');
+INSERT INTO sdb.src4 (k, v) VALUES (1, 5);
+});
+	ks_sync($node, $db, 'sdb.dv');
+	is($node->safe_psql($db, q{SELECT s FROM sdb.dv}), '5', '32: the domain\'s check runs while she may execute it');
+	$node->safe_psql($db, q{REVOKE regress_sd_grp3 FROM regress_sd_bob});
+	my ($ret, $out, $err) = $node->psql($db, q{SET ROLE regress_sd_bob; SELECT sum((v::sdm.pos2)::int) FROM sdb.src4});
+	like($err, qr/permission denied for function chk/, '32: her own query is refused');
+	$node->safe_psql($db, q{INSERT INTO sdb.src4 (k, v) VALUES (1, 6)});
+	ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error LIKE '%permission denied for function chk%'
+	   FROM keyedstate.status WHERE name = 'sdb.dv'}, 60),
+		'32: and her aggregation fails, saying why')
+	  or diag($node->safe_psql($db, q{SELECT state, error FROM keyedstate.status WHERE name = 'sdb.dv'}));
 }
 
 ###########################################################################
