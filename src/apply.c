@@ -48,6 +48,7 @@ KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
 	buf->values = MemoryContextAllocZero(parent, sizeof(Datum) * ncols * buf->maxrows);
 	buf->isnull = MemoryContextAllocZero(parent, sizeof(bool) * ncols * buf->maxrows);
 	buf->hashes = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
+	buf->places = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->entries = MemoryContextAllocZero(parent, sizeof(KsKeyEntry *) * buf->maxrows);
 	buf->late = MemoryContextAllocZero(parent, sizeof(bool) * buf->maxrows);
 	buf->wm_before = MemoryContextAllocZero(parent, sizeof(TimestampTz) * buf->maxrows);
@@ -234,13 +235,15 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		if (buf->ngroups == 0)
 			buf->hashes[i] = KsKeyHash(kt, buf->values + i * ncols + 1,
 									   buf->isnull + i * ncols + 1);
-		KsKeyTablePrefetchSlot(kt, buf->hashes[i]);
+		buf->places[i] = KsKeyPlace(kt, buf->values + i * ncols + 1,
+									buf->isnull + i * ncols + 1, buf->hashes[i]);
+		KsKeyTablePrefetchSlot(kt, buf->places[i]);
 	}
 
 	/* pass 2: prefetch the entry each key probably has */
 	for (i = 0; i < n; i++)
 		if (!buf->late[i])
-			KsKeyTablePrefetchEntry(kt, buf->hashes[i]);
+			KsKeyTablePrefetchEntry(kt, buf->places[i]);
 
 	/* keys that may be cold, and are not in memory, come back first */
 	if (buf->cold_load != NULL)
@@ -253,8 +256,8 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 
 			if (buf->late[i] || !buf->cold_maybe(buf->cold_arg, buf->hashes[i]))
 				continue;
-			e = KsKeyTableFind(kt, buf->values + i * ncols + 1, buf->isnull + i * ncols + 1,
-							   buf->hashes[i]);
+			e = KsKeyTableFindPlaced(kt, buf->values + i * ncols + 1, buf->isnull + i * ncols + 1,
+									 buf->places[i]);
 			if (e == NULL || (e->flags & KS_KEY_EVICTED))
 				buf->misses[nmiss++] = buf->hashes[i];
 		}
@@ -272,8 +275,8 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 		buf->entries[i] = NULL;
 		if (buf->late[i])
 			continue;
-		e = KsKeyTableLookup(kt, buf->values + i * ncols + 1,
-							 buf->isnull + i * ncols + 1, buf->hashes[i], &found);
+		e = KsKeyTableLookupPlaced(kt, buf->values + i * ncols + 1,
+								   buf->isnull + i * ncols + 1, buf->hashes[i], buf->places[i], &found);
 		/* a key a checkpoint being written still needs: write it first */
 		if (found && KsKeyPendingSave(kt, e))
 			buf->save_key(buf->save_arg, e);

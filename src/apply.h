@@ -100,6 +100,7 @@ typedef struct KsApplyBuffer
 	Datum	   *values;			/* maxrows x ncols */
 	bool	   *isnull;
 	uint32	   *hashes;
+	uint32	   *places;			/* where each key goes in the key table (KsKeyPlace) */
 	KsKeyEntry **entries;
 	MemoryContext rowcxt;		/* copies of by-reference values; reset per chunk */
 } KsApplyBuffer;

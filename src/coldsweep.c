@@ -51,21 +51,22 @@ KsColdExpired(KsAggRun *run, const KsColdParts *parts, TimestampTz now)
 }
 
 /*
- * Whether the key of cold row (hash, id) is in memory, that row its cold
- * row.  An evicted entry the next publish removes is not: its cold row is
- * its state (nothing else would delete that row once the entry is gone).
+ * Whether the key of cold row `id`, whose place in the key table is
+ * `place` (KsKeyPlace), is in memory, that row its cold row.  An evicted
+ * entry the next publish removes is not: its cold row is its state
+ * (nothing else would delete that row once the entry is gone).
  */
 static bool
-KsColdInMemory(KsKeyTable *kt, uint32 hash, uint64 id)
+KsColdInMemory(KsKeyTable *kt, uint32 place, uint64 id)
 {
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = KsKeyHome(kt, hash, mask);
+	uint32		pos = KsKeyHome(kt, place, mask);
 
 	for (; kt->slots[pos].entry != 0; pos = (pos + 1) & mask)
 	{
 		KsKeyEntry *e;
 
-		if (kt->slots[pos].hash != hash)
+		if (kt->slots[pos].hash != place)
 			continue;
 		e = KsKeyTableEntry(kt, kt->slots[pos].entry - 1);
 		if (e->cold_id == id && !(e->flags & KS_KEY_EVICTED))
@@ -120,6 +121,7 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 		KsColdParts parts;
 		MemoryContext oldcxt;
 		bool		expired;
+		uint32		place = 0;
 
 		if (n >= KS_COLD_SWEEP_ROWS)
 		{
@@ -140,10 +142,18 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 		KsColdParse(run->name, run->def->id, hash, id, VARDATA_ANY(data),
 					VARSIZE_ANY_EXHDR(data), &parts);
 		expired = KsColdExpired(run, &parts, now);
+		if (expired)
+		{
+			Datum	   *keys = palloc(sizeof(Datum) * Max(run->kt->nkeys, 1));
+			bool	   *nulls = palloc(sizeof(bool) * Max(run->kt->nkeys, 1));
+
+			KsKeyDeserialize(run->kt, parts.key, parts.keylen, run->name, keys, nulls);
+			place = KsKeyPlace(run->kt, keys, nulls, hash);
+		}
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(tmp);
 		/* a key in memory with this row goes with the checkpoint writing it */
-		if (!expired || KsColdInMemory(run->kt, hash, id))
+		if (!expired || KsColdInMemory(run->kt, place, id))
 			continue;
 		if (run->ncold_expired >= run->maxcold_expired)
 		{
@@ -154,7 +164,11 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 			run->cold_expired_ids = run->cold_expired_ids == NULL ?
 				MemoryContextAlloc(run->loadcxt, sizeof(uint64) * run->maxcold_expired) :
 				repalloc(run->cold_expired_ids, sizeof(uint64) * run->maxcold_expired);
+			run->cold_expired_places = run->cold_expired_places == NULL ?
+				MemoryContextAlloc(run->loadcxt, sizeof(uint32) * run->maxcold_expired) :
+				repalloc(run->cold_expired_places, sizeof(uint32) * run->maxcold_expired);
 		}
+		run->cold_expired_places[run->ncold_expired] = place;
 		run->cold_expired_hashes[run->ncold_expired] = hash;
 		run->cold_expired_ids[run->ncold_expired++] = id;
 	}
@@ -188,7 +202,7 @@ KsColdDeleteExpired(KsAggRun *run)
 	/* loaded back since the sweep read it: the checkpoint writing it deletes it */
 	for (i = 0; i < run->ncold_expired; i++)
 	{
-		if (KsColdInMemory(run->kt, run->cold_expired_hashes[i], run->cold_expired_ids[i]))
+		if (KsColdInMemory(run->kt, run->cold_expired_places[i], run->cold_expired_ids[i]))
 			continue;
 		run->cold_expired_hashes[n] = run->cold_expired_hashes[i];
 		run->cold_expired_ids[n++] = run->cold_expired_ids[i];
@@ -205,8 +219,11 @@ KsColdDeleteExpired(KsAggRun *run)
 		pfree(run->cold_expired_hashes);
 	if (run->cold_expired_ids != NULL)
 		pfree(run->cold_expired_ids);
+	if (run->cold_expired_places != NULL)
+		pfree(run->cold_expired_places);
 	run->cold_expired_hashes = NULL;
 	run->cold_expired_ids = NULL;
+	run->cold_expired_places = NULL;
 	run->maxcold_expired = 0;
 	return deleted;
 }

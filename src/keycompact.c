@@ -23,7 +23,8 @@ void
 KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
 {
 	uint32		mask = kt->nslots - 1;
-	uint32		i = KsKeyHome(kt, e->hash, mask);
+	uint32		place = KsKeyPlace(kt, e->keys, e->keynulls, e->hash);
+	uint32		i = KsKeyHome(kt, place, mask);
 	uint32		number;
 	uint32		j;
 	int			k;
@@ -34,7 +35,7 @@ KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
 	{
 		if (kt->slots[i].entry == 0)
 			elog(ERROR, "keyedstate key entry has no slot");
-		if (kt->slots[i].hash == e->hash &&
+		if (kt->slots[i].hash == place &&
 			KsKeyTableEntry(kt, kt->slots[i].entry - 1) == e)
 			break;
 		i = (i + 1) & mask;
@@ -98,7 +99,7 @@ KsKeyTableMove(KsKeyTable *kt, uint64 from, uint64 to)
 	KsKeyEntry *src = KsKeyTableEntry(kt, from);
 	KsKeyEntry *dst = KsKeyTableEntry(kt, to);
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = KsKeyHome(kt, src->hash, mask);
+	uint32		pos = KsKeyHome(kt, KsKeyPlace(kt, src->keys, src->keynulls, src->hash), mask);
 
 	memcpy(dst, src, kt->entrysize);
 	/* the key's values and nulls lie in the entry itself */

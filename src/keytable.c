@@ -19,6 +19,7 @@
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/typcache.h"
 
 #include "keytable.h"
 #include "serialize.h"
@@ -62,6 +63,8 @@ KsKeyTableCreate(int nkeys, const Oid *keytypes, const Oid *keycolls,
 	int			i;
 
 	kt->seed = pg_prng_uint32(&pg_global_prng_state);
+	kt->seed64 = pg_prng_uint64(&pg_global_prng_state);
+	kt->placed = true;
 	kt->cxt = cxt;
 	kt->nkeys = nkeys;
 	kt->nstates = nstates;
@@ -72,8 +75,10 @@ KsKeyTableCreate(int nkeys, const Oid *keytypes, const Oid *keycolls,
 	kt->hashfns = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * n);
 	kt->eqfns = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * n);
 	kt->binaryeq = MemoryContextAllocZero(cxt, sizeof(bool) * n);
+	kt->xhashfns = MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * n);
 	for (i = 0; i < nkeys; i++)
 	{
+		TypeCacheEntry *tce;
 		Oid			lhs;
 		Oid			rhs;
 
@@ -88,6 +93,14 @@ KsKeyTableCreate(int nkeys, const Oid *keytypes, const Oid *keycolls,
 		fmgr_info_cxt(lhs, &kt->hashfns[i], cxt);
 		fmgr_info_cxt(get_opcode(eqops[i]), &kt->eqfns[i], cxt);
 		kt->binaryeq[i] = kt->keybyvals[i] && KsIsBinaryEq(kt->eqfns[i].fn_oid);
+		if (kt->binaryeq[i])
+			continue;
+		/* the extended form of the same hash function (its opfamily's), or none */
+		tce = lookup_type_cache(keytypes[i], TYPECACHE_HASH_PROC | TYPECACHE_HASH_EXTENDED_PROC);
+		if (tce->hash_proc == lhs && OidIsValid(tce->hash_extended_proc))
+			fmgr_info_cxt(tce->hash_extended_proc, &kt->xhashfns[i], cxt);
+		else
+			kt->placed = false;
 	}
 	kt->shapes = KsKeyShapesCapture(nkeys, keytypes, cxt);
 	kt->entrysize = MAXALIGN(offsetof(KsKeyEntry, states) + sizeof(KsTransState) * nstates) +
@@ -124,6 +137,34 @@ uint32
 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls)
 {
 	return KsHashKeyValues(kt->nkeys, kt->hashfns, kt->keycolls, keys, nulls);
+}
+
+/* Where a key goes in the index (see keytable.h). */
+uint32
+KsKeyPlace(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash)
+{
+	uint64		h = kt->seed64;
+
+	if (!kt->placed)
+		return hash;
+	for (int i = 0; i < kt->nkeys; i++)
+	{
+		uint64		hi = 0;
+
+		if (nulls[i])
+			hi = 0;
+		else if (kt->binaryeq[i])
+		{
+			Datum		d = KsCanonicalByVal(keys[i], kt->keylens[i]);
+
+			hi = hash_bytes_extended((const unsigned char *) &d, sizeof(Datum), kt->seed64);
+		}
+		else
+			hi = DatumGetUInt64(FunctionCall2Coll(&kt->xhashfns[i], kt->keycolls[i], keys[i],
+												  UInt64GetDatum(kt->seed64)));
+		h = hash_combine64(h, hi);
+	}
+	return (uint32) (h ^ (h >> 32));
 }
 
 /* Whether an entry holds the given key. */
@@ -164,6 +205,9 @@ KsKeyTableResize(KsKeyTable *kt, uint32 newsize)
 	{
 		uint32		pos;
 
+		/* (an error leaves the old index whole) */
+		if ((i & 65535) == 0)
+			CHECK_FOR_INTERRUPTS();
 		if (kt->slots[i].entry == 0)
 			continue;
 		pos = KsKeyHome(kt, kt->slots[i].hash, mask);
@@ -296,13 +340,20 @@ KsKeyTableNewEntry(KsKeyTable *kt, uint64 *number)
 KsKeyEntry *
 KsKeyTableFind(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash)
 {
+	return KsKeyTableFindPlaced(kt, keys, nulls, KsKeyPlace(kt, keys, nulls, hash));
+}
+
+/* The same, the key's place known (see keytable.h). */
+KsKeyEntry *
+KsKeyTableFindPlaced(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 place)
+{
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = KsKeyHome(kt, hash, mask);
+	uint32		pos = KsKeyHome(kt, place, mask);
 	uint32		probes = 0;
 
 	while (kt->slots[pos].entry != 0)
 	{
-		if (kt->slots[pos].hash == hash)
+		if (kt->slots[pos].hash == place)
 		{
 			KsKeyEntry *e = KsKeyTableEntry(kt, kt->slots[pos].entry - 1);
 
@@ -322,8 +373,16 @@ KsKeyEntry *
 KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 				 uint32 hash, bool *found)
 {
+	return KsKeyTableLookupPlaced(kt, keys, nulls, hash, KsKeyPlace(kt, keys, nulls, hash), found);
+}
+
+/* The same, the key's place known (see keytable.h). */
+KsKeyEntry *
+KsKeyTableLookupPlaced(KsKeyTable *kt, const Datum *keys, const bool *nulls,
+					   uint32 hash, uint32 place, bool *found)
+{
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = KsKeyHome(kt, hash, mask);
+	uint32		pos = KsKeyHome(kt, place, mask);
 	uint32		probes = 0;
 	KsKeyEntry *e;
 	Size		size;
@@ -336,7 +395,7 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 
 		if (s->entry == 0)
 			break;
-		if (s->hash == hash)
+		if (s->hash == place)
 		{
 			e = KsKeyTableEntry(kt, s->entry - 1);
 			if (KsKeyEquals(kt, e, keys, nulls))
@@ -363,7 +422,7 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 							   KS_KEYTABLE_MAX_KEYS)));
 		KsKeyTableResize(kt, kt->nslots * 2);
 		mask = kt->nslots - 1;
-		pos = KsKeyHome(kt, hash, mask);
+		pos = KsKeyHome(kt, place, mask);
 		while (kt->slots[pos].entry != 0)
 			pos = (pos + 1) & mask;
 	}
@@ -393,7 +452,7 @@ KsKeyTableLookup(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 		}
 	}
 	kt->nentries++;
-	kt->slots[pos].hash = hash;
+	kt->slots[pos].hash = place;
 	kt->slots[pos].entry = (uint32) (number + 1);
 	return e;
 }

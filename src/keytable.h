@@ -67,8 +67,8 @@ typedef struct KsKeyEntry
 } KsKeyEntry;
 
 /*
- * A slot of the open-addressing index: the key's hash and the number of its
- * entry plus one (0 = empty).  Keeping the hash in the slot lets a lookup
+ * A slot of the open-addressing index: the key's place (KsKeyPlace) and the
+ * number of its entry plus one (0 = empty).  Keeping the hash in the slot lets a lookup
  * skip entries of other keys without touching them, and lets the apply
  * loop prefetch exactly the entry a row will need (apply.h).
  */
@@ -98,6 +98,8 @@ typedef struct KsKeyTable
 	FmgrInfo   *hashfns;		/* one per key column */
 	FmgrInfo   *eqfns;			/* one per key column */
 	bool	   *binaryeq;		/* column compared as a canonical Datum */
+	FmgrInfo   *xhashfns;		/* the others' seeded (extended) hash functions (KsKeyPlace) */
+	bool		placed;			/* every column has a seeded hash: slots by KsKeyPlace */
 	List	   *shapes;			/* the row types in the keys, as made (keyshape.c) */
 	MemoryContext cxt;			/* entries and key values */
 
@@ -110,6 +112,7 @@ typedef struct KsKeyTable
 
 	uint32		nslots;			/* a power of two */
 	uint32		seed;			/* secret: scrambles where a key probes (KsKeyHome) */
+	uint64		seed64;			/* secret too: seeds KsKeyPlace */
 	uint64		nentries;		/* keys in the table (expired ones included) */
 	uint64		nevicted;		/* of them, evicted ones waiting to leave */
 	uint64		nexpired;		/* and expired ones (not evicted) waiting to leave (KsKeySetFlags) */
@@ -177,6 +180,22 @@ extern void KsKeyTableCheckShapes(KsKeyTable *kt, const char *aggname);
 extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);
 
 /*
+ * Where a key goes in the index: a hash of its values seeded with the
+ * table's secret (for a column compared as a canonical Datum, of that
+ * Datum's bytes; for the others, their type's extended hash function).
+ * The key's hash (`hash`, KsHashKeyValues) is public and durable (key
+ * groups, cold rows), and a writer can choose many keys with one whole
+ * hash: for bigint, (i << 32) | (i # c) all hash alike, and hashint8's
+ * extended form folds them alike whatever its seed.  Placed by it, they
+ * shared one run of slots that every insert walked, quadratic (security
+ * review 24, F4: 60,000 such keys took 15 s to consume, 200,000 outlasted
+ * the step timeout and failed the aggregation for good).  A column with
+ * no seeded hash function (a type without an extended one) leaves the
+ * table placing keys by `hash`, as before.
+ */
+extern uint32 KsKeyPlace(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash);
+
+/*
  * The most slots the index can have (its size is a uint32 power of two),
  * and so the most keys a table holds: three quarters of that.
  */
@@ -194,6 +213,10 @@ extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);
 extern KsKeyEntry *KsKeyTableLookup(KsKeyTable *kt, const Datum *keys,
 									const bool *nulls, uint32 hash,
 									bool *found);
+/* The same with the key's place already computed (KsKeyPlace). */
+extern KsKeyEntry *KsKeyTableLookupPlaced(KsKeyTable *kt, const Datum *keys,
+										  const bool *nulls, uint32 hash, uint32 place,
+										  bool *found);
 
 /* Prefetch every cache line an entry touches. */
 static inline void
@@ -219,24 +242,24 @@ KsKeyHome(const KsKeyTable *kt, uint32 hash, uint32 mask)
 	return murmurhash32(hash ^ kt->seed) & mask;
 }
 
-/* Prefetch the index slot a key hash starts probing at (see apply.h). */
+/* Prefetch the index slot a key's place starts probing at (see apply.h). */
 static inline void
-KsKeyTablePrefetchSlot(KsKeyTable *kt, uint32 hash)
+KsKeyTablePrefetchSlot(KsKeyTable *kt, uint32 place)
 {
-	KS_PREFETCH(&kt->slots[KsKeyHome(kt, hash, kt->nslots - 1)]);
+	KS_PREFETCH(&kt->slots[KsKeyHome(kt, place, kt->nslots - 1)]);
 }
 
 /*
- * Prefetch every line of the entry a key hash probably finds: the first
- * one along its probe sequence with the same hash.
+ * Prefetch every line of the entry a key's place probably finds: the first
+ * one along its probe sequence with the same place.
  */
 static inline void
-KsKeyTablePrefetchEntry(KsKeyTable *kt, uint32 hash)
+KsKeyTablePrefetchEntry(KsKeyTable *kt, uint32 place)
 {
 	uint32		mask = kt->nslots - 1;
-	uint32		pos = KsKeyHome(kt, hash, mask);
+	uint32		pos = KsKeyHome(kt, place, mask);
 
-	while (kt->slots[pos].entry != 0 && kt->slots[pos].hash != hash)
+	while (kt->slots[pos].entry != 0 && kt->slots[pos].hash != place)
 		pos = (pos + 1) & mask;
 	if (kt->slots[pos].entry != 0)
 		KsKeyTablePrefetchLines(kt, KsKeyTableEntry(kt, kt->slots[pos].entry - 1));
@@ -304,6 +327,8 @@ extern void KsKeyMarkDirty(KsKeyTable *kt, KsKeyEntry *entry);
 /* The entry of a key, or NULL if it has none (nothing is inserted). */
 extern KsKeyEntry *KsKeyTableFind(KsKeyTable *kt, const Datum *keys, const bool *nulls,
 								  uint32 hash);
+extern KsKeyEntry *KsKeyTableFindPlaced(KsKeyTable *kt, const Datum *keys, const bool *nulls,
+										uint32 place);
 
 /* Flag a key as changed for the next publish only. */
 extern void KsKeyMarkPublish(KsKeyTable *kt, KsKeyEntry *entry);

@@ -281,7 +281,7 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 			KsPublishStoreFull(run);
 		for (i = 0; i < n; i++)
 		{
-			KsKeyTablePrefetchSlot(kt, hashes[i]);
+			KsKeyTablePrefetchSlot(kt, KsKeyPlace(kt, keys + i * nk, nulls + i * nk, hashes[i]));
 			KsStorePrefetchBucket(dsa, run->building, hashes[i]);
 		}
 		for (i = 0; i < n; i++)

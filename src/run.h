@@ -208,6 +208,7 @@ typedef struct KsAggRun
 	uint64		cold_sweep_id;
 	uint32	   *cold_expired_hashes;	/* deleted with the next checkpoint */
 	uint64	   *cold_expired_ids;
+	uint32	   *cold_expired_places;	/* their keys' places in the key table (KsKeyPlace) */
 	int			ncold_expired;
 	int			maxcold_expired;
 
