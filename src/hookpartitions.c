@@ -13,6 +13,7 @@
  */
 #include "keyedstate.h"
 
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/dependency.h"
@@ -328,11 +329,14 @@ static ExecutorCheckPerms_hook_type prev_own_check_perms = NULL;
  * (the view lost exactly the keys deleted, status still counted them:
  * review robustness3, F1).  So is an INSERT (or COPY FROM): rows keyedstate
  * once wrote and replaced since, put back from a copy, carry valid
- * checksums, and their keys came twice (review robustness4, F1).
- * keyedstate writes the table itself, never through the executor (cold.c,
- * colddelete.c).  Reached once the user's privileges passed: a role
- * without them gets PostgreSQL's own error.  An UPDATE by hand is damage
- * the rows' checksums find.
+ * checksums, and their keys came twice (review robustness4, F1); and so
+ * is an UPDATE of the columns that name a row (aggregation_id, hash, id):
+ * an earlier version's id and data put back (re-review in robustness4:
+ * 47,534 keys counted on from their old state).  keyedstate writes the
+ * table itself, never through the executor (cold.c, colddelete.c).
+ * Reached once the user's privileges passed: a role without them gets
+ * PostgreSQL's own error.  An UPDATE of data alone is damage the rows'
+ * checksums find: they cover the naming columns.
  */
 static bool
 KsOwnTablesCheckPerms(List *rangeTable, bool ereport_on_violation)
@@ -345,25 +349,32 @@ KsOwnTablesCheckPerms(List *rangeTable, bool ereport_on_violation)
 	foreach(lc, rangeTable)
 	{
 		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
+		const char *what;
 		char	   *name;
 
-		if (rte->rtekind != RTE_RELATION || (rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) == 0)
+		if (rte->rtekind != RTE_RELATION || (rte->requiredPerms & (ACL_INSERT | ACL_DELETE | ACL_UPDATE)) == 0)
 			continue;
 		if (!OidIsValid(ns) && !OidIsValid(ns = get_namespace_oid(KS_DATA_SCHEMA, true)))
 			return true;
 		if (get_rel_namespace(rte->relid) != ns || (name = get_rel_name(rte->relid)) == NULL ||
 			strcmp(name, "cold") != 0)
 			continue;
+		/* the columns naming a row (aggregation_id, hash, id): an UPDATE of data alone is damage checksums find */
+		if ((rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) == 0 &&
+			!bms_is_member(1 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
+			!bms_is_member(2 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
+			!bms_is_member(3 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols))
+			continue;
 		if (!ereport_on_violation)
 			return false;
+		what = (rte->requiredPerms & ACL_DELETE) ? "delete rows of" :
+			(rte->requiredPerms & ACL_INSERT) ? "insert rows into" : "update aggregation_id, hash or id of";
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 (rte->requiredPerms & ACL_DELETE) ?
-				 errmsg("cannot delete rows of %s.cold", KS_DATA_SCHEMA) :
-				 errmsg("cannot insert rows into %s.cold", KS_DATA_SCHEMA),
+				 errmsg("cannot %s %s.cold", what, KS_DATA_SCHEMA),
 				 (rte->requiredPerms & ACL_DELETE) ?
 				 errdetail("Its rows are the only copy of the keys aggregations evicted from memory: those deleted would be lost without an error.") :
-				 errdetail("Only keyedstate writes its rows: one it replaced since, put back, would count its key twice."),
+				 errdetail("Only keyedstate writes its rows: one it replaced since, put back, would count its key twice or with an earlier state."),
 				 errhint("keyedstate.drop_aggregation() removes an aggregation with its rows, keyedstate.rebuild() computes one again from its source, and VACUUM reclaims the space of the rows keyedstate deleted.")));
 	}
 	return true;
