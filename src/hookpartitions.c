@@ -22,6 +22,7 @@
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
+#include "commands/extension.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -160,6 +161,94 @@ KsCheckNewAncestors(Oid part, Oid parent)
 							   get_rel_name(lfirst_oid(lc)),
 							   KsAggName(((KsAggDef *) linitial(aggs))->view_oid)),
 					 errhint("Aggregate the table on the publisher.")));
+}
+
+/*
+ * keyedstate's own table a command names (keyedstate_internal.state,
+ * .cold, .aggregation, .part), or InvalidOid; never one while the
+ * extension's own scripts run, or a binary upgrade.
+ */
+static Oid
+KsOwnTableNamed(RangeVar *rv)
+{
+	Oid			relid;
+	Oid			ns;
+
+	if (rv == NULL || creating_extension || IsBinaryUpgrade ||
+		!OidIsValid(ns = get_namespace_oid(KS_DATA_SCHEMA, true)) ||
+		!OidIsValid(relid = RangeVarGetRelid(rv, NoLock, true)) ||
+		get_rel_namespace(relid) != ns || get_rel_relkind(relid) != RELKIND_RELATION)
+		return InvalidOid;
+	return relid;
+}
+
+/* Refuse a command on keyedstate's own table relid (see hooks.h). */
+static void
+KsRefuseOwnTable(Oid relid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot alter %s.%s this way", KS_DATA_SCHEMA, get_rel_name(relid)),
+			 errdetail("keyedstate reads and writes its tables by their names and columns, and their rows must survive a crash: only their storage settings may change (SET (...), SET TABLESPACE, CLUSTER ON, SET STATISTICS, a column's storage and options, triggers enabled or disabled).")));
+}
+
+/*
+ * keyedstate's own tables keep their names, columns and logging: the worker
+ * reads and writes them by column number and type, and relies on their
+ * rows surviving a crash.  A column added to keyedstate_internal.cold
+ * crashed the worker at its first eviction, every time, restarting the
+ * server; SET UNLOGGED emptied it at the next crash, losing every evicted
+ * key; a copy renamed into its place restarted the keys it lacked (review
+ * robustness4, F4, F5, F1).  Only what changes storage goes through
+ * (reloptions, tablespace, clustering, statistics, column storage and
+ * options), and enabling or disabling triggers (a data-only restore).
+ */
+void
+KsBeforeChangeOwnTables(Node *parsetree)
+{
+	Oid			relid;
+	ListCell   *lc;
+
+	if (IsA(parsetree, RenameStmt) &&
+		(((RenameStmt *) parsetree)->renameType == OBJECT_TABLE ||
+		 ((RenameStmt *) parsetree)->renameType == OBJECT_COLUMN) &&
+		OidIsValid(relid = KsOwnTableNamed(((RenameStmt *) parsetree)->relation)))
+		KsRefuseOwnTable(relid);
+	if (IsA(parsetree, AlterObjectSchemaStmt) &&
+		((AlterObjectSchemaStmt *) parsetree)->objectType == OBJECT_TABLE &&
+		OidIsValid(relid = KsOwnTableNamed(((AlterObjectSchemaStmt *) parsetree)->relation)))
+		KsRefuseOwnTable(relid);
+	if (!IsA(parsetree, AlterTableStmt) ||
+		!OidIsValid(relid = KsOwnTableNamed(((AlterTableStmt *) parsetree)->relation)))
+		return;
+	foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
+	{
+		switch (((AlterTableCmd *) lfirst(lc))->subtype)
+		{
+			case AT_SetRelOptions:
+			case AT_ResetRelOptions:
+			case AT_SetTableSpace:
+			case AT_ClusterOn:
+			case AT_DropCluster:
+			case AT_SetStatistics:
+			case AT_SetOptions:
+			case AT_ResetOptions:
+			case AT_SetStorage:
+			case AT_SetCompression:
+				/* pg_restore --disable-triggers of keyedstate_internal.aggregation's rows */
+			case AT_EnableTrig:
+			case AT_EnableAlwaysTrig:
+			case AT_EnableReplicaTrig:
+			case AT_DisableTrig:
+			case AT_EnableTrigAll:
+			case AT_DisableTrigAll:
+			case AT_EnableTrigUser:
+			case AT_DisableTrigUser:
+				continue;
+			default:
+				KsRefuseOwnTable(relid);
+		}
+	}
 }
 
 /* ATTACH and DETACH PARTITION under a source (see source.h), SET UNLOGGED. */

@@ -473,6 +473,7 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 	KsDroppedNotes dropped;		/* (keytypes.h) */
 
 	KsMarkWritersOfCommand(parsetree);	/* (writers.c) */
+	KsBeforeChangeOwnTables(parsetree);	/* (hookpartitions.c) */
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
 		KsBeforeDropExtension((DropStmt *) parsetree);
 	else if (IsA(parsetree, DropdbStmt) || IsA(parsetree, RenameStmt) ||

@@ -129,6 +129,12 @@ extern void KsAfterAlterTable(AlterTableStmt *stmt);
  */
 extern void KsOwnTablesHooksInit(void);
 
+/*
+ * Before any utility command: ALTER TABLE, RENAME and SET SCHEMA of
+ * keyedstate's own tables are refused, but for storage settings.
+ */
+extern void KsBeforeChangeOwnTables(Node *parsetree);
+
 /* Forget an aggregation whose view is gone (see orphans.c). */
 extern void KsForgetAggregation(int32 id, bool orphan);
 

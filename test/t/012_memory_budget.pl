@@ -253,6 +253,26 @@ for my $update ('UPDATE keyedstate_internal.cold c SET id = b.id, data = b.data 
 }
 is($node->psql($db, 'UPDATE keyedstate_internal.cold SET data = data WHERE false'), 0,
 	'an UPDATE of the data column alone is not refused');
+# ... nor change its columns, its logging or its name (review robustness4:
+# F4, a column added crashed the worker at each eviction; F5, SET UNLOGGED
+# lost every evicted key at the next crash; F1, a copy renamed into its
+# place restarted the keys it lacked); storage settings go through
+for my $alter ('ALTER TABLE keyedstate_internal.cold ADD COLUMN note text',
+	'ALTER TABLE keyedstate_internal.cold ALTER COLUMN id TYPE numeric',
+	'ALTER TABLE keyedstate_internal.cold SET UNLOGGED',
+	'ALTER TABLE keyedstate_internal.state SET UNLOGGED',
+	'ALTER TABLE keyedstate_internal.cold RENAME TO cold_old',
+	'ALTER TABLE keyedstate_internal.cold RENAME COLUMN data TO bytes',
+	'ALTER TABLE keyedstate_internal.cold SET SCHEMA public',
+	'ALTER TABLE keyedstate_internal.part ADD CONSTRAINT c CHECK (id > 0)')
+{
+	my ($ret, $out, $err) = $node->psql($db, $alter);
+	like($err, qr/cannot alter keyedstate_internal\.\w+ this way/, "refused: $alter");
+}
+is($node->psql($db, q{ALTER TABLE keyedstate_internal.cold SET (autovacuum_vacuum_scale_factor = 0.01);
+ALTER TABLE keyedstate_internal.cold RESET (autovacuum_vacuum_scale_factor);
+ALTER TABLE keyedstate_internal.cold ALTER COLUMN hash SET STATISTICS 500}), 0,
+	'storage settings of keyedstate_internal.cold can change');
 $node->safe_psql($db, 'DROP TABLE cold_copy');
 is($node->safe_psql($db, 'SELECT count(*) FROM keyedstate_internal.cold'), $cold_before,
 	'keyedstate_internal.cold kept every row');
