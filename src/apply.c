@@ -54,6 +54,7 @@ KsApplyBufferCreate(KsKeyTable *kt, KsAggRuntime *rt, int ncols,
 	buf->wm_before = MemoryContextAllocZero(parent, sizeof(TimestampTz) * buf->maxrows);
 	buf->wm_pending = DT_NOBEGIN;
 	buf->misses = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
+	buf->missplaces = MemoryContextAllocZero(parent, sizeof(uint32) * buf->maxrows);
 	buf->timecol = -1;
 	buf->watermark = DT_NOBEGIN;
 	buf->win_floor = DT_NOBEGIN;
@@ -259,10 +260,13 @@ KsApplyBufferFlush(KsApplyBuffer *buf)
 			e = KsKeyTableFindPlaced(kt, buf->values + i * ncols + 1, buf->isnull + i * ncols + 1,
 									 buf->places[i]);
 			if (e == NULL || (e->flags & KS_KEY_EVICTED))
+			{
+				buf->missplaces[nmiss] = buf->places[i];
 				buf->misses[nmiss++] = buf->hashes[i];
+			}
 		}
 		if (nmiss > 0)
-			buf->cold_load(buf->cold_arg, buf->misses, nmiss);
+			buf->cold_load(buf->cold_arg, buf->misses, buf->missplaces, nmiss);
 	}
 
 	/* pass 3: find or create the entries, prefetch by-reference states */

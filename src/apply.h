@@ -55,9 +55,10 @@ typedef struct KsApplyBuffer
 
 	/* the cold tier: whether a hash may be a cold key's, and loading keys back */
 	bool		(*cold_maybe) (void *arg, uint32 hash);
-	void		(*cold_load) (void *arg, const uint32 *hashes, int n);
+	void		(*cold_load) (void *arg, const uint32 *hashes, const uint32 *places, int n);
 	void	   *cold_arg;
-	uint32	   *misses;			/* per buffered row at most */
+	uint32	   *misses;			/* per buffered row at most: hashes ... */
+	uint32	   *missplaces;		/* ... and the keys' places (KsKeyPlace) */
 
 	int			timecol;
 	int64		win_size;

@@ -283,26 +283,41 @@ KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id)
 	return DatumGetByteaPP(slot->tts_values[3]);
 }
 
+/* Order of uint32s, for bsearch. */
+static int
+KsCompareUint32(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /*
  * Bring one cold row's key back into memory, unless it is there already
  * (then its state in memory is the newer).  Every byte is checked first.
  */
 static bool
 KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, ItemPointer tid, const char *data,
-			  uint32 len, Datum *keys, bool *nulls)
+			  uint32 len, Datum *keys, bool *nulls, const uint32 *places, int nplaces)
 {
 	KsKeyTable *kt = run->kt;
 	KsColdParts parts;
 	KsKeyEntry *e;
 	bool		found;
+	uint32		place;
 
 	KsColdParse(run->name, run->def->id, hash, id, data, len, &parts);
 	KsKeyDeserialize(kt, parts.key, parts.keylen, run->name, keys, nulls);
 	if (KsKeyHash(kt, keys, nulls) != hash)
 		KsCheckpointCorrupted(run->name, "A cold key stored under hash %u hashes to %u.",
 							  hash, KsKeyHash(kt, keys, nulls));
+	/* a key not asked for, of the same hash, stays cold */
+	place = KsKeyPlace(kt, keys, nulls, hash);
+	if (bsearch(&place, places, nplaces, sizeof(uint32), KsCompareUint32) == NULL)
+		return false;
 
-	e = KsKeyTableLookup(kt, keys, nulls, hash, &found);
+	e = KsKeyTableLookupPlaced(kt, keys, nulls, hash, place, &found);
 	if (found && !(e->flags & KS_KEY_EVICTED))
 		return false;
 	KsKeyClearEvicted(kt, e);
@@ -337,7 +352,7 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, ItemPointer tid, const char
 
 /* Load back the cold keys with these hashes (see cold.h). */
 int64
-KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
+KsColdReload(KsAggRun *run, const uint32 *hashes, const uint32 *places, int n)
 {
 	Oid			heapoid;
 	Oid			indexoid;
@@ -353,6 +368,7 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
 	MemoryContext oldcxt;
 	Datum	   *keys;
 	bool	   *nulls;
+	uint32	   *sorted;
 	int64		loaded = 0;
 	int			i;
 
@@ -363,6 +379,9 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
 	for (i = 0; i < n; i++)
 		elems[i] = Int32GetDatum((int32) hashes[i]);
 	arr = construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT);
+	sorted = palloc(sizeof(uint32) * n);
+	memcpy(sorted, places, sizeof(uint32) * n);
+	qsort(sorted, n, sizeof(uint32), KsCompareUint32);
 	keys = palloc(sizeof(Datum) * Max(run->kt->nkeys, 1));
 	nulls = palloc(sizeof(bool) * Max(run->kt->nkeys, 1));
 	MemoryContextSwitchTo(oldcxt);
@@ -389,7 +408,7 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, int n)
 		/* its deserialize functions are user code: timed (run.h) */
 		KsRunOwnerCodeBegin(run);
 		if (KsColdRestore(run, hash, id, &slot->tts_tid, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
-						  keys, nulls))
+						  keys, nulls, sorted, n))
 			loaded++;
 		KsRunOwnerCodeEnd();
 		MemoryContextSwitchTo(oldcxt);

@@ -47,11 +47,11 @@ KsRunColdMaybe(void *arg, uint32 hash)
 }
 
 static void
-KsRunColdLoad(void *arg, const uint32 *hashes, int n)
+KsRunColdLoad(void *arg, const uint32 *hashes, const uint32 *places, int n)
 {
 	/* the worker's own reads: a cold cache is not user code to time out */
 	KsRunTimeoutPause(true);
-	(void) KsColdReload((KsAggRun *) arg, hashes, n);
+	(void) KsColdReload((KsAggRun *) arg, hashes, places, n);
 	KsRunTimeoutResume((KsAggRun *) arg);
 }
 
