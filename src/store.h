@@ -161,6 +161,12 @@ extern void KsStoreDeferFrees(void);
 /* Free discarded stores for up to `ms` milliseconds (-1: all); true if some are left. */
 extern bool KsStoreFreeRetired(long ms);
 
+/* A worker keeps the memory its steps free (glibc's settings, at its start). */
+extern void KsKeepFreedMemory(void);
+
+/* ... and gives it back to the kernel when about to wait, at most every 10 s. */
+extern void KsTrimFreedMemory(void);
+
 /*
  * The DSA is full: if stores given up are still being freed (by this
  * process, which frees its own now, or by other workers), wait a little for

@@ -34,8 +34,6 @@
  */
 #include "keyedstate.h"
 
-#include <malloc.h>
-
 #include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -54,6 +52,7 @@
 #include "utils/timestamp.h"
 
 #include "catalog.h"
+#include "checkpoint.h"
 #include "crashguard.h"
 #include "hooks.h"
 #include "launcher.h"
@@ -75,6 +74,9 @@ static bool ks_reload_pending = false;
 
 /* A run to hand over could not take its final checkpoint yet: reload soon. */
 static bool ks_handover_pending = false;
+
+/* The last reload was put off (keyedstate's catalog held): no idle exit. */
+static bool ks_reload_put_off = false;
 
 /*
  * When to reload to balance the pool again (KsBalanceAggSlots): a balance
@@ -193,6 +195,23 @@ KsReloadRuns(void)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	ks_catalog_relid = KsCatalogRelid();
+	/*
+	 * keyedstate's catalog held (a VACUUM FULL, a LOCK TABLE left open): the
+	 * runs go on as they are and the reload is tried again a second later,
+	 * never waited for (a worker waiting here stalls every aggregation it runs)
+	 */
+	if (KsInstalled() && !KsLockCatalogNow())
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(ks_worker_cxt);
+		MemoryContextDelete(tmp);
+		ks_balance_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		ks_reload_put_off = true;
+		return NIL;
+	}
+	ks_reload_put_off = false;
 	if (KsInstalled())
 		defs = KsLoadDefinitions(tmp, true);
 	else						/* (an earlier build's installation: catalog.h) */
@@ -376,49 +395,6 @@ KsShutdown(void)
 	proc_exit(0);
 }
 
-/* Seconds between two trims of the worker's free memory, at most. */
-#define KS_TRIM_INTERVAL_MS		10000
-
-/* When the worker last gave its free memory back. */
-static TimestampTz ks_trimmed_at = 0;
-
-/*
- * Keep freed memory for the next steps.  A step allocates and frees tens of
- * megabytes (rows read and published, checkpoint chunks, arrays of keys);
- * with glibc's defaults each block above its mmap threshold was mapped and
- * unmapped again, and the heap's top given back once a few megabytes were
- * free, so every step faulted on all of it, the kernel clearing the pages
- * again: 1.87M faults in a drain of 20M rows over 10M keys, against 0.75M
- * without, 62 s of the worker's CPU against 38 s (README, "Performance").
- * So nothing is mapped apart, the heap's top is given back only past 1GB,
- * and the worker gives free memory back itself once idle (KsTrimFreedMemory).
- */
-static void
-KsKeepFreedMemory(void)
-{
-#ifdef M_MMAP_MAX
-	(void) mallopt(M_MMAP_MAX, 0);
-	(void) mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
-#endif
-}
-
-/*
- * Give free memory back to the kernel, at most every 10 seconds, when the
- * worker is about to wait (what a drain or a dropped aggregation freed).
- */
-static void
-KsTrimFreedMemory(void)
-{
-#ifdef M_MMAP_MAX
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (!TimestampDifferenceExceeds(ks_trimmed_at, now, KS_TRIM_INTERVAL_MS))
-		return;
-	ks_trimmed_at = now;
-	(void) malloc_trim(0);
-#endif
-}
-
 /* Entry point of a database worker; main_arg is the database OID. */
 void
 KsDatabaseWorkerMain(Datum main_arg)
@@ -551,7 +527,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 			 * the others would count against max_workers and keep the
 			 * pool's workers from starting: review pool1, F1)
 			 */
-			if (ks_runs == NIL && !ks_slot_wanted &&
+			if (ks_runs == NIL && !ks_slot_wanted && !ks_reload_put_off &&
 				!(KsDatabaseWorkerIndex() == 0 && (ks_worker_wanted || ks_leftovers_pending)))
 			{
 				/* nothing to do: leave, unless a request arrived meanwhile */

@@ -865,6 +865,19 @@ for my $table (qw(state cold aggregation part))
 		"keyedstate_internal.$table held: no worker waits for a lock")
 	  or diag($node->safe_psql($db, q{SELECT l.relation::regclass, l.mode, a.wait_event, a.query FROM pg_locks l
 		JOIN pg_stat_activity a USING (pid) WHERE NOT l.granted AND a.backend_type = 'keyedstate worker'}));
+	# a worker started meanwhile reads the catalog first: it puts that off
+	# rather than waiting, and stays (it waited for the lock before)
+	if ($catalog)
+	{
+		$node->safe_psql($db, q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE backend_type = 'keyedstate worker'});
+		ok(ks_wait_for($node, $db, q{SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'keyedstate worker'}),
+			"keyedstate_internal.$table held: a worker starts again")
+		  and ok(ks_holds(3, sub { $node->safe_psql($db, $worker_waits) eq '0' }),
+			'... and waits for no lock')
+		  or diag($node->safe_psql($db, q{SELECT l.relation::regclass, l.mode, a.wait_event FROM pg_locks l
+			JOIN pg_stat_activity a USING (pid) WHERE NOT l.granted AND a.backend_type = 'keyedstate worker'}));
+	}
 	$holder->query_safe('COMMIT');
 	$holder->quit;
 	ks_sync($node, $db, $_, '2 min') for qw(lk_ttl lk_fn);
