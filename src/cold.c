@@ -283,16 +283,6 @@ KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id)
 	return DatumGetByteaPP(slot->tts_values[3]);
 }
 
-/* Order of uint32s, for bsearch. */
-static int
-KsCompareUint32(const void *a, const void *b)
-{
-	uint32		x = *(const uint32 *) a;
-	uint32		y = *(const uint32 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
 /*
  * Bring one cold row's key back into memory, unless it is there already
  * (then its state in memory is the newer).  Every byte is checked first.

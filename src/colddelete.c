@@ -34,16 +34,6 @@
 
 #include "cold.h"
 
-/* Order of uint64s, for bsearch. */
-static int
-KsCompareUint64(const void *a, const void *b)
-{
-	uint64		x = *(const uint64 *) a;
-	uint64		y = *(const uint64 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
 /*
  * Delete a cold row this snapshot saw.  One another transaction deleted
  * meanwhile (waited for if in progress) is gone already, as a DELETE

@@ -82,16 +82,6 @@ KsKeyTableRemove(KsKeyTable *kt, KsKeyEntry *e)
 	kt->nentries--;
 }
 
-/* qsort comparator of entry numbers. */
-static int
-KsCompareNumbers(const void *a, const void *b)
-{
-	uint32		x = *(const uint32 *) a;
-	uint32		y = *(const uint32 *) b;
-
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
 /* Move the key of entry `from` into free entry `to`, and its slot with it. */
 static void
 KsKeyTableMove(KsKeyTable *kt, uint64 from, uint64 to)
@@ -131,7 +121,7 @@ KsKeyTableCompact(KsKeyTable *kt)
 	Assert(kt->npublish == 0 && kt->saving_epoch == 0);
 	if (kt->nfree == 0)
 		return;
-	qsort(kt->freelist, kt->nfree, sizeof(uint32), KsCompareNumbers);
+	qsort(kt->freelist, kt->nfree, sizeof(uint32), KsCompareUint32);
 	for (f = 0; f < kt->nfree; f++)
 	{
 		uint64		hole = kt->freelist[f];

@@ -144,6 +144,26 @@ extern void _PG_init(void);
 #define KS_PREFETCH(addr)		((void) (addr))
 #endif
 
+/* The order of uint32s, for qsort and bsearch. */
+static inline int
+KsCompareUint32(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* The order of uint64s, for qsort and bsearch. */
+static inline int
+KsCompareUint64(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /*
  * The worker's interrupt check for its long loops: CHECK_FOR_INTERRUPTS,
  * and leave at once if the postmaster died (a backlog must not keep a
