@@ -296,11 +296,13 @@ KsEvictHold(KsAggRun *run)
 		return false;
 	}
 	now = GetCurrentTimestamp();
-	if (TimestampDifferenceExceeds(run->hold_checked, now, KS_EVICT_HOLD_CHECK_MS))
+	if (TimestampDifferenceExceeds(run->hold_checked, now, Max(run->hold_check_ms, KS_EVICT_HOLD_CHECK_MS)))
 	{
 		int64		used = KsEvictMemoryUsed(run);
+		long		took_us = (long) (GetCurrentTimestamp() - now);
 
 		run->hold_checked = now;
+		run->hold_check_ms = Min(took_us * KS_EVICT_HOLD_CHECK_RATIO / 1000, KS_EVICT_HOLD_CHECK_MAX_MS);
 		/*
 		 * Keys larger than the budget fail here, within the step: reading
 		 * does not wait when eviction cannot help, and one step could grow

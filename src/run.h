@@ -186,7 +186,8 @@ typedef struct KsAggRun
 	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */
 	uint64		stalled_keys;	/* ... with this many keys in memory (KsEvictStalled) */
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
-	TimestampTz hold_checked;	/* when memory in use was last measured for it */
+	TimestampTz hold_checked;	/* when memory in use was last measured for it, */
+	long		hold_check_ms;	/* ... and the pause until the next (evict.h) */
 	bool		ckpt_skipped;	/* the last checkpoint slice could not lock its row */
 	bool		ckpt_blocked;	/* ... or keyedstate's state tables */
 	int			ckpt_holder;	/* then, under a hold, the pid holding it (0: unknown) */
