@@ -94,11 +94,23 @@ KsStoreAllocEntry(dsa_area *dsa, uint32 hash)
 		return ep;
 	e = dsa_get_address(dsa, ep);
 	e->next = InvalidDsaPointer;
+	e->prev = InvalidDsaPointer;
 	e->tuple = InvalidDsaPointer;
 	e->hash = hash;
 	e->tuple_bytes = 0;
 	e->cold_id = 0;
 	return ep;
+}
+
+/* Put entry ep (at e) first in the chain that *head starts. */
+static inline void
+KsStorePushEntry(dsa_area *dsa, dsa_pointer *head, dsa_pointer ep, KsStoreEntry *e)
+{
+	e->next = *head;
+	e->prev = InvalidDsaPointer;
+	if (DsaPointerIsValid(e->next))
+		((KsStoreEntry *) dsa_get_address(dsa, e->next))->prev = ep;
+	*head = ep;
 }
 
 /*
@@ -134,8 +146,7 @@ KsStoreMove(dsa_area *dsa, KsStoreHeader *hdr, LWLock *lock, uint64 count)
 				dsa_pointer next = e->next;
 				uint32		nb = KsStoreSpread(hdr, e->hash) & (hdr->nbuckets - 1);
 
-				e->next = newb[nb];
-				newb[nb] = ep;
+				KsStorePushEntry(dsa, &newb[nb], ep, e);
 				ep = next;
 			}
 			oldb[b] = InvalidDsaPointer;
@@ -239,28 +250,29 @@ KsStoreLinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)
 {
 	KsStoreHeader *hdr = dsa_get_address(dsa, header);
 	KsStoreEntry *e = dsa_get_address(dsa, entry);
-	dsa_pointer *bucket = KsStoreBucket(dsa, hdr, e->hash);
 
-	e->next = *bucket;
-	*bucket = entry;
+	KsStorePushEntry(dsa, KsStoreBucket(dsa, hdr, e->hash), entry, e);
 	hdr->nentries++;
 }
 
-/* Unlink an entry from its bucket chain (see store.h). */
+/* Unlink an entry from its bucket chain, without walking it (see store.h). */
 void
 KsStoreUnlinkEntry(dsa_area *dsa, dsa_pointer header, dsa_pointer entry)
 {
 	KsStoreHeader *hdr = dsa_get_address(dsa, header);
 	KsStoreEntry *e = dsa_get_address(dsa, entry);
-	dsa_pointer *link = KsStoreBucket(dsa, hdr, e->hash);
+	dsa_pointer *link;
 
-	while (*link != entry)
-	{
-		if (!DsaPointerIsValid(*link))
-			elog(ERROR, "keyedstate store entry is not in its bucket");
-		link = &((KsStoreEntry *) dsa_get_address(dsa, *link))->next;
-	}
+	if (DsaPointerIsValid(e->prev))
+		link = &((KsStoreEntry *) dsa_get_address(dsa, e->prev))->next;
+	else
+		link = KsStoreBucket(dsa, hdr, e->hash);
+	if (*link != entry)
+		elog(ERROR, "keyedstate store entry is not in its bucket");
 	*link = e->next;
+	if (DsaPointerIsValid(e->next))
+		((KsStoreEntry *) dsa_get_address(dsa, e->next))->prev = e->prev;
+	e->next = e->prev = InvalidDsaPointer;
 	hdr->nentries--;
 }
 

@@ -21,7 +21,12 @@
  * bucket is not moved yet is still in the old array (KsStoreBucket).  A
  * rehash of millions of entries held the lock, and the step, for seconds.
  * An entry is removed (unlinked with the lock held exclusive, then freed)
- * only when its key expires (expire.h).
+ * only when its key expires (expire.h).  Chains are linked both ways, so
+ * that unlinking never walks one: keys whose hashes were chosen equal (key
+ * hashes are public, and the seed spreads only distinct hashes) share one
+ * chain, and their expiry walked it once per key, the slot lock held, a
+ * quadratic time no reader or pause() could wait out (review security 25,
+ * F1: 100,000 such keys held it for 17 s).
  *
  * The publish protocol (KsStorePublish, the only writer of a published
  * store).  The caller first builds every new row in its own memory (user
@@ -73,6 +78,7 @@ typedef struct KsStoreHeader
 typedef struct KsStoreEntry
 {
 	dsa_pointer next;			/* next entry in the bucket chain */
+	dsa_pointer prev;			/* the entry before it, Invalid: the chain's first */
 	dsa_pointer tuple;			/* MinimalTuple, or InvalidDsaPointer */
 	uint32		hash;			/* key hash, as KsHashKeyValues computes it */
 	uint32		tuple_bytes;	/* DSA bytes of tuple, so freeing needs no read */

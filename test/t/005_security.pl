@@ -1432,6 +1432,30 @@ SELECT keyedstate.sync('steady.fullb_n', '2 min');});
 		q{SELECT evictions, reloads FROM keyedstate.status WHERE name = 'steady.fullb_n'});
 	ok($rl > 0 && $ev < 30000, "10: ... without evicting them over and over ($ev evictions, $rl reloads)");
 	as_role($node, 'regress_steady', q{SELECT keyedstate.drop_aggregation('steady.fullb_n')});
+
+	# ... and when they expire: the published rows of keys of one hash share
+	# one chain, which removing each key walked, the slot lock held, so
+	# that every role's read of keyedstate.status (and pause() of any
+	# aggregation) waited out a quadratic time, deaf to statement_timeout
+	# (security review 25, F1: 100,000 keys, 17 s)
+	as_role($node, 'regress_steady', q{
+SELECT keyedstate.create_aggregation('steady.full_t', 'SELECT k, count(*) AS n FROM steady.full GROUP BY k', ttl => '2 s');
+SELECT keyedstate.sync('steady.full_t', '2 min');});
+	my ($slowest, $probes) = (0, 0);
+	my $until = time() + 90;
+	while (time() < $until)
+	{
+		my $t0 = time();
+		$node->safe_psql($db, q{SELECT count(*) FROM keyedstate.status}, extra_params => [ '-U', 'regress_reader' ]);
+		$slowest = time() - $t0 if time() - $t0 > $slowest;
+		$probes++;
+		last if $node->safe_psql($db, q{SELECT count(*) FROM steady.full_t}) eq '0';
+		Time::HiRes::sleep(0.05);
+	}
+	is($node->safe_psql($db, q{SELECT count(*) FROM steady.full_t}), '0', '10: 60,000 keys of one hash expire');
+	ok($slowest < 1, sprintf('10: ... and no read of keyedstate.status waits for it (slowest of %d: %.2f s)',
+		$probes, $slowest));
+	as_role($node, 'regress_steady', q{SELECT keyedstate.drop_aggregation('steady.full_t')});
 }
 
 ###########################################################################
