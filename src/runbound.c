@@ -294,11 +294,21 @@ KsRunInitProcess(void)
 	KsRunAcceptCancels(false);
 }
 
-/* The bound on one step: the setting, or the owner's statement_timeout if smaller. */
+/*
+ * The bound on one step: the setting, or the owner's statement_timeout if
+ * smaller.  A step that loads the run has the setting's bound only: with
+ * cold caches after a restart, reading the catalog to load it outlasted a
+ * statement_timeout of a few milliseconds, which failed the aggregation
+ * (review robustness 4, F3); the setting is the DBA's bound on user code.
+ */
 static int
 KsStepTimeout(KsAggRun *run)
 {
-	int			owner_ms = KsOwnerStatementTimeout(run->owner);
+	int			owner_ms;
+
+	if (!run->loaded)
+		return ks_step_timeout;
+	owner_ms = KsOwnerStatementTimeout(run->owner);
 
 	if (owner_ms > 0 && owner_ms < ks_step_timeout)
 		return owner_ms;
