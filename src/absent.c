@@ -75,8 +75,8 @@ KsNoWorkerMessage(int why)
 	if (why == KS_DISABLED)
 		return pstrdup("keyedstate.enabled is off: no worker runs");
 	return why > 0 ?
-		psprintf("its database has aggregations of %d owners, and runs one worker for each owner, %d at most",
-				 why, KS_MAX_DB_WORKERS) :
+		psprintf("its database has aggregations of %d owners, and a worker runs one owner's only: keyedstate.max_workers (%d in the server, %d at most in a database) leaves the database fewer workers",
+				 why, ks_max_workers, KS_MAX_DB_WORKERS) :
 		why == KS_NO_LAUNCHER ?
 		psprintf("no keyedstate launcher runs to start its worker: it could not be registered at server start, where max_worker_processes (%d) left no background worker slot for it",
 				 max_worker_processes) :

@@ -428,29 +428,43 @@ KsSharePoolLocked(int max_workers)
 		demand[i] = KsDbDemandLocked(&KsSharedState->dbs[i]);
 		share[i] = 0;
 	}
-	/*
-	 * every database that asks gets its first worker, and each owner of its
-	 * aggregations one (owner.h), even beyond max_workers
-	 */
+	/* every database that asks gets its first worker, even beyond max_workers */
 	for (i = 0; i < KS_MAX_DATABASES; i++)
 	{
 		if (demand[i] > 0)
 		{
-			share[i] = Min(Max(KsSharedState->dbs[i].nowners, 1), demand[i]);
-			left -= share[i];
+			share[i] = 1;
+			left--;
 		}
 	}
-	/* then one round gives every database that still asks one more */
-	while (left > 0 && more)
+
+	/*
+	 * Then, within max_workers, rounds give each database a worker for each
+	 * owner of its aggregations (a worker runs one owner's code only,
+	 * owner.h), then one per aggregation.  An owner left without one waits
+	 * for one (KsWorkerMissing says why): giving every owner a worker even
+	 * beyond max_workers let a role with CREATEROLE, owning aggregations
+	 * through roles of her own, take every background worker slot of the
+	 * server (review security 25, F2).
+	 */
+	for (int round = 0; round < 2; round++)
 	{
-		more = false;
-		for (i = 0; i < KS_MAX_DATABASES && left > 0; i++)
+		more = true;
+		while (left > 0 && more)
 		{
-			if (share[i] < demand[i])
+			more = false;
+			for (i = 0; i < KS_MAX_DATABASES && left > 0; i++)
 			{
-				share[i]++;
-				left--;
-				more = true;
+				int			want = demand[i];
+
+				if (round == 0)
+					want = Min(Max(KsSharedState->dbs[i].nowners, 1), want);
+				if (share[i] < want)
+				{
+					share[i]++;
+					left--;
+					more = true;
+				}
 			}
 		}
 	}
@@ -594,7 +608,7 @@ KsWorkerMissing(int w)
 		return -1;
 	LWLockAcquire(KsSharedState->lock, LW_SHARED);
 	db = KsLookupDbLocked(MyDatabaseId);
-	if (w < 0 && db != NULL && db->nowners > KS_MAX_DB_WORKERS)
+	if (w < 0 && db != NULL && db->nowners > Min(Max(db->nworkers, 1), KS_MAX_DB_WORKERS))
 		owners = db->nowners;
 	LWLockRelease(KsSharedState->lock);
 	return owners;

@@ -187,7 +187,7 @@ KsRunWarnNoWorker(const KsAggDef *def, MemoryContext cxt)
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 			 errmsg("no keyedstate worker is left for the owner of aggregation %s", KsAggName(def->view_oid)),
 			 KsErrdetailNoWorker(owners),
-			 errhint("Give the database's aggregations to fewer owners with ALTER VIEW ... OWNER TO, or move some to another database.")));
+			 errhint("Raise keyedstate.max_workers (and max_worker_processes with it), or give the database's aggregations to fewer owners with ALTER VIEW ... OWNER TO.")));
 	MemoryContextSwitchTo(oldcxt);
 }
 

@@ -29,9 +29,11 @@
  * The pool of workers.  keyedstate.max_workers bounds the database workers
  * of the server.  The launcher shares them out: every database that wants
  * a worker gets one (even beyond max_workers: no database is left
- * without), then the rest go round the databases, each getting at most
- * one per aggregation or part of one (`nworkers`, its pool; its workers
- * report `naggs`).  A database's workers are numbered 0, 1, ...; those whose
+ * without), then the rest go round the databases, first one for each owner
+ * of its aggregations (`nowners`), then up to one per aggregation or part
+ * of one (`nworkers`, its pool; its workers report `naggs`).  An owner
+ * beyond them waits for a worker: a worker never runs two owners'
+ * aggregations (owner.h), and none starts beyond max_workers for them.  A database's workers are numbered 0, 1, ...; those whose
  * number leaves the pool hand their aggregations over and leave.  Each
  * aggregation slot is assigned to one of them (`worker`); the assignment
  * sticks, so an aggregation moves only when its worker's number leaves the
@@ -412,8 +414,8 @@ extern bool KsAggSlotsFull(void);
 	((why) == KS_DISABLED ? \
 	 errdetail("keyedstate.enabled is off: no keyedstate worker runs until it is on again.") : \
 	 (why) > 0 ? \
-	 errdetail("Its database has aggregations of %d owners, and runs one worker for each owner, %d at most.", \
-			   (why), KS_MAX_DB_WORKERS) : \
+	 errdetail("Its database has aggregations of %d owners, and a worker runs one owner's only: keyedstate.max_workers (%d in the server, %d at most in a database) leaves the database fewer workers.", \
+			   (why), ks_max_workers, KS_MAX_DB_WORKERS) : \
 	 (why) == KS_NO_LAUNCHER ? \
 	 errdetail("No keyedstate launcher runs to start its worker: it could not be registered at server start, where max_worker_processes (%d) left no background worker slot for it (see the server log).", \
 			   max_worker_processes) : \

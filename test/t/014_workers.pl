@@ -349,9 +349,11 @@ is(ks_mismatches($node, 'other', 'SELECT * FROM t1', 'SELECT k, count(*) FROM t 
 
 # --- inserts wake only the workers of the aggregations reading the rows:
 # one role inserting in a loop does not keep another owner's worker busy
-# (a long naptime, so that a worker wakes only when asked to)
+# (a long naptime, so that a worker wakes only when asked to; three owners
+# in 'other' and one in the first database: a worker for each)
 $node->safe_psql('other', q{
 ALTER SYSTEM SET keyedstate.naptime = '10min';
+ALTER SYSTEM SET keyedstate.max_workers = 4;
 SELECT pg_reload_conf();
 CREATE ROLE regress_wa;
 CREATE ROLE regress_wb;
@@ -427,7 +429,7 @@ $node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wa.n')});
 is($node->safe_psql('other', q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'wa.ev'::regclass}), '0',
 	'drop_aggregation removes the renamed wake-up trigger');
 $node->safe_psql('other', q{SELECT keyedstate.drop_aggregation('wb.n');
-ALTER SYSTEM RESET keyedstate.naptime; SELECT pg_reload_conf()});
+ALTER SYSTEM RESET keyedstate.naptime; ALTER SYSTEM RESET keyedstate.max_workers; SELECT pg_reload_conf()});
 
 # --- a worker that ran the superuser's aggregation leaves before running
 # a role's (one owner per process); the role's is dropped and a superuser's
@@ -586,11 +588,62 @@ $locker->quit;
 ok(ks_wait_for($node, 'lo', q{SELECT count(*) = 0 FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE 'keyedstate%'}, 30),
 	'lo: and drops the leftover triggers once the lock is released');
 
+# --- review security 25, F2: owners beyond keyedstate.max_workers wait for a
+# worker rather than take background worker slots beyond it.  A role with
+# only CREATEROLE, owning aggregations through roles of her own, took every
+# slot of max_worker_processes (13 workers in her database: another
+# database's new aggregation got none, a parallel query no worker)
+{
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.max_workers = 3; SELECT pg_reload_conf()});
+	$node->safe_psql('postgres', q{CREATE ROLE regress_cr LOGIN CREATEROLE; CREATE DATABASE crdb OWNER regress_cr});
+	$node->safe_psql('crdb', q{CREATE EXTENSION keyedstate});
+	$node->safe_psql('crdb', q{
+CREATE TABLE public.t (id bigserial PRIMARY KEY, k int NOT NULL);
+ALTER TABLE public.t OWNER TO regress_cr;
+INSERT INTO public.t (k) SELECT g % 10 FROM generate_series(1, 1000) g;}, );
+	$node->safe_psql('crdb', q{
+DO $$BEGIN FOR i IN 1..8 LOOP
+  EXECUTE format('CREATE ROLE regress_cr%s', i);
+  EXECUTE format('GRANT regress_cr%s TO regress_cr', i);
+  EXECUTE format('GRANT CREATE ON SCHEMA public TO regress_cr%s', i);
+  EXECUTE format('GRANT SELECT, TRIGGER ON public.t TO regress_cr%s', i);
+  EXECUTE format('SET LOCAL ROLE regress_cr%s', i);
+  PERFORM keyedstate.create_aggregation('public.c' || i, 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
+  RESET ROLE;
+END LOOP; END$$;}, extra_params => [ '-U', 'regress_cr' ]);
+	my $cr_workers = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'crdb'};
+	ok(ks_wait_for($node, 'crdb', q{SELECT count(*) FILTER (WHERE state = 'running') > 0
+		AND count(*) FILTER (WHERE state = 'starting' AND error LIKE 'its database has aggregations of 8 owners%') > 0
+		FROM keyedstate.status}, 60),
+		'cr: with 8 owners and keyedstate.max_workers = 3, some run and the others wait, saying why')
+	  or diag($node->safe_psql('crdb', 'SELECT name, state, error FROM keyedstate.status'));
+	ok(ks_holds(3, sub { $node->safe_psql('crdb', $cr_workers) <= 3 }),
+		'cr: ... her database runs no more workers than keyedstate.max_workers')
+	  or diag($node->safe_psql('crdb', $cr_workers));
+	# another database still gets its first worker
+	$node->safe_psql('postgres', 'CREATE DATABASE crvictim');
+	$node->safe_psql('crvictim', q{CREATE EXTENSION keyedstate;
+CREATE TABLE t (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('v', 'SELECT k, count(*) AS n FROM t GROUP BY k');
+INSERT INTO t (k) SELECT g % 7 FROM generate_series(1, 100) g;});
+	ks_sync($node, 'crvictim', 'v', '60s');
+	is(ks_mismatches($node, 'crvictim', 'SELECT k, n FROM v', 'SELECT k, count(*) FROM t GROUP BY k'), '0',
+		'cr: another database\'s new aggregation runs, exact');
+	# raised, every owner has a worker and every aggregation catches up
+	$node->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.max_workers = 12; SELECT pg_reload_conf()});
+	ks_sync($node, 'crdb', "public.c$_", '60s') for 1 .. 8;
+	is($node->safe_psql('crdb', q{SELECT count(*) FROM keyedstate.status WHERE state <> 'running' OR error IS NOT NULL}), '0',
+		'cr: keyedstate.max_workers raised, every owner\'s aggregation runs');
+	$node->safe_psql('crdb', q{SELECT keyedstate.drop_aggregation(name) FROM keyedstate.aggregations});
+	$node->safe_psql('crvictim', q{SELECT keyedstate.drop_aggregation('v')});
+	$node->safe_psql('postgres', q{ALTER SYSTEM RESET keyedstate.max_workers; SELECT pg_reload_conf()});
+}
+
 # --- re-review today 17, F5: a database runs one worker per owner, 32 at
 # most; an aggregation of a 33rd owner waits, and says why (it stayed
 # 'starting' with no reason anywhere); given to an owner that has a
 # worker, it runs
-$node->append_conf('postgresql.conf', "max_worker_processes = 48\n");
+$node->append_conf('postgresql.conf', "max_worker_processes = 48\nkeyedstate.max_workers = 40\n");
 $node->restart;
 my $own_log_at = -s $node->logfile;
 $node->safe_psql('postgres', 'CREATE DATABASE own');
@@ -606,14 +659,15 @@ DO $$BEGIN FOR i IN 1..33 LOOP
   PERFORM keyedstate.create_aggregation('o' || i, 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
   RESET ROLE;
 END LOOP; END$$;});
-my $owners_msg = 'its database has aggregations of 33 owners, and runs one worker for each owner, 32 at most';
+my $owners_msg = "its database has aggregations of 33 owners, and a worker runs one owner's only: keyedstate.max_workers (40 in the server, 32 at most in a database) leaves the database fewer workers";
+(my $owners_sql = $owners_msg) =~ s/'/''/g;
 ok(ks_wait_for($node, 'own', qq{SELECT count(*) FILTER (WHERE state = 'running') = 32
-	AND count(*) FILTER (WHERE state = 'starting' AND error = '$owners_msg') = 1 FROM keyedstate.status}, 90),
+	AND count(*) FILTER (WHERE state = 'starting' AND error = '$owners_sql') = 1 FROM keyedstate.status}, 90),
 	'own: 32 owners\' aggregations run, the 33rd owner\'s waits and status says why')
 	or diag($node->safe_psql('own', 'SELECT name, state, error FROM keyedstate.status WHERE state <> \'running\''));
 my $left = $node->safe_psql('own', q{SELECT name FROM keyedstate.status WHERE state = 'starting'});
 my ($ret, $out, $err) = $node->psql('own', qq{SELECT keyedstate.sync('$left', '1 s')});
-like($err, qr/DETAIL:  Its database has aggregations of 33 owners, and runs one worker for each owner, 32 at most\./,
+like($err, qr/DETAIL:  Its database has aggregations of 33 owners, and a worker runs one owner's only: keyedstate\.max_workers \(40 in the server, 32 at most in a database\) leaves the database fewer workers\./,
 	'own: so does sync() when it times out') or diag($err);
 ok(ks_wait_for($node, 'postgres', "SELECT pg_read_file('" . $node->logfile . "', $own_log_at, 100000000)
 	~ 'no keyedstate worker is left for the owner of aggregation $left'", 30),
@@ -629,7 +683,7 @@ is($node->safe_psql('own', q{SELECT count(*) FROM keyedstate.status WHERE state 
 # out without a reason: re-review today 19, F4)
 (my $left_owner = $left) =~ s/^(public\.)?o/regress_own/;
 $node->safe_psql('own', qq{ALTER VIEW $left OWNER TO $left_owner});
-ok(ks_wait_for($node, 'own', qq{SELECT state = 'starting' AND error = '$owners_msg' FROM keyedstate.status WHERE name = '$left'}, 60),
+ok(ks_wait_for($node, 'own', qq{SELECT state = 'starting' AND error = '$owners_sql' FROM keyedstate.status WHERE name = '$left'}, 60),
 	'own: given back to a 33rd owner, status says why it does not run')
 	or diag($node->safe_psql('own', qq{SELECT state, error FROM keyedstate.status WHERE name = '$left'}));
 ($ret, $out, $err) = $node->psql('own', qq{INSERT INTO t (k) VALUES (1); SELECT keyedstate.sync('$left', '1 s')});
