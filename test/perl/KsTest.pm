@@ -22,7 +22,9 @@ our @EXPORT = qw(ks_node ks_wait_for ks_mismatches ks_sync ks_worker_pid
 
 # A started cluster with keyedstate preloaded; $conf is appended to
 # postgresql.conf after the defaults, so it can override them; %init goes
-# to init (allows_streaming => 1 for a primary).
+# to init (allows_streaming => 1 for a primary).  keyedstate.max_workers is
+# 12: a worker for each owner of a test's aggregations (an owner beyond it
+# waits for one).
 sub ks_node
 {
 	my ($name, $conf, %init) = @_;
@@ -33,6 +35,7 @@ shared_preload_libraries = 'keyedstate'
 max_worker_processes = 16
 restart_after_crash = on
 keyedstate.naptime = 100
+keyedstate.max_workers = 12
 } . ($conf // ''));
 	$node->start;
 	return $node;
