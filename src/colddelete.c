@@ -85,6 +85,72 @@ KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggi
 	return same;
 }
 
+/* Which rows an index scan of KsColdDeleteScan deletes, by their id. */
+typedef bool (*KsColdIdWanted) (uint64 id, const void *arg);
+
+/*
+ * Delete the rows an index scan of keyedstate_internal.cold's primary key
+ * (keys on its columns) finds that `wanted` names by the id in the index
+ * entry (no heap read for the others) and this snapshot sees; returns how
+ * many.  The table is open and locked by the caller.
+ */
+static int64
+KsColdDeleteScan(Relation heap, Oid indexoid, Snapshot snapshot, ScanKey keys, int nkeys,
+				 KsColdIdWanted wanted, const void *arg)
+{
+	Relation	index = index_open(indexoid, RowExclusiveLock);
+	TupleTableSlot *slot = table_slot_create(heap, NULL);
+	IndexScanDesc scan = index_beginscan(heap, index, snapshot, nkeys, 0);
+	int64		deleted = 0;
+	uint64		seen = 0;
+
+	scan->xs_want_itup = true;
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
+	{
+		bool		isnull;
+		uint64		id = (uint64) DatumGetInt64(index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull));
+
+		if ((++seen & 1023) == 0)
+			KsCheckInterrupts();
+		if (isnull || !wanted(id, arg) || !index_fetch_heap(scan, slot))
+			continue;
+		KsColdDeleteRow(heap, &slot->tts_tid);
+		deleted++;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, RowExclusiveLock);
+	return deleted;
+}
+
+/* The ids of KsColdDelete's lookups: a sorted array and its length. */
+typedef struct KsColdIdSet
+{
+	const uint64 *ids;
+	int			n;
+} KsColdIdSet;
+
+/*
+ * Whether an id is among KsColdDelete's: another key of the same hash
+ * keeps its row, and so does an older version of this key's (deleted
+ * already).
+ */
+static bool
+KsColdIdListed(uint64 id, const void *arg)
+{
+	const KsColdIdSet *set = arg;
+
+	return bsearch(&id, set->ids, set->n, sizeof(uint64), KsCompareUint64) != NULL;
+}
+
+/* Whether an id is at least KsColdDeleteOf's `from`. */
+static bool
+KsColdIdFrom(uint64 id, const void *arg)
+{
+	return (int64) id >= *(const int64 *) arg;
+}
+
 /*
  * Delete cold rows by hash and id (see cold.h): at the place each was read
  * from when the caller knows it (a key that came back: no index lookup),
@@ -104,11 +170,9 @@ KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, const ItemPoi
 	Oid			heapoid;
 	Oid			indexoid;
 	Relation	heap;
-	Relation	index;
 	Snapshot	snapshot;
-	TupleTableSlot *slot;
-	IndexScanDesc scan;
 	ScanKeyData skeys[2];
+	KsColdIdSet set;
 	BlockNumber nblocks;
 	int64		deleted = 0;
 	int			left = 0;
@@ -139,49 +203,19 @@ KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, const ItemPoi
 		elems[left] = Int32GetDatum((int32) hashes[i]);
 		sorted[left++] = ids[i];
 	}
-	if (left == 0)
+	if (left > 0)
 	{
-		table_close(heap, RowExclusiveLock);
-		UnregisterSnapshot(snapshot);
-		MemoryContextDelete(tmp);
-		CommandCounterIncrement();
-		return deleted;
+		oldcxt = MemoryContextSwitchTo(tmp);
+		qsort(sorted, left, sizeof(uint64), KsCompareUint64);
+		arr = construct_array(elems, left, INT4OID, 4, true, TYPALIGN_INT);
+		MemoryContextSwitchTo(oldcxt);
+		set.ids = sorted;
+		set.n = left;
+		ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
+		ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
+							   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
+		deleted += KsColdDeleteScan(heap, indexoid, snapshot, skeys, 2, KsColdIdListed, &set);
 	}
-	oldcxt = MemoryContextSwitchTo(tmp);
-	qsort(sorted, left, sizeof(uint64), KsCompareUint64);
-	arr = construct_array(elems, left, INT4OID, 4, true, TYPALIGN_INT);
-	MemoryContextSwitchTo(oldcxt);
-
-	index = index_open(indexoid, RowExclusiveLock);
-	slot = table_slot_create(heap, NULL);
-	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
-	ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
-						   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	scan->xs_want_itup = true;
-	index_rescan(scan, skeys, 2, NULL, 0);
-	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
-	{
-		bool		isnull;
-		uint64		id = (uint64) DatumGetInt64(index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull));
-
-		KsCheckInterrupts();
-		/*
-		 * Another key of the same hash keeps its row, and so does an older
-		 * version of this key's (deleted already): both are told by the id
-		 * in the entry, without reading the heap.  A row it names is
-		 * deleted if this snapshot sees it.
-		 */
-		if (isnull || bsearch(&id, sorted, left, sizeof(uint64), KsCompareUint64) == NULL)
-			continue;
-		if (!index_fetch_heap(scan, slot))
-			continue;
-		KsColdDeleteRow(heap, &slot->tts_tid);
-		deleted++;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, RowExclusiveLock);
 	table_close(heap, RowExclusiveLock);
 	UnregisterSnapshot(snapshot);
 	MemoryContextDelete(tmp);
@@ -209,38 +243,16 @@ KsColdDeleteOf(int32 id, uint64 from)
 	Oid			heapoid;
 	Oid			indexoid;
 	Relation	heap;
-	Relation	index;
 	Snapshot	snapshot;
-	TupleTableSlot *slot;
-	IndexScanDesc scan;
 	ScanKeyData skey;
-	int64		deleted = 0;
-	uint64		seen = 0;
+	int64		start = (int64) from;
+	int64		deleted;
 
 	KsColdRelids(&heapoid, &indexoid);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	heap = table_open(heapoid, RowExclusiveLock);
-	index = index_open(indexoid, RowExclusiveLock);
-	slot = table_slot_create(heap, NULL);
 	ScanKeyInit(&skey, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(id));
-	scan = index_beginscan(heap, index, snapshot, 1, 0);
-	scan->xs_want_itup = true;
-	index_rescan(scan, &skey, 1, NULL, 0);
-	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
-	{
-		bool		isnull;
-		int64		rowid = DatumGetInt64(index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull));
-
-		if ((++seen & 1023) == 0)
-			KsCheckInterrupts();
-		if (isnull || rowid < (int64) from || !index_fetch_heap(scan, slot))
-			continue;
-		KsColdDeleteRow(heap, &slot->tts_tid);
-		deleted++;
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, RowExclusiveLock);
+	deleted = KsColdDeleteScan(heap, indexoid, snapshot, &skey, 1, KsColdIdFrom, &start);
 	table_close(heap, RowExclusiveLock);
 	UnregisterSnapshot(snapshot);
 	CommandCounterIncrement();
