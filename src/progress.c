@@ -24,19 +24,6 @@
 #include "settings.h"
 #include "shmem.h"
 
-/* Ask for a checkpoint of a slot; returns the request number, 0 if gone. */
-uint64
-KsRequestCheckpoint(const KsSlotRef *ref)
-{
-	uint64		request = 0;
-
-	LWLockAcquire(&ref->slot->lock, LW_EXCLUSIVE);
-	if (KsSlotRefValid(ref))
-		request = ++ref->slot->checkpoint_requests;
-	LWLockRelease(&ref->slot->lock);
-	return request;
-}
-
 /* Raise the error of a failed aggregation: why, only to its owners (see shmem.h). */
 void
 KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner)
@@ -279,11 +266,18 @@ KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resum
 	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	uint64	   *requests = palloc0(sizeof(uint64) * KsSharedState->max_aggs);
 	int			nparts;
-	int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
+	int			n;
 	int			i;
 
-	if (n < nparts || n == 0)
-		return false;
+	/* not taken up by a worker yet (after a start): waited for, unless only a running one will do */
+	while ((n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts)) < nparts || n == 0)
+	{
+		if (running_only || GetCurrentTimestamp() >= deadline)
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 	for (i = 0; i < n && running_only; i++)
 	{
 		KsAggSlot	copy;
@@ -293,10 +287,17 @@ KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resum
 			copy.state == KS_FAILED || copy.state == KS_PAUSED)
 			return false;
 	}
-	/* a request to each part, whose number is kept by slot */
+	/* a request to each part, whose number is kept by slot (0: the part went) */
 	for (i = 0; i < n; i++)
-		if ((requests[refs[i].slot - KsSharedState->aggs] = KsRequestCheckpoint(&refs[i])) == 0)
+	{
+		uint64	   *request = &requests[refs[i].slot - KsSharedState->aggs];
+
+		LWLockAcquire(&refs[i].slot->lock, LW_EXCLUSIVE);
+		*request = KsSlotRefValid(&refs[i]) ? ++refs[i].slot->checkpoint_requests : 0;
+		LWLockRelease(&refs[i].slot->lock);
+		if (*request == 0)
 			return false;
+	}
 	KsWakeAggregation(dboid, aggid);
 	(void) KsWaitForAggregation(dboid, aggid, aggname, resume_count, deadline,
 								KsCheckpointDoneCond, requests, what);

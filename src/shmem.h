@@ -391,9 +391,6 @@ extern void KsInterruptAggregation(Oid dboid, int32 aggid);
 /* Sleep until the slot changes (a publish, a state change) or ms pass. */
 extern void KsSlotSleep(const KsSlotRef *ref, long ms);
 
-/* Ask for a checkpoint; returns the request number to wait for. */
-extern uint64 KsRequestCheckpoint(const KsSlotRef *ref);
-
 /*
  * Whether one of n parts (their slots) waits, starting, for a worker that
  * does not come (with no part taken up yet, whether any worker of the

@@ -100,6 +100,10 @@ is(ks_mismatches($node, 'postgres', 'SELECT * FROM ev_having', $having_oracle), 
 $node->safe_psql('postgres', q{INSERT INTO ev (k, v, n) SELECT g, 8, 8 FROM generate_series(0, 1999, 3) g;
 SELECT keyedstate.sync('ev_stats');});
 $node->restart;
+# checkpoint() right after the start waits for the worker to take the
+# aggregation up (it said "is not running" until then)
+my ($ckret, $ckout, $ckerr) = $node->psql('postgres', q{SELECT keyedstate.checkpoint('ev_stats')});
+is($ckret, 0, 'checkpoint() right after a restart waits for the worker and checkpoints') or diag($ckerr);
 wait_synced();
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM ev_stats', $oracle), '0',
 	'recovery after a clean stop is exact');
