@@ -321,7 +321,7 @@ $node->restart;
 # keyedstate.max_workers raised beyond what max_worker_processes can start
 # (four workers here): the pool plans the workers that could start, so no
 # aggregation stays assigned to a worker without a process, stale
-$node->append_conf('postgresql.conf', "max_worker_processes = 6\n");
+$node->append_conf('postgresql.conf', "max_worker_processes = 6\nkeyedstate.max_workers = 4\n");
 $node->restart;
 $node->safe_psql('db_a', join('', map { "SELECT keyedstate.create_aggregation('many_$_', 'SELECT k, count(*) AS n FROM ev WHERE k > $_ GROUP BY k');\n" } 1 .. 6));
 ks_sync_all($node, 'db_a', '60s');
@@ -347,7 +347,7 @@ is(join(',', map { ks_mismatches($node, 'db_a', "SELECT k, n FROM many_$_", "SEL
 	'0,0,0,0,0,0', '... exactly');
 $node->safe_psql('db_a', q{ALTER SYSTEM RESET keyedstate.max_workers; SELECT pg_reload_conf();}
 	. join('', map { "SELECT keyedstate.drop_aggregation('many_$_');" } 1 .. 6));
-$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
+$node->append_conf('postgresql.conf', "max_worker_processes = 16\nkeyedstate.max_workers = 12\n");
 $node->restart;
 
 # a view read right after a restart waits for its aggregation to load,
