@@ -177,7 +177,9 @@ $$;
  * hash through the primary key, so that a key comes back, or a point query
  * finds it, without a scan.  id is the key's checkpoint id shifted left by
  * 24 bits plus a number within that checkpoint; rows of a checkpoint that
- * never committed are deleted by the recovery that follows.
+ * never committed are deleted by the recovery that follows.  A key that
+ * came back and changed has its row rewritten in place: a fifth of each
+ * page is left free for those updates to stay on the page (HOT).
  */
 CREATE TABLE keyedstate_internal.cold (
 	aggregation_id		int NOT NULL,
@@ -185,7 +187,7 @@ CREATE TABLE keyedstate_internal.cold (
 	id					bigint NOT NULL,
 	data				bytea NOT NULL,
 	PRIMARY KEY (aggregation_id, hash, id)
-);
+) WITH (fillfactor = 80);
 
 /*
  * pg_dump writes the definitions (and the id sequence) after CREATE

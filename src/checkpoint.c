@@ -331,13 +331,21 @@ KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
 	w->keys++;
 	w->nkeys++;
 
+	/* came back and changed, while the budget evicts: its cold row rewritten (cold.h) */
+	if (e->cold_id != 0 && run->evict_target > 0 &&
+		!(e->flags & (KS_KEY_COLD_CURRENT | KS_KEY_RECOLDED | KS_KEY_EXPIRED)))
+	{
+		KsColdAdd(run, &w->cold, e, e->cold_id, &e->cold_tid, run->loadcxt, w->tmp);
+		ItemPointerSetInvalid(&e->cold_tid);
+		e->flags |= KS_KEY_COLD_CURRENT | KS_KEY_RECOLDED;
+	}
 	if (e->flags & (KS_KEY_EVICT | KS_KEY_COLD_CURRENT))
 	{
 		if (!(e->flags & KS_KEY_COLD_CURRENT))
 		{
 			uint64		id = KsColdId(w->checkpoint_id, ++w->ncold);
 
-			KsColdAdd(run, &w->cold, e, id, run->loadcxt, w->tmp);
+			KsColdAdd(run, &w->cold, e, id, NULL, run->loadcxt, w->tmp);
 			e->cold_id = id;
 			ItemPointerSetInvalid(&e->cold_tid);
 			e->flags |= KS_KEY_COLD_CURRENT;
@@ -549,7 +557,6 @@ void
 KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 {
 	struct KsChunkWriter *w = run->ckpt;
-
 	int64		i;
 
 	/*
@@ -573,6 +580,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 		if (e->cold_id != w->stale_ids[i])
 			continue;
 		e->cold_id = 0;
+		e->flags &= ~KS_KEY_RECOLDED;
 		ItemPointerSetInvalid(&e->cold_tid);
 		if (e->flags & KS_KEY_EXPIRED)
 			KsKeyMarkPublish(run->kt, e);

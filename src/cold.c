@@ -57,7 +57,7 @@ KsColdCrc(int32 aggid, uint32 hash, uint64 id, const char *data, Size len)
 /* Append a key's cold row to a batch (see cold.h). */
 void
 KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
-		  MemoryContext parent, MemoryContext tmp)
+		  const ItemPointerData *rewrite, MemoryContext parent, MemoryContext tmp)
 {
 	MemoryContext cxt;
 	MemoryContext oldcxt;
@@ -80,6 +80,8 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 			batch->ids = palloc(sizeof(uint64) * batch->max);
 			batch->data = palloc(sizeof(bytea *) * batch->max);
 			batch->entries = palloc(sizeof(dsa_pointer) * batch->max);
+			batch->rewrite = palloc(sizeof(ItemPointerData) * batch->max);
+			batch->rewrites = palloc(sizeof(bool) * batch->max);
 		}
 		else
 		{
@@ -87,6 +89,8 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 			batch->ids = repalloc(batch->ids, sizeof(uint64) * batch->max);
 			batch->data = repalloc(batch->data, sizeof(bytea *) * batch->max);
 			batch->entries = repalloc(batch->entries, sizeof(dsa_pointer) * batch->max);
+			batch->rewrite = repalloc(batch->rewrite, sizeof(ItemPointerData) * batch->max);
+			batch->rewrites = repalloc(batch->rewrites, sizeof(bool) * batch->max);
 		}
 	}
 
@@ -121,7 +125,13 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 	batch->hashes[batch->n] = e->hash;
 	batch->ids[batch->n] = id;
 	batch->data[batch->n] = (bytea *) buf.data;
-	batch->entries[batch->n] = e->shared;
+	/* (a row rewritten keeps its id, which the key is published with already) */
+	batch->entries[batch->n] = rewrite != NULL ? InvalidDsaPointer : e->shared;
+	batch->rewrites[batch->n] = rewrite != NULL;
+	if (rewrite != NULL)
+		batch->rewrite[batch->n] = *rewrite;
+	else
+		ItemPointerSetInvalid(&batch->rewrite[batch->n]);
 	batch->n++;
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -145,6 +155,46 @@ KsColdBatchCompare(const void *a, const void *b, void *arg)
 }
 
 /*
+ * Open keyedstate_internal.cold to write rows straight into the heap and
+ * every index ready for inserts, as the executor does (see
+ * KsColdInsertRows); KsColdCloseForWrite ends it.
+ */
+static Relation
+KsColdOpenForWrite(EState **estate, ResultRelInfo **rri)
+{
+	Oid			heapoid;
+	Oid			indexoid;
+	Relation	heap;
+	Relation	index;
+	IndexInfo  *info;
+
+	KsColdRelids(&heapoid, &indexoid);
+	heap = table_open(heapoid, RowExclusiveLock);
+	index = index_open(indexoid, RowExclusiveLock);
+	info = BuildIndexInfo(index);
+	/* readers find rows by its first three columns */
+	if (info->ii_NumIndexAttrs != 3 || info->ii_IndexAttrNumbers[0] != 1 ||
+		info->ii_IndexAttrNumbers[1] != 2 || info->ii_IndexAttrNumbers[2] != 3)
+		elog(ERROR, "the primary key of keyedstate_internal.cold is not (aggregation_id, hash, id)");
+	index_close(index, NoLock);
+	*estate = CreateExecutorState();
+	*rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(*rri, heap, 1, NULL, 0);
+	ExecOpenIndices(*rri, false);
+	return heap;
+}
+
+/* Close what KsColdOpenForWrite opened; later reads see the rows (command counter). */
+static void
+KsColdCloseForWrite(Relation heap, EState *estate, ResultRelInfo *rri)
+{
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	table_close(heap, RowExclusiveLock);
+	CommandCounterIncrement();
+}
+
+/*
  * Insert cold rows (see cold.h): straight into the heap, many rows per
  * call, and into every index ready for inserts, as the executor does: one
  * a REINDEX CONCURRENTLY is building became the primary key without the
@@ -157,11 +207,7 @@ void
 KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint64 *ids, bytea *const *data,
 				 const int *order)
 {
-	Oid			heapoid;
-	Oid			indexoid;
 	Relation	heap;
-	Relation	index;
-	IndexInfo  *info;
 	EState	   *estate;
 	ResultRelInfo *rri;
 	TupleTableSlot **slots;
@@ -172,19 +218,7 @@ KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint64 *ids, bytea
 
 	if (n == 0)
 		return;
-	KsColdRelids(&heapoid, &indexoid);
-	heap = table_open(heapoid, RowExclusiveLock);
-	index = index_open(indexoid, RowExclusiveLock);
-	info = BuildIndexInfo(index);
-	/* readers find rows by its first three columns */
-	if (info->ii_NumIndexAttrs != 3 || info->ii_IndexAttrNumbers[0] != 1 ||
-		info->ii_IndexAttrNumbers[1] != 2 || info->ii_IndexAttrNumbers[2] != 3)
-		elog(ERROR, "the primary key of keyedstate_internal.cold is not (aggregation_id, hash, id)");
-	index_close(index, NoLock);
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, heap, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
+	heap = KsColdOpenForWrite(&estate, &rri);
 	cid = GetCurrentCommandId(true);
 	nslots = Min(n, KS_COLD_INSERT_AT_ONCE);
 	slots = palloc(sizeof(TupleTableSlot *) * nslots);
@@ -218,10 +252,103 @@ KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint64 *ids, bytea
 	for (i = 0; i < nslots; i++)
 		ExecDropSingleTupleTableSlot(slots[i]);
 	pfree(slots);
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
-	table_close(heap, RowExclusiveLock);
-	CommandCounterIncrement();
+	KsColdCloseForWrite(heap, estate, rri);
+}
+
+/* Rewrite cold rows in place (see cold.h). */
+void
+KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
+				  bytea *const *data, const ItemPointerData *tids)
+{
+	EState	   *estate;
+	ResultRelInfo *rri;
+	Relation	heap;
+	Oid			heapoid;
+	Oid			indexoid;
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
+	int			nlost = 0;
+	int		   *lost = palloc(sizeof(int) * Max(n, 1));
+
+	if (n == 0)
+		return;
+	KsColdRelids(&heapoid, &indexoid);
+	heap = KsColdOpenForWrite(&estate, &rri);
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(heap), &TTSOpsHeapTuple);
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	for (int i = 0; i < n; i++)
+	{
+		ItemPointerData tid = tids[i];
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+		HeapTuple	tuple;
+
+		KsCheckInterrupts();
+		if (!KsColdLocate(heap, indexoid, snapshot, aggid, hashes[i], ids[i], &tid))
+		{
+			lost[nlost++] = i;
+			continue;
+		}
+		values[0] = Int32GetDatum(aggid);
+		values[1] = Int32GetDatum((int32) hashes[i]);
+		values[2] = Int64GetDatum((int64) ids[i]);
+		values[3] = PointerGetDatum(data[i]);
+		tuple = heap_form_tuple(RelationGetDescr(heap), values, nulls);
+		simple_heap_update(heap, &tid, tuple);
+		/* a HOT update leaves the indexes as they are */
+		if (!HeapTupleIsHeapOnly(tuple))
+		{
+			ExecStoreHeapTuple(tuple, slot, false);
+			ResetPerTupleExprContext(estate);
+			(void) ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+			ExecClearTuple(slot);
+		}
+		heap_freetuple(tuple);
+	}
+	UnregisterSnapshot(snapshot);
+	ExecDropSingleTupleTableSlot(slot);
+	KsColdCloseForWrite(heap, estate, rri);
+	/* gone (damage the checksums cannot see): the key's state is a new row */
+	if (nlost > 0)
+	{
+		uint32	   *lh = palloc(sizeof(uint32) * nlost);
+		uint64	   *li = palloc(sizeof(uint64) * nlost);
+		bytea	  **ld = palloc(sizeof(bytea *) * nlost);
+
+		for (int i = 0; i < nlost; i++)
+		{
+			lh[i] = hashes[lost[i]];
+			li[i] = ids[lost[i]];
+			ld[i] = data[lost[i]];
+		}
+		KsColdInsertRows(aggid, nlost, lh, li, ld, NULL);
+	}
+	pfree(lost);
+}
+
+/* Rewrite the rows of a batch to rewrite, in `order`; returns how many. */
+static int
+KsColdRewriteBatch(int32 aggid, KsColdBatch *batch, const int *order)
+{
+	uint32	   *hashes = palloc(sizeof(uint32) * batch->n);
+	uint64	   *ids = palloc(sizeof(uint64) * batch->n);
+	bytea	  **data = palloc(sizeof(bytea *) * batch->n);
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * batch->n);
+	int			m = 0;
+
+	for (int i = 0; i < batch->n; i++)
+	{
+		int			r = order[i];
+
+		if (!batch->rewrites[r])
+			continue;
+		hashes[m] = batch->hashes[r];
+		ids[m] = batch->ids[r];
+		data[m] = batch->data[r];
+		tids[m++] = batch->rewrite[r];
+	}
+	KsColdRewriteRows(aggid, m, hashes, ids, data, tids);
+	return m;
 }
 
 /*
@@ -233,6 +360,7 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 {
 	MemoryContext oldcxt;
 	int		   *order;
+	int			kept;
 
 	if (batch->n == 0)
 		return;
@@ -244,7 +372,12 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	for (int i = 0; i < batch->n; i++)
 		order[i] = i;
 	qsort_arg(order, batch->n, sizeof(int), KsColdBatchCompare, batch);
-	KsColdInsertRows(run->def->id, batch->n, batch->hashes, batch->ids, batch->data, order);
+	/* the rows rewritten in place, then the new ones */
+	kept = batch->n - KsColdRewriteBatch(run->def->id, batch, order);
+	for (int i = 0, k = 0; i < batch->n; i++)
+		if (!batch->rewrites[order[i]])
+			order[k++] = order[i];
+	KsColdInsertRows(run->def->id, kept, batch->hashes, batch->ids, batch->data, order);
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(batch->cxt);
 	memset(batch, 0, sizeof(KsColdBatch));
@@ -319,7 +452,7 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, ItemPointer tid, const char
 		 * or as a tombstone, deleting this row.  Published with this row's
 		 * id meanwhile, readers skip the row.
 		 */
-		KsKeySetFlags(kt, e, (e->flags & ~KS_KEY_EVICTED) | KS_KEY_EXPIRED);
+		KsKeySetFlags(kt, e, (e->flags & ~(KS_KEY_EVICTED | KS_KEY_RECOLDED)) | KS_KEY_EXPIRED);
 		e->touched = parts.touched;
 		e->cold_id = id;
 		e->cold_tid = *tid;
@@ -327,7 +460,7 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, ItemPointer tid, const char
 		run->cold_keys--;
 		return true;
 	}
-	KsKeySetFlags(kt, e, e->flags & ~(KS_KEY_EXPIRED | KS_KEY_EVICTED));
+	KsKeySetFlags(kt, e, e->flags & ~(KS_KEY_EXPIRED | KS_KEY_EVICTED | KS_KEY_RECOLDED));
 	KsAggDeserializeStates(run->rt, e->states, &e->replay, parts.states, parts.statelen, run->name);
 	e->touched = parts.touched;
 	e->cold_id = id;

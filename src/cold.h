@@ -31,7 +31,18 @@
  *	   cold row's id, flagged KS_KEY_COLD_CURRENT while unchanged; a full
  *	   checkpoint writes such a key as a marker again.  Once it changes, the
  *	   next checkpoint writes it whole and deletes its cold row, in the
- *	   transaction that commits that checkpoint.
+ *	   transaction that commits that checkpoint; or, while the budget evicts
+ *	   keys (a target is set, evict.h), the first time it changes after it
+ *	   came back, that checkpoint rewrites its cold row in place with its
+ *	   state (same id, KS_KEY_RECOLDED) and writes a marker: the key stays
+ *	   in memory, current in its cold row, and leaves with no write when
+ *	   the clock picks it.  Keys that come back under a budget mostly go
+ *	   out again (a uniform spread of keys over a small budget): this is
+ *	   one heap update, a HOT one where the page has room (the table's
+ *	   fillfactor leaves some), instead of a deletion, then an insertion
+ *	   into the heap and the primary key at the eviction (and the dead
+ *	   rows and index entries that bloated the table under churn).  A key
+ *	   that changes again is written whole, its row deleted, as before.
  * So every key has, as of each committed checkpoint, either its newest
  * chunk version or its one cold row, never both in force; and readers see
  * each key once: published, or (not published with that cold row's id)
@@ -65,6 +76,7 @@
 #include "store.h"
 
 #include "port/pg_crc32c.h"
+#include "utils/relcache.h"
 
 /* A cold row's id: its checkpoint's id, then a number within it. */
 #define KS_COLD_ID_SHIFT		24
@@ -86,6 +98,10 @@ typedef struct KsColdBatch
 	uint64	   *ids;
 	bytea	  **data;
 	dsa_pointer *entries;		/* the keys' published entries */
+	ItemPointerData *rewrite;	/* a row to rewrite where it was read from (see
+								 * above), or NULL: one to insert; an invalid
+								 * place is looked up */
+	bool	   *rewrites;		/* which rows are rewritten */
 } KsColdBatch;
 
 /* The CRC-32C of a cold row (see the layout above). */
@@ -94,16 +110,35 @@ extern pg_crc32c KsColdCrc(int32 aggid, uint32 hash, uint64 id, const char *data
 /*
  * Append a key's cold row, as its state is now, to a batch (zeroed to
  * start; its memory is a context under `parent`, serialization garbage
- * goes to `tmp`).  Serialize functions are user code: as the owner.
+ * goes to `tmp`): a new row `id`, or, with `rewrite`, its row cold_id
+ * rewritten at that place (see above).  Serialize functions are user code:
+ * as the owner.
  */
 extern void KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
-					  MemoryContext parent, MemoryContext tmp);
+					  const ItemPointerData *rewrite, MemoryContext parent, MemoryContext tmp);
 
 /*
- * Insert a batch's rows (as the worker, inside the step's transaction),
- * after telling the store their ids; the batch is freed and zeroed.
+ * Insert (or rewrite) a batch's rows (as the worker, inside the step's
+ * transaction), after telling the store their ids; the batch is freed and
+ * zeroed.
  */
 extern void KsColdInsert(KsAggRun *run, KsColdBatch *batch);
+
+/*
+ * Rewrite n rows of aggregation (or part) aggid in place, each found at
+ * tids[i] (checked: a VACUUM FULL moves rows) or else through the primary
+ * key; a row found nowhere (deleted by damage) is inserted.  In the heap
+ * and, for an update that is not HOT, in every ready index.
+ */
+extern void KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
+							  bytea *const *data, const ItemPointerData *tids);
+
+/*
+ * The place of the row (aggid, hash, id) this snapshot sees: at *tid if it
+ * is there, else through the primary key (*tid set); false if none.
+ */
+extern bool KsColdLocate(Relation heap, Oid indexoid, Snapshot snapshot, int32 aggid,
+						 uint32 hash, uint64 id, ItemPointer tid);
 
 /*
  * Insert n rows of aggregation (or part) `id` as they are (a rescale's

@@ -4,7 +4,8 @@
  *	  Deleting rows of keyedstate_internal.cold: stale and expired ones (by
  *	  the checkpoint that commits their keys' new rows), those of a
  *	  checkpoint that never committed (recovery), and all of an
- *	  aggregation's or a part's (drop, rebuild, retired parts).  See cold.h.
+ *	  aggregation's or a part's (drop, rebuild, retired parts); and finding
+ *	  a row to rewrite in place (KsColdLocate).  See cold.h.
  *
  * With cold.c (inserts) and coldseed.c (a rescale's copies), the only
  * writer of keyedstate_internal.cold.  Every deletion goes through the
@@ -53,15 +54,13 @@ KsColdDeleteRow(Relation heap, ItemPointer tid)
 }
 
 /*
- * Delete a key's cold row at the place it was read from, if it is still
- * there, visible, and that key's (aggregation, hash and id are checked: a
- * VACUUM FULL or CLUSTER moves rows, and the place of a row deleted by hand
- * and vacuumed may hold another row since); false to look it up by the
- * primary key instead.
+ * Whether the row at *tid is, for this snapshot, the cold row (aggid, hash,
+ * id): a VACUUM FULL or CLUSTER moves rows, and the place of a row deleted
+ * by hand and vacuumed may hold another row since.
  */
 static bool
-KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
-			   uint64 id, ItemPointer tid)
+KsColdRowAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
+			uint64 id, ItemPointer tid)
 {
 	HeapTupleData tuple;
 	Buffer		buffer;
@@ -80,9 +79,61 @@ KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggi
 		(uint64) DatumGetInt64(heap_getattr(&tuple, 3, desc, &isnull[2])) == id &&
 		!isnull[0] && !isnull[1] && !isnull[2];
 	ReleaseBuffer(buffer);
-	if (same)
-		KsColdDeleteRow(heap, tid);
 	return same;
+}
+
+/* Find a cold row this snapshot sees (see cold.h). */
+bool
+KsColdLocate(Relation heap, Oid indexoid, Snapshot snapshot, int32 aggid, uint32 hash,
+			 uint64 id, ItemPointer tid)
+{
+	Relation	index;
+	IndexScanDesc scan;
+	ScanKeyData skeys[3];
+	bool		found = false;
+
+	if (KsColdRowAt(heap, RelationGetNumberOfBlocks(heap), snapshot, aggid, hash, id, tid))
+		return true;
+	index = index_open(indexoid, RowExclusiveLock);
+	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
+	ScanKeyInit(&skeys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum((int32) hash));
+	ScanKeyInit(&skeys[2], 3, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum((int64) id));
+	scan = index_beginscan(heap, index, snapshot, 3, 0);
+	index_rescan(scan, skeys, 3, NULL, 0);
+	if (index_getnext_tid(scan, ForwardScanDirection) != NULL)
+	{
+		TupleTableSlot *slot = table_slot_create(heap, NULL);
+
+		/* (a dead entry's row this snapshot does not see: the next entry) */
+		do
+		{
+			if (index_fetch_heap(scan, slot))
+			{
+				*tid = slot->tts_tid;
+				found = true;
+				break;
+			}
+		} while (index_getnext_tid(scan, ForwardScanDirection) != NULL);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	index_endscan(scan);
+	index_close(index, RowExclusiveLock);
+	return found;
+}
+
+/*
+ * Delete a key's cold row at the place it was read from, if it is still
+ * there, visible, and that key's (KsColdRowAt); false to look it up by the
+ * primary key instead.
+ */
+static bool
+KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
+			   uint64 id, ItemPointer tid)
+{
+	if (!KsColdRowAt(heap, nblocks, snapshot, aggid, hash, id, tid))
+		return false;
+	KsColdDeleteRow(heap, tid);
+	return true;
 }
 
 /* Which rows an index scan of KsColdDeleteScan deletes, by their id. */

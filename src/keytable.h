@@ -47,6 +47,7 @@ typedef struct KsTransState
 #define KS_KEY_REFERENCED			0x80	/* changed since the eviction clock passed it */
 #define KS_KEY_EVICTED				0x100	/* evicted: with KS_KEY_EXPIRED, leaves the store */
 #define KS_KEY_MOVED				0x200	/* KsKeyTableCompact: free, keys points to the new place */
+#define KS_KEY_RECOLDED				0x400	/* its cold row was rewritten in place since it came back (cold.h) */
 
 typedef struct KsKeyEntry
 {
