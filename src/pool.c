@@ -439,21 +439,22 @@ KsSharePoolLocked(int max_workers)
 	}
 
 	/*
-	 * Then, within max_workers, rounds give each database a worker for each
-	 * owner of its aggregations (a worker runs one owner's code only,
-	 * owner.h), then one per aggregation.  An owner left without one waits
+	 * Then rounds give each database a worker for each other owner of its
+	 * aggregations (a worker runs one owner's code only, owner.h), max_workers
+	 * of them at most in the server beside the first ones; then what is left
+	 * of max_workers, one per aggregation.  An owner left without one waits
 	 * for one (KsWorkerMissing says why): giving every owner a worker even
 	 * beyond max_workers let a role with CREATEROLE, owning aggregations
 	 * through roles of her own, take every background worker slot of the
 	 * server (review security 25, F2).
 	 */
-	for (int round = 0; round < 2; round++)
+	for (int round = 0, owners_left = max_workers; round < 2; round++)
 	{
 		more = true;
-		while (left > 0 && more)
+		while ((round == 0 ? owners_left : left) > 0 && more)
 		{
 			more = false;
-			for (i = 0; i < KS_MAX_DATABASES && left > 0; i++)
+			for (i = 0; i < KS_MAX_DATABASES && (round == 0 ? owners_left : left) > 0; i++)
 			{
 				int			want = demand[i];
 
@@ -463,6 +464,7 @@ KsSharePoolLocked(int max_workers)
 				{
 					share[i]++;
 					left--;
+					owners_left -= (round == 0);
 					more = true;
 				}
 			}

@@ -29,11 +29,12 @@
  * The pool of workers.  keyedstate.max_workers bounds the database workers
  * of the server.  The launcher shares them out: every database that wants
  * a worker gets one (even beyond max_workers: no database is left
- * without), then the rest go round the databases, first one for each owner
- * of its aggregations (`nowners`), then up to one per aggregation or part
+ * without), then one for each other owner of its aggregations (`nowners`),
+ * max_workers of those at most in the server, then what is left of
+ * max_workers goes round the databases, up to one per aggregation or part
  * of one (`nworkers`, its pool; its workers report `naggs`).  An owner
  * beyond them waits for a worker: a worker never runs two owners'
- * aggregations (owner.h), and none starts beyond max_workers for them.  A database's workers are numbered 0, 1, ...; those whose
+ * aggregations (owner.h), and no more than max_workers start for them.  A database's workers are numbered 0, 1, ...; those whose
  * number leaves the pool hand their aggregations over and leave.  Each
  * aggregation slot is assigned to one of them (`worker`); the assignment
  * sticks, so an aggregation moves only when its worker's number leaves the
