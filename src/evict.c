@@ -301,6 +301,9 @@ KsEvictHold(KsAggRun *run)
 		int64		used = KsEvictMemoryUsed(run);
 		long		took_us = (long) (GetCurrentTimestamp() - now);
 
+		run->used_last = used;
+		run->used_last_at = now;
+
 		run->hold_checked = now;
 		run->hold_check_ms = Min(took_us * KS_EVICT_HOLD_CHECK_RATIO / 1000, KS_EVICT_HOLD_CHECK_MAX_MS);
 		/*
@@ -338,7 +341,17 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 	*n = 0;
 	if (budget <= 0)
 		return NULL;
-	used = KsEvictMemoryUsed(run);
+	/*
+	 * what the hold measured while reading, if since the last eviction and
+	 * within its pause (a capture follows it: measuring again cost 9% of a
+	 * drain under a small budget)
+	 */
+	if (run->used_last_at != 0 &&
+		!TimestampDifferenceExceeds(run->used_last_at, GetCurrentTimestamp(),
+									Max(run->hold_check_ms, KS_EVICT_HOLD_CHECK_MS)))
+		used = run->used_last;
+	else
+		used = KsEvictMemoryUsed(run);
 	KsEvictRefuseGrowth(run, used);
 	/* no key at all and still over: the fixed memory is; reading must not wait */
 	if (kt->nallocated == 0)
@@ -405,6 +418,8 @@ void
 KsEvictDone(KsAggRun *run, KsKeyEntry **victims, int64 n, uint32 epoch)
 {
 	int64		i;
+
+	run->used_last_at = 0;
 
 	for (i = 0; i < n; i++)
 	{

@@ -188,6 +188,8 @@ typedef struct KsAggRun
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
 	TimestampTz hold_checked;	/* when memory in use was last measured for it, */
 	long		hold_check_ms;	/* ... and the pause until the next (evict.h) */
+	int64		used_last;		/* the memory in use it measured, */
+	TimestampTz used_last_at;	/* ... when (0: none since the last eviction) */
 	bool		ckpt_skipped;	/* the last checkpoint slice could not lock its row */
 	bool		ckpt_blocked;	/* ... or keyedstate's state tables */
 	int			ckpt_holder;	/* then, under a hold, the pid holding it (0: unknown) */
