@@ -266,6 +266,7 @@ KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
 	Oid			heapoid;
 	Oid			indexoid;
 	Snapshot	snapshot;
+	BlockNumber nblocks;
 	TupleTableSlot *slot;
 	int			nlost = 0;
 	int		   *lost = palloc(sizeof(int) * Max(n, 1));
@@ -276,6 +277,7 @@ KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
 	heap = KsColdOpenForWrite(&estate, &rri);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(heap), &TTSOpsHeapTuple);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	nblocks = RelationGetNumberOfBlocks(heap);
 	for (int i = 0; i < n; i++)
 	{
 		ItemPointerData tid = tids[i];
@@ -284,7 +286,7 @@ KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
 		HeapTuple	tuple;
 
 		KsCheckInterrupts();
-		if (!KsColdLocate(heap, indexoid, snapshot, aggid, hashes[i], ids[i], &tid))
+		if (!KsColdLocate(heap, nblocks, indexoid, snapshot, aggid, hashes[i], ids[i], &tid))
 		{
 			lost[nlost++] = i;
 			continue;

@@ -135,10 +135,11 @@ extern void KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const ui
 
 /*
  * The place of the row (aggid, hash, id) this snapshot sees: at *tid if it
- * is there, else through the primary key (*tid set); false if none.
+ * is there (below nblocks, the heap's length), else through the primary
+ * key (*tid set); false if none.
  */
-extern bool KsColdLocate(Relation heap, Oid indexoid, Snapshot snapshot, int32 aggid,
-						 uint32 hash, uint64 id, ItemPointer tid);
+extern bool KsColdLocate(Relation heap, BlockNumber nblocks, Oid indexoid, Snapshot snapshot,
+						 int32 aggid, uint32 hash, uint64 id, ItemPointer tid);
 
 /*
  * Insert n rows of aggregation (or part) `id` as they are (a rescale's

@@ -84,15 +84,15 @@ KsColdRowAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, 
 
 /* Find a cold row this snapshot sees (see cold.h). */
 bool
-KsColdLocate(Relation heap, Oid indexoid, Snapshot snapshot, int32 aggid, uint32 hash,
-			 uint64 id, ItemPointer tid)
+KsColdLocate(Relation heap, BlockNumber nblocks, Oid indexoid, Snapshot snapshot, int32 aggid,
+			 uint32 hash, uint64 id, ItemPointer tid)
 {
 	Relation	index;
 	IndexScanDesc scan;
 	ScanKeyData skeys[3];
 	bool		found = false;
 
-	if (KsColdRowAt(heap, RelationGetNumberOfBlocks(heap), snapshot, aggid, hash, id, tid))
+	if (KsColdRowAt(heap, nblocks, snapshot, aggid, hash, id, tid))
 		return true;
 	index = index_open(indexoid, RowExclusiveLock);
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
