@@ -41,10 +41,7 @@
 /* How far ahead of the serialization entries are prefetched. */
 #define KS_CKPT_PREFETCH		16
 
-/*
- * Serialized bytes after which a chunk is written out: a little under a
- * power of two, so that the key that crosses it rarely doubles the buffer.
- */
+/* Bytes after which a chunk is written out: under a power of two, not to double its buffer. */
 #define KS_CHUNK_BYTES			(4 * 1024 * 1024 - 64 * 1024)
 
 /* Keys serialized between checks for interrupts (and of the slice's time). */
@@ -108,6 +105,7 @@ struct KsChunkWriter
 	int64		nstale_gone;	/* stale cold rows deleted with it (a row deleted by hand is not) */
 	int64		nvictims;
 	KsColdBatch cold;			/* cold rows of the chunk being built */
+	KsColdBatch rewrites;		/* cold rows rewritten in place, with the commit */
 	uint64		ncold;			/* cold rows numbered so far */
 	uint32	   *stale_hashes;	/* cold rows of keys written whole: deleted */
 	uint64	   *stale_ids;
@@ -335,7 +333,7 @@ KsChunkAddKey(struct KsChunkWriter *w, KsKeyEntry *e)
 	if (e->cold_id != 0 && run->evict_target > 0 &&
 		!(e->flags & (KS_KEY_COLD_CURRENT | KS_KEY_RECOLDED | KS_KEY_EXPIRED)))
 	{
-		KsColdAdd(run, &w->cold, e, e->cold_id, &e->cold_tid, run->loadcxt, w->tmp);
+		KsColdAdd(run, &w->rewrites, e, e->cold_id, &e->cold_tid, run->loadcxt, w->tmp);
 		ItemPointerSetInvalid(&e->cold_tid);
 		e->flags |= KS_KEY_COLD_CURRENT | KS_KEY_RECOLDED;
 	}
@@ -524,8 +522,9 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsChunkSeal(w, true);
 	KsChunkInsert(w, -1);
 	KsBecomeWorker();
-	/* cold rows of keys this checkpoint wrote whole go with its commit */
+	/* cold rows of keys it wrote whole go with its commit; those it rewrites, in it (cold.h) */
 	w->nstale_gone = KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, w->stale_tids, (int) w->nstale);
+	KsColdInsert(run, &w->rewrites);
 	/* and the cold rows the TTL's sweep found expired */
 	w->nexpired_cold = KsColdDeleteExpired(run);
 	/* the chunks recovery must find: this checkpoint's, and a delta's chain before it */

@@ -36,7 +36,11 @@
  *	   came back, that checkpoint rewrites its cold row in place with its
  *	   state (same id, KS_KEY_RECOLDED) and writes a marker: the key stays
  *	   in memory, current in its cold row, and leaves with no write when
- *	   the clock picks it.  Keys that come back under a budget mostly go
+ *	   the clock picks it.  The rewrites are made in the transaction that
+ *	   commits the checkpoint, not with a chunk: an older checkpoint's row
+ *	   rewritten with an earlier chunk outlived a crash before that commit,
+ *	   and recovery replayed the rows since onto it (re-review today 29,
+ *	   F1: 16,660 keys counted twice).  Keys that come back under a budget mostly go
  *	   out again (a uniform spread of keys over a small budget): this is
  *	   one heap update, a HOT one where the page has room (the table's
  *	   fillfactor leaves some), instead of a deletion, then an insertion
