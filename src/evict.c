@@ -296,16 +296,13 @@ KsEvictHold(KsAggRun *run)
 		return false;
 	}
 	now = GetCurrentTimestamp();
-	if (TimestampDifferenceExceeds(run->hold_checked, now, Max(run->hold_check_ms, KS_EVICT_HOLD_CHECK_MS)))
+	if (TimestampDifferenceExceeds(run->hold_checked, now, KS_EVICT_HOLD_CHECK_MS))
 	{
 		int64		used = KsEvictMemoryUsed(run);
-		long		took_us = (long) (GetCurrentTimestamp() - now);
 
 		run->used_last = used;
 		run->used_last_at = now;
-
 		run->hold_checked = now;
-		run->hold_check_ms = Min(took_us * KS_EVICT_HOLD_CHECK_RATIO / 1000, KS_EVICT_HOLD_CHECK_MAX_MS);
 		/*
 		 * Keys larger than the budget fail here, within the step: reading
 		 * does not wait when eviction cannot help, and one step could grow
@@ -348,7 +345,7 @@ KsEvictChoose(KsAggRun *run, uint32 epoch, int64 *n)
 	 */
 	if (run->used_last_at != 0 &&
 		!TimestampDifferenceExceeds(run->used_last_at, GetCurrentTimestamp(),
-									Max(run->hold_check_ms, KS_EVICT_HOLD_CHECK_MS)))
+									KS_EVICT_HOLD_CHECK_MS))
 		used = run->used_last;
 	else
 		used = KsEvictMemoryUsed(run);

@@ -187,7 +187,6 @@ typedef struct KsAggRun
 	uint64		stalled_keys;	/* ... with this many keys in memory (KsEvictStalled) */
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
 	TimestampTz hold_checked;	/* when memory in use was last measured for it, */
-	long		hold_check_ms;	/* ... and the pause until the next (evict.h) */
 	int64		used_last;		/* the memory in use it measured, */
 	TimestampTz used_last_at;	/* ... when (0: none since the last eviction) */
 	bool		ckpt_skipped;	/* the last checkpoint slice could not lock its row */
