@@ -588,6 +588,25 @@ $locker->quit;
 ok(ks_wait_for($node, 'lo', q{SELECT count(*) = 0 FROM pg_trigger WHERE tgrelid = 't'::regclass AND tgname LIKE 'keyedstate%'}, 30),
 	'lo: and drops the leftover triggers once the lock is released');
 
+# SQL making roles $prefix1 .. $prefix$n (members of $member, if given),
+# each creating aggregation $name_prefix1 .. over public.t (to be run by
+# a role that may grant all that).
+sub owners_sql
+{
+	my ($prefix, $n, $name_prefix, $member) = @_;
+	my $grant = defined $member ? "EXECUTE format('GRANT ${prefix}%s TO $member', i);" : '';
+	return qq{
+DO \$\$BEGIN FOR i IN 1..$n LOOP
+  EXECUTE format('CREATE ROLE ${prefix}%s', i);
+  $grant
+  EXECUTE format('GRANT CREATE ON SCHEMA public TO ${prefix}%s', i);
+  EXECUTE format('GRANT SELECT, TRIGGER ON public.t TO ${prefix}%s', i);
+  EXECUTE format('SET LOCAL ROLE ${prefix}%s', i);
+  PERFORM keyedstate.create_aggregation('$name_prefix' || i, 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
+  RESET ROLE;
+END LOOP; END\$\$;};
+}
+
 # --- review security 25, F2: owners beyond keyedstate.max_workers wait for a
 # worker rather than take background worker slots beyond it.  A role with
 # only CREATEROLE, owning aggregations through roles of her own, took every
@@ -601,16 +620,7 @@ ok(ks_wait_for($node, 'lo', q{SELECT count(*) = 0 FROM pg_trigger WHERE tgrelid 
 CREATE TABLE public.t (id bigserial PRIMARY KEY, k int NOT NULL);
 ALTER TABLE public.t OWNER TO regress_cr;
 INSERT INTO public.t (k) SELECT g % 10 FROM generate_series(1, 1000) g;}, );
-	$node->safe_psql('crdb', q{
-DO $$BEGIN FOR i IN 1..8 LOOP
-  EXECUTE format('CREATE ROLE regress_cr%s', i);
-  EXECUTE format('GRANT regress_cr%s TO regress_cr', i);
-  EXECUTE format('GRANT CREATE ON SCHEMA public TO regress_cr%s', i);
-  EXECUTE format('GRANT SELECT, TRIGGER ON public.t TO regress_cr%s', i);
-  EXECUTE format('SET LOCAL ROLE regress_cr%s', i);
-  PERFORM keyedstate.create_aggregation('public.c' || i, 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
-  RESET ROLE;
-END LOOP; END$$;}, extra_params => [ '-U', 'regress_cr' ]);
+	$node->safe_psql('crdb', owners_sql('regress_cr', 8, 'public.c', 'regress_cr'), extra_params => [ '-U', 'regress_cr' ]);
 	my $cr_workers = q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND datname = 'crdb'};
 	ok(ks_wait_for($node, 'crdb', q{SELECT count(*) FILTER (WHERE state = 'running') > 0
 		AND count(*) FILTER (WHERE state = 'starting' AND error LIKE 'its database has aggregations of 8 owners%') > 0
@@ -650,15 +660,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE own');
 $node->safe_psql('own', q{
 CREATE EXTENSION keyedstate;
 CREATE TABLE t (id bigserial PRIMARY KEY, k int NOT NULL);
-INSERT INTO t (k) SELECT g % 10 FROM generate_series(1, 1000) g;
-DO $$BEGIN FOR i IN 1..33 LOOP
-  EXECUTE format('CREATE ROLE regress_own%s', i);
-  EXECUTE format('GRANT CREATE ON SCHEMA public TO regress_own%s', i);
-  EXECUTE format('GRANT SELECT, TRIGGER ON t TO regress_own%s', i);
-  EXECUTE format('SET LOCAL ROLE regress_own%s', i);
-  PERFORM keyedstate.create_aggregation('o' || i, 'SELECT k, count(*) AS n FROM public.t GROUP BY k');
-  RESET ROLE;
-END LOOP; END$$;});
+INSERT INTO t (k) SELECT g % 10 FROM generate_series(1, 1000) g;} . owners_sql('regress_own', 33, 'o'));
 my $owners_msg = "its database has aggregations of 33 owners, and a worker runs one owner's only: keyedstate.max_workers (40 in the server, 32 at most in a database) leaves the database fewer workers";
 (my $owners_sql = $owners_msg) =~ s/'/''/g;
 ok(ks_wait_for($node, 'own', qq{SELECT count(*) FILTER (WHERE state = 'running') = 32
