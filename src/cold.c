@@ -269,10 +269,11 @@ KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
 	BlockNumber nblocks;
 	TupleTableSlot *slot;
 	int			nlost = 0;
-	int		   *lost = palloc(sizeof(int) * Max(n, 1));
+	int		   *lost;
 
 	if (n == 0)
 		return;
+	lost = palloc(sizeof(int) * n);
 	KsColdRelids(&heapoid, &indexoid);
 	heap = KsColdOpenForWrite(&estate, &rri);
 	slot = MakeSingleTupleTableSlot(RelationGetDescr(heap), &TTSOpsHeapTuple);
