@@ -7,6 +7,7 @@ OBJS = \
 	src/crashguard.o \
 	src/dbslots.o \
 	src/pool.o \
+	src/poolshare.o \
 	src/progress.o \
 	src/store.o \
 	src/storewrite.o \

@@ -473,18 +473,18 @@ KsDatabaseRequestsSeen(uint32 seen)
 	ks_mydb->workers[ks_myindex].seen = seen;
 }
 
-
 /* Report the database's number of aggregations; returns its pool (see shmem.h). */
 int
-KsDatabaseSetPool(int naggregations, int nowners)
+KsDatabaseSetPool(int naggregations, int nparked, int nowners)
 {
 	int			n;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	if (ks_mydb->naggs != naggregations || ks_mydb->nowners != nowners)
+	if (ks_mydb->naggs != naggregations || ks_mydb->nparked != nparked || ks_mydb->nowners != nowners)
 	{
 		/* share the pool again now, so that a new aggregation finds its worker */
 		ks_mydb->naggs = naggregations;
+		ks_mydb->nparked = nparked;
 		ks_mydb->nowners = nowners;
 		KsSharePoolLocked(ks_max_workers);
 		KsSetLatchOf(KsSharedState->launcher_procno);

@@ -2,10 +2,10 @@
  *
  * pool.c
  *	  The pool of a database's workers: assigning aggregations to them,
- *	  balancing, claiming and handing over aggregation slots, and which
- *	  workers the launcher starts (or could not start).  See
- *	  shmem.h for the pool and the locking protocol, which this file
- *	  follows with shmem.c and dbslots.c.
+ *	  balancing, parking, claiming and handing over aggregation slots
+ *	  (the server's pool is poolshare.c's).  See shmem.h for the pool and
+ *	  the locking protocol, which this file follows with shmem.c,
+ *	  dbslots.c and poolshare.c.
  *
  * The assignment is a field of the aggregation slot, written under
  * KsShared->lock by whichever worker of the database reloads first; every
@@ -23,7 +23,6 @@
 
 #include "miscadmin.h"
 #include "storage/proc.h"
-#include "storage/procarray.h"
 #include "utils/timestamp.h"
 
 #include "settings.h"
@@ -163,6 +162,59 @@ KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int n
 	w = slot->worker;
 	LWLockRelease(KsSharedState->lock);
 	return w;
+}
+
+/* Whether an aggregation needs no worker (see shmem.h). */
+bool
+KsAggSlotParked(Oid dboid, int32 aggid, bool paused, int64 resume_count)
+{
+	KsAggSlot  *slot;
+	bool		parked = false;
+
+	LWLockAcquire(KsSharedState->lock, LW_SHARED);
+	slot = KsLookupSlotLocked(dboid, aggid);
+	if (slot != NULL)
+	{
+		LWLockAcquire(&slot->lock, LW_SHARED);
+		/* (a failure before this resume is stale: resumed, it runs again) */
+		parked = (paused && slot->parked_resume == resume_count) ||
+			(slot->state == KS_FAILED && slot->resume_count == resume_count);
+		LWLockRelease(&slot->lock);
+	}
+	LWLockRelease(KsSharedState->lock);
+	return parked;
+}
+
+/* Assign a parked aggregation to no worker (see shmem.h). */
+void
+KsUnassignAggSlot(Oid dboid, int32 aggid)
+{
+	KsAggSlot  *slot;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	slot = KsLookupSlotLocked(dboid, aggid);
+	if (slot != NULL && slot->worker >= 0)
+	{
+		slot->worker = -1;
+		/* its runner hands it over (to none) at its reload */
+		KsDatabaseRequestLocked(dboid);
+	}
+	LWLockRelease(KsSharedState->lock);
+}
+
+/* Park a slot whose runner has nothing left to do (see shmem.h). */
+void
+KsParkAggSlot(KsAggSlot *slot, int64 resume_count)
+{
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	if (slot->in_use && (resume_count < 0 || slot->parked_resume != resume_count))
+	{
+		if (resume_count >= 0)
+			slot->parked_resume = resume_count;
+		/* a reload leaves it out of the pool */
+		KsDatabaseRequestLocked(slot->dboid);
+	}
+	LWLockRelease(KsSharedState->lock);
 }
 
 /* The newest aggregation of the database on worker w, of `owner` if valid. */
@@ -384,234 +436,4 @@ KsAggSlotsIdle(Oid dboid, const Datum *ids, int n)
 	}
 	LWLockRelease(KsSharedState->lock);
 	return idle;
-}
-
-/* --- the pool of the server: keyedstate.max_workers shared among databases --- */
-
-/*
- * How many workers a database asks for (KsShared->lock held): one per
- * aggregation, and one when it has none yet but a worker should start
- * (a request, or a worker to restart); none when it is idle.
- */
-static int
-KsDbDemandLocked(KsDbSlot *db)
-{
-	KsDbWorker *first = &db->workers[0];
-
-	if (!OidIsValid(db->dboid) || db->dropping_pid != 0)
-		return 0;
-	if (db->naggs > 0)
-		return Min(db->naggs, KS_MAX_DB_WORKERS);
-	return (first->pid != 0 || db->requested != first->seen || !first->idle_exit) ? 1 : 0;
-}
-
-/* Share keyedstate.max_workers among the databases (KsShared->lock held). */
-void
-KsSharePoolLocked(int max_workers)
-{
-	int			demand[KS_MAX_DATABASES];
-	int			share[KS_MAX_DATABASES];
-	int			left;
-	bool		more = true;
-	int			i;
-
-	/* what max_worker_processes left us, when a start found that (KsLauncherCapPool) */
-	if (KsSharedState->pool_cap > 0 &&
-		TimestampDifferenceExceeds(KsSharedState->pool_cap_at, GetCurrentTimestamp(), KS_POOL_CAP_MS))
-		KsSharedState->pool_cap = 0;
-	if (KsSharedState->pool_cap > 0)
-		max_workers = Min(max_workers, KsSharedState->pool_cap);
-	left = max_workers;
-
-	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		demand[i] = KsDbDemandLocked(&KsSharedState->dbs[i]);
-		share[i] = 0;
-	}
-	/* every database that asks gets its first worker, even beyond max_workers */
-	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		if (demand[i] > 0)
-		{
-			share[i] = 1;
-			left--;
-		}
-	}
-
-	/*
-	 * Then rounds give each database a worker for each other owner of its
-	 * aggregations (a worker runs one owner's code only, owner.h), max_workers
-	 * of them at most in the server beside the first ones; then what is left
-	 * of max_workers, one per aggregation.  An owner left without one waits
-	 * for one (KsWorkerMissing says why): giving every owner a worker even
-	 * beyond max_workers let a role with CREATEROLE, owning aggregations
-	 * through roles of her own, take every background worker slot of the
-	 * server (review security 25, F2).
-	 */
-	for (int round = 0, owners_left = max_workers; round < 2; round++)
-	{
-		more = true;
-		while ((round == 0 ? owners_left : left) > 0 && more)
-		{
-			more = false;
-			for (i = 0; i < KS_MAX_DATABASES && (round == 0 ? owners_left : left) > 0; i++)
-			{
-				int			want = demand[i];
-
-				if (round == 0)
-					want = Min(Max(KsSharedState->dbs[i].nowners, 1), want);
-				if (share[i] < want)
-				{
-					share[i]++;
-					left--;
-					owners_left -= (round == 0);
-					more = true;
-				}
-			}
-		}
-	}
-	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		KsDbSlot   *db = &KsSharedState->dbs[i];
-		int			n = Max(share[i], 1);
-
-		if (OidIsValid(db->dboid) && db->nworkers != n)
-		{
-			db->nworkers = n;
-			/* its workers reload: those beyond n hand over and leave */
-			KsDatabaseRequestLocked(db->dboid);
-		}
-	}
-}
-
-/* Share keyedstate.max_workers among the databases (see shmem.h). */
-void
-KsLauncherSharePool(int max_workers)
-{
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	KsSharePoolLocked(max_workers);
-	LWLockRelease(KsSharedState->lock);
-}
-
-/* Cap the pool at the workers that run, or lift the cap (see shmem.h). */
-void
-KsLauncherCapPool(int max_workers, bool lift)
-{
-	int			running = 0;
-	int			i;
-	int			w;
-
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	if (lift)
-		KsSharedState->pool_cap = 0;
-	else
-	{
-		for (i = 0; i < KS_MAX_DATABASES; i++)
-			for (w = 0; w < KS_MAX_DB_WORKERS; w++)
-				if (KsSharedState->dbs[i].workers[w].pid != 0)
-					running++;
-		KsSharedState->pool_cap = Max(running, 1);
-		KsSharedState->pool_cap_at = GetCurrentTimestamp();
-	}
-	KsSharePoolLocked(max_workers);
-	LWLockRelease(KsSharedState->lock);
-}
-
-/* Whether worker w of database slot i should be started now (see shmem.h). */
-bool
-KsLauncherWantsWorker(int i, int w, TimestampTz now, int min_gap_ms, int restart_ms,
-					  Oid *dboid)
-{
-	KsDbSlot   *db = &KsSharedState->dbs[i];
-	KsDbWorker *worker = &db->workers[w];
-	bool		wanted;
-
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	/* a backend that dropped the database and went away without telling */
-	if (db->dropping_pid != 0 && BackendPidGetProc(db->dropping_pid) == NULL)
-		db->dropping_pid = 0;
-	*dboid = db->dboid;
-	/* new requests start at once, restarts after a failure are spaced */
-	wanted = OidIsValid(db->dboid) && w < db->nworkers && worker->pid == 0 &&
-		db->dropping_pid == 0 &&
-		((db->requested != worker->seen &&
-		  TimestampDifferenceExceeds(worker->last_start, now, min_gap_ms)) ||
-		 (!worker->idle_exit &&
-		  TimestampDifferenceExceeds(worker->last_start, now, restart_ms)));
-	LWLockRelease(KsSharedState->lock);
-	return wanted;
-}
-
-/* Whether worker w of database slot i is one its owners' need (see shmem.h). */
-bool
-KsLauncherOwnersWorker(int i, int w)
-{
-	bool		needed;
-
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
-	needed = w < KsSharedState->dbs[i].nowners;
-	LWLockRelease(KsSharedState->lock);
-	return needed;
-}
-
-/* The launcher started worker w for slot i, or found no process for it. */
-void
-KsLauncherStarted(int i, int w, TimestampTz now, bool started)
-{
-	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	KsSharedState->dbs[i].workers[w].last_start = now;
-	KsSharedState->dbs[i].workers[w].no_process = !started;
-	LWLockRelease(KsSharedState->lock);
-}
-
-/* Whether worker w (any if negative) of this database found no background worker slot (see shmem.h). */
-bool
-KsWorkerLacksProcess(int w)
-{
-	KsDbSlot   *db;
-	bool		lacks;
-	int			j;
-
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
-	db = KsLookupDbLocked(MyDatabaseId);
-	lacks = false;
-	for (j = 0; db != NULL && j < KS_MAX_DB_WORKERS; j++)
-		if ((w < 0 || j == w) && db->workers[j].pid == 0 && db->workers[j].no_process)
-			lacks = true;
-	LWLockRelease(KsSharedState->lock);
-	return lacks;
-}
-
-/* Whether no launcher ran since the shared memory was made (see shmem.h). */
-bool
-KsLauncherMissing(void)
-{
-	bool		missing;
-
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
-	missing = !KsSharedState->launcher_attached &&
-		TimestampDifferenceExceeds(KsSharedState->created_at, GetCurrentTimestamp(), KS_LAUNCHER_GRACE_MS);
-	LWLockRelease(KsSharedState->lock);
-	return missing;
-}
-
-/* Why an aggregation assigned to worker w waits for one that does not come (see shmem.h). */
-int
-KsWorkerMissing(int w)
-{
-	KsDbSlot   *db;
-	int			owners = 0;
-
-	if (KsLauncherMissing())
-		return KS_NO_LAUNCHER;
-	if (!ks_enabled)
-		return KS_DISABLED;
-	if (KsWorkerLacksProcess(w))
-		return -1;
-	LWLockAcquire(KsSharedState->lock, LW_SHARED);
-	db = KsLookupDbLocked(MyDatabaseId);
-	if (w < 0 && db != NULL && db->nowners > Min(Max(db->nworkers, 1), KS_MAX_DB_WORKERS))
-		owners = db->nowners;
-	LWLockRelease(KsSharedState->lock);
-	return owners;
 }

@@ -93,9 +93,7 @@ KsPartDone(const KsSlotRef *ref, const char *aggname, int64 resume_count,
 	return finished;
 }
 
-/*
- * Why a part waits for a worker that does not come (KsWorkerMissing), or 0.
- */
+/* Why a part waits for a worker that does not come (KsWorkerMissing), or 0. */
 static int
 KsPartLacksWorker(KsSlotRef *ref)
 {
@@ -287,15 +285,18 @@ KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resum
 			copy.state == KS_FAILED || copy.state == KS_PAUSED)
 			return false;
 	}
-	/* a request to each part, whose number is kept by slot (0: the part went) */
+	/* a request to each part, kept by slot (parked paused, pool.c: its last checkpoint will do) */
 	for (i = 0; i < n; i++)
 	{
 		uint64	   *request = &requests[refs[i].slot - KsSharedState->aggs];
+		bool		valid;
 
 		LWLockAcquire(&refs[i].slot->lock, LW_EXCLUSIVE);
-		*request = KsSlotRefValid(&refs[i]) ? ++refs[i].slot->checkpoint_requests : 0;
+		if ((valid = KsSlotRefValid(&refs[i])))
+			*request = refs[i].slot->parked_resume == resume_count ? refs[i].slot->checkpoints_done :
+				++refs[i].slot->checkpoint_requests;
 		LWLockRelease(&refs[i].slot->lock);
-		if (*request == 0)
+		if (!valid)
 			return false;
 	}
 	KsWakeAggregation(dboid, aggid);

@@ -259,6 +259,8 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
 	KsRunUnload(run);
 	KsStoreRetire(run->slot);
 	KsSlotSetFailed(run->slot, message, hint, offset);
+	/* failed, it needs its worker no more (pool.c) */
+	KsParkAggSlot(run->slot, -1);
 }
 
 /* How long a run retries after running out of memory before it fails. */

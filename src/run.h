@@ -305,6 +305,12 @@ extern void KsRunPartInfo(const KsAggDef *def, KsPartInfo *part);
 /* Hand a run over to another worker of the pool (after its final checkpoint). */
 extern void KsRunHandOver(KsAggRun *run);
 
+/*
+ * After a step: a paused run with nothing left to consume, checkpoint or
+ * clean up parks its slot, so that its worker may run others' (pool.c).
+ */
+extern void KsRunParkIfIdle(KsAggRun *run);
+
 /* Set up the worker's process-wide parts of running steps (once). */
 extern void KsRunInitProcess(void);
 

@@ -45,12 +45,14 @@ KsRunCreate(KsAggDef *def, MemoryContext parent)
 	run->row_errors = run->row_errors_logged = ref.slot->row_errors;
 	run->evictions = ref.slot->evictions;
 	run->reloads = ref.slot->reloads;
-	/* handed over failed: it stays failed until keyedstate.resume() */
+	/* handed over (or parked) failed: it stays failed until keyedstate.resume() */
 	if (ref.slot->state == KS_FAILED && ref.slot->resume_count == def->resume_count)
 	{
 		run->failed = true;
 		run->failed_resume_count = def->resume_count;
 	}
+	else if (ref.slot->state == KS_FAILED)	/* resumed since: loading */
+		KsSlotSetState(ref.slot, KS_STARTING, NULL, 0);
 	KsRunSetDefinition(run, def);
 	return run;
 }
@@ -276,6 +278,20 @@ KsRunHandOver(KsAggRun *run)
 	KsUnclaimAggSlot(run->slot);
 	MemoryContextDelete(run->cxt);
 	pfree(run);
+}
+
+/* Park a paused run with nothing left to do (see run.h). */
+void
+KsRunParkIfIdle(KsAggRun *run)
+{
+	/* up to where it paused (step.c), all checkpointed; nothing being written or cleaned up */
+	if (run->loaded && run->def->paused && !run->failed && !run->interrupted &&
+		run->consumed >= Max(run->pause_until, run->seed_until) &&
+		run->checkpointed >= run->consumed && run->ckpt == NULL && !run->seed_ckpt_due &&
+		run->kt->nckpt == 0 && run->kt->npublish == 0 && run->ncold_expired == 0 &&
+		!run->retired_gc && run->ckpt_obsolete_below == 0 &&
+		run->cold_building == NULL && !run->cold_sweeping)
+		KsParkAggSlot(run->slot, run->def->resume_count);
 }
 
 /* A table changed (relcache invalidation): the source may need its index again. */

@@ -371,6 +371,7 @@ KsInitSlotLocked(KsAggSlot *slot, Oid dboid, int32 aggid)
 	slot->worker = -1;
 	slot->runner_pid = 0;
 	slot->runner_procno = -1;
+	slot->parked_resume = -1;
 	/* until its worker says otherwise: an aggregation run whole */
 	memset(&slot->part, 0, sizeof(KsPartInfo));
 	slot->part.parent = aggid;

@@ -50,9 +50,15 @@
  * an aggregation that moves is handed over by its old worker, which takes
  * a final checkpoint and then lets go of the slot, keeping its published
  * rows until the new worker has recovered and replaced them.  So at most
- * one process ever writes a slot, its state or its checkpoints.
+ * one process ever writes a slot, its state or its checkpoints.  A paused
+ * aggregation that has checkpointed all it consumed, and a failed one,
+ * need no worker: they are parked (`parked_resume`, or the slot's failed
+ * state), assigned to none and counted in neither the pool's demand nor
+ * its owners (`nparked`), their published rows staying readable; resume()
+ * raises the catalog's resume_count, which unparks them (re-review today
+ * 29, F2: paused aggregations kept their owners' workers from others).
  *
- * Locking protocol (shmem.c, dbslots.c and pool.c, for the slots, and store.c, for
+ * Locking protocol (shmem.c, dbslots.c, pool.c and poolshare.c, for the slots, and store.c, for
  * published rows, are the only files that take these locks; everything
  * else goes through the functions below):
  *	- KsShared->lock guards allocating and freeing aggregation slots, the
@@ -142,6 +148,7 @@ typedef struct KsAggSlot
 	int			worker;
 	int			runner_pid;
 	int			runner_procno;
+	int64		parked_resume;	/* paused with nothing left to do at this resume_count, or -1 */
 
 	/* everything below is guarded by `lock` */
 	LWLock		lock;
@@ -253,6 +260,7 @@ typedef struct KsDbSlot
 	uint32		requested;		/* bumped when a backend wants a worker */
 	int			naggs;			/* its aggregations, as its workers last saw */
 	int			nowners;		/* ... and their owners: each gets a worker (owner.h) */
+	int			nparked;		/* ... and how many of them need none (parked, pool.c) */
 	int			nworkers;		/* its pool: its share of max_workers (launcher) */
 	int			dropping_pid;	/* a backend keeping the workers away, or 0 */
 	bool		empty;			/* its first worker found no aggregation and left */
@@ -526,7 +534,7 @@ extern void KsDatabaseRequestsSeen(uint32 seen);
  * Report the database's number of aggregations (waking the launcher when
  * it changed, to share the pool again); returns the database's pool size.
  */
-extern int	KsDatabaseSetPool(int naggregations, int nowners);
+extern int	KsDatabaseSetPool(int naggregations, int nparked, int nowners);
 
 /*
  * Leave if nothing was requested since `seen` and no aggregation is
@@ -545,6 +553,22 @@ extern bool KsDatabaseIdleExit(uint32 seen);
  */
 extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner,
 							int nworkers);
+
+/*
+ * Whether an aggregation (or part) needs no worker: paused at
+ * `resume_count` with nothing left to consume or checkpoint
+ * (KsParkAggSlot), or failed since that resume (see the pool above).
+ */
+extern bool KsAggSlotParked(Oid dboid, int32 aggid, bool paused, int64 resume_count);
+
+/* Assign a parked aggregation to no worker: its runner hands it over to none. */
+extern void KsUnassignAggSlot(Oid dboid, int32 aggid);
+
+/*
+ * The runner of a slot paused at `resume_count` (or failed, -1) has
+ * nothing left to do: park it, and have the pool reload without it.
+ */
+extern void KsParkAggSlot(KsAggSlot *slot, int64 resume_count);
 
 /*
  * Move one aggregation from the most loaded worker of the pool to the
@@ -804,7 +828,7 @@ extern void KsLauncherForgetDatabase(int i, Oid dboid);
 extern bool KsLauncherForgetIfEmpty(int i, Oid *dboid);
 
 
-/* --- internal to shmem.c, dbslots.c and pool.c (KsShared->lock held exclusive) --- */
+/* --- internal to shmem.c, dbslots.c, pool.c and poolshare.c (KsShared->lock held exclusive) --- */
 
 /* The slot of an aggregation, or NULL (shared mode is enough). */
 extern KsAggSlot *KsLookupSlotLocked(Oid dboid, int32 aggid);

@@ -558,6 +558,7 @@ KsRunStep(KsAggRun *run, long *timeout)
 
 		/* progress and state for keyedstate.status */
 		KsRunReport(run, &progress, source_busy, source_busy ? KsLockHolderPid(run->def->source_oid, AccessShareLock) : 0);
+		KsRunParkIfIdle(run);
 	}
 	PG_CATCH();
 	{

@@ -138,17 +138,17 @@ KsFindRun(int32 id)
 	return NULL;
 }
 
-/* How many owners the definitions' views have. */
+/* How many owners the definitions' views have, of those not parked (pool.c). */
 static int
-KsCountOwners(List *defs)
+KsCountOwners(List *defs, const bool *parked)
 {
 	List	   *owners = NIL;
 	ListCell   *lc;
-
 	int			n;
 
 	foreach(lc, defs)
-		owners = list_append_unique_oid(owners, KsRelationOwner(((KsAggDef *) lfirst(lc))->view_oid));
+		if (!parked[foreach_current_index(lc)])
+			owners = list_append_unique_oid(owners, KsRelationOwner(((KsAggDef *) lfirst(lc))->view_oid));
 	/* (called in the worker's long-lived context) */
 	n = list_length(owners);
 	list_free(owners);
@@ -171,7 +171,9 @@ KsReloadRuns(void)
 	List	   *handover = NIL;
 	ListCell   *lc;
 	int32	   *ids;
+	bool	   *parked;
 	int			nids = 0;
+	int			nparked = 0;
 	int			nworkers;
 	bool		waiting = false;
 	bool		retry_soon = false;
@@ -225,6 +227,7 @@ KsReloadRuns(void)
 	/* SPI calls leave SPI's own context current; our lists outlive it */
 	MemoryContextSwitchTo(ks_worker_cxt);
 	ids = palloc(sizeof(int32) * Max(list_length(defs), 1));
+	parked = palloc0(sizeof(bool) * Max(list_length(defs), 1));
 
 	/*
 	 * Runs of aggregations dropped since go first, then the slots of
@@ -253,8 +256,18 @@ KsReloadRuns(void)
 		ids[nids++] = ((KsAggDef *) lfirst(lc))->id;
 	KsReleaseOrphanSlots(MyDatabaseId, nids, ids);
 
-	/* the pool: one worker per aggregation, up to keyedstate.max_workers */
-	nworkers = KsDatabaseSetPool(list_length(defs), KsCountOwners(defs));
+	/*
+	 * the pool: one worker per aggregation, up to keyedstate.max_workers,
+	 * none for those paused with nothing left to do, or failed (pool.c)
+	 */
+	foreach(lc, defs)
+	{
+		KsAggDef   *def = lfirst(lc);
+
+		parked[foreach_current_index(lc)] = KsAggSlotParked(MyDatabaseId, def->id, def->paused, def->resume_count);
+		nparked += parked[foreach_current_index(lc)];
+	}
+	nworkers = KsDatabaseSetPool(list_length(defs), nparked, KsCountOwners(defs, parked));
 	/* the file may not list us (a promoted standby, a copy): it does now */
 	if (defs != NIL && !ks_database_remembered)
 	{
@@ -269,6 +282,12 @@ KsReloadRuns(void)
 		KsPartInfo	part;
 		int			assigned;
 
+		if (parked[foreach_current_index(lc)])
+		{
+			/* its runner hands it over to none, its rows stay readable */
+			KsUnassignAggSlot(MyDatabaseId, def->id);
+			continue;
+		}
 		KsRunPartInfo(def, &part);
 		assigned = KsAssignAggSlot(MyDatabaseId, def->id, &part, KsRelationOwner(def->view_oid), nworkers);
 		if (assigned == -1)
@@ -340,6 +359,7 @@ KsReloadRuns(void)
 		ks_balance_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 	MemoryContextSwitchTo(ks_worker_cxt);
 	pfree(ids);
+	pfree(parked);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

@@ -258,8 +258,15 @@ $node->reload;
 ok(ks_wait_for($node, $db, q{SELECT count(DISTINCT worker) = 1 FROM keyedstate.workers}, 30),
 	'the failed aggregation moved with the others');
 ok(ks_holds(2, sub { ks_state($node, $db, 'picky_e') eq 'failed' }), 'it is still failed after the move');
+ok(ks_wait_for($node, $db, q{SELECT worker IS NULL AND pid IS NULL FROM keyedstate.workers WHERE aggregation = 'picky_e'}, 30),
+	'... parked: no worker is kept for it (re-review today 29, F2)');
 my $n = () = slurp_file($node->logfile) =~ /ERROR:  picky about 13/g;
 is($n, 1, 'its failure is logged once, not again by the worker it moved to');
+$node->safe_psql($db, q{CREATE OR REPLACE FUNCTION picky(v int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT v';
+SELECT keyedstate.resume('picky_e')});
+ks_sync($node, $db, 'picky_e', '60s');
+is(ks_mismatches($node, $db, 'SELECT g, s FROM picky_e', 'SELECT v % 2, sum(v) FROM p GROUP BY 1'), '0',
+	'resumed, the parked failed aggregation gets a worker again, exact');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('picky_e')});
 $node->safe_psql($db, 'ALTER SYSTEM RESET keyedstate.max_workers');
 $node->reload;
@@ -639,6 +646,22 @@ INSERT INTO t (k) SELECT g % 7 FROM generate_series(1, 100) g;});
 	ks_sync($node, 'crvictim', 'v', '60s');
 	is(ks_mismatches($node, 'crvictim', 'SELECT k, n FROM v', 'SELECT k, count(*) FROM t GROUP BY k'), '0',
 		'cr: another database\'s new aggregation runs, exact');
+	# re-review today 29, F2: the running owners pause theirs: parked, they
+	# give their workers to the waiting owners, and stay readable; a
+	# checkpoint() of one returns at once.  Resumed, they run again (below)
+	my @running = split /\n/, $node->safe_psql('crdb', q{SELECT name FROM keyedstate.status WHERE state = 'running' ORDER BY 1});
+	my $waiting = $node->safe_psql('crdb', q{SELECT count(*) FROM keyedstate.status WHERE state = 'starting'});
+	$node->safe_psql('crdb', "SELECT keyedstate.pause('$_')") for @running;
+	ok(ks_wait_for($node, 'crdb', qq{SELECT count(*) FILTER (WHERE state = 'running') = $waiting
+		AND count(*) FILTER (WHERE state = 'paused' AND worker IS NULL AND pid IS NULL) = } . scalar(@running)
+		. q{ FROM keyedstate.workers}, 60),
+		'cr: paused, the running owners\' aggregations give their workers to the waiting owners\'')
+	  or diag($node->safe_psql('crdb', 'SELECT aggregation, state, worker, pid FROM keyedstate.workers'));
+	$node->safe_psql('crdb', "SELECT keyedstate.checkpoint('$running[0]', '5 s')");
+	is($node->safe_psql('crdb', join(' UNION ALL ', map { "SELECT sum(n) FROM $_" } @running) . ' EXCEPT SELECT 1000'), '',
+		'cr: ... their views stay readable, and checkpoint() of one returns');
+	$node->safe_psql('crdb', q{INSERT INTO public.t (k) SELECT g % 10 FROM generate_series(1, 500) g});
+	$node->safe_psql('crdb', "SELECT keyedstate.resume('$_')") for @running;
 	# raised, every owner has a worker and every aggregation catches up
 	$node->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.max_workers = 12; SELECT pg_reload_conf()});
 	ks_sync($node, 'crdb', "public.c$_", '60s') for 1 .. 8;
