@@ -92,7 +92,11 @@ CREATE TABLE keyedstate_internal.aggregation (
 	-- keys last changed before this had outlived a TTL since lengthened or
 	-- removed: they stay expired (processing time; for windows, event time:
 	-- windows ending at or before it stay expired; NULL: none)
-	ttl_floor			timestamptz
+	ttl_floor			timestamptz,
+	-- the highest value its checkpoints saw the sequence hand out (NULL: none):
+	-- a sequence below it went backwards.  Rows of the table above the
+	-- sequence are no such evidence: a writer may give any offset.
+	sequence_seen		bigint
 );
 -- ids cycle (calls rolled back or failing take ids too): one in use is skipped
 CREATE SEQUENCE keyedstate_internal.aggregation_id_seq AS int MAXVALUE 999999999 CYCLE
@@ -132,7 +136,8 @@ CREATE TABLE keyedstate_internal.part (
 	checkpoint_chunks	int,
 	clean_stop			bool NOT NULL DEFAULT false,
 	cold_keys			bigint NOT NULL DEFAULT 0,
-	watermark			timestamptz
+	watermark			timestamptz,
+	sequence_seen		bigint
 );
 CREATE INDEX ON keyedstate_internal.part (aggregation_id);
 

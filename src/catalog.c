@@ -49,7 +49,9 @@
 	"COALESCE(p.last_key_group, a.max_parallelism - 1), p.seed_from, " \
 	"NOT " KS_BOUND_HERE ", " \
 	"a.definition, COALESCE(a.pause_at, 0), " \
-	"COALESCE(a.ttl_floor, '-infinity'::pg_catalog.timestamptz)"
+	"COALESCE(a.ttl_floor, '-infinity'::pg_catalog.timestamptz), " \
+	"COALESCE(GREATEST(a.sequence_seen, (SELECT pg_catalog.max(q.sequence_seen) " \
+	"         FROM keyedstate_internal.part q WHERE q.aggregation_id = a.id)), '-9223372036854775808'::pg_catalog.int8)"
 
 /* An aggregation alone: no part. */
 #define KS_DEF_FROM_AGGREGATION \
@@ -185,6 +187,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	def->ttl_floor = DatumGetTimestampTz(SPI_getbinval(tup, desc, 31, &isnull));
 	if (TIMESTAMP_NOT_FINITE(def->ttl_floor))	/* (an earlier build's from an infinite time) */
 		def->ttl_floor = DT_NOBEGIN;
+	def->sequence_seen = DatumGetInt64(SPI_getbinval(tup, desc, 32, &isnull));
 	return def;
 }
 
@@ -483,35 +486,6 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 							  6, argtypes, args, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update aggregation %d", id);
 	KsCatalogChanged();
-}
-
-/* Consume again from `start_offset` with no state (inside the bracket); the new resume count. */
-int64
-KsCatalogRebuild(int32 id, int64 start_offset)
-{
-	Datum		args[2];
-	Oid			argtypes[2] = {INT4OID, INT8OID};
-	bool		isnull;
-	int64		resume_count;
-
-	args[0] = Int32GetDatum(id);
-	args[1] = Int64GetDatum(start_offset);
-	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET checkpointed_offset = $2, "
-							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, ttl_floor = NULL, "
-							  "clean_stop = false, resume_count = resume_count + 1 WHERE id = $1 RETURNING resume_count",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
-		elog(ERROR, "could not update aggregation %d", id);
-	resume_count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	/* its parts start again too; a rescale's retired ones are not needed any more */
-	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.part WHERE aggregation_id = $1 AND retired",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE ||
-		SPI_execute_with_args("UPDATE keyedstate_internal.part SET checkpointed_offset = $2, "
-							  "last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
-							  "clean_stop = false, seed_from = NULL WHERE aggregation_id = $1",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update the parts of aggregation %d", id);
-	KsCatalogChanged();
-	return resume_count;
 }
 
 /* The analysed query, view and (if wanted) definition text of an aggregation (inside the bracket). */

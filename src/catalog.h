@@ -49,6 +49,7 @@ typedef struct KsAggDef
 	int64		resume_count;
 	int64		checkpointed_offset;
 	int64		pause_at;		/* restored paused: consumed up to this, then paused */
+	int64		sequence_seen;	/* the highest value checkpoints saw its sequence hand out, or PG_INT64_MIN */
 	int64		ttl_us;			/* state TTL in microseconds, 0: none (expire.h) */
 	TimestampTz ttl_floor;		/* keys changed before it stay expired (run.h), or DT_NOBEGIN */
 	int64		window_size_us; /* time windows (window.h), 0: none */

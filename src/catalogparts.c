@@ -3,7 +3,8 @@
  * catalogparts.c
  *	  Reading and writing keyedstate_internal.part: the parts of an aggregation run
  *	  in parallel, each over a range of its key groups, and their layouts
- *	  as a rescale replaces them.  See catalog.h.
+ *	  as a rescale replaces them; and a rebuild, which starts every part
+ *	  over.  See catalog.h.
  *
  *-------------------------------------------------------------------------
  */
@@ -102,4 +103,37 @@ KsCatalogRescaleBlocked(int32 id)
 	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		return "Its previous rescale is still running: a new part has not taken its first checkpoint yet.";
 	return NULL;
+}
+
+/* Consume again from `start_offset` with no state (inside the bracket); the new resume count. */
+int64
+KsCatalogRebuild(int32 id, int64 start_offset)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	bool		isnull;
+	int64		resume_count;
+
+	args[0] = Int32GetDatum(id);
+	args[1] = Int64GetDatum(start_offset);
+	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET checkpointed_offset = $2, "
+							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, ttl_floor = NULL, "
+							  "clean_stop = false, resume_count = resume_count + 1, "
+							  /* (retired parts go below: what their sequence was seen at stays) */
+							  "sequence_seen = GREATEST(sequence_seen, (SELECT pg_catalog.max(q.sequence_seen) "
+							  "  FROM keyedstate_internal.part q WHERE q.aggregation_id = $1)) "
+							  "WHERE id = $1 RETURNING resume_count",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not update aggregation %d", id);
+	resume_count = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	/* its parts start again too; a rescale's retired ones are not needed any more */
+	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.part WHERE aggregation_id = $1 AND retired",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE ||
+		SPI_execute_with_args("UPDATE keyedstate_internal.part SET checkpointed_offset = $2, "
+							  "last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
+							  "clean_stop = false, seed_from = NULL WHERE aggregation_id = $1",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update the parts of aggregation %d", id);
+	KsCatalogChanged();
+	return resume_count;
 }

@@ -401,6 +401,17 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 						 src->seq_seen)));
 	if (st->is_called && st->last_value > src->seq_seen)
 		src->seq_seen = st->last_value;
+	/* rows above the sequence, found by the load (source.c): said once, in the log */
+	if (src->table_seen && src->table_max >= next && st->is_called)
+	{
+		ereport(WARNING,
+				(errmsg("table \"%s\" holds rows above its sequence \"%s\"",
+						get_rel_name(src->relid), get_rel_name(src->seqoid)),
+				 errdetail("Its highest offset " INT64_FORMAT " is not below the sequence's next value " INT64_FORMAT ": aggregation %s consumes such rows once the sequence has handed out their offsets, and keyedstate.sync() does not wait for them.",
+						   src->table_max, next, src->aggname),
+				 errhint("Move the sequence past " INT64_FORMAT " with setval() to have them consumed now.", src->table_max)));
+		src->table_max = PG_INT64_MIN;
+	}
 	/* called once (the setval came, or a writer's nextval): a restart later is no restore's
 	 * (security review 22, F3: it was waited on for ten minutes, status saying running) */
 	if (st->is_called)

@@ -222,14 +222,17 @@ KsSourceCheck(KsSource *src)
 	if (src->stale)
 		(void) KsSourceFindLeaves(src);
 	/*
-	 * Once per load: the sequence must be past every offset the table
-	 * holds, not only past those this run saw it hand out.  One set back
-	 * before a crash, a resume or a rebuild would otherwise hide the rows
-	 * above it (KsSourceReadSequence says it went backwards).
+	 * Once per load: rows of the table above the sequence wait until it
+	 * passes them, and a sync does not wait for them (KsSourceReadSequence
+	 * warns).  They are no evidence that the sequence went backwards: a
+	 * writer with INSERT alone may give a row any offset, and failing the
+	 * aggregation at its next load for that let her fail another owner's
+	 * (review security 26, F3).  That evidence is what the checkpoints saw
+	 * the sequence hand out (sequence_seen), which a rebuild keeps.
 	 */
 	if (!src->table_seen && !src->stale && !src->leaf_busy)
 	{
-		src->seq_seen = Max(src->seq_seen, KsSourceMaxOffset(src));
+		src->table_max = KsSourceMaxOffset(src);
 		src->table_seen = true;
 	}
 }

@@ -162,7 +162,8 @@ typedef struct KsSource
 
 	KsFrontier	frontier;
 	int64		seq_seen;		/* highest offset the sequence has handed out, as seen */
-	bool		table_seen;		/* ... raised to the table's highest offset once loaded */
+	bool		table_seen;		/* the table's highest offset read, once per load: */
+	int64		table_max;		/* ... it (PG_INT64_MIN: no row), warned of if above the sequence */
 	bool		stale;			/* table altered: find the index again */
 
 	/* which tables' writers take the writer mark, as read (writers.c) */

@@ -144,6 +144,8 @@ KsRunLoad(KsAggRun *run)
 
 	KsSourceInit(&run->source, &run->info, run->def->offset_attnum, run->def->sequence_oid,
 				 run->name, run->consumed, run->consumed <= 0 || (run->def->resume_count == 0 && run->def->rebuilding), run->loadcxt);
+	/* its sequence must stay past what checkpoints saw it hand out (a rebuild's too) */
+	run->source.seq_seen = Max(run->source.seq_seen, run->def->sequence_seen);
 	KsRunCompile(run);
 
 	/*

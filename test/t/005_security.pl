@@ -1299,6 +1299,33 @@ SELECT keyedstate.sync('seqs.t1', '30 s');});
 	$node->safe_psql($db, q{ALTER ROLE regress_seqowner NOSUPERUSER; DROP INDEX seqs.s1_evil; DROP FUNCTION seqs.evil()});
 }
 
+# 8e. review security 26, F3: a role with INSERT alone on another owner's
+# source gives a row an offset far above the sequence.  The aggregation's
+# next load (a restart here; a crash, a handover or a passing error she
+# causes alike) failed it for good, "sequence went backwards": each load
+# took the table's highest offset for the sequence's history.  Now only
+# what checkpoints saw the sequence hand out counts (8's and 008's set-back
+# sequences still fail): the load warns, and the row waits for the sequence
+{
+	$node->safe_psql($db, q{CREATE ROLE regress_planter LOGIN;
+GRANT USAGE ON SCHEMA seqs TO regress_planter; GRANT INSERT ON seqs.s1 TO regress_planter;});
+	as_role($node, 'regress_planter', q{INSERT INTO seqs.s1 (id, k, v) VALUES (900000000, 9, 9)});
+	as_role($node, 'regress_seqowner', q{INSERT INTO seqs.s1 (k, v) VALUES (4, 4); SELECT keyedstate.sync('seqs.t1', '30 s')});
+	my $log_at = -s $node->logfile;
+	$node->restart;
+	my $r = attempt($node, 'regress_seqowner', q{INSERT INTO seqs.s1 (k, v) VALUES (5, 5); SELECT keyedstate.sync('seqs.t1', '60 s')});
+	ok($r->{ok} && ks_state($node, $db, 'seqs.t1') eq 'running',
+		'8e: a row an INSERT-only writer put above the sequence fails no load') or diag(outcome($r), status_of($node, 'seqs.t1'));
+	like(slurp_file($node->logfile, $log_at), qr/WARNING:  table "s1" holds rows above its sequence "s1_id_seq"/,
+		'8e: ... which warns of it');
+	is(ks_mismatches($node, $db, 'SELECT k, n, s FROM seqs.t1', 'SELECT k, count(*), sum(v) FROM seqs.s1 WHERE id < 900000000 GROUP BY k'), '0',
+		'8e: ... and consumes every row below it, exact');
+	as_role($node, 'regress_seqowner', q{SELECT setval('seqs.s1_id_seq', 900000000); INSERT INTO seqs.s1 (k, v) VALUES (6, 6);
+SELECT keyedstate.sync('seqs.t1', '30 s')});
+	is(ks_mismatches($node, $db, 'SELECT k, n, s FROM seqs.t1', 'SELECT k, count(*), sum(v) FROM seqs.s1 GROUP BY k'), '0',
+		'8e: ... and the row once the sequence has passed it');
+}
+
 ###########################################################################
 # 9. Privileges revoked while an aggregation runs take effect at its next
 #     step, like a view's: EXECUTE on a function granted through a
