@@ -176,9 +176,8 @@ KsAggSlotParked(Oid dboid, int32 aggid, bool paused, int64 resume_count)
 	if (slot != NULL)
 	{
 		LWLockAcquire(&slot->lock, LW_SHARED);
-		/* (a failure before this resume is stale: resumed, it runs again) */
-		parked = (paused && slot->parked_resume == resume_count) ||
-			(slot->state == KS_FAILED && slot->resume_count == resume_count);
+		/* (a resume raises the count: it runs again) */
+		parked = slot->parked_resume == resume_count && (paused || slot->state == KS_FAILED);
 		LWLockRelease(&slot->lock);
 	}
 	LWLockRelease(KsSharedState->lock);
@@ -207,12 +206,35 @@ void
 KsParkAggSlot(KsAggSlot *slot, int64 resume_count)
 {
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	if (slot->in_use && (resume_count < 0 || slot->parked_resume != resume_count))
+	if (slot->in_use && slot->parked_resume != resume_count)
 	{
-		if (resume_count >= 0)
-			slot->parked_resume = resume_count;
+		slot->parked_resume = resume_count;
 		/* a reload leaves it out of the pool */
 		KsDatabaseRequestLocked(slot->dboid);
+	}
+	LWLockRelease(KsSharedState->lock);
+}
+
+/* Give the parked parts of n aggregations a worker again (see shmem.h). */
+void
+KsUnparkAggSlots(Oid dboid, const int32 *aggids, int n)
+{
+	int			i;
+	int			j;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	for (i = 0; i < KsSharedState->max_aggs; i++)
+	{
+		KsAggSlot  *slot = &KsSharedState->aggs[i];
+
+		/* (the part is the slot lock's, but never changes its parent) */
+		for (j = 0; j < n; j++)
+			if (slot->in_use && slot->dboid == dboid && slot->part.parent == aggids[j] &&
+				slot->parked_resume >= 0)
+			{
+				slot->parked_resume = -1;
+				KsDatabaseRequestLocked(dboid);
+			}
 	}
 	LWLockRelease(KsSharedState->lock);
 }

@@ -16,9 +16,8 @@
  *	  forms that read back exactly (create.c), is analysed again as the view's owner, under
  *	  the settings it was deparsed with, like pg_dump's own views; the tree stored replaces
  *	  the dumped one (whose OIDs belonged to the old database);
- *	- the offset column is found again by name, the live table's options get the key
- *	  operators' and collations' new OIDs, and the view's rule depends on what the query
- *	  uses again;
+ *	- the offset column is found again by name, the live table's options get the key operators'
+ *	  and collations' new OIDs, and the view's rule depends on what the query uses again;
  *	- the aggregation starts over from the beginning of its source, and status shows it
  *	  'rebuilding' until it has caught up.  It starts only once its source's wake-up trigger
  *	  exists: pg_dump restores triggers after the table data, so by then the source's rows
@@ -149,12 +148,11 @@ typedef struct KsSubCall
 } KsSubCall;
 
 /*
- * Run call: an analysis if it has a definition, else a deparse.  Its
- * callers run it in a subtransaction (KsCallInSubtransaction), as a
- * PL/pgSQL exception block does: an error is rolled back and returned
- * instead of raised, so that one aggregation's definition that no longer
- * binds (an object it names is gone) fails neither a restore's COPY of
- * every owner's definitions nor another role's ALTER.
+ * Run call: an analysis if it has a definition, else a deparse; in a
+ * subtransaction (KsCallInSubtransaction), as a PL/pgSQL exception block:
+ * an error is rolled back and returned, not raised, so that a definition
+ * that no longer binds (an object it names is gone) fails neither a
+ * restore's COPY of every owner's definitions nor another role's ALTER.
  */
 static void
 KsSubCallRun(void *arg)
@@ -611,6 +609,8 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 			retry = true;
 	}
 	others = nothers > 0 && KsDdlTouched(others_ids, nothers);
+	if (others)					/* a parked one runs again for it (pool.c) */
+		KsUnparkAggSlots(MyDatabaseId, others_ids, nothers);
 	KsCatalogClose(&acc);
 	if (others)
 		KsReloadAtCommit();

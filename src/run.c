@@ -260,11 +260,11 @@ KsRunRecordFailure(KsAggRun *run, ErrorData *edata, int64 offset)
 	KsStoreRetire(run->slot);
 	KsSlotSetFailed(run->slot, message, hint, offset);
 	/* failed, it needs its worker no more (pool.c) */
-	KsParkAggSlot(run->slot, -1);
+	KsParkAggSlot(run->slot, run->def->resume_count);
 }
 
-/* How long a run retries after running out of memory before it fails. */
-#define KS_OOM_RETRY_US		((int64) 10 * 60 * USECS_PER_SEC)
+/* How long a run retries after running out of memory before it fails (ten minutes). */
+#define KS_OOM_RETRY_US		((int64) ks_oom_retry * 1000)
 
 /* How long after its last retry a streak of errors ends without a checkpoint. */
 #define KS_RETRY_STREAK_US	((int64) 10 * 60 * USECS_PER_SEC)
@@ -322,9 +322,9 @@ KsRaisedByUserCode(ErrorData *edata, bool in_code)
  * disk (keyedstate_internal.state's tablespace), an I/O error, a deadlock, a
  * serialization failure, a lock timeout.  They pass, and PostgreSQL's own
  * processes retry after them; so does a run.  Out of memory passes for ten
- * minutes of retries: any role can fill the lock table ("out of shared
- * memory") for a while, but memory that stays short (the worker's, of
- * /dev/shm), which a run loaded again takes again, fails it then.  Not
+ * minutes of retries (the lock table full, for ever: below), but memory
+ * that stays short (the worker's, of /dev/shm), which a run loaded again
+ * takes again, fails it then.  Not
  * keyedstate's own limits (53400).  A file's other errors (class 58: no
  * such file; and, raised where relations' files are opened, a permission
  * denied or a file system remounted read-only, too many open files) pass
@@ -350,6 +350,15 @@ KsIsPassingErrorCode(KsAggRun *run, ErrorData *edata, TimestampTz now)
 		case ERRCODE_LOCK_NOT_AVAILABLE:
 			return true;
 		case ERRCODE_OUT_OF_MEMORY:
+			/*
+			 * The lock table full ("out of shared memory", lock.c and
+			 * predicate.c): any role that can log in fills it with advisory
+			 * locks, for as long as she likes, and PostgreSQL recovers once
+			 * she lets go; so do we (review security 26, F5: every
+			 * aggregation of the server failed after ten minutes of it).
+			 */
+			if (strcmp(file, "lock.c") == 0 || strcmp(file, "predicate.c") == 0)
+				return true;
 			return !KsRetryStreak(run, now) || now - run->retry_since < KS_OOM_RETRY_US;
 		default:
 			return false;

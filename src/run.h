@@ -89,6 +89,7 @@ typedef struct KsAggRun
 	TimestampTz retry_at;		/* unloaded by a passing error: load again then */
 	int			retry_delay_ms; /* ... and the wait before, doubled while they go on */
 	TimestampTz retry_since;	/* ... since when they go on */
+	TimestampTz idle_paused_since;	/* paused with nothing left to do since (KsRunParkIfIdle), or 0 */
 	int			code_errors;	/* passing errors user code raised in a row (run.c) */
 	uint32		wakes_seen;		/* its slot's wakes when its last step began (worker.c) */
 	TimestampTz step_due;		/* ... and when that step asked for the next one */
@@ -307,8 +308,12 @@ extern void KsRunHandOver(KsAggRun *run);
 
 /*
  * After a step: a paused run with nothing left to consume, checkpoint or
- * clean up parks its slot, so that its worker may run others' (pool.c).
+ * clean up for KS_PARK_AFTER_MS parks its slot, so that its worker may
+ * run others' (pool.c); not at once, so that pausing and resuming in a
+ * loop does not hand the aggregation over each time.
  */
+#define KS_PARK_AFTER_MS	10000
+
 extern void KsRunParkIfIdle(KsAggRun *run);
 
 /* Set up the worker's process-wide parts of running steps (once). */

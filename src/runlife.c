@@ -108,6 +108,8 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 	if (run->failed && def->resume_count != run->failed_resume_count)
 	{
 		run->failed = false;
+		/* with a streak of passing errors of its own (review security 26, F5) */
+		run->retry_at = 0;
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
 	}
 	/* the reload's snapshot may predate what the interrupting backend did */
@@ -284,13 +286,22 @@ KsRunHandOver(KsAggRun *run)
 void
 KsRunParkIfIdle(KsAggRun *run)
 {
-	/* up to where it paused (step.c), all checkpointed; nothing being written or cleaned up */
-	if (run->loaded && run->def->paused && !run->failed && !run->interrupted &&
-		run->consumed >= Max(run->pause_until, run->seed_until) &&
-		run->checkpointed >= run->consumed && run->ckpt == NULL && !run->seed_ckpt_due &&
-		run->kt->nckpt == 0 && run->kt->npublish == 0 && run->ncold_expired == 0 &&
-		!run->retired_gc && run->ckpt_obsolete_below == 0 &&
-		run->cold_building == NULL && !run->cold_sweeping)
+	TimestampTz now = GetCurrentTimestamp();
+	/* failed (given a worker again to refresh its text: KsUnparkAggSlots), or paused ... */
+	bool		idle = (run->failed && run->failed_resume_count == run->def->resume_count) ||
+	/* ... up to where it paused (step.c), all checkpointed, nothing being written or cleaned up */
+		(run->loaded && run->def->paused && !run->failed && !run->interrupted &&
+		 run->consumed >= Max(run->pause_until, run->seed_until) &&
+		 run->checkpointed >= run->consumed && run->ckpt == NULL && !run->seed_ckpt_due &&
+		 run->kt->nckpt == 0 && run->kt->npublish == 0 && run->ncold_expired == 0 &&
+		 !run->retired_gc && run->ckpt_obsolete_below == 0 &&
+		 run->cold_building == NULL && !run->cold_sweeping);
+
+	if (!idle)
+		run->idle_paused_since = 0;
+	else if (run->idle_paused_since == 0)
+		run->idle_paused_since = now;
+	else if (TimestampDifferenceExceeds(run->idle_paused_since, now, KS_PARK_AFTER_MS))
 		KsParkAggSlot(run->slot, run->def->resume_count);
 }
 

@@ -29,6 +29,7 @@ int			ks_max_workers = 4;
 bool		ks_enabled = true;
 int			ks_batch_size = 100000;
 int			ks_pool_settle = 60 * 1000;
+int			ks_oom_retry = 10 * 60 * 1000;
 int			ks_naptime = 1000;
 int			ks_max_aggregations_per_owner = 0;
 int			ks_max_state_memory = 0;	/* kB, 0: no bound */
@@ -144,6 +145,15 @@ KsSettingsInit(void)
 							"A developer option: changing it is only useful to test the pool.",
 							&ks_pool_settle,
 							60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
+
+	/* ... and the ten minutes a run retries after running out of memory (run.c) */
+	DefineCustomIntVariable("keyedstate.oom_retry_time",
+							"How long an aggregation retries after running out of memory before it fails.",
+							"A developer option: changing it is only useful to test those retries.",
+							&ks_oom_retry,
+							10 * 60 * 1000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 

@@ -555,9 +555,9 @@ extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid o
 							int nworkers);
 
 /*
- * Whether an aggregation (or part) needs no worker: paused at
- * `resume_count` with nothing left to consume or checkpoint
- * (KsParkAggSlot), or failed since that resume (see the pool above).
+ * Whether an aggregation (or part) needs no worker: paused or failed at
+ * `resume_count` with nothing left to consume or checkpoint, and parked
+ * by its runner (KsParkAggSlot; see the pool above).
  */
 extern bool KsAggSlotParked(Oid dboid, int32 aggid, bool paused, int64 resume_count);
 
@@ -565,10 +565,17 @@ extern bool KsAggSlotParked(Oid dboid, int32 aggid, bool paused, int64 resume_co
 extern void KsUnassignAggSlot(Oid dboid, int32 aggid);
 
 /*
- * The runner of a slot paused at `resume_count` (or failed, -1) has
- * nothing left to do: park it, and have the pool reload without it.
+ * The runner of a slot paused or failed at `resume_count` has nothing
+ * left to do: park it, and have the pool reload without it.
  */
 extern void KsParkAggSlot(KsAggSlot *slot, int64 resume_count);
+
+/*
+ * Give every parked part of n aggregations a worker again, which parks it
+ * again later: the definition text a worker refreshes after another
+ * role's rename (restore.c) is refreshed by the worker running it.
+ */
+extern void KsUnparkAggSlots(Oid dboid, const int32 *aggids, int n);
 
 /*
  * Move one aggregation from the most loaded worker of the pool to the

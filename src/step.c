@@ -393,6 +393,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 	KsSlotProgress progress;
 	KsStepMark	mark;
 
+	if (run->failed)
+		KsRunParkIfIdle(run);
 	if (run->failed || run->interrupted || KsRunRetryLater(run, timeout))
 		return;
 	if (!KsRunEnterStep(run, &mark))

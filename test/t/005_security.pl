@@ -1793,6 +1793,13 @@ SELECT s FROM renamed.sums}, 60);
 	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer_s.cf3(%'", 30),
 		'14: a rename of the schema of a function it calls reaches the text');
 	$node->safe_psql($db, q{ALTER SCHEMA renamer_s RENAME TO renamer});
+	# paused long enough to be parked (no worker runs it: pool.c), the text
+	# still follows: the rename gives it a worker again for a while
+	ok(ks_wait_for($node, $db, q{SELECT pid IS NULL FROM keyedstate.workers WHERE aggregation = 'renamed.sums'}, 30),
+		'14: paused for a while, it is parked');
+	as_role($node, 'regress_renamer', q{ALTER FUNCTION renamer.cf3(int) RENAME TO cf4});
+	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer.cf4(%'", 30),
+		'14: ... and its text follows a rename all the same');
 	$renamer->quit;
 	as_role($node, 'regress_renamed', q{SELECT keyedstate.drop_aggregation('renamed.sums')});
 
@@ -2711,6 +2718,45 @@ INSERT INTO sdb.src4 (k, v) VALUES (1, 5);
 	   FROM keyedstate.status WHERE name = 'sdb.dv'}, 60),
 		'32: and her aggregation fails, saying why')
 	  or diag($node->safe_psql($db, q{SELECT state, error FROM keyedstate.status WHERE name = 'sdb.dv'}));
+}
+
+# 33. review security 26, F5: a role with LOGIN alone fills the shared lock
+# table with advisory locks, and every worker's steps fail with "out of
+# shared memory".  That passed for ten minutes of retries, then failed every
+# aggregation of the server for good.  Now the lock table full passes for as
+# long as it lasts (the ten minutes shortened to 1 s here, a developer
+# option, which the fill outlasts): once she lets go, they run on, exact
+{
+	$node->safe_psql($db, q{ALTER SYSTEM SET keyedstate.oom_retry_time = '1s'; SELECT pg_reload_conf();
+CREATE ROLE regress_filler LOGIN;
+CREATE TABLE public.lockfill (id bigserial PRIMARY KEY, k int);
+-- a millisecond a row: the worker consumes (and checkpoints) while the table is full
+CREATE FUNCTION public.lockfill_slow(k int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS
+	$$BEGIN PERFORM pg_catalog.pg_sleep(0.001); RETURN k; END$$;
+SELECT keyedstate.create_aggregation('public.lockfill_v',
+	'SELECT k, count(*) AS n, sum(public.lockfill_slow(k)) AS s FROM public.lockfill GROUP BY k',
+	checkpoint_interval => '100 ms');});
+	ks_sync($node, $db, 'public.lockfill_v');
+	my $log_at = -s $node->logfile;
+	my $filler = $node->background_psql($db, extra_params => [ '-U', 'regress_filler' ]);
+	$node->safe_psql($db, q{INSERT INTO public.lockfill (k) SELECT g % 10 FROM generate_series(1, 4000) g});
+	$filler->query_safe(q{DO $$BEGIN
+  FOR i IN 1..100000000 LOOP
+    BEGIN PERFORM pg_catalog.pg_advisory_lock(i);
+    EXCEPTION WHEN out_of_memory THEN RETURN; END;
+  END LOOP; END$$});
+	$filler->query_safe(q{SELECT pg_catalog.pg_sleep(5); SELECT pg_catalog.pg_advisory_unlock_all()});
+	$filler->quit;
+	$node->safe_psql($db, q{INSERT INTO public.lockfill (k) SELECT g % 10 FROM generate_series(1, 100) g});
+	ks_sync($node, $db, 'public.lockfill_v', '60 s');
+	like(slurp_file($node->logfile, $log_at), qr/WARNING:  out of shared memory/,
+		'33: a role filling the lock table makes workers\' steps fail');
+	is(ks_mismatches($node, $db, 'SELECT k, n, s FROM public.lockfill_v', 'SELECT k, count(*), sum(k) FROM public.lockfill GROUP BY k'), '0',
+		'33: ... which pass for as long as it lasts: the aggregation runs on once she lets go, exact');
+	is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.status WHERE error LIKE 'out of shared memory%'}), '0',
+		'33: ... and no aggregation of the server failed for it');
+	$node->safe_psql($db, q{ALTER SYSTEM RESET keyedstate.oom_retry_time; SELECT pg_reload_conf();
+SELECT keyedstate.drop_aggregation('public.lockfill_v')});
 }
 
 ###########################################################################
