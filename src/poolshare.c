@@ -42,6 +42,7 @@ KsSharePoolLocked(int max_workers)
 	int			demand[KS_MAX_DATABASES];
 	int			share[KS_MAX_DATABASES];
 	int			left;
+	int			owners_left;
 	bool		more = true;
 	int			i;
 
@@ -76,9 +77,25 @@ KsSharePoolLocked(int max_workers)
 	 * for one (KsWorkerMissing says why): giving every owner a worker even
 	 * beyond max_workers let a role with CREATEROLE, owning aggregations
 	 * through roles of her own, take every background worker slot of the
-	 * server (review security 25, F2).
+	 * server (review security 25, F2).  First a database keeps the owners'
+	 * workers it had (up to its owners now): an owner appearing in another
+	 * database waits, as she would in the same one, rather than take a
+	 * running owner's worker away (review security 26, F2: one role's
+	 * create_aggregation in her own database stopped another database's
+	 * running aggregation).
 	 */
-	for (int round = 0, owners_left = max_workers; round < 2; round++)
+	owners_left = max_workers;
+	for (i = 0; i < KS_MAX_DATABASES; i++)
+	{
+		int			keep = Min(Min(Max(KsSharedState->dbs[i].nowners, 1), demand[i]),
+							   KsSharedState->dbs[i].nworkers) - share[i];
+
+		keep = Min(Max(keep, 0), owners_left);
+		share[i] += keep;
+		left -= keep;
+		owners_left -= keep;
+	}
+	for (int round = 0; round < 2; round++)
 	{
 		more = true;
 		while ((round == 0 ? owners_left : left) > 0 && more)

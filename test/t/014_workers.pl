@@ -646,6 +646,19 @@ INSERT INTO t (k) SELECT g % 7 FROM generate_series(1, 100) g;});
 	ks_sync($node, 'crvictim', 'v', '60s');
 	is(ks_mismatches($node, 'crvictim', 'SELECT k, n FROM v', 'SELECT k, count(*) FROM t GROUP BY k'), '0',
 		'cr: another database\'s new aggregation runs, exact');
+	# review security 26, F2: an owner new in another database waits for a
+	# worker, rather than take one from this database's running owners
+	my $running_n = $node->safe_psql('crdb', q{SELECT count(*) FROM keyedstate.status WHERE state = 'running'});
+	$node->safe_psql('crvictim', q{CREATE ROLE regress_crv LOGIN;
+GRANT CREATE ON SCHEMA public TO regress_crv; GRANT SELECT, TRIGGER ON public.t TO regress_crv;
+SET ROLE regress_crv; SELECT keyedstate.create_aggregation('public.v2', 'SELECT k, count(*) AS n FROM public.t GROUP BY k');});
+	ok(ks_wait_for($node, 'crvictim', q{SELECT state = 'starting' AND error LIKE 'its database has aggregations of 2 owners%'
+		FROM keyedstate.status WHERE name = 'v2'}, 30),
+		'cr: an owner new in another database waits for a worker')
+	  or diag($node->safe_psql('crvictim', 'SELECT name, state, error FROM keyedstate.status'));
+	ok(ks_holds(3, sub { $node->safe_psql('crdb', q{SELECT count(*) FROM keyedstate.status WHERE state = 'running'}) eq $running_n }),
+		'cr: ... and takes none from the running owners of this one');
+	$node->safe_psql('crvictim', q{SELECT keyedstate.drop_aggregation('v2')});
 	# re-review today 29, F2: the running owners pause theirs: parked, they
 	# give their workers to the waiting owners, and stay readable; a
 	# checkpoint() of one returns at once.  Resumed, they run again (below)
