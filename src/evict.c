@@ -58,6 +58,7 @@ typedef struct KsSharer
 	Oid			owner;
 	Oid			dboid;
 	int32		aggid;
+	int64		used;			/* its memory, worker and shared */
 } KsSharer;
 
 /* Order sharers by owner, then aggregation. */
@@ -76,23 +77,35 @@ KsSharerCmp(const void *a, const void *b)
 
 /*
  * The share of keyedstate.max_state_memory of run's aggregation (all its
- * parts): split evenly among the owners of the aggregations holding memory
- * (every state but failed), then among the owner's own.  Split among the
- * slots, as it was, any role diluted every other owner's budget with
- * aggregations of her own, one paused with parallelism 16 over an empty
- * table counting 16 times, and failed another owner's sliding window
- * (security review 21, F1); now only one more owner shrinks another's
- * share.  *owners, *aggs: the owners, and the aggregations of run's owner.
+ * parts): an owner's share, split among the owner's aggregations.  Every
+ * owner of aggregations holding memory (every state but failed) has an
+ * equal share at least; what the owners using less than theirs leave goes
+ * evenly to the others (run's owner always among them), in steps of a
+ * 64th of the setting, so that budgets do not move with every key.  So
+ * the owners add up to the setting, and no role shrinks another owner's
+ * share by more than the memory she uses: split among the slots, as it
+ * first was, any role diluted every other owner's budget with aggregations
+ * of her own, one paused with parallelism 16 over an empty table counting
+ * 16 times (security review 21, F1); split evenly among the owners, a
+ * role with CREATEROLE, owning empty aggregations through roles of her
+ * own, divided everyone's share by as many, and failed another owner's
+ * sliding window (review security 26, F1).  *owners, *aggs: the owners,
+ * and the aggregations of run's owner.
  */
 static int64
 KsEvictShare(KsAggRun *run, int *owners, int *aggs)
 {
 	KsSharer   *all = palloc(sizeof(KsSharer) * ks_max_aggregations);
+	int64		total = (int64) ks_max_state_memory * 1024;
+	int64		equal;
+	int64		unused = 0;
+	int64		owner_used = 0;
+	int			over = 1;		/* run's owner */
 	int			n = 0;
 	int			i;
 
 	for (i = 0; i < ks_max_aggregations; i++)
-		if (KsSlotSharer(i, &all[n].owner, &all[n].dboid, &all[n].aggid))
+		if (KsSlotSharer(i, &all[n].owner, &all[n].dboid, &all[n].aggid, &all[n].used))
 			n++;
 	qsort(all, n, sizeof(KsSharer), KsSharerCmp);
 	*owners = *aggs = 0;
@@ -106,11 +119,27 @@ KsEvictShare(KsAggRun *run, int *owners, int *aggs)
 			(new_owner || KsSharerCmp(&all[i], &all[i - 1]) != 0))
 			(*aggs)++;
 	}
-	pfree(all);
 	/* (its own slot may not show its owner yet: a view's new owner, a reload away) */
 	*owners = Max(*owners, 1);
 	*aggs = Max(*aggs, 1);
-	return (int64) ks_max_state_memory * 1024 / *owners / *aggs;
+	equal = total / *owners;
+	/* each other owner's memory against the equal share: what she leaves, or one more over it */
+	for (i = 0; i < n; i++)
+	{
+		owner_used += all[i].used;
+		if (i + 1 < n && all[i + 1].owner == all[i].owner)
+			continue;
+		if (all[i].owner != run->owner)
+		{
+			if (owner_used < equal)
+				unused += equal - owner_used;
+			else
+				over++;
+		}
+		owner_used = 0;
+	}
+	pfree(all);
+	return (equal + (unused / over) / (total / 64 + 1) * (total / 64 + 1)) / *aggs;
 }
 
 /* The budget now (see evict.h). */

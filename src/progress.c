@@ -391,7 +391,7 @@ KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint, int64 fail
 
 /* Whether slot i shares max_state_memory, and whose it is (see shmem.h). */
 bool
-KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid)
+KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid, int64 *used)
 {
 	KsAggSlot  *slot = &KsSharedState->aggs[i];
 	bool		shares;
@@ -401,6 +401,7 @@ KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid)
 	*owner = slot->owner;
 	*dboid = slot->dboid;
 	*aggid = slot->part.parent;
+	*used = slot->memory_bytes + slot->shared_bytes;
 	LWLockRelease(&slot->lock);
 	return shares;
 }

@@ -362,9 +362,10 @@ extern bool KsSlotAt(int i, KsSlotRef *ref);
 
 /*
  * Whether the i-th slot holds memory that keyedstate.max_state_memory
- * bounds (in use, not failed), with its owner and aggregation (evict.c).
+ * bounds (in use, not failed), with its owner, aggregation and the memory
+ * it uses, worker and shared (evict.c).
  */
-extern bool KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid);
+extern bool KsSlotSharer(int i, Oid *owner, Oid *dboid, int32 *aggid, int64 *used);
 
 /* Whether a slot is still the one found (caller holds its lock). */
 extern bool KsSlotRefValid(const KsSlotRef *ref);

@@ -426,30 +426,47 @@ SELECT memory_limit = 24 * 1024 * 1024 / 4 AND keys_in_memory < keys
   or diag($node->safe_psql($db, q{SELECT name, memory_limit, memory_bytes, keys, keys_in_memory, evictions, state
 	FROM keyedstate.status ORDER BY name}) . "\n" . $node->safe_psql($db, 'SELECT * FROM keyedstate.workers'));
 # another owner's aggregations, however many, paused or parallel, shrink
-# its share only as one more owner does (security review 21, F1: split
-# among the slots, one paused aggregation with parallelism 16 took sixteen
-# shares, and failed another owner's sliding window)
+# its share by no more than the memory they use (security review 21, F1:
+# split among the slots, one paused aggregation with parallelism 16 took
+# sixteen shares, and failed another owner's sliding window); and so do
+# those of more owners, roles a CREATEROLE role makes (review security 26,
+# F1: split evenly among the owners, empty aggregations of four roles of
+# hers divided every other owner's share by five)
 $node->safe_psql($db, q{
 CREATE ROLE regress_other LOGIN;
 GRANT CREATE ON SCHEMA public TO regress_other;
 SET ROLE regress_other;
 CREATE TABLE other_t (id bigserial PRIMARY KEY, k int);
+GRANT SELECT, TRIGGER ON other_t TO PUBLIC;
 SELECT keyedstate.create_aggregation('other_p', 'SELECT k, count(*) AS c FROM other_t GROUP BY k', parallelism => 16);
 SELECT keyedstate.create_aggregation('other_q', 'SELECT k, count(*) AS c FROM other_t GROUP BY k', parallelism => 16);
 SELECT keyedstate.pause('other_q');
 SELECT keyedstate.create_aggregation('other_a' || g, 'SELECT k, count(*) AS c FROM other_t GROUP BY k')
   FROM generate_series(1, 2) g;
 RESET ROLE;
+DO $$BEGIN FOR i IN 1..3 LOOP
+  EXECUTE format('CREATE ROLE regress_other%s; GRANT CREATE ON SCHEMA public TO regress_other%s', i, i);
+  EXECUTE format('SET LOCAL ROLE regress_other%s', i);
+  PERFORM keyedstate.create_aggregation('other_r' || i, 'SELECT k, count(*) AS c FROM other_t GROUP BY k');
+  RESET ROLE;
+END LOOP; END$$;
 });
+ok(ks_wait_for($node, $db, q{SELECT count(*) = 7 FROM keyedstate.status WHERE name LIKE 'other%' AND state IN ('running', 'paused')}),
+	'(four other owners\' aggregations run or are paused)');
 ok(ks_wait_for($node, $db, q{
-SELECT memory_limit = 24 * 1024 * 1024 / 2 / 4 FROM keyedstate.status WHERE name = 'free'}),
-	"another owner's four aggregations, two in 16 parts, one of them paused, halve its share, as one more owner does")
-  or diag($node->safe_psql($db, q{SELECT name, memory_limit, state FROM keyedstate.status ORDER BY name}));
-ok(ks_wait_for($node, $db, q{SELECT string_agg(DISTINCT memory_limit::text, ',') = (24 * 1024 * 1024 / 2 / 4 / 16)::text
+SELECT memory_limit > 24 * 1024 * 1024 * 3 / 4 / 4 AND memory_limit <= 24 * 1024 * 1024 / 4 FROM keyedstate.status WHERE name = 'free'}),
+	"four other owners' seven empty aggregations, two in 16 parts, one of them paused, take little of its share")
+  or diag($node->safe_psql($db, q{SELECT name, memory_limit, memory_bytes, state FROM keyedstate.status ORDER BY name}));
+ok(ks_wait_for($node, $db, q{SELECT count(DISTINCT memory_limit) = 1 AND min(memory_limit) >= 24 * 1024 * 1024 / 5 / 4 / 16
 	FROM keyedstate.workers WHERE aggregation = 'other_p'}),
 	"... and the parts of hers share her aggregation's share by their key groups")
   or diag($node->safe_psql($db, q{SELECT part, memory_limit, state FROM keyedstate.workers WHERE aggregation = 'other_p'}));
 $node->safe_psql($db, q{
+DO $$BEGIN FOR i IN 1..3 LOOP
+  EXECUTE format('SET LOCAL ROLE regress_other%s', i);
+  PERFORM keyedstate.drop_aggregation('other_r' || i);
+  RESET ROLE;
+END LOOP; END$$;
 SET ROLE regress_other;
 SELECT keyedstate.drop_aggregation(name) FROM keyedstate.aggregations WHERE name LIKE 'other%';
 DROP TABLE other_t;
