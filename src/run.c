@@ -404,16 +404,16 @@ KsRunRetryAfter(KsAggRun *run, ErrorData *edata, int64 offset)
 	TimestampTz now = GetCurrentTimestamp();
 
 	if (KsRetryStreak(run, now))
-		run->retry_delay_ms = Min(run->retry_delay_ms * 2, 60 * 1000);
+		run->retry_delay_ms = Min(run->retry_delay_ms * 2, 60 * ks_retry_delay);
 	else
 	{
-		run->retry_delay_ms = 1000;
+		run->retry_delay_ms = ks_retry_delay;	/* (a second, but in tests) */
 		run->retry_since = now;
 	}
 	run->retry_at = TimestampTzPlusMilliseconds(now, run->retry_delay_ms);
 	edata->elevel = WARNING;
 	edata->detail = psprintf("keyedstate loads aggregation %s again in %d s, from its last checkpoint.",
-							 run->name, run->retry_delay_ms / 1000);
+							 run->name, (run->retry_delay_ms + 999) / 1000);
 	/* a warning is logged and returns */
 	ThrowErrorData(edata);
 	KsRunUnload(run);

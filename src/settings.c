@@ -30,6 +30,7 @@ bool		ks_enabled = true;
 int			ks_batch_size = 100000;
 int			ks_pool_settle = 60 * 1000;
 int			ks_oom_retry = 10 * 60 * 1000;
+int			ks_retry_delay = 1000;
 int			ks_naptime = 1000;
 int			ks_max_aggregations_per_owner = 0;
 int			ks_max_state_memory = 0;	/* kB, 0: no bound */
@@ -154,6 +155,15 @@ KsSettingsInit(void)
 							"A developer option: changing it is only useful to test those retries.",
 							&ks_oom_retry,
 							10 * 60 * 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							NULL, NULL, NULL);
+
+	/* ... and the second after a passing error, doubled while they go on (run.c) */
+	DefineCustomIntVariable("keyedstate.retry_delay",
+							"How long an aggregation waits after an error that passes before it loads again.",
+							"A developer option: changing it is only useful to test those retries.",
+							&ks_retry_delay,
+							1000, 10, 60 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							NULL, NULL, NULL);
 

@@ -30,6 +30,7 @@ extern int	ks_batch_size;
 /* PGC_SIGHUP, a developer option: the pool's settle time (pool.c), in ms */
 extern int	ks_pool_settle;
 extern int	ks_oom_retry;
+extern int	ks_retry_delay;
 
 /* PGC_SIGHUP: longest sleep of a worker between checks, in ms */
 extern int	ks_naptime;

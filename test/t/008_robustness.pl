@@ -16,7 +16,9 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time sleep);
 
-my $node = ks_node('robust', "max_prepared_transactions = 10\nwal_level = logical\nmax_wal_senders = 4\nmax_replication_slots = 4\n");
+# (errors that pass are retried after 100 ms, doubled, not a second: a developer option)
+my $node = ks_node('robust', "max_prepared_transactions = 10\nwal_level = logical\nmax_wal_senders = 4\nmax_replication_slots = 4\n"
+	. "keyedstate.retry_delay = 100\n");
 $node->safe_psql('postgres', 'CREATE EXTENSION keyedstate');
 
 # --- constants x settings (9.3, 9.4): the view equals the query run under
