@@ -586,7 +586,7 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		 * it is starting, to all (also one whose owner changed, which kept
 		 * its former state: re-review today 19, F4).
 		 */
-		if (copy.runner_pid == 0 && copy.state != KS_FAILED && copy.state != KS_PAUSED &&
+		if (copy.runner_pid == 0 && (copy.parked_resume < 0 || (copy.state != KS_FAILED && copy.state != KS_PAUSED)) &&
 			(why = KsWorkerMissing(copy.worker)) != 0)
 		{
 			values[1] = CStringGetTextDatum(KsRunStateName(KS_STARTING));

@@ -118,6 +118,15 @@ KsChooseWorkerLocked(Oid dboid, int nworkers, Oid owner)
 	return best;
 }
 
+/* Set a slot's parked_resume (KsShared->lock held): under its lock too, as shmem.h says. */
+static void
+KsSetParkedLocked(KsAggSlot *slot, int64 resume_count)
+{
+	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
+	slot->parked_resume = resume_count;
+	LWLockRelease(&slot->lock);
+}
+
 /* Assign an aggregation to a worker of the pool (see shmem.h). */
 int
 KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int nworkers)
@@ -152,6 +161,9 @@ KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int n
 		LWLockRelease(&slot->lock);
 		slot->worker = -1;
 	}
+	/* wanted by a worker again (resumed): waiting for one shows as such (re-review today 30, F1) */
+	if (slot->parked_resume >= 0)
+		KsSetParkedLocked(slot, -1);
 	if (slot->worker < 0 || slot->worker >= nworkers)
 	{
 		slot->worker = KsChooseWorkerLocked(dboid, nworkers, owner);
@@ -208,7 +220,7 @@ KsParkAggSlot(KsAggSlot *slot, int64 resume_count)
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	if (slot->in_use && slot->parked_resume != resume_count)
 	{
-		slot->parked_resume = resume_count;
+		KsSetParkedLocked(slot, resume_count);
 		/* a reload leaves it out of the pool */
 		KsDatabaseRequestLocked(slot->dboid);
 	}
@@ -232,7 +244,7 @@ KsUnparkAggSlots(Oid dboid, const int32 *aggids, int n)
 			if (slot->in_use && slot->dboid == dboid && slot->part.parent == aggids[j] &&
 				slot->parked_resume >= 0)
 			{
-				slot->parked_resume = -1;
+				KsSetParkedLocked(slot, -1);
 				KsDatabaseRequestLocked(dboid);
 			}
 	}

@@ -97,6 +97,20 @@ KsSharePoolLocked(int max_workers)
 	}
 	for (int round = 0; round < 2; round++)
 	{
+		/*
+		 * ... and, before more go round, the workers it had beyond its
+		 * owners': one owner's pause and resume in one database moved
+		 * another database's aggregations between workers, a reload of
+		 * their state each time (re-review today 30, F6)
+		 */
+		for (i = 0; round == 1 && i < KS_MAX_DATABASES && left > 0; i++)
+		{
+			int			keep = Min(demand[i], KsSharedState->dbs[i].nworkers) - share[i];
+
+			keep = Min(Max(keep, 0), left);
+			share[i] += keep;
+			left -= keep;
+		}
 		more = true;
 		while ((round == 0 ? owners_left : left) > 0 && more)
 		{

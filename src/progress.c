@@ -102,7 +102,7 @@ KsPartLacksWorker(KsSlotRef *ref)
 
 	/* (not only starting: one whose owner changed keeps its state, re-review today 19, F4) */
 	LWLockAcquire(&ref->slot->lock, LW_SHARED);
-	starting = ref->slot->runner_pid == 0 && ref->slot->state != KS_FAILED && ref->slot->state != KS_PAUSED;
+	starting = ref->slot->runner_pid == 0 && (ref->slot->parked_resume < 0 || (ref->slot->state != KS_FAILED && ref->slot->state != KS_PAUSED));
 	worker = ref->slot->worker;
 	LWLockRelease(&ref->slot->lock);
 	return starting ? KsWorkerMissing(worker) : 0;

@@ -277,6 +277,8 @@ void
 KsRunHandOver(KsAggRun *run)
 {
 	KsRunUnload(run);
+	/* (none of its memory is the worker's any more: parked, it counts none, re-review today 30, F4) */
+	KsSlotNoteMemory(run->slot, 0);
 	KsUnclaimAggSlot(run->slot);
 	MemoryContextDelete(run->cxt);
 	pfree(run);

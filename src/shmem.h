@@ -148,7 +148,7 @@ typedef struct KsAggSlot
 	int			worker;
 	int			runner_pid;
 	int			runner_procno;
-	int64		parked_resume;	/* paused with nothing left to do at this resume_count, or -1 */
+	int64		parked_resume;	/* parked at this resume_count, or -1 (also under `lock`) */
 
 	/* everything below is guarded by `lock` */
 	LWLock		lock;

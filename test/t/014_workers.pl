@@ -675,6 +675,13 @@ SET ROLE regress_crv; SELECT keyedstate.create_aggregation('public.v2', 'SELECT 
 		'cr: ... their views stay readable, and checkpoint() of one returns');
 	$node->safe_psql('crdb', q{INSERT INTO public.t (k) SELECT g % 10 FROM generate_series(1, 500) g});
 	$node->safe_psql('crdb', "SELECT keyedstate.resume('$_')") for @running;
+	# resumed while the others run, they wait for a worker, and say so (re-review today 30, F1:
+	# status said 'paused' and a sync timed out without a reason)
+	ok(ks_wait_for($node, 'crdb', q{SELECT (SELECT count(*) FROM keyedstate.status
+		WHERE state = 'starting' AND error LIKE 'its database has aggregations of 8 owners%'} . " AND name IN ('"
+		. join("', '", @running) . "')) = " . scalar(@running), 60),
+		'cr: resumed while other owners run, they wait for a worker, saying why')
+	  or diag($node->safe_psql('crdb', 'SELECT name, state, error FROM keyedstate.status'));
 	# raised, every owner has a worker and every aggregation catches up
 	$node->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.max_workers = 12; SELECT pg_reload_conf()});
 	ks_sync($node, 'crdb', "public.c$_", '60s') for 1 .. 8;
