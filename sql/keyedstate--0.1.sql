@@ -96,7 +96,13 @@ CREATE TABLE keyedstate_internal.aggregation (
 	-- the highest value its checkpoints saw the sequence hand out (NULL: none):
 	-- a sequence below it went backwards.  Rows of the table above the
 	-- sequence are no such evidence: a writer may give any offset.
-	sequence_seen		bigint
+	sequence_seen		bigint,
+	-- secret (only superusers read this table): seeds where a key goes in the
+	-- worker's key table and its cold row's place (src/cold.h), so that no
+	-- writer can choose many keys of one place; 64 random bits
+	key_seed			bigint NOT NULL DEFAULT
+		('x' || pg_catalog.left(pg_catalog.gen_random_uuid()::text, 8)
+			|| pg_catalog.left(pg_catalog.gen_random_uuid()::text, 8))::bit(64)::bigint
 );
 -- ids cycle (calls rolled back or failing take ids too): one in use is skipped
 CREATE SEQUENCE keyedstate_internal.aggregation_id_seq AS int MAXVALUE 999999999 CYCLE
@@ -179,8 +185,10 @@ $$;
 
 /*
  * Keys a memory budget evicted (src/cold.h): one row per key, found by its
- * hash through the primary key, so that a key comes back, or a point query
- * finds it, without a scan.  id is the key's checkpoint id shifted left by
+ * hash through the primary key, so that a point query finds it without a
+ * scan, and by its hash and place (a hash of the key seeded with the
+ * aggregation's secret key_seed) when it comes back: keys a writer chose of
+ * one hash have places apart.  id is the key's checkpoint id shifted left by
  * 24 bits plus a number within that checkpoint; rows of a checkpoint that
  * never committed are deleted by the recovery that follows.  A key that
  * came back and changed has its row rewritten in place: a fifth of each
@@ -189,9 +197,10 @@ $$;
 CREATE TABLE keyedstate_internal.cold (
 	aggregation_id		int NOT NULL,
 	hash				int NOT NULL,
+	place				int NOT NULL,
 	id					bigint NOT NULL,
 	data				bytea NOT NULL,
-	PRIMARY KEY (aggregation_id, hash, id)
+	PRIMARY KEY (aggregation_id, hash, place, id)
 ) WITH (fillfactor = 80);
 
 /*

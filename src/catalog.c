@@ -51,7 +51,8 @@
 	"a.definition, COALESCE(a.pause_at, 0), " \
 	"COALESCE(a.ttl_floor, '-infinity'::pg_catalog.timestamptz), " \
 	"COALESCE(GREATEST(a.sequence_seen, (SELECT pg_catalog.max(q.sequence_seen) " \
-	"         FROM keyedstate_internal.part q WHERE q.aggregation_id = a.id)), '-9223372036854775808'::pg_catalog.int8)"
+	"         FROM keyedstate_internal.part q WHERE q.aggregation_id = a.id)), '-9223372036854775808'::pg_catalog.int8), " \
+	"a.key_seed"
 
 /* An aggregation alone: no part. */
 #define KS_DEF_FROM_AGGREGATION \
@@ -188,6 +189,7 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 	if (TIMESTAMP_NOT_FINITE(def->ttl_floor))	/* (an earlier build's from an infinite time) */
 		def->ttl_floor = DT_NOBEGIN;
 	def->sequence_seen = DatumGetInt64(SPI_getbinval(tup, desc, 32, &isnull));
+	def->key_seed = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 33, &isnull));
 	return def;
 }
 

@@ -107,9 +107,7 @@ struct KsChunkWriter
 	KsColdBatch cold;			/* cold rows of the chunk being built */
 	KsColdBatch rewrites;		/* cold rows rewritten in place, with the commit */
 	uint64		ncold;			/* cold rows numbered so far */
-	uint32	   *stale_hashes;	/* cold rows of keys written whole: deleted */
-	uint64	   *stale_ids;
-	ItemPointerData *stale_tids;	/* where they were read from (KsColdDelete) */
+	KsColdRowId *stale;			/* cold rows of keys written whole: deleted */
 	KsKeyEntry **stale_keys;
 	int64		nstale;
 	int64		maxstale;
@@ -280,25 +278,22 @@ KsChunkStale(struct KsChunkWriter *w, KsKeyEntry *e)
 		MemoryContext oldcxt = MemoryContextSwitchTo(w->run->loadcxt);
 
 		w->maxstale = Max(w->maxstale * 2, 64);
-		if (w->stale_hashes == NULL)
+		if (w->stale == NULL)
 		{
-			w->stale_hashes = palloc_extended(sizeof(uint32) * w->maxstale, MCXT_ALLOC_HUGE);
-			w->stale_ids = palloc_extended(sizeof(uint64) * w->maxstale, MCXT_ALLOC_HUGE);
-			w->stale_tids = palloc_extended(sizeof(ItemPointerData) * w->maxstale, MCXT_ALLOC_HUGE);
+			w->stale = palloc_extended(sizeof(KsColdRowId) * w->maxstale, MCXT_ALLOC_HUGE);
 			w->stale_keys = palloc_extended(sizeof(KsKeyEntry *) * w->maxstale, MCXT_ALLOC_HUGE);
 		}
 		else
 		{
-			w->stale_hashes = repalloc_huge(w->stale_hashes, sizeof(uint32) * w->maxstale);
-			w->stale_ids = repalloc_huge(w->stale_ids, sizeof(uint64) * w->maxstale);
-			w->stale_tids = repalloc_huge(w->stale_tids, sizeof(ItemPointerData) * w->maxstale);
+			w->stale = repalloc_huge(w->stale, sizeof(KsColdRowId) * w->maxstale);
 			w->stale_keys = repalloc_huge(w->stale_keys, sizeof(KsKeyEntry *) * w->maxstale);
 		}
 		MemoryContextSwitchTo(oldcxt);
 	}
-	w->stale_hashes[w->nstale] = e->hash;
-	w->stale_ids[w->nstale] = e->cold_id;
-	w->stale_tids[w->nstale] = e->cold_tid;
+	w->stale[w->nstale].hash = e->hash;
+	w->stale[w->nstale].place = KsColdPlaceOf(w->run, e);
+	w->stale[w->nstale].id = e->cold_id;
+	w->stale[w->nstale].tid = e->cold_tid;
 	w->stale_keys[w->nstale] = e;
 	w->nstale++;
 }
@@ -523,7 +518,7 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	KsChunkInsert(w, -1);
 	KsBecomeWorker();
 	/* cold rows of keys it wrote whole go with its commit; those it rewrites, in it (cold.h) */
-	w->nstale_gone = KsColdDelete(run->def->id, w->stale_hashes, w->stale_ids, w->stale_tids, (int) w->nstale);
+	w->nstale_gone = KsColdDelete(run->def->id, w->stale, (int) w->nstale);
 	KsColdInsert(run, &w->rewrites);
 	/* and the cold rows the TTL's sweep found expired */
 	w->nexpired_cold = KsColdDeleteExpired(run);
@@ -576,7 +571,7 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	{
 		KsKeyEntry *e = w->stale_keys[i];
 
-		if (e->cold_id != w->stale_ids[i])
+		if (e->cold_id != w->stale[i].id)
 			continue;
 		e->cold_id = 0;
 		e->flags &= ~KS_KEY_RECOLDED;
@@ -587,11 +582,9 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	KsKeyCaptureDone(run->kt, w->list, w->nlist, w->epoch);
 	run->kt->saving_epoch = 0;
 	/* (in the run's memory, which lives as long as the run: every checkpoint's would stay) */
-	if (w->stale_hashes != NULL)
+	if (w->stale != NULL)
 	{
-		pfree(w->stale_hashes);
-		pfree(w->stale_ids);
-		pfree(w->stale_tids);
+		pfree(w->stale);
 		pfree(w->stale_keys);
 	}
 	run->cold_rows += (int64) w->ncold - w->nstale_gone - w->nexpired_cold;

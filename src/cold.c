@@ -30,7 +30,6 @@
 #include "executor/tuptable.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
-#include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -41,13 +40,14 @@
 
 /* The CRC-32C of a cold row (see cold.h). */
 pg_crc32c
-KsColdCrc(int32 aggid, uint32 hash, uint64 id, const char *data, Size len)
+KsColdCrc(int32 aggid, uint32 hash, uint32 place, uint64 id, const char *data, Size len)
 {
 	pg_crc32c	crc;
 
 	INIT_CRC32C(crc);
 	COMP_CRC32C(crc, &aggid, sizeof(aggid));
 	COMP_CRC32C(crc, &hash, sizeof(hash));
+	COMP_CRC32C(crc, &place, sizeof(place));
 	COMP_CRC32C(crc, &id, sizeof(id));
 	COMP_CRC32C(crc, data + KS_COLD_FORMAT_AT, len - KS_COLD_FORMAT_AT);
 	FIN_CRC32C(crc);
@@ -65,6 +65,7 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 	static const char header[VARHDRSZ + KS_COLD_HEADER] = {0};
 	char	   *data;
 	pg_crc32c	crc;
+	uint32		place;
 	int			at;
 
 	if (batch->cxt == NULL)
@@ -77,6 +78,7 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 		if (batch->hashes == NULL)
 		{
 			batch->hashes = palloc(sizeof(uint32) * batch->max);
+			batch->places = palloc(sizeof(uint32) * batch->max);
 			batch->ids = palloc(sizeof(uint64) * batch->max);
 			batch->data = palloc(sizeof(bytea *) * batch->max);
 			batch->entries = palloc(sizeof(dsa_pointer) * batch->max);
@@ -86,6 +88,7 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 		else
 		{
 			batch->hashes = repalloc(batch->hashes, sizeof(uint32) * batch->max);
+			batch->places = repalloc(batch->places, sizeof(uint32) * batch->max);
 			batch->ids = repalloc(batch->ids, sizeof(uint64) * batch->max);
 			batch->data = repalloc(batch->data, sizeof(bytea *) * batch->max);
 			batch->entries = repalloc(batch->entries, sizeof(dsa_pointer) * batch->max);
@@ -119,10 +122,12 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 
 	SET_VARSIZE(buf.data, buf.len);
 	data = VARDATA(buf.data);
-	crc = KsColdCrc(run->def->id, e->hash, id, data, buf.len - VARHDRSZ);
+	place = KsColdPlaceOf(run, e);
+	crc = KsColdCrc(run->def->id, e->hash, place, id, data, buf.len - VARHDRSZ);
 	memcpy(data + KS_COLD_CRC_AT, &crc, sizeof(crc));
 
 	batch->hashes[batch->n] = e->hash;
+	batch->places[batch->n] = place;
 	batch->ids[batch->n] = id;
 	batch->data[batch->n] = (bytea *) buf.data;
 	/* (a row rewritten keeps its id, which the key is published with already) */
@@ -139,7 +144,7 @@ KsColdAdd(KsAggRun *run, KsColdBatch *batch, KsKeyEntry *e, uint64 id,
 /* Rows of a batch inserted at once (and slots kept for them). */
 #define KS_COLD_INSERT_AT_ONCE	1000
 
-/* Order of a batch's rows by hash, then id: the primary key's order. */
+/* Order of a batch's rows by hash, place, then id: the primary key's order. */
 static int
 KsColdBatchCompare(const void *a, const void *b, void *arg)
 {
@@ -148,9 +153,13 @@ KsColdBatchCompare(const void *a, const void *b, void *arg)
 	int			y = *(const int *) b;
 	int32		hx = (int32) batch->hashes[x];
 	int32		hy = (int32) batch->hashes[y];
+	int32		px = (int32) batch->places[x];
+	int32		py = (int32) batch->places[y];
 
 	if (hx != hy)
 		return hx < hy ? -1 : 1;
+	if (px != py)
+		return px < py ? -1 : 1;
 	return batch->ids[x] < batch->ids[y] ? -1 : batch->ids[x] > batch->ids[y] ? 1 : 0;
 }
 
@@ -172,10 +181,11 @@ KsColdOpenForWrite(EState **estate, ResultRelInfo **rri)
 	heap = table_open(heapoid, RowExclusiveLock);
 	index = index_open(indexoid, RowExclusiveLock);
 	info = BuildIndexInfo(index);
-	/* readers find rows by its first three columns */
-	if (info->ii_NumIndexAttrs != 3 || info->ii_IndexAttrNumbers[0] != 1 ||
-		info->ii_IndexAttrNumbers[1] != 2 || info->ii_IndexAttrNumbers[2] != 3)
-		elog(ERROR, "the primary key of keyedstate_internal.cold is not (aggregation_id, hash, id)");
+	/* rows are found by its first four columns */
+	if (info->ii_NumIndexAttrs != 4 || info->ii_IndexAttrNumbers[0] != 1 ||
+		info->ii_IndexAttrNumbers[1] != 2 || info->ii_IndexAttrNumbers[2] != 3 ||
+		info->ii_IndexAttrNumbers[3] != 4)
+		elog(ERROR, "the primary key of keyedstate_internal.cold is not (aggregation_id, hash, place, id)");
 	index_close(index, NoLock);
 	*estate = CreateExecutorState();
 	*rri = makeNode(ResultRelInfo);
@@ -204,8 +214,8 @@ KsColdCloseForWrite(Relation heap, EState *estate, ResultRelInfo *rri)
  * the rows (command counter).
  */
 void
-KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint64 *ids, bytea *const *data,
-				 const int *order)
+KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint32 *places, const uint64 *ids,
+				 bytea *const *data, const int *order)
 {
 	Relation	heap;
 	EState	   *estate;
@@ -237,9 +247,10 @@ KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint64 *ids, bytea
 			ExecClearTuple(slot);
 			slot->tts_values[0] = Int32GetDatum(id);
 			slot->tts_values[1] = Int32GetDatum((int32) hashes[r]);
-			slot->tts_values[2] = Int64GetDatum((int64) ids[r]);
-			slot->tts_values[3] = PointerGetDatum(data[r]);
-			memset(slot->tts_isnull, 0, sizeof(bool) * 4);
+			slot->tts_values[2] = Int32GetDatum((int32) places[r]);
+			slot->tts_values[3] = Int64GetDatum((int64) ids[r]);
+			slot->tts_values[4] = PointerGetDatum(data[r]);
+			memset(slot->tts_isnull, 0, sizeof(bool) * 5);
 			ExecStoreVirtualTuple(slot);
 		}
 		table_multi_insert(heap, slots, m, cid, 0, NULL);
@@ -257,8 +268,8 @@ KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint64 *ids, bytea
 
 /* Rewrite cold rows in place (see cold.h). */
 void
-KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
-				  bytea *const *data, const ItemPointerData *tids)
+KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint32 *places,
+				  const uint64 *ids, bytea *const *data, const ItemPointerData *tids)
 {
 	EState	   *estate;
 	ResultRelInfo *rri;
@@ -282,20 +293,21 @@ KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
 	for (int i = 0; i < n; i++)
 	{
 		ItemPointerData tid = tids[i];
-		Datum		values[4];
-		bool		nulls[4] = {false, false, false, false};
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
 		HeapTuple	tuple;
 
 		KsCheckInterrupts();
-		if (!KsColdLocate(heap, nblocks, indexoid, snapshot, aggid, hashes[i], ids[i], &tid))
+		if (!KsColdLocate(heap, nblocks, indexoid, snapshot, aggid, hashes[i], places[i], ids[i], &tid))
 		{
 			lost[nlost++] = i;
 			continue;
 		}
 		values[0] = Int32GetDatum(aggid);
 		values[1] = Int32GetDatum((int32) hashes[i]);
-		values[2] = Int64GetDatum((int64) ids[i]);
-		values[3] = PointerGetDatum(data[i]);
+		values[2] = Int32GetDatum((int32) places[i]);
+		values[3] = Int64GetDatum((int64) ids[i]);
+		values[4] = PointerGetDatum(data[i]);
 		tuple = heap_form_tuple(RelationGetDescr(heap), values, nulls);
 		simple_heap_update(heap, &tid, tuple);
 		/* a HOT update leaves the indexes as they are */
@@ -315,16 +327,18 @@ KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint64 *ids,
 	if (nlost > 0)
 	{
 		uint32	   *lh = palloc(sizeof(uint32) * nlost);
+		uint32	   *lp = palloc(sizeof(uint32) * nlost);
 		uint64	   *li = palloc(sizeof(uint64) * nlost);
 		bytea	  **ld = palloc(sizeof(bytea *) * nlost);
 
 		for (int i = 0; i < nlost; i++)
 		{
 			lh[i] = hashes[lost[i]];
+			lp[i] = places[lost[i]];
 			li[i] = ids[lost[i]];
 			ld[i] = data[lost[i]];
 		}
-		KsColdInsertRows(aggid, nlost, lh, li, ld, NULL);
+		KsColdInsertRows(aggid, nlost, lh, lp, li, ld, NULL);
 	}
 	pfree(lost);
 }
@@ -334,6 +348,7 @@ static int
 KsColdRewriteBatch(int32 aggid, KsColdBatch *batch, const int *order)
 {
 	uint32	   *hashes = palloc(sizeof(uint32) * batch->n);
+	uint32	   *places = palloc(sizeof(uint32) * batch->n);
 	uint64	   *ids = palloc(sizeof(uint64) * batch->n);
 	bytea	  **data = palloc(sizeof(bytea *) * batch->n);
 	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * batch->n);
@@ -346,11 +361,12 @@ KsColdRewriteBatch(int32 aggid, KsColdBatch *batch, const int *order)
 		if (!batch->rewrites[r])
 			continue;
 		hashes[m] = batch->hashes[r];
+		places[m] = batch->places[r];
 		ids[m] = batch->ids[r];
 		data[m] = batch->data[r];
 		tids[m++] = batch->rewrite[r];
 	}
-	KsColdRewriteRows(aggid, m, hashes, ids, data, tids);
+	KsColdRewriteRows(aggid, m, hashes, places, ids, data, tids);
 	return m;
 }
 
@@ -380,7 +396,7 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	for (int i = 0, k = 0; i < batch->n; i++)
 		if (!batch->rewrites[order[i]])
 			order[k++] = order[i];
-	KsColdInsertRows(run->def->id, kept, batch->hashes, batch->ids, batch->data, order);
+	KsColdInsertRows(run->def->id, kept, batch->hashes, batch->places, batch->ids, batch->data, order);
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(batch->cxt);
 	memset(batch, 0, sizeof(KsColdBatch));
@@ -407,16 +423,17 @@ KsColdLockNow(Oid *heap, Oid *index)
 		ConditionalLockRelationOid(*index, AccessShareLock);
 }
 
-/* The hash, id and data of a row of keyedstate_internal.cold (see cold.h). */
+/* The hash, place, id and data of a row of keyedstate_internal.cold (see cold.h). */
 bytea *
-KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id)
+KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint32 *place, uint64 *id)
 {
 	slot_getallattrs(slot);
-	if (slot->tts_isnull[1] || slot->tts_isnull[2] || slot->tts_isnull[3])
+	if (slot->tts_isnull[1] || slot->tts_isnull[2] || slot->tts_isnull[3] || slot->tts_isnull[4])
 		KsCheckpointCorrupted(run->name, "A row of keyedstate_internal.cold has a NULL column.");
 	*hash = (uint32) DatumGetInt32(slot->tts_values[1]);
-	*id = (uint64) DatumGetInt64(slot->tts_values[2]);
-	return DatumGetByteaPP(slot->tts_values[3]);
+	*place = (uint32) DatumGetInt32(slot->tts_values[2]);
+	*id = (uint64) DatumGetInt64(slot->tts_values[3]);
+	return DatumGetByteaPP(slot->tts_values[4]);
 }
 
 /*
@@ -424,25 +441,24 @@ KsColdRowColumns(KsAggRun *run, TupleTableSlot *slot, uint32 *hash, uint64 *id)
  * (then its state in memory is the newer).  Every byte is checked first.
  */
 static bool
-KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, ItemPointer tid, const char *data,
-			  uint32 len, Datum *keys, bool *nulls, const uint32 *places, int nplaces)
+KsColdRestore(KsAggRun *run, uint32 hash, uint32 place, uint64 id, ItemPointer tid,
+			  const char *data, uint32 len, Datum *keys, bool *nulls)
 {
 	KsKeyTable *kt = run->kt;
 	KsColdParts parts;
 	KsKeyEntry *e;
 	bool		found;
-	uint32		place;
 
-	KsColdParse(run->name, run->def->id, hash, id, data, len, &parts);
+	KsColdParse(run->name, run->def->id, hash, place, id, data, len, &parts);
 	KsKeyDeserialize(kt, parts.key, parts.keylen, run->name, keys, nulls);
 	if (KsKeyHash(kt, keys, nulls) != hash)
 		KsCheckpointCorrupted(run->name, "A cold key stored under hash %u hashes to %u.",
 							  hash, KsKeyHash(kt, keys, nulls));
-	/* a key not asked for, of the same hash, stays cold */
-	place = KsKeyPlace(kt, keys, nulls, hash);
-	if (bsearch(&place, places, nplaces, sizeof(uint32), KsCompareUint32) == NULL)
-		return false;
+	if (KsKeyPlace(kt, keys, nulls, hash) != place)
+		KsCheckpointCorrupted(run->name, "A cold key stored under place %u has place %u.",
+							  place, KsKeyPlace(kt, keys, nulls, hash));
 
+	/* (a key not asked for, of the same hash and place, is found in memory or comes back too) */
 	e = KsKeyTableLookupPlaced(kt, keys, nulls, hash, place, &found);
 	if (found && !(e->flags & KS_KEY_EVICTED))
 		return false;
@@ -476,7 +492,28 @@ KsColdRestore(KsAggRun *run, uint32 hash, uint64 id, ItemPointer tid, const char
 	return true;
 }
 
-/* Load back the cold keys with these hashes (see cold.h). */
+/* A key to load back: its hash and place. */
+typedef struct KsColdWanted
+{
+	uint32		hash;
+	uint32		place;
+} KsColdWanted;
+
+/* Order of wanted keys as the primary key orders them (signed columns). */
+static int
+KsColdWantedCompare(const void *a, const void *b)
+{
+	const KsColdWanted *x = a;
+	const KsColdWanted *y = b;
+
+	if (x->hash != y->hash)
+		return (int32) x->hash < (int32) y->hash ? -1 : 1;
+	if (x->place != y->place)
+		return (int32) x->place < (int32) y->place ? -1 : 1;
+	return 0;
+}
+
+/* Load back the cold keys with these hashes and places (see cold.h). */
 int64
 KsColdReload(KsAggRun *run, const uint32 *hashes, const uint32 *places, int n)
 {
@@ -486,28 +523,30 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, const uint32 *places, int n)
 	Relation	index;
 	Snapshot	snapshot;
 	IndexScanDesc scan;
-	ScanKeyData skeys[2];
+	ScanKeyData skeys[3];
 	TupleTableSlot *slot;
-	Datum	   *elems;
-	ArrayType  *arr;
 	MemoryContext tmp;
 	MemoryContext oldcxt;
 	Datum	   *keys;
 	bool	   *nulls;
-	uint32	   *sorted;
+	KsColdWanted *wanted;
 	int64		loaded = 0;
+	int			nwanted = 0;
 	int			i;
 
 	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold reload",
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(tmp);
-	elems = palloc(sizeof(Datum) * n);
+	wanted = palloc(sizeof(KsColdWanted) * n);
 	for (i = 0; i < n; i++)
-		elems[i] = Int32GetDatum((int32) hashes[i]);
-	arr = construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT);
-	sorted = palloc(sizeof(uint32) * n);
-	memcpy(sorted, places, sizeof(uint32) * n);
-	qsort(sorted, n, sizeof(uint32), KsCompareUint32);
+	{
+		wanted[i].hash = hashes[i];
+		wanted[i].place = places[i];
+	}
+	qsort(wanted, n, sizeof(KsColdWanted), KsColdWantedCompare);
+	for (i = 0; i < n; i++)
+		if (nwanted == 0 || KsColdWantedCompare(&wanted[i], &wanted[nwanted - 1]) != 0)
+			wanted[nwanted++] = wanted[i];
 	keys = palloc(sizeof(Datum) * Max(run->kt->nkeys, 1));
 	nulls = palloc(sizeof(bool) * Max(run->kt->nkeys, 1));
 	MemoryContextSwitchTo(oldcxt);
@@ -517,27 +556,32 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, const uint32 *places, int n)
 	heap = table_open(heapoid, AccessShareLock);
 	index = index_open(indexoid, AccessShareLock);
 	slot = table_slot_create(heap, NULL);
-	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
-	ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
-						   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, skeys, 2, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	scan = index_beginscan(heap, index, snapshot, 3, 0);
+	/* one descent per key's (hash, place), in the index's order */
+	for (int w = 0; w < nwanted; w++)
 	{
-		uint32		hash;
-		uint64		id;
-		bytea	   *data;
+		ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
+		ScanKeyInit(&skeys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum((int32) wanted[w].hash));
+		ScanKeyInit(&skeys[2], 3, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum((int32) wanted[w].place));
+		index_rescan(scan, skeys, 3, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			uint32		hash;
+			uint32		place;
+			uint64		id;
+			bytea	   *data;
 
-		KsCheckInterrupts();
-		oldcxt = MemoryContextSwitchTo(tmp);
-		data = KsColdRowColumns(run, slot, &hash, &id);
-		/* its deserialize functions are user code: timed (run.h) */
-		KsRunOwnerCodeBegin(run);
-		if (KsColdRestore(run, hash, id, &slot->tts_tid, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data),
-						  keys, nulls, sorted, n))
-			loaded++;
-		KsRunOwnerCodeEnd();
-		MemoryContextSwitchTo(oldcxt);
+			KsCheckInterrupts();
+			oldcxt = MemoryContextSwitchTo(tmp);
+			data = KsColdRowColumns(run, slot, &hash, &place, &id);
+			/* its deserialize functions are user code: timed (run.h) */
+			KsRunOwnerCodeBegin(run);
+			if (KsColdRestore(run, hash, place, id, &slot->tts_tid, VARDATA_ANY(data),
+							  VARSIZE_ANY_EXHDR(data), keys, nulls))
+				loaded++;
+			KsRunOwnerCodeEnd();
+			MemoryContextSwitchTo(oldcxt);
+		}
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);

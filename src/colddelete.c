@@ -28,7 +28,6 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "storage/bufmgr.h"
-#include "utils/array.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -55,17 +54,17 @@ KsColdDeleteRow(Relation heap, ItemPointer tid)
 
 /*
  * Whether the row at *tid is, for this snapshot, the cold row (aggid, hash,
- * id): a VACUUM FULL or CLUSTER moves rows, and the place of a row deleted
+ * place, id): a VACUUM FULL or CLUSTER moves rows, and the place of a row deleted
  * by hand and vacuumed may hold another row since.
  */
 static bool
 KsColdRowAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
-			uint64 id, ItemPointer tid)
+			uint32 place, uint64 id, ItemPointer tid)
 {
 	HeapTupleData tuple;
 	Buffer		buffer;
 	TupleDesc	desc = RelationGetDescr(heap);
-	bool		isnull[3];
+	bool		isnull[4];
 	bool		same;
 
 	/* (a vacuum may have truncated the table after such a deletion) */
@@ -76,8 +75,9 @@ KsColdRowAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, 
 		return false;
 	same = DatumGetInt32(heap_getattr(&tuple, 1, desc, &isnull[0])) == aggid &&
 		(uint32) DatumGetInt32(heap_getattr(&tuple, 2, desc, &isnull[1])) == hash &&
-		(uint64) DatumGetInt64(heap_getattr(&tuple, 3, desc, &isnull[2])) == id &&
-		!isnull[0] && !isnull[1] && !isnull[2];
+		(uint32) DatumGetInt32(heap_getattr(&tuple, 3, desc, &isnull[2])) == place &&
+		(uint64) DatumGetInt64(heap_getattr(&tuple, 4, desc, &isnull[3])) == id &&
+		!isnull[0] && !isnull[1] && !isnull[2] && !isnull[3];
 	ReleaseBuffer(buffer);
 	return same;
 }
@@ -85,21 +85,22 @@ KsColdRowAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, 
 /* Find a cold row this snapshot sees (see cold.h). */
 bool
 KsColdLocate(Relation heap, BlockNumber nblocks, Oid indexoid, Snapshot snapshot, int32 aggid,
-			 uint32 hash, uint64 id, ItemPointer tid)
+			 uint32 hash, uint32 place, uint64 id, ItemPointer tid)
 {
 	Relation	index;
 	IndexScanDesc scan;
-	ScanKeyData skeys[3];
+	ScanKeyData skeys[4];
 	bool		found = false;
 
-	if (KsColdRowAt(heap, nblocks, snapshot, aggid, hash, id, tid))
+	if (KsColdRowAt(heap, nblocks, snapshot, aggid, hash, place, id, tid))
 		return true;
 	index = index_open(indexoid, RowExclusiveLock);
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
 	ScanKeyInit(&skeys[1], 2, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum((int32) hash));
-	ScanKeyInit(&skeys[2], 3, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum((int64) id));
-	scan = index_beginscan(heap, index, snapshot, 3, 0);
-	index_rescan(scan, skeys, 3, NULL, 0);
+	ScanKeyInit(&skeys[2], 3, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum((int32) place));
+	ScanKeyInit(&skeys[3], 4, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum((int64) id));
+	scan = index_beginscan(heap, index, snapshot, 4, 0);
+	index_rescan(scan, skeys, 4, NULL, 0);
 	if (index_getnext_tid(scan, ForwardScanDirection) != NULL)
 	{
 		TupleTableSlot *slot = table_slot_create(heap, NULL);
@@ -119,21 +120,6 @@ KsColdLocate(Relation heap, BlockNumber nblocks, Oid indexoid, Snapshot snapshot
 	index_endscan(scan);
 	index_close(index, RowExclusiveLock);
 	return found;
-}
-
-/*
- * Delete a key's cold row at the place it was read from, if it is still
- * there, visible, and that key's (KsColdRowAt); false to look it up by the
- * primary key instead.
- */
-static bool
-KsColdDeleteAt(Relation heap, BlockNumber nblocks, Snapshot snapshot, int32 aggid, uint32 hash,
-			   uint64 id, ItemPointer tid)
-{
-	if (!KsColdRowAt(heap, nblocks, snapshot, aggid, hash, id, tid))
-		return false;
-	KsColdDeleteRow(heap, tid);
-	return true;
 }
 
 /* Which rows an index scan of KsColdDeleteScan deletes, by their id. */
@@ -160,7 +146,7 @@ KsColdDeleteScan(Relation heap, Oid indexoid, Snapshot snapshot, ScanKey keys, i
 	while (index_getnext_tid(scan, ForwardScanDirection) != NULL)
 	{
 		bool		isnull;
-		uint64		id = (uint64) DatumGetInt64(index_getattr(scan->xs_itup, 3, scan->xs_itupdesc, &isnull));
+		uint64		id = (uint64) DatumGetInt64(index_getattr(scan->xs_itup, 4, scan->xs_itupdesc, &isnull));
 
 		if ((++seen & 1023) == 0)
 			KsCheckInterrupts();
@@ -175,26 +161,6 @@ KsColdDeleteScan(Relation heap, Oid indexoid, Snapshot snapshot, ScanKey keys, i
 	return deleted;
 }
 
-/* The ids of KsColdDelete's lookups: a sorted array and its length. */
-typedef struct KsColdIdSet
-{
-	const uint64 *ids;
-	int			n;
-} KsColdIdSet;
-
-/*
- * Whether an id is among KsColdDelete's: another key of the same hash
- * keeps its row, and so does an older version of this key's (deleted
- * already).
- */
-static bool
-KsColdIdListed(uint64 id, const void *arg)
-{
-	const KsColdIdSet *set = arg;
-
-	return bsearch(&id, set->ids, set->n, sizeof(uint64), KsCompareUint64) != NULL;
-}
-
 /* Whether an id is at least KsColdDeleteOf's `from`. */
 static bool
 KsColdIdFrom(uint64 id, const void *arg)
@@ -202,74 +168,69 @@ KsColdIdFrom(uint64 id, const void *arg)
 	return (int64) id >= *(const int64 *) arg;
 }
 
+/* Order of rows to delete as the primary key orders them (signed columns). */
+static int
+KsColdRowIdCompare(const void *a, const void *b)
+{
+	const KsColdRowId *x = *(const KsColdRowId *const *) a;
+	const KsColdRowId *y = *(const KsColdRowId *const *) b;
+
+	if (x->hash != y->hash)
+		return (int32) x->hash < (int32) y->hash ? -1 : 1;
+	if (x->place != y->place)
+		return (int32) x->place < (int32) y->place ? -1 : 1;
+	return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
+}
+
 /*
- * Delete cold rows by hash and id (see cold.h): at the place each was read
- * from when the caller knows it (a key that came back: no index lookup),
- * the others through the primary key (a DELETE ... = ANY planned with a
- * smaller table's statistics scanned every cold row).  Deleted as the
+ * Delete cold rows (see cold.h): at the place each was read from when the
+ * caller knows it (a key that came back: no index lookup), the others
+ * through the primary key, one descent each, in its order (a DELETE ... =
+ * ANY planned with a smaller table's statistics scanned every cold row; a
+ * scan by hash alone read every cold key of a hash a writer chose).  A row
+ * listed twice (two sweeps of the TTL) is deleted once.  Deleted as the
  * catalog's rows are (keyedstate_internal.cold has no trigger, rule or
  * reference); later reads see it (command counter).
  */
 int64
-KsColdDelete(int32 aggid, const uint32 *hashes, const uint64 *ids, const ItemPointerData *tids, int n)
+KsColdDelete(int32 aggid, const KsColdRowId *rows, int n)
 {
-	MemoryContext tmp;
-	MemoryContext oldcxt;
-	Datum	   *elems;
-	uint64	   *sorted;
-	ArrayType  *arr;
 	Oid			heapoid;
 	Oid			indexoid;
 	Relation	heap;
 	Snapshot	snapshot;
-	ScanKeyData skeys[2];
-	KsColdIdSet set;
 	BlockNumber nblocks;
+	const KsColdRowId **order;
 	int64		deleted = 0;
-	int			left = 0;
-	int			i;
 
 	if (n == 0)
 		return 0;
+	order = palloc(sizeof(KsColdRowId *) * n);
+	for (int i = 0; i < n; i++)
+		order[i] = &rows[i];
+	qsort(order, n, sizeof(KsColdRowId *), KsColdRowIdCompare);
 	KsColdRelids(&heapoid, &indexoid);
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	heap = table_open(heapoid, RowExclusiveLock);
-	nblocks = tids != NULL ? RelationGetNumberOfBlocks(heap) : 0;
-	tmp = AllocSetContextCreate(CurrentMemoryContext, "keyedstate cold delete",
-								ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(tmp);
-	elems = palloc(sizeof(Datum) * n);
-	sorted = palloc(sizeof(uint64) * n);
-	MemoryContextSwitchTo(oldcxt);
-	for (i = 0; i < n; i++)
+	nblocks = RelationGetNumberOfBlocks(heap);
+	for (int i = 0; i < n; i++)
 	{
+		const KsColdRowId *r = order[i];
+		ItemPointerData tid = r->tid;
+
 		if ((i & 1023) == 0)
 			KsCheckInterrupts();
-		if (tids != NULL &&
-			KsColdDeleteAt(heap, nblocks, snapshot, aggid, hashes[i], ids[i], (ItemPointer) &tids[i]))
-		{
-			deleted++;
+		if (i > 0 && KsColdRowIdCompare(&order[i - 1], &order[i]) == 0)
 			continue;
-		}
-		elems[left] = Int32GetDatum((int32) hashes[i]);
-		sorted[left++] = ids[i];
-	}
-	if (left > 0)
-	{
-		oldcxt = MemoryContextSwitchTo(tmp);
-		qsort(sorted, left, sizeof(uint64), KsCompareUint64);
-		arr = construct_array(elems, left, INT4OID, 4, true, TYPALIGN_INT);
-		MemoryContextSwitchTo(oldcxt);
-		set.ids = sorted;
-		set.n = left;
-		ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(aggid));
-		ScanKeyEntryInitialize(&skeys[1], SK_SEARCHARRAY, 2, BTEqualStrategyNumber, INT4OID,
-							   InvalidOid, F_INT4EQ, PointerGetDatum(arr));
-		deleted += KsColdDeleteScan(heap, indexoid, snapshot, skeys, 2, KsColdIdListed, &set);
+		/* (one gone already: deleted by hand, or an older version of this key's) */
+		if (!KsColdLocate(heap, nblocks, indexoid, snapshot, aggid, r->hash, r->place, r->id, &tid))
+			continue;
+		KsColdDeleteRow(heap, &tid);
+		deleted++;
 	}
 	table_close(heap, RowExclusiveLock);
 	UnregisterSnapshot(snapshot);
-	MemoryContextDelete(tmp);
+	pfree(order);
 	CommandCounterIncrement();
 	return deleted;
 }

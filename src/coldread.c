@@ -133,7 +133,7 @@ KsColdScanBegin(const KsReadResult *res, const uint32 *hashes, int nhashes,
 
 /* Check a cold row and split it into its parts (see cold.h). */
 void
-KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id,
+KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint32 place, uint64 id,
 			const char *data, uint32 len, KsColdParts *parts)
 {
 	KsReader	r;
@@ -143,7 +143,7 @@ KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id,
 	if (len < KS_COLD_HEADER)
 		KsCheckpointCorrupted(aggname, "A cold key has %u bytes, fewer than its header.", len);
 	memcpy(&stored, data + KS_COLD_CRC_AT, sizeof(stored));
-	computed = KsColdCrc(aggid, hash, id, data, len);
+	computed = KsColdCrc(aggid, hash, place, id, data, len);
 	if (!EQ_CRC32C(stored, computed))
 		KsCheckpointCorrupted(aggname,
 							  "The CRC-32C of cold key " UINT64_FORMAT " is %08X, but its row gives %08X.",
@@ -167,12 +167,12 @@ KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint64 id,
  * when HAVING hides the key, or it is a window past the TTL.  Every byte is checked first.
  */
 static MinimalTuple
-KsColdRow(KsColdScan *cs, uint32 hash, uint64 id, const char *data, uint32 len)
+KsColdRow(KsColdScan *cs, uint32 hash, uint32 place, uint64 id, const char *data, uint32 len)
 {
 	KsColdParts parts;
 	MinimalTuple copy;
 
-	KsColdParse(cs->aggname, cs->aggid, hash, id, data, len, &parts);
+	KsColdParse(cs->aggname, cs->aggid, hash, place, id, data, len, &parts);
 	if (parts.row == NULL)
 		return NULL;
 	KsCheckStoredRow(cs->aggname, cs->viewdesc, parts.row, parts.rowlen);
@@ -217,21 +217,24 @@ KsColdScanNextOne(KsColdScan *cs)
 	while (row == NULL && index_getnext_slot(cs->scan, ForwardScanDirection, cs->slot))
 	{
 		uint32		hash;
+		uint32		place;
 		uint64		id;
 		bytea	   *data;
 
 		CHECK_FOR_INTERRUPTS();
 		slot_getallattrs(cs->slot);
-		if (cs->slot->tts_isnull[1] || cs->slot->tts_isnull[2] || cs->slot->tts_isnull[3])
+		if (cs->slot->tts_isnull[1] || cs->slot->tts_isnull[2] || cs->slot->tts_isnull[3] ||
+			cs->slot->tts_isnull[4])
 			KsCheckpointCorrupted(cs->aggname, "A row of keyedstate_internal.cold has a NULL column.");
 		hash = (uint32) DatumGetInt32(cs->slot->tts_values[1]);
-		id = (uint64) DatumGetInt64(cs->slot->tts_values[2]);
+		place = (uint32) DatumGetInt32(cs->slot->tts_values[2]);
+		id = (uint64) DatumGetInt64(cs->slot->tts_values[3]);
 		/* the key is published: its row there is the one to read */
 		if (cs->nskip > 0 && bsearch(&id, cs->skip, cs->nskip, sizeof(uint64), KsCompareIds) != NULL)
 			continue;
 		MemoryContextSwitchTo(cs->rowcxt);
-		data = DatumGetByteaPP(cs->slot->tts_values[3]);
-		row = KsColdRow(cs, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
+		data = DatumGetByteaPP(cs->slot->tts_values[4]);
+		row = KsColdRow(cs, hash, place, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 		MemoryContextSwitchTo(cs->cxt);
 	}
 	cs->done = (row == NULL);

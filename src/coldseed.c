@@ -47,6 +47,7 @@ typedef struct KsColdCopy
 	int32		partid;
 	int			n;
 	uint32		hashes[KS_COLD_SEED_BATCH];
+	uint32		places[KS_COLD_SEED_BATCH];	/* as they were: the aggregation's key_seed */
 	uint64		ids[KS_COLD_SEED_BATCH];
 	bytea	   *data[KS_COLD_SEED_BATCH];
 	uint64		copied;
@@ -56,7 +57,7 @@ typedef struct KsColdCopy
 static void
 KsColdCopyFlush(KsColdCopy *copy)
 {
-	KsColdInsertRows(copy->partid, copy->n, copy->hashes, copy->ids, copy->data, NULL);
+	KsColdInsertRows(copy->partid, copy->n, copy->hashes, copy->places, copy->ids, copy->data, NULL);
 	copy->n = 0;
 }
 
@@ -86,7 +87,7 @@ KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, Mem
 	 * A key's group is its (unsigned) hash modulo max_parallelism, but a
 	 * windowed aggregation's leaves the pane out of the hash: found below.
 	 */
-	plan = SPI_prepare("SELECT hash, id, data FROM keyedstate_internal.cold "
+	plan = SPI_prepare("SELECT hash, place, id, data FROM keyedstate_internal.cold "
 					   "WHERE aggregation_id = $1 AND id < $2 "
 					   "  AND (NOT $6 OR (hash::pg_catalog.int8 & 4294967295) % $3 BETWEEN $4 AND $5)",
 					   6, argtypes);
@@ -111,10 +112,11 @@ KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, Mem
 		{
 			HeapTuple	tup = fetched->vals[i];
 			TupleDesc	desc = fetched->tupdesc;
-			bool		isnull[3];
+			bool		isnull[4];
 			uint32		hash = (uint32) DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull[0]));
-			uint64		id = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull[1]));
-			Datum		d = SPI_getbinval(tup, desc, 3, &isnull[2]);
+			uint32		place = (uint32) DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull[3]));
+			uint64		id = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull[1]));
+			Datum		d = SPI_getbinval(tup, desc, 4, &isnull[2]);
 			MemoryContext oldcxt;
 			KsColdParts parts;
 			bytea	   *data;
@@ -122,12 +124,12 @@ KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, Mem
 			uint64		newid;
 			pg_crc32c	crc;
 
-			if (isnull[0] || isnull[1] || isnull[2])
+			if (isnull[0] || isnull[1] || isnull[2] || isnull[3])
 				KsCheckpointCorrupted(run->name, "A row of keyedstate_internal.cold has a NULL column.");
 			oldcxt = MemoryContextSwitchTo(batchcxt);
 			data = DatumGetByteaPP(d);
 			/* checked as the seed's row, then renumbered as the part's */
-			KsColdParse(run->name, seed, hash, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), &parts);
+			KsColdParse(run->name, seed, hash, place, id, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), &parts);
 			if (skip > 0)
 			{
 				int			group;
@@ -149,11 +151,12 @@ KsColdCopySeed(KsAggRun *run, KsColdCopy *copy, int32 seed, int64 committed, Mem
 			row = palloc(VARHDRSZ + VARSIZE_ANY_EXHDR(data));
 			SET_VARSIZE(row, VARHDRSZ + VARSIZE_ANY_EXHDR(data));
 			memcpy(VARDATA(row), VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
-			crc = KsColdCrc(copy->partid, hash, newid, VARDATA(row), VARSIZE_ANY_EXHDR(row));
+			crc = KsColdCrc(copy->partid, hash, place, newid, VARDATA(row), VARSIZE_ANY_EXHDR(row));
 			memcpy(VARDATA(row) + KS_COLD_CRC_AT, &crc, sizeof(crc));
 			MemoryContextSwitchTo(oldcxt);
 
 			copy->hashes[copy->n] = hash;
+			copy->places[copy->n] = place;
 			copy->ids[copy->n] = newid;
 			copy->data[copy->n] = row;
 			copy->n++;

@@ -19,6 +19,7 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
@@ -86,6 +87,8 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 	Snapshot	snapshot;
 	IndexScanDesc scan;
 	ScanKeyData skeys[2];
+	ScanKeyData after[3];
+	int			nkeys = 1;
 	TupleTableSlot *slot;
 	MemoryContext tmp;
 	int			n = 0;
@@ -109,10 +112,21 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 	index = index_open(indexoid, NoLock);
 	slot = table_slot_create(heap, NULL);
 	ScanKeyInit(&skeys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(run->def->id));
-	ScanKeyInit(&skeys[1], 2, BTGreaterEqualStrategyNumber, F_INT4GE,
-				Int32GetDatum((int32) Max(run->cold_sweep_hash, PG_INT32_MIN)));
-	scan = index_beginscan(heap, index, snapshot, 2, 0);
-	index_rescan(scan, skeys, 2, NULL, 0);
+	/* the rows after the last one read: (hash, place, id) > its, one descent */
+	if (run->cold_sweep_hash >= PG_INT32_MIN)
+	{
+		ScanKeyEntryInitialize(&after[0], SK_ROW_MEMBER, 2, BTGreaterStrategyNumber, INT4OID,
+							   InvalidOid, F_BTINT4CMP, Int32GetDatum((int32) run->cold_sweep_hash));
+		ScanKeyEntryInitialize(&after[1], SK_ROW_MEMBER, 3, BTGreaterStrategyNumber, INT4OID,
+							   InvalidOid, F_BTINT4CMP, Int32GetDatum((int32) run->cold_sweep_place));
+		ScanKeyEntryInitialize(&after[2], SK_ROW_MEMBER | SK_ROW_END, 4, BTGreaterStrategyNumber,
+							   INT8OID, InvalidOid, F_BTINT8CMP, Int64GetDatum((int64) run->cold_sweep_id));
+		ScanKeyEntryInitialize(&skeys[1], SK_ROW_HEADER, 2, BTGreaterStrategyNumber, InvalidOid,
+							   InvalidOid, InvalidOid, PointerGetDatum(after));
+		nkeys = 2;
+	}
+	scan = index_beginscan(heap, index, snapshot, nkeys, 0);
+	index_rescan(scan, skeys, nkeys, NULL, 0);
 	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		uint32		hash;
@@ -121,7 +135,7 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 		KsColdParts parts;
 		MemoryContext oldcxt;
 		bool		expired;
-		uint32		place = 0;
+		uint32		place;
 
 		if (n >= KS_COLD_SWEEP_ROWS)
 		{
@@ -130,47 +144,32 @@ KsColdSweep(KsAggRun *run, TimestampTz now)
 		}
 		KsCheckInterrupts();
 		oldcxt = MemoryContextSwitchTo(tmp);
-		data = KsColdRowColumns(run, slot, &hash, &id);
+		data = KsColdRowColumns(run, slot, &hash, &place, &id);
 		MemoryContextSwitchTo(oldcxt);
-		/* rows up to the last one read are done */
-		if ((int64) (int32) hash == run->cold_sweep_hash && id <= run->cold_sweep_id)
-			continue;
 		n++;
 		run->cold_sweep_hash = (int32) hash;
+		run->cold_sweep_place = place;
 		run->cold_sweep_id = id;
 		oldcxt = MemoryContextSwitchTo(tmp);
-		KsColdParse(run->name, run->def->id, hash, id, VARDATA_ANY(data),
+		KsColdParse(run->name, run->def->id, hash, place, id, VARDATA_ANY(data),
 					VARSIZE_ANY_EXHDR(data), &parts);
 		expired = KsColdExpired(run, &parts, now);
-		if (expired)
-		{
-			Datum	   *keys = palloc(sizeof(Datum) * Max(run->kt->nkeys, 1));
-			bool	   *nulls = palloc(sizeof(bool) * Max(run->kt->nkeys, 1));
-
-			KsKeyDeserialize(run->kt, parts.key, parts.keylen, run->name, keys, nulls);
-			place = KsKeyPlace(run->kt, keys, nulls, hash);
-		}
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(tmp);
-		/* a key in memory with this row goes with the checkpoint writing it */
+		/* a key in memory with this row goes with the checkpoint writing it (the CRC covers its place) */
 		if (!expired || KsColdInMemory(run->kt, place, id))
 			continue;
 		if (run->ncold_expired >= run->maxcold_expired)
 		{
 			run->maxcold_expired = Max(run->maxcold_expired * 2, 1024);
-			run->cold_expired_hashes = run->cold_expired_hashes == NULL ?
-				MemoryContextAlloc(run->loadcxt, sizeof(uint32) * run->maxcold_expired) :
-				repalloc(run->cold_expired_hashes, sizeof(uint32) * run->maxcold_expired);
-			run->cold_expired_ids = run->cold_expired_ids == NULL ?
-				MemoryContextAlloc(run->loadcxt, sizeof(uint64) * run->maxcold_expired) :
-				repalloc(run->cold_expired_ids, sizeof(uint64) * run->maxcold_expired);
-			run->cold_expired_places = run->cold_expired_places == NULL ?
-				MemoryContextAlloc(run->loadcxt, sizeof(uint32) * run->maxcold_expired) :
-				repalloc(run->cold_expired_places, sizeof(uint32) * run->maxcold_expired);
+			run->cold_expired = run->cold_expired == NULL ?
+				MemoryContextAlloc(run->loadcxt, sizeof(KsColdRowId) * run->maxcold_expired) :
+				repalloc(run->cold_expired, sizeof(KsColdRowId) * run->maxcold_expired);
 		}
-		run->cold_expired_places[run->ncold_expired] = place;
-		run->cold_expired_hashes[run->ncold_expired] = hash;
-		run->cold_expired_ids[run->ncold_expired++] = id;
+		run->cold_expired[run->ncold_expired].hash = hash;
+		run->cold_expired[run->ncold_expired].place = place;
+		run->cold_expired[run->ncold_expired].id = id;
+		run->cold_expired[run->ncold_expired++].tid = slot->tts_tid;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -202,28 +201,21 @@ KsColdDeleteExpired(KsAggRun *run)
 	/* loaded back since the sweep read it: the checkpoint writing it deletes it */
 	for (i = 0; i < run->ncold_expired; i++)
 	{
-		if (KsColdInMemory(run->kt, run->cold_expired_places[i], run->cold_expired_ids[i]))
+		if (KsColdInMemory(run->kt, run->cold_expired[i].place, run->cold_expired[i].id))
 			continue;
-		run->cold_expired_hashes[n] = run->cold_expired_hashes[i];
-		run->cold_expired_ids[n++] = run->cold_expired_ids[i];
+		run->cold_expired[n++] = run->cold_expired[i];
 	}
 	run->ncold_expired = 0;
 	/* a row listed twice (two sweeps) is deleted once: count what went */
-	deleted = KsColdDelete(run->def->id, run->cold_expired_hashes, run->cold_expired_ids, NULL, n);
+	deleted = KsColdDelete(run->def->id, run->cold_expired, n);
 	/*
-	 * The lists go with them (up to 768 kB at KS_COLD_EXPIRED_MAX): kept,
-	 * they held a 1MB budget's aggregation at 4 times its budget with no
+	 * The list goes with them (1.5 MB at KS_COLD_EXPIRED_MAX): kept, such
+	 * lists held a 1MB budget's aggregation at 4 times its budget with no
 	 * key left (re-review today 13, F5).
 	 */
-	if (run->cold_expired_hashes != NULL)
-		pfree(run->cold_expired_hashes);
-	if (run->cold_expired_ids != NULL)
-		pfree(run->cold_expired_ids);
-	if (run->cold_expired_places != NULL)
-		pfree(run->cold_expired_places);
-	run->cold_expired_hashes = NULL;
-	run->cold_expired_ids = NULL;
-	run->cold_expired_places = NULL;
+	if (run->cold_expired != NULL)
+		pfree(run->cold_expired);
+	run->cold_expired = NULL;
 	run->maxcold_expired = 0;
 	return deleted;
 }

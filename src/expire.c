@@ -242,6 +242,7 @@ KsExpireStep(KsAggRun *run, TimestampTz now, long *timeout)
 		{
 			run->cold_sweeping = true;
 			run->cold_sweep_hash = (int64) PG_INT32_MIN - 1;
+			run->cold_sweep_place = 0;
 			run->cold_sweep_id = 0;
 		}
 	}

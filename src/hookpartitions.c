@@ -419,7 +419,7 @@ static ExecutorCheckPerms_hook_type prev_own_check_perms = NULL;
  * review robustness3, F1).  So is an INSERT (or COPY FROM): rows keyedstate
  * once wrote and replaced since, put back from a copy, carry valid
  * checksums, and their keys came twice (review robustness4, F1); and so
- * is an UPDATE of the columns that name a row (aggregation_id, hash, id):
+ * is an UPDATE of the columns that name a row (aggregation_id, hash, place, id):
  * an earlier version's id and data put back (re-review in robustness4:
  * 47,534 keys counted on from their old state).  keyedstate writes the
  * table itself, never through the executor (cold.c, colddelete.c).
@@ -448,16 +448,17 @@ KsOwnTablesCheckPerms(List *rangeTable, bool ereport_on_violation)
 		if (get_rel_namespace(rte->relid) != ns || (name = get_rel_name(rte->relid)) == NULL ||
 			strcmp(name, "cold") != 0)
 			continue;
-		/* the columns naming a row (aggregation_id, hash, id): an UPDATE of data alone is damage checksums find */
+		/* the columns naming a row (aggregation_id, hash, place, id): an UPDATE of data alone is damage checksums find */
 		if ((rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) == 0 &&
 			!bms_is_member(1 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
 			!bms_is_member(2 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
-			!bms_is_member(3 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols))
+			!bms_is_member(3 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
+			!bms_is_member(4 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols))
 			continue;
 		if (!ereport_on_violation)
 			return false;
 		what = (rte->requiredPerms & ACL_DELETE) ? "delete rows of" :
-			(rte->requiredPerms & ACL_INSERT) ? "insert rows into" : "update aggregation_id, hash or id of";
+			(rte->requiredPerms & ACL_INSERT) ? "insert rows into" : "update aggregation_id, hash, place or id of";
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 				 errmsg("cannot %s %s.cold", what, KS_DATA_SCHEMA),

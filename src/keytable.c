@@ -167,6 +167,15 @@ KsKeyPlace(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash)
 	return (uint32) (h ^ (h >> 32));
 }
 
+/* Seed KsKeyPlace (see keytable.h). */
+void
+KsKeyTableSetPlaceSeed(KsKeyTable *kt, uint64 seed)
+{
+	if (kt->nentries > 0)
+		elog(ERROR, "keyedstate key table reseeded with keys in it");
+	kt->seed64 = seed;
+}
+
 /* Whether an entry holds the given key. */
 static inline bool
 KsKeyEquals(KsKeyTable *kt, KsKeyEntry *e, const Datum *keys, const bool *nulls)

@@ -184,6 +184,10 @@ extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);
  * Where a key goes in the index: a hash of its values seeded with the
  * table's secret (for a column compared as a canonical Datum, of that
  * Datum's bytes; for the others, their type's extended hash function).
+ * A run's table is seeded with its aggregation's key_seed, a secret kept
+ * in the catalog, since places last in cold rows (cold.h): found by hash
+ * alone, keys of one hash were read back all together, quadratic (security
+ * review 26, F6).
  * The key's hash (`hash`, KsHashKeyValues) is public and durable (key
  * groups, cold rows), and a writer can choose many keys with one whole
  * hash: for bigint, (i << 32) | (i # c) all hash alike, and hashint8's
@@ -195,6 +199,9 @@ extern uint32 KsKeyHash(KsKeyTable *kt, const Datum *keys, const bool *nulls);
  * table placing keys by `hash`, as before.
  */
 extern uint32 KsKeyPlace(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash);
+
+/* Seed KsKeyPlace with `seed`, before the table holds any key. */
+extern void KsKeyTableSetPlaceSeed(KsKeyTable *kt, uint64 seed);
 
 /*
  * The most slots the index can have (its size is a uint32 power of two),

@@ -207,11 +207,10 @@ typedef struct KsAggRun
 	/* the TTL over cold keys (cold.h): the sweep's place, and what it found */
 	bool		cold_sweeping;
 	bool		cold_sweep_again;	/* a sweep of the keys in memory started since */
-	int64		cold_sweep_hash;	/* rows after (hash, id) are still to be read */
+	int64		cold_sweep_hash;	/* rows after (hash, place, id) are still to be read */
+	uint32		cold_sweep_place;
 	uint64		cold_sweep_id;
-	uint32	   *cold_expired_hashes;	/* deleted with the next checkpoint */
-	uint64	   *cold_expired_ids;
-	uint32	   *cold_expired_places;	/* their keys' places in the key table (KsKeyPlace) */
+	struct KsColdRowId *cold_expired;	/* deleted with the next checkpoint */
 	int			ncold_expired;
 	int			maxcold_expired;
 

@@ -244,9 +244,7 @@ KsRunUnload(KsAggRun *run)
 	run->cold_building = NULL;
 	run->cold_sweeping = false;
 	run->cold_sweep_again = false;
-	run->cold_expired_hashes = NULL;
-	run->cold_expired_ids = NULL;
-	run->cold_expired_places = NULL;
+	run->cold_expired = NULL;
 	run->ncold_expired = run->maxcold_expired = 0;
 	run->memory_budget = 0;
 	run->evict_target = 0;

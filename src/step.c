@@ -95,6 +95,8 @@ KsRunLoad(KsAggRun *run)
 								 run->loadcxt);
 	run->kt = KsKeyTableCreate(run->info.nkeys, run->info.keytypes, run->info.keycolls,
 							   run->info.keyeqops, run->info.naggs, run->loadcxt);
+	/* places last in cold rows (cold.h): the aggregation's own secret */
+	KsKeyTableSetPlaceSeed(run->kt, run->def->key_seed);
 	run->applybuf = KsApplyBufferCreate(run->kt, run->rt, run->info.ninputcols,
 										&run->cur_offset, run->loadcxt);
 	run->applybuf->save_key = KsCheckpointSaveKey;

@@ -248,7 +248,7 @@ for my $delete ('DELETE FROM keyedstate_internal.cold',
 $node->safe_psql($db, 'CREATE TABLE cold_copy AS SELECT * FROM keyedstate_internal.cold');
 for my $insert ('INSERT INTO keyedstate_internal.cold SELECT * FROM cold_copy ON CONFLICT DO NOTHING',
 	"COPY keyedstate_internal.cold FROM PROGRAM 'true'",
-	'MERGE INTO keyedstate_internal.cold c USING cold_copy s ON false WHEN NOT MATCHED THEN INSERT VALUES (s.aggregation_id, s.hash, s.id + 1, s.data)')
+	'MERGE INTO keyedstate_internal.cold c USING cold_copy s ON false WHEN NOT MATCHED THEN INSERT VALUES (s.aggregation_id, s.hash, s.place, s.id + 1, s.data)')
 {
 	my ($ret, $out, $err) = $node->psql($db, $insert);
 	like($err, qr/cannot insert rows into keyedstate_internal\.cold/, "refused: $insert");
@@ -258,10 +258,11 @@ for my $insert ('INSERT INTO keyedstate_internal.cold SELECT * FROM cold_copy ON
 # (re-review in robustness4); an UPDATE of data alone is damage they find
 for my $update ('UPDATE keyedstate_internal.cold c SET id = b.id, data = b.data FROM cold_copy b WHERE c.hash = b.hash AND c.id <> b.id',
 	'UPDATE keyedstate_internal.cold SET hash = hash WHERE false',
+	'UPDATE keyedstate_internal.cold SET place = place WHERE false',
 	'UPDATE keyedstate_internal.cold SET aggregation_id = aggregation_id + 1 WHERE false')
 {
 	my ($ret, $out, $err) = $node->psql($db, $update);
-	like($err, qr/cannot update aggregation_id, hash or id of keyedstate_internal\.cold/, "refused: $update");
+	like($err, qr/cannot update aggregation_id, hash, place or id of keyedstate_internal\.cold/, "refused: $update");
 }
 is($node->psql($db, 'UPDATE keyedstate_internal.cold SET data = data WHERE false'), 0,
 	'an UPDATE of the data column alone is not refused');
