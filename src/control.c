@@ -602,8 +602,9 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[21] = Int64GetDatum(copy.cold_keys);
 		values[22] = Int64GetDatum(copy.evictions);
 		values[23] = Int64GetDatum(copy.reloads);
+		/* its budget, a share of the server's: another owner's only to its readers */
 		values[24] = Int64GetDatum(copy.memory_limit);
-		nulls[24] = copy.memory_limit == 0;
+		nulls[24] = copy.memory_limit == 0 || !reader;
 		/* the pool: its worker's number, and the pid running it now */
 		values[25] = Int32GetDatum(copy.worker);
 		nulls[25] = copy.worker < 0;

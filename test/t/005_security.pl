@@ -998,6 +998,16 @@ is(as_role($node, 'regress_nosy', q{SELECT coalesce(query, '<null>') FROM keyeds
 		'<null> <null>', "4: nor when another owner's aggregation last checkpointed");
 	is(as_role($node, 'regress_nosy', q{SELECT coalesce(last_checkpoint_ms::text, '<null>') FROM keyedstate.status WHERE name = 'steady.sums'}),
 		'<null>', '4: nor how long that took');
+	# nor its budget, a share of the server's (security review 26, note)
+	as_role($node, 'regress_steady', q{SELECT keyedstate.alter_aggregation('steady.sums', memory_limit => '64MB')});
+	ok(ks_wait_for($node, $db, q{SELECT memory_limit = 64 * 1024 * 1024 FROM keyedstate.workers WHERE aggregation = 'steady.sums'}, 30),
+		'4: (precondition) an aggregation given a budget shows it');
+	is(as_role($node, 'regress_steady', q{SELECT memory_limit FROM keyedstate.workers WHERE aggregation = 'steady.sums'}),
+		64 * 1024 * 1024, "4: its owner sees its budget");
+	is(as_role($node, 'regress_nosy', q{SELECT concat_ws(',', w.memory_limit, s.memory_limit) FROM keyedstate.workers w
+		JOIN keyedstate.status s ON s.name = w.aggregation WHERE w.aggregation = 'steady.sums'}), '',
+		"4: nor its budget");
+	as_role($node, 'regress_steady', q{SELECT keyedstate.alter_aggregation('steady.sums', memory_limit => '0')});
 	my $live = $node->safe_psql($db, q{SELECT live::regclass FROM keyedstate_internal.aggregation WHERE view = 'steady.sums'::regclass});
 	like(as_role($node, 'regress_steady', "EXPLAIN SELECT * FROM steady.sums"), qr/rows=5 /, '4: (precondition) the owner\'s plan estimates her 5 keys');
 	# (the live table's schema is not even hers to use: security review 20, F2)
@@ -1266,6 +1276,11 @@ INSERT INTO seqs.s3 (k, v) VALUES (1, 100), (2, 200), (3, 300);
 ok(fails_with($node, 'seqs.t3', '%sequence%', 10),
 	'8: the rows deleted and the sequence restarted fail the aggregation with an error naming the sequence')
   or diag(status_of($node, 'seqs.t3'));
+# as its hint says: the sequence moved past what checkpoints saw it hand
+# out, which a rebuild keeps (security review 26, F3; left behind it, the
+# rebuild failed again whenever a checkpoint had seen offset 20 before the
+# DELETE, and passed when none had)
+as_role($node, 'regress_seqowner', q{SELECT setval('seqs.s3_id_seq', 20)});
 rebuild_is_exact(3, 'DELETE and ALTER SEQUENCE ... RESTART');
 
 # 8d. a row given an offset above the sequence (an explicit id) is
