@@ -41,6 +41,7 @@ OBJS = \
 	src/colddelete.o \
 	src/coldfilter.o \
 	src/coldread.o \
+	src/coldplace.o \
 	src/coldseed.o \
 	src/coldsweep.o \
 	src/window.o \

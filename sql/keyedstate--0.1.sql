@@ -102,7 +102,11 @@ CREATE TABLE keyedstate_internal.aggregation (
 	-- writer can choose many keys of one place; 64 random bits
 	key_seed			bigint NOT NULL DEFAULT
 		('x' || pg_catalog.left(pg_catalog.gen_random_uuid()::text, 8)
-			|| pg_catalog.left(pg_catalog.gen_random_uuid()::text, 8))::bit(64)::bigint
+			|| pg_catalog.left(pg_catalog.gen_random_uuid()::text, 8))::bit(64)::bigint,
+	-- what its cold rows' places were computed with besides the seed, as of
+	-- its committed checkpoint (NULL: not known): a load under another one
+	-- computes them again (src/cold.h)
+	place_scheme		bigint
 );
 -- ids cycle (calls rolled back or failing take ids too): one in use is skipped
 CREATE SEQUENCE keyedstate_internal.aggregation_id_seq AS int MAXVALUE 999999999 CYCLE
@@ -143,7 +147,8 @@ CREATE TABLE keyedstate_internal.part (
 	clean_stop			bool NOT NULL DEFAULT false,
 	cold_keys			bigint NOT NULL DEFAULT 0,
 	watermark			timestamptz,
-	sequence_seen		bigint
+	sequence_seen		bigint,
+	place_scheme		bigint
 );
 CREATE INDEX ON keyedstate_internal.part (aggregation_id);
 

@@ -272,10 +272,10 @@ void
 KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 checkpoint_id,
 				   bool full, bool final, bool rebuilding, int64 cold_rows, int32 chain_chunks)
 {
-	Datum		args[11];
-	Oid			argtypes[11] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID, TIMESTAMPTZOID,
-	INT8OID, INT4OID, INT4OID, INT8OID};
-	char		nulls[11] = "          ";
+	Datum		args[12];
+	Oid			argtypes[12] = {INT4OID, INT8OID, BOOLOID, BOOLOID, INT8OID, INT8OID, TIMESTAMPTZOID,
+	INT8OID, INT4OID, INT4OID, INT8OID, INT8OID};
+	char		nulls[12] = "           ";
 	int			ret;
 
 	args[0] = Int32GetDatum(run->def->id);
@@ -292,19 +292,23 @@ KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 che
 	args[9] = Int32GetDatum(chain_chunks);
 	/* what the sequence was seen to hand out: evidence a later load checks it against (offsets.c) */
 	args[10] = Int64GetDatum(run->source.seq_seen);
+	/* what its cold rows' places were computed with (cold.h) */
+	args[11] = Int64GetDatum((int64) KsKeyPlaceScheme(run->kt));
 	if (run->def->is_part)
 		ret = SPI_execute_with_args("UPDATE keyedstate_internal.part "
 									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 									"checkpoint_chunks = $10, last_checkpoint = pg_catalog.now(), clean_stop = $4, "
-									"watermark = $7, seed_from = NULL, sequence_seen = GREATEST(sequence_seen, $11) WHERE id = $1 "
+									"watermark = $7, seed_from = NULL, sequence_seen = GREATEST(sequence_seen, $11), "
+									"place_scheme = $12 WHERE id = $1 "
 									"AND (SELECT a.resume_count FROM keyedstate_internal.aggregation a WHERE a.id = $9) = $8",
-									11, argtypes, args, nulls, false, 0);
+									12, argtypes, args, nulls, false, 0);
 	else
 		ret = SPI_execute_with_args("UPDATE keyedstate_internal.aggregation "
 									"SET checkpointed_offset = $2, checkpoint_id = $5, cold_keys = $6, "
 									"checkpoint_chunks = $10, last_checkpoint = pg_catalog.now(), rebuilding = $3, clean_stop = $4, "
-									"watermark = $7, sequence_seen = GREATEST(sequence_seen, $11) WHERE id = $1 AND resume_count = $8",
-									11, argtypes, args, nulls, false, 0);
+									"watermark = $7, sequence_seen = GREATEST(sequence_seen, $11), place_scheme = $12 "
+									"WHERE id = $1 AND resume_count = $8",
+									12, argtypes, args, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed != 1)

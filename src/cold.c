@@ -168,7 +168,7 @@ KsColdBatchCompare(const void *a, const void *b, void *arg)
  * every index ready for inserts, as the executor does (see
  * KsColdInsertRows); KsColdCloseForWrite ends it.
  */
-static Relation
+Relation
 KsColdOpenForWrite(EState **estate, ResultRelInfo **rri)
 {
 	Oid			heapoid;
@@ -195,7 +195,7 @@ KsColdOpenForWrite(EState **estate, ResultRelInfo **rri)
 }
 
 /* Close what KsColdOpenForWrite opened; later reads see the rows (command counter). */
-static void
+void
 KsColdCloseForWrite(Relation heap, EState *estate, ResultRelInfo *rri)
 {
 	ExecCloseIndices(rri);
@@ -266,6 +266,30 @@ KsColdInsertRows(int32 id, int n, const uint32 *hashes, const uint32 *places, co
 	KsColdCloseForWrite(heap, estate, rri);
 }
 
+/*
+ * Update a cold row in place, in its newest version: one a superuser's
+ * UPDATE of its data changed meanwhile (waited for) is the same row (see
+ * KsColdDeleteRow).  False if it is gone.
+ */
+bool
+KsColdUpdateRow(Relation heap, ItemPointer tid, HeapTuple tuple)
+{
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	TM_Result	result;
+
+	while ((result = heap_update(heap, tid, tuple, GetCurrentCommandId(true), InvalidSnapshot, true,
+								 &tmfd, &lockmode)) == TM_Updated &&
+		   !ItemPointerEquals(&tmfd.ctid, tid))
+		*tid = tmfd.ctid;
+	if (result == TM_Deleted)
+		return false;
+	if (result != TM_Ok)
+		elog(ERROR, "keyedstate cold row (%u,%u) changed while rewritten: %d",
+			 ItemPointerGetBlockNumber(tid), ItemPointerGetOffsetNumber(tid), (int) result);
+	return true;
+}
+
 /* Rewrite cold rows in place (see cold.h). */
 void
 KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint32 *places,
@@ -309,7 +333,12 @@ KsColdRewriteRows(int32 aggid, int n, const uint32 *hashes, const uint32 *places
 		values[3] = Int64GetDatum((int64) ids[i]);
 		values[4] = PointerGetDatum(data[i]);
 		tuple = heap_form_tuple(RelationGetDescr(heap), values, nulls);
-		simple_heap_update(heap, &tid, tuple);
+		if (!KsColdUpdateRow(heap, &tid, tuple))
+		{
+			lost[nlost++] = i;
+			heap_freetuple(tuple);
+			continue;
+		}
 		/* a HOT update leaves the indexes as they are */
 		if (!HeapTupleIsHeapOnly(tuple))
 		{

@@ -17,7 +17,16 @@
  * apart: found by hash alone, every pass of rows over N such cold keys read
  * N rows per chunk, N squared in all, 45 s for 150,000 keys where other keys
  * took 3.6 s (security review 26, F6).  A type without a seeded hash
- * function (keytable.h) has its public hash for a place, as before.
+ * function (keytable.h) has its public hash for a place, as before.  What
+ * a place is computed with besides the seed can change under a stored row:
+ * an extension's update gives its type a seeded hash function (citext
+ * 1.6), a new version of keyedstate hashes a type's bytes (timestamps);
+ * then a reload looked for the key at its new place, missed its row, and
+ * the key started afresh beside it, counted twice (re-review today 31,
+ * F1).  So each checkpoint records the scheme of its run's places
+ * (KsKeyPlaceScheme) in the catalog's place_scheme, and a load under
+ * another one, or none, computes every cold row's place again before
+ * reading any row (KsColdPlaceCheck): once, a read of the run's cold rows.
  *
  * How a key goes cold, and comes back, exactly:
  *	1. A checkpoint capture (checkpoint.h) marks victims.  The checkpoint
@@ -313,6 +322,30 @@ extern void KsColdParse(const char *aggname, int32 aggid, uint32 hash, uint32 pl
 
 /* The OIDs of keyedstate_internal.cold and of its primary key. */
 extern void KsColdRelids(Oid *heap, Oid *index);
+
+/*
+ * Open keyedstate_internal.cold to write rows straight into the heap and
+ * every index ready for inserts (as the executor does, which refuses to
+ * write it: hookpartitions.c); KsColdCloseForWrite ends it.
+ */
+extern Relation KsColdOpenForWrite(struct EState **estate, struct ResultRelInfo **rri);
+extern void KsColdCloseForWrite(Relation heap, struct EState *estate, struct ResultRelInfo *rri);
+
+/*
+ * Update a cold row at *tid in place, in its newest version (one a
+ * superuser's UPDATE of its data changed meanwhile: review exactness 24,
+ * F2); false if it is gone.  The caller inserts the index entries of an
+ * update that is not HOT.
+ */
+extern bool KsColdUpdateRow(Relation heap, ItemPointer tid, HeapTuple tuple);
+
+/*
+ * At a load with cold rows: when the catalog's place_scheme of the run is
+ * not KsKeyPlaceScheme of its key table (or not known), compute the place
+ * of every cold row again and move the rows whose place changed (see
+ * above); the checkpoints that follow record the scheme (coldplace.c).
+ */
+extern void KsColdPlaceCheck(KsAggRun *run);
 
 /*
  * Lock them for reading without waiting: false if another session holds

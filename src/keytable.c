@@ -28,7 +28,10 @@
 #define KS_HUGE_PAGE					(2 * 1024 * 1024)
 
 /*
- * Whether an equality function compares pass-by-value Datums by their bits:
+ * Whether an equality function compares pass-by-value Datums by their bits
+ * (timestamps too: their extended hash folds the two halves, as hashint8's
+ * does, so that keys of one public hash had one place whatever the seed,
+ * re-review today 31, F2):
  * then two values are equal exactly when their canonical Datums
  * (KsCanonicalByVal) are, as int4eq compares DatumGetInt32 of both, and a
  * key is compared without a function call.
@@ -45,6 +48,9 @@ KsIsBinaryEq(Oid fnoid)
 		case F_BOOLEQ:
 		case F_CHAREQ:
 		case F_DATE_EQ:
+		case F_TIME_EQ:
+		case F_TIMESTAMP_EQ:
+		case F_TIMESTAMPTZ_EQ:
 			return true;
 		default:
 			return false;
@@ -165,6 +171,23 @@ KsKeyPlace(KsKeyTable *kt, const Datum *keys, const bool *nulls, uint32 hash)
 		h = hash_combine64(h, hi);
 	}
 	return (uint32) (h ^ (h >> 32));
+}
+
+/* What a key's place depends on besides the seed (see keytable.h). */
+uint64
+KsKeyPlaceScheme(KsKeyTable *kt)
+{
+	uint64		h = hash_bytes_uint32_extended(kt->placed ? 1 : 0, KS_PLACE_SCHEME_VERSION);
+
+	for (int i = 0; i < kt->nkeys; i++)
+	{
+		h = hash_combine64(h, hash_bytes_uint32_extended(kt->keytypes[i], 0));
+		h = hash_combine64(h, hash_bytes_uint32_extended(kt->keycolls[i], 1));
+		h = hash_combine64(h, hash_bytes_uint32_extended(kt->binaryeq[i] ? 1 : 0, 2));
+		h = hash_combine64(h, hash_bytes_uint32_extended(kt->hashfns[i].fn_oid, 3));
+		h = hash_combine64(h, hash_bytes_uint32_extended(kt->xhashfns[i].fn_oid, 4));
+	}
+	return h;
 }
 
 /* Seed KsKeyPlace (see keytable.h). */

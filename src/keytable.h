@@ -204,6 +204,17 @@ extern uint32 KsKeyPlace(KsKeyTable *kt, const Datum *keys, const bool *nulls, u
 extern void KsKeyTableSetPlaceSeed(KsKeyTable *kt, uint64 seed);
 
 /*
+ * What KsKeyPlace computes besides its seed: the key types and
+ * collations, which columns hash their Datum's bytes (binary equality,
+ * KsIsBinaryEq), and the hash functions of the others, as the catalogs
+ * and this version have them now.  An extension's update can give a type
+ * an extended hash function (citext 1.6, hstore 1.6): places computed
+ * before are other places then (cold.h).
+ */
+#define KS_PLACE_SCHEME_VERSION	1
+extern uint64 KsKeyPlaceScheme(KsKeyTable *kt);
+
+/*
  * The most slots the index can have (its size is a uint32 power of two),
  * and so the most keys a table holds: three quarters of that.
  */

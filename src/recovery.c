@@ -617,5 +617,9 @@ KsRecover(KsAggRun *run)
 	 */
 	run->cold_keys = run->cold_rows;
 	if (run->cold_keys > 0)
+	{
+		/* at their places under this run's scheme before any is looked for */
+		KsColdPlaceCheck(run);
 		KsColdFilterStart(run, run->cold_keys);
+	}
 }

@@ -17,7 +17,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(ks_node ks_wait_for ks_mismatches ks_sync ks_worker_pid
-  ks_kill_worker ks_restart_after_crash ks_state ks_status ks_wait_state
+  ks_kill_worker ks_wait_crash_restart ks_restart_after_crash ks_state ks_status ks_wait_state
   ks_sync_all ks_holds ks_script ks_pgbench ks_launcher_pid ks_behind_hider);
 
 # A started cluster with keyedstate preloaded; $conf is appended to
@@ -223,6 +223,15 @@ sub ks_kill_worker
 	{
 		PostgreSQL::Test::Utils::system_log('pg_ctl', 'kill', 'KILL', $pid);
 	}
+	ks_wait_crash_restart($node, $launcher);
+	return $pid;
+}
+
+# Wait for the server's restart after a crash, told by a launcher other than
+# $launcher (ks_launcher_pid before the crash), and for it to accept connections.
+sub ks_wait_crash_restart
+{
+	my ($node, $launcher) = @_;
 	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
 	while (time() < $deadline)
 	{
@@ -234,7 +243,6 @@ sub ks_kill_worker
 		sleep(0.1);
 	}
 	ks_restart_after_crash($node);
-	return $pid;
 }
 
 # Wait until a crashed server accepts connections again, or start it again
