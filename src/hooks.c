@@ -63,6 +63,8 @@ static int	ks_wake_maxrelids = 0;
 static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
 static bool ks_reload_pending = false;
+static int32 *ks_unpark_ids = NULL;	/* KsUnparkAtCommit's, in TopTransactionContext */
+static int	ks_unpark_n = 0;
 static TransactionId ks_reserving_xid = InvalidTransactionId;
 static List *ks_rebuilds = NIL;	/* (aggid, resume count, subtransaction, mark before) of rebuild()s (count 0: rescales), in TopMemoryContext */
 static bool ks_rebuilds_marked = false;	/* ... whose slots PRE_COMMIT marked */
@@ -116,6 +118,8 @@ KsXactCallback(XactEvent event, void *arg)
 			return;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (ks_unpark_n > 0 && KsSharedState != NULL)
+				KsUnparkAggSlots(MyDatabaseId, ks_unpark_ids, ks_unpark_n);
 			if (ks_request_pending && KsSharedState != NULL)
 				KsRequestDatabaseWorker(MyDatabaseId, true);
 			/* an interrupted run waits for a reload after this commit */
@@ -136,7 +140,9 @@ KsXactCallback(XactEvent event, void *arg)
 				KsDatabaseAskReload(MyDatabaseId);
 			break;
 		case XACT_EVENT_PREPARE:
-			/* what it asked for is asked by COMMIT PREPARED (KsAfterCommitPrepared) */
+			/* what it asked for is asked by COMMIT PREPARED (KsAfterCommitPrepared); unparked now */
+			if (ks_unpark_n > 0 && KsSharedState != NULL)
+				KsUnparkAggSlots(MyDatabaseId, ks_unpark_ids, ks_unpark_n);
 			break;
 		default:
 			return;
@@ -147,6 +153,8 @@ KsXactCallback(XactEvent event, void *arg)
 	ks_request_pending = false;
 	ks_interrupt_pending = false;
 	ks_reload_pending = false;
+	ks_unpark_ids = NULL;
+	ks_unpark_n = 0;
 	ks_reserving_xid = InvalidTransactionId;
 	list_free_deep(ks_rebuilds);
 	ks_rebuilds = NIL;
@@ -247,6 +255,21 @@ KsReloadAtCommit(void)
 {
 	KsEnsureXactCallback();
 	ks_reload_pending = true;
+}
+
+/* Unpark aggregations at commit (see hooks.h). */
+void
+KsUnparkAtCommit(const int32 *aggids, int n)
+{
+	int32	   *ids;
+
+	KsReloadAtCommit();
+	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int32) * (ks_unpark_n + n));
+	if (ks_unpark_n > 0)
+		memcpy(ids, ks_unpark_ids, sizeof(int32) * ks_unpark_n);
+	memcpy(ids + ks_unpark_n, aggids, sizeof(int32) * n);
+	ks_unpark_ids = ids;
+	ks_unpark_n += n;
 }
 
 /* Stop the worker's current step of an aggregation (see hooks.h). */

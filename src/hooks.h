@@ -45,6 +45,15 @@ extern bool KsRebuiltHere(int32 aggid, bool rescaled);
 /* Ask the database's workers to reload if this transaction commits, taking nothing now. */
 extern void KsReloadAtCommit(void);
 
+/*
+ * Give the parked parts of these aggregations a worker again if this
+ * transaction commits (or is prepared), and ask for a reload: a DDL that
+ * renamed what their queries name (restore.c).  Unparked in the DDL's
+ * transaction, a rolled-back ALTER loaded another owner's paused
+ * aggregation again, in a loop (re-review today 30, F2).
+ */
+extern void KsUnparkAtCommit(const int32 *aggids, int n);
+
 /* Stop the worker's current step of an aggregation (pause, drop, rebuild). */
 extern void KsInterruptAtOnce(int32 aggid);
 

@@ -609,8 +609,8 @@ KsRefreshDefinitionTexts(const int32 *ids, int nids, bool ddl)
 			retry = true;
 	}
 	others = nothers > 0 && KsDdlTouched(others_ids, nothers);
-	if (others)					/* a parked one runs again for it (pool.c) */
-		KsUnparkAggSlots(MyDatabaseId, others_ids, nothers);
+	if (others)					/* a parked one runs again for it, if this commits */
+		KsUnparkAtCommit(others_ids, nothers);
 	KsCatalogClose(&acc);
 	if (others)
 		KsReloadAtCommit();

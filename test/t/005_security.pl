@@ -1412,6 +1412,9 @@ SELECT g FROM generate_series(1, 20000000) g
 INSERT INTO steady.plain (k) SELECT g FROM generate_series(1, 60000) g;
 });
 	my %secs;
+	# (PostgreSQL's own hash aggregates and set operations are flooded by
+	# such keys as well: the oracles sort)
+	my $nohash = 'SET enable_hashagg = off;';
 	for my $t (qw(plain flood))
 	{
 		my $t0 = time();
@@ -1472,7 +1475,7 @@ SELECT keyedstate.sync('steady.fullb_n', '2 min');
 INSERT INTO steady.fullb (k, v) SELECT k, 1 FROM steady.fullb WHERE id % 2 = 0;
 SELECT keyedstate.sync('steady.fullb_n', '2 min');});
 	is(ks_mismatches($node, $db, 'SELECT k, n, s FROM steady.fullb_n',
-		'SELECT k, count(*), sum(v) FROM steady.fullb GROUP BY k'), 0,
+		'SELECT k, count(*), sum(v) FROM steady.fullb GROUP BY k', $nohash), 0,
 		'10: 10,000 keys of one hash under a budget equal the oracle after their cold keys came back');
 	my ($ev, $rl) = split /\|/, $node->safe_psql($db,
 		q{SELECT evictions, reloads FROM keyedstate.status WHERE name = 'steady.fullb_n'});
@@ -1498,7 +1501,7 @@ INSERT INTO steady.$t (k, v) SELECT $key, g FROM generate_series(1, 20000) g;});
 		my $r = attempt($node, 'regress_steady', qq{SELECT keyedstate.sync('steady.${t}_n', '2 min')});
 		$secs{$t} = time() - $t0;
 		ok($r->{ok}, "10: 20,000 keys of $t hashes come back from keyedstate_internal.cold") or diag(outcome($r));
-		is(ks_mismatches($node, $db, "SELECT k, n, s FROM steady.${t}_n", "SELECT k, count(*), sum(v) FROM steady.$t GROUP BY k"),
+		is(ks_mismatches($node, $db, "SELECT k, n, s FROM steady.${t}_n", "SELECT k, count(*), sum(v) FROM steady.$t GROUP BY k", $nohash),
 			0, "10: ... exactly");
 	}
 	ok($secs{full2} < 10 * $secs{plain2} + 5,
@@ -1827,6 +1830,11 @@ SELECT s FROM renamed.sums}, 60);
 	# still follows: the rename gives it a worker again for a while
 	ok(ks_wait_for($node, $db, q{SELECT pid IS NULL FROM keyedstate.workers WHERE aggregation = 'renamed.sums'}, 30),
 		'14: paused for a while, it is parked');
+	# (a rename rolled back leaves it parked: it loaded it again, and an
+	# owner of what it names could keep it loaded: re-review today 30, F2)
+	$renamer->query_safe(q{BEGIN; ALTER FUNCTION renamer.cf3(int) RENAME TO cf_gone; ROLLBACK});
+	ok(ks_holds(3, sub { $node->safe_psql($db, q{SELECT pid IS NULL FROM keyedstate.workers WHERE aggregation = 'renamed.sums'}) eq 't' }),
+		'14: ... a rename rolled back gives it no worker');
 	as_role($node, 'regress_renamer', q{ALTER FUNCTION renamer.cf3(int) RENAME TO cf4});
 	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer.cf4(%'", 30),
 		'14: ... and its text follows a rename all the same');
