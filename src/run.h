@@ -66,8 +66,9 @@
 /*
  * How long a rebuilding aggregation waits for its owner's SELECT on the
  * source before it loads (and fails without it): a restore grants it last.
+ * Thirty retry delays (keyedstate.retry_delay: 30 s, but in tests).
  */
-#define KS_SOURCE_ACL_WAIT_MS	30000
+#define KS_SOURCE_ACL_WAIT_MS	((int64) 30 * ks_retry_delay)
 
 typedef struct KsAggRun
 {

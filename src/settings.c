@@ -160,7 +160,7 @@ KsSettingsInit(void)
 
 	/* ... and the second after a passing error, doubled while they go on (run.c) */
 	DefineCustomIntVariable("keyedstate.retry_delay",
-							"How long an aggregation waits after an error that passes before it loads again.",
+							"How long an aggregation waits after an error that passes before it loads again (and, 30 times it, for its owner's privileges after a restore).",
 							"A developer option: changing it is only useful to test those retries.",
 							&ks_retry_delay,
 							1000, 10, 60 * 1000,

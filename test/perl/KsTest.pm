@@ -57,15 +57,18 @@ sub ks_wait_for
 }
 
 # Rows in which the result of $view_sql and $oracle_sql differ, counted
-# both ways with EXCEPT ALL (so duplicated keys count too).
+# both ways with EXCEPT ALL (so duplicated keys count too); $settings, if
+# given, run first (SET enable_hashagg = off for keys chosen to share one
+# hash, which flood PostgreSQL's own hash tables too).
 sub ks_mismatches
 {
-	my ($node, $db, $view_sql, $oracle_sql) = @_;
-	my $n = $node->safe_psql($db, qq{
+	my ($node, $db, $view_sql, $oracle_sql, $settings) = @_;
+	$settings //= '';
+	my $n = $node->safe_psql($db, qq{$settings
 SELECT count(*) FROM (($view_sql EXCEPT ALL $oracle_sql)
 		UNION ALL ($oracle_sql EXCEPT ALL $view_sql)) d});
 	# what differs, for the failure's report (a few rows of each side)
-	Test::More::diag($node->safe_psql($db, qq{
+	Test::More::diag($node->safe_psql($db, qq{$settings
 (SELECT 'view only' AS side, v.* FROM ($view_sql EXCEPT ALL $oracle_sql) v LIMIT 10)
 UNION ALL
 (SELECT 'oracle only', o.* FROM ($oracle_sql EXCEPT ALL $view_sql) o LIMIT 10)}))

@@ -14,7 +14,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my $node = ks_node('dump');
+# (a restored aggregation waits 30 retry delays for its owner's privileges: 6 s)
+my $node = ks_node('dump', "keyedstate.retry_delay = 200\n");
 $node->safe_psql('postgres', 'CREATE DATABASE src_db');
 $node->safe_psql('src_db', q{
 CREATE EXTENSION keyedstate;

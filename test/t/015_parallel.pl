@@ -101,7 +101,7 @@ my $script = ks_script($node, 'ins.sql', q{
 \set k random(0, 2999)
 INSERT INTO ev (k, v, t) SELECT :k, g, 'w' || (:k % 50) FROM generate_series(1, 5) g;
 });
-my ($bench) = ks_pgbench($node, $db, '-c', '4', '-T', '25', '-f', $script);
+my ($bench) = ks_pgbench($node, $db, '-c', '4', '-T', '12', '-f', $script);
 for my $to (3, 1, 2)
 {
 	$node->safe_psql($db, "SELECT keyedstate.alter_aggregation('par', parallelism => $to)");
