@@ -52,7 +52,7 @@
 	"COALESCE(a.ttl_floor, '-infinity'::pg_catalog.timestamptz), " \
 	"COALESCE(GREATEST(a.sequence_seen, (SELECT pg_catalog.max(q.sequence_seen) " \
 	"         FROM keyedstate_internal.part q WHERE q.aggregation_id = a.id)), '-9223372036854775808'::pg_catalog.int8), " \
-	"a.key_seed, CASE WHEN p.id IS NOT NULL THEN p.place_scheme ELSE a.place_scheme END"
+	"a.key_seed"
 
 /* An aggregation alone: no part. */
 #define KS_DEF_FROM_AGGREGATION \
@@ -190,8 +190,6 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 		def->ttl_floor = DT_NOBEGIN;
 	def->sequence_seen = DatumGetInt64(SPI_getbinval(tup, desc, 32, &isnull));
 	def->key_seed = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 33, &isnull));
-	def->place_scheme = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 34, &isnull));
-	def->place_scheme_known = !isnull;
 	return def;
 }
 

@@ -51,8 +51,6 @@ typedef struct KsAggDef
 	int64		pause_at;		/* restored paused: consumed up to this, then paused */
 	int64		sequence_seen;	/* the highest value checkpoints saw its sequence hand out, or PG_INT64_MIN */
 	uint64		key_seed;		/* secret: seeds its keys' places (KsKeyPlace, cold.h) */
-	uint64		place_scheme;	/* KsKeyPlaceScheme of its cold rows' places, if known */
-	bool		place_scheme_known;
 	int64		ttl_us;			/* state TTL in microseconds, 0: none (expire.h) */
 	TimestampTz ttl_floor;		/* keys changed before it stay expired (run.h), or DT_NOBEGIN */
 	int64		window_size_us; /* time windows (window.h), 0: none */

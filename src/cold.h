@@ -26,7 +26,8 @@
  * F1).  So each checkpoint records the scheme of its run's places
  * (KsKeyPlaceScheme) in the catalog's place_scheme, and a load under
  * another one, or none, computes every cold row's place again before
- * reading any row (KsColdPlaceCheck): once, a read of the run's cold rows.
+ * reading any row, and records its scheme with the rows it moved, in one
+ * transaction (KsColdPlaceCheck): once, a read of the run's cold rows.
  *
  * How a key goes cold, and comes back, exactly:
  *	1. A checkpoint capture (checkpoint.h) marks victims.  The checkpoint

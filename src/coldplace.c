@@ -9,11 +9,14 @@
  * A row's place is part of its primary key and of its CRC: a row whose
  * place changes is updated in the heap (never HOT: an indexed column
  * changes) with a new CRC, and its new index entry inserted, in the
- * load's transaction.  The scan's snapshot, taken before the first
- * update, sees every row once (the versions this command writes are not
- * visible to it).  A crash before the next checkpoint records the scheme
- * leaves the rows moved or not, as one transaction: the next load checks
- * every place again and moves none that is right.
+ * load's transaction, which records the new scheme in the catalog's row
+ * of the aggregation (or part): the rows and the record go together.
+ * (Recorded by the next checkpoint only, a crash before it left the rows
+ * at new places under the old record, and a load under the old scheme
+ * then read none of them: re-review today 32, F1.)  The record is the
+ * catalog's now, locked, not the one the run's definition was read with.
+ * The scan's snapshot, taken before the first update, sees every row once
+ * (the versions this command writes are not visible to it).
  *
  *-------------------------------------------------------------------------
  */
@@ -25,7 +28,9 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "utils/fmgroids.h"
 #include "utils/memutils.h"
@@ -56,9 +61,31 @@ KsColdPlaceCheck(KsAggRun *run)
 	bool	   *nulls;
 	int64		moved = 0;
 	int64		read = 0;
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	bool		isnull;
 
-	if (run->def->place_scheme_known && run->def->place_scheme == scheme)
-		return;
+	/*
+	 * The record as it is now; when it differs, locked to this transaction's
+	 * end and read again (never waited for: a session holding the row makes
+	 * the load fail and be tried again, as a passing error).
+	 */
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = Int64GetDatum((int64) scheme);
+	for (int locked = 0; locked < 2; locked++)
+	{
+		if (SPI_execute_with_args(psprintf("SELECT place_scheme FROM keyedstate_internal.%s WHERE id = $1%s",
+										   run->def->is_part ? "part" : "aggregation",
+										   locked ? " FOR NO KEY UPDATE NOWAIT" : ""),
+								  1, argtypes, args, NULL, false, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("aggregation %s no longer exists", run->name)));
+		if ((uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												 &isnull)) == scheme && !isnull)
+			return;
+	}
 	KsColdRelids(&heapoid, &indexoid);
 	heap = KsColdOpenForWrite(&estate, &rri);
 	index = index_open(indexoid, AccessShareLock);
@@ -133,6 +160,12 @@ KsColdPlaceCheck(KsAggRun *run)
 	index_close(index, AccessShareLock);
 	KsColdCloseForWrite(heap, estate, rri);
 	MemoryContextDelete(tmp);
+	/* with the rows it moved */
+	if (SPI_execute_with_args(run->def->is_part ?
+							  "UPDATE keyedstate_internal.part SET place_scheme = $2 WHERE id = $1" :
+							  "UPDATE keyedstate_internal.aggregation SET place_scheme = $2 WHERE id = $1",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the place scheme of aggregation %s", run->name);
 	if (moved > 0)
 		ereport(LOG,
 				(errmsg("keyedstate moved %lld of the %lld evicted keys of aggregation %s to their places under a new place scheme",

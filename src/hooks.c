@@ -64,6 +64,7 @@ static bool ks_request_pending = false;
 static bool ks_interrupt_pending = false;
 static bool ks_reload_pending = false;
 static int32 *ks_unpark_ids = NULL;	/* KsUnparkAtCommit's, in TopTransactionContext */
+static SubTransactionId *ks_unpark_subids = NULL;	/* ... and the subtransactions that asked */
 static int	ks_unpark_n = 0;
 static TransactionId ks_reserving_xid = InvalidTransactionId;
 static List *ks_rebuilds = NIL;	/* (aggid, resume count, subtransaction, mark before) of rebuild()s (count 0: rescales), in TopMemoryContext */
@@ -140,9 +141,7 @@ KsXactCallback(XactEvent event, void *arg)
 				KsDatabaseAskReload(MyDatabaseId);
 			break;
 		case XACT_EVENT_PREPARE:
-			/* what it asked for is asked by COMMIT PREPARED (KsAfterCommitPrepared); unparked now */
-			if (ks_unpark_n > 0 && KsSharedState != NULL)
-				KsUnparkAggSlots(MyDatabaseId, ks_unpark_ids, ks_unpark_n);
+			/* what it asked for is asked by COMMIT PREPARED (KsAfterCommitPrepared) */
 			break;
 		default:
 			return;
@@ -154,6 +153,7 @@ KsXactCallback(XactEvent event, void *arg)
 	ks_interrupt_pending = false;
 	ks_reload_pending = false;
 	ks_unpark_ids = NULL;
+	ks_unpark_subids = NULL;
 	ks_unpark_n = 0;
 	ks_reserving_xid = InvalidTransactionId;
 	list_free_deep(ks_rebuilds);
@@ -257,18 +257,47 @@ KsReloadAtCommit(void)
 	ks_reload_pending = true;
 }
 
+/* A subtransaction rolled back: its unparks (and its children's) are not (re-review today 32, F2). */
+static void
+KsUnparkSubXactCallback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	int			n = 0;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	for (int i = 0; i < ks_unpark_n; i++)
+		if (ks_unpark_subids[i] < mySubid)
+		{
+			ks_unpark_ids[n] = ks_unpark_ids[i];
+			ks_unpark_subids[n++] = ks_unpark_subids[i];
+		}
+	ks_unpark_n = n;
+}
+
 /* Unpark aggregations at commit (see hooks.h). */
 void
 KsUnparkAtCommit(const int32 *aggids, int n)
 {
+	static bool registered = false;
 	int32	   *ids;
+	SubTransactionId *subids;
 
 	KsReloadAtCommit();
+	if (!registered)
+	{
+		RegisterSubXactCallback(KsUnparkSubXactCallback, NULL);
+		registered = true;
+	}
 	ids = MemoryContextAlloc(TopTransactionContext, sizeof(int32) * (ks_unpark_n + n));
-	if (ks_unpark_n > 0)
-		memcpy(ids, ks_unpark_ids, sizeof(int32) * ks_unpark_n);
-	memcpy(ids + ks_unpark_n, aggids, sizeof(int32) * n);
+	subids = MemoryContextAlloc(TopTransactionContext, sizeof(SubTransactionId) * (ks_unpark_n + n));
+	for (int i = 0; i < ks_unpark_n + n; i++)
+	{
+		ids[i] = i < ks_unpark_n ? ks_unpark_ids[i] : aggids[i - ks_unpark_n];
+		subids[i] = i < ks_unpark_n ? ks_unpark_subids[i] : GetCurrentSubTransactionId();
+	}
 	ks_unpark_ids = ids;
+	ks_unpark_subids = subids;
 	ks_unpark_n += n;
 }
 
@@ -474,8 +503,16 @@ KsRunUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 static void
 KsAfterCommitPrepared(void)
 {
-	if (KsSharedState != NULL)
-		KsDatabaseAskReload(MyDatabaseId);
+	if (KsSharedState == NULL)
+		return;
+	/*
+	 * Whose text a DDL it made may have renamed is not known here: every
+	 * parked aggregation of the database runs again for a while (unparked
+	 * at the PREPARE, their workers read the names before the commit, and
+	 * the texts stayed old: re-review today 32, F3).
+	 */
+	KsUnparkAggSlots(MyDatabaseId, NULL, -1);
+	KsDatabaseAskReload(MyDatabaseId);
 }
 
 /*

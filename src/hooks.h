@@ -47,10 +47,12 @@ extern void KsReloadAtCommit(void);
 
 /*
  * Give the parked parts of these aggregations a worker again if this
- * transaction commits (or is prepared), and ask for a reload: a DDL that
- * renamed what their queries name (restore.c).  Unparked in the DDL's
- * transaction, a rolled-back ALTER loaded another owner's paused
- * aggregation again, in a loop (re-review today 30, F2).
+ * transaction commits (not the subtransaction asking, if it rolls back),
+ * and ask for a reload: a DDL that renamed what their queries name
+ * (restore.c).  Unparked in the DDL's transaction, a rolled-back ALTER
+ * loaded another owner's paused aggregation again, in a loop (re-review
+ * today 30, F2).  A prepared transaction's COMMIT PREPARED unparks every
+ * parked aggregation of the database (KsAfterCommitPrepared).
  */
 extern void KsUnparkAtCommit(const int32 *aggids, int n);
 

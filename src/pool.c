@@ -227,7 +227,7 @@ KsParkAggSlot(KsAggSlot *slot, int64 resume_count)
 	LWLockRelease(KsSharedState->lock);
 }
 
-/* Give the parked parts of n aggregations a worker again (see shmem.h). */
+/* Give the parked parts of n aggregations (n < 0: all) a worker again (see shmem.h). */
 void
 KsUnparkAggSlots(Oid dboid, const int32 *aggids, int n)
 {
@@ -240,8 +240,8 @@ KsUnparkAggSlots(Oid dboid, const int32 *aggids, int n)
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
 
 		/* (the part is the slot lock's, but never changes its parent) */
-		for (j = 0; j < n; j++)
-			if (slot->in_use && slot->dboid == dboid && slot->part.parent == aggids[j] &&
+		for (j = 0; j < (n < 0 ? 1 : n); j++)
+			if (slot->in_use && slot->dboid == dboid && (n < 0 || slot->part.parent == aggids[j]) &&
 				slot->parked_resume >= 0)
 			{
 				KsSetParkedLocked(slot, -1);

@@ -142,7 +142,7 @@ KsSettingsInit(void)
 
 	/* a developer option, as PostgreSQL has: tests shorten the pool's minute */
 	DefineCustomIntVariable("keyedstate.pool_settle_time",
-							"How long the pool keeps an owner's aggregations on fewer workers after it moved them for another owner.",
+							"How long the pool keeps an owner's aggregations on fewer workers after it moved them for another owner (and, half of it, how often it balances its workers again).",
 							"A developer option: changing it is only useful to test the pool.",
 							&ks_pool_settle,
 							60 * 1000, 0, INT_MAX,

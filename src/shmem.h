@@ -572,9 +572,10 @@ extern void KsUnassignAggSlot(Oid dboid, int32 aggid);
 extern void KsParkAggSlot(KsAggSlot *slot, int64 resume_count);
 
 /*
- * Give every parked part of n aggregations a worker again, which parks it
- * again later: the definition text a worker refreshes after another
- * role's rename (restore.c) is refreshed by the worker running it.
+ * Give every parked part of n aggregations (n < 0: of every aggregation of
+ * the database) a worker again, which parks it again later: the
+ * definition text a worker refreshes after another role's rename
+ * (restore.c) is refreshed by the worker running it.
  */
 extern void KsUnparkAggSlots(Oid dboid, const int32 *aggids, int n);
 

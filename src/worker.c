@@ -94,7 +94,8 @@ static bool ks_slot_wanted = false;
 static bool ks_worker_wanted = false;
 /* triggers of aggregations gone are left to drop: stay (re-review today 16, F1) */
 static bool ks_leftovers_pending = false;
-#define KS_BALANCE_RECHECK_MS	30000
+/* (half keyedstate.pool_settle_time: 30 s, but in tests) */
+#define KS_BALANCE_RECHECK_MS	Max(ks_pool_settle / 2, 1000)
 static Oid	ks_catalog_relid = InvalidOid;
 
 /*

@@ -1832,9 +1832,14 @@ SELECT s FROM renamed.sums}, 60);
 		'14: paused for a while, it is parked');
 	# (a rename rolled back leaves it parked: it loaded it again, and an
 	# owner of what it names could keep it loaded: re-review today 30, F2)
+	# (nor one rolled back to a savepoint, or by an exception block, in a
+	# transaction that commits: re-review today 32, F2)
 	$renamer->query_safe(q{BEGIN; ALTER FUNCTION renamer.cf3(int) RENAME TO cf_gone; ROLLBACK});
+	$renamer->query_safe(q{BEGIN; SAVEPOINT s; ALTER FUNCTION renamer.cf3(int) RENAME TO cf_gone; ROLLBACK TO SAVEPOINT s; COMMIT});
+	$renamer->query_safe(q{DO $$BEGIN ALTER FUNCTION renamer.cf3(int) RENAME TO cf_gone; RAISE division_by_zero;
+		EXCEPTION WHEN division_by_zero THEN NULL; END$$});
 	ok(ks_holds(3, sub { $node->safe_psql($db, q{SELECT pid IS NULL FROM keyedstate.workers WHERE aggregation = 'renamed.sums'}) eq 't' }),
-		'14: ... a rename rolled back gives it no worker');
+		'14: ... a rename rolled back gives it no worker, nor one rolled back to a savepoint or by an exception block');
 	as_role($node, 'regress_renamer', q{ALTER FUNCTION renamer.cf3(int) RENAME TO cf4});
 	ok(ks_wait_for($node, $db, "SELECT ($def) LIKE '%renamer.cf4(%'", 30),
 		'14: ... and its text follows a rename all the same');
