@@ -354,7 +354,9 @@ $node->safe_psql('usage_nopriv', q{GRANT USAGE ON SCHEMA s TO regress_usage_b;
 DO $$BEGIN EXECUTE format('GRANT SELECT ON %s TO regress_usage_b',
 	(SELECT live FROM keyedstate_internal.aggregation WHERE view = 's.ub'::regclass)); END$$;
 SELECT keyedstate.resume('s.ub')});
-ok(!ks_wait_for($node, 'usage_nopriv', q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 's.ub'}, 8),
+# (its failure shows until its worker takes up the resume)
+ok(ks_wait_for($node, 'usage_nopriv', q{SELECT state <> 'failed' FROM keyedstate.status WHERE name = 's.ub'}, 30)
+	&& !ks_wait_for($node, 'usage_nopriv', q{SELECT state = 'failed' FROM keyedstate.status WHERE name = 's.ub'}, 8),
 	'resumed while a reader holds its live table, it waits, not fails');
 # and says whom it waits for (re-review today 20, F4: 'starting', no reason)
 ok(ks_wait_for($node, 'usage_nopriv', qq{SELECT state = 'starting' AND waiting_pid = $holder_pid
