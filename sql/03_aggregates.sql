@@ -143,6 +143,8 @@ INSERT INTO f4 (k, v) VALUES (1, 1), (2, 600), (2, 600), (3, 1), (3, 1), (3, 1),
 SELECT keyedstate.sync('f4_final') > 0, keyedstate.sync('f4_having') > 0, keyedstate.sync('f4_user') > 0;
 SELECT name, state, error, row_errors > 0 AS row_errors FROM keyedstate.status
  WHERE name LIKE 'f4\_%' AND name <> 'f4_other' ORDER BY name;
+-- (waited for: it may not have consumed yet)
+SELECT keyedstate.sync('f4_other');
 SELECT name, state, error FROM keyedstate.status WHERE name = 'f4_other';
 SELECT * FROM f4_final WHERE k IN (2, 3) ORDER BY k;
 SELECT * FROM f4_final WHERE k = 1;

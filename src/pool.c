@@ -178,7 +178,7 @@ KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, int n
 
 /* Whether an aggregation needs no worker (see shmem.h). */
 bool
-KsAggSlotParked(Oid dboid, int32 aggid, bool paused, int64 resume_count)
+KsAggSlotParked(Oid dboid, int32 aggid, int64 resume_count)
 {
 	KsAggSlot  *slot;
 	bool		parked = false;
@@ -188,8 +188,15 @@ KsAggSlotParked(Oid dboid, int32 aggid, bool paused, int64 resume_count)
 	if (slot != NULL)
 	{
 		LWLockAcquire(&slot->lock, LW_SHARED);
-		/* (a resume raises the count: it runs again) */
-		parked = slot->parked_resume == resume_count && (paused || slot->state == KS_FAILED);
+		/*
+		 * (a resume raises the count: it runs again.  Parked at the count
+		 * read, it is parked whatever the definitions read say: only a
+		 * resume or a rebuild, which raise it, end a pause or a failure, so
+		 * "not paused" at the same count is a snapshot taken before the
+		 * pause committed, whose reload gave a parked aggregation a worker
+		 * again, or none: it then waited for one, checkpoint() with it)
+		 */
+		parked = slot->parked_resume == resume_count;
 		LWLockRelease(&slot->lock);
 	}
 	LWLockRelease(KsSharedState->lock);

@@ -560,7 +560,7 @@ extern int	KsAssignAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid o
  * `resume_count` with nothing left to consume or checkpoint, and parked
  * by its runner (KsParkAggSlot; see the pool above).
  */
-extern bool KsAggSlotParked(Oid dboid, int32 aggid, bool paused, int64 resume_count);
+extern bool KsAggSlotParked(Oid dboid, int32 aggid, int64 resume_count);
 
 /* Assign a parked aggregation to no worker: its runner hands it over to none. */
 extern void KsUnassignAggSlot(Oid dboid, int32 aggid);

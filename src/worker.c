@@ -265,7 +265,7 @@ KsReloadRuns(void)
 	{
 		KsAggDef   *def = lfirst(lc);
 
-		parked[foreach_current_index(lc)] = KsAggSlotParked(MyDatabaseId, def->id, def->paused, def->resume_count);
+		parked[foreach_current_index(lc)] = KsAggSlotParked(MyDatabaseId, def->id, def->resume_count);
 		nparked += parked[foreach_current_index(lc)];
 	}
 	nworkers = KsDatabaseSetPool(list_length(defs), nparked, KsCountOwners(defs, parked));
