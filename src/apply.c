@@ -160,11 +160,11 @@ KsApplyWatermark(KsApplyBuffer *buf, int i)
 	TimestampTz upto;
 
 	/*
-	 * An infinite time belongs to no pane of a sliding window: refused, as
-	 * a time too near the end of the range fails with "interval out of
-	 * range".  A tumbling window keeps it in an infinite window, as
-	 * date_bin() does, which a TTL never reaches ('infinity') or has
-	 * removed as soon as there is a watermark ('-infinity': late).  It
+	 * An infinite time belongs to no pane of a sliding window: the query
+	 * leaves such rows out (window.c), so only a query stored by a build
+	 * before that comes here.  A tumbling window keeps it in an infinite
+	 * window, as date_bin() does, which a TTL never reaches ('infinity') or
+	 * has removed as soon as there is a watermark ('-infinity': late).  It
 	 * never moves the watermark (exactness review 16, finding 1: one that
 	 * did expired every window once a TTL came; and refused only with a
 	 * TTL, a row consumed before one came failed the replay after it).

@@ -129,6 +129,59 @@ KsIntervalConst(int64 us)
 					 false, false);
 }
 
+/* `t op c`, c a time of t's type (op one of its btree operators). */
+static Expr *
+KsTimeCompare(Oid opno, Var *timevar, TimestampTz c)
+{
+	OpExpr	   *op;
+
+	op = (OpExpr *) make_opclause(opno, BOOLOID, false, (Expr *) copyObject(timevar),
+								  (Expr *) makeConst(timevar->vartype, -1, InvalidOid, sizeof(Timestamp),
+													 TimestampGetDatum(c), false, FLOAT8PASSBYVAL),
+								  InvalidOid, InvalidOid);
+	op->opfuncid = get_opcode(opno);
+	return (Expr *) op;
+}
+
+/* How far past a pane start (a multiple of slide from the epoch) t is, without overflow. */
+static int64
+KsPaneOffset(TimestampTz t, int64 slide)
+{
+	int64		r = (t % slide - SetEpochTimestamp() % slide) % slide;
+
+	return r < 0 ? r + slide : r;
+}
+
+/*
+ * Whether a row's time has windows (see window.h): finite, every window
+ * holding it a valid time (starting at MIN_TIMESTAMP or later, ending
+ * before END_TIMESTAMP), and not after 294247-01-10 04:00:54.775807, from
+ * where date_bin() cannot count its microseconds from the epoch; or
+ * infinite in a tumbling window (date_bin() keeps it).
+ */
+static Expr *
+KsWindowTimeQual(Var *timevar, const KsWindowSpec *spec)
+{
+	int64		size = spec->size_us;
+	int64		slide = spec->slide_us;
+	/* the first pane in range, and the last whose windows all end in range */
+	TimestampTz first = MIN_TIMESTAMP + (slide - KsPaneOffset(MIN_TIMESTAMP, slide)) % slide;
+	TimestampTz last = (END_TIMESTAMP - size - 1) - KsPaneOffset(END_TIMESTAMP - size - 1, slide);
+	Oid			ltop;
+	Oid			eqop;
+	Expr	   *inrange;
+
+	get_sort_group_operators(timevar->vartype, true, true, false, &ltop, &eqop, NULL, NULL);
+	/* first + size - slide <= t < last + slide, and t - epoch fits (each a valid time) */
+	inrange = make_andclause(list_make2(KsTimeCompare(get_negator(ltop), timevar, first + size - slide),
+										KsTimeCompare(ltop, timevar,
+													  Min(last + slide, PG_INT64_MAX + SetEpochTimestamp() + 1))));
+	if (size > slide)
+		return inrange;
+	return make_orclause(list_make3(inrange, KsTimeCompare(eqop, timevar, DT_NOBEGIN),
+									KsTimeCompare(eqop, timevar, DT_NOEND)));
+}
+
 /* Rewrite a parsed aggregation query for its window (see window.h). */
 void
 KsWindowRewrite(Query *query, const KsWindowSpec *spec)
@@ -142,6 +195,7 @@ KsWindowRewrite(Query *query, const KsWindowSpec *spec)
 	FuncExpr   *start;
 	FuncExpr   *end;
 	NullTest   *nt;
+	Expr	   *windowed;
 	SortGroupClause *sgc;
 	TargetEntry *tle;
 	Index		ref = 0;
@@ -208,14 +262,20 @@ KsWindowRewrite(Query *query, const KsWindowSpec *spec)
 	sgc->nulls_first = false;
 	query->groupClause = lcons(sgc, query->groupClause);
 
-	/* rows without a time belong to no window */
+	/*
+	 * rows without a time belong to no window, nor do those whose windows
+	 * are not all valid times, or none (security review 26, F4: an INSERT
+	 * of 'infinity', or of a time near an end of the range, whose window's
+	 * end overflowed, failed another owner's aggregation for good)
+	 */
 	nt = makeNode(NullTest);
 	nt->arg = (Expr *) copyObject(timevar);
 	nt->nulltesttype = IS_NOT_NULL;
 	nt->argisrow = false;
 	nt->location = -1;
-	query->jointree->quals = query->jointree->quals == NULL ? (Node *) nt :
-		(Node *) make_andclause(list_make2(query->jointree->quals, nt));
+	windowed = make_andclause(list_make2(nt, KsWindowTimeQual(timevar, spec)));
+	query->jointree->quals = query->jointree->quals == NULL ? (Node *) windowed :
+		(Node *) make_andclause(list_make2(query->jointree->quals, windowed));
 	rte->selectedCols = bms_add_member(rte->selectedCols,
 									   attnum - FirstLowInvalidHeapAttributeNumber);
 }

@@ -10,13 +10,18 @@
  * the Unix epoch (as date_bin(window_slide, time, '1970-01-01') counts).
  * The view gets two leading columns, window_start and window_end, and
  * holds one row per window and key.  Rows whose time is NULL belong to no
- * window.
+ * window, nor do those with a window that is not a valid time (starting
+ * before 4714-11-24 BC, or ending at 294277-01-01 or later), or whose time
+ * date_bin() cannot count in microseconds from the epoch (from
+ * 294247-01-10 04:00:54.775808 on), nor, in a sliding window, those with an
+ * infinite time (a tumbling one keeps them in an infinite window, as
+ * date_bin() does): they would fail the aggregation on a writer's row.
  *
  * At creation the analysed query is rewritten (before it is stored, so the
  * worker and a restore run exactly what was analysed):
  *	SELECT date_bin(slide, t, epoch) AS window_start,
  *	       date_bin(slide, t, epoch) + size AS window_end, <the columns>
- *	  FROM ... WHERE (<the WHERE>) AND t IS NOT NULL
+ *	  FROM ... WHERE (<the WHERE>) AND t IS NOT NULL AND <t has windows>
  *	 GROUP BY date_bin(slide, t, epoch), <the keys>
  * So the worker's keys are panes: a key with the start of the slide-long
  * pane each row falls into, and every row is applied once, to its pane.
