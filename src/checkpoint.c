@@ -257,7 +257,7 @@ KsChunkInsert(struct KsChunkWriter *w, int max)
 		args[6] = Int32GetDatum(sc->row.nkeys);
 		args[7] = PointerGetDatum(sc->data);
 		KsBecomeWorker();
-		ret = SPI_execute_plan(w->run->ckpt_plan, args, NULL, false, 0);
+		ret = KsStateExecute(w->run->ckpt_plan, NULL, 0, NULL, args);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "keyedstate checkpoint failed: %s", SPI_result_code_string(ret));
 		/* the cold rows of the keys it marks evicted, in the same transaction */

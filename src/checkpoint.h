@@ -189,6 +189,17 @@ extern void KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout);
  */
 extern void KsCheckpointForgetRetired(KsAggRun *run);
 
+/*
+ * Run one of the checkpoint's own statements on keyedstate_internal.state
+ * (a kept plan with its arguments, or sql with nargs arguments): the
+ * executor's guard (hookpartitions.c) refuses any other INSERT, UPDATE or
+ * DELETE of its rows.  Returns SPI's result.
+ */
+extern int	KsStateExecute(SPIPlanPtr plan, const char *sql, int nargs, Oid *argtypes, Datum *args);
+
+/* Whether the statement running is one KsStateExecute runs. */
+extern bool KsStateOwnWrite(void);
+
 /* Recovery: delete the chunks of checkpoints after the committed one. */
 extern void KsCheckpointDiscardUncommitted(int32 aggid, int64 committed);
 

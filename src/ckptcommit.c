@@ -231,8 +231,8 @@ KsCheckpointForgetRetired(KsAggRun *run)
 	{
 		arg = Int32GetDatum(ids[i]);
 		KsColdDeleteOf(ids[i], 0);
-		if (SPI_execute_with_args("DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1",
-								  1, &argtype, &arg, NULL, false, 0) != SPI_OK_DELETE)
+		if (KsStateExecute(NULL, "DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1",
+						   1, &argtype, &arg) != SPI_OK_DELETE)
 			elog(ERROR, "keyedstate checkpoint failed");
 	}
 	pfree(ids);
@@ -355,10 +355,10 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 	}
 	KsRunTimeoutPause(false);
 	KsBecomeWorker();
-	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.state WHERE (aggregation_id, checkpoint_id, chunk) IN "
+	if (KsStateExecute(NULL, "DELETE FROM keyedstate_internal.state WHERE (aggregation_id, checkpoint_id, chunk) IN "
 							  "(SELECT aggregation_id, checkpoint_id, chunk FROM keyedstate_internal.state "
 							  " WHERE aggregation_id = $1 AND checkpoint_id < $2 LIMIT $3)",
-							  3, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+							  3, argtypes, args) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete obsolete checkpoint rows of aggregation %d", run->def->id);
 	if (SPI_processed < KS_OBSOLETE_PER_STEP)
 		run->ckpt_obsolete_below = 0;
@@ -366,6 +366,36 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 		*timeout = Min(*timeout, 10);	/* the next step soon, even without rows */
 	KsBecomeOwner(run);
 	KsRunTimeoutResume(run);
+}
+
+/* Set while KsStateExecute runs its statement (hookpartitions.c reads it). */
+static bool ks_own_state_write = false;
+
+/* Run one of the checkpoint's own statements on keyedstate_internal.state (checkpoint.h). */
+int
+KsStateExecute(SPIPlanPtr plan, const char *sql, int nargs, Oid *argtypes, Datum *args)
+{
+	int			ret;
+
+	ks_own_state_write = true;
+	PG_TRY();
+	{
+		ret = plan != NULL ? SPI_execute_plan(plan, args, NULL, false, 0) :
+			SPI_execute_with_args(sql, nargs, argtypes, args, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		ks_own_state_write = false;
+	}
+	PG_END_TRY();
+	return ret;
+}
+
+/* Whether the statement running is one KsStateExecute runs (checkpoint.h). */
+bool
+KsStateOwnWrite(void)
+{
+	return ks_own_state_write;
 }
 
 /*
@@ -378,8 +408,8 @@ KsCheckpointDiscardUncommitted(int32 aggid, int64 committed)
 	Datum		args[2] = {Int32GetDatum(aggid), Int64GetDatum(committed)};
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 
-	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1 AND checkpoint_id > $2",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+	if (KsStateExecute(NULL, "DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1 AND checkpoint_id > $2",
+							  2, argtypes, args) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete the uncommitted checkpoint of aggregation %d", aggid);
 	/* its cold rows were inserted with its chunks (cold.h) */
 	if (SPI_processed > 0)
@@ -405,10 +435,10 @@ KsCheckpointForget(int32 aggid)
 	if (SPI_execute_with_args("SELECT FROM keyedstate_internal.part WHERE aggregation_id = $1 FOR UPDATE",
 							  1, &argtype, &arg, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not lock the parts of aggregation %d", aggid);
-	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1 "
+	if (KsStateExecute(NULL, "DELETE FROM keyedstate_internal.state WHERE aggregation_id = $1 "
 							  "OR aggregation_id IN (SELECT id FROM keyedstate_internal.part "
 							  "                      WHERE aggregation_id = $1)",
-							  1, &argtype, &arg, NULL, false, 0) < 0)
+							  1, &argtype, &arg) < 0)
 		elog(ERROR, "could not delete the checkpoints of aggregation %d", aggid);
 	KsColdForget(aggid);
 }

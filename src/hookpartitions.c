@@ -33,7 +33,9 @@
 #include "utils/snapmgr.h"
 
 #include "catalog.h"
+#include "checkpoint.h"
 #include "hooks.h"
+#include "settings.h"
 #include "source.h"
 
 /*
@@ -425,7 +427,12 @@ static ExecutorCheckPerms_hook_type prev_own_check_perms = NULL;
  * table itself, never through the executor (cold.c, colddelete.c).
  * Reached once the user's privileges passed: a role without them gets
  * PostgreSQL's own error.  An UPDATE of data alone is damage the rows'
- * checksums find: they cover the naming columns.
+ * checksums find: they cover the naming columns.  Any INSERT, UPDATE or
+ * DELETE of keyedstate_internal.state but the checkpoint's own statements
+ * (KsStateExecute) is refused too: a superuser's clean-up DELETE of "old"
+ * checkpoint rows failed aggregations at their next load (review
+ * exactness23, F2).  keyedstate.allow_state_writes (superusers) lets them
+ * through, for a repair or a test of damage.
  */
 static bool
 KsOwnTablesCheckPerms(List *rangeTable, bool ereport_on_violation)
@@ -445,8 +452,22 @@ KsOwnTablesCheckPerms(List *rangeTable, bool ereport_on_violation)
 			continue;
 		if (!OidIsValid(ns) && !OidIsValid(ns = get_namespace_oid(KS_DATA_SCHEMA, true)))
 			return true;
-		if (get_rel_namespace(rte->relid) != ns || (name = get_rel_name(rte->relid)) == NULL ||
-			strcmp(name, "cold") != 0)
+		if (ks_allow_state_writes || get_rel_namespace(rte->relid) != ns ||
+			(name = get_rel_name(rte->relid)) == NULL)
+			continue;
+		if (strcmp(name, "state") == 0 && !KsStateOwnWrite())
+		{
+			if (!ereport_on_violation)
+				return false;
+			what = (rte->requiredPerms & ACL_DELETE) ? "delete rows of" :
+				(rte->requiredPerms & ACL_INSERT) ? "insert rows into" : "update";
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot %s %s.state", what, KS_DATA_SCHEMA),
+					 errdetail("Its rows are the checkpoints aggregations recover from, which only keyedstate writes."),
+					 errhint("keyedstate deletes the checkpoints no aggregation needs any more itself, keyedstate.drop_aggregation() removes an aggregation with its checkpoints, and keyedstate.rebuild() computes one again from its source.")));
+		}
+		if (strcmp(name, "cold") != 0)
 			continue;
 		/* the columns naming a row (aggregation_id, hash, place, id): an UPDATE of data alone is damage checksums find */
 		if ((rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) == 0 &&

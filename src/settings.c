@@ -27,6 +27,7 @@ int			ks_max_aggregations = 64;
 int			ks_max_shared_memory = 1024 * 1024;	/* kB: 1 GB */
 int			ks_max_workers = 4;
 bool		ks_enabled = true;
+bool		ks_allow_state_writes = false;
 int			ks_batch_size = 100000;
 int			ks_pool_settle = 60 * 1000;
 int			ks_oom_retry = 10 * 60 * 1000;
@@ -83,6 +84,17 @@ KsSettingsInit(void)
 							 &ks_enabled,
 							 true,
 							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("keyedstate.allow_state_writes",
+							 "Lets a superuser insert, update and delete rows of keyedstate's state tables by hand.",
+							 "keyedstate_internal.state and keyedstate_internal.cold hold the checkpoints and evicted keys "
+							 "aggregations recover from, and only keyedstate writes them: off, other INSERTs, DELETEs and "
+							 "UPDATEs of the columns naming their rows are refused. On, for a repair or a test of damage, "
+							 "as allow_system_table_mods is for system catalogs.",
+							 &ks_allow_state_writes,
+							 false,
+							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("keyedstate.batch_size",

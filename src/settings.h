@@ -24,6 +24,9 @@ extern int	ks_max_workers;
 /* PGC_SIGHUP: whether workers run at all (off: they checkpoint and leave) */
 extern bool ks_enabled;
 
+/* PGC_SUSET: a superuser's DML of the state tables allowed (hookpartitions.c) */
+extern bool ks_allow_state_writes;
+
 /* PGC_SIGHUP: most rows read in one batch */
 extern int	ks_batch_size;
 

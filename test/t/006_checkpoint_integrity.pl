@@ -310,7 +310,8 @@ sub changed
 		  qw(data chunk is_full first_key_group last_key_group nkeys));
 }
 
-my $restore_sql = 'DELETE FROM keyedstate_internal.state; INSERT INTO keyedstate_internal.state SELECT * FROM pristine;';
+# (damage and repair by hand: keyedstate.allow_state_writes lets a superuser write the rows)
+my $restore_sql = 'SET LOCAL keyedstate.allow_state_writes = on; DELETE FROM keyedstate_internal.state; INSERT INTO keyedstate_internal.state SELECT * FROM pristine;';
 
 # --- watching a recovery
 
@@ -564,7 +565,7 @@ is(join(', ', map { $_->{name} } grep { ($final->{ $_->{name} }[0] // '') ne '0'
 $node->safe_psql('postgres', q{SELECT keyedstate.checkpoint(name) FROM keyedstate.aggregations;
 CREATE TABLE saved AS SELECT * FROM keyedstate_internal.state;});
 my ($gone_all, $gone_one) = map { $_->{name} } @aggs[0, 1];
-$node->safe_psql('postgres', qq{
+$node->safe_psql('postgres', qq{SET keyedstate.allow_state_writes = on;
 DELETE FROM keyedstate_internal.state s USING keyedstate_internal.aggregation a
  WHERE a.view = '$gone_all'::regclass AND s.aggregation_id = a.id;
 DELETE FROM keyedstate_internal.state s USING keyedstate_internal.aggregation a
@@ -579,7 +580,8 @@ for my $name ($gone_all, $gone_one)
 		"$name, with " . ($name eq $gone_all ? 'every chunk' : 'its newest checkpoint') . ' deleted, fails as damaged')
 	  or diag($node->safe_psql('postgres', "SELECT state, error FROM keyedstate.status WHERE name = '$name'"));
 }
-$node->safe_psql('postgres', qq{DELETE FROM keyedstate_internal.state; INSERT INTO keyedstate_internal.state SELECT * FROM saved;
+$node->safe_psql('postgres', qq{SET keyedstate.allow_state_writes = on;
+DELETE FROM keyedstate_internal.state; INSERT INTO keyedstate_internal.state SELECT * FROM saved;
 SELECT keyedstate.resume('$gone_all'); SELECT keyedstate.resume('$gone_one');});
 ok(ks_wait_for($node, 'postgres', "SELECT bool_and(state = 'running') FROM keyedstate.status WHERE name IN ('$gone_all', '$gone_one')", 60),
 	'... and runs again once they are back');

@@ -284,6 +284,26 @@ for my $update ('UPDATE keyedstate_internal.cold c SET id = b.id, data = b.data 
 }
 is($node->psql($db, 'UPDATE keyedstate_internal.cold SET data = data WHERE false'), 0,
 	'an UPDATE of the data column alone is not refused');
+# ... and keyedstate_internal.state takes no INSERT, UPDATE or DELETE but
+# the checkpoint's own (review exactness23, F2: a clean-up DELETE of "old"
+# checkpoint rows failed the aggregation at its next load)
+$node->safe_psql($db, 'CREATE TABLE state_copy AS SELECT * FROM keyedstate_internal.state');
+for my $dml (['DELETE FROM keyedstate_internal.state WHERE checkpoint_id < 0', 'delete rows of'],
+	['WITH d AS (DELETE FROM keyedstate_internal.state RETURNING 1) SELECT count(*) FROM d', 'delete rows of'],
+	['MERGE INTO keyedstate_internal.state s USING state_copy c ON false WHEN MATCHED THEN DELETE', 'delete rows of'],
+	['INSERT INTO keyedstate_internal.state SELECT * FROM state_copy ON CONFLICT DO NOTHING', 'insert rows into'],
+	["COPY keyedstate_internal.state FROM PROGRAM 'true'", 'insert rows into'],
+	['UPDATE keyedstate_internal.state SET data = data WHERE false', 'update'])
+{
+	my ($ret, $out, $err) = $node->psql($db, $dml->[0]);
+	like($err, qr/cannot $dml->[1] keyedstate_internal\.state/, "refused: $dml->[0]");
+}
+# (only superusers may set keyedstate.allow_state_writes, which lets them through)
+like(($node->psql($db, 'CREATE ROLE regress_nosu; SET ROLE regress_nosu; SET keyedstate.allow_state_writes = on'))[2],
+	qr/permission denied to set parameter "keyedstate\.allow_state_writes"/, 'keyedstate.allow_state_writes is for superusers');
+is($node->psql($db, 'SET keyedstate.allow_state_writes = on; DELETE FROM keyedstate_internal.state WHERE false'), 0,
+	'... with which a superuser\'s DELETE goes through');
+$node->safe_psql($db, 'DROP TABLE state_copy');
 # ... nor change its columns, its logging or its name (review robustness4:
 # F4, a column added crashed the worker at each eviction; F5, SET UNLOGGED
 # lost every evicted key at the next crash; F1, a copy renamed into its
@@ -311,13 +331,13 @@ is(mismatches(), 0, 'every view equals its oracle after the refused DELETEs, INS
 # the check is made under the TRUNCATE's own lock: rows a transaction is
 # inserting into an empty table when the TRUNCATE comes are seen once it
 # committed (re-review today 28, F2: the TRUNCATE waited, then emptied it;
-# shown on keyedstate_internal.state: rows cannot be inserted into .cold by
-# hand, the same check guards both)
+# shown on keyedstate_internal.state with keyedstate.allow_state_writes:
+# rows are inserted into neither by hand without it, the same check guards both)
 $node->safe_psql('postgres', 'CREATE DATABASE trunc');
 $node->safe_psql('trunc', 'CREATE EXTENSION keyedstate');
 {
 	my $inserter = $node->background_psql('trunc');
-	$inserter->query_safe(q{BEGIN; INSERT INTO keyedstate_internal.state VALUES (999, 1, 1, true, 0, 0, 0, '\x00')});
+	$inserter->query_safe(q{BEGIN; SET LOCAL keyedstate.allow_state_writes = on; INSERT INTO keyedstate_internal.state VALUES (999, 1, 1, true, 0, 0, 0, '\x00')});
 	my ($tout, $terr) = ('', '');
 	my $th = IPC::Run::start([ 'psql', '-X', '-d', $node->connstr('trunc'), '-c', 'TRUNCATE keyedstate_internal.state' ],
 		'>', \$tout, '2>', \$terr);

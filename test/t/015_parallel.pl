@@ -243,7 +243,7 @@ SELECT keyedstate.sync('par_dmg'); SELECT keyedstate.checkpoint('par_dmg');
 SELECT keyedstate.pause('par_dmg');});
 # one byte of part 0's chunks, read back when the new part seeds from it
 # (damaged before the rescale: a paused aggregation's new parts load at once)
-$node->safe_psql($db, q{
+$node->safe_psql($db, q{SET keyedstate.allow_state_writes = on;
 UPDATE keyedstate_internal.state s SET data = set_byte(data, 40, (get_byte(data, 40) + 1) % 256)
   FROM keyedstate_internal.part p JOIN keyedstate.aggregations a ON a.id = p.aggregation_id
  WHERE a.name = 'par_dmg' AND NOT p.retired AND p.part = 0 AND s.aggregation_id = p.id});
