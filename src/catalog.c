@@ -425,6 +425,15 @@ KsCatalogDelete(int32 id, Oid *live_oid, Oid *source_oid)
 	return true;
 }
 
+/* KsCatalogAlter's "now" of the old TTL (NULL: none), and the old TTL as a fixed duration. */
+#define KS_TTL_NOW \
+	"(CASE WHEN window_size IS NULL THEN pg_catalog.clock_timestamp() ELSE GREATEST($6, " \
+	"   CASE WHEN pg_catalog.isfinite(watermark) THEN watermark END, " \
+	"   (SELECT pg_catalog.max(p.watermark) FROM keyedstate_internal.part p " \
+	"     WHERE p.aggregation_id OPERATOR(pg_catalog.=) $1 AND pg_catalog.isfinite(p.watermark))) END)"
+#define KS_TTL_FIXED \
+	"pg_catalog.make_interval(secs => EXTRACT(EPOCH FROM ttl)::pg_catalog.float8)"
+
 /* Pause, or resume (which also retries a failure), inside the bracket. */
 void
 KsCatalogSetPaused(int32 id, bool paused)
@@ -467,18 +476,19 @@ KsCatalogAlter(int32 id, bool set_ttl, Datum ttl, Datum checkpoint_interval,
 	/*
 	 * A longer TTL or none keeps expired what the old one had expired by
 	 * now (ttl_floor: see KsExpiredAt), or a window's by the newest finite
-	 * watermark published or checkpointed (KsWindowExpiredUpTo).  SET reads the old row.
+	 * watermark published or checkpointed (KsWindowExpiredUpTo), none if
+	 * there is none; never before the start of the range, where the
+	 * subtraction would fail (re-review today 33, F1: a watermark within
+	 * the TTL of 4714-11-24 BC made alter_aggregation() fail).  SET reads
+	 * the old row.
 	 */
 	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET "
 							  "ttl_floor = CASE WHEN $2 AND ttl IS NOT NULL AND "
 							  "  ($3 IS NULL OR EXTRACT(EPOCH FROM $3) OPERATOR(pg_catalog.>) EXTRACT(EPOCH FROM ttl)) "
 							  "  THEN GREATEST(ttl_floor, "
-							  "       CASE WHEN window_size IS NULL THEN pg_catalog.clock_timestamp() ELSE GREATEST($6, "
-							  "         CASE WHEN pg_catalog.isfinite(watermark) THEN watermark END, "
-							  "         (SELECT pg_catalog.max(p.watermark) FROM keyedstate_internal.part p "
-							  "           WHERE p.aggregation_id OPERATOR(pg_catalog.=) $1 AND pg_catalog.isfinite(p.watermark))) END "
-							  "       OPERATOR(pg_catalog.-) "
-							  "       pg_catalog.make_interval(secs => EXTRACT(EPOCH FROM ttl)::pg_catalog.float8)) "
+							  "       (GREATEST(" KS_TTL_NOW ", pg_catalog.to_timestamp(-210866803200) OPERATOR(pg_catalog.+) " KS_TTL_FIXED ") "
+							  "        OPERATOR(pg_catalog.-) " KS_TTL_FIXED ") "
+							  "       OPERATOR(pg_catalog.+) (" KS_TTL_NOW " OPERATOR(pg_catalog.-) " KS_TTL_NOW ")) "
 							  "  ELSE ttl_floor END, "
 							  "ttl = CASE WHEN $2 THEN $3 ELSE ttl END, "
 							  "checkpoint_interval = COALESCE($4, checkpoint_interval), "

@@ -161,13 +161,19 @@ KsEvictBudget(KsAggRun *run)
 	/*
 	 * Sliding windows merge panes that must all be in memory: no budget
 	 * (evict.h), but past twice their share of max_state_memory they fail
-	 * (KsEvictRefuseGrowth).
+	 * (KsEvictRefuseGrowth).  Twice the most they were given since the run
+	 * started, under this max_state_memory: what other owners leave unused
+	 * goes to them too, and a window grown into it failed as soon as the
+	 * others came to use their own shares, on their timing, not its own
+	 * (re-review today 30, F7).
 	 */
-	run->window_share = 0;
 	if (def->window_size_us > def->window_slide_us)
 	{
 		budget = 0;
+		if (share > 0 && run->window_share_of == ks_max_state_memory)
+			share = Max(share, run->window_share);
 		run->window_share = share;
+		run->window_share_of = ks_max_state_memory;
 	}
 	else if (share > 0)
 		budget = budget > 0 ? Min(budget, share) : share;

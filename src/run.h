@@ -178,7 +178,8 @@ typedef struct KsAggRun
 
 	/* the memory budget (evict.h) and the keys evicted to keyedstate_internal.cold (cold.h) */
 	int64		memory_budget;	/* bytes, as of the last capture, 0: none */
-	int64		window_share;	/* a sliding window's share of max_state_memory (no budget) */
+	int64		window_share;	/* a sliding window's share of max_state_memory (no budget): */
+	int			window_share_of;	/* the most given it under this max_state_memory */
 	int64		evict_target;	/* keys to keep in memory, 0: not over the budget yet */
 	TimestampTz used_checked;	/* when memory in use was last measured, */
 	bool		used_over;		/* and whether it exceeded the budget */

@@ -376,6 +376,23 @@ is(ks_status($node, $db, 'wedge_hop_ttl', 'rows_late'), '3', 'wedge_hop_ttl: the
 is($node->safe_psql($db, q{SELECT count(*) FROM keyedstate.status WHERE name LIKE 'wedge%' AND (state <> 'running' OR error IS NOT NULL)}), '0',
 	'none of them failed');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation(n) FROM unnest(ARRAY['wedge_tumble', 'wedge_hop', 'wedge_hop_ttl', 'wedge_century']) n});
+# a TTL lengthened or removed while the watermark is within the TTL of the
+# start of the range: the floor is that start (re-review today 33, F1: the
+# subtraction failed, and so did alter_aggregation())
+$node->safe_psql($db, q{CREATE TABLE wbc (id bigserial PRIMARY KEY, k int NOT NULL, t timestamptz);
+SELECT keyedstate.create_aggregation('wbc_tumble', 'SELECT k, count(*) AS c FROM wbc GROUP BY k',
+	window_size => '1 day', time_column => 't', ttl => '36600 days');
+INSERT INTO wbc (k, t) SELECT x % 3, '4714-11-24 00:00:00+00 BC'::timestamptz + x * interval '1 day' FROM generate_series(1, 20) x;});
+ks_sync($node, $db, 'wbc_tumble');
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('wbc_tumble', ttl => '36601 days')});
+is($node->safe_psql($db, q{SELECT ttl_floor = pg_catalog.to_timestamp(-210866803200) FROM keyedstate_internal.aggregation WHERE view = 'wbc_tumble'::regclass}),
+	't', 'a TTL lengthened near the start of the range: its floor is the start');
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('wbc_tumble', ttl => '0')});
+ks_sync($node, $db, 'wbc_tumble');
+is(ks_mismatches($node, $db, 'SELECT * FROM wbc_tumble',
+	q{SELECT date_bin('1 day', t, '1970-01-01 00:00+00'), date_bin('1 day', t, '1970-01-01 00:00+00') + interval '1 day', k, count(*) FROM wbc GROUP BY 1, 2, 3}),
+	'0', '... and removed: every window stays');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('wbc_tumble')});
 
 # a sliding window cannot evict, so a memory_limit is refused; under
 # keyedstate.max_state_memory it fails once it holds more than twice its
@@ -392,6 +409,41 @@ ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error LIKE '%more than 
 	'a sliding window past twice its share of keyedstate.max_state_memory fails, naming the setting');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('big_hop');
 ALTER SYSTEM RESET keyedstate.max_state_memory; SELECT pg_reload_conf()});
+
+# re-review today 30, F7: its limit is twice the most it was given, not
+# what others leave now.  On a node of two owners and 16MB, a window of
+# about 27MB (its share 16MB while the other owner's aggregation is empty)
+# failed at once when the other owner came to use her equal 8MB (its share
+# then 8MB: a limit of 24MB), on the other owner's timing
+{
+	my $sn = ks_node('window_share', "keyedstate.max_state_memory = '16MB'\n");
+	$sn->safe_psql('postgres', q{CREATE EXTENSION keyedstate; CREATE ROLE regress_w7; CREATE ROLE regress_o7;
+GRANT CREATE ON SCHEMA public TO regress_w7, regress_o7;
+CREATE AGGREGATE big_concat(text) (sfunc = textcat, stype = text, combinefunc = textcat);
+CREATE TABLE big (id bigserial PRIMARY KEY, ts timestamptz NOT NULL, k int NOT NULL, t text NOT NULL);
+ALTER TABLE big ALTER COLUMN t SET STORAGE EXTERNAL;
+CREATE TABLE bo (id bigserial PRIMARY KEY, k int NOT NULL, t text NOT NULL);
+ALTER TABLE bo ALTER COLUMN t SET STORAGE EXTERNAL;
+ALTER TABLE big OWNER TO regress_w7; ALTER TABLE bo OWNER TO regress_o7;
+SET ROLE regress_o7;
+SELECT keyedstate.create_aggregation('public.other', 'SELECT k, public.big_concat(t) AS s FROM public.bo GROUP BY k');
+SET ROLE regress_w7;
+SELECT keyedstate.create_aggregation('public.w7', 'SELECT k, public.big_concat(t) AS s FROM public.big GROUP BY k',
+	window_size => '10 minutes', window_slide => '5 minutes', time_column => 'ts');
+RESET ROLE;
+INSERT INTO big (ts, k, t) SELECT '2024-01-01 00:00:30+00', 1, repeat(md5(g::text), 30000) FROM generate_series(1, 7) g;});
+	ks_sync($sn, 'postgres', 'w7');
+	ok(ks_wait_for($sn, 'postgres', q{SELECT memory_bytes > 24 * 1024 * 1024 FROM keyedstate.workers WHERE aggregation = 'w7'}, 30),
+		'a sliding window grows past twice an equal share while the other owner uses none');
+	$sn->safe_psql('postgres', q{INSERT INTO bo (k, t) SELECT 1, repeat(md5(g::text), 30000) FROM generate_series(1, 5) g});
+	ks_sync($sn, 'postgres', 'other');
+	ok(ks_wait_for($sn, 'postgres', q{SELECT memory_bytes > 8 * 1024 * 1024 FROM keyedstate.workers WHERE aggregation = 'other'}, 30),
+		'... the other owner comes to use her equal share');
+	ok(ks_holds(3, sub { $sn->safe_psql('postgres', q{SELECT state FROM keyedstate.status WHERE name = 'w7'}) eq 'running' }),
+		'... and the window runs on')
+	  or diag($sn->safe_psql('postgres', q{SELECT name, state, error FROM keyedstate.status}));
+	$sn->stop('immediate');
+}
 
 # A longer TTL, or none, keeps expired the windows that had expired (event
 # time; exactness review 14, finding 2 for windows): their tombstones are
