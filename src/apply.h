@@ -55,8 +55,11 @@ typedef struct KsApplyBuffer
 
 	/* the cold tier: whether a hash may be a cold key's, and loading keys back */
 	bool		(*cold_maybe) (void *arg, uint32 hash);
-	void		(*cold_load) (void *arg, const uint32 *hashes, const uint32 *places, int n);
+	/* ... returning the bytes of the cold rows it read */
+	int64		(*cold_load) (void *arg, const uint32 *hashes, const uint32 *places, int n);
 	void	   *cold_arg;
+	int64		reload_cap;		/* bytes a chunk may load back (0: any), chunks sized to it, */
+	int			reload_rows;	/* ... rows a chunk has at most if every row's key comes back (0: any) */
 	uint32	   *misses;			/* per buffered row at most: hashes ... */
 	uint32	   *missplaces;		/* ... and the keys' places (KsKeyPlace) */
 

@@ -418,7 +418,12 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 	oldcxt = MemoryContextSwitchTo(batch->cxt);
 	order = palloc(sizeof(int) * batch->n);
 	for (int i = 0; i < batch->n; i++)
+	{
 		order[i] = i;
+		/* (the size a key coming back brings: apply.c sizes chunks by it) */
+		run->cold_row_bytes += VARSIZE_ANY_EXHDR(batch->data[i]);
+	}
+	run->cold_row_count += batch->n;
 	qsort_arg(order, batch->n, sizeof(int), KsColdBatchCompare, batch);
 	/* the rows rewritten in place, then the new ones */
 	kept = batch->n - KsColdRewriteBatch(run->def->id, batch, order);
@@ -608,6 +613,7 @@ KsColdReload(KsAggRun *run, const uint32 *hashes, const uint32 *places, int n)
 			if (KsColdRestore(run, hash, place, id, &slot->tts_tid, VARDATA_ANY(data),
 							  VARSIZE_ANY_EXHDR(data), keys, nulls))
 				loaded++;
+			run->reload_bytes += VARSIZE_ANY_EXHDR(data);
 			KsRunOwnerCodeEnd();
 			MemoryContextSwitchTo(oldcxt);
 		}

@@ -46,9 +46,15 @@
  * at once) until it commits; its victims leave at the next publish, and
  * reading goes on.  Consumption is then as fast as keys can be written
  * (a drain of new keys under a small budget writes every key it evicts),
- * and memory stays within the budget plus what a few rows add.  Reading
- * is not held when no capture can help: the last one found no victim
- * (KS_KEY_REFERENCED or unpublished keys only).  It is held while the
+ * and memory stays within the budget plus what a few rows add: keys that
+ * come back from the cold tier come a quarter of the budget per chunk of
+ * rows at most (apply.c; chunks sized by the cold rows' mean size, the
+ * step's end looked at between them), and the hold measures again as soon
+ * as a quarter came back since it last did.  Reading is not held when no capture can
+ * help: the last one found no victim, and skipped no key it was writing
+ * (changed since it came back, or unpublished: those it held until its
+ * checkpoint committed, KsEvictDone, and the next capture chooses among
+ * them).  It is held while the
  * checkpoint cannot lock its definition row (a backend holds it: its
  * owner's uncommitted alter_aggregation(), pause() or resume()), and
  * status says whom it waits for (KS_WAIT_CATALOG): reading on, memory grew

@@ -186,8 +186,14 @@ typedef struct KsAggRun
 	TimestampTz budget_checked; /* when the budget was last computed */
 	TimestampTz source_acl_since;	/* a rebuild found its owner without SELECT on the source */
 	TimestampTz sequence_since;	/* ... or, restored, its source's rows before its sequence */
+	int64		cold_row_bytes; /* bytes of the cold rows written and read back, */
+	int64		cold_row_count; /* ... and how many */
+	int64		reload_bytes;	/* bytes of cold rows loaded back since the run started, */
+	int64		reload_measured;	/* ... as of the hold's last measure (evict.c) */
 	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */
+	bool		stall_writing;	/* ... but writes keys that can go once it commits (evict.c) */
 	uint64		stalled_keys;	/* ... with this many keys in memory (KsEvictStalled) */
+	int64		stalled_used;	/* ... and this much memory in use */
 	bool		evict_holding;	/* reading stopped for an evicting checkpoint (evict.h) */
 	TimestampTz hold_checked;	/* when memory in use was last measured for it, */
 	int64		used_last;		/* the memory in use it measured, */

@@ -250,6 +250,7 @@ KsRunUnload(KsAggRun *run)
 	run->evict_target = 0;
 	run->evict_hand = 0;
 	run->evict_stalled = false;
+	run->stall_writing = false;
 	run->budget_checked = 0;
 	run->used_checked = 0;
 	run->used_over = false;

@@ -48,7 +48,8 @@
  * after the first row, then after twice as many each time: rows slow to
  * read (slow functions in the WHERE, the keys or the arguments) are
  * checked one by one, so that a step ends after its budget, well within
- * the step timeout.
+ * the step timeout; and every src->stop_rows rows if fewer (rows whose
+ * keys come back from the cold tier in large states: a budget's hold).
  */
 #define KS_READ_CHECK_EVERY		1024
 #define KS_READ_STOP_EVERY		64
@@ -506,6 +507,7 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 	ExprContext *econtext = src->econtext;
 	uint64		nread = 0;
 	int			stop_every = 1;
+	int			stop_most = KS_READ_STOP_EVERY;
 	TimestampTz checked = GetCurrentTimestamp();
 	int64		last = lo;
 	bool		exhausted = true;
@@ -542,6 +544,8 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 			nactive++;
 	}
 
+	while (src->stop_rows > 0 && stop_most > src->stop_rows)
+		stop_most /= 2;
 	while (nactive > 0)
 	{
 		KsLeafScan *ls = &active[0];
@@ -564,11 +568,11 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 
 			if (slow)
 				stop_every = 1;
-			else if (stop_every < KS_READ_STOP_EVERY)
+			else if (stop_every < stop_most)
 				stop_every *= 2;
 			checked = now;
 			/* fast rows: every KS_READ_STOP_EVERY rows (a budget's hold is checked so) */
-			if ((slow || nread % KS_READ_STOP_EVERY == 0) && stop(arg))
+			if ((slow || nread % stop_most == 0) && stop(arg))
 				limit = nread;
 		}
 		/* stop only between two offsets, so equal offsets stay together */

@@ -131,6 +131,7 @@ typedef struct KsSource
 	bool		restoring;		/* restored, or nothing consumed: its sequence may come after its rows */
 	TimestampTz restore_wait_since; /* ... waited for since (KsSourceReadSequence) */
 	List	   *rtable;			/* the query's, for privilege checks */
+	int			stop_rows;		/* end of the step checked every so many rows at most (0: 64) */
 
 	/*
 	 * The tables read: the source alone, or its leaf partitions (found

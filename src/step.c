@@ -46,13 +46,18 @@ KsRunColdMaybe(void *arg, uint32 hash)
 	return KsColdMaybe((KsAggRun *) arg, hash);
 }
 
-static void
+static int64
 KsRunColdLoad(void *arg, const uint32 *hashes, const uint32 *places, int n)
 {
+	KsAggRun   *run = (KsAggRun *) arg;
+	int64		before = run->reload_bytes;
+
 	/* the worker's own reads: a cold cache is not user code to time out */
 	KsRunTimeoutPause(true);
-	(void) KsColdReload((KsAggRun *) arg, hashes, places, n);
-	KsRunTimeoutResume((KsAggRun *) arg);
+	run->cold_row_count += KsColdReload(run, hashes, places, n);
+	KsRunTimeoutResume(run);
+	run->cold_row_bytes += run->reload_bytes - before;
+	return run->reload_bytes - before;
 }
 
 /*
@@ -246,6 +251,11 @@ KsRunBatch(KsAggRun *run, int64 lo, int64 hi, KsSlotProgress *progress)
 	/* ... or of keys (processing time), which a row may reach before the sweep */
 	run->applybuf->expire_key = run->def->window_size_us == 0 &&
 		(run->def->ttl_us > 0 || run->def->ttl_floor != DT_NOBEGIN) ? KsExpireIfOutlived : NULL;
+	/* a budget's keys come back a quarter of it per chunk at most (apply.c), by their cold rows' mean size */
+	run->applybuf->reload_cap = run->memory_budget / 4;
+	run->applybuf->reload_rows = run->applybuf->reload_cap > 0 && run->cold_row_count > 0 ?
+		(int) Min(Max(run->applybuf->reload_cap / Max(run->cold_row_bytes / run->cold_row_count, 1), 1), PG_INT32_MAX) : 0;
+	run->source.stop_rows = run->applybuf->reload_rows;	/* (the hold between such chunks) */
 	run->in_code = true;
 	upto = KsSourceRead(&run->source, lo, hi, (uint64) ks_batch_size, KsRunBudgetSpent,
 						KsApplyRow, run, &run->cur_offset, &nrows);
