@@ -9,6 +9,7 @@
 #   test/bench.sh                                  defaults below
 #   ROWS=1000000 KEYS=100000 REPEAT=1 test/bench.sh   a quicker run
 #   ONLY=budget BUDGET_KEYS=10000000 test/bench.sh   only the memory budget
+#   ONLY=bigstates test/bench.sh                    only keys of large states under 1MB
 #   ONLY=partitioned test/bench.sh                  only partitioned sources
 #   ONLY=parallel test/bench.sh                     only 1 against 2 workers
 #   ONLY=pauses test/bench.sh                       only the checkpoint pauses
@@ -36,6 +37,7 @@ BIG_KEYS=${BIG_KEYS:-1000000}		# the many-keys variant
 VARIANT_ROWS=${VARIANT_ROWS:-3000000}	# rows of each variant
 BUDGET_KEYS=${BUDGET_KEYS:-10000000}	# keys of the memory-budget comparison
 BUDGET=${BUDGET:-128MB}				# its memory_limit
+BIGSTATE_KEYS=${BIGSTATE_KEYS:-400}		# keys of large states under 1MB
 STEADY_ROWS=${STEADY_ROWS:-1000000}	# rows of each steady-state measurement
 PAR_KEYS=${PAR_KEYS:-1000000}		# keys of the parallelism comparison
 PAR_ROWS=${PAR_ROWS:-4000000}		# its rows
@@ -43,7 +45,7 @@ PAR_BUDGET=${PAR_BUDGET:-32MB}		# its memory_limit in the budgeted pair
 PAUSE_KEYS=${PAUSE_KEYS:-1000000}	# keys of the checkpoint-pause measurement
 PAUSE_BATCH=${PAUSE_BATCH:-40000}	# rows inserted every 0.2 s meanwhile
 PAUSE_SECONDS=${PAUSE_SECONDS:-40}	# its length
-ONLY=${ONLY:-}						# "budget", "partitioned", "parallel", "pauses" or "wakes": only that one
+ONLY=${ONLY:-}						# "budget", "bigstates", "partitioned", "parallel", "pauses" or "wakes": only that one
 
 # --- timing and arithmetic ---------------------------------------------
 
@@ -662,6 +664,58 @@ bench_budget() {
 	budget_exact evb_cold "a restart"
 }
 
+# rows/s of aggregation $1 consuming the rows the other one (paused) also
+# has to, with its peak memory_bytes and keys in memory sampled every 20 ms
+# meanwhile: prints "rows/s peak-bytes peak-keys".
+bigstates_round() {
+	local name=$1 other=$2 rows=$3 samples="$KS_CLUSTER/bigstates.samples" secs
+	: >"$samples"
+	ks_query "SELECT keyedstate.resume('$name')" >/dev/null
+	(while true; do ks_query "SELECT memory_bytes, keys_in_memory FROM keyedstate.status WHERE name = '$name'" >>"$samples"; sleep 0.02; done) &
+	local sampler=$!
+	secs=$(ks_time "$name consumes $rows rows" ks_sync "$name" '1 hour')
+	kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+	ks_query "SELECT keyedstate.pause('$name')" >/dev/null
+	echo "$(rate "$rows" "$secs") $(sort -t'|' -k1 -n "$samples" | tail -n 1 | cut -d'|' -f1) $(sort -t'|' -k2 -n "$samples" | tail -n 1 | cut -d'|' -f2)"
+}
+
+# 16. Keys of large states under a small budget (review exactness 24, F1):
+# BIGSTATE_KEYS keys of string_agg over 200-byte rows, all in memory
+# (evl_mem) against a memory_limit of 1MB (evl_cold), on the same rows,
+# each consuming rounds of new rows alone: rows/s, and the peak memory and
+# keys in memory while it does (each row's key is cold under the budget).
+bench_bigstates() {
+	local k=$BIGSTATE_KEYS init=$((BIGSTATE_KEYS * 150)) round=$((BIGSTATE_KEYS * 30)) r m c
+	echo
+	echo "== keys of large states: $k keys of string_agg over 200-byte rows ($init rows first, then 3 rounds of $round), all in memory (evl_mem) against memory_limit 1MB (evl_cold)"
+	ks_query "CREATE TABLE evl (id bigserial PRIMARY KEY, k int NOT NULL, pad text NOT NULL)" >/dev/null
+	for r in mem cold; do
+		ks_query "SELECT keyedstate.create_aggregation('evl_$r', 'SELECT k, count(*) AS n, string_agg(pad, ''|'') AS sp FROM evl GROUP BY k',
+			checkpoint_interval => '200 ms')" >/dev/null
+	done
+	progress "loading $init rows"
+	ks_query "INSERT INTO evl (k, pad) SELECT g % $k, repeat(md5(g::text), 6) FROM generate_series(1, $init) g" >/dev/null
+	ks_sync_all '1 hour'
+	ks_query "SELECT keyedstate.alter_aggregation('evl_cold', memory_limit => '1MB')" >/dev/null
+	progress "evl_cold: evicting down to its budget"
+	ks_wait_for 600 "SELECT keys_in_memory <= 20 FROM keyedstate.status WHERE name = 'evl_cold'"
+	ks_query "SELECT keyedstate.pause(name) FROM keyedstate.aggregations WHERE name IN ('evl_mem', 'evl_cold')" >/dev/null
+	for r in 1 2 3; do
+		ks_query "INSERT INTO evl (k, pad) SELECT (random() * ($k - 1))::int, repeat(md5(g::text), 6) FROM generate_series(1, $round) g" >/dev/null
+		m=$(bigstates_round evl_mem evl_cold "$round")
+		c=$(bigstates_round evl_cold evl_mem "$round")
+		awk -v r="$r" -v m="$m" -v c="$c" 'BEGIN { split(m, a, " "); split(c, b, " ");
+			printf "round %d: in memory %7d rows/s, peak %6.1f MB, %4d keys; under 1MB %7d rows/s (%.2f of it), peak %6.1f MB, %4d keys\n",
+				r, a[1], a[2] / 1048576, a[3], b[1], b[1] / a[1], b[2] / 1048576, b[3]; }'
+	done
+	ks_query "SELECT keyedstate.resume(name) FROM keyedstate.aggregations WHERE name IN ('evl_mem', 'evl_cold')" >/dev/null
+	ks_sync_all '1 hour'
+	echo "evl_cold after the rounds: $(ks_query "SELECT format('%s keys in memory, memory %s', keys_in_memory, pg_size_pretty(memory_bytes)) FROM keyedstate.status WHERE name = 'evl_cold'"); $(ks_mismatches \
+		"SELECT k, n, sp FROM evl_cold" "SELECT k, count(*), string_agg(pad, '|' ORDER BY id) FROM evl GROUP BY k") rows differ from the GROUP BY"
+	drop_aggregation evl_mem
+	drop_aggregation evl_cold
+}
+
 # A fresh partitioned source $1 (id, k, v) with 12 partitions: by HASH (k),
 # so consecutive offsets land in different partitions (the reader merges 12
 # index scans all the time), or by RANGE (id) over $3 rows (one at a time).
@@ -873,6 +927,11 @@ if [ "$ONLY" = budget ]; then
 	bench_budget
 	exit 0
 fi
+if [ "$ONLY" = bigstates ]; then
+	ks_query "CREATE EXTENSION keyedstate" >/dev/null
+	bench_bigstates
+	exit 0
+fi
 if [ "$ONLY" = partitioned ]; then
 	ks_query "CREATE EXTENSION keyedstate" >/dev/null
 	bench_partitioned
@@ -936,6 +995,9 @@ drop_aggregation "ev_${BIG_KEYS}_stats"
 
 # the memory budget at BUDGET_KEYS keys
 bench_budget
+
+# keys of large states under a small budget
+bench_bigstates
 
 # partitioned sources
 bench_partitioned
