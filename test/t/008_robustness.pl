@@ -842,5 +842,27 @@ ks_sync($node, 'postgres', 'lk_v', '1 min');
 is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM lk_v', 'SELECT k, count(*) FROM lk GROUP BY k'), '0',
 	'after the restart and the rollback the view is exact');
 
+# --- a rename prepared by another role, then COMMIT PREPARED (re-review
+# today 32, F3): PREPARE gives a parked aggregation no worker (its worker
+# would read the names before the commit), COMMIT PREPARED gives every
+# parked one of the database a worker again, and its text follows
+$node->safe_psql('postgres', q{CREATE ROLE regress_cpr LOGIN; CREATE SCHEMA cpr AUTHORIZATION regress_cpr;
+GRANT USAGE ON SCHEMA cpr TO PUBLIC;
+SET ROLE regress_cpr; CREATE FUNCTION cpr.cpf(v int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT v $$; RESET ROLE;
+CREATE TABLE cpt (id bigserial PRIMARY KEY, k int, v int); INSERT INTO cpt (k, v) VALUES (1, 1);
+SELECT keyedstate.create_aggregation('cp_sums', 'SELECT k, sum(cpr.cpf(v)) AS s FROM cpt GROUP BY k');
+SELECT keyedstate.sync('cp_sums'); SELECT keyedstate.pause('cp_sums');});
+my $cp_def = q{SELECT definition FROM keyedstate_internal.aggregation WHERE view = 'cp_sums'::regclass};
+my $cp_parked = q{SELECT pid IS NULL FROM keyedstate.workers WHERE aggregation = 'cp_sums'};
+ok(ks_wait_for($node, 'postgres', $cp_parked, 30), 'paused for a while, it is parked');
+$node->safe_psql('postgres', q{SET ROLE regress_cpr; BEGIN; ALTER FUNCTION cpr.cpf(int) RENAME TO cpf2;
+PREPARE TRANSACTION 'cp_rename';});
+ok(ks_holds(3, sub { $node->safe_psql('postgres', $cp_parked) eq 't' }),
+	'another role\'s rename prepared: still parked');
+like($node->safe_psql('postgres', $cp_def), qr/cpr\.cpf\(/, '... its text unchanged');
+$node->safe_psql('postgres', q{COMMIT PREPARED 'cp_rename'});
+ok(ks_wait_for($node, 'postgres', "SELECT ($cp_def) LIKE '%cpr.cpf2(%'", 30), 'COMMIT PREPARED: its text follows the rename');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('cp_sums'); DROP TABLE cpt; DROP SCHEMA cpr CASCADE; DROP ROLE regress_cpr});
+
 $node->stop;
 done_testing();
