@@ -422,6 +422,7 @@ KsColdInsert(KsAggRun *run, KsColdBatch *batch)
 		order[i] = i;
 		/* (the size a key coming back brings: apply.c sizes chunks by it) */
 		run->cold_row_bytes += VARSIZE_ANY_EXHDR(batch->data[i]);
+		run->cold_row_max = Max(run->cold_row_max, (int64) VARSIZE_ANY_EXHDR(batch->data[i]));
 	}
 	run->cold_row_count += batch->n;
 	qsort_arg(order, batch->n, sizeof(int), KsColdBatchCompare, batch);

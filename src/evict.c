@@ -213,14 +213,15 @@ KsEvictRefuseGrowth(KsAggRun *run, int64 used)
 	int64		limit = window ? run->window_share : run->memory_budget;
 
 	/*
-	 * (or keys whose cold rows are on average larger than the budget: they
-	 * come back one at a time, and would keep memory under that slack while
-	 * each row read one back, for as long as the step timeout allows)
+	 * (or a key whose cold row is larger than the budget: it comes back for
+	 * each row of it, alone, and kept memory under that slack while every
+	 * row read it back and wrote it again, quadratic in its size, however
+	 * many small keys beside it: review today 34, F1)
 	 */
 	if (limit <= 0 || used <= 2 * limit ||
 		((used <= limit + KS_EVICT_SLACK ||
 		  (!window && (run->kt->nentries == 0 || used / (int64) run->kt->nentries <= limit))) &&
-		 (window || run->cold_row_count == 0 || run->cold_row_bytes / run->cold_row_count <= limit)))
+		 (window || run->cold_row_max <= limit)))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

@@ -187,7 +187,8 @@ typedef struct KsAggRun
 	TimestampTz source_acl_since;	/* a rebuild found its owner without SELECT on the source */
 	TimestampTz sequence_since;	/* ... or, restored, its source's rows before its sequence */
 	int64		cold_row_bytes; /* bytes of the cold rows written and read back, */
-	int64		cold_row_count; /* ... and how many */
+	int64		cold_row_count; /* ... and how many, */
+	int64		cold_row_max;	/* ... the largest written (KsEvictRefuseGrowth) */
 	int64		reload_bytes;	/* bytes of cold rows loaded back since the run started, */
 	int64		reload_measured;	/* ... as of the hold's last measure (evict.c) */
 	bool		evict_stalled;	/* the last capture found no victim: wait for the next one */

@@ -251,6 +251,11 @@ KsRunUnload(KsAggRun *run)
 	run->evict_hand = 0;
 	run->evict_stalled = false;
 	run->stall_writing = false;
+	/* (a rebuild starts them afresh: review today 34's note) */
+	run->cold_row_bytes = run->cold_row_count = run->cold_row_max = 0;
+	run->reload_bytes = run->reload_measured = 0;
+	run->window_share = 0;
+	run->window_share_of = 0;
 	run->budget_checked = 0;
 	run->used_checked = 0;
 	run->used_over = false;
