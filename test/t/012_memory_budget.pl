@@ -303,6 +303,8 @@ like(($node->psql($db, 'CREATE ROLE regress_nosu; SET ROLE regress_nosu; SET key
 	qr/permission denied to set parameter "keyedstate\.allow_state_writes"/, 'keyedstate.allow_state_writes is for superusers');
 is($node->psql($db, 'SET keyedstate.allow_state_writes = on; DELETE FROM keyedstate_internal.state WHERE false'), 0,
 	'... with which a superuser\'s DELETE goes through');
+is($node->psql($db, 'SELECT count(*) FROM (SELECT 1 FROM keyedstate_internal.state FOR UPDATE) s'), 0,
+	'a row-locking read of it is not refused (review today 34, F4)');
 $node->safe_psql($db, 'DROP TABLE state_copy');
 # ... nor change its columns, its logging or its name (review robustness4:
 # F4, a column added crashed the worker at each eviction; F5, SET UNLOGGED
@@ -825,6 +827,18 @@ ok(ks_wait_state($node, $db, 'huge_s', 'failed'), 'two keys of 15 MB each under 
 like($node->safe_psql($db, q{SELECT error FROM keyedstate.status WHERE name = 'huge_s'}),
 	qr/more than twice its budget/, '... and says why');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('huge_s'); DROP TABLE huge});
+# ... and so does a key larger than the budget among many small ones (the
+# mean of every cold row let it come back for each of its rows and crawl,
+# 97 s for 3 keys of 2 MB among 300 small ones: review today 34, F1)
+$node->safe_psql($db, q{
+CREATE TABLE huge2 (id bigserial PRIMARY KEY, k int NOT NULL, t text NOT NULL);
+SELECT keyedstate.create_aggregation('huge_m', 'SELECT k, string_agg(t, '','') AS s FROM huge2 GROUP BY k',
+	memory_limit => '1MB');
+INSERT INTO huge2 (k, t) SELECT k, t FROM (SELECT 2 + (random() * 300)::int AS k, 'x' AS t, random() AS o FROM generate_series(1, 60000)
+	UNION ALL SELECT g % 2, repeat(md5(g::text), 32), random() FROM generate_series(1, 4000) g) s ORDER BY o;
+});
+ok(ks_wait_state($node, $db, 'huge_m', 'failed', 30), 'two keys of 2 MB among 300 small ones under a 1MB budget: the aggregation fails');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('huge_m'); DROP TABLE huge2});
 # one key growing by 200 MB in one transaction: eviction stalls (its only
 # key changed), and the check every few milliseconds of reading fails it
 # near twice the budget, not after a step that read on (356 MB were seen;
