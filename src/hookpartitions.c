@@ -447,6 +447,8 @@ KsOwnTablesCheckPerms(List *rangeTable, bool ereport_on_violation)
 		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
 		const char *what;
 		char	   *name;
+		bool		state;
+		bool		writes;
 
 		if (rte->rtekind != RTE_RELATION || (rte->requiredPerms & (ACL_INSERT | ACL_DELETE | ACL_UPDATE)) == 0)
 			continue;
@@ -455,39 +457,37 @@ KsOwnTablesCheckPerms(List *rangeTable, bool ereport_on_violation)
 		if (ks_allow_state_writes || get_rel_namespace(rte->relid) != ns ||
 			(name = get_rel_name(rte->relid)) == NULL)
 			continue;
-		/* (a row-locking read asks for UPDATE too, and updates no column: review today 34, F4) */
-		if (strcmp(name, "state") == 0 && !KsStateOwnWrite() &&
-			((rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) != 0 || !bms_is_empty(rte->updatedCols)))
-		{
-			if (!ereport_on_violation)
-				return false;
-			what = (rte->requiredPerms & ACL_DELETE) ? "delete rows of" :
-				(rte->requiredPerms & ACL_INSERT) ? "insert rows into" : "update";
-			ereport(ERROR,
-					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-					 errmsg("cannot %s %s.state", what, KS_DATA_SCHEMA),
-					 errdetail("Its rows are the checkpoints aggregations recover from, which only keyedstate writes."),
-					 errhint("keyedstate deletes the checkpoints no aggregation needs any more itself, keyedstate.drop_aggregation() removes an aggregation with its checkpoints, and keyedstate.rebuild() computes one again from its source.")));
-		}
-		if (strcmp(name, "cold") != 0)
-			continue;
-		/* the columns naming a row (aggregation_id, hash, place, id): an UPDATE of data alone is damage checksums find */
-		if ((rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) == 0 &&
-			!bms_is_member(1 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
-			!bms_is_member(2 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
-			!bms_is_member(3 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
-			!bms_is_member(4 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols))
+		state = strcmp(name, "state") == 0;
+		writes = (rte->requiredPerms & (ACL_INSERT | ACL_DELETE)) != 0;
+		/*
+		 * .state: anything but the checkpoint's own statements (a row-locking
+		 * read asks for UPDATE too, and updates no column: review today 34,
+		 * F4); .cold: the columns naming a row (aggregation_id, hash, place,
+		 * id), an UPDATE of data alone being damage checksums find
+		 */
+		if (state ? KsStateOwnWrite() || (!writes && bms_is_empty(rte->updatedCols)) :
+			strcmp(name, "cold") != 0 ||
+			(!writes &&
+			 !bms_is_member(1 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
+			 !bms_is_member(2 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
+			 !bms_is_member(3 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols) &&
+			 !bms_is_member(4 - FirstLowInvalidHeapAttributeNumber, rte->updatedCols)))
 			continue;
 		if (!ereport_on_violation)
 			return false;
 		what = (rte->requiredPerms & ACL_DELETE) ? "delete rows of" :
-			(rte->requiredPerms & ACL_INSERT) ? "insert rows into" : "update aggregation_id, hash, place or id of";
+			(rte->requiredPerms & ACL_INSERT) ? "insert rows into" :
+			state ? "update" : "update aggregation_id, hash, place or id of";
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot %s %s.cold", what, KS_DATA_SCHEMA),
+				 errmsg("cannot %s %s.%s", what, KS_DATA_SCHEMA, name),
+				 state ?
+				 errdetail("Its rows are the checkpoints aggregations recover from, which only keyedstate writes.") :
 				 (rte->requiredPerms & ACL_DELETE) ?
 				 errdetail("Its rows are the only copy of the keys aggregations evicted from memory: those deleted would be lost without an error.") :
 				 errdetail("Only keyedstate writes its rows: one it replaced since, put back, would count its key twice or with an earlier state."),
+				 state ?
+				 errhint("keyedstate deletes the checkpoints no aggregation needs any more itself, keyedstate.drop_aggregation() removes an aggregation with its checkpoints, and keyedstate.rebuild() computes one again from its source.") :
 				 errhint("keyedstate.drop_aggregation() removes an aggregation with its rows, keyedstate.rebuild() computes one again from its source, and VACUUM reclaims the space of the rows keyedstate deleted.")));
 	}
 	return true;

@@ -571,7 +571,7 @@ KsSourceRead(KsSource *src, int64 lo, int64 hi, uint64 limit,
 			else if (stop_every < stop_most)
 				stop_every *= 2;
 			checked = now;
-			/* fast rows: every KS_READ_STOP_EVERY rows (a budget's hold is checked so) */
+			/* fast rows: every stop_most rows (a budget's hold is checked so) */
 			if ((slow || nread % stop_most == 0) && stop(arg))
 				limit = nread;
 		}
