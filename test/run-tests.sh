@@ -42,9 +42,10 @@ fi
 args+=("PROVE_FLAGS=${PROVE_FLAGS:---timer}")
 ks_as_pg make -C "$tree" -s PG_CONFIG="$PG_BIN/pg_config" installcheck "${args[@]}" 2>&1 | tee "$tree/installcheck.out" || status=1
 
-# pg_regress prints "ok" / "FAILED" per test; prove prints "ok" or "Failed" per file
-passed=$(grep -cE '^(ok|test) .*\.\.\. ok|^ok [0-9]+ +[-+] |^test/t/.*\.pl \.+ ok' "$tree/installcheck.out" || true)
-failed=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+ +[-+] |^test/t/.*\.pl \.+ (Failed|Dubious)' "$tree/installcheck.out" || true)
+# pg_regress prints "ok" / "FAILED" per test; prove prints "ok" or "Failed"
+# per file (after the time of day, with --timer)
+passed=$(grep -cE '^(ok|test) .*\.\.\. ok|^ok [0-9]+ +[-+] |^(\[[0-9:]+\] )?test/t/.*\.pl \.+ ok' "$tree/installcheck.out" || true)
+failed=$(grep -cE '\.\.\. FAILED|^not ok [0-9]+ +[-+] |^(\[[0-9:]+\] )?test/t/.*\.pl \.+ (Failed|Dubious)' "$tree/installcheck.out" || true)
 if grep -qE 'Result: FAIL|tests? failed' "$tree/installcheck.out"; then
 	status=1
 fi

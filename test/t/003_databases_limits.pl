@@ -321,7 +321,7 @@ $node->restart;
 # keyedstate.max_workers raised beyond what max_worker_processes can start
 # (four workers here): the pool plans the workers that could start, so no
 # aggregation stays assigned to a worker without a process, stale
-$node->append_conf('postgresql.conf', "max_worker_processes = 6\nkeyedstate.max_workers = 4\nkeyedstate.pool_settle_time = '10s'\n");
+$node->append_conf('postgresql.conf', "max_worker_processes = 6\nkeyedstate.max_workers = 4\nkeyedstate.pool_settle_time = '4s'\n");
 $node->restart;
 $node->safe_psql('db_a', join('', map { "SELECT keyedstate.create_aggregation('many_$_', 'SELECT k, count(*) AS n FROM ev WHERE k > $_ GROUP BY k');\n" } 1 .. 6));
 ks_sync_all($node, 'db_a', '60s');
@@ -329,18 +329,18 @@ my $logpos = -s $node->logfile;
 $node->safe_psql('db_a', q{ALTER SYSTEM SET keyedstate.max_workers = 64; SELECT pg_reload_conf()});
 ok(eval { $node->wait_for_log(qr/could not start keyedstate worker for database "db_a"/, $logpos); 1 },
 	'(precondition) the pool planned more workers than can start');
-# (watched for 25 s: the pool spreads aggregations over new workers up to
-# two balance rechecks after a reload, half pool_settle_time each, 5 s
+# (watched for 12 s: the pool spreads aggregations over new workers up to
+# two balance rechecks after a reload, half pool_settle_time each, 2 s
 # here, and an aggregation moved to a worker that never starts would stop
 # then)
 my ($caught_up, $t_watch) = (0, time());
-while (time() - $t_watch < 25 || $caught_up < 3)
+while (time() - $t_watch < 12 || $caught_up < 3)
 {
 	last if time() - $t_watch > 60;
 	$node->safe_psql('db_a', 'INSERT INTO ev (k, v) SELECT g, g FROM generate_series(1, 10) g');
 	my ($rc) = $node->psql('db_a', q{SELECT keyedstate.sync(name, '10 s') FROM keyedstate.aggregations});
 	$caught_up = $rc == 0 ? $caught_up + 1 : 0;
-	sleep(1);			# a round a second, for the 25 s watched
+	sleep(1);			# a round a second, for the 12 s watched
 }
 ok($caught_up >= 3, 'max_workers beyond max_worker_processes: every aggregation goes on consuming')
   or diag($node->safe_psql('db_a', 'SELECT * FROM keyedstate.workers'));

@@ -477,6 +477,10 @@ for my $how ('CREATE TABLE pt_in%d PARTITION OF pt_in FOR VALUES IN (%d)',
 	my $n = $how =~ /ATTACH/ ? 3 : 2;
 	my $ddl = $node->background_psql($db);
 	my $pid = $ddl->query_safe('BEGIN; ' . sprintf($how, $n, $n) . "; INSERT INTO pt_in$n (g, k) VALUES ($n, 1); SELECT pg_backend_pid()");
+	# (an insert wakes the worker at its commit, and the naptime is long: a
+	# sync wakes it to look, and times out; without it, the ATTACH case took
+	# 29 s of the 30 until some checkpoint's step looked)
+	$node->psql($db, q{SELECT keyedstate.sync('pt_n', '200 ms')});
 	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $pid FROM keyedstate.status WHERE name = 'pt_n'}, 30),
 		"a transaction that adds partition pt_in$n inside the tree and inserts into it is waited for");
 	$ddl->query_safe('COMMIT');

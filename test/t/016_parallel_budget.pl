@@ -127,14 +127,15 @@ $node->safe_psql($db, q{SELECT keyedstate.resume('pb')});
 ($wh) = ks_pgbench($node, $db, '-c', '1', '-R', '50', '-T', '4', '-f', $w);
 $wh->finish;
 $node->safe_psql($db, q{SELECT keyedstate.checkpoint('pb')});
-ok(!ks_wait_for($node, $db, "SELECT ($cold_scans) > $scans", 10),
+ok(!ks_wait_for($node, $db, "SELECT ($cold_scans) > $scans", 4),
 	'full checkpoints of parts read no cold rows but their own')
   or diag($node->safe_psql($db, $cold_scans) . " sequential scans, $scans before");
 $node->safe_psql($db, q{ALTER TABLE keyedstate_internal.cold ALTER COLUMN aggregation_id RESET (n_distinct)});
 exact('full checkpoints after a resume');
 
 # --- 4. rescales move the evicted keys with their key groups ----------------
-($wh) = ks_pgbench($node, $db, '-c', '2', '-R', '100', '-T', '20', '-f', $w);
+# (the three rescales take about a second: writers run for all of them)
+($wh) = ks_pgbench($node, $db, '-c', '2', '-R', '100', '-T', '5', '-f', $w);
 my $log_at = -s $node->logfile;
 for my $to (3, 1, 2)
 {
