@@ -377,8 +377,8 @@ KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint, int64 fail
 
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	slot->state = KS_FAILED;
-	/* its run was unloaded: no worker memory is its any more (review robustness2, F4) */
-	slot->memory_bytes = 0;
+	/* unloaded: no worker memory is its, nor a writer it waits for (robustness2 F4, security 36 I1) */
+	slot->memory_bytes = slot->waiting_pid = slot->start_wait = 0;
 	memset(slot->error, 0, KS_ERROR_LEN);
 	strlcpy(slot->error, error ? error : "unknown error", KS_ERROR_LEN);
 	len = strlen(slot->error);

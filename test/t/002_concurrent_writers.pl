@@ -77,5 +77,24 @@ is($node->safe_psql('postgres', 'SELECT hi FROM balances WHERE acct = 5'), '1000
 	'its row, with an offset below thousands of others, is counted once');
 note 'rows: ' . $node->safe_psql('postgres', 'SELECT count(*) FROM pay');
 
+# an aggregation that fails while it waits for a writer no longer names that
+# writer's pid (security review 36, I1: the failure kept it, shown to every
+# role, long after the session was gone)
+$node->safe_psql('postgres', q{CREATE ROLE regress_rls_owner LOGIN;
+CREATE SCHEMA rls AUTHORIZATION regress_rls_owner;
+SET ROLE regress_rls_owner;
+CREATE TABLE rls.ev (id bigserial PRIMARY KEY, k int NOT NULL);
+SELECT keyedstate.create_aggregation('rls.n', 'SELECT k, count(*) AS n FROM rls.ev GROUP BY k');});
+my $rls = $node->background_psql('postgres', extra_params => [ '-U', 'regress_rls_owner' ]);
+my $rls_pid = $rls->query_safe('BEGIN; INSERT INTO rls.ev (k) VALUES (1); SELECT pg_backend_pid()');
+$node->safe_psql('postgres', 'INSERT INTO rls.ev (k) VALUES (2)');
+ok(ks_wait_for($node, 'postgres', qq{SELECT state = 'waiting' AND waiting_pid = $rls_pid FROM keyedstate.status WHERE name = 'rls.n'}, 60),
+	'(precondition) the aggregation waits for the open writer');
+$rls->query_safe('ALTER TABLE rls.ev ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY; COMMIT');
+$rls->quit;
+ok(ks_wait_state($node, 'postgres', 'rls.n', 'failed'), '(precondition) row-level security on its source fails it');
+is($node->safe_psql('postgres', q{SELECT coalesce(waiting_pid::text, 'null') FROM keyedstate.status WHERE name = 'rls.n'}), 'null',
+	'a failed aggregation names no writer it waited for');
+
 $node->stop;
 done_testing();
