@@ -12,7 +12,12 @@
  * corrupted.  So a command that changes the attributes of a composite type
  * (or of a table's row type) is refused while an aggregation of the
  * database has that type in a key, directly or inside an array, a range, a
- * domain or another composite.
+ * domain or another composite.  The same holds for a composite the query
+ * only reads (a row compared, tested for NULL, hashed or passed whole to a
+ * function, in a WHERE, a FILTER, a key's expression or an aggregate's
+ * state): the rows consumed were computed with the attributes as they
+ * were, the plain query computes them with the new ones (exactness review
+ * 35, F1), so its attributes cannot change either while it is read.
  *
  *-------------------------------------------------------------------------
  */
@@ -132,6 +137,53 @@ KsCollectAggrefs(Node *node, List **aggrefs)
 	return expression_tree_walker(node, KsCollectAggrefs, aggrefs);
 }
 
+/* Whether type t is a composite or holds one (in an array, a range or a domain). */
+static bool
+KsHoldsComposite(Oid t)
+{
+	Oid			elem;
+
+	check_stack_depth();
+	t = getBaseType(t);
+	if (type_is_rowtype(t))
+		return true;
+	if (OidIsValid(elem = get_element_type(t)))
+		return KsHoldsComposite(elem);
+	if (type_is_range(t))
+		return KsHoldsComposite(get_range_subtype(t));
+	if (type_is_multirange(t))
+		return KsHoldsComposite(get_multirange_range(t));
+	return false;
+}
+
+/*
+ * Collect the types holding a composite of every expression of a query
+ * (the value of each node that yields one: a column, a constant, a
+ * function's or an operator's result, a row built, a field selected ...).
+ */
+static bool
+KsCollectReadTypes(Node *node, List **types)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+		return query_tree_walker((Query *) node, KsCollectReadTypes, types, 0);
+	if (IsA(node, Var) || IsA(node, Const) || IsA(node, Param) || IsA(node, FuncExpr) ||
+		IsA(node, OpExpr) || IsA(node, NullIfExpr) || IsA(node, Aggref) ||
+		IsA(node, SubscriptingRef) || IsA(node, FieldSelect) || IsA(node, FieldStore) ||
+		IsA(node, RelabelType) || IsA(node, CoerceViaIO) || IsA(node, ArrayCoerceExpr) ||
+		IsA(node, ConvertRowtypeExpr) || IsA(node, CaseExpr) || IsA(node, ArrayExpr) ||
+		IsA(node, RowExpr) || IsA(node, CoalesceExpr) || IsA(node, MinMaxExpr) ||
+		IsA(node, CoerceToDomain))
+	{
+		Oid			t = exprType(node);
+
+		if (!list_member_oid(*types, t) && KsHoldsComposite(t))
+			*types = lappend_oid(*types, t);
+	}
+	return expression_tree_walker(node, KsCollectReadTypes, types);
+}
+
 /* Add t to the OID Datums *types (of *n) unless it is there. */
 static void
 KsAddStoredType(Datum *types, int *n, Oid t)
@@ -147,6 +199,7 @@ void
 KsStoredTypeArrays(Query *query, Datum *keys, Datum *stored, Datum *aggregates)
 {
 	List	   *aggrefs = NIL;
+	List	   *read = NIL;
 	Datum	   *types;
 	int			n = 0;
 	int			most;
@@ -154,7 +207,8 @@ KsStoredTypeArrays(Query *query, Datum *keys, Datum *stored, Datum *aggregates)
 
 	(void) KsCollectAggrefs((Node *) query->targetList, &aggrefs);
 	(void) KsCollectAggrefs(query->havingQual, &aggrefs);
-	most = list_length(query->targetList) + list_length(query->groupClause) + 1;
+	(void) KsCollectReadTypes((Node *) query, &read);
+	most = list_length(query->targetList) + list_length(query->groupClause) + list_length(read) + 1;
 	foreach(lc, aggrefs)
 		most += 1 + list_length(((Aggref *) lfirst(lc))->args);
 	types = palloc(sizeof(Datum) * most);
@@ -184,6 +238,9 @@ KsStoredTypeArrays(Query *query, Datum *keys, Datum *stored, Datum *aggregates)
 		foreach(ac, aggref->args)
 			KsAddStoredType(types, &n, exprType((Node *) ((TargetEntry *) lfirst(ac))->expr));
 	}
+	/* ... and the composites it reads anywhere (see the banner) */
+	foreach(lc, read)
+		KsAddStoredType(types, &n, lfirst_oid(lc));
 	*stored = PointerGetDatum(construct_array(types, n, REGTYPEOID, sizeof(Oid), true, TYPALIGN_INT));
 	n = 0;
 	foreach(lc, aggrefs)
@@ -195,6 +252,9 @@ KsStoredTypeArrays(Query *query, Datum *keys, Datum *stored, Datum *aggregates)
 /* Why a key's row type cannot change: the errdetail of the refusals below. */
 #define KS_KEY_HASH_DETAIL \
 	"A composite value's hash covers every attribute, so the keys already aggregated would no longer be found."
+/* ... and a row type it reads otherwise */
+#define KS_READ_ROW_DETAIL \
+	"The rows it has consumed were computed with the attributes as they are now; the same query would compute them otherwise with other attributes."
 
 /* Whether the checks below apply (see keytypes.h). */
 bool
@@ -263,6 +323,13 @@ KsNoteAddedColumn(Oid relid)
 						get_rel_name(relid), aggname),
 				 errdetail(KS_KEY_HASH_DETAIL),
 				 errhint("Drop the aggregation, replace the view, then create the aggregation again.")));
+	if ((aggname = KsAggregationStoring(list_make1_oid(get_rel_type_id(relid)), false)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot add columns to view \"%s\" because aggregation %s reads values of its row type",
+						get_rel_name(relid), aggname),
+				 errdetail(KS_READ_ROW_DETAIL),
+				 errhint("Drop the aggregation, replace the view, then create the aggregation again.")));
 }
 
 /*
@@ -315,6 +382,15 @@ KsCheckDroppedAttributes(List *relids)
 						format_type_be(linitial_oid(types)), aggname) :
 				 errmsg("cannot drop attributes of types aggregation %s groups by", aggname),
 				 errdetail(KS_KEY_HASH_DETAIL),
+				 errhint("Drop the aggregation first.")));
+	if ((aggname = KsAggregationStoring(types, false)) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 list_length(types) == 1 ?
+				 errmsg("cannot drop an attribute of type %s because aggregation %s reads values of it",
+						format_type_be(linitial_oid(types)), aggname) :
+				 errmsg("cannot drop attributes of types aggregation %s reads values of", aggname),
+				 errdetail(KS_READ_ROW_DETAIL),
 				 errhint("Drop the aggregation first.")));
 }
 
@@ -501,12 +577,20 @@ KsBeforeAlterType(AlterTableStmt *stmt)
 				 errdetail("The command changes the row types of the tables under it or typed by it too, and a composite value's hash covers every attribute, so the keys already aggregated would no longer be found.") :
 				 errdetail(KS_KEY_HASH_DETAIL),
 				 errhint("Drop the aggregation, change the type, then create the aggregation again.")));
-	/* stored values read with attributes added or dropped are still whole */
-	if (!layout || (aggname = KsAggregationStoring(types, false)) == NULL)
+	if ((aggname = KsAggregationStoring(types, false)) == NULL)
 		return;
+	if (!layout)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot change the attributes of type %s because aggregation %s reads values of it",
+						format_type_be(typid), aggname),
+				 list_length(types) > 1 ?
+				 errdetail("The command changes the row types of the tables under it or typed by it too. %s", KS_READ_ROW_DETAIL) :
+				 errdetail(KS_READ_ROW_DETAIL),
+				 errhint("Drop the aggregation, change the type, then create the aggregation again.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-			 errmsg("cannot change the type of an attribute of type %s because aggregation %s stores values of it",
+			 errmsg("cannot change the type of an attribute of type %s because aggregation %s reads or stores values of it",
 					format_type_be(typid), aggname),
 			 list_length(types) > 1 ?
 			 errdetail("The command changes the row types of the tables under it or typed by it too, whose values its checkpoints and published rows hold as they are laid out now: a change would make them unreadable.") :

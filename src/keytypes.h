@@ -17,9 +17,10 @@
  * Before ALTER TYPE (or ALTER TABLE): refuse adding, dropping or changing
  * attributes of a composite type that an aggregation of the database has
  * in a key, as the keys' hashes would change (see keytypes.c); or in what
- * it stores otherwise (a column of its view, an aggregate's argument or
- * transition state), whose checkpointed and published bytes are values of
- * the type as it is laid out now.  Only for the type's owner: others meet
+ * it stores or reads otherwise (a column of its view, an aggregate's
+ * argument or transition state, any expression), whose checkpointed and
+ * published bytes are values of the type as it is laid out now, and whose
+ * consumed rows were computed with its attributes.  Only for the type's owner: others meet
  * PostgreSQL's own error and learn nothing of other roles' aggregations.
  */
 extern void KsBeforeAlterType(AlterTableStmt *stmt);
@@ -37,7 +38,8 @@ extern char *KsAggregationStoring(List *targets, bool keys);
  * catalog row, read by the checks instead of its tree: *keys its GROUP BY
  * expressions' types, *stored its view's columns', its aggregates'
  * arguments' and transition states' (their state types cannot change
- * while it uses them: KsAfterReplaceAggregate), and *aggregates the
+ * while it uses them: KsAfterReplaceAggregate) and the types holding a
+ * composite of any expression it reads (see keytypes.c), and *aggregates the
  * aggregates it calls (an oid[]).  Recorded at creation and
  * again wherever the tree is bound again (restore.c).
  */
