@@ -2032,7 +2032,7 @@ SELECT keyedstate.sync('victim18.inv');});
 	my $recoveries = sub { scalar(() = slurp_file($node->logfile) =~ /aggregation victim18\.inv recovered/g) };
 	my $before = $recoveries->();
 	my $script = ks_script($node, 'pause_rollback.sql', "BEGIN;\nSELECT keyedstate.pause('pauser.own');\nROLLBACK;\n");
-	my ($bench, $out) = ks_pgbench($node, $db, '-U', 'regress_pauser', '-c', '1', '-T', '15', '-f', $script);
+	my ($bench, $out) = ks_pgbench($node, $db, '-U', 'regress_pauser', '-c', '1', '-T', '10', '-f', $script);	# (the rounds take about 9 s)
 	my $worst = 0;
 	for my $round (1 .. 20)
 	{
