@@ -300,6 +300,8 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '0');
 -- mixed signs: negative as the worker counts it (years of 365.25 days)
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '-12 months 361 days');
+-- at most a day, as checkpoint_timeout (DBA review 38, F6)
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '1 day 1 ms');
 SELECT keyedstate.create_aggregation(NULL, 'SELECT k, count(*) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', NULL);
 -- duplicate names and clashes with existing relations
@@ -339,6 +341,10 @@ SELECT keyedstate.alter_aggregation('agg', ttl => '1 month -31 days');
 SELECT keyedstate.alter_aggregation('agg', ttl => '0');
 SELECT keyedstate.alter_aggregation('agg', checkpoint_interval => '0');
 SELECT keyedstate.alter_aggregation('agg', checkpoint_interval => '-12 months 361 days');
+SELECT keyedstate.alter_aggregation('agg', checkpoint_interval => '170000000 years');
+-- nothing to change (DBA review 38, F7: it did nothing, silently)
+SELECT keyedstate.alter_aggregation('agg');
+SELECT keyedstate.alter_aggregation('agg', ttl => NULL, parallelism => NULL);
 SELECT name, ttl, checkpoint_interval FROM keyedstate.aggregations WHERE name = 'agg';
 -- windows: arguments, time column, names, aggregates a sliding window cannot merge
 CREATE TABLE win (id bigserial PRIMARY KEY, k int, v int, t text, ts timestamptz, d date);

@@ -53,6 +53,19 @@ KsIntervalMs(const Interval *iv)
 	return (int64) ms;
 }
 
+/* Refuse a call that gives no argument from `first` on (see arguments.h). */
+void
+KsRequireSetting(FunctionCallInfo fcinfo, int first, const char *fname)
+{
+	for (int i = first; i < PG_NARGS(); i++)
+		if (!PG_ARGISNULL(i))
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("%s needs a setting to change", fname),
+			 errhint("Give at least one setting, such as ttl => '1 hour' or parallelism => 2.")));
+}
+
 /* A timeout argument in milliseconds: refused when negative (see arguments.h). */
 int64
 KsTimeoutArgument(const Interval *iv)
@@ -66,14 +79,27 @@ KsTimeoutArgument(const Interval *iv)
 	return ms;
 }
 
-/* A checkpoint_interval argument: refused below a millisecond (see arguments.h). */
+/*
+ * A checkpoint_interval argument: refused below a millisecond, and above a
+ * day, as PostgreSQL's checkpoint_timeout (a longer one turned checkpoints
+ * off unnoticed, so that a crash read the source again from its start:
+ * DBA review 38, F6) (see arguments.h).
+ */
 void
 KsCheckpointIntervalArgument(const Interval *iv)
 {
-	if (KsIntervalMs(iv) <= 0)
+	int64		ms = KsIntervalMs(iv);
+
+	if (ms <= 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("checkpoint_interval must be at least 1 millisecond")));
+	if (ms > (int64) SECS_PER_DAY * 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("checkpoint_interval must be at most 1 day"),
+				 errdetail("A crash replays every row consumed since the last checkpoint."),
+				 errhint("keyedstate.checkpoint(name) takes one at any time.")));
 }
 
 /*

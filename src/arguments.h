@@ -12,6 +12,7 @@
 #define KS_ARGUMENTS_H
 
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "storage/lockdefs.h"
 
 #include "catalog.h"
@@ -19,10 +20,16 @@
 /* Milliseconds of an interval, clamped to a thousand years either way. */
 extern int64 KsIntervalMs(const Interval *iv);
 
+/*
+ * Refuse a call of fname that gives none of its arguments from `first` on
+ * (alter_aggregation with no setting did nothing, silently: DBA review 38, F7).
+ */
+extern void KsRequireSetting(FunctionCallInfo fcinfo, int first, const char *fname);
+
 /* The milliseconds of a timeout argument (sync, checkpoint): a negative one is an error. */
 extern int64 KsTimeoutArgument(const Interval *iv);
 
-/* Refuse a checkpoint_interval below a millisecond. */
+/* Refuse a checkpoint_interval below a millisecond or above a day. */
 extern void KsCheckpointIntervalArgument(const Interval *iv);
 
 /*

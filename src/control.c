@@ -255,9 +255,8 @@ KsTtlReach(KsNamedAgg *agg, bool set_ttl, Datum ttl)
 }
 
 /*
- * keyedstate.alter_aggregation(name, ttl, checkpoint_interval, memory_limit):
- * change what can change while it runs; a NULL argument leaves its setting
- * alone, a ttl or memory_limit of '0' removes the TTL or the budget.  The worker applies it at its next step.
+ * keyedstate.alter_aggregation(name, ttl, checkpoint_interval, memory_limit, parallelism): change what
+ * can change while it runs (a NULL argument leaves it; '0' removes a TTL or a budget), at the worker's next step.
  */
 Datum
 keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
@@ -274,6 +273,7 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("name must not be null")));
+	KsRequireSetting(fcinfo, 1, "keyedstate.alter_aggregation()");
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, KS_RIGHT_OWNER);
 	if (!PG_ARGISNULL(1))
 		ttl = KsTtlArgument(PG_GETARG_INTERVAL_P(1));

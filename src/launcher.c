@@ -289,7 +289,7 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 				 errmsg("could not start keyedstate worker for database \"%s\"", NameStr(dbname)),
 				 errdetail("No background worker slot is free (max_worker_processes is %d).",
 						   max_worker_processes),
-				 errhint("Increase max_worker_processes.  Each database with aggregations needs a worker for each owner of its aggregations; keyedstate.max_workers bounds only the workers beyond those.")));
+				 errhint("Increase max_worker_processes.  Keep it above keyedstate.max_workers (the workers for owners beside each database's first one) plus one worker for each database with aggregations, the launcher, and what parallel query and replication need.")));
 	}
 	return false;
 }

@@ -174,7 +174,8 @@ KsCheckOwnerShare(Node *parsetree)
 		foreach(lc, stmt->roles)
 			from = lappend_oid(from, get_rolespec_oid(lfirst(lc), true));
 	}
-	if (!OidIsValid(newowner) || from == NIL || !has_privs_of_role(GetUserId(), newowner))
+	if (!OidIsValid(newowner) || from == NIL || !has_privs_of_role(GetUserId(), newowner) ||
+		superuser_arg(newowner))
 		return;
 	KsSlotsOfOwners(from, view, newowner, &owned, &moving);
 	if (moving == 0)

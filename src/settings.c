@@ -33,7 +33,7 @@ int			ks_pool_settle = 60 * 1000;
 int			ks_oom_retry = 10 * 60 * 1000;
 int			ks_retry_delay = 1000;
 int			ks_naptime = 1000;
-int			ks_max_aggregations_per_owner = 0;
+int			ks_max_aggregations_per_owner = 16;
 int			ks_max_state_memory = 0;	/* kB, 0: no bound */
 int			ks_step_timeout = 5 * 1000;
 int			ks_load_wait = 10 * 1000;
@@ -115,10 +115,10 @@ KsSettingsInit(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("keyedstate.max_aggregations_per_owner",
-							"Maximum number of aggregations one role may own in the cluster.",
+							"Maximum number of aggregations one role other than a superuser may own in the cluster (each part of a parallel aggregation counts as one).",
 							"0 means no limit other than keyedstate.max_aggregations.",
 							&ks_max_aggregations_per_owner,
-							0, 0, 10000,
+							16, 0, 10000,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

@@ -499,6 +499,8 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid 
 	KsAggSlot  *free_slot = NULL;
 	int			owned;
 	int			i;
+	/* superusers are not limited, as by a role's CONNECTION LIMIT (read before the lock) */
+	bool		limited = ks_max_aggregations_per_owner > 0 && !superuser_arg(owner);
 
 	KsRequirePreload();
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
@@ -508,7 +510,7 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid 
 		if (!KsSharedState->aggs[i].in_use)
 			free_slot = &KsSharedState->aggs[i];
 	}
-	if (ks_max_aggregations_per_owner > 0 && owned >= ks_max_aggregations_per_owner)
+	if (limited && owned >= ks_max_aggregations_per_owner)
 	{
 		LWLockRelease(KsSharedState->lock);
 		ereport(ERROR,

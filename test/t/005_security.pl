@@ -1082,8 +1082,8 @@ CREATE SCHEMA fair AUTHORIZATION regress_fair;
 
 	# 5a. keyedstate.max_aggregations_per_owner
 	is($sn->safe_psql($db, q{SELECT concat_ws(' ', CASE WHEN context IN ('sighup', 'superuser') THEN 'reloadable' ELSE context END, boot_val)
-		FROM pg_settings WHERE name = 'keyedstate.max_aggregations_per_owner'}), 'reloadable 0',
-		'5: keyedstate.max_aggregations_per_owner exists, reloadable, 0 (no limit) by default');
+		FROM pg_settings WHERE name = 'keyedstate.max_aggregations_per_owner'}), 'reloadable 16',
+		'5: keyedstate.max_aggregations_per_owner exists, reloadable, 16 by default (DBA review 38, F1)');
 	my $r = attempt($sn, undef, 'ALTER SYSTEM SET keyedstate.max_aggregations_per_owner = 2; SELECT pg_reload_conf()');
 	ok($r->{ok}, '5: keyedstate.max_aggregations_per_owner can be set with a reload') or diag(outcome($r));
 	ks_wait_for($sn, $db, "SELECT current_setting('keyedstate.max_aggregations_per_owner', true) = '2'", 10) if $r->{ok};
@@ -1110,6 +1110,10 @@ GRANT USAGE, CREATE ON SCHEMA hog TO regress_hog2; GRANT SELECT, TRIGGER ON hog.
 	is($r->{sqlstate}, '53400', '5: so is REASSIGN OWNED') or diag(outcome($r));
 	$r = attempt($sn, undef, 'ALTER VIEW fair.a1 OWNER TO regress_hog');
 	ok($r->{ok}, '5: a role under its limit may be given an aggregation') or diag(outcome($r));
+	$drop_all->();
+	# a superuser is not limited (as by a role's CONNECTION LIMIT)
+	ok(!grep({ !$create->(undef, "su_$_", 'hog.t')->{ok} } 1 .. 3),
+		'5: a superuser may own more aggregations than max_aggregations_per_owner');
 	$drop_all->();
 	attempt($sn, undef, 'ALTER SYSTEM RESET keyedstate.max_aggregations_per_owner; SELECT pg_reload_conf()');
 
