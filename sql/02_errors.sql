@@ -300,6 +300,8 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '0');
 -- mixed signs: negative as the worker counts it (years of 365.25 days)
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '-12 months 361 days');
+-- a system catalog (DBA review 38, F8: the hint said to add it a bigserial column)
+SELECT keyedstate.create_aggregation('e1', 'SELECT relkind, count(*) FROM pg_class GROUP BY relkind');
 -- at most a day, as checkpoint_timeout (DBA review 38, F6)
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY k', checkpoint_interval => '1 day 1 ms');
 SELECT keyedstate.create_aggregation(NULL, 'SELECT k, count(*) FROM src GROUP BY k');

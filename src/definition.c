@@ -15,6 +15,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/catalog.h"
 #include "catalog/partition.h"
 #include "catalog/pg_aggregate.h"
 #include "catalog/pg_class.h"
@@ -362,6 +363,12 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", get_rel_name(rte->relid)),
 				 errdetail("keyedstate aggregations consume ordinary and partitioned tables only, not views, materialized views or foreign tables.")));
+	/* (its rows are not written by INSERT with offsets: DBA review 38, F8) */
+	if (IsCatalogRelationOid(rte->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot aggregate system catalog \"%s\"", get_rel_name(rte->relid)),
+				 errdetail("keyedstate consumes tables whose rows are inserted in the order of a column filled from a sequence.")));
 	/* a subscriber's table: its rows keep the publisher's offsets (see below) */
 	KsCheckNotSubscribed(rte->relid);
 	/* ONLY of a partitioned table reads nothing: the plain query has no row */
