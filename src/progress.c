@@ -44,8 +44,8 @@ KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner)
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("aggregation %s has failed", aggname),
 			 offset != 0 ?
-			 errdetail("%s (input row with offset " INT64_FORMAT ")", error, offset) :
-			 errdetail("%s", error),
+			 errdetail("Its input row with offset " INT64_FORMAT " failed: %s.", offset, error) :
+			 errdetail("It failed: %s.", error),
 			 hint < error + KS_ERROR_LEN && *hint != '\0' ? errhint("%s", hint) :
 			 errhint("Fix the cause, then call keyedstate.resume().")));
 }
