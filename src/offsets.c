@@ -19,6 +19,7 @@
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "common/int.h"
+#include "executor/spi.h"
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "rewrite/rewriteHandler.h"
@@ -29,6 +30,8 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "catalog.h"
+#include "shmem.h"
 #include "source.h"
 
 /*
@@ -416,6 +419,82 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 	 * (security review 22, F3: it was waited on for ten minutes, status saying running) */
 	if (st->is_called)
 		src->restoring = false;
+}
+
+/*
+ * The sequence and the offset up to which aggregation aggid has consumed
+ * (the most of its parts'): from their slots, or, while none has loaded
+ * (after a restart, or keyedstate.enabled off), from their last checkpoints.
+ */
+static void
+KsConsumedOffset(int32 aggid, Oid *seqoid, int64 *consumed)
+{
+	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
+	int			nparts;
+	int			n = KsFindAggParts(MyDatabaseId, aggid, refs, KsSharedState->max_aggs, &nparts);
+	KsAggSlot  *copy = palloc(sizeof(KsAggSlot));
+	KsCatalogAccess acc;
+	Datum		arg = Int32GetDatum(aggid);
+	Oid			argtype = INT4OID;
+	bool		isnull;
+
+	*seqoid = InvalidOid;
+	*consumed = 0;
+	for (int i = 0; i < n; i++)
+		if (KsSlotSnapshot(&refs[i], copy))
+		{
+			*consumed = Max(*consumed, Max(copy->consumed_offset, copy->checkpointed_offset));
+			*seqoid = copy->sequence_oid;
+		}
+	pfree(refs);
+	pfree(copy);
+	if (*consumed != 0 && OidIsValid(*seqoid))
+		return;
+	KsCatalogOpen(&acc);
+	if (SPI_execute_with_args("SELECT a.sequence::pg_catalog.oid, pg_catalog.max(GREATEST(a.checkpointed_offset, p.checkpointed_offset)) "
+							  "FROM keyedstate_internal.aggregation a LEFT JOIN keyedstate_internal.part p "
+							  "ON p.aggregation_id = a.id AND NOT p.retired WHERE a.id = $1 GROUP BY a.sequence",
+							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "keyedstate could not read the offsets of aggregation %d", aggid);
+	if (SPI_processed == 1)
+	{
+		*seqoid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		*consumed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (isnull)
+			*consumed = 0;
+	}
+	KsCatalogClose(&acc);
+}
+
+/* Refuse an INSERT while the sequence would hand out consumed offsets (see source.h). */
+void
+KsRefuseConsumedOffsets(int32 aggid, Relation rel)
+{
+	Oid			seqoid;
+	int64		consumed;
+	int64		next;
+	KsSequenceState st;
+	Relation	seq;
+
+	KsConsumedOffset(aggid, &seqoid, &consumed);
+	if (consumed <= 0 || !OidIsValid(seqoid) ||
+		(seq = try_relation_open(seqoid, AccessShareLock)) == NULL)
+		return;
+	KsReadSequence(seqoid, &st);
+	relation_close(seq, NoLock);
+	if (st.is_called && pg_add_s64_overflow(st.last_value, st.increment, &next))
+		return;
+	if (!st.is_called)
+		next = st.last_value;
+	if (next > consumed)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot insert into table \"%s\" while its sequence \"%s\" is set back",
+					RelationGetRelationName(rel), get_rel_name(seqoid)),
+			 errdetail("Its next value " INT64_FORMAT " is not above offset " INT64_FORMAT ", up to which a keyedstate aggregation has consumed the table: rows given such offsets would never be aggregated.",
+					   next, consumed),
+			 errhint("Move the sequence past " INT64_FORMAT " with setval().", consumed)));
 }
 
 /* Refuse an owner who may not read the offset column (see source.h). */

@@ -437,6 +437,19 @@ extern int32 KsWakeTriggerAggregation(HeapTuple tup, TupleDesc desc);
 extern void KsSourceReadSequence(KsSource *src, KsSequenceState *st);
 
 /*
+ * Before an INSERT (or COPY) into a table of aggregation aggid's source
+ * (its wake-up trigger, hooks.c): refuse it while the source's sequence
+ * would hand out an offset at or below the one the aggregation has
+ * consumed.  A sequence set back (setval, ALTER SEQUENCE ... RESTART) and
+ * taken up again by writers before the worker's next look gave rows
+ * offsets it had passed: never read, and the worker never saw the
+ * sequence behind (fault review 37, F1).  Rows cannot take such offsets
+ * now; the worker still fails the aggregation if it sees the sequence
+ * behind, and resume() after a setval() past the offset loses nothing.
+ */
+extern void KsRefuseConsumedOffsets(int32 aggid, Relation rel);
+
+/*
  * The last value handed out by a sequence (no privilege check); false if
  * none yet, or (with nowait) if someone holds it locked exclusively.
  */
