@@ -1237,11 +1237,16 @@ SELECT keyedstate.sync('seqs.t$i', '30s');});
 	  or diag(outcome($r) . "; mismatches $mm; " . status_of($node, "seqs.t$i"));
 }
 
-# 8a. setval backwards, below the consumed offset
-as_role($node, 'regress_seqowner', q{
-SELECT setval('seqs.s1_id_seq', 5);
-INSERT INTO seqs.s1 (k, v) VALUES (1, 100), (2, 200), (3, 300);
-});
+# 8a. setval backwards, below the consumed offset: an INSERT that would
+# take consumed offsets is refused (fault review 37, F1: writers took the
+# sequence up again before the worker looked, and their rows were lost),
+# and the worker's next step fails the aggregation
+as_role($node, 'regress_seqowner', q{SELECT setval('seqs.s1_id_seq', 5)});
+{
+	my $r = attempt($node, 'regress_seqowner', q{INSERT INTO seqs.s1 (k, v) VALUES (1, 100), (2, 200), (3, 300)});
+	ok(!$r->{ok} && $r->{err} =~ /cannot insert into table "s1" while its sequence "s1_id_seq" is set back/,
+		'8: an INSERT that would take offsets the aggregation consumed is refused') or diag(outcome($r));
+}
 ok(fails_with($node, 'seqs.t1', '%sequence%', 10),
 	'8: setval backwards below the consumed offset fails the aggregation with an error naming the sequence')
   or diag(status_of($node, 'seqs.t1'));
@@ -1275,8 +1280,13 @@ rebuild_is_exact(2, 'CACHE 20');
 as_role($node, undef, q{
 DELETE FROM seqs.s3;
 ALTER SEQUENCE seqs.s3_id_seq RESTART;
-INSERT INTO seqs.s3 (k, v) VALUES (1, 100), (2, 200), (3, 300);
 });
+{
+	# (rows would take consumed offsets: refused, fault review 37, F1)
+	my $r = attempt($node, undef, q{INSERT INTO seqs.s3 (k, v) VALUES (1, 100), (2, 200), (3, 300)});
+	ok(!$r->{ok} && $r->{err} =~ /cannot insert into table "s3" while its sequence "s3_id_seq" is set back/,
+		'8: an INSERT after the sequence restarted is refused') or diag(outcome($r));
+}
 ok(fails_with($node, 'seqs.t3', '%sequence%', 10),
 	'8: the rows deleted and the sequence restarted fail the aggregation with an error naming the sequence')
   or diag(status_of($node, 'seqs.t3'));

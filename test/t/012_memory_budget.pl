@@ -16,7 +16,8 @@ use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time usleep);
 
-my $node = ks_node('budget');
+# (one role owns 34 aggregation slots below: no per-owner limit here)
+my $node = ks_node('budget', "keyedstate.max_aggregations_per_owner = 0\n");
 my $db = 'postgres';
 
 my $aggs = q{count(*) AS c, sum(v) AS s, avg(n) AS an, max(v) AS mx,
