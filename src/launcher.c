@@ -254,6 +254,17 @@ KsDynamicWorker(BackgroundWorker *worker, const char *function, const char *type
 	worker->bgw_notify_pid = MyProcPid;
 }
 
+/* A database's name for a process title (DBA review 38, F5), or its OID once it is gone. */
+static const char *
+KsDatabaseLabel(Oid dboid)
+{
+	static NameData name;
+
+	if (KsDatabaseUsability(dboid, &name) == KS_DB_GONE)
+		snprintf(NameStr(name), NAMEDATALEN, "%u", dboid);
+	return NameStr(name);
+}
+
 /* Start worker w of a database slot; false if no background worker slot is free. */
 static bool
 KsStartDatabaseWorker(int i, int w, Oid dboid)
@@ -262,7 +273,7 @@ KsStartDatabaseWorker(int i, int w, Oid dboid)
 	BackgroundWorkerHandle **handle = &ks_handles[i][w];
 
 	KsDynamicWorker(&worker, "KsDatabaseWorkerMain", "keyedstate worker", dboid);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate worker %d for database %u", w, dboid);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate worker %d for database %s", w, KsDatabaseLabel(dboid));
 	memcpy(worker.bgw_extra, &w, sizeof(int));
 
 	if (*handle != NULL)
@@ -483,7 +494,7 @@ KsProbeNext(void)
 	if (ks_next_probe >= ks_nprobes)
 		return;
 	KsDynamicWorker(&worker, "KsProbeMain", "keyedstate probe", ks_probes[ks_next_probe]);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate probe of database %u", ks_probes[ks_next_probe]);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "keyedstate probe of database %s", KsDatabaseLabel(ks_probes[ks_next_probe]));
 	if (ks_probe_handle != NULL)
 		pfree(ks_probe_handle);
 	ks_probe_handle = NULL;
