@@ -216,7 +216,7 @@ KsRescale(KsNamedAgg *agg, int parallelism)
 	/* from here an abort gives the new parts' reservations back (hooks.c) */
 	KsRebuildAtCommit(agg->def.id, 0);
 	KsCreateParts(agg->def.id, layout, parallelism, agg->def.max_parallelism, start, seeds,
-				  KsRelationOwner(agg->def.view_oid), agg->def.view_oid, agg->def.live_oid,
+				  KsRelationOwner(agg->def.view_oid), true, agg->def.view_oid, agg->def.live_oid,
 				  agg->def.sequence_oid);
 }
 

@@ -427,7 +427,7 @@ KsPartGroups(int p, int n, int max, int *first, int *last)
 /* Add the parts of a new layout of an aggregation (see hooks.h). */
 void
 KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
-			  int64 start_offset, Datum seeds, Oid owner, Oid view_oid, Oid live_oid,
+			  int64 start_offset, Datum seeds, Oid owner, bool limited, Oid view_oid, Oid live_oid,
 			  Oid sequence_oid)
 {
 	int			p;
@@ -445,7 +445,7 @@ KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
 		KsCatalogInsertPart(id, aggid, layout, p, part.first_group, part.last_group,
 							start_offset, seeds);
 		/* (a rescale's parts are not fresh: their seeds' runs consumed rows) */
-		KsReserveAggSlot(MyDatabaseId, id, &part, owner, view_oid, live_oid, sequence_oid, layout == 0);
+		KsReserveAggSlot(MyDatabaseId, id, &part, owner, limited, view_oid, live_oid, sequence_oid, layout == 0);
 	}
 }
 
@@ -499,12 +499,12 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	KsRequestAtCommit();
 	if (cs.parallelism > 1)
 		KsCreateParts(cs.id, 0, cs.parallelism, cs.max_parallelism, cs.start_offset, (Datum) 0,
-					  cs.userid, cs.view_oid, cs.live_oid, cs.seqoid);
+					  cs.userid, true, cs.view_oid, cs.live_oid, cs.seqoid);
 	else
 	{
 		KsPartInfo	whole = {cs.id, 0, 1, 0, 0, cs.max_parallelism - 1};
 
-		KsReserveAggSlot(MyDatabaseId, cs.id, &whole, cs.userid, cs.view_oid, cs.live_oid,
+		KsReserveAggSlot(MyDatabaseId, cs.id, &whole, cs.userid, true, cs.view_oid, cs.live_oid,
 						 cs.seqoid, true);
 	}
 	KsCatalogClose(&acc);

@@ -158,11 +158,12 @@ struct KsWindowSpec;
 /*
  * Add the parts of a new layout of an aggregation (create_aggregation,
  * or a rescale), starting at an offset, or seeded from the ids in seeds
- * (an int4[], or 0 for none), and reserve their slots; inside the catalog
- * bracket.
+ * (an int4[], or 0 for none), and reserve their slots (within the owner's
+ * share if `limited`: not for a restore, KsReserveAggSlot); inside the
+ * catalog bracket.
  */
 extern void KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
-						  int64 start_offset, Datum seeds, Oid owner, Oid view_oid,
+						  int64 start_offset, Datum seeds, Oid owner, bool limited, Oid view_oid,
 						  Oid live_oid, Oid sequence_oid);
 extern Query *KsParseSelect(const char *querytext);
 extern Query *KsParseAggregationQuery(const char *querytext, KsQueryInfo *info,

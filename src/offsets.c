@@ -424,7 +424,10 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 /*
  * The sequence and the offset up to which aggregation aggid has consumed
  * (the most of its parts'): from their slots, or, while none has loaded
- * (after a restart, or keyedstate.enabled off), from their last checkpoints.
+ * (after a restart, or keyedstate.enabled off), from their last checkpoints
+ * (a loaded one's slot is trusted even at 0: a catalog query for every
+ * statement while nothing was consumed made single-row inserts 1.8 times
+ * slower, re-review today 39, F5).
  */
 static void
 KsConsumedOffset(int32 aggid, Oid *seqoid, int64 *consumed)
@@ -437,6 +440,7 @@ KsConsumedOffset(int32 aggid, Oid *seqoid, int64 *consumed)
 	Datum		arg = Int32GetDatum(aggid);
 	Oid			argtype = INT4OID;
 	bool		isnull;
+	bool		loaded = false;
 
 	*seqoid = InvalidOid;
 	*consumed = 0;
@@ -445,10 +449,11 @@ KsConsumedOffset(int32 aggid, Oid *seqoid, int64 *consumed)
 		{
 			*consumed = Max(*consumed, Max(copy->consumed_offset, copy->checkpointed_offset));
 			*seqoid = copy->sequence_oid;
+			loaded |= copy->state == KS_RUNNING || copy->state == KS_WAITING;
 		}
 	pfree(refs);
 	pfree(copy);
-	if (*consumed != 0 && OidIsValid(*seqoid))
+	if ((*consumed != 0 || loaded) && OidIsValid(*seqoid))
 		return;
 	KsCatalogOpen(&acc);
 	if (SPI_execute_with_args("SELECT a.sequence::pg_catalog.oid, pg_catalog.max(GREATEST(a.checkpointed_offset, p.checkpointed_offset)) "

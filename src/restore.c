@@ -447,7 +447,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	{
 		/* (the parts' reference to this row is checked at commit) */
 		KsCatalogOpen(&acc);
-		KsCreateParts(id, 0, parallelism, max_parallelism, start, (Datum) 0, owner, view_oid,
+		KsCreateParts(id, 0, parallelism, max_parallelism, start, (Datum) 0, owner, false, view_oid,
 					  live_oid, sequence_oid);
 		KsCatalogClose(&acc);
 	}
@@ -455,7 +455,7 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	{
 		KsPartInfo	whole = {id, 0, 1, 0, 0, max_parallelism - 1};
 
-		KsReserveAggSlot(MyDatabaseId, id, &whole, owner, view_oid, live_oid, sequence_oid, true);
+		KsReserveAggSlot(MyDatabaseId, id, &whole, owner, false, view_oid, live_oid, sequence_oid, true);
 	}
 	KsRememberDatabase(MyDatabaseId);
 	KsRequestAtCommit();

@@ -492,23 +492,28 @@ KsSlotsOwnedBy(Oid owner, Oid skip_dboid)
 
 /* Reserve a slot for an aggregation this transaction creates (see shmem.h). */
 void
-KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, Oid view_oid,
+KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, bool limited, Oid view_oid,
 				 Oid live_oid, Oid sequence_oid, bool fresh)
 {
 	TransactionId xid = GetTopTransactionId();
 	KsAggSlot  *free_slot = NULL;
 	int			owned;
 	int			i;
-	/* superusers are not limited, as by a role's CONNECTION LIMIT (read before the lock) */
-	bool		limited = ks_max_aggregations_per_owner > 0 && !superuser_arg(owner);
-
 	KsRequirePreload();
+	/* superusers are not limited, as by a role's CONNECTION LIMIT (read before the lock) */
+	limited = limited && ks_max_aggregations_per_owner > 0 && !superuser_arg(owner);
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	owned = KsSlotsOwnedByLocked(owner, InvalidOid);
-	for (i = 0; i < KsSharedState->max_aggs && free_slot == NULL; i++)
+	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
-		if (!KsSharedState->aggs[i].in_use)
-			free_slot = &KsSharedState->aggs[i];
+		KsAggSlot  *s = &KsSharedState->aggs[i];
+
+		if (!s->in_use && free_slot == NULL)
+			free_slot = s;
+		/* (the parts a rescale replaces count once, as the new ones) */
+		else if (s->in_use && s->owner == owner && s->dboid == dboid &&
+				 s->part.parent == part->parent && s->part.layout != part->layout)
+			owned--;
 	}
 	if (limited && owned >= ks_max_aggregations_per_owner)
 	{

@@ -381,11 +381,16 @@ extern bool KsSlotSnapshot(const KsSlotRef *ref, KsAggSlot *copy);
 /*
  * Reserve a slot for an aggregation being created by this transaction
  * (see the life cycle above); errors with ERRCODE_CONFIGURATION_LIMIT_EXCEEDED
- * when none is free or the owner has keyedstate.max_aggregations_per_owner.
+ * when none is free or, if `limited`, the owner (not a superuser) has
+ * keyedstate.max_aggregations_per_owner, not counting the parts of the
+ * aggregation's other layouts (a rescale's old parts, which go once the
+ * new ones load; counted, a rescale of 4 parts to 13 was refused at 16:
+ * re-review today 39, F4).  A restore is not limited: refused, it failed
+ * every owner's definitions of the database (re-review today 39, F1).
  * `fresh`: a new aggregation (or one restored), which no run consumed
  * before: its watermark is known from its first step (KsTtlReach).
  */
-extern void KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner,
+extern void KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, bool limited,
 							 Oid view_oid, Oid live_oid, Oid sequence_oid, bool fresh);
 
 /* Give back the reservations of an aborted transaction of this backend. */

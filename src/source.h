@@ -443,9 +443,12 @@ extern void KsSourceReadSequence(KsSource *src, KsSequenceState *st);
  * consumed.  A sequence set back (setval, ALTER SEQUENCE ... RESTART) and
  * taken up again by writers before the worker's next look gave rows
  * offsets it had passed: never read, and the worker never saw the
- * sequence behind (fault review 37, F1).  Rows cannot take such offsets
- * now; the worker still fails the aggregation if it sees the sequence
- * behind, and resume() after a setval() past the offset loses nothing.
+ * sequence behind (fault review 37, F1).  Checked once per statement,
+ * before its rows take offsets, so a setval() that runs during the
+ * statement (in another session, or in the statement itself) is not seen,
+ * nor are rows routed into a partition source through its parent, nor
+ * explicit offsets (re-review today 39, F2, F3, F6: documented).  The
+ * worker still fails the aggregation if it sees the sequence behind.
  */
 extern void KsRefuseConsumedOffsets(int32 aggid, Relation rel);
 

@@ -1115,6 +1115,15 @@ GRANT USAGE, CREATE ON SCHEMA hog TO regress_hog2; GRANT SELECT, TRIGGER ON hog.
 	ok(!grep({ !$create->(undef, "su_$_", 'hog.t')->{ok} } 1 .. 3),
 		'5: a superuser may own more aggregations than max_aggregations_per_owner');
 	$drop_all->();
+	# a rescale's old parts do not count beside its new ones (re-review today
+	# 39, F4: 3 parts at a limit of 3 could not be rescaled, even down)
+	attempt($sn, undef, 'ALTER SYSTEM SET keyedstate.max_aggregations_per_owner = 3; SELECT pg_reload_conf()');
+	ks_wait_for($sn, $db, "SELECT current_setting('keyedstate.max_aggregations_per_owner', true) = '3'", 10);
+	$r = attempt($sn, 'regress_hog', q{SELECT keyedstate.create_aggregation('hog.p', 'SELECT k, count(*) AS n FROM hog.t GROUP BY k', parallelism => 3)});
+	ok($r->{ok}, '5: (precondition) an owner creates an aggregation of 3 parts at a limit of 3') or diag(outcome($r));
+	$r = attempt($sn, 'regress_hog', q{SELECT keyedstate.alter_aggregation('hog.p', parallelism => 1)});
+	ok($r->{ok}, '5: ... and rescales it to 1 part') or diag(outcome($r));
+	$drop_all->();
 	attempt($sn, undef, 'ALTER SYSTEM RESET keyedstate.max_aggregations_per_owner; SELECT pg_reload_conf()');
 
 	# 5b. one owner holds every slot of keyedstate.max_aggregations
