@@ -49,8 +49,12 @@ sub ks_wait_for
 	my $deadline = time() + ($seconds // 60);
 	while (time() < $deadline)
 	{
-		my ($ret, $out, $err) = $node->psql($db, $sql);
-		return 1 if $ret == 0 && $out eq 't';
+		# (while the server restarts after a crash, psql may exit before it
+		# reads the query: IPC::Run then dies writing it, "Broken pipe", which
+		# ended 019 once, two files running at a time)
+		my ($ret, $out, $err) = (1, '', '');
+		eval { ($ret, $out, $err) = $node->psql($db, $sql); };
+		return 1 if $ret == 0 && defined $out && $out eq 't';
 		sleep(0.05);
 	}
 	return 0;
