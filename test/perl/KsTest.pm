@@ -53,7 +53,10 @@ sub ks_wait_for
 		# reads the query: IPC::Run then dies writing it, "Broken pipe", which
 		# ended 019 once, two files running at a time)
 		my ($ret, $out, $err) = (1, '', '');
-		eval { ($ret, $out, $err) = $node->psql($db, $sql); };
+		eval {
+			local $SIG{PIPE} = 'IGNORE';
+			($ret, $out, $err) = $node->psql($db, $sql);
+		};
 		return 1 if $ret == 0 && defined $out && $out eq 't';
 		sleep(0.05);
 	}
