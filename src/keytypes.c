@@ -374,24 +374,19 @@ KsCheckDroppedAttributes(List *relids)
 	}
 	if (types == NIL || !KsTypesGuarded())
 		return;
-	if ((aggname = KsAggregationStoring(types, true)) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 list_length(types) == 1 ?
-				 errmsg("cannot drop an attribute of type %s because aggregation %s groups by it",
-						format_type_be(linitial_oid(types)), aggname) :
-				 errmsg("cannot drop attributes of types aggregation %s groups by", aggname),
-				 errdetail(KS_KEY_HASH_DETAIL),
-				 errhint("Drop the aggregation first.")));
-	if ((aggname = KsAggregationStoring(types, false)) != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 list_length(types) == 1 ?
-				 errmsg("cannot drop an attribute of type %s because aggregation %s reads values of it",
-						format_type_be(linitial_oid(types)), aggname) :
-				 errmsg("cannot drop attributes of types aggregation %s reads values of", aggname),
-				 errdetail(KS_READ_ROW_DETAIL),
-				 errhint("Drop the aggregation first.")));
+	/* in a key first (its hash), then anywhere else the query reads it */
+	for (int keys = 1; keys >= 0; keys--)
+		if ((aggname = KsAggregationStoring(types, keys)) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 list_length(types) != 1 ?
+					 errmsg(keys ? "cannot drop attributes of types aggregation %s groups by" :
+							"cannot drop attributes of types aggregation %s reads values of", aggname) :
+					 errmsg(keys ? "cannot drop an attribute of type %s because aggregation %s groups by it" :
+							"cannot drop an attribute of type %s because aggregation %s reads values of it",
+							format_type_be(linitial_oid(types)), aggname),
+					 errdetail(keys ? KS_KEY_HASH_DETAIL : KS_READ_ROW_DETAIL),
+					 errhint("Drop the aggregation first.")));
 }
 
 /*

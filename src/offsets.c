@@ -363,6 +363,19 @@ KsSourceOffsetColumn(Relation rel, const char *colname, Oid *seqoid)
 	return found;
 }
 
+/* The smallest offset a sequence may still hand out (PG_INT64_MAX past its end). */
+static int64
+KsNextOffset(const KsSequenceState *st)
+{
+	int64		next;
+
+	if (!st->is_called)
+		return st->last_value;
+	if (pg_add_s64_overflow(st->last_value, st->increment, &next))
+		return PG_INT64_MAX;
+	return next;
+}
+
 /*
  * Read the sequence at a step, and check it: its settings, and that it
  * never hands out an offset at or below one it handed out before (or one
@@ -375,11 +388,7 @@ KsSourceReadSequence(KsSource *src, KsSequenceState *st)
 
 	KsReadSequence(src->seqoid, st);
 	KsCheckSequenceSettings(src->seqoid, st, src->aggname);
-	/* the smallest offset it may still hand out */
-	if (!st->is_called)
-		next = st->last_value;
-	else if (pg_add_s64_overflow(st->last_value, st->increment, &next))
-		next = PG_INT64_MAX;
+	next = KsNextOffset(st);
 	/*
 	 * A restore sets the sequences after the rows: a restored run (or one
 	 * that has consumed nothing: a data-only restore bound it while its
@@ -487,11 +496,7 @@ KsRefuseConsumedOffsets(int32 aggid, Relation rel)
 		return;
 	KsReadSequence(seqoid, &st);
 	relation_close(seq, NoLock);
-	if (st.is_called && pg_add_s64_overflow(st.last_value, st.increment, &next))
-		return;
-	if (!st.is_called)
-		next = st.last_value;
-	if (next > consumed)
+	if ((next = KsNextOffset(&st)) > consumed)
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -503,17 +503,17 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, bool
 	/* superusers are not limited, as by a role's CONNECTION LIMIT (read before the lock) */
 	limited = limited && ks_max_aggregations_per_owner > 0 && !superuser_arg(owner);
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
-	owned = KsSlotsOwnedByLocked(owner, InvalidOid);
+	owned = 0;
 	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
 		KsAggSlot  *s = &KsSharedState->aggs[i];
 
 		if (!s->in_use && free_slot == NULL)
 			free_slot = s;
-		/* (the parts a rescale replaces count once, as the new ones) */
-		else if (s->in_use && s->owner == owner && s->dboid == dboid &&
-				 s->part.parent == part->parent && s->part.layout != part->layout)
-			owned--;
+		/* (not the parts a rescale replaces: the new ones count instead) */
+		else if (s->in_use && s->owner == owner &&
+				 !(s->dboid == dboid && s->part.parent == part->parent && s->part.layout != part->layout))
+			owned++;
 	}
 	if (limited && owned >= ks_max_aggregations_per_owner)
 	{
