@@ -6,6 +6,7 @@ OBJS = \
 	src/shmem.o \
 	src/crashguard.o \
 	src/dbslots.o \
+	src/wakeups.o \
 	src/pool.o \
 	src/poolshare.o \
 	src/progress.o \

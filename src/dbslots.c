@@ -83,14 +83,6 @@ KsInterruptAggregation(Oid dboid, int32 aggid)
 	}
 }
 
-/* Set the latch of a process by pgprocno; -1 means none. */
-static void
-KsSetLatchOf(int procno)
-{
-	if (procno >= 0)
-		SetLatch(&GetPGProcByNumber(procno)->procLatch);
-}
-
 /* The database slot of a database, with KsShared->lock held; NULL if none. */
 KsDbSlot *
 KsLookupDbLocked(Oid dboid)
@@ -191,96 +183,6 @@ KsRequestDatabaseWorker(Oid dboid, bool bump)
 				 errdetail("Each database with aggregations takes one of %d database slots until its aggregations are dropped.",
 						   KS_MAX_DATABASES),
 				 errhint("Drop the aggregations of a database that no longer needs them.")));
-}
-
-/*
- * Wake the workers of a database.  Called at commit of transactions that
- * inserted into a source table, so it takes no lock: a stale procno only
- * sets some other process's latch, which every latch user tolerates.
- */
-void
-KsWakeDatabaseWorker(Oid dboid)
-{
-	int			i;
-	int			w;
-
-	if (KsSharedState == NULL)
-		return;
-	for (i = 0; i < KS_MAX_DATABASES; i++)
-	{
-		KsDbSlot   *s = &KsSharedState->dbs[i];
-
-		if (s->dboid == dboid)
-		{
-			for (w = 0; w < KS_MAX_DB_WORKERS; w++)
-				KsSetLatchOf(s->workers[w].procno);
-			return;
-		}
-	}
-}
-
-/* Wake the workers running an aggregation's parts (see shmem.h); no lock, as above. */
-void
-KsWakeAggregation(Oid dboid, int32 aggid)
-{
-	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
-	int			nparts;
-	int			n = KsFindAggParts(dboid, aggid, refs, KsSharedState->max_aggs, &nparts);
-	bool		all = n < nparts;
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		int			procno = refs[i].slot->runner_procno;
-
-		pg_atomic_fetch_add_u32(&refs[i].slot->wakes, 1);
-		if (procno >= 0)
-			KsSetLatchOf(procno);
-		else
-			all = true;
-	}
-	if (all)
-		KsWakeDatabaseWorker(dboid);
-	pfree(refs);
-}
-
-/* Wake the runners of aggregations whose sources got rows (see shmem.h). */
-void
-KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n, const Oid *relids, int nrelids)
-{
-	bool		all = false;
-	int			i;
-	int			j;
-
-	if (KsSharedState == NULL)
-		return;
-	for (i = 0; i < KsSharedState->max_aggs; i++)
-	{
-		KsAggSlot  *slot = &KsSharedState->aggs[i];
-		int			procno;
-		bool		hit;
-
-		/* (a paused one consumes nothing: its rows wait for the resume, newuser review 2, F3) */
-		if (!slot->in_use || slot->dboid != dboid || slot->state == KS_PAUSED)
-			continue;
-		for (j = 0; j < n && aggids[j] != slot->part.parent; j++)
-			;
-		hit = j < n;
-		/* or rows went through a table above its source (see shmem.h) */
-		for (int k = 0; !hit && k < KS_SLOT_ABOVE && OidIsValid(slot->above[k]); k++)
-			for (int r = 0; r < nrelids; r++)
-				hit |= relids[r] == slot->above[k];
-		if (!hit)
-			continue;
-		pg_atomic_fetch_add_u32(&slot->wakes, 1);
-		procno = slot->runner_procno;
-		if (procno >= 0)
-			KsSetLatchOf(procno);
-		else
-			all = true;
-	}
-	if (all)
-		KsWakeDatabaseWorker(dboid);
 }
 
 /* Whether any worker of a database runs (KsShared->lock held). */

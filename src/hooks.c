@@ -342,7 +342,7 @@ keyedstate_wake(PG_FUNCTION_ARGS)
 		/* its argument says whose (waketrig.c): wake only its runners at commit */
 		if (trig->tgnargs != 1 || sscanf(trig->tgargs[0], "%d%c", &aggid, &extra) != 1)
 			return PointerGetDatum(NULL);
-		KsRefuseConsumedOffsets(aggid, ((TriggerData *) fcinfo->context)->tg_relation);
+		KsRefuseConsumedOffsets(aggid, RelationGetRelid(((TriggerData *) fcinfo->context)->tg_relation));
 		KsEnsureXactCallback();
 		ks_wake_pending = true;
 		for (i = 0; i < ks_wake_naggs && ks_wake_aggids[i] != aggid; i++)

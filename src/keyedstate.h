@@ -10,14 +10,15 @@
  * keys together with the consumed offset in one transaction.
  *
  * The source is split by concern; each part has its own header (the SQL
- * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, pool.c,
- * poolshare.c and progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
+ * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, wakeups.c,
+ * pool.c, poolshare.c and progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
  * colddelete.c and coldfilter.c, aggcall.h callcheck.c, checkpoint.h ckptcommit.c, recovery.h seed.c,
  * run.h runlife.c and runbound.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
  *	dbslots		database slots: requests, launcher, DROP DATABASE, interrupts
+ *	wakeups		waking workers, and the aggregations below a table, without a lock
  *	pool		a database's workers: assigning aggregations, handing them over
  *	poolshare	the server's workers: max_workers shared among databases
  *	progress	a slot's state and progress, and waiting for them

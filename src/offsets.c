@@ -482,7 +482,7 @@ KsConsumedOffset(int32 aggid, Oid *seqoid, int64 *consumed)
 
 /* Refuse an INSERT while the sequence would hand out consumed offsets (see source.h). */
 void
-KsRefuseConsumedOffsets(int32 aggid, Relation rel)
+KsRefuseConsumedOffsets(int32 aggid, Oid relid)
 {
 	Oid			seqoid;
 	int64		consumed;
@@ -501,10 +501,26 @@ KsRefuseConsumedOffsets(int32 aggid, Relation rel)
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cannot insert into table \"%s\" while its sequence \"%s\" is set back",
-					RelationGetRelationName(rel), get_rel_name(seqoid)),
+					get_rel_name(relid), get_rel_name(seqoid)),
 			 errdetail("Its next value " INT64_FORMAT " is not above offset " INT64_FORMAT ", up to which a keyedstate aggregation has consumed the table: rows given such offsets would never be aggregated.",
 					   next, consumed),
 			 errhint("Move the sequence past " INT64_FORMAT " with setval().", consumed)));
+}
+
+/* The same for the aggregations whose sources lie below partitioned table relid (see source.h). */
+void
+KsRefuseConsumedOffsetsBelow(Oid relid)
+{
+	int32	   *aggids;
+	int			n;
+
+	if (KsSharedState == NULL)
+		return;
+	aggids = palloc(sizeof(int32) * KsSharedState->max_aggs);
+	n = KsAggregationsBelow(MyDatabaseId, relid, aggids, KsSharedState->max_aggs);
+	for (int i = 0; i < n; i++)
+		KsRefuseConsumedOffsets(aggids[i], relid);
+	pfree(aggids);
 }
 
 /* Refuse an owner who may not read the offset column (see source.h). */

@@ -481,6 +481,9 @@ extern void KsRequestDatabaseWorker(Oid dboid, bool bump);
 /* The same, but false instead of an error when no database slot is free. */
 extern bool KsTryRequestDatabaseWorker(Oid dboid, bool bump);
 
+/* wakeups.c: set the latch of a process by its pgprocno; -1 means none. */
+extern void KsSetLatchOf(int procno);
+
 /* Wake the workers of a database, if any run. */
 extern void KsWakeDatabaseWorker(Oid dboid);
 
@@ -504,6 +507,14 @@ extern void KsWakeAggregation(Oid dboid, int32 aggid);
  */
 extern void KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n,
 									   const Oid *relids, int nrelids);
+
+/*
+ * The aggregations of database dboid with a loaded part whose source lies
+ * below partitioned table relid (their slots' above), paused ones too, at
+ * most max of them, into aggids; returns how many.  Read without a lock
+ * (wakeups.c): a part being loaded or unloaded may be missed.
+ */
+extern int	KsAggregationsBelow(Oid dboid, Oid relid, int32 *aggids, int max);
 
 /*
  * DROP DATABASE, and the commands that need a database to themselves

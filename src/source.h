@@ -437,20 +437,29 @@ extern int32 KsWakeTriggerAggregation(HeapTuple tup, TupleDesc desc);
 extern void KsSourceReadSequence(KsSource *src, KsSequenceState *st);
 
 /*
- * Before an INSERT (or COPY) into a table of aggregation aggid's source
- * (its wake-up trigger, hooks.c): refuse it while the source's sequence
- * would hand out an offset at or below the one the aggregation has
- * consumed.  A sequence set back (setval, ALTER SEQUENCE ... RESTART) and
- * taken up again by writers before the worker's next look gave rows
+ * Before an INSERT (or COPY) into table relid of aggregation aggid's
+ * source (its wake-up trigger, hooks.c): refuse it while the source's
+ * sequence would hand out an offset at or below the one the aggregation
+ * has consumed.  A sequence set back (setval, ALTER SEQUENCE ... RESTART)
+ * and taken up again by writers before the worker's next look gave rows
  * offsets it had passed: never read, and the worker never saw the
  * sequence behind (fault review 37, F1).  Checked once per statement,
  * before its rows take offsets, so a setval() that runs during the
  * statement (in another session, or in the statement itself) is not seen,
- * nor are rows routed into a partition source through its parent, nor
- * explicit offsets (re-review today 39, F2, F3, F6: documented).  The
+ * nor are explicit offsets (re-review today 39, F3, F6: documented).  The
  * worker still fails the aggregation if it sees the sequence behind.
  */
-extern void KsRefuseConsumedOffsets(int32 aggid, Relation rel);
+extern void KsRefuseConsumedOffsets(int32 aggid, Oid relid);
+
+/*
+ * The same before an INSERT (or COPY) into partitioned table relid, for
+ * every aggregation whose source is a partition below it (rows routed
+ * there fire no statement trigger of the source: re-review today 39, F2),
+ * from the executor's privilege check (waketrig.c).  Those with a loaded
+ * part only (KsAggregationsBelow): after a restart, until the worker loads
+ * the aggregation, rows routed from above are not checked.
+ */
+extern void KsRefuseConsumedOffsetsBelow(Oid relid);
 
 /*
  * The last value handed out by a sequence (no privilege check); false if

@@ -39,7 +39,7 @@
 
 static ExecutorCheckPerms_hook_type prev_wake_check_perms = NULL;
 
-/* ExecutorCheckPerms_hook: the partitioned tables inserted into (see hooks.h). */
+/* ExecutorCheckPerms_hook: the partitioned tables inserted into (see hooks.h, source.h). */
 static bool
 KsWakeCheckPerms(List *rangeTable, bool ereport_on_violation)
 {
@@ -52,7 +52,10 @@ KsWakeCheckPerms(List *rangeTable, bool ereport_on_violation)
 		RangeTblEntry *rte = (RangeTblEntry *) lfirst(lc);
 
 		if (KsInsertsIntoPartitioned(rte))
+		{
+			KsRefuseConsumedOffsetsBelow(rte->relid);
 			KsWakeBelowAtCommit(rte->relid);
+		}
 	}
 	return true;
 }
