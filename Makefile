@@ -46,6 +46,7 @@ OBJS = \
 	src/coldseed.o \
 	src/coldsweep.o \
 	src/window.o \
+	src/windowquery.o \
 	src/checkpoint.o \
 	src/ckptcommit.o \
 	src/recovery.o \
@@ -64,6 +65,7 @@ OBJS = \
 	src/create.o \
 	src/arguments.o \
 	src/control.o \
+	src/alter.o \
 	src/hooks.o \
 	src/hookpartitions.o \
 	src/hooksource.o \

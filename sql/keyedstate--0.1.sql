@@ -272,14 +272,18 @@ LANGUAGE C;
 /*
  * Change what can change while an aggregation runs.  A NULL argument
  * leaves its setting as it is; ttl => '0' removes the TTL, memory_limit =>
- * '0' the budget; parallelism rescales it.
+ * '0' the budget; parallelism rescales it; window_size, window_slide and
+ * time_column change a window (its state is rebuilt from the table).
  */
 CREATE FUNCTION keyedstate.alter_aggregation(
 	name text,
 	ttl interval DEFAULT NULL,
 	checkpoint_interval interval DEFAULT NULL,
 	memory_limit text DEFAULT NULL,
-	parallelism int DEFAULT NULL)
+	parallelism int DEFAULT NULL,
+	window_size interval DEFAULT NULL,
+	window_slide interval DEFAULT NULL,
+	time_column name DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_alter_aggregation'
 LANGUAGE C;

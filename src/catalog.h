@@ -219,6 +219,13 @@ extern void KsCatalogSetPaused(int32 id, bool paused);
 extern int64 KsCatalogRebuild(int32 id, int64 start_offset);
 
 /*
+ * A window changed (alter_aggregation()): the analysed query's tree, its
+ * definition for a restore, and the window's size, slide and time column.
+ */
+extern void KsCatalogSetWindow(int32 id, const char *query_tree, const char *definition,
+							   Datum size, Datum slide, const char *time_column);
+
+/*
  * Rescale an aggregation to `parallelism` parts: retire what runs it now
  * (its parts, or the aggregation itself) and bump its layout; returns the
  * ids the new parts are seeded from (an int4[]), with the new layout and

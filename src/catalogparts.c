@@ -13,6 +13,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 
 #include "catalog.h"
 
@@ -136,4 +137,25 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 		elog(ERROR, "could not update the parts of aggregation %d", id);
 	KsCatalogChanged();
 	return resume_count;
+}
+
+/* A window changed (see catalog.h). */
+void
+KsCatalogSetWindow(int32 id, const char *query_tree, const char *definition,
+				   Datum size, Datum slide, const char *time_column)
+{
+	Datum		args[6];
+	Oid			argtypes[6] = {INT4OID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, NAMEOID};
+
+	args[0] = Int32GetDatum(id);
+	args[1] = CStringGetTextDatum(query_tree);
+	args[2] = CStringGetTextDatum(definition);
+	args[3] = size;
+	args[4] = slide;
+	args[5] = DirectFunctionCall1(namein, CStringGetDatum(time_column));
+	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET query_tree = $2, definition = $3, "
+							  "window_size = $4, window_slide = $5, time_column = $6 WHERE id = $1",
+							  6, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE || SPI_processed != 1)
+		elog(ERROR, "could not update aggregation %d", id);
+	KsCatalogChanged();
 }

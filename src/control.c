@@ -56,7 +56,6 @@ PG_FUNCTION_INFO_V1(keyedstate_sync);
 PG_FUNCTION_INFO_V1(keyedstate_pause);
 PG_FUNCTION_INFO_V1(keyedstate_resume);
 PG_FUNCTION_INFO_V1(keyedstate_rebuild);
-PG_FUNCTION_INFO_V1(keyedstate_alter_aggregation);
 PG_FUNCTION_INFO_V1(keyedstate_checkpoint);
 PG_FUNCTION_INFO_V1(keyedstate_query_definition);
 PG_FUNCTION_INFO_V1(keyedstate_worker_status);
@@ -145,163 +144,6 @@ keyedstate_resume(PG_FUNCTION_ARGS)
 }
 
 /*
- * Before a rescale of an aggregation with a processing-time TTL: a
- * checkpoint of its parts, waited for (a minute at most, as checkpoint()).
- * The new parts seed from the retired parts' last checkpoints and judge
- * each key's TTL on its time there; a row consumed after that checkpoint
- * had renewed it, but processing time is not replayed, so a live key
- * whose time there had run out started afresh (exactness review 17, F1).
- * Now only rows consumed between this checkpoint and the retirement (the
- * moment the rescale's interrupt stops the parts) are replayed.  Only for
- * a call that is its own transaction at read committed: in a transaction
- * block, a lock it took before (a TRUNCATE of a table the worker reads)
- * would stop the worker that the wait waits for, and a transaction
- * snapshot would fail the rescale on the catalog rows the checkpoint
- * updated (re-review today 17, F2, F3).  Not when paused (KsRescale wants
- * all checkpointed already), failed or starting either.
- */
-static void
-KsCheckpointBeforeRescale(KsNamedAgg *agg)
-{
-	if (agg->def.ttl_us == 0 || agg->def.window_size_us != 0 || agg->def.paused ||
-		IsTransactionBlock() || IsolationUsesXactSnapshot())
-		return;
-	(void) KsCheckpointAggregation(MyDatabaseId, agg->def.id, agg->name, agg->def.resume_count,
-								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000),
-								   true, "a checkpoint before the rescale");
-}
-
-/*
- * Rescale an aggregation (inside the catalog bracket): retire the parts
- * running it and add those of the next layout, seeded from them (seed.c).
- * The workers stop the retired parts' steps until this transaction ends,
- * and let go of them at the reload its commit brings.
- */
-static void
-KsRescale(KsNamedAgg *agg, int parallelism)
-{
-	const char *blocked = KsCatalogRescaleBlocked(agg->def.id);
-	Datum		seeds;
-	int32		layout;
-	int64		start;
-
-	/*
-	 * Paused, the new parts consume nothing past their seeds' checkpoints:
-	 * a part whose view shows more than it checkpointed (a pause right
-	 * after rows came) must checkpoint first, as a paused run soon does.
-	 */
-	if (blocked == NULL && agg->def.paused)
-	{
-		KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
-		int			nparts;
-		int			n = KsFindAggParts(MyDatabaseId, agg->def.id, refs, KsSharedState->max_aggs, &nparts);
-		int			i;
-
-		for (i = 0; i < n && blocked == NULL; i++)
-		{
-			KsAggSlot	copy;
-
-			if (KsSlotSnapshot(&refs[i], &copy) && copy.consumed_offset > copy.checkpointed_offset)
-				blocked = "It is paused, and a part has not checkpointed all that its view shows yet.";
-		}
-	}
-	if (blocked != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("aggregation %s cannot be rescaled now", agg->name),
-				 errdetail("%s", blocked),
-				 errhint("Try again later; keyedstate.workers shows its parts.")));
-	KsInterruptAtOnce(agg->def.id);
-	seeds = KsCatalogRescale(agg->def.id, parallelism, &layout, &start);
-	/* from here an abort gives the new parts' reservations back (hooks.c) */
-	KsRebuildAtCommit(agg->def.id, 0);
-	KsCreateParts(agg->def.id, layout, parallelism, agg->def.max_parallelism, start, seeds,
-				  KsRelationOwner(agg->def.view_oid), true, agg->def.view_oid, agg->def.live_oid,
-				  agg->def.sequence_oid);
-}
-
-/*
- * The watermark of a windowed aggregation whose TTL the call lengthens or
- * removes, for KsCatalogAlter to record how far the old one reached
- * (DT_NOBEGIN otherwise).  Only a watermark that has seen every row a run
- * before it may have consumed will do: after a restart, until its worker
- * has read them again, the one published is lower than the one the
- * expired windows left at, and those windows came back (re-review today
- * 14, F1).  Waits for it up to keyedstate.load_wait, then refuses.
- */
-static TimestampTz
-KsTtlReach(KsNamedAgg *agg, bool set_ttl, Datum ttl)
-{
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ks_load_wait);
-	TimestampTz watermark;
-	bool		known;
-
-	if (agg->def.window_size_us == 0 || !set_ttl || agg->def.ttl_us == 0 ||
-		(ttl != (Datum) 0 && KsIntervalEpochUs(DatumGetIntervalP(ttl)) <= agg->def.ttl_us))
-		return DT_NOBEGIN;
-	while (!(watermark = KsAggregationWatermark(MyDatabaseId, agg->def.id, &known), known))
-	{
-		if (GetCurrentTimestamp() >= deadline)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot lengthen or remove the TTL of aggregation %s now", agg->name),
-					 errdetail("Its worker has not read again the rows it had consumed before its last restart or failure, so how far its TTL reached is not known yet."),
-					 errhint("Call keyedstate.sync() (after keyedstate.resume() if it failed), then try again.")));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-	return watermark;
-}
-
-/*
- * keyedstate.alter_aggregation(name, ttl, checkpoint_interval, memory_limit, parallelism): change what
- * can change while it runs (a NULL argument leaves it; '0' removes a TTL or a budget), at the worker's next step.
- */
-Datum
-keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
-{
-	KsNamedAgg	agg;
-	KsCatalogAccess acc;
-	Datum		ttl = (Datum) 0;
-	Datum		interval = (Datum) 0;
-	int64		memory_limit = -1;
-	int			parallelism;
-
-	KsRequireControl("keyedstate.alter_aggregation()", true);
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name must not be null")));
-	KsRequireSetting(fcinfo, 1, "keyedstate.alter_aggregation()");
-	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, KS_RIGHT_OWNER);
-	if (!PG_ARGISNULL(1))
-		ttl = KsTtlArgument(PG_GETARG_INTERVAL_P(1));
-	if (!PG_ARGISNULL(2))
-	{
-		KsCheckpointIntervalArgument(PG_GETARG_INTERVAL_P(2));
-		interval = PG_GETARG_DATUM(2);
-	}
-	if (!PG_ARGISNULL(3))
-		memory_limit = KsMemoryLimitArgument(PG_GETARG_TEXT_PP(3));
-	KsCheckMemoryLimitAllowed(memory_limit >= 0 ? memory_limit : agg.def.memory_limit,
-							  agg.def.window_size_us > agg.def.window_slide_us);
-	parallelism = PG_ARGISNULL(4) ? agg.def.parallelism : PG_GETARG_INT32(4);
-	KsCheckParallelismAllowed(parallelism, agg.def.max_parallelism,
-							  memory_limit >= 0 ? memory_limit : agg.def.memory_limit);
-	if (parallelism != agg.def.parallelism)
-		KsCheckpointBeforeRescale(&agg);
-	KsCatalogOpen(&acc);
-	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit,
-				   KsTtlReach(&agg, !PG_ARGISNULL(1), ttl));
-	if (parallelism != agg.def.parallelism)
-		KsRescale(&agg, parallelism);
-	KsCatalogClose(&acc);
-	KsRequestAtCommit();
-	PG_RETURN_VOID();
-}
-
-/*
  * keyedstate.rebuild(name): drop the state and consume the table again from
  * the beginning, as a new aggregation would (after the sequence went
  * backwards, for instance).  Status says 'rebuilding' until it caught up.
@@ -311,19 +153,24 @@ keyedstate_rebuild(PG_FUNCTION_ARGS)
 {
 	KsNamedAgg	agg;
 	KsCatalogAccess acc;
-	int64		start;
-	int64		resume_count;
 
 	KsRequireControl("keyedstate.rebuild()", true);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), ShareUpdateExclusiveLock, KS_RIGHT_OWNER);
-	start = KsSourceStartOffset(agg.def.sequence_oid);
 	KsInterruptAtOnce(agg.def.id);
 	KsCatalogOpen(&acc);
-	KsCheckpointForget(agg.def.id);
-	resume_count = KsCatalogRebuild(agg.def.id, start);
+	KsRebuild(&agg.def);
 	KsCatalogClose(&acc);
-	KsRebuildAtCommit(agg.def.id, resume_count);
 	PG_RETURN_VOID();
+}
+
+/* Drop an aggregation's state, to consume its table again (see hooks.h). */
+void
+KsRebuild(KsAggDef *def)
+{
+	int64		start = KsSourceStartOffset(def->sequence_oid);
+
+	KsCheckpointForget(def->id);
+	KsRebuildAtCommit(def->id, KsCatalogRebuild(def->id, start));
 }
 
 /* sync's condition: consumed up to the target offset. */

@@ -36,6 +36,14 @@ extern void KsRequestAtCommit(void);
 extern void KsRebuildAtCommit(int32 aggid, int64 resume_count);
 
 /*
+ * rebuild() of an aggregation, inside the catalog bracket, its steps
+ * stopped (KsInterruptAtOnce): its checkpoints forgotten, its table
+ * consumed again from the beginning after this transaction commits
+ * (control.c; alter.c for a new window).
+ */
+extern void KsRebuild(KsAggDef *def);
+
+/*
  * Whether this transaction rebuilt aggregation aggid (any, if negative; not
  * rolled back), or, with `rescaled`, rescaled it (resume_count 0 to
  * KsRebuildAtCommit: no mark, only this).

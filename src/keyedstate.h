@@ -13,7 +13,8 @@
  * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, wakeups.c,
  * pool.c, poolshare.c and progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
- * colddelete.c and coldfilter.c, aggcall.h callcheck.c, checkpoint.h ckptcommit.c, recovery.h seed.c,
+ * colddelete.c and coldfilter.c, aggcall.h callcheck.c, window.h windowquery.c,
+ * checkpoint.h ckptcommit.c, recovery.h seed.c,
  * run.h runlife.c and runbound.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
@@ -55,7 +56,8 @@
  *	colddelete	deleting cold rows: stale, expired, uncommitted, a whole aggregation's
  *	coldfilter	the cold filter: which hashes may have a cold row
  *	coldread	the readers' side: evicted keys' rows for the live view
- *	window		tumbling and sliding time windows: query rewrite, merging panes
+ *	window		tumbling and sliding time windows: merging panes, their TTL
+ *	windowquery	the windows' query rewrite, at creation and when altered
  *	checkpoint	writing changed keys with the offset; the chunk format
  *	ckptcommit	committing a checkpoint's offset; deleting checkpoints not needed
  *	recovery	loading the checkpointed keys and offset, checking every byte

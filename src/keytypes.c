@@ -123,8 +123,8 @@ KsAggrefTransType(Aggref *aggref)
 	return resolve_aggregate_transtype(aggref->aggfnoid, transtype, inputs, n);
 }
 
-/* Collect the Aggrefs of an expression (none nest: GROUP BY forbids it). */
-static bool
+/* Collect the Aggrefs of an expression (see keytypes.h; none nest: GROUP BY forbids it). */
+bool
 KsCollectAggrefs(Node *node, List **aggrefs)
 {
 	if (node == NULL)

@@ -45,6 +45,9 @@ extern char *KsAggregationStoring(List *targets, bool keys);
  */
 extern void KsStoredTypeArrays(Query *query, Datum *keys, Datum *stored, Datum *aggregates);
 
+/* Collect the Aggrefs of an expression into a list (a walker). */
+extern bool KsCollectAggrefs(Node *node, List **aggrefs);
+
 /*
  * The relation an ALTER command names, locked with the lock the command
  * will take, so that a rename committed between a check and the command

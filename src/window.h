@@ -18,7 +18,7 @@
  * date_bin() does): they would fail the aggregation on a writer's row.
  *
  * At creation the analysed query is rewritten (before it is stored, so the
- * worker and a restore run exactly what was analysed):
+ * worker and a restore run exactly what was analysed; windowquery.c):
  *	SELECT date_bin(slide, t, epoch) AS window_start,
  *	       date_bin(slide, t, epoch) + size AS window_end, <the columns>
  *	  FROM ... WHERE (<the WHERE>) AND t IS NOT NULL AND <t has windows>
@@ -74,6 +74,18 @@ extern void KsWindowRewrite(Query *query, const KsWindowSpec *spec);
 
 /* Refuse aggregates a sliding window cannot merge (no combine function). */
 extern void KsWindowCheckAggregates(List *aggrefs, const KsWindowSpec *spec);
+
+/* The number of the source column whose time a stored windowed query reads. */
+extern AttrNumber KsWindowTimeColumn(Query *query);
+
+/*
+ * Rewrite a stored windowed query (the form KsWindowRewrite gave it) for
+ * the window spec instead: an error if the time column's type is not the
+ * one of the old window's (the view's columns would change), or if a
+ * sliding window's aggregates cannot merge.  (alter_aggregation(): the
+ * query is the one analysed at creation, not analysed again.)
+ */
+extern void KsWindowChange(Query *query, const KsWindowSpec *spec);
 
 /* Whether a run's aggregation has sliding windows (panes merged on publish). */
 static inline bool

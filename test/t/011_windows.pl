@@ -580,4 +580,81 @@ is($ew_ret, 0, 'right after sync, the expired window whose row failed is not rea
 like($ew_out, qr/\ntrue 1 2 100$/, '... and the view is the window the TTL keeps');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('err_win')});
 
+# alter_aggregation() changes a window: size, slide and time column, the
+# analysed query rewritten (not analysed again) and the state rebuilt from
+# the table, under concurrent writers and a crash; one aggregation of two
+# parts, one with a TTL.  The view keeps its columns; the old time column
+# may be dropped after; what cannot change is refused.
+$node->safe_psql($db, q{
+CREATE TABLE aw (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, t1 timestamptz, t2 timestamptz, lt timestamp);
+CREATE FUNCTION aw_rows(cnt int) RETURNS void LANGUAGE sql AS $$
+INSERT INTO aw (k, v, t1, t2, lt)
+SELECT (random() * 10)::int, (random() * 100)::int,
+	   '2026-03-01 00:00:00+00'::timestamptz + random() * interval '2 hours',
+	   CASE WHEN random() < 0.05 THEN NULL ELSE '2026-03-01 00:00:00+00'::timestamptz + random() * interval '3 hours' END,
+	   '2026-03-01 00:00:00'::timestamp + random() * interval '1 hour'
+  FROM generate_series(1, cnt);
+$$;
+SELECT aw_rows(3000);
+SELECT keyedstate.create_aggregation('hop_none', 'SELECT k, count(*) AS c FROM aw GROUP BY k');
+SELECT keyedstate.create_aggregation('aw_two', 'SELECT k, count(*) AS c, sum(v) AS s FROM aw WHERE v % 7 <> 0 GROUP BY k',
+	window_size => '10 minutes', time_column => 't1', parallelism => 2);
+SELECT keyedstate.create_aggregation('aw_ttl', 'SELECT k, count(*) AS c, max(v) AS m FROM aw GROUP BY k',
+	window_size => '30 minutes', window_slide => '10 minutes', time_column => 't1', ttl => '1 day');
+SELECT keyedstate.create_aggregation('aw_arr', 'SELECT k, array_agg(v) AS a FROM aw GROUP BY k',
+	window_size => '10 minutes', time_column => 't1');});
+ks_sync_all($node, $db);
+my $aw_script = ks_script($node, 'aw.sql', "SELECT aw_rows(20);\n");
+my ($aw_bench) = ks_pgbench($node, $db, '-c', '2', '-T', '4', '-f', $aw_script);
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('aw_two', window_size => '20 minutes', window_slide => '5 minutes', time_column => 't2')});
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('aw_ttl', window_slide => '30 minutes', ttl => '2 days')});
+sleep(1);
+ks_kill_worker($node, $db);
+$aw_bench->finish;
+ks_wait_state($node, $db, undef, 'running') or die 'aggregations did not resume';
+ks_sync_all($node, $db);
+is(ks_mismatches($node, $db, 'SELECT * FROM aw_two',
+	window_oracle('20 minutes', '5 minutes', 't2', 'timestamptz', 'k, count(*), sum(v)', 'AND v % 7 <> 0', 'k', '', 'aw')), '0',
+	'alter window: size, slide and time column of two parts, exact after writers and a crash');
+is(ks_mismatches($node, $db, 'SELECT * FROM aw_ttl',
+	window_oracle('30 minutes', '30 minutes', 't1', 'timestamptz', 'k, count(*), max(v)', '', 'k', '', 'aw')), '0',
+	'alter window: a sliding window made tumbling, with its TTL, exact');
+$node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('aw_ttl', window_size => '1 hour', window_slide => '20 minutes')});
+ks_sync($node, $db, 'aw_ttl');
+is(ks_mismatches($node, $db, 'SELECT * FROM aw_ttl',
+	window_oracle('1 hour', '20 minutes', 't1', 'timestamptz', 'k, count(*), max(v)', '', 'k', '', 'aw')), '0',
+	'alter window: a tumbling window made sliding (only window_size and window_slide given), exact');
+is($node->safe_psql($db, q{SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+						   WHERE attrelid = 'aw_two'::regclass AND attnum > 0}),
+	'window_start,window_end,k,c,s', 'alter window: the view keeps its columns');
+my $aw_one = $node->safe_psql($db, q{SELECT window_start || '|' || k FROM aw_two ORDER BY c DESC, k LIMIT 1});
+my ($aw_ws, $aw_k) = split /\|/, $aw_one;
+is($node->safe_psql($db, qq{SELECT c FROM aw_two WHERE window_start = '$aw_ws' AND k = $aw_k}),
+	$node->safe_psql($db, qq{SELECT count(*) FROM aw WHERE k = $aw_k AND v % 7 <> 0 AND t2 >= '$aw_ws' AND t2 < '$aw_ws'::timestamptz + interval '20 minutes'}),
+	'alter window: a point lookup of the new window');
+for my $bad (
+	[ q{'aw_arr', window_slide => '5 minutes'}, qr/aggregate array_agg\(anynonarray\) has no combine function/, 'a sliding window of an aggregate without a combine function' ],
+	[ q{'aw_two', time_column => 'lt'}, qr/time_column "lt" is of type timestamp without time zone, not timestamp with time zone/, 'a time column of another type' ],
+	[ q{'aw_two', time_column => 'v'}, qr/time_column "v" is of type integer/, 'a time column that is no time' ],
+	[ q{'aw_two', window_size => '7 minutes'}, qr/window_size must be a multiple of window_slide/, 'a size that is no multiple of the slide it keeps' ],
+	[ q{'aw_two', window_size => '1 hour', parallelism => 1}, qr/cannot change the window and the parallelism of aggregation public.aw_two at once/, 'a window and a rescale at once' ],
+	[ q{'hop_none', window_size => '1 hour'}, qr/aggregation public.hop_none has no window/, 'a window for an aggregation without one' ])
+{
+	my ($r, $o, $e) = $node->psql($db, "SELECT keyedstate.alter_aggregation($bad->[0])");
+	like($e, $bad->[1], "alter window: refused: $bad->[2]") or diag($e);
+}
+ks_sync($node, $db, 'aw_arr');
+is(ks_mismatches($node, $db, 'SELECT window_start, window_end, k, a FROM aw_arr',
+	window_oracle('10 minutes', '10 minutes', 't1', 'timestamptz', 'k, array_agg(v ORDER BY id)', '', 'k', '', 'aw')), '0',
+	'alter window: a refused change leaves the aggregation as it was');
+# the old time column is read no more: it can be dropped (t1 is still aw_ttl's)
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('aw_arr'); SELECT keyedstate.alter_aggregation('aw_ttl', time_column => 't2')});
+my ($dr_ret, $dr_out, $dr_err) = $node->psql($db, q{ALTER TABLE aw DROP COLUMN t1});
+is($dr_ret, 0, 'alter window: the old time column drops (without CASCADE)') or diag($dr_err);
+$node->safe_psql($db, q{INSERT INTO aw (k, v, t2) SELECT g % 10, g, '2026-03-01 00:00:00+00'::timestamptz + g * interval '1 minute' FROM generate_series(1, 100) g});
+ks_sync_all($node, $db);
+is(ks_mismatches($node, $db, 'SELECT * FROM aw_ttl',
+	window_oracle('1 hour', '20 minutes', 't2', 'timestamptz', 'k, count(*), max(v)', '', 'k', '', 'aw')), '0',
+	'alter window: exact after its old time column was dropped');
+
 done_testing();
