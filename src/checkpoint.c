@@ -194,7 +194,12 @@ KsChunkReset(struct KsChunkWriter *w)
  * Seal the chunk built so far, if it holds any key: its header and CRC are
  * filled in and it joins the chunks waiting to be inserted; `last` when
  * no key of this checkpoint follows.  The last chunk of a checkpoint that
- * sealed chunks before is sealed even without keys: it marks the end.
+ * sealed chunks before is sealed even without keys: it marks the end; so
+ * is the one chunk of a full checkpoint without keys (every key cold or
+ * expired), which marks where recovery's chain begins: without it, the
+ * chain before (a full chunk and its deltas) was still the latest full
+ * checkpoint's to recovery, which found more chunks than committed and
+ * failed the aggregation as corrupted (exactness review 40, F1).
  */
 static void
 KsChunkSeal(struct KsChunkWriter *w, bool last)
@@ -204,7 +209,7 @@ KsChunkSeal(struct KsChunkWriter *w, bool last)
 	pg_crc32c	crc;
 	MemoryContext oldcxt;
 
-	if (w->nkeys == 0 && !(last && w->chunk > 0))
+	if (w->nkeys == 0 && !(last && (w->chunk > 0 || w->full)))
 		return;
 	if (w->nkeys == 0)
 		w->first_group = w->last_group = 0;

@@ -30,7 +30,8 @@
  *	4 bytes			CRC-32C of the chunk's row (KsChunkCrc) and of every byte
  *					after this field
  *	1 byte			flags: KS_CHUNK_LAST on the last chunk of its checkpoint (which
- *					holds no key when every key went out in earlier chunks)
+ *					holds no key when every key went out in earlier chunks, or
+ *					when a full checkpoint has none: its one chunk, number 0)
  *	then per key, in any order (the chunk's row gives the range of groups):
  *	  2 bytes		key group (KsKeyGroup of the key's hash)
  *	  1 byte		flags: KS_STORED_EXPIRED for a key its TTL removed,

@@ -89,8 +89,8 @@ KsCheckChunkHeader(KsAggRun *run, const KsChunkRow *row, const char *data, uint3
 	flags = (uint8) data[KS_CHUNK_FLAGS_AT];
 	if ((flags & ~KS_CHUNK_LAST) != 0)
 		KsCheckpointCorrupted(run->name, "The chunk has unknown flags %02X.", flags);
-	/* only a last chunk may hold no key: it marks the end of its checkpoint */
-	if (row->nkeys == 0 && (flags & KS_CHUNK_LAST) && len == KS_CHUNK_HEADER && row->chunk > 0)
+	/* only a last chunk may hold no key: it marks the end of its checkpoint, or a full one's start */
+	if (row->nkeys == 0 && (flags & KS_CHUNK_LAST) && len == KS_CHUNK_HEADER && (row->chunk > 0 || row->full))
 		return flags;
 	if (row->chunk < 0)
 		KsCheckpointCorrupted(run->name, "The chunk has the negative number %d.", row->chunk);
