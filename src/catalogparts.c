@@ -118,7 +118,7 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 	args[0] = Int32GetDatum(id);
 	args[1] = Int64GetDatum(start_offset);
 	if (SPI_execute_with_args("UPDATE keyedstate_internal.aggregation SET checkpointed_offset = $2, "
-							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, ttl_floor = NULL, "
+							  "paused = false, pause_at = NULL, rebuilding = true, last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, ttl_floor = NULL, watermark = NULL, "
 							  "clean_stop = false, resume_count = resume_count + 1, "
 							  /* (retired parts go below: what their sequence was seen at stays) */
 							  "sequence_seen = GREATEST(sequence_seen, (SELECT pg_catalog.max(q.sequence_seen) "
@@ -131,7 +131,7 @@ KsCatalogRebuild(int32 id, int64 start_offset)
 	if (SPI_execute_with_args("DELETE FROM keyedstate_internal.part WHERE aggregation_id = $1 AND retired",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE ||
 		SPI_execute_with_args("UPDATE keyedstate_internal.part SET checkpointed_offset = $2, "
-							  "last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, "
+							  "last_checkpoint = NULL, checkpoint_id = NULL, checkpoint_chunks = NULL, cold_keys = 0, watermark = NULL, "
 							  "clean_stop = false, seed_from = NULL WHERE aggregation_id = $1",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update the parts of aggregation %d", id);

@@ -657,4 +657,30 @@ is(ks_mismatches($node, $db, 'SELECT * FROM aw_ttl',
 	window_oracle('1 hour', '20 minutes', 't2', 'timestamptz', 'k, count(*), max(v)', '', 'k', '', 'aw')), '0',
 	'alter window: exact after its old time column was dropped');
 
+# a rebuild, and a window's change (which rebuilds), start the watermark
+# afresh (re-review today 43, F1: the old one was read back, and every row
+# of a time column with earlier times, or of the table once a far-future
+# row was deleted, was late: the view empty, the status running)
+$node->safe_psql($db, q{
+CREATE TABLE fw (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, ts timestamptz NOT NULL, t0 timestamptz NOT NULL);
+INSERT INTO fw (k, v, ts, t0) SELECT g % 10, g, '2026-01-01 00:00:00+00'::timestamptz + g * interval '1 minute',
+	'2027-01-01 00:00:00+00'::timestamptz + g * interval '1 minute' FROM generate_series(1, 600) g;
+SELECT keyedstate.create_aggregation('fw_rb', 'SELECT k, count(*) AS c FROM fw GROUP BY k',
+	window_size => '1 hour', time_column => 'ts', ttl => '2 hours');
+SELECT keyedstate.create_aggregation('fw_alt', 'SELECT k, count(*) AS c FROM fw GROUP BY k',
+	window_size => '1 hour', time_column => 't0', ttl => '2 hours');});
+ks_sync_all($node, $db);
+$node->safe_psql($db, q{INSERT INTO fw (k, v, ts, t0) VALUES (1, 0, '2030-01-01 00:00:00+00', '2030-01-01 00:00:00+00')});
+ks_sync_all($node, $db);
+$node->safe_psql($db, q{SELECT keyedstate.checkpoint('fw_rb'), keyedstate.checkpoint('fw_alt');
+DELETE FROM fw WHERE v = 0;
+SELECT keyedstate.rebuild('fw_rb');
+SELECT keyedstate.alter_aggregation('fw_alt', time_column => 'ts');});
+ks_sync_all($node, $db);
+for my $w ('fw_rb', 'fw_alt')
+{
+	is(ks_mismatches($node, $db, "SELECT * FROM $w", '(' . ttl_oracle('1 hour', '1 hour', '2 hours', 'count(*)', 'fw') . ')'), '0',
+		"$w: rebuilt, its watermark starts afresh") or diag($node->safe_psql($db, "SELECT count(*) FROM $w"));
+}
+
 done_testing();
