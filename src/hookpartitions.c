@@ -577,6 +577,14 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 	/* (by the partition's OID: the names the command gave may lead elsewhere now) */
 	if (added && get_rel_relispartition(part))
 		KsMarkAncestorsOf(part);
+	/*
+	 * sources in part's tree gain or lose tables above them, which their
+	 * slots list (shmem.h): the reload its commit brings lists them again
+	 * (re-review today 43: inserts through a table attached above were not
+	 * checked for a set-back sequence, F2, and refused after a DETACH, F3)
+	 */
+	if (KsAggregationsOf(find_all_inheritors(part, NoLock, NULL)) != NIL)
+		KsRequestAtCommit();
 	foreach(lc, KsAggregationsOf(KsSelfAndAncestors(parent)))
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
