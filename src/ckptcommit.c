@@ -343,29 +343,33 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 {
 	Datum		args[3];
 	Oid			argtypes[3] = {INT4OID, INT8OID, INT4OID};
+	bool		paused = KsRunTimeoutsPaused();
 
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->ckpt_obsolete_below);
-	args[2] = Int32GetDatum(KS_OBSOLETE_PER_STEP);
+	args[2] = Int32GetDatum(Max(KS_OBSOLETE_PER_STEP, 2 * run->ckpt_chain_chunks));
 	/* a VACUUM FULL of keyedstate_internal.state: later, as for the checkpoint's slices */
 	if (!KsLockStateTables())
 	{
 		*timeout = Min(*timeout, 100);
 		return;
 	}
-	KsRunTimeoutPause(false);
+	/* (in a step that checkpointed the timeout is paused until its commit already) */
+	if (!paused)
+		KsRunTimeoutPause(false);
 	KsBecomeWorker();
 	if (KsStateExecute(NULL, "DELETE FROM keyedstate_internal.state WHERE (aggregation_id, checkpoint_id, chunk) IN "
 							  "(SELECT aggregation_id, checkpoint_id, chunk FROM keyedstate_internal.state "
 							  " WHERE aggregation_id = $1 AND checkpoint_id < $2 LIMIT $3)",
 							  3, argtypes, args) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete obsolete checkpoint rows of aggregation %d", run->def->id);
-	if (SPI_processed < KS_OBSOLETE_PER_STEP)
+	if (SPI_processed < (uint64) DatumGetInt32(args[2]))
 		run->ckpt_obsolete_below = 0;
 	else
 		*timeout = Min(*timeout, 10);	/* the next step soon, even without rows */
 	KsBecomeOwner(run);
-	KsRunTimeoutResume(run);
+	if (!paused)
+		KsRunTimeoutResume(run);
 }
 
 /* Set while KsStateExecute runs its statement (hookpartitions.c reads it). */

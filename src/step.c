@@ -553,7 +553,8 @@ KsRunStep(KsAggRun *run, long *timeout)
 				else if (progress == KS_CKPT_MORE)
 					*timeout = 0;
 			}
-			else if (run->ckpt_obsolete_below > 0)
+			/* (also while checkpoints follow each other: checkpoint.h) */
+			if (run->ckpt_obsolete_below > 0)
 				KsCheckpointDeleteObsolete(run, timeout);
 		}
 

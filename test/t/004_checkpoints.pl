@@ -392,5 +392,34 @@ ks_sync($node, 'postgres', 'rowlock_n', '1 min');
 }
 $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('rowlock_n'); DROP TABLE rowlock});
 
+# While checkpoints follow each other (a backlog being read, every key
+# changing between them: each is full), the rows of those they replaced
+# are deleted as they go: they stayed until the backlog was read, and the
+# state table grew until the disk was full (fault review 42, F2: 53 full
+# checkpoints kept after 100 s of a rebuild)
+$node->safe_psql('postgres', q{
+CREATE TABLE backlog (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+INSERT INTO backlog (k, v) SELECT g % 1000, g FROM generate_series(1, 150000) g;
+SELECT keyedstate.create_aggregation('backlog_n',
+	'SELECT k, count(*) AS n, sum(length(regexp_replace(repeat(v::text, 300), ''1'', ''x'', ''g''))) AS s FROM backlog GROUP BY k');});
+my ($most_full, $polls, $done) = (0, 0, 0);
+my $kept_sql = q{SELECT s.consumed_offset >= 150000, (SELECT count(DISTINCT st.checkpoint_id) FILTER (WHERE st.is_full)
+	FROM keyedstate_internal.state st JOIN keyedstate_internal.aggregation a ON a.id = st.aggregation_id
+	WHERE a.view = 'backlog_n'::regclass) FROM keyedstate.status s WHERE s.name = 'backlog_n'};
+for (my $deadline = time() + 120; !$done && time() < $deadline; $polls++)
+{
+	my ($caught_up, $full) = split /\|/, $node->safe_psql('postgres', $kept_sql);
+	$most_full = $full if $full > $most_full;
+	$done = $caught_up eq 't';
+	select(undef, undef, undef, 0.2) unless $done;
+}
+ok($done && $polls > 5, "the backlog is read over many steps ($polls looks)");
+cmp_ok($most_full, '<=', 2, 'full checkpoints kept while reading it: at most the latest and the one replacing it');
+note("most full checkpoints kept: $most_full, looks: $polls");
+is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM backlog_n',
+	q{SELECT k, count(*), sum(length(regexp_replace(repeat(v::text, 300), '1', 'x', 'g'))) FROM backlog GROUP BY k}), '0',
+	'... and exact');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('backlog_n'); DROP TABLE backlog});
+
 $node->stop;
 done_testing();
