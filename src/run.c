@@ -327,9 +327,9 @@ KsRaisedByUserCode(ErrorData *edata, bool in_code)
  * takes again, fails it then.  Not
  * keyedstate's own limits (53400).  A file's other errors (class 58: no
  * such file; and, raised where relations' files are opened, a permission
- * denied or a file system remounted read-only, too many open files) pass
- * too: a privilege check of the owner's has the same SQLSTATE, but is
- * never raised there.
+ * denied or a file system remounted read-only, too many open files, a
+ * file over the size limit or a disk quota full) pass too: a privilege
+ * check of the owner's has the same SQLSTATE, but is never raised there.
  */
 static bool
 KsIsPassingErrorCode(KsAggRun *run, ErrorData *edata, TimestampTz now)
@@ -338,8 +338,11 @@ KsIsPassingErrorCode(KsAggRun *run, ErrorData *edata, TimestampTz now)
 
 	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) == ERRCODE_SYSTEM_ERROR)
 		return true;
+	/* (a file over the size limit, or a quota, is an internal error to PostgreSQL: fault review 42, F1) */
 	if ((edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
-		 edata->sqlerrcode == ERRCODE_INSUFFICIENT_RESOURCES) &&
+		 edata->sqlerrcode == ERRCODE_INSUFFICIENT_RESOURCES ||
+		 (edata->sqlerrcode == ERRCODE_INTERNAL_ERROR &&
+		  (edata->saved_errno == EFBIG || edata->saved_errno == EDQUOT))) &&
 		(strcmp(file, "md.c") == 0 || strcmp(file, "fd.c") == 0))
 		return true;
 	switch (edata->sqlerrcode)
