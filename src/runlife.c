@@ -100,6 +100,9 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 		KsRunUnload(run);
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
 	}
+	/* resume() cuts a passing error's wait short too (fault review 42, O1: a minute after a full disk) */
+	if (run->def != NULL && def->resume_count != run->def->resume_count)
+		run->retry_at = 0;
 	run->def = KsCopyDefinition(def, newcxt);
 	if (run->defcxt != NULL)
 		MemoryContextDelete(run->defcxt);
