@@ -123,7 +123,8 @@ KsRescale(KsNamedAgg *agg, int parallelism)
  * before it may have consumed will do: after a restart, until its worker
  * has read them again, the one published is lower than the one the
  * expired windows left at, and those windows came back (re-review today
- * 14, F1).  Waits for it up to keyedstate.load_wait, then refuses.
+ * 14, F1); nor one of the run a rebuild() replaces (KsAggregationWatermark).
+ * Waits for it up to keyedstate.load_wait, then refuses.
  */
 static TimestampTz
 KsTtlReach(KsNamedAgg *agg, bool set_ttl, Datum ttl)
@@ -132,10 +133,12 @@ KsTtlReach(KsNamedAgg *agg, bool set_ttl, Datum ttl)
 	TimestampTz watermark;
 	bool		known;
 
+	/* (rebuilt by this transaction: nothing is expired yet; exactness review 45, F1) */
 	if (agg->def.window_size_us == 0 || !set_ttl || agg->def.ttl_us == 0 ||
-		(ttl != (Datum) 0 && KsIntervalEpochUs(DatumGetIntervalP(ttl)) <= agg->def.ttl_us))
+		(ttl != (Datum) 0 && KsIntervalEpochUs(DatumGetIntervalP(ttl)) <= agg->def.ttl_us) ||
+		KsRebuiltHere(agg->def.id, false))
 		return DT_NOBEGIN;
-	while (!(watermark = KsAggregationWatermark(MyDatabaseId, agg->def.id, &known), known))
+	while (!(watermark = KsAggregationWatermark(MyDatabaseId, agg->def.id, agg->def.resume_count, &known), known))
 	{
 		if (GetCurrentTimestamp() >= deadline)
 			ereport(ERROR,

@@ -108,10 +108,7 @@ KsPartLacksWorker(KsSlotRef *ref)
 	return starting ? KsWorkerMissing(worker) : 0;
 }
 
-/*
- * The writer a part waits for: its pid (0 for a prepared transaction), or
- * -1 when the part does not wait for one.
- */
+/* The writer a part waits for: its pid (0 for a prepared transaction), or -1 if none. */
 static int
 KsPartWaitsForWriter(KsSlotRef *ref)
 {
@@ -154,7 +151,7 @@ KsSlotWatermarkKnown(KsAggSlot *slot)
 
 /* The newest watermark an aggregation's parts published (see shmem.h). */
 TimestampTz
-KsAggregationWatermark(Oid dboid, int32 aggid, bool *known)
+KsAggregationWatermark(Oid dboid, int32 aggid, int64 resume_count, bool *known)
 {
 	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	int			nparts;
@@ -166,7 +163,8 @@ KsAggregationWatermark(Oid dboid, int32 aggid, bool *known)
 	for (i = 0; i < n; i++)
 	{
 		LWLockAcquire(&refs[i].slot->lock, LW_SHARED);
-		if (!KsSlotRefValid(&refs[i]) || !refs[i].slot->watermark_known)
+		if (!KsSlotRefValid(&refs[i]) || !refs[i].slot->watermark_known ||
+			refs[i].slot->resume_count < resume_count)
 			*known = false;
 		else if (refs[i].slot->watermark > watermark)
 			watermark = refs[i].slot->watermark;
@@ -541,11 +539,13 @@ KsErrdetailStartWait(int pid, int what)
 void
 KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
 					Oid sequence_oid, uint32 rowtype, int64 resume_count,
-					const KsPartInfo *part, const Oid *above)
+					const KsPartInfo *part, const Oid *above, bool rebuilt)
 {
 	LWLockAcquire(&slot->lock, LW_EXCLUSIVE);
 	if (part != NULL)
 		slot->part = *part;
+	if (rebuilt)
+		slot->watermark = DT_NOBEGIN;
 	if (above != NULL)
 		memcpy(slot->above, above, sizeof(slot->above));
 	slot->owner = owner;

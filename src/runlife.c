@@ -120,7 +120,8 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 		run->interrupted = false;
 	KsRunPartInfo(def, &part);
 	KsSlotSetDefinition(run->slot, KsRelationOwner(def->view_oid), def->view_oid, def->live_oid,
-						def->sequence_oid, 0, def->resume_count, &part, KsRunAbove(def, above));
+						def->sequence_oid, 0, def->resume_count, &part, KsRunAbove(def, above),
+						def->rebuilding && !def->has_checkpoint);
 }
 
 /* Which part of its aggregation a definition runs, for its slot. */

@@ -437,12 +437,14 @@ extern bool KsAggSlotsFull(void);
 /*
  * The newest watermark the parts of a windowed aggregation published with
  * their rows (window.h), or DT_NOBEGIN: alter_aggregation() records how
- * far a TTL it lengthens had reached.  *known: every part is loaded and
- * has consumed every row a run before it (before a crash, a restart or a
- * failure) may have consumed, so that its watermark is at least the one
- * its windows were expired at.
+ * far a TTL it lengthens had reached.  *known: every part is loaded, with
+ * the definition of resume_count or a later one (after a rebuild(), the
+ * slots' watermarks were the thrown-away run's until the workers loaded
+ * it: exactness review 45, F1), and has consumed every row a run before
+ * it (before a crash, a restart or a failure) may have consumed, so that
+ * its watermark is at least the one its windows were expired at.
  */
-extern TimestampTz KsAggregationWatermark(Oid dboid, int32 aggid, bool *known);
+extern TimestampTz KsAggregationWatermark(Oid dboid, int32 aggid, int64 resume_count, bool *known);
 
 /* Whether a slot's watermark has seen every row a run before may have consumed. */
 extern bool KsSlotWatermarkKnown(KsAggSlot *slot);
@@ -728,11 +730,13 @@ extern void KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint
 /*
  * The definition's fields readers need: owner, view, live table, row type,
  * part; and the tables above its source (NULL: unchanged, else
- * KS_SLOT_ABOVE OIDs, InvalidOid after the last) that wake it.
+ * KS_SLOT_ABOVE OIDs, InvalidOid after the last) that wake it.  A run
+ * `rebuilt` from nothing (no checkpoint since its rebuild()) has no
+ * watermark yet: the one of the run it replaced goes.
  */
 extern void KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
 								Oid sequence_oid, uint32 rowtype, int64 resume_count,
-								const KsPartInfo *part, const Oid *above);
+								const KsPartInfo *part, const Oid *above, bool rebuilt);
 
 /* Progress the worker reports after a step. */
 typedef struct KsSlotProgress

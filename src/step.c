@@ -124,7 +124,7 @@ KsRunLoad(KsAggRun *run)
 	MemoryContextSwitchTo(oldcxt);
 	KsSlotSetDefinition(run->slot, run->owner, run->def->view_oid, run->def->live_oid,
 						run->def->sequence_oid, KsRowTypeHash(run->info.viewdesc),
-						run->def->resume_count, NULL, NULL);
+						run->def->resume_count, NULL, NULL, false);
 
 	/* into a store readers do not see: the view shows the last good state (a resume) or waits */
 	KsRunTimeoutPause(true);
