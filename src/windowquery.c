@@ -169,6 +169,38 @@ KsWindowTimeQual(Var *timevar, const KsWindowSpec *spec)
 									KsTimeCompare(eqop, timevar, DT_NOEND)));
 }
 
+/*
+ * What the rewrite adds for a window of the time column timevar: the
+ * expressions of window_start (date_bin(slide, t, epoch)) and window_end
+ * (that plus the size), and the qual of the rows that have windows.  Rows
+ * without a time belong to no window, nor do those whose windows are not
+ * all valid times, or none (security review 26, F4: an INSERT of
+ * 'infinity', or of a time near an end of the range, whose window's end
+ * overflowed, failed another owner's aggregation for good).
+ */
+static void
+KsWindowPieces(Var *timevar, const KsWindowSpec *spec, Expr **start, Expr **end, Expr **windowed)
+{
+	Oid			timetype = timevar->vartype;
+	NullTest   *nt = makeNode(NullTest);
+
+	*start = (Expr *) makeFuncExpr(timetype == TIMESTAMPTZOID ? F_DATE_BIN_INTERVAL_TIMESTAMPTZ_TIMESTAMPTZ
+								   : F_DATE_BIN_INTERVAL_TIMESTAMP_TIMESTAMP,
+								   timetype,
+								   list_make3(KsIntervalConst(spec->slide_us), copyObject(timevar),
+											  makeConst(timetype, -1, InvalidOid, sizeof(Timestamp),
+														TimestampGetDatum(SetEpochTimestamp()), false, FLOAT8PASSBYVAL)),
+								   InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	*end = (Expr *) makeFuncExpr(timetype == TIMESTAMPTZOID ? F_TIMESTAMPTZ_PL_INTERVAL : F_TIMESTAMP_PL_INTERVAL,
+								 timetype, list_make2(copyObject(*start), KsIntervalConst(spec->size_us)),
+								 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	nt->arg = (Expr *) copyObject(timevar);
+	nt->nulltesttype = IS_NOT_NULL;
+	nt->argisrow = false;
+	nt->location = -1;
+	*windowed = make_andclause(list_make2(nt, KsWindowTimeQual(timevar, spec)));
+}
+
 /* Rewrite a parsed aggregation query for its window (see window.h). */
 void
 KsWindowRewrite(Query *query, const KsWindowSpec *spec)
@@ -179,9 +211,8 @@ KsWindowRewrite(Query *query, const KsWindowSpec *spec)
 	int32		typmod;
 	Oid			collid;
 	Var		   *timevar;
-	FuncExpr   *start;
-	FuncExpr   *end;
-	NullTest   *nt;
+	Expr	   *start;
+	Expr	   *end;
 	Expr	   *windowed;
 	SortGroupClause *sgc;
 	TargetEntry *tle;
@@ -220,23 +251,13 @@ KsWindowRewrite(Query *query, const KsWindowSpec *spec)
 		ref = Max(ref, tle->ressortgroupref);
 	}
 
-	/* date_bin(slide, t, epoch) and that plus the size */
 	timevar = makeVar(1, attnum, timetype, typmod, collid, 0);
-	start = makeFuncExpr(timetype == TIMESTAMPTZOID ? F_DATE_BIN_INTERVAL_TIMESTAMPTZ_TIMESTAMPTZ
-						 : F_DATE_BIN_INTERVAL_TIMESTAMP_TIMESTAMP,
-						 timetype,
-						 list_make3(KsIntervalConst(spec->slide_us), timevar,
-									makeConst(timetype, -1, InvalidOid, sizeof(Timestamp),
-											  TimestampGetDatum(SetEpochTimestamp()), false, FLOAT8PASSBYVAL)),
-						 InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
-	end = makeFuncExpr(timetype == TIMESTAMPTZOID ? F_TIMESTAMPTZ_PL_INTERVAL : F_TIMESTAMP_PL_INTERVAL,
-					   timetype, list_make2(copyObject(start), KsIntervalConst(spec->size_us)),
-					   InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	KsWindowPieces(timevar, spec, &start, &end, &windowed);
 
 	/* the two leading columns; window_start is the first grouping key */
-	tle = makeTargetEntry((Expr *) end, 2, pstrdup("window_end"), false);
+	tle = makeTargetEntry(end, 2, pstrdup("window_end"), false);
 	query->targetList = lcons(tle, query->targetList);
-	tle = makeTargetEntry((Expr *) start, 1, pstrdup("window_start"), false);
+	tle = makeTargetEntry(start, 1, pstrdup("window_start"), false);
 	tle->ressortgroupref = ref + 1;
 	query->targetList = lcons(tle, query->targetList);
 	resno = 0;
@@ -249,18 +270,6 @@ KsWindowRewrite(Query *query, const KsWindowSpec *spec)
 	sgc->nulls_first = false;
 	query->groupClause = lcons(sgc, query->groupClause);
 
-	/*
-	 * rows without a time belong to no window, nor do those whose windows
-	 * are not all valid times, or none (security review 26, F4: an INSERT
-	 * of 'infinity', or of a time near an end of the range, whose window's
-	 * end overflowed, failed another owner's aggregation for good)
-	 */
-	nt = makeNode(NullTest);
-	nt->arg = (Expr *) copyObject(timevar);
-	nt->nulltesttype = IS_NOT_NULL;
-	nt->argisrow = false;
-	nt->location = -1;
-	windowed = make_andclause(list_make2(nt, KsWindowTimeQual(timevar, spec)));
 	query->jointree->quals = query->jointree->quals == NULL ? (Node *) windowed :
 		(Node *) make_andclause(list_make2(query->jointree->quals, windowed));
 	rte->selectedCols = bms_add_member(rte->selectedCols,
@@ -302,6 +311,17 @@ KsWindowCheckAggregates(List *aggrefs, const KsWindowSpec *spec)
 	}
 }
 
+/* The error of a stored query whose window is not the rewrite's (see window.h). */
+static void
+KsWindowNotOurs(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("cannot change the window of this aggregation"),
+			 errdetail("Its stored query does not hold the window in the form keyedstate gives it."),
+			 errhint("Drop the aggregation and create it again with the new window.")));
+}
+
 /* The rewrite's window_start and window_end (see window.h), or an error. */
 static void
 KsWindowColumns(Query *query, TargetEntry **start, TargetEntry **end)
@@ -322,62 +342,80 @@ KsWindowTimeColumn(Query *query)
 	TargetEntry *end;
 
 	KsWindowColumns(query, &start, &end);
+	if (list_length(((FuncExpr *) start->expr)->args) != 3 || !IsA(lsecond(((FuncExpr *) start->expr)->args), Var))
+		KsWindowNotOurs();
 	return lsecond_node(Var, ((FuncExpr *) start->expr)->args)->varattno;
 }
 
 /*
- * Whether a qual is the rewrite's `t IS NOT NULL AND <t has windows>` (an
- * AND whose first argument tests the time column for NULL).
- */
-static bool
-KsIsWindowQual(Node *qual, AttrNumber attnum)
-{
-	NullTest   *nt;
-
-	return is_andclause(qual) && list_length(((BoolExpr *) qual)->args) == 2 &&
-		IsA((nt = linitial(((BoolExpr *) qual)->args)), NullTest) &&
-		nt->nulltesttype == IS_NOT_NULL && IsA(nt->arg, Var) &&
-		((Var *) nt->arg)->varno == 1 && ((Var *) nt->arg)->varattno == attnum;
-}
-
-/*
  * Rewrite a stored windowed query for another window (see window.h): take
- * out what KsWindowRewrite put in, check that rewriting it again for the
- * old window gives the stored query back, then rewrite it for spec.
+ * out what KsWindowRewrite put in, each piece checked to be what it puts
+ * in for the old window (a restored query was parsed again from its text:
+ * its window_start is first in the GROUP BY and its WHERE's ANDs are one,
+ * exactness review 45, F2), then rewrite it for spec.
  */
 void
 KsWindowChange(Query *query, const KsWindowSpec *spec)
 {
-	Query	   *stored = copyObject(query);
 	TargetEntry *start;
 	TargetEntry *end;
 	KsWindowSpec old;
-	Query	   *again;
+	Var		   *timevar;
+	Expr	   *ostart;
+	Expr	   *oend;
+	Expr	   *owindowed;
 	Oid			timetype;
 	int			resno = 0;
 	ListCell   *lc;
-	BoolExpr   *quals = (BoolExpr *) query->jointree->quals;
-	AttrNumber	attnum = KsWindowTimeColumn(query);
+	List	   *rest = NIL;
+	bool		found = false;
+	AttrNumber	attnum;
 	Bitmapset  *read = NULL;
+	FuncExpr   *sf;
 
 	KsWindowColumns(query, &start, &end);
-	timetype = exprType((Node *) start->expr);
-	old.slide_us = KsIntervalUs(linitial_node(Const, ((FuncExpr *) start->expr)->args));
+	sf = (FuncExpr *) start->expr;
+	if (list_length(sf->args) != 3 || !IsA(linitial(sf->args), Const) || !IsA(lsecond(sf->args), Var) ||
+		!IsA(end->expr, FuncExpr) || list_length(((FuncExpr *) end->expr)->args) != 2 ||
+		!IsA(lsecond(((FuncExpr *) end->expr)->args), Const))
+		KsWindowNotOurs();
+	timevar = lsecond_node(Var, sf->args);
+	attnum = timevar->varattno;
+	timetype = timevar->vartype;
+	old.slide_us = KsIntervalUs(linitial_node(Const, sf->args));
 	old.size_us = KsIntervalUs(lsecond_node(Const, ((FuncExpr *) end->expr)->args));
-	old.time_column = get_attname(rt_fetch(1, query->rtable)->relid, attnum, false);
-	query->targetList = list_delete_first(list_delete_first(query->targetList));
+	if (old.slide_us <= 0 || old.size_us < old.slide_us)
+		KsWindowNotOurs();
+	KsWindowPieces(timevar, &old, &ostart, &oend, &owindowed);
+	if (!equal(start->expr, ostart) || !equal(end->expr, oend))
+		KsWindowNotOurs();
+	/* its WHERE conjunct: the whole WHERE, or one of the top AND's */
+	if (equal(query->jointree->quals, owindowed))
+		found = true;
+	else if (is_andclause(query->jointree->quals))
+	{
+		foreach(lc, ((BoolExpr *) query->jointree->quals)->args)
+		{
+			if (!found && equal(lfirst(lc), owindowed))
+				found = true;
+			else
+				rest = lappend(rest, lfirst(lc));
+		}
+	}
+	if (!found)
+		KsWindowNotOurs();
+	query->jointree->quals = rest == NIL ? NULL : list_length(rest) == 1 ? linitial(rest) :
+		(Node *) make_andclause(rest);
+	/* its GROUP BY entry and its columns */
+	foreach(lc, query->groupClause)
+		if (((SortGroupClause *) lfirst(lc))->tleSortGroupRef == start->ressortgroupref)
+		{
+			query->groupClause = foreach_delete_current(query->groupClause, lc);
+			break;
+		}
+	query->targetList = list_delete_ptr(list_delete_ptr(query->targetList, start), end);
 	foreach(lc, query->targetList)
 		((TargetEntry *) lfirst(lc))->resno = ++resno;
-	query->groupClause = list_delete_first(query->groupClause);
-	/* AND(<the query's WHERE>, <the window's>), or the window's alone */
-	if (is_andclause(quals) && list_length(quals->args) == 2 && KsIsWindowQual(llast(quals->args), attnum))
-		query->jointree->quals = linitial(quals->args);
-	else if (KsIsWindowQual((Node *) quals, attnum))
-		query->jointree->quals = NULL;
-	again = copyObject(query);
-	KsWindowRewrite(again, &old);
-	if (!equal(again, stored))
-		elog(ERROR, "keyedstate found a window it did not make in a windowed aggregation's query");
 	/* the old time column stays selected only if the query reads it */
 	pull_varattnos((Node *) query->targetList, 1, &read);
 	pull_varattnos(query->jointree->quals, 1, &read);

@@ -121,6 +121,16 @@ sub check_restored
 	# DROP TABLE of the source is refused naming the view, as before the dump
 	($ret, $out, $err) = $n->psql($db, 'DROP TABLE events');
 	like($err, qr/depend/, "$what: the views depend on the source again");
+	# the restored window changes (its query was parsed again from its text:
+	# the window first in its GROUP BY, its WHERE one AND; exactness review
+	# 45, F2: refused)
+	($ret, $out, $err) = $n->psql($db, q{SELECT keyedstate.alter_aggregation('ev_hop', window_size => '1 hour', window_slide => '20 minutes')});
+	is($ret, 0, "$what: the restored window changes") or diag($err);
+	ks_sync($n, $db, 'ev_hop');
+	is(ks_mismatches($n, $db, 'SELECT * FROM ev_hop', q{SELECT w, w + interval '1 hour', k % 5, count(*), sum(v)
+	   FROM events, LATERAL generate_series(date_bin('20 minutes', ts, '1970-01-01 00:00+00') - interval '40 minutes',
+											date_bin('20 minutes', ts, '1970-01-01 00:00+00'), interval '20 minutes') w
+	  GROUP BY 1, 2, 3}), '0', "$what: ... and equals the oracle of its new window");
 }
 
 # a plain dump restored with psql into a fresh database of the same cluster
