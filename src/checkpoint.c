@@ -602,6 +602,8 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 	/* a streak of passing errors is over (run.c) */
 	run->retry_at = 0;
 	run->ckpt_last_id = w->checkpoint_id;
+	if (w->full)
+		run->ckpt_obsolete_rows += run->ckpt_chain_chunks;
 	run->ckpt_chain_chunks = w->chain_chunks;
 	if (w->full)
 	{

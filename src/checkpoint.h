@@ -178,12 +178,13 @@ extern void KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermar
 /*
  * Rows of checkpoints older than the latest full one are obsolete once it
  * has committed: readers skip them (recovery.c), and the steps after it
- * delete them, KS_OBSOLETE_PER_STEP rows a step or twice the rows of the
- * latest chain if more, so that a full checkpoint's commit never stops
- * consumption to delete all it replaced; in every step, checkpointing or
- * not: while checkpoints followed each other (a backlog, a rebuild) the
- * rows they replaced went only once the steps stopped checkpointing, and
- * the table grew until the disk was full (fault review 42, F2).
+ * delete them, KS_OBSOLETE_PER_STEP rows a step, so that a full
+ * checkpoint's commit never stops consumption to delete all it replaced;
+ * in every step, checkpointing or not, and all but a chain's worth at once
+ * when they outnumber two chains: while checkpoints followed each other (a
+ * backlog, a rebuild) the rows they replaced went only once the steps
+ * stopped checkpointing, and the table grew until the disk was full (fault
+ * review 42, F2).
  */
 #define KS_OBSOLETE_PER_STEP	4
 extern void KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout);

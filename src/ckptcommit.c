@@ -347,7 +347,10 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->ckpt_obsolete_below);
-	args[2] = Int32GetDatum(Max(KS_OBSOLETE_PER_STEP, 2 * run->ckpt_chain_chunks));
+	/* (more once they outnumber two chains: checkpoints follow each other, checkpoint.h) */
+	args[2] = Int32GetDatum(run->ckpt_obsolete_rows > 2 * (int64) run->ckpt_chain_chunks ?
+							Max(KS_OBSOLETE_PER_STEP, run->ckpt_obsolete_rows - run->ckpt_chain_chunks) :
+							KS_OBSOLETE_PER_STEP);
 	/* a VACUUM FULL of keyedstate_internal.state: later, as for the checkpoint's slices */
 	if (!KsLockStateTables())
 	{
@@ -363,8 +366,9 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 							  " WHERE aggregation_id = $1 AND checkpoint_id < $2 LIMIT $3)",
 							  3, argtypes, args) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete obsolete checkpoint rows of aggregation %d", run->def->id);
+	run->ckpt_obsolete_rows = Max(run->ckpt_obsolete_rows - (int64) SPI_processed, 0);
 	if (SPI_processed < (uint64) DatumGetInt32(args[2]))
-		run->ckpt_obsolete_below = 0;
+		run->ckpt_obsolete_below = 0, run->ckpt_obsolete_rows = 0;
 	else
 		*timeout = Min(*timeout, 10);	/* the next step soon, even without rows */
 	KsBecomeOwner(run);

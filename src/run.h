@@ -143,6 +143,7 @@ typedef struct KsAggRun
 	int64		ckpt_full_bytes;	/* bytes of the latest full checkpoint */
 	int64		ckpt_delta_bytes;	/* bytes of the deltas written since */
 	int64		ckpt_obsolete_below;	/* older rows are left to delete (0: none) */
+	int64		ckpt_obsolete_rows; /* ... about so many (the chains full checkpoints replaced) */
 	StringInfo	ckpt_buf;		/* chunk buffer, kept across checkpoints */
 	dsa_pointer building;		/* store that recovery fills, not yet published */
 	int64		building_bytes; /* its DSA bytes */
