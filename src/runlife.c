@@ -80,6 +80,7 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 {
 	KsPartInfo	part;
 	Oid			above[KS_SLOT_ABOVE];
+	bool		starts_over = run->def == NULL;
 	MemoryContext newcxt = AllocSetContextCreate(run->cxt, "keyedstate definition",
 												 ALLOCSET_SMALL_SIZES);
 	MemoryContext oldcxt = MemoryContextSwitchTo(newcxt);
@@ -99,6 +100,7 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 	{
 		KsRunUnload(run);
 		KsSlotSetState(run->slot, KS_STARTING, NULL, 0);
+		starts_over = true;
 	}
 	/* resume() cuts a passing error's wait short too (fault review 42, O1: a minute after a full disk) */
 	if (run->def != NULL && def->resume_count != run->def->resume_count)
@@ -121,7 +123,7 @@ KsRunSetDefinition(KsAggRun *run, KsAggDef *def)
 	KsRunPartInfo(def, &part);
 	KsSlotSetDefinition(run->slot, KsRelationOwner(def->view_oid), def->view_oid, def->live_oid,
 						def->sequence_oid, 0, def->resume_count, &part, KsRunAbove(def, above),
-						def->rebuilding && !def->has_checkpoint);
+						starts_over && def->rebuilding && !def->has_checkpoint);
 }
 
 /* Which part of its aggregation a definition runs, for its slot. */

@@ -731,8 +731,9 @@ extern void KsSlotSetFailed(KsAggSlot *slot, const char *error, const char *hint
  * The definition's fields readers need: owner, view, live table, row type,
  * part; and the tables above its source (NULL: unchanged, else
  * KS_SLOT_ABOVE OIDs, InvalidOid after the last) that wake it.  A run
- * `rebuilt` from nothing (no checkpoint since its rebuild()) has no
- * watermark yet: the one of the run it replaced goes.
+ * `rebuilt` from nothing (no checkpoint since its rebuild()), loading, has
+ * no watermark yet: the one of the run it replaced goes (not at a reload
+ * of a loaded run, whose watermark is its own: re-review today 46, F1).
  */
 extern void KsSlotSetDefinition(KsAggSlot *slot, Oid owner, Oid view_oid, Oid live_oid,
 								Oid sequence_oid, uint32 rowtype, int64 resume_count,
