@@ -643,6 +643,22 @@ for my $bad (
 	my ($r, $o, $e) = $node->psql($db, "SELECT keyedstate.alter_aggregation($bad->[0])");
 	like($e, $bad->[1], "alter window: refused: $bad->[2]") or diag($e);
 }
+# a sliding window's pane as a key of the query's own read the window's
+# start (re-review today 46, F2): refused, at creation and at a change
+{
+	my ($r, $o, $e) = $node->psql($db, q{SELECT keyedstate.create_aggregation('aw_pane',
+		'SELECT date_bin(''5 minutes'', t2, ''1970-01-01 00:00:00+00'') AS p, count(*) AS c FROM aw GROUP BY 1',
+		window_size => '20 minutes', window_slide => '5 minutes', time_column => 't2')});
+	like($e, qr/the query of a sliding window cannot read date_bin\(\) of its time column by window_slide outside an aggregate/,
+		'alter window: refused: a sliding window whose query groups by its pane') or diag($e);
+	$node->safe_psql($db, q{SELECT keyedstate.create_aggregation('aw_pane',
+		'SELECT date_bin(''5 minutes'', t2, ''1970-01-01 00:00:00+00'') AS p, count(*) AS c FROM aw GROUP BY 1',
+		window_size => '5 minutes', time_column => 't2')});
+	($r, $o, $e) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('aw_pane', window_size => '20 minutes')});
+	like($e, qr/the query of a sliding window cannot read date_bin\(\) of its time column/,
+		'... and a tumbling one grouping by it is not made sliding') or diag($e);
+	$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('aw_pane')});
+}
 ks_sync($node, $db, 'aw_arr');
 is(ks_mismatches($node, $db, 'SELECT window_start, window_end, k, a FROM aw_arr',
 	window_oracle('10 minutes', '10 minutes', 't1', 'timestamptz', 'k, array_agg(v ORDER BY id)', '', 'k', '', 'aw')), '0',
