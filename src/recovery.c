@@ -545,6 +545,7 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 	run->ckpt_have_full = (full_id >= 0);
 	/* rows a crash left behind its deletes (checkpoint.h) */
 	run->ckpt_obsolete_below = Max(full_id, 0);
+	run->ckpt_obsolete_rows = 0;	/* (how many is not known: 4 a step, checkpoint.h) */
 	run->ckpt_full_bytes = full_bytes;
 	run->ckpt_delta_bytes = delta_bytes;
 }
