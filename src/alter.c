@@ -180,6 +180,7 @@ KsAlterWindow(KsNamedAgg *agg, Interval *size, Interval *slide, const char *time
 	Oid			source = rt_fetch(1, query->rtable)->relid;
 	KsWindowSpec *spec;
 	AttrNumber	attnum;
+	Oid			owner;
 
 	if (agg->def.window_size_us == 0)
 		ereport(ERROR,
@@ -196,8 +197,9 @@ KsAlterWindow(KsNamedAgg *agg, Interval *size, Interval *slide, const char *time
 							  spec->size_us > spec->slide_us);
 	/* the worker reads the column as the owner, who must be allowed to */
 	attnum = get_attnum(source, spec->time_column);
-	if (pg_attribute_aclcheck(source, attnum, KsRelationOwner(view_oid), ACL_SELECT) != ACLCHECK_OK &&
-		pg_class_aclcheck(source, KsRelationOwner(view_oid), ACL_SELECT) != ACLCHECK_OK)
+	owner = KsRelationOwner(view_oid);
+	if (pg_attribute_aclcheck(source, attnum, owner, ACL_SELECT) != ACLCHECK_OK &&
+		pg_class_aclcheck(source, owner, ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for column %s of table %s", spec->time_column, get_rel_name(source)),

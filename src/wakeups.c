@@ -37,6 +37,20 @@ KsSlotBelow(const KsAggSlot *slot, Oid relid)
 }
 
 /*
+ * Bump a slot's wakes and set its runner's latch; false when no worker
+ * runs it now (the caller wakes the database's workers).
+ */
+static bool
+KsWakeSlot(KsAggSlot *slot)
+{
+	int			procno = slot->runner_procno;
+
+	pg_atomic_fetch_add_u32(&slot->wakes, 1);
+	KsSetLatchOf(procno);
+	return procno >= 0;
+}
+
+/*
  * Wake the workers of a database.  Called at commit of transactions that
  * inserted into a source table, so it takes no lock: a stale procno only
  * sets some other process's latch, which every latch user tolerates.
@@ -73,15 +87,7 @@ KsWakeAggregation(Oid dboid, int32 aggid)
 	int			i;
 
 	for (i = 0; i < n; i++)
-	{
-		int			procno = refs[i].slot->runner_procno;
-
-		pg_atomic_fetch_add_u32(&refs[i].slot->wakes, 1);
-		if (procno >= 0)
-			KsSetLatchOf(procno);
-		else
-			all = true;
-	}
+		all |= !KsWakeSlot(refs[i].slot);
 	if (all)
 		KsWakeDatabaseWorker(dboid);
 	pfree(refs);
@@ -100,7 +106,6 @@ KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n, const Oid *rel
 	for (i = 0; i < KsSharedState->max_aggs; i++)
 	{
 		KsAggSlot  *slot = &KsSharedState->aggs[i];
-		int			procno;
 		bool		hit;
 
 		/* (a paused one consumes nothing: its rows wait for the resume, newuser review 2, F3) */
@@ -112,14 +117,8 @@ KsWakeAggregationsAtCommit(Oid dboid, const int32 *aggids, int n, const Oid *rel
 		/* or rows went through a table above its source (see shmem.h) */
 		for (int r = 0; !hit && r < nrelids; r++)
 			hit = KsSlotBelow(slot, relids[r]);
-		if (!hit)
-			continue;
-		pg_atomic_fetch_add_u32(&slot->wakes, 1);
-		procno = slot->runner_procno;
-		if (procno >= 0)
-			KsSetLatchOf(procno);
-		else
-			all = true;
+		if (hit)
+			all |= !KsWakeSlot(slot);
 	}
 	if (all)
 		KsWakeDatabaseWorker(dboid);
