@@ -199,26 +199,14 @@ struct KsAggDef;
 extern void KsRebindDefinition(struct KsAggDef *def, Oid owner);
 
 /*
- * restoredata.c: bind a run's definition now (KsRebindDefinition, as its
- * owner) if it is not bound here.  1: bound, or nothing to bind (or an
- * error the load will raise again); 0: its owner lacks a privilege the
- * analysis needs (a restore grants schema USAGE after the data, and after
- * the triggers that let the run load): its load waits for it a while; -1:
- * its live table is in use, try again at the next step.
+ * restoredata.c: whether a run may load: a part a rescale added once no
+ * worker runs the parts it is seeded from; a restored definition once bound
+ * as its owner, its source's rows and sequence restored, and its owner's
+ * privileges granted (or a while later).  Called by step.c before each
+ * step's load.
  */
 struct KsAggRun;
-extern int	KsBindWhenAllowed(struct KsAggRun *run);
-
-/*
- * restoredata.c: whether a restored aggregation's source has its sequence
- * set.  A data-only restore (pg_restore -a) sets the sequences after every
- * table's rows; one loaded before found the table's rows above a sequence
- * never called and failed, "sequence went backwards" (a CI flake of 009):
- * while its sequence was never called and its source holds rows, it waits
- * (ten minutes at most; re-review today 21, F3: thirty seconds were too
- * short for a long restore).  Called last by step.c KsRunSourceReady.
- */
-extern bool KsRestoreSettled(struct KsAggRun *run);
+extern bool KsRunSourceReady(struct KsAggRun *run);
 
 /* --- orphans.c: aggregations whose view went away behind our back --- */
 

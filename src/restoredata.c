@@ -9,7 +9,8 @@
  * ALTER TABLE ... ENABLE TRIGGER ALL after them binds them here.  And a
  * definition the trigger could not analyse as its owner yet (a privilege
  * restored after the data), or one pg_upgrade brought, is bound by its
- * worker before it loads (KsBindWhenAllowed).
+ * worker before it loads (KsBindWhenAllowed), once its source is ready
+ * (KsRunSourceReady).
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +19,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
@@ -27,6 +29,7 @@
 #include "hooks.h"
 #include "rowerror.h"
 #include "run.h"
+#include "settings.h"
 #include "shmem.h"
 #include "source.h"
 
@@ -152,8 +155,14 @@ KsBoundMeanwhile(KsAggDef *def)
 	return found;
 }
 
-/* Bind a run's definition now if it needs it and its owner may (see hooks.h). */
-int
+/*
+ * Bind a run's definition now if it needs it and its owner may.  1: bound,
+ * or nothing to bind (or an error the load will raise again); 0: its owner
+ * lacks a privilege the analysis needs (a restore grants schema USAGE after
+ * the data, and after the triggers that let the run load): its load waits
+ * for it a while; -1: its live table is in use, try again at the next step.
+ */
+static int
 KsBindWhenAllowed(KsAggRun *run)
 {
 	ErrorData  *edata;
@@ -179,8 +188,16 @@ KsBindWhenAllowed(KsAggRun *run)
 	return edata->sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ? 0 : 1;
 }
 
-/* Whether a restored run's source has its sequence set (see hooks.h). */
-bool
+/*
+ * Whether a restored run's source has its sequence set.  A data-only
+ * restore (pg_restore -a) sets the sequences after every table's rows; one
+ * loaded before found the table's rows above a sequence never called and
+ * failed, "sequence went backwards" (a CI flake of 009): while its sequence
+ * was never called and its source holds rows, it waits (ten minutes at
+ * most; re-review today 21, F3: thirty seconds were too short for a long
+ * restore).
+ */
+static bool
 KsRestoreSettled(KsAggRun *run)
 {
 	int64		last;
@@ -204,4 +221,47 @@ KsRestoreSettled(KsAggRun *run)
 	if (run->sequence_since == 0)
 		run->sequence_since = now;
 	return TimestampDifferenceExceeds(run->sequence_since, now, KS_RESTORE_SEQUENCE_WAIT_MS);
+}
+
+/*
+ * Whether a run may load (see hooks.h): a part a rescale added waits until
+ * no worker runs the parts it is seeded from any more (seed.c).  And a rebuilding
+ * aggregation waits for its source: a restore creates the source's
+ * triggers after its rows (see restore.c), so until the wake-up trigger
+ * exists the source may still be loading; and pg_dump writes privileges
+ * last, so the owner's SELECT on the source may come after the trigger,
+ * and the schema USAGE a restored definition's analysis needs too
+ * (KsBindWhenAllowed).  That is waited for KS_SOURCE_ACL_WAIT_MS at most:
+ * then the load fails with the error, as for any owner without it.  Only a
+ * restore waits for privileges (resume_count 0, no checkpoint yet: a
+ * rebuild() counts one), and SELECT on a column of the source is as good
+ * as on the table (pg_dump grants them together): a rebuild, or a window's
+ * change, of an owner allowed the columns it reads and not the table waited
+ * the whole time, 30 s, for a grant that would never come.
+ */
+bool
+KsRunSourceReady(KsAggRun *run)
+{
+	TimestampTz now;
+	int			bound;
+
+	if (run->loaded)
+		return true;
+	if (run->def->nseeds > 0 && !KsAggSlotsIdle(MyDatabaseId, run->def->seeds, run->def->nseeds))
+		return false;
+	if ((bound = KsBindWhenAllowed(run)) < 0)
+		return false;
+	if (!run->def->rebuilding)
+		return true;
+	if (!OidIsValid(KsWakeTriggerOid(run->def->source_oid, run->def->agg_id)))
+		return false;
+	if (run->def->has_checkpoint || run->def->resume_count != 0 ||
+		(bound > 0 && (pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK ||
+					   pg_attribute_aclcheck_all(run->def->source_oid, run->owner, ACL_SELECT,
+												 ACLMASK_ANY) == ACLCHECK_OK)))
+		return KsRestoreSettled(run);
+	now = GetCurrentTimestamp();
+	if (run->source_acl_since == 0)
+		run->source_acl_since = now;
+	return TimestampDifferenceExceeds(run->source_acl_since, now, KS_SOURCE_ACL_WAIT_MS);
 }

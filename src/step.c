@@ -17,7 +17,6 @@
 #include "access/xact.h"
 #include "commands/trigger.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -346,42 +345,6 @@ KsRunPrepare(KsAggRun *run)
 	/* privileges revoked since (also through a membership): as the owner, every step */
 	KsCheckFunctionPrivileges(run->info.aggrefs, run->funcids, run->exprfuncs, run->owner);
 	return true;
-}
-
-/*
- * Whether a run may load: a part a rescale added waits until no worker
- * runs the parts it is seeded from any more (seed.c).  And a rebuilding
- * aggregation waits for its source: a restore creates the source's
- * triggers after its rows (see restore.c), so until the wake-up trigger
- * exists the source may still be loading; and pg_dump writes privileges
- * last, so the owner's SELECT on the source may come after the trigger,
- * and the schema USAGE a restored definition's analysis needs too
- * (KsBindWhenAllowed).  That is waited for KS_SOURCE_ACL_WAIT_MS at most:
- * then the load fails with the error, as for any owner without it.
- */
-static bool
-KsRunSourceReady(KsAggRun *run)
-{
-	TimestampTz now;
-	int			bound;
-
-	if (run->loaded)
-		return true;
-	if (run->def->nseeds > 0 && !KsAggSlotsIdle(MyDatabaseId, run->def->seeds, run->def->nseeds))
-		return false;
-	if ((bound = KsBindWhenAllowed(run)) < 0)
-		return false;
-	if (!run->def->rebuilding)
-		return true;
-	if (!OidIsValid(KsWakeTriggerOid(run->def->source_oid, run->def->agg_id)))
-		return false;
-	if (run->def->has_checkpoint ||
-		(bound > 0 && pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK))
-		return KsRestoreSettled(run);
-	now = GetCurrentTimestamp();
-	if (run->source_acl_since == 0)
-		run->source_acl_since = now;
-	return TimestampDifferenceExceeds(run->source_acl_since, now, KS_SOURCE_ACL_WAIT_MS);
 }
 
 /*

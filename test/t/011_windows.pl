@@ -713,4 +713,51 @@ for my $w ('fw_rb', 'fw_alt')
 		"$w: a TTL lengthened right after a rebuild keeps every window the rebuilt run has");
 }
 
+# a window on a timestamp without time zone changed too (its origin and
+# window_start of that type); and a change whose new time column the owner
+# may not read is refused, also when a superuser asks for it (the worker
+# reads the column as the owner)
+$node->safe_psql($db, q{
+CREATE TABLE lw (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, lt timestamp, lt2 timestamp, secret timestamp);
+INSERT INTO lw (k, v, lt, lt2, secret) SELECT g % 7, g, '2026-03-01 00:00:00'::timestamp + g * interval '17 seconds',
+	'2026-03-01 00:00:00'::timestamp + g * interval '23 seconds', '2026-03-01' FROM generate_series(1, 2000) g;
+CREATE ROLE regress_lw_owner;
+GRANT USAGE, CREATE ON SCHEMA public TO regress_lw_owner;
+GRANT SELECT (id, k, v, lt, lt2), INSERT, TRIGGER ON lw TO regress_lw_owner;
+GRANT USAGE ON SEQUENCE lw_id_seq TO regress_lw_owner;
+SET ROLE regress_lw_owner;
+SELECT keyedstate.create_aggregation('lw_win', 'SELECT k, count(*) AS c, sum(v) AS s FROM lw GROUP BY k',
+	window_size => '10 minutes', time_column => 'lt');
+RESET ROLE;});
+ks_sync($node, $db, 'lw_win');
+is(ks_mismatches($node, $db, 'SELECT * FROM lw_win',
+	window_oracle('10 minutes', '10 minutes', 'lt', 'timestamp', 'k, count(*), sum(v)', '', 'k', '', 'lw')), '0',
+	'alter window, timestamp: exact before the change');
+$node->safe_psql($db, q{SET ROLE regress_lw_owner; SELECT keyedstate.alter_aggregation('lw_win', window_size => '30 minutes', window_slide => '5 minutes', time_column => 'lt2'); RESET ROLE;});
+$node->safe_psql($db, q{INSERT INTO lw (k, v, lt, lt2) SELECT g % 7, g, '2026-03-01 02:00:00'::timestamp + g * interval '7 seconds',
+	'2026-03-01 03:00:00'::timestamp + g * interval '11 seconds' FROM generate_series(1, 500) g});
+# (an owner allowed the columns, not the table: the rebuild waited 30 s for
+# a restore's grant, state starting; security review 49, F3)
+my ($lw_ret, $lw_out, $lw_err) = $node->psql($db, q{SELECT keyedstate.sync('lw_win', '10 s')});
+is($lw_ret, 0, 'alter window: the owner of column privileges only is not kept waiting') or diag($lw_err);
+is(ks_mismatches($node, $db, 'SELECT * FROM lw_win',
+	window_oracle('30 minutes', '5 minutes', 'lt2', 'timestamp', 'k, count(*), sum(v)', '', 'k', '', 'lw')), '0',
+	'alter window, timestamp: size, slide and time column changed, exact');
+is($node->safe_psql($db, q{SELECT pg_typeof(window_start)::text FROM lw_win LIMIT 1}), 'timestamp without time zone',
+	'alter window, timestamp: window_start keeps its type');
+$node->safe_psql($db, q{SELECT keyedstate.rebuild('lw_win')});
+($lw_ret, $lw_out, $lw_err) = $node->psql($db, q{SELECT keyedstate.sync('lw_win', '10 s')});
+is($lw_ret, 0, '... nor by a rebuild') or diag($lw_err);
+{
+	my ($r, $o, $e) = $node->psql($db, q{SELECT keyedstate.alter_aggregation('lw_win', time_column => 'secret')});
+	like($e, qr/permission denied for column secret of table lw.*\n.*DETAIL:  The owner of aggregation public.lw_win may not read it/s,
+		'alter window: a superuser cannot give the aggregation a time column its owner may not read') or diag($e);
+	($r, $o, $e) = $node->psql($db, q{SET ROLE regress_lw_owner; SELECT keyedstate.alter_aggregation('lw_win', time_column => 'secret')});
+	like($e, qr/permission denied for column secret of table lw/, '... nor can its owner') or diag($e);
+}
+is(ks_mismatches($node, $db, 'SELECT * FROM lw_win',
+	window_oracle('30 minutes', '5 minutes', 'lt2', 'timestamp', 'k, count(*), sum(v)', '', 'k', '', 'lw')), '0',
+	'alter window: the refused change leaves it as it was');
+$node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('lw_win')});
+
 done_testing();
