@@ -214,6 +214,14 @@ INSERT INTO sb (k) VALUES (1);
 COPY sb (k) FROM stdin;
 1
 \.
+-- (a writer of explicit offsets who may not set the sequence is told no figures)
+CREATE ROLE regress_sb_writer;
+GRANT INSERT ON sb TO regress_sb_writer;
+SET ROLE regress_sb_writer;
+INSERT INTO sb (id, k) VALUES (100, 1);
+RESET ROLE;
+REVOKE ALL ON sb FROM regress_sb_writer;
+DROP ROLE regress_sb_writer;
 ALTER SEQUENCE sb_id_seq RESTART WITH 10;
 INSERT INTO sb (k) VALUES (1);
 -- (taken past the offset by nextval() alone, it hands out fresh offsets)

@@ -498,6 +498,18 @@ KsRefuseConsumedOffsets(int32 aggid, Oid relid)
 	relation_close(seq, NoLock);
 	if ((next = KsNextOffset(&st)) > consumed)
 		return;
+	/*
+	 * The figures only to a writer who may set the sequence (and so read
+	 * it): a writer of explicit offsets, without a right on the sequence or
+	 * the view, was told both (security review 49, F2).
+	 */
+	if (pg_class_aclcheck(seqoid, GetUserId(), ACL_UPDATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot insert into table \"%s\" while its sequence \"%s\" is set back",
+						get_rel_name(relid), get_rel_name(seqoid)),
+				 errdetail("A keyedstate aggregation has consumed the table past the sequence's next value: rows given such offsets would never be aggregated."),
+				 errhint("The sequence's owner can move it past the offset consumed with setval().")));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cannot insert into table \"%s\" while its sequence \"%s\" is set back",
