@@ -22,11 +22,13 @@
 #include "catalog/pg_rewrite.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
+#include "executor/spi.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "absent.h"
@@ -257,6 +259,29 @@ KsInstalled(void)
 	relid = KsCatalogRelid();
 	return OidIsValid(relid) && get_rel_relkind(relid) == RELKIND_RELATION &&
 		getExtensionOfObject(RelationRelationId, relid) == ext;
+}
+
+/* Whether there is work here for a worker (see catalog.h). */
+bool
+KsDatabaseHasWork(void)
+{
+	Datum		args[2] = {ObjectIdGetDatum(KsTriggerFunctionOid("wake")),
+	ObjectIdGetDatum(KsTriggerFunctionOid("refuse_truncate"))};
+	Oid			types[2] = {OIDOID, OIDOID};
+	bool		isnull;
+	bool		found;
+
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate_internal.aggregation) "
+							  "OR EXISTS (SELECT FROM pg_catalog.pg_trigger "
+							  "           WHERE tgfoid OPERATOR(pg_catalog.=) $1 OR tgfoid OPERATOR(pg_catalog.=) $2)",
+							  2, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "keyedstate could not read its catalog");
+	found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	PopActiveSnapshot();
+	SPI_finish();
+	return found;
 }
 
 /* Trigger functions found to be keyedstate's own, until pg_proc changes. */

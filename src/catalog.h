@@ -104,6 +104,15 @@ extern Oid	KsCatalogRelid(void);
 extern bool KsInstalled(void);
 
 /*
+ * absent.c: whether this database (where keyedstate is installed) has work
+ * for a worker: an aggregation, or a trigger of one gone for it to drop.
+ * The launcher's probe takes a database slot only for those: a database
+ * with keyedstate and nothing else (made from a template that has it, say)
+ * took one of the 64 for good (user review 50, F1).
+ */
+extern bool KsDatabaseHasWork(void);
+
+/*
  * keyedstate's own trigger function called name ("wake", "refuse_truncate":
  * they take no arguments), looked up in its schema without a privilege
  * check; InvalidOid where keyedstate is not installed, and for a

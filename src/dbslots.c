@@ -167,6 +167,8 @@ KsTryRequestDatabaseWorker(Oid dboid, bool bump)
 	db->empty = false;
 	if (bump)
 		KsDatabaseRequestLocked(dboid);
+	else
+		db->reservers++;
 	LWLockRelease(KsSharedState->lock);
 	return true;
 }
@@ -195,6 +197,42 @@ KsDbHasWorkerLocked(KsDbSlot *db)
 		if (db->workers[w].pid != 0)
 			return true;
 	return false;
+}
+
+/*
+ * Whether a database slot can be freed (KsShared->lock held): emptied by
+ * its worker, or never asked for by a commit and reserved by none; no
+ * worker, no aggregation's slot (reservations take KsShared->lock too: one
+ * in progress shows here), no DROP DATABASE keeping workers away.
+ */
+static bool
+KsDbForgettableLocked(KsDbSlot *db)
+{
+	if (!OidIsValid(db->dboid) || db->dropping_pid != 0 || KsDbHasWorkerLocked(db) ||
+		!(db->empty ? db->requested == db->workers[0].seen : db->requested == 0 && db->reservers == 0))
+		return false;
+	for (int j = 0; j < KsSharedState->max_aggs; j++)
+		if (KsSharedState->aggs[j].in_use && KsSharedState->aggs[j].dboid == db->dboid)
+			return false;
+	return true;
+}
+
+/* End a reservation: with a request if it committed (see shmem.h). */
+void
+KsEndDatabaseReservation(Oid dboid, bool committed)
+{
+	KsDbSlot   *db;
+
+	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
+	db = KsLookupDbLocked(dboid);
+	if (db != NULL && db->reservers > 0)
+		db->reservers--;
+	/* the last reservation of a slot no commit asked for: free now */
+	if (db != NULL && !committed && KsDbForgettableLocked(db))
+		db->dboid = InvalidOid;
+	LWLockRelease(KsSharedState->lock);
+	if (committed)
+		KsRequestDatabaseWorker(dboid, true);
 }
 
 /* The database this backend keeps the workers away from, for KsDatabaseKeepAwayEnded. */
@@ -501,16 +539,10 @@ KsLauncherForgetIfEmpty(int i, Oid *dboid)
 {
 	KsDbSlot   *db = &KsSharedState->dbs[i];
 	bool		forget;
-	int			j;
 
 	LWLockAcquire(KsSharedState->lock, LW_EXCLUSIVE);
 	*dboid = db->dboid;
-	forget = OidIsValid(db->dboid) && db->empty && db->dropping_pid == 0 &&
-		!KsDbHasWorkerLocked(db) && db->requested == db->workers[0].seen;
-	/* reservations take KsShared->lock too: one in progress shows here */
-	for (j = 0; j < KsSharedState->max_aggs && forget; j++)
-		if (KsSharedState->aggs[j].in_use && KsSharedState->aggs[j].dboid == db->dboid)
-			forget = false;
+	forget = KsDbForgettableLocked(db);
 	if (forget)
 		db->dboid = InvalidOid;
 	LWLockRelease(KsSharedState->lock);

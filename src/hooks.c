@@ -6,14 +6,14 @@
  *
  * What a transaction asked for is acted on when it ends: a reload of the
  * definitions at commit (and at abort, if it stopped a step of the worker
- * to pause or drop an aggregation), slots reserved by an aborted
- * create_aggregation() given back, the worker woken when rows were
+ * to pause or drop an aggregation), slots (the database's too) reserved by
+ * an aborted create_aggregation() given back, the worker woken when rows were
  * inserted into a source.  A prepared transaction cannot call us at its
  * COMMIT PREPARED; the relcache invalidation every definition change sends
  * (catalog.c) makes the worker reload then.
  *
- * The utility hook also guards the partition trees of sources
- * (hookpartitions.c): what it checks, and why, is in source.h.  Only commands naming a partition, or
+ * The utility hook also guards the partition trees of sources (what, and
+ * why: source.h; hookpartitions.c): only commands naming a partition, or
  * attaching to a table, pay for a look at keyedstate_internal.aggregation.
  *
  *-------------------------------------------------------------------------
@@ -25,7 +25,6 @@
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
 #include "catalog/pg_trigger.h"
-#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -122,7 +121,7 @@ KsXactCallback(XactEvent event, void *arg)
 			if (ks_unpark_n > 0 && KsSharedState != NULL)
 				KsUnparkAggSlots(MyDatabaseId, ks_unpark_ids, ks_unpark_n);
 			if (ks_request_pending && KsSharedState != NULL)
-				KsRequestDatabaseWorker(MyDatabaseId, true);
+				KsEndDatabaseReservation(MyDatabaseId, true);
 			/* an interrupted run waits for a reload after this commit */
 			else if (ks_interrupt_pending || ks_reload_pending)
 				KsDatabaseAskReload(MyDatabaseId);
@@ -134,14 +133,17 @@ KsXactCallback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			if (TransactionIdIsValid(ks_reserving_xid))
 				KsReleaseReservations(ks_reserving_xid);
+			if (ks_request_pending && KsSharedState != NULL)
+				KsEndDatabaseReservation(MyDatabaseId, false);
 			if (ks_rebuilds_marked)
 				KsMarkRebuilds(true);
 			/* a step stopped for nothing: let the worker take it up again */
 			if (ks_interrupt_pending)
 				KsDatabaseAskReload(MyDatabaseId);
 			break;
-		case XACT_EVENT_PREPARE:
-			/* what it asked for is asked by COMMIT PREPARED (KsAfterCommitPrepared) */
+		case XACT_EVENT_PREPARE:	/* (its COMMIT PREPARED asks: KsAfterCommitPrepared) */
+			if (ks_request_pending && KsSharedState != NULL)
+				KsEndDatabaseReservation(MyDatabaseId, false);
 			break;
 		default:
 			return;
@@ -243,7 +245,8 @@ KsRebuildAtCommit(int32 aggid, int64 resume_count)
 void
 KsRequestAtCommit(void)
 {
-	KsRequestDatabaseWorker(MyDatabaseId, false);
+	if (!ks_request_pending)
+		KsRequestDatabaseWorker(MyDatabaseId, false);
 	KsEnsureXactCallback();
 	ks_request_pending = true;
 	ks_reserving_xid = GetTopTransactionIdIfAny();

@@ -524,6 +524,8 @@ KsProbeMain(Datum main_arg)
 	installed = KsInstalled();
 	if (!installed)				/* (an earlier build's installation: catalog.h) */
 		KsWarnEarlierInstall();
+	else
+		installed = KsDatabaseHasWork();
 	CommitTransactionCommand();
 	if (installed)
 	{

@@ -264,6 +264,7 @@ typedef struct KsDbSlot
 	int			nworkers;		/* its pool: its share of max_workers (launcher) */
 	int			dropping_pid;	/* a backend keeping the workers away, or 0 */
 	bool		empty;			/* its first worker found no aggregation and left */
+	int			reservers;		/* transactions that took it to request at their commit */
 	KsDbWorker	workers[KS_MAX_DB_WORKERS];
 } KsDbSlot;
 
@@ -476,12 +477,25 @@ extern bool KsCheckpointAggregation(Oid dboid, int32 aggid, const char *aggname,
  * worker has seen) and wake both the launcher and every running worker of
  * the database, which then reload their lists of aggregations.  With bump
  * = false only make sure the database has a slot (so that a later request
- * cannot fail).
+ * cannot fail): a transaction's reservation, which KsEndDatabaseReservation
+ * ends.
  */
 extern void KsRequestDatabaseWorker(Oid dboid, bool bump);
 
 /* The same, but false instead of an error when no database slot is free. */
 extern bool KsTryRequestDatabaseWorker(Oid dboid, bool bump);
+
+/*
+ * A transaction that will ask for the database's worker at its commit
+ * takes the database's slot now (KsRequestDatabaseWorker without bump: an
+ * error if none is free, never at the commit), and ends that reservation
+ * when it ends: committed, asking for the worker; aborted or prepared, not.  A slot that no commit ever asked
+ * a worker for is free again once no transaction reserves it and no
+ * aggregation holds a slot in it (KsLauncherForgetIfEmpty): a rolled-back
+ * create_aggregation() kept its database's slot until the server stopped
+ * (user review 50, F1).
+ */
+extern void KsEndDatabaseReservation(Oid dboid, bool committed);
 
 /* wakeups.c: set the latch of a process by its pgprocno; -1 means none. */
 extern void KsSetLatchOf(int procno);

@@ -494,6 +494,44 @@ is($node->safe_psql('db_from_tpl', q{SELECT sum(n) FROM tpl_n}), '100', '... whi
 $node->safe_psql('postgres', 'DROP DATABASE db_from_tpl');
 $node->safe_psql('postgres', 'ALTER DATABASE db_tpl IS_TEMPLATE false');
 $node->safe_psql('postgres', 'DROP DATABASE db_tpl');
+
+# database slots (64) are for databases with work: a rolled-back
+# create_aggregation() gives its database's slot back, and the probes after
+# a restart take none for a database with keyedstate and nothing else (user
+# review 50, F1: such databases took slots for good, and 64 of them refused
+# every new aggregation of the server)
+$node->safe_psql('postgres', 'CREATE DATABASE db_bare');
+$node->safe_psql('db_bare', q{CREATE EXTENSION keyedstate; CREATE TABLE ev (id bigserial PRIMARY KEY, k int); INSERT INTO ev (k) VALUES (1), (2), (2)});
+my @bare = map { "db_bare$_" } (1 .. 66);
+$node->safe_psql('postgres', "CREATE DATABASE $_ TEMPLATE db_bare") for @bare;
+# (no background worker slot free: no worker starts to find the database
+# empty and let its slot go, as the reviewer's server, whose workers filled
+# max_worker_processes)
+$node->append_conf('postgresql.conf', "max_worker_processes = 3\n");
+$node->restart;
+my @refused;
+for my $db (@bare)
+{
+	($ret, $out, $err) = $node->psql($db, q{BEGIN; SELECT keyedstate.create_aggregation('bare_n', 'SELECT k, count(*) AS n FROM ev GROUP BY k'); ROLLBACK;});
+	push @refused, "$db: $err" if $ret != 0;
+}
+is(scalar(@refused), 0, 'a rolled-back create_aggregation gives its database slot back (66 databases)')
+  or diag(join("\n", @refused[0 .. 2]));
+$node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
+$node->restart;
+# (the launcher probes each database once, one at a time: until none has run for 2 s)
+my $quiet = 0;
+my $deadline = time() + 120;
+while ($quiet < 10 && time() < $deadline)
+{
+	sleep(0.2);
+	$quiet = $node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'keyedstate probe'}) eq '0' ? $quiet + 1 : 0;
+}
+for my $db ('db_bare65', 'db_bare66')
+{
+	($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.create_aggregation('bare_n', 'SELECT k, count(*) AS n FROM ev GROUP BY k'); SELECT keyedstate.sync('bare_n', '30 s'); SELECT string_agg(k || ':' || n, ',' ORDER BY k) FROM bare_n});
+	is($out, "\n3\n1:1,2:2", "after a restart, $db (of 68 with keyedstate installed) gets a slot and runs") or diag($err);
+}
 $node->stop;
 
 # without shared_preload_libraries
