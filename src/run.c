@@ -504,6 +504,14 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 			return;
 		}
 	}
+	/* its view dropped: the drop's commit asks for the reload that lets it go (user review 50, F2: an ERROR per part) */
+	if (!OidIsValid(run->owner) && edata->sqlerrcode == ERRCODE_UNDEFINED_OBJECT)
+	{
+		run->interrupted = true;
+		KsRunUnload(run);
+		FreeErrorData(edata);
+		return;
+	}
 	if (!timed_out && KsIsPassingError(run, edata, in_code))
 	{
 		KsRunRetryAfter(run, edata, offset);

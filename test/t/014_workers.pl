@@ -798,6 +798,25 @@ is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM en_n', 'SELECT k, count(*)
 is($node->safe_psql('postgres', q{SELECT rows_replayed FROM keyedstate.status WHERE name = 'en_n'}), '0',
 	'... replaying none: the workers checkpointed as they left');
 
+# dropping an aggregation (or its view) is no error of its worker's: a step
+# that began after the drop committed found the view gone and logged
+# "ERROR: the view of aggregation ... no longer exists", once per part
+# (user review 50, F2: 12 lines for five drops of 4 parts)
+{
+	$node->safe_psql($db, q{CREATE TABLE dr (id bigserial PRIMARY KEY, k int NOT NULL)});
+	my $log_at = -s $node->logfile;
+	for my $round (1 .. 6)
+	{
+		$node->safe_psql($db, q{SELECT keyedstate.create_aggregation('dr_n', 'SELECT k, count(*) AS n FROM dr GROUP BY k', parallelism => 4)});
+		$node->safe_psql($db, q{INSERT INTO dr (k) SELECT g % 100 FROM generate_series(1, 2000) g});
+		ks_sync($node, $db, 'dr_n');
+		$node->safe_psql($db, $round % 2 ? q{SELECT keyedstate.drop_aggregation('dr_n')} : q{DROP VIEW dr_n});
+	}
+	my $log = slurp_file($node->logfile, $log_at);
+	my @gone = $log =~ /(ERROR:  .*dr_n.*)/g;
+	is(scalar(@gone), 0, 'drops of an aggregation of 4 parts, 6 times: its workers log no error') or diag(join("\n", @gone[0 .. 2]));
+}
+
 $node->stop;
 
 # max_worker_processes left no slot for the launcher at preload: the
@@ -818,4 +837,5 @@ SELECT keyedstate.create_aggregation('n', 'SELECT k, count(*) FROM t GROUP BY k'
 	like($err, qr/aggregation public.n is not running\nDETAIL:  No keyedstate launcher runs/, '... and a read');
 	$bare->stop;
 }
+
 done_testing();
