@@ -4,15 +4,18 @@
  *	  The checks of the SQL functions' arguments: the aggregation a name
  *	  names (rights, lock, second look), and what create_aggregation() and
  *	  alter_aggregation() both take: intervals, the TTL, the memory budget,
- *	  the parallelism.  See arguments.h.
+ *	  the parallelism; and where a control function may run at all
+ *	  (KsRequireControl, shmem.h).  See arguments.h.
  *
  *-------------------------------------------------------------------------
  */
 #include "keyedstate.h"
 
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
@@ -24,6 +27,7 @@
 #include "arguments.h"
 #include "catalog.h"
 #include "settings.h"
+#include "shmem.h"
 
 /*
  * Microseconds of an interval as EXTRACT(EPOCH FROM it) counts them, which
@@ -268,4 +272,41 @@ KsLookupAggregation(text *nametext, LOCKMODE lockmode, KsAggRight right)
 	}
 	agg.name = KsAggName(view_oid);
 	return agg;
+}
+
+/* Error out where a control function must not run (see shmem.h). */
+void
+KsRequireControl(const char *what, bool writes)
+{
+	KsRequirePreload();
+	KsRequirePrimary(what);
+	KsRequireInstalled();
+	/* in a read-only transaction, as PostgreSQL's own commands say it */
+	if (writes)
+		PreventCommandIfReadOnly(what);
+	if (KsInDatabaseWorker())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot execute %s within a keyedstate aggregation", what),
+				 errdetail("The functions of an aggregation's query run in its worker, which cannot create, change or drop aggregations."),
+				 errhint("Call %s from a session.", what)));
+}
+
+/* Error out during recovery (see shmem.h), as PostgreSQL's own commands do. */
+void
+KsRequirePrimary(const char *what)
+{
+	if (!RecoveryInProgress())
+		return;
+	if (what == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("keyedstate aggregations cannot be read during recovery"),
+				 errdetail("Aggregations run only on a primary server: a standby has their checkpoints, not their live state."),
+				 errhint("Read them on the primary server.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot execute %s during recovery", what),
+			 errdetail("Aggregations run only on a primary server."),
+			 errhint("Call it on the primary server.")));
 }

@@ -140,43 +140,6 @@ KsRequirePreload(void)
 				 errhint("Add keyedstate to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
-/* Error out where a control function must not run (see shmem.h). */
-void
-KsRequireControl(const char *what, bool writes)
-{
-	KsRequirePreload();
-	KsRequirePrimary(what);
-	KsRequireInstalled();
-	/* in a read-only transaction, as PostgreSQL's own commands say it */
-	if (writes)
-		PreventCommandIfReadOnly(what);
-	if (KsInDatabaseWorker())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot execute %s within a keyedstate aggregation", what),
-				 errdetail("The functions of an aggregation's query run in its worker, which cannot create, change or drop aggregations."),
-				 errhint("Call %s from a session.", what)));
-}
-
-/* Error out during recovery (see shmem.h), as PostgreSQL's own commands do. */
-void
-KsRequirePrimary(const char *what)
-{
-	if (!RecoveryInProgress())
-		return;
-	if (what == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("keyedstate aggregations cannot be read during recovery"),
-				 errdetail("Aggregations run only on a primary server: a standby has their checkpoints, not their live state."),
-				 errhint("Read them on the primary server.")));
-	ereport(ERROR,
-			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-			 errmsg("cannot execute %s during recovery", what),
-			 errdetail("Aggregations run only on a primary server."),
-			 errhint("Call it on the primary server.")));
-}
-
 /*
  * Return this process's mapping of the shared DSA, creating the area if no
  * process has yet.  The area is pinned so that it lives until the server
@@ -498,7 +461,9 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, bool
 	TransactionId xid = GetTopTransactionId();
 	KsAggSlot  *free_slot = NULL;
 	int			owned;
+	int			mine = 0;		/* parts of this layout reserved before this one */
 	int			i;
+
 	KsRequirePreload();
 	/* superusers are not limited, as by a role's CONNECTION LIMIT (read before the lock) */
 	limited = limited && ks_max_aggregations_per_owner > 0 && !superuser_arg(owner);
@@ -513,18 +478,26 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, bool
 		/* (not the parts a rescale replaces: the new ones count instead) */
 		else if (s->in_use && s->owner == owner &&
 				 !(s->dboid == dboid && s->part.parent == part->parent && s->part.layout != part->layout))
+		{
 			owned++;
+			mine += (s->dboid == dboid && s->part.parent == part->parent && s->reserved_xid == xid);
+		}
 	}
+	/* (the counts as they were before this call's parts: user review 50, F3) */
 	if (limited && owned >= ks_max_aggregations_per_owner)
 	{
 		LWLockRelease(KsSharedState->lock);
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 part->nparts > 1 ?
+				 errmsg("%d parts would take role \"%s\" past keyedstate.max_aggregations_per_owner (%d)",
+						part->nparts, GetUserNameFromId(owner, false), ks_max_aggregations_per_owner) :
 				 errmsg_plural("role \"%s\" already owns %d keyedstate aggregation",
 							   "role \"%s\" already owns %d keyedstate aggregations",
 							   owned, GetUserNameFromId(owner, false), owned),
-				 errdetail("Each part of an aggregation running in parallel counts as one."),
-				 errhint("keyedstate.max_aggregations_per_owner limits each role to %d; drop some first or ask an administrator to raise it.",
+				 errdetail("Besides this aggregation, the role holds %d aggregation slots; each part of an aggregation running in parallel takes one.",
+						   owned - mine),
+				 errhint("keyedstate.max_aggregations_per_owner limits each role to %d; ask for fewer parts, drop some first, or ask an administrator to raise it.",
 						 ks_max_aggregations_per_owner)));
 	}
 	if (free_slot == NULL)
@@ -533,8 +506,11 @@ KsReserveAggSlot(Oid dboid, int32 aggid, const KsPartInfo *part, Oid owner, bool
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("too many keyedstate aggregations"),
+				 part->nparts > 1 ?
+				 errdetail("%d parts need as many aggregation slots, and %d of the server's %d are free (each part of an aggregation running in parallel takes one).",
+						   part->nparts, mine, KsSharedState->max_aggs) :
 				 errdetail("All %d aggregation slots of the server are in use (each part of an aggregation running in parallel takes one).", KsSharedState->max_aggs),
-				 errhint("Drop an aggregation, or increase keyedstate.max_aggregations and restart the server.")));
+				 errhint("Ask for fewer parts, drop an aggregation, or increase keyedstate.max_aggregations and restart the server.")));
 	}
 	KsInitSlotLocked(free_slot, dboid, aggid);
 	LWLockAcquire(&free_slot->lock, LW_EXCLUSIVE);

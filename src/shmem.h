@@ -312,13 +312,13 @@ extern void KsShmemInit(void);
 extern void KsRequirePreload(void);
 
 /*
- * Error out during recovery (on a standby), where no worker runs: reading
+ * arguments.c: error out during recovery (on a standby), where no worker runs: reading
  * an aggregation (`what` NULL) or calling the control function `what`.
  */
 extern void KsRequirePrimary(const char *what);
 
 /*
- * Where the control function `what` may run: preloaded, on a primary, and
+ * arguments.c: where the control function `what` may run: preloaded, on a primary, and
  * not inside a keyedstate worker.  A function of an aggregation's query
  * that controls aggregations (drops, pauses, rescales one, even its own)
  * would interrupt the step it runs in: rolled back with that step, it would

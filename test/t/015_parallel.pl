@@ -271,7 +271,8 @@ SELECT keyedstate.alter_aggregation('par', parallelism => 1)});
 like($err, qr/must be owner of view par/, 'another role cannot rescale an aggregation');
 ($ret, $out, $err) = $node->psql($db, q{SET ROLE regress_other;
 SELECT keyedstate.create_aggregation('other_par', 'SELECT k, count(*) FROM other_ev GROUP BY k', parallelism => 4)});
-like($err, qr/already owns 3 keyedstate aggregations/, 'each part counts against max_aggregations_per_owner');
+like($err, qr/4 parts would take role "regress_other" past keyedstate.max_aggregations_per_owner \(3\)\nDETAIL:  Besides this aggregation, the role holds 0 aggregation slots/,
+	'each part counts against max_aggregations_per_owner, and the message says so (user review 50, F3: "already owns 3")') or diag($err);
 ok(ks_wait_for($node, $db, q{SELECT count(*) = 0 FROM pg_class WHERE relname = 'other_par'}, 5),
 	'and nothing of it is left');
 $node->safe_psql($db, q{ALTER SYSTEM RESET keyedstate.max_aggregations_per_owner; SELECT pg_reload_conf();});
