@@ -26,6 +26,7 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
@@ -271,6 +272,8 @@ KsDatabaseHasWork(void)
 	bool		isnull;
 	bool		found;
 
+	/* a lock_timeout of the database's settings would fail the probe, never tried again */
+	(void) set_config_option("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate_internal.aggregation) "
