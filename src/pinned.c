@@ -199,12 +199,16 @@ KsIsUnpinnedFunction(Oid funcid, void *context)
 		case F_PG_EVENT_TRIGGER_DROPPED_OBJECTS:
 		case F_PG_EVENT_TRIGGER_TABLE_REWRITE_OID:
 		case F_PG_EVENT_TRIGGER_TABLE_REWRITE_REASON:
-			return true;
+			break;
 		default:
 			/* the statistics collector's counters change as the server runs */
-			return get_func_namespace(funcid) == PG_CATALOG_NAMESPACE &&
-				strncmp(get_func_name(funcid), "pg_stat_get_", 12) == 0;
+			if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE ||
+				strncmp(get_func_name(funcid), "pg_stat_get_", 12) != 0)
+				return false;
 	}
+	if (context != NULL)		/* (the one found, to be named) */
+		*(Oid *) context = funcid;
+	return true;
 }
 
 
@@ -596,10 +600,10 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
 				 "aggregates whose support functions are volatile, read settings or depend on the current time or session",
 				 "A replay after a crash would compute another value.");
-	if (check_functions_in_node(node, KsIsUnpinnedFunction, NULL))
+	if (check_functions_in_node(node, KsIsUnpinnedFunction, &funcid))
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
-				 "functions that depend on the current time or session",
-				 "A replay after a crash would compute another value.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts).");
+				 psprintf("function %s, which depends on the current time or session", format_procedure(funcid)),
+				 "A replay after a crash would compute another value.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts), and let ttl or a window (window_size) drop old ones.");
 	return expression_tree_walker(node, KsCheckPinnedWalker, ctx);
 }
 
