@@ -397,14 +397,16 @@ KsRaiseNotLoaded(int32 aggid, KsSlotRef *refs, int n, int nparts, Oid view_oid)
 	int			why = KsPartsLackWorker(refs, n);
 	int			held = 0;
 	int			holder = why == 0 ? KsPartsStartBlocker(refs, n, &held) : -1;
+	/* no slot for a part: not running either (user review 50, F6: "still loading") */
+	bool		noslot = why == 0 && holder < 0 && (n == 0 || n < nparts) && KsAggSlotsFull();
 
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg(why != 0 ? "aggregation %s is not running" : "aggregation %s is still loading",
+			 errmsg(why != 0 || noslot ? "aggregation %s is not running" : "aggregation %s is still loading",
 					KsAggregationName(aggid, view_oid)),
 			 why != 0 ? KsErrdetailNoWorker(why) :
 			 holder >= 0 ? KsErrdetailStartWait(holder, held) :
-			 (n == 0 || n < nparts) && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
+			 noslot ? KsErrdetailNoAggSlot() :
 			 errdetail("Its state was not loaded within keyedstate.load_wait (%d ms).", ks_load_wait),
 			 errhint("See keyedstate.status for its state.")));
 	pg_unreachable();

@@ -256,6 +256,9 @@ ok(defined($lacking), 'an aggregation without an aggregation slot: status says w
 ($ret, $out, $err) = $node->psql($lacking // 'db_a', q{SELECT keyedstate.sync('ev_sum', '1 s')});
 like($err, qr/DETAIL:  No keyedstate aggregation slot is free for it \(keyedstate.max_aggregations is 1\)/,
 	'... so does sync() when it times out') or diag($err);
+($ret, $out, $err) = $node->psql($lacking // 'db_a', q{SET keyedstate.load_wait = 100; SELECT * FROM ev_sum});
+like($err, qr/ERROR:  aggregation public.ev_sum is not running\nDETAIL:  No keyedstate aggregation slot is free for it/,
+	'... and a read, which calls it not running (user review 50, F6: "still loading")') or diag($err);
 ok(ks_wait_for($node, 'postgres', "SELECT pg_read_file('" . $node->logfile . "', $log_at, 100000000)
 	~ 'no keyedstate aggregation slot is free for aggregation public.ev_sum'", 30),
 	'... and the log, naming it');
