@@ -664,3 +664,17 @@ SELECT w.worker,
   JOIN keyedstate.worker_status() w ON w.aggregation_id = a.id AND w.layout = a.layout;
 
 GRANT SELECT ON keyedstate.aggregations, keyedstate.status, keyedstate.workers TO PUBLIC;
+
+/*
+ * Installed without the preload, nothing runs: said now, not first by a
+ * create_aggregation() (user review 50, F7).
+ */
+DO LANGUAGE plpgsql $$
+BEGIN
+	PERFORM keyedstate.worker_status();
+EXCEPTION WHEN object_not_in_prerequisite_state THEN
+	RAISE WARNING 'keyedstate is not loaded'
+		USING DETAIL = 'Its workers and shared memory exist only when the library is preloaded: until then aggregations cannot be created or read.',
+			  HINT = 'Add keyedstate to shared_preload_libraries in postgresql.conf and restart the server.';
+END
+$$;

@@ -541,7 +541,10 @@ $node->stop;
 my $plain = PostgreSQL::Test::Cluster->new('plain');
 $plain->init;
 $plain->start;
-$plain->safe_psql('postgres', 'CREATE EXTENSION keyedstate');
+($ret, $out, $err) = $plain->psql('postgres', 'CREATE EXTENSION keyedstate');
+is($ret, 0, 'the extension installs without the preload');
+like($err, qr/WARNING:  keyedstate is not loaded\nDETAIL:  .*\nHINT:  Add keyedstate to shared_preload_libraries/,
+	'... and says at once that nothing runs until it is preloaded (user review 50, F7)');
 $plain->safe_psql('postgres', 'CREATE TABLE ev (id bigserial PRIMARY KEY, k int)');
 ($ret, $out, $err) = $plain->psql('postgres',
 	"SELECT keyedstate.create_aggregation('x', 'SELECT k, count(*) FROM ev GROUP BY k')");
