@@ -82,7 +82,12 @@ KsWindowArguments(Interval *size, Interval *slide, const char *time_column)
 	spec = palloc0(sizeof(KsWindowSpec));
 	spec->size_us = KsWindowMicroseconds(size, "window_size");
 	spec->slide_us = slide ? KsWindowMicroseconds(slide, "window_slide") : spec->size_us;
-	if (spec->slide_us > spec->size_us || spec->size_us % spec->slide_us != 0)
+	if (spec->slide_us > spec->size_us)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window_slide must not be longer than window_size"),
+				 errdetail("A slide longer than the window would leave rows in no window.")));
+	if (spec->size_us % spec->slide_us != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("window_size must be a multiple of window_slide"),
