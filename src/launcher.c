@@ -482,9 +482,9 @@ KsProbeNext(void)
 			TimestampDifferenceExceeds(ks_probe_started, GetCurrentTimestamp(), KS_PROBE_TIMEOUT_MS))
 		{
 			ereport(LOG,
-					(errmsg("keyedstate probe of database %u waited more than %d s to connect",
+					(errmsg("keyedstate probe of database %u did not finish within %d s",
 							ks_probes[ks_next_probe - 1], KS_PROBE_TIMEOUT_MS / 1000),
-					 errdetail("It is ended, and the database is probed again after the others.")));
+					 errdetail("It waits to connect to the database, or for a lock on keyedstate's catalog there.  It is ended, and the database is probed again after the others.")));
 			TerminateBackgroundWorker(ks_probe_handle);
 			KsAddProbe(ks_probes[ks_next_probe - 1]);
 			ks_probe_started = 0;
@@ -519,7 +519,7 @@ KsProbeMain(Datum main_arg)
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	KsConnectWithoutDatabaseSettings(dboid);
 	StartTransactionCommand();
 	installed = KsInstalled();
 	if (!installed)				/* (an earlier build's installation: catalog.h) */

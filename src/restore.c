@@ -399,28 +399,28 @@ keyedstate_restore_definition(PG_FUNCTION_ARGS)
 	values[5] = (Datum) 0;
 	cols[6] = KsColumn(desc, "clean_stop");
 	values[6] = BoolGetDatum(false);
-	/* no state comes with a dump: nothing is cold */
-	cols[7] = KsColumn(desc, "cold_keys");
+	cols[7] = KsColumn(desc, "cold_keys");	/* (no state comes with a dump: nothing is cold) */
 	values[7] = Int64GetDatum(0);
-	/* the parts (not dumped) start again with the first layout */
-	cols[8] = KsColumn(desc, "layout");
+	cols[8] = KsColumn(desc, "layout");	/* (the parts, not dumped, start again with the first) */
 	values[8] = Int32GetDatum(0);
 	cols[9] = KsColumn(desc, "watermark");
 	values[9] = (Datum) 0;
 	cols[16] = KsColumn(desc, "ttl_floor");	/* a run's: the rows are consumed again (exactness review 20, F4) */
-	/*
-	 * Paused, it consumes again up to the offset it had consumed when
-	 * dumped, and shows that until resumed (one that ever ran in parts keeps
-	 * its offsets in its parts, which are not dumped: it comes back empty).
-	 */
 	cols[11] = KsColumn(desc, "checkpoint_chunks");	/* (no chunk of a dumped checkpoint is restored) */
 	values[11] = (Datum) 0;
+	/* paused, it consumes again up to the offset it had consumed when dumped (never in parts) */
 	cols[10] = KsColumn(desc, "pause_at");
-	if (DatumGetBool(KsGet(tup, desc, "paused")) && DatumGetInt32(KsGet(tup, desc, "layout")) == 0)
+	if (DatumGetBool(KsGet(tup, desc, "paused")) && DatumGetInt32(KsGet(tup, desc, "layout")) == 0 &&
+		DatumGetInt32(KsGet(tup, desc, "parallelism")) == 1)
 	{
 		values[10] = KsGet(tup, desc, "checkpointed_offset");
 		nulls[10] = false;
 	}
+	else if (DatumGetBool(KsGet(tup, desc, "paused")))	/* (said nowhere: user review 50, F4) */
+		ereport(WARNING,		/* (a dump sets client_min_messages to warning) */
+				(errmsg("aggregation %s is restored paused and empty", KsAggName(view_oid)),
+				 errdetail("It ran in parts, whose offsets a dump does not hold."),
+				 errhint("Call keyedstate.resume() on it to consume its table.")));
 	/* the types it stores and the aggregates it calls, as OIDs of this database */
 	cols[12] = KsColumn(desc, "key_types");
 	cols[13] = KsColumn(desc, "stored_types");

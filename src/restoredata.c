@@ -16,8 +16,10 @@
  */
 #include "keyedstate.h"
 
+#include "access/sysattr.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "parser/parsetree.h"
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -224,6 +226,38 @@ KsRestoreSettled(KsAggRun *run)
 }
 
 /*
+ * Whether the owner may read what the run reads of its source: the table,
+ * or each column its query reads and the offset column (pg_dump grants a
+ * role's columns one by one, each committed: re-review today 51, F2 saw a
+ * load between two of them fail for good).
+ */
+static bool
+KsOwnerMayReadSource(KsAggRun *run)
+{
+	Oid			source = run->def->source_oid;
+	Query	   *query;
+	RangeTblEntry *rte;
+	int			col = -1;
+
+	if (pg_class_aclcheck(source, run->owner, ACL_SELECT) == ACLCHECK_OK)
+		return true;
+	if (pg_attribute_aclcheck(source, run->def->offset_attnum, run->owner, ACL_SELECT) != ACLCHECK_OK)
+		return false;
+	query = (Query *) stringToNode(run->def->query_tree);
+	rte = rt_fetch(1, query->rtable);
+	while ((col = bms_next_member(rte->selectedCols, col)) >= 0)
+	{
+		AttrNumber	attno = col + FirstLowInvalidHeapAttributeNumber;
+
+		/* (a whole-row reference needs the table's) */
+		if (attno == InvalidAttrNumber ||
+			pg_attribute_aclcheck(source, attno, run->owner, ACL_SELECT) != ACLCHECK_OK)
+			return false;
+	}
+	return true;
+}
+
+/*
  * Whether a run may load (see hooks.h): a part a rescale added waits until
  * no worker runs the parts it is seeded from any more (seed.c).  And a rebuilding
  * aggregation waits for its source: a restore creates the source's
@@ -232,12 +266,11 @@ KsRestoreSettled(KsAggRun *run)
  * last, so the owner's SELECT on the source may come after the trigger,
  * and the schema USAGE a restored definition's analysis needs too
  * (KsBindWhenAllowed).  That is waited for KS_SOURCE_ACL_WAIT_MS at most:
- * then the load fails with the error, as for any owner without it.  Only a
- * restore waits for privileges (resume_count 0, no checkpoint yet: a
- * rebuild() counts one), and SELECT on a column of the source is as good
- * as on the table (pg_dump grants them together): a rebuild, or a window's
- * change, of an owner allowed the columns it reads and not the table waited
- * the whole time, 30 s, for a grant that would never come.
+ * then the load fails with the error, as for any owner without it.  SELECT
+ * on the columns it reads is as good as on the table (KsOwnerMayReadSource):
+ * a rebuild, or a window's change, of an owner allowed the columns and not
+ * the table waited the whole time, 30 s, for a grant that would never come
+ * (security review 49, F3).
  */
 bool
 KsRunSourceReady(KsAggRun *run)
@@ -255,10 +288,7 @@ KsRunSourceReady(KsAggRun *run)
 		return true;
 	if (!OidIsValid(KsWakeTriggerOid(run->def->source_oid, run->def->agg_id)))
 		return false;
-	if (run->def->has_checkpoint || run->def->resume_count != 0 ||
-		(bound > 0 && (pg_class_aclcheck(run->def->source_oid, run->owner, ACL_SELECT) == ACLCHECK_OK ||
-					   pg_attribute_aclcheck_all(run->def->source_oid, run->owner, ACL_SELECT,
-												 ACLMASK_ANY) == ACLCHECK_OK)))
+	if (run->def->has_checkpoint || (bound > 0 && KsOwnerMayReadSource(run)))
 		return KsRestoreSettled(run);
 	now = GetCurrentTimestamp();
 	if (run->source_acl_since == 0)

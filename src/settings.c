@@ -16,10 +16,12 @@
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "utils/builtins.h"
 #include "utils/varlena.h"
 #include "utils/guc_tables.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "settings.h"
 
@@ -373,7 +375,7 @@ KsApplySettings(List *settings, GucAction action, Oid owner)
  * The server's settings as the postmaster gave them to us, before the
  * database's are applied: a list of two-element lists (name, value).
  */
-List *
+static List *
 KsServerSettings(void)
 {
 	struct config_generic **vars = get_guc_variables();
@@ -402,7 +404,7 @@ KsServerSettings(void)
  * aggregations' code sees is their captured settings (definition.h); the
  * owner's statement_timeout is honoured per step (run.c).
  */
-void
+static void
 KsUndoDatabaseSettings(List *server)
 {
 	struct config_generic **vars = get_guc_variables();
@@ -426,4 +428,19 @@ KsUndoDatabaseSettings(List *server)
 			break;
 		}
 	}
+}
+
+/* Connect without the database's settings (see settings.h). */
+void
+KsConnectWithoutDatabaseSettings(Oid dboid)
+{
+	MemoryContext setcxt = AllocSetContextCreate(TopMemoryContext, "keyedstate server settings",
+												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext oldcxt = MemoryContextSwitchTo(setcxt);
+	List	   *server = KsServerSettings();
+
+	MemoryContextSwitchTo(oldcxt);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	KsUndoDatabaseSettings(server);
+	MemoryContextDelete(setcxt);
 }

@@ -71,11 +71,13 @@ extern void KsApplySettings(List *settings, GucAction action, Oid owner);
 extern void KsSetOption(const char *name, const char *value, GucAction action);
 
 /*
- * The server's settings as the postmaster gave them (a list of name, value
- * pairs), taken before connecting; then the database's (ALTER DATABASE
- * ... SET) undone back to them, for a worker (worker.c).
+ * Connect a background worker (a database worker, a probe) to a database
+ * without the database's settings (ALTER DATABASE ... SET): each goes back
+ * to the server's value.  Its owner, who may be an ordinary role, chooses
+ * them for her sessions: a role set there made every probe fail, and her
+ * database was never found after a start that did not list it (re-review
+ * today 51, F1).
  */
-extern List *KsServerSettings(void);
-extern void KsUndoDatabaseSettings(List *server);
+extern void KsConnectWithoutDatabaseSettings(Oid dboid);
 
 #endif							/* KS_SETTINGS_H */

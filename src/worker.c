@@ -426,9 +426,6 @@ KsDatabaseWorkerMain(Datum main_arg)
 	bool		first = true;
 	bool		step_all = true;	/* every run: after a reload */
 	MemoryContext loopcxt;
-	List	   *server_settings;
-	MemoryContext setcxt;
-	MemoryContext oldcxt;
 
 	/*
 	 * Until connected, SIGTERM ends us at once: connecting may wait for a
@@ -450,18 +447,11 @@ KsDatabaseWorkerMain(Datum main_arg)
 	 */
 	ProcessConfigFile(PGC_SIGHUP);
 
-	setcxt = AllocSetContextCreate(TopMemoryContext, "keyedstate server settings",
-								   ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(setcxt);
-	server_settings = KsServerSettings();
-	MemoryContextSwitchTo(oldcxt);
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	KsConnectWithoutDatabaseSettings(dboid);
 	/* from now on SIGTERM ends us at a step boundary; SIGINT (PostgreSQL's) cancels a step */
 	pqsignal(SIGTERM, KsRunTermHandler);
 	pqsignal(SIGINT, KsRunCancelHandler);
 	CHECK_FOR_INTERRUPTS();
-	KsUndoDatabaseSettings(server_settings);
-	MemoryContextDelete(setcxt);
 	/*
 	 * Shown by pg_stat_activity and the log (%a: a background worker has
 	 * no %d), and to user code that asks; truncated as PostgreSQL does.

@@ -498,6 +498,28 @@ $node->safe_psql('postgres', 'DROP DATABASE db_from_tpl');
 $node->safe_psql('postgres', 'ALTER DATABASE db_tpl IS_TEMPLATE false');
 $node->safe_psql('postgres', 'DROP DATABASE db_tpl');
 
+# the probe runs without the database's settings: a role set with ALTER
+# DATABASE made it fail, and a database the file did not list (after a
+# pg_upgrade, a promotion) was never found (re-review today 51, F1)
+$node->safe_psql('postgres', 'CREATE DATABASE db_role');
+$node->safe_psql('db_role', q{CREATE EXTENSION keyedstate; CREATE ROLE regress_db_role_r;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int); INSERT INTO ev (k) VALUES (1), (1), (2);
+SELECT keyedstate.create_aggregation('r_n', 'SELECT k, count(*) AS n FROM ev GROUP BY k');
+SELECT keyedstate.sync('r_n');
+ALTER DATABASE db_role SET role = 'regress_db_role_r';});
+my $role_oid = $node->safe_psql('postgres', q{SELECT oid FROM pg_database WHERE datname = 'db_role'});
+$node->stop;
+my $dbfile = $node->data_dir . '/keyedstate.databases';
+my @listed = grep { $_ ne '' && $_ ne $role_oid } split /\s+/, slurp_file($dbfile);
+open(my $dbfh, '>', $dbfile) or die "cannot write $dbfile: $!";
+print $dbfh map { "$_\n" } @listed;
+close($dbfh);
+$node->start;
+$node->safe_psql('db_role', q{SET ROLE NONE; INSERT INTO ev (k) VALUES (2)});
+($ret, $out, $err) = $node->psql('db_role', q{SET ROLE NONE; SELECT keyedstate.sync('r_n', '60 s'); SELECT string_agg(k || ':' || n, ',' ORDER BY k) FROM r_n});
+is($out, "4\n1:2,2:2", 'a database with a role set, not listed in the file, is found by the probe and runs') or diag($err);
+$node->safe_psql('postgres', 'DROP DATABASE db_role; DROP ROLE regress_db_role_r');
+
 # database slots (64) are for databases with work: a rolled-back
 # create_aggregation() gives its database's slot back, and the probes after
 # a restart take none for a database with keyedstate and nothing else (user
