@@ -287,6 +287,19 @@ KsDatabaseHasWork(void)
 	return found;
 }
 
+/* Whether a prepared transaction of this database waits (see catalog.h). */
+bool
+KsPreparedHere(void)
+{
+	bool		isnull;
+
+	if (SPI_execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts "
+					"WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database())",
+					true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "keyedstate could not read the prepared transactions");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
 /* Trigger functions found to be keyedstate's own, until pg_proc changes. */
 static Oid	ks_own_functions[2] = {InvalidOid, InvalidOid};
 static bool ks_own_callback = false;

@@ -112,6 +112,9 @@ extern bool KsInstalled(void);
  */
 extern bool KsDatabaseHasWork(void);
 
+/* absent.c: whether a prepared transaction of this database waits (SPI connected). */
+extern bool KsPreparedHere(void);
+
 /*
  * keyedstate's own trigger function called name ("wake", "refuse_truncate":
  * they take no arguments), looked up in its schema without a privilege

@@ -227,11 +227,17 @@ KsEndDatabaseReservation(Oid dboid, bool committed)
 	db = KsLookupDbLocked(dboid);
 	if (db != NULL && db->reservers > 0)
 		db->reservers--;
+	/* committed: asked for under the same lock, so that no launcher frees it in between */
+	if (db != NULL && committed)
+	{
+		db->empty = false;
+		KsDatabaseRequestLocked(dboid);
+	}
 	/* the last reservation of a slot no commit asked for: free now */
-	if (db != NULL && !committed && KsDbForgettableLocked(db))
+	else if (db != NULL && KsDbForgettableLocked(db))
 		db->dboid = InvalidOid;
 	LWLockRelease(KsSharedState->lock);
-	if (committed)
+	if (committed && db == NULL)
 		KsRequestDatabaseWorker(dboid, true);
 }
 

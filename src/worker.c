@@ -94,6 +94,8 @@ static bool ks_slot_wanted = false;
 static bool ks_worker_wanted = false;
 /* triggers of aggregations gone are left to drop: stay (re-review today 16, F1) */
 static bool ks_leftovers_pending = false;
+/* no aggregation, but a prepared transaction in the database: stay (KsReloadRuns) */
+static bool ks_prepared_pending = false;
 /* (half keyedstate.pool_settle_time: 30 s, but in tests) */
 #define KS_BALANCE_RECHECK_MS	Max(ks_pool_settle / 2, 1000)
 static Oid	ks_catalog_relid = InvalidOid;
@@ -224,6 +226,13 @@ KsReloadRuns(void)
 	ks_leftovers_pending = false;
 	if (KsInstalled())
 		KsDropLeftoverTriggers(defs, &ks_leftovers_pending);
+	/*
+	 * none, but a prepared transaction may be creating one: the first worker
+	 * stays for its COMMIT PREPARED, which only asks for a reload (hooks.c;
+	 * after a restart its reservation was gone, and with the database
+	 * forgotten the aggregation never started: re-review today 51, P1)
+	 */
+	ks_prepared_pending = defs == NIL && KsDatabaseWorkerIndex() == 0 && KsPreparedHere();
 	retry_soon |= ks_leftovers_pending;
 	/* SPI calls leave SPI's own context current; our lists outlive it */
 	MemoryContextSwitchTo(ks_worker_cxt);
@@ -539,7 +548,7 @@ KsDatabaseWorkerMain(Datum main_arg)
 			 * pool's workers from starting: review pool1, F1)
 			 */
 			if (ks_runs == NIL && !ks_slot_wanted && !ks_reload_put_off &&
-				!(KsDatabaseWorkerIndex() == 0 && (ks_worker_wanted || ks_leftovers_pending)))
+				!(KsDatabaseWorkerIndex() == 0 && (ks_worker_wanted || ks_leftovers_pending || ks_prepared_pending)))
 			{
 				/* nothing to do: leave, unless a request arrived meanwhile */
 				if (KsDatabaseIdleExit(seen))

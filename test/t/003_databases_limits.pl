@@ -546,8 +546,8 @@ $node->append_conf('postgresql.conf', "max_worker_processes = 16\n");
 $node->restart;
 # (the launcher probes each database once, one at a time: until none has run for 2 s)
 my $quiet = 0;
-my $deadline = time() + 120;
-while ($quiet < 10 && time() < $deadline)
+my $probes_deadline = time() + 120;
+while ($quiet < 10 && time() < $probes_deadline)
 {
 	sleep(0.2);
 	$quiet = $node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'keyedstate probe'}) eq '0' ? $quiet + 1 : 0;
