@@ -414,12 +414,7 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 		TargetEntry *tle = get_sortgroupclause_tle(sgc, query->targetList);
 		Node	   *expr = (Node *) tle->expr;
 
-		if (!sgc->hashable)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_FUNCTION),
-					 errmsg("could not identify a hash function for type %s",
-							format_type_be(exprType(expr))),
-					 errdetail("keyedstate keys must be of a hashable type.")));
+		/* (first: row(a, b) is not hashable either, and this says what to do: review exactness 53, L1) */
 		if (KsTypeIsAnonymousRecord(exprType(expr)))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -427,6 +422,12 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 					 errdetail("A key of type %s could not be checkpointed and read back.",
 							   format_type_be(exprType(expr))),
 					 errhint("Group by the columns themselves, or cast the row to a composite type.")));
+		if (!sgc->hashable)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("could not identify a hash function for type %s",
+							format_type_be(exprType(expr))),
+					 errdetail("keyedstate keys must be of a hashable type.")));
 		info->keyexprs = lappend(info->keyexprs, expr);
 		info->keytypes[i] = exprType(expr);
 		info->keycolls[i] = exprCollation(expr);
