@@ -105,7 +105,9 @@ extern bool KsInstalled(void);
 
 /*
  * absent.c: whether this database (where keyedstate is installed) has work
- * for a worker: an aggregation, or a trigger of one gone for it to drop.
+ * for a worker: an aggregation, a trigger of one gone for it to drop, or a
+ * prepared transaction (which may create one: see worker.c, re-review today
+ * 54, F1).
  * The launcher's probe takes a database slot only for those: a database
  * with keyedstate and nothing else (made from a template that has it, say)
  * took one of the 64 for good (user review 50, F1).

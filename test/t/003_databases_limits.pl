@@ -507,10 +507,17 @@ CREATE TABLE ev (id bigserial PRIMARY KEY, k int); INSERT INTO ev (k) VALUES (1)
 SELECT keyedstate.create_aggregation('r_n', 'SELECT k, count(*) AS n FROM ev GROUP BY k');
 SELECT keyedstate.sync('r_n');
 ALTER DATABASE db_role SET role = 'regress_db_role_r';});
-my $role_oid = $node->safe_psql('postgres', q{SELECT oid FROM pg_database WHERE datname = 'db_role'});
+# (and one whose create_aggregation() is prepared: the probe counts the
+# prepared transaction as work, re-review today 54, F1)
+$node->safe_psql('postgres', 'CREATE DATABASE db_prep');
+$node->safe_psql('db_prep', q{CREATE EXTENSION keyedstate;
+CREATE TABLE ev (id bigserial PRIMARY KEY, k int); INSERT INTO ev (k) VALUES (1), (2), (2);
+BEGIN; SELECT keyedstate.create_aggregation('p_n', 'SELECT k, count(*) AS n FROM ev GROUP BY k');
+PREPARE TRANSACTION 'db_prep_p';});
+my %unlisted = map { $_ => 1 } split /\n/, $node->safe_psql('postgres', q{SELECT oid FROM pg_database WHERE datname IN ('db_role', 'db_prep')});
 $node->stop;
 my $dbfile = $node->data_dir . '/keyedstate.databases';
-my @listed = grep { $_ ne '' && $_ ne $role_oid } split /\s+/, slurp_file($dbfile);
+my @listed = grep { $_ ne '' && !$unlisted{$_} } split /\s+/, slurp_file($dbfile);
 open(my $dbfh, '>', $dbfile) or die "cannot write $dbfile: $!";
 print $dbfh map { "$_\n" } @listed;
 close($dbfh);
@@ -518,7 +525,10 @@ $node->start;
 $node->safe_psql('db_role', q{SET ROLE NONE; INSERT INTO ev (k) VALUES (2)});
 ($ret, $out, $err) = $node->psql('db_role', q{SET ROLE NONE; SELECT keyedstate.sync('r_n', '60 s'); SELECT string_agg(k || ':' || n, ',' ORDER BY k) FROM r_n});
 is($out, "4\n1:2,2:2", 'a database with a role set, not listed in the file, is found by the probe and runs') or diag($err);
-$node->safe_psql('postgres', 'DROP DATABASE db_role; DROP ROLE regress_db_role_r');
+$node->safe_psql('db_prep', q{COMMIT PREPARED 'db_prep_p'});
+($ret, $out, $err) = $node->psql('db_prep', q{SELECT keyedstate.sync('p_n', '60 s'); SELECT string_agg(k || ':' || n, ',' ORDER BY k) FROM p_n});
+is($out, "3\n1:1,2:2", '... and so is one whose create_aggregation() was prepared before the restart, once committed') or diag($err);
+$node->safe_psql('postgres', 'DROP DATABASE db_role; DROP DATABASE db_prep; DROP ROLE regress_db_role_r');
 
 # database slots (64) are for databases with work: a rolled-back
 # create_aggregation() gives its database's slot back, and the probes after
