@@ -40,7 +40,7 @@ KsStoreExhausted(const char *aggname)
 			 errmsg("keyedstate shared memory is exhausted"),
 			 errdetail("Aggregation %s needs more than keyedstate.max_shared_memory (%d kB) allows.",
 					   aggname, ks_max_shared_memory),
-			 errhint("Increase keyedstate.max_shared_memory and restart the server, or drop other aggregations, then call keyedstate.resume().")));
+			 errhint("Increase keyedstate.max_shared_memory and restart the server, give it a memory_limit (evicted keys leave shared memory), or drop other aggregations, then call keyedstate.resume().")));
 }
 
 /* Create an empty store and return its header. */
