@@ -278,12 +278,11 @@ KsDatabaseHasWork(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_execute_with_args("SELECT EXISTS (SELECT FROM keyedstate_internal.aggregation) "
 							  "OR EXISTS (SELECT FROM pg_catalog.pg_trigger "
-							  "           WHERE tgfoid OPERATOR(pg_catalog.=) $1 OR tgfoid OPERATOR(pg_catalog.=) $2) "
-							  "OR EXISTS (SELECT FROM pg_catalog.pg_prepared_xacts "
-							  "           WHERE database OPERATOR(pg_catalog.=) pg_catalog.current_database())",
+							  "           WHERE tgfoid OPERATOR(pg_catalog.=) $1 OR tgfoid OPERATOR(pg_catalog.=) $2)",
 							  2, types, args, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "keyedstate could not read its catalog");
-	found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	found = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) ||
+		KsPreparedHere();
 	PopActiveSnapshot();
 	SPI_finish();
 	return found;

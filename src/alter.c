@@ -36,6 +36,7 @@
 #include "hooks.h"
 #include "settings.h"
 #include "shmem.h"
+#include "source.h"
 #include "window.h"
 
 PG_FUNCTION_INFO_V1(keyedstate_alter_aggregation);
@@ -198,8 +199,7 @@ KsAlterWindow(KsNamedAgg *agg, Interval *size, Interval *slide, const char *time
 	/* the worker reads the column as the owner, who must be allowed to */
 	attnum = get_attnum(source, spec->time_column);
 	owner = KsRelationOwner(view_oid);
-	if (pg_attribute_aclcheck(source, attnum, owner, ACL_SELECT) != ACLCHECK_OK &&
-		pg_class_aclcheck(source, owner, ACL_SELECT) != ACLCHECK_OK)
+	if (!KsMayReadColumn(source, attnum, owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for column %s of table %s", spec->time_column, get_rel_name(source)),

@@ -535,12 +535,19 @@ KsRefuseConsumedOffsetsBelow(Oid relid)
 	pfree(aggids);
 }
 
+/* Whether a role may read a column: SELECT on the table or on it (see source.h). */
+bool
+KsMayReadColumn(Oid relid, AttrNumber attnum, Oid userid)
+{
+	return pg_class_aclcheck(relid, userid, ACL_SELECT) == ACLCHECK_OK ||
+		pg_attribute_aclcheck(relid, attnum, userid, ACL_SELECT) == ACLCHECK_OK;
+}
+
 /* Refuse an owner who may not read the offset column (see source.h). */
 void
 KsCheckOffsetPrivilege(Oid relid, AttrNumber attnum, Oid userid)
 {
-	if (pg_class_aclcheck(relid, userid, ACL_SELECT) == ACLCHECK_OK ||
-		pg_attribute_aclcheck(relid, attnum, userid, ACL_SELECT) == ACLCHECK_OK)
+	if (KsMayReadColumn(relid, attnum, userid))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -241,7 +241,7 @@ KsOwnerMayReadSource(KsAggRun *run)
 
 	if (pg_class_aclcheck(source, run->owner, ACL_SELECT) == ACLCHECK_OK)
 		return true;
-	if (pg_attribute_aclcheck(source, run->def->offset_attnum, run->owner, ACL_SELECT) != ACLCHECK_OK)
+	if (!KsMayReadColumn(source, run->def->offset_attnum, run->owner))
 		return false;
 	query = (Query *) stringToNode(run->def->query_tree);
 	rte = rt_fetch(1, query->rtable);

@@ -251,6 +251,9 @@ extern void KsSourceCheckIndex(Relation rel, AttrNumber attnum, Oid seqoid);
  */
 extern void KsCheckOffsetPrivilege(Oid relid, AttrNumber attnum, Oid userid);
 
+/* offsets.c: whether a role may read a column (SELECT on the table, or on the column). */
+extern bool KsMayReadColumn(Oid relid, AttrNumber attnum, Oid userid);
+
 /*
  * The sequence a column default hands out the values of: nextval() of it,
  * cast to the column's type at most; InvalidOid for anything else.  One

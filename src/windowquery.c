@@ -353,16 +353,28 @@ KsWindowNotOurs(void)
 			 errhint("Drop the aggregation and create it again with the new window.")));
 }
 
-/* The rewrite's window_start and window_end (see window.h), or an error. */
+/*
+ * The rewrite's window_start and window_end (see window.h), or an error;
+ * of the rewrite's shape: date_bin(<slide>, <time column>, <origin>) and
+ * that plus <size>.
+ */
 static void
 KsWindowColumns(Query *query, TargetEntry **start, TargetEntry **end)
 {
+	FuncExpr   *sf;
+	FuncExpr   *ef;
+
 	if (list_length(query->targetList) < 2 ||
 		(*start = linitial(query->targetList))->resname == NULL ||
 		strcmp((*start)->resname, "window_start") != 0 || !IsA((*start)->expr, FuncExpr) ||
 		(*end = lsecond(query->targetList))->resname == NULL ||
 		strcmp((*end)->resname, "window_end") != 0)
 		elog(ERROR, "keyedstate found no window in a windowed aggregation's query");
+	sf = (FuncExpr *) (*start)->expr;
+	ef = (FuncExpr *) (*end)->expr;
+	if (list_length(sf->args) != 3 || !IsA(linitial(sf->args), Const) || !IsA(lsecond(sf->args), Var) ||
+		!IsA(ef, FuncExpr) || list_length(ef->args) != 2 || !IsA(lsecond(ef->args), Const))
+		KsWindowNotOurs();
 }
 
 /* The number of the time column a stored query's windows read (see window.h). */
@@ -373,8 +385,6 @@ KsWindowTimeColumn(Query *query)
 	TargetEntry *end;
 
 	KsWindowColumns(query, &start, &end);
-	if (list_length(((FuncExpr *) start->expr)->args) != 3 || !IsA(lsecond(((FuncExpr *) start->expr)->args), Var))
-		KsWindowNotOurs();
 	return lsecond_node(Var, ((FuncExpr *) start->expr)->args)->varattno;
 }
 
@@ -406,10 +416,6 @@ KsWindowChange(Query *query, const KsWindowSpec *spec)
 
 	KsWindowColumns(query, &start, &end);
 	sf = (FuncExpr *) start->expr;
-	if (list_length(sf->args) != 3 || !IsA(linitial(sf->args), Const) || !IsA(lsecond(sf->args), Var) ||
-		!IsA(end->expr, FuncExpr) || list_length(((FuncExpr *) end->expr)->args) != 2 ||
-		!IsA(lsecond(((FuncExpr *) end->expr)->args), Const))
-		KsWindowNotOurs();
 	timevar = lsecond_node(Var, sf->args);
 	attnum = timevar->varattno;
 	timetype = timevar->vartype;
