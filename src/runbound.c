@@ -21,19 +21,35 @@
 #include "run.h"
 #include "settings.h"
 
-/* The time bound of steps: our timeout, and whether it fired. */
-static TimeoutId ks_step_timeout_id = MAX_TIMEOUTS;
+/*
+ * The time bound of steps counts the time the worker runs, not the wall
+ * clock: a worker stopped mid-step (SIGSTOP, a debugger, a paused VM, a
+ * hung disk) was not running user code, and a step that resumes must not
+ * fail its aggregation for it (fault review 52, F1).  One periodic timer,
+ * the step clock, ticks every KS_TICK_MS (or the bound, if shorter) while
+ * the bound is armed; each tick charges the time since the last one, but
+ * at most the tick and KS_TICK_SLACK_MS more: a longer gap is time the
+ * process did not run (a process waiting for a lock, a latch or pg_sleep
+ * still takes its signals, and is charged).  When the bound is spent, the
+ * step is cancelled the way statement_timeout cancels a query.
+ */
+#define KS_TICK_MS			100
+#define KS_TICK_SLACK_MS	250
+static TimeoutId ks_clock_timeout_id = MAX_TIMEOUTS;
 static volatile sig_atomic_t ks_step_timed_out = false;
+static volatile int64 ks_bound_left_us = 0;	/* of the bound, in running time */
+static volatile TimestampTz ks_clock_last = 0;	/* the last tick, or the arming */
+static int	ks_tick_ms = KS_TICK_MS;
 
 /*
  * A cancel is an error that user code can catch (a PL/pgSQL EXCEPTION WHEN
- * query_canceled in a loop): a step still running KS_KILL_GRACE_MS after
- * its step timeout fired ends the worker instead (die(), a FATAL error,
- * which nothing catches).  The aggregation is failed in shared memory on
- * the way out, so the worker started again does not run it.
+ * query_canceled in a loop): a step still running KS_KILL_GRACE_MS (of
+ * running time, on the same clock) after its step timeout fired ends the
+ * worker instead (die(), a FATAL error, which nothing catches).  The
+ * aggregation is failed in shared memory on the way out, so the worker
+ * started again does not run it.
  */
 #define KS_KILL_GRACE_MS	5000
-static TimeoutId ks_kill_timeout_id = MAX_TIMEOUTS;
 static volatile sig_atomic_t ks_step_killed = false;
 static KsAggRun *ks_step_run = NULL;	/* the run whose step is running */
 
@@ -42,8 +58,7 @@ static KsAggRun *ks_step_run = NULL;	/* the run whose step is running */
  * keys, compaction: keyedstate's own work, which may take long), user code
  * called in them (a replayed aggregate's transition function, a cast it
  * calls, a deserialize function) is bounded all the same: switching to the
- * owner arms the step timeout and the kill timer, switching back disarms
- * them.
+ * owner arms the step clock, switching back disarms it.
  */
 static bool ks_timeouts_paused = false;
 static bool ks_owner_armed = false;
@@ -84,26 +99,34 @@ static volatile sig_atomic_t ks_term_cancels = false;
 static volatile uint32 ks_cancel_signals = 0;
 
 /*
- * The step timeout fired: cancel the step the way statement_timeout
- * cancels a query (the next CHECK_FOR_INTERRUPTS raises), remembering that
- * it was the timeout.  Runs in the SIGALRM handler.
+ * A tick of the step clock (see ks_bound_left_us): charge the running time
+ * since the last tick; a spent bound cancels the step (the next
+ * CHECK_FOR_INTERRUPTS raises, remembering it was the timeout) and starts
+ * the kill grace, and a spent grace ends the worker.  Runs in the SIGALRM
+ * handler.
  */
 static void
-KsStepTimeoutHandler(void)
+KsStepClockHandler(void)
 {
-	ks_step_timed_out = true;
-	InterruptPending = true;
-	QueryCancelPending = true;
-	SetLatch(MyLatch);
-}
+	TimestampTz now = GetCurrentTimestamp();
+	int64		ran = Min(now - ks_clock_last, (int64) (ks_tick_ms + KS_TICK_SLACK_MS) * 1000);
 
-/* The cancel of the step timeout was caught: end the worker (see above). */
-static void
-KsKillTimeoutHandler(void)
-{
-	ks_step_killed = true;
+	ks_clock_last = now;
+	ks_bound_left_us -= Max(ran, 0);
+	if (ks_bound_left_us > 0)
+		return;
+	if (!ks_step_timed_out)
+	{
+		ks_step_timed_out = true;
+		ks_bound_left_us = (int64) KS_KILL_GRACE_MS * 1000;
+		QueryCancelPending = true;
+	}
+	else
+	{
+		ks_step_killed = true;
+		ProcDiePending = true;
+	}
 	InterruptPending = true;
-	ProcDiePending = true;
 	SetLatch(MyLatch);
 }
 
@@ -204,32 +227,30 @@ KsRunTerminating(void)
 }
 
 /*
- * Arm the step timeout (unless it fired) and the kill timer after it, and,
- * for a whole step, the termination grace.
+ * Arm the step clock for a whole bound (the kill grace after it too, if the
+ * step timeout fired already) and, for a whole step, the termination grace.
  */
 static void
 KsArmTimers(KsAggRun *run, bool with_grace)
 {
-	EnableTimeoutParams timeouts[3];
+	EnableTimeoutParams timeouts[2];
 	int			n = 0;
+	int64		bound_ms = run->timeout_ms;
 
-	timeouts[n].id = ks_kill_timeout_id;
-	timeouts[n].type = TMPARAM_AFTER;
-	/* near INT_MAX (no timeout wanted), the grace must not wrap around */
-	timeouts[n].delay_ms = (int) Min((int64) run->timeout_ms + KS_KILL_GRACE_MS, (int64) INT_MAX);
+	if (ks_step_timed_out)
+		bound_ms += KS_KILL_GRACE_MS;
+	ks_tick_ms = Max(Min(run->timeout_ms, KS_TICK_MS), 1);
+	ks_bound_left_us = bound_ms * 1000;
+	ks_clock_last = GetCurrentTimestamp();
+	timeouts[n].id = ks_clock_timeout_id;
+	timeouts[n].type = TMPARAM_EVERY;
+	timeouts[n].delay_ms = ks_tick_ms;
 	n++;
 	if (with_grace)
 	{
 		timeouts[n].id = ks_grace_timeout_id;
 		timeouts[n].type = TMPARAM_AFTER;
 		timeouts[n].delay_ms = KS_TERM_GRACE_MS;
-		n++;
-	}
-	if (!ks_step_timed_out)
-	{
-		timeouts[n].id = ks_step_timeout_id;
-		timeouts[n].type = TMPARAM_AFTER;
-		timeouts[n].delay_ms = run->timeout_ms;
 		n++;
 	}
 	enable_timeouts(timeouts, n);
@@ -239,12 +260,10 @@ KsArmTimers(KsAggRun *run, bool with_grace)
 static void
 KsDisarmTimers(bool with_grace)
 {
-	DisableTimeoutParams timeouts[3];
+	DisableTimeoutParams timeouts[2];
 	int			n = 0;
 
-	timeouts[n].id = ks_step_timeout_id;
-	timeouts[n++].keep_indicator = false;
-	timeouts[n].id = ks_kill_timeout_id;
+	timeouts[n].id = ks_clock_timeout_id;
 	timeouts[n++].keep_indicator = false;
 	if (with_grace)
 	{
@@ -287,9 +306,8 @@ KsRunAcceptCancels(bool accept)
 void
 KsRunInitProcess(void)
 {
-	ks_step_timeout_id = RegisterTimeout(USER_TIMEOUT, KsStepTimeoutHandler);
+	ks_clock_timeout_id = RegisterTimeout(USER_TIMEOUT, KsStepClockHandler);
 	ks_grace_timeout_id = RegisterTimeout(USER_TIMEOUT, KsGraceTimeoutHandler);
-	ks_kill_timeout_id = RegisterTimeout(USER_TIMEOUT, KsKillTimeoutHandler);
 	before_shmem_exit(KsRunKilledAtExit, (Datum) 0);
 	KsRunAcceptCancels(false);
 }

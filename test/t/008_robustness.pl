@@ -869,5 +869,37 @@ $node->safe_psql('postgres', q{COMMIT PREPARED 'cp_rename'});
 ok(ks_wait_for($node, 'postgres', "SELECT ($cp_def) LIKE '%cpr.cpf2(%'", 30), 'COMMIT PREPARED: its text follows the rename');
 $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('cp_sums'); DROP TABLE cpt; DROP SCHEMA cpr CASCADE; DROP ROLE regress_cpr});
 
+# --- a worker stopped mid-step (SIGSTOP: a debugger, a paused VM, a hung
+# disk) for longer than the step timeout and its kill grace does not fail
+# its aggregation (fault review 52, F1): the bound counts the time the
+# worker runs; a step that really runs past it still fails (005)
+$node->safe_psql('postgres', q{
+CREATE FUNCTION nap_add(bigint, int) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN IF $2 = 42 THEN PERFORM pg_catalog.pg_sleep(0.8); END IF; RETURN $1 + $2; END $$;
+CREATE AGGREGATE nap_sum(int) (sfunc = nap_add, stype = bigint, initcond = '0');
+CREATE TABLE st (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL);
+SELECT keyedstate.create_aggregation('st_sums', 'SELECT k, count(*) AS n, nap_sum(v) AS s FROM st GROUP BY k');
+INSERT INTO st (k, v) SELECT g % 10, g FROM generate_series(1, 1000) g WHERE g <> 42;});
+$node->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.step_timeout = 1500; SELECT pg_reload_conf()});
+ok(ks_wait_for($node, 'postgres', q{SELECT current_setting('keyedstate.step_timeout') = '1500ms'}, 10), 'step_timeout set to 1.5 s');
+ks_sync($node, 'postgres', 'st_sums', '1 min');
+my $st_log = -s $node->logfile;
+$node->safe_psql('postgres', q{INSERT INTO st (k, v) VALUES (2, 42)});
+my $napper = q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'keyedstate worker' AND wait_event = 'PgSleep'};
+ok(ks_wait_for($node, 'postgres', "SELECT EXISTS ($napper)", 20), 'the step runs the function that naps');
+my $st_pid = $node->safe_psql('postgres', $napper);
+kill 'STOP', $st_pid;
+sleep(7);	# the fault: longer than the step timeout (1.5 s) and the kill grace (5 s) together
+kill 'CONT', $st_pid;
+$node->safe_psql('postgres', q{INSERT INTO st (k, v) SELECT g % 10, g FROM generate_series(1001, 2000) g});
+ks_sync($node, 'postgres', 'st_sums', '1 min');
+is(ks_state($node, 'postgres', 'st_sums'), 'running', 'stopped 7 s mid-step, the aggregation still runs');
+is(ks_mismatches($node, 'postgres', 'SELECT k, n, s FROM st_sums', 'SELECT k, count(*), sum(v) FROM st GROUP BY k'), '0',
+	'... and is exact');
+is($node->safe_psql('postgres', qq{SELECT pid = $st_pid FROM pg_stat_activity WHERE pid = $st_pid}), 't', '... in the same worker');
+unlike(slurp_file($node->logfile, $st_log), qr/step timeout|did not stop when cancelled/, '... and no step timeout was logged');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET keyedstate.step_timeout; SELECT pg_reload_conf();
+SELECT keyedstate.drop_aggregation('st_sums'); DROP TABLE st; DROP AGGREGATE nap_sum(int); DROP FUNCTION nap_add(bigint, int)});
+
 $node->stop;
 done_testing();
