@@ -26,6 +26,7 @@ OBJS = \
 	src/apply.o \
 	src/definition.o \
 	src/pinned.o \
+	src/inputorder.o \
 	src/callcheck.o \
 	src/catalog.o \
 	src/catalogparts.o \

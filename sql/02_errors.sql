@@ -31,9 +31,16 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum(v) FROM src WHERE rand
 CREATE FUNCTION dbl_v(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2';
 SELECT keyedstate.create_aggregation('e1', 'SELECT dbl_v(k) AS d, count(*) FROM src GROUP BY 1');
 DROP FUNCTION dbl_v(int);
--- DISTINCT or ORDER BY inside an aggregate, ordered-set aggregates, grouping sets
+-- DISTINCT inside an aggregate, ORDER BY inside one by other than the offset
+-- column ascending (another column, DESC, an expression, two sort keys, two
+-- columns), ordered-set aggregates, grouping sets
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(DISTINCT v) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(v ORDER BY v) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(v ORDER BY id DESC) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(v ORDER BY id + 0) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(v ORDER BY id, v) FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(v ORDER BY id) AS a, array_agg(t ORDER BY v) AS b FROM src GROUP BY k');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, array_agg(v ORDER BY k) FROM src GROUP BY k', offset_column => 'id');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src GROUP BY ROLLUP (k)');
 -- no GROUP BY, DISTINCT, ORDER BY, LIMIT, system columns
@@ -361,8 +368,11 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'd');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k AS window_end, count(*) FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, string_agg(t, '','') FROM win GROUP BY k', window_size => '1 hour', window_slide => '10 minutes', time_column => 'ts');
--- a tumbling window needs no combine function; a TTL (event time) can come later
-SELECT keyedstate.create_aggregation('win_t', 'SELECT k, string_agg(t, '','') AS ts FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts');
+-- a sliding window merges its panes in time order: no ORDER BY inside its aggregates
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, sum(v ORDER BY id) FROM win GROUP BY k', window_size => '1 hour', window_slide => '10 minutes', time_column => 'ts');
+-- a tumbling window needs no combine function, keeps the offset order; a TTL (event time) can come later
+SELECT keyedstate.create_aggregation('win_t', 'SELECT k, string_agg(t, '','' ORDER BY id) AS ts FROM win GROUP BY k', window_size => '1 hour', time_column => 'ts');
+SELECT keyedstate.alter_aggregation('win_t', window_slide => '10 minutes');
 SELECT keyedstate.alter_aggregation('win_t', ttl => '1 day');
 SELECT name, window_size, window_slide, time_column, ttl FROM keyedstate.aggregations WHERE name = 'win_t';
 SELECT keyedstate.drop_aggregation('win_t');

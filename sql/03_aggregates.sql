@@ -15,11 +15,12 @@ SELECT keyedstate.create_aggregation('ev_stats',
 	        sum(n) AS sum_n, avg(i) AS avg_i, avg(b) AS avg_b, avg(n) AS avg_n,
 	        min(t) AS min_t, max(d) AS max_d, bool_and(flag) AS all_flag, bool_or(flag) AS any_flag,
 	        bit_or(i) AS bits, stddev_samp(n) AS sd_n, variance(i) AS var_i,
-	        string_agg(t, '','') AS ts, array_agg(i) AS is, jsonb_object_agg(coalesce(t, ''-''), i) AS j,
-	        json_agg(i) AS ja
+	        string_agg(t, '','' ORDER BY id) AS ts, array_agg(i) AS is, jsonb_object_agg(coalesce(t, ''-''), i) AS j,
+	        json_agg(i ORDER BY id) AS ja
 	   FROM ev GROUP BY k');
 SELECT keyedstate.sync('ev_stats') > 0;
--- the same query as a plain GROUP BY (ordered inputs: keyedstate feeds rows in offset order)
+-- the same query as a plain GROUP BY (ordered inputs: keyedstate feeds rows in offset order,
+-- which ORDER BY the offset column inside an aggregate may also say)
 CREATE VIEW ev_oracle AS
 SELECT k, count(*) AS n_rows, count(t) AS n_t, sum(i) AS sum_i, sum(b) AS sum_b,
 	   sum(n) AS sum_n, avg(i) AS avg_i, avg(b) AS avg_b, avg(n) AS avg_n,
@@ -50,7 +51,7 @@ CREATE FUNCTION last_acc(anyelement, anyelement) RETURNS anyelement
 CREATE AGGREGATE last_value_of(anyelement) (sfunc = last_acc, stype = anyelement);
 
 SELECT keyedstate.create_aggregation('ev_custom',
-	'SELECT k, weighted_avg(n, i) AS wavg, last_value_of(t) AS last_t, last_value_of(d) AS last_d
+	'SELECT k, weighted_avg(n, i) AS wavg, last_value_of(t ORDER BY id) AS last_t, last_value_of(d) AS last_d
 	   FROM ev WHERE i > 10 GROUP BY k');
 SELECT keyedstate.sync('ev_custom') > 0;
 SELECT * FROM ev_custom ORDER BY k;

@@ -88,8 +88,9 @@ KsPrepareCall(KsAggRuntime *rt, KsAggCall *c, Aggref *aggref)
 
 	if (agg->aggkind != AGGKIND_NORMAL)
 		KsRefuseAggregate(c->aggfnoid, "Ordered-set and hypothetical-set aggregates cannot be maintained incrementally.");
-	if (aggref->aggdistinct != NIL || aggref->aggorder != NIL)
-		KsRefuseAggregate(c->aggfnoid, "DISTINCT and ORDER BY inside an aggregate cannot be maintained incrementally.");
+	/* ORDER BY inside it is by the offset column, the order inputs come in (inputorder.c) */
+	if (aggref->aggdistinct != NIL)
+		KsRefuseAggregate(c->aggfnoid, "DISTINCT inside an aggregate cannot be maintained incrementally.");
 
 	c->numInputs = get_aggregate_argtypes(aggref, c->inputTypes);
 	for (i = 0; i < c->numInputs; i++)

@@ -232,6 +232,7 @@ KsCreateSource(KsCreateState *cs)
 
 	rel = table_open(cs->info.source_relid, AccessShareLock);
 	cs->offset_attnum = KsSourceOffsetColumn(rel, cs->offset_column, &cs->seqoid);
+	KsCheckInputOrder(&cs->info, cs->offset_attnum);
 	KsCheckOffsetPrivilege(cs->info.source_relid, cs->offset_attnum, cs->userid);
 	KsSourceCheckIndex(rel, cs->offset_attnum, cs->seqoid);
 	table_close(rel, AccessShareLock);

@@ -90,11 +90,13 @@ static void KsLayOutInput(KsQueryInfo *info);
 typedef struct KsCollectContext
 {
 	List	   *aggrefs;
+	AttrNumber	order_attnum;	/* what ordered calls order by (inputorder.c) */
 } KsCollectContext;
 
 /*
  * Collect the distinct Aggrefs of an expression and refuse what the worker
- * cannot run: DISTINCT/ORDER BY inside an aggregate, ordered-set
+ * cannot run: DISTINCT inside an aggregate, ORDER BY by other than a
+ * column (the offset column, checked once it is known: inputorder.c), ordered-set
  * aggregates, GROUPING(), system columns.
  */
 static bool
@@ -112,9 +114,7 @@ KsCollectWalker(Node *node, KsCollectContext *ctx)
 		if (aggref->aggdistinct != NIL)
 			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "DISTINCT inside an aggregate",
 					 "Incremental aggregation cannot know which inputs it has already seen.");
-		if (aggref->aggorder != NIL)
-			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "ORDER BY inside an aggregate",
-					 "Inputs are always aggregated in offset order.");
+		ctx->order_attnum = KsAggrefOrderColumn(aggref, ctx->order_attnum);
 		if (aggref->agglevelsup != 0)
 			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "outer-level aggregates", NULL);
 		if (!list_member(ctx->aggrefs, aggref))
@@ -457,6 +457,7 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 		KsCollectWalker((Node *) ((TargetEntry *) lfirst(lc))->expr, &cctx);
 	KsCollectWalker(query->havingQual, &cctx);
 	info->aggrefs = cctx.aggrefs;
+	info->order_attnum = cctx.order_attnum;
 	info->naggs = list_length(cctx.aggrefs);
 
 	/* the result tuple: keys, then aggregate results */
@@ -574,6 +575,9 @@ KsLayOutInput(KsQueryInfo *info)
 		{
 			Expr	   *arg = ((TargetEntry *) lfirst(alc))->expr;
 
+			/* what the inputs are ordered by only (the offset: inputorder.c) */
+			if (((TargetEntry *) lfirst(alc))->resjunk)
+				continue;
 			if (aggref->aggfilter != NULL)
 				arg = KsFilteredArgument(arg, aggref->aggfilter);
 			info->inputexprs = lappend(info->inputexprs, arg);

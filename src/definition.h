@@ -57,6 +57,7 @@ typedef struct KsQueryInfo
 	int		   *filtercols;
 	Expr	   *where;			/* the query's WHERE and rowhaving, or NULL */
 	int			timecol;		/* windows: the row's time (window.h), or 0 */
+	AttrNumber	order_attnum;	/* ORDER BY inside aggregates (the offset), or 0 */
 } KsQueryInfo;
 
 /*
@@ -64,6 +65,10 @@ typedef struct KsQueryInfo
  * error with a specific errcode for every construct keyedstate refuses.
  */
 extern void KsAnalyzeQuery(Query *query, KsQueryInfo *info);
+
+/* inputorder.c: ORDER BY inside an aggregate, by the offset column only */
+extern AttrNumber KsAggrefOrderColumn(Aggref *aggref, AttrNumber known);
+extern void KsCheckInputOrder(const KsQueryInfo *info, AttrNumber offset_attnum);
 
 /*
  * Whether a logical replication subscription replicates into a table

@@ -37,6 +37,7 @@
  *	apply		applying input rows to the keyed state in chunks
  *	definition	analysing an aggregation's query: contents, layout, settings
  *	pinned		what a query may call: functions that give a row the same value on replay
+ *	inputorder	ORDER BY inside an aggregate: by the offset column only
  *	catalog		keyedstate_internal.aggregation and its access bracket
  *	source		which rows are consumed: frontier, step checks, batches
  *	sourcetree	the tables read: a source or its partitions, their offset indexes

@@ -333,6 +333,12 @@ KsWindowCheckAggregates(List *aggrefs, const KsWindowSpec *spec)
 	{
 		Aggref	   *aggref = lfirst(lc);
 
+		if (aggref->aggorder != NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("aggregate %s of a sliding window cannot order its inputs", format_procedure(aggref->aggfnoid)),
+					 errdetail("A sliding window merges the states of its panes in time order, not in offset order."),
+					 errhint("Use a tumbling window (window_slide equal to window_size), or leave the ORDER BY out.")));
 		if (!OidIsValid(KsCombineFunction(aggref->aggfnoid)))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

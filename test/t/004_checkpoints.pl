@@ -21,7 +21,7 @@ CREATE EXTENSION keyedstate;
 CREATE TABLE ev (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, n numeric NOT NULL);
 INSERT INTO ev (k, v, n) SELECT g % 2000, g, g / 7.0 FROM generate_series(1, 20000) g;
 SELECT keyedstate.create_aggregation('ev_stats',
-	'SELECT k, count(*) AS c, sum(v) AS s, avg(n) AS an, string_agg(v::text, '','') AS vs,
+	'SELECT k, count(*) AS c, sum(v) AS s, avg(n) AS an, string_agg(v::text, '','' ORDER BY id) AS vs,
 			stddev_pop(n) AS sn, var_samp(v) AS vv
 	   FROM ev GROUP BY k',
 	checkpoint_interval => '1 hour');

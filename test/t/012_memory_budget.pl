@@ -1101,7 +1101,7 @@ $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('ci_n'); DROP TABLE c
 # the next one: a few keys in memory at a time (chunks of up to 256 rows
 # brought back up to 100 of them at once, and a stall let reading go on)
 $node->safe_psql($db, q{CREATE TABLE bigs (id bigserial PRIMARY KEY, k int NOT NULL, pad text NOT NULL);
-SELECT keyedstate.create_aggregation('bigs_agg', 'SELECT k, count(*) AS c, string_agg(pad, ''|'') AS sp FROM bigs GROUP BY k',
+SELECT keyedstate.create_aggregation('bigs_agg', 'SELECT k, count(*) AS c, string_agg(pad, ''|'' ORDER BY id) AS sp FROM bigs GROUP BY k',
 	checkpoint_interval => '200 ms');
 INSERT INTO bigs (k, pad) SELECT g % 100, repeat(md5(g::text), 30) FROM generate_series(1, 10000) g;});
 ks_sync($node, $db, 'bigs_agg', '2 min');

@@ -27,7 +27,7 @@ INSERT INTO ev (k, v, t) SELECT g % 2000, g, CASE WHEN g % 7 = 0 THEN NULL ELSE 
 	FROM generate_series(1, 30000) g;
 SELECT keyedstate.create_aggregation('par',
 	'SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, min(v) AS lo, max(t) AS hi,
-	        string_agg(id::text, '','') AS ids
+	        string_agg(id::text, '','' ORDER BY id) AS ids
 	   FROM ev GROUP BY k', parallelism => 2);
 -- placed before the others come (more parts than workers then share them)
 SELECT keyedstate.sync('par');
@@ -187,7 +187,7 @@ CREATE INDEX ON pev (id);
 CREATE TABLE pev_0 PARTITION OF pev FOR VALUES IN (0);
 CREATE TABLE pev_1 PARTITION OF pev FOR VALUES IN (1);
 INSERT INTO pev (k, part) SELECT g % 300, g % 2 FROM generate_series(1, 3000) g;
-SELECT keyedstate.create_aggregation('par_parted', 'SELECT k, count(*) AS c, string_agg(id::text, '','') AS ids FROM pev GROUP BY k',
+SELECT keyedstate.create_aggregation('par_parted', 'SELECT k, count(*) AS c, string_agg(id::text, '','' ORDER BY id) AS ids FROM pev GROUP BY k',
 	parallelism => 2);
 SELECT keyedstate.sync('par_ttl'); SELECT keyedstate.sync('par_parted');});
 is($node->safe_psql($db, 'SELECT count(*) FROM par_ttl'), '100', 'par_ttl: every key is there before its TTL');

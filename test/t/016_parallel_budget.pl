@@ -27,7 +27,7 @@ INSERT INTO ev (k, v, t)
 SELECT g, g % 1000 + r, CASE WHEN g % 7 = 0 THEN NULL ELSE 't' || (g % 7) END
   FROM generate_series(1, 40000) g, generate_series(1, 2) r;
 SELECT keyedstate.create_aggregation('pb',
-	'SELECT k, count(*) AS c, sum(v) AS s, avg(v) AS a, max(t) AS mt, string_agg(v::text, '','') AS vs
+	'SELECT k, count(*) AS c, sum(v) AS s, avg(v) AS a, max(t) AS mt, string_agg(v::text, '','' ORDER BY id) AS vs
 	   FROM ev GROUP BY k', parallelism => 2, memory_limit => '8MB', checkpoint_interval => '200 ms');
 });
 my $oracle = q{SELECT k, count(*), sum(v), avg(v), max(t), string_agg(v::text, ',' ORDER BY id) FROM ev GROUP BY k};
