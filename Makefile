@@ -10,6 +10,7 @@ OBJS = \
 	src/pool.o \
 	src/poolshare.o \
 	src/progress.o \
+	src/waitwords.o \
 	src/store.o \
 	src/storewrite.o \
 	src/storeread.o \

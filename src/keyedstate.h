@@ -11,7 +11,7 @@
  *
  * The source is split by concern; each part has its own header (the SQL
  * API's parts, waketrig.c among them, share hooks.h; shmem.h covers dbslots.c, wakeups.c,
- * pool.c, poolshare.c and progress.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
+ * pool.c, poolshare.c, progress.c and waitwords.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
  * colddelete.c and coldfilter.c, aggcall.h callcheck.c, window.h windowquery.c,
  * checkpoint.h ckptcommit.c, recovery.h seed.c,
@@ -23,6 +23,7 @@
  *	pool		a database's workers: assigning aggregations, handing them over
  *	poolshare	the server's workers: max_workers shared among databases
  *	progress	a slot's state and progress, and waiting for them
+ *	waitwords	the words of waits: what a part waits for, why it consumes slowly
  *	store		published per-key rows in DSA: structure, read epochs
  *	storewrite	the writer's side of the publish protocol, garbage by epoch
  *	storeread	the readers' side: copying rows out under the read protocol

@@ -121,6 +121,21 @@ KsPartWaitsForWriter(KsSlotRef *ref)
 	return pid;
 }
 
+/* The rows n parts consumed and the keys they loaded back since their workers started; their budget. */
+static void
+KsPartsReloadFigures(KsSlotRef *refs, int n, int64 *rows, int64 *reloads, int64 *limit)
+{
+	*rows = *reloads = *limit = 0;
+	for (int i = 0; i < n; i++)
+	{
+		LWLockAcquire(&refs[i].slot->lock, LW_SHARED);
+		*rows += refs[i].slot->rows_consumed;
+		*reloads += refs[i].slot->reloads;
+		*limit += refs[i].slot->memory_limit;
+		LWLockRelease(&refs[i].slot->lock);
+	}
+}
+
 /* Why any of n parts waits so, or, with none taken up yet, whether any worker lacks a process. */
 int
 KsPartsLackWorker(KsSlotRef *refs, int n)
@@ -183,6 +198,11 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 {
 	KsSlotRef  *refs = palloc(sizeof(KsSlotRef) * KsSharedState->max_aggs);
 	int64		result = 0;
+	int64		rows0 = -1;		/* the parts' figures when the wait began */
+	int64		reloads0 = 0;
+	int64		rows;
+	int64		reloads;
+	int64		limit;
 
 	for (;;)
 	{
@@ -206,6 +226,8 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 		}
 		if (n == nparts && waiting < 0)
 			break;
+		if (rows0 < 0 && n > 0)
+			KsPartsReloadFigures(refs, n, &rows0, &reloads0, &limit);
 		if (now >= deadline)
 		{
 			int			writer = waiting >= 0 ? KsPartWaitsForWriter(&refs[waiting]) : -1;
@@ -213,6 +235,10 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 			int			held = 0;
 
 			ConditionVariableCancelSleep();
+			/* what consuming cost while we waited: a key loaded back for most rows? */
+			KsPartsReloadFigures(refs, n, &rows, &reloads, &limit);
+			rows -= rows0 < 0 ? rows : rows0;
+			reloads -= rows0 < 0 ? reloads : reloads0;
 			/* (why it waits, where it knows: user review 8, U8-7) */
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
@@ -226,6 +252,7 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					  errdetail("Its checkpoints wait for a prepared transaction holding a lock on its definition (see pg_prepared_xacts).")) :
 					 n == 0 && KsPartsLackWorker(refs, 0) ? KsErrdetailNoWorker(KsPartsLackWorker(refs, 0)) :
 					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
+					 limit > 0 && reloads >= 10 && reloads * 2 > rows ? KsErrdetailThrashing(rows, reloads, limit) :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
 					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") : 0,
 					 errhint("See keyedstate.status for its state and lag.")));
@@ -464,23 +491,6 @@ KsSlotSetState(KsAggSlot *slot, KsRunState state, const char *error, int64 faile
 	ConditionVariableBroadcast(&slot->cv);
 }
 
-/* What a part not loaded waits for, as its status says it (see shmem.h). */
-static char *
-KsStartWaitText(int pid, int what)
-{
-	const char *held = what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" :
-		what == KS_WAIT_TABLES ? "keyedstate_internal.state or keyedstate_internal.cold" :
-		what == KS_WAIT_LOAD_TABLES ? "a table of keyedstate_internal" : "its source";
-	const char *to = what == KS_WAIT_VIEW ? "bind it to the objects of this database" :
-		what == KS_WAIT_CATALOG || what == KS_WAIT_TABLES ? "checkpoint, and evict the keys over its memory budget" : "load it";
-
-	/* (0: a prepared transaction's, or a request queued before ours, that no session holds) */
-	return pid > 0 ?
-		psprintf("waiting for process %d, whose open transaction holds a lock on %s, to %s", pid, held, to) :
-		psprintf("waiting for a lock on %s, which a prepared transaction holds or another transaction waits for, to %s",
-				 held, to);
-}
-
 /* A part not loaded waits for a lock's holder (see shmem.h). */
 void
 KsSlotSetStartWait(KsAggSlot *slot, int pid, int what)
@@ -517,22 +527,6 @@ KsPartsStartBlocker(KsSlotRef *refs, int n, int *what)
 		LWLockRelease(&refs[i].slot->lock);
 	}
 	return pid;
-}
-
-/* A wait's detail for what a part not loaded waits for (see shmem.h). */
-int
-KsErrdetailStartWait(int pid, int what)
-{
-	char	   *text = KsStartWaitText(pid, what);
-
-	/* this session's own lock, a read's of its view say (re-review today 22, F3: it blamed itself) */
-	if (pid == MyProcPid)
-		return errdetail("It is waiting for a lock that this session's transaction holds on %s%s: try again once this transaction has ended.",
-						 what == KS_WAIT_VIEW ? "its view" : what == KS_WAIT_CATALOG ? "its definition" :
-						 what == KS_WAIT_TABLES || what == KS_WAIT_LOAD_TABLES ? "keyedstate's tables" : "its source",
-						 what == KS_WAIT_VIEW ? " (a read of its view takes one)" : "");
-	/* (the status text, as a sentence) */
-	return errdetail("It is %s%s.", text, pid > 0 ? "" : " (see pg_locks and pg_prepared_xacts)");
 }
 
 /* Record the definition's fields that readers check. */

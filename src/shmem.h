@@ -702,6 +702,10 @@ extern void KsSlotSetStartWait(KsAggSlot *slot, int pid, int what);
 extern int	KsPartsStartBlocker(KsSlotRef *refs, int n, int *what);
 extern int	KsErrdetailStartWait(int pid, int what);
 
+/* waitwords.c: the words of waits (KsErrdetailStartWait above is there too) */
+extern char *KsStartWaitText(int pid, int what);
+extern int	KsErrdetailThrashing(int64 rows, int64 reloads, int64 limit);
+
 /*
  * A rebuild() about to commit (XACT_EVENT_PRE_COMMIT, hooks.c) deletes the
  * aggregation's cold rows as it commits, while its worker goes on

@@ -14,7 +14,7 @@ use FindBin;
 my $src = "$FindBin::Bin/../src";
 my %lock_owners = map { $_ => 1 } qw(shmem.c dbslots.c pool.c poolshare.c progress.c store.c storewrite.c storeread.c);
 # .c files declared by another part's header
-my %part_of = (dbslots => 'shmem', wakeups => 'shmem', pool => 'shmem', poolshare => 'shmem', progress => 'shmem', storewrite => 'store',
+my %part_of = (dbslots => 'shmem', wakeups => 'shmem', pool => 'shmem', poolshare => 'shmem', progress => 'shmem', waitwords => 'shmem', storewrite => 'store',
 	storeread => 'store', catalogparts => 'catalog', offsets => 'source', sourcetree => 'source', writers => 'source', lookupexec => 'lookup',
 	create => 'hooks', control => 'hooks', alter => 'hooks', restore => 'hooks', absent => 'hooks', aggserial => 'aggcall',
 	keydirty => 'keytable', keyshape => 'keytable', coldread => 'cold', windowquery => 'window', ckptcommit => 'checkpoint', seed => 'recovery');

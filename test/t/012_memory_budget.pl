@@ -1109,6 +1109,12 @@ $node->safe_psql($db, q{SELECT keyedstate.alter_aggregation('bigs_agg', memory_l
 ok(ks_wait_for($node, $db, q{SELECT keys_in_memory <= 10 FROM keyedstate.status WHERE name = 'bigs_agg'}, 60),
 	'keys of 100 kB under 1MB: evicted down to a few');
 $node->safe_psql($db, q{INSERT INTO bigs (k, pad) SELECT (g * 37) % 100, repeat(md5(g::text), 30) FROM generate_series(1, 2000) g});
+{
+	# (exactness review 56: a sync timed out with no word of the budget)
+	my ($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.sync('bigs_agg', '300 ms')});
+	like($err, qr/memory_limit of 1024 kB holds too few of the keys its rows touch: while this call waited, it loaded evicted keys back \d+ times for \d+ rows consumed/,
+		'a sync that times out while every row loads its key back says the budget is why');
+}
 my $bigs_last = $node->safe_psql($db, 'SELECT max(id) FROM bigs');
 my $bigs_peak = 0;
 my $bigs_deadline = time() + 120;
