@@ -160,6 +160,7 @@ typedef struct KsAggRun
 	KsKeyTable *windows;		/* (window start, key): published rows, no states */
 	FmgrInfo   *combinefns;		/* per aggregate call */
 	MemoryContext combinecxt;	/* merged states of one window */
+	bool		windows_reload; /* every window to publish again after a load (window.c) */
 	TimestampTz watermark;		/* windows: the newest time applied (DT_NOBEGIN: none) */
 	TimestampTz recovered_wm;	/* ... as committed with the checkpoint recovered */
 	int64		rows_late;		/* windows: rows dropped as late since the run was created */

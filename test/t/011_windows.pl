@@ -759,5 +759,32 @@ is(ks_mismatches($node, $db, 'SELECT * FROM lw_win',
 	window_oracle('30 minutes', '5 minutes', 'lt2', 'timestamp', 'k, count(*), sum(v)', '', 'k', '', 'lw')), '0',
 	'alter window: the refused change leaves it as it was');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('lw_win')});
+$node->stop;
+
+# --- after a load, every window is merged and published again from the
+# panes: keyedstate's own work, as long as the recovery, and not bounded by
+# the step timeout (the owner's code in it is, 1024 windows at a time): the
+# 300,000 windows of a 30-minute window sliding by a minute load under a
+# step timeout of 300 ms (exactness review 48, O1: a sliding window of
+# 134,000 panes failed on the step timeout right after its recovery)
+my $snode = ks_node('slide_load', '');
+$snode->safe_psql('postgres', q{CREATE EXTENSION keyedstate;
+CREATE TABLE slw (id bigserial PRIMARY KEY, k int NOT NULL, v int NOT NULL, ts timestamptz NOT NULL);
+INSERT INTO slw (k, v, ts) SELECT g % 20, g, timestamptz '2026-01-01' + (g / 20) * interval '1 minute'
+	FROM generate_series(1, 300000) g;
+SELECT keyedstate.create_aggregation('slw_sums', 'SELECT k, count(*) AS n, sum(v) AS s, max(v) AS m FROM slw GROUP BY k',
+	window_size => '30 minutes', window_slide => '1 minute', time_column => 'ts');});
+ks_sync($snode, 'postgres', 'slw_sums', '5 min');
+$snode->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.step_timeout = 300});
+$snode->restart;
+$snode->safe_psql('postgres', q{INSERT INTO slw (k, v, ts) SELECT g % 20, g, timestamptz '2026-01-01' + (g / 20) * interval '1 minute'
+	FROM generate_series(300001, 300100) g});
+ks_sync($snode, 'postgres', 'slw_sums', '5 min');
+is(ks_state($snode, 'postgres', 'slw_sums'), 'running', 'the windows of 300,000 panes load under a 300 ms step timeout');
+like(slurp_file($snode->logfile), qr/slw_sums recovered 300000 keys/, '... after a recovery of every pane');
+is(ks_mismatches($snode, 'postgres', 'SELECT * FROM slw_sums',
+	window_oracle('30 minutes', '1 minute', 'ts', 'timestamptz', 'k, count(*), sum(v), max(v)', '', 'k', '', 'slw')), '0',
+	'... exact');
+$snode->stop;
 
 done_testing();
