@@ -27,8 +27,10 @@
  *
  * A role that drops her aggregation over another owner's table leaves its
  * triggers there (dropping them would lock the table against its owner's
- * reads until she commits: control.c); the workers' reloads drop them,
- * likewise without waiting, once the table is not in use.
+ * reads until she commits: control.c), and so does a drop that cannot lock
+ * its own table within half a deadlock_timeout (KsLockTreeForDrop); the
+ * workers' reloads drop them, likewise without waiting, once the table is
+ * not in use.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,6 +47,7 @@
 #include "catalog/objectaddress.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_depend.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_proc.h"
 #include "catalog/pg_rewrite.h"
@@ -55,6 +58,7 @@
 #include "executor/spi.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
@@ -122,6 +126,43 @@ KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, vo
 		KsNoteChangedObject(classId, objectId);
 }
 
+/* Lock a table and its partitions against everyone (KsLockTreeForDrop), in a subtransaction. */
+static void
+KsLockTreeNow(void *arg)
+{
+	Oid			relid = *(Oid *) arg;
+	int			nestlevel = NewGUCNestLevel();
+
+	/* less than a deadlock_timeout: we never run the deadlock check */
+	KsSetOption("lock_timeout", psprintf("%d", Max(DeadlockTimeout / 2, 1)), GUC_ACTION_SAVE);
+	LockRelationOid(relid, AccessExclusiveLock);
+	(void) find_all_inheritors(relid, AccessExclusiveLock, NULL);	/* (the partitions) */
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * Lock the source of an aggregation being dropped, and its partitions, to
+ * drop their triggers: waiting a moment at most, and never into a
+ * deadlock.  Autovacuum of the source waits for a transaction that
+ * changed the table's pg_class row (DROP OWNED revokes its privileges
+ * first) while it holds its lock there, and the drop waited for that lock:
+ * "deadlock detected" (fault review 57, F1).  A table not free so soon
+ * keeps the triggers, which do nothing now, until a worker drops them
+ * (KsDropLeftoverTriggers).  Returns whether it is locked.
+ */
+static bool
+KsLockTreeForDrop(Oid relid)
+{
+	ErrorData  *edata = KsCallInSubtransaction(KsLockTreeNow, &relid, true);
+
+	if (edata == NULL)
+		return true;
+	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
+}
+
 /*
  * Forget an aggregation whose view is gone (or is being dropped): its
  * catalog row, checkpointed state, live foreign table and triggers.  Safe to
@@ -153,10 +194,11 @@ KsForgetAggregation(int32 id, bool orphan)
 		 * drops them when the table is not in use (KsDropLeftoverTriggers).
 		 * Meanwhile they do nothing: their aggregation is gone.  The role
 		 * is the outer one: the bracket and the event trigger run as the
-		 * superuser.
+		 * superuser.  So is a table that is not free soon enough.
 		 */
 		if (get_rel_name(source_oid) != NULL &&
-			(orphan || pg_class_ownercheck(source_oid, GetOuterUserId())))
+			(orphan || pg_class_ownercheck(source_oid, GetOuterUserId())) &&
+			(orphan || KsLockTreeForDrop(source_oid)))
 		{
 			Oid			trig;
 
