@@ -252,9 +252,10 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					  errdetail("Its checkpoints wait for a prepared transaction holding a lock on its definition (see pg_prepared_xacts).")) :
 					 n == 0 && KsPartsLackWorker(refs, 0) ? KsErrdetailNoWorker(KsPartsLackWorker(refs, 0)) :
 					 n < nparts && KsAggSlotsFull() ? KsErrdetailNoAggSlot() :
-					 limit > 0 && reloads >= 10 && reloads * 2 > rows ? KsErrdetailThrashing(rows, reloads, limit) :
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
-					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") : 0,
+					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") :
+					 /* (after the writers: one that holds the frontier is why, re-review today 58, F4) */
+					 limit > 0 && reloads >= 10 && reloads * 2 > rows ? KsErrdetailThrashing(rows, reloads, limit) : 0,
 					 errhint("See keyedstate.status for its state and lag.")));
 		}
 		remaining = Min(TimestampDifferenceMilliseconds(now, deadline), 100);
