@@ -113,7 +113,7 @@ KsCollectWalker(Node *node, KsCollectContext *ctx)
 					 "Only normal aggregates, built-in or made with CREATE AGGREGATE, can be maintained incrementally.");
 		if (aggref->aggdistinct != NIL)
 			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "DISTINCT inside an aggregate",
-					 "Incremental aggregation cannot know which inputs it has already seen.");
+					 "Incremental aggregation cannot know which inputs it has already seen: group by the key and the value too, and count the view's rows per key.");
 		ctx->order_attnum = KsAggrefOrderColumn(aggref, ctx->order_attnum);
 		if (aggref->agglevelsup != 0)
 			KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "outer-level aggregates", NULL);
@@ -297,18 +297,18 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 	if (query->setOperations != NULL)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "UNION, INTERSECT or EXCEPT", NULL);
 	if (query->cteList != NIL)
-		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "WITH queries", NULL);
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "WITH queries", "Write the query over the table itself.");
 	if (query->hasSubLinks)
-		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "subqueries", NULL);
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "subqueries", "Aggregate the table itself; join or filter in a query over the view.");
 	if (query->hasWindowFuncs)
-		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "window functions", NULL);
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "window functions", "Apply window functions in a query over the view.");
 	if (query->hasTargetSRFs)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "set-returning functions", NULL);
 	/* (GROUP BY () groups by nothing: the missing GROUP BY below) */
 	if (query->groupingSets != NIL && query->groupClause != NIL)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "GROUPING SETS, ROLLUP or CUBE", NULL);
 	if (query->distinctClause != NIL)
-		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "DISTINCT", NULL);
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "DISTINCT", "GROUP BY the selected columns instead.");
 	if (query->sortClause != NIL)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "ORDER BY",
 				 "Order the rows when you query the view.");
@@ -319,8 +319,8 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 	if (query->groupClause == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("keyedstate aggregation query must have a GROUP BY clause"),
-				 errhint("Group by at least one key column or expression.")));
+				 errmsg("keyedstate aggregation query must group by at least one key"),
+				 errhint("Group by a key column or expression; for totals over the whole table, by a constant: SELECT true AS all_rows, count(*) ... GROUP BY 1.")));
 
 	/* the view's columns: CREATE VIEW would say so, naming our internal tables */
 	foreach(lc, query->targetList)
@@ -346,7 +346,7 @@ KsAnalyzeQuery(Query *query, KsQueryInfo *info)
 				 "An aggregation reads exactly one table.");
 	rte = rt_fetch(1, query->rtable);
 	if (rte->rtekind == RTE_SUBQUERY)
-		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "subqueries", NULL);
+		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "subqueries", "Aggregate the table itself; join or filter in a query over the view.");
 	if (rte->rtekind == RTE_FUNCTION || rte->rtekind == RTE_TABLEFUNC)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED, "set-returning functions", NULL);
 	if (rte->rtekind != RTE_RELATION)

@@ -47,6 +47,9 @@ KsReportFailed(const char *aggname, const char *error, int64 offset, Oid owner)
 			 errdetail("Its input row with offset " INT64_FORMAT " failed: %s.", offset, error) :
 			 errdetail("It failed: %s.", error),
 			 hint < error + KS_ERROR_LEN && *hint != '\0' ? errhint("%s", hint) :
+			 /* (user review 60, F6: which row, and that it may still be fixed) */
+			 offset != 0 ?
+			 errhint("Fix the cause (a function, the query, or that row, which is not consumed yet and may be corrected or deleted), then call keyedstate.resume().") :
 			 errhint("Fix the cause, then call keyedstate.resume().")));
 }
 
