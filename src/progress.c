@@ -258,7 +258,8 @@ KsWaitForAggregation(Oid dboid, int32 aggid, const char *aggname, int64 resume_c
 					 writer > 0 ? errdetail("It waits for the open transaction of process %d, which may still write rows into its source.", writer) :
 					 writer == 0 ? errdetail("It waits for a prepared transaction that may still write rows into its source (see pg_prepared_xacts).") :
 					 /* (after the writers: one that holds the frontier is why, re-review today 58, F4) */
-					 limit > 0 && reloads >= 10 && reloads * 2 > rows ? KsErrdetailThrashing(rows, reloads, limit) : 0,
+					 /* (each part reads every row: the rows one part read, re-review today 59, F2) */
+					 limit > 0 && n > 0 && reloads >= 10 && reloads * 2 > rows / n ? KsErrdetailThrashing(rows / n, reloads, limit) : 0,
 					 errhint("See keyedstate.status for its state and lag.")));
 		}
 		remaining = Min(TimestampDifferenceMilliseconds(now, deadline), 100);

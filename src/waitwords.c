@@ -56,6 +56,6 @@ KsErrdetailStartWait(int pid, int what)
 int
 KsErrdetailThrashing(int64 rows, int64 reloads, int64 limit)
 {
-	return errdetail("It is consuming, but its memory budget of %lld kB holds too few of the keys its rows touch: while this call waited, it loaded evicted keys back %lld times for %lld rows consumed. Raise its memory_limit with keyedstate.alter_aggregation(), or keyedstate.max_state_memory, whichever is smaller.",
+	return errdetail("It is consuming, but its memory budget of %lld kB holds too few of the keys its rows touch: while this call waited, it loaded evicted keys back %lld times for %lld rows read. Raise its memory_limit (keyedstate.alter_aggregation()) or keyedstate.max_state_memory, of which it gets a share, whichever bounds it.",
 					 (long long) (limit / 1024), (long long) reloads, (long long) rows);
 }

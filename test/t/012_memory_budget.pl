@@ -1112,7 +1112,7 @@ $node->safe_psql($db, q{INSERT INTO bigs (k, pad) SELECT (g * 37) % 100, repeat(
 {
 	# (exactness review 56: a sync timed out with no word of the budget)
 	my ($ret, $out, $err) = $node->psql($db, q{SELECT keyedstate.sync('bigs_agg', '300 ms')});
-	like($err, qr/memory budget of 1024 kB holds too few of the keys its rows touch: while this call waited, it loaded evicted keys back \d+ times for \d+ rows consumed/,
+	like($err, qr/memory budget of 1024 kB holds too few of the keys its rows touch: while this call waited, it loaded evicted keys back \d+ times for \d+ rows read/,
 		'a sync that times out while every row loads its key back says the budget is why');
 }
 my $bigs_last = $node->safe_psql($db, 'SELECT max(id) FROM bigs');
