@@ -21,16 +21,16 @@
  * aggregation with a slot, through the object access hook, and one comes
  * every 30 seconds anyway) forgets the aggregations whose view no longer
  * exists, as the event trigger would have, each in a subtransaction that
- * never waits for its source (whose owner may hold it for as long as she
- * likes) and waits a moment at most for any other lock, and tries again
- * a second later if it could not.
+ * waits a moment at most for its source (whose owner may hold it for as
+ * long as she likes: KsLockTableNow) and for any other lock, and tries
+ * again a second later if it could not.
  *
  * A role that drops her aggregation over another owner's table leaves its
  * triggers there (dropping them would lock the table against its owner's
  * reads until she commits: control.c), and so does a drop that cannot lock
  * its own table within half a deadlock_timeout (KsLockTreeForDrop); the
- * workers' reloads drop them, likewise without waiting, once the table is
- * not in use.
+ * workers' reloads drop them, likewise waiting a moment at most
+ * (KsLockTableNow), once the table is not held for longer.
  *
  *-------------------------------------------------------------------------
  */
@@ -256,8 +256,9 @@ KsLockTableNow(Oid relid)
 /*
  * Forget one orphan (in a subtransaction: see KsForgetOrphans).  Its
  * source's owner may hold her table for as long as she likes: its triggers
- * are dropped only if it is free now, and any other lock is waited for a
- * moment at most, so that no reload of any worker waits for a role.
+ * are dropped only if it is free within a moment (KsLockTableNow), and any
+ * other lock is waited for a moment at most, so that no reload of any
+ * worker waits for a role.
  */
 static void
 KsForgetOrphan(void *arg)
