@@ -236,21 +236,35 @@ KsOrphansInit(void)
  * free at once, so the lock is queued for, KS_LEFTOVER_WAIT_MS at most
  * (re-review today 59, F1: never dropped under 4 pgbench writers, and
  * DROP EXTENSION refused for them); writers queued behind wait no longer.
- * In a subtransaction, which the lock timeout's error aborts.
+ * In a subtransaction that lets cancels in (KsCallCancellable): the lock
+ * timeout is a cancel, which the worker holds off between steps.
  */
 #define KS_LEFTOVER_WAIT_MS		20
+
+/*
+ * The transaction that locked such a table: holding one, the worker never
+ * waits for another (a session holding that one and waiting for the first
+ * would deadlock: re-review today 61, F2); the next reload tries it.
+ */
+static LocalTransactionId ks_table_locked_lxid = InvalidLocalTransactionId;
 
 static void
 KsLockTableNow(Oid relid)
 {
 	int			nestlevel;
 
-	if (ConditionalLockRelationOid(relid, AccessExclusiveLock))
-		return;
-	nestlevel = NewGUCNestLevel();
-	KsSetOption("lock_timeout", CppAsString2(KS_LEFTOVER_WAIT_MS), GUC_ACTION_SAVE);
-	LockRelationOid(relid, AccessExclusiveLock);
-	AtEOXact_GUC(true, nestlevel);
+	if (!ConditionalLockRelationOid(relid, AccessExclusiveLock))
+	{
+		if (ks_table_locked_lxid == MyProc->lxid)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("table \"%s\" is in use", get_rel_name(relid))));
+		nestlevel = NewGUCNestLevel();
+		KsSetOption("lock_timeout", CppAsString2(KS_LEFTOVER_WAIT_MS), GUC_ACTION_SAVE);
+		LockRelationOid(relid, AccessExclusiveLock);
+		AtEOXact_GUC(true, nestlevel);
+	}
+	ks_table_locked_lxid = MyProc->lxid;
 }
 
 /*
@@ -444,7 +458,8 @@ KsDropLeftoverTriggers(List *defs, bool *retry)
 	foreach(lc, found)
 	{
 		KsLeftover *l = lfirst(lc);
-		ErrorData  *edata = KsCallInSubtransaction(KsDropLeftover, l, true);
+		/* cancels let in: the lock timeout is one (re-review today 61, F1: it never fired) */
+		ErrorData  *edata = KsCallCancellable(KsDropLeftover, l, true);
 
 		if (edata != NULL)
 		{
