@@ -126,19 +126,31 @@ KsObjectAccess(ObjectAccessType access, Oid classId, Oid objectId, int subId, vo
 		KsNoteChangedObject(classId, objectId);
 }
 
-/* Lock a table and its partitions against everyone (KsLockTreeForDrop), in a subtransaction. */
+/*
+ * Lock a table against everyone to drop triggers on it (and, with
+ * partitions, the tables below it), queuing for each ms at most, or less if
+ * the session's lock_timeout says so.  In a subtransaction, which the lock
+ * timeout's error aborts.
+ */
+static void
+KsLockWithin(Oid relid, int ms, bool partitions)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	if (LockTimeout == 0 || LockTimeout > ms)
+		KsSetOption("lock_timeout", psprintf("%d", ms), GUC_ACTION_SAVE);
+	LockRelationOid(relid, AccessExclusiveLock);
+	if (partitions)
+		(void) find_all_inheritors(relid, AccessExclusiveLock, NULL);
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/* Lock a table and its partitions (KsLockTreeForDrop), in a subtransaction. */
 static void
 KsLockTreeNow(void *arg)
 {
-	Oid			relid = *(Oid *) arg;
-	int			nestlevel = NewGUCNestLevel();
-
-	/* less than a deadlock_timeout: we never run the deadlock check; a smaller lock_timeout stays */
-	if (LockTimeout == 0 || LockTimeout > Max(DeadlockTimeout / 2, 1))
-		KsSetOption("lock_timeout", psprintf("%d", Max(DeadlockTimeout / 2, 1)), GUC_ACTION_SAVE);
-	LockRelationOid(relid, AccessExclusiveLock);
-	(void) find_all_inheritors(relid, AccessExclusiveLock, NULL);	/* (the partitions) */
-	AtEOXact_GUC(true, nestlevel);
+	/* less than a deadlock_timeout: we never run the deadlock check */
+	KsLockWithin(*(Oid *) arg, Max(DeadlockTimeout / 2, 1), true);
 }
 
 /*
@@ -251,18 +263,13 @@ static LocalTransactionId ks_table_locked_lxid = InvalidLocalTransactionId;
 static void
 KsLockTableNow(Oid relid)
 {
-	int			nestlevel;
-
 	if (!ConditionalLockRelationOid(relid, AccessExclusiveLock))
 	{
 		if (ks_table_locked_lxid == MyProc->lxid)
 			ereport(ERROR,
 					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 					 errmsg("table \"%s\" is in use", get_rel_name(relid))));
-		nestlevel = NewGUCNestLevel();
-		KsSetOption("lock_timeout", CppAsString2(KS_LEFTOVER_WAIT_MS), GUC_ACTION_SAVE);
-		LockRelationOid(relid, AccessExclusiveLock);
-		AtEOXact_GUC(true, nestlevel);
+		KsLockWithin(relid, KS_LEFTOVER_WAIT_MS, false);
 	}
 	ks_table_locked_lxid = MyProc->lxid;
 }

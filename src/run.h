@@ -397,6 +397,15 @@ extern bool KsRunTimeoutsPaused(void);
 extern void KsRunOwnerCodeBegin(KsAggRun *run);
 extern void KsRunOwnerCodeEnd(void);
 
+/*
+ * User code called item after item inside keyedstate's own work (a sliding
+ * window's republish after a load, window.c): bounded from its first item,
+ * with a fresh bound once a quarter of one has passed, so that each item
+ * gets three quarters of the step timeout at least (a bound per 1024
+ * windows failed a slow combine function's: re-review today 58, F1).
+ */
+extern void KsRunOwnerCodeEach(KsAggRun *run);
+
 /* Arm the step timeout again after a pause, for a whole bound. */
 extern void KsRunTimeoutResume(KsAggRun *run);
 

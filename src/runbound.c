@@ -62,6 +62,7 @@ static KsAggRun *ks_step_run = NULL;	/* the run whose step is running */
  */
 static bool ks_timeouts_paused = false;
 static bool ks_owner_armed = false;
+static TimestampTz ks_owner_armed_at = 0;	/* when it was armed */
 
 
 /*
@@ -389,7 +390,19 @@ KsRunOwnerCodeBegin(KsAggRun *run)
 	{
 		KsArmTimers(run, false);
 		ks_owner_armed = true;
+		ks_owner_armed_at = ks_clock_last;
 	}
+}
+
+/* User code called item after item inside keyedstate's own work (see run.h). */
+void
+KsRunOwnerCodeEach(KsAggRun *run)
+{
+	if (!ks_timeouts_paused ||
+		(ks_owner_armed && GetCurrentTimestamp() - ks_owner_armed_at < (int64) run->timeout_ms * 250))
+		return;
+	KsRunOwnerCodeEnd();
+	KsRunOwnerCodeBegin(run);
 }
 
 /* ... and ends: keyedstate's own work goes on, unbounded. */

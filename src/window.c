@@ -262,7 +262,6 @@ typedef struct KsWindowBuild
 	bool	   *nulls;
 	KsTransState *states;
 	KsPaneCache *pc;
-	TimestampTz armed_at;		/* after a load: when the owner's bound was armed */
 } KsWindowBuild;
 
 /* Merge a changed window's panes and build its row (a KsBuildItem). */
@@ -274,23 +273,9 @@ KsWindowBuildItem(KsAggRun *run, KsPublishItem *it, int64 i, void *arg)
 
 	if ((i & 255) == 0)
 		KsCheckInterrupts();
-	/*
-	 * After a load, a fresh bound for the owner's code once a quarter of
-	 * one has passed: each window's merge and row get three quarters of
-	 * the step timeout at least (a bound per 1024 windows failed a slow
-	 * combine function's: re-review today 58, F1), at a clock read each.
-	 */
+	/* after a load, the owner's code bounded window by window (see run.h) */
 	if (run->windows_reload)
-	{
-		TimestampTz now = GetCurrentTimestamp();
-
-		if (now - wb->armed_at >= (int64) run->timeout_ms * 250)
-		{
-			KsRunOwnerCodeEnd();
-			KsRunOwnerCodeBegin(run);
-			wb->armed_at = now;
-		}
-	}
+		KsRunOwnerCodeEach(run);
 	KsPublishItemOf(it, w);
 	MemoryContextReset(run->combinecxt);
 	it->remove = KsWindowExpired(run, DatumGetTimestampTz(w->keys[0])) ||
@@ -364,7 +349,6 @@ KsWindowPublish(KsAggRun *run, int64 offset)
 	wb.nulls = nulls;
 	wb.states = states;
 	wb.pc = &pc;
-	wb.armed_at = 0;
 	KsPublishBuildRows(run, wt, items, KsWindowBuildItem, &wb);
 	MemoryContextReset(run->combinecxt);
 	MemoryContextSwitchTo(oldcxt);
