@@ -780,7 +780,17 @@ CREATE FUNCTION slow_add(bigint, bigint) RETURNS bigint LANGUAGE plpgsql IMMUTAB
 DECLARE i int := 0; BEGIN WHILE i < 600 LOOP i := i + 1; END LOOP; RETURN $1 + $2; END $$;
 CREATE AGGREGATE slow_sum(int) (sfunc = int4_sum, stype = bigint, combinefunc = slow_add);
 SELECT keyedstate.create_aggregation('slw_slow', 'SELECT k, slow_sum(v) AS s FROM slw WHERE id <= 3000 AND k < 10 GROUP BY k',
+	window_size => '30 minutes', window_slide => '1 minute', time_column => 'ts');
+-- a combine function that loops once a flag row exists: the republish after
+-- the restart runs it outside the step timeout, and its bound must stop it
+CREATE TABLE loop_flag (on_ bool);
+CREATE FUNCTION loop_add(bigint, bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+BEGIN WHILE EXISTS (SELECT FROM loop_flag) LOOP END LOOP; RETURN $1 + $2; END $$;
+CREATE AGGREGATE loop_sum(int) (sfunc = int4_sum, stype = bigint, combinefunc = loop_add);
+SELECT keyedstate.create_aggregation('slw_loop', 'SELECT k, loop_sum(v) AS s FROM slw WHERE id <= 200 GROUP BY k',
 	window_size => '30 minutes', window_slide => '1 minute', time_column => 'ts');});
+ks_sync($snode, 'postgres', 'slw_loop', '5 min');
+$snode->safe_psql('postgres', 'INSERT INTO loop_flag VALUES (true)');
 ks_sync($snode, 'postgres', 'slw_sums', '5 min');
 ks_sync($snode, 'postgres', 'slw_slow', '5 min');
 $snode->safe_psql('postgres', q{ALTER SYSTEM SET keyedstate.step_timeout = 300});
@@ -791,6 +801,9 @@ ks_sync($snode, 'postgres', 'slw_sums', '5 min');
 ks_sync($snode, 'postgres', 'slw_slow', '5 min');
 is(ks_state($snode, 'postgres', 'slw_sums'), 'running', 'the windows of 300,000 panes load under a 300 ms step timeout');
 is(ks_state($snode, 'postgres', 'slw_slow'), 'running', '... and those of a slow combine function, each window bounded');
+ok(ks_wait_for($snode, 'postgres', q{SELECT state = 'failed' AND error LIKE '%step timeout%' FROM keyedstate.status WHERE name = 'slw_loop'}, 60),
+	'... while a combine function that loops in that republish is stopped by the step timeout')
+  or diag($snode->safe_psql('postgres', q{SELECT state, error FROM keyedstate.status WHERE name = 'slw_loop'}));
 is(ks_mismatches($snode, 'postgres', 'SELECT * FROM slw_slow',
 	window_oracle('30 minutes', '1 minute', 'ts', 'timestamptz', 'k, sum(v)', 'AND id <= 3000 AND k < 10', 'k', '', 'slw')), '0',
 	'... exact');
