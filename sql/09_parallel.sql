@@ -58,11 +58,21 @@ SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks G
 SELECT keyedstate.create_aggregation('bad', 'SELECT page, count(*) FROM clicks GROUP BY page', max_parallelism => 0);
 SELECT keyedstate.alter_aggregation('per_page', parallelism => 11);
 
+-- more parts than a database can have workers (keyedstate.max_workers is 12
+-- here): a notice says that they share workers, at a create and a rescale
+BEGIN;
+SELECT keyedstate.create_aggregation('many', 'SELECT page, count(*) FROM clicks GROUP BY page', parallelism => 13, max_parallelism => 20);
+SELECT keyedstate.alter_aggregation('per_page', parallelism => 10);
+ROLLBACK;
+
 -- an aggregation run whole is one part of every key group
 SELECT keyedstate.create_aggregation('whole', 'SELECT page % 2 AS odd, count(*) AS n FROM clicks GROUP BY 1');
 SELECT keyedstate.sync('whole');
 SELECT part, first_key_group, last_key_group, state FROM keyedstate.workers WHERE aggregation = 'whole';
 SELECT parallelism FROM keyedstate.status WHERE name = 'whole';
+BEGIN;
+SELECT keyedstate.alter_aggregation('whole', parallelism => 13);
+ROLLBACK;
 
 -- in the transaction that rescaled it, a sync and a read are refused at
 -- once: the new parts start at the commit (they waited their whole timeout)

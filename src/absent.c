@@ -71,6 +71,23 @@ KsWarnNoWorkerHere(const char *aggname)
 				 errhint("Create aggregations in a database that is not a template and allows connections.")));
 }
 
+/* Say that an aggregation's parts will share workers (see absent.h). */
+void
+KsNoticeSharedParts(const char *aggname, int parallelism)
+{
+	/* a database's workers: its share of max_workers, each beside the launcher */
+	int			most = Min(Min(ks_max_workers, KS_MAX_DB_WORKERS), max_worker_processes - 1);
+
+	if (parallelism <= most)
+		return;
+	ereport(NOTICE,
+			(errmsg("the %d parts of aggregation %s will share workers", parallelism, aggname),
+			 errdetail("A database runs at most %d keyedstate workers here (keyedstate.max_workers is %d, max_worker_processes %d, and a database has %d at most); parts that share a worker run one after the other, no faster than one part.",
+					   most, ks_max_workers, max_worker_processes, KS_MAX_DB_WORKERS),
+			 errhint("Raise keyedstate.max_workers (and max_worker_processes) to at least %d, or give a smaller parallelism.",
+					 parallelism)));
+}
+
 /* Why a worker that should run does not, for keyedstate.status (see absent.h). */
 char *
 KsNoWorkerMessage(int why)

@@ -28,6 +28,12 @@ extern char *KsNoWorkerHere(void);
 extern void KsWarnNoWorkerHere(const char *aggname);
 
 /*
+ * A notice, at a create or a rescale, that an aggregation has more parts
+ * than its database can ever have workers, so that some share one.
+ */
+extern void KsNoticeSharedParts(const char *aggname, int parallelism);
+
+/*
  * Why a worker that should run an aggregation does not, as keyedstate.status
  * says it: `why` is KsWorkerMissing's answer (-1: no background worker slot;
  * KS_NO_LAUNCHER: no launcher; a number of owners: more than a database

@@ -30,6 +30,7 @@
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 
+#include "absent.h"
 #include "arguments.h"
 #include "catalog.h"
 #include "checkpoint.h"
@@ -269,7 +270,10 @@ keyedstate_alter_aggregation(PG_FUNCTION_ARGS)
 	KsCatalogAlter(agg.def.id, !PG_ARGISNULL(1), ttl, interval, memory_limit,
 				   window ? DT_NOBEGIN : KsTtlReach(&agg, !PG_ARGISNULL(1), ttl));
 	if (parallelism != agg.def.parallelism)
+	{
 		KsRescale(&agg, parallelism);
+		KsNoticeSharedParts(agg.name, parallelism);
+	}
 	if (window)
 		KsAlterWindow(&agg, PG_ARGISNULL(5) ? NULL : PG_GETARG_INTERVAL_P(5),
 					  PG_ARGISNULL(6) ? NULL : PG_GETARG_INTERVAL_P(6),

@@ -52,7 +52,14 @@
 	"COALESCE(a.ttl_floor, '-infinity'::pg_catalog.timestamptz), " \
 	"COALESCE(GREATEST(a.sequence_seen, (SELECT pg_catalog.max(q.sequence_seen) " \
 	"         FROM keyedstate_internal.part q WHERE q.aggregation_id = a.id)), '-9223372036854775808'::pg_catalog.int8), " \
-	"a.key_seed"
+	"a.key_seed, " \
+	"(SELECT pg_catalog.count(DISTINCT q.part) FROM keyedstate_internal.part q " \
+	"  WHERE q.aggregation_id = a.id AND NOT q.retired), " \
+	"(SELECT pg_catalog.count(*) FROM keyedstate_internal.part q " \
+	"  WHERE q.aggregation_id = a.id AND NOT q.retired), " \
+	"p.seed_from IS NULL OR pg_catalog.cardinality(p.seed_from) = " \
+	"  (SELECT pg_catalog.count(*) FROM keyedstate_internal.part s WHERE s.id = ANY (p.seed_from) " \
+	"    AND s.aggregation_id = a.id AND s.retired) + (a.id = ANY (p.seed_from))::pg_catalog.int4"
 
 /* An aggregation alone: no part. */
 #define KS_DEF_FROM_AGGREGATION \
@@ -190,6 +197,10 @@ KsDefFromTuple(HeapTuple tup, TupleDesc desc)
 		def->ttl_floor = DT_NOBEGIN;
 	def->sequence_seen = DatumGetInt64(SPI_getbinval(tup, desc, 32, &isnull));
 	def->key_seed = (uint64) DatumGetInt64(SPI_getbinval(tup, desc, 33, &isnull));
+	if (def->is_part)
+		KsCheckPartRows(def, DatumGetInt64(SPI_getbinval(tup, desc, 34, &isnull)),
+						DatumGetInt64(SPI_getbinval(tup, desc, 35, &isnull)),
+						DatumGetBool(SPI_getbinval(tup, desc, 36, &isnull)));
 	return def;
 }
 
@@ -231,6 +242,7 @@ KsCopyDefinition(const KsAggDef *def, MemoryContext cxt)
 	memcpy(copy, def, sizeof(KsAggDef));
 	copy->query_tree = pstrdup(def->query_tree);
 	copy->definition = def->definition ? pstrdup(def->definition) : NULL;
+	copy->damage = def->damage ? pstrdup(def->damage) : NULL;
 	copy->settings = NIL;
 	foreach(lc, def->settings)
 		copy->settings = lappend(copy->settings, pstrdup(lfirst(lc)));

@@ -72,6 +72,13 @@ typedef struct KsAggDef
 	Datum	   *seeds;			/* a new part: the ids it is seeded from */
 	int			nseeds;
 
+	/*
+	 * Why its rows in keyedstate_internal.part cannot be what keyedstate
+	 * wrote (parts that do not tile the key groups, seeds that are not
+	 * its retired parts), or NULL: the load fails it as corrupted.
+	 */
+	char	   *damage;
+
 	/* query_tree holds another cluster's OIDs (pg_upgrade): bind `definition` again */
 	bool		other_cluster;
 	char	   *definition;
@@ -246,6 +253,16 @@ extern void KsCatalogSetWindow(int32 id, const char *query_tree, const char *def
  * the least checkpointed offset among them.  The caller adds the parts.
  */
 extern Datum KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *start);
+
+/* The key groups of part p of n parts over max groups: Flink's ranges, as even as they can be. */
+extern void KsPartGroups(int p, int n, int max, int *first, int *last);
+
+/*
+ * Set def->damage if a part's rows are not what a rescale writes: given
+ * the numbers of its aggregation's running parts, distinct and in all, and
+ * whether its seeds are that aggregation's retired parts.
+ */
+extern void KsCheckPartRows(KsAggDef *def, int64 numbers, int64 parts, bool seeds_ok);
 
 /* Why an aggregation cannot be rescaled now, or NULL (locks its row). */
 extern const char *KsCatalogRescaleBlocked(int32 id);

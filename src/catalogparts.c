@@ -82,6 +82,45 @@ KsCatalogRescale(int32 id, int parallelism, int32 *layout, int64 *start)
 	return seeds;
 }
 
+/* The key groups of part p of n (see catalog.h). */
+void
+KsPartGroups(int p, int n, int max, int *first, int *last)
+{
+	*first = (int) (((int64) p * max + n - 1) / n);
+	*last = (int) (((int64) (p + 1) * max + n - 1) / n) - 1;
+}
+
+/*
+ * Judge a part's rows as a rescale writes them (see catalog.h): the running
+ * parts are numbered 0 to parallelism - 1 once each, each has its number's
+ * key groups, so they tile the groups; a part's seeds are retired parts of
+ * its aggregation, or the aggregation itself, once each.  Rows that are
+ * not (edited by hand) would count a group's rows in two parts, or load
+ * another aggregation's keys (review bytes 62, F3, F6).
+ */
+void
+KsCheckPartRows(KsAggDef *def, int64 numbers, int64 parts, bool seeds_ok)
+{
+	int			first;
+	int			last;
+
+	if (def->part < 0 || def->part >= def->parallelism)
+	{
+		def->damage = psprintf("Its part %d is not one of its parts 0 to %d.", def->part, def->parallelism - 1);
+		return;
+	}
+	KsPartGroups(def->part, def->parallelism, def->max_parallelism, &first, &last);
+	if (first != def->first_group || last != def->last_group)
+		def->damage = psprintf("Its part %d has key groups %d to %d, but part %d of %d has groups %d to %d.",
+							   def->part, def->first_group, def->last_group, def->part, def->parallelism,
+							   first, last);
+	else if (numbers != def->parallelism || parts != def->parallelism)
+		def->damage = psprintf("It has " INT64_FORMAT " running parts with " INT64_FORMAT " numbers, but its parallelism is %d.",
+							   parts, numbers, def->parallelism);
+	else if (!seeds_ok)
+		def->damage = psprintf("Its part %d is seeded from parts that are not retired parts of it.", def->part);
+}
+
 /*
  * Why an aggregation cannot be rescaled now, or NULL: a rescale still
  * running (a part not yet checkpointed since it was seeded; inside the

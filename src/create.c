@@ -417,14 +417,6 @@ KsSetCanonicalSettings(void)
 	KsSetOption("bytea_output", "hex", GUC_ACTION_SAVE);
 }
 
-/* The key groups of part p of n, of max: Flink's ranges, as even as they can be. */
-static void
-KsPartGroups(int p, int n, int max, int *first, int *last)
-{
-	*first = (int) (((int64) p * max + n - 1) / n);
-	*last = (int) (((int64) (p + 1) * max + n - 1) / n) - 1;
-}
-
 /* Add the parts of a new layout of an aggregation (see hooks.h). */
 void
 KsCreateParts(int32 aggid, int32 layout, int parallelism, int max_parallelism,
@@ -513,5 +505,6 @@ keyedstate_create_aggregation(PG_FUNCTION_ARGS)
 	KsRememberDatabase(MyDatabaseId);
 	KsRequestAtCommit();
 	KsWarnNoWorkerHere(KsAggName(cs.view_oid));
+	KsNoticeSharedParts(KsAggName(cs.view_oid), cs.parallelism);
 	PG_RETURN_VOID();
 }

@@ -280,6 +280,9 @@ KsRunSourceReady(KsAggRun *run)
 
 	if (run->loaded)
 		return true;
+	/* (damaged part rows fail at the load, without waiting for what they name) */
+	if (run->def->damage != NULL)
+		return true;
 	if (run->def->nseeds > 0 && !KsAggSlotsIdle(MyDatabaseId, run->def->seeds, run->def->nseeds))
 		return false;
 	if ((bound = KsBindWhenAllowed(run)) < 0)

@@ -30,6 +30,7 @@
 #include "recovery.h"
 #include "publish.h"
 #include "settings.h"
+#include "serialize.h"
 #include "step.h"
 #include "window.h"
 
@@ -81,6 +82,9 @@ KsRunLoad(KsAggRun *run)
 	 */
 	run->pause_until = run->def->paused ?	/* (or, restored, what it showed when dumped) */
 		Max(Max(run->pause_until, KsStorePublishedOffset(run->slot)), run->def->pause_at) : PG_INT64_MIN;
+	/* rows of keyedstate_internal.part no rescale could have written (catalog.h) */
+	if (run->def->damage != NULL)
+		KsCheckpointCorrupted(run->name, "%s", run->def->damage);
 	/* before any of its code runs: its analysis and initial values may be what crashed */
 	KsCrashGuardCheck(run);
 	run->loadcxt = AllocSetContextCreate(run->cxt, "keyedstate aggregation state",

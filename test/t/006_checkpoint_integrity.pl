@@ -588,6 +588,51 @@ ok(ks_wait_for($node, 'postgres', "SELECT bool_and(state = 'running') FROM keyed
 $final = compare(map { $agg_by_name{$_} } $gone_all, $gone_one);
 is(join(', ', grep { ($final->{$_}[0] // '') ne '0' } $gone_all, $gone_one), '', '... exactly');
 
+# the catalog rows of parts are read back too (review bytes 62, F3, F6):
+# parts whose key groups overlap would count a group's rows twice, and a
+# part seeded from what is not its own retired parts would load another
+# aggregation's keys; either fails the aggregation as damaged, at once
+$node->safe_psql('postgres', q{CREATE TABLE pev (id bigserial PRIMARY KEY, k int NOT NULL);
+INSERT INTO pev (k) SELECT i % 97 FROM generate_series(1, 3000) i;
+SELECT keyedstate.create_aggregation('parts2', 'SELECT k, count(*) AS n FROM pev GROUP BY k', parallelism => 2);
+SELECT keyedstate.sync('parts2', '1 min'); SELECT keyedstate.checkpoint('parts2');
+CREATE TABLE saved_parts AS SELECT * FROM keyedstate_internal.part;});
+my $parts_oracle = 'SELECT k, count(*) AS n FROM pev GROUP BY k';
+$node->safe_psql('postgres', q{UPDATE keyedstate_internal.part SET first_key_group = 0
+ WHERE aggregation_id = (SELECT id FROM keyedstate_internal.aggregation WHERE view = 'parts2'::regclass) AND part = 1});
+ks_kill_worker($node, 'postgres');
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'checkpoint of aggregation public.parts2 is corrupted'
+	FROM keyedstate.status WHERE name = 'parts2'}, 60), 'parts whose key groups overlap fail as damaged')
+  or diag($node->safe_psql('postgres', "SELECT state, error FROM keyedstate.status WHERE name = 'parts2'"));
+like(scalar(slurp_file($node->logfile)), qr/DETAIL:  Its part 1 has key groups 0 to 127, but part 1 of 2 has groups 64 to 127\./,
+	'... and say which part');
+$node->safe_psql('postgres', q{UPDATE keyedstate_internal.part p SET first_key_group = s.first_key_group
+ FROM saved_parts s WHERE s.id = p.id; SELECT keyedstate.resume('parts2');});
+ok(ks_wait_for($node, 'postgres', "SELECT state = 'running' FROM keyedstate.status WHERE name = 'parts2'", 60),
+	'... and run again once the rows are back');
+$node->safe_psql('postgres', q{INSERT INTO pev (k) SELECT i % 97 FROM generate_series(1, 500) i;
+SELECT keyedstate.sync('parts2', '1 min');});
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM parts2', $parts_oracle), '0', '... exactly');
+
+# a rescale while paused leaves its new parts seeded; seeds edited to name
+# another aggregation fail at the resume, not after a wait for that one
+$node->safe_psql('postgres', q{SELECT keyedstate.checkpoint('parts2'); SELECT keyedstate.pause('parts2');
+SELECT keyedstate.alter_aggregation('parts2', parallelism => 3);
+CREATE TABLE saved_seeds AS SELECT id, seed_from FROM keyedstate_internal.part WHERE seed_from IS NOT NULL;
+UPDATE keyedstate_internal.part SET seed_from = ARRAY[(SELECT min(id) FROM keyedstate_internal.aggregation)]
+ WHERE seed_from IS NOT NULL;
+SELECT keyedstate.resume('parts2');});
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'checkpoint of aggregation public.parts2 is corrupted'
+	FROM keyedstate.status WHERE name = 'parts2'}, 30), 'a part seeded from another aggregation fails as damaged')
+  or diag($node->safe_psql('postgres', "SELECT state, error FROM keyedstate.status WHERE name = 'parts2'"));
+$node->safe_psql('postgres', q{UPDATE keyedstate_internal.part p SET seed_from = s.seed_from FROM saved_seeds s
+ WHERE s.id = p.id; SELECT keyedstate.resume('parts2');});
+ok(ks_wait_for($node, 'postgres', "SELECT state = 'running' FROM keyedstate.status WHERE name = 'parts2'", 60),
+	'... and the rescale goes on once its seeds are back');
+$node->safe_psql('postgres', q{INSERT INTO pev (k) SELECT i % 97 FROM generate_series(1, 500) i;
+SELECT keyedstate.sync('parts2', '1 min');});
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM parts2', $parts_oracle), '0', '... exactly');
+
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal (?!9:)/, 'no server process crashed (but the worker killed on purpose)');
 is(join("\n", @problems), '', "each of $cases damaged checkpoints failed clearly or recovered exactly");
