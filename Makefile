@@ -52,6 +52,7 @@ OBJS = \
 	src/checkpoint.o \
 	src/ckptcommit.o \
 	src/recovery.o \
+	src/chunkcheck.o \
 	src/seed.o \
 	src/run.o \
 	src/owner.o \

@@ -15,10 +15,7 @@
  * (KsCheckpointDeleteObsolete).  Recovery (recovery.c) reads the rows
  * newest first, down to the latest full checkpoint, and keeps the first
  * version of each key it meets, so it reads at most about twice the live
- * state.  A chunk is about 4 MB: the one a slice inserts (compressed and
- * out of line, its WAL written) is most of that step's pause (smaller
- * chunks shorten it a little and cost more steps: 1 MB chunks slowed
- * consumption measurably while checkpoints ran).
+ * state.  A chunk is about 4 MB, most of the pause of the step inserting it.
  *
  *-------------------------------------------------------------------------
  */
@@ -186,20 +183,17 @@ KsChunkReset(struct KsChunkWriter *w)
 
 	resetStringInfo(w->buf);
 	appendBinaryStringInfo(w->buf, header, VARHDRSZ + KS_CHUNK_HEADER);
-	w->buf->data[VARHDRSZ] = (char) KS_STATE_FORMAT;
+	w->buf->data[VARHDRSZ] = (char) KS_CHUNK_FORMAT;
 	w->nkeys = 0;
 }
 
 /*
- * Seal the chunk built so far, if it holds any key: its header and CRC are
- * filled in and it joins the chunks waiting to be inserted; `last` when
- * no key of this checkpoint follows.  The last chunk of a checkpoint that
- * sealed chunks before is sealed even without keys: it marks the end; so
- * is the one chunk of a full checkpoint without keys (every key cold or
- * expired), which marks where recovery's chain begins: without it, the
- * chain before (a full chunk and its deltas) was still the latest full
- * checkpoint's to recovery, which found more chunks than committed and
- * failed the aggregation as corrupted (exactness review 40, F1).
+ * Seal the chunk built so far, if it holds any key or is the `last` of its
+ * checkpoint (no key follows): its header and CRC are filled in and it
+ * joins the chunks waiting to be inserted.  The last chunk marks the end
+ * and binds the offset and the chain (checkpoint.h); a full checkpoint's
+ * marks where recovery's chain begins even without keys (every key cold
+ * or expired: exactness review 40, F1).
  */
 static void
 KsChunkSeal(struct KsChunkWriter *w, bool last)
@@ -209,7 +203,7 @@ KsChunkSeal(struct KsChunkWriter *w, bool last)
 	pg_crc32c	crc;
 	MemoryContext oldcxt;
 
-	if (w->nkeys == 0 && !(last && (w->chunk > 0 || w->full)))
+	if (w->nkeys == 0 && !last)
 		return;
 	if (w->nkeys == 0)
 		w->first_group = w->last_group = 0;
@@ -221,6 +215,13 @@ KsChunkSeal(struct KsChunkWriter *w, bool last)
 	SET_VARSIZE(sc->data, w->buf->len);
 	chunk = VARDATA(sc->data);
 	chunk[KS_CHUNK_FLAGS_AT] = last ? KS_CHUNK_LAST : 0;
+	if (last)
+	{
+		int32		chain = (w->full ? 0 : w->run->ckpt_chain_chunks) + w->chunk + 1;
+
+		memcpy(chunk + KS_CHUNK_OFFSET_AT, &w->offset, sizeof(int64));
+		memcpy(chunk + KS_CHUNK_CHAIN_AT, &chain, sizeof(int32));
+	}
 	sc->row.aggregation_id = w->run->def->id;
 	sc->row.checkpoint_id = w->checkpoint_id;
 	sc->row.chunk = w->chunk;
@@ -231,7 +232,7 @@ KsChunkSeal(struct KsChunkWriter *w, bool last)
 	crc = KsChunkCrc(&sc->row, chunk, w->buf->len - VARHDRSZ);
 	memcpy(chunk + KS_CHUNK_CRC_AT, &crc, sizeof(crc));
 	w->sealed = lappend(w->sealed, sc);
-	w->bytes += w->buf->len - VARHDRSZ;
+	w->bytes += w->buf->len - VARHDRSZ + KS_CHUNK_ROW_BYTES;
 	w->chunk++;
 
 	/* the sealed chunk keeps the buffer's memory: start a new one, grown as needed */

@@ -20,18 +20,29 @@
  * chunk rows of checkpoint N and of the deltas before it back to the
  * latest full checkpoint: recovery must find exactly those, so chunks (or
  * whole checkpoints) deleted by hand fail the aggregation as damaged
- * instead of recovering fewer keys.
+ * instead of recovering fewer keys.  Since format 5 every checkpoint ends
+ * with a last chunk (without keys when none changed) that carries the
+ * offset and that number of chunks under its CRC: the newest one met must
+ * be the committed checkpoint's and agree with the catalog, so the offset
+ * or the number edited by hand, or the newest checkpoint deleted with the
+ * number lowered to match, fail as damaged too (review bytes 62, F4:
+ * rows were counted twice or skipped).  Each chunk row counts
+ * KS_CHUNK_ROW_BYTES towards the deltas that make the next checkpoint
+ * full, so checkpoints without keys do not grow the chain for good.
  *
  * checkpoint.c writes the chunks, recovery.c reads and checks them; this
  * header is where their format is defined.
  *
- * Layout of a chunk's data (format KS_STATE_FORMAT):
- *	1 byte			KS_STATE_FORMAT
+ * Layout of a chunk's data (format KS_CHUNK_FORMAT):
+ *	1 byte			KS_CHUNK_FORMAT
  *	4 bytes			CRC-32C of the chunk's row (KsChunkCrc) and of every byte
  *					after this field
  *	1 byte			flags: KS_CHUNK_LAST on the last chunk of its checkpoint (which
  *					holds no key when every key went out in earlier chunks, or
- *					when a full checkpoint has none: its one chunk, number 0)
+ *					when the checkpoint has none)
+ *	8 bytes			on the last chunk, the checkpoint's consumed offset; else 0
+ *	4 bytes			on the last chunk, the chunk rows of the checkpoint and of
+ *					the deltas before it back to the latest full one; else 0
  *	then per key, in any order (the chunk's row gives the range of groups):
  *	  2 bytes		key group (KsKeyGroup of the key's hash)
  *	  1 byte		flags: KS_STORED_EXPIRED for a key its TTL removed,
@@ -67,7 +78,7 @@
 /* Where the parts of a chunk's header are, and its flags. */
 #define KS_CHUNK_CRC_AT			1
 #define KS_CHUNK_FLAGS_AT		5
-#define KS_CHUNK_HEADER			6
+#define KS_CHUNK_HEADER			KS_CHUNK_HEADER_V5
 #define KS_CHUNK_LAST			0x01
 
 /* The fewest bytes a key takes: its group, flags, time and three lengths. */
@@ -79,6 +90,20 @@
 
 /* The format before TTL (no flags, no time per key), still read. */
 #define KS_STATE_FORMAT_V3		3
+
+/*
+ * Chunks since format 5: KS_STATE_FORMAT's keys after a longer header,
+ * whose last chunk binds the offset and the chain (above).  Formats 3 and
+ * 4 are still read, with the 6-byte header of KS_CHUNK_HEADER_V4.
+ */
+#define KS_CHUNK_FORMAT			5
+#define KS_CHUNK_HEADER_V4		6
+#define KS_CHUNK_OFFSET_AT		6
+#define KS_CHUNK_CHAIN_AT		14
+#define KS_CHUNK_HEADER_V5		18
+
+/* What a chunk row counts for beside its bytes, when deltas outgrow a full checkpoint. */
+#define KS_CHUNK_ROW_BYTES		1024
 
 /* The columns of a chunk's keyedstate_internal.state row. */
 typedef struct KsChunkRow
@@ -174,6 +199,16 @@ extern int	KsStateTablesHolder(void);
 extern void KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark,
 							   int64 checkpoint_id, bool full, bool final, bool rebuilding,
 							   int64 cold_rows, int32 chain_chunks);
+
+/*
+ * At a clean stop, whether nothing changed since the committed checkpoint
+ * (no key to write, no row consumed since, nothing cold to delete or
+ * evict), and then marking the stop clean without a checkpoint: one would
+ * only add a chunk without keys to the chain (every checkpoint has a last
+ * chunk, above), a row at every stop for good.
+ */
+extern bool KsCheckpointUnchanged(KsAggRun *run);
+extern void KsCheckpointMarkCleanStop(KsAggRun *run);
 
 /*
  * Rows of checkpoints older than the latest full one are obsolete once it

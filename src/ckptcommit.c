@@ -34,6 +34,7 @@
 
 #include "checkpoint.h"
 #include "cold.h"
+#include "evict.h"
 
 /* Lock a table and its indexes for writing, without waiting; false if one is held. */
 static bool
@@ -265,6 +266,41 @@ KsCheckpointOutdated(KsAggRun *run)
 	ereport(ERROR,
 			(errcode(ERRCODE_QUERY_CANCELED),
 			 errmsg("the definition of aggregation %s changed during its checkpoint", run->name)));
+}
+
+/* Whether a clean stop has nothing to checkpoint (see checkpoint.h). */
+bool
+KsCheckpointUnchanged(KsAggRun *run)
+{
+	return run->ckpt == NULL && run->ckpt_have_full && run->ckpt_last_id > 0 &&
+		run->kt->nckpt == 0 && run->consumed == run->checkpointed &&
+		run->ncold_expired == 0 && !run->seed_ckpt_due && !KsEvictDue(run);
+}
+
+/*
+ * Mark a clean stop on the run's row, at the checkpoint it committed last
+ * (see checkpoint.h); a row a backend holds is left as it is: the stop then
+ * counts as after a crash, replaying nothing (its offset is the consumed one).
+ */
+void
+KsCheckpointMarkCleanStop(KsAggRun *run)
+{
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = Int64GetDatum(run->ckpt_last_id);
+	if (SPI_execute_with_args(run->def->is_part ?
+							  "UPDATE keyedstate_internal.part SET clean_stop = true "
+							  "WHERE id = (SELECT id FROM keyedstate_internal.part "
+							  "            WHERE id = $1 AND checkpoint_id = $2 "
+							  "            FOR NO KEY UPDATE SKIP LOCKED)" :
+							  "UPDATE keyedstate_internal.aggregation SET clean_stop = true "
+							  "WHERE id = (SELECT id FROM keyedstate_internal.aggregation "
+							  "            WHERE id = $1 AND checkpoint_id = $2 "
+							  "            FOR NO KEY UPDATE SKIP LOCKED)",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "keyedstate could not mark the clean stop of aggregation %s", run->name);
 }
 
 /* Commit a checkpoint's offset with its chunks (see checkpoint.h). */

@@ -14,7 +14,7 @@
  * pool.c, poolshare.c, progress.c and waitwords.c, store.h storewrite.c, storeread.c and storefree.c, source.h offsets.c
  * sourcetree.c, sourceddl.c and sourcedefaults.c, lookup.h lookupexec.c, cold.h coldread.c,
  * colddelete.c and coldfilter.c, aggcall.h callcheck.c, window.h windowquery.c,
- * checkpoint.h ckptcommit.c, recovery.h seed.c,
+ * checkpoint.h ckptcommit.c, recovery.h seed.c and chunkcheck.c,
  * run.h runlife.c and runbound.c):
  *	settings	GUCs (keyedstate.*)
  *	shmem		fixed shared struct, DSA, aggregation slots; the locking protocol
@@ -63,6 +63,7 @@
  *	checkpoint	writing changed keys with the offset; the chunk format
  *	ckptcommit	committing a checkpoint's offset; deleting checkpoints not needed
  *	recovery	loading the checkpointed keys and offset, checking every byte
+ *	chunkcheck	a chunk's header, and the chunks of a checkpoint, checked before parsing
  *	seed		a rescale's new part: loading its key groups from the retired parts
  *	crashguard	stopping an aggregation that keeps crashing the server for lack of memory
  *	worker		a database worker process of the pool

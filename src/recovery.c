@@ -44,14 +44,6 @@
 /* Keys recovered together, so that their index slots are prefetched. */
 #define KS_RECOVER_BATCH		64
 
-/* Which chunks of a checkpoint recovery has met, newest first. */
-typedef struct KsChunkSequence
-{
-	int64		checkpoint_id;	/* whose chunks are being read, -1 before any */
-	bool		full;			/* whether that checkpoint is full */
-	int32		next_chunk;		/* the chunk expected next, -1 when complete */
-} KsChunkSequence;
-
 /* Error context: the chunk being recovered. */
 static void
 KsRecoverErrorContext(void *arg)
@@ -60,88 +52,6 @@ KsRecoverErrorContext(void *arg)
 
 	errcontext("recovering chunk %d of checkpoint " INT64_FORMAT " from keyedstate_internal.state",
 			   row->chunk, row->checkpoint_id);
-}
-
-/*
- * Check a chunk against its row before anything of it is parsed: its
- * length, format and CRC first, then its flags, and the row's chunk number,
- * key count and key groups.  Returns the flags.
- */
-static uint8
-KsCheckChunkHeader(KsAggRun *run, const KsChunkRow *row, const char *data, uint32 len)
-{
-	pg_crc32c	stored;
-	pg_crc32c	computed;
-	uint8		flags;
-
-	if (len < KS_CHUNK_HEADER)
-		KsCheckpointCorrupted(run->name, "The chunk has %u bytes, fewer than its header.", len);
-	if ((uint8) data[0] != KS_STATE_FORMAT && (uint8) data[0] != KS_STATE_FORMAT_V3)
-		KsCheckpointCorrupted(run->name,
-							  "The chunk has format %d, but this version of keyedstate reads formats %d and %d.",
-							  (uint8) data[0], KS_STATE_FORMAT_V3, KS_STATE_FORMAT);
-	memcpy(&stored, data + KS_CHUNK_CRC_AT, sizeof(stored));
-	computed = KsChunkCrc(row, data, len);
-	if (!EQ_CRC32C(stored, computed))
-		KsCheckpointCorrupted(run->name,
-							  "The chunk's CRC-32C is %08X, but its row and data give %08X.",
-							  stored, computed);
-	flags = (uint8) data[KS_CHUNK_FLAGS_AT];
-	if ((flags & ~KS_CHUNK_LAST) != 0)
-		KsCheckpointCorrupted(run->name, "The chunk has unknown flags %02X.", flags);
-	/* only a last chunk may hold no key: it marks the end of its checkpoint, or a full one's start */
-	if (row->nkeys == 0 && (flags & KS_CHUNK_LAST) && len == KS_CHUNK_HEADER && (row->chunk > 0 || row->full))
-		return flags;
-	if (row->chunk < 0)
-		KsCheckpointCorrupted(run->name, "The chunk has the negative number %d.", row->chunk);
-	if (row->nkeys < 1 ||
-		(uint32) row->nkeys > (len - KS_CHUNK_HEADER) /
-		(KS_MIN_KEY_BYTES - ((uint8) data[0] == KS_STATE_FORMAT_V3 ? 1 + sizeof(int64) : 0)))
-		KsCheckpointCorrupted(run->name, "The chunk's row says it holds %d keys, which its %u bytes cannot.",
-							  row->nkeys, len);
-	if (row->first_group < 0 || row->first_group > row->last_group ||
-		row->last_group >= run->def->max_parallelism)
-		KsCheckpointCorrupted(run->name,
-							  "The chunk's row gives key groups %d to %d, not a range within 0 to %d.",
-							  row->first_group, row->last_group, run->def->max_parallelism - 1);
-	return flags;
-}
-
-/*
- * Check that the chunks of each checkpoint come whole, newest first: the
- * first one met of a checkpoint is marked as its last, the others follow
- * with numbers one lower down to 0, all equally full or not.
- */
-static void
-KsCheckChunkSequence(KsAggRun *run, KsChunkSequence *seq, const KsChunkRow *row, uint8 flags)
-{
-	if (row->checkpoint_id != seq->checkpoint_id)
-	{
-		if (seq->next_chunk >= 0)
-			KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
-								  seq->checkpoint_id, seq->next_chunk);
-		if (!(flags & KS_CHUNK_LAST))
-			KsCheckpointCorrupted(run->name,
-								  "Checkpoint " INT64_FORMAT " lacks its chunks after chunk %d.",
-								  row->checkpoint_id, row->chunk);
-		seq->checkpoint_id = row->checkpoint_id;
-		seq->full = row->full;
-	}
-	else
-	{
-		if (row->chunk != seq->next_chunk)
-			KsCheckpointCorrupted(run->name, "Checkpoint " INT64_FORMAT " lacks its chunk %d.",
-								  seq->checkpoint_id, seq->next_chunk);
-		if (flags & KS_CHUNK_LAST)
-			KsCheckpointCorrupted(run->name,
-								  "Chunk %d of checkpoint " INT64_FORMAT " is marked as its last, but chunk %d follows it.",
-								  row->chunk, row->checkpoint_id, row->chunk + 1);
-		if (row->full != seq->full)
-			KsCheckpointCorrupted(run->name,
-								  "The chunks of checkpoint " INT64_FORMAT " disagree on whether it is full.",
-								  row->checkpoint_id);
-	}
-	seq->next_chunk = row->chunk - 1;
 }
 
 /*
@@ -206,13 +116,16 @@ KsRecoverChunk(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *seq,
 	TimestampTz now = GetCurrentTimestamp();
 	int32		count = 0;
 	uint8		flags;
+	uint32		header;
+	int64		offset;
+	int32		chain;
 
-	flags = KsCheckChunkHeader(run, crow, data, len);
-	KsCheckChunkSequence(run, seq, crow, flags);
+	flags = KsCheckChunkHeader(run, crow, data, len, &header, &offset, &chain);
+	KsCheckChunkSequence(run, seq, crow, flags, offset, chain);
 	/* size the index once for the keys to come, not by doublings */
 	KsKeyTableReserve(kt, kt->nentries + crow->nkeys);
 
-	KsReaderInit(&r, data + KS_CHUNK_HEADER, len - KS_CHUNK_HEADER, run->name);
+	KsReaderInit(&r, data + header, len - header, run->name);
 	while (KsReaderLeft(&r) > 0)
 	{
 		MemoryContext oldcxt;
@@ -395,7 +308,8 @@ KsRecoverChunkGuarded(KsAggRun *run, const KsChunkRow *crow, KsChunkSequence *se
  * the committed checkpoint, back to the latest full one.
  */
 void
-KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, bool own)
+KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int64 offset, int32 chunks,
+			   bool own)
 {
 	KsKeyTable *kt = run->kt;
 	Portal		portal;
@@ -458,6 +372,7 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 	seq.checkpoint_id = -1;
 	seq.full = false;
 	seq.next_chunk = -1;
+	seq.newest_binds = false;
 
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT checkpoint_id, chunk, is_full, first_key_group, last_key_group, "
@@ -503,10 +418,11 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 			oldcxt = MemoryContextSwitchTo(rowcxt);
 			data = DatumGetByteaPP(SPI_getbinval(tup, desc, 7, &isnull));
 			MemoryContextSwitchTo(oldcxt);
+			/* (as the writer counts them, checkpoint.h) */
 			if (crow.full)
-				full_bytes += VARSIZE_ANY_EXHDR(data);
+				full_bytes += VARSIZE_ANY_EXHDR(data) + KS_CHUNK_ROW_BYTES;
 			else
-				delta_bytes += VARSIZE_ANY_EXHDR(data);
+				delta_bytes += VARSIZE_ANY_EXHDR(data) + KS_CHUNK_ROW_BYTES;
 
 			/*
 			 * Deserialize and replayed functions (and casts they call) are
@@ -537,6 +453,22 @@ KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, boo
 		KsCheckpointCorrupted(run->name,
 							  "Checkpoint " INT64_FORMAT " and the deltas before it back to the latest full one were written in %d chunks; %d are left.",
 							  committed, chunks, nread);
+	/* the newest chunk (format 5) binds the committed checkpoint's offset and chain */
+	if (chunks >= 0 && seq.newest_binds)
+	{
+		if (seq.newest_id != committed)
+			KsCheckpointCorrupted(run->name,
+								  "The committed checkpoint is " INT64_FORMAT ", but the newest chunk is of checkpoint " INT64_FORMAT ".",
+								  committed, seq.newest_id);
+		if (seq.newest_offset != offset)
+			KsCheckpointCorrupted(run->name,
+								  "Checkpoint " INT64_FORMAT " was taken at offset " INT64_FORMAT ", but its catalog row says " INT64_FORMAT ".",
+								  committed, seq.newest_offset, offset);
+		if (seq.newest_chain != nread)
+			KsCheckpointCorrupted(run->name,
+								  "Checkpoint " INT64_FORMAT " ends a chain of %d chunks, but %d are left.",
+								  committed, seq.newest_chain, nread);
+	}
 	if (!own)
 		return;
 	run->ckpt_chain_chunks = nread;
@@ -603,7 +535,7 @@ KsRecover(KsAggRun *run)
 	if (seeds != NULL)
 		KsRecoverSeeds(run, seeds, committed);
 	else
-		KsRecoverChain(run, run->def->id, committed, chunks, true);
+		KsRecoverChain(run, run->def->id, committed, run->checkpointed, chunks, true);
 	/* retired parts a crash kept from going go at the next step (ckptcommit.c) */
 	run->retired_gc = run->def->is_part && seeds == NULL;
 

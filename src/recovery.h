@@ -17,6 +17,7 @@
 #ifndef KS_RECOVERY_H
 #define KS_RECOVERY_H
 
+#include "checkpoint.h"
 #include "run.h"
 
 #include "utils/array.h"
@@ -29,14 +30,39 @@ extern void KsRecover(KsAggRun *run);
 /* After recovery: tombstones go, keys expired while no worker ran wait for a checkpoint (seed.c). */
 extern void KsRecoverSettleExpired(KsAggRun *run);
 
+/* Which chunks of a checkpoint recovery has met, newest first (chunkcheck.c). */
+typedef struct KsChunkSequence
+{
+	int64		checkpoint_id;	/* whose chunks are being read, -1 before any */
+	bool		full;			/* whether that checkpoint is full */
+	int32		next_chunk;		/* the chunk expected next, -1 when complete */
+	/* the newest chunk met, with what its header binds (format 5, checkpoint.h) */
+	int64		newest_id;
+	bool		newest_binds;
+	int64		newest_offset;
+	int32		newest_chain;
+} KsChunkSequence;
+
+/*
+ * Check a chunk against its row before anything of it is parsed; returns
+ * its flags, the length of its header, and what a last chunk binds (*chain
+ * -1: nothing).  Then check it follows the chunks met before it.
+ */
+extern uint8 KsCheckChunkHeader(KsAggRun *run, const KsChunkRow *row, const char *data, uint32 len,
+								uint32 *header, int64 *offset, int32 *chain);
+extern void KsCheckChunkSequence(KsAggRun *run, KsChunkSequence *seq, const KsChunkRow *row,
+								 uint8 flags, int64 offset, int32 chain);
+
 /*
  * Load the keys of one chain of checkpoints: the run's own (`own`), or one
  * it is seeded from (its keys of the run's key groups only), up to the
  * committed checkpoint, which with the deltas before it back to the latest
- * full one was written in `chunks` rows (-1: not known): a chain that has
- * more or fewer is damaged.
+ * full one was written in `chunks` rows (-1: not known) and taken at
+ * `offset`: a chain that has more or fewer, or whose newest chunk binds
+ * another checkpoint, offset or number of chunks (checkpoint.h), is damaged.
  */
-extern void KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int32 chunks, bool own);
+extern void KsRecoverChain(KsAggRun *run, int32 chain_id, int64 committed, int64 offset,
+						   int32 chunks, bool own);
 
 /*
  * The progress of a run's row, the aggregation's or (is_part) a part's:

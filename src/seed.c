@@ -118,7 +118,7 @@ KsRecoverSeeds(KsAggRun *run, ArrayType *seeds, int64 copied)
 		if (cold_rows != 0 && copied == 0 && first <= def->last_group && last >= def->first_group)
 			KsCheckpointCorrupted(run->name,
 								  "A part it is seeded from has evicted keys that were not copied.");
-		KsRecoverChain(run, seed, committed, chunks, false);
+		KsRecoverChain(run, seed, committed, offset, chunks, false);
 		for (g = Max(first, def->first_group); g <= Min(last, def->last_group); g++)
 		{
 			starts[g] = offset;

@@ -580,7 +580,13 @@ KsRunShutdownCheckpoint(KsAggRun *run)
 			if (progress == KS_CKPT_WRITTEN)
 				KsCheckpointDone(run, 0);
 		}
-		if (progress == KS_CKPT_WRITTEN)
+		/* (one with nothing to write marks the stop clean: it started no checkpoint to finish) */
+		if (progress == KS_CKPT_WRITTEN && KsCheckpointUnchanged(run))
+		{
+			KsCheckpointMarkCleanStop(run);
+			progress = KS_CKPT_MORE;
+		}
+		else if (progress == KS_CKPT_WRITTEN)
 		{
 			KsCheckpointStart(run, true);
 			progress = KsCheckpointContinue(run, true);

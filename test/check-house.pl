@@ -17,7 +17,7 @@ my %lock_owners = map { $_ => 1 } qw(shmem.c dbslots.c pool.c poolshare.c progre
 my %part_of = (dbslots => 'shmem', wakeups => 'shmem', pool => 'shmem', poolshare => 'shmem', progress => 'shmem', waitwords => 'shmem', storewrite => 'store',
 	storeread => 'store', catalogparts => 'catalog', offsets => 'source', sourcetree => 'source', writers => 'source', lookupexec => 'lookup',
 	create => 'hooks', control => 'hooks', alter => 'hooks', restore => 'hooks', absent => 'hooks', aggserial => 'aggcall',
-	keydirty => 'keytable', keyshape => 'keytable', coldread => 'cold', windowquery => 'window', ckptcommit => 'checkpoint', seed => 'recovery');
+	keydirty => 'keytable', keyshape => 'keytable', coldread => 'cold', windowquery => 'window', ckptcommit => 'checkpoint', seed => 'recovery', chunkcheck => 'recovery');
 my $max_lines = 630;
 my $broken = 0;
 

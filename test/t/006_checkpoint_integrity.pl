@@ -266,7 +266,8 @@ sub damage_states
 	my %m = %$r;
 	my $len = length($m{data});
 	my @regions;
-	my $p = 6;
+	# the header: 18 bytes since format 5 (the offset and chain a last chunk binds), 6 before
+	my $p = ord(substr($m{data}, 0, 1)) >= 5 ? 18 : 6;
 	# per key: group (2 bytes), flags (1), time (8), then three lengths with their bytes
 	while ($p + 11 <= $len)
 	{
@@ -614,14 +615,16 @@ $node->safe_psql('postgres', q{INSERT INTO pev (k) SELECT i % 97 FROM generate_s
 SELECT keyedstate.sync('parts2', '1 min');});
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM parts2', $parts_oracle), '0', '... exactly');
 
-# a rescale while paused leaves its new parts seeded; seeds edited to name
-# another aggregation fail at the resume, not after a wait for that one
-$node->safe_psql('postgres', q{SELECT keyedstate.checkpoint('parts2'); SELECT keyedstate.pause('parts2');
+# a rescale's new parts are seeded from the retired ones; seeds edited (in
+# the rescale's transaction, before any part could load) to name another
+# aggregation fail at once, not after a wait for that one
+$node->safe_psql('postgres', q{SELECT keyedstate.checkpoint('parts2');
+BEGIN;
 SELECT keyedstate.alter_aggregation('parts2', parallelism => 3);
 CREATE TABLE saved_seeds AS SELECT id, seed_from FROM keyedstate_internal.part WHERE seed_from IS NOT NULL;
 UPDATE keyedstate_internal.part SET seed_from = ARRAY[(SELECT min(id) FROM keyedstate_internal.aggregation)]
  WHERE seed_from IS NOT NULL;
-SELECT keyedstate.resume('parts2');});
+COMMIT;});
 ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'checkpoint of aggregation public.parts2 is corrupted'
 	FROM keyedstate.status WHERE name = 'parts2'}, 30), 'a part seeded from another aggregation fails as damaged')
   or diag($node->safe_psql('postgres', "SELECT state, error FROM keyedstate.status WHERE name = 'parts2'"));
@@ -632,6 +635,49 @@ ok(ks_wait_for($node, 'postgres', "SELECT state = 'running' FROM keyedstate.stat
 $node->safe_psql('postgres', q{INSERT INTO pev (k) SELECT i % 97 FROM generate_series(1, 500) i;
 SELECT keyedstate.sync('parts2', '1 min');});
 is(ks_mismatches($node, 'postgres', 'SELECT * FROM parts2', $parts_oracle), '0', '... exactly');
+
+# the offset and the chain of the committed checkpoint are bound to its
+# last chunk (review bytes 62, F4): an offset edited by hand (rows counted
+# twice or skipped), or the newest checkpoint deleted with the number of
+# chunks lowered to match, fail as damaged
+$node->safe_psql('postgres', q{SELECT keyedstate.create_aggregation('bound1', 'SELECT k, count(*) AS n FROM pev GROUP BY k');
+SELECT keyedstate.sync('bound1', '1 min'); SELECT keyedstate.checkpoint('bound1');});
+my $bound_where = q{WHERE view = 'bound1'::regclass};
+for my $edit ('checkpointed_offset - 100', 'checkpointed_offset + 100')
+{
+	$node->safe_psql('postgres', "UPDATE keyedstate_internal.aggregation SET checkpointed_offset = $edit $bound_where");
+	ks_kill_worker($node, 'postgres');
+	ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'checkpoint of aggregation public.bound1 is corrupted'
+		FROM keyedstate.status WHERE name = 'bound1'}, 60), "an offset edited to $edit fails as damaged")
+	  or diag($node->safe_psql('postgres', "SELECT state, error FROM keyedstate.status WHERE name = 'bound1'"));
+	(my $undo = $edit) =~ tr/+-/-+/;
+	$node->safe_psql('postgres', "UPDATE keyedstate_internal.aggregation SET checkpointed_offset = $undo $bound_where; SELECT keyedstate.resume('bound1');");
+	ok(ks_wait_for($node, 'postgres', "SELECT state = 'running' FROM keyedstate.status WHERE name = 'bound1'", 60),
+		'... and runs again once it is back');
+}
+like(scalar(slurp_file($node->logfile)), qr/DETAIL:  Checkpoint \d+ was taken at offset \d+, but its catalog row says \d+\./,
+	'... saying what disagrees');
+$node->safe_psql('postgres', q{INSERT INTO pev (k) SELECT i % 97 FROM generate_series(1, 300) i;
+SELECT keyedstate.sync('bound1', '1 min'); SELECT keyedstate.checkpoint('bound1');
+CREATE TABLE saved_bound AS SELECT s.* FROM keyedstate_internal.state s JOIN keyedstate_internal.aggregation a
+ ON a.id = s.aggregation_id WHERE a.view = 'bound1'::regclass AND s.checkpoint_id = a.checkpoint_id;});
+$node->safe_psql('postgres', qq{SET keyedstate.allow_state_writes = on;
+UPDATE keyedstate_internal.aggregation SET checkpoint_chunks = checkpoint_chunks - (SELECT count(*) FROM saved_bound) $bound_where;
+DELETE FROM keyedstate_internal.state s USING saved_bound b
+ WHERE s.aggregation_id = b.aggregation_id AND s.checkpoint_id = b.checkpoint_id;});
+ks_kill_worker($node, 'postgres');
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error = 'checkpoint of aggregation public.bound1 is corrupted'
+	FROM keyedstate.status WHERE name = 'bound1'}, 60), 'the newest checkpoint deleted with its chunks uncounted fails as damaged')
+  or diag($node->safe_psql('postgres', "SELECT state, error FROM keyedstate.status WHERE name = 'bound1'"));
+$node->safe_psql('postgres', qq{SET keyedstate.allow_state_writes = on;
+INSERT INTO keyedstate_internal.state SELECT * FROM saved_bound;
+UPDATE keyedstate_internal.aggregation SET checkpoint_chunks = checkpoint_chunks + (SELECT count(*) FROM saved_bound) $bound_where;
+SELECT keyedstate.resume('bound1');});
+ok(ks_wait_for($node, 'postgres', "SELECT state = 'running' FROM keyedstate.status WHERE name = 'bound1'", 60),
+	'... and runs again once it is back');
+$node->safe_psql('postgres', q{INSERT INTO pev (k) SELECT i % 97 FROM generate_series(1, 200) i;
+SELECT keyedstate.sync('bound1', '1 min');});
+is(ks_mismatches($node, 'postgres', 'SELECT * FROM bound1', $parts_oracle), '0', '... exactly');
 
 my $log = slurp_file($node->logfile);
 unlike($log, qr/terminated by signal (?!9:)/, 'no server process crashed (but the worker killed on purpose)');
