@@ -290,6 +290,8 @@ KsCheckpointMarkCleanStop(KsAggRun *run)
 
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->ckpt_last_id);
+	/* keyedstate's own row: as the worker, then back to the owner the step runs as */
+	KsBecomeWorker();
 	if (SPI_execute_with_args(run->def->is_part ?
 							  "UPDATE keyedstate_internal.part SET clean_stop = true "
 							  "WHERE id = (SELECT id FROM keyedstate_internal.part "
@@ -301,6 +303,7 @@ KsCheckpointMarkCleanStop(KsAggRun *run)
 							  "            FOR NO KEY UPDATE SKIP LOCKED)",
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "keyedstate could not mark the clean stop of aggregation %s", run->name);
+	KsBecomeOwner(run);
 }
 
 /* Commit a checkpoint's offset with its chunks (see checkpoint.h). */
