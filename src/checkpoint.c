@@ -232,7 +232,7 @@ KsChunkSeal(struct KsChunkWriter *w, bool last)
 	crc = KsChunkCrc(&sc->row, chunk, w->buf->len - VARHDRSZ);
 	memcpy(chunk + KS_CHUNK_CRC_AT, &crc, sizeof(crc));
 	w->sealed = lappend(w->sealed, sc);
-	w->bytes += w->buf->len - VARHDRSZ + KS_CHUNK_ROW_BYTES;
+	w->bytes += w->buf->len - VARHDRSZ;
 	w->chunk++;
 
 	/* the sealed chunk keeps the buffer's memory: start a new one, grown as needed */
@@ -612,11 +612,11 @@ KsCheckpointDone(KsAggRun *run, TimestampTz paused_from)
 		run->retired_gc = run->def->is_part;
 		run->ckpt_have_full = true;
 		run->ckpt_obsolete_below = w->checkpoint_id;
-		run->ckpt_full_bytes = w->bytes;
+		run->ckpt_full_bytes = w->bytes + (int64) w->chunk * KS_CHUNK_ROW_BYTES;
 		run->ckpt_delta_bytes = 0;
 	}
 	else
-		run->ckpt_delta_bytes += w->bytes;
+		run->ckpt_delta_bytes += w->bytes + (int64) w->chunk * KS_CHUNK_ROW_BYTES;
 	KsNotePause(w, paused_from, run->last_checkpoint);
 	/* (a step that wrote it all: the microseconds before the capture are not its) */
 	w->pause_ms = Min(w->pause_ms, (run->last_checkpoint - w->started) / 1000.0);

@@ -279,8 +279,9 @@ KsCheckpointUnchanged(KsAggRun *run)
 
 /*
  * Mark a clean stop on the run's row, at the checkpoint it committed last
- * (see checkpoint.h); a row a backend holds is left as it is: the stop then
- * counts as after a crash, replaying nothing (its offset is the consumed one).
+ * (see checkpoint.h); a row or a table a backend holds is left as it is,
+ * never waited for: the stop then counts as after a crash, replaying
+ * nothing (its offset is the consumed one).
  */
 void
 KsCheckpointMarkCleanStop(KsAggRun *run)
@@ -290,6 +291,8 @@ KsCheckpointMarkCleanStop(KsAggRun *run)
 
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->ckpt_last_id);
+	if (!KsLockCatalogNow())
+		return;
 	/* keyedstate's own row: as the worker, then back to the owner the step runs as */
 	KsBecomeWorker();
 	if (SPI_execute_with_args(run->def->is_part ?
