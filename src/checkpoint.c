@@ -469,7 +469,6 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 	bool		flushed = false;
 
 	KsBecomeWorker();
-	KsPrepareCheckpointPlan(run);
 	if (!KsLockDefinitionRow(run))
 	{
 		/* whom it waits for, for status and checkpoint() (evict.h) */
@@ -486,7 +485,8 @@ KsCheckpointContinue(KsAggRun *run, bool all)
 		KsBecomeOwner(run);
 		return KS_CKPT_BLOCKED;
 	}
-	/* serial functions are user code: run them as the owner */
+	/* (its parsing locks the table: only once it is ours, or a run's first waited: CI, 008) */
+	KsPrepareCheckpointPlan(run);
 	KsBecomeOwner(run);
 	/* a chunk that keys written before they changed filled, if any */
 	if (!all)
