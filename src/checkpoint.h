@@ -209,6 +209,7 @@ extern void KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermar
  */
 extern bool KsCheckpointUnchanged(KsAggRun *run);
 extern void KsCheckpointMarkCleanStop(KsAggRun *run);
+extern bool KsCheckpointSetCleanStop(KsAggRun *run, bool clean);
 
 /*
  * Rows of checkpoints older than the latest full one are obsolete once it

@@ -278,34 +278,43 @@ KsCheckpointUnchanged(KsAggRun *run)
 }
 
 /*
- * Mark a clean stop on the run's row, at the checkpoint it committed last
- * (see checkpoint.h); a row or a table a backend holds is left as it is,
- * never waited for: the stop then counts as after a crash, replaying
- * nothing (its offset is the consumed one).
+ * Set (at the checkpoint it committed last) or clear the clean-stop mark of
+ * the run's row, as the worker, never waiting for the row: a backend
+ * holding it leaves it as it is.  True if the mark changed.
  */
-void
-KsCheckpointMarkCleanStop(KsAggRun *run)
+bool
+KsCheckpointSetCleanStop(KsAggRun *run, bool clean)
 {
+	const char *table = run->def->is_part ? "part" : "aggregation";
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 
 	args[0] = Int32GetDatum(run->def->id);
 	args[1] = Int64GetDatum(run->ckpt_last_id);
+	if (SPI_execute_with_args(psprintf("UPDATE keyedstate_internal.%s SET clean_stop = %s "
+									   "WHERE id = (SELECT id FROM keyedstate_internal.%s "
+									   "            WHERE id = $1 AND %s "
+									   "            FOR NO KEY UPDATE SKIP LOCKED)",
+									   table, clean ? "true" : "false", table,
+									   clean ? "checkpoint_id = $2" : "clean_stop"),
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "keyedstate could not mark the stop of aggregation %s", run->name);
+	return SPI_processed == 1;
+}
+
+/*
+ * Mark a clean stop on the run's row (see checkpoint.h); a row or a table
+ * a backend holds is left as it is, never waited for: the stop then counts
+ * as after a crash, replaying nothing (its offset is the consumed one).
+ */
+void
+KsCheckpointMarkCleanStop(KsAggRun *run)
+{
 	if (!KsLockCatalogNow())
 		return;
 	/* keyedstate's own row: as the worker, then back to the owner the step runs as */
 	KsBecomeWorker();
-	if (SPI_execute_with_args(run->def->is_part ?
-							  "UPDATE keyedstate_internal.part SET clean_stop = true "
-							  "WHERE id = (SELECT id FROM keyedstate_internal.part "
-							  "            WHERE id = $1 AND checkpoint_id = $2 "
-							  "            FOR NO KEY UPDATE SKIP LOCKED)" :
-							  "UPDATE keyedstate_internal.aggregation SET clean_stop = true "
-							  "WHERE id = (SELECT id FROM keyedstate_internal.aggregation "
-							  "            WHERE id = $1 AND checkpoint_id = $2 "
-							  "            FOR NO KEY UPDATE SKIP LOCKED)",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "keyedstate could not mark the clean stop of aggregation %s", run->name);
+	(void) KsCheckpointSetCleanStop(run, true);
 	KsBecomeOwner(run);
 }
 
@@ -378,7 +387,10 @@ KsCheckpointCommit(KsAggRun *run, int64 offset, TimestampTz watermark, int64 che
 
 /*
  * Delete some rows of checkpoints older than the latest full one (see
- * checkpoint.h), in the step's transaction, as the worker.
+ * checkpoint.h), in the step's transaction, as the worker.  Rows a session
+ * locks (SELECT ... FOR SHARE of keyedstate_internal.state) are left to
+ * the deletion after the next full checkpoint: the worker waited for that
+ * session, and under a lock_timeout failed its step (review dba 65, F1).
  */
 void
 KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
@@ -405,7 +417,7 @@ KsCheckpointDeleteObsolete(KsAggRun *run, long *timeout)
 	KsBecomeWorker();
 	if (KsStateExecute(NULL, "DELETE FROM keyedstate_internal.state WHERE (aggregation_id, checkpoint_id, chunk) IN "
 							  "(SELECT aggregation_id, checkpoint_id, chunk FROM keyedstate_internal.state "
-							  " WHERE aggregation_id = $1 AND checkpoint_id < $2 LIMIT $3)",
+							  " WHERE aggregation_id = $1 AND checkpoint_id < $2 LIMIT $3 FOR UPDATE SKIP LOCKED)",
 							  3, argtypes, args) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete obsolete checkpoint rows of aggregation %d", run->def->id);
 	run->ckpt_obsolete_rows = Max(run->ckpt_obsolete_rows - (int64) SPI_processed, 0);

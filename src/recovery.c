@@ -492,15 +492,11 @@ void
 KsRecover(KsAggRun *run)
 {
 	KsKeyTable *kt = run->kt;
-	Datum		arg;
-	Oid			argtype = INT4OID;
-	int			ret;
 	int64		committed;
 	int32		chunks;
 	ArrayType  *seeds = NULL;
 
 	KsBecomeWorker();
-	arg = Int32GetDatum(run->def->id);
 	/* seeded or not as the catalog says now: a definition may be older */
 	KsReadProgress(run, run->def->id, run->def->is_part, &run->checkpointed, &committed,
 				   &run->cold_rows, NULL, NULL, &seeds, &run->recovered_wm, &chunks);
@@ -513,19 +509,7 @@ KsRecover(KsAggRun *run)
 	 * may consume more, so the mark goes (never waiting for the row: if a
 	 * backend holds it, count as after a crash).
 	 */
-	ret = SPI_execute_with_args(run->def->is_part ?
-								"UPDATE keyedstate_internal.part SET clean_stop = false "
-								"WHERE id = (SELECT id FROM keyedstate_internal.part "
-								"            WHERE id = $1 AND clean_stop "
-								"            FOR NO KEY UPDATE SKIP LOCKED)" :
-								"UPDATE keyedstate_internal.aggregation SET clean_stop = false "
-								"WHERE id = (SELECT id FROM keyedstate_internal.aggregation "
-								"            WHERE id = $1 AND clean_stop "
-								"            FOR NO KEY UPDATE SKIP LOCKED)",
-								1, &argtype, &arg, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not read the checkpoint of aggregation %s", run->name);
-	run->after_clean_stop = (SPI_processed == 1);
+	run->after_clean_stop = KsCheckpointSetCleanStop(run, false);
 	run->ckpt_last_id = 0;
 	run->ckpt_chain_chunks = 0;
 	run->ckpt_have_full = false;

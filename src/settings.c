@@ -444,3 +444,40 @@ KsConnectWithoutDatabaseSettings(Oid dboid)
 	KsUndoDatabaseSettings(server);
 	MemoryContextDelete(setcxt);
 }
+
+/* The worker's own settings, over the server's and the bootstrap role's (see settings.h). */
+void
+KsSetWorkerSettings(void)
+{
+	/*
+	 * A server-wide (or the bootstrap role's) read-only or serializable
+	 * default is the sessions' (as for autovacuum): we write checkpoints,
+	 * and read the catalog and sources at read committed (a serializable
+	 * worker would fail checkpoints and others' transactions).
+	 */
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
+	/*
+	 * Nothing waits for our commits to reach the disk: a checkpoint lost in
+	 * a crash is replaced, exactly, by the one before and the rows after it
+	 * (flushed when a backend waits: KsCheckpointDone), so no WAL flush stops
+	 * consumption.  JIT would cost our short statements more than they run.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
+	/*
+	 * No server-wide lock_timeout, as for autovacuum: our statements take
+	 * their tables' locks without waiting, and wait only for locks held a
+	 * moment (a relation's extension lock, when workers checkpoint at
+	 * once), which a small timeout turned into a failed checkpoint and a
+	 * load again (review dba 65, F1).  User code's waits end at the step
+	 * timeout, or at a lock_timeout it sets itself.
+	 */
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_SESSION);
+	/*
+	 * No query identifiers: pg_stat_statements (or another module reading
+	 * them) would count our bookkeeping statements as the sessions'
+	 * queries, most of its calls and entries (review dba 65, F2).
+	 */
+	SetConfigOption("compute_query_id", "off", PGC_SUSET, PGC_S_SESSION);
+}

@@ -80,4 +80,11 @@ extern void KsSetOption(const char *name, const char *value, GucAction action);
  */
 extern void KsConnectWithoutDatabaseSettings(Oid dboid);
 
+/*
+ * Settings of the worker's session that the server's defaults must not
+ * decide: read-write, read committed, no commit waiting for the disk, no
+ * JIT, no lock_timeout, no query identifiers.
+ */
+extern void KsSetWorkerSettings(void);
+
 #endif							/* KS_SETTINGS_H */

@@ -470,22 +470,8 @@ KsDatabaseWorkerMain(Datum main_arg)
 	SetConfigOption("application_name", psprintf("keyedstate worker %s", get_database_name(dboid)),
 					PGC_USERSET, PGC_S_SESSION);
 	CommitTransactionCommand();
-	/*
-	 * A server-wide (or the bootstrap role's) read-only or serializable
-	 * default is the sessions' (as for autovacuum): we write checkpoints,
-	 * and read the catalog and sources at read committed (a serializable
-	 * worker would fail checkpoints and others' transactions).
-	 */
-	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_SESSION);
-	/*
-	 * Nothing waits for our commits to reach the disk: a checkpoint lost in
-	 * a crash is replaced, exactly, by the one before and the rows after it
-	 * (flushed when a backend waits: KsCheckpointDone), so no WAL flush stops
-	 * consumption.  JIT would cost our short statements more than they run.
-	 */
-	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION);
-	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
+	/* the worker's own settings, whatever the server's say (settings.h) */
+	KsSetWorkerSettings();
 
 	/* our number in the database's pool */
 	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));

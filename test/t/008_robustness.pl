@@ -695,6 +695,61 @@ $node->safe_psql('postgres', q{SET default_transaction_read_only = off; ALTER SY
 ALTER SYSTEM RESET default_transaction_isolation;
 SELECT pg_reload_conf(); SELECT keyedstate.drop_aggregation('ro_v'); DROP TABLE ro; DROP FUNCTION iso(int);});
 
+# --- a server-wide lock_timeout, and pg_stat_statements (review dba 65):
+# neither reaches the worker.  Its own statements waited for a moment's
+# lock (the extension lock of keyedstate_internal.state's TOAST table,
+# when workers checkpoint at once) past a 10 ms lock_timeout, failed the
+# step and loaded the aggregation again (F1), and its deletion of obsolete
+# checkpoint rows waited for a session locking them; pg_stat_statements
+# counted its bookkeeping statements as the sessions' (F2)
+$node->safe_psql('postgres', q{ALTER SYSTEM SET shared_preload_libraries = 'keyedstate', 'pg_stat_statements';
+ALTER SYSTEM SET lock_timeout = '10ms';});
+$node->restart;
+$node->safe_psql('postgres', q{CREATE EXTENSION pg_stat_statements;
+CREATE TABLE lt (id bigserial PRIMARY KEY, k int);
+CREATE FUNCTION lt_setting(int) RETURNS text LANGUAGE plpgsql IMMUTABLE AS
+	$$ BEGIN RETURN current_setting('lock_timeout'); END $$;
+SELECT keyedstate.create_aggregation('lt_v', 'SELECT k, count(*) AS n, max(lt_setting(k)) AS lt FROM lt GROUP BY k',
+	checkpoint_interval => '100 ms');
+INSERT INTO lt (k) SELECT g % 5 FROM generate_series(1, 100) g;});
+ks_sync($node, 'postgres', 'lt_v', '1 min');
+my $lt_log = -s $node->logfile;
+# a session locks every checkpoint row the aggregation has now; the full
+# checkpoints that follow make them obsolete, and the steps delete those
+my $lt_holder = $node->background_psql('postgres');
+$lt_holder->query_safe(q{BEGIN; SELECT /* lt test */ count(*) FROM (SELECT FROM keyedstate_internal.state s JOIN keyedstate_internal.aggregation a
+	ON a.id = s.aggregation_id WHERE a.view = 'lt_v'::regclass FOR KEY SHARE OF s) held});
+my $lt_full = q{SELECT /* lt test */ count(*) > 0 FROM keyedstate_internal.state s JOIN keyedstate_internal.aggregation a
+	ON a.id = s.aggregation_id WHERE a.view = 'lt_v'::regclass AND s.checkpoint_id > %s AND s.is_full};
+my $lt_first = $node->safe_psql('postgres', q{SELECT /* lt test */ max(s.checkpoint_id) FROM keyedstate_internal.state s
+	JOIN keyedstate_internal.aggregation a ON a.id = s.aggregation_id WHERE a.view = 'lt_v'::regclass});
+my $lt_deadline = time() + 60;
+until (time() > $lt_deadline)
+{
+	$node->safe_psql('postgres', q{INSERT INTO lt (k) SELECT g % 5 FROM generate_series(1, 10) g});
+	ks_sync($node, 'postgres', 'lt_v', '20 s');
+	last if $node->safe_psql('postgres', sprintf($lt_full, $lt_first)) eq 't';
+}
+# a few more steps, which try to delete the rows held
+$node->safe_psql('postgres', q{INSERT INTO lt (k) SELECT g % 5 FROM generate_series(1, 10) g}), ks_sync($node, 'postgres', 'lt_v', '20 s')
+  for 1 .. 5;
+is($node->safe_psql('postgres', sprintf($lt_full, $lt_first)) . ' '
+	. $node->safe_psql('postgres', q{SELECT state || ' ' || rows_replayed FROM keyedstate.status WHERE name = 'lt_v'}),
+	't running 0', 'with rows of its obsolete checkpoints locked by a session under a 10 ms lock_timeout, the aggregation runs, not loaded again');
+unlike(slurp_file($node->logfile, $lt_log), qr/lock timeout/, '... and nothing of it timed out');
+$lt_holder->query_safe('COMMIT');
+$lt_holder->quit;
+is($node->safe_psql('postgres', q{SELECT string_agg(DISTINCT lt, ',') FROM lt_v}), '0',
+	"the aggregation's functions see no lock_timeout but their own");
+# (but the test's own queries of keyedstate's tables)
+is($node->safe_psql('postgres', q{SELECT count(*) FROM pg_stat_statements WHERE query ~ 'keyedstate_internal' AND query !~ 'lt test'}), '0',
+	'pg_stat_statements counts none of the worker\'s statements')
+  or diag($node->safe_psql('postgres', q{SELECT calls, left(query, 100) FROM pg_stat_statements WHERE query ~ 'keyedstate_internal' AND query !~ 'lt test'}));
+is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM lt_v', 'SELECT k, count(*) FROM lt GROUP BY k'), '0', '... and its view is exact');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('lt_v'); DROP TABLE lt; DROP FUNCTION lt_setting(int);
+DROP EXTENSION pg_stat_statements; ALTER SYSTEM RESET shared_preload_libraries; ALTER SYSTEM RESET lock_timeout;});
+$node->restart;
+
 # --- after a restart, a prepared transaction holding the source keeps
 # the aggregation from loading: status says whom it waits for, and a read
 # waiting for it sleeps, not spins (review robustness2, F1: 'starting' with
