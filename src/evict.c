@@ -177,9 +177,20 @@ KsEvictBudget(KsAggRun *run)
 	}
 	else if (share > 0)
 		budget = budget > 0 ? Min(budget, share) : share;
-	/* a share too small to hold a key index: said once as it gets there */
+	/*
+	 * A share too small to hold a key index: said once per aggregation and
+	 * max_state_memory, whatever its loads, and again only if it shrinks by
+	 * a quarter (aggregations of other owners moving it by a 64th said it
+	 * every few seconds: review dba 65, F3)
+	 */
+	if (share >= (int64) KS_MIN_MEMORY_LIMIT_KB * 1024 * 5 / 4 ||
+		run->share_warned_of != ks_max_state_memory)
+		run->share_warned = 0;
 	if (share > 0 && budget == share && budget < (int64) KS_MIN_MEMORY_LIMIT_KB * 1024 &&
-		!(run->memory_budget > 0 && run->memory_budget < (int64) KS_MIN_MEMORY_LIMIT_KB * 1024))
+		(run->share_warned == 0 || share < run->share_warned / 4 * 3))
+	{
+		run->share_warned = share;
+		run->share_warned_of = ks_max_state_memory;
 		ereport(WARNING,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("keyedstate.max_state_memory gives aggregation %s only %lld kB", run->name,
@@ -187,6 +198,7 @@ KsEvictBudget(KsAggRun *run)
 				 errdetail("It is shared by the aggregations of %d owners, and its owner's share by %d aggregations; below %d kB one keeps only a few keys in memory and evicts the others at every checkpoint.",
 						   owners, aggs, KS_MIN_MEMORY_LIMIT_KB),
 				 errhint("Raise keyedstate.max_state_memory.")));
+	}
 	/* a new budget has its own target */
 	if (budget != run->memory_budget)
 		run->evict_target = 0;

@@ -558,6 +558,21 @@ ok(eval { $node->wait_for_log(qr/WARNING:  keyedstate.max_state_memory gives agg
 insert_keys(1, 2000, 1);
 ks_sync_all($node, $db, '5 min');
 is(mismatches(), 0, 'every view equals its oracle under a tiny share');
+# once per aggregation: a reload of the settings changing nothing, a
+# pause and resume, and a load of the aggregation again (a rebuild) do not
+# say it again (review dba 65, F3: every few seconds for minutes, at each
+# load again after a passing error)
+my $tiny = $node->safe_psql($db, q{SELECT name FROM keyedstate.status WHERE state = 'running' ORDER BY name LIMIT 1});
+$node->safe_psql($db, qq{SELECT pg_reload_conf(); SELECT keyedstate.pause('$tiny')});
+ok(ks_wait_for($node, $db, qq{SELECT state = 'paused' FROM keyedstate.status WHERE name = '$tiny'}), "($tiny paused)");
+$node->safe_psql($db, qq{SELECT keyedstate.resume('$tiny'); SELECT keyedstate.rebuild('$tiny')});
+insert_keys(1, 2000, 1);
+ks_sync_all($node, $db, '5 min');
+my %warned;
+my $warnlog = slurp_file($node->logfile, $logpos);
+$warned{$1}++ while $warnlog =~ /gives aggregation (\S+) only/g;
+is(join(' ', map { "$_:$warned{$_}" } grep { $warned{$_} > 1 } sort keys %warned), '',
+	'... once per aggregation, through a reload of the settings and a load again');
 $node->safe_psql($db, q{ALTER SYSTEM SET keyedstate.max_state_memory = '24MB'; SELECT pg_reload_conf();});
 
 # --- 6. a TTL under a budget: cold keys expire too, and come back fresh
