@@ -70,6 +70,7 @@ OBJS = \
 	src/control.o \
 	src/alter.o \
 	src/hooks.o \
+	src/hookoffsets.o \
 	src/hookpartitions.o \
 	src/hooksource.o \
 	src/waketrig.o \

@@ -603,28 +603,3 @@ KsAfterPartitionChange(Oid parent, Oid part, bool added)
 			KsWakeTriggersDrop(def->id, part);
 	}
 }
-
-/* After ATTACH or DETACH PARTITION (not CONCURRENTLY, which is refused), ENABLE TRIGGER. */
-void
-KsAfterAlterTable(AlterTableStmt *stmt)
-{
-	ListCell   *lc;
-
-	foreach(lc, stmt->cmds)
-	{
-		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
-
-		if (cmd->subtype == AT_AttachPartition || cmd->subtype == AT_DetachPartition)
-			KsAfterPartitionChange(RangeVarGetRelid(stmt->relation, NoLock, true),
-								   RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true),
-								   cmd->subtype == AT_AttachPartition);
-		else if (cmd->subtype == AT_EnableTrig || cmd->subtype == AT_EnableTrigAll ||
-				 cmd->subtype == AT_EnableTrigUser)
-		{
-			Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-
-			if (OidIsValid(relid))
-				KsWakeTriggersKeepAlways(relid);
-		}
-	}
-}

@@ -590,9 +590,9 @@ KsProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		if (OidIsValid(relid) && get_rel_relispartition(relid))
 			KsAfterPartitionChange(get_partition_parent(relid, true), relid, true);
 	}
-	else if (IsA(parsetree, AlterTableStmt) &&
-			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
-		KsAfterAlterTable((AlterTableStmt *) parsetree);
+	else if (IsA(parsetree, AlterTableStmt) || IsA(parsetree, CreateStmt) ||
+			 IsA(parsetree, CreateForeignTableStmt))
+		KsAfterTableCommand(parsetree);
 	else if (IsA(parsetree, CreatedbStmt))
 		KsAfterDatabaseCommand(parsetree);
 	else if (IsA(parsetree, TransactionStmt) &&

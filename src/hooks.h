@@ -103,6 +103,9 @@ extern char *KsWakeTriggerSql(int32 aggid, Oid relid);
  */
 extern List *KsAggregationsOf(List *relids);
 
+/* The aggregations following the offsets of sequence seqoid. */
+extern List *KsAggregationsFollowing(Oid seqoid);
+
 /* A table and the tables it is a partition of, nearest first. */
 extern List *KsSelfAndAncestors(Oid relid);
 
@@ -119,6 +122,17 @@ extern List *KsTablesLosingIndexes(Node *parsetree);
  */
 extern void KsBeforeSetUnlogged(RangeVar *rv);
 extern void KsCheckOffsetIndexesKept(List *tables);
+
+/* --- hookoffsets.c: commands changing where a source's offsets come from --- */
+
+/*
+ * After ALTER TABLE, ALTER SEQUENCE and CREATE TABLE: refuse an ATTACH that
+ * gives a source ancestors filling its offset column otherwise, a default
+ * or identity change of that column in a source's tree, SET UNLOGGED of a
+ * sequence an aggregation follows, and inheritance from a source; give an
+ * attached partition (or take from a detached one) the wake-up triggers.
+ */
+extern void KsAfterTableCommand(Node *parsetree);
 
 /* --- hookpartitions.c: the guards of sources' partition trees, and of keyedstate's own tables --- */
 
@@ -138,7 +152,6 @@ extern void KsBeforeAlterTable(AlterTableStmt *stmt);
  * TRIGGER, the table's wake-up triggers fire ALWAYS again.
  */
 extern void KsAfterPartitionChange(Oid parent, Oid part, bool added);
-extern void KsAfterAlterTable(AlterTableStmt *stmt);
 
 /*
  * TRUNCATE of keyedstate_internal.state and .cold is refused while they

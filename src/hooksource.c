@@ -29,14 +29,14 @@
 #include "source.h"
 
 /*
- * The aggregations whose source is one of relids (a partition's parent
- * and its ancestors), in the statement's memory; NIL where keyedstate is
+ * The aggregations whose source (or, with `sequence`, whose sequence) is
+ * one of relids, in the statement's memory; NIL where keyedstate is
  * not installed.  Their sources are looked for first, by OID: a command
  * on a table no aggregation reads loads no definition (every owner's
  * query tree was read for any role's TRUNCATE: security review 20, F3).
  */
-List *
-KsAggregationsOf(List *relids)
+static List *
+KsAggregationsBy(List *relids, bool sequence)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	KsCatalogAccess acc;
@@ -55,7 +55,10 @@ KsAggregationsOf(List *relids)
 		oids[n++] = ObjectIdGetDatum(lfirst_oid(lc));
 	arg = PointerGetDatum(construct_array(oids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 	KsCatalogOpen(&acc);
-	if (SPI_execute_with_args("SELECT FROM keyedstate_internal.aggregation a "
+	if (SPI_execute_with_args(sequence ?
+							  "SELECT FROM keyedstate_internal.aggregation a "
+							  "WHERE a.sequence::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1" :
+							  "SELECT FROM keyedstate_internal.aggregation a "
 							  "WHERE a.source::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1",
 							  1, &argtype, &arg, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read keyedstate_internal.aggregation");
@@ -66,10 +69,24 @@ KsAggregationsOf(List *relids)
 	{
 		KsAggDef   *def = (KsAggDef *) lfirst(lc);
 
-		if (list_member_oid(relids, def->source_oid))
+		if (list_member_oid(relids, sequence ? def->sequence_oid : def->source_oid))
 			result = lappend(result, def);
 	}
 	return result;
+}
+
+/* The aggregations whose source is one of relids (see hooks.h). */
+List *
+KsAggregationsOf(List *relids)
+{
+	return KsAggregationsBy(relids, false);
+}
+
+/* The aggregations following a sequence's offsets (see hooks.h). */
+List *
+KsAggregationsFollowing(Oid seqoid)
+{
+	return KsAggregationsBy(list_make1_oid(seqoid), true);
 }
 
 /* A table and the tables it is a partition of, nearest first. */

@@ -77,6 +77,7 @@
  *	control		drop, pause, resume, rebuild, sync, checkpoint, status
  *	hooks		commit callback, wake-up trigger, utility hook
  *	hooksource	the aggregations a utility command on a table touches; offset indexes kept
+ *	hookoffsets	commands changing where a source's offsets come from, refused after they ran
  *	hookpartitions	the guards of sources' partition trees (DROP, TRUNCATE, ATTACH, DETACH)
  *	waketrig	putting the wake-up trigger on sources and their partitions
  *	restore		binding definitions restored from a dump

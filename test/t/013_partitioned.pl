@@ -189,48 +189,88 @@ ks_kill_worker($node, $db);
 $h->finish;
 exact('after a kill -9 during writes');
 
-# a default changed later fails the aggregation, with the reason, though
-# only the partition (or a partitioned partition) is written and the
-# source's sequence does not move: found by the relcache invalidation
+# a default changed later, an identity added, a source (or a table above
+# one) attached under a parent filling the column from another sequence,
+# the sequence made unlogged, a table inheriting from a source: each is
+# refused, rolled back with its transaction (review sources 67: they went
+# through, the worker failed the aggregation at its next step, and the
+# rows written meanwhile, numbered below the consumed offset, were lost
+# once the default was put back and the aggregation resumed, F1, F2; a
+# crash set the unlogged sequence back, F3; the aggregation failed, F4)
 $node->safe_psql($db, 'CREATE SEQUENCE far_seq START 1000000');
 for my $leg (['ev_may', 'ev_may', q{('2026-05-03', 1, 1)}],
 	['ONLY ev_mar', 'ev_mar', q{('2026-03-03', 1, 1)}])
 {
 	my ($alter, $table, $row) = @$leg;
-	$node->safe_psql($db, qq{ALTER TABLE $alter ALTER COLUMN id SET DEFAULT nextval('far_seq')});
-	$node->safe_psql($db, qq{INSERT INTO $table (ts, dev, v) VALUES $row});
-	ok(ks_wait_for($node, $db, qq{SELECT state = 'failed' AND error LIKE '%partition "$table" fills offset column "id"%'
-		FROM keyedstate.status WHERE name = 'per_dev'}),
-		"$table given another offset default later fails the aggregation, rows written only into it");
-	# the row numbered by the other sequence goes, the default comes back
-	$node->safe_psql($db, qq{DELETE FROM $table WHERE id >= 1000000;
-		ALTER TABLE $alter ALTER COLUMN id SET DEFAULT nextval('ev_id_seq')});
-	$node->safe_psql($db, q{SELECT keyedstate.resume(name) FROM keyedstate.aggregations});
-	exact("after $table\'s default was put back and the aggregations resumed");
+	($ret, $stdout, $stderr) = $node->psql($db, qq{BEGIN;
+		ALTER TABLE $alter ALTER COLUMN id SET DEFAULT nextval('far_seq');
+		INSERT INTO $table (ts, dev, v) VALUES $row;
+		ALTER TABLE $alter ALTER COLUMN id SET DEFAULT nextval('ev_id_seq');
+		COMMIT;});
+	like($stderr, qr/partition "$table" fills offset column "id" from another source than sequence "ev_id_seq"/,
+		"$table given another offset default is refused");
 }
+# ... on a parent, for every partition (ev_jan's rows are consumed, its default must stay)
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER TABLE ev ALTER COLUMN id SET DEFAULT nextval('far_seq')});
+like($stderr, qr/offset column "id" of table "ev" is not filled from sequence "ev_id_seq"/,
+	'the partitioned source given another offset default is refused');
+# no default at all is allowed on a partition: rows come through the parent
+$node->safe_psql($db, q{ALTER TABLE ev_may ALTER COLUMN id DROP DEFAULT;
+	INSERT INTO ev (ts, dev, v) VALUES ('2026-05-04', 2, 2);
+	ALTER TABLE ev_may ALTER COLUMN id SET DEFAULT nextval('ev_id_seq');});
+is($node->safe_psql($db, q{SELECT state FROM keyedstate.status WHERE name = 'per_dev'}), 'running',
+	'a partition without an offset default, and with it given back, is allowed');
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER SEQUENCE ev_id_seq SET UNLOGGED});
+like($stderr, qr/cannot make sequence "ev_id_seq" unlogged/, 'the sequence made unlogged is refused');
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER TABLE ev_id_seq SET UNLOGGED});
+like($stderr, qr/cannot make sequence "ev_id_seq" unlogged/, '... also through ALTER TABLE');
+exact('after the refused changes of offset defaults');
 
-# the same for the source's own default, of a plain table
+# the source's own default, of a plain table; its attach under a parent,
+# and a parent of its parent, numbering rows otherwise; inheritance
 $node->safe_psql($db, q{
-CREATE TABLE plain (id bigserial PRIMARY KEY, k int);
+CREATE TABLE plain (id bigserial PRIMARY KEY, k int, r int NOT NULL DEFAULT 1);
 INSERT INTO plain (k) SELECT g % 5 FROM generate_series(1, 100) g;
 SELECT keyedstate.create_aggregation('plain_n', 'SELECT k, count(*) AS n FROM plain GROUP BY k');
 });
 ks_sync($node, $db, 'plain_n');
-$node->safe_psql($db, q{ALTER TABLE plain ALTER COLUMN id SET DEFAULT nextval('far_seq');
-	INSERT INTO plain (k) VALUES (1)});
-my ($sret, $sout, $serr) = $node->psql($db, q{SELECT keyedstate.sync('plain_n')});
-like($serr, qr/offset column "id" of table "plain" is not filled from sequence "plain_id_seq"/,
-	'sync right after the change raises it, rather than return without the row');
-ok(ks_wait_for($node, $db, q{SELECT state = 'failed' AND error = 'offset column "id" of table "plain" is not filled from sequence "plain_id_seq"'
-	FROM keyedstate.status WHERE name = 'plain_n'}),
-	'a source given another offset default later fails its aggregation');
-$node->safe_psql($db, q{DELETE FROM plain WHERE id >= 1000000;
-	ALTER TABLE plain ALTER COLUMN id SET DEFAULT nextval('plain_id_seq');
-	INSERT INTO plain (k) VALUES (2);
-	SELECT keyedstate.resume('plain_n')});
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER TABLE plain ALTER COLUMN id SET DEFAULT nextval('far_seq')});
+like($stderr, qr/offset column "id" of table "plain" is not filled from sequence "plain_id_seq"/,
+	'a source given another offset default is refused');
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER TABLE plain ALTER COLUMN id DROP DEFAULT});
+like($stderr, qr/offset column "id" of table "plain" is not filled from sequence "plain_id_seq"/,
+	'... and its default dropped');
+$node->safe_psql($db, q{SELECT keyedstate.checkpoint('plain_n');
+CREATE TABLE plain_top (id bigserial, k int, r int NOT NULL) PARTITION BY LIST (r);
+CREATE INDEX ON plain_top (id);});
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER TABLE plain_top ATTACH PARTITION plain FOR VALUES IN (1)});
+like($stderr, qr/partition "plain_top" fills offset column "id" from another source than sequence "plain_id_seq"/,
+	'a source attached under a table numbering rows from another sequence is refused');
+# under a parent without a default, then that parent under one with another
+$node->safe_psql($db, q{
+CREATE TABLE plain_mid (id bigint NOT NULL, k int, r int NOT NULL) PARTITION BY LIST (r);
+CREATE INDEX ON plain_mid (id);
+ALTER TABLE plain_mid ATTACH PARTITION plain FOR VALUES IN (1);
+ALTER TABLE plain_top ALTER COLUMN r SET DEFAULT 1;});
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER TABLE plain_top ATTACH PARTITION plain_mid FOR VALUES IN (1)});
+like($stderr, qr/partition "plain_top" fills offset column "id" from another source than sequence "plain_id_seq"/,
+	'... and so is a table above a source, attached under one');
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER TABLE ONLY plain_mid ALTER COLUMN id SET DEFAULT nextval('far_seq')});
+like($stderr, qr/partition "plain_mid" fills offset column "id" from another source than sequence "plain_id_seq"/,
+	"... and another default given to the source's parent");
+# (without ONLY the command reaches the source's own default)
+($ret, $stdout, $stderr) = $node->psql($db, q{ALTER TABLE plain_mid ALTER COLUMN id SET DEFAULT nextval('far_seq')});
+like($stderr, qr/offset column "id" of table "plain" is not filled from sequence "plain_id_seq".*HINT:  Give the column the default nextval\('plain_id_seq'\)\.\n.*CONTEXT:  keyedstate aggregation public\.plain_n consumes/s,
+	"... and so is that parent's default given to the source (its hint says no resume)");
+$node->safe_psql($db, q{ALTER TABLE plain_mid DETACH PARTITION plain});
+($ret, $stdout, $stderr) = $node->psql($db, q{CREATE TABLE plain_child () INHERITS (plain)});
+like($stderr, qr/cannot inherit from table "plain"/, 'a table inheriting from a source is refused');
+($ret, $stdout, $stderr) = $node->psql($db, q{CREATE TABLE plain_child2 (LIKE plain); ALTER TABLE plain_child2 INHERIT plain});
+like($stderr, qr/cannot inherit from table "plain"/, '... at ALTER TABLE ... INHERIT too');
+$node->safe_psql($db, q{INSERT INTO plain (k) VALUES (2)});
 ks_sync($node, $db, 'plain_n');
-is(ks_mismatches($node, $db, 'SELECT * FROM plain_n', 'SELECT k, count(*) FROM plain GROUP BY k'), '0',
-	'after its default was put back it is exact');
+is(ks_state($node, $db, 'plain_n') . ' ' . ks_mismatches($node, $db, 'SELECT * FROM plain_n',
+	'SELECT k, count(*) FROM plain GROUP BY k'), 'running 0', '... and the aggregation runs on, exact');
 $node->safe_psql($db, q{SELECT keyedstate.drop_aggregation('plain_n')});
 
 # removing partitions with rows not yet checkpointed is refused
