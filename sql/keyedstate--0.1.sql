@@ -526,7 +526,8 @@ SELECT a.id,
 	   a.window_size,
 	   a.window_slide,
 	   a.time_column,
-	   a.memory_limit,
+	   -- its budget, a share of the server's: to the view's readers only
+	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT') THEN a.memory_limit END AS memory_limit,
 	   a.paused,
 	   -- an offset gives the source sequence's value: to the view's readers only
 	   CASE WHEN pg_catalog.has_table_privilege(a.view, 'SELECT')

@@ -416,6 +416,9 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		values[4] = Int64GetDatum(high_water);
 		values[5] = Int64GetDatum(copy.failed_offset);
 		nulls[5] = !inspect || copy.failed_offset == 0;
+		/* whose open transaction it waits for: who writes its source, to its readers (review security 66, L2) */
+		if (!reader && copy.state == KS_WAITING && !KsSlotRebuildPending(&copy))
+			values[1] = CStringGetTextDatum(KsRunStateName(KS_RUNNING));
 		values[6] = Int32GetDatum(copy.waiting_pid);
 		values[7] = Int64GetDatum(copy.keys);
 		values[8] = Int64GetDatum(copy.visible_keys);
@@ -469,7 +472,7 @@ keyedstate_worker_status(PG_FUNCTION_ARGS)
 		nulls[33] = copy.last_checkpoint == 0 || !reader;
 		/* and when it checkpointed, or how long that took: when the source got rows */
 		for (c = 2; c <= 23 && !reader; c++)
-			if (c != 6 && c != 15)
+			if (c != 15)
 				nulls[c] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -991,6 +991,24 @@ is(as_role($node, 'regress_nosy', q{SELECT coalesce(query, '<null>') FROM keyeds
 		"4: keyedstate.status shows no figure of another owner's data (counts, offsets, the sequence's value) to a role that cannot read the view");
 	is(as_role($node, 'regress_nosy', q{SELECT coalesce(checkpointed_offset::text, '<null>') FROM keyedstate.aggregations WHERE name = 'vera.totals'}),
 		'<null>', "4: nor does keyedstate.aggregations show its checkpointed offset");
+	# nor its budget, nor whose open transaction it waits for: who writes
+	# into a source the role cannot read, and when (review security 66, L1, L2)
+	as_role($node, 'regress_vera', q{CREATE TABLE vera.entries (id bigserial PRIMARY KEY, k int);
+		SELECT keyedstate.create_aggregation('vera.budgeted', 'SELECT k, count(*) AS n FROM vera.entries GROUP BY k',
+			memory_limit => '8MB');});
+	is(as_role($node, 'regress_nosy', q{SELECT coalesce(memory_limit::text, '<null>') FROM keyedstate.aggregations WHERE name = 'vera.budgeted'})
+		. ' ' . as_role($node, 'regress_vera', q{SELECT memory_limit FROM keyedstate.aggregations WHERE name = 'vera.budgeted'}),
+		'<null> 8388608', "4: keyedstate.aggregations shows another owner's memory_limit only to its readers");
+	my $vwriter = $node->background_psql($db, extra_params => [ '-U', 'regress_vera' ]);
+	my $vpid = $vwriter->query_safe(q{BEGIN; INSERT INTO vera.entries (k) VALUES (1); SELECT pg_backend_pid()});
+	as_role($node, 'regress_vera', q{INSERT INTO vera.entries (k) VALUES (2)});
+	ok(ks_wait_for($node, $db, qq{SELECT state = 'waiting' AND waiting_pid = $vpid FROM keyedstate.status WHERE name = 'vera.budgeted'}, 30),
+		'4: (precondition) the aggregation waits for the open transaction');
+	is(as_role($node, 'regress_nosy', q{SELECT state || ' ' || coalesce(waiting_pid::text, '<null>') FROM keyedstate.status WHERE name = 'vera.budgeted'}),
+		'running <null>', "4: keyedstate.status shows another role neither that it waits nor for whom");
+	$vwriter->query_safe('COMMIT');
+	$vwriter->quit;
+	as_role($node, 'regress_vera', q{SELECT keyedstate.drop_aggregation('vera.budgeted'); DROP TABLE vera.entries});
 	# when a checkpoint was taken tells when the source got rows; the
 	# planner's estimate of a live table is its key count
 	is(as_role($node, 'regress_nosy', q{SELECT coalesce(a.last_checkpoint::text, '<null>') || ' ' || coalesce(s.last_checkpoint::text, '<null>')
