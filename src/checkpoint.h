@@ -212,6 +212,16 @@ extern void KsCheckpointMarkCleanStop(KsAggRun *run);
 extern bool KsCheckpointSetCleanStop(KsAggRun *run, bool clean);
 
 /*
+ * A step that failed keeps on the aggregation's catalog row the highest
+ * offset its worker saw the sequence hand out (sequence_seen, as a
+ * checkpoint does), so that a resume, a rebuild or a restart finds a
+ * sequence set back again, also before its first checkpoint (review
+ * newuser 69, F1: they loaded it with nothing seen, consumed nothing, and
+ * sync returned without the table's rows).
+ */
+extern void KsCheckpointKeepSequenceSeen(KsAggRun *run, int64 seen);
+
+/*
  * Rows of checkpoints older than the latest full one are obsolete once it
  * has committed: readers skip them (recovery.c), and the steps after it
  * delete them, KS_OBSOLETE_PER_STEP rows a step, so that a full

@@ -303,6 +303,47 @@ KsCheckpointSetCleanStop(KsAggRun *run, bool clean)
 }
 
 /*
+ * Keep on the run's row the highest offset its worker saw the sequence
+ * hand out (see checkpoint.h), in a transaction of its own, never waiting
+ * for the row; an error is logged and forgotten.
+ */
+void
+KsCheckpointKeepSequenceSeen(KsAggRun *run, int64 seen)
+{
+	const char *table = run->def->is_part ? "part" : "aggregation";
+	MemoryContext cxt = CurrentMemoryContext;
+	Datum		args[2];
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+
+	args[0] = Int32GetDatum(run->def->id);
+	args[1] = Int64GetDatum(seen);
+	PG_TRY();
+	{
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (KsLockCatalogNow() &&
+			SPI_execute_with_args(psprintf("UPDATE keyedstate_internal.%s SET sequence_seen = $2 "
+										   "WHERE id = (SELECT id FROM keyedstate_internal.%s WHERE id = $1 AND "
+										   "            (sequence_seen IS NULL OR sequence_seen OPERATOR(pg_catalog.<) $2) "
+										   "            FOR NO KEY UPDATE SKIP LOCKED)", table, table),
+								  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not keep the sequence offset of aggregation %s", run->name);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+}
+
+/*
  * Mark a clean stop on the run's row (see checkpoint.h); a row or a table
  * a backend holds is left as it is, never waited for: the stop then counts
  * as after a crash, replaying nothing (its offset is the consumed one).

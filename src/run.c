@@ -55,7 +55,6 @@ KsSetSessionUser(Oid userid, bool is_superuser)
 		SetSessionAuthorization(userid, is_superuser);
 }
 
-
 /* The search_path captured with an aggregation, or pg_catalog alone. */
 static const char *
 KsRunSearchPath(KsAggRun *run)
@@ -104,7 +103,6 @@ KsBecomeWorker(void)
 	KsSetSearchPath(KS_SAFE_SEARCH_PATH);
 	KsRunOwnerCodeEnd();
 }
-
 
 /*
  * Start a transaction for a step, with a GUC nest level holding the
@@ -452,6 +450,7 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 	int64		offset = run->cur_offset;
 	bool		in_code = run->in_code;
 	bool		timed_out = KsRunBoundEnd();
+	int64		seen = run->loaded ? run->source.seq_seen : 0;
 
 	/* out of the step: further cancels wait for the next one */
 	KsRunAcceptCancels(false);
@@ -526,11 +525,11 @@ KsRunStepError(KsAggRun *run, MemoryContext cxt, const KsStepMark *mark)
 		edata->hint = pstrdup("Fix the cause, then call keyedstate.resume().");
 		edata->sqlerrcode = ERRCODE_QUERY_CANCELED;
 	}
+	run->seq_seen_lost = seen;	/* (kept by step.c: checkpoint.h) */
 	KsRunRecordFailure(run, edata, offset);
 	/* reporting it raised and caught the error again, which let cancels in */
 	KsRunAcceptCancels(false);
 }
-
 
 /* The worker memory of a loaded run's keys and states (see run.h). */
 int64

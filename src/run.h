@@ -183,6 +183,7 @@ typedef struct KsAggRun
 	int64		window_share;	/* a sliding window's share of max_state_memory (no budget): */
 	int			window_share_of;	/* the most given it under this max_state_memory */
 	int64		evict_target;	/* keys to keep in memory, 0: not over the budget yet */
+	int64		seq_seen_lost;	/* what a failed run saw its sequence hand out (step.c keeps it) */
 	int64		share_warned;	/* the share below 1MB last logged (kept across loads), */
 	int			share_warned_of;	/* ... under this max_state_memory */
 	TimestampTz used_checked;	/* when memory in use was last measured, */

@@ -128,7 +128,7 @@ typedef struct KsSource
 	Oid			seqoid;
 	const char *aggname;		/* for messages */
 	bool		index_dropping; /* KsSourceCheckLeaves for a command dropping an index */
-	bool		restoring;		/* restored, or nothing consumed: its sequence may come after its rows */
+	bool		restoring;		/* restored, or nothing consumed nor seen: its sequence may come after its rows */
 	TimestampTz restore_wait_since; /* ... waited for since (KsSourceReadSequence) */
 	List	   *rtable;			/* the query's, for privilege checks */
 	int			stop_rows;		/* end of the step checked every so many rows at most (0: 64) */

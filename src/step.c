@@ -153,7 +153,8 @@ KsRunLoad(KsAggRun *run)
 	run->building = InvalidDsaPointer;
 
 	KsSourceInit(&run->source, &run->info, run->def->offset_attnum, run->def->sequence_oid,
-				 run->name, run->consumed, run->consumed <= 0 || (run->def->resume_count == 0 && run->def->rebuilding), run->loadcxt);
+				 run->name, run->consumed, (run->consumed <= 0 && run->def->sequence_seen <= 0) ||
+				 (run->def->resume_count == 0 && run->def->rebuilding), run->loadcxt);
 	/* its sequence must stay past what checkpoints saw it hand out (a rebuild's too) */
 	run->source.seq_seen = Max(run->source.seq_seen, run->def->sequence_seen);
 	KsRunCompile(run);
@@ -552,6 +553,10 @@ KsRunStep(KsAggRun *run, long *timeout)
 		error_context_stack = errcb.previous;
 		KsSlotLeaveStep(run->slot);
 		KsRunStepError(run, cxt, &mark);
+		/* what a failed run saw its sequence hand out outlives it (checkpoint.h) */
+		if (run->failed && run->seq_seen_lost > run->def->sequence_seen)
+			KsCheckpointKeepSequenceSeen(run, run->seq_seen_lost);
+		run->seq_seen_lost = 0;
 	}
 	PG_END_TRY();
 }

@@ -750,6 +750,31 @@ $node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('lt_v'); DROP 
 DROP EXTENSION pg_stat_statements; ALTER SYSTEM RESET shared_preload_libraries; ALTER SYSTEM RESET lock_timeout;});
 $node->restart;
 
+# --- a sequence set back before the aggregation's first checkpoint: the
+# worker finds it and fails the aggregation, and a resume, a rebuild or a
+# restart finds it again (review newuser 69, F1: they loaded it with
+# nothing seen, 'running', an empty view, and sync returned at once)
+$node->safe_psql('postgres', q{CREATE TABLE sqb (id bigserial PRIMARY KEY, k int);
+INSERT INTO sqb (k) SELECT g % 3 FROM generate_series(1, 100) g;
+SELECT keyedstate.create_aggregation('sqb_v', 'SELECT k, count(*) AS n FROM sqb GROUP BY k',
+	checkpoint_interval => '1 day');});
+ks_sync($node, 'postgres', 'sqb_v', '1 min');
+$node->safe_psql('postgres', q{ALTER SEQUENCE sqb_id_seq RESTART WITH 1});
+ok(ks_wait_for($node, 'postgres', q{SELECT state = 'failed' AND error LIKE '%went backwards%' FROM keyedstate.status WHERE name = 'sqb_v'}, 30),
+	'(a sequence set back before the first checkpoint fails the aggregation)');
+for my $call ('resume', 'rebuild', 'restart')
+{
+	if ($call eq 'restart') { $node->restart; }
+	else { $node->safe_psql('postgres', qq{SELECT keyedstate.$call('sqb_v')}); }
+	my ($r, $o, $e) = $node->psql('postgres', q{SELECT keyedstate.sync('sqb_v', '30 s')});
+	like($e, qr/went backwards/, "... and after a $call it is found again: sync says so");
+}
+$node->safe_psql('postgres', q{SELECT setval('sqb_id_seq', 100); SELECT keyedstate.rebuild('sqb_v')});
+ks_sync($node, 'postgres', 'sqb_v', '1 min');
+is(ks_mismatches($node, 'postgres', 'SELECT k, n FROM sqb_v', 'SELECT k, count(*) FROM sqb GROUP BY k'), '0',
+	'... and once the sequence is moved past the rows, a rebuild is exact');
+$node->safe_psql('postgres', q{SELECT keyedstate.drop_aggregation('sqb_v'); DROP TABLE sqb});
+
 # --- after a restart, a prepared transaction holding the source keeps
 # the aggregation from loading: status says whom it waits for, and a read
 # waiting for it sleeps, not spins (review robustness2, F1: 'starting' with
