@@ -67,6 +67,7 @@ SELECT keyedstate.create_aggregation('e1', 'SELECT current_catalog AS db, count(
 SELECT keyedstate.create_aggregation('e1', 'SELECT current_schema AS s, count(*) FROM src GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT pg_catalog.current_schema() AS s, count(*) FROM src GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT current_database() AS db, count(*) FROM src GROUP BY 1');
+SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FILTER (WHERE v <> pg_backend_pid()) FROM src GROUP BY k');
 SELECT keyedstate.create_aggregation('e1', 'SELECT version() AS v, count(*) FROM src GROUP BY 1');
 SELECT keyedstate.create_aggregation('e1', 'SELECT k, count(*) FROM src WHERE table_to_xml(''src'', true, false, '''') IS NOT NULL GROUP BY k');
 -- values of the session: refused, unless a captured or custom setting

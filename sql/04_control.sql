@@ -20,6 +20,9 @@ SELECT sum(nkeys) FROM keyedstate_internal.state s JOIN keyedstate_internal.aggr
 -- read-only transaction, the calls that change an aggregation say so as
 -- PostgreSQL's own commands do, and sync and checkpoint work
 SELECT keyedstate.sync('"No Such"');
+-- a NULL timeout (or name) is an error, not a return without waiting
+SELECT keyedstate.sync('pay_totals', NULL);
+SELECT keyedstate.checkpoint(NULL);
 SELECT keyedstate.pause('public."No Such"');
 BEGIN READ ONLY;
 SELECT keyedstate.pause('pay_totals');

@@ -296,7 +296,7 @@ LANGUAGE C STRICT;
 CREATE FUNCTION keyedstate.sync(name text, timeout interval DEFAULT '1 min')
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'keyedstate_sync'
-LANGUAGE C STRICT;
+LANGUAGE C;
 
 CREATE FUNCTION keyedstate.pause(name text)
 RETURNS void
@@ -316,7 +316,7 @@ LANGUAGE C STRICT;
 CREATE FUNCTION keyedstate.checkpoint(name text, timeout interval DEFAULT '1 min')
 RETURNS void
 AS 'MODULE_PATHNAME', 'keyedstate_checkpoint'
-LANGUAGE C STRICT;
+LANGUAGE C;
 
 /*
  * Why the aggregations of this database that no worker has taken up yet

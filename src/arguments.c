@@ -83,6 +83,16 @@ KsTimeoutArgument(const Interval *iv)
 	return ms;
 }
 
+/* A NULL name or timeout is an error (see arguments.h). */
+void
+KsRequireNameAndTimeout(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0) || (PG_NARGS() > 1 && PG_ARGISNULL(1)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", PG_ARGISNULL(0) ? "name" : "timeout")));
+}
+
 /*
  * A checkpoint_interval argument: refused below a millisecond, and above a
  * day, as PostgreSQL's checkpoint_timeout (a longer one turned checkpoints

@@ -29,6 +29,12 @@ extern void KsRequireSetting(FunctionCallInfo fcinfo, int first, const char *fna
 /* The milliseconds of a timeout argument (sync, checkpoint): a negative one is an error. */
 extern int64 KsTimeoutArgument(const Interval *iv);
 
+/*
+ * Refuse a NULL name or timeout (sync, checkpoint): as STRICT functions they
+ * returned at once without waiting or checkpointing (review newuser 69, F6).
+ */
+extern void KsRequireNameAndTimeout(FunctionCallInfo fcinfo);
+
 /* Refuse a checkpoint_interval below a millisecond or above a day. */
 extern void KsCheckpointIntervalArgument(const Interval *iv);
 

@@ -217,6 +217,7 @@ keyedstate_sync(PG_FUNCTION_ARGS)
 	int64		target = PG_INT64_MIN;
 	TimestampTz deadline;
 
+	KsRequireNameAndTimeout(fcinfo);
 	KsRequireControl("keyedstate.sync()", false);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, KS_RIGHT_SELECT);
 	if (agg.def.paused)
@@ -258,6 +259,7 @@ keyedstate_checkpoint(PG_FUNCTION_ARGS)
 {
 	KsNamedAgg	agg;
 
+	KsRequireNameAndTimeout(fcinfo);
 	KsRequireControl("keyedstate.checkpoint()", false);
 	agg = KsLookupAggregation(PG_GETARG_TEXT_PP(0), AccessShareLock, KS_RIGHT_OWNER);
 	if (KsCatalogChangedHere(agg.def.id))

@@ -55,6 +55,7 @@
 #include "optimizer/optimizer.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "parser/parse_coerce.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -67,10 +68,7 @@
 /* The support functions of an aggregate that pg_aggregate names. */
 #define KS_AGG_SUPPORT_FNS	8
 
-/*
- * Whether an argument of current_setting() is a constant naming a setting
- * the aggregation captures (ks_captured_settings, or a custom one).
- */
+/* Whether an argument of current_setting() is a constant naming a captured setting (a custom one too). */
 static bool
 KsIsCapturedSettingName(Node *arg)
 {
@@ -210,7 +208,6 @@ KsIsUnpinnedFunction(Oid funcid, void *context)
 		*(Oid *) context = funcid;
 	return true;
 }
-
 
 /* Name prefixes of the built-in functions that read the catalogs. */
 static const char *const ks_catalog_readers[] = {
@@ -600,9 +597,10 @@ KsCheckPinnedWalker(Node *node, void *ctx)
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
 				 "aggregates whose support functions are volatile, read settings or depend on the current time or session",
 				 "A replay after a crash would compute another value.");
-	if (check_functions_in_node(node, KsIsUnpinnedFunction, &funcid))
+	if (check_functions_in_node(node, KsIsUnpinnedFunction, &funcid))	/* (a time bucket for a time: newuser 69, F4) */
 		KsRefuse(ERRCODE_FEATURE_NOT_SUPPORTED,
 				 psprintf("function %s, which depends on the current time or session", format_procedure(funcid)),
+				 strchr((char[]) {TYPCATEGORY_DATETIME, TYPCATEGORY_TIMESPAN, '\0'}, TypeCategory(get_func_rettype(funcid))) == NULL ? "A replay after a crash would compute another value.  Use a constant instead." :
 				 "A replay after a crash would compute another value.  Group by a time bucket of a timestamp column instead, for example date_trunc('minute', ts), and let ttl or a window (window_size) drop old ones.");
 	return expression_tree_walker(node, KsCheckPinnedWalker, ctx);
 }
