@@ -278,28 +278,40 @@ KsCheckpointUnchanged(KsAggRun *run)
 }
 
 /*
- * Set (at the checkpoint it committed last) or clear the clean-stop mark of
- * the run's row, as the worker, never waiting for the row: a backend
- * holding it leaves it as it is.  True if the mark changed.
+ * Update the run's own catalog row (its part's, or its aggregation's) as
+ * `set` says where `cond` holds, never waiting for the row: a backend
+ * holding it leaves it as it is.  $1 is the row's id, $2 `value`.  True if
+ * the row was updated.
  */
-bool
-KsCheckpointSetCleanStop(KsAggRun *run, bool clean)
+static bool
+KsUpdateRunRowNow(KsAggRun *run, const char *set, const char *cond, int64 value)
 {
 	const char *table = run->def->is_part ? "part" : "aggregation";
 	Datum		args[2];
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 
 	args[0] = Int32GetDatum(run->def->id);
-	args[1] = Int64GetDatum(run->ckpt_last_id);
-	if (SPI_execute_with_args(psprintf("UPDATE keyedstate_internal.%s SET clean_stop = %s "
+	args[1] = Int64GetDatum(value);
+	if (SPI_execute_with_args(psprintf("UPDATE keyedstate_internal.%s SET %s "
 									   "WHERE id = (SELECT id FROM keyedstate_internal.%s "
 									   "            WHERE id = $1 AND %s "
 									   "            FOR NO KEY UPDATE SKIP LOCKED)",
-									   table, clean ? "true" : "false", table,
-									   clean ? "checkpoint_id = $2" : "clean_stop"),
+									   table, set, table, cond),
 							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "keyedstate could not mark the stop of aggregation %s", run->name);
+		elog(ERROR, "keyedstate could not update the catalog row of aggregation %s", run->name);
 	return SPI_processed == 1;
+}
+
+/*
+ * Set (at the checkpoint it committed last) or clear the clean-stop mark of
+ * the run's row, as the worker, never waiting for the row.  True if the
+ * mark changed.
+ */
+bool
+KsCheckpointSetCleanStop(KsAggRun *run, bool clean)
+{
+	return KsUpdateRunRowNow(run, clean ? "clean_stop = true" : "clean_stop = false",
+							 clean ? "checkpoint_id = $2" : "clean_stop", run->ckpt_last_id);
 }
 
 /*
@@ -310,25 +322,16 @@ KsCheckpointSetCleanStop(KsAggRun *run, bool clean)
 void
 KsCheckpointKeepSequenceSeen(KsAggRun *run, int64 seen)
 {
-	const char *table = run->def->is_part ? "part" : "aggregation";
 	MemoryContext cxt = CurrentMemoryContext;
-	Datum		args[2];
-	Oid			argtypes[2] = {INT4OID, INT8OID};
 
-	args[0] = Int32GetDatum(run->def->id);
-	args[1] = Int64GetDatum(seen);
 	PG_TRY();
 	{
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		if (KsLockCatalogNow() &&
-			SPI_execute_with_args(psprintf("UPDATE keyedstate_internal.%s SET sequence_seen = $2 "
-										   "WHERE id = (SELECT id FROM keyedstate_internal.%s WHERE id = $1 AND "
-										   "            (sequence_seen IS NULL OR sequence_seen OPERATOR(pg_catalog.<) $2) "
-										   "            FOR NO KEY UPDATE SKIP LOCKED)", table, table),
-								  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not keep the sequence offset of aggregation %s", run->name);
+		if (KsLockCatalogNow())
+			(void) KsUpdateRunRowNow(run, "sequence_seen = $2",
+									 "(sequence_seen IS NULL OR sequence_seen OPERATOR(pg_catalog.<) $2)", seen);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();

@@ -161,16 +161,17 @@ KsAfterTableCommand(Node *parsetree)
 	relid = RangeVarGetRelid(stmt->relation, NoLock, true);
 	if (!OidIsValid(relid))
 		return;
+	if (get_rel_relkind(relid) == RELKIND_SEQUENCE)
+	{
+		foreach(lc, stmt->cmds)
+			if (((AlterTableCmd *) lfirst(lc))->subtype == AT_SetUnLogged)
+				KsRefuseUnloggedSequence(relid);
+		return;
+	}
 	foreach(lc, stmt->cmds)
 	{
 		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
 
-		if (get_rel_relkind(relid) == RELKIND_SEQUENCE)
-		{
-			if (cmd->subtype == AT_SetUnLogged)
-				KsRefuseUnloggedSequence(relid);
-			continue;
-		}
 		switch (cmd->subtype)
 		{
 			case AT_AttachPartition:
